@@ -1,0 +1,30 @@
+"""Read-only questions about the catalogue in force, shared by the loader and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from fest import schema
+
+
+def version_in_force(conn: Connection) -> dict[str, Any] | None:
+    """The newest committed catalogue version, or None before the first import."""
+    row = (
+        conn.execute(select(schema.fest_version).order_by(schema.fest_version.c.id.desc()).limit(1))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row is not None else None
+
+
+def active_counts(conn: Connection) -> dict[str, int]:
+    """Entries in force per counted catalogue kind (every key present, zero when empty)."""
+    entry = schema.fest_entry
+    found = dict(
+        conn.execute(
+            select(entry.c.kind, func.count()).where(entry.c.valid_to.is_(None)).group_by(entry.c.kind)
+        ).all()
+    )
+    return {kind: int(found.get(kind, 0)) for kind in schema.COUNTED_KINDS}
