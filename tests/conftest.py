@@ -1,0 +1,98 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when configured) and reference data.
+
+PostgreSQL tests run when ``MEDLOOP_TEST_POSTGRES_URL`` points at a server; each test gets
+a database of its own, created and dropped here.  With ``MEDLOOP_REQUIRE_POSTGRES=1`` (CI)
+an unreachable server fails those tests, and a run in which no PostgreSQL test passed
+fails as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from medloop.store.db import make_engine, normalise_url
+from medloop.store.migrate import upgrade
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REAL_EXTRACT = SHARED / "reference" / "fest" / "fest-extract-2017.xml.gz"
+XSD_DIR = SHARED / "reference" / "xsd" / "eresept"
+DEMO = REPO / "seeds" / "demo-fest.xml"
+
+POSTGRES_URL = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("MEDLOOP_REQUIRE_POSTGRES") == "1"
+_postgres_passed = 0
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    global _postgres_passed
+    if report.when == "call" and report.passed and "postgres" in report.keywords:
+        _postgres_passed += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REQUIRE_POSTGRES and _postgres_passed == 0 and session.testscollected and not session.config.option.collectonly:
+        print("\nMEDLOOP_REQUIRE_POSTGRES=1 but no PostgreSQL test passed")
+        session.exitstatus = 1
+
+
+def real_extract() -> Path:
+    if not REAL_EXTRACT.exists():
+        pytest.skip("the real FEST extract in ../shared/reference/fest is not here")
+    return REAL_EXTRACT
+
+
+def xsd_dir() -> Path:
+    if not XSD_DIR.is_dir():
+        pytest.skip("the official XSDs in ../shared/reference/xsd are not here")
+    return XSD_DIR
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'medloop.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("MEDLOOP_REQUIRE_POSTGRES=1 but MEDLOOP_TEST_POSTGRES_URL is not set")
+        pytest.skip("MEDLOOP_TEST_POSTGRES_URL not set")
+    admin_url = normalise_url(POSTGRES_URL)
+    name = f"medloop_t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unusable: {exc}")
+        pytest.skip(f"PostgreSQL unusable: {exc}")
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def engine(db_url: str):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
