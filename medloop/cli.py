@@ -36,6 +36,11 @@ EXIT_BAD_INPUT = 1
 EXIT_REFUSED = 3
 
 
+def _stderr(message: str) -> None:
+    """Errors and warnings go to stderr unwrapped, so they can be read by tools."""
+    typer.echo(message, err=True)
+
+
 def _engine(db: str | None):
     from medloop.store.db import make_engine
     from medloop.store.migrate import upgrade
@@ -96,13 +101,13 @@ def fest_import(
                 engine, path, incremental=incremental, allow_shrink=allow_shrink, allow_older=allow_older
             )
     except FestFormatError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except FestImportRejected as exc:
-        err.print(f"[red]refused:[/red] {exc}", highlight=False)
+        _stderr(f"refused: {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
     for warning in result.warnings:
-        err.print(f"warning: {warning}", highlight=False)
+        _stderr(f"warning: {warning}")
     if as_json:
         print(json.dumps(result.as_json()))
         return
@@ -147,7 +152,7 @@ def fest_stats(
         if as_json:
             print(json.dumps({"version": None, "hentet_dato": None, "counts": counts}))
         else:
-            err.print("No catalogue imported yet: run `medloop fest import PATH`.")
+            _stderr("No catalogue imported yet: run `medloop fest import PATH`.")
         raise typer.Exit(EXIT_BAD_INPUT)
     if as_json:
         print(json.dumps({"version": current["id"], "hentet_dato": current["hentet_dato"], "counts": counts}))
@@ -171,7 +176,7 @@ def fest_synth(
     from fest.synth import write_synthetic
 
     if scale <= 0:
-        err.print("error: --scale must be positive")
+        _stderr("error: --scale must be positive")
         raise typer.Exit(EXIT_BAD_INPUT)
     counts = write_synthetic(out_path, scale=scale, seed=seed)
     out.print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB)")
@@ -193,15 +198,15 @@ def fest_validate(
     try:
         errors = validate_file(path, directory)
     except SchemaNotFound as exc:
-        err.print(f"error: {exc}")
+        _stderr(f"error: {exc}")
         raise typer.Exit(2) from None
     except FestFormatError as exc:
-        err.print(f"error: {exc}", highlight=False)
+        _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if errors:
         for error in errors:
-            err.print(str(error), highlight=False)
-        err.print(f"{path}: {len(errors)} schema violation(s)")
+            _stderr(str(error))
+        _stderr(f"{path}: {len(errors)} schema violation(s)")
         raise typer.Exit(EXIT_BAD_INPUT)
     out.print(f"{path}: valid against the FEST M30 schema")
 
@@ -216,7 +221,7 @@ def demo(db: DbOption = None) -> None:
     try:
         result = import_catalogue(engine, settings.demo_catalogue, allow_shrink=True, allow_older=True)
     except (FestFormatError, FestImportRejected) as exc:
-        err.print(f"error: {exc}", highlight=False)
+        _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     state = "already in force" if result.unchanged else "imported"
     out.print(
