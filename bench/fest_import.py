@@ -1,0 +1,103 @@
+"""Benchmark: FEST import speed and memory against a bare lxml pass over the same file.
+
+Generates (once) a scale-1.0 synthetic catalogue, then measures, each as the median of
+--runs runs in fresh subprocesses:
+  (a) a bare lxml ``iterparse`` pass that touches (and clears) every element;
+  (b) the full import into a fresh SQLite database, with the import's peak RSS;
+  (c) re-importing the same file into that database (detected as already in force).
+Prints one JSON object.  Targets (issue #2): ratio (b)/(a) <= 3.0, peak RSS <= 250 MB,
+re-import <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+BARE_PASS = """
+import resource, sys, time
+from lxml import etree
+started = time.perf_counter()
+elements = 0
+for _, elem in etree.iterparse(sys.argv[1], events=("end",)):
+    elements += 1
+    elem.clear(keep_tail=False)
+print(time.perf_counter() - started, elements, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+IMPORT = """
+import resource, sys, time
+from fest.loader import import_catalogue
+from medloop.store.db import make_engine
+from medloop.store.migrate import upgrade
+engine = make_engine(sys.argv[2])
+upgrade(engine)
+started = time.perf_counter()
+result = import_catalogue(engine, sys.argv[1])
+print(time.perf_counter() - started, int(result.unchanged), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def run(code: str, *args: str) -> list[float]:
+    output = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True
+    ).stdout
+    return [float(x) for x in output.split()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from fest.synth import write_synthetic
+
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"synth-scale{args.scale}-seed{args.seed}.xml"
+    counts_file = path.with_suffix(".counts.json")
+    if not path.exists() or not counts_file.exists():
+        counts_file.write_text(json.dumps(write_synthetic(path, scale=args.scale, seed=args.seed)))
+
+    bare, imports, rss, reimports = [], [], [], []
+    for _ in range(args.runs):
+        bare.append(run(BARE_PASS, str(path))[0])
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/bench.db"
+            seconds, unchanged, maxrss_kb = run(IMPORT, str(path), url)
+            assert not unchanged
+            imports.append(seconds)
+            rss.append(maxrss_kb / 1024)
+            seconds, unchanged, _ = run(IMPORT, str(path), url)
+            assert unchanged
+            reimports.append(seconds)
+    bare_s, import_s = statistics.median(bare), statistics.median(imports)
+    print(
+        json.dumps(
+            {
+                "file": path.name,
+                "file_mb": round(path.stat().st_size / 1e6, 1),
+                "counts": json.loads(counts_file.read_text()),
+                "runs": args.runs,
+                "bare_iterparse_seconds": round(bare_s, 2),
+                "import_seconds": round(import_s, 2),
+                "ratio": round(import_s / bare_s, 2),
+                "import_peak_rss_mb": round(max(rss), 1),
+                "reimport_seconds": round(statistics.median(reimports), 3),
+                "targets": {"ratio": 3.0, "import_peak_rss_mb": 250, "reimport_seconds": 1.0},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
