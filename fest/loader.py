@@ -14,16 +14,18 @@ that an ``A`` of the same file already superseded is a no-op.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
+from sqlalchemy import JSON, Connection, Date, Engine, bindparam, func, select, text, update
 
 from fest import schema
 from fest.errors import FestFormatError, FestImportRejected
@@ -63,21 +65,39 @@ class ImportResult:
 
 
 class _Writer:
-    """Buffers rows per table and writes them in batches, parents first."""
+    """Buffers rows per table and writes them in batches, parents first.
+
+    Rows go to the driver's ``executemany`` as tuples, with JSON and dates already
+    serialised: SQLAlchemy's per-row parameter processing would cost more than parsing.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.buffers: dict[Any, list[dict[str, Any]]] = {}
-        self.columns: dict[Any, tuple[str, ...]] = {}
+        self.buffers: dict[Any, list[tuple]] = {}
+        self.plans: dict[Any, tuple[str, tuple[tuple[str, Callable | None], ...]]] = {}
         self.pending = 0
         self.closing: list[dict[str, int]] = []
 
+    def _plan(self, table: Any) -> tuple[str, tuple[tuple[str, Callable | None], ...]]:
+        quote = self.conn.dialect.identifier_preparer.quote
+        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        columns = list(table.columns)
+        sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
+            f"VALUES ({', '.join([marker] * len(columns))})"
+        )
+        plan = sql, tuple((c.name, _serialiser(c.type)) for c in columns)
+        self.plans[table] = plan
+        return plan
+
     def add(self, table: Any, row: dict[str, Any]) -> None:
-        # executemany needs every row of a batch to carry the same keys.
-        columns = self.columns.get(table)
-        if columns is None:
-            columns = self.columns[table] = tuple(c.name for c in table.columns)
-        self.buffers.setdefault(table, []).append({c: row.get(c) for c in columns})
+        _, columns = self.plans.get(table) or self._plan(table)
+        self.buffers.setdefault(table, []).append(
+            tuple(
+                row.get(name) if serialise is None or row.get(name) is None else serialise(row[name])
+                for name, serialise in columns
+            )
+        )
         self.pending += 1
         if self.pending >= _FLUSH_ROWS:
             self.flush()
@@ -88,10 +108,10 @@ class _Writer:
     def flush(self) -> None:
         entries = self.buffers.pop(schema.fest_entry, None)
         if entries:
-            self.conn.execute(schema.fest_entry.insert(), entries)
+            self.conn.exec_driver_sql(self.plans[schema.fest_entry][0], entries)
         for table, rows in self.buffers.items():
             if rows:
-                self.conn.execute(table.insert(), rows)
+                self.conn.exec_driver_sql(self.plans[table][0], rows)
         self.buffers.clear()
         self.pending = 0
 
@@ -104,6 +124,14 @@ class _Writer:
             )
             self.conn.execute(statement, self.closing)
             self.closing = []
+
+
+def _serialiser(column_type: Any) -> Callable | None:
+    if isinstance(column_type, JSON):
+        return partial(json.dumps, ensure_ascii=False)
+    if isinstance(column_type, Date):
+        return date.isoformat
+    return None
 
 
 def import_catalogue(

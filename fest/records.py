@@ -39,11 +39,21 @@ class Extracted:
     refs: list[Ref] = field(default_factory=list)
 
 
-def _children(el: etree._Element):
+_LOCAL_NAMES: dict[str, str] = {}
+
+
+def _children(el: etree._Element) -> list[tuple[str, etree._Element]]:
+    """(local name, element) of the element children, comments and PIs skipped."""
+    out = []
     for child in el:
         tag = child.tag
-        if isinstance(tag, str):
-            yield tag[tag.rfind("}") + 1 :], child
+        name = _LOCAL_NAMES.get(tag)
+        if name is None:
+            if not isinstance(tag, str):
+                continue
+            name = _LOCAL_NAMES[tag] = tag[tag.rfind("}") + 1 :]
+        out.append((name, child))
+    return out
 
 
 def _text(el: etree._Element) -> str:
