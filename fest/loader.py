@@ -31,7 +31,7 @@ from fest import schema
 from fest.errors import FestFormatError, FestImportRejected
 from fest.parser import content_sha256, iter_entries, read_header
 from fest.queries import active_counts, version_in_force
-from fest.records import RecordError, extract
+from fest.records import FULLY_TYPED, RecordError, extract
 
 #: A full file may not shrink a catalogue below this share of what is in force ...
 SHRINK_FLOOR = 0.8
@@ -74,30 +74,34 @@ class _Writer:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.buffers: dict[Any, list[tuple]] = {}
-        self.plans: dict[Any, tuple[str, tuple[tuple[str, Callable | None], ...]]] = {}
+        self.plans: dict[Any, tuple[str, tuple[str, ...], tuple[tuple[int, Callable], ...]]] = {}
         self.pending = 0
         self.closing: list[dict[str, int]] = []
 
-    def _plan(self, table: Any) -> tuple[str, tuple[tuple[str, Callable | None], ...]]:
+    def _plan(self, table: Any) -> tuple[str, tuple[str, ...], tuple[tuple[int, Callable], ...]]:
         quote = self.conn.dialect.identifier_preparer.quote
         marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
-        columns = list(table.columns)
+        names = tuple(c.name for c in table.columns)
         sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
-            f"VALUES ({', '.join([marker] * len(columns))})"
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+            f"VALUES ({', '.join([marker] * len(names))})"
         )
-        plan = sql, tuple((c.name, _serialiser(c.type)) for c in columns)
+        serialisers = tuple(
+            (i, serialise)
+            for i, c in enumerate(table.columns)
+            if (serialise := _serialiser(c.type)) is not None
+        )
+        plan = sql, names, serialisers
         self.plans[table] = plan
         return plan
 
     def add(self, table: Any, row: dict[str, Any]) -> None:
-        _, columns = self.plans.get(table) or self._plan(table)
-        self.buffers.setdefault(table, []).append(
-            tuple(
-                row.get(name) if serialise is None or row.get(name) is None else serialise(row[name])
-                for name, serialise in columns
-            )
-        )
+        _, names, serialisers = self.plans.get(table) or self._plan(table)
+        values = list(map(row.get, names))
+        for index, serialise in serialisers:
+            if values[index] is not None:
+                values[index] = serialise(values[index])
+        self.buffers.setdefault(table, []).append(tuple(values))
         self.pending += 1
         if self.pending >= _FLUSH_ROWS:
             self.flush()
@@ -110,9 +114,8 @@ class _Writer:
         if entries:
             self.conn.exec_driver_sql(self.plans[schema.fest_entry][0], entries)
         for table, rows in self.buffers.items():
-            if rows:
-                self.conn.exec_driver_sql(self.plans[table][0], rows)
-        self.buffers.clear()
+            self.conn.exec_driver_sql(self.plans[table][0], rows)
+        self.buffers = {}
         self.pending = 0
 
     def apply_closings(self, version: int) -> None:
@@ -282,7 +285,12 @@ class _Run:
         self.by_key[key] = (pk, raw.entry_id)
         self.by_entry_id[raw.entry_id] = (pk, record.kind, record.domain_id)
         self.seen.add(pk)
-        payload = "".join(etree.tostring(el, encoding="unicode") for el in raw.payload)
+        if record.kind in FULLY_TYPED:
+            payload = None
+        elif len(raw.payload) == 1:
+            payload = etree.tostring(raw.payload[0], encoding="unicode")
+        else:
+            payload = "".join(etree.tostring(el, encoding="unicode") for el in raw.payload)
         self.writer.add(
             schema.fest_entry,
             {

@@ -24,6 +24,9 @@ from sqlalchemy import Table
 from fest import schema
 
 Row = dict[str, Any]
+
+#: Kinds whose typed rows carry every element of the payload: their raw XML is not kept.
+FULLY_TYPED = frozenset({"Interaksjon", "InteraksjonIkkeVurdert", "VirkestoffMedStyrke", "Byttegruppe", "Vilkar"})
 Ref = tuple[str, int, str, str]  # field, position, target kind, target domain id
 
 
@@ -183,9 +186,9 @@ def _price(el: etree._Element) -> Row:
             row["price"] = _float(child.get("V"), "Pris")
             row["currency"] = child.get("U")
         elif name == "GyldigFraDato":
-            row["valid_from"] = _date(child.text)
+            row["valid_from"] = _text(child)
         elif name == "GyldigTilDato":
-            row["valid_to"] = _date(child.text)
+            row["valid_to"] = _text(child)
     return row
 
 
@@ -298,11 +301,11 @@ def _drug(kind: str, el: etree._Element, out: Extracted) -> None:
         refunds=refunds or None,
         prescription_validity=validity or None,
         marketing=marketing or None,
+        prices=prices or None,
     )
     out.rows.append((schema.fest_drug, row))
     out.rows.extend((schema.fest_package_ean, {"ean": ean}) for ean in eans)
     out.rows.extend((schema.fest_package_info, info) for info in infos)
-    out.rows.extend((schema.fest_price, price) for price in prices)
 
 
 # --- substances
@@ -366,8 +369,7 @@ def _strength(el: etree._Element, out: Extracted) -> None:
 
 
 def _interaction(el: etree._Element, out: Extracted) -> None:
-    row: Row = {"display_rules": [], "references": []}
-    group_position = 0
+    row: Row = {"display_rules": [], "references": [], "groups": []}
     for name, child in _children(el):
         if name == "Id":
             out.domain_id = _text(child)
@@ -396,25 +398,23 @@ def _interaction(el: etree._Element, out: Extracted) -> None:
                     ref["link"] = grandchild.get("V")
             row["references"].append(ref)
         elif name == "Substansgruppe":
-            _substance_group(child, out, group_position)
-            group_position += 1
+            row["groups"].append(_substance_group(child, out, len(row["groups"])))
     if not out.domain_id:
         raise RecordError("Interaksjon without Id")
     if row.get("relevance") is None:
         raise RecordError(f"Interaksjon {out.domain_id} without Relevans")
     row.setdefault("consequence", "")
     row["domain_id"] = out.domain_id
-    out.rows.insert(0, (schema.fest_interaction, row))
+    out.rows.append((schema.fest_interaction, row))
 
 
-def _substance_group(el: etree._Element, out: Extracted, group_position: int) -> None:
-    group_name = None
-    position = 0
+def _substance_group(el: etree._Element, out: Extracted, group_position: int) -> dict:
+    group: dict = {"name": None, "members": []}
     for name, child in _children(el):
         if name == "Navn":
-            group_name = _text(child)
+            group["name"] = _text(child)
         elif name == "Substans":
-            member: Row = {"group_position": group_position, "position": position, "substance_ids": []}
+            member: dict = {"name": None, "atc": None, "atc_name": None, "substance_ids": []}
             for sub, grandchild in _children(child):
                 if sub == "Substans":
                     member["name"] = _text(grandchild)
@@ -424,11 +424,8 @@ def _substance_group(el: etree._Element, out: Extracted, group_position: int) ->
                 elif sub == "RefVirkestoff":
                     member["substance_ids"].append(_text(grandchild))
                     out.refs.append(("Substans/RefVirkestoff", group_position, "Virkestoff", _text(grandchild)))
-            out.rows.append((schema.fest_interaction_member, member))
-            position += 1
-    for table, member in out.rows:
-        if table is schema.fest_interaction_member and member["group_position"] == group_position:
-            member["group_name"] = group_name
+            group["members"].append(member)
+    return group
 
 
 def _not_assessed(el: etree._Element, out: Extracted) -> None:

@@ -9,7 +9,8 @@ those with ``valid_from <= N`` and ``valid_to`` NULL or ``> N``.
 Typed tables hang off ``fest_entry.id`` (the ``entry`` column).  Every cross-reference
 of every payload is also written to ``fest_ref`` so that all references can be resolved
 (and unresolvable ones counted) with one query.  The raw payload XML is kept per row for
-everything the typed columns do not carry.
+everything the typed columns do not carry (NULL for the kinds in
+:data:`fest.records.FULLY_TYPED`, whose typed rows carry every element).
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ fest_drug = Table(
     Column("varenr", String(16), index=True),  # Legemiddelpakning
     Column("storage", String(4)),  # Oppbevaring
     Column("marketing", JSON),  # Markedsforingsinfo
+    Column("prices", JSON),  # PrisVare [{type_code, type_name, price, currency, valid_from, valid_to}]
     Column("lmr_number", String(16)),  # Legemiddeldose/LmrLopenr
     Column("amount_value", Float),  # Legemiddeldose/Mengde
     Column("amount_unit", String(16)),
@@ -168,18 +170,6 @@ fest_package_ean = Table(
     metadata,
     _entry_ref(),
     Column("ean", String(20), nullable=False, index=True),
-)
-
-fest_price = Table(
-    "fest_price",
-    metadata,
-    _entry_ref(),
-    Column("type_code", String(8), nullable=False),
-    Column("type_name", String(60)),
-    Column("price", Float, nullable=False),
-    Column("currency", String(8)),
-    Column("valid_from", Date),
-    Column("valid_to", Date),
 )
 
 fest_substance = Table(  # Virkestoff
@@ -226,19 +216,8 @@ fest_interaction = Table(
     Column("handling", Text),  # Handtering
     Column("display_rules", JSON),  # Visningsregel
     Column("references", JSON),  # Referanse [{source, link}]
-)
-
-fest_interaction_member = Table(
-    "fest_interaction_member",
-    metadata,
-    _entry_ref(),
-    Column("group_position", Integer, nullable=False),
-    Column("group_name", String(300)),
-    Column("position", Integer, nullable=False),
-    Column("name", String(300)),
-    Column("atc", String(16), index=True),
-    Column("atc_name", String(300)),
-    Column("substance_ids", JSON, nullable=False),  # RefVirkestoff
+    # Substansgruppe: [{name, members: [{name, atc, atc_name, substance_ids}]}]
+    Column("groups", JSON, nullable=False),
 )
 
 fest_not_assessed = Table(  # InteraksjonIkkeVurdert

@@ -204,17 +204,7 @@ def _info(conn: Connection, version: int | None) -> CatalogueInfo:
 
 
 def _interactions(conn: Connection, live) -> tuple[Interaction, ...]:
-    entry, member = schema.fest_entry, schema.fest_interaction_member
-    members: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
-    names: dict[tuple[int, int], str | None] = {}
-    for r in conn.execute(
-        select(member).join(entry, entry.c.id == member.c.entry).where(live).order_by(member.c.entry, member.c.group_position, member.c.position)
-    ):
-        names[(r.entry, r.group_position)] = r.group_name
-        members[r.entry][r.group_position].append(
-            InteractionMember(name=r.name, atc=r.atc, substance_ids=tuple(r.substance_ids or ()))
-        )
-    table = schema.fest_interaction
+    entry, table = schema.fest_entry, schema.fest_interaction
     return tuple(
         Interaction(
             id=r.domain_id,
@@ -228,8 +218,14 @@ def _interactions(conn: Connection, live) -> tuple[Interaction, ...]:
             display_rules=_codes(r.display_rules),
             references=tuple((ref.get("source") or "", ref.get("link")) for ref in r.references or ()),
             groups=tuple(
-                InteractionGroup(name=names[(r.entry, position)], members=tuple(group))
-                for position, group in sorted(members[r.entry].items())
+                InteractionGroup(
+                    name=group.get("name"),
+                    members=tuple(
+                        InteractionMember(name=m.get("name"), atc=m.get("atc"), substance_ids=tuple(m.get("substance_ids") or ()))
+                        for m in group.get("members", ())
+                    ),
+                )
+                for group in r.groups
             ),
         )
         for r in conn.execute(select(table).join(entry, entry.c.id == table.c.entry).where(live))

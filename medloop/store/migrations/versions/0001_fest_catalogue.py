@@ -139,6 +139,7 @@ def upgrade() -> None:
     sa.Column('varenr', sa.String(length=16), nullable=True),
     sa.Column('storage', sa.String(length=4), nullable=True),
     sa.Column('marketing', sa.JSON(), nullable=True),
+    sa.Column('prices', sa.JSON(), nullable=True),
     sa.Column('lmr_number', sa.String(length=16), nullable=True),
     sa.Column('amount_value', sa.Float(), nullable=True),
     sa.Column('amount_unit', sa.String(length=16), nullable=True),
@@ -164,26 +165,12 @@ def upgrade() -> None:
     sa.Column('handling', sa.Text(), nullable=True),
     sa.Column('display_rules', sa.JSON(), nullable=True),
     sa.Column('references', sa.JSON(), nullable=True),
+    sa.Column('groups', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['entry'], ['fest_entry.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('entry')
     )
     with op.batch_alter_table('fest_interaction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_fest_interaction_domain_id'), ['domain_id'], unique=False)
-
-    op.create_table('fest_interaction_member',
-    sa.Column('entry', sa.Integer(), nullable=False),
-    sa.Column('group_position', sa.Integer(), nullable=False),
-    sa.Column('group_name', sa.String(length=300), nullable=True),
-    sa.Column('position', sa.Integer(), nullable=False),
-    sa.Column('name', sa.String(length=300), nullable=True),
-    sa.Column('atc', sa.String(length=16), nullable=True),
-    sa.Column('atc_name', sa.String(length=300), nullable=True),
-    sa.Column('substance_ids', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['entry'], ['fest_entry.id'], ondelete='CASCADE')
-    )
-    with op.batch_alter_table('fest_interaction_member', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_fest_interaction_member_atc'), ['atc'], unique=False)
-        batch_op.create_index(batch_op.f('ix_fest_interaction_member_entry'), ['entry'], unique=False)
 
     op.create_table('fest_not_assessed',
     sa.Column('entry', sa.Integer(), nullable=False),
@@ -237,19 +224,6 @@ def upgrade() -> None:
     with op.batch_alter_table('fest_package_info', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_fest_package_info_entry'), ['entry'], unique=False)
         batch_op.create_index(batch_op.f('ix_fest_package_info_product_id'), ['product_id'], unique=False)
-
-    op.create_table('fest_price',
-    sa.Column('entry', sa.Integer(), nullable=False),
-    sa.Column('type_code', sa.String(length=8), nullable=False),
-    sa.Column('type_name', sa.String(length=60), nullable=True),
-    sa.Column('price', sa.Float(), nullable=False),
-    sa.Column('currency', sa.String(length=8), nullable=True),
-    sa.Column('valid_from', sa.Date(), nullable=True),
-    sa.Column('valid_to', sa.Date(), nullable=True),
-    sa.ForeignKeyConstraint(['entry'], ['fest_entry.id'], ondelete='CASCADE')
-    )
-    with op.batch_alter_table('fest_price', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_fest_price_entry'), ['entry'], unique=False)
 
     op.create_table('fest_ref',
     sa.Column('entry', sa.Integer(), nullable=False),
@@ -377,10 +351,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_fest_ref_entry'))
 
     op.drop_table('fest_ref')
-    with op.batch_alter_table('fest_price', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_fest_price_entry'))
-
-    op.drop_table('fest_price')
     with op.batch_alter_table('fest_package_info', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_fest_package_info_product_id'))
         batch_op.drop_index(batch_op.f('ix_fest_package_info_entry'))
@@ -396,11 +366,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_fest_not_assessed_atc'))
 
     op.drop_table('fest_not_assessed')
-    with op.batch_alter_table('fest_interaction_member', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_fest_interaction_member_entry'))
-        batch_op.drop_index(batch_op.f('ix_fest_interaction_member_atc'))
-
-    op.drop_table('fest_interaction_member')
     with op.batch_alter_table('fest_interaction', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_fest_interaction_domain_id'))
 
