@@ -1,0 +1,251 @@
+"""The ``Alert`` every check returns: kind, severity, the entries involved, a one-line summary,
+structured detail per kind, and provenance.
+
+An alert maps 1:1 onto an HL7 CDS Hooks card: ``summary`` → ``summary``, ``severity`` →
+``indicator`` (``avoid`` critical, ``precautions`` warning, otherwise info), ``source`` →
+``source``, ``detail`` → ``detail``; ``key`` identifies the alert for acknowledgement
+(FEST implementation guide §8.3: a handled alert does not re-appear for the same patient).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+SUMMARY_LENGTH = 140
+
+
+class Kind(StrEnum):
+    INTERACTION = "interaction"
+    DUPLICATE = "duplicate"
+    DOSE = "dose"
+    DOSE_NOT_CHECKED = "dose-not-checked"
+    ALLERGY = "allergy"
+    NOTICE = "notice"
+    NOT_ASSESSED = "not-assessed"
+
+
+class Severity(StrEnum):
+    """``avoid`` interrupts and needs an override; ``no-action`` is shown only on request."""
+
+    AVOID = "avoid"
+    PRECAUTIONS = "precautions"
+    INFO = "info"
+    NO_ACTION = "no-action"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Source(_Model):
+    """Provenance: the catalogue version the alert was made with, and the FEST record (by its
+    FEST id) or our rule (by its rule id) behind it."""
+
+    catalogue_version: int
+    hentet_dato: str
+    fest_id: str | None = None
+    rule_id: str | None = None
+
+
+class Reference(_Model):
+    text: str
+    url: str | None = None
+
+
+class Handling(_Model):
+    """``Handtering`` split into its paragraphs; ``other`` holds text before any known prefix."""
+
+    dose_adjustment: str | None = None
+    administration: str | None = None
+    monitoring: str | None = None
+    alternatives: str | None = None
+    other: str | None = None
+
+
+class Match(_Model):
+    """How one entry met one side of an interaction: the group and the key (ATC code or
+    substance id) it matched through."""
+
+    medication: str
+    group: str | None
+    via: str
+
+
+class InteractionDetail(_Model):
+    kind: Literal["interaction"] = "interaction"
+    interaction_id: str
+    relevance: int
+    situation: str | None
+    consequence: str
+    mechanism: str | None
+    source_basis: str | None
+    handling: Handling
+    display_rules: tuple[str, ...]
+    references: tuple[Reference, ...]
+    matches: tuple[Match, ...]
+
+    @property
+    def record(self) -> str:
+        return self.interaction_id
+
+
+DuplicateReason = Literal["same-substance", "same-substitution-group", "same-atc-level4"]
+
+
+class DuplicateDetail(_Model):
+    kind: Literal["duplicate"] = "duplicate"
+    reasons: tuple[DuplicateReason, ...]
+    atc_codes: tuple[str, ...]
+    substance_ids: tuple[str, ...]
+    substitution_group_ids: tuple[str, ...]
+
+    @property
+    def record(self) -> str:
+        return f"duplicate:{self.reasons[0]}"
+
+
+class Contribution(_Model):
+    medication: str
+    amount: float
+
+
+DoseMeasure = Literal["single", "daily", "weekly", "schedule"]
+
+
+class DoseDetail(_Model):
+    """A dose above a limit. For ``schedule`` the amounts are dosing days per week."""
+
+    kind: Literal["dose"] = "dose"
+    measure: DoseMeasure
+    substance: str
+    atc: str
+    amount: float
+    limit: str
+    limit_amount: float
+    unit: str
+    contributions: tuple[Contribution, ...]
+    weight_kg: float | None
+    rule_id: str
+    citation: str
+    url: str | None
+    note: str | None
+
+    @property
+    def record(self) -> str:
+        return f"{self.rule_id}:{self.measure}"
+
+
+class DoseNotCheckedDetail(_Model):
+    kind: Literal["dose-not-checked"] = "dose-not-checked"
+    substance: str
+    atc: str
+    reason_code: str
+    reason: str
+    rule_id: str
+
+    @property
+    def record(self) -> str:
+        return f"{self.rule_id}:{self.reason_code}"
+
+
+class AllergyDetail(_Model):
+    kind: Literal["allergy"] = "allergy"
+    allergen: str
+    allergen_kind: Literal["atc", "substance"]
+    label: str | None
+    via: str
+
+    @property
+    def record(self) -> str:
+        return f"allergy:{self.allergen}"
+
+
+class NoticeDetail(_Model):
+    kind: Literal["notice"] = "notice"
+    notice_id: str
+    type_code: str
+    type_name: str | None
+    headline: str
+    text: str | None
+    link: str | None
+    from_date: date | None
+
+    @property
+    def record(self) -> str:
+        return self.notice_id
+
+
+class NotAssessedDetail(_Model):
+    kind: Literal["not-assessed"] = "not-assessed"
+    atc: str
+    name: str | None
+    drug_atc: str
+
+    @property
+    def record(self) -> str:
+        return f"not-assessed:{self.atc}"
+
+
+Detail = Annotated[
+    InteractionDetail
+    | DuplicateDetail
+    | DoseDetail
+    | DoseNotCheckedDetail
+    | AllergyDetail
+    | NoticeDetail
+    | NotAssessedDetail,
+    Field(discriminator="kind"),
+]
+
+_OVERRIDE_KINDS = frozenset({Kind.ALLERGY, Kind.DOSE})
+
+
+class Alert(BaseModel):
+    """One finding of decision support about one or more list entries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    severity: Severity
+    medications: tuple[str, ...]
+    summary: str = Field(max_length=SUMMARY_LENGTH)
+    detail: Detail
+    source: Source
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kind(self) -> Kind:
+        return Kind(self.detail.kind)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def requires_override(self) -> bool:
+        """Avoid-tier interactions, allergies and doses above a limit need a reasoned override."""
+        return self.severity is Severity.AVOID or self.kind in _OVERRIDE_KINDS
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def key(self) -> str:
+        """Stable identity: kind, FEST record or rule, and the entries involved (sorted)."""
+        return f"{self.kind}/{self.detail.record}/{','.join(sorted(self.medications))}"
+
+
+_KIND_ORDER = {kind: index for index, kind in enumerate(Kind)}
+
+
+def sort_key(alert: Alert) -> tuple[int, int, str]:
+    """Most severe first; then by kind and key, so the order never depends on input order."""
+    return (alert.severity.rank, _KIND_ORDER[alert.kind], alert.key)
+
+
+def shorten(text: str, limit: int = SUMMARY_LENGTH) -> str:
+    """``text`` on one line, cut with an ellipsis to at most ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

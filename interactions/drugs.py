@@ -1,0 +1,77 @@
+"""A drug reference resolved against one catalogue version: the description checks work on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ReferenceKind(StrEnum):
+    """What a resolved drug was resolved from."""
+
+    PACKAGE = "package"
+    PRODUCT = "product"
+    GENERIC_GROUP = "generic-group"
+    DOSE_UNIT = "dose-unit"
+    SUBSTANCE = "substance"
+    ATC = "atc"
+
+
+class UnknownReference(LookupError):
+    """A drug reference that is not in this catalogue version."""
+
+    def __init__(self, kind: str, value: str, reason: str = "is not in the catalogue") -> None:
+        super().__init__(f"{kind} {value!r} {reason}")
+        self.kind = kind
+        self.value = value
+
+
+class AmbiguousReference(UnknownReference):
+    """A varenr shared by several packages (parallel imports): resolve by package id instead."""
+
+    def __init__(self, kind: str, value: str, candidates: tuple[str, ...]) -> None:
+        super().__init__(kind, value, f"names several packages: {', '.join(candidates)}")
+        self.candidates = candidates
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedStrength:
+    """One component's strength; ``atc`` is the component's ATC code where known."""
+
+    strength_id: str
+    substance_id: str
+    substance_name: str | None
+    atc: str | None
+    value: float
+    unit: str
+    denominator_value: float | None
+    denominator_unit: str | None
+    operator: str | None
+    upper_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedDrug:
+    """A catalogue drug reference resolved to what checks need.
+
+    ``atc_codes`` holds the drug's own code first, then each component's; ``substance_ids`` are the
+    substances named by the drug, ``parent_substance_ids`` the moieties above them.
+    """
+
+    reference_kind: ReferenceKind
+    reference_id: str
+    name: str
+    atc: str | None = None
+    atc_codes: tuple[str, ...] = ()
+    substance_ids: tuple[str, ...] = ()
+    parent_substance_ids: tuple[str, ...] = ()
+    strengths: tuple[ResolvedStrength, ...] = ()
+    product_ids: tuple[str, ...] = ()
+    package_ids: tuple[str, ...] = ()
+    generic_group_ids: tuple[str, ...] = ()
+    substitution_group_ids: tuple[str, ...] = ()
+    form_code: str | None = None
+    form_name: str | None = None
+    route_codes: tuple[str, ...] = ()
+    dose_unit_codes: tuple[str, ...] = ()
+    prescription_group: str | None = None

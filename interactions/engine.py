@@ -1,0 +1,48 @@
+"""``check``: run every check over a medication list and return the alerts to show."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from interactions.alerts import Alert, sort_key
+from interactions.checks.allergy import allergy_alerts
+from interactions.checks.context import CheckContext
+from interactions.checks.dose import dose_alerts
+from interactions.checks.duplicate import duplicate_alerts
+from interactions.checks.interaction import interaction_alerts
+from interactions.checks.not_assessed import not_assessed_alerts
+from interactions.checks.notice import notice_alerts
+from interactions.knowledge import Knowledge
+from interactions.medication import HandledAlert, Medication, Patient
+
+_CHECKS = (
+    interaction_alerts,
+    duplicate_alerts,
+    dose_alerts,
+    allergy_alerts,
+    notice_alerts,
+    not_assessed_alerts,
+)
+
+
+def check(
+    knowledge: Knowledge,
+    medications: Iterable[Medication],
+    patient: Patient | None = None,
+    handled: Iterable[HandledAlert] = (),
+    include_all: bool = False,
+    proposed: Iterable[str] | None = None,
+) -> list[Alert]:
+    """Alerts for ``medications``, most severe first.
+
+    With ``proposed`` (ids of new entries) only alerts involving a proposed entry are produced —
+    the fast path for "check this new drug against the list"; without it the whole list is
+    checked. Interactions of relevance 3 appear only with ``include_all``. Alerts whose ``key`` is
+    among ``handled`` (this patient's acknowledged alerts) are not raised again.
+    """
+    context = CheckContext.create(
+        knowledge, medications, patient or Patient(), include_all, proposed
+    )
+    suppressed = {h.key for h in handled}
+    alerts = [alert for run in _CHECKS for alert in run(context) if alert.key not in suppressed]
+    return sorted(alerts, key=sort_key)
