@@ -13,6 +13,10 @@ class FestFormatError(Exception):
         self.message = message
         super().__init__(str(self))
 
+    def __reduce__(self):
+        # Picklable, so that the parser process can hand it to the importing process.
+        return (type(self), (self.path, self.line, self.column, self.message))
+
     def __str__(self) -> str:
         where = self.path
         if self.line is not None:

@@ -10,37 +10,46 @@ old row; domain ids missing from the file expire.  Incremental files (detected b
 ``Status U`` entries, or asked for) only add and replace, then expire the entry ids
 listed with ``Status U``: all ``A`` entries are applied first, so a ``U`` for an entry
 that an ``A`` of the same file already superseded is a no-op.
+
+Where the platform can fork, parsing and extraction run in a child process that streams
+ready-to-insert row batches to the importing process, which only writes them: the two
+halves of the work then use both cores.  The child never touches the database; the
+transaction, and so the atomicity, stays with the parent.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import JSON, Connection, Date, Engine, bindparam, func, select, text, update
+from sqlalchemy import JSON, Connection, Date, Engine, Table, bindparam, func, select, text, update
 
 from fest import schema
 from fest.errors import FestFormatError, FestImportRejected
-from fest.parser import content_sha256, iter_entries, read_header
+from fest.parser import Header, RawEntry, content_sha256, iter_entries, read_header
 from fest.queries import active_counts, version_in_force
-from fest.records import FULLY_TYPED, RecordError, extract
+from fest.records import FULLY_TYPED, Extracted, RecordError, extract
 
 #: A full file may not shrink a catalogue below this share of what is in force ...
 SHRINK_FLOOR = 0.8
 #: ... when that catalogue held at least this many entries.
 SHRINK_MIN_ROWS = 50
-_FLUSH_ROWS = 20_000
+_FLUSH_ROWS = 5_000
 _PG_IMPORT_LOCK = 0x4645_5354  # "FEST"
+_TABLES = {table.name: table for table in schema.metadata.sorted_tables}
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 Progress = Callable[[int, int | None], None]
+Batch = dict[str, list[tuple]]
 
 
 @dataclass
@@ -64,79 +73,6 @@ class ImportResult:
         }
 
 
-class _Writer:
-    """Buffers rows per table and writes them in batches, parents first.
-
-    Rows go to the driver's ``executemany`` as tuples, with JSON and dates already
-    serialised: SQLAlchemy's per-row parameter processing would cost more than parsing.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.buffers: dict[Any, list[tuple]] = {}
-        self.plans: dict[Any, tuple[str, tuple[str, ...], tuple[tuple[int, Callable], ...]]] = {}
-        self.pending = 0
-        self.closing: list[dict[str, int]] = []
-
-    def _plan(self, table: Any) -> tuple[str, tuple[str, ...], tuple[tuple[int, Callable], ...]]:
-        quote = self.conn.dialect.identifier_preparer.quote
-        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
-        names = tuple(c.name for c in table.columns)
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-            f"VALUES ({', '.join([marker] * len(names))})"
-        )
-        serialisers = tuple(
-            (i, serialise)
-            for i, c in enumerate(table.columns)
-            if (serialise := _serialiser(c.type)) is not None
-        )
-        plan = sql, names, serialisers
-        self.plans[table] = plan
-        return plan
-
-    def add(self, table: Any, row: dict[str, Any]) -> None:
-        _, names, serialisers = self.plans.get(table) or self._plan(table)
-        values = list(map(row.get, names))
-        for index, serialise in serialisers:
-            if values[index] is not None:
-                values[index] = serialise(values[index])
-        self.buffers.setdefault(table, []).append(tuple(values))
-        self.pending += 1
-        if self.pending >= _FLUSH_ROWS:
-            self.flush()
-
-    def close_row(self, pk: int) -> None:
-        self.closing.append({"pk": pk})
-
-    def flush(self) -> None:
-        entries = self.buffers.pop(schema.fest_entry, None)
-        if entries:
-            self.conn.exec_driver_sql(self.plans[schema.fest_entry][0], entries)
-        for table, rows in self.buffers.items():
-            self.conn.exec_driver_sql(self.plans[table][0], rows)
-        self.buffers = {}
-        self.pending = 0
-
-    def apply_closings(self, version: int) -> None:
-        if self.closing:
-            statement = (
-                update(schema.fest_entry)
-                .where(schema.fest_entry.c.id == bindparam("pk"))
-                .values(valid_to=version)
-            )
-            self.conn.execute(statement, self.closing)
-            self.closing = []
-
-
-def _serialiser(column_type: Any) -> Callable | None:
-    if isinstance(column_type, JSON):
-        return partial(json.dumps, ensure_ascii=False)
-    if isinstance(column_type, Date):
-        return date.isoformat
-    return None
-
-
 def import_catalogue(
     engine: Engine,
     path: str | Path,
@@ -157,7 +93,8 @@ def import_catalogue(
     header = read_header(path)
     sha256 = content_sha256(path)
     with engine.begin() as conn:
-        _serialize_imports(conn)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_IMPORT_LOCK})
         current = version_in_force(conn)
         if current is not None and current["sha256"] == sha256:
             return ImportResult(
@@ -168,91 +105,110 @@ def import_catalogue(
                 unchanged=True,
                 mode=current["mode"],
             )
-        if (
-            current is not None
-            and header.hentet_dato
-            and header.hentet_dato < current["hentet_dato"]
-            and not allow_older
-        ):
+        if current is not None and header.hentet_dato and header.hentet_dato < current["hentet_dato"] and not allow_older:
             raise FestImportRejected(
                 f"{path}: HentetDato {header.hentet_dato} is older than the catalogue in force "
                 f"(version {current['id']}, HentetDato {current['hentet_dato']}); "
                 "pass allow_older (--allow-older) to import it anyway"
             )
+        run = _Run(
+            path=path,
+            version=(conn.scalar(select(func.max(schema.fest_version.c.id))) or 0) + 1,
+            next_pk=(conn.scalar(select(func.max(schema.fest_entry.c.id))) or 0) + 1,
+            in_force=_entries_in_force(conn),
+            incremental=incremental,
+        )
+        _insert_version_placeholder(conn, run.version, path)
+        writer = _BatchWriter(conn)
         total = path.stat().st_size if path.suffix.lower() == ".xml" else None
-        read = 0
-
-        def on_read(n: int) -> None:
-            nonlocal read
-            read += n
-            if progress is not None:
-                progress(read, total)
-
-        run = _Run(conn, path, current, incremental)
-        run.load(iter_entries(path, header, on_read))
-        result = run.finish(header.hentet_dato or "", sha256, header.fest_version, allow_shrink, started)
-        return result
+        if "fork" in multiprocessing.get_all_start_methods():
+            _parse_in_child(run, header, writer, total, progress)
+        else:
+            _parse_here(run, header, writer, total, progress)
+        return _finish(conn, run, header, sha256, allow_shrink, started)
 
 
-def _serialize_imports(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_IMPORT_LOCK})
+# --- the parse stage: RawEntry -> extracted records -> row batches ------------------------
+
+
+def _serialiser(column_type: Any) -> Callable | None:
+    if isinstance(column_type, JSON):
+        return _JSON.encode
+    if isinstance(column_type, Date):
+        return date.isoformat
+    return None
+
+
+class _Rows:
+    """Turns typed rows into driver-ready tuples and hands them on in batches.
+
+    JSON and dates are serialised here: SQLAlchemy's per-row parameter processing would
+    cost more than parsing the file.
+    """
+
+    def __init__(self, sink: Callable[[Batch], None]) -> None:
+        self.sink = sink
+        self.buffers: Batch = {}
+        self.pending = 0
+        self.plans: dict[Table, tuple[tuple[str, ...], tuple[tuple[int, Callable], ...]]] = {}
+
+    def _plan(self, table: Table) -> tuple[tuple[str, ...], tuple[tuple[int, Callable], ...]]:
+        names = tuple(c.name for c in table.columns)
+        serialisers = tuple(
+            (i, serialise) for i, c in enumerate(table.columns) if (serialise := _serialiser(c.type)) is not None
+        )
+        self.plans[table] = (names, serialisers)
+        return names, serialisers
+
+    def add(self, table: Table, row: dict[str, Any]) -> None:
+        names, serialisers = self.plans.get(table) or self._plan(table)
+        values = list(map(row.get, names))
+        for index, serialise in serialisers:
+            if values[index] is not None:
+                values[index] = serialise(values[index])
+        self.buffers.setdefault(table.name, []).append(tuple(values))
+        self.pending += 1
+        if self.pending >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffers:
+            self.sink(self.buffers)
+        self.buffers = {}
+        self.pending = 0
 
 
 class _Run:
-    """The state of one import inside its transaction."""
+    """What one import decides, entry by entry; no database access (it may run in a child)."""
 
-    def __init__(self, conn: Connection, path: Path, current: dict | None, incremental: bool) -> None:
-        self.conn = conn
+    def __init__(
+        self,
+        path: Path,
+        version: int,
+        next_pk: int,
+        in_force: Iterable[tuple[int, str, str, str]],
+        incremental: bool,
+    ) -> None:
         self.path = path
-        self.previous = current
+        self.version = version
+        self.next_pk = self.first_new_pk = next_pk
         self.incremental = incremental
-        self.version = (conn.scalar(select(func.max(schema.fest_version.c.id))) or 0) + 1
-        self.next_pk = (conn.scalar(select(func.max(schema.fest_entry.c.id))) or 0) + 1
-        self.first_new_pk = self.next_pk
-        self.writer = _Writer(conn)
         self.by_key: dict[tuple[str, str], tuple[int, str]] = {}
         self.by_entry_id: dict[str, tuple[int, str, str]] = {}
-        for pk, kind, domain_id, entry_id in conn.execute(
-            select(
-                schema.fest_entry.c.id,
-                schema.fest_entry.c.kind,
-                schema.fest_entry.c.domain_id,
-                schema.fest_entry.c.entry_id,
-            ).where(schema.fest_entry.c.valid_to.is_(None))
-        ):
+        for pk, kind, domain_id, entry_id in in_force:
             self.by_key[(kind, domain_id)] = (pk, entry_id)
             self.by_entry_id[entry_id] = (pk, kind, domain_id)
         self.before = Counter(kind for kind, _ in self.by_key)
         self.seen: set[int] = set()
-        self.expired_entry_ids: list[tuple[str, int]] = []
+        self.closing: list[int] = []
+        self.expired_entry_ids: list[str] = []
         self.changes: dict[str, Counter] = {"added": Counter(), "replaced": Counter(), "expired": Counter()}
-        self.warnings: list[str] = []
-        self.duplicates = Counter()
-        self.unknown_expired = 0
-        self._insert_version_placeholder()
+        self.duplicates: Counter = Counter()
 
-    def _insert_version_placeholder(self) -> None:
-        self.conn.execute(
-            schema.fest_version.insert().values(
-                id=self.version,
-                hentet_dato="",
-                sha256="",
-                source_name=self.path.name,
-                fest_version="",
-                mode="",
-                imported_at=datetime.now(UTC),
-                seconds=0.0,
-                counts={},
-                changes={},
-                warnings=[],
-            )
-        )
-
-    def load(self, entries) -> None:
+    def load(self, entries: Iterable[RawEntry], rows: _Rows) -> None:
         for raw in entries:
             if raw.status == "U" or not raw.payload:
-                self.expired_entry_ids.append((raw.entry_id, raw.line))
+                self.expired_entry_ids.append(raw.entry_id)
                 continue
             known = self.by_entry_id.get(raw.entry_id)
             if known is not None:
@@ -264,19 +220,18 @@ class _Run:
                 raise FestFormatError(
                     str(self.path), raw.line, None, f"Oppf{raw.catalogue} {raw.entry_id}: {exc}"
                 ) from None
-            self._store(raw, record)
-        self.writer.flush()
+            self._store(raw, record, rows)
+        rows.flush()
 
-    def _store(self, raw, record) -> None:
+    def _store(self, raw: RawEntry, record: Extracted, rows: _Rows) -> None:
         key = (record.kind, record.domain_id)
         old = self.by_key.get(key)
         if old is not None:
-            old_pk = old[0]
-            if old_pk >= self.first_new_pk:
+            if old[0] >= self.first_new_pk:
                 self.duplicates[record.kind] += 1
             else:
                 self.changes["replaced"][record.kind] += 1
-            self.writer.close_row(old_pk)
+            self.closing.append(old[0])
             self.by_entry_id.pop(old[1], None)
         else:
             self.changes["added"][record.kind] += 1
@@ -291,7 +246,7 @@ class _Run:
             payload = etree.tostring(raw.payload[0], encoding="unicode")
         else:
             payload = "".join(etree.tostring(el, encoding="unicode") for el in raw.payload)
-        self.writer.add(
+        rows.add(
             schema.fest_entry,
             {
                 "id": pk,
@@ -300,115 +255,261 @@ class _Run:
                 "entry_id": raw.entry_id,
                 "tidspunkt": raw.tidspunkt,
                 "valid_from": self.version,
-                "valid_to": None,
                 "payload": payload,
             },
         )
         for table, row in record.rows:
             row["entry"] = pk
-            self.writer.add(table, row)
+            rows.add(table, row)
         for field_name, position, target_kind, target_id in record.refs:
-            self.writer.add(
+            rows.add(
                 schema.fest_ref,
-                {
-                    "entry": pk,
-                    "field": field_name,
-                    "position": position,
-                    "target_kind": target_kind,
-                    "target_id": target_id,
-                },
+                {"entry": pk, "field": field_name, "position": position, "target_kind": target_kind, "target_id": target_id},
             )
 
-    def finish(
-        self, hentet_dato: str, sha256: str, fest_version: str, allow_shrink: bool, started: float
-    ) -> ImportResult:
-        mode = "incremental" if (self.incremental or self.expired_entry_ids) else "full"
-        if mode == "full":
+    @property
+    def mode(self) -> str:
+        return "incremental" if (self.incremental or self.expired_entry_ids) else "full"
+
+    def expire(self, stored_entry_ids: set[str]) -> int:
+        """Close what this file ends; return how many listed expiries named unknown entries.
+
+        ``stored_entry_ids`` are the listed entry ids that exist in the tables at all (in
+        force or not), so that an expiry of something already superseded is not counted.
+        """
+        if self.mode == "full":
             for (kind, _), (pk, _) in list(self.by_key.items()):
                 if pk not in self.seen:
-                    self.writer.close_row(pk)
+                    self.closing.append(pk)
                     self.changes["expired"][kind] += 1
-        else:
-            self._expire_listed()
-        after = Counter(self.before)
-        for kind, n in self.changes["added"].items():
-            after[kind] += n
-        for kind, n in self.changes["expired"].items():
-            after[kind] -= n
-        if mode == "full" and not allow_shrink:
-            self._refuse_shrinkage(after)
-        self.writer.apply_closings(self.version)
-        self._collect_warnings()
-        counts = active_counts(self.conn)
-        seconds = time.perf_counter() - started
-        changes = {name: dict(counter) for name, counter in self.changes.items()}
-        self.conn.execute(
-            update(schema.fest_version)
-            .where(schema.fest_version.c.id == self.version)
-            .values(
-                hentet_dato=hentet_dato,
-                sha256=sha256,
-                fest_version=fest_version,
-                mode=mode,
-                seconds=seconds,
-                counts=counts,
-                changes=changes,
-                warnings=self.warnings,
-            )
-        )
-        return ImportResult(
-            version=self.version,
-            hentet_dato=hentet_dato,
-            counts=counts,
-            seconds=seconds,
-            mode=mode,
-            changes=changes,
-            warnings=self.warnings,
-        )
-
-    def _expire_listed(self) -> None:
-        for entry_id, _line in self.expired_entry_ids:
+            return 0
+        unknown = 0
+        for entry_id in self.expired_entry_ids:
             known = self.by_entry_id.pop(entry_id, None)
             if known is None:
-                if not self._was_ever_stored(entry_id):
-                    self.unknown_expired += 1
+                unknown += entry_id not in stored_entry_ids
                 continue
             pk, kind, domain_id = known
             self.by_key.pop((kind, domain_id), None)
-            self.writer.close_row(pk)
+            self.closing.append(pk)
             self.changes["expired"][kind] += 1
+        return unknown
 
-    def _was_ever_stored(self, entry_id: str) -> bool:
-        row = self.conn.execute(
-            select(schema.fest_entry.c.id).where(schema.fest_entry.c.entry_id == entry_id).limit(1)
-        ).first()
-        return row is not None
-
-    def _refuse_shrinkage(self, after: Counter) -> None:
-        shrunk = [
+    def shrinkage(self) -> list[str]:
+        after = Counter(self.before)
+        after.update(self.changes["added"])
+        after.subtract(self.changes["expired"])
+        return [
             f"{kind}: {self.before[kind]} -> {after[kind]}"
             for kind in self.before
             if self.before[kind] >= SHRINK_MIN_ROWS and after[kind] < SHRINK_FLOOR * self.before[kind]
         ]
-        if shrunk:
-            raise FestImportRejected(
-                f"{self.path}: a full file would shrink the catalogue below "
-                f"{SHRINK_FLOOR:.0%} of what is in force ({'; '.join(shrunk)}); "
-                "if this is intended pass allow_shrink (--allow-shrink), or import it as an "
-                "increment (--incremental)"
-            )
 
-    def _collect_warnings(self) -> None:
-        for kind, n in sorted(self.duplicates.items()):
-            self.warnings.append(f"{n} {kind} entries repeat a domain id already in the file; the last one is kept")
-        if self.unknown_expired:
-            self.warnings.append(
-                f"{self.unknown_expired} expired (Status U) entry ids were never imported; ignored"
-            )
-        for field_name, target_kind, count, example in unresolved_references(self.conn):
-            self.warnings.append(
-                f"{count} unresolvable {field_name} references to {target_kind} (e.g. {example})"
-            )
+    def outcome(self) -> dict[str, Any]:
+        """The decisions the parent needs after a child has parsed the file."""
+        return {
+            name: getattr(self, name)
+            for name in ("by_key", "by_entry_id", "seen", "closing", "expired_entry_ids", "changes", "duplicates", "next_pk")
+        }
+
+    def adopt(self, outcome: dict[str, Any]) -> None:
+        for name, value in outcome.items():
+            setattr(self, name, value)
+
+
+def _counting(progress: Progress | None, total: int | None):
+    read = 0
+
+    def on_read(n: int) -> None:
+        nonlocal read
+        read += n
+        if progress is not None:
+            progress(read, total)
+
+    return on_read
+
+
+def _parse_here(run: _Run, header: Header, writer: _BatchWriter, total: int | None, progress: Progress | None) -> None:
+    run.load(iter_entries(run.path, header, _counting(progress, total)), _Rows(writer.write))
+
+
+def _parse_in_child(
+    run: _Run, header: Header, writer: _BatchWriter, total: int | None, progress: Progress | None
+) -> None:
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_child_main, args=(run, header, sender, receiver), name="fest-parser", daemon=True
+    )
+    child.start()
+    sender.close()
+    try:
+        while True:
+            try:
+                message, payload, extra = receiver.recv()
+            except EOFError:
+                raise FestFormatError(
+                    str(run.path), None, None, f"the parser process ended unexpectedly (exit code {child.exitcode})"
+                ) from None
+            if message == "rows":
+                writer.write(payload)
+                if progress is not None:
+                    progress(extra, total)
+            elif message == "done":
+                run.adopt(payload)
+                header.hentet_dato = extra
+                return
+            else:
+                raise payload
+    finally:
+        receiver.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def _child_main(run: _Run, header: Header, sender, receiver) -> None:
+    """Parse in the child; the inherited database connection is never used here."""
+    # Without the read end, a parent that dies (kill -9) breaks the pipe and ends us too.
+    receiver.close()
+    read = 0
+
+    def on_read(n: int) -> None:
+        nonlocal read
+        read += n
+
+    try:
+        entries = iter_entries(run.path, header, on_read)
+        run.load(entries, _Rows(lambda batch: sender.send(("rows", batch, read))))
+        sender.send(("done", run.outcome(), header.hentet_dato))
+    except BaseException as exc:  # noqa: BLE001 - handed to the importing process
+        try:
+            sender.send(("error", exc, None))
+        finally:
+            os._exit(1)
+    sender.close()
+    os._exit(0)
+
+
+# --- the database side -----------------------------------------------------------------------
+
+
+class _BatchWriter:
+    """Writes row batches with the driver's ``executemany``, parents before children."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sql: dict[str, str] = {}
+
+    def _insert(self, name: str) -> str:
+        quote = self.conn.dialect.identifier_preparer.quote
+        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        columns = [c.name for c in _TABLES[name].columns]
+        sql = self.sql[name] = (
+            f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join([marker] * len(columns))})"
+        )
+        return sql
+
+    def write(self, batch: Batch) -> None:
+        entries = batch.pop(schema.fest_entry.name, None)
+        if entries:
+            self.conn.exec_driver_sql(self.sql.get("fest_entry") or self._insert("fest_entry"), entries)
+        for name, rows in batch.items():
+            self.conn.exec_driver_sql(self.sql.get(name) or self._insert(name), rows)
+
+
+def _entries_in_force(conn: Connection) -> list[tuple[int, str, str, str]]:
+    entry = schema.fest_entry
+    return [
+        tuple(row)
+        for row in conn.execute(
+            select(entry.c.id, entry.c.kind, entry.c.domain_id, entry.c.entry_id).where(entry.c.valid_to.is_(None))
+        )
+    ]
+
+
+def _insert_version_placeholder(conn: Connection, version: int, path: Path) -> None:
+    conn.execute(
+        schema.fest_version.insert().values(
+            id=version,
+            hentet_dato="",
+            sha256="",
+            source_name=path.name,
+            fest_version="",
+            mode="",
+            imported_at=datetime.now(UTC),
+            seconds=0.0,
+            counts={},
+            changes={},
+            warnings=[],
+        )
+    )
+
+
+def _stored_entry_ids(conn: Connection, entry_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    column = schema.fest_entry.c.entry_id
+    for start in range(0, len(entry_ids), 500):
+        chunk = entry_ids[start : start + 500]
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found
+
+
+def _finish(
+    conn: Connection, run: _Run, header: Header, sha256: str, allow_shrink: bool, started: float
+) -> ImportResult:
+    unknown_expired = run.expire(_stored_entry_ids(conn, run.expired_entry_ids))
+    if run.mode == "full" and not allow_shrink and (shrunk := run.shrinkage()):
+        raise FestImportRejected(
+            f"{run.path}: a full file would shrink the catalogue below "
+            f"{SHRINK_FLOOR:.0%} of what is in force ({'; '.join(shrunk)}); "
+            "if this is intended pass allow_shrink (--allow-shrink), or import it as an "
+            "increment (--incremental)"
+        )
+    if run.closing:
+        conn.execute(
+            update(schema.fest_entry).where(schema.fest_entry.c.id == bindparam("pk")).values(valid_to=run.version),
+            [{"pk": pk} for pk in run.closing],
+        )
+    warnings = [
+        f"{n} {kind} entries repeat a domain id already in the file; the last one is kept"
+        for kind, n in sorted(run.duplicates.items())
+    ]
+    if unknown_expired:
+        warnings.append(f"{unknown_expired} expired (Status U) entry ids were never imported; ignored")
+    warnings.extend(
+        f"{count} unresolvable {field_name} references to {target_kind} (e.g. {example})"
+        for field_name, target_kind, count, example in unresolved_references(conn)
+    )
+    counts = active_counts(conn)
+    seconds = time.perf_counter() - started
+    changes = {name: dict(counter) for name, counter in run.changes.items()}
+    hentet_dato = header.hentet_dato or ""
+    conn.execute(
+        update(schema.fest_version)
+        .where(schema.fest_version.c.id == run.version)
+        .values(
+            hentet_dato=hentet_dato,
+            sha256=sha256,
+            fest_version=header.fest_version,
+            mode=run.mode,
+            seconds=seconds,
+            counts=counts,
+            changes=changes,
+            warnings=warnings,
+        )
+    )
+    return ImportResult(
+        version=run.version,
+        hentet_dato=hentet_dato,
+        counts=counts,
+        seconds=seconds,
+        mode=run.mode,
+        changes=changes,
+        warnings=warnings,
+    )
 
 
 def unresolved_references(conn: Connection) -> list[tuple[str, str, int, str]]:
