@@ -230,3 +230,40 @@ def demo(db: DbOption = None) -> None:
     )
     out.print(_counts_table(result.counts, result.changes))
     out.print("[bold]Demo data only: not a clinical source.[/bold]")
+
+
+EXIT_CHECK_PROBLEM = 2
+
+
+@app.command("check")
+def check_medications(
+    db: DbOption = None,
+    include_all: Annotated[
+        bool, typer.Option("--all", help="Include relevance-3 ('no action needed') interactions.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON response (or problem object) on stdout.")
+    ] = False,
+) -> None:
+    """Check a medication list read as JSON on stdin against the catalogue in force.
+
+    Each medication names its drug by varenr, atc or fest_id (contract: medloop/check.py).
+
+    Exit 2 with a problem object for an invalid request, unknown medications or no catalogue.
+    """
+    from medloop.check import CHECK_ERRORS, check_request, describe, describe_problem, problem_for
+
+    request = typer.get_text_stream("stdin").read()
+    try:
+        outcome = check_request(_engine(db), request, include_all)
+    except CHECK_ERRORS as error:
+        problem = problem_for(error)
+        if as_json:
+            print(json.dumps(problem.as_json(), ensure_ascii=False))
+        else:
+            _stderr("\n".join(describe_problem(problem)))
+        raise typer.Exit(EXIT_CHECK_PROBLEM) from None
+    if as_json:
+        print(json.dumps(outcome.as_json(), ensure_ascii=False))
+    else:
+        typer.echo("\n".join(describe(outcome)))
