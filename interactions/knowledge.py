@@ -160,11 +160,35 @@ class Knowledge:
         }
         self._notices_by_target = self._index_notices(snapshot.notices)
         self._profiles: dict[ResolvedDrug, DrugProfile] = {}
+        # A reference always names the same drug in one catalogue version: remembered, and
+        # bounded by the catalogue's own size.
+        self._resolved: dict[tuple[str, str], ResolvedDrug] = {}
 
     @classmethod
-    def build(cls, snapshot: CatalogueSnapshot, dose_rules: DoseRuleSet | None = None) -> Knowledge:
-        """Knowledge of ``snapshot``, with the shipped dose-limit rules unless others are given."""
-        return cls(snapshot, dose_rules if dose_rules is not None else load_dose_rules())
+    def build(
+        cls,
+        snapshot: CatalogueSnapshot,
+        dose_rules: DoseRuleSet | None = None,
+        *,
+        precompute: bool = True,
+    ) -> Knowledge:
+        """Knowledge of ``snapshot``, with the shipped dose-limit rules unless others are given.
+
+        With ``precompute`` every package is resolved and matched at build time, so that a
+        check of a list of packages is lookups only, also the first time a package is seen.
+        """
+        knowledge = cls(snapshot, dose_rules if dose_rules is not None else load_dose_rules())
+        if precompute:
+            knowledge.precompute_packages()
+        return knowledge
+
+    def precompute_packages(self) -> None:
+        """Resolve and profile every package, by FEST id and by its (unshared) varenr."""
+        for package_id in self._packages:
+            self.profile(self.resolve(fest_id=package_id))
+        for varenr, package_ids in self._packages_by_varenr.items():
+            if len(package_ids) == 1:
+                self._resolved[("varenr", varenr)] = self._resolved[("fest_id", package_ids[0])]
 
     @property
     def version(self) -> int:
@@ -197,12 +221,15 @@ class Knowledge:
                 f"resolve takes exactly one of varenr, atc, fest_id; got {sorted(given)}"
             )
         ((kind, value),) = given.items()
-        resolver = {
-            "varenr": self._resolve_varenr,
-            "atc": self._resolve_atc,
-            "fest_id": self._resolve_fest_id,
-        }[kind]
-        return resolver(value)
+        drug = self._resolved.get((kind, value))
+        if drug is None:
+            resolver = {
+                "varenr": self._resolve_varenr,
+                "atc": self._resolve_atc,
+                "fest_id": self._resolve_fest_id,
+            }[kind]
+            drug = self._resolved[(kind, value)] = resolver(value)
+        return drug
 
     def _resolve_varenr(self, varenr: str) -> ResolvedDrug:
         packages = self._packages_by_varenr.get(varenr.strip(), ())

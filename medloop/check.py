@@ -22,11 +22,10 @@ problem object, in this one place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Engine
@@ -189,12 +188,11 @@ def resolve_medications(
 ) -> tuple[Medication, ...]:
     """Every requested medication resolved against ``knowledge``; raises
     ``UnresolvedMedications`` naming each one that cannot be."""
-    resolve = drug_resolver(knowledge)
     resolved: list[Medication] = []
     unresolved: list[Unresolved] = []
     for requested in request.medications:
         try:
-            drug = resolve(requested.reference)
+            drug = knowledge.resolve(**requested.reference)
         except UnknownReference as error:
             unresolved.append(Unresolved(requested, error))
             continue
@@ -204,32 +202,6 @@ def resolve_medications(
     if unresolved:
         raise UnresolvedMedications(unresolved, knowledge.info)
     return tuple(resolved)
-
-
-# Knowledge is one immutable catalogue version, so a reference always resolves to the same drug
-# in it. Remembering the answer (and handing back the very same object) skips rebuilding the drug
-# on every check; the memo dies with its knowledge.
-RESOLVED_CACHE_SIZE = 50_000
-_resolved: WeakKeyDictionary[Knowledge, dict[tuple[str, str], ResolvedDrug]] = (
-    WeakKeyDictionary()
-)
-
-
-def drug_resolver(knowledge: Knowledge) -> Callable[[dict[str, str]], ResolvedDrug]:
-    """``knowledge.resolve`` for a reference like ``{"varenr": "079353"}``, memoised per
-    knowledge; raises ``UnknownReference`` (unknown references are not remembered)."""
-    known = _resolved.setdefault(knowledge, {})
-
-    def resolve(reference: dict[str, str]) -> ResolvedDrug:
-        ((kind, value),) = reference.items()
-        drug = known.get((kind, value))
-        if drug is None:
-            if len(known) >= RESOLVED_CACHE_SIZE:
-                known.clear()
-            drug = known[(kind, value)] = knowledge.resolve(**{kind: value})
-        return drug
-
-    return resolve
 
 
 def run_check(knowledge: Knowledge, request: CheckRequest, include_all: bool) -> CheckOutcome:
