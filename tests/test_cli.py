@@ -21,7 +21,7 @@ COUNT_KEYS = {
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["fest"], ["db"], ["demo"], ["db", "upgrade"], ["fest", "import"], ["fest", "stats"], ["fest", "synth"], ["fest", "validate"]],
+    [[], ["fest"], ["db"], ["demo"], ["db", "upgrade"], ["fest", "import"], ["fest", "stats"], ["fest", "synth"], ["fest", "validate"], ["check"]],
 )
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
