@@ -15,6 +15,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -142,14 +143,23 @@ def content_sha256(path: Path) -> str:
     """SHA-256 of the XML content, so the same catalogue zipped or plain hashes alike."""
     digest = hashlib.sha256()
     stream, _ = open_xml(path)
-    try:
+    with _reading(path, stream):
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _reading(path: Path, stream: BinaryIO) -> Iterator[None]:
+    """Close ``stream`` in the end; turn parse and read failures into FestFormatError."""
+    try:
+        yield
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(path, exc) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FestFormatError(str(path), None, None, f"cannot read the file: {exc}") from exc
     finally:
         stream.close()
-    return digest.hexdigest()
 
 
 def _syntax_error(path: Path, exc: etree.XMLSyntaxError) -> FestFormatError:
@@ -162,7 +172,7 @@ def read_header(path: Path) -> Header:
     stream, _ = open_xml(path)
     root = None
     hentet_dato = None
-    try:
+    with _reading(path, stream):
         events = etree.iterparse(
             stream, events=("start", "end"), resolve_entities=False, no_network=True
         )
@@ -174,12 +184,6 @@ def read_header(path: Path) -> Header:
                 if local_name(elem.tag) == "HentetDato":
                     hentet_dato = (elem.text or "").strip()
                 break
-    except etree.XMLSyntaxError as exc:
-        raise _syntax_error(path, exc) from exc
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FestFormatError(str(path), None, None, f"cannot read the file: {exc}") from exc
-    finally:
-        stream.close()
     if root is None:
         raise FestFormatError(str(path), 1, 1, "the file is empty")
     namespace = etree.QName(root).namespace
@@ -211,7 +215,7 @@ def iter_entries(
     tags = [f"{{{ns}}}HentetDato"] + [f"{{{ns}}}Oppf{name}" for name in CATALOGUES]
     oppf_prefix = f"{{{ns}}}Oppf"
     stream, _ = open_xml(path, on_read)
-    try:
+    with _reading(path, stream):
         events = etree.iterparse(
             stream, events=("end",), tag=tags, resolve_entities=False, no_network=True
         )
@@ -225,12 +229,6 @@ def iter_entries(
             parent = elem.getparent()
             while elem.getprevious() is not None:
                 del parent[0]
-    except etree.XMLSyntaxError as exc:
-        raise _syntax_error(path, exc) from exc
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FestFormatError(str(path), None, None, f"cannot read the file: {exc}") from exc
-    finally:
-        stream.close()
     if not header.hentet_dato:
         raise FestFormatError(str(path), None, None, "the file has no HentetDato element")
 

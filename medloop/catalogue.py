@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, Table, and_, or_, select
 
 from fest import schema
 from fest.queries import version_in_force
@@ -34,6 +34,12 @@ from interactions.catalogue import (
 
 class NoCatalogue(LookupError):
     """No catalogue version has been imported (or the one asked for does not exist)."""
+
+
+def _rows(conn: Connection, table: Table, live):
+    """The rows of ``table`` whose entry is in force for the version ``live`` selects."""
+    entry = schema.fest_entry
+    return conn.execute(select(table).join(entry, entry.c.id == table.c.entry).where(live))
 
 
 def _in_force(version: int):
@@ -66,7 +72,7 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
 
     substances = tuple(
         Substance(id=r.domain_id, name=r.name, english_name=r.english_name, salt_ids=targets(r.entry, "RefVirkestoff"))
-        for r in conn.execute(select(schema.fest_substance).join(entry, entry.c.id == schema.fest_substance.c.entry).where(live))
+        for r in _rows(conn, schema.fest_substance, live)
     )
     strengths = tuple(
         Strength(
@@ -80,7 +86,7 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
             upper_value=r.upper_value,
             combination_atc=r.combination_atc,
         )
-        for r in conn.execute(select(schema.fest_strength).join(entry, entry.c.id == schema.fest_strength.c.entry).where(live))
+        for r in _rows(conn, schema.fest_strength, live)
     )
 
     products, packages, groups, doses = [], [], [], []
@@ -96,7 +102,7 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
         package_products[pk].append((position, product_id))
 
     drug = schema.fest_drug
-    for r in conn.execute(select(drug).join(entry, entry.c.id == drug.c.entry).where(live)):
+    for r in _rows(conn, drug, live):
         if r.kind == "LegemiddelMerkevare":
             products.append(
                 Product(
@@ -162,11 +168,7 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
             valid_from=r.valid_from,
             valid_to=r.valid_to,
         )
-        for r in conn.execute(
-            select(schema.fest_substitution_group)
-            .join(entry, entry.c.id == schema.fest_substitution_group.c.entry)
-            .where(live)
-        )
+        for r in _rows(conn, schema.fest_substitution_group, live)
     )
 
     return CatalogueSnapshot(
@@ -181,9 +183,7 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
         interactions=_interactions(conn, live),
         not_assessed=tuple(
             NotAssessed(atc=r.atc, name=r.atc_name)
-            for r in conn.execute(
-                select(schema.fest_not_assessed).join(entry, entry.c.id == schema.fest_not_assessed.c.entry).where(live)
-            )
+            for r in _rows(conn, schema.fest_not_assessed, live)
         ),
         notices=_notices(conn, live, refs),
     )
@@ -228,7 +228,7 @@ def _interactions(conn: Connection, live) -> tuple[Interaction, ...]:
                 for group in r.groups
             ),
         )
-        for r in conn.execute(select(table).join(entry, entry.c.id == table.c.entry).where(live))
+        for r in _rows(conn, table, live)
     )
 
 
