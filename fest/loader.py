@@ -204,6 +204,8 @@ class _Run:
         self.expired_entry_ids: list[str] = []
         self.changes: dict[str, Counter] = {"added": Counter(), "replaced": Counter(), "expired": Counter()}
         self.duplicates: Counter = Counter()
+        self.unmatched: list[str] = []
+        self.mode = "full"
 
     def load(self, entries: Iterable[RawEntry], rows: _Rows) -> None:
         for raw in entries:
@@ -267,33 +269,33 @@ class _Run:
                 {"entry": pk, "field": field_name, "position": position, "target_kind": target_kind, "target_id": target_id},
             )
 
-    @property
-    def mode(self) -> str:
-        return "incremental" if (self.incremental or self.expired_entry_ids) else "full"
+    def conclude(self) -> None:
+        """Decide what this file ends, then drop the per-entry maps.
 
-    def expire(self, stored_entry_ids: set[str]) -> int:
-        """Close what this file ends; return how many listed expiries named unknown entries.
-
-        ``stored_entry_ids`` are the listed entry ids that exist in the tables at all (in
-        force or not), so that an expiry of something already superseded is not counted.
+        A full file closes every row in force it did not list.  An increment closes the rows
+        its ``Status U`` entries name; those naming no row in force are kept in ``unmatched``
+        for the database to tell superseded from never-imported entries.
         """
+        self.mode = "incremental" if (self.incremental or self.expired_entry_ids) else "full"
         if self.mode == "full":
-            for (kind, _), (pk, _) in list(self.by_key.items()):
+            for (kind, _), (pk, _) in self.by_key.items():
                 if pk not in self.seen:
                     self.closing.append(pk)
                     self.changes["expired"][kind] += 1
-            return 0
-        unknown = 0
-        for entry_id in self.expired_entry_ids:
-            known = self.by_entry_id.pop(entry_id, None)
-            if known is None:
-                unknown += entry_id not in stored_entry_ids
-                continue
-            pk, kind, domain_id = known
-            self.by_key.pop((kind, domain_id), None)
-            self.closing.append(pk)
-            self.changes["expired"][kind] += 1
-        return unknown
+        else:
+            for entry_id in self.expired_entry_ids:
+                known = self.by_entry_id.pop(entry_id, None)
+                if known is None:
+                    self.unmatched.append(entry_id)
+                    continue
+                pk, kind, domain_id = known
+                self.by_key.pop((kind, domain_id), None)
+                self.closing.append(pk)
+                self.changes["expired"][kind] += 1
+        self.forget_entries()
+
+    def forget_entries(self) -> None:
+        self.by_key, self.by_entry_id, self.seen, self.expired_entry_ids = {}, {}, set(), []
 
     def shrinkage(self) -> list[str]:
         after = Counter(self.before)
@@ -306,11 +308,8 @@ class _Run:
         ]
 
     def outcome(self) -> dict[str, Any]:
-        """The decisions the parent needs after a child has parsed the file."""
-        return {
-            name: getattr(self, name)
-            for name in ("by_key", "by_entry_id", "seen", "closing", "expired_entry_ids", "changes", "duplicates", "next_pk")
-        }
+        """What the importing process needs once a child has parsed the file (no per-entry maps)."""
+        return {name: getattr(self, name) for name in ("mode", "closing", "unmatched", "changes", "duplicates")}
 
     def adopt(self, outcome: dict[str, Any]) -> None:
         for name, value in outcome.items():
@@ -331,6 +330,7 @@ def _counting(progress: Progress | None, total: int | None):
 
 def _parse_here(run: _Run, header: Header, writer: _BatchWriter, total: int | None, progress: Progress | None) -> None:
     run.load(iter_entries(run.path, header, _counting(progress, total)), _Rows(writer.write))
+    run.conclude()
 
 
 def _parse_in_child(
@@ -343,6 +343,7 @@ def _parse_in_child(
     )
     child.start()
     sender.close()
+    run.forget_entries()  # the child has its own copy; this process needs only the outcome
     try:
         while True:
             try:
@@ -382,6 +383,7 @@ def _child_main(run: _Run, header: Header, sender, receiver) -> None:
     try:
         entries = iter_entries(run.path, header, on_read)
         run.load(entries, _Rows(lambda batch: sender.send(("rows", batch, read))))
+        run.conclude()
         sender.send(("done", run.outcome(), header.hentet_dato))
     except BaseException as exc:  # noqa: BLE001 - handed to the importing process
         try:
@@ -460,7 +462,8 @@ def _stored_entry_ids(conn: Connection, entry_ids: list[str]) -> set[str]:
 def _finish(
     conn: Connection, run: _Run, header: Header, sha256: str, allow_shrink: bool, started: float
 ) -> ImportResult:
-    unknown_expired = run.expire(_stored_entry_ids(conn, run.expired_entry_ids))
+    unmatched = sorted(set(run.unmatched))
+    unknown_expired = len(set(unmatched) - _stored_entry_ids(conn, unmatched))
     if run.mode == "full" and not allow_shrink and (shrunk := run.shrinkage()):
         raise FestImportRejected(
             f"{run.path}: a full file would shrink the catalogue below "

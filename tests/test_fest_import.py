@@ -265,3 +265,15 @@ def test_typed_columns_carry_what_the_engine_uses(engine, tmp_path):
         assert product["routes"] == [{"code": "53", "name": "Oral bruk"}]
         assert product["can_crush"] == "1" and product["prescription_validity"] == [{"duration": "P1Y"}]
         assert conn.execute(select(strength.c.value, strength.c.unit, strength.c.substance_id)).one() == (500.0, "mg", "ID_V1")
+
+
+def test_an_increment_expiring_entries_never_imported_warns_and_expires_nothing(engine, tmp_path):
+    import_catalogue(engine, write(tmp_path / "full.xml", small_catalogue()))
+    increment = ff.document(
+        "2026-02-01T03:00:00",
+        {"Byttegruppe": [ff.expired("Byttegruppe", "ID_NEVER_SEEN"), ff.expired("Byttegruppe", "ID_E1")]},
+    )
+    result = import_catalogue(engine, write(tmp_path / "inc.xml", increment))
+    assert result.mode == "incremental"
+    assert result.changes["expired"] == {"Byttegruppe": 1}
+    assert result.warnings == ["1 expired (Status U) entry ids were never imported; ignored"]
