@@ -1,0 +1,166 @@
+"""The patient: national id (``fødselsnummer`` or D-number), name, birth date, the clinical facts
+checks need (weight, renal function, allergies/CAVE), and the bridge to decision support.
+
+Weight and renal function carry the time they were measured and are never defaulted: an unknown
+value stays ``None`` and checks report "not checked".
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import AwareDatetime, ConfigDict, Field, PositiveFloat, RootModel, model_validator
+
+from interactions.medication import Allergy
+from interactions.medication import Patient as CheckedPatient
+from medloop.domain._model import Frozen
+from medloop.domain.errors import InvalidNationalId
+
+_LENGTH = 11
+_FIRST_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
+_SECOND_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+_D_NUMBER_DAY_OFFSET = 40
+# Skatteetaten's synthetic test persons (Tenor) add 80 to the month.
+_SYNTHETIC_MONTH_OFFSET = 80
+_LEAP_YEAR = 2000
+
+
+class NationalIdKind(StrEnum):
+    FODSELSNUMMER = "fodselsnummer"
+    D_NUMBER = "d-number"
+
+
+def _check_digit(digits: str, weights: tuple[int, ...]) -> int | None:
+    remainder = sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11
+    check = (11 - remainder) % 11
+    return None if check == 10 else check
+
+
+def _century(year: int, individual: int) -> int | None:
+    """The century of a two-digit birth year, from the individual number (000-999)."""
+    if individual <= 499:
+        return 1900
+    if individual <= 749 and year >= 54:
+        return 1800
+    if year <= 39:
+        return 2000
+    if individual >= 900:
+        return 1900
+    return None
+
+
+class NationalId(RootModel[str]):
+    """A Norwegian national identity number: 11 digits, DDMMYY + individual number + two mod-11
+    check digits. A D-number adds 40 to the day; a synthetic test number adds 80 to the month."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="after")
+    def _is_valid(self) -> NationalId:
+        value = self.root
+        if len(value) != _LENGTH or not value.isascii() or not value.isdigit():
+            raise InvalidNationalId("a national id is 11 digits", national_id=value)
+        first = _check_digit(value[:9], _FIRST_WEIGHTS)
+        second = None if first is None else _check_digit(value[:10], _SECOND_WEIGHTS)
+        if first is None or second is None or value[9:] != f"{first}{second}":
+            raise InvalidNationalId("the check digits do not match", national_id=value)
+        day, month, year = self._day_month_year()
+        try:
+            date(self._full_year(year) or _LEAP_YEAR, month, day)
+        except ValueError:
+            raise InvalidNationalId(
+                "the first six digits are not a birth date", national_id=value
+            ) from None
+        return self
+
+    def _day_month_year(self) -> tuple[int, int, int]:
+        day, month, year = int(self.root[0:2]), int(self.root[2:4]), int(self.root[4:6])
+        if day > _D_NUMBER_DAY_OFFSET:
+            day -= _D_NUMBER_DAY_OFFSET
+        if month > _SYNTHETIC_MONTH_OFFSET:
+            month -= _SYNTHETIC_MONTH_OFFSET
+        return day, month, year
+
+    def _full_year(self, year: int) -> int | None:
+        century = _century(year, int(self.root[6:9]))
+        return None if century is None else century + year
+
+    @property
+    def kind(self) -> NationalIdKind:
+        if int(self.root[0:2]) > _D_NUMBER_DAY_OFFSET:
+            return NationalIdKind.D_NUMBER
+        return NationalIdKind.FODSELSNUMMER
+
+    @property
+    def is_synthetic(self) -> bool:
+        """A synthetic test person (month + 80); production may refuse these."""
+        return int(self.root[2:4]) > _SYNTHETIC_MONTH_OFFSET
+
+    @property
+    def birth_date(self) -> date | None:
+        """The birth date the number encodes, or ``None`` when the individual number does not
+        determine the century."""
+        day, month, year = self._day_month_year()
+        full_year = self._full_year(year)
+        return None if full_year is None else date(full_year, month, day)
+
+    def __str__(self) -> str:
+        return self.root
+
+
+class Weight(Frozen):
+    kg: PositiveFloat
+    measured_at: AwareDatetime
+
+
+class RenalFunctionKind(StrEnum):
+    """eGFR is in ml/min/1.73 m², creatinine clearance (Cockcroft-Gault) in ml/min."""
+
+    EGFR = "egfr"
+    CREATININE_CLEARANCE = "creatinine-clearance"
+
+    @property
+    def unit(self) -> str:
+        return "ml/min/1.73m2" if self is RenalFunctionKind.EGFR else "ml/min"
+
+
+class RenalFunction(Frozen):
+    kind: RenalFunctionKind
+    value: PositiveFloat
+    measured_at: AwareDatetime
+
+
+class Patient(Frozen):
+    """A patient. ``id`` is ours and stable; the national id may change (D-number → fnr).
+
+    ``allergies`` are allergies/CAVE by ATC code (any level) or FEST substance id, reusing the
+    decision-support ``Allergy`` so checks see exactly what is recorded.
+    """
+
+    id: UUID
+    national_id: NationalId
+    given_name: str = Field(min_length=1)
+    family_name: str = Field(min_length=1)
+    birth_date: date
+    weight: Weight | None = None
+    renal_function: RenalFunction | None = None
+    allergies: tuple[Allergy, ...] = ()
+
+    @model_validator(mode="after")
+    def _birth_date_matches_national_id(self) -> Patient:
+        encoded = self.national_id.birth_date
+        if encoded is not None and encoded != self.birth_date:
+            raise InvalidNationalId(
+                f"the national id encodes birth date {encoded}, not {self.birth_date}",
+                national_id=str(self.national_id),
+            )
+        return self
+
+    def for_checks(self) -> CheckedPatient:
+        """The patient as decision support sees it."""
+        return CheckedPatient(
+            allergies=self.allergies,
+            weight_kg=None if self.weight is None else self.weight.kg,
+        )
