@@ -267,3 +267,38 @@ def check_medications(
         print(json.dumps(outcome.as_json(), ensure_ascii=False))
     else:
         typer.echo("\n".join(describe(outcome)))
+
+
+audit_app = typer.Typer(help="The audit log of access to patient data.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+EXIT_AUDIT_BROKEN = 1
+
+
+@audit_app.command("verify")
+def audit_verify(
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Walk the audit log's hash chain from the first record to the last.
+
+    Exit 0 when the chain is intact, 1 at its first broken link (a changed, missing,
+    inserted or reordered record).  Keep the printed last hash elsewhere: a log cut short
+    is only seen against it.
+    """
+    from medloop.store.audit import verify
+
+    with _engine(db).connect() as conn:
+        result = verify(conn)
+    if as_json:
+        print(json.dumps(result.as_json()))
+    elif result.broken is None:
+        typer.echo(f"audit log intact: {result.events} events, last hash {result.last_hash}")
+    else:
+        link = result.broken
+        _stderr(
+            f"audit log broken at event {link.seq} ({link.problem}): expected {link.expected}, "
+            f"found {link.found}; the {result.events} events before it are intact "
+            f"(last hash {result.last_hash})"
+        )
+    if not result.ok:
+        raise typer.Exit(EXIT_AUDIT_BROKEN)

@@ -1,5 +1,10 @@
-"""All tables medloop migrates: the FEST catalogue tables and the engine's own."""
+"""All tables medloop migrates: the FEST catalogue tables and the engine's own.
+
+The engine's modules define their tables on the one shared ``fest.schema.metadata``;
+importing them here is what puts those tables in front of Alembic.
+"""
 
 from fest.schema import metadata
+from medloop.store import audit, idempotency  # noqa: F401  (registers their tables)
 
 __all__ = ["metadata"]

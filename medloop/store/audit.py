@@ -1,0 +1,435 @@
+"""The audit log: an append-only, tamper-evident record of every access to patient data.
+
+Each :class:`AuditEvent` (who, in which role, for which organisation, did what to which
+patient, with what outcome and why) becomes one row of ``audit_event``, written in the
+caller's transaction so that it commits or rolls back together with the change it records.
+
+Rows form a hash chain.  Sequence numbers start at 1 and have no gaps; each row stores the
+hash of the row before it (``prev_hash``; the first row chains from :data:`GENESIS_HASH`)
+and its own ``hash``, the SHA-256 (lower-case hex) of its canonical serialisation: the
+UTF-8 bytes of the compact JSON object with sorted keys (at every depth) of every column
+except ``hash`` —
+
+    action, actor, actor_role, detail, occurred_at, organisation, outcome, patient,
+    prev_hash, reason, request_id, seq
+
+— with ``occurred_at`` written as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` and absent values as
+``null`` (see :func:`canonical_record`).  Changing, removing, inserting or reordering a row
+therefore breaks the chain at that row, which :func:`verify` reports.  Cutting rows off the
+end leaves a shorter intact chain; only a last hash recorded elsewhere (``medloop audit
+verify`` prints it) reveals that.
+
+The migration also installs triggers that refuse ``UPDATE`` and ``DELETE`` (and, on
+PostgreSQL, ``TRUNCATE``) of ``audit_event``, so ordinary SQL cannot tamper; the chain
+catches tampering that gets past them.  This module has no update or delete function.
+
+Appends are serialised so that concurrent transactions cannot fork the chain:
+
+* PostgreSQL: :func:`append` takes ``pg_advisory_xact_lock(AUDIT_CHAIN_LOCK)`` and only then
+  reads the tail.  The lock is held to the end of the caller's transaction, so the next
+  appender reads a tail that has been committed (or rolled back).  This needs READ
+  COMMITTED (PostgreSQL's default); under REPEATABLE READ a stale tail makes the insert fail
+  on the primary key rather than fork.  Because every audited transaction waits for this lock,
+  append as late in the transaction as possible.
+* SQLite: a write transaction (``engine.execution_options(write=True).begin()``, which
+  begins ``IMMEDIATE``) already holds the database's single write lock, so reading the tail
+  and inserting after it cannot interleave with another writer.  :func:`append` refuses a
+  connection that was not opened that way (:class:`WriteTransactionRequired`).
+
+A rolled-back append leaves no gap: the sequence number is the committed tail plus one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    cast,
+    select,
+    text,
+)
+
+from fest.schema import metadata
+
+#: ``prev_hash`` of the first record.
+GENESIS_HASH = "0" * 64
+
+#: Key of the PostgreSQL transaction-level advisory lock that serialises appends
+#: (the first eight bytes of SHA-256("medloop.audit_event"), as a signed 64-bit integer).
+AUDIT_CHAIN_LOCK = int.from_bytes(
+    hashlib.sha256(b"medloop.audit_event").digest()[:8], "big", signed=True
+)
+
+#: The columns the hash covers: all but ``hash``.
+HASHED_FIELDS = (
+    "seq",
+    "occurred_at",
+    "actor",
+    "actor_role",
+    "organisation",
+    "patient",
+    "action",
+    "outcome",
+    "request_id",
+    "reason",
+    "detail",
+    "prev_hash",
+)
+
+#: Records fetched per query by :func:`verify`.
+VERIFY_CHUNK = 5_000
+
+#: Largest page :func:`events_for_patient` returns.
+MAX_PAGE = 500
+
+
+class Outcome(StrEnum):
+    """How the audited action ended."""
+
+    OK = "ok"
+    REFUSED = "refused"  # not allowed, or a check stopped it
+    CONFLICT = "conflict"  # a stale version or a reused idempotency key
+    ERROR = "error"
+
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    # INTEGER on SQLite so that the sequence number is the rowid and the chain is walked in
+    # table order; BIGINT elsewhere because reads are audited too.
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),  # HPR number, national id or "system"
+    Column("actor_role", String(32), nullable=False),
+    Column("organisation", String(64), nullable=True),  # none for a patient or the system
+    Column("patient", String(32), nullable=True),  # national id; none for non-patient events
+    Column("action", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("reason", Text, nullable=True),  # why: tjenstlig behov (legitimate need), override …
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    CheckConstraint(
+        "outcome IN ('ok', 'refused', 'conflict', 'error')", name="ck_audit_event_outcome"
+    ),
+    Index("ix_audit_event_patient", "patient", "seq"),
+)
+
+
+class WriteTransactionRequired(RuntimeError):
+    """A store write was attempted on a SQLite connection that did not begin IMMEDIATE."""
+
+
+class InvalidAuditEvent(ValueError):
+    """An audit event is missing a required field or carries a value that cannot be stored."""
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What to record: who (``actor``, ``actor_role``, ``organisation``) did what
+    (``action``) to whom (``patient``), how it ended (``outcome``) and why (``reason``).
+
+    ``occurred_at`` defaults to the moment the record is appended.  ``detail`` must be
+    JSON (objects, arrays, strings, finite numbers, booleans, null).
+    """
+
+    actor: str
+    actor_role: str
+    action: str
+    outcome: Outcome | str = Outcome.OK
+    organisation: str | None = None
+    patient: str | None = None
+    request_id: str | None = None
+    reason: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One stored, chained audit record."""
+
+    seq: int
+    occurred_at: datetime
+    actor: str
+    actor_role: str
+    organisation: str | None
+    patient: str | None
+    action: str
+    outcome: Outcome
+    request_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {**canonical_record(vars(self)), "hash": self.hash}
+
+
+Problem = Literal["gap", "prev_hash", "hash"]
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """The first place where the chain does not hold.
+
+    ``problem`` is ``gap`` (``expected``/``found`` are sequence numbers: a row is missing
+    or out of place), ``prev_hash`` (the row does not point at the hash of the row before
+    it: a row was removed, inserted, reordered or re-hashed) or ``hash`` (the row's
+    content no longer matches its stored hash: a field was changed).
+    """
+
+    seq: int
+    problem: Problem
+    expected: str
+    found: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "problem": self.problem,
+            "expected": self.expected,
+            "found": self.found,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """``events`` intact records were walked; ``last_hash`` is the hash of the last of them
+    (:data:`GENESIS_HASH` when there are none); ``broken`` is the first broken link."""
+
+    events: int
+    last_hash: str
+    broken: BrokenLink | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+    def as_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"ok": self.ok, "events": self.events, "last_hash": self.last_hash}
+        if self.broken is not None:
+            result["broken"] = self.broken.as_json()
+        return result
+
+
+@dataclass(frozen=True)
+class PatientAccessPage:
+    """Audit records about one patient, newest first; pass ``next_before`` as ``before``
+    to get the next (older) page, ``None`` when this is the last."""
+
+    events: list[AuditRecord]
+    next_before: int | None
+
+
+def append(conn: Connection, event: AuditEvent) -> AuditRecord:
+    """Chain ``event`` onto the audit log in the caller's transaction and return the record."""
+    require_write_transaction(conn, "appending to the audit log")
+    outcome, detail = _validated(event)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK})
+    tail = conn.execute(
+        select(audit_event.c.seq, audit_event.c.hash).order_by(audit_event.c.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
+    values: dict[str, Any] = {
+        "seq": seq,
+        # Taken under the lock, so that time order follows chain order on one clock.
+        "occurred_at": _utc(event.occurred_at) if event.occurred_at else datetime.now(UTC),
+        "actor": event.actor,
+        "actor_role": event.actor_role,
+        "organisation": event.organisation,
+        "patient": event.patient,
+        "action": event.action,
+        "outcome": outcome.value,
+        "request_id": event.request_id,
+        "reason": event.reason,
+        "detail": detail,
+        "prev_hash": prev_hash,
+    }
+    values["hash"] = record_hash(values)
+    conn.execute(audit_event.insert().values(**values))
+    return AuditRecord(**{**values, "outcome": outcome})
+
+
+def verify(conn: Connection, chunk: int = VERIFY_CHUNK) -> VerifyResult:
+    """Walk the whole chain in sequence order and stop at the first broken link.
+
+    Reads ``chunk`` records per query, so memory stays constant however long the log is.
+    Run it in one transaction for a snapshot; appends that commit meanwhile only extend
+    the chain.
+    """
+    expected_seq, last_hash, events = 1, GENESIS_HASH, 0
+    # Raw column values, not AuditRecords: a tampered row must reach the hash comparison
+    # whatever it holds.
+    for row in _rows_in_order(conn, chunk):
+        broken = _broken_link(row, expected_seq, last_hash)
+        if broken is not None:
+            return VerifyResult(events, last_hash, broken)
+        expected_seq, last_hash, events = expected_seq + 1, row["hash"], events + 1
+    return VerifyResult(events, last_hash)
+
+
+def _broken_link(row: Mapping[str, Any], expected_seq: int, last_hash: str) -> BrokenLink | None:
+    seq = row["seq"]
+    if seq != expected_seq:
+        return BrokenLink(seq, "gap", str(expected_seq), str(seq))
+    if row["prev_hash"] != last_hash:
+        return BrokenLink(seq, "prev_hash", last_hash, row["prev_hash"])
+    recomputed = record_hash(row)
+    if recomputed != row["hash"]:
+        return BrokenLink(seq, "hash", recomputed, row["hash"])
+    return None
+
+
+def events_for_patient(
+    conn: Connection, patient: str, *, limit: int = 50, before: int | None = None
+) -> PatientAccessPage:
+    """Who did what with ``patient``'s data (actor, role, organisation, action, when, why),
+    newest first, ``limit`` records per page; ``before`` is the previous page's
+    ``next_before``."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
+    query = select(audit_event).where(audit_event.c.patient == patient)
+    if before is not None:
+        query = query.where(audit_event.c.seq < before)
+    rows = conn.execute(query.order_by(audit_event.c.seq.desc()).limit(limit + 1)).all()
+    events = [_record(row) for row in rows[:limit]]
+    return PatientAccessPage(events, events[-1].seq if len(rows) > limit else None)
+
+
+def canonical_record(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed fields (every column but ``hash``) of a record's column ``values`` as JSON
+    values."""
+    fields = {name: values[name] for name in HASHED_FIELDS}
+    occurred_at = fields["occurred_at"]
+    if occurred_at.tzinfo is not None:
+        occurred_at = occurred_at.astimezone(UTC).replace(tzinfo=None)
+    fields["occurred_at"] = occurred_at.isoformat(timespec="microseconds") + "Z"
+    fields["outcome"] = str(fields["outcome"])
+    return fields
+
+
+def record_hash(values: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical serialisation of a record's column ``values``."""
+    return hashlib.sha256(_canonical_json(canonical_record(values)).encode()).hexdigest()
+
+
+def require_write_transaction(conn: Connection, purpose: str) -> None:
+    """On SQLite, insist that ``conn`` began ``IMMEDIATE`` (``write=True``).
+
+    A deferred transaction that reads and then writes fails with "database is locked" as
+    soon as another writer commits in between; better to say so the first time.
+    """
+    if conn.dialect.name == "sqlite" and not conn.get_execution_options().get("write", False):
+        raise WriteTransactionRequired(
+            f"{purpose} needs a write transaction on SQLite: "
+            "use engine.execution_options(write=True).begin()"
+        )
+
+
+def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
+    for name in ("actor", "actor_role", "action"):
+        if not getattr(event, name):
+            raise InvalidAuditEvent(f"an audit event needs {name}")
+    try:
+        outcome = Outcome(event.outcome)
+    except ValueError:
+        allowed = ", ".join(o.value for o in Outcome)
+        raise InvalidAuditEvent(f"outcome {event.outcome!r} is not one of {allowed}") from None
+    if event.occurred_at is not None and event.occurred_at.tzinfo is None:
+        raise InvalidAuditEvent("occurred_at must carry a time zone")
+    try:
+        # Store exactly what is hashed: the JSON round trip turns tuples into lists and
+        # non-string keys into strings, as reading the row back would.
+        detail = json.loads(_canonical_json(dict(event.detail)))
+    except (TypeError, ValueError) as exc:
+        raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
+    return outcome, detail
+
+
+_VERIFIED_COLUMNS = (*HASHED_FIELDS, "hash")
+
+
+def _rows_in_order(conn: Connection, chunk: int) -> Iterator[dict[str, Any]]:
+    # ``detail`` as text, parsed here: SQLAlchemy's JSON result handling costs more than
+    # the hashing.
+    columns = [
+        cast(audit_event.c.detail, Text) if name == "detail" else audit_event.c[name]
+        for name in _VERIFIED_COLUMNS
+    ]
+    after = 0
+    while True:
+        query = select(*columns).where(audit_event.c.seq > after)
+        rows = conn.execute(query.order_by(audit_event.c.seq).limit(chunk)).all()
+        for row in rows:
+            values = dict(zip(_VERIFIED_COLUMNS, row, strict=True))
+            values["detail"] = _json_or_text(values["detail"])
+            yield values
+        if len(rows) < chunk:
+            return
+        after = rows[-1].seq
+
+
+def _json_or_text(stored: str) -> Any:
+    # Text that is not JSON (SQLite does not check) hashes as a string: a broken link.
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return stored
+
+
+def _record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        seq=row.seq,
+        occurred_at=_utc(row.occurred_at),
+        actor=row.actor,
+        actor_role=row.actor_role,
+        organisation=row.organisation,
+        patient=row.patient,
+        action=row.action,
+        outcome=Outcome(row.outcome),
+        request_id=row.request_id,
+        reason=row.reason,
+        detail=row.detail,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back the naive UTC wall-clock time that was stored.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_CANONICAL_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _canonical_json(value: Any) -> str:
+    return _CANONICAL_ENCODER.encode(value)

@@ -1,0 +1,180 @@
+"""Idempotency keys: a retried request returns the first result and has no second effect.
+
+A client sends an ``Idempotency-Key`` with a POST; the command runs its effect through
+:func:`run_once` with a scope (who and which command, e.g. ``"hpr:1234567/dispense"``),
+that key and the fingerprint of the request (:func:`request_fingerprint`).  The key's row in
+``idempotency_key`` (primary key ``(scope, key)``) is written in the caller's transaction:
+
+1. a claim row (status ``pending``) is inserted, with ``ON CONFLICT DO NOTHING``;
+2. if the claim was inserted, ``compute()`` runs and its JSON response is stored with the
+   row (status ``completed``) — all inside a savepoint, so a ``compute`` that raises leaves
+   neither a claim nor any of its own writes behind, and the key stays free for a retry even
+   if the caller goes on to commit (an audit record of the refusal, say);
+3. if the key was already there, its stored response is returned without calling
+   ``compute`` (``replayed=True``) — or, if it was stored for a different request,
+   :class:`IdempotencyKeyReused` is raised.
+
+Concurrent first calls with the same key have exactly one effect because of the primary key.
+On PostgreSQL the second insert waits on the first transaction's uncommitted row; when that
+commits, the second sees the stored response (READ COMMITTED takes a new snapshot per
+statement), and when it rolls back, the second claims the key itself.  On SQLite writers are
+serialised by the write transaction (``engine.execution_options(write=True).begin()``), so
+the second call starts after the first has committed or rolled back.
+
+The status is ``completed`` in every committed row; ``pending`` is only ever seen by the
+transaction that holds the claim, i.e. when ``compute`` re-enters :func:`run_once` with its
+own key (:class:`IdempotentRequestInProgress`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, Connection, DateTime, String, Table, and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from fest.schema import metadata
+from medloop.store.audit import require_write_transaction
+
+MAX_KEY_LENGTH = 200
+MAX_SCOPE_LENGTH = 200
+
+
+class KeyStatus(StrEnum):
+    PENDING = "pending"  # claimed by a transaction that is computing the response
+    COMPLETED = "completed"
+
+
+idempotency_key = Table(
+    "idempotency_key",
+    metadata,
+    Column("scope", String(MAX_SCOPE_LENGTH), primary_key=True),
+    Column("key", String(MAX_KEY_LENGTH), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # SHA-256 of the canonical request
+    Column("status", String(16), nullable=False),
+    Column("response", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("status IN ('pending', 'completed')", name="ck_idempotency_key_status"),
+)
+
+
+class IdempotencyError(Exception):
+    """Base of the idempotency errors; each carries the scope and key."""
+
+    def __init__(self, scope: str, key: str, message: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.key = key
+
+
+class IdempotencyKeyReused(IdempotencyError):
+    """The key was first used for a different request (HTTP 422 in the IETF draft)."""
+
+    def __init__(self, scope: str, key: str) -> None:
+        message = f"idempotency key {key!r} was already used for a different request in {scope!r}"
+        super().__init__(scope, key, message)
+
+
+class IdempotentRequestInProgress(IdempotencyError):
+    """The key is claimed by a request that has not finished (HTTP 409 in the IETF draft)."""
+
+    def __init__(self, scope: str, key: str) -> None:
+        message = f"the request with idempotency key {key!r} in {scope!r} is still in progress"
+        super().__init__(scope, key, message)
+
+
+class InvalidIdempotencyKey(IdempotencyError):
+    """The key, scope or fingerprint is empty, too long or malformed (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class IdempotentResult:
+    """The response of the request; ``replayed`` when it was stored by an earlier call."""
+
+    response: dict[str, Any]
+    replayed: bool
+
+
+def request_fingerprint(request: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of ``request`` as compact JSON with sorted keys."""
+    return hashlib.sha256(_canonical_json(request).encode()).hexdigest()
+
+
+def run_once(
+    conn: Connection,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    compute: Callable[[], Mapping[str, Any]],
+) -> IdempotentResult:
+    """Run ``compute`` once per ``(scope, key)`` in the caller's transaction and store its
+    response; a repeat with the same ``fingerprint`` gets that response back."""
+    _check(scope, key, fingerprint)
+    require_write_transaction(conn, "using an idempotency key")
+    this_key = and_(idempotency_key.c.scope == scope, idempotency_key.c.key == key)
+    with conn.begin_nested():
+        claimed = conn.execute(
+            _insert_ignoring_duplicates(conn).values(
+                scope=scope,
+                key=key,
+                fingerprint=fingerprint,
+                status=KeyStatus.PENDING.value,
+                created_at=datetime.now(UTC),
+            )
+            .returning(idempotency_key.c.key)
+        ).first()
+        if claimed is not None:
+            response = _as_stored(scope, compute())
+            conn.execute(
+                idempotency_key.update()
+                .where(this_key)
+                .values(status=KeyStatus.COMPLETED.value, response=response)
+            )
+            return IdempotentResult(response, replayed=False)
+    stored = conn.execute(select(idempotency_key).where(this_key)).one()
+    if stored.fingerprint != fingerprint:
+        raise IdempotencyKeyReused(scope, key)
+    if stored.status != KeyStatus.COMPLETED:
+        raise IdempotentRequestInProgress(scope, key)
+    return IdempotentResult(stored.response, replayed=True)
+
+
+def _as_stored(scope: str, response: Mapping[str, Any]) -> dict[str, Any]:
+    """What a replay will return: ``response`` after a JSON round trip (tuples become lists)."""
+    try:
+        stored: dict[str, Any] = json.loads(_canonical_json(dict(response)))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the response computed in {scope!r} is not JSON: {exc}") from None
+    return stored
+
+
+def _insert_ignoring_duplicates(conn: Connection) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(idempotency_key).on_conflict_do_nothing(index_elements=["scope", "key"])
+
+
+def _check(scope: str, key: str, fingerprint: str) -> None:
+    problem = None
+    if not key or len(key) > MAX_KEY_LENGTH:
+        problem = f"an idempotency key has 1 to {MAX_KEY_LENGTH} characters"
+    elif not scope or len(scope) > MAX_SCOPE_LENGTH:
+        problem = f"an idempotency scope has 1 to {MAX_SCOPE_LENGTH} characters"
+    elif len(fingerprint) != 64 or fingerprint.strip("0123456789abcdef"):
+        problem = "a request fingerprint is a lower-case hex SHA-256"
+    if problem is not None:
+        raise InvalidIdempotencyKey(scope, key, problem)
+
+
+_CANONICAL_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _canonical_json(value: Any) -> str:
+    return _CANONICAL_ENCODER.encode(value)
