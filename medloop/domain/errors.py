@@ -13,15 +13,22 @@ Families (catch the family when the precise cause does not matter):
 - ``NotDispensable``: the closed-loop dispensing rules refuse a dispense (a marker shared with
   the prescription and entry errors that also stop a dispense);
 - ``DispenseError``: operations on recorded dispenses;
-- ``ReconciliationError``: a reconciliation record that does not fit the list.
+- ``ReconciliationError``: a reconciliation record that does not fit the list;
+- the command layer's refusals (``medloop.loop``): unknown patient, prescription, dispense or
+  drug, no catalogue in force, and ``OverrideRequired``.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from interactions import Alert
 
 _CODES: dict[str, type[DomainError]] = {}
 
@@ -276,3 +283,60 @@ class ReconciliationIncomplete(ReconciliationError):
 
 class ReconciliationOutcomeContradictsEntry(ReconciliationError):
     code = "reconciliation-outcome-contradicts-entry"
+
+
+# -- the command layer -------------------------------------------------------------------------
+
+
+class PatientNotFound(DomainError):
+    code = "patient-not-found"
+
+
+class PatientAlreadyRegistered(DomainError):
+    code = "patient-already-registered"
+
+
+class PrescriptionNotFound(DomainError):
+    """No such prescription for this patient (also when it belongs to another patient)."""
+
+    code = "prescription-not-found"
+
+
+class DispenseNotFound(DomainError):
+    code = "dispense-not-found"
+
+
+class IdAlreadyUsed(DomainError):
+    """A client-chosen id (entry, prescription, dispense) is already taken."""
+
+    code = "id-already-used"
+
+
+class UnknownDrug(DomainError):
+    """The drug reference is not in the catalogue version in force."""
+
+    code = "unknown-drug"
+
+
+class NoCatalogueInForce(DomainError):
+    code = "no-catalogue-in-force"
+
+
+class ReasonRequired(DomainError):
+    code = "reason-required"
+
+
+class OverrideRequired(DomainError):
+    """Alerts that need an override with a reason came up; ``alerts`` lists them (their keys
+    are what the retried call names as overridden)."""
+
+    code = "override-required"
+
+    def __init__(self, alerts: Sequence[Alert]) -> None:
+        keys = [a.key for a in alerts]
+        super().__init__(
+            f"{len(alerts)} alert(s) need an override with a reason: {', '.join(keys)}",
+            alert_keys=keys,
+            alerts=[a.model_dump(mode="json") for a in alerts],
+        )
+        self.alerts = tuple(alerts)

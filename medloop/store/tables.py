@@ -5,6 +5,6 @@ importing them here is what puts those tables in front of Alembic.
 """
 
 from fest.schema import metadata
-from medloop.store import audit, idempotency  # noqa: F401  (registers their tables)
+from medloop.store import audit, idempotency, medication_list  # noqa: F401  (registers their tables)
 
 __all__ = ["metadata"]

@@ -1,0 +1,13 @@
+"""The loop: the commands that change a patient's medication list, prescriptions and dispenses.
+
+One module per command family, each command one transaction through ``runner.run_command``:
+
+- ``patients`` — register a patient;
+- ``prescribe`` — prescribe (new entry + prescription) and renew;
+- ``change`` — add an entry without prescription, change dosage, hold, resume, discontinue
+  (recalling its prescriptions), mark entered-in-error;
+- ``dispense`` — lock and release a prescription, dispense with the closed-loop rules, annul a
+  dispense;
+- ``acknowledge`` — mark an alert handled for a patient;
+- ``reconcile`` — record a reconciliation (``samstemming``) of the list.
+"""

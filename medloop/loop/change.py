@@ -1,0 +1,208 @@
+"""Changes of list entries: add an entry used without prescription, change an entry's dosage,
+hold (``pause``) and resume, discontinue (``seponering``, recalling the prescriptions behind
+the entry) and mark entered-in-error."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+from pydantic import model_validator
+from sqlalchemy import Engine
+
+from interactions.dosage import Dosage, Use
+from medloop.domain._model import Frozen
+from medloop.domain.drug_reference import NonCatalogueItem
+from medloop.domain.entry import Discontinuation, EntryEdit
+from medloop.domain.medication_list import (
+    AddEntry,
+    EditEntry,
+    HoldEntry,
+    ListCommand,
+    MarkEnteredInError,
+    MedicationList,
+    ResumeEntry,
+)
+from medloop.domain.prescribing import discontinue as discontinue_entry
+from medloop.loop.runner import (
+    Call,
+    CommandResult,
+    Context,
+    DrugOrder,
+    Effect,
+    Screening,
+    medications_of,
+    run_command,
+)
+
+
+class EntryOrder(Frozen):
+    """A new entry used without prescription: a catalogue drug or a non-catalogue item."""
+
+    entry_id: UUID
+    drug: DrugOrder | None = None
+    item: NonCatalogueItem | None = None
+    use: Use
+    dosage: Dosage | None = None
+    indication: str | None = None
+    start: date
+    stop: date | None = None
+
+    @model_validator(mode="after")
+    def _names_one_drug(self) -> EntryOrder:
+        if (self.drug is None) == (self.item is None):
+            raise ValueError("an entry names a catalogue drug or a non-catalogue item")
+        return self
+
+
+def add_entry(
+    engine: Engine, patient_id: UUID, order: EntryOrder, call: Call, *, based_on: int
+) -> CommandResult:
+    """Add an entry without a prescription (over-the-counter, a supplement, another
+    prescriber's treatment); decision support checks it like any new entry."""
+
+    def decide(ctx: Context) -> Effect:
+        drug = ctx.catalogue.resolve(order.drug) if order.drug is not None else order.item
+        new_list, change = ctx.state.medication_list.apply(
+            AddEntry.model_validate(
+                {
+                    **_header(call, based_on),
+                    "entry_id": order.entry_id,
+                    "drug": drug,
+                    "dosage": order.dosage,
+                    "use": order.use,
+                    "indication": order.indication,
+                    "start": order.start,
+                    "stop": order.stop,
+                    "instituted_by": call.actor,
+                }
+            )
+        )
+        return Effect(
+            list_change=change,
+            screening=Screening(tuple(medications_of(new_list)), _focus(new_list, order.entry_id)),
+            response={"entry_id": str(order.entry_id)},
+        )
+
+    return run_command(
+        engine, "add-entry", patient_id, call, decide,
+        based_on=based_on, request=order.model_dump(mode="json"),
+    )
+
+
+def change_dosage(
+    engine: Engine,
+    patient_id: UUID,
+    entry_id: UUID,
+    dosage: Dosage,
+    call: Call,
+    *,
+    based_on: int,
+) -> CommandResult:
+    """A new dosage (and with it the use) for an active or on-hold entry; checked again."""
+    edit = EntryEdit(dosage=dosage, use=dosage.use)
+    command = EditEntry(**_header(call, based_on), entry_id=entry_id, edit=edit)
+    return _list_command(engine, "change-dosage", patient_id, call, command, screen=True)
+
+
+def hold(
+    engine: Engine, patient_id: UUID, entry_id: UUID, call: Call, *, based_on: int
+) -> CommandResult:
+    command = HoldEntry(**_header(call, based_on), entry_id=entry_id)
+    return _list_command(engine, "hold", patient_id, call, command, screen=False)
+
+
+def resume(
+    engine: Engine, patient_id: UUID, entry_id: UUID, call: Call, *, based_on: int
+) -> CommandResult:
+    """Resume an on-hold entry; checked again, since it is taken again."""
+    command = ResumeEntry(**_header(call, based_on), entry_id=entry_id)
+    return _list_command(engine, "resume", patient_id, call, command, screen=True)
+
+
+def mark_entered_in_error(
+    engine: Engine, patient_id: UUID, entry_id: UUID, call: Call, *, based_on: int
+) -> CommandResult:
+    """Mark an entry as a mistake (``call.reason`` says why); it is kept but never counts."""
+    header = {**_header(call, based_on), "reason": call.reason or ""}
+    command = MarkEnteredInError(**header, entry_id=entry_id)
+    return _list_command(engine, "entered-in-error", patient_id, call, command, screen=False)
+
+
+def discontinue(
+    engine: Engine,
+    patient_id: UUID,
+    entry_id: UUID,
+    discontinuation: Discontinuation,
+    call: Call,
+    *,
+    based_on: int,
+) -> CommandResult:
+    """Discontinue an entry and recall every dispensable prescription behind it."""
+
+    def decide(ctx: Context) -> Effect:
+        state = ctx.state
+        done = discontinue_entry(
+            state.medication_list,
+            entry_id,
+            discontinuation,
+            state.prescriptions_of(entry_id),
+            based_on=based_on,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason,
+        )
+        recalled = tuple(version for _, version in done.recalled)
+        return Effect(
+            list_change=done.list_change,
+            prescription_versions=recalled,
+            response={
+                "entry_id": str(entry_id),
+                "recalled": [str(v.prescription_id) for v in recalled],
+            },
+        )
+
+    request = {
+        "entry_id": str(entry_id),
+        "discontinuation": discontinuation.model_dump(mode="json"),
+    }
+    return run_command(
+        engine, "discontinue", patient_id, call, decide, based_on=based_on, request=request
+    )
+
+
+def _list_command(
+    engine: Engine,
+    action: str,
+    patient_id: UUID,
+    call: Call,
+    command: ListCommand,
+    *,
+    screen: bool,
+) -> CommandResult:
+    def decide(ctx: Context) -> Effect:
+        new_list, change = ctx.state.medication_list.apply(command)
+        entry_id = change.entry_versions[0].entry_id
+        screening = (
+            Screening(tuple(medications_of(new_list)), _focus(new_list, entry_id))
+            if screen
+            else None
+        )
+        return Effect(
+            list_change=change, screening=screening, response={"entry_id": str(entry_id)}
+        )
+
+    request = command.model_dump(mode="json", exclude={"author", "at", "reason", "based_on"})
+    return run_command(
+        engine, action, patient_id, call, decide, based_on=command.based_on, request=request
+    )
+
+
+def _header(call: Call, based_on: int) -> dict[str, object]:
+    return {"based_on": based_on, "author": call.actor, "at": call.at, "reason": call.reason}
+
+
+def _focus(medication_list: MedicationList, entry_id: UUID) -> tuple[str, ...]:
+    """The changed entry, when decision support sees it (a non-catalogue item it does not)."""
+    seen = {m.id for m in medications_of(medication_list)}
+    return (str(entry_id),) if str(entry_id) in seen else ()

@@ -1,0 +1,171 @@
+"""Prescribing (``forskrivning``): a new list entry with its prescription in one list change,
+and renewal (``fornying``) of an entry's prescription, recalling the old one."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+from pydantic import NonNegativeInt
+from sqlalchemy import Engine
+
+from interactions.dosage import Dosage, Use
+from medloop.domain._model import Frozen
+from medloop.domain.entry import EntryEdit
+from medloop.domain.medication_list import AddEntry
+from medloop.domain.prescribing import renew as renew_prescription
+from medloop.domain.prescription import PrescribedQuantity, PrescriptionRequest, issue
+from medloop.loop.runner import (
+    Call,
+    CommandResult,
+    Context,
+    DrugOrder,
+    Effect,
+    PrescriptionNotFound,
+    Screening,
+    medications_of,
+    run_command,
+)
+
+
+class PrescriptionTerms(Frozen):
+    """How much, how often, how long: the prescription part of an order."""
+
+    prescription_id: UUID
+    quantity: PrescribedQuantity
+    repeats: NonNegativeInt = 0
+    reserved_against_substitution: bool = False
+    reimbursed: bool = False
+    expires: date | None = None
+
+
+class PrescribeOrder(Frozen):
+    """A new entry (client-chosen ``entry_id``, so that a retry with an override names the same
+    alerts) and its prescription."""
+
+    entry_id: UUID
+    drug: DrugOrder
+    use: Use
+    dosage: Dosage | None = None
+    indication: str | None = None
+    start: date
+    stop: date | None = None
+    terms: PrescriptionTerms
+
+
+def prescribe(
+    engine: Engine, patient_id: UUID, order: PrescribeOrder, call: Call, *, based_on: int
+) -> CommandResult:
+    """Add the ordered drug to the list with a new prescription behind it."""
+
+    def decide(ctx: Context) -> Effect:
+        drug = ctx.catalogue.resolve(order.drug)
+        terms = order.terms
+        new_list, change = ctx.state.medication_list.apply(
+            AddEntry(
+                based_on=based_on,
+                author=call.actor,
+                at=call.at,
+                reason=call.reason,
+                entry_id=order.entry_id,
+                drug=drug,
+                dosage=order.dosage,
+                use=order.use,
+                indication=order.indication,
+                start=order.start,
+                stop=order.stop,
+                prescriber=call.actor,
+                instituted_by=call.actor,
+                prescription_ids=(terms.prescription_id,),
+            )
+        )
+        request = _request(terms, call.at.date(), ctx.catalogue.validity_of(drug))
+        prescription, version = issue(
+            new_list.entry(order.entry_id), new_list.patient_id, request, at=call.at, by=call.actor
+        )
+        return Effect(
+            list_change=change,
+            prescription_versions=(version,),
+            screening=Screening(tuple(medications_of(new_list)), (str(order.entry_id),)),
+            response={
+                "entry_id": str(order.entry_id),
+                "prescription_id": str(prescription.id),
+                "expires": prescription.expires.isoformat(),
+                "drug": drug.name,
+            },
+        )
+
+    return run_command(
+        engine, "prescribe", patient_id, call, decide,
+        based_on=based_on, request=order.model_dump(mode="json"),
+    )
+
+
+class RenewOrder(Frozen):
+    """Renew ``prescription_id`` with new terms, optionally changing the entry."""
+
+    prescription_id: UUID
+    terms: PrescriptionTerms
+    change: EntryEdit | None = None
+
+
+def renew(
+    engine: Engine, patient_id: UUID, order: RenewOrder, call: Call, *, based_on: int
+) -> CommandResult:
+    """A new prescription backs the entry; the old one is recalled when still dispensable."""
+
+    def decide(ctx: Context) -> Effect:
+        old = ctx.state.prescriptions.get(order.prescription_id)
+        if old is None:
+            raise PrescriptionNotFound(
+                f"patient {patient_id} has no prescription {order.prescription_id}",
+                prescription_id=order.prescription_id,
+                patient_id=patient_id,
+            )
+        validity = ctx.catalogue.validity_of(old.drug)
+        renewed = renew_prescription(
+            ctx.state.medication_list,
+            old,
+            _request(order.terms, call.at.date(), validity),
+            change=order.change,
+            based_on=based_on,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason,
+        )
+        versions = [renewed.prescription_version]
+        if renewed.recalled is not None:
+            versions.append(renewed.recalled[1])
+        return Effect(
+            list_change=renewed.list_change,
+            prescription_versions=tuple(versions),
+            screening=Screening(
+                tuple(medications_of(renewed.medication_list)), (str(old.entry_id),)
+            ),
+            response={
+                "entry_id": str(old.entry_id),
+                "prescription_id": str(renewed.prescription.id),
+                "recalled": None if renewed.recalled is None else str(old.id),
+                "expires": renewed.prescription.expires.isoformat(),
+            },
+        )
+
+    return run_command(
+        engine, "renew", patient_id, call, decide,
+        based_on=based_on, request=order.model_dump(mode="json"),
+    )
+
+
+def _request(
+    terms: PrescriptionTerms, issued: date, product_validity: tuple[str, ...]
+) -> PrescriptionRequest:
+    return PrescriptionRequest(
+        id=terms.prescription_id,
+        issued=issued,
+        quantity=terms.quantity,
+        repeats=terms.repeats,
+        reserved_against_substitution=terms.reserved_against_substitution,
+        reimbursed=terms.reimbursed,
+        expires=terms.expires,
+        product_validity=product_validity,
+    )

@@ -1,0 +1,475 @@
+"""The machinery every command of the loop shares (architecture: "load list → run checks →
+write change + alerts + audit in ONE transaction").
+
+``run_command`` opens one write transaction, locks and loads the patient, checks the caller's
+expected list version, lets the command decide its ``Effect`` with the pure domain functions,
+runs decision support on the result, refuses with ``OverrideRequired`` while an alert that
+needs an override has no reason, stores everything append-only, and appends the audit record
+last. With an idempotency key the work runs through ``run_once``: a retry returns the first
+response and has no second effect. A refusal rolls everything back and is then audited in a
+transaction of its own.
+
+The catalogue version in force is resolved once per transaction; its ``Knowledge`` is built
+once per catalogue version per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, model_validator
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from fest.queries import version_in_force
+from interactions import Alert, Knowledge, Medication, UnknownReference, check
+from interactions.catalogue import Package, SubstitutionGroup
+from interactions.drugs import ReferenceKind
+from medloop.catalogue import load_snapshot
+from medloop.domain._model import Frozen
+from medloop.domain.codes import EntryStatus
+from medloop.domain.dispense import Annulment, Dispense
+from medloop.domain.drug_reference import CatalogueDrug
+from medloop.domain.errors import (
+    DispenseNotFound,
+    DomainError,
+    IdAlreadyUsed,
+    NoCatalogueInForce,
+    OverrideRequired,
+    PatientNotFound,
+    PrescriptionNotFound,
+    StaleListVersion,
+    UnknownDrug,
+)
+from medloop.domain.medication_list import ListChange, MedicationList
+from medloop.domain.personnel import Actor
+from medloop.domain.prescription import PrescriptionVersion
+from medloop.domain.reconciliation import Reconciliation
+from medloop.store import audit
+from medloop.store import medication_list as store
+from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
+
+__all__ = [
+    "Call", "Catalogue", "CommandResult", "Context", "DispenseNotFound", "DrugOrder", "Effect",
+    "OverrideRequired", "PatientNotFound", "PrescriptionNotFound", "Screening", "UnknownDrug",
+    "catalogue_in_force", "medications_of", "run_command",
+]
+
+# -- the catalogue in force --------------------------------------------------------------------
+
+
+class DrugOrder(Frozen):
+    """A catalogue drug as a caller names it: a FEST id (package, brand, generic group, dose
+    unit) or a package's varenr."""
+
+    fest_id: str | None = None
+    varenr: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DrugOrder:
+        if (self.fest_id is None) == (self.varenr is None):
+            raise ValueError("a drug is named by a FEST id or a varenr")
+        return self
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """One catalogue version as the loop uses it: decision-support knowledge, packages and
+    substitution groups."""
+
+    version: int
+    knowledge: Knowledge
+    packages_by_varenr: Mapping[str, tuple[Package, ...]]
+    substitution_groups: tuple[SubstitutionGroup, ...]
+    product_validity: Mapping[str, tuple[str, ...]]
+
+    def resolve(self, order: DrugOrder) -> CatalogueDrug:
+        """The drug ``order`` names, resolved at this version; ``UnknownDrug`` otherwise."""
+        try:
+            resolved = self.knowledge.resolve(fest_id=order.fest_id, varenr=order.varenr)
+        except UnknownReference as error:
+            raise UnknownDrug(
+                str(error), fest_id=order.fest_id, varenr=order.varenr,
+                catalogue_version=self.version,
+            ) from error
+        varenr = order.varenr if resolved.reference_kind is ReferenceKind.PACKAGE else None
+        try:
+            return CatalogueDrug(resolved=resolved, catalogue_version=self.version, varenr=varenr)
+        except ValueError as error:
+            raise UnknownDrug(
+                f"{resolved.name} cannot be put on a list: {error}",
+                fest_id=order.fest_id, varenr=order.varenr, catalogue_version=self.version,
+            ) from error
+
+    def package(self, varenr: str) -> Package:
+        found = self.packages_by_varenr.get(varenr, ())
+        if len(found) != 1:
+            raise UnknownDrug(
+                f"varenr {varenr} names {len(found)} packages in catalogue version {self.version}",
+                varenr=varenr,
+                catalogue_version=self.version,
+            )
+        return found[0]
+
+    def validity_of(self, drug: CatalogueDrug) -> tuple[str, ...]:
+        """The products' own prescription validities (``Reseptgyldighet``) for ``drug``."""
+        return tuple(
+            sorted({v for p in drug.resolved.product_ids for v in self.product_validity.get(p, ())})
+        )
+
+
+_KEEP_CATALOGUES = 4
+"""Catalogue versions kept built; the newest is the one in force."""
+
+_catalogues: dict[tuple[int, str], Catalogue] = {}
+_catalogues_lock = threading.Lock()
+
+
+def catalogue_in_force(conn: Connection) -> Catalogue:
+    """The catalogue version in force, built once per version (and file) in this process."""
+    in_force = version_in_force(conn)
+    if in_force is None:
+        raise NoCatalogueInForce("no FEST catalogue has been imported")
+    # The file's hash is part of the key: another database may number another file alike.
+    key = (int(in_force["id"]), str(in_force["sha256"]))
+    with _catalogues_lock:
+        found = _catalogues.get(key)
+        if found is None:
+            found = _catalogues[key] = _build_catalogue(conn, key[0])
+            for stale in list(_catalogues)[:-_KEEP_CATALOGUES]:
+                del _catalogues[stale]
+    return found
+
+
+def _build_catalogue(conn: Connection, version: int) -> Catalogue:
+    snapshot = load_snapshot(conn, version)
+    by_varenr: dict[str, list[Package]] = {}
+    for package in snapshot.packages:
+        by_varenr.setdefault(package.varenr, []).append(package)
+    return Catalogue(
+        version=version,
+        knowledge=Knowledge.build(snapshot),
+        packages_by_varenr={k: tuple(v) for k, v in by_varenr.items()},
+        substitution_groups=snapshot.substitution_groups,
+        product_validity={p.id: p.prescription_validity for p in snapshot.products},
+    )
+
+
+# -- what a call carries and what a command decides --------------------------------------------
+
+
+class Call(Frozen):
+    """Who calls, when and why, with the overrides (alert key → reason) and the idempotency key
+    the call carries."""
+
+    actor: Actor
+    at: AwareDatetime
+    reason: str | None = None
+    overrides: dict[str, str] = {}
+    idempotency_key: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What decision support checks: the medications and the ids of those the command
+    changed (only alerts involving them are raised)."""
+
+    medications: tuple[Medication, ...]
+    proposed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Everything a command decided, for the runner to check and store."""
+
+    list_change: ListChange | None = None
+    prescription_versions: tuple[PrescriptionVersion, ...] = ()
+    dispenses: tuple[Dispense, ...] = ()
+    annulments: tuple[tuple[UUID, Annulment], ...] = ()
+    handled: Mapping[str, str] = field(default_factory=dict)
+    reconciliation: Reconciliation | None = None
+    screening: Screening | None = None
+    response: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a command decides on: the locked patient's state, the catalogue in force, the
+    call, and the connection (for reads only)."""
+
+    conn: Connection
+    state: store.PatientState
+    catalogue: Catalogue
+    call: Call
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of a command: the list version after it, the alerts shown, the command's
+    own response fields, and whether this is the replay of an earlier identical call."""
+
+    patient_id: UUID
+    list_version: int
+    alerts: tuple[Alert, ...]
+    response: dict[str, Any]
+    replayed: bool = False
+
+
+Decide = Callable[[Context], Effect]
+
+
+def run_command(
+    engine: Engine,
+    action: str,
+    patient_id: UUID,
+    call: Call,
+    decide: Decide,
+    *,
+    based_on: int | None,
+    request: Mapping[str, Any],
+) -> CommandResult:
+    """Run one command in one transaction (see the module docstring). ``based_on`` is the list
+    version the caller saw (``None``: the command does not depend on it); ``request`` is the
+    command's JSON input, fingerprinted for the idempotency key."""
+    try:
+        with engine.execution_options(write=True).begin() as conn:
+            return _run(conn, action, patient_id, call, decide, based_on, request)
+    except DomainError as refusal:
+        _audit_refusal(engine, action, patient_id, call, refusal.code, refusal.detail)
+        raise
+    except IdempotencyError as refusal:
+        _audit_refusal(engine, action, patient_id, call, "idempotency-key", str(refusal))
+        raise
+    except IntegrityError as error:
+        conflict = _conflict(engine, patient_id, based_on)
+        _audit_refusal(engine, action, patient_id, call, conflict.code, conflict.detail)
+        raise conflict from error
+
+
+def _run(
+    conn: Connection,
+    action: str,
+    patient_id: UUID,
+    call: Call,
+    decide: Decide,
+    based_on: int | None,
+    request: Mapping[str, Any],
+) -> CommandResult:
+    def compute() -> dict[str, Any]:
+        return _decide_and_store(conn, action, patient_id, call, decide, based_on)
+
+    if call.idempotency_key is None:
+        response, replayed = compute(), False
+    else:
+        scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
+        fingerprint = request_fingerprint(
+            {"action": action, "patient_id": str(patient_id), "based_on": based_on,
+             "overrides": call.overrides, "request": dict(request)}
+        )
+        result = run_once(conn, scope, call.idempotency_key, fingerprint, compute)
+        response, replayed = result.response, result.replayed
+    _audit(conn, action, patient_id, call, response, replayed)
+    return CommandResult(
+        patient_id=patient_id,
+        list_version=response["list_version"],
+        alerts=tuple(Alert.model_validate(a) for a in response["alerts"]),
+        response=response,
+        replayed=replayed,
+    )
+
+
+def _decide_and_store(
+    conn: Connection,
+    action: str,
+    patient_id: UUID,
+    call: Call,
+    decide: Decide,
+    based_on: int | None,
+) -> dict[str, Any]:
+    patient = store.lock_patient(conn, patient_id)
+    if patient is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    state = store.load_patient_state(conn, patient)
+    current = state.medication_list.version
+    if based_on is not None and based_on != current:
+        raise _stale(conn, patient_id, based_on, current)
+    catalogue = catalogue_in_force(conn)
+    effect = decide(Context(conn, state, catalogue, call))
+    alerts = _screen(catalogue, state, effect.screening)
+    _refuse_without_override(alerts, call.overrides)
+    version = current if effect.list_change is None else effect.list_change.list_version
+    _store(conn, action, patient_id, call, effect, alerts, version)
+    return {
+        "patient_id": str(patient_id),
+        "list_version": version,
+        "catalogue_version": catalogue.version,
+        "alerts": [a.model_dump(mode="json") for a in alerts],
+        "overridden": sorted(k for k in call.overrides if k in {a.key for a in alerts}),
+        **effect.response,
+    }
+
+
+def _store(
+    conn: Connection,
+    action: str,
+    patient_id: UUID,
+    call: Call,
+    effect: Effect,
+    alerts: Sequence[Alert],
+    version: int,
+) -> None:
+    if effect.list_change is not None:
+        store.append_list_change(conn, effect.list_change)
+    store.append_prescription_versions(conn, patient_id, effect.prescription_versions)
+    for record in effect.dispenses:
+        store.append_dispense(conn, patient_id, record, call.at)
+    for dispense_id, annulment in effect.annulments:
+        store.append_annulment(conn, dispense_id, annulment)
+    if effect.reconciliation is not None:
+        store.append_reconciliation(conn, effect.reconciliation)
+    raised = [
+        store.RaisedAlert(
+            alert=a,
+            override_by=call.actor if a.key in call.overrides else None,
+            override_reason=call.overrides.get(a.key),
+        )
+        for a in alerts
+    ]
+    store.append_alerts(conn, patient_id, action, version, call.at, raised)
+    # An override is the handling of that alert for this patient: it does not re-alert.
+    handled = {r.alert.key: r.override_reason for r in raised if r.override_reason is not None}
+    handled.update(effect.handled)
+    if handled:
+        store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled)
+
+
+# -- decision support --------------------------------------------------------------------------
+
+
+def _screen(
+    catalogue: Catalogue, state: store.PatientState, screening: Screening | None
+) -> list[Alert]:
+    if screening is None or not screening.proposed:
+        return []
+    return check(
+        catalogue.knowledge,
+        screening.medications,
+        state.patient.for_checks(),
+        handled=state.handled,
+        proposed=screening.proposed,
+    )
+
+
+def _refuse_without_override(alerts: Iterable[Alert], overrides: Mapping[str, str]) -> None:
+    missing = [
+        a for a in alerts if a.requires_override and not (overrides.get(a.key) or "").strip()
+    ]
+    if missing:
+        raise OverrideRequired(missing)
+
+
+def medications_of(
+    medication_list: MedicationList, replace: Mapping[UUID, CatalogueDrug] | None = None
+) -> list[Medication]:
+    """The list's catalogue entries as decision support sees them: live entries, and
+    discontinued ones up to their discontinuation (so only entries that overlap in time pair);
+    entered-in-error entries and non-catalogue items never. ``replace`` swaps an entry's drug
+    (the package actually dispensed, say)."""
+    found = []
+    for entry in medication_list.entries:
+        drug = (replace or {}).get(entry.id, entry.drug)
+        if entry.status is EntryStatus.ENTERED_IN_ERROR or not isinstance(drug, CatalogueDrug):
+            continue
+        stop = entry.stop
+        if entry.discontinuation is not None:
+            ended = entry.discontinuation.at.date()
+            stop = ended if stop is None else min(stop, ended)
+            if stop < entry.start:
+                continue
+        found.append(
+            Medication(
+                id=str(entry.id), drug=drug.resolved, dosage=entry.dosage,
+                start=entry.start, stop=stop,
+            )
+        )
+    return found
+
+
+# -- conflicts and audit -----------------------------------------------------------------------
+
+
+def _stale(conn: Connection, patient_id: UUID, based_on: int, current: int) -> StaleListVersion:
+    return StaleListVersion(
+        f"the change is based on list version {based_on}, but the list is at version {current}",
+        based_on=based_on,
+        current_version=current,
+        changes_since=store.changes_since(conn, patient_id, based_on),
+    )
+
+
+def _conflict(
+    engine: Engine, patient_id: UUID, based_on: int | None
+) -> StaleListVersion | IdAlreadyUsed:
+    """A write refused by a unique key: a lost race on the list version (what the list looks
+    like now), or else an entry, prescription or dispense id that is already taken."""
+    with engine.connect() as conn:
+        current = store.list_version(conn, patient_id)
+        if based_on is not None and based_on != current:
+            return _stale(conn, patient_id, based_on, current)
+    return IdAlreadyUsed(
+        "an id in the request (entry, prescription or dispense) is already used",
+        patient_id=patient_id,
+    )
+
+
+def _audit(
+    conn: Connection,
+    action: str,
+    patient_id: UUID,
+    call: Call,
+    response: Mapping[str, Any],
+    replayed: bool,
+) -> None:
+    detail = {key: value for key, value in response.items() if key != "alerts"}
+    detail["alerts"] = [a["key"] for a in response["alerts"]]
+    detail["replayed"] = replayed
+    national_id = store.national_id_of(conn, patient_id)
+    audit.append(conn, _event(action, call, national_id, audit.Outcome.OK, detail))
+
+
+_CONFLICTS = frozenset({StaleListVersion.code, IdAlreadyUsed.code, "idempotency-key"})
+
+
+def _audit_refusal(
+    engine: Engine, action: str, patient_id: UUID, call: Call, code: str, why: str
+) -> None:
+    outcome = audit.Outcome.CONFLICT if code in _CONFLICTS else audit.Outcome.REFUSED
+    detail = {"patient_id": str(patient_id), "code": code, "detail": why}
+    with engine.execution_options(write=True).begin() as conn:
+        national_id = store.national_id_of(conn, patient_id)
+        audit.append(conn, _event(action, call, national_id, outcome, detail))
+
+
+def _event(
+    action: str,
+    call: Call,
+    national_id: str | None,
+    outcome: audit.Outcome,
+    detail: Mapping[str, Any],
+) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        actor=call.actor.personnel.hpr_number,
+        actor_role=call.actor.personnel.role.value,
+        organisation=call.actor.organisation.id,
+        patient=national_id,
+        action=f"medication-list.{action}",
+        outcome=outcome,
+        request_id=call.request_id,
+        reason=call.reason,
+        detail=dict(detail),
+    )

@@ -1,0 +1,184 @@
+"""The read side of the loop: a patient's current list, an entry's history, prescriptions with
+their status and dispensed totals, open alerts, the overrides on record and reconciliations.
+
+Each function reads one patient in a fixed number of queries and returns plain values; none
+writes. ``read_for`` runs one of them on behalf of a clinician and records the access in the
+audit log (architecture invariant 6: every read of patient data leaves an audit record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine
+
+from interactions import Alert
+from medloop.domain.codes import PrescriptionStatus
+from medloop.domain.dispense import tally
+from medloop.domain.entry import ListEntry
+from medloop.domain.errors import EntryNotFound
+from medloop.domain.medication_list import EntryVersion
+from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.errors import PatientNotFound
+from medloop.domain.personnel import Actor
+from medloop.store import audit
+from medloop.store import medication_list as store
+
+Read = TypeVar("Read")
+
+
+@dataclass(frozen=True)
+class CurrentList:
+    """The list as shown at a moment: active and on-hold entries, and entries discontinued
+    within the last 90 days; ``list_version`` is what a change must name as its base."""
+
+    patient_id: UUID
+    list_version: int
+    entries: tuple[ListEntry, ...]
+
+
+@dataclass(frozen=True)
+class PrescriptionSummary:
+    id: UUID
+    entry_id: UUID
+    drug: str
+    status: PrescriptionStatus
+    issued: str
+    expires: str
+    allowed: float
+    dispensed: float
+    remaining: float
+    unit: str
+
+
+@dataclass(frozen=True)
+class OverrideOnRecord:
+    """An alert let through with a reason: what, by whom, when, why, in which command."""
+
+    key: str
+    by: str
+    hpr_number: str
+    reason: str
+    at: datetime
+    action: str
+    alert: Alert
+
+
+def read_for(
+    engine: Engine,
+    reader: Actor,
+    patient_id: UUID,
+    what: str,
+    read: Callable[[Connection], Read],
+    *,
+    reason: str,
+) -> Read:
+    """``read(conn)`` for ``reader``, who states why (``tjenstlig behov``), with an audit record
+    of the access in the same transaction."""
+    with engine.execution_options(write=True).begin() as conn:
+        national_id = store.national_id_of(conn, patient_id)
+        if national_id is None:
+            raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+        result = read(conn)
+        audit.append(
+            conn,
+            audit.AuditEvent(
+                actor=reader.personnel.hpr_number,
+                actor_role=reader.personnel.role.value,
+                organisation=reader.organisation.id,
+                patient=national_id,
+                action=f"medication-list.read.{what}",
+                reason=reason,
+                detail={"patient_id": str(patient_id)},
+            ),
+        )
+    return result
+
+
+def current_list(conn: Connection, patient_id: UUID, now: datetime) -> CurrentList:
+    state = _state(conn, patient_id)
+    listed = state.medication_list
+    return CurrentList(patient_id, listed.version, listed.current_view(now))
+
+
+def entry_history(conn: Connection, patient_id: UUID, entry_id: UUID) -> tuple[EntryVersion, ...]:
+    """Every version of one entry, oldest first (who, when, why, what changed)."""
+    state = _state(conn, patient_id)
+    versions = tuple(
+        v for change in state.changes for v in change.entry_versions if v.entry_id == entry_id
+    )
+    if not versions:
+        raise EntryNotFound(f"the list has no entry {entry_id}", entry_id=entry_id)
+    return versions
+
+
+def prescriptions(conn: Connection, patient_id: UUID) -> list[PrescriptionSummary]:
+    """The patient's prescriptions, issued order, with their dispensing tallies."""
+    state = _state(conn, patient_id)
+    found = []
+    for prescription in state.prescriptions.values():
+        counted = tally(prescription, state.dispenses_of(prescription.id))
+        found.append(
+            PrescriptionSummary(
+                id=prescription.id,
+                entry_id=prescription.entry_id,
+                drug=prescription.drug.name,
+                status=prescription.status,
+                issued=prescription.issued.isoformat(),
+                expires=prescription.expires.isoformat(),
+                allowed=counted.allowed,
+                dispensed=counted.dispensed,
+                remaining=counted.remaining,
+                unit=counted.unit,
+            )
+        )
+    return sorted(found, key=lambda p: (p.issued, str(p.id)))
+
+
+def open_alerts(conn: Connection, patient_id: UUID) -> list[Alert]:
+    """Alerts raised for the patient that nobody has handled or overridden, newest raising of
+    each key."""
+    state = _state(conn, patient_id)
+    handled = {h.key for h in state.handled}
+    latest: dict[str, Alert] = {}
+    for row in store.alerts_for(conn, patient_id):
+        if row.key not in handled:
+            latest[row.key] = Alert.model_validate(row.record)
+    return list(latest.values())
+
+
+def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
+    """Every override on record for the patient, oldest first (shown to pharmacist and
+    nurse)."""
+    _state(conn, patient_id)
+    return [
+        OverrideOnRecord(
+            key=row.key,
+            by=row.override_by["personnel"]["name"],
+            hpr_number=row.override_by["personnel"]["hpr_number"],
+            reason=row.override_reason,
+            at=row.raised_at,
+            action=row.action,
+            alert=Alert.model_validate(row.record),
+        )
+        for row in store.alerts_for(conn, patient_id)
+        if row.override_reason is not None
+    ]
+
+
+def _state(conn: Connection, patient_id: UUID) -> store.PatientState:
+    found = store.read_patient(conn, patient_id)
+    if found is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    return store.load_patient_state(conn, found)
+
+
+def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
+    """The patient's reconciliations, oldest first; an outcome whose ``entry_version`` is below
+    the entry's current version no longer covers that entry."""
+    _state(conn, patient_id)
+    return store.reconciliations(conn, patient_id)

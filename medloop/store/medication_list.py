@@ -1,0 +1,560 @@
+"""Tables and repository of the medication list: patients, list changes, entry versions,
+prescriptions and their versions, dispenses and annulments, alerts with their overrides,
+alerts a patient's clinicians have handled, and reconciliation (``samstemming``) records.
+
+Everything but ``patient`` is append-only: rows are inserted, never updated or deleted. The
+domain records (``ListChange``, ``EntryVersion``, ``PrescriptionVersion``, ``Dispense``,
+``Annulment``, ``Alert``) are stored whole as ``model_dump(mode="json")`` next to the columns
+that index them.
+
+Lost updates are impossible by construction: ``list_change`` has the primary key
+``(patient_id, list_version)``, so two writers based on the same list version cannot both
+commit; ``prescription_version`` does the same per prescription and ``dispense_annulment``
+allows one annulment per dispense. ``lock_patient`` additionally serialises the writers of one
+patient (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction already does), so a
+second writer normally sees the newer version and is refused by the domain before it inserts.
+
+``load_patient_state`` reads one patient's whole state in a fixed number of queries.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
+
+from fest.schema import metadata
+from interactions import Alert, HandledAlert
+from medloop.domain.dispense import Annulment, Dispense
+from medloop.domain.medication_list import EntryVersion, ListChange, MedicationList
+from medloop.domain.patient import Patient
+from medloop.domain.personnel import Actor
+from medloop.domain.prescription import Prescription, PrescriptionVersion
+from medloop.domain.reconciliation import Reconciliation
+
+_UUID = 36
+
+patient = Table(
+    "patient",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("national_id", String(11), nullable=False, unique=True),
+    Column("record", JSON, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+
+list_change = Table(
+    "list_change",
+    metadata,
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), primary_key=True),
+    Column("list_version", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("author", JSON, nullable=False),
+    Column("reason", Text, nullable=True),
+)
+
+entry_version = Table(
+    "entry_version",
+    metadata,
+    Column("entry_id", String(_UUID), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("patient_id", String(_UUID), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("record", JSON, nullable=False),  # the EntryVersion: snapshot, diff, who, when, why
+    ForeignKeyConstraint(
+        ["patient_id", "list_version"], ["list_change.patient_id", "list_change.list_version"]
+    ),
+    Index("ix_entry_version_patient", "patient_id", "list_version"),
+)
+
+prescription = Table(
+    "prescription",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("entry_id", String(_UUID), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Index("ix_prescription_patient", "patient_id"),
+)
+
+prescription_version = Table(
+    "prescription_version",
+    metadata,
+    Column("prescription_id", String(_UUID), ForeignKey("prescription.id"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("to_status", String(1), nullable=False),
+    Column("record", JSON, nullable=False),  # the PrescriptionVersion
+)
+
+dispense = Table(
+    "dispense",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("prescription_id", String(_UUID), ForeignKey("prescription.id"), nullable=False),
+    Column("entry_id", String(_UUID), nullable=False),
+    Column("dispensed_on", Date, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Dispense as recorded (never annulled here)
+    Index("ix_dispense_patient", "patient_id", "dispensed_on"),
+)
+
+dispense_annulment = Table(
+    "dispense_annulment",
+    metadata,
+    Column("dispense_id", String(_UUID), ForeignKey("dispense.id"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Annulment
+)
+
+alert = Table(
+    "alert",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("requires_override", Boolean, nullable=False),
+    Column("catalogue_version", Integer, nullable=False),
+    Column("record", JSON, nullable=False),  # the Alert
+    Column("override_by", JSON, nullable=True),  # the Actor who overrode it
+    Column("override_reason", Text, nullable=True),
+    Index("ix_alert_patient", "patient_id", "raised_at"),
+)
+
+reconciliation = Table(
+    "reconciliation",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Reconciliation
+    Index("ix_reconciliation_patient", "patient_id", "list_version"),
+)
+
+handled_alert = Table(
+    "handled_alert",
+    metadata,
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), primary_key=True),
+    Column("key", String(500), primary_key=True),
+    Column("handled_by", JSON, nullable=False),
+    Column("handled_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatientState:
+    """Everything the loop knows about one patient, as domain values."""
+
+    patient: Patient
+    medication_list: MedicationList
+    changes: tuple[ListChange, ...]
+    prescriptions: dict[UUID, Prescription]
+    prescription_history: dict[UUID, tuple[PrescriptionVersion, ...]]
+    dispenses: tuple[Dispense, ...]
+    handled: tuple[HandledAlert, ...]
+
+    def dispenses_of(self, prescription_id: UUID) -> tuple[Dispense, ...]:
+        return tuple(d for d in self.dispenses if d.prescription_id == prescription_id)
+
+    def prescriptions_of(self, entry_id: UUID) -> tuple[Prescription, ...]:
+        entry = self.medication_list.entry(entry_id)
+        return tuple(self.prescriptions[p] for p in entry.prescription_ids)
+
+
+def find_patient_id(conn: Connection, national_id: str) -> UUID | None:
+    found = conn.execute(
+        select(patient.c.id).where(patient.c.national_id == national_id)
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)
+
+
+def national_id_of(conn: Connection, patient_id: UUID) -> str | None:
+    """The patient's national id, for the audit log; ``None`` for an unknown patient."""
+    found = conn.execute(
+        select(patient.c.national_id).where(patient.c.id == str(patient_id))
+    ).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+def read_patient(conn: Connection, patient_id: UUID) -> Patient | None:
+    """The patient, or ``None`` when there is no such patient."""
+    return _patient(conn, patient_id, lock=False)
+
+
+def lock_patient(conn: Connection, patient_id: UUID) -> Patient | None:
+    """The patient, with the row locked to the end of the transaction on PostgreSQL (writers of
+    one patient queue here); ``None`` when there is no such patient."""
+    return _patient(conn, patient_id, lock=conn.dialect.name == "postgresql")
+
+
+def _patient(conn: Connection, patient_id: UUID, *, lock: bool) -> Patient | None:
+    query = select(patient.c.record).where(patient.c.id == str(patient_id))
+    if lock:
+        query = query.with_for_update()
+    record = conn.execute(query).scalar_one_or_none()
+    return None if record is None else Patient.model_validate(record)
+
+
+def load_patient_state(conn: Connection, found: Patient) -> PatientState:
+    """The current state of ``found``'s list, prescriptions, dispenses and handled alerts, in
+    six queries whatever the history's length."""
+    pid = str(found.id)
+    changes = _list_changes(conn, found.id)
+    history = _prescription_history(conn, pid)
+    prescriptions = {p: versions[-1].prescription for p, versions in history.items()}
+    return PatientState(
+        patient=found,
+        medication_list=MedicationList.replay(found.id, changes),
+        changes=changes,
+        prescriptions=prescriptions,
+        prescription_history=history,
+        dispenses=_dispenses(conn, pid),
+        handled=_handled(conn, pid),
+    )
+
+
+def list_version(conn: Connection, patient_id: UUID) -> int:
+    found = conn.execute(
+        select(func.max(list_change.c.list_version)).where(
+            list_change.c.patient_id == str(patient_id)
+        )
+    ).scalar_one_or_none()
+    return int(found or 0)
+
+
+def changes_since(conn: Connection, patient_id: UUID, based_on: int) -> list[dict[str, Any]]:
+    """A summary of the list changes after ``based_on``: version, when, who, why, and which
+    entries changed how."""
+    rows = conn.execute(
+        select(list_change, entry_version.c.entry_id, entry_version.c.kind)
+        .join(
+            entry_version,
+            (entry_version.c.patient_id == list_change.c.patient_id)
+            & (entry_version.c.list_version == list_change.c.list_version),
+        )
+        .where(list_change.c.patient_id == str(patient_id))
+        .where(list_change.c.list_version > based_on)
+        .order_by(list_change.c.list_version)
+    ).all()
+    summary: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        item = summary.setdefault(
+            row.list_version,
+            {
+                "list_version": row.list_version,
+                "at": _iso(row.at),
+                "author": row.author["personnel"]["name"],
+                "reason": row.reason,
+                "entries": [],
+            },
+        )
+        item["entries"].append({"entry_id": row.entry_id, "kind": row.kind})
+    return list(summary.values())
+
+
+def alerts_for(conn: Connection, patient_id: UUID) -> list[Any]:
+    """Every stored alert of the patient, oldest first."""
+    return list(
+        conn.execute(
+            select(alert).where(alert.c.patient_id == str(patient_id)).order_by(alert.c.id)
+        ).all()
+    )
+
+
+def _list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
+    pid = str(patient_id)
+    versions: dict[int, list[EntryVersion]] = defaultdict(list)
+    for record in conn.execute(
+        select(entry_version.c.record)
+        .where(entry_version.c.patient_id == pid)
+        .order_by(entry_version.c.list_version, entry_version.c.entry_id)
+    ).scalars():
+        parsed = EntryVersion.model_validate(record)
+        versions[parsed.list_version].append(parsed)
+    rows = conn.execute(
+        select(list_change)
+        .where(list_change.c.patient_id == pid)
+        .order_by(list_change.c.list_version)
+    ).all()
+    return tuple(
+        ListChange(
+            patient_id=patient_id,
+            list_version=row.list_version,
+            # The entry versions carry the change's own aware timestamp (SQLite drops the zone).
+            at=versions[row.list_version][0].at,
+            author=Actor.model_validate(row.author),
+            reason=row.reason,
+            entry_versions=tuple(versions[row.list_version]),
+        )
+        for row in rows
+    )
+
+
+def _prescription_history(
+    conn: Connection, pid: str
+) -> dict[UUID, tuple[PrescriptionVersion, ...]]:
+    history: dict[UUID, list[PrescriptionVersion]] = defaultdict(list)
+    for record in conn.execute(
+        select(prescription_version.c.record)
+        .join(prescription, prescription.c.id == prescription_version.c.prescription_id)
+        .where(prescription.c.patient_id == pid)
+        .order_by(prescription_version.c.prescription_id, prescription_version.c.version)
+    ).scalars():
+        parsed = PrescriptionVersion.model_validate(record)
+        history[parsed.prescription_id].append(parsed)
+    return {key: tuple(value) for key, value in history.items()}
+
+
+def _dispenses(conn: Connection, pid: str) -> tuple[Dispense, ...]:
+    rows = conn.execute(
+        select(dispense.c.record, dispense_annulment.c.record.label("annulment"))
+        .outerjoin(dispense_annulment, dispense_annulment.c.dispense_id == dispense.c.id)
+        .where(dispense.c.patient_id == pid)
+        .order_by(dispense.c.dispensed_on, dispense.c.recorded_at, dispense.c.id)
+    ).all()
+    found = []
+    for row in rows:
+        record = Dispense.model_validate(row.record)
+        if row.annulment is not None:
+            annulment = Annulment.model_validate(row.annulment)
+            record = record.model_copy(update={"annulment": annulment})
+        found.append(record)
+    return tuple(found)
+
+
+def _handled(conn: Connection, pid: str) -> tuple[HandledAlert, ...]:
+    rows = conn.execute(
+        select(handled_alert).where(handled_alert.c.patient_id == pid).order_by(handled_alert.c.key)
+    ).all()
+    return tuple(
+        HandledAlert(
+            key=row.key,
+            handled_by=row.handled_by["personnel"]["hpr_number"],
+            handled_at=row.handled_at,
+            reason=row.reason,
+        )
+        for row in rows
+    )
+
+
+# -- appending ---------------------------------------------------------------------------------
+
+
+def add_patient(conn: Connection, new: Patient, at: datetime) -> None:
+    conn.execute(
+        patient.insert().values(
+            id=str(new.id),
+            national_id=str(new.national_id),
+            record=new.model_dump(mode="json"),
+            registered_at=at,
+        )
+    )
+
+
+def append_list_change(conn: Connection, change: ListChange) -> None:
+    """One row for the change and one per entry version; a second writer with the same list
+    version fails on the primary key."""
+    pid = str(change.patient_id)
+    conn.execute(
+        list_change.insert().values(
+            patient_id=pid,
+            list_version=change.list_version,
+            at=change.at,
+            author=change.author.model_dump(mode="json"),
+            reason=change.reason,
+        )
+    )
+    conn.execute(
+        entry_version.insert(),
+        [
+            {
+                "entry_id": str(v.entry_id),
+                "version": v.version,
+                "patient_id": pid,
+                "list_version": v.list_version,
+                "kind": v.kind.value,
+                "record": v.model_dump(mode="json"),
+            }
+            for v in change.entry_versions
+        ],
+    )
+
+
+def append_prescription_versions(
+    conn: Connection, patient_id: UUID, versions: Iterable[PrescriptionVersion]
+) -> None:
+    for version in versions:
+        if version.version == 1:
+            conn.execute(
+                prescription.insert().values(
+                    id=str(version.prescription_id),
+                    patient_id=str(patient_id),
+                    entry_id=str(version.prescription.entry_id),
+                    issued_at=version.at,
+                )
+            )
+        conn.execute(
+            prescription_version.insert().values(
+                prescription_id=str(version.prescription_id),
+                version=version.version,
+                at=version.at,
+                kind=version.kind.value,
+                to_status=version.to_status.value,
+                record=version.model_dump(mode="json"),
+            )
+        )
+
+
+def append_dispense(conn: Connection, patient_id: UUID, record: Dispense, at: datetime) -> None:
+    conn.execute(
+        dispense.insert().values(
+            id=str(record.id),
+            patient_id=str(patient_id),
+            prescription_id=str(record.prescription_id),
+            entry_id=str(record.entry_id),
+            dispensed_on=record.dispensed_on,
+            recorded_at=at,
+            record=record.model_dump(mode="json"),
+        )
+    )
+
+
+def append_reconciliation(conn: Connection, record: Reconciliation) -> None:
+    conn.execute(
+        reconciliation.insert().values(
+            id=str(record.id),
+            patient_id=str(record.patient_id),
+            list_version=record.list_version,
+            at=record.at,
+            record=record.model_dump(mode="json"),
+        )
+    )
+
+
+def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
+    """The patient's reconciliations, oldest first."""
+    return [
+        Reconciliation.model_validate(record)
+        for record in conn.execute(
+            select(reconciliation.c.record)
+            .where(reconciliation.c.patient_id == str(patient_id))
+            .order_by(reconciliation.c.list_version, reconciliation.c.at)
+        ).scalars()
+    ]
+
+
+def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) -> None:
+    conn.execute(
+        dispense_annulment.insert().values(
+            dispense_id=str(dispense_id), at=annulment.at, record=annulment.model_dump(mode="json")
+        )
+    )
+
+
+@dataclass(frozen=True)
+class RaisedAlert:
+    """An alert as raised by one command, with the override that let the command through."""
+
+    alert: Alert
+    override_by: Actor | None = None
+    override_reason: str | None = None
+
+
+def append_alerts(
+    conn: Connection,
+    patient_id: UUID,
+    action: str,
+    version: int,
+    at: datetime,
+    raised: Sequence[RaisedAlert],
+) -> None:
+    if not raised:
+        return
+    conn.execute(
+        alert.insert(),
+        [
+            {
+                "patient_id": str(patient_id),
+                "action": action,
+                "list_version": version,
+                "raised_at": at,
+                "key": r.alert.key,
+                "kind": r.alert.kind.value,
+                "severity": r.alert.severity.value,
+                "requires_override": r.alert.requires_override,
+                "catalogue_version": r.alert.source.catalogue_version,
+                "record": r.alert.model_dump(mode="json"),
+                "override_by": (
+                    None if r.override_by is None else r.override_by.model_dump(mode="json")
+                ),
+                "override_reason": r.override_reason,
+            }
+            for r in raised
+        ],
+    )
+
+
+def add_handled_alerts(
+    conn: Connection, patient_id: UUID, by: Actor, at: datetime, reasons: dict[str, str]
+) -> None:
+    """Record alerts as handled for the patient (a key already handled keeps its first
+    record)."""
+    pid = str(patient_id)
+    known = set(
+        conn.execute(
+            select(handled_alert.c.key)
+            .where(handled_alert.c.patient_id == pid)
+            .where(handled_alert.c.key.in_(list(reasons)))
+        ).scalars()
+    )
+    rows = [
+        {
+            "patient_id": pid,
+            "key": key,
+            "handled_by": by.model_dump(mode="json"),
+            "handled_at": at,
+            "reason": reason,
+        }
+        for key, reason in reasons.items()
+        if key not in known
+    ]
+    if rows:
+        conn.execute(handled_alert.insert(), rows)
+
+
+def _iso(moment: datetime | date) -> str:
+    return moment.isoformat()

@@ -1,0 +1,195 @@
+"""Optimistic concurrency and idempotency: stale writes are refused with what changed, retries
+have one effect, and concurrent writers on one list never lose an update."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date
+
+import pytest
+from loop_fixtures import (
+    GP,
+    NOW,
+    PHARMACIST,
+    SIMVASTATIN_28,
+    SIMVASTATIN_98,
+    call,
+    demo_world,
+    dispense_order,
+    prescription_order,
+)
+from sqlalchemy import func, select
+
+from medloop import queries
+from medloop.domain.errors import DomainError, IdAlreadyUsed, StaleListVersion
+from medloop.domain.patient import NationalId, Patient
+from medloop.loop.change import hold
+from medloop.loop.dispense import dispense
+from medloop.loop.patients import register_patient
+from medloop.loop.prescribe import prescribe
+from medloop.store import audit
+from medloop.store import medication_list as store
+from medloop.store.idempotency import IdempotencyKeyReused
+
+
+def test_stale_write_is_refused_with_the_current_version_and_keeps_the_newer_state(engine):
+    patient_id = demo_world(engine)
+    first = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
+
+    with pytest.raises(StaleListVersion) as refused:
+        prescribe(engine, patient_id, prescription_order(SIMVASTATIN_98), call(), based_on=0)
+
+    assert refused.value.context["current_version"] == 1
+    (change,) = refused.value.context["changes_since"]
+    assert change["list_version"] == 1 and change["author"] == GP.personnel.name
+    assert change["entries"] == [{"entry_id": first.response["entry_id"], "kind": "added"}]
+    with engine.connect() as conn:
+        shown = queries.current_list(conn, patient_id, NOW)
+        log = audit.verify(conn)
+    assert shown.list_version == 1 and len(shown.entries) == 1
+    assert log.ok and log.events == 3  # register, prescribe, the refused one
+
+
+def test_same_idempotency_key_twice_has_one_effect_and_the_same_response(engine):
+    patient_id = demo_world(engine)
+    order = prescription_order(SIMVASTATIN_28, packages=2)
+    first = prescribe(engine, patient_id, order, call(idempotency_key="k-1"), based_on=0)
+    again = prescribe(engine, patient_id, order, call(idempotency_key="k-1"), based_on=0)
+
+    assert not first.replayed and again.replayed
+    assert again.response == first.response
+    handed = dispense_order(first.response["prescription_id"], SIMVASTATIN_28)
+    once = dispense(engine, patient_id, handed, call(PHARMACIST, idempotency_key="d-1"))
+    twice = dispense(engine, patient_id, handed, call(PHARMACIST, idempotency_key="d-1"))
+    assert twice.replayed and twice.response == once.response
+    with engine.connect() as conn:
+        assert queries.current_list(conn, patient_id, NOW).list_version == 1
+        (summary,) = queries.prescriptions(conn, patient_id)
+        assert conn.execute(select(func.count()).select_from(store.dispense)).scalar() == 1
+    assert summary.dispensed == 1 and summary.remaining == 1
+
+
+@pytest.mark.parametrize("writers", [6])
+def test_concurrent_writers_on_one_version_exactly_one_wins_and_nothing_is_lost(
+    engine, writers
+):
+    patient_id = demo_world(engine)
+    first = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
+    entry_id = uuid.UUID(first.response["entry_id"])
+    orders = [prescription_order(SIMVASTATIN_98) for _ in range(writers - 1)]
+    barrier = threading.Barrier(writers)
+    outcomes: list[object] = [None] * writers
+
+    def write(index: int) -> None:
+        barrier.wait()
+        try:
+            if index == 0:
+                outcomes[index] = hold(engine, patient_id, entry_id, call(), based_on=1)
+            else:
+                outcomes[index] = prescribe(
+                    engine, patient_id, orders[index - 1], call(), based_on=1
+                )
+        except DomainError as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    won = [o for o in outcomes if not isinstance(o, DomainError)]
+    lost = [o for o in outcomes if isinstance(o, DomainError)]
+    assert len(won) == 1 and all(isinstance(o, StaleListVersion) for o in lost)
+    assert all(o.context["current_version"] == 2 for o in lost)
+    with engine.connect() as conn:
+        shown = queries.current_list(conn, patient_id, NOW)
+        log = audit.verify(conn)
+        changes = conn.execute(select(func.count()).select_from(store.list_change)).scalar()
+    assert shown.list_version == 2 and changes == 2
+    assert log.ok and log.events == 2 + writers
+
+
+def test_concurrent_dispenses_of_the_last_package_hand_it_out_once(engine):
+    patient_id = demo_world(engine)
+    done = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
+    pharmacies = 4
+    barrier = threading.Barrier(pharmacies)
+    outcomes: list[object] = [None] * pharmacies
+
+    def hand_out(index: int) -> None:
+        order = dispense_order(done.response["prescription_id"], SIMVASTATIN_28)
+        barrier.wait()
+        try:
+            outcomes[index] = dispense(engine, patient_id, order, call(PHARMACIST))
+        except DomainError as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=hand_out, args=(i,)) for i in range(pharmacies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    refused = [o for o in outcomes if isinstance(o, DomainError)]
+    assert len(refused) == pharmacies - 1
+    assert {o.code for o in refused} == {"prescription-fully-dispensed"}
+    with engine.connect() as conn:
+        (summary,) = queries.prescriptions(conn, patient_id)
+    assert summary.dispensed == 1
+
+
+def test_a_reused_idempotency_key_for_another_request_is_refused_and_audited(engine):
+    patient_id = demo_world(engine)
+    prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(idempotency_key="k"),
+              based_on=0)
+    with pytest.raises(IdempotencyKeyReused):
+        prescribe(engine, patient_id, prescription_order(SIMVASTATIN_98),
+                  call(idempotency_key="k"), based_on=1)
+    with engine.connect() as conn:
+        last = conn.execute(
+            select(audit.audit_event).order_by(audit.audit_event.c.seq.desc()).limit(1)
+        ).one()
+        assert queries.current_list(conn, patient_id, NOW).list_version == 1
+    assert last.outcome == "conflict" and last.detail["code"] == "idempotency-key"
+
+
+def test_an_id_already_used_by_another_patient_is_refused_as_such(engine):
+    patient_id = demo_world(engine)
+    order = prescription_order(SIMVASTATIN_28)
+    prescribe(engine, patient_id, order, call(), based_on=0)
+    other = Patient(
+        id=uuid.uuid4(), national_id=NationalId("01019000083"), given_name="Ola",
+        family_name="Nordmann", birth_date=date(1990, 1, 1),
+    )
+    register_patient(engine, other, call())
+    with pytest.raises(IdAlreadyUsed):
+        prescribe(engine, other.id, order, call(), based_on=0)
+    with engine.connect() as conn:
+        assert queries.current_list(conn, other.id, NOW).list_version == 0
+
+
+def test_concurrent_retries_with_one_idempotency_key_have_one_effect(engine):
+    patient_id = demo_world(engine)
+    order = prescription_order(SIMVASTATIN_28)
+    retries = 4
+    barrier = threading.Barrier(retries)
+    outcomes: list[object] = [None] * retries
+
+    def send(index: int) -> None:
+        barrier.wait()
+        outcomes[index] = prescribe(
+            engine, patient_id, order, call(idempotency_key="retry"), based_on=0
+        )
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(retries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(o.replayed for o in outcomes) == [False] + [True] * (retries - 1)
+    assert len({o.list_version for o in outcomes}) == 1
+    with engine.connect() as conn:
+        assert queries.current_list(conn, patient_id, NOW).list_version == 1
