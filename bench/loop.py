@@ -1,0 +1,257 @@
+"""Benchmark: commands on the shared list (issue #4).
+
+Imports the scale-1.0 synthetic catalogue (reused from bench/out/ or written), registers
+patients, gives each a 20-entry list, then measures over --iterations:
+  - prescribe-with-checks (the 21st entry, decision support on the whole list) and
+  - dispense (closed-loop checks, interactions re-checked, audit, in one transaction),
+each p50/p99 in ms on SQLite and, when MEDLOOP_BENCH_POSTGRES_URL (or
+MEDLOOP_TEST_POSTGRES_URL) names a server, on a fresh PostgreSQL database; and commands per
+second with --writers concurrent writers on different patients (PostgreSQL).
+Alerts that require an override are overridden with a reason on the same call, as a GP would.
+Prints one JSON object. Targets: p99 <= 25 ms on SQLite for one command;
+>= 300 commands/s with 8 writers on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from random import Random
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from fest.loader import import_catalogue
+from interactions.dosage import Use
+from medloop.catalogue import load_snapshot
+from medloop.domain.codes import OrganisationKind, PersonnelRole
+from medloop.domain.dispense import DispenseQuantity
+from medloop.domain.errors import OverrideRequired
+from medloop.domain.patient import NationalId, Patient
+from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
+from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.dispense import DispenseOrder, dispense
+from medloop.loop.patients import register_patient
+from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
+from medloop.loop.runner import Call, DrugOrder
+from medloop.store.db import make_engine, normalise_url
+from medloop.store.migrate import upgrade
+
+OUT = Path(__file__).resolve().parent / "out"
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+GP = Actor(
+    personnel=HealthPersonnel(hpr_number="431002737", name="Bench Lege", role=PersonnelRole.DOCTOR),
+    organisation=Organisation(id="8095068", name="Bench legekontor", kind=OrganisationKind.GP_PRACTICE),
+)
+PHARMACIST = Actor(
+    personnel=HealthPersonnel(hpr_number="9876543", name="Bench Apoteker", role=PersonnelRole.PHARMACIST),
+    organisation=Organisation(id="8090688", name="Bench apotek", kind=OrganisationKind.PHARMACY),
+)
+TARGETS = {"sqlite_p99_ms": 25.0, "postgres_commands_per_second_8_writers": 300}
+
+
+def national_id(n: int) -> NationalId:
+    """A valid fødselsnummer for the n-th bench patient (born 1940–1999, mod-11 check digits)."""
+    born = date(1940, 1, 1) + timedelta(days=n % 21900)
+    for individual in range(n // 21900 * 7, 500):
+        digits = [int(c) for c in f"{born:%d%m%y}{individual:03d}"]
+        k1 = (11 - sum(d * w for d, w in zip(digits, (3, 7, 6, 1, 8, 9, 4, 5, 2), strict=True)) % 11) % 11
+        if k1 == 10:
+            continue
+        digits.append(k1)
+        k2 = (11 - sum(d * w for d, w in zip(digits, (5, 4, 3, 2, 7, 6, 5, 4, 3, 2), strict=True)) % 11) % 11
+        if k2 != 10:
+            return NationalId("".join(map(str, digits)) + str(k2))
+    raise ValueError(f"no valid national id for bench patient {n}")
+
+
+def order(varenr: str) -> PrescribeOrder:
+    return PrescribeOrder(
+        entry_id=uuid.uuid4(),
+        drug=DrugOrder(varenr=varenr),
+        use=Use.REGULAR,
+        start=NOW.date(),
+        terms=PrescriptionTerms(prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=2)),
+    )
+
+
+def prescribe_overriding(engine, patient_id, prescription: PrescribeOrder, version: int):
+    """Prescribe; when alerts need an override, repeat the call overriding each with a reason."""
+    try:
+        return prescribe(engine, patient_id, prescription, Call(actor=GP, at=NOW), based_on=version)
+    except OverrideRequired as refused:
+        overrides = {a.key: "benefit outweighs risk, monitored" for a in refused.alerts}
+        return prescribe(
+            engine, patient_id, prescription, Call(actor=GP, at=NOW, overrides=overrides), based_on=version
+        )
+
+
+def dispense_overriding(engine, patient_id, prescription: PrescribeOrder, varenr: str):
+    dispensing = DispenseOrder(
+        dispense_id=uuid.uuid4(),
+        prescription_id=prescription.terms.prescription_id,
+        varenr=varenr,
+        dispensed_on=NOW.date(),
+        quantity=DispenseQuantity(packages=1),
+        batch="B1",
+        expiry=NOW.date() + timedelta(days=700),
+    )
+    try:
+        return dispense(engine, patient_id, dispensing, Call(actor=PHARMACIST, at=NOW))
+    except OverrideRequired as refused:
+        overrides = {a.key: "checked with prescriber" for a in refused.alerts}
+        return dispense(engine, patient_id, dispensing, Call(actor=PHARMACIST, at=NOW, overrides=overrides))
+
+
+class World:
+    """Patients with 20-entry lists on one database."""
+
+    def __init__(self, engine, varenrs: list[str], seed: int) -> None:
+        self.engine = engine
+        self.varenrs = varenrs
+        self.random = Random(seed)
+        self.next_person = seed * 1000
+
+    def patient_with_list(self, entries: int) -> tuple[uuid.UUID, int]:
+        self.next_person += 1
+        nid = national_id(self.next_person)
+        patient = Patient(
+            id=uuid.uuid4(), national_id=nid, given_name="Bench", family_name=f"Pasient{self.next_person}",
+            birth_date=nid.birth_date,
+        )
+        register_patient(self.engine, patient, Call(actor=GP, at=NOW))
+        version = 0
+        for varenr in self.random.sample(self.varenrs, entries):
+            version = prescribe_overriding(self.engine, patient.id, order(varenr), version).list_version
+        return patient.id, version
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    return {
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 2),
+        "n": len(ordered),
+    }
+
+
+def single_command_latencies(world: World, iterations: int) -> dict[str, dict[str, float]]:
+    prescribing, dispensing = [], []
+    for _ in range(iterations):
+        patient_id, version = world.patient_with_list(20)
+        varenr = world.random.choice(world.varenrs)
+        new = order(varenr)
+        started = time.perf_counter()
+        prescribe_overriding(world.engine, patient_id, new, version)
+        prescribing.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        dispense_overriding(world.engine, patient_id, new, varenr)
+        dispensing.append((time.perf_counter() - started) * 1000)
+    return {"prescribe_with_checks": percentiles(prescribing), "dispense": percentiles(dispensing)}
+
+
+def concurrent_throughput(world: World, writers: int, commands_each: int) -> dict[str, float]:
+    lists = [world.patient_with_list(20) for _ in range(writers)]
+    plans = [[world.random.choice(world.varenrs) for _ in range(commands_each)] for _ in range(writers)]
+    errors: list[BaseException] = []
+
+    def write(index: int) -> None:
+        patient_id, version = lists[index]
+        try:
+            for varenr in plans[index]:
+                version = prescribe_overriding(world.engine, patient_id, order(varenr), version).list_version
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return {
+        "writers": writers,
+        "commands": writers * commands_each,
+        "seconds": round(seconds, 2),
+        "commands_per_second": round(writers * commands_each / seconds, 1),
+    }
+
+
+def catalogue_file() -> Path:
+    path = OUT / "synth-scale1.0-seed1.xml"
+    if not path.exists():
+        from fest.synth import write_synthetic
+
+        OUT.mkdir(exist_ok=True)
+        write_synthetic(path, scale=1.0, seed=1)
+    return path
+
+
+def prepared(url: str, catalogue: Path) -> tuple[object, list[str]]:
+    engine = make_engine(url)
+    upgrade(engine)
+    import_catalogue(engine, catalogue)
+    with engine.connect() as conn:
+        snapshot = load_snapshot(conn)
+    counts: dict[str, int] = {}
+    for package in snapshot.packages:
+        counts[package.varenr] = counts.get(package.varenr, 0) + 1
+    varenrs = sorted(v for v, n in counts.items() if n == 1)
+    return engine, varenrs
+
+
+def postgres_database(server_url: str) -> tuple[str, callable]:
+    admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
+    name = f"medloop_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(normalise_url(server_url)).set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--commands-each", type=int, default=40)
+    args = parser.parse_args()
+    catalogue = catalogue_file()
+    figures: dict[str, object] = {"catalogue": catalogue.name, "list_size": 20, "targets": TARGETS}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine, varenrs = prepared(f"sqlite:///{tmp}/bench.db", catalogue)
+        figures["sqlite"] = single_command_latencies(World(engine, varenrs, seed=1), args.iterations)
+        engine.dispose()
+
+    server = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+    if server:
+        url, drop = postgres_database(server)
+        try:
+            engine, varenrs = prepared(url, catalogue)
+            world = World(engine, varenrs, seed=2)
+            figures["postgres"] = single_command_latencies(world, args.iterations)
+            figures["postgres_concurrent"] = concurrent_throughput(world, args.writers, args.commands_each)
+            engine.dispose()
+        finally:
+            drop()
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
