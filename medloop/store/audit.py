@@ -67,6 +67,7 @@ from sqlalchemy import (
 )
 
 from fest.schema import metadata
+from medloop.store.db import WriteTransactionRequired, require_write_transaction
 
 #: ``prev_hash`` of the first record.
 GENESIS_HASH = "0" * 64
@@ -137,10 +138,6 @@ audit_event = Table(
     ),
     Index("ix_audit_event_patient", "patient", "seq"),
 )
-
-
-class WriteTransactionRequired(RuntimeError):
-    """A store write was attempted on a SQLite connection that did not begin IMMEDIATE."""
 
 
 class InvalidAuditEvent(ValueError):
@@ -337,19 +334,6 @@ def canonical_record(values: Mapping[str, Any]) -> dict[str, Any]:
 def record_hash(values: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical serialisation of a record's column ``values``."""
     return hashlib.sha256(_canonical_json(canonical_record(values)).encode()).hexdigest()
-
-
-def require_write_transaction(conn: Connection, purpose: str) -> None:
-    """On SQLite, insist that ``conn`` began ``IMMEDIATE`` (``write=True``).
-
-    A deferred transaction that reads and then writes fails with "database is locked" as
-    soon as another writer commits in between; better to say so the first time.
-    """
-    if conn.dialect.name == "sqlite" and not conn.get_execution_options().get("write", False):
-        raise WriteTransactionRequired(
-            f"{purpose} needs a write transaction on SQLite: "
-            "use engine.execution_options(write=True).begin()"
-        )
 
 
 def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:

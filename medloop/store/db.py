@@ -8,7 +8,7 @@ write lock up front instead of failing half-way when another writer holds it.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -43,10 +43,26 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-
     cursor.close()
 
 
 def _sqlite_on_begin(conn) -> None:
     write = conn.get_execution_options().get("write", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class WriteTransactionRequired(RuntimeError):
+    """A store write was attempted on a SQLite connection that did not begin IMMEDIATE."""
+
+
+def require_write_transaction(conn: Connection, purpose: str) -> None:
+    """On SQLite, insist that ``conn`` began ``IMMEDIATE`` (``write=True``).
+
+    A deferred transaction that reads and then writes fails with "database is locked" as
+    soon as another writer commits in between; better to say so the first time.
+    """
+    if conn.dialect.name == "sqlite" and not conn.get_execution_options().get("write", False):
+        raise WriteTransactionRequired(
+            f"{purpose} needs a write transaction on SQLite: "
+            "use engine.execution_options(write=True).begin()"
+        )

@@ -40,7 +40,7 @@ from sqlalchemy import JSON, CheckConstraint, Column, Connection, DateTime, Stri
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fest.schema import metadata
-from medloop.store.audit import require_write_transaction
+from medloop.store.db import require_write_transaction
 
 MAX_KEY_LENGTH = 200
 MAX_SCOPE_LENGTH = 200
