@@ -195,6 +195,9 @@ class Effect:
     reconciliation: Reconciliation | None = None
     screening: Screening | None = None
     response: Mapping[str, Any] = field(default_factory=dict)
+    writes: tuple[Callable[[Connection], None], ...] = ()
+    """Further appends of other modules' records (multidose, administration …), run in the
+    command's transaction after the list's own records and before the audit record."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,8 @@ def _store(
         store.append_annulment(conn, dispense_id, annulment)
     if effect.reconciliation is not None:
         store.append_reconciliation(conn, effect.reconciliation)
+    for write in effect.writes:
+        write(conn)
     raised = [
         store.RaisedAlert(
             alert=a,

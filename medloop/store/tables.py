@@ -5,6 +5,13 @@ importing them here is what puts those tables in front of Alembic.
 """
 
 from fest.schema import metadata
-from medloop.store import audit, idempotency, medication_list  # noqa: F401  (registers their tables)
+from medloop.store import (  # noqa: F401  (registers their tables)
+    access,
+    administration,
+    audit,
+    idempotency,
+    medication_list,
+    multidose,
+)
 
 __all__ = ["metadata"]

@@ -1,0 +1,1 @@
+"""access tables and repository (filled in by the issue that owns them)."""

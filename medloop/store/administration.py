@@ -1,0 +1,1 @@
+"""administration tables and repository (filled in by the issue that owns them)."""
