@@ -19,6 +19,16 @@ def version_in_force(conn: Connection) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
+def version_key_in_force(conn: Connection) -> tuple[int, str] | None:
+    """Id and file hash of the version in force (a cheap query for callers that cache by it)."""
+    row = conn.execute(
+        select(schema.fest_version.c.id, schema.fest_version.c.sha256)
+        .order_by(schema.fest_version.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.id), str(row.sha256))
+
+
 def active_counts(conn: Connection) -> dict[str, int]:
     """Entries in force per counted catalogue kind (every key present, zero when empty)."""
     entry = schema.fest_entry

@@ -9,7 +9,7 @@ audit log (architecture invariant 6: every read of patient data leaves an audit 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
@@ -27,6 +27,8 @@ from medloop.domain.errors import PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.store import audit
 from medloop.store import medication_list as store
+from medloop.store import state_cache
+from medloop.store.state_cache import cache_for
 
 Read = TypeVar("Read")
 
@@ -171,10 +173,24 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
 
 
 def _state(conn: Connection, patient_id: UUID) -> store.PatientState:
-    found = store.read_patient(conn, patient_id)
+    found = store.read_patient_revision(conn, patient_id)
     if found is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-    return store.load_patient_state(conn, found)
+    patient, revision = found
+    cache = cache_for(conn.engine)
+    cached = cache.get(patient_id, revision)
+    if cached is not None:
+        state = replace(cached, patient=patient)
+        if state_cache.VERIFY:
+            state_cache.verified(state, store.load_patient_state(conn, patient))
+        return state
+    state = store.load_patient_state(conn, patient)
+    # Under READ COMMITTED a command may commit between reading the revision and the rows, so
+    # the state may be newer than ``revision``. Tagged ``revision`` it is still safe: a command
+    # only uses the state of the revision just below the one it bumped to, and the revision
+    # after ``revision`` is already taken by the command whose rows were read.
+    cache.put(patient_id, revision, state)
+    return state
 
 
 def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:

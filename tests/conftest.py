@@ -14,11 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+
+# Every command and read that takes a patient's state from the cache checks it against the
+# tables (medloop.store.state_cache): the whole suite guards the cache's coherence.
+os.environ.setdefault("MEDLOOP_VERIFY_STATE_CACHE", "1")
+
+from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url
 
-from medloop.store.db import make_engine, normalise_url
-from medloop.store.migrate import upgrade
+from medloop.store.db import make_engine, normalise_url  # noqa: E402
+from medloop.store.migrate import upgrade  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

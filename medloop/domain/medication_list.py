@@ -281,10 +281,16 @@ class MedicationList(Frozen):
         return new_list, change
 
     @classmethod
-    def replay(cls, patient_id: UUID, changes: Iterable[ListChange]) -> MedicationList:
-        """The list rebuilt from its stored changes, in order; raises ``BrokenHistory`` on a
-        missing, repeated or out-of-order list or entry version."""
-        current = cls.empty(patient_id)
+    def replay(
+        cls,
+        patient_id: UUID,
+        changes: Iterable[ListChange],
+        onto: MedicationList | None = None,
+    ) -> MedicationList:
+        """The list rebuilt from its stored changes, in order, starting from the empty list or
+        from ``onto`` (a list already replayed up to the first change); raises
+        ``BrokenHistory`` on a missing, repeated or out-of-order list or entry version."""
+        current = cls.empty(patient_id) if onto is None else onto
         for change in changes:
             if change.patient_id != patient_id or change.list_version != current.version + 1:
                 raise BrokenHistory(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -25,8 +25,8 @@ from pydantic import AwareDatetime, model_validator
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from fest.queries import version_in_force
-from interactions import Alert, Knowledge, Medication, UnknownReference, check
+from fest.queries import version_key_in_force
+from interactions import Alert, HandledAlert, Knowledge, Medication, UnknownReference, check
 from interactions.catalogue import Package, SubstitutionGroup
 from interactions.drugs import ReferenceKind
 from medloop.catalogue import load_snapshot
@@ -52,6 +52,8 @@ from medloop.domain.reconciliation import Reconciliation
 from medloop.store import audit
 from medloop.store import medication_list as store
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
+from medloop.store import state_cache
+from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
     "Call", "Catalogue", "CommandResult", "Context", "DispenseNotFound", "DrugOrder", "Effect",
@@ -131,11 +133,10 @@ _catalogues_lock = threading.Lock()
 
 def catalogue_in_force(conn: Connection) -> Catalogue:
     """The catalogue version in force, built once per version (and file) in this process."""
-    in_force = version_in_force(conn)
-    if in_force is None:
-        raise NoCatalogueInForce("no FEST catalogue has been imported")
     # The file's hash is part of the key: another database may number another file alike.
-    key = (int(in_force["id"]), str(in_force["sha256"]))
+    key = version_key_in_force(conn)
+    if key is None:
+        raise NoCatalogueInForce("no FEST catalogue has been imported")
     with _catalogues_lock:
         found = _catalogues.get(key)
         if found is None:
@@ -239,9 +240,14 @@ def run_command(
     """Run one command in one transaction (see the module docstring). ``based_on`` is the list
     version the caller saw (``None``: the command does not depend on it); ``request`` is the
     command's JSON input, fingerprinted for the idempotency key."""
+    cache = cache_for(engine)
+    committed: list[tuple[int, store.PatientState]] = []
     try:
         with engine.execution_options(write=True).begin() as conn:
-            return _run(conn, action, patient_id, call, decide, based_on, request)
+            result = _run(conn, action, patient_id, call, decide, based_on, request, cache, committed)
+        for revision, state in committed:
+            cache.put(patient_id, revision, state)
+        return result
     except DomainError as refusal:
         _audit_refusal(engine, action, patient_id, call, refusal.code, refusal.detail)
         raise
@@ -262,9 +268,13 @@ def _run(
     decide: Decide,
     based_on: int | None,
     request: Mapping[str, Any],
+    cache: StateCache,
+    committed: list[tuple[int, store.PatientState]],
 ) -> CommandResult:
     def compute() -> dict[str, Any]:
-        return _decide_and_store(conn, action, patient_id, call, decide, based_on)
+        return _decide_and_store(
+            conn, action, patient_id, call, decide, based_on, cache, committed
+        )
 
     if call.idempotency_key is None:
         response, replayed = compute(), False
@@ -276,7 +286,12 @@ def _run(
         )
         result = run_once(conn, scope, call.idempotency_key, fingerprint, compute)
         response, replayed = result.response, result.replayed
-    _audit(conn, action, patient_id, call, response, replayed)
+    national_id = (
+        str(committed[-1][1].patient.national_id)
+        if committed
+        else store.national_id_of(conn, patient_id)
+    )
+    _audit(conn, action, national_id, call, response, replayed)
     return CommandResult(
         patient_id=patient_id,
         list_version=response["list_version"],
@@ -293,11 +308,20 @@ def _decide_and_store(
     call: Call,
     decide: Decide,
     based_on: int | None,
+    cache: StateCache,
+    committed: list[tuple[int, store.PatientState]],
 ) -> dict[str, Any]:
-    patient = store.lock_patient(conn, patient_id)
-    if patient is None:
+    locked = store.lock_for_command(conn, patient_id)
+    if locked is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-    state = store.load_patient_state(conn, patient)
+    patient, revision = locked
+    cached = cache.get(patient_id, revision - 1)
+    if cached is None:
+        state = store.load_patient_state(conn, patient)
+    else:
+        state = replace(cached, patient=patient)
+        if state_cache.VERIFY:
+            state_cache.verified(state, store.load_patient_state(conn, patient))
     current = state.medication_list.version
     if based_on is not None and based_on != current:
         raise _stale(conn, patient_id, based_on, current)
@@ -306,7 +330,26 @@ def _decide_and_store(
     alerts = _screen(catalogue, state, effect.screening)
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
-    _store(conn, action, patient_id, call, effect, alerts, version)
+    handled = _store(conn, action, patient_id, call, effect, alerts, version, state)
+    committed.append(
+        (
+            revision,
+            state.advanced(
+                list_change=effect.list_change,
+                prescription_versions=effect.prescription_versions,
+                dispenses=effect.dispenses,
+                annulments=effect.annulments,
+                handled=[
+                    HandledAlert(
+                        key=key, handled_by=call.actor.personnel.hpr_number,
+                        handled_at=call.at, reason=reason,
+                    )
+                    for key, reason in handled.items()
+                ],
+                recorded_at=call.at,
+            ),
+        )
+    )
     return {
         "patient_id": str(patient_id),
         "list_version": version,
@@ -325,7 +368,9 @@ def _store(
     effect: Effect,
     alerts: Sequence[Alert],
     version: int,
-) -> None:
+    state: store.PatientState,
+) -> dict[str, str]:
+    """Append everything; returns the alerts newly handled for the patient (key → reason)."""
     if effect.list_change is not None:
         store.append_list_change(conn, effect.list_change)
     store.append_prescription_versions(conn, patient_id, effect.prescription_versions)
@@ -349,8 +394,10 @@ def _store(
     # An override is the handling of that alert for this patient: it does not re-alert.
     handled = {r.alert.key: r.override_reason for r in raised if r.override_reason is not None}
     handled.update(effect.handled)
-    if handled:
-        store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled)
+    if not handled:
+        return {}
+    known = {h.key for h in state.handled}
+    return store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known)
 
 
 # -- decision support --------------------------------------------------------------------------
@@ -435,7 +482,7 @@ def _conflict(
 def _audit(
     conn: Connection,
     action: str,
-    patient_id: UUID,
+    national_id: str | None,
     call: Call,
     response: Mapping[str, Any],
     replayed: bool,
@@ -443,7 +490,6 @@ def _audit(
     detail = {key: value for key, value in response.items() if key != "alerts"}
     detail["alerts"] = [a["key"] for a in response["alerts"]]
     detail["replayed"] = replayed
-    national_id = store.national_id_of(conn, patient_id)
     audit.append(conn, _event(action, call, national_id, audit.Outcome.OK, detail))
 
 

@@ -269,7 +269,7 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         "prev_hash": prev_hash,
     }
     values["hash"] = record_hash(values)
-    conn.execute(audit_event.insert().values(**values))
+    conn.execute(audit_event.insert(), values)
     return AuditRecord(**{**values, "outcome": outcome})
 
 

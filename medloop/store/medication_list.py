@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -42,6 +42,8 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
+    update,
 )
 
 from fest.schema import metadata
@@ -62,6 +64,9 @@ patient = Table(
     Column("national_id", String(11), nullable=False, unique=True),
     Column("record", JSON, nullable=False),
     Column("registered_at", DateTime(timezone=True), nullable=False),
+    # Bumped by every command on the patient (see ``lock_for_command``): a process that has
+    # the patient's state for revision r - 1 cached can use it, since nothing else changed.
+    Column("revision", Integer, nullable=False, server_default=text("0")),
 )
 
 list_change = Table(
@@ -186,6 +191,8 @@ class PatientState:
     prescription_history: dict[UUID, tuple[PrescriptionVersion, ...]]
     dispenses: tuple[Dispense, ...]
     handled: tuple[HandledAlert, ...]
+    dispense_recorded_at: dict[UUID, datetime] = field(default_factory=dict, compare=False)
+    """When each dispense was recorded: with ``dispensed_on`` and the id, the dispenses' order."""
 
     def dispenses_of(self, prescription_id: UUID) -> tuple[Dispense, ...]:
         return tuple(d for d in self.dispenses if d.prescription_id == prescription_id)
@@ -193,6 +200,54 @@ class PatientState:
     def prescriptions_of(self, entry_id: UUID) -> tuple[Prescription, ...]:
         entry = self.medication_list.entry(entry_id)
         return tuple(self.prescriptions[p] for p in entry.prescription_ids)
+
+    def advanced(
+        self,
+        *,
+        list_change: ListChange | None,
+        prescription_versions: Sequence[PrescriptionVersion],
+        dispenses: Sequence[Dispense],
+        annulments: Sequence[tuple[UUID, Annulment]],
+        handled: Sequence[HandledAlert],
+        recorded_at: datetime,
+    ) -> PatientState:
+        """This state with one command's appends applied, exactly as ``load_patient_state``
+        would read it back after they commit (the loop tests compare the two after every
+        command)."""
+        changes = self.changes
+        medication_list = self.medication_list
+        if list_change is not None:
+            changes = (*changes, list_change)
+            medication_list = MedicationList.replay(
+                self.patient.id, (list_change,), onto=medication_list
+            )
+        history = dict(self.prescription_history)
+        for version in prescription_versions:
+            history[version.prescription_id] = (
+                *history.get(version.prescription_id, ()), version
+            )
+        history = dict(sorted(history.items(), key=lambda item: str(item[0])))
+        recorded = dict(self.dispense_recorded_at)
+        annulled = dict(annulments)
+        found = []
+        for record in (*self.dispenses, *dispenses):
+            recorded.setdefault(record.id, _utc(recorded_at))
+            if record.id in annulled:
+                record = record.model_copy(update={"annulment": annulled[record.id]})
+            found.append(record)
+        found.sort(key=lambda d: (d.dispensed_on, recorded[d.id], str(d.id)))
+        known = {h.key for h in self.handled}
+        merged = [*self.handled, *(h for h in handled if h.key not in known)]
+        return PatientState(
+            patient=self.patient,
+            medication_list=medication_list,
+            changes=changes,
+            prescriptions={p: versions[-1].prescription for p, versions in history.items()},
+            prescription_history=history,
+            dispenses=tuple(found),
+            handled=tuple(sorted(merged, key=lambda h: h.key)),
+            dispense_recorded_at=recorded,
+        )
 
 
 def find_patient_id(conn: Connection, national_id: str) -> UUID | None:
@@ -221,6 +276,27 @@ def lock_patient(conn: Connection, patient_id: UUID) -> Patient | None:
     return _patient(conn, patient_id, lock=conn.dialect.name == "postgresql")
 
 
+def lock_for_command(conn: Connection, patient_id: UUID) -> tuple[Patient, int] | None:
+    """The patient and its new revision: bumps ``revision``, which locks the row to the end of
+    the transaction (writers of one patient queue here; SQLite's write transaction already
+    serialises them). ``None`` when there is no such patient."""
+    found = conn.execute(
+        update(patient)
+        .where(patient.c.id == str(patient_id))
+        .values(revision=patient.c.revision + 1)
+        .returning(patient.c.record, patient.c.revision)
+    ).first()
+    return None if found is None else (Patient.model_validate(found.record), found.revision)
+
+
+def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, int] | None:
+    """The patient and its revision, without locking."""
+    found = conn.execute(
+        select(patient.c.record, patient.c.revision).where(patient.c.id == str(patient_id))
+    ).first()
+    return None if found is None else (Patient.model_validate(found.record), found.revision)
+
+
 def _patient(conn: Connection, patient_id: UUID, *, lock: bool) -> Patient | None:
     query = select(patient.c.record).where(patient.c.id == str(patient_id))
     if lock:
@@ -236,14 +312,16 @@ def load_patient_state(conn: Connection, found: Patient) -> PatientState:
     changes = _list_changes(conn, found.id)
     history = _prescription_history(conn, pid)
     prescriptions = {p: versions[-1].prescription for p, versions in history.items()}
+    dispenses, recorded_at = _dispenses(conn, pid)
     return PatientState(
         patient=found,
         medication_list=MedicationList.replay(found.id, changes),
         changes=changes,
         prescriptions=prescriptions,
         prescription_history=history,
-        dispenses=_dispenses(conn, pid),
+        dispenses=dispenses,
         handled=_handled(conn, pid),
+        dispense_recorded_at=recorded_at,
     )
 
 
@@ -339,21 +417,26 @@ def _prescription_history(
     return {key: tuple(value) for key, value in history.items()}
 
 
-def _dispenses(conn: Connection, pid: str) -> tuple[Dispense, ...]:
+def _dispenses(conn: Connection, pid: str) -> tuple[tuple[Dispense, ...], dict[UUID, datetime]]:
     rows = conn.execute(
-        select(dispense.c.record, dispense_annulment.c.record.label("annulment"))
+        select(
+            dispense.c.record,
+            dispense.c.recorded_at,
+            dispense_annulment.c.record.label("annulment"),
+        )
         .outerjoin(dispense_annulment, dispense_annulment.c.dispense_id == dispense.c.id)
         .where(dispense.c.patient_id == pid)
         .order_by(dispense.c.dispensed_on, dispense.c.recorded_at, dispense.c.id)
     ).all()
-    found = []
+    found, recorded_at = [], {}
     for row in rows:
         record = Dispense.model_validate(row.record)
         if row.annulment is not None:
             annulment = Annulment.model_validate(row.annulment)
             record = record.model_copy(update={"annulment": annulment})
         found.append(record)
-    return tuple(found)
+        recorded_at[record.id] = _utc(row.recorded_at)
+    return tuple(found), recorded_at
 
 
 def _handled(conn: Connection, pid: str) -> tuple[HandledAlert, ...]:
@@ -364,7 +447,7 @@ def _handled(conn: Connection, pid: str) -> tuple[HandledAlert, ...]:
         HandledAlert(
             key=row.key,
             handled_by=row.handled_by["personnel"]["hpr_number"],
-            handled_at=row.handled_at,
+            handled_at=_utc(row.handled_at),
             reason=row.reason,
         )
         for row in rows
@@ -390,13 +473,14 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
     version fails on the primary key."""
     pid = str(change.patient_id)
     conn.execute(
-        list_change.insert().values(
-            patient_id=pid,
-            list_version=change.list_version,
-            at=change.at,
-            author=change.author.model_dump(mode="json"),
-            reason=change.reason,
-        )
+        list_change.insert(),
+        {
+            "patient_id": pid,
+            "list_version": change.list_version,
+            "at": change.at,
+            "author": change.author.model_dump(mode="json"),
+            "reason": change.reason,
+        },
     )
     conn.execute(
         entry_version.insert(),
@@ -420,36 +504,39 @@ def append_prescription_versions(
     for version in versions:
         if version.version == 1:
             conn.execute(
-                prescription.insert().values(
-                    id=str(version.prescription_id),
-                    patient_id=str(patient_id),
-                    entry_id=str(version.prescription.entry_id),
-                    issued_at=version.at,
-                )
+                prescription.insert(),
+                {
+                    "id": str(version.prescription_id),
+                    "patient_id": str(patient_id),
+                    "entry_id": str(version.prescription.entry_id),
+                    "issued_at": version.at,
+                },
             )
         conn.execute(
-            prescription_version.insert().values(
-                prescription_id=str(version.prescription_id),
-                version=version.version,
-                at=version.at,
-                kind=version.kind.value,
-                to_status=version.to_status.value,
-                record=version.model_dump(mode="json"),
-            )
+            prescription_version.insert(),
+            {
+                "prescription_id": str(version.prescription_id),
+                "version": version.version,
+                "at": version.at,
+                "kind": version.kind.value,
+                "to_status": version.to_status.value,
+                "record": version.model_dump(mode="json"),
+            },
         )
 
 
 def append_dispense(conn: Connection, patient_id: UUID, record: Dispense, at: datetime) -> None:
     conn.execute(
-        dispense.insert().values(
-            id=str(record.id),
-            patient_id=str(patient_id),
-            prescription_id=str(record.prescription_id),
-            entry_id=str(record.entry_id),
-            dispensed_on=record.dispensed_on,
-            recorded_at=at,
-            record=record.model_dump(mode="json"),
-        )
+        dispense.insert(),
+        {
+            "id": str(record.id),
+            "patient_id": str(patient_id),
+            "prescription_id": str(record.prescription_id),
+            "entry_id": str(record.entry_id),
+            "dispensed_on": record.dispensed_on,
+            "recorded_at": _utc(at),
+            "record": record.model_dump(mode="json"),
+        },
     )
 
 
@@ -479,9 +566,12 @@ def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
 
 def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) -> None:
     conn.execute(
-        dispense_annulment.insert().values(
-            dispense_id=str(dispense_id), at=annulment.at, record=annulment.model_dump(mode="json")
-        )
+        dispense_annulment.insert(),
+        {
+            "dispense_id": str(dispense_id),
+            "at": annulment.at,
+            "record": annulment.model_dump(mode="json"),
+        },
     )
 
 
@@ -529,31 +619,46 @@ def append_alerts(
 
 
 def add_handled_alerts(
-    conn: Connection, patient_id: UUID, by: Actor, at: datetime, reasons: dict[str, str]
-) -> None:
-    """Record alerts as handled for the patient (a key already handled keeps its first
-    record)."""
+    conn: Connection,
+    patient_id: UUID,
+    by: Actor,
+    at: datetime,
+    reasons: dict[str, str],
+    known: frozenset[str] | set[str] | None = None,
+) -> dict[str, str]:
+    """Record alerts as handled for the patient; a key already handled keeps its first record.
+    ``known`` are the keys already handled (read from the table when not given). Returns the
+    keys newly recorded, with their reasons."""
     pid = str(patient_id)
-    known = set(
+    if known is None:
+        known = set(
+            conn.execute(
+                select(handled_alert.c.key)
+                .where(handled_alert.c.patient_id == pid)
+                .where(handled_alert.c.key.in_(list(reasons)))
+            ).scalars()
+        )
+    new = {key: reason for key, reason in reasons.items() if key not in known}
+    if new:
         conn.execute(
-            select(handled_alert.c.key)
-            .where(handled_alert.c.patient_id == pid)
-            .where(handled_alert.c.key.in_(list(reasons)))
-        ).scalars()
-    )
-    rows = [
-        {
-            "patient_id": pid,
-            "key": key,
-            "handled_by": by.model_dump(mode="json"),
-            "handled_at": at,
-            "reason": reason,
-        }
-        for key, reason in reasons.items()
-        if key not in known
-    ]
-    if rows:
-        conn.execute(handled_alert.insert(), rows)
+            handled_alert.insert(),
+            [
+                {
+                    "patient_id": pid,
+                    "key": key,
+                    "handled_by": by.model_dump(mode="json"),
+                    "handled_at": _utc(at),
+                    "reason": reason,
+                }
+                for key, reason in new.items()
+            ],
+        )
+    return new
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back the naive UTC wall-clock time that was stored.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _iso(moment: datetime | date) -> str:

@@ -35,6 +35,8 @@ from medloop.loop.change import (
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
 from medloop.store import audit
+from medloop.store import medication_list as store
+from medloop.store.state_cache import cache_for
 from tests.conftest import DEMO
 
 OPERATIONS = ("prescribe", "hold", "resume", "dosage", "discontinue", "error", "stale")
@@ -100,6 +102,17 @@ def _apply(engine, patient_id, operation: str, target: int, version: int, entrie
     return hold(engine, patient_id, entry_id, call(), based_on=max(0, version - 1))
 
 
+def _assert_cached_state_is_the_stored_state(engine, patient_id) -> None:
+    """What the next command would take from the cache equals a fresh read of the tables."""
+    with engine.connect() as conn:
+        patient, revision = store.read_patient_revision(conn, patient_id)
+        fresh = store.load_patient_state(conn, patient)
+    cached = cache_for(engine).get(patient_id, revision)
+    if revision > 0:  # a command has run, and the state it left is cached
+        assert cached == fresh
+        assert cached.dispense_recorded_at == fresh.dispense_recorded_at
+
+
 @settings(
     max_examples=20, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -118,6 +131,7 @@ def test_accepted_changes_raise_the_version_by_one_and_refusals_change_nothing(e
             done = _apply(engine, patient_id, operation, target, version, entries)
         except DomainError:
             done = None
+        _assert_cached_state_is_the_stored_state(engine, patient_id)
         with engine.connect() as conn:
             now = queries.current_list(conn, patient_id, NOW).list_version
         if done is None:

@@ -1,0 +1,84 @@
+"""Patients' states as last committed, kept per engine so that a command need not read and
+parse a patient's whole history again.
+
+A cached state is tagged with the patient's ``revision`` (``medication_list.patient``), which
+every command bumps under the patient's row lock. A command that bumps the revision to ``r``
+may use the state cached for ``r - 1``: no other transaction can have changed the patient in
+between, in this process or any other. Reads use the state cached for the current revision.
+A state is put only after the transaction that produced it committed, so a rolled-back
+command leaves the cache as it was (and its bump undone).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from uuid import UUID
+
+from sqlalchemy import Engine
+
+from medloop.store.medication_list import PatientState
+
+VERIFY = os.environ.get("MEDLOOP_VERIFY_STATE_CACHE") == "1"
+"""Test setting: every use of a cached state is checked against a fresh read of the tables."""
+
+CAPACITY = 4096
+"""Patients kept per engine (least recently used go first)."""
+
+
+class StateCache:
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self._capacity = capacity
+        self._states: OrderedDict[UUID, tuple[int, PatientState]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, patient_id: UUID, revision: int) -> PatientState | None:
+        """The state cached for exactly ``revision``, or ``None``."""
+        with self._lock:
+            found = self._states.get(patient_id)
+            if found is None or found[0] != revision:
+                return None
+            self._states.move_to_end(patient_id)
+            return found[1]
+
+    def put(self, patient_id: UUID, revision: int, state: PatientState) -> None:
+        with self._lock:
+            current = self._states.get(patient_id)
+            if current is not None and current[0] >= revision:
+                return  # the first state put for a revision stays: it is the command's own
+            self._states[patient_id] = (revision, state)
+            self._states.move_to_end(patient_id)
+            while len(self._states) > self._capacity:
+                self._states.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._states.clear()
+
+
+_caches: weakref.WeakKeyDictionary[object, StateCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+class StateCacheDiverged(AssertionError):
+    """A cached state differs from the stored one (only checked with ``VERIFY``)."""
+
+
+def verified(cached: PatientState, fresh: PatientState) -> PatientState:
+    if cached != fresh or cached.dispense_recorded_at != fresh.dispense_recorded_at:
+        raise StateCacheDiverged(
+            f"the cached state of patient {fresh.patient.id} differs from the stored one"
+        )
+    return cached
+
+
+def cache_for(engine: Engine) -> StateCache:
+    """The cache of ``engine``'s database: one per connection pool, which an engine shares with
+    the engines ``execution_options`` derives from it, and gone with it."""
+    with _caches_lock:
+        found = _caches.get(engine.pool)
+        if found is None:
+            found = _caches[engine.pool] = StateCache()
+        return found
