@@ -160,8 +160,11 @@ def single_command_latencies(world: World, iterations: int) -> dict[str, dict[st
 def _writer(engine, patient_id, version, varenrs, start, results) -> None:
     """One writer process: prescribe ``varenrs`` one after the other on its own patient."""
     engine.dispose(close=False)  # the parent's connections are not this process's
+    with engine.connect() as conn:
+        backends = {conn.execute(text("SELECT pg_backend_pid()")).scalar_one()}
     start.wait()
     begun, refused = time.perf_counter(), 0
+    cpu_before, server_before = time.process_time(), _cpu_seconds(backends)
     for varenr in varenrs:
         new = order(varenr)
         try:
@@ -172,7 +175,26 @@ def _writer(engine, patient_id, version, varenrs, start, results) -> None:
             version = prescribe(
                 engine, patient_id, new, Call(actor=GP, at=NOW, overrides=overrides), based_on=version
             ).list_version
-    results.put((begun, time.perf_counter(), len(varenrs), refused))
+    ended = time.perf_counter()
+    with engine.connect() as conn:
+        backends.add(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    results.put(
+        (begun, ended, len(varenrs), refused, time.process_time() - cpu_before,
+         _cpu_seconds(backends) - server_before)
+    )
+
+
+def _cpu_seconds(pids) -> float:
+    """CPU time (user + system) of the local PostgreSQL backends ``pids``, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def concurrent_throughput(world: World, writers: int, commands_each: int) -> dict[str, float]:
@@ -204,6 +226,9 @@ def concurrent_throughput(world: World, writers: int, commands_each: int) -> dic
     seconds = max(f[1] for f in finished) - begun
     succeeded = sum(f[2] for f in finished)
     refused = sum(f[3] for f in finished)
+    commands = succeeded + refused
+    client_cpu = sum(f[4] for f in finished)
+    server_cpu = sum(f[5] for f in finished)
     return {
         "writers": writers,
         "writer_kind": "processes",
@@ -212,6 +237,11 @@ def concurrent_throughput(world: World, writers: int, commands_each: int) -> dic
         "seconds": round(seconds, 2),
         "commands_per_second": round((succeeded + refused) / seconds, 1),
         "successful_commands_per_second": round(succeeded / seconds, 1),
+        # CPU per command, which noise from other work on the machine does not inflate: with
+        # two cores, 2000 ms / (client + server) bounds the commands per second.
+        "client_cpu_ms_per_command": round(client_cpu * 1000 / commands, 2),
+        "server_cpu_ms_per_command": round(server_cpu * 1000 / commands, 2),
+        "cpu_bound_commands_per_second_on_2_cores": round(2 * commands / (client_cpu + server_cpu), 1),
     }
 
 

@@ -211,25 +211,151 @@ def fest_validate(
     out.print(f"{path}: valid against the FEST M30 schema")
 
 
+DEMO_DATABASE = "medloop-demo.db"
+
+
 @app.command("demo")
-def demo(db: DbOption = None) -> None:
-    """Load the demo catalogue (seeds/demo-fest.xml) and show what was loaded."""
-    from fest.loader import import_catalogue
+def demo(
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help=f"Database URL (default: a fresh ./{DEMO_DATABASE}, recreated)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port to serve on (127.0.0.1 only).")] = 8000,
+    no_serve: Annotated[
+        bool,
+        typer.Option("--no-serve", help="Build the demo world and print tokens; do not serve."),
+    ] = False,
+) -> None:
+    """Build the demo world (catalogue, GP practice, pharmacy, nursing home with residents) and
+    serve the API on 127.0.0.1 with offline docs at /docs; prints bearer tokens to try it."""
+    from fest.queries import active_counts, version_in_force
+    from medloop.demo import build
 
     settings = Settings.from_env()
+    if db is None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)
+        db = f"sqlite:///{DEMO_DATABASE}"
     engine = _engine(db)
+    with engine.connect() as conn:
+        before = version_in_force(conn)
     try:
-        result = import_catalogue(engine, settings.demo_catalogue, allow_shrink=True, allow_older=True)
+        world = build(engine, settings.demo_catalogue)
     except (FestFormatError, FestImportRejected) as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    state = "already in force" if result.unchanged else "imported"
+    with engine.connect() as conn:
+        current = version_in_force(conn)
+        counts = active_counts(conn)
+    assert current is not None
+    unchanged = before is not None and before["id"] == current["id"]
+    state = "already in force" if unchanged else "imported"
     out.print(
-        f"Demo catalogue {state}: version {result.version}, HentetDato {result.hentet_dato} "
+        f"Demo catalogue {state}: version {current['id']}, HentetDato {current['hentet_dato']} "
         f"on {engine.url.render_as_string(hide_password=True)}"
     )
-    out.print(_counts_table(result.counts, result.changes))
+    out.print(_counts_table(counts))
+    built = "already built" if world.already_built else "built"
+    out.print(
+        f"Demo world {built}: GP practice, pharmacy and nursing home; "
+        f"{len(world.patients)} residents (national ids {', '.join(world.patients)})."
+    )
+    for note in world.notes:
+        out.print(note, highlight=False)
     out.print("[bold]Demo data only: not a clinical source.[/bold]")
+    typer.echo("\nBearer tokens (development keys, valid 12 h):")
+    for role, token in world.tokens.items():
+        typer.echo(f"  {role:<10} {token}")
+    first = next(iter(world.patients.values()))
+    typer.echo(
+        "\nTry:\n  curl -H 'Authorization: Bearer <gp token>' "
+        f"http://127.0.0.1:{port}/patients/{first}/list"
+    )
+    if no_serve:
+        return
+    _serve(db, "127.0.0.1", port, allow_dev_keys=True)
+
+
+def _serve(
+    db: str | None, host: str, port: int, *, allow_dev_keys: bool, workers: int = 1
+) -> None:
+    import uvicorn
+
+    from medloop.api.app import create_app
+    from medloop.api.config import ApiSettings
+
+    settings = ApiSettings.from_env(db)
+    if settings.uses_dev_keys:
+        if not allow_dev_keys:
+            _stderr("error: no token keys configured: set MEDLOOP_JWT_PUBLIC_KEY_FILE or "
+                    "MEDLOOP_JWT_JWKS_FILE (and MEDLOOP_JWT_ISSUER), or MEDLOOP_ALLOW_DEV_KEYS=1 "
+                    "to trust the bundled development keys that anyone can sign with")
+            raise typer.Exit(2)
+        _stderr("warning: trusting the bundled DEVELOPMENT keys (medloop/dev_keys); "
+                "never do this with real patient data")
+    typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
+    if workers > 1:
+        import os
+
+        os.environ["MEDLOOP_DATABASE_URL"] = settings.database_url
+        create_app(settings)  # migrate once, before the workers start
+        uvicorn.run("medloop.api.app:from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning")
+        return
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL).", min=1)] = 1,
+) -> None:
+    """Run the HTTP API (uvicorn) on the database ($MEDLOOP_DATABASE_URL or --db), after
+    migrating its schema. Token keys: MEDLOOP_JWT_PUBLIC_KEY_FILE or MEDLOOP_JWT_JWKS_FILE with
+    MEDLOOP_JWT_ISSUER and MEDLOOP_JWT_AUDIENCE; MEDLOOP_ALLOW_DEV_KEYS=1 trusts the bundled
+    development keys instead."""
+    import os
+
+    _serve(db, host, port, workers=workers,
+           allow_dev_keys=os.environ.get("MEDLOOP_ALLOW_DEV_KEYS") == "1")
+
+
+@app.command("token")
+def token(
+    role: Annotated[str, typer.Option(help="gp, nurse, pharmacist or patient.")],
+    hpr: Annotated[str | None, typer.Option(help="HPR number (health personnel).")] = None,
+    org: Annotated[str | None, typer.Option(help="Organisation id (health personnel).")] = None,
+    patient: Annotated[
+        str | None, typer.Option("--patient", help="National id (role patient).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    hours: Annotated[float, typer.Option(help="Lifetime in hours.")] = 12.0,
+) -> None:
+    """Print a bearer token signed with the DEVELOPMENT key (for the demo and tests only)."""
+    from datetime import timedelta
+
+    from medloop.api.auth import Role, Unauthenticated, issue_token
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        _stderr(f"error: --role must be one of {', '.join(r.value for r in Role)}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    subject = patient if chosen is Role.PATIENT else hpr
+    if subject is None or (chosen is not Role.PATIENT and org is None):
+        _stderr("error: a patient token needs --patient; other roles need --hpr and --org")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        signed = issue_token(
+            chosen, subject, None if chosen is Role.PATIENT else org, name=name,
+            lifetime=timedelta(hours=hours),
+        )
+    except Unauthenticated as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    print(signed)
 
 
 EXIT_CHECK_PROBLEM = 2
@@ -279,11 +405,11 @@ def audit_verify(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Walk the audit log's hash chain from the first record to the last.
+    """Walk the audit log's hash chains (one per patient) from first record to last.
 
-    Exit 0 when the chain is intact, 1 at its first broken link (a changed, missing,
-    inserted or reordered record).  Keep the printed last hash elsewhere: a log cut short
-    is only seen against it.
+    Exit 0 when every chain is intact, 1 at the first broken link (a changed, missing,
+    inserted or reordered record).  Keep the printed digest of the chains' heads elsewhere:
+    a chain cut short is only seen against it.
     """
     from medloop.store.audit import verify
 
@@ -292,13 +418,55 @@ def audit_verify(
     if as_json:
         print(json.dumps(result.as_json()))
     elif result.broken is None:
-        typer.echo(f"audit log intact: {result.events} events, last hash {result.last_hash}")
+        typer.echo(
+            f"audit log intact: {result.events} events in {result.chains} chains, "
+            f"heads digest {result.heads}"
+        )
     else:
         link = result.broken
         _stderr(
-            f"audit log broken at event {link.seq} ({link.problem}): expected {link.expected}, "
-            f"found {link.found}; the {result.events} events before it are intact "
-            f"(last hash {result.last_hash})"
+            f"audit log broken at event {link.seq} of chain {link.chain} ({link.problem}): "
+            f"expected {link.expected}, found {link.found}; the {result.events} events walked "
+            "before it are intact"
         )
     if not result.ok:
         raise typer.Exit(EXIT_AUDIT_BROKEN)
+
+
+jobs_app = typer.Typer(help="Scheduled jobs, run once by hand.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """The scheduled jobs and what each does."""
+    from medloop.jobs import JOBS
+
+    for job in JOBS.values():
+        typer.echo(f"{job.name}\t{job.description}")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="The job (see 'medloop jobs list').")],
+    db: DbOption = None,
+    now: Annotated[
+        str | None, typer.Option(help="Run as of this ISO 8601 time with offset (default: now).")
+    ] = None,
+) -> None:
+    """Run one job once and print its result as JSON (idempotent: a second run changes
+    nothing)."""
+    from datetime import datetime
+
+    from medloop.jobs import JOBS, run_job
+
+    if name not in JOBS:
+        _stderr(f"no job {name!r}; jobs: {', '.join(JOBS)}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    moment = None
+    if now is not None:
+        moment = datetime.fromisoformat(now)
+        if moment.tzinfo is None:
+            _stderr("--now needs a UTC offset, e.g. 2026-11-20T08:00:00+01:00")
+            raise typer.Exit(EXIT_BAD_INPUT)
+    print(json.dumps(run_job(_engine(db), name, moment)))

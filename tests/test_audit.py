@@ -1,4 +1,4 @@
-"""The audit log: hash chain, append-only triggers, tamper detection, concurrent appenders,
+"""The audit log: per-patient hash chains, append-only triggers, tamper detection, concurrent appenders,
 the patient's access view and ``medloop audit verify`` — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from medloop.cli import app
 from medloop.store.audit import (
     GENESIS_HASH,
+    NO_PATIENT,
     AuditEvent,
     AuditRecord,
     InvalidAuditEvent,
@@ -27,6 +28,7 @@ from medloop.store.audit import (
     append,
     audit_event,
     events_for_patient,
+    heads_digest,
     record_hash,
     verify,
 )
@@ -114,7 +116,8 @@ def test_records_chain_from_genesis_through_every_append(engine):
     assert [row["hash"] for row in rows] == [r.hash for r in records]
     assert all(record_hash(row) == row["hash"] for row in rows)
     result = verified(engine)
-    assert result.ok and result.events == 60 and result.last_hash == records[-1].hash
+    assert result.ok and result.events == 60 and result.chains == 1
+    assert result.heads == heads_digest({PATIENT: records[-1].hash})
 
 
 def test_the_hash_is_sha256_of_sorted_compact_json_of_every_field_but_the_hash(engine):
@@ -138,7 +141,7 @@ def test_the_hash_is_sha256_of_sorted_compact_json_of_every_field_but_the_hash(e
     )
     canonical = (
         '{"action":"entry.administer","actor":"9144889","actor_role":"nurse",'
-        '"detail":{"alpha":{"a":"ø","b":null},"zeta":[1,2.5]},'
+        '"chain":"' + PATIENT + '","detail":{"alpha":{"a":"ø","b":null},"zeta":[1,2.5]},'
         '"occurred_at":"2026-03-29T01:30:00.000005Z","organisation":"974589095",'
         f'"outcome":"refused","patient":"{PATIENT}","prev_hash":"{GENESIS_HASH}",'
         '"reason":"tjenstlig behov","request_id":"r-1","seq":1}'
@@ -187,7 +190,8 @@ def test_verify_reports_a_changed_field_at_its_record(engine, change):
     tamper(engine, f"UPDATE audit_event SET {change} WHERE seq = 7")
 
     result = verified(engine)
-    assert not result.ok and result.events == 6 and result.last_hash == records[5].hash
+    assert not result.ok and result.events == 6
+    assert result.heads == heads_digest({PATIENT: records[5].hash})
     broken = result.broken
     assert (broken.seq, broken.problem, broken.found) == (7, "hash", records[6].hash)
     assert broken.expected != records[6].hash
@@ -223,6 +227,7 @@ def test_verify_reports_a_deleted_record_as_a_gap(engine, deleted):
     result = verified(engine)
     assert result.events == deleted - 1
     assert result.broken.as_json() == {
+        "chain": PATIENT,
         "seq": deleted + 1,
         "problem": "gap",
         "expected": str(deleted),
@@ -386,7 +391,7 @@ def test_a_patient_sees_who_accessed_their_data_newest_first_page_by_page(engine
         ("5012345", "nurse", "990123456", "dose.chart"),
         ("9144889", "doctor", "974589095", "list.read"),
     ]
-    assert first.next_before == 4 and second.next_before is None
+    assert first.next_before == 2 and second.next_before is None
     times = [e.occurred_at for e in first.events + second.events]
     assert times == sorted(times, reverse=True) and all(t.tzinfo == UTC for t in times)
 
@@ -399,7 +404,7 @@ def run_cli(engine: Engine, *options: str):
 def test_cli_verify_on_an_empty_log_is_intact(engine):
     result = run_cli(engine, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ok": True, "events": 0, "last_hash": GENESIS_HASH}
+    assert json.loads(result.stdout) == {"ok": True, "events": 0, "chains": 0, "heads": GENESIS_HASH}
 
 
 def test_cli_verify_prints_the_event_count_and_last_hash_and_exits_0(engine):
@@ -409,9 +414,10 @@ def test_cli_verify_prints_the_event_count_and_last_hash_and_exits_0(engine):
     as_text = run_cli(engine)
 
     assert as_json.exit_code == 0
-    assert json.loads(as_json.stdout) == {"ok": True, "events": 12, "last_hash": records[-1].hash}
+    heads = heads_digest({PATIENT: records[-1].hash})
+    assert json.loads(as_json.stdout) == {"ok": True, "events": 12, "chains": 1, "heads": heads}
     assert as_text.exit_code == 0
-    assert as_text.stdout.strip() == f"audit log intact: 12 events, last hash {records[-1].hash}"
+    assert as_text.stdout.strip() == f"audit log intact: 12 events in 1 chains, heads digest {heads}"
 
 
 def test_cli_verify_reports_the_first_broken_link_and_exits_1(engine):
@@ -429,11 +435,12 @@ def test_cli_verify_reports_the_first_broken_link_and_exits_1(engine):
     assert json.loads(as_json.stdout) == {
         "ok": False,
         "events": 3,
-        "last_hash": records[2].hash,
-        "broken": {"seq": 5, "problem": "gap", "expected": "4", "found": "5"},
+        "chains": 1,
+        "heads": heads_digest({PATIENT: records[2].hash}),
+        "broken": {"chain": PATIENT, "seq": 5, "problem": "gap", "expected": "4", "found": "5"},
     }
     assert as_text.exit_code == 1
-    assert "audit log broken at event 5 (gap): expected 4, found 5" in as_text.stderr
+    assert f"audit log broken at event 5 of chain {PATIENT} (gap): expected 4, found 5" in as_text.stderr
 
 
 def test_verify_walks_the_log_in_chunks(engine):
@@ -441,4 +448,47 @@ def test_verify_walks_the_log_in_chunks(engine):
     with engine.connect() as conn:
         for chunk in (1, 5, 23, 24):
             result = verify(conn, chunk=chunk)
-            assert (result.ok, result.events, result.last_hash) == (True, 23, records[-1].hash)
+            assert (result.ok, result.events, result.heads) == (
+                True, 23, heads_digest({PATIENT: records[-1].hash})
+            )
+
+
+def test_appenders_to_different_patients_each_get_an_unbroken_chain(engine):
+    patients = [f"0101701{n:04d}" for n in range(4)]
+    start = threading.Barrier(len(patients))
+    failures: list[BaseException] = []
+
+    def appender(patient: str) -> None:
+        try:
+            start.wait()
+            for i in range(15):
+                with writer(engine).begin() as conn:
+                    append(conn, an_event(i, patient=patient))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=appender, args=(p,)) for p in patients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    result = verified(engine)
+    assert (result.ok, result.events, result.chains) == (True, 60, 4)
+    with engine.connect() as conn:
+        for patient in patients:
+            page = events_for_patient(conn, patient, limit=100)
+            assert [e.seq for e in page.events] == list(range(15, 0, -1))
+            assert {e.chain for e in page.events} == {patient}
+
+
+def test_events_about_no_patient_form_a_chain_of_their_own(engine):
+    [system, about_patient] = append_all(
+        engine, [an_event(1, patient=None, action="fest.import"), an_event(2)]
+    )
+    assert (system.chain, system.seq, system.prev_hash) == (NO_PATIENT, 1, GENESIS_HASH)
+    assert (about_patient.chain, about_patient.seq) == (PATIENT, 1)
+    assert verified(engine).heads == heads_digest(
+        {NO_PATIENT: system.hash, PATIENT: about_patient.hash}
+    )

@@ -12,3 +12,74 @@ def test_migrations_match_the_table_definitions(engine):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
+
+
+def _migration(name: str):
+    import importlib.util
+
+    from medloop.store.migrate import MIGRATIONS
+
+    spec = importlib.util.spec_from_file_location(name, MIGRATIONS / "versions" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _old_single_chain(engine, patients: list[str | None]) -> None:
+    """Records as revision 0007 wrote them: one chain, numbered 1..n across patients."""
+    from datetime import UTC, datetime
+
+    old = _migration("0008_audit_chains")
+    prev = old.GENESIS_HASH
+    with engine.begin() as conn:
+        for seq, patient in enumerate(patients, start=1):
+            row = {
+                "seq": seq, "occurred_at": datetime(2026, 11, 1, 8, seq, tzinfo=UTC),
+                "actor": "9144889", "actor_role": "doctor", "organisation": "974589095",
+                "patient": patient, "action": "list.read", "outcome": "ok",
+                "request_id": None, "reason": None, "detail": {"n": seq}, "prev_hash": prev,
+            }
+            row["hash"] = old._hash(row, old.OLD_FIELDS)
+            conn.execute(old.OLD_TABLE.insert().values(**row))
+            prev = row["hash"]
+
+
+def test_the_single_audit_chain_is_rechained_per_patient_by_migration_0008(db_url):
+    from medloop.store import audit
+    from medloop.store.db import make_engine
+    from medloop.store.migrate import upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0007")
+    _old_single_chain(engine, ["01017012345", None, "02028054321", "01017012345"])
+
+    upgrade(engine)
+
+    with engine.connect() as conn:
+        result = audit.verify(conn)
+        page = audit.events_for_patient(conn, "01017012345")
+    assert (result.ok, result.events, result.chains) == (True, 4, 3)
+    assert [(e.seq, e.detail["n"]) for e in page.events] == [(2, 4), (1, 1)]
+    engine.dispose()
+
+
+def test_migration_0008_refuses_a_broken_audit_log(db_url):
+    import pytest
+    from sqlalchemy import text
+
+    from medloop.store.db import make_engine
+    from medloop.store.migrate import upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0007")
+    _old_single_chain(engine, ["01017012345", "01017012345"])
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER audit_event_refuse_delete")
+        else:
+            conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER ALL")
+        conn.execute(text("DELETE FROM audit_event WHERE seq = 1"))
+
+    with pytest.raises(RuntimeError, match="the audit log is broken at event 2"):
+        upgrade(engine)
+    engine.dispose()

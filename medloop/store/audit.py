@@ -4,33 +4,35 @@ Each :class:`AuditEvent` (who, in which role, for which organisation, did what t
 patient, with what outcome and why) becomes one row of ``audit_event``, written in the
 caller's transaction so that it commits or rolls back together with the change it records.
 
-Rows form a hash chain.  Sequence numbers start at 1 and have no gaps; each row stores the
-hash of the row before it (``prev_hash``; the first row chains from :data:`GENESIS_HASH`)
-and its own ``hash``, the SHA-256 (lower-case hex) of its canonical serialisation: the
-UTF-8 bytes of the compact JSON object with sorted keys (at every depth) of every column
-except ``hash`` —
+Rows form hash chains, one per patient (``chain`` = the patient's national id) and one for
+events that concern no patient (``chain`` = :data:`NO_PATIENT`), so that work on different
+patients never waits for one another's commits.  Within a chain, sequence numbers start at 1
+and have no gaps; each row stores the hash of the row before it in its chain (``prev_hash``;
+the first row chains from :data:`GENESIS_HASH`) and its own ``hash``, the SHA-256 (lower-case
+hex) of its canonical serialisation: the UTF-8 bytes of the compact JSON object with sorted
+keys (at every depth) of every column except ``hash`` —
 
-    action, actor, actor_role, detail, occurred_at, organisation, outcome, patient,
+    action, actor, actor_role, chain, detail, occurred_at, organisation, outcome, patient,
     prev_hash, reason, request_id, seq
 
 — with ``occurred_at`` written as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` and absent values as
 ``null`` (see :func:`canonical_record`).  Changing, removing, inserting or reordering a row
-therefore breaks the chain at that row, which :func:`verify` reports.  Cutting rows off the
-end leaves a shorter intact chain; only a last hash recorded elsewhere (``medloop audit
-verify`` prints it) reveals that.
+therefore breaks its chain at that row, which :func:`verify` reports.  Cutting rows off the
+end of a chain leaves a shorter intact chain; only the digest of the chains' heads recorded
+elsewhere (``medloop audit verify`` prints it) reveals that.
 
 The migration also installs triggers that refuse ``UPDATE`` and ``DELETE`` (and, on
-PostgreSQL, ``TRUNCATE``) of ``audit_event``, so ordinary SQL cannot tamper; the chain
-catches tampering that gets past them.  This module has no update or delete function.
+PostgreSQL, ``TRUNCATE``) of ``audit_event``, so ordinary SQL cannot tamper; the chains
+catch tampering that gets past them.  This module has no update or delete function.
 
-Appends are serialised so that concurrent transactions cannot fork the chain:
+Appends to one chain are serialised so that concurrent transactions cannot fork it:
 
-* PostgreSQL: :func:`append` takes ``pg_advisory_xact_lock(AUDIT_CHAIN_LOCK)`` and only then
-  reads the tail.  The lock is held to the end of the caller's transaction, so the next
-  appender reads a tail that has been committed (or rolled back).  This needs READ
-  COMMITTED (PostgreSQL's default); under REPEATABLE READ a stale tail makes the insert fail
-  on the primary key rather than fork.  Because every audited transaction waits for this lock,
-  append as late in the transaction as possible.
+* PostgreSQL: :func:`append` takes a transaction-level advisory lock keyed by the chain and
+  only then reads the chain's tail.  The lock is held to the end of the caller's
+  transaction, so the next appender to that chain reads a tail that has been committed (or
+  rolled back).  This needs READ COMMITTED (PostgreSQL's default); under REPEATABLE READ a
+  stale tail makes the insert fail on the primary key rather than fork.  A command holds its
+  patient's row lock anyway; only appends to the same chain wait.
 * SQLite: a write transaction (``engine.execution_options(write=True).begin()``, which
   begins ``IMMEDIATE``) already holds the database's single write lock, so reading the tail
   and inserting after it cannot interleave with another writer.  :func:`append` refuses a
@@ -56,14 +58,15 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
-    Index,
-    Integer,
     String,
     Table,
     Text,
+    bindparam,
     cast,
+    literal,
     select,
     text,
+    tuple_,
 )
 
 from fest.schema import metadata
@@ -72,14 +75,12 @@ from medloop.store.db import WriteTransactionRequired, require_write_transaction
 #: ``prev_hash`` of the first record.
 GENESIS_HASH = "0" * 64
 
-#: Key of the PostgreSQL transaction-level advisory lock that serialises appends
-#: (the first eight bytes of SHA-256("medloop.audit_event"), as a signed 64-bit integer).
-AUDIT_CHAIN_LOCK = int.from_bytes(
-    hashlib.sha256(b"medloop.audit_event").digest()[:8], "big", signed=True
-)
+#: The chain of events that concern no patient.
+NO_PATIENT = "-"
 
 #: The columns the hash covers: all but ``hash``.
 HASHED_FIELDS = (
+    "chain",
     "seq",
     "occurred_at",
     "actor",
@@ -113,14 +114,9 @@ class Outcome(StrEnum):
 audit_event = Table(
     "audit_event",
     metadata,
-    # INTEGER on SQLite so that the sequence number is the rowid and the chain is walked in
-    # table order; BIGINT elsewhere because reads are audited too.
-    Column(
-        "seq",
-        BigInteger().with_variant(Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=False,
-    ),
+    Column("chain", String(32), primary_key=True),  # the patient's national id, or NO_PATIENT
+    # BIGINT because reads are audited too.
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("actor", String(64), nullable=False),  # HPR number, national id or "system"
     Column("actor_role", String(32), nullable=False),
@@ -136,7 +132,6 @@ audit_event = Table(
     CheckConstraint(
         "outcome IN ('ok', 'refused', 'conflict', 'error')", name="ck_audit_event_outcome"
     ),
-    Index("ix_audit_event_patient", "patient", "seq"),
 )
 
 
@@ -169,6 +164,7 @@ class AuditEvent:
 class AuditRecord:
     """One stored, chained audit record."""
 
+    chain: str
     seq: int
     occurred_at: datetime
     actor: str
@@ -192,7 +188,7 @@ Problem = Literal["gap", "prev_hash", "hash"]
 
 @dataclass(frozen=True)
 class BrokenLink:
-    """The first place where the chain does not hold.
+    """The first place where a chain does not hold: record ``seq`` of ``chain``.
 
     ``problem`` is ``gap`` (``expected``/``found`` are sequence numbers: a row is missing
     or out of place), ``prev_hash`` (the row does not point at the hash of the row before
@@ -200,6 +196,7 @@ class BrokenLink:
     content no longer matches its stored hash: a field was changed).
     """
 
+    chain: str
     seq: int
     problem: Problem
     expected: str
@@ -207,6 +204,7 @@ class BrokenLink:
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "chain": self.chain,
             "seq": self.seq,
             "problem": self.problem,
             "expected": self.expected,
@@ -216,11 +214,13 @@ class BrokenLink:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """``events`` intact records were walked; ``last_hash`` is the hash of the last of them
-    (:data:`GENESIS_HASH` when there are none); ``broken`` is the first broken link."""
+    """``events`` intact records in ``chains`` chains were walked; ``heads`` is the digest of
+    the last hash of each of them (:func:`heads_digest`; :data:`GENESIS_HASH` when there are
+    none); ``broken`` is the first broken link."""
 
     events: int
-    last_hash: str
+    chains: int
+    heads: str
     broken: BrokenLink | None = None
 
     @property
@@ -228,7 +228,9 @@ class VerifyResult:
         return self.broken is None
 
     def as_json(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"ok": self.ok, "events": self.events, "last_hash": self.last_hash}
+        result: dict[str, Any] = {
+            "ok": self.ok, "events": self.events, "chains": self.chains, "heads": self.heads,
+        }
         if self.broken is not None:
             result["broken"] = self.broken.as_json()
         return result
@@ -244,16 +246,17 @@ class PatientAccessPage:
 
 
 def append(conn: Connection, event: AuditEvent) -> AuditRecord:
-    """Chain ``event`` onto the audit log in the caller's transaction and return the record."""
+    """Chain ``event`` onto its patient's audit chain in the caller's transaction and return
+    the record."""
     require_write_transaction(conn, "appending to the audit log")
     outcome, detail = _validated(event)
+    chain = event.patient or NO_PATIENT
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_CHAIN_LOCK})
-    tail = conn.execute(
-        select(audit_event.c.seq, audit_event.c.hash).order_by(audit_event.c.seq.desc()).limit(1)
-    ).first()
+        conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
+    tail = conn.execute(_TAIL, {"chain": chain}).first()
     seq, prev_hash = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
     values: dict[str, Any] = {
+        "chain": chain,
         "seq": seq,
         # Taken under the lock, so that time order follows chain order on one clock.
         "occurred_at": _utc(event.occurred_at) if event.occurred_at else datetime.now(UTC),
@@ -273,33 +276,61 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     return AuditRecord(**{**values, "outcome": outcome})
 
 
-def verify(conn: Connection, chunk: int = VERIFY_CHUNK) -> VerifyResult:
-    """Walk the whole chain in sequence order and stop at the first broken link.
+_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
+_TAIL = (
+    select(audit_event.c.seq, audit_event.c.hash)
+    .where(audit_event.c.chain == bindparam("chain"))
+    .order_by(audit_event.c.seq.desc())
+    .limit(1)
+)
 
-    Reads ``chunk`` records per query, so memory stays constant however long the log is.
+
+def chain_lock_key(chain: str) -> int:
+    """Key of the PostgreSQL advisory lock that serialises appends to ``chain``: the first
+    eight bytes of SHA-256("medloop.audit_event:" + chain), as a signed 64-bit integer."""
+    digest = hashlib.sha256(f"medloop.audit_event:{chain}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def heads_digest(heads: Mapping[str, str]) -> str:
+    """SHA-256 of the canonical JSON of {chain: hash of its last record}; the digest of no
+    chains is :data:`GENESIS_HASH`."""
+    if not heads:
+        return GENESIS_HASH
+    return hashlib.sha256(_canonical_json(dict(heads)).encode()).hexdigest()
+
+
+def verify(conn: Connection, chunk: int = VERIFY_CHUNK) -> VerifyResult:
+    """Walk every chain in sequence order and stop at the first broken link.
+
+    Reads ``chunk`` records per query, so memory grows only with the number of chains.
     Run it in one transaction for a snapshot; appends that commit meanwhile only extend
-    the chain.
+    the chains.
     """
-    expected_seq, last_hash, events = 1, GENESIS_HASH, 0
+    heads: dict[str, str] = {}
+    chain, expected_seq, last_hash, events = None, 1, GENESIS_HASH, 0
     # Raw column values, not AuditRecords: a tampered row must reach the hash comparison
     # whatever it holds.
     for row in _rows_in_order(conn, chunk):
+        if row["chain"] != chain:
+            chain, expected_seq, last_hash = row["chain"], 1, GENESIS_HASH
         broken = _broken_link(row, expected_seq, last_hash)
         if broken is not None:
-            return VerifyResult(events, last_hash, broken)
+            return VerifyResult(events, len(heads), heads_digest(heads), broken)
         expected_seq, last_hash, events = expected_seq + 1, row["hash"], events + 1
-    return VerifyResult(events, last_hash)
+        heads[chain] = last_hash
+    return VerifyResult(events, len(heads), heads_digest(heads))
 
 
 def _broken_link(row: Mapping[str, Any], expected_seq: int, last_hash: str) -> BrokenLink | None:
-    seq = row["seq"]
+    seq, chain = row["seq"], row["chain"]
     if seq != expected_seq:
-        return BrokenLink(seq, "gap", str(expected_seq), str(seq))
+        return BrokenLink(chain, seq, "gap", str(expected_seq), str(seq))
     if row["prev_hash"] != last_hash:
-        return BrokenLink(seq, "prev_hash", last_hash, row["prev_hash"])
+        return BrokenLink(chain, seq, "prev_hash", last_hash, row["prev_hash"])
     recomputed = record_hash(row)
     if recomputed != row["hash"]:
-        return BrokenLink(seq, "hash", recomputed, row["hash"])
+        return BrokenLink(chain, seq, "hash", recomputed, row["hash"])
     return None
 
 
@@ -311,7 +342,7 @@ def events_for_patient(
     ``next_before``."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
-    query = select(audit_event).where(audit_event.c.patient == patient)
+    query = select(audit_event).where(audit_event.c.chain == patient)
     if before is not None:
         query = query.where(audit_event.c.seq < before)
     rows = conn.execute(query.order_by(audit_event.c.seq.desc()).limit(limit + 1)).all()
@@ -366,17 +397,20 @@ def _rows_in_order(conn: Connection, chunk: int) -> Iterator[dict[str, Any]]:
         cast(audit_event.c.detail, Text) if name == "detail" else audit_event.c[name]
         for name in _VERIFIED_COLUMNS
     ]
-    after = 0
+    order = (audit_event.c.chain, audit_event.c.seq)
+    after: tuple[str, int] | None = None
     while True:
-        query = select(*columns).where(audit_event.c.seq > after)
-        rows = conn.execute(query.order_by(audit_event.c.seq).limit(chunk)).all()
+        query = select(*columns)
+        if after is not None:
+            query = query.where(tuple_(*order) > tuple_(literal(after[0]), literal(after[1])))
+        rows = conn.execute(query.order_by(*order).limit(chunk)).all()
         for row in rows:
             values = dict(zip(_VERIFIED_COLUMNS, row, strict=True))
             values["detail"] = _json_or_text(values["detail"])
             yield values
         if len(rows) < chunk:
             return
-        after = rows[-1].seq
+        after = (rows[-1].chain, rows[-1].seq)
 
 
 def _json_or_text(stored: str) -> Any:
@@ -389,6 +423,7 @@ def _json_or_text(stored: str) -> Any:
 
 def _record(row: Any) -> AuditRecord:
     return AuditRecord(
+        chain=row.chain,
         seq=row.seq,
         occurred_at=_utc(row.occurred_at),
         actor=row.actor,
