@@ -21,6 +21,7 @@ from medloop.domain.medication_list import (
     DiscontinueEntry,
     LinkPrescription,
     ListChange,
+    MarkEnteredInError,
     MedicationList,
     RenewPrescription,
 )
@@ -147,6 +148,50 @@ def discontinue(
     behind it. ``prescriptions`` must be all of the entry's; the whole discontinuation is refused
     while a pharmacy is dispensing one of them (a recall of a locked prescription is refused
     nationally too)."""
+    given = _all_recallable(medication_list, entry_id, prescriptions)
+    new_list, change = medication_list.apply(
+        DiscontinueEntry(
+            based_on=based_on,
+            author=by,
+            at=at,
+            reason=reason,
+            entry_id=entry_id,
+            discontinuation=discontinuation,
+        )
+    )
+    recalled = _recall_dispensable(
+        given, RecallReason.DISCONTINUATION, at=at, by=by, note=discontinuation.note
+    )
+    return Discontinued(new_list, change, recalled)
+
+
+def mark_in_error(
+    medication_list: MedicationList,
+    entry_id: UUID,
+    prescriptions: Iterable[Prescription],
+    *,
+    based_on: int,
+    at: AwareDatetime,
+    by: Actor,
+    reason: str,
+) -> Discontinued:
+    """Mark an entry as entered in error and recall (reason 4 other, the note saying why) every
+    dispensable prescription behind it: a prescription for a mistake must not be dispensed.
+    Refused, like a discontinuation, while a pharmacy is dispensing one of them."""
+    given = _all_recallable(medication_list, entry_id, prescriptions)
+    new_list, change = medication_list.apply(
+        MarkEnteredInError(based_on=based_on, author=by, at=at, reason=reason, entry_id=entry_id)
+    )
+    recalled = _recall_dispensable(
+        given, RecallReason.OTHER, at=at, by=by, note=f"entry entered in error: {reason}"
+    )
+    return Discontinued(new_list, change, recalled)
+
+
+def _all_recallable(
+    medication_list: MedicationList, entry_id: UUID, prescriptions: Iterable[Prescription]
+) -> dict[UUID, Prescription]:
+    """``prescriptions``, checked to be all of the entry's and none locked by a pharmacy."""
     entry = medication_list.entry(entry_id)
     given = {p.id: p for p in prescriptions}
     for prescription in given.values():
@@ -158,7 +203,7 @@ def discontinue(
             )
     missing = [p for p in entry.prescription_ids if p not in given]
     if missing:
-        raise ValueError(f"discontinue needs every prescription of the entry; missing {missing}")
+        raise ValueError(f"the entry's change needs every prescription of it; missing {missing}")
     for prescription in given.values():
         if prescription.status is PrescriptionStatus.BEING_DISPENSED:
             raise PrescriptionLocked(
@@ -167,25 +212,19 @@ def discontinue(
                 prescription_id=prescription.id,
                 pharmacy_id=prescription.locked_by,
             )
-    new_list, change = medication_list.apply(
-        DiscontinueEntry(
-            based_on=based_on,
-            author=by,
-            at=at,
-            reason=reason,
-            entry_id=entry_id,
-            discontinuation=discontinuation,
-        )
-    )
-    recalled = tuple(
-        recall(
-            p,
-            RecallReason.DISCONTINUATION,
-            at=at,
-            by=by,
-            note=discontinuation.note,
-        )
+    return given
+
+
+def _recall_dispensable(
+    given: dict[UUID, Prescription],
+    why: RecallReason,
+    *,
+    at: AwareDatetime,
+    by: Actor,
+    note: str | None,
+) -> tuple[Transition, ...]:
+    return tuple(
+        recall(p, why, at=at, by=by, note=note)
         for p in given.values()
         if p.status is PrescriptionStatus.DISPENSABLE
     )
-    return Discontinued(new_list, change, recalled)

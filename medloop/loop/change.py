@@ -14,20 +14,22 @@ from interactions.dosage import Dosage, Use
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import NonCatalogueItem
 from medloop.domain.entry import Discontinuation, EntryEdit
+from medloop.domain.errors import ReasonRequired
 from medloop.domain.medication_list import (
     AddEntry,
     EditEntry,
     HoldEntry,
     ListCommand,
-    MarkEnteredInError,
     MedicationList,
     ResumeEntry,
 )
 from medloop.domain.prescribing import discontinue as discontinue_entry
+from medloop.domain.prescribing import mark_in_error
 from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
+    Decide,
     DrugOrder,
     Effect,
     Screening,
@@ -100,9 +102,19 @@ def change_dosage(
     based_on: int,
 ) -> CommandResult:
     """A new dosage (and with it the use) for an active or on-hold entry; checked again."""
-    edit = EntryEdit(dosage=dosage, use=dosage.use)
-    command = EditEntry(**_header(call, based_on), entry_id=entry_id, edit=edit)
+    command = _dosage_command(entry_id, dosage, call, based_on)
     return _list_command(engine, "change-dosage", patient_id, call, command, screen=True)
+
+
+def change_dosage_decision(entry_id: UUID, dosage: Dosage, call: Call, *, based_on: int) -> Decide:
+    """How ``change_dosage`` decides, for a command that changes a dosage as part of its own
+    change (accepting a multidose proposal)."""
+    return _list_decision(_dosage_command(entry_id, dosage, call, based_on), screen=True)
+
+
+def _dosage_command(entry_id: UUID, dosage: Dosage, call: Call, based_on: int) -> EditEntry:
+    edit = EntryEdit(dosage=dosage, use=dosage.use)
+    return EditEntry(**_header(call, based_on), entry_id=entry_id, edit=edit)
 
 
 def hold(
@@ -123,10 +135,38 @@ def resume(
 def mark_entered_in_error(
     engine: Engine, patient_id: UUID, entry_id: UUID, call: Call, *, based_on: int
 ) -> CommandResult:
-    """Mark an entry as a mistake (``call.reason`` says why); it is kept but never counts."""
-    header = {**_header(call, based_on), "reason": call.reason or ""}
-    command = MarkEnteredInError(**header, entry_id=entry_id)
-    return _list_command(engine, "entered-in-error", patient_id, call, command, screen=False)
+    """Mark an entry as a mistake (``call.reason`` says why); it is kept but never counts, and
+    every dispensable prescription behind it is recalled."""
+
+    def decide(ctx: Context) -> Effect:
+        if not (call.reason or "").strip():
+            raise ReasonRequired(
+                "marking an entry as entered in error needs a reason", entry_id=entry_id
+            )
+        state = ctx.state
+        done = mark_in_error(
+            state.medication_list,
+            entry_id,
+            state.prescriptions_of(entry_id),
+            based_on=based_on,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason or "",
+        )
+        recalled = tuple(version for _, version in done.recalled)
+        return Effect(
+            list_change=done.list_change,
+            prescription_versions=recalled,
+            response={
+                "entry_id": str(entry_id),
+                "recalled": [str(v.prescription_id) for v in recalled],
+            },
+        )
+
+    return run_command(
+        engine, "entered-in-error", patient_id, call, decide, based_on=based_on,
+        request={"entry_id": str(entry_id)},
+    )
 
 
 def discontinue(
@@ -139,6 +179,21 @@ def discontinue(
     based_on: int,
 ) -> CommandResult:
     """Discontinue an entry and recall every dispensable prescription behind it."""
+    request = {
+        "entry_id": str(entry_id),
+        "discontinuation": discontinuation.model_dump(mode="json"),
+    }
+    decide = discontinue_decision(entry_id, discontinuation, call, based_on=based_on)
+    return run_command(
+        engine, "discontinue", patient_id, call, decide, based_on=based_on, request=request
+    )
+
+
+def discontinue_decision(
+    entry_id: UUID, discontinuation: Discontinuation, call: Call, *, based_on: int
+) -> Decide:
+    """How ``discontinue`` decides, for a command that discontinues as part of its own
+    change."""
 
     def decide(ctx: Context) -> Effect:
         state = ctx.state
@@ -162,13 +217,7 @@ def discontinue(
             },
         )
 
-    request = {
-        "entry_id": str(entry_id),
-        "discontinuation": discontinuation.model_dump(mode="json"),
-    }
-    return run_command(
-        engine, "discontinue", patient_id, call, decide, based_on=based_on, request=request
-    )
+    return decide
 
 
 def _list_command(
@@ -180,6 +229,14 @@ def _list_command(
     *,
     screen: bool,
 ) -> CommandResult:
+    request = command.model_dump(mode="json", exclude={"author", "at", "reason", "based_on"})
+    return run_command(
+        engine, action, patient_id, call, _list_decision(command, screen=screen),
+        based_on=command.based_on, request=request,
+    )
+
+
+def _list_decision(command: ListCommand, *, screen: bool) -> Decide:
     def decide(ctx: Context) -> Effect:
         new_list, change = ctx.state.medication_list.apply(command)
         entry_id = change.entry_versions[0].entry_id
@@ -192,10 +249,7 @@ def _list_command(
             list_change=change, screening=screening, response={"entry_id": str(entry_id)}
         )
 
-    request = command.model_dump(mode="json", exclude={"author", "at", "reason", "based_on"})
-    return run_command(
-        engine, action, patient_id, call, decide, based_on=command.based_on, request=request
-    )
+    return decide
 
 
 def _header(call: Call, based_on: int) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from medloop.domain.errors import PatientAlreadyRegistered
 from medloop.domain.patient import Patient
@@ -13,7 +14,17 @@ from medloop.store import medication_list as store
 
 def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
     """Store ``patient`` with an empty list (version 0); refuses a second patient with the same
-    national id."""
+    national id (also when two registrations race: the unique key decides)."""
+    try:
+        _register(engine, patient, call)
+    except IntegrityError as error:
+        raise PatientAlreadyRegistered(
+            "a patient with this national id (or this id) is already registered",
+            patient_id=patient.id,
+        ) from error
+
+
+def _register(engine: Engine, patient: Patient, call: Call) -> None:
     with engine.execution_options(write=True).begin() as conn:
         if store.find_patient_id(conn, str(patient.national_id)) is not None:
             raise PatientAlreadyRegistered(

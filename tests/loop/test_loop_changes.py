@@ -27,12 +27,13 @@ from medloop.domain.codes import (
     DiscontinuationReason,
     EntryStatus,
     PrescriptionStatus,
+    RecallReason,
     ReconciliationOutcome,
     SourceKind,
 )
 from medloop.domain.drug_reference import NonCatalogueItem
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import PrescriptionLocked, ReconciliationIncomplete
+from medloop.domain.errors import PrescriptionLocked, ReasonRequired, ReconciliationIncomplete
 from medloop.domain.reconciliation import ConsultedSource, EntryOutcome
 from medloop.loop.acknowledge import acknowledge
 from medloop.loop.change import (
@@ -49,6 +50,7 @@ from medloop.loop.prescribe import prescribe
 from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation
 from medloop.loop.runner import DrugOrder, OverrideRequired
 from medloop.store import audit
+from medloop.store import medication_list as store
 
 ENALAPRIL = "090368"
 SPIRONOLAKTON = "090419"
@@ -246,3 +248,35 @@ def test_a_locked_prescription_cannot_be_recalled_until_the_pharmacy_releases_it
     assert discontinue(engine, patient_id, entry_id, stop, call(), based_on=1).response[
         "recalled"
     ] == [str(prescription_id)]
+
+
+def test_an_entry_entered_in_error_has_its_prescriptions_recalled(engine):
+    patient_id = demo_world(engine)
+    order = prescription_order(SIMVASTATIN_28)
+    prescribe(engine, patient_id, order, call(), based_on=0)
+
+    done = mark_entered_in_error(
+        engine, patient_id, order.entry_id, call(reason="wrong patient"), based_on=1
+    )
+
+    assert done.response["recalled"] == [str(order.terms.prescription_id)]
+    with engine.connect() as conn:
+        [summary] = queries.prescriptions(conn, patient_id)
+        state = store.load_patient_state(conn, store.read_patient(conn, patient_id))
+    assert summary.status is PrescriptionStatus.RECALLED
+    recall = state.prescriptions[order.terms.prescription_id].recall
+    assert recall.reason is RecallReason.OTHER and "wrong patient" in recall.note
+
+
+def test_entered_in_error_without_a_reason_is_refused_and_changes_nothing(engine):
+    patient_id = demo_world(engine)
+    order = prescription_order(SIMVASTATIN_28)
+    prescribe(engine, patient_id, order, call(), based_on=0)
+
+    with pytest.raises(ReasonRequired):
+        mark_entered_in_error(engine, patient_id, order.entry_id, call(reason=" "), based_on=1)
+
+    with engine.connect() as conn:
+        assert queries.current_list(conn, patient_id, NOW).list_version == 1
+        [summary] = queries.prescriptions(conn, patient_id)
+    assert summary.status is PrescriptionStatus.DISPENSABLE

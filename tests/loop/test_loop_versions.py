@@ -193,3 +193,35 @@ def test_concurrent_retries_with_one_idempotency_key_have_one_effect(engine):
     assert len({o.list_version for o in outcomes}) == 1
     with engine.connect() as conn:
         assert queries.current_list(conn, patient_id, NOW).list_version == 1
+
+
+def test_concurrent_registrations_of_one_national_id_register_one_patient(engine):
+    racers = 4
+    barrier = threading.Barrier(racers)
+    outcomes: list[object] = [None] * racers
+
+    def register(index: int) -> None:
+        patient = Patient(
+            id=uuid.uuid4(), national_id=NationalId("01019000083"), given_name="Ola",
+            family_name="Nordmann", birth_date=date(1990, 1, 1),
+        )
+        barrier.wait()
+        try:
+            register_patient(engine, patient, call())
+            outcomes[index] = patient.id
+        except DomainError as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    registered = [o for o in outcomes if isinstance(o, uuid.UUID)]
+    assert len(registered) == 1
+    assert {o.code for o in outcomes if isinstance(o, DomainError)} == {
+        "patient-already-registered"
+    }
+    with engine.connect() as conn:
+        assert queries.current_list(conn, registered[0], NOW).list_version == 0
