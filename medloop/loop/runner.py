@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -46,6 +46,7 @@ from medloop.domain.errors import (
     UnknownDrug,
 )
 from medloop.domain.medication_list import ListChange, MedicationList
+from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
@@ -314,14 +315,12 @@ def _decide_and_store(
     locked = store.lock_for_command(conn, patient_id)
     if locked is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-    patient, revision = locked
-    cached = cache.get(patient_id, revision - 1)
-    if cached is None:
-        state = store.load_patient_state(conn, patient)
-    else:
-        state = replace(cached, patient=patient)
-        if state_cache.VERIFY:
-            state_cache.verified(state, store.load_patient_state(conn, patient))
+    record, revision = locked
+    state = cache.get(patient_id, revision - 1)
+    if state is None:
+        state = store.load_patient_state(conn, Patient.model_validate(record))
+    elif state_cache.VERIFY:
+        state_cache.verified(state, store.load_patient_state(conn, Patient.model_validate(record)))
     current = state.medication_list.version
     if based_on is not None and based_on != current:
         raise _stale(conn, patient_id, based_on, current)

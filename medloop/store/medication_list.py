@@ -41,6 +41,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    bindparam,
     select,
     text,
     update,
@@ -276,17 +277,23 @@ def lock_patient(conn: Connection, patient_id: UUID) -> Patient | None:
     return _patient(conn, patient_id, lock=conn.dialect.name == "postgresql")
 
 
-def lock_for_command(conn: Connection, patient_id: UUID) -> tuple[Patient, int] | None:
-    """The patient and its new revision: bumps ``revision``, which locks the row to the end of
-    the transaction (writers of one patient queue here; SQLite's write transaction already
-    serialises them). ``None`` when there is no such patient."""
-    found = conn.execute(
-        update(patient)
-        .where(patient.c.id == str(patient_id))
-        .values(revision=patient.c.revision + 1)
-        .returning(patient.c.record, patient.c.revision)
-    ).first()
-    return None if found is None else (Patient.model_validate(found.record), found.revision)
+def lock_for_command(conn: Connection, patient_id: UUID) -> tuple[dict[str, Any], int] | None:
+    """The patient's stored record (JSON, validated by the caller only when it needs it) and
+    its new revision: bumps ``revision``, which locks the row to the end of the transaction
+    (writers of one patient queue here; SQLite's write transaction already serialises them).
+    ``None`` when there is no such patient. Whatever changes the patient's record must bump
+    the revision too, as every command does, so a state cached for revision r - 1 carries
+    the current patient."""
+    found = conn.execute(_BUMP_REVISION, {"patient_id": str(patient_id)}).first()
+    return None if found is None else (found.record, found.revision)
+
+
+_BUMP_REVISION = (
+    update(patient)
+    .where(patient.c.id == bindparam("patient_id"))
+    .values(revision=patient.c.revision + 1)
+    .returning(patient.c.record, patient.c.revision)
+)
 
 
 def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, int] | None:
