@@ -134,8 +134,12 @@ _catalogues_lock = threading.Lock()
 
 def catalogue_in_force(conn: Connection) -> Catalogue:
     """The catalogue version in force, built once per version (and file) in this process."""
+    return catalogue_of(conn, version_key_in_force(conn))
+
+
+def catalogue_of(conn: Connection, key: tuple[int, str] | None) -> Catalogue:
+    """The catalogue version ``key`` (id, file hash) names, as read in this transaction."""
     # The file's hash is part of the key: another database may number another file alike.
-    key = version_key_in_force(conn)
     if key is None:
         raise NoCatalogueInForce("no FEST catalogue has been imported")
     with _catalogues_lock:
@@ -315,16 +319,17 @@ def _decide_and_store(
     locked = store.lock_for_command(conn, patient_id)
     if locked is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-    record, revision = locked
+    revision = locked.revision
     state = cache.get(patient_id, revision - 1)
     if state is None:
-        state = store.load_patient_state(conn, Patient.model_validate(record))
+        state = store.load_patient_state(conn, Patient.model_validate(locked.record))
     elif state_cache.VERIFY:
-        state_cache.verified(state, store.load_patient_state(conn, Patient.model_validate(record)))
+        fresh = store.load_patient_state(conn, Patient.model_validate(locked.record))
+        state_cache.verified(state, fresh)
     current = state.medication_list.version
     if based_on is not None and based_on != current:
         raise _stale(conn, patient_id, based_on, current)
-    catalogue = catalogue_in_force(conn)
+    catalogue = catalogue_of(conn, locked.catalogue)
     effect = decide(Context(conn, state, catalogue, call))
     alerts = _screen(catalogue, state, effect.screening)
     _refuse_without_override(alerts, call.overrides)

@@ -47,7 +47,7 @@ from sqlalchemy import (
     update,
 )
 
-from fest.schema import metadata
+from fest.schema import fest_version, metadata
 from interactions import Alert, HandledAlert
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.medication_list import EntryVersion, ListChange, MedicationList
@@ -277,22 +277,50 @@ def lock_patient(conn: Connection, patient_id: UUID) -> Patient | None:
     return _patient(conn, patient_id, lock=conn.dialect.name == "postgresql")
 
 
-def lock_for_command(conn: Connection, patient_id: UUID) -> tuple[dict[str, Any], int] | None:
-    """The patient's stored record (JSON, validated by the caller only when it needs it) and
-    its new revision: bumps ``revision``, which locks the row to the end of the transaction
+@dataclass(frozen=True)
+class Locked:
+    """What ``lock_for_command`` read: the patient's stored record (JSON, validated by the
+    caller only when it needs it), its new revision, and the id and file hash of the catalogue
+    version in force (``None`` before the first import)."""
+
+    record: dict[str, Any]
+    revision: int
+    catalogue: tuple[int, str] | None
+
+
+def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
+    """The patient as ``Locked`` (one round trip for what every command needs first): bumps
+    ``revision``, which locks the row to the end of the transaction
     (writers of one patient queue here; SQLite's write transaction already serialises them).
     ``None`` when there is no such patient. Whatever changes the patient's record must bump
     the revision too, as every command does, so a state cached for revision r - 1 carries
     the current patient."""
     found = conn.execute(_BUMP_REVISION, {"patient_id": str(patient_id)}).first()
-    return None if found is None else (found.record, found.revision)
+    if found is None:
+        return None
+    catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
+    return Locked(found.record, found.revision, catalogue)
+
+
+def _in_force(column: Column) -> Any:
+    return (
+        select(column)
+        .order_by(fest_version.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 _BUMP_REVISION = (
     update(patient)
     .where(patient.c.id == bindparam("patient_id"))
     .values(revision=patient.c.revision + 1)
-    .returning(patient.c.record, patient.c.revision)
+    .returning(
+        patient.c.record,
+        patient.c.revision,
+        _in_force(fest_version.c.id).label("catalogue_id"),
+        _in_force(fest_version.c.sha256).label("sha256"),
+    )
 )
 
 
