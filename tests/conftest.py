@@ -19,6 +19,7 @@ import pytest
 # tables (medloop.store.state_cache): the whole suite guards the cache's coherence.
 os.environ.setdefault("MEDLOOP_VERIFY_STATE_CACHE", "1")
 
+from hypothesis import settings  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url
 
@@ -30,6 +31,10 @@ SHARED = REPO.parent / "shared"
 REAL_EXTRACT = SHARED / "reference" / "fest" / "fest-extract-2017.xml.gz"
 XSD_DIR = SHARED / "reference" / "xsd" / "eresept"
 DEMO = REPO / "seeds" / "demo-fest.xml"
+
+# The build machines are shared: time limits per example would fail on load, not on bugs.
+settings.register_profile("medloop", deadline=None)
+settings.load_profile("medloop")
 
 POSTGRES_URL = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("MEDLOOP_REQUIRE_POSTGRES") == "1"

@@ -219,9 +219,7 @@ class PatientState:
         medication_list = self.medication_list
         if list_change is not None:
             changes = (*changes, list_change)
-            medication_list = MedicationList.replay(
-                self.patient.id, (list_change,), onto=medication_list
-            )
+            medication_list = medication_list.followed_by(list_change)
         history = dict(self.prescription_history)
         for version in prescription_versions:
             history[version.prescription_id] = (
