@@ -1,5 +1,5 @@
 """The read side of the loop: a patient's current list, an entry's history, prescriptions with
-their status and dispensed totals, open alerts, the overrides on record and reconciliations.
+their status and dispensed totals, dispenses, open alerts, the overrides on record and reconciliations.
 
 Each function reads one patient in a fixed number of queries and returns plain values; none
 writes. ``read_for`` runs one of them on behalf of a clinician and records the access in the
@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 
 from interactions import Alert
 from medloop.domain.codes import PrescriptionStatus
-from medloop.domain.dispense import tally
+from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import EntryNotFound
 from medloop.domain.medication_list import EntryVersion
@@ -139,6 +139,12 @@ def prescriptions(conn: Connection, patient_id: UUID) -> list[PrescriptionSummar
             )
         )
     return sorted(found, key=lambda p: (p.issued, str(p.id)))
+
+
+def dispenses(conn: Connection, patient_id: UUID) -> tuple[Dispense, ...]:
+    """Everything dispensed to the patient, in dispensing order; an annulled dispense carries
+    its annulment (and no longer counts)."""
+    return _state(conn, patient_id).dispenses
 
 
 def open_alerts(conn: Connection, patient_id: UUID) -> list[Alert]:

@@ -134,7 +134,10 @@ def test_an_annulled_dispense_stops_counting_and_reopens_the_prescription(engine
     assert annulled.response["prescription_status"] == "E"
     with engine.connect() as conn:
         (summary,) = queries.prescriptions(conn, patient_id)
+        (shown,) = queries.dispenses(conn, patient_id)
     assert summary.status is PrescriptionStatus.DISPENSABLE and summary.dispensed == 0
+    assert str(shown.id) == handed.response["dispense_id"]
+    assert shown.annulment.reason == "wrong strength handed out" and not shown.counts
 
 
 def test_an_acknowledged_alert_is_not_raised_again_for_the_patient(engine):
