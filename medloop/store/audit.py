@@ -384,7 +384,28 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
         detail = json.loads(_canonical_json(dict(event.detail)))
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
+    texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
+    try:
+        # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
+        _canonical_json({**texts, "detail": detail}).encode()
+    except UnicodeEncodeError:
+        unencodable = [n for n, v in {**texts, "detail": _canonical_json(detail)}.items()
+                       if v is not None and not _encodes(v)]
+        raise InvalidAuditEvent(
+            f"{', '.join(unencodable)} is not valid Unicode text (a lone surrogate)"
+        ) from None
     return outcome, detail
+
+
+_TEXT_FIELDS = ("actor", "actor_role", "organisation", "patient", "action", "request_id", "reason")
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _VERIFIED_COLUMNS = (*HASHED_FIELDS, "hash")
