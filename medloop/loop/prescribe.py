@@ -19,6 +19,7 @@ from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
+    Decide,
     DrugOrder,
     Effect,
     PrescriptionNotFound,
@@ -51,12 +52,22 @@ class PrescribeOrder(Frozen):
     start: date
     stop: date | None = None
     terms: PrescriptionTerms
+    multidose: bool = False
 
 
 def prescribe(
     engine: Engine, patient_id: UUID, order: PrescribeOrder, call: Call, *, based_on: int
 ) -> CommandResult:
     """Add the ordered drug to the list with a new prescription behind it."""
+    return run_command(
+        engine, "prescribe", patient_id, call, prescribe_decision(order, call, based_on=based_on),
+        based_on=based_on, request=order.model_dump(mode="json"),
+    )
+
+
+def prescribe_decision(order: PrescribeOrder, call: Call, *, based_on: int) -> Decide:
+    """How ``prescribe`` decides, for a command that prescribes as part of its own change
+    (accepting a multidose proposal)."""
 
     def decide(ctx: Context) -> Effect:
         drug = ctx.catalogue.resolve(order.drug)
@@ -74,6 +85,7 @@ def prescribe(
                 indication=order.indication,
                 start=order.start,
                 stop=order.stop,
+                multidose=order.multidose,
                 prescriber=call.actor,
                 instituted_by=call.actor,
                 prescription_ids=(terms.prescription_id,),
@@ -95,10 +107,7 @@ def prescribe(
             },
         )
 
-    return run_command(
-        engine, "prescribe", patient_id, call, decide,
-        based_on=based_on, request=order.model_dump(mode="json"),
-    )
+    return decide
 
 
 class RenewOrder(Frozen):
@@ -113,6 +122,15 @@ def renew(
     engine: Engine, patient_id: UUID, order: RenewOrder, call: Call, *, based_on: int
 ) -> CommandResult:
     """A new prescription backs the entry; the old one is recalled when still dispensable."""
+    return run_command(
+        engine, "renew", patient_id, call,
+        renew_decision(patient_id, order, call, based_on=based_on),
+        based_on=based_on, request=order.model_dump(mode="json"),
+    )
+
+
+def renew_decision(patient_id: UUID, order: RenewOrder, call: Call, *, based_on: int) -> Decide:
+    """How ``renew`` decides, for a command that renews as part of its own change."""
 
     def decide(ctx: Context) -> Effect:
         old = ctx.state.prescriptions.get(order.prescription_id)
@@ -150,10 +168,7 @@ def renew(
             },
         )
 
-    return run_command(
-        engine, "renew", patient_id, call, decide,
-        based_on=based_on, request=order.model_dump(mode="json"),
-    )
+    return decide
 
 
 def _request(

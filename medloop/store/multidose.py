@@ -1,1 +1,491 @@
-"""multidose tables and repository (filled in by the issue that owns them)."""
+"""Multidose tables and repository: responsibility versions, packing periods, urgent packs,
+the list versions the pharmacy took its production plan from, deadline flags, reconciliations
+of packing reports, the tasks they open and their resolutions, pharmacy proposals and the
+prescriber's decisions.
+
+All append-only (migration 0004 adds the triggers): a new responsibility is a new version, a
+resolution or decision is a row of its own next to what it resolves. Domain records are stored
+whole as ``model_dump(mode="json")`` beside the columns that index them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    func,
+    select,
+)
+
+from fest.schema import metadata
+from medloop.domain.medication_list import EntryVersion
+from medloop.domain.multidose import (
+    MultidoseTask,
+    PackingPeriod,
+    PackReconciliation,
+    Proposal,
+    ProposalDecision,
+    Responsibility,
+    TaskResolution,
+    UrgentPack,
+)
+from medloop.store.medication_list import entry_version
+
+_UUID = 36
+
+APPEND_ONLY = (
+    "multidose_responsibility", "multidose_period", "multidose_urgent_pack",
+    "multidose_plan_taken", "multidose_deadline_flag", "multidose_reconciliation",
+    "multidose_task", "multidose_task_resolution", "multidose_proposal",
+    "multidose_proposal_decision",
+)
+
+responsibility = Table(
+    "multidose_responsibility",
+    metadata,
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Responsibility
+)
+
+period = Table(
+    "multidose_period",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("first_day", Date, nullable=False),
+    Column("last_day", Date, nullable=False),
+    Column("order_deadline", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the PackingPeriod
+    Index("ix_multidose_period_patient", "patient_id", "first_day", unique=True),
+    Index("ix_multidose_period_deadline", "order_deadline"),
+)
+
+urgent_pack = Table(
+    "multidose_urgent_pack",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the UrgentPack
+    Index("ix_multidose_urgent_pack_period", "period_id"),
+)
+
+plan_taken = Table(
+    "multidose_plan_taken",
+    metadata,
+    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), primary_key=True),
+    Column("list_version", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # who took it
+)
+
+deadline_flag = Table(
+    "multidose_deadline_flag",
+    metadata,
+    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), primary_key=True),
+    Column("list_version", Integer, primary_key=True, autoincrement=False),
+    Column("flagged_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the changes not in the plan
+)
+
+reconciliation = Table(
+    "multidose_reconciliation",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("reconciled_at", DateTime(timezone=True), nullable=False),
+    Column("report", JSON, nullable=False),  # the PackReport as received
+    Column("record", JSON, nullable=False),  # the PackReconciliation
+    Index("ix_multidose_reconciliation_patient", "patient_id", "period_id"),
+)
+
+task = Table(
+    "multidose_task",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column(
+        "reconciliation_id", String(_UUID), ForeignKey("multidose_reconciliation.id"),
+        nullable=False,
+    ),
+    Column("kind", String(48), nullable=False),
+    Column("assigned_to", String(9), nullable=True),  # HPR number of the multidose doctor
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the MultidoseTask
+    Index("ix_multidose_task_patient", "patient_id"),
+    Index("ix_multidose_task_assigned", "assigned_to"),
+)
+
+task_resolution = Table(
+    "multidose_task_resolution",
+    metadata,
+    Column("task_id", String(_UUID), ForeignKey("multidose_task.id"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the TaskResolution
+)
+
+proposal = Table(
+    "multidose_proposal",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("proposed_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Proposal
+    Index("ix_multidose_proposal_patient", "patient_id", "proposed_at"),
+)
+
+proposal_decision = Table(
+    "multidose_proposal_decision",
+    metadata,
+    Column("proposal_id", String(_UUID), ForeignKey("multidose_proposal.id"), primary_key=True),
+    Column("accepted", Boolean, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the ProposalDecision
+)
+
+
+def _json(record: Any) -> Any:
+    return record.model_dump(mode="json")
+
+
+# -- responsibility ----------------------------------------------------------------------------
+
+
+def current_responsibility(conn: Connection, patient_id: UUID) -> Responsibility | None:
+    found = conn.execute(
+        select(responsibility.c.record)
+        .where(responsibility.c.patient_id == str(patient_id))
+        .order_by(responsibility.c.version.desc())
+        .limit(1)
+    ).scalar()
+    return None if found is None else Responsibility.model_validate(found)
+
+
+def responsibility_history(conn: Connection, patient_id: UUID) -> list[Responsibility]:
+    return [
+        Responsibility.model_validate(r)
+        for r in conn.execute(
+            select(responsibility.c.record)
+            .where(responsibility.c.patient_id == str(patient_id))
+            .order_by(responsibility.c.version)
+        ).scalars()
+    ]
+
+
+def append_responsibility(conn: Connection, record: Responsibility) -> None:
+    conn.execute(
+        responsibility.insert().values(
+            patient_id=str(record.patient_id),
+            version=record.version,
+            valid_from=record.valid_from,
+            valid_to=record.valid_to,
+            recorded_at=record.recorded_at,
+            record=_json(record),
+        )
+    )
+
+
+# -- periods, urgent packs, plans taken, flags -------------------------------------------------
+
+
+def periods_of(conn: Connection, patient_id: UUID) -> list[PackingPeriod]:
+    return [
+        PackingPeriod.model_validate(r)
+        for r in conn.execute(
+            select(period.c.record)
+            .where(period.c.patient_id == str(patient_id))
+            .order_by(period.c.first_day)
+        ).scalars()
+    ]
+
+
+def find_period(conn: Connection, period_id: UUID) -> PackingPeriod | None:
+    found = conn.execute(select(period.c.record).where(period.c.id == str(period_id))).scalar()
+    return None if found is None else PackingPeriod.model_validate(found)
+
+
+def append_period(conn: Connection, record: PackingPeriod) -> None:
+    conn.execute(
+        period.insert().values(
+            id=str(record.id),
+            patient_id=str(record.patient_id),
+            first_day=record.first_day,
+            last_day=record.last_day,
+            order_deadline=_utc(record.order_deadline),
+            record=_json(record),
+        )
+    )
+
+
+def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[UrgentPack]:
+    ids = [str(p) for p in period_ids]
+    if not ids:
+        return []
+    return [
+        UrgentPack.model_validate(r)
+        for r in conn.execute(
+            select(urgent_pack.c.record)
+            .where(urgent_pack.c.period_id.in_(ids))
+            .order_by(urgent_pack.c.at)
+        ).scalars()
+    ]
+
+
+def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
+    conn.execute(
+        urgent_pack.insert().values(
+            id=str(record.id), period_id=str(record.period_id), at=_utc(record.at),
+            record=_json(record),
+        )
+    )
+
+
+def plan_taken_version(conn: Connection, period_id: UUID) -> int | None:
+    """The newest list version the pharmacy took the period's production plan from."""
+    return conn.execute(
+        select(func.max(plan_taken.c.list_version)).where(
+            plan_taken.c.period_id == str(period_id)
+        )
+    ).scalar()
+
+
+def append_plan_taken(
+    conn: Connection, period_id: UUID, list_version: int, at: datetime, by: Any
+) -> None:
+    conn.execute(
+        plan_taken.insert().values(
+            period_id=str(period_id), list_version=list_version, at=at,
+            record={"by": _json(by), "at": at.isoformat()},
+        )
+    )
+
+
+def periods_with_deadline_between(
+    conn: Connection, start: datetime, end: datetime
+) -> list[PackingPeriod]:
+    return [
+        PackingPeriod.model_validate(r)
+        for r in conn.execute(
+            select(period.c.record)
+            .where(period.c.order_deadline >= _utc(start))
+            .where(period.c.order_deadline <= _utc(end))
+            .order_by(period.c.order_deadline, period.c.id)
+        ).scalars()
+    ]
+
+
+def entry_versions_after(
+    conn: Connection, patient_id: UUID, list_version: int
+) -> list[EntryVersion]:
+    return [
+        EntryVersion.model_validate(r)
+        for r in conn.execute(
+            select(entry_version.c.record)
+            .where(entry_version.c.patient_id == str(patient_id))
+            .where(entry_version.c.list_version > list_version)
+            .order_by(entry_version.c.list_version)
+        ).scalars()
+    ]
+
+
+def deadline_flagged(conn: Connection, period_id: UUID, list_version: int) -> bool:
+    return (
+        conn.execute(
+            select(deadline_flag.c.period_id)
+            .where(deadline_flag.c.period_id == str(period_id))
+            .where(deadline_flag.c.list_version == list_version)
+        ).first()
+        is not None
+    )
+
+
+def append_deadline_flag(
+    conn: Connection, period_id: UUID, list_version: int, at: datetime, record: dict[str, Any]
+) -> None:
+    conn.execute(
+        deadline_flag.insert().values(
+            period_id=str(period_id), list_version=list_version, flagged_at=at, record=record
+        )
+    )
+
+
+def deadline_flags(conn: Connection, period_id: UUID) -> list[dict[str, Any]]:
+    return [
+        {"list_version": row.list_version, "flagged_at": _utc(row.flagged_at), **row.record}
+        for row in conn.execute(
+            select(deadline_flag)
+            .where(deadline_flag.c.period_id == str(period_id))
+            .order_by(deadline_flag.c.list_version)
+        )
+    ]
+
+
+# -- reconciliations and tasks -----------------------------------------------------------------
+
+
+def append_reconciliation(
+    conn: Connection, result: PackReconciliation, report: dict[str, Any]
+) -> None:
+    """The result and the report it was made from (as JSON, ``PackReport.model_dump``)."""
+    conn.execute(
+        reconciliation.insert().values(
+            id=str(result.id),
+            patient_id=str(result.patient_id),
+            period_id=str(result.period_id),
+            list_version=result.list_version,
+            reconciled_at=_utc(result.reconciled_at),
+            report=report,
+            record=_json(result),
+        )
+    )
+
+
+def reconciliations_of(
+    conn: Connection, patient_id: UUID, period_id: UUID | None = None
+) -> list[PackReconciliation]:
+    query = select(reconciliation.c.record).where(reconciliation.c.patient_id == str(patient_id))
+    if period_id is not None:
+        query = query.where(reconciliation.c.period_id == str(period_id))
+    return [
+        PackReconciliation.model_validate(r)
+        for r in conn.execute(query.order_by(reconciliation.c.reconciled_at)).scalars()
+    ]
+
+
+def append_tasks(conn: Connection, tasks: Iterable[MultidoseTask]) -> None:
+    rows = [
+        {
+            "id": str(t.id),
+            "patient_id": str(t.patient_id),
+            "reconciliation_id": str(t.reconciliation_id),
+            "kind": t.kind.value,
+            "assigned_to": t.assigned_to,
+            "opened_at": _utc(t.opened_at),
+            "record": _json(t),
+        }
+        for t in tasks
+    ]
+    if rows:
+        conn.execute(task.insert(), rows)
+
+
+def find_task(conn: Connection, task_id: UUID) -> tuple[MultidoseTask, bool] | None:
+    """The task and whether it is resolved."""
+    row = conn.execute(
+        select(task.c.record, task_resolution.c.task_id.label("resolved"))
+        .outerjoin(task_resolution, task_resolution.c.task_id == task.c.id)
+        .where(task.c.id == str(task_id))
+    ).first()
+    if row is None:
+        return None
+    return MultidoseTask.model_validate(row.record), row.resolved is not None
+
+
+def open_tasks(
+    conn: Connection, *, patient_id: UUID | None = None, assigned_to: str | None = None
+) -> list[MultidoseTask]:
+    query = (
+        select(task.c.record)
+        .outerjoin(task_resolution, task_resolution.c.task_id == task.c.id)
+        .where(task_resolution.c.task_id.is_(None))
+    )
+    if patient_id is not None:
+        query = query.where(task.c.patient_id == str(patient_id))
+    if assigned_to is not None:
+        query = query.where(task.c.assigned_to == assigned_to)
+    return [
+        MultidoseTask.model_validate(r)
+        for r in conn.execute(query.order_by(task.c.opened_at, task.c.id)).scalars()
+    ]
+
+
+def append_task_resolution(conn: Connection, record: TaskResolution) -> None:
+    conn.execute(
+        task_resolution.insert().values(
+            task_id=str(record.task_id), at=record.at, record=_json(record)
+        )
+    )
+
+
+# -- proposals ---------------------------------------------------------------------------------
+
+
+def append_proposal(conn: Connection, record: Proposal) -> None:
+    conn.execute(
+        proposal.insert().values(
+            id=str(record.id),
+            patient_id=str(record.patient_id),
+            kind=record.kind.value,
+            proposed_at=_utc(record.proposed_at),
+            record=_json(record),
+        )
+    )
+
+
+def find_proposal(
+    conn: Connection, proposal_id: UUID
+) -> tuple[Proposal, ProposalDecision | None] | None:
+    row = conn.execute(
+        select(proposal.c.record, proposal_decision.c.record.label("decision"))
+        .outerjoin(proposal_decision, proposal_decision.c.proposal_id == proposal.c.id)
+        .where(proposal.c.id == str(proposal_id))
+    ).first()
+    if row is None:
+        return None
+    decision = None if row.decision is None else ProposalDecision.model_validate(row.decision)
+    return Proposal.model_validate(row.record), decision
+
+
+def proposals_of(
+    conn: Connection, patient_id: UUID, *, pending_only: bool
+) -> list[tuple[Proposal, ProposalDecision | None]]:
+    query = (
+        select(proposal.c.record, proposal_decision.c.record.label("decision"))
+        .outerjoin(proposal_decision, proposal_decision.c.proposal_id == proposal.c.id)
+        .where(proposal.c.patient_id == str(patient_id))
+    )
+    if pending_only:
+        query = query.where(proposal_decision.c.proposal_id.is_(None))
+    return [
+        (
+            Proposal.model_validate(row.record),
+            None if row.decision is None else ProposalDecision.model_validate(row.decision),
+        )
+        for row in conn.execute(query.order_by(proposal.c.proposed_at, proposal.c.id))
+    ]
+
+
+def append_decision(conn: Connection, record: ProposalDecision) -> None:
+    conn.execute(
+        proposal_decision.insert().values(
+            proposal_id=str(record.proposal_id),
+            accepted=record.accepted,
+            at=record.at,
+            record=_json(record),
+        )
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

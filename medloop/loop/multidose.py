@@ -1,0 +1,654 @@
+"""Multidose commands and queries: responsibility (doctor and pharmacy), flagging entries for
+multidose, packing periods and urgent packs, taking the production plan, reconciling what the
+pharmacy packed (with tasks for the prescriber), pharmacy proposals and the prescriber's
+decision on them, and ``flag_deadlines`` for the scheduler.
+
+Every command runs through ``runner.run_command`` (one transaction, audit, idempotency key);
+the decisions are ``medloop.domain.multidose``'s and the records go to
+``medloop.store.multidose`` through ``Effect.writes``. Accepting a proposal runs the loop's own
+prescribe / change-dosage / discontinue / renew decision and records the decision in the same
+transaction, so a proposal is accepted exactly when its change is on the list.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, PositiveInt, ValidationError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from interactions.dosage import Dosage
+from medloop.domain._model import Frozen
+from medloop.domain.entry import Discontinuation, EntryEdit
+from medloop.domain.errors import PatientNotFound, PrescriptionNotFound
+from medloop.domain.medication_list import EditEntry
+from medloop.domain.multidose import (
+    InvalidProposal,
+    MultidoseTask,
+    PackedProduct,
+    PackingPeriod,
+    PackingPeriodNotFound,
+    PackingRules,
+    PackReconciliation,
+    PackReport,
+    ProductionPlan,
+    Proposal,
+    ProposalDecision,
+    ProposalKind,
+    ProposalNotFound,
+    Responsibility,
+    UrgentPack,
+    assign_responsibility,
+    decide_proposal,
+    open_period,
+    order_urgent_pack,
+    production_plan,
+    propose,
+    reconcile_report,
+    require_pharmacist_of,
+    require_prescriber,
+    resolve_task,
+    responsibility_on,
+    tasks_for,
+    touches_multidose,
+)
+from medloop.domain.personnel import Actor, Organisation
+from medloop.loop.change import change_dosage_decision, discontinue_decision
+from medloop.loop.prescribe import (
+    PrescribeOrder,
+    RenewOrder,
+    prescribe_decision,
+    renew_decision,
+)
+from medloop.loop.runner import (
+    Call,
+    CommandResult,
+    Context,
+    Decide,
+    DrugOrder,
+    Effect,
+    run_command,
+)
+from medloop.store import audit
+from medloop.store import medication_list as list_store
+from medloop.store import multidose as store
+
+Write = Callable[[Connection], None]
+
+
+RULES_FILE = Path(__file__).resolve().parents[1] / "rules" / "multidose.json"
+
+
+def load_packing_rules(path: Path | None = None) -> PackingRules:
+    """The packing rules from ``path`` (default ``medloop/rules/multidose.json``), read once
+    per file."""
+    return _load_rules(path or RULES_FILE)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_rules(path: Path) -> PackingRules:
+    return PackingRules.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _rules(rules: PackingRules | None) -> PackingRules:
+    return rules if rules is not None else load_packing_rules()
+
+
+def _run(
+    engine: Engine,
+    action: str,
+    patient_id: UUID,
+    call: Call,
+    decide: Decide,
+    request: dict[str, Any],
+    based_on: int | None = None,
+) -> CommandResult:
+    return run_command(
+        engine, action, patient_id, call, decide, based_on=based_on, request=request
+    )
+
+
+# -- responsibility ----------------------------------------------------------------------------
+
+
+class ResponsibilityOrder(Frozen):
+    """A new multidose doctor and/or pharmacy (what is left out is kept) from ``valid_from``."""
+
+    doctor: Actor | None = None
+    pharmacy: Organisation | None = None
+    valid_from: date
+    valid_to: date | None = None
+
+
+def set_responsibility(
+    engine: Engine, patient_id: UUID, order: ResponsibilityOrder, call: Call
+) -> CommandResult:
+    """Register or change the patient's multidose doctor and pharmacy (a new version)."""
+
+    def decide(ctx: Context) -> Effect:
+        current = store.current_responsibility(ctx.conn, patient_id)
+        record = assign_responsibility(
+            current, patient_id, doctor=order.doctor, pharmacy=order.pharmacy,
+            valid_from=order.valid_from, valid_to=order.valid_to,
+            at=call.at, by=call.actor, reason=call.reason,
+        )
+        return Effect(
+            writes=(lambda conn: store.append_responsibility(conn, record),),
+            response={
+                "responsibility_version": record.version,
+                "doctor": record.doctor.personnel.hpr_number,
+                "pharmacy": record.pharmacy.id,
+            },
+        )
+
+    return _run(engine, "multidose-responsibility", patient_id, call, decide,
+                order.model_dump(mode="json"))
+
+
+def change_multidose_doctor(
+    engine: Engine, patient_id: UUID, doctor: Actor, call: Call, *, valid_from: date
+) -> CommandResult:
+    return set_responsibility(
+        engine, patient_id, ResponsibilityOrder(doctor=doctor, valid_from=valid_from), call
+    )
+
+
+def change_multidose_pharmacy(
+    engine: Engine, patient_id: UUID, pharmacy: Organisation, call: Call, *, valid_from: date
+) -> CommandResult:
+    return set_responsibility(
+        engine, patient_id, ResponsibilityOrder(pharmacy=pharmacy, valid_from=valid_from), call
+    )
+
+
+# -- the list: which entries are packed --------------------------------------------------------
+
+
+def set_multidose(
+    engine: Engine, patient_id: UUID, entry_id: UUID, multidose: bool, call: Call, *,
+    based_on: int,
+) -> CommandResult:
+    """Flag an entry as packed in multidose (or given outside it); a list change, so only a
+    prescriber makes it."""
+
+    def decide(ctx: Context) -> Effect:
+        require_prescriber(call.actor)
+        _, change = ctx.state.medication_list.apply(
+            EditEntry(based_on=based_on, author=call.actor, at=call.at, reason=call.reason,
+                      entry_id=entry_id, edit=EntryEdit(multidose=multidose))
+        )
+        return Effect(list_change=change, response={"entry_id": str(entry_id)})
+
+    return _run(engine, "multidose-flag", patient_id, call, decide,
+                {"entry_id": str(entry_id), "multidose": multidose}, based_on=based_on)
+
+
+# -- packing periods ---------------------------------------------------------------------------
+
+
+class PeriodOrder(Frozen):
+    """A packing period: its first dosing day, its order deadline and its length in days
+    (default: the rules' period)."""
+
+    period_id: UUID
+    first_day: date
+    order_deadline: AwareDatetime
+    days: PositiveInt | None = None
+
+
+def open_packing_period(
+    engine: Engine, patient_id: UUID, order: PeriodOrder, call: Call,
+    rules: PackingRules | None = None,
+) -> CommandResult:
+    """The multidose pharmacy opens a packing period with this patient's order deadline."""
+
+    def decide(ctx: Context) -> Effect:
+        record = open_period(
+            store.periods_of(ctx.conn, patient_id),
+            _responsible(ctx.conn, patient_id, order.first_day),
+            _rules(rules),
+            period_id=order.period_id, patient_id=patient_id, first_day=order.first_day,
+            order_deadline=order.order_deadline, days=order.days, at=call.at, by=call.actor,
+        )
+        return Effect(
+            writes=(lambda conn: store.append_period(conn, record),),
+            response={"period_id": str(record.id), "first_day": record.first_day.isoformat(),
+                      "last_day": record.last_day.isoformat()},
+        )
+
+    return _run(engine, "multidose-open-period", patient_id, call, decide,
+                order.model_dump(mode="json"))
+
+
+def _responsible(conn: Connection, patient_id: UUID, on: date) -> Responsibility | None:
+    return responsibility_on(store.responsibility_history(conn, patient_id), on)
+
+
+def _period(conn: Connection, patient_id: UUID, period_id: UUID) -> PackingPeriod:
+    found = store.find_period(conn, period_id)
+    if found is None or found.patient_id != patient_id:
+        raise PackingPeriodNotFound(
+            f"patient {patient_id} has no packing period {period_id}", period_id=period_id
+        )
+    return found
+
+
+def order_urgent(
+    engine: Engine, patient_id: UUID, period_id: UUID, pack_id: UUID, call: Call
+) -> CommandResult:
+    """Order an urgent pack (``hastepakk``, ``call.reason`` says why): the list as it stands
+    now is packed for the rest of the period."""
+
+    def decide(ctx: Context) -> Effect:
+        period = _period(ctx.conn, patient_id, period_id)
+        record = order_urgent_pack(
+            period, _responsible(ctx.conn, patient_id, period.first_day),
+            pack_id=pack_id, at=call.at, by=call.actor, reason=call.reason,
+        )
+        return Effect(
+            writes=(lambda conn: store.append_urgent_pack(conn, record),),
+            response={"period_id": str(period_id), "urgent_pack_id": str(pack_id)},
+        )
+
+    return _run(engine, "multidose-urgent-pack", patient_id, call, decide,
+                {"period_id": str(period_id), "pack_id": str(pack_id)})
+
+
+def take_production_plan(
+    engine: Engine, patient_id: UUID, period_id: UUID, call: Call,
+    rules: PackingRules | None = None,
+) -> CommandResult:
+    """The multidose pharmacy takes the period's production plan (read it with ``plan_of``);
+    the list version it came from is recorded, so ``flag_deadlines`` knows which changes the
+    plan does not have."""
+
+    def decide(ctx: Context) -> Effect:
+        period = _period(ctx.conn, patient_id, period_id)
+        require_pharmacist_of(
+            _responsible(ctx.conn, patient_id, period.first_day), call.actor, period.first_day
+        )
+        plan = production_plan(
+            period, ctx.state.changes, store.urgent_packs_of(ctx.conn, [period_id]),
+            _rules(rules),
+        )
+        taken = store.plan_taken_version(ctx.conn, period_id)
+        writes: tuple[Write, ...] = ()
+        if taken is None or taken < plan.list_version:
+            writes = (lambda conn: store.append_plan_taken(
+                conn, period_id, plan.list_version, call.at, call.actor),)
+        return Effect(
+            writes=writes,
+            response={"period_id": str(period_id), "plan_list_version": plan.list_version,
+                      "bags": len(plan.bags), "urgent": plan.urgent},
+        )
+
+    return _run(engine, "multidose-take-plan", patient_id, call, decide,
+                {"period_id": str(period_id)})
+
+
+# -- reconciliation of a packing report --------------------------------------------------------
+
+
+def reconcile_packing(
+    engine: Engine, patient_id: UUID, report: PackReport, call: Call,
+    rules: PackingRules | None = None,
+) -> CommandResult:
+    """Reconcile what the multidose pharmacy reports it packed against the list: every line
+    classified and stored, and a task for the multidose doctor for each discrepancy that
+    needs a prescriber. The reconciliation's id is the report's."""
+
+    def decide(ctx: Context) -> Effect:
+        packing = _rules(rules)
+        period = _period(ctx.conn, patient_id, report.period_id)
+        responsibility = _responsible(ctx.conn, patient_id, period.first_day)
+        require_pharmacist_of(responsibility, call.actor, period.first_day)
+        result = reconcile_report(
+            report, period, ctx.state.changes, ctx.state.medication_list,
+            ctx.state.prescriptions, store.urgent_packs_of(ctx.conn, [period.id]),
+            _products(ctx, report), ctx.catalogue.substitution_groups, packing,
+            reconciliation_id=report.report_id, at=call.at, by=call.actor,
+        )
+        tasks = tasks_for(result, packing, responsibility)
+
+        def write(conn: Connection) -> None:
+            store.append_reconciliation(conn, result, request)
+            store.append_tasks(conn, tasks)
+
+        return Effect(
+            writes=(write,),
+            response={
+                "reconciliation_id": str(result.id),
+                "period_id": str(period.id),
+                "plan_list_version": result.plan_list_version,
+                "counts": {k.value: v for k, v in result.counts.items() if v},
+                "discrepancies": len(result.discrepancies),
+                "tasks": [str(t.id) for t in tasks],
+            },
+        )
+
+    request = report.model_dump(mode="json")
+    return _run(engine, "multidose-reconcile", patient_id, call, decide, request)
+
+
+def _products(ctx: Context, report: PackReport) -> dict[str, PackedProduct]:
+    found = {}
+    for varenr in {line.varenr for bag in report.bags for line in bag.lines}:
+        package = ctx.catalogue.package(varenr)
+        drug = ctx.catalogue.resolve(DrugOrder(varenr=varenr))
+        found[varenr] = PackedProduct(
+            package=package, form_code=drug.resolved.form_code, name=package.name
+        )
+    return found
+
+
+def resolve_multidose_task(
+    engine: Engine, patient_id: UUID, task_id: UUID, call: Call
+) -> CommandResult:
+    """A prescriber closes a task with a note (``call.reason``)."""
+
+    def decide(ctx: Context) -> Effect:
+        found = store.find_task(ctx.conn, task_id)
+        task = found[0] if found is not None and found[0].patient_id == patient_id else None
+        record = resolve_task(
+            task, found is not None and found[1], task_id=task_id, note=call.reason,
+            at=call.at, by=call.actor,
+        )
+        return Effect(
+            writes=(lambda conn: store.append_task_resolution(conn, record),),
+            response={"task_id": str(task_id)},
+        )
+
+    return _run(engine, "multidose-resolve-task", patient_id, call, decide,
+                {"task_id": str(task_id)})
+
+
+# -- proposals ---------------------------------------------------------------------------------
+
+
+class ProposalOrder(Frozen):
+    """A pharmacy proposal (M25.2) as the pharmacy sends it."""
+
+    proposal_id: UUID
+    kind: ProposalKind
+    note: str | None = None
+    entry_id: UUID | None = None
+    dosage: Dosage | None = None
+    discontinuation: Discontinuation | None = None
+    new_entry: PrescribeOrder | None = None
+    renewal: RenewOrder | None = None
+    question: str | None = None
+
+
+def propose_change(
+    engine: Engine, patient_id: UUID, order: ProposalOrder, call: Call
+) -> CommandResult:
+    """The multidose pharmacy proposes a change or asks a question; it waits for a
+    prescriber."""
+
+    def decide(ctx: Context) -> Effect:
+        try:
+            record = Proposal(
+                id=order.proposal_id, patient_id=patient_id, kind=order.kind,
+                proposed_at=call.at, proposed_by=call.actor, note=order.note,
+                entry_id=order.entry_id, dosage=order.dosage,
+                discontinuation=order.discontinuation,
+                new_entry=_json(order.new_entry), renewal=_json(order.renewal),
+                question=order.question,
+            )
+        except ValidationError as error:
+            raise InvalidProposal(
+                "; ".join(e["msg"] for e in error.errors()), proposal_id=order.proposal_id
+            ) from error
+        propose(_responsible(ctx.conn, patient_id, call.at.date()), record,
+                ctx.state.medication_list)
+        if order.renewal is not None and order.renewal.prescription_id not in (
+            ctx.state.prescriptions
+        ):
+            raise PrescriptionNotFound(
+                f"patient {patient_id} has no prescription {order.renewal.prescription_id}",
+                prescription_id=order.renewal.prescription_id,
+            )
+        if order.new_entry is not None:
+            ctx.catalogue.resolve(order.new_entry.drug)
+        return Effect(
+            writes=(lambda conn: store.append_proposal(conn, record),),
+            response={"proposal_id": str(record.id), "kind": record.kind.value},
+        )
+
+    return _run(engine, "multidose-propose", patient_id, call, decide,
+                order.model_dump(mode="json"))
+
+
+def _json(order: Frozen | None) -> dict[str, Any] | None:
+    return None if order is None else order.model_dump(mode="json")
+
+
+def accept_proposal(
+    engine: Engine, patient_id: UUID, proposal_id: UUID, call: Call, *, based_on: int
+) -> CommandResult:
+    """A prescriber accepts a proposal: its change is made by the loop's own command decision
+    (with its checks, decision support and overrides) and the decision is recorded in the same
+    transaction. A question is accepted with an answer (``call.reason``) and changes no
+    entry."""
+
+    def decide(ctx: Context) -> Effect:
+        require_prescriber(call.actor)
+        proposal, decided = _proposal(ctx.conn, patient_id, proposal_id)
+        decision = decide_proposal(
+            proposal, decided, proposal_id=proposal_id, accepted=True, at=call.at,
+            by=call.actor, reason=call.reason,
+        )
+        effect = _accepted_change(ctx, proposal, based_on)
+        version = (
+            None if effect.list_change is None else effect.list_change.list_version
+        )
+        result = {k: v for k, v in effect.response.items() if isinstance(v, str | int | None)}
+        decision = decision.model_copy(update={"list_version": version, "result": result})
+        return replace(
+            effect,
+            writes=(*effect.writes, lambda conn: store.append_decision(conn, decision)),
+            response={**effect.response, "proposal_id": str(proposal_id),
+                      "decision": "accepted"},
+        )
+
+    return _run(engine, "multidose-accept-proposal", patient_id, call, decide,
+                {"proposal_id": str(proposal_id)}, based_on=based_on)
+
+
+def _accepted_change(ctx: Context, proposal: Proposal, based_on: int) -> Effect:
+    call = ctx.call
+    if proposal.kind is ProposalKind.NEW_ENTRY:
+        order = PrescribeOrder.model_validate(proposal.new_entry)
+        return prescribe_decision(order, call, based_on=based_on)(ctx)
+    if proposal.kind is ProposalKind.CHANGE_DOSAGE:
+        assert proposal.entry_id is not None and proposal.dosage is not None
+        return change_dosage_decision(
+            proposal.entry_id, proposal.dosage, call, based_on=based_on
+        )(ctx)
+    if proposal.kind is ProposalKind.DISCONTINUE:
+        assert proposal.entry_id is not None and proposal.discontinuation is not None
+        return discontinue_decision(
+            proposal.entry_id, proposal.discontinuation, call, based_on=based_on
+        )(ctx)
+    if proposal.kind is ProposalKind.RENEW:
+        order = RenewOrder.model_validate(proposal.renewal)
+        return renew_decision(proposal.patient_id, order, call, based_on=based_on)(ctx)
+    if not (call.reason or "").strip():
+        raise InvalidProposal("accepting a question needs an answer", proposal_id=proposal.id)
+    return Effect(response={"answer": call.reason})
+
+
+def reject_proposal(
+    engine: Engine, patient_id: UUID, proposal_id: UUID, call: Call
+) -> CommandResult:
+    """A prescriber rejects a proposal with a reason (``call.reason``); the list is
+    unchanged."""
+
+    def decide(ctx: Context) -> Effect:
+        require_prescriber(call.actor)
+        proposal, decided = _proposal(ctx.conn, patient_id, proposal_id)
+        decision = decide_proposal(
+            proposal, decided, proposal_id=proposal_id, accepted=False, at=call.at,
+            by=call.actor, reason=call.reason,
+        )
+        return Effect(
+            writes=(lambda conn: store.append_decision(conn, decision),),
+            response={"proposal_id": str(proposal_id), "decision": "rejected"},
+        )
+
+    return _run(engine, "multidose-reject-proposal", patient_id, call, decide,
+                {"proposal_id": str(proposal_id)})
+
+
+def _proposal(
+    conn: Connection, patient_id: UUID, proposal_id: UUID
+) -> tuple[Proposal, ProposalDecision | None]:
+    found = store.find_proposal(conn, proposal_id)
+    if found is None or found[0].patient_id != patient_id:
+        raise ProposalNotFound(
+            f"patient {patient_id} has no proposal {proposal_id}", proposal_id=proposal_id
+        )
+    return found
+
+
+# -- the scheduler's job -----------------------------------------------------------------------
+
+SYSTEM = "system"
+
+
+def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = None) -> int:
+    """Flag the periods whose order deadline falls within the rules' horizon from ``now`` and
+    whose list has multidose changes newer than the plan the pharmacy took (all of them when it
+    took none). A flag is keyed by period and list version, so a second run without new
+    changes flags nothing. Returns how many periods were flagged now."""
+    horizon = _rules(rules).deadline_horizon
+    with engine.connect() as conn:
+        due = store.periods_with_deadline_between(conn, now, now + horizon)
+    flagged = 0
+    for period in due:
+        try:
+            flagged += _flag(engine, period, now)
+        except IntegrityError:
+            continue  # another runner flagged the same period and version first
+    return flagged
+
+
+def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
+    with engine.execution_options(write=True).begin() as conn:
+        planned = store.plan_taken_version(conn, period.id) or 0
+        versions = [
+            v for v in store.entry_versions_after(conn, period.patient_id, planned)
+            if touches_multidose(v)
+        ]
+        if not versions:
+            return 0
+        latest = max(v.list_version for v in versions)
+        if store.deadline_flagged(conn, period.id, latest):
+            return 0
+        record = {
+            "order_deadline": period.order_deadline.isoformat(),
+            "plan_list_version": planned,
+            "entries": sorted({str(v.entry_id) for v in versions}),
+        }
+        store.append_deadline_flag(conn, period.id, latest, now, record)
+        audit.append(
+            conn,
+            audit.AuditEvent(
+                actor=SYSTEM,
+                actor_role=SYSTEM,
+                action="multidose.deadline-flag",
+                patient=list_store.national_id_of(conn, period.patient_id),
+                detail={"period_id": str(period.id), "list_version": latest, **record},
+                occurred_at=now,
+            ),
+        )
+    return 1
+
+
+# -- queries (plain reads; wrap them in ``medloop.queries.read_for`` to audit the access) ----
+
+
+@dataclass(frozen=True)
+class PeriodView:
+    """A packing period with what happened to it: urgent packs, the list version the pharmacy
+    took its plan from, and the deadline flags."""
+
+    period: PackingPeriod
+    urgent_packs: tuple[UrgentPack, ...]
+    plan_list_version: int | None
+    deadline_flags: tuple[dict[str, Any], ...]
+
+
+def _known(conn: Connection, patient_id: UUID) -> None:
+    if list_store.national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+
+
+def responsibility(conn: Connection, patient_id: UUID) -> Responsibility | None:
+    _known(conn, patient_id)
+    return store.current_responsibility(conn, patient_id)
+
+
+def periods(conn: Connection, patient_id: UUID) -> list[PeriodView]:
+    _known(conn, patient_id)
+    found = store.periods_of(conn, patient_id)
+    packs = store.urgent_packs_of(conn, [p.id for p in found])
+    return [
+        PeriodView(
+            period=p,
+            urgent_packs=tuple(u for u in packs if u.period_id == p.id),
+            plan_list_version=store.plan_taken_version(conn, p.id),
+            deadline_flags=tuple(store.deadline_flags(conn, p.id)),
+        )
+        for p in found
+    ]
+
+
+def plan_of(
+    conn: Connection, patient_id: UUID, period_id: UUID, rules: PackingRules | None = None
+) -> ProductionPlan:
+    """The production plan of a period (before the deadline: from the list as it stands)."""
+    found = list_store.read_patient(conn, patient_id)
+    if found is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    period = _period(conn, patient_id, period_id)
+    state = list_store.load_patient_state(conn, found)
+    return production_plan(
+        period, state.changes, store.urgent_packs_of(conn, [period_id]), _rules(rules)
+    )
+
+
+def reconciliations(
+    conn: Connection, patient_id: UUID, period_id: UUID | None = None
+) -> list[PackReconciliation]:
+    _known(conn, patient_id)
+    return store.reconciliations_of(conn, patient_id, period_id)
+
+
+def open_tasks(
+    conn: Connection, patient_id: UUID | None = None, *, assigned_to: str | None = None
+) -> list[MultidoseTask]:
+    """Open tasks of a patient, or of a doctor (HPR number) across patients."""
+    if patient_id is not None:
+        _known(conn, patient_id)
+    return store.open_tasks(conn, patient_id=patient_id, assigned_to=assigned_to)
+
+
+def pending_proposals(conn: Connection, patient_id: UUID) -> list[Proposal]:
+    _known(conn, patient_id)
+    return [p for p, _ in store.proposals_of(conn, patient_id, pending_only=True)]
+
+
+def proposals(
+    conn: Connection, patient_id: UUID
+) -> list[tuple[Proposal, ProposalDecision | None]]:
+    _known(conn, patient_id)
+    return store.proposals_of(conn, patient_id, pending_only=False)
