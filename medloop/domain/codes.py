@@ -89,6 +89,7 @@ class PersonnelRole(StrEnum):
     DOCTOR = "doctor"
     NURSE = "nurse"
     PHARMACIST = "pharmacist"
+    SYSTEM = "system"  # medloop's own scheduled jobs (expiry); never a person or a token role
 
 
 class EntryChangeKind(StrEnum):

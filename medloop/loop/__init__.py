@@ -9,5 +9,11 @@ One module per command family, each command one transaction through ``runner.run
 - ``dispense`` — lock and release a prescription, dispense with the closed-loop rules, annul a
   dispense;
 - ``acknowledge`` — mark an alert handled for a patient;
-- ``reconcile`` — record a reconciliation (``samstemming``) of the list.
+- ``reconcile`` — record a reconciliation (``samstemming``) of the list;
+- ``multidose`` — multidose responsibility, packing periods, production plans, reconciliation
+  of packing reports with tasks for the prescriber, pharmacy proposals, ``flag_deadlines``;
+- ``administer`` — wards and admissions, planned doses (``roll_forward``, ``mark_missed``),
+  charting (given / not given / refused / held, PRN, witness, scan) and the ward chart;
+  ``scanning`` reads pack barcodes (GS1/EAN);
+- ``expire`` — expire prescriptions past their validity (the scheduled job's command).
 """

@@ -1,1 +1,538 @@
-"""administration tables and repository (filled in by the issue that owns them)."""
+"""Tables and repository of nursing-home administration: wards and their configuration
+versions, admissions and discharges, entry schedules and their planned doses, and chartings
+(administrations) with their corrections.
+
+Every table is append-only (migration 0005 adds the triggers): a ward's configuration changes by
+a new ``ward_config`` version, a discharge is a row of its own, a changed dosage makes a new
+``schedule`` for the entry whose planned doses take over from its ``effective_from``, and a
+charting made in error gets an ``administration_error`` row. The domain records are stored
+whole as JSON next to the columns that index them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    select,
+)
+
+from fest.schema import metadata
+from medloop.domain.administration import (
+    Administration,
+    AdministrationCorrection,
+    Outcome,
+    PlannedDose,
+)
+from medloop.domain.personnel import Actor
+from medloop.domain.ward import Admission, Ward, WardConfig
+
+_UUID = 36
+
+ward = Table(
+    "ward",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("organisation_id", String(64), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Ward
+)
+
+ward_config = Table(
+    "ward_config",
+    metadata,
+    Column("ward_id", String(_UUID), ForeignKey("ward.id"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("author", JSON, nullable=False),
+    Column("record", JSON, nullable=False),  # the WardConfig
+)
+
+admission = Table(
+    "admission",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("ward_id", String(_UUID), ForeignKey("ward.id"), nullable=False),
+    Column("organisation_id", String(64), nullable=False),
+    Column("admitted_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Admission as admitted
+    Index("ix_admission_patient", "patient_id", "admitted_at"),
+    Index("ix_admission_ward", "ward_id", "admitted_at"),
+)
+
+discharge = Table(
+    "discharge",
+    metadata,
+    Column("admission_id", String(_UUID), ForeignKey("admission.id"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("author", JSON, nullable=False),
+)
+
+schedule = Table(
+    "schedule",
+    metadata,
+    Column("entry_id", String(_UUID), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("entry_version", Integer, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("generated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_schedule_patient", "patient_id"),
+)
+
+planned_dose = Table(
+    "planned_dose",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("ward_id", String(_UUID), ForeignKey("ward.id"), nullable=False),
+    Column("entry_id", String(_UUID), nullable=False),
+    Column("schedule_version", Integer, nullable=False),
+    Column("local_time", String(16), nullable=False),  # intended Oslo wall time, minutes
+    Column("dose_index", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the PlannedDose
+    ForeignKeyConstraint(
+        ["entry_id", "schedule_version"], ["schedule.entry_id", "schedule.version"]
+    ),
+    UniqueConstraint("entry_id", "schedule_version", "local_time", "dose_index",
+                     name="uq_planned_dose_intake"),
+    Index("ix_planned_dose_patient", "patient_id", "due_at"),
+    Index("ix_planned_dose_ward", "ward_id", "due_at"),
+)
+
+administration = Table(
+    "administration",
+    metadata,
+    Column("id", String(_UUID), primary_key=True),
+    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("entry_id", String(_UUID), nullable=False),
+    Column("planned_dose_id", String(_UUID), ForeignKey("planned_dose.id"), nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the Administration
+    Index("ix_administration_patient", "patient_id", "at"),
+    Index("ix_administration_planned_dose", "planned_dose_id"),
+)
+
+administration_error = Table(
+    "administration_error",
+    metadata,
+    Column(
+        "administration_id", String(_UUID), ForeignKey("administration.id"), primary_key=True
+    ),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the AdministrationCorrection
+)
+
+APPEND_ONLY = (
+    "ward", "ward_config", "admission", "discharge", "schedule", "planned_dose",
+    "administration", "administration_error",
+)
+
+
+# -- wards and admissions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WardState:
+    ward: Ward
+    config: WardConfig
+    config_version: int
+
+
+def add_ward(conn: Connection, new: Ward, config: WardConfig, by: Actor, at: datetime) -> None:
+    conn.execute(
+        ward.insert().values(
+            id=str(new.id), organisation_id=new.organisation_id, created_at=_utc(at),
+            record=new.model_dump(mode="json"),
+        )
+    )
+    add_ward_config(conn, new.id, 1, config, by, at)
+
+
+def add_ward_config(
+    conn: Connection, ward_id: UUID, version: int, config: WardConfig, by: Actor, at: datetime
+) -> None:
+    conn.execute(
+        ward_config.insert().values(
+            ward_id=str(ward_id), version=version, at=_utc(at), author=by.model_dump(mode="json"),
+            record=config.model_dump(mode="json"),
+        )
+    )
+
+
+def read_ward(conn: Connection, ward_id: UUID) -> WardState | None:
+    row = conn.execute(select(ward.c.record).where(ward.c.id == str(ward_id))).first()
+    if row is None:
+        return None
+    latest = conn.execute(
+        select(ward_config.c.version, ward_config.c.record)
+        .where(ward_config.c.ward_id == str(ward_id))
+        .order_by(ward_config.c.version.desc())
+        .limit(1)
+    ).one()
+    return WardState(
+        Ward.model_validate(row.record), WardConfig.model_validate(latest.record), latest.version
+    )
+
+
+def ward_configs(conn: Connection, ward_ids: Iterable[UUID]) -> dict[UUID, WardState]:
+    """The current state of each of ``ward_ids`` in two queries."""
+    ids = [str(w) for w in ward_ids]
+    if not ids:
+        return {}
+    wards = {
+        r.id: Ward.model_validate(r.record)
+        for r in conn.execute(select(ward.c.id, ward.c.record).where(ward.c.id.in_(ids)))
+    }
+    found: dict[UUID, WardState] = {}
+    for row in conn.execute(
+        select(ward_config.c.ward_id, ward_config.c.version, ward_config.c.record)
+        .where(ward_config.c.ward_id.in_(ids))
+        .order_by(ward_config.c.ward_id, ward_config.c.version)
+    ):
+        found[UUID(row.ward_id)] = WardState(
+            wards[row.ward_id], WardConfig.model_validate(row.record), row.version
+        )
+    return found
+
+
+def add_admission(conn: Connection, record: Admission) -> None:
+    conn.execute(
+        admission.insert().values(
+            id=str(record.id), patient_id=str(record.patient_id), ward_id=str(record.ward_id),
+            organisation_id=record.organisation_id, admitted_at=_utc(record.admitted_at),
+            record=record.model_dump(mode="json"),
+        )
+    )
+
+
+def add_discharge(conn: Connection, admission_id: UUID, at: datetime, by: Actor) -> None:
+    conn.execute(
+        discharge.insert().values(
+            admission_id=str(admission_id), at=_utc(at), author=by.model_dump(mode="json")
+        )
+    )
+
+
+def _admissions(conn: Connection, where: Any) -> list[Admission]:
+    rows = conn.execute(
+        select(admission.c.record, discharge.c.at.label("discharged_at"),
+               discharge.c.author)
+        .outerjoin(discharge, discharge.c.admission_id == admission.c.id)
+        .where(where)
+        .order_by(admission.c.admitted_at, admission.c.id)
+    ).all()
+    found = []
+    for row in rows:
+        record = Admission.model_validate(row.record)
+        if row.discharged_at is not None:
+            record = record.model_copy(update={"discharged_at": _aware(row.discharged_at)})
+        found.append(record)
+    return found
+
+
+def admissions_of(conn: Connection, patient_id: UUID) -> list[Admission]:
+    """The patient's admissions, oldest first, with their discharges."""
+    return _admissions(conn, admission.c.patient_id == str(patient_id))
+
+
+def admissions_to(conn: Connection, ward_id: UUID) -> list[Admission]:
+    return _admissions(conn, admission.c.ward_id == str(ward_id))
+
+
+def current_admissions(conn: Connection, at: datetime) -> list[Admission]:
+    """Every admission that covers ``at``."""
+    return [
+        a for a in _admissions(conn, admission.c.admitted_at <= _utc(at)) if a.covers(at)
+    ]
+
+
+def is_admitted(conn: Connection, patient_id: UUID, organisation_id: str, at: datetime) -> bool:
+    """Whether the patient is admitted to a ward of ``organisation_id`` at ``at``."""
+    return any(
+        a.organisation_id == organisation_id and a.covers(at)
+        for a in admissions_of(conn, patient_id)
+    )
+
+
+# -- schedules and planned doses ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    entry_id: UUID
+    version: int
+    entry_version: int
+    fingerprint: str
+    effective_from: datetime
+
+
+def schedules_of(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, list[ScheduleRow]]:
+    """Every schedule of the patients' entries, per entry, oldest first."""
+    found: dict[UUID, list[ScheduleRow]] = defaultdict(list)
+    if not patient_ids:
+        return found
+    for row in conn.execute(
+        select(schedule)
+        .where(schedule.c.patient_id.in_([str(p) for p in patient_ids]))
+        .order_by(schedule.c.entry_id, schedule.c.version)
+    ):
+        found[UUID(row.entry_id)].append(
+            ScheduleRow(UUID(row.entry_id), row.version, row.entry_version, row.fingerprint,
+                        _aware(row.effective_from))
+        )
+    return found
+
+
+def add_schedules(
+    conn: Connection, rows: Sequence[tuple[UUID, ScheduleRow]], generated_at: datetime
+) -> None:
+    """New schedules, each of (patient id, schedule)."""
+    if not rows:
+        return
+    conn.execute(
+        schedule.insert(),
+        [
+            {
+                "entry_id": str(row.entry_id), "version": row.version,
+                "patient_id": str(patient_id), "entry_version": row.entry_version,
+                "fingerprint": row.fingerprint, "effective_from": _utc(row.effective_from),
+                "generated_at": _utc(generated_at),
+            }
+            for patient_id, row in rows
+        ],
+    )
+
+
+def planned_keys(
+    conn: Connection, patient_id: UUID, since: datetime
+) -> set[tuple[str, int, str, int]]:
+    """(entry, schedule version, local time, dose index) of the patient's planned doses due
+    from ``since``."""
+    return {
+        (r.entry_id, r.schedule_version, r.local_time, r.dose_index)
+        for r in conn.execute(
+            select(planned_dose.c.entry_id, planned_dose.c.schedule_version,
+                   planned_dose.c.local_time, planned_dose.c.dose_index)
+            .where(planned_dose.c.patient_id == str(patient_id))
+            .where(planned_dose.c.due_at >= _utc(since))
+        )
+    }
+
+
+def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
+    if not doses:
+        return
+    conn.execute(
+        planned_dose.insert(),
+        [
+            {
+                "id": str(d.id),
+                "patient_id": str(d.patient_id),
+                "ward_id": str(d.ward_id),
+                "entry_id": str(d.entry_id),
+                "schedule_version": d.schedule_version,
+                "local_time": d.local_time.strftime("%Y-%m-%dT%H:%M"),
+                "dose_index": d.dose_index,
+                "due_at": _utc(d.due_at),
+                "record": d.model_dump(mode="json"),
+            }
+            for d in doses
+        ],
+    )
+
+
+def planned_dose_by_id(conn: Connection, dose_id: UUID) -> PlannedDose | None:
+    record = conn.execute(
+        select(planned_dose.c.record).where(planned_dose.c.id == str(dose_id))
+    ).scalar_one_or_none()
+    return None if record is None else PlannedDose.model_validate(record)
+
+
+def planned_doses(
+    conn: Connection,
+    *,
+    patient_ids: Sequence[UUID] | None = None,
+    ward_id: UUID | None = None,
+    start: datetime,
+    end: datetime,
+) -> list[PlannedDose]:
+    """Planned doses due in ``[start, end)`` of the patients or of the ward, every schedule
+    version (``in_force`` tells which stand)."""
+    query = select(planned_dose.c.record).where(
+        planned_dose.c.due_at >= _utc(start), planned_dose.c.due_at < _utc(end)
+    )
+    if patient_ids is not None:
+        query = query.where(planned_dose.c.patient_id.in_([str(p) for p in patient_ids]))
+    if ward_id is not None:
+        query = query.where(planned_dose.c.ward_id == str(ward_id))
+    return [
+        PlannedDose.model_validate(r)
+        for r in conn.execute(query.order_by(planned_dose.c.due_at, planned_dose.c.id)).scalars()
+    ]
+
+
+def in_force(
+    dose: PlannedDose,
+    schedules: Sequence[ScheduleRow],
+    charted: bool,
+) -> bool:
+    """Whether ``dose`` stands on the chart: it is charted, or no newer schedule of its entry
+    took over at or before its due time."""
+    if charted:
+        return True
+    return not any(
+        s.version > dose.schedule_version and s.effective_from <= dose.due_at for s in schedules
+    )
+
+
+# -- chartings ---------------------------------------------------------------------------------
+
+
+def add_administration(conn: Connection, record: Administration) -> None:
+    conn.execute(
+        administration.insert().values(
+            id=str(record.id), patient_id=str(record.patient_id), entry_id=str(record.entry_id),
+            planned_dose_id=None if record.planned_dose_id is None else str(record.planned_dose_id),
+            outcome=record.outcome.value, at=_utc(record.at), recorded_at=_utc(record.recorded_at),
+            record=record.model_dump(mode="json"),
+        )
+    )
+
+
+def add_administrations(conn: Connection, records: Sequence[Administration]) -> None:
+    if not records:
+        return
+    conn.execute(
+        administration.insert(),
+        [
+            {
+                "id": str(r.id), "patient_id": str(r.patient_id), "entry_id": str(r.entry_id),
+                "planned_dose_id": None if r.planned_dose_id is None else str(r.planned_dose_id),
+                "outcome": r.outcome.value, "at": _utc(r.at), "recorded_at": _utc(r.recorded_at),
+                "record": r.model_dump(mode="json"),
+            }
+            for r in records
+        ],
+    )
+
+
+def add_correction(conn: Connection, correction: AdministrationCorrection) -> None:
+    conn.execute(
+        administration_error.insert().values(
+            administration_id=str(correction.administration_id), at=_utc(correction.at),
+            record=correction.model_dump(mode="json"),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Charted:
+    """A charting as read back, with its correction when it was entered in error."""
+
+    administration: Administration
+    correction: AdministrationCorrection | None
+
+    @property
+    def stands(self) -> bool:
+        return self.correction is None
+
+
+def _chartings(conn: Connection, *where: Any) -> list[Charted]:
+    rows = conn.execute(
+        select(administration.c.record, administration_error.c.record.label("correction"))
+        .outerjoin(
+            administration_error,
+            administration_error.c.administration_id == administration.c.id,
+        )
+        .where(*where)
+        .order_by(administration.c.at, administration.c.recorded_at, administration.c.id)
+    ).all()
+    return [
+        Charted(
+            Administration.model_validate(r.record),
+            None if r.correction is None else AdministrationCorrection.model_validate(r.correction),
+        )
+        for r in rows
+    ]
+
+
+def chartings_of_patient(
+    conn: Connection, patient_id: UUID, since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Charted]:
+    where = [administration.c.patient_id == str(patient_id)]
+    if since is not None:
+        where.append(administration.c.at >= _utc(since))
+    if until is not None:
+        where.append(administration.c.at < _utc(until))
+    return _chartings(conn, *where)
+
+
+def chartings_of_doses(conn: Connection, dose_ids: Sequence[UUID]) -> dict[UUID, list[Charted]]:
+    found: dict[UUID, list[Charted]] = defaultdict(list)
+    ids = [str(d) for d in dose_ids]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for charted in _chartings(conn, administration.c.planned_dose_id.in_(chunk)):
+            assert charted.administration.planned_dose_id is not None
+            found[charted.administration.planned_dose_id].append(charted)
+    return found
+
+
+def chartings_of_patients(
+    conn: Connection, patient_ids: Sequence[UUID], since: datetime, until: datetime
+) -> list[Charted]:
+    if not patient_ids:
+        return []
+    return _chartings(
+        conn,
+        administration.c.patient_id.in_([str(p) for p in patient_ids]),
+        administration.c.at >= _utc(since),
+        administration.c.at < _utc(until),
+    )
+
+
+def administration_by_id(conn: Connection, administration_id: UUID) -> Charted | None:
+    found = _chartings(conn, administration.c.id == str(administration_id))
+    return found[0] if found else None
+
+
+def count_missed(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).where(administration.c.outcome == Outcome.MISSED.value)
+        ).scalar_one()
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything here is stored in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Every instant is stored and compared in UTC (SQLite keeps only the wall time)."""
+    return moment.astimezone(UTC)

@@ -1,0 +1,524 @@
+"""Administration (``utdeling`` / ``administrering``): charting a dose as given, not given,
+refused or held, corrections (entered-in-error), the chart status of a planned dose, and the
+closed-loop rules a charting must pass (architecture invariant 4):
+
+- a planned dose belongs to the entry, is still in force (not superseded by a newer schedule),
+  is not charted already and is inside its window; nothing is charted as given in the future;
+- as-needed (PRN) doses respect the prescription's maximum per 24 h, maximum per period and
+  minimum interval over rolling windows, unless an override reason is given;
+- the dose given has the prescribed unit and is not above the prescribed amount without an
+  override reason;
+- a witness (a second, different person) signs when the ward's policy demands it;
+- a scanned pack (GS1 element string or plain EAN/NTIN) resolves to a package of the entry's
+  product or of its substitution group and is not expired; skipping the scan takes a reason.
+
+Everything here is pure: the command layer (``medloop.loop.administer``) loads the inputs and
+stores the record returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+
+from interactions.catalogue import Package
+from interactions.dosage import AsNeededDose, Quantity, TimeOfDay
+from medloop.domain._model import Frozen
+from medloop.domain.codes import EntryStatus
+from medloop.domain.drug_reference import CatalogueDrug, DrugReference
+from medloop.domain.entry import ListEntry
+from medloop.domain.errors import DomainError
+from medloop.domain.personnel import Actor
+from medloop.domain.ward import WardConfig
+
+CLOCK_SKEW = timedelta(minutes=2)
+"""How far in the future a ``given`` time may lie (clocks of hand-held devices drift)."""
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class AdministrationRefused(DomainError):
+    """A charting the closed-loop administration rules do not allow."""
+
+
+class ChartingIncomplete(AdministrationRefused):
+    code = "charting-incomplete"
+
+
+class PlannedDoseNotFound(AdministrationRefused):
+    code = "planned-dose-not-found"
+
+
+class PlannedDoseRequired(AdministrationRefused):
+    code = "planned-dose-required"
+
+
+class PlannedDoseOfAnotherEntry(AdministrationRefused):
+    code = "planned-dose-of-another-entry"
+
+
+class PlannedDoseSuperseded(AdministrationRefused):
+    code = "planned-dose-superseded"
+
+
+class DoseAlreadyCharted(AdministrationRefused):
+    code = "dose-already-charted"
+
+
+class DoseNotYetDue(AdministrationRefused):
+    code = "dose-not-yet-due"
+
+
+class ChartedInTheFuture(AdministrationRefused):
+    code = "charted-in-the-future"
+
+
+class EntryNotAdministrable(AdministrationRefused):
+    code = "entry-not-administrable"
+
+
+class AsNeededDoseIsNotPlanned(AdministrationRefused):
+    code = "as-needed-dose-is-not-planned"
+
+
+class AdministeredDoseUnitMismatch(AdministrationRefused):
+    code = "administered-dose-unit-mismatch"
+
+
+class AdministeredDoseAbovePrescribed(AdministrationRefused):
+    code = "administered-dose-above-prescribed"
+
+
+class PrnLimitExceeded(AdministrationRefused):
+    code = "prn-limit-exceeded"
+
+
+class WitnessRequired(AdministrationRefused):
+    code = "witness-required"
+
+
+class WitnessSamePerson(AdministrationRefused):
+    code = "witness-same-person"
+
+
+class WitnessOfAnotherOrganisation(AdministrationRefused):
+    code = "witness-of-another-organisation"
+
+
+class ScanRequired(AdministrationRefused):
+    code = "scan-or-skip-reason-required"
+
+
+class ScanUnreadable(AdministrationRefused):
+    code = "scan-unreadable"
+
+
+class ScannedPackUnknown(AdministrationRefused):
+    code = "scanned-pack-unknown"
+
+
+class ScannedPackMismatch(AdministrationRefused):
+    code = "scanned-pack-mismatch"
+
+
+class ScannedPackExpired(AdministrationRefused):
+    code = "scanned-pack-expired"
+
+
+class AdministrationNotFound(AdministrationRefused):
+    code = "administration-not-found"
+
+
+class AdministrationAlreadyInError(AdministrationRefused):
+    code = "administration-already-entered-in-error"
+
+
+# -- values ------------------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    """What a charting says happened to a dose."""
+
+    GIVEN = "given"
+    NOT_GIVEN = "not-given"
+    REFUSED = "refused"  # the patient refused
+    HELD = "held"  # withheld on clinical judgement
+    MISSED = "missed"  # nobody charted it within the ward's window (set by the system)
+
+
+class DoseStatus(StrEnum):
+    """A planned dose on the chart."""
+
+    PLANNED = "planned"  # its window has not opened
+    DUE = "due"
+    OVERDUE = "overdue"  # late, not yet missed
+    MISSED = "missed"
+    GIVEN = "given"
+    NOT_GIVEN = "not-given"
+    REFUSED = "refused"
+    HELD = "held"
+
+
+class ScanSkipReason(StrEnum):
+    """Why a dose was given without scanning its pack."""
+
+    NO_BARCODE = "no-barcode"
+    BARCODE_UNREADABLE = "barcode-unreadable"
+    MULTIDOSE_BAG = "multidose-bag"
+    SCANNER_UNAVAILABLE = "scanner-unavailable"
+    EMERGENCY = "emergency"
+
+
+class PlannedDose(Frozen):
+    """A planned intake as stored: of ``entry_id`` under its schedule ``schedule_version``."""
+
+    id: UUID
+    patient_id: UUID
+    ward_id: UUID
+    entry_id: UUID
+    schedule_version: int
+    drug: str
+    local_time: datetime
+    due_at: AwareDatetime
+    dose_index: int
+    amount: Quantity
+    time_of_day: TimeOfDay | None = None
+    exact: bool = False
+    shifted: bool = False
+    multidose: bool = False
+
+
+class ScannedPack(Frozen):
+    """A scanned pack code and what it resolved to."""
+
+    code: str
+    gtin: str
+    expiry: date | None = None
+    batch: str | None = None
+    serial: str | None = None
+    package_id: str
+    varenr: str
+    name: str
+    substituted: bool
+
+
+class Administration(Frozen):
+    """One charting (append-only). ``performer`` is ``None`` for the system's ``missed``
+    records; ``late`` says a given dose came after the ward's late window; ``limit_override``
+    holds the reason a PRN limit or the prescribed amount was exceeded."""
+
+    id: UUID
+    patient_id: UUID
+    entry_id: UUID
+    planned_dose_id: UUID | None = None
+    outcome: Outcome
+    at: AwareDatetime
+    recorded_at: AwareDatetime
+    dose: Quantity | None = None
+    performer: Actor | None = None
+    witness: Actor | None = None
+    reason: str | None = None
+    scan: ScannedPack | None = None
+    scan_skipped: ScanSkipReason | None = None
+    late: bool = False
+    limit_override: str | None = None
+    limits_exceeded: tuple[str, ...] = ()
+
+
+class AdministrationCorrection(Frozen):
+    """An administration marked entered-in-error: who, when, why (the record stays)."""
+
+    administration_id: UUID
+    at: AwareDatetime
+    by: Actor
+    reason: str = Field(min_length=1)
+
+
+class ChartRequest(Frozen):
+    """What a nurse charts. ``given_at`` and ``dose`` are required for ``given``; ``reason`` for
+    the other outcomes. ``scan`` is the scanned pack code, or ``scan_skipped`` says why there is
+    none; ``limit_override`` lets a dose through a PRN limit or above the prescribed amount."""
+
+    administration_id: UUID
+    entry_id: UUID
+    planned_dose_id: UUID | None = None
+    outcome: Outcome
+    given_at: AwareDatetime | None = None
+    dose: Quantity | None = None
+    reason: str | None = None
+    scan: str | None = None
+    scan_skipped: ScanSkipReason | None = None
+    limit_override: str | None = None
+
+
+# -- the chart ---------------------------------------------------------------------------------
+
+
+def effective_charting(chartings: Iterable[Administration]) -> Administration | None:
+    """The charting that stands for a dose: the latest one not entered in error (a nurse's
+    charting after a ``missed`` record replaces it)."""
+    latest = None
+    for record in chartings:
+        if latest is None or (record.recorded_at, record.outcome is not Outcome.MISSED) >= (
+            latest.recorded_at, latest.outcome is not Outcome.MISSED
+        ):
+            latest = record
+    return latest
+
+
+def dose_status(
+    due_at: datetime, charting: Administration | None, config: WardConfig, now: datetime
+) -> DoseStatus:
+    """Where a planned dose stands at ``now``: its charting's outcome, else by the ward's
+    windows."""
+    if charting is not None:
+        return DoseStatus(charting.outcome.value)
+    if now < due_at - config.early:
+        return DoseStatus.PLANNED
+    if now < due_at + config.late_after:
+        return DoseStatus.DUE
+    if now < due_at + config.missed_after:
+        return DoseStatus.OVERDUE
+    return DoseStatus.MISSED
+
+
+def is_missed(due_at: datetime, config: WardConfig, now: datetime) -> bool:
+    return now >= due_at + config.missed_after
+
+
+# -- PRN limits --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    at: datetime
+    amount: float
+
+
+@dataclass(frozen=True)
+class PrnCheck:
+    """Which of the PRN limits a dose would break, and which could not be checked (a limit in
+    another unit than the dose)."""
+
+    exceeded: tuple[str, ...]
+    not_checked: tuple[str, ...]
+
+
+def check_prn_limits(
+    dose: AsNeededDose, earlier: Sequence[Intake], at: datetime, amount: Quantity
+) -> PrnCheck:
+    """The limits ``dose`` sets that an intake of ``amount`` at ``at`` would break, given the
+    other intakes ``earlier`` (any time, also after ``at`` when charted late).
+
+    Windows are rolling and half-open: a maximum over a period P holds in every window
+    ``(t - P, t]``, so an intake exactly P earlier no longer counts. Intakes exactly the minimum
+    interval apart are allowed.
+    """
+    exceeded: list[str] = []
+    not_checked: list[str] = []
+    intakes = [*earlier, Intake(at, amount.value)]
+    limits: list[tuple[str, Quantity, timedelta]] = []
+    if dose.max_per_24h is not None:
+        limits.append(("max-per-24h", dose.max_per_24h, timedelta(hours=24)))
+    if dose.max_per_period is not None and dose.period is not None:
+        limits.append(("max-per-period", dose.max_per_period, timedelta(hours=dose.period.hours)))
+    for name, limit, window in limits:
+        if limit.unit != amount.unit:
+            not_checked.append(name)
+        elif _most_in_a_window(intakes, at, window) > limit.value + 1e-9:
+            exceeded.append(name)
+    if dose.min_interval is not None:
+        gap = timedelta(hours=dose.min_interval.hours)
+        if any(abs(other.at - at) < gap for other in earlier):
+            exceeded.append("min-interval")
+    return PrnCheck(tuple(exceeded), tuple(not_checked))
+
+
+def _most_in_a_window(intakes: Sequence[Intake], at: datetime, window: timedelta) -> float:
+    """The largest total in any window ``(t - window, t]`` that contains ``at``; such a window
+    ends at ``at`` or at a later intake less than ``window`` after it."""
+    ends = [at, *(i.at for i in intakes if at < i.at < at + window)]
+    return max(sum(i.amount for i in intakes if end - window < i.at <= end) for end in ends)
+
+
+# -- scanning ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackCode:
+    """What a pack barcode says: the GTIN (as 13 digits when it fits) and, from a GS1 element
+    string, expiry (AI 17), batch (AI 10) and serial (AI 21). ``medloop.loop.scanning`` reads
+    it from the scanned text."""
+
+    gtin: str
+    expiry: date | None = None
+    batch: str | None = None
+    serial: str | None = None
+
+
+def check_scanned_pack(
+    code: str,
+    read: PackCode,
+    drug: DrugReference,
+    packages_by_gtin: Mapping[str, Package],
+    on: date,
+) -> ScannedPack:
+    """Resolve the scanned ``code`` (read as ``read``) to a catalogue package and accept it only
+    when it is what ``drug`` names or in one of its substitution groups, and not expired on
+    ``on``."""
+    package = packages_by_gtin.get(read.gtin)
+    if package is None:
+        raise ScannedPackUnknown(
+            f"no package in the catalogue in force has the code {read.gtin}", gtin=read.gtin
+        )
+    if not isinstance(drug, CatalogueDrug):
+        raise ScannedPackMismatch(
+            f"{package.name} is not {drug.name}: the entry is not a catalogue drug",
+            gtin=read.gtin, varenr=package.varenr,
+        )
+    substituted = not drug.names_package(package)
+    if substituted and (
+        package.substitution_group_id is None
+        or package.substitution_group_id not in drug.resolved.substitution_group_ids
+    ):
+        raise ScannedPackMismatch(
+            f"the scanned pack {package.name} ({package.varenr}) is neither {drug.name} nor in "
+            "its substitution group",
+            gtin=read.gtin, varenr=package.varenr, entry_drug=drug.name,
+        )
+    if read.expiry is not None and read.expiry < on:
+        raise ScannedPackExpired(
+            f"the scanned pack {package.name} expired on {read.expiry}",
+            gtin=read.gtin, expiry=read.expiry, batch=read.batch,
+        )
+    return ScannedPack(
+        code=code, gtin=read.gtin, expiry=read.expiry, batch=read.batch, serial=read.serial,
+        package_id=package.id, varenr=package.varenr, name=package.name, substituted=substituted,
+    )
+
+
+# -- charting ----------------------------------------------------------------------------------
+
+
+def check_witness(
+    entry: ListEntry, config: WardConfig, performer: Actor, witness: Actor | None
+) -> None:
+    """Refuse a dose the ward's witness policy covers without a second, different person."""
+    drug = entry.drug
+    if not isinstance(drug, CatalogueDrug):
+        return
+    resolved = drug.resolved
+    if not config.witness.requires_witness(resolved.prescription_group, resolved.atc_codes):
+        return
+    if witness is None:
+        raise WitnessRequired(
+            f"{drug.name} needs a witness by the ward's policy", entry_id=entry.id,
+            prescription_group=resolved.prescription_group,
+        )
+    if witness.personnel.hpr_number == performer.personnel.hpr_number:
+        raise WitnessSamePerson(
+            "the witness must be another person than the one giving the dose",
+            hpr_number=witness.personnel.hpr_number,
+        )
+    if witness.organisation.id != performer.organisation.id:
+        raise WitnessOfAnotherOrganisation(
+            "the witness must work for the organisation giving the dose",
+            witness_organisation=witness.organisation.id,
+        )
+
+
+def check_entry_in_use(entry: ListEntry, at: datetime) -> None:
+    """Refuse a dose of an entry that is not in use at ``at``: entered in error, on hold since
+    before ``at``, or discontinued by then."""
+    status = entry.status
+    stopped = (
+        status is EntryStatus.ENTERED_IN_ERROR
+        or (status is EntryStatus.ON_HOLD and at >= entry.changed_at)
+        or (entry.discontinuation is not None and at >= entry.discontinuation.at)
+    )
+    if stopped:
+        raise EntryNotAdministrable(
+            f"entry {entry.id} is {status.value}: no dose can be given at {at.isoformat()}",
+            entry_id=entry.id, status=status,
+        )
+
+
+def check_planned_dose(
+    request: ChartRequest,
+    planned: PlannedDose,
+    in_force: bool,
+    charted: Administration | None,
+    config: WardConfig,
+    now: datetime,
+) -> bool:
+    """Refuse charting ``planned`` when it is another entry's, superseded, already charted, or
+    (as given) before its window opens; returns whether a given dose is late."""
+    if planned.entry_id != request.entry_id:
+        raise PlannedDoseOfAnotherEntry(
+            f"planned dose {planned.id} belongs to entry {planned.entry_id}",
+            planned_dose_id=planned.id, entry_id=planned.entry_id,
+        )
+    if charted is not None and charted.outcome is not Outcome.MISSED:
+        raise DoseAlreadyCharted(
+            f"the dose due {planned.local_time:%Y-%m-%d %H:%M} is already charted as "
+            f"{charted.outcome.value}; mark that charting entered-in-error first",
+            planned_dose_id=planned.id, administration_id=charted.id,
+        )
+    if not in_force:
+        raise PlannedDoseSuperseded(
+            f"the dose due {planned.local_time:%Y-%m-%d %H:%M} was replaced by a newer schedule",
+            planned_dose_id=planned.id,
+        )
+    moment = request.given_at or now
+    if request.outcome is Outcome.GIVEN and moment < planned.due_at - config.early:
+        raise DoseNotYetDue(
+            f"the dose due {planned.local_time:%Y-%m-%d %H:%M} cannot be given before "
+            f"{planned.due_at - config.early:%Y-%m-%d %H:%M} UTC",
+            planned_dose_id=planned.id, due_at=planned.due_at,
+        )
+    return request.outcome is Outcome.GIVEN and moment > planned.due_at + config.late_after
+
+
+def check_request_shape(request: ChartRequest, now: datetime) -> None:
+    """Refuse a charting that lacks what its outcome needs, or gives a dose in the future."""
+    if request.outcome is Outcome.MISSED:
+        raise ChartingIncomplete("only the system marks a dose missed", outcome="missed")
+    if request.outcome is Outcome.GIVEN:
+        if request.given_at is None or request.dose is None:
+            raise ChartingIncomplete("a given dose needs the time given and the dose given")
+        if request.given_at > now + CLOCK_SKEW:
+            raise ChartedInTheFuture(
+                f"a dose cannot be charted as given at {request.given_at.isoformat()}, "
+                "which is in the future",
+                given_at=request.given_at,
+            )
+        if request.scan is None and request.scan_skipped is None:
+            raise ScanRequired("give the scanned pack code or the reason the scan was skipped")
+    elif not (request.reason or "").strip():
+        raise ChartingIncomplete(
+            f"a dose charted as {request.outcome.value} needs a reason", outcome=request.outcome
+        )
+
+
+def check_amount(prescribed: Quantity, given: Quantity, override: str | None) -> bool:
+    """Refuse a dose in another unit than prescribed, or above the prescribed amount without an
+    override reason; returns whether it was above."""
+    if prescribed.unit != given.unit:
+        raise AdministeredDoseUnitMismatch(
+            f"the dose is prescribed in {prescribed.unit}, not {given.unit}",
+            prescribed_unit=prescribed.unit, given_unit=given.unit,
+        )
+    above = given.value > prescribed.value + 1e-9
+    if above and not (override or "").strip():
+        raise AdministeredDoseAbovePrescribed(
+            f"{given.value:g} {given.unit} is above the prescribed {prescribed.value:g} "
+            f"{prescribed.unit}; give an override reason",
+            prescribed=prescribed.value, given=given.value, unit=given.unit,
+        )
+    return above

@@ -1,0 +1,322 @@
+"""Wards, admissions and the planned-dose schedule (``legemiddelkurve``): pure values and the
+pure function that turns an entry's structured dosage into planned intakes for a window.
+
+Clock policy (Europe/Oslo, ``PLANNING_ZONE``): a dose is planned at a local wall-clock time and
+stored as that intended local time plus its UTC instant.
+
+- Spring forward (last Sunday of March, 02:00 → 03:00): a wall time inside the gap does not
+  exist; the dose moves forward by the length of the gap (02:30 is given at 03:30 summer time)
+  and is flagged ``shifted``.
+- Autumn back (last Sunday of October, 03:00 → 02:00): a wall time in the repeated hour is
+  planned once, at its first occurrence (summer time); the hour is never planned twice.
+
+Intervals shorter than a day repeat on the wall clock from the dose's anchor time (08:00 every
+8 h gives 00:00, 08:00, 16:00 each dosing day), so every day has the same clock times whatever
+the offset. Whole-day intervals count dosing days from the entry's start; other intervals above
+a day count elapsed hours from the first intake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from interactions.dosage import FixedDose, Quantity, TimeOfDay, Weekday
+from medloop.domain._model import Frozen
+from medloop.domain.codes import EntryStatus
+from medloop.domain.entry import ListEntry
+from medloop.domain.errors import DomainError, InvalidValue
+
+PLANNING_ZONE = ZoneInfo("Europe/Oslo")
+_DAY = timedelta(days=1)
+
+DEFAULT_SLOT_TIMES: dict[TimeOfDay, time] = {
+    TimeOfDay.MORNING: time(8, 0),
+    TimeOfDay.FORENOON: time(10, 0),
+    TimeOfDay.MIDDAY: time(13, 0),
+    TimeOfDay.AFTERNOON: time(15, 0),
+    TimeOfDay.EVENING: time(18, 0),
+    TimeOfDay.NIGHT: time(22, 0),
+}
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class WardError(DomainError):
+    """Ward set-up or admission refuses an operation."""
+
+
+class InvalidWardConfig(InvalidValue):
+    code = "invalid-ward-config"
+
+
+class WardNotFound(WardError):
+    code = "ward-not-found"
+
+
+class WardIdAlreadyUsed(WardError):
+    code = "ward-id-already-used"
+
+
+class WardOfAnotherOrganisation(WardError):
+    code = "ward-of-another-organisation"
+
+
+class PatientAlreadyAdmitted(WardError):
+    code = "patient-already-admitted"
+
+
+class PatientNotAdmitted(WardError):
+    code = "patient-not-admitted"
+
+
+class AdmissionNotFound(WardError):
+    code = "admission-not-found"
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+class WitnessPolicy(Frozen):
+    """When a second person must witness a dose (``dobbeltkontroll``): drugs of the listed
+    prescription groups (``reseptgruppe``; A = narcotics) and drugs whose ATC code starts with
+    one of ``atc_prefixes`` (e.g. ``A10A`` insulins)."""
+
+    prescription_groups: tuple[str, ...] = ("A",)
+    atc_prefixes: tuple[str, ...] = ("A10A",)
+
+    def requires_witness(self, prescription_group: str | None, atc_codes: tuple[str, ...]) -> bool:
+        if prescription_group is not None and prescription_group in self.prescription_groups:
+            return True
+        return any(code.startswith(self.atc_prefixes) for code in atc_codes if code)
+
+
+class WardConfig(Frozen):
+    """How a ward plans and charts: the clock time of each time-of-day slot (``Tidsomrade``),
+    the time used for a fixed dose that names neither slot nor clock time, and the charting
+    windows around a planned dose: it may be charted from ``early`` before it is due, counts as
+    late from ``late_after`` after and is marked missed at ``missed_after`` after."""
+
+    slot_times: dict[TimeOfDay, time] = Field(default_factory=lambda: dict(DEFAULT_SLOT_TIMES))
+    default_time: time = time(8, 0)
+    early: timedelta = timedelta(minutes=60)
+    late_after: timedelta = timedelta(minutes=60)
+    missed_after: timedelta = timedelta(minutes=120)
+    witness: WitnessPolicy = WitnessPolicy()
+
+    @model_validator(mode="after")
+    def _windows_are_ordered(self) -> WardConfig:
+        if set(self.slot_times) != set(TimeOfDay):
+            missing = sorted(s.value for s in set(TimeOfDay) - set(self.slot_times))
+            raise InvalidWardConfig(f"every time-of-day slot needs a clock time: {missing}")
+        if timedelta(0) <= self.early and timedelta(0) < self.late_after < self.missed_after:
+            return self
+        raise InvalidWardConfig(
+            "the windows need 0 <= early and 0 < late_after < missed_after",
+            early=str(self.early), late_after=str(self.late_after),
+            missed_after=str(self.missed_after),
+        )
+
+    def anchor(self, dose: FixedDose) -> time:
+        """The wall-clock time of ``dose``'s first intake on a dosing day."""
+        if dose.clock_time is not None:
+            return dose.clock_time
+        if dose.time_of_day is not None:
+            return self.slot_times[dose.time_of_day]
+        return self.default_time
+
+
+class Ward(Frozen):
+    """A nursing-home ward (``avdeling``) of ``organisation_id``."""
+
+    id: UUID
+    organisation_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+
+
+class Admission(Frozen):
+    """A patient's stay on a ward (``innleggelse``); ``discharged_at`` is ``None`` while there."""
+
+    id: UUID
+    patient_id: UUID
+    ward_id: UUID
+    organisation_id: str
+    admitted_at: AwareDatetime
+    discharged_at: AwareDatetime | None = None
+
+    def covers(self, at: datetime) -> bool:
+        return self.admitted_at <= at and (self.discharged_at is None or at < self.discharged_at)
+
+
+# -- the clock ---------------------------------------------------------------------------------
+
+
+def local_instant(local: datetime) -> tuple[datetime, bool]:
+    """The UTC instant of the naive Oslo wall time ``local`` under the policy in the module
+    docstring, and whether the time fell in the spring-forward gap (and so was shifted)."""
+    # fold=0 is the earlier offset: the first occurrence of a repeated hour, and for a time in
+    # the gap the winter offset, which lands exactly "gap length later" on the summer clock.
+    instant = local.replace(tzinfo=PLANNING_ZONE, fold=0).astimezone(UTC)
+    back = instant.astimezone(PLANNING_ZONE).replace(tzinfo=None)
+    return instant, back != local
+
+
+def local_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The UTC instants where the Oslo calendar day ``day`` begins and ends."""
+    start = datetime.combine(day, time(0), tzinfo=PLANNING_ZONE).astimezone(UTC)
+    end = datetime.combine(day + _DAY, time(0), tzinfo=PLANNING_ZONE).astimezone(UTC)
+    return start, end
+
+
+def local_date(at: datetime) -> date:
+    return at.astimezone(PLANNING_ZONE).date()
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+class PlannedIntake(Frozen):
+    """One planned intake of an entry: the intended local wall time (``local_time``), its UTC
+    instant (``due_at``), which fixed dose of the dosage it comes from (``dose_index``), the
+    amount, and whether it is a multidose bag time."""
+
+    local_time: datetime
+    due_at: AwareDatetime
+    dose_index: int
+    amount: Quantity
+    time_of_day: TimeOfDay | None = None
+    exact: bool = False
+    shifted: bool = False
+    multidose: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.local_time.strftime("%Y-%m-%dT%H:%M"), self.dose_index)
+
+
+def schedule_fingerprint(
+    entry: ListEntry, config: WardConfig, ward_id: UUID | None = None
+) -> str:
+    """What the planned intakes of ``entry`` on ward ``ward_id`` depend on, hashed: a new entry
+    version that changes none of it (an indication, a renewed prescription) keeps the
+    schedule."""
+    relevant: dict[str, Any] = {
+        "ward": None if ward_id is None else str(ward_id),
+        "dosage": None if entry.dosage is None else entry.dosage.model_dump(mode="json"),
+        "start": entry.start.isoformat(),
+        "stop": None if entry.stop is None else entry.stop.isoformat(),
+        "status": entry.status.value,
+        "discontinued": (
+            None if entry.discontinuation is None else entry.discontinuation.at.isoformat()
+        ),
+        "multidose": entry.multidose,
+        "slots": {k.value: v.isoformat() for k, v in sorted(config.slot_times.items())},
+        "default_time": config.default_time.isoformat(),
+    }
+    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan_intakes(
+    entry: ListEntry, config: WardConfig, start: datetime, end: datetime
+) -> list[PlannedIntake]:
+    """The intakes of ``entry`` due in ``[start, end)`` on the ward's clock, in time order.
+
+    Only fixed doses are planned: as-needed entries, and entries with only a short dose or text,
+    have no planned intakes. On-hold and entered-in-error entries plan nothing; a discontinued
+    entry plans up to its discontinuation. Days outside ``entry.start``..``entry.stop`` are
+    never planned.
+    """
+    if entry.dosage is None or not entry.dosage.fixed:
+        return []
+    if entry.status in (EntryStatus.ON_HOLD, EntryStatus.ENTERED_IN_ERROR):
+        return []
+    if entry.discontinuation is not None:
+        end = min(end, entry.discontinuation.at)
+    if end <= start:
+        return []
+    first = max(local_date(start) - _DAY, entry.start)
+    last = local_date(end) + _DAY
+    if entry.stop is not None:
+        last = min(last, entry.stop)
+    found: list[PlannedIntake] = []
+    for index, dose in enumerate(entry.dosage.fixed):
+        for local in _wall_times(dose, config, entry.start, first, last):
+            due, shifted = local_instant(local)
+            if start <= due < end:
+                found.append(
+                    PlannedIntake(
+                        local_time=local,
+                        due_at=due,
+                        dose_index=index,
+                        amount=dose.amount,
+                        time_of_day=dose.time_of_day,
+                        exact=dose.exact,
+                        shifted=shifted,
+                        multidose=entry.multidose,
+                    )
+                )
+    return sorted(found, key=lambda p: (p.due_at, p.dose_index))
+
+
+def _wall_times(
+    dose: FixedDose, config: WardConfig, entry_start: date, first: date, last: date
+) -> list[datetime]:
+    anchor = config.anchor(dose)
+    hours = None if dose.interval is None else dose.interval.hours
+    if hours is not None and hours > 24 and hours % 24:
+        return _elapsed_times(dose, anchor, hours, entry_start, first, last)
+    every_days = int(hours // 24) if hours is not None and hours >= 24 else 1
+    times = _times_of_day(anchor, hours if hours is not None and hours < 24 else None)
+    found = []
+    day = first
+    while day <= last:
+        if day >= entry_start and _is_dosing_day(dose, day, entry_start, every_days):
+            found.extend(datetime.combine(day, t) for t in times)
+        day += _DAY
+    return found
+
+
+def _times_of_day(anchor: time, interval_hours: float | None) -> list[time]:
+    if interval_hours is None:
+        return [anchor]
+    start = timedelta(hours=anchor.hour, minutes=anchor.minute)
+    step = timedelta(hours=interval_hours)
+    count = max(1, int(timedelta(days=1) / step + 1e-9))
+    moments = {(start + step * k) % _DAY for k in range(count)}
+    return sorted((datetime.min + m).time() for m in moments)
+
+
+def _is_dosing_day(dose: FixedDose, day: date, entry_start: date, every_days: int) -> bool:
+    elapsed = (day - entry_start).days
+    if dose.weekdays and list(Weekday)[day.weekday()] not in dose.weekdays:
+        return False
+    if dose.days_on is not None and dose.days_off is not None:
+        if elapsed % (dose.days_on + dose.days_off) >= dose.days_on:
+            return False
+    return elapsed % every_days == 0
+
+
+def _elapsed_times(
+    dose: FixedDose, anchor: time, hours: float, entry_start: date, first: date, last: date
+) -> list[datetime]:
+    """Intakes every ``hours`` of elapsed time from the first one, as Oslo wall times."""
+    origin, _ = local_instant(datetime.combine(entry_start, anchor))
+    step = timedelta(hours=hours)
+    lower, _ = local_instant(datetime.combine(first, time(0)))
+    upper, _ = local_instant(datetime.combine(last + _DAY, time(0)))
+    k = max(0, int((lower - origin) / step))
+    found = []
+    while origin + step * k < upper:
+        moment = (origin + step * k).astimezone(PLANNING_ZONE)
+        if moment.date() >= first and _is_dosing_day(dose, moment.date(), entry_start, 1):
+            found.append(moment.replace(tzinfo=None))
+        k += 1
+    return found

@@ -1,0 +1,216 @@
+"""Scheduled jobs (APScheduler 3.x), each also runnable once from the CLI
+(``medloop jobs run <name>``). Every job is idempotent: run twice at the same moment, the
+second run changes nothing.
+
+- ``roll-forward``: keep the next 48 h of planned doses generated for every admitted patient;
+- ``mark-missed``: chart as missed the planned doses whose ward window has passed;
+- ``flag-multidose-deadlines``: flag multidose periods whose order deadline is near with list
+  changes not yet applied (``medloop.loop.multidose.flag_deadlines``);
+- ``expire-prescriptions``: dispensable prescriptions past their validity become expired (F),
+  one audited command per patient;
+- ``refresh-catalogue``: import the newest FEST file in ``MEDLOOP_CATALOGUE_DIR`` when it is
+  not the catalogue in force.
+
+One runner at a time: on PostgreSQL each run holds a session-level advisory lock for its job
+(another process that finds it taken skips the run); on SQLite only the serving process runs a
+scheduler. ``MEDLOOP_SCHEDULER=off`` disables the scheduler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from medloop.loop import administer
+from medloop.loop.expire import SCHEDULER, expire_prescriptions, patients_with_expired_prescriptions
+from medloop.loop.runner import Call
+
+log = logging.getLogger(__name__)
+
+CATALOGUE_SUFFIXES = (".xml", ".xml.gz", ".zip")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What the jobs read from the environment: whether the scheduler runs
+    (``MEDLOOP_SCHEDULER``: ``on``/``off``) and where new catalogue files appear
+    (``MEDLOOP_CATALOGUE_DIR``)."""
+
+    enabled: bool = True
+    catalogue_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> JobSettings:
+        directory = os.environ.get("MEDLOOP_CATALOGUE_DIR")
+        return cls(
+            enabled=os.environ.get("MEDLOOP_SCHEDULER", "on").strip().lower()
+            not in ("off", "0", "false", "no"),
+            catalogue_dir=Path(directory) if directory else None,
+        )
+
+
+JobFunction = Callable[[Engine, datetime, JobSettings], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    run: JobFunction
+    trigger: dict[str, Any]
+
+
+def _roll_forward(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
+    return administer.roll_forward(engine, now)
+
+
+def _mark_missed(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
+    return administer.mark_missed(engine, now)
+
+
+def _flag_multidose_deadlines(
+    engine: Engine, now: datetime, settings: JobSettings
+) -> dict[str, Any]:
+    from medloop.loop.multidose import flag_deadlines
+
+    return {"flagged": flag_deadlines(engine, now)}
+
+
+def _expire_prescriptions(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
+    call = Call(actor=SCHEDULER, at=now, reason="prescription validity has passed")
+    with engine.connect() as conn:
+        patients = patients_with_expired_prescriptions(conn, call)
+    expired = 0
+    for patient_id in patients:
+        result = expire_prescriptions(engine, patient_id, call)
+        expired += len(result.response["expired"])
+    return {"patients": len(patients), "expired": expired}
+
+
+def _refresh_catalogue(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
+    from fest.errors import FestFormatError, FestImportRejected
+    from fest.loader import import_catalogue
+    from fest.parser import content_sha256
+    from fest.queries import version_in_force
+
+    newest = newest_catalogue_file(settings.catalogue_dir)
+    if newest is None:
+        return {"imported": False, "file": None}
+    with engine.connect() as conn:
+        in_force = version_in_force(conn)
+    if in_force is not None and in_force["sha256"] == content_sha256(newest):
+        return {"imported": False, "file": newest.name, "version": in_force["id"]}
+    try:
+        result = import_catalogue(engine, newest)
+    except (FestFormatError, FestImportRejected) as refusal:
+        log.warning("catalogue file %s not imported: %s", newest, refusal)
+        return {"imported": False, "file": newest.name, "refused": str(refusal)}
+    return {"imported": not result.unchanged, "file": newest.name, "version": result.version}
+
+
+def newest_catalogue_file(directory: Path | None) -> Path | None:
+    """The most recently modified FEST file (``.xml``, ``.xml.gz``, ``.zip``) in
+    ``directory``."""
+    if directory is None or not directory.is_dir():
+        return None
+    files = [p for p in directory.iterdir() if p.is_file() and p.name.endswith(CATALOGUE_SUFFIXES)]
+    return max(files, key=lambda p: (p.stat().st_mtime, p.name), default=None)
+
+
+JOBS: dict[str, Job] = {
+    job.name: job
+    for job in (
+        Job("roll-forward", "keep the next 48 h of planned doses generated",
+            _roll_forward, {"trigger": "interval", "minutes": 15}),
+        Job("mark-missed", "chart as missed the doses whose window has passed",
+            _mark_missed, {"trigger": "interval", "minutes": 5}),
+        Job("flag-multidose-deadlines",
+            "flag multidose periods near their order deadline with unapplied list changes",
+            _flag_multidose_deadlines, {"trigger": "interval", "minutes": 30}),
+        Job("expire-prescriptions", "expire prescriptions past their validity",
+            _expire_prescriptions,
+            {"trigger": "cron", "hour": "*", "minute": 7, "timezone": "Europe/Oslo"}),
+        Job("refresh-catalogue", "import a newer FEST file from MEDLOOP_CATALOGUE_DIR",
+            _refresh_catalogue, {"trigger": "interval", "minutes": 60}),
+    )
+}
+
+
+class UnknownJob(KeyError):
+    pass
+
+
+def run_job(
+    engine: Engine, name: str, now: datetime | None = None, settings: JobSettings | None = None
+) -> dict[str, Any]:
+    """Run job ``name`` once (under its lock on PostgreSQL); ``{"skipped": True}`` when another
+    process is running it."""
+    job = JOBS.get(name)
+    if job is None:
+        raise UnknownJob(name)
+    moment = now or datetime.now(UTC)
+    with _job_lock(engine, name) as acquired:
+        if not acquired:
+            return {"job": name, "skipped": True}
+        result = job.run(engine, moment, settings or JobSettings.from_env())
+    return {"job": name, "at": moment.isoformat(), **result}
+
+
+def _lock_key(name: str) -> int:
+    digest = hashlib.sha256(f"medloop.jobs/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def _job_lock(engine: Engine, name: str) -> Iterator[bool]:
+    """A session-level PostgreSQL advisory lock for the job, held for the run (always granted
+    on SQLite, where one process runs the jobs)."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        key = _lock_key(name)
+        acquired = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        conn.commit()
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+
+
+def start_scheduler(engine: Engine, settings: Any = None) -> Any:
+    """Start a ``BackgroundScheduler`` running every job on its trigger, or return ``None``
+    when disabled (``MEDLOOP_SCHEDULER=off``). ``settings`` may be a ``JobSettings``; anything
+    else (e.g. ``medloop.settings.Settings``) leaves the job settings to the environment."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    job_settings = settings if isinstance(settings, JobSettings) else JobSettings.from_env()
+    if not job_settings.enabled:
+        return None
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for job in JOBS.values():
+        scheduler.add_job(
+            _scheduled, kwargs={"engine": engine, "name": job.name, "settings": job_settings},
+            id=job.name, name=job.description, coalesce=True, max_instances=1,
+            replace_existing=True, **job.trigger,
+        )
+    scheduler.start()
+    return scheduler
+
+
+def _scheduled(engine: Engine, name: str, settings: JobSettings) -> None:
+    try:
+        log.info("job %s: %s", name, run_job(engine, name, settings=settings))
+    except Exception:  # noqa: BLE001 - a failing run is logged and retried on the next trigger
+        log.exception("job %s failed", name)

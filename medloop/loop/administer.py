@@ -1,0 +1,939 @@
+"""Nursing-home administration: ward set-up, admissions, planning doses, charting and the
+chart queries.
+
+Commands (each one transaction, audited, with an optional idempotency key):
+
+- ``create_ward`` / ``configure_ward``: a ward of the caller's organisation and its
+  configuration (slot clock times, charting windows, witness policy); versions, never edits;
+- ``admit`` / ``discharge``: a patient's stay on a ward (through ``run_command``); admitting
+  plans the next 48 h at once;
+- ``chart``: given / not given / refused / held, with the closed-loop rules of
+  ``medloop.domain.administration`` and decision support run again on what was given in the
+  last 24 h (alerts that need an override behave as in prescribing; the prescriber's earlier
+  overrides come back for the nurse to see);
+- ``mark_in_error``: an earlier charting is marked entered-in-error (kept, no longer counted).
+
+System work for the scheduled jobs (``medloop.jobs``), idempotent: ``roll_forward`` keeps the
+planned doses of every admitted patient generated ``HORIZON`` ahead (a changed dosage gets a new
+schedule that takes over from the time of the change; charted doses stay charted),
+``mark_missed`` charts as missed the doses whose window has passed.
+
+Queries: ``ward_chart`` (a ward's day: per patient planned, due, overdue, missed, given …),
+``administration_history`` and ``is_admitted``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+from sqlalchemy import Connection, Engine
+
+from interactions import Medication
+from interactions.catalogue import Package
+from interactions.dosage import Quantity, Use
+from medloop.domain._model import Frozen
+from medloop.domain.administration import (
+    Administration,
+    AdministrationAlreadyInError,
+    AdministrationCorrection,
+    AdministrationNotFound,
+    AsNeededDoseIsNotPlanned,
+    ChartRequest,
+    DoseStatus,
+    EntryNotAdministrable,
+    Intake,
+    Outcome,
+    PlannedDose,
+    PlannedDoseNotFound,
+    PlannedDoseRequired,
+    PrnLimitExceeded,
+    ScannedPack,
+    check_amount,
+    check_entry_in_use,
+    check_planned_dose,
+    check_prn_limits,
+    check_request_shape,
+    check_scanned_pack,
+    check_witness,
+    dose_status,
+    effective_charting,
+    is_missed,
+)
+from medloop.domain.codes import EntryStatus
+from medloop.domain.entry import ListEntry
+from medloop.domain.errors import DomainError, PatientNotFound, ReasonRequired
+from medloop.domain.personnel import Actor
+from medloop.domain.ward import (
+    Admission,
+    AdmissionNotFound,
+    PatientAlreadyAdmitted,
+    PatientNotAdmitted,
+    Ward,
+    WardConfig,
+    WardIdAlreadyUsed,
+    WardNotFound,
+    WardOfAnotherOrganisation,
+    local_date,
+    local_day_bounds,
+    plan_intakes,
+    schedule_fingerprint,
+)
+from medloop.loop.runner import (
+    Call,
+    Catalogue,
+    CommandResult,
+    Context,
+    Effect,
+    Screening,
+    medications_of,
+    run_command,
+)
+from medloop.loop.scanning import read_pack_code
+from medloop.store import administration as store
+from medloop.store import audit
+from medloop.store import medication_list as list_store
+from medloop.store.idempotency import request_fingerprint, run_once
+
+HORIZON = timedelta(hours=48)
+"""How far ahead planned doses are kept generated."""
+
+PLAN_LOOK_BACK = timedelta(hours=24)
+"""Planning never fills in doses due longer ago than this (a job that did not run for days
+does not invent a backlog of missed doses)."""
+
+MISSED_LOOK_BACK = timedelta(days=7)
+"""``mark_missed`` looks this far back for doses nobody charted."""
+
+PRN_WINDOW_MAX = timedelta(days=35)
+"""The longest PRN period looked at (a month counts as 28 days in dosages)."""
+
+_NAMESPACE = uuid.UUID("6f1d3c4e-2b7a-4f0e-9a51-3d8c0b6e7a21")
+
+
+# -- wards -------------------------------------------------------------------------------------
+
+
+class WardOrder(Frozen):
+    """A new ward of the caller's organisation."""
+
+    ward_id: UUID
+    name: str = Field(min_length=1)
+    config: WardConfig = WardConfig()
+
+
+def create_ward(engine: Engine, order: WardOrder, call: Call) -> dict[str, Any]:
+    """Create a ward of ``call.actor``'s organisation with its first configuration."""
+
+    def compute(conn: Connection) -> dict[str, Any]:
+        if store.read_ward(conn, order.ward_id) is not None:
+            raise WardIdAlreadyUsed(f"ward id {order.ward_id} is taken", ward_id=order.ward_id)
+        ward = Ward(
+            id=order.ward_id, organisation_id=call.actor.organisation.id, name=order.name
+        )
+        store.add_ward(conn, ward, order.config, call.actor, call.at)
+        return {"ward_id": str(ward.id), "organisation_id": ward.organisation_id,
+                "name": ward.name, "config_version": 1}
+
+    return _ward_command(engine, "create", call, order.model_dump(mode="json"), compute)
+
+
+def configure_ward(
+    engine: Engine, ward_id: UUID, config: WardConfig, call: Call
+) -> dict[str, Any]:
+    """A new configuration version for a ward of the caller's organisation; planned doses
+    follow it from the next roll-forward."""
+
+    def compute(conn: Connection) -> dict[str, Any]:
+        found = _own_ward(conn, ward_id, call.actor)
+        version = found.config_version + 1
+        store.add_ward_config(conn, ward_id, version, config, call.actor, call.at)
+        return {"ward_id": str(ward_id), "config_version": version}
+
+    request = {"ward_id": str(ward_id), "config": config.model_dump(mode="json")}
+    return _ward_command(engine, "configure", call, request, compute)
+
+
+def _own_ward(conn: Connection, ward_id: UUID, actor: Actor) -> store.WardState:
+    found = store.read_ward(conn, ward_id)
+    if found is None:
+        raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
+    if found.ward.organisation_id != actor.organisation.id:
+        raise WardOfAnotherOrganisation(
+            f"ward {ward_id} belongs to organisation {found.ward.organisation_id}",
+            ward_id=ward_id, organisation_id=found.ward.organisation_id,
+        )
+    return found
+
+
+def _ward_command(
+    engine: Engine,
+    action: str,
+    call: Call,
+    request: Mapping[str, Any],
+    compute: Callable[[Connection], dict[str, Any]],
+) -> dict[str, Any]:
+    """A ward command: one write transaction, the idempotency key, and the audit record (of
+    the refusal too)."""
+    try:
+        with engine.execution_options(write=True).begin() as conn:
+            if call.idempotency_key is None:
+                response, replayed = compute(conn), False
+            else:
+                who = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}"
+                scope = f"{who}/ward.{action}"
+                fingerprint = request_fingerprint({"action": action, "request": dict(request)})
+                result = run_once(
+                    conn, scope, call.idempotency_key, fingerprint, lambda: compute(conn)
+                )
+                response, replayed = dict(result.response), result.replayed
+            audit.append(conn, _ward_event(action, call, audit.Outcome.OK,
+                                           {**response, "replayed": replayed}))
+            return response
+    except DomainError as refusal:
+        with engine.execution_options(write=True).begin() as conn:
+            detail = {"code": refusal.code, "detail": refusal.detail, **dict(request)}
+            audit.append(conn, _ward_event(action, call, audit.Outcome.REFUSED, detail))
+        raise
+
+
+def _ward_event(
+    action: str, call: Call, outcome: audit.Outcome, detail: Mapping[str, Any]
+) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        actor=call.actor.personnel.hpr_number,
+        actor_role=call.actor.personnel.role.value,
+        organisation=call.actor.organisation.id,
+        action=f"ward.{action}",
+        outcome=outcome,
+        request_id=call.request_id,
+        reason=call.reason,
+        detail=dict(detail),
+    )
+
+
+# -- admissions --------------------------------------------------------------------------------
+
+
+class AdmissionOrder(Frozen):
+    admission_id: UUID
+    ward_id: UUID
+    admitted_at: AwareDatetime
+
+
+def admit(
+    engine: Engine, patient_id: UUID, order: AdmissionOrder, call: Call,
+    *, horizon: timedelta = HORIZON,
+) -> CommandResult:
+    """Admit the patient to a ward of the caller's organisation and plan the next ``horizon``
+    of doses; refused while the patient is admitted anywhere."""
+
+    def decide(ctx: Context) -> Effect:
+        ward = _own_ward(ctx.conn, order.ward_id, call.actor)
+        for earlier in store.admissions_of(ctx.conn, patient_id):
+            if earlier.discharged_at is None:
+                raise PatientAlreadyAdmitted(
+                    f"patient {patient_id} is admitted to ward {earlier.ward_id}",
+                    patient_id=patient_id, admission_id=earlier.id, ward_id=earlier.ward_id,
+                )
+        record = Admission(
+            id=order.admission_id, patient_id=patient_id, ward_id=order.ward_id,
+            organisation_id=ward.ward.organisation_id, admitted_at=order.admitted_at,
+        )
+        plan = _plan(ctx.conn, ctx.state, record, ward, max(call.at, order.admitted_at), horizon)
+        return Effect(
+            writes=(lambda conn: store.add_admission(conn, record), plan.write),
+            response={"admission_id": str(record.id), "ward_id": str(record.ward_id),
+                      "planned": len(plan.doses)},
+        )
+
+    return run_command(
+        engine, "admit", patient_id, call, decide,
+        based_on=None, request=order.model_dump(mode="json"),
+    )
+
+
+def discharge(
+    engine: Engine, patient_id: UUID, admission_id: UUID, at: datetime, call: Call
+) -> CommandResult:
+    """End an admission at ``at``; nothing is planned or marked missed after it."""
+
+    def decide(ctx: Context) -> Effect:
+        found = next(
+            (a for a in store.admissions_of(ctx.conn, patient_id) if a.id == admission_id), None
+        )
+        if found is None or found.discharged_at is not None:
+            raise AdmissionNotFound(
+                f"patient {patient_id} has no current admission {admission_id}",
+                admission_id=admission_id,
+            )
+        _own_ward(ctx.conn, found.ward_id, call.actor)
+        return Effect(
+            writes=(lambda conn: store.add_discharge(conn, admission_id, at, call.actor),),
+            response={"admission_id": str(admission_id), "discharged_at": at.isoformat()},
+        )
+
+    return run_command(
+        engine, "discharge", patient_id, call, decide, based_on=None,
+        request={"admission_id": str(admission_id), "at": at.isoformat()},
+    )
+
+
+def is_admitted(conn: Connection, patient_id: UUID, organisation_id: str, at: datetime) -> bool:
+    """Whether the patient is admitted to a ward of ``organisation_id`` at ``at`` (nurses see
+    and chart only such patients)."""
+    return store.is_admitted(conn, patient_id, organisation_id, at)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """New schedules and planned doses for one patient, generated at ``generated_at``."""
+
+    generated_at: datetime
+    schedules: list[tuple[UUID, store.ScheduleRow]] = field(default_factory=list)
+    doses: list[PlannedDose] = field(default_factory=list)
+
+    def write(self, conn: Connection) -> None:
+        store.add_schedules(conn, self.schedules, self.generated_at)
+        store.add_planned_doses(conn, self.doses)
+
+    @property
+    def empty(self) -> bool:
+        return not self.schedules and not self.doses
+
+
+def _plan(
+    conn: Connection,
+    state: list_store.PatientState,
+    admission: Admission,
+    ward: store.WardState,
+    now: datetime,
+    horizon: timedelta,
+) -> _Plan:
+    """The schedules and planned doses missing for the patient's entries from now to
+    ``now + horizon`` (pure but for reading what is already planned)."""
+    patient_id = state.patient.id
+    plan = _Plan(now)
+    end = now + horizon
+    if admission.discharged_at is not None:
+        end = min(end, admission.discharged_at)
+    schedules = store.schedules_of(conn, [patient_id])
+    version_times = _entry_version_times(state)
+    since = max(admission.admitted_at, now - PLAN_LOOK_BACK)
+    existing = store.planned_keys(conn, patient_id, since - PLAN_LOOK_BACK)
+    charted_slots = _charted_slots(conn, patient_id, since - PLAN_LOOK_BACK, end)
+    for entry in state.medication_list.entries:
+        known = schedules.get(entry.id, [])
+        current = _schedule_for(entry, ward.config, known, version_times[entry.id], admission, now)
+        if current is None:
+            continue
+        if not known or known[-1].version != current.version:
+            plan.schedules.append((patient_id, current))
+        start = max(current.effective_from, since)
+        for intake in plan_intakes(entry, ward.config, start, end):
+            local = intake.local_time.strftime("%Y-%m-%dT%H:%M")
+            key = (str(entry.id), current.version, local, intake.dose_index)
+            if key in existing or (str(entry.id), local, intake.dose_index) in charted_slots:
+                continue
+            plan.doses.append(
+                PlannedDose(
+                    id=uuid.uuid5(_NAMESPACE, "/".join(map(str, key))),
+                    patient_id=patient_id, ward_id=admission.ward_id, entry_id=entry.id,
+                    schedule_version=current.version, drug=entry.drug.name,
+                    **intake.model_dump(),
+                )
+            )
+    return plan
+
+
+def _schedule_for(
+    entry: ListEntry,
+    config: WardConfig,
+    known: Sequence[store.ScheduleRow],
+    versions: Sequence[tuple[int, datetime]],
+    admission: Admission,
+    now: datetime,
+) -> store.ScheduleRow | None:
+    """The entry's schedule in force: the last one, or a new version when what the plan
+    depends on changed. A new schedule takes over from the first entry version after the last
+    one planned (so doses of the old dosage before the change stay), or from now when only the
+    ward's clock changed."""
+    fingerprint = schedule_fingerprint(entry, config, admission.ward_id)
+    if known and known[-1].fingerprint == fingerprint:
+        return known[-1]
+    plans_something = entry.dosage is not None and bool(entry.dosage.fixed)
+    if not known:
+        if not plans_something or entry.status is EntryStatus.ENTERED_IN_ERROR:
+            return None
+        effective = max(versions[0][1], admission.admitted_at)
+        return store.ScheduleRow(entry.id, 1, entry.version, fingerprint, effective)
+    last = known[-1]
+    newer = [at for version, at in versions if version > last.entry_version]
+    effective = min(newer) if newer else now
+    return store.ScheduleRow(
+        entry.id, last.version + 1, entry.version, fingerprint, max(effective, last.effective_from)
+    )
+
+
+def _entry_version_times(state: list_store.PatientState) -> dict[UUID, list[tuple[int, datetime]]]:
+    found: dict[UUID, list[tuple[int, datetime]]] = defaultdict(list)
+    for change in state.changes:
+        for version in change.entry_versions:
+            found[version.entry_id].append((version.version, version.at))
+    return found
+
+
+def _charted_slots(
+    conn: Connection, patient_id: UUID, start: datetime, end: datetime
+) -> set[tuple[str, str, int]]:
+    """(entry, local time, dose index) of planned doses already charted by a person: a new
+    schedule does not plan the same intake again."""
+    doses = store.planned_doses(conn, patient_ids=[patient_id], start=start, end=end)
+    charted = store.chartings_of_doses(conn, [d.id for d in doses])
+    return {
+        (str(d.entry_id), d.local_time.strftime("%Y-%m-%dT%H:%M"), d.dose_index)
+        for d in doses
+        if any(c.stands and c.administration.outcome is not Outcome.MISSED
+               for c in charted.get(d.id, ()))
+    }
+
+
+def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) -> dict[str, int]:
+    """Keep every admitted patient's doses planned ``horizon`` ahead; a second run at the same
+    moment plans nothing."""
+    with engine.connect() as conn:
+        admissions = store.current_admissions(conn, now)
+        wards = store.ward_configs(conn, {a.ward_id for a in admissions})
+    schedules = doses = patients = 0
+    for admission in admissions:
+        with engine.execution_options(write=True).begin() as conn:
+            patient = list_store.lock_patient(conn, admission.patient_id)
+            if patient is None:
+                continue
+            state = list_store.load_patient_state(conn, patient)
+            plan = _plan(conn, state, admission, wards[admission.ward_id], now, horizon)
+            if plan.empty:
+                continue
+            plan.write(conn)
+            _system_audit(conn, "administration.plan", state, {
+                "schedules": len(plan.schedules), "planned": len(plan.doses),
+                "until": (now + horizon).isoformat(),
+            })
+        patients += 1
+        schedules += len(plan.schedules)
+        doses += len(plan.doses)
+    return {"patients": patients, "schedules": schedules, "planned": doses}
+
+
+def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
+    """Chart as missed every planned dose in force whose ward window has passed without a
+    charting; a second run marks nothing."""
+    with engine.connect() as conn:
+        admissions = store.current_admissions(conn, now)
+        wards = store.ward_configs(conn, {a.ward_id for a in admissions})
+    missed = 0
+    for admission in admissions:
+        ward = wards[admission.ward_id]
+        config = ward.config
+        with engine.execution_options(write=True).begin() as conn:
+            patient = list_store.lock_patient(conn, admission.patient_id)
+            if patient is None:
+                continue
+            # A dose of a dosage changed since the last roll-forward must be superseded, not
+            # missed: bring the plan up to date first.
+            state = list_store.load_patient_state(conn, patient)
+            plan = _plan(conn, state, admission, ward, now, HORIZON)
+            if not plan.empty:
+                plan.write(conn)
+                _system_audit(conn, "administration.plan", state, {
+                    "schedules": len(plan.schedules), "planned": len(plan.doses),
+                })
+            start = max(admission.admitted_at, now - MISSED_LOOK_BACK)
+            lines = _lines(conn, [admission.patient_id], start, now)
+            records = [
+                Administration(
+                    id=uuid.uuid5(_NAMESPACE, f"missed/{line.dose.id}"),
+                    patient_id=line.dose.patient_id, entry_id=line.dose.entry_id,
+                    planned_dose_id=line.dose.id, outcome=Outcome.MISSED,
+                    at=line.dose.due_at + config.missed_after, recorded_at=now,
+                )
+                for line in lines
+                if line.in_force and line.charting is None
+                and line.dose.ward_id == admission.ward_id and admission.covers(line.dose.due_at)
+                and is_missed(line.dose.due_at, config, now)
+            ]
+            if not records:
+                continue
+            store.add_administrations(conn, records)
+            national_id = list_store.national_id_of(conn, admission.patient_id)
+            audit.append(conn, audit.AuditEvent(
+                actor="system", actor_role="system", action="administration.mark-missed",
+                patient=national_id,
+                detail={"patient_id": str(admission.patient_id),
+                        "planned_dose_ids": [str(r.planned_dose_id) for r in records]},
+            ))
+            missed += len(records)
+    return {"missed": missed}
+
+
+def _system_audit(
+    conn: Connection, action: str, state: list_store.PatientState, detail: Mapping[str, Any]
+) -> None:
+    audit.append(conn, audit.AuditEvent(
+        actor="system", actor_role="system", action=action,
+        patient=str(state.patient.national_id),
+        detail={"patient_id": str(state.patient.id), **detail},
+    ))
+
+
+# -- charting ----------------------------------------------------------------------------------
+
+
+def chart(
+    engine: Engine,
+    patient_id: UUID,
+    request: ChartRequest,
+    call: Call,
+    *,
+    witness: Actor | None = None,
+) -> CommandResult:
+    """Chart a dose for a patient admitted to a ward of the caller's organisation. ``witness``
+    is the second, authenticated person the ward's policy may demand."""
+
+    def decide(ctx: Context) -> Effect:
+        check_request_shape(request, call.at)
+        entry = ctx.state.medication_list.entry(request.entry_id)
+        moment = request.given_at or call.at
+        admission = _admission(ctx.conn, patient_id, call.actor, moment)
+        ward = _ward_state(ctx.conn, admission.ward_id)
+        known = store.schedules_of(ctx.conn, [patient_id]).get(entry.id, [])
+        replan = _replan_if_stale(ctx, entry, admission, ward, known)
+        schedules = [*known, *(s for _, s in replan.schedules if s.entry_id == entry.id)]
+        planned, late = _check_planned(
+            ctx.conn, patient_id, entry, request, ward.config, call.at, schedules
+        )
+        given = request.outcome is Outcome.GIVEN
+        checked = (
+            _check_given(ctx, entry, request, planned, ward.config, witness)
+            if given
+            else _Given()
+        )
+        record = Administration(
+            id=request.administration_id, patient_id=patient_id, entry_id=entry.id,
+            planned_dose_id=request.planned_dose_id, outcome=request.outcome,
+            at=request.given_at or call.at, recorded_at=call.at,
+            dose=request.dose if given else None, performer=call.actor,
+            witness=witness if given else None, reason=request.reason, scan=checked.scan,
+            scan_skipped=request.scan_skipped if given and checked.scan is None else None,
+            late=late,
+            limit_override=request.limit_override if checked.exceeded else None,
+            limits_exceeded=checked.exceeded,
+        )
+        return Effect(
+            screening=_screening(ctx, entry, request.given_at) if given else None,
+            writes=(replan.write, lambda conn: store.add_administration(conn, record)),
+            response={
+                "administration_id": str(record.id),
+                "entry_id": str(entry.id),
+                "planned_dose_id": None if planned is None else str(planned.id),
+                "outcome": record.outcome.value,
+                "late": late,
+                "limits_exceeded": list(record.limits_exceeded),
+                "limits_not_checked": list(checked.not_checked),
+                "scan": None if checked.scan is None else checked.scan.model_dump(mode="json"),
+                "witness": None if record.witness is None else record.witness.personnel.name,
+                "overrides_on_record": _overrides_on_record(ctx.conn, patient_id, entry.id),
+            },
+        )
+
+    payload = {
+        **request.model_dump(mode="json"),
+        "witness": None if witness is None else witness.personnel.hpr_number,
+    }
+    return run_command(
+        engine, "administer", patient_id, call, decide, based_on=None, request=payload
+    )
+
+
+@dataclass(frozen=True)
+class _Given:
+    """What the checks of a given dose found: the scanned pack, the limits it exceeded with an
+    override reason (PRN limits, ``above-prescribed``) and the limits that could not be
+    checked."""
+
+    scan: ScannedPack | None = None
+    exceeded: tuple[str, ...] = ()
+    not_checked: tuple[str, ...] = ()
+
+
+def _check_given(
+    ctx: Context,
+    entry: ListEntry,
+    request: ChartRequest,
+    planned: PlannedDose | None,
+    config: WardConfig,
+    witness: Actor | None,
+) -> _Given:
+    """The closed-loop checks of a dose charted as given (the entry in use, the amount, PRN
+    limits, witness, scan); raises the precise refusal."""
+    assert request.dose is not None and request.given_at is not None
+    check_entry_in_use(entry, request.given_at)
+    on = local_date(request.given_at)
+    if planned is None and not entry.in_use(on):
+        raise EntryNotAdministrable(
+            f"entry {entry.id} is {entry.status.value} or outside its dates on {on}",
+            entry_id=entry.id, status=entry.status,
+        )
+    prescribed = planned.amount if planned is not None else _prn_amount(entry, request.dose)
+    above = check_amount(prescribed, request.dose, request.limit_override)
+    limits: tuple[str, ...] = ()
+    not_checked: tuple[str, ...] = ()
+    if planned is None:
+        limits, not_checked = _check_prn(ctx.conn, ctx.state.patient.id, entry, request)
+    check_witness(entry, config, ctx.call.actor, witness)
+    scan = None
+    if request.scan is not None:
+        scan = check_scanned_pack(
+            request.scan, read_pack_code(request.scan), entry.drug,
+            _packages_by_gtin(ctx.catalogue), on,
+        )
+    return _Given(scan, limits + (("above-prescribed",) if above else ()), not_checked)
+
+
+def mark_in_error(
+    engine: Engine, patient_id: UUID, administration_id: UUID, call: Call
+) -> CommandResult:
+    """Mark a charting entered-in-error (``call.reason`` says why): it stays on record but no
+    longer counts, and the dose can be charted again."""
+
+    def decide(ctx: Context) -> Effect:
+        reason = (call.reason or "").strip()
+        if not reason:
+            raise ReasonRequired("marking a charting entered-in-error needs a reason")
+        found = store.administration_by_id(ctx.conn, administration_id)
+        if found is None or found.administration.patient_id != patient_id:
+            raise AdministrationNotFound(
+                f"patient {patient_id} has no administration {administration_id}",
+                administration_id=administration_id,
+            )
+        if not found.stands:
+            raise AdministrationAlreadyInError(
+                f"administration {administration_id} is already entered in error",
+                administration_id=administration_id,
+            )
+        _admission(ctx.conn, patient_id, call.actor, call.at)
+        correction = AdministrationCorrection(
+            administration_id=administration_id, at=call.at, by=call.actor, reason=reason
+        )
+        return Effect(
+            writes=(lambda conn: store.add_correction(conn, correction),),
+            response={"administration_id": str(administration_id),
+                      "entered_in_error": True},
+        )
+
+    return run_command(
+        engine, "administration-entered-in-error", patient_id, call, decide, based_on=None,
+        request={"administration_id": str(administration_id)},
+    )
+
+
+def _admission(conn: Connection, patient_id: UUID, actor: Actor, at: datetime) -> Admission:
+    for admission in store.admissions_of(conn, patient_id):
+        if admission.organisation_id == actor.organisation.id and admission.covers(at):
+            return admission
+    raise PatientNotAdmitted(
+        f"patient {patient_id} is not admitted to a ward of organisation "
+        f"{actor.organisation.id} at {at.isoformat()}",
+        patient_id=patient_id, organisation_id=actor.organisation.id,
+    )
+
+
+def _ward_state(conn: Connection, ward_id: UUID) -> store.WardState:
+    found = store.read_ward(conn, ward_id)
+    if found is None:
+        raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
+    return found
+
+
+def _replan_if_stale(
+    ctx: Context,
+    entry: ListEntry,
+    admission: Admission,
+    ward: store.WardState,
+    known: Sequence[store.ScheduleRow],
+) -> _Plan:
+    """The patient's plan brought up to date in this transaction when the charted entry changed
+    since it was last planned (the roll-forward job may not have run yet), so a dose of a
+    dosage that no longer holds is never charted; an empty plan otherwise. ``known`` are the
+    entry's stored schedules."""
+    fingerprint = schedule_fingerprint(entry, ward.config, admission.ward_id)
+    if not known or known[-1].fingerprint == fingerprint:
+        return _Plan(ctx.call.at)
+    return _plan(ctx.conn, ctx.state, admission, ward, ctx.call.at, HORIZON)
+
+
+def _is_as_needed(entry: ListEntry) -> bool:
+    return entry.use is Use.AS_NEEDED
+
+
+def _check_planned(
+    conn: Connection,
+    patient_id: UUID,
+    entry: ListEntry,
+    request: ChartRequest,
+    config: WardConfig,
+    now: datetime,
+    schedules: Sequence[store.ScheduleRow],
+) -> tuple[PlannedDose | None, bool]:
+    """The planned dose charted (``None`` for an as-needed entry) and whether a given dose is
+    late; ``schedules`` are the entry's schedules, stored and pending."""
+    if _is_as_needed(entry):
+        if request.planned_dose_id is not None:
+            raise AsNeededDoseIsNotPlanned(
+                f"entry {entry.id} is as needed: its doses have no planned dose",
+                entry_id=entry.id,
+            )
+        return None, False
+    if request.planned_dose_id is None:
+        raise PlannedDoseRequired(
+            f"entry {entry.id} is regular: chart one of its planned doses", entry_id=entry.id
+        )
+    planned = store.planned_dose_by_id(conn, request.planned_dose_id)
+    if planned is None or planned.patient_id != patient_id:
+        raise PlannedDoseNotFound(
+            f"patient {patient_id} has no planned dose {request.planned_dose_id}",
+            planned_dose_id=request.planned_dose_id,
+        )
+    chartings = store.chartings_of_doses(conn, [planned.id]).get(planned.id, [])
+    standing = effective_charting(c.administration for c in chartings if c.stands)
+    in_force = store.in_force(planned, schedules, charted=standing is not None)
+    late = check_planned_dose(request, planned, in_force, standing, config, now)
+    return planned, late
+
+
+def _prn_amount(entry: ListEntry, given: Quantity) -> Quantity:
+    doses = () if entry.dosage is None else entry.dosage.as_needed
+    if not doses:
+        raise EntryNotAdministrable(
+            f"entry {entry.id} has no structured as-needed dose to chart against",
+            entry_id=entry.id,
+        )
+    return next((d.amount for d in doses if d.amount.unit == given.unit), doses[0].amount)
+
+
+def _check_prn(
+    conn: Connection, patient_id: UUID, entry: ListEntry, request: ChartRequest
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    assert request.given_at is not None and request.dose is not None
+    assert entry.dosage is not None
+    history = store.chartings_of_patient(
+        conn, patient_id, since=request.given_at - PRN_WINDOW_MAX,
+        until=request.given_at + PRN_WINDOW_MAX,
+    )
+    intakes = [
+        Intake(c.administration.at, c.administration.dose.value)
+        for c in history
+        if c.stands and c.administration.entry_id == entry.id
+        and c.administration.outcome is Outcome.GIVEN and c.administration.dose is not None
+        and c.administration.dose.unit == request.dose.unit
+    ]
+    exceeded: list[str] = []
+    not_checked: list[str] = []
+    for dose in entry.dosage.as_needed:
+        result = check_prn_limits(dose, intakes, request.given_at, request.dose)
+        exceeded += [x for x in result.exceeded if x not in exceeded]
+        not_checked += [x for x in result.not_checked if x not in not_checked]
+    if exceeded and not (request.limit_override or "").strip():
+        raise PrnLimitExceeded(
+            f"the dose breaks the as-needed limits {', '.join(exceeded)}; "
+            "give an override reason to chart it anyway",
+            entry_id=entry.id, limits=exceeded,
+        )
+    return tuple(exceeded), tuple(not_checked)
+
+
+_gtin_indexes: dict[int, dict[str, Package]] = {}
+_gtin_lock = threading.Lock()
+
+
+def _packages_by_gtin(catalogue: Catalogue) -> dict[str, Package]:
+    """The catalogue's packages by EAN (``fest_package_ean``), built once per version."""
+    with _gtin_lock:
+        found = _gtin_indexes.get(id(catalogue))
+        if found is None:
+            found = {
+                ean: package
+                for packages in catalogue.packages_by_varenr.values()
+                for package in packages
+                for ean in package.eans
+            }
+            _gtin_indexes.clear()
+            _gtin_indexes[id(catalogue)] = found
+    return found
+
+
+def _screening(ctx: Context, entry: ListEntry, given_at: datetime | None) -> Screening:
+    """The list as decision support sees it, plus every entry given in the 24 h before this
+    dose as still in use (also when stopped since)."""
+    at = given_at or ctx.call.at
+    listed = {m.id: m for m in medications_of(ctx.state.medication_list)}
+    recent = store.chartings_of_patient(
+        ctx.conn, ctx.state.patient.id, since=at - timedelta(hours=24)
+    )
+    given = {
+        str(c.administration.entry_id) for c in recent
+        if c.stands and c.administration.outcome is Outcome.GIVEN
+    }
+    for entry_id in given:
+        known = listed.get(entry_id)
+        if known is not None:
+            listed[entry_id] = Medication(
+                id=known.id, drug=known.drug, dosage=known.dosage, start=known.start, stop=None
+            )
+    return Screening(tuple(listed.values()), (str(entry.id),) if str(entry.id) in listed else ())
+
+
+def _overrides_on_record(
+    conn: Connection, patient_id: UUID, entry_id: UUID
+) -> list[dict[str, Any]]:
+    """The overrides on record that involve the entry (the prescriber's, the pharmacist's),
+    shown to the nurse."""
+    return [
+        {"key": row.key, "by": row.override_by["personnel"]["name"],
+         "reason": row.override_reason, "at": row.raised_at.isoformat(), "action": row.action}
+        for row in list_store.alerts_for(conn, patient_id)
+        if row.override_reason is not None and str(entry_id) in row.record["medications"]
+    ]
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Line:
+    dose: PlannedDose
+    in_force: bool
+    charting: Administration | None
+
+
+def _lines(
+    conn: Connection, patient_ids: Sequence[UUID], start: datetime, end: datetime,
+    ward_id: UUID | None = None,
+) -> list[_Line]:
+    doses = store.planned_doses(
+        conn, patient_ids=None if ward_id is not None else patient_ids, ward_id=ward_id,
+        start=start, end=end,
+    )
+    chartings = store.chartings_of_doses(conn, [d.id for d in doses])
+    schedules = store.schedules_of(conn, sorted({d.patient_id for d in doses}))
+    lines = []
+    for dose in doses:
+        standing = effective_charting(
+            c.administration for c in chartings.get(dose.id, ()) if c.stands
+        )
+        lines.append(
+            _Line(dose, store.in_force(dose, schedules.get(dose.entry_id, []),
+                                       charted=standing is not None), standing)
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class ChartLine:
+    """One planned dose on the chart."""
+
+    planned_dose_id: UUID
+    entry_id: UUID
+    drug: str
+    local_time: datetime
+    due_at: datetime
+    amount: Quantity
+    status: DoseStatus
+    late: bool
+    multidose: bool
+    charting: Administration | None
+
+
+@dataclass(frozen=True)
+class PatientChart:
+    patient_id: UUID
+    admission_id: UUID
+    doses: tuple[ChartLine, ...]
+    as_needed: tuple[Administration, ...]
+
+    def count(self, status: DoseStatus) -> int:
+        return sum(1 for line in self.doses if line.status is status)
+
+
+@dataclass(frozen=True)
+class WardChart:
+    """A ward's administration chart for one Oslo calendar day."""
+
+    ward_id: UUID
+    day: date
+    patients: tuple[PatientChart, ...]
+
+
+def ward_chart(conn: Connection, ward_id: UUID, day: date, now: datetime) -> WardChart:
+    """Per admitted patient: the day's planned doses in force with their status at ``now``
+    (planned, due, overdue, missed, given, not given, refused, held) and the PRN doses given."""
+    found = store.read_ward(conn, ward_id)
+    if found is None:
+        raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
+    start, end = local_day_bounds(day)
+    admissions = [
+        a for a in store.admissions_to(conn, ward_id)
+        if a.admitted_at < end and (a.discharged_at is None or a.discharged_at > start)
+    ]
+    lines = _lines(conn, [a.patient_id for a in admissions], start, end, ward_id=ward_id)
+    stays = {a.patient_id: a for a in admissions}
+    by_patient: dict[UUID, list[ChartLine]] = defaultdict(list)
+    for line in lines:
+        stay = stays.get(line.dose.patient_id)
+        if not line.in_force or stay is None or not stay.covers(line.dose.due_at):
+            continue
+        by_patient[line.dose.patient_id].append(
+            ChartLine(
+                planned_dose_id=line.dose.id, entry_id=line.dose.entry_id,
+                drug=line.dose.drug, local_time=line.dose.local_time, due_at=line.dose.due_at,
+                amount=line.dose.amount,
+                status=dose_status(line.dose.due_at, line.charting, found.config, now),
+                late=line.charting is not None and line.charting.late,
+                multidose=line.dose.multidose, charting=line.charting,
+            )
+        )
+    prn: dict[UUID, list[Administration]] = defaultdict(list)
+    patients = [a.patient_id for a in admissions]
+    for charted in store.chartings_of_patients(conn, patients, start, end):
+        if charted.stands and charted.administration.planned_dose_id is None:
+            prn[charted.administration.patient_id].append(charted.administration)
+    return WardChart(
+        ward_id=ward_id,
+        day=day,
+        patients=tuple(
+            PatientChart(a.patient_id, a.id, tuple(by_patient.get(a.patient_id, ())),
+                         tuple(prn.get(a.patient_id, ())))
+            for a in admissions
+        ),
+    )
+
+
+def administration_history(
+    conn: Connection, patient_id: UUID, since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[store.Charted]:
+    """Every charting of the patient (also those entered in error, with their correction),
+    oldest first."""
+    if list_store.national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    return store.chartings_of_patient(conn, patient_id, since, until)
