@@ -21,7 +21,7 @@ COUNT_KEYS = {
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["fest"], ["db"], ["demo"], ["db", "upgrade"], ["fest", "import"], ["fest", "stats"], ["fest", "synth"], ["fest", "validate"], ["check"]],
+    [[], ["fest"], ["db"], ["demo"], ["serve"], ["token"], ["db", "upgrade"], ["fest", "import"], ["fest", "stats"], ["fest", "synth"], ["fest", "validate"], ["check"]],
 )
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
@@ -98,8 +98,8 @@ def test_validate_without_schemas_says_where_to_configure_them(tmp_path):
 def test_demo_loads_the_demo_catalogue_and_is_idempotent(sqlite_url):
     if not DEMO.exists():
         pytest.skip("demo catalogue not written yet")
-    first = runner.invoke(app, ["demo", "--db", sqlite_url])
+    first = runner.invoke(app, ["demo", "--db", sqlite_url, "--no-serve"])
     assert first.exit_code == 0, first.output
     assert "Demo catalogue imported" in first.stdout and "not a clinical source" in first.stdout
-    second = runner.invoke(app, ["demo", "--db", sqlite_url])
-    assert "already in force" in second.stdout
+    second = runner.invoke(app, ["demo", "--db", sqlite_url, "--no-serve"])
+    assert "already in force" in second.stdout and "already built" in second.stdout

@@ -1,0 +1,129 @@
+"""The application factory: ``create_app`` wires the routers, the problem handlers, the
+request id, the token verifier, the database and the offline docs page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from sqlalchemy import Engine
+
+from medloop.api import cds, problems
+from medloop.api.auth import TokenVerifier
+from medloop.api.config import ApiSettings
+from medloop.api.deps import ApiState
+from medloop.api.docs import DOCS_HTML
+from medloop.api.problems import Problem
+from medloop.api.routes import catalogue, gp, multidose, nursing, patient, pharmacy
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+DESCRIPTION = """\
+Closed-loop medication management on the FEST catalogue: one shared medication list per
+patient, written by GPs, pharmacies and nursing homes through commands with decision support.
+
+* **Authentication**: bearer JWTs (claims `sub`, `role`, `org`); `medloop token` signs
+  development tokens.
+* **Concurrency**: a list's `ETag` is its version; writes send it back in `If-Match` (428
+  without it, 412 with the current version and what changed when stale).
+* **Retries**: every POST accepts `Idempotency-Key`; a retry returns the first response.
+* **Errors**: RFC 9457 `application/problem+json` with a stable `type` per refusal.
+* **Alerts** that need an override answer 409 `override-required`; repeat the call with
+  `overrides: {alert key: reason}`.
+"""
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The API over ``engine`` (default: a migrated engine on ``settings.database_url``)."""
+    settings = settings or ApiSettings.from_env()
+    if engine is None:
+        from medloop.store.db import make_engine
+        from medloop.store.migrate import upgrade
+
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+    app = FastAPI(
+        title="medloop",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    state = ApiState(engine=engine, verifier=TokenVerifier(settings))
+    if clock is not None:
+        state = ApiState(engine=engine, verifier=state.verifier, clock=clock)
+    app.state.api = state
+    app.state.settings = settings
+    problems.install(app)
+
+    app.add_middleware(RequestId)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_HTML)
+
+    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, cds):
+        app.include_router(module.router)
+    _with_problem_schema(app)
+    return app
+
+
+class RequestId:
+    """Gives every request an id (the client's ``X-Request-ID`` when it is a sane token, else a
+    new UUID), kept in ``request.state.request_id`` for the audit log and echoed in the
+    response. Plain ASGI: no extra task per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        request_id = given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []), (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def from_env() -> FastAPI:
+    """The app configured from the environment (``uvicorn --factory medloop.api.app:from_env``,
+    used by ``medloop serve --workers N``)."""
+    return create_app(ApiSettings.from_env())
+
+
+def _with_problem_schema(app: FastAPI) -> None:
+    """Publish the ``Problem`` schema the error responses refer to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,51 @@
+"""The API's configuration, read from the environment (``MEDLOOP_*``).
+
+Production keys are configuration only: ``MEDLOOP_JWT_PUBLIC_KEY_FILE`` (a PEM public key) or
+``MEDLOOP_JWT_JWKS_FILE`` (a JSON Web Key Set), with ``MEDLOOP_JWT_ISSUER`` and
+``MEDLOOP_JWT_AUDIENCE``. Without either key setting the bundled development key pair
+(``medloop/dev_keys``, not secret) is trusted with the issuer ``medloop-dev``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from medloop.settings import DEFAULT_DATABASE_URL
+
+DEV_KEYS = Path(__file__).resolve().parents[1] / "dev_keys"
+DEV_PRIVATE_KEY = DEV_KEYS / "dev-private.pem"
+DEV_PUBLIC_KEY = DEV_KEYS / "dev-public.pem"
+DEV_ISSUER = "medloop-dev"
+DEFAULT_AUDIENCE = "medloop-api"
+ALGORITHMS = ("ES256", "RS256", "PS256", "EdDSA")
+"""Asymmetric algorithms only: a shared-secret (HS*) or ``none`` token is never accepted."""
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    database_url: str
+    public_key_file: Path | None
+    jwks_file: Path | None
+    issuer: str
+    audience: str
+    leeway_seconds: int = 30
+
+    @property
+    def uses_dev_keys(self) -> bool:
+        return self.public_key_file is None and self.jwks_file is None
+
+    @classmethod
+    def from_env(cls, database_url: str | None = None) -> ApiSettings:
+        key = os.environ.get("MEDLOOP_JWT_PUBLIC_KEY_FILE")
+        jwks = os.environ.get("MEDLOOP_JWT_JWKS_FILE")
+        dev = not key and not jwks
+        return cls(
+            database_url=database_url
+            or os.environ.get("MEDLOOP_DATABASE_URL", DEFAULT_DATABASE_URL),
+            public_key_file=Path(key) if key else None,
+            jwks_file=Path(jwks) if jwks else None,
+            issuer=os.environ.get("MEDLOOP_JWT_ISSUER") or (DEV_ISSUER if dev else ""),
+            audience=os.environ.get("MEDLOOP_JWT_AUDIENCE") or DEFAULT_AUDIENCE,
+        )

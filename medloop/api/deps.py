@@ -1,0 +1,161 @@
+"""Dependencies the routes share, as ``Annotated`` aliases so signatures read like sentences:
+``CallerDep`` (the verified caller, the request id, the clock), ``IfMatch`` (the list version
+a write is based on: 428 without it), ``IdempotencyKey``; and ``render`` for a command's
+result (the same status, body and ETag for a replay as for the first answer).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection, Engine
+
+from medloop.api.auth import Principal, TokenVerifier, Unauthenticated
+from medloop.api.policy import Action, accessor, authorize
+from medloop.api.problems import BadPrecondition, PreconditionRequired
+from medloop.loop.runner import Call, CommandResult
+from medloop.store.access import read_audited
+
+Read = TypeVar("Read")
+_bearer = HTTPBearer(auto_error=False, description="A JWT from the configured issuer")
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """What the app holds: the database engine, the token verifier and the clock."""
+
+    engine: Engine
+    verifier: TokenVerifier
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One request's caller: who (verified), the request id, the moment it is handled."""
+
+    state: ApiState
+    principal: Principal
+    request_id: str
+    at: datetime
+
+    @property
+    def engine(self) -> Engine:
+        return self.state.engine
+
+    def authorize(self, action: Action, patient_id: UUID | None = None) -> None:
+        authorize(
+            self.engine, self.principal, action, patient_id, at=self.at,
+            request_id=self.request_id,
+        )
+
+    def call(
+        self,
+        *,
+        reason: str | None = None,
+        overrides: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call:
+        return Call(
+            actor=self.principal.actor,
+            at=self.at,
+            reason=reason,
+            overrides=overrides or {},
+            idempotency_key=idempotency_key,
+            request_id=self.request_id,
+        )
+
+    def read(
+        self,
+        patient_id: UUID,
+        what: str,
+        read: Callable[[Connection], Read],
+        reason: str | None = None,
+    ) -> Read:
+        """``read`` with the audit record of this access, in one transaction."""
+        return read_audited(
+            self.engine, accessor(self.principal, self.request_id), patient_id, what, read,
+            reason=reason,
+        )
+
+
+def api_state(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("a bearer token is required")
+    state = api_state(request)
+    principal = state.verifier.verify(credentials.credentials)
+    return Caller(state, principal, request.state.request_id, state.clock())
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='The list version the write is based on, as the ETag gave it ("7")',
+        ),
+    ] = None,
+) -> int:
+    if if_match is None:
+        raise PreconditionRequired(
+            "this write needs If-Match with the list version it is based on (the list's ETag)"
+        )
+    found = _ETAG.match(if_match)
+    if found is None:
+        raise BadPrecondition(f"If-Match must be a list version such as \"7\", not {if_match!r}")
+    return int(found.group(1))
+
+
+IfMatch = Annotated[int, Depends(if_match)]
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="A retry with the same key returns the first response",
+            max_length=200,
+        ),
+    ] = None,
+) -> str | None:
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def render(result: CommandResult, status: int = 200, **extra_headers: str) -> JSONResponse:
+    """A command's answer: its stored response as the body, the list version as the ETag.
+    A replay (same Idempotency-Key) answers exactly like the first call, plus
+    ``Idempotent-Replayed: true``."""
+    headers = {"ETag": etag(result.list_version), **extra_headers}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(result.response, status_code=status, headers=headers)
+
+
+def json_with_etag(body: Any, version: int) -> JSONResponse:
+    return JSONResponse(body, headers={"ETag": etag(version)})

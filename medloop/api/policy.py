@@ -1,0 +1,201 @@
+"""Who may do what: the role × action matrix, enforced in this ONE place.
+
+Each action lists the roles allowed and the scope each role has over patients:
+
+- ``ANY``: any patient (doctors prescribing, pharmacies dispensing — the national model lets
+  any pharmacy dispense any prescription; every access is audited);
+- ``ADMITTED``: only patients admitted to the caller's organisation at the time (nurses);
+- ``SELF``: only the patient the token names (patients, read-only);
+- ``MULTIDOSE_PHARMACY``: only patients whose registered multidose pharmacy is the caller's.
+
+Anything not in the matrix is refused (403, audited when a patient is named); the 403 body
+carries no patient data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine
+
+from medloop.api.auth import Principal, Role
+from medloop.api.problems import Forbidden
+from medloop.store import medication_list as store
+from medloop.store.access import Accessor, audit_refused
+
+
+class Action(StrEnum):
+    LIST_READ = "list.read"  # the whole list, alerts and overrides
+    LIST_WRITE = "list.write"  # prescribe, change, hold, discontinue, renew, reconcile, alerts …
+    CHECK = "list.check"  # dry-run decision support, CDS Hooks
+    PATIENT_LOOKUP = "patient.lookup"  # national id → patient id
+    DISPENSING_READ = "dispensing.read"  # a patient's dispensable prescriptions
+    DISPENSE = "dispensing.write"  # dispense, annul, lock, release
+    MULTIDOSE_READ = "multidose.read"
+    MULTIDOSE_WRITE = "multidose.write"  # periods, packed reports, proposals
+    PROPOSAL_DECIDE = "multidose.decide"  # accept / reject a pharmacy's proposal
+    CHART_READ = "chart.read"  # ward chart, administration history
+    CHART_WRITE = "chart.write"  # given / not given / refused / held / PRN / entered-in-error
+    MULTIDOSE_REGISTER = "multidose.register"  # the patient's multidose doctor and pharmacy
+    WARD_ADMIN = "ward.admin"  # create and configure a ward of the caller's organisation
+    WARD_READ = "ward.read"  # a ward's chart for a day
+    ADMIT = "ward.admit"  # admit a patient to a ward of the caller's organisation
+    OWN_RECORD = "own-record.read"  # a patient's own list and access log
+    CATALOGUE_READ = "catalogue.read"
+
+
+class Scope(StrEnum):
+    ANY = "any"
+    ADMITTED = "admitted"
+    SELF = "self"
+    MULTIDOSE_PHARMACY = "multidose-pharmacy"
+    OWN_WARD = "own-ward"  # a ward of the caller's organisation
+    NO_PATIENT = "no-patient"
+
+
+MATRIX: dict[Action, dict[Role, Scope]] = {
+    Action.LIST_READ: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
+    Action.LIST_WRITE: {Role.GP: Scope.ANY},
+    Action.CHECK: {Role.GP: Scope.ANY},
+    Action.PATIENT_LOOKUP: {
+        Role.GP: Scope.NO_PATIENT, Role.PHARMACIST: Scope.NO_PATIENT, Role.NURSE: Scope.NO_PATIENT,
+    },
+    Action.DISPENSING_READ: {Role.PHARMACIST: Scope.ANY},
+    Action.DISPENSE: {Role.PHARMACIST: Scope.ANY},
+    Action.MULTIDOSE_READ: {
+        Role.PHARMACIST: Scope.MULTIDOSE_PHARMACY, Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED,
+    },
+    Action.MULTIDOSE_WRITE: {Role.PHARMACIST: Scope.MULTIDOSE_PHARMACY},
+    Action.PROPOSAL_DECIDE: {Role.GP: Scope.ANY},
+    Action.CHART_READ: {Role.NURSE: Scope.ADMITTED, Role.GP: Scope.ANY},
+    Action.CHART_WRITE: {Role.NURSE: Scope.ADMITTED},
+    Action.MULTIDOSE_REGISTER: {Role.GP: Scope.ANY},
+    Action.WARD_ADMIN: {Role.NURSE: Scope.NO_PATIENT},
+    Action.WARD_READ: {Role.NURSE: Scope.OWN_WARD},
+    # The admission is what gives a nursing home access; the command refuses a ward of
+    # another organisation.
+    Action.ADMIT: {Role.NURSE: Scope.ANY},
+    Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
+    Action.CATALOGUE_READ: {
+        Role.GP: Scope.NO_PATIENT, Role.NURSE: Scope.NO_PATIENT,
+        Role.PHARMACIST: Scope.NO_PATIENT, Role.PATIENT: Scope.NO_PATIENT,
+    },
+}
+
+
+def accessor(principal: Principal, request_id: str | None) -> Accessor:
+    return Accessor(
+        actor=principal.subject,
+        actor_role=principal.audit_role,
+        organisation=principal.organisation,
+        request_id=request_id,
+    )
+
+
+def allowed_roles(action: Action) -> tuple[Role, ...]:
+    return tuple(MATRIX[action])
+
+
+def authorize(
+    engine: Engine,
+    principal: Principal,
+    action: Action,
+    patient_id: UUID | None,
+    *,
+    at: datetime,
+    request_id: str | None,
+) -> None:
+    """Refuse with ``Forbidden`` (and an audit record when a patient is named) unless the
+    matrix allows ``principal`` to do ``action`` for ``patient_id``."""
+    scope = MATRIX[action].get(principal.role)
+    why = _refusal(engine, principal, scope, patient_id, at)
+    if why is None:
+        return
+    if patient_id is not None:
+        audit_refused(engine, accessor(principal, request_id), patient_id, action.value, why)
+    raise Forbidden(f"a {principal.role.value} may not do {action.value} here")
+
+
+def authorize_ward(
+    engine: Engine,
+    principal: Principal,
+    action: Action,
+    ward_organisation: str | None,
+    *,
+    request_id: str | None,
+) -> None:
+    """Refuse with ``Forbidden`` unless ``principal`` may do ``action`` on a ward of
+    ``ward_organisation`` (``None``: no such ward, refused alike so that ward ids of other
+    organisations are not revealed)."""
+    scope = MATRIX[action].get(principal.role)
+    if scope is Scope.OWN_WARD and ward_organisation == principal.organisation:
+        return
+    raise Forbidden(f"a {principal.role.value} may not do {action.value} on this ward")
+
+
+WITNESS_ROLES = frozenset({Role.NURSE, Role.GP})
+
+
+def authorize_witness(performer: Principal, witness: Principal) -> None:
+    """A witness (double signature) is another health professional of the performer's
+    organisation; the domain checks the ward's policy and that the two people differ."""
+    if witness.role not in WITNESS_ROLES or witness.organisation != performer.organisation:
+        raise Forbidden("the witness must be a nurse or doctor of the same organisation")
+
+
+def _refusal(
+    engine: Engine, principal: Principal, scope: Scope | None, patient_id: UUID | None,
+    at: datetime,
+) -> str | None:
+    if scope is None:
+        return "role not allowed"
+    if scope is Scope.NO_PATIENT or scope is Scope.ANY:
+        return None
+    if patient_id is None:
+        return "no patient named"
+    check = _SCOPE_CHECKS.get(scope)
+    if check is None:
+        return f"scope {scope.value} is not about one patient"
+    with engine.connect() as conn:
+        return None if check(conn, principal, patient_id, at) else f"outside scope {scope.value}"
+
+
+def _is_self(conn: Connection, principal: Principal, patient_id: UUID, at: datetime) -> bool:
+    return store.national_id_of(conn, patient_id) == principal.subject
+
+
+def _is_admitted(conn: Connection, principal: Principal, patient_id: UUID, at: datetime) -> bool:
+    """Admitted to the nurse's organisation at ``at``; refused while no admission register
+    exists (fail closed)."""
+    from medloop.store import administration
+
+    is_admitted = getattr(administration, "is_admitted", None)
+    if is_admitted is None or principal.organisation is None:
+        return False
+    return bool(is_admitted(conn, patient_id, principal.organisation, at))
+
+
+def _is_multidose_pharmacy(
+    conn: Connection, principal: Principal, patient_id: UUID, at: datetime
+) -> bool:
+    """The caller's pharmacy is the patient's registered multidose pharmacy at ``at``; refused
+    while no multidose register exists (fail closed)."""
+    from medloop.store import multidose
+
+    current = getattr(multidose, "current_responsibility", None)
+    found = None if current is None else current(conn, patient_id)
+    return (
+        found is not None
+        and found.pharmacy.id == principal.organisation
+        and found.in_force(at.date())
+    )
+
+
+_SCOPE_CHECKS: dict[Scope, Callable[[Connection, Principal, UUID, datetime], bool]] = {
+    Scope.SELF: _is_self,
+    Scope.ADMITTED: _is_admitted,
+    Scope.MULTIDOSE_PHARMACY: _is_multidose_pharmacy,
+}

@@ -1,0 +1,260 @@
+"""RFC 9457 problem documents: the ONE place where refusals become HTTP statuses.
+
+Every ``DomainError`` code (``medloop.domain.errors.error_codes()``) has the stable type
+``https://medloop.dev/problems/<code>``; ``STATUS`` maps the codes to statuses explicitly and
+``status_for`` falls back on the error's family for codes added later. The API's own refusals
+(authentication, authorisation, preconditions, idempotency, malformed requests) are mapped
+here too. A 401 or 403 body never carries patient data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from medloop.api.auth import Unauthenticated
+from medloop.domain import errors as e
+from medloop.store.idempotency import (
+    IdempotencyError,
+    IdempotencyKeyReused,
+    IdempotentRequestInProgress,
+)
+
+PROBLEM_BASE = "https://medloop.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+STATUS: dict[str, int] = {
+    # the request names something that is not there
+    e.PatientNotFound.code: 404,
+    e.PrescriptionNotFound.code: 404,
+    e.DispenseNotFound.code: 404,
+    e.EntryNotFound.code: 404,
+    e.ReconciliationUnknownEntry.code: 422,
+    # a value that cannot exist, or a request that does not fit the rules whatever the state
+    e.InvalidNationalId.code: 422,
+    e.InvalidHprNumber.code: 422,
+    e.InvalidDuration.code: 422,
+    e.NotAPharmacy.code: 403,
+    e.NotAPharmacist.code: 403,
+    e.UnknownDrug.code: 422,
+    e.InvalidEntry.code: 422,
+    e.EmptyChange.code: 422,
+    e.RepeatsNotAllowed.code: 422,
+    e.ValidityTooLong.code: 422,
+    e.ExpiryBeforeIssue.code: 422,
+    e.NonCatalogueItemNotPrescribable.code: 422,
+    e.ReasonRequired.code: 422,
+    e.ReconciliationNeedsSource.code: 422,
+    e.ReconciliationDuplicateOutcome.code: 422,
+    e.ReconciliationIncomplete.code: 422,
+    e.QuantityUnitMismatch.code: 422,
+    # the list version the write was based on is not the current one
+    e.StaleListVersion.code: 412,
+    "invalid-draft-order": 422,  # medloop.api.cds
+    # nursing home (medloop.domain.administration, medloop.domain.ward)
+    "charting-incomplete": 422,
+    "scan-or-skip-reason-required": 422,
+    "charted-in-the-future": 422,
+    "administered-dose-unit-mismatch": 422,
+    "ward-of-another-organisation": 403,
+    "witness-of-another-organisation": 403,
+    "patient-not-admitted": 403,
+    # multidose (medloop.domain.multidose)
+    "multidose-pack-report-invalid": 422,
+    "multidose-period-invalid": 422,
+    "multidose-proposal-invalid": 422,
+    "multidose-responsibility-invalid": 422,
+    "multidose-task-note-required": 422,
+    "not-the-multidose-pharmacy": 403,
+    "pharmacist-required": 403,
+    "prescriber-required": 403,
+    # no catalogue: the service cannot decide anything yet
+    e.NoCatalogueInForce.code: 503,
+}
+"""Codes not listed here: ``status_for`` (409 for refusals that depend on the current state)."""
+
+
+def status_for(code: str) -> int:
+    found = STATUS.get(code)
+    if found is not None:
+        return found
+    cls = e.error_codes().get(code)
+    if cls is not None and issubclass(cls, e.InvalidValue):
+        return 422
+    if code.endswith("-not-found"):
+        return 404
+    return 409
+
+
+def title_for(code: str) -> str:
+    cls = e.error_codes().get(code)
+    doc = (cls.__doc__ or "").strip().split("\n")[0].rstrip(".") if cls is not None else ""
+    return doc or code.replace("-", " ").capitalize()
+
+
+_RESERVED = frozenset({"type", "title", "status", "detail", "code", "request_id"})
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; domain refusals add ``code`` and their context fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=[PROBLEM_BASE + "stale-list-version"])
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None = None
+
+
+class Forbidden(Exception):
+    """The caller's role or organisation does not allow this action here (HTTP 403)."""
+
+
+class PreconditionRequired(Exception):
+    """A write without ``If-Match`` (HTTP 428)."""
+
+
+class BadPrecondition(Exception):
+    """An ``If-Match`` that is not a list version (HTTP 400)."""
+
+
+class NotFound(Exception):
+    """Something the URL names is not there, for a reason outside the domain (HTTP 404)."""
+
+
+def problem(
+    status: int, code: str, detail: str, request: Request, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": PROBLEM_BASE + code,
+        "title": title_for(code),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": getattr(request.state, "request_id", None),
+        **extra,
+    }
+    headers = {"WWW-Authenticate": 'Bearer realm="medloop"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def _domain_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, e.DomainError)
+    status = status_for(error.code)
+    # A refusal of access carries no patient data; the others name what they refer to.
+    extra = {} if status in (401, 403) else {
+        key: value for key, value in error.context.items() if key not in _RESERVED
+    }
+    headers = {}
+    if isinstance(error, e.StaleListVersion):
+        headers["ETag"] = f'"{error.context["current_version"]}"'
+    detail = "not allowed for the caller" if status in (401, 403) else error.detail
+    response = problem(status, error.code, detail, request, **extra)
+    response.headers.update(headers)
+    return response
+
+
+async def _idempotency_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, IdempotencyError)
+    if isinstance(error, IdempotencyKeyReused):
+        return problem(422, "idempotency-key-reused", str(error), request)
+    if isinstance(error, IdempotentRequestInProgress):
+        return problem(409, "idempotency-key-in-progress", str(error), request)
+    return problem(400, "invalid-idempotency-key", str(error), request)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    faults = [
+        {"loc": list(f.get("loc", ())), "msg": f.get("msg", ""), "type": f.get("type", "")}
+        for f in error.errors()
+    ]
+    malformed = any(f["type"] == "json_invalid" for f in faults)
+    code = "malformed-json" if malformed else "invalid-request"
+    detail = "the body is not valid JSON" if malformed else f"{len(faults)} invalid field(s)"
+    return problem(422, code, detail, request, errors=faults)
+
+
+async def _unauthenticated(request: Request, error: Exception) -> JSONResponse:
+    return problem(401, "unauthenticated", str(error), request)
+
+
+async def _forbidden(request: Request, error: Exception) -> JSONResponse:
+    return problem(403, "forbidden", str(error), request)
+
+
+async def _precondition_required(request: Request, error: Exception) -> JSONResponse:
+    return problem(428, "if-match-required", str(error), request)
+
+
+async def _bad_precondition(request: Request, error: Exception) -> JSONResponse:
+    return problem(400, "invalid-if-match", str(error), request)
+
+
+async def _not_found(request: Request, error: Exception) -> JSONResponse:
+    return problem(404, "not-found", str(error), request)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(error, HTTPException)
+    if error.status_code == 400:
+        # FastAPI's own 400: a body it cannot even decode (not UTF-8, not parseable).
+        return problem(422, "malformed-json", "the body is not valid JSON", request)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+    return problem(error.status_code, code, str(error.detail), request)
+
+
+HANDLERS = {
+    e.DomainError: _domain_error,
+    IdempotencyError: _idempotency_error,
+    RequestValidationError: _validation_error,
+    Unauthenticated: _unauthenticated,
+    Forbidden: _forbidden,
+    PreconditionRequired: _precondition_required,
+    BadPrecondition: _bad_precondition,
+    NotFound: _not_found,
+}
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    """A bug: a problem document with the request id to quote, never the exception's text."""
+    return problem(500, "internal-error", "an unexpected error; quote the request id", request)
+
+
+def install(app: Any) -> None:
+    from starlette.exceptions import HTTPException
+
+    for cls, handler in HANDLERS.items():
+        app.add_exception_handler(cls, handler)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem documents a route may answer with."""
+    described = {
+        400: "Malformed header (If-Match, Idempotency-Key)",
+        401: "No valid bearer token",
+        403: "The caller's role or organisation does not allow this",
+        404: "Not found",
+        409: "Refused by the domain in the current state, or alerts need an override",
+        412: "The list changed since the version in If-Match (current version and changes)",
+        422: "Malformed JSON, invalid fields or a refused value",
+        428: "If-Match is required for this write",
+        503: "No catalogue in force",
+    }
+    return {
+        status: {
+            "description": described[status],
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,1 @@
+"""One router per actor; ``medloop.api.app`` assembles them."""

@@ -1,0 +1,333 @@
+"""The prescriber's API (GP, nursing-home doctor): read a patient's list with its alerts and
+overrides, prescribe, change, hold/resume, discontinue, renew, mark entered-in-error, add an
+entry without prescription, reconcile, acknowledge alerts, and check a proposed drug without
+writing. Every write names the list version it is based on (If-Match) and accepts an
+Idempotency-Key; alerts that need an override answer 409 until the call carries a reason for
+each (``overrides``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import StringConstraints
+
+from medloop import queries
+from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
+from medloop.api.policy import Action
+from medloop.api.problems import NotFound, responses
+from medloop.api.schemas import (
+    Acknowledge,
+    AddEntryRequest,
+    CheckRequest,
+    CheckResponse,
+    CommandResponse,
+    Discontinue,
+    DosageChange,
+    Intent,
+    ListView,
+    PatientRef,
+    PrescribeRequest,
+    PrescriptionView,
+    ReasonOnly,
+    ReasonRequiredBody,
+    ReconcileRequest,
+    RenewRequest,
+    dump,
+    order_of,
+)
+from medloop.api.screening import Proposal, screen
+from medloop.domain.entry import Discontinuation
+from medloop.loop import acknowledge, change, prescribe, reconcile
+from medloop.loop.change import EntryOrder
+from medloop.loop.prescribe import PrescribeOrder, RenewOrder
+from medloop.loop.reconcile import ReconciliationOrder
+from medloop.store import medication_list as store
+
+router = APIRouter(tags=["prescriber"])
+READ = responses(401, 403, 404, 422)
+WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+NationalIdQuery = Annotated[str, StringConstraints(pattern=r"^\d{11}$")]
+
+
+@router.get(
+    "/patients", response_model=PatientRef, responses=responses(401, 403, 404, 422),
+    summary="Find a patient by national id",
+)
+def find_patient(
+    caller: CallerDep, national_id: Annotated[NationalIdQuery, Query()]
+) -> JSONResponse:
+    caller.authorize(Action.PATIENT_LOOKUP)
+    with caller.engine.connect() as conn:
+        found = store.find_patient_id(conn, national_id)
+    if found is None:
+        raise NotFound("no patient with this national id")
+    caller.read(found, "lookup", lambda conn: None)
+    return JSONResponse({"patient_id": str(found)})
+
+
+def list_view(conn, patient_id: UUID, at) -> dict:
+    current = queries.current_list(conn, patient_id, at)
+    return {
+        "patient_id": str(patient_id),
+        "list_version": current.list_version,
+        "entries": dump(list(current.entries)),
+        "open_alerts": dump(queries.open_alerts(conn, patient_id)),
+        "overrides": [override_view(o) for o in queries.overrides(conn, patient_id)],
+    }
+
+
+def override_view(found: queries.OverrideOnRecord) -> dict:
+    return {
+        "key": found.key,
+        "by": found.by,
+        "hpr_number": found.hpr_number,
+        "reason": found.reason,
+        "at": found.at.isoformat(),
+        "action": found.action,
+        "alert": found.alert.model_dump(mode="json"),
+    }
+
+
+@router.get(
+    "/patients/{patient_id}/list", response_model=ListView, responses=READ,
+    summary="The patient's current list (ETag = list version)",
+)
+def read_list(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    body = caller.read(patient_id, "list", lambda conn: list_view(conn, patient_id, caller.at))
+    return json_with_etag(body, body["list_version"])
+
+
+@router.get(
+    "/patients/{patient_id}/list/entries/{entry_id}/history", responses=READ,
+    summary="Every version of one entry (who, when, why, what changed)",
+)
+def entry_history(caller: CallerDep, patient_id: UUID, entry_id: UUID) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    versions = caller.read(
+        patient_id, "entry-history",
+        lambda conn: queries.entry_history(conn, patient_id, entry_id),
+    )
+    return JSONResponse({"entry_id": str(entry_id), "versions": dump(list(versions))})
+
+
+@router.get(
+    "/patients/{patient_id}/prescriptions", response_model=list[PrescriptionView],
+    responses=READ, summary="The patient's prescriptions with their dispensing tallies",
+)
+def prescriptions(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    found = caller.read(
+        patient_id, "prescriptions", lambda conn: queries.prescriptions(conn, patient_id)
+    )
+    return JSONResponse([prescription_view(p) for p in found])
+
+
+def prescription_view(found: queries.PrescriptionSummary) -> dict:
+    return {
+        "id": str(found.id),
+        "entry_id": str(found.entry_id),
+        "drug": found.drug,
+        "status": found.status.value,
+        "issued": found.issued,
+        "expires": found.expires,
+        "allowed": found.allowed,
+        "dispensed": found.dispensed,
+        "remaining": found.remaining,
+        "unit": found.unit,
+    }
+
+
+@router.post(
+    "/patients/{patient_id}/list/check", response_model=CheckResponse,
+    responses=responses(401, 403, 404, 422, 503),
+    summary="Dry run: the alerts proposed drugs would raise (nothing is written)",
+)
+def check_proposed(caller: CallerDep, patient_id: UUID, body: CheckRequest) -> JSONResponse:
+    caller.authorize(Action.CHECK, patient_id)
+    today = caller.at.date()
+    proposals = [
+        Proposal(p.id, p.drug, p.dosage, p.start or today, p.stop) for p in body.proposed
+    ]
+    screened = caller.read(patient_id, "check", lambda conn: screen(conn, patient_id, proposals))
+    return JSONResponse(
+        {
+            "patient_id": str(patient_id),
+            "list_version": screened.list_version,
+            "catalogue_version": screened.catalogue_version,
+            "alerts": dump(list(screened.alerts)),
+        }
+    )
+
+
+@router.post(
+    "/patients/{patient_id}/prescriptions", status_code=201, response_model=CommandResponse,
+    responses=WRITE, summary="Prescribe: a new entry with its prescription",
+)
+def prescribe_drug(
+    caller: CallerDep, patient_id: UUID, body: PrescribeRequest, based_on: IfMatch,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = prescribe.prescribe(
+        caller.engine, patient_id, order_of(body, PrescribeOrder),
+        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        based_on=based_on,
+    )
+    return render(result, 201)
+
+
+@router.post(
+    "/patients/{patient_id}/prescriptions/{prescription_id}/renew",
+    response_model=CommandResponse, responses=WRITE,
+    summary="Renew a prescription (the old one is recalled)",
+)
+def renew_prescription(
+    caller: CallerDep, patient_id: UUID, prescription_id: UUID, body: RenewRequest,
+    based_on: IfMatch, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    order = RenewOrder(prescription_id=prescription_id, terms=body.terms, change=body.change)
+    result = prescribe.renew(
+        caller.engine, patient_id, order,
+        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/list/entries", status_code=201, response_model=CommandResponse,
+    responses=WRITE, summary="Add an entry used without prescription",
+)
+def add_entry(
+    caller: CallerDep, patient_id: UUID, body: AddEntryRequest, based_on: IfMatch,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = change.add_entry(
+        caller.engine, patient_id, order_of(body, EntryOrder),
+        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        based_on=based_on,
+    )
+    return render(result, 201)
+
+
+@router.post(
+    "/patients/{patient_id}/list/entries/{entry_id}/dosage", response_model=CommandResponse,
+    responses=WRITE, summary="Change an entry's dosage",
+)
+def change_dosage(
+    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: DosageChange,
+    based_on: IfMatch, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = change.change_dosage(
+        caller.engine, patient_id, entry_id, body.dosage,
+        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/list/entries/{entry_id}/hold", response_model=CommandResponse,
+    responses=WRITE, summary="Hold (pause) an entry",
+)
+def hold_entry(
+    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: ReasonOnly,
+    based_on: IfMatch, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = change.hold(
+        caller.engine, patient_id, entry_id,
+        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/list/entries/{entry_id}/resume", response_model=CommandResponse,
+    responses=WRITE, summary="Resume an entry on hold (checked again)",
+)
+def resume_entry(
+    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: Intent,
+    based_on: IfMatch, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = change.resume(
+        caller.engine, patient_id, entry_id,
+        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/list/entries/{entry_id}/discontinue",
+    response_model=CommandResponse, responses=WRITE,
+    summary="Discontinue an entry (its prescriptions are recalled)",
+)
+def discontinue_entry(
+    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: Discontinue,
+    based_on: IfMatch, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    discontinuation = Discontinuation(at=body.at or caller.at, reason=body.code, note=body.note)
+    result = change.discontinue(
+        caller.engine, patient_id, entry_id, discontinuation,
+        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/list/entries/{entry_id}/entered-in-error",
+    response_model=CommandResponse, responses=WRITE,
+    summary="Mark an entry entered-in-error (kept, never counts)",
+)
+def entered_in_error(
+    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: ReasonRequiredBody,
+    based_on: IfMatch, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = change.mark_entered_in_error(
+        caller.engine, patient_id, entry_id,
+        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/list/reconciliations", status_code=201,
+    response_model=CommandResponse, responses=WRITE,
+    summary="Record a reconciliation (samstemming) of the list",
+)
+def record_reconciliation(
+    caller: CallerDep, patient_id: UUID, body: ReconcileRequest, based_on: IfMatch,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = reconcile.record_reconciliation(
+        caller.engine, patient_id, order_of(body, ReconciliationOrder),
+        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+    )
+    return render(result, 201)
+
+
+@router.post(
+    "/patients/{patient_id}/alerts/acknowledge", response_model=CommandResponse,
+    responses=WRITE, summary="Acknowledge an alert: it is not raised again for this patient",
+)
+def acknowledge_alert(
+    caller: CallerDep, patient_id: UUID, body: Acknowledge, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = acknowledge.acknowledge(
+        caller.engine, patient_id, body.alert_key,
+        caller.call(reason=body.reason, idempotency_key=key),
+    )
+    return render(result)

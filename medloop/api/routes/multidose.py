@@ -1,0 +1,221 @@
+"""Multidose over HTTP: the patient's multidose doctor and pharmacy, which entries are packed,
+packing periods and urgent packs, the production plan, the pharmacy's packing report with its
+reconciliation against the list, pharmacy proposals and the prescriber's decisions, and the
+tasks reconciliation leaves for the prescriber.
+
+Pharmacists act only for patients whose multidose pharmacy is theirs; prescribers register
+responsibility, flag entries, decide proposals and resolve tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, render
+from medloop.api.policy import Action
+from medloop.api.problems import responses
+from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
+from medloop.domain.multidose import PackReport
+from medloop.loop import multidose
+from medloop.loop.multidose import PeriodOrder, ProposalOrder, ResponsibilityOrder
+
+router = APIRouter(prefix="/multidose/patients/{patient_id}", tags=["multidose"])
+WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+READ = responses(401, 403, 404, 422)
+
+
+class MultidoseFlag(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    multidose: bool
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class UrgentPackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pack_id: UUID
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ProposalBody(ProposalOrder):
+    pass
+
+
+@router.get("", response_model=dict[str, Any], responses=READ,
+            summary="Responsibility, packing periods, pending proposals and open tasks")
+def overview(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_READ, patient_id)
+
+    def read(conn: Any) -> dict[str, Any]:
+        return {
+            "responsibility": dump(multidose.responsibility(conn, patient_id)),
+            "periods": [
+                {
+                    "period": dump(view.period),
+                    "urgent_packs": dump(list(view.urgent_packs)),
+                    "plan_list_version": view.plan_list_version,
+                    "deadline_flags": list(view.deadline_flags),
+                }
+                for view in multidose.periods(conn, patient_id)
+            ],
+            "pending_proposals": dump(multidose.pending_proposals(conn, patient_id)),
+            "open_tasks": dump(multidose.open_tasks(conn, patient_id)),
+        }
+
+    return JSONResponse(caller.read(patient_id, "multidose", read))
+
+
+@router.post("/responsibility", response_model=CommandResponse, responses=WRITE,
+             summary="Register or change the multidose doctor and pharmacy (M27.1)")
+def set_responsibility(
+    caller: CallerDep, patient_id: UUID, body: ResponsibilityOrder, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_REGISTER, patient_id)
+    result = multidose.set_responsibility(
+        caller.engine, patient_id, body, caller.call(idempotency_key=key)
+    )
+    return render(result)
+
+
+@router.post("/entries/{entry_id}/multidose", response_model=CommandResponse, responses=WRITE,
+             summary="Pack an entry in multidose, or give it outside multidose")
+def flag_entry(
+    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: MultidoseFlag,
+    based_on: IfMatch, key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = multidose.set_multidose(
+        caller.engine, patient_id, entry_id, body.multidose,
+        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post("/periods", status_code=201, response_model=CommandResponse, responses=WRITE,
+             summary="Open a packing period with its order deadline")
+def open_period(
+    caller: CallerDep, patient_id: UUID, body: PeriodOrder, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_WRITE, patient_id)
+    result = multidose.open_packing_period(
+        caller.engine, patient_id, body, caller.call(idempotency_key=key)
+    )
+    return render(result, 201)
+
+
+@router.post("/periods/{period_id}/urgent-packs", status_code=201,
+             response_model=CommandResponse, responses=WRITE,
+             summary="Order an urgent pack (hastepakk) for the rest of the period")
+def urgent_pack(
+    caller: CallerDep, patient_id: UUID, period_id: UUID, body: UrgentPackBody,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_WRITE, patient_id)
+    result = multidose.order_urgent(
+        caller.engine, patient_id, period_id, body.pack_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+    )
+    return render(result, 201)
+
+
+@router.get("/periods/{period_id}/plan", response_model=dict[str, Any], responses=READ,
+            summary="The period's production plan (bags per day and intake)")
+def production_plan(caller: CallerDep, patient_id: UUID, period_id: UUID) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_READ, patient_id)
+    plan = caller.read(patient_id, "multidose-plan",
+                       lambda conn: multidose.plan_of(conn, patient_id, period_id))
+    return JSONResponse(dump(plan))
+
+
+@router.post("/periods/{period_id}/plan/take", response_model=CommandResponse,
+             responses=WRITE, summary="Take the production plan (records its list version)")
+def take_plan(
+    caller: CallerDep, patient_id: UUID, period_id: UUID, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_WRITE, patient_id)
+    result = multidose.take_production_plan(
+        caller.engine, patient_id, period_id, caller.call(idempotency_key=key)
+    )
+    return render(result)
+
+
+@router.post("/packing-reports", status_code=201, response_model=CommandResponse,
+             responses=WRITE,
+             summary="Post what was packed (M25.3) and get its reconciliation against the list")
+def packing_report(
+    caller: CallerDep, patient_id: UUID, body: PackReport, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_WRITE, patient_id)
+    result = multidose.reconcile_packing(
+        caller.engine, patient_id, body, caller.call(idempotency_key=key)
+    )
+    return render(result, 201)
+
+
+@router.get("/reconciliations", response_model=list[dict[str, Any]], responses=READ,
+            summary="Every packing reconciliation, line by line")
+def reconciliations(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_READ, patient_id)
+    found = caller.read(patient_id, "multidose-reconciliations",
+                        lambda conn: multidose.reconciliations(conn, patient_id))
+    return JSONResponse(dump(found))
+
+
+@router.post("/proposals", status_code=201, response_model=CommandResponse, responses=WRITE,
+             summary="Propose a change to the prescriber (M25.2)")
+def propose(
+    caller: CallerDep, patient_id: UUID, body: ProposalBody, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_WRITE, patient_id)
+    result = multidose.propose_change(
+        caller.engine, patient_id, order_of(body, ProposalOrder), caller.call(idempotency_key=key)
+    )
+    return render(result, 201)
+
+
+@router.post("/proposals/{proposal_id}/accept", response_model=CommandResponse,
+             responses=WRITE, summary="Accept a proposal: its change is made on the list")
+def accept(
+    caller: CallerDep, patient_id: UUID, proposal_id: UUID, body: Intent, based_on: IfMatch,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.PROPOSAL_DECIDE, patient_id)
+    result = multidose.accept_proposal(
+        caller.engine, patient_id, proposal_id,
+        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        based_on=based_on,
+    )
+    return render(result)
+
+
+@router.post("/proposals/{proposal_id}/reject", response_model=CommandResponse,
+             responses=WRITE, summary="Reject a proposal with a reason")
+def reject(
+    caller: CallerDep, patient_id: UUID, proposal_id: UUID, body: ReasonRequiredBody,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.PROPOSAL_DECIDE, patient_id)
+    result = multidose.reject_proposal(
+        caller.engine, patient_id, proposal_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+    )
+    return render(result)
+
+
+@router.post("/tasks/{task_id}/resolve", response_model=CommandResponse, responses=WRITE,
+             summary="Resolve a reconciliation task with a note")
+def resolve_task(
+    caller: CallerDep, patient_id: UUID, task_id: UUID, body: ReasonRequiredBody,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.PROPOSAL_DECIDE, patient_id)
+    result = multidose.resolve_multidose_task(
+        caller.engine, patient_id, task_id, caller.call(reason=body.reason, idempotency_key=key)
+    )
+    return render(result)

@@ -1,0 +1,240 @@
+"""The nursing home's API: wards of the caller's organisation, admissions, the ward chart for a
+day, charting (given / not given / refused / held, PRN, with scan and witness), entered-in-error
+and a patient's administration history.
+
+A witness (double signature) authenticates with their own bearer token in
+``X-Witness-Authorization``; the ward's policy decides when one is needed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from medloop.api.auth import Unauthenticated
+from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
+from medloop.api.policy import Action, accessor, authorize_ward, authorize_witness
+from medloop.api.problems import responses
+from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
+from medloop.domain.administration import ChartRequest
+from medloop.domain.personnel import Actor
+from medloop.domain.ward import WardConfig
+from medloop.loop import administer
+from medloop.loop.administer import AdmissionOrder, WardOrder
+from medloop.store import access
+from medloop.store import administration as ward_store
+
+router = APIRouter(prefix="/nursing", tags=["nursing home"])
+WRITE = responses(400, 401, 403, 404, 409, 422, 503)
+READ = responses(401, 403, 404, 422)
+
+
+class ChartBody(ChartRequest, Intent):
+    """A charting, with overrides for alerts that need one (as in prescribing)."""
+
+
+class AdmitBody(AdmissionOrder):
+    pass
+
+
+class DischargeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: AwareDatetime | None = None
+
+
+def _witness(caller: Caller, header: str | None) -> Actor | None:
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("X-Witness-Authorization must be 'Bearer <token>'")
+    witness = caller.state.verifier.verify(token.strip())
+    authorize_witness(caller.principal, witness)
+    return witness.actor
+
+
+def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
+    with caller.engine.connect() as conn:
+        found = ward_store.read_ward(conn, ward_id)
+    return None if found is None else found.ward.organisation_id
+
+
+@router.post(
+    "/wards", status_code=201, responses=WRITE, summary="Create a ward of my organisation"
+)
+def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSONResponse:
+    caller.authorize(Action.WARD_ADMIN)
+    found = administer.create_ward(caller.engine, body, caller.call(idempotency_key=key))
+    return JSONResponse(found, status_code=201)
+
+
+@router.post(
+    "/wards/{ward_id}/config", responses=WRITE, summary="A new configuration for a ward"
+)
+def configure_ward(
+    caller: CallerDep, ward_id: UUID, body: WardConfig, key: IdempotencyKey
+) -> JSONResponse:
+    authorize_ward(caller.engine, caller.principal, Action.WARD_READ,
+                   _ward_organisation(caller, ward_id), request_id=caller.request_id)
+    caller.authorize(Action.WARD_ADMIN)
+    found = administer.configure_ward(
+        caller.engine, ward_id, body, caller.call(idempotency_key=key)
+    )
+    return JSONResponse(found)
+
+
+@router.get(
+    "/wards/{ward_id}/chart", responses=READ, response_model=dict[str, Any],
+    summary="The ward's chart for a day (Europe/Oslo): every admitted patient's doses",
+)
+def ward_chart(
+    caller: CallerDep, ward_id: UUID, day: Annotated[date | None, Query()] = None
+) -> JSONResponse:
+    authorize_ward(caller.engine, caller.principal, Action.WARD_READ,
+                   _ward_organisation(caller, ward_id), request_id=caller.request_id)
+    wanted = day or caller.at.date()
+
+    def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
+        chart = administer.ward_chart(conn, ward_id, wanted, caller.at)
+        return _chart_json(chart), [p.patient_id for p in chart.patients]
+
+    body = access.audited_many(
+        caller.engine, accessor(caller.principal, caller.request_id),
+        "administration.read.ward-chart", read,
+    )
+    return JSONResponse(body)
+
+
+def _chart_json(chart: administer.WardChart) -> dict[str, Any]:
+    return {
+        "ward_id": str(chart.ward_id),
+        "day": chart.day.isoformat(),
+        "patients": [
+            {
+                "patient_id": str(p.patient_id),
+                "admission_id": str(p.admission_id),
+                "doses": [
+                    {
+                        "planned_dose_id": str(line.planned_dose_id),
+                        "entry_id": str(line.entry_id),
+                        "drug": line.drug,
+                        "local_time": line.local_time.isoformat(),
+                        "due_at": line.due_at.isoformat(),
+                        "amount": dump(line.amount),
+                        "status": line.status.value,
+                        "late": line.late,
+                        "multidose": line.multidose,
+                        "charting": dump(line.charting),
+                    }
+                    for line in p.doses
+                ],
+                "as_needed": dump(list(p.as_needed)),
+            }
+            for p in chart.patients
+        ],
+    }
+
+
+@router.post(
+    "/patients/{patient_id}/admissions", status_code=201, response_model=CommandResponse,
+    responses=WRITE, summary="Admit a patient to a ward of my organisation",
+)
+def admit(
+    caller: CallerDep, patient_id: UUID, body: AdmitBody, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.ADMIT, patient_id)
+    result = administer.admit(
+        caller.engine, patient_id, order_of(body, AdmissionOrder),
+        caller.call(idempotency_key=key),
+    )
+    return render(result, 201)
+
+
+@router.post(
+    "/patients/{patient_id}/admissions/{admission_id}/discharge",
+    response_model=CommandResponse, responses=WRITE, summary="Discharge a patient",
+)
+def discharge(
+    caller: CallerDep, patient_id: UUID, admission_id: UUID, body: DischargeBody,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.CHART_WRITE, patient_id)
+    result = administer.discharge(
+        caller.engine, patient_id, admission_id, body.at or caller.at,
+        caller.call(idempotency_key=key),
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/administrations", status_code=201,
+    response_model=CommandResponse, responses=WRITE,
+    summary="Chart a dose: given (scan, witness), not given, refused, held; PRN without a "
+    "planned dose",
+)
+def chart_dose(
+    caller: CallerDep,
+    patient_id: UUID,
+    body: ChartBody,
+    key: IdempotencyKey,
+    witness: Annotated[
+        str | None,
+        Header(alias="X-Witness-Authorization",
+               description="The witness's own bearer token (double signature)"),
+    ] = None,
+) -> JSONResponse:
+    caller.authorize(Action.CHART_WRITE, patient_id)
+    result = administer.chart(
+        caller.engine, patient_id, order_of(body, ChartRequest),
+        caller.call(overrides=body.overrides, idempotency_key=key),
+        witness=_witness(caller, witness),
+    )
+    return render(result, 201)
+
+
+@router.post(
+    "/patients/{patient_id}/administrations/{administration_id}/entered-in-error",
+    response_model=CommandResponse, responses=WRITE,
+    summary="Mark a charting entered-in-error (kept, no longer counted)",
+)
+def administration_in_error(
+    caller: CallerDep, patient_id: UUID, administration_id: UUID, body: ReasonRequiredBody,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.CHART_WRITE, patient_id)
+    result = administer.mark_in_error(
+        caller.engine, patient_id, administration_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+    )
+    return render(result)
+
+
+@router.get(
+    "/patients/{patient_id}/administrations", responses=READ,
+    response_model=list[dict[str, Any]],
+    summary="The patient's administration history (entered-in-error included, marked)",
+)
+def administration_history(
+    caller: CallerDep,
+    patient_id: UUID,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+) -> JSONResponse:
+    caller.authorize(Action.CHART_READ, patient_id)
+    found = caller.read(
+        patient_id, "administration-history",
+        lambda conn: administer.administration_history(conn, patient_id, since, until),
+    )
+    return JSONResponse(
+        [
+            {"administration": dump(c.administration), "correction": dump(c.correction),
+             "stands": c.stands}
+            for c in found
+        ]
+    )

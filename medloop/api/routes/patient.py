@@ -1,0 +1,79 @@
+"""The patient's own API (read-only): their current list, and who has accessed their data
+(from the audit log)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from medloop.api.deps import Caller, CallerDep, json_with_etag
+from medloop.api.policy import Action
+from medloop.api.problems import Forbidden, responses
+from medloop.api.routes.gp import list_view
+from medloop.api.schemas import AccessLog, ListView
+from medloop.store import audit
+from medloop.store import medication_list as store
+from medloop.store.audit import MAX_PAGE
+
+router = APIRouter(prefix="/me", tags=["patient"])
+
+
+def _own_patient_id(caller: Caller) -> UUID:
+    if not caller.principal.is_patient:
+        caller.authorize(Action.OWN_RECORD)
+    with caller.engine.connect() as conn:
+        found = store.find_patient_id(conn, caller.principal.subject)
+    if found is None:
+        raise Forbidden("no medication list is kept for this person")
+    caller.authorize(Action.OWN_RECORD, found)
+    return found
+
+
+@router.get(
+    "/list", response_model=ListView, responses=responses(401, 403),
+    summary="My current medication list",
+)
+def my_list(caller: CallerDep) -> JSONResponse:
+    patient_id = _own_patient_id(caller)
+    body = caller.read(
+        patient_id, "own-list", lambda conn: list_view(conn, patient_id, caller.at)
+    )
+    return json_with_etag(body, body["list_version"])
+
+
+@router.get(
+    "/access-log", response_model=AccessLog, responses=responses(401, 403, 422),
+    summary="Who has read or changed my data, newest first",
+)
+def my_access_log(
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> JSONResponse:
+    patient_id = _own_patient_id(caller)
+
+    def read(conn) -> audit.PatientAccessPage:
+        return audit.events_for_patient(conn, caller.principal.subject, limit=limit, before=before)
+
+    page = caller.read(patient_id, "access-log", read)
+    return JSONResponse(
+        {
+            "events": [
+                {
+                    "seq": event.seq,
+                    "at": event.occurred_at.isoformat(),
+                    "actor": event.actor,
+                    "actor_role": event.actor_role,
+                    "organisation": event.organisation,
+                    "action": event.action,
+                    "outcome": str(event.outcome),
+                    "reason": event.reason,
+                }
+                for event in page.events
+            ],
+            "next_before": page.next_before,
+        }
+    )

@@ -1,0 +1,120 @@
+"""The pharmacy's API: look up a patient's dispensable prescriptions (with the overrides
+prescribers recorded), lock and release a prescription, dispense (generic substitution within
+the FEST substitution group, checked by the command) and annul a dispense."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from medloop import queries
+from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
+from medloop.api.policy import Action
+from medloop.api.problems import responses
+from medloop.api.routes.gp import override_view, prescription_view
+from medloop.api.schemas import (
+    CommandResponse,
+    DispensableView,
+    DispenseRequest,
+    ReasonRequiredBody,
+    dump,
+    order_of,
+)
+from medloop.domain.codes import PrescriptionStatus
+from medloop.loop import dispense
+from medloop.loop.dispense import DispenseOrder
+
+router = APIRouter(prefix="/pharmacy", tags=["pharmacy"])
+WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+OPEN = frozenset({PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEING_DISPENSED})
+
+
+def dispensable(conn, patient_id: UUID, at) -> dict:
+    current = queries.current_list(conn, patient_id, at)
+    found = [p for p in queries.prescriptions(conn, patient_id) if p.status in OPEN]
+    entry_ids = {p.entry_id for p in found}
+    return {
+        "patient_id": str(patient_id),
+        "list_version": current.list_version,
+        "prescriptions": [prescription_view(p) for p in found],
+        "entries": dump([e for e in current.entries if e.id in entry_ids]),
+        "overrides": [override_view(o) for o in queries.overrides(conn, patient_id)],
+    }
+
+
+@router.get(
+    "/patients/{patient_id}/prescriptions", response_model=DispensableView,
+    responses=responses(401, 403, 404, 422),
+    summary="The patient's dispensable prescriptions (ETag = list version)",
+)
+def dispensable_prescriptions(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+    caller.authorize(Action.DISPENSING_READ, patient_id)
+    body = caller.read(
+        patient_id, "dispensable", lambda conn: dispensable(conn, patient_id, caller.at)
+    )
+    return json_with_etag(body, body["list_version"])
+
+
+@router.post(
+    "/patients/{patient_id}/dispenses", status_code=201, response_model=CommandResponse,
+    responses=WRITE, summary="Dispense a package against a prescription",
+)
+def dispense_package(
+    caller: CallerDep, patient_id: UUID, body: DispenseRequest, based_on: IfMatch,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.DISPENSE, patient_id)
+    result = dispense.dispense(
+        caller.engine, patient_id, order_of(body, DispenseOrder),
+        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        based_on=based_on,
+    )
+    return render(result, 201)
+
+
+@router.post(
+    "/patients/{patient_id}/dispenses/{dispense_id}/annul", response_model=CommandResponse,
+    responses=WRITE, summary="Annul a dispense (the prescription reopens)",
+)
+def annul_dispense(
+    caller: CallerDep, patient_id: UUID, dispense_id: UUID, body: ReasonRequiredBody,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.DISPENSE, patient_id)
+    result = dispense.annul_dispense(
+        caller.engine, patient_id, dispense_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/prescriptions/{prescription_id}/lock",
+    response_model=CommandResponse, responses=WRITE,
+    summary="Take a prescription for this pharmacy (status U)",
+)
+def lock_prescription(
+    caller: CallerDep, patient_id: UUID, prescription_id: UUID, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.DISPENSE, patient_id)
+    result = dispense.lock_for_dispensing(
+        caller.engine, patient_id, prescription_id, caller.call(idempotency_key=key)
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/prescriptions/{prescription_id}/release",
+    response_model=CommandResponse, responses=WRITE,
+    summary="Give a locked prescription back undispensed (status E)",
+)
+def release_prescription(
+    caller: CallerDep, patient_id: UUID, prescription_id: UUID, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.DISPENSE, patient_id)
+    result = dispense.release(
+        caller.engine, patient_id, prescription_id, caller.call(idempotency_key=key)
+    )
+    return render(result)

@@ -1,0 +1,211 @@
+"""Request and response bodies of the native API. Requests reuse the commands' own orders
+(``PrescribeOrder``, ``DispenseOrder`` …) plus ``reason`` and ``overrides``; responses reuse the
+domain values (``ListEntry``, ``Alert`` …), so the OpenAPI schema is the domain's."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from interactions import Alert
+from interactions.dosage import Dosage
+from medloop.domain.codes import DiscontinuationReason, PrescriptionStatus
+from medloop.domain.entry import EntryEdit, ListEntry
+from medloop.loop.change import EntryOrder
+from medloop.loop.dispense import DispenseOrder
+from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
+from medloop.loop.reconcile import ReconciliationOrder
+from medloop.loop.runner import DrugOrder
+
+Order = TypeVar("Order", bound=BaseModel)
+
+Reason = Field(default=None, max_length=2000, description="Why (shown in the audit log)")
+
+
+class Intent(BaseModel):
+    """What every write may carry besides its order: why, and the reasons for overriding
+    alerts (alert key → reason) when a first attempt answered 409 override-required."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str | None = Reason
+    overrides: dict[str, str] = Field(default_factory=dict)
+
+
+def order_of(body: BaseModel, order: type[Order]) -> Order:
+    """The command's order inside a request body (the body minus ``reason``/``overrides``)."""
+    return order.model_validate(
+        {name: getattr(body, name) for name in order.model_fields}
+    )
+
+
+class PrescribeRequest(PrescribeOrder, Intent):
+    pass
+
+
+class RenewRequest(Intent):
+    """New terms for the prescription the URL names, optionally changing its entry."""
+
+    terms: PrescriptionTerms
+    change: EntryEdit | None = None
+
+
+class AddEntryRequest(EntryOrder, Intent):
+    pass
+
+
+class DispenseRequest(DispenseOrder, Intent):
+    pass
+
+
+class ReconcileRequest(ReconciliationOrder, Intent):
+    pass
+
+
+class DosageChange(Intent):
+    dosage: Dosage
+
+
+class Discontinue(Intent):
+    at: datetime | None = Field(default=None, description="When it takes effect (default: now)")
+    code: DiscontinuationReason = Field(description="Reason code, OID 2.16.578.1.12.4.1.1.7494")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ReasonOnly(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str | None = Reason
+
+
+class ReasonRequiredBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Acknowledge(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_key: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ProposedDrug(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default="proposed", min_length=1, max_length=100)
+    drug: DrugOrder
+    dosage: Dosage | None = None
+    start: date | None = None
+    stop: date | None = None
+
+
+class CheckRequest(BaseModel):
+    """Drugs about to be ordered, checked against the list without writing anything."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    proposed: list[ProposedDrug] = Field(min_length=1, max_length=20)
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+class CommandResponse(BaseModel):
+    """A write's answer: the list version after it (also the ETag), the alerts shown, the
+    overrides it carried, and the command's own fields (ids, statuses …)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    patient_id: UUID
+    list_version: int
+    catalogue_version: int
+    alerts: list[Alert]
+    overridden: list[str]
+
+
+class OverrideView(BaseModel):
+    key: str
+    by: str
+    hpr_number: str
+    reason: str
+    at: datetime
+    action: str
+    alert: Alert
+
+
+class ListView(BaseModel):
+    """The current list (active, on hold, discontinued within 90 days), its open alerts and
+    the overrides on record. ``list_version`` is also the ETag; send it back as If-Match."""
+
+    patient_id: UUID
+    list_version: int
+    entries: list[ListEntry]
+    open_alerts: list[Alert]
+    overrides: list[OverrideView]
+
+
+class PrescriptionView(BaseModel):
+    id: UUID
+    entry_id: UUID
+    drug: str
+    status: PrescriptionStatus
+    issued: str
+    expires: str
+    allowed: float
+    dispensed: float
+    remaining: float
+    unit: str
+
+
+class DispensableView(BaseModel):
+    """What a pharmacy needs to dispense: the dispensable prescriptions (status E or U) with
+    their entries, and the overrides prescribers recorded (shown downstream)."""
+
+    patient_id: UUID
+    list_version: int
+    prescriptions: list[PrescriptionView]
+    entries: list[ListEntry]
+    overrides: list[OverrideView]
+
+
+class CheckResponse(BaseModel):
+    patient_id: UUID
+    list_version: int
+    catalogue_version: int
+    alerts: list[Alert]
+
+
+class PatientRef(BaseModel):
+    patient_id: UUID
+
+
+class AccessEvent(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    actor_role: str
+    organisation: str | None
+    action: str
+    outcome: str
+    reason: str | None
+
+
+class AccessLog(BaseModel):
+    """Who did what with the patient's data, newest first; ``next_before`` pages on."""
+
+    events: list[AccessEvent]
+    next_before: int | None
+
+
+def dump(value: Any) -> Any:
+    """Plain JSON for a pydantic value (or a list of them)."""
+    if isinstance(value, list | tuple):
+        return [dump(item) for item in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value

@@ -1,0 +1,275 @@
+"""The demo world behind ``medloop demo``: the demo catalogue, a GP practice, a pharmacy and a
+nursing home with residents on realistic lists, built through the same commands the API uses,
+and development tokens for a GP, a nurse, a pharmacist and a patient.
+
+DEMO DATA: invented people and organisations (synthetic national ids), not a clinical source.
+The residents are admitted to one ward of the nursing home; two of them have their regular
+tablets packed in multidose by the demo pharmacy, with a 14-day packing period opened from the
+next Monday.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Engine
+
+from fest.loader import import_catalogue
+from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
+from medloop.api.auth import issue_token
+from medloop.domain.codes import OrganisationKind, PersonnelRole
+from medloop.domain.patient import NationalId, Patient
+from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
+from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop import administer, multidose
+from medloop.loop.patients import register_patient
+from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
+from medloop.domain.errors import OverrideRequired
+from medloop.loop.runner import Call, CommandResult, DrugOrder
+from medloop.store import medication_list as store
+
+GP_PRACTICE = Organisation(
+    id="8095068", name="Fjordbyen legekontor (demo)", kind=OrganisationKind.GP_PRACTICE
+)
+PHARMACY = Organisation(
+    id="8090688", name="Apotek Fjordbyen (demo)", kind=OrganisationKind.PHARMACY
+)
+NURSING_HOME = Organisation(
+    id="974600951", name="Solbakken sykehjem (demo)", kind=OrganisationKind.NURSING_HOME
+)
+GP = Actor(
+    personnel=HealthPersonnel(hpr_number="431002737", name="Anja Fos Eidsvik",
+                              role=PersonnelRole.DOCTOR),
+    organisation=GP_PRACTICE,
+)
+NURSE = Actor(
+    personnel=HealthPersonnel(hpr_number="5551234", name="Nina Nilsen", role=PersonnelRole.NURSE),
+    organisation=NURSING_HOME,
+)
+SECOND_NURSE = Actor(
+    personnel=HealthPersonnel(hpr_number="5559876", name="Ola Olsen", role=PersonnelRole.NURSE),
+    organisation=NURSING_HOME,
+)
+PHARMACIST = Actor(
+    personnel=HealthPersonnel(hpr_number="9876543", name="Per Apoteker",
+                              role=PersonnelRole.PHARMACIST),
+    organisation=PHARMACY,
+)
+
+
+def national_id(birth: date, individual: int) -> str:
+    """A national id for ``birth`` with valid check digits (the next individual number that
+    has them, from ``individual``; 000-499 are 1900-1999 births)."""
+    first_weights = (3, 7, 6, 1, 8, 9, 4, 5, 2)
+    second_weights = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+
+    def check(digits: str, weights: tuple[int, ...]) -> int | None:
+        found = (11 - sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11) % 11
+        return None if found == 10 else found
+
+    for number in range(individual, 500):
+        base = f"{birth:%d%m%y}{number:03d}"
+        first = check(base, first_weights)
+        second = None if first is None else check(f"{base}{first}", second_weights)
+        if second is not None:
+            return f"{base}{first}{second}"
+    raise ValueError(f"no national id for {birth} from {individual}")
+
+
+def _tablets(n: float, slot: TimeOfDay) -> FixedDose:
+    return FixedDose(amount=Quantity(value=n, unit="tablett"), time_of_day=slot)
+
+
+def regular(*doses: FixedDose, text: str) -> Dosage:
+    return Dosage(use=Use.REGULAR, fixed=doses, text=text)
+
+
+def as_needed(amount: float, unit: str, max_per_24h: float, hours: float, text: str) -> Dosage:
+    return Dosage(
+        use=Use.AS_NEEDED,
+        as_needed=(
+            AsNeededDose(
+                amount=Quantity(value=amount, unit=unit),
+                max_per_24h=Quantity(value=max_per_24h, unit=unit),
+                min_interval=Period(value=hours, unit="hour"),
+            ),
+        ),
+        text=text,
+    )
+
+
+MORNING, MIDDAY, EVENING = TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.EVENING
+
+
+@dataclass(frozen=True)
+class Order:
+    varenr: str
+    dosage: Dosage
+    indication: str
+    multidose: bool = False
+
+
+@dataclass(frozen=True)
+class Resident:
+    given_name: str
+    family_name: str
+    birth: date
+    orders: tuple[Order, ...]
+    multidose: bool = False
+
+
+RESIDENTS = (
+    Resident("Kari", "Nordmann", date(1938, 3, 14), (
+        Order("090232", regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+              "Atrieflimmer", multidose=True),
+        Order("090283", regular(_tablets(1, MORNING), text="1 depottablett om morgenen"),
+              "Hypertensjon", multidose=True),
+        Order("090402", regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
+              "Hjertesvikt", multidose=True),
+        Order("090028", as_needed(1, "tablett", 4, 6, "1 tablett ved behov, maks 4 per døgn"),
+              "Smerter"),
+    ), multidose=True),
+    Resident("Per", "Hansen", date(1941, 9, 2), (
+        Order("090436", regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+              "Hyperkolesterolemi", multidose=True),
+        Order("090844", regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+              "Demens", multidose=True),
+        Order("090623", regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
+              "Depresjon", multidose=True),
+        Order("091099", as_needed(1, "kapsel", 4, 4, "1 kapsel ved sterke smerter, maks 4/døgn"),
+              "Gjennombruddssmerter"),
+    ), multidose=True),
+    Resident("Ingrid", "Berg", date(1935, 12, 24), (
+        Order("090606", regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
+              "Hypotyreose"),
+        Order("090555", regular(_tablets(1, MORNING), _tablets(1, EVENING),
+                                text="1 tablett morgen og kveld"), "Diabetes type 2"),
+        Order("090164", regular(_tablets(1, MIDDAY), text="1 tablett midt på dagen"),
+              "Osteoporose"),
+    )),
+)
+
+
+WARD_ID = UUID("5e1b0a4e-7d3c-4a55-9a0e-0d5e3c0f2a11")
+
+
+@dataclass
+class DemoWorld:
+    """What the demo built: patient ids by national id, tokens by role, and notes."""
+
+    patients: dict[str, UUID] = field(default_factory=dict)
+    ward_id: UUID = WARD_ID
+    tokens: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    already_built: bool = False
+
+
+def build(engine: Engine, catalogue: Any, *, now: datetime | None = None) -> DemoWorld:
+    """Import ``catalogue`` and build the demo world once (a second call only reissues the
+    tokens)."""
+    at = now or datetime.now(UTC)
+    import_catalogue(engine, catalogue, allow_shrink=True, allow_older=True)
+    world = DemoWorld()
+    residents = [(r, national_id(r.birth, 100 + 37 * i)) for i, r in enumerate(RESIDENTS)]
+    with engine.connect() as conn:
+        known = {nid: store.find_patient_id(conn, nid) for _, nid in residents}
+    if all(known.values()):
+        world.already_built = True
+        world.patients = {nid: pid for nid, pid in known.items() if pid is not None}
+    else:
+        administer.create_ward(
+            engine, administer.WardOrder(ward_id=WARD_ID, name="Solbakken 1. etasje"),
+            Call(actor=NURSE, at=at, reason="demo"),
+        )
+        for resident, nid in residents:
+            patient_id = _register(engine, resident, nid, at)
+            world.patients[nid] = patient_id
+            if resident.multidose:
+                _multidose(engine, patient_id, at)
+            administer.admit(
+                engine, patient_id,
+                administer.AdmissionOrder(
+                    admission_id=uuid.uuid4(), ward_id=WARD_ID, admitted_at=at
+                ),
+                Call(actor=NURSE, at=at, reason="demo"),
+            )
+        world.notes.append(
+            f"Ward {WARD_ID} (Solbakken 1. etasje) of {NURSING_HOME.name}: every resident "
+            "admitted; multidose from the demo pharmacy for the residents marked so."
+        )
+    first = residents[0][1]
+    world.tokens = {
+        "gp": issue_token("gp", GP.personnel.hpr_number, GP_PRACTICE.id,
+                          name=GP.personnel.name, organisation_name=GP_PRACTICE.name),
+        "nurse": issue_token("nurse", NURSE.personnel.hpr_number, NURSING_HOME.id,
+                             name=NURSE.personnel.name, organisation_name=NURSING_HOME.name),
+        "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number, PHARMACY.id,
+                                  name=PHARMACIST.personnel.name,
+                                  organisation_name=PHARMACY.name),
+        "patient": issue_token("patient", first, name="Kari Nordmann"),
+    }
+    return world
+
+
+def _multidose(engine: Engine, patient_id: UUID, at: datetime) -> None:
+    """The demo pharmacy packs for the patient: responsibility from today and a 14-day period
+    from the next Monday, ordered by the Wednesday before."""
+    call = Call(actor=GP, at=at, reason="demo")
+    multidose.set_responsibility(
+        engine, patient_id,
+        multidose.ResponsibilityOrder(doctor=GP, pharmacy=PHARMACY, valid_from=at.date()),
+        call,
+    )
+    monday = at.date() + timedelta(days=7 - at.weekday())
+    deadline = datetime.combine(monday - timedelta(days=5), time(12, 0), tzinfo=UTC)
+    multidose.open_packing_period(
+        engine, patient_id,
+        multidose.PeriodOrder(
+            period_id=uuid.uuid4(), first_day=monday, order_deadline=max(deadline, at)
+        ),
+        Call(actor=PHARMACIST, at=at, reason="demo"),
+    )
+
+
+def _register(engine: Engine, resident: Resident, nid: str, at: datetime) -> UUID:
+    patient = Patient(
+        id=uuid.uuid4(), national_id=NationalId(nid), given_name=resident.given_name,
+        family_name=resident.family_name, birth_date=resident.birth,
+    )
+    register_patient(engine, patient, Call(actor=GP, at=at, reason="demo"))
+    version = 0
+    start = (at - timedelta(days=30)).date()
+    for order in resident.orders:
+        result = _prescribe_overriding(
+            engine, patient.id,
+            PrescribeOrder(
+                entry_id=uuid.uuid4(), drug=DrugOrder(varenr=order.varenr),
+                use=order.dosage.use, dosage=order.dosage, indication=order.indication,
+                start=start, multidose=order.multidose,
+                terms=PrescriptionTerms(
+                    prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=2),
+                    repeats=0,
+                ),
+            ),
+            Call(actor=GP, at=at, reason="demo list"),
+            based_on=version,
+        )
+        version = result.list_version
+    return patient.id
+
+
+def _prescribe_overriding(
+    engine: Engine, patient_id: UUID, order: PrescribeOrder, call: Call, *, based_on: int
+) -> CommandResult:
+    """Prescribe; an alert that needs an override gets the demo GP's reason, as a GP would
+    after reading it."""
+    try:
+        return prescribe(engine, patient_id, order, call, based_on=based_on)
+    except OverrideRequired as needed:
+        reasons = {a.key: "demo: known combination, monitored" for a in needed.alerts}
+        call = call.model_copy(update={"overrides": reasons})
+        return prescribe(engine, patient_id, order, call, based_on=based_on)

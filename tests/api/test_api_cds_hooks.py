@@ -1,0 +1,150 @@
+"""CDS Hooks: discovery, order-select and order-sign with FHIR R4 MedicationRequest drafts
+coded by FEST varenr, FEST id or ATC, cards built from the same alerts, and feedback."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from sqlalchemy import select
+
+from medloop.api.cds import ATC, FEST_VARENR
+from medloop.store.access import cds_card, cds_feedback
+from tests.api.api_fixtures import (
+    NATIONAL_ID,
+    PHARMACIST_TOKEN,
+    prescribe_body,
+    world,  # noqa: F401
+)
+from tests.loop.loop_fixtures import KLARITROMYCIN, SIMVASTATIN_28
+
+
+def draft(draft_id: str, system: str, code: str, patient: str) -> dict[str, Any]:
+    """A draft MedicationRequest, validated by fhir.resources before it is sent."""
+    request = MedicationRequest(
+        id=draft_id,
+        status="draft",
+        intent="proposal",
+        subject={"reference": f"Patient/{patient}"},
+        medicationCodeableConcept={"coding": [{"system": system, "code": code}]},
+    )
+    return request.model_dump(mode="json", exclude_none=True)
+
+
+def hook(hook_name: str, patient: str, *drafts: dict[str, Any], selections=()) -> dict:
+    bundle = Bundle(type="collection", entry=[{"resource": d} for d in drafts])
+    context: dict[str, Any] = {
+        "userId": "Practitioner/431002737",
+        "patientId": patient,
+        "draftOrders": bundle.model_dump(mode="json", exclude_none=True),
+    }
+    if hook_name == "order-select":
+        context["selections"] = list(selections)
+    return {"hook": hook_name, "hookInstance": str(uuid.uuid4()), "context": context}
+
+
+def _on_simvastatin(world) -> None:
+    body = prescribe_body(SIMVASTATIN_28)
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+
+
+def test_discovery_lists_order_select_and_order_sign(world):
+    services = world.client.get("/cds-services").json()["services"]
+    assert {(s["id"], s["hook"]) for s in services} == {
+        ("medloop-order-select", "order-select"), ("medloop-order-sign", "order-sign"),
+    }
+
+
+def test_order_sign_returns_a_critical_card_with_override_reasons_and_the_catalogue_version(
+    world,
+):
+    _on_simvastatin(world)
+    request = hook("order-sign", str(world.patient_id),
+                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    response = world.post("/cds-services/medloop-order-sign", request)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    critical = [c for c in cards if c["indicator"] == "critical"]
+    assert critical, cards
+    card = critical[0]
+    assert len(card["summary"]) <= 140 and card["overrideReasons"]
+    assert "catalogue version 1" in card["source"]["label"]
+    with world.engine.connect() as conn:
+        stored = conn.execute(select(cds_card.c.id)).scalars().all()
+    assert {c["uuid"] for c in cards} == set(stored)
+
+
+def test_order_select_answers_only_for_the_selected_drafts_and_accepts_the_national_id(world):
+    _on_simvastatin(world)
+    patient = NATIONAL_ID
+    request = hook(
+        "order-select", patient,
+        draft("a", FEST_VARENR, KLARITROMYCIN, patient),
+        draft("b", ATC, "N02BE01", patient),
+        selections=["MedicationRequest/b"],
+    )
+    cards = world.post("/cds-services/medloop-order-select", request).json()["cards"]
+    involved = [c["extension"]["medloop-alert-key"].rsplit("/", 1)[1].split(",") for c in cards]
+    assert involved and all("b" in ids for ids in involved)
+    assert not any(c["indicator"] == "critical" for c in cards)
+
+
+def test_a_draft_without_a_known_coding_is_a_422_problem(world):
+    request = hook("order-sign", str(world.patient_id),
+                   draft("x", "http://snomed.info/sct", "12345", str(world.patient_id)))
+    response = world.post("/cds-services/medloop-order-sign", request)
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid-draft-order"
+
+
+def test_only_prescribers_may_call_the_services(world):
+    request = hook("order-sign", str(world.patient_id),
+                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    response = world.post("/cds-services/medloop-order-sign", request, token=PHARMACIST_TOKEN)
+    assert response.status_code == 403
+    unknown = hook("order-sign", str(uuid.uuid4()),
+                   draft("rx1", FEST_VARENR, KLARITROMYCIN, "x"))
+    assert world.post("/cds-services/medloop-order-sign", unknown,
+                      token=PHARMACIST_TOKEN).status_code == 403
+
+
+def test_feedback_is_stored_for_issued_cards_and_refused_for_unknown_ones(world):
+    _on_simvastatin(world)
+    request = hook("order-sign", str(world.patient_id),
+                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    card = world.post("/cds-services/medloop-order-sign", request).json()["cards"][0]
+    feedback = {"feedback": [{
+        "card": card["uuid"], "outcome": "overridden",
+        "overrideReason": {"reason": card["overrideReasons"][0] if card["overrideReasons"]
+                           else None, "userComment": "short course"},
+        "outcomeTimestamp": "2026-11-20T09:05:00Z",
+    }]}
+    assert world.post("/cds-services/medloop-order-sign/feedback", feedback).status_code == 200
+    with world.engine.connect() as conn:
+        rows = conn.execute(select(cds_feedback)).mappings().all()
+    assert len(rows) == 1
+    assert [(r["card_id"], r["outcome"], r["comment"]) for r in rows] == [
+        (card["uuid"], "overridden", "short course")
+    ]
+    retried = world.post("/cds-services/medloop-order-sign/feedback", feedback,
+                         **{"Idempotency-Key": "fb-1"})
+    again = world.post("/cds-services/medloop-order-sign/feedback", feedback,
+                       **{"Idempotency-Key": "fb-1"})
+    assert retried.status_code == again.status_code == 200
+    with world.engine.connect() as conn:
+        assert len(conn.execute(select(cds_feedback)).all()) == 2  # the first and one retried
+    unknown = {"feedback": [{**feedback["feedback"][0], "card": str(uuid.uuid4())}]}
+    assert world.post("/cds-services/medloop-order-sign/feedback", unknown).status_code == 404
+
+
+def test_a_retried_hook_call_with_the_same_idempotency_key_returns_the_same_cards(world):
+    _on_simvastatin(world)
+    request = hook("order-sign", str(world.patient_id),
+                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    first = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
+    second = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
+    assert first.status_code == 200 and first.content == second.content
+    with world.engine.connect() as conn:
+        assert len(conn.execute(select(cds_card.c.id)).all()) == len(first.json()["cards"])

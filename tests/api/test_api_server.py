@@ -1,0 +1,122 @@
+"""The server side: ``medloop token``, ``medloop demo`` (built and printed, then really served on
+a free port), the offline docs page, the OpenAPI document and the problem mapping."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from typer.testing import CliRunner
+
+from medloop.api.app import create_app
+from medloop.api.auth import Role, TokenVerifier
+from medloop.api.config import ApiSettings
+from medloop.api.problems import STATUS, status_for
+from medloop.cli import app
+from medloop.domain.errors import error_codes
+
+runner = CliRunner()
+
+
+def test_token_prints_a_bare_token_that_the_server_accepts():
+    result = runner.invoke(app, ["token", "--role", "gp", "--hpr", "431002737", "--org", "8095068"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", token)
+    principal = TokenVerifier(ApiSettings.from_env("sqlite://")).verify(token)
+    assert principal.role is Role.GP and principal.subject == "431002737"
+    patient = runner.invoke(app, ["token", "--role", "patient", "--patient", "21014605158"])
+    verifier = TokenVerifier(ApiSettings.from_env("sqlite://"))
+    assert verifier.verify(patient.stdout.strip()).is_patient
+
+
+def test_token_refuses_missing_or_invalid_claims():
+    invalid_role = ["token", "--role", "admin", "--hpr", "1", "--org", "1"]
+    assert runner.invoke(app, invalid_role).exit_code == 1
+    assert runner.invoke(app, ["token", "--role", "gp", "--hpr", "1"]).exit_code == 1
+    assert runner.invoke(app, ["token", "--role", "patient", "--patient", "123"]).exit_code == 1
+
+
+def test_demo_builds_the_world_and_prints_a_token_per_role(sqlite_url):
+    result = runner.invoke(app, ["demo", "--db", sqlite_url, "--no-serve"])
+    assert result.exit_code == 0, result.output
+    for role in ("gp", "nurse", "pharmacist", "patient"):
+        assert re.search(rf"^\s+{role}\s+[\w-]+\.[\w-]+\.[\w-]+$", result.stdout, re.M), role
+    assert "3 residents" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_demo_serves_the_openapi_schema_and_offline_docs_on_loopback(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from medloop.cli import app; app()", "demo", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        schema = None
+        for _ in range(150):
+            try:
+                schema = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode()
+                time.sleep(0.1)
+        assert schema is not None and "/patients/{patient_id}/list" in schema["paths"]
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=2).text
+        assert "openapi.json" in docs
+        assert not re.search(r"""(src|href)=["']https?://""", docs)
+        assert (tmp_path / "medloop-demo.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_every_domain_error_code_maps_to_one_status_and_validation_is_documented(engine):
+    import medloop.api.app  # noqa: F401  (imports every module that defines error codes)
+
+    for code in error_codes():
+        assert status_for(code) in {400, 403, 404, 409, 412, 422, 503}, code
+    assert set(STATUS) <= set(error_codes())
+    schema = create_app(ApiSettings.from_env("sqlite://"), engine=engine).openapi()
+    assert "Problem" in schema["components"]["schemas"]
+    prescribe = schema["paths"]["/patients/{patient_id}/prescriptions"]["post"]
+    assert "application/problem+json" in prescribe["responses"]["422"]["content"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+
+
+def test_serve_refuses_to_trust_the_development_keys_unless_told(sqlite_url, monkeypatch):
+    for name in ("MEDLOOP_JWT_PUBLIC_KEY_FILE", "MEDLOOP_JWT_JWKS_FILE", "MEDLOOP_ALLOW_DEV_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    result = runner.invoke(app, ["serve", "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert "MEDLOOP_ALLOW_DEV_KEYS" in result.stderr
+
+
+def test_an_unexpected_error_is_a_500_problem_without_the_exception_text(engine):
+    from fastapi.testclient import TestClient
+
+    api = create_app(ApiSettings.from_env("sqlite://"), engine=engine)
+
+    @api.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    response = TestClient(api, raise_server_exceptions=False).get(
+        "/boom", headers={"X-Request-ID": "req-1"}
+    )
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["request_id"] == "req-1" and "secret" not in response.text
