@@ -180,12 +180,20 @@ def run(url: str, args: argparse.Namespace) -> dict:
                    args.iterations, dict(tokens))
             for i in range(args.clients)
         ]
+        server_before = _cpu_seconds_of_tree(server.pid)
+        postgres_before = _cpu_seconds_of_postgres()
+        client_before = time.process_time()
         started = time.perf_counter()
         for client in clients:
             client.start()
         for client in clients:
             client.join()
         elapsed = time.perf_counter() - started
+        cpu = {
+            "server": _cpu_seconds_of_tree(server.pid) - server_before,
+            "client": time.process_time() - client_before,
+            "postgres": _cpu_seconds_of_postgres() - postgres_before,
+        }
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -204,6 +212,9 @@ def run(url: str, args: argparse.Namespace) -> dict:
         "requests": total,
         "requests_per_s": round(total / elapsed, 1),
         "errors": [c.error for c in clients if c.error],
+        # CPU per request, which other work on the machine inflates less than latency:
+        # server processes, the benchmark's own client threads, and every PostgreSQL process.
+        "cpu_ms_per_request": {k: round(v * 1000 / total, 2) for k, v in cpu.items()},
         "endpoints": {
             label: {
                 "n": len(values),
@@ -214,6 +225,34 @@ def run(url: str, args: argparse.Namespace) -> dict:
             for label, values in timings.items()
         },
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds_of_tree(pid: int) -> float:
+    """CPU time of ``pid`` and its children (uvicorn's worker processes)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    return _cpu_seconds(pid) + sum(_cpu_seconds_of_tree(int(k)) for k in kids)
+
+
+def _cpu_seconds_of_postgres() -> float:
+    """CPU time of every process named postgres on this machine (0 on SQLite runs)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += _cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
 
 
 def _postgres(base_url: str):

@@ -178,6 +178,12 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
     ]
 
 
+def patient_state(conn: Connection, patient_id: UUID) -> store.PatientState:
+    """The patient's whole state as last committed (from this process's cache when it is
+    current); ``PatientNotFound`` for an unknown patient."""
+    return _state(conn, patient_id)
+
+
 def _state(conn: Connection, patient_id: UUID) -> store.PatientState:
     found = store.read_patient_revision(conn, patient_id)
     if found is None:

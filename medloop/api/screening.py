@@ -17,9 +17,9 @@ from sqlalchemy import Connection
 
 from interactions import Alert, Medication, ResolvedDrug, UnknownReference, check
 from interactions.dosage import Dosage
-from medloop.domain.errors import PatientNotFound, UnknownDrug
+from medloop import queries
+from medloop.domain.errors import UnknownDrug
 from medloop.loop.runner import Catalogue, DrugOrder, catalogue_in_force, medications_of
-from medloop.store import medication_list as store
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,7 @@ class Screened:
 
 def screen(conn: Connection, patient_id: UUID, proposals: list[Proposal]) -> Screened:
     """The alerts the proposals would raise on the patient's current list."""
-    found = store.read_patient(conn, patient_id)
-    if found is None:
-        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-    state = store.load_patient_state(conn, found)
+    state = queries.patient_state(conn, patient_id)
     catalogue = catalogue_in_force(conn)
     medications = list(medications_of(state.medication_list))
     names = {}

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from interactions.dosage import Dosage
+from medloop import queries
 from medloop.domain._model import Frozen
 from medloop.domain.entry import Discontinuation, EntryEdit
 from medloop.domain.errors import PatientNotFound, PrescriptionNotFound
@@ -616,11 +617,8 @@ def plan_of(
     conn: Connection, patient_id: UUID, period_id: UUID, rules: PackingRules | None = None
 ) -> ProductionPlan:
     """The production plan of a period (before the deadline: from the list as it stands)."""
-    found = list_store.read_patient(conn, patient_id)
-    if found is None:
-        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    state = queries.patient_state(conn, patient_id)
     period = _period(conn, patient_id, period_id)
-    state = list_store.load_patient_state(conn, found)
     return production_plan(
         period, state.changes, store.urgent_packs_of(conn, [period_id]), _rules(rules)
     )

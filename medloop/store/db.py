@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_PAGE_SIZE = 16_384
+POSTGRES_POOL_SIZE = 20
+POSTGRES_MAX_OVERFLOW = 20
 
 
 def normalise_url(url: str) -> str:
@@ -46,7 +48,11 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A server runs many requests at once (uvicorn's thread pool): keep as many connections
+    # pooled, rather than open and close overflow connections per request. No pre-ping round
+    # trip per checkout: after a server restart the first statement on a dead connection
+    # fails, and SQLAlchemy then invalidates the whole pool.
+    return create_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW)
 
 
 def _queued_writer_connection(writers: threading.Lock) -> type[sqlite3.Connection]:
