@@ -14,6 +14,8 @@ metadata, so autogenerate neither sees nor needs them.
 from alembic import op
 import sqlalchemy as sa
 
+from medloop.store import append_only
+
 
 revision = '0003'
 down_revision = '0002'
@@ -24,40 +26,7 @@ APPEND_ONLY = (
     "list_change", "entry_version", "prescription", "prescription_version", "dispense",
     "dispense_annulment", "alert", "handled_alert", "reconciliation",
 )
-REFUSED = "{table} is append-only: {operation} refused"
-
-POSTGRES_FUNCTION = """
-    CREATE FUNCTION medication_record_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
-    END
-    $$
-"""
-
-
-def _postgres_triggers() -> list[str]:
-    return [POSTGRES_FUNCTION] + [
-        f"""
-        CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-        FOR EACH ROW EXECUTE FUNCTION medication_record_refuse_change()
-        """
-        for table in APPEND_ONLY
-    ]
-
-
-def _sqlite_triggers() -> list[str]:
-    return [
-        f"""
-        CREATE TRIGGER {table}_refuse_{operation.lower()} BEFORE {operation} ON {table}
-        BEGIN
-            SELECT RAISE(ABORT, '{REFUSED.format(table=table, operation=operation)}');
-        END
-        """
-        for table in APPEND_ONLY
-        for operation in ("UPDATE", "DELETE")
-    ]
-
-
+FUNCTION = "medication_record_refuse_change"
 def upgrade() -> None:
     op.create_table('patient',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -173,21 +142,13 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['dispense_id'], ['dispense.id'], ),
     sa.PrimaryKeyConstraint('dispense_id')
     )
-    postgres = op.get_bind().dialect.name == 'postgresql'
-    for statement in _postgres_triggers() if postgres else _sqlite_triggers():
+    for statement in append_only.install(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
         op.execute(statement)
 
 
 def downgrade() -> None:
-    postgres = op.get_bind().dialect.name == 'postgresql'
-    for table in APPEND_ONLY:
-        if postgres:
-            op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
-        else:
-            for operation in ("update", "delete"):
-                op.execute(f"DROP TRIGGER {table}_refuse_{operation}")
-    if postgres:
-        op.execute("DROP FUNCTION medication_record_refuse_change()")
+    for statement in append_only.remove(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
+        op.execute(statement)
     op.drop_table('dispense_annulment')
     op.drop_table('prescription_version')
     with op.batch_alter_table('entry_version', schema=None) as batch_op:

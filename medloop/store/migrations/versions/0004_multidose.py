@@ -13,6 +13,8 @@ table metadata, so autogenerate neither sees nor needs them.
 from alembic import op
 import sqlalchemy as sa
 
+from medloop.store import append_only
+
 
 revision = '0004'
 down_revision = '0003'
@@ -25,33 +27,7 @@ APPEND_ONLY = (
     "multidose_task", "multidose_task_resolution", "multidose_proposal",
     "multidose_proposal_decision",
 )
-REFUSED = "{table} is append-only: {operation} refused"
-
-
-def _postgres_triggers() -> list[str]:
-    # medication_record_refuse_change() is created by 0003.
-    return [
-        f"""
-        CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-        FOR EACH ROW EXECUTE FUNCTION medication_record_refuse_change()
-        """
-        for table in APPEND_ONLY
-    ]
-
-
-def _sqlite_triggers() -> list[str]:
-    return [
-        f"""
-        CREATE TRIGGER {table}_refuse_{operation.lower()} BEFORE {operation} ON {table}
-        BEGIN
-            SELECT RAISE(ABORT, '{REFUSED.format(table=table, operation=operation)}');
-        END
-        """
-        for table in APPEND_ONLY
-        for operation in ("UPDATE", "DELETE")
-    ]
-
-
+FUNCTION = "medication_record_refuse_change"
 def upgrade() -> None:
     op.create_table('multidose_responsibility',
     sa.Column('patient_id', sa.String(length=36), nullable=False),
@@ -162,19 +138,15 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['proposal_id'], ['multidose_proposal.id'], ),
     sa.PrimaryKeyConstraint('proposal_id')
     )
-    postgres = op.get_bind().dialect.name == 'postgresql'
-    for statement in _postgres_triggers() if postgres else _sqlite_triggers():
+    # The trigger function medication_record_refuse_change() is created by 0003.
+    dialect = op.get_bind().dialect.name
+    for statement in append_only.install(dialect, APPEND_ONLY, FUNCTION, create_function=False):
         op.execute(statement)
 
 
 def downgrade() -> None:
-    postgres = op.get_bind().dialect.name == 'postgresql'
-    for table in APPEND_ONLY:
-        if postgres:
-            op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
-        else:
-            for operation in ("update", "delete"):
-                op.execute(f"DROP TRIGGER {table}_refuse_{operation}")
+    for statement in append_only.remove(op.get_bind().dialect.name, APPEND_ONLY, None):
+        op.execute(statement)
     op.drop_table('multidose_proposal_decision')
     with op.batch_alter_table('multidose_proposal', schema=None) as batch_op:
         batch_op.drop_index('ix_multidose_proposal_patient')

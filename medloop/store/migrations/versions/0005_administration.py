@@ -11,6 +11,8 @@ Triggers refuse UPDATE and DELETE on every table of this revision, as 0003 does 
 from alembic import op
 import sqlalchemy as sa
 
+from medloop.store import append_only
+
 
 revision = '0005'
 down_revision = '0004'
@@ -21,38 +23,7 @@ APPEND_ONLY = (
     "ward", "ward_config", "admission", "discharge", "schedule", "planned_dose",
     "administration", "administration_error",
 )
-REFUSED = "{table} is append-only: {operation} refused"
-
-POSTGRES_FUNCTION = """
-    CREATE FUNCTION administration_record_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
-    END
-    $$
-"""
-
-
-def _postgres_triggers() -> list[str]:
-    return [POSTGRES_FUNCTION] + [
-        f"""
-        CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-        FOR EACH ROW EXECUTE FUNCTION administration_record_refuse_change()
-        """
-        for table in APPEND_ONLY
-    ]
-
-
-def _sqlite_triggers() -> list[str]:
-    return [
-        f"""
-        CREATE TRIGGER {table}_refuse_{operation.lower()} BEFORE {operation} ON {table}
-        BEGIN
-            SELECT RAISE(ABORT, '{REFUSED.format(table=table, operation=operation)}');
-        END
-        """
-        for table in APPEND_ONLY
-        for operation in ("UPDATE", "DELETE")
-    ]
+FUNCTION = "administration_record_refuse_change"
 
 
 def upgrade() -> None:
@@ -155,20 +126,12 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['administration_id'], ['administration.id'], ),
     sa.PrimaryKeyConstraint('administration_id')
     )
-    dialect = op.get_bind().dialect.name
-    for statement in _postgres_triggers() if dialect == "postgresql" else _sqlite_triggers():
+    for statement in append_only.install(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
         op.execute(statement)
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
-        for table in APPEND_ONLY:
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-        op.execute("DROP FUNCTION IF EXISTS administration_record_refuse_change()")
-    else:
-        for table in APPEND_ONLY:
-            for operation in ("update", "delete"):
-                op.execute(f"DROP TRIGGER IF EXISTS {table}_refuse_{operation}")
+    for statement in append_only.remove(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
+        op.execute(statement)
     for table in reversed(APPEND_ONLY):
         op.drop_table(table)

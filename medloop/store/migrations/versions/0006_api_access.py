@@ -10,6 +10,8 @@ Triggers refuse UPDATE and DELETE on both tables, as in 0003.
 from alembic import op
 import sqlalchemy as sa
 
+from medloop.store import append_only
+
 
 revision = '0006'
 down_revision = '0005'
@@ -18,13 +20,7 @@ depends_on = None
 
 APPEND_ONLY = ("cds_card", "cds_feedback")
 
-POSTGRES_FUNCTION = """
-    CREATE FUNCTION cds_record_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
-    END
-    $$
-"""
+FUNCTION = "cds_record_refuse_change"
 
 
 def upgrade() -> None:
@@ -58,28 +54,13 @@ def upgrade() -> None:
     with op.batch_alter_table('cds_feedback', schema=None) as batch_op:
         batch_op.create_index('ix_cds_feedback_card', ['card_id'], unique=False)
 
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(POSTGRES_FUNCTION)
-        for table in APPEND_ONLY:
-            op.execute(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION cds_record_refuse_change()"
-            )
-    else:
-        for table in APPEND_ONLY:
-            for operation in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_refuse_{operation.lower()} BEFORE {operation} "
-                    f"ON {table} BEGIN SELECT RAISE(ABORT, "
-                    f"'{table} is append-only: {operation} refused'); END"
-                )
+    for statement in append_only.install(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
+        op.execute(statement)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in APPEND_ONLY:
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-        op.execute("DROP FUNCTION IF EXISTS cds_record_refuse_change()")
+    for statement in append_only.remove(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
+        op.execute(statement)
     with op.batch_alter_table('cds_feedback', schema=None) as batch_op:
         batch_op.drop_index('ix_cds_feedback_card')
     op.drop_table('cds_feedback')

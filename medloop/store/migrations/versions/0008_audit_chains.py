@@ -21,6 +21,8 @@ import json
 from alembic import op
 import sqlalchemy as sa
 
+from medloop.store import append_only
+
 
 revision = '0008'
 down_revision = '0007'
@@ -33,28 +35,6 @@ OLD_FIELDS = (
     "seq", "occurred_at", "actor", "actor_role", "organisation", "patient", "action", "outcome",
     "request_id", "reason", "detail", "prev_hash",
 )
-REFUSED = "audit_event is append-only: {operation} refused"
-POSTGRES_TRIGGERS = [
-    """
-    CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event
-    FOR EACH ROW EXECUTE FUNCTION audit_event_refuse_change()
-    """,
-    """
-    CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_event_refuse_change()
-    """,
-]
-SQLITE_TRIGGERS = [
-    f"""
-    CREATE TRIGGER audit_event_refuse_{operation.lower()} BEFORE {operation} ON audit_event
-    BEGIN
-        SELECT RAISE(ABORT, '{REFUSED.format(operation=operation)}');
-    END
-    """
-    for operation in ("UPDATE", "DELETE")
-]
-
-
 OLD_TABLE = sa.table(
     "audit_event",
     sa.column("seq", sa.BigInteger()),
@@ -126,8 +106,18 @@ def upgrade() -> None:
         rechained.append(values)
     if rechained:
         op.bulk_insert(table, rechained)
-    triggers = POSTGRES_TRIGGERS if bind.dialect.name == 'postgresql' else SQLITE_TRIGGERS
-    for statement in triggers:
+    # The trigger function audit_event_refuse_change() is created by 0002 (and survives the
+    # table); row triggers do not fire on TRUNCATE, so PostgreSQL gets one for that too.
+    dialect = bind.dialect.name
+    statements = append_only.install(
+        dialect, ["audit_event"], "audit_event_refuse_change", create_function=False
+    )
+    if dialect == "postgresql":
+        statements.append(
+            "CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_event_refuse_change()"
+        )
+    for statement in statements:
         op.execute(statement)
 
 
