@@ -27,7 +27,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -70,6 +71,7 @@ from medloop.domain.administration import (
 from medloop.domain.codes import EntryStatus
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError, PatientNotFound, ReasonRequired
+from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import (
     Admission,
@@ -98,7 +100,7 @@ from medloop.loop.runner import (
 )
 from medloop.loop.scanning import read_pack_code
 from medloop.store import administration as store
-from medloop.store import audit
+from medloop.store import audit, state_cache
 from medloop.store import medication_list as list_store
 from medloop.store.idempotency import request_fingerprint, run_once
 
@@ -330,8 +332,9 @@ def _plan(
     schedules = store.schedules_of(conn, [patient_id])
     version_times = _entry_version_times(state)
     since = max(admission.admitted_at, now - PLAN_LOOK_BACK)
-    existing = store.planned_keys(conn, patient_id, since - PLAN_LOOK_BACK)
-    charted_slots = _charted_slots(conn, patient_id, since - PLAN_LOOK_BACK, end)
+    # Keys of what is planned, and (entry, local time, dose index) of planned doses already
+    # charted by a person: a new schedule does not plan the same intake again.
+    existing, charted_slots = store.planned_since(conn, patient_id, since - PLAN_LOOK_BACK, end)
     for entry in state.medication_list.entries:
         known = schedules.get(entry.id, [])
         current = _schedule_for(entry, ward.config, known, version_times[entry.id], admission, now)
@@ -393,21 +396,6 @@ def _entry_version_times(state: list_store.PatientState) -> dict[UUID, list[tupl
     return found
 
 
-def _charted_slots(
-    conn: Connection, patient_id: UUID, start: datetime, end: datetime
-) -> set[tuple[str, str, int]]:
-    """(entry, local time, dose index) of planned doses already charted by a person: a new
-    schedule does not plan the same intake again."""
-    doses = store.planned_doses(conn, patient_ids=[patient_id], start=start, end=end)
-    charted = store.chartings_of_doses(conn, [d.id for d in doses])
-    return {
-        (str(d.entry_id), d.local_time.strftime("%Y-%m-%dT%H:%M"), d.dose_index)
-        for d in doses
-        if any(c.stands and c.administration.outcome is not Outcome.MISSED
-               for c in charted.get(d.id, ()))
-    }
-
-
 def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) -> dict[str, int]:
     """Keep every admitted patient's doses planned ``horizon`` ahead; a second run at the same
     moment plans nothing."""
@@ -416,11 +404,9 @@ def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) ->
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     schedules = doses = patients = 0
     for admission in admissions:
-        with engine.execution_options(write=True).begin() as conn:
-            patient = list_store.lock_patient(conn, admission.patient_id)
-            if patient is None:
+        with _locked_state(engine, admission.patient_id) as (conn, state):
+            if state is None:
                 continue
-            state = list_store.load_patient_state(conn, patient)
             plan = _plan(conn, state, admission, wards[admission.ward_id], now, horizon)
             if plan.empty:
                 continue
@@ -445,13 +431,11 @@ def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
     for admission in admissions:
         ward = wards[admission.ward_id]
         config = ward.config
-        with engine.execution_options(write=True).begin() as conn:
-            patient = list_store.lock_patient(conn, admission.patient_id)
-            if patient is None:
+        with _locked_state(engine, admission.patient_id) as (conn, state):
+            if state is None:
                 continue
             # A dose of a dosage changed since the last roll-forward must be superseded, not
             # missed: bring the plan up to date first.
-            state = list_store.load_patient_state(conn, patient)
             plan = _plan(conn, state, admission, ward, now, HORIZON)
             if not plan.empty:
                 plan.write(conn)
@@ -475,7 +459,7 @@ def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
             if not records:
                 continue
             store.add_administrations(conn, records)
-            national_id = list_store.national_id_of(conn, admission.patient_id)
+            national_id = str(state.patient.national_id)
             audit.append(conn, audit.AuditEvent(
                 actor="system", actor_role="system", action="administration.mark-missed",
                 patient=national_id,
@@ -484,6 +468,33 @@ def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
             ))
             missed += len(records)
     return {"missed": missed}
+
+
+@contextmanager
+def _locked_state(
+    engine: Engine, patient_id: UUID
+) -> Iterator[tuple[Connection, list_store.PatientState | None]]:
+    """A write transaction with the patient locked and its list state (``None`` for an unknown
+    patient). Every command bumps the patient's revision under this lock, so while it is held
+    the state the runner cached for the current revision is the patient's current state and
+    need not be read again; the revision is left alone (the system's work does not change the
+    list, so the states cached in other processes stay valid). A state read here is cached for
+    the revision once the transaction committed."""
+    cache = state_cache.cache_for(engine)
+    with engine.execution_options(write=True).begin() as conn:
+        locked = store.lock_patient_revision(conn, patient_id)
+        if locked is None:
+            yield conn, None
+            return
+        record, revision = locked
+        state = cache.get(patient_id, revision)
+        if state is None:
+            state = list_store.load_patient_state(conn, Patient.model_validate(record))
+        elif state_cache.VERIFY:
+            fresh = list_store.load_patient_state(conn, Patient.model_validate(record))
+            state_cache.verified(state, fresh)
+        yield conn, state
+    cache.put(patient_id, revision, state)
 
 
 def _system_audit(
@@ -514,17 +525,17 @@ def chart(
         check_request_shape(request, call.at)
         entry = ctx.state.medication_list.entry(request.entry_id)
         moment = request.given_at or call.at
-        admission = _admission(ctx.conn, patient_id, call.actor, moment)
-        ward = _ward_state(ctx.conn, admission.ward_id)
-        known = store.schedules_of(ctx.conn, [patient_id]).get(entry.id, [])
+        admission, ward = _admission_and_ward(ctx.conn, patient_id, call.actor, moment)
+        known = store.schedules_of_entry(ctx.conn, patient_id, entry.id)
         replan = _replan_if_stale(ctx, entry, admission, ward, known)
         schedules = [*known, *(s for _, s in replan.schedules if s.entry_id == entry.id)]
-        planned, late = _check_planned(
-            ctx.conn, patient_id, entry, request, ward.config, call.at, schedules
-        )
         given = request.outcome is Outcome.GIVEN
+        planned, late, recent = _check_planned(
+            ctx.conn, patient_id, entry, request, ward.config, call.at, schedules,
+            since=_recent_since(entry, request) if given else None,
+        )
         checked = (
-            _check_given(ctx, entry, request, planned, ward.config, witness)
+            _check_given(ctx, entry, request, planned, ward.config, witness, recent)
             if given
             else _Given()
         )
@@ -540,7 +551,7 @@ def chart(
             limits_exceeded=checked.exceeded,
         )
         return Effect(
-            screening=_screening(ctx, entry, request.given_at) if given else None,
+            screening=_screening(ctx, entry, request.given_at, recent) if given else None,
             writes=(replan.write, lambda conn: store.add_administration(conn, record)),
             response={
                 "administration_id": str(record.id),
@@ -583,6 +594,7 @@ def _check_given(
     planned: PlannedDose | None,
     config: WardConfig,
     witness: Actor | None,
+    recent: Sequence[store.RecentCharting],
 ) -> _Given:
     """The closed-loop checks of a dose charted as given (the entry in use, the amount, PRN
     limits, witness, scan); raises the precise refusal."""
@@ -599,7 +611,7 @@ def _check_given(
     limits: tuple[str, ...] = ()
     not_checked: tuple[str, ...] = ()
     if planned is None:
-        limits, not_checked = _check_prn(ctx.conn, ctx.state.patient.id, entry, request)
+        limits, not_checked = _check_prn(entry, request, recent)
     check_witness(entry, config, ctx.call.actor, witness)
     scan = None
     if request.scan is not None:
@@ -658,11 +670,27 @@ def _admission(conn: Connection, patient_id: UUID, actor: Actor, at: datetime) -
     )
 
 
-def _ward_state(conn: Connection, ward_id: UUID) -> store.WardState:
-    found = store.read_ward(conn, ward_id)
-    if found is None:
-        raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
-    return found
+def _admission_and_ward(
+    conn: Connection, patient_id: UUID, actor: Actor, at: datetime
+) -> tuple[Admission, store.WardState]:
+    """The patient's admission to a ward of the actor's organisation at ``at`` and that ward
+    with its configuration in force (``_admission`` and the ward, in one query when the ward's
+    configuration version is known to this process)."""
+    for admission, version in store.admissions_with_config(conn, patient_id):
+        if admission.organisation_id == actor.organisation.id and admission.covers(at):
+            ward = (
+                None if version is None
+                else store.ward_at_version(conn, admission.ward_id, version)
+            )
+            if ward is None:
+                raise WardNotFound(f"there is no ward {admission.ward_id}",
+                                   ward_id=admission.ward_id)
+            return admission, ward
+    raise PatientNotAdmitted(
+        f"patient {patient_id} is not admitted to a ward of organisation "
+        f"{actor.organisation.id} at {at.isoformat()}",
+        patient_id=patient_id, organisation_id=actor.organisation.id,
+    )
 
 
 def _replan_if_stale(
@@ -694,16 +722,19 @@ def _check_planned(
     config: WardConfig,
     now: datetime,
     schedules: Sequence[store.ScheduleRow],
-) -> tuple[PlannedDose | None, bool]:
-    """The planned dose charted (``None`` for an as-needed entry) and whether a given dose is
-    late; ``schedules`` are the entry's schedules, stored and pending."""
+    *,
+    since: datetime | None,
+) -> tuple[PlannedDose | None, bool, list[store.RecentCharting]]:
+    """The planned dose charted (``None`` for an as-needed entry), whether a given dose is
+    late, and the patient's chartings from ``since`` on (none for ``None``), read with the
+    dose's own; ``schedules`` are the entry's schedules, stored and pending."""
     if _is_as_needed(entry):
         if request.planned_dose_id is not None:
             raise AsNeededDoseIsNotPlanned(
                 f"entry {entry.id} is as needed: its doses have no planned dose",
                 entry_id=entry.id,
             )
-        return None, False
+        return None, False, store.chartings_for_charting(conn, patient_id, None, since)[1]
     if request.planned_dose_id is None:
         raise PlannedDoseRequired(
             f"entry {entry.id} is regular: chart one of its planned doses", entry_id=entry.id
@@ -714,11 +745,19 @@ def _check_planned(
             f"patient {patient_id} has no planned dose {request.planned_dose_id}",
             planned_dose_id=request.planned_dose_id,
         )
-    chartings = store.chartings_of_doses(conn, [planned.id]).get(planned.id, [])
+    chartings, recent = store.chartings_for_charting(conn, patient_id, planned.id, since)
     standing = effective_charting(c.administration for c in chartings if c.stands)
     in_force = store.in_force(planned, schedules, charted=standing is not None)
     late = check_planned_dose(request, planned, in_force, standing, config, now)
-    return planned, late
+    return planned, late, recent
+
+
+def _recent_since(entry: ListEntry, request: ChartRequest) -> datetime:
+    """From when a given dose's checks need the patient's chartings: the 24 h screened again,
+    and for an as-needed dose the PRN limits' longest period."""
+    assert request.given_at is not None
+    look_back = PRN_WINDOW_MAX if _is_as_needed(entry) else timedelta(hours=24)
+    return request.given_at - max(look_back, timedelta(hours=24))
 
 
 def _prn_amount(entry: ListEntry, given: Quantity) -> Quantity:
@@ -732,20 +771,20 @@ def _prn_amount(entry: ListEntry, given: Quantity) -> Quantity:
 
 
 def _check_prn(
-    conn: Connection, patient_id: UUID, entry: ListEntry, request: ChartRequest
+    entry: ListEntry, request: ChartRequest, recent: Sequence[store.RecentCharting]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The PRN limits; ``recent`` are the patient's chartings from ``PRN_WINDOW_MAX`` before
+    the dose on."""
     assert request.given_at is not None and request.dose is not None
     assert entry.dosage is not None
-    history = store.chartings_of_patient(
-        conn, patient_id, since=request.given_at - PRN_WINDOW_MAX,
-        until=request.given_at + PRN_WINDOW_MAX,
-    )
+    since = request.given_at - PRN_WINDOW_MAX
+    until = request.given_at + PRN_WINDOW_MAX
     intakes = [
-        Intake(c.administration.at, c.administration.dose.value)
-        for c in history
-        if c.stands and c.administration.entry_id == entry.id
-        and c.administration.outcome is Outcome.GIVEN and c.administration.dose is not None
-        and c.administration.dose.unit == request.dose.unit
+        Intake(c.at, c.dose[0])
+        for c in recent
+        if since <= c.at < until and c.stands and c.entry_id == entry.id
+        and c.outcome is Outcome.GIVEN and c.dose is not None
+        and c.dose[1] == request.dose.unit
     ]
     exceeded: list[str] = []
     not_checked: list[str] = []
@@ -782,17 +821,19 @@ def _packages_by_gtin(catalogue: Catalogue) -> dict[str, Package]:
     return found
 
 
-def _screening(ctx: Context, entry: ListEntry, given_at: datetime | None) -> Screening:
+def _screening(
+    ctx: Context, entry: ListEntry, given_at: datetime | None,
+    recent: Sequence[store.RecentCharting],
+) -> Screening:
     """The list as decision support sees it, plus every entry given in the 24 h before this
-    dose as still in use (also when stopped since)."""
+    dose as still in use (also when stopped since); ``recent`` are the patient's chartings
+    from at least 24 h before the dose on."""
     at = given_at or ctx.call.at
+    since = at - timedelta(hours=24)
     listed = {m.id: m for m in medications_of(ctx.state.medication_list)}
-    recent = store.chartings_of_patient(
-        ctx.conn, ctx.state.patient.id, since=at - timedelta(hours=24)
-    )
     given = {
-        str(c.administration.entry_id) for c in recent
-        if c.stands and c.administration.outcome is Outcome.GIVEN
+        str(c.entry_id) for c in recent
+        if c.at >= since and c.stands and c.outcome is Outcome.GIVEN
     }
     for entry_id in given:
         known = listed.get(entry_id)
@@ -811,7 +852,7 @@ def _overrides_on_record(
     return [
         {"key": row.key, "by": row.override_by["personnel"]["name"],
          "reason": row.override_reason, "at": row.raised_at.isoformat(), "action": row.action}
-        for row in list_store.alerts_for(conn, patient_id)
+        for row in store.overridden_alerts(conn, patient_id)
         if row.override_reason is not None and str(entry_id) in row.record["medications"]
     ]
 

@@ -5,6 +5,8 @@ human-readable ``(01)…(17)…`` form, or a plain EAN-13. The domain decides wh
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from biip import ParseError, parse
 from biip.gs1_messages import GS1Message
 
@@ -14,6 +16,13 @@ from medloop.domain.administration import PackCode, ScanUnreadable
 def read_pack_code(code: str) -> PackCode:
     """Parse a scanned code: a GS1 element string (raw with FNC1/GS separators, or in
     human-readable ``(01)…(17)…`` form) or a plain EAN-13/GTIN."""
+    return _read(code)
+
+
+@lru_cache(maxsize=4096)
+def _read(code: str) -> PackCode:
+    # A code always reads the same (``PackCode`` is immutable): a ward's packs parse once per
+    # process. An unreadable code raises every time (exceptions are not cached).
     text = code.strip()
     try:
         if text.startswith("("):

@@ -11,6 +11,8 @@ whole as JSON next to the columns that index them.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,11 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    and_,
+    bindparam,
+    exists,
     func,
+    or_,
     select,
 )
 
@@ -43,6 +49,7 @@ from medloop.domain.administration import (
 )
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
+from medloop.store.medication_list import alert, patient
 
 _UUID = 36
 
@@ -294,16 +301,22 @@ def schedules_of(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, li
     found: dict[UUID, list[ScheduleRow]] = defaultdict(list)
     if not patient_ids:
         return found
-    for row in conn.execute(
-        select(schedule)
-        .where(schedule.c.patient_id.in_([str(p) for p in patient_ids]))
-        .order_by(schedule.c.entry_id, schedule.c.version)
-    ):
-        found[UUID(row.entry_id)].append(
-            ScheduleRow(UUID(row.entry_id), row.version, row.entry_version, row.fingerprint,
+    for row in conn.execute(_SCHEDULES_OF_PATIENTS, {"ids": [str(p) for p in patient_ids]}):
+        entry_id = UUID(row.entry_id)
+        found[entry_id].append(
+            ScheduleRow(entry_id, row.version, row.entry_version, row.fingerprint,
                         _aware(row.effective_from))
         )
     return found
+
+
+_SCHEDULES_OF_PATIENTS = (
+    select(schedule)
+    .where(schedule.c.patient_id.in_(bindparam("ids", expanding=True)))
+    .order_by(schedule.c.entry_id, schedule.c.version)
+)
+_ADD_SCHEDULES = schedule.insert()
+_ADD_PLANNED_DOSES = planned_dose.insert()
 
 
 def add_schedules(
@@ -313,7 +326,7 @@ def add_schedules(
     if not rows:
         return
     conn.execute(
-        schedule.insert(),
+        _ADD_SCHEDULES,
         [
             {
                 "entry_id": str(row.entry_id), "version": row.version,
@@ -326,27 +339,11 @@ def add_schedules(
     )
 
 
-def planned_keys(
-    conn: Connection, patient_id: UUID, since: datetime
-) -> set[tuple[str, int, str, int]]:
-    """(entry, schedule version, local time, dose index) of the patient's planned doses due
-    from ``since``."""
-    return {
-        (r.entry_id, r.schedule_version, r.local_time, r.dose_index)
-        for r in conn.execute(
-            select(planned_dose.c.entry_id, planned_dose.c.schedule_version,
-                   planned_dose.c.local_time, planned_dose.c.dose_index)
-            .where(planned_dose.c.patient_id == str(patient_id))
-            .where(planned_dose.c.due_at >= _utc(since))
-        )
-    }
-
-
 def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
     if not doses:
         return
     conn.execute(
-        planned_dose.insert(),
+        _ADD_PLANNED_DOSES,
         [
             {
                 "id": str(d.id),
@@ -362,13 +359,6 @@ def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
             for d in doses
         ],
     )
-
-
-def planned_dose_by_id(conn: Connection, dose_id: UUID) -> PlannedDose | None:
-    record = conn.execute(
-        select(planned_dose.c.record).where(planned_dose.c.id == str(dose_id))
-    ).scalar_one_or_none()
-    return None if record is None else PlannedDose.model_validate(record)
 
 
 def planned_doses(
@@ -412,31 +402,13 @@ def in_force(
 
 
 def add_administration(conn: Connection, record: Administration) -> None:
-    conn.execute(
-        administration.insert().values(
-            id=str(record.id), patient_id=str(record.patient_id), entry_id=str(record.entry_id),
-            planned_dose_id=None if record.planned_dose_id is None else str(record.planned_dose_id),
-            outcome=record.outcome.value, at=_utc(record.at), recorded_at=_utc(record.recorded_at),
-            record=record.model_dump(mode="json"),
-        )
-    )
+    conn.execute(_ADD_ADMINISTRATION, administration_values(record))
 
 
 def add_administrations(conn: Connection, records: Sequence[Administration]) -> None:
     if not records:
         return
-    conn.execute(
-        administration.insert(),
-        [
-            {
-                "id": str(r.id), "patient_id": str(r.patient_id), "entry_id": str(r.entry_id),
-                "planned_dose_id": None if r.planned_dose_id is None else str(r.planned_dose_id),
-                "outcome": r.outcome.value, "at": _utc(r.at), "recorded_at": _utc(r.recorded_at),
-                "record": r.model_dump(mode="json"),
-            }
-            for r in records
-        ],
-    )
+    conn.execute(_ADD_ADMINISTRATION, [administration_values(r) for r in records])
 
 
 def add_correction(conn: Connection, correction: AdministrationCorrection) -> None:
@@ -536,3 +508,250 @@ def _aware(moment: datetime) -> datetime:
 def _utc(moment: datetime) -> datetime:
     """Every instant is stored and compared in UTC (SQLite keeps only the wall time)."""
     return moment.astimezone(UTC)
+
+
+# -- what the commands read, in as few round trips as possible ---------------------------------
+# The statements are built once: SQLAlchemy then neither rebuilds nor re-keys them per call.
+
+_PATIENT_WITH_REVISION = select(patient.c.record, patient.c.revision).where(
+    patient.c.id == bindparam("patient_id")
+)
+_LOCK_PATIENT_WITH_REVISION = _PATIENT_WITH_REVISION.with_for_update()
+
+
+def lock_patient_revision(conn: Connection, patient_id: UUID) -> tuple[dict[str, Any], int] | None:
+    """The patient's stored record and its revision, with the row locked to the end of the
+    transaction on PostgreSQL (SQLite's write transaction already serialises writers), without
+    bumping the revision: system work that leaves the list alone keeps the cached states
+    valid. ``None`` when there is no such patient."""
+    query = (
+        _LOCK_PATIENT_WITH_REVISION if conn.dialect.name == "postgresql"
+        else _PATIENT_WITH_REVISION
+    )
+    found = conn.execute(query, {"patient_id": str(patient_id)}).first()
+    return None if found is None else (found.record, found.revision)
+
+
+_ADMISSIONS_WITH_CONFIG = (
+    select(
+        admission.c.record,
+        discharge.c.at.label("discharged_at"),
+        select(func.max(ward_config.c.version))
+        .where(ward_config.c.ward_id == admission.c.ward_id)
+        .scalar_subquery()
+        .label("config_version"),
+    )
+    .outerjoin(discharge, discharge.c.admission_id == admission.c.id)
+    .where(admission.c.patient_id == bindparam("patient_id"))
+    .order_by(admission.c.admitted_at, admission.c.id)
+)
+
+
+def admissions_with_config(conn: Connection, patient_id: UUID) -> list[tuple[Admission, int]]:
+    """The patient's admissions, oldest first, with their discharges, each with the version of
+    its ward's configuration in force (read in the same statement)."""
+    found = []
+    for row in conn.execute(_ADMISSIONS_WITH_CONFIG, {"patient_id": str(patient_id)}):
+        record = Admission.model_validate(row.record)
+        if row.discharged_at is not None:
+            record = record.model_copy(update={"discharged_at": _aware(row.discharged_at)})
+        found.append((record, row.config_version))
+    return found
+
+
+_WARD_VERSION = (
+    select(ward.c.record, ward_config.c.record.label("config"))
+    .join(ward_config, ward_config.c.ward_id == ward.c.id)
+    .where(ward.c.id == bindparam("ward_id"), ward_config.c.version == bindparam("version"))
+)
+
+_KEEP_WARD_VERSIONS = 256
+_ward_versions: weakref.WeakKeyDictionary[object, dict[tuple[str, int], WardState]] = (
+    weakref.WeakKeyDictionary()
+)
+_ward_versions_lock = threading.Lock()
+
+
+def ward_at_version(conn: Connection, ward_id: UUID, version: int) -> WardState | None:
+    """The ward with its configuration ``version``. Both are append-only, so a (ward, version)
+    never changes in a database: it is parsed once per database (connection pool) in this
+    process. The caller reads ``version`` (the one in force) in its own transaction."""
+    key = (str(ward_id), version)
+    pool = conn.engine.pool
+    with _ward_versions_lock:
+        known = _ward_versions.get(pool)
+        found = None if known is None else known.get(key)
+    if found is not None:
+        return found
+    row = conn.execute(_WARD_VERSION, {"ward_id": key[0], "version": version}).first()
+    if row is None:
+        return None
+    found = WardState(
+        Ward.model_validate(row.record), WardConfig.model_validate(row.config), version
+    )
+    with _ward_versions_lock:
+        known = _ward_versions.setdefault(pool, {})
+        if len(known) >= _KEEP_WARD_VERSIONS:
+            known.clear()
+        known[key] = found
+    return found
+
+
+_SCHEDULES_OF_ENTRY = (
+    select(schedule)
+    .where(schedule.c.patient_id == bindparam("patient_id"),
+           schedule.c.entry_id == bindparam("entry_id"))
+    .order_by(schedule.c.version)
+)
+
+
+def schedules_of_entry(conn: Connection, patient_id: UUID, entry_id: UUID) -> list[ScheduleRow]:
+    """The schedules of one of the patient's entries, oldest first."""
+    return [
+        ScheduleRow(entry_id, row.version, row.entry_version, row.fingerprint,
+                    _aware(row.effective_from))
+        for row in conn.execute(
+            _SCHEDULES_OF_ENTRY, {"patient_id": str(patient_id), "entry_id": str(entry_id)}
+        )
+    ]
+
+
+_PLANNED_DOSE_BY_ID = select(planned_dose.c.record).where(planned_dose.c.id == bindparam("id"))
+
+
+def planned_dose_by_id(conn: Connection, dose_id: UUID) -> PlannedDose | None:
+    record = conn.execute(_PLANNED_DOSE_BY_ID, {"id": str(dose_id)}).scalar_one_or_none()
+    return None if record is None else PlannedDose.model_validate(record)
+
+
+_STANDING_CHARTING = (
+    exists()
+    .where(administration.c.planned_dose_id == planned_dose.c.id,
+           administration.c.outcome != Outcome.MISSED.value)
+    .where(~exists().where(administration_error.c.administration_id == administration.c.id))
+)
+
+_PLANNED_SINCE = (
+    select(planned_dose.c.entry_id, planned_dose.c.schedule_version, planned_dose.c.local_time,
+           planned_dose.c.dose_index, planned_dose.c.due_at,
+           _STANDING_CHARTING.label("charted"))
+    .where(planned_dose.c.patient_id == bindparam("patient_id"),
+           planned_dose.c.due_at >= bindparam("since", type_=planned_dose.c.due_at.type))
+)
+
+
+def planned_since(
+    conn: Connection, patient_id: UUID, since: datetime, charted_until: datetime
+) -> tuple[set[tuple[str, int, str, int]], set[tuple[str, str, int]]]:
+    """In one query: (entry, schedule version, local time, dose index) of the patient's planned
+    doses due from ``since``, and (entry, local time, dose index) of those among them due
+    before ``charted_until`` that a person charted (a standing charting other than
+    ``missed``)."""
+    keys: set[tuple[str, int, str, int]] = set()
+    charted: set[tuple[str, str, int]] = set()
+    until = _utc(charted_until)
+    for r in conn.execute(_PLANNED_SINCE, {"patient_id": str(patient_id), "since": _utc(since)}):
+        keys.add((r.entry_id, r.schedule_version, r.local_time, r.dose_index))
+        if r.charted and _aware(r.due_at) < until:
+            charted.add((r.entry_id, r.local_time, r.dose_index))
+    return keys, charted
+
+
+@dataclass(frozen=True)
+class RecentCharting:
+    """What the checks of a new charting need of the patient's other chartings, read from the
+    stored record without validating it again (it was validated when written)."""
+
+    entry_id: UUID
+    outcome: Outcome
+    at: datetime
+    dose: tuple[float, str] | None
+    stands: bool
+
+
+_CHARTING_COLUMNS = (
+    administration.c.planned_dose_id, administration.c.patient_id, administration.c.entry_id,
+    administration.c.outcome, administration.c.at, administration.c.record,
+    administration_error.c.record.label("correction"),
+)
+_CHARTING_ORDER = (administration.c.at, administration.c.recorded_at, administration.c.id)
+_ERROR_JOIN = administration.outerjoin(
+    administration_error, administration_error.c.administration_id == administration.c.id
+)
+_CHARTINGS_OF_DOSE = (
+    select(*_CHARTING_COLUMNS).select_from(_ERROR_JOIN)
+    .where(administration.c.planned_dose_id == bindparam("dose_id"))
+    .order_by(*_CHARTING_ORDER)
+)
+_CHARTINGS_OF_DOSE_AND_PATIENT = (
+    select(*_CHARTING_COLUMNS).select_from(_ERROR_JOIN)
+    .where(or_(
+        administration.c.planned_dose_id == bindparam("dose_id"),
+        and_(administration.c.patient_id == bindparam("patient_id"),
+             administration.c.at >= bindparam("since", type_=administration.c.at.type)),
+    ))
+    .order_by(*_CHARTING_ORDER)
+)
+
+
+def chartings_for_charting(
+    conn: Connection, patient_id: UUID, dose_id: UUID | None, since: datetime | None
+) -> tuple[list[Charted], list[RecentCharting]]:
+    """In one query: the chartings of the planned dose ``dose_id`` (none for ``None``) and the
+    patient's chartings from ``since`` on (none for ``None``), both oldest first."""
+    if dose_id is None and since is None:
+        return [], []
+    dose = None if dose_id is None else str(dose_id)
+    if since is None:
+        rows = conn.execute(_CHARTINGS_OF_DOSE, {"dose_id": dose})
+    else:
+        rows = conn.execute(
+            _CHARTINGS_OF_DOSE_AND_PATIENT,
+            {"dose_id": dose, "patient_id": str(patient_id), "since": _utc(since)},
+        )
+    pid = str(patient_id)
+    start = None if since is None else _utc(since)
+    of_dose: list[Charted] = []
+    recent: list[RecentCharting] = []
+    for r in rows:
+        if dose is not None and r.planned_dose_id == dose:
+            of_dose.append(Charted(
+                Administration.model_validate(r.record),
+                None if r.correction is None
+                else AdministrationCorrection.model_validate(r.correction),
+            ))
+        at = _aware(r.at)
+        if start is not None and r.patient_id == pid and at >= start:
+            given = r.record.get("dose")
+            recent.append(RecentCharting(
+                UUID(r.entry_id), Outcome(r.outcome), at,
+                None if given is None else (float(given["value"]), given["unit"]),
+                r.correction is None,
+            ))
+    return of_dose, recent
+
+
+_OVERRIDES_OF_PATIENT = (
+    select(alert.c.key, alert.c.override_by, alert.c.override_reason, alert.c.raised_at,
+           alert.c.action, alert.c.record)
+    .where(alert.c.patient_id == bindparam("patient_id"), alert.c.override_reason.is_not(None))
+    .order_by(alert.c.id)
+)
+
+
+def overridden_alerts(conn: Connection, patient_id: UUID) -> list[Any]:
+    """The patient's stored alerts that were overridden, oldest first."""
+    return list(conn.execute(_OVERRIDES_OF_PATIENT, {"patient_id": str(patient_id)}).all())
+
+
+_ADD_ADMINISTRATION = administration.insert()
+
+
+def administration_values(record: Administration) -> dict[str, Any]:
+    return {
+        "id": str(record.id), "patient_id": str(record.patient_id),
+        "entry_id": str(record.entry_id),
+        "planned_dose_id": None if record.planned_dose_id is None else str(record.planned_dose_id),
+        "outcome": record.outcome.value, "at": _utc(record.at),
+        "recorded_at": _utc(record.recorded_at), "record": record.model_dump(mode="json"),
+    }
