@@ -293,16 +293,37 @@ def _serve(
             raise typer.Exit(2)
         _stderr("warning: trusting the bundled DEVELOPMENT keys (medloop/dev_keys); "
                 "never do this with real patient data")
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        _stderr("error: --workers > 1 needs PostgreSQL (SQLite has one serving process)")
+        raise typer.Exit(2)
     typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
-    if workers > 1:
-        import os
+    app_ = create_app(settings)  # migrates the schema, once, before any worker starts
+    # The scheduled jobs run in this process only (uvicorn's workers are its children); on
+    # PostgreSQL each run also takes an advisory lock, so other servers' schedulers skip it.
+    scheduler = _start_scheduler(settings.database_url)
+    try:
+        if workers > 1:
+            import os
 
-        os.environ["MEDLOOP_DATABASE_URL"] = settings.database_url
-        create_app(settings)  # migrate once, before the workers start
-        uvicorn.run("medloop.api.app:from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
-        return
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+            os.environ["MEDLOOP_DATABASE_URL"] = settings.database_url
+            uvicorn.run("medloop.api.app:from_env", factory=True, host=host, port=port,
+                        workers=workers, log_level="warning")
+        else:
+            uvicorn.run(app_, host=host, port=port, log_level="warning")
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+
+def _start_scheduler(database_url: str):
+    """The job scheduler on its own engine, or ``None`` when ``MEDLOOP_SCHEDULER=off``."""
+    from medloop.jobs import start_scheduler
+    from medloop.store.db import make_engine
+
+    scheduler = start_scheduler(make_engine(database_url))
+    if scheduler is not None:
+        typer.echo("Scheduled jobs: on (MEDLOOP_SCHEDULER=off to disable)")
+    return scheduler
 
 
 @app.command("serve")

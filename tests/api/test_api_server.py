@@ -120,3 +120,38 @@ def test_an_unexpected_error_is_a_500_problem_without_the_exception_text(engine)
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["request_id"] == "req-1" and "secret" not in response.text
+
+
+def _serve_until_up(tmp_path, extra_env: dict) -> str:
+    """Start ``medloop serve`` on a free port, wait for the schema, stop it; its stdout."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MEDLOOP_ALLOW_DEV_KEYS": "1", **extra_env}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
+         "--db", f"sqlite:///{tmp_path / 'serve.db'}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(150):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode()
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    return process.stdout.read().decode()
+
+
+def test_serve_runs_the_scheduled_jobs_unless_configuration_switches_them_off(tmp_path):
+    assert "Scheduled jobs: on" in _serve_until_up(tmp_path, {"MEDLOOP_SCHEDULER": "on"})
+    assert "Scheduled jobs" not in _serve_until_up(tmp_path, {"MEDLOOP_SCHEDULER": "off"})
+
+
+def test_serve_refuses_several_workers_on_sqlite(sqlite_url, monkeypatch):
+    monkeypatch.setenv("MEDLOOP_ALLOW_DEV_KEYS", "1")
+    result = runner.invoke(app, ["serve", "--db", sqlite_url, "--workers", "2"])
+    assert result.exit_code == 2
+    assert "needs PostgreSQL" in result.stderr
