@@ -25,7 +25,7 @@ from medloop.domain.medication_list import EntryVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.domain.errors import PatientNotFound
 from medloop.domain.personnel import Actor
-from medloop.store import audit
+from medloop.store import access
 from medloop.store import medication_list as store
 from medloop.store import state_cache
 from medloop.store.state_cache import cache_for
@@ -78,27 +78,17 @@ def read_for(
     read: Callable[[Connection], Read],
     *,
     reason: str,
+    request_id: str | None = None,
 ) -> Read:
     """``read(conn)`` for ``reader``, who states why (``tjenstlig behov``), with an audit record
-    of the access in the same transaction."""
-    with engine.execution_options(write=True).begin() as conn:
-        national_id = store.national_id_of(conn, patient_id)
-        if national_id is None:
-            raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-        result = read(conn)
-        audit.append(
-            conn,
-            audit.AuditEvent(
-                actor=reader.personnel.hpr_number,
-                actor_role=reader.personnel.role.value,
-                organisation=reader.organisation.id,
-                patient=national_id,
-                action=f"medication-list.read.{what}",
-                reason=reason,
-                detail={"patient_id": str(patient_id)},
-            ),
-        )
-    return result
+    of the access in the same transaction (``medloop.store.access.read_audited``)."""
+    who = access.Accessor(
+        actor=reader.personnel.hpr_number,
+        actor_role=reader.personnel.role.value,
+        organisation=reader.organisation.id,
+        request_id=request_id,
+    )
+    return access.read_audited(engine, who, patient_id, what, read, reason=reason)
 
 
 def current_list(conn: Connection, patient_id: UUID, now: datetime) -> CurrentList:

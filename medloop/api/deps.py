@@ -57,6 +57,10 @@ class Caller:
             request_id=self.request_id,
         )
 
+    def command_call(self, body: Any, key: str | None) -> Call:
+        """The call of a write whose body carries a ``reason`` and ``overrides``."""
+        return self.call(reason=body.reason, overrides=body.overrides, idempotency_key=key)
+
     def call(
         self,
         *,

@@ -10,9 +10,10 @@ that index them.
 Lost updates are impossible by construction: ``list_change`` has the primary key
 ``(patient_id, list_version)``, so two writers based on the same list version cannot both
 commit; ``prescription_version`` does the same per prescription and ``dispense_annulment``
-allows one annulment per dispense. ``lock_patient`` additionally serialises the writers of one
-patient (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write transaction already does), so a
-second writer normally sees the newer version and is refused by the domain before it inserts.
+allows one annulment per dispense. ``lock_for_command`` additionally serialises the writers of
+one patient (its ``UPDATE`` of the revision locks the row on PostgreSQL; SQLite's write
+transaction already does), so a second writer normally sees the newer version and is refused by
+the domain before it inserts.
 
 ``load_patient_state`` reads one patient's whole state in a fixed number of queries.
 """
@@ -266,13 +267,7 @@ def national_id_of(conn: Connection, patient_id: UUID) -> str | None:
 
 def read_patient(conn: Connection, patient_id: UUID) -> Patient | None:
     """The patient, or ``None`` when there is no such patient."""
-    return _patient(conn, patient_id, lock=False)
-
-
-def lock_patient(conn: Connection, patient_id: UUID) -> Patient | None:
-    """The patient, with the row locked to the end of the transaction on PostgreSQL (writers of
-    one patient queue here); ``None`` when there is no such patient."""
-    return _patient(conn, patient_id, lock=conn.dialect.name == "postgresql")
+    return _patient(conn, patient_id)
 
 
 @dataclass(frozen=True)
@@ -330,10 +325,8 @@ def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, 
     return None if found is None else (Patient.model_validate(found.record), found.revision)
 
 
-def _patient(conn: Connection, patient_id: UUID, *, lock: bool) -> Patient | None:
+def _patient(conn: Connection, patient_id: UUID) -> Patient | None:
     query = select(patient.c.record).where(patient.c.id == str(patient_id))
-    if lock:
-        query = query.with_for_update()
     record = conn.execute(query).scalar_one_or_none()
     return None if record is None else Patient.model_validate(record)
 
@@ -657,20 +650,12 @@ def add_handled_alerts(
     by: Actor,
     at: datetime,
     reasons: dict[str, str],
-    known: frozenset[str] | set[str] | None = None,
+    known: set[str],
 ) -> dict[str, str]:
-    """Record alerts as handled for the patient; a key already handled keeps its first record.
-    ``known`` are the keys already handled (read from the table when not given). Returns the
-    keys newly recorded, with their reasons."""
+    """Record alerts as handled for the patient; a key already handled (``known``, from the
+    patient's state read under its lock) keeps its first record. Returns the keys newly
+    recorded, with their reasons."""
     pid = str(patient_id)
-    if known is None:
-        known = set(
-            conn.execute(
-                select(handled_alert.c.key)
-                .where(handled_alert.c.patient_id == pid)
-                .where(handled_alert.c.key.in_(list(reasons)))
-            ).scalars()
-        )
     new = {key: reason for key, reason in reasons.items() if key not in known}
     if new:
         conn.execute(

@@ -174,7 +174,7 @@ def prescribe_drug(
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = prescribe.prescribe(
         caller.engine, patient_id, order_of(body, PrescribeOrder),
-        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result, 201)
@@ -193,7 +193,7 @@ def renew_prescription(
     order = RenewOrder(prescription_id=prescription_id, terms=body.terms, change=body.change)
     result = prescribe.renew(
         caller.engine, patient_id, order,
-        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result)
@@ -210,7 +210,7 @@ def add_entry(
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.add_entry(
         caller.engine, patient_id, order_of(body, EntryOrder),
-        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result, 201)
@@ -227,7 +227,7 @@ def change_dosage(
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.change_dosage(
         caller.engine, patient_id, entry_id, body.dosage,
-        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result)
@@ -260,7 +260,7 @@ def resume_entry(
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.resume(
         caller.engine, patient_id, entry_id,
-        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result)

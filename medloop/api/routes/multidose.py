@@ -188,7 +188,7 @@ def accept(
     caller.authorize(Action.PROPOSAL_DECIDE, patient_id)
     result = multidose.accept_proposal(
         caller.engine, patient_id, proposal_id,
-        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result)

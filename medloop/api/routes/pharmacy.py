@@ -68,7 +68,7 @@ def dispense_package(
     caller.authorize(Action.DISPENSE, patient_id)
     result = dispense.dispense(
         caller.engine, patient_id, order_of(body, DispenseOrder),
-        caller.call(reason=body.reason, overrides=body.overrides, idempotency_key=key),
+        caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result, 201)
