@@ -1,17 +1,30 @@
 """Benchmark: the HTTP API over loopback (issue #6).
 
 Builds a database (the demo catalogue, or --catalogue FILE; one GP practice and pharmacy;
-``--clients`` x ``--patients-per-client`` registered patients), starts ``medloop serve``
-(uvicorn, a subprocess) on it and drives it with N concurrent clients (threads, one HTTP
-connection each) through the mixed scenario, each client on patients of its own:
+registered patients for every client and phase), starts ``medloop serve`` (uvicorn, a
+subprocess, --workers processes on PostgreSQL) on it and drives it with --clients threads, each
+with one keep-alive HTTP connection (``http.client``: the load generator shares the machine, so
+it is kept light) and patients of its own, through the mixed scenario
 
   read list (ETag) -> dry-run check -> prescribe with checks (If-Match) -> pharmacy read
   -> dispense (If-Match) -> catalogue search -> patient reads own list
 
-bounded by --seconds and --iterations per client. Prints one JSON object: requests/s, and
-p50/p99 per endpoint, on SQLite and, when MEDLOOP_TEST_POSTGRES_URL names a server, on a fresh
-PostgreSQL database. Targets with 16 clients: list read p99 <= 30 ms; prescribe-with-checks
-p99 <= 60 ms; >= 400 mixed requests/s on PostgreSQL.
+in two phases on the same server, each bounded by --seconds and --iterations per client:
+
+- ``closed_loop``: every client sends its next request as soon as the previous one is
+  answered (no think time). This measures the saturation throughput; its latencies are not
+  service times: with N clients the mean latency is N / throughput by construction.
+- ``paced``: an open loop. The clients together offer --rate requests/s, each on its own fixed
+  schedule (rate / clients, staggered); a request's latency is measured from the moment it was
+  due to be sent, so a server that falls behind is charged for the queueing it causes (no
+  coordinated omission). Reports the achieved requests/s and p50/p99 per endpoint.
+
+Each phase also reports CPU milliseconds per request of the server processes, of this
+benchmark's client threads and of every PostgreSQL process on the machine (other work on a
+shared machine inflates them less than it inflates latency). Prints one JSON object, for
+SQLite and, when MEDLOOP_TEST_POSTGRES_URL names a server, for a fresh PostgreSQL database.
+Targets with 16 clients: list read p99 <= 30 ms and prescribe-with-checks p99 <= 60 ms (read on
+the paced run at 400 requests/s); >= 400 mixed requests/s on PostgreSQL (closed loop).
 
 Client and server share the machine: on 2 cores the client threads take CPU from the server,
 so the figures are a lower bound for a server on its own host.
@@ -20,6 +33,8 @@ so the figures are a lower bound for a server on its own host.
 from __future__ import annotations
 
 import argparse
+import http.client
+import itertools
 import json
 import os
 import socket
@@ -31,10 +46,11 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -62,8 +78,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _patients(engine, count: int) -> list[tuple[str, str]]:
-    """``count`` registered patients as (patient id, national id)."""
+def _patients(engine, count: int) -> list[BenchPatient]:
+    """``count`` registered patients, each with a token of their own."""
     found = []
     at = datetime.now(UTC)
     for n in range(count):
@@ -75,68 +91,93 @@ def _patients(engine, count: int) -> list[tuple[str, str]]:
             register_patient(engine, patient, Call(actor=GP, at=at))
         except Exception:  # noqa: BLE001 - a repeated synthetic national id: take the next
             continue
-        found.append((str(patient.id), nid))
+        found.append(BenchPatient(str(patient.id), issue_token("patient", nid)))
     return found
 
 
-class Client(threading.Thread):
-    """One clinician's terminal: the mixed scenario on its own patients."""
+@dataclass(frozen=True)
+class BenchPatient:
+    id: str
+    token: str
 
-    def __init__(self, base: str, patients: list[tuple[str, str]], deadline: float,
-                 iterations: int, tokens: dict[str, str]) -> None:
+
+class Client(threading.Thread):
+    """One clinician's terminal: the mixed scenario on its own patients, over one keep-alive
+    connection. With ``schedule`` (the moments each request is due, ``time.perf_counter``
+    seconds) it waits for each due moment and measures latency from it; without, it sends
+    back to back and measures from the send."""
+
+    def __init__(self, port: int, patients: list[BenchPatient], deadline: float, iterations: int,
+                 tokens: dict[str, str], schedule: Iterator[float] | None = None) -> None:
         super().__init__(daemon=True)
-        self.base, self.patients, self.deadline = base, patients, deadline
-        self.iterations, self.tokens = iterations, tokens
+        self.port, self.patients, self.deadline = port, patients, deadline
+        self.iterations, self.tokens, self.schedule = iterations, tokens, schedule
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.error: str | None = None
+        self.http: http.client.HTTPConnection | None = None
 
-    def _call(self, http: httpx.Client, label: str, method: str, path: str, token: str,
-              body=None, headers=None) -> httpx.Response:
-        started = time.perf_counter()
-        response = http.request(method, path, json=body,
-                                headers={"Authorization": f"Bearer {token}", **(headers or {})})
+    def _call(self, label: str, method: str, path: str, token: str, body=None,
+              headers=None) -> tuple[int, dict[str, str]]:
+        due = None if self.schedule is None else next(self.schedule)
+        if due is not None:
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        started = time.perf_counter() if due is None else due
+        sent = {"Authorization": f"Bearer {token}", **(headers or {})}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        assert self.http is not None
+        self.http.request(method, path, body=payload, headers=sent)
+        response = self.http.getresponse()
+        response.read()
         self.timings[label].append((time.perf_counter() - started) * 1000)
-        self.statuses[label][response.status_code] += 1
-        return response
+        self.statuses[label][response.status] += 1
+        return response.status, {"etag": response.getheader("ETag", "")}
 
     def run(self) -> None:
+        self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
-            with httpx.Client(base_url=self.base, timeout=30) as http:
-                self._scenario(http)
+            self._scenario()
         except Exception as error:  # noqa: BLE001 - reported in the output
             self.error = repr(error)
+        finally:
+            self.http.close()
 
-    def _scenario(self, http: httpx.Client) -> None:
+    def _scenario(self) -> None:
         gp, pharmacist = self.tokens["gp"], self.tokens["pharmacist"]
         for n in range(self.iterations):
-            if time.monotonic() > self.deadline:
+            if time.perf_counter() > self.deadline:
                 return
-            patient, nid = self.patients[n // PRESCRIPTIONS_PER_PATIENT]
+            patient = self.patients[n // PRESCRIPTIONS_PER_PATIENT]
             varenr = ROTATION[n % PRESCRIPTIONS_PER_PATIENT]
-            listed = self._call(http, "list read", "GET", f"/patients/{patient}/list", gp)
-            etag = listed.headers["ETag"]
-            self._call(http, "dry-run check", "POST", f"/patients/{patient}/list/check", gp,
+            _, listed = self._call("list read", "GET", f"/patients/{patient.id}/list", gp)
+            self._call("dry-run check", "POST", f"/patients/{patient.id}/list/check", gp,
                        {"proposed": [{"drug": {"varenr": varenr}}]})
             rx = str(uuid.uuid4())
-            self._call(http, "prescribe with checks", "POST", f"/patients/{patient}/prescriptions",
+            self._call("prescribe with checks", "POST", f"/patients/{patient.id}/prescriptions",
                        gp, {"entry_id": str(uuid.uuid4()), "drug": {"varenr": varenr},
                             "use": "regular", "start": date.today().isoformat(),
                             "terms": {"prescription_id": rx, "quantity": {"packages": 1}}},
-                       {"If-Match": etag, "Idempotency-Key": str(uuid.uuid4())})
-            shown = self._call(http, "pharmacy read", "GET",
-                               f"/pharmacy/patients/{patient}/prescriptions", pharmacist)
-            self._call(http, "dispense", "POST", f"/pharmacy/patients/{patient}/dispenses",
+                       {"If-Match": listed["etag"], "Idempotency-Key": str(uuid.uuid4())})
+            _, shown = self._call("pharmacy read", "GET",
+                                  f"/pharmacy/patients/{patient.id}/prescriptions", pharmacist)
+            self._call("dispense", "POST", f"/pharmacy/patients/{patient.id}/dispenses",
                        pharmacist,
                        {"dispense_id": str(uuid.uuid4()), "prescription_id": rx,
                         "varenr": varenr, "dispensed_on": date.today().isoformat(),
                         "quantity": {"packages": 1}, "batch": "B1", "expiry": "2030-01-01"},
-                       {"If-Match": shown.headers["ETag"]})
-            self._call(http, "catalogue search", "GET", "/catalogue/packages?name=tab&limit=10",
-                       gp)
-            self._call(http, "patient own list", "GET", "/me/list",
-                       issue_token("patient", nid) if n % PRESCRIPTIONS_PER_PATIENT == 0
-                       else self.tokens.setdefault(nid, issue_token("patient", nid)))
+                       {"If-Match": shown["etag"]})
+            self._call("catalogue search", "GET", "/catalogue/packages?name=tab&limit=10", gp)
+            # Each patient's token is new to the server on the patient's first round.
+            self._call("patient own list", "GET", "/me/list", patient.token)
+
+
+def _schedule(start: float, interval: float) -> Iterator[float]:
+    return (start + k * interval for k in itertools.count())
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -144,59 +185,33 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run(url: str, args: argparse.Namespace) -> dict:
-    engine = make_engine(url)
-    upgrade(engine)
-    import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
-    per_client = -(-args.iterations // PRESCRIPTIONS_PER_PATIENT)
-    patients = _patients(engine, args.clients * per_client + args.clients)
-    engine.dispose()
-    port = _free_port()
-    env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url}
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
-         "--workers", str(args.workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    tokens = {
-        "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
-        "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
-                                  PHARMACIST.organisation.id),
+def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dict[str, str],
+           args: argparse.Namespace, rate: float | None) -> dict:
+    """One phase: closed loop (``rate`` None) or paced at ``rate`` requests/s in total."""
+    per_client = len(patients) // args.clients
+    started = time.perf_counter()
+    deadline = started + args.seconds
+    clients = []
+    for i in range(args.clients):
+        schedule = None
+        if rate is not None:
+            interval = args.clients / rate
+            schedule = _schedule(started + i * interval / args.clients, interval)
+        clients.append(Client(port, patients[i * per_client:(i + 1) * per_client], deadline,
+                              args.iterations, dict(tokens), schedule))
+    server_before = _cpu_seconds_of_tree(server_pid)
+    postgres_before = _cpu_seconds_of_postgres()
+    client_before = time.process_time()
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    elapsed = time.perf_counter() - started
+    cpu = {
+        "server": _cpu_seconds_of_tree(server_pid) - server_before,
+        "client": time.process_time() - client_before,
+        "postgres": _cpu_seconds_of_postgres() - postgres_before,
     }
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/cds-services", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        # Warm up: the first command builds the catalogue knowledge in the server.
-        warm_patient = patients.pop()
-        Client(base, [warm_patient], time.monotonic() + 60, 1, dict(tokens)).run()
-        deadline = time.monotonic() + args.seconds
-        clients = [
-            Client(base, patients[i * per_client:(i + 1) * per_client], deadline,
-                   args.iterations, dict(tokens))
-            for i in range(args.clients)
-        ]
-        server_before = _cpu_seconds_of_tree(server.pid)
-        postgres_before = _cpu_seconds_of_postgres()
-        client_before = time.process_time()
-        started = time.perf_counter()
-        for client in clients:
-            client.start()
-        for client in clients:
-            client.join()
-        elapsed = time.perf_counter() - started
-        cpu = {
-            "server": _cpu_seconds_of_tree(server.pid) - server_before,
-            "client": time.process_time() - client_before,
-            "postgres": _cpu_seconds_of_postgres() - postgres_before,
-        }
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for client in clients:
@@ -205,26 +220,78 @@ def run(url: str, args: argparse.Namespace) -> dict:
         for label, counted in client.statuses.items():
             for status, n in counted.items():
                 statuses[label][status] += n
-    total = sum(len(v) for v in timings.values())
-    return {
+    every = [v for values in timings.values() for v in values]
+    total = len(every)
+    measured = {
         "clients": args.clients,
         "seconds": round(elapsed, 2),
         "requests": total,
         "requests_per_s": round(total / elapsed, 1),
         "errors": [c.error for c in clients if c.error],
-        # CPU per request, which other work on the machine inflates less than latency:
-        # server processes, the benchmark's own client threads, and every PostgreSQL process.
-        "cpu_ms_per_request": {k: round(v * 1000 / total, 2) for k, v in cpu.items()},
+        # CPU per request: server processes, this benchmark's client threads, and every
+        # PostgreSQL process on the machine (0 on SQLite runs).
+        "cpu_ms_per_request": {k: round(v * 1000 / max(total, 1), 2) for k, v in cpu.items()},
+        "all": _latencies(every),
         "endpoints": {
-            label: {
-                "n": len(values),
-                "p50_ms": round(statistics.median(values), 2),
-                "p99_ms": round(_percentile(values, 0.99), 2),
-                "statuses": dict(statuses[label]),
-            }
+            label: {**_latencies(values), "statuses": dict(statuses[label])}
             for label, values in timings.items()
         },
     }
+    if rate is not None:
+        measured = {"offered_requests_per_s": rate, **measured}
+    return measured
+
+
+def _latencies(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50_ms": round(statistics.median(values), 2),
+            "p99_ms": round(_percentile(values, 0.99), 2)}
+
+
+def run(url: str, args: argparse.Namespace) -> dict:
+    engine = make_engine(url)
+    upgrade(engine)
+    import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
+    per_client = -(-args.iterations // PRESCRIPTIONS_PER_PATIENT)
+    patients = _patients(engine, 2 * args.clients * per_client + 1)
+    engine.dispose()
+    port = _free_port()
+    env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url,
+           "MEDLOOP_SCHEDULER": "off"}
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
+         "--workers", str(args.workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    tokens = {
+        "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
+        "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
+                                  PHARMACIST.organisation.id),
+    }
+    try:
+        _wait_until_serving(port, server)
+        # Warm up: the first command builds the catalogue knowledge in the server.
+        Client(port, [patients.pop()], time.perf_counter() + 60, 1, dict(tokens)).run()
+        half = len(patients) // 2
+        closed = _phase(port, server.pid, patients[:half], tokens, args, None)
+        paced = _phase(port, server.pid, patients[half:], tokens, args, args.rate)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"closed_loop": closed, "paced": paced}
+
+
+def _wait_until_serving(port: int, server: subprocess.Popen) -> None:
+    for _ in range(300):
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited: {server.stderr.read().decode()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -269,15 +336,18 @@ def _postgres(base_url: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--iterations", type=int, default=60, help="scenario rounds per client")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
+    parser.add_argument("--iterations", type=int, default=60,
+                        help="scenario rounds per client and phase")
+    parser.add_argument("--rate", type=float, default=400.0,
+                        help="requests/s all clients together offer in the paced phase")
     parser.add_argument("--catalogue", type=Path, default=DEMO)
     parser.add_argument("--only", choices=("sqlite", "postgres"))
     parser.add_argument("--workers", type=int, default=1,
                         help="server worker processes on PostgreSQL (SQLite always 1)")
     args = parser.parse_args()
     result: dict = {"targets": TARGETS, "catalogue": args.catalogue.name,
-                    "postgres_workers": args.workers}
+                    "postgres_workers": args.workers, "paced_rate": args.rate}
     if args.only != "postgres":
         with tempfile.TemporaryDirectory() as directory:
             single = argparse.Namespace(**{**vars(args), "workers": 1})
