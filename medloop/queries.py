@@ -28,6 +28,7 @@ from medloop.domain.personnel import Actor
 from medloop.store import access
 from medloop.store import medication_list as store
 from medloop.store import state_cache
+from medloop.store.db import transaction_memo
 from medloop.store.state_cache import cache_for
 
 Read = TypeVar("Read")
@@ -143,7 +144,7 @@ def open_alerts(conn: Connection, patient_id: UUID) -> list[Alert]:
     state = _state(conn, patient_id)
     handled = {h.key for h in state.handled}
     latest: dict[str, Alert] = {}
-    for row in store.alerts_for(conn, patient_id):
+    for row in state.alerts:
         if row.key not in handled:
             latest[row.key] = Alert.model_validate(row.record)
     return list(latest.values())
@@ -152,7 +153,7 @@ def open_alerts(conn: Connection, patient_id: UUID) -> list[Alert]:
 def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
     """Every override on record for the patient, oldest first (shown to pharmacist and
     nurse)."""
-    _state(conn, patient_id)
+    state = _state(conn, patient_id)
     return [
         OverrideOnRecord(
             key=row.key,
@@ -163,7 +164,7 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
             action=row.action,
             alert=Alert.model_validate(row.record),
         )
-        for row in store.alerts_for(conn, patient_id)
+        for row in state.alerts
         if row.override_reason is not None
     ]
 
@@ -175,6 +176,21 @@ def patient_state(conn: Connection, patient_id: UUID) -> store.PatientState:
 
 
 def _state(conn: Connection, patient_id: UUID) -> store.PatientState:
+    # Several queries of one audited read (a list with its alerts and overrides) share one
+    # state; a transaction that may also write to the patient reads it afresh each time.
+    if not (conn.in_transaction() and store.accessed_in_transaction(conn, patient_id)):
+        return _read_state(conn, patient_id)
+    memo = transaction_memo(conn)
+    found = memo.get((_STATE, patient_id))
+    if found is None:
+        found = memo[(_STATE, patient_id)] = _read_state(conn, patient_id)
+    return found
+
+
+_STATE = "queries.state"
+
+
+def _read_state(conn: Connection, patient_id: UUID) -> store.PatientState:
     found = store.read_patient_revision(conn, patient_id)
     if found is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)

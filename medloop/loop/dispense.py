@@ -270,6 +270,6 @@ def _overrides_on_record(ctx: Context, patient_id: UUID, entry_id: UUID) -> list
             "reason": row.override_reason,
             "raised_at": row.raised_at.isoformat(),
         }
-        for row in store.alerts_for(ctx.conn, patient_id)
+        for row in ctx.state.alerts
         if row.override_reason is not None and str(entry_id) in row.record["medications"]
     ]

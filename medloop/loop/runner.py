@@ -50,7 +50,7 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
-from medloop.store import audit
+from medloop.store import audit, batch
 from medloop.store import medication_list as store
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
 from medloop.store import state_cache
@@ -281,22 +281,27 @@ def _run(
             conn, action, patient_id, call, decide, based_on, cache, committed
         )
 
-    if call.idempotency_key is None:
-        response, replayed = compute(), False
-    else:
-        scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
-        fingerprint = request_fingerprint(
-            {"action": action, "patient_id": str(patient_id), "based_on": based_on,
-             "overrides": call.overrides, "request": dict(request)}
+    # The appends go out together with the audit record (PostgreSQL: one round trip).
+    with batch.batched(conn):
+        if call.idempotency_key is None:
+            response, replayed = compute(), False
+        else:
+            scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
+            fingerprint = request_fingerprint(
+                {"action": action, "patient_id": str(patient_id), "based_on": based_on,
+                 "overrides": call.overrides, "request": dict(request)}
+            )
+            # No savepoint: a refusal rolls the whole transaction back.
+            result = run_once(
+                conn, scope, call.idempotency_key, fingerprint, compute, savepoint=False
+            )
+            response, replayed = result.response, result.replayed
+        national_id = (
+            str(committed[-1][1].patient.national_id)
+            if committed
+            else store.national_id_of(conn, patient_id)
         )
-        result = run_once(conn, scope, call.idempotency_key, fingerprint, compute)
-        response, replayed = result.response, result.replayed
-    national_id = (
-        str(committed[-1][1].patient.national_id)
-        if committed
-        else store.national_id_of(conn, patient_id)
-    )
-    _audit(conn, action, national_id, call, response, replayed)
+        _audit(conn, action, national_id, call, response, replayed)
     return CommandResult(
         patient_id=patient_id,
         list_version=response["list_version"],
@@ -334,7 +339,7 @@ def _decide_and_store(
     alerts = _screen(catalogue, state, effect.screening)
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
-    handled = _store(conn, action, patient_id, call, effect, alerts, version, state)
+    handled, stored_alerts = _store(conn, action, patient_id, call, effect, alerts, version, state)
     committed.append(
         (
             revision,
@@ -351,6 +356,7 @@ def _decide_and_store(
                     for key, reason in handled.items()
                 ],
                 recorded_at=call.at,
+                alerts=stored_alerts,
             ),
         )
     )
@@ -373,8 +379,9 @@ def _store(
     alerts: Sequence[Alert],
     version: int,
     state: store.PatientState,
-) -> dict[str, str]:
-    """Append everything; returns the alerts newly handled for the patient (key → reason)."""
+) -> tuple[dict[str, str], tuple[store.StoredAlert, ...]]:
+    """Append everything; returns the alerts newly handled for the patient (key → reason) and
+    the alerts stored."""
     if effect.list_change is not None:
         store.append_list_change(conn, effect.list_change)
     store.append_prescription_versions(conn, patient_id, effect.prescription_versions)
@@ -394,14 +401,14 @@ def _store(
         )
         for a in alerts
     ]
-    store.append_alerts(conn, patient_id, action, version, call.at, raised)
+    stored = store.append_alerts(conn, patient_id, action, version, call.at, raised)
     # An override is the handling of that alert for this patient: it does not re-alert.
     handled = {r.alert.key: r.override_reason for r in raised if r.override_reason is not None}
     handled.update(effect.handled)
     if not handled:
-        return {}
+        return {}, stored
     known = {h.key for h in state.handled}
-    return store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known)
+    return store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known), stored
 
 
 # -- decision support --------------------------------------------------------------------------

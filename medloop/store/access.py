@@ -112,9 +112,12 @@ def audited(
     """``work(conn)`` in one write transaction that ends with the audit record of ``action``
     on the patient; ``PatientNotFound`` for an unknown patient."""
     with engine.execution_options(write=True).begin() as conn:
-        national_id = store.national_id_of(conn, patient_id)
-        if national_id is None:
+        # One round trip: the national id, and (PostgreSQL) the audit chain's lock; the
+        # record and revision read with them serve the work's queries.
+        accessed = store.read_for_access(conn, patient_id)
+        if accessed is None:
             raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+        national_id = accessed.national_id
         result = work(conn)
         audit.append(
             conn,

@@ -63,14 +63,22 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
+    func,
     literal,
     select,
     text,
     tuple_,
 )
 
+from sqlalchemy.dialects.postgresql import BIT
+
 from fest.schema import metadata
-from medloop.store.db import WriteTransactionRequired, require_write_transaction
+from medloop.store import batch
+from medloop.store.db import (
+    WriteTransactionRequired,
+    require_write_transaction,
+    transaction_memo,
+)
 
 #: ``prev_hash`` of the first record.
 GENESIS_HASH = "0" * 64
@@ -247,17 +255,22 @@ class PatientAccessPage:
 
 def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     """Chain ``event`` onto its patient's audit chain in the caller's transaction and return
-    the record."""
+    the record.
+
+    On PostgreSQL the chain's lock is taken first (unless this transaction already holds it:
+    :func:`lock_chain_sql`), and then one statement reads the chain's tail, computes the
+    record's hash and inserts it; the hash is recomputed here from what the statement used, so
+    a difference between the two serialisations cannot go unnoticed.  On SQLite the write
+    transaction already holds the lock: the tail is read and the row inserted."""
     require_write_transaction(conn, "appending to the audit log")
     outcome, detail = _validated(event)
     chain = event.patient or NO_PATIENT
-    if conn.dialect.name == "postgresql":
+    postgres = conn.dialect.name == "postgresql"
+    if postgres and chain not in transaction_memo(conn).get(_LOCKED, ()):
         conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
-    tail = conn.execute(_TAIL, {"chain": chain}).first()
-    seq, prev_hash = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
+        note_chain_locked(conn, chain)
     values: dict[str, Any] = {
         "chain": chain,
-        "seq": seq,
         # Taken under the lock, so that time order follows chain order on one clock.
         "occurred_at": _utc(event.occurred_at) if event.occurred_at else datetime.now(UTC),
         "actor": event.actor,
@@ -269,13 +282,50 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         "request_id": event.request_id,
         "reason": event.reason,
         "detail": detail,
-        "prev_hash": prev_hash,
     }
-    values["hash"] = record_hash(values)
-    conn.execute(audit_event.insert(), values)
+    head, middle = _canonical_parts(values)
+    if postgres:
+        # With a command's queued appends (medloop.store.batch), in their round trip.
+        row = batch.execute_returning_one(
+            conn, _APPEND_PG, {**values, "head": head, "middle": middle, "genesis": GENESIS_HASH},
+            json_params=_JSON_PARAMS,
+        )
+        values["seq"], values["prev_hash"] = row.seq, row.prev_hash
+        values["hash"] = _hash_of_parts(head, row.prev_hash, middle, row.seq)
+        if row.hash != values["hash"]:
+            raise RuntimeError(
+                f"audit chain {chain!r} seq {row.seq}: the database hashed the record as "
+                f"{row.hash}, this process as {values['hash']}"
+            )
+    else:
+        tail = conn.execute(_TAIL, {"chain": chain}).first()
+        values["seq"], values["prev_hash"] = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
+        values["hash"] = _hash_of_parts(head, values["prev_hash"], middle, values["seq"])
+        conn.execute(audit_event.insert(), values)
     return AuditRecord(**{**values, "outcome": outcome})
 
 
+def lock_chain_sql(national_id: Any) -> Any:
+    """A SQL expression (PostgreSQL) that takes the advisory lock of the chain of the patient
+    whose national id is ``national_id`` (a column), with the key :func:`chain_lock_key` gives:
+    a statement that reads the patient can take the chain's lock in the same round trip.
+    The caller then calls :func:`note_chain_locked`."""
+    digest = func.encode(
+        func.sha256(func.convert_to(literal(_LOCK_PREFIX) + national_id, literal("UTF8"))),
+        literal("hex"),
+    )
+    key = cast(cast(literal("x") + func.left(digest, 16), BIT(64)), BigInteger)
+    return func.pg_advisory_xact_lock(key)
+
+
+def note_chain_locked(conn: Connection, chain: str) -> None:
+    """Record that this transaction holds ``chain``'s lock (it is held until it ends)."""
+    transaction_memo(conn).setdefault(_LOCKED, set()).add(chain)
+
+
+_LOCKED = "audit.locked_chains"
+_JSON_PARAMS = frozenset({"detail"})
+_LOCK_PREFIX = "medloop.audit_event:"
 _LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
 _TAIL = (
     select(audit_event.c.seq, audit_event.c.hash)
@@ -283,6 +333,46 @@ _TAIL = (
     .order_by(audit_event.c.seq.desc())
     .limit(1)
 )
+# The statement's snapshot is taken when it starts, after the chain's lock was taken by an
+# earlier statement of the transaction: the tail it reads is the committed one.
+_APPEND_PG = text(
+    """
+    INSERT INTO audit_event (chain, seq, occurred_at, actor, actor_role, organisation, patient,
+                             action, outcome, request_id, reason, detail, prev_hash, hash)
+    SELECT :chain, n.seq, :occurred_at, :actor, :actor_role, :organisation, :patient, :action,
+           :outcome, :request_id, :reason, :detail, n.prev_hash,
+           encode(sha256(convert_to(:head || n.prev_hash || :middle || n.seq::text || '}',
+                                    'UTF8')), 'hex')
+    FROM (
+        SELECT coalesce(last.seq, 0) + 1 AS seq, coalesce(last.hash, :genesis) AS prev_hash
+        FROM (SELECT 1) AS one
+        LEFT JOIN LATERAL (
+            SELECT seq, hash FROM audit_event WHERE chain = :chain ORDER BY seq DESC LIMIT 1
+        ) AS last ON true
+    ) AS n
+    RETURNING seq, prev_hash, hash
+    """
+).bindparams(
+    bindparam("occurred_at", type_=DateTime(timezone=True)),
+    bindparam("detail", type_=JSON),
+)
+
+
+def _canonical_parts(values: Mapping[str, Any]) -> tuple[str, str]:
+    """The canonical serialisation of a record (see :func:`canonical_record`) cut around the
+    two values only the chain's tail decides: everything up to ``prev_hash``'s value, and
+    everything between it and ``seq``'s value. With sorted keys, ``prev_hash`` comes after
+    ``patient`` and before ``reason``; ``seq`` is the last key."""
+    fields = canonical_record({**values, "seq": 0, "prev_hash": ""})
+    before = {k: v for k, v in fields.items() if k < "prev_hash"}
+    between = {k: v for k, v in fields.items() if "prev_hash" < k < "seq"}
+    head = _canonical_json(before)[:-1] + ',"prev_hash":"'
+    middle = '",' + _canonical_json(between)[1:-1] + ',"seq":'
+    return head, middle
+
+
+def _hash_of_parts(head: str, prev_hash: str, middle: str, seq: int) -> str:
+    return hashlib.sha256(f"{head}{prev_hash}{middle}{seq}}}".encode()).hexdigest()
 
 
 def chain_lock_key(chain: str) -> int:

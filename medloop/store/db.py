@@ -52,7 +52,11 @@ def make_engine(url: str) -> Engine:
     # pooled, rather than open and close overflow connections per request. No pre-ping round
     # trip per checkout: after a server restart the first statement on a dead connection
     # fails, and SQLAlchemy then invalidates the whole pool.
-    return create_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW)
+    engine = create_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW)
+    from medloop.store import batch  # noqa: PLC0415 - batch builds on this module
+
+    batch.install(engine)  # a command's queued appends go out before any other statement
+    return engine
 
 
 def _queued_writer_connection(writers: threading.Lock) -> type[sqlite3.Connection]:
@@ -132,3 +136,26 @@ def require_write_transaction(conn: Connection, purpose: str) -> None:
             f"{purpose} needs a write transaction on SQLite: "
             "use engine.execution_options(write=True).begin()"
         )
+
+
+def transaction_memo(conn: Connection) -> dict:
+    """A dict that lives as long as ``conn``'s current transaction: what one transaction has
+    already read or locked (the patient it audits, the audit chain it holds), so that later
+    steps of the same transaction need not ask the database again. A new transaction on the
+    same pooled connection starts with an empty one."""
+    transaction = conn.get_transaction()
+    held = conn.info.get(_MEMO)
+    if held is None or held[0] is not transaction:
+        held = conn.info[_MEMO] = (transaction, {})
+    return held[1]
+
+
+def existing_transaction_memo(conn: Connection) -> dict | None:
+    """``transaction_memo(conn)`` if this transaction has made one, else ``None``."""
+    held = conn.info.get(_MEMO)
+    if held is None or held[0] is not conn.get_transaction():
+        return None
+    return held[1]
+
+
+_MEMO = "medloop.transaction_memo"

@@ -31,15 +31,28 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Connection, DateTime, String, Table, and_, select
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    String,
+    Table,
+    and_,
+    bindparam,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fest.schema import metadata
+from medloop.store import batch
 from medloop.store.db import require_write_transaction
 
 MAX_KEY_LENGTH = 200
@@ -112,13 +125,20 @@ def run_once(
     key: str,
     fingerprint: str,
     compute: Callable[[], Mapping[str, Any]],
+    *,
+    savepoint: bool = True,
 ) -> IdempotentResult:
     """Run ``compute`` once per ``(scope, key)`` in the caller's transaction and store its
-    response; a repeat with the same ``fingerprint`` gets that response back."""
+    response; a repeat with the same ``fingerprint`` gets that response back.
+
+    The claim and ``compute``'s writes run in a savepoint, so that a failing ``compute``
+    frees the key and undoes its writes even if the caller goes on and commits. A caller
+    whose transaction always ends with the failure (a command: it rolls back) may pass
+    ``savepoint=False`` and save the savepoint's two round trips."""
     _check(scope, key, fingerprint)
     require_write_transaction(conn, "using an idempotency key")
     this_key = and_(idempotency_key.c.scope == scope, idempotency_key.c.key == key)
-    with conn.begin_nested():
+    with conn.begin_nested() if savepoint else nullcontext():
         claimed = conn.execute(
             _insert_ignoring_duplicates(conn).values(
                 scope=scope,
@@ -131,10 +151,12 @@ def run_once(
         ).first()
         if claimed is not None:
             response = _as_stored(scope, compute())
-            conn.execute(
-                idempotency_key.update()
-                .where(this_key)
-                .values(status=KeyStatus.COMPLETED.value, response=response)
+            # Queued with a command's other appends, when it batches them.
+            batch.execute(
+                conn, _COMPLETE,
+                {"b_scope": scope, "b_key": key, "status": KeyStatus.COMPLETED.value,
+                 "response": response},
+                json_params=_RESPONSE,
             )
             return IdempotentResult(response, replayed=False)
     stored = conn.execute(select(idempotency_key).where(this_key)).one()
@@ -143,6 +165,15 @@ def run_once(
     if stored.status != KeyStatus.COMPLETED:
         raise IdempotentRequestInProgress(scope, key)
     return IdempotentResult(stored.response, replayed=True)
+
+
+_COMPLETE = (
+    idempotency_key.update()
+    .where(idempotency_key.c.scope == bindparam("b_scope"))
+    .where(idempotency_key.c.key == bindparam("b_key"))
+    .values(status=bindparam("status"), response=bindparam("response"))
+)
+_RESPONSE = frozenset({"response"})
 
 
 def _as_stored(scope: str, response: Mapping[str, Any]) -> dict[str, Any]:

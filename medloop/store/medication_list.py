@@ -56,6 +56,8 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import Prescription, PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
+from medloop.store import audit, batch
+from medloop.store.db import transaction_memo
 
 _UUID = 36
 
@@ -183,6 +185,21 @@ handled_alert = Table(
 
 
 @dataclass(frozen=True)
+class StoredAlert:
+    """An alert as stored for the patient (a row of ``alert``), in the order raised: the
+    command that raised it, the list version, when, the ``Alert`` as JSON and the override
+    that let the command through, if any."""
+
+    key: str
+    action: str
+    list_version: int
+    raised_at: datetime
+    record: dict[str, Any]
+    override_by: dict[str, Any] | None = None
+    override_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class PatientState:
     """Everything the loop knows about one patient, as domain values."""
 
@@ -195,6 +212,9 @@ class PatientState:
     handled: tuple[HandledAlert, ...]
     dispense_recorded_at: dict[UUID, datetime] = field(default_factory=dict, compare=False)
     """When each dispense was recorded: with ``dispensed_on`` and the id, the dispenses' order."""
+    alerts: tuple[StoredAlert, ...] = ()
+    """Every alert raised for the patient, oldest first (open alerts and overrides on record
+    are read from here)."""
 
     def dispenses_of(self, prescription_id: UUID) -> tuple[Dispense, ...]:
         return tuple(d for d in self.dispenses if d.prescription_id == prescription_id)
@@ -212,6 +232,7 @@ class PatientState:
         annulments: Sequence[tuple[UUID, Annulment]],
         handled: Sequence[HandledAlert],
         recorded_at: datetime,
+        alerts: Sequence[StoredAlert] = (),
     ) -> PatientState:
         """This state with one command's appends applied, exactly as ``load_patient_state``
         would read it back after they commit (the loop tests compare the two after every
@@ -247,6 +268,7 @@ class PatientState:
             dispenses=tuple(found),
             handled=tuple(sorted(merged, key=lambda h: h.key)),
             dispense_recorded_at=recorded,
+            alerts=(*self.alerts, *alerts),
         )
 
 
@@ -285,14 +307,63 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     """The patient as ``Locked`` (one round trip for what every command needs first): bumps
     ``revision``, which locks the row to the end of the transaction
     (writers of one patient queue here; SQLite's write transaction already serialises them).
+    On PostgreSQL the same statement takes the lock of the patient's audit chain, which the
+    command's audit record needs at its end (row lock first, then chain lock, as everywhere).
     ``None`` when there is no such patient. Whatever changes the patient's record must bump
     the revision too, as every command does, so a state cached for revision r - 1 carries
     the current patient."""
-    found = conn.execute(_BUMP_REVISION, {"patient_id": str(patient_id)}).first()
+    postgres = conn.dialect.name == "postgresql"
+    bump = _BUMP_REVISION_LOCKING_CHAIN if postgres else _BUMP_REVISION
+    found = conn.execute(bump, {"patient_id": str(patient_id)}).first()
     if found is None:
         return None
+    if postgres:
+        audit.note_chain_locked(conn, found.national_id)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
     return Locked(found.record, found.revision, catalogue)
+
+
+@dataclass(frozen=True)
+class Accessed:
+    """What ``read_for_access`` read: the patient's national id (its audit chain), its stored
+    record and its revision."""
+
+    national_id: str
+    record: dict[str, Any]
+    revision: int
+
+
+def read_for_access(conn: Connection, patient_id: UUID) -> Accessed | None:
+    """The patient about to be read or worked on in an audited transaction, in one round trip:
+    the national id for the audit record and, on PostgreSQL, the lock of its audit chain, held
+    to the end of the transaction. The queries below (``patient_revision``) reuse the record
+    and revision read here for the rest of the transaction. ``None`` for an unknown patient."""
+    postgres = conn.dialect.name == "postgresql"
+    found = conn.execute(
+        _ACCESS_LOCKING_CHAIN if postgres else _ACCESS, {"patient_id": str(patient_id)}
+    ).first()
+    if found is None:
+        return None
+    if postgres:
+        audit.note_chain_locked(conn, found.national_id)
+    accessed = Accessed(str(found.national_id), found.record, found.revision)
+    transaction_memo(conn)[(_ACCESSED, patient_id)] = accessed
+    return accessed
+
+
+def accessed_in_transaction(conn: Connection, patient_id: UUID) -> bool:
+    """Whether this transaction began as an audited access to the patient
+    (``read_for_access``)."""
+    return (_ACCESSED, patient_id) in transaction_memo(conn)
+
+
+_ACCESSED = "medication_list.accessed"
+_ACCESS = select(patient.c.national_id, patient.c.record, patient.c.revision).where(
+    patient.c.id == bindparam("patient_id")
+)
+_ACCESS_LOCKING_CHAIN = _ACCESS.add_columns(
+    audit.lock_chain_sql(patient.c.national_id).label("chain_locked")
+)
 
 
 def _in_force(column: Column) -> Any:
@@ -311,14 +382,23 @@ _BUMP_REVISION = (
     .returning(
         patient.c.record,
         patient.c.revision,
+        patient.c.national_id,
         _in_force(fest_version.c.id).label("catalogue_id"),
         _in_force(fest_version.c.sha256).label("sha256"),
     )
 )
+# Row lock first, then the chain's lock (the RETURNING list is evaluated on the updated row).
+_BUMP_REVISION_LOCKING_CHAIN = _BUMP_REVISION.returning(
+    audit.lock_chain_sql(patient.c.national_id).label("chain_locked")
+)
 
 
 def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, int] | None:
-    """The patient and its revision, without locking."""
+    """The patient and its revision, without locking (as ``read_for_access`` read them, when
+    it did earlier in this transaction)."""
+    accessed = transaction_memo(conn).get((_ACCESSED, patient_id))
+    if accessed is not None:
+        return Patient.model_validate(accessed.record), accessed.revision
     found = conn.execute(
         select(patient.c.record, patient.c.revision).where(patient.c.id == str(patient_id))
     ).first()
@@ -332,8 +412,8 @@ def _patient(conn: Connection, patient_id: UUID) -> Patient | None:
 
 
 def load_patient_state(conn: Connection, found: Patient) -> PatientState:
-    """The current state of ``found``'s list, prescriptions, dispenses and handled alerts, in
-    six queries whatever the history's length."""
+    """The current state of ``found``'s list, prescriptions, dispenses, alerts and handled
+    alerts, in seven queries whatever the history's length."""
     pid = str(found.id)
     changes = _list_changes(conn, found.id)
     history = _prescription_history(conn, pid)
@@ -348,6 +428,14 @@ def load_patient_state(conn: Connection, found: Patient) -> PatientState:
         dispenses=dispenses,
         handled=_handled(conn, pid),
         dispense_recorded_at=recorded_at,
+        alerts=tuple(
+            StoredAlert(
+                key=row.key, action=row.action, list_version=row.list_version,
+                raised_at=_utc(row.raised_at), record=row.record, override_by=row.override_by,
+                override_reason=row.override_reason,
+            )
+            for row in alerts_for(conn, found.id)
+        ),
     )
 
 
@@ -498,18 +586,20 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
     """One row for the change and one per entry version; a second writer with the same list
     version fails on the primary key."""
     pid = str(change.patient_id)
-    conn.execute(
-        list_change.insert(),
-        {
+    batch.insert(
+        conn,
+        list_change,
+        [{
             "patient_id": pid,
             "list_version": change.list_version,
             "at": change.at,
             "author": change.author.model_dump(mode="json"),
             "reason": change.reason,
-        },
+        }],
     )
-    conn.execute(
-        entry_version.insert(),
+    batch.insert(
+        conn,
+        entry_version,
         [
             {
                 "entry_id": str(v.entry_id),
@@ -529,32 +619,35 @@ def append_prescription_versions(
 ) -> None:
     for version in versions:
         if version.version == 1:
-            conn.execute(
-                prescription.insert(),
-                {
+            batch.insert(
+                conn,
+                prescription,
+                [{
                     "id": str(version.prescription_id),
                     "patient_id": str(patient_id),
                     "entry_id": str(version.prescription.entry_id),
                     "issued_at": version.at,
-                },
+                }],
             )
-        conn.execute(
-            prescription_version.insert(),
-            {
+        batch.insert(
+            conn,
+            prescription_version,
+            [{
                 "prescription_id": str(version.prescription_id),
                 "version": version.version,
                 "at": version.at,
                 "kind": version.kind.value,
                 "to_status": version.to_status.value,
                 "record": version.model_dump(mode="json"),
-            },
+            }],
         )
 
 
 def append_dispense(conn: Connection, patient_id: UUID, record: Dispense, at: datetime) -> None:
-    conn.execute(
-        dispense.insert(),
-        {
+    batch.insert(
+        conn,
+        dispense,
+        [{
             "id": str(record.id),
             "patient_id": str(patient_id),
             "prescription_id": str(record.prescription_id),
@@ -562,7 +655,7 @@ def append_dispense(conn: Connection, patient_id: UUID, record: Dispense, at: da
             "dispensed_on": record.dispensed_on,
             "recorded_at": _utc(at),
             "record": record.model_dump(mode="json"),
-        },
+        }],
     )
 
 
@@ -591,13 +684,14 @@ def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
 
 
 def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) -> None:
-    conn.execute(
-        dispense_annulment.insert(),
-        {
+    batch.insert(
+        conn,
+        dispense_annulment,
+        [{
             "dispense_id": str(dispense_id),
             "at": annulment.at,
             "record": annulment.model_dump(mode="json"),
-        },
+        }],
     )
 
 
@@ -617,30 +711,37 @@ def append_alerts(
     version: int,
     at: datetime,
     raised: Sequence[RaisedAlert],
-) -> None:
+) -> tuple[StoredAlert, ...]:
+    """Store the alerts one command raised; returns them as the patient's state keeps them."""
     if not raised:
-        return
-    conn.execute(
-        alert.insert(),
-        [
-            {
-                "patient_id": str(patient_id),
-                "action": action,
-                "list_version": version,
-                "raised_at": at,
-                "key": r.alert.key,
-                "kind": r.alert.kind.value,
-                "severity": r.alert.severity.value,
-                "requires_override": r.alert.requires_override,
-                "catalogue_version": r.alert.source.catalogue_version,
-                "record": r.alert.model_dump(mode="json"),
-                "override_by": (
-                    None if r.override_by is None else r.override_by.model_dump(mode="json")
-                ),
-                "override_reason": r.override_reason,
-            }
-            for r in raised
-        ],
+        return ()
+    rows = [
+        {
+            "patient_id": str(patient_id),
+            "action": action,
+            "list_version": version,
+            "raised_at": at,
+            "key": r.alert.key,
+            "kind": r.alert.kind.value,
+            "severity": r.alert.severity.value,
+            "requires_override": r.alert.requires_override,
+            "catalogue_version": r.alert.source.catalogue_version,
+            "record": r.alert.model_dump(mode="json"),
+            "override_by": (
+                None if r.override_by is None else r.override_by.model_dump(mode="json")
+            ),
+            "override_reason": r.override_reason,
+        }
+        for r in raised
+    ]
+    batch.insert(conn, alert, rows)
+    return tuple(
+        StoredAlert(
+            key=row["key"], action=action, list_version=version, raised_at=_utc(at),
+            record=row["record"], override_by=row["override_by"],
+            override_reason=row["override_reason"],
+        )
+        for row in rows
     )
 
 
@@ -658,8 +759,9 @@ def add_handled_alerts(
     pid = str(patient_id)
     new = {key: reason for key, reason in reasons.items() if key not in known}
     if new:
-        conn.execute(
-            handled_alert.insert(),
+        batch.insert(
+            conn,
+            handled_alert,
             [
                 {
                     "patient_id": pid,

@@ -1,0 +1,187 @@
+"""Appends of one command sent to PostgreSQL in one round trip.
+
+A command appends rows to several tables (the list change, its entry versions, the
+prescription and its version, alerts, the idempotency record) and ends with its audit record.
+None of those statements returns anything the command needs except the audit record's chain
+position, so inside :func:`batched` they are queued and sent together, in order, through
+psycopg's pipeline mode, with the last statement of the batch (the audit record's insert) the
+only one whose result is read: one round trip instead of one per statement, and no per-statement
+SQLAlchemy execution overhead.
+
+The order of statements is kept: any other statement that runs through SQLAlchemy on the same
+connection while rows are queued first sends the queue (an engine event, :func:`install`), so a
+later read or write always sees the queued rows. A failed statement in the queue raises
+SQLAlchemy's ``IntegrityError`` (or ``DBAPIError``) like an ordinary execution would, and the
+transaction rolls back as usual. Leaving :func:`batched` normally sends what is still queued;
+leaving it with an exception drops it (the transaction is rolled back anyway).
+
+On SQLite (in-process, no round trips) every call executes at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Json
+from sqlalchemy import JSON, ClauseElement, Connection, Engine, Table, event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
+
+from medloop.store.db import existing_transaction_memo, transaction_memo
+
+_PENDING = "batch.pending"
+_DIALECT = postgresql.psycopg.dialect()
+
+
+@dataclass
+class _Pending:
+    statements: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+
+
+@contextmanager
+def batched(conn: Connection) -> Iterator[None]:
+    """Queue this transaction's appends (PostgreSQL) until the block ends or a statement
+    needs the queued rows."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    memo = transaction_memo(conn)
+    outer = memo.get(_PENDING)
+    if outer is not None:  # already batching: the outer block sends
+        yield
+        return
+    memo[_PENDING] = _Pending()
+    try:
+        yield
+        flush(conn)
+    finally:
+        memo.pop(_PENDING, None)
+
+
+def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (each with the same keys) into ``table``: queued inside
+    :func:`batched` on PostgreSQL, executed at once otherwise."""
+    if not rows:
+        return
+    pending = _pending(conn)
+    if pending is None:
+        conn.execute(table.insert(), list(rows))
+        return
+    sql, json_columns = _insert_sql(table, tuple(rows[0]))
+    pending.statements.append((sql, [_adapted(row, json_columns) for row in rows]))
+
+
+def execute(
+    conn: Connection, statement: ClauseElement, params: Mapping[str, Any],
+    *, json_params: frozenset[str] = frozenset(),
+) -> None:
+    """Execute ``statement`` (no result needed): queued inside :func:`batched` on
+    PostgreSQL, executed at once otherwise. ``json_params`` names the parameters bound to
+    JSON columns."""
+    pending = _pending(conn)
+    if pending is None:
+        conn.execute(statement, dict(params))
+        return
+    pending.statements.append((_compiled(statement), [_adapted(params, json_params)]))
+
+
+def execute_returning_one(
+    conn: Connection, statement: ClauseElement, params: Mapping[str, Any],
+    *, json_params: frozenset[str] = frozenset(),
+) -> Any:
+    """Execute ``statement`` and return its one row: with the queued statements before it in
+    the same round trip, when there are any."""
+    pending = _pending(conn)
+    if pending is None or not pending.statements:
+        return conn.execute(statement, dict(params)).one()
+    row = _send(conn, pending, (_compiled(statement), _adapted(params, json_params)))
+    return row
+
+
+def flush(conn: Connection) -> None:
+    """Send the queued statements now."""
+    pending = _pending(conn)
+    if pending is not None and pending.statements:
+        _send(conn, pending, None)
+
+
+def install(engine: Engine) -> None:
+    """Make every statement SQLAlchemy executes on ``engine`` send the queue first."""
+    event.listen(engine, "before_cursor_execute", _before_execute)
+
+
+def _before_execute(conn, cursor, statement, parameters, context, executemany) -> None:
+    memo = existing_transaction_memo(conn)
+    queued = None if memo is None else memo.get(_PENDING)
+    if queued is not None and queued.statements:
+        _send(conn, queued, None)
+
+
+def _pending(conn: Connection) -> _Pending | None:
+    if conn.dialect.name != "postgresql" or not conn.in_transaction():
+        return None
+    return transaction_memo(conn).get(_PENDING)
+
+
+def _send(
+    conn: Connection, pending: _Pending, last: tuple[str, dict[str, Any]] | None
+) -> Any:
+    statements, pending.statements = pending.statements, []
+    driver = conn.connection.driver_connection
+    sql = ""
+    try:
+        with driver.cursor(row_factory=namedtuple_row) as cursor:
+            with driver.pipeline():
+                for sql, rows in statements:
+                    if len(rows) == 1:
+                        cursor.execute(sql, rows[0], prepare=True)
+                    else:
+                        cursor.executemany(sql, rows)
+                if last is not None:
+                    sql = last[0]
+                    cursor.execute(sql, last[1], prepare=True)
+            return cursor.fetchone() if last is not None else None
+    except psycopg.Error as error:
+        # As SQLAlchemy itself reports a failed statement (IntegrityError for a unique key).
+        raise DBAPIError.instance(sql, None, error, psycopg.Error) from error
+
+
+_SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
+_COMPILED: dict[int, tuple[ClauseElement, str]] = {}
+
+
+def _insert_sql(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+    key = (table.name, columns)
+    found = _SQL.get(key)
+    if found is None:
+        names = ", ".join(_DIALECT.identifier_preparer.quote(c) for c in columns)
+        values = ", ".join(f"%({c})s" for c in columns)
+        quoted = _DIALECT.identifier_preparer.format_table(table)
+        json_columns = frozenset(c for c in columns if isinstance(table.c[c].type, JSON))
+        found = _SQL[key] = (f"INSERT INTO {quoted} ({names}) VALUES ({values})", json_columns)
+    return found
+
+
+def _compiled(statement: ClauseElement) -> str:
+    found = _COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=_DIALECT)
+        found = _COMPILED[id(statement)] = (statement, str(compiled))
+    return found[1]
+
+
+def _adapted(row: Mapping[str, Any], json_columns: frozenset[str]) -> dict[str, Any]:
+    if not json_columns:
+        return dict(row)
+    # None too, as SQLAlchemy's JSON type stores it (JSON null, not SQL NULL).
+    return {k: (Json(v, dumps=_dumps) if k in json_columns else v) for k, v in row.items()}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
