@@ -19,7 +19,7 @@ from loop_fixtures import (
     dispense_order,
     prescription_order,
 )
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from medloop import queries
 from medloop.domain.errors import DomainError, IdAlreadyUsed, StaleListVersion
@@ -28,9 +28,11 @@ from medloop.loop.change import hold
 from medloop.loop.dispense import dispense
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
-from medloop.store import audit
+from medloop.store import audit, state_cache
 from medloop.store import medication_list as store
+from medloop.store.db import make_engine
 from medloop.store.idempotency import IdempotencyKeyReused
+from medloop.store.migrate import upgrade
 
 
 def test_stale_write_is_refused_with_the_current_version_and_keeps_the_newer_state(engine):
@@ -225,3 +227,31 @@ def test_concurrent_registrations_of_one_national_id_register_one_patient(engine
     }
     with engine.connect() as conn:
         assert queries.current_list(conn, registered[0], NOW).list_version == 0
+
+
+@pytest.mark.postgres
+def test_a_command_on_postgres_sends_its_appends_together_with_its_audit_record(
+    postgres_url, monkeypatch
+):
+    """Round trips per command: claiming the idempotency key and bumping the revision (which
+    also takes the audit chain's lock) go through SQLAlchemy; the list change, entry version,
+    prescription, idempotency record and audit record follow in one pipeline."""
+    monkeypatch.setattr(state_cache, "VERIFY", False)  # its check reads would be counted
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    try:
+        patient_id = demo_world(engine)
+        first = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(),
+                          based_on=0)
+        seen: list[str] = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda c, cur, statement, *rest: seen.append(statement.split()[0]))
+        second = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_98),
+                           call(idempotency_key="k-2"), based_on=first.list_version)
+        assert seen == ["INSERT", "UPDATE"]
+        with engine.connect() as conn:
+            assert queries.current_list(conn, patient_id, NOW).list_version == 2
+            assert audit.verify(conn).ok
+        assert second.list_version == 2
+    finally:
+        engine.dispose()

@@ -1,0 +1,181 @@
+"""A command's appends queued and sent together (medloop.store.batch), and the audit record
+hashed in SQL on PostgreSQL: order kept, failures reported as SQLAlchemy reports them, nothing
+sent from a block that failed, and the same hashes as this process computes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, event, select, text
+from sqlalchemy.exc import IntegrityError
+
+from medloop.store import batch
+from medloop.store.audit import (
+    AuditEvent,
+    _canonical_parts,
+    _hash_of_parts,
+    append,
+    chain_lock_key,
+    note_chain_locked,
+    record_hash,
+    verify,
+)
+from medloop.store.db import make_engine
+from medloop.store.migrate import upgrade
+
+scratch = MetaData()
+row_table = Table(
+    "batch_scratch",
+    scratch,
+    Column("id", String(8), primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("record", JSON, nullable=True),
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest):
+    engine = make_engine(request.getfixturevalue(f"{request.param}_url"))
+    upgrade(engine)
+    scratch.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_queued_rows_are_there_for_the_next_statement_of_the_transaction(engine):
+    with engine.execution_options(write=True).begin() as conn:
+        with batch.batched(conn):
+            batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": {"x": [1, 2]}}])
+            batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None},
+                                           {"id": "c", "n": 3, "record": {"å": "ø"}}])
+            seen = conn.execute(select(row_table).order_by(row_table.c.id)).all()
+    assert [tuple(r) for r in seen] == [
+        ("a", 1, {"x": [1, 2]}), ("b", 2, None), ("c", 3, {"å": "ø"})
+    ]
+
+
+def test_leaving_the_block_sends_what_is_queued(engine):
+    with engine.execution_options(write=True).begin() as conn:
+        with batch.batched(conn):
+            batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": {}}])
+    with engine.connect() as conn:
+        assert conn.execute(select(row_table.c.id)).scalars().all() == ["a"]
+
+
+def test_json_null_is_stored_as_sqlalchemy_stores_it(engine):
+    with engine.execution_options(write=True).begin() as conn:
+        conn.execute(row_table.insert(), {"id": "plain", "n": 0, "record": None})
+        with batch.batched(conn):
+            batch.insert(conn, row_table, [{"id": "queued", "n": 0, "record": None}])
+    with engine.connect() as conn:
+        stored = dict(
+            conn.execute(text("SELECT id, CAST(record AS TEXT) FROM batch_scratch")).all()
+        )
+    assert stored["queued"] == stored["plain"]
+
+
+def test_a_duplicate_key_in_the_queue_is_an_integrity_error_and_nothing_is_kept(engine):
+    with engine.execution_options(write=True).begin() as conn:
+        conn.execute(row_table.insert(), {"id": "a", "n": 1, "record": None})
+    with pytest.raises(IntegrityError):
+        with engine.execution_options(write=True).begin() as conn:
+            with batch.batched(conn):
+                batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
+                batch.insert(conn, row_table, [{"id": "a", "n": 3, "record": None}])
+    with engine.connect() as conn:
+        assert conn.execute(select(row_table.c.id)).scalars().all() == ["a"]
+
+
+@pytest.mark.postgres
+def test_a_block_left_with_an_exception_sends_nothing(postgres_url):
+    # (On SQLite the rows went in at once; a command's failure rolls its transaction back.)
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    scratch.create_all(engine)
+
+    class Refused(Exception):
+        pass
+
+    with engine.execution_options(write=True).begin() as conn:
+        with pytest.raises(Refused):
+            with batch.batched(conn):
+                batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": None}])
+                raise Refused
+        batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
+    with engine.connect() as conn:
+        assert conn.execute(select(row_table.c.id)).scalars().all() == ["b"]
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_on_postgres_queued_rows_and_the_audit_record_share_one_round_trip(postgres_url):
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    scratch.create_all(engine)
+    executed: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda c, cur, statement, *rest: executed.append(statement))
+    try:
+        with engine.execution_options(write=True).begin() as conn:
+            # As a command does: the chain's lock first (its revision bump takes it).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                         {"k": chain_lock_key("01017012345")})
+            note_chain_locked(conn, "01017012345")
+            with batch.batched(conn):
+                batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": None}])
+                batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
+                record = append(conn, AuditEvent(actor="1", actor_role="doctor",
+                                                 action="list.read", patient="01017012345"))
+        # Through SQLAlchemy only the lock; the rows and the audit insert went as one pipeline.
+        assert [s.split()[0] for s in executed] == ["SELECT"]
+        with engine.connect() as conn:
+            assert conn.execute(select(row_table.c.id)).scalars().all() == ["a", "b"]
+            assert verify(conn).ok
+        assert record.seq == 1
+    finally:
+        engine.dispose()
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(
+    actor=texts.filter(bool), action=texts.filter(bool), reason=st.none() | texts,
+    patient=st.none() | st.text("0123456789", min_size=11, max_size=11),
+    detail=st.dictionaries(texts, st.none() | st.integers() | texts | st.lists(st.integers())),
+    seq=st.integers(1, 10**12), prev=st.text("0123456789abcdef", min_size=64, max_size=64),
+)
+def test_the_record_cut_around_seq_and_prev_hash_hashes_as_the_whole_record(
+    actor, action, reason, patient, detail, seq, prev
+):
+    values = {
+        "chain": patient or "-", "occurred_at": datetime(2026, 12, 3, 7, 0, 0, 123456, UTC),
+        "actor": actor, "actor_role": "doctor", "organisation": None, "patient": patient,
+        "action": action, "outcome": "ok", "request_id": None, "reason": reason,
+        "detail": detail,
+    }
+    head, middle = _canonical_parts(values)
+    assert _hash_of_parts(head, prev, middle, seq) == record_hash(
+        {**values, "seq": seq, "prev_hash": prev}
+    )
+
+
+@pytest.mark.postgres
+def test_postgres_hashes_non_ascii_records_as_this_process_does(postgres_url):
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    try:
+        for n, words in enumerate(["Ærlig øre på Å", "emoji 🙂 and \u00a0", "\\ \" quotes"]):
+            with engine.execution_options(write=True).begin() as conn:
+                # append itself refuses a hash the database computed differently
+                append(conn, AuditEvent(actor="1", actor_role="doctor", action="list.read",
+                                        patient="01017012345", reason=words,
+                                        detail={"n": n, words: [words]}))
+        with engine.connect() as conn:
+            result = verify(conn)
+        assert result.ok and result.events == 3
+    finally:
+        engine.dispose()
