@@ -5,7 +5,9 @@
 - ``POST /cds-services/{id}``: ``context.patientId`` is our patient id (UUID) or the national
   id; ``context.draftOrders`` is a FHIR R4 Bundle of ``MedicationRequest`` drafts, parsed with
   ``fhir.resources.R4B``. Each draft names its drug in ``medicationCodeableConcept.coding`` by
-  one of the systems in ``CODE_SYSTEMS`` (FEST varenr, FEST id, or ATC). ``order-select``
+  one of the systems in ``CODE_SYSTEMS`` (FEST varenr, FEST id, or ATC) and its dosage in
+  ``dosageInstruction`` (mapped by ``medloop.api.fhir_dosage``; a dosage that does not map is
+  left out and its dose-not-checked card names the FHIR element why). ``order-select``
   answers only for the ``selections``; ``order-sign`` for every draft. Cards are the alerts of
   ``medloop.api.screening`` (indicator from severity, summary ≤ 140 characters, source with the
   catalogue version, override reasons when the alert needs one); each card is stored.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -31,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from interactions import Alert
 from medloop.api.deps import CallerDep, IdempotencyKey
+from medloop.api.fhir_dosage import MappedDosage, NotMapped, dosage_of, explained
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.screening import Proposal, Screened, screen
@@ -176,17 +179,26 @@ def drafts(bundle: dict[str, Any]) -> list[MedicationRequest]:
     return found
 
 
-def proposal_of(draft: MedicationRequest, index: int, today: Any) -> Proposal:
-    """The draft as a proposal: its drug from the first coding in a known system."""
+def proposal_of(
+    draft: MedicationRequest, index: int, today: date
+) -> tuple[Proposal, NotMapped | None]:
+    """The draft as a proposal: its drug from the first coding in a known system; its dosage
+    and days of use from ``dosageInstruction`` (``medloop.api.fhir_dosage``), or no dosage and
+    why not."""
     draft_id = draft.id or f"draft-{index}"
+    mapped = dosage_of(draft.dosageInstruction, today)
+    if isinstance(mapped, MappedDosage):
+        dosage, start, stop, why = mapped.dosage, mapped.start or today, mapped.stop, None
+    else:
+        dosage, start, stop, why = None, today, None, mapped
     concept = draft.medicationCodeableConcept
     for coding in (concept.coding or []) if concept is not None else []:
         if coding.system == FEST_VARENR and coding.code:
-            return Proposal(draft_id, DrugOrder(varenr=coding.code), None, today)
+            return Proposal(draft_id, DrugOrder(varenr=coding.code), dosage, start, stop), why
         if coding.system == FEST_ID and coding.code:
-            return Proposal(draft_id, DrugOrder(fest_id=coding.code), None, today)
+            return Proposal(draft_id, DrugOrder(fest_id=coding.code), dosage, start, stop), why
         if coding.system == ATC and coding.code:
-            return Proposal(draft_id, None, None, today, atc=coding.code)
+            return Proposal(draft_id, None, dosage, start, stop, atc=coding.code), why
     raise InvalidDraft(
         f"MedicationRequest {draft_id} has no medicationCodeableConcept coding in "
         f"{', '.join(CODE_SYSTEMS)}",
@@ -207,7 +219,7 @@ def _patient_id(conn: Any, given: str) -> UUID:
 def card_for(alert: Alert, screened: Screened) -> dict[str, Any]:
     detail = alert.detail.model_dump(mode="json")
     lines = [alert.summary, ""]
-    for field in ("consequence", "mechanism", "situation", "text", "message"):
+    for field in ("consequence", "mechanism", "situation", "text", "reason", "citation"):
         if isinstance(detail.get(field), str):
             lines.append(f"**{field.capitalize()}:** {detail[field]}")
     names = ", ".join(screened.names.get(m, m) for m in alert.medications)
@@ -251,7 +263,9 @@ def call_service(
         raise InvalidDraft(f"service {service_id} answers hook {service['hook']}, not {body.hook}")
     caller.authorize(Action.CHECK)
     today = caller.at.date()
-    proposals = [proposal_of(d, i, today) for i, d in enumerate(drafts(body.context.draftOrders))]
+    drafted = [proposal_of(d, i, today) for i, d in enumerate(drafts(body.context.draftOrders))]
+    proposals = [proposal for proposal, _ in drafted]
+    not_mapped = {proposal.id: why for proposal, why in drafted if why is not None}
     with caller.engine.connect() as conn:
         patient_id = _patient_id(conn, body.context.patientId)
     caller.authorize(Action.CHECK, patient_id)
@@ -262,7 +276,7 @@ def call_service(
     def issue(conn: Any) -> dict[str, Any]:
         screened = screen(conn, patient_id, proposals)
         alerts = [
-            a for a in screened.alerts
+            a for a in explained(screened.alerts, not_mapped, screened.names)
             if service["hook"] != "order-select" or not selected
             or selected.intersection(a.medications)
         ]

@@ -11,6 +11,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from sqlalchemy import select
 
 from medloop.api.cds import ATC, FEST_VARENR
+from medloop.api.fhir_dosage import UCUM
 from medloop.store.access import cds_card, cds_feedback
 from tests.api.api_fixtures import (
     NATIONAL_ID,
@@ -21,7 +22,9 @@ from tests.api.api_fixtures import (
 from tests.loop.loop_fixtures import KLARITROMYCIN, SIMVASTATIN_28
 
 
-def draft(draft_id: str, system: str, code: str, patient: str) -> dict[str, Any]:
+def draft(
+    draft_id: str, system: str, code: str, patient: str, *dosage: dict[str, Any]
+) -> dict[str, Any]:
     """A draft MedicationRequest, validated by fhir.resources before it is sent."""
     request = MedicationRequest(
         id=draft_id,
@@ -29,6 +32,7 @@ def draft(draft_id: str, system: str, code: str, patient: str) -> dict[str, Any]
         intent="proposal",
         subject={"reference": f"Patient/{patient}"},
         medicationCodeableConcept={"coding": [{"system": system, "code": code}]},
+        dosageInstruction=list(dosage) or None,
     )
     return request.model_dump(mode="json", exclude_none=True)
 
@@ -148,3 +152,82 @@ def test_a_retried_hook_call_with_the_same_idempotency_key_returns_the_same_card
     assert first.status_code == 200 and first.content == second.content
     with world.engine.connect() as conn:
         assert len(conn.execute(select(cds_card.c.id)).all()) == len(first.json()["cards"])
+
+
+PARACETAMOL_500 = "090028"
+METOTREKSAT_2_5 = "090946"
+
+
+def tablets(count: float, times_a_day: int, **fields: Any) -> dict[str, Any]:
+    """A FHIR Dosage: ``count`` tablets ``times_a_day`` times a day."""
+    return {
+        "text": f"{count:g} tabletter {times_a_day} ganger daglig",
+        "timing": {"repeat": {"frequency": times_a_day, "period": 1, "periodUnit": "d"}},
+        "doseAndRate": [{"doseQuantity": {"value": count, "unit": "tablet", "system": UCUM,
+                                          "code": "{tbl}"}}],
+        **fields,
+    }
+
+
+def dose_cards(world, *dosage: dict[str, Any], varenr: str = PARACETAMOL_500) -> list[dict]:
+    patient = str(world.patient_id)
+    request = hook("order-select", patient, draft("rx1", FEST_VARENR, varenr, patient, *dosage),
+                   selections=["MedicationRequest/rx1"])
+    response = world.post("/cds-services/medloop-order-select", request)
+    assert response.status_code == 200, response.text
+    return [c for c in response.json()["cards"]
+            if c["source"]["topic"]["code"] in ("dose", "dose-not-checked")]
+
+
+def test_an_order_select_draft_dosed_above_the_limit_gets_a_critical_dose_card(world):
+    cards = dose_cards(world, tablets(3, 4))  # 1.5 g a dose, 6 g a day
+    assert {c["indicator"] for c in cards} == {"critical"}, cards
+    summaries = " ".join(c["summary"] for c in cards)
+    assert "Single dose of paracetamol 1500 mg" in summaries
+    assert "Daily dose of paracetamol 6000 mg exceeds the maximum 4 g" in summaries
+    assert all(c["overrideReasons"] for c in cards)
+    assert all("SPC Paracet" in c["detail"] for c in cards)
+
+
+def test_the_same_draft_with_a_normal_dose_gets_no_dose_card(world):
+    assert dose_cards(world, tablets(2, 3)) == []
+
+
+def test_an_as_needed_draft_whose_own_maximum_is_above_the_limit_gets_a_dose_card(world):
+    as_needed = tablets(2, 1, asNeededBoolean=True, timing=None, maxDosePerPeriod={
+        "numerator": {"value": 12, "system": UCUM, "code": "{tbl}"},
+        "denominator": {"value": 1, "system": UCUM, "code": "d"},
+    })
+    [card] = dose_cards(world, as_needed)
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("Daily dose of paracetamol 6000 mg")
+
+
+def test_a_weekly_drug_dosed_daily_gets_a_schedule_card(world):
+    [card] = dose_cards(world, tablets(1, 1), varenr=METOTREKSAT_2_5)  # 17.5 mg a week
+    assert card["indicator"] == "critical"
+    assert "once-weekly drug but is dosed on 7 days a week" in card["summary"]
+    weekly = tablets(4, 1, timing={"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk",
+                                              "dayOfWeek": ["mon"]}})
+    assert dose_cards(world, weekly, varenr=METOTREKSAT_2_5) == []
+
+
+def test_a_dosage_that_cannot_be_mapped_is_checked_without_it_and_the_card_says_why(world):
+    infusion = {"doseAndRate": [{"rateQuantity": {"value": 5, "system": UCUM, "code": "mL/h"}}]}
+    [card] = dose_cards(world, infusion)
+    assert card["indicator"] == "info"
+    assert card["extension"]["medloop-alert-key"] == (
+        "dose-not-checked/paracetamol-oral:dosage-not-mapped/rx1"
+    )
+    assert "MedicationRequest.dosageInstruction[0].doseAndRate[0].rateQuantity" in card["detail"]
+    assert "infusion" in card["detail"]
+
+
+def test_a_draft_without_dosage_instruction_gets_a_dose_not_checked_card_naming_it(world):
+    [card] = dose_cards(world)
+    assert card["indicator"] == "info"
+    key = card["extension"]["medloop-alert-key"]
+    assert key == "dose-not-checked/paracetamol-oral:no-dosage/rx1"
+    assert "MedicationRequest.dosageInstruction: the draft has no dosage instruction" in (
+        card["detail"]
+    )
