@@ -11,14 +11,16 @@ then checked without a dosage). Elements that do not change how much is given wh
 ``offset``, ``doseAndRate.type``, and ``timing.code`` next to a ``timing.repeat``. A
 ``maxDosePerPeriod`` on a regular dosage is ignored too: the schedule already says what is given.
 
-Reading choices (each is what the FHIR element states, not a default):
+How elements are read (each as the FHIR element states it; nothing is defaulted):
 
 - ``when`` codes name one intake each: MORN/MORN.early morning, MORN.late forenoon, NOON midday,
   AFT* afternoon, EVE* evening, NIGHT and HS (before sleep) night; waking and named meals (WAKE,
   PHS, CM, ACM, PCD …) are intakes at no slot of ours. C, AC and PC ("at / before / after a
   meal") name no meal, so they only qualify a ``frequency``.
-- ``frequency`` per ``period`` of at most a day is evenly spread (three times a day = every
-  8 hours, so at most three on a calendar day); once per a longer period is an interval.
+- ``frequency`` per ``period`` of at most a day becomes an interval that gives as many intakes
+  on a calendar day as the period allows (three times a day: every 8 hours, three a day; once
+  every 5 hours: five a day); once per a longer period is an interval of that period; more
+  than once per a longer period is refused unless ``dayOfWeek`` names the days.
 - As-needed timing is a limit: once per period is a minimum interval, more often a maximum per
   period; ``frequencyMax`` is the most it allows and ``period`` (not ``periodMax``) the shortest
   wait.
@@ -490,7 +492,8 @@ def _fixed(amount: Quantity, repeat: Any, path: str) -> tuple[FixedDose, ...]:
                 "say how many intakes fall on one day",
             )
         if len(slots) > 1:
-            raise _Refused(f"{path}.when", "several times a day, but once per period")
+            named = f"{path}.when" if repeat.when else f"{path}.timeOfDay"
+            raise _Refused(named, "several times a day, but once per period")
         return (_fixed_dose(amount, slots[0] if slots else _Slot(), period, ()),)
     if slots:
         if per_day != len(slots):

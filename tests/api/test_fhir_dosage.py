@@ -353,6 +353,9 @@ REFUSALS = [
     ("several times once a week", instruction(
         timing=repeat(when=["MORN", "EVE"], frequency=1, period=1, periodUnit="wk")),
      "[0].timing.repeat.when", "once per period"),
+    ("several clock times once a week", instruction(timing=repeat(
+        timeOfDay=["08:00:00", "20:00:00"], frequency=1, period=1, periodUnit="wk")),
+     "[0].timing.repeat.timeOfDay", "once per period"),
     ("weekdays with odd frequency", instruction(
         timing=repeat(dayOfWeek=["mon", "tue"], frequency=3, period=1, periodUnit="wk")),
      "[0].timing.repeat.period", "each"),
