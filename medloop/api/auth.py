@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import ValidationError
 
 from medloop.api.config import (
@@ -129,15 +130,16 @@ class TokenVerifier:
         self.issuer = settings.issuer
         self.audience = settings.audience
         self.leeway = settings.leeway_seconds
+        # Key objects, not PEM text: PyJWT would parse a PEM key again for every signature.
         self._keys: dict[str | None, Any] = {}
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, _Verified] = {}
         self._lock = threading.Lock()
         if settings.jwks_file is not None:
             jwks = jwt.PyJWKSet.from_json(settings.jwks_file.read_text())
             self._keys = {key.key_id: key.key for key in jwks.keys}
         else:
             path = settings.public_key_file or DEV_PUBLIC_KEY
-            self._keys = {None: path.read_bytes()}
+            self._keys = {None: load_pem_public_key(path.read_bytes())}
 
     def _key_for(self, token: str) -> Any:
         try:
@@ -154,21 +156,25 @@ class TokenVerifier:
         return key
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token. Verified tokens are remembered until they expire,
-        so a client's next request skips the signature check."""
+        """The principal of a valid token. A verified token is remembered (at most
+        ``_REMEMBERED`` of them), so a client's next request skips the signature check; its
+        ``nbf`` and ``exp`` are checked again at every request."""
         now = time.time()
         with self._lock:
             known = self._verified.get(token)
-        if known is not None and known[1] > now:
-            return known[0]
-        principal, expires = self._verify(token)
-        with self._lock:
-            if len(self._verified) >= _REMEMBERED:
-                self._verified.clear()
-            self._verified[token] = (principal, expires)
-        return principal
+        if known is None:
+            known = self._verify(token)
+            with self._lock:
+                if len(self._verified) >= _REMEMBERED:
+                    self._verified.clear()
+                self._verified[token] = known
+        if now >= known.expires + self.leeway:
+            raise Unauthenticated("the token has expired")
+        if now < known.not_before - self.leeway:
+            raise Unauthenticated("the token is not valid yet")
+        return known.principal
 
-    def _verify(self, token: str) -> tuple[Principal, float]:
+    def _verify(self, token: str) -> _Verified:
         try:
             claims = jwt.decode(
                 token,
@@ -189,7 +195,16 @@ class TokenVerifier:
             raise Unauthenticated("the token is from another issuer") from None
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"the token is not valid: {type(error).__name__}") from None
-        return principal_from_claims(claims), float(claims["exp"]) + self.leeway
+        return _Verified(principal_from_claims(claims), float(claims["nbf"]), float(claims["exp"]))
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A token whose signature, issuer and audience have been checked."""
+
+    principal: Principal
+    not_before: float
+    expires: float
 
 
 def issue_token(

@@ -2,6 +2,10 @@
 ``CallerDep`` (the verified caller, the request id, the clock), ``IfMatch`` (the list version
 a write is based on: 428 without it), ``IdempotencyKey``; and ``render`` for a command's
 result (the same status, body and ETag for a replay as for the first answer).
+
+The dependencies are coroutines that never block: FastAPI runs a plain function dependency in
+the thread pool, a hand-off per dependency per request; only the route itself (which talks to
+the database) runs there.
 """
 
 from __future__ import annotations
@@ -14,18 +18,17 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, Header, Request
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from sqlalchemy import Connection, Engine
 
 from medloop.api.auth import Principal, TokenVerifier, Unauthenticated
 from medloop.api.policy import Action, accessor, authorize
 from medloop.api.problems import BadPrecondition, PreconditionRequired
+from medloop.api.responses import JSONResponse
 from medloop.loop.runner import Call, CommandResult
 from medloop.store.access import read_audited
 
 Read = TypeVar("Read")
-_bearer = HTTPBearer(auto_error=False, description="A JWT from the configured issuer")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
 
 
@@ -95,21 +98,26 @@ def api_state(request: Request) -> ApiState:
     return request.app.state.api
 
 
-def caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated("a bearer token is required")
-    state = api_state(request)
-    principal = state.verifier.verify(credentials.credentials)
-    return Caller(state, principal, request.state.request_id, state.clock())
+class BearerCaller(HTTPBearer):
+    """The bearer scheme (as OpenAPI documents it) that also verifies the token and answers
+    with the whole ``Caller``: one dependency per request for the token, the request id and
+    the clock."""
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("a bearer token is required")
+        state = api_state(request)
+        principal = state.verifier.verify(token)
+        return Caller(state, principal, request.state.request_id, state.clock())
 
 
+caller = BearerCaller(auto_error=False, description="A JWT from the configured issuer")
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-def if_match(
+async def if_match(
     if_match: Annotated[
         str | None,
         Header(
@@ -131,7 +139,7 @@ def if_match(
 IfMatch = Annotated[int, Depends(if_match)]
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(

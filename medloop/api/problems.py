@@ -13,10 +13,10 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from medloop.api.auth import Unauthenticated
+from medloop.api.responses import JSONResponse
 from medloop.domain import errors as e
 from medloop.store.idempotency import (
     IdempotencyError,

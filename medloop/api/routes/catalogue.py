@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from fest.queries import version_in_force
@@ -15,6 +14,7 @@ from interactions.catalogue import Package
 from medloop.api.deps import CallerDep
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
+from medloop.api.responses import JSONResponse
 from medloop.domain.errors import NoCatalogueInForce
 from medloop.loop.runner import Catalogue, catalogue_in_force
 

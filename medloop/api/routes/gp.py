@@ -11,13 +11,13 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 
 from medloop import queries
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
+from medloop.api.responses import JSONResponse
 from medloop.api.schemas import (
     Acknowledge,
     AddEntryRequest,

@@ -13,12 +13,12 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
+from medloop.api.responses import JSONResponse
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
 from medloop.domain.multidose import PackReport
 from medloop.loop import multidose

@@ -13,13 +13,13 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
 from medloop.api.policy import Action, accessor, authorize_ward, authorize_witness
 from medloop.api.problems import responses
+from medloop.api.responses import JSONResponse
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor

@@ -7,11 +7,11 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from medloop.api.deps import Caller, CallerDep, json_with_etag
 from medloop.api.policy import Action
 from medloop.api.problems import Forbidden, responses
+from medloop.api.responses import JSONResponse
 from medloop.api.routes.gp import list_view
 from medloop.api.schemas import AccessLog, ListView
 from medloop.store import audit

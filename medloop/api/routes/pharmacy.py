@@ -7,12 +7,12 @@ from __future__ import annotations
 from uuid import UUID
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from medloop import queries
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
+from medloop.api.responses import JSONResponse
 from medloop.api.routes.gp import override_view, prescription_view
 from medloop.api.schemas import (
     CommandResponse,
