@@ -283,6 +283,7 @@ def _serve(
 
     from medloop.api.app import create_app
     from medloop.api.config import ApiSettings
+    from medloop.api.server import HttpProtocol
 
     settings = ApiSettings.from_env(db)
     if settings.uses_dev_keys:
@@ -307,9 +308,9 @@ def _serve(
 
             os.environ["MEDLOOP_DATABASE_URL"] = settings.database_url
             uvicorn.run("medloop.api.app:from_env", factory=True, host=host, port=port,
-                        workers=workers, log_level="warning")
+                        workers=workers, log_level="warning", http=HttpProtocol)
         else:
-            uvicorn.run(app_, host=host, port=port, log_level="warning")
+            uvicorn.run(app_, host=host, port=port, log_level="warning", http=HttpProtocol)
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
