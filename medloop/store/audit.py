@@ -28,7 +28,11 @@ catch tampering that gets past them.  This module has no update or delete functi
 Appends to one chain are serialised so that concurrent transactions cannot fork it:
 
 * PostgreSQL: :func:`append` takes a transaction-level advisory lock keyed by the chain and
-  only then reads the chain's tail.  The lock is held to the end of the caller's
+  only then reads the chain's tail, in a later statement (whose snapshot is taken after the
+  lock was granted): one ``INSERT ... SELECT`` that reads the tail, hashes the record in SQL
+  and inserts it.  A statement that reads the patient earlier in the transaction may take
+  the lock instead (:func:`lock_chain_sql`, :func:`note_chain_locked`): a command's revision
+  bump, an audited read's first query.  The lock is held to the end of the caller's
   transaction, so the next appender to that chain reads a tail that has been committed (or
   rolled back).  This needs READ COMMITTED (PostgreSQL's default); under REPEATABLE READ a
   stale tail makes the insert fail on the primary key rather than fork.  A command holds its
