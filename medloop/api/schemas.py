@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from interactions import Alert
@@ -203,9 +204,11 @@ class AccessLog(BaseModel):
 
 
 def dump(value: Any) -> Any:
-    """Plain JSON for a pydantic value (or a list of them)."""
+    """A pydantic value (or a list of them) for a response body: its JSON as pydantic writes
+    it, embedded as is by the response's orjson rendering (``medloop.api.responses``) rather
+    than turned into Python dicts and encoded again."""
     if isinstance(value, list | tuple):
         return [dump(item) for item in value]
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return orjson.Fragment(value.__pydantic_serializer__.to_json(value))
     return value

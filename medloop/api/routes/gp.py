@@ -87,7 +87,7 @@ def override_view(found: queries.OverrideOnRecord) -> dict:
         "reason": found.reason,
         "at": found.at.isoformat(),
         "action": found.action,
-        "alert": found.alert.model_dump(mode="json"),
+        "alert": dump(found.alert),
     }
 
 
