@@ -283,7 +283,7 @@ def _serve(
 
     from medloop.api.app import create_app
     from medloop.api.config import ApiSettings
-    from medloop.api.server import HttpProtocol
+    from medloop.api.server import HttpProtocol, settle_heap
 
     settings = ApiSettings.from_env(db)
     if settings.uses_dev_keys:
@@ -310,6 +310,7 @@ def _serve(
             uvicorn.run("medloop.api.app:from_env", factory=True, host=host, port=port,
                         workers=workers, log_level="warning", http=HttpProtocol)
         else:
+            settle_heap()
             uvicorn.run(app_, host=host, port=port, log_level="warning", http=HttpProtocol)
     finally:
         if scheduler is not None:

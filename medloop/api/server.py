@@ -1,5 +1,6 @@
 """How ``medloop serve`` runs the app: uvicorn's httptools protocol, with the writes of one
-event-loop turn sent together.
+event-loop turn sent together, in a process whose start-up heap is kept out of the cyclic
+garbage collector (``settle_heap``).
 
 uvicorn writes a response's status line and headers, then its body, as two ``write`` calls; on
 uvloop each is a ``send`` system call of its own, so a small JSON answer costs two TCP segments
@@ -11,6 +12,7 @@ closes): the bytes and their order are unchanged.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -47,3 +49,13 @@ class CoalescingTransport:
 class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
+def settle_heap() -> None:
+    """Freeze what the process holds once the app is built (modules, routes, schemas, the
+    engine): it lives as long as the process, and a full pass of the cyclic collector stops
+    every thread while it walks it. Measured under bench/api.py: a full pass took 100-150 ms
+    over the start-up heap, 30-40 ms without it. Frozen objects are still freed by reference
+    counting; only the serving processes call this (tests build many short-lived apps)."""
+    gc.collect()
+    gc.freeze()
