@@ -75,6 +75,28 @@ def test_claims_must_name_a_role_an_hpr_number_and_an_organisation():
             verifier.verify(token)
 
 
+def test_a_remembered_token_is_refused_once_it_expires(monkeypatch):
+    verifier = TokenVerifier(ApiSettings.from_env("sqlite://"))
+    token = issue_token("gp", "431002737", "8095068", lifetime=timedelta(minutes=5))
+    assert verifier.verify(token).role is Role.GP  # verified and remembered
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    later = expires + verifier.leeway + 1
+    monkeypatch.setattr("medloop.api.auth.time.time", lambda: later)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
+
+
+def test_a_remembered_token_is_refused_before_its_not_before_time(monkeypatch):
+    verifier = TokenVerifier(ApiSettings.from_env("sqlite://"))
+    token = issue_token("gp", "431002737", "8095068")
+    assert verifier.verify(token).role is Role.GP
+    not_before = jwt.decode(token, options={"verify_signature": False})["nbf"]
+    earlier = not_before - verifier.leeway - 1
+    monkeypatch.setattr("medloop.api.auth.time.time", lambda: earlier)
+    with pytest.raises(Unauthenticated, match="not valid yet"):
+        verifier.verify(token)
+
+
 def _dev_private() -> bytes:
     from medloop.api.config import DEV_PRIVATE_KEY
 

@@ -155,3 +155,42 @@ def test_serve_refuses_several_workers_on_sqlite(sqlite_url, monkeypatch):
     result = runner.invoke(app, ["serve", "--db", sqlite_url, "--workers", "2"])
     assert result.exit_code == 2
     assert "needs PostgreSQL" in result.stderr
+
+
+def test_the_served_protocol_sends_the_writes_of_one_loop_turn_as_one_write():
+    import asyncio
+
+    from medloop.api.server import CoalescingTransport
+
+    class Recording:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+        def get_extra_info(self, name: str) -> str:
+            return f"info {name}"
+
+    async def scenario() -> Recording:
+        real = Recording()
+        transport = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(b"{}")
+        assert real.writes == []
+        await asyncio.sleep(0)
+        assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        transport.write(b"last words")
+        transport.close()  # flushes before closing
+        assert real.writes[-1] == b"last words" and real.closed
+        assert transport.get_extra_info("peername") == "info peername"
+        return real
+
+    asyncio.run(scenario())
