@@ -102,6 +102,7 @@ from medloop.loop.scanning import read_pack_code
 from medloop.store import administration as store
 from medloop.store import audit, state_cache
 from medloop.store import medication_list as list_store
+from medloop.store.db import writer
 from medloop.store.idempotency import request_fingerprint, run_once
 
 HORIZON = timedelta(hours=48)
@@ -185,7 +186,7 @@ def _ward_command(
     """A ward command: one write transaction, the idempotency key, and the audit record (of
     the refusal too)."""
     try:
-        with engine.execution_options(write=True).begin() as conn:
+        with writer(engine).begin() as conn:
             if call.idempotency_key is None:
                 response, replayed = compute(conn), False
             else:
@@ -200,7 +201,7 @@ def _ward_command(
                                            {**response, "replayed": replayed}))
             return response
     except DomainError as refusal:
-        with engine.execution_options(write=True).begin() as conn:
+        with writer(engine).begin() as conn:
             detail = {"code": refusal.code, "detail": refusal.detail, **dict(request)}
             audit.append(conn, _ward_event(action, call, audit.Outcome.REFUSED, detail))
         raise
@@ -481,7 +482,7 @@ def _locked_state(
     list, so the states cached in other processes stay valid). A state read here is cached for
     the revision once the transaction committed."""
     cache = state_cache.cache_for(engine)
-    with engine.execution_options(write=True).begin() as conn:
+    with writer(engine).begin() as conn:
         locked = store.lock_patient_revision(conn, patient_id)
         if locked is None:
             yield conn, None

@@ -81,6 +81,7 @@ from medloop.loop.runner import (
 from medloop.store import audit
 from medloop.store import medication_list as list_store
 from medloop.store import multidose as store
+from medloop.store.db import writer
 
 Write = Callable[[Connection], None]
 
@@ -543,7 +544,7 @@ def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = N
 
 
 def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
-    with engine.execution_options(write=True).begin() as conn:
+    with writer(engine).begin() as conn:
         planned = store.plan_taken_version(conn, period.id) or 0
         versions = [
             v for v in store.entry_versions_after(conn, period.patient_id, planned)

@@ -10,6 +10,7 @@ from medloop.domain.patient import Patient
 from medloop.loop.runner import Call
 from medloop.store import audit
 from medloop.store import medication_list as store
+from medloop.store.db import writer
 
 
 def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
@@ -25,7 +26,7 @@ def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
 
 
 def _register(engine: Engine, patient: Patient, call: Call) -> None:
-    with engine.execution_options(write=True).begin() as conn:
+    with writer(engine).begin() as conn:
         if store.find_patient_id(conn, str(patient.national_id)) is not None:
             raise PatientAlreadyRegistered(
                 "a patient with this national id is already registered", patient_id=patient.id

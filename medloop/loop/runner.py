@@ -52,6 +52,7 @@ from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.store import audit, batch
 from medloop.store import medication_list as store
+from medloop.store.db import writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
 from medloop.store import state_cache
 from medloop.store.state_cache import StateCache, cache_for
@@ -248,7 +249,7 @@ def run_command(
     cache = cache_for(engine)
     committed: list[tuple[int, store.PatientState]] = []
     try:
-        with engine.execution_options(write=True).begin() as conn:
+        with writer(engine).begin() as conn:
             result = _run(conn, action, patient_id, call, decide, based_on, request, cache, committed)
         for revision, state in committed:
             cache.put(patient_id, revision, state)
@@ -512,7 +513,7 @@ def _audit_refusal(
 ) -> None:
     outcome = audit.Outcome.CONFLICT if code in _CONFLICTS else audit.Outcome.REFUSED
     detail = {"patient_id": str(patient_id), "code": code, "detail": why}
-    with engine.execution_options(write=True).begin() as conn:
+    with writer(engine).begin() as conn:
         national_id = store.national_id_of(conn, patient_id)
         audit.append(conn, _event(action, call, national_id, outcome, detail))
 

@@ -31,6 +31,7 @@ from fest.schema import metadata
 from medloop.domain.errors import PatientNotFound
 from medloop.store import audit
 from medloop.store import medication_list as store
+from medloop.store.db import writer
 
 Read = TypeVar("Read")
 _UUID = 36
@@ -111,7 +112,7 @@ def audited(
 ) -> Read:
     """``work(conn)`` in one write transaction that ends with the audit record of ``action``
     on the patient; ``PatientNotFound`` for an unknown patient."""
-    with engine.execution_options(write=True).begin() as conn:
+    with writer(engine).begin() as conn:
         # One round trip: the national id, and (PostgreSQL) the audit chain's lock; the
         # record and revision read with them serve the work's queries.
         accessed = store.read_for_access(conn, patient_id)
@@ -134,7 +135,7 @@ def audited_many(
 ) -> Read:
     """``work(conn)`` returns a result about several patients (a ward's chart) and their ids;
     one audit record per patient is appended in the same transaction."""
-    with engine.execution_options(write=True).begin() as conn:
+    with writer(engine).begin() as conn:
         result, patient_ids = work(conn)
         for patient_id in patient_ids:
             audit.append(
@@ -149,7 +150,7 @@ def audit_refused(
     engine: Engine, who: Accessor, patient_id: UUID | None, action: str, why: str
 ) -> None:
     """Record a refused access (no token scope for this patient or action)."""
-    with engine.execution_options(write=True).begin() as conn:
+    with writer(engine).begin() as conn:
         national_id = None if patient_id is None else store.national_id_of(conn, patient_id)
         detail = {"patient_id": None if patient_id is None else str(patient_id), "why": why}
         audit.append(

@@ -159,3 +159,14 @@ def existing_transaction_memo(conn: Connection) -> dict | None:
 
 
 _MEMO = "medloop.transaction_memo"
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine.execution_options(write=True)``, made once per engine: every command and every
+    audited read begins a write transaction, and deriving the option engine each time costs
+    more than the transaction's own bookkeeping."""
+    found = getattr(engine, "_medloop_writer", None)
+    if found is None:
+        found = engine.execution_options(write=True)
+        engine._medloop_writer = found  # type: ignore[attr-defined]
+    return found
