@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -55,7 +56,35 @@ def settle_heap() -> None:
     """Freeze what the process holds once the app is built (modules, routes, schemas, the
     engine): it lives as long as the process, and a full pass of the cyclic collector stops
     every thread while it walks it. Measured under bench/api.py: a full pass took 100-150 ms
-    over the start-up heap, 30-40 ms without it. Frozen objects are still freed by reference
-    counting; only the serving processes call this (tests build many short-lived apps)."""
+    over the start-up heap, 30-40 ms without it. From then on what survives a full pass is
+    frozen too (``_freeze_survivors``). Frozen objects are still freed by reference counting;
+    only the serving processes call this (tests build many short-lived apps)."""
     gc.collect()
     gc.freeze()
+    if _freeze_survivors not in gc.callbacks:
+        gc.callbacks.append(_freeze_survivors)
+
+
+THAW_SECONDS = 600.0
+"""At most this long between two full passes over the whole heap (see ``_freeze_survivors``)."""
+
+_last_thaw = time.monotonic()
+
+
+def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
+    """After a full pass of the cyclic collector, freeze what survived it: what a serving
+    process keeps growing is long-lived (the catalogue knowledge built at the first command,
+    the patients' cached states), and without this every full pass walks all of it with every
+    thread stopped, longer the more patients are cached. Frozen objects are still freed by
+    reference counting when dropped (a cached state's values hold no cycles); so that cyclic
+    garbage among them cannot pile up, the first full pass after ``THAW_SECONDS`` unfreezes
+    first and so walks the whole heap once."""
+    global _last_thaw
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        if time.monotonic() - _last_thaw >= THAW_SECONDS:
+            _last_thaw = time.monotonic()
+            gc.unfreeze()
+    elif phase == "stop":
+        gc.freeze()

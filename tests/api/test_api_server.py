@@ -194,3 +194,36 @@ def test_the_served_protocol_sends_the_writes_of_one_loop_turn_as_one_write():
         return real
 
     asyncio.run(scenario())
+
+
+def test_a_serving_process_freezes_what_survives_a_full_collection_and_thaws_now_and_then(
+    monkeypatch,
+):
+    import gc
+
+    from medloop.api import server
+
+    class Node:
+        pass
+
+    monkeypatch.setattr(server, "_last_thaw", time.monotonic())
+    try:
+        server.settle_heap()
+        frozen = gc.get_freeze_count()
+        survivors = []
+        for _ in range(1000):
+            a, b = Node(), Node()
+            a.other, b.other = b, a  # cycles, so the collector tracks them
+            survivors.append(a)
+        gc.collect()
+        assert gc.get_freeze_count() >= frozen + 2000  # the survivors joined the frozen heap
+        # Past THAW_SECONDS the next full pass walks the whole heap again (cyclic garbage
+        # among frozen objects cannot pile up), and freezes what survives it.
+        monkeypatch.setattr(server, "_last_thaw", time.monotonic() - server.THAW_SECONDS)
+        survivors.clear()
+        gc.collect()
+        assert server._last_thaw > time.monotonic() - 5
+        assert gc.get_freeze_count() < frozen + 2000  # the dropped cycles were collected
+    finally:
+        gc.callbacks.remove(server._freeze_survivors)
+        gc.unfreeze()
