@@ -336,7 +336,7 @@ class Accessed:
 def read_for_access(conn: Connection, patient_id: UUID) -> Accessed | None:
     """The patient about to be read or worked on in an audited transaction, in one round trip:
     the national id for the audit record and, on PostgreSQL, the lock of its audit chain, held
-    to the end of the transaction. The queries below (``patient_revision``) reuse the record
+    to the end of the transaction. ``read_patient_revision`` reuses the record
     and revision read here for the rest of the transaction. ``None`` for an unknown patient."""
     postgres = conn.dialect.name == "postgresql"
     found = conn.execute(
