@@ -9,7 +9,18 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, event, select, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 
 from medloop.store import batch
@@ -19,6 +30,7 @@ from medloop.store.audit import (
     _hash_of_parts,
     append,
     chain_lock_key,
+    chain_lock_key_sql,
     note_chain_locked,
     record_hash,
     verify,
@@ -177,5 +189,19 @@ def test_postgres_hashes_non_ascii_records_as_this_process_does(postgres_url):
         with engine.connect() as conn:
             result = verify(conn)
         assert result.ok and result.events == 3
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_derives_the_same_chain_lock_key_as_this_process(postgres_url):
+    # Commands and audited reads lock the chain with the key PostgreSQL computes; refusals
+    # and other appends with the key computed here: they must be one lock.
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            for chain in ("01017012345", "-", "Ærlig øre"):
+                computed = conn.execute(select(chain_lock_key_sql(literal(chain)))).scalar_one()
+                assert computed == chain_lock_key(chain)
     finally:
         engine.dispose()

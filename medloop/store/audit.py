@@ -311,15 +311,19 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
 
 def lock_chain_sql(national_id: Any) -> Any:
     """A SQL expression (PostgreSQL) that takes the advisory lock of the chain of the patient
-    whose national id is ``national_id`` (a column), with the key :func:`chain_lock_key` gives:
-    a statement that reads the patient can take the chain's lock in the same round trip.
-    The caller then calls :func:`note_chain_locked`."""
+    whose national id is ``national_id`` (a column): a statement that reads the patient can
+    take the chain's lock in the same round trip. The caller then calls
+    :func:`note_chain_locked`."""
+    return func.pg_advisory_xact_lock(chain_lock_key_sql(national_id))
+
+
+def chain_lock_key_sql(chain: Any) -> Any:
+    """:func:`chain_lock_key` computed by PostgreSQL for ``chain`` (a column or value)."""
     digest = func.encode(
-        func.sha256(func.convert_to(literal(_LOCK_PREFIX) + national_id, literal("UTF8"))),
+        func.sha256(func.convert_to(literal(_LOCK_PREFIX) + chain, literal("UTF8"))),
         literal("hex"),
     )
-    key = cast(cast(literal("x") + func.left(digest, 16), BIT(64)), BigInteger)
-    return func.pg_advisory_xact_lock(key)
+    return cast(cast(literal("x") + func.left(digest, 16), BIT(64)), BigInteger)
 
 
 def note_chain_locked(conn: Connection, chain: str) -> None:
@@ -382,7 +386,7 @@ def _hash_of_parts(head: str, prev_hash: str, middle: str, seq: int) -> str:
 def chain_lock_key(chain: str) -> int:
     """Key of the PostgreSQL advisory lock that serialises appends to ``chain``: the first
     eight bytes of SHA-256("medloop.audit_event:" + chain), as a signed 64-bit integer."""
-    digest = hashlib.sha256(f"medloop.audit_event:{chain}".encode()).digest()
+    digest = hashlib.sha256(f"{_LOCK_PREFIX}{chain}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 

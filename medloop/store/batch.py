@@ -100,8 +100,7 @@ def execute_returning_one(
     pending = _pending(conn)
     if pending is None or not pending.statements:
         return conn.execute(statement, dict(params)).one()
-    row = _send(conn, pending, (_compiled(statement), _adapted(params, json_params)))
-    return row
+    return _send(conn, pending, (_compiled(statement), _adapted(params, json_params)))
 
 
 def flush(conn: Connection) -> None:
@@ -117,16 +116,14 @@ def install(engine: Engine) -> None:
 
 
 def _before_execute(conn, cursor, statement, parameters, context, executemany) -> None:
-    memo = existing_transaction_memo(conn)
-    queued = None if memo is None else memo.get(_PENDING)
-    if queued is not None and queued.statements:
-        _send(conn, queued, None)
+    flush(conn)
 
 
 def _pending(conn: Connection) -> _Pending | None:
     if conn.dialect.name != "postgresql" or not conn.in_transaction():
         return None
-    return transaction_memo(conn).get(_PENDING)
+    memo = existing_transaction_memo(conn)
+    return None if memo is None else memo.get(_PENDING)
 
 
 def _send(

@@ -143,11 +143,11 @@ def transaction_memo(conn: Connection) -> dict:
     already read or locked (the patient it audits, the audit chain it holds), so that later
     steps of the same transaction need not ask the database again. A new transaction on the
     same pooled connection starts with an empty one."""
-    transaction = conn.get_transaction()
-    held = conn.info.get(_MEMO)
-    if held is None or held[0] is not transaction:
-        held = conn.info[_MEMO] = (transaction, {})
-    return held[1]
+    memo = existing_transaction_memo(conn)
+    if memo is None:
+        memo = {}
+        conn.info[_MEMO] = (conn.get_transaction(), memo)
+    return memo
 
 
 def existing_transaction_memo(conn: Connection) -> dict | None:

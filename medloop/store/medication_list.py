@@ -57,7 +57,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.prescription import Prescription, PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.store import audit, batch
-from medloop.store.db import transaction_memo
+from medloop.store.db import existing_transaction_memo, transaction_memo
 
 _UUID = 36
 
@@ -354,7 +354,8 @@ def read_for_access(conn: Connection, patient_id: UUID) -> Accessed | None:
 def accessed_in_transaction(conn: Connection, patient_id: UUID) -> bool:
     """Whether this transaction began as an audited access to the patient
     (``read_for_access``)."""
-    return (_ACCESSED, patient_id) in transaction_memo(conn)
+    memo = existing_transaction_memo(conn)
+    return memo is not None and (_ACCESSED, patient_id) in memo
 
 
 _ACCESSED = "medication_list.accessed"
@@ -396,7 +397,8 @@ _BUMP_REVISION_LOCKING_CHAIN = _BUMP_REVISION.returning(
 def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, int] | None:
     """The patient and its revision, without locking (as ``read_for_access`` read them, when
     it did earlier in this transaction)."""
-    accessed = transaction_memo(conn).get((_ACCESSED, patient_id))
+    memo = existing_transaction_memo(conn)
+    accessed = None if memo is None else memo.get((_ACCESSED, patient_id))
     if accessed is not None:
         return Patient.model_validate(accessed.record), accessed.revision
     found = conn.execute(
