@@ -282,10 +282,14 @@ def _serve(
     import uvicorn
 
     from medloop.api.app import create_app
-    from medloop.api.config import ApiSettings
+    from medloop.api.config import ApiSettings, InvalidSetting
     from medloop.api.server import HttpProtocol, settle_heap
 
-    settings = ApiSettings.from_env(db)
+    try:
+        settings = ApiSettings.from_env(db)
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
     if settings.uses_dev_keys:
         if not allow_dev_keys:
             _stderr("error: no token keys configured: set MEDLOOP_JWT_PUBLIC_KEY_FILE or "
@@ -333,7 +337,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     db: DbOption = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL).", min=1)] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(help="Worker processes (PostgreSQL); each serves one request at a time "
+                     "unless MEDLOOP_ROUTE_THREADS is set.", min=1, envvar="MEDLOOP_WORKERS"),
+    ] = 1,
 ) -> None:
     """Run the HTTP API (uvicorn) on the database ($MEDLOOP_DATABASE_URL or --db), after
     migrating its schema. Token keys: MEDLOOP_JWT_PUBLIC_KEY_FILE or MEDLOOP_JWT_JWKS_FILE with

@@ -6,12 +6,10 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
@@ -23,21 +21,9 @@ from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
 from medloop.api.problems import Problem
 from medloop.api.routes import catalogue, gp, multidose, nursing, patient, pharmacy
+from medloop.api.routing import route_limiter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-ROUTE_THREADS = 8
-"""Routes running at once in one server process (anyio's default: 40 threads). A route holds
-the GIL for most of its time, so more threads than a few only queue for it and every hand-over
-costs a context switch; with 16 clients, bench/api.py measured 8 threads at 5-15 % less server
-CPU per request than 40, more requests/s, and less PostgreSQL CPU (fewer transactions at
-once)."""
-
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    anyio.to_thread.current_default_thread_limiter().total_tokens = ROUTE_THREADS
-    yield
 
 DESCRIPTION = """\
 Closed-loop medication management on the FEST catalogue: one shared medication list per
@@ -74,19 +60,19 @@ def create_app(
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan,
     )
     state = ApiState(engine=engine, verifier=TokenVerifier(settings))
     if clock is not None:
         state = ApiState(engine=engine, verifier=state.verifier, clock=clock)
     app.state.api = state
     app.state.settings = settings
+    app.state.route_limiter = route_limiter(settings.route_threads)
     problems.install(app)
 
     app.add_middleware(RequestId)
 
     @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
+    async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
     for module in (gp, pharmacy, multidose, nursing, catalogue, patient, cds):

@@ -36,6 +36,7 @@ from medloop.api.deps import CallerDep, IdempotencyKey
 from medloop.api.fhir_dosage import MappedDosage, NotMapped, dosage_of, explained
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
+from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal, Screened, screen
 from medloop.domain.errors import DomainError, PatientNotFound
 from medloop.loop.runner import DrugOrder
@@ -43,7 +44,7 @@ from medloop.store import access
 from medloop.store import medication_list as store
 from medloop.store.idempotency import request_fingerprint, run_once
 
-router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
+router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], route_class=BlockingRoute)
 
 FEST_VARENR = "https://medloop.dev/fhir/CodeSystem/fest-varenr"
 FEST_ID = "https://medloop.dev/fhir/CodeSystem/fest-id"

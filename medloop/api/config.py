@@ -31,6 +31,9 @@ class ApiSettings:
     issuer: str
     audience: str
     leeway_seconds: int = 30
+    route_threads: int = 0
+    """0: routes run on the event loop's thread, one request at a time per process (scale
+    with worker processes); N: in a pool of N threads (``medloop.api.routing``)."""
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -48,4 +51,24 @@ class ApiSettings:
             jwks_file=Path(jwks) if jwks else None,
             issuer=os.environ.get("MEDLOOP_JWT_ISSUER") or (DEV_ISSUER if dev else ""),
             audience=os.environ.get("MEDLOOP_JWT_AUDIENCE") or DEFAULT_AUDIENCE,
+            route_threads=_route_threads(os.environ.get("MEDLOOP_ROUTE_THREADS")),
         )
+
+
+class InvalidSetting(ValueError):
+    """A ``MEDLOOP_*`` setting the API cannot start with."""
+
+
+def _route_threads(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 0
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = -1
+    if not 0 <= threads <= 256:
+        raise InvalidSetting(
+            f"MEDLOOP_ROUTE_THREADS must be a whole number from 0 (routes on the event loop) "
+            f"to 256, not {value!r}"
+        )
+    return threads

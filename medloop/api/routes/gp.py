@@ -18,6 +18,7 @@ from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag,
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
+from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import (
     Acknowledge,
     AddEntryRequest,
@@ -46,7 +47,7 @@ from medloop.loop.prescribe import PrescribeOrder, RenewOrder
 from medloop.loop.reconcile import ReconciliationOrder
 from medloop.store import medication_list as store
 
-router = APIRouter(tags=["prescriber"])
+router = APIRouter(tags=["prescriber"], route_class=BlockingRoute)
 READ = responses(401, 403, 404, 422)
 WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
 NationalIdQuery = Annotated[str, StringConstraints(pattern=r"^\d{11}$")]

@@ -19,12 +19,15 @@ from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
+from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
 from medloop.domain.multidose import PackReport
 from medloop.loop import multidose
 from medloop.loop.multidose import PeriodOrder, ProposalOrder, ResponsibilityOrder
 
-router = APIRouter(prefix="/multidose/patients/{patient_id}", tags=["multidose"])
+router = APIRouter(
+    prefix="/multidose/patients/{patient_id}", tags=["multidose"], route_class=BlockingRoute
+)
 WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
 READ = responses(401, 403, 404, 422)
 

@@ -20,6 +20,7 @@ from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
 from medloop.api.policy import Action, accessor, authorize_ward, authorize_witness
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
+from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor
@@ -29,7 +30,7 @@ from medloop.loop.administer import AdmissionOrder, WardOrder
 from medloop.store import access
 from medloop.store import administration as ward_store
 
-router = APIRouter(prefix="/nursing", tags=["nursing home"])
+router = APIRouter(prefix="/nursing", tags=["nursing home"], route_class=BlockingRoute)
 WRITE = responses(400, 401, 403, 404, 409, 422, 503)
 READ = responses(401, 403, 404, 422)
 

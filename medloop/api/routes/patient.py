@@ -13,12 +13,13 @@ from medloop.api.policy import Action
 from medloop.api.problems import Forbidden, responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routes.gp import list_view
+from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import AccessLog, ListView
 from medloop.store import audit
 from medloop.store import medication_list as store
 from medloop.store.audit import MAX_PAGE
 
-router = APIRouter(prefix="/me", tags=["patient"])
+router = APIRouter(prefix="/me", tags=["patient"], route_class=BlockingRoute)
 
 
 def _own_patient_id(caller: Caller) -> UUID:

@@ -14,6 +14,7 @@ from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routes.gp import override_view, prescription_view
+from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import (
     CommandResponse,
     DispensableView,
@@ -26,7 +27,7 @@ from medloop.domain.codes import PrescriptionStatus
 from medloop.loop import dispense
 from medloop.loop.dispense import DispenseOrder
 
-router = APIRouter(prefix="/pharmacy", tags=["pharmacy"])
+router = APIRouter(prefix="/pharmacy", tags=["pharmacy"], route_class=BlockingRoute)
 WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
 OPEN = frozenset({PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEING_DISPENSED})
 

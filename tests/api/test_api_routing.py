@@ -1,0 +1,136 @@
+"""Where routes run (``medloop.api.routing``): on the event loop's thread by default, in a
+bounded thread pool when ``MEDLOOP_ROUTE_THREADS`` says so, with the routes' parameters and
+OpenAPI document unchanged either way."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI, Query
+from typer.testing import CliRunner
+
+from medloop.api.config import ApiSettings, InvalidSetting
+from medloop.api.routing import BlockingRoute, dispatching, route_limiter
+from medloop.cli import app as cli
+
+
+def _app(threads: int) -> tuple[FastAPI, dict]:
+    seen = {"threads": set(), "running": 0, "most": 0}
+    lock = threading.Lock()
+    router = APIRouter(route_class=BlockingRoute)
+
+    @router.get("/work/{n}", operation_id="work")
+    def work(n: int, pause: Annotated[float, Query(ge=0, le=1)] = 0.0) -> dict:
+        """Does some work."""
+        with lock:
+            seen["running"] += 1
+            seen["most"] = max(seen["most"], seen["running"])
+            seen["threads"].add(threading.get_ident())
+        time.sleep(pause)
+        with lock:
+            seen["running"] -= 1
+        return {"n": n * 2}
+
+    api = FastAPI()
+    api.state.route_limiter = route_limiter(threads)
+    api.include_router(router)
+    return api, seen
+
+
+async def _four_at_once(api: FastAPI) -> tuple[list[httpx.Response], int]:
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        responses = await asyncio.gather(
+            *(client.get(f"/work/{n}", params={"pause": 0.2}) for n in range(4))
+        )
+    return list(responses), threading.get_ident()
+
+
+def test_by_default_a_route_runs_on_the_event_loop_thread_one_request_at_a_time():
+    api, seen = _app(ApiSettings.from_env("sqlite://").route_threads)
+    responses, loop_thread = asyncio.run(_four_at_once(api))
+    assert [r.json() for r in responses] == [{"n": 0}, {"n": 2}, {"n": 4}, {"n": 6}]
+    assert seen["threads"] == {loop_thread}
+    assert seen["most"] == 1
+
+
+def test_with_route_threads_routes_run_in_that_many_threads_at_most():
+    api, seen = _app(2)
+    responses, loop_thread = asyncio.run(_four_at_once(api))
+    assert all(r.status_code == 200 for r in responses)
+    assert loop_thread not in seen["threads"]
+    assert seen["most"] == 2
+
+
+def test_a_dispatched_route_keeps_its_parameters_validation_and_documentation():
+    api, _ = _app(0)
+    operation = api.openapi()["paths"]["/work/{n}"]["get"]
+    assert operation["operationId"] == "work"
+    assert operation["description"] == "Does some work."
+    assert [(p["name"], p["in"]) for p in operation["parameters"]] == [
+        ("n", "path"), ("pause", "query"),
+    ]
+    response = asyncio.run(_get(api, "/work/3?pause=5"))
+    assert response.status_code == 422
+
+
+async def _get(api: FastAPI, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return await client.get(path)
+
+
+def test_the_served_app_documents_no_dispatch_parameter():
+    from medloop.api.app import create_app
+    from medloop.store.db import make_engine
+    from medloop.store.migrate import upgrade
+
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    schema = create_app(ApiSettings.from_env("sqlite://"), engine=engine).openapi()
+    names = {
+        parameter["name"]
+        for path in schema["paths"].values()
+        for operation in path.values()
+        for parameter in operation.get("parameters", [])
+    }
+    assert names and not any("medloop_route" in name for name in names)
+
+
+def test_a_route_may_not_use_the_reserved_parameter_name():
+    def route(_medloop_route_request: int) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="reserved"):
+        dispatching(route)
+
+
+@pytest.mark.parametrize(
+    ("value", "threads"), [(None, 0), ("", 0), ("0", 0), ("8", 8), (" 3 ", 3)]
+)
+def test_route_threads_are_read_from_the_environment(monkeypatch, value, threads):
+    if value is None:
+        monkeypatch.delenv("MEDLOOP_ROUTE_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("MEDLOOP_ROUTE_THREADS", value)
+    assert ApiSettings.from_env("sqlite://").route_threads == threads
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "2.5", "257"])
+def test_a_bad_route_threads_setting_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("MEDLOOP_ROUTE_THREADS", value)
+    with pytest.raises(InvalidSetting, match="MEDLOOP_ROUTE_THREADS"):
+        ApiSettings.from_env("sqlite://")
+
+
+def test_serve_refuses_a_bad_route_threads_setting(sqlite_url, monkeypatch):
+    monkeypatch.setenv("MEDLOOP_ALLOW_DEV_KEYS", "1")
+    monkeypatch.setenv("MEDLOOP_ROUTE_THREADS", "lots")
+    result = CliRunner().invoke(cli, ["serve", "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert "MEDLOOP_ROUTE_THREADS" in result.stderr and "'lots'" in result.stderr
