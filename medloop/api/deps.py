@@ -22,11 +22,12 @@ from fastapi.security import HTTPBearer
 from sqlalchemy import Connection, Engine
 
 from medloop.api.auth import Principal, TokenVerifier, Unauthenticated
-from medloop.api.policy import Action, accessor, authorize
-from medloop.api.problems import BadPrecondition, PreconditionRequired
+from medloop.api.policy import Action, accessor, authorize, own_record
+from medloop.api.problems import BadPrecondition, Forbidden, PreconditionRequired
 from medloop.api.responses import JSONResponse
+from medloop.domain.errors import PatientNotFound
 from medloop.loop.runner import Call, CommandResult
-from medloop.store.access import read_audited
+from medloop.store.access import read_audited, read_own_audited
 
 Read = TypeVar("Read")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
@@ -92,6 +93,18 @@ class Caller:
             self.engine, accessor(self.principal, self.request_id), patient_id, what, read,
             reason=reason,
         )
+
+
+    def read_own(self, what: str, read: Callable[[Connection, UUID], Read]) -> Read:
+        """``read(conn, patient_id)`` of the caller's own record (patients), audited, in one
+        transaction; ``Forbidden`` for other roles and when no list is kept for them."""
+        national_id = own_record(self.principal)
+        try:
+            return read_own_audited(
+                self.engine, accessor(self.principal, self.request_id), national_id, what, read
+            )
+        except PatientNotFound:
+            raise Forbidden("no medication list is kept for this person") from None
 
 
 def api_state(request: Request) -> ApiState:

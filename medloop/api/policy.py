@@ -119,6 +119,17 @@ def authorize(
     raise Forbidden(f"a {principal.role.value} may not do {action.value} here")
 
 
+def own_record(principal: Principal) -> str:
+    """The national id of the record ``principal`` may read as their own (``OWN_RECORD``,
+    scope ``SELF``): the token's subject; reads keyed by it cannot reach anyone else's.
+    ``Forbidden`` for the roles the matrix does not give the action."""
+    if MATRIX[Action.OWN_RECORD].get(principal.role) is not Scope.SELF:
+        raise Forbidden(
+            f"a {principal.role.value} may not do {Action.OWN_RECORD.value} here"
+        )
+    return principal.subject
+
+
 def authorize_ward(
     engine: Engine,
     principal: Principal,

@@ -25,7 +25,6 @@ from pydantic import AwareDatetime, model_validator
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from fest.queries import version_key_in_force
 from interactions import Alert, HandledAlert, Knowledge, Medication, UnknownReference, check
 from interactions.catalogue import Package, SubstitutionGroup
 from interactions.drugs import ReferenceKind
@@ -50,11 +49,10 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
-from medloop.store import audit, batch
+from medloop.store import audit, batch, state_cache
 from medloop.store import medication_list as store
 from medloop.store.db import writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
-from medloop.store import state_cache
 from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
@@ -135,7 +133,7 @@ _catalogues_lock = threading.Lock()
 
 def catalogue_in_force(conn: Connection) -> Catalogue:
     """The catalogue version in force, built once per version (and file) in this process."""
-    return catalogue_of(conn, version_key_in_force(conn))
+    return catalogue_of(conn, store.catalogue_key_in_force(conn))
 
 
 def catalogue_of(conn: Connection, key: tuple[int, str] | None) -> Catalogue:

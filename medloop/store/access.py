@@ -118,12 +118,37 @@ def audited(
         accessed = store.read_for_access(conn, patient_id)
         if accessed is None:
             raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-        national_id = accessed.national_id
-        result = work(conn)
-        audit.append(
-            conn,
-            _event(who, national_id, action, reason=reason, detail={"patient_id": str(patient_id)}),
-        )
+        return _recorded(conn, who, accessed, action, work(conn), reason)
+
+
+def read_own_audited(
+    engine: Engine,
+    who: Accessor,
+    national_id: str,
+    what: str,
+    read: Callable[[Connection, UUID], Read],
+) -> Read:
+    """``read_audited`` for the patient whose national id is ``national_id`` (a patient reading
+    their own data): one transaction finds them, runs ``read(conn, patient_id)`` and records
+    the access; ``PatientNotFound`` when no list is kept for that person."""
+    with writer(engine).begin() as conn:
+        accessed = store.read_own_for_access(conn, national_id)
+        if accessed is None:
+            raise PatientNotFound("no medication list is kept for this person")
+        result = read(conn, accessed.patient_id)
+        return _recorded(conn, who, accessed, f"medication-list.read.{what}", result, None)
+
+
+def _recorded(
+    conn: Connection, who: Accessor, accessed: store.Accessed, action: str, result: Read,
+    reason: str | None,
+) -> Read:
+    """``result``, once the audit record of ``action`` on the accessed patient is appended."""
+    audit.append(
+        conn,
+        _event(who, accessed.national_id, action, reason=reason,
+               detail={"patient_id": str(accessed.patient_id)}),
+    )
     return result
 
 

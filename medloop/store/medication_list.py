@@ -41,13 +41,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    func,
     bindparam,
+    func,
     select,
     text,
     update,
 )
 
+from fest.queries import version_key_in_force
 from fest.schema import fest_version, metadata
 from interactions import Alert, HandledAlert
 from medloop.domain.dispense import Annulment, Dispense
@@ -320,35 +321,65 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     if postgres:
         audit.note_chain_locked(conn, found.national_id)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
+    transaction_memo(conn)[_CATALOGUE_IN_FORCE] = catalogue
     return Locked(found.record, found.revision, catalogue)
 
 
 @dataclass(frozen=True)
 class Accessed:
-    """What ``read_for_access`` read: the patient's national id (its audit chain), its stored
-    record and its revision."""
+    """What ``read_for_access`` read: the patient's id and national id (its audit chain), its
+    stored record and revision, and the catalogue version in force (id, file hash)."""
 
+    patient_id: UUID
     national_id: str
     record: dict[str, Any]
     revision: int
+    catalogue: tuple[int, str] | None
 
 
 def read_for_access(conn: Connection, patient_id: UUID) -> Accessed | None:
     """The patient about to be read or worked on in an audited transaction, in one round trip:
     the national id for the audit record and, on PostgreSQL, the lock of its audit chain, held
-    to the end of the transaction. ``read_patient_revision`` reuses the record
-    and revision read here for the rest of the transaction. ``None`` for an unknown patient."""
+    to the end of the transaction. ``read_patient_revision`` reuses the record and revision
+    read here for the rest of the transaction, ``catalogue_key_in_force`` the catalogue
+    version in force read with them. ``None`` for an unknown patient."""
     postgres = conn.dialect.name == "postgresql"
     found = conn.execute(
         _ACCESS_LOCKING_CHAIN if postgres else _ACCESS, {"patient_id": str(patient_id)}
     ).first()
-    if found is None:
-        return None
-    if postgres:
+    return None if found is None else _accessed(conn, found)
+
+
+def read_own_for_access(conn: Connection, national_id: str) -> Accessed | None:
+    """``read_for_access`` for the patient with ``national_id`` (a patient reading their own
+    record): ``None`` when no list is kept for that person."""
+    postgres = conn.dialect.name == "postgresql"
+    found = conn.execute(
+        _OWN_ACCESS_LOCKING_CHAIN if postgres else _OWN_ACCESS, {"national_id": national_id}
+    ).first()
+    return None if found is None else _accessed(conn, found)
+
+
+def _accessed(conn: Connection, found: Any) -> Accessed:
+    if conn.dialect.name == "postgresql":
         audit.note_chain_locked(conn, found.national_id)
-    accessed = Accessed(str(found.national_id), found.record, found.revision)
-    transaction_memo(conn)[(_ACCESSED, patient_id)] = accessed
+    catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
+    accessed = Accessed(
+        UUID(found.id), str(found.national_id), found.record, found.revision, catalogue
+    )
+    memo = transaction_memo(conn)
+    memo[(_ACCESSED, accessed.patient_id)] = accessed
+    memo[_CATALOGUE_IN_FORCE] = catalogue
     return accessed
+
+
+def catalogue_key_in_force(conn: Connection) -> tuple[int, str] | None:
+    """Id and file hash of the catalogue version in force: as this transaction's first
+    statement read it (``read_for_access``, ``lock_for_command``), else queried now."""
+    memo = existing_transaction_memo(conn)
+    if memo is not None and _CATALOGUE_IN_FORCE in memo:
+        return memo[_CATALOGUE_IN_FORCE]
+    return version_key_in_force(conn)
 
 
 def accessed_in_transaction(conn: Connection, patient_id: UUID) -> bool:
@@ -356,15 +387,6 @@ def accessed_in_transaction(conn: Connection, patient_id: UUID) -> bool:
     (``read_for_access``)."""
     memo = existing_transaction_memo(conn)
     return memo is not None and (_ACCESSED, patient_id) in memo
-
-
-_ACCESSED = "medication_list.accessed"
-_ACCESS = select(patient.c.national_id, patient.c.record, patient.c.revision).where(
-    patient.c.id == bindparam("patient_id")
-)
-_ACCESS_LOCKING_CHAIN = _ACCESS.add_columns(
-    audit.lock_chain_sql(patient.c.national_id).label("chain_locked")
-)
 
 
 def _in_force(column: Column) -> Any:
@@ -375,6 +397,23 @@ def _in_force(column: Column) -> Any:
         .scalar_subquery()
     )
 
+
+_ACCESSED = "medication_list.accessed"
+_CATALOGUE_IN_FORCE = "medication_list.catalogue_in_force"
+_ACCESS_COLUMNS = select(
+    patient.c.id,
+    patient.c.national_id,
+    patient.c.record,
+    patient.c.revision,
+    _in_force(fest_version.c.id).label("catalogue_id"),
+    _in_force(fest_version.c.sha256).label("sha256"),
+)
+_ACCESS = _ACCESS_COLUMNS.where(patient.c.id == bindparam("patient_id"))
+_OWN_ACCESS = _ACCESS_COLUMNS.where(patient.c.national_id == bindparam("national_id"))
+_ACCESS_LOCKING_CHAIN, _OWN_ACCESS_LOCKING_CHAIN = (
+    query.add_columns(audit.lock_chain_sql(patient.c.national_id).label("chain_locked"))
+    for query in (_ACCESS, _OWN_ACCESS)
+)
 
 _BUMP_REVISION = (
     update(patient)

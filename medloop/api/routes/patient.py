@@ -4,33 +4,19 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from medloop.api.deps import Caller, CallerDep, json_with_etag
-from medloop.api.policy import Action
-from medloop.api.problems import Forbidden, responses
+from medloop.api.deps import CallerDep, json_with_etag
+from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routes.gp import list_view
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import AccessLog, ListView
 from medloop.store import audit
-from medloop.store import medication_list as store
 from medloop.store.audit import MAX_PAGE
 
 router = APIRouter(prefix="/me", tags=["patient"], route_class=BlockingRoute)
-
-
-def _own_patient_id(caller: Caller) -> UUID:
-    if not caller.principal.is_patient:
-        caller.authorize(Action.OWN_RECORD)
-    with caller.engine.connect() as conn:
-        found = store.find_patient_id(conn, caller.principal.subject)
-    if found is None:
-        raise Forbidden("no medication list is kept for this person")
-    caller.authorize(Action.OWN_RECORD, found)
-    return found
 
 
 @router.get(
@@ -38,9 +24,8 @@ def _own_patient_id(caller: Caller) -> UUID:
     summary="My current medication list",
 )
 def my_list(caller: CallerDep) -> JSONResponse:
-    patient_id = _own_patient_id(caller)
-    body = caller.read(
-        patient_id, "own-list", lambda conn: list_view(conn, patient_id, caller.at)
+    body = caller.read_own(
+        "own-list", lambda conn, patient_id: list_view(conn, patient_id, caller.at)
     )
     return json_with_etag(body, body["list_version"])
 
@@ -54,12 +39,10 @@ def my_access_log(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> JSONResponse:
-    patient_id = _own_patient_id(caller)
-
-    def read(conn) -> audit.PatientAccessPage:
+    def read(conn, patient_id) -> audit.PatientAccessPage:
         return audit.events_for_patient(conn, caller.principal.subject, limit=limit, before=before)
 
-    page = caller.read(patient_id, "access-log", read)
+    page = caller.read_own("access-log", read)
     return JSONResponse(
         {
             "events": [

@@ -1,0 +1,112 @@
+"""What the busiest reads cost the database (SQLite and PostgreSQL): a patient's own list is
+one transaction, and an audited read learns the catalogue version in force from the same
+statement that reads the patient."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+
+from sqlalchemy import event, func, select
+
+from fest.queries import version_key_in_force
+from medloop.store import audit
+from medloop.store import medication_list as store
+from tests.api.api_fixtures import (
+    GP_TOKEN,
+    NATIONAL_ID,
+    OTHER_PATIENT_TOKEN,
+    PATIENT_TOKEN,
+    prescribe_body,
+    world,  # noqa: F401
+)
+from tests.loop.loop_fixtures import KLARITROMYCIN, SIMVASTATIN_28
+
+_VERSION_KEY_QUERY = re.compile(
+    r"^SELECT fest_version\.id, fest_version\.sha256 FROM fest_version ORDER BY", re.IGNORECASE
+)
+
+
+@contextmanager
+def database_work(engine):
+    seen = {"transactions": 0, "statements": []}
+
+    def began(conn):
+        seen["transactions"] += 1
+
+    def executed(conn, cursor, statement, parameters, context, executemany):
+        seen["statements"].append(" ".join(statement.split()))
+
+    event.listen(engine, "begin", began)
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "begin", began)
+        event.remove(engine, "before_cursor_execute", executed)
+
+
+def _prescribe(world) -> None:
+    response = world.write(
+        f"/patients/{world.patient_id}/prescriptions", prescribe_body(SIMVASTATIN_28)
+    )
+    assert response.status_code == 201, response.text
+
+
+def _audit_records(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(audit.audit_event)).scalar_one()
+
+
+def test_a_patient_reads_their_own_list_in_one_audited_transaction(world):
+    _prescribe(world)
+    before = _audit_records(world.engine)
+    with database_work(world.engine) as seen:
+        response = world.get("/me/list", token=PATIENT_TOKEN)
+    assert response.status_code == 200
+    assert [e["drug"]["varenr"] for e in response.json()["entries"]] == [SIMVASTATIN_28]
+    assert seen["transactions"] == 1, seen
+    assert _audit_records(world.engine) == before + 1
+    with world.engine.connect() as conn:
+        newest = audit.events_for_patient(conn, NATIONAL_ID, limit=1).events[0]
+    assert newest.action == "medication-list.read.own-list"
+    assert newest.detail == {"patient_id": str(world.patient_id)}
+
+
+def test_a_person_without_a_list_and_other_roles_are_refused_their_own_list_unrecorded(world):
+    before = _audit_records(world.engine)
+    nobody = world.get("/me/list", token=OTHER_PATIENT_TOKEN)
+    assert nobody.status_code == 403
+    assert nobody.json()["detail"] == "no medication list is kept for this person"
+    doctor = world.get("/me/access-log", token=GP_TOKEN)
+    assert doctor.status_code == 403
+    assert NATIONAL_ID not in doctor.text
+    assert _audit_records(world.engine) == before
+
+
+def test_a_dry_run_check_reads_the_catalogue_version_with_the_patient(world):
+    _prescribe(world)
+    with database_work(world.engine) as seen:
+        response = world.post(
+            f"/patients/{world.patient_id}/list/check",
+            {"proposed": [{"id": "new", "drug": {"varenr": KLARITROMYCIN}}]},
+        )
+    assert response.status_code == 200, response.text
+    assert any(a["kind"] == "interaction" for a in response.json()["alerts"])
+    assert not [s for s in seen["statements"] if _VERSION_KEY_QUERY.match(s)], seen
+    assert seen["transactions"] == 1
+
+
+def test_the_catalogue_version_read_with_the_patient_is_the_one_in_force(world):
+    with world.engine.begin() as conn:
+        expected = version_key_in_force(conn)
+    assert expected is not None
+    with world.engine.begin() as conn:
+        store.read_for_access(conn, world.patient_id)
+        with database_work(world.engine) as seen:
+            assert store.catalogue_key_in_force(conn) == expected
+        assert seen["statements"] == []
+    with world.engine.begin() as conn, database_work(world.engine) as seen:
+        # Not read with a patient in this transaction: asked now.
+        assert store.catalogue_key_in_force(conn) == expected
+    assert len(seen["statements"]) == 1
