@@ -2,9 +2,10 @@
 
 Builds a database (the demo catalogue, or --catalogue FILE; one GP practice and pharmacy;
 registered patients for every client and phase), starts ``medloop serve`` (uvicorn, a
-subprocess, --workers processes on PostgreSQL) on it and drives it with --clients threads, each
-with one keep-alive HTTP connection (``http.client``: the load generator shares the machine, so
-it is kept light) and patients of its own, through the mixed scenario
+subprocess, --workers processes on PostgreSQL) on it and drives it with --clients threads (spread
+over --client-processes processes, so that one GIL does not queue the clients), each with one
+keep-alive HTTP connection (``http.client``: the load generator shares the machine, so it is kept
+light) and patients of its own, through the mixed scenario
 
   read list (ETag) -> dry-run check -> prescribe with checks (If-Match) -> pharmacy read
   -> dispense (If-Match) -> catalogue search -> patient reads own list
@@ -36,6 +37,7 @@ import argparse
 import http.client
 import itertools
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -187,9 +189,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dict[str, str],
            args: argparse.Namespace, rate: float | None) -> dict:
-    """One phase: closed loop (``rate`` None) or paced at ``rate`` requests/s in total."""
+    """One phase: closed loop (``rate`` None) or paced at ``rate`` requests/s in total. The
+    client threads run in ``args.client_processes`` processes (forked), so that the load
+    generator's own GIL does not add to the latencies it measures."""
     per_client = len(patients) // args.clients
-    started = time.perf_counter()
+    started = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every client process
     deadline = started + args.seconds
     clients = []
     for i in range(args.clients):
@@ -201,34 +205,39 @@ def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dic
                               args.iterations, dict(tokens), schedule))
     server_before = _cpu_seconds_of_tree(server_pid)
     postgres_before = _cpu_seconds_of_postgres()
-    client_before = time.process_time()
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join()
+    shares = [clients[k::args.client_processes] for k in range(args.client_processes)]
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    processes = [context.Process(target=_drive, args=(share, results)) for share in shares]
+    for process in processes:
+        process.start()
+    driven = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
     elapsed = time.perf_counter() - started
     cpu = {
         "server": _cpu_seconds_of_tree(server_pid) - server_before,
-        "client": time.process_time() - client_before,
+        "client": sum(share["cpu"] for share in driven),
         "postgres": _cpu_seconds_of_postgres() - postgres_before,
     }
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for client in clients:
-        for label, values in client.timings.items():
+    for share in driven:
+        for label, values in share["timings"].items():
             timings[label].extend(values)
-        for label, counted in client.statuses.items():
+        for label, counted in share["statuses"].items():
             for status, n in counted.items():
                 statuses[label][status] += n
     every = [v for values in timings.values() for v in values]
     total = len(every)
     measured = {
         "clients": args.clients,
+        "client_processes": args.client_processes,
         "seconds": round(elapsed, 2),
         "requests": total,
         "requests_per_s": round(total / elapsed, 1),
-        "errors": [c.error for c in clients if c.error],
-        # CPU per request: server processes, this benchmark's client threads, and every
+        "errors": [error for share in driven for error in share["errors"]],
+        # CPU per request: server processes, this benchmark's client processes, and every
         # PostgreSQL process on the machine (0 on SQLite runs).
         "cpu_ms_per_request": {k: round(v * 1000 / max(total, 1), 2) for k, v in cpu.items()},
         "all": _latencies(every),
@@ -240,6 +249,29 @@ def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dic
     if rate is not None:
         measured = {"offered_requests_per_s": rate, **measured}
     return measured
+
+
+def _drive(clients: list[Client], results) -> None:
+    """In a client process: run ``clients`` (threads) to the end and report what they saw."""
+    before = time.process_time()
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    timings: dict[str, list[float]] = defaultdict(list)
+    statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for client in clients:
+        for label, values in client.timings.items():
+            timings[label].extend(values)
+        for label, counted in client.statuses.items():
+            for status, n in counted.items():
+                statuses[label][status] += n
+    results.put({
+        "timings": dict(timings),
+        "statuses": {label: dict(counted) for label, counted in statuses.items()},
+        "errors": [c.error for c in clients if c.error],
+        "cpu": time.process_time() - before,
+    })
 
 
 def _latencies(values: list[float]) -> dict:
@@ -343,9 +375,13 @@ def main() -> None:
                         help="requests/s all clients together offer in the paced phase")
     parser.add_argument("--catalogue", type=Path, default=DEMO)
     parser.add_argument("--only", choices=("sqlite", "postgres"))
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=int, default=2,
                         help="server worker processes on PostgreSQL (SQLite always 1)")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="processes the client threads are spread over")
     args = parser.parse_args()
+    if not 1 <= args.client_processes <= args.clients:
+        parser.error("--client-processes must be from 1 to --clients")
     result: dict = {"targets": TARGETS, "catalogue": args.catalogue.name,
                     "postgres_workers": args.workers, "paced_rate": args.rate}
     if args.only != "postgres":
