@@ -3,11 +3,12 @@
 The routes are plain functions: they talk to the database through SQLAlchemy's blocking
 drivers. FastAPI would run each of them in anyio's thread pool, so every request hands its
 work to a thread and back, and the threads of one process then take turns at the GIL. Under
-load that costs more than the work: bench/api.py measured about 30 % less server CPU per
-request, and a third of the p99, with the routes run on the event loop's thread, one request
-at a time per process, concurrency coming from worker processes (``medloop serve
---workers``) instead of threads: the classic pre-fork model, with uvicorn still reading
-request bodies and writing responses asynchronously around each route.
+load that costs more than the work: in interleaved runs of bench/api.py (PostgreSQL, 2
+worker processes, 16 clients) the routes run on the event loop's thread took 20-28 % less
+server CPU per request and served 30-38 % more requests/s, one request at a time per process,
+concurrency coming from worker processes (``medloop serve --workers``) instead of threads:
+the classic pre-fork model, with uvicorn still reading request bodies and writing responses
+asynchronously around each route. (One SQLite process: 50-84 % more requests/s.)
 
 ``BlockingRoute`` (the ``route_class`` of every router) turns each plain route into a
 coroutine that either calls it directly (``route_threads`` 0, the default) or runs it in a
