@@ -44,6 +44,7 @@ from interactions import (
 )
 from interactions.catalogue import CatalogueInfo
 from medloop.catalogue import NoCatalogue, load_snapshot
+from medloop.store.db import reader
 
 PROBLEM_BASE = "https://medloop.dev/problems/"
 REFERENCE_FIELDS = ("varenr", "atc", "fest_id")
@@ -219,7 +220,7 @@ def run_check(knowledge: Knowledge, request: CheckRequest, include_all: bool) ->
 
 def load_knowledge(engine: Engine) -> Knowledge:
     """Knowledge of the catalogue version in force; raises ``NoCatalogue`` before any import."""
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         snapshot = load_snapshot(conn)
     return Knowledge.build(snapshot)
 

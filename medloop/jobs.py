@@ -33,6 +33,7 @@ from sqlalchemy import Engine, text
 from medloop.loop import administer
 from medloop.loop.expire import SCHEDULER, expire_prescriptions, patients_with_expired_prescriptions
 from medloop.loop.runner import Call
+from medloop.store.db import reader
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _flag_multidose_deadlines(
 
 def _expire_prescriptions(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
     call = Call(actor=SCHEDULER, at=now, reason="prescription validity has passed")
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         patients = patients_with_expired_prescriptions(conn, call)
     expired = 0
     for patient_id in patients:
@@ -105,7 +106,7 @@ def _refresh_catalogue(engine: Engine, now: datetime, settings: JobSettings) -> 
     newest = newest_catalogue_file(settings.catalogue_dir)
     if newest is None:
         return {"imported": False, "file": None}
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         in_force = version_in_force(conn)
     if in_force is not None and in_force["sha256"] == content_sha256(newest):
         return {"imported": False, "file": newest.name, "version": in_force["id"]}

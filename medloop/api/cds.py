@@ -42,6 +42,7 @@ from medloop.domain.errors import DomainError, PatientNotFound
 from medloop.loop.runner import DrugOrder
 from medloop.store import access
 from medloop.store import medication_list as store
+from medloop.store.db import reader
 from medloop.store.idempotency import request_fingerprint, run_once
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], route_class=BlockingRoute)
@@ -267,7 +268,7 @@ def call_service(
     drafted = [proposal_of(d, i, today) for i, d in enumerate(drafts(body.context.draftOrders))]
     proposals = [proposal for proposal, _ in drafted]
     not_mapped = {proposal.id: why for proposal, why in drafted if why is not None}
-    with caller.engine.connect() as conn:
+    with reader(caller.engine).connect() as conn:
         patient_id = _patient_id(conn, body.context.patientId)
     caller.authorize(Action.CHECK, patient_id)
     if not proposals:
@@ -326,7 +327,7 @@ def feedback(
 ) -> JSONResponse:
     _service(service_id)
     caller.authorize(Action.CHECK)
-    with caller.engine.connect() as conn:
+    with reader(caller.engine).connect() as conn:
         issued = [access.card(conn, item.card) for item in body.feedback]
     if any(c is None or c.service != service_id for c in issued):
         raise NotFound("feedback names a card this service did not issue")

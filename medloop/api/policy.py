@@ -25,6 +25,7 @@ from medloop.api.auth import Principal, Role
 from medloop.api.problems import Forbidden
 from medloop.store import medication_list as store
 from medloop.store.access import Accessor, audit_refused
+from medloop.store.db import reader
 
 
 class Action(StrEnum):
@@ -170,7 +171,7 @@ def _refusal(
     check = _SCOPE_CHECKS.get(scope)
     if check is None:
         return f"scope {scope.value} is not about one patient"
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         return None if check(conn, principal, patient_id, at) else f"outside scope {scope.value}"
 
 

@@ -102,7 +102,7 @@ from medloop.loop.scanning import read_pack_code
 from medloop.store import administration as store
 from medloop.store import audit, state_cache
 from medloop.store import medication_list as list_store
-from medloop.store.db import writer
+from medloop.store.db import reader, writer
 from medloop.store.idempotency import request_fingerprint, run_once
 
 HORIZON = timedelta(hours=48)
@@ -400,7 +400,7 @@ def _entry_version_times(state: list_store.PatientState) -> dict[UUID, list[tupl
 def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) -> dict[str, int]:
     """Keep every admitted patient's doses planned ``horizon`` ahead; a second run at the same
     moment plans nothing."""
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         admissions = store.current_admissions(conn, now)
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     schedules = doses = patients = 0
@@ -425,7 +425,7 @@ def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) ->
 def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
     """Chart as missed every planned dose in force whose ward window has passed without a
     charting; a second run marks nothing."""
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         admissions = store.current_admissions(conn, now)
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     missed = 0

@@ -81,7 +81,7 @@ from medloop.loop.runner import (
 from medloop.store import audit
 from medloop.store import medication_list as list_store
 from medloop.store import multidose as store
-from medloop.store.db import writer
+from medloop.store.db import reader, writer
 
 Write = Callable[[Connection], None]
 
@@ -532,7 +532,7 @@ def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = N
     took none). A flag is keyed by period and list version, so a second run without new
     changes flags nothing. Returns how many periods were flagged now."""
     horizon = _rules(rules).deadline_horizon
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         due = store.periods_with_deadline_between(conn, now, now + horizon)
     flagged = 0
     for period in due:

@@ -51,7 +51,7 @@ from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.store import audit, batch, state_cache
 from medloop.store import medication_list as store
-from medloop.store.db import writer
+from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
 from medloop.store.state_cache import StateCache, cache_for
 
@@ -479,7 +479,7 @@ def _conflict(
 ) -> StaleListVersion | IdAlreadyUsed:
     """A write refused by a unique key: a lost race on the list version (what the list looks
     like now), or else an entry, prescription or dispense id that is already taken."""
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         current = store.list_version(conn, patient_id)
         if based_on is not None and based_on != current:
             return _stale(conn, patient_id, based_on, current)

@@ -170,3 +170,25 @@ def writer(engine: Engine) -> Engine:
         found = engine.execution_options(write=True)
         engine._medloop_writer = found  # type: ignore[attr-defined]
     return found
+
+
+def reader(engine: Engine) -> Engine:
+    """The engine for connections that only read, made once per engine.
+
+    On PostgreSQL its statements run in autocommit mode: no ``BEGIN``, and no ``ROLLBACK``
+    when the connection closes. Under READ COMMITTED (the default) every statement takes its
+    own snapshot inside a transaction too, so several reads see exactly what they would have
+    seen in one; what autocommit saves is two round trips, and above all the ``ROLLBACK``,
+    after which psycopg drops every prepared statement of the connection (``DEALLOCATE ALL``)
+    and later statements are parsed and planned again. On SQLite it is ``engine`` itself: a
+    deferred transaction there keeps one snapshot for all its reads, and costs nothing.
+    """
+    found = getattr(engine, "_medloop_reader", None)
+    if found is None:
+        found = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
+        engine._medloop_reader = found  # type: ignore[attr-defined]
+    return found

@@ -18,6 +18,7 @@ from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.domain.errors import NoCatalogueInForce
 from medloop.loop.runner import Catalogue, catalogue_in_force
+from medloop.store.db import reader
 
 router = APIRouter(prefix="/catalogue", tags=["catalogue"], route_class=BlockingRoute)
 MAX_RESULTS = 100
@@ -68,7 +69,7 @@ def _package(package: Package) -> dict:
 
 def _catalogue(caller) -> Catalogue:
     caller.authorize(Action.CATALOGUE_READ)
-    with caller.engine.connect() as conn:
+    with reader(caller.engine).connect() as conn:
         return catalogue_in_force(conn)
 
 
@@ -78,7 +79,7 @@ def _catalogue(caller) -> Catalogue:
 )
 def catalogue_version(caller: CallerDep) -> JSONResponse:
     caller.authorize(Action.CATALOGUE_READ)
-    with caller.engine.connect() as conn:
+    with reader(caller.engine).connect() as conn:
         found = version_in_force(conn)
     if found is None:
         raise NoCatalogueInForce("no FEST catalogue has been imported")

@@ -46,6 +46,7 @@ from medloop.loop.change import EntryOrder
 from medloop.loop.prescribe import PrescribeOrder, RenewOrder
 from medloop.loop.reconcile import ReconciliationOrder
 from medloop.store import medication_list as store
+from medloop.store.db import reader
 
 router = APIRouter(tags=["prescriber"], route_class=BlockingRoute)
 READ = responses(401, 403, 404, 422)
@@ -61,7 +62,7 @@ def find_patient(
     caller: CallerDep, national_id: Annotated[NationalIdQuery, Query()]
 ) -> JSONResponse:
     caller.authorize(Action.PATIENT_LOOKUP)
-    with caller.engine.connect() as conn:
+    with reader(caller.engine).connect() as conn:
         found = store.find_patient_id(conn, national_id)
     if found is None:
         raise NotFound("no patient with this national id")

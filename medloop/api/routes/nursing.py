@@ -29,6 +29,7 @@ from medloop.loop import administer
 from medloop.loop.administer import AdmissionOrder, WardOrder
 from medloop.store import access
 from medloop.store import administration as ward_store
+from medloop.store.db import reader
 
 router = APIRouter(prefix="/nursing", tags=["nursing home"], route_class=BlockingRoute)
 WRITE = responses(400, 401, 403, 404, 409, 422, 503)
@@ -61,7 +62,7 @@ def _witness(caller: Caller, header: str | None) -> Actor | None:
 
 
 def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
-    with caller.engine.connect() as conn:
+    with reader(caller.engine).connect() as conn:
         found = ward_store.read_ward(conn, ward_id)
     return None if found is None else found.ward.organisation_id
 
