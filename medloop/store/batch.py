@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
@@ -96,10 +97,13 @@ def execute_returning_one(
     *, json_params: frozenset[str] = frozenset(),
 ) -> Any:
     """Execute ``statement`` and return its one row: with the queued statements before it in
-    the same round trip, when there are any."""
-    pending = _pending(conn)
-    if pending is None or not pending.statements:
+    the same round trip, when there are any. On PostgreSQL it goes to psycopg directly, a
+    prepared statement, even with nothing queued (an audited read's audit record): the
+    statement is the busiest of all, and SQLAlchemy's execution costs more than psycopg's."""
+    if conn.dialect.name != "postgresql" or not conn.in_transaction():
         return conn.execute(statement, dict(params)).one()
+    pending = existing_transaction_memo(conn)
+    pending = None if pending is None else pending.get(_PENDING)
     return _send(conn, pending, (_compiled(statement), _adapted(params, json_params)))
 
 
@@ -127,13 +131,19 @@ def _pending(conn: Connection) -> _Pending | None:
 
 
 def _send(
-    conn: Connection, pending: _Pending, last: tuple[str, dict[str, Any]] | None
+    conn: Connection, pending: _Pending | None, last: tuple[str, dict[str, Any]] | None
 ) -> Any:
-    statements, pending.statements = pending.statements, []
+    statements: list[tuple[str, list[dict[str, Any]]]] = []
+    if pending is not None:
+        statements, pending.statements = pending.statements, []
     driver = conn.connection.driver_connection
     sql = ""
     try:
         with driver.cursor(row_factory=namedtuple_row) as cursor:
+            if not statements and last is not None:  # one statement: no pipeline needed
+                sql = last[0]
+                cursor.execute(sql, last[1], prepare=True)
+                return cursor.fetchone()
             with driver.pipeline():
                 for sql, rows in statements:
                     if len(rows) == 1:
@@ -180,5 +190,11 @@ def _adapted(row: Mapping[str, Any], json_columns: frozenset[str]) -> dict[str, 
     return {k: (Json(v, dumps=_dumps) if k in json_columns else v) for k, v in row.items()}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _dumps(value: Any) -> bytes | str:
+    # Compact UTF-8 JSON as ``json.dumps(ensure_ascii=False, separators=(",", ":"))`` writes
+    # it, at a fraction of the cost (non-string keys become strings there too); integers
+    # beyond 64 bits, which orjson refuses, go to json.
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
