@@ -4,7 +4,8 @@ sent from a block that failed, and the same hashes as this process computes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given
@@ -23,7 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from medloop.domain.patient import NationalId, Patient
 from medloop.store import batch
+from medloop.store import medication_list as list_store
 from medloop.store.audit import (
     AuditEvent,
     _canonical_parts,
@@ -35,7 +38,7 @@ from medloop.store.audit import (
     record_hash,
     verify,
 )
-from medloop.store.db import make_engine
+from medloop.store.db import make_engine, writer
 from medloop.store.migrate import upgrade
 
 scratch = MetaData()
@@ -205,3 +208,71 @@ def test_postgres_derives_the_same_chain_lock_key_as_this_process(postgres_url):
                 assert computed == chain_lock_key(chain)
     finally:
         engine.dispose()
+
+
+def _registered_patient(engine) -> Patient:
+    from medloop.demo import GP, national_id  # noqa: PLC0415 - only these tests need them
+    from medloop.loop.patients import register_patient  # noqa: PLC0415
+    from medloop.loop.runner import Call  # noqa: PLC0415
+
+    found = Patient(id=uuid.uuid4(), national_id=NationalId(national_id(date(1970, 1, 1), 7)), given_name="Kari",
+                    family_name="Nordmann", birth_date=date(1970, 1, 1))
+    register_patient(engine, found, Call(actor=GP, at=datetime.now(UTC)))
+    return found
+
+
+@pytest.mark.postgres
+def test_the_first_statements_read_through_psycopg_give_what_sqlalchemy_gives(postgres_url):
+    """``first_row`` sends the patient's access and lock statements, and the idempotency
+    claim, to psycopg directly; the rows must be what SQLAlchemy's execution returns."""
+    engine = make_engine(postgres_url)
+    try:
+        upgrade(engine)
+        person = _registered_patient(engine)
+        by_id = {"patient_id": str(person.id)}
+        cases = [
+            (list_store._ACCESS_LOCKING_CHAIN, by_id),
+            (list_store._OWN_ACCESS_LOCKING_CHAIN, {"national_id": str(person.national_id)}),
+            (list_store._BUMP_REVISION_LOCKING_CHAIN, by_id),
+        ]
+        for statement, params in cases:
+            with writer(engine).begin() as conn:
+                direct = batch.first_row(conn, statement, params)
+                conn.rollback()
+            with writer(engine).begin() as conn:
+                through_sqlalchemy = conn.execute(statement, params).first()
+                conn.rollback()
+            assert direct is not None
+            assert direct._asdict() == through_sqlalchemy._asdict()
+            assert {k: type(v) for k, v in direct._asdict().items()} == {
+                k: type(v) for k, v in through_sqlalchemy._asdict().items()
+            }
+        with writer(engine).begin() as conn:
+            assert batch.first_row(conn, list_store._ACCESS_LOCKING_CHAIN,
+                                   {"patient_id": str(uuid.uuid4())}) is None
+    finally:
+        engine.dispose()
+
+
+def test_the_revision_bump_carries_its_own_increment(engine):
+    """A statement's own literal parameters (``revision + 1``) go with it to psycopg."""
+    person = _registered_patient(engine)
+    revisions = []
+    for _ in range(3):
+        with writer(engine).begin() as conn:
+            revisions.append(list_store.lock_for_command(conn, person.id).revision)
+    assert revisions == [revisions[0], revisions[0] + 1, revisions[0] + 2]
+
+
+def test_a_claimed_idempotency_key_replays_and_a_reused_one_is_refused(engine):
+    from medloop.store.idempotency import IdempotencyKeyReused, run_once  # noqa: PLC0415
+
+    def run(fingerprint: str):
+        with writer(engine).begin() as conn:
+            return run_once(conn, "scope", "key-1", fingerprint, lambda: {"n": 1})
+
+    first, again = run("a" * 64), run("a" * 64)
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.response == {"n": 1}
+    with pytest.raises(IdempotencyKeyReused):
+        run("b" * 64)

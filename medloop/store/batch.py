@@ -107,6 +107,26 @@ def execute_returning_one(
     return _send(conn, pending, (_compiled(statement), _adapted(params, json_params)))
 
 
+def first_row(conn: Connection, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
+    """The first row ``statement`` returns, or ``None``. On PostgreSQL inside a transaction it
+    goes to psycopg directly as a prepared statement (after whatever is queued): the first
+    statement of every audited read and command (the patient, the idempotency claim), where
+    SQLAlchemy's execution costs more than psycopg's. ``statement`` must be made once (a
+    module constant): its SQL is compiled once. The row has the same values as SQLAlchemy's
+    (tests/test_batch.py); the statement's columns are plain, JSON or integer types."""
+    if conn.dialect.name != "postgresql" or not conn.in_transaction():
+        return conn.execute(statement, dict(params)).first()
+    flush(conn)
+    sql, defaults = _compiled_with_defaults(statement)
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.execute(sql, {**defaults, **params}, prepare=True)
+            return cursor.fetchone()
+    except psycopg.Error as error:
+        raise DBAPIError.instance(sql, None, error, psycopg.Error) from error
+
+
 def flush(conn: Connection) -> None:
     """Send the queued statements now."""
     pending = _pending(conn)
@@ -181,6 +201,24 @@ def _compiled(statement: ClauseElement) -> str:
         compiled = statement.compile(dialect=_DIALECT)
         found = _COMPILED[id(statement)] = (statement, str(compiled))
     return found[1]
+
+
+_WITH_DEFAULTS: dict[int, tuple[ClauseElement, str, dict[str, Any]]] = {}
+
+
+def _compiled_with_defaults(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
+    """``statement``'s SQL and the values of the parameters it carries itself (a literal
+    ``+ 1``, a ``LIMIT``)."""
+    found = _WITH_DEFAULTS.get(id(statement))
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=_DIALECT)
+        defaults = {
+            compiled.bind_names[bind]: bind.effective_value
+            for bind in compiled.binds.values()
+            if not bind.required
+        }
+        found = _WITH_DEFAULTS[id(statement)] = (statement, str(compiled), defaults)
+    return found[1], found[2]
 
 
 def _adapted(row: Mapping[str, Any], json_columns: frozenset[str]) -> dict[str, Any]:

@@ -139,16 +139,12 @@ def run_once(
     require_write_transaction(conn, "using an idempotency key")
     this_key = and_(idempotency_key.c.scope == scope, idempotency_key.c.key == key)
     with conn.begin_nested() if savepoint else nullcontext():
-        claimed = conn.execute(
-            _insert_ignoring_duplicates(conn).values(
-                scope=scope,
-                key=key,
-                fingerprint=fingerprint,
-                status=KeyStatus.PENDING.value,
-                created_at=datetime.now(UTC),
-            )
-            .returning(idempotency_key.c.key)
-        ).first()
+        claimed = batch.first_row(
+            conn,
+            _CLAIM[conn.dialect.name == "postgresql"],
+            {"scope": scope, "key": key, "fingerprint": fingerprint,
+             "status": KeyStatus.PENDING.value, "created_at": datetime.now(UTC)},
+        )
         if claimed is not None:
             response = _as_stored(scope, compute())
             # Queued with a command's other appends, when it batches them.
@@ -185,9 +181,17 @@ def _as_stored(scope: str, response: Mapping[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def _insert_ignoring_duplicates(conn: Connection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(idempotency_key).on_conflict_do_nothing(index_elements=["scope", "key"])
+def _claim(dialect: Any) -> Any:
+    return (
+        dialect.insert(idempotency_key)
+        .on_conflict_do_nothing(index_elements=["scope", "key"])
+        .values({c: bindparam(c) for c in ("scope", "key", "fingerprint", "status", "created_at")})
+        .returning(idempotency_key.c.key)
+    )
+
+
+# The key's claim, made once per dialect (indexed by "is PostgreSQL").
+_CLAIM = (_claim(sqlite), _claim(postgresql))
 
 
 def _check(scope: str, key: str, fingerprint: str) -> None:

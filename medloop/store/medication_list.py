@@ -315,7 +315,7 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     the current patient."""
     postgres = conn.dialect.name == "postgresql"
     bump = _BUMP_REVISION_LOCKING_CHAIN if postgres else _BUMP_REVISION
-    found = conn.execute(bump, {"patient_id": str(patient_id)}).first()
+    found = batch.first_row(conn, bump, {"patient_id": str(patient_id)})
     if found is None:
         return None
     if postgres:
@@ -344,9 +344,9 @@ def read_for_access(conn: Connection, patient_id: UUID) -> Accessed | None:
     read here for the rest of the transaction, ``catalogue_key_in_force`` the catalogue
     version in force read with them. ``None`` for an unknown patient."""
     postgres = conn.dialect.name == "postgresql"
-    found = conn.execute(
-        _ACCESS_LOCKING_CHAIN if postgres else _ACCESS, {"patient_id": str(patient_id)}
-    ).first()
+    found = batch.first_row(
+        conn, _ACCESS_LOCKING_CHAIN if postgres else _ACCESS, {"patient_id": str(patient_id)}
+    )
     return None if found is None else _accessed(conn, found)
 
 
@@ -354,9 +354,9 @@ def read_own_for_access(conn: Connection, national_id: str) -> Accessed | None:
     """``read_for_access`` for the patient with ``national_id`` (a patient reading their own
     record): ``None`` when no list is kept for that person."""
     postgres = conn.dialect.name == "postgresql"
-    found = conn.execute(
-        _OWN_ACCESS_LOCKING_CHAIN if postgres else _OWN_ACCESS, {"national_id": national_id}
-    ).first()
+    found = batch.first_row(
+        conn, _OWN_ACCESS_LOCKING_CHAIN if postgres else _OWN_ACCESS, {"national_id": national_id}
+    )
     return None if found is None else _accessed(conn, found)
 
 

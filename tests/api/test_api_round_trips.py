@@ -7,20 +7,25 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event, func, select
 
 from fest.queries import version_key_in_force
-from medloop.store import audit
+from medloop.store import audit, state_cache
 from medloop.store import medication_list as store
+from medloop.store.db import make_engine
+from medloop.store.migrate import upgrade
 from tests.api.api_fixtures import (
     GP_TOKEN,
     NATIONAL_ID,
     OTHER_PATIENT_TOKEN,
     PATIENT_TOKEN,
+    make_world,
     prescribe_body,
     world,  # noqa: F401
 )
 from tests.loop.loop_fixtures import KLARITROMYCIN, SIMVASTATIN_28
+from tests.pg_protocol import round_trips
 
 _VERSION_KEY_QUERY = re.compile(
     r"^SELECT fest_version\.id, fest_version\.sha256 FROM fest_version ORDER BY", re.IGNORECASE
@@ -110,3 +115,28 @@ def test_the_catalogue_version_read_with_the_patient_is_the_one_in_force(world):
         # Not read with a patient in this transaction: asked now.
         assert store.catalogue_key_in_force(conn) == expected
     assert len(seen["statements"]) == 1
+
+
+@pytest.mark.postgres
+def test_on_postgres_an_audited_read_is_four_round_trips_and_a_search_one(
+    postgres_url, monkeypatch
+):
+    """As the server sees them: a list read is BEGIN, the patient (with its audit chain's
+    lock), the audit record, COMMIT; a catalogue search is its one statement, in autocommit
+    (no BEGIN, and no ROLLBACK that would drop the connection's prepared statements)."""
+    monkeypatch.setattr(state_cache, "VERIFY", False)  # its check reads would be counted
+    engine = make_engine(postgres_url)
+    try:
+        upgrade(engine)
+        world = make_world(engine)
+        _prescribe(world)
+        for _ in range(2):  # the catalogue knowledge is built on the first search
+            assert world.get("/catalogue/packages?name=simvastatin").status_code == 200
+        with round_trips(engine) as trips:
+            assert world.get(f"/patients/{world.patient_id}/list").status_code == 200
+        assert trips == [["BEGIN"], ["SELECT"], ["INSERT"], ["COMMIT"]]
+        with round_trips(engine) as trips:
+            assert world.get("/catalogue/packages?name=simvastatin").status_code == 200
+        assert trips == [["SELECT"]]
+    finally:
+        engine.dispose()

@@ -19,7 +19,7 @@ from loop_fixtures import (
     dispense_order,
     prescription_order,
 )
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from medloop import queries
 from medloop.domain.errors import DomainError, IdAlreadyUsed, StaleListVersion
@@ -33,6 +33,7 @@ from medloop.store import medication_list as store
 from medloop.store.db import make_engine
 from medloop.store.idempotency import IdempotencyKeyReused
 from medloop.store.migrate import upgrade
+from tests.pg_protocol import round_trips
 
 
 def test_stale_write_is_refused_with_the_current_version_and_keeps_the_newer_state(engine):
@@ -233,22 +234,28 @@ def test_concurrent_registrations_of_one_national_id_register_one_patient(engine
 def test_a_command_on_postgres_sends_its_appends_together_with_its_audit_record(
     postgres_url, monkeypatch
 ):
-    """Round trips per command: claiming the idempotency key and bumping the revision (which
-    also takes the audit chain's lock) go through SQLAlchemy; the list change, entry version,
-    prescription, idempotency record and audit record follow in one pipeline."""
+    """Round trips per command, as the server sees them: BEGIN; claiming the idempotency key;
+    bumping the revision (which also takes the audit chain's lock); then the list change,
+    entry version, prescription, its version, the idempotency record and the audit record in
+    one pipeline; COMMIT."""
     monkeypatch.setattr(state_cache, "VERIFY", False)  # its check reads would be counted
     engine = make_engine(postgres_url)
     upgrade(engine)
     try:
-        patient_id = demo_world(engine)
-        first = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(),
-                          based_on=0)
-        seen: list[str] = []
-        event.listen(engine, "before_cursor_execute",
-                     lambda c, cur, statement, *rest: seen.append(statement.split()[0]))
-        second = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_98),
-                           call(idempotency_key="k-2"), based_on=first.list_version)
-        assert seen == ["INSERT", "UPDATE"]
+        with round_trips(engine) as trips:
+            patient_id = demo_world(engine)
+            first = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(),
+                              based_on=0)
+            second = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_98),
+                               call(idempotency_key="k-2"), based_on=first.list_version)
+        last_begin = max(i for i, trip in enumerate(trips) if trip == ["BEGIN"])
+        assert trips[last_begin:] == [
+            ["BEGIN"],
+            [],  # the claim's first use on this connection: psycopg prepares it (Parse)
+            ["INSERT"], ["UPDATE"],
+            ["INSERT"] * 6 + ["UPDATE", "INSERT"],
+            ["COMMIT"],
+        ]
         with engine.connect() as conn:
             assert queries.current_list(conn, patient_id, NOW).list_version == 2
             assert audit.verify(conn).ok

@@ -1,0 +1,77 @@
+"""What a PostgreSQL connection sent and received, read from libpq's own protocol trace: the
+round trips (one per ``ReadyForQuery`` the server sends) and the statements executed in each.
+Counts what reaches the server whichever way it was sent (SQLAlchemy or psycopg directly)."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from psycopg.pq import Trace
+
+
+@contextmanager
+def round_trips(engine) -> Iterator[list[list[str]]]:
+    """Trace the engine's one pooled connection while the block runs; afterwards the list
+    holds one entry per round trip: the statements it carried, each by its first word."""
+    with engine.connect() as conn:  # the pool's one idle connection: the block gets it next
+        pgconn = conn.connection.driver_connection.pgconn
+        assert engine.pool.checkedin() == 0, "trace needs a pool with one connection"
+    trips: list[list[str]] = []
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        try:
+            yield trips
+        finally:
+            pgconn.untrace()
+            trace.seek(0)
+            lines = trace.read().splitlines()
+            # Statements prepared before the trace began, by name.
+            with engine.connect() as conn:
+                prepared = dict(
+                    conn.exec_driver_sql("SELECT name, statement FROM pg_prepared_statements")
+                    .tuples()
+                    .all()
+                )
+            trips.extend(_parse(lines, {n: _first_word(t) for n, t in prepared.items()}))
+
+
+def _parse(lines: list[str], prepared: dict[str, str]) -> list[list[str]]:
+    trips: list[list[str]] = []
+    current: list[str] = []
+    named = dict(prepared)  # prepared statement name -> its first word
+    parsed = bound = ""
+    messages: list[str] = []
+    for line in lines:  # a statement's text may run over several lines
+        if line.startswith(("F\t", "B\t")) or not messages:
+            messages.append(line)
+        else:
+            messages[-1] += " " + line
+    for line in messages:
+        parts = line.split("\t", 3)
+        if len(parts) < 3:
+            continue
+        side, message, rest = parts[0], parts[2], parts[3] if len(parts) > 3 else ""
+        if side == "F" and message == "Query":
+            current.append(_first_word(rest))
+        elif side == "F" and message == "Parse":  # "statement name" "text" ...
+            name, _, text = rest.strip().partition(" ")
+            parsed = _first_word(text)
+            named[name.strip('"')] = parsed
+        elif side == "F" and message == "Bind":  # "portal" "statement name" ...
+            statement = rest.split('"')[3] if rest.count('"') >= 4 else ""
+            bound = named.get(statement, "execute") if statement else parsed
+        elif side == "F" and message == "Execute":
+            current.append(bound)
+        elif side == "B" and message == "ReadyForQuery":
+            trips.append(current)
+            current = []
+    return trips
+
+
+def _first_word(quoted_text: str) -> str:
+    found = re.search(r"[A-Za-z]+", quoted_text)
+    return found.group(0).upper() if found else ""
