@@ -19,13 +19,20 @@ def version_in_force(conn: Connection) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
+VERSION_KEY_IN_FORCE = (
+    select(schema.fest_version.c.id, schema.fest_version.c.sha256)
+    .order_by(schema.fest_version.c.id.desc())
+    .limit(1)
+)
+
+
 def version_key_in_force(conn: Connection) -> tuple[int, str] | None:
     """Id and file hash of the version in force (a cheap query for callers that cache by it)."""
-    row = conn.execute(
-        select(schema.fest_version.c.id, schema.fest_version.c.sha256)
-        .order_by(schema.fest_version.c.id.desc())
-        .limit(1)
-    ).first()
+    return version_key_of(conn.execute(VERSION_KEY_IN_FORCE).first())
+
+
+def version_key_of(row: Any) -> tuple[int, str] | None:
+    """The key in a row of ``VERSION_KEY_IN_FORCE`` (``None``: no row, no import yet)."""
     return None if row is None else (int(row.id), str(row.sha256))
 
 

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from psycopg.pq import Trace
+from psycopg.pq import Trace, TransactionStatus
 
 
 @contextmanager
@@ -17,8 +17,16 @@ def round_trips(engine) -> Iterator[list[list[str]]]:
     """Trace the engine's one pooled connection while the block runs; afterwards the list
     holds one entry per round trip: the statements it carried, each by its first word."""
     with engine.connect() as conn:  # the pool's one idle connection: the block gets it next
-        pgconn = conn.connection.driver_connection.pgconn
+        driver = conn.connection.driver_connection
         assert engine.pool.checkedin() == 0, "trace needs a pool with one connection"
+    with traced(engine, driver) as trips:
+        yield trips
+
+
+@contextmanager
+def traced(engine, driver) -> Iterator[list[list[str]]]:
+    """``round_trips`` of one psycopg connection of ``engine`` (checked out or not)."""
+    pgconn = driver.pgconn
     trips: list[list[str]] = []
     with tempfile.TemporaryFile("w+") as trace:
         pgconn.trace(trace.fileno())
@@ -29,14 +37,23 @@ def round_trips(engine) -> Iterator[list[list[str]]]:
             pgconn.untrace()
             trace.seek(0)
             lines = trace.read().splitlines()
-            # Statements prepared before the trace began, by name.
-            with engine.connect() as conn:
-                prepared = dict(
-                    conn.exec_driver_sql("SELECT name, statement FROM pg_prepared_statements")
-                    .tuples()
-                    .all()
-                )
-            trips.extend(_parse(lines, {n: _first_word(t) for n, t in prepared.items()}))
+            trips.extend(_parse(lines, _prepared(driver)))
+
+
+def _prepared(driver) -> dict[str, str]:
+    """The connection's prepared statements by name, asked without changing its state: in
+    its open transaction, or else in autocommit (neither a BEGIN left open nor a ROLLBACK,
+    after which psycopg would drop them)."""
+    idle = driver.info.transaction_status == TransactionStatus.IDLE
+    autocommit = driver.autocommit
+    if idle:
+        driver.autocommit = True
+    try:
+        found = driver.execute("SELECT name, statement FROM pg_prepared_statements").fetchall()
+    finally:
+        if idle:
+            driver.autocommit = autocommit
+    return {name: _first_word(text) for name, text in found}
 
 
 def _parse(lines: list[str], prepared: dict[str, str]) -> list[list[str]]:

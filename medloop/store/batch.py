@@ -109,16 +109,20 @@ def execute_returning_one(
 
 def first_row(conn: Connection, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
     """The first row ``statement`` returns, or ``None``. On PostgreSQL inside a transaction it
-    goes to psycopg directly as a prepared statement (after whatever is queued): the first
-    statement of every audited read and command (the patient, the idempotency claim), where
+    goes to psycopg directly as a prepared statement (after whatever is queued), and so it does
+    on a connection in autocommit (``db.reader``): the first statement of every audited read
+    and command (the patient, the idempotency claim) and the catalogue version key, where
     SQLAlchemy's execution costs more than psycopg's. ``statement`` must be made once (a
     module constant): its SQL is compiled once. The row has the same values as SQLAlchemy's
     (tests/test_batch.py); the statement's columns are plain, JSON or integer types."""
-    if conn.dialect.name != "postgresql" or not conn.in_transaction():
+    if conn.dialect.name != "postgresql":
+        return conn.execute(statement, dict(params)).first()
+    driver = conn.connection.driver_connection
+    if not (conn.in_transaction() or driver.autocommit):
+        # SQLAlchemy has to know of the transaction psycopg would begin.
         return conn.execute(statement, dict(params)).first()
     flush(conn)
     sql, defaults = _compiled_with_defaults(statement)
-    driver = conn.connection.driver_connection
     try:
         with driver.cursor(row_factory=namedtuple_row) as cursor:
             cursor.execute(sql, {**defaults, **params}, prepare=True)

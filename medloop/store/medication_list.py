@@ -48,7 +48,7 @@ from sqlalchemy import (
     update,
 )
 
-from fest.queries import version_key_in_force
+from fest.queries import VERSION_KEY_IN_FORCE, version_key_of
 from fest.schema import fest_version, metadata
 from interactions import Alert, HandledAlert
 from medloop.domain.dispense import Annulment, Dispense
@@ -379,7 +379,7 @@ def catalogue_key_in_force(conn: Connection) -> tuple[int, str] | None:
     memo = existing_transaction_memo(conn)
     if memo is not None and _CATALOGUE_IN_FORCE in memo:
         return memo[_CATALOGUE_IN_FORCE]
-    return version_key_in_force(conn)
+    return version_key_of(batch.first_row(conn, VERSION_KEY_IN_FORCE, {}))
 
 
 def accessed_in_transaction(conn: Connection, patient_id: UUID) -> bool:
