@@ -248,7 +248,9 @@ def run_command(
     committed: list[tuple[int, store.PatientState]] = []
     try:
         with writer(engine).begin() as conn:
-            result = _run(conn, action, patient_id, call, decide, based_on, request, cache, committed)
+            result = _run(
+                conn, action, patient_id, call, decide, based_on, request, cache, committed
+            )
         for revision, state in committed:
             cache.put(patient_id, revision, state)
         return result
