@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Column, Integer, MetaData, Table, event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from medloop.store.db import make_engine, reader, writer
@@ -96,5 +96,39 @@ def test_a_read_on_sqlite_is_one_transaction_with_one_snapshot(sqlite_url):
             conn.execute(text("SELECT 1"))
             conn.execute(text("SELECT 2"))
         assert seen.count("BEGIN") == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_read_connection_on_postgresql_refuses_to_write_and_stores_nothing(postgres_url):
+    """In autocommit a write on a read connection would stay, so it is refused before it is
+    sent, whether SQLAlchemy or psycopg directly would send it; writers are not affected."""
+    from medloop.store import batch  # noqa: PLC0415
+    from medloop.store.db import WriteOnReadConnection  # noqa: PLC0415
+
+    engine = make_engine(postgres_url)
+    try:
+        upgrade(engine)
+        with writer(engine).begin() as conn:
+            conn.execute(text("CREATE TABLE scratch (n integer)"))
+        patient = Table("scratch", MetaData(), Column("n", Integer))
+        refused = [
+            text("INSERT INTO scratch VALUES (1)"),
+            patient.insert().values(n=2),
+            patient.update().values(n=3),
+            patient.delete(),
+        ]
+        for statement in refused:
+            with reader(engine).connect() as conn, pytest.raises(WriteOnReadConnection):
+                conn.execute(statement)
+        with reader(engine).connect() as conn, pytest.raises(WriteOnReadConnection):
+            batch.first_row(conn, patient.insert().values(n=4).returning(patient.c.n), {})
+        with reader(engine).connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM scratch")).scalar_one() == 0
+        with writer(engine).begin() as conn:
+            conn.execute(patient.insert().values(n=5))
+        with reader(engine).connect() as conn:
+            assert conn.execute(select(patient.c.n)).scalars().all() == [5]
     finally:
         engine.dispose()

@@ -34,7 +34,7 @@ from sqlalchemy import JSON, ClauseElement, Connection, Engine, Table, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from medloop.store.db import existing_transaction_memo, transaction_memo
+from medloop.store.db import WriteOnReadConnection, existing_transaction_memo, transaction_memo
 
 _PENDING = "batch.pending"
 _DIALECT = postgresql.psycopg.dialect()
@@ -121,6 +121,8 @@ def first_row(conn: Connection, statement: ClauseElement, params: Mapping[str, A
     if not (conn.in_transaction() or driver.autocommit):
         # SQLAlchemy has to know of the transaction psycopg would begin.
         return conn.execute(statement, dict(params)).first()
+    if driver.autocommit and not getattr(statement, "is_select", False):
+        raise WriteOnReadConnection(f"a read-only connection was asked to run {statement!r}")
     flush(conn)
     sql, defaults = _compiled_with_defaults(statement)
     try:

@@ -185,10 +185,24 @@ def reader(engine: Engine) -> Engine:
     """
     found = getattr(engine, "_medloop_reader", None)
     if found is None:
-        found = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql"
-            else engine
-        )
+        if engine.dialect.name == "postgresql":
+            found = engine.execution_options(isolation_level="AUTOCOMMIT")
+            # In autocommit a write would stay: refuse one before it is sent.
+            event.listen(found, "before_cursor_execute", _refuse_writes)
+        else:
+            found = engine
         engine._medloop_reader = found  # type: ignore[attr-defined]
     return found
+
+
+class WriteOnReadConnection(RuntimeError):
+    """A statement that writes was sent on a connection made for reads (``reader``)."""
+
+
+def _refuse_writes(conn, cursor, statement, parameters, context, executemany) -> None:
+    if not statement.lstrip()[:6].upper().startswith(("SELECT", "WITH", "SHOW")) or (
+        context is not None and (context.isinsert or context.isupdate or context.isdelete)
+    ):
+        raise WriteOnReadConnection(
+            f"a read-only connection (store.db.reader) was asked to run: {statement[:80]}"
+        )
