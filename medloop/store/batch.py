@@ -32,7 +32,7 @@ from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from sqlalchemy import JSON, ClauseElement, Connection, Engine, Table, event
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoResultFound
 
 from medloop.store.db import WriteOnReadConnection, existing_transaction_memo, transaction_memo
 
@@ -89,32 +89,34 @@ def execute(
     if pending is None:
         conn.execute(statement, dict(params))
         return
-    pending.statements.append((_compiled(statement), [_adapted(params, json_params)]))
+    pending.statements.append(_bound(statement, params, json_params))
 
 
 def execute_returning_one(
     conn: Connection, statement: ClauseElement, params: Mapping[str, Any],
     *, json_params: frozenset[str] = frozenset(),
 ) -> Any:
-    """Execute ``statement`` and return its one row: with the queued statements before it in
-    the same round trip, when there are any. On PostgreSQL it goes to psycopg directly, a
-    prepared statement, even with nothing queued (an audited read's audit record): the
-    statement is the busiest of all, and SQLAlchemy's execution costs more than psycopg's."""
-    if conn.dialect.name != "postgresql" or not conn.in_transaction():
-        return conn.execute(statement, dict(params)).one()
-    pending = existing_transaction_memo(conn)
-    pending = None if pending is None else pending.get(_PENDING)
-    return _send(conn, pending, (_compiled(statement), _adapted(params, json_params)))
+    """Execute ``statement`` and return its one row (:func:`first_row`, which must find
+    one): the audit record's insert, with a command's queued appends in its round trip."""
+    row = first_row(conn, statement, params, json_params=json_params)
+    if row is None:
+        raise NoResultFound("the statement returned no row")
+    return row
 
 
-def first_row(conn: Connection, statement: ClauseElement, params: Mapping[str, Any]) -> Any:
+def first_row(
+    conn: Connection, statement: ClauseElement, params: Mapping[str, Any],
+    *, json_params: frozenset[str] = frozenset(),
+) -> Any:
     """The first row ``statement`` returns, or ``None``. On PostgreSQL inside a transaction it
-    goes to psycopg directly as a prepared statement (after whatever is queued), and so it does
-    on a connection in autocommit (``db.reader``): the first statement of every audited read
-    and command (the patient, the idempotency claim) and the catalogue version key, where
-    SQLAlchemy's execution costs more than psycopg's. ``statement`` must be made once (a
-    module constant): its SQL is compiled once. The row has the same values as SQLAlchemy's
-    (tests/test_batch.py); the statement's columns are plain, JSON or integer types."""
+    goes to psycopg directly as a prepared statement, with whatever is queued before it in the
+    same round trip, and so it does on a connection in autocommit (``db.reader``): the first
+    statement of every audited read and command (the patient, the idempotency claim), the
+    audit record and the catalogue version key, where SQLAlchemy's execution costs more than
+    psycopg's. ``statement`` must be made once (a module constant): its SQL is compiled once.
+    The row has the same values as SQLAlchemy's (tests/test_batch.py); the statement's columns
+    are plain, JSON or integer types. ``json_params`` names the parameters bound to JSON
+    columns."""
     if conn.dialect.name != "postgresql":
         return conn.execute(statement, dict(params)).first()
     driver = conn.connection.driver_connection
@@ -123,14 +125,8 @@ def first_row(conn: Connection, statement: ClauseElement, params: Mapping[str, A
         return conn.execute(statement, dict(params)).first()
     if driver.autocommit and not getattr(statement, "is_select", False):
         raise WriteOnReadConnection(f"a read-only connection was asked to run {statement!r}")
-    flush(conn)
-    sql, defaults = _compiled_with_defaults(statement)
-    try:
-        with driver.cursor(row_factory=namedtuple_row) as cursor:
-            cursor.execute(sql, {**defaults, **params}, prepare=True)
-            return cursor.fetchone()
-    except psycopg.Error as error:
-        raise DBAPIError.instance(sql, None, error, psycopg.Error) from error
+    sql, bound = _bound(statement, params, json_params)
+    return _send(conn, _pending(conn), (sql, bound[0]))
 
 
 def flush(conn: Connection) -> None:
@@ -186,7 +182,7 @@ def _send(
 
 
 _SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
-_COMPILED: dict[int, tuple[ClauseElement, str]] = {}
+_COMPILED: dict[int, tuple[ClauseElement, str, dict[str, Any]]] = {}
 
 
 def _insert_sql(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[str]]:
@@ -201,29 +197,25 @@ def _insert_sql(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[
     return found
 
 
-def _compiled(statement: ClauseElement) -> str:
+def _bound(
+    statement: ClauseElement, params: Mapping[str, Any], json_params: frozenset[str]
+) -> tuple[str, list[dict[str, Any]]]:
+    """``statement``'s SQL and ``params`` adapted for psycopg, with the values of the
+    parameters the statement carries itself (a literal ``+ 1``, a ``LIMIT``)."""
+    sql, own = _compiled(statement)
+    return sql, [{**own, **_adapted(params, json_params)}]
+
+
+def _compiled(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
     found = _COMPILED.get(id(statement))
     if found is None or found[0] is not statement:
         compiled = statement.compile(dialect=_DIALECT)
-        found = _COMPILED[id(statement)] = (statement, str(compiled))
-    return found[1]
-
-
-_WITH_DEFAULTS: dict[int, tuple[ClauseElement, str, dict[str, Any]]] = {}
-
-
-def _compiled_with_defaults(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
-    """``statement``'s SQL and the values of the parameters it carries itself (a literal
-    ``+ 1``, a ``LIMIT``)."""
-    found = _WITH_DEFAULTS.get(id(statement))
-    if found is None or found[0] is not statement:
-        compiled = statement.compile(dialect=_DIALECT)
-        defaults = {
+        own = {
             compiled.bind_names[bind]: bind.effective_value
             for bind in compiled.binds.values()
             if not bind.required
         }
-        found = _WITH_DEFAULTS[id(statement)] = (statement, str(compiled), defaults)
+        found = _COMPILED[id(statement)] = (statement, str(compiled), own)
     return found[1], found[2]
 
 

@@ -141,7 +141,7 @@ def run_once(
     with conn.begin_nested() if savepoint else nullcontext():
         claimed = batch.first_row(
             conn,
-            _CLAIM[conn.dialect.name == "postgresql"],
+            _CLAIM[conn.dialect.name],
             {"scope": scope, "key": key, "fingerprint": fingerprint,
              "status": KeyStatus.PENDING.value, "created_at": datetime.now(UTC)},
         )
@@ -190,8 +190,8 @@ def _claim(dialect: Any) -> Any:
     )
 
 
-# The key's claim, made once per dialect (indexed by "is PostgreSQL").
-_CLAIM = (_claim(sqlite), _claim(postgresql))
+# The key's claim, made once per dialect.
+_CLAIM = {"sqlite": _claim(sqlite), "postgresql": _claim(postgresql)}
 
 
 def _check(scope: str, key: str, fingerprint: str) -> None:
