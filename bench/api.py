@@ -291,11 +291,15 @@ def run(url: str, args: argparse.Namespace) -> dict:
     port = _free_port()
     env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url,
            "MEDLOOP_SCHEDULER": "off"}
+    # The server's log lines (one per request) go to a file: a pipe nobody reads would fill
+    # and stop the server.
+    server_log = tempfile.TemporaryFile()
     server = subprocess.Popen(
         [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
          "--workers", str(args.workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=server_log,
     )
+    server.log = server_log  # type: ignore[attr-defined]
     tokens = {
         "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
         "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
@@ -317,7 +321,8 @@ def run(url: str, args: argparse.Namespace) -> dict:
 def _wait_until_serving(port: int, server: subprocess.Popen) -> None:
     for _ in range(300):
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited: {server.stderr.read().decode()}")
+            server.log.seek(0)  # type: ignore[attr-defined]
+            raise RuntimeError(f"the server exited: {server.log.read().decode()}")  # type: ignore[attr-defined]
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return

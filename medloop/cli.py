@@ -281,7 +281,6 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from medloop.api.app import create_app
     from medloop.api.config import ApiSettings, InvalidSetting
     from medloop.api.server import HttpProtocol, settle_heap
 
@@ -301,6 +300,9 @@ def _serve(
     if workers > 1 and settings.database_url.startswith("sqlite"):
         _stderr("error: --workers > 1 needs PostgreSQL (SQLite has one serving process)")
         raise typer.Exit(2)
+    run_dir = _prepare_run_dir(workers)  # before the app (and prometheus_client) is imported
+    from medloop.api.app import create_app
+
     typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
     app_ = create_app(settings)  # migrates the schema, once, before any worker starts
     # The scheduled jobs run in this process only (uvicorn's workers are its children); on
@@ -312,13 +314,40 @@ def _serve(
 
             os.environ["MEDLOOP_DATABASE_URL"] = settings.database_url
             uvicorn.run("medloop.api.app:from_env", factory=True, host=host, port=port,
-                        workers=workers, log_level="warning", http=HttpProtocol)
+                        workers=workers, log_level="warning", http=HttpProtocol,
+                        log_config=None)
         else:
             settle_heap()
-            uvicorn.run(app_, host=host, port=port, log_level="warning", http=HttpProtocol)
+            uvicorn.run(app_, host=host, port=port, log_level="warning", http=HttpProtocol,
+                        log_config=None)
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _prepare_run_dir(workers: int) -> Path:
+    """A fresh folder for this server's run: the scheduler's heartbeat (``/health/ready``) and,
+    with several workers, the metrics every worker writes (``PROMETHEUS_MULTIPROC_DIR``, which
+    must be set before ``prometheus_client`` is first imported)."""
+    import os
+    import sys
+    import tempfile
+
+    from medloop.ops import logs
+
+    logs.configure()
+    run_dir = Path(tempfile.mkdtemp(prefix="medloop-run-"))
+    os.environ["MEDLOOP_RUN_DIR"] = str(run_dir)
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        if "prometheus_client" in sys.modules:
+            raise RuntimeError("prometheus_client was imported before the metrics folder was set")
+        metrics_dir = run_dir / "metrics"
+        metrics_dir.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    return run_dir
 
 
 def _start_scheduler(database_url: str):

@@ -19,8 +19,8 @@ scheduler. ``MEDLOOP_SCHEDULER=off`` disables the scheduler.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,9 +33,10 @@ from sqlalchemy import Engine, text
 from medloop.loop import administer
 from medloop.loop.expire import SCHEDULER, expire_prescriptions, patients_with_expired_prescriptions
 from medloop.loop.runner import Call
+from medloop.ops import health, logs, metrics
 from medloop.store.db import reader
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 CATALOGUE_SUFFIXES = (".xml", ".xml.gz", ".zip")
 
@@ -113,7 +114,7 @@ def _refresh_catalogue(engine: Engine, now: datetime, settings: JobSettings) -> 
     try:
         result = import_catalogue(engine, newest)
     except (FestFormatError, FestImportRejected) as refusal:
-        log.warning("catalogue file %s not imported: %s", newest, refusal)
+        log.warning("catalogue file not imported", file=newest.name, reason=str(refusal))
         return {"imported": False, "file": newest.name, "refused": str(refusal)}
     return {"imported": not result.unchanged, "file": newest.name, "version": result.version}
 
@@ -159,10 +160,17 @@ def run_job(
     if job is None:
         raise UnknownJob(name)
     moment = now or datetime.now(UTC)
+    started = time.perf_counter()
     with _job_lock(engine, name) as acquired:
         if not acquired:
+            metrics.job_finished(name, "skipped", time.perf_counter() - started)
             return {"job": name, "skipped": True}
-        result = job.run(engine, moment, settings or JobSettings.from_env())
+        try:
+            result = job.run(engine, moment, settings or JobSettings.from_env())
+        except Exception:
+            metrics.job_finished(name, "failed", time.perf_counter() - started)
+            raise
+    metrics.job_finished(name, "ok", time.perf_counter() - started)
     return {"job": name, "at": moment.isoformat(), **result}
 
 
@@ -206,12 +214,26 @@ def start_scheduler(engine: Engine, settings: Any = None) -> Any:
             id=job.name, name=job.description, coalesce=True, max_instances=1,
             replace_existing=True, **job.trigger,
         )
+    run_dir = health.run_dir_from_env()
+    if run_dir is not None:
+        # /health/ready in every serving process sees that this scheduler is alive.
+        health.heartbeat(run_dir)
+        scheduler.add_job(
+            health.heartbeat, "interval", seconds=health.HEARTBEAT_EVERY_SECONDS,
+            kwargs={"run_dir": run_dir}, id="heartbeat", coalesce=True, max_instances=1,
+        )
     scheduler.start()
     return scheduler
 
 
 def _scheduled(engine: Engine, name: str, settings: JobSettings) -> None:
     try:
-        log.info("job %s: %s", name, run_job(engine, name, settings=settings))
-    except Exception:  # noqa: BLE001 - a failing run is logged and retried on the next trigger
-        log.exception("job %s failed", name)
+        result = run_job(engine, name, settings=settings)
+        # Counts only: a job's result can name patients, which belong in the audit log.
+        log.info("job run", job=name, **_counts(result))
+    except Exception as error:  # noqa: BLE001 - logged and retried on the next trigger
+        log.error("job failed", job=name, error=type(error).__name__)
+
+
+def _counts(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if isinstance(v, int | float | bool)}

@@ -41,6 +41,17 @@ REQUIRE_POSTGRES = os.environ.get("MEDLOOP_REQUIRE_POSTGRES") == "1"
 _postgres_passed = 0
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests import log_capture
+
+    log_capture.install()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` run after all others (the scan of the whole suite's logs)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     global _postgres_passed
     if report.when == "call" and report.passed and "postgres" in report.keywords:

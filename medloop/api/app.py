@@ -3,8 +3,10 @@ request id, the token verifier, the database and the offline docs page."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -20,10 +22,12 @@ from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
 from medloop.api.problems import Problem
-from medloop.api.routes import catalogue, gp, multidose, nursing, patient, pharmacy
+from medloop.api.routes import catalogue, gp, multidose, nursing, ops, patient, pharmacy
 from medloop.api.routing import route_limiter
+from medloop.ops import logs, metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_access = logs.get_logger("medloop.access")
 
 DESCRIPTION = """\
 Closed-loop medication management on the FEST catalogue: one shared medication list per
@@ -69,13 +73,14 @@ def create_app(
     app.state.route_limiter = route_limiter(settings.route_threads)
     problems.install(app)
 
-    app.add_middleware(RequestId)
+    logs.ensure_configured()
+    app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, cds):
+    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, cds, ops):
         app.include_router(module.router)
     _with_problem_schema(app)
     return app
@@ -83,20 +88,26 @@ def create_app(
 
 class RequestId:
     """Gives every request an id (the client's ``X-Request-ID`` when it is a sane token, else a
-    new random UUID), kept in ``request.state.request_id`` for the audit log and echoed in the
-    response. Plain ASGI: no extra task per request.
+    new random UUID), kept in ``request.state.request_id`` for the audit log, bound to the log
+    context and echoed in the response; and observes the request when it is done: its latency
+    in the route-template histogram (``/metrics``) and one access-log line (route template,
+    method, status, milliseconds, request id: never the path itself, which can hold a query
+    with a national id). Plain ASGI: no extra task per request.
 
     The UUIDs come from ``random`` rather than ``uuid4``: an id is a correlation handle, not a
     secret, and ``uuid4``'s ``os.urandom`` system call gives up the GIL in the event loop's
     thread, which then queues behind the route threads to get it back."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, engine: Engine | None = None, access_log: bool = True) -> None:
         self.app = app
+        self._access_log = access_log
+        self._pool = getattr(engine, "pool", None) if engine is not None else None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
             "latin-1"
         )
@@ -105,15 +116,41 @@ class RequestId:
             else str(uuid.UUID(int=random.getrandbits(128), version=4))
         )
         scope.setdefault("state", {})["request_id"] = request_id
+        logs.bind_request(request_id)
+        status = 500
 
         async def send_with_id(message: dict) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []), (b"x-request-id", request_id.encode()),
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
+            logs.unbind_request()
+
+    def _observe(self, scope: dict, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        metrics.request_finished(template, scope["method"], status, seconds)
+        pool = self._pool
+        if pool is not None and hasattr(pool, "checkedout"):
+            metrics.pool_in_use(pool.checkedout(), pool.size())
+        if self._access_log:
+            _access.info(
+                "request", route=template, method=scope["method"], status=status,
+                ms=round(seconds * 1000, 2),
+            )
+
+
+def settings_access_log() -> bool:
+    """``MEDLOOP_ACCESS_LOG=off`` drops the per-request log line (metrics stay)."""
+    return os.environ.get("MEDLOOP_ACCESS_LOG", "on").lower() not in ("off", "0", "false", "no")
 
 
 def from_env() -> FastAPI:

@@ -57,9 +57,13 @@ def dispatching(route: Callable[..., Any]) -> Callable[..., Any]:
     signature = inspect.signature(route, eval_str=True)
     if _REQUEST in signature.parameters:
         raise TypeError(f"{route.__qualname__}: the parameter name {_REQUEST} is reserved")
+    # FastAPI hands the request to one parameter only: a route that asks for it shares it.
+    own = next(
+        (p.name for p in signature.parameters.values() if p.annotation is Request), None
+    )
 
     async def endpoint(**values: Any) -> Any:
-        request: Request = values.pop(_REQUEST)
+        request: Request = values[own] if own else values.pop(_REQUEST)
         limiter = request.app.state.route_limiter
         if limiter is None:
             return route(**values)
@@ -67,10 +71,11 @@ def dispatching(route: Callable[..., Any]) -> Callable[..., Any]:
             functools.partial(route, **values), limiter=limiter
         )
 
-    parameters = [
-        *signature.parameters.values(),
-        inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-    ]
+    parameters = [*signature.parameters.values()]
+    if own is None:
+        parameters.append(
+            inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+        )
     # Not functools.wraps: FastAPI follows __wrapped__ and would find the plain function.
     endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     for name in ("__name__", "__qualname__", "__doc__", "__module__"):

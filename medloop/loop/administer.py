@@ -99,6 +99,7 @@ from medloop.loop.runner import (
     run_command,
 )
 from medloop.loop.scanning import read_pack_code
+from medloop.ops import metrics
 from medloop.store import administration as store
 from medloop.store import audit, state_cache
 from medloop.store import medication_list as list_store
@@ -199,8 +200,10 @@ def _ward_command(
                 response, replayed = dict(result.response), result.replayed
             audit.append(conn, _ward_event(action, call, audit.Outcome.OK,
                                            {**response, "replayed": replayed}))
-            return response
+        metrics.command_finished(f"ward.{action}", "replayed" if replayed else "ok")
+        return response
     except DomainError as refusal:
+        metrics.command_finished(f"ward.{action}", refusal.code)
         with writer(engine).begin() as conn:
             detail = {"code": refusal.code, "detail": refusal.detail, **dict(request)}
             audit.append(conn, _ward_event(action, call, audit.Outcome.REFUSED, detail))

@@ -49,6 +49,7 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
+from medloop.ops import metrics
 from medloop.store import audit, batch, state_cache
 from medloop.store import medication_list as store
 from medloop.store.db import reader, writer
@@ -253,17 +254,25 @@ def run_command(
             )
         for revision, state in committed:
             cache.put(patient_id, revision, state)
-        return result
     except DomainError as refusal:
+        metrics.command_finished(action, refusal.code)
         _audit_refusal(engine, action, patient_id, call, refusal.code, refusal.detail)
         raise
     except IdempotencyError as refusal:
+        metrics.command_finished(action, "idempotency-key")
         _audit_refusal(engine, action, patient_id, call, "idempotency-key", str(refusal))
         raise
     except IntegrityError as error:
         conflict = _conflict(engine, patient_id, based_on)
+        metrics.command_finished(action, conflict.code)
         _audit_refusal(engine, action, patient_id, call, conflict.code, conflict.detail)
         raise conflict from error
+    if result.replayed:
+        metrics.command_finished(action, "replayed")
+    else:
+        metrics.command_finished(action, "ok")
+        metrics.alerts_raised(result.alerts, call.overrides)
+    return result
 
 
 def _run(
@@ -327,6 +336,7 @@ def _decide_and_store(
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     revision = locked.revision
     state = cache.get(patient_id, revision - 1)
+    metrics.state_cache_lookup(state is not None)
     if state is None:
         state = store.load_patient_state(conn, Patient.model_validate(locked.record))
     elif state_cache.VERIFY:

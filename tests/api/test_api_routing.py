@@ -11,7 +11,7 @@ from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query, Request
 from typer.testing import CliRunner
 
 from medloop.api.config import ApiSettings, InvalidSetting
@@ -100,6 +100,27 @@ def test_the_served_app_documents_no_dispatch_parameter():
         for parameter in operation.get("parameters", [])
     }
     assert names and not any("medloop_route" in name for name in names)
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_dispatched_route_that_asks_for_the_request_gets_it(threads):
+    router = APIRouter(route_class=BlockingRoute)
+
+    @router.get("/who")
+    def who(request: Request, n: int = 1) -> dict:
+        return {"path": request.url.path, "n": n}
+
+    api = FastAPI()
+    api.state.route_limiter = route_limiter(threads)
+    api.include_router(router)
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/who", params={"n": 3})
+
+    response = asyncio.run(call())
+    assert response.status_code == 200 and response.json() == {"path": "/who", "n": 3}
 
 
 def test_a_route_may_not_use_the_reserved_parameter_name():

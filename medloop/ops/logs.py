@@ -1,0 +1,143 @@
+"""Structured JSON logs (``structlog``), one object per line on stderr.
+
+Every line carries the time, level, logger, event and, inside a request, the ``request_id`` that
+the request's audit record carries too: the log says *that* something happened and where to look;
+*who* and *which patient* live only in the audited store (Normen). So no log line may hold a
+national id, a name or a drug: call sites log ids of rows and stable codes only, and as a last
+guard every run of exactly eleven digits (the shape of a fødselsnummer or D-number) is replaced
+before a line is written. ``tests/ops/test_logs.py`` scans the logs of the whole test
+suite for national ids and the names the tests use.
+
+The standard library's loggers (uvicorn, APScheduler, SQLAlchemy) go through the same
+formatter. ``MEDLOOP_LOG_LEVEL`` sets the level (default ``INFO``), ``MEDLOOP_LOG_FORMAT=console``
+renders for a terminal instead of JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from typing import Any
+
+import structlog
+
+__all__ = [
+    "bind_request", "configure", "ensure_configured", "formatter", "get_logger", "unbind_request",
+]
+
+_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")
+REDACTED = "[redacted-11-digits]"
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ELEVEN_DIGITS.sub(REDACTED, value)
+    if isinstance(value, int) and not isinstance(value, bool) and 10**10 <= abs(value) < 10**11:
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redact_national_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: no eleven-digit number leaves the process in a log line."""
+    return {key: _redact(value) for key, value in event_dict.items()}
+
+
+_SHARED = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+_configured = False
+
+
+def configure(level: str | None = None, fmt: str | None = None, stream: Any = None) -> None:
+    """Route structlog and the standard library's logging through one JSON renderer."""
+    global _configured
+    level = (level or os.environ.get("MEDLOOP_LOG_LEVEL", "INFO")).upper()
+    fmt = fmt or os.environ.get("MEDLOOP_LOG_FORMAT", "json")
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            *_SHARED,
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(stream) if stream is not None else _StandardError()
+    handler.setFormatter(formatter(renderer))
+    handler.set_name("medloop")
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if h.get_name() != "medloop"] + [handler]
+    root.setLevel(level)
+    # uvicorn installs handlers of its own; let its records reach ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    # httpx logs whole URLs at INFO (queries included; medloop serves, it does not call out),
+    # alembic a line per migration step on every start.
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configured = True
+
+
+class _StandardError(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (a test runner may swap
+    it), not to the stream it was when logging was configured."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def ensure_configured() -> None:
+    """Configure once per process (an app built in a test, or by a worker)."""
+    if not _configured:
+        configure()
+
+
+def formatter(renderer: Any = None) -> logging.Formatter:
+    """The formatter of every log line (JSON unless another ``renderer`` is given)."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_national_ids,
+            renderer or structlog.processors.JSONRenderer(),
+        ],
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.stdlib.get_logger(name)
+
+
+def bind_request(request_id: str) -> None:
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def unbind_request() -> None:
+    structlog.contextvars.unbind_contextvars("request_id")

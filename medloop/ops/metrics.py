@@ -1,0 +1,188 @@
+"""Prometheus metrics (``prometheus-client``), exposed at ``/metrics`` in the text format.
+
+Every serving process counts into the same metrics. With several workers ``medloop serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder *before* this module is imported (the client picks
+its storage at import), so each process writes memory-mapped files there and a scrape of any
+worker adds them up (``MultiProcessCollector``). One process keeps them in memory.
+
+Labels never carry patient data: routes are the route *templates* (``/patients/{patient_id}/list``),
+commands their names, refusals their stable codes, alerts their kind and severity.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "CONTENT_TYPE_LATEST", "alerts_raised", "command_finished", "job_finished", "render",
+    "request_finished", "state_cache_lookup",
+]
+
+_MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+# Latency buckets in seconds: the API's targets are p99 of tens of milliseconds.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Histogram(
+    "medloop_http_request_duration_seconds",
+    "HTTP request latency by route template, method and status.",
+    ["route", "method", "status"],
+    buckets=_LATENCY_BUCKETS,
+)
+COMMANDS = Counter(
+    "medloop_commands_total",
+    "Commands run on patient lists, by name and outcome (ok, replayed, or the refusal code).",
+    ["command", "outcome"],
+)
+ALERTS = Counter(
+    "medloop_alerts_total",
+    "Decision-support alerts in the results of commands that went through, by kind and severity.",
+    ["kind", "severity"],
+)
+OVERRIDES = Counter(
+    "medloop_overrides_total",
+    "Alerts overridden with a reason, by alert kind (the rule family).",
+    ["kind"],
+)
+JOB_RUNS = Counter(
+    "medloop_job_runs_total", "Scheduled job runs by job and outcome.", ["job", "outcome"]
+)
+JOB_SECONDS = Histogram(
+    "medloop_job_duration_seconds",
+    "Scheduled job run time.",
+    ["job"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
+)
+STATE_CACHE = Counter(
+    "medloop_state_cache_lookups_total",
+    "Lookups of a patient's cached state by a command: hit or miss.",
+    ["result"],
+)
+POOL_CHECKED_OUT = Gauge(
+    "medloop_db_pool_checked_out",
+    "Database connections in use, summed over the live serving processes.",
+    multiprocess_mode="livesum",
+)
+POOL_SIZE = Gauge(
+    "medloop_db_pool_size",
+    "Database connections held by the pools, summed over the live serving processes.",
+    multiprocess_mode="livesum",
+)
+
+
+def request_finished(route: str, method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(route, method, str(status)).observe(seconds)
+
+
+def command_finished(command: str, outcome: str) -> None:
+    COMMANDS.labels(command, outcome).inc()
+
+
+def alerts_raised(alerts: Iterable[Any], overrides: Mapping[str, str]) -> None:
+    """Count a command's alerts (objects with ``kind``, ``severity`` and ``key``), and the
+    overridden ones by kind."""
+    for alert in alerts:
+        kind, severity = str(alert.kind), str(alert.severity)
+        ALERTS.labels(kind, severity).inc()
+        if alert.key in overrides:
+            OVERRIDES.labels(kind).inc()
+
+
+def job_finished(job: str, outcome: str, seconds: float) -> None:
+    JOB_RUNS.labels(job, outcome).inc()
+    JOB_SECONDS.labels(job).observe(seconds)
+
+
+def state_cache_lookup(hit: bool) -> None:
+    STATE_CACHE.labels("hit" if hit else "miss").inc()
+
+
+def pool_in_use(checked_out: int, size: int) -> None:
+    POOL_CHECKED_OUT.set(checked_out)
+    POOL_SIZE.set(size)
+
+
+class CatalogueCollector(Collector):
+    """The catalogue version in force and its age, read from the database at scrape time."""
+
+    def __init__(self, read: Any) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        version = GaugeMetricFamily(
+            "medloop_catalogue_version", "Id of the FEST catalogue version in force (0: none)."
+        )
+        age = GaugeMetricFamily(
+            "medloop_catalogue_age_seconds",
+            "Seconds since the catalogue in force was fetched from DMP (HentetDato).",
+        )
+        found = self._read()
+        if found is None:
+            version.add_metric([], 0)
+        else:
+            version.add_metric([], found[0])
+            age.add_metric([], found[1])
+        yield version
+        yield age
+
+
+def render(extra: Collector | None = None) -> bytes:
+    """The exposition text of every process's metrics (plus ``extra``, read now)."""
+    if _MULTIPROCESS_DIR is None:
+        from prometheus_client import REGISTRY
+
+        if extra is None:
+            return generate_latest(REGISTRY)
+        registry = CollectorRegistry()
+        registry.register(_Forward(REGISTRY))
+        registry.register(extra)
+        return generate_latest(registry)
+    _forget_dead_processes(Path(_MULTIPROCESS_DIR))
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    if extra is not None:
+        registry.register(extra)
+    return generate_latest(registry)
+
+
+class _Forward(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        return self._registry.collect()
+
+
+_LIVE_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
+
+
+def _forget_dead_processes(directory: Path) -> None:
+    """Drop the live-gauge files of worker processes that are gone (a worker killed with -9
+    never says so), so ``livesum`` gauges count live processes only."""
+    for path in directory.glob("gauge_live*_*.db"):
+        match = _LIVE_FILE.match(path.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(directory))
+        except PermissionError:
+            pass

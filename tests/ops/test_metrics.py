@@ -1,0 +1,186 @@
+"""/metrics: Prometheus text exposition of requests, commands, alerts, overrides, jobs, the
+catalogue, the pool and the state cache — with several workers too."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from medloop.api.auth import issue_token
+from tests.api.api_fixtures import GP_TOKEN, prescribe_body, world  # noqa: F401 - fixture
+from tests.loop.loop_fixtures import GP, KLARITROMYCIN, SIMVASTATIN_28
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    found: dict[tuple[str, frozenset], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def scrape(world) -> dict:  # noqa: F811
+    response = world.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+def test_requests_commands_alerts_and_overrides_are_counted_by_template_and_code(world):  # noqa: F811
+    before = scrape(world)
+    path = f"/patients/{world.patient_id}/prescriptions"
+    assert world.write(path, prescribe_body(SIMVASTATIN_28)).status_code == 201
+    body = prescribe_body(KLARITROMYCIN)
+    refused = world.write(path, body)
+    assert refused.status_code == 409
+    overrides = dict.fromkeys(refused.json()["alert_keys"], "short course")
+    assert world.write(path, {**body, "overrides": overrides}).status_code == 201
+    after = scrape(world)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    route = "/patients/{patient_id}/prescriptions"
+    assert delta("medloop_http_request_duration_seconds_count",
+                 route=route, method="POST", status="201") == 2
+    assert delta("medloop_http_request_duration_seconds_count",
+                 route=route, method="POST", status="409") == 1
+    # Each write read the list's ETag first.
+    assert delta("medloop_http_request_duration_seconds_count",
+                 route="/patients/{patient_id}/list", method="GET", status="200") == 3
+    assert delta("medloop_commands_total", command="prescribe", outcome="ok") == 2
+    assert delta("medloop_commands_total", command="prescribe", outcome="override-required") == 1
+    assert delta("medloop_alerts_total", kind="interaction", severity="avoid") >= 1
+    assert delta("medloop_overrides_total", kind="interaction") == len(overrides)
+    assert delta("medloop_state_cache_lookups_total", result="hit") + delta(
+        "medloop_state_cache_lookups_total", result="miss") == 3
+    # No label holds a patient id: routes are templates.
+    assert str(world.patient_id) not in world.client.get("/metrics").text
+
+
+def test_the_catalogue_in_force_and_its_age_are_exported(world):  # noqa: F811
+    found = scrape(world)
+    assert value(found, "medloop_catalogue_version") >= 1
+    assert value(found, "medloop_catalogue_age_seconds") > 0
+
+
+def test_job_runs_are_counted_with_their_outcome(world):  # noqa: F811
+    from medloop.jobs import run_job
+
+    before = scrape(world)
+    run_job(world.engine, "expire-prescriptions")
+    after = scrape(world)
+    name = "medloop_job_runs_total"
+    labels = {"job": "expire-prescriptions", "outcome": "ok"}
+    assert value(after, name, **labels) - value(before, name, **labels) == 1
+    assert value(after, "medloop_job_duration_seconds_count", job="expire-prescriptions") >= 1
+
+
+def test_metrics_ask_for_the_configured_token(world, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("MEDLOOP_METRICS_TOKEN", "s3cret")
+    assert world.client.get("/metrics").status_code == 401
+    wrong = world.client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = world.client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert right.status_code == 200 and "medloop_commands_total" in right.text
+
+
+def _children(pid: int) -> list[int]:
+    """uvicorn's worker processes: children of the server that wrote a live gauge file."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.postgres
+def test_several_workers_add_up_into_one_scrape_and_dead_workers_leave_the_pool_gauge(
+    postgres_url, tmp_path
+):
+    """``medloop serve --workers 2``: every worker counts into the shared folder, any worker's
+    scrape sums them, and the live gauges forget a worker killed with -9."""
+    port = _free_port()
+    env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_SCHEDULER": "off",
+           "MEDLOOP_DATABASE_URL": postgres_url, "PYTHONUNBUFFERED": "1"}
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port",
+         str(port), "--workers", "2"],
+        env=env, stdout=log, stderr=log, cwd=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+    token = issue_token("gp", GP.personnel.hpr_number, GP.organisation.id)
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{base}/health/live", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, (tmp_path / "server.log").read_text()
+                time.sleep(0.1)
+        requests = 40
+        with httpx.Client(base_url=base, timeout=5) as client:
+            for _ in range(requests):
+                # A new connection each time, so both workers take some.
+                response = httpx.get(f"{base}/catalogue",
+                                     headers={"Authorization": f"Bearer {token}"}, timeout=5)
+                assert response.status_code == 503  # no catalogue imported in this database
+            counts = [
+                value(samples(client.get("/metrics").text),
+                      "medloop_http_request_duration_seconds_count",
+                      route="/catalogue", method="GET", status="503")
+                for _ in range(6)
+            ]
+        # Whichever worker answered the scrape, the sum is every worker's requests.
+        assert set(counts) == {requests}
+
+        workers = [child for child in _children(server.pid)
+                   if (metrics_dir / f"gauge_livesum_{child}.db").exists()]
+        assert len(workers) == 2
+        victim = workers[0]
+        assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                scraped = httpx.get(f"{base}/metrics", timeout=2)
+                if not (metrics_dir / f"gauge_livesum_{victim}.db").exists():
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert scraped.status_code == 200
+        assert not (metrics_dir / f"gauge_livesum_{victim}.db").exists()
+        # The dead worker's counts stay in the sum: a counter never goes down.
+        assert value(samples(scraped.text), "medloop_http_request_duration_seconds_count",
+                     route="/catalogue", method="GET", status="503") == requests
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
