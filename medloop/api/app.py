@@ -25,6 +25,7 @@ from medloop.api.problems import Problem
 from medloop.api.routes import catalogue, gp, multidose, nursing, ops, patient, pharmacy
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
+from medloop.store.replicas import ReadRouter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _access = logs.get_logger("medloop.access")
@@ -65,9 +66,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    state = ApiState(engine=engine, verifier=TokenVerifier(settings))
+    reads = ReadRouter.from_env(engine) if engine.dialect.name == "postgresql" else None
+    state = ApiState(engine=engine, verifier=TokenVerifier(settings), reads=reads)
     if clock is not None:
-        state = ApiState(engine=engine, verifier=state.verifier, clock=clock)
+        state = ApiState(engine=engine, verifier=state.verifier, clock=clock, reads=reads)
     app.state.api = state
     app.state.settings = settings
     app.state.route_limiter = route_limiter(settings.route_threads)

@@ -28,6 +28,8 @@ from medloop.api.responses import JSONResponse
 from medloop.domain.errors import PatientNotFound
 from medloop.loop.runner import Call, CommandResult
 from medloop.store.access import read_audited, read_own_audited
+from medloop.store.db import reader
+from medloop.store.replicas import ReadRouter
 
 Read = TypeVar("Read")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
@@ -40,6 +42,16 @@ class ApiState:
     engine: Engine
     verifier: TokenVerifier
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Where reads that may be a moment behind go (``medloop.store.replicas``); the primary
+    #: when ``None``.
+    reads: ReadRouter | None = None
+
+    def read_behind(self, work: Callable[[Connection], Read]) -> Read:
+        """``work`` on a caught-up replica when there is one, else on the primary."""
+        if self.reads is None:
+            with reader(self.engine).connect() as conn:
+                return work(conn)
+        return self.reads.read(work)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.domain.errors import NoCatalogueInForce
 from medloop.loop.runner import Catalogue, catalogue_in_force
-from medloop.store.db import reader
 
 router = APIRouter(prefix="/catalogue", tags=["catalogue"], route_class=BlockingRoute)
 MAX_RESULTS = 100
@@ -69,8 +68,7 @@ def _package(package: Package) -> dict:
 
 def _catalogue(caller) -> Catalogue:
     caller.authorize(Action.CATALOGUE_READ)
-    with reader(caller.engine).connect() as conn:
-        return catalogue_in_force(conn)
+    return caller.state.read_behind(catalogue_in_force)
 
 
 @router.get(
@@ -79,8 +77,7 @@ def _catalogue(caller) -> Catalogue:
 )
 def catalogue_version(caller: CallerDep) -> JSONResponse:
     caller.authorize(Action.CATALOGUE_READ)
-    with reader(caller.engine).connect() as conn:
-        found = version_in_force(conn)
+    found = caller.state.read_behind(version_in_force)
     if found is None:
         raise NoCatalogueInForce("no FEST catalogue has been imported")
     return JSONResponse(
