@@ -282,6 +282,7 @@ def _serve(
     import uvicorn
 
     from medloop.api.app import create_app
+    from medloop.api.auth import TokenVerifier
     from medloop.api.config import ApiSettings, InvalidSetting
     from medloop.api.server import HttpProtocol, settle_heap
 
@@ -301,6 +302,13 @@ def _serve(
     if workers > 1 and settings.database_url.startswith("sqlite"):
         _stderr("error: --workers > 1 needs PostgreSQL (SQLite has one serving process)")
         raise typer.Exit(2)
+    try:
+        # The token configuration is checked before anything is served (and before the
+        # schema is migrated): a server that cannot verify a token must not start.
+        TokenVerifier(settings)
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
     typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
     app_ = create_app(settings)  # migrates the schema, once, before any worker starts
     # The scheduled jobs run in this process only (uvicorn's workers are its children); on
@@ -362,12 +370,21 @@ def token(
         str | None, typer.Option("--patient", help="National id (role patient).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    hours: Annotated[float, typer.Option(help="Lifetime in hours.")] = 12.0,
+    ward_admin: Annotated[
+        bool,
+        typer.Option("--ward-admin",
+                     help="Nurse only: may create and configure wards, admit and discharge."),
+    ] = False,
+    hours: Annotated[
+        float,
+        typer.Option(help="Lifetime in hours (at most MEDLOOP_JWT_MAX_LIFETIME_SECONDS)."),
+    ] = 1.0,
 ) -> None:
     """Print a bearer token signed with the DEVELOPMENT key (for the demo and tests only)."""
     from datetime import timedelta
 
     from medloop.api.auth import Role, Unauthenticated, issue_token
+    from medloop.api.config import ApiSettings, InvalidSetting
 
     try:
         chosen = Role(role)
@@ -379,9 +396,21 @@ def token(
         _stderr("error: a patient token needs --patient; other roles need --hpr and --org")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
+        longest = ApiSettings.from_env().max_lifetime_seconds
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
+    if not 0 < hours * 3600 <= longest:
+        _stderr(f"error: --hours must be more than 0 and at most {longest / 3600:g} "
+                "(MEDLOOP_JWT_MAX_LIFETIME_SECONDS); the server refuses longer-lived tokens")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if ward_admin and chosen is not Role.NURSE:
+        _stderr("error: --ward-admin is for nurse tokens only")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
         signed = issue_token(
             chosen, subject, None if chosen is Role.PATIENT else org, name=name,
-            lifetime=timedelta(hours=hours),
+            ward_admin=ward_admin, lifetime=timedelta(hours=hours),
         )
     except Unauthenticated as exc:
         _stderr(f"error: {exc}")
