@@ -239,8 +239,17 @@ def demo(
     engine = _engine(db)
     with engine.connect() as conn:
         before = version_in_force(conn)
+    from datetime import timedelta
+
+    from medloop.api.config import ApiSettings, InvalidSetting
+
     try:
-        world = build(engine, settings.demo_catalogue)
+        lifetime = ApiSettings.from_env(db).max_lifetime_seconds
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        world = build(engine, settings.demo_catalogue, token_lifetime=timedelta(seconds=lifetime))
     except (FestFormatError, FestImportRejected) as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -263,7 +272,8 @@ def demo(
     for note in world.notes:
         out.print(note, highlight=False)
     out.print("[bold]Demo data only: not a clinical source.[/bold]")
-    typer.echo("\nBearer tokens (development keys, valid 12 h):")
+    typer.echo(f"\nBearer tokens (development keys, valid {lifetime / 3600:g} h; the ward-admin "
+               "nurse may also admit and discharge):")
     for role, token in world.tokens.items():
         typer.echo(f"  {role:<10} {token}")
     first = next(iter(world.patients.values()))
