@@ -164,6 +164,25 @@ def _printable(text: str) -> str:
     return text
 
 
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+
+
+def _sane_moment(moment: datetime) -> datetime:
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise ValueError("a moment from 1900 to 2999 with its UTC offset")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_sane_moment)]
+"""A time with its UTC offset from 1900 to 2999: an extreme one (year 1 at +14:00) cannot be
+compared or converted without overflowing, so it is refused as a value."""
+
+
 MAX_REASON = 500
 MAX_DECISION_REFERENCE = 100
 

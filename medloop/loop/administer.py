@@ -78,6 +78,7 @@ from medloop.domain.ward import (
     AdmissionNotFound,
     AdmissionReason,
     DecisionReference,
+    Moment,
     PatientNotAdmitted,
     Ward,
     WardConfig,
@@ -234,7 +235,7 @@ class AdmissionOrder(Frozen):
 
     admission_id: UUID
     ward_id: UUID
-    admitted_at: AwareDatetime
+    admitted_at: Moment
     reason: AdmissionReason
     decision_reference: DecisionReference
 

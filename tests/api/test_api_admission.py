@@ -256,11 +256,30 @@ def test_a_nurse_sees_only_what_was_charted_during_her_homes_admission(world):
     assert "declined at Lia" in everything.text
 
 
-def test_a_naive_time_window_is_a_422_not_a_500(world):
-    _admit(world, _ward(world))
-    naive = world.client.get(f"/nursing/patients/{world.patient_id}/administrations",
-                             params={"since": "0001-01-01T00:00:00"}, headers=auth(NURSE_TOKEN))
-    assert naive.status_code == 422
+EXTREME_TIMES = ["0001-01-01T00:00:00", "0001-01-01T00:00:00+14:00",
+                 "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize("moment", EXTREME_TIMES)
+def test_a_naive_or_extreme_time_is_a_422_not_a_500(world, moment):
+    ward_id = _ward(world)
+    body = admission_body(ward_id, moment)
+    admitted = world.post(f"/nursing/patients/{world.patient_id}/admissions", body,
+                          token=WARD_ADMIN_TOKEN)
+    assert admitted.status_code == 422, admitted.text
+    admission = _admit(world, ward_id).json()["admission_id"]
+    discharged = world.post(
+        f"/nursing/patients/{world.patient_id}/admissions/{admission}/discharge",
+        {"at": moment}, token=WARD_ADMIN_TOKEN,
+    )
+    assert discharged.status_code == 422, discharged.text
+    for token in (NURSE_TOKEN, GP_TOKEN):
+        for name in ("since", "until"):
+            window = world.client.get(
+                f"/nursing/patients/{world.patient_id}/administrations",
+                params={name: moment}, headers=auth(token),
+            )
+            assert window.status_code == 422, (token, name, window.text)
 
 
 # -- the patient lookup ------------------------------------------------------------------------

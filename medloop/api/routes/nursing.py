@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
@@ -35,7 +35,7 @@ from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor
-from medloop.domain.ward import WardConfig
+from medloop.domain.ward import Moment, WardConfig
 from medloop.loop import administer
 from medloop.loop.administer import AdmissionOrder, WardOrder
 from medloop.store import access
@@ -59,7 +59,7 @@ class AdmitBody(AdmissionOrder):
 class DischargeBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    at: AwareDatetime | None = None
+    at: Moment | None = None
 
 
 def _witness(caller: Caller, header: str | None) -> Actor | None:
@@ -238,8 +238,8 @@ def administration_in_error(
 def administration_history(
     caller: CallerDep,
     patient_id: UUID,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[Moment | None, Query()] = None,
+    until: Annotated[Moment | None, Query()] = None,
 ) -> JSONResponse:
     # A nurse sees the chartings of her organisation's current admission only.
     since, until = read_window(
