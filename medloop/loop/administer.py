@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy import Connection, Engine
 
 from interactions import Medication
