@@ -647,10 +647,14 @@ def mark_in_error(
         reason = (call.reason or "").strip()
         if not reason:
             raise ReasonRequired("marking a charting entered-in-error needs a reason")
+        admission = _admission(ctx.conn, patient_id, call.actor, call.at)
         found = store.administration_by_id(ctx.conn, administration_id)
-        if found is None or found.administration.patient_id != patient_id:
+        # Only a charting of this stay: another organisation's (or an earlier stay's) record
+        # is not the caller's to correct, and is answered as if it did not exist.
+        if (found is None or found.administration.patient_id != patient_id
+                or not admission.covers(found.administration.at)):
             raise AdministrationNotFound(
-                f"patient {patient_id} has no administration {administration_id}",
+                f"patient {patient_id} has no administration {administration_id} in this stay",
                 administration_id=administration_id,
             )
         if not found.stands:
@@ -658,7 +662,6 @@ def mark_in_error(
                 f"administration {administration_id} is already entered in error",
                 administration_id=administration_id,
             )
-        _admission(ctx.conn, patient_id, call.actor, call.at)
         correction = AdministrationCorrection(
             administration_id=administration_id, at=call.at, by=call.actor, reason=reason
         )

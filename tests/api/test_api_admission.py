@@ -250,10 +250,18 @@ def test_a_nurse_sees_only_what_was_charted_during_her_homes_admission(world):
     _no_patient_data(earlier, "declined at Lia")
     chart = world.get(f"/nursing/wards/{ours}/chart?day={NOW.date()}", token=NURSE_TOKEN)
     assert chart.status_code == 200 and "declined at Lia" not in chart.text
-    # The prescriber sees the whole history.
+    # Nor can she correct the other home's record: it is answered as not there.
+    theirs_in_error = world.post(
+        f"/nursing/patients/{world.patient_id}/administrations/"
+        f"{charted.json()['administration_id']}/entered-in-error",
+        {"reason": "not ours"}, token=NURSE_TOKEN,
+    )
+    assert theirs_in_error.status_code == 404, theirs_in_error.text
+    # The prescriber sees the whole history, the other home's record standing.
     everything = world.get(f"/nursing/patients/{world.patient_id}/administrations",
                            token=GP_TOKEN)
     assert "declined at Lia" in everything.text
+    assert [h["stands"] for h in everything.json()] == [True]
 
 
 EXTREME_TIMES = ["0001-01-01T00:00:00", "0001-01-01T00:00:00+14:00",
