@@ -344,3 +344,31 @@ def test_a_witness_token_signed_for_another_key_type_is_401_not_500(world, algor
     )
     assert response.status_code == 401, response.text
     assert response.json()["code"] == "unauthenticated"
+
+
+# -- the demo ----------------------------------------------------------------------------------
+
+
+def test_the_demo_prints_a_plain_and_a_ward_admin_nurse_token(engine):
+    from fastapi.testclient import TestClient
+
+    from medloop.api.app import create_app
+    from medloop.api.config import ApiSettings
+    from medloop.demo import DEMO_DECISION, build
+    from tests.api.api_fixtures import Clock
+    from tests.conftest import DEMO
+
+    demo = build(engine, DEMO, now=NOW)
+    clock = Clock()
+    client = TestClient(create_app(ApiSettings.from_env("sqlite://"), engine=engine,
+                                   clock=clock))
+    patient_id = next(iter(demo.patients.values()))
+    with engine.connect() as conn:
+        (stay,) = ward_store.admissions_of(conn, patient_id)
+    assert stay.decision_reference == DEMO_DECISION
+    path = f"/nursing/patients/{patient_id}/admissions/{stay.id}/discharge"
+    plain = client.post(path, json={}, headers=auth(demo.tokens["nurse"]))
+    assert plain.status_code == 403
+    clock.at = NOW + timedelta(hours=1)
+    admin = client.post(path, json={}, headers=auth(demo.tokens["ward-admin"]))
+    assert admin.status_code == 200, admin.text
