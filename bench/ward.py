@@ -112,6 +112,7 @@ def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, s
         register_patient(engine, patient, Call(actor=GP, at=SETUP_AT))
         administer.admit(engine, patient.id, administer.AdmissionOrder(
             admission_id=uuid.uuid4(), ward_id=ward_id, admitted_at=SETUP_AT,
+            reason="Langtidsopphold", decision_reference="Bench 2026/1",
         ), Call(actor=NURSE, at=SETUP_AT))
         version = 0
         eans: dict[uuid.UUID, str] = {}

@@ -239,8 +239,17 @@ def demo(
     engine = _engine(db)
     with engine.connect() as conn:
         before = version_in_force(conn)
+    from datetime import timedelta
+
+    from medloop.api.config import ApiSettings, InvalidSetting
+
     try:
-        world = build(engine, settings.demo_catalogue)
+        lifetime = ApiSettings.from_env(db).max_lifetime_seconds
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        world = build(engine, settings.demo_catalogue, token_lifetime=timedelta(seconds=lifetime))
     except (FestFormatError, FestImportRejected) as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -263,7 +272,8 @@ def demo(
     for note in world.notes:
         out.print(note, highlight=False)
     out.print("[bold]Demo data only: not a clinical source.[/bold]")
-    typer.echo("\nBearer tokens (development keys, valid 12 h):")
+    typer.echo(f"\nBearer tokens (development keys, valid {lifetime / 3600:g} h; the ward-admin "
+               "nurse may also admit and discharge):")
     for role, token in world.tokens.items():
         typer.echo(f"  {role:<10} {token}")
     first = next(iter(world.patients.values()))
@@ -281,6 +291,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
+    from medloop.api.auth import TokenVerifier
     from medloop.api.config import ApiSettings, InvalidSetting
     from medloop.api.server import HttpProtocol, settle_heap
 
@@ -300,6 +311,13 @@ def _serve(
     if workers > 1 and settings.database_url.startswith("sqlite"):
         _stderr("error: --workers > 1 needs PostgreSQL (SQLite has one serving process)")
         raise typer.Exit(2)
+    try:
+        # The token configuration is checked before anything is served (and before the
+        # schema is migrated): a server that cannot verify a token must not start.
+        TokenVerifier(settings)
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
     run_dir = _prepare_run_dir(workers)  # before the app (and prometheus_client) is imported
     from medloop.api.app import create_app
 
@@ -391,12 +409,21 @@ def token(
         str | None, typer.Option("--patient", help="National id (role patient).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    hours: Annotated[float, typer.Option(help="Lifetime in hours.")] = 12.0,
+    ward_admin: Annotated[
+        bool,
+        typer.Option("--ward-admin",
+                     help="Nurse only: may create and configure wards, admit and discharge."),
+    ] = False,
+    hours: Annotated[
+        float,
+        typer.Option(help="Lifetime in hours (at most MEDLOOP_JWT_MAX_LIFETIME_SECONDS)."),
+    ] = 1.0,
 ) -> None:
     """Print a bearer token signed with the DEVELOPMENT key (for the demo and tests only)."""
     from datetime import timedelta
 
     from medloop.api.auth import Role, Unauthenticated, issue_token
+    from medloop.api.config import ApiSettings, InvalidSetting
 
     try:
         chosen = Role(role)
@@ -408,9 +435,21 @@ def token(
         _stderr("error: a patient token needs --patient; other roles need --hpr and --org")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
+        longest = ApiSettings.from_env().max_lifetime_seconds
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
+    if not 0 < hours * 3600 <= longest:
+        _stderr(f"error: --hours must be more than 0 and at most {longest / 3600:g} "
+                "(MEDLOOP_JWT_MAX_LIFETIME_SECONDS); the server refuses longer-lived tokens")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if ward_admin and chosen is not Role.NURSE:
+        _stderr("error: --ward-admin is for nurse tokens only")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
         signed = issue_token(
             chosen, subject, None if chosen is Role.PATIENT else org, name=name,
-            lifetime=timedelta(hours=hours),
+            ward_admin=ward_admin, lifetime=timedelta(hours=hours),
         )
     except Unauthenticated as exc:
         _stderr(f"error: {exc}")

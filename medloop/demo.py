@@ -1,6 +1,7 @@
 """The demo world behind ``medloop demo``: the demo catalogue, a GP practice, a pharmacy and a
 nursing home with residents on realistic lists, built through the same commands the API uses,
-and development tokens for a GP, a nurse, a pharmacist and a patient.
+and development tokens for a GP, a nurse, a ward-admin nurse (who may admit and discharge), a
+pharmacist and a patient.
 
 DEMO DATA: invented people and organisations (synthetic national ids), not a clinical source.
 The residents are admitted to one ward of the nursing home; two of them have their regular
@@ -168,9 +169,15 @@ class DemoWorld:
     already_built: bool = False
 
 
-def build(engine: Engine, catalogue: Any, *, now: datetime | None = None) -> DemoWorld:
+DEMO_DECISION = "Solbakken kommune, vedtak 2026/0412 (demo)"
+
+
+def build(
+    engine: Engine, catalogue: Any, *, now: datetime | None = None,
+    token_lifetime: timedelta = timedelta(hours=1),
+) -> DemoWorld:
     """Import ``catalogue`` and build the demo world once (a second call only reissues the
-    tokens)."""
+    tokens, each valid ``token_lifetime``)."""
     at = now or datetime.now(UTC)
     import_catalogue(engine, catalogue, allow_shrink=True, allow_older=True)
     world = DemoWorld()
@@ -193,7 +200,8 @@ def build(engine: Engine, catalogue: Any, *, now: datetime | None = None) -> Dem
             administer.admit(
                 engine, patient_id,
                 administer.AdmissionOrder(
-                    admission_id=uuid.uuid4(), ward_id=WARD_ID, admitted_at=at
+                    admission_id=uuid.uuid4(), ward_id=WARD_ID, admitted_at=at,
+                    reason="Langtidsopphold (demo)", decision_reference=DEMO_DECISION,
                 ),
                 Call(actor=NURSE, at=at, reason="demo"),
             )
@@ -202,15 +210,22 @@ def build(engine: Engine, catalogue: Any, *, now: datetime | None = None) -> Dem
             "admitted; multidose from the demo pharmacy for the residents marked so."
         )
     first = residents[0][1]
+    life = {"lifetime": token_lifetime}
     world.tokens = {
         "gp": issue_token("gp", GP.personnel.hpr_number, GP_PRACTICE.id,
-                          name=GP.personnel.name, organisation_name=GP_PRACTICE.name),
+                          name=GP.personnel.name, organisation_name=GP_PRACTICE.name, **life),
         "nurse": issue_token("nurse", NURSE.personnel.hpr_number, NURSING_HOME.id,
-                             name=NURSE.personnel.name, organisation_name=NURSING_HOME.name),
+                             name=NURSE.personnel.name, organisation_name=NURSING_HOME.name,
+                             **life),
+        "ward-admin": issue_token(
+            "nurse", SECOND_NURSE.personnel.hpr_number, NURSING_HOME.id,
+            name=SECOND_NURSE.personnel.name, organisation_name=NURSING_HOME.name,
+            ward_admin=True, **life,
+        ),
         "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number, PHARMACY.id,
                                   name=PHARMACIST.personnel.name,
-                                  organisation_name=PHARMACY.name),
-        "patient": issue_token("patient", first, name="Kari Nordmann"),
+                                  organisation_name=PHARMACY.name, **life),
+        "patient": issue_token("patient", first, name="Kari Nordmann", **life),
     }
     return world
 

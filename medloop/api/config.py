@@ -2,8 +2,10 @@
 
 Production keys are configuration only: ``MEDLOOP_JWT_PUBLIC_KEY_FILE`` (a PEM public key) or
 ``MEDLOOP_JWT_JWKS_FILE`` (a JSON Web Key Set), with ``MEDLOOP_JWT_ISSUER`` and
-``MEDLOOP_JWT_AUDIENCE``. Without either key setting the bundled development key pair
-(``medloop/dev_keys``, not secret) is trusted with the issuer ``medloop-dev``.
+``MEDLOOP_JWT_AUDIENCE`` (both required with a production key). Without either key setting
+the bundled development key pair (``medloop/dev_keys``, not secret) is trusted with the issuer
+``medloop-dev`` and the audience ``medloop-api``. ``MEDLOOP_JWT_MAX_LIFETIME_SECONDS`` bounds a
+token's lifetime (``exp - iat``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,14 @@ DEV_PRIVATE_KEY = DEV_KEYS / "dev-private.pem"
 DEV_PUBLIC_KEY = DEV_KEYS / "dev-public.pem"
 DEV_ISSUER = "medloop-dev"
 DEFAULT_AUDIENCE = "medloop-api"
-ALGORITHMS = ("ES256", "RS256", "PS256", "EdDSA")
-"""Asymmetric algorithms only: a shared-secret (HS*) or ``none`` token is never accepted."""
+ALGORITHMS = (
+    "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+)
+"""Asymmetric algorithms only: a shared-secret (HS*) or ``none`` token is never accepted; each
+key accepts only those of its own type (``medloop.api.auth.algorithms_for``)."""
+DEFAULT_MAX_LIFETIME_SECONDS = 4 * 3600
+"""The longest token lifetime (``exp - iat``) accepted by default: half a shift."""
+MAX_LIFETIME_RANGE = (60, 24 * 3600)
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class ApiSettings:
     issuer: str
     audience: str
     leeway_seconds: int = 30
+    max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS
     route_threads: int = 0
     """0: routes run on the event loop's thread, one request at a time per process (scale
     with worker processes); N: in a pool of N threads (``medloop.api.routing``)."""
@@ -50,7 +59,10 @@ class ApiSettings:
             public_key_file=Path(key) if key else None,
             jwks_file=Path(jwks) if jwks else None,
             issuer=os.environ.get("MEDLOOP_JWT_ISSUER") or (DEV_ISSUER if dev else ""),
-            audience=os.environ.get("MEDLOOP_JWT_AUDIENCE") or DEFAULT_AUDIENCE,
+            audience=os.environ.get("MEDLOOP_JWT_AUDIENCE") or (DEFAULT_AUDIENCE if dev else ""),
+            max_lifetime_seconds=_max_lifetime(
+                os.environ.get("MEDLOOP_JWT_MAX_LIFETIME_SECONDS")
+            ),
             route_threads=_route_threads(os.environ.get("MEDLOOP_ROUTE_THREADS")),
         )
 
@@ -72,3 +84,19 @@ def _route_threads(value: str | None) -> int:
             f"to 256, not {value!r}"
         )
     return threads
+
+
+def _max_lifetime(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_MAX_LIFETIME_SECONDS
+    low, high = MAX_LIFETIME_RANGE
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = -1
+    if not low <= seconds <= high:
+        raise InvalidSetting(
+            f"MEDLOOP_JWT_MAX_LIFETIME_SECONDS must be a whole number of seconds from {low} to "
+            f"{high}, not {value!r}"
+        )
+    return seconds

@@ -4,9 +4,16 @@ Each action lists the roles allowed and the scope each role has over patients:
 
 - ``ANY``: any patient (doctors prescribing, pharmacies dispensing — the national model lets
   any pharmacy dispense any prescription; every access is audited);
-- ``ADMITTED``: only patients admitted to the caller's organisation at the time (nurses);
+- ``ADMITTED``: only patients admitted to the caller's organisation at the time of the request,
+  and only what lies within that admission (``read_window``: a nurse's history read cannot
+  reach before the admission began; after the discharge every read is refused);
 - ``SELF``: only the patient the token names (patients, read-only);
-- ``MULTIDOSE_PHARMACY``: only patients whose registered multidose pharmacy is the caller's.
+- ``MULTIDOSE_PHARMACY``: only patients whose registered multidose pharmacy is the caller's;
+- ``WARD_ADMIN``: a nurse whose token carries the ``ward_admin`` claim, for wards of her own
+  organisation (create, configure) and the patient lookup that precedes an admission;
+- ``ADMITTING``: a ward admin admitting or discharging — what gives a nursing home access, so a
+  stronger permission than charting; the command refuses a ward of another organisation, a
+  second concurrent admission and an admission overlapping an earlier stay.
 
 Anything not in the matrix is refused (403, audited when a patient is named); the 403 body
 carries no patient data.
@@ -17,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
+from typing import NoReturn
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine
@@ -44,6 +52,7 @@ class Action(StrEnum):
     WARD_ADMIN = "ward.admin"  # create and configure a ward of the caller's organisation
     WARD_READ = "ward.read"  # a ward's chart for a day
     ADMIT = "ward.admit"  # admit a patient to a ward of the caller's organisation
+    DISCHARGE = "ward.discharge"  # end a patient's stay on a ward of the caller's organisation
     OWN_RECORD = "own-record.read"  # a patient's own list and access log
     CATALOGUE_READ = "catalogue.read"
 
@@ -55,14 +64,22 @@ class Scope(StrEnum):
     MULTIDOSE_PHARMACY = "multidose-pharmacy"
     OWN_WARD = "own-ward"  # a ward of the caller's organisation
     NO_PATIENT = "no-patient"
+    WARD_ADMIN = "ward-admin"  # ward_admin claim; no patient, or a ward of the organisation
+    ADMITTING = "admitting"  # ward_admin claim; the command checks ward and other stays
+
+
+NEEDS_WARD_ADMIN = frozenset({Scope.WARD_ADMIN, Scope.ADMITTING})
+"""Scopes that only a token with the ``ward_admin`` claim has."""
 
 
 MATRIX: dict[Action, dict[Role, Scope]] = {
     Action.LIST_READ: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
     Action.LIST_WRITE: {Role.GP: Scope.ANY},
     Action.CHECK: {Role.GP: Scope.ANY},
+    # A nurse finds a patient by national id only to admit them (a ward admin); once admitted,
+    # the ward chart names the patient. Every lookup that finds someone is audited.
     Action.PATIENT_LOOKUP: {
-        Role.GP: Scope.NO_PATIENT, Role.PHARMACIST: Scope.NO_PATIENT, Role.NURSE: Scope.NO_PATIENT,
+        Role.GP: Scope.NO_PATIENT, Role.PHARMACIST: Scope.NO_PATIENT, Role.NURSE: Scope.WARD_ADMIN,
     },
     Action.DISPENSING_READ: {Role.PHARMACIST: Scope.ANY},
     Action.DISPENSE: {Role.PHARMACIST: Scope.ANY},
@@ -74,11 +91,12 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     Action.CHART_READ: {Role.NURSE: Scope.ADMITTED, Role.GP: Scope.ANY},
     Action.CHART_WRITE: {Role.NURSE: Scope.ADMITTED},
     Action.MULTIDOSE_REGISTER: {Role.GP: Scope.ANY},
-    Action.WARD_ADMIN: {Role.NURSE: Scope.NO_PATIENT},
+    Action.WARD_ADMIN: {Role.NURSE: Scope.WARD_ADMIN},
     Action.WARD_READ: {Role.NURSE: Scope.OWN_WARD},
-    # The admission is what gives a nursing home access; the command refuses a ward of
-    # another organisation.
-    Action.ADMIT: {Role.NURSE: Scope.ANY},
+    # The admission is what gives a nursing home access: a ward admin only; the command
+    # refuses a ward of another organisation and a second concurrent admission.
+    Action.ADMIT: {Role.NURSE: Scope.ADMITTING},
+    Action.DISCHARGE: {Role.NURSE: Scope.ADMITTING},
     Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
     Action.CATALOGUE_READ: {
         Role.GP: Scope.NO_PATIENT, Role.NURSE: Scope.NO_PATIENT,
@@ -115,9 +133,59 @@ def authorize(
     why = _refusal(engine, principal, scope, patient_id, at)
     if why is None:
         return
+    _refuse(engine, principal, action, patient_id, why, request_id)
+
+
+def _refuse(
+    engine: Engine, principal: Principal, action: Action, patient_id: UUID | None, why: str,
+    request_id: str | None,
+) -> NoReturn:
     if patient_id is not None:
         audit_refused(engine, accessor(principal, request_id), patient_id, action.value, why)
+    if why == _NO_WARD_ADMIN:
+        raise Forbidden(f"{action.value} needs a ward-admin token (claim ward_admin)")
     raise Forbidden(f"a {principal.role.value} may not do {action.value} here")
+
+
+_NO_WARD_ADMIN = "ward_admin claim required"
+
+
+def read_window(
+    engine: Engine,
+    principal: Principal,
+    action: Action,
+    patient_id: UUID,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    at: datetime,
+    request_id: str | None,
+) -> tuple[datetime | None, datetime | None]:
+    """``authorize`` for a read of the patient's records over ``[since, until)``, and the
+    window the caller may see. For the ``ADMITTED`` scope that is the admission to the
+    caller's organisation covering ``at``: an open ``since`` starts at the admission, a
+    ``since`` before it is refused (403, audited, no patient data), ``until`` ends at the
+    discharge. Other scopes get the window as asked."""
+    authorize(engine, principal, action, patient_id, at=at, request_id=request_id)
+    if MATRIX[action].get(principal.role) is not Scope.ADMITTED:
+        return since, until
+    from medloop.store import administration
+
+    with reader(engine).connect() as conn:
+        stay = next(
+            (a for a in administration.admissions_of(conn, patient_id)
+             if a.organisation_id == principal.organisation and a.covers(at)),
+            None,
+        )
+    if stay is None:  # discharged between the two reads
+        _refuse(engine, principal, action, patient_id, "outside scope admitted", request_id)
+    if since is not None and since < stay.admitted_at:
+        _refuse(engine, principal, action, patient_id, "before the admission", request_id)
+    start = stay.admitted_at if since is None else since
+    end = until
+    if stay.discharged_at is not None and (end is None or end > stay.discharged_at):
+        end = stay.discharged_at
+    return start, end
 
 
 def own_record(principal: Principal) -> str:
@@ -143,8 +211,13 @@ def authorize_ward(
     ``ward_organisation`` (``None``: no such ward, refused alike so that ward ids of other
     organisations are not revealed)."""
     scope = MATRIX[action].get(principal.role)
-    if scope is Scope.OWN_WARD and ward_organisation == principal.organisation:
+    own = ward_organisation is not None and ward_organisation == principal.organisation
+    if own and scope is Scope.OWN_WARD:
         return
+    if own and scope is Scope.WARD_ADMIN:
+        if principal.ward_admin:
+            return
+        raise Forbidden(f"{action.value} needs a ward-admin token (claim ward_admin)")
     raise Forbidden(f"a {principal.role.value} may not do {action.value} on this ward")
 
 
@@ -164,7 +237,9 @@ def _refusal(
 ) -> str | None:
     if scope is None:
         return "role not allowed"
-    if scope is Scope.NO_PATIENT or scope is Scope.ANY:
+    if scope in NEEDS_WARD_ADMIN and not principal.ward_admin:
+        return _NO_WARD_ADMIN
+    if scope in (Scope.NO_PATIENT, Scope.ANY, Scope.WARD_ADMIN, Scope.ADMITTING):
         return None
     if patient_id is None:
         return "no patient named"

@@ -194,6 +194,7 @@ class AccessEvent(BaseModel):
     action: str
     outcome: str
     reason: str | None
+    decision_reference: str | None = None
 
 
 class AccessLog(BaseModel):

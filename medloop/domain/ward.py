@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
 from interactions.dosage import FixedDose, Quantity, TimeOfDay, Weekday
 from medloop.domain._model import Frozen
@@ -79,6 +81,18 @@ class PatientNotAdmitted(WardError):
 
 class AdmissionNotFound(WardError):
     code = "admission-not-found"
+
+
+class AdmissionOverlapsEarlierStay(WardError):
+    code = "admission-overlaps-earlier-stay"
+
+
+class AdmissionTimeOutOfRange(InvalidValue):
+    code = "admission-time-out-of-range"
+
+
+class DischargeTimeOutOfRange(InvalidValue):
+    code = "discharge-time-out-of-range"
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -141,8 +155,66 @@ class Ward(Frozen):
     name: str = Field(min_length=1)
 
 
+def _printable(text: str) -> str:
+    """Refuse control characters (NUL included) and lone surrogates: stored text is printable
+    and encodes as UTF-8 on every database."""
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise ValueError("control characters and lone surrogates are not allowed")
+    return text
+
+
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+
+
+def _sane_moment(moment: datetime) -> datetime:
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise ValueError("a moment from 1900 to 2999 with its UTC offset")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_sane_moment)]
+"""A time with its UTC offset from 1900 to 2999: an extreme one (year 1 at +14:00) cannot be
+compared or converted without overflowing, so it is refused as a value."""
+
+
+MAX_REASON = 500
+MAX_DECISION_REFERENCE = 100
+
+AdmissionReason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON),
+    AfterValidator(_printable),
+]
+"""Why the patient is admitted (``innleggelsesgrunn``): required, shown in the access log."""
+
+DecisionReference = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DECISION_REFERENCE),
+    AfterValidator(_printable),
+]
+"""The reference of the municipality's decision (``vedtak``, case number) the stay rests on."""
+
+
+ADMISSION_BACKDATING = timedelta(hours=24)
+"""An admission may be registered at most this long after it began (a night arrival charted
+in the morning), and planned at most this long ahead."""
+
+ADMISSION_AHEAD = timedelta(hours=24)
+
+DISCHARGE_AHEAD = timedelta(hours=24)
+"""A discharge may be registered at most this long before it takes effect."""
+
+
 class Admission(Frozen):
-    """A patient's stay on a ward (``innleggelse``); ``discharged_at`` is ``None`` while there."""
+    """A patient's stay on a ward (``innleggelse``); ``discharged_at`` is ``None`` while there.
+    ``reason`` and ``decision_reference`` (the municipal decision, ``vedtak``) are the stay's
+    basis; admissions stored before they were required have neither."""
 
     id: UUID
     patient_id: UUID
@@ -150,9 +222,50 @@ class Admission(Frozen):
     organisation_id: str
     admitted_at: AwareDatetime
     discharged_at: AwareDatetime | None = None
+    reason: str | None = None
+    decision_reference: str | None = None
 
     def covers(self, at: datetime) -> bool:
         return self.admitted_at <= at and (self.discharged_at is None or at < self.discharged_at)
+
+
+def check_admission(new: Admission, earlier: Sequence[Admission], now: datetime) -> None:
+    """Refuse an admission that starts too far from ``now``, while the patient is admitted,
+    or before an earlier stay ended. A stay of another organisation is never described (no
+    ward, admission or organisation): the caller may only learn that one exists."""
+    if not now - ADMISSION_BACKDATING <= new.admitted_at <= now + ADMISSION_AHEAD:
+        raise AdmissionTimeOutOfRange(
+            f"admitted_at must lie within {ADMISSION_BACKDATING} before and "
+            f"{ADMISSION_AHEAD} after the time of registration",
+            admitted_at=new.admitted_at.isoformat(),
+        )
+    for stay in earlier:
+        ours = stay.organisation_id == new.organisation_id
+        if stay.discharged_at is None:
+            if ours:
+                raise PatientAlreadyAdmitted(
+                    f"the patient is admitted to ward {stay.ward_id} of this organisation; "
+                    "discharge them first",
+                    admission_id=stay.id, ward_id=stay.ward_id,
+                )
+            raise PatientAlreadyAdmitted(
+                "the patient is admitted elsewhere; a second admission waits for the "
+                "discharge from that stay"
+            )
+        if new.admitted_at < stay.discharged_at:
+            raise AdmissionOverlapsEarlierStay(
+                "an admission cannot begin before the patient's previous stay ended"
+            )
+
+
+def check_discharge(admission: Admission, at: datetime, now: datetime) -> None:
+    """A discharge ends the stay after it began and at most ``DISCHARGE_AHEAD`` from now."""
+    if not admission.admitted_at <= at <= now + DISCHARGE_AHEAD:
+        raise DischargeTimeOutOfRange(
+            f"a discharge lies after the admission ({admission.admitted_at.isoformat()}) and "
+            f"at most {DISCHARGE_AHEAD} after the time of registration",
+            at=at.isoformat(),
+        )
 
 
 # -- the clock ---------------------------------------------------------------------------------

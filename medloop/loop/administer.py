@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy import Connection, Engine
 
 from interactions import Medication
@@ -76,13 +76,17 @@ from medloop.domain.personnel import Actor
 from medloop.domain.ward import (
     Admission,
     AdmissionNotFound,
-    PatientAlreadyAdmitted,
+    AdmissionReason,
+    DecisionReference,
+    Moment,
     PatientNotAdmitted,
     Ward,
     WardConfig,
     WardIdAlreadyUsed,
     WardNotFound,
     WardOfAnotherOrganisation,
+    check_admission,
+    check_discharge,
     local_date,
     local_day_bounds,
     plan_intakes,
@@ -229,9 +233,14 @@ def _ward_event(
 
 
 class AdmissionOrder(Frozen):
+    """An admission: the ward (of the caller's organisation), when it began, why, and the
+    municipal decision (``vedtak``) it rests on."""
+
     admission_id: UUID
     ward_id: UUID
-    admitted_at: AwareDatetime
+    admitted_at: Moment
+    reason: AdmissionReason
+    decision_reference: DecisionReference
 
 
 def admit(
@@ -239,24 +248,26 @@ def admit(
     *, horizon: timedelta = HORIZON,
 ) -> CommandResult:
     """Admit the patient to a ward of the caller's organisation and plan the next ``horizon``
-    of doses; refused while the patient is admitted anywhere."""
+    of doses; refused while the patient is admitted anywhere, before an earlier stay ended, or
+    at a time too far from the call (``medloop.domain.ward.check_admission``). The admission's
+    reason is the command's reason (the audit record and the patient's access log show it, with
+    the decision reference)."""
+    call = call.model_copy(update={"reason": order.reason})
 
     def decide(ctx: Context) -> Effect:
         ward = _own_ward(ctx.conn, order.ward_id, call.actor)
-        for earlier in store.admissions_of(ctx.conn, patient_id):
-            if earlier.discharged_at is None:
-                raise PatientAlreadyAdmitted(
-                    f"patient {patient_id} is admitted to ward {earlier.ward_id}",
-                    patient_id=patient_id, admission_id=earlier.id, ward_id=earlier.ward_id,
-                )
         record = Admission(
             id=order.admission_id, patient_id=patient_id, ward_id=order.ward_id,
             organisation_id=ward.ward.organisation_id, admitted_at=order.admitted_at,
+            reason=order.reason, decision_reference=order.decision_reference,
         )
+        check_admission(record, store.admissions_of(ctx.conn, patient_id), call.at)
         plan = _plan(ctx.conn, ctx.state, record, ward, max(call.at, order.admitted_at), horizon)
         return Effect(
             writes=(lambda conn: store.add_admission(conn, record), plan.write),
             response={"admission_id": str(record.id), "ward_id": str(record.ward_id),
+                      "admitted_at": record.admitted_at.isoformat(),
+                      "decision_reference": record.decision_reference,
                       "planned": len(plan.doses)},
         )
 
@@ -269,7 +280,9 @@ def admit(
 def discharge(
     engine: Engine, patient_id: UUID, admission_id: UUID, at: datetime, call: Call
 ) -> CommandResult:
-    """End an admission at ``at``; nothing is planned or marked missed after it."""
+    """End an admission at ``at`` (after it began, at most ``DISCHARGE_AHEAD`` from the call);
+    nothing is planned or marked missed after it, and the organisation's nurses lose access to
+    the patient from then on."""
 
     def decide(ctx: Context) -> Effect:
         found = next(
@@ -281,6 +294,7 @@ def discharge(
                 admission_id=admission_id,
             )
         _own_ward(ctx.conn, found.ward_id, call.actor)
+        check_discharge(found, at, call.at)
         return Effect(
             writes=(lambda conn: store.add_discharge(conn, admission_id, at, call.actor),),
             response={"admission_id": str(admission_id), "discharged_at": at.isoformat()},
@@ -636,10 +650,14 @@ def mark_in_error(
         reason = (call.reason or "").strip()
         if not reason:
             raise ReasonRequired("marking a charting entered-in-error needs a reason")
+        admission = _admission(ctx.conn, patient_id, call.actor, call.at)
         found = store.administration_by_id(ctx.conn, administration_id)
-        if found is None or found.administration.patient_id != patient_id:
+        # Only a charting of this stay: another organisation's (or an earlier stay's) record
+        # is not the caller's to correct, and is answered as if it did not exist.
+        if (found is None or found.administration.patient_id != patient_id
+                or not admission.covers(found.administration.at)):
             raise AdministrationNotFound(
-                f"patient {patient_id} has no administration {administration_id}",
+                f"patient {patient_id} has no administration {administration_id} in this stay",
                 administration_id=administration_id,
             )
         if not found.stands:
@@ -647,7 +665,6 @@ def mark_in_error(
                 f"administration {administration_id} is already entered in error",
                 administration_id=administration_id,
             )
-        _admission(ctx.conn, patient_id, call.actor, call.at)
         correction = AdministrationCorrection(
             administration_id=administration_id, at=call.at, by=call.actor, reason=reason
         )
@@ -960,8 +977,13 @@ def ward_chart(conn: Connection, ward_id: UUID, day: date, now: datetime) -> War
     prn: dict[UUID, list[Administration]] = defaultdict(list)
     patients = [a.patient_id for a in admissions]
     for charted in store.chartings_of_patients(conn, patients, start, end):
-        if charted.stands and charted.administration.planned_dose_id is None:
-            prn[charted.administration.patient_id].append(charted.administration)
+        given = charted.administration
+        # Only what was given during a stay on this ward: a PRN dose charted earlier that
+        # day by another ward (of another organisation, maybe) is not this ward's to see.
+        if charted.stands and given.planned_dose_id is None and any(
+            a.patient_id == given.patient_id and a.covers(given.at) for a in admissions
+        ):
+            prn[given.patient_id].append(given)
     return WardChart(
         ward_id=ward_id,
         day=day,

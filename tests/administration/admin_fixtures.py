@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time
+from typing import Any
 from uuid import UUID
 
 from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
@@ -100,6 +101,17 @@ def prescribe_with(
     return order.entry_id
 
 
+def admission_order(
+    ward_id: UUID, admitted: datetime = ADMITTED, **changes: Any
+) -> administer.AdmissionOrder:
+    """An admission to ``ward_id`` at ``admitted`` with a reason and a municipal decision."""
+    return administer.AdmissionOrder(**{
+        "admission_id": uuid.uuid4(), "ward_id": ward_id, "admitted_at": admitted,
+        "reason": "Korttidsopphold etter sykehusinnleggelse",
+        "decision_reference": "Vedtak 2026/0815", **changes,
+    })
+
+
 def nursing_home(engine, *, admitted: datetime = ADMITTED) -> tuple[UUID, UUID]:
     """The demo catalogue, a patient and a ward of Solheim with the patient admitted; returns
     (patient id, ward id)."""
@@ -110,7 +122,7 @@ def nursing_home(engine, *, admitted: datetime = ADMITTED) -> tuple[UUID, UUID]:
     )
     administer.admit(
         engine, patient_id,
-        administer.AdmissionOrder(admission_id=uuid.uuid4(), ward_id=ward_id, admitted_at=admitted),
+        admission_order(ward_id, admitted),
         call(NURSE, at=admitted),
     )
     return patient_id, ward_id

@@ -26,6 +26,7 @@ from tests.administration.admin_fixtures import (
     NURSE,
     OTHER_NURSE,
     SIMVASTATIN,
+    admission_order,
     daily,
     nursing_home,
     prescribe_with,
@@ -67,8 +68,8 @@ def test_windows_must_be_ordered():
 def test_a_patient_is_admitted_to_one_ward_at_a_time(engine):
     patient_id, ward_id = nursing_home(engine)
     with pytest.raises(PatientAlreadyAdmitted):
-        administer.admit(engine, patient_id, administer.AdmissionOrder(
-            admission_id=uuid.uuid4(), ward_id=ward_id, admitted_at=ADMITTED + timedelta(hours=1),
+        administer.admit(engine, patient_id, admission_order(
+            ward_id, ADMITTED + timedelta(hours=1),
         ), call(NURSE, at=ADMITTED + timedelta(hours=1)))
 
 

@@ -112,9 +112,10 @@ def test_a_production_jwks_is_used_by_key_id(tmp_path):
     settings = ApiSettings("sqlite://", None, tmp_path / "jwks.json", "https://helseid.example",
                            "medloop-api")
     verifier = TokenVerifier(settings)
+    now = int(datetime.now(UTC).timestamp())
     claims = {"sub": "431002737", "role": "gp", "org": "8095068",
               "iss": "https://helseid.example", "aud": "medloop-api",
-              "exp": 4102444800, "nbf": 0}
+              "iat": now, "nbf": now, "exp": now + 600}
     good = jwt.encode(claims, private, algorithm="ES256", headers={"kid": "k1"})
     assert verifier.verify(good).role is Role.GP
     with pytest.raises(Unauthenticated):

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from tests.api.api_fixtures import (
     NURSE_TOKEN,
     OTHER_HOME_NURSE_TOKEN,
+    OTHER_HOME_WARD_ADMIN_TOKEN,
     PATIENT_TOKEN,
     SECOND_NURSE_TOKEN,
+    WARD_ADMIN_TOKEN,
     auth,
     prescribe_body,
     world,  # noqa: F401
@@ -29,6 +31,12 @@ OKSYKODON_EAN = "7046260910997"
 NEXT_MORNING = datetime(2026, 11, 21, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
 
 
+def admission_body(ward_id: str, admitted_at: str, **changes) -> dict:
+    return {"admission_id": str(uuid.uuid4()), "ward_id": ward_id, "admitted_at": admitted_at,
+            "reason": "Korttidsopphold etter hoftebrudd",
+            "decision_reference": "Vedtak 2026/0815", **changes}
+
+
 def admitted(world) -> tuple[str, str, str]:
     """Simvastatin every morning and oksykodon as needed, then admitted to a new ward of the
     nurse's home; returns (ward id, simvastatin entry, oksykodon entry)."""
@@ -38,14 +46,13 @@ def admitted(world) -> tuple[str, str, str]:
         assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
     ward_id = str(uuid.uuid4())
     created = world.post("/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 2"},
-                         token=NURSE_TOKEN)
+                         token=WARD_ADMIN_TOKEN)
     assert created.status_code == 201, created.text
     assert world.get(f"/patients/{world.patient_id}/list", token=NURSE_TOKEN).status_code == 403
     admission = world.post(
         f"/nursing/patients/{world.patient_id}/admissions",
-        {"admission_id": str(uuid.uuid4()), "ward_id": ward_id,
-         "admitted_at": "2026-11-20T09:00:00Z"},
-        token=NURSE_TOKEN,
+        admission_body(ward_id, "2026-11-20T09:00:00Z"),
+        token=WARD_ADMIN_TOKEN,
     )
     assert admission.status_code == 201, admission.text
     return ward_id, simvastatin["entry_id"], oksykodon["entry_id"]
@@ -120,9 +127,8 @@ def test_a_nurse_of_another_home_sees_and_charts_nothing(world):
     assert history.status_code == 403
     into_our_ward = world.post(
         f"/nursing/patients/{world.patient_id}/admissions",
-        {"admission_id": str(uuid.uuid4()), "ward_id": ward_id,
-         "admitted_at": "2026-11-21T07:00:00Z"},
-        token=token,
+        admission_body(ward_id, "2026-11-21T07:00:00Z"),
+        token=OTHER_HOME_WARD_ADMIN_TOKEN,
     )
     assert into_our_ward.status_code == 403
     assert into_our_ward.json()["code"] == "ward-of-another-organisation"

@@ -61,9 +61,12 @@ NationalIdQuery = Annotated[str, StringConstraints(pattern=r"^\d{11}$")]
 def find_patient(
     caller: CallerDep, national_id: Annotated[NationalIdQuery, Query()]
 ) -> JSONResponse:
-    caller.authorize(Action.PATIENT_LOOKUP)
     with reader(caller.engine).connect() as conn:
         found = store.find_patient_id(conn, national_id)
+    # Authorised against the patient found, so a refused lookup is audited in that patient's
+    # log (a nurse without the ward-admin claim probing national ids shows there); an unknown
+    # national id is refused alike, so a refusal does not tell whether a list is kept.
+    caller.authorize(Action.PATIENT_LOOKUP, found)
     if found is None:
         raise NotFound("no patient with this national id")
     caller.read(found, "lookup", lambda conn: None)

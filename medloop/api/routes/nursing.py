@@ -2,29 +2,40 @@
 day, charting (given / not given / refused / held, PRN, with scan and witness), entered-in-error
 and a patient's administration history.
 
+Creating and configuring wards, admitting and discharging need a ward-admin token (claim
+``ward_admin``; ``medloop.api.policy``): the admission is what gives the organisation's nurses
+access to the patient, for the admission's period only. An admission carries its reason and
+the reference of the municipal decision (``vedtak``).
+
 A witness (double signature) authenticates with their own bearer token in
 ``X-Witness-Authorization``; the ward's policy decides when one is needed.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
-from medloop.api.policy import Action, accessor, authorize_ward, authorize_witness
+from medloop.api.policy import (
+    Action,
+    accessor,
+    authorize_ward,
+    authorize_witness,
+    read_window,
+)
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor
-from medloop.domain.ward import WardConfig
+from medloop.domain.ward import Moment, WardConfig
 from medloop.loop import administer
 from medloop.loop.administer import AdmissionOrder, WardOrder
 from medloop.store import access
@@ -41,13 +52,14 @@ class ChartBody(ChartRequest, Intent):
 
 
 class AdmitBody(AdmissionOrder):
-    pass
+    """An admission: ``reason`` (1-500 characters) and ``decision_reference`` (the municipal
+    decision, 1-100 characters) are required and shown in the patient's access log."""
 
 
 class DischargeBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    at: AwareDatetime | None = None
+    at: Moment | None = None
 
 
 def _witness(caller: Caller, header: str | None) -> Actor | None:
@@ -71,7 +83,7 @@ def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
     "/wards", status_code=201, responses=WRITE, summary="Create a ward of my organisation"
 )
 def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSONResponse:
-    caller.authorize(Action.WARD_ADMIN)
+    caller.authorize(Action.WARD_ADMIN)  # a ward admin
     found = administer.create_ward(caller.engine, body, caller.call(idempotency_key=key))
     return JSONResponse(found, status_code=201)
 
@@ -82,9 +94,8 @@ def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSON
 def configure_ward(
     caller: CallerDep, ward_id: UUID, body: WardConfig, key: IdempotencyKey
 ) -> JSONResponse:
-    authorize_ward(caller.engine, caller.principal, Action.WARD_READ,
+    authorize_ward(caller.engine, caller.principal, Action.WARD_ADMIN,
                    _ward_organisation(caller, ward_id), request_id=caller.request_id)
-    caller.authorize(Action.WARD_ADMIN)
     found = administer.configure_ward(
         caller.engine, ward_id, body, caller.call(idempotency_key=key)
     )
@@ -160,13 +171,14 @@ def admit(
 
 @router.post(
     "/patients/{patient_id}/admissions/{admission_id}/discharge",
-    response_model=CommandResponse, responses=WRITE, summary="Discharge a patient",
+    response_model=CommandResponse, responses=WRITE,
+    summary="Discharge a patient (ward admin); the organisation's access ends with the stay",
 )
 def discharge(
     caller: CallerDep, patient_id: UUID, admission_id: UUID, body: DischargeBody,
     key: IdempotencyKey,
 ) -> JSONResponse:
-    caller.authorize(Action.CHART_WRITE, patient_id)
+    caller.authorize(Action.DISCHARGE, patient_id)
     result = administer.discharge(
         caller.engine, patient_id, admission_id, body.at or caller.at,
         caller.call(idempotency_key=key),
@@ -220,15 +232,20 @@ def administration_in_error(
 @router.get(
     "/patients/{patient_id}/administrations", responses=READ,
     response_model=list[dict[str, Any]],
-    summary="The patient's administration history (entered-in-error included, marked)",
+    summary="The patient's administration history (entered-in-error included, marked); a "
+    "nurse's reaches back to the admission only",
 )
 def administration_history(
     caller: CallerDep,
     patient_id: UUID,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Moment | None, Query()] = None,
+    until: Annotated[Moment | None, Query()] = None,
 ) -> JSONResponse:
-    caller.authorize(Action.CHART_READ, patient_id)
+    # A nurse sees the chartings of her organisation's current admission only.
+    since, until = read_window(
+        caller.engine, caller.principal, Action.CHART_READ, patient_id, since, until,
+        at=caller.at, request_id=caller.request_id,
+    )
     found = caller.read(
         patient_id, "administration-history",
         lambda conn: administer.administration_history(conn, patient_id, since, until),

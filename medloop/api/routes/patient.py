@@ -55,9 +55,19 @@ def my_access_log(
                     "action": event.action,
                     "outcome": str(event.outcome),
                     "reason": event.reason,
+                    # An admission's municipal decision (what gave a nursing home access).
+                    "decision_reference": _decision_reference(event),
                 }
                 for event in page.events
             ],
             "next_before": page.next_before,
         }
     )
+
+
+def _decision_reference(event: audit.AuditRecord) -> str | None:
+    found = event.detail.get("decision_reference") if event.action == ADMISSION else None
+    return found if isinstance(found, str) else None
+
+
+ADMISSION = "medication-list.admit"
