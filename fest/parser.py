@@ -190,6 +190,19 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
+def _opener(data: bytes, pos: int) -> int:
+    """Where the first ``<!`` or ``<?`` at or after ``pos`` begins, or -1. Looks for the rare
+    second byte (``memchr``, fast) rather than ``<``, which begins every tag."""
+    best = -1
+    for mark in (b"!", b"?"):
+        i = data.find(mark, pos + 1)
+        while i >= 0 and data[i - 1] != 0x3C:  # "<"
+            i = data.find(mark, i + 1)
+        if i >= 0 and (best < 0 or i - 1 < best):
+            best = i - 1
+    return best
+
+
 class _MarkupGuard:
     """Refuses a comment, CDATA section, processing instruction or ``<!...>`` declaration
     longer than ``limit`` bytes as the bytes stream past, before the parser gets them:
@@ -233,11 +246,10 @@ class _MarkupGuard:
                 pos = end + len(self._closer)
                 self._closer = None
                 continue
-            found = [i for i in (data.find(b"<!", pos), data.find(b"<?", pos)) if i >= 0]
-            if not found:
+            start = _opener(data, pos)
+            if start < 0:
                 carry_from = len(data) - 1 if data.endswith(b"<") else len(data)
                 break
-            start = min(found)
             if len(data) - start < 9:  # too short to tell a comment from CDATA: next chunk
                 carry_from = start
                 break
