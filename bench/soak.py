@@ -18,7 +18,8 @@ Prints one JSON object:
   i.e. a write that took effect twice (must be 0);
 - ``non_503_5xx``: 5xx answers other than 503, before / during / after the faults (0);
 - ``latency_ms``: p50 and p99 before / during / after the faults (from the moment a request was
-  due: retries and queueing are charged);
+  due: retries and queueing are charged; ``service_ms`` from its first send, retries included
+  but not the client's backlog), and the requests finished per second in every 5 s;
 - ``server_rss_mb``: the summed RSS of the serving processes (workers and supervisor) once warm
   and at the end (growth <= 10 %; a killed worker's replacement starts small, so the figure
   per surviving worker is printed too).
@@ -66,7 +67,8 @@ class SoakClient(api.Client):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.events: list[tuple[float, str, float, int]] = []  # finished, label, ms, status
+        # finished, label, ms from when it was due, status, ms from its first send
+        self.events: list[tuple[float, str, float, int, float]] = []
         self.acknowledged: list[tuple[str, str]] = []  # (kind, id)
         self.retries: Counter = Counter()
 
@@ -86,6 +88,7 @@ class SoakClient(api.Client):
         if method == "POST":
             sent.setdefault("Idempotency-Key", str(uuid.uuid4()))
         status, etag = 0, ""
+        sent_at = time.perf_counter()
         for _ in range(MAX_ATTEMPTS):
             try:
                 assert self.http is not None
@@ -107,7 +110,7 @@ class SoakClient(api.Client):
         latency = (finished - started) * 1000
         self.timings[label].append(latency)
         self.statuses[label][status] += 1
-        self.events.append((finished, label, latency, status))
+        self.events.append((finished, label, latency, status, (finished - sent_at) * 1000))
         if label in WRITES and 200 <= status < 300:
             if label == "dispense":
                 self.acknowledged.append(("dispense", body["dispense_id"]))
@@ -188,9 +191,17 @@ class Faults(threading.Thread):
     def _kill(self) -> dict:
         workers = _workers(self.server_pid)
         victim = workers[0]
+        at = time.perf_counter()
         os.kill(victim, signal.SIGKILL)
-        return {"at": time.perf_counter(), "fault": "kill -9 worker", "pid": victim,
-                "workers_before": workers}
+        replaced = None
+        while time.perf_counter() - at < 60:  # until the supervisor has started another
+            now = _workers(self.server_pid)
+            if len(now) >= len(workers) and victim not in now:
+                replaced = round(time.perf_counter() - at, 2)
+                break
+            time.sleep(0.05)
+        return {"at": at, "fault": "kill -9 worker", "pid": victim, "workers_before": workers,
+                "replacement_started_after_s": replaced}
 
     def _terminate(self) -> dict:
         with self.admin.connect() as conn:
@@ -334,6 +345,8 @@ def main() -> None:
                 server.kill()
 
         windows: dict[str, list[float]] = defaultdict(list)
+        service: dict[str, list[float]] = defaultdict(list)
+        buckets: Counter = Counter()  # requests finished per 5 s of the run
         non_503: dict[str, Counter] = defaultdict(Counter)
         statuses: Counter = Counter()
         retries: Counter = Counter()
@@ -341,9 +354,11 @@ def main() -> None:
         for extra in extras:
             acknowledged.extend(tuple(a) for a in extra["acknowledged"])
             retries.update(extra["retries"])
-            for at, label, ms, status in extra["events"]:
+            for at, label, ms, status, served_ms in extra["events"]:
                 window = _window(at, faults_from, faults_to)
                 windows[window].append(ms)
+                service[window].append(served_ms)
+                buckets[int((at - start) // 5)] += 1
                 statuses[status] += 1
                 if status >= 500 and status != 503 or status == 0:
                     non_503[window][f"{label} {status or 'no answer'}"] += 1
@@ -376,6 +391,10 @@ def main() -> None:
             "client_retries": dict(retries),
             "client_errors": soak["errors"],
             "latency_ms": {w: api._latencies(windows[w]) for w in ("before", "during", "after")},
+            "service_ms": {w: api._latencies(service[w]) for w in ("before", "during", "after")},
+            "requests_per_s_by_5s": [
+                round(buckets.get(k, 0) / 5, 1) for k in range(int(duration // 5) + 1)
+            ],
             "server_rss_mb": {
                 "start": memory_start,
                 "end": memory_end,

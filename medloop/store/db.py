@@ -126,10 +126,11 @@ def retry_read(read: Callable[[], T]) -> T:
     """``read()``, once more on a fresh connection when its connection died under it.
 
     Only for work that is safe to repeat (it changes nothing the caller would see twice, like
-    an HTTP GET: an audited read appends its audit record again, once, with the same request
-    id) and only when the connection broke at a statement: the transaction never reached its
-    COMMIT, so the server rolled it back and nothing of it stayed. A connection lost at
-    ``COMMIT`` (``statement`` is ``None``) is not retried: that COMMIT may have happened.
+    an HTTP GET) and only when the connection broke at a statement: the transaction never
+    reached its COMMIT, so the server rolled it back and nothing of it stayed (an audited
+    read's audit record included: the retry appends the one record of the read). A
+    connection lost at ``COMMIT`` (``statement`` is ``None``) is not retried: that COMMIT may
+    have happened.
     """
     try:
         return read()
