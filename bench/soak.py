@@ -284,14 +284,9 @@ def main() -> None:
         engine = make_engine(url)
         upgrade(engine)
         import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
-        # Rounds a client may run: capacity per client (a generous guess) over the run.
-        rounds = int(duration * 60 / args.clients / 7) + 20
-        per_client = -(-rounds // api.PRESCRIPTIONS_PER_PATIENT)
-        capacity_patients = args.clients * 16
-        patients = api._patients(engine, args.clients * per_client + capacity_patients + 2)
-        engine.dispose()
-        untouched, warm = patients.pop(), patients.pop()
-        capacity_share, soak_share = patients[:capacity_patients], patients[capacity_patients:]
+        first = args.clients * 16 + 2
+        capacity_share = api._patients(engine, first)
+        untouched, warm = capacity_share.pop(), capacity_share.pop()
 
         port = api._free_port()
         env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url,
@@ -321,6 +316,14 @@ def main() -> None:
                 None,
             )
             rate = round(capacity["requests_per_s"] * args.load, 1)
+            # Patients for every round a client can run at that rate (7 requests a round),
+            # with room: a client that runs out of patients stops before the run ends.
+            rounds = int(rate * duration / args.clients / 7 * 1.3) + 20
+            per_client = -(-rounds // api.PRESCRIPTIONS_PER_PATIENT)
+            # (_patients numbers its synthetic national ids from 0: the first ``first`` are
+            # taken already and are skipped.)
+            soak_share = api._patients(engine, first + args.clients * per_client)
+            engine.dispose()
             memory_start = _memory(server.pid)
             workers_start = sorted(memory_start["workers_mb"])
 
