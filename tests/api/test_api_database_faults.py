@@ -13,7 +13,9 @@ from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import errors as psycopg_errors
 from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from medloop.api.app import create_app
@@ -226,3 +228,20 @@ def test_a_locked_sqlite_database_answers_503_with_retry_after(tmp_path, monkeyp
         assert response.status_code == 201, response.text
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (sqlite3.OperationalError("database is locked"), True),
+        (sqlite3.OperationalError("unable to open database file"), True),
+        (sqlite3.OperationalError("no such table: patient"), False),  # a bug: stays a 500
+        (psycopg_errors.AdminShutdown("terminating connection"), True),  # 57P01
+        (psycopg_errors.SerializationFailure("could not serialize"), True),  # 40001
+        (psycopg_errors.UndefinedTable("no such relation"), False),
+    ],
+)
+def test_only_an_unavailable_database_is_a_503_not_a_bug(error, unavailable):
+    wrapped = sa_exc.DBAPIError.instance("SELECT 1", None, error, Exception)
+    assert store_db.database_unavailable(wrapped) is unavailable
+    assert store_db.database_unavailable(sa_exc.IntegrityError("INSERT", None, error)) is False
