@@ -245,3 +245,21 @@ def test_only_an_unavailable_database_is_a_503_not_a_bug(error, unavailable):
     wrapped = sa_exc.DBAPIError.instance("SELECT 1", None, error, Exception)
     assert store_db.database_unavailable(wrapped) is unavailable
     assert store_db.database_unavailable(sa_exc.IntegrityError("INSERT", None, error)) is False
+
+
+def test_a_sqlite_database_that_cannot_be_opened_answers_503(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    engine = make_engine(f"sqlite:///{folder / 'gone.db'}")
+    try:
+        upgrade(engine)
+        world = make_world(engine)
+        before = entries(world)
+        folder.rename(tmp_path / "moved")  # the volume went away
+        engine.dispose()  # no connection left open to the old file
+        assert_unavailable(world.get(f"/patients/{world.patient_id}/list"))
+        assert_unavailable(world.get("/catalogue/packages?name=simvastatin"))
+        (tmp_path / "moved").rename(folder)
+        assert entries(world) == before
+    finally:
+        engine.dispose()
