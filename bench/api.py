@@ -140,6 +140,10 @@ class Client(threading.Thread):
         self.statuses[label][response.status] += 1
         return response.status, {"etag": response.getheader("ETag", "")}
 
+    def extra(self) -> dict:
+        """What a subclass reports beyond timings and statuses (bench/soak.py)."""
+        return {}
+
     def run(self) -> None:
         self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
@@ -188,10 +192,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dict[str, str],
-           args: argparse.Namespace, rate: float | None) -> dict:
+           args: argparse.Namespace, rate: float | None, client_class: type[Client] = Client,
+           extras: list | None = None) -> dict:
     """One phase: closed loop (``rate`` None) or paced at ``rate`` requests/s in total. The
     client threads run in ``args.client_processes`` processes (forked), so that the load
-    generator's own GIL does not add to the latencies it measures."""
+    generator's own GIL does not add to the latencies it measures. ``client_class`` (a
+    ``Client``) runs the scenario; what its ``extra()`` reports is appended to ``extras``."""
     per_client = len(patients) // args.clients
     started = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every client process
     deadline = started + args.seconds
@@ -201,8 +207,8 @@ def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dic
         if rate is not None:
             interval = args.clients / rate
             schedule = _schedule(started + i * interval / args.clients, interval)
-        clients.append(Client(port, patients[i * per_client:(i + 1) * per_client], deadline,
-                              args.iterations, dict(tokens), schedule))
+        clients.append(client_class(port, patients[i * per_client:(i + 1) * per_client],
+                                    deadline, args.iterations, dict(tokens), schedule))
     server_before = _cpu_seconds_of_tree(server_pid)
     postgres_before = _cpu_seconds_of_postgres()
     shares = [clients[k::args.client_processes] for k in range(args.client_processes)]
@@ -212,6 +218,8 @@ def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dic
     for process in processes:
         process.start()
     driven = [results.get() for _ in processes]
+    if extras is not None:
+        extras.extend(extra for share in driven for extra in share["extras"])
     for process in processes:
         process.join()
     elapsed = time.perf_counter() - started
@@ -271,6 +279,7 @@ def _drive(clients: list[Client], results) -> None:
         "statuses": {label: dict(counted) for label, counted in statuses.items()},
         "errors": [c.error for c in clients if c.error],
         "cpu": time.process_time() - before,
+        "extras": [c.extra() for c in clients],
     })
 
 

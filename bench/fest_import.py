@@ -24,11 +24,17 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 
 BARE_PASS = """
-import resource, sys, time
+import gzip, resource, sys, time, zipfile
 from lxml import etree
 started = time.perf_counter()
 elements = 0
-for _, elem in etree.iterparse(sys.argv[1], events=("end",)):
+source = sys.argv[1]
+if source.endswith(".gz"):
+    source = gzip.open(source)
+elif source.endswith(".zip"):
+    archive = zipfile.ZipFile(source)
+    source = archive.open(max(archive.infolist(), key=lambda i: i.file_size))
+for _, elem in etree.iterparse(source, events=("end",)):
     elements += 1
     elem.clear(keep_tail=False)
 print(time.perf_counter() - started, elements, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -89,15 +95,25 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--file", type=Path, default=None,
+        help="measure this FEST file (.xml, .xml.gz, .zip) instead of the synthetic one",
+    )
     args = parser.parse_args()
 
     from fest.synth import write_synthetic
 
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"synth-scale{args.scale}-seed{args.seed}.xml"
-    counts_file = path.with_suffix(".counts.json")
-    if not path.exists() or not counts_file.exists():
-        counts_file.write_text(json.dumps(write_synthetic(path, scale=args.scale, seed=args.seed)))
+    if args.file is not None:
+        path = args.file.resolve()
+        counts_file = None
+    else:
+        path = OUT / f"synth-scale{args.scale}-seed{args.seed}.xml"
+        counts_file = path.with_suffix(".counts.json")
+        if not path.exists() or not counts_file.exists():
+            counts_file.write_text(
+                json.dumps(write_synthetic(path, scale=args.scale, seed=args.seed))
+            )
 
     bare, imports, rss, parser_rss, pss, reimports = [], [], [], [], [], []
     for _ in range(args.runs):
@@ -119,7 +135,7 @@ def main() -> None:
             {
                 "file": path.name,
                 "file_mb": round(path.stat().st_size / 1e6, 1),
-                "counts": json.loads(counts_file.read_text()),
+                "counts": json.loads(counts_file.read_text()) if counts_file else None,
                 "runs": args.runs,
                 "bare_iterparse_seconds": round(bare_s, 2),
                 "import_seconds": round(import_s, 2),

@@ -28,3 +28,7 @@ class FestFormatError(Exception):
 
 class FestImportRejected(Exception):
     """The file is readable but was refused (e.g. implausible shrinkage or an older file)."""
+
+
+class FestConfigurationError(ValueError):
+    """A setting of the import (e.g. a ``MEDLOOP_FEST_MAX_*`` limit) is not usable."""

@@ -35,7 +35,7 @@ from sqlalchemy import JSON, Connection, Date, Engine, Table, bindparam, func, s
 
 from fest import schema
 from fest.errors import FestFormatError, FestImportRejected
-from fest.parser import Header, RawEntry, content_sha256, iter_entries, read_header
+from fest.parser import Header, Limits, RawEntry, content_sha256, iter_entries, read_header
 from fest.queries import active_counts, version_in_force
 from fest.records import FULLY_TYPED, Extracted, RecordError, extract
 
@@ -81,6 +81,7 @@ def import_catalogue(
     allow_shrink: bool = False,
     allow_older: bool = False,
     progress: Progress | None = None,
+    limits: Limits | None = None,
 ) -> ImportResult:
     """Import one FEST file as a new catalogue version (or detect that it is already in force).
 
@@ -90,8 +91,9 @@ def import_catalogue(
     """
     started = time.perf_counter()
     path = Path(path)
-    header = read_header(path)
-    sha256 = content_sha256(path)
+    limits = Limits.from_env() if limits is None else limits
+    header = read_header(path, limits)
+    sha256 = content_sha256(path, limits)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_IMPORT_LOCK})
@@ -117,6 +119,7 @@ def import_catalogue(
             next_pk=(conn.scalar(select(func.max(schema.fest_entry.c.id))) or 0) + 1,
             in_force=_entries_in_force(conn),
             incremental=incremental,
+            limits=limits,
         )
         _insert_version_placeholder(conn, run.version, path)
         writer = _BatchWriter(conn)
@@ -188,8 +191,10 @@ class _Run:
         next_pk: int,
         in_force: Iterable[tuple[int, str, str, str]],
         incremental: bool,
+        limits: Limits | None = None,
     ) -> None:
         self.path = path
+        self.limits = limits
         self.version = version
         self.next_pk = self.first_new_pk = next_pk
         self.incremental = incremental
@@ -329,7 +334,8 @@ def _counting(progress: Progress | None, total: int | None):
 
 
 def _parse_here(run: _Run, header: Header, writer: _BatchWriter, total: int | None, progress: Progress | None) -> None:
-    run.load(iter_entries(run.path, header, _counting(progress, total)), _Rows(writer.write))
+    entries = iter_entries(run.path, header, _counting(progress, total), run.limits)
+    run.load(entries, _Rows(writer.write))
     run.conclude()
 
 
@@ -381,7 +387,7 @@ def _child_main(run: _Run, header: Header, sender, receiver) -> None:
         read += n
 
     try:
-        entries = iter_entries(run.path, header, on_read)
+        entries = iter_entries(run.path, header, on_read, run.limits)
         run.load(entries, _Rows(lambda batch: sender.send(("rows", batch, read))))
         run.conclude()
         sender.send(("done", run.outcome(), header.hentet_dato))

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from fest.errors import FestFormatError, FestImportRejected
+from fest.errors import FestConfigurationError, FestFormatError, FestImportRejected
 from medloop.settings import Settings
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ DbOption = Annotated[
 ]
 EXIT_BAD_INPUT = 1
 EXIT_REFUSED = 3
+EXIT_CONFIG = 2  # missing or unusable configuration
 
 
 def _stderr(message: str) -> None:
@@ -106,6 +107,9 @@ def fest_import(
     except FestImportRejected as exc:
         _stderr(f"refused: {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
+    except FestConfigurationError as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
     for warning in result.warnings:
         _stderr(f"warning: {warning}")
     if as_json:

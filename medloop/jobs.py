@@ -109,9 +109,9 @@ def _refresh_catalogue(engine: Engine, now: datetime, settings: JobSettings) -> 
         return {"imported": False, "file": None}
     with reader(engine).connect() as conn:
         in_force = version_in_force(conn)
-    if in_force is not None and in_force["sha256"] == content_sha256(newest):
-        return {"imported": False, "file": newest.name, "version": in_force["id"]}
     try:
+        if in_force is not None and in_force["sha256"] == content_sha256(newest):
+            return {"imported": False, "file": newest.name, "version": in_force["id"]}
         result = import_catalogue(engine, newest)
     except (FestFormatError, FestImportRejected) as refusal:
         log.warning("catalogue file not imported", file=newest.name, reason=str(refusal))

@@ -110,6 +110,20 @@ def test_refresh_catalogue_imports_a_new_file_once(engine, tmp_path):
     assert jobs.run_job(engine, "refresh-catalogue", NOW, jobs.JobSettings())["imported"] is False
 
 
+def test_refresh_catalogue_refuses_a_file_beyond_the_fest_limits_instead_of_failing(
+    engine, tmp_path, monkeypatch
+):
+    """Even the content hash that tells a new file from the one in force reads within the
+    FEST limits (``MEDLOOP_FEST_MAX_*``); a file beyond them is refused and reported."""
+    shutil.copy(DEMO, tmp_path / "fest-2026-11-02.xml")
+    settings = jobs.JobSettings(catalogue_dir=tmp_path)
+    assert jobs.run_job(engine, "refresh-catalogue", NOW, settings)["imported"] is True
+    monkeypatch.setenv("MEDLOOP_FEST_MAX_XML_BYTES", "1000")
+    refused = jobs.run_job(engine, "refresh-catalogue", NOW, settings)
+    assert refused["imported"] is False
+    assert "larger than 1000 bytes" in refused["refused"]
+
+
 def test_a_job_another_process_is_running_is_skipped_on_postgresql(engine):
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite runs the jobs in the one serving process, without a lock")

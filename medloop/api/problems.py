@@ -14,10 +14,12 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from medloop.api.auth import Unauthenticated
 from medloop.api.responses import JSONResponse
 from medloop.domain import errors as e
+from medloop.store.db import database_unavailable
 from medloop.store.idempotency import (
     IdempotencyError,
     IdempotencyKeyReused,
@@ -224,6 +226,28 @@ HANDLERS = {
 }
 
 
+DATABASE_UNAVAILABLE = "database-unavailable"
+RETRY_AFTER_SECONDS = 1
+"""``Retry-After`` of a 503 when the database is unreachable or busy for a moment."""
+
+
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    """503 with ``Retry-After`` when the database is unreachable, busy or lost the connection
+    (``store.db.database_unavailable``); any other database error is a bug (500, below).
+    Nothing of the request stayed: its transaction was rolled back, or (a connection lost at
+    COMMIT) may have committed, which a retry with the same ``Idempotency-Key`` settles."""
+    if not database_unavailable(error):
+        raise error
+    response = problem(
+        503, DATABASE_UNAVAILABLE,
+        "the database is unavailable for a moment; retry (a write with the same "
+        "Idempotency-Key has at most one effect)",
+        request,
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     """A bug: a problem document with the request id to quote, never the exception's text."""
     return problem(500, "internal-error", "an unexpected error; quote the request id", request)
@@ -235,6 +259,7 @@ def install(app: Any) -> None:
     for cls, handler in HANDLERS.items():
         app.add_exception_handler(cls, handler)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -249,7 +274,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         412: "The list changed since the version in If-Match (current version and changes)",
         422: "Malformed JSON, invalid fields or a refused value",
         428: "If-Match is required for this write",
-        503: "No catalogue in force",
+        503: "No catalogue in force, or the database is unavailable for a moment "
+        "(with Retry-After)",
     }
     return {
         status: {

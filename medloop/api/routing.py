@@ -30,6 +30,12 @@ import anyio.to_thread
 from fastapi import Request
 from fastapi.routing import APIRoute
 
+from medloop.store.db import retry_read
+
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+"""Requests that change nothing (RFC 9110 safe methods): retried once on a lost connection
+(``store.db.retry_read``); writes are not, a client retries them with an Idempotency-Key."""
+
 _REQUEST = "_medloop_route_request"
 """The extra parameter through which the wrapper gets the request (and so its app)."""
 
@@ -65,11 +71,13 @@ def dispatching(route: Callable[..., Any]) -> Callable[..., Any]:
     async def endpoint(**values: Any) -> Any:
         request: Request = values[own] if own else values.pop(_REQUEST)
         limiter = request.app.state.route_limiter
+        work = functools.partial(route, **values)
+        if request.method in _SAFE_METHODS:
+            # A read whose database connection died under it runs once more on a fresh one.
+            work = functools.partial(retry_read, work)
         if limiter is None:
-            return route(**values)
-        return await anyio.to_thread.run_sync(
-            functools.partial(route, **values), limiter=limiter
-        )
+            return work()
+        return await anyio.to_thread.run_sync(work, limiter=limiter)
 
     parameters = [*signature.parameters.values()]
     if own is None:

@@ -177,8 +177,14 @@ def _send(
                     cursor.execute(sql, last[1], prepare=True)
             return cursor.fetchone() if last is not None else None
     except psycopg.Error as error:
-        # As SQLAlchemy itself reports a failed statement (IntegrityError for a unique key).
-        raise DBAPIError.instance(sql, None, error, psycopg.Error) from error
+        # As SQLAlchemy itself reports a failed statement (IntegrityError for a unique key),
+        # and as it handles a lost connection: dropped, never returned to the pool.
+        lost = driver.broken or conn.dialect.is_disconnect(error, driver, None)
+        if lost:
+            conn.invalidate(error)
+        raise DBAPIError.instance(
+            sql or "(queued statements)", None, error, psycopg.Error, connection_invalidated=lost
+        ) from error
 
 
 _SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}

@@ -14,11 +14,16 @@ timeout.
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_PAGE_SIZE = 16_384
@@ -50,13 +55,89 @@ def make_engine(url: str) -> Engine:
         return engine
     # A server runs many requests at once (uvicorn's thread pool): keep as many connections
     # pooled, rather than open and close overflow connections per request. No pre-ping round
-    # trip per checkout: after a server restart the first statement on a dead connection
-    # fails, and SQLAlchemy then invalidates the whole pool.
+    # trip per checkout: ``_probe_idle_connection`` looks at the socket instead.
     engine = create_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW)
+    event.listen(engine.pool, "checkout", _probe_idle_connection)
     from medloop.store import batch  # noqa: PLC0415 - batch builds on this module
 
     batch.install(engine)  # a command's queued appends go out before any other statement
     return engine
+
+
+def _probe_idle_connection(dbapi_connection, _record, _proxy) -> None:
+    """Refuse a pooled PostgreSQL connection that is already dead, without a round trip.
+
+    A connection in the pool is idle: the server has nothing to say to it. When its backend
+    is terminated (``pg_terminate_backend``, a server restart, an idle-session timeout) the
+    server sends a FATAL error and closes the socket, so the socket turns readable. A
+    non-blocking ``poll`` of it (a system call, no network traffic) tells a dead connection
+    from a live one before a request uses it; ``DisconnectionError`` makes the pool drop it
+    and connect afresh (SQLAlchemy's "pessimistic disconnect handling" without the
+    ``SELECT 1`` of ``pool_pre_ping``, which would add a round trip to every request).
+    A backend that dies after this check fails the request's first statement instead:
+    ``is_disconnect`` errors then answer 503 (``medloop.api.problems``) and safe reads are
+    retried once (``retry_read``).
+    """
+    if dbapi_connection.closed or getattr(dbapi_connection, "broken", False):
+        raise exc.DisconnectionError("the pooled connection is closed")
+    try:
+        fd = dbapi_connection.fileno()
+    except Exception as error:  # psycopg: the connection has no socket any more
+        raise exc.DisconnectionError(f"the pooled connection has no socket: {error}") from error
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        # Readable while idle: the server closed it (or sent something nobody asked for,
+        # a notice or a parameter change; a fresh connection costs less than finding out).
+        raise exc.DisconnectionError("the server closed the pooled connection")
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """Did ``error`` come from a database connection that is gone (and was dropped)?"""
+    return isinstance(error, exc.DBAPIError) and bool(error.connection_invalidated)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Is ``error`` the database being unreachable, busy or gone for a moment (try again
+    later: HTTP 503) rather than a fault in the request or the code? A dropped or refused
+    connection, a pool with no connection to spare; on PostgreSQL the SQLSTATE classes of a
+    connection failure (08), a rolled-back transaction (40: serialization failure, deadlock),
+    insufficient resources (53), a lock not available (55), an operator intervention (57: an
+    administrator's shutdown or termination, a cancelled statement) or a system error (58);
+    on SQLite a database file that is locked, busy, cannot be opened or read, or is full.
+    Anything else (a missing table, a constraint) is not the database being unavailable."""
+    if isinstance(error, (exc.TimeoutError, exc.DisconnectionError)) or is_disconnect(error):
+        return True
+    if not isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+        return False
+    original = error.orig
+    if isinstance(original, sqlite3.Error):
+        message = str(original).lower()
+        return any(m in message for m in _SQLITE_UNAVAILABLE)
+    sqlstate = getattr(original, "sqlstate", None)
+    return sqlstate is None or sqlstate[:2] in _POSTGRES_UNAVAILABLE
+
+
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "is full")
+_POSTGRES_UNAVAILABLE = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+def retry_read(read: Callable[[], T]) -> T:
+    """``read()``, once more on a fresh connection when its connection died under it.
+
+    Only for work that is safe to repeat (it changes nothing the caller would see twice, like
+    an HTTP GET) and only when the connection broke at a statement: the transaction never
+    reached its COMMIT, so the server rolled it back and nothing of it stayed (an audited
+    read's audit record included: the retry appends the one record of the read). A
+    connection lost at ``COMMIT`` (``statement`` is ``None``) is not retried: that COMMIT may
+    have happened.
+    """
+    try:
+        return read()
+    except exc.DBAPIError as error:
+        if not is_disconnect(error) or error.statement is None:
+            raise
+    return read()
 
 
 def _queued_writer_connection(writers: threading.Lock) -> type[sqlite3.Connection]:
@@ -71,6 +152,9 @@ def _queued_writer_connection(writers: threading.Lock) -> type[sqlite3.Connectio
             self.holds_write_lock = True
             try:
                 self.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:  # locked: as SQLAlchemy reports it
+                self._leave()
+                raise exc.OperationalError("BEGIN IMMEDIATE", None, error) from error
             except BaseException:
                 self._leave()
                 raise
