@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, PositiveFloat, RootModel,
 
 from interactions.medication import Allergy
 from interactions.medication import Patient as CheckedPatient
+from interactions.medication import RenalFunction as CheckedRenal
 from medloop.domain._model import Frozen
 from medloop.domain.errors import InvalidNationalId
 
@@ -147,6 +148,9 @@ class Patient(Frozen):
     weight: Weight | None = None
     renal_function: RenalFunction | None = None
     allergies: tuple[Allergy, ...] = ()
+    hepatic_risk: bool | None = None
+    """Risk factors for liver injury (hepatic impairment, chronic alcohol use, malnutrition,
+    dehydration): ``None`` while nobody has recorded either way."""
 
     @model_validator(mode="after")
     def _birth_date_matches_national_id(self) -> Patient:
@@ -158,9 +162,24 @@ class Patient(Frozen):
             )
         return self
 
-    def for_checks(self) -> CheckedPatient:
-        """The patient as decision support sees it."""
+    def age_on(self, day: date) -> int:
+        """Age in whole years on ``day``."""
+        birthday_passed = (day.month, day.day) >= (self.birth_date.month, self.birth_date.day)
+        return day.year - self.birth_date.year - (0 if birthday_passed else 1)
+
+    def for_checks(self, on: date | None = None) -> CheckedPatient:
+        """The patient as decision support sees it on ``on`` (default: today): age from the
+        birth date, the recorded weight, renal function with the day it was measured (its age
+        is judged by the check) and hepatic risk factors; nothing is defaulted."""
+        day = on or date.today()
+        renal = self.renal_function
         return CheckedPatient(
             allergies=self.allergies,
             weight_kg=None if self.weight is None else self.weight.kg,
+            age=max(0, self.age_on(day)),
+            renal=None if renal is None else CheckedRenal.model_validate({
+                "egfr" if renal.kind is RenalFunctionKind.EGFR else "crcl": renal.value,
+                "measured": renal.measured_at.date(),
+            }),
+            hepatic_risk=self.hepatic_risk,
         )
