@@ -301,7 +301,7 @@ def _per_entry(
         if missing is not None:
             not_checked.add(
                 entry, rule, code, missing.code,
-                f"{rule.substance} is contraindicated at {rule.when}; {missing.reason}",
+                f"{missing.reason}; {rule.substance} is contraindicated at {rule.when}",
             )
         else:
             found.append(_Exceeded(
@@ -314,7 +314,7 @@ def _per_entry(
         if outside is not None:
             if missing is not None:
                 not_checked.add(entry, rule, code, missing.code,
-                                f"the regimens for {rule.when} are {outside}; {missing.reason}")
+                                f"{missing.reason}; the regimens at {rule.when} are {outside}")
             elif outside == "weight":
                 not_checked.add(entry, rule, code, "weight-unknown",
                                 "the accepted regimens are per kg and need the patient's weight")
@@ -436,8 +436,13 @@ def _dose_alert(context: CheckContext, code: str, exceeded: _Exceeded) -> Alert:
     who = f" at {rule.when}" if rule.when is not None else ""
     total = "?" if exceeded.total is None else f"{exceeded.total:g}"
     summaries = {
-        "schedule": f"{rule.substance} may be given on {exceeded.limit}{who} but is dosed on "
-                    f"{total} days a week ({names})",
+        "schedule": (
+            f"{rule.substance} is a once-weekly drug but is dosed on {total} days a week "
+            f"({names})"
+            if exceeded.allowed.value == 1
+            else f"{rule.substance} may be given on {exceeded.limit}{who} but is dosed on "
+            f"{total} days a week ({names})"
+        ),
         "contraindicated": f"{rule.substance} is contraindicated{who} ({names})",
         "regimen": f"Dose of {rule.substance} fits none of the accepted regimens{who} ({names})",
         "duration": (
@@ -669,8 +674,8 @@ def _exceeded(
                 for item in group:
                     not_checked.add(
                         item.entry, rule, code, missing.code,
-                        f"the {measure} limit {limit} for {rule.when} would be exceeded "
-                        f"({total:g} {allowed.unit}); {missing.reason}",
+                        f"{missing.reason}; the {measure} limit {limit} at {rule.when} "
+                        f"would be exceeded ({total:g} {allowed.unit})",
                     )
                 continue
             if tightest is None or allowed.value < tightest.allowed.value:

@@ -20,7 +20,7 @@ from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
 from medloop.api.problems import Problem
-from medloop.api.routes import catalogue, gp, multidose, nursing, patient, pharmacy
+from medloop.api.routes import catalogue, gp, multidose, nursing, observations, patient, pharmacy
 from medloop.api.routing import route_limiter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -75,7 +75,7 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, cds):
+    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds):
         app.include_router(module.router)
     _with_problem_schema(app)
     return app

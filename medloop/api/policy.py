@@ -46,6 +46,7 @@ class Action(StrEnum):
     ADMIT = "ward.admit"  # admit a patient to a ward of the caller's organisation
     OWN_RECORD = "own-record.read"  # a patient's own list and access log
     CATALOGUE_READ = "catalogue.read"
+    OBSERVATION_WRITE = "patient.observation"  # weight, kidney function, hepatic risk factors
 
 
 class Scope(StrEnum):
@@ -80,6 +81,7 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     # another organisation.
     Action.ADMIT: {Role.NURSE: Scope.ANY},
     Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
+    Action.OBSERVATION_WRITE: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
     Action.CATALOGUE_READ: {
         Role.GP: Scope.NO_PATIENT, Role.NURSE: Scope.NO_PATIENT,
         Role.PHARMACIST: Scope.NO_PATIENT, Role.PATIENT: Scope.NO_PATIENT,

@@ -46,8 +46,11 @@ class Screened:
     """Proposal id → the drug's catalogue name."""
 
 
-def screen(conn: Connection, patient_id: UUID, proposals: list[Proposal]) -> Screened:
-    """The alerts the proposals would raise on the patient's current list."""
+def screen(
+    conn: Connection, patient_id: UUID, proposals: list[Proposal], today: date | None = None
+) -> Screened:
+    """The alerts the proposals would raise on the patient's current list, with the patient's
+    recorded facts as on ``today`` (the API's clock; default: the system date)."""
     state = queries.patient_state(conn, patient_id)
     catalogue = catalogue_in_force(conn)
     medications = list(medications_of(state.medication_list))
@@ -61,7 +64,7 @@ def screen(conn: Connection, patient_id: UUID, proposals: list[Proposal]) -> Scr
                 start=proposal.start, stop=proposal.stop,
             )
         )
-    today = datetime.now(UTC).date()
+    today = today or datetime.now(UTC).date()
     alerts = check(
         catalogue.knowledge,
         medications,

@@ -7,7 +7,8 @@ value stays ``None`` and checks report "not checked".
 
 from __future__ import annotations
 
-from datetime import date
+import math
+from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -17,7 +18,11 @@ from interactions.medication import Allergy
 from interactions.medication import Patient as CheckedPatient
 from interactions.medication import RenalFunction as CheckedRenal
 from medloop.domain._model import Frozen
-from medloop.domain.errors import InvalidNationalId
+from medloop.domain.errors import (
+    InvalidNationalId,
+    ObservationInvalid,
+    ObservationOlderThanRecorded,
+)
 
 _LENGTH = 11
 _FIRST_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
@@ -133,6 +138,43 @@ class RenalFunction(Frozen):
     measured_at: AwareDatetime
 
 
+_MAX_WEIGHT_KG = 400.0
+_MAX_RENAL = 250.0
+
+
+class Observation(Frozen):
+    """New measurements of a patient, each with the time it was measured: weight, kidney
+    function (eGFR or creatinine clearance) and whether there are risk factors for liver
+    injury. At least one is given."""
+
+    weight: Weight | None = None
+    renal_function: RenalFunction | None = None
+    hepatic_risk: bool | None = None
+
+
+def _plausible(
+    name: str, value: float, maximum: float, measured_at: datetime, at: datetime
+) -> None:
+    if not math.isfinite(value) or value > maximum:
+        raise ObservationInvalid(
+            f"a {name} of {value:g} is not plausible (at most {maximum:g})", value=value
+        )
+    if measured_at > at:
+        raise ObservationInvalid(
+            f"the {name} is measured in the future ({measured_at.isoformat()})",
+            measured_at=measured_at,
+        )
+
+
+def _not_older(name: str, measured_at: datetime, recorded: Weight | RenalFunction | None) -> None:
+    if recorded is not None and measured_at < recorded.measured_at:
+        raise ObservationOlderThanRecorded(
+            f"the {name} measured {measured_at.isoformat()} is older than the one on record "
+            f"({recorded.measured_at.isoformat()})",
+            measured_at=measured_at, recorded_at=recorded.measured_at,
+        )
+
+
 class Patient(Frozen):
     """A patient. ``id`` is ours and stable; the national id may change (D-number → fnr).
 
@@ -161,6 +203,27 @@ class Patient(Frozen):
                 national_id=str(self.national_id),
             )
         return self
+
+    def with_observation(self, observation: Observation, at: datetime) -> Patient:
+        """The patient with ``observation`` recorded at ``at``. Refuses a measurement in the
+        future or outside what a person can have (``ObservationInvalid``), and one older than
+        the value on record (``ObservationOlderThanRecorded``)."""
+        update: dict[str, object] = {}
+        if observation.weight is not None:
+            weight = observation.weight
+            _plausible("weight", weight.kg, _MAX_WEIGHT_KG, weight.measured_at, at)
+            _not_older("weight", weight.measured_at, self.weight)
+            update["weight"] = weight
+        if observation.renal_function is not None:
+            renal = observation.renal_function
+            _plausible("renal function", renal.value, _MAX_RENAL, renal.measured_at, at)
+            _not_older("renal function", renal.measured_at, self.renal_function)
+            update["renal_function"] = renal
+        if observation.hepatic_risk is not None:
+            update["hepatic_risk"] = observation.hepatic_risk
+        if not update:
+            raise ObservationInvalid("the observation records nothing")
+        return self.model_copy(update=update)
 
     def age_on(self, day: date) -> int:
         """Age in whole years on ``day``."""

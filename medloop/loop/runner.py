@@ -205,6 +205,8 @@ class Effect:
     writes: tuple[Callable[[Connection], None], ...] = ()
     """Further appends of other modules' records (multidose, administration …), run in the
     command's transaction after the list's own records and before the audit record."""
+    patient: Patient | None = None
+    """The patient's record as the command changed it (new weight, renal function …)."""
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,7 @@ def _decide_and_store(
                 ],
                 recorded_at=call.at,
                 alerts=stored_alerts,
+                patient=effect.patient,
             ),
         )
     )
@@ -396,6 +399,8 @@ def _store(
         store.append_reconciliation(conn, effect.reconciliation)
     for write in effect.writes:
         write(conn)
+    if effect.patient is not None:
+        store.update_patient_record(conn, effect.patient)
     raised = [
         store.RaisedAlert(
             alert=a,
