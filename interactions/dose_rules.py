@@ -1,18 +1,26 @@
 """The dose-limit rule file: its format, validation and loading.
 
 FEST delivers no maximum doses (fest-format §8), so the limits are curated here, one rule per
-substance and administration route, each with the public source it was taken from. The shipped
-file is ``interactions/rules/dose_limits.json``; a rule reads::
+substance, route and patient group, each citing the document it was taken from. The shipped
+file is ``interactions/rules/dose_limits.json`` (format ``medloop-dose-limits/2``); a rule reads::
 
-    {"id": "paracetamol-oral", "substance": "paracetamol", "atc": ["N02BE01"], "route": "53",
-     "max_single": ["1 g"], "max_daily": ["4 g"], "max_weekly": [], "schedule": "daily",
-     "source": {"citation": "SPC … pkt. 4.2", "url": "https://…"}, "note": null}
+    {"id": "citalopram-oral-65", "substance": "citalopram", "atc": ["N06AB04"], "route": "53",
+     "when": {"age_min": 65}, "max_daily": ["20 mg"],
+     "amount_of": "citalopram (base)", "convert_from": {"citalopramhydrobromid": 0.8003},
+     "source": {"product": "…", "document": "SmPC (preparatomtale)", "section": "4.2 …",
+                "url": "https://…", "located": "document", "citation": "…"},
+     "note": "…", "reviewed_by": null, "reviewed_on": null}
 
 Limits are lists of ``"<value> <unit>"`` or, per kilogram body weight, ``"<value> <unit>/kg"``
-(all of them apply; a single string is read as a one-item list); the units are
-those of ``interactions.units`` (mass, IU, E, mmol). ``route`` is a FEST administration-route code
-(code system 7477) named in the file's ``routes`` table. ``schedule: "weekly"`` marks substances
-given once a week, which are flagged when dosed on more days.
+(all of them apply; a single string is read as a one-item list); the units are those of
+``interactions.units`` (mass, IU, E, mmol, release rates such as ``mcg/h``). ``route`` is a FEST
+administration-route code (code system 7477) named in the file's ``routes`` table. Besides
+``max_single``/``max_daily``/``max_weekly`` a rule may set ``max_course`` (per course of an entry
+with use "course"), ``regimens`` (the dose must fit one), ``contraindicated`` (with ``when``),
+``max_days_per_week`` (``schedule: "weekly"`` is 1), ``max_treatment_days`` and
+``min_days_between_courses``. ``when`` limits a rule to the patients a ``Condition`` describes
+(age, weight band, kidney function, hepatic risk). ``reviewed_by``/``reviewed_on`` must be present
+and stay ``null`` until a clinical pharmacist signs the rule.
 """
 
 from __future__ import annotations

@@ -4,10 +4,9 @@ and development tokens for a GP, a nurse, a pharmacist and a patient.
 
 DEMO DATA: invented people and organisations (synthetic national ids), not a clinical source.
 The residents have birth dates, weights and kidney function on record (one eGFR too old to be
-trusted), so dose checks show their age, weight and renal limits. They
-are admitted to one ward of the nursing home; two of them have their regular
-tablets packed in multidose by the demo pharmacy, with a 14-day packing period opened from the
-next Monday.
+trusted), so dose checks show their age, weight and renal limits. They are admitted to one ward
+of the nursing home; two of them have their regular tablets packed in multidose by the demo
+pharmacy, with a 14-day packing period opened from the next Monday.
 """
 
 from __future__ import annotations
