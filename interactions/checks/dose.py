@@ -327,11 +327,16 @@ def _per_entry(
                 ))
     days = item.totals.dosing_days_per_week
     allowed_days = rule.days_per_week
-    if allowed_days is not None and days > allowed_days and missing is None:
+    if allowed_days is not None and days > allowed_days:
         limit = "1 day a week" if allowed_days == 1 else f"{allowed_days} days a week"
-        found.append(_Exceeded(
-            "schedule", days, Amount(allowed_days, "days/week"), limit, rule, ((entry, days),)
-        ))
+        if missing is not None:
+            not_checked.add(entry, rule, code, missing.code,
+                            f"{missing.reason}; at {rule.when} at most {limit}")
+        else:
+            found.append(_Exceeded(
+                "schedule", days, Amount(allowed_days, "days/week"), limit, rule,
+                ((entry, days),),
+            ))
     if rule.max_treatment_days is not None:
         found.extend(_too_long(rule, item, missing, code, not_checked))
     if rule.min_days_between_courses is not None and item.is_course and missing is None:
@@ -390,9 +395,13 @@ def _too_long(
     rule: DoseRule, item: _Dosed, missing: _Missing | None, code: str, not_checked: _NotChecked
 ) -> list[_Exceeded]:
     medication, limit_days = item.entry.medication, rule.max_treatment_days or 0
-    if missing is not None:
-        return []
     limit = f"{limit_days} days of treatment"
+    if missing is not None:
+        known = medication.start is not None and medication.stop is not None
+        if not known or (medication.stop - medication.start).days + 1 > limit_days:
+            not_checked.add(item.entry, rule, code, missing.code,
+                            f"{missing.reason}; at {rule.when} at most {limit}")
+        return []
     if medication.stop is None:
         return [_Exceeded("duration", None, Amount(limit_days, "days"), limit, rule,
                           ((item.entry, None),))]

@@ -411,3 +411,12 @@ def test_a_dose_alert_names_the_condition_the_patient_facts_and_the_review_state
     assert detail.section and detail.section.startswith("4.2")
     assert detail.reviewed is False
     assert "65" in alert.summary
+
+
+def test_treatment_length_and_days_a_week_under_an_unknown_age_are_not_checked() -> None:
+    unknown = ADULT.model_copy(update={"age": None})
+    open_ended = run("N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY)
+    assert not_checked(open_ended) == {("risperidone-oral-65-dementia", "age-unknown")}
+    short = run("N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY,
+                stop=TODAY + timedelta(days=13))
+    assert short == []
