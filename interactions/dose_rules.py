@@ -47,6 +47,9 @@ from interactions import atc
 from interactions.units import Amount, Dimension, canonical, unit_info
 
 Measure = Literal["single", "daily", "weekly", "course"]
+_LIMIT_FIELDS = {
+    "single": "max_single", "daily": "max_daily", "weekly": "max_weekly", "course": "max_course",
+}
 
 
 class _Model(BaseModel):
@@ -259,13 +262,7 @@ class DoseRule(_Model):
         return {name.strip().lower(): conversion for name, conversion in found.items()}
 
     def limits(self, measure: Measure) -> tuple[Limit, ...]:
-        by_measure = {
-            "single": self.max_single,
-            "daily": self.max_daily,
-            "weekly": self.max_weekly,
-            "course": self.max_course,
-        }
-        return by_measure[measure]
+        return getattr(self, _LIMIT_FIELDS[measure])  # type: ignore[no-any-return]
 
     @property
     def days_per_week(self) -> int | None:

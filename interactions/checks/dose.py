@@ -47,6 +47,10 @@ _SUBSTANCE_DIMENSIONS = frozenset(
     {Dimension.MASS, Dimension.INTERNATIONAL_UNIT, Dimension.UNIT, Dimension.AMOUNT_OF_SUBSTANCE}
 )
 _TOLERANCE = 1e-9
+_MISSING_FACTS = frozenset({
+    "age-unknown", "weight-unknown", "renal-function-unknown", "renal-function-outdated",
+    "hepatic-risk-unknown",
+})
 _SUMMED: tuple[Measure, ...] = ("daily", "weekly")
 
 
@@ -141,8 +145,21 @@ class _NotChecked:
     )
 
     def add(self, entry: Entry, rule: DoseRule, atc_code: str, code: str, reason: str) -> None:
-        if entry.in_focus:
+        """One alert per entry, rule and reason; a missing patient fact gives one alert per
+        entry and substance, naming every limit it keeps from being checked."""
+        if not entry.in_focus:
+            return
+        if code not in _MISSING_FACTS:
             self.found.setdefault((entry.id, rule.id, code), (entry, rule, atc_code, code, reason))
+            return
+        key = (entry.id, atc_code, code)
+        known = self.found.get(key)
+        if known is None:
+            self.found[key] = (entry, rule, atc_code, code, reason)
+        else:
+            limit = reason.partition("; ")[2] or reason
+            if limit not in known[4]:
+                self.found[key] = (*known[:4], f"{known[4]}; {limit}")
 
     def alerts(self, context: CheckContext) -> Iterator[Alert]:
         for key in sorted(self.found):
@@ -644,6 +661,9 @@ def _exceeded(
     """The tightest ``measure`` limit of ``rule`` that a group of ``items`` exceeds, if any.
     Under a condition that cannot be judged (``missing``) an exceeded limit becomes a "not
     checked" naming the missing fact instead."""
+    limits = rule.limits(measure)
+    if not limits:
+        return None
     tightest: _Exceeded | None = None
     if measure == "course":
         for item in items:
@@ -651,7 +671,7 @@ def _exceeded(
                 not_checked.add(item.entry, rule, code, "course-length-unknown",
                                 "the course limit needs the course's start and stop dates")
         items = [item for item in items if item.course_days is not None]
-    for limit in rule.limits(measure):
+    for limit in limits:
         allowed = _allowed(limit, rule, context.patient.weight_kg, missing)
         if allowed is None:
             for item in items:

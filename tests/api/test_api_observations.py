@@ -44,11 +44,11 @@ def test_recorded_kidney_function_reaches_the_dry_run_and_prescribing(world):
                            "dosage": TWO_TABLETS_TWICE}]}
     path = f"/patients/{world.patient_id}/list/check"
     before = world.post(path, check).json()["alerts"]
-    # 2000 mg a day would break the 30-44 band and the contraindication below 30
-    assert dose_rules(before) == {
-        ("metformin-oral-renal-30", "renal-function-unknown"),
-        ("metformin-oral-renal-30-44", "renal-function-unknown"),
-    }
+    # one alert for the missing fact, naming both limits it keeps from being checked
+    [missing] = [a for a in before if a["kind"] == "dose-not-checked"]
+    assert dose_rules([missing]) == {("metformin-oral-renal-30", "renal-function-unknown")}
+    assert "contraindicated" in missing["detail"]["reason"]
+    assert "daily limit 1000 mg" in missing["detail"]["reason"]
 
     recorded = observe(world, {**renal(40), "weight": {"kg": 58.5,
                                                        "measured_at": "2026-11-18T08:00:00Z"},
