@@ -108,3 +108,11 @@ def test_the_issue_22_substances_have_rules() -> None:
     for code in ("N02AB03", "N02AE01", "N05BA04", "C01AA05", "N05AN01", "M04AC01"):
         assert code in by_atc, code
     assert any(rule.route == "65" for rule in by_atc["N02AB03"])
+
+
+def test_every_note_says_how_the_figure_was_checked() -> None:
+    statements = (
+        "Figure checked against", "FIGURE NOT RE-READ", "FIGURE NOT VERIFIED", "Figure carried over",
+    )
+    for rule in load_dose_rules().rules:
+        assert rule.note is not None and rule.note.startswith(statements), rule.id
