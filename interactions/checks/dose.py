@@ -205,8 +205,9 @@ def _findings(
         focus = [item for item in users if item.entry.in_focus]
         missing = applies if isinstance(applies, _Missing) else None
         found: list[_Exceeded] = []
-        for measure, groups_of in (("single", _each), ("daily", _peak), ("weekly", _peak),
-                                   ("course", _each)):
+        for measure, groups_of in _MEASURES:
+            if not rule.limits(measure):
+                continue
             items_for = focus if groups_of is _each else users
             exceeded = _exceeded(
                 context, code, rule, items_for, measure, missing, not_checked, groups_of
@@ -710,6 +711,12 @@ def _exceeded(
             if tightest is None or allowed.value < tightest.allowed.value:
                 tightest = _Exceeded(measure, total, allowed, str(limit), rule, amounts)
     return tightest
+
+
+_MEASURES: tuple[tuple[Measure, Groups], ...] = (
+    ("single", _each), ("daily", _peak), ("weekly", _peak), ("course", _each),
+)
+"""Each measure with how entries are grouped for it (used by ``_findings``)."""
 
 
 def _has_rule_in(item: _Dosed, unit: str) -> bool:
