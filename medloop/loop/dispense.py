@@ -39,6 +39,7 @@ from medloop.loop.runner import (
     medications_of,
     run_command,
 )
+from medloop.store import medication_list as store
 
 LOOK_BACK = timedelta(days=365)
 """Dispenses this far back count as medication the patient may still take."""

@@ -112,7 +112,8 @@ def test_the_issue_22_substances_have_rules() -> None:
 
 def test_every_note_says_how_the_figure_was_checked() -> None:
     statements = (
-        "Figure checked against", "FIGURE NOT RE-READ", "FIGURE NOT VERIFIED", "Figure carried over",
+        "Figure checked against", "FIGURE NOT RE-READ", "FIGURE NOT VERIFIED",
+        "Figure carried over",
     )
     for rule in load_dose_rules().rules:
         assert rule.note is not None and rule.note.startswith(statements), rule.id
