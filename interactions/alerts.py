@@ -117,17 +117,26 @@ class Contribution(_Model):
     amount: float
 
 
-DoseMeasure = Literal["single", "daily", "weekly", "schedule"]
+DoseMeasure = Literal[
+    "single", "daily", "weekly", "course", "schedule", "regimen", "contraindicated",
+    "duration", "pause",
+]
 
 
 class DoseDetail(_Model):
-    """A dose above a limit. For ``schedule`` the amounts are dosing days per week."""
+    """A dose above a limit. For ``schedule`` the amounts are dosing days per week, for
+    ``duration`` days of treatment (``amount`` ``None``: no stop date), for ``pause`` days
+    between two courses; ``contraindicated`` and ``regimen`` carry the dose that was checked.
+
+    ``condition`` names the patients the rule is for (``None``: every adult) and ``patient``
+    the facts it was judged on; ``reviewed`` whether a clinical pharmacist has signed the rule.
+    """
 
     kind: Literal["dose"] = "dose"
     measure: DoseMeasure
     substance: str
     atc: str
-    amount: float
+    amount: float | None
     limit: str
     limit_amount: float
     unit: str
@@ -137,6 +146,11 @@ class DoseDetail(_Model):
     citation: str
     url: str | None
     note: str | None
+    condition: str | None = None
+    patient: str | None = None
+    section: str | None = None
+    amount_of: str | None = None
+    reviewed: bool = False
 
     @property
     def record(self) -> str:

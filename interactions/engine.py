@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
 from interactions.alerts import Alert, sort_key
 from interactions.checks.allergy import allergy_alerts
@@ -32,16 +33,23 @@ def check(
     handled: Iterable[HandledAlert] = (),
     include_all: bool = False,
     proposed: Iterable[str] | None = None,
+    *,
+    today: date | None = None,
+    renal_max_age_days: int | None = None,
 ) -> list[Alert]:
     """Alerts for ``medications``, most severe first.
 
     With ``proposed`` (ids of new entries) only alerts involving a proposed entry are produced —
     the fast path for "check this new drug against the list"; without it the whole list is
     checked. Interactions of relevance 3 appear only with ``include_all``. Alerts whose ``key`` is
-    among ``handled`` (this patient's acknowledged alerts) are not raised again.
+    among ``handled`` (this patient's acknowledged alerts) are not raised again. ``today`` (default:
+    the system date) is the day renal function values are aged against; a value older than
+    ``renal_max_age_days`` (default: the rule file's) is not trusted.
     """
     context = CheckContext.create(
-        knowledge, medications, patient or Patient(), include_all, proposed
+        knowledge, medications, patient or Patient(), include_all, proposed,
+        today=today or date.today(),
+        renal_max_age_days=renal_max_age_days or knowledge.dose_rules.renal_max_age_days,
     )
     suppressed = {h.key for h in handled}
     alerts = [alert for run in _CHECKS for alert in run(context) if alert.key not in suppressed]

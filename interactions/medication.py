@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
@@ -52,11 +53,43 @@ class Allergy(_Model):
         return self.atc if self.atc is not None else str(self.substance_id)
 
 
+class RenalFunction(_Model):
+    """Kidney function with the day it was measured: ``egfr`` (ml/min/1.73 m²) or ``crcl``
+    (creatinine clearance, Cockcroft-Gault, ml/min), exactly one of them."""
+
+    egfr: PositiveFloat | None = None
+    crcl: PositiveFloat | None = None
+    measured: date
+
+    @model_validator(mode="after")
+    def _exactly_one_value(self) -> RenalFunction:
+        if (self.egfr is None) == (self.crcl is None):
+            raise ValueError("renal function gives either egfr or crcl")
+        return self
+
+    @property
+    def kind(self) -> Literal["egfr", "crcl"]:
+        return "egfr" if self.egfr is not None else "crcl"
+
+    @property
+    def value(self) -> float:
+        return self.egfr if self.egfr is not None else float(self.crcl or 0.0)
+
+
 class Patient(_Model):
-    """Patient facts checks use. An unknown weight stays unknown: it is never defaulted."""
+    """Patient facts checks use. Unknown facts stay unknown: none is ever defaulted, and a dose
+    rule that needs one reports "dose not checked" instead.
+
+    ``age`` in whole years; ``hepatic_risk`` whether the patient has risk factors for liver
+    injury (hepatic impairment, chronic alcohol use, malnutrition, dehydration) — ``None`` when
+    nobody has said."""
 
     allergies: tuple[Allergy, ...] = ()
     weight_kg: PositiveFloat | None = None
+    age: int | None = Field(default=None, ge=0, le=130)
+    sex: Literal["female", "male", "other", "unknown"] | None = None
+    renal: RenalFunction | None = None
+    hepatic_risk: bool | None = None
 
 
 class HandledAlert(_Model):

@@ -1,7 +1,8 @@
 """Units of amount: which unit strings we understand and the only conversions we allow.
 
 Conversions happen within one dimension (mass: g/mg/mcg; volume: l/ml; international units;
-units; mmol). Nothing converts between dimensions: IU (``IE``) is never turned into a mass.
+units; mmol; release rates of patches: mg/h, mcg/h). Nothing converts between dimensions: IU
+(``IE``) is never turned into a mass.
 Dose-form nouns ("tablett", "kapsel", "dose" …) are counts of the product's own unit; each noun is
 its own unit, so 2 "tabletter" are 2 "tablett" but never 2 "kapsel".
 """
@@ -18,6 +19,7 @@ class Dimension(StrEnum):
     INTERNATIONAL_UNIT = "international-unit"
     UNIT = "unit"
     AMOUNT_OF_SUBSTANCE = "amount-of-substance"
+    MASS_RATE = "mass-rate"
     COUNT = "count"
 
 
@@ -50,6 +52,18 @@ _measured(Dimension.INTERNATIONAL_UNIT, "IU", 1000.0, "kie", "kiu")
 _measured(Dimension.INTERNATIONAL_UNIT, "IU", 1_000_000.0, "mie", "miu", "mill ie", "mill iu")
 _measured(Dimension.UNIT, "U", 1.0, "e", "u", "enhet", "enheter")
 _measured(Dimension.AMOUNT_OF_SUBSTANCE, "mmol", 1.0, "mmol")
+# Release rates of transdermal patches (FEST: "12 mikrog" per "1 time", "25 mikrog" per "24 timer").
+_measured(Dimension.MASS_RATE, "mg/h", 1.0, "mg/h", "mg/time")
+_measured(
+    Dimension.MASS_RATE, "mg/h", 0.001, "mcg/h", "µg/h", "μg/h", "ug/h", "mikrog/time", "mikrog/h"
+)
+
+# Time units of strength denominators (a patch's release per time), in hours.
+HOURS_PER_TIME_UNIT = {
+    "min": 1 / 60, "minutt": 1 / 60, "minutter": 1 / 60,
+    "h": 1.0, "t": 1.0, "time": 1.0, "timer": 1.0,
+    "d": 24.0, "døgn": 24.0, "dag": 24.0, "dager": 24.0, "døgnet": 24.0,
+}
 
 # Dose-form nouns from FEST code system 7480 (EnhetDosering): singular first, then plurals.
 _NOUN_FORMS = (

@@ -1,7 +1,9 @@
 """Decision support on request: the JSON contract of ``medloop check`` and its orchestration.
 
 A request names list entries by varenr, ATC code or FEST domain id, with optional structured
-dosage and dates, plus the patient's allergies and weight. It is checked against the catalogue
+dosage and dates, plus the patient's facts: allergies, ``age``, ``sex``, ``weight_kg``, ``renal``
+(``{"egfr": N, "measured": "YYYY-MM-DD"}`` or ``"crcl"`` instead of ``"egfr"``) and
+``hepatic_risk``. It is checked against the catalogue
 version in force: parse → load snapshot → ``Knowledge.build`` → resolve every entry → ``check``.
 The response carries the catalogue version and ``HentetDato`` the alerts were made with.
 
@@ -44,6 +46,7 @@ from interactions import (
 )
 from interactions.catalogue import CatalogueInfo
 from medloop.catalogue import NoCatalogue, load_snapshot
+from medloop.settings import renal_max_age_days
 from medloop.store.db import reader
 
 PROBLEM_BASE = "https://medloop.dev/problems/"
@@ -205,8 +208,11 @@ def resolve_medications(
     return tuple(resolved)
 
 
-def run_check(knowledge: Knowledge, request: CheckRequest, include_all: bool) -> CheckOutcome:
-    """Resolve and check ``request`` against ``knowledge``; no database is touched."""
+def run_check(
+    knowledge: Knowledge, request: CheckRequest, include_all: bool, today: date | None = None
+) -> CheckOutcome:
+    """Resolve and check ``request`` against ``knowledge`` on ``today`` (default: the system
+    date, against which the age of a renal function value is judged); no database is touched."""
     alerts = check(
         knowledge,
         resolve_medications(knowledge, request),
@@ -214,6 +220,8 @@ def run_check(knowledge: Knowledge, request: CheckRequest, include_all: bool) ->
         handled=request.handled,
         include_all=include_all,
         proposed=request.proposed,
+        today=today,
+        renal_max_age_days=renal_max_age_days(),
     )
     return CheckOutcome(knowledge.info, tuple(alerts))
 

@@ -4,9 +4,10 @@ and development tokens for a GP, a nurse, a ward-admin nurse (who may admit and 
 pharmacist and a patient.
 
 DEMO DATA: invented people and organisations (synthetic national ids), not a clinical source.
-The residents are admitted to one ward of the nursing home; two of them have their regular
-tablets packed in multidose by the demo pharmacy, with a 14-day packing period opened from the
-next Monday.
+The residents have birth dates, weights and kidney function on record (one eGFR too old to be
+trusted), so dose checks show their age, weight and renal limits. They are admitted to one ward
+of the nursing home; two of them have their regular tablets packed in multidose by the demo
+pharmacy, with a 14-day packing period opened from the next Monday.
 """
 
 from __future__ import annotations
@@ -23,13 +24,19 @@ from fest.loader import import_catalogue
 from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
 from medloop.api.auth import issue_token
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.patient import NationalId, Patient
+from medloop.domain.errors import OverrideRequired
+from medloop.domain.patient import (
+    NationalId,
+    Patient,
+    RenalFunction,
+    RenalFunctionKind,
+    Weight,
+)
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administer, multidose
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.domain.errors import OverrideRequired
 from medloop.loop.runner import Call, CommandResult, DrugOrder
 from medloop.store import medication_list as store
 
@@ -115,12 +122,25 @@ class Order:
 
 
 @dataclass(frozen=True)
+class Facts:
+    """What the nursing home measured: weight, kidney function and how many days ago each was
+    measured (dose checks trust kidney function for 90 days)."""
+
+    weight_kg: float
+    renal: RenalFunctionKind
+    renal_value: float
+    weight_days_ago: int
+    renal_days_ago: int
+
+
+@dataclass(frozen=True)
 class Resident:
     given_name: str
     family_name: str
     birth: date
     orders: tuple[Order, ...]
     multidose: bool = False
+    facts: Facts | None = None
 
 
 RESIDENTS = (
@@ -133,7 +153,7 @@ RESIDENTS = (
               "Hjertesvikt", multidose=True),
         Order("090028", as_needed(1, "tablett", 4, 6, "1 tablett ved behov, maks 4 per døgn"),
               "Smerter"),
-    ), multidose=True),
+    ), multidose=True, facts=Facts(48, RenalFunctionKind.EGFR, 52, 7, 20)),
     Resident("Per", "Hansen", date(1941, 9, 2), (
         Order("090436", regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
               "Hyperkolesterolemi", multidose=True),
@@ -143,7 +163,7 @@ RESIDENTS = (
               "Depresjon", multidose=True),
         Order("091099", as_needed(1, "kapsel", 4, 4, "1 kapsel ved sterke smerter, maks 4/døgn"),
               "Gjennombruddssmerter"),
-    ), multidose=True),
+    ), multidose=True, facts=Facts(74, RenalFunctionKind.CREATININE_CLEARANCE, 41, 14, 40)),
     Resident("Ingrid", "Berg", date(1935, 12, 24), (
         Order("090606", regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
               "Hypotyreose"),
@@ -151,7 +171,8 @@ RESIDENTS = (
                                 text="1 tablett morgen og kveld"), "Diabetes type 2"),
         Order("090164", regular(_tablets(1, MIDDAY), text="1 tablett midt på dagen"),
               "Osteoporose"),
-    )),
+    # Her eGFR is four months old: dose rules that depend on it report "not checked".
+    ), facts=Facts(55, RenalFunctionKind.EGFR, 38, 30, 120)),
 )
 
 
@@ -251,9 +272,17 @@ def _multidose(engine: Engine, patient_id: UUID, at: datetime) -> None:
 
 
 def _register(engine: Engine, resident: Resident, nid: str, at: datetime) -> UUID:
+    facts = resident.facts
     patient = Patient(
         id=uuid.uuid4(), national_id=NationalId(nid), given_name=resident.given_name,
         family_name=resident.family_name, birth_date=resident.birth,
+        weight=None if facts is None else Weight(
+            kg=facts.weight_kg, measured_at=at - timedelta(days=facts.weight_days_ago)
+        ),
+        renal_function=None if facts is None else RenalFunction(
+            kind=facts.renal, value=facts.renal_value,
+            measured_at=at - timedelta(days=facts.renal_days_ago),
+        ),
     )
     register_patient(engine, patient, Call(actor=GP, at=at, reason="demo"))
     version = 0

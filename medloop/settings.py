@@ -32,3 +32,15 @@ def _shared_xsd_dir() -> Path | None:
     """The official schemas in the team's shared reference folder, when it is beside us."""
     candidate = REPO_ROOT.parent / "shared" / "reference" / "xsd" / "eresept"
     return candidate if candidate.is_dir() else None
+
+
+def renal_max_age_days() -> int | None:
+    """``MEDLOOP_RENAL_MAX_AGE_DAYS``: how many days old a kidney-function value may be and still
+    be trusted by dose checks; unset, the rule file's ``renal_max_age_days`` (90) applies."""
+    value = os.environ.get("MEDLOOP_RENAL_MAX_AGE_DAYS", "").strip()
+    if not value:
+        return None
+    days = int(value)
+    if days <= 0:
+        raise ValueError("MEDLOOP_RENAL_MAX_AGE_DAYS must be a positive number of days")
+    return days

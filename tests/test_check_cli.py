@@ -326,3 +326,39 @@ def test_without_json_a_problem_goes_to_stderr_with_each_bad_medication(demo: De
     result = runner.invoke(app, ["check", "--db", demo.url], input=text)
     assert result.exit_code == 2 and result.stdout == ""
     assert "m7: varenr '999999' is not in the catalogue" in result.stderr
+
+
+def test_patient_age_sex_weight_and_renal_function_reach_the_dose_rules(demo: Demo) -> None:
+    from datetime import date, timedelta
+
+    measured = (date.today() - timedelta(days=10)).isoformat()
+    twice_two_tablets = {
+        "use": "regular",
+        "fixed": [{"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "morning"},
+                  {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "evening"}],
+    }
+    medications = [{"id": "m1", "varenr": METFORMIN, "dosage": twice_two_tablets}]
+    patient = {"age": 84, "sex": "female", "weight_kg": 52,
+               "renal": {"egfr": 40, "measured": measured}}
+    code, response = run_check(demo.url, {"medications": medications, "patient": patient})
+    assert code == 0
+    [alert] = [a for a in response["alerts"] if a["kind"] == "dose"]
+    assert alert["detail"]["rule_id"] == "metformin-oral-renal-30-44"
+    assert alert["detail"]["patient"].startswith("eGFR 40")
+    crcl = {**patient, "renal": {"crcl": 50, "measured": measured}}
+    _, response = run_check(demo.url, {"medications": medications, "patient": crcl})
+    assert [a for a in response["alerts"] if a["kind"] == "dose"] == []  # 2000 mg ≤ 2000 mg
+    _, response = run_check(demo.url, {"medications": medications})
+    assert {a["detail"]["reason_code"] for a in response["alerts"]
+            if a["kind"] == "dose-not-checked"} == {"renal-function-unknown"}
+
+
+@pytest.mark.parametrize(
+    "renal",
+    [{"egfr": 40, "crcl": 40, "measured": "2026-11-01"}, {"egfr": 40}, {"egfr": -1,
+                                                                       "measured": "2026-11-01"}],
+)
+def test_a_malformed_renal_function_is_an_invalid_request(demo: Demo, renal: dict) -> None:
+    request = {"medications": by_varenr(METFORMIN), "patient": {"renal": renal}}
+    code, response = run_check(demo.url, request)
+    assert code == 2 and response["type"] == PROBLEMS + "invalid-request"

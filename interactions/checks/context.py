@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 
 from interactions.alerts import Source
 from interactions.knowledge import DrugProfile, Knowledge
@@ -30,12 +31,16 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class CheckContext:
     """One check run: entries sorted by id (so results never depend on list order), the patient
-    and whether relevance-3 interactions are wanted. Entries out of focus only serve as partners."""
+    and whether relevance-3 interactions are wanted. Entries out of focus only serve as partners.
+    ``today`` is the day the check is made for (renal function is judged by its age then), and
+    ``renal_max_age_days`` how old a renal function value may be and still be trusted."""
 
     knowledge: Knowledge
     entries: tuple[Entry, ...]
     patient: Patient
     include_all: bool
+    today: date | None = None
+    renal_max_age_days: int | None = None
 
     @classmethod
     def create(
@@ -45,6 +50,8 @@ class CheckContext:
         patient: Patient,
         include_all: bool,
         proposed: Iterable[str] | None,
+        today: date | None = None,
+        renal_max_age_days: int | None = None,
     ) -> CheckContext:
         ordered = sorted(medications, key=lambda m: m.id)
         ids = [m.id for m in ordered]
@@ -54,7 +61,7 @@ class CheckContext:
         if not focus <= set(ids):
             raise ValueError(f"proposed ids not in the medications: {sorted(focus - set(ids))}")
         entries = tuple(Entry(m, knowledge.profile(m.drug), m.id in focus) for m in ordered)
-        return cls(knowledge, entries, patient, include_all)
+        return cls(knowledge, entries, patient, include_all, today, renal_max_age_days)
 
     @property
     def focus(self) -> Iterator[Entry]:

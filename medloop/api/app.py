@@ -22,7 +22,9 @@ from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
 from medloop.api.problems import Problem
-from medloop.api.routes import catalogue, gp, multidose, nursing, ops, patient, pharmacy
+from medloop.api.routes import (
+    catalogue, gp, multidose, nursing, observations, ops, patient, pharmacy,
+)
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
 from medloop.store.replicas import ReadRouter
@@ -82,7 +84,7 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, cds, ops):
+    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds, ops):
         app.include_router(module.router)
     _with_problem_schema(app)
     return app

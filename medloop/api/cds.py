@@ -276,7 +276,7 @@ def call_service(
     selected = {s.split("/")[-1] for s in body.context.selections}
 
     def issue(conn: Any) -> dict[str, Any]:
-        screened = screen(conn, patient_id, proposals)
+        screened = screen(conn, patient_id, proposals, caller.at.date())
         alerts = [
             a for a in explained(screened.alerts, not_mapped, screened.names)
             if service["hook"] != "order-select" or not selected

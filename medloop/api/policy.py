@@ -55,6 +55,7 @@ class Action(StrEnum):
     DISCHARGE = "ward.discharge"  # end a patient's stay on a ward of the caller's organisation
     OWN_RECORD = "own-record.read"  # a patient's own list and access log
     CATALOGUE_READ = "catalogue.read"
+    OBSERVATION_WRITE = "patient.observation"  # weight, kidney function, hepatic risk factors
 
 
 class Scope(StrEnum):
@@ -98,6 +99,7 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     Action.ADMIT: {Role.NURSE: Scope.ADMITTING},
     Action.DISCHARGE: {Role.NURSE: Scope.ADMITTING},
     Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
+    Action.OBSERVATION_WRITE: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
     Action.CATALOGUE_READ: {
         Role.GP: Scope.NO_PATIENT, Role.NURSE: Scope.NO_PATIENT,
         Role.PHARMACIST: Scope.NO_PATIENT, Role.PATIENT: Scope.NO_PATIENT,

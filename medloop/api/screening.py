@@ -10,7 +10,7 @@ audits the read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -20,6 +20,7 @@ from interactions.dosage import Dosage
 from medloop import queries
 from medloop.domain.errors import UnknownDrug
 from medloop.loop.runner import Catalogue, DrugOrder, catalogue_in_force, medications_of
+from medloop.settings import renal_max_age_days
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ class Screened:
     """Proposal id → the drug's catalogue name."""
 
 
-def screen(conn: Connection, patient_id: UUID, proposals: list[Proposal]) -> Screened:
-    """The alerts the proposals would raise on the patient's current list."""
+def screen(
+    conn: Connection, patient_id: UUID, proposals: list[Proposal], today: date | None = None
+) -> Screened:
+    """The alerts the proposals would raise on the patient's current list, with the patient's
+    recorded facts as on ``today`` (the API's clock; default: the system date)."""
     state = queries.patient_state(conn, patient_id)
     catalogue = catalogue_in_force(conn)
     medications = list(medications_of(state.medication_list))
@@ -60,12 +64,15 @@ def screen(conn: Connection, patient_id: UUID, proposals: list[Proposal]) -> Scr
                 start=proposal.start, stop=proposal.stop,
             )
         )
+    today = today or datetime.now(UTC).date()
     alerts = check(
         catalogue.knowledge,
         medications,
-        state.patient.for_checks(),
+        state.patient.for_checks(today),
         handled=state.handled,
         proposed=[p.id for p in proposals],
+        today=today,
+        renal_max_age_days=renal_max_age_days(),
     )
     return Screened(
         catalogue_version=catalogue.version,

@@ -93,6 +93,13 @@ class NotAPharmacist(InvalidValue):
     code = "not-a-pharmacist"
 
 
+class ObservationInvalid(InvalidValue):
+    """A measurement that cannot be recorded: none given, measured in the future, or a value
+    outside what a person can have."""
+
+    code = "observation-invalid"
+
+
 # -- the medication list -----------------------------------------------------------------------
 
 
@@ -294,6 +301,13 @@ class PatientNotFound(DomainError):
 
 class PatientAlreadyRegistered(DomainError):
     code = "patient-already-registered"
+
+
+class ObservationOlderThanRecorded(DomainError):
+    """A measurement older than the one on record: the newer value stays (record the newer
+    one, or correct the record explicitly)."""
+
+    code = "observation-older-than-recorded"
 
 
 class PrescriptionNotFound(DomainError):

@@ -7,7 +7,8 @@ value stays ``None`` and checks report "not checked".
 
 from __future__ import annotations
 
-from datetime import date
+import math
+from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -15,8 +16,13 @@ from pydantic import AwareDatetime, ConfigDict, Field, PositiveFloat, RootModel,
 
 from interactions.medication import Allergy
 from interactions.medication import Patient as CheckedPatient
+from interactions.medication import RenalFunction as CheckedRenal
 from medloop.domain._model import Frozen
-from medloop.domain.errors import InvalidNationalId
+from medloop.domain.errors import (
+    InvalidNationalId,
+    ObservationInvalid,
+    ObservationOlderThanRecorded,
+)
 
 _LENGTH = 11
 _FIRST_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
@@ -132,6 +138,43 @@ class RenalFunction(Frozen):
     measured_at: AwareDatetime
 
 
+_MAX_WEIGHT_KG = 400.0
+_MAX_RENAL = 250.0
+
+
+class Observation(Frozen):
+    """New measurements of a patient, each with the time it was measured: weight, kidney
+    function (eGFR or creatinine clearance) and whether there are risk factors for liver
+    injury. At least one is given."""
+
+    weight: Weight | None = None
+    renal_function: RenalFunction | None = None
+    hepatic_risk: bool | None = None
+
+
+def _plausible(
+    name: str, value: float, maximum: float, measured_at: datetime, at: datetime
+) -> None:
+    if not math.isfinite(value) or value > maximum:
+        raise ObservationInvalid(
+            f"a {name} of {value:g} is not plausible (at most {maximum:g})", value=value
+        )
+    if measured_at > at:
+        raise ObservationInvalid(
+            f"the {name} is measured in the future ({measured_at.isoformat()})",
+            measured_at=measured_at,
+        )
+
+
+def _not_older(name: str, measured_at: datetime, recorded: Weight | RenalFunction | None) -> None:
+    if recorded is not None and measured_at < recorded.measured_at:
+        raise ObservationOlderThanRecorded(
+            f"the {name} measured {measured_at.isoformat()} is older than the one on record "
+            f"({recorded.measured_at.isoformat()})",
+            measured_at=measured_at, recorded_at=recorded.measured_at,
+        )
+
+
 class Patient(Frozen):
     """A patient. ``id`` is ours and stable; the national id may change (D-number → fnr).
 
@@ -147,6 +190,9 @@ class Patient(Frozen):
     weight: Weight | None = None
     renal_function: RenalFunction | None = None
     allergies: tuple[Allergy, ...] = ()
+    hepatic_risk: bool | None = None
+    """Risk factors for liver injury (hepatic impairment, chronic alcohol use, malnutrition,
+    dehydration): ``None`` while nobody has recorded either way."""
 
     @model_validator(mode="after")
     def _birth_date_matches_national_id(self) -> Patient:
@@ -158,9 +204,45 @@ class Patient(Frozen):
             )
         return self
 
-    def for_checks(self) -> CheckedPatient:
-        """The patient as decision support sees it."""
+    def with_observation(self, observation: Observation, at: datetime) -> Patient:
+        """The patient with ``observation`` recorded at ``at``. Refuses a measurement in the
+        future or outside what a person can have (``ObservationInvalid``), and one older than
+        the value on record (``ObservationOlderThanRecorded``)."""
+        update: dict[str, object] = {}
+        if observation.weight is not None:
+            weight = observation.weight
+            _plausible("weight", weight.kg, _MAX_WEIGHT_KG, weight.measured_at, at)
+            _not_older("weight", weight.measured_at, self.weight)
+            update["weight"] = weight
+        if observation.renal_function is not None:
+            renal = observation.renal_function
+            _plausible("renal function", renal.value, _MAX_RENAL, renal.measured_at, at)
+            _not_older("renal function", renal.measured_at, self.renal_function)
+            update["renal_function"] = renal
+        if observation.hepatic_risk is not None:
+            update["hepatic_risk"] = observation.hepatic_risk
+        if not update:
+            raise ObservationInvalid("the observation records nothing")
+        return self.model_copy(update=update)
+
+    def age_on(self, day: date) -> int:
+        """Age in whole years on ``day``."""
+        birthday_passed = (day.month, day.day) >= (self.birth_date.month, self.birth_date.day)
+        return day.year - self.birth_date.year - (0 if birthday_passed else 1)
+
+    def for_checks(self, on: date | None = None) -> CheckedPatient:
+        """The patient as decision support sees it on ``on`` (default: today): age from the
+        birth date, the recorded weight, renal function with the day it was measured (its age
+        is judged by the check) and hepatic risk factors; nothing is defaulted."""
+        day = on or date.today()
+        renal = self.renal_function
         return CheckedPatient(
             allergies=self.allergies,
             weight_kg=None if self.weight is None else self.weight.kg,
+            age=max(0, self.age_on(day)),
+            renal=None if renal is None else CheckedRenal.model_validate({
+                "egfr" if renal.kind is RenalFunctionKind.EGFR else "crcl": renal.value,
+                "measured": renal.measured_at.date(),
+            }),
+            hepatic_risk=self.hepatic_risk,
         )

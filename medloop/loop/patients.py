@@ -1,13 +1,17 @@
-"""Registering a patient: the row every later command of the loop locks and hangs off."""
+"""Registering a patient: the row every later command of the loop locks and hangs off; and
+recording the patient's measurements (weight, kidney function) that dose checks use."""
 
 from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from medloop.domain.errors import PatientAlreadyRegistered
-from medloop.domain.patient import Patient
-from medloop.loop.runner import Call
+from medloop.domain.patient import Observation, Patient
+from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
 from medloop.store import audit
 from medloop.store import medication_list as store
 from medloop.store.db import writer
@@ -45,3 +49,35 @@ def _register(engine: Engine, patient: Patient, call: Call) -> None:
                 detail={"patient_id": str(patient.id)},
             ),
         )
+
+
+def record_observation(
+    engine: Engine, patient_id: UUID, observation: Observation, call: Call
+) -> CommandResult:
+    """Record new measurements of the patient (weight, kidney function with the time each was
+    measured, hepatic risk factors) through the command layer: one transaction, the patient
+    locked, audited like every command. Dose checks from then on judge the new values. The
+    list is not changed, so no list version is needed."""
+
+    def decide(ctx: Context) -> Effect:
+        changed = ctx.state.patient.with_observation(observation, ctx.call.at)
+        return Effect(patient=changed, response={"patient": facts_of(changed)})
+
+    return run_command(
+        engine, RECORD_OBSERVATION, patient_id, call, decide, based_on=None,
+        request=observation.model_dump(mode="json"),
+    )
+
+
+RECORD_OBSERVATION = "record-observation"
+
+
+def facts_of(patient: Patient) -> dict[str, Any]:
+    """The patient's recorded facts dose checks use, as JSON."""
+    dumped = patient.model_dump(mode="json")
+    return {
+        "birth_date": dumped["birth_date"],
+        "weight": dumped.get("weight"),
+        "renal_function": dumped.get("renal_function"),
+        "hepatic_risk": dumped.get("hepatic_risk"),
+    }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -50,6 +51,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.ops import metrics
+from medloop.settings import renal_max_age_days
 from medloop.store import audit, batch, state_cache
 from medloop.store import medication_list as store
 from medloop.store.db import reader, writer
@@ -204,6 +206,8 @@ class Effect:
     writes: tuple[Callable[[Connection], None], ...] = ()
     """Further appends of other modules' records (multidose, administration …), run in the
     command's transaction after the list's own records and before the audit record."""
+    patient: Patient | None = None
+    """The patient's record as the command changed it (new weight, renal function …)."""
 
 
 @dataclass(frozen=True)
@@ -347,7 +351,7 @@ def _decide_and_store(
         raise _stale(conn, patient_id, based_on, current)
     catalogue = catalogue_of(conn, locked.catalogue)
     effect = decide(Context(conn, state, catalogue, call))
-    alerts = _screen(catalogue, state, effect.screening)
+    alerts = _screen(catalogue, state, effect.screening, call.at.date())
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
     handled, stored_alerts = _store(conn, action, patient_id, call, effect, alerts, version, state)
@@ -368,6 +372,7 @@ def _decide_and_store(
                 ],
                 recorded_at=call.at,
                 alerts=stored_alerts,
+                patient=effect.patient,
             ),
         )
     )
@@ -404,6 +409,8 @@ def _store(
         store.append_reconciliation(conn, effect.reconciliation)
     for write in effect.writes:
         write(conn)
+    if effect.patient is not None:
+        store.update_patient_record(conn, effect.patient)
     raised = [
         store.RaisedAlert(
             alert=a,
@@ -426,16 +433,18 @@ def _store(
 
 
 def _screen(
-    catalogue: Catalogue, state: store.PatientState, screening: Screening | None
+    catalogue: Catalogue, state: store.PatientState, screening: Screening | None, today: date
 ) -> list[Alert]:
     if screening is None or not screening.proposed:
         return []
     return check(
         catalogue.knowledge,
         screening.medications,
-        state.patient.for_checks(),
+        state.patient.for_checks(today),
         handled=state.handled,
         proposed=screening.proposed,
+        today=today,
+        renal_max_age_days=renal_max_age_days(),
     )
 
 

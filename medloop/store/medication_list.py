@@ -234,6 +234,7 @@ class PatientState:
         handled: Sequence[HandledAlert],
         recorded_at: datetime,
         alerts: Sequence[StoredAlert] = (),
+        patient: Patient | None = None,
     ) -> PatientState:
         """This state with one command's appends applied, exactly as ``load_patient_state``
         would read it back after they commit (the loop tests compare the two after every
@@ -261,7 +262,7 @@ class PatientState:
         known = {h.key for h in self.handled}
         merged = [*self.handled, *(h for h in handled if h.key not in known)]
         return PatientState(
-            patient=self.patient,
+            patient=self.patient if patient is None else patient,
             medication_list=medication_list,
             changes=changes,
             prescriptions={p: versions[-1].prescription for p, versions in history.items()},
@@ -610,6 +611,23 @@ def _handled(conn: Connection, pid: str) -> tuple[HandledAlert, ...]:
 
 
 # -- appending ---------------------------------------------------------------------------------
+
+
+_UPDATE_RECORD = (
+    update(patient)
+    .where(patient.c.id == bindparam("patient_id"))
+    .values(record=bindparam("record"))
+)
+
+
+def update_patient_record(conn: Connection, changed: Patient) -> None:
+    """Store ``changed`` as the patient's record (weight, renal function …); only inside a
+    command, whose ``lock_for_command`` has bumped the revision in the same transaction."""
+    batch.execute(
+        conn, _UPDATE_RECORD,
+        {"patient_id": str(changed.id), "record": changed.model_dump(mode="json")},
+        json_params=frozenset({"record"}),
+    )
 
 
 def add_patient(conn: Connection, new: Patient, at: datetime) -> None:

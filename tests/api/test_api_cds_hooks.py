@@ -179,7 +179,16 @@ def dose_cards(world, *dosage: dict[str, Any], varenr: str = PARACETAMOL_500) ->
             if c["source"]["topic"]["code"] in ("dose", "dose-not-checked")]
 
 
+def weighed(world, kg: float = 70) -> None:
+    """The patient's weight on record (paracetamol has a lower limit at 50 kg or less; without
+    a weight that part is reported as not checked)."""
+    response = world.post(f"/patients/{world.patient_id}/observations",
+                          {"weight": {"kg": kg, "measured_at": "2026-11-19T08:00:00Z"}})
+    assert response.status_code == 200, response.text
+
+
 def test_an_order_select_draft_dosed_above_the_limit_gets_a_critical_dose_card(world):
+    weighed(world)
     cards = dose_cards(world, tablets(3, 4))  # 1.5 g a dose, 6 g a day
     assert {c["indicator"] for c in cards} == {"critical"}, cards
     summaries = " ".join(c["summary"] for c in cards)
@@ -193,11 +202,22 @@ def test_the_same_draft_with_a_normal_dose_gets_no_dose_card(world):
     assert dose_cards(world, tablets(2, 3)) == []
 
 
+def test_a_light_patient_gets_the_weight_limit_and_an_unweighed_one_a_not_checked_card(world):
+    four_grams = tablets(2, 4)  # 1 g four times a day: the adult maximum, over 3 g at ≤ 50 kg
+    [unweighed] = dose_cards(world, four_grams)
+    assert unweighed["indicator"] == "info" and "weight is not known" in unweighed["summary"]
+    weighed(world, 48)
+    [card] = dose_cards(world, four_grams)
+    assert card["indicator"] == "critical"
+    assert "maximum 3 g at weight 50 kg or less" in card["summary"]
+
+
 def test_an_as_needed_draft_whose_own_maximum_is_above_the_limit_gets_a_dose_card(world):
     as_needed = tablets(2, 1, asNeededBoolean=True, timing=None, maxDosePerPeriod={
         "numerator": {"value": 12, "system": UCUM, "code": "{tbl}"},
         "denominator": {"value": 1, "system": UCUM, "code": "d"},
     })
+    weighed(world)
     [card] = dose_cards(world, as_needed)
     assert card["indicator"] == "critical"
     assert card["summary"].startswith("Daily dose of paracetamol 6000 mg")

@@ -202,3 +202,25 @@ def test_organisations_have_one_of_four_kinds() -> None:
     }
     with pytest.raises(ValidationError):
         Organisation(id="1", name="Legevakt", kind="out-of-hours")  # type: ignore[arg-type]
+
+
+def test_decision_support_sees_age_on_the_day_and_renal_function_with_its_date() -> None:
+    measured = patient(
+        renal_function=RenalFunction(
+            kind=RenalFunctionKind.CREATININE_CLEARANCE, value=38, measured_at=T0
+        ),
+        hepatic_risk=True,
+    )
+    assert measured.for_checks(date(2026, 1, 20)).age == 79  # the day before the birthday
+    checked = measured.for_checks(date(2026, 1, 21))
+    assert checked.age == 80
+    assert checked.renal is not None
+    assert (checked.renal.kind, checked.renal.value) == ("crcl", 38)
+    assert checked.renal.measured == T0.date()
+    assert checked.hepatic_risk is True
+    egfr = patient(renal_function=RenalFunction(kind=RenalFunctionKind.EGFR, value=48,
+                                                measured_at=T0))
+    renal = egfr.for_checks(date(2026, 1, 1)).renal
+    assert renal is not None and renal.kind == "egfr"
+    assert patient().for_checks(date(2026, 1, 1)).renal is None
+    assert patient().for_checks(date(2026, 1, 1)).hepatic_risk is None

@@ -10,6 +10,8 @@ from interactions.dosage import TimeOfDay, Weekday
 
 MORNING, EVENING = TimeOfDay.MORNING, TimeOfDay.EVENING
 FOUR_TIMES = (TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.EVENING, TimeOfDay.NIGHT)
+# Paracetamol has a lower limit at 50 kg or less: these adults' weight rules it out.
+ADULT = Patient(weight_kg=70, age=50)
 
 
 def dose_alerts(
@@ -37,7 +39,7 @@ def reasons(alerts: list[Alert]) -> set[tuple[str, str]]:
 def test_paracetamol_is_summed_across_combination_and_plain_products() -> None:
     combination = med("PK_PARALGIN_FORTE", dosage=fixed(2, "tabletter", *FOUR_TIMES))
     plain = med("PK_PARACET", dosage=fixed(1, "tablett", MORNING, EVENING))
-    [alert] = dose_alerts([combination, plain])
+    [alert] = dose_alerts([combination, plain], patient=ADULT)
     assert alert.kind is Kind.DOSE
     assert alert.severity is Severity.AVOID and alert.requires_override
     assert alert.medications == ("PK_PARACET", "PK_PARALGIN_FORTE")
@@ -55,7 +57,7 @@ def test_paracetamol_is_summed_across_combination_and_plain_products() -> None:
 def test_a_sum_within_the_limit_raises_nothing() -> None:
     combination = med("PK_PARALGIN_FORTE", dosage=fixed(2, "tablett", MORNING, EVENING))
     plain = med("PK_PARACET", dosage=fixed(2, "tablett", MORNING, EVENING))
-    assert dose_alerts([combination, plain]) == []
+    assert dose_alerts([combination, plain], patient=ADULT) == []
 
 
 def test_doses_are_summed_only_while_entries_are_in_use_together() -> None:
@@ -63,7 +65,7 @@ def test_doses_are_summed_only_while_entries_are_in_use_together() -> None:
         "PK_PARALGIN_FORTE", dosage=fixed(2, "tablett", *FOUR_TIMES), stop=date(2026, 1, 31)
     )
     plain = med("PK_PARACET", dosage=fixed(1, "tablett", MORNING, EVENING), start=date(2026, 2, 1))
-    assert dose_alerts([combination, plain]) == []
+    assert dose_alerts([combination, plain], patient=ADULT) == []
 
 
 def test_single_dose_above_the_maximum() -> None:
@@ -72,8 +74,9 @@ def test_single_dose_above_the_maximum() -> None:
 
 def test_as_needed_maximum_per_24h_comes_from_the_dosage() -> None:
     too_much = med("PK_PARACET", dosage=as_needed(2, max_per_24h=10))
-    assert measured(dose_alerts([too_much])) == {"daily": 5000}
-    assert dose_alerts([med("PK_PARACET", dosage=as_needed(2, max_per_24h=8))]) == []
+    assert measured(dose_alerts([too_much], patient=ADULT)) == {"daily": 5000}
+    just_below = med("PK_PARACET", dosage=as_needed(2, max_per_24h=8))
+    assert dose_alerts([just_below], patient=ADULT) == []
 
 
 def test_as_needed_without_a_maximum_is_not_checked() -> None:
@@ -143,7 +146,7 @@ def test_weekly_substance_dosed_weekly_is_fine_until_the_weekly_maximum() -> Non
 def test_proposed_drug_is_checked_with_the_sum_over_the_list() -> None:
     existing = med("PK_PARALGIN_FORTE", dosage=fixed(2, "tablett", *FOUR_TIMES))
     new = med("PK_PARACET", dosage=fixed(1, "tablett", MORNING, EVENING))
-    [alert] = dose_alerts([existing, new], proposed=["PK_PARACET"])
+    [alert] = dose_alerts([existing, new], patient=ADULT, proposed=["PK_PARACET"])
     assert alert.medications == ("PK_PARACET", "PK_PARALGIN_FORTE")
     unrelated = med("PK_MAREVAN", dosage=fixed(1))
     assert dose_alerts([existing, new, unrelated], proposed=["PK_MAREVAN"]) == []

@@ -57,3 +57,63 @@ def test_a_rule_file_with_unnamed_routes_or_duplicate_ids_is_rejected(tmp_path: 
     path.write_text(json.dumps(document))
     with pytest.raises(ValidationError, match="routes"):
         load_dose_rules(path)
+
+
+def test_every_rule_cites_its_document_section_units_and_unsigned_review_fields() -> None:
+    document = json.loads(
+        (Path(__file__).parents[2] / "interactions" / "rules" / "dose_limits.json").read_text()
+    )
+    rules = load_dose_rules()
+    for raw, rule in zip(document["rules"], rules.rules, strict=True):
+        source = rule.source
+        assert source.product and source.section.startswith("4.2"), rule.id
+        assert source.url.startswith("https://") and source.url.rstrip("/").count("/") >= 3
+        assert source.located in ("document", "search")
+        # present in the file and empty until a clinical pharmacist signs
+        assert raw["reviewed_by"] is None and raw["reviewed_on"] is None, rule.id
+        assert rule.amount_of, rule.id
+        for measure in ("single", "daily", "weekly", "course"):
+            for limit in rule.limits(measure):  # type: ignore[arg-type]
+                assert limit.amount(weight_kg=70) is not None
+    assert "NOT CLINICAL TRUTH" in rules.disclaimer
+    assert rules.routes["65"] == "Transdermal bruk"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://www.legemiddelsok.no/", "https://www.felleskatalogen.no", "http://x.no/a/b.pdf"],
+)
+def test_a_source_url_that_is_a_home_page_is_rejected(url: str) -> None:
+    document = json.loads(load_dose_rules().model_dump_json())
+    document["rules"][0]["source"]["url"] = url
+    with pytest.raises(ValidationError, match="home page|https"):
+        DoseRuleSet.model_validate(document)
+
+
+def test_a_rule_without_review_fields_or_section_is_rejected() -> None:
+    document = json.loads(load_dose_rules().model_dump_json())
+    del document["rules"][0]["reviewed_by"]
+    with pytest.raises(ValidationError, match="reviewed_by"):
+        DoseRuleSet.model_validate(document)
+    document = json.loads(load_dose_rules().model_dump_json())
+    document["rules"][0]["source"]["section"] = ""
+    with pytest.raises(ValidationError, match="section"):
+        DoseRuleSet.model_validate(document)
+
+
+def test_the_issue_22_substances_have_rules() -> None:
+    by_atc = load_dose_rules().by_atc()
+    # fentanyl and buprenorphine patches, oxazepam, digoxin, lithium, colchicine (oral oxycodone
+    # and morphine have no SmPC maximum and no rule: see the README)
+    for code in ("N02AB03", "N02AE01", "N05BA04", "C01AA05", "N05AN01", "M04AC01"):
+        assert code in by_atc, code
+    assert any(rule.route == "65" for rule in by_atc["N02AB03"])
+
+
+def test_every_note_says_how_the_figure_was_checked() -> None:
+    statements = (
+        "Figure checked against", "FIGURE NOT RE-READ", "FIGURE NOT VERIFIED",
+        "Figure carried over",
+    )
+    for rule in load_dose_rules().rules:
+        assert rule.note is not None and rule.note.startswith(statements), rule.id

@@ -157,7 +157,9 @@ def check_proposed(caller: CallerDep, patient_id: UUID, body: CheckRequest) -> J
     proposals = [
         Proposal(p.id, p.drug, p.dosage, p.start or today, p.stop) for p in body.proposed
     ]
-    screened = caller.read(patient_id, "check", lambda conn: screen(conn, patient_id, proposals))
+    screened = caller.read(
+        patient_id, "check", lambda conn: screen(conn, patient_id, proposals, today)
+    )
     return JSONResponse(
         {
             "patient_id": str(patient_id),

@@ -1,0 +1,422 @@
+"""Dose rules of issue #22 against the shipped rule file: the six corrected rules, limits that
+depend on age, weight and kidney function (both sides of every threshold, and the missing fact),
+accepted regimens, courses and treatment length, IE products, patches and salt-to-base conversion.
+
+Drugs are resolved by ATC code with a route, dosed by substance amount, unless a test needs a
+catalogue strength (patches, salts)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from ix_fixtures import knowledge
+
+from interactions import Alert, Kind, Medication, Patient, check
+from interactions.alerts import DoseDetail, DoseNotCheckedDetail
+from interactions.dosage import Dosage, FixedDose, Period, Quantity, TimeUnit, Use, Weekday
+from interactions.drugs import ReferenceKind, ResolvedDrug, ResolvedStrength
+from interactions.medication import RenalFunction
+
+ORAL, IV, SC, TRANSDERMAL = "53", "43", "62", "65"
+TODAY = date(2026, 12, 5)
+
+
+def drug(atc: str, route: str, *strengths: ResolvedStrength) -> ResolvedDrug:
+    return ResolvedDrug(
+        reference_kind=ReferenceKind.ATC, reference_id=atc, name=f"{atc} ({route})", atc=atc,
+        atc_codes=(atc,), route_codes=(route,), strengths=strengths,
+    )
+
+
+def strength(
+    atc: str, value: float, unit: str, name: str, per: tuple[float, str] | None = None
+) -> ResolvedStrength:
+    return ResolvedStrength(
+        strength_id=f"S_{name}", substance_id=f"ID_{name}", substance_name=name, atc=atc,
+        value=value, unit=unit, denominator_value=per[0] if per else None,
+        denominator_unit=per[1] if per else None, operator="L", upper_value=None,
+    )
+
+
+def doses(
+    amount: float, unit: str = "mg", times: int = 1, *, every_hours: float | None = None,
+    use: Use = Use.REGULAR, weekday: Weekday | None = None,
+) -> Dosage:
+    interval = None
+    if every_hours is not None:
+        interval = Period(value=every_hours, unit=TimeUnit.HOUR)
+    one = FixedDose(
+        amount=Quantity(value=amount, unit=unit), interval=interval,
+        weekdays=(weekday,) if weekday else (),
+    )
+    return Dosage(use=use, fixed=(one,) * times)
+
+
+def run(
+    atc: str, route: str, dosage: Dosage, patient: Patient | None = None, *,
+    start: date | None = None, stop: date | None = None, strengths: tuple = (),
+    others: tuple[Medication, ...] = (),
+) -> list[Alert]:
+    medication = Medication("m1", drug(atc, route, *strengths), dosage, start, stop)
+    alerts = check(
+        knowledge(), [medication, *others], patient=patient or Patient(),
+        proposed=["m1"], today=TODAY,
+    )
+    return [a for a in alerts if a.kind in (Kind.DOSE, Kind.DOSE_NOT_CHECKED)]
+
+
+def exceeded(alerts: list[Alert]) -> set[tuple[str, str]]:
+    """(rule id, measure) of every dose alert."""
+    return {
+        (a.detail.rule_id, a.detail.measure) for a in alerts if isinstance(a.detail, DoseDetail)
+    }
+
+
+def not_checked(alerts: list[Alert]) -> set[tuple[str, str]]:
+    return {
+        (a.detail.rule_id, a.detail.reason_code)
+        for a in alerts
+        if isinstance(a.detail, DoseNotCheckedDetail)
+    }
+
+
+def renal(value: float, kind: str = "egfr", days_old: int = 10) -> RenalFunction:
+    return RenalFunction.model_validate({kind: value, "measured": TODAY - timedelta(days=days_old)})
+
+
+ADULT = Patient(age=50, weight_kg=70, hepatic_risk=False, renal=renal(90))
+
+
+# -- the six corrected rules --------------------------------------------------------------------
+
+
+def test_oral_methotrexate_above_20_mg_a_week_is_flagged() -> None:
+    friday = Weekday.FRIDAY
+    assert exceeded(run("L04AX03", ORAL, doses(22.5, weekday=friday), ADULT)) == {
+        ("methotrexate-oral", "single"), ("methotrexate-oral", "weekly"),
+    }
+    assert run("L04AX03", ORAL, doses(20, weekday=friday), ADULT) == []
+
+
+def test_intravenous_paracetamol_follows_the_weight_bands() -> None:
+    light = ADULT.model_copy(update={"weight_kg": 45})
+    assert exceeded(run("N02BE01", IV, doses(1000, times=4), light)) >= {
+        ("paracetamol-intravenous-33-50kg", "single"),
+        ("paracetamol-intravenous-33-50kg", "daily"),
+    }
+    assert run("N02BE01", IV, doses(650, times=4), light) == []  # 2.6 g ≤ 60 mg/kg × 45
+    # 50-66 kg: 1 g four times a day is the label dose; the old 60 mg/kg cap raised a false alarm
+    at_55 = ADULT.model_copy(update={"weight_kg": 55})
+    assert run("N02BE01", IV, doses(1000, times=4), at_55) == []
+    assert exceeded(run("N02BE01", IV, doses(1000, times=5), ADULT)) == {
+        ("paracetamol-intravenous", "daily")
+    }
+
+
+def test_intravenous_paracetamol_with_hepatic_risk_factors_is_limited_to_3_g() -> None:
+    at_risk = ADULT.model_copy(update={"hepatic_risk": True})
+    assert exceeded(run("N02BE01", IV, doses(1000, times=4), at_risk)) == {
+        ("paracetamol-intravenous-hepatic-risk", "daily")
+    }
+    assert run("N02BE01", IV, doses(1000, times=3), at_risk) == []
+    unknown = ADULT.model_copy(update={"hepatic_risk": None})
+    assert not_checked(run("N02BE01", IV, doses(1000, times=4), unknown)) == {
+        ("paracetamol-intravenous-hepatic-risk", "hepatic-risk-unknown")
+    }
+    assert run("N02BE01", IV, doses(1000, times=3), unknown) == []
+
+
+def test_dalteparin_accepts_the_vte_and_the_unstable_angina_regimens() -> None:
+    patient = ADULT.model_copy(update={"weight_kg": 80})
+    assert run("B01AB04", SC, doses(16000, "IE"), patient) == []  # 200 IE/kg once daily
+    assert run("B01AB04", SC, doses(9600, "IE", 2), patient) == []  # 120 IE/kg every 12 h
+    assert exceeded(run("B01AB04", SC, doses(17000, "IE"), patient)) == {
+        ("dalteparin-subcutaneous", "regimen")
+    }
+    heavy = ADULT.model_copy(update={"weight_kg": 100})
+    assert run("B01AB04", SC, doses(18000, "IE"), heavy) == []
+    assert exceeded(run("B01AB04", SC, doses(19000, "IE"), heavy)) == {
+        ("dalteparin-subcutaneous", "regimen")
+    }
+    assert run("B01AB04", SC, doses(10000, "IE", 2), heavy) == []  # angina cap 10 000 IE a dose
+    assert exceeded(run("B01AB04", SC, doses(11000, "IE", 2), heavy)) == {
+        ("dalteparin-subcutaneous", "regimen")
+    }
+    assert not_checked(run("B01AB04", SC, doses(16000, "IE"), Patient())) == {
+        ("dalteparin-subcutaneous", "weight-unknown")
+    }
+
+
+def test_ibuprofen_allows_a_1200_mg_first_dose() -> None:
+    assert run("M01AE01", ORAL, doses(1200), ADULT) == []
+    assert exceeded(run("M01AE01", ORAL, doses(1300), ADULT)) == {("ibuprofen-oral", "single")}
+
+
+def test_clarithromycin_modified_release_1000_mg_once_daily() -> None:
+    assert run("J01FA09", ORAL, doses(1000), ADULT) == []
+    assert exceeded(run("J01FA09", ORAL, doses(1000, times=2), ADULT)) == {
+        ("clarithromycin-oral", "daily")
+    }
+
+
+def test_rivaroxaban_two_15_mg_tablets_for_a_missed_dose() -> None:
+    assert run("B01AF01", ORAL, doses(30), ADULT) == []
+    assert exceeded(run("B01AF01", ORAL, doses(20, times=2), ADULT)) == {
+        ("rivaroxaban-oral", "daily")
+    }
+
+
+# -- age ----------------------------------------------------------------------------------------
+
+ELDERLY = [
+    # atc, route, threshold age, dose over the elderly limit, dose at it (per intake), times, rule
+    ("N06AB04", ORAL, 65, 30, 20, 1, "citalopram-oral-65"),
+    ("N06AB10", ORAL, 65, 15, 10, 1, "escitalopram-oral-65"),
+    ("N05CF02", ORAL, 65, 7.5, 5, 1, "zolpidem-oral-65"),
+    ("N05CF01", ORAL, 65, 5, 3.75, 1, "zopiclone-oral-65"),
+    ("N05BB01", ORAL, 65, 25, 25, 3, "hydroxyzine-oral-65"),
+    ("N05AD01", ORAL, 65, 3, 2.5, 2, "haloperidol-oral-65"),
+    ("N05AX08", ORAL, 65, 1.5, 1, 2, "risperidone-oral-65-dementia"),
+    ("B01AE07", ORAL, 80, 150, 110, 2, "dabigatran-oral-80"),
+    ("N05BA04", ORAL, 65, 15, 10, 3, "oxazepam-oral-65"),
+]
+
+
+@pytest.mark.parametrize(("code", "route", "age", "over", "at", "times", "rule"), ELDERLY)
+def test_elderly_limits_on_both_sides_of_the_age_threshold(
+    code: str, route: str, age: int, over: float, at: float, times: int, rule: str
+) -> None:
+    old = ADULT.model_copy(update={"age": age})
+    young = ADULT.model_copy(update={"age": age - 1})
+    stop = TODAY + timedelta(days=30)
+    if code == "N05BB01":  # 75 mg a day over 65 is over the limit; 50 mg is at it
+        over_dosage, at_dosage = doses(25, times=3), doses(25, times=2)
+    else:
+        over_dosage, at_dosage = doses(over, times=times), doses(at, times=times)
+    fired = exceeded(run(code, route, over_dosage, old, start=TODAY, stop=stop))
+    assert fired and {found for found, _ in fired} == {rule}
+    assert run(code, route, at_dosage, old, start=TODAY, stop=stop) == []
+    assert run(code, route, over_dosage, young, start=TODAY, stop=stop) == []
+    unknown = ADULT.model_copy(update={"age": None})
+    assert not_checked(run(code, route, over_dosage, unknown, start=TODAY, stop=stop)) == {
+        (rule, "age-unknown")
+    }
+    assert run(code, route, at_dosage, unknown, start=TODAY, stop=stop) == []
+
+
+def test_risperidone_in_the_elderly_is_limited_to_six_weeks() -> None:
+    old = ADULT.model_copy(update={"age": 84})
+    six_weeks = run("N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY,
+                    stop=TODAY + timedelta(days=41))
+    assert six_weeks == []
+    longer = run("N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY,
+                 stop=TODAY + timedelta(days=42))
+    assert exceeded(longer) == {("risperidone-oral-65-dementia", "duration")}
+    assert exceeded(run("N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY)) == {
+        ("risperidone-oral-65-dementia", "duration")
+    }
+
+
+# -- weight -------------------------------------------------------------------------------------
+
+
+def test_oral_paracetamol_at_50_kg_or_less_is_limited_to_3_g() -> None:
+    at_50 = ADULT.model_copy(update={"weight_kg": 50})
+    assert exceeded(run("N02BE01", ORAL, doses(1000, times=4), at_50)) == {
+        ("paracetamol-oral-50kg", "daily")
+    }
+    assert run("N02BE01", ORAL, doses(1000, times=3), at_50) == []
+    at_51 = ADULT.model_copy(update={"weight_kg": 51})
+    assert run("N02BE01", ORAL, doses(1000, times=4), at_51) == []
+    unknown = ADULT.model_copy(update={"weight_kg": None})
+    assert not_checked(run("N02BE01", ORAL, doses(1000, times=4), unknown)) == {
+        ("paracetamol-oral-50kg", "weight-unknown")
+    }
+
+
+def test_edoxaban_at_60_kg_or_less_is_30_mg() -> None:
+    at_60 = ADULT.model_copy(update={"weight_kg": 60})
+    assert exceeded(run("B01AF03", ORAL, doses(60), at_60)) == {
+        ("edoxaban-oral-60kg", "single"), ("edoxaban-oral-60kg", "daily"),
+    }
+    assert run("B01AF03", ORAL, doses(30), at_60) == []
+    assert run("B01AF03", ORAL, doses(60), ADULT.model_copy(update={"weight_kg": 61})) == []
+    assert ("edoxaban-oral-60kg", "weight-unknown") in not_checked(
+        run("B01AF03", ORAL, doses(60), ADULT.model_copy(update={"weight_kg": None}))
+    )
+
+
+# -- kidney function ----------------------------------------------------------------------------
+
+
+def test_metformin_follows_the_gfr_bands() -> None:
+    def at(gfr: float) -> Patient:
+        return ADULT.model_copy(update={"renal": renal(gfr)})
+
+    assert exceeded(run("A10BA02", ORAL, doses(750, times=2), at(44))) == {
+        ("metformin-oral-renal-30-44", "daily")
+    }
+    assert run("A10BA02", ORAL, doses(500, times=2), at(44)) == []
+    assert run("A10BA02", ORAL, doses(750, times=2), at(45)) == []
+    assert exceeded(run("A10BA02", ORAL, doses(1000, times=3), at(59))) == {
+        ("metformin-oral-renal-45-59", "daily")
+    }
+    assert run("A10BA02", ORAL, doses(1000, times=3), at(60)) == []
+    assert exceeded(run("A10BA02", ORAL, doses(500), at(29))) == {
+        ("metformin-oral-renal-30", "contraindicated")
+    }
+    assert run("A10BA02", ORAL, doses(500), at(30)) == []
+
+
+def test_missing_or_outdated_kidney_function_is_not_checked_and_names_it() -> None:
+    no_renal = ADULT.model_copy(update={"renal": None})
+    assert not_checked(run("A10BA02", ORAL, doses(500), no_renal)) == {
+        ("metformin-oral-renal-30", "renal-function-unknown"),
+    }
+    old = ADULT.model_copy(update={"renal": renal(90, days_old=91)})
+    found = run("A10BA02", ORAL, doses(500), old)
+    assert not_checked(found) == {("metformin-oral-renal-30", "renal-function-outdated")}
+    assert isinstance(found[0].detail, DoseNotCheckedDetail)
+    assert "more than 90 days old" in found[0].detail.reason
+    recent = ADULT.model_copy(update={"renal": renal(90, days_old=90)})
+    assert run("A10BA02", ORAL, doses(500), recent) == []
+    # the maximum age is configurable per check
+    medication = Medication("m1", drug("A10BA02", ORAL), doses(500))
+    longer = check(knowledge(), [medication], old, today=TODAY, renal_max_age_days=365)
+    assert [a for a in longer if a.kind in (Kind.DOSE, Kind.DOSE_NOT_CHECKED)] == []
+
+
+@pytest.mark.parametrize(
+    ("crcl", "over", "at", "rule"),
+    [
+        (59, 350, 300, "pregabalin-oral-crcl-30-59"),
+        (29, 200, 150, "pregabalin-oral-crcl-15-29"),
+        (14, 100, 75, "pregabalin-oral-crcl-0-14"),
+    ],
+)
+def test_pregabalin_follows_the_creatinine_clearance_bands(
+    crcl: float, over: float, at: float, rule: str
+) -> None:
+    patient = ADULT.model_copy(update={"renal": renal(crcl, "crcl")})
+    assert {found for found, _ in exceeded(run("N03AX16", ORAL, doses(over), patient))} == {rule}
+    assert run("N03AX16", ORAL, doses(at), patient) == []
+    above = ADULT.model_copy(update={"renal": renal(crcl + 1, "crcl")})
+    assert rule not in {found for found, _ in exceeded(run("N03AX16", ORAL, doses(over), above))}
+
+
+def test_dabigatran_is_contraindicated_below_crcl_30() -> None:
+    assert exceeded(run("B01AE07", ORAL, doses(110, times=2),
+                        ADULT.model_copy(update={"renal": renal(29, "crcl")}))) == {
+        ("dabigatran-oral-renal-30", "contraindicated")
+    }
+    assert run("B01AE07", ORAL, doses(110, times=2),
+               ADULT.model_copy(update={"renal": renal(30, "crcl")})) == []
+
+
+# -- courses, treatment length ------------------------------------------------------------------
+
+
+def test_metoclopramide_at_most_five_days() -> None:
+    start = TODAY
+    assert run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start,
+               stop=start + timedelta(days=4)) == []
+    six_days = run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start,
+                   stop=start + timedelta(days=5))
+    assert exceeded(six_days) == {("metoclopramide-oral", "duration")}
+    [open_ended] = run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start)
+    assert isinstance(open_ended.detail, DoseDetail) and open_ended.detail.amount is None
+    assert "no stop date" in open_ended.summary
+
+
+def test_colchicine_course_limit_and_pause_between_courses() -> None:
+    course = doses(0.5, times=3, use=Use.COURSE)
+    start = TODAY
+    assert run("M04AC01", ORAL, course, ADULT, start=start, stop=start + timedelta(days=3)) == []
+    five_days = run("M04AC01", ORAL, course, ADULT, start=start, stop=start + timedelta(days=4))
+    assert exceeded(five_days) == {("colchicine-oral", "course")}
+    assert not_checked(run("M04AC01", ORAL, course, ADULT, start=start)) == {
+        ("colchicine-oral", "course-length-unknown")
+    }
+    earlier = Medication("m0", drug("M04AC01", ORAL), course, start - timedelta(days=6),
+                         start - timedelta(days=3))
+    too_soon = run("M04AC01", ORAL, course, ADULT, start=start, stop=start + timedelta(days=1),
+                   others=(earlier,))
+    assert exceeded(too_soon) == {("colchicine-oral", "pause")}
+    waited = Medication("m0", drug("M04AC01", ORAL), course, start - timedelta(days=7),
+                        start - timedelta(days=4))
+    assert run("M04AC01", ORAL, course, ADULT, start=start, stop=start + timedelta(days=1),
+               others=(waited,)) == []
+
+
+# -- units: IE, patches, salts ------------------------------------------------------------------
+
+
+def test_enoxaparin_labelled_in_ie_is_checked_in_ie() -> None:
+    patient = ADULT.model_copy(update={"weight_kg": 50})
+    assert exceeded(run("B01AB05", SC, doses(8000, "IE"), patient)) == {
+        ("enoxaparin-subcutaneous-ie", "single")
+    }
+    assert run("B01AB05", SC, doses(7500, "IE"), patient) == []
+
+
+def test_buprenorphine_patches_are_checked_by_release_rate() -> None:
+    patch = strength("N02AE01", 20, "mikrog", "Buprenorfin", per=(1, "time"))
+    weekly = doses(2, "plaster", weekday=Weekday.MONDAY)
+    assert run("N02AE01", TRANSDERMAL, weekly, ADULT, strengths=(patch,)) == []
+    three = doses(3, "plaster", weekday=Weekday.MONDAY)
+    found = run("N02AE01", TRANSDERMAL, three, ADULT, strengths=(patch,))
+    assert exceeded(found) == {
+        ("buprenorphine-transdermal", "single"), ("buprenorphine-transdermal", "daily"),
+    }
+    detail = found[0].detail
+    assert isinstance(detail, DoseDetail)
+    assert (detail.amount, detail.unit) == (pytest.approx(0.06), "mg/h")
+
+
+def test_fentanyl_patches_changed_daily_are_flagged() -> None:
+    patch = strength("N02AB03", 12, "mikrog", "Fentanyl", per=(1, "time"))
+    every_72h = doses(1, "plaster", every_hours=72)
+    assert run("N02AB03", TRANSDERMAL, every_72h, ADULT, strengths=(patch,)) == []
+    daily = doses(1, "plaster")
+    assert exceeded(run("N02AB03", TRANSDERMAL, daily, ADULT, strengths=(patch,))) == {
+        ("fentanyl-transdermal", "schedule")
+    }
+
+
+def test_a_salt_strength_is_converted_to_the_base_the_rule_counts() -> None:
+    # 24.99 mg citalopramhydrobromid = 20 mg citalopram: one tablet is at the elderly limit
+    salt = strength("N06AB04", 24.99, "mg", "Citalopramhydrobromid")
+    old = ADULT.model_copy(update={"age": 70})
+    assert run("N06AB04", ORAL, doses(1, "tablett"), old, strengths=(salt,)) == []
+    [alert] = run("N06AB04", ORAL, doses(2, "tablett"), old, strengths=(salt,))
+    assert isinstance(alert.detail, DoseDetail)
+    assert alert.detail.amount == pytest.approx(40.0, abs=0.01)
+    assert alert.detail.amount_of is not None and "base" in alert.detail.amount_of
+
+
+def test_lithium_sulfate_strengths_are_counted_in_mmol_lithium() -> None:
+    salt = strength("N05AN01", 83, "mg", "Litiumsulfat")  # 83 mg Li2SO4 ≈ 1.51 mmol Li+
+    assert run("N05AN01", ORAL, doses(7, "tablett", 2), ADULT, strengths=(salt,)) == []  # 21.1
+    found = run("N05AN01", ORAL, doses(8, "tablett", 2), ADULT, strengths=(salt,))  # 24.2 mmol
+    assert exceeded(found) == {("lithium-oral", "daily")}
+    assert isinstance(found[0].detail, DoseDetail) and found[0].detail.unit == "mmol"
+
+
+def test_a_dose_alert_names_the_condition_the_patient_facts_and_the_review_state() -> None:
+    [alert] = run("N06AB04", ORAL, doses(30), ADULT.model_copy(update={"age": 84}))
+    detail = alert.detail
+    assert isinstance(detail, DoseDetail)
+    assert detail.condition == "age 65 years or older" and detail.patient == "age 84"
+    assert detail.section and detail.section.startswith("4.2")
+    assert detail.reviewed is False
+    assert "65" in alert.summary
+
+
+def test_treatment_length_and_days_a_week_under_an_unknown_age_are_not_checked() -> None:
+    unknown = ADULT.model_copy(update={"age": None})
+    open_ended = run("N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY)
+    assert not_checked(open_ended) == {("risperidone-oral-65-dementia", "age-unknown")}
+    short = run("N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY,
+                stop=TODAY + timedelta(days=13))
+    assert short == []
