@@ -2,8 +2,9 @@
 in the same transaction: scenarios of the other test modules (multidose tasks, proposals,
 urgent packs, deadline flags; discharges, corrections and missed doses; CDS feedback), each
 followed by ``verify`` with the rows checked, on SQLite and PostgreSQL (list reconciliations
-and annulled dispenses: tests/loop/test_loop_changes.py, which verifies the log itself). A writer that forgot to stamp would show as ``unattested-row``, one
-whose rows no audit record claims as ``unclaimed-rows``."""
+and annulled dispenses: tests/loop/test_loop_changes.py, which verifies the log itself). A
+writer that forgot to stamp would show as ``unattested-row``, one whose rows no audit record
+claims as ``unclaimed-rows``."""
 
 from __future__ import annotations
 

@@ -213,8 +213,8 @@ def test_the_dose_changed_from_1_to_10_tablets_in_the_list_is_detected_by_the_cl
 
     assert result.exit_code == 1
     [problem] = json.loads(result.stdout)["problems"]
-    assert problem["problem"] == "rows" and problem["chain"] == claimant(world, row["command_id"])[0]
-    assert problem["seq"] == claimant(world, row["command_id"])[1]
+    assert problem["problem"] == "rows"
+    assert (problem["chain"], problem["seq"]) == claimant(world, row["command_id"])
 
 
 def test_every_problem_is_listed_up_to_the_limit_and_all_are_counted(world):

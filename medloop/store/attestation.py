@@ -42,7 +42,19 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    JSON, Boolean, Column, Connection, Date, DateTime, Integer, String, Table, Text, cast, func, select,
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    cast,
+    func,
+    select,
 )
 
 from fest.schema import metadata
@@ -113,7 +125,9 @@ class _Encoder:
     columns: tuple[tuple[str, Any, Any, bool], ...]
 
 
-def stamp(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def stamp(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """``rows`` for ``table`` with this transaction's open command in ``command_id`` (one is
     opened if none is), their digests added to the command. ``rows`` of a table that is not
     attested come back unchanged."""
@@ -234,19 +248,18 @@ _ENCODERS: dict[str, dict[str, _Encoder]] = {}
 def _encoders(dialect: str) -> dict[str, _Encoder]:
     found = _ENCODERS.get(dialect)
     if found is None:
+        from medloop.store import tables  # noqa: F401, PLC0415 - defines every attested table
+
         found = {}
         for name, left_out in ATTESTED.items():
-            table = metadata.tables.get(name)
-            if table is None:  # not imported in this process: cannot be written either
-                continue
+            table = metadata.tables[name]
             columns = tuple(
                 (c.name, *_converters(c.type, dialect))
                 for c in table.columns
                 if c.name != COMMAND_COLUMN and c.name not in left_out
             )
             found[name] = _Encoder(name, columns)
-        if len(found) == len(ATTESTED):
-            _ENCODERS[dialect] = found
+        _ENCODERS[dialect] = found
     return found
 
 

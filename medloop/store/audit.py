@@ -497,7 +497,8 @@ def verify(
         for pinned, name in anchors.get((chain, row["seq"]), ()):
             if pinned != row["hash"]:
                 problems.add(BrokenLink(chain, row["seq"], "checkpoint", pinned, row["hash"], name))
-        claim = row["detail"].get(attestation.DETAIL_KEY) if isinstance(row["detail"], dict) else None
+        detail = row["detail"]
+        claim = detail.get(attestation.DETAIL_KEY) if isinstance(detail, dict) else None
         if isinstance(claim, dict) and isinstance(claim.get("command"), str):
             claims[claim["command"]] = (chain, row["seq"], claim.get("rows"), claim.get("digest"))
     for (chain, seq), pins in sorted(anchors.items()):

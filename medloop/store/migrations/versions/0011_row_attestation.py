@@ -13,9 +13,8 @@ unattested. The column is nullable and has no index: adding it rewrites no table
 write path pays nothing for an index verify does not need (it reads each table once).
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0011'
 down_revision = '0008'
