@@ -501,7 +501,7 @@ def audit_verify(
             f"audit log broken at event {link.seq} of chain {link.chain} ({link.problem}): "
             f"expected {link.expected}, found {link.found}; the {result.events} events walked "
             "before it are intact"
-            if link.chain is not None and link.problem != "checkpoint" else
+            if link.problem in ("gap", "prev_hash", "hash") else
             f"audit log broken ({link.problem}): {_problem_text(link)}"
         )
         for problem in result.problems[1:]:

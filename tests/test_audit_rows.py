@@ -215,6 +215,11 @@ def test_the_dose_changed_from_1_to_10_tablets_in_the_list_is_detected_by_the_cl
     [problem] = json.loads(result.stdout)["problems"]
     assert problem["problem"] == "rows"
     assert (problem["chain"], problem["seq"]) == claimant(world, row["command_id"])
+    as_text = CliRunner().invoke(app, ["audit", "verify", "--db", url])
+    assert as_text.exit_code == 1
+    assert as_text.stderr.startswith(
+        f"audit log broken (rows): event {problem['seq']} of chain {problem['chain']}: rows: "
+    )
 
 
 def test_every_problem_is_listed_up_to_the_limit_and_all_are_counted(world):
