@@ -25,7 +25,15 @@ a verifier reads rows in.
 ``medloop audit verify`` (:func:`medloop.store.audit.verify`) reads every attested table in
 ``command_id`` order, recomputes each command's rows digest and compares it with the audit
 record that claims the command: a changed, deleted or added row, a row whose ``command_id`` no
-audit record claims, and a row without ``command_id`` are all reported.
+audit record claims, and a row without ``command_id`` are all reported. A problem names the
+claiming audit record (chain, sequence number) and the command's first row: the digest shows
+that the command's rows changed, not which of them.
+
+Rows go to the next audit record of their transaction, whatever patient it is about: a job that
+writes for several patients in one transaction has them claimed by the first record appended
+after them. A savepoint rolled back while its transaction goes on to commit would leave its
+rows' digests in the claim (verify would report the command); no caller does that (a refusal
+inside ``run_once``'s savepoint propagates and rolls the transaction back).
 """
 
 from __future__ import annotations
