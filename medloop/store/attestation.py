@@ -107,6 +107,7 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "cds_feedback": frozenset(),
 }
 
+
 def command_column() -> Column:
     """The ``command_id`` column every attested table has (nullable: rows from before migration
     0011 have none, and :func:`medloop.store.audit.verify` reports them)."""
