@@ -13,14 +13,17 @@ the next row after that opens a new command. Nothing is read back: the digest is
 the values the command hands to the insert, as the database stores them.
 
 A row's digest is the SHA-256 of its canonical encoding: the UTF-8 JSON array
-``[table name, {column: value}]`` with sorted keys and no whitespace, over every column but
-``command_id`` and the ones the database fills in itself (:data:`ATTESTED`: ``alert.id``, a
-serial, and ``patient.revision``, which every command bumps). Values as stored: strings,
-integers, booleans, ``null``; dates ``YYYY-MM-DD``; date-times as ISO 8601 in UTC with
-microseconds on PostgreSQL (``timestamptz``), and on SQLite the naive wall-clock time that
-SQLAlchemy stores there; JSON columns as their parsed value. The rows digest is the SHA-256 of
-the concatenated row digests (hex) in ascending order, so that it does not depend on the order
-a verifier reads rows in.
+``[table name, {column: value}]`` with no whitespace, the columns in name order, over every
+column that is not NULL but ``command_id`` and the ones the database fills in itself
+(:data:`ATTESTED`: ``alert.id``, a serial, and ``patient.revision``, which every command
+bumps); leaving NULLs out keeps the digests of older rows when a nullable column is added.
+Values as stored: strings, integers, booleans; dates ``YYYY-MM-DD``; date-times as ISO 8601 in
+UTC with microseconds on PostgreSQL (``timestamptz``), and on SQLite the naive wall-clock time
+that SQLAlchemy stores there; JSON columns as their value with its keys in stored order (the
+columns are ``json``, which keeps the text as written, not ``jsonb``; the command's dicts are
+written in their own order), so a value is not re-sorted on the write path. The rows digest is
+the SHA-256 of the concatenated row digests (hex) in ascending order, so that it does not
+depend on the order a verifier reads rows in.
 
 ``medloop audit verify`` (:func:`medloop.store.audit.verify`) reads every attested table in
 ``command_id`` order, recomputes each command's rows digest and compares it with the audit
@@ -264,7 +267,7 @@ def _encoders(dialect: str) -> dict[str, _Encoder]:
             table = metadata.tables[name]
             columns = tuple(
                 (c.name, *_converters(c.type, dialect))
-                for c in table.columns
+                for c in sorted(table.columns, key=lambda c: c.name)
                 if c.name != COMMAND_COLUMN and c.name not in left_out
             )
             found[name] = _Encoder(name, columns)
@@ -278,7 +281,7 @@ def _converters(column_type: Any, dialect: str) -> tuple[Any, Any, bool]:
     comparison instead of failing to load)."""
     sqlite = dialect == "sqlite"
     if isinstance(column_type, JSON):
-        return _json, _json_text, True
+        return None, _json_text, True
     if isinstance(column_type, DateTime):
         return (_datetime_sqlite, _text, True) if sqlite else (_datetime_utc, _datetime_utc, False)
     if isinstance(column_type, Date):
@@ -294,21 +297,22 @@ def _row_digest(encoder: _Encoder, row: Mapping[str, Any], *, stored: bool = Fal
     values = {}
     for name, write, read, _as_text in encoder.columns:
         value = row.get(name)
-        values[name] = None if value is None else (read if stored else write)(value)
+        if value is not None:
+            convert = read if stored else write
+            if convert is not None:
+                value = convert(value)
+            if value is not None:  # JSON null is left out as SQL NULL is
+                values[name] = value
     return hashlib.sha256(_canonical([encoder.table, values])).hexdigest()
 
 
 def _canonical(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # an integer beyond 64 bits
         return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+            value, separators=(",", ":"), ensure_ascii=False, default=str
         ).encode()
-
-
-def _json(value: Any) -> Any:
-    return value
 
 
 def _json_text(value: Any) -> Any:
@@ -349,4 +353,4 @@ def _integer(value: Any) -> Any:
 
 
 def _text(value: Any) -> Any:
-    return value if isinstance(value, str) else str(value)
+    return value if value.__class__ is str else str(value)
