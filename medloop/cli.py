@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -503,27 +504,68 @@ app.add_typer(audit_app, name="audit")
 EXIT_AUDIT_BROKEN = 1
 
 
+EXIT_MISSING_CONFIGURATION = 2
+
+
 @audit_app.command("verify")
 def audit_verify(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    max_problems: Annotated[
+        int, typer.Option("--max-problems", min=1, help="List at most this many problems "
+                          "(all are counted).")
+    ] = 100,
+    checkpoints: Annotated[
+        Path | None, typer.Option("--checkpoints", help="A directory of signed checkpoints "
+                                  "(or one checkpoint file) the log must still agree with.")
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="The checkpoints' Ed25519 public key "
+                                  "(PEM); default: the public half of "
+                                  "MEDLOOP_AUDIT_SIGNING_KEY_FILE.")
+    ] = None,
 ) -> None:
-    """Walk the audit log's hash chains (one per patient) from first record to last.
+    """Walk the audit log's hash chains (one per patient) from first record to last, and every
+    row of patient data against the audit record of the command that appended it.
 
-    Exit 0 when every chain is intact, 1 at the first broken link (a changed, missing,
-    inserted or reordered record).  Keep the printed digest of the chains' heads elsewhere:
-    a chain cut short is only seen against it.
+    Exit 0 when everything holds, 1 when anything was tampered with (a changed, missing,
+    inserted or reordered record; a changed, deleted or added row; with --checkpoints, a
+    chain cut short, dropped or re-hashed since a checkpoint, or a checkpoint whose signature
+    does not hold), listing every problem up to --max-problems; 2 when --checkpoints has no
+    public key to check them with.  Keep the printed digest of the chains' heads elsewhere, or
+    let the audit-checkpoint job sign checkpoints.
     """
     from medloop.store.audit import verify
 
-    with _engine(db).connect() as conn:
-        result = verify(conn)
+    anchors, notes = None, []
+    if checkpoints is not None:
+        from medloop import audit_checkpoints as cp
+
+        key_file = public_key or (
+            Path(os.environ[cp.KEY_VARIABLE]) if os.environ.get(cp.KEY_VARIABLE) else None
+        )
+        if key_file is None:
+            _stderr(f"--checkpoints needs --public-key FILE (or {cp.KEY_VARIABLE})")
+            raise typer.Exit(EXIT_MISSING_CONFIGURATION)
+        try:
+            key = cp.load_public_key(key_file)
+        except cp.CheckpointNotConfigured as error:
+            _stderr(str(error))
+            raise typer.Exit(EXIT_MISSING_CONFIGURATION) from None
+        found, notes = cp.load_checkpoints(checkpoints, key)
+        if not found and not notes:
+            notes = [f"{checkpoints}: no checkpoint files (checkpoint-*.json)"]
+        anchors = cp.anchors_of(found)
+    with _engine(db).connect() as conn, conn.begin():
+        result = verify(conn, max_problems=max_problems, anchors=anchors,
+                        checkpoint_problems=notes)
     if as_json:
         print(json.dumps(result.as_json()))
     elif result.broken is None:
         typer.echo(
             f"audit log intact: {result.events} events in {result.chains} chains, "
-            f"heads digest {result.heads}"
+            f"heads digest {result.heads}; {result.rows} rows of patient data attested"
+            + ("" if anchors is None else f"; agrees with {len(found)} signed checkpoints")
         )
     else:
         link = result.broken
@@ -531,9 +573,23 @@ def audit_verify(
             f"audit log broken at event {link.seq} of chain {link.chain} ({link.problem}): "
             f"expected {link.expected}, found {link.found}; the {result.events} events walked "
             "before it are intact"
+            if link.problem in ("gap", "prev_hash", "hash") else
+            f"audit log broken ({link.problem}): {_problem_text(link)}"
         )
+        for problem in result.problems[1:]:
+            _stderr(f"  {_problem_text(problem)}")
+        if result.problem_count > len(result.problems):
+            _stderr(f"  ... {result.problem_count - len(result.problems)} more problems "
+                    "(--max-problems)")
     if not result.ok:
         raise typer.Exit(EXIT_AUDIT_BROKEN)
+
+
+def _problem_text(problem: Any) -> str:
+    where = "" if problem.chain is None else f"event {problem.seq} of chain {problem.chain}: "
+    row = "" if problem.row is None else f" [{problem.row}]"
+    return (f"{where}{problem.problem}: expected {problem.expected}, found {problem.found}"
+            f"{row}")
 
 
 jobs_app = typer.Typer(help="Scheduled jobs, run once by hand.", no_args_is_help=True)
@@ -572,4 +628,13 @@ def jobs_run(
         if moment.tzinfo is None:
             _stderr("--now needs a UTC offset, e.g. 2026-11-20T08:00:00+01:00")
             raise typer.Exit(EXIT_BAD_INPUT)
-    print(json.dumps(run_job(_engine(db), name, moment)))
+    from medloop.audit_checkpoints import CheckpointNotConfigured, CheckpointRefused
+
+    try:
+        print(json.dumps(run_job(_engine(db), name, moment)))
+    except CheckpointNotConfigured as error:
+        _stderr(str(error))
+        raise typer.Exit(EXIT_MISSING_CONFIGURATION) from None
+    except CheckpointRefused as error:
+        _stderr(str(error))
+        raise typer.Exit(EXIT_REFUSED) from None

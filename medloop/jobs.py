@@ -9,7 +9,11 @@ second run changes nothing.
 - ``expire-prescriptions``: dispensable prescriptions past their validity become expired (F),
   one audited command per patient;
 - ``refresh-catalogue``: import the newest FEST file in ``MEDLOOP_CATALOGUE_DIR`` when it is
-  not the catalogue in force.
+  not the catalogue in force;
+- ``audit-checkpoint``: walk the audit chains and write a signed checkpoint of their heads to
+  ``MEDLOOP_AUDIT_CHECKPOINT_DIR`` with ``MEDLOOP_AUDIT_SIGNING_KEY_FILE``
+  (``medloop.audit_checkpoints``); without both it refuses (``CheckpointNotConfigured``,
+  logged as an error on every scheduled run), with a broken link too (``CheckpointRefused``).
 
 One runner at a time: on PostgreSQL each run holds a session-level advisory lock for its job
 (another process that finds it taken skips the run); on SQLite only the serving process runs a
@@ -119,6 +123,12 @@ def _refresh_catalogue(engine: Engine, now: datetime, settings: JobSettings) -> 
     return {"imported": not result.unchanged, "file": newest.name, "version": result.version}
 
 
+def _audit_checkpoint(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
+    from medloop import audit_checkpoints  # noqa: PLC0415 - cryptography only when needed
+
+    return audit_checkpoints.write_checkpoint(engine, now, audit_checkpoints.config_from_env())
+
+
 def newest_catalogue_file(directory: Path | None) -> Path | None:
     """The most recently modified FEST file (``.xml``, ``.xml.gz``, ``.zip``) in
     ``directory``."""
@@ -143,6 +153,9 @@ JOBS: dict[str, Job] = {
             {"trigger": "cron", "hour": "*", "minute": 7, "timezone": "Europe/Oslo"}),
         Job("refresh-catalogue", "import a newer FEST file from MEDLOOP_CATALOGUE_DIR",
             _refresh_catalogue, {"trigger": "interval", "minutes": 60}),
+        Job("audit-checkpoint",
+            "sign the audit chains' heads into MEDLOOP_AUDIT_CHECKPOINT_DIR",
+            _audit_checkpoint, {"trigger": "interval", "minutes": 60}),
     )
 }
 
@@ -227,10 +240,14 @@ def start_scheduler(engine: Engine, settings: Any = None) -> Any:
 
 
 def _scheduled(engine: Engine, name: str, settings: JobSettings) -> None:
+    from medloop.audit_checkpoints import CheckpointNotConfigured, CheckpointRefused  # noqa: PLC0415
+
     try:
         result = run_job(engine, name, settings=settings)
         # Counts only: a job's result can name patients, which belong in the audit log.
         log.info("job run", job=name, **_counts(result))
+    except (CheckpointNotConfigured, CheckpointRefused) as refusal:
+        log.error("job refused", job=name, reason=str(refusal))
     except Exception as error:  # noqa: BLE001 - logged and retried on the next trigger
         log.error("job failed", job=name, error=type(error).__name__)
 

@@ -408,7 +408,10 @@ def run_cli(engine: Engine, *options: str):
 def test_cli_verify_on_an_empty_log_is_intact(engine):
     result = run_cli(engine, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ok": True, "events": 0, "chains": 0, "heads": GENESIS_HASH}
+    assert json.loads(result.stdout) == {
+        "ok": True, "events": 0, "chains": 0, "heads": GENESIS_HASH,
+        "records": 0, "rows": 0, "problem_count": 0, "problems": [],
+    }
 
 
 def test_cli_verify_prints_the_event_count_and_last_hash_and_exits_0(engine):
@@ -419,12 +422,18 @@ def test_cli_verify_prints_the_event_count_and_last_hash_and_exits_0(engine):
 
     assert as_json.exit_code == 0
     heads = heads_digest({PATIENT: records[-1].hash})
-    assert json.loads(as_json.stdout) == {"ok": True, "events": 12, "chains": 1, "heads": heads}
+    assert json.loads(as_json.stdout) == {
+        "ok": True, "events": 12, "chains": 1, "heads": heads,
+        "records": 12, "rows": 0, "problem_count": 0, "problems": [],
+    }
     assert as_text.exit_code == 0
-    assert as_text.stdout.strip() == f"audit log intact: 12 events in 1 chains, heads digest {heads}"
+    assert as_text.stdout.strip() == (
+        f"audit log intact: 12 events in 1 chains, heads digest {heads}; "
+        "0 rows of patient data attested"
+    )
 
 
-def test_cli_verify_reports_the_first_broken_link_and_exits_1(engine):
+def test_cli_verify_reports_every_broken_link_first_one_first_and_exits_1(engine):
     records = append_all(engine, [an_event(i) for i in range(12)])
     tamper(
         engine,
@@ -436,15 +445,28 @@ def test_cli_verify_reports_the_first_broken_link_and_exits_1(engine):
     as_text = run_cli(engine)
 
     assert as_json.exit_code == 1
+    gap = {"chain": PATIENT, "seq": 5, "problem": "gap", "expected": "4", "found": "5"}
+    changed = json.loads(as_json.stdout)["problems"][1]
     assert json.loads(as_json.stdout) == {
         "ok": False,
         "events": 3,
         "chains": 1,
         "heads": heads_digest({PATIENT: records[2].hash}),
-        "broken": {"chain": PATIENT, "seq": 5, "problem": "gap", "expected": "4", "found": "5"},
+        "broken": gap,
+        "records": 11,
+        "rows": 0,
+        "problem_count": 2,
+        "problems": [gap, {**changed, "chain": PATIENT, "seq": 9, "problem": "hash",
+                           "found": records[8].hash}],
     }
     assert as_text.exit_code == 1
     assert f"audit log broken at event 5 of chain {PATIENT} (gap): expected 4, found 5" in as_text.stderr
+    assert f"event 9 of chain {PATIENT}: hash: expected {changed['expected']}" in as_text.stderr
+
+    limited = run_cli(engine, "--json", "--max-problems", "1")
+    assert limited.exit_code == 1
+    assert json.loads(limited.stdout)["problems"] == [gap]
+    assert json.loads(limited.stdout)["problem_count"] == 2
 
 
 def test_verify_walks_the_log_in_chunks(engine):

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain.errors import PatientNotFound
-from medloop.store import audit
+from medloop.store import attestation, audit
 from medloop.store import medication_list as store
 from medloop.store.db import writer
 
@@ -39,6 +39,7 @@ _UUID = 36
 cds_card = Table(
     "cds_card",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("service", String(64), nullable=False),
     Column("hook_instance", String(100), nullable=False),
@@ -53,6 +54,7 @@ cds_card = Table(
 cds_feedback = Table(
     "cds_feedback",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("card_id", String(_UUID), ForeignKey("cds_card.id"), nullable=False),
     Column("outcome", String(16), nullable=False),
@@ -201,7 +203,7 @@ def append_cards(conn: Connection, cards: list[IssuedCard], at: datetime) -> Non
         return
     conn.execute(
         cds_card.insert(),
-        [
+        attestation.stamp(conn, cds_card, [
             {
                 "id": str(card.id),
                 "service": card.service,
@@ -213,7 +215,7 @@ def append_cards(conn: Connection, cards: list[IssuedCard], at: datetime) -> Non
                 "record": card.record,
             }
             for card in cards
-        ],
+        ]),
     )
 
 
@@ -240,17 +242,16 @@ class Feedback:
 
 
 def append_feedback(conn: Connection, feedback: Feedback, at: datetime) -> None:
-    conn.execute(
-        cds_feedback.insert().values(
-            id=str(feedback.id),
-            card_id=str(feedback.card_id),
-            outcome=feedback.outcome,
-            outcome_at=feedback.outcome_at,
-            recorded_at=at,
-            recorded_by=feedback.recorded_by,
-            override_reason=feedback.override_reason,
-            comment=feedback.comment,
-        )
+    attestation.insert(
+        conn, cds_feedback,
+        id=str(feedback.id),
+        card_id=str(feedback.card_id),
+        outcome=feedback.outcome,
+        outcome_at=feedback.outcome_at,
+        recorded_at=at,
+        recorded_by=feedback.recorded_by,
+        override_reason=feedback.override_reason,
+        comment=feedback.comment,
     )
 
 

@@ -49,6 +49,7 @@ from medloop.domain.administration import (
 )
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
+from medloop.store import attestation
 from medloop.store.medication_list import alert, patient
 
 _UUID = 36
@@ -56,6 +57,7 @@ _UUID = 36
 ward = Table(
     "ward",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("organisation_id", String(64), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -65,6 +67,7 @@ ward = Table(
 ward_config = Table(
     "ward_config",
     metadata,
+    attestation.command_column(),
     Column("ward_id", String(_UUID), ForeignKey("ward.id"), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -75,6 +78,7 @@ ward_config = Table(
 admission = Table(
     "admission",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("ward_id", String(_UUID), ForeignKey("ward.id"), nullable=False),
@@ -88,6 +92,7 @@ admission = Table(
 discharge = Table(
     "discharge",
     metadata,
+    attestation.command_column(),
     Column("admission_id", String(_UUID), ForeignKey("admission.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("author", JSON, nullable=False),
@@ -96,6 +101,7 @@ discharge = Table(
 schedule = Table(
     "schedule",
     metadata,
+    attestation.command_column(),
     Column("entry_id", String(_UUID), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
@@ -109,6 +115,7 @@ schedule = Table(
 planned_dose = Table(
     "planned_dose",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("ward_id", String(_UUID), ForeignKey("ward.id"), nullable=False),
@@ -130,6 +137,7 @@ planned_dose = Table(
 administration = Table(
     "administration",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("entry_id", String(_UUID), nullable=False),
@@ -145,6 +153,7 @@ administration = Table(
 administration_error = Table(
     "administration_error",
     metadata,
+    attestation.command_column(),
     Column(
         "administration_id", String(_UUID), ForeignKey("administration.id"), primary_key=True
     ),
@@ -169,11 +178,10 @@ class WardState:
 
 
 def add_ward(conn: Connection, new: Ward, config: WardConfig, by: Actor, at: datetime) -> None:
-    conn.execute(
-        ward.insert().values(
-            id=str(new.id), organisation_id=new.organisation_id, created_at=_utc(at),
-            record=new.model_dump(mode="json"),
-        )
+    attestation.insert(
+        conn, ward,
+        id=str(new.id), organisation_id=new.organisation_id, created_at=_utc(at),
+        record=new.model_dump(mode="json"),
     )
     add_ward_config(conn, new.id, 1, config, by, at)
 
@@ -181,11 +189,10 @@ def add_ward(conn: Connection, new: Ward, config: WardConfig, by: Actor, at: dat
 def add_ward_config(
     conn: Connection, ward_id: UUID, version: int, config: WardConfig, by: Actor, at: datetime
 ) -> None:
-    conn.execute(
-        ward_config.insert().values(
-            ward_id=str(ward_id), version=version, at=_utc(at), author=by.model_dump(mode="json"),
-            record=config.model_dump(mode="json"),
-        )
+    attestation.insert(
+        conn, ward_config,
+        ward_id=str(ward_id), version=version, at=_utc(at), author=by.model_dump(mode="json"),
+        record=config.model_dump(mode="json"),
     )
 
 
@@ -226,20 +233,18 @@ def ward_configs(conn: Connection, ward_ids: Iterable[UUID]) -> dict[UUID, WardS
 
 
 def add_admission(conn: Connection, record: Admission) -> None:
-    conn.execute(
-        admission.insert().values(
-            id=str(record.id), patient_id=str(record.patient_id), ward_id=str(record.ward_id),
-            organisation_id=record.organisation_id, admitted_at=_utc(record.admitted_at),
-            record=record.model_dump(mode="json"),
-        )
+    attestation.insert(
+        conn, admission,
+        id=str(record.id), patient_id=str(record.patient_id), ward_id=str(record.ward_id),
+        organisation_id=record.organisation_id, admitted_at=_utc(record.admitted_at),
+        record=record.model_dump(mode="json"),
     )
 
 
 def add_discharge(conn: Connection, admission_id: UUID, at: datetime, by: Actor) -> None:
-    conn.execute(
-        discharge.insert().values(
-            admission_id=str(admission_id), at=_utc(at), author=by.model_dump(mode="json")
-        )
+    attestation.insert(
+        conn, discharge,
+        admission_id=str(admission_id), at=_utc(at), author=by.model_dump(mode="json")
     )
 
 
@@ -327,7 +332,7 @@ def add_schedules(
         return
     conn.execute(
         _ADD_SCHEDULES,
-        [
+        attestation.stamp(conn, schedule, [
             {
                 "entry_id": str(row.entry_id), "version": row.version,
                 "patient_id": str(patient_id), "entry_version": row.entry_version,
@@ -335,7 +340,7 @@ def add_schedules(
                 "generated_at": _utc(generated_at),
             }
             for patient_id, row in rows
-        ],
+        ]),
     )
 
 
@@ -344,7 +349,7 @@ def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
         return
     conn.execute(
         _ADD_PLANNED_DOSES,
-        [
+        attestation.stamp(conn, planned_dose, [
             {
                 "id": str(d.id),
                 "patient_id": str(d.patient_id),
@@ -357,7 +362,7 @@ def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
                 "record": d.model_dump(mode="json"),
             }
             for d in doses
-        ],
+        ]),
     )
 
 
@@ -402,21 +407,26 @@ def in_force(
 
 
 def add_administration(conn: Connection, record: Administration) -> None:
-    conn.execute(_ADD_ADMINISTRATION, administration_values(record))
+    conn.execute(
+        _ADD_ADMINISTRATION,
+        attestation.stamp(conn, administration, [administration_values(record)])[0],
+    )
 
 
 def add_administrations(conn: Connection, records: Sequence[Administration]) -> None:
     if not records:
         return
-    conn.execute(_ADD_ADMINISTRATION, [administration_values(r) for r in records])
+    conn.execute(
+        _ADD_ADMINISTRATION,
+        attestation.stamp(conn, administration, [administration_values(r) for r in records]),
+    )
 
 
 def add_correction(conn: Connection, correction: AdministrationCorrection) -> None:
-    conn.execute(
-        administration_error.insert().values(
-            administration_id=str(correction.administration_id), at=_utc(correction.at),
-            record=correction.model_dump(mode="json"),
-        )
+    attestation.insert(
+        conn, administration_error,
+        administration_id=str(correction.administration_id), at=_utc(correction.at),
+        record=correction.model_dump(mode="json"),
     )
 
 

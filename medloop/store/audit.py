@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -77,7 +77,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import BIT
 
 from fest.schema import metadata
-from medloop.store import batch
+from medloop.store import attestation, batch
 from medloop.store.db import (
     WriteTransactionRequired,
     require_write_transaction,
@@ -195,45 +195,80 @@ class AuditRecord:
         return {**canonical_record(vars(self)), "hash": self.hash}
 
 
-Problem = Literal["gap", "prev_hash", "hash"]
+Problem = Literal[
+    "gap", "prev_hash", "hash", "rows", "unclaimed-rows", "unattested-row", "checkpoint",
+    "checkpoint-file",
+]
+
+#: Problems :func:`verify` lists by default (it counts them all).
+MAX_PROBLEMS = 100
 
 
 @dataclass(frozen=True)
 class BrokenLink:
-    """The first place where a chain does not hold: record ``seq`` of ``chain``.
+    """A place where the log or the data it attests does not hold.
 
-    ``problem`` is ``gap`` (``expected``/``found`` are sequence numbers: a row is missing
-    or out of place), ``prev_hash`` (the row does not point at the hash of the row before
-    it: a row was removed, inserted, reordered or re-hashed) or ``hash`` (the row's
-    content no longer matches its stored hash: a field was changed).
+    In a chain, at record ``seq`` of ``chain``: ``gap`` (``expected``/``found`` are sequence
+    numbers: a row is missing or out of place), ``prev_hash`` (the row does not point at the
+    hash of the row before it: a row was removed, inserted, reordered or re-hashed), ``hash``
+    (the row's content no longer matches its stored hash: a field was changed), ``rows`` (the
+    rows of patient data the record's command appended are not what it committed to: one was
+    changed, deleted or added under its command id; ``expected``/``found`` give the number of
+    rows and their digest, ``row`` the first row found, if any).
+
+    Outside the chains (``chain`` and ``seq`` are ``None``, ``row`` names the table and the
+    primary key): ``unclaimed-rows`` (rows under a command id that no audit record claims)
+    and ``unattested-row`` (a row without a command id: added by hand, or written before
+    migration 0011).
+
+    Against signed checkpoints (:mod:`medloop.audit_checkpoints`): ``checkpoint`` (record
+    ``seq`` of ``chain`` was a head in the checkpoint named by ``row``, with hash
+    ``expected``; ``found`` is its hash now, or says that the chain ends before it or is
+    gone) and ``checkpoint-file`` (a checkpoint whose signature does not hold, that cannot be
+    read, or that does not follow the one before it; ``row`` names it).
     """
 
-    chain: str
-    seq: int
+    chain: str | None
+    seq: int | None
     problem: Problem
     expected: str
     found: str
+    row: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        result: dict[str, Any] = {
             "chain": self.chain,
             "seq": self.seq,
             "problem": self.problem,
             "expected": self.expected,
             "found": self.found,
         }
+        if self.row is not None:
+            result["row"] = self.row
+        return result
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """``events`` intact records in ``chains`` chains were walked; ``heads`` is the digest of
-    the last hash of each of them (:func:`heads_digest`; :data:`GENESIS_HASH` when there are
-    none); ``broken`` is the first broken link."""
+    """``events`` intact records in ``chains`` chains were walked before the first broken
+    link (all of them when there is none); ``heads`` is the digest of the last hash of each of
+    those chains as far as they were walked intact (:func:`heads_digest`;
+    :data:`GENESIS_HASH` when there are none); ``broken`` is the first broken link.
+
+    The walk goes on after a broken link: ``problems`` lists the first ``max_problems`` of
+    every problem found in the chains and in the rows they attest (``problem_count`` counts
+    them all); ``records`` is every record read, ``rows`` every attested row read, and
+    ``chain_heads`` every chain's last record as stored: {chain: (seq, hash)}."""
 
     events: int
     chains: int
     heads: str
     broken: BrokenLink | None = None
+    problems: tuple[BrokenLink, ...] = ()
+    problem_count: int = 0
+    records: int = 0
+    rows: int = 0
+    chain_heads: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -242,6 +277,8 @@ class VerifyResult:
     def as_json(self) -> dict[str, Any]:
         result: dict[str, Any] = {
             "ok": self.ok, "events": self.events, "chains": self.chains, "heads": self.heads,
+            "records": self.records, "rows": self.rows, "problem_count": self.problem_count,
+            "problems": [p.as_json() for p in self.problems],
         }
         if self.broken is not None:
             result["broken"] = self.broken.as_json()
@@ -268,6 +305,11 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     transaction already holds the lock: the tail is read and the row inserted."""
     require_write_transaction(conn, "appending to the audit log")
     outcome, detail = _validated(event)
+    claim = attestation.close(conn)
+    if claim is not None:
+        # The rows this transaction appended since the last audit record: the chain commits
+        # to them (medloop.store.attestation).
+        detail[attestation.DETAIL_KEY] = claim
     chain = event.patient or NO_PATIENT
     postgres = conn.dialect.name == "postgresql"
     if postgres and chain not in transaction_memo(conn).get(_LOCKED, ()):
@@ -398,15 +440,47 @@ def heads_digest(heads: Mapping[str, str]) -> str:
     return hashlib.sha256(_canonical_json(dict(heads)).encode()).hexdigest()
 
 
-def verify(conn: Connection, chunk: int = VERIFY_CHUNK) -> VerifyResult:
-    """Walk every chain in sequence order and stop at the first broken link.
+class _Problems:
+    """The problems found so far: the first ``limit`` kept, all counted."""
 
-    Reads ``chunk`` records per query, so memory grows only with the number of chains.
-    Run it in one transaction for a snapshot; appends that commit meanwhile only extend
-    the chains.
+    def __init__(self, limit: int) -> None:
+        self.limit, self.kept, self.count = limit, [], 0
+
+    def add(self, problem: BrokenLink) -> None:
+        self.count += 1
+        if len(self.kept) < self.limit:
+            self.kept.append(problem)
+
+
+def verify(
+    conn: Connection, chunk: int = VERIFY_CHUNK, *, max_problems: int = MAX_PROBLEMS,
+    rows: bool = True,
+    anchors: Mapping[tuple[str, int], Sequence[tuple[str, str]]] | None = None,
+    checkpoint_problems: Sequence[str] = (),
+) -> VerifyResult:
+    """Walk every chain in sequence order, then every row of patient data against the audit
+    record that claims it (:mod:`medloop.store.attestation`), and report every problem (the
+    first ``max_problems`` of them, all counted).
+
+    Reads ``chunk`` records per query and streams the data tables, so memory grows with the
+    number of chains and of commands that appended rows, not with the rows.  Run it in one
+    transaction for a snapshot; appends that commit meanwhile only extend the chains.
+
+    ``rows=False`` checks the chains only. ``anchors`` ((chain, seq) -> [(hash, checkpoint
+    name)], :func:`medloop.audit_checkpoints.anchors_of`) are records that must still be there
+    with those hashes; ``checkpoint_problems`` are reported as ``checkpoint-file`` problems.
     """
-    heads: dict[str, str] = {}
-    chain, expected_seq, last_hash, events = None, 1, GENESIS_HASH, 0
+    if max_problems < 1:
+        raise ValueError(f"max_problems must be at least 1, not {max_problems}")
+    problems = _Problems(max_problems)
+    for note in checkpoint_problems:
+        problems.add(BrokenLink(None, None, "checkpoint-file", "a signed checkpoint",
+                                note.partition(": ")[2] or note, note.partition(": ")[0]))
+    anchors = anchors or {}
+    heads: dict[str, tuple[int, str]] = {}
+    intact: tuple[int, dict[str, str]] | None = None  # events and heads before the first break
+    claims: dict[str, tuple[str, int, int, str]] = {}  # command -> chain, seq, rows, digest
+    chain, expected_seq, last_hash, records = None, 1, GENESIS_HASH, 0
     # Raw column values, not AuditRecords: a tampered row must reach the hash comparison
     # whatever it holds.
     for row in _rows_in_order(conn, chunk):
@@ -414,10 +488,75 @@ def verify(conn: Connection, chunk: int = VERIFY_CHUNK) -> VerifyResult:
             chain, expected_seq, last_hash = row["chain"], 1, GENESIS_HASH
         broken = _broken_link(row, expected_seq, last_hash)
         if broken is not None:
-            return VerifyResult(events, len(heads), heads_digest(heads), broken)
-        expected_seq, last_hash, events = expected_seq + 1, row["hash"], events + 1
-        heads[chain] = last_hash
-    return VerifyResult(events, len(heads), heads_digest(heads))
+            problems.add(broken)
+            if intact is None:
+                intact = (records, {c: h for c, (_s, h) in heads.items()})
+        # Go on from the row as stored: each later problem is reported where it is.
+        expected_seq, last_hash, records = row["seq"] + 1, row["hash"], records + 1
+        heads[chain] = (row["seq"], last_hash)
+        for pinned, name in anchors.get((chain, row["seq"]), ()):
+            if pinned != row["hash"]:
+                problems.add(BrokenLink(chain, row["seq"], "checkpoint", pinned, row["hash"], name))
+        detail = row["detail"]
+        claim = detail.get(attestation.DETAIL_KEY) if isinstance(detail, dict) else None
+        if isinstance(claim, dict) and isinstance(claim.get("command"), str):
+            claims[claim["command"]] = (chain, row["seq"], claim.get("rows"), claim.get("digest"))
+    for (chain, seq), pins in sorted(anchors.items()):
+        if heads.get(chain, (0, ""))[0] >= seq:
+            continue  # met during the walk
+        found = (f"the chain ends at {heads[chain][0]}" if chain in heads
+                 else "no such chain")
+        for pinned, name in pins:
+            problems.add(BrokenLink(chain, seq, "checkpoint", pinned, found, name))
+    if (anchors or checkpoint_problems) and intact is None and problems.count:
+        intact = (records, {c: h for c, (_s, h) in heads.items()})
+    rows = _verify_rows(conn, claims, problems) if rows else 0
+    if intact is None and problems.count:
+        intact = (records, {c: h for c, (_s, h) in heads.items()})
+    if intact is None:
+        events, intact_heads = records, {c: h for c, (_s, h) in heads.items()}
+    else:
+        events, intact_heads = intact
+    return VerifyResult(
+        events, len(intact_heads), heads_digest(intact_heads),
+        problems.kept[0] if problems.kept else None,
+        tuple(problems.kept), problems.count, records, rows, heads,
+    )
+
+
+def _verify_rows(
+    conn: Connection, claims: dict[str, tuple[str, int, int, str]], problems: _Problems
+) -> int:
+    """Check every attested row against the claims of the audit records; returns the number of
+    rows read."""
+    rows = 0
+    for stored in attestation.stored_commands(conn):
+        rows += stored.rows
+        claim = claims.pop(stored.command, None)
+        found = f"{stored.rows} rows, digest {stored.digest}"
+        if claim is None:
+            problems.add(BrokenLink(
+                None, None, "unclaimed-rows",
+                f"an audit record claiming command {stored.command}", found, stored.first,
+            ))
+        elif (claim[2], claim[3]) != (stored.rows, stored.digest):
+            problems.add(BrokenLink(
+                claim[0], claim[1], "rows", f"{claim[2]} rows, digest {claim[3]}", found,
+                stored.first,
+            ))
+    for chain, seq, count, digest in claims.values():  # claimed, but no row is left
+        if count != 0:
+            problems.add(BrokenLink(
+                chain, seq, "rows", f"{count} rows, digest {digest}", "0 rows",
+            ))
+    unstamped, first = attestation.unstamped_rows(conn, problems.limit)
+    for found_row in first:
+        problems.add(BrokenLink(
+            None, None, "unattested-row", "a command id", "none",
+            f"{found_row.table} {found_row.key}",
+        ))
+    problems.count += unstamped - len(first)
+    return rows + unstamped
 
 
 def _broken_link(row: Mapping[str, Any], expected_seq: int, last_hash: str) -> BrokenLink | None:
@@ -474,6 +613,10 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
     except ValueError:
         allowed = ", ".join(o.value for o in Outcome)
         raise InvalidAuditEvent(f"outcome {event.outcome!r} is not one of {allowed}") from None
+    if attestation.DETAIL_KEY in event.detail:
+        raise InvalidAuditEvent(
+            f"detail key {attestation.DETAIL_KEY!r} is reserved for the rows the command appended"
+        )
     if event.occurred_at is not None and event.occurred_at.tzinfo is None:
         raise InvalidAuditEvent("occurred_at must carry a time zone")
     try:

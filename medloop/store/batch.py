@@ -34,6 +34,7 @@ from sqlalchemy import JSON, ClauseElement, Connection, Engine, Table, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, NoResultFound
 
+from medloop.store import attestation
 from medloop.store.db import WriteOnReadConnection, existing_transaction_memo, transaction_memo
 
 _PENDING = "batch.pending"
@@ -70,9 +71,12 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
     :func:`batched` on PostgreSQL, executed at once otherwise."""
     if not rows:
         return
+    # Every row of patient data carries its command's id and goes into its audit record's
+    # digest (computed here from the values, no round trip).
+    rows = attestation.stamp(conn, table, rows)
     pending = _pending(conn)
     if pending is None:
-        conn.execute(table.insert(), list(rows))
+        conn.execute(table.insert(), rows)
         return
     sql, json_columns = _insert_sql(table, tuple(rows[0]))
     pending.statements.append((sql, [_adapted(row, json_columns) for row in rows]))

@@ -57,7 +57,7 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import Prescription, PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
-from medloop.store import audit, batch
+from medloop.store import attestation, audit, batch
 from medloop.store.db import existing_transaction_memo, transaction_memo
 
 _UUID = 36
@@ -65,6 +65,7 @@ _UUID = 36
 patient = Table(
     "patient",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("national_id", String(11), nullable=False, unique=True),
     Column("record", JSON, nullable=False),
@@ -77,6 +78,7 @@ patient = Table(
 list_change = Table(
     "list_change",
     metadata,
+    attestation.command_column(),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), primary_key=True),
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -87,6 +89,7 @@ list_change = Table(
 entry_version = Table(
     "entry_version",
     metadata,
+    attestation.command_column(),
     Column("entry_id", String(_UUID), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("patient_id", String(_UUID), nullable=False),
@@ -102,6 +105,7 @@ entry_version = Table(
 prescription = Table(
     "prescription",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("entry_id", String(_UUID), nullable=False),
@@ -112,6 +116,7 @@ prescription = Table(
 prescription_version = Table(
     "prescription_version",
     metadata,
+    attestation.command_column(),
     Column("prescription_id", String(_UUID), ForeignKey("prescription.id"), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -123,6 +128,7 @@ prescription_version = Table(
 dispense = Table(
     "dispense",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("prescription_id", String(_UUID), ForeignKey("prescription.id"), nullable=False),
@@ -136,6 +142,7 @@ dispense = Table(
 dispense_annulment = Table(
     "dispense_annulment",
     metadata,
+    attestation.command_column(),
     Column("dispense_id", String(_UUID), ForeignKey("dispense.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the Annulment
@@ -144,6 +151,7 @@ dispense_annulment = Table(
 alert = Table(
     "alert",
     metadata,
+    attestation.command_column(),
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("action", String(64), nullable=False),
@@ -163,6 +171,7 @@ alert = Table(
 reconciliation = Table(
     "reconciliation",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("list_version", Integer, nullable=False),
@@ -174,6 +183,7 @@ reconciliation = Table(
 handled_alert = Table(
     "handled_alert",
     metadata,
+    attestation.command_column(),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), primary_key=True),
     Column("key", String(500), primary_key=True),
     Column("handled_by", JSON, nullable=False),
@@ -631,13 +641,12 @@ def update_patient_record(conn: Connection, changed: Patient) -> None:
 
 
 def add_patient(conn: Connection, new: Patient, at: datetime) -> None:
-    conn.execute(
-        patient.insert().values(
-            id=str(new.id),
-            national_id=str(new.national_id),
-            record=new.model_dump(mode="json"),
-            registered_at=at,
-        )
+    attestation.insert(
+        conn, patient,
+        id=str(new.id),
+        national_id=str(new.national_id),
+        record=new.model_dump(mode="json"),
+        registered_at=at,
     )
 
 
@@ -719,14 +728,13 @@ def append_dispense(conn: Connection, patient_id: UUID, record: Dispense, at: da
 
 
 def append_reconciliation(conn: Connection, record: Reconciliation) -> None:
-    conn.execute(
-        reconciliation.insert().values(
-            id=str(record.id),
-            patient_id=str(record.patient_id),
-            list_version=record.list_version,
-            at=record.at,
-            record=record.model_dump(mode="json"),
-        )
+    attestation.insert(
+        conn, reconciliation,
+        id=str(record.id),
+        patient_id=str(record.patient_id),
+        list_version=record.list_version,
+        at=record.at,
+        record=record.model_dump(mode="json"),
     )
 
 

@@ -43,6 +43,7 @@ from medloop.domain.multidose import (
     TaskResolution,
     UrgentPack,
 )
+from medloop.store import attestation
 from medloop.store.medication_list import entry_version
 
 _UUID = 36
@@ -57,6 +58,7 @@ APPEND_ONLY = (
 responsibility = Table(
     "multidose_responsibility",
     metadata,
+    attestation.command_column(),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("valid_from", Date, nullable=False),
@@ -68,6 +70,7 @@ responsibility = Table(
 period = Table(
     "multidose_period",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("first_day", Date, nullable=False),
@@ -81,6 +84,7 @@ period = Table(
 urgent_pack = Table(
     "multidose_urgent_pack",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -91,6 +95,7 @@ urgent_pack = Table(
 plan_taken = Table(
     "multidose_plan_taken",
     metadata,
+    attestation.command_column(),
     Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), primary_key=True),
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -100,6 +105,7 @@ plan_taken = Table(
 deadline_flag = Table(
     "multidose_deadline_flag",
     metadata,
+    attestation.command_column(),
     Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), primary_key=True),
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("flagged_at", DateTime(timezone=True), nullable=False),
@@ -109,6 +115,7 @@ deadline_flag = Table(
 reconciliation = Table(
     "multidose_reconciliation",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), nullable=False),
@@ -122,6 +129,7 @@ reconciliation = Table(
 task = Table(
     "multidose_task",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column(
@@ -139,6 +147,7 @@ task = Table(
 task_resolution = Table(
     "multidose_task_resolution",
     metadata,
+    attestation.command_column(),
     Column("task_id", String(_UUID), ForeignKey("multidose_task.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the TaskResolution
@@ -147,6 +156,7 @@ task_resolution = Table(
 proposal = Table(
     "multidose_proposal",
     metadata,
+    attestation.command_column(),
     Column("id", String(_UUID), primary_key=True),
     Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
     Column("kind", String(32), nullable=False),
@@ -158,6 +168,7 @@ proposal = Table(
 proposal_decision = Table(
     "multidose_proposal_decision",
     metadata,
+    attestation.command_column(),
     Column("proposal_id", String(_UUID), ForeignKey("multidose_proposal.id"), primary_key=True),
     Column("accepted", Boolean, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -194,15 +205,14 @@ def responsibility_history(conn: Connection, patient_id: UUID) -> list[Responsib
 
 
 def append_responsibility(conn: Connection, record: Responsibility) -> None:
-    conn.execute(
-        responsibility.insert().values(
-            patient_id=str(record.patient_id),
-            version=record.version,
-            valid_from=record.valid_from,
-            valid_to=record.valid_to,
-            recorded_at=record.recorded_at,
-            record=_json(record),
-        )
+    attestation.insert(
+        conn, responsibility,
+        patient_id=str(record.patient_id),
+        version=record.version,
+        valid_from=record.valid_from,
+        valid_to=record.valid_to,
+        recorded_at=record.recorded_at,
+        record=_json(record),
     )
 
 
@@ -226,15 +236,14 @@ def find_period(conn: Connection, period_id: UUID) -> PackingPeriod | None:
 
 
 def append_period(conn: Connection, record: PackingPeriod) -> None:
-    conn.execute(
-        period.insert().values(
-            id=str(record.id),
-            patient_id=str(record.patient_id),
-            first_day=record.first_day,
-            last_day=record.last_day,
-            order_deadline=_utc(record.order_deadline),
-            record=_json(record),
-        )
+    attestation.insert(
+        conn, period,
+        id=str(record.id),
+        patient_id=str(record.patient_id),
+        first_day=record.first_day,
+        last_day=record.last_day,
+        order_deadline=_utc(record.order_deadline),
+        record=_json(record),
     )
 
 
@@ -253,11 +262,10 @@ def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[Urgent
 
 
 def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
-    conn.execute(
-        urgent_pack.insert().values(
-            id=str(record.id), period_id=str(record.period_id), at=_utc(record.at),
-            record=_json(record),
-        )
+    attestation.insert(
+        conn, urgent_pack,
+        id=str(record.id), period_id=str(record.period_id), at=_utc(record.at),
+        record=_json(record),
     )
 
 
@@ -273,11 +281,10 @@ def plan_taken_version(conn: Connection, period_id: UUID) -> int | None:
 def append_plan_taken(
     conn: Connection, period_id: UUID, list_version: int, at: datetime, by: Any
 ) -> None:
-    conn.execute(
-        plan_taken.insert().values(
-            period_id=str(period_id), list_version=list_version, at=at,
-            record={"by": _json(by), "at": at.isoformat()},
-        )
+    attestation.insert(
+        conn, plan_taken,
+        period_id=str(period_id), list_version=list_version, at=at,
+        record={"by": _json(by), "at": at.isoformat()},
     )
 
 
@@ -323,10 +330,9 @@ def deadline_flagged(conn: Connection, period_id: UUID, list_version: int) -> bo
 def append_deadline_flag(
     conn: Connection, period_id: UUID, list_version: int, at: datetime, record: dict[str, Any]
 ) -> None:
-    conn.execute(
-        deadline_flag.insert().values(
-            period_id=str(period_id), list_version=list_version, flagged_at=at, record=record
-        )
+    attestation.insert(
+        conn, deadline_flag,
+        period_id=str(period_id), list_version=list_version, flagged_at=at, record=record
     )
 
 
@@ -348,16 +354,15 @@ def append_reconciliation(
     conn: Connection, result: PackReconciliation, report: dict[str, Any]
 ) -> None:
     """The result and the report it was made from (as JSON, ``PackReport.model_dump``)."""
-    conn.execute(
-        reconciliation.insert().values(
-            id=str(result.id),
-            patient_id=str(result.patient_id),
-            period_id=str(result.period_id),
-            list_version=result.list_version,
-            reconciled_at=_utc(result.reconciled_at),
-            report=report,
-            record=_json(result),
-        )
+    attestation.insert(
+        conn, reconciliation,
+        id=str(result.id),
+        patient_id=str(result.patient_id),
+        period_id=str(result.period_id),
+        list_version=result.list_version,
+        reconciled_at=_utc(result.reconciled_at),
+        report=report,
+        record=_json(result),
     )
 
 
@@ -387,7 +392,7 @@ def append_tasks(conn: Connection, tasks: Iterable[MultidoseTask]) -> None:
         for t in tasks
     ]
     if rows:
-        conn.execute(task.insert(), rows)
+        conn.execute(task.insert(), attestation.stamp(conn, task, rows))
 
 
 def find_task(conn: Connection, task_id: UUID) -> tuple[MultidoseTask, bool] | None:
@@ -421,10 +426,9 @@ def open_tasks(
 
 
 def append_task_resolution(conn: Connection, record: TaskResolution) -> None:
-    conn.execute(
-        task_resolution.insert().values(
-            task_id=str(record.task_id), at=record.at, record=_json(record)
-        )
+    attestation.insert(
+        conn, task_resolution,
+        task_id=str(record.task_id), at=record.at, record=_json(record)
     )
 
 
@@ -432,14 +436,13 @@ def append_task_resolution(conn: Connection, record: TaskResolution) -> None:
 
 
 def append_proposal(conn: Connection, record: Proposal) -> None:
-    conn.execute(
-        proposal.insert().values(
-            id=str(record.id),
-            patient_id=str(record.patient_id),
-            kind=record.kind.value,
-            proposed_at=_utc(record.proposed_at),
-            record=_json(record),
-        )
+    attestation.insert(
+        conn, proposal,
+        id=str(record.id),
+        patient_id=str(record.patient_id),
+        kind=record.kind.value,
+        proposed_at=_utc(record.proposed_at),
+        record=_json(record),
     )
 
 
@@ -477,13 +480,12 @@ def proposals_of(
 
 
 def append_decision(conn: Connection, record: ProposalDecision) -> None:
-    conn.execute(
-        proposal_decision.insert().values(
-            proposal_id=str(record.proposal_id),
-            accepted=record.accepted,
-            at=record.at,
-            record=_json(record),
-        )
+    attestation.insert(
+        conn, proposal_decision,
+        proposal_id=str(record.proposal_id),
+        accepted=record.accepted,
+        at=record.at,
+        record=_json(record),
     )
 
 

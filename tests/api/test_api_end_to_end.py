@@ -14,6 +14,7 @@ from medloop.api.app import create_app
 from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
 from medloop.demo import NURSING_HOME, RESIDENTS, build, national_id
+from medloop.store.audit import verify
 from tests.api.api_fixtures import Clock
 from tests.conftest import DEMO
 
@@ -140,3 +141,9 @@ def test_the_whole_loop_over_http_on_the_demo_world(engine):
         ("nurse", "medication-list.administer"),
         ("patient", "medication-list.read.own-list"),
     } <= seen
+
+    # Every row all of that appended is attested by the audit record of its command.
+    with engine.connect() as conn:
+        verified = verify(conn)
+    assert verified.problems == () and verified.ok
+    assert verified.rows > 100
