@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from interactions.dosage import Dosage
 from interactions.drugs import ResolvedDrug
+from interactions.values import MAX_ITEMS, MAX_NAME, MAX_REASON, MODEL_CONFIG, Code, Name, WeightKg
+from interactions.values import text as bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +33,15 @@ class Medication:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = MODEL_CONFIG
 
 
 class Allergy(_Model):
     """An allergy or CAVE entry, by ATC code (any level) or by FEST substance id."""
 
-    atc: str | None = None
-    substance_id: str | None = None
-    label: str | None = None
+    atc: Code | None = None
+    substance_id: Code | None = None
+    label: Name | None = None
 
     @model_validator(mode="after")
     def _exactly_one_allergen(self) -> Allergy:
@@ -55,14 +58,14 @@ class Allergy(_Model):
 class Patient(_Model):
     """Patient facts checks use. An unknown weight stays unknown: it is never defaulted."""
 
-    allergies: tuple[Allergy, ...] = ()
-    weight_kg: PositiveFloat | None = None
+    allergies: tuple[Allergy, ...] = Field(default=(), max_length=MAX_ITEMS)
+    weight_kg: WeightKg | None = None
 
 
 class HandledAlert(_Model):
     """An alert a clinician has handled (``VarselHandtert``): it is not raised again."""
 
-    key: str = Field(min_length=1)
-    handled_by: str
+    key: Annotated[str, bounded(500, 1)]
+    handled_by: Annotated[str, bounded(MAX_NAME)]
     handled_at: datetime
-    reason: str
+    reason: Annotated[str, bounded(MAX_REASON)]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import Engine
 
 from interactions import (
@@ -38,11 +38,11 @@ from interactions import (
     Knowledge,
     Medication,
     Patient,
-    ResolvedDrug,
     UnknownReference,
     check,
 )
 from interactions.catalogue import CatalogueInfo
+from interactions.values import MODEL_CONFIG
 from medloop.catalogue import NoCatalogue, load_snapshot
 from medloop.store.db import reader
 
@@ -54,7 +54,7 @@ REFERENCE_FIELDS = ("varenr", "atc", "fest_id")
 
 class _Request(BaseModel):
     # A misspelt field (``"alergies"``) must fail loudly, never be checked as if absent.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = MODEL_CONFIG
 
 
 class RequestedMedication(_Request):

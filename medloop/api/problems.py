@@ -171,14 +171,40 @@ async def _idempotency_error(request: Request, error: Exception) -> JSONResponse
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    faults = [
-        {"loc": list(f.get("loc", ())), "msg": f.get("msg", ""), "type": f.get("type", "")}
-        for f in error.errors()
-    ]
+    faults = [_fault(f) for f in error.errors()[:_MAX_FAULTS]]
     malformed = any(f["type"] == "json_invalid" for f in faults)
     code = "malformed-json" if malformed else "invalid-request"
-    detail = "the body is not valid JSON" if malformed else f"{len(faults)} invalid field(s)"
+    detail = (
+        "the body is not valid JSON: " + faults[0]["msg"] if malformed
+        else f"{len(error.errors())} invalid field(s)"
+    )
     return problem(422, code, detail, request, errors=faults)
+
+
+_MAX_FAULTS = 50
+"""At most this many faults are listed in a 422 problem."""
+
+
+def _fault(found: Any) -> dict[str, Any]:
+    """One validation fault as the problem lists it: where, what, which kind. Never the input
+    value; keys and messages are made printable (a lone surrogate or NUL in a key the client
+    sent would otherwise make the answer itself unencodable)."""
+    kind = str(found.get("type", ""))
+    message = str(found.get("msg", ""))
+    if kind == "json_invalid":
+        message = str((found.get("ctx") or {}).get("error") or message)
+    return {
+        "loc": [
+            part if isinstance(part, int) else _printable(str(part)[:200])
+            for part in found.get("loc", ())
+        ],
+        "msg": _printable(message[:500]),
+        "type": kind,
+    }
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
 
 
 async def _unauthenticated(request: Request, error: Exception) -> JSONResponse:

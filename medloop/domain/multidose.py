@@ -29,11 +29,12 @@ from typing import Any
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from interactions.catalogue import Package, SubstitutionGroup
 from interactions.dosage import Dosage, FixedDose, Quantity, Use, Weekday
 from interactions.units import unit_info
+from interactions.values import DayCount, Hours, PositiveCount
 from medloop.domain._model import Frozen
 from medloop.domain.codes import (
     EntryStatus,
@@ -148,8 +149,8 @@ class PackingRules(Frozen):
     for the multidose doctor."""
 
     packable_form_codes: dict[str, str] = Field(min_length=1)
-    period_days: PositiveInt = 14
-    deadline_horizon_hours: PositiveFloat = 48
+    period_days: DayCount = 14
+    deadline_horizon_hours: Hours = 48
     prescriber_task_classes: frozenset[LineClass] = frozenset()
     about: str | None = None
 
@@ -168,7 +169,7 @@ class Responsibility(Frozen):
     """The patient's multidose doctor and multidose pharmacy (M27.1), one version of it."""
 
     patient_id: UUID
-    version: PositiveInt
+    version: PositiveCount
     doctor: Actor
     pharmacy: Organisation
     valid_from: date
@@ -1051,7 +1052,7 @@ class MultidoseTask(Frozen):
     kind: LineClass
     entry_id: UUID | None
     varenr: str | None
-    lines: PositiveInt
+    lines: PositiveCount
     first_day: date
     summary: str
     assigned_to: str | None

@@ -11,10 +11,11 @@ from datetime import date
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import AwareDatetime, ConfigDict, Field, PositiveFloat, RootModel, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, RootModel, model_validator
 
 from interactions.medication import Allergy
 from interactions.medication import Patient as CheckedPatient
+from interactions.values import LabValue, WeightKg
 from medloop.domain._model import Frozen
 from medloop.domain.errors import InvalidNationalId
 
@@ -111,7 +112,7 @@ class NationalId(RootModel[str]):
 
 
 class Weight(Frozen):
-    kg: PositiveFloat
+    kg: WeightKg
     measured_at: AwareDatetime
 
 
@@ -128,7 +129,7 @@ class RenalFunctionKind(StrEnum):
 
 class RenalFunction(Frozen):
     kind: RenalFunctionKind
-    value: PositiveFloat
+    value: LabValue
     measured_at: AwareDatetime
 
 

@@ -13,8 +13,9 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel
 
+from interactions.values import MODEL_CONFIG
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
 from medloop.api.policy import Action, accessor, authorize_ward, authorize_witness
@@ -45,7 +46,7 @@ class AdmitBody(AdmissionOrder):
 
 
 class DischargeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
     at: AwareDatetime | None = None
 
