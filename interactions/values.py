@@ -19,9 +19,10 @@ field without these bounds, so a new field cannot bring the class of bug back.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, Strict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, Strict, StringConstraints
 
 MAX_TEXT = 10_000
 """The longest string of any model (free text: indications, notes, reasons, dosage texts)."""
@@ -97,3 +98,27 @@ Total = Annotated[float, Strict(), Field(ge=0, le=1e15, allow_inf_nan=False)]
 
 LabValue = Annotated[float, Strict(), Field(gt=0, le=10_000, allow_inf_nan=False)]
 """A measured value such as eGFR or creatinine clearance."""
+
+# -- dates and times -----------------------------------------------------------------------------
+
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2199, 12, 31)
+"""The range of every date and time input may name (birth dates of the oldest patients to the
+end of any prescription's validity): far enough from ``date.min``/``date.max`` that a day or a
+time zone more never overflows."""
+
+
+def _moment_in_range(moment: datetime) -> datetime:
+    if not FIRST_DAY.year <= moment.year <= LAST_DAY.year:
+        raise ValueError(f"a time must be in the years {FIRST_DAY.year} to {LAST_DAY.year}")
+    return moment
+
+
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
+"""A calendar day within ``FIRST_DAY`` … ``LAST_DAY``."""
+
+Moment = Annotated[AwareDatetime, AfterValidator(_moment_in_range)]
+"""A time with its offset, within the years of ``FIRST_DAY`` … ``LAST_DAY``."""
+
+PeriodDays = Annotated[int, Strict(), Field(ge=1, le=366)]
+"""The length in days of a period (a packing period, a planning window)."""

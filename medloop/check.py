@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -42,7 +41,7 @@ from interactions import (
     check,
 )
 from interactions.catalogue import CatalogueInfo
-from interactions.values import MODEL_CONFIG
+from interactions.values import MODEL_CONFIG, Day
 from medloop.catalogue import NoCatalogue, load_snapshot
 from medloop.store.db import reader
 
@@ -70,8 +69,8 @@ class RequestedMedication(_Request):
     atc: str | None = Field(default=None, min_length=1)
     fest_id: str | None = Field(default=None, min_length=1)
     dosage: Dosage | None = None
-    start: date | None = None
-    stop: date | None = None
+    start: Day | None = None
+    stop: Day | None = None
 
     @model_validator(mode="after")
     def _names_exactly_one_drug(self) -> RequestedMedication:

@@ -19,7 +19,8 @@ from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
-from medloop.api.problems import Problem
+from medloop.api.limits import BodyGuard
+from medloop.api.problems import Problem, responses
 from medloop.api.routes import catalogue, gp, multidose, nursing, patient, pharmacy
 from medloop.api.routing import route_limiter
 
@@ -69,6 +70,8 @@ def create_app(
     app.state.route_limiter = route_limiter(settings.route_threads)
     problems.install(app)
 
+    # Inner first: RequestId (outermost) gives even a refused body its request id.
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, verifier=state.verifier)
     app.add_middleware(RequestId)
 
     @app.get("/docs", include_in_schema=False)
@@ -137,6 +140,11 @@ def _with_problem_schema(app: FastAPI) -> None:
             schemas["Problem"] = Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            too_large = responses(413)[413]
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation.setdefault("responses", {}).setdefault("413", too_large)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
@@ -32,6 +32,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from interactions import Alert
+from interactions.values import Moment
 from medloop.api.deps import CallerDep, IdempotencyKey
 from medloop.api.fhir_dosage import MappedDosage, NotMapped, dosage_of, explained
 from medloop.api.policy import Action
@@ -140,7 +141,7 @@ class FeedbackItem(BaseModel):
     outcome: Literal["accepted", "overridden"]
     overrideReason: OverrideReason | None = None
     acceptedSuggestions: list[dict[str, Any]] = Field(default_factory=list)
-    outcomeTimestamp: datetime
+    outcomeTimestamp: Moment
 
 
 class FeedbackRequest(BaseModel):

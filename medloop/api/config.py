@@ -34,6 +34,8 @@ class ApiSettings:
     route_threads: int = 0
     """0: routes run on the event loop's thread, one request at a time per process (scale
     with worker processes); N: in a pool of N threads (``medloop.api.routing``)."""
+    max_body_bytes: int = 1024 * 1024
+    """The largest request body taken (``MEDLOOP_MAX_BODY_BYTES``; larger: 413)."""
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -52,6 +54,7 @@ class ApiSettings:
             issuer=os.environ.get("MEDLOOP_JWT_ISSUER") or (DEV_ISSUER if dev else ""),
             audience=os.environ.get("MEDLOOP_JWT_AUDIENCE") or DEFAULT_AUDIENCE,
             route_threads=_route_threads(os.environ.get("MEDLOOP_ROUTE_THREADS")),
+            max_body_bytes=_max_body_bytes(os.environ.get("MEDLOOP_MAX_BODY_BYTES")),
         )
 
 
@@ -72,3 +75,18 @@ def _route_threads(value: str | None) -> int:
             f"to 256, not {value!r}"
         )
     return threads
+
+
+def _max_body_bytes(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 1024 * 1024
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1024 <= limit <= 1024**3:
+        raise InvalidSetting(
+            f"MEDLOOP_MAX_BODY_BYTES must be a whole number of bytes from 1024 to 1073741824, "
+            f"not {value!r}"
+        )
+    return limit

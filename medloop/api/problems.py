@@ -234,7 +234,9 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     if error.status_code == 400:
         # FastAPI's own 400: a body it cannot even decode (not UTF-8, not parseable).
         return problem(422, "malformed-json", "the body is not valid JSON", request)
-    code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+    code = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
+        error.status_code, "http-error"
+    )
     return problem(error.status_code, code, str(error.detail), request)
 
 
@@ -274,6 +276,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Refused by the domain in the current state, or alerts need an override",
         412: "The list changed since the version in If-Match (current version and changes)",
         422: "Malformed JSON, invalid fields or a refused value",
+        413: "The request body is larger than MEDLOOP_MAX_BODY_BYTES",
         428: "If-Match is required for this write",
         503: "No catalogue in force",
     }

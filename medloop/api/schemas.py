@@ -4,7 +4,7 @@ domain values (``ListEntry``, ``Alert`` …), so the OpenAPI schema is the domai
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from interactions import Alert
 from interactions.dosage import Dosage
-from interactions.values import MAX_REASON, MODEL_CONFIG, text
+from interactions.values import MAX_REASON, MODEL_CONFIG, Day, Moment, text
 from medloop.domain.codes import DiscontinuationReason, PrescriptionStatus
 from medloop.domain.entry import EntryEdit, ListEntry
 from medloop.loop.change import EntryOrder
@@ -74,7 +74,7 @@ class DosageChange(Intent):
 
 
 class Discontinue(Intent):
-    at: datetime | None = Field(default=None, description="When it takes effect (default: now)")
+    at: Moment | None = Field(default=None, description="When it takes effect (default: now)")
     code: DiscontinuationReason = Field(description="Reason code, OID 2.16.578.1.12.4.1.1.7494")
     note: Annotated[str, text(MAX_REASON)] | None = None
 
@@ -104,8 +104,8 @@ class ProposedDrug(BaseModel):
     id: Annotated[str, text(100, 1)] = "proposed"
     drug: DrugOrder
     dosage: Dosage | None = None
-    start: date | None = None
-    stop: date | None = None
+    start: Day | None = None
+    stop: Day | None = None
 
 
 class CheckRequest(BaseModel):

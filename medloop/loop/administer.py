@@ -34,12 +34,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy import Connection, Engine
 
 from interactions import Medication
 from interactions.catalogue import Package
 from interactions.dosage import Quantity, Use
+from interactions.values import Moment
 from medloop.domain._model import Frozen
 from medloop.domain.administration import (
     Administration,
@@ -228,7 +229,7 @@ def _ward_event(
 class AdmissionOrder(Frozen):
     admission_id: UUID
     ward_id: UUID
-    admitted_at: AwareDatetime
+    admitted_at: Moment
 
 
 def admit(

@@ -10,6 +10,7 @@ from pydantic import NonNegativeInt
 from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
+from interactions.values import Day
 from medloop.domain._model import Frozen
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
@@ -37,7 +38,7 @@ class PrescriptionTerms(Frozen):
     repeats: NonNegativeInt = 0
     reserved_against_substitution: bool = False
     reimbursed: bool = False
-    expires: date | None = None
+    expires: Day | None = None
 
 
 class PrescribeOrder(Frozen):
@@ -49,8 +50,8 @@ class PrescribeOrder(Frozen):
     use: Use
     dosage: Dosage | None = None
     indication: str | None = None
-    start: date
-    stop: date | None = None
+    start: Day
+    stop: Day | None = None
     terms: PrescriptionTerms
     multidose: bool = False
 

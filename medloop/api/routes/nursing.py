@@ -8,14 +8,13 @@ A witness (double signature) authenticates with their own bearer token in
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
-from interactions.values import MODEL_CONFIG
+from interactions.values import MODEL_CONFIG, Day, Moment
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
 from medloop.api.policy import Action, accessor, authorize_ward, authorize_witness
@@ -48,7 +47,7 @@ class AdmitBody(AdmissionOrder):
 class DischargeBody(BaseModel):
     model_config = MODEL_CONFIG
 
-    at: AwareDatetime | None = None
+    at: Moment | None = None
 
 
 def _witness(caller: Caller, header: str | None) -> Actor | None:
@@ -97,7 +96,7 @@ def configure_ward(
     summary="The ward's chart for a day (Europe/Oslo): every admitted patient's doses",
 )
 def ward_chart(
-    caller: CallerDep, ward_id: UUID, day: Annotated[date | None, Query()] = None
+    caller: CallerDep, ward_id: UUID, day: Annotated[Day | None, Query()] = None
 ) -> JSONResponse:
     authorize_ward(caller.engine, caller.principal, Action.WARD_READ,
                    _ward_organisation(caller, ward_id), request_id=caller.request_id)
@@ -226,8 +225,8 @@ def administration_in_error(
 def administration_history(
     caller: CallerDep,
     patient_id: UUID,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Moment | None, Query()] = None,
+    until: Annotated[Moment | None, Query()] = None,
 ) -> JSONResponse:
     caller.authorize(Action.CHART_READ, patient_id)
     found = caller.read(
