@@ -83,12 +83,12 @@ def _nul_path(value: Any) -> str | None:
 
 
 def _too_deep(value: Any) -> str | None:
-    """The pointer to a value nested deeper than ``MAX_DEPTH`` in ``value``, if any."""
+    """The pointer to an array or object nested in more than ``MAX_DEPTH`` levels, if any."""
     stack: list[tuple[Any, list[str | int]]] = [(value, [])]
     while stack:
         item, path = stack.pop()
-        if len(path) > MAX_DEPTH:
-            return _pointer(path[: MAX_DEPTH + 1])
+        if isinstance(item, dict | list) and len(path) >= MAX_DEPTH:
+            return _pointer(path)
         if isinstance(item, dict):
             stack.extend((inner, [*path, key]) for key, inner in item.items())
         elif isinstance(item, list):

@@ -34,7 +34,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from interactions.catalogue import Package, SubstitutionGroup
 from interactions.dosage import Dosage, FixedDose, Quantity, Use, Weekday
 from interactions.units import unit_info
-from interactions.values import DayCount, Hours, PositiveCount
+from interactions.values import MAX_ITEMS, Count, DayCount, Hours, PositiveCount
 from medloop.domain._model import Frozen
 from medloop.domain.codes import (
     EntryStatus,
@@ -549,7 +549,7 @@ class LateChange(Frozen):
     """A list change after the order deadline that touches a multidose entry: it reaches the
     next period, or this one through an urgent pack."""
 
-    list_version: int
+    list_version: Count
     at: AwareDatetime
     entry_ids: tuple[UUID, ...]
     reaches: str
@@ -565,7 +565,7 @@ class ProductionPlan(Frozen):
     order_deadline: AwareDatetime
     cutoff: AwareDatetime
     urgent: bool
-    list_version: int
+    list_version: Count
     bags: tuple[Bag, ...]
     outside: tuple[OutsideEntry, ...]
     late_changes: tuple[LateChange, ...]
@@ -674,7 +674,7 @@ class PackedLine(Frozen):
 class PackedBag(Frozen):
     day: date
     intake: str = Field(min_length=1)
-    lines: tuple[PackedLine, ...]
+    lines: tuple[PackedLine, ...] = Field(max_length=MAX_ITEMS)
 
 
 class PackReport(Frozen):
@@ -682,7 +682,7 @@ class PackReport(Frozen):
 
     report_id: UUID
     period_id: UUID
-    bags: tuple[PackedBag, ...]
+    bags: tuple[PackedBag, ...] = Field(max_length=4 * MAX_ITEMS)
 
     @model_validator(mode="after")
     def _bags_are_distinct(self) -> PackReport:
@@ -725,12 +725,12 @@ class PackReconciliation(Frozen):
     patient_id: UUID
     period_id: UUID
     report_id: UUID
-    list_version: int
-    plan_list_version: int
+    list_version: Count
+    plan_list_version: Count
     reconciled_at: AwareDatetime
     reconciled_by: Actor
     lines: tuple[ReconciledLine, ...]
-    counts: dict[LineClass, int]
+    counts: dict[LineClass, Count]
 
     @property
     def discrepancies(self) -> tuple[ReconciledLine, ...]:
@@ -1158,7 +1158,7 @@ class ProposalDecision(Frozen):
     at: AwareDatetime
     by: Actor
     reason: str | None = None
-    list_version: int | None = None
+    list_version: Count | None = None
     result: dict[str, Any] = {}
 
 

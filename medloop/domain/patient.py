@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import AwareDatetime, ConfigDict, Field, RootModel, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    model_validator,
+)
 
 from interactions.medication import Allergy
 from interactions.medication import Patient as CheckedPatient
@@ -57,6 +65,8 @@ class NationalId(RootModel[str]):
     check digits. A D-number adds 40 to the day; a synthetic test number adds 80 to the month."""
 
     model_config = ConfigDict(frozen=True)
+
+    root: Annotated[str, StringConstraints(max_length=_LENGTH)]
 
     @model_validator(mode="after")
     def _is_valid(self) -> NationalId:

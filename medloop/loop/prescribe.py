@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-from pydantic import NonNegativeInt
 from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
-from interactions.values import Day
+from interactions.values import Day, SmallCount
 from medloop.domain._model import Frozen
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
@@ -35,7 +34,7 @@ class PrescriptionTerms(Frozen):
 
     prescription_id: UUID
     quantity: PrescribedQuantity
-    repeats: NonNegativeInt = 0
+    repeats: SmallCount = 0
     reserved_against_substitution: bool = False
     reimbursed: bool = False
     expires: Day | None = None

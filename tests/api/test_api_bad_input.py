@@ -185,8 +185,8 @@ def test_an_access_log_page_cursor_beyond_64_bits_is_refused(world, before):
 @pytest.mark.parametrize("change", [{"order_deadline": "9999-12-31T12:00:00Z"},
                                     {"days": 100000}, {"days": 1e9}, {"days": True}])
 def test_a_packing_period_out_of_range_is_refused(world, change):
-    from tests.api.test_api_multidose import multidose_patient
     from tests.api.api_fixtures import PHARMACIST_TOKEN
+    from tests.api.test_api_multidose import multidose_patient
 
     multidose_patient(world)
     period = {"period_id": str(uuid.uuid4()), "first_day": "2026-12-14",
