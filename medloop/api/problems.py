@@ -23,6 +23,7 @@ from medloop.store.idempotency import (
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
 )
+from medloop.store.records import StoredRecordUnreadable
 
 PROBLEM_BASE = "https://medloop.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -207,6 +208,14 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
 
 
+async def _stored_record_unreadable(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StoredRecordUnreadable)
+    return problem(
+        500, "stored-record-unreadable", str(error), request,
+        table=error.table, key=error.key,
+    )
+
+
 async def _unauthenticated(request: Request, error: Exception) -> JSONResponse:
     return problem(401, "unauthenticated", str(error), request)
 
@@ -249,6 +258,7 @@ HANDLERS = {
     PreconditionRequired: _precondition_required,
     BadPrecondition: _bad_precondition,
     NotFound: _not_found,
+    StoredRecordUnreadable: _stored_record_unreadable,
 }
 
 
