@@ -179,7 +179,38 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
         "the body is not valid JSON: " + faults[0]["msg"] if malformed
         else f"{len(error.errors())} invalid field(s)"
     )
+    _audit_refused_write(request, code, detail, faults)
     return problem(422, code, detail, request, errors=faults)
+
+
+def _audit_refused_write(
+    request: Request, code: str, detail: str, faults: list[dict[str, Any]]
+) -> None:
+    """A write on a patient refused for its input is audited like every other refusal: who
+    (verified before the body was read, ``medloop.api.limits``), which patient, which route,
+    and where the input was wrong — never the input itself."""
+    from uuid import UUID
+
+    from medloop.api.limits import PRINCIPAL
+    from medloop.api.policy import accessor
+    from medloop.store.access import audit_refused
+
+    principal = request.scope.get("state", {}).get(PRINCIPAL)
+    patient = request.path_params.get("patient_id")
+    if request.method in ("GET", "HEAD", "OPTIONS") or principal is None or patient is None:
+        return
+    try:
+        patient_id = UUID(str(patient))
+    except ValueError:
+        return
+    endpoint = getattr(request.scope.get("endpoint"), "__name__", "request")
+    where = "; ".join(
+        "/".join(str(part) for part in fault["loc"]) + f" ({fault['type']})" for fault in faults
+    )
+    audit_refused(
+        request.app.state.api.engine, accessor(principal, request.state.request_id),
+        patient_id, endpoint, f"{code}: {detail}; {where}"[:2000],
+    )
 
 
 _MAX_FAULTS = 50

@@ -292,3 +292,35 @@ def test_the_openapi_document_publishes_the_bounds(world):
     assert components["PrescribeRequest"]["properties"]["indication"]["anyOf"][0]["maxLength"]
     prescribe = schema["paths"]["/patients/{patient_id}/prescriptions"]["post"]
     assert "413" in prescribe["responses"]
+
+
+# -- refused input is audited ------------------------------------------------------------------
+
+
+def refusals(world) -> list[dict]:
+    log = world.get("/me/access-log?limit=100", token=PATIENT_TOKEN).json()["events"]
+    return [event for event in log if event["outcome"] == "refused"]
+
+
+@pytest.mark.parametrize("text", [
+    '"reason": "a\\u0000b"', '"reason": "a\\ud800b"', '"indication": "' + "x" * 20_000 + '"',
+])
+def test_a_write_refused_for_its_input_is_audited_without_the_input(world, text):
+    body = json.dumps(prescribe_body(SIMVASTATIN_28))[:-1] + ", " + text + "}"
+    response = raw_write(world, f"/patients/{world.patient_id}/prescriptions", body)
+    assert response.status_code == 422, response.text
+    (refused,) = refusals(world)
+    assert refused["action"] == "api.prescribe_drug"
+    assert refused["actor"] == "431002737"
+    with world.engine.connect() as conn:
+        from sqlalchemy import text as sql
+
+        details = conn.execute(sql("SELECT detail FROM audit_event")).scalars().all()
+    stored = json.dumps([d if isinstance(d, dict) else json.loads(d) for d in details])
+    assert "xxxxxxxxxx" not in stored and "\\u0000" not in stored.replace("\\\\u0000", "")
+
+
+def test_a_read_refused_for_its_parameters_is_not_a_write_to_audit(world):
+    assert world.get("/me/access-log?before=9223372036854775808",
+                     token=PATIENT_TOKEN).status_code == 422
+    assert refusals(world) == []
