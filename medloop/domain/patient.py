@@ -17,7 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
-    StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -66,7 +66,12 @@ class NationalId(RootModel[str]):
 
     model_config = ConfigDict(frozen=True)
 
-    root: Annotated[str, StringConstraints(max_length=_LENGTH)]
+    # The validator below refuses anything else with its own error (InvalidNationalId); the
+    # schema publishes the shape.
+    root: Annotated[
+        str, WithJsonSchema({"type": "string", "minLength": _LENGTH, "maxLength": _LENGTH,
+                             "pattern": r"^\d{11}$"})
+    ]
 
     @model_validator(mode="after")
     def _is_valid(self) -> NationalId:
