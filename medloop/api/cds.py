@@ -182,13 +182,20 @@ def drafts(bundle: dict[str, Any]) -> list[MedicationRequest]:
     """The MedicationRequests in a draftOrders Bundle (other resources are ignored)."""
     try:
         parsed = Bundle.model_validate(bundle)
+        found = []
+        for entry in parsed.entry or []:
+            resource = entry.resource
+            if resource is not None and resource.get_resource_type() == "MedicationRequest":
+                found.append(MedicationRequest.model_validate(resource.model_dump()))
     except ValidationError as error:
-        raise InvalidDraft(f"draftOrders is not a FHIR R4 Bundle: {error.error_count()} error(s)")
-    found = []
-    for entry in parsed.entry or []:
-        resource = entry.resource
-        if resource is not None and resource.get_resource_type() == "MedicationRequest":
-            found.append(MedicationRequest.model_validate(resource.model_dump()))
+        raise InvalidDraft(
+            f"draftOrders is not a FHIR R4 Bundle: {error.error_count()} error(s)"
+        ) from None
+    except (KeyError, ValueError, TypeError):
+        # fhir.resources looks an unknown resourceType up by name (KeyError).
+        raise InvalidDraft(
+            "draftOrders is not a FHIR R4 Bundle: a resource of an unknown resourceType"
+        ) from None
     return found
 
 
