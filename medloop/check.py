@@ -41,7 +41,8 @@ from interactions import (
     check,
 )
 from interactions.catalogue import CatalogueInfo
-from interactions.values import MODEL_CONFIG, Day
+from interactions.values import MAX_ITEMS, MODEL_CONFIG, Day
+from medloop import json_input
 from medloop.catalogue import NoCatalogue, load_snapshot
 from medloop.store.db import reader
 
@@ -94,10 +95,10 @@ class RequestedMedication(_Request):
 class CheckRequest(_Request):
     """A medication list to check; with ``proposed`` only what involves those entries."""
 
-    medications: tuple[RequestedMedication, ...]
+    medications: tuple[RequestedMedication, ...] = Field(max_length=MAX_ITEMS)
     patient: Patient = Patient()
-    proposed: tuple[str, ...] | None = None
-    handled: tuple[HandledAlert, ...] = ()
+    proposed: tuple[str, ...] | None = Field(default=None, max_length=MAX_ITEMS)
+    handled: tuple[HandledAlert, ...] = Field(default=(), max_length=MAX_ITEMS)
 
     @model_validator(mode="after")
     def _ids_are_unique(self) -> CheckRequest:
@@ -170,7 +171,11 @@ class CheckOutcome:
 def parse_request(text: str | bytes) -> CheckRequest:
     """The request in ``text``; raises ``InvalidCheckRequest`` with every validation error."""
     try:
-        return CheckRequest.model_validate_json(text)
+        return CheckRequest.model_validate(json_input.loads(text))
+    except json_input.InvalidJson as invalid:
+        raise InvalidCheckRequest(
+            [{"loc": [], "msg": f"Invalid JSON: {invalid.msg}", "type": "json_invalid"}]
+        ) from None
     except ValidationError as invalid:
         raise InvalidCheckRequest(validation_errors(invalid)) from None
 

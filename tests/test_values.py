@@ -163,3 +163,16 @@ def test_json_input_refuses_what_cannot_be_stored(text):
 ])
 def test_json_input_takes_what_only_looks_suspicious(text):
     assert loads(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("patient", [
+    '{"weight_kg": 1e309}', '{"weight_kg": NaN}', '{"weight_kg": true}', '{"weight_kg": "70"}',
+    '{"weight_kg": 70000}', '{"allergies": [{"atc": "J01C\\ud800"}]}',
+])
+def test_medloop_check_refuses_non_finite_loose_or_out_of_bounds_patient_facts(patient):
+    from medloop.check import InvalidCheckRequest, parse_request
+
+    text = '{"medications": [{"id": "m1", "atc": "B01AA03"}], "patient": ' + patient + "}"
+    with pytest.raises(InvalidCheckRequest):
+        parse_request(text)
+    assert parse_request(text.replace(patient, '{"weight_kg": 70}')).patient.weight_kg == 70
