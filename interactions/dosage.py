@@ -22,10 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from interactions.units import Amount
+from interactions.values import MODEL_CONFIG, DayCount, DoseAmount, PeriodValue
+from interactions.values import text as bounded
 
 
 class Use(StrEnum):
@@ -97,20 +100,20 @@ _EPSILON = 1e-9
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = MODEL_CONFIG
 
 
 class Quantity(_Model):
     """An amount with its unit: a dose-form noun ("tablett"), a mass, a volume or IU/E."""
 
-    value: PositiveFloat
-    unit: str = Field(min_length=1)
+    value: DoseAmount
+    unit: Annotated[str, bounded(50, 1)]
 
 
 class Period(_Model):
     """A length of time, e.g. ``{"value": 8, "unit": "hour"}``."""
 
-    value: PositiveFloat
+    value: PeriodValue
     unit: TimeUnit
 
     @property
@@ -126,9 +129,9 @@ class FixedDose(_Model):
     clock_time: time | None = None
     exact: bool = False
     interval: Period | None = None
-    weekdays: tuple[Weekday, ...] = ()
-    days_on: PositiveInt | None = None
-    days_off: PositiveInt | None = None
+    weekdays: tuple[Weekday, ...] = Field(default=(), max_length=7)
+    days_on: DayCount | None = None
+    days_off: DayCount | None = None
 
     @model_validator(mode="after")
     def _day_pattern_is_complete(self) -> FixedDose:
@@ -179,18 +182,18 @@ class AsNeededDose(_Model):
 class ShortDose(_Model):
     """``Kortdose``: a coded short dose (code system 7478) with its display text."""
 
-    code: str
-    text: str | None = None
+    code: Annotated[str, bounded(20, 1)]
+    text: Annotated[str, bounded(500)] | None = None
 
 
 class Dosage(_Model):
     """How a medication is taken: fixed doses or as-needed doses (never both), plus texts."""
 
     use: Use
-    fixed: tuple[FixedDose, ...] = ()
-    as_needed: tuple[AsNeededDose, ...] = ()
+    fixed: tuple[FixedDose, ...] = Field(default=(), max_length=48)
+    as_needed: tuple[AsNeededDose, ...] = Field(default=(), max_length=48)
     short_dose: ShortDose | None = None
-    text: str | None = None
+    text: Annotated[str, bounded(2_000)] | None = None
 
     @model_validator(mode="after")
     def _doses_match_use(self) -> Dosage:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from interactions.values import MAX_ITEMS, Total
 
 
 class ReferenceKind(StrEnum):
@@ -34,6 +39,10 @@ class AmbiguousReference(UnknownReference):
         self.candidates = candidates
 
 
+Ids = Annotated[tuple[str, ...], Field(max_length=MAX_ITEMS)]
+"""The ids of a resolved drug (bounded where a stored or sent drug is validated)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedStrength:
     """One component's strength; ``atc`` is the component's ATC code where known."""
@@ -42,12 +51,12 @@ class ResolvedStrength:
     substance_id: str
     substance_name: str | None
     atc: str | None
-    value: float
+    value: Total
     unit: str
-    denominator_value: float | None
+    denominator_value: Total | None
     denominator_unit: str | None
     operator: str | None
-    upper_value: float | None
+    upper_value: Total | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +71,16 @@ class ResolvedDrug:
     reference_id: str
     name: str
     atc: str | None = None
-    atc_codes: tuple[str, ...] = ()
-    substance_ids: tuple[str, ...] = ()
-    parent_substance_ids: tuple[str, ...] = ()
-    strengths: tuple[ResolvedStrength, ...] = ()
-    product_ids: tuple[str, ...] = ()
-    package_ids: tuple[str, ...] = ()
-    generic_group_ids: tuple[str, ...] = ()
-    substitution_group_ids: tuple[str, ...] = ()
+    atc_codes: Ids = ()
+    substance_ids: Ids = ()
+    parent_substance_ids: Ids = ()
+    strengths: Annotated[tuple[ResolvedStrength, ...], Field(max_length=MAX_ITEMS)] = ()
+    product_ids: Ids = ()
+    package_ids: Ids = ()
+    generic_group_ids: Ids = ()
+    substitution_group_ids: Ids = ()
     form_code: str | None = None
     form_name: str | None = None
-    route_codes: tuple[str, ...] = ()
-    dose_unit_codes: tuple[str, ...] = ()
+    route_codes: Ids = ()
+    dose_unit_codes: Ids = ()
     prescription_group: str | None = None

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, Field, Strict, model_validator
 
 from interactions.dosage import Dosage
 from interactions.drugs import ResolvedDrug
+from interactions.values import (
+    MAX_ITEMS, MAX_NAME, MAX_REASON, MODEL_CONFIG, Code, Day, LabValue, Name, WeightKg,
+)
+from interactions.values import text as bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +35,15 @@ class Medication:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = MODEL_CONFIG
 
 
 class Allergy(_Model):
     """An allergy or CAVE entry, by ATC code (any level) or by FEST substance id."""
 
-    atc: str | None = None
-    substance_id: str | None = None
-    label: str | None = None
+    atc: Code | None = None
+    substance_id: Code | None = None
+    label: Name | None = None
 
     @model_validator(mode="after")
     def _exactly_one_allergen(self) -> Allergy:
@@ -57,9 +61,9 @@ class RenalFunction(_Model):
     """Kidney function with the day it was measured: ``egfr`` (ml/min/1.73 m²) or ``crcl``
     (creatinine clearance, Cockcroft-Gault, ml/min), exactly one of them."""
 
-    egfr: PositiveFloat | None = None
-    crcl: PositiveFloat | None = None
-    measured: date
+    egfr: LabValue | None = None
+    crcl: LabValue | None = None
+    measured: Day
 
     @model_validator(mode="after")
     def _exactly_one_value(self) -> RenalFunction:
@@ -84,9 +88,9 @@ class Patient(_Model):
     injury (hepatic impairment, chronic alcohol use, malnutrition, dehydration) — ``None`` when
     nobody has said."""
 
-    allergies: tuple[Allergy, ...] = ()
-    weight_kg: PositiveFloat | None = None
-    age: int | None = Field(default=None, ge=0, le=130)
+    allergies: tuple[Allergy, ...] = Field(default=(), max_length=MAX_ITEMS)
+    weight_kg: WeightKg | None = None
+    age: Annotated[int, Strict(), Field(ge=0, le=130)] | None = None
     sex: Literal["female", "male", "other", "unknown"] | None = None
     renal: RenalFunction | None = None
     hepatic_risk: bool | None = None
@@ -95,7 +99,7 @@ class Patient(_Model):
 class HandledAlert(_Model):
     """An alert a clinician has handled (``VarselHandtert``): it is not raised again."""
 
-    key: str = Field(min_length=1)
-    handled_by: str
+    key: Annotated[str, bounded(500, 1)]
+    handled_by: Annotated[str, bounded(MAX_NAME)]
     handled_at: datetime
-    reason: str
+    reason: Annotated[str, bounded(MAX_REASON)]

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import Engine
 
 from interactions import (
@@ -40,11 +39,12 @@ from interactions import (
     Knowledge,
     Medication,
     Patient,
-    ResolvedDrug,
     UnknownReference,
     check,
 )
 from interactions.catalogue import CatalogueInfo
+from interactions.values import MAX_ITEMS, MODEL_CONFIG, Day
+from medloop import json_input
 from medloop.catalogue import NoCatalogue, load_snapshot
 from medloop.settings import renal_max_age_days
 from medloop.store.db import reader
@@ -57,7 +57,7 @@ REFERENCE_FIELDS = ("varenr", "atc", "fest_id")
 
 class _Request(BaseModel):
     # A misspelt field (``"alergies"``) must fail loudly, never be checked as if absent.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = MODEL_CONFIG
 
 
 class RequestedMedication(_Request):
@@ -73,8 +73,8 @@ class RequestedMedication(_Request):
     atc: str | None = Field(default=None, min_length=1)
     fest_id: str | None = Field(default=None, min_length=1)
     dosage: Dosage | None = None
-    start: date | None = None
-    stop: date | None = None
+    start: Day | None = None
+    stop: Day | None = None
 
     @model_validator(mode="after")
     def _names_exactly_one_drug(self) -> RequestedMedication:
@@ -98,10 +98,10 @@ class RequestedMedication(_Request):
 class CheckRequest(_Request):
     """A medication list to check; with ``proposed`` only what involves those entries."""
 
-    medications: tuple[RequestedMedication, ...]
+    medications: tuple[RequestedMedication, ...] = Field(max_length=MAX_ITEMS)
     patient: Patient = Patient()
-    proposed: tuple[str, ...] | None = None
-    handled: tuple[HandledAlert, ...] = ()
+    proposed: tuple[str, ...] | None = Field(default=None, max_length=MAX_ITEMS)
+    handled: tuple[HandledAlert, ...] = Field(default=(), max_length=MAX_ITEMS)
 
     @model_validator(mode="after")
     def _ids_are_unique(self) -> CheckRequest:
@@ -174,7 +174,11 @@ class CheckOutcome:
 def parse_request(text: str | bytes) -> CheckRequest:
     """The request in ``text``; raises ``InvalidCheckRequest`` with every validation error."""
     try:
-        return CheckRequest.model_validate_json(text)
+        return CheckRequest.model_validate(json_input.loads(text))
+    except json_input.InvalidJson as invalid:
+        raise InvalidCheckRequest(
+            [{"loc": [], "msg": f"Invalid JSON: {invalid.msg}", "type": "json_invalid"}]
+        ) from None
     except ValidationError as invalid:
         raise InvalidCheckRequest(validation_errors(invalid)) from None
 

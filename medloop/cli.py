@@ -638,3 +638,47 @@ def jobs_run(
     except CheckpointRefused as error:
         _stderr(str(error))
         raise typer.Exit(EXIT_REFUSED) from None
+
+
+records_app = typer.Typer(help="The stored patient records.", no_args_is_help=True)
+app.add_typer(records_app, name="records")
+EXIT_UNREADABLE = 1
+
+
+@records_app.command("check")
+def records_check(
+    db: DbOption = None,
+    patient: Annotated[
+        str | None, typer.Option("--patient", help="Only this patient (our patient id).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Load every stored record (of one patient, with --patient) as its model and list those
+    that do not load: table, row key, column and why (never the stored value).
+
+    Exit 0 when every record loads, 1 when one does not.
+    """
+    from uuid import UUID
+
+    from medloop.store.records import check
+
+    patient_id = None
+    if patient is not None:
+        try:
+            patient_id = UUID(patient)
+        except ValueError:
+            _stderr(f"--patient must be a patient id (a UUID), not {patient!r}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    with _engine(db).connect() as conn:
+        found = list(check(conn, patient_id))
+    if as_json:
+        print(json.dumps({"unreadable": [record.as_json() for record in found]}))
+    elif not found:
+        typer.echo("every stored record loads")
+    else:
+        for record in found:
+            key = ", ".join(f"{name}={value}" for name, value in record.key.items())
+            typer.echo(f"{record.table} ({key}) {record.column}: {record.reason}")
+        _stderr(f"{len(found)} stored record(s) cannot be read")
+    if found:
+        raise typer.Exit(EXIT_UNREADABLE)

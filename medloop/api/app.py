@@ -21,7 +21,8 @@ from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
-from medloop.api.problems import Problem
+from medloop.api.limits import BodyGuard
+from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
     catalogue, gp, multidose, nursing, observations, ops, patient, pharmacy,
 )
@@ -78,6 +79,8 @@ def create_app(
     problems.install(app)
 
     logs.ensure_configured()
+    # Inner first: RequestId (outermost) gives even a refused body its request id.
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, verifier=state.verifier)
     app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
 
     @app.get("/docs", include_in_schema=False)
@@ -178,6 +181,11 @@ def _with_problem_schema(app: FastAPI) -> None:
             schemas["Problem"] = Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            too_large = responses(413)[413]
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation.setdefault("responses", {}).setdefault("413", too_large)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import date
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from interactions import Alert
+from interactions.values import MAX_TEXT, Moment, text
 from medloop.api.deps import CallerDep, IdempotencyKey
 from medloop.api.fhir_dosage import MappedDosage, NotMapped, dosage_of, explained
 from medloop.api.policy import Action
@@ -87,28 +88,35 @@ class Discovery(BaseModel):
     services: list[ServiceDescription]
 
 
-class HookContext(BaseModel):
-    model_config = ConfigDict(extra="allow")
+_OPEN = ConfigDict(extra="allow", str_max_length=MAX_TEXT, allow_inf_nan=False)
+"""CDS Hooks requests may carry fields of later versions of the specification; those are
+bounded by the JSON reader (``medloop.json_input``), the named ones here."""
 
-    userId: str | None = None
-    patientId: str = Field(min_length=1, max_length=64)
-    encounterId: str | None = None
-    selections: list[str] = Field(default_factory=list)
+
+class HookContext(BaseModel):
+    model_config = _OPEN
+
+    userId: Annotated[str, text(200)] | None = None
+    patientId: Annotated[str, text(64, 1)]
+    encounterId: Annotated[str, text(200)] | None = None
+    selections: list[Annotated[str, text(200)]] = Field(default_factory=list, max_length=50)
     draftOrders: dict[str, Any]
 
 
 class HookRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _OPEN
 
-    hook: str
-    hookInstance: str = Field(min_length=1, max_length=100)
+    hook: Annotated[str, text(100)]
+    hookInstance: Annotated[str, text(100, 1)]
     context: HookContext
 
 
 class Coding(BaseModel):
-    system: str | None = None
-    code: str | None = None
-    display: str | None = None
+    model_config = ConfigDict(str_max_length=MAX_TEXT)
+
+    system: Annotated[str, text(500)] | None = None
+    code: Annotated[str, text(200)] | None = None
+    display: Annotated[str, text(500)] | None = None
 
 
 class Source(BaseModel):
@@ -132,19 +140,22 @@ class CardsResponse(BaseModel):
 
 class OverrideReason(BaseModel):
     reason: Coding | None = None
-    userComment: str | None = Field(default=None, max_length=2000)
+    userComment: Annotated[str, text(2000)] | None = None
 
 
 class FeedbackItem(BaseModel):
     card: UUID
     outcome: Literal["accepted", "overridden"]
     overrideReason: OverrideReason | None = None
-    acceptedSuggestions: list[dict[str, Any]] = Field(default_factory=list)
-    outcomeTimestamp: datetime
+    acceptedSuggestions: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    outcomeTimestamp: Moment
 
 
 class FeedbackRequest(BaseModel):
     feedback: list[FeedbackItem] = Field(min_length=1, max_length=50)
+
+
+ServiceId = Annotated[str, Path(max_length=100)]
 
 
 class InvalidDraft(DomainError):
@@ -171,13 +182,20 @@ def drafts(bundle: dict[str, Any]) -> list[MedicationRequest]:
     """The MedicationRequests in a draftOrders Bundle (other resources are ignored)."""
     try:
         parsed = Bundle.model_validate(bundle)
+        found = []
+        for entry in parsed.entry or []:
+            resource = entry.resource
+            if resource is not None and resource.get_resource_type() == "MedicationRequest":
+                found.append(MedicationRequest.model_validate(resource.model_dump()))
     except ValidationError as error:
-        raise InvalidDraft(f"draftOrders is not a FHIR R4 Bundle: {error.error_count()} error(s)")
-    found = []
-    for entry in parsed.entry or []:
-        resource = entry.resource
-        if resource is not None and resource.get_resource_type() == "MedicationRequest":
-            found.append(MedicationRequest.model_validate(resource.model_dump()))
+        raise InvalidDraft(
+            f"draftOrders is not a FHIR R4 Bundle: {error.error_count()} error(s)"
+        ) from None
+    except (KeyError, ValueError, TypeError):
+        # fhir.resources looks an unknown resourceType up by name (KeyError).
+        raise InvalidDraft(
+            "draftOrders is not a FHIR R4 Bundle: a resource of an unknown resourceType"
+        ) from None
     return found
 
 
@@ -258,7 +276,7 @@ def card_for(alert: Alert, screened: Screened) -> dict[str, Any]:
     responses=responses(400, 401, 403, 404, 409, 422, 503), summary="Call a CDS service",
 )
 def call_service(
-    caller: CallerDep, service_id: str, body: HookRequest, key: IdempotencyKey
+    caller: CallerDep, service_id: ServiceId, body: HookRequest, key: IdempotencyKey
 ) -> JSONResponse:
     service = _service(service_id)
     if body.hook != service["hook"]:
@@ -323,7 +341,7 @@ def _once(
     summary="Feedback on issued cards (accepted / overridden)",
 )
 def feedback(
-    caller: CallerDep, service_id: str, body: FeedbackRequest, key: IdempotencyKey
+    caller: CallerDep, service_id: ServiceId, body: FeedbackRequest, key: IdempotencyKey
 ) -> JSONResponse:
     _service(service_id)
     caller.authorize(Action.CHECK)

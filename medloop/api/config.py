@@ -43,6 +43,8 @@ class ApiSettings:
     route_threads: int = 0
     """0: routes run on the event loop's thread, one request at a time per process (scale
     with worker processes); N: in a pool of N threads (``medloop.api.routing``)."""
+    max_body_bytes: int = 1024 * 1024
+    """The largest request body taken (``MEDLOOP_MAX_BODY_BYTES``; larger: 413)."""
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -64,6 +66,7 @@ class ApiSettings:
                 os.environ.get("MEDLOOP_JWT_MAX_LIFETIME_SECONDS")
             ),
             route_threads=_route_threads(os.environ.get("MEDLOOP_ROUTE_THREADS")),
+            max_body_bytes=_max_body_bytes(os.environ.get("MEDLOOP_MAX_BODY_BYTES")),
         )
 
 
@@ -100,3 +103,18 @@ def _max_lifetime(value: str | None) -> int:
             f"{high}, not {value!r}"
         )
     return seconds
+
+
+def _max_body_bytes(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 1024 * 1024
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1024 <= limit <= 1024**3:
+        raise InvalidSetting(
+            f"MEDLOOP_MAX_BODY_BYTES must be a whole number of bytes from 1024 to 1073741824, "
+            f"not {value!r}"
+        )
+    return limit

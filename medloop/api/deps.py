@@ -22,6 +22,7 @@ from fastapi.security import HTTPBearer
 from sqlalchemy import Connection, Engine
 
 from medloop.api.auth import Principal, TokenVerifier, Unauthenticated
+from medloop.api.limits import PRINCIPAL
 from medloop.api.policy import Action, accessor, authorize, own_record
 from medloop.api.problems import BadPrecondition, Forbidden, PreconditionRequired
 from medloop.api.responses import JSONResponse
@@ -129,12 +130,15 @@ class BearerCaller(HTTPBearer):
     the clock."""
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
-        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("a bearer token is required")
         state = api_state(request)
-        principal = state.verifier.verify(token)
+        # A request with a body was authenticated before it was read (medloop.api.limits).
+        principal = request.scope.get("state", {}).get(PRINCIPAL)
+        if principal is None:
+            scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise Unauthenticated("a bearer token is required")
+            principal = state.verifier.verify(token)
         return Caller(state, principal, request.state.request_id, state.clock())
 
 

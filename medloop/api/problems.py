@@ -25,6 +25,7 @@ from medloop.store.idempotency import (
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
 )
+from medloop.store.records import StoredRecordUnreadable
 
 PROBLEM_BASE = "https://medloop.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -173,14 +174,79 @@ async def _idempotency_error(request: Request, error: Exception) -> JSONResponse
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    faults = [
-        {"loc": list(f.get("loc", ())), "msg": f.get("msg", ""), "type": f.get("type", "")}
-        for f in error.errors()
-    ]
+    faults = [_fault(f) for f in error.errors()[:_MAX_FAULTS]]
     malformed = any(f["type"] == "json_invalid" for f in faults)
     code = "malformed-json" if malformed else "invalid-request"
-    detail = "the body is not valid JSON" if malformed else f"{len(faults)} invalid field(s)"
+    detail = (
+        "the body is not valid JSON: " + faults[0]["msg"] if malformed
+        else f"{len(error.errors())} invalid field(s)"
+    )
+    _audit_refused_write(request, code, detail, faults)
     return problem(422, code, detail, request, errors=faults)
+
+
+def _audit_refused_write(
+    request: Request, code: str, detail: str, faults: list[dict[str, Any]]
+) -> None:
+    """A write on a patient refused for its input is audited like every other refusal: who
+    (verified before the body was read, ``medloop.api.limits``), which patient, which route,
+    and where the input was wrong — never the input itself."""
+    from uuid import UUID
+
+    from medloop.api.limits import PRINCIPAL
+    from medloop.api.policy import accessor
+    from medloop.store.access import audit_refused
+
+    principal = request.scope.get("state", {}).get(PRINCIPAL)
+    patient = request.path_params.get("patient_id")
+    if request.method in ("GET", "HEAD", "OPTIONS") or principal is None or patient is None:
+        return
+    try:
+        patient_id = UUID(str(patient))
+    except ValueError:
+        return
+    endpoint = getattr(request.scope.get("endpoint"), "__name__", "request")
+    where = "; ".join(
+        "/".join(str(part) for part in fault["loc"]) + f" ({fault['type']})" for fault in faults
+    )
+    audit_refused(
+        request.app.state.api.engine, accessor(principal, request.state.request_id),
+        patient_id, endpoint, f"{code}: {detail}; {where}"[:2000],
+    )
+
+
+_MAX_FAULTS = 50
+"""At most this many faults are listed in a 422 problem."""
+
+
+def _fault(found: Any) -> dict[str, Any]:
+    """One validation fault as the problem lists it: where, what, which kind. Never the input
+    value; keys and messages are made printable (a lone surrogate or NUL in a key the client
+    sent would otherwise make the answer itself unencodable)."""
+    kind = str(found.get("type", ""))
+    message = str(found.get("msg", ""))
+    if kind == "json_invalid":
+        message = str((found.get("ctx") or {}).get("error") or message)
+    return {
+        "loc": [
+            part if isinstance(part, int) else _printable(str(part)[:200])
+            for part in found.get("loc", ())
+        ],
+        "msg": _printable(message[:500]),
+        "type": kind,
+    }
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+
+
+async def _stored_record_unreadable(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StoredRecordUnreadable)
+    return problem(
+        500, "stored-record-unreadable", str(error), request,
+        table=error.table, key=error.key,
+    )
 
 
 async def _unauthenticated(request: Request, error: Exception) -> JSONResponse:
@@ -210,7 +276,9 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     if error.status_code == 400:
         # FastAPI's own 400: a body it cannot even decode (not UTF-8, not parseable).
         return problem(422, "malformed-json", "the body is not valid JSON", request)
-    code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+    code = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
+        error.status_code, "http-error"
+    )
     return problem(error.status_code, code, str(error.detail), request)
 
 
@@ -223,6 +291,7 @@ HANDLERS = {
     PreconditionRequired: _precondition_required,
     BadPrecondition: _bad_precondition,
     NotFound: _not_found,
+    StoredRecordUnreadable: _stored_record_unreadable,
 }
 
 
@@ -273,6 +342,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Refused by the domain in the current state, or alerts need an override",
         412: "The list changed since the version in If-Match (current version and changes)",
         422: "Malformed JSON, invalid fields or a refused value",
+        413: "The request body is larger than MEDLOOP_MAX_BODY_BYTES",
         428: "If-Match is required for this write",
         503: "No catalogue in force, or the database is unavailable for a moment "
         "(with Retry-After)",

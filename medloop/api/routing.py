@@ -30,6 +30,7 @@ import anyio.to_thread
 from fastapi import Request
 from fastapi.routing import APIRoute
 
+from medloop import json_input
 from medloop.store.db import retry_read
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -49,12 +50,31 @@ def route_limiter(threads: int) -> anyio.CapacityLimiter | None:
 
 
 class BlockingRoute(APIRoute):
-    """An ``APIRoute`` whose plain-function endpoint runs where the app's settings say."""
+    """An ``APIRoute`` whose plain-function endpoint runs where the app's settings say, and
+    whose JSON body is read by ``medloop.json_input.loads`` (no NaN, infinities, NUL, lone
+    surrogates or deep nesting get past it)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if not inspect.iscoroutinefunction(endpoint):
             endpoint = dispatching(endpoint)
         super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def strict_json(request: Request) -> Any:
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict_json
+
+
+class StrictJsonRequest(Request):
+    """A request whose ``json()`` is ``medloop.json_input.loads`` of its body."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json_input.loads(await self.body())
+        return self._json
 
 
 def dispatching(route: Callable[..., Any]) -> Callable[..., Any]:

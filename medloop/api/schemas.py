@@ -4,8 +4,8 @@ domain values (``ListEntry``, ``Alert`` …), so the OpenAPI schema is the domai
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from interactions import Alert
 from interactions.dosage import Dosage
+from interactions.values import MAX_REASON, MODEL_CONFIG, Day, Moment, text
 from medloop.domain.codes import DiscontinuationReason, PrescriptionStatus
 from medloop.domain.entry import EntryEdit, ListEntry
 from medloop.loop.change import EntryOrder
@@ -23,17 +24,19 @@ from medloop.loop.runner import DrugOrder
 
 Order = TypeVar("Order", bound=BaseModel)
 
-Reason = Field(default=None, max_length=2000, description="Why (shown in the audit log)")
+Reason = Field(default=None, max_length=MAX_REASON, description="Why (shown in the audit log)")
 
 
 class Intent(BaseModel):
     """What every write may carry besides its order: why, and the reasons for overriding
     alerts (alert key → reason) when a first attempt answered 409 override-required."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
-    reason: str | None = Reason
-    overrides: dict[str, str] = Field(default_factory=dict)
+    reason: Annotated[str, text(MAX_REASON)] | None = Reason
+    overrides: dict[
+        Annotated[str, text(500, 1)], Annotated[str, text(MAX_REASON, 1)]
+    ] = Field(default_factory=dict, max_length=100)
 
 
 def order_of(body: BaseModel, order: type[Order]) -> Order:
@@ -71,44 +74,44 @@ class DosageChange(Intent):
 
 
 class Discontinue(Intent):
-    at: datetime | None = Field(default=None, description="When it takes effect (default: now)")
+    at: Moment | None = Field(default=None, description="When it takes effect (default: now)")
     code: DiscontinuationReason = Field(description="Reason code, OID 2.16.578.1.12.4.1.1.7494")
-    note: str | None = Field(default=None, max_length=2000)
+    note: Annotated[str, text(MAX_REASON)] | None = None
 
 
 class ReasonOnly(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
-    reason: str | None = Reason
+    reason: Annotated[str, text(MAX_REASON)] | None = Reason
 
 
 class ReasonRequiredBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Annotated[str, text(MAX_REASON, 1)]
 
 
 class Acknowledge(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
-    alert_key: str = Field(min_length=1, max_length=500)
-    reason: str = Field(min_length=1, max_length=2000)
+    alert_key: Annotated[str, text(500, 1)]
+    reason: Annotated[str, text(MAX_REASON, 1)]
 
 
 class ProposedDrug(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
-    id: str = Field(default="proposed", min_length=1, max_length=100)
+    id: Annotated[str, text(100, 1)] = "proposed"
     drug: DrugOrder
     dosage: Dosage | None = None
-    start: date | None = None
-    stop: date | None = None
+    start: Day | None = None
+    stop: Day | None = None
 
 
 class CheckRequest(BaseModel):
     """Drugs about to be ordered, checked against the list without writing anything."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
     proposed: list[ProposedDrug] = Field(min_length=1, max_length=20)
 

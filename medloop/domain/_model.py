@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from interactions.values import MODEL_CONFIG
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
 class Frozen(BaseModel):
-    """An immutable value: no attribute can be reassigned, unknown fields are refused."""
+    """An immutable value: no attribute can be reassigned, unknown fields are refused, every
+    string is bounded and every float finite (``interactions.values``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = MODEL_CONFIG
 
 
 def replace(model: Model, **changes: Any) -> Model:

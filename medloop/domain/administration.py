@@ -28,6 +28,7 @@ from pydantic import AwareDatetime, Field
 
 from interactions.catalogue import Package
 from interactions.dosage import AsNeededDose, Quantity, TimeOfDay
+from interactions.values import Count
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference
@@ -182,11 +183,11 @@ class PlannedDose(Frozen):
     patient_id: UUID
     ward_id: UUID
     entry_id: UUID
-    schedule_version: int
+    schedule_version: Count
     drug: str
     local_time: datetime
     due_at: AwareDatetime
-    dose_index: int
+    dose_index: Count
     amount: Quantity
     time_of_day: TimeOfDay | None = None
     exact: bool = False

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, PositiveFloat, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from interactions.catalogue import Package, SubstitutionGroup
 from interactions.dosage import Quantity
 from interactions.units import unit_info
+from interactions.values import Packages
 from medloop.domain._model import Frozen, replace
 from medloop.domain.codes import EntryStatus, OrganisationKind, PersonnelRole, PrescriptionStatus
 from medloop.domain.entry import ListEntry
@@ -60,7 +61,7 @@ _EPSILON = 1e-9
 class DispenseQuantity(Frozen):
     """What was handed out: packages (``Antall``) and, when known, the amount they hold."""
 
-    packages: PositiveFloat
+    packages: Packages
     amount: Quantity | None = None
 
 

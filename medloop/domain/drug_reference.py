@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from interactions.catalogue import Package
 from interactions.drugs import ReferenceKind, ResolvedDrug
+from interactions.values import PositiveCount
 from medloop.domain._model import Frozen
 
 PRESCRIBABLE_KINDS = frozenset(
@@ -32,7 +33,7 @@ class CatalogueDrug(Frozen):
 
     source: Literal["catalogue"] = "catalogue"
     resolved: ResolvedDrug
-    catalogue_version: PositiveInt
+    catalogue_version: PositiveCount
     varenr: str | None = None
 
     @model_validator(mode="after")

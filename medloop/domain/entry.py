@@ -13,13 +13,13 @@ from uuid import UUID
 
 from pydantic import (
     AwareDatetime,
-    PositiveInt,
     SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
 )
 
 from interactions.dosage import Dosage, Use
+from interactions.values import PositiveCount
 from medloop.domain._model import Frozen
 from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.drug_reference import DrugReference
@@ -50,7 +50,7 @@ class ListEntry(Frozen):
     """
 
     id: UUID
-    version: PositiveInt
+    version: PositiveCount
     drug: DrugReference
     dosage: Dosage | None = None
     use: Use

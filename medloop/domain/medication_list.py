@@ -23,13 +23,12 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     Field,
-    NonNegativeInt,
-    PositiveInt,
     ValidationError,
     model_validator,
 )
 
 from interactions.dosage import Dosage, Use
+from interactions.values import Count, PositiveCount
 from medloop.domain._model import Frozen, replace
 from medloop.domain.codes import EntryChangeKind, EntryStatus
 from medloop.domain.drug_reference import DrugReference
@@ -64,7 +63,7 @@ from medloop.domain.versioning import FieldChange, diff
 class _ListCommand(Frozen):
     """What every change carries: the list version it was based on, who, when and why."""
 
-    based_on: NonNegativeInt
+    based_on: Count
     author: Actor
     at: AwareDatetime
     reason: str | None = None
@@ -155,8 +154,8 @@ class EntryVersion(Frozen):
     """One immutable version of one entry: the snapshot after the change and what changed."""
 
     entry_id: UUID
-    version: PositiveInt
-    list_version: PositiveInt
+    version: PositiveCount
+    list_version: PositiveCount
     kind: EntryChangeKind
     at: AwareDatetime
     author: Actor
@@ -169,7 +168,7 @@ class ListChange(Frozen):
     """One accepted change of the list: the new list version and the entry versions it made."""
 
     patient_id: UUID
-    list_version: PositiveInt
+    list_version: PositiveCount
     at: AwareDatetime
     author: Actor
     reason: str | None = None
@@ -187,7 +186,7 @@ class MedicationList(Frozen):
     """A patient's list: its version and the current version of every entry ever added."""
 
     patient_id: UUID
-    version: NonNegativeInt = 0
+    version: Count = 0
     entries: tuple[ListEntry, ...] = ()
 
     @model_validator(mode="after")

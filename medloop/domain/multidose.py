@@ -29,11 +29,12 @@ from typing import Any
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from interactions.catalogue import Package, SubstitutionGroup
 from interactions.dosage import Dosage, FixedDose, Quantity, Use, Weekday
 from interactions.units import unit_info
+from interactions.values import MAX_ITEMS, Count, DayCount, Hours, PositiveCount
 from medloop.domain._model import Frozen
 from medloop.domain.codes import (
     EntryStatus,
@@ -148,8 +149,8 @@ class PackingRules(Frozen):
     for the multidose doctor."""
 
     packable_form_codes: dict[str, str] = Field(min_length=1)
-    period_days: PositiveInt = 14
-    deadline_horizon_hours: PositiveFloat = 48
+    period_days: DayCount = 14
+    deadline_horizon_hours: Hours = 48
     prescriber_task_classes: frozenset[LineClass] = frozenset()
     about: str | None = None
 
@@ -168,7 +169,7 @@ class Responsibility(Frozen):
     """The patient's multidose doctor and multidose pharmacy (M27.1), one version of it."""
 
     patient_id: UUID
-    version: PositiveInt
+    version: PositiveCount
     doctor: Actor
     pharmacy: Organisation
     valid_from: date
@@ -548,7 +549,7 @@ class LateChange(Frozen):
     """A list change after the order deadline that touches a multidose entry: it reaches the
     next period, or this one through an urgent pack."""
 
-    list_version: int
+    list_version: Count
     at: AwareDatetime
     entry_ids: tuple[UUID, ...]
     reaches: str
@@ -564,7 +565,7 @@ class ProductionPlan(Frozen):
     order_deadline: AwareDatetime
     cutoff: AwareDatetime
     urgent: bool
-    list_version: int
+    list_version: Count
     bags: tuple[Bag, ...]
     outside: tuple[OutsideEntry, ...]
     late_changes: tuple[LateChange, ...]
@@ -673,7 +674,7 @@ class PackedLine(Frozen):
 class PackedBag(Frozen):
     day: date
     intake: str = Field(min_length=1)
-    lines: tuple[PackedLine, ...]
+    lines: tuple[PackedLine, ...] = Field(max_length=MAX_ITEMS)
 
 
 class PackReport(Frozen):
@@ -681,7 +682,7 @@ class PackReport(Frozen):
 
     report_id: UUID
     period_id: UUID
-    bags: tuple[PackedBag, ...]
+    bags: tuple[PackedBag, ...] = Field(max_length=4 * MAX_ITEMS)
 
     @model_validator(mode="after")
     def _bags_are_distinct(self) -> PackReport:
@@ -724,12 +725,12 @@ class PackReconciliation(Frozen):
     patient_id: UUID
     period_id: UUID
     report_id: UUID
-    list_version: int
-    plan_list_version: int
+    list_version: Count
+    plan_list_version: Count
     reconciled_at: AwareDatetime
     reconciled_by: Actor
     lines: tuple[ReconciledLine, ...]
-    counts: dict[LineClass, int]
+    counts: dict[LineClass, Count]
 
     @property
     def discrepancies(self) -> tuple[ReconciledLine, ...]:
@@ -1051,7 +1052,7 @@ class MultidoseTask(Frozen):
     kind: LineClass
     entry_id: UUID | None
     varenr: str | None
-    lines: PositiveInt
+    lines: PositiveCount
     first_day: date
     summary: str
     assigned_to: str | None
@@ -1157,7 +1158,7 @@ class ProposalDecision(Frozen):
     at: AwareDatetime
     by: Actor
     reason: str | None = None
-    list_version: int | None = None
+    list_version: Count | None = None
     result: dict[str, Any] = {}
 
 

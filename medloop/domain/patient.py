@@ -10,13 +10,22 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import AwareDatetime, ConfigDict, Field, PositiveFloat, RootModel, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    RootModel,
+    WithJsonSchema,
+    model_validator,
+)
 
 from interactions.medication import Allergy
 from interactions.medication import Patient as CheckedPatient
 from interactions.medication import RenalFunction as CheckedRenal
+from interactions.values import LabValue, WeightKg
 from medloop.domain._model import Frozen
 from medloop.domain.errors import (
     InvalidNationalId,
@@ -62,6 +71,13 @@ class NationalId(RootModel[str]):
     check digits. A D-number adds 40 to the day; a synthetic test number adds 80 to the month."""
 
     model_config = ConfigDict(frozen=True)
+
+    # The validator below refuses anything else with its own error (InvalidNationalId); the
+    # schema publishes the shape.
+    root: Annotated[
+        str, WithJsonSchema({"type": "string", "minLength": _LENGTH, "maxLength": _LENGTH,
+                             "pattern": r"^\d{11}$"})
+    ]
 
     @model_validator(mode="after")
     def _is_valid(self) -> NationalId:
@@ -117,7 +133,7 @@ class NationalId(RootModel[str]):
 
 
 class Weight(Frozen):
-    kg: PositiveFloat
+    kg: WeightKg
     measured_at: AwareDatetime
 
 
@@ -134,7 +150,7 @@ class RenalFunctionKind(StrEnum):
 
 class RenalFunction(Frozen):
     kind: RenalFunctionKind
-    value: PositiveFloat
+    value: LabValue
     measured_at: AwareDatetime
 
 

@@ -23,13 +23,11 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     Field,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
     model_validator,
 )
 
 from interactions.dosage import Quantity
+from interactions.values import Count, Packages, PositiveCount
 from medloop.domain._model import Frozen, replace
 from medloop.domain.codes import (
     GROUPS_WITHOUT_REPEATS,
@@ -79,7 +77,7 @@ class PrescribedQuantity(Frozen):
     """How much is prescribed per dispensing round: a number of packages (``Antall``) or an
     amount such as 100 tablett."""
 
-    packages: PositiveFloat | None = None
+    packages: Packages | None = None
     amount: Quantity | None = None
 
     @model_validator(mode="after")
@@ -113,14 +111,14 @@ class Prescription(Frozen):
     issued: date
     expires: date
     quantity: PrescribedQuantity
-    repeats: NonNegativeInt = 0
+    repeats: Count = 0
     reserved_against_substitution: bool = False
     reimbursed: bool = False
     prescriber: Actor
     status: PrescriptionStatus = E
     locked_by: str | None = None
     recall: Recall | None = None
-    version: PositiveInt = 1
+    version: PositiveCount = 1
 
     @model_validator(mode="after")
     def _is_consistent(self) -> Prescription:
@@ -151,7 +149,7 @@ class PrescriptionVersion(Frozen):
     (expiry)."""
 
     prescription_id: UUID
-    version: PositiveInt
+    version: PositiveCount
     kind: PrescriptionChangeKind
     at: AwareDatetime
     author: Actor | None
@@ -170,7 +168,7 @@ class PrescriptionRequest(Frozen):
     id: UUID
     issued: date
     quantity: PrescribedQuantity
-    repeats: NonNegativeInt = 0
+    repeats: Count = 0
     reserved_against_substitution: bool = False
     reimbursed: bool = False
     expires: date | None = None

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, NonNegativeInt, PositiveInt
+from pydantic import AwareDatetime, Field
 
+from interactions.values import Count, PositiveCount
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus, ReconciliationOutcome, SourceKind
 from medloop.domain.entry import ListEntry
@@ -53,7 +54,7 @@ class ReconciledEntry(Frozen):
     """An outcome recorded against the entry version it judged."""
 
     entry_id: UUID
-    entry_version: PositiveInt
+    entry_version: PositiveCount
     outcome: ReconciliationOutcome
     note: str | None = None
 
@@ -61,7 +62,7 @@ class ReconciledEntry(Frozen):
 class Reconciliation(Frozen):
     id: UUID
     patient_id: UUID
-    list_version: NonNegativeInt
+    list_version: Count
     at: AwareDatetime
     by: Actor
     sources: tuple[ConsultedSource, ...] = Field(min_length=1)

@@ -22,9 +22,10 @@ import re
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from pydantic import Field, NonNegativeInt, model_validator
+from pydantic import Field, model_validator
 
 from interactions import atc
+from interactions.values import Count
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.errors import InvalidDuration
@@ -35,10 +36,10 @@ _DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
 class IsoDuration(Frozen):
     """A whole-day ISO 8601 duration (``P1Y``, ``P10D``, ``P3Y``, ``P6M``, ``P2W``)."""
 
-    years: NonNegativeInt = 0
-    months: NonNegativeInt = 0
-    weeks: NonNegativeInt = 0
-    days: NonNegativeInt = 0
+    years: Count = 0
+    months: Count = 0
+    weeks: Count = 0
+    days: Count = 0
 
     @model_validator(mode="after")
     def _is_not_zero(self) -> IsoDuration:

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
 from interactions.dosage import FixedDose, Quantity, TimeOfDay, Weekday
+from interactions.values import MAX_ITEMS, Count
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.entry import ListEntry
@@ -103,8 +104,8 @@ class WitnessPolicy(Frozen):
     prescription groups (``reseptgruppe``; A = narcotics) and drugs whose ATC code starts with
     one of ``atc_prefixes`` (e.g. ``A10A`` insulins)."""
 
-    prescription_groups: tuple[str, ...] = ("A",)
-    atc_prefixes: tuple[str, ...] = ("A10A",)
+    prescription_groups: tuple[str, ...] = Field(default=("A",), max_length=MAX_ITEMS)
+    atc_prefixes: tuple[str, ...] = Field(default=("A10A",), max_length=MAX_ITEMS)
 
     def requires_witness(self, prescription_group: str | None, atc_codes: tuple[str, ...]) -> bool:
         if prescription_group is not None and prescription_group in self.prescription_groups:
@@ -302,7 +303,7 @@ class PlannedIntake(Frozen):
 
     local_time: datetime
     due_at: AwareDatetime
-    dose_index: int
+    dose_index: Count
     amount: Quantity
     time_of_day: TimeOfDay | None = None
     exact: bool = False

@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine
 from interactions import Medication
 from interactions.catalogue import Package
 from interactions.dosage import Quantity, Use
+from interactions.values import Moment
 from medloop.domain._model import Frozen
 from medloop.domain.administration import (
     Administration,
@@ -78,7 +79,6 @@ from medloop.domain.ward import (
     AdmissionNotFound,
     AdmissionReason,
     DecisionReference,
-    Moment,
     PatientNotAdmitted,
     Ward,
     WardConfig,

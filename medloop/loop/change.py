@@ -4,13 +4,13 @@ the entry) and mark entered-in-error."""
 
 from __future__ import annotations
 
-from datetime import date
 from uuid import UUID
 
 from pydantic import model_validator
 from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
+from interactions.values import Day
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import NonCatalogueItem
 from medloop.domain.entry import Discontinuation, EntryEdit
@@ -47,8 +47,8 @@ class EntryOrder(Frozen):
     use: Use
     dosage: Dosage | None = None
     indication: str | None = None
-    start: date
-    stop: date | None = None
+    start: Day
+    stop: Day | None = None
 
     @model_validator(mode="after")
     def _names_one_drug(self) -> EntryOrder:

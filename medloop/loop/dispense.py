@@ -20,6 +20,7 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from interactions import Medication, UnknownReference
+from interactions.values import Day
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import DispenseQuantity, DispenseRequest, annul, tally
@@ -39,7 +40,6 @@ from medloop.loop.runner import (
     medications_of,
     run_command,
 )
-from medloop.store import medication_list as store
 
 LOOK_BACK = timedelta(days=365)
 """Dispenses this far back count as medication the patient may still take."""
@@ -51,10 +51,10 @@ class DispenseOrder(Frozen):
     dispense_id: UUID
     prescription_id: UUID
     varenr: str = Field(min_length=1)
-    dispensed_on: date
+    dispensed_on: Day
     quantity: DispenseQuantity
     batch: str = Field(min_length=1)
-    expiry: date
+    expiry: Day
     patient_refused_substitution: bool = False
     finished: bool = False
 

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, PositiveInt, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from interactions.dosage import Dosage
+from interactions.values import Day, Moment, PeriodDays
 from medloop import queries
 from medloop.domain._model import Frozen
 from medloop.domain.entry import Discontinuation, EntryEdit
@@ -126,8 +127,8 @@ class ResponsibilityOrder(Frozen):
 
     doctor: Actor | None = None
     pharmacy: Organisation | None = None
-    valid_from: date
-    valid_to: date | None = None
+    valid_from: Day
+    valid_to: Day | None = None
 
 
 def set_responsibility(
@@ -201,9 +202,9 @@ class PeriodOrder(Frozen):
     (default: the rules' period)."""
 
     period_id: UUID
-    first_day: date
-    order_deadline: AwareDatetime
-    days: PositiveInt | None = None
+    first_day: Day
+    order_deadline: Moment
+    days: PeriodDays | None = None
 
 
 def open_packing_period(

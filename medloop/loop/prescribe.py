@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
-from pydantic import NonNegativeInt
 from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
+from interactions.values import Day, SmallCount
 from medloop.domain._model import Frozen
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
@@ -34,10 +34,10 @@ class PrescriptionTerms(Frozen):
 
     prescription_id: UUID
     quantity: PrescribedQuantity
-    repeats: NonNegativeInt = 0
+    repeats: SmallCount = 0
     reserved_against_substitution: bool = False
     reimbursed: bool = False
-    expires: date | None = None
+    expires: Day | None = None
 
 
 class PrescribeOrder(Frozen):
@@ -49,8 +49,8 @@ class PrescribeOrder(Frozen):
     use: Use
     dosage: Dosage | None = None
     indication: str | None = None
-    start: date
-    stop: date | None = None
+    start: Day
+    stop: Day | None = None
     terms: PrescriptionTerms
     multidose: bool = False
 

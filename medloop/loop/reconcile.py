@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from pydantic import Field
 from sqlalchemy import Engine
 
+from interactions.values import MAX_ITEMS
 from medloop.domain._model import Frozen
 from medloop.domain.reconciliation import ConsultedSource, EntryOutcome, reconcile
 from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
@@ -15,8 +17,8 @@ from medloop.loop.runner import Call, CommandResult, Context, Effect, run_comman
 
 class ReconciliationOrder(Frozen):
     reconciliation_id: UUID
-    sources: tuple[ConsultedSource, ...]
-    outcomes: tuple[EntryOutcome, ...]
+    sources: tuple[ConsultedSource, ...] = Field(max_length=MAX_ITEMS)
+    outcomes: tuple[EntryOutcome, ...] = Field(max_length=MAX_ITEMS)
     note: str | None = None
 
 

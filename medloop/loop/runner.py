@@ -22,13 +22,14 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, model_validator
+from pydantic import model_validator
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from interactions import Alert, HandledAlert, Knowledge, Medication, UnknownReference, check
 from interactions.catalogue import Package, SubstitutionGroup
 from interactions.drugs import ReferenceKind
+from interactions.values import Moment
 from medloop.catalogue import load_snapshot
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
@@ -175,7 +176,7 @@ class Call(Frozen):
     the call carries."""
 
     actor: Actor
-    at: AwareDatetime
+    at: Moment
     reason: str | None = None
     overrides: dict[str, str] = {}
     idempotency_key: str | None = None

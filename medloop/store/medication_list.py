@@ -59,6 +59,7 @@ from medloop.domain.prescription import Prescription, PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.store import attestation, audit, batch
 from medloop.store.db import existing_transaction_memo, transaction_memo
+from medloop.store.records import StoredRecordUnreadable, parsed, why
 
 _UUID = 36
 
@@ -450,17 +451,21 @@ def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, 
     memo = existing_transaction_memo(conn)
     accessed = None if memo is None else memo.get((_ACCESSED, patient_id))
     if accessed is not None:
-        return Patient.model_validate(accessed.record), accessed.revision
+        return _patient_of(accessed.record, patient_id), accessed.revision
     found = conn.execute(
         select(patient.c.record, patient.c.revision).where(patient.c.id == str(patient_id))
     ).first()
-    return None if found is None else (Patient.model_validate(found.record), found.revision)
+    return None if found is None else (_patient_of(found.record, patient_id), found.revision)
 
 
 def _patient(conn: Connection, patient_id: UUID) -> Patient | None:
     query = select(patient.c.record).where(patient.c.id == str(patient_id))
     record = conn.execute(query).scalar_one_or_none()
-    return None if record is None else Patient.model_validate(record)
+    return None if record is None else _patient_of(record, patient_id)
+
+
+def _patient_of(record: Any, patient_id: UUID) -> Patient:
+    return parsed(Patient, record, patient, {"id": patient_id})
 
 
 def load_patient_state(conn: Connection, found: Patient) -> PatientState:
@@ -542,13 +547,16 @@ def alerts_for(conn: Connection, patient_id: UUID) -> list[Any]:
 def _list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
     pid = str(patient_id)
     versions: dict[int, list[EntryVersion]] = defaultdict(list)
-    for record in conn.execute(
-        select(entry_version.c.record)
+    for found in conn.execute(
+        select(entry_version.c.entry_id, entry_version.c.version, entry_version.c.record)
         .where(entry_version.c.patient_id == pid)
         .order_by(entry_version.c.list_version, entry_version.c.entry_id)
-    ).scalars():
-        parsed = EntryVersion.model_validate(record)
-        versions[parsed.list_version].append(parsed)
+    ):
+        version = parsed(
+            EntryVersion, found.record, entry_version,
+            {"entry_id": found.entry_id, "version": found.version},
+        )
+        versions[version.list_version].append(version)
     rows = conn.execute(
         select(list_change)
         .where(list_change.c.patient_id == pid)
@@ -560,7 +568,10 @@ def _list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
             list_version=row.list_version,
             # The entry versions carry the change's own aware timestamp (SQLite drops the zone).
             at=versions[row.list_version][0].at,
-            author=Actor.model_validate(row.author),
+            author=parsed(
+                Actor, row.author, list_change,
+                {"patient_id": pid, "list_version": row.list_version},
+            ),
             reason=row.reason,
             entry_versions=tuple(versions[row.list_version]),
         )
@@ -572,20 +583,27 @@ def _prescription_history(
     conn: Connection, pid: str
 ) -> dict[UUID, tuple[PrescriptionVersion, ...]]:
     history: dict[UUID, list[PrescriptionVersion]] = defaultdict(list)
-    for record in conn.execute(
-        select(prescription_version.c.record)
+    for found in conn.execute(
+        select(
+            prescription_version.c.prescription_id, prescription_version.c.version,
+            prescription_version.c.record,
+        )
         .join(prescription, prescription.c.id == prescription_version.c.prescription_id)
         .where(prescription.c.patient_id == pid)
         .order_by(prescription_version.c.prescription_id, prescription_version.c.version)
-    ).scalars():
-        parsed = PrescriptionVersion.model_validate(record)
-        history[parsed.prescription_id].append(parsed)
+    ):
+        version = parsed(
+            PrescriptionVersion, found.record, prescription_version,
+            {"prescription_id": found.prescription_id, "version": found.version},
+        )
+        history[version.prescription_id].append(version)
     return {key: tuple(value) for key, value in history.items()}
 
 
 def _dispenses(conn: Connection, pid: str) -> tuple[tuple[Dispense, ...], dict[UUID, datetime]]:
     rows = conn.execute(
         select(
+            dispense.c.id,
             dispense.c.record,
             dispense.c.recorded_at,
             dispense_annulment.c.record.label("annulment"),
@@ -596,9 +614,11 @@ def _dispenses(conn: Connection, pid: str) -> tuple[tuple[Dispense, ...], dict[U
     ).all()
     found, recorded_at = [], {}
     for row in rows:
-        record = Dispense.model_validate(row.record)
+        record = parsed(Dispense, row.record, dispense, {"id": row.id})
         if row.annulment is not None:
-            annulment = Annulment.model_validate(row.annulment)
+            annulment = parsed(
+                Annulment, row.annulment, dispense_annulment, {"dispense_id": row.id}
+            )
             record = record.model_copy(update={"annulment": annulment})
         found.append(record)
         recorded_at[record.id] = _utc(row.recorded_at)
@@ -609,15 +629,21 @@ def _handled(conn: Connection, pid: str) -> tuple[HandledAlert, ...]:
     rows = conn.execute(
         select(handled_alert).where(handled_alert.c.patient_id == pid).order_by(handled_alert.c.key)
     ).all()
-    return tuple(
-        HandledAlert(
+    return tuple(_handled_alert(row, pid) for row in rows)
+
+
+def _handled_alert(row: Any, pid: str) -> HandledAlert:
+    try:
+        return HandledAlert(
             key=row.key,
             handled_by=row.handled_by["personnel"]["hpr_number"],
             handled_at=_utc(row.handled_at),
             reason=row.reason,
         )
-        for row in rows
-    )
+    except (ValueError, TypeError, KeyError) as error:
+        raise StoredRecordUnreadable(
+            handled_alert.name, {"patient_id": pid, "key": row.key}, why(error)
+        ) from None
 
 
 # -- appending ---------------------------------------------------------------------------------
@@ -741,12 +767,12 @@ def append_reconciliation(conn: Connection, record: Reconciliation) -> None:
 def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
     """The patient's reconciliations, oldest first."""
     return [
-        Reconciliation.model_validate(record)
-        for record in conn.execute(
-            select(reconciliation.c.record)
+        parsed(Reconciliation, found.record, reconciliation, {"id": found.id})
+        for found in conn.execute(
+            select(reconciliation.c.id, reconciliation.c.record)
             .where(reconciliation.c.patient_id == str(patient_id))
             .order_by(reconciliation.c.list_version, reconciliation.c.at)
-        ).scalars()
+        )
     ]
 
 

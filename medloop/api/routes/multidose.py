@@ -13,8 +13,9 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from interactions.values import MODEL_CONFIG
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
@@ -33,14 +34,14 @@ READ = responses(401, 403, 404, 422)
 
 
 class MultidoseFlag(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
     multidose: bool
     reason: str | None = Field(default=None, max_length=2000)
 
 
 class UrgentPackBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
     pack_id: UUID
     reason: str = Field(min_length=1, max_length=2000)

@@ -13,13 +13,13 @@ A witness (double signature) authenticates with their own bearer token in
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from interactions.values import MODEL_CONFIG, Day, Moment
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
 from medloop.api.policy import (
@@ -35,7 +35,7 @@ from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor
-from medloop.domain.ward import Moment, WardConfig
+from medloop.domain.ward import WardConfig
 from medloop.loop import administer
 from medloop.loop.administer import AdmissionOrder, WardOrder
 from medloop.store import access
@@ -57,7 +57,7 @@ class AdmitBody(AdmissionOrder):
 
 
 class DischargeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = MODEL_CONFIG
 
     at: Moment | None = None
 
@@ -107,7 +107,7 @@ def configure_ward(
     summary="The ward's chart for a day (Europe/Oslo): every admitted patient's doses",
 )
 def ward_chart(
-    caller: CallerDep, ward_id: UUID, day: Annotated[date | None, Query()] = None
+    caller: CallerDep, ward_id: UUID, day: Annotated[Day | None, Query()] = None
 ) -> JSONResponse:
     authorize_ward(caller.engine, caller.principal, Action.WARD_READ,
                    _ward_organisation(caller, ward_id), request_id=caller.request_id)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from interactions.values import INT64_MAX
 from medloop.api.deps import CallerDep, json_with_etag
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
@@ -37,7 +38,7 @@ def my_list(caller: CallerDep) -> JSONResponse:
 def my_access_log(
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> JSONResponse:
     def read(conn, patient_id) -> audit.PatientAccessPage:
         return audit.events_for_patient(conn, caller.principal.subject, limit=limit, before=before)

@@ -1,0 +1,99 @@
+"""The request body's gate: who sends it is checked before a byte of it is read, and it is read
+only up to ``MEDLOOP_MAX_BODY_BYTES``.
+
+``BodyGuard`` is plain ASGI (no task, no request object per request). For a method that may
+carry a body (everything but GET, HEAD and OPTIONS; every such route of the API needs a
+token):
+
+- the bearer token is verified first (the verifier remembers verified tokens, so this is a
+  dictionary look-up after a client's first request), and a request without a valid one is
+  answered 401 without reading its body; the principal is kept in the request's state for the
+  route's own ``CallerDep``, which then does not verify the token again;
+- a ``Content-Length`` above the limit is answered 413 at once; a body sent without one (or
+  longer than it said) is counted while it streams in and the request is refused with 413 as
+  soon as it passes the limit, so at most ``limit`` bytes (plus one chunk) are ever held.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from medloop.api.auth import Unauthenticated
+
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+PRINCIPAL = "principal"
+"""The key of the verified principal in the request's state (``request.state.principal``)."""
+
+
+class BodyTooLarge(HTTPException):
+    """The request body is larger than the configured limit (HTTP 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
+
+
+class BodyGuard:
+    def __init__(self, app: Any, *, limit: int, verifier: Any) -> None:
+        self.app = app
+        self.limit = limit
+        self.verifier = verifier
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in _NO_BODY:
+            await self.app(scope, receive, send)
+            return
+        length = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"authorization":
+                authorization = value
+        try:
+            principal = self._principal(authorization)
+        except Unauthenticated as error:
+            await _refuse(scope, receive, send, 401, "unauthenticated", str(error))
+            return
+        except Exception:  # noqa: BLE001 - not decided here: the route's own check answers
+            principal = None
+        if principal is not None:
+            scope.setdefault("state", {})[PRINCIPAL] = principal
+        limit = self.limit
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _refuse(
+                scope, receive, send, 413, "request-too-large",
+                f"the request body is larger than the limit of {limit} bytes",
+            )
+            return
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _principal(self, authorization: bytes | None) -> Any:
+        scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("a bearer token is required")
+        return self.verifier.verify(token)
+
+
+async def _refuse(
+    scope: dict, receive: Any, send: Any, status: int, code: str, detail: str
+) -> None:
+    from medloop.api.problems import problem
+
+    response = problem(status, code, detail, Request(scope))
+    if status == 413:
+        response.headers["Connection"] = "close"
+    await response(scope, receive, send)

@@ -1,0 +1,165 @@
+"""Stored records that cannot be read: found, named and reported, never a silent failure.
+
+Every record is validated on its way in (``interactions.values``), so a stored record should
+always load again. One that does not — a row written by an older version, or changed outside
+the engine — must not take the patient down with an anonymous error: the load raises
+``StoredRecordUnreadable`` naming the table, the row's key and what is wrong (never the value
+itself), the API answers it with the problem type
+``https://medloop.dev/problems/stored-record-unreadable``, and ``medloop records check`` (the
+operator's command, ``check``) lists every unreadable record of every table below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, Table, select
+
+from medloop.domain.errors import DomainError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class StoredRecordUnreadable(Exception):
+    """A stored record that does not load as its model (table, key, why)."""
+
+    def __init__(self, table: str, key: Mapping[str, Any], reason: str) -> None:
+        self.table = table
+        self.key = {name: str(value) for name, value in key.items()}
+        self.reason = reason
+        names = ", ".join(f"{name}={value}" for name, value in self.key.items())
+        super().__init__(f"the stored {table} record ({names}) cannot be read: {reason}")
+
+
+_UNREADABLE = (ValidationError, ValueError, TypeError, KeyError, AttributeError, DomainError)
+
+
+def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any]) -> Model:
+    """``model`` validated from the stored ``value`` of ``table``'s row ``key``;
+    ``StoredRecordUnreadable`` when it does not load."""
+    try:
+        return model.model_validate(value)
+    except _UNREADABLE as error:
+        raise StoredRecordUnreadable(table.name, key, why(error)) from None
+
+
+def why(error: Exception) -> str:
+    """What is wrong, without the stored value (it may be patient data)."""
+    if isinstance(error, ValidationError):
+        first = error.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the record"
+        more = error.error_count() - 1
+        return f"{where}: {first['msg']}" + (f" (and {more} more)" if more else "")
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """One unreadable record as ``check`` reports it."""
+
+    table: str
+    key: dict[str, str]
+    column: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"table": self.table, "key": self.key, "column": self.column,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A JSON column of a table and the model its values load as."""
+
+    table: Table
+    column: str
+    model: type[BaseModel] | Callable[[Any], Any]
+    patient: Callable[[Any], Any] | None = None
+    """How to restrict the rows to one patient (a where clause from the patient id)."""
+
+
+def stored_records() -> list[Stored]:
+    """Every JSON column of the patient data and the model it loads as."""
+    from medloop.domain.administration import (
+        Administration,
+        AdministrationCorrection,
+        PlannedDose,
+    )
+    from medloop.domain.dispense import Annulment, Dispense
+    from medloop.domain.medication_list import EntryVersion
+    from medloop.domain.multidose import (
+        MultidoseTask,
+        PackingPeriod,
+        PackReconciliation,
+        Proposal,
+        ProposalDecision,
+        Responsibility,
+        TaskResolution,
+        UrgentPack,
+    )
+    from medloop.domain.patient import Patient
+    from medloop.domain.personnel import Actor
+    from medloop.domain.prescription import PrescriptionVersion
+    from medloop.domain.reconciliation import Reconciliation
+    from medloop.domain.ward import Admission, Ward, WardConfig
+    from medloop.store import administration as a
+    from medloop.store import medication_list as m
+    from medloop.store import multidose as d
+
+    def by_patient(table: Table) -> Callable[[Any], Any] | None:
+        column = table.c.get("patient_id")
+        if column is None:
+            return None
+        return lambda patient_id: column == str(patient_id)
+
+    columns = [
+        (m.patient, "record", Patient), (m.list_change, "author", Actor),
+        (m.entry_version, "record", EntryVersion),
+        (m.prescription_version, "record", PrescriptionVersion),
+        (m.dispense, "record", Dispense), (m.dispense_annulment, "record", Annulment),
+        (m.reconciliation, "record", Reconciliation), (m.handled_alert, "handled_by", Actor),
+        (a.ward, "record", Ward), (a.ward_config, "record", WardConfig),
+        (a.admission, "record", Admission), (a.planned_dose, "record", PlannedDose),
+        (a.administration, "record", Administration),
+        (a.administration_error, "record", AdministrationCorrection),
+        (d.responsibility, "record", Responsibility), (d.period, "record", PackingPeriod),
+        (d.urgent_pack, "record", UrgentPack), (d.reconciliation, "record", PackReconciliation),
+        (d.task, "record", MultidoseTask), (d.task_resolution, "record", TaskResolution),
+        (d.proposal, "record", Proposal),
+        (d.proposal_decision, "record", ProposalDecision),
+    ]
+    found = []
+    for table, column, model in columns:
+        patient = (lambda pid: m.patient.c.id == str(pid)) if table is m.patient else (
+            by_patient(table)
+        )
+        found.append(Stored(table, column, model, patient))
+    return found
+
+
+def check(conn: Connection, patient_id: UUID | None = None) -> Iterator[Unreadable]:
+    """Every stored record (of one patient, if given) that does not load as its model."""
+    for stored in stored_records():
+        table = stored.table
+        key_columns = list(table.primary_key.columns)
+        query = select(*key_columns, table.c[stored.column])
+        if patient_id is not None:
+            if stored.patient is None:
+                continue
+            query = query.where(stored.patient(patient_id))
+        for row in conn.execute(query):
+            value = row[-1]
+            if value is None:
+                continue
+            try:
+                stored.model.model_validate(value)  # type: ignore[union-attr]
+            except _UNREADABLE as error:
+                yield Unreadable(
+                    table.name,
+                    {column.name: str(row[i]) for i, column in enumerate(key_columns)},
+                    stored.column, why(error),
+                )
