@@ -78,7 +78,11 @@ COMMAND_COLUMN = "command_id"
 #: because the database, not the command, decides them. The idempotency keys (a replay cache)
 #: and the FEST catalogue (imported, versioned, hashed per file) are not covered.
 ATTESTED: Mapping[str, frozenset[str]] = {
-    "patient": frozenset({"revision"}),
+    # The record (name, birth date, weight, renal function, allergies …) changes when a
+    # command records a new fact, so it is not part of the row's digest: each command that
+    # writes it claims the record's own digest instead (``claim_record``), and verify checks the
+    # stored record against the latest claim.
+    "patient": frozenset({"revision", "record"}),
     "list_change": frozenset(),
     "entry_version": frozenset(),
     "prescription": frozenset(),
@@ -127,6 +131,7 @@ _OPEN = "attestation.open"
 class _Open:
     command: str
     digests: list[str] = field(default_factory=list)
+    records: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,33 @@ def stamp(
     return stamped
 
 
+def claim_record(conn: Connection, patient_id: str, record: Mapping[str, Any]) -> None:
+    """This transaction's open command wrote ``record`` as the patient's record: its audit
+    record claims the record's digest (``records`` in the claim)."""
+    memo = transaction_memo(conn)
+    command = memo.get(_OPEN)
+    if command is None:
+        command = memo[_OPEN] = _Open(uuid.uuid4().hex)
+    command.records[patient_id] = record_digest(record)
+
+
+def record_digest(record: Any) -> str:
+    """SHA-256 (hex) of a patient record as canonical JSON (sorted keys, no whitespace)."""
+    return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def stored_records(conn: Connection) -> Iterator[tuple[str, str]]:
+    """Every patient's id and the digest of its stored record."""
+    table = metadata.tables["patient"]
+    result = conn.execution_options(stream_results=True).execute(
+        select(table.c.id, table.c.record).order_by(table.c.id)
+    )
+    for patient_id, record in result:
+        yield str(patient_id), record_digest(
+            json.loads(record) if isinstance(record, str) else record
+        )
+
+
 def insert(conn: Connection, table: Table, /, **row: Any) -> None:
     """Insert one row (``row``: its column values) into ``table`` now, stamped."""
     conn.execute(table.insert(), stamp(conn, table, [row])[0])
@@ -171,8 +203,11 @@ def close(conn: Connection) -> dict[str, Any] | None:
     command = memo.pop(_OPEN, None)
     if command is None:
         return None
-    return {"command": command.command, "rows": len(command.digests),
-            "digest": rows_digest(command.digests)}
+    claim: dict[str, Any] = {"command": command.command, "rows": len(command.digests),
+                             "digest": rows_digest(command.digests)}
+    if command.records:
+        claim["records"] = dict(command.records)
+    return claim
 
 
 def rows_digest(row_digests: Iterable[str]) -> str:

@@ -219,7 +219,9 @@ class BrokenLink:
     Outside the chains (``chain`` and ``seq`` are ``None``, ``row`` names the table and the
     primary key): ``unclaimed-rows`` (rows under a command id that no audit record claims)
     and ``unattested-row`` (a row without a command id: added by hand, or written before
-    migration 0011).
+    migration 0011); ``record`` (a patient's stored record is not the one the latest audit
+    record that wrote it claimed; ``chain``/``seq`` name that record) and ``unattested-record``
+    (no audit record claims the patient's record).
 
     Against signed checkpoints (:mod:`medloop.audit_checkpoints`): ``checkpoint`` (record
     ``seq`` of ``chain`` was a head in the checkpoint named by ``row``, with hash
@@ -480,6 +482,7 @@ def verify(
     heads: dict[str, tuple[int, str]] = {}
     intact: tuple[int, dict[str, str]] | None = None  # events and heads before the first break
     claims: dict[str, tuple[str, int, int, str]] = {}  # command -> chain, seq, rows, digest
+    record_claims: dict[str, tuple[str, int, str]] = {}  # patient id -> chain, seq, digest
     chain, expected_seq, last_hash, records = None, 1, GENESIS_HASH, 0
     # Raw column values, not AuditRecords: a tampered row must reach the hash comparison
     # whatever it holds.
@@ -501,6 +504,10 @@ def verify(
         claim = detail.get(attestation.DETAIL_KEY) if isinstance(detail, dict) else None
         if isinstance(claim, dict) and isinstance(claim.get("command"), str):
             claims[claim["command"]] = (chain, row["seq"], claim.get("rows"), claim.get("digest"))
+            if isinstance(claim.get("records"), dict):
+                # Chains are walked in sequence order: the latest claim of a record wins.
+                for patient_id, digest in claim["records"].items():
+                    record_claims[patient_id] = (chain, row["seq"], digest)
     for (chain, seq), pins in sorted(anchors.items()):
         if heads.get(chain, (0, ""))[0] >= seq:
             continue  # met during the walk
@@ -510,7 +517,11 @@ def verify(
             problems.add(BrokenLink(chain, seq, "checkpoint", pinned, found, name))
     if (anchors or checkpoint_problems) and intact is None and problems.count:
         intact = (records, {c: h for c, (_s, h) in heads.items()})
-    rows = _verify_rows(conn, claims, problems) if rows else 0
+    if rows:
+        rows = _verify_rows(conn, claims, problems)
+        _verify_records(conn, record_claims, problems)
+    else:
+        rows = 0
     if intact is None and problems.count:
         intact = (records, {c: h for c, (_s, h) in heads.items()})
     if intact is None:
@@ -522,6 +533,24 @@ def verify(
         problems.kept[0] if problems.kept else None,
         tuple(problems.kept), problems.count, records, rows, heads,
     )
+
+
+def _verify_records(
+    conn: Connection, claims: dict[str, tuple[str, int, str]], problems: _Problems
+) -> None:
+    """Check every patient's stored record against the latest audit record that claimed it
+    (the registration, or the last command that recorded a fact)."""
+    for patient_id, digest in attestation.stored_records(conn):
+        claim = claims.get(patient_id)
+        if claim is None:
+            problems.add(BrokenLink(
+                None, None, "unattested-record", "an audit record claiming the record",
+                digest, f"patient {patient_id}",
+            ))
+        elif claim[2] != digest:
+            problems.add(BrokenLink(
+                claim[0], claim[1], "record", claim[2], digest, f"patient {patient_id}",
+            ))
 
 
 def _verify_rows(

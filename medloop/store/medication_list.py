@@ -659,21 +659,24 @@ _UPDATE_RECORD = (
 def update_patient_record(conn: Connection, changed: Patient) -> None:
     """Store ``changed`` as the patient's record (weight, renal function …); only inside a
     command, whose ``lock_for_command`` has bumped the revision in the same transaction."""
+    record = changed.model_dump(mode="json")
     batch.execute(
-        conn, _UPDATE_RECORD,
-        {"patient_id": str(changed.id), "record": changed.model_dump(mode="json")},
+        conn, _UPDATE_RECORD, {"patient_id": str(changed.id), "record": record},
         json_params=frozenset({"record"}),
     )
+    attestation.claim_record(conn, str(changed.id), record)
 
 
 def add_patient(conn: Connection, new: Patient, at: datetime) -> None:
+    record = new.model_dump(mode="json")
     attestation.insert(
         conn, patient,
         id=str(new.id),
         national_id=str(new.national_id),
-        record=new.model_dump(mode="json"),
+        record=record,
         registered_at=at,
     )
+    attestation.claim_record(conn, str(new.id), record)
 
 
 def append_list_change(conn: Connection, change: ListChange) -> None:

@@ -4,6 +4,8 @@ prescribing then judge the recorded values; bad values are refused and change no
 
 from __future__ import annotations
 
+import json
+
 from medloop.store import audit
 from tests.api.api_fixtures import (
     NATIONAL_ID,
@@ -96,3 +98,26 @@ def test_only_the_gp_and_nurses_of_an_admitting_ward_record_observations(world):
     admitted(world)
     recorded = observe(world, renal(55), NURSE_TOKEN)
     assert recorded.status_code == 200, recorded.text
+
+
+def test_a_recorded_fact_keeps_the_audit_log_verifying_and_an_edited_record_is_found(world):
+    """The patient record is rewritten by every recorded fact: each writing command claims the
+    record's digest, so verify accepts the command's record and finds one edited behind it."""
+    from sqlalchemy import text
+
+    from medloop.store.audit import verify
+
+    assert observe(world, renal(40)).status_code == 200
+    with world.engine.connect() as conn, conn.begin():
+        found = verify(conn)
+    assert found.problem_count == 0, found.problems
+    with world.engine.begin() as conn:
+        record = conn.execute(text("SELECT record FROM patient")).scalar_one()
+        record = json.loads(record) if isinstance(record, str) else record
+        record["allergies"] = []  # an intruder drops the CAVE list
+        record["weight"] = {"kg": 99.0, "measured_at": "2026-11-19T08:00:00Z"}
+        conn.execute(text("UPDATE patient SET record = :r"), {"r": json.dumps(record)})
+    with world.engine.connect() as conn, conn.begin():
+        found = verify(conn)
+    assert [p.problem for p in found.problems] == ["record"]
+    assert found.problems[0].row == f"patient {world.patient_id}"
