@@ -23,10 +23,12 @@ from medloop.eresept.errors import (
     EmbeddedNotXml,
     EreseptError,
     LimitExceeded,
+    MalformedXml,
     Problem,
     SchemaViolation,
     SignatureInvalid,
     UnknownMessage,
+    UnsafeXml,
 )
 from medloop.eresept.model import (
     ConversationRef,
@@ -104,6 +106,11 @@ _ERROR_CLASSES = {
     "embedded-not-xml": EmbeddedNotXml,
     "embedding-too-deep": LimitExceeded,
     "signature-invalid": SignatureInvalid,
+    "doctype-refused": UnsafeXml,
+    "entity-refused": UnsafeXml,
+    "too-large": LimitExceeded,
+    "too-deep": LimitExceeded,
+    "malformed-xml": MalformedXml,
 }
 
 
@@ -163,35 +170,8 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
         ])
 
     problems: list[Problem] = []
-    envelope_schema = schemas.load_schema(config.xsd_dir, DOCUMENT_TYPES[MSGHEAD_NS])
-    if envelope_schema is None:
-        raise schemas.SchemaConfigMissing(
-            f"{schemas.schema_path(config.xsd_dir, DOCUMENT_TYPES[MSGHEAD_NS])} not found"
-        )
-    contents = root.findall(f"{{{MSGHEAD_NS}}}Document/{{{MSGHEAD_NS}}}RefDoc/{{{MSGHEAD_NS}}}Content")
-    # the envelope is validated without its documents (each is validated against its own
-    # schema below), then the documents are put back in place
-    detached = [(content, list(content)) for content in contents]
-    for content, children in detached:
-        for child in children:
-            content.remove(child)
-    try:
-        problems += schemas.violations(envelope_schema, tree, source=source, where=None)
-    finally:
-        for content, children in detached:
-            for child in children:
-                content.append(child)
-
     docs: list[_Doc] = []
-    for content in contents:
-        for element in content:
-            if not isinstance(element.tag, str):
-                continue
-            where = path_of(element, root, "")
-            problems += _take_document(
-                docs, element, where=where, depth=0, embedded=False, data=None,
-                line=element.sourceline, source=source, config=config,
-            )
+    problems += _take_envelope(docs, root, prefix="", depth=0, source=source, config=config)
 
     expected = HANDLED_TYPES.get(type_code or "")
     top = [d for d in docs if d.depth == 0]
@@ -207,7 +187,7 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
         for sig in signatures.find_signatures(root)
     ]
     for doc in docs:
-        if doc.embedded:
+        if doc.data is not None:  # the root of a decoded document
             for sig in signatures.find_signatures(doc.element):
                 reports.append(signatures.check(
                     doc.data, sig, where=path_of(sig, doc.element, doc.where),
@@ -253,14 +233,61 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
     )
 
 
+def _take_envelope(
+    docs: list[_Doc], root, *, prefix: str, depth: int, source: str, config: ReaderConfig,
+    embedded: bool = False,
+) -> list[Problem]:
+    """Validate a MsgHead (the message, or a whole message embedded in base64 as the M9.x
+    answers carry them) without its documents, then each document in its ``Content``."""
+    envelope_schema = schemas.load_schema(config.xsd_dir, DOCUMENT_TYPES[MSGHEAD_NS])
+    if envelope_schema is None:
+        raise schemas.SchemaConfigMissing(
+            f"{schemas.schema_path(config.xsd_dir, DOCUMENT_TYPES[MSGHEAD_NS])} not found"
+        )
+    where = f"{prefix}/MsgHead" if prefix else None
+    contents = root.findall(f"{{{MSGHEAD_NS}}}Document/{{{MSGHEAD_NS}}}RefDoc/{{{MSGHEAD_NS}}}Content")
+    # the envelope is validated without its documents (each is validated against its own
+    # schema below), then the documents are put back in place
+    detached = [(content, list(content)) for content in contents]
+    for content, children in detached:
+        for child in children:
+            content.remove(child)
+    try:
+        problems = schemas.violations(
+            envelope_schema, root.getroottree(), source=source, where=where
+        )
+    finally:
+        for content, children in detached:
+            for child in children:
+                content.append(child)
+    for content in contents:
+        for element in content:
+            if not isinstance(element.tag, str):
+                continue
+            problems += _take_document(
+                docs, element, where=path_of(element, root, prefix), depth=depth,
+                embedded=embedded, data=None, line=element.sourceline, source=source,
+                config=config, inline=True,
+            )
+    return problems
+
+
 def _take_document(
     docs: list[_Doc], element, *, where: str, depth: int, embedded: bool, data: bytes | None,
-    line: int | None, source: str, config: ReaderConfig,
+    line: int | None, source: str, config: ReaderConfig, inline: bool = False,
 ) -> list[Problem]:
-    """Validate one document, record it, and unwrap the base64 documents inside it."""
+    """Validate one document, record it, and unwrap the base64 documents inside it.
+    ``inline``: a Content child of an envelope (as opposed to the root of decoded bytes)."""
     problems: list[Problem] = []
     namespace = _ns(element)
     doc_type = DOCUMENT_TYPES.get(namespace or "")
+    if doc_type is not None and doc_type.name == "MsgHead" and embedded and not inline:
+        docs.append(_Doc(where, element, depth, True, line, data, "MsgHead", "valid"))
+        found = _take_envelope(docs, element, prefix=where, depth=depth,
+                               source=source, config=config, embedded=True)
+        if any(p.where == where + "/MsgHead" for p in found):
+            docs[-1].validation = "schema violation(s)"
+        return problems + found
     if doc_type is None or doc_type.name == "MsgHead":
         problems.append(Problem(
             "unknown-namespace", f"no document type we handle has the namespace {namespace!r} "
@@ -277,14 +304,14 @@ def _take_document(
                       f"({doc_type.schema} not found)")
         else:
             status = "valid"
-            target = element.getroottree() if embedded else element
+            target = element if inline else element.getroottree()
             found = schemas.violations(schema, target, source=source, where=where)
             if found:
                 status = f"{len(found)} schema violation(s)"
             problems += found
     docs.append(_Doc(where, element, depth, embedded, line, data, doc_type.name, status))
     # paths inside this document: below the element holding it (embedded), or below Content
-    prefix = where if embedded else where.rsplit("/", 1)[0]
+    prefix = where.rsplit("/", 1)[0] if inline else where
 
     for holder in element.iter():
         if not isinstance(holder.tag, str) or holder is element:
