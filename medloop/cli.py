@@ -546,13 +546,17 @@ def eresept_validate(
     path: Annotated[Path, typer.Argument(help="The message: one MsgHead XML file.")],
     xsd_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder with eresept/ and felleskomponenter/ (default: $MEDLOOP_ERESEPT_XSD_DIR "
-                     "or ../shared/reference/xsd)."),
+        typer.Option(
+            help="Folder with eresept/ and felleskomponenter/ "
+            "(default: $MEDLOOP_ERESEPT_XSD_DIR or ../shared/reference/xsd)."
+        ),
     ] = None,
     trust_store: Annotated[
         Path | None,
-        typer.Option(help="Folder of PEM certificates to verify signatures against "
-                     "(default: $MEDLOOP_ERESEPT_TRUST_STORE; none: signatures are reported, not verified)."),
+        typer.Option(
+            help="Folder of PEM certificates to verify signatures against (default: "
+            "$MEDLOOP_ERESEPT_TRUST_STORE; none: signatures are reported, not verified)."
+        ),
     ] = None,
 ) -> None:
     """Validate a message and every document in it (base64-embedded ones too) against the
@@ -572,7 +576,9 @@ def eresept_validate(
     if trust_store is not None:
         config = replace(config, trust_store=trust_store)
     if config.trust_store is not None and not config.trust_store.is_dir():
-        _stderr(f"error: trust store {config.trust_store} is not a folder (MEDLOOP_ERESEPT_TRUST_STORE)")
+        _stderr(
+            f"error: trust store {config.trust_store} is not a folder (MEDLOOP_ERESEPT_TRUST_STORE)"
+        )
         raise typer.Exit(2)
     try:
         data = path.read_bytes()

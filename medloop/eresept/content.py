@@ -258,11 +258,16 @@ def unmapped(element, path: str) -> Unmapped:
 def ident(element) -> Ident:
     r = _Reader(element, "")
     type_el = r.one("TypeId")
-    return Ident(id=(r.text("Id") or "").strip(), type=coded(type_el) if type_el is not None else Coded())
+    return Ident(
+        id=(r.text("Id") or "").strip(), type=coded(type_el) if type_el is not None else Coded()
+    )
 
 
 _DRUG_KINDS = (
-    "Legemiddelpakning", "LegemiddelMerkevare", "LegemiddelVirkestoff", "Legemiddeldose",
+    "Legemiddelpakning",
+    "LegemiddelMerkevare",
+    "LegemiddelVirkestoff",
+    "Legemiddeldose",
     "Legemiddelblanding",
 )
 
@@ -300,23 +305,36 @@ def read_dosage(element, path: str) -> Dosage:
     fixed = []
     for dose in r.all("DoseFastTidspunkt"):
         d = _Reader(dose, r.path_of(dose))
-        fixed.append(DoseAtTime(
-            amount=d.quantity("Mengde"), interval=d.quantity("Intervall"),
-            clock_time=d.text("Klokkeslett"), time_of_day=d.coded("Tidsomrade"),
-            exact=d.boolean("GisEksakt"), unmapped=d.rest(),
-        ))
+        fixed.append(
+            DoseAtTime(
+                amount=d.quantity("Mengde"),
+                interval=d.quantity("Intervall"),
+                clock_time=d.text("Klokkeslett"),
+                time_of_day=d.coded("Tidsomrade"),
+                exact=d.boolean("GisEksakt"),
+                unmapped=d.rest(),
+            )
+        )
     as_needed = []
     for dose in r.all("DoseEtterBehov"):
         d = _Reader(dose, r.path_of(dose))
-        as_needed.append(DoseAsNeeded(
-            amount=d.quantity("Mengde"), interval=d.quantity("Intervall"),
-            max_per_day=d.quantity("DoseDognMaks"), max_per_period=d.quantity("DoseTidsromMaks"),
-            period=d.quantity("Tidsrom"), min_interval=d.quantity("DoseIntervallMin"),
-            unmapped=d.rest(),
-        ))
+        as_needed.append(
+            DoseAsNeeded(
+                amount=d.quantity("Mengde"),
+                interval=d.quantity("Intervall"),
+                max_per_day=d.quantity("DoseDognMaks"),
+                max_per_period=d.quantity("DoseTidsromMaks"),
+                period=d.quantity("Tidsrom"),
+                min_interval=d.quantity("DoseIntervallMin"),
+                unmapped=d.rest(),
+            )
+        )
     return Dosage(
-        start=r.value("Starttidspunkt"), end=r.value("Sluttidspunkt"),
-        fixed=tuple(fixed), as_needed=tuple(as_needed), unmapped=r.rest(),
+        start=r.value("Starttidspunkt"),
+        end=r.value("Sluttidspunkt"),
+        fixed=tuple(fixed),
+        as_needed=tuple(as_needed),
+        unmapped=r.rest(),
     )
 
 
@@ -379,12 +397,15 @@ def read_role(element, path: str) -> Role:
         hpr = p.one("HprId")
         person = Person(
             hpr=ident(hpr).id if hpr is not None else None,
-            given_name=p.text("Fornavn"), family_name=p.text("Etternavn"),
-            specialty=p.coded("Spesialitet"), unmapped=p.rest(),
+            given_name=p.text("Fornavn"),
+            family_name=p.text("Etternavn"),
+            specialty=p.coded("Spesialitet"),
+            unmapped=p.rest(),
         )
     org = r.one("Organisasjon")
     return Role(
-        role=r.coded("Rolle"), person=person,
+        role=r.coded("Rolle"),
+        person=person,
         organisation=unmapped(org, r.path_of(org)) if org is not None else None,
         unmapped=r.rest(),
     )
@@ -407,14 +428,21 @@ def read_entry(element, path: str, embedded: dict[str, etree._Element]) -> LibEn
     discontinued = None
     if sep is not None:
         s = _Reader(sep, r.path_of(sep))
-        discontinued = Seponering(time=s.text("Tidspunkt"), reason=s.coded("Arsak"), note=s.text("Merknad"))
+        discontinued = Seponering(
+            time=s.text("Tidspunkt"), reason=s.coded("Arsak"), note=s.text("Merknad")
+        )
     questions = []
     for q in r.all("Sporsmal"):
         qr = _Reader(q, r.path_of(q))
-        questions.append(Question(
-            code=qr.coded("Kode"), note=qr.text("Merknad"), time=qr.text("Tidspunkt"),
-            asked_by=qr.text("Stiller"), unmapped=qr.rest(),
-        ))
+        questions.append(
+            Question(
+                code=qr.coded("Kode"),
+                note=qr.text("Merknad"),
+                time=qr.text("Tidspunkt"),
+                asked_by=qr.text("Stiller"),
+                unmapped=qr.rest(),
+            )
+        )
     return LibEntry(
         id=r.text("Id"),
         type=r.coded("Type"),

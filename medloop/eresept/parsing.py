@@ -43,36 +43,64 @@ def parse_document(
     """The parsed document, or a precise refusal (:class:`MalformedXml`, :class:`UnsafeXml`,
     :class:`LimitExceeded`)."""
     if len(data) > limits.max_bytes:
-        raise LimitExceeded([
-            Problem("too-large", f"{len(data)} bytes is more than the limit of {limits.max_bytes} "
-                    "(MEDLOOP_ERESEPT_MAX_BYTES)", source, where=where)
-        ])
+        raise LimitExceeded(
+            [
+                Problem(
+                    "too-large",
+                    f"{len(data)} bytes is more than the limit of {limits.max_bytes} "
+                    "(MEDLOOP_ERESEPT_MAX_BYTES)",
+                    source,
+                    where=where,
+                )
+            ]
+        )
     if not data.strip():
         raise MalformedXml([Problem("malformed-xml", "empty document", source, 1, 1, where)])
     found = _DOCTYPE.search(data)
     if found is not None:
         line, column = _line_col(data, found.start())
-        raise UnsafeXml([
-            Problem("doctype-refused", "a document type declaration (DTD) is not allowed in an "
+        raise UnsafeXml(
+            [
+                Problem(
+                    "doctype-refused",
+                    "a document type declaration (DTD) is not allowed in an "
                     "e-prescription message: entity declarations (XXE, entity expansion) are "
-                    "refused", source, line, column, where)
-        ])
+                    "refused",
+                    source,
+                    line,
+                    column,
+                    where,
+                )
+            ]
+        )
     try:
         tree = etree.ElementTree(etree.fromstring(data, _parser()))
     except etree.XMLSyntaxError as exc:
         line, column = exc.position if exc.position else (exc.lineno, None)
         message = exc.msg or str(exc)
         if "depth" in message.lower():
-            raise LimitExceeded([Problem("too-deep", message, source, line, column, where)]) from None
-        raise MalformedXml([Problem("malformed-xml", message, source, line, column, where)]) from None
+            raise LimitExceeded(
+                [Problem("too-deep", message, source, line, column, where)]
+            ) from None
+        raise MalformedXml(
+            [Problem("malformed-xml", message, source, line, column, where)]
+        ) from None
     except ValueError as exc:  # e.g. a unicode string with an encoding declaration
         raise MalformedXml([Problem("malformed-xml", str(exc), source, 1, 1, where)]) from None
     docinfo = tree.docinfo
     if docinfo.internalDTD is not None or docinfo.externalDTD is not None or docinfo.doctype:
-        raise UnsafeXml([
-            Problem("doctype-refused", "a document type declaration (DTD) is not allowed",
-                    source, 1, 1, where)
-        ])
+        raise UnsafeXml(
+            [
+                Problem(
+                    "doctype-refused",
+                    "a document type declaration (DTD) is not allowed",
+                    source,
+                    1,
+                    1,
+                    where,
+                )
+            ]
+        )
     _check_depth(tree.getroot(), limits, source, where)
     _check_no_entities(tree.getroot(), source, where)
     return tree
@@ -83,17 +111,33 @@ def _check_depth(root: etree._Element, limits: Limits, source: str, where: str |
     while stack:
         element, depth = stack.pop()
         if depth > limits.max_depth:
-            raise LimitExceeded([
-                Problem("too-deep", f"elements nested {depth} deep; the limit is "
-                        f"{limits.max_depth} (MEDLOOP_ERESEPT_MAX_DEPTH)", source,
-                        element.sourceline, None, where)
-            ])
+            raise LimitExceeded(
+                [
+                    Problem(
+                        "too-deep",
+                        f"elements nested {depth} deep; the limit is "
+                        f"{limits.max_depth} (MEDLOOP_ERESEPT_MAX_DEPTH)",
+                        source,
+                        element.sourceline,
+                        None,
+                        where,
+                    )
+                ]
+            )
         stack.extend((child, depth + 1) for child in element if isinstance(child.tag, str))
 
 
 def _check_no_entities(root: etree._Element, source: str, where: str | None) -> None:
     for node in root.iter(etree.Entity):
-        raise UnsafeXml([
-            Problem("entity-refused", f"entity reference {node.text!r} is not allowed", source,
-                    node.sourceline, None, where)
-        ])
+        raise UnsafeXml(
+            [
+                Problem(
+                    "entity-refused",
+                    f"entity reference {node.text!r} is not allowed",
+                    source,
+                    node.sourceline,
+                    None,
+                    where,
+                )
+            ]
+        )

@@ -156,18 +156,31 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
     tree = parse_document(data, source=source, limits=limits)
     root = tree.getroot()
     if _ns(root) != MSGHEAD_NS or _qname(root) != "MsgHead":
-        raise UnknownMessage([
-            Problem("wrong-namespace", f"the document element is {{{_ns(root)}}}{_qname(root)}, "
-                    f"not a MsgHead in {MSGHEAD_NS}", source, root.sourceline)
-        ])
+        raise UnknownMessage(
+            [
+                Problem(
+                    "wrong-namespace",
+                    f"the document element is {{{_ns(root)}}}{_qname(root)}, "
+                    f"not a MsgHead in {MSGHEAD_NS}",
+                    source,
+                    root.sourceline,
+                )
+            ]
+        )
     type_el = root.find(f"{{{MSGHEAD_NS}}}MsgInfo/{{{MSGHEAD_NS}}}Type")
     type_code = type_el.get("V") if type_el is not None else None
     if type_el is not None and type_code not in HANDLED_TYPES:
-        raise UnknownMessage([
-            Problem("unknown-message-type", f"message type {type_code!r} ({type_el.get('DN')}) "
-                    f"is not handled; handled: {', '.join(HANDLED_TYPES)}", source,
-                    type_el.sourceline)
-        ])
+        raise UnknownMessage(
+            [
+                Problem(
+                    "unknown-message-type",
+                    f"message type {type_code!r} ({type_el.get('DN')}) "
+                    f"is not handled; handled: {', '.join(HANDLED_TYPES)}",
+                    source,
+                    type_el.sourceline,
+                )
+            ]
+        )
 
     problems: list[Problem] = []
     docs: list[_Doc] = []
@@ -176,11 +189,17 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
     expected = HANDLED_TYPES.get(type_code or "")
     top = [d for d in docs if d.depth == 0]
     if expected is not None and top and not any(d.type_name == expected for d in top):
-        problems.append(Problem(
-            "content-type-mismatch", f"a {type_code} message must carry an {expected} document; "
-            f"it carries {', '.join(d.type_name for d in top)}", source, top[0].line, None,
-            top[0].where,
-        ))
+        problems.append(
+            Problem(
+                "content-type-mismatch",
+                f"a {type_code} message must carry an {expected} document; "
+                f"it carries {', '.join(d.type_name for d in top)}",
+                source,
+                top[0].line,
+                None,
+                top[0].where,
+            )
+        )
 
     reports = [
         signatures.check(data, sig, where=path_of(sig, root, ""), trust_store=config.trust_store)
@@ -189,13 +208,18 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
     for doc in docs:
         if doc.data is not None:  # the root of a decoded document
             for sig in signatures.find_signatures(doc.element):
-                reports.append(signatures.check(
-                    doc.data, sig, where=path_of(sig, doc.element, doc.where),
-                    trust_store=config.trust_store,
-                ))
+                reports.append(
+                    signatures.check(
+                        doc.data,
+                        sig,
+                        where=path_of(sig, doc.element, doc.where),
+                        trust_store=config.trust_store,
+                    )
+                )
     problems += [
         Problem("signature-invalid", r.detail, source, r.line, None, r.where)
-        for r in reports if r.status == "invalid"
+        for r in reports
+        if r.status == "invalid"
     ]
     if problems:
         raise refuse(problems)
@@ -204,12 +228,15 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
     embedded = {d.where: d.element for d in docs if d.embedded}
     lists, prescriptions, kept = [], [], []
     for doc in top:
-        if doc.type_name in ("M25.1", "M25.2", "M25.3") and _qname(doc.element) == "LegemidlerIBruk":
+        if (
+            doc.type_name in ("M25.1", "M25.2", "M25.3")
+            and _qname(doc.element) == "LegemidlerIBruk"
+        ):
             lists.append(c.read_lib(doc.element, doc.where, doc.type_name, embedded))
         elif doc.type_name == "M1" and _qname(doc.element) == "Resept":
-            prescriptions.append(c.read_resept(
-                doc.element, doc.where, msg_info.sender.healthcare_professional
-            ))
+            prescriptions.append(
+                c.read_resept(doc.element, doc.where, msg_info.sender.healthcare_professional)
+            )
         else:
             kept.append(c.unmapped(doc.element, doc.where))
     return Message(
@@ -219,8 +246,13 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
         msg_info=msg_info,
         documents=tuple(
             Document(
-                where=d.where, namespace=_ns(d.element) or "", root=_qname(d.element),
-                type=d.type_name, line=d.line, depth=d.depth, embedded=d.embedded,
+                where=d.where,
+                namespace=_ns(d.element) or "",
+                root=_qname(d.element),
+                type=d.type_name,
+                line=d.line,
+                depth=d.depth,
+                embedded=d.embedded,
                 validation=d.validation,
                 sha256=hashlib.sha256(d.data).hexdigest() if d.data is not None else None,
             )
@@ -234,7 +266,13 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
 
 
 def _take_envelope(
-    docs: list[_Doc], root, *, prefix: str, depth: int, source: str, config: ReaderConfig,
+    docs: list[_Doc],
+    root,
+    *,
+    prefix: str,
+    depth: int,
+    source: str,
+    config: ReaderConfig,
     embedded: bool = False,
 ) -> list[Problem]:
     """Validate a MsgHead (the message, or a whole message embedded in base64 as the M9.x
@@ -245,7 +283,9 @@ def _take_envelope(
             f"{schemas.schema_path(config.xsd_dir, DOCUMENT_TYPES[MSGHEAD_NS])} not found"
         )
     where = f"{prefix}/MsgHead" if prefix else None
-    contents = root.findall(f"{{{MSGHEAD_NS}}}Document/{{{MSGHEAD_NS}}}RefDoc/{{{MSGHEAD_NS}}}Content")
+    contents = root.findall(
+        f"{{{MSGHEAD_NS}}}Document/{{{MSGHEAD_NS}}}RefDoc/{{{MSGHEAD_NS}}}Content"
+    )
     # the envelope is validated without its documents (each is validated against its own
     # schema below), then the documents are put back in place
     detached = [(content, list(content)) for content in contents]
@@ -265,16 +305,32 @@ def _take_envelope(
             if not isinstance(element.tag, str):
                 continue
             problems += _take_document(
-                docs, element, where=path_of(element, root, prefix), depth=depth,
-                embedded=embedded, data=None, line=element.sourceline, source=source,
-                config=config, inline=True,
+                docs,
+                element,
+                where=path_of(element, root, prefix),
+                depth=depth,
+                embedded=embedded,
+                data=None,
+                line=element.sourceline,
+                source=source,
+                config=config,
+                inline=True,
             )
     return problems
 
 
 def _take_document(
-    docs: list[_Doc], element, *, where: str, depth: int, embedded: bool, data: bytes | None,
-    line: int | None, source: str, config: ReaderConfig, inline: bool = False,
+    docs: list[_Doc],
+    element,
+    *,
+    where: str,
+    depth: int,
+    embedded: bool,
+    data: bytes | None,
+    line: int | None,
+    source: str,
+    config: ReaderConfig,
+    inline: bool = False,
 ) -> list[Problem]:
     """Validate one document, record it, and unwrap the base64 documents inside it.
     ``inline``: a Content child of an envelope (as opposed to the root of decoded bytes)."""
@@ -283,25 +339,34 @@ def _take_document(
     doc_type = DOCUMENT_TYPES.get(namespace or "")
     if doc_type is not None and doc_type.name == "MsgHead" and embedded and not inline:
         docs.append(_Doc(where, element, depth, True, line, data, "MsgHead", "valid"))
-        found = _take_envelope(docs, element, prefix=where, depth=depth,
-                               source=source, config=config, embedded=True)
+        found = _take_envelope(
+            docs, element, prefix=where, depth=depth, source=source, config=config, embedded=True
+        )
         if any(p.where == where + "/MsgHead" for p in found):
             docs[-1].validation = "schema violation(s)"
         return problems + found
     if doc_type is None or doc_type.name == "MsgHead":
-        problems.append(Problem(
-            "unknown-namespace", f"no document type we handle has the namespace {namespace!r} "
-            f"(element {_qname(element)})", source, element.sourceline if not embedded else line,
-            None, where,
-        ))
+        problems.append(
+            Problem(
+                "unknown-namespace",
+                f"no document type we handle has the namespace {namespace!r} "
+                f"(element {_qname(element)})",
+                source,
+                element.sourceline if not embedded else line,
+                None,
+                where,
+            )
+        )
         return problems
     if doc_type.xsd11:
         status = f"not validated: its schema {doc_type.schema} is XSD 1.1, which lxml cannot read"
     else:
         schema = schemas.load_schema(config.xsd_dir, doc_type)
         if schema is None:
-            status = (f"not validated: no official schema for {doc_type.name} in the XSD folder "
-                      f"({doc_type.schema} not found)")
+            status = (
+                f"not validated: no official schema for {doc_type.name} in the XSD folder "
+                f"({doc_type.schema} not found)"
+            )
         else:
             status = "valid"
             target = element if inline else element.getroottree()
@@ -317,44 +382,86 @@ def _take_document(
         if not isinstance(holder.tag, str) or holder is element:
             continue
         name = _qname(holder)
-        if not (name in BASE64_ELEMENTS or name.endswith("B64") or _ns(holder) == BASE64_CONTAINER_NS):
+        if not (
+            name in BASE64_ELEMENTS or name.endswith("B64") or _ns(holder) == BASE64_CONTAINER_NS
+        ):
             continue
         holder_where = path_of(holder, element, prefix)
         at_line = holder.sourceline
         if depth + 1 > config.limits.max_embedding:
-            problems.append(Problem(
-                "embedding-too-deep", f"documents embedded more than {config.limits.max_embedding} "
-                "deep (MEDLOOP_ERESEPT_MAX_EMBEDDING)", source, at_line, None, holder_where,
-            ))
+            problems.append(
+                Problem(
+                    "embedding-too-deep",
+                    f"documents embedded more than {config.limits.max_embedding} "
+                    "deep (MEDLOOP_ERESEPT_MAX_EMBEDDING)",
+                    source,
+                    at_line,
+                    None,
+                    holder_where,
+                )
+            )
             continue
         text = "".join((holder.text or "").split())
         try:
             decoded = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError) as exc:
-            problems.append(Problem(
-                "embedded-not-base64", f"{name} is not valid base64 ({exc})", source, at_line,
-                None, holder_where,
-            ))
+            problems.append(
+                Problem(
+                    "embedded-not-base64",
+                    f"{name} is not valid base64 ({exc})",
+                    source,
+                    at_line,
+                    None,
+                    holder_where,
+                )
+            )
             continue
         if not decoded.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-            problems.append(Problem(
-                "embedded-not-xml", f"{name} decodes to {len(decoded)} bytes that are not an XML "
-                f"document (they start {decoded[:16]!r})", source, at_line, None, holder_where,
-            ))
+            problems.append(
+                Problem(
+                    "embedded-not-xml",
+                    f"{name} decodes to {len(decoded)} bytes that are not an XML "
+                    f"document (they start {decoded[:16]!r})",
+                    source,
+                    at_line,
+                    None,
+                    holder_where,
+                )
+            )
             continue
         try:
-            inner = parse_document(decoded, source=source, limits=config.limits,
-                                   where=f"{holder_where} (line {at_line}), decoded")
+            inner = parse_document(
+                decoded,
+                source=source,
+                limits=config.limits,
+                where=f"{holder_where} (line {at_line}), decoded",
+            )
         except EreseptError as exc:
             for p in exc.problems:
                 code = "embedded-not-xml" if p.code == "malformed-xml" else p.code
-                problems.append(Problem(code, f"{name} does not hold well-formed XML: {p.message}"
-                                        if code == "embedded-not-xml" else p.message,
-                                        p.source, p.line, p.column, p.where))
+                problems.append(
+                    Problem(
+                        code,
+                        f"{name} does not hold well-formed XML: {p.message}"
+                        if code == "embedded-not-xml"
+                        else p.message,
+                        p.source,
+                        p.line,
+                        p.column,
+                        p.where,
+                    )
+                )
             continue
         problems += _take_document(
-            docs, inner.getroot(), where=holder_where, depth=depth + 1, embedded=True,
-            data=decoded, line=at_line, source=source, config=config,
+            docs,
+            inner.getroot(),
+            where=holder_where,
+            depth=depth + 1,
+            embedded=True,
+            data=decoded,
+            line=at_line,
+            source=source,
+            config=config,
         )
     return problems
 
@@ -369,8 +476,11 @@ def _ident_list(r: c._Reader) -> tuple:
 def read_hcp(element) -> HealthcareProfessional:
     r = c._Reader(element, "")
     return HealthcareProfessional(
-        type=r.coded("TypeHealthcareProfessional"), family_name=r.text("FamilyName"),
-        middle_name=r.text("MiddleName"), given_name=r.text("GivenName"), idents=_ident_list(r),
+        type=r.coded("TypeHealthcareProfessional"),
+        family_name=r.text("FamilyName"),
+        middle_name=r.text("MiddleName"),
+        given_name=r.text("GivenName"),
+        idents=_ident_list(r),
     )
 
 
@@ -379,7 +489,8 @@ def read_organisation(element) -> Organisation:
     hcp = r.one("HealthcareProfessional")
     sub = r.one("Organisation")
     return Organisation(
-        name=r.text("OrganisationName"), idents=_ident_list(r),
+        name=r.text("OrganisationName"),
+        idents=_ident_list(r),
         healthcare_professional=read_hcp(hcp) if hcp is not None else None,
         organisation=read_organisation(sub) if sub is not None else None,
     )
@@ -388,9 +499,12 @@ def read_organisation(element) -> Organisation:
 def read_patient(element) -> Patient:
     r = c._Reader(element, "")
     return Patient(
-        family_name=r.text("FamilyName"), middle_name=r.text("MiddleName"),
-        given_name=r.text("GivenName"), date_of_birth=r.text("DateOfBirth"),
-        sex=r.coded("Sex"), idents=_ident_list(r),
+        family_name=r.text("FamilyName"),
+        middle_name=r.text("MiddleName"),
+        given_name=r.text("GivenName"),
+        date_of_birth=r.text("DateOfBirth"),
+        sex=r.coded("Sex"),
+        idents=_ident_list(r),
     )
 
 
@@ -402,7 +516,8 @@ def read_msg_info(element) -> MsgInfo:
     if conv is not None:
         cr = c._Reader(conv, "")
         conversation = ConversationRef(
-            ref_to_parent=cr.text("RefToParent") or "", ref_to_conversation=cr.text("RefToConversation") or ""
+            ref_to_parent=cr.text("RefToParent") or "",
+            ref_to_conversation=cr.text("RefToConversation") or "",
         )
     sender = r.one("Sender")
     receiver = r.one("Receiver")

@@ -133,9 +133,7 @@ def load_schema(xsd_dir: Path, doc_type: DocumentType) -> etree.XMLSchema | None
     return schema
 
 
-def violations(
-    schema: etree.XMLSchema, target, *, source: str, where: str | None
-) -> list[Problem]:
+def violations(schema: etree.XMLSchema, target, *, source: str, where: str | None) -> list[Problem]:
     """Every violation of ``target`` (a tree or one element of it) against ``schema``."""
     if schema.validate(target):
         return []

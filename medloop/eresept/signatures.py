@@ -68,13 +68,19 @@ def check(
     line = signature.sourceline
     if trust_store is None:
         return SignatureReport(
-            where=where, line=line, status=NO_TRUST_STORE, signer=signer,
+            where=where,
+            line=line,
+            status=NO_TRUST_STORE,
+            signer=signer,
             detail=f"{_methods(signature)} signature; set MEDLOOP_ERESEPT_TRUST_STORE to verify",
         )
     pems = trust_store_pem(trust_store)
     if not pems:
         return SignatureReport(
-            where=where, line=line, status="invalid", signer=signer,
+            where=where,
+            line=line,
+            status="invalid",
+            signer=signer,
             detail=f"the trust store {trust_store} holds no PEM certificate",
         )
     from signxml import SignatureConfiguration, XMLVerifier
@@ -95,12 +101,18 @@ def check(
         XMLVerifier().verify(target, ca_pem_file=bundle, parser=parser, expect_config=config)
     except (SignXMLException, InvalidInput, ValueError) as exc:
         return SignatureReport(
-            where=where, line=line, status="invalid", signer=signer,
+            where=where,
+            line=line,
+            status="invalid",
+            signer=signer,
             detail=f"{type(exc).__name__}: {exc}",
         )
     finally:
         os.unlink(bundle)
     return SignatureReport(
-        where=where, line=line, status="verified", signer=signer,
+        where=where,
+        line=line,
+        status="verified",
+        signer=signer,
         detail=f"{_methods(signature)} signature verified against the trust store {trust_store}",
     )

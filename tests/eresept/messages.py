@@ -44,8 +44,12 @@ def read(data: bytes, source: str = "msg.xml", **kwargs):
 
 
 def without_signature(data: bytes) -> bytes:
-    return re.sub(rb"\s*<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">.*</Signature>",
-                  b"", data, flags=re.S)
+    return re.sub(
+        rb"\s*<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">.*</Signature>",
+        b"",
+        data,
+        flags=re.S,
+    )
 
 
 B64 = re.compile(rb"<ReseptDokLegemiddelB64>([^<]*)</ReseptDokLegemiddelB64>")
@@ -59,7 +63,7 @@ def replace_embedded(data: bytes, index: int, payload: bytes, *, encode: bool = 
     """The message with its ``index``-th ``ReseptDokLegemiddelB64`` holding ``payload``."""
     found = list(B64.finditer(data))[index]
     body = base64.b64encode(payload) if encode else payload
-    return data[: found.start(1)] + body + data[found.end(1):]
+    return data[: found.start(1)] + body + data[found.end(1) :]
 
 
 def line_of(data: bytes, needle: bytes) -> int:

@@ -28,7 +28,9 @@ from tests.eresept.messages import (
 
 pytestmark = needs_shared
 
-SECOND_ENTRY = "MsgHead/Document/RefDoc/Content/LegemidlerIBruk/EnkeltoppforingLIB[2]/ReseptDokLegemiddelB64"
+SECOND_ENTRY = (
+    "MsgHead/Document/RefDoc/Content/LegemidlerIBruk/EnkeltoppforingLIB[2]/ReseptDokLegemiddelB64"
+)
 
 
 def test_a_truncated_message_is_malformed_with_the_line_where_it_ends():
@@ -93,11 +95,15 @@ def test_a_message_whose_content_is_not_its_type_is_refused():
     with pytest.raises(UnknownMessage) as caught:
         read(data)
     assert caught.value.code == "content-type-mismatch"
-    assert "ERM1 message must carry an M1 document; it carries M5" in caught.value.problems[0].message
+    assert (
+        "ERM1 message must carry an M1 document; it carries M5" in caught.value.problems[0].message
+    )
 
 
 def test_an_envelope_schema_violation_has_its_line():
-    data = example("M1").replace(b"<MIGversion>v1.2 2006-05-24</MIGversion>", b"<MIGversion>v9</MIGversion>")
+    data = example("M1").replace(
+        b"<MIGversion>v1.2 2006-05-24</MIGversion>", b"<MIGversion>v9</MIGversion>"
+    )
     with pytest.raises(SchemaViolation) as caught:
         read(data)
     problem = caught.value.problems[0]
@@ -107,9 +113,11 @@ def test_an_envelope_schema_violation_has_its_line():
 
 
 def test_every_violation_of_a_content_document_is_reported_with_its_line():
-    data = (example("M1")
-            .replace(b"<Utloper>2020-07-16+02:00</Utloper>", b"<Utloper>next summer</Utloper>")
-            .replace(b"<Antall>1</Antall>", b"<Antall>one</Antall>"))
+    data = (
+        example("M1")
+        .replace(b"<Utloper>2020-07-16+02:00</Utloper>", b"<Utloper>next summer</Utloper>")
+        .replace(b"<Antall>1</Antall>", b"<Antall>one</Antall>")
+    )
     with pytest.raises(SchemaViolation) as caught:
         read(data)
     lines = sorted(p.line for p in caught.value.problems)
@@ -119,7 +127,9 @@ def test_every_violation_of_a_content_document_is_reported_with_its_line():
 
 def test_a_violation_inside_an_embedded_m1_names_the_embedding_element_and_its_own_line():
     data = example("M25.1")
-    m1 = embedded_m1s(data)[1].replace(b"<Reiterasjon>3</Reiterasjon>", b"<Reiterasjon>tre</Reiterasjon>")
+    m1 = embedded_m1s(data)[1].replace(
+        b"<Reiterasjon>3</Reiterasjon>", b"<Reiterasjon>tre</Reiterasjon>"
+    )
     bad = replace_embedded(data, 1, m1)
     with pytest.raises(SchemaViolation) as caught:
         read(bad)

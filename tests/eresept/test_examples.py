@@ -13,8 +13,17 @@ pytestmark = needs_shared
 def test_every_official_example_reads_with_its_envelope_and_documents(name):
     message = read(example(name))
     info = message.msg_info
-    assert info.type == {"M1": "ERM1", "M10": "ERM10", "M25.1": "ERM251", "M25.2": "ERM252",
-                         "M27.1": "ERM271", "M5": "ERM5"}[name]
+    assert (
+        info.type
+        == {
+            "M1": "ERM1",
+            "M10": "ERM10",
+            "M25.1": "ERM251",
+            "M25.2": "ERM252",
+            "M27.1": "ERM271",
+            "M5": "ERM5",
+        }[name]
+    )
     assert info.mig_version == "v1.2 2006-05-24"
     assert info.patient.national_id == "21014605158"
     assert info.patient.national_id_type == "FNR"
@@ -34,11 +43,20 @@ def test_the_envelope_of_the_m25_1_example_as_typed_values():
     assert info.sender.org_number == "100169444"
     assert [i.type_code for i in info.sender.idents] == ["ENH", "HER", "RSH"]
     gp = info.sender.healthcare_professional
-    assert (gp.hpr, gp.given_name, gp.family_name, gp.type.v) == ("431002737", "Anja Fos", "Eidsvik", "LE")
+    assert (gp.hpr, gp.given_name, gp.family_name, gp.type.v) == (
+        "431002737",
+        "Anja Fos",
+        "Eidsvik",
+        "LE",
+    )
     assert info.receiver.name == "Reseptformidleren"
     assert info.receiver.her_id == "80624"
     assert info.receiver.org_number == "915933149"
-    assert (info.patient.given_name, info.patient.family_name, info.patient.sex.v) == ("OTTAR", "KNUTSEN", "1")
+    assert (info.patient.given_name, info.patient.family_name, info.patient.sex.v) == (
+        "OTTAR",
+        "KNUTSEN",
+        "1",
+    )
 
 
 def test_the_m25_1_example_unwraps_each_entrys_m1_with_its_path_and_type():
@@ -69,12 +87,22 @@ def test_the_m25_1_example_as_a_list_of_entries_with_drugs_dosage_and_discontinu
     assert first.start_date == "2019-06-18"
     assert first.type.v == "E"
     drug = first.drug
-    assert (drug.kind, drug.varenr, drug.atc.v, drug.atc.dn) == ("Legemiddelpakning", "057932", "R06AE07", "Cetirizin")
+    assert (drug.kind, drug.varenr, drug.atc.v, drug.atc.dn) == (
+        "Legemiddelpakning",
+        "057932",
+        "R06AE07",
+        "Cetirizin",
+    )
     assert drug.name_form_strength == "Cetimax Tab 10 mg"
     assert (drug.trade_name, drug.package_size, drug.package_unit.v) == ("Cetimax", "100", "stk")
     assert drug.dosage_form.v == "53"
     rx = first.prescription
-    assert (rx.quantity, rx.repeats, rx.reimbursement_basis.v, rx.reimbursement_code.v) == ("1", 3, "200", "R97")
+    assert (rx.quantity, rx.repeats, rx.reimbursement_basis.v, rx.reimbursement_code.v) == (
+        "1",
+        3,
+        "200",
+        "R97",
+    )
     fs = rx.forskrivning
     assert fs.dosage_text == "1 tablett daglig"
     assert (fs.short_dose.v, fs.short_dose.ot) == ("93", "1 tablett daglig")
@@ -82,9 +110,10 @@ def test_the_m25_1_example_as_a_list_of_entries_with_drugs_dosage_and_discontinu
     assert fs.use_area == "ALLERGIMEDISIN"
     dose = fs.dosages[0]
     assert dose.start == "2019-06-18"
-    assert [(d.amount.v, d.amount.u, d.interval.v, d.interval.u, d.time_of_day.v, d.exact) for d in dose.fixed] == [
-        ("1", "tablett", "1", "Døgn", "1", False)
-    ]
+    assert [
+        (d.amount.v, d.amount.u, d.interval.v, d.interval.u, d.time_of_day.v, d.exact)
+        for d in dose.fixed
+    ] == [("1", "tablett", "1", "Døgn", "1", False)]
     assert third.roles[0].person.specialty.dn == "Revmatologi"
     assert third.prescription.forskrivning.dosages == ()  # as needed, dosage as text only
     assert third.prescription.forskrivning.dosage_text == "1-2 tabletter inntil 3 ganger daglig"
@@ -104,7 +133,11 @@ def test_the_m1_example_as_a_prescription_with_its_prescriber():
     assert message.msg_id == "ef36537f-563b-4fb1-b93d-1681170f9817"
     rx = message.prescriptions[0]
     assert (rx.issued, rx.expires, rx.free_card, rx.multidose_prescription) == (
-        "2019-07-17+02:00", "2020-07-16+02:00", False, False)
+        "2019-07-17+02:00",
+        "2020-07-16+02:00",
+        False,
+        False,
+    )
     assert rx.fest_updated == "2019-07-05T13:37:50"
     assert rx.prescriber.hpr == "431002737"
     assert (rx.document.quantity, rx.document.repeats, rx.document.product_group.v) == ("1", 0, "L")
@@ -121,7 +154,11 @@ def test_the_m25_2_example_keeps_the_pharmacys_question():
     lib = read(example("M25.2")).lists[0]
     assert lib.type == "M25.2"
     question = lib.entries[0].questions[0]
-    assert (question.code.v, question.code.dn, question.asked_by) == ("3", "Skal resepten fornyes", "8091831")
+    assert (question.code.v, question.code.dn, question.asked_by) == (
+        "3",
+        "Skal resepten fornyes",
+        "8091831",
+    )
     assert lib.entries[1].questions == ()
 
 
@@ -141,10 +178,12 @@ def test_m27_1_has_no_published_schema_and_says_so():
 
 def test_an_element_the_models_do_not_map_is_kept_with_its_path_and_xml():
     data = example("M1").replace(
-        b"<OppdatertFest>", b"<EkspAnm><Vilkar>true</Vilkar><MetodeEkspedering V=\"1\"/>"
+        b"<OppdatertFest>",
+        b'<EkspAnm><Vilkar>true</Vilkar><MetodeEkspedering V="1"/>'
         b"<Utleverer>Apotek</Utleverer><Kontaktperson>Kari</Kontaktperson>"
-        b"<OrgNrUtleverer>983044778</OrgNrUtleverer><UtlevererNavn>Apotek 1</UtlevererNavn></EkspAnm>"
-        b"<OppdatertFest>"
+        b"<OrgNrUtleverer>983044778</OrgNrUtleverer>"
+        b"<UtlevererNavn>Apotek 1</UtlevererNavn></EkspAnm>"
+        b"<OppdatertFest>",
     )
     rx = read(data).prescriptions[0]
     assert [u.path for u in rx.unmapped] == ["MsgHead/Document/RefDoc/Content/Resept/EkspAnm"]

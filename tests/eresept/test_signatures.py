@@ -17,7 +17,6 @@ from signxml.algorithms import CanonicalizationMethod
 from medloop.eresept.errors import SignatureInvalid
 from medloop.eresept.signatures import NO_TRUST_STORE
 from tests.eresept.messages import (
-    embedded_m1s,
     example,
     needs_shared,
     read,
@@ -29,8 +28,12 @@ pytestmark = needs_shared
 
 
 def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "NO"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "NO"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common),
+        ]
+    )
 
 
 def _key():
@@ -42,14 +45,27 @@ def _ca(common: str):
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(common)).issuer_name(_name(common))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+        .subject_name(_name(common))
+        .issuer_name(_name(common))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -61,17 +77,31 @@ def _leaf(ca_key, ca_cert, common: str):
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(common)).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+        .subject_name(_name(common))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=True, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert
@@ -93,7 +123,8 @@ def sign(data: bytes, pki) -> bytes:
     """The document signed enveloped (the way MsgHead is: RSA-SHA256, exclusive c14n)."""
     root = etree.fromstring(without_signature(data))
     signed = XMLSigner(
-        signature_algorithm="rsa-sha256", digest_algorithm="sha256",
+        signature_algorithm="rsa-sha256",
+        digest_algorithm="sha256",
         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
     ).sign(root, key=pki["key"], cert=[pki["cert"]])
     return etree.tostring(signed, xml_declaration=True, encoding="utf-8")
@@ -140,7 +171,9 @@ def test_without_a_trust_store_a_signature_is_reported_present_not_verified(pki)
 
 def test_the_official_examples_signatures_are_reported_never_dropped():
     message = read(example("M25.1"))
-    assert [(s.where, s.status) for s in message.signatures] == [("MsgHead/Signature", NO_TRUST_STORE)]
+    assert [(s.where, s.status) for s in message.signatures] == [
+        ("MsgHead/Signature", NO_TRUST_STORE)
+    ]
     assert "ANJA FOS EIDSVIK" in message.signatures[0].signer
     assert read(example("M25.2")).signatures == ()  # the M25.2 example is not signed
 
@@ -158,7 +191,9 @@ def test_a_whole_signed_message_embedded_in_base64_has_its_signature_checked(pki
     message_data = replace_embedded(data, 0, signed_m1)
     store = _store(tmp_path, pki["ca"])
     message = read(message_data, trust_store=store)
-    holder = "MsgHead/Document/RefDoc/Content/LegemidlerIBruk/EnkeltoppforingLIB[1]/ReseptDokLegemiddelB64"
+    holder = (
+        "MsgHead/Document/RefDoc/Content/LegemidlerIBruk/EnkeltoppforingLIB[1]/ReseptDokLegemiddelB64"
+    )
     (report,) = message.signatures
     assert report.status == "verified"
     assert report.where == holder + "/MsgHead/Signature"
@@ -166,7 +201,9 @@ def test_a_whole_signed_message_embedded_in_base64_has_its_signature_checked(pki
         ("MsgHead", holder, 1),
         ("M1", holder + "/MsgHead/Document/RefDoc/Content/Resept", 1),
     ]
-    tampered = replace_embedded(data, 0, signed_m1.replace(b"<Antall>1</Antall>", b"<Antall>4</Antall>"))
+    tampered = replace_embedded(
+        data, 0, signed_m1.replace(b"<Antall>1</Antall>", b"<Antall>4</Antall>")
+    )
     with pytest.raises(SignatureInvalid) as caught:
         read(tampered, trust_store=store)
     assert caught.value.problems[0].where == holder + "/MsgHead/Signature"
