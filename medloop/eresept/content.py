@@ -184,7 +184,8 @@ class LegemidlerIBruk(Frozen):
 
 
 def local(element) -> str:
-    return etree.QName(element).localname
+    tag = element.tag
+    return tag[tag.find("}") + 1 :]
 
 
 class _Reader:
@@ -195,14 +196,17 @@ class _Reader:
         self.path = path
         self.used: set[int] = set()
         self.children = [c for c in element if isinstance(c.tag, str)]
+        self.by_name: dict[str, list[etree._Element]] = {}
+        for child in self.children:
+            self.by_name.setdefault(local(child), []).append(child)
 
     def path_of(self, child) -> str:
         name = local(child)
-        same = [c for c in self.children if local(c) == name]
+        same = self.by_name.get(name, [])
         return f"{self.path}/{name}" + (f"[{same.index(child) + 1}]" if len(same) > 1 else "")
 
     def all(self, name: str) -> list[etree._Element]:
-        found = [c for c in self.children if local(c) == name]
+        found = self.by_name.get(name, [])
         self.used.update(id(c) for c in found)
         return found
 

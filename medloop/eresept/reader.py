@@ -123,11 +123,13 @@ def refuse(problems: list[Problem]) -> EreseptError:
 
 
 def _qname(element) -> str:
-    return etree.QName(element).localname
+    tag = element.tag
+    return tag[tag.find("}") + 1 :]
 
 
 def _ns(element) -> str | None:
-    return etree.QName(element).namespace
+    tag = element.tag
+    return tag[1 : tag.find("}")] if tag.startswith("{") else None
 
 
 def path_of(element: etree._Element, root: etree._Element, prefix: str) -> str:
@@ -188,7 +190,17 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
 
     expected = HANDLED_TYPES.get(type_code or "")
     top = [d for d in docs if d.depth == 0]
-    if expected is not None and top and not any(d.type_name == expected for d in top):
+    if expected is not None and not top:
+        problems.append(
+            Problem(
+                "content-type-mismatch",
+                f"a {type_code} message must carry an {expected} document in "
+                "Document/RefDoc/Content; it carries none",
+                source,
+                root.sourceline,
+            )
+        )
+    elif expected is not None and not any(d.type_name == expected for d in top):
         problems.append(
             Problem(
                 "content-type-mismatch",

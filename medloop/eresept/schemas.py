@@ -100,8 +100,8 @@ class _LocalResolver(etree.Resolver):
         return None
 
 
-_cache: dict[Path, etree.XMLSchema] = {}
-_lock = threading.Lock()
+# compiled schemas, per thread (lxml validators are not to be shared between threads)
+_local = threading.local()
 
 
 def schema_path(xsd_dir: Path | None, doc_type: DocumentType) -> Path:
@@ -117,19 +117,25 @@ def schema_path(xsd_dir: Path | None, doc_type: DocumentType) -> Path:
 
 
 def load_schema(xsd_dir: Path, doc_type: DocumentType) -> etree.XMLSchema | None:
-    """The compiled schema (cached per file), or None when the folder lacks the file."""
+    """The compiled schema (cached per folder and file, per thread), or None when the folder
+    lacks the file."""
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    key = (str(xsd_dir), doc_type.schema)
+    if key in cache:
+        return cache[key]
     path = schema_path(xsd_dir, doc_type).resolve()
-    with _lock:
-        cached = _cache.get(path)
-    if cached is not None:
-        return cached
     if not path.is_file():
+        cache[key] = None
         return None
     parser = etree.XMLParser(no_network=True, load_dtd=False, resolve_entities="internal")
     parser.resolvers.add(_LocalResolver(Path(xsd_dir).resolve()))
-    schema = etree.XMLSchema(etree.parse(str(path), parser))
-    with _lock:
-        _cache[path] = schema
+    try:
+        schema = etree.XMLSchema(etree.parse(str(path), parser))
+    except (etree.XMLSyntaxError, etree.XMLSchemaParseError, OSError) as exc:
+        raise SchemaConfigMissing(f"the schema {path} cannot be read: {exc}") from None
+    cache[key] = schema
     return schema
 
 

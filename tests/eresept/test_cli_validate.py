@@ -55,8 +55,7 @@ def test_valid_prints_the_type_the_msgid_and_each_embedded_document():
     )
     assert (
         "  M25.1 <LegemidlerIBruk> at MsgHead/Document/RefDoc/Content/LegemidlerIBruk "
-        "(line 88): valid"
-        in lines
+        "(line 88): valid" in lines
     )
     embedded = [line for line in lines if line.startswith("    M1 <ReseptDokLegemiddel>")]
     assert len(embedded) == 4

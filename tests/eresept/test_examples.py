@@ -188,3 +188,21 @@ def test_an_element_the_models_do_not_map_is_kept_with_its_path_and_xml():
     rx = read(data).prescriptions[0]
     assert [u.path for u in rx.unmapped] == ["MsgHead/Document/RefDoc/Content/Resept/EkspAnm"]
     assert "<Kontaktperson>Kari</Kontaktperson>" in rx.unmapped[0].xml
+
+
+def test_an_extension_document_is_reported_as_not_validated_because_its_schema_is_xsd_1_1():
+    extension = (
+        b'<Document><RefDoc><MsgType V="XML" DN="XML-instans"/><Content>'
+        b'<LegemidlerIbrukUtvidelse xmlns="http://www.kith.no/xmlstds/eresept/m251/2013-10-08/'
+        b'extension/1"><Dosering><EnkeltoppforingLIB_ref>x</EnkeltoppforingLIB_ref></Dosering>'
+        b"</LegemidlerIbrukUtvidelse></Content></RefDoc></Document>"
+    )
+    data = example("M25.1").replace(b"  </Document>\n", b"  </Document>\n" + extension, 1)
+    message = read(data)
+    (doc,) = [d for d in message.documents if d.type == "M25.1 extension 1"]
+    assert doc.where == "MsgHead/Document[2]/RefDoc/Content/LegemidlerIbrukUtvidelse"
+    assert doc.validation == (
+        "not validated: its schema eresept/ER-M251-2013-10-08-extension-1.xsd is XSD 1.1, "
+        "which lxml cannot read"
+    )
+    assert "EnkeltoppforingLIB_ref" in message.unmapped[0].xml  # kept whole, not dropped
