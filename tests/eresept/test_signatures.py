@@ -191,7 +191,8 @@ def test_a_whole_signed_message_embedded_in_base64_has_its_signature_checked(pki
     message_data = replace_embedded(data, 0, signed_m1)
     store = _store(tmp_path, pki["ca"])
     message = read(message_data, trust_store=store)
-    holder = "MsgHead/Document/RefDoc/Content/LegemidlerIBruk/EnkeltoppforingLIB[1]/ReseptDokLegemiddelB64"
+    holder = "MsgHead/Document/RefDoc/Content/LegemidlerIBruk/EnkeltoppforingLIB[1]"
+    holder += "/ReseptDokLegemiddelB64"
     (report,) = message.signatures
     assert report.status == "verified"
     assert report.where == holder + "/MsgHead/Signature"
