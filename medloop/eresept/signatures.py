@@ -74,6 +74,14 @@ def check(
             signer=signer,
             detail=f"{_methods(signature)} signature; set MEDLOOP_ERESEPT_TRUST_STORE to verify",
         )
+    if not trust_store.is_dir():
+        return SignatureReport(
+            where=where,
+            line=line,
+            status="invalid",
+            signer=signer,
+            detail=f"the trust store {trust_store} is not a folder (MEDLOOP_ERESEPT_TRUST_STORE)",
+        )
     pems = trust_store_pem(trust_store)
     if not pems:
         return SignatureReport(

@@ -206,3 +206,14 @@ def test_an_extension_document_is_reported_as_not_validated_because_its_schema_i
         "which lxml cannot read"
     )
     assert "EnkeltoppforingLIB_ref" in message.unmapped[0].xml  # kept whole, not dropped
+
+
+def test_a_message_survives_a_json_round_trip_as_the_same_frozen_value():
+    from medloop.eresept import Message
+
+    message = read(example("M25.1"))
+    again = Message.model_validate_json(message.model_dump_json())
+    assert again == message
+    assert again.lists[0].entries[3].discontinued.reason.dn == "Annen årsak"
+    with pytest.raises(ValueError):
+        message.lists[0].entries[0].id = "changed"  # frozen

@@ -206,3 +206,14 @@ def test_a_whole_signed_message_embedded_in_base64_has_its_signature_checked(pki
     with pytest.raises(SignatureInvalid) as caught:
         read(tampered, trust_store=store)
     assert caught.value.problems[0].where == holder + "/MsgHead/Signature"
+
+
+def test_a_trust_store_that_is_not_a_folder_or_is_empty_verifies_nothing(pki, tmp_path):
+    signed = sign(example("M1"), pki)
+    with pytest.raises(SignatureInvalid) as caught:
+        read(signed, trust_store=tmp_path / "absent")
+    assert "is not a folder" in caught.value.problems[0].message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SignatureInvalid) as caught:
+        read(signed, trust_store=tmp_path / "empty")
+    assert "holds no PEM certificate" in caught.value.problems[0].message
