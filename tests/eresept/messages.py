@@ -16,8 +16,9 @@ SHARED = REPO.parent / "shared" / "reference"
 MESSAGES = SHARED / "messages"
 XSD = SHARED / "xsd"
 
+SHARED_PRESENT = MESSAGES.is_dir() and (XSD / "felleskomponenter" / "MsgHead-v1_2.xsd").is_file()
 needs_shared = pytest.mark.skipif(
-    not (MESSAGES.is_dir() and (XSD / "felleskomponenter" / "MsgHead-v1_2.xsd").is_file()),
+    not SHARED_PRESENT,
     reason="../shared/reference (official e-prescription examples and XSDs) not present",
 )
 

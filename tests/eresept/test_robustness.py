@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from medloop.eresept import EreseptError, ReaderConfig, SchemaConfigMissing
 from medloop.eresept.reader import read_message
-from tests.eresept.messages import EXAMPLES, XSD, example, needs_shared, read
+from tests.eresept.messages import EXAMPLES, SHARED_PRESENT, example, needs_shared, read
 
 pytestmark = needs_shared
 
-SOURCES = {name: example(name) for name in EXAMPLES} if XSD.is_dir() else {}
+SOURCES = {name: example(name) for name in EXAMPLES} if SHARED_PRESENT else {}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
