@@ -217,3 +217,16 @@ def test_a_trust_store_that_is_not_a_folder_or_is_empty_verifies_nothing(pki, tm
     with pytest.raises(SignatureInvalid) as caught:
         read(signed, trust_store=tmp_path / "empty")
     assert "holds no PEM certificate" in caught.value.problems[0].message
+
+
+def test_a_sha1_signature_is_invalid_whatever_the_trust_store(tmp_path):
+    """The official M10 example is signed RSA-SHA1, which signxml refuses by default."""
+    import base64
+    import re
+
+    data = example("M10")
+    der = re.search(rb"<X509Certificate>([^<]+)<", data).group(1)
+    own = x509.load_der_x509_certificate(base64.b64decode(der))
+    with pytest.raises(SignatureInvalid) as caught:
+        read(data, trust_store=_store(tmp_path, own))
+    assert "RSA_SHA1 forbidden" in caught.value.problems[0].message
