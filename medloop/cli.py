@@ -682,3 +682,82 @@ def records_check(
         _stderr(f"{len(found)} stored record(s) cannot be read")
     if found:
         raise typer.Exit(EXIT_UNREADABLE)
+    print(json.dumps(run_job(_engine(db), name, moment)))
+
+
+# --- e-prescription messages (medloop.eresept): reading and validating ----------------------
+
+eresept_app = typer.Typer(
+    help="National e-prescription messages (MsgHead with M1, M5, M10, M25.x, M27.1).",
+    no_args_is_help=True,
+)
+app.add_typer(eresept_app, name="eresept")
+
+
+@eresept_app.command("validate")
+def eresept_validate(
+    path: Annotated[Path, typer.Argument(help="The message: one MsgHead XML file.")],
+    xsd_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with eresept/ and felleskomponenter/ "
+            "(default: $MEDLOOP_ERESEPT_XSD_DIR or ../shared/reference/xsd)."
+        ),
+    ] = None,
+    trust_store: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of PEM certificates to verify signatures against (default: "
+            "$MEDLOOP_ERESEPT_TRUST_STORE; none: signatures are reported, not verified)."
+        ),
+    ] = None,
+) -> None:
+    """Validate a message and every document in it (base64-embedded ones too) against the
+    official XSDs, and check its signatures; every violation with its line on stderr.
+    Exit 0 valid, 1 invalid or malformed, 2 missing configuration."""
+    from dataclasses import replace
+
+    from medloop.eresept import EreseptError, ReaderConfig, SchemaConfigMissing, read_message
+
+    try:
+        config = ReaderConfig.from_env()
+    except ValueError as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
+    if xsd_dir is not None:
+        config = replace(config, xsd_dir=xsd_dir)
+    if trust_store is not None:
+        config = replace(config, trust_store=trust_store)
+    if config.trust_store is not None and not config.trust_store.is_dir():
+        _stderr(
+            f"error: trust store {config.trust_store} is not a folder (MEDLOOP_ERESEPT_TRUST_STORE)"
+        )
+        raise typer.Exit(2)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _stderr(f"{path}: cannot read: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        message = read_message(data, source=str(path), config=config)
+    except SchemaConfigMissing as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
+    except EreseptError as exc:
+        for problem in exc.problems:
+            _stderr(str(problem))
+        _stderr(f"{path}: invalid: {len(exc.problems)} problem(s)")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    info = message.msg_info
+    unchecked = [d for d in message.documents if d.validation != "valid"]
+    verdict = "valid" if not unchecked else (
+        f"valid envelope, {len(unchecked)} document(s) not schema-validated (below)"
+    )
+    typer.echo(f"{path}: {verdict}: {info.type} ({info.type_name}) MsgId {info.msg_id}")
+    for document in message.documents:
+        indent = "  " * (document.depth + 1)
+        typer.echo(f"{indent}{document.type} <{document.root}> at {document.where} "
+                   f"(line {document.line}): {document.validation}")
+    for signature in message.signatures:
+        typer.echo(f"  signature at {signature.where} (line {signature.line}): {signature.status}"
+                   + (f" — {signature.signer}" if signature.signer else ""))
