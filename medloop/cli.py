@@ -294,11 +294,8 @@ def demo(
 def _serve(
     db: str | None, host: str, port: int, *, allow_dev_keys: bool, workers: int = 1
 ) -> None:
-    import uvicorn
-
     from medloop.api.auth import TokenVerifier
     from medloop.api.config import ApiSettings, InvalidSetting
-    from medloop.api.server import HttpProtocol, settle_heap
 
     try:
         settings = ApiSettings.from_env(db)
@@ -324,7 +321,17 @@ def _serve(
         _stderr(f"error: {exc}")
         raise typer.Exit(2) from None
     run_dir = _prepare_run_dir(workers)  # before the app (and prometheus_client) is imported
+    try:
+        _run_server(settings, host, port, workers)
+    finally:
+        _forget_run_dir(run_dir)
+
+
+def _run_server(settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
     from medloop.api.app import create_app
+    from medloop.api.server import HttpProtocol, settle_heap
 
     typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
     app_ = create_app(settings)  # migrates the schema, once, before any worker starts
@@ -346,9 +353,18 @@ def _serve(
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
-        import shutil
 
-        shutil.rmtree(run_dir, ignore_errors=True)
+
+def _forget_run_dir(run_dir: Path) -> None:
+    """Remove the run folder and the variables that name it (a server started in-process, as
+    the tests do, leaves nothing behind for the next one)."""
+    import os
+    import shutil
+
+    for name in ("MEDLOOP_RUN_DIR", "PROMETHEUS_MULTIPROC_DIR"):
+        if os.environ.get(name, "").startswith(str(run_dir)):
+            del os.environ[name]
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _prepare_run_dir(workers: int) -> Path:
@@ -682,7 +698,6 @@ def records_check(
         _stderr(f"{len(found)} stored record(s) cannot be read")
     if found:
         raise typer.Exit(EXIT_UNREADABLE)
-    print(json.dumps(run_job(_engine(db), name, moment)))
 
 
 # --- e-prescription messages (medloop.eresept): reading and validating ----------------------

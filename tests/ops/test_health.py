@@ -96,3 +96,27 @@ def test_the_scheduler_writes_its_heartbeat_into_the_run_folder(tmp_path, monkey
         assert scheduler.get_job("heartbeat") is not None
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_a_server_run_in_process_leaves_no_run_folder_or_variable_behind(
+    monkeypatch, sqlite_url
+):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from medloop.cli import app
+
+    seen = []
+
+    def served(*_args, **_kwargs):
+        seen.append(os.environ.get("MEDLOOP_RUN_DIR"))
+
+    monkeypatch.setattr(uvicorn, "run", served)
+    monkeypatch.setenv("MEDLOOP_ALLOW_DEV_KEYS", "1")
+    monkeypatch.setenv("MEDLOOP_SCHEDULER", "off")
+    monkeypatch.delenv("MEDLOOP_RUN_DIR", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert seen and seen[0] is not None  # the server had its run folder ...
+    assert "MEDLOOP_RUN_DIR" not in os.environ  # ... and took it away with it
+    assert not os.path.exists(seen[0])
