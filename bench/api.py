@@ -119,8 +119,9 @@ class Client(threading.Thread):
         self.error: str | None = None
         self.http: http.client.HTTPConnection | None = None
 
-    def _call(self, label: str, method: str, path: str, token: str, body=None,
-              headers=None) -> tuple[int, dict[str, str]]:
+    def _due(self, token: str, body, headers) -> tuple[float, dict[str, str], bytes | None]:
+        """Wait until this request is due (paced), then its start time (when it was due: no
+        coordinated omission), headers and body."""
         due = None if self.schedule is None else next(self.schedule)
         if due is not None:
             wait = due - time.perf_counter()
@@ -132,6 +133,11 @@ class Client(threading.Thread):
         if body is not None:
             payload = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
+        return started, sent, payload
+
+    def _call(self, label: str, method: str, path: str, token: str, body=None,
+              headers=None) -> tuple[int, dict[str, str]]:
+        started, sent, payload = self._due(token, body, headers)
         assert self.http is not None
         self.http.request(method, path, body=payload, headers=sent)
         response = self.http.getresponse()

@@ -74,17 +74,7 @@ class SoakClient(api.Client):
 
     def _call(self, label: str, method: str, path: str, token: str, body=None,
               headers=None) -> tuple[int, dict[str, str]]:
-        due = None if self.schedule is None else next(self.schedule)
-        if due is not None:
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-        started = time.perf_counter() if due is None else due
-        sent = {"Authorization": f"Bearer {token}", **(headers or {})}
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            sent["Content-Type"] = "application/json"
+        started, sent, payload = self._due(token, body, headers)
         if method == "POST":
             sent.setdefault("Idempotency-Key", str(uuid.uuid4()))
         status, etag = 0, ""
