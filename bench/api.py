@@ -306,15 +306,7 @@ def run(url: str, args: argparse.Namespace) -> dict:
     port = _free_port()
     env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url,
            "MEDLOOP_SCHEDULER": "off"}
-    # The server's log lines (one per request) go to a file: a pipe nobody reads would fill
-    # and stop the server.
-    server_log = tempfile.TemporaryFile()
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
-         "--workers", str(args.workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=server_log,
-    )
-    server.log = server_log  # type: ignore[attr-defined]
+    server = start_server(env, port, args.workers)
     tokens = {
         "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
         "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
@@ -331,6 +323,19 @@ def run(url: str, args: argparse.Namespace) -> dict:
         server.terminate()
         server.wait(timeout=30)
     return {"closed_loop": closed, "paced": paced}
+
+
+def start_server(env: dict, port: int, workers: int) -> subprocess.Popen:
+    """``medloop serve`` in a subprocess. Its log lines (one per request) go to a file, kept as
+    ``server.log``: a pipe nobody reads fills up and then blocks every worker mid-request."""
+    server_log = tempfile.TemporaryFile()
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
+         "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=server_log,
+    )
+    server.log = server_log  # type: ignore[attr-defined]
+    return server
 
 
 def _wait_until_serving(port: int, server: subprocess.Popen) -> None:

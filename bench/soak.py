@@ -281,11 +281,7 @@ def main() -> None:
         port = api._free_port()
         env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url,
                "MEDLOOP_SCHEDULER": "off"}
-        server = subprocess.Popen(
-            [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port",
-             str(port), "--workers", str(args.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        server = api.start_server(env, port, args.workers)
         tokens = {
             "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
             "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
