@@ -1,5 +1,6 @@
 """The read side of the loop: a patient's current list, an entry's history, prescriptions with
-their status and dispensed totals, dispenses, open alerts, the overrides on record and reconciliations.
+their status and dispensed totals, dispenses, open alerts, the overrides on record and
+reconciliations.
 
 Each function reads one patient in a fixed number of queries and returns plain values; none
 writes. ``read_for`` runs one of them on behalf of a clinician and records the access in the
@@ -11,23 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Annotated, TypeVar
 from uuid import UUID
 
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 from sqlalchemy import Connection, Engine
 
 from interactions import Alert
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import EntryNotFound
+from medloop.domain.errors import EntryNotFound, PatientNotFound
 from medloop.domain.medication_list import EntryVersion
-from medloop.domain.reconciliation import Reconciliation
-from medloop.domain.errors import PatientNotFound
 from medloop.domain.personnel import Actor
-from medloop.store import access
+from medloop.domain.reconciliation import Reconciliation
+from medloop.store import access, administration, audit, state_cache
 from medloop.store import medication_list as store
-from medloop.store import state_cache
 from medloop.store.db import transaction_memo
 from medloop.store.state_cache import cache_for
 
@@ -44,8 +44,12 @@ class CurrentList:
     entries: tuple[ListEntry, ...]
 
 
-@dataclass(frozen=True)
-class PrescriptionSummary:
+class PrescriptionSummary(BaseModel):
+    """A prescription as every reader sees it: its entry, drug and status, and what has been
+    dispensed against it (the same shape over HTTP)."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: UUID
     entry_id: UUID
     drug: str
@@ -58,15 +62,22 @@ class PrescriptionSummary:
     unit: str
 
 
-@dataclass(frozen=True)
-class OverrideOnRecord:
-    """An alert let through with a reason: what, by whom, when, why, in which command."""
+class OverrideOnRecord(BaseModel):
+    """An alert let through with a reason: what, by whom, when, why, in which command (the
+    same shape over HTTP)."""
+
+    model_config = ConfigDict(frozen=True)
 
     key: str
     by: str
     hpr_number: str
     reason: str
-    at: datetime
+    at: Annotated[
+        datetime,
+        # As the API has always written it (``isoformat``: ``+00:00``, not pydantic's ``Z``).
+        PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+        WithJsonSchema({"type": "string", "format": "date-time"}),
+    ]
     action: str
     alert: Alert
 
@@ -216,3 +227,27 @@ def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
     the entry's current version no longer covers that entry."""
     _state(conn, patient_id)
     return store.reconciliations(conn, patient_id)
+
+
+# -- reads without patient data, or of the audit log ------------------------------------------
+
+ACCESS_LOG_PAGE = audit.MAX_PAGE
+"""The most records one page of a patient's access log holds."""
+
+
+def find_patient_id(conn: Connection, national_id: str) -> UUID | None:
+    """The id of the list kept for ``national_id``; ``None`` when none is kept."""
+    return store.find_patient_id(conn, national_id)
+
+
+def access_log(
+    conn: Connection, national_id: str, *, limit: int, before: int | None = None
+) -> audit.PatientAccessPage:
+    """Who did what with the patient's data, newest first (``store.audit.events_for_patient``)."""
+    return audit.events_for_patient(conn, national_id, limit=limit, before=before)
+
+
+def ward_organisation(conn: Connection, ward_id: UUID) -> str | None:
+    """The organisation a ward belongs to; ``None`` for an unknown ward."""
+    found = administration.read_ward(conn, ward_id)
+    return None if found is None else found.ward.organisation_id

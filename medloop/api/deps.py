@@ -28,7 +28,7 @@ from medloop.api.problems import BadPrecondition, Forbidden, PreconditionRequire
 from medloop.api.responses import JSONResponse
 from medloop.domain.errors import PatientNotFound
 from medloop.loop.runner import Call, CommandResult
-from medloop.store.access import read_audited, read_own_audited
+from medloop.store.access import audited_many, read_audited, read_own_audited
 from medloop.store.db import reader
 from medloop.store.replicas import ReadRouter
 
@@ -47,11 +47,16 @@ class ApiState:
     #: when ``None``.
     reads: ReadRouter | None = None
 
+    def read_unaudited(self, work: Callable[[Connection], Read]) -> Read:
+        """``work`` on the primary, outside a transaction (``store.db.reader``: autocommit,
+        never a ``ROLLBACK``): for reads without patient data (a lookup, a ward's owner)."""
+        with reader(self.engine).connect() as conn:
+            return work(conn)
+
     def read_behind(self, work: Callable[[Connection], Read]) -> Read:
         """``work`` on a caught-up replica when there is one, else on the primary."""
         if self.reads is None:
-            with reader(self.engine).connect() as conn:
-                return work(conn)
+            return self.read_unaudited(work)
         return self.reads.read(work)
 
 
@@ -107,6 +112,14 @@ class Caller:
             reason=reason,
         )
 
+    def read_many(
+        self, action: str, read: Callable[[Connection], tuple[Read, list[UUID]]]
+    ) -> Read:
+        """``read(conn) -> (result, patient ids)`` with one audit record of ``action`` per
+        patient read, in one transaction (a ward chart)."""
+        return audited_many(
+            self.engine, accessor(self.principal, self.request_id), action, read
+        )
 
     def read_own(self, what: str, read: Callable[[Connection, UUID], Read]) -> Read:
         """``read(conn, patient_id)`` of the caller's own record (patients), audited, in one

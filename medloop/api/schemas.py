@@ -4,7 +4,7 @@ domain values (``ListEntry``, ``Alert`` …), so the OpenAPI schema is the domai
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -12,15 +12,25 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from interactions import Alert
-from interactions.dosage import Dosage
+from interactions.dosage import Dosage, Quantity
 from interactions.values import MAX_REASON, MODEL_CONFIG, Day, Moment, text
-from medloop.domain.codes import DiscontinuationReason, PrescriptionStatus
+from medloop.domain.administration import Administration, AdministrationCorrection, DoseStatus
+from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.entry import EntryEdit, ListEntry
+from medloop.domain.medication_list import EntryVersion
+from medloop.domain.multidose import (
+    MultidoseTask,
+    PackingPeriod,
+    Proposal,
+    Responsibility,
+    UrgentPack,
+)
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.reconcile import ReconciliationOrder
 from medloop.loop.runner import DrugOrder
+from medloop.queries import OverrideOnRecord, PrescriptionSummary
 
 Order = TypeVar("Order", bound=BaseModel)
 
@@ -132,16 +142,6 @@ class CommandResponse(BaseModel):
     overridden: list[str]
 
 
-class OverrideView(BaseModel):
-    key: str
-    by: str
-    hpr_number: str
-    reason: str
-    at: datetime
-    action: str
-    alert: Alert
-
-
 class ListView(BaseModel):
     """The current list (active, on hold, discontinued within 90 days), its open alerts and
     the overrides on record. ``list_version`` is also the ETag; send it back as If-Match."""
@@ -150,20 +150,7 @@ class ListView(BaseModel):
     list_version: int
     entries: list[ListEntry]
     open_alerts: list[Alert]
-    overrides: list[OverrideView]
-
-
-class PrescriptionView(BaseModel):
-    id: UUID
-    entry_id: UUID
-    drug: str
-    status: PrescriptionStatus
-    issued: str
-    expires: str
-    allowed: float
-    dispensed: float
-    remaining: float
-    unit: str
+    overrides: list[OverrideOnRecord]
 
 
 class DispensableView(BaseModel):
@@ -172,9 +159,9 @@ class DispensableView(BaseModel):
 
     patient_id: UUID
     list_version: int
-    prescriptions: list[PrescriptionView]
+    prescriptions: list[PrescriptionSummary]
     entries: list[ListEntry]
-    overrides: list[OverrideView]
+    overrides: list[OverrideOnRecord]
 
 
 class CheckResponse(BaseModel):
@@ -205,6 +192,99 @@ class AccessLog(BaseModel):
 
     events: list[AccessEvent]
     next_before: int | None
+
+
+class EntryHistory(BaseModel):
+    """Every version of one entry, oldest first: who, when, why and what changed."""
+
+    entry_id: UUID
+    versions: list[EntryVersion]
+
+
+class ChartLine(BaseModel):
+    """One planned dose on a ward chart with its status now and its charting, if any."""
+
+    planned_dose_id: UUID
+    entry_id: UUID
+    drug: str
+    local_time: str = Field(description="The intended Oslo wall time (ISO 8601, no offset)")
+    due_at: datetime
+    amount: Quantity
+    status: DoseStatus
+    late: bool
+    multidose: bool
+    charting: Administration | None
+
+
+class PatientChart(BaseModel):
+    """One admitted patient's doses of the day, and the PRN doses given."""
+
+    patient_id: UUID
+    admission_id: UUID
+    doses: list[ChartLine]
+    as_needed: list[Administration]
+
+
+class WardChart(BaseModel):
+    """A ward's chart for one Oslo calendar day."""
+
+    ward_id: UUID
+    day: date
+    patients: list[PatientChart]
+
+
+class AdministrationRecord(BaseModel):
+    """A charting as recorded, with its correction when it was entered in error (then it no
+    longer ``stands``)."""
+
+    administration: Administration
+    correction: AdministrationCorrection | None
+    stands: bool
+
+
+class WardCreated(BaseModel):
+    ward_id: UUID
+    organisation_id: str
+    name: str
+    config_version: int
+
+
+class WardConfigured(BaseModel):
+    ward_id: UUID
+    config_version: int
+
+
+class DeadlineFlag(BaseModel):
+    """The list changed for multidose after the pharmacy took its plan (or none was taken) and
+    the period's order deadline has passed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    list_version: int
+    flagged_at: datetime
+    order_deadline: str
+    plan_list_version: int
+    entries: list[UUID]
+
+
+class PeriodOverview(BaseModel):
+    """A packing period with its urgent packs, the list version the pharmacy took its plan
+    from and the deadline flags."""
+
+    period: PackingPeriod
+    urgent_packs: list[UrgentPack]
+    plan_list_version: int | None
+    deadline_flags: list[DeadlineFlag]
+
+
+class MultidoseOverview(BaseModel):
+    """The patient's multidose doctor and pharmacy, packing periods, pending proposals and
+    open tasks."""
+
+    responsibility: Responsibility | None
+    periods: list[PeriodOverview]
+    pending_proposals: list[Proposal]
+    open_tasks: list[MultidoseTask]
 
 
 def dump(value: Any) -> Any:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import StringConstraints
 
 from medloop import queries
+from medloop.api import views
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
@@ -31,7 +32,6 @@ from medloop.api.schemas import (
     ListView,
     PatientRef,
     PrescribeRequest,
-    PrescriptionView,
     ReasonOnly,
     ReasonRequiredBody,
     ReconcileRequest,
@@ -45,8 +45,6 @@ from medloop.loop import acknowledge, change, prescribe, reconcile
 from medloop.loop.change import EntryOrder
 from medloop.loop.prescribe import PrescribeOrder, RenewOrder
 from medloop.loop.reconcile import ReconciliationOrder
-from medloop.store import medication_list as store
-from medloop.store.db import reader
 
 router = APIRouter(tags=["prescriber"], route_class=BlockingRoute)
 READ = responses(401, 403, 404, 422)
@@ -61,8 +59,7 @@ NationalIdQuery = Annotated[str, StringConstraints(pattern=r"^\d{11}$")]
 def find_patient(
     caller: CallerDep, national_id: Annotated[NationalIdQuery, Query()]
 ) -> JSONResponse:
-    with reader(caller.engine).connect() as conn:
-        found = store.find_patient_id(conn, national_id)
+    found = caller.state.read_unaudited(lambda conn: queries.find_patient_id(conn, national_id))
     # Authorised against the patient found, so a refused lookup is audited in that patient's
     # log (a nurse without the ward-admin claim probing national ids shows there); an unknown
     # national id is refused alike, so a refusal does not tell whether a list is kept.
@@ -73,36 +70,15 @@ def find_patient(
     return JSONResponse({"patient_id": str(found)})
 
 
-def list_view(conn, patient_id: UUID, at) -> dict:
-    current = queries.current_list(conn, patient_id, at)
-    return {
-        "patient_id": str(patient_id),
-        "list_version": current.list_version,
-        "entries": dump(list(current.entries)),
-        "open_alerts": dump(queries.open_alerts(conn, patient_id)),
-        "overrides": [override_view(o) for o in queries.overrides(conn, patient_id)],
-    }
-
-
-def override_view(found: queries.OverrideOnRecord) -> dict:
-    return {
-        "key": found.key,
-        "by": found.by,
-        "hpr_number": found.hpr_number,
-        "reason": found.reason,
-        "at": found.at.isoformat(),
-        "action": found.action,
-        "alert": dump(found.alert),
-    }
-
-
 @router.get(
     "/patients/{patient_id}/list", response_model=ListView, responses=READ,
     summary="The patient's current list (ETag = list version)",
 )
 def read_list(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     caller.authorize(Action.LIST_READ, patient_id)
-    body = caller.read(patient_id, "list", lambda conn: list_view(conn, patient_id, caller.at))
+    body = caller.read(
+        patient_id, "list", lambda conn: views.list_view(conn, patient_id, caller.at)
+    )
     return json_with_etag(body, body["list_version"])
 
 
@@ -116,11 +92,11 @@ def entry_history(caller: CallerDep, patient_id: UUID, entry_id: UUID) -> JSONRe
         patient_id, "entry-history",
         lambda conn: queries.entry_history(conn, patient_id, entry_id),
     )
-    return JSONResponse({"entry_id": str(entry_id), "versions": dump(list(versions))})
+    return JSONResponse(views.entry_history_view(entry_id, versions))
 
 
 @router.get(
-    "/patients/{patient_id}/prescriptions", response_model=list[PrescriptionView],
+    "/patients/{patient_id}/prescriptions", response_model=list[queries.PrescriptionSummary],
     responses=READ, summary="The patient's prescriptions with their dispensing tallies",
 )
 def prescriptions(caller: CallerDep, patient_id: UUID) -> JSONResponse:
@@ -128,22 +104,7 @@ def prescriptions(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     found = caller.read(
         patient_id, "prescriptions", lambda conn: queries.prescriptions(conn, patient_id)
     )
-    return JSONResponse([prescription_view(p) for p in found])
-
-
-def prescription_view(found: queries.PrescriptionSummary) -> dict:
-    return {
-        "id": str(found.id),
-        "entry_id": str(found.entry_id),
-        "drug": found.drug,
-        "status": found.status.value,
-        "issued": found.issued,
-        "expires": found.expires,
-        "allowed": found.allowed,
-        "dispensed": found.dispensed,
-        "remaining": found.remaining,
-        "unit": found.unit,
-    }
+    return JSONResponse(dump(found))
 
 
 @router.post(

@@ -9,20 +9,27 @@ responsibility, flag entries, decide proposals and resolve tasks.
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from interactions.values import MODEL_CONFIG
+from medloop.api import views
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
-from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
-from medloop.domain.multidose import PackReport
+from medloop.api.schemas import (
+    CommandResponse,
+    Intent,
+    MultidoseOverview,
+    ReasonRequiredBody,
+    dump,
+    order_of,
+)
+from medloop.domain.multidose import PackReconciliation, PackReport, ProductionPlan
 from medloop.loop import multidose
 from medloop.loop.multidose import PeriodOrder, ProposalOrder, ResponsibilityOrder
 
@@ -51,28 +58,15 @@ class ProposalBody(ProposalOrder):
     pass
 
 
-@router.get("", response_model=dict[str, Any], responses=READ,
+@router.get("", response_model=MultidoseOverview, responses=READ,
             summary="Responsibility, packing periods, pending proposals and open tasks")
 def overview(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
 
-    def read(conn: Any) -> dict[str, Any]:
-        return {
-            "responsibility": dump(multidose.responsibility(conn, patient_id)),
-            "periods": [
-                {
-                    "period": dump(view.period),
-                    "urgent_packs": dump(list(view.urgent_packs)),
-                    "plan_list_version": view.plan_list_version,
-                    "deadline_flags": list(view.deadline_flags),
-                }
-                for view in multidose.periods(conn, patient_id)
-            ],
-            "pending_proposals": dump(multidose.pending_proposals(conn, patient_id)),
-            "open_tasks": dump(multidose.open_tasks(conn, patient_id)),
-        }
-
-    return JSONResponse(caller.read(patient_id, "multidose", read))
+    body = caller.read(
+        patient_id, "multidose", lambda conn: views.multidose_overview(conn, patient_id)
+    )
+    return JSONResponse(body)
 
 
 @router.post("/responsibility", response_model=CommandResponse, responses=WRITE,
@@ -128,7 +122,7 @@ def urgent_pack(
     return render(result, 201)
 
 
-@router.get("/periods/{period_id}/plan", response_model=dict[str, Any], responses=READ,
+@router.get("/periods/{period_id}/plan", response_model=ProductionPlan, responses=READ,
             summary="The period's production plan (bags per day and intake)")
 def production_plan(caller: CallerDep, patient_id: UUID, period_id: UUID) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
@@ -162,7 +156,7 @@ def packing_report(
     return render(result, 201)
 
 
-@router.get("/reconciliations", response_model=list[dict[str, Any]], responses=READ,
+@router.get("/reconciliations", response_model=list[PackReconciliation], responses=READ,
             summary="Every packing reconciliation, line by line")
 def reconciliations(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)

@@ -20,11 +20,12 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel
 
 from interactions.values import MODEL_CONFIG, Day, Moment
+from medloop import queries
+from medloop.api import views
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
 from medloop.api.policy import (
     Action,
-    accessor,
     authorize_ward,
     authorize_witness,
     read_window,
@@ -32,15 +33,21 @@ from medloop.api.policy import (
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
-from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
+from medloop.api.schemas import (
+    AdministrationRecord,
+    CommandResponse,
+    Intent,
+    ReasonRequiredBody,
+    WardChart,
+    WardConfigured,
+    WardCreated,
+    order_of,
+)
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import WardConfig
 from medloop.loop import administer
 from medloop.loop.administer import AdmissionOrder, WardOrder
-from medloop.store import access
-from medloop.store import administration as ward_store
-from medloop.store.db import reader
 
 router = APIRouter(prefix="/nursing", tags=["nursing home"], route_class=BlockingRoute)
 WRITE = responses(400, 401, 403, 404, 409, 422, 503)
@@ -74,13 +81,12 @@ def _witness(caller: Caller, header: str | None) -> Actor | None:
 
 
 def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
-    with reader(caller.engine).connect() as conn:
-        found = ward_store.read_ward(conn, ward_id)
-    return None if found is None else found.ward.organisation_id
+    return caller.state.read_unaudited(lambda conn: queries.ward_organisation(conn, ward_id))
 
 
 @router.post(
-    "/wards", status_code=201, responses=WRITE, summary="Create a ward of my organisation"
+    "/wards", status_code=201, response_model=WardCreated, responses=WRITE,
+    summary="Create a ward of my organisation",
 )
 def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSONResponse:
     caller.authorize(Action.WARD_ADMIN)  # a ward admin
@@ -89,7 +95,8 @@ def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSON
 
 
 @router.post(
-    "/wards/{ward_id}/config", responses=WRITE, summary="A new configuration for a ward"
+    "/wards/{ward_id}/config", response_model=WardConfigured, responses=WRITE,
+    summary="A new configuration for a ward",
 )
 def configure_ward(
     caller: CallerDep, ward_id: UUID, body: WardConfig, key: IdempotencyKey
@@ -103,7 +110,7 @@ def configure_ward(
 
 
 @router.get(
-    "/wards/{ward_id}/chart", responses=READ, response_model=dict[str, Any],
+    "/wards/{ward_id}/chart", responses=READ, response_model=WardChart,
     summary="The ward's chart for a day (Europe/Oslo): every admitted patient's doses",
 )
 def ward_chart(
@@ -115,43 +122,9 @@ def ward_chart(
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
         chart = administer.ward_chart(conn, ward_id, wanted, caller.at)
-        return _chart_json(chart), [p.patient_id for p in chart.patients]
+        return views.ward_chart_view(chart), [p.patient_id for p in chart.patients]
 
-    body = access.audited_many(
-        caller.engine, accessor(caller.principal, caller.request_id),
-        "administration.read.ward-chart", read,
-    )
-    return JSONResponse(body)
-
-
-def _chart_json(chart: administer.WardChart) -> dict[str, Any]:
-    return {
-        "ward_id": str(chart.ward_id),
-        "day": chart.day.isoformat(),
-        "patients": [
-            {
-                "patient_id": str(p.patient_id),
-                "admission_id": str(p.admission_id),
-                "doses": [
-                    {
-                        "planned_dose_id": str(line.planned_dose_id),
-                        "entry_id": str(line.entry_id),
-                        "drug": line.drug,
-                        "local_time": line.local_time.isoformat(),
-                        "due_at": line.due_at.isoformat(),
-                        "amount": dump(line.amount),
-                        "status": line.status.value,
-                        "late": line.late,
-                        "multidose": line.multidose,
-                        "charting": dump(line.charting),
-                    }
-                    for line in p.doses
-                ],
-                "as_needed": dump(list(p.as_needed)),
-            }
-            for p in chart.patients
-        ],
-    }
+    return JSONResponse(caller.read_many("administration.read.ward-chart", read))
 
 
 @router.post(
@@ -231,7 +204,7 @@ def administration_in_error(
 
 @router.get(
     "/patients/{patient_id}/administrations", responses=READ,
-    response_model=list[dict[str, Any]],
+    response_model=list[AdministrationRecord],
     summary="The patient's administration history (entered-in-error included, marked); a "
     "nurse's reaches back to the admission only",
 )
@@ -250,10 +223,4 @@ def administration_history(
         patient_id, "administration-history",
         lambda conn: administer.administration_history(conn, patient_id, since, until),
     )
-    return JSONResponse(
-        [
-            {"administration": dump(c.administration), "correction": dump(c.correction),
-             "stands": c.stands}
-            for c in found
-        ]
-    )
+    return JSONResponse([views.administration_view(c) for c in found])

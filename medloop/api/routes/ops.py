@@ -10,11 +10,11 @@ import os
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
 
+from medloop.api.deps import ApiState
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.loop.runner import catalogue_in_force
 from medloop.ops import health, metrics
-from medloop.store.db import reader
 
 router = APIRouter(tags=["operations"], route_class=BlockingRoute)
 
@@ -52,18 +52,17 @@ def metrics_text(request: Request) -> Response:
             return Response(
                 status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
             )
-    engine: Engine = request.app.state.api.engine
-    body = metrics.render(metrics.CatalogueCollector(lambda: _catalogue_age(engine)))
+    state: ApiState = request.app.state.api
+    body = metrics.render(metrics.CatalogueCollector(lambda: _catalogue_age(state)))
     return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)
 
 
-def _catalogue_age(engine: Engine) -> tuple[int, float] | None:
+def _catalogue_age(state: ApiState) -> tuple[int, float] | None:
     from datetime import UTC, datetime
 
     from fest.queries import version_in_force
 
-    with reader(engine).connect() as conn:
-        version = version_in_force(conn)
+    version = state.read_unaudited(version_in_force)
     if version is None:
         return None
     try:

@@ -8,41 +8,24 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from medloop import queries
+from medloop.api import views
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
-from medloop.api.routes.gp import override_view, prescription_view
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import (
     CommandResponse,
     DispensableView,
     DispenseRequest,
     ReasonRequiredBody,
-    dump,
     order_of,
 )
-from medloop.domain.codes import PrescriptionStatus
 from medloop.loop import dispense
 from medloop.loop.dispense import DispenseOrder
 
 router = APIRouter(prefix="/pharmacy", tags=["pharmacy"], route_class=BlockingRoute)
 WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
-OPEN = frozenset({PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEING_DISPENSED})
-
-
-def dispensable(conn, patient_id: UUID, at) -> dict:
-    current = queries.current_list(conn, patient_id, at)
-    found = [p for p in queries.prescriptions(conn, patient_id) if p.status in OPEN]
-    entry_ids = {p.entry_id for p in found}
-    return {
-        "patient_id": str(patient_id),
-        "list_version": current.list_version,
-        "prescriptions": [prescription_view(p) for p in found],
-        "entries": dump([e for e in current.entries if e.id in entry_ids]),
-        "overrides": [override_view(o) for o in queries.overrides(conn, patient_id)],
-    }
 
 
 @router.get(
@@ -53,7 +36,7 @@ def dispensable(conn, patient_id: UUID, at) -> dict:
 def dispensable_prescriptions(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     caller.authorize(Action.DISPENSING_READ, patient_id)
     body = caller.read(
-        patient_id, "dispensable", lambda conn: dispensable(conn, patient_id, caller.at)
+        patient_id, "dispensable", lambda conn: views.dispensable_view(conn, patient_id, caller.at)
     )
     return json_with_etag(body, body["list_version"])
 

@@ -1,0 +1,137 @@
+"""The response bodies the routes share, built from what the read side returns
+(``medloop.queries`` and the loop's queries). Each builder gives the JSON of one response model
+of ``medloop.api.schemas``; the routes only choose which to call. Pydantic values are embedded
+as their own JSON (``schemas.dump``), not converted to dicts and encoded again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection
+
+from medloop import queries
+from medloop.api.schemas import dump
+from medloop.domain.codes import PrescriptionStatus
+from medloop.domain.medication_list import EntryVersion
+from medloop.loop import administer, multidose
+
+DISPENSABLE = frozenset({PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEING_DISPENSED})
+"""The statuses a pharmacy can dispense against (E: dispensable, U: being dispensed)."""
+
+
+def list_view(conn: Connection, patient_id: UUID, at: datetime) -> dict[str, Any]:
+    """``schemas.ListView``: the current list, its open alerts and the overrides on record."""
+    current = queries.current_list(conn, patient_id, at)
+    return {
+        "patient_id": str(patient_id),
+        "list_version": current.list_version,
+        "entries": dump(list(current.entries)),
+        "open_alerts": dump(queries.open_alerts(conn, patient_id)),
+        "overrides": dump(queries.overrides(conn, patient_id)),
+    }
+
+
+def dispensable_view(conn: Connection, patient_id: UUID, at: datetime) -> dict[str, Any]:
+    """``schemas.DispensableView``: the prescriptions a pharmacy may dispense (E or U) with
+    their entries, and the overrides prescribers recorded."""
+    current = queries.current_list(conn, patient_id, at)
+    found = [p for p in queries.prescriptions(conn, patient_id) if p.status in DISPENSABLE]
+    entry_ids = {p.entry_id for p in found}
+    return {
+        "patient_id": str(patient_id),
+        "list_version": current.list_version,
+        "prescriptions": dump(found),
+        "entries": dump([e for e in current.entries if e.id in entry_ids]),
+        "overrides": dump(queries.overrides(conn, patient_id)),
+    }
+
+
+def entry_history_view(entry_id: UUID, versions: Sequence[EntryVersion]) -> dict[str, Any]:
+    """``schemas.EntryHistory``."""
+    return {"entry_id": str(entry_id), "versions": dump(list(versions))}
+
+
+def ward_chart_view(chart: administer.WardChart) -> dict[str, Any]:
+    """``schemas.WardChartView``: every admitted patient's doses of the day."""
+    return {
+        "ward_id": str(chart.ward_id),
+        "day": chart.day.isoformat(),
+        "patients": [
+            {
+                "patient_id": str(p.patient_id),
+                "admission_id": str(p.admission_id),
+                "doses": [
+                    {
+                        "planned_dose_id": str(line.planned_dose_id),
+                        "entry_id": str(line.entry_id),
+                        "drug": line.drug,
+                        "local_time": line.local_time.isoformat(),
+                        "due_at": line.due_at.isoformat(),
+                        "amount": dump(line.amount),
+                        "status": line.status.value,
+                        "late": line.late,
+                        "multidose": line.multidose,
+                        "charting": dump(line.charting),
+                    }
+                    for line in p.doses
+                ],
+                "as_needed": dump(list(p.as_needed)),
+            }
+            for p in chart.patients
+        ],
+    }
+
+
+def administration_view(charted: Any) -> dict[str, Any]:
+    """``schemas.AdministrationRecord``: a charting, its correction, whether it stands."""
+    return {
+        "administration": dump(charted.administration),
+        "correction": dump(charted.correction),
+        "stands": charted.stands,
+    }
+
+
+def multidose_overview(conn: Connection, patient_id: UUID) -> dict[str, Any]:
+    """``schemas.MultidoseOverview``."""
+    return {
+        "responsibility": dump(multidose.responsibility(conn, patient_id)),
+        "periods": [
+            {
+                "period": dump(view.period),
+                "urgent_packs": dump(list(view.urgent_packs)),
+                "plan_list_version": view.plan_list_version,
+                "deadline_flags": list(view.deadline_flags),
+            }
+            for view in multidose.periods(conn, patient_id)
+        ],
+        "pending_proposals": dump(multidose.pending_proposals(conn, patient_id)),
+        "open_tasks": dump(multidose.open_tasks(conn, patient_id)),
+    }
+
+
+ADMISSION = "medication-list.admit"
+"""The audit action of an admission (its municipal decision is shown in the access log)."""
+
+
+def access_event_view(event: Any) -> dict[str, Any]:
+    """``schemas.AccessEvent``: one audit record as the patient sees it."""
+    return {
+        "seq": event.seq,
+        "at": event.occurred_at.isoformat(),
+        "actor": event.actor,
+        "actor_role": event.actor_role,
+        "organisation": event.organisation,
+        "action": event.action,
+        "outcome": str(event.outcome),
+        "reason": event.reason,
+        # An admission's municipal decision (what gave a nursing home access).
+        "decision_reference": _decision_reference(event),
+    }
+
+
+def _decision_reference(event: Any) -> str | None:
+    found = event.detail.get("decision_reference") if event.action == ADMISSION else None
+    return found if isinstance(found, str) else None
