@@ -22,7 +22,7 @@ from interactions import Alert
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import EntryNotFound, PatientNotFound
+from medloop.domain.errors import EntryNotFound, PatientNotFound, PrescriptionNotFound
 from medloop.domain.medication_list import EntryVersion
 from medloop.domain.personnel import Actor
 from medloop.domain.reconciliation import Reconciliation
@@ -141,6 +141,19 @@ def prescriptions(conn: Connection, patient_id: UUID) -> list[PrescriptionSummar
             )
         )
     return sorted(found, key=lambda p: (p.issued, str(p.id)))
+
+
+def prescription(
+    conn: Connection, patient_id: UUID, prescription_id: UUID
+) -> PrescriptionSummary:
+    """One of the patient's prescriptions with its dispensing tally; ``PrescriptionNotFound``
+    when the patient has no such prescription."""
+    for found in prescriptions(conn, patient_id):
+        if found.id == prescription_id:
+            return found
+    raise PrescriptionNotFound(
+        f"the patient has no prescription {prescription_id}", prescription_id=prescription_id
+    )
 
 
 def dispenses(conn: Connection, patient_id: UUID) -> tuple[Dispense, ...]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
 from medloop.api import cds, problems
@@ -24,7 +25,14 @@ from medloop.api.docs import DOCS_HTML
 from medloop.api.limits import BodyGuard
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
-    catalogue, gp, multidose, nursing, observations, ops, patient, pharmacy,
+    catalogue,
+    gp,
+    multidose,
+    nursing,
+    observations,
+    ops,
+    patient,
+    pharmacy,
 )
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
@@ -68,6 +76,7 @@ def create_app(
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     reads = ReadRouter.from_env(engine) if engine.dialect.name == "postgresql" else None
     state = ApiState(engine=engine, verifier=TokenVerifier(settings), reads=reads)
@@ -87,8 +96,11 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    for module in (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds, ops):
+    modules = (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds, ops)
+    for module in modules:
         app.include_router(module.router)
+    # Every route with its full path, for the ``Allow`` of a 405 (``problems``).
+    app.state.routes = tuple(route for module in modules for route in module.router.routes)
     _with_problem_schema(app)
     return app
 
@@ -153,6 +165,13 @@ class RequestId:
                 "request", route=template, method=scope["method"], status=status,
                 ms=round(seconds * 1000, 2),
             )
+
+
+def operation_id(route: APIRoute) -> str:
+    """A route's OpenAPI operationId when it names none: its function's name in camelCase
+    (``call_service`` → ``callService``), short and stable for generated clients."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def settings_access_log() -> bool:

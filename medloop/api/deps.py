@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPBearer
 from sqlalchemy import Connection, Engine
 
@@ -197,19 +197,99 @@ async def idempotency_key(
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 
 
+async def if_none_match(
+    if_none_match: Annotated[
+        str | None,
+        Header(
+            alias="If-None-Match",
+            description='The ETag of the copy the client holds ("7"): 304 while it is current',
+            max_length=1000,
+        ),
+    ] = None,
+) -> str | None:
+    return if_none_match
+
+
+IfNoneMatch = Annotated[str | None, Depends(if_none_match)]
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def render(result: CommandResult, status: int = 200, **extra_headers: str) -> JSONResponse:
-    """A command's answer: its stored response as the body, the list version as the ETag.
-    A replay (same Idempotency-Key) answers exactly like the first call, plus
-    ``Idempotent-Replayed: true``."""
-    headers = {"ETag": etag(result.list_version), **extra_headers}
+def render(
+    result: CommandResult, status: int = 200, *, location: str | None = None
+) -> JSONResponse:
+    """A command's answer: its stored response as the body, the list version as the ETag, and
+    for a 201 where the new thing can be read (``Location``). A replay (same
+    Idempotency-Key) answers exactly like the first call, plus ``Idempotent-Replayed: true``."""
+    headers = {"ETag": etag(result.list_version)}
+    if location is not None:
+        headers["Location"] = location
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(result.response, status_code=status, headers=headers)
 
 
-def json_with_etag(body: Any, version: int) -> JSONResponse:
-    return JSONResponse(body, headers={"ETag": etag(version)})
+def json_with_etag(body: Any, version: int, if_none_match: str | None = None) -> Response:
+    """A read whose ETag is the list version; 304 without a body when the client's
+    ``If-None-Match`` names that version (or is ``*``)."""
+    tag = etag(version)
+    if if_none_match is not None and _matches(if_none_match, version):
+        return Response(status_code=304, headers={"ETag": tag})
+    return JSONResponse(body, headers={"ETag": tag})
+
+
+def _matches(if_none_match: str, version: int) -> bool:
+    if if_none_match.strip() == "*":
+        return True
+    for candidate in if_none_match.split(","):
+        found = _ETAG.match(candidate)
+        if found is not None and int(found.group(1)) == version:
+            return True
+    return False
+
+
+# -- OpenAPI: the headers the answers carry ------------------------------------------------------
+
+_STRING = {"type": "string"}
+ETAG_HEADER = {
+    "ETag": {
+        "description": 'The list version ("7"); send it back in If-Match to write, or in '
+        "If-None-Match to read again only when it changed",
+        "schema": _STRING,
+    }
+}
+REPLAYED_HEADER = {
+    "Idempotent-Replayed": {
+        "description": "true when this is the stored answer to an earlier call with the same "
+        "Idempotency-Key",
+        "schema": _STRING,
+    }
+}
+LOCATION_HEADER = {
+    "Location": {"description": "Where what was created can be read", "schema": _STRING}
+}
+LINK_HEADER = {
+    "Link": {
+        "description": 'RFC 8288: `<…?cursor=…>; rel="next"` while there is a next page',
+        "schema": _STRING,
+    }
+}
+
+
+def read_with_etag() -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entries of a read that sends an ETag and answers If-None-Match with 304."""
+    return {
+        200: {"headers": ETAG_HEADER},
+        304: {"description": "Not modified: the copy named in If-None-Match is current",
+              "headers": ETAG_HEADER},
+    }
+
+
+def command_answer(status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of a command's answer (``render``)."""
+    headers = {**ETAG_HEADER, **REPLAYED_HEADER}
+    if status == 201:
+        headers.update(LOCATION_HEADER)
+    return {status: {"headers": headers}}

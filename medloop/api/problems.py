@@ -93,10 +93,144 @@ def status_for(code: str) -> int:
     return 409
 
 
+TITLES: dict[str, str] = {
+    # the API's own refusals
+    "unauthenticated": "Sign in with a valid bearer token",
+    "forbidden": "Not allowed for your role or organisation",
+    "if-match-required": "If-Match is required for this write",
+    "invalid-if-match": "If-Match is not a list version",
+    "invalid-idempotency-key": "Idempotency-Key is not usable",
+    "idempotency-key-reused": "Idempotency-Key was used for another request",
+    "idempotency-key-in-progress": "A request with this Idempotency-Key is still running",
+    "malformed-json": "The body is not valid JSON",
+    "invalid-request": "The request has invalid fields",
+    "invalid-cursor": "The page cursor is not one this API gave",
+    "not-found": "Not found",
+    "method-not-allowed": "Method not allowed here",
+    "request-too-large": "The request body is too large",
+    "http-error": "The request could not be handled",
+    "database-unavailable": "The database is unavailable for a moment",
+    "stored-record-unreadable": "A stored record cannot be read",
+    "internal-error": "Unexpected error",
+    # lists, entries and prescriptions
+    "stale-list-version": "The list changed since the version you based this on",
+    "override-required": "Alerts need an override with a reason",
+    "patient-not-found": "Patient not found",
+    "patient-already-registered": "A list is already kept for this patient",
+    "entry-not-found": "Entry not found",
+    "entry-already-exists": "An entry with this id already exists",
+    "entry-already-discontinued": "The entry is already discontinued",
+    "entry-already-on-hold": "The entry is already on hold",
+    "entry-discontinued": "The entry is discontinued",
+    "entry-entered-in-error": "The entry was entered in error",
+    "entry-not-active": "The entry is not active",
+    "entry-not-on-hold": "The entry is not on hold",
+    "entry-not-prescribable": "This entry cannot be prescribed",
+    "entry-not-administrable": "This entry cannot be given",
+    "invalid-entry": "The entry is not valid",
+    "empty-change": "The change changes nothing",
+    "id-already-used": "This id is already taken",
+    "broken-history": "The entry's history is broken",
+    "unknown-drug": "Drug not in the catalogue in force",
+    "non-catalogue-item-not-prescribable": "Items outside the catalogue cannot be prescribed",
+    "invalid-national-id": "Not a valid national identity number",
+    "invalid-hpr-number": "Not a valid HPR number",
+    "invalid-duration": "Not a valid duration",
+    "reason-required": "A reason is required",
+    "repeats-not-allowed": "Repeats are not allowed for this prescription",
+    "validity-too-long": "The prescription would be valid for too long",
+    "expiry-before-issue": "The expiry date is before the issue date",
+    "prescription-not-found": "Prescription not found",
+    "prescription-backs-another-entry": "The prescription belongs to another entry",
+    "prescription-not-on-entry": "The prescription is not on this entry",
+    "prescription-expired": "The prescription has expired",
+    "prescription-recalled": "The prescription has been recalled",
+    "prescription-still-valid": "The prescription is still valid",
+    "prescription-locked": "Another pharmacy is dispensing this prescription",
+    "prescription-fully-dispensed": "The prescription is fully dispensed",
+    "prescription-transition-refused": "The prescription cannot change to that status",
+    "quantity-unit-mismatch": "The quantity's unit does not fit the drug",
+    "quantity-exceeds-remaining": "More than the prescription has left",
+    # dispensing
+    "dispense-not-found": "Dispense not found",
+    "dispense-already-annulled": "The dispense is already annulled",
+    "dispense-not-on-prescription": "The dispense is not on this prescription",
+    "annulment-by-another-pharmacy": "Only the pharmacy that dispensed can annul",
+    "package-not-substitutable": "This package may not replace the prescribed one",
+    "substitution-group-not-valid-on-date": "The substitution group is not valid on this date",
+    "substitution-reserved": "The prescriber reserved against substitution",
+    "not-a-pharmacy": "Only a pharmacy may do this",
+    "not-a-pharmacist": "Only a pharmacist may do this",
+    "pack-expired": "The pack has expired",
+    # reconciliation (samstemming)
+    "reconciliation-needs-a-source": "A reconciliation needs at least one source",
+    "reconciliation-duplicate-outcome": "Two outcomes for the same entry",
+    "reconciliation-incomplete": "The reconciliation leaves entries without an outcome",
+    "reconciliation-unknown-entry": "The reconciliation names an entry not on the list",
+    "reconciliation-outcome-contradicts-entry": "An outcome does not fit its entry",
+    # patient facts
+    "observation-invalid": "The measurement cannot be recorded",
+    "observation-older-than-recorded": "A newer measurement is already on record",
+    # nursing homes: wards, admissions, charting
+    "ward-not-found": "Ward not found",
+    "ward-id-already-used": "A ward with this id already exists",
+    "ward-of-another-organisation": "The ward belongs to another organisation",
+    "invalid-ward-config": "The ward configuration is not valid",
+    "admission-not-found": "Admission not found",
+    "admission-overlaps-earlier-stay": "The admission overlaps an earlier stay",
+    "admission-time-out-of-range": "The admission time is out of range",
+    "discharge-time-out-of-range": "The discharge time is out of range",
+    "patient-already-admitted": "The patient is already admitted",
+    "patient-not-admitted": "The patient is not admitted here",
+    "administration-not-found": "Charting not found",
+    "administration-already-entered-in-error": "The charting is already entered in error",
+    "administered-dose-above-prescribed": "The dose given is above the prescribed dose",
+    "administered-dose-unit-mismatch": "The dose given is in another unit than prescribed",
+    "as-needed-dose-is-not-planned": "An as-needed dose has no planned dose",
+    "charted-in-the-future": "A dose cannot be charted in the future",
+    "charting-incomplete": "The charting is incomplete",
+    "dose-already-charted": "The dose is already charted",
+    "dose-not-yet-due": "The dose is not due yet",
+    "planned-dose-not-found": "Planned dose not found",
+    "planned-dose-of-another-entry": "The planned dose belongs to another entry",
+    "planned-dose-required": "A regular dose must name its planned dose",
+    "planned-dose-superseded": "The planned dose was replaced by a newer schedule",
+    "prn-limit-exceeded": "The as-needed (PRN) limit would be exceeded",
+    "scan-or-skip-reason-required": "Scan the pack or say why not",
+    "scan-unreadable": "The scanned code cannot be read",
+    "scanned-pack-expired": "The scanned pack has expired",
+    "scanned-pack-mismatch": "The scanned pack is not the prescribed drug",
+    "scanned-pack-unknown": "The scanned pack is not in the catalogue",
+    "witness-required": "A witness must sign this dose",
+    "witness-same-person": "The witness must be someone else",
+    "witness-of-another-organisation": "The witness works for another organisation",
+    # multidose
+    "no-multidose-responsibility": "No multidose doctor and pharmacy are registered",
+    "not-the-multidose-pharmacy": "Only the patient's multidose pharmacy may do this",
+    "pharmacist-required": "Only a pharmacist may do this",
+    "prescriber-required": "Only a prescriber may do this",
+    "multidose-responsibility-invalid": "The multidose responsibility is not valid",
+    "multidose-period-invalid": "The packing period is not valid",
+    "multidose-period-not-found": "Packing period not found",
+    "multidose-period-overlaps": "The packing period overlaps another",
+    "multidose-urgent-pack-refused": "The urgent pack cannot be ordered",
+    "multidose-pack-report-invalid": "The packing report is not valid",
+    "multidose-proposal-invalid": "The proposal is not valid",
+    "multidose-proposal-not-found": "Proposal not found",
+    "multidose-proposal-already-decided": "The proposal is already decided",
+    "multidose-task-not-found": "Task not found",
+    "multidose-task-already-resolved": "The task is already resolved",
+    "multidose-task-note-required": "Resolving a task needs a note",
+    # catalogue and decision support
+    "no-catalogue-in-force": "No drug catalogue is in force yet",
+    "invalid-draft-order": "A draft order cannot be checked",
+}
+"""The ``title`` of each problem type: short, human-written, the same for every occurrence
+(the ``detail`` says what happened this time). A test checks every code has one."""
+
+
 def title_for(code: str) -> str:
-    cls = e.error_codes().get(code)
-    doc = (cls.__doc__ or "").strip().split("\n")[0].rstrip(".") if cls is not None else ""
-    return doc or code.replace("-", " ").capitalize()
+    return TITLES.get(code) or code.replace("-", " ").capitalize()
 
 
 _RESERVED = frozenset({"type", "title", "status", "detail", "code", "request_id"})
@@ -129,6 +263,10 @@ class BadPrecondition(Exception):
 
 class NotFound(Exception):
     """Something the URL names is not there, for a reason outside the domain (HTTP 404)."""
+
+
+class BadCursor(Exception):
+    """A page cursor this API did not give (HTTP 422)."""
 
 
 def problem(
@@ -269,6 +407,10 @@ async def _not_found(request: Request, error: Exception) -> JSONResponse:
     return problem(404, "not-found", str(error), request)
 
 
+async def _bad_cursor(request: Request, error: Exception) -> JSONResponse:
+    return problem(422, "invalid-cursor", str(error), request)
+
+
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     from starlette.exceptions import HTTPException
 
@@ -279,7 +421,26 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     code = {404: "not-found", 405: "method-not-allowed", 413: "request-too-large"}.get(
         error.status_code, "http-error"
     )
-    return problem(error.status_code, code, str(error.detail), request)
+    response = problem(error.status_code, code, str(error.detail), request)
+    if error.status_code == 405:
+        given = (error.headers or {}).get("Allow", "")
+        found = {m.strip() for m in given.split(",") if m.strip()} | set(_allowed_methods(request))
+        response.headers["Allow"] = ", ".join(sorted(found))
+    return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at the request's path (RFC 9110: a 405 lists them in
+    ``Allow``), not only those of the first route that matched the path."""
+    from starlette.routing import Match
+
+    allowed: set[str] = set()
+    routes = getattr(request.app.state, "routes", None) or request.app.router.routes
+    for route in routes:
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(request.scope)[0] is not Match.NONE:
+            allowed |= methods
+    return sorted(allowed)
 
 
 HANDLERS = {
@@ -291,6 +452,7 @@ HANDLERS = {
     PreconditionRequired: _precondition_required,
     BadPrecondition: _bad_precondition,
     NotFound: _not_found,
+    BadCursor: _bad_cursor,
     StoredRecordUnreadable: _stored_record_unreadable,
 }
 

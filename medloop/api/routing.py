@@ -28,6 +28,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from medloop import json_input
@@ -50,9 +52,10 @@ def route_limiter(threads: int) -> anyio.CapacityLimiter | None:
 
 
 class BlockingRoute(APIRoute):
-    """An ``APIRoute`` whose plain-function endpoint runs where the app's settings say, and
-    whose JSON body is read by ``medloop.json_input.loads`` (no NaN, infinities, NUL, lone
-    surrogates or deep nesting get past it)."""
+    """An ``APIRoute`` whose plain-function endpoint runs where the app's settings say, whose
+    JSON body is read by ``medloop.json_input.loads`` (no NaN, infinities, NUL, lone
+    surrogates or deep nesting get past it), and which refuses query parameters it does not
+    declare (422 ``invalid-request``)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if not inspect.iscoroutinefunction(endpoint):
@@ -61,11 +64,34 @@ class BlockingRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
+        known = query_parameters(self.dependant)
 
         async def strict_json(request: Request) -> Any:
+            unknown = [name for name in request.query_params if name not in known]
+            if unknown:
+                # A query parameter the route does not know is refused, not ignored (a client
+                # sending ``offset`` would otherwise get the first page and think it the next).
+                raise RequestValidationError(
+                    [
+                        {"type": "extra_forbidden", "loc": ("query", name),
+                         "msg": "Unknown query parameter", "input": None}
+                        for name in dict.fromkeys(unknown)
+                    ]
+                )
             return await handler(StrictJsonRequest(request.scope, request.receive))
 
         return strict_json
+
+
+def query_parameters(dependant: Dependant) -> frozenset[str]:
+    """The names of the query parameters a route and its dependencies declare."""
+    found: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        found.update(param.alias for param in current.query_params)
+        pending.extend(current.dependencies)
+    return frozenset(found)
 
 
 class StrictJsonRequest(Request):

@@ -25,12 +25,15 @@ from medloop.domain.multidose import (
     Responsibility,
     UrgentPack,
 )
+from medloop.domain.reconciliation import Reconciliation
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.reconcile import ReconciliationOrder
 from medloop.loop.runner import DrugOrder
 from medloop.queries import OverrideOnRecord, PrescriptionSummary
+
+__all__ = ["OverrideOnRecord", "PrescriptionSummary", "Reconciliation"]  # response models too
 
 Order = TypeVar("Order", bound=BaseModel)
 

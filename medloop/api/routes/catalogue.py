@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from fest.queries import version_in_force
 from interactions.catalogue import Package
 from medloop.api.deps import CallerDep
+from medloop.api.paging import PAGED, PageRequest, pages
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
@@ -73,6 +74,7 @@ def _catalogue(caller) -> Catalogue:
 
 @router.get(
     "", response_model=CatalogueVersion, responses=responses(401, 403, 503),
+    operation_id="readCatalogueVersion",
     summary="The catalogue version in force",
 )
 def catalogue_version(caller: CallerDep) -> JSONResponse:
@@ -91,16 +93,17 @@ def catalogue_version(caller: CallerDep) -> JSONResponse:
 
 
 @router.get(
-    "/packages", response_model=list[PackageView], responses=responses(401, 403, 422, 503),
-    summary="Search packages by name (substring), varenr, EAN/GTIN or ATC (prefix)",
+    "/packages", response_model=list[PackageView],
+    responses={**responses(401, 403, 422, 503), **PAGED}, operation_id="searchPackages",
+    summary="Search packages by name (substring), varenr, EAN/GTIN or ATC (prefix), by name",
 )
 def search_packages(
     caller: CallerDep,
+    page: Annotated[PageRequest, pages(20, MAX_RESULTS)],
     name: Annotated[str | None, Query(min_length=2, max_length=100)] = None,
     varenr: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
     ean: Annotated[str | None, Query(pattern=r"^\d{8,14}$")] = None,
     atc: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,7}$")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_RESULTS)] = 20,
 ) -> JSONResponse:
     catalogue = _catalogue(caller)
     wanted_name = name.casefold() if name else None
@@ -117,13 +120,13 @@ def search_packages(
             if wanted_name is not None and wanted_name not in package.name.casefold():
                 continue
             found.append(package)
-    found.sort(key=lambda p: (p.name, p.varenr))
-    return JSONResponse([_package(p) for p in found[:limit]])
+    shown, headers = page.page(found, lambda p: (p.name, p.varenr, p.id))
+    return JSONResponse([_package(p) for p in shown], headers=headers)
 
 
 @router.get(
     "/packages/{varenr}", response_model=PackageDetail,
-    responses=responses(401, 403, 404, 422, 503),
+    responses=responses(401, 403, 404, 422, 503), operation_id="readPackage",
     summary="One package with its substitution group",
 )
 def package_detail(

@@ -10,12 +10,22 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import StringConstraints
 
 from medloop import queries
 from medloop.api import views
-from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
+from medloop.api.deps import (
+    CallerDep,
+    IdempotencyKey,
+    IfMatch,
+    IfNoneMatch,
+    command_answer,
+    json_with_etag,
+    read_with_etag,
+    render,
+)
+from medloop.api.paging import PAGED, Page, instant
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
@@ -28,13 +38,16 @@ from medloop.api.schemas import (
     CommandResponse,
     Discontinue,
     DosageChange,
+    EntryHistory,
     Intent,
     ListView,
     PatientRef,
     PrescribeRequest,
+    PrescriptionSummary,
     ReasonOnly,
     ReasonRequiredBody,
     ReconcileRequest,
+    Reconciliation,
     RenewRequest,
     dump,
     order_of,
@@ -48,13 +61,16 @@ from medloop.loop.reconcile import ReconciliationOrder
 
 router = APIRouter(tags=["prescriber"], route_class=BlockingRoute)
 READ = responses(401, 403, 404, 422)
-WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+WRITE = responses(400, 401, 403, 404, 409, 422, 503)
+"""What a write may answer besides its success."""
+BASED_WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+"""What a write based on a list version (If-Match) may answer besides its success."""
 NationalIdQuery = Annotated[str, StringConstraints(pattern=r"^\d{11}$")]
 
 
 @router.get(
     "/patients", response_model=PatientRef, responses=responses(401, 403, 404, 422),
-    summary="Find a patient by national id",
+    summary="Find a patient by national id", operation_id="findPatient",
 )
 def find_patient(
     caller: CallerDep, national_id: Annotated[NationalIdQuery, Query()]
@@ -71,19 +87,21 @@ def find_patient(
 
 
 @router.get(
-    "/patients/{patient_id}/list", response_model=ListView, responses=READ,
+    "/patients/{patient_id}/list", response_model=ListView,
+    responses={**READ, **read_with_etag()}, operation_id="readList",
     summary="The patient's current list (ETag = list version)",
 )
-def read_list(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+def read_list(caller: CallerDep, patient_id: UUID, seen: IfNoneMatch) -> Response:
     caller.authorize(Action.LIST_READ, patient_id)
     body = caller.read(
         patient_id, "list", lambda conn: views.list_view(conn, patient_id, caller.at)
     )
-    return json_with_etag(body, body["list_version"])
+    return json_with_etag(body, body["list_version"], seen)
 
 
 @router.get(
-    "/patients/{patient_id}/list/entries/{entry_id}/history", responses=READ,
+    "/patients/{patient_id}/list/entries/{entry_id}/history", response_model=EntryHistory,
+    responses=READ, operation_id="readEntryHistory",
     summary="Every version of one entry (who, when, why, what changed)",
 )
 def entry_history(caller: CallerDep, patient_id: UUID, entry_id: UUID) -> JSONResponse:
@@ -96,21 +114,56 @@ def entry_history(caller: CallerDep, patient_id: UUID, entry_id: UUID) -> JSONRe
 
 
 @router.get(
-    "/patients/{patient_id}/prescriptions", response_model=list[queries.PrescriptionSummary],
-    responses=READ, summary="The patient's prescriptions with their dispensing tallies",
+    "/patients/{patient_id}/prescriptions", response_model=list[PrescriptionSummary],
+    responses={**READ, **PAGED}, operation_id="listPrescriptions",
+    summary="The patient's prescriptions with their dispensing tallies, in issue order",
 )
-def prescriptions(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+def prescriptions(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResponse:
     caller.authorize(Action.LIST_READ, patient_id)
     found = caller.read(
         patient_id, "prescriptions", lambda conn: queries.prescriptions(conn, patient_id)
     )
+    shown, headers = page.page(found, _issued)
+    return JSONResponse(dump(shown), headers=headers)
+
+
+def _issued(found: PrescriptionSummary) -> tuple[str, str]:
+    return found.issued, str(found.id)
+
+
+@router.get(
+    "/patients/{patient_id}/prescriptions/{prescription_id}",
+    response_model=PrescriptionSummary, responses=READ, operation_id="readPrescription",
+    summary="One prescription with its dispensing tally",
+)
+def prescription(caller: CallerDep, patient_id: UUID, prescription_id: UUID) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    found = caller.read(
+        patient_id, "prescriptions",
+        lambda conn: queries.prescription(conn, patient_id, prescription_id),
+    )
     return JSONResponse(dump(found))
+
+
+@router.get(
+    "/patients/{patient_id}/list/reconciliations", response_model=list[Reconciliation],
+    responses={**READ, **PAGED}, operation_id="listReconciliations",
+    summary="The list's reconciliations (samstemming), oldest first",
+)
+def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    found = caller.read(
+        patient_id, "reconciliations", lambda conn: queries.reconciliations(conn, patient_id)
+    )
+    shown, headers = page.page(found, lambda r: (r.list_version, instant(r.at), str(r.id)))
+    return JSONResponse(dump(shown), headers=headers)
 
 
 @router.post(
     "/patients/{patient_id}/list/check", response_model=CheckResponse,
     responses=responses(401, 403, 404, 422, 503),
     summary="Dry run: the alerts proposed drugs would raise (nothing is written)",
+    operation_id="checkProposed",
 )
 def check_proposed(caller: CallerDep, patient_id: UUID, body: CheckRequest) -> JSONResponse:
     caller.authorize(Action.CHECK, patient_id)
@@ -133,7 +186,8 @@ def check_proposed(caller: CallerDep, patient_id: UUID, body: CheckRequest) -> J
 
 @router.post(
     "/patients/{patient_id}/prescriptions", status_code=201, response_model=CommandResponse,
-    responses=WRITE, summary="Prescribe: a new entry with its prescription",
+    responses={**BASED_WRITE, **command_answer(201)}, operation_id="prescribe",
+    summary="Prescribe: a new entry with its prescription",
 )
 def prescribe_drug(
     caller: CallerDep, patient_id: UUID, body: PrescribeRequest, based_on: IfMatch,
@@ -145,12 +199,16 @@ def prescribe_drug(
         caller.command_call(body, key),
         based_on=based_on,
     )
-    return render(result, 201)
+    return render(
+        result, 201,
+        location=f"/patients/{patient_id}/prescriptions/{body.terms.prescription_id}",
+    )
 
 
 @router.post(
     "/patients/{patient_id}/prescriptions/{prescription_id}/renew",
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer()},
+    operation_id="renewPrescription",
     summary="Renew a prescription (the old one is recalled)",
 )
 def renew_prescription(
@@ -169,7 +227,8 @@ def renew_prescription(
 
 @router.post(
     "/patients/{patient_id}/list/entries", status_code=201, response_model=CommandResponse,
-    responses=WRITE, summary="Add an entry used without prescription",
+    responses={**BASED_WRITE, **command_answer(201)}, operation_id="addEntry",
+    summary="Add an entry used without prescription",
 )
 def add_entry(
     caller: CallerDep, patient_id: UUID, body: AddEntryRequest, based_on: IfMatch,
@@ -181,12 +240,15 @@ def add_entry(
         caller.command_call(body, key),
         based_on=based_on,
     )
-    return render(result, 201)
+    return render(
+        result, 201, location=f"/patients/{patient_id}/list/entries/{body.entry_id}/history"
+    )
 
 
 @router.post(
     "/patients/{patient_id}/list/entries/{entry_id}/dosage", response_model=CommandResponse,
-    responses=WRITE, summary="Change an entry's dosage",
+    responses={**BASED_WRITE, **command_answer()}, operation_id="changeDosage",
+    summary="Change an entry's dosage",
 )
 def change_dosage(
     caller: CallerDep, patient_id: UUID, entry_id: UUID, body: DosageChange,
@@ -203,7 +265,8 @@ def change_dosage(
 
 @router.post(
     "/patients/{patient_id}/list/entries/{entry_id}/hold", response_model=CommandResponse,
-    responses=WRITE, summary="Hold (pause) an entry",
+    responses={**BASED_WRITE, **command_answer()}, operation_id="holdEntry",
+    summary="Hold (pause) an entry",
 )
 def hold_entry(
     caller: CallerDep, patient_id: UUID, entry_id: UUID, body: ReasonOnly,
@@ -219,7 +282,8 @@ def hold_entry(
 
 @router.post(
     "/patients/{patient_id}/list/entries/{entry_id}/resume", response_model=CommandResponse,
-    responses=WRITE, summary="Resume an entry on hold (checked again)",
+    responses={**BASED_WRITE, **command_answer()}, operation_id="resumeEntry",
+    summary="Resume an entry on hold (checked again)",
 )
 def resume_entry(
     caller: CallerDep, patient_id: UUID, entry_id: UUID, body: Intent,
@@ -236,7 +300,8 @@ def resume_entry(
 
 @router.post(
     "/patients/{patient_id}/list/entries/{entry_id}/discontinue",
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer()},
+    operation_id="discontinueEntry",
     summary="Discontinue an entry (its prescriptions are recalled)",
 )
 def discontinue_entry(
@@ -254,7 +319,8 @@ def discontinue_entry(
 
 @router.post(
     "/patients/{patient_id}/list/entries/{entry_id}/entered-in-error",
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer()},
+    operation_id="markEntryEnteredInError",
     summary="Mark an entry entered-in-error (kept, never counts)",
 )
 def entered_in_error(
@@ -271,7 +337,8 @@ def entered_in_error(
 
 @router.post(
     "/patients/{patient_id}/list/reconciliations", status_code=201,
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer(201)},
+    operation_id="recordReconciliation",
     summary="Record a reconciliation (samstemming) of the list",
 )
 def record_reconciliation(
@@ -283,12 +350,13 @@ def record_reconciliation(
         caller.engine, patient_id, order_of(body, ReconciliationOrder),
         caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
     )
-    return render(result, 201)
+    return render(result, 201, location=f"/patients/{patient_id}/list/reconciliations")
 
 
 @router.post(
     "/patients/{patient_id}/alerts/acknowledge", response_model=CommandResponse,
-    responses=WRITE, summary="Acknowledge an alert: it is not raised again for this patient",
+    responses={**WRITE, **command_answer()}, operation_id="acknowledgeAlert",
+    summary="Acknowledge an alert: it is not raised again for this patient",
 )
 def acknowledge_alert(
     caller: CallerDep, patient_id: UUID, body: Acknowledge, key: IdempotencyKey,

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from interactions.values import MODEL_CONFIG
 from medloop.api import views
-from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, render
+from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, command_answer, render
+from medloop.api.paging import PAGED, Page, instant
 from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
@@ -36,7 +37,9 @@ from medloop.loop.multidose import PeriodOrder, ProposalOrder, ResponsibilityOrd
 router = APIRouter(
     prefix="/multidose/patients/{patient_id}", tags=["multidose"], route_class=BlockingRoute
 )
-WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+WRITE = responses(400, 401, 403, 404, 409, 422, 503)
+BASED_WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+BASE = "/multidose/patients/{patient_id}"
 READ = responses(401, 403, 404, 422)
 
 
@@ -59,6 +62,7 @@ class ProposalBody(ProposalOrder):
 
 
 @router.get("", response_model=MultidoseOverview, responses=READ,
+            operation_id="readMultidose",
             summary="Responsibility, packing periods, pending proposals and open tasks")
 def overview(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
@@ -69,7 +73,9 @@ def overview(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.post("/responsibility", response_model=CommandResponse, responses=WRITE,
+@router.post("/responsibility", response_model=CommandResponse,
+             responses={**WRITE, **command_answer()},
+             operation_id="setMultidoseResponsibility",
              summary="Register or change the multidose doctor and pharmacy (M27.1)")
 def set_responsibility(
     caller: CallerDep, patient_id: UUID, body: ResponsibilityOrder, key: IdempotencyKey
@@ -81,7 +87,8 @@ def set_responsibility(
     return render(result)
 
 
-@router.post("/entries/{entry_id}/multidose", response_model=CommandResponse, responses=WRITE,
+@router.post("/entries/{entry_id}/multidose", response_model=CommandResponse,
+             responses={**BASED_WRITE, **command_answer()}, operation_id="flagEntryMultidose",
              summary="Pack an entry in multidose, or give it outside multidose")
 def flag_entry(
     caller: CallerDep, patient_id: UUID, entry_id: UUID, body: MultidoseFlag,
@@ -95,7 +102,8 @@ def flag_entry(
     return render(result)
 
 
-@router.post("/periods", status_code=201, response_model=CommandResponse, responses=WRITE,
+@router.post("/periods", status_code=201, response_model=CommandResponse,
+             responses={**WRITE, **command_answer(201)}, operation_id="openPackingPeriod",
              summary="Open a packing period with its order deadline")
 def open_period(
     caller: CallerDep, patient_id: UUID, body: PeriodOrder, key: IdempotencyKey
@@ -104,11 +112,15 @@ def open_period(
     result = multidose.open_packing_period(
         caller.engine, patient_id, body, caller.call(idempotency_key=key)
     )
-    return render(result, 201)
+    return render(
+        result, 201,
+        location=BASE.format(patient_id=patient_id) + f"/periods/{body.period_id}/plan",
+    )
 
 
 @router.post("/periods/{period_id}/urgent-packs", status_code=201,
-             response_model=CommandResponse, responses=WRITE,
+             response_model=CommandResponse, responses={**WRITE, **command_answer(201)},
+             operation_id="orderUrgentPack",
              summary="Order an urgent pack (hastepakk) for the rest of the period")
 def urgent_pack(
     caller: CallerDep, patient_id: UUID, period_id: UUID, body: UrgentPackBody,
@@ -119,10 +131,12 @@ def urgent_pack(
         caller.engine, patient_id, period_id, body.pack_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
-    return render(result, 201)
+    # The overview lists the period's urgent packs.
+    return render(result, 201, location=BASE.format(patient_id=patient_id))
 
 
 @router.get("/periods/{period_id}/plan", response_model=ProductionPlan, responses=READ,
+            operation_id="readProductionPlan",
             summary="The period's production plan (bags per day and intake)")
 def production_plan(caller: CallerDep, patient_id: UUID, period_id: UUID) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
@@ -132,7 +146,8 @@ def production_plan(caller: CallerDep, patient_id: UUID, period_id: UUID) -> JSO
 
 
 @router.post("/periods/{period_id}/plan/take", response_model=CommandResponse,
-             responses=WRITE, summary="Take the production plan (records its list version)")
+             responses={**WRITE, **command_answer()}, operation_id="takeProductionPlan",
+             summary="Take the production plan (records its list version)")
 def take_plan(
     caller: CallerDep, patient_id: UUID, period_id: UUID, key: IdempotencyKey
 ) -> JSONResponse:
@@ -144,7 +159,7 @@ def take_plan(
 
 
 @router.post("/packing-reports", status_code=201, response_model=CommandResponse,
-             responses=WRITE,
+             responses={**WRITE, **command_answer(201)}, operation_id="reportPacking",
              summary="Post what was packed (M25.3) and get its reconciliation against the list")
 def packing_report(
     caller: CallerDep, patient_id: UUID, body: PackReport, key: IdempotencyKey
@@ -153,19 +168,24 @@ def packing_report(
     result = multidose.reconcile_packing(
         caller.engine, patient_id, body, caller.call(idempotency_key=key)
     )
-    return render(result, 201)
+    return render(
+        result, 201, location=BASE.format(patient_id=patient_id) + "/reconciliations"
+    )
 
 
-@router.get("/reconciliations", response_model=list[PackReconciliation], responses=READ,
+@router.get("/reconciliations", response_model=list[PackReconciliation],
+            responses={**READ, **PAGED}, operation_id="listPackingReconciliations",
             summary="Every packing reconciliation, line by line")
-def reconciliations(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
     found = caller.read(patient_id, "multidose-reconciliations",
                         lambda conn: multidose.reconciliations(conn, patient_id))
-    return JSONResponse(dump(found))
+    shown, headers = page.page(found, lambda r: (instant(r.reconciled_at), str(r.id)))
+    return JSONResponse(dump(shown), headers=headers)
 
 
-@router.post("/proposals", status_code=201, response_model=CommandResponse, responses=WRITE,
+@router.post("/proposals", status_code=201, response_model=CommandResponse,
+             responses={**WRITE, **command_answer(201)}, operation_id="proposeChange",
              summary="Propose a change to the prescriber (M25.2)")
 def propose(
     caller: CallerDep, patient_id: UUID, body: ProposalBody, key: IdempotencyKey
@@ -174,11 +194,13 @@ def propose(
     result = multidose.propose_change(
         caller.engine, patient_id, order_of(body, ProposalOrder), caller.call(idempotency_key=key)
     )
-    return render(result, 201)
+    # The overview lists the pending proposals.
+    return render(result, 201, location=BASE.format(patient_id=patient_id))
 
 
 @router.post("/proposals/{proposal_id}/accept", response_model=CommandResponse,
-             responses=WRITE, summary="Accept a proposal: its change is made on the list")
+             responses={**BASED_WRITE, **command_answer()}, operation_id="acceptProposal",
+             summary="Accept a proposal: its change is made on the list")
 def accept(
     caller: CallerDep, patient_id: UUID, proposal_id: UUID, body: Intent, based_on: IfMatch,
     key: IdempotencyKey,
@@ -193,7 +215,8 @@ def accept(
 
 
 @router.post("/proposals/{proposal_id}/reject", response_model=CommandResponse,
-             responses=WRITE, summary="Reject a proposal with a reason")
+             responses={**WRITE, **command_answer()}, operation_id="rejectProposal",
+             summary="Reject a proposal with a reason")
 def reject(
     caller: CallerDep, patient_id: UUID, proposal_id: UUID, body: ReasonRequiredBody,
     key: IdempotencyKey,
@@ -206,7 +229,8 @@ def reject(
     return render(result)
 
 
-@router.post("/tasks/{task_id}/resolve", response_model=CommandResponse, responses=WRITE,
+@router.post("/tasks/{task_id}/resolve", response_model=CommandResponse,
+             responses={**WRITE, **command_answer()}, operation_id="resolveTask",
              summary="Resolve a reconciliation task with a note")
 def resolve_task(
     caller: CallerDep, patient_id: UUID, task_id: UUID, body: ReasonRequiredBody,

@@ -23,7 +23,15 @@ from interactions.values import MODEL_CONFIG, Day, Moment
 from medloop import queries
 from medloop.api import views
 from medloop.api.auth import Unauthenticated
-from medloop.api.deps import Caller, CallerDep, IdempotencyKey, render
+from medloop.api.deps import (
+    LOCATION_HEADER,
+    Caller,
+    CallerDep,
+    IdempotencyKey,
+    command_answer,
+    render,
+)
+from medloop.api.paging import PAGED, Page, instant
 from medloop.api.policy import (
     Action,
     authorize_ward,
@@ -85,17 +93,21 @@ def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
 
 
 @router.post(
-    "/wards", status_code=201, response_model=WardCreated, responses=WRITE,
+    "/wards", status_code=201, response_model=WardCreated,
+    responses={**WRITE, 201: {"headers": LOCATION_HEADER}}, operation_id="createWard",
     summary="Create a ward of my organisation",
 )
 def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSONResponse:
     caller.authorize(Action.WARD_ADMIN)  # a ward admin
     found = administer.create_ward(caller.engine, body, caller.call(idempotency_key=key))
-    return JSONResponse(found, status_code=201)
+    return JSONResponse(
+        found, status_code=201, headers={"Location": f"/nursing/wards/{body.ward_id}/chart"}
+    )
 
 
 @router.post(
     "/wards/{ward_id}/config", response_model=WardConfigured, responses=WRITE,
+    operation_id="configureWard",
     summary="A new configuration for a ward",
 )
 def configure_ward(
@@ -111,6 +123,7 @@ def configure_ward(
 
 @router.get(
     "/wards/{ward_id}/chart", responses=READ, response_model=WardChart,
+    operation_id="readWardChart",
     summary="The ward's chart for a day (Europe/Oslo): every admitted patient's doses",
 )
 def ward_chart(
@@ -129,7 +142,8 @@ def ward_chart(
 
 @router.post(
     "/patients/{patient_id}/admissions", status_code=201, response_model=CommandResponse,
-    responses=WRITE, summary="Admit a patient to a ward of my organisation",
+    responses={**WRITE, **command_answer(201)}, operation_id="admit",
+    summary="Admit a patient to a ward of my organisation",
 )
 def admit(
     caller: CallerDep, patient_id: UUID, body: AdmitBody, key: IdempotencyKey
@@ -139,12 +153,14 @@ def admit(
         caller.engine, patient_id, order_of(body, AdmissionOrder),
         caller.call(idempotency_key=key),
     )
-    return render(result, 201)
+    # The ward's chart shows the patient from the admission on.
+    return render(result, 201, location=f"/nursing/wards/{body.ward_id}/chart")
 
 
 @router.post(
     "/patients/{patient_id}/admissions/{admission_id}/discharge",
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    operation_id="discharge",
     summary="Discharge a patient (ward admin); the organisation's access ends with the stay",
 )
 def discharge(
@@ -161,7 +177,8 @@ def discharge(
 
 @router.post(
     "/patients/{patient_id}/administrations", status_code=201,
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**WRITE, **command_answer(201)},
+    operation_id="chartDose",
     summary="Chart a dose: given (scan, witness), not given, refused, held; PRN without a "
     "planned dose",
 )
@@ -182,12 +199,13 @@ def chart_dose(
         caller.call(overrides=body.overrides, idempotency_key=key),
         witness=_witness(caller, witness),
     )
-    return render(result, 201)
+    return render(result, 201, location=f"/nursing/patients/{patient_id}/administrations")
 
 
 @router.post(
     "/patients/{patient_id}/administrations/{administration_id}/entered-in-error",
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    operation_id="markAdministrationEnteredInError",
     summary="Mark a charting entered-in-error (kept, no longer counted)",
 )
 def administration_in_error(
@@ -203,14 +221,15 @@ def administration_in_error(
 
 
 @router.get(
-    "/patients/{patient_id}/administrations", responses=READ,
-    response_model=list[AdministrationRecord],
+    "/patients/{patient_id}/administrations", responses={**READ, **PAGED},
+    response_model=list[AdministrationRecord], operation_id="listAdministrations",
     summary="The patient's administration history (entered-in-error included, marked); a "
     "nurse's reaches back to the admission only",
 )
 def administration_history(
     caller: CallerDep,
     patient_id: UUID,
+    page: Page,
     since: Annotated[Moment | None, Query()] = None,
     until: Annotated[Moment | None, Query()] = None,
 ) -> JSONResponse:
@@ -223,4 +242,10 @@ def administration_history(
         patient_id, "administration-history",
         lambda conn: administer.administration_history(conn, patient_id, since, until),
     )
-    return JSONResponse([views.administration_view(c) for c in found])
+    shown, headers = page.page(found, _charted_order)
+    return JSONResponse([views.administration_view(c) for c in shown], headers=headers)
+
+
+def _charted_order(charted: Any) -> tuple[int, int, str]:
+    given = charted.administration
+    return instant(given.at), instant(given.recorded_at), str(given.id)

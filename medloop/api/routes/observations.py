@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 
-from medloop.api.deps import CallerDep, IdempotencyKey, render
+from medloop.api.deps import CallerDep, IdempotencyKey, command_answer, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
@@ -28,7 +28,8 @@ class ObservationRequest(Observation, Intent):
 
 @router.post(
     "/patients/{patient_id}/observations", response_model=CommandResponse,
-    responses=responses(400, 401, 403, 404, 409, 422, 503),
+    responses={**responses(400, 401, 403, 404, 409, 422, 503), **command_answer()},
+    operation_id="recordObservation",
     summary="Record weight, kidney function or hepatic risk factors (used by dose checks)",
 )
 def record_observation(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hmac
 import os
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from medloop.api.deps import ApiState
@@ -19,15 +21,32 @@ from medloop.ops import health, metrics
 router = APIRouter(tags=["operations"], route_class=BlockingRoute)
 
 
-@router.get("/health/live", summary="The process answers")
+class Liveness(BaseModel):
+    status: str = Field(description='"pass"')
+
+
+class ReadinessReport(BaseModel):
+    """``status`` ``pass`` or ``fail``, and each check with its own status and why."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    checks: dict[str, Any]
+
+
+@router.get(
+    "/health/live", response_model=Liveness, operation_id="live",
+    summary="The process answers",
+)
 def live() -> JSONResponse:
     return JSONResponse({"status": "pass"}, headers={"Cache-Control": "no-store"})
 
 
 @router.get(
-    "/health/ready",
+    "/health/ready", response_model=ReadinessReport, operation_id="ready",
     summary="This process can serve: database at the migration head, catalogue loaded, jobs",
-    responses={503: {"description": "Not ready; the failing checks say why"}},
+    responses={503: {"description": "Not ready; the failing checks say why",
+                     "model": ReadinessReport}},
 )
 def ready(request: Request) -> JSONResponse:
     engine: Engine = request.app.state.api.engine
@@ -39,10 +58,13 @@ def ready(request: Request) -> JSONResponse:
 
 
 @router.get(
-    "/metrics",
+    "/metrics", operation_id="metrics",
     summary="Prometheus metrics (text exposition format)",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, 401: {"description": "Wrong metrics token"}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        401: {"description": "Wrong metrics token"},
+    },
 )
 def metrics_text(request: Request) -> Response:
     expected = os.environ.get("MEDLOOP_METRICS_TOKEN")

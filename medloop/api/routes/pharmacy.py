@@ -6,10 +6,19 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from medloop.api import views
-from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, json_with_etag, render
+from medloop.api.deps import (
+    CallerDep,
+    IdempotencyKey,
+    IfMatch,
+    IfNoneMatch,
+    command_answer,
+    json_with_etag,
+    read_with_etag,
+    render,
+)
 from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
@@ -25,25 +34,30 @@ from medloop.loop import dispense
 from medloop.loop.dispense import DispenseOrder
 
 router = APIRouter(prefix="/pharmacy", tags=["pharmacy"], route_class=BlockingRoute)
-WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
+WRITE = responses(400, 401, 403, 404, 409, 422, 503)
+BASED_WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
 
 
 @router.get(
     "/patients/{patient_id}/prescriptions", response_model=DispensableView,
-    responses=responses(401, 403, 404, 422),
+    responses={**responses(401, 403, 404, 422), **read_with_etag()},
+    operation_id="readDispensable",
     summary="The patient's dispensable prescriptions (ETag = list version)",
 )
-def dispensable_prescriptions(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+def dispensable_prescriptions(
+    caller: CallerDep, patient_id: UUID, seen: IfNoneMatch
+) -> Response:
     caller.authorize(Action.DISPENSING_READ, patient_id)
     body = caller.read(
         patient_id, "dispensable", lambda conn: views.dispensable_view(conn, patient_id, caller.at)
     )
-    return json_with_etag(body, body["list_version"])
+    return json_with_etag(body, body["list_version"], seen)
 
 
 @router.post(
     "/patients/{patient_id}/dispenses", status_code=201, response_model=CommandResponse,
-    responses=WRITE, summary="Dispense a package against a prescription",
+    responses={**BASED_WRITE, **command_answer(201)}, operation_id="dispense",
+    summary="Dispense a package against a prescription",
 )
 def dispense_package(
     caller: CallerDep, patient_id: UUID, body: DispenseRequest, based_on: IfMatch,
@@ -55,12 +69,16 @@ def dispense_package(
         caller.command_call(body, key),
         based_on=based_on,
     )
-    return render(result, 201)
+    # The prescription shows what was dispensed against it.
+    return render(
+        result, 201, location=f"/patients/{patient_id}/prescriptions/{body.prescription_id}"
+    )
 
 
 @router.post(
     "/patients/{patient_id}/dispenses/{dispense_id}/annul", response_model=CommandResponse,
-    responses=WRITE, summary="Annul a dispense (the prescription reopens)",
+    responses={**WRITE, **command_answer()}, operation_id="annulDispense",
+    summary="Annul a dispense (the prescription reopens)",
 )
 def annul_dispense(
     caller: CallerDep, patient_id: UUID, dispense_id: UUID, body: ReasonRequiredBody,
@@ -76,7 +94,8 @@ def annul_dispense(
 
 @router.post(
     "/patients/{patient_id}/prescriptions/{prescription_id}/lock",
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    operation_id="lockPrescription",
     summary="Take a prescription for this pharmacy (status U)",
 )
 def lock_prescription(
@@ -91,7 +110,8 @@ def lock_prescription(
 
 @router.post(
     "/patients/{patient_id}/prescriptions/{prescription_id}/release",
-    response_model=CommandResponse, responses=WRITE,
+    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    operation_id="releasePrescription",
     summary="Give a locked prescription back undispensed (status E)",
 )
 def release_prescription(

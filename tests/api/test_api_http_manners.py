@@ -1,0 +1,166 @@
+"""HTTP as clients expect it: Location on 201, Allow on 405, 304 for If-None-Match, cursor
+pagination with RFC 8288 Link headers, unknown query parameters refused, and problem titles
+written for people."""
+
+# ruff: noqa: F811  (the ``world`` fixture is imported, then named by the tests)
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import uuid
+
+import pytest
+
+import medloop
+from medloop.api.paging import PageRequest, decode
+from medloop.api.problems import TITLES, title_for
+from medloop.domain import errors
+from tests.api.api_fixtures import (
+    GP_TOKEN,
+    PATIENT_TOKEN,
+    PHARMACIST_TOKEN,
+    auth,
+    prescribe_body,
+    world,  # noqa: F401  (a fixture)
+)
+from tests.loop.loop_fixtures import ATORVASTATIN, SIMVASTATIN_NORDKYST
+
+
+def _prescribe(world, varenr: str) -> dict:
+    body = prescribe_body(varenr)
+    answer = world.write(f"/patients/{world.patient_id}/prescriptions", body)
+    assert answer.status_code == 201, answer.text
+    return body
+
+
+def test_a_201_says_where_the_new_thing_can_be_read(world):
+    body = _prescribe(world, SIMVASTATIN_NORDKYST)
+    listed = world.get(f"/patients/{world.patient_id}/prescriptions").json()
+    answer = world.get(
+        f"/patients/{world.patient_id}/prescriptions/{body['terms']['prescription_id']}"
+    )
+    assert answer.status_code == 200 and answer.json() == listed[0]
+
+    entry = {"entry_id": str(uuid.uuid4()), "drug": {"varenr": ATORVASTATIN}, "use": "regular",
+             "start": "2026-11-20", "reason": "brought from the hospital"}
+    added = world.write(f"/patients/{world.patient_id}/list/entries", entry)
+    assert added.status_code == 201, added.text
+    history = world.get(added.headers["Location"])
+    assert history.status_code == 200 and history.json()["entry_id"] == entry["entry_id"]
+
+
+def test_a_prescription_of_another_patient_is_not_found(world):
+    answer = world.get(f"/patients/{world.patient_id}/prescriptions/{uuid.uuid4()}")
+    assert answer.status_code == 404 and answer.json()["code"] == "prescription-not-found"
+
+
+def test_a_method_the_path_does_not_take_is_405_with_every_method_it_does(world):
+    answer = world.client.delete(
+        f"/patients/{world.patient_id}/prescriptions", headers=auth(GP_TOKEN)
+    )
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "GET, POST"
+    assert answer.json()["title"] == "Method not allowed here"
+
+
+def test_if_none_match_with_the_current_version_is_304_without_a_body(world):
+    path = f"/patients/{world.patient_id}/list"
+    first = world.get(path)
+    etag = first.headers["ETag"]
+    same = world.get(path, **{"If-None-Match": etag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["ETag"] == etag
+    assert world.get(path, **{"If-None-Match": f'W/"99", {etag}'}).status_code == 304
+    assert world.get(path, **{"If-None-Match": "*"}).status_code == 304
+    _prescribe(world, SIMVASTATIN_NORDKYST)
+    changed = world.get(path, **{"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] == '"1"'
+    mine = world.get("/me/list", PATIENT_TOKEN, **{"If-None-Match": '"1"'})
+    assert mine.status_code == 304
+    dispensable = world.get(f"/pharmacy/patients/{world.patient_id}/prescriptions",
+                            PHARMACIST_TOKEN, **{"If-None-Match": '"0"'})
+    assert dispensable.status_code == 200 and dispensable.headers["ETag"] == '"1"'
+
+
+def _pages(world, path: str) -> list[list]:
+    found, link = [], path
+    while link:
+        answer = world.get(link)
+        assert answer.status_code == 200, answer.text
+        found.append(answer.json())
+        header = answer.headers.get("Link")
+        if header is None:
+            break
+        link = re.fullmatch(r'<([^>]+)>; rel="next"', header).group(1)
+    return found
+
+
+def test_list_endpoints_page_by_cursor_with_a_next_link_until_the_last_page(world):
+    for varenr in (SIMVASTATIN_NORDKYST, ATORVASTATIN):
+        _prescribe(world, varenr)
+    path = f"/patients/{world.patient_id}/prescriptions"
+    whole = world.get(path).json()
+    assert len(whole) == 2 and "Link" not in world.get(path).headers
+    pages = _pages(world, f"{path}?limit=1")
+    assert [len(p) for p in pages] == [1, 1]
+    assert [p[0] for p in pages] == whole
+
+    everything = world.get("/catalogue/packages?name=simva&limit=100").json()
+    paged = _pages(world, "/catalogue/packages?name=simva&limit=2")
+    assert len(everything) > 2 and len(paged) == -(-len(everything) // 2)
+    assert [item for page in paged for item in page] == everything
+
+
+def test_a_page_does_not_shift_when_items_are_added_before_its_cursor():
+    first = PageRequest(limit=2, after=None, path="/things", query=(("limit", "2"),))
+    shown, headers = first.page([(2,), (4,), (6,)], key=lambda item: item)
+    assert shown == [(2,), (4,)]
+    link = re.fullmatch(r'</things\?cursor=([\w-]+)&limit=2>; rel="next"', headers["Link"])
+    after = PageRequest(limit=2, after=decode(link.group(1)), path="/things", query=())
+    # Two items were added before the cursor since: the next page still starts after (4,).
+    assert after.page([(1,), (2,), (3,), (4,), (6,)], key=lambda item: item) == ([(6,)], {})
+
+
+@pytest.mark.parametrize("cursor", ["%%%", "bm90IGpzb24", "W10", "eyJhIjoxfQ"])
+def test_a_cursor_the_api_did_not_give_is_refused(world, cursor):
+    answer = world.get(f"/patients/{world.patient_id}/prescriptions?cursor={cursor}")
+    assert answer.status_code == 422
+    assert answer.json()["code"] in ("invalid-cursor", "invalid-request")
+
+
+def test_an_unknown_query_parameter_is_refused_not_ignored(world):
+    answer = world.get(f"/patients/{world.patient_id}/prescriptions?offset=20")
+    assert answer.status_code == 422
+    problem = answer.json()
+    assert problem["code"] == "invalid-request"
+    assert problem["errors"] == [
+        {"loc": ["query", "offset"], "msg": "Unknown query parameter", "type": "extra_forbidden"}
+    ]
+    assert world.get("/catalogue/packages?name=simva&page=2").status_code == 422
+
+
+def test_the_access_log_links_its_next_page(world):
+    for _ in range(3):
+        world.get(f"/patients/{world.patient_id}/list")
+    first = world.get("/me/access-log?limit=2", PATIENT_TOKEN)
+    body = first.json()
+    assert first.headers["Link"] == (
+        f'</me/access-log?before={body["next_before"]}&limit=2>; rel="next"'
+    )
+
+
+def _every_error_code() -> set[str]:
+    for module in pkgutil.walk_packages(medloop.__path__, "medloop."):
+        importlib.import_module(module.name)
+    return set(errors.error_codes())
+
+
+def test_every_problem_code_has_a_short_human_written_title():
+    missing = sorted(_every_error_code() - set(TITLES))
+    assert missing == []
+    for code, title in TITLES.items():
+        assert title[0].isupper() and len(title) <= 60 and "``" not in title, code
+        assert not title.endswith((".", ",", "(")), code
+    assert title_for("prn-limit-exceeded") == "The as-needed (PRN) limit would be exceeded"
+    assert title_for("override-required") == "Alerts need an override with a reason"
