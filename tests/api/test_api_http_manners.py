@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -156,8 +157,17 @@ def _every_error_code() -> set[str]:
     return set(errors.error_codes())
 
 
+def _codes_the_api_answers_with() -> set[str]:
+    """The literal codes of ``problem(status, "<code>", …)`` calls in ``medloop/api``."""
+    found = set()
+    for path in Path(medloop.__file__).parent.joinpath("api").rglob("*.py"):
+        found |= set(re.findall(r'problem\(\s*\w+,\s*"([a-z-]+)"', path.read_text()))
+    return found
+
+
 def test_every_problem_code_has_a_short_human_written_title():
-    missing = sorted(_every_error_code() - set(TITLES))
+    assert {"unauthenticated", "invalid-idempotency-key"} <= _codes_the_api_answers_with()
+    missing = sorted((_every_error_code() | _codes_the_api_answers_with()) - set(TITLES))
     assert missing == []
     for code, title in TITLES.items():
         assert title[0].isupper() and len(title) <= 60 and "``" not in title, code
