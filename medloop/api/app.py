@@ -190,7 +190,9 @@ def from_env() -> FastAPI:
 
 
 def _with_problem_schema(app: FastAPI) -> None:
-    """Publish the ``Problem`` schema the error responses refer to."""
+    """Publish the ``Problem`` schema the error responses refer to, with the 413 of every
+    operation that takes a body and the 422 of every operation (an undeclared query
+    parameter)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -201,10 +203,15 @@ def _with_problem_schema(app: FastAPI) -> None:
                 ref_template="#/components/schemas/{model}"
             )
             too_large = responses(413)[413]
+            invalid = responses(422)[422]
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
-                    if isinstance(operation, dict) and "requestBody" in operation:
+                    if not isinstance(operation, dict):
+                        continue
+                    if "requestBody" in operation:
                         operation.setdefault("responses", {}).setdefault("413", too_large)
+                    # Every route refuses a query parameter it does not declare (routing.py).
+                    operation.setdefault("responses", {}).setdefault("422", invalid)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -509,10 +509,16 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "No catalogue in force, or the database is unavailable for a moment "
         "(with Retry-After)",
     }
+    headers = {
+        412: {"ETag": {"description": "The current list version", "schema": {"type": "string"}}},
+        503: {"Retry-After": {"description": "Seconds to wait before retrying",
+                              "schema": {"type": "string"}}},
+    }
     return {
         status: {
             "description": described[status],
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            **({"headers": headers[status]} if status in headers else {}),
         }
         for status in statuses
     }

@@ -27,7 +27,8 @@ ACCESS_LOG_PAGED = {
 
 
 @router.get(
-    "/list", response_model=ListView, responses={**responses(401, 403), **read_with_etag()},
+    "/list", response_model=ListView,
+    responses={**responses(401, 403, 422), **read_with_etag()},
     summary="My current medication list", operation_id="readMyList",
 )
 def my_list(caller: CallerDep, seen: IfNoneMatch) -> Response:
