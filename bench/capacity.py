@@ -57,26 +57,34 @@ def model(costs: dict, home_care: bool = False) -> dict:
         return per_day, per_day * share / 3600
 
     volumes = {
-        "prescribe with checks": day_and_peak(prescriptions_per_day,
-                                              a["peak_hour_share_of_prescribing_day"]),
+        "prescribe with checks": day_and_peak(
+            prescriptions_per_day, a["peak_hour_share_of_prescribing_day"]
+        ),
         "dispense": day_and_peak(dispenses_per_day, a["peak_hour_share_of_dispensing_day"]),
-        "chart a PRN dose": day_and_peak(administrations_per_day,
-                                         a["peak_hour_share_of_administrations_day"]),
+        "chart a PRN dose": day_and_peak(
+            administrations_per_day, a["peak_hour_share_of_administrations_day"]
+        ),
     }
     rx_day, rx_peak = volumes["prescribe with checks"]
     dx_day, dx_peak = volumes["dispense"]
     ad_day, ad_peak = volumes["chart a PRN dose"]
     volumes |= {
-        "list read": (rx_day * a["reads_per_prescription"]
-                      + ad_day * a["ward_reads_per_administration"],
-                      rx_peak * a["reads_per_prescription"]
-                      + ad_peak * a["ward_reads_per_administration"]),
-        "dry-run check": (rx_day * a["dry_run_checks_per_prescription"],
-                          rx_peak * a["dry_run_checks_per_prescription"]),
-        "pharmacy read": (dx_day * a["pharmacy_reads_per_dispense"],
-                          dx_peak * a["pharmacy_reads_per_dispense"]),
-        "patient own list": (dx_day * a["patient_reads_per_dispense"],
-                             dx_peak * a["patient_reads_per_dispense"]),
+        "list read": (
+            rx_day * a["reads_per_prescription"] + ad_day * a["ward_reads_per_administration"],
+            rx_peak * a["reads_per_prescription"] + ad_peak * a["ward_reads_per_administration"],
+        ),
+        "dry-run check": (
+            rx_day * a["dry_run_checks_per_prescription"],
+            rx_peak * a["dry_run_checks_per_prescription"],
+        ),
+        "pharmacy read": (
+            dx_day * a["pharmacy_reads_per_dispense"],
+            dx_peak * a["pharmacy_reads_per_dispense"],
+        ),
+        "patient own list": (
+            dx_day * a["patient_reads_per_dispense"],
+            dx_peak * a["patient_reads_per_dispense"],
+        ),
     }
     peak_rps = sum(peak for _, peak in volumes.values())
     app_ms = sum(peak * per[k]["server_cpu_ms"] for k, (_, peak) in volumes.items())
@@ -92,34 +100,49 @@ def model(costs: dict, home_care: bool = False) -> dict:
     dx_per_patient = PRESCRIPTIONS_DISPENSED_PER_YEAR / patients
 
     def patient_year(metric: str) -> float:
-        return (rx_per_patient * (per["prescribe with checks"][metric]
-                                  + per["list read"][metric] + per["dry-run check"][metric])
-                + dx_per_patient * (per["dispense"][metric] + per["pharmacy read"][metric]
-                                    + per["patient own list"][metric]))
+        return rx_per_patient * (
+            per["prescribe with checks"][metric]
+            + per["list read"][metric]
+            + per["dry-run check"][metric]
+        ) + dx_per_patient * (
+            per["dispense"][metric] + per["pharmacy read"][metric] + per["patient own list"][metric]
+        )
 
     chartings = DRUGS_PER_RESIDENT * a["doses_per_drug_per_day"] * 365
 
     def resident_year(metric: str) -> float:
-        return chartings * (per["chart a PRN dose"][metric]
-                            + a["ward_reads_per_administration"] * per["list read"][metric])
+        return chartings * (
+            per["chart a PRN dose"][metric]
+            + a["ward_reads_per_administration"] * per["list read"][metric]
+        )
 
     return {
-        "scenario": "nursing homes and home care (every multidose user charted)" if home_care
+        "scenario": "nursing homes and home care (every multidose user charted)"
+        if home_care
         else "nursing homes",
         "per_day": {k: round(day) for k, (day, _) in volumes.items()},
         "peak_hour_requests_per_s": {k: round(peak, 1) for k, (_, peak) in volumes.items()},
         "peak_requests_per_s": round(peak_rps, 1),
-        "peak_cpu_cores_used": {"application": round(app_ms / 1000, 2),
-                                "postgres": round(pg_ms / 1000, 2)},
-        "cores_to_provision": {"application": math.ceil(app_ms * factor),
-                               "postgres": math.ceil(pg_ms * factor)},
-        "wal": {"per_day_gb": round(wal_day / 1e9, 2),
-                "per_year_tb": round(wal_day * 365 / 1e12, 2)},
-        "stored": {"per_day_gb": round(stored_day / 1e9, 2),
-                   "per_year_tb": round(stored_day * 365 / 1e12, 2)},
+        "peak_cpu_cores_used": {
+            "application": round(app_ms / 1000, 2),
+            "postgres": round(pg_ms / 1000, 2),
+        },
+        "cores_to_provision": {
+            "application": math.ceil(app_ms * factor),
+            "postgres": math.ceil(pg_ms * factor),
+        },
+        "wal": {
+            "per_day_gb": round(wal_day / 1e9, 2),
+            "per_year_tb": round(wal_day * 365 / 1e12, 2),
+        },
+        "stored": {
+            "per_day_gb": round(stored_day / 1e9, 2),
+            "per_year_tb": round(stored_day * 365 / 1e12, 2),
+        },
         "patient_year": {
             "patients_with_a_prescription": round(patients),
-            "prescriptions": round(rx_per_patient, 1), "dispenses": round(dx_per_patient, 1),
+            "prescriptions": round(rx_per_patient, 1),
+            "dispenses": round(dx_per_patient, 1),
             "stored_kb": round(patient_year("stored_bytes") / 1e3, 1),
             "wal_kb": round(patient_year("wal_bytes") / 1e3, 1),
         },
@@ -136,8 +159,16 @@ def main() -> None:
     parser.add_argument("costs", type=Path, help="the JSON bench/costs.py printed")
     args = parser.parse_args()
     costs = json.loads(args.costs.read_text())
-    print(json.dumps({"costs_measured": costs["conditions"], "assumed": ASSUMED,
-                      "models": [model(costs), model(costs, home_care=True)]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "costs_measured": costs["conditions"],
+                "assumed": ASSUMED,
+                "models": [model(costs), model(costs, home_care=True)],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -54,12 +54,25 @@ from medloop.store.migrate import upgrade  # noqa: E402
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pg-replica"
 PARACETAMOL = "090028"
 PARACETAMOL_EAN = "7046260900288"
-PRN = {"use": "as-needed",
-       "as_needed": [{"amount": {"value": 1, "unit": "tablett"},
-                      "max_per_24h": {"value": 4, "unit": "tablett"},
-                      "min_interval": {"value": 6, "unit": "hour"}}]}
-KINDS = ("list read", "dry-run check", "prescribe with checks", "pharmacy read", "dispense",
-         "patient own list", "chart a PRN dose")
+PRN = {
+    "use": "as-needed",
+    "as_needed": [
+        {
+            "amount": {"value": 1, "unit": "tablett"},
+            "max_per_24h": {"value": 4, "unit": "tablett"},
+            "min_interval": {"value": 6, "unit": "hour"},
+        }
+    ],
+}
+KINDS = (
+    "list read",
+    "dry-run check",
+    "prescribe with checks",
+    "pharmacy read",
+    "dispense",
+    "patient own list",
+    "chart a PRN dose",
+)
 
 
 class Session:
@@ -68,8 +81,9 @@ class Session:
     def __init__(self, port: int) -> None:
         self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
-    def send(self, method: str, path: str, token: str, body=None, headers=None,
-             expect: int = 200) -> tuple[float, dict, str]:
+    def send(
+        self, method: str, path: str, token: str, body=None, headers=None, expect: int = 200
+    ) -> tuple[float, dict, str]:
         sent = {"Authorization": f"Bearer {token}", **(headers or {})}
         payload = None
         if body is not None:
@@ -95,22 +109,31 @@ class Meter:
     def read(self) -> dict[str, float]:
         with self.admin.connect() as conn:
             wal = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
-            size = conn.execute(text("SELECT pg_database_size(:d)"),
-                                {"d": self.database}).scalar_one()
-        return {"server": api._cpu_seconds_of_tree(self.server_pid),
-                "postgres": scale._cluster_cpu(self.pair / "primary"),
-                "wal": float(wal), "size": float(size)}
+            size = conn.execute(
+                text("SELECT pg_database_size(:d)"), {"d": self.database}
+            ).scalar_one()
+        return {
+            "server": api._cpu_seconds_of_tree(self.server_pid),
+            "postgres": scale._cluster_cpu(self.pair / "primary"),
+            "wal": float(wal),
+            "size": float(size),
+        }
 
 
 def _prescribe_body(varenr: str, **fields) -> dict:
-    return {"entry_id": str(uuid.uuid4()), "drug": {"varenr": varenr}, "use": "regular",
-            "start": date.today().isoformat(),
-            "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
-            **fields}
+    return {
+        "entry_id": str(uuid.uuid4()),
+        "drug": {"varenr": varenr},
+        "use": "regular",
+        "start": date.today().isoformat(),
+        "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
+        **fields,
+    }
 
 
-def _batch(kind: str, session: Session, patients: list, tokens: dict, n: int,
-           state: dict) -> list[float]:
+def _batch(
+    kind: str, session: Session, patients: list, tokens: dict, n: int, state: dict
+) -> list[float]:
     """``n`` requests of ``kind``; what later kinds need (ETags, prescriptions) goes in
     ``state``."""
     gp, pharmacist, nurse = tokens["gp"], tokens["pharmacist"], tokens["nurse"]
@@ -122,40 +145,68 @@ def _batch(kind: str, session: Session, patients: list, tokens: dict, n: int,
             ms, _, etag = session.send("GET", f"/patients/{pid}/list", gp)
             state.setdefault("etag", {})[pid] = etag
         elif kind == "dry-run check":
-            ms, _, _ = session.send("POST", f"/patients/{pid}/list/check", gp,
-                                    {"proposed": [{"drug": {"varenr": api.ROTATION[k % 10]}}]})
+            ms, _, _ = session.send(
+                "POST",
+                f"/patients/{pid}/list/check",
+                gp,
+                {"proposed": [{"drug": {"varenr": api.ROTATION[k % 10]}}]},
+            )
         elif kind == "prescribe with checks":
             varenr = api.ROTATION[(k // len(patients)) % 10]
             body = _prescribe_body(varenr)
             ms, _, etag = session.send(
-                "POST", f"/patients/{pid}/prescriptions", gp, body,
-                {"If-Match": state["etag"][pid], "Idempotency-Key": str(uuid.uuid4())}, 201)
+                "POST",
+                f"/patients/{pid}/prescriptions",
+                gp,
+                body,
+                {"If-Match": state["etag"][pid], "Idempotency-Key": str(uuid.uuid4())},
+                201,
+            )
             state["etag"][pid] = etag
             state.setdefault("rx", []).append((pid, body["terms"]["prescription_id"], varenr))
         elif kind == "pharmacy read":
-            ms, _, etag = session.send("GET", f"/pharmacy/patients/{pid}/prescriptions",
-                                       pharmacist)
+            ms, _, etag = session.send("GET", f"/pharmacy/patients/{pid}/prescriptions", pharmacist)
             state.setdefault("pharmacy_etag", {})[pid] = etag
         elif kind == "dispense":
             # Each of the n prescriptions of this round dispensed once, with the ETag of the
             # pharmacy's read (or of the patient's previous dispense).
             rx_pid, rx, varenr = state["rx"][k % len(state["rx"])]
             ms, _, etag = session.send(
-                "POST", f"/pharmacy/patients/{rx_pid}/dispenses", pharmacist,
-                {"dispense_id": str(uuid.uuid4()), "prescription_id": rx, "varenr": varenr,
-                 "dispensed_on": date.today().isoformat(), "quantity": {"packages": 1},
-                 "batch": "B1", "expiry": "2030-01-01"},
-                {"If-Match": state["pharmacy_etag"][rx_pid]}, 201)
+                "POST",
+                f"/pharmacy/patients/{rx_pid}/dispenses",
+                pharmacist,
+                {
+                    "dispense_id": str(uuid.uuid4()),
+                    "prescription_id": rx,
+                    "varenr": varenr,
+                    "dispensed_on": date.today().isoformat(),
+                    "quantity": {"packages": 1},
+                    "batch": "B1",
+                    "expiry": "2030-01-01",
+                },
+                {"If-Match": state["pharmacy_etag"][rx_pid]},
+                201,
+            )
             state["pharmacy_etag"][rx_pid] = etag
         elif kind == "patient own list":
             ms, _, _ = session.send("GET", "/me/list", patient.token)
         elif kind == "chart a PRN dose":
             entry = state["prn"][pid]
             ms, _, _ = session.send(
-                "POST", f"/nursing/patients/{pid}/administrations", nurse,
-                {"administration_id": str(uuid.uuid4()), "entry_id": entry, "outcome": "given",
-                 "given_at": datetime.now(UTC).isoformat(),
-                 "dose": {"value": 1, "unit": "tablett"}, "scan": PARACETAMOL_EAN}, None, 201)
+                "POST",
+                f"/nursing/patients/{pid}/administrations",
+                nurse,
+                {
+                    "administration_id": str(uuid.uuid4()),
+                    "entry_id": entry,
+                    "outcome": "given",
+                    "given_at": datetime.now(UTC).isoformat(),
+                    "dose": {"value": 1, "unit": "tablett"},
+                    "scan": PARACETAMOL_EAN,
+                },
+                None,
+                201,
+            )
         else:  # pragma: no cover - KINDS lists every kind
             raise ValueError(kind)
         timings.append(ms)
@@ -165,19 +216,38 @@ def _batch(kind: str, session: Session, patients: list, tokens: dict, n: int,
 def _admit(session: Session, patients: list, tokens: dict, state: dict) -> None:
     """A ward of the demo nursing home, each resident with paracetamol as needed, admitted."""
     ward = str(uuid.uuid4())
-    session.send("POST", "/nursing/wards", tokens["ward_admin"],
-                 {"ward_id": ward, "name": f"Kostnad {ward[:8]}"}, expect=201)
+    session.send(
+        "POST",
+        "/nursing/wards",
+        tokens["ward_admin"],
+        {"ward_id": ward, "name": f"Kostnad {ward[:8]}"},
+        expect=201,
+    )
     for patient in patients:
         _, _, etag = session.send("GET", f"/patients/{patient.id}/list", tokens["gp"])
         body = _prescribe_body(PARACETAMOL, use="as-needed", dosage=PRN)
-        session.send("POST", f"/patients/{patient.id}/prescriptions", tokens["gp"], body,
-                     {"If-Match": etag}, 201)
+        session.send(
+            "POST",
+            f"/patients/{patient.id}/prescriptions",
+            tokens["gp"],
+            body,
+            {"If-Match": etag},
+            201,
+        )
         state.setdefault("prn", {})[patient.id] = body["entry_id"]
-        session.send("POST", f"/nursing/patients/{patient.id}/admissions", tokens["ward_admin"],
-                     {"admission_id": str(uuid.uuid4()), "ward_id": ward,
-                      "admitted_at": datetime.now(UTC).isoformat(),
-                      "reason": "Langtidsopphold (benchmark)",
-                      "decision_reference": "Vedtak 2026/0001 (benchmark)"}, expect=201)
+        session.send(
+            "POST",
+            f"/nursing/patients/{patient.id}/admissions",
+            tokens["ward_admin"],
+            {
+                "admission_id": str(uuid.uuid4()),
+                "ward_id": ward,
+                "admitted_at": datetime.now(UTC).isoformat(),
+                "reason": "Langtidsopphold (benchmark)",
+                "decision_reference": "Vedtak 2026/0001 (benchmark)",
+            },
+            expect=201,
+        )
 
 
 def run(primary_url: str, pair: Path, args: argparse.Namespace) -> dict:
@@ -195,16 +265,22 @@ def run(primary_url: str, pair: Path, args: argparse.Namespace) -> dict:
     patients = api._patients(engine, args.rounds * (per_round + args.requests) + 1)
     engine.dispose()
     port = api._free_port()
-    env = {**__import__("os").environ, "MEDLOOP_ALLOW_DEV_KEYS": "1",
-           "MEDLOOP_DATABASE_URL": url, "MEDLOOP_SCHEDULER": "off"}
+    env = {
+        **__import__("os").environ,
+        "MEDLOOP_ALLOW_DEV_KEYS": "1",
+        "MEDLOOP_DATABASE_URL": url,
+        "MEDLOOP_SCHEDULER": "off",
+    }
     server = api.start_server(env, port, 1)
     tokens = {
         "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
-        "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
-                                  PHARMACIST.organisation.id),
+        "pharmacist": issue_token(
+            "pharmacist", PHARMACIST.personnel.hpr_number, PHARMACIST.organisation.id
+        ),
         "nurse": issue_token("nurse", NURSE.personnel.hpr_number, NURSE.organisation.id),
-        "ward_admin": issue_token("nurse", NURSE.personnel.hpr_number, NURSE.organisation.id,
-                                  ward_admin=True),
+        "ward_admin": issue_token(
+            "nurse", NURSE.personnel.hpr_number, NURSE.organisation.id, ward_admin=True
+        ),
     }
     per_kind: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     try:
@@ -225,14 +301,16 @@ def run(primary_url: str, pair: Path, args: argparse.Namespace) -> dict:
                 timings = _batch(kind, session, who, tokens, args.requests, state)
                 after = meter.read()
                 n = len(timings)
-                per_kind[kind].append({
-                    "round": round_ + 1,
-                    "server_cpu_ms": (after["server"] - before["server"]) * 1000 / n,
-                    "postgres_cpu_ms": (after["postgres"] - before["postgres"]) * 1000 / n,
-                    "wal_bytes": (after["wal"] - before["wal"]) / n,
-                    "stored_bytes": (after["size"] - before["size"]) / n,
-                    "p50_ms": statistics.median(timings),
-                })
+                per_kind[kind].append(
+                    {
+                        "round": round_ + 1,
+                        "server_cpu_ms": (after["server"] - before["server"]) * 1000 / n,
+                        "postgres_cpu_ms": (after["postgres"] - before["postgres"]) * 1000 / n,
+                        "wal_bytes": (after["wal"] - before["wal"]) / n,
+                        "stored_bytes": (after["size"] - before["size"]) / n,
+                        "p50_ms": statistics.median(timings),
+                    }
+                )
         session.http.close()
     finally:
         server.terminate()
@@ -259,8 +337,12 @@ def main() -> None:
     folder.chmod(0o755)
     pair = folder / "pair"
     ports = api._free_port(), api._free_port()
-    exports = subprocess.run([str(SCRIPT), "start", str(pair), *map(str, ports)],
-                             check=True, capture_output=True, text=True).stdout
+    exports = subprocess.run(
+        [str(SCRIPT), "start", str(pair), *map(str, ports)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     found = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())
     started = datetime.now(UTC)
     try:
@@ -269,12 +351,22 @@ def main() -> None:
         subprocess.run([str(SCRIPT), "stop", str(pair)], check=False)
     with open("/proc/loadavg") as loadavg:
         load = loadavg.read().split()[:3]
-    print(json.dumps({
-        "conditions": {"started": started.strftime("%Y-%m-%d %H:%M UTC"),
-                       "requests_per_kind_and_round": args.requests, "rounds": args.rounds,
-                       "workers": 1, "clients": 1, "load_average_at_end": load},
-        "per_request": measured,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "conditions": {
+                    "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+                    "requests_per_kind_and_round": args.requests,
+                    "rounds": args.rounds,
+                    "workers": 1,
+                    "clients": 1,
+                    "load_average_at_end": load,
+                },
+                "per_request": measured,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
