@@ -303,16 +303,24 @@ def _substitution_view(
                 "key": key,
                 "reason": call.overrides[key],
                 "by": call.actor.personnel.name,
+                "hpr_number": call.actor.personnel.hpr_number,
                 "at": call.at.isoformat(),
             }
         else:
-            recorded = next((h for h in ctx.state.handled if h.key == key), None)
+            recorded = next(
+                (
+                    row for row in ctx.state.alerts
+                    if row.key == key and row.override_reason is not None
+                ),
+                None,
+            )
             if recorded is not None:
                 decision = {
                     "key": key,
-                    "reason": recorded.reason,
-                    "by": recorded.handled_by,
-                    "at": recorded.handled_at.isoformat(),
+                    "reason": recorded.override_reason,
+                    "by": recorded.override_by["personnel"]["name"],
+                    "hpr_number": recorded.override_by["personnel"]["hpr_number"],
+                    "at": recorded.raised_at.isoformat(),
                 }
     return {
         "substitution_group_id": group.id,
