@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -19,11 +21,15 @@ from fest.loader import import_catalogue
 from fest.synth import write_synthetic
 from interactions import Knowledge, UnknownReference, atc
 from interactions.catalogue import CatalogueSnapshot
+from medloop.api.screening import Proposal, screen
 from medloop.catalogue import ATC_CODE_SYSTEM, load_snapshot
 from medloop.cli import app
+from medloop.domain.patient import NationalId, Patient
+from medloop.loop.patients import register_patient
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
 from tests.conftest import real_extract
+from tests.loop.loop_fixtures import NOW, call
 
 M30 = "http://www.kith.no/xmlstds/eresept/m30/2014-12-01"
 
@@ -194,3 +200,29 @@ def test_synthetic_every_who_group_has_its_name_at_every_level(
     levels = knowledge.atc_levels(level5)
     assert [len(code) for code, _ in levels] == [1, 3, 4, 5, 7]
     assert all(name == listed[code] for code, name in levels)
+
+
+def test_real_extract_an_atc_coded_draft_only_in_the_code_system_is_screened(
+    real_with_code_system: str,
+) -> None:
+    # The path CDS Hooks drafts coded by ATC take (medloop.api.screening).
+    engine = make_engine(real_with_code_system)
+    try:
+        patient = Patient(
+            id=uuid.uuid4(), national_id=NationalId("21014605158"), given_name="Kari",
+            family_name="Nordmann", birth_date=date(1946, 1, 21),
+        )
+        register_patient(engine, patient, call())
+        with engine.connect() as conn:
+            screened = screen(
+                conn, patient.id,
+                [Proposal("d1", None, None, NOW.date(), atc=CODE_SYSTEM_ONLY),
+                 Proposal("d2", None, None, NOW.date(), atc=LIVE_VACCINE)],
+                NOW.date(),
+            )
+    finally:
+        engine.dispose()
+    assert screened.names["d1"] == "Kladribin"
+    assert any(
+        a.kind == "interaction" and set(a.medications) == {"d1", "d2"} for a in screened.alerts
+    )
