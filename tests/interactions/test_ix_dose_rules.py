@@ -170,3 +170,15 @@ def test_a_document_url_is_not_mistaken_for_a_search() -> None:
         "https://www.legemiddelhandboka.no/legacy/chapter/L5.3.1.2",
     ):
         assert not is_search_url(url), url
+
+
+def test_the_readme_counts_the_rules_that_cite_a_document() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
+    text = " ".join(readme.split())
+    rules = load_dose_rules().rules
+    cited = [rule for rule in rules if rule.source.located == "document"]
+    read = [rule for rule in cited if (rule.note or "").startswith("Figure checked against")]
+    assert f"Of the {len(rules)} rules, {len(cited)} cite the document itself" in text
+    assert f"in {len(read)} the figures were read in it" in text
+    assert f"in {len(cited) - len(read)} the stored copy did not show every figure" in text
+    assert f"{len(rules) - len(cited)} (mirtazapine, tamsulosin) still cite only" in text
