@@ -106,9 +106,14 @@ def stored_records() -> list[Stored]:
     from medloop.domain.prescription import PrescriptionVersion
     from medloop.domain.reconciliation import Reconciliation
     from medloop.domain.ward import Admission, Ward, WardConfig
-    from medloop.store import administration as a
-    from medloop.store import medication_list as m
-    from medloop.store import multidose as d
+    from medloop.store import (
+        administration,
+        alerts,
+        list_changes,
+        multidose,
+        patients,
+        prescriptions,
+    )
 
     def by_patient(table: Table) -> Callable[[Any], Any] | None:
         column = table.c.get("patient_id")
@@ -117,25 +122,35 @@ def stored_records() -> list[Stored]:
         return lambda patient_id: column == str(patient_id)
 
     columns = [
-        (m.patient, "record", Patient), (m.list_change, "author", Actor),
-        (m.entry_version, "record", EntryVersion),
-        (m.prescription_version, "record", PrescriptionVersion),
-        (m.dispense, "record", Dispense), (m.dispense_annulment, "record", Annulment),
-        (m.reconciliation, "record", Reconciliation), (m.handled_alert, "handled_by", Actor),
-        (a.ward, "record", Ward), (a.ward_config, "record", WardConfig),
-        (a.admission, "record", Admission), (a.planned_dose, "record", PlannedDose),
-        (a.administration, "record", Administration),
-        (a.administration_error, "record", AdministrationCorrection),
-        (d.responsibility, "record", Responsibility), (d.period, "record", PackingPeriod),
-        (d.urgent_pack, "record", UrgentPack), (d.reconciliation, "record", PackReconciliation),
-        (d.task, "record", MultidoseTask), (d.task_resolution, "record", TaskResolution),
-        (d.proposal, "record", Proposal),
-        (d.proposal_decision, "record", ProposalDecision),
+        (patients.patient, "record", Patient),
+        (list_changes.list_change, "author", Actor),
+        (list_changes.entry_version, "record", EntryVersion),
+        (prescriptions.prescription_version, "record", PrescriptionVersion),
+        (prescriptions.dispense, "record", Dispense),
+        (prescriptions.dispense_annulment, "record", Annulment),
+        (prescriptions.reconciliation, "record", Reconciliation),
+        (alerts.handled_alert, "handled_by", Actor),
+        (administration.ward, "record", Ward),
+        (administration.ward_config, "record", WardConfig),
+        (administration.admission, "record", Admission),
+        (administration.planned_dose, "record", PlannedDose),
+        (administration.administration, "record", Administration),
+        (administration.administration_error, "record", AdministrationCorrection),
+        (multidose.responsibility, "record", Responsibility),
+        (multidose.period, "record", PackingPeriod),
+        (multidose.urgent_pack, "record", UrgentPack),
+        (multidose.reconciliation, "record", PackReconciliation),
+        (multidose.task, "record", MultidoseTask),
+        (multidose.task_resolution, "record", TaskResolution),
+        (multidose.proposal, "record", Proposal),
+        (multidose.proposal_decision, "record", ProposalDecision),
     ]
     found = []
     for table, column, model in columns:
-        patient = (lambda pid: m.patient.c.id == str(pid)) if table is m.patient else (
-            by_patient(table)
+        patient = (
+            (lambda pid: patients.patient.c.id == str(pid))
+            if table is patients.patient
+            else by_patient(table)
         )
         found.append(Stored(table, column, model, patient))
     return found

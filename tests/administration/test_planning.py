@@ -18,13 +18,13 @@ from medloop.domain.administration import (
     PlannedDoseSuperseded,
     ScanSkipReason,
 )
-from medloop.loop import administer
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop import administer
 from medloop.loop.change import change_dosage, hold
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, renew
 from medloop.queries import prescriptions
 from medloop.store import administration as store
-from medloop.store import medication_list as list_store
+from medloop.store.list_changes import list_version
 from tests.administration.admin_fixtures import (
     ADMITTED,
     NURSE,
@@ -65,7 +65,7 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
 
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 12:00 in Oslo
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     change_dosage(engine, patient_id, entry_id,
                   daily(TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.NIGHT),
                   call(GP, at=changed_at), based_on=version)
@@ -93,13 +93,13 @@ def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
     entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
     administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
         (old,) = prescriptions(conn, patient_id)
     renew(engine, patient_id, RenewOrder(prescription_id=old.id, terms=PrescriptionTerms(
         prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1),
     )), call(GP, at=ADMITTED + timedelta(hours=1)), based_on=version)
     with engine.connect() as conn:
-        assert list_store.list_version(conn, patient_id) == version + 1
+        assert list_version(conn, patient_id) == version + 1
     assert administer.roll_forward(engine, ADMITTED + timedelta(hours=2))["schedules"] == 0
 
 
@@ -148,7 +148,7 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
     evening = chart_of(engine, ward_id, day, ADMITTED)["18:00"]
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     change_dosage(engine, patient_id, entry_id, daily(TimeOfDay.MORNING, TimeOfDay.NIGHT),
                   call(GP, at=changed_at), based_on=version)
     with pytest.raises(PlannedDoseSuperseded):
@@ -170,7 +170,7 @@ def test_an_entry_on_hold_cannot_be_given(engine):
     administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     morning = chart_of(engine, ward_id, datetime(2026, 11, 20).date(), ADMITTED)["08:00"]
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     hold(engine, patient_id, entry_id, call(GP, at=morning.due_at - timedelta(hours=1)),
          based_on=version)
     with pytest.raises(PlannedDoseSuperseded):  # holding replans: the dose is gone
@@ -181,7 +181,7 @@ def test_an_as_needed_entry_on_hold_cannot_be_given(engine):
     patient_id, _ = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, OKSYKODON, as_needed())
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     held_at = ADMITTED + timedelta(hours=1)
     hold(engine, patient_id, entry_id, call(GP, at=held_at), based_on=version)
     request = ChartRequest(
