@@ -35,10 +35,11 @@ from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import DrugOrder
 from medloop.store import batch
+from medloop.store.columns import parsed
 from medloop.store.list_changes import list_version
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import read_patient
-from medloop.store.records import parsed, stored_records
+from medloop.store.records import stored_records
 from tests.api.api_fixtures import make_world
 from tests.loop.loop_fixtures import SIMVASTATIN_28, TODAY, call, demo_world
 

@@ -33,8 +33,7 @@ from interactions import Alert, HandledAlert
 from medloop.domain.personnel import Actor
 from medloop.domain.state import StoredAlert
 from medloop.store import attestation, batch
-from medloop.store.columns import UUID_LENGTH, utc
-from medloop.store.records import StoredRecordUnreadable, why
+from medloop.store.columns import UUID_LENGTH, StoredRecordUnreadable, utc, why
 
 alert = Table(
     "alert",

@@ -2,11 +2,20 @@
 
 A UUID is stored as its 36-character text form (``UUID_LENGTH``); every instant is stored in UTC
 and read back aware. SQLite keeps only the wall-clock time, so what it hands back is naive UTC.
+A domain record stored as JSON is read back with ``parsed``, which names the row of a record
+that no longer loads (``StoredRecordUnreadable``; ``medloop.store.records`` finds them all).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Table
+
+from medloop.domain.errors import DomainError
 
 UUID_LENGTH = 36
 """``String(UUID_LENGTH)``: a UUID in its canonical text form."""
@@ -25,3 +34,41 @@ def aware(moment: datetime) -> datetime:
 
 def iso(moment: datetime | date) -> str:
     return moment.isoformat()
+
+
+# -- stored records ----------------------------------------------------------------------------
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class StoredRecordUnreadable(Exception):
+    """A stored record that does not load as its model (table, key, why)."""
+
+    def __init__(self, table: str, key: Mapping[str, Any], reason: str) -> None:
+        self.table = table
+        self.key = {name: str(value) for name, value in key.items()}
+        self.reason = reason
+        names = ", ".join(f"{name}={value}" for name, value in self.key.items())
+        super().__init__(f"the stored {table} record ({names}) cannot be read: {reason}")
+
+
+UNREADABLE = (ValidationError, ValueError, TypeError, KeyError, AttributeError, DomainError)
+
+
+def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any]) -> Model:
+    """``model`` validated from the stored ``value`` of ``table``'s row ``key``;
+    ``StoredRecordUnreadable`` when it does not load."""
+    try:
+        return model.model_validate(value)
+    except UNREADABLE as error:
+        raise StoredRecordUnreadable(table.name, key, why(error)) from None
+
+
+def why(error: Exception) -> str:
+    """What is wrong, without the stored value (it may be patient data)."""
+    if isinstance(error, ValidationError):
+        first = error.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the record"
+        more = error.error_count() - 1
+        return f"{where}: {first['msg']}" + (f" (and {more} more)" if more else "")
+    return f"{type(error).__name__}: {error}"

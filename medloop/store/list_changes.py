@@ -31,8 +31,7 @@ from fest.schema import metadata
 from medloop.domain.medication_list import EntryVersion, ListChange
 from medloop.domain.personnel import Actor
 from medloop.store import attestation, batch
-from medloop.store.columns import UUID_LENGTH, iso
-from medloop.store.records import parsed
+from medloop.store.columns import UUID_LENGTH, iso, parsed
 
 list_change = Table(
     "list_change",

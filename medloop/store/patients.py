@@ -35,8 +35,7 @@ from fest.queries import VERSION_KEY_IN_FORCE, version_key_of
 from fest.schema import fest_version, metadata
 from medloop.domain.patient import Patient
 from medloop.store import attestation, audit, batch
-from medloop.store.columns import UUID_LENGTH
-from medloop.store.records import parsed
+from medloop.store.columns import UUID_LENGTH, parsed
 from medloop.store.transaction import existing_transaction_memo, transaction_memo
 
 patient = Table(

@@ -33,8 +33,7 @@ from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.store import attestation, batch
-from medloop.store.columns import UUID_LENGTH, utc
-from medloop.store.records import parsed
+from medloop.store.columns import UUID_LENGTH, parsed, utc
 
 prescription = Table(
     "prescription",
