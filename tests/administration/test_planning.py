@@ -23,7 +23,7 @@ from medloop.loop import administer
 from medloop.loop.change import change_dosage, hold
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, renew
 from medloop.queries import prescriptions
-from medloop.store import administration as store
+from medloop.store import administration
 from medloop.store.list_changes import list_version
 from tests.administration.admin_fixtures import (
     ADMITTED,
@@ -109,7 +109,7 @@ def _night_doses(engine, night_start):
                               at=night_start)
     administer.roll_forward(engine, night_start + timedelta(minutes=1))
     with engine.connect() as conn:
-        return [d for d in store.planned_doses(
+        return [d for d in administration.planned_doses(
             conn, patient_ids=[patient_id], start=night_start, end=night_start + timedelta(days=2)
         ) if d.entry_id == entry_id]
 
@@ -132,7 +132,7 @@ def test_nothing_is_planned_or_missed_after_discharge(engine):
     patient_id, ward_id = nursing_home(engine)
     prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
     with engine.connect() as conn:
-        (admission,) = store.admissions_of(conn, patient_id)
+        (admission,) = administration.admissions_of(conn, patient_id)
     leaving = ADMITTED + timedelta(hours=2)
     administer.discharge(engine, patient_id, admission.id, leaving, call(NURSE, at=leaving))
     assert administer.roll_forward(engine, leaving + timedelta(minutes=5))["planned"] == 0
@@ -159,7 +159,7 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
     assert sorted(lines) == ["08:00", "22:00"]
     assert lines["22:00"].status is DoseStatus.MISSED
     with engine.connect() as conn:
-        missed = [c for c in store.chartings_of_patient(conn, patient_id)
+        missed = [c for c in administration.chartings_of_patient(conn, patient_id)
                   if c.administration.planned_dose_id == evening.planned_dose_id]
     assert missed == []
 
