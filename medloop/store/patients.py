@@ -218,21 +218,20 @@ def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, 
     memo = existing_transaction_memo(conn)
     accessed = None if memo is None else memo.get((_ACCESSED, patient_id))
     if accessed is not None:
-        return patient_of(accessed.record, patient_id), accessed.revision
+        return _patient_of(accessed.record, patient_id), accessed.revision
     found = conn.execute(
         select(patient.c.record, patient.c.revision).where(patient.c.id == str(patient_id))
     ).first()
-    return None if found is None else (patient_of(found.record, patient_id), found.revision)
+    return None if found is None else (_patient_of(found.record, patient_id), found.revision)
 
 
 def _patient(conn: Connection, patient_id: UUID) -> Patient | None:
     query = select(patient.c.record).where(patient.c.id == str(patient_id))
     record = conn.execute(query).scalar_one_or_none()
-    return None if record is None else patient_of(record, patient_id)
+    return None if record is None else _patient_of(record, patient_id)
 
 
-def patient_of(record: Any, patient_id: UUID) -> Patient:
-    """The stored ``record`` of the patient ``patient_id`` as a ``Patient``."""
+def _patient_of(record: Any, patient_id: UUID) -> Patient:
     return parsed(Patient, record, patient, {"id": patient_id})
 
 
