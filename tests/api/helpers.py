@@ -7,13 +7,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from medloop.api.app import create_app
 from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
-from tests.loop.loop_fixtures import GP, NOW, PHARMACIST, TODAY, demo_world
+from tests.loop.helpers import GP, NOW, PHARMACIST, TODAY, demo_world
 
 NATIONAL_ID = "21014605158"
 OTHER_NATIONAL_ID = "15035010030"
@@ -99,8 +98,3 @@ def make_world(engine) -> World:
     clock = Clock()
     app = create_app(ApiSettings.from_env("sqlite://"), engine=engine, clock=clock)
     return World(TestClient(app), engine, patient_id, clock)
-
-
-@pytest.fixture
-def world(engine) -> World:
-    return make_world(engine)

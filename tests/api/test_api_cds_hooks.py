@@ -13,13 +13,12 @@ from sqlalchemy import select
 from medloop.api.cds import ATC, FEST_VARENR
 from medloop.api.fhir_dosage import UCUM
 from medloop.store.access import cds_card, cds_feedback
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     NATIONAL_ID,
     PHARMACIST_TOKEN,
     prescribe_body,
-    world,  # noqa: F401
 )
-from tests.loop.loop_fixtures import KLARITROMYCIN, SIMVASTATIN_28
+from tests.loop.helpers import KLARITROMYCIN, SIMVASTATIN_28
 
 
 def draft(

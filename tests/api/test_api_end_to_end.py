@@ -15,8 +15,8 @@ from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
 from medloop.demo import NURSING_HOME, RESIDENTS, build, national_id
 from medloop.store.audit import verify
-from tests.api.api_fixtures import Clock
-from tests.conftest import DEMO
+from tests.api.helpers import Clock
+from tests.reference import DEMO
 
 KLARITROMYCIN = "091014"
 SIMVASTATIN_NORDKYST = "090470"

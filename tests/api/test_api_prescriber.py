@@ -6,14 +6,13 @@ from __future__ import annotations
 import uuid
 
 from medloop.store import audit
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     NATIONAL_ID,
     auth,
     prescribe_body,
-    world,  # noqa: F401
 )
-from tests.loop.loop_fixtures import ATORVASTATIN, KLARITROMYCIN, SIMVASTATIN_28
+from tests.loop.helpers import ATORVASTATIN, KLARITROMYCIN, SIMVASTATIN_28
 
 PROBLEM = "application/problem+json"
 

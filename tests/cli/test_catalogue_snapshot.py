@@ -6,8 +6,8 @@ import pytest
 
 from fest.loader import import_catalogue
 from medloop.catalogue import NoCatalogue, load_snapshot
-from tests import festfiles as ff
-from tests.conftest import real_extract
+from tests.fest import festfiles as ff
+from tests.reference import real_extract
 
 
 def test_snapshot_of_the_real_extract_carries_every_record_in_force(engine):

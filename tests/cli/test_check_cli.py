@@ -16,7 +16,7 @@ from medloop.catalogue import load_snapshot
 from medloop.cli import app
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests.conftest import DEMO
+from tests.reference import DEMO
 
 runner = CliRunner()
 

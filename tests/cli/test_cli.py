@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from medloop.cli import app
-from tests import festfiles as ff
-from tests.conftest import DEMO, xsd_dir
+from tests.fest import festfiles as ff
+from tests.reference import DEMO, xsd_dir
 
 runner = CliRunner()
 COUNT_KEYS = {

@@ -22,15 +22,15 @@ from medloop.loop.prescribe import prescribe
 from medloop.queries import prescriptions
 from medloop.store import administration as admin_store
 from medloop.store.audit import audit_event
-from tests.administration.admin_fixtures import (
+from tests.loop.administration.helpers import (
     ADMITTED,
     SIMVASTATIN,
     daily,
     nursing_home,
     prescribe_with,
 )
-from tests.conftest import DEMO, REPO
-from tests.loop.loop_fixtures import call, prescription_order
+from tests.reference import DEMO, REPO
+from tests.loop.helpers import call, prescription_order
 
 NOW = ADMITTED + timedelta(hours=1)
 

@@ -11,7 +11,7 @@ from fest.loader import import_catalogue
 from medloop.cli import app
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests.conftest import DEMO, REPO
+from tests.reference import DEMO, REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from domain_fixtures import (
+from tests.domain.helpers import (
     D0,
     DOCTOR,
     EVENING,

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from domain_fixtures import D0, DOCTOR, EVENING, PATIENT_ID, T0, ZOCOR_PACKAGE, empty_list
+from tests.domain.helpers import D0, DOCTOR, EVENING, PATIENT_ID, T0, ZOCOR_PACKAGE, empty_list
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule

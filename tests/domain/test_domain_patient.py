@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from domain_fixtures import PATIENT_ID, T0
+from tests.domain.helpers import PATIENT_ID, T0
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from domain_fixtures import (
+from tests.domain.helpers import (
     APOCILLIN,
     CONTRACEPTIVE,
     D0,

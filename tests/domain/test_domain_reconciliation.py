@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from domain_fixtures import DOCTOR, FISH_OIL, T0, add, empty_list, new_id
+from tests.domain.helpers import DOCTOR, FISH_OIL, T0, add, empty_list, new_id
 
 from medloop.domain.codes import DiscontinuationReason, ReconciliationOutcome, SourceKind
 from medloop.domain.entry import Discontinuation

@@ -29,7 +29,7 @@ from fest.parser import Limits, _MarkupGuard, content_sha256, iter_entries, read
 from medloop.cli import app
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests import festfiles as ff
+from tests.fest import festfiles as ff
 
 runner = CliRunner()
 HEAD = (

@@ -15,8 +15,8 @@ from fest import schema
 from fest.errors import FestFormatError, FestImportRejected
 from fest.loader import import_catalogue, unresolved_references
 from fest.queries import active_counts, version_in_force
-from tests import festfiles as ff
-from tests.conftest import DEMO, real_extract
+from tests.fest import festfiles as ff
+from tests.reference import DEMO, real_extract
 
 _PAYLOAD_KIND = {
     "Refusjonshjemmel": "Refusjonshjemmel",

@@ -23,7 +23,7 @@ from fest import schema
 from fest.loader import import_catalogue
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests import festfiles as ff
+from tests.fest import festfiles as ff
 
 DOMAINS = [f"ID_G{i}" for i in range(6)]
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from fest.loader import import_catalogue
 from fest.queries import active_counts, version_in_force
 from medloop.store.db import normalise_url
-from tests import festfiles as ff
+from tests.fest import festfiles as ff
 
 MEDLOOP = str(Path(sys.executable).with_name("medloop"))
 

@@ -15,8 +15,8 @@ from lxml import etree
 
 import fest.synth
 from fest.synth import NS_FS, NS_M30, write_synthetic
+from tests.reference import XSD_DIR
 
-XSD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "xsd" / "eresept"
 M30 = f"{{{NS_M30}}}"
 FS = f"{{{NS_FS}}}"
 SEED = 3

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.reference import REPO, SHARED
+
 SEED = REPO / "seeds" / "demo-fest.xml"
 SEED_README = REPO / "seeds" / "README.md"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 M30_XSD = SHARED / "reference" / "xsd" / "eresept" / "ER-M30-2014-12-01.xsd"
 
 M30_NS = "http://www.kith.no/xmlstds/eresept/m30/2014-12-01"

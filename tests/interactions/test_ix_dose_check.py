@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from ix_fixtures import as_needed, detail, fixed, knowledge, med, weekly
+from tests.interactions.helpers import as_needed, detail, fixed, knowledge, med, weekly
 
 from interactions import Alert, Kind, Medication, Patient, Severity, check
 from interactions.alerts import DoseDetail, DoseNotCheckedDetail

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from ix_fixtures import knowledge
+from tests.interactions.helpers import knowledge
 
 from interactions import Alert, Kind, Medication, Patient, check
 from interactions.alerts import DoseDetail, DoseNotCheckedDetail

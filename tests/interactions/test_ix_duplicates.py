@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from ix_fixtures import detail, knowledge, med
+from tests.interactions.helpers import detail, knowledge, med
 
 from interactions import Alert, Kind, Medication, Severity, check
 from interactions.alerts import DuplicateDetail

@@ -3,7 +3,7 @@
 from datetime import datetime
 
 import pytest
-from ix_fixtures import INFO, fixed, knowledge, med
+from tests.interactions.helpers import INFO, fixed, knowledge, med
 
 from interactions import Alert, Allergy, HandledAlert, Kind, Medication, Patient, Severity, check
 from interactions.alerts import SUMMARY_LENGTH

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from ix_fixtures import (
+from tests.interactions.helpers import (
     IX_CETIRIZINE_AMLODIPINE,
     IX_CODEINE_HYPNOTIC,
     IX_GINKGO_EXTRACT_WARFARIN,

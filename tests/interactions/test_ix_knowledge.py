@@ -2,7 +2,7 @@
 
 import networkx as nx
 import pytest
-from ix_fixtures import INFO, knowledge, snapshot
+from tests.interactions.helpers import INFO, knowledge, snapshot
 
 from interactions import AmbiguousReference, Knowledge, UnknownReference
 from interactions.dose_rules import load_dose_rules

@@ -27,7 +27,7 @@ from interactions.alerts import (
 )
 from interactions.catalogue import InteractionGroup, Package
 from medloop.catalogue import load_snapshot
-from tests.conftest import DEMO, real_extract
+from tests.reference import DEMO, real_extract
 
 PAIRWISE = (Kind.INTERACTION, Kind.DUPLICATE)
 NOTICE_ON_PRODUCT, NOTICE_ON_PACKAGE = "1", "2"

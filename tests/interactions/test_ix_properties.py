@@ -5,7 +5,7 @@ from random import Random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ix_fixtures import as_needed, fixed, knowledge, med
+from tests.interactions.helpers import as_needed, fixed, knowledge, med
 
 from interactions import Alert, Allergy, Kind, Medication, Patient, check
 

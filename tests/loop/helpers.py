@@ -22,7 +22,7 @@ from medloop.loop.dispense import DispenseOrder
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.runner import Call, DrugOrder
-from tests.conftest import DEMO
+from tests.reference import DEMO
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()

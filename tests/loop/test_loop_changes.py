@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from loop_fixtures import (
+from tests.loop.helpers import (
     KLARITROMYCIN,
     NOW,
     PHARMACIST,

@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from loop_fixtures import (
+from tests.loop.helpers import (
     KLARITROMYCIN,
     NOW,
     PHARMACIST,
@@ -46,7 +46,7 @@ from medloop.loop.runner import medications_of
 from medloop.store import audit
 from medloop.store import medication_list as store
 from medloop.store.state_cache import cache_for
-from tests.conftest import DEMO
+from tests.reference import DEMO
 
 OPERATIONS = (
     "prescribe", "hold", "resume", "dosage", "discontinue", "error", "renew", "dispense", "stale",

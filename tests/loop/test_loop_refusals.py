@@ -6,7 +6,7 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
-from loop_fixtures import (
+from tests.loop.helpers import (
     NOW,
     PHARMACIST,
     SIMVASTATIN_28,

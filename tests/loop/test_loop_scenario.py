@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from loop_fixtures import (
+from tests.loop.helpers import (
     ATORVASTATIN,
     GP,
     KLARITROMYCIN,

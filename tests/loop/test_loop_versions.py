@@ -8,7 +8,7 @@ import uuid
 from datetime import date
 
 import pytest
-from loop_fixtures import (
+from tests.loop.helpers import (
     GP,
     NOW,
     PHARMACIST,

@@ -37,8 +37,8 @@ from medloop.loop.runner import DrugOrder
 from medloop.store import batch
 from medloop.store import medication_list as store
 from medloop.store.records import parsed, stored_records
-from tests.api.api_fixtures import make_world
-from tests.loop.loop_fixtures import SIMVASTATIN_28, TODAY, call, demo_world
+from tests.api.helpers import make_world
+from tests.loop.helpers import SIMVASTATIN_28, TODAY, call, demo_world
 
 TEXT = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
 """Any Unicode character a text may hold: every plane, but no surrogate and no NUL."""
@@ -160,7 +160,7 @@ def _samples(engine) -> dict[str, list[tuple[type, Any]]]:
 def _more_records(world) -> None:
     """A dispense and its annulment, a reconciliation, a handled alert, a proposal and its
     decision, through the API as in production."""
-    from tests.api.api_fixtures import PHARMACIST_TOKEN, dispense_body, prescribe_body
+    from tests.api.helpers import PHARMACIST_TOKEN, dispense_body, prescribe_body
     from tests.api.test_api_pharmacy_catalogue_patient import (
         SIMVASTATIN_NORDKYST,
         _pharmacy_version,
@@ -201,7 +201,7 @@ def _more_records(world) -> None:
 def _charted(world, ward_id: str, entry_id: str) -> None:
     """The next morning's dose given, then marked entered-in-error (administration and its
     correction), through the API."""
-    from tests.api.api_fixtures import NURSE_TOKEN
+    from tests.api.helpers import NURSE_TOKEN
     from tests.api.test_api_nursing import NEXT_MORNING
 
     world.clock.at = NEXT_MORNING
@@ -225,7 +225,7 @@ def _charted(world, ward_id: str, entry_id: str) -> None:
 def _packed_with_a_discrepancy(world, period_id: str) -> None:
     """An urgent pack, a packing report with a double dose in the first bag (a multidose
     reconciliation and a task for the doctor), and the task resolved, through the API."""
-    from tests.api.api_fixtures import PHARMACIST_TOKEN
+    from tests.api.helpers import PHARMACIST_TOKEN
 
     base = f"/multidose/patients/{world.patient_id}"
     world.clock.at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # past the order deadline

@@ -15,28 +15,28 @@ from sqlalchemy import Engine, func, select
 
 from fest.schema import metadata
 from medloop.store.audit import verify
-from tests.api.api_fixtures import make_world
+from tests.api.helpers import make_world
 
 SCENARIOS = [
-    ("tests.multidose.test_multidose_responsibility_and_jobs",
+    ("tests.loop.multidose.test_multidose_responsibility_and_jobs",
      "test_a_prescriber_closes_a_task_once_with_a_note",
      ["multidose_task", "multidose_task_resolution", "multidose_reconciliation"]),
-    ("tests.multidose.test_multidose_responsibility_and_jobs",
+    ("tests.loop.multidose.test_multidose_responsibility_and_jobs",
      "test_flag_deadlines_flags_unplanned_changes_once_per_list_version",
      ["multidose_deadline_flag"]),
-    ("tests.multidose.test_multidose_cycle",
+    ("tests.loop.multidose.test_multidose_cycle",
      "test_an_urgent_pack_brings_a_change_after_the_deadline_into_the_period",
      ["multidose_urgent_pack"]),
-    ("tests.multidose.test_multidose_proposals",
+    ("tests.loop.multidose.test_multidose_proposals",
      "test_a_new_entry_proposal_accepted_is_prescribed_into_multidose",
      ["multidose_proposal", "multidose_proposal_decision"]),
-    ("tests.administration.test_charting",
+    ("tests.loop.administration.test_charting",
      "test_a_charted_dose_cannot_be_charted_twice_until_the_first_is_entered_in_error",
      ["administration", "administration_error"]),
-    ("tests.administration.test_charting",
+    ("tests.loop.administration.test_charting",
      "test_a_dose_marked_missed_can_still_be_charted_as_given_late",
      ["administration"]),
-    ("tests.administration.test_planning",
+    ("tests.loop.administration.test_planning",
      "test_nothing_is_planned_or_missed_after_discharge",
      ["discharge"]),
 ]

@@ -19,7 +19,7 @@ from medloop.cli import app
 from medloop.demo import build
 from medloop.store import attestation
 from medloop.store.audit import audit_event, verify
-from tests.conftest import DEMO
+from tests.reference import DEMO
 
 BUILT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

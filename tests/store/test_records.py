@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from medloop.cli import app as cli
 from medloop.store.medication_list import entry_version, list_change, patient
 from medloop.store.records import check
-from tests.api.api_fixtures import PATIENT_TOKEN, auth, make_world, prescribe_body
-from tests.loop.loop_fixtures import SIMVASTATIN_28
+from tests.api.helpers import PATIENT_TOKEN, auth, make_world, prescribe_body
+from tests.loop.helpers import SIMVASTATIN_28
 
 MORNING_DOSE = {"use": "regular",
                 "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}

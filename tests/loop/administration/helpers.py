@@ -21,7 +21,7 @@ from medloop.loop import administer
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import DrugOrder
 from medloop.store import medication_list as list_store
-from tests.loop.loop_fixtures import GP, actor, call, demo_world
+from tests.loop.helpers import GP, actor, call, demo_world
 
 SOLHEIM = Organisation(id="8012345", name="Solheim sykehjem", kind=OrganisationKind.NURSING_HOME)
 OTHER_HOME = Organisation(id="8012399", name="Lia sykehjem", kind=OrganisationKind.NURSING_HOME)

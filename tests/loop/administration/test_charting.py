@@ -34,7 +34,7 @@ from medloop.domain.errors import OverrideRequired
 from medloop.domain.ward import PatientNotAdmitted
 from medloop.loop import administer
 from medloop.store import administration as store
-from tests.administration.admin_fixtures import (
+from tests.loop.administration.helpers import (
     ADMITTED,
     ATORVASTATIN_EAN,
     GLARGIN,
@@ -48,7 +48,7 @@ from tests.administration.admin_fixtures import (
     nursing_home,
     prescribe_with,
 )
-from tests.loop.loop_fixtures import KLARITROMYCIN, call
+from tests.loop.helpers import KLARITROMYCIN, call
 
 PLANNED_AT = ADMITTED + timedelta(minutes=30)
 

@@ -25,7 +25,7 @@ from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, renew
 from medloop.queries import prescriptions
 from medloop.store import administration as store
 from medloop.store import medication_list as list_store
-from tests.administration.admin_fixtures import (
+from tests.loop.administration.helpers import (
     ADMITTED,
     NURSE,
     OKSYKODON,
@@ -37,7 +37,7 @@ from tests.administration.admin_fixtures import (
     nursing_home,
     prescribe_with,
 )
-from tests.loop.loop_fixtures import GP, call
+from tests.loop.helpers import GP, call
 
 
 def chart_of(engine, ward_id, day, now):

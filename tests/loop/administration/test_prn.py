@@ -22,7 +22,7 @@ from medloop.domain.administration import (
     check_prn_limits,
 )
 from medloop.loop import administer
-from tests.administration.admin_fixtures import (
+from tests.loop.administration.helpers import (
     ADMITTED,
     NURSE,
     OKSYKODON,
@@ -32,7 +32,7 @@ from tests.administration.admin_fixtures import (
     nursing_home,
     prescribe_with,
 )
-from tests.loop.loop_fixtures import call
+from tests.loop.helpers import call
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -14,9 +14,9 @@ from interactions.dosage import TimeOfDay
 from medloop.domain.ward import WardConfig
 from medloop.loop import administer
 from medloop.store import state_cache
-from tests.administration.admin_fixtures import NURSE, daily, prescribe_with
-from tests.administration.test_charting import given, planned_doses, simvastatin_world
-from tests.loop.loop_fixtures import call
+from tests.loop.administration.helpers import NURSE, daily, prescribe_with
+from tests.loop.administration.test_charting import given, planned_doses, simvastatin_world
+from tests.loop.helpers import call
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from medloop.domain.codes import EntryStatus
 from medloop.domain.drug_reference import NonCatalogueItem
 from medloop.domain.entry import ListEntry
 from medloop.domain.ward import WardConfig, local_instant, plan_intakes, schedule_fingerprint
-from tests.administration.admin_fixtures import as_needed, at_clock, daily
+from tests.loop.administration.helpers import as_needed, at_clock, daily
 
 CONFIG = WardConfig()
 

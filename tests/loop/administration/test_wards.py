@@ -21,7 +21,7 @@ from medloop.domain.ward import (
 from medloop.loop import administer
 from medloop.store import administration as store
 from medloop.store.audit import audit_event
-from tests.administration.admin_fixtures import (
+from tests.loop.administration.helpers import (
     ADMITTED,
     NURSE,
     OTHER_NURSE,
@@ -31,7 +31,7 @@ from tests.administration.admin_fixtures import (
     nursing_home,
     prescribe_with,
 )
-from tests.loop.loop_fixtures import call
+from tests.loop.helpers import call
 
 
 def test_a_ward_is_created_once_and_audited_and_a_retry_replays(engine):

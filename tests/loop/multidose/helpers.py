@@ -28,7 +28,7 @@ from medloop.loop.multidose import (
 )
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import DrugOrder
-from tests.loop.loop_fixtures import GP, NOW, PHARMACIST, actor, call
+from tests.loop.helpers import GP, NOW, PHARMACIST, actor, call
 
 SIMVASTATIN = "090436"
 SIMVASTATIN_NORDKYST = "090470"

@@ -24,8 +24,8 @@ from medloop.domain.multidose import (
 from medloop.loop import multidose
 from medloop.loop.change import change_dosage, discontinue
 from medloop.loop.prescribe import prescribe
-from tests.loop.loop_fixtures import GP, PHARMACIST, call, demo_world
-from tests.multidose.multidose_fixtures import (
+from tests.loop.helpers import GP, PHARMACIST, call, demo_world
+from tests.loop.multidose.helpers import (
     AFTER_DEADLINE,
     ALLOPURINOL,
     AMLODIPIN,

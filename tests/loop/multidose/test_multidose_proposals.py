@@ -26,8 +26,8 @@ from medloop.domain.multidose import (
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import multidose
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder
-from tests.loop.loop_fixtures import GP, NOW, PHARMACIST, call, demo_world
-from tests.multidose.multidose_fixtures import (
+from tests.loop.helpers import GP, NOW, PHARMACIST, call, demo_world
+from tests.loop.multidose.helpers import (
     AMLODIPIN,
     NURSE,
     OTHER_PHARMACIST,

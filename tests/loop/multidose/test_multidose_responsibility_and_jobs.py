@@ -24,8 +24,8 @@ from medloop.domain.personnel import Organisation
 from medloop.loop import multidose
 from medloop.loop.change import change_dosage
 from medloop.store import audit
-from tests.loop.loop_fixtures import GP, NOW, PHARMACIST, actor, call, demo_world
-from tests.multidose.multidose_fixtures import (
+from tests.loop.helpers import GP, NOW, PHARMACIST, actor, call, demo_world
+from tests.loop.multidose.helpers import (
     AFTER_DEADLINE,
     DEADLINE,
     NURSE,
