@@ -53,7 +53,7 @@ def test_the_whole_loop_over_http_on_the_demo_world(engine):
     write = {**gp, "If-Match": listed.headers["ETag"], "Idempotency-Key": "e2e-rx"}
     refused = client.post(f"/patients/{per_id}/prescriptions", json=order, headers=write)
     assert refused.status_code == 409 and refused.json()["code"] == "override-required"
-    reasons = {key: "simvastatin paused during the course" for key in refused.json()["alert_keys"]}
+    reasons = dict.fromkeys(refused.json()["alert_keys"], "simvastatin paused during the course")
     prescribed = client.post(f"/patients/{per_id}/prescriptions",
                              json={**order, "overrides": reasons}, headers=write)
     assert prescribed.status_code == 201, prescribed.text

@@ -78,7 +78,7 @@ def test_an_interaction_needing_override_is_409_until_each_alert_has_a_reason(wo
     problem = refused.json()
     assert problem["code"] == "override-required" and problem["alerts"]
     assert world.version() == 1
-    overrides = {key: "short course, statin paused" for key in problem["alert_keys"]}
+    overrides = dict.fromkeys(problem["alert_keys"], "short course, statin paused")
     accepted = world.write(path, {**body, "overrides": overrides})
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["overridden"] == sorted(overrides)

@@ -29,8 +29,8 @@ from tests.loop.administration.helpers import (
     nursing_home,
     prescribe_with,
 )
-from tests.reference import DEMO, REPO
 from tests.loop.helpers import call, prescription_order
+from tests.reference import DEMO, REPO
 
 NOW = ADMITTED + timedelta(hours=1)
 

@@ -7,31 +7,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from tests.domain.helpers import (
-    D0,
-    DOCTOR,
-    ENDED_GROUP,
-    GROUPS,
-    NURSE,
-    OTHER_PHARMACIST,
-    OTHER_PHARMACY,
-    PARACET,
-    PHARMACIST,
-    PHARMACY,
-    SERTRALIN,
-    SERTRALIN_GENERIC,
-    SERTRALIN_PACKAGE,
-    SIMVA_GROUP,
-    SIMVA_KRKA,
-    SIMVA_LATE,
-    SIMVA_LEFT,
-    T0,
-    ZOCOR_28,
-    ZOCOR_98,
-    ZOCOR_BRAND,
-    new_id,
-    prescribed,
-)
 from pydantic import ValidationError
 
 from interactions.catalogue import Package
@@ -74,6 +49,31 @@ from medloop.domain.errors import (
 )
 from medloop.domain.medication_list import DiscontinueEntry, EditEntry, HoldEntry
 from medloop.domain.prescription import PrescribedQuantity, Prescription, lock, recall
+from tests.domain.helpers import (
+    D0,
+    DOCTOR,
+    ENDED_GROUP,
+    GROUPS,
+    NURSE,
+    OTHER_PHARMACIST,
+    OTHER_PHARMACY,
+    PARACET,
+    PHARMACIST,
+    PHARMACY,
+    SERTRALIN,
+    SERTRALIN_GENERIC,
+    SERTRALIN_PACKAGE,
+    SIMVA_GROUP,
+    SIMVA_KRKA,
+    SIMVA_LATE,
+    SIMVA_LEFT,
+    T0,
+    ZOCOR_28,
+    ZOCOR_98,
+    ZOCOR_BRAND,
+    new_id,
+    prescribed,
+)
 
 LATER = T0 + timedelta(hours=2)
 HUNDRED_TABLETS = PrescribedQuantity(amount=Quantity(value=100, unit="tablett"))

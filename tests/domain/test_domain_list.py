@@ -9,19 +9,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from tests.domain.helpers import (
-    D0,
-    DOCTOR,
-    EVENING,
-    FISH_OIL,
-    NURSE,
-    PATIENT_ID,
-    T0,
-    ZOCOR_BRAND,
-    add,
-    empty_list,
-    new_id,
-)
 from pydantic import ValidationError
 
 from interactions.dosage import AsNeededDose, Dosage, Quantity, Use
@@ -52,6 +39,19 @@ from medloop.domain.medication_list import (
     MarkEnteredInError,
     MedicationList,
     ResumeEntry,
+)
+from tests.domain.helpers import (
+    D0,
+    DOCTOR,
+    EVENING,
+    FISH_OIL,
+    NURSE,
+    PATIENT_ID,
+    T0,
+    ZOCOR_BRAND,
+    add,
+    empty_list,
+    new_id,
 )
 
 LATER = T0 + timedelta(hours=1)

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from tests.domain.helpers import D0, DOCTOR, EVENING, PATIENT_ID, T0, ZOCOR_PACKAGE, empty_list
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
@@ -45,6 +44,7 @@ from medloop.domain.medication_list import (
     ResumeEntry,
 )
 from medloop.domain.versioning import diff
+from tests.domain.helpers import D0, DOCTOR, EVENING, PATIENT_ID, T0, ZOCOR_PACKAGE, empty_list
 
 ACTIVE, ON_HOLD, DISCONTINUED, IN_ERROR = (
     EntryStatus.ACTIVE,

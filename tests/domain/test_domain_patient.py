@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from tests.domain.helpers import PATIENT_ID, T0
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -22,6 +21,7 @@ from medloop.domain.patient import (
     Weight,
 )
 from medloop.domain.personnel import HealthPersonnel, Organisation
+from tests.domain.helpers import PATIENT_ID, T0
 
 # The check digits make each full weighted sum divisible by 11 (the form the standard states the
 # rule in, independent of how the code computes them).

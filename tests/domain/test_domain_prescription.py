@@ -7,27 +7,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from tests.domain.helpers import (
-    APOCILLIN,
-    CONTRACEPTIVE,
-    D0,
-    DIAZEPAM,
-    DOCTOR,
-    FISH_OIL,
-    NURSING_HOME,
-    OTHER_PHARMACY,
-    OXYCODONE,
-    PARACET_PACKAGE,
-    PATIENT_ID,
-    PHARMACIST,
-    PHARMACY,
-    T0,
-    ZOCOR_PACKAGE,
-    add,
-    empty_list,
-    prescribed,
-    request,
-)
 from pydantic import ValidationError
 
 from medloop.domain.codes import (
@@ -76,6 +55,27 @@ from medloop.domain.validity import (
     ValidityPolicy,
     expiry_date,
     max_validity,
+)
+from tests.domain.helpers import (
+    APOCILLIN,
+    CONTRACEPTIVE,
+    D0,
+    DIAZEPAM,
+    DOCTOR,
+    FISH_OIL,
+    NURSING_HOME,
+    OTHER_PHARMACY,
+    OXYCODONE,
+    PARACET_PACKAGE,
+    PATIENT_ID,
+    PHARMACIST,
+    PHARMACY,
+    T0,
+    ZOCOR_PACKAGE,
+    add,
+    empty_list,
+    prescribed,
+    request,
 )
 
 E, U, R, T, F = (

@@ -12,7 +12,10 @@ ORDER = ("LegemiddelMerkevare", "Legemiddelpakning", "Virkestoff", "Byttegruppe"
 
 def document(hentet_dato: str, catalogues: dict[str, list[str]], m30: str = M30) -> str:
     """A FEST document with the given ``Oppf*`` entries per catalogue (XSD order kept)."""
-    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<FEST xmlns="{m30}">\n', f"<HentetDato>{hentet_dato}</HentetDato>\n"]
+    parts = [
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<FEST xmlns="{m30}">\n',
+        f"<HentetDato>{hentet_dato}</HentetDato>\n",
+    ]
     for name in ORDER:
         if name in catalogues:
             parts.append(f"<Kat{name}>\n" + "".join(catalogues[name]) + f"</Kat{name}>\n")
@@ -43,25 +46,35 @@ def substitution_group(entry_id: str, domain_id: str, code: str) -> str:
     )
 
 
-def substance(entry_id: str, domain_id: str, name: str, salts: tuple[str, ...] = (), fs: str = FS) -> str:
+def substance(
+    entry_id: str, domain_id: str, name: str, salts: tuple[str, ...] = (), fs: str = FS
+) -> str:
     refs = "".join(f"<RefVirkestoff>{s}</RefVirkestoff>" for s in salts)
     return _wrap(
-        "Virkestoff", entry_id, "A", f'<Virkestoff xmlns="{fs}"><Id>{domain_id}</Id><Navn>{name}</Navn>{refs}</Virkestoff>'
+        "Virkestoff",
+        entry_id,
+        "A",
+        f'<Virkestoff xmlns="{fs}"><Id>{domain_id}</Id><Navn>{name}</Navn>{refs}</Virkestoff>',
     )
 
 
-def strength(entry_id: str, domain_id: str, substance_id: str, mg: float, atc: str | None = None) -> str:
+def strength(
+    entry_id: str, domain_id: str, substance_id: str, mg: float, atc: str | None = None
+) -> str:
     kombi = f'<AtcKombipreparat V="{atc}" DN="x"/>' if atc else ""
     return _wrap(
         "Virkestoff",
         entry_id,
         "A",
         f'<VirkestoffMedStyrke xmlns="{FS}"><Id>{domain_id}</Id><Styrke V="{mg}" U="mg"/>'
-        f'<RefVirkestoff>{substance_id}</RefVirkestoff><Styrkeoperator V="L" DN="Lik"/>{kombi}</VirkestoffMedStyrke>',
+        f"<RefVirkestoff>{substance_id}</RefVirkestoff>"
+        f'<Styrkeoperator V="L" DN="Lik"/>{kombi}</VirkestoffMedStyrke>',
     )
 
 
-def product(entry_id: str, domain_id: str, name: str, atc: str, strengths: tuple[str, ...] = ()) -> str:
+def product(
+    entry_id: str, domain_id: str, name: str, atc: str, strengths: tuple[str, ...] = ()
+) -> str:
     sorted_refs = "".join(
         f"<SortertVirkestoffMedStyrke><Sortering>{i}</Sortering>"
         f"<RefVirkestoffMedStyrke>{s}</RefVirkestoffMedStyrke></SortertVirkestoffMedStyrke>"
@@ -71,16 +84,25 @@ def product(entry_id: str, domain_id: str, name: str, atc: str, strengths: tuple
         "LegemiddelMerkevare",
         entry_id,
         "A",
-        f'<LegemiddelMerkevare xmlns="{FS}"><Atc V="{atc}" DN="{name}"/><NavnFormStyrke>{name} tab</NavnFormStyrke>'
+        f'<LegemiddelMerkevare xmlns="{FS}"><Atc V="{atc}" DN="{name}"/>'
+        f"<NavnFormStyrke>{name} tab</NavnFormStyrke>"
         f'<Reseptgruppe V="C" DN="Reseptgruppe C"/><LegemiddelformKort V="53" DN="Tablett"/>'
-        "<AdministreringLegemiddel><Administrasjonsvei V=\"53\" DN=\"Oral bruk\"/><KanKnuses V=\"1\" DN=\"Ja\"/>"
-        "<EnhetDosering V=\"13\" DN=\"tablett\"/></AdministreringLegemiddel>"
+        '<AdministreringLegemiddel><Administrasjonsvei V="53" DN="Oral bruk"/>'
+        '<KanKnuses V="1" DN="Ja"/>'
+        '<EnhetDosering V="13" DN="tablett"/></AdministreringLegemiddel>'
         f"<Id>{domain_id}</Id><Varenavn>{name}</Varenavn>{sorted_refs}"
         "<Reseptgyldighet><Varighet>P1Y</Varighet></Reseptgyldighet></LegemiddelMerkevare>",
     )
 
 
-def package(entry_id: str, domain_id: str, varenr: str, product_id: str, group_id: str | None = None, ean: str | None = None) -> str:
+def package(
+    entry_id: str,
+    domain_id: str,
+    varenr: str,
+    product_id: str,
+    group_id: str | None = None,
+    ean: str | None = None,
+) -> str:
     group = (
         f"<PakningByttegruppe><RefByttegruppe>{group_id}</RefByttegruppe>"
         "<GyldigFraDato>2020-01-01</GyldigFraDato></PakningByttegruppe>"
@@ -92,16 +114,28 @@ def package(entry_id: str, domain_id: str, varenr: str, product_id: str, group_i
         "Legemiddelpakning",
         entry_id,
         "A",
-        f'<Legemiddelpakning xmlns="{FS}"><Atc V="N02BE01" DN="Paracetamol"/><NavnFormStyrke>Pack {varenr}</NavnFormStyrke>'
-        f'<Reseptgruppe V="C" DN="Reseptgruppe C"/>{group}<Id>{domain_id}</Id><Varenr>{varenr}</Varenr>{ean_xml}'
-        f"<Pakningsinfo><RefLegemiddelMerkevare>{product_id}</RefLegemiddelMerkevare><Pakningsstr>20</Pakningsstr>"
-        '<EnhetPakning V="stk" DN="stykk"/><Pakningstype V="169" DN="Blisterpakning"/><Mengde>20</Mengde></Pakningsinfo>'
-        '<PrisVare><Type V="4" DN="AUP"/><Pris V="42.5" U="NOK"/><GyldigFraDato>2026-01-01</GyldigFraDato></PrisVare>'
+        f'<Legemiddelpakning xmlns="{FS}"><Atc V="N02BE01" DN="Paracetamol"/>'
+        f"<NavnFormStyrke>Pack {varenr}</NavnFormStyrke>"
+        f'<Reseptgruppe V="C" DN="Reseptgruppe C"/>{group}<Id>{domain_id}</Id>'
+        f"<Varenr>{varenr}</Varenr>{ean_xml}"
+        f"<Pakningsinfo><RefLegemiddelMerkevare>{product_id}</RefLegemiddelMerkevare>"
+        "<Pakningsstr>20</Pakningsstr>"
+        '<EnhetPakning V="stk" DN="stykk"/><Pakningstype V="169" DN="Blisterpakning"/>'
+        "<Mengde>20</Mengde></Pakningsinfo>"
+        '<PrisVare><Type V="4" DN="AUP"/><Pris V="42.5" U="NOK"/>'
+        "<GyldigFraDato>2026-01-01</GyldigFraDato></PrisVare>"
         "</Legemiddelpakning>",
     )
 
 
-def interaction(entry_id: str, domain_id: str, relevance: int, atc_a: str, atc_b: str, substance_b: str | None = None) -> str:
+def interaction(
+    entry_id: str,
+    domain_id: str,
+    relevance: int,
+    atc_a: str,
+    atc_b: str,
+    substance_b: str | None = None,
+) -> str:
     member_b = (
         f"<Substans><Substans>B</Substans><RefVirkestoff>{substance_b}</RefVirkestoff></Substans>"
         if substance_b
@@ -119,6 +153,7 @@ def interaction(entry_id: str, domain_id: str, relevance: int, atc_a: str, atc_b
         "<Handtering>Monitorering: Følg INR.\nLegemiddelalternativer: Paracetamol.</Handtering>"
         '<Visningsregel V="1" DN="Allmennlege"/>'
         '<Referanse><Kilde>Demo 2026</Kilde><Lenke V="https://example.org/ref"/></Referanse>'
-        f'<Substansgruppe><Navn>A</Navn><Substans><Substans>A</Substans><Atc V="{atc_a}" DN="A"/></Substans></Substansgruppe>'
+        f'<Substansgruppe><Navn>A</Navn><Substans><Substans>A</Substans><Atc V="{atc_a}" DN="A"/>'
+        "</Substans></Substansgruppe>"
         f"<Substansgruppe>{member_b}</Substansgruppe></Interaksjon>",
     )

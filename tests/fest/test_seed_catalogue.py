@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -22,8 +21,8 @@ M30_XSD = SHARED / "reference" / "xsd" / "eresept" / "ER-M30-2014-12-01.xsd"
 
 M30_NS = "http://www.kith.no/xmlstds/eresept/m30/2014-12-01"
 FS_NS = "http://www.kith.no/xmlstds/eresept/forskrivning/2014-12-01"
-M30 = "{%s}" % M30_NS
-FS = "{%s}" % FS_NS
+M30 = f"{{{M30_NS}}}"
+FS = f"{{{FS_NS}}}"
 
 GUID_ID = re.compile(r"ID_[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
 
@@ -153,7 +152,7 @@ def test_every_reference_resolves_to_a_domain_id_of_the_right_type(root, domain_
 
 def gs1_check_digit_is_valid(code: str) -> bool:
     weights = [3 if i % 2 == 0 else 1 for i in range(len(code) - 1)][::-1]
-    total = sum(int(digit) * weight for digit, weight in zip(code[:-1], weights))
+    total = sum(int(digit) * weight for digit, weight in zip(code[:-1], weights, strict=True))
     return (10 - total % 10) % 10 == int(code[-1])
 
 
@@ -174,7 +173,7 @@ def test_varenr_is_a_unique_six_digit_string_and_the_ean_is_its_ntin(packages):
     varenr = [package.findtext(FS + "Varenr") for package in packages]
     assert len(varenr) == len(set(varenr))
     assert any(number.startswith("0") for number in varenr), "leading zeros must survive"
-    for package, number in zip(packages, varenr):
+    for package, number in zip(packages, varenr, strict=True):
         assert re.fullmatch(r"\d{6}", number), number
         assert package.findtext(FS + "Ean")[:12] == "704626" + number
 

@@ -3,10 +3,10 @@
 from datetime import datetime
 
 import pytest
-from tests.interactions.helpers import INFO, fixed, knowledge, med
 
 from interactions import Alert, Allergy, HandledAlert, Kind, Medication, Patient, Severity, check
 from interactions.alerts import SUMMARY_LENGTH
+from tests.interactions.helpers import INFO, fixed, knowledge, med
 
 EVERYTHING = [
     med("PK_MAREVAN"),

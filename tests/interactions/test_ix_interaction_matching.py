@@ -2,6 +2,9 @@
 
 from datetime import date
 
+from interactions import Alert, Kind, Medication, Severity, check
+from interactions.alerts import InteractionDetail, Match
+from interactions.checks.interaction import split_handling
 from tests.interactions.helpers import (
     IX_CETIRIZINE_AMLODIPINE,
     IX_CODEINE_HYPNOTIC,
@@ -14,10 +17,6 @@ from tests.interactions.helpers import (
     knowledge,
     med,
 )
-
-from interactions import Alert, Kind, Medication, Severity, check
-from interactions.alerts import InteractionDetail, Match
-from interactions.checks.interaction import split_handling
 
 
 def interactions(medications: list[Medication], include_all: bool = False) -> list[Alert]:

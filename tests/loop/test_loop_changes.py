@@ -8,17 +8,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from tests.loop.helpers import (
-    KLARITROMYCIN,
-    NOW,
-    PHARMACIST,
-    SIMVASTATIN_28,
-    TODAY,
-    call,
-    demo_world,
-    dispense_order,
-    prescription_order,
-)
 from sqlalchemy import select
 
 from interactions.dosage import Dosage, FixedDose, Quantity, Use
@@ -51,6 +40,17 @@ from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation
 from medloop.loop.runner import DrugOrder, OverrideRequired
 from medloop.store import audit
 from medloop.store import medication_list as store
+from tests.loop.helpers import (
+    KLARITROMYCIN,
+    NOW,
+    PHARMACIST,
+    SIMVASTATIN_28,
+    TODAY,
+    call,
+    demo_world,
+    dispense_order,
+    prescription_order,
+)
 
 ENALAPRIL = "090368"
 SPIRONOLAKTON = "090419"

@@ -14,15 +14,6 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from tests.loop.helpers import (
-    KLARITROMYCIN,
-    NOW,
-    PHARMACIST,
-    SIMVASTATIN_28,
-    call,
-    dispense_order,
-    prescription_order,
-)
 
 from fest.loader import import_catalogue
 from fest.queries import version_in_force
@@ -39,13 +30,22 @@ from medloop.loop.change import (
     mark_entered_in_error,
     resume,
 )
-from medloop.loop.patients import register_patient
 from medloop.loop.dispense import dispense
+from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import RenewOrder, prescribe, renew
 from medloop.loop.runner import medications_of
 from medloop.store import audit
 from medloop.store import medication_list as store
 from medloop.store.state_cache import cache_for
+from tests.loop.helpers import (
+    KLARITROMYCIN,
+    NOW,
+    PHARMACIST,
+    SIMVASTATIN_28,
+    call,
+    dispense_order,
+    prescription_order,
+)
 from tests.reference import DEMO
 
 OPERATIONS = (
@@ -88,7 +88,7 @@ def _apply(engine, patient_id, operation: str, target: int, version: int, entrie
             done = prescribe(engine, patient_id, order, call(), based_on=version)
         except DomainError as refused:
             keys = refused.context.get("alert_keys") or []
-            overrides = {key: "tested" for key in keys}
+            overrides = dict.fromkeys(keys, "tested")
             done = prescribe(engine, patient_id, order, call(overrides=overrides),
                              based_on=version)
         entries.append(order.entry_id)

@@ -6,16 +6,6 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
-from tests.loop.helpers import (
-    NOW,
-    PHARMACIST,
-    SIMVASTATIN_28,
-    TODAY,
-    call,
-    demo_world,
-    dispense_order,
-    prescription_order,
-)
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -29,6 +19,16 @@ from medloop.loop.prescribe import prescribe
 from medloop.loop.runner import DrugOrder, PatientNotFound, PrescriptionNotFound, UnknownDrug
 from medloop.store import audit
 from medloop.store import medication_list as store
+from tests.loop.helpers import (
+    NOW,
+    PHARMACIST,
+    SIMVASTATIN_28,
+    TODAY,
+    call,
+    demo_world,
+    dispense_order,
+    prescription_order,
+)
 
 
 def _counts(engine) -> dict[str, int]:

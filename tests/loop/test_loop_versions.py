@@ -8,17 +8,6 @@ import uuid
 from datetime import date
 
 import pytest
-from tests.loop.helpers import (
-    GP,
-    NOW,
-    PHARMACIST,
-    SIMVASTATIN_28,
-    SIMVASTATIN_98,
-    call,
-    demo_world,
-    dispense_order,
-    prescription_order,
-)
 from sqlalchemy import func, select
 
 from medloop import queries
@@ -33,6 +22,17 @@ from medloop.store import medication_list as store
 from medloop.store.db import make_engine
 from medloop.store.idempotency import IdempotencyKeyReused
 from medloop.store.migrate import upgrade
+from tests.loop.helpers import (
+    GP,
+    NOW,
+    PHARMACIST,
+    SIMVASTATIN_28,
+    SIMVASTATIN_98,
+    call,
+    demo_world,
+    dispense_order,
+    prescription_order,
+)
 from tests.pg_protocol import round_trips
 
 

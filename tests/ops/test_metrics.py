@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from medloop.api.auth import issue_token
-from tests.api.helpers import GP_TOKEN, prescribe_body
+from tests.api.helpers import prescribe_body
 from tests.loop.helpers import GP, KLARITROMYCIN, SIMVASTATIN_28
 
 

@@ -1,5 +1,5 @@
-"""The audit log: per-patient hash chains, append-only triggers, tamper detection, concurrent appenders,
-the patient's access view and ``medloop audit verify`` — on SQLite and PostgreSQL."""
+"""The audit log: per-patient hash chains, append-only triggers, tamper detection, concurrent
+appenders, the patient's access view and ``medloop audit verify`` — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 

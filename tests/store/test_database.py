@@ -1,4 +1,5 @@
-"""Database set-up: SQLite runs in WAL mode with foreign keys enforced; migrations are idempotent."""
+"""Database set-up: SQLite runs in WAL mode with foreign keys enforced; migrations are
+idempotent."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from medloop.store.audit import AuditEvent, Outcome, WriteTransactionRequired, append, audit_event
+from medloop.store.db import make_engine
 from medloop.store.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyKeyReused,
@@ -21,7 +22,6 @@ from medloop.store.idempotency import (
     request_fingerprint,
     run_once,
 )
-from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
 
 SCOPE = "hpr:7012345/dispense"

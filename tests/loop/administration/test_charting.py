@@ -21,9 +21,9 @@ from medloop.domain.administration import (
     DoseNotYetDue,
     DoseStatus,
     Outcome,
-    ScanRequired,
     ScannedPackExpired,
     ScannedPackMismatch,
+    ScanRequired,
     ScanSkipReason,
     ScanUnreadable,
     WitnessOfAnotherOrganisation,
@@ -287,7 +287,7 @@ def test_charting_runs_decision_support_and_shows_the_prescribers_overrides(engi
     with pytest.raises(OverrideRequired) as needed:
         prescribe_with(engine, patient_id, KLARITROMYCIN, daily(TimeOfDay.MORNING),
                        entry_id=antibiotic)
-    keys = {k: "kort kur, statin pauses ikke" for k in needed.value.context["alert_keys"]}
+    keys = dict.fromkeys(needed.value.context["alert_keys"], "kort kur, statin pauses ikke")
     prescribe_with(engine, patient_id, KLARITROMYCIN, daily(TimeOfDay.MORNING), overrides=keys,
                    entry_id=antibiotic)
     result = administer.chart(engine, patient_id, given(entry_id, dose),

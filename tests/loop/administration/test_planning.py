@@ -18,8 +18,8 @@ from medloop.domain.administration import (
     PlannedDoseSuperseded,
     ScanSkipReason,
 )
-from medloop.loop import administer
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop import administer
 from medloop.loop.change import change_dosage, hold
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, renew
 from medloop.queries import prescriptions
@@ -90,7 +90,7 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
 
 def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
     patient_id, _ = nursing_home(engine)
-    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
+    prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
     administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     with engine.connect() as conn:
         version = list_store.list_version(conn, patient_id)
