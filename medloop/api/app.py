@@ -24,7 +24,14 @@ from medloop.api.docs import DOCS_HTML
 from medloop.api.limits import BodyGuard
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
-    catalogue, gp, multidose, nursing, observations, ops, patient, pharmacy,
+    catalogue,
+    gp,
+    multidose,
+    nursing,
+    observations,
+    ops,
+    patient,
+    pharmacy,
 )
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
@@ -161,8 +168,9 @@ def settings_access_log() -> bool:
 
 
 def from_env() -> FastAPI:
-    """The app configured from the environment (``uvicorn --factory medloop.api.app:from_env``,
-    used by ``medloop serve --workers N``)."""
+    """The app configured from the environment, for running uvicorn by hand
+    (``uvicorn --factory medloop.api.app:from_env``; ``medloop serve`` passes its settings to its
+    workers itself: ``medloop.api.server.SettingsConfig``)."""
     from medloop.api.server import settle_heap
 
     app = create_app(ApiSettings.from_env())
