@@ -173,7 +173,8 @@ def fest_stats(
         print(json.dumps({"version": current["id"], "hentet_dato": current["hentet_dato"], "counts": counts}))
         return
     out.print(
-        f"Catalogue version {current['id']} ({current['mode']}), HentetDato {current['hentet_dato']}, "
+        f"Catalogue version {current['id']} ({current['mode']}), "
+        f"HentetDato {current['hentet_dato']}, "
         f"from {current['source_name']} imported {current['imported_at']}"
     )
     out.print(_counts_table(counts))
@@ -203,7 +204,10 @@ def fest_validate(
     path: Annotated[Path, typer.Argument(help="FEST file: .xml, .xml.gz or .zip.")],
     xsd_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder with ER-M30-2014-12-01.xsd and its imports (default: $MEDLOOP_FEST_XSD_DIR)."),
+        typer.Option(
+            help="Folder with ER-M30-2014-12-01.xsd and its imports "
+            "(default: $MEDLOOP_FEST_XSD_DIR)."
+        ),
     ] = None,
 ) -> None:
     """Validate a FEST file against the official M30 XSD; prints every violation with its line."""
