@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-STORE = Path(__file__).resolve().parents[1] / "medloop" / "store"
+STORE = Path(__file__).resolve().parents[2] / "medloop" / "store"
 
 ALLOWED_BACK_EDGES = {
     # Encoding an attested row needs every attested table defined: ``attestation`` imports
