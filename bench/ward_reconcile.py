@@ -34,7 +34,7 @@ from fest.loader import import_catalogue
 from interactions.dosage import Dosage, FixedDose, Quantity, TimeOfDay, Use
 from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.errors import OverrideRequired
-from medloop.domain.multidose import PackedBag, PackedLine, PackReport
+from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.patient import NationalId, Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
