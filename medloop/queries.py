@@ -20,14 +20,12 @@ from interactions import Alert
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import EntryNotFound
-from medloop.domain.medication_list import EntryVersion
-from medloop.domain.reconciliation import Reconciliation
-from medloop.domain.errors import PatientNotFound
+from medloop.domain.medication_list import EntryNotFound, EntryVersion
+from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor
-from medloop.store import access
+from medloop.domain.reconciliation import Reconciliation
+from medloop.store import access, state_cache
 from medloop.store import medication_list as store
-from medloop.store import state_cache
 from medloop.store.db import transaction_memo
 from medloop.store.state_cache import cache_for
 

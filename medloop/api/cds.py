@@ -39,7 +39,8 @@ from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal, Screened, screen
-from medloop.domain.errors import DomainError, PatientNotFound
+from medloop.domain.errors import DomainError
+from medloop.domain.patient import PatientNotFound
 from medloop.loop.runner import DrugOrder
 from medloop.store import access
 from medloop.store import medication_list as store

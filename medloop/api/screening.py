@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from interactions import Alert, Medication, ResolvedDrug, UnknownReference, check
 from interactions.dosage import Dosage
 from medloop import queries
-from medloop.domain.errors import UnknownDrug
+from medloop.loop.errors import UnknownDrug
 from medloop.loop.runner import Catalogue, DrugOrder, catalogue_in_force, medications_of
 from medloop.settings import renal_max_age_days
 

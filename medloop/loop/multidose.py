@@ -30,7 +30,6 @@ from interactions.values import Day, Moment, PeriodDays
 from medloop import queries
 from medloop.domain._model import Frozen
 from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import PatientNotFound, PrescriptionNotFound
 from medloop.domain.medication_list import EditEntry
 from medloop.domain.multidose.errors import InvalidProposal, PackingPeriodNotFound, ProposalNotFound
 from medloop.domain.multidose.periods import (
@@ -62,7 +61,9 @@ from medloop.domain.multidose.responsibility import (
 )
 from medloop.domain.multidose.rules import PackingRules
 from medloop.domain.multidose.tasks import MultidoseTask, resolve_task, tasks_for
+from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, Organisation
+from medloop.domain.prescription import PrescriptionNotFound
 from medloop.loop.change import change_dosage_decision, discontinue_decision
 from medloop.loop.prescribe import (
     PrescribeOrder,

@@ -21,18 +21,18 @@ from medloop.domain.administration import (
     DoseNotYetDue,
     DoseStatus,
     Outcome,
-    ScanRequired,
     ScannedPackExpired,
     ScannedPackMismatch,
+    ScanRequired,
     ScanSkipReason,
     ScanUnreadable,
     WitnessOfAnotherOrganisation,
     WitnessRequired,
     WitnessSamePerson,
 )
-from medloop.domain.errors import OverrideRequired
 from medloop.domain.ward import PatientNotAdmitted
 from medloop.loop import administer
+from medloop.loop.errors import OverrideRequired
 from medloop.store import administration as store
 from tests.administration.admin_fixtures import (
     ADMITTED,

@@ -44,36 +44,43 @@ from medloop.domain.codes import (
 )
 from medloop.domain.dispense import (
     PACKAGES,
+    AnnulmentByAnotherPharmacy,
     Dispense,
+    DispenseAlreadyAnnulled,
+    DispenseNotOnPrescription,
     DispenseOutcome,
     DispenseQuantity,
     DispenseRequest,
+    PackageNotSubstitutable,
+    PackExpired,
+    QuantityExceedsRemaining,
+    QuantityUnitMismatch,
+    SubstitutionGroupNotValid,
+    SubstitutionReserved,
     annul,
     check_dispensable,
     dispense,
     tally,
 )
 from medloop.domain.entry import Discontinuation, EntryEdit, ListEntry
-from medloop.domain.errors import (
-    AnnulmentByAnotherPharmacy,
-    DispenseAlreadyAnnulled,
-    DispenseNotOnPrescription,
+from medloop.domain.errors import NotDispensable
+from medloop.domain.medication_list import (
+    DiscontinueEntry,
+    EditEntry,
     EntryNotActive,
-    NotDispensable,
-    PackageNotSubstitutable,
-    PackExpired,
+    HoldEntry,
+    PrescriptionNotOnEntry,
+)
+from medloop.domain.prescription import (
+    PrescribedQuantity,
+    Prescription,
     PrescriptionExpired,
     PrescriptionFullyDispensed,
     PrescriptionLocked,
-    PrescriptionNotOnEntry,
     PrescriptionRecalled,
-    QuantityExceedsRemaining,
-    QuantityUnitMismatch,
-    SubstitutionGroupNotValid,
-    SubstitutionReserved,
+    lock,
+    recall,
 )
-from medloop.domain.medication_list import DiscontinueEntry, EditEntry, HoldEntry
-from medloop.domain.prescription import PrescribedQuantity, Prescription, lock, recall
 
 LATER = T0 + timedelta(hours=2)
 HUNDRED_TABLETS = PrescribedQuantity(amount=Quantity(value=100, unit="tablett"))

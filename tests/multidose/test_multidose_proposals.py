@@ -13,7 +13,7 @@ from interactions.dosage import TimeOfDay
 from medloop import queries
 from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import StaleListVersion
+from medloop.domain.medication_list import StaleListVersion
 from medloop.domain.multidose.errors import (
     InvalidProposal,
     NotTheMultidosePharmacy,
