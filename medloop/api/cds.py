@@ -47,6 +47,15 @@ from medloop.store import medication_list as store
 from medloop.store.db import reader
 from medloop.store.idempotency import request_fingerprint, run_once
 
+# -- errors ------------------------------------------------------------------------------------
+
+
+class InvalidDraft(DomainError):
+    """A CDS Hooks draft order is not a MedicationRequest we can check."""
+
+    code = "invalid-draft-order"
+
+
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], route_class=BlockingRoute)
 
 FEST_VARENR = "https://medloop.dev/fhir/CodeSystem/fest-varenr"
@@ -157,12 +166,6 @@ class FeedbackRequest(BaseModel):
 
 
 ServiceId = Annotated[str, Path(max_length=100)]
-
-
-class InvalidDraft(DomainError):
-    """A CDS Hooks draft order is not a MedicationRequest we can check."""
-
-    code = "invalid-draft-order"
 
 
 @router.get("", response_model=Discovery, summary="CDS Hooks discovery")
