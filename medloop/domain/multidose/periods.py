@@ -11,9 +11,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AwareDatetime, Field
 
 from medloop.domain._model import Frozen
-from medloop.domain.codes import (
-    PersonnelRole,
-)
+from medloop.domain.codes import PersonnelRole
 from medloop.domain.medication_list import ListChange, MedicationList
 from medloop.domain.multidose.errors import (
     InvalidPackingPeriod,
@@ -98,8 +96,7 @@ def open_period(
             raise InvalidPackingPeriod(f"period {period_id} already exists", period_id=period_id)
         if other.first_day <= period.last_day and period.first_day <= other.last_day:
             raise PackingPeriodOverlaps(
-                f"{first_day}–{period.last_day} overlaps period {other.first_day}–"
-                f"{other.last_day}",
+                f"{first_day}–{period.last_day} overlaps period {other.first_day}–{other.last_day}",
                 period_id=other.id,
             )
     return period

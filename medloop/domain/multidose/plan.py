@@ -16,9 +16,7 @@ from interactions.dosage import FixedDose, Quantity, Use, Weekday
 from interactions.units import unit_info
 from interactions.values import Count
 from medloop.domain._model import Frozen
-from medloop.domain.codes import (
-    EntryStatus,
-)
+from medloop.domain.codes import EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion, ListChange
@@ -66,9 +64,7 @@ def _intakes(dose: FixedDose) -> tuple[str, ...]:
             return (dose.clock_time.strftime("%H:%M"),)
         start = dose.clock_time.hour * 60 + dose.clock_time.minute
         step = round(hours * 60)
-        return tuple(
-            f"{m // 60:02d}:{m % 60:02d}" for m in range(start, 24 * 60, step)
-        )
+        return tuple(f"{m // 60:02d}:{m % 60:02d}" for m in range(start, 24 * 60, step))
     if dose.time_of_day is not None and (hours is None or hours >= 24):
         return (dose.time_of_day.value,)
     return ()
@@ -135,8 +131,11 @@ def _same_unit(a: str, b: str) -> bool:
     if a.strip().lower() == b.strip().lower():
         return True
     ia, ib = unit_info(a), unit_info(b)
-    return ia is not None and ib is not None and ia.canonical == ib.canonical and (
-        ia.factor == ib.factor
+    return (
+        ia is not None
+        and ib is not None
+        and ia.canonical == ib.canonical
+        and (ia.factor == ib.factor)
     )
 
 
@@ -214,8 +213,9 @@ def production_plan(
     for (day, intake, entry_id), quantity in doses.items():
         entry = entries[entry_id]
         by_bag[(day, intake)].append(
-            PlanLine(entry_id=entry_id, drug=entry.drug.name, varenr=varenr_of(entry),
-                     quantity=quantity)
+            PlanLine(
+                entry_id=entry_id, drug=entry.drug.name, varenr=varenr_of(entry), quantity=quantity
+            )
         )
     bags = tuple(
         Bag(day=day, intake=intake, lines=tuple(sorted(lines, key=lambda x: x.drug)))
@@ -224,8 +224,7 @@ def production_plan(
     outside = tuple(
         OutsideEntry(entry_id=e.id, drug=e.drug.name, reason=reason)
         for e in listed.entries
-        if any(e.in_use(day) for day in period.days)
-        and (reason := placement(e, rules)) is not None
+        if any(e.in_use(day) for day in period.days) and (reason := placement(e, rules)) is not None
     )
     return ProductionPlan(
         period_id=period.id,
@@ -276,8 +275,14 @@ def varenr_of(entry: ListEntry) -> str | None:
     return entry.drug.varenr if isinstance(entry.drug, CatalogueDrug) else None
 
 
-_SLOT_ORDER = {"morning": "06:00", "forenoon": "10:00", "midday": "12:00",
-               "afternoon": "15:00", "evening": "18:00", "night": "22:00"}
+_SLOT_ORDER = {
+    "morning": "06:00",
+    "forenoon": "10:00",
+    "midday": "12:00",
+    "afternoon": "15:00",
+    "evening": "18:00",
+    "night": "22:00",
+}
 
 
 def bag_order(day: date, intake: str) -> tuple[date, str, str]:

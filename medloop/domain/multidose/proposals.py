@@ -114,5 +114,4 @@ def decide_proposal(
         )
     if not accepted and not (reason or "").strip():
         raise InvalidProposal("a rejection needs a reason", proposal_id=proposal_id)
-    return ProposalDecision(proposal_id=proposal_id, accepted=accepted, at=at, by=by,
-                            reason=reason)
+    return ProposalDecision(proposal_id=proposal_id, accepted=accepted, at=at, by=by, reason=reason)

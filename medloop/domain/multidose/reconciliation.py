@@ -120,7 +120,8 @@ class PackReconciliation(Frozen):
     @property
     def discrepancies(self) -> tuple[ReconciledLine, ...]:
         return tuple(
-            line for line in self.lines
+            line
+            for line in self.lines
             if line.line_class not in (LineClass.OK, LineClass.OK_SUBSTITUTED)
         )
 
@@ -167,9 +168,16 @@ def reconcile_report(
     planned = expected_doses(planned_list.entries, period.days, rules)
     now = expected_doses(current.entries, period.days, rules)
     groups = {g.id: g for g in substitution_groups}
-    context = _Context(current, prescriptions, products, groups, rules, planned, now,
-                       changed_after={e.id for e in current.entries}
-                       - _unchanged(planned_list, current))
+    context = _Context(
+        current,
+        prescriptions,
+        products,
+        groups,
+        rules,
+        planned,
+        now,
+        changed_after={e.id for e in current.entries} - _unchanged(planned_list, current),
+    )
     lines: list[ReconciledLine] = []
     unmatched: list[tuple[date, str, PackedLine, ListEntry]] = []
     covered: set[Slot] = set()
@@ -254,13 +262,17 @@ class _Context:
             return None if entry is None or entry.status is EntryStatus.ENTERED_IN_ERROR else entry
         package = self.products[line.varenr].package
         candidates = [
-            e for e in self.entries.values()
+            e
+            for e in self.entries.values()
             if e.status is not EntryStatus.ENTERED_IN_ERROR
             and isinstance(e.drug, CatalogueDrug)
-            and (e.drug.names_package(package) or (
-                package.substitution_group_id is not None
-                and package.substitution_group_id in e.drug.resolved.substitution_group_ids
-            ))
+            and (
+                e.drug.names_package(package)
+                or (
+                    package.substitution_group_id is not None
+                    and package.substitution_group_id in e.drug.resolved.substitution_group_ids
+                )
+            )
         ]
         if not candidates:
             return None
@@ -283,7 +295,8 @@ class _Context:
         product = self.products[line.varenr]
         if entry is None:
             return ReconciledLine(
-                line_class=LineClass.PACKED_NOT_ON_LIST, **base,
+                line_class=LineClass.PACKED_NOT_ON_LIST,
+                **base,
                 detail=f"{product.name} is not on the list",
             )
         base["entry_id"] = entry.id
@@ -291,7 +304,8 @@ class _Context:
             late = entry.id in self.changed_after
             when = "after the order deadline" if late else "before the order deadline"
             return ReconciledLine(
-                line_class=LineClass.PACKED_DISCONTINUED, **base,
+                line_class=LineClass.PACKED_DISCONTINUED,
+                **base,
                 detail=f"{entry.drug.name} is {entry.status} ({when})",
             )
         reason = self.placement(entry)
@@ -306,12 +320,14 @@ class _Context:
         substituted = not entry.drug.names_package(product.package)
         if substituted and not self._substitutable(entry, product.package, day):
             return ReconciledLine(
-                line_class=LineClass.NOT_IN_SUBSTITUTION_GROUP, **base,
+                line_class=LineClass.NOT_IN_SUBSTITUTION_GROUP,
+                **base,
                 detail=f"{product.name} is not substitutable for {entry.drug.name} on {day}",
             )
         if not self._backed(entry, day):
             return ReconciledLine(
-                line_class=LineClass.PRESCRIPTION_NOT_VALID, **base,
+                line_class=LineClass.PRESCRIPTION_NOT_VALID,
+                **base,
                 detail=f"no valid prescription backs {entry.drug.name} on {day}",
             )
         return None
@@ -322,25 +338,37 @@ class _Context:
         assert isinstance(entry.drug, CatalogueDrug)
         substituted = not entry.drug.names_package(product.package)
         expected_now, expected_plan = self.now.get(key), self.planned.get(key)
-        base = {"day": day, "intake": intake, "entry_id": entry.id, "varenr": line.varenr,
-                "packed": line.quantity, "expected": expected_now}
+        base = {
+            "day": day,
+            "intake": intake,
+            "entry_id": entry.id,
+            "varenr": line.varenr,
+            "packed": line.quantity,
+            "expected": expected_now,
+        }
         if expected_now is not None and same_amount(expected_now, line.quantity):
             cls = LineClass.OK_SUBSTITUTED if substituted else LineClass.OK
             detail = f"{product.name} for {entry.drug.name}" if substituted else None
             return ReconciledLine(line_class=cls, **base, detail=detail)
-        if (expected_plan is not None and same_amount(expected_plan, line.quantity)
-                and entry.id in self.changed_after):
+        if (
+            expected_plan is not None
+            and same_amount(expected_plan, line.quantity)
+            and entry.id in self.changed_after
+        ):
             return ReconciledLine(
-                line_class=LineClass.CHANGE_AFTER_DEADLINE, **base,
+                line_class=LineClass.CHANGE_AFTER_DEADLINE,
+                **base,
                 detail=f"packed as planned; {entry.drug.name} changed after the order deadline",
             )
         if expected_now is None:
             return ReconciledLine(
-                line_class=LineClass.TIME_MISMATCH, **base,
+                line_class=LineClass.TIME_MISMATCH,
+                **base,
                 detail=f"{entry.drug.name} has no dose at {intake} on {day}",
             )
         return ReconciledLine(
-            line_class=LineClass.DOSE_MISMATCH, **base,
+            line_class=LineClass.DOSE_MISMATCH,
+            **base,
             detail=f"packed {line.quantity.value:g} {line.quantity.unit}, the list says "
             f"{expected_now.value:g} {expected_now.unit}",
         )
@@ -350,38 +378,54 @@ class _Context:
     ) -> ReconciledLine:
         """A packed line in a bag where the entry has no dose: paired, when possible, with a
         dose of the same entry that day that no line covered."""
-        base = {"day": day, "intake": intake, "entry_id": entry.id, "varenr": line.varenr,
-                "packed": line.quantity}
+        base = {
+            "day": day,
+            "intake": intake,
+            "entry_id": entry.id,
+            "varenr": line.varenr,
+            "packed": line.quantity,
+        }
         for key in self.now_by_entry_day.get((entry.id, day), ()):
             if key not in covered:
                 covered.add(key)
                 return ReconciledLine(
-                    line_class=LineClass.TIME_MISMATCH, **base, expected=self.now[key],
+                    line_class=LineClass.TIME_MISMATCH,
+                    **base,
+                    expected=self.now[key],
                     expected_intake=key[1],
                     detail=f"{entry.drug.name} is due at {key[1]}, packed at {intake}",
                 )
         return ReconciledLine(
-            line_class=LineClass.TIME_MISMATCH, **base,
+            line_class=LineClass.TIME_MISMATCH,
+            **base,
             detail=f"{entry.drug.name} has no dose at {intake} on {day}",
         )
 
     def classify_missing(self, key: Slot) -> ReconciledLine:
         day, intake, entry_id = key
         entry = self.entries[entry_id]
-        base = {"day": day, "intake": intake, "entry_id": entry_id, "varenr": varenr_of(entry),
-                "expected": self.now[key]}
+        base = {
+            "day": day,
+            "intake": intake,
+            "entry_id": entry_id,
+            "varenr": varenr_of(entry),
+            "expected": self.now[key],
+        }
         if not self._backed(entry, day):
             return ReconciledLine(
-                line_class=LineClass.PRESCRIPTION_NOT_VALID, **base,
+                line_class=LineClass.PRESCRIPTION_NOT_VALID,
+                **base,
                 detail=f"not packed; no valid prescription backs {entry.drug.name} on {day}",
             )
         if key not in self.planned and entry_id in self.changed_after:
             return ReconciledLine(
-                line_class=LineClass.CHANGE_AFTER_DEADLINE, **base,
+                line_class=LineClass.CHANGE_AFTER_DEADLINE,
+                **base,
                 detail=f"{entry.drug.name} changed after the order deadline; not in this roll",
             )
         return ReconciledLine(
-            line_class=LineClass.MISSING_FROM_BAGS, **base,
+            line_class=LineClass.MISSING_FROM_BAGS,
+            **base,
             detail=f"{entry.drug.name} is on the list but not in the bag",
         )
 
@@ -390,16 +434,21 @@ class _Context:
         group_id = package.substitution_group_id
         if group_id is None or group_id not in entry.drug.resolved.substitution_group_ids:
             return False
-        if any(self.prescriptions[p].reserved_against_substitution
-               for p in entry.prescription_ids if p in self.prescriptions):
+        if any(
+            self.prescriptions[p].reserved_against_substitution
+            for p in entry.prescription_ids
+            if p in self.prescriptions
+        ):
             return False
         group = self.groups.get(group_id)
         if group is None:
             return False
         return all(
             (start is None or start <= day) and (end is None or day <= end)
-            for start, end in ((group.valid_from, group.valid_to),
-                               (package.substitution_valid_from, package.substitution_valid_to))
+            for start, end in (
+                (group.valid_from, group.valid_to),
+                (package.substitution_valid_from, package.substitution_valid_to),
+            )
         )
 
     def _backed(self, entry: ListEntry, day: date) -> bool:

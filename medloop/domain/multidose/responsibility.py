@@ -78,8 +78,12 @@ def assign_responsibility(
             valid_from=valid_from,
             valid_to=valid_to,
         )
-    if current is not None and (current.doctor, current.pharmacy, current.valid_from,
-                                current.valid_to) == (doctor, pharmacy, valid_from, valid_to):
+    if current is not None and (
+        current.doctor,
+        current.pharmacy,
+        current.valid_from,
+        current.valid_to,
+    ) == (doctor, pharmacy, valid_from, valid_to):
         raise InvalidResponsibility("the responsibility is already registered like this")
     return Responsibility(
         patient_id=patient_id,

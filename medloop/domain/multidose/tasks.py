@@ -72,8 +72,13 @@ class TaskResolution(Frozen):
 
 
 def resolve_task(
-    task: MultidoseTask | None, resolved: bool, *, task_id: UUID, note: str | None,
-    at: datetime, by: Actor,
+    task: MultidoseTask | None,
+    resolved: bool,
+    *,
+    task_id: UUID,
+    note: str | None,
+    at: datetime,
+    by: Actor,
 ) -> TaskResolution:
     require_prescriber(by)
     if task is None:
