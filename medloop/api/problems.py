@@ -44,13 +44,13 @@ from medloop.domain.reconciliation import (
 )
 from medloop.domain.validity import InvalidDuration
 from medloop.loop.errors import NoCatalogueInForce, ReasonRequired, UnknownDrug
+from medloop.store.columns import StoredRecordUnreadable
 from medloop.store.db import database_unavailable
 from medloop.store.idempotency import (
     IdempotencyError,
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
 )
-from medloop.store.records import StoredRecordUnreadable
 
 PROBLEM_BASE = "https://medloop.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
