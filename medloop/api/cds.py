@@ -212,7 +212,13 @@ def proposal_of(draft: Draft, today: date) -> Proposal:
     if isinstance(mapped, MappedDosage):
         dosage, start, stop = mapped.dosage, mapped.start, mapped.stop
     return Proposal(
-        draft.id, draft.drug, dosage, start or today, stop, atc=draft.atc, route=draft.route,
+        draft.id,
+        draft.drug,
+        dosage,
+        start or today,
+        stop,
+        atc=draft.atc,
+        route=draft.route,
         display=draft.display,
     )
 
@@ -235,14 +241,15 @@ def _source(screened: Screened, kind: str) -> dict[str, Any]:
     }
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
 
 def _readable(value: str, names: dict[str, str]) -> str:
-    """A detail text with every internal medication id replaced by the drug's name and no
-    runs of blank lines."""
+    """A detail text with every internal medication id (a list entry's UUID, or a draft's
+    when it is one) replaced by the drug's name and no runs of blank lines."""
     for medication_id, name in names.items():
-        if medication_id in value:
+        if _UUID.fullmatch(medication_id) and medication_id in value:
             value = value.replace(medication_id, name)
     return _BLANK_LINES.sub("\n", value.strip())
 
@@ -278,19 +285,22 @@ def card_for(alert: Alert, screened: Screened) -> dict[str, Any]:
     return card
 
 
-def not_checked_card(draft_id: str, name: str | None, element: str, reason: str,
-                     screened: Screened) -> dict[str, Any]:
+def not_checked_card(
+    draft_id: str, name: str | None, element: str, reason: str, screened: Screened
+) -> dict[str, Any]:
     """The card of a draft medloop could not check at all: which FHIR element and why."""
     called = name or f"draft order {draft_id}"
     return {
         "uuid": str(uuid.uuid4()),
         "summary": shorten(f"Not checked: {called}: {reason}"),
-        "detail": "\n\n".join([
-            f"medloop did not check the draft order {draft_id} ({called}) for interactions, "
-            "duplicates, doses, allergies or notices.",
-            f"**Element:** `{element}`",
-            f"**Reason:** {reason}",
-        ]),
+        "detail": "\n\n".join(
+            [
+                f"medloop did not check the draft order {draft_id} ({called}) for interactions, "
+                "duplicates, doses, allergies or notices.",
+                f"**Element:** `{element}`",
+                f"**Reason:** {reason}",
+            ]
+        ),
         "indicator": "warning",
         "source": _source(screened, NOT_CHECKED),
         "extension": {
@@ -303,8 +313,10 @@ def not_checked_card(draft_id: str, name: str | None, element: str, reason: str,
 
 
 @router.post(
-    "/{service_id}", response_model=CdsCardsResponse,
-    responses=responses(400, 401, 403, 404, 409, 422, 503), summary="Call a CDS service",
+    "/{service_id}",
+    response_model=CdsCardsResponse,
+    responses=responses(400, 401, 403, 404, 409, 422, 503),
+    summary="Call a CDS service",
 )
 def call_service(
     caller: CdsCallerDep, service_id: ServiceId, body: CdsHookRequest, key: IdempotencyKey
@@ -338,26 +350,39 @@ def call_service(
         alerts = explained(screened.alerts, not_mapped, screened.names, routes)
         issued = [(a.key, card_for(a, screened)) for a in alerts]
         for draft in unchecked:
-            issued.append((
-                f"{NOT_CHECKED}/{draft.id}",
-                not_checked_card(draft.id, draft.display, draft.element, draft.reason, screened),
-            ))
-        for draft in drafts:
-            if draft.id in screened.unknown:
-                issued.append((
+            issued.append(
+                (
                     f"{NOT_CHECKED}/{draft.id}",
                     not_checked_card(
-                        draft.id, draft.display, draft.coded_by,
-                        _unknown_reason(draft, screened), screened,
+                        draft.id, draft.display, draft.element, draft.reason, screened
                     ),
-                ))
+                )
+            )
+        for draft in drafts:
+            if draft.id in screened.unknown:
+                issued.append(
+                    (
+                        f"{NOT_CHECKED}/{draft.id}",
+                        not_checked_card(
+                            draft.id,
+                            draft.display,
+                            draft.coded_by,
+                            _unknown_reason(draft, screened),
+                            screened,
+                        ),
+                    )
+                )
         access.append_cards(
             conn,
             [
                 access.IssuedCard(
-                    id=UUID(card["uuid"]), service=service_id, hook_instance=body.hookInstance,
-                    patient_id=patient_id, alert_key=alert_key[:500],
-                    issued_to=caller.principal.subject, record=card,
+                    id=UUID(card["uuid"]),
+                    service=service_id,
+                    hook_instance=body.hookInstance,
+                    patient_id=patient_id,
+                    alert_key=alert_key[:500],
+                    issued_to=caller.principal.subject,
+                    record=card,
                 )
                 for alert_key, card in issued
             ],
@@ -367,7 +392,10 @@ def call_service(
 
     action = f"cds.{service['hook']}"
     answer = access.audited(
-        caller.engine, _accessor(caller), patient_id, action,
+        caller.engine,
+        _accessor(caller),
+        patient_id,
+        action,
         lambda conn: _once(conn, caller, action, key, body, lambda: issue(conn)),
     )
     return JSONResponse(answer)
@@ -384,7 +412,11 @@ def _unknown_reason(draft: Draft, screened: Screened) -> str:
 
 
 def _once(
-    conn: Any, caller: Any, action: str, key: str | None, body: BaseModel,
+    conn: Any,
+    caller: Any,
+    action: str,
+    key: str | None,
+    body: BaseModel,
     compute: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
     """``compute()``, or with an Idempotency-Key the answer of the first call with it."""
@@ -397,7 +429,8 @@ def _once(
 
 
 @router.post(
-    "/{service_id}/feedback", responses=responses(400, 401, 403, 404, 409, 422),
+    "/{service_id}/feedback",
+    responses=responses(400, 401, 403, 404, 409, 422),
     summary="Feedback on issued cards (accepted / overridden)",
 )
 def feedback(
@@ -416,7 +449,8 @@ def feedback(
 
     for patient_id in patients:
         items = [
-            item for item, card in zip(body.feedback, issued, strict=True)
+            item
+            for item, card in zip(body.feedback, issued, strict=True)
             if card is not None and card.patient_id == patient_id
         ]
 
@@ -426,10 +460,14 @@ def feedback(
                 access.append_feedback(
                     conn,
                     access.Feedback(
-                        id=uuid.uuid4(), card_id=item.card, outcome=item.outcome,
-                        outcome_at=item.outcomeTimestamp, recorded_by=caller.principal.subject,
+                        id=uuid.uuid4(),
+                        card_id=item.card,
+                        outcome=item.outcome,
+                        outcome_at=item.outcomeTimestamp,
+                        recorded_by=caller.principal.subject,
                         override_reason=(
-                            None if reason is None or reason.reason is None
+                            None
+                            if reason is None or reason.reason is None
                             else reason.reason.model_dump(exclude_none=True)
                         ),
                         comment=None if reason is None else reason.userComment,
@@ -439,10 +477,17 @@ def feedback(
             return {}
 
         access.audited(
-            caller.engine, _accessor(caller), patient_id, "cds.feedback",
-            lambda conn, items=items: _once(
-                conn, caller, "cds.feedback", None if key is None else f"{key}/{patient_id}",
-                body, lambda: record(conn, items),
+            caller.engine,
+            _accessor(caller),
+            patient_id,
+            "cds.feedback",
+            lambda conn, items=items, patient_id=patient_id: _once(
+                conn,
+                caller,
+                "cds.feedback",
+                None if key is None else f"{key}/{patient_id}",
+                body,
+                lambda: record(conn, items),
             ),
         )
     return JSONResponse({})

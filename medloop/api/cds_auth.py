@@ -119,9 +119,7 @@ def _clients(path: Path) -> dict[str, TrustedClient]:
         if not isinstance(jku, list) or not all(isinstance(u, str) for u in jku):
             raise InvalidSetting(f"{at}: jku is an array of URLs")
         keys = _keys(entry.get("jwks"), at)
-        found[iss] = TrustedClient(
-            iss, str(entry.get("name") or iss), org, tuple(jku), keys
-        )
+        found[iss] = TrustedClient(iss, str(entry.get("name") or iss), org, tuple(jku), keys)
     return found
 
 
@@ -197,7 +195,11 @@ class CdsClientVerifier:
         audience = None if path is None else f"{base}{path}"
         try:
             claims = jwt.decode(
-                token, key, algorithms=[algorithm], audience=audience, issuer=client.iss,
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=client.iss,
                 leeway=LEEWAY_SECONDS,
                 options={"require": list(_REQUIRED), "verify_aud": audience is not None},
             )
@@ -240,7 +242,7 @@ def consume_jti(engine: Any, token: ClientToken) -> None:
     scope = "cds-client-jti/" + hashlib.sha256(token.client.iss.encode()).hexdigest()[:32]
     fingerprint = hashlib.sha256(token.jti.encode()).hexdigest()
     try:
-        with engine.begin() as conn:
+        with engine.execution_options(write=True).begin() as conn:
             result = run_once(conn, scope, token.jti, fingerprint, lambda: {"seen": True})
     except IdempotencyError:
         raise Unauthenticated("jti: this token was used before (replay)") from None
@@ -306,7 +308,9 @@ class _CdsBearer(HTTPBearer):
         scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
         token = token.strip()
         if (
-            verifier is not None and scheme.lower() == "bearer" and token
+            verifier is not None
+            and scheme.lower() == "bearer"
+            and token
             and verifier.is_client_token(token)
         ):
             found = verifier.verify(token, request.url.path)
@@ -335,9 +339,12 @@ class CdsCors:
 
         self.app = app
         self.cors = CORSMiddleware(
-            app, allow_origins=list(origins), allow_methods=["GET", "POST"],
+            app,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Idempotent-Replayed"], max_age=600,
+            expose_headers=["X-Request-ID", "Idempotent-Replayed"],
+            max_age=600,
         )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

@@ -55,10 +55,15 @@ NORWEGIAN = (NO_VARENR, NO_PAKNING, NO_MERKEVARE, NO_VIRKESTOFF, NO_DOSE)
 ``code.coding`` slices): varenummer, and the FEST ids of a package, a product (merkevare), a
 generic group (legemiddelvirkestoff) and a dose unit (legemiddeldose)."""
 KIND = {
-    FEST_VARENR: "varenr", NO_VARENR: "varenr",
-    FEST_ID: "fest_id", NO_PAKNING: "fest_id", NO_MERKEVARE: "fest_id",
-    NO_VIRKESTOFF: "fest_id", NO_DOSE: "fest_id",
-    ATC: "atc", ATC_OID: "atc",
+    FEST_VARENR: "varenr",
+    NO_VARENR: "varenr",
+    FEST_ID: "fest_id",
+    NO_PAKNING: "fest_id",
+    NO_MERKEVARE: "fest_id",
+    NO_VIRKESTOFF: "fest_id",
+    NO_DOSE: "fest_id",
+    ATC: "atc",
+    ATC_OID: "atc",
 }
 """Each system medloop checks and what its code names; the order is the preference."""
 _RANK = {"varenr": 0, "fest_id": 1, "atc": 2}
@@ -173,12 +178,17 @@ def _medications(resources: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[
 
 
 def _draft(
-    draft_id: str, where: str, resource: dict[str, Any],
-    medications: Mapping[str, dict[str, Any]], today: date,
+    draft_id: str,
+    where: str,
+    resource: dict[str, Any],
+    medications: Mapping[str, dict[str, Any]],
+    today: date,
 ) -> Draft | Unchecked:
     if resource.get("modifierExtension"):
         return Unchecked(
-            draft_id, None, "MedicationRequest.modifierExtension",
+            draft_id,
+            None,
+            "MedicationRequest.modifierExtension",
             "a modifier extension changes the order's meaning in a way medloop cannot read",
         )
     drug = _drug(resource, medications)
@@ -192,8 +202,14 @@ def _draft(
     elif kind == "fest_id":
         order = DrugOrder(fest_id=code)
     return Draft(
-        id=draft_id, drug=order, atc=code if kind == "atc" else None, display=display,
-        dosage=dosage, route=route, route_why=route_why, coded_by=coded_by,
+        id=draft_id,
+        drug=order,
+        atc=code if kind == "atc" else None,
+        display=display,
+        dosage=dosage,
+        route=route,
+        route_why=route_why,
+        coded_by=coded_by,
     )
 
 
@@ -218,7 +234,8 @@ def _drug(
     if target.startswith("#"):
         for contained in resource.get("contained") or []:
             if (
-                isinstance(contained, dict) and contained.get("resourceType") == "Medication"
+                isinstance(contained, dict)
+                and contained.get("resourceType") == "Medication"
                 and contained.get("id") == target[1:]
             ):
                 medication = contained
@@ -226,7 +243,8 @@ def _drug(
         medication = medications.get(target)
     if medication is None:
         return Unchecked(
-            "", reference.get("display") if isinstance(reference.get("display"), str) else None,
+            "",
+            reference.get("display") if isinstance(reference.get("display"), str) else None,
             f"{path}.reference",
             f"{target!r} is neither a contained Medication nor a Medication in draftOrders",
         )
@@ -267,7 +285,8 @@ def _coded(data: Any, path: str) -> _Coded | Unchecked:
     codings = list(concept.coding or [])
     display = concept.text or next((c.display for c in codings if c.display), None)
     known = [
-        (index, coding) for index, coding in enumerate(codings)
+        (index, coding)
+        for index, coding in enumerate(codings)
         if coding.system in KIND and coding.code and coding.code.strip()
     ]
     if known:
@@ -279,7 +298,9 @@ def _coded(data: Any, path: str) -> _Coded | Unchecked:
         return Unchecked("", display, f"{path}.coding", "no coding with a system names the drug")
     named = ", ".join(dict.fromkeys(_NAMED_SYSTEMS.get(s, s) for s in systems))
     return Unchecked(
-        "", display, f"{path}.coding",
+        "",
+        display,
+        f"{path}.coding",
         f"coded only in {named}; medloop checks drugs named by FEST (varenr or FEST id) or ATC",
     )
 

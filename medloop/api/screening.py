@@ -9,7 +9,7 @@ audits the read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from uuid import UUID
 
@@ -113,7 +113,7 @@ def _as_ordered(resolved: ResolvedDrug, proposal: Proposal) -> ResolvedDrug:
         update["route_codes"] = (proposal.route,)
     if proposal.display and resolved.name == resolved.reference_id:
         update["name"] = proposal.display
-    return resolved.model_copy(update=update) if update else resolved
+    return replace(resolved, **update) if update else resolved  # type: ignore[arg-type]
 
 
 def _resolve(catalogue: Catalogue, proposal: Proposal) -> ResolvedDrug:
