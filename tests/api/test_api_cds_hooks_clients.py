@@ -4,13 +4,14 @@ route, cards without empty values, and CDS client JWTs with CORS.
 
 The example requests are shaped exactly like the CDS Hooks specification's published R4
 examples of the ``order-select`` and ``order-sign`` hooks (repository cds-hooks/docs,
-``docs/hooks/order-select.md`` and ``order-sign.md``; the specification is published by HL7 /
-the CDS Hooks project under CC BY 4.0): a Bundle without ``type`` holding a ``NutritionOrder``
+``docs/hooks/order-select.md`` and ``order-sign.md``; Copyright © 2019 HL7 & Boston
+Children's Hospital, licensed CC BY 4.0): a Bundle without ``type`` holding a ``NutritionOrder``
 and an RxNorm-coded ``MedicationRequest`` whose ``doseAndRate`` is an object. No installable
 package ships them (fhir.resources 8 carries no example data), so they are written out here;
 only ``context.patientId`` is changed to this test's patient. The ``MedicationRequest`` with a
 contained ``Medication`` follows HL7's R4 example resources (``medicationReference`` to
-``#id``), its coding HL7 Norway's LMDI profile (``http://dmp.no/fhir/NamingSystem/...``).
+``#id``; ``MEDRX0302`` is HL7's own, CC0), its Norwegian coding HL7 Norway's LMDI profile
+(``http://dmp.no/fhir/NamingSystem/...``).
 """
 
 from __future__ import annotations
@@ -288,6 +289,180 @@ def test_a_nutrition_order_beside_a_medication_request_is_ignored(world):
     )
     cards = world.post(SIGN, request).json()["cards"]
     assert cards and all("pureeddiet" not in str(c) for c in cards)
+    assert any(c["indicator"] == "critical" for c in cards)
+
+
+# HL7 FHIR R4 example resource "medrx0302" (medicationrequest0302-example, HL7 FHIR R4
+# examples, CC0), as published but for its generated narrative ``text.div`` (shortened).
+MEDRX0302 = {
+    "resourceType": "MedicationRequest",
+    "id": "medrx0302",
+    "text": {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml">Azithromycin 250mg capsule</div>',
+    },
+    "contained": [
+        {
+            "resourceType": "Medication",
+            "id": "med0320",
+            "code": {
+                "coding": [
+                    {
+                        "system": SNOMED,
+                        "code": "324252006",
+                        "display": "Azithromycin 250mg capsule (product)",
+                    }
+                ]
+            },
+        }
+    ],
+    "identifier": [
+        {"use": "official", "system": "http://www.bmc.nl/portal/prescriptions", "value": "12345689"}
+    ],
+    "status": "active",
+    "intent": "order",
+    "medicationReference": {"reference": "#med0320"},
+    "subject": {"reference": "Patient/pat1", "display": "Donald Duck"},
+    "encounter": {
+        "reference": "Encounter/f001",
+        "display": "encounter who leads to this prescription",
+    },
+    "supportingInformation": [{"reference": "Coverage/SP1234"}],
+    "authoredOn": "2015-01-15",
+    "requester": {"reference": "Practitioner/f007", "display": "Patrick Pump"},
+    "reasonCode": [
+        {
+            "coding": [
+                {"system": SNOMED, "code": "11840006", "display": "Traveller's Diarrhea (disorder)"}
+            ]
+        }
+    ],
+    "note": [{"text": "Patient told to take with food"}],
+    "dosageInstruction": [
+        {
+            "sequence": 1,
+            "text": "Two tablets at once",
+            "additionalInstruction": [
+                {
+                    "coding": [
+                        {"system": SNOMED, "code": "311504000", "display": "With or after food"}
+                    ]
+                }
+            ],
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "route": {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral Route"}]},
+            "method": {
+                "coding": [
+                    {
+                        "system": SNOMED,
+                        "code": "421521009",
+                        "display": "Swallow - dosing instruction imperative (qualifier value)",
+                    }
+                ]
+            },
+            "doseAndRate": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/dose-rate-type",
+                                "code": "ordered",
+                                "display": "Ordered",
+                            }
+                        ]
+                    },
+                    "doseQuantity": {
+                        "value": 2,
+                        "unit": "TAB",
+                        "code": "TAB",
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm",
+                    },
+                }
+            ],
+        },
+        {
+            "sequence": 2,
+            "text": "One tablet daily for 4 days",
+            "additionalInstruction": [
+                {
+                    "coding": [
+                        {"system": SNOMED, "code": "311504000", "display": "With or after food"}
+                    ]
+                }
+            ],
+            "timing": {"repeat": {"frequency": 4, "period": 1, "periodUnit": "d"}},
+            "route": {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral Route"}]},
+            "doseAndRate": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/dose-rate-type",
+                                "code": "ordered",
+                                "display": "Ordered",
+                            }
+                        ]
+                    },
+                    "doseQuantity": {
+                        "value": 1,
+                        "unit": "TAB",
+                        "code": "TAB",
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm",
+                    },
+                }
+            ],
+        },
+    ],
+    "dispenseRequest": {
+        "validityPeriod": {"start": "2015-01-15", "end": "2016-01-15"},
+        "numberOfRepeatsAllowed": 1,
+        "quantity": {
+            "value": 6,
+            "unit": "TAB",
+            "code": "TAB",
+            "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm",
+        },
+        "expectedSupplyDuration": {"value": 5, "unit": "days", "system": UCUM, "code": "d"},
+    },
+    "substitution": {
+        "allowedBoolean": True,
+        "reason": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                    "code": "FP",
+                    "display": "formulary policy",
+                }
+            ]
+        },
+    },
+    "meta": {
+        "tag": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                "code": "HTEST",
+                "display": "test health data",
+            }
+        ]
+    },
+}
+
+
+def test_hl7s_r4_example_with_a_contained_snomed_medication_is_named_not_checked(world):
+    on_list(world, SIMVASTATIN_28)
+    norwegian = copy.deepcopy(MEDRX0302)
+    norwegian["id"] = "rx-no"
+    norwegian["contained"][0]["code"]["coding"].append({"system": NO_VARENR, "code": KLARITROMYCIN})
+    request = spec_request("order-sign", str(world.patient_id), MEDRX0302, norwegian)
+    response = world.post(SIGN, request)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    [snomed] = [c for c in cards if c["extension"].get("dev.medloop.draft") == "medrx0302"]
+    assert snomed["summary"].startswith("Not checked: Azithromycin 250mg capsule")
+    assert snomed["extension"]["dev.medloop.element"] == (
+        "MedicationRequest.medicationReference.resolve().code.coding"
+    )
+    assert "SNOMED CT" in snomed["detail"]
     assert any(c["indicator"] == "critical" for c in cards)
 
 
