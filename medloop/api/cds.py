@@ -324,7 +324,7 @@ def call_service(
     service = _service(service_id)
     if body.hook != service["hook"]:
         raise _unusable("hook", f"service {service_id} answers hook {service['hook']}")
-    caller = caller.for_user(body.context.userId)
+    caller = caller.for_user(body.context.userId, required=True)
     caller.authorize(Action.CHECK)
     today = caller.at.date()
     try:
@@ -334,11 +334,13 @@ def call_service(
     with reader(caller.engine).connect() as conn:
         patient_id = _patient_id(conn, body.context.patientId)
     caller.authorize(Action.CHECK, patient_id)
-    selected = {s.split("/")[-1] for s in body.context.selections}
-    if service["hook"] == "order-select" and selected:
-        read = [d for d in read if d.id in selected]
+    # order-select answers for the selections; the other drafts of the session are checked
+    # with them (an interaction between a selected and an earlier draft is told).
+    chosen = {s.split("/")[-1] for s in body.context.selections}
+    if service["hook"] != "order-select" or not chosen:
+        chosen = {d.id for d in read}
     drafts = [d for d in read if isinstance(d, Draft)]
-    unchecked = [d for d in read if isinstance(d, Unchecked)]
+    unchecked = [d for d in read if isinstance(d, Unchecked) and d.id in chosen]
     proposals = [proposal_of(d, today) for d in drafts]
     not_mapped = {d.id: d.dosage for d in drafts if isinstance(d.dosage, NotMapped)}
     routes = {d.id: d.route_why for d in drafts}
@@ -347,7 +349,11 @@ def call_service(
 
     def issue(conn: Any) -> dict[str, Any]:
         screened = screen(conn, patient_id, proposals, today, skip_unknown=True)
-        alerts = explained(screened.alerts, not_mapped, screened.names, routes)
+        alerts = [
+            a
+            for a in explained(screened.alerts, not_mapped, screened.names, routes)
+            if chosen.intersection(a.medications)
+        ]
         issued = [(a.key, card_for(a, screened)) for a in alerts]
         for draft in unchecked:
             issued.append(
@@ -359,7 +365,7 @@ def call_service(
                 )
             )
         for draft in drafts:
-            if draft.id in screened.unknown:
+            if draft.id in screened.unknown and draft.id in chosen:
                 issued.append(
                     (
                         f"{NOT_CHECKED}/{draft.id}",

@@ -274,13 +274,16 @@ class CdsCaller:
     client: ClientToken | None
     base: Caller | None = None
 
-    def for_user(self, user_id: str | None) -> Caller:
+    def for_user(self, user_id: str | None, *, required: bool = False) -> Caller:
         """The caller the route acts as: the prescriber, or for a client the practitioner
-        ``context.userId`` names (required then) in the client's organisation."""
+        ``context.userId`` names (``required``: a hook call must name one) in the client's
+        organisation; without one (feedback) the client itself."""
         if self.end_user is not None:
             return self.end_user
         assert self.client is not None and self.base is not None
         client = self.client.client
+        if user_id is None and required:
+            raise _user_id_problem("")
         if user_id is None:
             subject = f"cds-client:{client.iss}"
         else:
@@ -324,6 +327,7 @@ class _CdsBearer(HTTPBearer):
 _NOBODY = Principal(Role.GP, "cds-client", None, "cds-client", None)
 cds_caller = _CdsBearer(
     auto_error=False,
+    scheme_name="CdsBearer",
     description="A prescriber's JWT, or a CDS Hooks client JWT of a trusted client "
     "(MEDLOOP_CDS_CLIENTS_FILE)",
 )

@@ -889,3 +889,29 @@ def test_the_trusted_clients_file_is_read_and_a_bad_one_refused(tmp_path, keys, 
     monkeypatch.delenv("MEDLOOP_CDS_BASE_URL")
     with pytest.raises(InvalidSetting, match="MEDLOOP_CDS_BASE_URL"):
         CdsSettings.from_env()
+
+
+def test_order_select_tells_an_interaction_of_the_selection_with_an_earlier_draft(world):
+    request = spec_request(
+        "order-select",
+        str(world.patient_id),
+        medication_request("earlier", NO_VARENR, KLARITROMYCIN),
+        medication_request("new", NO_VARENR, SIMVASTATIN_28),
+        medication_request("rxnorm-earlier", RXNORM, "617993"),
+        selections=["MedicationRequest/new"],
+    )
+    cards = world.post(SELECT, request).json()["cards"]
+    critical = [c for c in cards if c["indicator"] == "critical"]
+    assert critical and all(
+        {"earlier", "new"} <= set(c["extension"]["dev.medloop.alert-key"].split("/")[-1].split(","))
+        for c in critical
+    )
+    assert not any(c["extension"].get("dev.medloop.draft") == "rxnorm-earlier" for c in cards)
+
+
+def test_a_client_call_without_a_user_is_a_422_naming_context_user_id(world, ehr, keys):
+    request = spec_request("order-sign", str(world.patient_id), AMOXICILLIN_RXNORM)
+    del request["context"]["userId"]
+    response = call(ehr, client_token(keys), request)
+    assert response.status_code == 422, response.text
+    assert ["body", "context", "userId"] in [e["loc"] for e in response.json()["errors"]]
