@@ -236,13 +236,32 @@ class CdsClientVerifier:
         return ClientToken(client, jti, float(claims["exp"]))
 
 
+JTI_RETENTION_SECONDS = MAX_LIFETIME_SECONDS + 3 * LEEWAY_SECONDS
+"""How long a used ``jti`` is kept: past it, any token that carried it has expired (``iat`` at
+most a leeway ahead of its first use, ``exp`` at most five minutes after ``iat``, a leeway on
+``exp``)."""
+
+
 def consume_jti(engine: Any, token: ClientToken) -> None:
     """Record the token's ``jti``; a second use is a replay (401). Shared by every worker
-    process: the idempotency table holds it under the client's own scope."""
+    process: the idempotency table holds it under the client's own scope, and the client's
+    ``jti``s older than ``JTI_RETENTION_SECONDS`` are deleted in the same transaction."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import and_, delete
+
+    from medloop.store.idempotency import idempotency_key
+
     scope = "cds-client-jti/" + hashlib.sha256(token.client.iss.encode()).hexdigest()[:32]
     fingerprint = hashlib.sha256(token.jti.encode()).hexdigest()
+    expired = datetime.now(UTC) - timedelta(seconds=JTI_RETENTION_SECONDS)
     try:
         with engine.execution_options(write=True).begin() as conn:
+            conn.execute(
+                delete(idempotency_key).where(
+                    and_(idempotency_key.c.scope == scope, idempotency_key.c.created_at < expired)
+                )
+            )
             result = run_once(conn, scope, token.jti, fingerprint, lambda: {"seen": True})
     except IdempotencyError:
         raise Unauthenticated("jti: this token was used before (replay)") from None

@@ -915,3 +915,21 @@ def test_a_client_call_without_a_user_is_a_422_naming_context_user_id(world, ehr
     response = call(ehr, client_token(keys), request)
     assert response.status_code == 422, response.text
     assert ["body", "context", "userId"] in [e["loc"] for e in response.json()["errors"]]
+
+
+def test_used_jtis_are_deleted_once_every_token_carrying_them_has_expired(world, ehr, keys):
+    from datetime import UTC, datetime, timedelta
+
+    from medloop.store.idempotency import idempotency_key
+
+    request = spec_request("order-sign", str(world.patient_id), AMOXICILLIN_RXNORM)
+    assert call(ehr, client_token(keys, jti="first"), request).status_code == 200
+    jtis = select(idempotency_key.c.key).where(idempotency_key.c.scope.like("cds-client-jti/%"))
+    with world.engine.begin() as conn:
+        assert conn.execute(jtis).scalars().all() == ["first"]
+        conn.execute(
+            idempotency_key.update().values(created_at=datetime.now(UTC) - timedelta(minutes=7))
+        )
+    assert call(ehr, client_token(keys, jti="second"), request).status_code == 200
+    with world.engine.connect() as conn:
+        assert conn.execute(jtis).scalars().all() == ["second"]
