@@ -65,6 +65,7 @@ from medloop.domain.administration import (
     check_request_shape,
     check_scanned_pack,
     check_witness,
+    dose_in_force,
     dose_status,
     effective_charting,
     is_missed,
@@ -74,6 +75,7 @@ from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError, PatientNotFound, ReasonRequired
 from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
+from medloop.domain.state import PatientState
 from medloop.domain.ward import (
     Admission,
     AdmissionNotFound,
@@ -106,9 +108,10 @@ from medloop.loop.scanning import read_pack_code
 from medloop.ops import metrics
 from medloop.store import administration as store
 from medloop.store import audit, state_cache
-from medloop.store import medication_list as list_store
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import request_fingerprint, run_once
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import national_id_of
 
 HORIZON = timedelta(hours=48)
 """How far ahead planned doses are kept generated."""
@@ -334,7 +337,7 @@ class _Plan:
 
 def _plan(
     conn: Connection,
-    state: list_store.PatientState,
+    state: PatientState,
     admission: Admission,
     ward: store.WardState,
     now: datetime,
@@ -406,7 +409,7 @@ def _schedule_for(
     )
 
 
-def _entry_version_times(state: list_store.PatientState) -> dict[UUID, list[tuple[int, datetime]]]:
+def _entry_version_times(state: PatientState) -> dict[UUID, list[tuple[int, datetime]]]:
     found: dict[UUID, list[tuple[int, datetime]]] = defaultdict(list)
     for change in state.changes:
         for version in change.entry_versions:
@@ -491,7 +494,7 @@ def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
 @contextmanager
 def _locked_state(
     engine: Engine, patient_id: UUID
-) -> Iterator[tuple[Connection, list_store.PatientState | None]]:
+) -> Iterator[tuple[Connection, PatientState | None]]:
     """A write transaction with the patient locked and its list state (``None`` for an unknown
     patient). Every command bumps the patient's revision under this lock, so while it is held
     the state the runner cached for the current revision is the patient's current state and
@@ -507,16 +510,16 @@ def _locked_state(
         record, revision = locked
         state = cache.get(patient_id, revision)
         if state is None:
-            state = list_store.load_patient_state(conn, Patient.model_validate(record))
+            state = load_patient_state(conn, Patient.model_validate(record))
         elif state_cache.VERIFY:
-            fresh = list_store.load_patient_state(conn, Patient.model_validate(record))
+            fresh = load_patient_state(conn, Patient.model_validate(record))
             state_cache.verified(state, fresh)
         yield conn, state
     cache.put(patient_id, revision, state)
 
 
 def _system_audit(
-    conn: Connection, action: str, state: list_store.PatientState, detail: Mapping[str, Any]
+    conn: Connection, action: str, state: PatientState, detail: Mapping[str, Any]
 ) -> None:
     audit.append(conn, audit.AuditEvent(
         actor="system", actor_role="system", action=action,
@@ -768,7 +771,7 @@ def _check_planned(
         )
     chartings, recent = store.chartings_for_charting(conn, patient_id, planned.id, since)
     standing = effective_charting(c.administration for c in chartings if c.stands)
-    in_force = store.in_force(planned, schedules, charted=standing is not None)
+    in_force = dose_in_force(planned, schedules, charted=standing is not None)
     late = check_planned_dose(request, planned, in_force, standing, config, now)
     return planned, late, recent
 
@@ -904,8 +907,8 @@ def _lines(
             c.administration for c in chartings.get(dose.id, ()) if c.stands
         )
         lines.append(
-            _Line(dose, store.in_force(dose, schedules.get(dose.entry_id, []),
-                                       charted=standing is not None), standing)
+            _Line(dose, dose_in_force(dose, schedules.get(dose.entry_id, []),
+                                      charted=standing is not None), standing)
         )
     return lines
 
@@ -1001,6 +1004,6 @@ def administration_history(
 ) -> list[store.Charted]:
     """Every charting of the patient (also those entered in error, with their correction),
     oldest first."""
-    if list_store.national_id_of(conn, patient_id) is None:
+    if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     return store.chartings_of_patient(conn, patient_id, since, until)

@@ -80,9 +80,9 @@ from medloop.loop.runner import (
     run_command,
 )
 from medloop.store import audit
-from medloop.store import medication_list as list_store
 from medloop.store import multidose as store
 from medloop.store.db import reader, writer
+from medloop.store.patients import national_id_of
 
 Write = Callable[[Connection], None]
 
@@ -568,7 +568,7 @@ def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
                 actor=SYSTEM,
                 actor_role=SYSTEM,
                 action="multidose.deadline-flag",
-                patient=list_store.national_id_of(conn, period.patient_id),
+                patient=national_id_of(conn, period.patient_id),
                 detail={"period_id": str(period.id), "list_version": latest, **record},
                 occurred_at=now,
             ),
@@ -591,7 +591,7 @@ class PeriodView:
 
 
 def _known(conn: Connection, patient_id: UUID) -> None:
-    if list_store.national_id_of(conn, patient_id) is None:
+    if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
 
 

@@ -13,8 +13,8 @@ from medloop.domain.errors import PatientAlreadyRegistered
 from medloop.domain.patient import Observation, Patient
 from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
 from medloop.store import audit
-from medloop.store import medication_list as store
 from medloop.store.db import writer
+from medloop.store.patients import add_patient, find_patient_id
 
 
 def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
@@ -31,11 +31,11 @@ def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
 
 def _register(engine: Engine, patient: Patient, call: Call) -> None:
     with writer(engine).begin() as conn:
-        if store.find_patient_id(conn, str(patient.national_id)) is not None:
+        if find_patient_id(conn, str(patient.national_id)) is not None:
             raise PatientAlreadyRegistered(
                 "a patient with this national id is already registered", patient_id=patient.id
             )
-        store.add_patient(conn, patient, call.at)
+        add_patient(conn, patient, call.at)
         audit.append(
             conn,
             audit.AuditEvent(

@@ -51,12 +51,27 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.state import PatientState, StoredAlert
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
 from medloop.store import audit, batch, state_cache
-from medloop.store import medication_list as store
+from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
+from medloop.store.list_changes import append_list_change, changes_since, list_version
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import (
+    catalogue_key_in_force,
+    lock_for_command,
+    national_id_of,
+    update_patient_record,
+)
+from medloop.store.prescriptions import (
+    append_annulment,
+    append_dispense,
+    append_prescription_versions,
+    append_reconciliation,
+)
 from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
@@ -137,7 +152,7 @@ _catalogues_lock = threading.Lock()
 
 def catalogue_in_force(conn: Connection) -> Catalogue:
     """The catalogue version in force, built once per version (and file) in this process."""
-    return catalogue_of(conn, store.catalogue_key_in_force(conn))
+    return catalogue_of(conn, catalogue_key_in_force(conn))
 
 
 def catalogue_of(conn: Connection, key: tuple[int, str] | None) -> Catalogue:
@@ -217,7 +232,7 @@ class Context:
     call, and the connection (for reads only)."""
 
     conn: Connection
-    state: store.PatientState
+    state: PatientState
     catalogue: Catalogue
     call: Call
 
@@ -251,7 +266,7 @@ def run_command(
     version the caller saw (``None``: the command does not depend on it); ``request`` is the
     command's JSON input, fingerprinted for the idempotency key."""
     cache = cache_for(engine)
-    committed: list[tuple[int, store.PatientState]] = []
+    committed: list[tuple[int, PatientState]] = []
     try:
         with writer(engine).begin() as conn:
             result = _run(
@@ -289,7 +304,7 @@ def _run(
     based_on: int | None,
     request: Mapping[str, Any],
     cache: StateCache,
-    committed: list[tuple[int, store.PatientState]],
+    committed: list[tuple[int, PatientState]],
 ) -> CommandResult:
     def compute() -> dict[str, Any]:
         return _decide_and_store(
@@ -314,7 +329,7 @@ def _run(
         national_id = (
             str(committed[-1][1].patient.national_id)
             if committed
-            else store.national_id_of(conn, patient_id)
+            else national_id_of(conn, patient_id)
         )
         _audit(conn, action, national_id, call, response, replayed)
     return CommandResult(
@@ -334,18 +349,18 @@ def _decide_and_store(
     decide: Decide,
     based_on: int | None,
     cache: StateCache,
-    committed: list[tuple[int, store.PatientState]],
+    committed: list[tuple[int, PatientState]],
 ) -> dict[str, Any]:
-    locked = store.lock_for_command(conn, patient_id)
+    locked = lock_for_command(conn, patient_id)
     if locked is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     revision = locked.revision
     state = cache.get(patient_id, revision - 1)
     metrics.state_cache_lookup(state is not None)
     if state is None:
-        state = store.load_patient_state(conn, Patient.model_validate(locked.record))
+        state = load_patient_state(conn, Patient.model_validate(locked.record))
     elif state_cache.VERIFY:
-        fresh = store.load_patient_state(conn, Patient.model_validate(locked.record))
+        fresh = load_patient_state(conn, Patient.model_validate(locked.record))
         state_cache.verified(state, fresh)
     current = state.medication_list.version
     if based_on is not None and based_on != current:
@@ -395,46 +410,46 @@ def _store(
     effect: Effect,
     alerts: Sequence[Alert],
     version: int,
-    state: store.PatientState,
-) -> tuple[dict[str, str], tuple[store.StoredAlert, ...]]:
+    state: PatientState,
+) -> tuple[dict[str, str], tuple[StoredAlert, ...]]:
     """Append everything; returns the alerts newly handled for the patient (key → reason) and
     the alerts stored."""
     if effect.list_change is not None:
-        store.append_list_change(conn, effect.list_change)
-    store.append_prescription_versions(conn, patient_id, effect.prescription_versions)
+        append_list_change(conn, effect.list_change)
+    append_prescription_versions(conn, patient_id, effect.prescription_versions)
     for record in effect.dispenses:
-        store.append_dispense(conn, patient_id, record, call.at)
+        append_dispense(conn, patient_id, record, call.at)
     for dispense_id, annulment in effect.annulments:
-        store.append_annulment(conn, dispense_id, annulment)
+        append_annulment(conn, dispense_id, annulment)
     if effect.reconciliation is not None:
-        store.append_reconciliation(conn, effect.reconciliation)
+        append_reconciliation(conn, effect.reconciliation)
     for write in effect.writes:
         write(conn)
     if effect.patient is not None:
-        store.update_patient_record(conn, effect.patient)
+        update_patient_record(conn, effect.patient)
     raised = [
-        store.RaisedAlert(
+        RaisedAlert(
             alert=a,
             override_by=call.actor if a.key in call.overrides else None,
             override_reason=call.overrides.get(a.key),
         )
         for a in alerts
     ]
-    stored = store.append_alerts(conn, patient_id, action, version, call.at, raised)
+    stored = append_alerts(conn, patient_id, action, version, call.at, raised)
     # An override is the handling of that alert for this patient: it does not re-alert.
     handled = {r.alert.key: r.override_reason for r in raised if r.override_reason is not None}
     handled.update(effect.handled)
     if not handled:
         return {}, stored
     known = {h.key for h in state.handled}
-    return store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known), stored
+    return add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known), stored
 
 
 # -- decision support --------------------------------------------------------------------------
 
 
 def _screen(
-    catalogue: Catalogue, state: store.PatientState, screening: Screening | None, today: date
+    catalogue: Catalogue, state: PatientState, screening: Screening | None, today: date
 ) -> list[Alert]:
     if screening is None or not screening.proposed:
         return []
@@ -492,7 +507,7 @@ def _stale(conn: Connection, patient_id: UUID, based_on: int, current: int) -> S
         f"the change is based on list version {based_on}, but the list is at version {current}",
         based_on=based_on,
         current_version=current,
-        changes_since=store.changes_since(conn, patient_id, based_on),
+        changes_since=changes_since(conn, patient_id, based_on),
     )
 
 
@@ -502,7 +517,7 @@ def _conflict(
     """A write refused by a unique key: a lost race on the list version (what the list looks
     like now), or else an entry, prescription or dispense id that is already taken."""
     with reader(engine).connect() as conn:
-        current = store.list_version(conn, patient_id)
+        current = list_version(conn, patient_id)
         if based_on is not None and based_on != current:
             return _stale(conn, patient_id, based_on, current)
     return IdAlreadyUsed(
@@ -534,7 +549,7 @@ def _audit_refusal(
     outcome = audit.Outcome.CONFLICT if code in _CONFLICTS else audit.Outcome.REFUSED
     detail = {"patient_id": str(patient_id), "code": code, "detail": why}
     with writer(engine).begin() as conn:
-        national_id = store.national_id_of(conn, patient_id)
+        national_id = national_id_of(conn, patient_id)
         audit.append(conn, _event(action, call, national_id, outcome, detail))
 
 

@@ -21,9 +21,9 @@ from medloop.domain.administration import (
     DoseNotYetDue,
     DoseStatus,
     Outcome,
-    ScanRequired,
     ScannedPackExpired,
     ScannedPackMismatch,
+    ScanRequired,
     ScanSkipReason,
     ScanUnreadable,
     WitnessOfAnotherOrganisation,
@@ -33,7 +33,7 @@ from medloop.domain.administration import (
 from medloop.domain.errors import OverrideRequired
 from medloop.domain.ward import PatientNotAdmitted
 from medloop.loop import administer
-from medloop.store import administration as store
+from medloop.store import administration
 from tests.administration.admin_fixtures import (
     ADMITTED,
     ATORVASTATIN_EAN,
@@ -55,7 +55,7 @@ PLANNED_AT = ADMITTED + timedelta(minutes=30)
 
 def planned_doses(engine, patient_id, entry_id):
     with engine.connect() as conn:
-        found = store.planned_doses(
+        found = administration.planned_doses(
             conn, patient_ids=[patient_id], start=ADMITTED - timedelta(days=1),
             end=ADMITTED + timedelta(days=3),
         )
@@ -109,7 +109,7 @@ def test_charting_a_future_dose_as_given_is_refused(engine):
     with pytest.raises(DoseNotYetDue):
         administer.chart(engine, patient_id, given(entry_id, dose, at=now), call(NURSE, at=now))
     with engine.connect() as conn:
-        assert store.chartings_of_patient(conn, patient_id) == []
+        assert administration.chartings_of_patient(conn, patient_id) == []
 
 
 def test_not_given_refused_and_held_need_a_reason(engine):
@@ -161,7 +161,7 @@ def test_a_retried_charting_with_the_same_idempotency_key_charts_once(engine):
                              call(NURSE, at=now, idempotency_key="chart-1"))
     assert again.replayed and again.response == first.response
     with engine.connect() as conn:
-        assert len(store.chartings_of_patient(conn, patient_id)) == 1
+        assert len(administration.chartings_of_patient(conn, patient_id)) == 1
 
 
 def test_the_administration_tables_are_append_only(engine):

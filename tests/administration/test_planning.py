@@ -18,13 +18,13 @@ from medloop.domain.administration import (
     PlannedDoseSuperseded,
     ScanSkipReason,
 )
-from medloop.loop import administer
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop import administer
 from medloop.loop.change import change_dosage, hold
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, renew
 from medloop.queries import prescriptions
-from medloop.store import administration as store
-from medloop.store import medication_list as list_store
+from medloop.store import administration
+from medloop.store.list_changes import list_version
 from tests.administration.admin_fixtures import (
     ADMITTED,
     NURSE,
@@ -65,7 +65,7 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
 
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 12:00 in Oslo
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     change_dosage(engine, patient_id, entry_id,
                   daily(TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.NIGHT),
                   call(GP, at=changed_at), based_on=version)
@@ -93,13 +93,13 @@ def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
     entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
     administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
         (old,) = prescriptions(conn, patient_id)
     renew(engine, patient_id, RenewOrder(prescription_id=old.id, terms=PrescriptionTerms(
         prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1),
     )), call(GP, at=ADMITTED + timedelta(hours=1)), based_on=version)
     with engine.connect() as conn:
-        assert list_store.list_version(conn, patient_id) == version + 1
+        assert list_version(conn, patient_id) == version + 1
     assert administer.roll_forward(engine, ADMITTED + timedelta(hours=2))["schedules"] == 0
 
 
@@ -109,7 +109,7 @@ def _night_doses(engine, night_start):
                               at=night_start)
     administer.roll_forward(engine, night_start + timedelta(minutes=1))
     with engine.connect() as conn:
-        return [d for d in store.planned_doses(
+        return [d for d in administration.planned_doses(
             conn, patient_ids=[patient_id], start=night_start, end=night_start + timedelta(days=2)
         ) if d.entry_id == entry_id]
 
@@ -132,7 +132,7 @@ def test_nothing_is_planned_or_missed_after_discharge(engine):
     patient_id, ward_id = nursing_home(engine)
     prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
     with engine.connect() as conn:
-        (admission,) = store.admissions_of(conn, patient_id)
+        (admission,) = administration.admissions_of(conn, patient_id)
     leaving = ADMITTED + timedelta(hours=2)
     administer.discharge(engine, patient_id, admission.id, leaving, call(NURSE, at=leaving))
     assert administer.roll_forward(engine, leaving + timedelta(minutes=5))["planned"] == 0
@@ -148,7 +148,7 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
     evening = chart_of(engine, ward_id, day, ADMITTED)["18:00"]
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     change_dosage(engine, patient_id, entry_id, daily(TimeOfDay.MORNING, TimeOfDay.NIGHT),
                   call(GP, at=changed_at), based_on=version)
     with pytest.raises(PlannedDoseSuperseded):
@@ -159,7 +159,7 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
     assert sorted(lines) == ["08:00", "22:00"]
     assert lines["22:00"].status is DoseStatus.MISSED
     with engine.connect() as conn:
-        missed = [c for c in store.chartings_of_patient(conn, patient_id)
+        missed = [c for c in administration.chartings_of_patient(conn, patient_id)
                   if c.administration.planned_dose_id == evening.planned_dose_id]
     assert missed == []
 
@@ -170,7 +170,7 @@ def test_an_entry_on_hold_cannot_be_given(engine):
     administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     morning = chart_of(engine, ward_id, datetime(2026, 11, 20).date(), ADMITTED)["08:00"]
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     hold(engine, patient_id, entry_id, call(GP, at=morning.due_at - timedelta(hours=1)),
          based_on=version)
     with pytest.raises(PlannedDoseSuperseded):  # holding replans: the dose is gone
@@ -181,7 +181,7 @@ def test_an_as_needed_entry_on_hold_cannot_be_given(engine):
     patient_id, _ = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, OKSYKODON, as_needed())
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     held_at = ADMITTED + timedelta(hours=1)
     hold(engine, patient_id, entry_id, call(GP, at=held_at), based_on=version)
     request = ChartRequest(

@@ -19,7 +19,7 @@ from medloop.domain.ward import (
     WardOfAnotherOrganisation,
 )
 from medloop.loop import administer
-from medloop.store import administration as store
+from medloop.store import administration
 from medloop.store.audit import audit_event
 from tests.administration.admin_fixtures import (
     ADMITTED,
@@ -83,5 +83,5 @@ def test_moving_a_slot_time_replans_the_future_doses(engine):
     administer.roll_forward(engine, at)
     with engine.connect() as conn:
         chart = administer.ward_chart(conn, ward_id, datetime(2026, 11, 20).date(), at)
-        assert store.read_ward(conn, ward_id).config_version == 2
+        assert administration.read_ward(conn, ward_id).config_version == 2
     assert [line.local_time.time() for line in chart.patients[0].doses] == [time(19, 0)]
