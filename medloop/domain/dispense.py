@@ -257,11 +257,14 @@ class DispenseRequest(Frozen):
 @dataclass(frozen=True, slots=True)
 class DispenseOutcome:
     """A recorded (or annulled) dispense and the prescription after it; ``prescription_version``
-    is ``None`` when the prescription's status did not change."""
+    is ``None`` when the prescription's status did not change. ``substitution_group`` is the
+    group a substitution was made within (its ``restricted`` remark needs the pharmacist's
+    decision: ``interactions.checks.substitution``)."""
 
     dispense: Dispense
     prescription: Prescription
     prescription_version: PrescriptionVersion | None
+    substitution_group: SubstitutionGroup | None = None
 
 
 def dispense(
@@ -310,7 +313,7 @@ def dispense(
     )
     finished = tally(prescription, (*earlier, record)).finished
     after, version = after_dispensing(prescription, finished=finished, at=at, by=by)
-    return DispenseOutcome(record, after, version)
+    return DispenseOutcome(record, after, version, verdict.substitution_group)
 
 
 def annul(

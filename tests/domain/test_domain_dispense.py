@@ -34,7 +34,7 @@ from domain_fixtures import (
 )
 from pydantic import ValidationError
 
-from interactions.catalogue import Package
+from interactions.catalogue import Package, SubstitutionGroup
 from interactions.dosage import Quantity
 from medloop.domain.codes import (
     DiscontinuationReason,
@@ -449,3 +449,22 @@ def test_annulment_leaves_a_recalled_prescription_recalled() -> None:
     assert (undone.prescription.status, undone.prescription_version) == (
         PrescriptionStatus.RECALLED, None
     )
+
+
+def test_the_outcome_names_the_group_a_substitution_was_made_within_with_its_remark() -> None:
+    # The remark (MerknadTilByttbarhet) must reach decision support: the group rides along.
+    restricted = SubstitutionGroup(
+        id=SIMVA_GROUP.id, code=SIMVA_GROUP.code, description=SIMVA_GROUP.description,
+        restricted=True, restriction_text="Begrenset bytte", valid_from=SIMVA_GROUP.valid_from,
+        valid_to=None,
+    )
+    _, entry, prescription = prescribed()
+    substituted = dispense(
+        prescription, entry, SIMVA_KRKA, (restricted,), (),
+        DispenseRequest(id=new_id(), dispensed_on=D0, quantity=packages(1), batch="AB1234",
+                        expiry=date(2026, 5, 31)),
+        at=LATER, by=PHARMACIST,
+    )
+    assert substituted.dispense.substituted is True
+    assert substituted.substitution_group == restricted
+    assert hand_out(prescription, entry).substitution_group is None
