@@ -303,6 +303,7 @@ def demo(
 
 def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     from medloop.api.auth import TokenVerifier
+    from medloop.api.cds_auth import CdsSettings
 
     if settings.uses_dev_keys:
         if not settings.allow_dev_keys:
@@ -319,6 +320,7 @@ def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> Non
         # The token configuration is checked before anything is served (and before the
         # schema is migrated): a server that cannot verify a token must not start.
         TokenVerifier(settings)
+        CdsSettings.from_env(settings.issuer)  # the trusted CDS clients, likewise
     except InvalidSetting as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(2) from None

@@ -10,8 +10,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from medloop import queries
-from medloop.domain.errors import EntryNotFound, PrescriptionExpired
+from medloop.domain.medication_list import EntryNotFound
 from medloop.domain.patient import NationalId, Patient
+from medloop.domain.prescription import PrescriptionExpired
 from medloop.loop.change import hold
 from medloop.loop.dispense import dispense
 from medloop.loop.patients import register_patient

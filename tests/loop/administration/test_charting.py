@@ -30,9 +30,9 @@ from medloop.domain.administration import (
     WitnessRequired,
     WitnessSamePerson,
 )
-from medloop.domain.errors import OverrideRequired
 from medloop.domain.ward import PatientNotAdmitted
 from medloop.loop import administer
+from medloop.loop.errors import OverrideRequired
 from medloop.store import administration
 from tests.loop.administration.helpers import (
     ADMITTED,
