@@ -56,6 +56,31 @@ from medloop.domain.prescription import (
     lock,
     recall,
 )
+from tests.domain.helpers import (
+    D0,
+    DOCTOR,
+    ENDED_GROUP,
+    GROUPS,
+    NURSE,
+    OTHER_PHARMACIST,
+    OTHER_PHARMACY,
+    PARACET,
+    PHARMACIST,
+    PHARMACY,
+    SERTRALIN,
+    SERTRALIN_GENERIC,
+    SERTRALIN_PACKAGE,
+    SIMVA_GROUP,
+    SIMVA_KRKA,
+    SIMVA_LATE,
+    SIMVA_LEFT,
+    T0,
+    ZOCOR_28,
+    ZOCOR_98,
+    ZOCOR_BRAND,
+    new_id,
+    prescribed,
+)
 
 LATER = T0 + timedelta(hours=2)
 HUNDRED_TABLETS = PrescribedQuantity(amount=Quantity(value=100, unit="tablett"))

@@ -21,6 +21,7 @@ from medloop.domain.patient import (
     Weight,
 )
 from medloop.domain.personnel import HealthPersonnel, InvalidHprNumber, Organisation
+from tests.domain.helpers import PATIENT_ID, T0
 
 # The check digits make each full weighted sum divisible by 11 (the form the standard states the
 # rule in, independent of how the code computes them).

@@ -25,6 +25,7 @@ from medloop.domain.reconciliation import (
     ReconciliationUnknownEntry,
     reconcile,
 )
+from tests.domain.helpers import DOCTOR, FISH_OIL, T0, add, empty_list, new_id
 
 LATER = T0 + timedelta(hours=1)
 SOURCES = (

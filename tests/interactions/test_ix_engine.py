@@ -7,6 +7,7 @@ import pytest
 from interactions import Alert, Allergy, HandledAlert, Kind, Medication, Patient, Severity, check
 from interactions.alerts import SUMMARY_LENGTH
 from interactions.medication import Substitution
+from tests.interactions.helpers import INFO, fixed, knowledge, med
 
 EVERYTHING = [
     med("PK_MAREVAN"),
