@@ -32,8 +32,8 @@ from typing import Any
 
 from interactions import Knowledge, Medication, check
 from interactions.catalogue import CatalogueSnapshot, Package
-from medloop.check import CheckRequest, run_check
 from medloop.catalogue import load_snapshot
+from medloop.check import CheckRequest, run_check
 from medloop.store.db import make_engine
 
 OUT = Path(__file__).resolve().parent / "out"

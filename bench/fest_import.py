@@ -78,7 +78,8 @@ seconds = time.perf_counter() - started
 done.set()
 sampler.join()
 print(seconds, int(result.unchanged),
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
       peak_pss)
 """
 

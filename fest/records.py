@@ -602,7 +602,7 @@ def _notice(el: etree._Element, out: Extracted) -> None:
 def _code_system(payload: list[etree._Element], out: Extracted) -> None:
     for element in payload:
         name = element.tag[element.tag.rfind("}") + 1 :]
-        fields = {sub: child for sub, child in _children(element)}
+        fields = dict(_children(element))
         if name == "Info":
             out.domain_id = _text(fields["Id"]) if "Id" in fields else ""
             out.rows.insert(

@@ -1221,13 +1221,14 @@ def _vilkar_text(gen: _Gen, group: str, unregistered: bool) -> tuple[str, list[_
     specialist = ("10", "Forskrevet av spesialist eller sykehus")
     low = rng.choice((2, 6, 12))
     return rng.choice((
-        (f"Refusjon ytes kun etter forskrivning av spesialist i {_lower_first(spec_name)} eller "
+        ("Refusjon ytes kun etter forskrivning av spesialist "
+         f"i {_lower_first(spec_name)} eller "
          f"sykehusavdeling med tilsvarende spesialitet.",
          [(specialist, [], [("7426", spec_code, spec_name)])]),
         (f"Refusjon ytes kun til barn og ungdom fra og med {low} år til og med 17 år.",
          [(age_ge, [str(low)], []), (("2", "Alder mindre enn"), ["18"], [])]),
-        ("Refusjon ytes kun til pasienter som ikke har tilfredsstillende effekt av, eller ikke "
-         "tåler, minst to alternative legemidler i samme terapiområde.", []),
+        ("Refusjon ytes kun til pasienter som ikke har tilfredsstillende effekt av, "
+         "eller ikke tåler, minst to alternative legemidler i samme terapiområde.", []),
         ("Refusjon ytes selv om legemidlet skal brukes i mindre enn tre måneder.", []),
         ("Behandlingen skal være instituert på sykehus.",
          [(("9", "Forskrevet på sykehus"), [], [("1101", "1", "Ja")])]),
@@ -2150,7 +2151,8 @@ _MECHANISMS = (
     ("Additiv blodsukkersenkende effekt.", "Økt risiko for hypoglykemi.", "blodsukker",
      "blodsukkeret"),
     ("Additiv blodtrykkssenkende effekt.",
-     "Økt risiko for ortostatisk hypotensjon og svimmelhet, særlig ved oppstart av behandlingen.",
+     "Økt risiko for ortostatisk hypotensjon og svimmelhet, "
+     "særlig ved oppstart av behandlingen.",
      "blodtrykk og svimmelhet", "blodtrykket"),
 )
 _EXTRA_CONSEQUENCES = (
@@ -2176,7 +2178,8 @@ def _interaction_texts(gen: _Gen, a: str, b: str, relevans: str
             None,
             f"{a.capitalize()} gir en svak hemming av {values['enz']}, men endringen i "
             f"eksponering for {b} er liten.",
-            "Studier har ikke vist farmakokinetisk eller farmakodynamisk påvirkning av betydning.",
+            "Studier har ikke vist farmakokinetisk eller farmakodynamisk "
+            "påvirkning av betydning.",
         ))
         return None, text, mech, None
     mechanism, consequence, monitor, target = rng.choice(_MECHANISMS)

@@ -8,8 +8,8 @@ Never imports ``medloop`` or ``fest`` and never touches a database: the caller h
 from interactions.alerts import Alert, Kind, Severity, Source
 from interactions.catalogue import CatalogueSnapshot
 from interactions.dosage import Dosage
-from interactions.engine import check
 from interactions.drugs import AmbiguousReference, ResolvedDrug, UnknownReference
+from interactions.engine import check
 from interactions.knowledge import Knowledge
 from interactions.medication import Allergy, HandledAlert, Medication, Patient
 

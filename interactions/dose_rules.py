@@ -1,8 +1,9 @@
 """The dose-limit rule file: its format, validation and loading.
 
-FEST delivers no maximum doses (fest-format §8), so the limits are curated here, one rule per
-substance, route and patient group, each citing the document it was taken from. The shipped
-file is ``interactions/rules/dose_limits.json`` (format ``medloop-dose-limits/2``); a rule reads::
+FEST delivers no maximum doses (../shared/docs/fest-format.md §8), so the limits are curated
+here, one rule per substance, route and patient group, each citing the document it was taken
+from. The shipped file is ``interactions/rules/dose_limits.json`` (format
+``medloop-dose-limits/2``); a rule reads::
 
     {"id": "citalopram-oral-65", "substance": "citalopram", "atc": ["N06AB04"], "route": "53",
      "when": {"age_min": 65}, "max_daily": ["20 mg"],

@@ -12,7 +12,7 @@ series of dictionary lookups:
 - products, packages, generic groups, dose units and substitution groups by id, varenr and ATC;
 - not-assessed ATC codes, safety notices spread to what they cover, and the dose-limit rules.
 
-Matching decisions (fest-format §9 item 5):
+Matching decisions (../shared/docs/fest-format.md §9 item 5):
 
 - A drug matches through its own ATC code and every component's ``AtcKombipreparat``, and
   through its substances; an interaction on codeine therefore hits paracetamol/codeine.

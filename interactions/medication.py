@@ -11,7 +11,15 @@ from pydantic import BaseModel, Field, Strict, model_validator
 from interactions.dosage import Dosage
 from interactions.drugs import ResolvedDrug
 from interactions.values import (
-    MAX_ITEMS, MAX_NAME, MAX_REASON, MODEL_CONFIG, Code, Day, LabValue, Name, WeightKg,
+    MAX_ITEMS,
+    MAX_NAME,
+    MAX_REASON,
+    MODEL_CONFIG,
+    Code,
+    Day,
+    LabValue,
+    Name,
+    WeightKg,
 )
 from interactions.values import text as bounded
 

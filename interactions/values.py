@@ -13,7 +13,7 @@ Whatever these accept is stored and loaded again on SQLite and PostgreSQL alike:
   refused by the boundaries that parse input (``interactions.strict_json``), and by the
   ``Text`` types here.
 
-``tests/test_values.py`` walks every request and domain model and fails on a number or string
+``tests/cli/test_values.py`` walks every request and domain model and fails on a number or string
 field without these bounds, so a new field cannot bring the class of bug back.
 """
 

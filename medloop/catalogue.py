@@ -228,7 +228,7 @@ def _info(conn: Connection, version: int | None) -> CatalogueInfo:
 
 
 def _interactions(conn: Connection, live) -> tuple[Interaction, ...]:
-    entry, table = schema.fest_entry, schema.fest_interaction
+    table = schema.fest_interaction
     return tuple(
         Interaction(
             id=r.domain_id,

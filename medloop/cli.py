@@ -13,7 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from fest.errors import FestConfigurationError, FestFormatError, FestImportRejected
-from medloop.settings import Settings
+from medloop.settings import InvalidSetting, Settings
 
 app = typer.Typer(
     help="medloop: closed-loop medication management on the FEST drug catalogue.",
@@ -43,11 +43,21 @@ def _stderr(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def _settings(db: str | None = None) -> Settings:
+    """This command's settings: the environment read once (``medloop.settings``), ``--db``
+    over ``MEDLOOP_DATABASE_URL``; an unusable setting is exit 2."""
+    try:
+        return Settings.from_env(db)
+    except InvalidSetting as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(2) from None
+
+
 def _engine(db: str | None):
     from medloop.store.db import make_engine
     from medloop.store.migrate import upgrade
 
-    engine = make_engine(db or Settings.from_env().database_url)
+    engine = make_engine(_settings(db).database_url)
     upgrade(engine)
     return engine
 
@@ -163,7 +173,8 @@ def fest_stats(
         print(json.dumps({"version": current["id"], "hentet_dato": current["hentet_dato"], "counts": counts}))
         return
     out.print(
-        f"Catalogue version {current['id']} ({current['mode']}), HentetDato {current['hentet_dato']}, "
+        f"Catalogue version {current['id']} ({current['mode']}), "
+        f"HentetDato {current['hentet_dato']}, "
         f"from {current['source_name']} imported {current['imported_at']}"
     )
     out.print(_counts_table(counts))
@@ -193,13 +204,16 @@ def fest_validate(
     path: Annotated[Path, typer.Argument(help="FEST file: .xml, .xml.gz or .zip.")],
     xsd_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder with ER-M30-2014-12-01.xsd and its imports (default: $MEDLOOP_FEST_XSD_DIR)."),
+        typer.Option(
+            help="Folder with ER-M30-2014-12-01.xsd and its imports "
+            "(default: $MEDLOOP_FEST_XSD_DIR)."
+        ),
     ] = None,
 ) -> None:
     """Validate a FEST file against the official M30 XSD; prints every violation with its line."""
     from fest.validate import SchemaNotFound, validate_file
 
-    directory = xsd_dir or Settings.from_env().fest_xsd_dir
+    directory = xsd_dir or _settings().fest_xsd_dir
     try:
         errors = validate_file(path, directory)
     except SchemaNotFound as exc:
@@ -236,7 +250,7 @@ def demo(
     from fest.queries import active_counts, version_in_force
     from medloop.demo import build
 
-    settings = Settings.from_env()
+    settings = _settings(db)
     if db is None:
         for suffix in ("", "-wal", "-shm"):
             Path(DEMO_DATABASE + suffix).unlink(missing_ok=True)
@@ -246,13 +260,7 @@ def demo(
         before = version_in_force(conn)
     from datetime import timedelta
 
-    from medloop.api.config import ApiSettings, InvalidSetting
-
-    try:
-        lifetime = ApiSettings.from_env(db).max_lifetime_seconds
-    except InvalidSetting as exc:
-        _stderr(f"error: {exc}")
-        raise typer.Exit(2) from None
+    lifetime = settings.max_lifetime_seconds
     try:
         world = build(engine, settings.demo_catalogue, token_lifetime=timedelta(seconds=lifetime))
     except (FestFormatError, FestImportRejected) as exc:
@@ -288,22 +296,17 @@ def demo(
     )
     if no_serve:
         return
-    _serve(db, "127.0.0.1", port, allow_dev_keys=True)
+    from dataclasses import replace
+
+    _serve(replace(settings, database_url=db, allow_dev_keys=True), "127.0.0.1", port)
 
 
-def _serve(
-    db: str | None, host: str, port: int, *, allow_dev_keys: bool, workers: int = 1
-) -> None:
+def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     from medloop.api.auth import TokenVerifier
-    from medloop.api.config import ApiSettings, InvalidSetting
+    from medloop.api.cds_auth import CdsSettings
 
-    try:
-        settings = ApiSettings.from_env(db)
-    except InvalidSetting as exc:
-        _stderr(f"error: {exc}")
-        raise typer.Exit(2) from None
     if settings.uses_dev_keys:
-        if not allow_dev_keys:
+        if not settings.allow_dev_keys:
             _stderr("error: no token keys configured: set MEDLOOP_JWT_PUBLIC_KEY_FILE or "
                     "MEDLOOP_JWT_JWKS_FILE (and MEDLOOP_JWT_ISSUER), or MEDLOOP_ALLOW_DEV_KEYS=1 "
                     "to trust the bundled development keys that anyone can sign with")
@@ -317,6 +320,7 @@ def _serve(
         # The token configuration is checked before anything is served (and before the
         # schema is migrated): a server that cannot verify a token must not start.
         TokenVerifier(settings)
+        CdsSettings.from_env(settings.issuer)  # the trusted CDS clients, likewise
     except InvalidSetting as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(2) from None
@@ -331,7 +335,7 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from medloop.api.app import create_app
-    from medloop.api.server import HttpProtocol, settle_heap
+    from medloop.api.server import HttpProtocol, SettingsConfig, settle_heap
 
     typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
     app_ = create_app(settings)  # migrates the schema, once, before any worker starts
@@ -340,12 +344,13 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
     scheduler = _start_scheduler(settings.database_url)
     try:
         if workers > 1:
-            import os
+            from uvicorn.supervisors import Multiprocess
 
-            os.environ["MEDLOOP_DATABASE_URL"] = settings.database_url
-            uvicorn.run("medloop.api.app:from_env", factory=True, host=host, port=port,
-                        workers=workers, log_level="warning", http=HttpProtocol,
-                        log_config=None)
+            # The workers get these settings inside uvicorn's configuration (pickled into each
+            # worker process), not through os.environ.
+            config = SettingsConfig(settings, host=host, port=port, workers=workers,
+                                    log_level="warning", http=HttpProtocol, log_config=None)
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
             settle_heap()
             uvicorn.run(app_, host=host, port=port, log_level="warning", http=HttpProtocol,
@@ -415,10 +420,7 @@ def serve(
     migrating its schema. Token keys: MEDLOOP_JWT_PUBLIC_KEY_FILE or MEDLOOP_JWT_JWKS_FILE with
     MEDLOOP_JWT_ISSUER and MEDLOOP_JWT_AUDIENCE; MEDLOOP_ALLOW_DEV_KEYS=1 trusts the bundled
     development keys instead."""
-    import os
-
-    _serve(db, host, port, workers=workers,
-           allow_dev_keys=os.environ.get("MEDLOOP_ALLOW_DEV_KEYS") == "1")
+    _serve(_settings(db), host, port, workers=workers)
 
 
 @app.command("token")
@@ -444,8 +446,6 @@ def token(
     from datetime import timedelta
 
     from medloop.api.auth import Role, Unauthenticated, issue_token
-    from medloop.api.config import ApiSettings, InvalidSetting
-
     try:
         chosen = Role(role)
     except ValueError:
@@ -455,11 +455,7 @@ def token(
     if subject is None or (chosen is not Role.PATIENT and org is None):
         _stderr("error: a patient token needs --patient; other roles need --hpr and --org")
         raise typer.Exit(EXIT_BAD_INPUT)
-    try:
-        longest = ApiSettings.from_env().max_lifetime_seconds
-    except InvalidSetting as exc:
-        _stderr(f"error: {exc}")
-        raise typer.Exit(2) from None
+    longest = _settings().max_lifetime_seconds
     if not 0 < hours * 3600 <= longest:
         _stderr(f"error: --hours must be more than 0 and at most {longest / 3600:g} "
                 "(MEDLOOP_JWT_MAX_LIFETIME_SECONDS); the server refuses longer-lived tokens")

@@ -1,29 +1,92 @@
-"""Settings read from the environment (``MEDLOOP_*``)."""
+"""The application's settings: one frozen object, read from the environment (``MEDLOOP_*``) in
+one place, :meth:`Settings.from_env`, and passed explicitly from there.
+
+The command line reads them once per command (``--db`` overrides ``MEDLOOP_DATABASE_URL``) and
+hands them on: to the API (:func:`medloop.api.app.create_app`, the token verifier), the scheduler
+and, with ``medloop serve --workers N``, to every worker process inside uvicorn's own
+configuration (:class:`medloop.api.server.SettingsConfig`), never through ``os.environ``.
+
+Token keys: ``MEDLOOP_JWT_PUBLIC_KEY_FILE`` (a PEM public key) or ``MEDLOOP_JWT_JWKS_FILE`` (a
+JSON Web Key Set), with ``MEDLOOP_JWT_ISSUER`` and ``MEDLOOP_JWT_AUDIENCE`` (both required with a
+production key). Without either key setting the bundled development key pair
+(``medloop/dev_keys``, not secret) is trusted with the issuer ``medloop-dev`` and the audience
+``medloop-api``; ``medloop serve`` refuses that unless ``MEDLOOP_ALLOW_DEV_KEYS=1``.
+``MEDLOOP_JWT_MAX_LIFETIME_SECONDS`` bounds a token's lifetime (``exp - iat``).
+
+Settings of one subsystem that only that subsystem reads stay beside it (the FEST parser's
+limits, the e-prescription reader, logging, metrics, replicas, the scheduler, audit checkpoints:
+README, "Configuration").
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///medloop.db"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEV_ISSUER = "medloop-dev"
+DEFAULT_AUDIENCE = "medloop-api"
+DEFAULT_MAX_LIFETIME_SECONDS = 4 * 3600
+"""The longest token lifetime (``exp - iat``) accepted by default: half a shift."""
+MAX_LIFETIME_RANGE = (60, 24 * 3600)
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+class InvalidSetting(ValueError):
+    """A ``MEDLOOP_*`` setting medloop cannot start with."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
-    fest_xsd_dir: Path | None
-    demo_catalogue: Path
+    database_url: str = DEFAULT_DATABASE_URL
+    public_key_file: Path | None = None
+    jwks_file: Path | None = None
+    issuer: str = DEV_ISSUER
+    audience: str = DEFAULT_AUDIENCE
+    leeway_seconds: int = 30
+    max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS
+    route_threads: int = 0
+    """0: routes run on the event loop's thread, one request at a time per process (scale
+    with worker processes); N: in a pool of N threads (``medloop.api.routing``)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """The largest request body taken (``MEDLOOP_MAX_BODY_BYTES``; larger: 413)."""
+    allow_dev_keys: bool = False
+    """``MEDLOOP_ALLOW_DEV_KEYS=1``: ``medloop serve`` may trust the bundled development keys."""
+    fest_xsd_dir: Path | None = None
+    demo_catalogue: Path = REPO_ROOT / "seeds" / "demo-fest.xml"
+
+    @property
+    def uses_dev_keys(self) -> bool:
+        return self.public_key_file is None and self.jwks_file is None
 
     @classmethod
-    def from_env(cls) -> Settings:
-        xsd = os.environ.get("MEDLOOP_FEST_XSD_DIR")
+    def from_env(
+        cls, database_url: str | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """The settings in ``environ`` (default: this process's environment); ``database_url``
+        (``--db``) wins over ``MEDLOOP_DATABASE_URL``. An unusable value: ``InvalidSetting``
+        naming the variable."""
+        env = os.environ if environ is None else environ
+        key = env.get("MEDLOOP_JWT_PUBLIC_KEY_FILE")
+        jwks = env.get("MEDLOOP_JWT_JWKS_FILE")
+        dev = not key and not jwks
+        xsd = env.get("MEDLOOP_FEST_XSD_DIR")
         return cls(
-            database_url=os.environ.get("MEDLOOP_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=database_url or env.get("MEDLOOP_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            public_key_file=Path(key) if key else None,
+            jwks_file=Path(jwks) if jwks else None,
+            issuer=env.get("MEDLOOP_JWT_ISSUER") or (DEV_ISSUER if dev else ""),
+            audience=env.get("MEDLOOP_JWT_AUDIENCE") or (DEFAULT_AUDIENCE if dev else ""),
+            max_lifetime_seconds=_max_lifetime(env.get("MEDLOOP_JWT_MAX_LIFETIME_SECONDS")),
+            route_threads=_route_threads(env.get("MEDLOOP_ROUTE_THREADS")),
+            max_body_bytes=_max_body_bytes(env.get("MEDLOOP_MAX_BODY_BYTES")),
+            allow_dev_keys=env.get("MEDLOOP_ALLOW_DEV_KEYS") == "1",
             fest_xsd_dir=Path(xsd) if xsd else _shared_xsd_dir(),
             demo_catalogue=Path(
-                os.environ.get("MEDLOOP_DEMO_CATALOGUE", REPO_ROOT / "seeds" / "demo-fest.xml")
+                env.get("MEDLOOP_DEMO_CATALOGUE") or REPO_ROOT / "seeds" / "demo-fest.xml"
             ),
         )
 
@@ -32,6 +95,52 @@ def _shared_xsd_dir() -> Path | None:
     """The official schemas in the team's shared reference folder, when it is beside us."""
     candidate = REPO_ROOT.parent / "shared" / "reference" / "xsd" / "eresept"
     return candidate if candidate.is_dir() else None
+
+
+def _route_threads(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 0
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = -1
+    if not 0 <= threads <= 256:
+        raise InvalidSetting(
+            f"MEDLOOP_ROUTE_THREADS must be a whole number from 0 (routes on the event loop) "
+            f"to 256, not {value!r}"
+        )
+    return threads
+
+
+def _max_lifetime(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_MAX_LIFETIME_SECONDS
+    low, high = MAX_LIFETIME_RANGE
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = -1
+    if not low <= seconds <= high:
+        raise InvalidSetting(
+            f"MEDLOOP_JWT_MAX_LIFETIME_SECONDS must be a whole number of seconds from {low} to "
+            f"{high}, not {value!r}"
+        )
+    return seconds
+
+
+def _max_body_bytes(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_MAX_BODY_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1024 <= limit <= 1024**3:
+        raise InvalidSetting(
+            f"MEDLOOP_MAX_BODY_BYTES must be a whole number of bytes from 1024 to 1073741824, "
+            f"not {value!r}"
+        )
+    return limit
 
 
 def renal_max_age_days() -> int | None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: databases (SQLite always, PostgreSQL when configured) and reference data.
+"""Shared fixtures: databases (SQLite always, PostgreSQL when configured) and the API world.
 
 PostgreSQL tests run when ``MEDLOOP_TEST_POSTGRES_URL`` points at a server; each test gets
 a database of its own, created and dropped here.  With ``MEDLOOP_REQUIRE_POSTGRES=1`` (CI)
@@ -25,12 +25,7 @@ from sqlalchemy.engine import make_url
 
 from medloop.store.db import make_engine, normalise_url  # noqa: E402
 from medloop.store.migrate import upgrade  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REAL_EXTRACT = SHARED / "reference" / "fest" / "fest-extract-2017.xml.gz"
-XSD_DIR = SHARED / "reference" / "xsd" / "eresept"
-DEMO = REPO / "seeds" / "demo-fest.xml"
+from tests.api.helpers import World, make_world  # noqa: E402
 
 # The build machines are shared: time limits per example would fail on load, not on bugs.
 settings.register_profile("medloop", deadline=None)
@@ -62,18 +57,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if REQUIRE_POSTGRES and _postgres_passed == 0 and session.testscollected and not session.config.option.collectonly:
         print("\nMEDLOOP_REQUIRE_POSTGRES=1 but no PostgreSQL test passed")
         session.exitstatus = 1
-
-
-def real_extract() -> Path:
-    if not REAL_EXTRACT.exists():
-        pytest.skip("the real FEST extract in ../shared/reference/fest is not here")
-    return REAL_EXTRACT
-
-
-def xsd_dir() -> Path:
-    if not XSD_DIR.is_dir():
-        pytest.skip("the official XSDs in ../shared/reference/xsd are not here")
-    return XSD_DIR
 
 
 @pytest.fixture
@@ -117,3 +100,9 @@ def engine(db_url: str):
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def world(engine) -> World:
+    """The API over ``engine`` with the demo catalogue and one patient (tests/api/helpers.py)."""
+    return make_world(engine)

@@ -1,5 +1,5 @@
 """Every log record the test suite emits, kept raw (before the formatter's last-guard
-redaction) so that ``tests/ops/test_log_privacy.py`` can prove no call site logs a national id
+redaction) so that ``tests/ops/test_logs.py`` can prove no call site logs a national id
 or a name. Installed on the root logger for the whole session by ``tests/conftest.py``."""
 
 from __future__ import annotations

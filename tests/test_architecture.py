@@ -1,8 +1,15 @@
-"""Package boundaries from docs/architecture.md, checked on the source."""
+"""Package boundaries from docs/architecture.md, checked on the source.
+
+Every import counts: module-level, inside functions (lazy), under ``TYPE_CHECKING``, relative
+(``from ..store import x``) and ``importlib.import_module("…")`` with a literal name. Each rule
+is its own test, so a failure names the boundary it crosses and lists every offending import
+with its file and line.
+"""
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,24 +17,184 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def imported_top_levels(package: str) -> set[tuple[str, str]]:
-    found = set()
-    for path in (REPO / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                found |= {(str(path.relative_to(REPO)), a.name.split(".")[0]) for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found.add((str(path.relative_to(REPO)), node.module.split(".")[0]))
+@dataclass(frozen=True)
+class Import:
+    path: str  # relative to the repository
+    line: int
+    module: str  # absolute dotted name of what is imported
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_in(
+    source: str, module: str, *, is_package: bool, path: str = "<source>"
+) -> list[Import]:
+    """Every module ``source`` imports, by absolute name. For ``from a import b`` both ``a`` and
+    ``a.b`` are listed (``b`` may be a submodule: ``from medloop.store import audit``)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: list[Import] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [Import(path, node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                absolute = ".".join([*base, node.module] if node.module else base)
+            else:
+                absolute = node.module or ""
+            found.append(Import(path, node.lineno, absolute))
+            found += [
+                Import(path, node.lineno, f"{absolute}.{alias.name}")
+                for alias in node.names
+                if alias.name != "*"
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and (
+                (isinstance(node.func, ast.Name) and node.func.id == "__import__")
+                or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+            )
+        ):
+            found.append(Import(path, node.lineno, node.args[0].value))
     return found
 
 
-@pytest.mark.parametrize(
-    ("package", "forbidden"),
-    [
-        ("fest", {"medloop", "interactions"}),
-        ("interactions", {"medloop", "fest", "sqlalchemy", "fastapi", "lxml"}),
-    ],
+def imports_of(package: str) -> list[Import]:
+    """The imports of every module under ``package`` (a dotted name or a single module)."""
+    root = REPO / Path(*package.split("."))
+    paths = sorted(root.rglob("*.py")) if root.is_dir() else [root.with_suffix(".py")]
+    assert paths and all(p.exists() for p in paths), f"{package} has no source: rule is stale"
+    found = []
+    for path in paths:
+        found += imports_in(
+            path.read_text(encoding="utf-8"),
+            module_name(path),
+            is_package=path.name == "__init__.py",
+            path=str(path.relative_to(REPO)),
+        )
+    return found
+
+
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+# (who, what it must not import): `who` is a package or module of the repository, `what` a
+# package (everything under it is forbidden too).
+RULES = [
+    ("fest", "medloop"),
+    ("fest", "interactions"),
+    ("interactions", "medloop"),
+    ("interactions", "fest"),
+    ("interactions", "sqlalchemy"),
+    ("interactions", "fastapi"),
+    ("interactions", "lxml"),
+    ("medloop.domain", "medloop.store"),
+    ("medloop.domain", "medloop.loop"),
+    ("medloop.domain", "medloop.api"),
+    ("medloop.store", "medloop.loop"),
+    ("medloop.store", "medloop.api"),
+    ("medloop.loop", "medloop.api"),
+    ("medloop.ops", "medloop.api"),
+    # Routes translate HTTP into commands (medloop.loop) and queries (medloop.queries); the
+    # tables and the store's modules are below them.
+    ("medloop.api.routes", "medloop.store"),
+]
+
+
+def report(imports: list[Import]) -> list[str]:
+    """One line per offending import statement, naming its most specific module."""
+    longest: dict[tuple[str, int], str] = {}
+    for i in imports:
+        key = (i.path, i.line)
+        if len(i.module) > len(longest.get(key, "")):
+            longest[key] = i.module
+    return [f"{path}:{line} imports {module}" for (path, line), module in sorted(longest.items())]
+
+
+@pytest.mark.parametrize(("who", "forbidden"), RULES, ids=[f"{w}-imports-no-{f}" for w, f in RULES])
+def test_a_package_never_imports_the_layers_it_must_not(who, forbidden):
+    offending = report(
+        [i for i in imports_of(who) if within(i.module, forbidden) and not within(i.module, who)]
+    )
+    assert not offending, "\n".join(offending)
+
+
+ROUTE_MODULES = sorted(
+    module_name(path)
+    for path in (REPO / "medloop" / "api" / "routes").glob("*.py")
+    if path.name != "__init__.py"
 )
-def test_lower_packages_never_import_the_layers_above(package, forbidden):
-    offending = sorted((path, name) for path, name in imported_top_levels(package) if name in forbidden)
-    assert offending == []
+
+
+def test_route_modules_do_not_import_each_other():
+    """Views shared by several routers live in a module of their own, not in one router."""
+    assert ROUTE_MODULES
+    offending = report(
+        [
+            i
+            for route in ROUTE_MODULES
+            for i in imports_of(route)
+            if any(within(i.module, other) for other in ROUTE_MODULES if other != route)
+        ]
+    )
+    assert not offending, "\n".join(offending)
+
+
+# -- the checker itself: it must see the imports that are easy to miss ----------------------------
+
+LAZY = """
+from __future__ import annotations
+import os.path
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from medloop.store.tables import metadata
+def f():
+    from ..store import audit
+    from . import queries
+    import medloop.loop.runner as runner
+    return importlib.import_module("medloop.api.app")
+"""
+
+
+def test_the_checker_sees_lazy_relative_type_checking_and_dynamic_imports():
+    modules = {i.module for i in imports_in(LAZY, "medloop.domain.entry", is_package=False)}
+
+    assert {
+        "os.path",
+        "medloop.store.tables",
+        "medloop.store",
+        "medloop.store.audit",
+        "medloop.domain",
+        "medloop.domain.queries",
+        "medloop.loop.runner",
+        "medloop.api.app",
+    } <= modules
+
+
+def test_a_relative_import_in_a_package_init_resolves_against_the_package_itself():
+    modules = {
+        i.module for i in imports_in("from .gp import x", "medloop.api.routes", is_package=True)
+    }
+
+    assert "medloop.api.routes.gp" in modules
+
+
+def test_a_rule_fails_on_an_import_that_crosses_it(tmp_path, monkeypatch):
+    (tmp_path / "medloop" / "domain").mkdir(parents=True)
+    (tmp_path / "medloop" / "domain" / "x.py").write_text(
+        "def f():\n    from ..loop import runner\n"
+    )
+    monkeypatch.setitem(globals(), "REPO", tmp_path)
+
+    with pytest.raises(AssertionError, match=r"medloop/domain/x.py:2 imports medloop.loop"):
+        test_a_package_never_imports_the_layers_it_must_not("medloop.domain", "medloop.loop")

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 
-from medloop.api import cds, problems
+from medloop.api import cds, cds_auth, problems
 from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
@@ -61,9 +61,12 @@ def create_app(
     *,
     engine: Engine | None = None,
     clock: Callable[[], datetime] | None = None,
+    cds_settings: cds_auth.CdsSettings | None = None,
 ) -> FastAPI:
-    """The API over ``engine`` (default: a migrated engine on ``settings.database_url``)."""
+    """The API over ``engine`` (default: a migrated engine on ``settings.database_url``);
+    ``cds_settings`` (default: from the environment) are the trusted CDS clients and origins."""
     settings = settings or ApiSettings.from_env()
+    cds_settings = cds_settings or cds_auth.CdsSettings.from_env(settings.issuer)
     if engine is None:
         from medloop.store.db import make_engine
         from medloop.store.migrate import upgrade
@@ -89,8 +92,15 @@ def create_app(
 
     logs.ensure_configured()
     # Inner first: RequestId (outermost) gives even a refused body its request id.
-    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, verifier=state.verifier)
+    cds_clients = cds_auth.CdsClientVerifier(cds_settings)
+    app.state.cds_clients = cds_clients
+    app.add_middleware(
+        BodyGuard, limit=settings.max_body_bytes,
+        verifier=cds_auth.BodyVerifier(state.verifier, cds_clients),
+    )
     app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
+    if cds_settings.origins:
+        app.add_middleware(cds_auth.CdsCors, origins=cds_settings.origins)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
@@ -180,8 +190,9 @@ def settings_access_log() -> bool:
 
 
 def from_env() -> FastAPI:
-    """The app configured from the environment (``uvicorn --factory medloop.api.app:from_env``,
-    used by ``medloop serve --workers N``)."""
+    """The app configured from the environment, for running uvicorn by hand
+    (``uvicorn --factory medloop.api.app:from_env``; ``medloop serve`` passes its settings to its
+    workers itself: ``medloop.api.server.SettingsConfig``)."""
     from medloop.api.server import settle_heap
 
     app = create_app(ApiSettings.from_env())

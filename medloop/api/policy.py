@@ -116,10 +116,6 @@ def accessor(principal: Principal, request_id: str | None) -> Accessor:
     )
 
 
-def allowed_roles(action: Action) -> tuple[Role, ...]:
-    return tuple(MATRIX[action])
-
-
 def authorize(
     engine: Engine,
     principal: Principal,
@@ -257,14 +253,12 @@ def _is_self(conn: Connection, principal: Principal, patient_id: UUID, at: datet
 
 
 def _is_admitted(conn: Connection, principal: Principal, patient_id: UUID, at: datetime) -> bool:
-    """Admitted to the nurse's organisation at ``at``; refused while no admission register
-    exists (fail closed)."""
+    """Admitted to the nurse's organisation at ``at`` (a caller without one: never)."""
     from medloop.store import administration
 
-    is_admitted = getattr(administration, "is_admitted", None)
-    if is_admitted is None or principal.organisation is None:
+    if principal.organisation is None:
         return False
-    return bool(is_admitted(conn, patient_id, principal.organisation, at))
+    return administration.is_admitted(conn, patient_id, principal.organisation, at)
 
 
 def _is_multidose_pharmacy(

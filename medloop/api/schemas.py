@@ -18,13 +18,10 @@ from medloop.domain.administration import Administration, AdministrationCorrecti
 from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.entry import EntryEdit, ListEntry
 from medloop.domain.medication_list import EntryVersion
-from medloop.domain.multidose import (
-    MultidoseTask,
-    PackingPeriod,
-    Proposal,
-    Responsibility,
-    UrgentPack,
-)
+from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
+from medloop.domain.multidose.proposals import Proposal
+from medloop.domain.multidose.responsibility import Responsibility
+from medloop.domain.multidose.tasks import MultidoseTask
 from medloop.domain.reconciliation import Reconciliation
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder

@@ -14,9 +14,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from medloop.settings import Settings
 
 
 class CoalescingTransport:
@@ -88,3 +95,27 @@ def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
             gc.unfreeze()
     elif phase == "stop":
         gc.freeze()
+
+
+class SettingsConfig(uvicorn.Config):
+    """uvicorn's configuration with medloop's settings on board, for ``medloop serve --workers
+    N``: uvicorn's process supervisor pickles its configuration into every worker it starts (and
+    restarts), so each worker builds its app from the very settings the parent read (``--db``
+    included) instead of reading the environment again, and the parent's environment is not
+    written to pass them on."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__("medloop.api.app:create_app", factory=True, **options)
+        self.medloop_settings = settings
+
+    def load_app(self) -> Callable[[], FastAPI]:
+        settings = self.medloop_settings
+
+        def factory() -> FastAPI:
+            from medloop.api.app import create_app
+
+            app = create_app(settings)
+            settle_heap()
+            return app
+
+        return factory

@@ -72,8 +72,8 @@ from medloop.domain.administration import (
 )
 from medloop.domain.codes import EntryStatus
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import DomainError, PatientNotFound, ReasonRequired
-from medloop.domain.patient import Patient
+from medloop.domain.errors import DomainError
+from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.state import PatientState
 from medloop.domain.ward import (
@@ -94,6 +94,7 @@ from medloop.domain.ward import (
     plan_intakes,
     schedule_fingerprint,
 )
+from medloop.loop.errors import ReasonRequired
 from medloop.loop.runner import (
     Call,
     Catalogue,

@@ -122,7 +122,7 @@ def first_row(
     statement of every audited read and command (the patient, the idempotency claim), the
     audit record and the catalogue version key, where SQLAlchemy's execution costs more than
     psycopg's. ``statement`` must be made once (a module constant): its SQL is compiled once.
-    The row has the same values as SQLAlchemy's (tests/test_batch.py); the statement's columns
+    The row has the same values as SQLAlchemy's (tests/store/test_batch.py); the statement's columns
     are plain, JSON or integer types. ``json_params`` names the parameters bound to JSON
     columns."""
     if conn.dialect.name != "postgresql":

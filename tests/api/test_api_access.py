@@ -15,7 +15,7 @@ from medloop.api.auth import Role, TokenVerifier, Unauthenticated, issue_token, 
 from medloop.api.config import DEV_ISSUER, ApiSettings
 from medloop.api.policy import MATRIX, Action
 from medloop.store import audit
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     NATIONAL_ID,
     NURSE_TOKEN,
@@ -23,9 +23,8 @@ from tests.api.api_fixtures import (
     PATIENT_TOKEN,
     PHARMACIST_TOKEN,
     prescribe_body,
-    world,  # noqa: F401
 )
-from tests.loop.loop_fixtures import SIMVASTATIN_28
+from tests.loop.helpers import SIMVASTATIN_28
 
 
 def _other_key() -> bytes:

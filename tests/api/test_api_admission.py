@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from medloop.api.config import DEV_ISSUER
 from medloop.store import administration, audit
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     NATIONAL_ID,
     NURSE_TOKEN,
@@ -30,10 +30,9 @@ from tests.api.api_fixtures import (
     WARD_ADMIN_TOKEN,
     auth,
     prescribe_body,
-    world,  # noqa: F401
 )
 from tests.api.test_api_nursing import PRN, admission_body
-from tests.loop.loop_fixtures import NOW
+from tests.loop.helpers import NOW
 
 
 def _ward(world, token: str = WARD_ADMIN_TOKEN, name: str = "Avdeling 2") -> str:
@@ -354,8 +353,8 @@ def test_the_demo_prints_a_plain_and_a_ward_admin_nurse_token(engine):
     from medloop.api.app import create_app
     from medloop.api.config import ApiSettings
     from medloop.demo import DEMO_DECISION, build
-    from tests.api.api_fixtures import Clock
-    from tests.conftest import DEMO
+    from tests.api.helpers import Clock
+    from tests.reference import DEMO
 
     demo = build(engine, DEMO, now=NOW)
     clock = Clock()

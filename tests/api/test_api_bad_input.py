@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     NURSE_TOKEN,
     PATIENT_TOKEN,
@@ -23,7 +23,7 @@ from tests.api.api_fixtures import (
 )
 from tests.api.test_api_cds_hooks import FEST_VARENR, draft, hook
 from tests.api.test_api_nursing import SIMVASTATIN_GENERIC_EAN, admitted
-from tests.loop.loop_fixtures import SIMVASTATIN_28
+from tests.loop.helpers import SIMVASTATIN_28
 
 MORNING_DOSE = {"use": "regular",
                 "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}
@@ -185,7 +185,7 @@ def test_an_access_log_page_cursor_beyond_64_bits_is_refused(world, before):
 @pytest.mark.parametrize("change", [{"order_deadline": "9999-12-31T12:00:00Z"},
                                     {"days": 100000}, {"days": 1e9}, {"days": True}])
 def test_a_packing_period_out_of_range_is_refused(world, change):
-    from tests.api.api_fixtures import PHARMACIST_TOKEN
+    from tests.api.helpers import PHARMACIST_TOKEN
     from tests.api.test_api_multidose import multidose_patient
 
     multidose_patient(world)

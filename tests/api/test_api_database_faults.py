@@ -24,8 +24,8 @@ from medloop.store import audit
 from medloop.store import db as store_db
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests.api.api_fixtures import GP_TOKEN, auth, make_world, prescribe_body
-from tests.loop.loop_fixtures import SIMVASTATIN_28
+from tests.api.helpers import GP_TOKEN, auth, make_world, prescribe_body
+from tests.loop.helpers import SIMVASTATIN_28
 
 PROBLEM = "https://medloop.dev/problems/database-unavailable"
 

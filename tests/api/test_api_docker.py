@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.reference import REPO
 
 BIN = Path(sys.executable).parent
 

@@ -15,8 +15,8 @@ from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
 from medloop.demo import NURSING_HOME, RESIDENTS, build, national_id
 from medloop.store.audit import verify
-from tests.api.api_fixtures import Clock
-from tests.conftest import DEMO
+from tests.api.helpers import Clock
+from tests.reference import DEMO
 
 KLARITROMYCIN = "091014"
 SIMVASTATIN_NORDKYST = "090470"
@@ -53,7 +53,7 @@ def test_the_whole_loop_over_http_on_the_demo_world(engine):
     write = {**gp, "If-Match": listed.headers["ETag"], "Idempotency-Key": "e2e-rx"}
     refused = client.post(f"/patients/{per_id}/prescriptions", json=order, headers=write)
     assert refused.status_code == 409 and refused.json()["code"] == "override-required"
-    reasons = {key: "simvastatin paused during the course" for key in refused.json()["alert_keys"]}
+    reasons = dict.fromkeys(refused.json()["alert_keys"], "simvastatin paused during the course")
     prescribed = client.post(f"/patients/{per_id}/prescriptions",
                              json={**order, "overrides": reasons}, headers=write)
     assert prescribed.status_code == 201, prescribed.text

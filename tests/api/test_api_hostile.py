@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.api_fixtures import GP_TOKEN, PATIENT_TOKEN, auth, make_world, prescribe_body
+from tests.api.helpers import GP_TOKEN, PATIENT_TOKEN, auth, make_world, prescribe_body
 from tests.api.test_api_cds_hooks import FEST_VARENR, draft, hook
-from tests.loop.loop_fixtures import SIMVASTATIN_28
+from tests.loop.helpers import SIMVASTATIN_28
 
 _RAW = "\x01raw:"
 """A string standing for a JSON token written as is (``1e309``, ``NaN`` …)."""

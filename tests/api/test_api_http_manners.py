@@ -2,8 +2,6 @@
 pagination with RFC 8288 Link headers, unknown query parameters refused, and problem titles
 written for people."""
 
-# ruff: noqa: F811  (the ``world`` fixture is imported, then named by the tests)
-
 from __future__ import annotations
 
 import importlib
@@ -18,15 +16,14 @@ import medloop
 from medloop.api.paging import PageRequest, decode
 from medloop.api.problems import TITLES, title_for
 from medloop.domain import errors
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     PATIENT_TOKEN,
     PHARMACIST_TOKEN,
     auth,
     prescribe_body,
-    world,  # noqa: F401  (a fixture)
 )
-from tests.loop.loop_fixtures import ATORVASTATIN, SIMVASTATIN_NORDKYST
+from tests.loop.helpers import ATORVASTATIN, SIMVASTATIN_NORDKYST
 
 
 def _prescribe(world, varenr: str) -> dict:

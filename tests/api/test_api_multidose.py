@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import uuid
 
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     NURSE_TOKEN,
     OTHER_PHARMACY_TOKEN,
     PHARMACIST_TOKEN,
     prescribe_body,
-    world,  # noqa: F401
 )
-from tests.loop.loop_fixtures import GP, PHARMACIST
+from tests.loop.helpers import GP, PHARMACIST
 
 MORNING = {"use": "regular",
            "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}

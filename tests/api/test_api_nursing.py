@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     NURSE_TOKEN,
     OTHER_HOME_NURSE_TOKEN,
     OTHER_HOME_WARD_ADMIN_TOKEN,
@@ -17,7 +17,6 @@ from tests.api.api_fixtures import (
     WARD_ADMIN_TOKEN,
     auth,
     prescribe_body,
-    world,  # noqa: F401
 )
 
 MORNING = {"use": "regular",

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 
 from medloop.store import audit
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     NATIONAL_ID,
     NURSE_TOKEN,
     PHARMACIST_TOKEN,
     prescribe_body,
-    world,  # noqa: F401
 )
 from tests.api.test_api_nursing import admitted
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from medloop.store import audit
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     NATIONAL_ID,
     PATIENT_TOKEN,
     PHARMACIST_TOKEN,
     dispense_body,
     prescribe_body,
-    world,  # noqa: F401
 )
-from tests.loop.loop_fixtures import ATORVASTATIN, SIMVASTATIN_28, SIMVASTATIN_NORDKYST
+from tests.loop.helpers import ATORVASTATIN, SIMVASTATIN_28, SIMVASTATIN_NORDKYST
 
 
 def _prescribed(world, varenr=SIMVASTATIN_28):

@@ -6,14 +6,13 @@ from __future__ import annotations
 import uuid
 
 from medloop.store import audit
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     NATIONAL_ID,
     auth,
     prescribe_body,
-    world,  # noqa: F401
 )
-from tests.loop.loop_fixtures import ATORVASTATIN, KLARITROMYCIN, SIMVASTATIN_28
+from tests.loop.helpers import ATORVASTATIN, KLARITROMYCIN, SIMVASTATIN_28
 
 PROBLEM = "application/problem+json"
 
@@ -79,7 +78,7 @@ def test_an_interaction_needing_override_is_409_until_each_alert_has_a_reason(wo
     problem = refused.json()
     assert problem["code"] == "override-required" and problem["alerts"]
     assert world.version() == 1
-    overrides = {key: "short course, statin paused" for key in problem["alert_keys"]}
+    overrides = dict.fromkeys(problem["alert_keys"], "short course, statin paused")
     accepted = world.write(path, {**body, "overrides": overrides})
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["overridden"] == sorted(overrides)

@@ -15,16 +15,15 @@ from medloop.store import audit, state_cache
 from medloop.store.db import make_engine, reader
 from medloop.store.migrate import upgrade
 from medloop.store.patients import catalogue_key_in_force, read_for_access
-from tests.api.api_fixtures import (
+from tests.api.helpers import (
     GP_TOKEN,
     NATIONAL_ID,
     OTHER_PATIENT_TOKEN,
     PATIENT_TOKEN,
     make_world,
     prescribe_body,
-    world,  # noqa: F401
 )
-from tests.loop.loop_fixtures import KLARITROMYCIN, SIMVASTATIN_28
+from tests.loop.helpers import KLARITROMYCIN, SIMVASTATIN_28
 from tests.pg_protocol import round_trips, traced
 
 _VERSION_KEY_QUERY = re.compile(

@@ -23,8 +23,8 @@ from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests.api.api_fixtures import GP_TOKEN, auth
-from tests.loop.loop_fixtures import NOW, demo_world
+from tests.api.helpers import GP_TOKEN, auth
+from tests.loop.helpers import NOW, demo_world
 
 CHECKS = [
     not_a_server_error,

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from medloop.api.auth import Role, TokenVerifier, Unauthenticated, algorithms_for, issue_token
 from medloop.api.config import DEV_ISSUER, DEV_PRIVATE_KEY, ApiSettings, InvalidSetting
 from medloop.cli import app
-from tests.api.api_fixtures import world  # noqa: F401
 
 ISSUER = "https://helseid.example"
 runner = CliRunner()

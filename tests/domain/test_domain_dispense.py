@@ -7,7 +7,56 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from domain_fixtures import (
+from pydantic import ValidationError
+
+from interactions.catalogue import Package, SubstitutionGroup
+from interactions.dosage import Quantity
+from medloop.domain.codes import (
+    DiscontinuationReason,
+    PrescriptionChangeKind,
+    PrescriptionStatus,
+    RecallReason,
+)
+from medloop.domain.dispense import (
+    PACKAGES,
+    AnnulmentByAnotherPharmacy,
+    Dispense,
+    DispenseAlreadyAnnulled,
+    DispenseNotOnPrescription,
+    DispenseOutcome,
+    DispenseQuantity,
+    DispenseRequest,
+    PackageNotSubstitutable,
+    PackExpired,
+    QuantityExceedsRemaining,
+    QuantityUnitMismatch,
+    SubstitutionGroupNotValid,
+    SubstitutionReserved,
+    annul,
+    check_dispensable,
+    dispense,
+    tally,
+)
+from medloop.domain.entry import Discontinuation, EntryEdit, ListEntry
+from medloop.domain.errors import NotDispensable
+from medloop.domain.medication_list import (
+    DiscontinueEntry,
+    EditEntry,
+    EntryNotActive,
+    HoldEntry,
+    PrescriptionNotOnEntry,
+)
+from medloop.domain.prescription import (
+    PrescribedQuantity,
+    Prescription,
+    PrescriptionExpired,
+    PrescriptionFullyDispensed,
+    PrescriptionLocked,
+    PrescriptionRecalled,
+    lock,
+    recall,
+)
+from tests.domain.helpers import (
     D0,
     DOCTOR,
     ENDED_GROUP,
@@ -32,48 +81,6 @@ from domain_fixtures import (
     new_id,
     prescribed,
 )
-from pydantic import ValidationError
-
-from interactions.catalogue import Package, SubstitutionGroup
-from interactions.dosage import Quantity
-from medloop.domain.codes import (
-    DiscontinuationReason,
-    PrescriptionChangeKind,
-    PrescriptionStatus,
-    RecallReason,
-)
-from medloop.domain.dispense import (
-    PACKAGES,
-    Dispense,
-    DispenseOutcome,
-    DispenseQuantity,
-    DispenseRequest,
-    annul,
-    check_dispensable,
-    dispense,
-    tally,
-)
-from medloop.domain.entry import Discontinuation, EntryEdit, ListEntry
-from medloop.domain.errors import (
-    AnnulmentByAnotherPharmacy,
-    DispenseAlreadyAnnulled,
-    DispenseNotOnPrescription,
-    EntryNotActive,
-    NotDispensable,
-    PackageNotSubstitutable,
-    PackExpired,
-    PrescriptionExpired,
-    PrescriptionFullyDispensed,
-    PrescriptionLocked,
-    PrescriptionNotOnEntry,
-    PrescriptionRecalled,
-    QuantityExceedsRemaining,
-    QuantityUnitMismatch,
-    SubstitutionGroupNotValid,
-    SubstitutionReserved,
-)
-from medloop.domain.medication_list import DiscontinueEntry, EditEntry, HoldEntry
-from medloop.domain.prescription import PrescribedQuantity, Prescription, lock, recall
 
 LATER = T0 + timedelta(hours=2)
 HUNDRED_TABLETS = PrescribedQuantity(amount=Quantity(value=100, unit="tablett"))

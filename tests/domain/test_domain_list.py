@@ -9,7 +9,36 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from domain_fixtures import (
+from pydantic import ValidationError
+
+from interactions.dosage import AsNeededDose, Dosage, Quantity, Use
+from interactions.drugs import ReferenceKind, ResolvedDrug
+from medloop.domain.codes import DiscontinuationReason, EntryChangeKind, EntryStatus
+from medloop.domain.drug_reference import CatalogueDrug
+from medloop.domain.entry import Discontinuation, EntryEdit
+from medloop.domain.medication_list import (
+    BrokenHistory,
+    DiscontinueEntry,
+    EditEntry,
+    EmptyChange,
+    EntryAlreadyDiscontinued,
+    EntryAlreadyExists,
+    EntryAlreadyOnHold,
+    EntryDiscontinued,
+    EntryEnteredInError,
+    EntryNotFound,
+    EntryNotOnHold,
+    HoldEntry,
+    InvalidEntry,
+    LinkPrescription,
+    ListChange,
+    MarkEnteredInError,
+    MedicationList,
+    PrescriptionBacksAnotherEntry,
+    ResumeEntry,
+    StaleListVersion,
+)
+from tests.domain.helpers import (
     D0,
     DOCTOR,
     EVENING,
@@ -21,37 +50,6 @@ from domain_fixtures import (
     add,
     empty_list,
     new_id,
-)
-from pydantic import ValidationError
-
-from interactions.dosage import AsNeededDose, Dosage, Quantity, Use
-from interactions.drugs import ReferenceKind, ResolvedDrug
-from medloop.domain.codes import DiscontinuationReason, EntryChangeKind, EntryStatus
-from medloop.domain.drug_reference import CatalogueDrug
-from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import (
-    BrokenHistory,
-    EmptyChange,
-    EntryAlreadyDiscontinued,
-    EntryAlreadyExists,
-    EntryAlreadyOnHold,
-    EntryDiscontinued,
-    EntryEnteredInError,
-    EntryNotFound,
-    EntryNotOnHold,
-    InvalidEntry,
-    PrescriptionBacksAnotherEntry,
-    StaleListVersion,
-)
-from medloop.domain.medication_list import (
-    DiscontinueEntry,
-    EditEntry,
-    HoldEntry,
-    LinkPrescription,
-    ListChange,
-    MarkEnteredInError,
-    MedicationList,
-    ResumeEntry,
 )
 
 LATER = T0 + timedelta(hours=1)

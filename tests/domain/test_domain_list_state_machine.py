@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from domain_fixtures import D0, DOCTOR, EVENING, PATIENT_ID, T0, ZOCOR_PACKAGE, empty_list
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
@@ -18,33 +17,32 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 from interactions.dosage import Use
 from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.entry import TRACKED_FIELDS, Discontinuation, EntryEdit
-from medloop.domain.errors import (
-    DomainError,
+from medloop.domain.errors import DomainError
+from medloop.domain.medication_list import (
+    AddEntry,
+    DiscontinueEntry,
+    EditEntry,
     EmptyChange,
     EntryAlreadyDiscontinued,
     EntryAlreadyOnHold,
     EntryDiscontinued,
     EntryEnteredInError,
     EntryNotOnHold,
-    InvalidEntry,
-    PrescriptionBacksAnotherEntry,
-    PrescriptionNotOnEntry,
-    StaleListVersion,
-)
-from medloop.domain.medication_list import (
-    AddEntry,
-    DiscontinueEntry,
-    EditEntry,
     EntryVersion,
     HoldEntry,
+    InvalidEntry,
     LinkPrescription,
     ListChange,
     MarkEnteredInError,
     MedicationList,
+    PrescriptionBacksAnotherEntry,
+    PrescriptionNotOnEntry,
     RenewPrescription,
     ResumeEntry,
+    StaleListVersion,
 )
 from medloop.domain.versioning import diff
+from tests.domain.helpers import D0, DOCTOR, EVENING, PATIENT_ID, T0, ZOCOR_PACKAGE, empty_list
 
 ACTIVE, ON_HOLD, DISCONTINUED, IN_ERROR = (
     EntryStatus.ACTIVE,

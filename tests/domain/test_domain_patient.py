@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from domain_fixtures import PATIENT_ID, T0
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from interactions.medication import Allergy
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.errors import InvalidHprNumber, InvalidNationalId
 from medloop.domain.patient import (
+    InvalidNationalId,
     NationalId,
     NationalIdKind,
     Patient,
@@ -21,7 +20,8 @@ from medloop.domain.patient import (
     RenalFunctionKind,
     Weight,
 )
-from medloop.domain.personnel import HealthPersonnel, Organisation
+from medloop.domain.personnel import HealthPersonnel, InvalidHprNumber, Organisation
+from tests.domain.helpers import PATIENT_ID, T0
 
 # The check digits make each full weighted sum divisible by 11 (the form the standard states the
 # rule in, independent of how the code computes them).

@@ -7,7 +7,53 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from domain_fixtures import (
+from pydantic import ValidationError
+
+from medloop.domain.codes import (
+    DiscontinuationReason,
+    EntryChangeKind,
+    EntryStatus,
+    PrescriptionChangeKind,
+    PrescriptionStatus,
+    RecallReason,
+)
+from medloop.domain.drug_reference import CatalogueDrug
+from medloop.domain.entry import Discontinuation, EntryEdit
+from medloop.domain.medication_list import DiscontinueEntry, HoldEntry, PrescriptionNotOnEntry
+from medloop.domain.personnel import NotAPharmacy
+from medloop.domain.prescribing import discontinue, prescribe, renew
+from medloop.domain.prescription import (
+    ALLOWED_TRANSITIONS,
+    EntryNotPrescribable,
+    ExpiryBeforeIssue,
+    NonCatalogueItemNotPrescribable,
+    Prescription,
+    PrescriptionExpired,
+    PrescriptionFullyDispensed,
+    PrescriptionLocked,
+    PrescriptionRecalled,
+    PrescriptionRequest,
+    PrescriptionStillValid,
+    PrescriptionTransitionRefused,
+    Recall,
+    RepeatsNotAllowed,
+    ValidityTooLong,
+    check_transition,
+    expire,
+    issue,
+    lock,
+    recall,
+    unlock,
+)
+from medloop.domain.validity import (
+    AtcValidityRule,
+    InvalidDuration,
+    IsoDuration,
+    ValidityPolicy,
+    expiry_date,
+    max_validity,
+)
+from tests.domain.helpers import (
     APOCILLIN,
     CONTRACEPTIVE,
     D0,
@@ -27,55 +73,6 @@ from domain_fixtures import (
     empty_list,
     prescribed,
     request,
-)
-from pydantic import ValidationError
-
-from medloop.domain.codes import (
-    DiscontinuationReason,
-    EntryChangeKind,
-    EntryStatus,
-    PrescriptionChangeKind,
-    PrescriptionStatus,
-    RecallReason,
-)
-from medloop.domain.drug_reference import CatalogueDrug
-from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import (
-    EntryNotPrescribable,
-    ExpiryBeforeIssue,
-    InvalidDuration,
-    NonCatalogueItemNotPrescribable,
-    NotAPharmacy,
-    PrescriptionExpired,
-    PrescriptionFullyDispensed,
-    PrescriptionLocked,
-    PrescriptionNotOnEntry,
-    PrescriptionRecalled,
-    PrescriptionStillValid,
-    PrescriptionTransitionRefused,
-    RepeatsNotAllowed,
-    ValidityTooLong,
-)
-from medloop.domain.medication_list import DiscontinueEntry, HoldEntry
-from medloop.domain.prescribing import discontinue, prescribe, renew
-from medloop.domain.prescription import (
-    ALLOWED_TRANSITIONS,
-    Prescription,
-    PrescriptionRequest,
-    Recall,
-    check_transition,
-    expire,
-    issue,
-    lock,
-    recall,
-    unlock,
-)
-from medloop.domain.validity import (
-    AtcValidityRule,
-    IsoDuration,
-    ValidityPolicy,
-    expiry_date,
-    max_validity,
 )
 
 E, U, R, T, F = (

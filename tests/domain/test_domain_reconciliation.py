@@ -6,20 +6,26 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from domain_fixtures import DOCTOR, FISH_OIL, T0, add, empty_list, new_id
 
 from medloop.domain.codes import DiscontinuationReason, ReconciliationOutcome, SourceKind
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import (
+from medloop.domain.medication_list import (
+    DiscontinueEntry,
+    MarkEnteredInError,
+    MedicationList,
+    StaleListVersion,
+)
+from medloop.domain.reconciliation import (
+    ConsultedSource,
+    EntryOutcome,
     ReconciliationDuplicateOutcome,
     ReconciliationIncomplete,
     ReconciliationNeedsSource,
     ReconciliationOutcomeContradictsEntry,
     ReconciliationUnknownEntry,
-    StaleListVersion,
+    reconcile,
 )
-from medloop.domain.medication_list import DiscontinueEntry, MarkEnteredInError, MedicationList
-from medloop.domain.reconciliation import ConsultedSource, EntryOutcome, reconcile
+from tests.domain.helpers import DOCTOR, FISH_OIL, T0, add, empty_list, new_id
 
 LATER = T0 + timedelta(hours=1)
 SOURCES = (

@@ -1,9 +1,14 @@
 """Allergy/CAVE, safety notices and not-assessed notices."""
 
-from ix_fixtures import NOTICE_PARACET_PRODUCT, NOTICE_SIMVASTATIN_GROUP, detail, knowledge, med
-
 from interactions import Alert, Allergy, Kind, Medication, Patient, Severity, check
 from interactions.alerts import AllergyDetail, NotAssessedDetail, NoticeDetail
+from tests.interactions.helpers import (
+    NOTICE_PARACET_PRODUCT,
+    NOTICE_SIMVASTATIN_GROUP,
+    detail,
+    knowledge,
+    med,
+)
 
 
 def alerts_of(

@@ -28,8 +28,8 @@ from medloop.domain.patient import NationalId, Patient
 from medloop.loop.patients import register_patient
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests.conftest import real_extract
-from tests.loop.loop_fixtures import NOW, call
+from tests.loop.helpers import NOW, call
+from tests.reference import real_extract
 
 M30 = "http://www.kith.no/xmlstds/eresept/m30/2014-12-01"
 

@@ -2,11 +2,10 @@
 
 from datetime import date
 
-from ix_fixtures import as_needed, detail, fixed, knowledge, med, weekly
-
 from interactions import Alert, Kind, Medication, Patient, Severity, check
 from interactions.alerts import DoseDetail, DoseNotCheckedDetail
 from interactions.dosage import TimeOfDay, Weekday
+from tests.interactions.helpers import as_needed, detail, fixed, knowledge, med, weekly
 
 MORNING, EVENING = TimeOfDay.MORNING, TimeOfDay.EVENING
 FOUR_TIMES = (TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.EVENING, TimeOfDay.NIGHT)

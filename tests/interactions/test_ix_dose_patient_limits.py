@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from ix_fixtures import knowledge
 
 from interactions import Alert, Kind, Medication, Patient, check
 from interactions.alerts import DoseDetail, DoseNotCheckedDetail
 from interactions.dosage import Dosage, FixedDose, Period, Quantity, TimeUnit, Use, Weekday
 from interactions.drugs import ReferenceKind, ResolvedDrug, ResolvedStrength
 from interactions.medication import RenalFunction
+from tests.interactions.helpers import knowledge
 
 ORAL, IV, SC, TRANSDERMAL = "53", "43", "62", "65"
 TODAY = date(2026, 12, 5)

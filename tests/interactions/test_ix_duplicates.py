@@ -2,10 +2,9 @@
 
 from datetime import date
 
-from ix_fixtures import detail, knowledge, med
-
 from interactions import Alert, Kind, Medication, Severity, check
 from interactions.alerts import DuplicateDetail
+from tests.interactions.helpers import detail, knowledge, med
 
 
 def duplicates(medications: list[Medication]) -> list[Alert]:

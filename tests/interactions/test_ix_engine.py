@@ -3,11 +3,11 @@
 from datetime import datetime
 
 import pytest
-from ix_fixtures import INFO, fixed, knowledge, med
 
 from interactions import Alert, Allergy, HandledAlert, Kind, Medication, Patient, Severity, check
 from interactions.alerts import SUMMARY_LENGTH
 from interactions.medication import Substitution
+from tests.interactions.helpers import INFO, fixed, knowledge, med
 
 EVERYTHING = [
     med("PK_MAREVAN"),

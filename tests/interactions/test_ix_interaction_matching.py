@@ -2,7 +2,10 @@
 
 from datetime import date
 
-from ix_fixtures import (
+from interactions import Alert, Kind, Medication, Severity, check
+from interactions.alerts import InteractionDetail, Match
+from interactions.checks.interaction import split_handling
+from tests.interactions.helpers import (
     IX_CETIRIZINE_AMLODIPINE,
     IX_CODEINE_HYPNOTIC,
     IX_GINKGO_EXTRACT_WARFARIN,
@@ -14,10 +17,6 @@ from ix_fixtures import (
     knowledge,
     med,
 )
-
-from interactions import Alert, Kind, Medication, Severity, check
-from interactions.alerts import InteractionDetail, Match
-from interactions.checks.interaction import split_handling
 
 
 def interactions(medications: list[Medication], include_all: bool = False) -> list[Alert]:

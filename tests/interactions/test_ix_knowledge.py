@@ -2,11 +2,11 @@
 
 import networkx as nx
 import pytest
-from ix_fixtures import INFO, knowledge, snapshot
 
 from interactions import AmbiguousReference, Knowledge, UnknownReference
 from interactions.dose_rules import load_dose_rules
 from interactions.drugs import ReferenceKind
+from tests.interactions.helpers import INFO, knowledge, snapshot
 
 
 def test_knowledge_carries_catalogue_provenance() -> None:

@@ -5,9 +5,9 @@ from random import Random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ix_fixtures import as_needed, fixed, knowledge, med
 
 from interactions import Alert, Allergy, Kind, Medication, Patient, check
+from tests.interactions.helpers import as_needed, fixed, knowledge, med
 
 DRUGS = (
     "PK_MAREVAN", "PK_IBUX", "PK_VOLTAREN", "PK_PARACET", "PK_PARALGIN_FORTE", "PK_ZOCOR",

@@ -8,17 +8,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from loop_fixtures import (
-    KLARITROMYCIN,
-    NOW,
-    PHARMACIST,
-    SIMVASTATIN_28,
-    TODAY,
-    call,
-    demo_world,
-    dispense_order,
-    prescription_order,
-)
 from sqlalchemy import select
 
 from interactions.dosage import Dosage, FixedDose, Quantity, Use
@@ -33,8 +22,8 @@ from medloop.domain.codes import (
 )
 from medloop.domain.drug_reference import NonCatalogueItem
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import PrescriptionLocked, ReasonRequired, ReconciliationIncomplete
-from medloop.domain.reconciliation import ConsultedSource, EntryOutcome
+from medloop.domain.prescription import PrescriptionLocked
+from medloop.domain.reconciliation import ConsultedSource, EntryOutcome, ReconciliationIncomplete
 from medloop.loop.acknowledge import acknowledge
 from medloop.loop.change import (
     EntryOrder,
@@ -46,12 +35,24 @@ from medloop.loop.change import (
     resume,
 )
 from medloop.loop.dispense import annul_dispense, dispense, lock_for_dispensing, release
+from medloop.loop.errors import ReasonRequired
 from medloop.loop.prescribe import prescribe
 from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation
 from medloop.loop.runner import DrugOrder, OverrideRequired
 from medloop.store import audit
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import read_patient
+from tests.loop.helpers import (
+    KLARITROMYCIN,
+    NOW,
+    PHARMACIST,
+    SIMVASTATIN_28,
+    TODAY,
+    call,
+    demo_world,
+    dispense_order,
+    prescription_order,
+)
 
 ENALAPRIL = "090368"
 SPIRONOLAKTON = "090419"

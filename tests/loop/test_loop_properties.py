@@ -14,15 +14,6 @@ from datetime import date
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from loop_fixtures import (
-    KLARITROMYCIN,
-    NOW,
-    PHARMACIST,
-    SIMVASTATIN_28,
-    call,
-    dispense_order,
-    prescription_order,
-)
 
 from fest.loader import import_catalogue
 from fest.queries import version_in_force
@@ -48,7 +39,16 @@ from medloop.store import audit
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import read_patient, read_patient_revision
 from medloop.store.state_cache import cache_for
-from tests.conftest import DEMO
+from tests.loop.helpers import (
+    KLARITROMYCIN,
+    NOW,
+    PHARMACIST,
+    SIMVASTATIN_28,
+    call,
+    dispense_order,
+    prescription_order,
+)
+from tests.reference import DEMO
 
 OPERATIONS = (
     "prescribe", "hold", "resume", "dosage", "discontinue", "error", "renew", "dispense", "stale",
@@ -90,7 +90,7 @@ def _apply(engine, patient_id, operation: str, target: int, version: int, entrie
             done = prescribe(engine, patient_id, order, call(), based_on=version)
         except DomainError as refused:
             keys = refused.context.get("alert_keys") or []
-            overrides = {key: "tested" for key in keys}
+            overrides = dict.fromkeys(keys, "tested")
             done = prescribe(engine, patient_id, order, call(overrides=overrides),
                              based_on=version)
         entries.append(order.entry_id)

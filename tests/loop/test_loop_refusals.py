@@ -6,7 +6,22 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
-from loop_fixtures import (
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from medloop import queries
+from medloop.domain.medication_list import EntryNotFound
+from medloop.domain.patient import NationalId, Patient
+from medloop.domain.prescription import PrescriptionExpired
+from medloop.loop.change import hold
+from medloop.loop.dispense import dispense
+from medloop.loop.patients import register_patient
+from medloop.loop.prescribe import prescribe
+from medloop.loop.runner import DrugOrder, PatientNotFound, PrescriptionNotFound, UnknownDrug
+from medloop.store import alerts, audit, list_changes, prescriptions
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import read_patient
+from tests.loop.helpers import (
     NOW,
     PHARMACIST,
     SIMVASTATIN_28,
@@ -16,20 +31,6 @@ from loop_fixtures import (
     dispense_order,
     prescription_order,
 )
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
-
-from medloop import queries
-from medloop.domain.errors import EntryNotFound, PrescriptionExpired
-from medloop.domain.patient import NationalId, Patient
-from medloop.loop.change import hold
-from medloop.loop.dispense import dispense
-from medloop.loop.patients import register_patient
-from medloop.loop.prescribe import prescribe
-from medloop.loop.runner import DrugOrder, PatientNotFound, PrescriptionNotFound, UnknownDrug
-from medloop.store import alerts, audit, list_changes, prescriptions
-from medloop.store.patient_state import load_patient_state
-from medloop.store.patients import read_patient
 
 
 def _counts(engine) -> dict[str, int]:

@@ -7,7 +7,19 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from loop_fixtures import (
+from sqlalchemy import select
+
+from medloop import queries
+from medloop.domain.codes import DiscontinuationReason, EntryStatus, PrescriptionStatus
+from medloop.domain.dispense import PackageNotSubstitutable
+from medloop.domain.entry import Discontinuation
+from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.change import discontinue
+from medloop.loop.dispense import dispense
+from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, prescribe, renew
+from medloop.loop.runner import OverrideRequired
+from medloop.store import audit
+from tests.loop.helpers import (
     ATORVASTATIN,
     GP,
     KLARITROMYCIN,
@@ -20,18 +32,6 @@ from loop_fixtures import (
     dispense_order,
     prescription_order,
 )
-from sqlalchemy import select
-
-from medloop import queries
-from medloop.domain.codes import DiscontinuationReason, EntryStatus, PrescriptionStatus
-from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import PackageNotSubstitutable
-from medloop.domain.prescription import PrescribedQuantity
-from medloop.loop.change import discontinue
-from medloop.loop.dispense import dispense
-from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, prescribe, renew
-from medloop.loop.runner import OverrideRequired
-from medloop.store import audit
 
 
 def test_interaction_needs_an_override_that_is_stored_and_shown_to_the_pharmacist(engine):

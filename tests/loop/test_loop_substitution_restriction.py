@@ -30,8 +30,8 @@ from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
 from medloop.loop.runner import OverrideRequired
 from medloop.store import audit
-from tests.conftest import real_extract
-from tests.loop.loop_fixtures import (
+from tests.reference import real_extract
+from tests.loop.helpers import (
     NOW,
     PHARMACIST,
     SIMVASTATIN_28,

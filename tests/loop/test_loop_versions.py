@@ -8,7 +8,22 @@ import uuid
 from datetime import date
 
 import pytest
-from loop_fixtures import (
+from sqlalchemy import func, select
+
+from medloop import queries
+from medloop.domain.errors import DomainError
+from medloop.domain.medication_list import StaleListVersion
+from medloop.domain.patient import NationalId, Patient
+from medloop.loop.change import hold
+from medloop.loop.dispense import dispense
+from medloop.loop.errors import IdAlreadyUsed
+from medloop.loop.patients import register_patient
+from medloop.loop.prescribe import prescribe
+from medloop.store import audit, list_changes, prescriptions, state_cache
+from medloop.store.db import make_engine
+from medloop.store.idempotency import IdempotencyKeyReused
+from medloop.store.migrate import upgrade
+from tests.loop.helpers import (
     GP,
     NOW,
     PHARMACIST,
@@ -19,19 +34,6 @@ from loop_fixtures import (
     dispense_order,
     prescription_order,
 )
-from sqlalchemy import func, select
-
-from medloop import queries
-from medloop.domain.errors import DomainError, IdAlreadyUsed, StaleListVersion
-from medloop.domain.patient import NationalId, Patient
-from medloop.loop.change import hold
-from medloop.loop.dispense import dispense
-from medloop.loop.patients import register_patient
-from medloop.loop.prescribe import prescribe
-from medloop.store import audit, list_changes, prescriptions, state_cache
-from medloop.store.db import make_engine
-from medloop.store.idempotency import IdempotencyKeyReused
-from medloop.store.migrate import upgrade
 from tests.pg_protocol import round_trips
 
 

@@ -17,7 +17,7 @@ from medloop import demo, queries
 from medloop.cli import app
 from medloop.store.db import make_engine, normalise_url
 from medloop.store.migrate import upgrade
-from tests.conftest import DEMO
+from tests.reference import DEMO
 
 pytestmark = pytest.mark.postgres
 runner = CliRunner()

@@ -19,8 +19,8 @@ from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-from tests.api.api_fixtures import GP_TOKEN, auth, prescribe_body
-from tests.loop.loop_fixtures import ATORVASTATIN, SIMVASTATIN_28, demo_world
+from tests.api.helpers import GP_TOKEN, auth, prescribe_body
+from tests.loop.helpers import ATORVASTATIN, SIMVASTATIN_28, demo_world
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pg-replica"
 

@@ -12,16 +12,15 @@ from sqlalchemy import text
 from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
 from medloop.ops import health
-from tests.api.api_fixtures import world  # noqa: F401 - fixture
 
 
-def test_live_answers_without_asking_the_database(world):  # noqa: F811
+def test_live_answers_without_asking_the_database(world):
     world.engine.dispose()
     response = world.client.get("/health/live")
     assert response.status_code == 200 and response.json() == {"status": "pass"}
 
 
-def test_ready_passes_with_the_schema_at_head_and_the_catalogue_loaded(world):  # noqa: F811
+def test_ready_passes_with_the_schema_at_head_and_the_catalogue_loaded(world):
     response = world.client.get("/health/ready")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -40,7 +39,7 @@ def test_ready_fails_without_a_catalogue(engine):
     }
 
 
-def test_ready_fails_when_the_schema_is_not_at_the_migration_head(world):  # noqa: F811
+def test_ready_fails_when_the_schema_is_not_at_the_migration_head(world):
     with world.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0007'"))
     response = world.client.get("/health/ready")

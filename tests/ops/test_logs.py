@@ -14,7 +14,7 @@ from sqlalchemy import text
 from medloop.domain.patient import NationalId
 from medloop.ops import logs
 from tests import log_capture
-from tests.api.api_fixtures import NATIONAL_ID, OTHER_NATIONAL_ID, world  # noqa: F401 - fixture
+from tests.api.helpers import NATIONAL_ID, OTHER_NATIONAL_ID
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def lines():
         root.removeHandler(handler)
 
 
-def test_each_request_logs_one_json_line_with_the_audited_request_id(world, lines):  # noqa: F811
+def test_each_request_logs_one_json_line_with_the_audited_request_id(world, lines):
     response = world.get(f"/patients/{world.patient_id}/list", **{"X-Request-ID": "req-log-1"})
     assert response.status_code == 200
     access = [line for line in lines() if line.get("logger") == "medloop.access"]
@@ -47,7 +47,7 @@ def test_each_request_logs_one_json_line_with_the_audited_request_id(world, line
     assert audited == 1
 
 
-def test_a_lookup_by_national_id_logs_the_route_template_not_the_query(world, lines):  # noqa: F811
+def test_a_lookup_by_national_id_logs_the_route_template_not_the_query(world, lines):
     assert world.get(f"/patients?national_id={NATIONAL_ID}").status_code == 200
     written = json.dumps(lines())
     assert NATIONAL_ID not in written
@@ -75,13 +75,13 @@ _ELEVEN = re.compile(r"(?<!\d)\d{11}(?!\d)")
 def names_in_test_data() -> list[str]:
     """The names of the people the tests and the demo create."""
     from medloop import demo
-    from tests.loop import loop_fixtures
+    from tests.loop import helpers as loop_helpers
 
     found = {"Kari Nordmann", "Nordmann"}
     for resident in demo.RESIDENTS:
         found.add(f"{resident.given_name} {resident.family_name}")
         found.add(resident.family_name)
-    for module in (demo, loop_fixtures):
+    for module in (demo, loop_helpers):
         for value in vars(module).values():
             personnel = getattr(value, "personnel", None)
             if personnel is not None:
@@ -115,7 +115,7 @@ def test_the_scan_finds_a_national_id_or_a_name_in_a_record():
 
 
 @pytest.mark.last
-def test_no_log_record_of_the_whole_test_suite_holds_a_national_id_or_a_name(world):  # noqa: F811
+def test_no_log_record_of_the_whole_test_suite_holds_a_national_id_or_a_name(world):
     # Run last (see tests/conftest.py): every record the suite emitted was captured raw,
     # before the formatter's redaction. Some traffic of its own, so that it scans something
     # when run alone: a lookup by national id, a read, a refusal.

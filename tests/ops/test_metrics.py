@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from medloop.api.auth import issue_token
-from tests.api.api_fixtures import GP_TOKEN, prescribe_body, world  # noqa: F401 - fixture
-from tests.loop.loop_fixtures import GP, KLARITROMYCIN, SIMVASTATIN_28
+from tests.api.helpers import prescribe_body
+from tests.loop.helpers import GP, KLARITROMYCIN, SIMVASTATIN_28
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -31,14 +31,14 @@ def value(found: dict, name: str, **labels: str) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
 
 
-def scrape(world) -> dict:  # noqa: F811
+def scrape(world) -> dict:
     response = world.client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return samples(response.text)
 
 
-def test_requests_commands_alerts_and_overrides_are_counted_by_template_and_code(world):  # noqa: F811
+def test_requests_commands_alerts_and_overrides_are_counted_by_template_and_code(world):
     before = scrape(world)
     path = f"/patients/{world.patient_id}/prescriptions"
     assert world.write(path, prescribe_body(SIMVASTATIN_28)).status_code == 201
@@ -70,13 +70,13 @@ def test_requests_commands_alerts_and_overrides_are_counted_by_template_and_code
     assert str(world.patient_id) not in world.client.get("/metrics").text
 
 
-def test_the_catalogue_in_force_and_its_age_are_exported(world):  # noqa: F811
+def test_the_catalogue_in_force_and_its_age_are_exported(world):
     found = scrape(world)
     assert value(found, "medloop_catalogue_version") >= 1
     assert value(found, "medloop_catalogue_age_seconds") > 0
 
 
-def test_job_runs_are_counted_with_their_outcome(world):  # noqa: F811
+def test_job_runs_are_counted_with_their_outcome(world):
     from medloop.jobs import run_job
 
     before = scrape(world)
@@ -88,7 +88,7 @@ def test_job_runs_are_counted_with_their_outcome(world):  # noqa: F811
     assert value(after, "medloop_job_duration_seconds_count", job="expire-prescriptions") >= 1
 
 
-def test_metrics_ask_for_the_configured_token(world, monkeypatch):  # noqa: F811
+def test_metrics_ask_for_the_configured_token(world, monkeypatch):
     monkeypatch.setenv("MEDLOOP_METRICS_TOKEN", "s3cret")
     assert world.client.get("/metrics").status_code == 401
     wrong = world.client.get("/metrics", headers={"Authorization": "Bearer nope"})

@@ -20,8 +20,8 @@ from medloop.api.config import ApiSettings
 from medloop.store.db import make_engine, normalise_url
 from medloop.store.migrate import upgrade
 from medloop.store.replicas import ReadRouter
-from tests.api.api_fixtures import GP_TOKEN, auth, prescribe_body
-from tests.loop.loop_fixtures import SIMVASTATIN_28, demo_world
+from tests.api.helpers import GP_TOKEN, auth, prescribe_body
+from tests.loop.helpers import SIMVASTATIN_28, demo_world
 
 PRIMARY = os.environ.get("MEDLOOP_TEST_REPLICA_PRIMARY_URL")
 REPLICA = os.environ.get("MEDLOOP_TEST_REPLICA_URL")

@@ -30,7 +30,8 @@ from medloop.api.schemas import (
     dump,
     order_of,
 )
-from medloop.domain.multidose import PackReconciliation, PackReport, ProductionPlan
+from medloop.domain.multidose.plan import ProductionPlan
+from medloop.domain.multidose.reconciliation import PackReconciliation, PackReport
 from medloop.loop import multidose
 from medloop.loop.multidose import PeriodOrder, ProposalOrder, ResponsibilityOrder
 

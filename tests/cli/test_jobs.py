@@ -1,0 +1,170 @@
+"""Scheduled jobs: each one idempotent (a second run at the same moment changes nothing, audit
+log included), runnable from the CLI, one runner at a time on PostgreSQL, and a scheduler
+that configuration can switch off."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+from typer.testing import CliRunner
+
+from interactions.dosage import TimeOfDay
+from medloop import jobs
+from medloop.cli import app
+from medloop.domain.codes import PrescriptionStatus
+from medloop.loop.prescribe import prescribe
+from medloop.queries import prescriptions
+from medloop.store import administration
+from medloop.store.audit import audit_event
+from tests.loop.administration.helpers import (
+    ADMITTED,
+    SIMVASTATIN,
+    daily,
+    nursing_home,
+    prescribe_with,
+)
+from tests.loop.helpers import call, prescription_order
+from tests.reference import DEMO, REPO
+
+NOW = ADMITTED + timedelta(hours=1)
+
+
+def audit_count(engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(audit_event)).scalar_one())
+
+
+def run_twice(engine, name, now, settings=None):
+    first = jobs.run_job(engine, name, now, settings)
+    events = audit_count(engine)
+    second = jobs.run_job(engine, name, now, settings)
+    assert audit_count(engine) == events, f"the second {name} run wrote to the audit log"
+    return first, second
+
+
+def test_roll_forward_plans_48_hours_once(engine):
+    patient_id, _ = nursing_home(engine)
+    prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING, TimeOfDay.EVENING))
+    first, second = run_twice(engine, "roll-forward", NOW)
+    assert first["planned"] == 4 and second["planned"] == 0
+    later = jobs.run_job(engine, "roll-forward", NOW + timedelta(hours=12))
+    assert later["planned"] == 1  # the window moved on by one evening dose
+
+
+def test_mark_missed_marks_each_dose_once(engine):
+    patient_id, _ = nursing_home(engine)
+    prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING, TimeOfDay.EVENING))
+    jobs.run_job(engine, "roll-forward", NOW)
+    first, second = run_twice(engine, "mark-missed", NOW + timedelta(days=1))
+    assert first["missed"] == 2 and second["missed"] == 0  # 19 Nov 18:00 and 20 Nov 08:00
+    with engine.connect() as conn:
+        assert administration.count_missed(conn) == 2
+
+
+def test_expire_prescriptions_is_an_audited_command_run_once(engine):
+    patient_id, _ = nursing_home(engine)
+    order = prescription_order(SIMVASTATIN, expires=date(2026, 11, 25))
+    prescribe(engine, patient_id, order, call(at=ADMITTED), based_on=0)
+    first, second = run_twice(engine, "expire-prescriptions",
+                              datetime(2026, 11, 26, 0, 30, tzinfo=UTC))
+    assert first["expired"] == 1 and second["expired"] == 0
+    with engine.connect() as conn:
+        (expired,) = prescriptions(conn, patient_id)
+        event = conn.execute(
+            select(audit_event)
+            .where(audit_event.c.action == "medication-list.expire-prescriptions")
+        ).one()
+    assert expired.status is PrescriptionStatus.EXPIRED
+    assert (event.actor, event.actor_role) == ("0", "system")
+
+
+def test_expiry_waits_until_the_last_valid_day_has_passed_in_oslo(engine):
+    patient_id, _ = nursing_home(engine)
+    order = prescription_order(SIMVASTATIN, expires=date(2026, 11, 25))
+    prescribe(engine, patient_id, order, call(at=ADMITTED), based_on=0)
+    # 23:30 UTC on the 25th is already the 26th in Oslo; 22:30 UTC is still the 25th.
+    assert jobs.run_job(engine, "expire-prescriptions",
+                        datetime(2026, 11, 25, 22, 30, tzinfo=UTC))["expired"] == 0
+    assert jobs.run_job(engine, "expire-prescriptions",
+                        datetime(2026, 11, 25, 23, 30, tzinfo=UTC))["expired"] == 1
+
+
+def test_flag_multidose_deadlines_runs_once(engine):
+    nursing_home(engine)
+    first, second = run_twice(engine, "flag-multidose-deadlines", NOW)
+    assert second["flagged"] == 0
+
+
+def test_refresh_catalogue_imports_a_new_file_once(engine, tmp_path):
+    shutil.copy(DEMO, tmp_path / "fest-2026-11-02.xml")
+    settings = jobs.JobSettings(catalogue_dir=tmp_path)
+    first, second = run_twice(engine, "refresh-catalogue", NOW, settings)
+    assert first["imported"] is True and first["version"] == 1
+    assert second["imported"] is False and second["version"] == 1
+    assert jobs.run_job(engine, "refresh-catalogue", NOW, jobs.JobSettings())["imported"] is False
+
+
+def test_refresh_catalogue_refuses_a_file_beyond_the_fest_limits_instead_of_failing(
+    engine, tmp_path, monkeypatch
+):
+    """Even the content hash that tells a new file from the one in force reads within the
+    FEST limits (``MEDLOOP_FEST_MAX_*``); a file beyond them is refused and reported."""
+    shutil.copy(DEMO, tmp_path / "fest-2026-11-02.xml")
+    settings = jobs.JobSettings(catalogue_dir=tmp_path)
+    assert jobs.run_job(engine, "refresh-catalogue", NOW, settings)["imported"] is True
+    monkeypatch.setenv("MEDLOOP_FEST_MAX_XML_BYTES", "1000")
+    refused = jobs.run_job(engine, "refresh-catalogue", NOW, settings)
+    assert refused["imported"] is False
+    assert "larger than 1000 bytes" in refused["refused"]
+
+
+def test_a_job_another_process_is_running_is_skipped_on_postgresql(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs the jobs in the one serving process, without a lock")
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": jobs._lock_key("roll-forward")})
+        assert jobs.run_job(engine, "roll-forward", NOW)["skipped"] is True
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": jobs._lock_key("roll-forward")})
+    assert "skipped" not in jobs.run_job(engine, "roll-forward", NOW)
+
+
+def test_the_scheduler_starts_every_job_and_configuration_can_switch_it_off(engine, monkeypatch):
+    monkeypatch.setenv("MEDLOOP_SCHEDULER", "off")
+    assert jobs.start_scheduler(engine, None) is None
+    monkeypatch.setenv("MEDLOOP_SCHEDULER", "on")
+    scheduler = jobs.start_scheduler(engine, None)
+    try:
+        assert sorted(job.id for job in scheduler.get_jobs()) == sorted(jobs.JOBS)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_jobs_run_from_the_command_line(sqlite_url):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["jobs", "list"])
+    assert listed.exit_code == 0 and "roll-forward" in listed.output
+    ran = runner.invoke(app, ["jobs", "run", "mark-missed", "--db", sqlite_url,
+                              "--now", "2026-11-20T08:00:00+01:00"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.output) == {"job": "mark-missed", "at": "2026-11-20T08:00:00+01:00",
+                                      "missed": 0}
+    unknown = runner.invoke(app, ["jobs", "run", "tidy-up", "--db", sqlite_url])
+    assert unknown.exit_code == 1
+
+
+def test_the_jobs_examples_in_the_readme_run(sqlite_url):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    examples = re.findall(r"^\.venv/bin/medloop (jobs .*)$", readme, re.M)
+    assert len(examples) == 2
+    for example in examples:
+        args = shlex.split(example)
+        if args[1] == "run":
+            args += ["--db", sqlite_url]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, (example, result.output)

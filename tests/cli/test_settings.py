@@ -1,0 +1,171 @@
+"""One settings object (``medloop.settings.Settings``), read from the environment in one place
+and passed on explicitly: to the API and, with ``medloop serve --workers N``, to every worker
+process inside uvicorn's configuration, never by writing ``os.environ``."""
+
+from __future__ import annotations
+
+import ast
+import multiprocessing
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medloop.cli import app
+from medloop.settings import DEFAULT_DATABASE_URL, InvalidSetting, Settings
+from tests.reference import REPO
+
+# The variables Settings reads: no other module may read them.
+SETTINGS_VARIABLES = {
+    "MEDLOOP_DATABASE_URL",
+    "MEDLOOP_JWT_PUBLIC_KEY_FILE",
+    "MEDLOOP_JWT_JWKS_FILE",
+    "MEDLOOP_JWT_ISSUER",
+    "MEDLOOP_JWT_AUDIENCE",
+    "MEDLOOP_JWT_MAX_LIFETIME_SECONDS",
+    "MEDLOOP_ROUTE_THREADS",
+    "MEDLOOP_MAX_BODY_BYTES",
+    "MEDLOOP_ALLOW_DEV_KEYS",
+    "MEDLOOP_FEST_XSD_DIR",
+    "MEDLOOP_DEMO_CATALOGUE",
+}
+
+
+def test_every_setting_comes_from_the_environment_given(tmp_path):
+    settings = Settings.from_env(
+        environ={
+            "MEDLOOP_DATABASE_URL": "postgresql://db/medloop",
+            "MEDLOOP_JWT_JWKS_FILE": str(tmp_path / "jwks.json"),
+            "MEDLOOP_JWT_ISSUER": "https://helseid.example",
+            "MEDLOOP_JWT_AUDIENCE": "medloop",
+            "MEDLOOP_JWT_MAX_LIFETIME_SECONDS": "600",
+            "MEDLOOP_ROUTE_THREADS": "4",
+            "MEDLOOP_MAX_BODY_BYTES": "2048",
+            "MEDLOOP_ALLOW_DEV_KEYS": "1",
+            "MEDLOOP_FEST_XSD_DIR": str(tmp_path),
+            "MEDLOOP_DEMO_CATALOGUE": str(tmp_path / "demo.xml"),
+        }
+    )
+
+    assert settings == Settings(
+        database_url="postgresql://db/medloop",
+        jwks_file=tmp_path / "jwks.json",
+        issuer="https://helseid.example",
+        audience="medloop",
+        max_lifetime_seconds=600,
+        route_threads=4,
+        max_body_bytes=2048,
+        allow_dev_keys=True,
+        fest_xsd_dir=tmp_path,
+        demo_catalogue=tmp_path / "demo.xml",
+    )
+    assert not settings.uses_dev_keys
+
+
+def test_the_database_url_given_wins_and_an_empty_environment_gives_the_defaults():
+    assert Settings.from_env(environ={}).database_url == DEFAULT_DATABASE_URL
+    assert Settings.from_env(environ={}).uses_dev_keys
+    chosen = Settings.from_env("sqlite:///x.db", environ={"MEDLOOP_DATABASE_URL": "sqlite://"})
+    assert chosen.database_url == "sqlite:///x.db"
+
+
+def test_an_unusable_setting_names_its_variable():
+    with pytest.raises(InvalidSetting, match="MEDLOOP_MAX_BODY_BYTES"):
+        Settings.from_env(environ={"MEDLOOP_MAX_BODY_BYTES": "12"})
+
+
+def test_an_unusable_setting_stops_any_command_with_exit_2(monkeypatch, sqlite_url):
+    monkeypatch.setenv("MEDLOOP_ROUTE_THREADS", "many")
+
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", sqlite_url])
+
+    assert result.exit_code == 2
+    assert "MEDLOOP_ROUTE_THREADS" in result.output
+
+
+def environment_reads(tree: ast.AST) -> set[str]:
+    """Names read with ``….get("X")``, ``getenv("X")`` or ``environ["X"]``."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("get", "getenv"):
+                found.add(node.args[0].value)
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            found.add(node.slice.value)
+    return found
+
+
+def test_only_medloop_settings_reads_the_settings_variables():
+    readers = {}
+    for path in sorted((REPO / "medloop").rglob("*.py")):
+        read = environment_reads(ast.parse(path.read_text(encoding="utf-8")))
+        if read & SETTINGS_VARIABLES:
+            readers[str(path.relative_to(REPO))] = sorted(read & SETTINGS_VARIABLES)
+
+    assert readers == {"medloop/settings.py": sorted(SETTINGS_VARIABLES)}
+
+
+def test_the_reader_scan_sees_a_second_reader():
+    source = 'import os\nURL = os.environ.get("MEDLOOP_DATABASE_URL")\nX = os.environ["Y"]\n'
+    assert environment_reads(ast.parse(source)) == {"MEDLOOP_DATABASE_URL", "Y"}
+
+
+def _worker_settings(config) -> tuple[str, str, str | None]:
+    """What uvicorn does in a worker: build the app from the configuration it was given."""
+    app_ = config.load_app()()
+    engine = app_.state.api.engine
+    return (
+        app_.state.settings.database_url,
+        engine.url.render_as_string(hide_password=False),
+        os.environ.get("MEDLOOP_DATABASE_URL"),
+    )
+
+
+@pytest.mark.postgres
+def test_serve_hands_its_settings_to_the_workers_without_writing_the_environment(
+    monkeypatch, postgres_url, tmp_path
+):
+    import uvicorn.supervisors
+
+    supervised = []
+
+    class Supervisor:
+        def __init__(self, config, sockets):
+            supervised.append(config)
+            for sock in sockets:
+                sock.close()
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", Supervisor)
+    monkeypatch.setenv("MEDLOOP_ALLOW_DEV_KEYS", "1")
+    monkeypatch.setenv("MEDLOOP_SCHEDULER", "off")
+    monkeypatch.setenv("MEDLOOP_ROUTE_THREADS", "3")
+    monkeypatch.delenv("MEDLOOP_DATABASE_URL", raising=False)
+    # prometheus_client is loaded in this test process already: its folder must be given.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    before = dict(os.environ)
+
+    result = CliRunner().invoke(
+        app, ["serve", "--db", postgres_url, "--workers", "2", "--port", "0"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert dict(os.environ) == before
+    (config,) = supervised
+    assert config.workers == 2
+    assert config.medloop_settings == Settings.from_env(postgres_url)
+    assert config.medloop_settings.route_threads == 3
+    # uvicorn pickles the configuration into each worker it spawns: do the same, and let the
+    # fresh process (whose environment has no MEDLOOP_DATABASE_URL) build its app from it.
+    spawned = pickle.loads(pickle.dumps(config))
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        url, engine_url, variable = pool.apply(_worker_settings, (spawned,))
+    assert url == postgres_url
+    assert Path(engine_url).name == Path(postgres_url).name  # the worker's database
+    assert variable is None

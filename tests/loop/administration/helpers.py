@@ -1,0 +1,128 @@
+"""Builders for the administration tests: a nursing home with one ward, a nurse and a second
+nurse (the witness), a demo patient admitted there, and prescriptions with structured dosages.
+
+Demo catalogue (seeds/README.md): simvastatin 20 mg 090436 / 090470 share substitution group
+900104, atorvastatin 090487 is another group; oksykodon 5 mg 091099 is reseptgruppe A; insulin
+glargin 090572 is ATC A10AE04. EANs are 704626 + varenr + check digit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time
+from typing import Any
+from uuid import UUID
+
+from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
+from medloop.domain.codes import OrganisationKind, PersonnelRole
+from medloop.domain.personnel import Organisation
+from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop import administer
+from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
+from medloop.loop.runner import DrugOrder
+from medloop.store.list_changes import list_version
+from tests.loop.helpers import GP, actor, call, demo_world
+
+SOLHEIM = Organisation(id="8012345", name="Solheim sykehjem", kind=OrganisationKind.NURSING_HOME)
+OTHER_HOME = Organisation(id="8012399", name="Lia sykehjem", kind=OrganisationKind.NURSING_HOME)
+NURSE = actor("1234567", "Nina Sykepleier", PersonnelRole.NURSE, SOLHEIM)
+SECOND_NURSE = actor("1234568", "Siri Sykepleier", PersonnelRole.NURSE, SOLHEIM)
+OTHER_NURSE = actor("1234569", "Ola Sykepleier", PersonnelRole.NURSE, OTHER_HOME)
+
+SIMVASTATIN = "090436"
+SIMVASTATIN_GENERIC_EAN = "7046260904705"  # 090470, Nordkyst, same substitution group
+SIMVASTATIN_EAN = "7046260904361"
+ATORVASTATIN_EAN = "7046260904873"
+OKSYKODON = "091099"
+OKSYKODON_EAN = "7046260910997"
+GLARGIN = "090572"
+
+ADMITTED = datetime(2026, 11, 19, 12, 0, tzinfo=UTC)
+
+
+def daily(*slots: TimeOfDay, amount: float = 1, unit: str = "tablett") -> Dosage:
+    return Dosage(
+        use=Use.REGULAR,
+        fixed=tuple(
+            FixedDose(amount=Quantity(value=amount, unit=unit), time_of_day=s) for s in slots
+        ),
+    )
+
+
+def at_clock(*times: time, amount: float = 1, unit: str = "tablett") -> Dosage:
+    return Dosage(
+        use=Use.REGULAR,
+        fixed=tuple(
+            FixedDose(amount=Quantity(value=amount, unit=unit), clock_time=t) for t in times
+        ),
+    )
+
+
+def as_needed(
+    amount: float = 1, *, max_24h: float | None = 4, min_hours: float | None = 4,
+    max_period: float | None = None, period_hours: float | None = None, unit: str = "kapsel",
+) -> Dosage:
+    return Dosage(
+        use=Use.AS_NEEDED,
+        as_needed=(
+            AsNeededDose(
+                amount=Quantity(value=amount, unit=unit),
+                max_per_24h=None if max_24h is None else Quantity(value=max_24h, unit=unit),
+                min_interval=None if min_hours is None else Period(value=min_hours, unit="hour"),
+                max_per_period=(
+                    None if max_period is None else Quantity(value=max_period, unit=unit)
+                ),
+                period=None if period_hours is None else Period(value=period_hours, unit="hour"),
+            ),
+        ),
+    )
+
+
+def prescribe_with(
+    engine, patient_id: UUID, varenr: str, dosage: Dosage, *, at: datetime = ADMITTED,
+    start: date | None = None, overrides: dict[str, str] | None = None,
+    entry_id: UUID | None = None,
+) -> UUID:
+    """Prescribe ``varenr`` with ``dosage``; returns the entry id."""
+    with engine.connect() as conn:
+        version = list_version(conn, patient_id)
+    order = PrescribeOrder(
+        entry_id=entry_id or uuid.uuid4(),
+        drug=DrugOrder(varenr=varenr),
+        use=dosage.use,
+        dosage=dosage,
+        start=start or at.date(),
+        terms=PrescriptionTerms(
+            prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1)
+        ),
+    )
+    prescribe(engine, patient_id, order, call(GP, at=at, overrides=overrides or {}),
+              based_on=version)
+    return order.entry_id
+
+
+def admission_order(
+    ward_id: UUID, admitted: datetime = ADMITTED, **changes: Any
+) -> administer.AdmissionOrder:
+    """An admission to ``ward_id`` at ``admitted`` with a reason and a municipal decision."""
+    return administer.AdmissionOrder(**{
+        "admission_id": uuid.uuid4(), "ward_id": ward_id, "admitted_at": admitted,
+        "reason": "Korttidsopphold etter sykehusinnleggelse",
+        "decision_reference": "Vedtak 2026/0815", **changes,
+    })
+
+
+def nursing_home(engine, *, admitted: datetime = ADMITTED) -> tuple[UUID, UUID]:
+    """The demo catalogue, a patient and a ward of Solheim with the patient admitted; returns
+    (patient id, ward id)."""
+    patient_id = demo_world(engine)
+    ward_id = uuid.uuid4()
+    administer.create_ward(
+        engine, administer.WardOrder(ward_id=ward_id, name="Avdeling 2"), call(NURSE, at=admitted)
+    )
+    administer.admit(
+        engine, patient_id,
+        admission_order(ward_id, admitted),
+        call(NURSE, at=admitted),
+    )
+    return patient_id, ward_id

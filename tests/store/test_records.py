@@ -1,0 +1,104 @@
+"""A stored record that does not load (issue #13) is named, not a silent 500: the list read
+answers with the ``stored-record-unreadable`` problem naming the table and the row, and
+``medloop records check`` lists it. The corrupt row is inserted directly, bypassing every
+validator, as an older version or a hand edit could have left it."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text, update
+from typer.testing import CliRunner
+
+from medloop.cli import app as cli
+from medloop.store.list_changes import entry_version, list_change
+from medloop.store.patients import patient
+from medloop.store.records import check
+from tests.api.helpers import PATIENT_TOKEN, auth, make_world, prescribe_body
+from tests.loop.helpers import SIMVASTATIN_28
+
+MORNING_DOSE = {"use": "regular",
+                "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}
+
+
+def corrupt_dose(world) -> tuple[str, int]:
+    """A new list version whose entry version has a dose of ``null`` (what the PostgreSQL batch
+    path once wrote for ``1e309``); returns the row's (entry id, version)."""
+    body = prescribe_body(SIMVASTATIN_28, dosage=MORNING_DOSE)
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    with world.engine.begin() as conn:
+        last = conn.execute(
+            select(entry_version).where(entry_version.c.entry_id == body["entry_id"])
+        ).one()
+        change = conn.execute(
+            select(list_change).where(list_change.c.patient_id == str(world.patient_id))
+            .where(list_change.c.list_version == last.list_version)
+        ).one()
+        record = copy.deepcopy(last.record)
+        record["entry"]["dosage"]["fixed"][0]["amount"]["value"] = None
+        record["list_version"] = last.list_version + 1
+        record["entry"]["version"] = last.version + 1
+        conn.execute(list_change.insert().values(
+            patient_id=change.patient_id, list_version=last.list_version + 1, at=change.at,
+            author=change.author, reason=None,
+        ))
+        conn.execute(entry_version.insert().values(
+            entry_id=last.entry_id, version=last.version + 1, patient_id=last.patient_id,
+            list_version=last.list_version + 1, kind=last.kind, record=record,
+        ))
+        # A new revision: no process may answer from the state it cached before.
+        conn.execute(update(patient).where(patient.c.id == str(world.patient_id))
+                     .values(revision=patient.c.revision + 1))
+    return body["entry_id"], last.version + 1
+
+
+def test_a_list_with_an_unreadable_record_answers_a_problem_naming_the_record(engine):
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    entry_id, version = corrupt_dose(world)
+    for path, token in ((f"/patients/{world.patient_id}/list", None), ("/me/list", PATIENT_TOKEN)):
+        response = (world.get(path) if token is None
+                    else world.client.get(path, headers=auth(token)))
+        assert response.status_code == 500
+        problem = response.json()
+        assert problem["type"] == "https://medloop.dev/problems/stored-record-unreadable"
+        assert problem["table"] == "entry_version"
+        assert problem["key"] == {"entry_id": entry_id, "version": str(version)}
+        assert "amount.value" in problem["detail"]
+
+
+def test_records_check_lists_every_unreadable_record(engine):
+    world = make_world(engine)
+    with engine.connect() as conn:
+        assert list(check(conn)) == []
+    entry_id, version = corrupt_dose(world)
+    with engine.connect() as conn:
+        (found,) = check(conn)
+        assert list(check(conn, world.patient_id)) == [found]
+        conn.execute(text("SELECT 1"))
+    assert (found.table, found.key, found.column) == (
+        "entry_version", {"entry_id": entry_id, "version": str(version)}, "record"
+    )
+
+    url = engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(cli, ["records", "check", "--db", url, "--json"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["unreadable"] == [found.as_json()]
+    plain = CliRunner().invoke(cli, ["records", "check", "--db", url])
+    assert plain.exit_code == 1 and f"entry_version (entry_id={entry_id}" in plain.stdout
+
+
+def test_records_check_passes_on_readable_records_and_checks_its_patient_option(engine):
+    world = make_world(engine)
+    body = prescribe_body(SIMVASTATIN_28, dosage=MORNING_DOSE)
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    url = engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(
+        cli, ["records", "check", "--db", url, "--patient", str(world.patient_id)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "every stored record loads" in result.stdout
+    bad = CliRunner().invoke(cli, ["records", "check", "--db", url, "--patient", "x"])
+    assert bad.exit_code == 1
