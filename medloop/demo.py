@@ -35,9 +35,10 @@ from medloop.domain.patient import (
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administer, multidose
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import Call, CommandResult, DrugOrder
+from medloop.loop.runner import Call, CommandResult
 from medloop.store import medication_list as store
 
 GP_PRACTICE = Organisation(

@@ -32,8 +32,8 @@ from interactions.dosage import (
 from interactions.values import MAX_DOSE, MAX_PACKAGES, MAX_PERIOD, MAX_REASON
 from medloop.domain.errors import OverrideRequired
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import DrugOrder
 from medloop.store import batch
 from medloop.store import medication_list as store
 from medloop.store.records import parsed, stored_records

@@ -40,7 +40,7 @@ from medloop.api.problems import NotFound, responses
 from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal, Screened, screen
 from medloop.domain.errors import DomainError, PatientNotFound
-from medloop.loop.runner import DrugOrder
+from medloop.loop.catalogue import DrugOrder
 from medloop.store import access
 from medloop.store import medication_list as store
 from medloop.store.db import reader

@@ -19,7 +19,8 @@ from interactions import Alert, Medication, ResolvedDrug, UnknownReference, chec
 from interactions.dosage import Dosage
 from medloop import queries
 from medloop.domain.errors import UnknownDrug
-from medloop.loop.runner import Catalogue, DrugOrder, catalogue_in_force, medications_of
+from medloop.loop.catalogue import Catalogue, DrugOrder, catalogue_in_force
+from medloop.loop.runner import medications_of
 from medloop.settings import renal_max_age_days
 
 

@@ -24,7 +24,6 @@ Queries: ``ward_chart`` (a ward's day: per patient planned, due, overdue, missed
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,7 +37,6 @@ from pydantic import Field
 from sqlalchemy import Connection, Engine
 
 from interactions import Medication
-from interactions.catalogue import Package
 from interactions.dosage import Quantity, Use
 from interactions.values import Moment
 from medloop.domain._model import Frozen
@@ -94,7 +92,6 @@ from medloop.domain.ward import (
 )
 from medloop.loop.runner import (
     Call,
-    Catalogue,
     CommandResult,
     Context,
     Effect,
@@ -635,7 +632,7 @@ def _check_given(
     if request.scan is not None:
         scan = check_scanned_pack(
             request.scan, read_pack_code(request.scan), entry.drug,
-            _packages_by_gtin(ctx.catalogue), on,
+            ctx.catalogue.packages_by_gtin, on,
         )
     return _Given(scan, limits + (("above-prescribed",) if above else ()), not_checked)
 
@@ -820,26 +817,6 @@ def _check_prn(
             entry_id=entry.id, limits=exceeded,
         )
     return tuple(exceeded), tuple(not_checked)
-
-
-_gtin_indexes: dict[int, dict[str, Package]] = {}
-_gtin_lock = threading.Lock()
-
-
-def _packages_by_gtin(catalogue: Catalogue) -> dict[str, Package]:
-    """The catalogue's packages by EAN (``fest_package_ean``), built once per version."""
-    with _gtin_lock:
-        found = _gtin_indexes.get(id(catalogue))
-        if found is None:
-            found = {
-                ean: package
-                for packages in catalogue.packages_by_varenr.values()
-                for package in packages
-                for ean in package.eans
-            }
-            _gtin_indexes.clear()
-            _gtin_indexes[id(catalogue)] = found
-    return found
 
 
 def _screening(

@@ -25,12 +25,12 @@ from medloop.domain.medication_list import (
 )
 from medloop.domain.prescribing import discontinue as discontinue_entry
 from medloop.domain.prescribing import mark_in_error
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
     Decide,
-    DrugOrder,
     Effect,
     Screening,
     medications_of,

@@ -63,6 +63,7 @@ from medloop.domain.multidose import (
     touches_multidose,
 )
 from medloop.domain.personnel import Actor, Organisation
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import change_dosage_decision, discontinue_decision
 from medloop.loop.prescribe import (
     PrescribeOrder,
@@ -70,15 +71,7 @@ from medloop.loop.prescribe import (
     prescribe_decision,
     renew_decision,
 )
-from medloop.loop.runner import (
-    Call,
-    CommandResult,
-    Context,
-    Decide,
-    DrugOrder,
-    Effect,
-    run_command,
-)
+from medloop.loop.runner import Call, CommandResult, Context, Decide, Effect, run_command
 from medloop.store import audit
 from medloop.store import medication_list as list_store
 from medloop.store import multidose as store

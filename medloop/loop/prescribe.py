@@ -15,12 +15,12 @@ from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
 from medloop.domain.prescribing import renew as renew_prescription
 from medloop.domain.prescription import PrescribedQuantity, PrescriptionRequest, issue
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
     Decide,
-    DrugOrder,
     Effect,
     PrescriptionNotFound,
     Screening,

@@ -15,22 +15,17 @@ once per catalogue version per process.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from pydantic import model_validator
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from interactions import Alert, HandledAlert, Knowledge, Medication, UnknownReference, check
-from interactions.catalogue import Package, SubstitutionGroup
-from interactions.drugs import ReferenceKind
+from interactions import Alert, HandledAlert, Medication, check
 from interactions.values import Moment
-from medloop.catalogue import load_snapshot
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import Annulment, Dispense
@@ -39,18 +34,17 @@ from medloop.domain.errors import (
     DispenseNotFound,
     DomainError,
     IdAlreadyUsed,
-    NoCatalogueInForce,
     OverrideRequired,
     PatientNotFound,
     PrescriptionNotFound,
     StaleListVersion,
-    UnknownDrug,
 )
 from medloop.domain.medication_list import ListChange, MedicationList
 from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
+from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
 from medloop.store import audit, batch, state_cache
@@ -60,113 +54,9 @@ from medloop.store.idempotency import IdempotencyError, request_fingerprint, run
 from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
-    "Call", "Catalogue", "CommandResult", "Context", "DispenseNotFound", "DrugOrder", "Effect",
-    "OverrideRequired", "PatientNotFound", "PrescriptionNotFound", "Screening", "UnknownDrug",
-    "catalogue_in_force", "medications_of", "run_command",
+    "Call", "CommandResult", "Context", "DispenseNotFound", "Effect", "OverrideRequired",
+    "PatientNotFound", "PrescriptionNotFound", "Screening", "medications_of", "run_command",
 ]
-
-# -- the catalogue in force --------------------------------------------------------------------
-
-
-class DrugOrder(Frozen):
-    """A catalogue drug as a caller names it: a FEST id (package, brand, generic group, dose
-    unit) or a package's varenr."""
-
-    fest_id: str | None = None
-    varenr: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> DrugOrder:
-        if (self.fest_id is None) == (self.varenr is None):
-            raise ValueError("a drug is named by a FEST id or a varenr")
-        return self
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """One catalogue version as the loop uses it: decision-support knowledge, packages and
-    substitution groups."""
-
-    version: int
-    knowledge: Knowledge
-    packages_by_varenr: Mapping[str, tuple[Package, ...]]
-    substitution_groups: tuple[SubstitutionGroup, ...]
-    product_validity: Mapping[str, tuple[str, ...]]
-
-    def resolve(self, order: DrugOrder) -> CatalogueDrug:
-        """The drug ``order`` names, resolved at this version; ``UnknownDrug`` otherwise."""
-        try:
-            resolved = self.knowledge.resolve(fest_id=order.fest_id, varenr=order.varenr)
-        except UnknownReference as error:
-            raise UnknownDrug(
-                str(error), fest_id=order.fest_id, varenr=order.varenr,
-                catalogue_version=self.version,
-            ) from error
-        varenr = order.varenr if resolved.reference_kind is ReferenceKind.PACKAGE else None
-        try:
-            return CatalogueDrug(resolved=resolved, catalogue_version=self.version, varenr=varenr)
-        except ValueError as error:
-            raise UnknownDrug(
-                f"{resolved.name} cannot be put on a list: {error}",
-                fest_id=order.fest_id, varenr=order.varenr, catalogue_version=self.version,
-            ) from error
-
-    def package(self, varenr: str) -> Package:
-        found = self.packages_by_varenr.get(varenr, ())
-        if len(found) != 1:
-            raise UnknownDrug(
-                f"varenr {varenr} names {len(found)} packages in catalogue version {self.version}",
-                varenr=varenr,
-                catalogue_version=self.version,
-            )
-        return found[0]
-
-    def validity_of(self, drug: CatalogueDrug) -> tuple[str, ...]:
-        """The products' own prescription validities (``Reseptgyldighet``) for ``drug``."""
-        return tuple(
-            sorted({v for p in drug.resolved.product_ids for v in self.product_validity.get(p, ())})
-        )
-
-
-_KEEP_CATALOGUES = 4
-"""Catalogue versions kept built; the newest is the one in force."""
-
-_catalogues: dict[tuple[int, str], Catalogue] = {}
-_catalogues_lock = threading.Lock()
-
-
-def catalogue_in_force(conn: Connection) -> Catalogue:
-    """The catalogue version in force, built once per version (and file) in this process."""
-    return catalogue_of(conn, store.catalogue_key_in_force(conn))
-
-
-def catalogue_of(conn: Connection, key: tuple[int, str] | None) -> Catalogue:
-    """The catalogue version ``key`` (id, file hash) names, as read in this transaction."""
-    # The file's hash is part of the key: another database may number another file alike.
-    if key is None:
-        raise NoCatalogueInForce("no FEST catalogue has been imported")
-    with _catalogues_lock:
-        found = _catalogues.get(key)
-        if found is None:
-            found = _catalogues[key] = _build_catalogue(conn, key[0])
-            for stale in list(_catalogues)[:-_KEEP_CATALOGUES]:
-                del _catalogues[stale]
-    return found
-
-
-def _build_catalogue(conn: Connection, version: int) -> Catalogue:
-    snapshot = load_snapshot(conn, version)
-    by_varenr: dict[str, list[Package]] = {}
-    for package in snapshot.packages:
-        by_varenr.setdefault(package.varenr, []).append(package)
-    return Catalogue(
-        version=version,
-        knowledge=Knowledge.build(snapshot),
-        packages_by_varenr={k: tuple(v) for k, v in by_varenr.items()},
-        substitution_groups=snapshot.substitution_groups,
-        product_validity={p.id: p.prescription_validity for p in snapshot.products},
-    )
-
 
 # -- what a call carries and what a command decides --------------------------------------------
 

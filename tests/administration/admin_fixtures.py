@@ -18,8 +18,8 @@ from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.personnel import Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administer
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import DrugOrder
 from medloop.store import medication_list as list_store
 from tests.loop.loop_fixtures import GP, actor, call, demo_world
 

@@ -36,6 +36,7 @@ from medloop.domain.entry import Discontinuation
 from medloop.domain.errors import PrescriptionLocked, ReasonRequired, ReconciliationIncomplete
 from medloop.domain.reconciliation import ConsultedSource, EntryOutcome
 from medloop.loop.acknowledge import acknowledge
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import (
     EntryOrder,
     add_entry,
@@ -48,7 +49,7 @@ from medloop.loop.change import (
 from medloop.loop.dispense import annul_dispense, dispense, lock_for_dispensing, release
 from medloop.loop.prescribe import prescribe
 from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation
-from medloop.loop.runner import DrugOrder, OverrideRequired
+from medloop.loop.runner import OverrideRequired
 from medloop.store import audit
 from medloop.store import medication_list as store
 

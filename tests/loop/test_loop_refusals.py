@@ -20,13 +20,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from medloop import queries
-from medloop.domain.errors import EntryNotFound, PrescriptionExpired
+from medloop.domain.errors import EntryNotFound, PrescriptionExpired, UnknownDrug
 from medloop.domain.patient import NationalId, Patient
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import hold
 from medloop.loop.dispense import dispense
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
-from medloop.loop.runner import DrugOrder, PatientNotFound, PrescriptionNotFound, UnknownDrug
+from medloop.loop.runner import PatientNotFound, PrescriptionNotFound
 from medloop.store import audit
 from medloop.store import medication_list as store
 

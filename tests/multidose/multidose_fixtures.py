@@ -20,6 +20,7 @@ from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.multidose import PackedBag, PackedLine, PackReport, ProductionPlan
 from medloop.domain.personnel import Organisation
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.multidose import (
     PeriodOrder,
     ResponsibilityOrder,
@@ -27,7 +28,6 @@ from medloop.loop.multidose import (
     set_responsibility,
 )
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import DrugOrder
 from tests.loop.loop_fixtures import GP, NOW, PHARMACIST, actor, call
 
 SIMVASTATIN = "090436"
