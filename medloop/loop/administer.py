@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -37,40 +36,30 @@ from pydantic import Field
 from sqlalchemy import Connection, Engine
 
 from interactions import Medication
-from interactions.dosage import Quantity, Use
+from interactions.dosage import Quantity
 from interactions.values import Moment
 from medloop.domain._model import Frozen
 from medloop.domain.administration import (
+    PRN_WINDOW_MAX,
     Administration,
     AdministrationAlreadyInError,
     AdministrationCorrection,
     AdministrationNotFound,
-    AsNeededDoseIsNotPlanned,
+    ChartingFacts,
     ChartRequest,
     DoseStatus,
-    EntryNotAdministrable,
-    Intake,
+    GivenDose,
     Outcome,
     PlannedDose,
-    PlannedDoseNotFound,
-    PlannedDoseRequired,
-    PrnLimitExceeded,
-    ScannedPack,
-    check_amount,
-    check_entry_in_use,
-    check_planned_dose,
-    check_prn_limits,
-    check_request_shape,
-    check_scanned_pack,
-    check_witness,
+    decide_charting,
     dose_status,
     effective_charting,
+    is_as_needed,
     is_missed,
 )
 from medloop.domain.codes import EntryStatus
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import DomainError, PatientNotFound, ReasonRequired
-from medloop.domain.patient import Patient
+from medloop.domain.errors import PatientNotFound, ReasonRequired
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import (
     Admission,
@@ -85,7 +74,6 @@ from medloop.domain.ward import (
     WardOfAnotherOrganisation,
     check_admission,
     check_discharge,
-    local_date,
     local_day_bounds,
     plan_intakes,
     schedule_fingerprint,
@@ -94,18 +82,20 @@ from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
+    Done,
     Effect,
+    Note,
     Screening,
+    WorkContext,
     medications_of,
     run_command,
+    run_work,
 )
 from medloop.loop.scanning import read_pack_code
-from medloop.ops import metrics
 from medloop.store import administration as store
-from medloop.store import audit, state_cache
 from medloop.store import medication_list as list_store
-from medloop.store.db import reader, writer
-from medloop.store.idempotency import request_fingerprint, run_once
+from medloop.store.db import reader
+from medloop.store.medication_list import PatientState
 
 HORIZON = timedelta(hours=48)
 """How far ahead planned doses are kept generated."""
@@ -116,9 +106,6 @@ does not invent a backlog of missed doses)."""
 
 MISSED_LOOK_BACK = timedelta(days=7)
 """``mark_missed`` looks this far back for doses nobody charted."""
-
-PRN_WINDOW_MAX = timedelta(days=35)
-"""The longest PRN period looked at (a month counts as 28 days in dosages)."""
 
 _NAMESPACE = uuid.UUID("6f1d3c4e-2b7a-4f0e-9a51-3d8c0b6e7a21")
 
@@ -185,44 +172,13 @@ def _ward_command(
     request: Mapping[str, Any],
     compute: Callable[[Connection], dict[str, Any]],
 ) -> dict[str, Any]:
-    """A ward command: one write transaction, the idempotency key, and the audit record (of
-    the refusal too)."""
-    try:
-        with writer(engine).begin() as conn:
-            if call.idempotency_key is None:
-                response, replayed = compute(conn), False
-            else:
-                who = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}"
-                scope = f"{who}/ward.{action}"
-                fingerprint = request_fingerprint({"action": action, "request": dict(request)})
-                result = run_once(
-                    conn, scope, call.idempotency_key, fingerprint, lambda: compute(conn)
-                )
-                response, replayed = dict(result.response), result.replayed
-            audit.append(conn, _ward_event(action, call, audit.Outcome.OK,
-                                           {**response, "replayed": replayed}))
-        metrics.command_finished(f"ward.{action}", "replayed" if replayed else "ok")
-        return response
-    except DomainError as refusal:
-        metrics.command_finished(f"ward.{action}", refusal.code)
-        with writer(engine).begin() as conn:
-            detail = {"code": refusal.code, "detail": refusal.detail, **dict(request)}
-            audit.append(conn, _ward_event(action, call, audit.Outcome.REFUSED, detail))
-        raise
-
-
-def _ward_event(
-    action: str, call: Call, outcome: audit.Outcome, detail: Mapping[str, Any]
-) -> audit.AuditEvent:
-    return audit.AuditEvent(
-        actor=call.actor.personnel.hpr_number,
-        actor_role=call.actor.personnel.role.value,
-        organisation=call.actor.organisation.id,
-        action=f"ward.{action}",
-        outcome=outcome,
-        request_id=call.request_id,
-        reason=call.reason,
-        detail=dict(detail),
+    """A ward command through the runner's variant for work beside a list (audited as
+    ``ward.<action>``)."""
+    return dict(
+        run_work(
+            engine, f"ward.{action}", lambda ctx: Done(response=compute(ctx.conn)),
+            call=call, request=request,
+        )
     )
 
 
@@ -331,7 +287,7 @@ class _Plan:
 
 def _plan(
     conn: Connection,
-    state: list_store.PatientState,
+    state: PatientState,
     admission: Admission,
     ward: store.WardState,
     now: datetime,
@@ -403,7 +359,7 @@ def _schedule_for(
     )
 
 
-def _entry_version_times(state: list_store.PatientState) -> dict[UUID, list[tuple[int, datetime]]]:
+def _entry_version_times(state: PatientState) -> dict[UUID, list[tuple[int, datetime]]]:
     found: dict[UUID, list[tuple[int, datetime]]] = defaultdict(list)
     for change in state.changes:
         for version in change.entry_versions:
@@ -419,20 +375,25 @@ def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) ->
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     schedules = doses = patients = 0
     for admission in admissions:
-        with _locked_state(engine, admission.patient_id) as (conn, state):
-            if state is None:
-                continue
-            plan = _plan(conn, state, admission, wards[admission.ward_id], now, horizon)
+        ward = wards[admission.ward_id]
+
+        def work(ctx: WorkContext, admission: Admission = admission,
+                 ward: store.WardState = ward) -> Done:
+            assert ctx.state is not None
+            plan = _plan(ctx.conn, ctx.state, admission, ward, now, horizon)
             if plan.empty:
-                continue
-            plan.write(conn)
-            _system_audit(conn, "administration.plan", state, {
-                "schedules": len(plan.schedules), "planned": len(plan.doses),
-                "until": (now + horizon).isoformat(),
-            })
-        patients += 1
-        schedules += len(plan.schedules)
-        doses += len(plan.doses)
+                return Done()
+            plan.write(ctx.conn)
+            return Done(
+                response={"schedules": len(plan.schedules), "planned": len(plan.doses)},
+                notes=(_plan_note(ctx.state, plan, until=now + horizon),),
+            )
+
+        done = _system_work(engine, "administration.plan", admission.patient_id, work)
+        if done:
+            patients += 1
+            schedules += done["schedules"]
+            doses += done["planned"]
     return {"patients": patients, "schedules": schedules, "planned": doses}
 
 
@@ -445,81 +406,67 @@ def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
     missed = 0
     for admission in admissions:
         ward = wards[admission.ward_id]
-        config = ward.config
-        with _locked_state(engine, admission.patient_id) as (conn, state):
-            if state is None:
-                continue
+
+        def work(ctx: WorkContext, admission: Admission = admission,
+                 ward: store.WardState = ward) -> Done:
+            assert ctx.state is not None
+            notes = []
             # A dose of a dosage changed since the last roll-forward must be superseded, not
             # missed: bring the plan up to date first.
-            plan = _plan(conn, state, admission, ward, now, HORIZON)
+            plan = _plan(ctx.conn, ctx.state, admission, ward, now, HORIZON)
             if not plan.empty:
-                plan.write(conn)
-                _system_audit(conn, "administration.plan", state, {
-                    "schedules": len(plan.schedules), "planned": len(plan.doses),
-                })
-            start = max(admission.admitted_at, now - MISSED_LOOK_BACK)
-            lines = _lines(conn, [admission.patient_id], start, now)
-            records = [
-                Administration(
-                    id=uuid.uuid5(_NAMESPACE, f"missed/{line.dose.id}"),
-                    patient_id=line.dose.patient_id, entry_id=line.dose.entry_id,
-                    planned_dose_id=line.dose.id, outcome=Outcome.MISSED,
-                    at=line.dose.due_at + config.missed_after, recorded_at=now,
-                )
-                for line in lines
-                if line.in_force and line.charting is None
-                and line.dose.ward_id == admission.ward_id and admission.covers(line.dose.due_at)
-                and is_missed(line.dose.due_at, config, now)
-            ]
-            if not records:
-                continue
-            store.add_administrations(conn, records)
-            national_id = str(state.patient.national_id)
-            audit.append(conn, audit.AuditEvent(
-                actor="system", actor_role="system", action="administration.mark-missed",
-                patient=national_id,
-                detail={"patient_id": str(admission.patient_id),
-                        "planned_dose_ids": [str(r.planned_dose_id) for r in records]},
-            ))
-            missed += len(records)
+                plan.write(ctx.conn)
+                notes.append(_plan_note(ctx.state, plan))
+            records = _missed(ctx.conn, admission, ward.config, now)
+            if records:
+                store.add_administrations(ctx.conn, records)
+                notes.append(Note("administration.mark-missed", {
+                    "patient_id": str(admission.patient_id),
+                    "planned_dose_ids": [str(r.planned_dose_id) for r in records],
+                }))
+            return Done(response={"missed": len(records)}, notes=tuple(notes))
+
+        done = _system_work(engine, "administration.mark-missed", admission.patient_id, work)
+        missed += done.get("missed", 0)
     return {"missed": missed}
 
 
-@contextmanager
-def _locked_state(
-    engine: Engine, patient_id: UUID
-) -> Iterator[tuple[Connection, list_store.PatientState | None]]:
-    """A write transaction with the patient locked and its list state (``None`` for an unknown
-    patient). Every command bumps the patient's revision under this lock, so while it is held
-    the state the runner cached for the current revision is the patient's current state and
-    need not be read again; the revision is left alone (the system's work does not change the
-    list, so the states cached in other processes stay valid). A state read here is cached for
-    the revision once the transaction committed."""
-    cache = state_cache.cache_for(engine)
-    with writer(engine).begin() as conn:
-        locked = store.lock_patient_revision(conn, patient_id)
-        if locked is None:
-            yield conn, None
-            return
-        record, revision = locked
-        state = cache.get(patient_id, revision)
-        if state is None:
-            state = list_store.load_patient_state(conn, Patient.model_validate(record))
-        elif state_cache.VERIFY:
-            fresh = list_store.load_patient_state(conn, Patient.model_validate(record))
-            state_cache.verified(state, fresh)
-        yield conn, state
-    cache.put(patient_id, revision, state)
+def _missed(
+    conn: Connection, admission: Admission, config: WardConfig, now: datetime
+) -> list[Administration]:
+    """The missed-dose records of the admission's planned doses in force whose window passed
+    without a charting."""
+    start = max(admission.admitted_at, now - MISSED_LOOK_BACK)
+    return [
+        Administration(
+            id=uuid.uuid5(_NAMESPACE, f"missed/{line.dose.id}"),
+            patient_id=line.dose.patient_id, entry_id=line.dose.entry_id,
+            planned_dose_id=line.dose.id, outcome=Outcome.MISSED,
+            at=line.dose.due_at + config.missed_after, recorded_at=now,
+        )
+        for line in _lines(conn, [admission.patient_id], start, now)
+        if line.in_force and line.charting is None
+        and line.dose.ward_id == admission.ward_id and admission.covers(line.dose.due_at)
+        and is_missed(line.dose.due_at, config, now)
+    ]
 
 
-def _system_audit(
-    conn: Connection, action: str, state: list_store.PatientState, detail: Mapping[str, Any]
-) -> None:
-    audit.append(conn, audit.AuditEvent(
-        actor="system", actor_role="system", action=action,
-        patient=str(state.patient.national_id),
-        detail={"patient_id": str(state.patient.id), **detail},
-    ))
+def _system_work(
+    engine: Engine, action: str, patient_id: UUID, work: Callable[[WorkContext], Done]
+) -> Mapping[str, Any]:
+    """The system's work on one patient through the runner (nothing for a patient not found)."""
+    try:
+        return run_work(engine, action, work, patient_id=patient_id)
+    except PatientNotFound:
+        return {}
+
+
+def _plan_note(state: PatientState, plan: _Plan, *, until: datetime | None = None) -> Note:
+    detail: dict[str, Any] = {"patient_id": str(state.patient.id),
+                              "schedules": len(plan.schedules), "planned": len(plan.doses)}
+    if until is not None:
+        detail["until"] = until.isoformat()
+    return Note("administration.plan", detail)
 
 
 # -- charting ----------------------------------------------------------------------------------
@@ -537,46 +484,24 @@ def chart(
     is the second, authenticated person the ward's policy may demand."""
 
     def decide(ctx: Context) -> Effect:
-        check_request_shape(request, call.at)
-        entry = ctx.state.medication_list.entry(request.entry_id)
-        moment = request.given_at or call.at
-        admission, ward = _admission_and_ward(ctx.conn, patient_id, call.actor, moment)
-        known = store.schedules_of_entry(ctx.conn, patient_id, entry.id)
-        replan = _replan_if_stale(ctx, entry, admission, ward, known)
-        schedules = [*known, *(s for _, s in replan.schedules if s.entry_id == entry.id)]
-        given = request.outcome is Outcome.GIVEN
-        planned, late, recent = _check_planned(
-            ctx.conn, patient_id, entry, request, ward.config, call.at, schedules,
-            since=_recent_since(entry, request) if given else None,
+        facts, replan, recent = _charting_facts(ctx, patient_id, request, witness)
+        decided = decide_charting(
+            facts, read_pack=read_pack_code, packages_by_gtin=ctx.catalogue.packages_by_gtin
         )
-        checked = (
-            _check_given(ctx, entry, request, planned, ward.config, witness, recent)
-            if given
-            else _Given()
-        )
-        record = Administration(
-            id=request.administration_id, patient_id=patient_id, entry_id=entry.id,
-            planned_dose_id=request.planned_dose_id, outcome=request.outcome,
-            at=request.given_at or call.at, recorded_at=call.at,
-            dose=request.dose if given else None, performer=call.actor,
-            witness=witness if given else None, reason=request.reason, scan=checked.scan,
-            scan_skipped=request.scan_skipped if given and checked.scan is None else None,
-            late=late,
-            limit_override=request.limit_override if checked.exceeded else None,
-            limits_exceeded=checked.exceeded,
-        )
+        record, entry = decided.record, facts.medication_list.entry(request.entry_id)
+        given = record.outcome is Outcome.GIVEN
         return Effect(
             screening=_screening(ctx, entry, request.given_at, recent) if given else None,
             writes=(replan.write, lambda conn: store.add_administration(conn, record)),
             response={
                 "administration_id": str(record.id),
                 "entry_id": str(entry.id),
-                "planned_dose_id": None if planned is None else str(planned.id),
+                "planned_dose_id": None if facts.planned is None else str(facts.planned.id),
                 "outcome": record.outcome.value,
-                "late": late,
+                "late": decided.late,
                 "limits_exceeded": list(record.limits_exceeded),
-                "limits_not_checked": list(checked.not_checked),
-                "scan": None if checked.scan is None else checked.scan.model_dump(mode="json"),
+                "limits_not_checked": list(decided.not_checked),
+                "scan": None if record.scan is None else record.scan.model_dump(mode="json"),
                 "witness": None if record.witness is None else record.witness.personnel.name,
                 "overrides_on_record": _overrides_on_record(ctx.conn, patient_id, entry.id),
             },
@@ -589,52 +514,6 @@ def chart(
     return run_command(
         engine, "administer", patient_id, call, decide, based_on=None, request=payload
     )
-
-
-@dataclass(frozen=True)
-class _Given:
-    """What the checks of a given dose found: the scanned pack, the limits it exceeded with an
-    override reason (PRN limits, ``above-prescribed``) and the limits that could not be
-    checked."""
-
-    scan: ScannedPack | None = None
-    exceeded: tuple[str, ...] = ()
-    not_checked: tuple[str, ...] = ()
-
-
-def _check_given(
-    ctx: Context,
-    entry: ListEntry,
-    request: ChartRequest,
-    planned: PlannedDose | None,
-    config: WardConfig,
-    witness: Actor | None,
-    recent: Sequence[store.RecentCharting],
-) -> _Given:
-    """The closed-loop checks of a dose charted as given (the entry in use, the amount, PRN
-    limits, witness, scan); raises the precise refusal."""
-    assert request.dose is not None and request.given_at is not None
-    check_entry_in_use(entry, request.given_at)
-    on = local_date(request.given_at)
-    if planned is None and not entry.in_use(on):
-        raise EntryNotAdministrable(
-            f"entry {entry.id} is {entry.status.value} or outside its dates on {on}",
-            entry_id=entry.id, status=entry.status,
-        )
-    prescribed = planned.amount if planned is not None else _prn_amount(entry, request.dose)
-    above = check_amount(prescribed, request.dose, request.limit_override)
-    limits: tuple[str, ...] = ()
-    not_checked: tuple[str, ...] = ()
-    if planned is None:
-        limits, not_checked = _check_prn(entry, request, recent)
-    check_witness(entry, config, ctx.call.actor, witness)
-    scan = None
-    if request.scan is not None:
-        scan = check_scanned_pack(
-            request.scan, read_pack_code(request.scan), entry.drug,
-            ctx.catalogue.packages_by_gtin, on,
-        )
-    return _Given(scan, limits + (("above-prescribed",) if above else ()), not_checked)
 
 
 def mark_in_error(
@@ -688,26 +567,68 @@ def _admission(conn: Connection, patient_id: UUID, actor: Actor, at: datetime) -
     )
 
 
-def _admission_and_ward(
+def _stay(
     conn: Connection, patient_id: UUID, actor: Actor, at: datetime
-) -> tuple[Admission, store.WardState]:
-    """The patient's admission to a ward of the actor's organisation at ``at`` and that ward
-    with its configuration in force (``_admission`` and the ward, in one query when the ward's
-    configuration version is known to this process)."""
+) -> tuple[Admission | None, store.WardState | None]:
+    """The patient's admission to a ward of the actor's organisation at ``at`` (``None``: not
+    admitted there) and that ward with its configuration in force (``None``: no such ward),
+    in one query when the ward's configuration version is known to this process."""
     for admission, version in store.admissions_with_config(conn, patient_id):
         if admission.organisation_id == actor.organisation.id and admission.covers(at):
             ward = (
                 None if version is None
                 else store.ward_at_version(conn, admission.ward_id, version)
             )
-            if ward is None:
-                raise WardNotFound(f"there is no ward {admission.ward_id}",
-                                   ward_id=admission.ward_id)
             return admission, ward
-    raise PatientNotAdmitted(
-        f"patient {patient_id} is not admitted to a ward of organisation "
-        f"{actor.organisation.id} at {at.isoformat()}",
-        patient_id=patient_id, organisation_id=actor.organisation.id,
+    return None, None
+
+
+def _charting_facts(
+    ctx: Context, patient_id: UUID, request: ChartRequest, witness: Actor | None
+) -> tuple[ChartingFacts, _Plan, list[store.RecentCharting]]:
+    """Everything charting decides on, read before the decision (``decide_charting``), with
+    the patient's plan brought up to date when the charted entry changed since it was last
+    planned, and the patient's recent chartings (for decision support). Reads only what the
+    request can use; refuses nothing (the decision does, in its own order)."""
+    call, medication_list = ctx.call, ctx.state.medication_list
+    moment = request.given_at or call.at
+    facts = ChartingFacts(
+        patient_id=patient_id, request=request, now=call.at, performer=call.actor,
+        witness=witness, medication_list=medication_list, admission=None, config=None,
+    )
+    entry = medication_list.find(request.entry_id)
+    if entry is None or request.outcome is Outcome.MISSED:
+        return facts, _Plan(call.at), []
+    admission, ward = _stay(ctx.conn, patient_id, call.actor, moment)
+    if admission is None or ward is None:
+        return replace(facts, admission=admission), _Plan(call.at), []
+    known = store.schedules_of_entry(ctx.conn, patient_id, entry.id)
+    replan = _replan_if_stale(ctx, entry, admission, ward, known)
+    schedules = [*known, *(s for _, s in replan.schedules if s.entry_id == entry.id)]
+    given = request.outcome is Outcome.GIVEN and request.given_at is not None
+    since = _recent_since(entry, request.given_at) if given else None
+    planned = None
+    if not is_as_needed(entry) and request.planned_dose_id is not None:
+        planned = store.planned_dose_by_id(ctx.conn, request.planned_dose_id)
+        if planned is not None and planned.patient_id != patient_id:
+            planned = None
+    chartings, recent = store.chartings_for_charting(
+        ctx.conn, patient_id, None if planned is None else planned.id, since
+    )
+    charted = effective_charting(c.administration for c in chartings if c.stands)
+    in_force = planned is not None and store.in_force(
+        planned, schedules, charted=charted is not None
+    )
+    earlier = tuple(
+        GivenDose(c.entry_id, c.at, c.dose[0], c.dose[1])
+        for c in recent
+        if c.stands and c.outcome is Outcome.GIVEN and c.dose is not None
+    )
+    return (
+        replace(facts, admission=admission, config=ward.config, planned=planned,
+                in_force=in_force, charted=charted, earlier=earlier),
+        replan,
+        recent,
     )
 
 
@@ -728,95 +649,11 @@ def _replan_if_stale(
     return _plan(ctx.conn, ctx.state, admission, ward, ctx.call.at, HORIZON)
 
 
-def _is_as_needed(entry: ListEntry) -> bool:
-    return entry.use is Use.AS_NEEDED
-
-
-def _check_planned(
-    conn: Connection,
-    patient_id: UUID,
-    entry: ListEntry,
-    request: ChartRequest,
-    config: WardConfig,
-    now: datetime,
-    schedules: Sequence[store.ScheduleRow],
-    *,
-    since: datetime | None,
-) -> tuple[PlannedDose | None, bool, list[store.RecentCharting]]:
-    """The planned dose charted (``None`` for an as-needed entry), whether a given dose is
-    late, and the patient's chartings from ``since`` on (none for ``None``), read with the
-    dose's own; ``schedules`` are the entry's schedules, stored and pending."""
-    if _is_as_needed(entry):
-        if request.planned_dose_id is not None:
-            raise AsNeededDoseIsNotPlanned(
-                f"entry {entry.id} is as needed: its doses have no planned dose",
-                entry_id=entry.id,
-            )
-        return None, False, store.chartings_for_charting(conn, patient_id, None, since)[1]
-    if request.planned_dose_id is None:
-        raise PlannedDoseRequired(
-            f"entry {entry.id} is regular: chart one of its planned doses", entry_id=entry.id
-        )
-    planned = store.planned_dose_by_id(conn, request.planned_dose_id)
-    if planned is None or planned.patient_id != patient_id:
-        raise PlannedDoseNotFound(
-            f"patient {patient_id} has no planned dose {request.planned_dose_id}",
-            planned_dose_id=request.planned_dose_id,
-        )
-    chartings, recent = store.chartings_for_charting(conn, patient_id, planned.id, since)
-    standing = effective_charting(c.administration for c in chartings if c.stands)
-    in_force = store.in_force(planned, schedules, charted=standing is not None)
-    late = check_planned_dose(request, planned, in_force, standing, config, now)
-    return planned, late, recent
-
-
-def _recent_since(entry: ListEntry, request: ChartRequest) -> datetime:
+def _recent_since(entry: ListEntry, given_at: datetime) -> datetime:
     """From when a given dose's checks need the patient's chartings: the 24 h screened again,
     and for an as-needed dose the PRN limits' longest period."""
-    assert request.given_at is not None
-    look_back = PRN_WINDOW_MAX if _is_as_needed(entry) else timedelta(hours=24)
-    return request.given_at - max(look_back, timedelta(hours=24))
-
-
-def _prn_amount(entry: ListEntry, given: Quantity) -> Quantity:
-    doses = () if entry.dosage is None else entry.dosage.as_needed
-    if not doses:
-        raise EntryNotAdministrable(
-            f"entry {entry.id} has no structured as-needed dose to chart against",
-            entry_id=entry.id,
-        )
-    return next((d.amount for d in doses if d.amount.unit == given.unit), doses[0].amount)
-
-
-def _check_prn(
-    entry: ListEntry, request: ChartRequest, recent: Sequence[store.RecentCharting]
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The PRN limits; ``recent`` are the patient's chartings from ``PRN_WINDOW_MAX`` before
-    the dose on."""
-    assert request.given_at is not None and request.dose is not None
-    assert entry.dosage is not None
-    since = request.given_at - PRN_WINDOW_MAX
-    until = request.given_at + PRN_WINDOW_MAX
-    intakes = [
-        Intake(c.at, c.dose[0])
-        for c in recent
-        if since <= c.at < until and c.stands and c.entry_id == entry.id
-        and c.outcome is Outcome.GIVEN and c.dose is not None
-        and c.dose[1] == request.dose.unit
-    ]
-    exceeded: list[str] = []
-    not_checked: list[str] = []
-    for dose in entry.dosage.as_needed:
-        result = check_prn_limits(dose, intakes, request.given_at, request.dose)
-        exceeded += [x for x in result.exceeded if x not in exceeded]
-        not_checked += [x for x in result.not_checked if x not in not_checked]
-    if exceeded and not (request.limit_override or "").strip():
-        raise PrnLimitExceeded(
-            f"the dose breaks the as-needed limits {', '.join(exceeded)}; "
-            "give an override reason to chart it anyway",
-            entry_id=entry.id, limits=exceeded,
-        )
-    return tuple(exceeded), tuple(not_checked)
+    look_back = PRN_WINDOW_MAX if is_as_needed(entry) else timedelta(hours=24)
+    return given_at - max(look_back, timedelta(hours=24))
 
 
 def _screening(

@@ -11,10 +11,17 @@ from sqlalchemy.exc import IntegrityError
 
 from medloop.domain.errors import PatientAlreadyRegistered
 from medloop.domain.patient import Observation, Patient
-from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
-from medloop.store import audit
+from medloop.loop.runner import (
+    Call,
+    CommandResult,
+    Context,
+    Done,
+    Effect,
+    WorkContext,
+    run_command,
+    run_work,
+)
 from medloop.store import medication_list as store
-from medloop.store.db import writer
 
 
 def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
@@ -30,25 +37,18 @@ def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
 
 
 def _register(engine: Engine, patient: Patient, call: Call) -> None:
-    with writer(engine).begin() as conn:
-        if store.find_patient_id(conn, str(patient.national_id)) is not None:
+    def work(ctx: WorkContext) -> Done:
+        if store.find_patient_id(ctx.conn, str(patient.national_id)) is not None:
             raise PatientAlreadyRegistered(
                 "a patient with this national id is already registered", patient_id=patient.id
             )
-        store.add_patient(conn, patient, call.at)
-        audit.append(
-            conn,
-            audit.AuditEvent(
-                actor=call.actor.personnel.hpr_number,
-                actor_role=call.actor.personnel.role.value,
-                organisation=call.actor.organisation.id,
-                patient=str(patient.national_id),
-                action="medication-list.register-patient",
-                request_id=call.request_id,
-                reason=call.reason,
-                detail={"patient_id": str(patient.id)},
-            ),
-        )
+        store.add_patient(ctx.conn, patient, call.at)
+        return Done(response={"patient_id": str(patient.id)}, patient=str(patient.national_id))
+
+    run_work(
+        engine, "medication-list.register-patient", work, call=call,
+        request={"patient_id": str(patient.id)},
+    )
 
 
 def record_observation(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -49,8 +49,10 @@ from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
 from medloop.store import audit, batch, state_cache
 from medloop.store import medication_list as store
+from medloop.store.administration import lock_patient_revision
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
+from medloop.store.medication_list import Locked, PatientState
 from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
@@ -107,7 +109,7 @@ class Context:
     call, and the connection (for reads only)."""
 
     conn: Connection
-    state: store.PatientState
+    state: PatientState
     catalogue: Catalogue
     call: Call
 
@@ -141,7 +143,7 @@ def run_command(
     version the caller saw (``None``: the command does not depend on it); ``request`` is the
     command's JSON input, fingerprinted for the idempotency key."""
     cache = cache_for(engine)
-    committed: list[tuple[int, store.PatientState]] = []
+    committed: list[tuple[int, PatientState]] = []
     try:
         with writer(engine).begin() as conn:
             result = _run(
@@ -151,16 +153,20 @@ def run_command(
             cache.put(patient_id, revision, state)
     except DomainError as refusal:
         metrics.command_finished(action, refusal.code)
-        _audit_refusal(engine, action, patient_id, call, refusal.code, refusal.detail)
+        _audit_refusal(engine, _ON_LIST + action, patient_id, call, refusal.code, refusal.detail)
         raise
     except IdempotencyError as refusal:
         metrics.command_finished(action, "idempotency-key")
-        _audit_refusal(engine, action, patient_id, call, "idempotency-key", str(refusal))
+        _audit_refusal(
+            engine, _ON_LIST + action, patient_id, call, "idempotency-key", str(refusal)
+        )
         raise
     except IntegrityError as error:
         conflict = _conflict(engine, patient_id, based_on)
         metrics.command_finished(action, conflict.code)
-        _audit_refusal(engine, action, patient_id, call, conflict.code, conflict.detail)
+        _audit_refusal(
+            engine, _ON_LIST + action, patient_id, call, conflict.code, conflict.detail
+        )
         raise conflict from error
     if result.replayed:
         metrics.command_finished(action, "replayed")
@@ -179,7 +185,7 @@ def _run(
     based_on: int | None,
     request: Mapping[str, Any],
     cache: StateCache,
-    committed: list[tuple[int, store.PatientState]],
+    committed: list[tuple[int, PatientState]],
 ) -> CommandResult:
     def compute() -> dict[str, Any]:
         return _decide_and_store(
@@ -188,19 +194,11 @@ def _run(
 
     # The appends go out together with the audit record (PostgreSQL: one round trip).
     with batch.batched(conn):
-        if call.idempotency_key is None:
-            response, replayed = compute(), False
-        else:
-            scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
-            fingerprint = request_fingerprint(
-                {"action": action, "patient_id": str(patient_id), "based_on": based_on,
-                 "overrides": call.overrides, "request": dict(request)}
-            )
-            # No savepoint: a refusal rolls the whole transaction back.
-            result = run_once(
-                conn, scope, call.idempotency_key, fingerprint, compute, savepoint=False
-            )
-            response, replayed = result.response, result.replayed
+        response, replayed = _once(
+            conn, call, action, compute,
+            {"action": action, "patient_id": str(patient_id), "based_on": based_on,
+             "overrides": call.overrides, "request": dict(request)},
+        )
         national_id = (
             str(committed[-1][1].patient.national_id)
             if committed
@@ -216,6 +214,55 @@ def _run(
     )
 
 
+def _once(
+    conn: Connection,
+    call: Call,
+    action: str,
+    compute: Callable[[], dict[str, Any]],
+    fingerprinted: Mapping[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """``compute()`` once per idempotency key of the caller and action (a retry with the same
+    ``fingerprinted`` request gets the first response back); at once without a key. No
+    savepoint: a refusal rolls the whole transaction back."""
+    if call.idempotency_key is None:
+        return compute(), False
+    scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
+    result = run_once(
+        conn, scope, call.idempotency_key, request_fingerprint(dict(fingerprinted)), compute,
+        savepoint=False,
+    )
+    return dict(result.response), result.replayed
+
+
+def _locked(
+    conn: Connection, patient_id: UUID, cache: StateCache, *, bump: bool
+) -> tuple[Locked | None, PatientState | None]:
+    """The patient locked to the end of the transaction, and its state (from the cache when
+    it holds the state of the revision before this transaction's work, else read).
+
+    ``bump``: a command bumps the revision (which locks the row), so the state cached for the
+    revision before it is current. Without: the row is locked as it is (system and ward work
+    that leaves the list and the patient's record alone, so states cached in other processes
+    stay valid) and the state cached for the current revision is current."""
+    if bump:
+        locked = store.lock_for_command(conn, patient_id)
+    else:
+        found = lock_patient_revision(conn, patient_id)
+        locked = None if found is None else Locked(found[0], found[1], None)
+    if locked is None:
+        return None, None
+    before = locked.revision - 1 if bump else locked.revision
+    state = cache.get(patient_id, before)
+    if bump:
+        metrics.state_cache_lookup(state is not None)
+    if state is None:
+        state = store.load_patient_state(conn, Patient.model_validate(locked.record))
+    elif state_cache.VERIFY:
+        fresh = store.load_patient_state(conn, Patient.model_validate(locked.record))
+        state_cache.verified(state, fresh)
+    return locked, state
+
+
 def _decide_and_store(
     conn: Connection,
     action: str,
@@ -224,19 +271,12 @@ def _decide_and_store(
     decide: Decide,
     based_on: int | None,
     cache: StateCache,
-    committed: list[tuple[int, store.PatientState]],
+    committed: list[tuple[int, PatientState]],
 ) -> dict[str, Any]:
-    locked = store.lock_for_command(conn, patient_id)
-    if locked is None:
+    locked, state = _locked(conn, patient_id, cache, bump=True)
+    if locked is None or state is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     revision = locked.revision
-    state = cache.get(patient_id, revision - 1)
-    metrics.state_cache_lookup(state is not None)
-    if state is None:
-        state = store.load_patient_state(conn, Patient.model_validate(locked.record))
-    elif state_cache.VERIFY:
-        fresh = store.load_patient_state(conn, Patient.model_validate(locked.record))
-        state_cache.verified(state, fresh)
     current = state.medication_list.version
     if based_on is not None and based_on != current:
         raise _stale(conn, patient_id, based_on, current)
@@ -285,7 +325,7 @@ def _store(
     effect: Effect,
     alerts: Sequence[Alert],
     version: int,
-    state: store.PatientState,
+    state: PatientState,
 ) -> tuple[dict[str, str], tuple[store.StoredAlert, ...]]:
     """Append everything; returns the alerts newly handled for the patient (key → reason) and
     the alerts stored."""
@@ -320,11 +360,131 @@ def _store(
     return store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known), stored
 
 
+# -- the variant for work beside a patient's list -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Note:
+    """An audit record system work asks for (``occurred_at``: when it happened, if not now)."""
+
+    action: str
+    detail: Mapping[str, Any]
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a piece of work did: its response and, for system work, the audit records of what
+    it changed (none when it changed nothing). ``patient`` is the national id a person's work
+    is about when no patient is locked (a registration)."""
+
+    response: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[Note, ...] = ()
+    patient: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkContext:
+    """What work runs in: the write transaction, the caller (``None``: the system), and the
+    locked patient's state when the work is on one patient."""
+
+    conn: Connection
+    call: Call | None
+    state: PatientState | None
+
+
+Work = Callable[[WorkContext], Done]
+
+
+def run_work(
+    engine: Engine,
+    action: str,
+    work: Work,
+    *,
+    call: Call | None = None,
+    patient_id: UUID | None = None,
+    request: Mapping[str, Any] | None = None,
+) -> Mapping[str, Any]:
+    """The one variant of ``run_command``, for writes that are not a command on a patient's list:
+    a ward's set-up, registering a patient, and the scheduled jobs' work on one patient
+    (planning doses, marking missed doses, flagging a multidose deadline). One write
+    transaction, like a command: ``work`` appends through the store on ``ctx.conn``; the runner
+    owns the transaction, the lock, the idempotency key, the audit and the metrics.
+
+    - ``patient_id``: the patient's row is locked (without bumping its revision: such work
+      leaves the list and the patient's record alone) and ``ctx.state`` is the patient's
+      state; ``PatientNotFound`` when there is no such patient.
+    - ``call`` (a person's work, audited as ``action`` with the response as detail): the
+      idempotency key, the command metrics, and a refusal audited in a transaction of its own
+      (detail: the code and ``request``). ``call=None`` is the system: the work's own
+      ``Done.notes`` are audited (actor ``system``); jobs count their runs themselves."""
+    cache = cache_for(engine)
+    committed: list[tuple[int, PatientState]] = []
+    try:
+        with writer(engine).begin() as conn:
+            response, replayed = _work(conn, action, work, call, patient_id, request, cache,
+                                       committed)
+        for revision, state in committed:
+            cache.put(patient_id, revision, state)  # type: ignore[arg-type]
+    except (DomainError, IdempotencyError) as refusal:
+        if call is None:
+            raise
+        code = refusal.code if isinstance(refusal, DomainError) else "idempotency-key"
+        why = refusal.detail if isinstance(refusal, DomainError) else str(refusal)
+        metrics.command_finished(action, code)
+        _audit_refusal(engine, action, patient_id, call, code, why,
+                       {"code": code, "detail": why, **dict(request or {})})
+        raise
+    if call is not None:
+        metrics.command_finished(action, "replayed" if replayed else "ok")
+    return response
+
+
+def _work(
+    conn: Connection,
+    action: str,
+    work: Work,
+    call: Call | None,
+    patient_id: UUID | None,
+    request: Mapping[str, Any] | None,
+    cache: StateCache,
+    committed: list[tuple[int, PatientState]],
+) -> tuple[dict[str, Any], bool]:
+    state = None
+    if patient_id is not None:
+        locked, state = _locked(conn, patient_id, cache, bump=False)
+        if locked is None or state is None:
+            raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+        committed.append((locked.revision, state))
+    national_id = None if state is None else str(state.patient.national_id)
+    ctx = WorkContext(conn, call, state)
+    if call is None:
+        done = work(ctx)
+        for note in done.notes:
+            audit.append(conn, _event(note.action, None, national_id, audit.Outcome.OK,
+                                      note.detail, note.occurred_at))
+        return dict(done.response), False
+    seen: list[Done] = []
+
+    def compute() -> dict[str, Any]:
+        seen.append(work(ctx))
+        return dict(seen[-1].response)
+
+    response, replayed = _once(
+        conn, call, action, compute, {"action": action, "request": dict(request or {})}
+    )
+    if seen and seen[-1].patient is not None:
+        national_id = seen[-1].patient
+    audit.append(conn, _event(action, call, national_id, audit.Outcome.OK,
+                              {**response, "replayed": replayed}))
+    return response, replayed
+
+
 # -- decision support --------------------------------------------------------------------------
 
 
 def _screen(
-    catalogue: Catalogue, state: store.PatientState, screening: Screening | None, today: date
+    catalogue: Catalogue, state: PatientState, screening: Screening | None, today: date
 ) -> list[Alert]:
     if screening is None or not screening.proposed:
         return []
@@ -412,37 +572,55 @@ def _audit(
     detail = {key: value for key, value in response.items() if key != "alerts"}
     detail["alerts"] = [a["key"] for a in response["alerts"]]
     detail["replayed"] = replayed
-    audit.append(conn, _event(action, call, national_id, audit.Outcome.OK, detail))
+    audit.append(conn, _event(_ON_LIST + action, call, national_id, audit.Outcome.OK, detail))
 
 
 _CONFLICTS = frozenset({StaleListVersion.code, IdAlreadyUsed.code, "idempotency-key"})
 
 
+_ON_LIST = "medication-list."
+"""The audit action of a command on a patient's list is ``medication-list.<command>``."""
+
+
 def _audit_refusal(
-    engine: Engine, action: str, patient_id: UUID, call: Call, code: str, why: str
+    engine: Engine, action: str, patient_id: UUID | None, call: Call, code: str, why: str,
+    detail: Mapping[str, Any] | None = None,
 ) -> None:
+    """The refusal of a command (``action`` as audited), in a transaction of its own."""
     outcome = audit.Outcome.CONFLICT if code in _CONFLICTS else audit.Outcome.REFUSED
-    detail = {"patient_id": str(patient_id), "code": code, "detail": why}
+    if detail is None:
+        detail = {"patient_id": str(patient_id), "code": code, "detail": why}
     with writer(engine).begin() as conn:
-        national_id = store.national_id_of(conn, patient_id)
+        national_id = None if patient_id is None else store.national_id_of(conn, patient_id)
         audit.append(conn, _event(action, call, national_id, outcome, detail))
+
+
+SYSTEM = "system"
+"""The actor and role of the audit records of system work (the scheduled jobs)."""
 
 
 def _event(
     action: str,
-    call: Call,
+    call: Call | None,
     national_id: str | None,
     outcome: audit.Outcome,
     detail: Mapping[str, Any],
+    occurred_at: datetime | None = None,
 ) -> audit.AuditEvent:
+    if call is None:
+        return audit.AuditEvent(
+            actor=SYSTEM, actor_role=SYSTEM, patient=national_id, action=action,
+            outcome=outcome, detail=dict(detail), occurred_at=occurred_at,
+        )
     return audit.AuditEvent(
         actor=call.actor.personnel.hpr_number,
         actor_role=call.actor.personnel.role.value,
         organisation=call.actor.organisation.id,
         patient=national_id,
-        action=f"medication-list.{action}",
+        action=action,
         outcome=outcome,
         request_id=call.request_id,
         reason=call.reason,
         detail=dict(detail),
+        occurred_at=occurred_at,
     )

@@ -29,7 +29,6 @@ from medloop.domain.errors import (
     InvalidEntry,
     PrescriptionBacksAnotherEntry,
     PrescriptionNotOnEntry,
-    StaleListVersion,
 )
 from medloop.domain.medication_list import (
     AddEntry,
@@ -98,7 +97,6 @@ class ListMachine(RuleBasedStateMachine):
     def _common(self, entry_id: UUID | None = None) -> dict[str, Any]:
         self.step += 1
         common: dict[str, Any] = {
-            "based_on": self.medication_list.version,
             "author": DOCTOR,
             "at": T0 + timedelta(minutes=self.step),
         }
@@ -222,14 +220,6 @@ class ListMachine(RuleBasedStateMachine):
         )
         if self._apply(command, expected):
             entry.prescriptions = [new if p == old else p for p in entry.prescriptions]
-
-    @rule(entry_id=entries)
-    def stale_write(self, entry_id: UUID) -> None:
-        if self.medication_list.version == 0:
-            return
-        stale = {**self._common(entry_id), "based_on": self.medication_list.version - 1}
-        command = HoldEntry(**stale)
-        self._apply(command, StaleListVersion)
 
     # -- invariants ----------------------------------------------------------------------------
 

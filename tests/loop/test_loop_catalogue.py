@@ -32,23 +32,26 @@ def _made(version: int, by_varenr: dict[str, tuple[Package, ...]]) -> Catalogue:
 
 
 def test_a_new_catalogue_at_a_freed_catalogues_address_gets_its_own_gtin_index():
-    old = _catalogue(1, _package("100001", "7040000000011"))
-    old_index = set(old.packages_by_gtin)
-    old_id = id(old)
-    newer = {"200002": (_package("200002", "7040000000028"),)}
-    del old
-    # CPython hands a freed object's memory to the next object of its size: allocate until a
-    # new catalogue has the old one's id (the case an index keyed by id() gets wrong).
-    kept: list[Catalogue] = []
-    for _ in range(10_000):
-        new = _made(2, newer)
-        if id(new) == old_id:
-            break
-        kept.append(new)
-    assert old_index == {"7040000000011"}
-    assert id(new) == old_id, "could not make CPython reuse the freed catalogue's id"
-    assert set(new.packages_by_gtin) == {"7040000000028"}
-    assert new.packages_by_gtin["7040000000028"].varenr == "200002"
+    # CPython hands a freed object's memory to the next objects of its size: index a catalogue,
+    # free it, make new ones until one lands at its address (the case an index keyed by id()
+    # gets wrong: the new catalogue would read the freed one's packages). Repeated, so the
+    # reuse happens whatever else the interpreter allocates in between.
+    old_ean, new_ean = "7040000000011", "7040000000028"
+    older = {"100001": (_package("100001", old_ean),)}
+    newer = {"200002": (_package("200002", new_ean),)}
+    reused = 0
+    for _ in range(200):
+        old = _made(1, older)
+        old_index = set(old.packages_by_gtin)
+        old_id = id(old)
+        del old
+        batch = [_made(2, newer) for _ in range(20)]
+        for catalogue in batch:
+            if id(catalogue) == old_id:
+                reused += 1
+                new_index = set(catalogue.packages_by_gtin)
+                assert (old_index, new_index) == ({old_ean}, {new_ean})
+    assert reused, "CPython reused no freed catalogue's address"
 
 
 def test_the_gtin_index_is_built_once_even_when_charting_threads_ask_at_once():
