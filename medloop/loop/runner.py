@@ -1,16 +1,19 @@
 """The machinery every command of the loop shares (architecture: "load list → run checks →
-write change + alerts + audit in ONE transaction").
+write change + alerts + audit in ONE transaction"), and the only place that writes.
 
 ``run_command`` opens one write transaction, locks and loads the patient, checks the caller's
-expected list version, lets the command decide its ``Effect`` with the pure domain functions,
-runs decision support on the result, refuses with ``OverrideRequired`` while an alert that
-needs an override has no reason, stores everything append-only, and appends the audit record
-last. With an idempotency key the work runs through ``run_once``: a retry returns the first
-response and has no second effect. A refusal rolls everything back and is then audited in a
-transaction of its own.
+expected list version (``based_on``, the HTTP ``If-Match``; the only check of it), lets the
+command decide its ``Effect`` with the pure domain functions, runs decision support on the
+result, refuses with ``OverrideRequired`` while an alert that needs an override has no reason,
+stores everything append-only, and appends the audit record last. With an idempotency key the
+work runs through ``run_once``: a retry returns the first response and has no second effect. A
+refusal rolls everything back and is then audited in a transaction of its own.
 
-The catalogue version in force is resolved once per transaction; its ``Knowledge`` is built
-once per catalogue version per process.
+``run_work`` is its one variant, for writes that are not a command on a patient's list (a
+ward's set-up, registering a patient, the scheduled jobs' work on one patient): the same
+transaction, lock, idempotency key, audit and metrics, kept here too.
+
+The catalogue version in force is resolved once per transaction (``medloop.loop.catalogue``).
 """
 
 from __future__ import annotations
