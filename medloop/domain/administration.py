@@ -12,7 +12,7 @@ closed-loop rules a charting must pass (architecture invariant 4):
 - a scanned pack (GS1 element string or plain EAN/NTIN) resolves to a package of the entry's
   product or of its substitution group and is not expired; skipping the scan takes a reason.
 
-Everything here is pure: the command layer (``medloop.loop.administer``) loads the inputs and
+Everything here is pure: the command layer (``medloop.loop.administration``) loads the inputs and
 stores the record returned.
 """
 
