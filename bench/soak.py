@@ -51,9 +51,10 @@ import api  # noqa: E402 - bench/api.py: the workload, its client and its server
 from fest.loader import import_catalogue  # noqa: E402
 from medloop.api.auth import issue_token  # noqa: E402
 from medloop.demo import GP, PHARMACIST  # noqa: E402
-from medloop.store import medication_list as tables  # noqa: E402
 from medloop.store.db import make_engine  # noqa: E402
+from medloop.store.list_changes import list_change  # noqa: E402
 from medloop.store.migrate import upgrade  # noqa: E402
+from medloop.store.prescriptions import dispense, prescription  # noqa: E402
 
 MAX_ATTEMPTS = 20
 WRITES = {"prescribe with checks", "dispense"}
@@ -215,8 +216,8 @@ def _verify(url: str, acknowledged: list[tuple[str, str]], patients: list[str],
     try:
         with engine.connect() as conn:
             found = {
-                "prescription": set(conn.execute(select(tables.prescription.c.id)).scalars()),
-                "dispense": set(conn.execute(select(tables.dispense.c.id)).scalars()),
+                "prescription": set(conn.execute(select(prescription.c.id)).scalars()),
+                "dispense": set(conn.execute(select(dispense.c.id)).scalars()),
             }
             lost = [(kind, id_) for kind, id_ in acknowledged if id_ not in found[kind]]
 
@@ -226,9 +227,9 @@ def _verify(url: str, acknowledged: list[tuple[str, str]], patients: list[str],
                     .group_by(column), {"ids": [*patients, untouched, warm]}
                 ).all())
 
-            changes = per_patient(tables.list_change, tables.list_change.c.patient_id)
-            prescriptions = per_patient(tables.prescription, tables.prescription.c.patient_id)
-            dispenses = per_patient(tables.dispense, tables.dispense.c.patient_id)
+            changes = per_patient(list_change, list_change.c.patient_id)
+            prescriptions = per_patient(prescription, prescription.c.patient_id)
+            dispenses = per_patient(dispense, dispense.c.patient_id)
     finally:
         engine.dispose()
     # What one patient's list changes are made of, learnt from two patients outside the run:

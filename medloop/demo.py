@@ -39,7 +39,7 @@ from medloop.loop.catalogue import DrugOrder
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import Call, CommandResult
-from medloop.store import medication_list as store
+from medloop.store.patients import find_patient_id
 
 GP_PRACTICE = Organisation(
     id="8095068", name="Fjordbyen legekontor (demo)", kind=OrganisationKind.GP_PRACTICE
@@ -205,7 +205,7 @@ def build(
     world = DemoWorld()
     residents = [(r, national_id(r.birth, 100 + 37 * i)) for i, r in enumerate(RESIDENTS)]
     with engine.connect() as conn:
-        known = {nid: store.find_patient_id(conn, nid) for _, nid in residents}
+        known = {nid: find_patient_id(conn, nid) for _, nid in residents}
     if all(known.values()):
         world.already_built = True
         world.patients = {nid: pid for nid, pid in known.items() if pid is not None}

@@ -20,16 +20,17 @@ from interactions import Alert
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import EntryNotFound
+from medloop.domain.errors import EntryNotFound, PatientNotFound
 from medloop.domain.medication_list import EntryVersion
-from medloop.domain.reconciliation import Reconciliation
-from medloop.domain.errors import PatientNotFound
 from medloop.domain.personnel import Actor
-from medloop.store import access
-from medloop.store import medication_list as store
-from medloop.store import state_cache
-from medloop.store.db import transaction_memo
+from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.state import PatientState
+from medloop.store import access, state_cache
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import accessed_in_transaction, read_patient_revision
+from medloop.store.prescriptions import reconciliations_of
 from medloop.store.state_cache import cache_for
+from medloop.store.transaction import transaction_memo
 
 Read = TypeVar("Read")
 
@@ -169,16 +170,16 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
     ]
 
 
-def patient_state(conn: Connection, patient_id: UUID) -> store.PatientState:
+def patient_state(conn: Connection, patient_id: UUID) -> PatientState:
     """The patient's whole state as last committed (from this process's cache when it is
     current); ``PatientNotFound`` for an unknown patient."""
     return _state(conn, patient_id)
 
 
-def _state(conn: Connection, patient_id: UUID) -> store.PatientState:
+def _state(conn: Connection, patient_id: UUID) -> PatientState:
     # Several queries of one audited read (a list with its alerts and overrides) share one
     # state; a transaction that may also write to the patient reads it afresh each time.
-    if not (conn.in_transaction() and store.accessed_in_transaction(conn, patient_id)):
+    if not (conn.in_transaction() and accessed_in_transaction(conn, patient_id)):
         return _read_state(conn, patient_id)
     memo = transaction_memo(conn)
     found = memo.get((_STATE, patient_id))
@@ -190,8 +191,8 @@ def _state(conn: Connection, patient_id: UUID) -> store.PatientState:
 _STATE = "queries.state"
 
 
-def _read_state(conn: Connection, patient_id: UUID) -> store.PatientState:
-    found = store.read_patient_revision(conn, patient_id)
+def _read_state(conn: Connection, patient_id: UUID) -> PatientState:
+    found = read_patient_revision(conn, patient_id)
     if found is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     patient, revision = found
@@ -200,9 +201,9 @@ def _read_state(conn: Connection, patient_id: UUID) -> store.PatientState:
     if cached is not None:
         state = replace(cached, patient=patient)
         if state_cache.VERIFY:
-            state_cache.verified(state, store.load_patient_state(conn, patient))
+            state_cache.verified(state, load_patient_state(conn, patient))
         return state
-    state = store.load_patient_state(conn, patient)
+    state = load_patient_state(conn, patient)
     # Under READ COMMITTED a command may commit between reading the revision and the rows, so
     # the state may be newer than ``revision``. Tagged ``revision`` it is still safe: a command
     # only uses the state of the revision just below the one it bumped to, and the revision
@@ -215,4 +216,4 @@ def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
     """The patient's reconciliations, oldest first; an outcome whose ``entry_version`` is below
     the entry's current version no longer covers that entry."""
     _state(conn, patient_id)
-    return store.reconciliations(conn, patient_id)
+    return reconciliations_of(conn, patient_id)

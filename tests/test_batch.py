@@ -25,8 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from medloop.domain.patient import NationalId, Patient
-from medloop.store import batch
-from medloop.store import medication_list as list_store
+from medloop.store import batch, patients
 from medloop.store.audit import (
     AuditEvent,
     _canonical_parts,
@@ -231,9 +230,9 @@ def test_the_first_statements_read_through_psycopg_give_what_sqlalchemy_gives(po
         person = _registered_patient(engine)
         by_id = {"patient_id": str(person.id)}
         cases = [
-            (list_store._ACCESS_LOCKING_CHAIN, by_id),
-            (list_store._OWN_ACCESS_LOCKING_CHAIN, {"national_id": str(person.national_id)}),
-            (list_store._BUMP_REVISION_LOCKING_CHAIN, by_id),
+            (patients._ACCESS_LOCKING_CHAIN, by_id),
+            (patients._OWN_ACCESS_LOCKING_CHAIN, {"national_id": str(person.national_id)}),
+            (patients._BUMP_REVISION_LOCKING_CHAIN, by_id),
         ]
         for statement, params in cases:
             with writer(engine).begin() as conn:
@@ -248,7 +247,7 @@ def test_the_first_statements_read_through_psycopg_give_what_sqlalchemy_gives(po
                 k: type(v) for k, v in through_sqlalchemy._asdict().items()
             }
         with writer(engine).begin() as conn:
-            assert batch.first_row(conn, list_store._ACCESS_LOCKING_CHAIN,
+            assert batch.first_row(conn, patients._ACCESS_LOCKING_CHAIN,
                                    {"patient_id": str(uuid.uuid4())}) is None
     finally:
         engine.dispose()
@@ -260,7 +259,7 @@ def test_the_revision_bump_carries_its_own_increment(engine):
     revisions = []
     for _ in range(3):
         with writer(engine).begin() as conn:
-            revisions.append(list_store.lock_for_command(conn, person.id).revision)
+            revisions.append(patients.lock_for_command(conn, person.id).revision)
     assert revisions == [revisions[0], revisions[0] + 1, revisions[0] + 2]
 
 

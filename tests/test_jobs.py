@@ -20,7 +20,7 @@ from medloop.cli import app
 from medloop.domain.codes import PrescriptionStatus
 from medloop.loop.prescribe import prescribe
 from medloop.queries import prescriptions
-from medloop.store import administration as admin_store
+from medloop.store import administration
 from medloop.store.audit import audit_event
 from tests.administration.admin_fixtures import (
     ADMITTED,
@@ -64,7 +64,7 @@ def test_mark_missed_marks_each_dose_once(engine):
     first, second = run_twice(engine, "mark-missed", NOW + timedelta(days=1))
     assert first["missed"] == 2 and second["missed"] == 0  # 19 Nov 18:00 and 20 Nov 08:00
     with engine.connect() as conn:
-        assert admin_store.count_missed(conn) == 2
+        assert administration.count_missed(conn) == 2
 
 
 def test_expire_prescriptions_is_an_audited_command_run_once(engine):

@@ -13,7 +13,8 @@ from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from medloop.cli import app as cli
-from medloop.store.medication_list import entry_version, list_change, patient
+from medloop.store.list_changes import entry_version, list_change
+from medloop.store.patients import patient
 from medloop.store.records import check
 from tests.api.api_fixtures import PATIENT_TOKEN, auth, make_world, prescribe_body
 from tests.loop.loop_fixtures import SIMVASTATIN_28

@@ -35,8 +35,11 @@ from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.store import batch
-from medloop.store import medication_list as store
-from medloop.store.records import parsed, stored_records
+from medloop.store.columns import parsed
+from medloop.store.list_changes import list_version
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import read_patient
+from medloop.store.records import stored_records
 from tests.api.api_fixtures import make_world
 from tests.loop.loop_fixtures import SIMVASTATIN_28, TODAY, call, demo_world
 
@@ -84,7 +87,7 @@ _SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
 def _prescribed(engine, patient_id, order, reason) -> None:
     """Prescribe ``order``, overriding whatever alert needs an override."""
     with engine.connect() as conn:
-        version = store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     try:
         prescribe(engine, patient_id, order, call(reason=reason), based_on=version)
     except OverrideRequired as refused:
@@ -108,7 +111,7 @@ def test_a_prescription_with_any_accepted_value_loads_again_equal(engine):
         )
         _prescribed(engine, patient_id, order, reason)
         with engine.connect() as conn:
-            state = store.load_patient_state(conn, store.read_patient(conn, patient_id))
+            state = load_patient_state(conn, read_patient(conn, patient_id))
         entry = state.medication_list.entry(order.entry_id)
         assert (entry.dosage, entry.indication) == (dosage, indication)
         assert state.changes[-1].reason == reason

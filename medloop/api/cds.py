@@ -42,9 +42,9 @@ from medloop.api.screening import Proposal, Screened, screen
 from medloop.domain.errors import DomainError, PatientNotFound
 from medloop.loop.catalogue import DrugOrder
 from medloop.store import access
-from medloop.store import medication_list as store
 from medloop.store.db import reader
 from medloop.store.idempotency import request_fingerprint, run_once
+from medloop.store.patients import find_patient_id
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], route_class=BlockingRoute)
 
@@ -230,7 +230,7 @@ def _patient_id(conn: Any, given: str) -> UUID:
     try:
         return UUID(given)
     except ValueError:
-        found = store.find_patient_id(conn, given)
+        found = find_patient_id(conn, given)
     if found is None:
         raise PatientNotFound("context.patientId names no patient", patient_id=given)
     return found

@@ -31,9 +31,9 @@ from sqlalchemy import Connection, Engine
 
 from medloop.api.auth import Principal, Role
 from medloop.api.problems import Forbidden
-from medloop.store import medication_list as store
 from medloop.store.access import Accessor, audit_refused
 from medloop.store.db import reader
+from medloop.store.patients import national_id_of
 
 
 class Action(StrEnum):
@@ -253,7 +253,7 @@ def _refusal(
 
 
 def _is_self(conn: Connection, principal: Principal, patient_id: UUID, at: datetime) -> bool:
-    return store.national_id_of(conn, patient_id) == principal.subject
+    return national_id_of(conn, patient_id) == principal.subject
 
 
 def _is_admitted(conn: Connection, principal: Principal, patient_id: UUID, at: datetime) -> bool:

@@ -19,13 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from medloop.api.auth import Unauthenticated
 from medloop.api.responses import JSONResponse
 from medloop.domain import errors as e
+from medloop.store.columns import StoredRecordUnreadable
 from medloop.store.db import database_unavailable
 from medloop.store.idempotency import (
     IdempotencyError,
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
 )
-from medloop.store.records import StoredRecordUnreadable
 
 PROBLEM_BASE = "https://medloop.dev/problems/"
 MEDIA_TYPE = "application/problem+json"

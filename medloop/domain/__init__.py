@@ -12,6 +12,8 @@ One module per concern:
 - ``prescribing`` — prescribe, renew and discontinue across list and prescriptions;
 - ``dispense`` — dispenses, annulments, tallies and the closed-loop ``check_dispensable``;
 - ``reconciliation`` — reconciliation (``samstemming``) records;
+- ``state`` — ``PatientState``, everything the loop knows about one patient, and how one
+  command's appends advance it;
 - ``versioning`` — structured diffs; ``codes`` — code systems; ``errors`` — domain errors.
 
 The command layer loads state, calls these functions, and persists what they return.

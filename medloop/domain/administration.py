@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
@@ -200,6 +201,31 @@ class PlannedDose(Frozen):
     exact: bool = False
     shifted: bool = False
     multidose: bool = False
+
+
+class ScheduleVersion(Protocol):
+    """A version of an entry's schedule, as ``dose_in_force`` needs it: planned doses of older
+    versions due from ``effective_from`` on are superseded."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def effective_from(self) -> datetime: ...
+
+
+def dose_in_force(
+    dose: PlannedDose,
+    schedules: Sequence[ScheduleVersion],
+    charted: bool,
+) -> bool:
+    """Whether ``dose`` stands on the chart: it is charted, or no newer schedule of its entry
+    took over at or before its due time."""
+    if charted:
+        return True
+    return not any(
+        s.version > dose.schedule_version and s.effective_from <= dose.due_at for s in schedules
+    )
 
 
 class ScannedPack(Frozen):

@@ -26,7 +26,7 @@ from medloop.catalogue import load_snapshot
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.errors import NoCatalogueInForce, UnknownDrug
-from medloop.store import medication_list as store
+from medloop.store.patients import catalogue_key_in_force
 
 __all__ = ["KEEP_CATALOGUES", "Catalogue", "DrugOrder", "catalogue_in_force", "catalogue_of"]
 
@@ -124,7 +124,7 @@ _catalogues_lock = threading.Lock()
 
 def catalogue_in_force(conn: Connection) -> Catalogue:
     """The catalogue version in force, built once per version (and file) in this process."""
-    return catalogue_of(conn, store.catalogue_key_in_force(conn))
+    return catalogue_of(conn, catalogue_key_in_force(conn))
 
 
 def catalogue_of(conn: Connection, key: tuple[int, str] | None) -> Catalogue:

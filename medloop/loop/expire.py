@@ -17,7 +17,7 @@ from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import expire
 from medloop.domain.ward import local_date
 from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
-from medloop.store import medication_list as store
+from medloop.store import prescriptions
 
 SCHEDULER = Actor(
     personnel=HealthPersonnel(hpr_number="0", name="medloop scheduler", role=PersonnelRole.SYSTEM),
@@ -53,16 +53,19 @@ def expire_prescriptions(engine: Engine, patient_id: UUID, call: Call) -> Comman
 def patients_with_expired_prescriptions(conn: Connection, call: Call) -> list[UUID]:
     """Patients with a dispensable prescription past its last valid day at ``call.at``."""
     today = local_date(call.at).isoformat()
-    version = store.prescription_version
+    version = prescriptions.prescription_version
     latest = (
         select(version.c.prescription_id, func.max(version.c.version).label("version"))
         .group_by(version.c.prescription_id)
         .subquery()
     )
     rows = conn.execute(
-        select(store.prescription.c.patient_id, version.c.record)
+        select(prescriptions.prescription.c.patient_id, version.c.record)
         .join(latest, latest.c.prescription_id == version.c.prescription_id)
-        .join(store.prescription, store.prescription.c.id == version.c.prescription_id)
+        .join(
+            prescriptions.prescription,
+            prescriptions.prescription.c.id == version.c.prescription_id,
+        )
         .where(version.c.version == latest.c.version)
         .where(version.c.to_status == PrescriptionStatus.DISPENSABLE.value)
     ).all()

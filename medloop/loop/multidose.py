@@ -83,9 +83,9 @@ from medloop.loop.runner import (
     run_command,
     run_work,
 )
-from medloop.store import medication_list as list_store
 from medloop.store import multidose as store
 from medloop.store.db import reader
+from medloop.store.patients import national_id_of
 
 Write = Callable[[Connection], None]
 
@@ -589,7 +589,7 @@ class PeriodView:
 
 
 def _known(conn: Connection, patient_id: UUID) -> None:
-    if list_store.national_id_of(conn, patient_id) is None:
+    if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
 
 

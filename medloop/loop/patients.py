@@ -21,7 +21,7 @@ from medloop.loop.runner import (
     run_command,
     run_work,
 )
-from medloop.store import medication_list as store
+from medloop.store.patients import add_patient, find_patient_id
 
 
 def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
@@ -38,11 +38,11 @@ def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
 
 def _register(engine: Engine, patient: Patient, call: Call) -> None:
     def work(ctx: WorkContext) -> Done:
-        if store.find_patient_id(ctx.conn, str(patient.national_id)) is not None:
+        if find_patient_id(ctx.conn, str(patient.national_id)) is not None:
             raise PatientAlreadyRegistered(
                 "a patient with this national id is already registered", patient_id=patient.id
             )
-        store.add_patient(ctx.conn, patient, call.at)
+        add_patient(ctx.conn, patient, call.at)
         return Done(response={"patient_id": str(patient.id)}, patient=str(patient.national_id))
 
     run_work(

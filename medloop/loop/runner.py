@@ -47,15 +47,29 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.state import PatientState, StoredAlert
 from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
 from medloop.store import audit, batch, state_cache
-from medloop.store import medication_list as store
-from medloop.store.administration import lock_patient_revision
+from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
-from medloop.store.medication_list import Locked, PatientState
+from medloop.store.list_changes import append_list_change, changes_since, list_version
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import (
+    Locked,
+    lock_for_command,
+    lock_patient_revision,
+    national_id_of,
+    update_patient_record,
+)
+from medloop.store.prescriptions import (
+    append_annulment,
+    append_dispense,
+    append_prescription_versions,
+    append_reconciliation,
+)
 from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
@@ -205,7 +219,7 @@ def _run(
         national_id = (
             str(committed[-1][1].patient.national_id)
             if committed
-            else store.national_id_of(conn, patient_id)
+            else national_id_of(conn, patient_id)
         )
         _audit(conn, action, national_id, call, response, replayed)
     return CommandResult(
@@ -248,7 +262,7 @@ def _locked(
     that leaves the list and the patient's record alone, so states cached in other processes
     stay valid) and the state cached for the current revision is current."""
     if bump:
-        locked = store.lock_for_command(conn, patient_id)
+        locked = lock_for_command(conn, patient_id)
     else:
         found = lock_patient_revision(conn, patient_id)
         locked = None if found is None else Locked(found[0], found[1], None)
@@ -259,9 +273,9 @@ def _locked(
     if bump:
         metrics.state_cache_lookup(state is not None)
     if state is None:
-        state = store.load_patient_state(conn, Patient.model_validate(locked.record))
+        state = load_patient_state(conn, Patient.model_validate(locked.record))
     elif state_cache.VERIFY:
-        fresh = store.load_patient_state(conn, Patient.model_validate(locked.record))
+        fresh = load_patient_state(conn, Patient.model_validate(locked.record))
         state_cache.verified(state, fresh)
     return locked, state
 
@@ -329,38 +343,38 @@ def _store(
     alerts: Sequence[Alert],
     version: int,
     state: PatientState,
-) -> tuple[dict[str, str], tuple[store.StoredAlert, ...]]:
+) -> tuple[dict[str, str], tuple[StoredAlert, ...]]:
     """Append everything; returns the alerts newly handled for the patient (key → reason) and
     the alerts stored."""
     if effect.list_change is not None:
-        store.append_list_change(conn, effect.list_change)
-    store.append_prescription_versions(conn, patient_id, effect.prescription_versions)
+        append_list_change(conn, effect.list_change)
+    append_prescription_versions(conn, patient_id, effect.prescription_versions)
     for record in effect.dispenses:
-        store.append_dispense(conn, patient_id, record, call.at)
+        append_dispense(conn, patient_id, record, call.at)
     for dispense_id, annulment in effect.annulments:
-        store.append_annulment(conn, dispense_id, annulment)
+        append_annulment(conn, dispense_id, annulment)
     if effect.reconciliation is not None:
-        store.append_reconciliation(conn, effect.reconciliation)
+        append_reconciliation(conn, effect.reconciliation)
     for write in effect.writes:
         write(conn)
     if effect.patient is not None:
-        store.update_patient_record(conn, effect.patient)
+        update_patient_record(conn, effect.patient)
     raised = [
-        store.RaisedAlert(
+        RaisedAlert(
             alert=a,
             override_by=call.actor if a.key in call.overrides else None,
             override_reason=call.overrides.get(a.key),
         )
         for a in alerts
     ]
-    stored = store.append_alerts(conn, patient_id, action, version, call.at, raised)
+    stored = append_alerts(conn, patient_id, action, version, call.at, raised)
     # An override is the handling of that alert for this patient: it does not re-alert.
     handled = {r.alert.key: r.override_reason for r in raised if r.override_reason is not None}
     handled.update(effect.handled)
     if not handled:
         return {}, stored
     known = {h.key for h in state.handled}
-    return store.add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known), stored
+    return add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known), stored
 
 
 # -- the variant for work beside a patient's list -----------------------------------------------
@@ -545,7 +559,7 @@ def _stale(conn: Connection, patient_id: UUID, based_on: int, current: int) -> S
         f"the change is based on list version {based_on}, but the list is at version {current}",
         based_on=based_on,
         current_version=current,
-        changes_since=store.changes_since(conn, patient_id, based_on),
+        changes_since=changes_since(conn, patient_id, based_on),
     )
 
 
@@ -555,7 +569,7 @@ def _conflict(
     """A write refused by a unique key: a lost race on the list version (what the list looks
     like now), or else an entry, prescription or dispense id that is already taken."""
     with reader(engine).connect() as conn:
-        current = store.list_version(conn, patient_id)
+        current = list_version(conn, patient_id)
         if based_on is not None and based_on != current:
             return _stale(conn, patient_id, based_on, current)
     return IdAlreadyUsed(
@@ -594,7 +608,7 @@ def _audit_refusal(
     if detail is None:
         detail = {"patient_id": str(patient_id), "code": code, "detail": why}
     with writer(engine).begin() as conn:
-        national_id = None if patient_id is None else store.national_id_of(conn, patient_id)
+        national_id = None if patient_id is None else national_id_of(conn, patient_id)
         audit.append(conn, _event(action, call, national_id, outcome, detail))
 
 

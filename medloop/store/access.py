@@ -30,20 +30,20 @@ from sqlalchemy import (
 from fest.schema import metadata
 from medloop.domain.errors import PatientNotFound
 from medloop.store import attestation, audit
-from medloop.store import medication_list as store
+from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import writer
+from medloop.store.patients import Accessed, national_id_of, read_for_access, read_own_for_access
 
 Read = TypeVar("Read")
-_UUID = 36
 
 cds_card = Table(
     "cds_card",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
+    Column("id", String(UUID_LENGTH), primary_key=True),
     Column("service", String(64), nullable=False),
     Column("hook_instance", String(100), nullable=False),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
     Column("alert_key", String(500), nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
     Column("issued_to", String(64), nullable=False),
@@ -55,8 +55,8 @@ cds_feedback = Table(
     "cds_feedback",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("card_id", String(_UUID), ForeignKey("cds_card.id"), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("card_id", String(UUID_LENGTH), ForeignKey("cds_card.id"), nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("outcome_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -117,7 +117,7 @@ def audited(
     with writer(engine).begin() as conn:
         # One round trip: the national id, and (PostgreSQL) the audit chain's lock; the
         # record and revision read with them serve the work's queries.
-        accessed = store.read_for_access(conn, patient_id)
+        accessed = read_for_access(conn, patient_id)
         if accessed is None:
             raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
         return _recorded(conn, who, accessed, action, work(conn), reason)
@@ -134,7 +134,7 @@ def read_own_audited(
     their own data): one transaction finds them, runs ``read(conn, patient_id)`` and records
     the access; ``PatientNotFound`` when no list is kept for that person."""
     with writer(engine).begin() as conn:
-        accessed = store.read_own_for_access(conn, national_id)
+        accessed = read_own_for_access(conn, national_id)
         if accessed is None:
             raise PatientNotFound("no medication list is kept for this person")
         result = read(conn, accessed.patient_id)
@@ -142,7 +142,7 @@ def read_own_audited(
 
 
 def _recorded(
-    conn: Connection, who: Accessor, accessed: store.Accessed, action: str, result: Read,
+    conn: Connection, who: Accessor, accessed: Accessed, action: str, result: Read,
     reason: str | None,
 ) -> Read:
     """``result``, once the audit record of ``action`` on the accessed patient is appended."""
@@ -167,7 +167,7 @@ def audited_many(
         for patient_id in patient_ids:
             audit.append(
                 conn,
-                _event(who, store.national_id_of(conn, patient_id), action,
+                _event(who, national_id_of(conn, patient_id), action,
                        detail={"patient_id": str(patient_id)}),
             )
     return result
@@ -178,7 +178,7 @@ def audit_refused(
 ) -> None:
     """Record a refused access (no token scope for this patient or action)."""
     with writer(engine).begin() as conn:
-        national_id = None if patient_id is None else store.national_id_of(conn, patient_id)
+        national_id = None if patient_id is None else national_id_of(conn, patient_id)
         detail = {"patient_id": None if patient_id is None else str(patient_id), "why": why}
         audit.append(
             conn,

@@ -16,7 +16,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -50,15 +50,14 @@ from medloop.domain.administration import (
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import attestation
-from medloop.store.medication_list import alert, patient
-
-_UUID = 36
+from medloop.store.alerts import alert
+from medloop.store.columns import UUID_LENGTH, aware, utc
 
 ward = Table(
     "ward",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
+    Column("id", String(UUID_LENGTH), primary_key=True),
     Column("organisation_id", String(64), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the Ward
@@ -68,7 +67,7 @@ ward_config = Table(
     "ward_config",
     metadata,
     attestation.command_column(),
-    Column("ward_id", String(_UUID), ForeignKey("ward.id"), primary_key=True),
+    Column("ward_id", String(UUID_LENGTH), ForeignKey("ward.id"), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("author", JSON, nullable=False),
@@ -79,9 +78,9 @@ admission = Table(
     "admission",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
-    Column("ward_id", String(_UUID), ForeignKey("ward.id"), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
+    Column("ward_id", String(UUID_LENGTH), ForeignKey("ward.id"), nullable=False),
     Column("organisation_id", String(64), nullable=False),
     Column("admitted_at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the Admission as admitted
@@ -93,7 +92,7 @@ discharge = Table(
     "discharge",
     metadata,
     attestation.command_column(),
-    Column("admission_id", String(_UUID), ForeignKey("admission.id"), primary_key=True),
+    Column("admission_id", String(UUID_LENGTH), ForeignKey("admission.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("author", JSON, nullable=False),
 )
@@ -102,9 +101,9 @@ schedule = Table(
     "schedule",
     metadata,
     attestation.command_column(),
-    Column("entry_id", String(_UUID), primary_key=True),
+    Column("entry_id", String(UUID_LENGTH), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
     Column("entry_version", Integer, nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("effective_from", DateTime(timezone=True), nullable=False),
@@ -116,10 +115,10 @@ planned_dose = Table(
     "planned_dose",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
-    Column("ward_id", String(_UUID), ForeignKey("ward.id"), nullable=False),
-    Column("entry_id", String(_UUID), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
+    Column("ward_id", String(UUID_LENGTH), ForeignKey("ward.id"), nullable=False),
+    Column("entry_id", String(UUID_LENGTH), nullable=False),
     Column("schedule_version", Integer, nullable=False),
     Column("local_time", String(16), nullable=False),  # intended Oslo wall time, minutes
     Column("dose_index", Integer, nullable=False),
@@ -138,10 +137,10 @@ administration = Table(
     "administration",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
-    Column("entry_id", String(_UUID), nullable=False),
-    Column("planned_dose_id", String(_UUID), ForeignKey("planned_dose.id"), nullable=True),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
+    Column("entry_id", String(UUID_LENGTH), nullable=False),
+    Column("planned_dose_id", String(UUID_LENGTH), ForeignKey("planned_dose.id"), nullable=True),
     Column("outcome", String(16), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -155,7 +154,7 @@ administration_error = Table(
     metadata,
     attestation.command_column(),
     Column(
-        "administration_id", String(_UUID), ForeignKey("administration.id"), primary_key=True
+        "administration_id", String(UUID_LENGTH), ForeignKey("administration.id"), primary_key=True
     ),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the AdministrationCorrection
@@ -180,7 +179,7 @@ class WardState:
 def add_ward(conn: Connection, new: Ward, config: WardConfig, by: Actor, at: datetime) -> None:
     attestation.insert(
         conn, ward,
-        id=str(new.id), organisation_id=new.organisation_id, created_at=_utc(at),
+        id=str(new.id), organisation_id=new.organisation_id, created_at=utc(at),
         record=new.model_dump(mode="json"),
     )
     add_ward_config(conn, new.id, 1, config, by, at)
@@ -191,7 +190,7 @@ def add_ward_config(
 ) -> None:
     attestation.insert(
         conn, ward_config,
-        ward_id=str(ward_id), version=version, at=_utc(at), author=by.model_dump(mode="json"),
+        ward_id=str(ward_id), version=version, at=utc(at), author=by.model_dump(mode="json"),
         record=config.model_dump(mode="json"),
     )
 
@@ -236,7 +235,7 @@ def add_admission(conn: Connection, record: Admission) -> None:
     attestation.insert(
         conn, admission,
         id=str(record.id), patient_id=str(record.patient_id), ward_id=str(record.ward_id),
-        organisation_id=record.organisation_id, admitted_at=_utc(record.admitted_at),
+        organisation_id=record.organisation_id, admitted_at=utc(record.admitted_at),
         record=record.model_dump(mode="json"),
     )
 
@@ -244,7 +243,7 @@ def add_admission(conn: Connection, record: Admission) -> None:
 def add_discharge(conn: Connection, admission_id: UUID, at: datetime, by: Actor) -> None:
     attestation.insert(
         conn, discharge,
-        admission_id=str(admission_id), at=_utc(at), author=by.model_dump(mode="json")
+        admission_id=str(admission_id), at=utc(at), author=by.model_dump(mode="json")
     )
 
 
@@ -260,7 +259,7 @@ def _admissions(conn: Connection, where: Any) -> list[Admission]:
     for row in rows:
         record = Admission.model_validate(row.record)
         if row.discharged_at is not None:
-            record = record.model_copy(update={"discharged_at": _aware(row.discharged_at)})
+            record = record.model_copy(update={"discharged_at": aware(row.discharged_at)})
         found.append(record)
     return found
 
@@ -277,7 +276,7 @@ def admissions_to(conn: Connection, ward_id: UUID) -> list[Admission]:
 def current_admissions(conn: Connection, at: datetime) -> list[Admission]:
     """Every admission that covers ``at``."""
     return [
-        a for a in _admissions(conn, admission.c.admitted_at <= _utc(at)) if a.covers(at)
+        a for a in _admissions(conn, admission.c.admitted_at <= utc(at)) if a.covers(at)
     ]
 
 
@@ -310,7 +309,7 @@ def schedules_of(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, li
         entry_id = UUID(row.entry_id)
         found[entry_id].append(
             ScheduleRow(entry_id, row.version, row.entry_version, row.fingerprint,
-                        _aware(row.effective_from))
+                        aware(row.effective_from))
         )
     return found
 
@@ -336,8 +335,8 @@ def add_schedules(
             {
                 "entry_id": str(row.entry_id), "version": row.version,
                 "patient_id": str(patient_id), "entry_version": row.entry_version,
-                "fingerprint": row.fingerprint, "effective_from": _utc(row.effective_from),
-                "generated_at": _utc(generated_at),
+                "fingerprint": row.fingerprint, "effective_from": utc(row.effective_from),
+                "generated_at": utc(generated_at),
             }
             for patient_id, row in rows
         ]),
@@ -358,7 +357,7 @@ def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
                 "schedule_version": d.schedule_version,
                 "local_time": d.local_time.strftime("%Y-%m-%dT%H:%M"),
                 "dose_index": d.dose_index,
-                "due_at": _utc(d.due_at),
+                "due_at": utc(d.due_at),
                 "record": d.model_dump(mode="json"),
             }
             for d in doses
@@ -375,9 +374,9 @@ def planned_doses(
     end: datetime,
 ) -> list[PlannedDose]:
     """Planned doses due in ``[start, end)`` of the patients or of the ward, every schedule
-    version (``in_force`` tells which stand)."""
+    version (``medloop.domain.administration.dose_in_force`` tells which stand)."""
     query = select(planned_dose.c.record).where(
-        planned_dose.c.due_at >= _utc(start), planned_dose.c.due_at < _utc(end)
+        planned_dose.c.due_at >= utc(start), planned_dose.c.due_at < utc(end)
     )
     if patient_ids is not None:
         query = query.where(planned_dose.c.patient_id.in_([str(p) for p in patient_ids]))
@@ -387,20 +386,6 @@ def planned_doses(
         PlannedDose.model_validate(r)
         for r in conn.execute(query.order_by(planned_dose.c.due_at, planned_dose.c.id)).scalars()
     ]
-
-
-def in_force(
-    dose: PlannedDose,
-    schedules: Sequence[ScheduleRow],
-    charted: bool,
-) -> bool:
-    """Whether ``dose`` stands on the chart: it is charted, or no newer schedule of its entry
-    took over at or before its due time."""
-    if charted:
-        return True
-    return not any(
-        s.version > dose.schedule_version and s.effective_from <= dose.due_at for s in schedules
-    )
 
 
 # -- chartings ---------------------------------------------------------------------------------
@@ -425,7 +410,7 @@ def add_administrations(conn: Connection, records: Sequence[Administration]) -> 
 def add_correction(conn: Connection, correction: AdministrationCorrection) -> None:
     attestation.insert(
         conn, administration_error,
-        administration_id=str(correction.administration_id), at=_utc(correction.at),
+        administration_id=str(correction.administration_id), at=utc(correction.at),
         record=correction.model_dump(mode="json"),
     )
 
@@ -467,9 +452,9 @@ def chartings_of_patient(
 ) -> list[Charted]:
     where = [administration.c.patient_id == str(patient_id)]
     if since is not None:
-        where.append(administration.c.at >= _utc(since))
+        where.append(administration.c.at >= utc(since))
     if until is not None:
-        where.append(administration.c.at < _utc(until))
+        where.append(administration.c.at < utc(until))
     return _chartings(conn, *where)
 
 
@@ -492,8 +477,8 @@ def chartings_of_patients(
     return _chartings(
         conn,
         administration.c.patient_id.in_([str(p) for p in patient_ids]),
-        administration.c.at >= _utc(since),
-        administration.c.at < _utc(until),
+        administration.c.at >= utc(since),
+        administration.c.at < utc(until),
     )
 
 
@@ -510,37 +495,8 @@ def count_missed(conn: Connection) -> int:
     )
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything here is stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _utc(moment: datetime) -> datetime:
-    """Every instant is stored and compared in UTC (SQLite keeps only the wall time)."""
-    return moment.astimezone(UTC)
-
-
 # -- what the commands read, in as few round trips as possible ---------------------------------
 # The statements are built once: SQLAlchemy then neither rebuilds nor re-keys them per call.
-
-_PATIENT_WITH_REVISION = select(patient.c.record, patient.c.revision).where(
-    patient.c.id == bindparam("patient_id")
-)
-_LOCK_PATIENT_WITH_REVISION = _PATIENT_WITH_REVISION.with_for_update()
-
-
-def lock_patient_revision(conn: Connection, patient_id: UUID) -> tuple[dict[str, Any], int] | None:
-    """The patient's stored record and its revision, with the row locked to the end of the
-    transaction on PostgreSQL (SQLite's write transaction already serialises writers), without
-    bumping the revision: system work that leaves the list alone keeps the cached states
-    valid. ``None`` when there is no such patient."""
-    query = (
-        _LOCK_PATIENT_WITH_REVISION if conn.dialect.name == "postgresql"
-        else _PATIENT_WITH_REVISION
-    )
-    found = conn.execute(query, {"patient_id": str(patient_id)}).first()
-    return None if found is None else (found.record, found.revision)
-
 
 _ADMISSIONS_WITH_CONFIG = (
     select(
@@ -564,7 +520,7 @@ def admissions_with_config(conn: Connection, patient_id: UUID) -> list[tuple[Adm
     for row in conn.execute(_ADMISSIONS_WITH_CONFIG, {"patient_id": str(patient_id)}):
         record = Admission.model_validate(row.record)
         if row.discharged_at is not None:
-            record = record.model_copy(update={"discharged_at": _aware(row.discharged_at)})
+            record = record.model_copy(update={"discharged_at": aware(row.discharged_at)})
         found.append((record, row.config_version))
     return found
 
@@ -619,7 +575,7 @@ def schedules_of_entry(conn: Connection, patient_id: UUID, entry_id: UUID) -> li
     """The schedules of one of the patient's entries, oldest first."""
     return [
         ScheduleRow(entry_id, row.version, row.entry_version, row.fingerprint,
-                    _aware(row.effective_from))
+                    aware(row.effective_from))
         for row in conn.execute(
             _SCHEDULES_OF_ENTRY, {"patient_id": str(patient_id), "entry_id": str(entry_id)}
         )
@@ -659,10 +615,10 @@ def planned_since(
     ``missed``)."""
     keys: set[tuple[str, int, str, int]] = set()
     charted: set[tuple[str, str, int]] = set()
-    until = _utc(charted_until)
-    for r in conn.execute(_PLANNED_SINCE, {"patient_id": str(patient_id), "since": _utc(since)}):
+    until = utc(charted_until)
+    for r in conn.execute(_PLANNED_SINCE, {"patient_id": str(patient_id), "since": utc(since)}):
         keys.add((r.entry_id, r.schedule_version, r.local_time, r.dose_index))
-        if r.charted and _aware(r.due_at) < until:
+        if r.charted and aware(r.due_at) < until:
             charted.add((r.entry_id, r.local_time, r.dose_index))
     return keys, charted
 
@@ -717,10 +673,10 @@ def chartings_for_charting(
     else:
         rows = conn.execute(
             _CHARTINGS_OF_DOSE_AND_PATIENT,
-            {"dose_id": dose, "patient_id": str(patient_id), "since": _utc(since)},
+            {"dose_id": dose, "patient_id": str(patient_id), "since": utc(since)},
         )
     pid = str(patient_id)
-    start = None if since is None else _utc(since)
+    start = None if since is None else utc(since)
     of_dose: list[Charted] = []
     recent: list[RecentCharting] = []
     for r in rows:
@@ -730,7 +686,7 @@ def chartings_for_charting(
                 None if r.correction is None
                 else AdministrationCorrection.model_validate(r.correction),
             ))
-        at = _aware(r.at)
+        at = aware(r.at)
         if start is not None and r.patient_id == pid and at >= start:
             given = r.record.get("dose")
             recent.append(RecentCharting(
@@ -762,6 +718,6 @@ def administration_values(record: Administration) -> dict[str, Any]:
         "id": str(record.id), "patient_id": str(record.patient_id),
         "entry_id": str(record.entry_id),
         "planned_dose_id": None if record.planned_dose_id is None else str(record.planned_dose_id),
-        "outcome": record.outcome.value, "at": _utc(record.at),
-        "recorded_at": _utc(record.recorded_at), "record": record.model_dump(mode="json"),
+        "outcome": record.outcome.value, "at": utc(record.at),
+        "recorded_at": utc(record.recorded_at), "record": record.model_dump(mode="json"),
     }

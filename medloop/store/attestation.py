@@ -69,7 +69,7 @@ from sqlalchemy import (
 )
 
 from fest.schema import metadata
-from medloop.store.db import existing_transaction_memo, transaction_memo
+from medloop.store.transaction import existing_transaction_memo, transaction_memo
 
 #: The column that names the command a row was appended by.
 COMMAND_COLUMN = "command_id"

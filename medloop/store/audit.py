@@ -73,16 +73,15 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-
 from sqlalchemy.dialects.postgresql import BIT
 
 from fest.schema import metadata
 from medloop.store import attestation, batch
-from medloop.store.db import (
+from medloop.store.db import (  # noqa: F401  (WriteTransactionRequired: raised from here)
     WriteTransactionRequired,
     require_write_transaction,
-    transaction_memo,
 )
+from medloop.store.transaction import transaction_memo
 
 #: ``prev_hash`` of the first record.
 GENESIS_HASH = "0" * 64

@@ -35,7 +35,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, NoResultFound
 
 from medloop.store import attestation
-from medloop.store.db import WriteOnReadConnection, existing_transaction_memo, transaction_memo
+from medloop.store.transaction import (
+    WriteOnReadConnection,
+    existing_transaction_memo,
+    transaction_memo,
+)
 
 _PENDING = "batch.pending"
 _DIALECT = postgresql.psycopg.dialect()

@@ -23,6 +23,9 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
+from medloop.store import batch
+from medloop.store.transaction import WriteOnReadConnection
+
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -58,8 +61,6 @@ def make_engine(url: str) -> Engine:
     # trip per checkout: ``_probe_idle_connection`` looks at the socket instead.
     engine = create_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW)
     event.listen(engine.pool, "checkout", _probe_idle_connection)
-    from medloop.store import batch  # noqa: PLC0415 - batch builds on this module
-
     batch.install(engine)  # a command's queued appends go out before any other statement
     return engine
 
@@ -222,29 +223,6 @@ def require_write_transaction(conn: Connection, purpose: str) -> None:
         )
 
 
-def transaction_memo(conn: Connection) -> dict:
-    """A dict that lives as long as ``conn``'s current transaction: what one transaction has
-    already read or locked (the patient it audits, the audit chain it holds), so that later
-    steps of the same transaction need not ask the database again. A new transaction on the
-    same pooled connection starts with an empty one."""
-    memo = existing_transaction_memo(conn)
-    if memo is None:
-        memo = {}
-        conn.info[_MEMO] = (conn.get_transaction(), memo)
-    return memo
-
-
-def existing_transaction_memo(conn: Connection) -> dict | None:
-    """``transaction_memo(conn)`` if this transaction has made one, else ``None``."""
-    held = conn.info.get(_MEMO)
-    if held is None or held[0] is not conn.get_transaction():
-        return None
-    return held[1]
-
-
-_MEMO = "medloop.transaction_memo"
-
-
 def writer(engine: Engine) -> Engine:
     """``engine.execution_options(write=True)``, made once per engine: every command and every
     audited read begins a write transaction, and deriving the option engine each time costs
@@ -277,10 +255,6 @@ def reader(engine: Engine) -> Engine:
             found = engine
         engine._medloop_reader = found  # type: ignore[attr-defined]
     return found
-
-
-class WriteOnReadConnection(RuntimeError):
-    """A statement that writes was sent on a connection made for reads (``reader``)."""
 
 
 def _refuse_writes(conn, cursor, statement, parameters, context, executemany) -> None:

@@ -11,7 +11,7 @@ whole as ``model_dump(mode="json")`` beside the columns that index them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -44,9 +44,8 @@ from medloop.domain.multidose import (
     UrgentPack,
 )
 from medloop.store import attestation
-from medloop.store.medication_list import entry_version
-
-_UUID = 36
+from medloop.store.columns import UUID_LENGTH, utc
+from medloop.store.list_changes import entry_version
 
 APPEND_ONLY = (
     "multidose_responsibility", "multidose_period", "multidose_urgent_pack",
@@ -59,7 +58,7 @@ responsibility = Table(
     "multidose_responsibility",
     metadata,
     attestation.command_column(),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), primary_key=True),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("valid_from", Date, nullable=False),
     Column("valid_to", Date, nullable=True),
@@ -71,8 +70,8 @@ period = Table(
     "multidose_period",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
     Column("first_day", Date, nullable=False),
     Column("last_day", Date, nullable=False),
     Column("order_deadline", DateTime(timezone=True), nullable=False),
@@ -85,8 +84,8 @@ urgent_pack = Table(
     "multidose_urgent_pack",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("period_id", String(UUID_LENGTH), ForeignKey("multidose_period.id"), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the UrgentPack
     Index("ix_multidose_urgent_pack_period", "period_id"),
@@ -96,7 +95,7 @@ plan_taken = Table(
     "multidose_plan_taken",
     metadata,
     attestation.command_column(),
-    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), primary_key=True),
+    Column("period_id", String(UUID_LENGTH), ForeignKey("multidose_period.id"), primary_key=True),
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # who took it
@@ -106,7 +105,7 @@ deadline_flag = Table(
     "multidose_deadline_flag",
     metadata,
     attestation.command_column(),
-    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), primary_key=True),
+    Column("period_id", String(UUID_LENGTH), ForeignKey("multidose_period.id"), primary_key=True),
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("flagged_at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the changes not in the plan
@@ -116,9 +115,9 @@ reconciliation = Table(
     "multidose_reconciliation",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
-    Column("period_id", String(_UUID), ForeignKey("multidose_period.id"), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
+    Column("period_id", String(UUID_LENGTH), ForeignKey("multidose_period.id"), nullable=False),
     Column("list_version", Integer, nullable=False),
     Column("reconciled_at", DateTime(timezone=True), nullable=False),
     Column("report", JSON, nullable=False),  # the PackReport as received
@@ -130,10 +129,10 @@ task = Table(
     "multidose_task",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
     Column(
-        "reconciliation_id", String(_UUID), ForeignKey("multidose_reconciliation.id"),
+        "reconciliation_id", String(UUID_LENGTH), ForeignKey("multidose_reconciliation.id"),
         nullable=False,
     ),
     Column("kind", String(48), nullable=False),
@@ -148,7 +147,7 @@ task_resolution = Table(
     "multidose_task_resolution",
     metadata,
     attestation.command_column(),
-    Column("task_id", String(_UUID), ForeignKey("multidose_task.id"), primary_key=True),
+    Column("task_id", String(UUID_LENGTH), ForeignKey("multidose_task.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the TaskResolution
 )
@@ -157,8 +156,8 @@ proposal = Table(
     "multidose_proposal",
     metadata,
     attestation.command_column(),
-    Column("id", String(_UUID), primary_key=True),
-    Column("patient_id", String(_UUID), ForeignKey("patient.id"), nullable=False),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("proposed_at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the Proposal
@@ -169,7 +168,9 @@ proposal_decision = Table(
     "multidose_proposal_decision",
     metadata,
     attestation.command_column(),
-    Column("proposal_id", String(_UUID), ForeignKey("multidose_proposal.id"), primary_key=True),
+    Column(
+        "proposal_id", String(UUID_LENGTH), ForeignKey("multidose_proposal.id"), primary_key=True
+    ),
     Column("accepted", Boolean, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the ProposalDecision
@@ -242,7 +243,7 @@ def append_period(conn: Connection, record: PackingPeriod) -> None:
         patient_id=str(record.patient_id),
         first_day=record.first_day,
         last_day=record.last_day,
-        order_deadline=_utc(record.order_deadline),
+        order_deadline=utc(record.order_deadline),
         record=_json(record),
     )
 
@@ -264,7 +265,7 @@ def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[Urgent
 def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
     attestation.insert(
         conn, urgent_pack,
-        id=str(record.id), period_id=str(record.period_id), at=_utc(record.at),
+        id=str(record.id), period_id=str(record.period_id), at=utc(record.at),
         record=_json(record),
     )
 
@@ -295,8 +296,8 @@ def periods_with_deadline_between(
         PackingPeriod.model_validate(r)
         for r in conn.execute(
             select(period.c.record)
-            .where(period.c.order_deadline >= _utc(start))
-            .where(period.c.order_deadline <= _utc(end))
+            .where(period.c.order_deadline >= utc(start))
+            .where(period.c.order_deadline <= utc(end))
             .order_by(period.c.order_deadline, period.c.id)
         ).scalars()
     ]
@@ -338,7 +339,7 @@ def append_deadline_flag(
 
 def deadline_flags(conn: Connection, period_id: UUID) -> list[dict[str, Any]]:
     return [
-        {"list_version": row.list_version, "flagged_at": _utc(row.flagged_at), **row.record}
+        {"list_version": row.list_version, "flagged_at": utc(row.flagged_at), **row.record}
         for row in conn.execute(
             select(deadline_flag)
             .where(deadline_flag.c.period_id == str(period_id))
@@ -360,7 +361,7 @@ def append_reconciliation(
         patient_id=str(result.patient_id),
         period_id=str(result.period_id),
         list_version=result.list_version,
-        reconciled_at=_utc(result.reconciled_at),
+        reconciled_at=utc(result.reconciled_at),
         report=report,
         record=_json(result),
     )
@@ -386,7 +387,7 @@ def append_tasks(conn: Connection, tasks: Iterable[MultidoseTask]) -> None:
             "reconciliation_id": str(t.reconciliation_id),
             "kind": t.kind.value,
             "assigned_to": t.assigned_to,
-            "opened_at": _utc(t.opened_at),
+            "opened_at": utc(t.opened_at),
             "record": _json(t),
         }
         for t in tasks
@@ -441,7 +442,7 @@ def append_proposal(conn: Connection, record: Proposal) -> None:
         id=str(record.id),
         patient_id=str(record.patient_id),
         kind=record.kind.value,
-        proposed_at=_utc(record.proposed_at),
+        proposed_at=utc(record.proposed_at),
         record=_json(record),
     )
 
@@ -487,7 +488,3 @@ def append_decision(conn: Connection, record: ProposalDecision) -> None:
         at=record.at,
         record=_json(record),
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -11,50 +11,41 @@ operator's command, ``check``) lists every unreadable record of every table belo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import Connection, Table, select
 
-from medloop.domain.errors import DomainError
-
-Model = TypeVar("Model", bound=BaseModel)
-
-
-class StoredRecordUnreadable(Exception):
-    """A stored record that does not load as its model (table, key, why)."""
-
-    def __init__(self, table: str, key: Mapping[str, Any], reason: str) -> None:
-        self.table = table
-        self.key = {name: str(value) for name, value in key.items()}
-        self.reason = reason
-        names = ", ".join(f"{name}={value}" for name, value in self.key.items())
-        super().__init__(f"the stored {table} record ({names}) cannot be read: {reason}")
-
-
-_UNREADABLE = (ValidationError, ValueError, TypeError, KeyError, AttributeError, DomainError)
-
-
-def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any]) -> Model:
-    """``model`` validated from the stored ``value`` of ``table``'s row ``key``;
-    ``StoredRecordUnreadable`` when it does not load."""
-    try:
-        return model.model_validate(value)
-    except _UNREADABLE as error:
-        raise StoredRecordUnreadable(table.name, key, why(error)) from None
-
-
-def why(error: Exception) -> str:
-    """What is wrong, without the stored value (it may be patient data)."""
-    if isinstance(error, ValidationError):
-        first = error.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the record"
-        more = error.error_count() - 1
-        return f"{where}: {first['msg']}" + (f" (and {more} more)" if more else "")
-    return f"{type(error).__name__}: {error}"
+from medloop.domain.administration import Administration, AdministrationCorrection, PlannedDose
+from medloop.domain.dispense import Annulment, Dispense
+from medloop.domain.medication_list import EntryVersion
+from medloop.domain.multidose import (
+    MultidoseTask,
+    PackingPeriod,
+    PackReconciliation,
+    Proposal,
+    ProposalDecision,
+    Responsibility,
+    TaskResolution,
+    UrgentPack,
+)
+from medloop.domain.patient import Patient
+from medloop.domain.personnel import Actor
+from medloop.domain.prescription import PrescriptionVersion
+from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.ward import Admission, Ward, WardConfig
+from medloop.store import (
+    administration,
+    alerts,
+    list_changes,
+    multidose,
+    patients,
+    prescriptions,
+)
+from medloop.store.columns import UNREADABLE, why
 
 
 @dataclass(frozen=True)
@@ -84,32 +75,6 @@ class Stored:
 
 def stored_records() -> list[Stored]:
     """Every JSON column of the patient data and the model it loads as."""
-    from medloop.domain.administration import (
-        Administration,
-        AdministrationCorrection,
-        PlannedDose,
-    )
-    from medloop.domain.dispense import Annulment, Dispense
-    from medloop.domain.medication_list import EntryVersion
-    from medloop.domain.multidose import (
-        MultidoseTask,
-        PackingPeriod,
-        PackReconciliation,
-        Proposal,
-        ProposalDecision,
-        Responsibility,
-        TaskResolution,
-        UrgentPack,
-    )
-    from medloop.domain.patient import Patient
-    from medloop.domain.personnel import Actor
-    from medloop.domain.prescription import PrescriptionVersion
-    from medloop.domain.reconciliation import Reconciliation
-    from medloop.domain.ward import Admission, Ward, WardConfig
-    from medloop.store import administration as a
-    from medloop.store import medication_list as m
-    from medloop.store import multidose as d
-
     def by_patient(table: Table) -> Callable[[Any], Any] | None:
         column = table.c.get("patient_id")
         if column is None:
@@ -117,25 +82,35 @@ def stored_records() -> list[Stored]:
         return lambda patient_id: column == str(patient_id)
 
     columns = [
-        (m.patient, "record", Patient), (m.list_change, "author", Actor),
-        (m.entry_version, "record", EntryVersion),
-        (m.prescription_version, "record", PrescriptionVersion),
-        (m.dispense, "record", Dispense), (m.dispense_annulment, "record", Annulment),
-        (m.reconciliation, "record", Reconciliation), (m.handled_alert, "handled_by", Actor),
-        (a.ward, "record", Ward), (a.ward_config, "record", WardConfig),
-        (a.admission, "record", Admission), (a.planned_dose, "record", PlannedDose),
-        (a.administration, "record", Administration),
-        (a.administration_error, "record", AdministrationCorrection),
-        (d.responsibility, "record", Responsibility), (d.period, "record", PackingPeriod),
-        (d.urgent_pack, "record", UrgentPack), (d.reconciliation, "record", PackReconciliation),
-        (d.task, "record", MultidoseTask), (d.task_resolution, "record", TaskResolution),
-        (d.proposal, "record", Proposal),
-        (d.proposal_decision, "record", ProposalDecision),
+        (patients.patient, "record", Patient),
+        (list_changes.list_change, "author", Actor),
+        (list_changes.entry_version, "record", EntryVersion),
+        (prescriptions.prescription_version, "record", PrescriptionVersion),
+        (prescriptions.dispense, "record", Dispense),
+        (prescriptions.dispense_annulment, "record", Annulment),
+        (prescriptions.reconciliation, "record", Reconciliation),
+        (alerts.handled_alert, "handled_by", Actor),
+        (administration.ward, "record", Ward),
+        (administration.ward_config, "record", WardConfig),
+        (administration.admission, "record", Admission),
+        (administration.planned_dose, "record", PlannedDose),
+        (administration.administration, "record", Administration),
+        (administration.administration_error, "record", AdministrationCorrection),
+        (multidose.responsibility, "record", Responsibility),
+        (multidose.period, "record", PackingPeriod),
+        (multidose.urgent_pack, "record", UrgentPack),
+        (multidose.reconciliation, "record", PackReconciliation),
+        (multidose.task, "record", MultidoseTask),
+        (multidose.task_resolution, "record", TaskResolution),
+        (multidose.proposal, "record", Proposal),
+        (multidose.proposal_decision, "record", ProposalDecision),
     ]
     found = []
     for table, column, model in columns:
-        patient = (lambda pid: m.patient.c.id == str(pid)) if table is m.patient else (
-            by_patient(table)
+        patient = (
+            (lambda pid: patients.patient.c.id == str(pid))
+            if table is patients.patient
+            else by_patient(table)
         )
         found.append(Stored(table, column, model, patient))
     return found
@@ -157,7 +132,7 @@ def check(conn: Connection, patient_id: UUID | None = None) -> Iterator[Unreadab
                 continue
             try:
                 stored.model.model_validate(value)  # type: ignore[union-attr]
-            except _UNREADABLE as error:
+            except UNREADABLE as error:
                 yield Unreadable(
                     table.name,
                     {column.name: str(row[i]) for i, column in enumerate(key_columns)},

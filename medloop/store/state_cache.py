@@ -1,7 +1,7 @@
 """Patients' states as last committed, kept per engine so that a command need not read and
 parse a patient's whole history again.
 
-A cached state is tagged with the patient's ``revision`` (``medication_list.patient``), which
+A cached state is tagged with the patient's ``revision`` (``store.patients.patient``), which
 every command bumps under the patient's row lock. A command that bumps the revision to ``r``
 may use the state cached for ``r - 1``: no other transaction can have changed the patient in
 between, in this process or any other. Reads use the state cached for the current revision.
@@ -19,7 +19,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
-from medloop.store.medication_list import PatientState
+from medloop.domain.state import PatientState
 
 VERIFY = os.environ.get("MEDLOOP_VERIFY_STATE_CACHE") == "1"
 """Test setting: every use of a cached state is checked against a fresh read of the tables."""

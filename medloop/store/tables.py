@@ -8,10 +8,13 @@ from fest.schema import metadata
 from medloop.store import (  # noqa: F401  (registers their tables)
     access,
     administration,
+    alerts,
     audit,
     idempotency,
-    medication_list,
+    list_changes,
     multidose,
+    patients,
+    prescriptions,
 )
 
 __all__ = ["metadata"]

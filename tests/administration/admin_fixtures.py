@@ -20,7 +20,7 @@ from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administration
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.store import medication_list as list_store
+from medloop.store.list_changes import list_version
 from tests.loop.loop_fixtures import GP, actor, call, demo_world
 
 SOLHEIM = Organisation(id="8012345", name="Solheim sykehjem", kind=OrganisationKind.NURSING_HOME)
@@ -85,7 +85,7 @@ def prescribe_with(
 ) -> UUID:
     """Prescribe ``varenr`` with ``dosage``; returns the entry id."""
     with engine.connect() as conn:
-        version = list_store.list_version(conn, patient_id)
+        version = list_version(conn, patient_id)
     order = PrescribeOrder(
         entry_id=entry_id or uuid.uuid4(),
         drug=DrugOrder(varenr=varenr),

@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from medloop.api.config import DEV_ISSUER
-from medloop.store import administration as ward_store
-from medloop.store import audit
+from medloop.store import administration, audit
 from tests.api.api_fixtures import (
     GP_TOKEN,
     NATIONAL_ID,
@@ -66,7 +65,7 @@ def _nurse_reads(world, token: str) -> list:
 
 def _admissions(world) -> list:
     with world.engine.connect() as conn:
-        return ward_store.admissions_of(conn, world.patient_id)
+        return administration.admissions_of(conn, world.patient_id)
 
 
 # -- the take-over of the issue ----------------------------------------------------------------
@@ -364,7 +363,7 @@ def test_the_demo_prints_a_plain_and_a_ward_admin_nurse_token(engine):
                                    clock=clock))
     patient_id = next(iter(demo.patients.values()))
     with engine.connect() as conn:
-        (stay,) = ward_store.admissions_of(conn, patient_id)
+        (stay,) = administration.admissions_of(conn, patient_id)
     assert stay.decision_reference == DEMO_DECISION
     path = f"/nursing/patients/{patient_id}/admissions/{stay.id}/discharge"
     plain = client.post(path, json={}, headers=auth(demo.tokens["nurse"]))

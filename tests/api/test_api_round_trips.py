@@ -12,9 +12,9 @@ from sqlalchemy import event, func, select
 
 from fest.queries import version_key_in_force
 from medloop.store import audit, state_cache
-from medloop.store import medication_list as store
 from medloop.store.db import make_engine, reader
 from medloop.store.migrate import upgrade
+from medloop.store.patients import catalogue_key_in_force, read_for_access
 from tests.api.api_fixtures import (
     GP_TOKEN,
     NATIONAL_ID,
@@ -125,14 +125,14 @@ def test_the_catalogue_version_read_with_the_patient_is_the_one_in_force(world):
         expected = version_key_in_force(conn)
     assert expected is not None
     with world.engine.begin() as conn:
-        store.read_for_access(conn, world.patient_id)
+        read_for_access(conn, world.patient_id)
         with statements_sent(conn) as sent:
-            assert store.catalogue_key_in_force(conn) == expected
+            assert catalogue_key_in_force(conn) == expected
         assert sent == []
     with world.engine.begin() as conn:
         with statements_sent(conn) as sent:
             # Not read with a patient in this transaction: asked now.
-            assert store.catalogue_key_in_force(conn) == expected
+            assert catalogue_key_in_force(conn) == expected
         assert len(sent) == 1
 
 
@@ -158,7 +158,7 @@ def test_on_postgres_an_audited_read_is_four_round_trips_and_a_search_one(
             assert world.get("/catalogue/packages?name=simvastatin").status_code == 200
         assert trips == [["SELECT"]]
         with reader(engine).connect() as conn:  # psycopg directly, as SQLAlchemy reads it
-            key = store.catalogue_key_in_force(conn)
+            key = catalogue_key_in_force(conn)
             assert key is not None
             assert key == version_key_in_force(conn)
     finally:

@@ -51,7 +51,8 @@ from medloop.loop.prescribe import prescribe
 from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation
 from medloop.loop.runner import OverrideRequired
 from medloop.store import audit
-from medloop.store import medication_list as store
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import read_patient
 
 ENALAPRIL = "090368"
 SPIRONOLAKTON = "090419"
@@ -266,7 +267,7 @@ def test_an_entry_entered_in_error_has_its_prescriptions_recalled(engine):
     assert done.response["recalled"] == [str(order.terms.prescription_id)]
     with engine.connect() as conn:
         [summary] = queries.prescriptions(conn, patient_id)
-        state = store.load_patient_state(conn, store.read_patient(conn, patient_id))
+        state = load_patient_state(conn, read_patient(conn, patient_id))
     assert summary.status is PrescriptionStatus.RECALLED
     recall = state.prescriptions[order.terms.prescription_id].recall
     assert recall.reason is RecallReason.OTHER and "wrong patient" in recall.note

@@ -32,6 +32,7 @@ from medloop.domain.codes import DiscontinuationReason, EntryStatus, Prescriptio
 from medloop.domain.entry import Discontinuation
 from medloop.domain.errors import DomainError
 from medloop.domain.patient import NationalId, Patient
+from medloop.domain.state import PatientState
 from medloop.loop.change import (
     change_dosage,
     discontinue,
@@ -39,12 +40,13 @@ from medloop.loop.change import (
     mark_entered_in_error,
     resume,
 )
-from medloop.loop.patients import register_patient
 from medloop.loop.dispense import dispense
+from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import RenewOrder, prescribe, renew
 from medloop.loop.runner import medications_of
 from medloop.store import audit
-from medloop.store import medication_list as store
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import read_patient, read_patient_revision
 from medloop.store.state_cache import cache_for
 from tests.conftest import DEMO
 
@@ -112,7 +114,7 @@ def _apply(engine, patient_id, operation: str, target: int, version: int, entrie
         )
     if operation in ("renew", "dispense"):
         with engine.connect() as conn:
-            state = store.load_patient_state(conn, store.read_patient(conn, patient_id))
+            state = load_patient_state(conn, read_patient(conn, patient_id))
         backing = state.medication_list.entry(entry_id).prescription_ids if entries else ()
         if not backing:
             raise NothingToDo
@@ -134,8 +136,8 @@ def _apply(engine, patient_id, operation: str, target: int, version: int, entrie
 def _assert_cached_state_is_the_stored_state(engine, patient_id) -> None:
     """What the next command would take from the cache equals a fresh read of the tables."""
     with engine.connect() as conn:
-        patient, revision = store.read_patient_revision(conn, patient_id)
-        fresh = store.load_patient_state(conn, patient)
+        patient, revision = read_patient_revision(conn, patient_id)
+        fresh = load_patient_state(conn, patient)
     cached = cache_for(engine).get(patient_id, revision)
     if revision > 0:  # a command has run, and the state it left is cached
         assert cached == fresh
@@ -146,16 +148,16 @@ class NothingToDo(Exception):
     """The step names nothing it could act on (no prescription behind the entry)."""
 
 
-def _snapshot(engine, patient_id) -> tuple[store.PatientState, dict]:
+def _snapshot(engine, patient_id) -> tuple[PatientState, dict]:
     with engine.connect() as conn:
-        state = store.load_patient_state(conn, store.read_patient(conn, patient_id))
+        state = load_patient_state(conn, read_patient(conn, patient_id))
     versions = {
         (v.entry_id, v.version): v for change in state.changes for v in change.entry_versions
     }
     return state, versions
 
 
-def _assert_state_invariants(state: store.PatientState) -> None:
+def _assert_state_invariants(state: PatientState) -> None:
     live_backers: dict = {}
     for entry in state.medication_list.entries:
         if entry.status.is_live:
@@ -169,7 +171,7 @@ def _assert_state_invariants(state: store.PatientState) -> None:
     assert not in_error & {m.id for m in medications_of(state.medication_list)}
 
 
-def _dispensable_before(state: store.PatientState, done) -> None:
+def _dispensable_before(state: PatientState, done) -> None:
     """The dispense ``done`` accepted was of a dispensable prescription on an active entry,
     as things stood before it."""
     prescription = state.prescriptions[uuid.UUID(done.response["prescription_id"])]

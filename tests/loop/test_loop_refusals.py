@@ -28,16 +28,19 @@ from medloop.loop.dispense import dispense
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
 from medloop.loop.runner import PatientNotFound, PrescriptionNotFound
-from medloop.store import audit
-from medloop.store import medication_list as store
+from medloop.store import alerts, audit, list_changes, prescriptions
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import read_patient
 
 
 def _counts(engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {
             table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-            for table in (store.list_change, store.entry_version, store.prescription_version,
-                          store.dispense, store.alert)
+            for table in (
+                list_changes.list_change, list_changes.entry_version,
+                prescriptions.prescription_version, prescriptions.dispense, alerts.alert,
+            )
         }
 
 
@@ -102,10 +105,10 @@ def test_the_database_refuses_a_second_change_with_the_same_list_version(engine)
     patient_id = demo_world(engine)
     prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
     with engine.connect() as conn:
-        (change,) = store.load_patient_state(conn, store.read_patient(conn, patient_id)).changes
+        (change,) = load_patient_state(conn, read_patient(conn, patient_id)).changes
     with pytest.raises(IntegrityError):
         with engine.execution_options(write=True).begin() as conn:
-            store.append_list_change(conn, change)
+            list_changes.append_list_change(conn, change)
     with engine.connect() as conn:
         assert queries.current_list(conn, patient_id, NOW).list_version == 1
 

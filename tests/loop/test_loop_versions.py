@@ -28,8 +28,7 @@ from medloop.loop.change import hold
 from medloop.loop.dispense import dispense
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
-from medloop.store import audit, state_cache
-from medloop.store import medication_list as store
+from medloop.store import audit, list_changes, prescriptions, state_cache
 from medloop.store.db import make_engine
 from medloop.store.idempotency import IdempotencyKeyReused
 from medloop.store.migrate import upgrade
@@ -69,7 +68,7 @@ def test_same_idempotency_key_twice_has_one_effect_and_the_same_response(engine)
     with engine.connect() as conn:
         assert queries.current_list(conn, patient_id, NOW).list_version == 1
         (summary,) = queries.prescriptions(conn, patient_id)
-        assert conn.execute(select(func.count()).select_from(store.dispense)).scalar() == 1
+        assert conn.execute(select(func.count()).select_from(prescriptions.dispense)).scalar() == 1
     assert summary.dispensed == 1 and summary.remaining == 1
 
 
@@ -109,7 +108,7 @@ def test_concurrent_writers_on_one_version_exactly_one_wins_and_nothing_is_lost(
     with engine.connect() as conn:
         shown = queries.current_list(conn, patient_id, NOW)
         log = audit.verify(conn)
-        changes = conn.execute(select(func.count()).select_from(store.list_change)).scalar()
+        changes = conn.execute(select(func.count()).select_from(list_changes.list_change)).scalar()
     assert shown.list_version == 2 and changes == 2
     assert log.ok and log.events == 2 + writers
 

@@ -45,8 +45,8 @@ from medloop.loop import acknowledge, change, prescribe, reconcile
 from medloop.loop.change import EntryOrder
 from medloop.loop.prescribe import PrescribeOrder, RenewOrder
 from medloop.loop.reconcile import ReconciliationOrder
-from medloop.store import medication_list as store
 from medloop.store.db import reader
+from medloop.store.patients import find_patient_id
 
 router = APIRouter(tags=["prescriber"], route_class=BlockingRoute)
 READ = responses(401, 403, 404, 422)
@@ -62,7 +62,7 @@ def find_patient(
     caller: CallerDep, national_id: Annotated[NationalIdQuery, Query()]
 ) -> JSONResponse:
     with reader(caller.engine).connect() as conn:
-        found = store.find_patient_id(conn, national_id)
+        found = find_patient_id(conn, national_id)
     # Authorised against the patient found, so a refused lookup is audited in that patient's
     # log (a nurse without the ward-admin claim probing national ids shows there); an unknown
     # national id is refused alike, so a refusal does not tell whether a list is kept.

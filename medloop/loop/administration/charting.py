@@ -25,6 +25,7 @@ from medloop.domain.administration import (
     GivenDose,
     Outcome,
     decide_charting,
+    dose_in_force,
     effective_charting,
     is_as_needed,
 )
@@ -192,7 +193,7 @@ def _charting_facts(
         ctx.conn, patient_id, None if planned is None else planned.id, since
     )
     charted = effective_charting(c.administration for c in chartings if c.stands)
-    in_force = planned is not None and store.in_force(
+    in_force = planned is not None and dose_in_force(
         planned, schedules, charted=charted is not None
     )
     earlier = tuple(

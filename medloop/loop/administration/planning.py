@@ -19,12 +19,12 @@ from medloop.domain.administration import Administration, Outcome, PlannedDose, 
 from medloop.domain.codes import EntryStatus
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import PatientNotFound
+from medloop.domain.state import PatientState
 from medloop.domain.ward import Admission, WardConfig, plan_intakes, schedule_fingerprint
 from medloop.loop.administration.queries import chart_lines
 from medloop.loop.runner import Context, Done, Note, WorkContext, run_work
 from medloop.store import administration as store
 from medloop.store.db import reader
-from medloop.store.medication_list import PatientState
 
 HORIZON = timedelta(hours=48)
 """How far ahead planned doses are kept generated."""

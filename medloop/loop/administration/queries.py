@@ -15,13 +15,14 @@ from medloop.domain.administration import (
     Administration,
     DoseStatus,
     PlannedDose,
+    dose_in_force,
     dose_status,
     effective_charting,
 )
 from medloop.domain.errors import PatientNotFound
 from medloop.domain.ward import WardNotFound, local_day_bounds
 from medloop.store import administration as store
-from medloop.store import medication_list as list_store
+from medloop.store.patients import national_id_of
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def chart_lines(
         lines.append(
             _Line(
                 dose,
-                store.in_force(
+                dose_in_force(
                     dose, schedules.get(dose.entry_id, []), charted=standing is not None
                 ),
                 standing,
@@ -168,6 +169,6 @@ def administration_history(
 ) -> list[store.Charted]:
     """Every charting of the patient (also those entered in error, with their correction),
     oldest first."""
-    if list_store.national_id_of(conn, patient_id) is None:
+    if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     return store.chartings_of_patient(conn, patient_id, since, until)

@@ -1,0 +1,193 @@
+"""Alerts: every alert a command raised (``alert``, the ``Alert`` as JSON with the override
+that let the command through) and the alerts a patient's clinicians have handled
+(``handled_alert``, one per alert key and patient).
+
+``alert`` is append-only; a handled alert keeps its first record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    select,
+)
+
+from fest.schema import metadata
+from interactions import Alert, HandledAlert
+from medloop.domain.personnel import Actor
+from medloop.domain.state import StoredAlert
+from medloop.store import attestation, batch
+from medloop.store.columns import UUID_LENGTH, StoredRecordUnreadable, utc, why
+
+alert = Table(
+    "alert",
+    metadata,
+    attestation.command_column(),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("list_version", Integer, nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("requires_override", Boolean, nullable=False),
+    Column("catalogue_version", Integer, nullable=False),
+    Column("record", JSON, nullable=False),  # the Alert
+    Column("override_by", JSON, nullable=True),  # the Actor who overrode it
+    Column("override_reason", Text, nullable=True),
+    Index("ix_alert_patient", "patient_id", "raised_at"),
+)
+
+
+handled_alert = Table(
+    "handled_alert",
+    metadata,
+    attestation.command_column(),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), primary_key=True),
+    Column("key", String(500), primary_key=True),
+    Column("handled_by", JSON, nullable=False),
+    Column("handled_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+
+def alerts_for(conn: Connection, patient_id: UUID) -> list[Any]:
+    """Every stored alert of the patient, oldest first."""
+    return list(
+        conn.execute(
+            select(alert).where(alert.c.patient_id == str(patient_id)).order_by(alert.c.id)
+        ).all()
+    )
+
+
+def stored_alerts(conn: Connection, patient_id: UUID) -> tuple[StoredAlert, ...]:
+    """Every alert raised for the patient, oldest first, as the patient's state keeps them."""
+    return tuple(
+        StoredAlert(
+            key=row.key, action=row.action, list_version=row.list_version,
+            raised_at=utc(row.raised_at), record=row.record, override_by=row.override_by,
+            override_reason=row.override_reason,
+        )
+        for row in alerts_for(conn, patient_id)
+    )
+
+
+def handled_alerts(conn: Connection, patient_id: UUID) -> tuple[HandledAlert, ...]:
+    """The alerts the patient's clinicians have handled, by key."""
+    pid = str(patient_id)
+    rows = conn.execute(
+        select(handled_alert).where(handled_alert.c.patient_id == pid).order_by(handled_alert.c.key)
+    ).all()
+    return tuple(_handled_alert(row, pid) for row in rows)
+
+
+def _handled_alert(row: Any, pid: str) -> HandledAlert:
+    try:
+        return HandledAlert(
+            key=row.key,
+            handled_by=row.handled_by["personnel"]["hpr_number"],
+            handled_at=utc(row.handled_at),
+            reason=row.reason,
+        )
+    except (ValueError, TypeError, KeyError) as error:
+        raise StoredRecordUnreadable(
+            handled_alert.name, {"patient_id": pid, "key": row.key}, why(error)
+        ) from None
+
+
+@dataclass(frozen=True)
+class RaisedAlert:
+    """An alert as raised by one command, with the override that let the command through."""
+
+    alert: Alert
+    override_by: Actor | None = None
+    override_reason: str | None = None
+
+
+def append_alerts(
+    conn: Connection,
+    patient_id: UUID,
+    action: str,
+    version: int,
+    at: datetime,
+    raised: Sequence[RaisedAlert],
+) -> tuple[StoredAlert, ...]:
+    """Store the alerts one command raised; returns them as the patient's state keeps them."""
+    if not raised:
+        return ()
+    rows = [
+        {
+            "patient_id": str(patient_id),
+            "action": action,
+            "list_version": version,
+            "raised_at": at,
+            "key": r.alert.key,
+            "kind": r.alert.kind.value,
+            "severity": r.alert.severity.value,
+            "requires_override": r.alert.requires_override,
+            "catalogue_version": r.alert.source.catalogue_version,
+            "record": r.alert.model_dump(mode="json"),
+            "override_by": (
+                None if r.override_by is None else r.override_by.model_dump(mode="json")
+            ),
+            "override_reason": r.override_reason,
+        }
+        for r in raised
+    ]
+    batch.insert(conn, alert, rows)
+    return tuple(
+        StoredAlert(
+            key=row["key"], action=action, list_version=version, raised_at=utc(at),
+            record=row["record"], override_by=row["override_by"],
+            override_reason=row["override_reason"],
+        )
+        for row in rows
+    )
+
+
+def add_handled_alerts(
+    conn: Connection,
+    patient_id: UUID,
+    by: Actor,
+    at: datetime,
+    reasons: dict[str, str],
+    known: set[str],
+) -> dict[str, str]:
+    """Record alerts as handled for the patient; a key already handled (``known``, from the
+    patient's state read under its lock) keeps its first record. Returns the keys newly
+    recorded, with their reasons."""
+    pid = str(patient_id)
+    new = {key: reason for key, reason in reasons.items() if key not in known}
+    if new:
+        batch.insert(
+            conn,
+            handled_alert,
+            [
+                {
+                    "patient_id": pid,
+                    "key": key,
+                    "handled_by": by.model_dump(mode="json"),
+                    "handled_at": utc(at),
+                    "reason": reason,
+                }
+                for key, reason in new.items()
+            ],
+        )
+    return new

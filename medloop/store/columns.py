@@ -1,0 +1,74 @@
+"""Column types and value conversions every table module of the store shares.
+
+A UUID is stored as its 36-character text form (``UUID_LENGTH``); every instant is stored in UTC
+and read back aware. SQLite keeps only the wall-clock time, so what it hands back is naive UTC.
+A domain record stored as JSON is read back with ``parsed``, which names the row of a record
+that no longer loads (``StoredRecordUnreadable``; ``medloop.store.records`` finds them all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Table
+
+from medloop.domain.errors import DomainError
+
+UUID_LENGTH = 36
+"""``String(UUID_LENGTH)``: a UUID in its canonical text form."""
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC: an aware instant converted, a naive one (as SQLite hands back what was
+    stored) taken as UTC wall-clock time."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment`` as read back, made aware: naive (SQLite) is UTC, aware is left as it is."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def iso(moment: datetime | date) -> str:
+    return moment.isoformat()
+
+
+# -- stored records ----------------------------------------------------------------------------
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class StoredRecordUnreadable(Exception):
+    """A stored record that does not load as its model (table, key, why)."""
+
+    def __init__(self, table: str, key: Mapping[str, Any], reason: str) -> None:
+        self.table = table
+        self.key = {name: str(value) for name, value in key.items()}
+        self.reason = reason
+        names = ", ".join(f"{name}={value}" for name, value in self.key.items())
+        super().__init__(f"the stored {table} record ({names}) cannot be read: {reason}")
+
+
+UNREADABLE = (ValidationError, ValueError, TypeError, KeyError, AttributeError, DomainError)
+
+
+def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any]) -> Model:
+    """``model`` validated from the stored ``value`` of ``table``'s row ``key``;
+    ``StoredRecordUnreadable`` when it does not load."""
+    try:
+        return model.model_validate(value)
+    except UNREADABLE as error:
+        raise StoredRecordUnreadable(table.name, key, why(error)) from None
+
+
+def why(error: Exception) -> str:
+    """What is wrong, without the stored value (it may be patient data)."""
+    if isinstance(error, ValidationError):
+        first = error.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the record"
+        more = error.error_count() - 1
+        return f"{where}: {first['msg']}" + (f" (and {more} more)" if more else "")
+    return f"{type(error).__name__}: {error}"
