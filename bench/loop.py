@@ -34,12 +34,12 @@ from medloop import queries
 from medloop.catalogue import load_snapshot
 from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.dispense import DispenseQuantity
-from medloop.domain.errors import OverrideRequired
 from medloop.domain.patient import NationalId, Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop.catalogue import DrugOrder, catalogue_in_force
 from medloop.loop.dispense import DispenseOrder, dispense
+from medloop.loop.errors import OverrideRequired
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import Call

@@ -33,13 +33,13 @@ from sqlalchemy.engine import make_url
 from fest.loader import import_catalogue
 from interactions.dosage import Dosage, FixedDose, Quantity, TimeOfDay, Use
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.errors import OverrideRequired
-from medloop.domain.multidose import PackedBag, PackedLine, PackReport
+from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.patient import NationalId, Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import multidose
 from medloop.loop.catalogue import DrugOrder
+from medloop.loop.errors import OverrideRequired
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import Call

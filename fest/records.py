@@ -623,7 +623,11 @@ def _code_system(payload: list[etree._Element], out: Extracted) -> None:
             terms = []
             for sub, child in _children(element):
                 if sub == "Term":
-                    terms.append({s: _text(g) for s, g in _children(child) if s != "Sprak"})
+                    # Sprak (CS 3303) is a coded attribute: kept as its V, so the Norwegian and
+                    # English terms of a code (the ATC code system has both) can be told apart.
+                    terms.append(
+                        {s: g.get("V") if s == "Sprak" else _text(g) for s, g in _children(child)}
+                    )
             first = terms[0] if terms else {}
             out.rows.append(
                 (

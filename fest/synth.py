@@ -23,6 +23,7 @@ The file is streamed as text through a buffer; no XML tree is built in memory.
 from __future__ import annotations
 
 import os
+import uuid
 from bisect import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -2017,7 +2018,50 @@ def _write_kodeverk(w: _Xml, gen: _Gen, cat: _Catalogue) -> None:
             add(code5, code3, _SUBGROUP_NAMES[code5])
             add(code7, code5, name7)
     _write_code_system(w, gen, "7403", "Produktgruppe", "Helfo", elements)
+    _write_atc_code_system(w, gen, cat)
     w.close("KatKodeverk")
+
+
+def _write_atc_code_system(w: _Xml, gen: _Gen, cat: _Catalogue) -> None:
+    """Kodeverk 7180, the ATC code system: every code of the tree (levels 1-5, the combination
+    codes included), each under its parent, plus in each level-4 group one code no product,
+    interaction or notice names (the real code system lists every WHO code, marketed or not).
+    Ids and those extra names are made from the codes, not drawn, so the random stream of
+    everything after it is unchanged."""
+    w.open("OppfKodeverk")
+    entry_id = uuid.uuid5(uuid.NAMESPACE_OID, f"{_OID}7180 {gen.hentet.isoformat()}")
+    w.leaf("Id", f"ID_{str(entry_id).upper()}")
+    w.leaf("Tidspunkt", gen.hentet.isoformat())
+    w.empty("Status", ' V="A" DN="Aktiv oppføring"')
+    w.open("Info")
+    w.leaf("Id", f"{_OID}7180")
+    w.leaf("Betegnelse", "ATC")
+    w.leaf("Kortnavn", "ATC")
+    w.leaf("AnsvarligUtgiver", "Direktoratet for medisinske produkter")
+    w.close("Info")
+
+    def element(node: _Atc, parent: _Atc | None) -> None:
+        w.open("Element")
+        w.leaf("Id", f"IDATC_{node.code}")
+        if parent is not None:
+            w.leaf("ParentId", f"IDATC_{parent.code}")
+        w.leaf("Kode", node.code)
+        w.open("Term")
+        w.leaf("Term", node.name)
+        w.empty("Sprak", ' V="NO" DN="Norsk"')
+        w.close("Term")
+        w.close("Element")
+        for child in node.children:
+            element(child, node)
+        if len(node.code) == 5:
+            number = max([0, *(int(c.code[5:7]) for c in node.children)]) + 1
+            if number < 100:
+                element(_Atc(f"{node.code}{number:02d}", f"Virkestoff {node.code}{number:02d}"),
+                        node)
+
+    for l1 in cat.tree:
+        element(l1, None)
+    w.close("OppfKodeverk")
 
 
 def _write_byttegrupper(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:

@@ -26,6 +26,7 @@ class Kind(StrEnum):
     ALLERGY = "allergy"
     NOTICE = "notice"
     NOT_ASSESSED = "not-assessed"
+    SUBSTITUTION_RESTRICTION = "substitution-restriction"
 
 
 class Severity(StrEnum):
@@ -208,6 +209,31 @@ class NotAssessedDetail(_Model):
         return f"not-assessed:{self.atc}"
 
 
+class SubstitutionRestrictionDetail(_Model):
+    """Generic substitution within a substitution group FEST marks with a substitution remark
+    (``Byttegruppe/MerknadTilByttbarhet``, text ``BeskrivelseByttbarhet``): substitution is
+    limited to a patient's first prescription, or not allowed for part of the indication
+    (IG 3.5 §6.5.3), so the pharmacist must decide, with a reason, whether it applies.
+
+    ``prescription`` is the decision point (the prescription dispensed against);
+    ``earlier_dispenses`` counts this patient's earlier dispenses of the drug or of the group
+    (0: this looks like a first prescription)."""
+
+    kind: Literal["substitution-restriction"] = "substitution-restriction"
+    substitution_group_id: str
+    group_code: str
+    group_name: str | None
+    restriction: str | None
+    prescribed: str
+    dispensed: str
+    prescription: str
+    earlier_dispenses: int
+
+    @property
+    def record(self) -> str:
+        return f"substitution-restriction:{self.group_code}:{self.prescription}"
+
+
 Detail = Annotated[
     InteractionDetail
     | DuplicateDetail
@@ -215,11 +241,12 @@ Detail = Annotated[
     | DoseNotCheckedDetail
     | AllergyDetail
     | NoticeDetail
-    | NotAssessedDetail,
+    | NotAssessedDetail
+    | SubstitutionRestrictionDetail,
     Field(discriminator="kind"),
 ]
 
-_OVERRIDE_KINDS = frozenset({Kind.ALLERGY, Kind.DOSE})
+_OVERRIDE_KINDS = frozenset({Kind.ALLERGY, Kind.DOSE, Kind.SUBSTITUTION_RESTRICTION})
 
 
 class Alert(BaseModel):
@@ -241,7 +268,8 @@ class Alert(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def requires_override(self) -> bool:
-        """Avoid-tier interactions, allergies and doses above a limit need a reasoned override."""
+        """Avoid-tier interactions, allergies, doses above a limit and a substitution within a
+        restricted group (the pharmacist's decision) need a reasoned override."""
         return self.severity is Severity.AVOID or self.kind in _OVERRIDE_KINDS
 
     @computed_field  # type: ignore[prop-decorator]

@@ -186,6 +186,17 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class AtcCode:
+    """One code of FEST's ATC code system (``Kodeverk`` 7180, ``Element``): the code at any level
+    (1-5, and the fictional ``ZV80AA..`` codes) with its Norwegian ``Term`` and, where FEST gives
+    one, the English term (``Sprak`` EN)."""
+
+    code: str
+    name: str | None
+    english_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogueSnapshot:
     """Everything decision support reads from one catalogue version."""
 
@@ -200,3 +211,6 @@ class CatalogueSnapshot:
     interactions: tuple[Interaction, ...]
     not_assessed: tuple[NotAssessed, ...]
     notices: tuple[Notice, ...]
+    atc_codes: tuple[AtcCode, ...] = ()
+    """The ATC code system (Kodeverk 7180) when the catalogue carries it: every valid code with
+    its name, also the codes no product in the catalogue carries."""

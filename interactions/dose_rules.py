@@ -97,6 +97,17 @@ class Limit(_Model):
 
 
 _BARE_PATHS = {"", "/", "/index.html", "/no", "/en", "/nb"}
+_SEARCH_SEGMENTS = {"sok", "søk", "internsok", "search", "sok.aspx", "search.aspx"}
+_SEARCH_QUERY_KEYS = {"sokord", "q", "query", "search", "searchterm", "term"}
+
+
+def is_search_url(url: str) -> bool:
+    """Whether ``url`` only searches for a product (Felleskatalogen's ``/medisin/sok?sokord=``,
+    a ``q=`` query) instead of opening a document."""
+    parsed = urlsplit(url)
+    segments = {segment.lower() for segment in parsed.path.split("/") if segment}
+    keys = {pair.split("=", 1)[0].lower() for pair in parsed.query.split("&") if pair}
+    return bool(segments & _SEARCH_SEGMENTS or keys & _SEARCH_QUERY_KEYS)
 
 
 class Source(_Model):
@@ -122,6 +133,22 @@ class Source(_Model):
         if parsed.path.rstrip("/") in _BARE_PATHS and not parsed.query:
             raise ValueError(f"{url!r} is a home page, not the document the limit comes from")
         return url
+
+    @field_validator("section")
+    @classmethod
+    def _names_a_section(cls, section: str) -> str:
+        if not section.strip():
+            raise ValueError("a source names the section the limit was read in")
+        return section
+
+    @model_validator(mode="after")
+    def _document_is_not_a_search(self) -> Source:
+        if self.located == "document" and is_search_url(self.url):
+            raise ValueError(
+                f"{self.url!r} is a product search, not a document: cite the document's own "
+                "address or set located to 'search'"
+            )
+        return self
 
 
 class Condition(_Model):

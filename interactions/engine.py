@@ -13,6 +13,7 @@ from interactions.checks.duplicate import duplicate_alerts
 from interactions.checks.interaction import interaction_alerts
 from interactions.checks.not_assessed import not_assessed_alerts
 from interactions.checks.notice import notice_alerts
+from interactions.checks.substitution import substitution_alerts
 from interactions.knowledge import Knowledge
 from interactions.medication import HandledAlert, Medication, Patient
 
@@ -23,6 +24,7 @@ _CHECKS = (
     allergy_alerts,
     notice_alerts,
     not_assessed_alerts,
+    substitution_alerts,
 )
 
 

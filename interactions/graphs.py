@@ -12,9 +12,18 @@ from interactions.catalogue import CatalogueSnapshot, Interaction, Substance
 
 
 def build_atc_tree(snapshot: CatalogueSnapshot) -> nx.DiGraph:
-    """Every ATC code the catalogue uses, under its group codes; nodes carry the ``name`` FEST
-    gives the code where it gives one."""
+    """Every ATC code the catalogue uses or its ATC code system (Kodeverk 7180) lists, under
+    its group codes. Nodes carry the ``name`` FEST gives the code: the code system's term first
+    (it names every level), else the name an interaction or not-assessed entry gives it; and
+    ``english_name`` where the code system has one."""
     names: dict[str, str] = {}
+    english: dict[str, str] = {}
+    for entry in snapshot.atc_codes:
+        code = atc.normalise(entry.code)
+        if code and entry.name:
+            names.setdefault(code, entry.name)
+        if code and entry.english_name:
+            english.setdefault(code, entry.english_name)
     for interaction in snapshot.interactions:
         for group in interaction.groups:
             for member in group.members:
@@ -31,12 +40,17 @@ def build_atc_tree(snapshot: CatalogueSnapshot) -> nx.DiGraph:
             *(p.atc for p in snapshot.packages),
             *(g.atc for g in snapshot.generic_groups),
             *(s.combination_atc for s in snapshot.strengths),
+            *(entry.code for entry in snapshot.atc_codes),
             *names,
             *(entry.atc for entry in snapshot.not_assessed),
         ]
     )
-    known = {code: name for code, name in names.items() if code in tree}
-    nx.set_node_attributes(tree, known, "name")
+    nx.set_node_attributes(
+        tree, {code: name for code, name in names.items() if code in tree}, "name"
+    )
+    nx.set_node_attributes(
+        tree, {code: name for code, name in english.items() if code in tree}, "english_name"
+    )
     return tree
 
 

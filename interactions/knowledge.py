@@ -3,7 +3,9 @@
 ``Knowledge.build`` turns a ``CatalogueSnapshot`` into graphs and indexes so that a check is a
 series of dictionary lookups:
 
-- the ATC hierarchy (``atc_tree``, a networkx DiGraph from group codes to their children);
+- the ATC hierarchy (``atc_tree``, a networkx DiGraph from group codes to their children): every
+  code the catalogue uses plus, when the catalogue carries it, FEST's whole ATC code system
+  (Kodeverk 7180), so any valid code resolves and every level has its name;
 - substance parentage (``substance_graph``, DiGraph from a moiety to its salts/esters);
 - the interaction groups (``interaction_graph``, bipartite: each match key — an ATC code or a
   substance id — linked to the interaction sides that name it);
@@ -207,9 +209,9 @@ class Knowledge:
 
         ``fest_id`` may name a package, product (Merkevare), generic group (LegemiddelVirkestoff),
         dose unit (Legemiddeldose) or substance (Virkestoff); ``atc`` any code the catalogue
-        uses, at any level. Raises ``UnknownReference`` when the reference is not in this
-        catalogue version, and its subclass ``AmbiguousReference`` for a varenr shared by
-        several packages.
+        uses or its ATC code system (Kodeverk 7180) lists, at any level. Raises
+        ``UnknownReference`` when the reference is not in this catalogue version, and its
+        subclass ``AmbiguousReference`` for a varenr shared by several packages.
         """
         given = {
             name: value
@@ -230,6 +232,25 @@ class Knowledge:
             }[kind]
             drug = self._resolved[(kind, value)] = resolver(value)
         return drug
+
+    def atc_name(self, code: str) -> str | None:
+        """The name FEST gives ``code`` (code system term, else an interaction's), or ``None``."""
+        normalised = atc.normalise(code)
+        if normalised is None or normalised not in self.atc_tree:
+            return None
+        return self.atc_tree.nodes[normalised].get("name")
+
+    def atc_levels(self, code: str) -> tuple[tuple[str, str | None], ...]:
+        """``code`` and the groups above it, level 1 first, each with its name (``None`` where
+        FEST names none); raises ``UnknownReference`` for a code neither used nor listed."""
+        normalised = atc.normalise(code)
+        if normalised is None or normalised not in self.atc_tree:
+            raise UnknownReference("ATC code", code)
+        return tuple(
+            (c, self.atc_tree.nodes[c].get("name"))
+            for c in reversed(atc.covering(normalised))
+            if c in self.atc_tree
+        )
 
     def _resolve_varenr(self, varenr: str) -> ResolvedDrug:
         packages = self._packages_by_varenr.get(varenr.strip(), ())

@@ -17,15 +17,30 @@ from interactions.values import text as bounded
 
 
 @dataclass(frozen=True, slots=True)
+class Substitution:
+    """The entry's drug is a generic substitute (``generisk bytte``) handed out for
+    ``prescribed`` within substitution group ``group_id`` (FEST ``Byttegruppe`` id), against
+    ``prescription`` (the caller's id of it); ``earlier_dispenses`` counts the patient's earlier
+    dispenses of the drug or of the group."""
+
+    prescribed: str
+    group_id: str
+    prescription: str
+    earlier_dispenses: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Medication:
     """One list entry as checks see it. ``id`` is the caller's entry id; ``start`` and ``stop``
-    are the first and last day of use, ``None`` when open."""
+    are the first and last day of use, ``None`` when open; ``substitution`` is set when the
+    drug was just substituted for the prescribed one (dispensing)."""
 
     id: str
     drug: ResolvedDrug
     dosage: Dosage | None = None
     start: date | None = None
     stop: date | None = None
+    substitution: Substitution | None = None
 
     def overlaps(self, other: Medication) -> bool:
         """Whether the two entries are in use on at least one common day."""

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Table, and_, or_, select
 from fest import schema
 from fest.queries import version_in_force
 from interactions.catalogue import (
+    AtcCode,
     CatalogueInfo,
     CatalogueSnapshot,
     DoseUnit,
@@ -30,6 +31,9 @@ from interactions.catalogue import (
     Substance,
     SubstitutionGroup,
 )
+
+ATC_CODE_SYSTEM = "2.16.578.1.12.4.1.1.7180"
+"""The OID of FEST's ATC code system (Kodeverk 7180)."""
 
 
 class NoCatalogue(LookupError):
@@ -186,7 +190,26 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
             for r in _rows(conn, schema.fest_not_assessed, live)
         ),
         notices=_notices(conn, live, refs),
+        atc_codes=_atc_codes(conn, live),
     )
+
+
+def _atc_codes(conn: Connection, live) -> tuple[AtcCode, ...]:
+    """The ATC code system (Kodeverk 7180) in force: each code with its Norwegian term (``Sprak``
+    NO or none given) and its English one (``Sprak`` EN)."""
+    entry, code = schema.fest_entry, schema.fest_code
+    rows = conn.execute(
+        select(code.c.code, code.c.term, code.c.terms)
+        .join(entry, entry.c.id == code.c.entry)
+        .where(live, entry.c.kind == "Kodeverk", entry.c.domain_id == ATC_CODE_SYSTEM)
+    )
+    found = []
+    for r in rows:
+        terms = [t for t in r.terms or () if isinstance(t, dict) and t.get("Term")]
+        norwegian = next((t["Term"] for t in terms if t.get("Sprak") in (None, "", "NO")), None)
+        english = next((t["Term"] for t in terms if t.get("Sprak") == "EN"), None)
+        found.append(AtcCode(code=r.code, name=norwegian or r.term, english_name=english))
+    return tuple(found)
 
 
 def _info(conn: Connection, version: int | None) -> CatalogueInfo:

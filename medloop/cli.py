@@ -295,6 +295,7 @@ def _serve(
     db: str | None, host: str, port: int, *, allow_dev_keys: bool, workers: int = 1
 ) -> None:
     from medloop.api.auth import TokenVerifier
+    from medloop.api.cds_auth import CdsSettings
     from medloop.api.config import ApiSettings, InvalidSetting
 
     try:
@@ -317,6 +318,7 @@ def _serve(
         # The token configuration is checked before anything is served (and before the
         # schema is migrated): a server that cannot verify a token must not start.
         TokenVerifier(settings)
+        CdsSettings.from_env(settings.issuer)  # the trusted CDS clients, likewise
     except InvalidSetting as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(2) from None

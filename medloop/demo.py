@@ -24,7 +24,6 @@ from fest.loader import import_catalogue
 from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
 from medloop.api.auth import issue_token
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.errors import OverrideRequired
 from medloop.domain.patient import (
     NationalId,
     Patient,
@@ -36,6 +35,7 @@ from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administration, multidose
 from medloop.loop.catalogue import DrugOrder
+from medloop.loop.errors import OverrideRequired
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import Call, CommandResult

@@ -20,8 +20,8 @@ from interactions import Alert
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import EntryNotFound, PatientNotFound
-from medloop.domain.medication_list import EntryVersion
+from medloop.domain.medication_list import EntryNotFound, EntryVersion
+from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.reconciliation import Reconciliation
 from medloop.domain.state import PatientState

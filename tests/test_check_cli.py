@@ -347,7 +347,12 @@ def test_patient_age_sex_weight_and_renal_function_reach_the_dose_rules(demo: De
     assert alert["detail"]["patient"].startswith("eGFR 40")
     crcl = {**patient, "renal": {"crcl": 50, "measured": measured}}
     _, response = run_check(demo.url, {"medications": medications, "patient": crcl})
-    assert [a for a in response["alerts"] if a["kind"] == "dose"] == []  # 2000 mg ≤ 2000 mg
+    # 45-59 ml/min: at most 1000 mg a day (Norsk legemiddelhåndbok, as read for issue #22)
+    [alert] = [a for a in response["alerts"] if a["kind"] == "dose"]
+    assert alert["detail"]["rule_id"] == "metformin-oral-renal-45-59"
+    normal = {**patient, "renal": {"crcl": 60, "measured": measured}}
+    _, response = run_check(demo.url, {"medications": medications, "patient": normal})
+    assert [a for a in response["alerts"] if a["kind"] == "dose"] == []  # 2000 mg ≤ 3000 mg
     _, response = run_check(demo.url, {"medications": medications})
     assert {a["detail"]["reason_code"] for a in response["alerts"]
             if a["kind"] == "dose-not-checked"} == {"renal-function-unknown"}

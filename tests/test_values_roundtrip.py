@@ -30,9 +30,9 @@ from interactions.dosage import (
     Weekday,
 )
 from interactions.values import MAX_DOSE, MAX_PACKAGES, MAX_PERIOD, MAX_REASON
-from medloop.domain.errors import OverrideRequired
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop.catalogue import DrugOrder
+from medloop.loop.errors import OverrideRequired
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.store import batch
 from medloop.store.columns import parsed

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
-from medloop.api import cds, problems
+from medloop.api import cds, cds_auth, problems
 from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
@@ -24,7 +24,14 @@ from medloop.api.docs import DOCS_HTML
 from medloop.api.limits import BodyGuard
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
-    catalogue, gp, multidose, nursing, observations, ops, patient, pharmacy,
+    catalogue,
+    gp,
+    multidose,
+    nursing,
+    observations,
+    ops,
+    patient,
+    pharmacy,
 )
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
@@ -53,9 +60,12 @@ def create_app(
     *,
     engine: Engine | None = None,
     clock: Callable[[], datetime] | None = None,
+    cds_settings: cds_auth.CdsSettings | None = None,
 ) -> FastAPI:
-    """The API over ``engine`` (default: a migrated engine on ``settings.database_url``)."""
+    """The API over ``engine`` (default: a migrated engine on ``settings.database_url``);
+    ``cds_settings`` (default: from the environment) are the trusted CDS clients and origins."""
     settings = settings or ApiSettings.from_env()
+    cds_settings = cds_settings or cds_auth.CdsSettings.from_env(settings.issuer)
     if engine is None:
         from medloop.store.db import make_engine
         from medloop.store.migrate import upgrade
@@ -80,8 +90,15 @@ def create_app(
 
     logs.ensure_configured()
     # Inner first: RequestId (outermost) gives even a refused body its request id.
-    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, verifier=state.verifier)
+    cds_clients = cds_auth.CdsClientVerifier(cds_settings)
+    app.state.cds_clients = cds_clients
+    app.add_middleware(
+        BodyGuard, limit=settings.max_body_bytes,
+        verifier=cds_auth.BodyVerifier(state.verifier, cds_clients),
+    )
     app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
+    if cds_settings.origins:
+        app.add_middleware(cds_auth.CdsCors, origins=cds_settings.origins)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -3,22 +3,27 @@
 - ``GET /cds-services``: discovery of ``medloop-order-select`` (hook ``order-select``) and
   ``medloop-order-sign`` (hook ``order-sign``); no prefetch.
 - ``POST /cds-services/{id}``: ``context.patientId`` is our patient id (UUID) or the national
-  id; ``context.draftOrders`` is a FHIR R4 Bundle of ``MedicationRequest`` drafts, parsed with
-  ``fhir.resources.R4B``. Each draft names its drug in ``medicationCodeableConcept.coding`` by
-  one of the systems in ``CODE_SYSTEMS`` (FEST varenr, FEST id, or ATC) and its dosage in
-  ``dosageInstruction`` (mapped by ``medloop.api.fhir_dosage``; a dosage that does not map is
-  left out and its dose-not-checked card names the FHIR element why). ``order-select``
-  answers only for the ``selections``; ``order-sign`` for every draft. Cards are the alerts of
-  ``medloop.api.screening`` (indicator from severity, summary ≤ 140 characters, source with the
-  catalogue version, override reasons when the alert needs one); each card is stored.
+  id; ``context.draftOrders`` is a FHIR R4 Bundle read one entry at a time and leniently
+  (``medloop.api.fhir_drafts``): only ``MedicationRequest``s are orders medloop checks, each
+  naming its drug by a coding (in ``medicationCodeableConcept`` or a contained or bundled
+  ``Medication``) in one of FEST's systems (medloop's own or HL7 Norway's) or ATC, its dosage
+  in ``dosageInstruction`` (``medloop.api.fhir_dosage``) and its route in
+  ``dosageInstruction.route``. ``order-select`` answers only for the ``selections``;
+  ``order-sign`` for every draft. Cards are the alerts of ``medloop.api.screening``
+  (indicator from severity, summary ≤ 140 characters naming the drugs, source with the
+  catalogue version, override reasons when the alert needs an override) plus one "not checked"
+  card per draft that could not be checked (the FHIR element and why); each card is stored.
+  A request is refused (422, naming the fields) only when it is itself unusable.
 - ``POST /cds-services/{id}/feedback``: ``accepted`` / ``overridden`` outcomes for issued cards.
 
-Only prescribers (role ``gp``) may call the services; each call is audited as a read of the
-patient's list.
+Callers are prescribers (role ``gp``) with their own token, or a trusted CDS client (an EHR)
+with a CDS Hooks client JWT (``medloop.api.cds_auth``) on behalf of ``context.userId``; each
+call is audited as a read of the patient's list by that practitioner.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -27,31 +32,50 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.medicationrequest import MedicationRequest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from interactions import Alert
+from interactions.alerts import shorten
 from interactions.values import MAX_TEXT, Moment, text
-from medloop.api.deps import CallerDep, IdempotencyKey
-from medloop.api.fhir_dosage import MappedDosage, NotMapped, dosage_of, explained
+from medloop.api.cds_auth import CdsCallerDep
+from medloop.api.deps import IdempotencyKey
+from medloop.api.fhir_dosage import MappedDosage, NotMapped, explained
+from medloop.api.fhir_drafts import (
+    ATC,
+    FEST_ID,
+    FEST_VARENR,
+    KIND,
+    Draft,
+    Unchecked,
+    UnusableDraftOrders,
+    read_drafts,
+)
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal, Screened, screen
-from medloop.domain.errors import DomainError, PatientNotFound
-from medloop.loop.catalogue import DrugOrder
+from medloop.domain.errors import DomainError
+from medloop.domain.patient import PatientNotFound
 from medloop.store import access
 from medloop.store.db import reader
 from medloop.store.idempotency import request_fingerprint, run_once
 from medloop.store.patients import find_patient_id
 
+# -- errors ------------------------------------------------------------------------------------
+
+
+class InvalidDraft(DomainError):
+    """A CDS Hooks request that cannot be used as a whole (its ``errors`` name the fields)."""
+
+    code = "invalid-draft-order"
+
+
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], route_class=BlockingRoute)
 
-FEST_VARENR = "https://medloop.dev/fhir/CodeSystem/fest-varenr"
-FEST_ID = "https://medloop.dev/fhir/CodeSystem/fest-id"
-ATC = "http://www.whocc.no/atc"
-CODE_SYSTEMS = (FEST_VARENR, FEST_ID, ATC)
+CODE_SYSTEMS = tuple(KIND)
+__all__ = ["ATC", "CODE_SYSTEMS", "FEST_ID", "FEST_VARENR", "router"]
+EXTENSION = "dev.medloop"
+"""The reverse-domain prefix of medloop's card and service extension keys."""
 OVERRIDE_REASON_SYSTEM = "https://medloop.dev/fhir/CodeSystem/override-reason"
 OVERRIDE_REASONS = (
     ("benefit-outweighs-risk", "Benefit outweighs the risk; the patient is informed"),
@@ -59,7 +83,9 @@ OVERRIDE_REASONS = (
     ("previously-tolerated", "The patient has tolerated this combination before"),
     ("not-relevant", "Not relevant for this patient"),
 )
+ALERT_KIND_SYSTEM = "https://medloop.dev/fhir/CodeSystem/alert-kind"
 INDICATOR = {"avoid": "critical", "precautions": "warning", "info": "info", "no-action": "info"}
+NOT_CHECKED = "not-checked"
 
 SERVICES = {
     "medloop-order-select": {
@@ -76,16 +102,18 @@ SERVICES = {
 }
 
 
-class ServiceDescription(BaseModel):
+class CdsServiceDescription(BaseModel):
     hook: str
     id: str
     title: str
     description: str
-    prefetch: dict[str, str] = Field(default_factory=dict)
+    prefetch: dict[str, str] | None = None
+    """Not sent: medloop asks for no prefetch (an empty object would break "SHALL NOT be
+    empty")."""
 
 
-class Discovery(BaseModel):
-    services: list[ServiceDescription]
+class CdsDiscovery(BaseModel):
+    services: list[CdsServiceDescription]
 
 
 _OPEN = ConfigDict(extra="allow", str_max_length=MAX_TEXT, allow_inf_nan=False)
@@ -93,7 +121,7 @@ _OPEN = ConfigDict(extra="allow", str_max_length=MAX_TEXT, allow_inf_nan=False)
 bounded by the JSON reader (``medloop.json_input``), the named ones here."""
 
 
-class HookContext(BaseModel):
+class CdsHookContext(BaseModel):
     model_config = _OPEN
 
     userId: Annotated[str, text(200)] | None = None
@@ -103,15 +131,15 @@ class HookContext(BaseModel):
     draftOrders: dict[str, Any]
 
 
-class HookRequest(BaseModel):
+class CdsHookRequest(BaseModel):
     model_config = _OPEN
 
     hook: Annotated[str, text(100)]
     hookInstance: Annotated[str, text(100, 1)]
-    context: HookContext
+    context: CdsHookContext
 
 
-class Coding(BaseModel):
+class CdsCoding(BaseModel):
     model_config = ConfigDict(str_max_length=MAX_TEXT)
 
     system: Annotated[str, text(500)] | None = None
@@ -119,56 +147,59 @@ class Coding(BaseModel):
     display: Annotated[str, text(500)] | None = None
 
 
-class Source(BaseModel):
+class CdsCardSource(BaseModel):
     label: str
-    topic: Coding | None = None
+    topic: CdsCoding | None = None
 
 
-class Card(BaseModel):
+class CdsCard(BaseModel):
     uuid: str
     summary: str = Field(max_length=140)
     detail: str
     indicator: Literal["info", "warning", "critical"]
-    source: Source
-    overrideReasons: list[Coding] = Field(default_factory=list)
-    extension: dict[str, Any] = Field(default_factory=dict)
+    source: CdsCardSource
+    overrideReasons: list[CdsCoding] | None = Field(
+        default=None, description="Present only on cards that take an override"
+    )
+    extension: dict[str, Any] | None = Field(
+        default=None, description="Keys in reverse-domain form (dev.medloop.*)"
+    )
 
 
-class CardsResponse(BaseModel):
-    cards: list[Card]
+class CdsCardsResponse(BaseModel):
+    cards: list[CdsCard]
 
 
-class OverrideReason(BaseModel):
-    reason: Coding | None = None
+class CdsOverrideReason(BaseModel):
+    reason: CdsCoding | None = None
     userComment: Annotated[str, text(2000)] | None = None
 
 
-class FeedbackItem(BaseModel):
+class CdsFeedbackItem(BaseModel):
     card: UUID
     outcome: Literal["accepted", "overridden"]
-    overrideReason: OverrideReason | None = None
+    overrideReason: CdsOverrideReason | None = None
     acceptedSuggestions: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
     outcomeTimestamp: Moment
 
 
-class FeedbackRequest(BaseModel):
-    feedback: list[FeedbackItem] = Field(min_length=1, max_length=50)
+class CdsFeedbackRequest(BaseModel):
+    feedback: list[CdsFeedbackItem] = Field(min_length=1, max_length=50)
 
 
 ServiceId = Annotated[str, Path(max_length=100)]
 
 
-class InvalidDraft(DomainError):
-    """A CDS Hooks draft order is not a MedicationRequest we can check."""
-
-    code = "invalid-draft-order"
-
-
-@router.get("", response_model=Discovery, summary="CDS Hooks discovery")
-def discovery() -> JSONResponse:
-    return JSONResponse(
-        {"services": [{"id": key, "prefetch": {}, **value} for key, value in SERVICES.items()]}
+def _unusable(field: str, reason: str) -> InvalidDraft:
+    loc = ["body", *field.split(".")]
+    return InvalidDraft(
+        f"{field}: {reason}", errors=[{"loc": loc, "msg": reason, "type": "value_error"}]
     )
+
+
+@router.get("", response_model=CdsDiscovery, summary="CDS Hooks discovery")
+def discovery() -> JSONResponse:
+    return JSONResponse({"services": [{"id": key, **value} for key, value in SERVICES.items()]})
 
 
 def _service(service_id: str) -> dict[str, str]:
@@ -178,51 +209,21 @@ def _service(service_id: str) -> dict[str, str]:
     return found
 
 
-def drafts(bundle: dict[str, Any]) -> list[MedicationRequest]:
-    """The MedicationRequests in a draftOrders Bundle (other resources are ignored)."""
-    try:
-        parsed = Bundle.model_validate(bundle)
-        found = []
-        for entry in parsed.entry or []:
-            resource = entry.resource
-            if resource is not None and resource.get_resource_type() == "MedicationRequest":
-                found.append(MedicationRequest.model_validate(resource.model_dump()))
-    except ValidationError as error:
-        raise InvalidDraft(
-            f"draftOrders is not a FHIR R4 Bundle: {error.error_count()} error(s)"
-        ) from None
-    except (KeyError, ValueError, TypeError):
-        # fhir.resources looks an unknown resourceType up by name (KeyError).
-        raise InvalidDraft(
-            "draftOrders is not a FHIR R4 Bundle: a resource of an unknown resourceType"
-        ) from None
-    return found
-
-
-def proposal_of(
-    draft: MedicationRequest, index: int, today: date
-) -> tuple[Proposal, NotMapped | None]:
-    """The draft as a proposal: its drug from the first coding in a known system; its dosage
-    and days of use from ``dosageInstruction`` (``medloop.api.fhir_dosage``), or no dosage and
-    why not."""
-    draft_id = draft.id or f"draft-{index}"
-    mapped = dosage_of(draft.dosageInstruction, today)
+def proposal_of(draft: Draft, today: date) -> Proposal:
+    """The draft as a proposal: its drug, its dosage and days of use (or none), its route."""
+    mapped = draft.dosage
+    dosage, start, stop = None, None, None
     if isinstance(mapped, MappedDosage):
-        dosage, start, stop, why = mapped.dosage, mapped.start or today, mapped.stop, None
-    else:
-        dosage, start, stop, why = None, today, None, mapped
-    concept = draft.medicationCodeableConcept
-    for coding in (concept.coding or []) if concept is not None else []:
-        if coding.system == FEST_VARENR and coding.code:
-            return Proposal(draft_id, DrugOrder(varenr=coding.code), dosage, start, stop), why
-        if coding.system == FEST_ID and coding.code:
-            return Proposal(draft_id, DrugOrder(fest_id=coding.code), dosage, start, stop), why
-        if coding.system == ATC and coding.code:
-            return Proposal(draft_id, None, dosage, start, stop, atc=coding.code), why
-    raise InvalidDraft(
-        f"MedicationRequest {draft_id} has no medicationCodeableConcept coding in "
-        f"{', '.join(CODE_SYSTEMS)}",
-        draft=draft_id,
+        dosage, start, stop = mapped.dosage, mapped.start, mapped.stop
+    return Proposal(
+        draft.id,
+        draft.drug,
+        dosage,
+        start or today,
+        stop,
+        atc=draft.atc,
+        route=draft.route,
+        display=draft.display,
     )
 
 
@@ -236,95 +237,196 @@ def _patient_id(conn: Any, given: str) -> UUID:
     return found
 
 
+def _source(screened: Screened, kind: str) -> dict[str, Any]:
+    return {
+        "label": f"medloop decision support, FEST catalogue version "
+        f"{screened.catalogue_version} (HentetDato {screened.hentet_dato})",
+        "topic": {"system": ALERT_KIND_SYSTEM, "code": kind, "display": kind.replace("-", " ")},
+    }
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+def _readable(value: str, names: dict[str, str]) -> str:
+    """A detail text with every internal medication id (a list entry's UUID, or a draft's
+    when it is one) replaced by the drug's name and no runs of blank lines."""
+    for medication_id, name in names.items():
+        if _UUID.fullmatch(medication_id) and medication_id in value:
+            value = value.replace(medication_id, name)
+    return _BLANK_LINES.sub("\n", value.strip())
+
+
 def card_for(alert: Alert, screened: Screened) -> dict[str, Any]:
     detail = alert.detail.model_dump(mode="json")
-    lines = [alert.summary, ""]
+    names = screened.names
+    lines = []
     for field in ("consequence", "mechanism", "situation", "text", "reason", "citation"):
-        if isinstance(detail.get(field), str):
-            lines.append(f"**{field.capitalize()}:** {detail[field]}")
-    names = ", ".join(screened.names.get(m, m) for m in alert.medications)
-    lines.append(f"Medications: {names}")
-    return {
+        value = detail.get(field)
+        if isinstance(value, str) and value.strip():
+            lines.append(f"**{field.capitalize()}:** {_readable(value, names)}")
+    drugs = ", ".join(names.get(m, "a drug on the list") for m in alert.medications)
+    lines.append(f"**Medications:** {drugs}")
+    card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": alert.summary,
+        "summary": shorten(_readable(alert.summary, names)),
         "detail": "\n\n".join(lines),
         "indicator": INDICATOR.get(alert.severity.value, "info"),
-        "source": {
-            "label": f"medloop decision support, FEST catalogue version "
-            f"{screened.catalogue_version} (HentetDato {screened.hentet_dato})",
-            "topic": {
-                "system": "https://medloop.dev/fhir/CodeSystem/alert-kind",
-                "code": alert.kind.value,
-                "display": alert.kind.value,
-            },
-        },
-        "overrideReasons": [
+        "source": _source(screened, alert.kind.value),
+    }
+    if alert.requires_override:
+        card["overrideReasons"] = [
             {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
-            for code, display in (OVERRIDE_REASONS if alert.requires_override else ())
-        ],
+            for code, display in OVERRIDE_REASONS
+        ]
+    card["extension"] = {
+        f"{EXTENSION}.alert-key": alert.key,
+        f"{EXTENSION}.severity": alert.severity.value,
+        f"{EXTENSION}.requires-override": alert.requires_override,
+        f"{EXTENSION}.catalogue-version": screened.catalogue_version,
+    }
+    return card
+
+
+def not_checked_card(
+    draft_id: str, name: str | None, element: str, reason: str, screened: Screened
+) -> dict[str, Any]:
+    """The card of a draft medloop could not check at all: which FHIR element and why."""
+    called = name or f"draft order {draft_id}"
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": shorten(f"Not checked: {called}: {reason}"),
+        "detail": "\n\n".join(
+            [
+                f"medloop did not check the draft order {draft_id} ({called}) for interactions, "
+                "duplicates, doses, allergies or notices.",
+                f"**Element:** `{element}`",
+                f"**Reason:** {reason}",
+            ]
+        ),
+        "indicator": "warning",
+        "source": _source(screened, NOT_CHECKED),
         "extension": {
-            "medloop-alert-key": alert.key,
-            "medloop-severity": alert.severity.value,
-            "medloop-requires-override": alert.requires_override,
-            "medloop-catalogue-version": screened.catalogue_version,
+            f"{EXTENSION}.alert-key": f"{NOT_CHECKED}/{draft_id}",
+            f"{EXTENSION}.draft": draft_id,
+            f"{EXTENSION}.element": element,
+            f"{EXTENSION}.catalogue-version": screened.catalogue_version,
         },
     }
 
 
 @router.post(
-    "/{service_id}", response_model=CardsResponse,
-    responses=responses(400, 401, 403, 404, 409, 422, 503), summary="Call a CDS service",
+    "/{service_id}",
+    response_model=CdsCardsResponse,
+    responses=responses(400, 401, 403, 404, 409, 422, 503),
+    summary="Call a CDS service",
 )
 def call_service(
-    caller: CallerDep, service_id: ServiceId, body: HookRequest, key: IdempotencyKey
+    caller: CdsCallerDep, service_id: ServiceId, body: CdsHookRequest, key: IdempotencyKey
 ) -> JSONResponse:
     service = _service(service_id)
     if body.hook != service["hook"]:
-        raise InvalidDraft(f"service {service_id} answers hook {service['hook']}, not {body.hook}")
+        raise _unusable("hook", f"service {service_id} answers hook {service['hook']}")
+    caller = caller.for_user(body.context.userId, required=True)
     caller.authorize(Action.CHECK)
     today = caller.at.date()
-    drafted = [proposal_of(d, i, today) for i, d in enumerate(drafts(body.context.draftOrders))]
-    proposals = [proposal for proposal, _ in drafted]
-    not_mapped = {proposal.id: why for proposal, why in drafted if why is not None}
+    try:
+        read = read_drafts(body.context.draftOrders, today)
+    except UnusableDraftOrders as error:
+        raise _unusable(error.field, error.reason) from None
     with reader(caller.engine).connect() as conn:
         patient_id = _patient_id(conn, body.context.patientId)
     caller.authorize(Action.CHECK, patient_id)
-    if not proposals:
+    # order-select answers for the selections; the other drafts of the session are checked
+    # with them (an interaction between a selected and an earlier draft is told).
+    chosen = {s.split("/")[-1] for s in body.context.selections}
+    if service["hook"] != "order-select" or not chosen:
+        chosen = {d.id for d in read}
+    drafts = [d for d in read if isinstance(d, Draft)]
+    unchecked = [d for d in read if isinstance(d, Unchecked) and d.id in chosen]
+    proposals = [proposal_of(d, today) for d in drafts]
+    not_mapped = {d.id: d.dosage for d in drafts if isinstance(d.dosage, NotMapped)}
+    routes = {d.id: d.route_why for d in drafts}
+    if not read:
         return JSONResponse({"cards": []})
-    selected = {s.split("/")[-1] for s in body.context.selections}
 
     def issue(conn: Any) -> dict[str, Any]:
-        screened = screen(conn, patient_id, proposals, caller.at.date())
+        screened = screen(conn, patient_id, proposals, today, skip_unknown=True)
         alerts = [
-            a for a in explained(screened.alerts, not_mapped, screened.names)
-            if service["hook"] != "order-select" or not selected
-            or selected.intersection(a.medications)
+            a
+            for a in explained(screened.alerts, not_mapped, screened.names, routes)
+            if chosen.intersection(a.medications)
         ]
-        cards = [card_for(a, screened) for a in alerts]
+        issued = [(a.key, card_for(a, screened)) for a in alerts]
+        for draft in unchecked:
+            issued.append(
+                (
+                    f"{NOT_CHECKED}/{draft.id}",
+                    not_checked_card(
+                        draft.id, draft.display, draft.element, draft.reason, screened
+                    ),
+                )
+            )
+        for draft in drafts:
+            if draft.id in screened.unknown and draft.id in chosen:
+                issued.append(
+                    (
+                        f"{NOT_CHECKED}/{draft.id}",
+                        not_checked_card(
+                            draft.id,
+                            draft.display,
+                            draft.coded_by,
+                            _unknown_reason(draft, screened),
+                            screened,
+                        ),
+                    )
+                )
         access.append_cards(
             conn,
             [
                 access.IssuedCard(
-                    id=UUID(card["uuid"]), service=service_id, hook_instance=body.hookInstance,
-                    patient_id=patient_id, alert_key=alert.key,
-                    issued_to=caller.principal.subject, record=card,
+                    id=UUID(card["uuid"]),
+                    service=service_id,
+                    hook_instance=body.hookInstance,
+                    patient_id=patient_id,
+                    alert_key=alert_key[:500],
+                    issued_to=caller.principal.subject,
+                    record=card,
                 )
-                for alert, card in zip(alerts, cards, strict=True)
+                for alert_key, card in issued
             ],
             caller.at,
         )
-        return {"cards": cards}
+        return {"cards": [card for _, card in issued]}
 
     action = f"cds.{service['hook']}"
     answer = access.audited(
-        caller.engine, _accessor(caller), patient_id, action,
+        caller.engine,
+        _accessor(caller),
+        patient_id,
+        action,
         lambda conn: _once(conn, caller, action, key, body, lambda: issue(conn)),
     )
     return JSONResponse(answer)
 
 
+def _unknown_reason(draft: Draft, screened: Screened) -> str:
+    if draft.atc is not None:
+        named = f"ATC code {draft.atc}"
+    elif draft.drug is not None and draft.drug.varenr is not None:
+        named = f"varenr {draft.drug.varenr}"
+    else:
+        named = f"FEST id {draft.drug.fest_id if draft.drug else '?'}"
+    return f"{named} is not in FEST catalogue version {screened.catalogue_version}"
+
+
 def _once(
-    conn: Any, caller: Any, action: str, key: str | None, body: BaseModel,
+    conn: Any,
+    caller: Any,
+    action: str,
+    key: str | None,
+    body: BaseModel,
     compute: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
     """``compute()``, or with an Idempotency-Key the answer of the first call with it."""
@@ -337,13 +439,15 @@ def _once(
 
 
 @router.post(
-    "/{service_id}/feedback", responses=responses(400, 401, 403, 404, 409, 422),
+    "/{service_id}/feedback",
+    responses=responses(400, 401, 403, 404, 409, 422),
     summary="Feedback on issued cards (accepted / overridden)",
 )
 def feedback(
-    caller: CallerDep, service_id: ServiceId, body: FeedbackRequest, key: IdempotencyKey
+    caller: CdsCallerDep, service_id: ServiceId, body: CdsFeedbackRequest, key: IdempotencyKey
 ) -> JSONResponse:
     _service(service_id)
+    caller = caller.for_user(None)
     caller.authorize(Action.CHECK)
     with reader(caller.engine).connect() as conn:
         issued = [access.card(conn, item.card) for item in body.feedback]
@@ -355,20 +459,25 @@ def feedback(
 
     for patient_id in patients:
         items = [
-            item for item, card in zip(body.feedback, issued, strict=True)
+            item
+            for item, card in zip(body.feedback, issued, strict=True)
             if card is not None and card.patient_id == patient_id
         ]
 
-        def record(conn: Any, items: list[FeedbackItem]) -> dict[str, Any]:
+        def record(conn: Any, items: list[CdsFeedbackItem]) -> dict[str, Any]:
             for item in items:
                 reason = item.overrideReason
                 access.append_feedback(
                     conn,
                     access.Feedback(
-                        id=uuid.uuid4(), card_id=item.card, outcome=item.outcome,
-                        outcome_at=item.outcomeTimestamp, recorded_by=caller.principal.subject,
+                        id=uuid.uuid4(),
+                        card_id=item.card,
+                        outcome=item.outcome,
+                        outcome_at=item.outcomeTimestamp,
+                        recorded_by=caller.principal.subject,
                         override_reason=(
-                            None if reason is None or reason.reason is None
+                            None
+                            if reason is None or reason.reason is None
                             else reason.reason.model_dump(exclude_none=True)
                         ),
                         comment=None if reason is None else reason.userComment,
@@ -378,10 +487,17 @@ def feedback(
             return {}
 
         access.audited(
-            caller.engine, _accessor(caller), patient_id, "cds.feedback",
-            lambda conn, items=items: _once(
-                conn, caller, "cds.feedback", None if key is None else f"{key}/{patient_id}",
-                body, lambda: record(conn, items),
+            caller.engine,
+            _accessor(caller),
+            patient_id,
+            "cds.feedback",
+            lambda conn, items=items, patient_id=patient_id: _once(
+                conn,
+                caller,
+                "cds.feedback",
+                None if key is None else f"{key}/{patient_id}",
+                body,
+                lambda: record(conn, items),
             ),
         )
     return JSONResponse({})

@@ -26,7 +26,7 @@ from medloop.api.limits import PRINCIPAL
 from medloop.api.policy import Action, accessor, authorize, own_record
 from medloop.api.problems import BadPrecondition, Forbidden, PreconditionRequired
 from medloop.api.responses import JSONResponse
-from medloop.domain.errors import PatientNotFound
+from medloop.domain.patient import PatientNotFound
 from medloop.loop.runner import Call, CommandResult
 from medloop.store.access import read_audited, read_own_audited
 from medloop.store.db import reader

@@ -110,32 +110,51 @@ def dosage_of(instructions: Sequence[FhirDosage] | None, today: date) -> MappedD
 
 
 def explained(
-    alerts: Iterable[Alert], not_mapped: Mapping[str, NotMapped], names: Mapping[str, str]
+    alerts: Iterable[Alert],
+    not_mapped: Mapping[str, NotMapped],
+    names: Mapping[str, str],
+    routes: Mapping[str, NotMapped | None] | None = None,
 ) -> tuple[Alert, ...]:
-    """``alerts`` with each "dose not checked: no dosage" alert of a draft whose dosage was not
-    mapped saying which FHIR element stopped it (``not_mapped`` by draft id)."""
-    return tuple(_explained(alert, not_mapped, names) for alert in alerts)
+    """``alerts`` with each "dose not checked" alert of a draft saying which FHIR element
+    stopped it: "no dosage" when its dosage was not mapped (``not_mapped`` by draft id), "route
+    not known" with the draft's route element (``routes``: every draft's id, with why a route it
+    gave was not taken, or ``None`` when it gave none)."""
+    return tuple(_explained(alert, not_mapped, names, routes or {}) for alert in alerts)
+
+
+ROUTE_UNKNOWN = "route-unknown"
 
 
 def _explained(
-    alert: Alert, not_mapped: Mapping[str, NotMapped], names: Mapping[str, str]
+    alert: Alert,
+    not_mapped: Mapping[str, NotMapped],
+    names: Mapping[str, str],
+    routes: Mapping[str, NotMapped | None],
 ) -> Alert:
     detail = alert.detail
-    if not (
-        isinstance(detail, DoseNotCheckedDetail)
-        and detail.reason_code == NO_DOSAGE
-        and len(alert.medications) == 1
-        and alert.medications[0] in not_mapped
-    ):
+    if not (isinstance(detail, DoseNotCheckedDetail) and len(alert.medications) == 1):
         return alert
     draft = alert.medications[0]
-    why = not_mapped[draft]
-    reason = str(why) if why.code == NO_DOSAGE else f"the FHIR dosage could not be mapped: {why}"
+    if detail.reason_code == NO_DOSAGE and draft in not_mapped:
+        why = not_mapped[draft]
+        reason = (
+            str(why) if why.code == NO_DOSAGE else f"the FHIR dosage could not be mapped: {why}"
+        )
+        code = why.code
+    elif detail.reason_code == ROUTE_UNKNOWN and draft in routes:
+        given = routes[draft]
+        reason = (
+            f"{ROOT}.route: absent, and the catalogue gives no route for a drug named so"
+            if given is None else f"the FHIR route could not be mapped: {given}"
+        )
+        code = ROUTE_UNKNOWN
+    else:
+        return alert
     name = names.get(draft, draft)
     return alert.model_copy(
         update={
             "summary": shorten(f"Dose of {detail.substance} not checked ({name}): {reason}"),
-            "detail": detail.model_copy(update={"reason_code": why.code, "reason": reason}),
+            "detail": detail.model_copy(update={"reason_code": code, "reason": reason}),
         }
     )
 

@@ -1,6 +1,7 @@
 """RFC 9457 problem documents: the ONE place where refusals become HTTP statuses.
 
-Every ``DomainError`` code (``medloop.domain.errors.error_codes()``) has the stable type
+Every ``DomainError`` code (``medloop.domain.errors.error_codes()``: each class registers its code
+where it is defined, beside the family that raises it) has the stable type
 ``https://medloop.dev/problems/<code>``; ``STATUS`` maps the codes to statuses explicitly and
 ``status_for`` falls back on the error's family for codes added later. The API's own refusals
 (authentication, authorisation, preconditions, idempotency, malformed requests) are mapped
@@ -18,7 +19,31 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from medloop.api.auth import Unauthenticated
 from medloop.api.responses import JSONResponse
-from medloop.domain import errors as e
+from medloop.domain.dispense import DispenseNotFound, QuantityUnitMismatch
+from medloop.domain.errors import DomainError, InvalidValue, error_codes
+from medloop.domain.medication_list import (
+    EmptyChange,
+    EntryNotFound,
+    InvalidEntry,
+    StaleListVersion,
+)
+from medloop.domain.patient import InvalidNationalId, PatientNotFound
+from medloop.domain.personnel import InvalidHprNumber, NotAPharmacist, NotAPharmacy
+from medloop.domain.prescription import (
+    ExpiryBeforeIssue,
+    NonCatalogueItemNotPrescribable,
+    PrescriptionNotFound,
+    RepeatsNotAllowed,
+    ValidityTooLong,
+)
+from medloop.domain.reconciliation import (
+    ReconciliationDuplicateOutcome,
+    ReconciliationIncomplete,
+    ReconciliationNeedsSource,
+    ReconciliationUnknownEntry,
+)
+from medloop.domain.validity import InvalidDuration
+from medloop.loop.errors import NoCatalogueInForce, ReasonRequired, UnknownDrug
 from medloop.store.columns import StoredRecordUnreadable
 from medloop.store.db import database_unavailable
 from medloop.store.idempotency import (
@@ -32,31 +57,31 @@ MEDIA_TYPE = "application/problem+json"
 
 STATUS: dict[str, int] = {
     # the request names something that is not there
-    e.PatientNotFound.code: 404,
-    e.PrescriptionNotFound.code: 404,
-    e.DispenseNotFound.code: 404,
-    e.EntryNotFound.code: 404,
-    e.ReconciliationUnknownEntry.code: 422,
+    PatientNotFound.code: 404,
+    PrescriptionNotFound.code: 404,
+    DispenseNotFound.code: 404,
+    EntryNotFound.code: 404,
+    ReconciliationUnknownEntry.code: 422,
     # a value that cannot exist, or a request that does not fit the rules whatever the state
-    e.InvalidNationalId.code: 422,
-    e.InvalidHprNumber.code: 422,
-    e.InvalidDuration.code: 422,
-    e.NotAPharmacy.code: 403,
-    e.NotAPharmacist.code: 403,
-    e.UnknownDrug.code: 422,
-    e.InvalidEntry.code: 422,
-    e.EmptyChange.code: 422,
-    e.RepeatsNotAllowed.code: 422,
-    e.ValidityTooLong.code: 422,
-    e.ExpiryBeforeIssue.code: 422,
-    e.NonCatalogueItemNotPrescribable.code: 422,
-    e.ReasonRequired.code: 422,
-    e.ReconciliationNeedsSource.code: 422,
-    e.ReconciliationDuplicateOutcome.code: 422,
-    e.ReconciliationIncomplete.code: 422,
-    e.QuantityUnitMismatch.code: 422,
+    InvalidNationalId.code: 422,
+    InvalidHprNumber.code: 422,
+    InvalidDuration.code: 422,
+    NotAPharmacy.code: 403,
+    NotAPharmacist.code: 403,
+    UnknownDrug.code: 422,
+    InvalidEntry.code: 422,
+    EmptyChange.code: 422,
+    RepeatsNotAllowed.code: 422,
+    ValidityTooLong.code: 422,
+    ExpiryBeforeIssue.code: 422,
+    NonCatalogueItemNotPrescribable.code: 422,
+    ReasonRequired.code: 422,
+    ReconciliationNeedsSource.code: 422,
+    ReconciliationDuplicateOutcome.code: 422,
+    ReconciliationIncomplete.code: 422,
+    QuantityUnitMismatch.code: 422,
     # the list version the write was based on is not the current one
-    e.StaleListVersion.code: 412,
+    StaleListVersion.code: 412,
     "invalid-draft-order": 422,  # medloop.api.cds
     # nursing home (medloop.domain.administration, medloop.domain.ward)
     "charting-incomplete": 422,
@@ -76,7 +101,7 @@ STATUS: dict[str, int] = {
     "pharmacist-required": 403,
     "prescriber-required": 403,
     # no catalogue: the service cannot decide anything yet
-    e.NoCatalogueInForce.code: 503,
+    NoCatalogueInForce.code: 503,
 }
 """Codes not listed here: ``status_for`` (409 for refusals that depend on the current state)."""
 
@@ -85,8 +110,8 @@ def status_for(code: str) -> int:
     found = STATUS.get(code)
     if found is not None:
         return found
-    cls = e.error_codes().get(code)
-    if cls is not None and issubclass(cls, e.InvalidValue):
+    cls = error_codes().get(code)
+    if cls is not None and issubclass(cls, InvalidValue):
         return 422
     if code.endswith("-not-found"):
         return 404
@@ -94,7 +119,7 @@ def status_for(code: str) -> int:
 
 
 def title_for(code: str) -> str:
-    cls = e.error_codes().get(code)
+    cls = error_codes().get(code)
     doc = (cls.__doc__ or "").strip().split("\n")[0].rstrip(".") if cls is not None else ""
     return doc or code.replace("-", " ").capitalize()
 
@@ -148,14 +173,14 @@ def problem(
 
 
 async def _domain_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, e.DomainError)
+    assert isinstance(error, DomainError)
     status = status_for(error.code)
     # A refusal of access carries no patient data; the others name what they refer to.
     extra = {} if status in (401, 403) else {
         key: value for key, value in error.context.items() if key not in _RESERVED
     }
     headers = {}
-    if isinstance(error, e.StaleListVersion):
+    if isinstance(error, StaleListVersion):
         headers["ETag"] = f'"{error.context["current_version"]}"'
     detail = "not allowed for the caller" if status in (401, 403) else error.detail
     response = problem(status, error.code, detail, request, **extra)
@@ -283,7 +308,7 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 
 HANDLERS = {
-    e.DomainError: _domain_error,
+    DomainError: _domain_error,
     IdempotencyError: _idempotency_error,
     RequestValidationError: _validation_error,
     Unauthenticated: _unauthenticated,

@@ -12,9 +12,14 @@ One module per concern:
 - ``prescribing`` — prescribe, renew and discontinue across list and prescriptions;
 - ``dispense`` — dispenses, annulments, tallies and the closed-loop ``check_dispensable``;
 - ``reconciliation`` — reconciliation (``samstemming``) records;
+- ``ward`` — nursing-home wards and admissions; ``administration`` — charting of doses given;
+- ``multidose`` — a package: responsibility, packing periods, plan, reconciliation, tasks,
+  proposals;
 - ``state`` — ``PatientState``, everything the loop knows about one patient, and how one
   command's appends advance it;
-- ``versioning`` — structured diffs; ``codes`` — code systems; ``errors`` — domain errors.
+- ``versioning`` — structured diffs; ``codes`` — code systems; ``errors`` — the base
+  ``DomainError`` and the markers that cross families (each family's refusals are defined in
+  its own module, or in its package's ``errors.py``).
 
 The command layer loads state, calls these functions, and persists what they return.
 """

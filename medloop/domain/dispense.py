@@ -26,31 +26,71 @@ from interactions.values import Packages
 from medloop.domain._model import Frozen, replace
 from medloop.domain.codes import EntryStatus, OrganisationKind, PersonnelRole, PrescriptionStatus
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import (
-    AnnulmentByAnotherPharmacy,
-    DispenseAlreadyAnnulled,
-    DispenseNotOnPrescription,
-    EntryNotActive,
+from medloop.domain.errors import DomainError, NotDispensable
+from medloop.domain.medication_list import EntryNotActive, PrescriptionNotOnEntry
+from medloop.domain.personnel import (
+    Actor,
+    HealthPersonnel,
     NotAPharmacist,
     NotAPharmacy,
-    PackageNotSubstitutable,
-    PackExpired,
-    PrescriptionExpired,
-    PrescriptionFullyDispensed,
-    PrescriptionNotOnEntry,
-    QuantityExceedsRemaining,
-    QuantityUnitMismatch,
-    SubstitutionGroupNotValid,
-    SubstitutionReserved,
+    Organisation,
 )
-from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import (
     Prescription,
+    PrescriptionExpired,
+    PrescriptionFullyDispensed,
     PrescriptionVersion,
     after_dispensing,
     check_lock_holder,
     check_transition,
 )
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class PackageNotSubstitutable(NotDispensable):
+    code = "package-not-substitutable"
+
+
+class SubstitutionReserved(NotDispensable):
+    code = "substitution-reserved"
+
+
+class SubstitutionGroupNotValid(NotDispensable):
+    code = "substitution-group-not-valid-on-date"
+
+
+class QuantityExceedsRemaining(NotDispensable):
+    code = "quantity-exceeds-remaining"
+
+
+class QuantityUnitMismatch(NotDispensable):
+    code = "quantity-unit-mismatch"
+
+
+class PackExpired(NotDispensable):
+    code = "pack-expired"
+
+
+class DispenseError(DomainError):
+    """An operation on a recorded dispense is refused."""
+
+
+class DispenseAlreadyAnnulled(DispenseError):
+    code = "dispense-already-annulled"
+
+
+class DispenseNotOnPrescription(DispenseError):
+    code = "dispense-not-on-prescription"
+
+
+class AnnulmentByAnotherPharmacy(DispenseError):
+    code = "annulment-by-another-pharmacy"
+
+
+class DispenseNotFound(DomainError):
+    code = "dispense-not-found"
+
 
 PACKAGES = "package"
 """The unit of a tally that counts packages."""
@@ -257,11 +297,14 @@ class DispenseRequest(Frozen):
 @dataclass(frozen=True, slots=True)
 class DispenseOutcome:
     """A recorded (or annulled) dispense and the prescription after it; ``prescription_version``
-    is ``None`` when the prescription's status did not change."""
+    is ``None`` when the prescription's status did not change. ``substitution_group`` is the
+    group a substitution was made within (its ``restricted`` remark needs the pharmacist's
+    decision: ``interactions.checks.substitution``)."""
 
     dispense: Dispense
     prescription: Prescription
     prescription_version: PrescriptionVersion | None
+    substitution_group: SubstitutionGroup | None = None
 
 
 def dispense(
@@ -310,7 +353,7 @@ def dispense(
     )
     finished = tally(prescription, (*earlier, record)).finished
     after, version = after_dispensing(prescription, finished=finished, at=at, by=by)
-    return DispenseOutcome(record, after, version)
+    return DispenseOutcome(record, after, version, verdict.substitution_group)
 
 
 def annul(

@@ -39,22 +39,76 @@ from medloop.domain.entry import (
     EntryEdit,
     ListEntry,
 )
-from medloop.domain.errors import (
-    BrokenHistory,
-    EmptyChange,
-    EntryAlreadyDiscontinued,
-    EntryAlreadyExists,
-    EntryAlreadyOnHold,
-    EntryDiscontinued,
-    EntryEnteredInError,
-    EntryNotFound,
-    EntryNotOnHold,
-    InvalidEntry,
-    PrescriptionBacksAnotherEntry,
-    PrescriptionNotOnEntry,
-)
+from medloop.domain.errors import DomainError, NotDispensable
 from medloop.domain.personnel import Actor
 from medloop.domain.versioning import FieldChange, diff
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ListError(DomainError):
+    """The medication list refuses a change."""
+
+
+class StaleListVersion(ListError):
+    code = "stale-list-version"
+
+
+class BrokenHistory(ListError):
+    code = "broken-history"
+
+
+class EntryNotFound(ListError):
+    code = "entry-not-found"
+
+
+class EntryAlreadyExists(ListError):
+    code = "entry-already-exists"
+
+
+class EmptyChange(ListError):
+    code = "empty-change"
+
+
+class InvalidEntry(ListError):
+    code = "invalid-entry"
+
+
+class PrescriptionBacksAnotherEntry(ListError):
+    code = "prescription-backs-another-entry"
+
+
+class PrescriptionNotOnEntry(ListError, NotDispensable):
+    code = "prescription-not-on-entry"
+
+
+class EntryTransitionRefused(ListError):
+    """The entry's status does not allow this change."""
+
+
+class EntryEnteredInError(EntryTransitionRefused):
+    code = "entry-entered-in-error"
+
+
+class EntryDiscontinued(EntryTransitionRefused):
+    code = "entry-discontinued"
+
+
+class EntryAlreadyDiscontinued(EntryTransitionRefused):
+    code = "entry-already-discontinued"
+
+
+class EntryAlreadyOnHold(EntryTransitionRefused):
+    code = "entry-already-on-hold"
+
+
+class EntryNotOnHold(EntryTransitionRefused):
+    code = "entry-not-on-hold"
+
+
+class EntryNotActive(EntryTransitionRefused, NotDispensable):
+    code = "entry-not-active"
+
 
 # -- commands ----------------------------------------------------------------------------------
 

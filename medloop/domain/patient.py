@@ -27,11 +27,36 @@ from interactions.medication import Patient as CheckedPatient
 from interactions.medication import RenalFunction as CheckedRenal
 from interactions.values import LabValue, WeightKg
 from medloop.domain._model import Frozen
-from medloop.domain.errors import (
-    InvalidNationalId,
-    ObservationInvalid,
-    ObservationOlderThanRecorded,
-)
+from medloop.domain.errors import DomainError, InvalidValue
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class InvalidNationalId(InvalidValue):
+    code = "invalid-national-id"
+
+
+class ObservationInvalid(InvalidValue):
+    """A measurement that cannot be recorded: none given, measured in the future, or a value
+    outside what a person can have."""
+
+    code = "observation-invalid"
+
+
+class PatientNotFound(DomainError):
+    code = "patient-not-found"
+
+
+class PatientAlreadyRegistered(DomainError):
+    code = "patient-already-registered"
+
+
+class ObservationOlderThanRecorded(DomainError):
+    """A measurement older than the one on record: the newer value stays (record the newer
+    one, or correct the record explicitly)."""
+
+    code = "observation-older-than-recorded"
+
 
 _LENGTH = 11
 _FIRST_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)

@@ -9,7 +9,22 @@ from pydantic import Field, field_validator
 
 from medloop.domain._model import Frozen
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.errors import InvalidHprNumber
+from medloop.domain.errors import InvalidValue
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class InvalidHprNumber(InvalidValue):
+    code = "invalid-hpr-number"
+
+
+class NotAPharmacy(InvalidValue):
+    code = "not-a-pharmacy"
+
+
+class NotAPharmacist(InvalidValue):
+    code = "not-a-pharmacist"
+
 
 _HPR_MAX_DIGITS = 9
 

@@ -16,18 +16,19 @@ from pydantic import AwareDatetime
 
 from medloop.domain.codes import PrescriptionStatus, RecallReason
 from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import PrescriptionLocked, PrescriptionNotOnEntry
 from medloop.domain.medication_list import (
     DiscontinueEntry,
     LinkPrescription,
     ListChange,
     MarkEnteredInError,
     MedicationList,
+    PrescriptionNotOnEntry,
     RenewPrescription,
 )
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import (
     Prescription,
+    PrescriptionLocked,
     PrescriptionRequest,
     PrescriptionVersion,
     Transition,

@@ -38,23 +38,67 @@ from medloop.domain.codes import (
 )
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import (
-    EntryNotPrescribable,
-    ExpiryBeforeIssue,
-    NonCatalogueItemNotPrescribable,
-    NotAPharmacy,
-    PrescriptionExpired,
-    PrescriptionFullyDispensed,
-    PrescriptionLocked,
-    PrescriptionRecalled,
-    PrescriptionStillValid,
-    PrescriptionTransitionRefused,
-    RepeatsNotAllowed,
-    ValidityTooLong,
-)
-from medloop.domain.personnel import Actor, Organisation
+from medloop.domain.errors import DomainError, NotDispensable
+from medloop.domain.personnel import Actor, NotAPharmacy, Organisation
 from medloop.domain.validity import DEFAULT_VALIDITY, ValidityPolicy, max_validity
 from medloop.domain.versioning import FieldChange, diff
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class PrescriptionError(DomainError):
+    """A prescription refuses an operation."""
+
+
+class PrescriptionTransitionRefused(PrescriptionError):
+    code = "prescription-transition-refused"
+
+
+class PrescriptionRecalled(PrescriptionTransitionRefused, NotDispensable):
+    code = "prescription-recalled"
+
+
+class PrescriptionExpired(PrescriptionTransitionRefused, NotDispensable):
+    code = "prescription-expired"
+
+
+class PrescriptionFullyDispensed(PrescriptionTransitionRefused, NotDispensable):
+    code = "prescription-fully-dispensed"
+
+
+class PrescriptionLocked(PrescriptionTransitionRefused, NotDispensable):
+    code = "prescription-locked"
+
+
+class PrescriptionStillValid(PrescriptionTransitionRefused):
+    code = "prescription-still-valid"
+
+
+class RepeatsNotAllowed(PrescriptionError):
+    code = "repeats-not-allowed"
+
+
+class ValidityTooLong(PrescriptionError):
+    code = "validity-too-long"
+
+
+class ExpiryBeforeIssue(PrescriptionError):
+    code = "expiry-before-issue"
+
+
+class EntryNotPrescribable(PrescriptionError):
+    code = "entry-not-prescribable"
+
+
+class NonCatalogueItemNotPrescribable(PrescriptionError):
+    code = "non-catalogue-item-not-prescribable"
+
+
+class PrescriptionNotFound(DomainError):
+    """No such prescription for this patient (also when it belongs to another patient)."""
+
+    code = "prescription-not-found"
+
 
 E, U, R, T, F = (
     PrescriptionStatus.DISPENSABLE,

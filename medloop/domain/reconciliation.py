@@ -18,15 +18,36 @@ from interactions.values import Count, PositiveCount
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus, ReconciliationOutcome, SourceKind
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import (
-    ReconciliationDuplicateOutcome,
-    ReconciliationIncomplete,
-    ReconciliationNeedsSource,
-    ReconciliationOutcomeContradictsEntry,
-    ReconciliationUnknownEntry,
-)
+from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import MedicationList
 from medloop.domain.personnel import Actor
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ReconciliationError(DomainError):
+    """A reconciliation record does not fit the list it reconciles."""
+
+
+class ReconciliationNeedsSource(ReconciliationError):
+    code = "reconciliation-needs-a-source"
+
+
+class ReconciliationUnknownEntry(ReconciliationError):
+    code = "reconciliation-unknown-entry"
+
+
+class ReconciliationDuplicateOutcome(ReconciliationError):
+    code = "reconciliation-duplicate-outcome"
+
+
+class ReconciliationIncomplete(ReconciliationError):
+    code = "reconciliation-incomplete"
+
+
+class ReconciliationOutcomeContradictsEntry(ReconciliationError):
+    code = "reconciliation-outcome-contradicts-entry"
+
 
 _LIVE_OUTCOMES = frozenset(
     {ReconciliationOutcome.CONFIRMED, ReconciliationOutcome.CHANGED, ReconciliationOutcome.ADDED}

@@ -28,7 +28,14 @@ from interactions import atc
 from interactions.values import Count
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import CatalogueDrug
-from medloop.domain.errors import InvalidDuration
+from medloop.domain.errors import InvalidValue
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class InvalidDuration(InvalidValue):
+    code = "invalid-duration"
+
 
 _DURATION = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?")
 

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine
 
-from medloop.domain.errors import ReasonRequired
+from medloop.loop.errors import ReasonRequired
 from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
 
 

@@ -6,7 +6,7 @@ per version per process.
 module turns such a snapshot into what the loop decides with — the decision-support
 ``Knowledge``, the packages by varenr and by EAN/GTIN, the substitution groups and the products'
 validities — and keeps the newest few versions built. It lives in ``loop`` because resolving a
-caller's ``DrugOrder`` raises the domain's refusals (``UnknownDrug``, ``NoCatalogueInForce``)
+caller's ``DrugOrder`` raises the loop's refusals (``UnknownDrug``, ``NoCatalogueInForce``)
 and finding the version in force reads the store.
 """
 
@@ -25,7 +25,7 @@ from interactions.drugs import ReferenceKind
 from medloop.catalogue import load_snapshot
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import CatalogueDrug
-from medloop.domain.errors import NoCatalogueInForce, UnknownDrug
+from medloop.loop.errors import NoCatalogueInForce, UnknownDrug
 from medloop.store.patients import catalogue_key_in_force
 
 __all__ = ["KEEP_CATALOGUES", "Catalogue", "DrugOrder", "catalogue_in_force", "catalogue_of"]

@@ -14,7 +14,6 @@ from interactions.values import Day
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import NonCatalogueItem
 from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import ReasonRequired
 from medloop.domain.medication_list import (
     AddEntry,
     EditEntry,
@@ -26,6 +25,7 @@ from medloop.domain.medication_list import (
 from medloop.domain.prescribing import discontinue as discontinue_entry
 from medloop.domain.prescribing import mark_in_error
 from medloop.loop.catalogue import DrugOrder
+from medloop.loop.errors import ReasonRequired
 from medloop.loop.runner import (
     Call,
     CommandResult,

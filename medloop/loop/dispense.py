@@ -6,7 +6,10 @@
 Decision support runs again on the list with the package actually handed out in place of the
 entry's drug, plus whatever was dispensed to the patient in the last twelve months; safety
 notices (``VarselSlv``) on the package come back as alerts, and the overrides recorded earlier
-for the entry are returned so the pharmacist sees them.
+for the entry are returned so the pharmacist sees them. A substitution within a group FEST marks
+with a substitution remark (``MerknadTilByttbarhet``) raises an alert that needs the
+pharmacist's reasoned decision (``interactions.checks.substitution``); the response's
+``substitution`` names the group, the remark and the decision on record.
 """
 
 from __future__ import annotations
@@ -20,10 +23,19 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from interactions import Medication, UnknownReference
+from interactions.checks.substitution import restriction_key
+from interactions.medication import Substitution
 from interactions.values import Day
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
-from medloop.domain.dispense import DispenseQuantity, DispenseRequest, annul, tally
+from medloop.domain.dispense import (
+    Dispense,
+    DispenseOutcome,
+    DispenseQuantity,
+    DispenseRequest,
+    annul,
+    tally,
+)
 from medloop.domain.dispense import dispense as record_dispense
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
@@ -96,18 +108,20 @@ def dispense(
         handed_out = ctx.catalogue.resolve(DrugOrder(varenr=order.varenr))
         earlier = state.dispenses_of(prescription.id)
         remaining = tally(outcome.prescription, (*earlier, outcome.dispense))
+        substitution = _substitution(ctx, prescription, entry, outcome)
         return Effect(
             dispenses=(outcome.dispense,),
             prescription_versions=(
                 () if outcome.prescription_version is None else (outcome.prescription_version,)
             ),
-            screening=_screening(ctx, entry, handed_out, order.dispensed_on),
+            screening=_screening(ctx, entry, handed_out, order.dispensed_on, substitution),
             response={
                 "dispense_id": str(order.dispense_id),
                 "prescription_id": str(prescription.id),
                 "entry_id": str(entry.id),
                 "package": outcome.dispense.package.model_dump(mode="json"),
                 "substituted": outcome.dispense.substituted,
+                "substitution": _substitution_view(ctx, entry, outcome, prescription),
                 "prescription_status": outcome.prescription.status.value,
                 "remaining": remaining.remaining,
                 "unit": remaining.unit,
@@ -223,12 +237,99 @@ def _prescription(ctx: Context, patient_id: UUID, prescription_id: UUID) -> Pres
     return found
 
 
-def _screening(ctx: Context, entry: ListEntry, handed_out: CatalogueDrug, on: date) -> Screening:
+def _screening(
+    ctx: Context,
+    entry: ListEntry,
+    handed_out: CatalogueDrug,
+    on: date,
+    substitution: Substitution | None = None,
+) -> Screening:
     listed = medications_of(ctx.state.medication_list, replace={entry.id: handed_out})
     by_id = {m.id: m for m in listed}
     for medication in _recently_dispensed(ctx, by_id, on):
         by_id[medication.id] = medication
-    return Screening(tuple(by_id.values()), (str(entry.id),))
+    key = str(entry.id)
+    if substitution is not None and key in by_id:
+        by_id[key] = replace(by_id[key], substitution=substitution)
+    return Screening(tuple(by_id.values()), (key,))
+
+
+def _substitution(
+    ctx: Context, prescription: Prescription, entry: ListEntry, outcome: DispenseOutcome
+) -> Substitution | None:
+    """The substitution this dispense makes, with how often the patient had the drug (this
+    entry) or the group dispensed before: a restricted group may allow substitution only at the
+    first prescription."""
+    group = outcome.substitution_group
+    if group is None:
+        return None
+    earlier = 0
+    for dispensed in ctx.state.dispenses:
+        if not dispensed.counts:
+            continue
+        if dispensed.entry_id == entry.id or group.id in _groups_of(ctx, dispensed):
+            earlier += 1
+    return Substitution(
+        prescribed=prescription.drug.name,
+        group_id=group.id,
+        prescription=str(prescription.id),
+        earlier_dispenses=earlier,
+    )
+
+
+def _groups_of(ctx: Context, dispensed: Dispense) -> tuple[str, ...]:
+    try:
+        drug = ctx.catalogue.knowledge.resolve(fest_id=dispensed.package.package_id)
+    except UnknownReference:
+        return ()
+    return drug.substitution_group_ids
+
+
+def _substitution_view(
+    ctx: Context, entry: ListEntry, outcome: DispenseOutcome, prescription: Prescription
+) -> dict[str, Any] | None:
+    """The group a substitution was made within, its remark, and for a restricted group the
+    pharmacist's decision: given with this call or recorded at an earlier dispense of the same
+    prescription."""
+    group = outcome.substitution_group
+    if group is None:
+        return None
+    decision = None
+    if group.restricted:
+        key = restriction_key(str(entry.id), group.code, str(prescription.id))
+        call = ctx.call
+        if (call.overrides.get(key) or "").strip():
+            decision = {
+                "key": key,
+                "reason": call.overrides[key],
+                "by": call.actor.personnel.name,
+                "hpr_number": call.actor.personnel.hpr_number,
+                "at": call.at.isoformat(),
+            }
+        else:
+            recorded = next(
+                (
+                    row for row in ctx.state.alerts
+                    if row.key == key and row.override_reason is not None
+                ),
+                None,
+            )
+            if recorded is not None:
+                decision = {
+                    "key": key,
+                    "reason": recorded.override_reason,
+                    "by": recorded.override_by["personnel"]["name"],
+                    "hpr_number": recorded.override_by["personnel"]["hpr_number"],
+                    "at": recorded.raised_at.isoformat(),
+                }
+    return {
+        "substitution_group_id": group.id,
+        "code": group.code,
+        "name": group.description,
+        "restricted": group.restricted,
+        "restriction": group.restriction_text,
+        "decision": decision,
+    }
 
 
 def _recently_dispensed(

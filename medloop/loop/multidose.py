@@ -30,39 +30,40 @@ from interactions.values import Day, Moment, PeriodDays
 from medloop import queries
 from medloop.domain._model import Frozen
 from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import PatientNotFound, PrescriptionNotFound
 from medloop.domain.medication_list import EditEntry
-from medloop.domain.multidose import (
-    InvalidProposal,
-    MultidoseTask,
-    PackedProduct,
+from medloop.domain.multidose.errors import InvalidProposal, PackingPeriodNotFound, ProposalNotFound
+from medloop.domain.multidose.periods import (
     PackingPeriod,
-    PackingPeriodNotFound,
-    PackingRules,
-    PackReconciliation,
-    PackReport,
-    ProductionPlan,
+    UrgentPack,
+    open_period,
+    order_urgent_pack,
+)
+from medloop.domain.multidose.plan import ProductionPlan, production_plan, touches_multidose
+from medloop.domain.multidose.proposals import (
     Proposal,
     ProposalDecision,
     ProposalKind,
-    ProposalNotFound,
-    Responsibility,
-    UrgentPack,
-    assign_responsibility,
     decide_proposal,
-    open_period,
-    order_urgent_pack,
-    production_plan,
     propose,
+)
+from medloop.domain.multidose.reconciliation import (
+    PackedProduct,
+    PackReconciliation,
+    PackReport,
     reconcile_report,
+)
+from medloop.domain.multidose.responsibility import (
+    Responsibility,
+    assign_responsibility,
     require_pharmacist_of,
     require_prescriber,
-    resolve_task,
     responsibility_on,
-    tasks_for,
-    touches_multidose,
 )
+from medloop.domain.multidose.rules import PackingRules
+from medloop.domain.multidose.tasks import MultidoseTask, resolve_task, tasks_for
+from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, Organisation
+from medloop.domain.prescription import PrescriptionNotFound
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import change_dosage_decision, discontinue_decision
 from medloop.loop.prescribe import (

@@ -9,8 +9,7 @@ from uuid import UUID
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from medloop.domain.errors import PatientAlreadyRegistered
-from medloop.domain.patient import Observation, Patient
+from medloop.domain.patient import Observation, Patient, PatientAlreadyRegistered
 from medloop.loop.runner import (
     Call,
     CommandResult,

@@ -31,24 +31,17 @@ from interactions import Alert, HandledAlert, Medication, check
 from interactions.values import Moment
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
-from medloop.domain.dispense import Annulment, Dispense
+from medloop.domain.dispense import Annulment, Dispense, DispenseNotFound
 from medloop.domain.drug_reference import CatalogueDrug
-from medloop.domain.errors import (
-    DispenseNotFound,
-    DomainError,
-    IdAlreadyUsed,
-    OverrideRequired,
-    PatientNotFound,
-    PrescriptionNotFound,
-    StaleListVersion,
-)
-from medloop.domain.medication_list import ListChange, MedicationList
-from medloop.domain.patient import Patient
+from medloop.domain.errors import DomainError
+from medloop.domain.medication_list import ListChange, MedicationList, StaleListVersion
+from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
-from medloop.domain.prescription import PrescriptionVersion
+from medloop.domain.prescription import PrescriptionNotFound, PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.domain.state import PatientState, StoredAlert
 from medloop.loop.catalogue import Catalogue, catalogue_of
+from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
 from medloop.store import audit, batch, state_cache

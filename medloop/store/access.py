@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 
 from fest.schema import metadata
-from medloop.domain.errors import PatientNotFound
+from medloop.domain.patient import PatientNotFound
 from medloop.store import attestation, audit
 from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import writer

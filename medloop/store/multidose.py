@@ -33,16 +33,11 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain.medication_list import EntryVersion
-from medloop.domain.multidose import (
-    MultidoseTask,
-    PackingPeriod,
-    PackReconciliation,
-    Proposal,
-    ProposalDecision,
-    Responsibility,
-    TaskResolution,
-    UrgentPack,
-)
+from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
+from medloop.domain.multidose.proposals import Proposal, ProposalDecision
+from medloop.domain.multidose.reconciliation import PackReconciliation
+from medloop.domain.multidose.responsibility import Responsibility
+from medloop.domain.multidose.tasks import MultidoseTask, TaskResolution
 from medloop.store import attestation
 from medloop.store.columns import UUID_LENGTH, utc
 from medloop.store.list_changes import entry_version

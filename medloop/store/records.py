@@ -22,16 +22,11 @@ from sqlalchemy import Connection, Table, select
 from medloop.domain.administration import Administration, AdministrationCorrection, PlannedDose
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.medication_list import EntryVersion
-from medloop.domain.multidose import (
-    MultidoseTask,
-    PackingPeriod,
-    PackReconciliation,
-    Proposal,
-    ProposalDecision,
-    Responsibility,
-    TaskResolution,
-    UrgentPack,
-)
+from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
+from medloop.domain.multidose.proposals import Proposal, ProposalDecision
+from medloop.domain.multidose.reconciliation import PackReconciliation
+from medloop.domain.multidose.responsibility import Responsibility
+from medloop.domain.multidose.tasks import MultidoseTask, TaskResolution
 from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion

@@ -30,9 +30,9 @@ from medloop.domain.administration import (
     WitnessRequired,
     WitnessSamePerson,
 )
-from medloop.domain.errors import OverrideRequired
 from medloop.domain.ward import PatientNotAdmitted
 from medloop.loop import administration as nursing
+from medloop.loop.errors import OverrideRequired
 from medloop.store import administration
 from tests.administration.admin_fixtures import (
     ADMITTED,

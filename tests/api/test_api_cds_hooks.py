@@ -90,17 +90,23 @@ def test_order_select_answers_only_for_the_selected_drafts_and_accepts_the_natio
         selections=["MedicationRequest/b"],
     )
     cards = world.post("/cds-services/medloop-order-select", request).json()["cards"]
-    involved = [c["extension"]["medloop-alert-key"].rsplit("/", 1)[1].split(",") for c in cards]
+    involved = [c["extension"]["dev.medloop.alert-key"].rsplit("/", 1)[1].split(",") for c in cards]
     assert involved and all("b" in ids for ids in involved)
     assert not any(c["indicator"] == "critical" for c in cards)
 
 
-def test_a_draft_without_a_known_coding_is_a_422_problem(world):
+def test_a_draft_without_a_known_coding_gets_a_not_checked_card_naming_the_coding(world):
     request = hook("order-sign", str(world.patient_id),
                    draft("x", "http://snomed.info/sct", "12345", str(world.patient_id)))
     response = world.post("/cds-services/medloop-order-sign", request)
-    assert response.status_code == 422
-    assert response.json()["code"] == "invalid-draft-order"
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["indicator"] == "warning" and card["summary"].startswith("Not checked")
+    assert "MedicationRequest.medicationCodeableConcept.coding" in card["detail"]
+    assert "SNOMED CT" in card["detail"]
+    assert card["extension"]["dev.medloop.element"] == (
+        "MedicationRequest.medicationCodeableConcept.coding"
+    )
 
 
 def test_only_prescribers_may_call_the_services(world):
@@ -236,7 +242,7 @@ def test_a_dosage_that_cannot_be_mapped_is_checked_without_it_and_the_card_says_
     infusion = {"doseAndRate": [{"rateQuantity": {"value": 5, "system": UCUM, "code": "mL/h"}}]}
     [card] = dose_cards(world, infusion)
     assert card["indicator"] == "info"
-    assert card["extension"]["medloop-alert-key"] == (
+    assert card["extension"]["dev.medloop.alert-key"] == (
         "dose-not-checked/paracetamol-oral:dosage-not-mapped/rx1"
     )
     assert "MedicationRequest.dosageInstruction[0].doseAndRate[0].rateQuantity" in card["detail"]
@@ -246,7 +252,7 @@ def test_a_dosage_that_cannot_be_mapped_is_checked_without_it_and_the_card_says_
 def test_a_draft_without_dosage_instruction_gets_a_dose_not_checked_card_naming_it(world):
     [card] = dose_cards(world)
     assert card["indicator"] == "info"
-    key = card["extension"]["medloop-alert-key"]
+    key = card["extension"]["dev.medloop.alert-key"]
     assert key == "dose-not-checked/paracetamol-oral:no-dosage/rx1"
     assert "MedicationRequest.dosageInstruction: the draft has no dosage instruction" in (
         card["detail"]

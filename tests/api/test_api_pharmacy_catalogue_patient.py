@@ -53,6 +53,31 @@ def test_dispensing_a_generic_from_the_substitution_group_then_annulling_it(worl
     assert annulled.json()["prescription_status"] == "E"
 
 
+def test_a_substitute_in_a_restricted_group_needs_the_pharmacists_reasoned_decision(world):
+    # Demo group 900103 (metoprolol depot tablets) carries MerknadTilByttbarhet true.
+    rx = _prescribed(world, "090283")["terms"]["prescription_id"]
+    path = f"/pharmacy/patients/{world.patient_id}/dispenses"
+    body = dispense_body(rx, "090317")
+    refused = world.post(path, body, token=PHARMACIST_TOKEN,
+                         **{"If-Match": _pharmacy_version(world)})
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["type"] == "https://medloop.dev/problems/override-required"
+    (alert,) = problem["alerts"]
+    assert alert["kind"] == "substitution-restriction" and alert["requires_override"] is True
+    assert alert["detail"]["group_code"] == "900103"
+    reason = "patient swallows the tablet whole"
+    dispensed = world.post(path, {**body, "overrides": {alert["key"]: reason}},
+                           token=PHARMACIST_TOKEN, **{"If-Match": _pharmacy_version(world)})
+    assert dispensed.status_code == 201, dispensed.text
+    substitution = dispensed.json()["substitution"]
+    assert substitution["restricted"] is True
+    assert substitution["decision"]["reason"] == reason
+    shown = world.get(f"/pharmacy/patients/{world.patient_id}/prescriptions",
+                      token=PHARMACIST_TOKEN).json()
+    assert reason in str(shown), "the decision is on record where the pharmacy looks"
+
+
 def test_a_package_outside_the_substitution_group_is_refused_with_its_code(world):
     body = _prescribed(world)
     refused = world.post(

@@ -9,8 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from medloop.domain import errors
 from medloop.domain.errors import DomainError, NotDispensable, error_codes
+from medloop.domain.medication_list import (
+    EntryNotActive,
+    EntryNotFound,
+    ListError,
+    PrescriptionNotOnEntry,
+)
+from medloop.domain.prescription import (
+    PrescriptionError,
+    PrescriptionExpired,
+    PrescriptionFullyDispensed,
+    PrescriptionLocked,
+    PrescriptionRecalled,
+)
 
 DOMAIN = Path(__file__).resolve().parents[2] / "medloop" / "domain"
 ALLOWED_THIRD_PARTY = {"pydantic", "interactions", "medloop"}
@@ -29,7 +41,9 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(DOMAIN.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(DOMAIN.rglob("*.py")), ids=lambda p: str(p.relative_to(DOMAIN))
+)
 def test_the_domain_imports_only_pure_code(path: Path) -> None:
     for name in imports(path):
         top = name.split(".")[0]
@@ -50,13 +64,16 @@ def test_error_codes_are_unique_kebab_case_and_each_names_one_class() -> None:
 
 
 def _domain_error_classes() -> set[type[DomainError]]:
-    """Every refusal defined in a ``medloop.domain`` module (``errors`` and the modules that
-    define their own, such as ``multidose``)."""
+    """Every refusal defined in a module of ``medloop.domain``, at any depth (each family
+    defines its own: ``medication_list``, ``prescription``, ``multidose.errors``, …)."""
     import importlib
+    import pkgutil
+
+    import medloop.domain
 
     found: set[type[DomainError]] = set()
-    for path in sorted(DOMAIN.glob("*.py")):
-        module = importlib.import_module(f"medloop.domain.{path.stem}")
+    for info in pkgutil.walk_packages(medloop.domain.__path__, "medloop.domain."):
+        module = importlib.import_module(info.name)
         found |= {
             obj for obj in vars(module).values()
             if isinstance(obj, type) and issubclass(obj, DomainError) and obj is not DomainError
@@ -72,11 +89,24 @@ def test_every_concrete_error_class_has_its_own_code() -> None:
         cls for cls in classes
         if "code" not in cls.__dict__ and any(o is not cls and issubclass(o, cls) for o in classes)
     }
-    assert {errors.ListError, errors.NotDispensable, errors.PrescriptionError} <= families
+    assert {ListError, NotDispensable, PrescriptionError} <= families
     domain_codes = {
         cls for cls in error_codes().values() if cls.__module__.startswith("medloop.domain.")
     }
     assert classes - families == domain_codes
+
+
+def test_errors_live_beside_their_family_and_errors_py_holds_only_what_crosses_families() -> None:
+    from medloop.domain import errors
+    from medloop.domain.errors import InvalidValue
+
+    defined = {
+        obj for obj in vars(errors).values()
+        if isinstance(obj, type) and issubclass(obj, DomainError)
+        and obj.__module__ == errors.__name__
+    }
+    assert defined == {DomainError, InvalidValue, NotDispensable}
+    assert all(cls.__module__ != errors.__name__ for cls in error_codes().values())
 
 
 def test_a_reused_code_is_refused_at_class_definition() -> None:
@@ -87,7 +117,7 @@ def test_a_reused_code_is_refused_at_class_definition() -> None:
 def test_errors_carry_json_context() -> None:
     from uuid import UUID
 
-    error = errors.EntryNotFound("no such entry", entry_id=UUID(int=7), ids=(UUID(int=1),))
+    error = EntryNotFound("no such entry", entry_id=UUID(int=7), ids=(UUID(int=1),))
     assert error.context == {
         "entry_id": "00000000-0000-0000-0000-000000000007",
         "ids": ["00000000-0000-0000-0000-000000000001"],
@@ -96,7 +126,6 @@ def test_errors_carry_json_context() -> None:
 
 
 def test_prescription_and_entry_refusals_that_stop_a_dispense_are_not_dispensable() -> None:
-    for cls in (errors.PrescriptionRecalled, errors.PrescriptionExpired, errors.PrescriptionLocked,
-                errors.PrescriptionFullyDispensed, errors.EntryNotActive,
-                errors.PrescriptionNotOnEntry):
+    for cls in (PrescriptionRecalled, PrescriptionExpired, PrescriptionLocked,
+                PrescriptionFullyDispensed, EntryNotActive, PrescriptionNotOnEntry):
         assert issubclass(cls, NotDispensable)

@@ -34,7 +34,7 @@ from domain_fixtures import (
 )
 from pydantic import ValidationError
 
-from interactions.catalogue import Package
+from interactions.catalogue import Package, SubstitutionGroup
 from interactions.dosage import Quantity
 from medloop.domain.codes import (
     DiscontinuationReason,
@@ -44,36 +44,43 @@ from medloop.domain.codes import (
 )
 from medloop.domain.dispense import (
     PACKAGES,
+    AnnulmentByAnotherPharmacy,
     Dispense,
+    DispenseAlreadyAnnulled,
+    DispenseNotOnPrescription,
     DispenseOutcome,
     DispenseQuantity,
     DispenseRequest,
+    PackageNotSubstitutable,
+    PackExpired,
+    QuantityExceedsRemaining,
+    QuantityUnitMismatch,
+    SubstitutionGroupNotValid,
+    SubstitutionReserved,
     annul,
     check_dispensable,
     dispense,
     tally,
 )
 from medloop.domain.entry import Discontinuation, EntryEdit, ListEntry
-from medloop.domain.errors import (
-    AnnulmentByAnotherPharmacy,
-    DispenseAlreadyAnnulled,
-    DispenseNotOnPrescription,
+from medloop.domain.errors import NotDispensable
+from medloop.domain.medication_list import (
+    DiscontinueEntry,
+    EditEntry,
     EntryNotActive,
-    NotDispensable,
-    PackageNotSubstitutable,
-    PackExpired,
+    HoldEntry,
+    PrescriptionNotOnEntry,
+)
+from medloop.domain.prescription import (
+    PrescribedQuantity,
+    Prescription,
     PrescriptionExpired,
     PrescriptionFullyDispensed,
     PrescriptionLocked,
-    PrescriptionNotOnEntry,
     PrescriptionRecalled,
-    QuantityExceedsRemaining,
-    QuantityUnitMismatch,
-    SubstitutionGroupNotValid,
-    SubstitutionReserved,
+    lock,
+    recall,
 )
-from medloop.domain.medication_list import DiscontinueEntry, EditEntry, HoldEntry
-from medloop.domain.prescription import PrescribedQuantity, Prescription, lock, recall
 
 LATER = T0 + timedelta(hours=2)
 HUNDRED_TABLETS = PrescribedQuantity(amount=Quantity(value=100, unit="tablett"))
@@ -449,3 +456,22 @@ def test_annulment_leaves_a_recalled_prescription_recalled() -> None:
     assert (undone.prescription.status, undone.prescription_version) == (
         PrescriptionStatus.RECALLED, None
     )
+
+
+def test_the_outcome_names_the_group_a_substitution_was_made_within_with_its_remark() -> None:
+    # The remark (MerknadTilByttbarhet) must reach decision support: the group rides along.
+    restricted = SubstitutionGroup(
+        id=SIMVA_GROUP.id, code=SIMVA_GROUP.code, description=SIMVA_GROUP.description,
+        restricted=True, restriction_text="Begrenset bytte", valid_from=SIMVA_GROUP.valid_from,
+        valid_to=None,
+    )
+    _, entry, prescription = prescribed()
+    substituted = dispense(
+        prescription, entry, SIMVA_KRKA, (restricted,), (),
+        DispenseRequest(id=new_id(), dispensed_on=D0, quantity=packages(1), batch="AB1234",
+                        expiry=date(2026, 5, 31)),
+        at=LATER, by=PHARMACIST,
+    )
+    assert substituted.dispense.substituted is True
+    assert substituted.substitution_group == restricted
+    assert hand_out(prescription, entry).substitution_group is None

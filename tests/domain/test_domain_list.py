@@ -29,8 +29,10 @@ from interactions.drugs import ReferenceKind, ResolvedDrug
 from medloop.domain.codes import DiscontinuationReason, EntryChangeKind, EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import (
+from medloop.domain.medication_list import (
     BrokenHistory,
+    DiscontinueEntry,
+    EditEntry,
     EmptyChange,
     EntryAlreadyDiscontinued,
     EntryAlreadyExists,
@@ -39,17 +41,13 @@ from medloop.domain.errors import (
     EntryEnteredInError,
     EntryNotFound,
     EntryNotOnHold,
-    InvalidEntry,
-    PrescriptionBacksAnotherEntry,
-)
-from medloop.domain.medication_list import (
-    DiscontinueEntry,
-    EditEntry,
     HoldEntry,
+    InvalidEntry,
     LinkPrescription,
     ListChange,
     MarkEnteredInError,
     MedicationList,
+    PrescriptionBacksAnotherEntry,
     ResumeEntry,
 )
 

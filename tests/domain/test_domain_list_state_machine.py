@@ -18,28 +18,26 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 from interactions.dosage import Use
 from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.entry import TRACKED_FIELDS, Discontinuation, EntryEdit
-from medloop.domain.errors import (
-    DomainError,
+from medloop.domain.errors import DomainError
+from medloop.domain.medication_list import (
+    AddEntry,
+    DiscontinueEntry,
+    EditEntry,
     EmptyChange,
     EntryAlreadyDiscontinued,
     EntryAlreadyOnHold,
     EntryDiscontinued,
     EntryEnteredInError,
     EntryNotOnHold,
-    InvalidEntry,
-    PrescriptionBacksAnotherEntry,
-    PrescriptionNotOnEntry,
-)
-from medloop.domain.medication_list import (
-    AddEntry,
-    DiscontinueEntry,
-    EditEntry,
     EntryVersion,
     HoldEntry,
+    InvalidEntry,
     LinkPrescription,
     ListChange,
     MarkEnteredInError,
     MedicationList,
+    PrescriptionBacksAnotherEntry,
+    PrescriptionNotOnEntry,
     RenewPrescription,
     ResumeEntry,
 )

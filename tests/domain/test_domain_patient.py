@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from interactions.medication import Allergy
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.errors import InvalidHprNumber, InvalidNationalId
 from medloop.domain.patient import (
+    InvalidNationalId,
     NationalId,
     NationalIdKind,
     Patient,
@@ -21,7 +21,7 @@ from medloop.domain.patient import (
     RenalFunctionKind,
     Weight,
 )
-from medloop.domain.personnel import HealthPersonnel, Organisation
+from medloop.domain.personnel import HealthPersonnel, InvalidHprNumber, Organisation
 
 # The check digits make each full weighted sum divisible by 11 (the form the standard states the
 # rule in, independent of how the code computes them).

@@ -40,29 +40,25 @@ from medloop.domain.codes import (
 )
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.errors import (
-    EntryNotPrescribable,
-    ExpiryBeforeIssue,
-    InvalidDuration,
-    NonCatalogueItemNotPrescribable,
-    NotAPharmacy,
-    PrescriptionExpired,
-    PrescriptionFullyDispensed,
-    PrescriptionLocked,
-    PrescriptionNotOnEntry,
-    PrescriptionRecalled,
-    PrescriptionStillValid,
-    PrescriptionTransitionRefused,
-    RepeatsNotAllowed,
-    ValidityTooLong,
-)
-from medloop.domain.medication_list import DiscontinueEntry, HoldEntry
+from medloop.domain.medication_list import DiscontinueEntry, HoldEntry, PrescriptionNotOnEntry
+from medloop.domain.personnel import NotAPharmacy
 from medloop.domain.prescribing import discontinue, prescribe, renew
 from medloop.domain.prescription import (
     ALLOWED_TRANSITIONS,
+    EntryNotPrescribable,
+    ExpiryBeforeIssue,
+    NonCatalogueItemNotPrescribable,
     Prescription,
+    PrescriptionExpired,
+    PrescriptionFullyDispensed,
+    PrescriptionLocked,
+    PrescriptionRecalled,
     PrescriptionRequest,
+    PrescriptionStillValid,
+    PrescriptionTransitionRefused,
     Recall,
+    RepeatsNotAllowed,
+    ValidityTooLong,
     check_transition,
     expire,
     issue,
@@ -72,6 +68,7 @@ from medloop.domain.prescription import (
 )
 from medloop.domain.validity import (
     AtcValidityRule,
+    InvalidDuration,
     IsoDuration,
     ValidityPolicy,
     expiry_date,

@@ -10,15 +10,21 @@ from domain_fixtures import DOCTOR, FISH_OIL, T0, add, empty_list, new_id
 
 from medloop.domain.codes import DiscontinuationReason, ReconciliationOutcome, SourceKind
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import (
+from medloop.domain.medication_list import (
+    DiscontinueEntry,
+    MarkEnteredInError,
+    MedicationList,
+)
+from medloop.domain.reconciliation import (
+    ConsultedSource,
+    EntryOutcome,
     ReconciliationDuplicateOutcome,
     ReconciliationIncomplete,
     ReconciliationNeedsSource,
     ReconciliationOutcomeContradictsEntry,
     ReconciliationUnknownEntry,
+    reconcile,
 )
-from medloop.domain.medication_list import DiscontinueEntry, MarkEnteredInError, MedicationList
-from medloop.domain.reconciliation import ConsultedSource, EntryOutcome, reconcile
 
 LATER = T0 + timedelta(hours=1)
 SOURCES = (

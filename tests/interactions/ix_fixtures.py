@@ -252,6 +252,15 @@ SUBSTITUTION_GROUPS = (
         valid_from=date(2020, 1, 1),
         valid_to=None,
     ),
+    SubstitutionGroup(
+        id="SG_RESTRICTED",
+        code="000554",
+        description="KARBAMAZEPIN TABLETTER 200MG",
+        restricted=True,
+        restriction_text="Begrenset bytte ved epilepsi.",
+        valid_from=date(2020, 1, 1),
+        valid_to=None,
+    ),
 )
 
 

@@ -179,7 +179,7 @@ ELDERLY = [
     ("N05AD01", ORAL, 65, 3, 2.5, 2, "haloperidol-oral-65"),
     ("N05AX08", ORAL, 65, 1.5, 1, 2, "risperidone-oral-65-dementia"),
     ("B01AE07", ORAL, 80, 150, 110, 2, "dabigatran-oral-80"),
-    ("N05BA04", ORAL, 65, 15, 10, 3, "oxazepam-oral-65"),
+    ("N05BA04", ORAL, 65, 16, 15, 4, "oxazepam-oral-65"),
 ]
 
 
@@ -258,10 +258,15 @@ def test_metformin_follows_the_gfr_bands() -> None:
         ("metformin-oral-renal-30-44", "daily")
     }
     assert run("A10BA02", ORAL, doses(500, times=2), at(44)) == []
-    assert run("A10BA02", ORAL, doses(750, times=2), at(45)) == []
-    assert exceeded(run("A10BA02", ORAL, doses(1000, times=3), at(59))) == {
+    # 45-59: at most 1000 mg a day as read in Norsk legemiddelhåndbok (the 2000 mg band is
+    # not confirmed by a document read)
+    assert exceeded(run("A10BA02", ORAL, doses(750, times=2), at(45))) == {
         ("metformin-oral-renal-45-59", "daily")
     }
+    assert exceeded(run("A10BA02", ORAL, doses(750, times=2), at(59))) == {
+        ("metformin-oral-renal-45-59", "daily")
+    }
+    assert run("A10BA02", ORAL, doses(500, times=2), at(59)) == []
     assert run("A10BA02", ORAL, doses(1000, times=3), at(60)) == []
     assert exceeded(run("A10BA02", ORAL, doses(500), at(29))) == {
         ("metformin-oral-renal-30", "contraindicated")
@@ -327,6 +332,23 @@ def test_metoclopramide_at_most_five_days() -> None:
     [open_ended] = run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start)
     assert isinstance(open_ended.detail, DoseDetail) and open_ended.detail.amount is None
     assert "no stop date" in open_ended.summary
+
+
+def test_colchicine_daily_limit_allows_the_first_day_of_an_acute_course() -> None:
+    # 1 mg, 0.5 mg an hour later, then 0.5 mg every 8 hours after 12 hours: 2.5 mg in a day
+    assert run("M04AC01", ORAL, doses(0.5, times=5), ADULT) == []
+    assert exceeded(run("M04AC01", ORAL, doses(0.5, times=6), ADULT)) == {
+        ("colchicine-oral", "daily")
+    }
+
+
+def test_oxazepam_limits_follow_the_sobril_text() -> None:
+    assert run("N05BA04", ORAL, doses(25, times=4), ADULT) == []  # 100 mg a day
+    assert exceeded(run("N05BA04", ORAL, doses(25, times=5), ADULT)) == {
+        ("oxazepam-oral", "daily")
+    }
+    assert run("N05BA04", ORAL, doses(50), ADULT) == []  # premedication the evening before
+    assert exceeded(run("N05BA04", ORAL, doses(55), ADULT)) == {("oxazepam-oral", "single")}
 
 
 def test_colchicine_course_limit_and_pause_between_courses() -> None:
@@ -396,11 +418,20 @@ def test_a_salt_strength_is_converted_to_the_base_the_rule_counts() -> None:
 
 
 def test_lithium_sulfate_strengths_are_counted_in_mmol_lithium() -> None:
-    salt = strength("N05AN01", 83, "mg", "Litiumsulfat")  # 83 mg Li2SO4 ≈ 1.51 mmol Li+
-    assert run("N05AN01", ORAL, doses(7, "tablett", 2), ADULT, strengths=(salt,)) == []  # 21.1
-    found = run("N05AN01", ORAL, doses(8, "tablett", 2), ADULT, strengths=(salt,))  # 24.2 mmol
+    # Lithionit: up to 10 tablets of 42 mg Li+ (6 mmol) a day, so at most 60 mmol Li+ a day
+    salt = strength("N05AN01", 1000, "mg", "Litiumsulfat")  # 1000 mg Li2SO4 ≈ 18.19 mmol Li+
+    below = run("N05AN01", ORAL, doses(3.25, "tablett"), ADULT, strengths=(salt,))  # 59.1 mmol
+    assert below == []
+    found = run("N05AN01", ORAL, doses(3.35, "tablett"), ADULT, strengths=(salt,))  # 60.9 mmol
     assert exceeded(found) == {("lithium-oral", "daily")}
     assert isinstance(found[0].detail, DoseDetail) and found[0].detail.unit == "mmol"
+
+
+def test_lithium_ion_strengths_follow_the_lithionit_maintenance_range() -> None:
+    ion = strength("N05AN01", 42, "mg", "Litium")  # 42 mg Li+ ≈ 6.05 mmol
+    assert run("N05AN01", ORAL, doses(3, "tablett", 3), ADULT, strengths=(ion,)) == []  # 54.5
+    found = run("N05AN01", ORAL, doses(5, "tablett", 2), ADULT, strengths=(ion,))  # 60.5 mmol
+    assert exceeded(found) == {("lithium-oral", "daily")}
 
 
 def test_a_dose_alert_names_the_condition_the_patient_facts_and_the_review_state() -> None:

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from interactions import atc
-from interactions.dose_rules import DoseRuleSet, Limit, load_dose_rules
+from interactions.dose_rules import DoseRuleSet, Limit, is_search_url, load_dose_rules
 from interactions.units import Amount
 
 NURSING_HOME_SUBSTANCES = {
@@ -66,9 +66,14 @@ def test_every_rule_cites_its_document_section_units_and_unsigned_review_fields(
     rules = load_dose_rules()
     for raw, rule in zip(document["rules"], rules.rules, strict=True):
         source = rule.source
-        assert source.product and source.section.startswith("4.2"), rule.id
+        assert source.product and source.section.strip(), rule.id
         assert source.url.startswith("https://") and source.url.rstrip("/").count("/") >= 3
         assert source.located in ("document", "search")
+        if source.located == "document":
+            assert not is_search_url(source.url), rule.id
+            assert ";jsessionid" not in source.url, rule.id  # a session, not the address
+        if "SmPC" in source.document or "preparatomtale" in source.document:
+            assert source.section.startswith("4.2"), rule.id
         # present in the file and empty until a clinical pharmacist signs
         assert raw["reviewed_by"] is None and raw["reviewed_on"] is None, rule.id
         assert rule.amount_of, rule.id
@@ -99,6 +104,9 @@ def test_a_rule_without_review_fields_or_section_is_rejected() -> None:
     document["rules"][0]["source"]["section"] = ""
     with pytest.raises(ValidationError, match="section"):
         DoseRuleSet.model_validate(document)
+    document["rules"][0]["source"]["section"] = "  "
+    with pytest.raises(ValidationError, match="section"):
+        DoseRuleSet.model_validate(document)
 
 
 def test_the_issue_22_substances_have_rules() -> None:
@@ -117,3 +125,60 @@ def test_every_note_says_how_the_figure_was_checked() -> None:
     )
     for rule in load_dose_rules().rules:
         assert rule.note is not None and rule.note.startswith(statements), rule.id
+
+
+# Rules whose only citation is still a product search: the number may fall, never grow unnoticed.
+MOST_RULES_AT_A_SEARCH = 2
+
+
+def test_rules_still_citing_only_a_search_are_counted_and_say_what_is_missing() -> None:
+    rules = load_dose_rules().rules
+    at_search = sorted(rule.id for rule in rules if rule.source.located == "search")
+    message = (
+        f"{len(at_search)} of {len(rules)} rules still cite only a product search, "
+        f"not a document: {', '.join(at_search)}"
+    )
+    assert len(at_search) <= MOST_RULES_AT_A_SEARCH, message
+    for rule in rules:
+        if rule.source.located == "search":
+            assert is_search_url(rule.source.url), rule.id
+            assert rule.note and rule.note.startswith("FIGURE NOT VERIFIED"), message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www.felleskatalogen.no/medisin/sok?sokord=Voltaren",
+        "https://www.felleskatalogen.no/medisin/internsok?felt=sctid&sokord=769512001",
+        "https://example.org/products?q=paracetamol",
+    ],
+)
+def test_a_document_source_with_a_search_url_is_rejected(url: str) -> None:
+    document = json.loads(load_dose_rules().model_dump_json())
+    source = document["rules"][0]["source"]
+    source.update(url=url, located="document")
+    with pytest.raises(ValidationError, match="product search"):
+        DoseRuleSet.model_validate(document)
+    source["located"] = "search"
+    assert DoseRuleSet.model_validate(document).rules[0].source.url == url
+
+
+def test_a_document_url_is_not_mistaken_for_a_search() -> None:
+    for url in (
+        "https://www.felleskatalogen.no/medisin/paracet-karo-pharma-562628",
+        "https://www.fass.se/LIF/product?nplId=20200401000089&userType=0",
+        "https://www.legemiddelhandboka.no/legacy/chapter/L5.3.1.2",
+    ):
+        assert not is_search_url(url), url
+
+
+def test_the_readme_counts_the_rules_that_cite_a_document() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
+    text = " ".join(readme.split())
+    rules = load_dose_rules().rules
+    cited = [rule for rule in rules if rule.source.located == "document"]
+    read = [rule for rule in cited if (rule.note or "").startswith("Figure checked against")]
+    assert f"Of the {len(rules)} rules, {len(cited)} cite the document itself" in text
+    assert f"in {len(read)} the figures were read in it" in text
+    assert f"in {len(cited) - len(read)} the stored copy did not show every figure" in text
+    assert f"{len(rules) - len(cited)} (mirtazapine, tamsulosin) still cite only" in text

@@ -7,6 +7,7 @@ from ix_fixtures import INFO, fixed, knowledge, med
 
 from interactions import Alert, Allergy, HandledAlert, Kind, Medication, Patient, Severity, check
 from interactions.alerts import SUMMARY_LENGTH
+from interactions.medication import Substitution
 
 EVERYTHING = [
     med("PK_MAREVAN"),
@@ -23,6 +24,12 @@ EVERYTHING = [
     med("PK_METHOTREXATE", dosage=fixed(1)),
     med("PK_ZYRTEC"),
     med("PK_NORVASC"),
+    Medication(
+        id="SUBSTITUTED",
+        drug=med("PK_ZYRTEC").drug,
+        substitution=Substitution(prescribed="Prescribed", group_id="SG_RESTRICTED",
+                                  prescription="RX_1"),
+    ),
 ]
 ALLERGIC = Patient(allergies=(Allergy(atc="J01FA"),))
 
@@ -47,9 +54,12 @@ def test_alerts_are_sorted_most_severe_first() -> None:
     assert everything()[0].severity is Severity.AVOID
 
 
-def test_only_avoid_allergy_and_dose_alerts_require_an_override() -> None:
+def test_only_avoid_allergy_dose_and_substitution_restriction_alerts_require_an_override(
+) -> None:
     for alert in everything():
-        expected = alert.severity is Severity.AVOID or alert.kind in (Kind.ALLERGY, Kind.DOSE)
+        expected = alert.severity is Severity.AVOID or alert.kind in (
+            Kind.ALLERGY, Kind.DOSE, Kind.SUBSTITUTION_RESTRICTION,
+        )
         assert alert.requires_override is expected
 
 

@@ -33,8 +33,8 @@ from medloop.domain.codes import (
 )
 from medloop.domain.drug_reference import NonCatalogueItem
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import PrescriptionLocked, ReasonRequired, ReconciliationIncomplete
-from medloop.domain.reconciliation import ConsultedSource, EntryOutcome
+from medloop.domain.prescription import PrescriptionLocked
+from medloop.domain.reconciliation import ConsultedSource, EntryOutcome, ReconciliationIncomplete
 from medloop.loop.acknowledge import acknowledge
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import (
@@ -47,6 +47,7 @@ from medloop.loop.change import (
     resume,
 )
 from medloop.loop.dispense import annul_dispense, dispense, lock_for_dispensing, release
+from medloop.loop.errors import ReasonRequired
 from medloop.loop.prescribe import prescribe
 from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation
 from medloop.loop.runner import OverrideRequired

@@ -20,11 +20,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from medloop import queries
-from medloop.domain.errors import EntryNotFound, PrescriptionExpired, UnknownDrug
+from medloop.domain.medication_list import EntryNotFound
 from medloop.domain.patient import NationalId, Patient
+from medloop.domain.prescription import PrescriptionExpired
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import hold
 from medloop.loop.dispense import dispense
+from medloop.loop.errors import UnknownDrug
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
 from medloop.loop.runner import PatientNotFound, PrescriptionNotFound

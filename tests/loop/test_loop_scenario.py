@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from medloop import queries
 from medloop.domain.codes import DiscontinuationReason, EntryStatus, PrescriptionStatus
+from medloop.domain.dispense import PackageNotSubstitutable
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import PackageNotSubstitutable
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop.change import discontinue
 from medloop.loop.dispense import dispense

@@ -22,10 +22,12 @@ from loop_fixtures import (
 from sqlalchemy import func, select
 
 from medloop import queries
-from medloop.domain.errors import DomainError, IdAlreadyUsed, StaleListVersion
+from medloop.domain.errors import DomainError
+from medloop.domain.medication_list import StaleListVersion
 from medloop.domain.patient import NationalId, Patient
 from medloop.loop.change import hold
 from medloop.loop.dispense import dispense
+from medloop.loop.errors import IdAlreadyUsed
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
 from medloop.store import audit, list_changes, prescriptions, state_cache

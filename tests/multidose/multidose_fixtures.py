@@ -17,7 +17,8 @@ from uuid import UUID
 
 from interactions.dosage import Dosage, FixedDose, Quantity, TimeOfDay, Use
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.multidose import PackedBag, PackedLine, PackReport, ProductionPlan
+from medloop.domain.multidose.plan import ProductionPlan
+from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.personnel import Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop.catalogue import DrugOrder

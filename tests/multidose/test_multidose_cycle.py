@@ -13,14 +13,14 @@ from sqlalchemy import text
 from interactions.dosage import Quantity, TimeOfDay
 from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.entry import Discontinuation
-from medloop.domain.multidose import (
+from medloop.domain.multidose.errors import (
     InvalidPackingPeriod,
-    LineClass,
     NotTheMultidosePharmacy,
-    OutsideReason,
     PackingPeriodOverlaps,
     UrgentPackRefused,
 )
+from medloop.domain.multidose.plan import OutsideReason
+from medloop.domain.multidose.rules import LineClass
 from medloop.loop import multidose
 from medloop.loop.change import change_dosage, discontinue
 from medloop.loop.prescribe import prescribe

@@ -13,16 +13,16 @@ from interactions.dosage import TimeOfDay
 from medloop import queries
 from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.entry import Discontinuation
-from medloop.domain.errors import StaleListVersion
-from medloop.domain.multidose import (
+from medloop.domain.medication_list import StaleListVersion
+from medloop.domain.multidose.errors import (
     InvalidProposal,
     NotTheMultidosePharmacy,
     PharmacistRequired,
     PrescriberRequired,
     ProposalAlreadyDecided,
-    ProposalKind,
     ProposalNotFound,
 )
+from medloop.domain.multidose.proposals import ProposalKind
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import multidose
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder

@@ -10,16 +10,16 @@ import pytest
 
 from interactions.dosage import TimeOfDay
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.multidose import (
+from medloop.domain.multidose.errors import (
     InvalidResponsibility,
     NoMultidoseResponsibility,
     NotTheMultidosePharmacy,
-    OutsideReason,
     PrescriberRequired,
     TaskAlreadyResolved,
     TaskNoteRequired,
     UrgentPackRefused,
 )
+from medloop.domain.multidose.plan import OutsideReason
 from medloop.domain.personnel import Organisation
 from medloop.loop import multidose
 from medloop.loop.change import change_dosage

@@ -11,7 +11,7 @@ from interactions.dosage import Dosage, FixedDose, Period, Quantity, TimeOfDay, 
 from interactions.drugs import ReferenceKind, ResolvedDrug
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
-from medloop.domain.multidose import OutsideReason, expected_doses, placement
+from medloop.domain.multidose.plan import OutsideReason, expected_doses, placement
 from medloop.loop.multidose import load_packing_rules
 
 START = date(2026, 11, 30)  # a Monday

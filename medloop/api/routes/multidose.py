@@ -22,7 +22,7 @@ from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dump, order_of
-from medloop.domain.multidose import PackReport
+from medloop.domain.multidose.reconciliation import PackReport
 from medloop.loop import multidose
 from medloop.loop.multidose import PeriodOrder, ProposalOrder, ResponsibilityOrder
 

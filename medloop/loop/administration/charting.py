@@ -30,11 +30,11 @@ from medloop.domain.administration import (
     is_as_needed,
 )
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import ReasonRequired
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission
 from medloop.loop.administration.admissions import admission_of
 from medloop.loop.administration.planning import Plan, replan_if_stale
+from medloop.loop.errors import ReasonRequired
 from medloop.loop.runner import (
     Call,
     CommandResult,

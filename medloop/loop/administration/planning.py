@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from medloop.domain.administration import Administration, Outcome, PlannedDose, is_missed
 from medloop.domain.codes import EntryStatus
 from medloop.domain.entry import ListEntry
-from medloop.domain.errors import PatientNotFound
+from medloop.domain.patient import PatientNotFound
 from medloop.domain.state import PatientState
 from medloop.domain.ward import Admission, WardConfig, plan_intakes, schedule_fingerprint
 from medloop.loop.administration.queries import chart_lines

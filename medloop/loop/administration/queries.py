@@ -19,7 +19,7 @@ from medloop.domain.administration import (
     dose_status,
     effective_charting,
 )
-from medloop.domain.errors import PatientNotFound
+from medloop.domain.patient import PatientNotFound
 from medloop.domain.ward import WardNotFound, local_day_bounds
 from medloop.store import administration as store
 from medloop.store.patients import national_id_of

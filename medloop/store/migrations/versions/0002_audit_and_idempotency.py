@@ -8,9 +8,8 @@ The triggers make ``audit_event`` append-only for ordinary SQL; they are not par
 table metadata, so autogenerate neither sees nor needs them.
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'

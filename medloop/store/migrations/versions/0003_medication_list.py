@@ -11,11 +11,10 @@ the history of a list cannot be rewritten with ordinary SQL; they are not part o
 metadata, so autogenerate neither sees nor needs them.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from medloop.store import append_only
-
 
 revision = '0003'
 down_revision = '0002'

@@ -10,11 +10,10 @@ Triggers refuse UPDATE and DELETE on every table here, like 0003; they are not p
 table metadata, so autogenerate neither sees nor needs them.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from medloop.store import append_only
-
 
 revision = '0004'
 down_revision = '0003'

@@ -8,11 +8,10 @@ Create Date: 2026-11-22
 Triggers refuse UPDATE and DELETE on every table of this revision, as 0003 does for the list.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from medloop.store import append_only
-
 
 revision = '0005'
 down_revision = '0004'

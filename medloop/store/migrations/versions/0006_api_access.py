@@ -7,11 +7,10 @@ Create Date: 2026-11-22
 Triggers refuse UPDATE and DELETE on both tables, as in 0003.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from medloop.store import append_only
-
 
 revision = '0006'
 down_revision = '0005'

@@ -18,11 +18,10 @@ than updated, because the append-only triggers refuse updates; they are re-insta
 import hashlib
 import json
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from medloop.store import append_only
-
 
 revision = '0008'
 down_revision = '0007'
