@@ -16,11 +16,11 @@ from interactions.dosage import Dosage
 from interactions.values import MAX_REASON, MODEL_CONFIG, Day, Moment, text
 from medloop.domain.codes import DiscontinuationReason, PrescriptionStatus
 from medloop.domain.entry import EntryEdit, ListEntry
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.reconcile import ReconciliationOrder
-from medloop.loop.runner import DrugOrder
 
 Order = TypeVar("Order", bound=BaseModel)
 

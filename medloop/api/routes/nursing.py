@@ -36,8 +36,8 @@ from medloop.api.schemas import CommandResponse, Intent, ReasonRequiredBody, dum
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import WardConfig
-from medloop.loop import administer
-from medloop.loop.administer import AdmissionOrder, WardOrder
+from medloop.loop import administration
+from medloop.loop.administration import AdmissionOrder, WardOrder
 from medloop.store import access
 from medloop.store import administration as ward_store
 from medloop.store.db import reader
@@ -84,7 +84,7 @@ def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
 )
 def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSONResponse:
     caller.authorize(Action.WARD_ADMIN)  # a ward admin
-    found = administer.create_ward(caller.engine, body, caller.call(idempotency_key=key))
+    found = administration.create_ward(caller.engine, body, caller.call(idempotency_key=key))
     return JSONResponse(found, status_code=201)
 
 
@@ -96,7 +96,7 @@ def configure_ward(
 ) -> JSONResponse:
     authorize_ward(caller.engine, caller.principal, Action.WARD_ADMIN,
                    _ward_organisation(caller, ward_id), request_id=caller.request_id)
-    found = administer.configure_ward(
+    found = administration.configure_ward(
         caller.engine, ward_id, body, caller.call(idempotency_key=key)
     )
     return JSONResponse(found)
@@ -114,7 +114,7 @@ def ward_chart(
     wanted = day or caller.at.date()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
-        chart = administer.ward_chart(conn, ward_id, wanted, caller.at)
+        chart = administration.ward_chart(conn, ward_id, wanted, caller.at)
         return _chart_json(chart), [p.patient_id for p in chart.patients]
 
     body = access.audited_many(
@@ -124,7 +124,7 @@ def ward_chart(
     return JSONResponse(body)
 
 
-def _chart_json(chart: administer.WardChart) -> dict[str, Any]:
+def _chart_json(chart: administration.WardChart) -> dict[str, Any]:
     return {
         "ward_id": str(chart.ward_id),
         "day": chart.day.isoformat(),
@@ -162,7 +162,7 @@ def admit(
     caller: CallerDep, patient_id: UUID, body: AdmitBody, key: IdempotencyKey
 ) -> JSONResponse:
     caller.authorize(Action.ADMIT, patient_id)
-    result = administer.admit(
+    result = administration.admit(
         caller.engine, patient_id, order_of(body, AdmissionOrder),
         caller.call(idempotency_key=key),
     )
@@ -179,7 +179,7 @@ def discharge(
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.DISCHARGE, patient_id)
-    result = administer.discharge(
+    result = administration.discharge(
         caller.engine, patient_id, admission_id, body.at or caller.at,
         caller.call(idempotency_key=key),
     )
@@ -204,7 +204,7 @@ def chart_dose(
     ] = None,
 ) -> JSONResponse:
     caller.authorize(Action.CHART_WRITE, patient_id)
-    result = administer.chart(
+    result = administration.chart(
         caller.engine, patient_id, order_of(body, ChartRequest),
         caller.call(overrides=body.overrides, idempotency_key=key),
         witness=_witness(caller, witness),
@@ -222,7 +222,7 @@ def administration_in_error(
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.CHART_WRITE, patient_id)
-    result = administer.mark_in_error(
+    result = administration.mark_in_error(
         caller.engine, patient_id, administration_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
@@ -248,7 +248,7 @@ def administration_history(
     )
     found = caller.read(
         patient_id, "administration-history",
-        lambda conn: administer.administration_history(conn, patient_id, since, until),
+        lambda conn: administration.administration_history(conn, patient_id, since, until),
     )
     return JSONResponse(
         [

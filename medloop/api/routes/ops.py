@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
-from medloop.loop.runner import catalogue_in_force
+from medloop.loop.catalogue import catalogue_in_force
 from medloop.ops import health, metrics
 from medloop.store.db import reader
 
