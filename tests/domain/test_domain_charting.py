@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from domain_fixtures import NURSE, PARACET_PACKAGE, PATIENT_ID, T0, add, empty_list, new_id
 
 from interactions.dosage import AsNeededDose, Dosage, Period, Quantity, Use
 from medloop.domain.administration import (
@@ -25,6 +24,7 @@ from medloop.domain.administration import (
     decide_charting,
 )
 from medloop.domain.ward import Admission, PatientNotAdmitted, WardConfig
+from tests.domain.helpers import NURSE, PARACET_PACKAGE, PATIENT_ID, T0, add, empty_list, new_id
 
 PRN = Dosage(
     use=Use.AS_NEEDED,
