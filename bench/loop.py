@@ -37,11 +37,12 @@ from medloop.domain.dispense import DispenseQuantity
 from medloop.domain.patient import NationalId, Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.catalogue import DrugOrder, catalogue_in_force
 from medloop.loop.dispense import DispenseOrder, dispense
 from medloop.loop.errors import OverrideRequired
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import Call, DrugOrder, catalogue_in_force
+from medloop.loop.runner import Call
 from medloop.store.db import make_engine, normalise_url
 from medloop.store.migrate import upgrade
 

@@ -32,11 +32,12 @@ from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
-from medloop.loop import administer
+from medloop.loop import administration
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.errors import OverrideRequired
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import Call, DrugOrder
+from medloop.loop.runner import Call
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
 
@@ -102,7 +103,7 @@ def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, s
     upgrade(engine)
     import_catalogue(engine, DEMO)
     ward_id = uuid.uuid4()
-    administer.create_ward(engine, administer.WardOrder(ward_id=ward_id, name="Bench"),
+    administration.create_ward(engine, administration.WardOrder(ward_id=ward_id, name="Bench"),
                            Call(actor=NURSE, at=SETUP_AT))
     residents: dict[uuid.UUID, dict[uuid.UUID, str]] = {}
     for n in range(RESIDENTS):
@@ -110,7 +111,7 @@ def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, s
         patient = Patient(id=uuid.uuid4(), national_id=nid, given_name="Bench",
                           family_name=f"Beboer{n}", birth_date=nid.birth_date)
         register_patient(engine, patient, Call(actor=GP, at=SETUP_AT))
-        administer.admit(engine, patient.id, administer.AdmissionOrder(
+        administration.admit(engine, patient.id, administration.AdmissionOrder(
             admission_id=uuid.uuid4(), ward_id=ward_id, admitted_at=SETUP_AT,
             reason="Langtidsopphold", decision_reference="Bench 2026/1",
         ), Call(actor=NURSE, at=SETUP_AT))
@@ -132,10 +133,10 @@ def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, s
 def measure(url: str) -> dict[str, object]:
     engine, ward_id, residents = ward(url)
     started = time.perf_counter()
-    planned = administer.roll_forward(engine, PLAN_AT)
+    planned = administration.roll_forward(engine, PLAN_AT)
     plan_seconds = time.perf_counter() - started
     with engine.connect() as conn:
-        chart = administer.ward_chart(conn, ward_id, ROUND_AT.date(), ROUND_AT)
+        chart = administration.ward_chart(conn, ward_id, ROUND_AT.date(), ROUND_AT)
     samples: list[float] = []
     for patient in chart.patients:
         for line in patient.doses:
@@ -148,7 +149,7 @@ def measure(url: str) -> dict[str, object]:
                 scan=residents[patient.patient_id][line.entry_id],
             )
             began = time.perf_counter()
-            administer.chart(engine, patient.patient_id, request,
+            administration.chart(engine, patient.patient_id, request,
                              Call(actor=NURSE, at=ROUND_AT, idempotency_key=str(uuid.uuid4())))
             samples.append((time.perf_counter() - began) * 1000)
     engine.dispose()

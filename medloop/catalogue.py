@@ -32,7 +32,6 @@ from interactions.catalogue import (
     SubstitutionGroup,
 )
 
-
 ATC_CODE_SYSTEM = "2.16.578.1.12.4.1.1.7180"
 """The OID of FEST's ATC code system (Kodeverk 7180)."""
 

@@ -33,11 +33,12 @@ from medloop.domain.patient import (
 )
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
-from medloop.loop import administer, multidose
+from medloop.loop import administration, multidose
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.errors import OverrideRequired
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import Call, CommandResult, DrugOrder
+from medloop.loop.runner import Call, CommandResult
 from medloop.store.patients import find_patient_id
 
 GP_PRACTICE = Organisation(
@@ -209,8 +210,8 @@ def build(
         world.already_built = True
         world.patients = {nid: pid for nid, pid in known.items() if pid is not None}
     else:
-        administer.create_ward(
-            engine, administer.WardOrder(ward_id=WARD_ID, name="Solbakken 1. etasje"),
+        administration.create_ward(
+            engine, administration.WardOrder(ward_id=WARD_ID, name="Solbakken 1. etasje"),
             Call(actor=NURSE, at=at, reason="demo"),
         )
         for resident, nid in residents:
@@ -218,9 +219,9 @@ def build(
             world.patients[nid] = patient_id
             if resident.multidose:
                 _multidose(engine, patient_id, at)
-            administer.admit(
+            administration.admit(
                 engine, patient_id,
-                administer.AdmissionOrder(
+                administration.AdmissionOrder(
                     admission_id=uuid.uuid4(), ward_id=WARD_ID, admitted_at=at,
                     reason="Langtidsopphold (demo)", decision_reference=DEMO_DECISION,
                 ),

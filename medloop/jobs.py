@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from medloop.loop import administer
+from medloop.loop import administration
 from medloop.loop.expire import SCHEDULER, expire_prescriptions, patients_with_expired_prescriptions
 from medloop.loop.runner import Call
 from medloop.ops import health, logs, metrics
@@ -76,11 +76,11 @@ class Job:
 
 
 def _roll_forward(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
-    return administer.roll_forward(engine, now)
+    return administration.roll_forward(engine, now)
 
 
 def _mark_missed(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
-    return administer.mark_missed(engine, now)
+    return administration.mark_missed(engine, now)
 
 
 def _flag_multidose_deadlines(

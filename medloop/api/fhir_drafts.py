@@ -37,7 +37,7 @@ from fhir.resources.R4B.dosage import Dosage as FhirDosage
 from pydantic import BaseModel, ValidationError
 
 from medloop.api.fhir_dosage import ROOT, MappedDosage, NotMapped, dosage_of
-from medloop.loop.runner import DrugOrder
+from medloop.loop.catalogue import DrugOrder
 
 FEST_VARENR = "https://medloop.dev/fhir/CodeSystem/fest-varenr"
 FEST_ID = "https://medloop.dev/fhir/CodeSystem/fest-id"

@@ -23,11 +23,11 @@ from medloop.domain.multidose.proposals import Proposal
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask
 from medloop.domain.reconciliation import Reconciliation
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.reconcile import ReconciliationOrder
-from medloop.loop.runner import DrugOrder
 from medloop.queries import OverrideOnRecord, PrescriptionSummary
 
 __all__ = ["OverrideOnRecord", "PrescriptionSummary", "Reconciliation"]  # response models too

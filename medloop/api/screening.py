@@ -18,8 +18,9 @@ from sqlalchemy import Connection
 from interactions import Alert, Medication, ResolvedDrug, UnknownReference, check
 from interactions.dosage import Dosage
 from medloop import queries
+from medloop.loop.catalogue import Catalogue, DrugOrder, catalogue_in_force
 from medloop.loop.errors import UnknownDrug
-from medloop.loop.runner import Catalogue, DrugOrder, catalogue_in_force, medications_of
+from medloop.loop.runner import medications_of
 from medloop.settings import renal_max_age_days
 
 

@@ -16,7 +16,7 @@ from medloop import queries
 from medloop.api.schemas import dump
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.medication_list import EntryVersion
-from medloop.loop import administer, multidose
+from medloop.loop import administration, multidose
 
 DISPENSABLE = frozenset({PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEING_DISPENSED})
 """The statuses a pharmacy can dispense against (E: dispensable, U: being dispensed)."""
@@ -54,7 +54,7 @@ def entry_history_view(entry_id: UUID, versions: Sequence[EntryVersion]) -> dict
     return {"entry_id": str(entry_id), "versions": dump(list(versions))}
 
 
-def ward_chart_view(chart: administer.WardChart) -> dict[str, Any]:
+def ward_chart_view(chart: administration.WardChart) -> dict[str, Any]:
     """``schemas.WardChartView``: every admitted patient's doses of the day."""
     return {
         "ward_id": str(chart.ward_id),

@@ -12,13 +12,13 @@ closed-loop rules a charting must pass (architecture invariant 4):
 - a scanned pack (GS1 element string or plain EAN/NTIN) resolves to a package of the entry's
   product or of its substitution group and is not expired; skipping the scan takes a reason.
 
-Everything here is pure: the command layer (``medloop.loop.administer``) loads the inputs and
+Everything here is pure: the command layer (``medloop.loop.administration``) loads the inputs and
 stores the record returned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -28,15 +28,22 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field
 
 from interactions.catalogue import Package
-from interactions.dosage import AsNeededDose, Quantity, TimeOfDay
+from interactions.dosage import AsNeededDose, Quantity, TimeOfDay, Use
 from interactions.values import Count
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError
+from medloop.domain.medication_list import MedicationList
 from medloop.domain.personnel import Actor
-from medloop.domain.ward import WardConfig
+from medloop.domain.ward import (
+    Admission,
+    PatientNotAdmitted,
+    WardConfig,
+    WardNotFound,
+    local_date,
+)
 
 CLOCK_SKEW = timedelta(minutes=2)
 """How far in the future a ``given`` time may lie (clocks of hand-held devices drift)."""
@@ -549,3 +556,203 @@ def check_amount(prescribed: Quantity, given: Quantity, override: str | None) ->
             prescribed=prescribed.value, given=given.value, unit=given.unit,
         )
     return above
+
+
+# -- the charting decision ---------------------------------------------------------------------
+
+PRN_WINDOW_MAX = timedelta(days=35)
+"""The longest PRN period looked at (a month counts as 28 days in dosages)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GivenDose:
+    """A standing charting of a dose given to the patient (any entry), as the checks of a new
+    charting see it."""
+
+    entry_id: UUID
+    at: datetime
+    amount: float
+    unit: str
+
+
+@dataclass(frozen=True)
+class ChartingFacts:
+    """Everything charting decides on, loaded before the decision (``medloop.loop``'s charting
+    command reads it in one go). ``admission`` is the patient's stay on a ward of the
+    performer's organisation at the moment charted (``None``: not admitted there) and
+    ``config`` that ward's configuration (``None``: the ward is gone); ``planned`` is the
+    planned dose the request names, when it is the patient's; ``in_force`` and ``charted`` say
+    whether it is still in force and which charting stands for it; ``earlier`` are the
+    patient's given doses from ``PRN_WINDOW_MAX`` (at least 24 h) before the dose on."""
+
+    patient_id: UUID
+    request: ChartRequest
+    now: datetime
+    performer: Actor
+    witness: Actor | None
+    medication_list: MedicationList
+    admission: Admission | None
+    config: WardConfig | None
+    planned: PlannedDose | None = None
+    in_force: bool = False
+    charted: Administration | None = None
+    earlier: tuple[GivenDose, ...] = ()
+
+
+@dataclass(frozen=True)
+class Charting:
+    """What charting decided: the record to store, whether a given dose is late, and the
+    limits that could not be checked (a PRN limit in another unit than the dose)."""
+
+    record: Administration
+    late: bool
+    not_checked: tuple[str, ...]
+
+
+def decide_charting(
+    facts: ChartingFacts,
+    *,
+    read_pack: Callable[[str], PackCode],
+    packages_by_gtin: Mapping[str, Package],
+) -> Charting:
+    """The closed-loop decision on one charting, every refusal in one place and in this order:
+    the request's shape, the stay, the planned dose (or none for an as-needed entry), then for
+    a given dose the entry in use, the amount, the PRN limits, the witness and the scanned
+    pack (``read_pack`` reads a barcode, ``packages_by_gtin`` resolves it)."""
+    request, now = facts.request, facts.now
+    check_request_shape(request, now)
+    entry = facts.medication_list.entry(request.entry_id)
+    moment = request.given_at or now
+    if facts.admission is None:
+        raise PatientNotAdmitted(
+            f"patient {facts.patient_id} is not admitted to a ward of organisation "
+            f"{facts.performer.organisation.id} at {moment.isoformat()}",
+            patient_id=facts.patient_id, organisation_id=facts.performer.organisation.id,
+        )
+    config = facts.config
+    if config is None:
+        raise WardNotFound(
+            f"there is no ward {facts.admission.ward_id}", ward_id=facts.admission.ward_id
+        )
+    late = _check_planned(facts, entry, config)
+    given = request.outcome is Outcome.GIVEN
+    scan: ScannedPack | None = None
+    exceeded: tuple[str, ...] = ()
+    not_checked: tuple[str, ...] = ()
+    if given:
+        scan, exceeded, not_checked = _check_given(
+            facts, entry, config, read_pack, packages_by_gtin
+        )
+    record = Administration(
+        id=request.administration_id, patient_id=facts.patient_id, entry_id=entry.id,
+        planned_dose_id=request.planned_dose_id, outcome=request.outcome,
+        at=moment, recorded_at=now,
+        dose=request.dose if given else None, performer=facts.performer,
+        witness=facts.witness if given else None, reason=request.reason, scan=scan,
+        scan_skipped=request.scan_skipped if given and scan is None else None,
+        late=late,
+        limit_override=request.limit_override if exceeded else None,
+        limits_exceeded=exceeded,
+    )
+    return Charting(record, late, not_checked)
+
+
+def is_as_needed(entry: ListEntry) -> bool:
+    return entry.use is Use.AS_NEEDED
+
+
+def _check_planned(facts: ChartingFacts, entry: ListEntry, config: WardConfig) -> bool:
+    request = facts.request
+    if is_as_needed(entry):
+        if request.planned_dose_id is not None:
+            raise AsNeededDoseIsNotPlanned(
+                f"entry {entry.id} is as needed: its doses have no planned dose",
+                entry_id=entry.id,
+            )
+        return False
+    if request.planned_dose_id is None:
+        raise PlannedDoseRequired(
+            f"entry {entry.id} is regular: chart one of its planned doses", entry_id=entry.id
+        )
+    planned = facts.planned
+    if planned is None or planned.patient_id != facts.patient_id:
+        raise PlannedDoseNotFound(
+            f"patient {facts.patient_id} has no planned dose {request.planned_dose_id}",
+            planned_dose_id=request.planned_dose_id,
+        )
+    return check_planned_dose(request, planned, facts.in_force, facts.charted, config, facts.now)
+
+
+def _check_given(
+    facts: ChartingFacts,
+    entry: ListEntry,
+    config: WardConfig,
+    read_pack: Callable[[str], PackCode],
+    packages_by_gtin: Mapping[str, Package],
+) -> tuple[ScannedPack | None, tuple[str, ...], tuple[str, ...]]:
+    """The checks of a dose charted as given: the scanned pack, the limits it exceeded with an
+    override reason (PRN limits, ``above-prescribed``) and the limits not checked."""
+    request, planned = facts.request, facts.planned
+    assert request.dose is not None and request.given_at is not None
+    check_entry_in_use(entry, request.given_at)
+    on = local_date(request.given_at)
+    as_needed = is_as_needed(entry)
+    if as_needed and not entry.in_use(on):
+        raise EntryNotAdministrable(
+            f"entry {entry.id} is {entry.status.value} or outside its dates on {on}",
+            entry_id=entry.id, status=entry.status,
+        )
+    if as_needed or planned is None:
+        prescribed = _prn_amount(entry, request.dose)
+    else:
+        prescribed = planned.amount
+    above = check_amount(prescribed, request.dose, request.limit_override)
+    limits: tuple[str, ...] = ()
+    not_checked: tuple[str, ...] = ()
+    if as_needed:
+        limits, not_checked = _check_prn(entry, request, facts.earlier)
+    check_witness(entry, config, facts.performer, facts.witness)
+    scan = None
+    if request.scan is not None:
+        scan = check_scanned_pack(
+            request.scan, read_pack(request.scan), entry.drug, packages_by_gtin, on
+        )
+    return scan, limits + (("above-prescribed",) if above else ()), not_checked
+
+
+def _prn_amount(entry: ListEntry, given: Quantity) -> Quantity:
+    doses = () if entry.dosage is None else entry.dosage.as_needed
+    if not doses:
+        raise EntryNotAdministrable(
+            f"entry {entry.id} has no structured as-needed dose to chart against",
+            entry_id=entry.id,
+        )
+    return next((d.amount for d in doses if d.amount.unit == given.unit), doses[0].amount)
+
+
+def _check_prn(
+    entry: ListEntry, request: ChartRequest, earlier: Sequence[GivenDose]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The PRN limits, over the entry's doses given within ``PRN_WINDOW_MAX`` of this one."""
+    assert request.given_at is not None and request.dose is not None
+    assert entry.dosage is not None
+    since = request.given_at - PRN_WINDOW_MAX
+    until = request.given_at + PRN_WINDOW_MAX
+    intakes = [
+        Intake(g.at, g.amount)
+        for g in earlier
+        if since <= g.at < until and g.entry_id == entry.id and g.unit == request.dose.unit
+    ]
+    exceeded: list[str] = []
+    not_checked: list[str] = []
+    for dose in entry.dosage.as_needed:
+        result = check_prn_limits(dose, intakes, request.given_at, request.dose)
+        exceeded += [x for x in result.exceeded if x not in exceeded]
+        not_checked += [x for x in result.not_checked if x not in not_checked]
+    if exceeded and not (request.limit_override or "").strip():
+        raise PrnLimitExceeded(
+            f"the dose breaks the as-needed limits {', '.join(exceeded)}; "
+            "give an override reason to chart it anyway",
+            entry_id=entry.id, limits=exceeded,
+        )
+    return tuple(exceeded), tuple(not_checked)

@@ -114,9 +114,9 @@ class EntryNotActive(EntryTransitionRefused, NotDispensable):
 
 
 class _ListCommand(Frozen):
-    """What every change carries: the list version it was based on, who, when and why."""
+    """What every change carries: who, when and why. (The list version the caller saw is the
+    loop's concern: ``medloop.loop.runner.run_command`` checks it once, before deciding.)"""
 
-    based_on: Count
     author: Actor
     at: AwareDatetime
     reason: str | None = None
@@ -288,14 +288,8 @@ class MedicationList(Frozen):
 
     def apply(self, command: ListCommand) -> tuple[MedicationList, ListChange]:
         """The list after ``command`` and the record of the change; raises a ``ListError`` when
-        the command is stale, names an unknown entry, or is not allowed in the entry's status."""
-        if command.based_on != self.version:
-            raise StaleListVersion(
-                f"the change is based on list version {command.based_on}, "
-                f"but the list is at version {self.version}",
-                based_on=command.based_on,
-                current_version=self.version,
-            )
+        the command names an unknown entry or is not allowed in the entry's status. The change
+        is the list's next version (the runner has checked that the caller saw this one)."""
         kind, before, after = self._decide(command)
         changes = diff(before, after, TRACKED_FIELDS)
         if not changes:

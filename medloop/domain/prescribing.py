@@ -70,7 +70,6 @@ def prescribe(
     entry_id: UUID,
     request: PrescriptionRequest,
     *,
-    based_on: int,
     at: AwareDatetime,
     by: Actor,
     reason: str | None = None,
@@ -83,7 +82,6 @@ def prescribe(
     )
     new_list, change = medication_list.apply(
         LinkPrescription(
-            based_on=based_on,
             author=by,
             at=at,
             reason=reason,
@@ -100,7 +98,6 @@ def renew(
     request: PrescriptionRequest,
     *,
     change: EntryEdit | None = None,
-    based_on: int,
     at: AwareDatetime,
     by: Actor,
     reason: str | None = None,
@@ -114,7 +111,6 @@ def renew(
         check_transition(old, PrescriptionStatus.RECALLED)
     new_list, list_change = medication_list.apply(
         RenewPrescription(
-            based_on=based_on,
             author=by,
             at=at,
             reason=reason,
@@ -140,7 +136,6 @@ def discontinue(
     discontinuation: Discontinuation,
     prescriptions: Iterable[Prescription],
     *,
-    based_on: int,
     at: AwareDatetime,
     by: Actor,
     reason: str | None = None,
@@ -152,7 +147,6 @@ def discontinue(
     given = _all_recallable(medication_list, entry_id, prescriptions)
     new_list, change = medication_list.apply(
         DiscontinueEntry(
-            based_on=based_on,
             author=by,
             at=at,
             reason=reason,
@@ -171,7 +165,6 @@ def mark_in_error(
     entry_id: UUID,
     prescriptions: Iterable[Prescription],
     *,
-    based_on: int,
     at: AwareDatetime,
     by: Actor,
     reason: str,
@@ -181,7 +174,7 @@ def mark_in_error(
     Refused, like a discontinuation, while a pharmacy is dispensing one of them."""
     given = _all_recallable(medication_list, entry_id, prescriptions)
     new_list, change = medication_list.apply(
-        MarkEnteredInError(based_on=based_on, author=by, at=at, reason=reason, entry_id=entry_id)
+        MarkEnteredInError(author=by, at=at, reason=reason, entry_id=entry_id)
     )
     recalled = _recall_dispensable(
         given, RecallReason.OTHER, at=at, by=by, note=f"entry entered in error: {reason}"

@@ -19,7 +19,7 @@ from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus, ReconciliationOutcome, SourceKind
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError
-from medloop.domain.medication_list import MedicationList, StaleListVersion
+from medloop.domain.medication_list import MedicationList
 from medloop.domain.personnel import Actor
 
 # -- errors ------------------------------------------------------------------------------------
@@ -94,7 +94,6 @@ def reconcile(
     medication_list: MedicationList,
     *,
     id: UUID,
-    based_on: int,
     at: AwareDatetime,
     by: Actor,
     sources: Iterable[ConsultedSource],
@@ -105,13 +104,6 @@ def reconcile(
     the list once each, covers every active and on-hold entry, and each outcome fits its entry:
     confirmed / changed / added need a live entry, discontinued a discontinued one, and no
     outcome applies to an entry entered in error."""
-    if based_on != medication_list.version:
-        raise StaleListVersion(
-            f"the reconciliation is based on list version {based_on}, "
-            f"but the list is at version {medication_list.version}",
-            based_on=based_on,
-            current_version=medication_list.version,
-        )
     consulted = tuple(sources)
     if not consulted:
         raise ReconciliationNeedsSource("a reconciliation names the sources it consulted")

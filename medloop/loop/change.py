@@ -24,13 +24,13 @@ from medloop.domain.medication_list import (
 )
 from medloop.domain.prescribing import discontinue as discontinue_entry
 from medloop.domain.prescribing import mark_in_error
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.errors import ReasonRequired
 from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
     Decide,
-    DrugOrder,
     Effect,
     Screening,
     medications_of,
@@ -68,7 +68,7 @@ def add_entry(
         new_list, change = ctx.state.medication_list.apply(
             AddEntry.model_validate(
                 {
-                    **_header(call, based_on),
+                    **_header(call),
                     "entry_id": order.entry_id,
                     "drug": drug,
                     "dosage": order.dosage,
@@ -102,34 +102,40 @@ def change_dosage(
     based_on: int,
 ) -> CommandResult:
     """A new dosage (and with it the use) for an active or on-hold entry; checked again."""
-    command = _dosage_command(entry_id, dosage, call, based_on)
-    return _list_command(engine, "change-dosage", patient_id, call, command, screen=True)
+    command = _dosage_command(entry_id, dosage, call)
+    return _list_command(
+        engine, "change-dosage", patient_id, call, command, based_on=based_on, screen=True
+    )
 
 
-def change_dosage_decision(entry_id: UUID, dosage: Dosage, call: Call, *, based_on: int) -> Decide:
+def change_dosage_decision(entry_id: UUID, dosage: Dosage, call: Call) -> Decide:
     """How ``change_dosage`` decides, for a command that changes a dosage as part of its own
     change (accepting a multidose proposal)."""
-    return _list_decision(_dosage_command(entry_id, dosage, call, based_on), screen=True)
+    return _list_decision(_dosage_command(entry_id, dosage, call), screen=True)
 
 
-def _dosage_command(entry_id: UUID, dosage: Dosage, call: Call, based_on: int) -> EditEntry:
+def _dosage_command(entry_id: UUID, dosage: Dosage, call: Call) -> EditEntry:
     edit = EntryEdit(dosage=dosage, use=dosage.use)
-    return EditEntry(**_header(call, based_on), entry_id=entry_id, edit=edit)
+    return EditEntry(**_header(call), entry_id=entry_id, edit=edit)
 
 
 def hold(
     engine: Engine, patient_id: UUID, entry_id: UUID, call: Call, *, based_on: int
 ) -> CommandResult:
-    command = HoldEntry(**_header(call, based_on), entry_id=entry_id)
-    return _list_command(engine, "hold", patient_id, call, command, screen=False)
+    command = HoldEntry(**_header(call), entry_id=entry_id)
+    return _list_command(
+        engine, "hold", patient_id, call, command, based_on=based_on, screen=False
+    )
 
 
 def resume(
     engine: Engine, patient_id: UUID, entry_id: UUID, call: Call, *, based_on: int
 ) -> CommandResult:
     """Resume an on-hold entry; checked again, since it is taken again."""
-    command = ResumeEntry(**_header(call, based_on), entry_id=entry_id)
-    return _list_command(engine, "resume", patient_id, call, command, screen=True)
+    command = ResumeEntry(**_header(call), entry_id=entry_id)
+    return _list_command(
+        engine, "resume", patient_id, call, command, based_on=based_on, screen=True
+    )
 
 
 def mark_entered_in_error(
@@ -148,7 +154,6 @@ def mark_entered_in_error(
             state.medication_list,
             entry_id,
             state.prescriptions_of(entry_id),
-            based_on=based_on,
             at=call.at,
             by=call.actor,
             reason=call.reason or "",
@@ -183,14 +188,14 @@ def discontinue(
         "entry_id": str(entry_id),
         "discontinuation": discontinuation.model_dump(mode="json"),
     }
-    decide = discontinue_decision(entry_id, discontinuation, call, based_on=based_on)
+    decide = discontinue_decision(entry_id, discontinuation, call)
     return run_command(
         engine, "discontinue", patient_id, call, decide, based_on=based_on, request=request
     )
 
 
 def discontinue_decision(
-    entry_id: UUID, discontinuation: Discontinuation, call: Call, *, based_on: int
+    entry_id: UUID, discontinuation: Discontinuation, call: Call
 ) -> Decide:
     """How ``discontinue`` decides, for a command that discontinues as part of its own
     change."""
@@ -202,7 +207,6 @@ def discontinue_decision(
             entry_id,
             discontinuation,
             state.prescriptions_of(entry_id),
-            based_on=based_on,
             at=call.at,
             by=call.actor,
             reason=call.reason,
@@ -227,12 +231,13 @@ def _list_command(
     call: Call,
     command: ListCommand,
     *,
+    based_on: int,
     screen: bool,
 ) -> CommandResult:
-    request = command.model_dump(mode="json", exclude={"author", "at", "reason", "based_on"})
+    request = command.model_dump(mode="json", exclude={"author", "at", "reason"})
     return run_command(
         engine, action, patient_id, call, _list_decision(command, screen=screen),
-        based_on=command.based_on, request=request,
+        based_on=based_on, request=request,
     )
 
 
@@ -252,8 +257,8 @@ def _list_decision(command: ListCommand, *, screen: bool) -> Decide:
     return decide
 
 
-def _header(call: Call, based_on: int) -> dict[str, object]:
-    return {"based_on": based_on, "author": call.actor, "at": call.at, "reason": call.reason}
+def _header(call: Call) -> dict[str, object]:
+    return {"author": call.actor, "at": call.at, "reason": call.reason}
 
 
 def _focus(medication_list: MedicationList, entry_id: UUID) -> tuple[str, ...]:

@@ -40,12 +40,12 @@ from medloop.domain.dispense import dispense as record_dispense
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
 from medloop.domain.prescription import Prescription, lock, unlock
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
     DispenseNotFound,
-    DrugOrder,
     Effect,
     PrescriptionNotFound,
     Screening,

@@ -64,6 +64,7 @@ from medloop.domain.multidose.tasks import MultidoseTask, resolve_task, tasks_fo
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, Organisation
 from medloop.domain.prescription import PrescriptionNotFound
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import change_dosage_decision, discontinue_decision
 from medloop.loop.prescribe import (
     PrescribeOrder,
@@ -76,13 +77,15 @@ from medloop.loop.runner import (
     CommandResult,
     Context,
     Decide,
-    DrugOrder,
+    Done,
     Effect,
+    Note,
+    WorkContext,
     run_command,
+    run_work,
 )
-from medloop.store import audit
 from medloop.store import multidose as store
-from medloop.store.db import reader, writer
+from medloop.store.db import reader
 from medloop.store.patients import national_id_of
 
 Write = Callable[[Connection], None]
@@ -186,7 +189,7 @@ def set_multidose(
     def decide(ctx: Context) -> Effect:
         require_prescriber(call.actor)
         _, change = ctx.state.medication_list.apply(
-            EditEntry(based_on=based_on, author=call.actor, at=call.at, reason=call.reason,
+            EditEntry(author=call.actor, at=call.at, reason=call.reason,
                       entry_id=entry_id, edit=EntryEdit(multidose=multidose))
         )
         return Effect(list_change=change, response={"entry_id": str(entry_id)})
@@ -450,7 +453,7 @@ def accept_proposal(
             proposal, decided, proposal_id=proposal_id, accepted=True, at=call.at,
             by=call.actor, reason=call.reason,
         )
-        effect = _accepted_change(ctx, proposal, based_on)
+        effect = _accepted_change(ctx, proposal)
         version = (
             None if effect.list_change is None else effect.list_change.list_version
         )
@@ -467,24 +470,24 @@ def accept_proposal(
                 {"proposal_id": str(proposal_id)}, based_on=based_on)
 
 
-def _accepted_change(ctx: Context, proposal: Proposal, based_on: int) -> Effect:
+def _accepted_change(ctx: Context, proposal: Proposal) -> Effect:
     call = ctx.call
     if proposal.kind is ProposalKind.NEW_ENTRY:
         order = PrescribeOrder.model_validate(proposal.new_entry)
-        return prescribe_decision(order, call, based_on=based_on)(ctx)
+        return prescribe_decision(order, call)(ctx)
     if proposal.kind is ProposalKind.CHANGE_DOSAGE:
         assert proposal.entry_id is not None and proposal.dosage is not None
         return change_dosage_decision(
-            proposal.entry_id, proposal.dosage, call, based_on=based_on
+            proposal.entry_id, proposal.dosage, call
         )(ctx)
     if proposal.kind is ProposalKind.DISCONTINUE:
         assert proposal.entry_id is not None and proposal.discontinuation is not None
         return discontinue_decision(
-            proposal.entry_id, proposal.discontinuation, call, based_on=based_on
+            proposal.entry_id, proposal.discontinuation, call
         )(ctx)
     if proposal.kind is ProposalKind.RENEW:
         order = RenewOrder.model_validate(proposal.renewal)
-        return renew_decision(proposal.patient_id, order, call, based_on=based_on)(ctx)
+        return renew_decision(proposal.patient_id, order, call)(ctx)
     if not (call.reason or "").strip():
         raise InvalidProposal("accepting a question needs an answer", proposal_id=proposal.id)
     return Effect(response={"answer": call.reason})
@@ -525,9 +528,6 @@ def _proposal(
 
 # -- the scheduler's job -----------------------------------------------------------------------
 
-SYSTEM = "system"
-
-
 def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = None) -> int:
     """Flag the periods whose order deadline falls within the rules' horizon from ``now`` and
     whose list has multidose changes newer than the plan the pharmacy took (all of them when it
@@ -546,35 +546,33 @@ def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = N
 
 
 def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
-    with writer(engine).begin() as conn:
+    def work(ctx: WorkContext) -> Done:
+        conn = ctx.conn
         planned = store.plan_taken_version(conn, period.id) or 0
         versions = [
             v for v in store.entry_versions_after(conn, period.patient_id, planned)
             if touches_multidose(v)
         ]
         if not versions:
-            return 0
+            return Done(response={"flagged": 0})
         latest = max(v.list_version for v in versions)
         if store.deadline_flagged(conn, period.id, latest):
-            return 0
+            return Done(response={"flagged": 0})
         record = {
             "order_deadline": period.order_deadline.isoformat(),
             "plan_list_version": planned,
             "entries": sorted({str(v.entry_id) for v in versions}),
         }
         store.append_deadline_flag(conn, period.id, latest, now, record)
-        audit.append(
-            conn,
-            audit.AuditEvent(
-                actor=SYSTEM,
-                actor_role=SYSTEM,
-                action="multidose.deadline-flag",
-                patient=national_id_of(conn, period.patient_id),
-                detail={"period_id": str(period.id), "list_version": latest, **record},
-                occurred_at=now,
-            ),
+        detail = {"period_id": str(period.id), "list_version": latest, **record}
+        return Done(
+            response={"flagged": 1},
+            notes=(Note("multidose.deadline-flag", detail, occurred_at=now),),
         )
-    return 1
+
+    return run_work(engine, "multidose.deadline-flag", work, patient_id=period.patient_id)[
+        "flagged"
+    ]
 
 
 # -- queries (plain reads; wrap them in ``medloop.queries.read_for`` to audit the access) ----

@@ -10,9 +10,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from medloop.domain.patient import Observation, Patient, PatientAlreadyRegistered
-from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
-from medloop.store import audit
-from medloop.store.db import writer
+from medloop.loop.runner import (
+    Call,
+    CommandResult,
+    Context,
+    Done,
+    Effect,
+    WorkContext,
+    run_command,
+    run_work,
+)
 from medloop.store.patients import add_patient, find_patient_id
 
 
@@ -29,25 +36,18 @@ def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
 
 
 def _register(engine: Engine, patient: Patient, call: Call) -> None:
-    with writer(engine).begin() as conn:
-        if find_patient_id(conn, str(patient.national_id)) is not None:
+    def work(ctx: WorkContext) -> Done:
+        if find_patient_id(ctx.conn, str(patient.national_id)) is not None:
             raise PatientAlreadyRegistered(
                 "a patient with this national id is already registered", patient_id=patient.id
             )
-        add_patient(conn, patient, call.at)
-        audit.append(
-            conn,
-            audit.AuditEvent(
-                actor=call.actor.personnel.hpr_number,
-                actor_role=call.actor.personnel.role.value,
-                organisation=call.actor.organisation.id,
-                patient=str(patient.national_id),
-                action="medication-list.register-patient",
-                request_id=call.request_id,
-                reason=call.reason,
-                detail={"patient_id": str(patient.id)},
-            ),
-        )
+        add_patient(ctx.conn, patient, call.at)
+        return Done(response={"patient_id": str(patient.id)}, patient=str(patient.national_id))
+
+    run_work(
+        engine, "medication-list.register-patient", work, call=call,
+        request={"patient_id": str(patient.id)},
+    )
 
 
 def record_observation(

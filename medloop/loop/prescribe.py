@@ -15,12 +15,12 @@ from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
 from medloop.domain.prescribing import renew as renew_prescription
 from medloop.domain.prescription import PrescribedQuantity, PrescriptionRequest, issue
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.runner import (
     Call,
     CommandResult,
     Context,
     Decide,
-    DrugOrder,
     Effect,
     PrescriptionNotFound,
     Screening,
@@ -60,12 +60,12 @@ def prescribe(
 ) -> CommandResult:
     """Add the ordered drug to the list with a new prescription behind it."""
     return run_command(
-        engine, "prescribe", patient_id, call, prescribe_decision(order, call, based_on=based_on),
+        engine, "prescribe", patient_id, call, prescribe_decision(order, call),
         based_on=based_on, request=order.model_dump(mode="json"),
     )
 
 
-def prescribe_decision(order: PrescribeOrder, call: Call, *, based_on: int) -> Decide:
+def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
     """How ``prescribe`` decides, for a command that prescribes as part of its own change
     (accepting a multidose proposal)."""
 
@@ -74,7 +74,6 @@ def prescribe_decision(order: PrescribeOrder, call: Call, *, based_on: int) -> D
         terms = order.terms
         new_list, change = ctx.state.medication_list.apply(
             AddEntry(
-                based_on=based_on,
                 author=call.actor,
                 at=call.at,
                 reason=call.reason,
@@ -124,12 +123,12 @@ def renew(
     """A new prescription backs the entry; the old one is recalled when still dispensable."""
     return run_command(
         engine, "renew", patient_id, call,
-        renew_decision(patient_id, order, call, based_on=based_on),
+        renew_decision(patient_id, order, call),
         based_on=based_on, request=order.model_dump(mode="json"),
     )
 
 
-def renew_decision(patient_id: UUID, order: RenewOrder, call: Call, *, based_on: int) -> Decide:
+def renew_decision(patient_id: UUID, order: RenewOrder, call: Call) -> Decide:
     """How ``renew`` decides, for a command that renews as part of its own change."""
 
     def decide(ctx: Context) -> Effect:
@@ -146,7 +145,6 @@ def renew_decision(patient_id: UUID, order: RenewOrder, call: Call, *, based_on:
             old,
             _request(order.terms, call.at.date(), validity),
             change=order.change,
-            based_on=based_on,
             at=call.at,
             by=call.actor,
             reason=call.reason,

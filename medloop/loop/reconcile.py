@@ -32,7 +32,6 @@ def record_reconciliation(
         record = reconcile(
             ctx.state.medication_list,
             id=order.reconciliation_id,
-            based_on=based_on,
             at=call.at,
             by=call.actor,
             sources=order.sources,

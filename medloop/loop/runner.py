@@ -1,36 +1,34 @@
 """The machinery every command of the loop shares (architecture: "load list → run checks →
-write change + alerts + audit in ONE transaction").
+write change + alerts + audit in ONE transaction"), and the only place that writes.
 
 ``run_command`` opens one write transaction, locks and loads the patient, checks the caller's
-expected list version, lets the command decide its ``Effect`` with the pure domain functions,
-runs decision support on the result, refuses with ``OverrideRequired`` while an alert that
-needs an override has no reason, stores everything append-only, and appends the audit record
-last. With an idempotency key the work runs through ``run_once``: a retry returns the first
-response and has no second effect. A refusal rolls everything back and is then audited in a
-transaction of its own.
+expected list version (``based_on``, the HTTP ``If-Match``; the only check of it), lets the
+command decide its ``Effect`` with the pure domain functions, runs decision support on the
+result, refuses with ``OverrideRequired`` while an alert that needs an override has no reason,
+stores everything append-only, and appends the audit record last. With an idempotency key the
+work runs through ``run_once``: a retry returns the first response and has no second effect. A
+refusal rolls everything back and is then audited in a transaction of its own.
 
-The catalogue version in force is resolved once per transaction; its ``Knowledge`` is built
-once per catalogue version per process.
+``run_work`` is its one variant, for writes that are not a command on a patient's list (a
+ward's set-up, registering a patient, the scheduled jobs' work on one patient): the same
+transaction, lock, idempotency key, audit and metrics, kept here too.
+
+The catalogue version in force is resolved once per transaction (``medloop.loop.catalogue``).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import model_validator
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from interactions import Alert, HandledAlert, Knowledge, Medication, UnknownReference, check
-from interactions.catalogue import Package, SubstitutionGroup
-from interactions.drugs import ReferenceKind
+from interactions import Alert, HandledAlert, Medication, check
 from interactions.values import Moment
-from medloop.catalogue import load_snapshot
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import Annulment, Dispense, DispenseNotFound
@@ -42,7 +40,8 @@ from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound, PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.domain.state import PatientState, StoredAlert
-from medloop.loop.errors import IdAlreadyUsed, NoCatalogueInForce, OverrideRequired, UnknownDrug
+from medloop.loop.catalogue import Catalogue, catalogue_of
+from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
 from medloop.store import audit, batch, state_cache
@@ -52,8 +51,9 @@ from medloop.store.idempotency import IdempotencyError, request_fingerprint, run
 from medloop.store.list_changes import append_list_change, changes_since, list_version
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import (
-    catalogue_key_in_force,
+    Locked,
     lock_for_command,
+    lock_patient_revision,
     national_id_of,
     update_patient_record,
 )
@@ -66,113 +66,9 @@ from medloop.store.prescriptions import (
 from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
-    "Call", "Catalogue", "CommandResult", "Context", "DispenseNotFound", "DrugOrder", "Effect",
-    "OverrideRequired", "PatientNotFound", "PrescriptionNotFound", "Screening", "UnknownDrug",
-    "catalogue_in_force", "medications_of", "run_command",
+    "Call", "CommandResult", "Context", "DispenseNotFound", "Effect", "OverrideRequired",
+    "PatientNotFound", "PrescriptionNotFound", "Screening", "medications_of", "run_command",
 ]
-
-# -- the catalogue in force --------------------------------------------------------------------
-
-
-class DrugOrder(Frozen):
-    """A catalogue drug as a caller names it: a FEST id (package, brand, generic group, dose
-    unit) or a package's varenr."""
-
-    fest_id: str | None = None
-    varenr: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> DrugOrder:
-        if (self.fest_id is None) == (self.varenr is None):
-            raise ValueError("a drug is named by a FEST id or a varenr")
-        return self
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """One catalogue version as the loop uses it: decision-support knowledge, packages and
-    substitution groups."""
-
-    version: int
-    knowledge: Knowledge
-    packages_by_varenr: Mapping[str, tuple[Package, ...]]
-    substitution_groups: tuple[SubstitutionGroup, ...]
-    product_validity: Mapping[str, tuple[str, ...]]
-
-    def resolve(self, order: DrugOrder) -> CatalogueDrug:
-        """The drug ``order`` names, resolved at this version; ``UnknownDrug`` otherwise."""
-        try:
-            resolved = self.knowledge.resolve(fest_id=order.fest_id, varenr=order.varenr)
-        except UnknownReference as error:
-            raise UnknownDrug(
-                str(error), fest_id=order.fest_id, varenr=order.varenr,
-                catalogue_version=self.version,
-            ) from error
-        varenr = order.varenr if resolved.reference_kind is ReferenceKind.PACKAGE else None
-        try:
-            return CatalogueDrug(resolved=resolved, catalogue_version=self.version, varenr=varenr)
-        except ValueError as error:
-            raise UnknownDrug(
-                f"{resolved.name} cannot be put on a list: {error}",
-                fest_id=order.fest_id, varenr=order.varenr, catalogue_version=self.version,
-            ) from error
-
-    def package(self, varenr: str) -> Package:
-        found = self.packages_by_varenr.get(varenr, ())
-        if len(found) != 1:
-            raise UnknownDrug(
-                f"varenr {varenr} names {len(found)} packages in catalogue version {self.version}",
-                varenr=varenr,
-                catalogue_version=self.version,
-            )
-        return found[0]
-
-    def validity_of(self, drug: CatalogueDrug) -> tuple[str, ...]:
-        """The products' own prescription validities (``Reseptgyldighet``) for ``drug``."""
-        return tuple(
-            sorted({v for p in drug.resolved.product_ids for v in self.product_validity.get(p, ())})
-        )
-
-
-_KEEP_CATALOGUES = 4
-"""Catalogue versions kept built; the newest is the one in force."""
-
-_catalogues: dict[tuple[int, str], Catalogue] = {}
-_catalogues_lock = threading.Lock()
-
-
-def catalogue_in_force(conn: Connection) -> Catalogue:
-    """The catalogue version in force, built once per version (and file) in this process."""
-    return catalogue_of(conn, catalogue_key_in_force(conn))
-
-
-def catalogue_of(conn: Connection, key: tuple[int, str] | None) -> Catalogue:
-    """The catalogue version ``key`` (id, file hash) names, as read in this transaction."""
-    # The file's hash is part of the key: another database may number another file alike.
-    if key is None:
-        raise NoCatalogueInForce("no FEST catalogue has been imported")
-    with _catalogues_lock:
-        found = _catalogues.get(key)
-        if found is None:
-            found = _catalogues[key] = _build_catalogue(conn, key[0])
-            for stale in list(_catalogues)[:-_KEEP_CATALOGUES]:
-                del _catalogues[stale]
-    return found
-
-
-def _build_catalogue(conn: Connection, version: int) -> Catalogue:
-    snapshot = load_snapshot(conn, version)
-    by_varenr: dict[str, list[Package]] = {}
-    for package in snapshot.packages:
-        by_varenr.setdefault(package.varenr, []).append(package)
-    return Catalogue(
-        version=version,
-        knowledge=Knowledge.build(snapshot),
-        packages_by_varenr={k: tuple(v) for k, v in by_varenr.items()},
-        substitution_groups=snapshot.substitution_groups,
-        product_validity={p.id: p.prescription_validity for p in snapshot.products},
-    )
-
 
 # -- what a call carries and what a command decides --------------------------------------------
 
@@ -267,16 +163,20 @@ def run_command(
             cache.put(patient_id, revision, state)
     except DomainError as refusal:
         metrics.command_finished(action, refusal.code)
-        _audit_refusal(engine, action, patient_id, call, refusal.code, refusal.detail)
+        _audit_refusal(engine, _ON_LIST + action, patient_id, call, refusal.code, refusal.detail)
         raise
     except IdempotencyError as refusal:
         metrics.command_finished(action, "idempotency-key")
-        _audit_refusal(engine, action, patient_id, call, "idempotency-key", str(refusal))
+        _audit_refusal(
+            engine, _ON_LIST + action, patient_id, call, "idempotency-key", str(refusal)
+        )
         raise
     except IntegrityError as error:
         conflict = _conflict(engine, patient_id, based_on)
         metrics.command_finished(action, conflict.code)
-        _audit_refusal(engine, action, patient_id, call, conflict.code, conflict.detail)
+        _audit_refusal(
+            engine, _ON_LIST + action, patient_id, call, conflict.code, conflict.detail
+        )
         raise conflict from error
     if result.replayed:
         metrics.command_finished(action, "replayed")
@@ -304,19 +204,11 @@ def _run(
 
     # The appends go out together with the audit record (PostgreSQL: one round trip).
     with batch.batched(conn):
-        if call.idempotency_key is None:
-            response, replayed = compute(), False
-        else:
-            scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
-            fingerprint = request_fingerprint(
-                {"action": action, "patient_id": str(patient_id), "based_on": based_on,
-                 "overrides": call.overrides, "request": dict(request)}
-            )
-            # No savepoint: a refusal rolls the whole transaction back.
-            result = run_once(
-                conn, scope, call.idempotency_key, fingerprint, compute, savepoint=False
-            )
-            response, replayed = result.response, result.replayed
+        response, replayed = _once(
+            conn, call, action, compute,
+            {"action": action, "patient_id": str(patient_id), "based_on": based_on,
+             "overrides": call.overrides, "request": dict(request)},
+        )
         national_id = (
             str(committed[-1][1].patient.national_id)
             if committed
@@ -332,6 +224,55 @@ def _run(
     )
 
 
+def _once(
+    conn: Connection,
+    call: Call,
+    action: str,
+    compute: Callable[[], dict[str, Any]],
+    fingerprinted: Mapping[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """``compute()`` once per idempotency key of the caller and action (a retry with the same
+    ``fingerprinted`` request gets the first response back); at once without a key. No
+    savepoint: a refusal rolls the whole transaction back."""
+    if call.idempotency_key is None:
+        return compute(), False
+    scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
+    result = run_once(
+        conn, scope, call.idempotency_key, request_fingerprint(dict(fingerprinted)), compute,
+        savepoint=False,
+    )
+    return dict(result.response), result.replayed
+
+
+def _locked(
+    conn: Connection, patient_id: UUID, cache: StateCache, *, bump: bool
+) -> tuple[Locked | None, PatientState | None]:
+    """The patient locked to the end of the transaction, and its state (from the cache when
+    it holds the state of the revision before this transaction's work, else read).
+
+    ``bump``: a command bumps the revision (which locks the row), so the state cached for the
+    revision before it is current. Without: the row is locked as it is (system and ward work
+    that leaves the list and the patient's record alone, so states cached in other processes
+    stay valid) and the state cached for the current revision is current."""
+    if bump:
+        locked = lock_for_command(conn, patient_id)
+    else:
+        found = lock_patient_revision(conn, patient_id)
+        locked = None if found is None else Locked(found[0], found[1], None)
+    if locked is None:
+        return None, None
+    before = locked.revision - 1 if bump else locked.revision
+    state = cache.get(patient_id, before)
+    if bump:
+        metrics.state_cache_lookup(state is not None)
+    if state is None:
+        state = load_patient_state(conn, Patient.model_validate(locked.record))
+    elif state_cache.VERIFY:
+        fresh = load_patient_state(conn, Patient.model_validate(locked.record))
+        state_cache.verified(state, fresh)
+    return locked, state
+
+
 def _decide_and_store(
     conn: Connection,
     action: str,
@@ -342,17 +283,10 @@ def _decide_and_store(
     cache: StateCache,
     committed: list[tuple[int, PatientState]],
 ) -> dict[str, Any]:
-    locked = lock_for_command(conn, patient_id)
-    if locked is None:
+    locked, state = _locked(conn, patient_id, cache, bump=True)
+    if locked is None or state is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     revision = locked.revision
-    state = cache.get(patient_id, revision - 1)
-    metrics.state_cache_lookup(state is not None)
-    if state is None:
-        state = load_patient_state(conn, Patient.model_validate(locked.record))
-    elif state_cache.VERIFY:
-        fresh = load_patient_state(conn, Patient.model_validate(locked.record))
-        state_cache.verified(state, fresh)
     current = state.medication_list.version
     if based_on is not None and based_on != current:
         raise _stale(conn, patient_id, based_on, current)
@@ -434,6 +368,126 @@ def _store(
         return {}, stored
     known = {h.key for h in state.handled}
     return add_handled_alerts(conn, patient_id, call.actor, call.at, handled, known), stored
+
+
+# -- the variant for work beside a patient's list -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Note:
+    """An audit record system work asks for (``occurred_at``: when it happened, if not now)."""
+
+    action: str
+    detail: Mapping[str, Any]
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a piece of work did: its response and, for system work, the audit records of what
+    it changed (none when it changed nothing). ``patient`` is the national id a person's work
+    is about when no patient is locked (a registration)."""
+
+    response: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[Note, ...] = ()
+    patient: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkContext:
+    """What work runs in: the write transaction, the caller (``None``: the system), and the
+    locked patient's state when the work is on one patient."""
+
+    conn: Connection
+    call: Call | None
+    state: PatientState | None
+
+
+Work = Callable[[WorkContext], Done]
+
+
+def run_work(
+    engine: Engine,
+    action: str,
+    work: Work,
+    *,
+    call: Call | None = None,
+    patient_id: UUID | None = None,
+    request: Mapping[str, Any] | None = None,
+) -> Mapping[str, Any]:
+    """The one variant of ``run_command``, for writes that are not a command on a patient's list:
+    a ward's set-up, registering a patient, and the scheduled jobs' work on one patient
+    (planning doses, marking missed doses, flagging a multidose deadline). One write
+    transaction, like a command: ``work`` appends through the store on ``ctx.conn``; the runner
+    owns the transaction, the lock, the idempotency key, the audit and the metrics.
+
+    - ``patient_id``: the patient's row is locked (without bumping its revision: such work
+      leaves the list and the patient's record alone) and ``ctx.state`` is the patient's
+      state; ``PatientNotFound`` when there is no such patient.
+    - ``call`` (a person's work, audited as ``action`` with the response as detail): the
+      idempotency key, the command metrics, and a refusal audited in a transaction of its own
+      (detail: the code and ``request``). ``call=None`` is the system: the work's own
+      ``Done.notes`` are audited (actor ``system``); jobs count their runs themselves."""
+    cache = cache_for(engine)
+    committed: list[tuple[int, PatientState]] = []
+    try:
+        with writer(engine).begin() as conn:
+            response, replayed = _work(conn, action, work, call, patient_id, request, cache,
+                                       committed)
+        for revision, state in committed:
+            cache.put(patient_id, revision, state)  # type: ignore[arg-type]
+    except (DomainError, IdempotencyError) as refusal:
+        if call is None:
+            raise
+        code = refusal.code if isinstance(refusal, DomainError) else "idempotency-key"
+        why = refusal.detail if isinstance(refusal, DomainError) else str(refusal)
+        metrics.command_finished(action, code)
+        _audit_refusal(engine, action, patient_id, call, code, why,
+                       {"code": code, "detail": why, **dict(request or {})})
+        raise
+    if call is not None:
+        metrics.command_finished(action, "replayed" if replayed else "ok")
+    return response
+
+
+def _work(
+    conn: Connection,
+    action: str,
+    work: Work,
+    call: Call | None,
+    patient_id: UUID | None,
+    request: Mapping[str, Any] | None,
+    cache: StateCache,
+    committed: list[tuple[int, PatientState]],
+) -> tuple[dict[str, Any], bool]:
+    state = None
+    if patient_id is not None:
+        locked, state = _locked(conn, patient_id, cache, bump=False)
+        if locked is None or state is None:
+            raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+        committed.append((locked.revision, state))
+    national_id = None if state is None else str(state.patient.national_id)
+    ctx = WorkContext(conn, call, state)
+    if call is None:
+        done = work(ctx)
+        for note in done.notes:
+            audit.append(conn, _event(note.action, None, national_id, audit.Outcome.OK,
+                                      note.detail, note.occurred_at))
+        return dict(done.response), False
+    seen: list[Done] = []
+
+    def compute() -> dict[str, Any]:
+        seen.append(work(ctx))
+        return dict(seen[-1].response)
+
+    response, replayed = _once(
+        conn, call, action, compute, {"action": action, "request": dict(request or {})}
+    )
+    if seen and seen[-1].patient is not None:
+        national_id = seen[-1].patient
+    audit.append(conn, _event(action, call, national_id, audit.Outcome.OK,
+                              {**response, "replayed": replayed}))
+    return response, replayed
 
 
 # -- decision support --------------------------------------------------------------------------
@@ -528,37 +582,55 @@ def _audit(
     detail = {key: value for key, value in response.items() if key != "alerts"}
     detail["alerts"] = [a["key"] for a in response["alerts"]]
     detail["replayed"] = replayed
-    audit.append(conn, _event(action, call, national_id, audit.Outcome.OK, detail))
+    audit.append(conn, _event(_ON_LIST + action, call, national_id, audit.Outcome.OK, detail))
 
 
 _CONFLICTS = frozenset({StaleListVersion.code, IdAlreadyUsed.code, "idempotency-key"})
 
 
+_ON_LIST = "medication-list."
+"""The audit action of a command on a patient's list is ``medication-list.<command>``."""
+
+
 def _audit_refusal(
-    engine: Engine, action: str, patient_id: UUID, call: Call, code: str, why: str
+    engine: Engine, action: str, patient_id: UUID | None, call: Call, code: str, why: str,
+    detail: Mapping[str, Any] | None = None,
 ) -> None:
+    """The refusal of a command (``action`` as audited), in a transaction of its own."""
     outcome = audit.Outcome.CONFLICT if code in _CONFLICTS else audit.Outcome.REFUSED
-    detail = {"patient_id": str(patient_id), "code": code, "detail": why}
+    if detail is None:
+        detail = {"patient_id": str(patient_id), "code": code, "detail": why}
     with writer(engine).begin() as conn:
-        national_id = national_id_of(conn, patient_id)
+        national_id = None if patient_id is None else national_id_of(conn, patient_id)
         audit.append(conn, _event(action, call, national_id, outcome, detail))
+
+
+SYSTEM = "system"
+"""The actor and role of the audit records of system work (the scheduled jobs)."""
 
 
 def _event(
     action: str,
-    call: Call,
+    call: Call | None,
     national_id: str | None,
     outcome: audit.Outcome,
     detail: Mapping[str, Any],
+    occurred_at: datetime | None = None,
 ) -> audit.AuditEvent:
+    if call is None:
+        return audit.AuditEvent(
+            actor=SYSTEM, actor_role=SYSTEM, patient=national_id, action=action,
+            outcome=outcome, detail=dict(detail), occurred_at=occurred_at,
+        )
     return audit.AuditEvent(
         actor=call.actor.personnel.hpr_number,
         actor_role=call.actor.personnel.role.value,
         organisation=call.actor.organisation.id,
         patient=national_id,
-        action=f"medication-list.{action}",
+        action=action,
         outcome=outcome,
         request_id=call.request_id,
         reason=call.reason,
         detail=dict(detail),
+        occurred_at=occurred_at,
     )

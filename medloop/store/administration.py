@@ -52,7 +52,6 @@ from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import attestation
 from medloop.store.alerts import alert
 from medloop.store.columns import UUID_LENGTH, aware, utc
-from medloop.store.patients import patient
 
 ward = Table(
     "ward",
@@ -498,25 +497,6 @@ def count_missed(conn: Connection) -> int:
 
 # -- what the commands read, in as few round trips as possible ---------------------------------
 # The statements are built once: SQLAlchemy then neither rebuilds nor re-keys them per call.
-
-_PATIENT_WITH_REVISION = select(patient.c.record, patient.c.revision).where(
-    patient.c.id == bindparam("patient_id")
-)
-_LOCK_PATIENT_WITH_REVISION = _PATIENT_WITH_REVISION.with_for_update()
-
-
-def lock_patient_revision(conn: Connection, patient_id: UUID) -> tuple[dict[str, Any], int] | None:
-    """The patient's stored record and its revision, with the row locked to the end of the
-    transaction on PostgreSQL (SQLite's write transaction already serialises writers), without
-    bumping the revision: system work that leaves the list alone keeps the cached states
-    valid. ``None`` when there is no such patient."""
-    query = (
-        _LOCK_PATIENT_WITH_REVISION if conn.dialect.name == "postgresql"
-        else _PATIENT_WITH_REVISION
-    )
-    found = conn.execute(query, {"patient_id": str(patient_id)}).first()
-    return None if found is None else (found.record, found.revision)
-
 
 _ADMISSIONS_WITH_CONFIG = (
     select(

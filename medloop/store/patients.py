@@ -104,6 +104,25 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     return Locked(found.record, found.revision, catalogue)
 
 
+_PATIENT_WITH_REVISION = select(patient.c.record, patient.c.revision).where(
+    patient.c.id == bindparam("patient_id")
+)
+_LOCK_PATIENT_WITH_REVISION = _PATIENT_WITH_REVISION.with_for_update()
+
+
+def lock_patient_revision(conn: Connection, patient_id: UUID) -> tuple[dict[str, Any], int] | None:
+    """The patient's stored record and its revision, with the row locked to the end of the
+    transaction on PostgreSQL (SQLite's write transaction already serialises writers), without
+    bumping the revision: work beside the list (``loop.runner.run_work``) keeps the cached states
+    valid. ``None`` when there is no such patient."""
+    query = (
+        _LOCK_PATIENT_WITH_REVISION if conn.dialect.name == "postgresql"
+        else _PATIENT_WITH_REVISION
+    )
+    found = conn.execute(query, {"patient_id": str(patient_id)}).first()
+    return None if found is None else (found.record, found.revision)
+
+
 @dataclass(frozen=True)
 class Accessed:
     """What ``read_for_access`` read: the patient's id and national id (its audit chain), its

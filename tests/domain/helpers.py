@@ -181,7 +181,7 @@ def add(
         "prescriber": DOCTOR,
     }
     values.update(fields)
-    command = AddEntry(based_on=medication_list.version, author=DOCTOR, at=at, **values)
+    command = AddEntry(author=DOCTOR, at=at, **values)
     new_list, change = medication_list.apply(command)
     return new_list, change, new_list.entry(values["entry_id"])
 
@@ -203,6 +203,6 @@ def prescribed(
     medication_list, _, entry = add(empty_list(), drug=drug_reference, dosage=None)
     result = prescribe(
         medication_list, entry.id, request(**request_fields),
-        based_on=medication_list.version, at=T0, by=DOCTOR,
+        at=T0, by=DOCTOR,
     )
     return result.medication_list, result.medication_list.entry(entry.id), result.prescription

@@ -198,7 +198,7 @@ def test_a_package_of_another_drug_is_not_substitutable() -> None:
 def test_the_prescription_not_the_edited_entry_decides_what_may_be_dispensed() -> None:
     medication_list, entry, prescription = prescribed()
     edited, _ = medication_list.apply(
-        EditEntry(based_on=medication_list.version, author=DOCTOR, at=LATER, entry_id=entry.id,
+        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id,
                   edit=EntryEdit(drug=SERTRALIN_PACKAGE))
     )
     assert check(prescription, edited.entry(entry.id), ZOCOR_98).substituted is False
@@ -242,13 +242,13 @@ def test_a_prescription_locked_by_another_pharmacy_is_not_dispensable_there() ->
 def test_an_entry_on_hold_or_discontinued_is_not_dispensed_against() -> None:
     medication_list, entry, prescription = prescribed()
     held, _ = medication_list.apply(
-        HoldEntry(based_on=medication_list.version, author=DOCTOR, at=LATER, entry_id=entry.id)
+        HoldEntry(author=DOCTOR, at=LATER, entry_id=entry.id)
     )
     with pytest.raises(EntryNotActive, match="on-hold"):
         check(prescription, held.entry(entry.id))
     stopped, _ = medication_list.apply(
         DiscontinueEntry(
-            based_on=medication_list.version, author=DOCTOR, at=LATER, entry_id=entry.id,
+            author=DOCTOR, at=LATER, entry_id=entry.id,
             discontinuation=Discontinuation(at=LATER, reason=DiscontinuationReason.OTHER),
         )
     )

@@ -36,7 +36,6 @@ from medloop.domain.medication_list import (
     MedicationList,
     PrescriptionBacksAnotherEntry,
     ResumeEntry,
-    StaleListVersion,
 )
 from tests.domain.helpers import (
     D0,
@@ -61,7 +60,6 @@ def stop_now() -> Discontinuation:
 
 def command(kind: str, medication_list: MedicationList, entry_id: UUID) -> Any:
     common: dict[str, Any] = {
-        "based_on": medication_list.version,
         "author": DOCTOR,
         "at": LATER,
         "entry_id": entry_id,
@@ -166,7 +164,7 @@ def test_discontinuing_twice_is_refused() -> None:
 
 def test_marking_an_entry_entered_in_error_needs_a_reason() -> None:
     with pytest.raises(ValidationError):
-        MarkEnteredInError(based_on=0, author=DOCTOR, at=T0, entry_id=new_id(), reason="")
+        MarkEnteredInError(author=DOCTOR, at=T0, entry_id=new_id(), reason="")
 
 
 def test_a_discontinued_entry_records_the_coded_reason_and_keeps_it_when_marked_in_error() -> None:
@@ -176,15 +174,6 @@ def test_a_discontinued_entry_records_the_coded_reason_and_keeps_it_when_marked_
     assert entry.discontinuation.reason.value == "A"
     in_error, _ = medication_list.apply(command("entered-in-error", medication_list, entry_id))
     assert in_error.entry(entry_id).discontinuation == entry.discontinuation
-
-
-def test_a_write_based_on_an_older_list_version_is_refused_with_both_versions() -> None:
-    medication_list, _, entry = add(empty_list())
-    newer, _ = medication_list.apply(command("hold", medication_list, entry.id))
-    stale = command("edit", medication_list, entry.id)
-    with pytest.raises(StaleListVersion) as caught:
-        newer.apply(stale)
-    assert caught.value.context == {"based_on": 1, "current_version": 2}
 
 
 def test_every_change_raises_the_list_version_by_one_and_makes_one_entry_version() -> None:
@@ -204,7 +193,6 @@ def test_an_edit_records_a_diff_of_exactly_the_changed_fields_as_json() -> None:
     medication_list, _, entry = add(empty_list())
     edited, change = medication_list.apply(
         EditEntry(
-            based_on=1,
             author=NURSE,
             at=LATER,
             reason="ny dosering etter kontroll",
@@ -230,7 +218,7 @@ def test_the_first_version_records_every_field_it_sets() -> None:
 
 
 def test_an_edit_means_the_same_after_a_round_trip_through_json() -> None:
-    edit = EditEntry(based_on=1, author=DOCTOR, at=LATER, entry_id=new_id(),
+    edit = EditEntry(author=DOCTOR, at=LATER, entry_id=new_id(),
                      edit=EntryEdit(stop=None, indication="Ny"))
     again = EditEntry.model_validate_json(edit.model_dump_json())
     assert again == edit
@@ -241,7 +229,7 @@ def test_changing_the_drug_records_the_new_reference_and_its_catalogue_version()
     medication_list, _, entry = add(empty_list())
     newer_brand = ZOCOR_BRAND.model_copy(update={"catalogue_version": 4})
     _, change = medication_list.apply(
-        EditEntry(based_on=1, author=DOCTOR, at=LATER, entry_id=entry.id,
+        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id,
                   edit=EntryEdit(drug=newer_brand))
     )
     (field_change,) = change.entry_versions[0].diff
@@ -258,7 +246,7 @@ def test_an_edit_that_changes_nothing_is_refused() -> None:
     with pytest.raises(EmptyChange):
         medication_list.apply(
             EditEntry(
-                based_on=1, author=DOCTOR, at=LATER, entry_id=entry.id,
+                author=DOCTOR, at=LATER, entry_id=entry.id,
                 edit=EntryEdit(indication=entry.indication),
             )
         )
@@ -267,7 +255,7 @@ def test_an_edit_that_changes_nothing_is_refused() -> None:
 def test_an_explicit_none_clears_a_field_and_an_absent_field_stays() -> None:
     medication_list, _, entry = add(empty_list(), stop=date(2024, 4, 1))
     edited, _ = medication_list.apply(
-        EditEntry(based_on=1, author=DOCTOR, at=LATER, entry_id=entry.id, edit=EntryEdit(stop=None))
+        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id, edit=EntryEdit(stop=None))
     )
     assert edited.entry(entry.id).stop is None
     assert edited.entry(entry.id).indication == entry.indication
@@ -285,7 +273,7 @@ def test_an_edit_that_would_make_an_invalid_entry_is_refused(edit: EntryEdit, me
     medication_list, _, entry = add(empty_list())
     with pytest.raises(InvalidEntry, match=message):
         medication_list.apply(
-            EditEntry(based_on=1, author=DOCTOR, at=LATER, entry_id=entry.id, edit=edit)
+            EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id, edit=edit)
         )
 
 
@@ -297,7 +285,7 @@ def test_changing_use_together_with_a_matching_dosage_is_accepted() -> None:
                                 max_per_24h=Quantity(value=3, unit="tablett")),),
     )
     edited, _ = medication_list.apply(
-        EditEntry(based_on=1, author=DOCTOR, at=LATER, entry_id=entry.id,
+        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id,
                   edit=EntryEdit(use=Use.AS_NEEDED, dosage=prn))
     )
     assert edited.entry(entry.id).dosage == prn
@@ -342,7 +330,7 @@ def test_the_same_prescription_may_not_back_two_active_entries() -> None:
     medication_list, _, second = add(medication_list)
     with pytest.raises(PrescriptionBacksAnotherEntry):
         medication_list.apply(
-            LinkPrescription(based_on=medication_list.version, author=DOCTOR, at=LATER,
+            LinkPrescription(author=DOCTOR, at=LATER,
                              entry_id=second.id, prescription_id=prescription_id)
         )
 
@@ -369,7 +357,7 @@ def test_linking_a_prescription_twice_to_the_same_entry_is_an_empty_change() -> 
     medication_list, _, entry = add(empty_list(), prescription_ids=(prescription_id,))
     with pytest.raises(EmptyChange):
         medication_list.apply(
-            LinkPrescription(based_on=1, author=DOCTOR, at=LATER, entry_id=entry.id,
+            LinkPrescription(author=DOCTOR, at=LATER, entry_id=entry.id,
                              prescription_id=prescription_id)
         )
 
@@ -424,7 +412,7 @@ def discontinued_at(days_ago: float) -> MedicationList:
     medication_list, _, entry = add(empty_list())
     medication_list, _ = medication_list.apply(
         DiscontinueEntry(
-            based_on=1, author=DOCTOR, at=T0, entry_id=entry.id,
+            author=DOCTOR, at=T0, entry_id=entry.id,
             discontinuation=Discontinuation(
                 at=T0 - timedelta(days=days_ago), reason=DiscontinuationReason.LACK_OF_EFFECT
             ),

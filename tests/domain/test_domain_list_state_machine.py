@@ -39,7 +39,6 @@ from medloop.domain.medication_list import (
     PrescriptionNotOnEntry,
     RenewPrescription,
     ResumeEntry,
-    StaleListVersion,
 )
 from medloop.domain.versioning import diff
 from tests.domain.helpers import D0, DOCTOR, EVENING, PATIENT_ID, T0, ZOCOR_PACKAGE, empty_list
@@ -96,7 +95,6 @@ class ListMachine(RuleBasedStateMachine):
     def _common(self, entry_id: UUID | None = None) -> dict[str, Any]:
         self.step += 1
         common: dict[str, Any] = {
-            "based_on": self.medication_list.version,
             "author": DOCTOR,
             "at": T0 + timedelta(minutes=self.step),
         }
@@ -220,14 +218,6 @@ class ListMachine(RuleBasedStateMachine):
         )
         if self._apply(command, expected):
             entry.prescriptions = [new if p == old else p for p in entry.prescriptions]
-
-    @rule(entry_id=entries)
-    def stale_write(self, entry_id: UUID) -> None:
-        if self.medication_list.version == 0:
-            return
-        stale = {**self._common(entry_id), "based_on": self.medication_list.version - 1}
-        command = HoldEntry(**stale)
-        self._apply(command, StaleListVersion)
 
     # -- invariants ----------------------------------------------------------------------------
 

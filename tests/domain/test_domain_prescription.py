@@ -215,7 +215,7 @@ def test_issuing_records_version_one_with_the_drug_copied_from_the_entry() -> No
 def test_a_discontinued_entry_cannot_be_prescribed() -> None:
     medication_list, _, entry = add(empty_list())
     medication_list, _ = medication_list.apply(
-        DiscontinueEntry(based_on=1, author=DOCTOR, at=T0, entry_id=entry.id,
+        DiscontinueEntry(author=DOCTOR, at=T0, entry_id=entry.id,
                          discontinuation=Discontinuation(at=T0, reason=DiscontinuationReason.OTHER))
     )
     with pytest.raises(EntryNotPrescribable):
@@ -225,7 +225,7 @@ def test_a_discontinued_entry_cannot_be_prescribed() -> None:
 def test_an_on_hold_entry_can_be_prescribed() -> None:
     medication_list, _, entry = add(empty_list())
     medication_list, _ = medication_list.apply(
-        HoldEntry(based_on=1, author=DOCTOR, at=T0, entry_id=entry.id)
+        HoldEntry(author=DOCTOR, at=T0, entry_id=entry.id)
     )
     held = medication_list.entry(entry.id)
     prescription, _ = issue(held, PATIENT_ID, request(), at=T0, by=DOCTOR)
@@ -364,7 +364,7 @@ def test_a_prescription_expires_only_after_its_last_valid_day_and_by_no_one() ->
 
 def test_prescribing_links_the_prescription_to_its_entry_in_a_new_list_version() -> None:
     medication_list, _, entry = add(empty_list())
-    result = prescribe(medication_list, entry.id, request(), based_on=1, at=LATER, by=DOCTOR)
+    result = prescribe(medication_list, entry.id, request(), at=LATER, by=DOCTOR)
     assert result.medication_list.version == 2
     assert result.medication_list.entry(entry.id).prescription_ids == (result.prescription.id,)
     (version,) = result.list_change.entry_versions
@@ -375,7 +375,7 @@ def test_prescribing_links_the_prescription_to_its_entry_in_a_new_list_version()
 def test_renewal_is_a_new_prescription_and_a_recall_of_the_old_for_renewal() -> None:
     medication_list, entry, old = prescribed()
     renewal = request(issued=date(2024, 9, 1))
-    result = renew(medication_list, old, renewal, based_on=medication_list.version, at=LATER,
+    result = renew(medication_list, old, renewal, at=LATER,
                    by=DOCTOR)
     assert result.medication_list.entry(entry.id).prescription_ids == (renewal.id,)
     assert result.recalled is not None
@@ -391,7 +391,7 @@ def test_renewal_with_change_edits_the_entry_and_recalls_with_reason_3() -> None
     medication_list, entry, old = prescribed()
     result = renew(
         medication_list, old, request(), change=EntryEdit(indication="Ny indikasjon"),
-        based_on=medication_list.version, at=LATER, by=DOCTOR,
+        at=LATER, by=DOCTOR,
     )
     assert result.medication_list.entry(entry.id).indication == "Ny indikasjon"
     assert {c.field for c in result.list_change.entry_versions[0].diff} == {
@@ -405,7 +405,7 @@ def test_renewal_with_change_edits_the_entry_and_recalls_with_reason_3() -> None
 def test_renewing_a_fully_dispensed_prescription_needs_no_recall() -> None:
     medication_list, _, old = prescribed()
     done = Prescription.model_validate({**dict(old), "status": R})
-    result = renew(medication_list, done, request(), based_on=medication_list.version, at=LATER,
+    result = renew(medication_list, done, request(), at=LATER,
                    by=DOCTOR)
     assert result.recalled is None
 
@@ -420,7 +420,7 @@ def test_a_recalled_or_locked_prescription_cannot_be_renewed(
                   {"recall": Recall(reason=RecallReason.OTHER, at=T0, by=DOCTOR)})
     with pytest.raises(error):
         renew(medication_list, Prescription.model_validate(fields), request(),
-              based_on=medication_list.version, at=LATER, by=DOCTOR)
+              at=LATER, by=DOCTOR)
 
 
 STOP = Discontinuation(at=LATER, reason=DiscontinuationReason.DRUG_REACTION, note="Muskelsmerter")
@@ -429,7 +429,7 @@ STOP = Discontinuation(at=LATER, reason=DiscontinuationReason.DRUG_REACTION, not
 def test_discontinuing_an_entry_recalls_its_dispensable_prescriptions() -> None:
     medication_list, entry, prescription = prescribed()
     result = discontinue(medication_list, entry.id, STOP, [prescription],
-                         based_on=medication_list.version, at=LATER, by=DOCTOR)
+                         at=LATER, by=DOCTOR)
     assert result.medication_list.entry(entry.id).status is EntryStatus.DISCONTINUED
     ((recalled, version),) = result.recalled
     assert recalled.recall is not None
@@ -443,7 +443,7 @@ def test_discontinuing_skips_prescriptions_that_are_already_finished() -> None:
     medication_list, entry, prescription = prescribed()
     done = Prescription.model_validate({**dict(prescription), "status": R})
     result = discontinue(medication_list, entry.id, STOP, [done],
-                         based_on=medication_list.version, at=LATER, by=DOCTOR)
+                         at=LATER, by=DOCTOR)
     assert result.recalled == ()
 
 
@@ -452,19 +452,18 @@ def test_discontinuing_is_refused_while_a_pharmacy_is_dispensing_its_prescriptio
     locked, _ = lock(prescription, PHARMACY, on=D0, at=LATER, by=PHARMACIST)
     with pytest.raises(PrescriptionLocked) as caught:
         discontinue(medication_list, entry.id, STOP, [locked],
-                    based_on=medication_list.version, at=LATER, by=DOCTOR)
+                    at=LATER, by=DOCTOR)
     assert caught.value.context["pharmacy_id"] == PHARMACY.id
 
 
 def test_discontinuing_needs_every_prescription_of_the_entry_and_only_those() -> None:
     medication_list, entry, _ = prescribed()
     with pytest.raises(ValueError, match="missing"):
-        discontinue(medication_list, entry.id, STOP, [], based_on=medication_list.version,
-                    at=LATER, by=DOCTOR)
+        discontinue(medication_list, entry.id, STOP, [], at=LATER, by=DOCTOR)
     _, _, stranger = prescribed()
     with pytest.raises(PrescriptionNotOnEntry):
         discontinue(medication_list, entry.id, STOP, [stranger],
-                    based_on=medication_list.version, at=LATER, by=DOCTOR)
+                    at=LATER, by=DOCTOR)
 
 
 def test_a_prescription_round_trips_through_json() -> None:

@@ -13,7 +13,6 @@ from medloop.domain.medication_list import (
     DiscontinueEntry,
     MarkEnteredInError,
     MedicationList,
-    StaleListVersion,
 )
 from medloop.domain.reconciliation import (
     ConsultedSource,
@@ -43,12 +42,12 @@ def a_list() -> tuple[MedicationList, Any, Any, Any, Any]:
     medication_list, _, wrong = add(medication_list)
     medication_list, _ = medication_list.apply(
         DiscontinueEntry(
-            based_on=medication_list.version, author=DOCTOR, at=T0, entry_id=stopped.id,
+            author=DOCTOR, at=T0, entry_id=stopped.id,
             discontinuation=Discontinuation(at=T0, reason=DiscontinuationReason.PATIENT_STOPPED),
         )
     )
     medication_list, _ = medication_list.apply(
-        MarkEnteredInError(based_on=medication_list.version, author=DOCTOR, at=T0,
+        MarkEnteredInError(author=DOCTOR, at=T0,
                            entry_id=wrong.id, reason="feil pasient")
     )
     return medication_list, statin, fish_oil, stopped, wrong
@@ -57,7 +56,6 @@ def a_list() -> tuple[MedicationList, Any, Any, Any, Any]:
 def record(medication_list: MedicationList, outcomes: list[EntryOutcome], **fields: Any) -> Any:
     values: dict[str, Any] = {
         "id": new_id(),
-        "based_on": medication_list.version,
         "at": LATER,
         "by": DOCTOR,
         "sources": SOURCES,
@@ -128,10 +126,3 @@ def test_an_outcome_that_contradicts_the_entrys_status_is_refused(
     outcomes = {statin.id: CONFIRMED, fish_oil.id: CONFIRMED, entries[which].id: outcome}
     with pytest.raises(ReconciliationOutcomeContradictsEntry):
         record(medication_list, [EntryOutcome(entry_id=k, outcome=v) for k, v in outcomes.items()])
-
-
-def test_a_reconciliation_on_an_old_list_version_is_refused() -> None:
-    medication_list, statin, fish_oil, _, _ = a_list()
-    outcomes = [EntryOutcome(entry_id=e.id, outcome=CONFIRMED) for e in (statin, fish_oil)]
-    with pytest.raises(StaleListVersion):
-        record(medication_list, outcomes, based_on=medication_list.version - 1)

@@ -18,10 +18,11 @@ from medloop.domain.dispense import DispenseQuantity
 from medloop.domain.patient import NationalId, Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.dispense import DispenseOrder
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
-from medloop.loop.runner import Call, DrugOrder
+from medloop.loop.runner import Call
 from tests.reference import DEMO
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

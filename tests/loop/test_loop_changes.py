@@ -25,6 +25,7 @@ from medloop.domain.entry import Discontinuation
 from medloop.domain.prescription import PrescriptionLocked
 from medloop.domain.reconciliation import ConsultedSource, EntryOutcome, ReconciliationIncomplete
 from medloop.loop.acknowledge import acknowledge
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import (
     EntryOrder,
     add_entry,
@@ -38,7 +39,7 @@ from medloop.loop.dispense import annul_dispense, dispense, lock_for_dispensing,
 from medloop.loop.errors import ReasonRequired
 from medloop.loop.prescribe import prescribe
 from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation
-from medloop.loop.runner import DrugOrder, OverrideRequired
+from medloop.loop.runner import OverrideRequired
 from medloop.store import audit
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import read_patient

@@ -13,11 +13,13 @@ from medloop import queries
 from medloop.domain.medication_list import EntryNotFound
 from medloop.domain.patient import NationalId, Patient
 from medloop.domain.prescription import PrescriptionExpired
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import hold
 from medloop.loop.dispense import dispense
+from medloop.loop.errors import UnknownDrug
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
-from medloop.loop.runner import DrugOrder, PatientNotFound, PrescriptionNotFound, UnknownDrug
+from medloop.loop.runner import PatientNotFound, PrescriptionNotFound
 from medloop.store import alerts, audit, list_changes, prescriptions
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import read_patient

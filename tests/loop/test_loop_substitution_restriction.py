@@ -30,7 +30,6 @@ from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
 from medloop.loop.runner import OverrideRequired
 from medloop.store import audit
-from tests.reference import real_extract
 from tests.loop.helpers import (
     NOW,
     PHARMACIST,
@@ -41,6 +40,7 @@ from tests.loop.helpers import (
     dispense_order,
     prescription_order,
 )
+from tests.reference import real_extract
 
 METOPROLOL_30 = "090283"  # Metoprolol Fjordfarma Depottab 50 mg, group 900103 (restricted)
 METOPROLOL_POLARLYS = "090317"

@@ -263,3 +263,84 @@ def test_a_command_on_postgres_sends_its_appends_together_with_its_audit_record(
         assert second.list_version == 2
     finally:
         engine.dispose()
+
+
+def _stale_commands():
+    """Every command that changes the list (or records against its version), as
+    ``name -> run(engine, patient_id, entry_id, prescription_id, based_on)``. The domain no longer
+    checks the version (``MedicationList.apply``, ``reconcile``): the runner does, once."""
+    from interactions.dosage import Dosage, FixedDose, Quantity, Use  # noqa: PLC0415
+    from medloop.domain.codes import (  # noqa: PLC0415
+        DiscontinuationReason,
+        ReconciliationOutcome,
+        SourceKind,
+    )
+    from medloop.domain.entry import Discontinuation  # noqa: PLC0415
+    from medloop.domain.reconciliation import ConsultedSource, EntryOutcome  # noqa: PLC0415
+    from medloop.loop.change import (  # noqa: PLC0415
+        EntryOrder,
+        add_entry,
+        change_dosage,
+        discontinue,
+        mark_entered_in_error,
+        resume,
+    )
+    from medloop.loop.multidose import set_multidose  # noqa: PLC0415
+    from medloop.loop.prescribe import RenewOrder, renew  # noqa: PLC0415
+    from medloop.loop.reconcile import ReconciliationOrder, record_reconciliation  # noqa: PLC0415
+
+    dosage = Dosage(use=Use.REGULAR, fixed=(FixedDose(amount=Quantity(value=2, unit="tablett")),))
+    stop = Discontinuation(at=NOW, reason=DiscontinuationReason.TREATMENT_ENDED)
+    return {
+        "add-entry": lambda e, p, entry, rx, v: add_entry(
+            e, p, EntryOrder(entry_id=uuid.uuid4(), drug=prescription_order(SIMVASTATIN_98).drug,
+                             use=Use.REGULAR, start=NOW.date()), call(), based_on=v),
+        "prescribe": lambda e, p, entry, rx, v: prescribe(
+            e, p, prescription_order(SIMVASTATIN_98), call(), based_on=v),
+        "renew": lambda e, p, entry, rx, v: renew(
+            e, p, RenewOrder(prescription_id=rx, terms=prescription_order(SIMVASTATIN_28).terms),
+            call(), based_on=v),
+        "change-dosage": lambda e, p, entry, rx, v: change_dosage(
+            e, p, entry, dosage, call(), based_on=v),
+        "hold": lambda e, p, entry, rx, v: hold(e, p, entry, call(), based_on=v),
+        "resume": lambda e, p, entry, rx, v: resume(e, p, entry, call(), based_on=v),
+        "discontinue": lambda e, p, entry, rx, v: discontinue(
+            e, p, entry, stop, call(), based_on=v),
+        "entered-in-error": lambda e, p, entry, rx, v: mark_entered_in_error(
+            e, p, entry, call(reason="wrong patient"), based_on=v),
+        "reconcile": lambda e, p, entry, rx, v: record_reconciliation(
+            e, p, ReconciliationOrder(
+                reconciliation_id=uuid.uuid4(),
+                sources=(ConsultedSource(kind=SourceKind.PATIENT),),
+                outcomes=(EntryOutcome(entry_id=entry,
+                                       outcome=ReconciliationOutcome.CONFIRMED),),
+            ), call(), based_on=v),
+        "set-multidose": lambda e, p, entry, rx, v: set_multidose(
+            e, p, entry, True, call(), based_on=v),
+    }
+
+
+@pytest.mark.parametrize("command", sorted(_stale_commands()))
+def test_every_list_command_on_an_older_list_version_is_refused_once_by_the_runner(
+    engine, command
+):
+    """What the domain's own version checks guarded (``apply`` and ``reconcile``), now checked
+    once, by the runner, for every command that depends on the list version."""
+    patient_id = demo_world(engine)
+    done = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
+    entry_id = uuid.UUID(done.response["entry_id"])
+    prescription_id = uuid.UUID(done.response["prescription_id"])
+    hold(engine, patient_id, entry_id, call(reason="surgery"), based_on=1)
+    with engine.connect() as conn:
+        before = queries.current_list(conn, patient_id, NOW)
+
+    with pytest.raises(StaleListVersion) as refused:
+        _stale_commands()[command](engine, patient_id, entry_id, prescription_id, 1)
+
+    assert refused.value.context["based_on"] == 1
+    assert refused.value.context["current_version"] == 2
+    assert [c["list_version"] for c in refused.value.context["changes_since"]] == [2]
+    with engine.connect() as conn:
+        after = queries.current_list(conn, patient_id, NOW)
+        assert len(queries.reconciliations(conn, patient_id)) == 0
+    assert after == before

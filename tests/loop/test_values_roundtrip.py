@@ -31,9 +31,9 @@ from interactions.dosage import (
 )
 from interactions.values import MAX_DOSE, MAX_PACKAGES, MAX_PERIOD, MAX_REASON
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.errors import OverrideRequired
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import DrugOrder
 from medloop.store import batch
 from medloop.store.columns import parsed
 from medloop.store.list_changes import list_version

@@ -17,8 +17,8 @@ from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
+from medloop.loop.catalogue import Catalogue, catalogue_in_force
 from medloop.loop.errors import NoCatalogueInForce
-from medloop.loop.runner import Catalogue, catalogue_in_force
 
 router = APIRouter(prefix="/catalogue", tags=["catalogue"], route_class=BlockingRoute)
 MAX_RESULTS = 100

@@ -54,8 +54,8 @@ from medloop.api.schemas import (
 from medloop.domain.administration import ChartRequest
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import WardConfig
-from medloop.loop import administer
-from medloop.loop.administer import AdmissionOrder, WardOrder
+from medloop.loop import administration
+from medloop.loop.administration import AdmissionOrder, WardOrder
 
 router = APIRouter(prefix="/nursing", tags=["nursing home"], route_class=BlockingRoute)
 WRITE = responses(400, 401, 403, 404, 409, 422, 503)
@@ -99,7 +99,7 @@ def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
 )
 def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSONResponse:
     caller.authorize(Action.WARD_ADMIN)  # a ward admin
-    found = administer.create_ward(caller.engine, body, caller.call(idempotency_key=key))
+    found = administration.create_ward(caller.engine, body, caller.call(idempotency_key=key))
     return JSONResponse(
         found, status_code=201, headers={"Location": f"/nursing/wards/{body.ward_id}/chart"}
     )
@@ -115,7 +115,7 @@ def configure_ward(
 ) -> JSONResponse:
     authorize_ward(caller.engine, caller.principal, Action.WARD_ADMIN,
                    _ward_organisation(caller, ward_id), request_id=caller.request_id)
-    found = administer.configure_ward(
+    found = administration.configure_ward(
         caller.engine, ward_id, body, caller.call(idempotency_key=key)
     )
     return JSONResponse(found)
@@ -134,7 +134,7 @@ def ward_chart(
     wanted = day or caller.at.date()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
-        chart = administer.ward_chart(conn, ward_id, wanted, caller.at)
+        chart = administration.ward_chart(conn, ward_id, wanted, caller.at)
         return views.ward_chart_view(chart), [p.patient_id for p in chart.patients]
 
     return JSONResponse(caller.read_many("administration.read.ward-chart", read))
@@ -149,7 +149,7 @@ def admit(
     caller: CallerDep, patient_id: UUID, body: AdmitBody, key: IdempotencyKey
 ) -> JSONResponse:
     caller.authorize(Action.ADMIT, patient_id)
-    result = administer.admit(
+    result = administration.admit(
         caller.engine, patient_id, order_of(body, AdmissionOrder),
         caller.call(idempotency_key=key),
     )
@@ -168,7 +168,7 @@ def discharge(
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.DISCHARGE, patient_id)
-    result = administer.discharge(
+    result = administration.discharge(
         caller.engine, patient_id, admission_id, body.at or caller.at,
         caller.call(idempotency_key=key),
     )
@@ -194,7 +194,7 @@ def chart_dose(
     ] = None,
 ) -> JSONResponse:
     caller.authorize(Action.CHART_WRITE, patient_id)
-    result = administer.chart(
+    result = administration.chart(
         caller.engine, patient_id, order_of(body, ChartRequest),
         caller.call(overrides=body.overrides, idempotency_key=key),
         witness=_witness(caller, witness),
@@ -213,7 +213,7 @@ def administration_in_error(
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.CHART_WRITE, patient_id)
-    result = administer.mark_in_error(
+    result = administration.mark_in_error(
         caller.engine, patient_id, administration_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
@@ -240,7 +240,7 @@ def administration_history(
     )
     found = caller.read(
         patient_id, "administration-history",
-        lambda conn: administer.administration_history(conn, patient_id, since, until),
+        lambda conn: administration.administration_history(conn, patient_id, since, until),
     )
     shown, headers = page.page(found, _charted_order)
     return JSONResponse([views.administration_view(c) for c in shown], headers=headers)

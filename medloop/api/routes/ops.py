@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from medloop.api.deps import ApiState
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
-from medloop.loop.runner import catalogue_in_force
+from medloop.loop.catalogue import catalogue_in_force
 from medloop.ops import health, metrics
 
 router = APIRouter(tags=["operations"], route_class=BlockingRoute)

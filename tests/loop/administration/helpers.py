@@ -17,9 +17,9 @@ from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantit
 from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.personnel import Organisation
 from medloop.domain.prescription import PrescribedQuantity
-from medloop.loop import administer
+from medloop.loop import administration
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import DrugOrder
 from medloop.store.list_changes import list_version
 from tests.loop.helpers import GP, actor, call, demo_world
 
@@ -103,9 +103,9 @@ def prescribe_with(
 
 def admission_order(
     ward_id: UUID, admitted: datetime = ADMITTED, **changes: Any
-) -> administer.AdmissionOrder:
+) -> administration.AdmissionOrder:
     """An admission to ``ward_id`` at ``admitted`` with a reason and a municipal decision."""
-    return administer.AdmissionOrder(**{
+    return administration.AdmissionOrder(**{
         "admission_id": uuid.uuid4(), "ward_id": ward_id, "admitted_at": admitted,
         "reason": "Korttidsopphold etter sykehusinnleggelse",
         "decision_reference": "Vedtak 2026/0815", **changes,
@@ -117,10 +117,11 @@ def nursing_home(engine, *, admitted: datetime = ADMITTED) -> tuple[UUID, UUID]:
     (patient id, ward id)."""
     patient_id = demo_world(engine)
     ward_id = uuid.uuid4()
-    administer.create_ward(
-        engine, administer.WardOrder(ward_id=ward_id, name="Avdeling 2"), call(NURSE, at=admitted)
+    administration.create_ward(
+        engine, administration.WardOrder(ward_id=ward_id, name="Avdeling 2"),
+        call(NURSE, at=admitted),
     )
-    administer.admit(
+    administration.admit(
         engine, patient_id,
         admission_order(ward_id, admitted),
         call(NURSE, at=admitted),

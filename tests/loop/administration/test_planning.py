@@ -19,7 +19,7 @@ from medloop.domain.administration import (
     ScanSkipReason,
 )
 from medloop.domain.prescription import PrescribedQuantity
-from medloop.loop import administer
+from medloop.loop import administration as nursing
 from medloop.loop.change import change_dosage, hold
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, renew
 from medloop.queries import prescriptions
@@ -42,12 +42,12 @@ from tests.loop.helpers import GP, call
 
 def chart_of(engine, ward_id, day, now):
     with engine.connect() as conn:
-        (patient,) = administer.ward_chart(conn, ward_id, day, now).patients
+        (patient,) = nursing.ward_chart(conn, ward_id, day, now).patients
     return {line.local_time.strftime("%H:%M"): line for line in patient.doses}
 
 
 def give(engine, patient_id, entry_id, line, at):
-    administer.chart(engine, patient_id, ChartRequest(
+    nursing.chart(engine, patient_id, ChartRequest(
         administration_id=uuid.uuid4(), entry_id=entry_id, planned_dose_id=line.planned_dose_id,
         outcome=Outcome.GIVEN, given_at=at, dose=Quantity(value=1, unit="tablett"),
         scan_skipped=ScanSkipReason.NO_BARCODE,
@@ -58,7 +58,7 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
     patient_id, ward_id = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, SIMVASTATIN,
                               daily(TimeOfDay.MORNING, TimeOfDay.EVENING))
-    administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
+    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     day = datetime(2026, 11, 20).date()
     morning = chart_of(engine, ward_id, day, ADMITTED)["08:00"]
     give(engine, patient_id, entry_id, morning, morning.due_at + timedelta(minutes=5))
@@ -69,9 +69,9 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
     change_dosage(engine, patient_id, entry_id,
                   daily(TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.NIGHT),
                   call(GP, at=changed_at), based_on=version)
-    first = administer.roll_forward(engine, changed_at + timedelta(minutes=5))
+    first = nursing.roll_forward(engine, changed_at + timedelta(minutes=5))
     assert first["schedules"] == 1
-    assert administer.roll_forward(engine, changed_at + timedelta(minutes=5))["planned"] == 0
+    assert nursing.roll_forward(engine, changed_at + timedelta(minutes=5))["planned"] == 0
 
     lines = chart_of(engine, ward_id, day, changed_at + timedelta(minutes=10))
     assert sorted(lines) == ["08:00", "13:00", "22:00"]  # 18:00 of the old dosage is gone
@@ -79,7 +79,7 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
     assert lines["13:00"].status is DoseStatus.DUE
 
     night = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
-    administer.mark_missed(engine, night)
+    nursing.mark_missed(engine, night)
     lines = chart_of(engine, ward_id, day, night)
     assert lines["08:00"].status is DoseStatus.GIVEN
     assert lines["13:00"].status is DoseStatus.MISSED
@@ -91,7 +91,7 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
 def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
     patient_id, _ = nursing_home(engine)
     prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
-    administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
+    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     with engine.connect() as conn:
         version = list_version(conn, patient_id)
         (old,) = prescriptions(conn, patient_id)
@@ -100,14 +100,14 @@ def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
     )), call(GP, at=ADMITTED + timedelta(hours=1)), based_on=version)
     with engine.connect() as conn:
         assert list_version(conn, patient_id) == version + 1
-    assert administer.roll_forward(engine, ADMITTED + timedelta(hours=2))["schedules"] == 0
+    assert nursing.roll_forward(engine, ADMITTED + timedelta(hours=2))["schedules"] == 0
 
 
 def _night_doses(engine, night_start):
     patient_id, _ = nursing_home(engine, admitted=night_start)
     entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, at_clock(time(2, 30)),
                               at=night_start)
-    administer.roll_forward(engine, night_start + timedelta(minutes=1))
+    nursing.roll_forward(engine, night_start + timedelta(minutes=1))
     with engine.connect() as conn:
         return [d for d in administration.planned_doses(
             conn, patient_ids=[patient_id], start=night_start, end=night_start + timedelta(days=2)
@@ -134,16 +134,16 @@ def test_nothing_is_planned_or_missed_after_discharge(engine):
     with engine.connect() as conn:
         (admission,) = administration.admissions_of(conn, patient_id)
     leaving = ADMITTED + timedelta(hours=2)
-    administer.discharge(engine, patient_id, admission.id, leaving, call(NURSE, at=leaving))
-    assert administer.roll_forward(engine, leaving + timedelta(minutes=5))["planned"] == 0
-    assert administer.mark_missed(engine, leaving + timedelta(days=2))["missed"] == 0
+    nursing.discharge(engine, patient_id, admission.id, leaving, call(NURSE, at=leaving))
+    assert nursing.roll_forward(engine, leaving + timedelta(minutes=5))["planned"] == 0
+    assert nursing.mark_missed(engine, leaving + timedelta(days=2))["missed"] == 0
 
 
 def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_runs(engine):
     patient_id, ward_id = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, SIMVASTATIN,
                               daily(TimeOfDay.MORNING, TimeOfDay.EVENING))
-    administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
+    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     day = datetime(2026, 11, 20).date()
     evening = chart_of(engine, ward_id, day, ADMITTED)["18:00"]
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
@@ -154,7 +154,7 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
     with pytest.raises(PlannedDoseSuperseded):
         give(engine, patient_id, entry_id, evening, evening.due_at)
     night = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
-    administer.mark_missed(engine, night)  # no roll-forward in between
+    nursing.mark_missed(engine, night)  # no roll-forward in between
     lines = chart_of(engine, ward_id, day, night)
     assert sorted(lines) == ["08:00", "22:00"]
     assert lines["22:00"].status is DoseStatus.MISSED
@@ -167,7 +167,7 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
 def test_an_entry_on_hold_cannot_be_given(engine):
     patient_id, ward_id = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
-    administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
+    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     morning = chart_of(engine, ward_id, datetime(2026, 11, 20).date(), ADMITTED)["08:00"]
     with engine.connect() as conn:
         version = list_version(conn, patient_id)
@@ -190,5 +190,5 @@ def test_an_as_needed_entry_on_hold_cannot_be_given(engine):
         scan_skipped=ScanSkipReason.NO_BARCODE,
     )
     with pytest.raises(EntryNotAdministrable):
-        administer.chart(engine, patient_id, request,
+        nursing.chart(engine, patient_id, request,
                          call(NURSE, at=held_at + timedelta(minutes=5)), witness=SECOND_NURSE)

@@ -21,7 +21,7 @@ from medloop.domain.administration import (
     WitnessRequired,
     check_prn_limits,
 )
-from medloop.loop import administer
+from medloop.loop import administration
 from tests.loop.administration.helpers import (
     ADMITTED,
     NURSE,
@@ -136,27 +136,27 @@ def test_prn_limits_are_enforced_at_charting_and_an_override_reason_lets_one_thr
     patient_id, ward_id = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, OKSYKODON, as_needed(max_24h=2, min_hours=4))
     first = ADMITTED + timedelta(hours=1)
-    administer.chart(engine, patient_id, prn_given(entry_id, first), call(NURSE, at=first),
+    administration.chart(engine, patient_id, prn_given(entry_id, first), call(NURSE, at=first),
                      witness=SECOND_NURSE)
     too_soon = first + timedelta(hours=3)
     with pytest.raises(PrnLimitExceeded) as refused:
-        administer.chart(engine, patient_id, prn_given(entry_id, too_soon),
+        administration.chart(engine, patient_id, prn_given(entry_id, too_soon),
                          call(NURSE, at=too_soon), witness=SECOND_NURSE)
     assert refused.value.context["limits"] == ["min-interval"]
     second = first + timedelta(hours=4)
-    administer.chart(engine, patient_id, prn_given(entry_id, second), call(NURSE, at=second),
+    administration.chart(engine, patient_id, prn_given(entry_id, second), call(NURSE, at=second),
                      witness=SECOND_NURSE)
     third = second + timedelta(hours=4)
     with pytest.raises(PrnLimitExceeded):
-        administer.chart(engine, patient_id, prn_given(entry_id, third), call(NURSE, at=third),
+        administration.chart(engine, patient_id, prn_given(entry_id, third), call(NURSE, at=third),
                          witness=SECOND_NURSE)
-    result = administer.chart(
+    result = administration.chart(
         engine, patient_id, prn_given(entry_id, third, override="sterke smerter, lege varslet"),
         call(NURSE, at=third), witness=SECOND_NURSE,
     )
     assert result.response["limits_exceeded"] == ["max-per-24h"]
     with engine.connect() as conn:
-        chart = administer.ward_chart(conn, ward_id, third.date(), third)
+        chart = administration.ward_chart(conn, ward_id, third.date(), third)
     assert len(chart.patients[0].as_needed) == 3
     assert chart.patients[0].doses == ()  # PRN entries have no planned rows
 
@@ -167,9 +167,9 @@ def test_a_prn_dose_names_no_planned_dose_and_a_narcotic_needs_a_witness(engine)
     at = ADMITTED + timedelta(hours=1)
     request = prn_given(entry_id, at).model_copy(update={"planned_dose_id": uuid.uuid4()})
     with pytest.raises(AsNeededDoseIsNotPlanned):
-        administer.chart(engine, patient_id, request, call(NURSE, at=at), witness=SECOND_NURSE)
+        administration.chart(engine, patient_id, request, call(NURSE, at=at), witness=SECOND_NURSE)
     skipped = prn_given(entry_id, at).model_copy(
         update={"scan": None, "scan_skipped": ScanSkipReason.EMERGENCY}
     )
     with pytest.raises(WitnessRequired):
-        administer.chart(engine, patient_id, skipped, call(NURSE, at=at))
+        administration.chart(engine, patient_id, skipped, call(NURSE, at=at))

@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from interactions.dosage import TimeOfDay
 from medloop.domain.ward import WardConfig
-from medloop.loop import administer
+from medloop.loop import administration
 from medloop.store import state_cache
 from tests.loop.administration.helpers import NURSE, daily, prescribe_with
 from tests.loop.administration.test_charting import given, planned_doses, simvastatin_world
@@ -43,9 +43,9 @@ def reads_of(seen: list[str], table: str) -> int:
 def test_a_charting_reads_each_administration_table_once_and_not_the_ward_again(engine):
     patient_id, _, entry_id, first = simvastatin_world(engine)
     second = planned_doses(engine, patient_id, entry_id)[1]
-    administer.chart(engine, patient_id, given(entry_id, first), call(NURSE, at=first.due_at))
+    administration.chart(engine, patient_id, given(entry_id, first), call(NURSE, at=first.due_at))
     with statements(engine) as seen:
-        result = administer.chart(
+        result = administration.chart(
             engine, patient_id, given(entry_id, second), call(NURSE, at=second.due_at)
         )
     assert result.response["outcome"] == "given"
@@ -59,12 +59,14 @@ def test_a_new_ward_configuration_applies_to_the_next_charting(engine):
     patient_id, ward_id, entry_id, first = simvastatin_world(engine)
     second = planned_doses(engine, patient_id, entry_id)[1]
     late = timedelta(minutes=90)
-    charted = administer.chart(engine, patient_id, given(entry_id, first, at=first.due_at + late),
-                               call(NURSE, at=first.due_at + late))
+    charted = administration.chart(
+        engine, patient_id, given(entry_id, first, at=first.due_at + late),
+        call(NURSE, at=first.due_at + late),
+    )
     assert charted.response["late"] is True  # the default late window is 60 minutes
     wider = WardConfig(late_after=timedelta(minutes=120), missed_after=timedelta(minutes=180))
-    administer.configure_ward(engine, ward_id, wider, call(NURSE, at=first.due_at + late))
-    charted = administer.chart(engine, patient_id,
+    administration.configure_ward(engine, ward_id, wider, call(NURSE, at=first.due_at + late))
+    charted = administration.chart(engine, patient_id,
                                given(entry_id, second, at=second.due_at + late),
                                call(NURSE, at=second.due_at + late))
     assert charted.response["late"] is False
@@ -79,12 +81,12 @@ def test_roll_forward_plans_from_the_cached_list_state_without_reading_the_histo
     # The suite checks every cached state against the tables; here the reads are counted.
     monkeypatch.setattr(state_cache, "VERIFY", False)
     patient_id, _, entry_id, first = simvastatin_world(engine)
-    administer.chart(engine, patient_id, given(entry_id, first), call(NURSE, at=first.due_at))
+    administration.chart(engine, patient_id, given(entry_id, first), call(NURSE, at=first.due_at))
     later = first.due_at + timedelta(hours=1)
     new_entry = prescribe_with(engine, patient_id, LEVOTYROKSIN, daily(TimeOfDay.EVENING),
                                at=later)
     with statements(engine) as seen:
-        planned = administer.roll_forward(engine, later)
+        planned = administration.roll_forward(engine, later)
     assert planned["schedules"] == 1 and planned["planned"] > 0
     assert planned_doses(engine, patient_id, new_entry)
     assert reads_of(seen, "list_change") == 0 and reads_of(seen, "entry_version") == 0, seen

@@ -18,7 +18,7 @@ from medloop.domain.ward import (
     WardIdAlreadyUsed,
     WardOfAnotherOrganisation,
 )
-from medloop.loop import administer
+from medloop.loop import administration as nursing
 from medloop.store import administration
 from medloop.store.audit import audit_event
 from tests.loop.administration.helpers import (
@@ -35,13 +35,13 @@ from tests.loop.helpers import call
 
 
 def test_a_ward_is_created_once_and_audited_and_a_retry_replays(engine):
-    order = administer.WardOrder(ward_id=uuid.uuid4(), name="Avdeling 1")
-    first = administer.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
-    again = administer.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
+    order = nursing.WardOrder(ward_id=uuid.uuid4(), name="Avdeling 1")
+    first = nursing.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
+    again = nursing.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
     assert first == again == {"ward_id": str(order.ward_id), "organisation_id": "8012345",
                               "name": "Avdeling 1", "config_version": 1}
     with pytest.raises(WardIdAlreadyUsed):
-        administer.create_ward(engine, order, call(NURSE))
+        nursing.create_ward(engine, order, call(NURSE))
     with engine.connect() as conn:
         outcomes = [r.outcome for r in conn.execute(
             select(audit_event).where(audit_event.c.action == "ward.create")
@@ -51,10 +51,10 @@ def test_a_ward_is_created_once_and_audited_and_a_retry_replays(engine):
 
 def test_only_the_wards_own_organisation_configures_it(engine):
     ward_id = uuid.uuid4()
-    administer.create_ward(engine, administer.WardOrder(ward_id=ward_id, name="A"), call(NURSE))
+    nursing.create_ward(engine, nursing.WardOrder(ward_id=ward_id, name="A"), call(NURSE))
     with pytest.raises(WardOfAnotherOrganisation):
-        administer.configure_ward(engine, ward_id, WardConfig(), call(OTHER_NURSE))
-    assert administer.configure_ward(engine, ward_id, WardConfig(), call(NURSE)) == {
+        nursing.configure_ward(engine, ward_id, WardConfig(), call(OTHER_NURSE))
+    assert nursing.configure_ward(engine, ward_id, WardConfig(), call(NURSE)) == {
         "ward_id": str(ward_id), "config_version": 2,
     }
 
@@ -68,7 +68,7 @@ def test_windows_must_be_ordered():
 def test_a_patient_is_admitted_to_one_ward_at_a_time(engine):
     patient_id, ward_id = nursing_home(engine)
     with pytest.raises(PatientAlreadyAdmitted):
-        administer.admit(engine, patient_id, admission_order(
+        nursing.admit(engine, patient_id, admission_order(
             ward_id, ADMITTED + timedelta(hours=1),
         ), call(NURSE, at=ADMITTED + timedelta(hours=1)))
 
@@ -76,12 +76,12 @@ def test_a_patient_is_admitted_to_one_ward_at_a_time(engine):
 def test_moving_a_slot_time_replans_the_future_doses(engine):
     patient_id, ward_id = nursing_home(engine)
     prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
-    administer.roll_forward(engine, ADMITTED + timedelta(minutes=30))
+    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     moved = WardConfig(slot_times={**WardConfig().slot_times, TimeOfDay.EVENING: time(19, 0)})
     at = ADMITTED + timedelta(hours=1)
-    administer.configure_ward(engine, ward_id, moved, call(NURSE, at=at))
-    administer.roll_forward(engine, at)
+    nursing.configure_ward(engine, ward_id, moved, call(NURSE, at=at))
+    nursing.roll_forward(engine, at)
     with engine.connect() as conn:
-        chart = administer.ward_chart(conn, ward_id, datetime(2026, 11, 20).date(), at)
+        chart = nursing.ward_chart(conn, ward_id, datetime(2026, 11, 20).date(), at)
         assert administration.read_ward(conn, ward_id).config_version == 2
     assert [line.local_time.time() for line in chart.patients[0].doses] == [time(19, 0)]

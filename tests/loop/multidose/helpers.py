@@ -21,6 +21,7 @@ from medloop.domain.multidose.plan import ProductionPlan
 from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.personnel import Organisation
 from medloop.domain.prescription import PrescribedQuantity
+from medloop.loop.catalogue import DrugOrder
 from medloop.loop.multidose import (
     PeriodOrder,
     ResponsibilityOrder,
@@ -28,7 +29,6 @@ from medloop.loop.multidose import (
     set_responsibility,
 )
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
-from medloop.loop.runner import DrugOrder
 from tests.loop.helpers import GP, NOW, PHARMACIST, actor, call
 
 SIMVASTATIN = "090436"

@@ -1,0 +1,47 @@
+"""Nursing-home administration: ward set-up, admissions, planning doses, charting and the
+chart queries, one module each.
+
+- ``wards``: ``create_ward`` / ``configure_ward``, a ward of the caller's organisation and its
+  configuration (versions, never edits), through ``runner.run_work``;
+- ``admissions``: ``admit`` / ``discharge`` (through ``run_command``); admitting plans the next
+  48 h at once; ``is_admitted``;
+- ``planning``: schedules and planned doses; the jobs' ``roll_forward`` (keep ``HORIZON``
+  planned; a changed dosage gets a new schedule from the time of the change) and
+  ``mark_missed``, each patient one ``run_work`` of the system, idempotent;
+- ``charting``: ``chart`` (facts read first, one decision in
+  ``medloop.domain.administration.decide_charting``, decision support on the last 24 h) and
+  ``mark_in_error``;
+- ``queries``: ``ward_chart`` and ``administration_history``.
+"""
+
+from medloop.loop.administration.admissions import AdmissionOrder, admit, discharge, is_admitted
+from medloop.loop.administration.charting import chart, mark_in_error
+from medloop.loop.administration.planning import HORIZON, mark_missed, roll_forward
+from medloop.loop.administration.queries import (
+    ChartLine,
+    PatientChart,
+    WardChart,
+    administration_history,
+    ward_chart,
+)
+from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
+
+__all__ = [
+    "HORIZON",
+    "AdmissionOrder",
+    "ChartLine",
+    "PatientChart",
+    "WardChart",
+    "WardOrder",
+    "admit",
+    "administration_history",
+    "chart",
+    "configure_ward",
+    "create_ward",
+    "discharge",
+    "is_admitted",
+    "mark_in_error",
+    "mark_missed",
+    "roll_forward",
+    "ward_chart",
+]

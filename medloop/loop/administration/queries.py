@@ -1,0 +1,174 @@
+"""The chart queries: a ward's day (``ward_chart``) and a patient's administration history."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
+
+from sqlalchemy import Connection
+
+from interactions.dosage import Quantity
+from medloop.domain.administration import (
+    Administration,
+    DoseStatus,
+    PlannedDose,
+    dose_in_force,
+    dose_status,
+    effective_charting,
+)
+from medloop.domain.patient import PatientNotFound
+from medloop.domain.ward import WardNotFound, local_day_bounds
+from medloop.store import administration as store
+from medloop.store.patients import national_id_of
+
+
+@dataclass(frozen=True)
+class _Line:
+    dose: PlannedDose
+    in_force: bool
+    charting: Administration | None
+
+
+def chart_lines(
+    conn: Connection,
+    patient_ids: Sequence[UUID],
+    start: datetime,
+    end: datetime,
+    ward_id: UUID | None = None,
+) -> list[_Line]:
+    doses = store.planned_doses(
+        conn,
+        patient_ids=None if ward_id is not None else patient_ids,
+        ward_id=ward_id,
+        start=start,
+        end=end,
+    )
+    chartings = store.chartings_of_doses(conn, [d.id for d in doses])
+    schedules = store.schedules_of(conn, sorted({d.patient_id for d in doses}))
+    lines = []
+    for dose in doses:
+        standing = effective_charting(
+            c.administration for c in chartings.get(dose.id, ()) if c.stands
+        )
+        lines.append(
+            _Line(
+                dose,
+                dose_in_force(
+                    dose, schedules.get(dose.entry_id, []), charted=standing is not None
+                ),
+                standing,
+            )
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class ChartLine:
+    """One planned dose on the chart."""
+
+    planned_dose_id: UUID
+    entry_id: UUID
+    drug: str
+    local_time: datetime
+    due_at: datetime
+    amount: Quantity
+    status: DoseStatus
+    late: bool
+    multidose: bool
+    charting: Administration | None
+
+
+@dataclass(frozen=True)
+class PatientChart:
+    patient_id: UUID
+    admission_id: UUID
+    doses: tuple[ChartLine, ...]
+    as_needed: tuple[Administration, ...]
+
+    def count(self, status: DoseStatus) -> int:
+        return sum(1 for line in self.doses if line.status is status)
+
+
+@dataclass(frozen=True)
+class WardChart:
+    """A ward's administration chart for one Oslo calendar day."""
+
+    ward_id: UUID
+    day: date
+    patients: tuple[PatientChart, ...]
+
+
+def ward_chart(conn: Connection, ward_id: UUID, day: date, now: datetime) -> WardChart:
+    """Per admitted patient: the day's planned doses in force with their status at ``now``
+    (planned, due, overdue, missed, given, not given, refused, held) and the PRN doses given."""
+    found = store.read_ward(conn, ward_id)
+    if found is None:
+        raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
+    start, end = local_day_bounds(day)
+    admissions = [
+        a
+        for a in store.admissions_to(conn, ward_id)
+        if a.admitted_at < end and (a.discharged_at is None or a.discharged_at > start)
+    ]
+    lines = chart_lines(conn, [a.patient_id for a in admissions], start, end, ward_id=ward_id)
+    stays = {a.patient_id: a for a in admissions}
+    by_patient: dict[UUID, list[ChartLine]] = defaultdict(list)
+    for line in lines:
+        stay = stays.get(line.dose.patient_id)
+        if not line.in_force or stay is None or not stay.covers(line.dose.due_at):
+            continue
+        by_patient[line.dose.patient_id].append(
+            ChartLine(
+                planned_dose_id=line.dose.id,
+                entry_id=line.dose.entry_id,
+                drug=line.dose.drug,
+                local_time=line.dose.local_time,
+                due_at=line.dose.due_at,
+                amount=line.dose.amount,
+                status=dose_status(line.dose.due_at, line.charting, found.config, now),
+                late=line.charting is not None and line.charting.late,
+                multidose=line.dose.multidose,
+                charting=line.charting,
+            )
+        )
+    prn: dict[UUID, list[Administration]] = defaultdict(list)
+    patients = [a.patient_id for a in admissions]
+    for charted in store.chartings_of_patients(conn, patients, start, end):
+        given = charted.administration
+        # Only what was given during a stay on this ward: a PRN dose charted earlier that
+        # day by another ward (of another organisation, maybe) is not this ward's to see.
+        if (
+            charted.stands
+            and given.planned_dose_id is None
+            and any(a.patient_id == given.patient_id and a.covers(given.at) for a in admissions)
+        ):
+            prn[given.patient_id].append(given)
+    return WardChart(
+        ward_id=ward_id,
+        day=day,
+        patients=tuple(
+            PatientChart(
+                a.patient_id,
+                a.id,
+                tuple(by_patient.get(a.patient_id, ())),
+                tuple(prn.get(a.patient_id, ())),
+            )
+            for a in admissions
+        ),
+    )
+
+
+def administration_history(
+    conn: Connection,
+    patient_id: UUID,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[store.Charted]:
+    """Every charting of the patient (also those entered in error, with their correction),
+    oldest first."""
+    if national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    return store.chartings_of_patient(conn, patient_id, since, until)
