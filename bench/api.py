@@ -69,8 +69,18 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "seeds" / "demo-fest.xml"
 TARGETS = {"list_read_p99_ms": 30.0, "prescribe_p99_ms": 60.0, "postgres_requests_per_s": 400}
 # No pair among these needs an override: the mixed scenario measures the normal path.
-ROTATION = ("090436", "090283", "090334", "090861", "090606", "090555", "090997", "090402",
-            "090028", "090368")
+ROTATION = (
+    "090436",
+    "090283",
+    "090334",
+    "090861",
+    "090606",
+    "090555",
+    "090997",
+    "090402",
+    "090028",
+    "090368",
+)
 PRESCRIPTIONS_PER_PATIENT = len(ROTATION)
 
 
@@ -87,8 +97,13 @@ def _patients(engine, count: int) -> list[BenchPatient]:
     for n in range(count):
         birth = date(1930 + n % 60, 1 + n % 12, 1 + n % 28)
         nid = national_id(birth, (n * 7) % 400)
-        patient = Patient(id=uuid.uuid4(), national_id=NationalId(nid), given_name="Bench",
-                          family_name=f"Pasient {n}", birth_date=birth)
+        patient = Patient(
+            id=uuid.uuid4(),
+            national_id=NationalId(nid),
+            given_name="Bench",
+            family_name=f"Pasient {n}",
+            birth_date=birth,
+        )
         try:
             register_patient(engine, patient, Call(actor=GP, at=at))
         except Exception:  # noqa: BLE001 - a repeated synthetic national id: take the next
@@ -109,8 +124,15 @@ class Client(threading.Thread):
     seconds) it waits for each due moment and measures latency from it; without, it sends
     back to back and measures from the send."""
 
-    def __init__(self, port: int, patients: list[BenchPatient], deadline: float, iterations: int,
-                 tokens: dict[str, str], schedule: Iterator[float] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        patients: list[BenchPatient],
+        deadline: float,
+        iterations: int,
+        tokens: dict[str, str],
+        schedule: Iterator[float] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.port, self.patients, self.deadline = port, patients, deadline
         self.iterations, self.tokens, self.schedule = iterations, tokens, schedule
@@ -135,8 +157,9 @@ class Client(threading.Thread):
             sent["Content-Type"] = "application/json"
         return started, sent, payload
 
-    def _call(self, label: str, method: str, path: str, token: str, body=None,
-              headers=None) -> tuple[int, dict[str, str]]:
+    def _call(
+        self, label: str, method: str, path: str, token: str, body=None, headers=None
+    ) -> tuple[int, dict[str, str]]:
         started, sent, payload = self._due(token, body, headers)
         assert self.http is not None
         self.http.request(method, path, body=payload, headers=sent)
@@ -167,22 +190,47 @@ class Client(threading.Thread):
             patient = self.patients[n // PRESCRIPTIONS_PER_PATIENT]
             varenr = ROTATION[n % PRESCRIPTIONS_PER_PATIENT]
             _, listed = self._call("list read", "GET", f"/patients/{patient.id}/list", gp)
-            self._call("dry-run check", "POST", f"/patients/{patient.id}/list/check", gp,
-                       {"proposed": [{"drug": {"varenr": varenr}}]})
+            self._call(
+                "dry-run check",
+                "POST",
+                f"/patients/{patient.id}/list/check",
+                gp,
+                {"proposed": [{"drug": {"varenr": varenr}}]},
+            )
             rx = str(uuid.uuid4())
-            self._call("prescribe with checks", "POST", f"/patients/{patient.id}/prescriptions",
-                       gp, {"entry_id": str(uuid.uuid4()), "drug": {"varenr": varenr},
-                            "use": "regular", "start": date.today().isoformat(),
-                            "terms": {"prescription_id": rx, "quantity": {"packages": 1}}},
-                       {"If-Match": listed["etag"], "Idempotency-Key": str(uuid.uuid4())})
-            _, shown = self._call("pharmacy read", "GET",
-                                  f"/pharmacy/patients/{patient.id}/prescriptions", pharmacist)
-            self._call("dispense", "POST", f"/pharmacy/patients/{patient.id}/dispenses",
-                       pharmacist,
-                       {"dispense_id": str(uuid.uuid4()), "prescription_id": rx,
-                        "varenr": varenr, "dispensed_on": date.today().isoformat(),
-                        "quantity": {"packages": 1}, "batch": "B1", "expiry": "2030-01-01"},
-                       {"If-Match": shown["etag"]})
+            self._call(
+                "prescribe with checks",
+                "POST",
+                f"/patients/{patient.id}/prescriptions",
+                gp,
+                {
+                    "entry_id": str(uuid.uuid4()),
+                    "drug": {"varenr": varenr},
+                    "use": "regular",
+                    "start": date.today().isoformat(),
+                    "terms": {"prescription_id": rx, "quantity": {"packages": 1}},
+                },
+                {"If-Match": listed["etag"], "Idempotency-Key": str(uuid.uuid4())},
+            )
+            _, shown = self._call(
+                "pharmacy read", "GET", f"/pharmacy/patients/{patient.id}/prescriptions", pharmacist
+            )
+            self._call(
+                "dispense",
+                "POST",
+                f"/pharmacy/patients/{patient.id}/dispenses",
+                pharmacist,
+                {
+                    "dispense_id": str(uuid.uuid4()),
+                    "prescription_id": rx,
+                    "varenr": varenr,
+                    "dispensed_on": date.today().isoformat(),
+                    "quantity": {"packages": 1},
+                    "batch": "B1",
+                    "expiry": "2030-01-01",
+                },
+                {"If-Match": shown["etag"]},
+            )
             self._call("catalogue search", "GET", "/catalogue/packages?name=tab&limit=10", gp)
             # Each patient's token is new to the server on the patient's first round.
             self._call("patient own list", "GET", "/me/list", patient.token)
@@ -197,9 +245,16 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dict[str, str],
-           args: argparse.Namespace, rate: float | None, client_class: type[Client] = Client,
-           extras: list | None = None) -> dict:
+def _phase(
+    port: int,
+    server_pid: int,
+    patients: list[BenchPatient],
+    tokens: dict[str, str],
+    args: argparse.Namespace,
+    rate: float | None,
+    client_class: type[Client] = Client,
+    extras: list | None = None,
+) -> dict:
     """One phase: closed loop (``rate`` None) or paced at ``rate`` requests/s in total. The
     client threads run in ``args.client_processes`` processes (forked), so that the load
     generator's own GIL does not add to the latencies it measures. ``client_class`` (a
@@ -213,11 +268,19 @@ def _phase(port: int, server_pid: int, patients: list[BenchPatient], tokens: dic
         if rate is not None:
             interval = args.clients / rate
             schedule = _schedule(started + i * interval / args.clients, interval)
-        clients.append(client_class(port, patients[i * per_client:(i + 1) * per_client],
-                                    deadline, args.iterations, dict(tokens), schedule))
+        clients.append(
+            client_class(
+                port,
+                patients[i * per_client : (i + 1) * per_client],
+                deadline,
+                args.iterations,
+                dict(tokens),
+                schedule,
+            )
+        )
     server_before = _cpu_seconds_of_tree(server_pid)
     postgres_before = _cpu_seconds_of_postgres()
-    shares = [clients[k::args.client_processes] for k in range(args.client_processes)]
+    shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     processes = [context.Process(target=_drive, args=(share, results)) for share in shares]
@@ -280,20 +343,25 @@ def _drive(clients: list[Client], results) -> None:
         for label, counted in client.statuses.items():
             for status, n in counted.items():
                 statuses[label][status] += n
-    results.put({
-        "timings": dict(timings),
-        "statuses": {label: dict(counted) for label, counted in statuses.items()},
-        "errors": [c.error for c in clients if c.error],
-        "cpu": time.process_time() - before,
-        "extras": [c.extra() for c in clients],
-    })
+    results.put(
+        {
+            "timings": dict(timings),
+            "statuses": {label: dict(counted) for label, counted in statuses.items()},
+            "errors": [c.error for c in clients if c.error],
+            "cpu": time.process_time() - before,
+            "extras": [c.extra() for c in clients],
+        }
+    )
 
 
 def _latencies(values: list[float]) -> dict:
     if not values:
         return {"n": 0}
-    return {"n": len(values), "p50_ms": round(statistics.median(values), 2),
-            "p99_ms": round(_percentile(values, 0.99), 2)}
+    return {
+        "n": len(values),
+        "p50_ms": round(statistics.median(values), 2),
+        "p99_ms": round(_percentile(values, 0.99), 2),
+    }
 
 
 def run(url: str, args: argparse.Namespace) -> dict:
@@ -304,13 +372,18 @@ def run(url: str, args: argparse.Namespace) -> dict:
     patients = _patients(engine, 2 * args.clients * per_client + 1)
     engine.dispose()
     port = _free_port()
-    env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url,
-           "MEDLOOP_SCHEDULER": "off"}
+    env = {
+        **os.environ,
+        "MEDLOOP_ALLOW_DEV_KEYS": "1",
+        "MEDLOOP_DATABASE_URL": url,
+        "MEDLOOP_SCHEDULER": "off",
+    }
     server = start_server(env, port, args.workers)
     tokens = {
         "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
-        "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
-                                  PHARMACIST.organisation.id),
+        "pharmacist": issue_token(
+            "pharmacist", PHARMACIST.personnel.hpr_number, PHARMACIST.organisation.id
+        ),
     }
     try:
         _wait_until_serving(port, server)
@@ -330,9 +403,19 @@ def start_server(env: dict, port: int, workers: int) -> subprocess.Popen:
     ``server.log``: a pipe nobody reads fills up and then blocks every worker mid-request."""
     server_log = tempfile.TemporaryFile()
     server = subprocess.Popen(
-        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
-         "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=server_log,
+        [
+            sys.executable,
+            "-c",
+            "from medloop.cli import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=server_log,
     )
     server.log = server_log  # type: ignore[attr-defined]
     return server
@@ -385,30 +468,45 @@ def _postgres(base_url: str):
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return admin, name, make_url(admin_url).set(database=name).render_as_string(
-        hide_password=False
-    )
+    return admin, name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15.0, help="per phase")
-    parser.add_argument("--iterations", type=int, default=60,
-                        help="scenario rounds per client and phase")
-    parser.add_argument("--rate", type=float, default=400.0,
-                        help="requests/s all clients together offer in the paced phase")
+    parser.add_argument(
+        "--iterations", type=int, default=60, help="scenario rounds per client and phase"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=400.0,
+        help="requests/s all clients together offer in the paced phase",
+    )
     parser.add_argument("--catalogue", type=Path, default=DEMO)
     parser.add_argument("--only", choices=("sqlite", "postgres"))
-    parser.add_argument("--workers", type=int, default=2,
-                        help="server worker processes on PostgreSQL (SQLite always 1)")
-    parser.add_argument("--client-processes", type=int, default=1,
-                        help="processes the client threads are spread over")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="server worker processes on PostgreSQL (SQLite always 1)",
+    )
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=1,
+        help="processes the client threads are spread over",
+    )
     args = parser.parse_args()
     if not 1 <= args.client_processes <= args.clients:
         parser.error("--client-processes must be from 1 to --clients")
-    result: dict = {"targets": TARGETS, "catalogue": args.catalogue.name,
-                    "postgres_workers": args.workers, "paced_rate": args.rate}
+    result: dict = {
+        "targets": TARGETS,
+        "catalogue": args.catalogue.name,
+        "postgres_workers": args.workers,
+        "paced_rate": args.rate,
+    }
     if args.only != "postgres":
         with tempfile.TemporaryDirectory() as directory:
             single = argparse.Namespace(**{**vars(args), "workers": 1})

@@ -44,11 +44,16 @@ def measure(url: str, patients: int) -> dict[str, float]:
             started = time.perf_counter()
             result = verify(conn, rows=rows)
             timings["chains_and_rows" if rows else "chains_only"] = round(
-                time.perf_counter() - started, 3)
+                time.perf_counter() - started, 3
+            )
     assert result.ok, [p.as_json() for p in result.problems]
     engine.dispose()
-    return {"records": result.records, "rows": result.rows, "seconds": timings,
-            "rows_per_second": round(result.rows / max(timings["chains_and_rows"], 1e-9))}
+    return {
+        "records": result.records,
+        "rows": result.rows,
+        "seconds": timings,
+        "rows_per_second": round(result.rows / max(timings["chains_and_rows"], 1e-9)),
+    }
 
 
 def main() -> None:
@@ -59,7 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out["sqlite"] = measure(f"sqlite:///{tmp}/verify.db", args.patients)
     server = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get(
-        "MEDLOOP_TEST_POSTGRES_URL")
+        "MEDLOOP_TEST_POSTGRES_URL"
+    )
     if server:
         url, drop = postgres_database(server)
         try:

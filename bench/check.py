@@ -96,15 +96,15 @@ Check = Callable[[], int]
 
 def through_request(knowledge: Knowledge, request: dict[str, Any]) -> Check:
     return lambda: len(
-        run_check(knowledge, CheckRequest.model_validate(request), include_all=False)
-        .as_json()["alerts"]
+        run_check(knowledge, CheckRequest.model_validate(request), include_all=False).as_json()[
+            "alerts"
+        ]
     )
 
 
 def through_library(knowledge: Knowledge, request: dict[str, Any]) -> Check:
     medications = [
-        Medication(m["id"], knowledge.resolve(fest_id=m["fest_id"]))
-        for m in request["medications"]
+        Medication(m["id"], knowledge.resolve(fest_id=m["fest_id"])) for m in request["medications"]
     ]
     proposed = request.get("proposed")
     return lambda: len(check(knowledge, medications, proposed=proposed))
@@ -148,7 +148,9 @@ def scenario(
     measure = {"list_size": list_size, "iterations": iterations, "proposed": proposed}
     return {
         "request": latencies_ms(knowledge, packages, path=through_request, seed=seed, **measure),
-        "library": latencies_ms(knowledge, packages, path=through_library, seed=seed + 1, **measure),
+        "library": latencies_ms(
+            knowledge, packages, path=through_library, seed=seed + 1, **measure
+        ),
     }
 
 

@@ -97,7 +97,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--file", type=Path, default=None,
+        "--file",
+        type=Path,
+        default=None,
         help="measure this FEST file (.xml, .xml.gz, .zip) instead of the synthetic one",
     )
     args = parser.parse_args()
@@ -144,7 +146,9 @@ def main() -> None:
                 "bare_iterparse_runs": [round(x, 2) for x in bare],
                 "import_runs": [round(x, 2) for x in imports],
                 "import_peak_pss_mb": round(max(pss), 1),
-                "rss_sum_upper_bound_mb": round(max(r + p for r, p in zip(rss, parser_rss, strict=True)), 1),
+                "rss_sum_upper_bound_mb": round(
+                    max(r + p for r, p in zip(rss, parser_rss, strict=True)), 1
+                ),
                 "importer_process_peak_rss_mb": round(max(rss), 1),
                 "parser_process_peak_rss_mb": round(max(parser_rss), 1),
                 "reimport_seconds": round(statistics.median(reimports), 3),

@@ -50,10 +50,14 @@ OUT = Path(__file__).resolve().parent / "out"
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 GP = Actor(
     personnel=HealthPersonnel(hpr_number="431002737", name="Bench Lege", role=PersonnelRole.DOCTOR),
-    organisation=Organisation(id="8095068", name="Bench legekontor", kind=OrganisationKind.GP_PRACTICE),
+    organisation=Organisation(
+        id="8095068", name="Bench legekontor", kind=OrganisationKind.GP_PRACTICE
+    ),
 )
 PHARMACIST = Actor(
-    personnel=HealthPersonnel(hpr_number="9876543", name="Bench Apoteker", role=PersonnelRole.PHARMACIST),
+    personnel=HealthPersonnel(
+        hpr_number="9876543", name="Bench Apoteker", role=PersonnelRole.PHARMACIST
+    ),
     organisation=Organisation(id="8090688", name="Bench apotek", kind=OrganisationKind.PHARMACY),
 )
 COMMANDS_PER_LIST = 4
@@ -67,11 +71,16 @@ def national_id(n: int) -> NationalId:
     born = date(1940, 1, 1) + timedelta(days=n % 21900)
     for individual in range(n // 21900 * 7, 500):
         digits = [int(c) for c in f"{born:%d%m%y}{individual:03d}"]
-        k1 = (11 - sum(d * w for d, w in zip(digits, (3, 7, 6, 1, 8, 9, 4, 5, 2), strict=True)) % 11) % 11
+        k1 = (
+            11 - sum(d * w for d, w in zip(digits, (3, 7, 6, 1, 8, 9, 4, 5, 2), strict=True)) % 11
+        ) % 11
         if k1 == 10:
             continue
         digits.append(k1)
-        k2 = (11 - sum(d * w for d, w in zip(digits, (5, 4, 3, 2, 7, 6, 5, 4, 3, 2), strict=True)) % 11) % 11
+        k2 = (
+            11
+            - sum(d * w for d, w in zip(digits, (5, 4, 3, 2, 7, 6, 5, 4, 3, 2), strict=True)) % 11
+        ) % 11
         if k2 != 10:
             return NationalId("".join(map(str, digits)) + str(k2))
     raise ValueError(f"no valid national id for bench patient {n}")
@@ -83,7 +92,9 @@ def order(varenr: str) -> PrescribeOrder:
         drug=DrugOrder(varenr=varenr),
         use=Use.REGULAR,
         start=NOW.date(),
-        terms=PrescriptionTerms(prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=2)),
+        terms=PrescriptionTerms(
+            prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=2)
+        ),
     )
 
 
@@ -94,7 +105,11 @@ def prescribe_overriding(engine, patient_id, prescription: PrescribeOrder, versi
     except OverrideRequired as refused:
         overrides = {a.key: "benefit outweighs risk, monitored" for a in refused.alerts}
         return prescribe(
-            engine, patient_id, prescription, Call(actor=GP, at=NOW, overrides=overrides), based_on=version
+            engine,
+            patient_id,
+            prescription,
+            Call(actor=GP, at=NOW, overrides=overrides),
+            based_on=version,
         )
 
 
@@ -112,7 +127,9 @@ def dispense_overriding(engine, patient_id, prescription: PrescribeOrder, varenr
         return dispense(engine, patient_id, dispensing, Call(actor=PHARMACIST, at=NOW))
     except OverrideRequired as refused:
         overrides = {a.key: "checked with prescriber" for a in refused.alerts}
-        return dispense(engine, patient_id, dispensing, Call(actor=PHARMACIST, at=NOW, overrides=overrides))
+        return dispense(
+            engine, patient_id, dispensing, Call(actor=PHARMACIST, at=NOW, overrides=overrides)
+        )
 
 
 class World:
@@ -128,13 +145,18 @@ class World:
         self.next_person += 1
         nid = national_id(self.next_person)
         patient = Patient(
-            id=uuid.uuid4(), national_id=nid, given_name="Bench", family_name=f"Pasient{self.next_person}",
+            id=uuid.uuid4(),
+            national_id=nid,
+            given_name="Bench",
+            family_name=f"Pasient{self.next_person}",
             birth_date=nid.birth_date,
         )
         register_patient(self.engine, patient, Call(actor=GP, at=NOW))
         version = 0
         for varenr in self.random.sample(self.varenrs, entries):
-            version = prescribe_overriding(self.engine, patient.id, order(varenr), version).list_version
+            version = prescribe_overriding(
+                self.engine, patient.id, order(varenr), version
+            ).list_version
         return patient.id, version
 
 
@@ -180,12 +202,17 @@ def _writer(engine, lists, varenrs, start, results) -> None:
         patient_id = lists[n % len(lists)][0]
         new = order(varenr)
         try:
-            done = prescribe(engine, patient_id, new, Call(actor=GP, at=NOW), based_on=versions[patient_id])
+            done = prescribe(
+                engine, patient_id, new, Call(actor=GP, at=NOW), based_on=versions[patient_id]
+            )
         except OverrideRequired as refusal:
             refused += 1
             overrides = {a.key: "benefit outweighs risk, monitored" for a in refusal.alerts}
             done = prescribe(
-                engine, patient_id, new, Call(actor=GP, at=NOW, overrides=overrides),
+                engine,
+                patient_id,
+                new,
+                Call(actor=GP, at=NOW, overrides=overrides),
                 based_on=versions[patient_id],
             )
         versions[patient_id] = done.list_version
@@ -193,8 +220,14 @@ def _writer(engine, lists, varenrs, start, results) -> None:
     with engine.connect() as conn:
         backends.add(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
     results.put(
-        (begun, ended, len(varenrs), refused, time.process_time() - cpu_before,
-         _cpu_seconds(backends) - server_before)
+        (
+            begun,
+            ended,
+            len(varenrs),
+            refused,
+            time.process_time() - cpu_before,
+            _cpu_seconds(backends) - server_before,
+        )
     )
 
 
@@ -220,7 +253,9 @@ def concurrent_throughput(world: World, writers: int, commands_each: int) -> dic
 
     per_writer = max(1, commands_each // COMMANDS_PER_LIST)
     lists = [[world.patient_with_list(20) for _ in range(per_writer)] for _ in range(writers)]
-    plans = [[world.random.choice(world.varenrs) for _ in range(commands_each)] for _ in range(writers)]
+    plans = [
+        [world.random.choice(world.varenrs) for _ in range(commands_each)] for _ in range(writers)
+    ]
     with world.engine.connect() as conn:
         catalogue_in_force(conn)  # built once here and shared with the forked writers
     context = multiprocessing.get_context("fork")
@@ -257,7 +292,9 @@ def concurrent_throughput(world: World, writers: int, commands_each: int) -> dic
         # two cores, 2000 ms / (client + server) bounds the commands per second.
         "client_cpu_ms_per_command": round(client_cpu * 1000 / commands, 2),
         "server_cpu_ms_per_command": round(server_cpu * 1000 / commands, 2),
-        "cpu_bound_commands_per_second_on_2_cores": round(2 * commands / (client_cpu + server_cpu), 1),
+        "cpu_bound_commands_per_second_on_2_cores": round(
+            2 * commands / (client_cpu + server_cpu), 1
+        ),
     }
 
 
@@ -295,7 +332,9 @@ def postgres_database(server_url: str) -> tuple[str, callable]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    return make_url(normalise_url(server_url)).set(database=name).render_as_string(hide_password=False), drop
+    return make_url(normalise_url(server_url)).set(database=name).render_as_string(
+        hide_password=False
+    ), drop
 
 
 def main() -> None:
@@ -309,17 +348,23 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         engine, varenrs = prepared(f"sqlite:///{tmp}/bench.db", catalogue)
-        figures["sqlite"] = single_command_latencies(World(engine, varenrs, seed=1), args.iterations)
+        figures["sqlite"] = single_command_latencies(
+            World(engine, varenrs, seed=1), args.iterations
+        )
         engine.dispose()
 
-    server = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+    server = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get(
+        "MEDLOOP_TEST_POSTGRES_URL"
+    )
     if server:
         url, drop = postgres_database(server)
         try:
             engine, varenrs = prepared(url, catalogue)
             world = World(engine, varenrs, seed=2)
             figures["postgres"] = single_command_latencies(world, args.iterations)
-            figures["postgres_concurrent"] = concurrent_throughput(world, args.writers, args.commands_each)
+            figures["postgres_concurrent"] = concurrent_throughput(
+                world, args.writers, args.commands_each
+            )
             engine.dispose()
         finally:
             drop()

@@ -74,10 +74,12 @@ class LagSampler(threading.Thread):
         # once the standby has caught up with an idle primary).
         with self._primary.connect() as primary:
             while not self._done.wait(0.25):
-                row = primary.execute(text(
-                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn),"
-                    " EXTRACT(EPOCH FROM replay_lag) FROM pg_stat_replication LIMIT 1"
-                )).first()
+                row = primary.execute(
+                    text(
+                        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn),"
+                        " EXTRACT(EPOCH FROM replay_lag) FROM pg_stat_replication LIMIT 1"
+                    )
+                ).first()
                 if row is None:
                     continue
                 self.bytes.append(max(int(row[0] or 0), 0))
@@ -100,8 +102,9 @@ class LagSampler(threading.Thread):
         }
 
 
-def _one_run(primary_url: str, replica_url: str, pair: Path, routed: bool,
-             args: argparse.Namespace) -> dict:
+def _one_run(
+    primary_url: str, replica_url: str, pair: Path, routed: bool, args: argparse.Namespace
+) -> dict:
     name = f"medloop_bench_scale_{uuid.uuid4().hex[:8]}"
     admin = create_engine(primary_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -159,11 +162,11 @@ def main() -> None:
     ports = _free_port(), _free_port()
     exports = subprocess.run(
         [str(SCRIPT), "start", str(pair), *map(str, ports)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
-    found = dict(
-        line.removeprefix("export ").split("=", 1) for line in exports.splitlines()
-    )
+    found = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())
     primary_url = found["MEDLOOP_TEST_REPLICA_PRIMARY_URL"]
     replica_url = found["MEDLOOP_TEST_REPLICA_URL"]
     runs = []
@@ -171,32 +174,45 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = (False, True) if round_ % 2 == 0 else (True, False)
             for routed in order:
-                runs.append({"round": round_ + 1,
-                             **_one_run(primary_url, replica_url, pair, routed, args)})
+                runs.append(
+                    {"round": round_ + 1, **_one_run(primary_url, replica_url, pair, routed, args)}
+                )
                 time.sleep(1)
     finally:
         subprocess.run([str(SCRIPT), "stop", str(pair)], check=False)
         folder.rmdir()
 
     def median_of(routed: bool, phase: str, key: str) -> float:
-        values = [run[phase]["cpu_ms_per_request"][key] if key != "rps"
-                  else run[phase]["requests_per_s"]
-                  for run in runs if run["read_routing"] is routed]
+        values = [
+            run[phase]["cpu_ms_per_request"][key] if key != "rps" else run[phase]["requests_per_s"]
+            for run in runs
+            if run["read_routing"] is routed
+        ]
         return round(statistics.median(values), 3)
 
     summary = {
         phase: {
-            "requests_per_s": {"primary_only": median_of(False, phase, "rps"),
-                               "routed": median_of(True, phase, "rps")},
-            "primary_cpu_ms_per_request": {"primary_only": median_of(False, phase, "postgres"),
-                                           "routed": median_of(True, phase, "postgres")},
-            "server_cpu_ms_per_request": {"primary_only": median_of(False, phase, "server"),
-                                          "routed": median_of(True, phase, "server")},
+            "requests_per_s": {
+                "primary_only": median_of(False, phase, "rps"),
+                "routed": median_of(True, phase, "rps"),
+            },
+            "primary_cpu_ms_per_request": {
+                "primary_only": median_of(False, phase, "postgres"),
+                "routed": median_of(True, phase, "postgres"),
+            },
+            "server_cpu_ms_per_request": {
+                "primary_only": median_of(False, phase, "server"),
+                "routed": median_of(True, phase, "server"),
+            },
         }
         for phase in ("closed_loop", "paced")
     }
-    print(json.dumps({"workers": args.workers, "clients": args.clients, "summary": summary,
-                      "runs": runs}, indent=2))
+    print(
+        json.dumps(
+            {"workers": args.workers, "clients": args.clients, "summary": summary, "runs": runs},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,9 @@ class SoakClient(api.Client):
         self.acknowledged: list[tuple[str, str]] = []  # (kind, id)
         self.retries: Counter = Counter()
 
-    def _call(self, label: str, method: str, path: str, token: str, body=None,
-              headers=None) -> tuple[int, dict[str, str]]:
+    def _call(
+        self, label: str, method: str, path: str, token: str, body=None, headers=None
+    ) -> tuple[int, dict[str, str]]:
         started, sent, payload = self._due(token, body, headers)
         if method == "POST":
             sent.setdefault("Idempotency-Key", str(uuid.uuid4()))
@@ -122,7 +123,7 @@ def _workers(server_pid: int) -> list[int]:
     """uvicorn's worker processes: the supervisor's children started by multiprocessing."""
     found = []
     children = Path(f"/proc/{server_pid}/task/{server_pid}/children")
-    for pid in (children.read_text().split() if children.exists() else []):
+    for pid in children.read_text().split() if children.exists() else []:
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
@@ -156,8 +157,9 @@ class Faults(threading.Thread):
     """Kills a worker with SIGKILL every ``every`` seconds and terminates the database's
     backends half-way between, from ``start`` until ``stop`` (perf_counter seconds)."""
 
-    def __init__(self, server_pid: int, admin, database: str, start: float, stop: float,
-                 every: float) -> None:
+    def __init__(
+        self, server_pid: int, admin, database: str, start: float, stop: float, every: float
+    ) -> None:
         super().__init__(daemon=True)
         self.server_pid, self.admin, self.database = server_pid, admin, database
         self.start_at, self.stop_at, self.every = start, stop, every
@@ -191,15 +193,25 @@ class Faults(threading.Thread):
                 replaced = round(time.perf_counter() - at, 2)
                 break
             time.sleep(0.05)
-        return {"at": at, "fault": "kill -9 worker", "pid": victim, "workers_before": workers,
-                "replacement_started_after_s": replaced}
+        return {
+            "at": at,
+            "fault": "kill -9 worker",
+            "pid": victim,
+            "workers_before": workers,
+            "replacement_started_after_s": replaced,
+        }
 
     def _terminate(self) -> dict:
         with self.admin.connect() as conn:
-            count = len(conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :db AND pid <> pg_backend_pid()"
-            ), {"db": self.database}).all())
+            count = len(
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": self.database},
+                ).all()
+            )
         return {"at": time.perf_counter(), "fault": "pg_terminate_backend", "backends": count}
 
 
@@ -209,8 +221,9 @@ def _window(at: float, faults_from: float, faults_to: float) -> str:
     return "during" if at < faults_to else "after"
 
 
-def _verify(url: str, acknowledged: list[tuple[str, str]], patients: list[str],
-            untouched: str, warm: str) -> dict:
+def _verify(
+    url: str, acknowledged: list[tuple[str, str]], patients: list[str], untouched: str, warm: str
+) -> dict:
     """Every acknowledged write is in the database; no write took effect twice."""
     engine = make_engine(url)
     try:
@@ -222,10 +235,14 @@ def _verify(url: str, acknowledged: list[tuple[str, str]], patients: list[str],
             lost = [(kind, id_) for kind, id_ in acknowledged if id_ not in found[kind]]
 
             def per_patient(table, column):
-                return dict(conn.execute(
-                    select(column, func.count()).where(column.in_(bindparam("ids", expanding=True)))
-                    .group_by(column), {"ids": [*patients, untouched, warm]}
-                ).all())
+                return dict(
+                    conn.execute(
+                        select(column, func.count())
+                        .where(column.in_(bindparam("ids", expanding=True)))
+                        .group_by(column),
+                        {"ids": [*patients, untouched, warm]},
+                    ).all()
+                )
 
             changes = per_patient(list_change, list_change.c.patient_id)
             prescriptions = per_patient(prescription, prescription.c.patient_id)
@@ -245,16 +262,22 @@ def _verify(url: str, acknowledged: list[tuple[str, str]], patients: list[str],
         "acknowledged_writes_lost": len(lost),
         "lost": lost[:20],
         "duplicate_effects": duplicates,
-        "stored": {"prescriptions": sum(prescriptions.get(p, 0) for p in patients),
-                   "dispenses": sum(dispenses.get(p, 0) for p in patients)},
+        "stored": {
+            "prescriptions": sum(prescriptions.get(p, 0) for p in patients),
+            "dispenses": sum(dispenses.get(p, 0) for p in patients),
+        },
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--fault-every", type=float, default=120.0,
-                        help="seconds between two worker kills (backends terminated between)")
+    parser.add_argument(
+        "--fault-every",
+        type=float,
+        default=120.0,
+        help="seconds between two worker kills (backends terminated between)",
+    )
     parser.add_argument("--load", type=float, default=0.8, help="share of measured capacity")
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=16)
@@ -280,13 +303,18 @@ def main() -> None:
         untouched, warm = capacity_share.pop(), capacity_share.pop()
 
         port = api._free_port()
-        env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_DATABASE_URL": url,
-               "MEDLOOP_SCHEDULER": "off"}
+        env = {
+            **os.environ,
+            "MEDLOOP_ALLOW_DEV_KEYS": "1",
+            "MEDLOOP_DATABASE_URL": url,
+            "MEDLOOP_SCHEDULER": "off",
+        }
         server = api.start_server(env, port, args.workers)
         tokens = {
             "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
-            "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number,
-                                      PHARMACIST.organisation.id),
+            "pharmacist": issue_token(
+                "pharmacist", PHARMACIST.personnel.hpr_number, PHARMACIST.organisation.id
+            ),
         }
         try:
             api._wait_until_serving(port, server)
@@ -296,10 +324,16 @@ def main() -> None:
                 time.sleep(0.5)
             api.Client(port, [warm], time.perf_counter() + 60, 1, dict(tokens)).run()
             capacity = api._phase(
-                port, server.pid, capacity_share, tokens,
-                argparse.Namespace(clients=args.clients, client_processes=args.client_processes,
-                                   seconds=args.capacity_seconds,
-                                   iterations=16 * api.PRESCRIPTIONS_PER_PATIENT),
+                port,
+                server.pid,
+                capacity_share,
+                tokens,
+                argparse.Namespace(
+                    clients=args.clients,
+                    client_processes=args.client_processes,
+                    seconds=args.capacity_seconds,
+                    iterations=16 * api.PRESCRIPTIONS_PER_PATIENT,
+                ),
                 None,
             )
             rate = round(capacity["requests_per_s"] * args.load, 1)
@@ -320,10 +354,19 @@ def main() -> None:
             faults.start()
             extras: list[dict] = []
             soak = api._phase(
-                port, server.pid, soak_share, tokens,
-                argparse.Namespace(clients=args.clients, client_processes=args.client_processes,
-                                   seconds=duration, iterations=rounds),
-                rate, SoakClient, extras,
+                port,
+                server.pid,
+                soak_share,
+                tokens,
+                argparse.Namespace(
+                    clients=args.clients,
+                    client_processes=args.client_processes,
+                    seconds=duration,
+                    iterations=rounds,
+                ),
+                rate,
+                SoakClient,
+                extras,
             )
             faults.join(timeout=5)
             memory_end = _memory(server.pid)

@@ -67,12 +67,14 @@ TARGETS = {"plan_48h_seconds": 2.0, "chart_p99_ms": 25.0}
 HOME = Organisation(id="8012345", name="Bench sykehjem", kind=OrganisationKind.NURSING_HOME)
 GP = Actor(
     personnel=HealthPersonnel(hpr_number="431002737", name="Bench Lege", role=PersonnelRole.DOCTOR),
-    organisation=Organisation(id="8095068", name="Bench legekontor",
-                              kind=OrganisationKind.GP_PRACTICE),
+    organisation=Organisation(
+        id="8095068", name="Bench legekontor", kind=OrganisationKind.GP_PRACTICE
+    ),
 )
 NURSE = Actor(
-    personnel=HealthPersonnel(hpr_number="1234567", name="Bench Sykepleier",
-                              role=PersonnelRole.NURSE),
+    personnel=HealthPersonnel(
+        hpr_number="1234567", name="Bench Sykepleier", role=PersonnelRole.NURSE
+    ),
     organisation=HOME,
 )
 
@@ -80,19 +82,26 @@ NURSE = Actor(
 def dosage(index: int) -> Dosage:
     """Entry ``index`` takes one tablet in two of the four slots, so each slot has 4 doses."""
     slots = (SLOTS[index % 4], SLOTS[(index + 2) % 4])
-    return Dosage(use=Use.REGULAR, fixed=tuple(
-        FixedDose(amount=Quantity(value=1, unit="tablett"), time_of_day=s) for s in slots
-    ))
+    return Dosage(
+        use=Use.REGULAR,
+        fixed=tuple(
+            FixedDose(amount=Quantity(value=1, unit="tablett"), time_of_day=s) for s in slots
+        ),
+    )
 
 
 def prescribe_overriding(engine, patient_id, order: PrescribeOrder, version: int) -> int:
     try:
-        result = prescribe(engine, patient_id, order, Call(actor=GP, at=SETUP_AT),
-                           based_on=version)
+        result = prescribe(engine, patient_id, order, Call(actor=GP, at=SETUP_AT), based_on=version)
     except OverrideRequired as refused:
         overrides = {a.key: "benefit outweighs risk, monitored" for a in refused.alerts}
-        result = prescribe(engine, patient_id, order,
-                           Call(actor=GP, at=SETUP_AT, overrides=overrides), based_on=version)
+        result = prescribe(
+            engine,
+            patient_id,
+            order,
+            Call(actor=GP, at=SETUP_AT, overrides=overrides),
+            based_on=version,
+        )
     return result.list_version
 
 
@@ -103,26 +112,46 @@ def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, s
     upgrade(engine)
     import_catalogue(engine, DEMO)
     ward_id = uuid.uuid4()
-    administration.create_ward(engine, administration.WardOrder(ward_id=ward_id, name="Bench"),
-                           Call(actor=NURSE, at=SETUP_AT))
+    administration.create_ward(
+        engine,
+        administration.WardOrder(ward_id=ward_id, name="Bench"),
+        Call(actor=NURSE, at=SETUP_AT),
+    )
     residents: dict[uuid.UUID, dict[uuid.UUID, str]] = {}
     for n in range(RESIDENTS):
         nid = national_id(5000 + n)
-        patient = Patient(id=uuid.uuid4(), national_id=nid, given_name="Bench",
-                          family_name=f"Beboer{n}", birth_date=nid.birth_date)
+        patient = Patient(
+            id=uuid.uuid4(),
+            national_id=nid,
+            given_name="Bench",
+            family_name=f"Beboer{n}",
+            birth_date=nid.birth_date,
+        )
         register_patient(engine, patient, Call(actor=GP, at=SETUP_AT))
-        administration.admit(engine, patient.id, administration.AdmissionOrder(
-            admission_id=uuid.uuid4(), ward_id=ward_id, admitted_at=SETUP_AT,
-            reason="Langtidsopphold", decision_reference="Bench 2026/1",
-        ), Call(actor=NURSE, at=SETUP_AT))
+        administration.admit(
+            engine,
+            patient.id,
+            administration.AdmissionOrder(
+                admission_id=uuid.uuid4(),
+                ward_id=ward_id,
+                admitted_at=SETUP_AT,
+                reason="Langtidsopphold",
+                decision_reference="Bench 2026/1",
+            ),
+            Call(actor=NURSE, at=SETUP_AT),
+        )
         version = 0
         eans: dict[uuid.UUID, str] = {}
         for index, (varenr, ean) in enumerate(DRUGS):
             order = PrescribeOrder(
-                entry_id=uuid.uuid4(), drug=DrugOrder(varenr=varenr), use=Use.REGULAR,
-                dosage=dosage(index), start=SETUP_AT.date(),
-                terms=PrescriptionTerms(prescription_id=uuid.uuid4(),
-                                        quantity=PrescribedQuantity(packages=1)),
+                entry_id=uuid.uuid4(),
+                drug=DrugOrder(varenr=varenr),
+                use=Use.REGULAR,
+                dosage=dosage(index),
+                start=SETUP_AT.date(),
+                terms=PrescriptionTerms(
+                    prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1)
+                ),
             )
             version = prescribe_overriding(engine, patient.id, order, version)
             eans[order.entry_id] = ean
@@ -143,14 +172,21 @@ def measure(url: str) -> dict[str, object]:
             if line.local_time.hour != 8:
                 continue
             request = ChartRequest(
-                administration_id=uuid.uuid4(), entry_id=line.entry_id,
-                planned_dose_id=line.planned_dose_id, outcome=Outcome.GIVEN,
-                given_at=ROUND_AT, dose=line.amount,
+                administration_id=uuid.uuid4(),
+                entry_id=line.entry_id,
+                planned_dose_id=line.planned_dose_id,
+                outcome=Outcome.GIVEN,
+                given_at=ROUND_AT,
+                dose=line.amount,
                 scan=residents[patient.patient_id][line.entry_id],
             )
             began = time.perf_counter()
-            administration.chart(engine, patient.patient_id, request,
-                             Call(actor=NURSE, at=ROUND_AT, idempotency_key=str(uuid.uuid4())))
+            administration.chart(
+                engine,
+                patient.patient_id,
+                request,
+                Call(actor=NURSE, at=ROUND_AT, idempotency_key=str(uuid.uuid4())),
+            )
             samples.append((time.perf_counter() - began) * 1000)
     engine.dispose()
     return {

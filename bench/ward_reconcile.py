@@ -54,16 +54,18 @@ REPORTED = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 TARGET_SECONDS = 3.0
 
 GP = Actor(
-    personnel=HealthPersonnel(hpr_number="431002737", name="Bench Lege",
-                              role=PersonnelRole.DOCTOR),
-    organisation=Organisation(id="8095068", name="Bench legekontor",
-                              kind=OrganisationKind.GP_PRACTICE),
+    personnel=HealthPersonnel(hpr_number="431002737", name="Bench Lege", role=PersonnelRole.DOCTOR),
+    organisation=Organisation(
+        id="8095068", name="Bench legekontor", kind=OrganisationKind.GP_PRACTICE
+    ),
 )
 PHARMACIST = Actor(
-    personnel=HealthPersonnel(hpr_number="9876543", name="Bench Apoteker",
-                              role=PersonnelRole.PHARMACIST),
-    organisation=Organisation(id="8090688", name="Bench multidoseapotek",
-                              kind=OrganisationKind.PHARMACY),
+    personnel=HealthPersonnel(
+        hpr_number="9876543", name="Bench Apoteker", role=PersonnelRole.PHARMACIST
+    ),
+    organisation=Organisation(
+        id="8090688", name="Bench multidoseapotek", kind=OrganisationKind.PHARMACY
+    ),
 )
 # Eight packable demo tablets and capsules without a relevance-1 interaction between them.
 VARENR = ("090436", "090283", "090334", "090402", "090861", "090997", "090606", "090028")
@@ -80,13 +82,16 @@ def _national_id(n: int) -> NationalId:
     born = _born(n)
     for individual in range(500):
         digits = [int(c) for c in f"{born:%d%m%y}{individual:03d}"]
-        k1 = (11 - sum(d * w for d, w in zip(digits, (3, 7, 6, 1, 8, 9, 4, 5, 2),
-                                               strict=True)) % 11) % 11
+        k1 = (
+            11 - sum(d * w for d, w in zip(digits, (3, 7, 6, 1, 8, 9, 4, 5, 2), strict=True)) % 11
+        ) % 11
         if k1 == 10:
             continue
         digits.append(k1)
-        k2 = (11 - sum(d * w for d, w in zip(digits, (5, 4, 3, 2, 7, 6, 5, 4, 3, 2),
-                                               strict=True)) % 11) % 11
+        k2 = (
+            11
+            - sum(d * w for d, w in zip(digits, (5, 4, 3, 2, 7, 6, 5, 4, 3, 2), strict=True)) % 11
+        ) % 11
         if k2 != 10:
             return NationalId("".join(map(str, digits)) + str(k2))
     raise ValueError(f"no national id for bench patient {n}")
@@ -103,13 +108,17 @@ def _order(n: int, varenr: str) -> PrescribeOrder:
         entry_id=uuid.uuid4(),
         drug=DrugOrder(varenr=varenr),
         use=Use.REGULAR,
-        dosage=Dosage(use=Use.REGULAR, fixed=tuple(
-            FixedDose(amount=Quantity(value=1, unit=unit), time_of_day=t) for t in times
-        )),
+        dosage=Dosage(
+            use=Use.REGULAR,
+            fixed=tuple(
+                FixedDose(amount=Quantity(value=1, unit=unit), time_of_day=t) for t in times
+            ),
+        ),
         start=NOW.date(),
         multidose=True,
-        terms=PrescriptionTerms(prescription_id=uuid.uuid4(),
-                                quantity=PrescribedQuantity(packages=1), repeats=3),
+        terms=PrescriptionTerms(
+            prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1), repeats=3
+        ),
     )
 
 
@@ -118,18 +127,26 @@ def _prescribe(engine: Engine, patient_id: uuid.UUID, order: PrescribeOrder, ver
         return prescribe(engine, patient_id, order, _call(GP), based_on=version).list_version
     except OverrideRequired as needed:
         overrides = {a.key: "bench: reviewed" for a in needed.alerts}
-        return prescribe(engine, patient_id, order, _call(GP, overrides=overrides),
-                         based_on=version).list_version
+        return prescribe(
+            engine, patient_id, order, _call(GP, overrides=overrides), based_on=version
+        ).list_version
 
 
 def _set_up_patient(engine: Engine, n: int) -> tuple[uuid.UUID, uuid.UUID]:
-    patient = Patient(id=uuid.uuid4(), national_id=_national_id(n), given_name="Bench",
-                      family_name=f"Pasient {n}", birth_date=_born(n))
+    patient = Patient(
+        id=uuid.uuid4(),
+        national_id=_national_id(n),
+        given_name="Bench",
+        family_name=f"Pasient {n}",
+        birth_date=_born(n),
+    )
     register_patient(engine, patient, _call(GP))
     multidose.set_responsibility(
-        engine, patient.id,
-        multidose.ResponsibilityOrder(doctor=GP, pharmacy=PHARMACIST.organisation,
-                                      valid_from=NOW.date()),
+        engine,
+        patient.id,
+        multidose.ResponsibilityOrder(
+            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=NOW.date()
+        ),
         _call(GP),
     )
     version = 0
@@ -137,7 +154,8 @@ def _set_up_patient(engine: Engine, n: int) -> tuple[uuid.UUID, uuid.UUID]:
         version = _prescribe(engine, patient.id, _order(i, varenr), version)
     period_id = uuid.uuid4()
     multidose.open_packing_period(
-        engine, patient.id,
+        engine,
+        patient.id,
         multidose.PeriodOrder(period_id=period_id, first_day=FIRST_DAY, order_deadline=DEADLINE),
         _call(PHARMACIST),
     )
@@ -158,7 +176,8 @@ def _report(plan: multidose.ProductionPlan) -> PackReport:
         if i == 4:  # the second day's morning bag holds simvastatin
             lines = [
                 line.model_copy(update={"varenr": SUBSTITUTE[1], "entry_id": None})
-                if line.varenr == SUBSTITUTE[0] else line
+                if line.varenr == SUBSTITUTE[0]
+                else line
                 for line in lines
             ]
         bags.append(PackedBag(day=bag.day, intake=bag.intake, lines=tuple(lines)))
@@ -229,10 +248,14 @@ def _fresh_postgres(url: str) -> tuple[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db-url", help="database to use (default: fresh SQLite, and "
-                        "PostgreSQL when MEDLOOP_BENCH_POSTGRES_URL is set)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--db-url",
+        help="database to use (default: fresh SQLite, and "
+        "PostgreSQL when MEDLOOP_BENCH_POSTGRES_URL is set)",
+    )
     parser.add_argument("--patients", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()

@@ -107,7 +107,12 @@ def import_catalogue(
                 unchanged=True,
                 mode=current["mode"],
             )
-        if current is not None and header.hentet_dato and header.hentet_dato < current["hentet_dato"] and not allow_older:
+        if (
+            current is not None
+            and header.hentet_dato
+            and header.hentet_dato < current["hentet_dato"]
+            and not allow_older
+        ):
             raise FestImportRejected(
                 f"{path}: HentetDato {header.hentet_dato} is older than the catalogue in force "
                 f"(version {current['id']}, HentetDato {current['hentet_dato']}); "
@@ -158,7 +163,9 @@ class _Rows:
     def _plan(self, table: Table) -> tuple[tuple[str, ...], tuple[tuple[int, Callable], ...]]:
         names = tuple(c.name for c in table.columns)
         serialisers = tuple(
-            (i, serialise) for i, c in enumerate(table.columns) if (serialise := _serialiser(c.type)) is not None
+            (i, serialise)
+            for i, c in enumerate(table.columns)
+            if (serialise := _serialiser(c.type)) is not None
         )
         self.plans[table] = (names, serialisers)
         return names, serialisers
@@ -207,7 +214,11 @@ class _Run:
         self.seen: set[int] = set()
         self.closing: list[int] = []
         self.expired_entry_ids: list[str] = []
-        self.changes: dict[str, Counter] = {"added": Counter(), "replaced": Counter(), "expired": Counter()}
+        self.changes: dict[str, Counter] = {
+            "added": Counter(),
+            "replaced": Counter(),
+            "expired": Counter(),
+        }
         self.duplicates: Counter = Counter()
         self.unmatched: list[str] = []
         self.mode = "full"
@@ -271,7 +282,13 @@ class _Run:
         for field_name, position, target_kind, target_id in record.refs:
             rows.add(
                 schema.fest_ref,
-                {"entry": pk, "field": field_name, "position": position, "target_kind": target_kind, "target_id": target_id},
+                {
+                    "entry": pk,
+                    "field": field_name,
+                    "position": position,
+                    "target_kind": target_kind,
+                    "target_id": target_id,
+                },
             )
 
     def conclude(self) -> None:
@@ -309,12 +326,16 @@ class _Run:
         return [
             f"{kind}: {self.before[kind]} -> {after[kind]}"
             for kind in self.before
-            if self.before[kind] >= SHRINK_MIN_ROWS and after[kind] < SHRINK_FLOOR * self.before[kind]
+            if self.before[kind] >= SHRINK_MIN_ROWS
+            and after[kind] < SHRINK_FLOOR * self.before[kind]
         ]
 
     def outcome(self) -> dict[str, Any]:
         """What the importing process needs once a child has parsed the file (no per-entry maps)."""
-        return {name: getattr(self, name) for name in ("mode", "closing", "unmatched", "changes", "duplicates")}
+        return {
+            name: getattr(self, name)
+            for name in ("mode", "closing", "unmatched", "changes", "duplicates")
+        }
 
     def adopt(self, outcome: dict[str, Any]) -> None:
         for name, value in outcome.items():
@@ -333,7 +354,9 @@ def _counting(progress: Progress | None, total: int | None):
     return on_read
 
 
-def _parse_here(run: _Run, header: Header, writer: _BatchWriter, total: int | None, progress: Progress | None) -> None:
+def _parse_here(
+    run: _Run, header: Header, writer: _BatchWriter, total: int | None, progress: Progress | None
+) -> None:
     entries = iter_entries(run.path, header, _counting(progress, total), run.limits)
     run.load(entries, _Rows(writer.write))
     run.conclude()
@@ -356,7 +379,10 @@ def _parse_in_child(
                 message, payload, extra = receiver.recv()
             except EOFError:
                 raise FestFormatError(
-                    str(run.path), None, None, f"the parser process ended unexpectedly (exit code {child.exitcode})"
+                    str(run.path),
+                    None,
+                    None,
+                    f"the parser process ended unexpectedly (exit code {child.exitcode})",
                 ) from None
             if message == "rows":
                 writer.write(payload)
@@ -423,7 +449,9 @@ class _BatchWriter:
     def write(self, batch: Batch) -> None:
         entries = batch.pop(schema.fest_entry.name, None)
         if entries:
-            self.conn.exec_driver_sql(self.sql.get("fest_entry") or self._insert("fest_entry"), entries)
+            self.conn.exec_driver_sql(
+                self.sql.get("fest_entry") or self._insert("fest_entry"), entries
+            )
         for name, rows in batch.items():
             self.conn.exec_driver_sql(self.sql.get(name) or self._insert(name), rows)
 
@@ -433,7 +461,9 @@ def _entries_in_force(conn: Connection) -> list[tuple[int, str, str, str]]:
     return [
         tuple(row)
         for row in conn.execute(
-            select(entry.c.id, entry.c.kind, entry.c.domain_id, entry.c.entry_id).where(entry.c.valid_to.is_(None))
+            select(entry.c.id, entry.c.kind, entry.c.domain_id, entry.c.entry_id).where(
+                entry.c.valid_to.is_(None)
+            )
         )
     ]
 
@@ -479,7 +509,9 @@ def _finish(
         )
     if run.closing:
         conn.execute(
-            update(schema.fest_entry).where(schema.fest_entry.c.id == bindparam("pk")).values(valid_to=run.version),
+            update(schema.fest_entry)
+            .where(schema.fest_entry.c.id == bindparam("pk"))
+            .values(valid_to=run.version),
             [{"pk": pk} for pk in run.closing],
         )
     warnings = [
@@ -487,7 +519,9 @@ def _finish(
         for kind, n in sorted(run.duplicates.items())
     ]
     if unknown_expired:
-        warnings.append(f"{unknown_expired} expired (Status U) entry ids were never imported; ignored")
+        warnings.append(
+            f"{unknown_expired} expired (Status U) entry ids were never imported; ignored"
+        )
     warnings.extend(
         f"{count} unresolvable {field_name} references to {target_kind} (e.g. {example})"
         for field_name, target_kind, count, example in unresolved_references(conn)

@@ -175,7 +175,9 @@ class _CountingReader(io.RawIOBase):
         self._total += n
         if self._total > self._limits.max_xml_bytes:
             raise FestFormatError(
-                str(self._path), None, None,
+                str(self._path),
+                None,
+                None,
                 f"the XML content is larger than {self._limits.max_xml_bytes} bytes "
                 f"({Limits.ENV['max_xml_bytes']})",
             )
@@ -236,7 +238,9 @@ class _MarkupGuard:
                 length = base + closed - self._started
                 if length > self._limit:
                     raise FestFormatError(
-                        str(self._path), self._line, None,
+                        str(self._path),
+                        self._line,
+                        None,
                         f"a {self._kind} longer than {self._limit} bytes "
                         f"({Limits.ENV['max_markup_bytes']})",
                     )
@@ -275,7 +279,9 @@ def _open_raw(path: Path, limits: Limits) -> tuple[BinaryIO, int | None]:
         try:
             archive = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
-            raise FestFormatError(str(path), None, None, f"not a readable zip archive: {exc}") from exc
+            raise FestFormatError(
+                str(path), None, None, f"not a readable zip archive: {exc}"
+            ) from exc
         try:
             member = _zip_member(path, archive, limits)
             return archive.open(member), member.file_size
@@ -294,14 +300,18 @@ def _zip_member(path: Path, archive: zipfile.ZipFile, limits: Limits) -> zipfile
     members = archive.infolist()
     if len(members) > limits.max_archive_members:
         raise FestFormatError(
-            str(path), None, None,
+            str(path),
+            None,
+            None,
             f"the zip archive has {len(members)} members, more than "
             f"{limits.max_archive_members} ({Limits.ENV['max_archive_members']})",
         )
     comment_limit = limits.max_archive_comment_bytes
     if len(archive.comment) > comment_limit:
         raise FestFormatError(
-            str(path), None, None,
+            str(path),
+            None,
+            None,
             f"the zip archive's comment is {len(archive.comment)} bytes, more than {comment_limit} "
             f"({Limits.ENV['max_archive_comment_bytes']})",
         )
@@ -311,13 +321,17 @@ def _zip_member(path: Path, archive: zipfile.ZipFile, limits: Limits) -> zipfile
     for info in xml:
         if len(info.comment) > comment_limit:
             raise FestFormatError(
-                str(path), None, None,
+                str(path),
+                None,
+                None,
                 f"the comment of zip member {info.filename!r} is {len(info.comment)} bytes, more "
                 f"than {comment_limit} ({Limits.ENV['max_archive_comment_bytes']})",
             )
         if info.file_size > limits.max_xml_bytes:
             raise FestFormatError(
-                str(path), None, None,
+                str(path),
+                None,
+                None,
                 f"zip member {info.filename!r} would inflate to {info.file_size} bytes, more than "
                 f"{limits.max_xml_bytes} ({Limits.ENV['max_xml_bytes']})",
             )
@@ -387,7 +401,9 @@ def read_header(path: Path, limits: Limits | None = None) -> Header:
     if root is None:
         raise FestFormatError(str(path), 1, 1, "the file is empty")
     namespace = etree.QName(root).namespace
-    return Header(namespace=namespace, fest_version=M30_NAMESPACES[namespace], hentet_dato=hentet_dato)
+    return Header(
+        namespace=namespace, fest_version=M30_NAMESPACES[namespace], hentet_dato=hentet_dato
+    )
 
 
 def _check_root(path: Path, root: etree._Element) -> None:
@@ -464,7 +480,9 @@ def iter_entries(
                 break
             if entry_started is not None and fed - entry_started > limits.max_entry_bytes:
                 raise FestFormatError(
-                    str(path), entry_line, None,
+                    str(path),
+                    entry_line,
+                    None,
                     f"an Oppf element longer than {limits.max_entry_bytes} bytes "
                     f"({Limits.ENV['max_entry_bytes']})",
                 )
@@ -476,9 +494,10 @@ def iter_entries(
         # Every Kat* element is optional, but a document with none of them (and no entry)
         # is no catalogue: importing it would put an empty catalogue in force.
         raise FestFormatError(
-            str(path), None, None,
-            "the file has no catalogue (no Kat* element and no Oppf* entry): not a FEST "
-            "catalogue",
+            str(path),
+            None,
+            None,
+            "the file has no catalogue (no Kat* element and no Oppf* entry): not a FEST catalogue",
         )
 
 

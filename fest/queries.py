@@ -41,7 +41,9 @@ def active_counts(conn: Connection) -> dict[str, int]:
     entry = schema.fest_entry
     found = dict(
         conn.execute(
-            select(entry.c.kind, func.count()).where(entry.c.valid_to.is_(None)).group_by(entry.c.kind)
+            select(entry.c.kind, func.count())
+            .where(entry.c.valid_to.is_(None))
+            .group_by(entry.c.kind)
         ).all()
     )
     return {kind: int(found.get(kind, 0)) for kind in schema.COUNTED_KINDS}

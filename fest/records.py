@@ -26,7 +26,9 @@ from fest import schema
 Row = dict[str, Any]
 
 #: Kinds whose typed rows carry every element of the payload: their raw XML is not kept.
-FULLY_TYPED = frozenset({"Interaksjon", "InteraksjonIkkeVurdert", "VirkestoffMedStyrke", "Byttegruppe", "Vilkar"})
+FULLY_TYPED = frozenset(
+    {"Interaksjon", "InteraksjonIkkeVurdert", "VirkestoffMedStyrke", "Byttegruppe", "Vilkar"}
+)
 Ref = tuple[str, int, str, str]  # field, position, target kind, target domain id
 
 
@@ -150,7 +152,9 @@ def _package_info(el: etree._Element, out: Extracted, position: int) -> Row:
     for name, child in _children(el):
         if name == "RefLegemiddelMerkevare":
             row["product_id"] = _text(child)
-            out.refs.append(("RefLegemiddelMerkevare", position, "LegemiddelMerkevare", _text(child)))
+            out.refs.append(
+                ("RefLegemiddelMerkevare", position, "LegemiddelMerkevare", _text(child))
+            )
         elif name == "Pakningsstr":
             row["pack_size"] = _text(child)
         elif name == "EnhetPakning":
@@ -251,7 +255,9 @@ def _drug(kind: str, el: etree._Element, out: Extracted) -> None:
                 elif sub in ("RefVirkestoffMedStyrke", "RefVirkestoff"):
                     ref = (sub, _text(grandchild))
             if ref is not None:
-                target = "VirkestoffMedStyrke" if ref[0] == "RefVirkestoffMedStyrke" else "Virkestoff"
+                target = (
+                    "VirkestoffMedStyrke" if ref[0] == "RefVirkestoffMedStyrke" else "Virkestoff"
+                )
                 pos = sort if sort is not None else position[name]
                 out.refs.append((name, pos, target, ref[1]))
             position[name] += 1
@@ -285,7 +291,9 @@ def _drug(kind: str, el: etree._Element, out: Extracted) -> None:
             for sub, grandchild in _children(child):
                 marketing[sub] = _text(grandchild)
         elif name in ("RefLegemiddelMerkevare", "RefPakning"):
-            target = "LegemiddelMerkevare" if name == "RefLegemiddelMerkevare" else "Legemiddelpakning"
+            target = (
+                "LegemiddelMerkevare" if name == "RefLegemiddelMerkevare" else "Legemiddelpakning"
+            )
             out.refs.append((name, len(out.refs), target, _text(child)))
         elif name == "LmrLopenr":
             row["lmr_number"] = _text(child)
@@ -423,7 +431,9 @@ def _substance_group(el: etree._Element, out: Extracted, group_position: int) ->
                     member["atc_name"] = grandchild.get("DN")
                 elif sub == "RefVirkestoff":
                     member["substance_ids"].append(_text(grandchild))
-                    out.refs.append(("Substans/RefVirkestoff", group_position, "Virkestoff", _text(grandchild)))
+                    out.refs.append(
+                        ("Substans/RefVirkestoff", group_position, "Virkestoff", _text(grandchild))
+                    )
             group["members"].append(member)
     return group
 
@@ -432,7 +442,9 @@ def _not_assessed(el: etree._Element, out: Extracted) -> None:
     for name, child in _children(el):
         if name == "Atc":
             out.domain_id = child.get("V") or ""
-            out.rows.append((schema.fest_not_assessed, {"atc": out.domain_id, "atc_name": child.get("DN")}))
+            out.rows.append(
+                (schema.fest_not_assessed, {"atc": out.domain_id, "atc_name": child.get("DN")})
+            )
     if not out.domain_id:
         raise RecordError("InteraksjonIkkeVurdert without Atc")
 
@@ -502,13 +514,17 @@ def _refund_group(el: etree._Element, out: Extracted) -> Row:
             for sub, grandchild in _children(child):
                 if sub == "Refusjonskode":
                     code.update(
-                        system=grandchild.get("S"), code=grandchild.get("V"), name=grandchild.get("DN")
+                        system=grandchild.get("S"),
+                        code=grandchild.get("V"),
+                        name=grandchild.get("DN"),
                     )
                 elif sub == "Refusjonsvilkar":
                     condition = {s: _text(g) for s, g in _children(grandchild)}
                     code["conditions"].append(condition)
                     if condition.get("RefVilkar"):
-                        out.refs.append(("Refusjonsvilkar/RefVilkar", 0, "Vilkar", condition["RefVilkar"]))
+                        out.refs.append(
+                            ("Refusjonsvilkar/RefVilkar", 0, "Vilkar", condition["RefVilkar"])
+                        )
                 else:
                     code[sub] = _text(grandchild)
             row["codes"].append(code)
@@ -593,7 +609,9 @@ def _notice(el: etree._Element, out: Extracted) -> None:
             target_kind = _NOTICE_CLASS_TARGETS.get(klasse or "")
             if target_kind is None:
                 raise RecordError(f"VarselSlv Referanseelement with unknown Klasse {klasse!r}")
-            out.refs.extend((f"Referanseelement/{klasse}", i, target_kind, t) for i, t in enumerate(targets))
+            out.refs.extend(
+                (f"Referanseelement/{klasse}", i, target_kind, t) for i, t in enumerate(targets)
+            )
     if not row.get("type_code") or not row.get("headline"):
         raise RecordError("VarselSlv without Type or Overskrift")
     out.rows.append((schema.fest_notice, row))
@@ -683,7 +701,9 @@ def _commodity(commodity_type: str, el: etree._Element, out: Extracted) -> None:
     out.rows.append((schema.fest_commodity, row))
 
 
-_DRUG_KINDS = frozenset({"LegemiddelMerkevare", "Legemiddelpakning", "LegemiddelVirkestoff", "Legemiddeldose"})
+_DRUG_KINDS = frozenset(
+    {"LegemiddelMerkevare", "Legemiddelpakning", "LegemiddelVirkestoff", "Legemiddeldose"}
+)
 _COMMODITY_KINDS = frozenset({"MedForbMatr", "Naringsmiddel", "Brystprotese"})
 
 _PAYLOAD_KIND = {

@@ -53,11 +53,19 @@ COUNTED_KINDS = (
 
 
 def _entry_fk() -> Column:
-    return Column("entry", Integer, ForeignKey("fest_entry.id", ondelete="CASCADE"), primary_key=True)
+    return Column(
+        "entry", Integer, ForeignKey("fest_entry.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 def _entry_ref() -> Column:
-    return Column("entry", Integer, ForeignKey("fest_entry.id", ondelete="CASCADE"), nullable=False, index=True)
+    return Column(
+        "entry",
+        Integer,
+        ForeignKey("fest_entry.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
 
 
 fest_version = Table(
@@ -141,7 +149,9 @@ fest_drug = Table(
     Column("varenr", String(16), index=True),  # Legemiddelpakning
     Column("storage", String(4)),  # Oppbevaring
     Column("marketing", JSON),  # Markedsforingsinfo
-    Column("prices", JSON),  # PrisVare [{type_code, type_name, price, currency, valid_from, valid_to}]
+    Column(
+        "prices", JSON
+    ),  # PrisVare [{type_code, type_name, price, currency, valid_from, valid_to}]
     Column("lmr_number", String(16)),  # Legemiddeldose/LmrLopenr
     Column("amount_value", Float),  # Legemiddeldose/Mengde
     Column("amount_unit", String(16)),
@@ -331,7 +341,9 @@ fest_commodity = Table(  # Handelsvare
     metadata,
     _entry_fk(),
     Column("nr", String(40), nullable=False, index=True),
-    Column("commodity_type", String(32), nullable=False),  # MedForbMatr | Naringsmiddel | Brystprotese
+    Column(
+        "commodity_type", String(32), nullable=False
+    ),  # MedForbMatr | Naringsmiddel | Brystprotese
     Column("name", String(500)),
     Column("supplier", String(300)),
 )

@@ -80,101 +80,366 @@ _L1: tuple[tuple[str, str, int], ...] = (
 )
 
 _L2_NAMES: dict[str, tuple[str, ...]] = {
-    "A": ("Midler mot syrerelaterte lidelser", "Midler mot funksjonelle gastrointestinale lidelser",
-          "Antiemetika og midler mot kvalme", "Galle- og leverterapi", "Laksantia",
-          "Antidiarroika og tarmantiseptika", "Midler til diabetesbehandling", "Vitaminer",
-          "Mineraltilskudd", "Andre midler med virkning på fordøyelse og stoffskifte"),
-    "B": ("Antitrombotiske midler", "Antihemoragika", "Antianemiske preparater",
-          "Blodsubstitutter og perfusjonsvæsker", "Andre hematologiske midler"),
-    "C": ("Hjerteterapi", "Antihypertensiva", "Diuretika", "Perifere vasodilatorer",
-          "Betablokkere", "Kalsiumantagonister",
-          "Midler med virkning på renin-angiotensinsystemet", "Lipidmodifiserende midler"),
-    "D": ("Antimykotika til dermatologisk bruk", "Emollienter og hudbeskyttende midler",
-          "Midler mot psoriasis", "Antibiotika og kjemoterapeutika til dermatologisk bruk",
-          "Kortikosteroider, dermatologiske preparater", "Aknemidler"),
-    "G": ("Gynekologiske antiinfektiva og antiseptika", "Andre gynekologiske midler",
-          "Kjønnshormoner og midler med effekt på genitalia", "Urologika"),
-    "H": ("Hypofyse- og hypothalamushormoner", "Kortikosteroider til systemisk bruk",
-          "Tyreoideaterapi", "Pankreashormoner", "Midler som påvirker kalsiumhomøostasen"),
-    "J": ("Antibakterielle midler til systemisk bruk", "Antimykotika til systemisk bruk",
-          "Midler mot mykobakterier", "Antivirale midler til systemisk bruk",
-          "Immunsera og immunglobuliner", "Vaksiner"),
-    "L": ("Antineoplastiske midler", "Endokrin terapi", "Immunstimulerende midler",
-          "Immunsuppressive midler"),
-    "M": ("Antiinflammatoriske og antirevmatiske midler",
-          "Topikale midler mot muskel- og leddsmerter", "Muskelrelaksantia", "Giktmidler",
-          "Midler til behandling av skjelettsykdommer"),
-    "N": ("Anestetika", "Analgetika", "Antiepileptika", "Midler mot parkinsonisme",
-          "Psykoleptika", "Psykoanaleptika", "Andre midler med virkning på nervesystemet"),
-    "R": ("Nesepreparater", "Hals- og munnhulepreparater", "Midler mot obstruktiv lungesykdom",
-          "Hoste- og forkjølelsesmidler", "Antihistaminer til systemisk bruk"),
+    "A": (
+        "Midler mot syrerelaterte lidelser",
+        "Midler mot funksjonelle gastrointestinale lidelser",
+        "Antiemetika og midler mot kvalme",
+        "Galle- og leverterapi",
+        "Laksantia",
+        "Antidiarroika og tarmantiseptika",
+        "Midler til diabetesbehandling",
+        "Vitaminer",
+        "Mineraltilskudd",
+        "Andre midler med virkning på fordøyelse og stoffskifte",
+    ),
+    "B": (
+        "Antitrombotiske midler",
+        "Antihemoragika",
+        "Antianemiske preparater",
+        "Blodsubstitutter og perfusjonsvæsker",
+        "Andre hematologiske midler",
+    ),
+    "C": (
+        "Hjerteterapi",
+        "Antihypertensiva",
+        "Diuretika",
+        "Perifere vasodilatorer",
+        "Betablokkere",
+        "Kalsiumantagonister",
+        "Midler med virkning på renin-angiotensinsystemet",
+        "Lipidmodifiserende midler",
+    ),
+    "D": (
+        "Antimykotika til dermatologisk bruk",
+        "Emollienter og hudbeskyttende midler",
+        "Midler mot psoriasis",
+        "Antibiotika og kjemoterapeutika til dermatologisk bruk",
+        "Kortikosteroider, dermatologiske preparater",
+        "Aknemidler",
+    ),
+    "G": (
+        "Gynekologiske antiinfektiva og antiseptika",
+        "Andre gynekologiske midler",
+        "Kjønnshormoner og midler med effekt på genitalia",
+        "Urologika",
+    ),
+    "H": (
+        "Hypofyse- og hypothalamushormoner",
+        "Kortikosteroider til systemisk bruk",
+        "Tyreoideaterapi",
+        "Pankreashormoner",
+        "Midler som påvirker kalsiumhomøostasen",
+    ),
+    "J": (
+        "Antibakterielle midler til systemisk bruk",
+        "Antimykotika til systemisk bruk",
+        "Midler mot mykobakterier",
+        "Antivirale midler til systemisk bruk",
+        "Immunsera og immunglobuliner",
+        "Vaksiner",
+    ),
+    "L": (
+        "Antineoplastiske midler",
+        "Endokrin terapi",
+        "Immunstimulerende midler",
+        "Immunsuppressive midler",
+    ),
+    "M": (
+        "Antiinflammatoriske og antirevmatiske midler",
+        "Topikale midler mot muskel- og leddsmerter",
+        "Muskelrelaksantia",
+        "Giktmidler",
+        "Midler til behandling av skjelettsykdommer",
+    ),
+    "N": (
+        "Anestetika",
+        "Analgetika",
+        "Antiepileptika",
+        "Midler mot parkinsonisme",
+        "Psykoleptika",
+        "Psykoanaleptika",
+        "Andre midler med virkning på nervesystemet",
+    ),
+    "R": (
+        "Nesepreparater",
+        "Hals- og munnhulepreparater",
+        "Midler mot obstruktiv lungesykdom",
+        "Hoste- og forkjølelsesmidler",
+        "Antihistaminer til systemisk bruk",
+    ),
     "S": ("Otologika", "Oftalmologika", "Oftalmologiske og otologiske preparater"),
     "V": ("Allergener", "Alle andre terapeutiske produkter", "Diagnostika", "Kontrastmidler"),
 }
-_L3_QUALIFIERS = ("usammensatte preparater", "kombinasjoner", "systemiske preparater",
-                  "selektive midler", "ikke-selektive midler", "kortvirkende midler",
-                  "langtidsvirkende midler", "andre midler")
-_L4_CHEMISTRY = ("Benzimidazol", "Piperazin", "Fenotiazin", "Dihydropyridin", "Imidazol",
-                 "Triazol", "Kinolon", "Tetrasyklin", "Steroid", "Aminosyre", "Pyrimidin",
-                 "Purin", "Benzodiazepin", "Morfinan", "Tiazid", "Sulfonamid", "Karbamat",
-                 "Indol", "Pyrrolidin", "Kumarin", "Fenylalkylamin", "Butyrofenon",
-                 "Tioxanten", "Propionsyre", "Eddiksyre", "Salisylsyre", "Oksikam",
-                 "Peptid", "Nukleosid", "Glykopeptid", "Makrolid", "Cefalosporin")
+_L3_QUALIFIERS = (
+    "usammensatte preparater",
+    "kombinasjoner",
+    "systemiske preparater",
+    "selektive midler",
+    "ikke-selektive midler",
+    "kortvirkende midler",
+    "langtidsvirkende midler",
+    "andre midler",
+)
+_L4_CHEMISTRY = (
+    "Benzimidazol",
+    "Piperazin",
+    "Fenotiazin",
+    "Dihydropyridin",
+    "Imidazol",
+    "Triazol",
+    "Kinolon",
+    "Tetrasyklin",
+    "Steroid",
+    "Aminosyre",
+    "Pyrimidin",
+    "Purin",
+    "Benzodiazepin",
+    "Morfinan",
+    "Tiazid",
+    "Sulfonamid",
+    "Karbamat",
+    "Indol",
+    "Pyrrolidin",
+    "Kumarin",
+    "Fenylalkylamin",
+    "Butyrofenon",
+    "Tioxanten",
+    "Propionsyre",
+    "Eddiksyre",
+    "Salisylsyre",
+    "Oksikam",
+    "Peptid",
+    "Nukleosid",
+    "Glykopeptid",
+    "Makrolid",
+    "Cefalosporin",
+)
 _SUFFIXES: dict[str, tuple[str, ...]] = {
-    "A": ("prazol", "tidin", "gliptin", "glinid", "gliflozin", "setron", "pramid", "lutid",
-          "sakkarid", "kalsiferol"),
+    "A": (
+        "prazol",
+        "tidin",
+        "gliptin",
+        "glinid",
+        "gliflozin",
+        "setron",
+        "pramid",
+        "lutid",
+        "sakkarid",
+        "kalsiferol",
+    ),
     "B": ("parin", "ksaban", "gatran", "grel", "plase", "poetin", "stat"),
-    "C": ("olol", "pril", "sartan", "dipin", "statin", "tiazid", "semid", "azosin", "kalim",
-          "daron", "fibrat"),
+    "C": (
+        "olol",
+        "pril",
+        "sartan",
+        "dipin",
+        "statin",
+        "tiazid",
+        "semid",
+        "azosin",
+        "kalim",
+        "daron",
+        "fibrat",
+    ),
     "D": ("konazol", "metason", "tretinoin", "fenin", "krolimus", "rosen", "kortid"),
     "G": ("estradiol", "gestrel", "osin", "afil", "sterid", "fenasin", "relix"),
     "H": ("relin", "tropin", "solon", "tiamazol", "pressin", "kalsitol", "tocin"),
     "J": ("cillin", "mycin", "floksacin", "syklin", "vir", "fungin", "penem", "cef", "mab"),
     "L": ("mab", "nib", "platin", "taksel", "limus", "rubicin", "tinib", "zumab", "cept"),
     "M": ("profen", "koksib", "dronat", "fenak", "kuronium", "kam"),
-    "N": ("pam", "zolam", "etin", "pramin", "triptan", "idon", "barbital", "kain", "peridol",
-          "tiapin", "gabalin", "morfon", "fentanil", "pezil"),
+    "N": (
+        "pam",
+        "zolam",
+        "etin",
+        "pramin",
+        "triptan",
+        "idon",
+        "barbital",
+        "kain",
+        "peridol",
+        "tiapin",
+        "gabalin",
+        "morfon",
+        "fentanil",
+        "pezil",
+    ),
     "R": ("terol", "lukast", "tadin", "sonid", "tropium", "fyllin", "kodon"),
     "S": ("prost", "olol", "lamid", "floksacin", "tropin", "kain"),
     "V": ("gadoat", "jodol", "tekat", "fosfat", "meglumin"),
 }
-_SYLLABLES = ("ba", "be", "bi", "bo", "da", "de", "di", "do", "fa", "fe", "fi", "ka", "ke",
-              "ki", "ko", "la", "le", "li", "lo", "lu", "ma", "me", "mi", "mo", "na", "ne",
-              "ni", "no", "pa", "pe", "pi", "po", "ra", "re", "ri", "ro", "sa", "se", "si",
-              "so", "ta", "te", "ti", "to", "va", "ve", "vi", "tra", "tri", "pra", "pro",
-              "kla", "kle", "dro", "gra", "gli", "fla", "flu", "ze", "zo", "ser", "ter", "dal",
-              "mal", "nor", "ben", "dek", "lor", "tan", "vel", "rim", "sul")
-_BRAND_ENDINGS = ("x", "n", "r", "l", "ra", "na", "va", "in", "ex", "on", "ia", "or", "an",
-                  "ol", "it", "ax", "el", "is")
-_SALTS = (("hydroklorid", "hydrochloride"), ("natrium", "sodium"), ("kalium", "potassium"),
-          ("maleat", "maleate"), ("mesilat", "mesilate"), ("fumarat", "fumarate"),
-          ("tartrat", "tartrate"), ("sulfat", "sulfate"), ("besilat", "besilate"),
-          ("fosfat", "phosphate"), ("acetat", "acetate"), ("hydrobromid", "hydrobromide"),
-          ("monohydrat", "monohydrate"), ("kalsium", "calcium"))
-_HERBALS = (("Perikum", "Hyperici herba"), ("Ginkgo", "Ginkgo folium"),
-            ("Valeriana", "Valerianae radix"), ("Echinacea", "Echinaceae purpureae herba"),
-            ("Ginseng", "Ginseng radix"), ("Rosenrot", "Rhodiolae roseae rhizoma"),
-            ("Humle", "Lupuli flos"), ("Hvitløk", "Allii sativi bulbus"),
-            ("Grønn te", "Camelliae sinensis folium"), ("Mariatistel", "Silybi mariani fructus"),
-            ("Sølvlys", "Cimicifugae rhizoma"), ("Lakris", "Liquiritiae radix"),
-            ("Sagpalme", "Sabalis serrulatae fructus"), ("Tranebær", "Vaccinii macrocarpi fructus"),
-            ("Pasjonsblomst", "Passiflorae herba"))
-_COMPANIES = ("Fjordpharm AS", "Nordavia Pharma AB", "Polarmed Generics", "Vestfarma AS",
-              "Aurelia Pharma GmbH", "Medanor AS", "Skandigen A/S", "Boreal Pharma Oy",
-              "Kvitfjell Legemidler AS", "Lumen Generics Ltd", "Solberg Pharma AS",
-              "Havbris Pharma", "Tindra Medical", "Nordlys Farmasi AS", "Arktika Pharma",
-              "Elvia Generics", "Granitt Pharma AS", "Saga Medica AB", "Runa Pharma",
-              "Stella Nordic", "Fenris Pharma AS", "Berg & Lie Pharma AS", "Valdres Pharma",
-              "Bergfarma AS", "Kystfarma AS", "Midnattsol Medical", "Aasgard Pharma")
-_FICTIONAL_ATC = (("ZV80AA01", "Tobakksrøyking"), ("ZV80AA02", "Grapefruktjuice"),
-                  ("ZV80AA03", "Alkohol (etanol)"))
+_SYLLABLES = (
+    "ba",
+    "be",
+    "bi",
+    "bo",
+    "da",
+    "de",
+    "di",
+    "do",
+    "fa",
+    "fe",
+    "fi",
+    "ka",
+    "ke",
+    "ki",
+    "ko",
+    "la",
+    "le",
+    "li",
+    "lo",
+    "lu",
+    "ma",
+    "me",
+    "mi",
+    "mo",
+    "na",
+    "ne",
+    "ni",
+    "no",
+    "pa",
+    "pe",
+    "pi",
+    "po",
+    "ra",
+    "re",
+    "ri",
+    "ro",
+    "sa",
+    "se",
+    "si",
+    "so",
+    "ta",
+    "te",
+    "ti",
+    "to",
+    "va",
+    "ve",
+    "vi",
+    "tra",
+    "tri",
+    "pra",
+    "pro",
+    "kla",
+    "kle",
+    "dro",
+    "gra",
+    "gli",
+    "fla",
+    "flu",
+    "ze",
+    "zo",
+    "ser",
+    "ter",
+    "dal",
+    "mal",
+    "nor",
+    "ben",
+    "dek",
+    "lor",
+    "tan",
+    "vel",
+    "rim",
+    "sul",
+)
+_BRAND_ENDINGS = (
+    "x",
+    "n",
+    "r",
+    "l",
+    "ra",
+    "na",
+    "va",
+    "in",
+    "ex",
+    "on",
+    "ia",
+    "or",
+    "an",
+    "ol",
+    "it",
+    "ax",
+    "el",
+    "is",
+)
+_SALTS = (
+    ("hydroklorid", "hydrochloride"),
+    ("natrium", "sodium"),
+    ("kalium", "potassium"),
+    ("maleat", "maleate"),
+    ("mesilat", "mesilate"),
+    ("fumarat", "fumarate"),
+    ("tartrat", "tartrate"),
+    ("sulfat", "sulfate"),
+    ("besilat", "besilate"),
+    ("fosfat", "phosphate"),
+    ("acetat", "acetate"),
+    ("hydrobromid", "hydrobromide"),
+    ("monohydrat", "monohydrate"),
+    ("kalsium", "calcium"),
+)
+_HERBALS = (
+    ("Perikum", "Hyperici herba"),
+    ("Ginkgo", "Ginkgo folium"),
+    ("Valeriana", "Valerianae radix"),
+    ("Echinacea", "Echinaceae purpureae herba"),
+    ("Ginseng", "Ginseng radix"),
+    ("Rosenrot", "Rhodiolae roseae rhizoma"),
+    ("Humle", "Lupuli flos"),
+    ("Hvitløk", "Allii sativi bulbus"),
+    ("Grønn te", "Camelliae sinensis folium"),
+    ("Mariatistel", "Silybi mariani fructus"),
+    ("Sølvlys", "Cimicifugae rhizoma"),
+    ("Lakris", "Liquiritiae radix"),
+    ("Sagpalme", "Sabalis serrulatae fructus"),
+    ("Tranebær", "Vaccinii macrocarpi fructus"),
+    ("Pasjonsblomst", "Passiflorae herba"),
+)
+_COMPANIES = (
+    "Fjordpharm AS",
+    "Nordavia Pharma AB",
+    "Polarmed Generics",
+    "Vestfarma AS",
+    "Aurelia Pharma GmbH",
+    "Medanor AS",
+    "Skandigen A/S",
+    "Boreal Pharma Oy",
+    "Kvitfjell Legemidler AS",
+    "Lumen Generics Ltd",
+    "Solberg Pharma AS",
+    "Havbris Pharma",
+    "Tindra Medical",
+    "Nordlys Farmasi AS",
+    "Arktika Pharma",
+    "Elvia Generics",
+    "Granitt Pharma AS",
+    "Saga Medica AB",
+    "Runa Pharma",
+    "Stella Nordic",
+    "Fenris Pharma AS",
+    "Berg & Lie Pharma AS",
+    "Valdres Pharma",
+    "Bergfarma AS",
+    "Kystfarma AS",
+    "Midnattsol Medical",
+    "Aasgard Pharma",
+)
+_FICTIONAL_ATC = (
+    ("ZV80AA01", "Tobakksrøyking"),
+    ("ZV80AA02", "Grapefruktjuice"),
+    ("ZV80AA03", "Alkohol (etanol)"),
+)
 
 # (code, DN) of dosing units (7480) with the plural form used in Kodeverk.
 _DOSE_UNITS: dict[str, tuple[str, str, str]] = {
-    "tablett": ("13", "tablett", "tabletter"), "kapsel": ("6", "kapsel", "kapsler"),
-    "ml": ("8", "ml", "ml"), "plaster": ("16", "plaster", "plastre"),
-    "dose": ("19", "dose", "doser"), "sprøyte": ("11", "sprøyte", "sprøyter"),
-    "IE": ("17", "IE", "IE"), "mg": ("70", "mg", "mg"), "E": ("79", "E", "E"),
+    "tablett": ("13", "tablett", "tabletter"),
+    "kapsel": ("6", "kapsel", "kapsler"),
+    "ml": ("8", "ml", "ml"),
+    "plaster": ("16", "plaster", "plastre"),
+    "dose": ("19", "dose", "doser"),
+    "sprøyte": ("11", "sprøyte", "sprøyter"),
+    "IE": ("17", "IE", "IE"),
+    "mg": ("70", "mg", "mg"),
+    "E": ("79", "E", "E"),
 }
 
 
@@ -198,54 +463,208 @@ class _Form:
 _ORAL = (("53", "Oral bruk"),)
 _STK = ("stk", "stykk")
 _ML = ("ml", "milliliter")
-_BLISTER = (("169", "Blisterpakning"), ("8", "Boks"), ("55", "Boks av plast"),
-            ("98", "Kalenderpakning"), ("18", "Blisterpakning, endose"))
+_BLISTER = (
+    ("169", "Blisterpakning"),
+    ("8", "Boks"),
+    ("55", "Boks av plast"),
+    ("98", "Kalenderpakning"),
+    ("18", "Blisterpakning, endose"),
+)
 _SOLID_SIZES = (10, 14, 20, 28, 30, 50, 56, 98, 100)
 _FORMS: dict[str, _Form] = {
-    "tab": _Form("53", "Tablett", "tab", ("Tablett", "Tablett, filmdrasjert"), _ORAL,
-                 "tablett", "solid", _STK, _BLISTER, _SOLID_SIZES, "TABLETTER"),
-    "depottab": _Form("25", "Depottablett", "depottab", ("Depottablett",), _ORAL, "tablett",
-                      "solid", _STK, _BLISTER, _SOLID_SIZES, "DEPOTTABLETTER"),
-    "disptab": _Form("5", "Dispergerbar tablett", "disperg tab", ("Dispergerbar tablett",),
-                     _ORAL, "tablett", "solid", _STK, _BLISTER, _SOLID_SIZES,
-                     "DISPERGERBARE TABLETTER"),
-    "kaps": _Form("32", "Kapsel", "kaps", ("Kapsel, hard", "Kapsel, myk"), _ORAL, "kapsel",
-                  "solid", _STK, _BLISTER, _SOLID_SIZES, "KAPSLER"),
-    "enterokaps": _Form("27", "Enterokapsel", "enterokaps", ("Enterokapsel, hard",), _ORAL,
-                        "kapsel", "solid", _STK, _BLISTER, _SOLID_SIZES, "ENTEROKAPSLER"),
-    "depotkaps": _Form("24", "Depotkapsel", "depotkaps", ("Depotkapsel, hard",), _ORAL,
-                       "kapsel", "solid", _STK, _BLISTER, _SOLID_SIZES, "DEPOTKAPSLER"),
-    "inj": _Form("101", "Injeksjonsvæske", "inj",
-                 ("Injeksjonsvæske, oppløsning", "Injeksjonsvæske, suspensjon"),
-                 (("43", "Intravenøs bruk"), ("62", "Subkutan bruk"),
-                  ("33", "Intramuskulær bruk")),
-                 "ml", "inj", _ML, (("37", "Hetteglass"), ("27", "Ferdigfylt sprøyte"),
-                                    ("25", "Ferdigfylt penn")), (1, 2, 5, 10),
-                 "INJEKSJONSVÆSKE"),
-    "infkons": _Form("460", "Konsentrat til infusjonsvæske", "kons til inf",
-                     ("Konsentrat til infusjonsvæske, oppløsning",), (("43", "Intravenøs bruk"),),
-                     "ml", "inj", _ML, (("37", "Hetteglass"),), (5, 10, 20, 50, 100),
-                     "KONSENTRAT TIL INFUSJONSVÆSKE"),
-    "plaster": _Form("58", "Depotplaster", "depotplaster", ("Depotplaster",),
-                     (("65", "Transdermal bruk"),), "plaster", "patch", _STK,
-                     (("30", "Foliepose"),), (4, 5, 8, 10, 16, 30), "DEPOTPLASTER"),
-    "salve": _Form("46", "Salve", "salve", ("Salve",), (("8", "Bruk på hud"),), None, "semi",
-                   ("g", "gram"), (("95", "Tube"),), (15, 30, 50, 100), "SALVE"),
-    "krem": _Form("151", "Krem", "krem", ("Krem",), (("8", "Bruk på hud"),), None, "semi",
-                  ("g", "gram"), (("95", "Tube"),), (15, 30, 60, 100), "KREM"),
-    "mikst": _Form("9", "Mikstur", "mikst", ("Mikstur, oppløsning", "Mikstur, suspensjon"),
-                   _ORAL, "ml", "liquid", _ML, (("56", "Flaske av plast"),),
-                   (100, 150, 200, 300, 500), "MIKSTUR"),
-    "inhal": _Form("152", "Inhalasjonspulver", "inh pulv", ("Inhalasjonspulver",),
-                   (("11", "Bruk til inhalasjon"),), "dose", "inhal", ("dose", "dose"),
-                   (("55", "Boks av plast"),), (30, 60, 120), "INHALASJONSPULVER"),
-    "oredr": _Form("153", "Øredråper, oppløsning", "øredr", ("Øredråper, oppløsning",),
-                   (("6", "Bruk i øret"),), "dose", "liquid", _ML,
-                   (("56", "Flaske av plast"),), (5, 10, 15), "ØREDRÅPER"),
+    "tab": _Form(
+        "53",
+        "Tablett",
+        "tab",
+        ("Tablett", "Tablett, filmdrasjert"),
+        _ORAL,
+        "tablett",
+        "solid",
+        _STK,
+        _BLISTER,
+        _SOLID_SIZES,
+        "TABLETTER",
+    ),
+    "depottab": _Form(
+        "25",
+        "Depottablett",
+        "depottab",
+        ("Depottablett",),
+        _ORAL,
+        "tablett",
+        "solid",
+        _STK,
+        _BLISTER,
+        _SOLID_SIZES,
+        "DEPOTTABLETTER",
+    ),
+    "disptab": _Form(
+        "5",
+        "Dispergerbar tablett",
+        "disperg tab",
+        ("Dispergerbar tablett",),
+        _ORAL,
+        "tablett",
+        "solid",
+        _STK,
+        _BLISTER,
+        _SOLID_SIZES,
+        "DISPERGERBARE TABLETTER",
+    ),
+    "kaps": _Form(
+        "32",
+        "Kapsel",
+        "kaps",
+        ("Kapsel, hard", "Kapsel, myk"),
+        _ORAL,
+        "kapsel",
+        "solid",
+        _STK,
+        _BLISTER,
+        _SOLID_SIZES,
+        "KAPSLER",
+    ),
+    "enterokaps": _Form(
+        "27",
+        "Enterokapsel",
+        "enterokaps",
+        ("Enterokapsel, hard",),
+        _ORAL,
+        "kapsel",
+        "solid",
+        _STK,
+        _BLISTER,
+        _SOLID_SIZES,
+        "ENTEROKAPSLER",
+    ),
+    "depotkaps": _Form(
+        "24",
+        "Depotkapsel",
+        "depotkaps",
+        ("Depotkapsel, hard",),
+        _ORAL,
+        "kapsel",
+        "solid",
+        _STK,
+        _BLISTER,
+        _SOLID_SIZES,
+        "DEPOTKAPSLER",
+    ),
+    "inj": _Form(
+        "101",
+        "Injeksjonsvæske",
+        "inj",
+        ("Injeksjonsvæske, oppløsning", "Injeksjonsvæske, suspensjon"),
+        (("43", "Intravenøs bruk"), ("62", "Subkutan bruk"), ("33", "Intramuskulær bruk")),
+        "ml",
+        "inj",
+        _ML,
+        (("37", "Hetteglass"), ("27", "Ferdigfylt sprøyte"), ("25", "Ferdigfylt penn")),
+        (1, 2, 5, 10),
+        "INJEKSJONSVÆSKE",
+    ),
+    "infkons": _Form(
+        "460",
+        "Konsentrat til infusjonsvæske",
+        "kons til inf",
+        ("Konsentrat til infusjonsvæske, oppløsning",),
+        (("43", "Intravenøs bruk"),),
+        "ml",
+        "inj",
+        _ML,
+        (("37", "Hetteglass"),),
+        (5, 10, 20, 50, 100),
+        "KONSENTRAT TIL INFUSJONSVÆSKE",
+    ),
+    "plaster": _Form(
+        "58",
+        "Depotplaster",
+        "depotplaster",
+        ("Depotplaster",),
+        (("65", "Transdermal bruk"),),
+        "plaster",
+        "patch",
+        _STK,
+        (("30", "Foliepose"),),
+        (4, 5, 8, 10, 16, 30),
+        "DEPOTPLASTER",
+    ),
+    "salve": _Form(
+        "46",
+        "Salve",
+        "salve",
+        ("Salve",),
+        (("8", "Bruk på hud"),),
+        None,
+        "semi",
+        ("g", "gram"),
+        (("95", "Tube"),),
+        (15, 30, 50, 100),
+        "SALVE",
+    ),
+    "krem": _Form(
+        "151",
+        "Krem",
+        "krem",
+        ("Krem",),
+        (("8", "Bruk på hud"),),
+        None,
+        "semi",
+        ("g", "gram"),
+        (("95", "Tube"),),
+        (15, 30, 60, 100),
+        "KREM",
+    ),
+    "mikst": _Form(
+        "9",
+        "Mikstur",
+        "mikst",
+        ("Mikstur, oppløsning", "Mikstur, suspensjon"),
+        _ORAL,
+        "ml",
+        "liquid",
+        _ML,
+        (("56", "Flaske av plast"),),
+        (100, 150, 200, 300, 500),
+        "MIKSTUR",
+    ),
+    "inhal": _Form(
+        "152",
+        "Inhalasjonspulver",
+        "inh pulv",
+        ("Inhalasjonspulver",),
+        (("11", "Bruk til inhalasjon"),),
+        "dose",
+        "inhal",
+        ("dose", "dose"),
+        (("55", "Boks av plast"),),
+        (30, 60, 120),
+        "INHALASJONSPULVER",
+    ),
+    "oredr": _Form(
+        "153",
+        "Øredråper, oppløsning",
+        "øredr",
+        ("Øredråper, oppløsning",),
+        (("6", "Bruk i øret"),),
+        "dose",
+        "liquid",
+        _ML,
+        (("56", "Flaske av plast"),),
+        (5, 10, 15),
+        "ØREDRÅPER",
+    ),
 }
 _FORM_WEIGHTS: dict[str, tuple[tuple[str, int], ...]] = {
-    "A": (("tab", 40), ("kaps", 12), ("enterokaps", 15), ("mikst", 8), ("inj", 12),
-          ("depottab", 5), ("disptab", 8)),
+    "A": (
+        ("tab", 40),
+        ("kaps", 12),
+        ("enterokaps", 15),
+        ("mikst", 8),
+        ("inj", 12),
+        ("depottab", 5),
+        ("disptab", 8),
+    ),
     "B": (("tab", 50), ("inj", 40), ("infkons", 10)),
     "C": (("tab", 60), ("depottab", 15), ("kaps", 10), ("inj", 8), ("plaster", 7)),
     "D": (("salve", 40), ("krem", 50), ("tab", 10)),
@@ -254,148 +673,371 @@ _FORM_WEIGHTS: dict[str, tuple[tuple[str, int], ...]] = {
     "J": (("tab", 35), ("kaps", 20), ("mikst", 10), ("inj", 25), ("infkons", 10)),
     "L": (("tab", 30), ("kaps", 15), ("inj", 30), ("infkons", 25)),
     "M": (("tab", 55), ("depottab", 10), ("kaps", 10), ("krem", 15), ("inj", 10)),
-    "N": (("tab", 45), ("depottab", 10), ("kaps", 15), ("depotkaps", 5), ("mikst", 5),
-          ("inj", 12), ("plaster", 8)),
+    "N": (
+        ("tab", 45),
+        ("depottab", 10),
+        ("kaps", 15),
+        ("depotkaps", 5),
+        ("mikst", 5),
+        ("inj", 12),
+        ("plaster", 8),
+    ),
     "R": (("tab", 30), ("inhal", 40), ("mikst", 20), ("kaps", 10)),
     "S": (("oredr", 70), ("salve", 30)),
     "V": (("inj", 80), ("mikst", 20)),
 }
 _MASS_VALUES: dict[str, tuple[float, ...]] = {
-    "mg": (0.1, 0.25, 0.5, 1, 2, 2.5, 4, 5, 8, 10, 12.5, 15, 20, 25, 30, 40, 50, 75, 80, 100,
-           150, 200, 250, 300, 400, 500, 600, 750, 800, 1000),
+    "mg": (
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2,
+        2.5,
+        4,
+        5,
+        8,
+        10,
+        12.5,
+        15,
+        20,
+        25,
+        30,
+        40,
+        50,
+        75,
+        80,
+        100,
+        150,
+        200,
+        250,
+        300,
+        400,
+        500,
+        600,
+        750,
+        800,
+        1000,
+    ),
     "mcg": (5, 10, 12, 25, 50, 75, 88, 100, 125, 200, 250, 400),
     "g": (1, 2, 3, 4),
     "IE": (100, 400, 1000, 5000, 10000, 25000),
 }
 _CONC_VALUES = (0.5, 1, 2, 2.5, 5, 10, 20, 25, 40, 50, 100)
-_ADMIN_PRECAUTIONS = (("49", "Svelges hel"), ("50", "Svelges hel med 1 glass vann"),
-                      ("54", "Tas etter måltid"), ("64", "Tas til måltid"),
-                      ("66", "Tas utenom måltid"), ("92", "Svelges med 1 glass vann"),
-                      ("79", "Tas minst 1 time før eller 2 timer etter måltid"),
-                      ("104", "Tas stående"))
+_ADMIN_PRECAUTIONS = (
+    ("49", "Svelges hel"),
+    ("50", "Svelges hel med 1 glass vann"),
+    ("54", "Tas etter måltid"),
+    ("64", "Tas til måltid"),
+    ("66", "Tas utenom måltid"),
+    ("92", "Svelges med 1 glass vann"),
+    ("79", "Tas minst 1 time før eller 2 timer etter måltid"),
+    ("104", "Tas stående"),
+)
 _LABELS: dict[str, tuple[tuple[str, str], ...]] = {
-    "A": (("210", "MOT SURE OPPSTØT"), ("215", "MOT KVALME"), ("220", "VED DIABETES"),
-          ("225", "MOT FORSTOPPELSE"), ("120", "HORMONTILSKUDD")),
+    "A": (
+        ("210", "MOT SURE OPPSTØT"),
+        ("215", "MOT KVALME"),
+        ("220", "VED DIABETES"),
+        ("225", "MOT FORSTOPPELSE"),
+        ("120", "HORMONTILSKUDD"),
+    ),
     "B": (("230", "BLODFORTYNNENDE"), ("235", "MOT BLODMANGEL")),
-    "C": (("50", "MOT HØYT BLODTRYKK"), ("60", "BLODTRYKKSMEDISIN"), ("110", "HJERTEMEDISIN"),
-          ("495", "MOT HJERTESVIKT"), ("240", "KOLESTEROLSENKENDE"), ("245", "VANNDRIVENDE")),
+    "C": (
+        ("50", "MOT HØYT BLODTRYKK"),
+        ("60", "BLODTRYKKSMEDISIN"),
+        ("110", "HJERTEMEDISIN"),
+        ("495", "MOT HJERTESVIKT"),
+        ("240", "KOLESTEROLSENKENDE"),
+        ("245", "VANNDRIVENDE"),
+    ),
     "D": (("503", "MOT HUDINFEKSJON"), ("250", "MOT EKSEM"), ("255", "MOT KLØE")),
-    "G": (("480", "MOT HETETOKTER"), ("120", "HORMONTILSKUDD"), ("840", "MOT URINVEISINFEKSJON"),
-          ("265", "VED VANNLATINGSPROBLEMER")),
+    "G": (
+        ("480", "MOT HETETOKTER"),
+        ("120", "HORMONTILSKUDD"),
+        ("840", "MOT URINVEISINFEKSJON"),
+        ("265", "VED VANNLATINGSPROBLEMER"),
+    ),
     "H": (("120", "HORMONTILSKUDD"), ("270", "MOT BETENNELSE")),
-    "J": (("530", "MOT INFEKSJON"), ("310", "MOT BRONKITT"), ("585", "MOT LUFTVEISINFEKSJON"),
-          ("260", "MOT BIHULEBETENNELSE"), ("860", "MOT ØREBETENNELSE"),
-          ("840", "MOT URINVEISINFEKSJON"), ("1152", "TIL INJEKSJON")),
+    "J": (
+        ("530", "MOT INFEKSJON"),
+        ("310", "MOT BRONKITT"),
+        ("585", "MOT LUFTVEISINFEKSJON"),
+        ("260", "MOT BIHULEBETENNELSE"),
+        ("860", "MOT ØREBETENNELSE"),
+        ("840", "MOT URINVEISINFEKSJON"),
+        ("1152", "TIL INJEKSJON"),
+    ),
     "L": (("1198", "VED TRANSPLANTASJON"), ("275", "MOT KREFT"), ("1152", "TIL INJEKSJON")),
     "M": (("280", "MOT SMERTER OG BETENNELSE"), ("285", "MOT GIKT"), ("290", "MOT STIVHET")),
-    "N": (("330", "MOT DEPRESJON"), ("905", "NERVEMEDISIN"), ("295", "MOT SMERTER"),
-          ("300", "MOT MIGRENE"), ("305", "MOT EPILEPSI"), ("315", "MOT SØVNLØSHET"),
-          ("320", "MOT ANGST")),
+    "N": (
+        ("330", "MOT DEPRESJON"),
+        ("905", "NERVEMEDISIN"),
+        ("295", "MOT SMERTER"),
+        ("300", "MOT MIGRENE"),
+        ("305", "MOT EPILEPSI"),
+        ("315", "MOT SØVNLØSHET"),
+        ("320", "MOT ANGST"),
+    ),
     "R": (("325", "MOT ASTMA"), ("335", "MOT ALLERGI"), ("340", "MOT HOSTE")),
     "S": (("860", "MOT ØREBETENNELSE"), ("345", "MOT KLØE I ØRET")),
     "V": (("1152", "TIL INJEKSJON"), ("350", "TIL UNDERSØKELSE")),
 }
 # Reimbursement codes (ICPC-2 7170, ICD-10 7110, DMP ICPC 7434) per ATC level-1 group.
 _DIAGNOSES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "A": (("7170", "T90", "Diabetes type 2"), ("7110", "E11", "Diabetes mellitus type 2"),
-          ("7170", "T89", "Diabetes type 1"), ("7110", "E10", "Diabetes mellitus type 1"),
-          ("7170", "D84", "Øsofagussykdom"), ("7110", "K21", "Gastroøsofageal reflukssykdom"),
-          ("7110", "K50", "Crohns sykdom"), ("7110", "K51", "Ulcerøs kolitt")),
-    "B": (("7170", "K93", "Lungeemboli"), ("7110", "I26", "Lungeemboli"),
-          ("7170", "K78", "Atrieflimmer/flutter"), ("7110", "I48", "Atrieflimmer og atrieflutter"),
-          ("7170", "B80", "Jernmangelanemi"), ("7110", "D50", "Jernmangelanemi")),
-    "C": (("7170", "K86", "Hypertensjon ukomplisert"),
-          ("7170", "K87", "Hypertensjon med komplikasjoner"),
-          ("7170", "K74", "Iskemisk hjertesykdom med angina"), ("7170", "K77", "Hjertesvikt"),
-          ("7110", "I10", "Essensiell (primær) hypertensjon"), ("7110", "I50", "Hjertesvikt"),
-          ("7110", "I25", "Kronisk iskemisk hjertesykdom"), ("7170", "T93", "Lipidforstyrrelse"),
-          ("7110", "E78", "Forstyrrelser i lipoproteinmetabolismen")),
-    "D": (("7170", "S91", "Psoriasis"), ("7110", "L40", "Psoriasis"),
-          ("7170", "S87", "Atopisk eksem"), ("7110", "L20", "Atopisk eksem"),
-          ("7170", "S96", "Akne"), ("7110", "L70", "Akne")),
-    "G": (("7170", "Y85", "Benign prostatahypertrofi"), ("7110", "N40", "Prostatahyperplasi"),
-          ("7170", "X11", "Menopausesymptomer/plager"),
-          ("7110", "N95", "Menopausale og andre perimenopausale forstyrrelser")),
-    "H": (("7170", "T86", "Hypotyreose/myksødem"), ("7110", "E03", "Annen hypotyreose"),
-          ("7170", "T85", "Hypertyreose/tyreotoksikose"), ("7110", "E05", "Tyreotoksikose"),
-          ("7110", "E23", "Hypofunksjon og andre forstyrrelser i hypofysen")),
-    "J": (("7434", "-90", "Palliativ behandling i livets sluttfase"),
-          ("7170", "A78", "Infeksjonssykdom IKA"), ("7110", "B20", "HIV-sykdom"),
-          ("7110", "B18", "Kronisk virushepatitt"), ("7110", "A15", "Respiratorisk tuberkulose")),
-    "L": (("7434", "-51", "Organtransplantasjon"),
-          ("7110", "Z94", "Status etter transplantert organ og vev"),
-          ("7434", "-90", "Palliativ behandling i livets sluttfase"),
-          ("7110", "D84", "Annen immunsvikt"), ("7110", "C50", "Ondartet svulst i brystkjertel"),
-          ("7110", "C61", "Ondartet svulst i blærehalskjertel"),
-          ("7110", "M05", "Seropositiv reumatoid artritt"), ("7110", "K50", "Crohns sykdom")),
-    "M": (("7170", "L88", "Reumatoid artritt"), ("7110", "M05", "Seropositiv reumatoid artritt"),
-          ("7170", "L95", "Osteoporose"), ("7110", "M81", "Osteoporose uten patologisk brudd"),
-          ("7170", "T92", "Urinsyregikt"), ("7110", "M10", "Urinsyregikt")),
-    "N": (("7170", "P76", "Depressiv lidelse"), ("7170", "N88", "Epilepsi"),
-          ("7170", "N89", "Migrene"), ("7110", "F32", "Depressiv episode"),
-          ("7110", "G40", "Epilepsi"), ("7110", "G20", "Parkinsons sykdom"),
-          ("7170", "N87", "Parkinsonisme"), ("7170", "P72", "Schizofreni"),
-          ("7110", "F20", "Schizofreni"), ("7110", "G43", "Migrene")),
-    "R": (("7170", "R96", "Astma"), ("7170", "R95", "Kronisk obstruktiv lungesykdom"),
-          ("7110", "J45", "Astma"), ("7110", "J44", "Annen kronisk obstruktiv lungesykdom"),
-          ("7170", "R97", "Allergisk rinitt"),
-          ("7110", "J30", "Vasomotorisk og allergisk rhinitt")),
-    "S": (("7170", "H71", "Akutt mellomørebetennelse"), ("7110", "H60", "Otitis externa"),
-          ("7110", "H66", "Purulent og uspesifisert mellomørebetennelse")),
-    "V": (("7434", "-90", "Palliativ behandling i livets sluttfase"),
-          ("7110", "E83", "Forstyrrelser i mineralmetabolismen")),
+    "A": (
+        ("7170", "T90", "Diabetes type 2"),
+        ("7110", "E11", "Diabetes mellitus type 2"),
+        ("7170", "T89", "Diabetes type 1"),
+        ("7110", "E10", "Diabetes mellitus type 1"),
+        ("7170", "D84", "Øsofagussykdom"),
+        ("7110", "K21", "Gastroøsofageal reflukssykdom"),
+        ("7110", "K50", "Crohns sykdom"),
+        ("7110", "K51", "Ulcerøs kolitt"),
+    ),
+    "B": (
+        ("7170", "K93", "Lungeemboli"),
+        ("7110", "I26", "Lungeemboli"),
+        ("7170", "K78", "Atrieflimmer/flutter"),
+        ("7110", "I48", "Atrieflimmer og atrieflutter"),
+        ("7170", "B80", "Jernmangelanemi"),
+        ("7110", "D50", "Jernmangelanemi"),
+    ),
+    "C": (
+        ("7170", "K86", "Hypertensjon ukomplisert"),
+        ("7170", "K87", "Hypertensjon med komplikasjoner"),
+        ("7170", "K74", "Iskemisk hjertesykdom med angina"),
+        ("7170", "K77", "Hjertesvikt"),
+        ("7110", "I10", "Essensiell (primær) hypertensjon"),
+        ("7110", "I50", "Hjertesvikt"),
+        ("7110", "I25", "Kronisk iskemisk hjertesykdom"),
+        ("7170", "T93", "Lipidforstyrrelse"),
+        ("7110", "E78", "Forstyrrelser i lipoproteinmetabolismen"),
+    ),
+    "D": (
+        ("7170", "S91", "Psoriasis"),
+        ("7110", "L40", "Psoriasis"),
+        ("7170", "S87", "Atopisk eksem"),
+        ("7110", "L20", "Atopisk eksem"),
+        ("7170", "S96", "Akne"),
+        ("7110", "L70", "Akne"),
+    ),
+    "G": (
+        ("7170", "Y85", "Benign prostatahypertrofi"),
+        ("7110", "N40", "Prostatahyperplasi"),
+        ("7170", "X11", "Menopausesymptomer/plager"),
+        ("7110", "N95", "Menopausale og andre perimenopausale forstyrrelser"),
+    ),
+    "H": (
+        ("7170", "T86", "Hypotyreose/myksødem"),
+        ("7110", "E03", "Annen hypotyreose"),
+        ("7170", "T85", "Hypertyreose/tyreotoksikose"),
+        ("7110", "E05", "Tyreotoksikose"),
+        ("7110", "E23", "Hypofunksjon og andre forstyrrelser i hypofysen"),
+    ),
+    "J": (
+        ("7434", "-90", "Palliativ behandling i livets sluttfase"),
+        ("7170", "A78", "Infeksjonssykdom IKA"),
+        ("7110", "B20", "HIV-sykdom"),
+        ("7110", "B18", "Kronisk virushepatitt"),
+        ("7110", "A15", "Respiratorisk tuberkulose"),
+    ),
+    "L": (
+        ("7434", "-51", "Organtransplantasjon"),
+        ("7110", "Z94", "Status etter transplantert organ og vev"),
+        ("7434", "-90", "Palliativ behandling i livets sluttfase"),
+        ("7110", "D84", "Annen immunsvikt"),
+        ("7110", "C50", "Ondartet svulst i brystkjertel"),
+        ("7110", "C61", "Ondartet svulst i blærehalskjertel"),
+        ("7110", "M05", "Seropositiv reumatoid artritt"),
+        ("7110", "K50", "Crohns sykdom"),
+    ),
+    "M": (
+        ("7170", "L88", "Reumatoid artritt"),
+        ("7110", "M05", "Seropositiv reumatoid artritt"),
+        ("7170", "L95", "Osteoporose"),
+        ("7110", "M81", "Osteoporose uten patologisk brudd"),
+        ("7170", "T92", "Urinsyregikt"),
+        ("7110", "M10", "Urinsyregikt"),
+    ),
+    "N": (
+        ("7170", "P76", "Depressiv lidelse"),
+        ("7170", "N88", "Epilepsi"),
+        ("7170", "N89", "Migrene"),
+        ("7110", "F32", "Depressiv episode"),
+        ("7110", "G40", "Epilepsi"),
+        ("7110", "G20", "Parkinsons sykdom"),
+        ("7170", "N87", "Parkinsonisme"),
+        ("7170", "P72", "Schizofreni"),
+        ("7110", "F20", "Schizofreni"),
+        ("7110", "G43", "Migrene"),
+    ),
+    "R": (
+        ("7170", "R96", "Astma"),
+        ("7170", "R95", "Kronisk obstruktiv lungesykdom"),
+        ("7110", "J45", "Astma"),
+        ("7110", "J44", "Annen kronisk obstruktiv lungesykdom"),
+        ("7170", "R97", "Allergisk rinitt"),
+        ("7110", "J30", "Vasomotorisk og allergisk rhinitt"),
+    ),
+    "S": (
+        ("7170", "H71", "Akutt mellomørebetennelse"),
+        ("7110", "H60", "Otitis externa"),
+        ("7110", "H66", "Purulent og uspesifisert mellomørebetennelse"),
+    ),
+    "V": (
+        ("7434", "-90", "Palliativ behandling i livets sluttfase"),
+        ("7110", "E83", "Forstyrrelser i mineralmetabolismen"),
+    ),
 }
-_SPECIALTIES = (("3", "Barnesykdommer"), ("16", "Hud og veneriske sykdommer"),
-                ("41", "Revmatologi"), ("190", "Indremedisin"), ("37", "Nevrologi"))
+_SPECIALTIES = (
+    ("3", "Barnesykdommer"),
+    ("16", "Hud og veneriske sykdommer"),
+    ("41", "Revmatologi"),
+    ("190", "Indremedisin"),
+    ("37", "Nevrologi"),
+)
 # A small real subset of 7403 Produktgruppe: 3-digit group, 5-digit subgroups, 7-digit codes.
 _PRODUCT_GROUPS: tuple[tuple[str, str, str, tuple[tuple[str, str, str], ...]], ...] = (
-    ("501", "Forbruksmateriell ved inkontinens", "MedForbMatr",
-     (("50111", "5011101", "Bleier lett"), ("50111", "5011102", "Bleier middels"),
-      ("50111", "5011103", "Bleier tung"), ("50106", "5010602", "Uridomer selvklebende"))),
-    ("502", "Forbruksmateriell ved urinretensjon", "MedForbMatr",
-     (("50201", "5020109", "Tappekateter - Fuktede hydrofile"),
-      ("50201", "5020110", "Tappekateter - Hydrofile"))),
-    ("504", "Forbruksmateriell ved diabetes", "MedForbMatr",
-     (("50401", "5040101", "Blodsukkertester"), ("50405", "5040501", "Lansetter for stikkeapparat"),
-      ("50406", "5040601", "Nåler til insulinpenner"), ("50403", "5040301", "Insulinpenner"))),
-    ("505", "Forbruksmateriell ved stomi", "MedForbMatr",
-     (("50525", "5052501", "Poser med plate - Lukket - Flat"),
-      ("50525", "5052503", "Poser med plate - Tømbar - Flat"),
-      ("50526", "5052601", "Plater - Ringkobling - Flat"))),
-    ("513", "Forbruksmateriell ved epidermolysis bullosa", "MedForbMatr",
-     (("51301", "5130101", "Skumbandasjer"), ("51301", "5130104", "Hydrofiberbandasjer"))),
-    ("601", "Næringsmidler ved diverse tilstander", "Naringsmiddel",
-     (("60101", "6010101", "Næringsdrikker"), ("60104", "6010401", "Sondenæring"))),
-    ("602", "Næringsmidler ved melkeproteinallergi med mer", "Naringsmiddel",
-     (("60206", "6020601", "Melkeerstatninger - hydrolysert melkeprotein"),)),
-    ("604", "Næringsmidler ved kreft/immunsvikt/sykdom som krever næringstilskudd",
-     "Naringsmiddel", (("60401", "6040101", "Næringsdrikker"),)),
-    ("900", "Brystproteser", "Brystprotese",
-     (("90004", "9000401", "Interim/vattprotese"), ("90002", "9000201", "Brystvorter"))),
+    (
+        "501",
+        "Forbruksmateriell ved inkontinens",
+        "MedForbMatr",
+        (
+            ("50111", "5011101", "Bleier lett"),
+            ("50111", "5011102", "Bleier middels"),
+            ("50111", "5011103", "Bleier tung"),
+            ("50106", "5010602", "Uridomer selvklebende"),
+        ),
+    ),
+    (
+        "502",
+        "Forbruksmateriell ved urinretensjon",
+        "MedForbMatr",
+        (
+            ("50201", "5020109", "Tappekateter - Fuktede hydrofile"),
+            ("50201", "5020110", "Tappekateter - Hydrofile"),
+        ),
+    ),
+    (
+        "504",
+        "Forbruksmateriell ved diabetes",
+        "MedForbMatr",
+        (
+            ("50401", "5040101", "Blodsukkertester"),
+            ("50405", "5040501", "Lansetter for stikkeapparat"),
+            ("50406", "5040601", "Nåler til insulinpenner"),
+            ("50403", "5040301", "Insulinpenner"),
+        ),
+    ),
+    (
+        "505",
+        "Forbruksmateriell ved stomi",
+        "MedForbMatr",
+        (
+            ("50525", "5052501", "Poser med plate - Lukket - Flat"),
+            ("50525", "5052503", "Poser med plate - Tømbar - Flat"),
+            ("50526", "5052601", "Plater - Ringkobling - Flat"),
+        ),
+    ),
+    (
+        "513",
+        "Forbruksmateriell ved epidermolysis bullosa",
+        "MedForbMatr",
+        (("51301", "5130101", "Skumbandasjer"), ("51301", "5130104", "Hydrofiberbandasjer")),
+    ),
+    (
+        "601",
+        "Næringsmidler ved diverse tilstander",
+        "Naringsmiddel",
+        (("60101", "6010101", "Næringsdrikker"), ("60104", "6010401", "Sondenæring")),
+    ),
+    (
+        "602",
+        "Næringsmidler ved melkeproteinallergi med mer",
+        "Naringsmiddel",
+        (("60206", "6020601", "Melkeerstatninger - hydrolysert melkeprotein"),),
+    ),
+    (
+        "604",
+        "Næringsmidler ved kreft/immunsvikt/sykdom som krever næringstilskudd",
+        "Naringsmiddel",
+        (("60401", "6040101", "Næringsdrikker"),),
+    ),
+    (
+        "900",
+        "Brystproteser",
+        "Brystprotese",
+        (("90004", "9000401", "Interim/vattprotese"), ("90002", "9000201", "Brystvorter")),
+    ),
 )
-_SUBGROUP_NAMES = {"50111": "Bleier", "50106": "Uridomer og festeutstyr", "50201": "Kateter",
-                   "50401": "Blodsukkertester", "50405": "Lansetter for stikkeapparat",
-                   "50406": "Nåler til insulinpenner", "50403": "Insulinpenner",
-                   "50525": "Endelt - Poser med plate", "50526": "Todelt - Plater",
-                   "51301": "Bandasjer", "60101": "Næringsdrikker", "60104": "Sondenæring",
-                   "60206": "Melkeerstatninger", "60401": "Næringsdrikker",
-                   "90004": "Interim/vattprotese", "90002": "Brystvorter"}
-_SUPPLIERS = (("Helsemateriell Norge AS", "Industriveien 12, 2020 Skedsmokorset", "64 83 20 00"),
-              ("Medisera AS", "Postboks 114, 1371 Asker", "66 90 12 30"),
-              ("Nutrino Nordic AS", "Strandveien 50, 1366 Lysaker", "67 11 45 00"),
-              ("Stomicare & Co AS", "Brynsveien 5, 0667 Oslo", "22 07 88 10"),
-              ("Diabeta Norge AS", "Sandakerveien 24, 0473 Oslo", "23 40 55 60"))
+_SUBGROUP_NAMES = {
+    "50111": "Bleier",
+    "50106": "Uridomer og festeutstyr",
+    "50201": "Kateter",
+    "50401": "Blodsukkertester",
+    "50405": "Lansetter for stikkeapparat",
+    "50406": "Nåler til insulinpenner",
+    "50403": "Insulinpenner",
+    "50525": "Endelt - Poser med plate",
+    "50526": "Todelt - Plater",
+    "51301": "Bandasjer",
+    "60101": "Næringsdrikker",
+    "60104": "Sondenæring",
+    "60206": "Melkeerstatninger",
+    "60401": "Næringsdrikker",
+    "90004": "Interim/vattprotese",
+    "90002": "Brystvorter",
+}
+_SUPPLIERS = (
+    ("Helsemateriell Norge AS", "Industriveien 12, 2020 Skedsmokorset", "64 83 20 00"),
+    ("Medisera AS", "Postboks 114, 1371 Asker", "66 90 12 30"),
+    ("Nutrino Nordic AS", "Strandveien 50, 1366 Lysaker", "67 11 45 00"),
+    ("Stomicare & Co AS", "Brynsveien 5, 0667 Oslo", "22 07 88 10"),
+    ("Diabeta Norge AS", "Sandakerveien 24, 0473 Oslo", "23 40 55 60"),
+)
 
 # Interaction text building blocks.
-_ENZYMES = ("CYP3A4", "CYP2D6", "CYP2C9", "CYP2C19", "CYP1A2", "P-glykoprotein (P-gp)",
-            "OATP1B1")
-_JOURNALS = ("Clin Pharmacol Ther", "Eur J Clin Pharmacol", "Br J Clin Pharmacol",
-             "J Clin Pharmacol", "Drug Metab Dispos", "Ther Drug Monit", "Clin Pharmacokinet",
-             "Tidsskr Nor Legeforen", "Ann Pharmacother", "Pharmacotherapy")
-_SURNAMES = ("Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen",
-             "Kristiansen", "Jensen", "Karlsen", "Berg", "Haugen", "Bakken", "Lie", "Dahl",
-             "Smith", "Brown", "Miller", "Schmidt", "Müller", "Nguyen", "Kim", "Rossi",
-             "Lindqvist", "Virtanen")
+_ENZYMES = ("CYP3A4", "CYP2D6", "CYP2C9", "CYP2C19", "CYP1A2", "P-glykoprotein (P-gp)", "OATP1B1")
+_JOURNALS = (
+    "Clin Pharmacol Ther",
+    "Eur J Clin Pharmacol",
+    "Br J Clin Pharmacol",
+    "J Clin Pharmacol",
+    "Drug Metab Dispos",
+    "Ther Drug Monit",
+    "Clin Pharmacokinet",
+    "Tidsskr Nor Legeforen",
+    "Ann Pharmacother",
+    "Pharmacotherapy",
+)
+_SURNAMES = (
+    "Hansen",
+    "Johansen",
+    "Olsen",
+    "Larsen",
+    "Andersen",
+    "Pedersen",
+    "Nilsen",
+    "Kristiansen",
+    "Jensen",
+    "Karlsen",
+    "Berg",
+    "Haugen",
+    "Bakken",
+    "Lie",
+    "Dahl",
+    "Smith",
+    "Brown",
+    "Miller",
+    "Schmidt",
+    "Müller",
+    "Nguyen",
+    "Kim",
+    "Rossi",
+    "Lindqvist",
+    "Virtanen",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -747,8 +1389,9 @@ def _build_l2(gen: _Gen, code: str, name: str, k5: int, l1: str) -> _Atc:
         for j, count in enumerate(_split(rng, share, n4)):
             others = j == n4 - 1 and n4 >= 3
             letter = "X" if others else chr(65 + j)
-            l4_name = (f"Andre {_lower_first(name)}" if others
-                       else f"{rng.choice(_L4_CHEMISTRY)}derivater")
+            l4_name = (
+                f"Andre {_lower_first(name)}" if others else f"{rng.choice(_L4_CHEMISTRY)}derivater"
+            )
             l4 = _Atc(f"{l3.code}{letter}", l4_name)
             suffix = rng.choice(_SUFFIXES[l1])
             number = 0
@@ -770,8 +1413,9 @@ def _walk(tree: list[_Atc]) -> Iterator[tuple[_Atc, _Atc, _Atc, _Atc, _Atc]]:
                         yield l1, l2, l3, l4, l5
 
 
-def _plan_slots(gen: _Gen, n_mv: int, n_vms: int, n_bg: int, n_herbal: int
-                ) -> tuple[list[list[int]], list[tuple[int, list[int]]]]:
+def _plan_slots(
+    gen: _Gen, n_mv: int, n_vms: int, n_bg: int, n_herbal: int
+) -> tuple[list[list[int]], list[tuple[int, list[int]]]]:
     """Brand counts per strength chosen so Merkevare and VMS counts hit their targets.
 
     Returns the single-substance families (brand count per strength) and the combination
@@ -818,22 +1462,43 @@ def _plan_slots(gen: _Gen, n_mv: int, n_vms: int, n_bg: int, n_herbal: int
     pos = 0
     while pos < n_slots:
         size = rng.choices((1, 2, 3, 4), weights=(45, 30, 17, 8))[0]
-        families.append(counts[pos:pos + size])
+        families.append(counts[pos : pos + size])
         pos += size
     return families, combos
 
 
-_COMMON_KORTDOSER = frozenset(("1 daglig", "1x2", "1x3", "1x4", "2x2", "2x3", "1+0+0", "0+0+1",
-                               "1+0+1", "1+1+1", "1+1+1+1", "2+0+0", "1+1+0", "1x1x7",
-                               "1x1x10", "2x1x3$1x1"))
+_COMMON_KORTDOSER = frozenset(
+    (
+        "1 daglig",
+        "1x2",
+        "1x3",
+        "1x4",
+        "2x2",
+        "2x3",
+        "1+0+0",
+        "0+0+1",
+        "1+0+1",
+        "1+1+1",
+        "1+1+1+1",
+        "2+0+0",
+        "1+1+0",
+        "1x1x7",
+        "1x1x10",
+        "2x1x3$1x1",
+    )
+)
 
 
 def _kortdose_table(needed: int) -> tuple[list[_Kortdose], int]:
     """Short-dose codes (7478): free-text codes first, then at least ``needed`` structured."""
+
     def when(values: tuple[float, ...]) -> str:
         times = ("morgen", "middag", "kveld", "natt")
-        parts = [f"{_komma(v)} {'<dose>' if v <= 1 else '<doser>'} {t}"
-                 for v, t in zip(values, times, strict=False) if v]
+        parts = [
+            f"{_komma(v)} {'<dose>' if v <= 1 else '<doser>'} {t}"
+            for v, t in zip(values, times, strict=False)
+            if v
+        ]
         return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} og {parts[-1]}"
 
     def dose(n: float) -> str:
@@ -841,21 +1506,45 @@ def _kortdose_table(needed: int) -> tuple[list[_Kortdose], int]:
 
     families: list[list[tuple[str, str, tuple[tuple[float, int | None], ...]]]] = [
         [("1 daglig", "1 <dose> daglig", ((1, None),))],
-        [(f"{n}x{m}", f"{n} {dose(n)} {m} ganger daglig", ((n * m, None),))
-         for n in (1, 2) for m in (2, 3, 4)],
-        [("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
-         for vals in cartesian((0, 1, 2), repeat=3) if any(vals)],
-        [(f"{n}x1x{d}", f"{n} {dose(n)} 1 gang daglig i {d} dager", ((n, d),))
-         for n in (1, 2) for d in (3, 5, 7, 10, 14)],
-        [("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
-         for vals in cartesian((0, 1, 2), repeat=4) if any(vals) and vals[3]],
-        [(f"{a}x1x{d}${b}x1",
-          f"{a} <doser> 1 gang daglig i {d} dager deretter {b} {dose(b)} daglig",
-          ((a, d), (b, None))) for a, b in ((2, 1), (3, 2), (4, 2)) for d in (2, 3, 5)],
-        [("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
-         for vals in cartesian((0, 0.5, 1, 2), repeat=3) if 0.5 in vals],
-        [("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
-         for vals in cartesian((0, 0.5, 1, 2), repeat=4) if 0.5 in vals and vals[3]],
+        [
+            (f"{n}x{m}", f"{n} {dose(n)} {m} ganger daglig", ((n * m, None),))
+            for n in (1, 2)
+            for m in (2, 3, 4)
+        ],
+        [
+            ("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
+            for vals in cartesian((0, 1, 2), repeat=3)
+            if any(vals)
+        ],
+        [
+            (f"{n}x1x{d}", f"{n} {dose(n)} 1 gang daglig i {d} dager", ((n, d),))
+            for n in (1, 2)
+            for d in (3, 5, 7, 10, 14)
+        ],
+        [
+            ("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
+            for vals in cartesian((0, 1, 2), repeat=4)
+            if any(vals) and vals[3]
+        ],
+        [
+            (
+                f"{a}x1x{d}${b}x1",
+                f"{a} <doser> 1 gang daglig i {d} dager deretter {b} {dose(b)} daglig",
+                ((a, d), (b, None)),
+            )
+            for a, b in ((2, 1), (3, 2), (4, 2))
+            for d in (2, 3, 5)
+        ],
+        [
+            ("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
+            for vals in cartesian((0, 0.5, 1, 2), repeat=3)
+            if 0.5 in vals
+        ],
+        [
+            ("+".join(_komma(v) for v in vals), when(vals), ((sum(vals), None),))
+            for vals in cartesian((0, 0.5, 1, 2), repeat=4)
+            if 0.5 in vals and vals[3]
+        ],
     ]
     ordered = [item for group in zip_longest(*families) for item in group if item]
     specials = [
@@ -863,8 +1552,10 @@ def _kortdose_table(needed: int) -> tuple[list[_Kortdose], int]:
         _Kortdose("5501", "Etter behov", "1 <dose> ved behov", ()),
         _Kortdose("5502", "Som avtalt med lege", "Brukes som avtalt med lege", ()),
     ]
-    structured = [_Kortdose(str(5503 + i), dn, template, phases)
-                  for i, (dn, template, phases) in enumerate(ordered)]
+    structured = [
+        _Kortdose(str(5503 + i), dn, template, phases)
+        for i, (dn, template, phases) in enumerate(ordered)
+    ]
     return specials + structured, min(needed, len(structured))
 
 
@@ -872,8 +1563,11 @@ def _admin(gen: _Gen, l1: str, form: _Form, kortdoser: list[_Kortdose]) -> _Admi
     """``kortdoser`` starts with the free-text code for non-oral forms, then common oral
     patterns."""
     rng = gen.rng
-    routes = ([form.routes[0]] if len(form.routes) == 1 or rng.random() < 0.6
-              else rng.sample(form.routes, 2))
+    routes = (
+        [form.routes[0]]
+        if len(form.routes) == 1 or rng.random() < 0.6
+        else rng.sample(form.routes, 2)
+    )
     labels = rng.sample(_LABELS[l1], min(len(_LABELS[l1]), rng.randint(0, 3)))
     oral = form.routes[0][0] == "53"
     if oral:
@@ -888,8 +1582,9 @@ def _admin(gen: _Gen, l1: str, form: _Form, kortdoser: list[_Kortdose]) -> _Admi
         if form.dose_unit == "kapsel" and rng.random() < 0.4:
             admin.apnes = rng.choice(yes_no)
         if form.dose_unit == "tablett" and rng.random() < 0.45:
-            admin.deling = rng.choice((("0", "Ikke spesifisert"), ("1", "Ikke delbar"),
-                                       ("2", "Delbar i 2")))
+            admin.deling = rng.choice(
+                (("0", "Ikke spesifisert"), ("1", "Ikke delbar"), ("2", "Delbar i 2"))
+            )
     elif form.kind == "inj" and rng.random() < 0.2:
         admin.bolus = ("0", "Skal ikke gis som bolus")
     return admin
@@ -917,22 +1612,40 @@ def _preparattype(gen: _Gen, l2_name: str, form: _Form) -> tuple[str, str]:
     return ("7", "Legemiddel")
 
 
-def _new_family(gen: _Gen, substances: list[_Substance], atc: _Atc | None, l1: str,
-                l2_name: str, form: _Form, n_brands: int, kortdoser: list[_Kortdose]
-                ) -> _Family:
+def _new_family(
+    gen: _Gen,
+    substances: list[_Substance],
+    atc: _Atc | None,
+    l1: str,
+    l2_name: str,
+    form: _Form,
+    n_brands: int,
+    kortdoser: list[_Kortdose],
+) -> _Family:
     rng = gen.rng
     originator = gen.brand_name()
     companies = rng.sample(_COMPANIES, min(len(_COMPANIES), n_brands))
     brands = [(originator, companies[0])]
     base = originator if len(substances) > 1 else substances[0].name
     brands += [(f"{base} {company.split()[0]}", company) for company in companies[1:]]
-    return _Family(atc, l1, l2_name, form, rng.choice(form.long_names), substances, brands,
-                   _reseptgruppe(gen, l2_name, form), _preparattype(gen, l2_name, form),
-                   _admin(gen, l1, form, kortdoser), rng.random() < 0.04)
+    return _Family(
+        atc,
+        l1,
+        l2_name,
+        form,
+        rng.choice(form.long_names),
+        substances,
+        brands,
+        _reseptgruppe(gen, l2_name, form),
+        _preparattype(gen, l2_name, form),
+        _admin(gen, l1, form, kortdoser),
+        rng.random() < 0.04,
+    )
 
 
-def _strength_ladder(gen: _Gen, form: _Form) -> tuple[str, tuple[float, str] | None,
-                                                      tuple[float, ...]]:
+def _strength_ladder(
+    gen: _Gen, form: _Form
+) -> tuple[str, tuple[float, str] | None, tuple[float, ...]]:
     """Unit, denominator and the ladder of typical values for a family's strengths."""
     rng = gen.rng
     if form.kind == "patch":
@@ -944,14 +1657,18 @@ def _strength_ladder(gen: _Gen, form: _Form) -> tuple[str, tuple[float, str] | N
     if form.kind in ("inj", "liquid"):
         if rng.random() < 0.1:
             return "IE", (1, "ml"), _MASS_VALUES["IE"]
-        return "mg", (5, "ml") if form.kind == "liquid" and rng.random() < 0.3 else (1, "ml"), \
-            _CONC_VALUES
+        return (
+            "mg",
+            (5, "ml") if form.kind == "liquid" and rng.random() < 0.3 else (1, "ml"),
+            _CONC_VALUES,
+        )
     unit = rng.choices(("mg", "mcg", "g", "IE"), weights=(82, 11, 3, 4))[0]
     return unit, None, _MASS_VALUES[unit]
 
 
-def _make_strengths(gen: _Gen, substance: _Substance, form: _Form, n: int,
-                    combo: bool) -> list[_Strength]:
+def _make_strengths(
+    gen: _Gen, substance: _Substance, form: _Form, n: int, combo: bool
+) -> list[_Strength]:
     rng = gen.rng
     unit, denom, ladder = _strength_ladder(gen, form)
     start = rng.randint(0, max(0, len(ladder) - n))
@@ -960,8 +1677,9 @@ def _make_strengths(gen: _Gen, substance: _Substance, form: _Form, n: int,
         overflow = max(0, start + i - len(ladder) + 1)  # past the top: 2x, 3x the top value
         value = ladder[min(start + i, len(ladder) - 1)] * (1 + overflow)
         upper = value * 1.2 if unit == "IE" and rng.random() < 0.05 else None
-        strength = _Strength(gen.id(), substance, value, unit, denom,
-                             substance.atc if combo else None, upper)
+        strength = _Strength(
+            gen.id(), substance, value, unit, denom, substance.atc if combo else None, upper
+        )
         substance.strengths.append(strength)
         result.append(strength)
     return result
@@ -978,8 +1696,9 @@ def _strength_text(strengths: list[_Strength]) -> str:
     return "/".join(parts)
 
 
-def _add_slot(gen: _Gen, family: _Family, strengths: list[_Strength], n_brands: int,
-              slots: list[_Slot]) -> None:
+def _add_slot(
+    gen: _Gen, family: _Family, strengths: list[_Strength], n_brands: int, slots: list[_Slot]
+) -> None:
     slot = _Slot(family, strengths, n_brands)
     n_generics = min(n_brands, len(family.brands)) - 1
     for b in [0, *sorted(gen.rng.sample(range(1, len(family.brands)), n_generics))]:
@@ -992,10 +1711,14 @@ def _add_slot(gen: _Gen, family: _Family, strengths: list[_Strength], n_brands: 
     slots.append(slot)
 
 
-def _build_products(gen: _Gen, tree: list[_Atc], mono: list[list[int]],
-                    combos: list[tuple[int, list[int]]], herbals: list[_Substance],
-                    kortdoser: list[_Kortdose]
-                    ) -> tuple[list[_Substance], list[_Substance], list[_Family], list[_Slot]]:
+def _build_products(
+    gen: _Gen,
+    tree: list[_Atc],
+    mono: list[list[int]],
+    combos: list[tuple[int, list[int]]],
+    herbals: list[_Substance],
+    kortdoser: list[_Kortdose],
+) -> tuple[list[_Substance], list[_Substance], list[_Family], list[_Slot]]:
     """Substances, families and slots (with their brands) for single, combination and herbal
     products. Returns (moieties, unmarketed substances, families, slots)."""
     rng = gen.rng
@@ -1019,8 +1742,16 @@ def _build_products(gen: _Gen, tree: list[_Atc], mono: list[list[int]],
         forms_of.setdefault(id(substance), set()).add(form_key)
         atc = substance.atc
         form = _FORMS[form_key]
-        family = _new_family(gen, [substance], atc, atc.code[0], l2_name[atc.code], form,
-                             max(brand_counts), kortdoser)
+        family = _new_family(
+            gen,
+            [substance],
+            atc,
+            atc.code[0],
+            l2_name[atc.code],
+            form,
+            max(brand_counts),
+            kortdoser,
+        )
         families.append(family)
         strengths = _make_strengths(gen, substance, form, len(brand_counts), False)
         for n_brands, strength in zip(brand_counts, strengths, strict=True):
@@ -1035,8 +1766,9 @@ def _build_products(gen: _Gen, tree: list[_Atc], mono: list[list[int]],
         atc = _combo_code(parts, l4_of[first.atc.code])
         l1 = atc.code[0]
         form = _FORMS[_weighted(rng, _FORM_WEIGHTS[l1])]
-        family = _new_family(gen, parts, atc, l1, l2_name[first.atc.code], form,
-                             max(brand_counts), kortdoser)
+        family = _new_family(
+            gen, parts, atc, l1, l2_name[first.atc.code], form, max(brand_counts), kortdoser
+        )
         families.append(family)
         per_part = [_make_strengths(gen, p, form, len(brand_counts), True) for p in parts]
         for i, n_brands in enumerate(brand_counts):
@@ -1051,15 +1783,19 @@ def _build_products(gen: _Gen, tree: list[_Atc], mono: list[list[int]],
     return moieties, unmarketed, families, slots
 
 
-def _reuse_moiety(gen: _Gen, moieties: list[_Substance], forms_of: dict[int, set[str]],
-                  must: bool) -> tuple[_Substance | None, str]:
+def _reuse_moiety(
+    gen: _Gen, moieties: list[_Substance], forms_of: dict[int, set[str]], must: bool
+) -> tuple[_Substance | None, str]:
     """Now and then (or when no new ATC code is left) sell an existing substance in another
     form, e.g. an injection next to the tablets; returns (substance or None, form key)."""
     rng = gen.rng
     if moieties and (must or rng.random() < 0.12):
         candidate = rng.choice(moieties)
-        free = tuple((f, wt) for f, wt in _FORM_WEIGHTS[candidate.atc.code[0]]
-                     if f not in forms_of[id(candidate)])
+        free = tuple(
+            (f, wt)
+            for f, wt in _FORM_WEIGHTS[candidate.atc.code[0]]
+            if f not in forms_of[id(candidate)]
+        )
         if free:
             return candidate, _weighted(rng, free)
     return None, ""
@@ -1077,8 +1813,9 @@ def _combo_code(parts: list[_Substance], l4: _Atc) -> _Atc:
     return node
 
 
-def _fill_substances(gen: _Gen, moieties: list[_Substance], unmarketed: list[_Substance],
-                     n_vs: int, n_fixed: int) -> list[_Substance]:
+def _fill_substances(
+    gen: _Gen, moieties: list[_Substance], unmarketed: list[_Substance], n_vs: int, n_fixed: int
+) -> list[_Substance]:
     """Add salts to moieties and keep enough unmarketed substances to reach ``n_vs``.
 
     Returns the unmarketed substances that are written.
@@ -1095,8 +1832,9 @@ def _fill_substances(gen: _Gen, moieties: list[_Substance], unmarketed: list[_Su
         free = [s for s in _SALTS if moiety.name + s[0] not in taken]
         if free:
             salt, salt_en = rng.choice(free)
-            moiety.salts.append(_Substance(gen.id(), moiety.name + salt,
-                                           f"{moiety.name_en} {salt_en}"))
+            moiety.salts.append(
+                _Substance(gen.id(), moiety.name + salt, f"{moiety.name_en} {salt_en}")
+            )
             added += 1
     return unmarketed[:n_unmarketed]
 
@@ -1164,8 +1902,9 @@ def _build_doses(gen: _Gen, packages: list[_Package], n_dose: int) -> list[_Dose
         if id(package) in merged and owner is not None:
             owner.packages.append(package)
         elif len(doses) < n_dose:
-            dose = _Dose(gen.id(), f"{gen.unique_number(1000000, 9999999)}", package.product,
-                         [package])
+            dose = _Dose(
+                gen.id(), f"{gen.unique_number(1000000, 9999999)}", package.product, [package]
+            )
             first.setdefault(id(package.product), dose)
             doses.append(dose)
     return doses
@@ -1181,13 +1920,27 @@ def _build_vilkar(gen: _Gen, n: int) -> list[_Vilkar]:
         nr = "34" if i == 0 else str(gen.unique_number(35, 900 + 5 * n))
         text, structured = _vilkar_text(gen, group, i == 0)
         gjelder = (("1", "Rekvirent"), ("2", "Utleverer"), ("3", "Rekvirent og utleverer"))
-        result.append(_Vilkar(gen.id(), nr, (group, _VILKAR_GROUPS[group]),
-                              rng.choice(gjelder), text, gen.day(2008), structured))
+        result.append(
+            _Vilkar(
+                gen.id(),
+                nr,
+                (group, _VILKAR_GROUPS[group]),
+                rng.choice(gjelder),
+                text,
+                gen.day(2008),
+                structured,
+            )
+        )
     return result
 
 
-_VILKAR_GROUPS = {"3": "Refusjon", "4": "Utleveringsbestemmelse", "5": "Antibiotika",
-                  "6": "Legemiddelgjennomgang", "7": "Førerkort"}
+_VILKAR_GROUPS = {
+    "3": "Refusjon",
+    "4": "Utleveringsbestemmelse",
+    "5": "Antibiotika",
+    "6": "Legemiddelgjennomgang",
+    "7": "Førerkort",
+}
 
 
 def _vilkar_text(gen: _Gen, group: str, unregistered: bool) -> tuple[str, list[_Structured]]:
@@ -1195,44 +1948,76 @@ def _vilkar_text(gen: _Gen, group: str, unregistered: bool) -> tuple[str, list[_
     rng = gen.rng
     age_ge = ("1", "Alder lik eller større enn")
     if unregistered:
-        return ("Legemidlet er ikke godkjent for markedsføring i Norge og er ikke vurdert av "
-                "norske legemiddelmyndigheter. Det kreves godkjenningsfritak.", [])
+        return (
+            "Legemidlet er ikke godkjent for markedsføring i Norge og er ikke vurdert av "
+            "norske legemiddelmyndigheter. Det kreves godkjenningsfritak.",
+            [],
+        )
     if group == "4":
-        return rng.choice((
-            ("Utleveres kun til sykehus eller etter rekvisisjon fra sykehusavdeling.", []),
-            ("Skal kun utleveres etter forskrivning fra lege med spesialistgodkjenning.",
-             [(("10", "Forskrevet av spesialist eller sykehus"), [],
-               [("7426", *rng.choice(_SPECIALTIES))])]),
-        ))
+        return rng.choice(
+            (
+                ("Utleveres kun til sykehus eller etter rekvisisjon fra sykehusavdeling.", []),
+                (
+                    "Skal kun utleveres etter forskrivning fra lege med spesialistgodkjenning.",
+                    [
+                        (
+                            ("10", "Forskrevet av spesialist eller sykehus"),
+                            [],
+                            [("7426", *rng.choice(_SPECIALTIES))],
+                        )
+                    ],
+                ),
+            )
+        )
     if group == "5":
-        return ("Antibiotikum. Følg nasjonale faglige retningslinjer for antibiotikabruk i "
-                "primærhelsetjenesten, og vurder om behandling med smalspektret penicillin er "
-                "tilstrekkelig.", [])
+        return (
+            "Antibiotikum. Følg nasjonale faglige retningslinjer for antibiotikabruk i "
+            "primærhelsetjenesten, og vurder om behandling med smalspektret penicillin er "
+            "tilstrekkelig.",
+            [],
+        )
     if group == "6":
         age = rng.choice((65, 70, 75, 80))
-        return (f"Legemiddelgjennomgang: Vurder fortsatt behov for behandling hos pasienter "
-                f"{age} år og eldre. Økt risiko for fall, forvirring og kognitiv svikt. Vurder "
-                f"dosereduksjon eller seponering.", [(age_ge, [str(age)], [])])
+        return (
+            f"Legemiddelgjennomgang: Vurder fortsatt behov for behandling hos pasienter "
+            f"{age} år og eldre. Økt risiko for fall, forvirring og kognitiv svikt. Vurder "
+            f"dosereduksjon eller seponering.",
+            [(age_ge, [str(age)], [])],
+        )
     if group == "7":
-        return ("Førerkort: Legemidlet kan påvirke evnen til å kjøre bil og betjene maskiner. "
-                "Se helsekravene i førerkortforskriften og Helsedirektoratets veileder med "
-                "veiledende maksimale døgndoser for de ulike førerkortgruppene.", [])
+        return (
+            "Førerkort: Legemidlet kan påvirke evnen til å kjøre bil og betjene maskiner. "
+            "Se helsekravene i førerkortforskriften og Helsedirektoratets veileder med "
+            "veiledende maksimale døgndoser for de ulike førerkortgruppene.",
+            [],
+        )
     spec_code, spec_name = rng.choice(_SPECIALTIES)
     specialist = ("10", "Forskrevet av spesialist eller sykehus")
     low = rng.choice((2, 6, 12))
-    return rng.choice((
-        ("Refusjon ytes kun etter forskrivning av spesialist "
-         f"i {_lower_first(spec_name)} eller "
-         f"sykehusavdeling med tilsvarende spesialitet.",
-         [(specialist, [], [("7426", spec_code, spec_name)])]),
-        (f"Refusjon ytes kun til barn og ungdom fra og med {low} år til og med 17 år.",
-         [(age_ge, [str(low)], []), (("2", "Alder mindre enn"), ["18"], [])]),
-        ("Refusjon ytes kun til pasienter som ikke har tilfredsstillende effekt av, "
-         "eller ikke tåler, minst to alternative legemidler i samme terapiområde.", []),
-        ("Refusjon ytes selv om legemidlet skal brukes i mindre enn tre måneder.", []),
-        ("Behandlingen skal være instituert på sykehus.",
-         [(("9", "Forskrevet på sykehus"), [], [("1101", "1", "Ja")])]),
-    ))
+    return rng.choice(
+        (
+            (
+                "Refusjon ytes kun etter forskrivning av spesialist "
+                f"i {_lower_first(spec_name)} eller "
+                f"sykehusavdeling med tilsvarende spesialitet.",
+                [(specialist, [], [("7426", spec_code, spec_name)])],
+            ),
+            (
+                f"Refusjon ytes kun til barn og ungdom fra og med {low} år til og med 17 år.",
+                [(age_ge, [str(low)], []), (("2", "Alder mindre enn"), ["18"], [])],
+            ),
+            (
+                "Refusjon ytes kun til pasienter som ikke har tilfredsstillende effekt av, "
+                "eller ikke tåler, minst to alternative legemidler i samme terapiområde.",
+                [],
+            ),
+            ("Refusjon ytes selv om legemidlet skal brukes i mindre enn tre måneder.", []),
+            (
+                "Behandlingen skal være instituert på sykehus.",
+                [(("9", "Forskrevet på sykehus"), [], [("1101", "1", "Ja")])],
+            ),
+        )
+    )
 
 
 _DRIVING_RISK = frozenset(("Analgetika", "Psykoleptika", "Antiepileptika"))
@@ -1255,8 +2040,9 @@ def _assign_vilkar(gen: _Gen, families: list[_Family], vilkar: list[_Vilkar]) ->
             family.vilkar.append(rng.choice(by_group["6"]).id)
 
 
-def _pick_product_groups(gen: _Gen, n: int) -> list[tuple[str, str, str,
-                                                      tuple[tuple[str, str, str], ...]]]:
+def _pick_product_groups(
+    gen: _Gen, n: int
+) -> list[tuple[str, str, str, tuple[tuple[str, str, str], ...]]]:
     """``n`` commodity product groups, at least one for each kind of commodity."""
     rng = gen.rng
     shuffled = rng.sample(_PRODUCT_GROUPS, len(_PRODUCT_GROUPS))
@@ -1264,8 +2050,9 @@ def _pick_product_groups(gen: _Gen, n: int) -> list[tuple[str, str, str,
     return first + [g for g in shuffled if g not in first][: max(0, n - len(first))]
 
 
-def _build_refusjon(gen: _Gen, families: list[_Family], packages: list[_Package], n_rh: int
-                    ) -> tuple[list[_Hjemmel], list[tuple[str, list[_RefGroup]]]]:
+def _build_refusjon(
+    gen: _Gen, families: list[_Family], packages: list[_Package], n_rh: int
+) -> tuple[list[_Hjemmel], list[tuple[str, list[_RefGroup]]]]:
     """Drug reimbursement groups keyed on product ATC codes, plus commodity groups (RID_n)."""
     rng = gen.rng
     n_commodity = min(len(_PRODUCT_GROUPS), max(3, round(n_rh * 0.01)), n_rh - 1)
@@ -1277,16 +2064,29 @@ def _build_refusjon(gen: _Gen, families: list[_Family], packages: list[_Package]
             weight[family.atc.code] = weight.get(family.atc.code, 0.0) + len(family.brands)
     # Codes with many brands (generics) are the likeliest to be reimbursed.
     ranked = sorted(codes.values(), key=lambda a: -weight[a.code] * rng.random())
-    kinds = ((("200", "§5-14 §2"), 80), (("950", "H-resept"), 8), (("300", "§5-14 §3"), 4),
-             (("301", "§5-14 §3a"), 4), (("400", "§5-14 §4"), 4))
+    kinds = (
+        (("200", "§5-14 §2"), 80),
+        (("950", "H-resept"), 8),
+        (("300", "§5-14 §3"), 4),
+        (("301", "§5-14 §3a"), 4),
+        (("400", "§5-14 §4"), 4),
+    )
     hjemler = []
     by_code: dict[str, list[_RefGroup]] = {}
     for i in range(n_rh - n_commodity):
         code, dn = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
         atc = ranked[i % len(ranked)]
-        groups = [_RefGroup(gen.id(), f"{atc.code}_{j + 1}", f"{atc.code}_{j + 1}", atc,
-                            atc.code[0], gen.day(2008))
-                  for j in range(2 if rng.random() < 0.15 else 1)]
+        groups = [
+            _RefGroup(
+                gen.id(),
+                f"{atc.code}_{j + 1}",
+                f"{atc.code}_{j + 1}",
+                atc,
+                atc.code[0],
+                gen.day(2008),
+            )
+            for j in range(2 if rng.random() < 0.15 else 1)
+        ]
         by_code.setdefault(atc.code, []).extend(groups)
         hjemler.append(_Hjemmel(code, dn, code != "301", code == "301", groups))
     for package in packages:
@@ -1295,33 +2095,49 @@ def _build_refusjon(gen: _Gen, families: list[_Family], packages: list[_Package]
             package.refusjon = rng.choice(by_code[atc.code])
     commodity = []
     for code3, _, kind, codes7 in _pick_product_groups(gen, n_commodity):
-        groups = [_RefGroup(f"RID_{gen.unique_number(100000, 999999)}", code7, name7, None, "",
-                            gen.day(2010))
-                  for _, code7, name7 in codes7 for _ in range(rng.randint(1, 2))]
+        groups = [
+            _RefGroup(
+                f"RID_{gen.unique_number(100000, 999999)}", code7, name7, None, "", gen.day(2010)
+            )
+            for _, code7, name7 in codes7
+            for _ in range(rng.randint(1, 2))
+        ]
         section = {"5": f"§5-14 §5.{int(code3[1:])}", "6": f"§5-14 §6.{int(code3[1:])}"}
         hjemler.append(_Hjemmel(code3, section.get(code3[0], "§10-7i"), True, False, groups))
         commodity.append((kind, groups))
     return hjemler, commodity
 
 
-def _interaction_units(gen: _Gen, tree: list[_Atc], moieties: list[_Substance],
-                       unmarketed: list[_Substance], herbals: list[_Substance],
-                       not_assessed: set[str]) -> list[tuple[float, list[_Unit], list[float]]]:
+def _interaction_units(
+    gen: _Gen,
+    tree: list[_Atc],
+    moieties: list[_Substance],
+    unmarketed: list[_Substance],
+    herbals: list[_Substance],
+    not_assessed: set[str],
+) -> list[tuple[float, list[_Unit], list[float]]]:
     """Substance groups by kind, as (share of picks, units, cumulative weights)."""
     rng = gen.rng
 
     def atc_unit(nodes: list[_Atc], name: str | None) -> _Unit:
         head = nodes[0]
-        return _Unit(name, [(n.name, n, None) for n in nodes], _lower_first(head.name),
-                     _english(head.name))
+        return _Unit(
+            name, [(n.name, n, None) for n in nodes], _lower_first(head.name), _english(head.name)
+        )
 
     single = []
     for m in moieties:
         if m.atc.code in not_assessed:
             continue
         nodes = [m.atc, *[c for c in m.combo_codes if c.code not in not_assessed][:3]]
-        single.append(_Unit(m.name if len(nodes) > 1 else None,
-                            [(n.name, n, None) for n in nodes], m.name.lower(), m.name_en.lower()))
+        single.append(
+            _Unit(
+                m.name if len(nodes) > 1 else None,
+                [(n.name, n, None) for n in nodes],
+                m.name.lower(),
+                m.name_en.lower(),
+            )
+        )
     weights = [min(40.0, rng.paretovariate(1.3)) for _ in single]
     l2s = [l2 for l1 in tree for l2 in l1.children]
     l3s = [l3 for l2 in l2s for l3 in l2.children]
@@ -1329,48 +2145,92 @@ def _interaction_units(gen: _Gen, tree: list[_Atc], moieties: list[_Substance],
     kinds: list[tuple[float, list[_Unit], list[float] | None]] = [
         (0.78, single, weights),
         (0.04, [atc_unit([u.atc], None) for u in unmarketed], None),
-        (0.10, [atc_unit([l4, *l4.children], l4.name if rng.random() < 0.3 else None)
-                for l4 in l4s], None),
-        (0.04, [atc_unit([l3, *l3.children, *[c for l4 in l3.children for c in l4.children]],
-                         None) for l3 in l3s], None),
-        (0.005, [atc_unit([l2, *l2.children, *[l4 for l3 in l2.children for l4 in l3.children]],
-                          l2.name) for l2 in l2s], None),
-        (0.025, [_Unit(h.name, [(h.name, None, h.id)], h.name.lower(), h.name_en)
-                 for h in herbals], None),
-        (0.01, [_Unit(None, [(name, _Atc(code, name), None)], name.lower(), name)
-                for code, name in _FICTIONAL_ATC], None),
+        (
+            0.10,
+            [atc_unit([l4, *l4.children], l4.name if rng.random() < 0.3 else None) for l4 in l4s],
+            None,
+        ),
+        (
+            0.04,
+            [
+                atc_unit([l3, *l3.children, *[c for l4 in l3.children for c in l4.children]], None)
+                for l3 in l3s
+            ],
+            None,
+        ),
+        (
+            0.005,
+            [
+                atc_unit(
+                    [l2, *l2.children, *[l4 for l3 in l2.children for l4 in l3.children]], l2.name
+                )
+                for l2 in l2s
+            ],
+            None,
+        ),
+        (
+            0.025,
+            [_Unit(h.name, [(h.name, None, h.id)], h.name.lower(), h.name_en) for h in herbals],
+            None,
+        ),
+        (
+            0.01,
+            [
+                _Unit(None, [(name, _Atc(code, name), None)], name.lower(), name)
+                for code, name in _FICTIONAL_ATC
+            ],
+            None,
+        ),
     ]
-    return [(share, units, list(accumulate(w if w else [1.0] * len(units))))
-            for share, units, w in kinds if units]
+    return [
+        (share, units, list(accumulate(w if w else [1.0] * len(units))))
+        for share, units, w in kinds
+        if units
+    ]
 
 
 def _build(gen: _Gen) -> _Catalogue:
     rng = gen.rng
     herbal_names = rng.sample(_HERBALS, min(len(_HERBALS), max(1, round(15 * gen.scale))))
     herbals = [_Substance(gen.id(), n, en) for n, en in herbal_names]
-    mono, combos = _plan_slots(gen, gen.count("LegemiddelMerkevare"),
-                               gen.count("VirkestoffMedStyrke"), gen.count("Byttegruppe"),
-                               len(herbals))
+    mono, combos = _plan_slots(
+        gen,
+        gen.count("LegemiddelMerkevare"),
+        gen.count("VirkestoffMedStyrke"),
+        gen.count("Byttegruppe"),
+        len(herbals),
+    )
     kortdoser, n_structured = _kortdose_table(gen.count("Kortdose"))
     for_products = [kortdoser[0], *(k for k in kortdoser if k.dn in _COMMON_KORTDOSER)]
     tree = _build_atc(gen, round(len(mono) * 1.15) + 10)
-    moieties, unmarketed, families, slots = _build_products(gen, tree, mono, combos, herbals,
-                                                            for_products)
-    unmarketed = _fill_substances(gen, moieties, unmarketed, gen.count("Virkestoff"),
-                                  len(moieties) + len(herbals))
+    moieties, unmarketed, families, slots = _build_products(
+        gen, tree, mono, combos, herbals, for_products
+    )
+    unmarketed = _fill_substances(
+        gen, moieties, unmarketed, gen.count("Virkestoff"), len(moieties) + len(herbals)
+    )
     packages = _build_packages(gen, slots, gen.count("Legemiddelpakning"))
     vilkar = _build_vilkar(gen, gen.count("Vilkar"))
     _assign_vilkar(gen, families, vilkar)
     hjemler, commodity = _build_refusjon(gen, families, packages, gen.count("Refusjonshjemmel"))
     return _Catalogue(
-        tree=tree, moieties=moieties, unmarketed=unmarketed, herbals=herbals,
-        families=families, slots=slots, products=[p for s in slots for p in s.products],
+        tree=tree,
+        moieties=moieties,
+        unmarketed=unmarketed,
+        herbals=herbals,
+        families=families,
+        slots=slots,
+        products=[p for s in slots for p in s.products],
         packages=packages,
         byttegrupper=_build_byttegrupper(gen, slots, gen.count("Byttegruppe")),
         lv_slots=_build_lv(gen, slots, gen.count("LegemiddelVirkestoff")),
         doses=_build_doses(gen, packages, gen.count("Legemiddeldose")),
-        vilkar=vilkar, hjemler=hjemler, commodity_groups=commodity,
-        kortdoser=kortdoser, structured_kortdoser=n_structured)
+        vilkar=vilkar,
+        hjemler=hjemler,
+        commodity_groups=commodity,
+        kortdoser=kortdoser,
+        structured_kortdoser=n_structured,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1433,9 +2293,16 @@ class _Xml:
         self._buf.clear()
 
 
-def _write_base(w: _Xml, family: _Family, nfs: str, reseptgruppe: str, *,
-                refusjon: Sequence[tuple[_RefGroup, str]] = (),
-                bytte: _Byttegruppe | None = None, prescribable: bool = False) -> None:
+def _write_base(
+    w: _Xml,
+    family: _Family,
+    nfs: str,
+    reseptgruppe: str,
+    *,
+    refusjon: Sequence[tuple[_RefGroup, str]] = (),
+    bytte: _Byttegruppe | None = None,
+    prescribable: bool = False,
+) -> None:
     """The typeLegemiddel fields, in schema order, shared by the four drug payloads.
 
     ``prescribable`` adds RefVilkar and AdministreringLegemiddel, which FEST fills only on
@@ -1477,8 +2344,12 @@ def _write_admin(w: _Xml, family: _Family) -> None:
     w.open("AdministreringLegemiddel")
     for code, dn in a.routes:
         w.cv("Administrasjonsvei", code, "7477", dn)
-    for tag, value in (("KanKnuses", a.knuses), ("KanApnes", a.apnes), ("Bolus", a.bolus),
-                       ("Deling", a.deling)):
+    for tag, value in (
+        ("KanKnuses", a.knuses),
+        ("KanApnes", a.apnes),
+        ("Bolus", a.bolus),
+        ("Deling", a.deling),
+    ):
         if value is not None:
             w.cs(tag, *value)
     if family.form.dose_unit is not None:
@@ -1510,11 +2381,15 @@ def _write_sorted(w: _Xml, slot: _Slot) -> None:
 def _write_spc(w: _Xml, gen: _Gen, ema: bool) -> None:
     rng = gen.rng
     if ema:
-        url = ("https://www.ema.europa.eu/no/documents/product-information/"
-               f"epar-{rng.randint(100, 6000):06d}-product-information_no.pdf")
+        url = (
+            "https://www.ema.europa.eu/no/documents/product-information/"
+            f"epar-{rng.randint(100, 6000):06d}-product-information_no.pdf"
+        )
     else:
-        url = (f"https://www.legemiddelsok.no/_layouts/15/Preparatomtaler/Spc/"
-               f"{rng.randint(0, 25):02d}-{rng.randint(1000, 19999):05d}.pdf")
+        url = (
+            f"https://www.legemiddelsok.no/_layouts/15/Preparatomtaler/Spc/"
+            f"{rng.randint(0, 25):02d}-{rng.randint(1000, 19999):05d}.pdf"
+        )
     w.open("Preparatomtaleavsnitt")
     w.cs("Avsnittoverskrift", "SPCHUMAN_00", "INNHOLDSFORTEGNELSE")
     w.open("Lenke")
@@ -1575,8 +2450,12 @@ def _package_info(w: _Xml, gen: _Gen, package: _Package) -> None:
         w.leaf("Antall", str(count))
     w.leaf("Mengde", str(package.size))
     strengths = product.slot.strengths
-    if (len(strengths) == 1 and strengths[0].denom is None and strengths[0].unit in ("mg", "g")
-            and rng.random() < 0.7):
+    if (
+        len(strengths) == 1
+        and strengths[0].denom is None
+        and strengths[0].unit in ("mg", "g")
+        and rng.random() < 0.7
+    ):
         per_unit_mg = strengths[0].value * (1000 if strengths[0].unit == "g" else 1)
         ddd_mg = per_unit_mg * rng.choice((1, 1, 2, 3))
         if ddd_mg >= 1000:
@@ -1705,8 +2584,7 @@ def _write_legemiddelvirkestoff(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
         w.begin(gen, "LegemiddelVirkestoff")
         w.open("LegemiddelVirkestoff", _FS)
         rg = "C" if family.reseptgruppe == "CF" else family.reseptgruppe
-        _write_base(w, family, nfs, rg, refusjon=[(g, g.since) for g in groups],
-                    prescribable=True)
+        _write_base(w, family, nfs, rg, refusjon=[(g, g.since) for g in groups], prescribable=True)
         w.leaf("Id", lv_id)
         _write_sorted(w, slot)
         for product in slot.products:
@@ -1722,8 +2600,11 @@ def _write_legemiddelvirkestoff(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
 
 
 _COMMODITY_WEIGHTS = {"MedForbMatr": 10, "Naringsmiddel": 6, "Brystprotese": 1}
-_COMMODITY_PACKS = {"MedForbMatr": (1, 10, 30, 50, 100), "Naringsmiddel": (1, 4, 6, 24),
-                    "Brystprotese": (1,)}
+_COMMODITY_PACKS = {
+    "MedForbMatr": (1, 10, 30, 50, 100),
+    "Naringsmiddel": (1, 4, 6, 24),
+    "Brystprotese": (1,),
+}
 
 
 def _write_handelsvare(w: _Xml, gen: _Gen, cat: _Catalogue, n: int) -> int:
@@ -1762,8 +2643,10 @@ def _write_vare(w: _Xml, gen: _Gen, kind: str, group: _RefGroup) -> None:
     w.leaf("Telefon", phone)
     w.close("Leverandor")
     price = round(rng.lognormvariate(5.5, 1.0), 2)
-    prices = [("N", "Innkjøpspris", price),
-              ("P", "Maksimal refusjonspris per pakning", price * 1.25)]
+    prices = [
+        ("N", "Innkjøpspris", price),
+        ("P", "Maksimal refusjonspris per pakning", price * 1.25),
+    ]
     if per_pack > 1:
         prices.append(("E", "Maksimal refusjonspris per enhet", price * 1.25 / per_pack))
     since = gen.recent_day(200)
@@ -1780,8 +2663,10 @@ def _write_vare(w: _Xml, gen: _Gen, kind: str, group: _RefGroup) -> None:
     if kind == "MedForbMatr" and rng.random() < 0.5:
         w.open("BestanddelMatr")
         w.leaf("Navn", rng.choice(("Hovedkomponent", "Beskyttelsesfilm", "Kleber")))
-        w.leaf("Materiale", rng.choice(("Polyuretan", "Silikon", "Polyetylen", "PVC-fri plast",
-                                        "Hydrokolloid")))
+        w.leaf(
+            "Materiale",
+            rng.choice(("Polyuretan", "Silikon", "Polyetylen", "PVC-fri plast", "Hydrokolloid")),
+        )
         w.close("BestanddelMatr")
     w.close(kind)
 
@@ -1819,14 +2704,16 @@ def _write_refusjon(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
 
 def _refusjon_bruk(gen: _Gen, atc: _Atc) -> str:
     rng = gen.rng
-    return rng.choice((
-        f"Behandling med {atc.name.lower()} av pasienter med kronisk sykdom der behandlingen "
-        f"er forventet å vare i minst tre måneder.",
-        "Til pasienter der andre legemidler i samme gruppe er forsøkt uten tilfredsstillende "
-        "effekt, eller ikke er tolerert.",
-        "Som tilleggsbehandling hos voksne pasienter som ikke er tilstrekkelig kontrollert med "
-        "standardbehandling. Behandlingen skal være instituert av spesialist.",
-    ))
+    return rng.choice(
+        (
+            f"Behandling med {atc.name.lower()} av pasienter med kronisk sykdom der behandlingen "
+            f"er forventet å vare i minst tre måneder.",
+            "Til pasienter der andre legemidler i samme gruppe er forsøkt uten tilfredsstillende "
+            "effekt, eller ikke er tolerert.",
+            "Som tilleggsbehandling hos voksne pasienter som ikke er tilstrekkelig kontrollert med "
+            "standardbehandling. Behandlingen skal være instituert av spesialist.",
+        )
+    )
 
 
 def _write_refusjonskoder(w: _Xml, gen: _Gen, group: _RefGroup, vilkar: list[str]) -> None:
@@ -1876,55 +2763,81 @@ def _write_vilkar(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
 
 
 _ASCII = str.maketrans({"æ": "ae", "ø": "o", "å": "a", "é": "e"})
-_VARSEL_TYPES = ((("2", "Leveringssvikt"), 40), (("1", "Sikkerhetsinformasjon"), 20),
-                 (("3", "Salgsstopp og tilbaketrekking"), 10), (("4", "Refusjon"), 10),
-                 (("7", "Retningslinjer og råd"), 10), (("5", "Indikasjonsendring"), 5),
-                 (("6", "Legemiddelanmeldelse"), 5))
+_VARSEL_TYPES = (
+    (("2", "Leveringssvikt"), 40),
+    (("1", "Sikkerhetsinformasjon"), 20),
+    (("3", "Salgsstopp og tilbaketrekking"), 10),
+    (("4", "Refusjon"), 10),
+    (("7", "Retningslinjer og råd"), 10),
+    (("5", "Indikasjonsendring"), 5),
+    (("6", "Legemiddelanmeldelse"), 5),
+)
 
 
-def _varsel_content(gen: _Gen, cat: _Catalogue, kind: str, lv_by_family: dict[int, list[str]]
-                    ) -> tuple[str, str, list[tuple[str, str, list[str]]]]:
+def _varsel_content(
+    gen: _Gen, cat: _Catalogue, kind: str, lv_by_family: dict[int, list[str]]
+) -> tuple[str, str, list[tuple[str, str, list[str]]]]:
     """Heading, text and Referanseelement (Klasse code, DN, RefElement ids) of a notice."""
     rng = gen.rng
     product = rng.choice(cat.products)
     family = product.slot.family
     subject = family.substances[0].name.lower()
     packages = [("2", "LegemiddelpakningId", [pk.id for pk in product.packages])]
-    brands = [("1", "LegemiddelMerkevareId",
-               [p.id for s in cat.slots if s.family is family for p in s.products][:10])]
+    brands = [
+        (
+            "1",
+            "LegemiddelMerkevareId",
+            [p.id for s in cat.slots if s.family is family for p in s.products][:10],
+        )
+    ]
     if kind == "2":
         month = rng.choice(("mars", "juni", "september", "desember"))
-        return (f"Mangel på {product.varenavn} {_lower_first(family.form.dn)}",
-                f"Det er mangel på {product.varenavn} {_lower_first(family.form.dn)}. Leverandøren "
-                f"forventer at varen er tilbake i løpet av {month}. "
-                f"Andre legemidler med {subject} kan fortsatt leveres, og apotek kan bytte til "
-                f"likeverdige preparater der det finnes. Vurder om pasienten kan klare seg med et "
-                f"alternativt legemiddel i samme terapiområde.", packages)
+        return (
+            f"Mangel på {product.varenavn} {_lower_first(family.form.dn)}",
+            f"Det er mangel på {product.varenavn} {_lower_first(family.form.dn)}. Leverandøren "
+            f"forventer at varen er tilbake i løpet av {month}. "
+            f"Andre legemidler med {subject} kan fortsatt leveres, og apotek kan bytte til "
+            f"likeverdige preparater der det finnes. Vurder om pasienten kan klare seg med et "
+            f"alternativt legemiddel i samme terapiområde.",
+            packages,
+        )
     if kind == "3":
-        return (f"Tilbaketrekking av {product.varenavn}",
-                f"Enkelte batcher av {product.varenavn} trekkes tilbake fra markedet som et "
-                f"forsiktighetstiltak etter funn ved kvalitetskontroll. Det er ikke grunn til å "
-                f"tro at pasienter har tatt skade. Pasienter bør ikke avslutte behandlingen uten "
-                f"å rådføre seg med lege eller apotek.", packages)
+        return (
+            f"Tilbaketrekking av {product.varenavn}",
+            f"Enkelte batcher av {product.varenavn} trekkes tilbake fra markedet som et "
+            f"forsiktighetstiltak etter funn ved kvalitetskontroll. Det er ikke grunn til å "
+            f"tro at pasienter har tatt skade. Pasienter bør ikke avslutte behandlingen uten "
+            f"å rådføre seg med lege eller apotek.",
+            packages,
+        )
     if kind == "4":
         groups = [pk.refusjon.id for pk in product.packages if pk.refusjon]
         refs = [("4", "RefusjonsgruppeId", groups[:1])] if groups else brands
-        return (f"Endret refusjon for {subject}",
-                f"Fra neste refusjonsperiode endres vilkårene for refusjon av legemidler med "
-                f"{subject}. Pasienter som allerede står på behandling kan fortsette, men nye "
-                f"pasienter må oppfylle de oppdaterte refusjonsvilkårene.", refs)
+        return (
+            f"Endret refusjon for {subject}",
+            f"Fra neste refusjonsperiode endres vilkårene for refusjon av legemidler med "
+            f"{subject}. Pasienter som allerede står på behandling kan fortsette, men nye "
+            f"pasienter må oppfylle de oppdaterte refusjonsvilkårene.",
+            refs,
+        )
     if kind == "7":
         lv = lv_by_family.get(id(family), [])
         refs = [("3", "LegemiddelVirkestoffId", lv[:10])] if lv else brands
-        return (f"Nye råd om bruk av {_lower_first(family.l2_name or family.form.dn)}",
-                f"Direktoratet har oppdatert rådene om bruk av {subject}. Behandlingen bør "
-                f"evalueres jevnlig, og laveste effektive dose bør benyttes i kortest mulig tid. "
-                f"Se oppdaterte nasjonale retningslinjer for detaljer.", refs)
-    return (f"Viktig sikkerhetsinformasjon om {subject}",
-            f"Nye data viser en økt risiko for alvorlige bivirkninger ved bruk av {subject} hos "
-            f"enkelte pasientgrupper. Forskrivere bør vurdere nytte og risiko for den enkelte "
-            f"pasient, informere om symptomer som bør føre til legekontakt, og rapportere "
-            f"mistenkte bivirkninger.", brands)
+        return (
+            f"Nye råd om bruk av {_lower_first(family.l2_name or family.form.dn)}",
+            f"Direktoratet har oppdatert rådene om bruk av {subject}. Behandlingen bør "
+            f"evalueres jevnlig, og laveste effektive dose bør benyttes i kortest mulig tid. "
+            f"Se oppdaterte nasjonale retningslinjer for detaljer.",
+            refs,
+        )
+    return (
+        f"Viktig sikkerhetsinformasjon om {subject}",
+        f"Nye data viser en økt risiko for alvorlige bivirkninger ved bruk av {subject} hos "
+        f"enkelte pasientgrupper. Forskrivere bør vurdere nytte og risiko for den enkelte "
+        f"pasient, informere om symptomer som bør føre til legekontakt, og rapportere "
+        f"mistenkte bivirkninger.",
+        brands,
+    )
 
 
 def _write_varsel(w: _Xml, gen: _Gen, cat: _Catalogue, n: int) -> int:
@@ -1934,8 +2847,9 @@ def _write_varsel(w: _Xml, gen: _Gen, cat: _Catalogue, n: int) -> int:
         lv_by_family.setdefault(id(slot.family), []).append(lv_id)
     w.open("KatVarselSlv")
     for _ in range(n):
-        kind, kind_dn = rng.choices([k for k, _ in _VARSEL_TYPES],
-                                    weights=[wt for _, wt in _VARSEL_TYPES])[0]
+        kind, kind_dn = rng.choices(
+            [k for k, _ in _VARSEL_TYPES], weights=[wt for _, wt in _VARSEL_TYPES]
+        )[0]
         heading, text, refs = _varsel_content(gen, cat, kind, lv_by_family)
         w.begin(gen, "VarselSlv")
         w.open("VarselSlv")
@@ -1966,8 +2880,14 @@ def _write_varsel(w: _Xml, gen: _Gen, cat: _Catalogue, n: int) -> int:
     return n
 
 
-def _write_code_system(w: _Xml, gen: _Gen, oid: str, name: str, publisher: str,
-                       elements: list[tuple[str, str | None, str, str, str | None]]) -> None:
+def _write_code_system(
+    w: _Xml,
+    gen: _Gen,
+    oid: str,
+    name: str,
+    publisher: str,
+    elements: list[tuple[str, str | None, str, str, str | None]],
+) -> None:
     """One OppfKodeverk: Info plus Elements as (Id, ParentId, Kode, Term, BeskrivelseTerm)."""
     w.begin(gen, "Kodeverk")
     w.open("Info")
@@ -1995,13 +2915,28 @@ def _write_kodeverk(w: _Xml, gen: _Gen, cat: _Catalogue) -> None:
     dmp = "Direktoratet for medisinske produkter"
     w.open("KatKodeverk")
     forms = list({f.code: f for f in _FORMS.values()}.values())
-    _write_code_system(w, gen, "7448", "Legemiddelform", dmp,
-                       [(gen.id(), None, f.code, f.dn, None) for f in forms])
-    _write_code_system(w, gen, "7480", "Enhet for dosering", dmp,
-                       [(gen.id(), None, code, singular, plural)
-                        for code, singular, plural in _DOSE_UNITS.values()])
-    _write_code_system(w, gen, "7478", "Kortdose", dmp,
-                       [(gen.id(), None, k.code, k.dn, k.template) for k in cat.kortdoser])
+    _write_code_system(
+        w, gen, "7448", "Legemiddelform", dmp, [(gen.id(), None, f.code, f.dn, None) for f in forms]
+    )
+    _write_code_system(
+        w,
+        gen,
+        "7480",
+        "Enhet for dosering",
+        dmp,
+        [
+            (gen.id(), None, code, singular, plural)
+            for code, singular, plural in _DOSE_UNITS.values()
+        ],
+    )
+    _write_code_system(
+        w,
+        gen,
+        "7478",
+        "Kortdose",
+        dmp,
+        [(gen.id(), None, k.code, k.dn, k.template) for k in cat.kortdoser],
+    )
     elements: list[tuple[str, str | None, str, str, str | None]] = []
     ids: dict[str, str] = {}
 
@@ -2010,8 +2945,11 @@ def _write_kodeverk(w: _Xml, gen: _Gen, cat: _Catalogue) -> None:
             ids[code] = f"IDK_{gen.unique_number(100000, 999999)}"
             elements.append((ids[code], ids.get(parent) if parent else None, code, term, None))
 
-    for code, term in (("5", "Medisinsk forbruksmateriell"), ("6", "Næringsmidler"),
-                       ("9", "Brystproteser")):
+    for code, term in (
+        ("5", "Medisinsk forbruksmateriell"),
+        ("6", "Næringsmidler"),
+        ("9", "Brystproteser"),
+    ):
         add(code, None, term)
     for code3, name, _, codes7 in _PRODUCT_GROUPS:
         add(code3, code3[0], name)
@@ -2057,8 +2995,9 @@ def _write_atc_code_system(w: _Xml, gen: _Gen, cat: _Catalogue) -> None:
         if len(node.code) == 5:
             number = max([0, *(int(c.code[5:7]) for c in node.children)]) + 1
             if number < 100:
-                element(_Atc(f"{node.code}{number:02d}", f"Virkestoff {node.code}{number:02d}"),
-                        node)
+                element(
+                    _Atc(f"{node.code}{number:02d}", f"Virkestoff {node.code}{number:02d}"), node
+                )
 
     for l1 in cat.tree:
         element(l1, None)
@@ -2074,14 +3013,20 @@ def _write_byttegrupper(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
         w.begin(gen, "Byttegruppe")
         w.open("Byttegruppe")
         w.leaf("Id", group.id)
-        w.cs("Kode", group.kode,
-             f"{family.substances[0].name.upper()} {family.form.plural} {strength}")
+        w.cs(
+            "Kode",
+            group.kode,
+            f"{family.substances[0].name.upper()} {family.form.plural} {strength}",
+        )
         restricted = rng.random() < 0.08
         w.leaf("MerknadTilByttbarhet", "true" if restricted else "false")
         if restricted:
-            w.leaf("BeskrivelseByttbarhet", "Bytte bør ikke skje for pasienter som er stabilt "
-                                            "innstilt på ett preparat. Gjelder ved oppstart av "
-                                            "ny behandling.")
+            w.leaf(
+                "BeskrivelseByttbarhet",
+                "Bytte bør ikke skje for pasienter som er stabilt "
+                "innstilt på ett preparat. Gjelder ved oppstart av "
+                "ny behandling.",
+            )
         w.leaf("GyldigFraDato", group.since)
         w.close("Byttegruppe")
         w.close("OppfByttegruppe")
@@ -2105,8 +3050,9 @@ def _write_doser(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
         else:
             w.pq("Mengde", dose.packages[0].size, form.pack_unit[0])
         if form.kind == "inj":
-            w.cv("Pakningstype", dose.packages[0].pack_type[0], "7449",
-                 dose.packages[0].pack_type[1])
+            w.cv(
+                "Pakningstype", dose.packages[0].pack_type[0], "7449", dose.packages[0].pack_type[1]
+            )
         w.leaf("RefLegemiddelMerkevare", product.id)
         for package in dose.packages:
             w.leaf("RefPakning", package.id)
@@ -2121,39 +3067,76 @@ def _write_doser(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
 
 # (mechanism, clinical consequence, what to monitor, what an alternative should avoid)
 _MECHANISMS = (
-    ("{a} hemmer {enz}-mediert metabolisme av {b}.",
-     "Økt konsentrasjon av {b} og økt risiko for doserelaterte bivirkninger. I "
-     "interaksjonsstudier økte AUC for {b} {x} ganger ved samtidig bruk av {a}.",
-     "doserelaterte bivirkninger av {b}", "{enz}"),
-    ("{a} induserer {enz} og øker metabolismen av {b}.",
-     "Redusert konsentrasjon av {b} med risiko for terapisvikt. Effekten kan vedvare i opptil "
-     "to uker etter seponering av {a}.", "terapeutisk effekt av {b}", "{enz}"),
-    ("Begge legemidlene øker serotonerg aktivitet.",
-     "Økt risiko for serotonergt syndrom med symptomer som agitasjon, svetting, tremor, "
-     "hypertermi og myoklonier.", "symptomer på serotonergt syndrom", "serotonerg aktivitet"),
-    ("Additiv effekt på hjertets repolarisering (QT-forlengelse).",
-     "Økt risiko for QT-forlengelse og ventrikulære arytmier, inkludert torsades de pointes.",
-     "QT-tid (EKG) og elektrolytter", "QT-tiden"),
-    ("Additiv hemming av hemostasen via ulike mekanismer.",
-     "Økt blødningsrisiko, særlig fra mage-tarmkanalen.", "tegn på blødning og hemoglobin",
-     "hemostasen"),
-    ("Additiv sentralnervøs dempende effekt.",
-     "Økt sedasjon og risiko for respirasjonsdepresjon, særlig hos eldre og ved høye doser.",
-     "sedasjon og respirasjon", "sentralnervesystemet"),
-    ("Begge legemidlene reduserer renal utskillelse av kalium.",
-     "Økt risiko for hyperkalemi, særlig ved nedsatt nyrefunksjon.", "serum-kalium og kreatinin",
-     "kaliumbalansen"),
-    ("{a} danner tungt oppløselige komplekser med {b} i mage-tarmkanalen.",
-     "Redusert absorpsjon og nedsatt effekt av {b}.", "effekten av {b}", "absorpsjonen av {b}"),
-    ("{a} reduserer renal utskillelse av {b} ved hemming av tubulær sekresjon.",
-     "Økt serumkonsentrasjon av {b} med risiko for toksisitet.", "serumkonsentrasjon av {b}",
-     "nyrefunksjonen"),
-    ("Additiv blodsukkersenkende effekt.", "Økt risiko for hypoglykemi.", "blodsukker",
-     "blodsukkeret"),
-    ("Additiv blodtrykkssenkende effekt.",
-     "Økt risiko for ortostatisk hypotensjon og svimmelhet, "
-     "særlig ved oppstart av behandlingen.",
-     "blodtrykk og svimmelhet", "blodtrykket"),
+    (
+        "{a} hemmer {enz}-mediert metabolisme av {b}.",
+        "Økt konsentrasjon av {b} og økt risiko for doserelaterte bivirkninger. I "
+        "interaksjonsstudier økte AUC for {b} {x} ganger ved samtidig bruk av {a}.",
+        "doserelaterte bivirkninger av {b}",
+        "{enz}",
+    ),
+    (
+        "{a} induserer {enz} og øker metabolismen av {b}.",
+        "Redusert konsentrasjon av {b} med risiko for terapisvikt. Effekten kan vedvare i opptil "
+        "to uker etter seponering av {a}.",
+        "terapeutisk effekt av {b}",
+        "{enz}",
+    ),
+    (
+        "Begge legemidlene øker serotonerg aktivitet.",
+        "Økt risiko for serotonergt syndrom med symptomer som agitasjon, svetting, tremor, "
+        "hypertermi og myoklonier.",
+        "symptomer på serotonergt syndrom",
+        "serotonerg aktivitet",
+    ),
+    (
+        "Additiv effekt på hjertets repolarisering (QT-forlengelse).",
+        "Økt risiko for QT-forlengelse og ventrikulære arytmier, inkludert torsades de pointes.",
+        "QT-tid (EKG) og elektrolytter",
+        "QT-tiden",
+    ),
+    (
+        "Additiv hemming av hemostasen via ulike mekanismer.",
+        "Økt blødningsrisiko, særlig fra mage-tarmkanalen.",
+        "tegn på blødning og hemoglobin",
+        "hemostasen",
+    ),
+    (
+        "Additiv sentralnervøs dempende effekt.",
+        "Økt sedasjon og risiko for respirasjonsdepresjon, særlig hos eldre og ved høye doser.",
+        "sedasjon og respirasjon",
+        "sentralnervesystemet",
+    ),
+    (
+        "Begge legemidlene reduserer renal utskillelse av kalium.",
+        "Økt risiko for hyperkalemi, særlig ved nedsatt nyrefunksjon.",
+        "serum-kalium og kreatinin",
+        "kaliumbalansen",
+    ),
+    (
+        "{a} danner tungt oppløselige komplekser med {b} i mage-tarmkanalen.",
+        "Redusert absorpsjon og nedsatt effekt av {b}.",
+        "effekten av {b}",
+        "absorpsjonen av {b}",
+    ),
+    (
+        "{a} reduserer renal utskillelse av {b} ved hemming av tubulær sekresjon.",
+        "Økt serumkonsentrasjon av {b} med risiko for toksisitet.",
+        "serumkonsentrasjon av {b}",
+        "nyrefunksjonen",
+    ),
+    (
+        "Additiv blodsukkersenkende effekt.",
+        "Økt risiko for hypoglykemi.",
+        "blodsukker",
+        "blodsukkeret",
+    ),
+    (
+        "Additiv blodtrykkssenkende effekt.",
+        "Økt risiko for ortostatisk hypotensjon og svimmelhet, "
+        "særlig ved oppstart av behandlingen.",
+        "blodtrykk og svimmelhet",
+        "blodtrykket",
+    ),
 )
 _EXTRA_CONSEQUENCES = (
     "Risikoen er størst hos eldre, ved nedsatt nyre- eller leverfunksjon og ved høye doser.",
@@ -2165,8 +3148,9 @@ _EXTRA_CONSEQUENCES = (
 )
 
 
-def _interaction_texts(gen: _Gen, a: str, b: str, relevans: str
-                       ) -> tuple[str | None, str, str | None, str | None]:
+def _interaction_texts(
+    gen: _Gen, a: str, b: str, relevans: str
+) -> tuple[str | None, str, str | None, str | None]:
     """(Situasjonskriterium, KliniskKonsekvens, Interaksjonsmekanisme, Handtering)."""
     rng = gen.rng
     values = {"a": a, "b": b, "enz": rng.choice(_ENZYMES), "x": f"{rng.randint(2, 9)}"}
@@ -2174,53 +3158,72 @@ def _interaction_texts(gen: _Gen, a: str, b: str, relevans: str
         text = f"Ingen klinisk relevant endring i effekt eller konsentrasjon av {b}."
         if rng.random() < 0.5:
             text += " Interaksjonen er vist hos friske frivillige, og funnene er små."
-        mech = rng.choice((
-            None,
-            f"{a.capitalize()} gir en svak hemming av {values['enz']}, men endringen i "
-            f"eksponering for {b} er liten.",
-            "Studier har ikke vist farmakokinetisk eller farmakodynamisk "
-            "påvirkning av betydning.",
-        ))
+        mech = rng.choice(
+            (
+                None,
+                f"{a.capitalize()} gir en svak hemming av {values['enz']}, men endringen i "
+                f"eksponering for {b} er liten.",
+                "Studier har ikke vist farmakokinetisk eller farmakodynamisk "
+                "påvirkning av betydning.",
+            )
+        )
         return None, text, mech, None
     mechanism, consequence, monitor, target = rng.choice(_MECHANISMS)
-    text = " ".join([consequence.format(**values),
-                     *rng.sample(_EXTRA_CONSEQUENCES, rng.randint(0, 2))])
+    text = " ".join(
+        [consequence.format(**values), *rng.sample(_EXTRA_CONSEQUENCES, rng.randint(0, 2))]
+    )
     mech = mechanism.format(**values)
     if rng.random() < 0.5:
-        mech += (f" {b.capitalize()} har smal terapeutisk bredde, og små endringer i "
-                 f"konsentrasjonen kan ha klinisk betydning.")
+        mech += (
+            f" {b.capitalize()} har smal terapeutisk bredde, og små endringer i "
+            f"konsentrasjonen kan ha klinisk betydning."
+        )
     paragraphs = []
     if relevans == "1":
-        paragraphs.append(f"Dosetilpasning: Kombinasjonen bør unngås. Dersom samtidig bruk er "
-                          f"nødvendig, bør dosen av {b} reduseres og pasienten følges tett.")
+        paragraphs.append(
+            f"Dosetilpasning: Kombinasjonen bør unngås. Dersom samtidig bruk er "
+            f"nødvendig, bør dosen av {b} reduseres og pasienten følges tett."
+        )
     elif rng.random() < 0.7:
-        paragraphs.append(f"Dosetilpasning: Vurder å redusere dosen av {b} med anslagsvis "
-                          f"{rng.choice((25, 30, 50, 70))} % ved oppstart av {a}. Juster dosen "
-                          f"tilbake når {a} seponeres.")
+        paragraphs.append(
+            f"Dosetilpasning: Vurder å redusere dosen av {b} med anslagsvis "
+            f"{rng.choice((25, 30, 50, 70))} % ved oppstart av {a}. Juster dosen "
+            f"tilbake når {a} seponeres."
+        )
     if rng.random() < 0.3:
-        paragraphs.append(f"Justering av administrering: {b.capitalize()} bør tas minst "
-                          f"{rng.choice((2, 3, 4))} timer før eller {rng.choice((4, 6))} timer "
-                          f"etter {a}.")
-    paragraphs.append(f"Monitorering: Følg {monitor.format(**values)} ved oppstart, "
-                      f"doseendring og seponering av {a}.")
+        paragraphs.append(
+            f"Justering av administrering: {b.capitalize()} bør tas minst "
+            f"{rng.choice((2, 3, 4))} timer før eller {rng.choice((4, 6))} timer "
+            f"etter {a}."
+        )
+    paragraphs.append(
+        f"Monitorering: Følg {monitor.format(**values)} ved oppstart, "
+        f"doseendring og seponering av {a}."
+    )
     if rng.random() < 0.6:
-        paragraphs.append(f"Legemiddelalternativer: Vurder å erstatte {a} med et legemiddel "
-                          f"som ikke påvirker {target.format(**values)}.")
+        paragraphs.append(
+            f"Legemiddelalternativer: Vurder å erstatte {a} med et legemiddel "
+            f"som ikke påvirker {target.format(**values)}."
+        )
     situation = None
     if rng.random() < 0.2:
-        situation = rng.choice((
-            f"Gjelder ved {b}doser større eller lik {rng.choice((20, 50, 75, 100))} mg daglig.",
-            f"Gjelder kun ved systemisk bruk av {a}.",
-            f"Gjelder ved langtidsbruk (mer enn {rng.choice((7, 14, 30))} dager) av {a}.",
-        ))
+        situation = rng.choice(
+            (
+                f"Gjelder ved {b}doser større eller lik {rng.choice((20, 50, 75, 100))} mg daglig.",
+                f"Gjelder kun ved systemisk bruk av {a}.",
+                f"Gjelder ved langtidsbruk (mer enn {rng.choice((7, 14, 30))} dager) av {a}.",
+            )
+        )
     return situation, text, mech, "\n".join(paragraphs) + "\n"
 
 
-_TITLES = ("Effect of {a} on the pharmacokinetics of {b} in healthy volunteers",
-           "Interaction between {a} and {b}: a case report",
-           "Clinical relevance of the {a}-{b} interaction: a retrospective cohort study",
-           "Pharmacodynamic interaction between {a} and {b} in elderly patients",
-           "Influence of {a} on {b} plasma concentrations: a population pharmacokinetic analysis")
+_TITLES = (
+    "Effect of {a} on the pharmacokinetics of {b} in healthy volunteers",
+    "Interaction between {a} and {b}: a case report",
+    "Clinical relevance of the {a}-{b} interaction: a retrospective cohort study",
+    "Pharmacodynamic interaction between {a} and {b} in elderly patients",
+    "Influence of {a} on {b} plasma concentrations: a population pharmacokinetic analysis",
+)
 
 
 def _write_referanser(w: _Xml, gen: _Gen, a: _Unit, b: _Unit) -> None:
@@ -2231,17 +3234,25 @@ def _write_referanser(w: _Xml, gen: _Gen, a: _Unit, b: _Unit) -> None:
         w.open("Referanse")
         if title is None:
             w.leaf("Kilde", f"Preparatomtale (SPC) {b.display.capitalize()}")
-            w.empty("Lenke", f' V="https://www.legemiddelsok.no/_layouts/15/Preparatomtaler/Spc/'
-                             f'{rng.randint(0, 25):02d}-{rng.randint(1000, 19999):05d}.pdf"')
+            w.empty(
+                "Lenke",
+                f' V="https://www.legemiddelsok.no/_layouts/15/Preparatomtaler/Spc/'
+                f'{rng.randint(0, 25):02d}-{rng.randint(1000, 19999):05d}.pdf"',
+            )
         else:
-            authors = ", ".join(f"{rng.choice(_SURNAMES)} {rng.choice('ABCDEFGHJKLMNOPRST')}"
-                                f"{rng.choice(('', 'A', 'E', 'K', 'M'))}"
-                                for _ in range(rng.randint(1, 3)))
+            authors = ", ".join(
+                f"{rng.choice(_SURNAMES)} {rng.choice('ABCDEFGHJKLMNOPRST')}"
+                f"{rng.choice(('', 'A', 'E', 'K', 'M'))}"
+                for _ in range(rng.randint(1, 3))
+            )
             year = rng.randint(1985, 2025)
             page = rng.randint(10, 2000)
-            w.leaf("Kilde", f"{authors}, et al. {title.format(a=a.display_en, b=b.display_en)}. "
-                            f"{rng.choice(_JOURNALS)} {year};{rng.randint(1, 120)}:"
-                            f"{page}-{page + rng.randint(2, 12)}")
+            w.leaf(
+                "Kilde",
+                f"{authors}, et al. {title.format(a=a.display_en, b=b.display_en)}. "
+                f"{rng.choice(_JOURNALS)} {year};{rng.randint(1, 120)}:"
+                f"{page}-{page + rng.randint(2, 12)}",
+            )
             if rng.random() < 0.95:
                 pmid = rng.randint(1000000, 39999999)
                 w.empty("Lenke", f' V="https://pubmed.ncbi.nlm.nih.gov/{pmid}/"')
@@ -2265,10 +3276,13 @@ def _write_substansgruppe(w: _Xml, unit: _Unit) -> None:
 
 def _write_interaksjon(w: _Xml, gen: _Gen, a: _Unit, b: _Unit) -> None:
     rng = gen.rng
-    relevans, relevans_dn = rng.choices((("1", "Bør unngås"), ("2", "Forholdsregler bør tas"),
-                                         ("3", "Ingen tiltak nødvendig")), weights=(15, 70, 15))[0]
-    situation, consequence, mechanism, handling = _interaction_texts(gen, a.display, b.display,
-                                                                     relevans)
+    relevans, relevans_dn = rng.choices(
+        (("1", "Bør unngås"), ("2", "Forholdsregler bør tas"), ("3", "Ingen tiltak nødvendig")),
+        weights=(15, 70, 15),
+    )[0]
+    situation, consequence, mechanism, handling = _interaction_texts(
+        gen, a.display, b.display, relevans
+    )
     w.begin(gen, "Interaksjon")
     w.open("Interaksjon")
     w.leaf("Id", gen.id())
@@ -2278,9 +3292,18 @@ def _write_interaksjon(w: _Xml, gen: _Gen, a: _Unit, b: _Unit) -> None:
     w.leaf("KliniskKonsekvens", consequence)
     if mechanism is not None:
         w.leaf("Interaksjonsmekanisme", mechanism)
-    w.cs("Kildegrunnlag", *rng.choices((("1", "Interaksjonsstudier"), ("2", "Kasusrapporter"),
-                                        ("3", "Interaksjonsstudier og kasusrapporter"),
-                                        ("4", "Indirekte data")), weights=(25, 15, 7, 53))[0])
+    w.cs(
+        "Kildegrunnlag",
+        *rng.choices(
+            (
+                ("1", "Interaksjonsstudier"),
+                ("2", "Kasusrapporter"),
+                ("3", "Interaksjonsstudier og kasusrapporter"),
+                ("4", "Indirekte data"),
+            ),
+            weights=(25, 15, 7, 53),
+        )[0],
+    )
     if handling is not None:
         w.leaf("Handtering", handling)
     if relevans != "3" or rng.random() < 0.5:
@@ -2295,14 +3318,16 @@ def _write_interaksjon(w: _Xml, gen: _Gen, a: _Unit, b: _Unit) -> None:
     w.close("OppfInteraksjon")
 
 
-def _write_interaksjoner(w: _Xml, gen: _Gen, cat: _Catalogue, n_int: int, n_not: int
-                         ) -> tuple[int, int]:
+def _write_interaksjoner(
+    w: _Xml, gen: _Gen, cat: _Catalogue, n_int: int, n_not: int
+) -> tuple[int, int]:
     """Interactions between substance groups, with not-assessed ATC codes interleaved."""
     rng = gen.rng
     product_codes = list({f.atc.code: f.atc for f in cat.families if f.atc is not None}.values())
     not_assessed = rng.sample(product_codes, min(n_not, max(1, len(product_codes) // 3)))
-    kinds = _interaction_units(gen, cat.tree, cat.moieties, cat.unmarketed, cat.herbals,
-                               {c.code for c in not_assessed})
+    kinds = _interaction_units(
+        gen, cat.tree, cat.moieties, cat.unmarketed, cat.herbals, {c.code for c in not_assessed}
+    )
     shares = list(accumulate(share for share, _, _ in kinds))
 
     def pick() -> _Unit:
@@ -2352,8 +3377,9 @@ def _write_strdosering(w: _Xml, gen: _Gen, cat: _Catalogue) -> int:
     return len(structured)
 
 
-def write_synthetic(out: str | os.PathLike[str], scale: float = 1.0, seed: int = 0
-                    ) -> dict[str, int]:
+def write_synthetic(
+    out: str | os.PathLike[str], scale: float = 1.0, seed: int = 0
+) -> dict[str, int]:
     """Write a synthetic FEST M30 (2.5.1, namespace 2014-12-01) catalogue; return counts per
     catalogue.
 
@@ -2382,7 +3408,8 @@ def write_synthetic(out: str | os.PathLike[str], scale: float = 1.0, seed: int =
         counts["Byttegruppe"] = _write_byttegrupper(w, gen, cat)
         counts["Legemiddeldose"] = _write_doser(w, gen, cat)
         counts["Interaksjon"], counts["InteraksjonIkkeVurdert"] = _write_interaksjoner(
-            w, gen, cat, gen.count("Interaksjon"), gen.count("InteraksjonIkkeVurdert"))
+            w, gen, cat, gen.count("Interaksjon"), gen.count("InteraksjonIkkeVurdert")
+        )
         counts["Kortdose"] = _write_strdosering(w, gen, cat)
         w.close("FEST")
         w.raw("\n")

@@ -119,8 +119,15 @@ class Contribution(_Model):
 
 
 DoseMeasure = Literal[
-    "single", "daily", "weekly", "course", "schedule", "regimen", "contraindicated",
-    "duration", "pause",
+    "single",
+    "daily",
+    "weekly",
+    "course",
+    "schedule",
+    "regimen",
+    "contraindicated",
+    "duration",
+    "pause",
 ]
 
 

@@ -49,7 +49,10 @@ from interactions.units import Amount, Dimension, canonical, unit_info
 
 Measure = Literal["single", "daily", "weekly", "course"]
 _LIMIT_FIELDS = {
-    "single": "max_single", "daily": "max_daily", "weekly": "max_weekly", "course": "max_course",
+    "single": "max_single",
+    "daily": "max_daily",
+    "weekly": "max_weekly",
+    "course": "max_course",
 }
 
 
@@ -302,9 +305,16 @@ class DoseRule(_Model):
     @model_validator(mode="after")
     def _limits_something(self) -> DoseRule:
         checks = (
-            self.max_single, self.max_daily, self.max_weekly, self.max_course, self.regimens,
-            self.contraindicated, self.max_days_per_week, self.max_treatment_days,
-            self.min_days_between_courses, self.schedule == "weekly",
+            self.max_single,
+            self.max_daily,
+            self.max_weekly,
+            self.max_course,
+            self.regimens,
+            self.contraindicated,
+            self.max_days_per_week,
+            self.max_treatment_days,
+            self.min_days_between_courses,
+            self.schedule == "weekly",
         )
         if not any(checks):
             raise ValueError(f"rule {self.id} sets no limit")

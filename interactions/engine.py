@@ -49,7 +49,11 @@ def check(
     ``renal_max_age_days`` (default: the rule file's) is not trusted.
     """
     context = CheckContext.create(
-        knowledge, medications, patient or Patient(), include_all, proposed,
+        knowledge,
+        medications,
+        patient or Patient(),
+        include_all,
+        proposed,
         today=today or date.today(),
         renal_max_age_days=renal_max_age_days or knowledge.dose_rules.renal_max_age_days,
     )

@@ -77,8 +77,7 @@ def substance_relations(graph: nx.DiGraph) -> SubstanceRelations:
     return SubstanceRelations(
         parents=parents,
         related={
-            node: frozenset({node, *parents[node], *nx.descendants(graph, node)})
-            for node in graph
+            node: frozenset({node, *parents[node], *nx.descendants(graph, node)}) for node in graph
         },
         moieties={
             node: frozenset({p for p in parents[node] if graph.in_degree(p) == 0} or {node})

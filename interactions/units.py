@@ -60,9 +60,18 @@ _measured(
 
 # Time units of strength denominators (a patch's release per time), in hours.
 HOURS_PER_TIME_UNIT = {
-    "min": 1 / 60, "minutt": 1 / 60, "minutter": 1 / 60,
-    "h": 1.0, "t": 1.0, "time": 1.0, "timer": 1.0,
-    "d": 24.0, "døgn": 24.0, "dag": 24.0, "dager": 24.0, "døgnet": 24.0,
+    "min": 1 / 60,
+    "minutt": 1 / 60,
+    "minutter": 1 / 60,
+    "h": 1.0,
+    "t": 1.0,
+    "time": 1.0,
+    "timer": 1.0,
+    "d": 24.0,
+    "døgn": 24.0,
+    "dag": 24.0,
+    "dager": 24.0,
+    "døgnet": 24.0,
 }
 
 # Dose-form nouns from FEST code system 7480 (EnhetDosering): singular first, then plurals.

@@ -34,9 +34,7 @@ MAX_CODE = 100
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-MODEL_CONFIG = ConfigDict(
-    frozen=True, extra="forbid", str_max_length=MAX_TEXT, allow_inf_nan=False
-)
+MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", str_max_length=MAX_TEXT, allow_inf_nan=False)
 """The configuration of every input model: immutable, no unknown fields, every string at
 most ``MAX_TEXT`` characters (and valid Unicode), every float finite."""
 

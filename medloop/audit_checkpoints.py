@@ -100,8 +100,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as error:
-        raise CheckpointNotConfigured(f"{KEY_VARIABLE} {path}: not a readable PEM private key "
-                                      f"without a password ({error})") from None
+        raise CheckpointNotConfigured(
+            f"{KEY_VARIABLE} {path}: not a readable PEM private key without a password ({error})"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise CheckpointNotConfigured(f"{KEY_VARIABLE} {path}: not an Ed25519 key")
     return key
@@ -126,8 +127,9 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def key_id(public: Ed25519PublicKey) -> str:
-    der = public.public_bytes(serialization.Encoding.DER,
-                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(der).hexdigest()
 
 
@@ -172,8 +174,13 @@ def write_checkpoint(engine: Engine, now: datetime, config: Config) -> dict[str,
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(partial, path)
-    return {"checkpoint": str(path), "written": True, "chains": len(payload["heads"]),
-            "records": result.records, "heads_digest": payload["heads_digest"]}
+    return {
+        "checkpoint": str(path),
+        "written": True,
+        "chains": len(payload["heads"]),
+        "records": result.records,
+        "heads_digest": payload["heads_digest"],
+    }
 
 
 def load_checkpoints(path: Path, public: Ed25519PublicKey) -> tuple[list[Checkpoint], list[str]]:
@@ -181,8 +188,9 @@ def load_checkpoints(path: Path, public: Ed25519PublicKey) -> tuple[list[Checkpo
     first, and a description of every file that failed (unreadable, bad signature, another
     key) or checkpoint that does not name its predecessor (one removed from the directory)."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX))
+        files = sorted(
+            p for p in path.iterdir() if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX)
+        )
     elif path.is_file():
         files = [path]
     else:
@@ -245,8 +253,9 @@ def _read(file: Path, public: Ed25519PublicKey) -> Checkpoint:
 def _newest(directory: Path) -> Checkpoint | None:
     """The newest checkpoint in ``directory`` by name (its payload digest is the next one's
     ``previous``), unverified: the writer trusts its own directory."""
-    files = sorted(p for p in directory.iterdir()
-                   if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX))
+    files = sorted(
+        p for p in directory.iterdir() if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX)
+    )
     if not files:
         return None
     payload = json.loads(files[-1].read_text(encoding="utf-8"))["payload"]
@@ -255,8 +264,9 @@ def _newest(directory: Path) -> Checkpoint | None:
 
 
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def _b64(data: bytes) -> str:

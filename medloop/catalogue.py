@@ -67,7 +67,9 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
     refs: dict[int, dict[str, list[tuple[int, str]]]] = defaultdict(lambda: defaultdict(list))
     ref = schema.fest_ref
     for pk, field, position, target in conn.execute(
-        select(ref.c.entry, ref.c.field, ref.c.position, ref.c.target_id).join(entry, entry.c.id == ref.c.entry).where(live)
+        select(ref.c.entry, ref.c.field, ref.c.position, ref.c.target_id)
+        .join(entry, entry.c.id == ref.c.entry)
+        .where(live)
     ):
         refs[pk][field].append((position, target))
 
@@ -75,7 +77,12 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
         return tuple(t for _, t in sorted(refs[pk].get(field, ())))
 
     substances = tuple(
-        Substance(id=r.domain_id, name=r.name, english_name=r.english_name, salt_ids=targets(r.entry, "RefVirkestoff"))
+        Substance(
+            id=r.domain_id,
+            name=r.name,
+            english_name=r.english_name,
+            salt_ids=targets(r.entry, "RefVirkestoff"),
+        )
         for r in _rows(conn, schema.fest_substance, live)
     )
     strengths = tuple(
@@ -96,12 +103,16 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
     products, packages, groups, doses = [], [], [], []
     eans: dict[int, list[str]] = defaultdict(list)
     ean = schema.fest_package_ean
-    for pk, code in conn.execute(select(ean.c.entry, ean.c.ean).join(entry, entry.c.id == ean.c.entry).where(live)):
+    for pk, code in conn.execute(
+        select(ean.c.entry, ean.c.ean).join(entry, entry.c.id == ean.c.entry).where(live)
+    ):
         eans[pk].append(code)
     package_products: dict[int, list[tuple[int, str]]] = defaultdict(list)
     info_t = schema.fest_package_info
     for pk, position, product_id in conn.execute(
-        select(info_t.c.entry, info_t.c.position, info_t.c.product_id).join(entry, entry.c.id == info_t.c.entry).where(live)
+        select(info_t.c.entry, info_t.c.position, info_t.c.product_id)
+        .join(entry, entry.c.id == info_t.c.entry)
+        .where(live)
     ):
         package_products[pk].append((position, product_id))
 
@@ -120,7 +131,9 @@ def load_snapshot(conn: Connection, version: int | None = None) -> CatalogueSnap
                     dose_unit_codes=_codes(r.dose_units),
                     strength_ids=targets(r.entry, "SortertVirkestoffMedStyrke"),
                     substance_ids=targets(r.entry, "SortertVirkestoffUtenStyrke"),
-                    prescription_validity=tuple(v["duration"] for v in r.prescription_validity or () if v.get("duration")),
+                    prescription_validity=tuple(
+                        v["duration"] for v in r.prescription_validity or () if v.get("duration")
+                    ),
                 )
             )
         elif r.kind == "Legemiddelpakning":
@@ -219,7 +232,9 @@ def _info(conn: Connection, version: int | None) -> CatalogueInfo:
             raise NoCatalogue("no FEST catalogue has been imported: run `medloop fest import PATH`")
         return CatalogueInfo(version=current["id"], hentet_dato=current["hentet_dato"])
     row = conn.execute(
-        select(schema.fest_version.c.id, schema.fest_version.c.hentet_dato).where(schema.fest_version.c.id == version)
+        select(schema.fest_version.c.id, schema.fest_version.c.hentet_dato).where(
+            schema.fest_version.c.id == version
+        )
     ).first()
     if row is None:
         raise NoCatalogue(f"catalogue version {version} does not exist")
@@ -239,12 +254,18 @@ def _interactions(conn: Connection, live) -> tuple[Interaction, ...]:
             source_basis=r.source_basis_name,
             handling=r.handling,
             display_rules=_codes(r.display_rules),
-            references=tuple((ref.get("source") or "", ref.get("link")) for ref in r.references or ()),
+            references=tuple(
+                (ref.get("source") or "", ref.get("link")) for ref in r.references or ()
+            ),
             groups=tuple(
                 InteractionGroup(
                     name=group.get("name"),
                     members=tuple(
-                        InteractionMember(name=m.get("name"), atc=m.get("atc"), substance_ids=tuple(m.get("substance_ids") or ()))
+                        InteractionMember(
+                            name=m.get("name"),
+                            atc=m.get("atc"),
+                            substance_ids=tuple(m.get("substance_ids") or ()),
+                        )
                         for m in group.get("members", ())
                     ),
                 )
@@ -258,7 +279,9 @@ def _interactions(conn: Connection, live) -> tuple[Interaction, ...]:
 def _notices(conn: Connection, live, refs) -> tuple[Notice, ...]:
     entry, notice = schema.fest_entry, schema.fest_notice
     result = []
-    for r in conn.execute(select(notice, entry.c.domain_id).join(entry, entry.c.id == notice.c.entry).where(live)):
+    for r in conn.execute(
+        select(notice, entry.c.domain_id).join(entry, entry.c.id == notice.c.entry).where(live)
+    ):
         references = tuple(
             (field.split("/", 1)[1], target)
             for field, items in refs[r.entry].items()

@@ -192,9 +192,7 @@ def validation_errors(invalid: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def resolve_medications(
-    knowledge: Knowledge, request: CheckRequest
-) -> tuple[Medication, ...]:
+def resolve_medications(knowledge: Knowledge, request: CheckRequest) -> tuple[Medication, ...]:
     """Every requested medication resolved against ``knowledge``; raises
     ``UnresolvedMedications`` naming each one that cannot be."""
     resolved: list[Medication] = []

@@ -21,7 +21,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-fest_app = typer.Typer(help="The FEST drug catalogue: import, inspect, validate, synthesise.", no_args_is_help=True)
+fest_app = typer.Typer(
+    help="The FEST drug catalogue: import, inspect, validate, synthesise.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(fest_app, name="fest")
 app.add_typer(db_app, name="db")
@@ -31,7 +33,9 @@ out = Console()
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (default: $MEDLOOP_DATABASE_URL or sqlite:///medloop.db)."),
+    typer.Option(
+        "--db", help="Database URL (default: $MEDLOOP_DATABASE_URL or sqlite:///medloop.db)."
+    ),
 ]
 EXIT_BAD_INPUT = 1
 EXIT_REFUSED = 3
@@ -75,13 +79,20 @@ def fest_import(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     incremental: Annotated[
-        bool, typer.Option("--incremental", help="Apply on top of the catalogue in force (no expiry by absence).")
+        bool,
+        typer.Option(
+            "--incremental", help="Apply on top of the catalogue in force (no expiry by absence)."
+        ),
     ] = False,
     allow_shrink: Annotated[
-        bool, typer.Option("--allow-shrink", help="Accept a full file that drops >20% of a catalogue.")
+        bool,
+        typer.Option("--allow-shrink", help="Accept a full file that drops >20% of a catalogue."),
     ] = False,
     allow_older: Annotated[
-        bool, typer.Option("--allow-older", help="Accept a file with an older HentetDato than the one in force.")
+        bool,
+        typer.Option(
+            "--allow-older", help="Accept a file with an older HentetDato than the one in force."
+        ),
     ] = False,
 ) -> None:
     """Import a FEST M30 file as a new catalogue version (a no-op if it is already in force)."""
@@ -110,7 +121,11 @@ def fest_import(
                 )
         else:
             result = import_catalogue(
-                engine, path, incremental=incremental, allow_shrink=allow_shrink, allow_older=allow_older
+                engine,
+                path,
+                incremental=incremental,
+                allow_shrink=allow_shrink,
+                allow_older=allow_older,
             )
     except FestFormatError as exc:
         _stderr(f"error: {exc}")
@@ -139,14 +154,19 @@ def fest_import(
     out.print(_counts_table(result.counts, result.changes))
 
 
-def _counts_table(counts: dict[str, int], changes: dict[str, dict[str, int]] | None = None) -> Table:
+def _counts_table(
+    counts: dict[str, int], changes: dict[str, dict[str, int]] | None = None
+) -> Table:
     table = Table("catalogue", "in force", "added", "replaced", "expired")
     changes = changes or {}
     for kind, n in counts.items():
         table.add_row(
             kind,
             str(n),
-            *(str(changes.get(change, {}).get(kind, 0)) for change in ("added", "replaced", "expired")),
+            *(
+                str(changes.get(change, {}).get(kind, 0))
+                for change in ("added", "replaced", "expired")
+            ),
         )
     return table
 
@@ -170,7 +190,11 @@ def fest_stats(
             _stderr("No catalogue imported yet: run `medloop fest import PATH`.")
         raise typer.Exit(EXIT_BAD_INPUT)
     if as_json:
-        print(json.dumps({"version": current["id"], "hentet_dato": current["hentet_dato"], "counts": counts}))
+        print(
+            json.dumps(
+                {"version": current["id"], "hentet_dato": current["hentet_dato"], "counts": counts}
+            )
+        )
         return
     out.print(
         f"Catalogue version {current['id']} ({current['mode']}), "
@@ -185,7 +209,9 @@ def fest_stats(
 @fest_app.command("synth")
 def fest_synth(
     out_path: Annotated[Path, typer.Argument(metavar="OUT.xml", help="Where to write the file.")],
-    scale: Annotated[float, typer.Option(help="1.0 ≈ production size (~11k packages, ~100+ MB).")] = 1.0,
+    scale: Annotated[
+        float, typer.Option(help="1.0 ≈ production size (~11k packages, ~100+ MB).")
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
 ) -> None:
     """Write a synthetic FEST catalogue with production-like proportions (valid against the XSD)."""
@@ -285,8 +311,10 @@ def demo(
     for note in world.notes:
         out.print(note, highlight=False)
     out.print("[bold]Demo data only: not a clinical source.[/bold]")
-    typer.echo(f"\nBearer tokens (development keys, valid {lifetime / 3600:g} h; the ward-admin "
-               "nurse may also admit and discharge):")
+    typer.echo(
+        f"\nBearer tokens (development keys, valid {lifetime / 3600:g} h; the ward-admin "
+        "nurse may also admit and discharge):"
+    )
     for role, token in world.tokens.items():
         typer.echo(f"  {role:<10} {token}")
     first = next(iter(world.patients.values()))
@@ -307,12 +335,16 @@ def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> Non
 
     if settings.uses_dev_keys:
         if not settings.allow_dev_keys:
-            _stderr("error: no token keys configured: set MEDLOOP_JWT_PUBLIC_KEY_FILE or "
-                    "MEDLOOP_JWT_JWKS_FILE (and MEDLOOP_JWT_ISSUER), or MEDLOOP_ALLOW_DEV_KEYS=1 "
-                    "to trust the bundled development keys that anyone can sign with")
+            _stderr(
+                "error: no token keys configured: set MEDLOOP_JWT_PUBLIC_KEY_FILE or "
+                "MEDLOOP_JWT_JWKS_FILE (and MEDLOOP_JWT_ISSUER), or MEDLOOP_ALLOW_DEV_KEYS=1 "
+                "to trust the bundled development keys that anyone can sign with"
+            )
             raise typer.Exit(2)
-        _stderr("warning: trusting the bundled DEVELOPMENT keys (medloop/dev_keys); "
-                "never do this with real patient data")
+        _stderr(
+            "warning: trusting the bundled DEVELOPMENT keys (medloop/dev_keys); "
+            "never do this with real patient data"
+        )
     if workers > 1 and settings.database_url.startswith("sqlite"):
         _stderr("error: --workers > 1 needs PostgreSQL (SQLite has one serving process)")
         raise typer.Exit(2)
@@ -348,13 +380,21 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
 
             # The workers get these settings inside uvicorn's configuration (pickled into each
             # worker process), not through os.environ.
-            config = SettingsConfig(settings, host=host, port=port, workers=workers,
-                                    log_level="warning", http=HttpProtocol, log_config=None)
+            config = SettingsConfig(
+                settings,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                http=HttpProtocol,
+                log_config=None,
+            )
             Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
             settle_heap()
-            uvicorn.run(app_, host=host, port=port, log_level="warning", http=HttpProtocol,
-                        log_config=None)
+            uvicorn.run(
+                app_, host=host, port=port, log_level="warning", http=HttpProtocol, log_config=None
+            )
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
@@ -412,8 +452,12 @@ def serve(
     db: DbOption = None,
     workers: Annotated[
         int,
-        typer.Option(help="Worker processes (PostgreSQL); each serves one request at a time "
-                     "unless MEDLOOP_ROUTE_THREADS is set.", min=1, envvar="MEDLOOP_WORKERS"),
+        typer.Option(
+            help="Worker processes (PostgreSQL); each serves one request at a time "
+            "unless MEDLOOP_ROUTE_THREADS is set.",
+            min=1,
+            envvar="MEDLOOP_WORKERS",
+        ),
     ] = 1,
 ) -> None:
     """Run the HTTP API (uvicorn) on the database ($MEDLOOP_DATABASE_URL or --db), after
@@ -434,8 +478,9 @@ def token(
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     ward_admin: Annotated[
         bool,
-        typer.Option("--ward-admin",
-                     help="Nurse only: may create and configure wards, admit and discharge."),
+        typer.Option(
+            "--ward-admin", help="Nurse only: may create and configure wards, admit and discharge."
+        ),
     ] = False,
     hours: Annotated[
         float,
@@ -446,6 +491,7 @@ def token(
     from datetime import timedelta
 
     from medloop.api.auth import Role, Unauthenticated, issue_token
+
     try:
         chosen = Role(role)
     except ValueError:
@@ -457,16 +503,22 @@ def token(
         raise typer.Exit(EXIT_BAD_INPUT)
     longest = _settings().max_lifetime_seconds
     if not 0 < hours * 3600 <= longest:
-        _stderr(f"error: --hours must be more than 0 and at most {longest / 3600:g} "
-                "(MEDLOOP_JWT_MAX_LIFETIME_SECONDS); the server refuses longer-lived tokens")
+        _stderr(
+            f"error: --hours must be more than 0 and at most {longest / 3600:g} "
+            "(MEDLOOP_JWT_MAX_LIFETIME_SECONDS); the server refuses longer-lived tokens"
+        )
         raise typer.Exit(EXIT_BAD_INPUT)
     if ward_admin and chosen is not Role.NURSE:
         _stderr("error: --ward-admin is for nurse tokens only")
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
         signed = issue_token(
-            chosen, subject, None if chosen is Role.PATIENT else org, name=name,
-            ward_admin=ward_admin, lifetime=timedelta(hours=hours),
+            chosen,
+            subject,
+            None if chosen is Role.PATIENT else org,
+            name=name,
+            ward_admin=ward_admin,
+            lifetime=timedelta(hours=hours),
         )
     except Unauthenticated as exc:
         _stderr(f"error: {exc}")
@@ -524,17 +576,27 @@ def audit_verify(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     max_problems: Annotated[
-        int, typer.Option("--max-problems", min=1, help="List at most this many problems "
-                          "(all are counted).")
+        int,
+        typer.Option(
+            "--max-problems", min=1, help="List at most this many problems (all are counted)."
+        ),
     ] = 100,
     checkpoints: Annotated[
-        Path | None, typer.Option("--checkpoints", help="A directory of signed checkpoints "
-                                  "(or one checkpoint file) the log must still agree with.")
+        Path | None,
+        typer.Option(
+            "--checkpoints",
+            help="A directory of signed checkpoints "
+            "(or one checkpoint file) the log must still agree with.",
+        ),
     ] = None,
     public_key: Annotated[
-        Path | None, typer.Option("--public-key", help="The checkpoints' Ed25519 public key "
-                                  "(PEM); default: the public half of "
-                                  "MEDLOOP_AUDIT_SIGNING_KEY_FILE.")
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The checkpoints' Ed25519 public key "
+            "(PEM); default: the public half of "
+            "MEDLOOP_AUDIT_SIGNING_KEY_FILE.",
+        ),
     ] = None,
 ) -> None:
     """Walk the audit log's hash chains (one per patient) from first record to last, and every
@@ -569,8 +631,7 @@ def audit_verify(
             notes = [f"{checkpoints}: no checkpoint files (checkpoint-*.json)"]
         anchors = cp.anchors_of(found)
     with _engine(db).connect() as conn, conn.begin():
-        result = verify(conn, max_problems=max_problems, anchors=anchors,
-                        checkpoint_problems=notes)
+        result = verify(conn, max_problems=max_problems, anchors=anchors, checkpoint_problems=notes)
     if as_json:
         print(json.dumps(result.as_json()))
     elif result.broken is None:
@@ -585,14 +646,16 @@ def audit_verify(
             f"audit log broken at event {link.seq} of chain {link.chain} ({link.problem}): "
             f"expected {link.expected}, found {link.found}; the {result.events} events walked "
             "before it are intact"
-            if link.problem in ("gap", "prev_hash", "hash") else
-            f"audit log broken ({link.problem}): {_problem_text(link)}"
+            if link.problem in ("gap", "prev_hash", "hash")
+            else f"audit log broken ({link.problem}): {_problem_text(link)}"
         )
         for problem in result.problems[1:]:
             _stderr(f"  {_problem_text(problem)}")
         if result.problem_count > len(result.problems):
-            _stderr(f"  ... {result.problem_count - len(result.problems)} more problems "
-                    "(--max-problems)")
+            _stderr(
+                f"  ... {result.problem_count - len(result.problems)} more problems "
+                "(--max-problems)"
+            )
     if not result.ok:
         raise typer.Exit(EXIT_AUDIT_BROKEN)
 
@@ -600,8 +663,7 @@ def audit_verify(
 def _problem_text(problem: Any) -> str:
     where = "" if problem.chain is None else f"event {problem.seq} of chain {problem.chain}: "
     row = "" if problem.row is None else f" [{problem.row}]"
-    return (f"{where}{problem.problem}: expected {problem.expected}, found {problem.found}"
-            f"{row}")
+    return f"{where}{problem.problem}: expected {problem.expected}, found {problem.found}{row}"
 
 
 jobs_app = typer.Typer(help="Scheduled jobs, run once by hand.", no_args_is_help=True)
@@ -761,14 +823,20 @@ def eresept_validate(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     info = message.msg_info
     unchecked = [d for d in message.documents if d.validation != "valid"]
-    verdict = "valid" if not unchecked else (
-        f"valid envelope, {len(unchecked)} document(s) not schema-validated (below)"
+    verdict = (
+        "valid"
+        if not unchecked
+        else (f"valid envelope, {len(unchecked)} document(s) not schema-validated (below)")
     )
     typer.echo(f"{path}: {verdict}: {info.type} ({info.type_name}) MsgId {info.msg_id}")
     for document in message.documents:
         indent = "  " * (document.depth + 1)
-        typer.echo(f"{indent}{document.type} <{document.root}> at {document.where} "
-                   f"(line {document.line}): {document.validation}")
+        typer.echo(
+            f"{indent}{document.type} <{document.root}> at {document.where} "
+            f"(line {document.line}): {document.validation}"
+        )
     for signature in message.signatures:
-        typer.echo(f"  signature at {signature.where} (line {signature.line}): {signature.status}"
-                   + (f" — {signature.signer}" if signature.signer else ""))
+        typer.echo(
+            f"  signature at {signature.where} (line {signature.line}): {signature.status}"
+            + (f" — {signature.signer}" if signature.signer else "")
+        )

@@ -51,8 +51,9 @@ NURSING_HOME = Organisation(
     id="974600951", name="Solbakken sykehjem (demo)", kind=OrganisationKind.NURSING_HOME
 )
 GP = Actor(
-    personnel=HealthPersonnel(hpr_number="431002737", name="Anja Fos Eidsvik",
-                              role=PersonnelRole.DOCTOR),
+    personnel=HealthPersonnel(
+        hpr_number="431002737", name="Anja Fos Eidsvik", role=PersonnelRole.DOCTOR
+    ),
     organisation=GP_PRACTICE,
 )
 NURSE = Actor(
@@ -64,8 +65,9 @@ SECOND_NURSE = Actor(
     organisation=NURSING_HOME,
 )
 PHARMACIST = Actor(
-    personnel=HealthPersonnel(hpr_number="9876543", name="Per Apoteker",
-                              role=PersonnelRole.PHARMACIST),
+    personnel=HealthPersonnel(
+        hpr_number="9876543", name="Per Apoteker", role=PersonnelRole.PHARMACIST
+    ),
     organisation=PHARMACY,
 )
 
@@ -145,35 +147,94 @@ class Resident:
 
 
 RESIDENTS = (
-    Resident("Kari", "Nordmann", date(1938, 3, 14), (
-        Order("090232", regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
-              "Atrieflimmer", multidose=True),
-        Order("090283", regular(_tablets(1, MORNING), text="1 depottablett om morgenen"),
-              "Hypertensjon", multidose=True),
-        Order("090402", regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
-              "Hjertesvikt", multidose=True),
-        Order("090028", as_needed(1, "tablett", 4, 6, "1 tablett ved behov, maks 4 per døgn"),
-              "Smerter"),
-    ), multidose=True, facts=Facts(48, RenalFunctionKind.EGFR, 52, 7, 20)),
-    Resident("Per", "Hansen", date(1941, 9, 2), (
-        Order("090436", regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
-              "Hyperkolesterolemi", multidose=True),
-        Order("090844", regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
-              "Demens", multidose=True),
-        Order("090623", regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
-              "Depresjon", multidose=True),
-        Order("091099", as_needed(1, "kapsel", 4, 4, "1 kapsel ved sterke smerter, maks 4/døgn"),
-              "Gjennombruddssmerter"),
-    ), multidose=True, facts=Facts(74, RenalFunctionKind.CREATININE_CLEARANCE, 41, 14, 40)),
-    Resident("Ingrid", "Berg", date(1935, 12, 24), (
-        Order("090606", regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
-              "Hypotyreose"),
-        Order("090555", regular(_tablets(1, MORNING), _tablets(1, EVENING),
-                                text="1 tablett morgen og kveld"), "Diabetes type 2"),
-        Order("090164", regular(_tablets(1, MIDDAY), text="1 tablett midt på dagen"),
-              "Osteoporose"),
-    # Her eGFR is four months old: dose rules that depend on it report "not checked".
-    ), facts=Facts(55, RenalFunctionKind.EGFR, 38, 30, 120)),
+    Resident(
+        "Kari",
+        "Nordmann",
+        date(1938, 3, 14),
+        (
+            Order(
+                "090232",
+                regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+                "Atrieflimmer",
+                multidose=True,
+            ),
+            Order(
+                "090283",
+                regular(_tablets(1, MORNING), text="1 depottablett om morgenen"),
+                "Hypertensjon",
+                multidose=True,
+            ),
+            Order(
+                "090402",
+                regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
+                "Hjertesvikt",
+                multidose=True,
+            ),
+            Order(
+                "090028",
+                as_needed(1, "tablett", 4, 6, "1 tablett ved behov, maks 4 per døgn"),
+                "Smerter",
+            ),
+        ),
+        multidose=True,
+        facts=Facts(48, RenalFunctionKind.EGFR, 52, 7, 20),
+    ),
+    Resident(
+        "Per",
+        "Hansen",
+        date(1941, 9, 2),
+        (
+            Order(
+                "090436",
+                regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+                "Hyperkolesterolemi",
+                multidose=True,
+            ),
+            Order(
+                "090844",
+                regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+                "Demens",
+                multidose=True,
+            ),
+            Order(
+                "090623",
+                regular(_tablets(1, MORNING), text="1 tablett om morgenen"),
+                "Depresjon",
+                multidose=True,
+            ),
+            Order(
+                "091099",
+                as_needed(1, "kapsel", 4, 4, "1 kapsel ved sterke smerter, maks 4/døgn"),
+                "Gjennombruddssmerter",
+            ),
+        ),
+        multidose=True,
+        facts=Facts(74, RenalFunctionKind.CREATININE_CLEARANCE, 41, 14, 40),
+    ),
+    Resident(
+        "Ingrid",
+        "Berg",
+        date(1935, 12, 24),
+        (
+            Order(
+                "090606", regular(_tablets(1, MORNING), text="1 tablett om morgenen"), "Hypotyreose"
+            ),
+            Order(
+                "090555",
+                regular(
+                    _tablets(1, MORNING), _tablets(1, EVENING), text="1 tablett morgen og kveld"
+                ),
+                "Diabetes type 2",
+            ),
+            Order(
+                "090164",
+                regular(_tablets(1, MIDDAY), text="1 tablett midt på dagen"),
+                "Osteoporose",
+            ),
+            # Her eGFR is four months old: dose rules that depend on it report "not checked".
+        ),
+        facts=Facts(55, RenalFunctionKind.EGFR, 38, 30, 120),
+    ),
 )
 
 
@@ -195,7 +256,10 @@ DEMO_DECISION = "Solbakken kommune, vedtak 2026/0412 (demo)"
 
 
 def build(
-    engine: Engine, catalogue: Any, *, now: datetime | None = None,
+    engine: Engine,
+    catalogue: Any,
+    *,
+    now: datetime | None = None,
     token_lifetime: timedelta = timedelta(hours=1),
 ) -> DemoWorld:
     """Import ``catalogue`` and build the demo world once (a second call only reissues the
@@ -211,7 +275,8 @@ def build(
         world.patients = {nid: pid for nid, pid in known.items() if pid is not None}
     else:
         administration.create_ward(
-            engine, administration.WardOrder(ward_id=WARD_ID, name="Solbakken 1. etasje"),
+            engine,
+            administration.WardOrder(ward_id=WARD_ID, name="Solbakken 1. etasje"),
             Call(actor=NURSE, at=at, reason="demo"),
         )
         for resident, nid in residents:
@@ -220,10 +285,14 @@ def build(
             if resident.multidose:
                 _multidose(engine, patient_id, at)
             administration.admit(
-                engine, patient_id,
+                engine,
+                patient_id,
                 administration.AdmissionOrder(
-                    admission_id=uuid.uuid4(), ward_id=WARD_ID, admitted_at=at,
-                    reason="Langtidsopphold (demo)", decision_reference=DEMO_DECISION,
+                    admission_id=uuid.uuid4(),
+                    ward_id=WARD_ID,
+                    admitted_at=at,
+                    reason="Langtidsopphold (demo)",
+                    decision_reference=DEMO_DECISION,
                 ),
                 Call(actor=NURSE, at=at, reason="demo"),
             )
@@ -234,19 +303,39 @@ def build(
     first = residents[0][1]
     life = {"lifetime": token_lifetime}
     world.tokens = {
-        "gp": issue_token("gp", GP.personnel.hpr_number, GP_PRACTICE.id,
-                          name=GP.personnel.name, organisation_name=GP_PRACTICE.name, **life),
-        "nurse": issue_token("nurse", NURSE.personnel.hpr_number, NURSING_HOME.id,
-                             name=NURSE.personnel.name, organisation_name=NURSING_HOME.name,
-                             **life),
-        "ward-admin": issue_token(
-            "nurse", SECOND_NURSE.personnel.hpr_number, NURSING_HOME.id,
-            name=SECOND_NURSE.personnel.name, organisation_name=NURSING_HOME.name,
-            ward_admin=True, **life,
+        "gp": issue_token(
+            "gp",
+            GP.personnel.hpr_number,
+            GP_PRACTICE.id,
+            name=GP.personnel.name,
+            organisation_name=GP_PRACTICE.name,
+            **life,
         ),
-        "pharmacist": issue_token("pharmacist", PHARMACIST.personnel.hpr_number, PHARMACY.id,
-                                  name=PHARMACIST.personnel.name,
-                                  organisation_name=PHARMACY.name, **life),
+        "nurse": issue_token(
+            "nurse",
+            NURSE.personnel.hpr_number,
+            NURSING_HOME.id,
+            name=NURSE.personnel.name,
+            organisation_name=NURSING_HOME.name,
+            **life,
+        ),
+        "ward-admin": issue_token(
+            "nurse",
+            SECOND_NURSE.personnel.hpr_number,
+            NURSING_HOME.id,
+            name=SECOND_NURSE.personnel.name,
+            organisation_name=NURSING_HOME.name,
+            ward_admin=True,
+            **life,
+        ),
+        "pharmacist": issue_token(
+            "pharmacist",
+            PHARMACIST.personnel.hpr_number,
+            PHARMACY.id,
+            name=PHARMACIST.personnel.name,
+            organisation_name=PHARMACY.name,
+            **life,
+        ),
         "patient": issue_token("patient", first, name="Kari Nordmann", **life),
     }
     return world
@@ -257,14 +346,16 @@ def _multidose(engine: Engine, patient_id: UUID, at: datetime) -> None:
     from the next Monday, ordered by the Wednesday before."""
     call = Call(actor=GP, at=at, reason="demo")
     multidose.set_responsibility(
-        engine, patient_id,
+        engine,
+        patient_id,
         multidose.ResponsibilityOrder(doctor=GP, pharmacy=PHARMACY, valid_from=at.date()),
         call,
     )
     monday = at.date() + timedelta(days=7 - at.weekday())
     deadline = datetime.combine(monday - timedelta(days=5), time(12, 0), tzinfo=UTC)
     multidose.open_packing_period(
-        engine, patient_id,
+        engine,
+        patient_id,
         multidose.PeriodOrder(
             period_id=uuid.uuid4(), first_day=monday, order_deadline=max(deadline, at)
         ),
@@ -275,13 +366,19 @@ def _multidose(engine: Engine, patient_id: UUID, at: datetime) -> None:
 def _register(engine: Engine, resident: Resident, nid: str, at: datetime) -> UUID:
     facts = resident.facts
     patient = Patient(
-        id=uuid.uuid4(), national_id=NationalId(nid), given_name=resident.given_name,
-        family_name=resident.family_name, birth_date=resident.birth,
-        weight=None if facts is None else Weight(
-            kg=facts.weight_kg, measured_at=at - timedelta(days=facts.weight_days_ago)
-        ),
-        renal_function=None if facts is None else RenalFunction(
-            kind=facts.renal, value=facts.renal_value,
+        id=uuid.uuid4(),
+        national_id=NationalId(nid),
+        given_name=resident.given_name,
+        family_name=resident.family_name,
+        birth_date=resident.birth,
+        weight=None
+        if facts is None
+        else Weight(kg=facts.weight_kg, measured_at=at - timedelta(days=facts.weight_days_ago)),
+        renal_function=None
+        if facts is None
+        else RenalFunction(
+            kind=facts.renal,
+            value=facts.renal_value,
             measured_at=at - timedelta(days=facts.renal_days_ago),
         ),
     )
@@ -290,13 +387,19 @@ def _register(engine: Engine, resident: Resident, nid: str, at: datetime) -> UUI
     start = (at - timedelta(days=30)).date()
     for order in resident.orders:
         result = _prescribe_overriding(
-            engine, patient.id,
+            engine,
+            patient.id,
             PrescribeOrder(
-                entry_id=uuid.uuid4(), drug=DrugOrder(varenr=order.varenr),
-                use=order.dosage.use, dosage=order.dosage, indication=order.indication,
-                start=start, multidose=order.multidose,
+                entry_id=uuid.uuid4(),
+                drug=DrugOrder(varenr=order.varenr),
+                use=order.dosage.use,
+                dosage=order.dosage,
+                indication=order.indication,
+                start=start,
+                multidose=order.multidose,
                 terms=PrescriptionTerms(
-                    prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=2),
+                    prescription_id=uuid.uuid4(),
+                    quantity=PrescribedQuantity(packages=2),
                     repeats=0,
                 ),
             ),

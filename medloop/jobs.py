@@ -141,21 +141,42 @@ def newest_catalogue_file(directory: Path | None) -> Path | None:
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
-        Job("roll-forward", "keep the next 48 h of planned doses generated",
-            _roll_forward, {"trigger": "interval", "minutes": 15}),
-        Job("mark-missed", "chart as missed the doses whose window has passed",
-            _mark_missed, {"trigger": "interval", "minutes": 5}),
-        Job("flag-multidose-deadlines",
+        Job(
+            "roll-forward",
+            "keep the next 48 h of planned doses generated",
+            _roll_forward,
+            {"trigger": "interval", "minutes": 15},
+        ),
+        Job(
+            "mark-missed",
+            "chart as missed the doses whose window has passed",
+            _mark_missed,
+            {"trigger": "interval", "minutes": 5},
+        ),
+        Job(
+            "flag-multidose-deadlines",
             "flag multidose periods near their order deadline with unapplied list changes",
-            _flag_multidose_deadlines, {"trigger": "interval", "minutes": 30}),
-        Job("expire-prescriptions", "expire prescriptions past their validity",
+            _flag_multidose_deadlines,
+            {"trigger": "interval", "minutes": 30},
+        ),
+        Job(
+            "expire-prescriptions",
+            "expire prescriptions past their validity",
             _expire_prescriptions,
-            {"trigger": "cron", "hour": "*", "minute": 7, "timezone": "Europe/Oslo"}),
-        Job("refresh-catalogue", "import a newer FEST file from MEDLOOP_CATALOGUE_DIR",
-            _refresh_catalogue, {"trigger": "interval", "minutes": 60}),
-        Job("audit-checkpoint",
+            {"trigger": "cron", "hour": "*", "minute": 7, "timezone": "Europe/Oslo"},
+        ),
+        Job(
+            "refresh-catalogue",
+            "import a newer FEST file from MEDLOOP_CATALOGUE_DIR",
+            _refresh_catalogue,
+            {"trigger": "interval", "minutes": 60},
+        ),
+        Job(
+            "audit-checkpoint",
             "sign the audit chains' heads into MEDLOOP_AUDIT_CHECKPOINT_DIR",
-            _audit_checkpoint, {"trigger": "interval", "minutes": 60}),
+            _audit_checkpoint,
+            {"trigger": "interval", "minutes": 60},
+        ),
     )
 }
 
@@ -223,17 +244,27 @@ def start_scheduler(engine: Engine, settings: Any = None) -> Any:
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in JOBS.values():
         scheduler.add_job(
-            _scheduled, kwargs={"engine": engine, "name": job.name, "settings": job_settings},
-            id=job.name, name=job.description, coalesce=True, max_instances=1,
-            replace_existing=True, **job.trigger,
+            _scheduled,
+            kwargs={"engine": engine, "name": job.name, "settings": job_settings},
+            id=job.name,
+            name=job.description,
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+            **job.trigger,
         )
     run_dir = health.run_dir_from_env()
     if run_dir is not None:
         # /health/ready in every serving process sees that this scheduler is alive.
         health.heartbeat(run_dir)
         scheduler.add_job(
-            health.heartbeat, "interval", seconds=health.HEARTBEAT_EVERY_SECONDS,
-            kwargs={"run_dir": run_dir}, id="heartbeat", coalesce=True, max_instances=1,
+            health.heartbeat,
+            "interval",
+            seconds=health.HEARTBEAT_EVERY_SECONDS,
+            kwargs={"run_dir": run_dir},
+            id="heartbeat",
+            coalesce=True,
+            max_instances=1,
         )
     scheduler.start()
     return scheduler

@@ -46,7 +46,8 @@ def loads(data: bytes | str) -> Any:
         if path is not None:
             raise InvalidJson(
                 f"a NUL character (\\u0000) is not allowed in strings, at {path}",
-                doc, raw.find(_NUL),
+                doc,
+                raw.find(_NUL),
             )
     if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
         path = _too_deep(value)
@@ -59,9 +60,11 @@ def loads(data: bytes | str) -> Any:
 
 def _pointer(path: list[str | int]) -> str:
     """A JSON Pointer (RFC 6901) to ``path``."""
-    return "/" + "/".join(
-        str(part).replace("~", "~0").replace("/", "~1") for part in path
-    ) if path else "/"
+    return (
+        "/" + "/".join(str(part).replace("~", "~0").replace("/", "~1") for part in path)
+        if path
+        else "/"
+    )
 
 
 def _nul_path(value: Any) -> str | None:

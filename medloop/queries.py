@@ -147,9 +147,7 @@ def prescriptions(conn: Connection, patient_id: UUID) -> list[PrescriptionSummar
     return sorted(found, key=lambda p: (p.issued, str(p.id)))
 
 
-def prescription(
-    conn: Connection, patient_id: UUID, prescription_id: UUID
-) -> PrescriptionSummary:
+def prescription(conn: Connection, patient_id: UUID, prescription_id: UUID) -> PrescriptionSummary:
     """One of the patient's prescriptions with its dispensing tally; ``PrescriptionNotFound``
     when the patient has no such prescription."""
     for found in prescriptions(conn, patient_id):

@@ -54,7 +54,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if REQUIRE_POSTGRES and _postgres_passed == 0 and session.testscollected and not session.config.option.collectonly:
+    if (
+        REQUIRE_POSTGRES
+        and _postgres_passed == 0
+        and session.testscollected
+        and not session.config.option.collectonly
+    ):
         print("\nMEDLOOP_REQUIRE_POSTGRES=1 but no PostgreSQL test passed")
         session.exitstatus = 1
 

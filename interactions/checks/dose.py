@@ -47,10 +47,15 @@ _SUBSTANCE_DIMENSIONS = frozenset(
     {Dimension.MASS, Dimension.INTERNATIONAL_UNIT, Dimension.UNIT, Dimension.AMOUNT_OF_SUBSTANCE}
 )
 _TOLERANCE = 1e-9
-_MISSING_FACTS = frozenset({
-    "age-unknown", "weight-unknown", "renal-function-unknown", "renal-function-outdated",
-    "hepatic-risk-unknown",
-})
+_MISSING_FACTS = frozenset(
+    {
+        "age-unknown",
+        "weight-unknown",
+        "renal-function-unknown",
+        "renal-function-outdated",
+        "hepatic-risk-unknown",
+    }
+)
 _SUMMED: tuple[Measure, ...] = ("daily", "weekly")
 
 
@@ -220,8 +225,10 @@ def _findings(
         for item in focus:
             found.extend(_per_entry(context, code, rule, item, users, missing, not_checked))
         others.extend(found)
-    return [*(tightest[m] for m in ("single", "daily", "weekly", "course") if m in tightest),
-            *others]
+    return [
+        *(tightest[m] for m in ("single", "daily", "weekly", "course") if m in tightest),
+        *others,
+    ]
 
 
 def _applies(when: Condition | None, context: CheckContext) -> bool | _Missing:
@@ -234,7 +241,8 @@ def _applies(when: Condition | None, context: CheckContext) -> bool | _Missing:
     if when.age_min is not None:
         verdicts.append(
             _Missing("age-unknown", "the patient's age is not known")
-            if patient.age is None else patient.age >= when.age_min
+            if patient.age is None
+            else patient.age >= when.age_min
         )
     if when.weight_kg_above is not None or when.weight_kg_max is not None:
         weight = patient.weight_kg
@@ -252,7 +260,8 @@ def _applies(when: Condition | None, context: CheckContext) -> bool | _Missing:
                 "hepatic-risk-unknown",
                 "whether the patient has risk factors for liver injury is not recorded",
             )
-            if patient.hepatic_risk is None else patient.hepatic_risk
+            if patient.hepatic_risk is None
+            else patient.hepatic_risk
         )
     if any(verdict is False for verdict in verdicts):
         return False
@@ -318,43 +327,73 @@ def _per_entry(
         daily = item.amount("daily", rule)
         if missing is not None:
             not_checked.add(
-                entry, rule, code, missing.code,
+                entry,
+                rule,
+                code,
+                missing.code,
                 f"{missing.reason}; {rule.substance} is contraindicated at {rule.when}",
             )
         else:
-            found.append(_Exceeded(
-                "contraindicated", daily.value if daily else None, Amount(0, daily.unit if daily
-                                                                            else ""),
-                f"contraindicated at {rule.when}", rule, ((entry, daily.value if daily else None),),
-            ))
+            found.append(
+                _Exceeded(
+                    "contraindicated",
+                    daily.value if daily else None,
+                    Amount(0, daily.unit if daily else ""),
+                    f"contraindicated at {rule.when}",
+                    rule,
+                    ((entry, daily.value if daily else None),),
+                )
+            )
     if rule.regimens:
         outside = _outside_regimens(context, rule, item, users)
         if outside is not None:
             if missing is not None:
-                not_checked.add(entry, rule, code, missing.code,
-                                f"{missing.reason}; the regimens at {rule.when} are {outside}")
+                not_checked.add(
+                    entry,
+                    rule,
+                    code,
+                    missing.code,
+                    f"{missing.reason}; the regimens at {rule.when} are {outside}",
+                )
             elif outside == "weight":
-                not_checked.add(entry, rule, code, "weight-unknown",
-                                "the accepted regimens are per kg and need the patient's weight")
+                not_checked.add(
+                    entry,
+                    rule,
+                    code,
+                    "weight-unknown",
+                    "the accepted regimens are per kg and need the patient's weight",
+                )
             else:
                 single = item.amount("single", rule)
-                found.append(_Exceeded(
-                    "regimen", single.value if single else None, Amount(0, single.unit
-                                                                          if single else ""),
-                    outside, rule, ((entry, single.value if single else None),),
-                ))
+                found.append(
+                    _Exceeded(
+                        "regimen",
+                        single.value if single else None,
+                        Amount(0, single.unit if single else ""),
+                        outside,
+                        rule,
+                        ((entry, single.value if single else None),),
+                    )
+                )
     days = item.totals.dosing_days_per_week
     allowed_days = rule.days_per_week
     if allowed_days is not None and days > allowed_days:
         limit = "1 day a week" if allowed_days == 1 else f"{allowed_days} days a week"
         if missing is not None:
-            not_checked.add(entry, rule, code, missing.code,
-                            f"{missing.reason}; at {rule.when} at most {limit}")
+            not_checked.add(
+                entry, rule, code, missing.code, f"{missing.reason}; at {rule.when} at most {limit}"
+            )
         else:
-            found.append(_Exceeded(
-                "schedule", days, Amount(allowed_days, "days/week"), limit, rule,
-                ((entry, days),),
-            ))
+            found.append(
+                _Exceeded(
+                    "schedule",
+                    days,
+                    Amount(allowed_days, "days/week"),
+                    limit,
+                    rule,
+                    ((entry, days),),
+                )
+            )
     if rule.max_treatment_days is not None:
         found.extend(_too_long(rule, item, missing, code, not_checked))
     if rule.min_days_between_courses is not None and item.is_course and missing is None:
@@ -370,8 +409,9 @@ def _outside_regimens(
     weight = context.patient.weight_kg
     single = item.amount("single", rule)
     peak = _peak(users, "daily", rule)
-    daily_total = sum((i.amount("daily", rule) or Amount(0, "")).value for i in
-                      (peak[0] if peak else [item]))
+    daily_total = sum(
+        (i.amount("daily", rule) or Amount(0, "")).value for i in (peak[0] if peak else [item])
+    )
     needs_weight = False
     for regimen in rule.regimens:
         verdict = _fits(regimen, single, daily_total, weight)
@@ -382,9 +422,12 @@ def _outside_regimens(
     if needs_weight:
         return "weight"
     return "; ".join(
-        f"{r.label}: " + ", ".join(
-            [*(f"single {limit}" for limit in r.max_single),
-             *(f"daily {limit}" for limit in r.max_daily)]
+        f"{r.label}: "
+        + ", ".join(
+            [
+                *(f"single {limit}" for limit in r.max_single),
+                *(f"daily {limit}" for limit in r.max_daily),
+            ]
         )
         for r in rule.regimens
     )
@@ -395,8 +438,10 @@ def _fits(
 ) -> bool | None:
     if single is None:
         return None
-    for measure, limits, amount in (("single", regimen.max_single, single.value),
-                                    ("daily", regimen.max_daily, daily)):
+    for measure, limits, amount in (
+        ("single", regimen.max_single, single.value),
+        ("daily", regimen.max_daily, daily),
+    ):
         for limit in limits:
             allowed = limit.amount(weight)
             if allowed is None:
@@ -417,21 +462,31 @@ def _too_long(
     if missing is not None:
         known = medication.start is not None and medication.stop is not None
         if not known or (medication.stop - medication.start).days + 1 > limit_days:
-            not_checked.add(item.entry, rule, code, missing.code,
-                            f"{missing.reason}; at {rule.when} at most {limit}")
+            not_checked.add(
+                item.entry,
+                rule,
+                code,
+                missing.code,
+                f"{missing.reason}; at {rule.when} at most {limit}",
+            )
         return []
     if medication.stop is None:
-        return [_Exceeded("duration", None, Amount(limit_days, "days"), limit, rule,
-                          ((item.entry, None),))]
+        return [
+            _Exceeded(
+                "duration", None, Amount(limit_days, "days"), limit, rule, ((item.entry, None),)
+            )
+        ]
     if medication.start is None:
-        not_checked.add(item.entry, rule, code, "start-unknown",
-                        "the treatment length needs the start date")
+        not_checked.add(
+            item.entry, rule, code, "start-unknown", "the treatment length needs the start date"
+        )
         return []
     days = (medication.stop - medication.start).days + 1
     if days <= limit_days:
         return []
-    return [_Exceeded("duration", days, Amount(limit_days, "days"), limit, rule,
-                      ((item.entry, days),))]
+    return [
+        _Exceeded("duration", days, Amount(limit_days, "days"), limit, rule, ((item.entry, days),))
+    ]
 
 
 def _too_soon(rule: DoseRule, item: _Dosed, users: list[_Dosed]) -> list[_Exceeded]:
@@ -449,10 +504,16 @@ def _too_soon(rule: DoseRule, item: _Dosed, users: list[_Dosed]) -> list[_Exceed
             continue
         gap = (start - stop).days - 1
         if gap < pause:
-            return [_Exceeded(
-                "pause", gap, Amount(pause, "days"), f"{pause} days between courses", rule,
-                ((other.entry, None), (item.entry, gap)),
-            )]
+            return [
+                _Exceeded(
+                    "pause",
+                    gap,
+                    Amount(pause, "days"),
+                    f"{pause} days between courses",
+                    rule,
+                    ((other.entry, None), (item.entry, gap)),
+                )
+            ]
     return []
 
 
@@ -464,8 +525,7 @@ def _dose_alert(context: CheckContext, code: str, exceeded: _Exceeded) -> Alert:
     total = "?" if exceeded.total is None else f"{exceeded.total:g}"
     summaries = {
         "schedule": (
-            f"{rule.substance} is a once-weekly drug but is dosed on {total} days a week "
-            f"({names})"
+            f"{rule.substance} is a once-weekly drug but is dosed on {total} days a week ({names})"
             if exceeded.allowed.value == 1
             else f"{rule.substance} may be given on {exceeded.limit}{who} but is dosed on "
             f"{total} days a week ({names})"
@@ -478,7 +538,7 @@ def _dose_alert(context: CheckContext, code: str, exceeded: _Exceeded) -> Alert:
             + f" ({names})"
         ),
         "pause": f"New course of {rule.substance} {total} days after the last; at least "
-                 f"{exceeded.limit}{who} ({names})",
+        f"{exceeded.limit}{who} ({names})",
     }
     summary = summaries.get(
         exceeded.measure,
@@ -516,9 +576,7 @@ def _dose_alert(context: CheckContext, code: str, exceeded: _Exceeded) -> Alert:
     )
 
 
-def _dosed_by_substance(
-    context: CheckContext, not_checked: _NotChecked
-) -> dict[str, list[_Dosed]]:
+def _dosed_by_substance(context: CheckContext, not_checked: _NotChecked) -> dict[str, list[_Dosed]]:
     """What every entry gives of each substance a focus entry contains and rules cover."""
     wanted = {c.atc for entry in context.focus for c in _components(entry.medication.drug)}
     dosed: defaultdict[str, list[_Dosed]] = defaultdict(list)
@@ -601,8 +659,8 @@ def _substance_per_dose(component: _Component, dose: Quantity) -> Amount:
             "unit-incompatible",
             f"a dose in {dose.unit} does not fit a strength per {strength.denominator_unit}",
         )
-    doses_per_denominator = dose.value * dose_unit.factor / (
-        (strength.denominator_value or 1.0) * per.factor
+    doses_per_denominator = (
+        dose.value * dose_unit.factor / ((strength.denominator_value or 1.0) * per.factor)
     )
     return Amount(doses_per_denominator * per_unit.value, per_unit.unit)
 
@@ -669,15 +727,23 @@ def _exceeded(
     if measure == "course":
         for item in items:
             if rule.max_course and item.is_course and item.course_days is None:
-                not_checked.add(item.entry, rule, code, "course-length-unknown",
-                                "the course limit needs the course's start and stop dates")
+                not_checked.add(
+                    item.entry,
+                    rule,
+                    code,
+                    "course-length-unknown",
+                    "the course limit needs the course's start and stop dates",
+                )
         items = [item for item in items if item.course_days is not None]
     for limit in limits:
         allowed = _allowed(limit, rule, context.patient.weight_kg, missing)
         if allowed is None:
             for item in items:
                 not_checked.add(
-                    item.entry, rule, code, "weight-unknown",
+                    item.entry,
+                    rule,
+                    code,
+                    "weight-unknown",
                     f"the {measure} limit {limit} needs the patient's weight",
                 )
             continue
@@ -688,14 +754,16 @@ def _exceeded(
                 comparable.append(item)
             elif amount is not None and not _has_rule_in(item, amount.unit):
                 not_checked.add(
-                    item.entry, rule, code, "unit-incompatible",
+                    item.entry,
+                    rule,
+                    code,
+                    "unit-incompatible",
                     f"the limit {limit} and the dose in {amount.unit} do not "
                     "convert (IU is never converted to a mass)",
                 )
         for group in groups_of(comparable, measure, rule):
             amounts = tuple(
-                (item.entry, (item.amount(measure, rule) or Amount(0, "")).value)
-                for item in group
+                (item.entry, (item.amount(measure, rule) or Amount(0, "")).value) for item in group
             )
             total = sum(amount for _, amount in amounts)
             if total <= allowed.value * (1 + _TOLERANCE):
@@ -703,7 +771,10 @@ def _exceeded(
             if missing is not None:
                 for item in group:
                     not_checked.add(
-                        item.entry, rule, code, missing.code,
+                        item.entry,
+                        rule,
+                        code,
+                        missing.code,
                         f"{missing.reason}; the {measure} limit {limit} at {rule.when} "
                         f"would be exceeded ({total:g} {allowed.unit})",
                     )
@@ -714,7 +785,10 @@ def _exceeded(
 
 
 _MEASURES: tuple[tuple[Measure, Groups], ...] = (
-    ("single", _each), ("daily", _peak), ("weekly", _peak), ("course", _each),
+    ("single", _each),
+    ("daily", _peak),
+    ("weekly", _peak),
+    ("course", _each),
 )
 """Each measure with how entries are grouped for it (used by ``_findings``)."""
 

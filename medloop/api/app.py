@@ -95,7 +95,8 @@ def create_app(
     cds_clients = cds_auth.CdsClientVerifier(cds_settings)
     app.state.cds_clients = cds_clients
     app.add_middleware(
-        BodyGuard, limit=settings.max_body_bytes,
+        BodyGuard,
+        limit=settings.max_body_bytes,
         verifier=cds_auth.BodyVerifier(state.verifier, cds_clients),
     )
     app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
@@ -141,7 +142,8 @@ class RequestId:
             "latin-1"
         )
         request_id = (
-            given if _REQUEST_ID.match(given)
+            given
+            if _REQUEST_ID.match(given)
             else str(uuid.UUID(int=random.getrandbits(128), version=4))
         )
         scope.setdefault("state", {})["request_id"] = request_id
@@ -153,7 +155,8 @@ class RequestId:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [
-                    *message.get("headers", []), (b"x-request-id", request_id.encode()),
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
                 ]
             await send(message)
 
@@ -172,7 +175,10 @@ class RequestId:
             metrics.pool_in_use(pool.checkedout(), pool.size())
         if self._access_log:
             _access.info(
-                "request", route=template, method=scope["method"], status=status,
+                "request",
+                route=template,
+                method=scope["method"],
+                status=status,
                 ms=round(seconds * 1000, 2),
             )
 

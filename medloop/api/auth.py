@@ -182,9 +182,7 @@ def _pem_key(path: Any) -> _Key:
     try:
         key = load_pem_public_key(data)
     except (ValueError, TypeError):
-        raise InvalidSetting(
-            f"MEDLOOP_JWT_PUBLIC_KEY_FILE {path}: not a PEM public key"
-        ) from None
+        raise InvalidSetting(f"MEDLOOP_JWT_PUBLIC_KEY_FILE {path}: not a PEM public key") from None
     algorithms = algorithms_for(key)
     if not algorithms:
         raise InvalidSetting(

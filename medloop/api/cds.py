@@ -438,7 +438,6 @@ def _once(
     return run_once(conn, scope, key, fingerprint, compute).response
 
 
-
 class CdsFeedbackAccepted(BaseModel):
     """Feedback was recorded (CDS Hooks answers it with an empty object)."""
 
@@ -446,7 +445,8 @@ class CdsFeedbackAccepted(BaseModel):
 
 
 @router.post(
-    "/{service_id}/feedback", response_model=CdsFeedbackAccepted,
+    "/{service_id}/feedback",
+    response_model=CdsFeedbackAccepted,
     responses=responses(400, 401, 403, 404, 409, 422),
     summary="Feedback on issued cards (accepted / overridden)",
 )

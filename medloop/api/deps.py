@@ -75,7 +75,11 @@ class Caller:
 
     def authorize(self, action: Action, patient_id: UUID | None = None) -> None:
         authorize(
-            self.engine, self.principal, action, patient_id, at=self.at,
+            self.engine,
+            self.principal,
+            action,
+            patient_id,
+            at=self.at,
             request_id=self.request_id,
         )
 
@@ -108,18 +112,18 @@ class Caller:
     ) -> Read:
         """``read`` with the audit record of this access, in one transaction."""
         return read_audited(
-            self.engine, accessor(self.principal, self.request_id), patient_id, what, read,
+            self.engine,
+            accessor(self.principal, self.request_id),
+            patient_id,
+            what,
+            read,
             reason=reason,
         )
 
-    def read_many(
-        self, action: str, read: Callable[[Connection], tuple[Read, list[UUID]]]
-    ) -> Read:
+    def read_many(self, action: str, read: Callable[[Connection], tuple[Read, list[UUID]]]) -> Read:
         """``read(conn) -> (result, patient ids)`` with one audit record of ``action`` per
         patient read, in one transaction (a ward chart)."""
-        return audited_many(
-            self.engine, accessor(self.principal, self.request_id), action, read
-        )
+        return audited_many(self.engine, accessor(self.principal, self.request_id), action, read)
 
     def read_own(self, what: str, read: Callable[[Connection, UUID], Read]) -> Read:
         """``read(conn, patient_id)`` of the caller's own record (patients), audited, in one
@@ -174,7 +178,7 @@ async def if_match(
         )
     found = _ETAG.match(if_match)
     if found is None:
-        raise BadPrecondition(f"If-Match must be a list version such as \"7\", not {if_match!r}")
+        raise BadPrecondition(f'If-Match must be a list version such as "7", not {if_match!r}')
     return int(found.group(1))
 
 
@@ -282,8 +286,10 @@ def read_with_etag() -> dict[int | str, dict[str, Any]]:
     """The OpenAPI entries of a read that sends an ETag and answers If-None-Match with 304."""
     return {
         200: {"headers": ETAG_HEADER},
-        304: {"description": "Not modified: the copy named in If-None-Match is current",
-              "headers": ETAG_HEADER},
+        304: {
+            "description": "Not modified: the copy named in If-None-Match is current",
+            "headers": ETAG_HEADER,
+        },
     }
 
 

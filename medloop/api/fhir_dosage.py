@@ -145,7 +145,8 @@ def _explained(
         given = routes[draft]
         reason = (
             f"{ROOT}.route: absent, and the catalogue gives no route for a drug named so"
-            if given is None else f"the FHIR route could not be mapped: {given}"
+            if given is None
+            else f"the FHIR route could not be mapped: {given}"
         )
         code = ROUTE_UNKNOWN
     else:
@@ -214,7 +215,8 @@ def _dose(dosage: FhirDosage, path: str) -> Quantity:
         raise _Refused(f"{path}.doseAndRate", "absent: the dosage gives no structured dose")
     if len(entries) > 1:
         raise _Refused(
-            f"{path}.doseAndRate", f"{len(entries)} entries (e.g. ordered and calculated); "
+            f"{path}.doseAndRate",
+            f"{len(entries)} entries (e.g. ordered and calculated); "
             "which one is given is not chosen here",
         )
     entry, at = entries[0], f"{path}.doseAndRate[0]"
@@ -292,9 +294,19 @@ def _days(duration: Any, path: str) -> int:
 # --- amounts ------------------------------------------------------------------------------
 
 _UCUM_UNITS = {
-    "kg": "kg", "g": "g", "mg": "mg", "ug": "mcg", "ng": "ng",
-    "L": "l", "l": "l", "mL": "ml", "ml": "ml",
-    "[iU]": "IU", "[IU]": "IU", "U": "U", "mmol": "mmol",
+    "kg": "kg",
+    "g": "g",
+    "mg": "mg",
+    "ug": "mcg",
+    "ng": "ng",
+    "L": "l",
+    "l": "l",
+    "mL": "ml",
+    "ml": "ml",
+    "[iU]": "IU",
+    "[IU]": "IU",
+    "U": "U",
+    "mmol": "mmol",
 }
 _ENGLISH_NOUNS = {
     "tablett": ("tablet", "tablets", "tab", "tabs", "tbl"),
@@ -383,29 +395,55 @@ def _spoken(text: str) -> str | None:
 # --- time ---------------------------------------------------------------------------------
 
 _PERIOD_UNITS = {
-    "min": TimeUnit.MINUTE, "h": TimeUnit.HOUR, "d": TimeUnit.DAY, "wk": TimeUnit.WEEK,
+    "min": TimeUnit.MINUTE,
+    "h": TimeUnit.HOUR,
+    "d": TimeUnit.DAY,
+    "wk": TimeUnit.WEEK,
     "mo": TimeUnit.MONTH,
 }
 _SPOKEN_TIME = {
-    "minute": TimeUnit.MINUTE, "minutes": TimeUnit.MINUTE, "hour": TimeUnit.HOUR,
-    "hours": TimeUnit.HOUR, "day": TimeUnit.DAY, "days": TimeUnit.DAY, "week": TimeUnit.WEEK,
-    "weeks": TimeUnit.WEEK, "month": TimeUnit.MONTH, "months": TimeUnit.MONTH,
+    "minute": TimeUnit.MINUTE,
+    "minutes": TimeUnit.MINUTE,
+    "hour": TimeUnit.HOUR,
+    "hours": TimeUnit.HOUR,
+    "day": TimeUnit.DAY,
+    "days": TimeUnit.DAY,
+    "week": TimeUnit.WEEK,
+    "weeks": TimeUnit.WEEK,
+    "month": TimeUnit.MONTH,
+    "months": TimeUnit.MONTH,
 }
-_HOURS = {TimeUnit.MINUTE: Fraction(1, 60), TimeUnit.HOUR: Fraction(1), TimeUnit.DAY: Fraction(24),
-          TimeUnit.WEEK: Fraction(168), TimeUnit.MONTH: Fraction(28 * 24)}
+_HOURS = {
+    TimeUnit.MINUTE: Fraction(1, 60),
+    TimeUnit.HOUR: Fraction(1),
+    TimeUnit.DAY: Fraction(24),
+    TimeUnit.WEEK: Fraction(168),
+    TimeUnit.MONTH: Fraction(28 * 24),
+}
 _DAY = Fraction(24)
 _WEEK = Fraction(168)
 _WEEKDAYS = {
-    "mon": Weekday.MONDAY, "tue": Weekday.TUESDAY, "wed": Weekday.WEDNESDAY,
-    "thu": Weekday.THURSDAY, "fri": Weekday.FRIDAY, "sat": Weekday.SATURDAY,
+    "mon": Weekday.MONDAY,
+    "tue": Weekday.TUESDAY,
+    "wed": Weekday.WEDNESDAY,
+    "thu": Weekday.THURSDAY,
+    "fri": Weekday.FRIDAY,
+    "sat": Weekday.SATURDAY,
     "sun": Weekday.SUNDAY,
 }
 _WHEN: dict[str, TimeOfDay | None] = {
-    "MORN": TimeOfDay.MORNING, "MORN.early": TimeOfDay.MORNING, "MORN.late": TimeOfDay.FORENOON,
+    "MORN": TimeOfDay.MORNING,
+    "MORN.early": TimeOfDay.MORNING,
+    "MORN.late": TimeOfDay.FORENOON,
     "NOON": TimeOfDay.MIDDAY,
-    "AFT": TimeOfDay.AFTERNOON, "AFT.early": TimeOfDay.AFTERNOON, "AFT.late": TimeOfDay.AFTERNOON,
-    "EVE": TimeOfDay.EVENING, "EVE.early": TimeOfDay.EVENING, "EVE.late": TimeOfDay.EVENING,
-    "NIGHT": TimeOfDay.NIGHT, "HS": TimeOfDay.NIGHT,
+    "AFT": TimeOfDay.AFTERNOON,
+    "AFT.early": TimeOfDay.AFTERNOON,
+    "AFT.late": TimeOfDay.AFTERNOON,
+    "EVE": TimeOfDay.EVENING,
+    "EVE.early": TimeOfDay.EVENING,
+    "EVE.late": TimeOfDay.EVENING,
+    "NIGHT": TimeOfDay.NIGHT,
+    "HS": TimeOfDay.NIGHT,
     **dict.fromkeys(("WAKE", "PHS", "CM", "CD", "CV", "ACM", "ACD", "ACV", "PCM", "PCD", "PCV")),
 }
 _ANY_MEAL = frozenset({"C", "AC", "PC"})
@@ -499,7 +537,8 @@ def _fixed(amount: Quantity, repeat: Any, path: str) -> tuple[FixedDose, ...]:
             per_day = Fraction(frequency, days)
         else:
             raise _Refused(
-                f"{path}.period", f"{frequency} per {period.value:g} {period.unit} on "
+                f"{path}.period",
+                f"{frequency} per {period.value:g} {period.unit} on "
                 f"{days} named day(s) does not say how many intakes fall on each",
             )
     elif hours <= _DAY:
@@ -507,7 +546,8 @@ def _fixed(amount: Quantity, repeat: Any, path: str) -> tuple[FixedDose, ...]:
     else:
         if frequency != 1:
             raise _Refused(
-                f"{path}.frequency", f"{frequency} per {period.value:g} {period.unit} does not "
+                f"{path}.frequency",
+                f"{frequency} per {period.value:g} {period.unit} does not "
                 "say how many intakes fall on one day",
             )
         if len(slots) > 1:
@@ -517,7 +557,8 @@ def _fixed(amount: Quantity, repeat: Any, path: str) -> tuple[FixedDose, ...]:
     if slots:
         if per_day != len(slots):
             raise _Refused(
-                f"{path}.frequency", f"{frequency} per {period.value:g} {period.unit} is "
+                f"{path}.frequency",
+                f"{frequency} per {period.value:g} {period.unit} is "
                 f"{float(per_day):g} a day, but {len(slots)} time(s) a day are named",
             )
         return tuple(_fixed_dose(amount, slot, None, weekdays) for slot in slots)
@@ -531,8 +572,11 @@ def _fixed_dose(
     amount: Quantity, slot: _Slot, interval: Period | None, weekdays: tuple[Weekday, ...]
 ) -> FixedDose:
     return FixedDose(
-        amount=amount, time_of_day=slot.time_of_day, clock_time=slot.clock_time,
-        interval=interval, weekdays=weekdays,
+        amount=amount,
+        time_of_day=slot.time_of_day,
+        clock_time=slot.clock_time,
+        interval=interval,
+        weekdays=weekdays,
     )
 
 
@@ -584,9 +628,7 @@ def _max_per_period(ratio: Any, path: str) -> _Limit:
     return _Limit(most, Period(value=float(value), unit=unit), path)
 
 
-def _prn_dose(
-    amount: Quantity, limits: list[_Limit], min_interval: Period | None
-) -> AsNeededDose:
+def _prn_dose(amount: Quantity, limits: list[_Limit], min_interval: Period | None) -> AsNeededDose:
     """At most two limits come in (one from the timing, one from maxDosePerPeriod); a 24-hour
     one goes to ``max_per_24h``, the other to ``max_per_period``. A limit below one dose
     contradicts the dose."""
@@ -595,7 +637,8 @@ def _prn_dose(
         most = canonical(limit.most.value, limit.most.unit)
         if most.unit == dose.unit and most.value < dose.value:
             raise _Refused(
-                limit.element, f"at most {limit.most.value:g} {limit.most.unit} is less than "
+                limit.element,
+                f"at most {limit.most.value:g} {limit.most.unit} is less than "
                 f"one dose of {amount.value:g} {amount.unit}",
             )
     daily = next((limit for limit in limits if _hours(limit.period) == _DAY), None)
@@ -635,8 +678,8 @@ def _in_sequence(instructions: Sequence[FhirDosage]) -> None:
     for index, instruction in enumerate(instructions):
         if instruction.sequence != first:
             raise _Refused(
-                f"{ROOT}[{index}].sequence", "instructions in sequence (a dose that changes over "
-                "time) are not one dosage",
+                f"{ROOT}[{index}].sequence",
+                "instructions in sequence (a dose that changes over time) are not one dosage",
             )
 
 

@@ -63,7 +63,11 @@ class BodyGuard:
         limit = self.limit
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _refuse(
-                scope, receive, send, 413, "request-too-large",
+                scope,
+                receive,
+                send,
+                413,
+                "request-too-large",
                 f"the request body is larger than the limit of {limit} bytes",
             )
             return

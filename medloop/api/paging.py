@@ -7,7 +7,6 @@ shift when items are added before it. A cursor this API did not give is refused
 (``invalid-cursor``, 422), never ignored.
 """
 
-
 import base64
 import binascii
 from collections.abc import Callable, Sequence
@@ -27,9 +26,7 @@ Key = tuple[str | int, ...]
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
-LINK_DESCRIPTION = (
-    'RFC 8288 `Link: <…?cursor=…&limit=…>; rel="next"` while a next page follows'
-)
+LINK_DESCRIPTION = 'RFC 8288 `Link: <…?cursor=…&limit=…>; rel="next"` while a next page follows'
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,8 @@ def decode(cursor: str) -> Key:
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise BadCursor("the cursor is not one this API gave") from None
     if not (
-        isinstance(found, list) and found
+        isinstance(found, list)
+        and found
         and all(isinstance(part, str | int) and not isinstance(part, bool) for part in found)
     ):
         raise BadCursor("the cursor is not one this API gave")
@@ -101,8 +99,9 @@ def pages(default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> Any:
         cursor: Annotated[
             str | None,
             Query(
-                max_length=1000, pattern=r"^[A-Za-z0-9_-]+$",
-                description='Where the page starts: from the previous page\'s `Link: …; '
+                max_length=1000,
+                pattern=r"^[A-Za-z0-9_-]+$",
+                description="Where the page starts: from the previous page's `Link: …; "
                 'rel="next"` (opaque)',
             ),
         ] = None,

@@ -80,12 +80,16 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     # A nurse finds a patient by national id only to admit them (a ward admin); once admitted,
     # the ward chart names the patient. Every lookup that finds someone is audited.
     Action.PATIENT_LOOKUP: {
-        Role.GP: Scope.NO_PATIENT, Role.PHARMACIST: Scope.NO_PATIENT, Role.NURSE: Scope.WARD_ADMIN,
+        Role.GP: Scope.NO_PATIENT,
+        Role.PHARMACIST: Scope.NO_PATIENT,
+        Role.NURSE: Scope.WARD_ADMIN,
     },
     Action.DISPENSING_READ: {Role.PHARMACIST: Scope.ANY},
     Action.DISPENSE: {Role.PHARMACIST: Scope.ANY},
     Action.MULTIDOSE_READ: {
-        Role.PHARMACIST: Scope.MULTIDOSE_PHARMACY, Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED,
+        Role.PHARMACIST: Scope.MULTIDOSE_PHARMACY,
+        Role.GP: Scope.ANY,
+        Role.NURSE: Scope.ADMITTED,
     },
     Action.MULTIDOSE_WRITE: {Role.PHARMACIST: Scope.MULTIDOSE_PHARMACY},
     Action.PROPOSAL_DECIDE: {Role.GP: Scope.ANY},
@@ -101,8 +105,10 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
     Action.OBSERVATION_WRITE: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
     Action.CATALOGUE_READ: {
-        Role.GP: Scope.NO_PATIENT, Role.NURSE: Scope.NO_PATIENT,
-        Role.PHARMACIST: Scope.NO_PATIENT, Role.PATIENT: Scope.NO_PATIENT,
+        Role.GP: Scope.NO_PATIENT,
+        Role.NURSE: Scope.NO_PATIENT,
+        Role.PHARMACIST: Scope.NO_PATIENT,
+        Role.PATIENT: Scope.NO_PATIENT,
     },
 }
 
@@ -135,7 +141,11 @@ def authorize(
 
 
 def _refuse(
-    engine: Engine, principal: Principal, action: Action, patient_id: UUID | None, why: str,
+    engine: Engine,
+    principal: Principal,
+    action: Action,
+    patient_id: UUID | None,
+    why: str,
     request_id: str | None,
 ) -> NoReturn:
     if patient_id is not None:
@@ -171,8 +181,11 @@ def read_window(
 
     with reader(engine).connect() as conn:
         stay = next(
-            (a for a in administration.admissions_of(conn, patient_id)
-             if a.organisation_id == principal.organisation and a.covers(at)),
+            (
+                a
+                for a in administration.admissions_of(conn, patient_id)
+                if a.organisation_id == principal.organisation and a.covers(at)
+            ),
             None,
         )
     if stay is None:  # discharged between the two reads
@@ -191,9 +204,7 @@ def own_record(principal: Principal) -> str:
     scope ``SELF``): the token's subject; reads keyed by it cannot reach anyone else's.
     ``Forbidden`` for the roles the matrix does not give the action."""
     if MATRIX[Action.OWN_RECORD].get(principal.role) is not Scope.SELF:
-        raise Forbidden(
-            f"a {principal.role.value} may not do {Action.OWN_RECORD.value} here"
-        )
+        raise Forbidden(f"a {principal.role.value} may not do {Action.OWN_RECORD.value} here")
     return principal.subject
 
 
@@ -230,7 +241,10 @@ def authorize_witness(performer: Principal, witness: Principal) -> None:
 
 
 def _refusal(
-    engine: Engine, principal: Principal, scope: Scope | None, patient_id: UUID | None,
+    engine: Engine,
+    principal: Principal,
+    scope: Scope | None,
+    patient_id: UUID | None,
     at: datetime,
 ) -> str | None:
     if scope is None:

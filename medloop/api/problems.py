@@ -294,9 +294,7 @@ class BadCursor(Exception):
     """A page cursor this API did not give (HTTP 422)."""
 
 
-def problem(
-    status: int, code: str, detail: str, request: Request, **extra: Any
-) -> JSONResponse:
+def problem(status: int, code: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
     body = {
         "type": PROBLEM_BASE + code,
         "title": title_for(code),
@@ -314,9 +312,11 @@ async def _domain_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DomainError)
     status = status_for(error.code)
     # A refusal of access carries no patient data; the others name what they refer to.
-    extra = {} if status in (401, 403) else {
-        key: value for key, value in error.context.items() if key not in _RESERVED
-    }
+    extra = (
+        {}
+        if status in (401, 403)
+        else {key: value for key, value in error.context.items() if key not in _RESERVED}
+    )
     headers = {}
     if isinstance(error, StaleListVersion):
         headers["ETag"] = f'"{error.context["current_version"]}"'
@@ -341,7 +341,8 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     malformed = any(f["type"] == "json_invalid" for f in faults)
     code = "malformed-json" if malformed else "invalid-request"
     detail = (
-        "the body is not valid JSON: " + faults[0]["msg"] if malformed
+        "the body is not valid JSON: " + faults[0]["msg"]
+        if malformed
         else f"{len(error.errors())} invalid field(s)"
     )
     _audit_refused_write(request, code, detail, faults)
@@ -373,8 +374,11 @@ def _audit_refused_write(
         "/".join(str(part) for part in fault["loc"]) + f" ({fault['type']})" for fault in faults
     )
     audit_refused(
-        request.app.state.api.engine, accessor(principal, request.state.request_id),
-        patient_id, endpoint, f"{code}: {detail}; {where}"[:2000],
+        request.app.state.api.engine,
+        accessor(principal, request.state.request_id),
+        patient_id,
+        endpoint,
+        f"{code}: {detail}; {where}"[:2000],
     )
 
 
@@ -407,8 +411,12 @@ def _printable(text: str) -> str:
 async def _stored_record_unreadable(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StoredRecordUnreadable)
     return problem(
-        500, "stored-record-unreadable", str(error), request,
-        table=error.table, key=error.key,
+        500,
+        "stored-record-unreadable",
+        str(error),
+        request,
+        table=error.table,
+        key=error.key,
     )
 
 
@@ -495,7 +503,8 @@ async def _database_error(request: Request, error: Exception) -> JSONResponse:
     if not database_unavailable(error):
         raise error
     response = problem(
-        503, DATABASE_UNAVAILABLE,
+        503,
+        DATABASE_UNAVAILABLE,
         "the database is unavailable for a moment; retry (a write with the same "
         "Idempotency-Key has at most one effect)",
         request,
@@ -536,8 +545,12 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
     headers = {
         412: {"ETag": {"description": "The current list version", "schema": {"type": "string"}}},
-        503: {"Retry-After": {"description": "Seconds to wait before retrying",
-                              "schema": {"type": "string"}}},
+        503: {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying",
+                "schema": {"type": "string"},
+            }
+        },
     }
     return {
         status: {

@@ -73,8 +73,12 @@ class BlockingRoute(APIRoute):
                 # sending ``offset`` would otherwise get the first page and think it the next).
                 raise RequestValidationError(
                     [
-                        {"type": "extra_forbidden", "loc": ("query", name),
-                         "msg": "Unknown query parameter", "input": None}
+                        {
+                            "type": "extra_forbidden",
+                            "loc": ("query", name),
+                            "msg": "Unknown query parameter",
+                            "input": None,
+                        }
                         for name in dict.fromkeys(unknown)
                     ]
                 )
@@ -110,9 +114,7 @@ def dispatching(route: Callable[..., Any]) -> Callable[..., Any]:
     if _REQUEST in signature.parameters:
         raise TypeError(f"{route.__qualname__}: the parameter name {_REQUEST} is reserved")
     # FastAPI hands the request to one parameter only: a route that asks for it shares it.
-    own = next(
-        (p.name for p in signature.parameters.values() if p.annotation is Request), None
-    )
+    own = next((p.name for p in signature.parameters.values() if p.annotation is Request), None)
 
     async def endpoint(**values: Any) -> Any:
         request: Request = values[own] if own else values.pop(_REQUEST)

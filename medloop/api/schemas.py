@@ -44,16 +44,14 @@ class Intent(BaseModel):
     model_config = MODEL_CONFIG
 
     reason: Annotated[str, text(MAX_REASON)] | None = Reason
-    overrides: dict[
-        Annotated[str, text(500, 1)], Annotated[str, text(MAX_REASON, 1)]
-    ] = Field(default_factory=dict, max_length=100)
+    overrides: dict[Annotated[str, text(500, 1)], Annotated[str, text(MAX_REASON, 1)]] = Field(
+        default_factory=dict, max_length=100
+    )
 
 
 def order_of(body: BaseModel, order: type[Order]) -> Order:
     """The command's order inside a request body (the body minus ``reason``/``overrides``)."""
-    return order.model_validate(
-        {name: getattr(body, name) for name in order.model_fields}
-    )
+    return order.model_validate({name: getattr(body, name) for name in order.model_fields})
 
 
 class PrescribeRequest(PrescribeOrder, Intent):

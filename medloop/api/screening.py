@@ -55,8 +55,12 @@ class Screened:
 
 
 def screen(
-    conn: Connection, patient_id: UUID, proposals: list[Proposal], today: date | None = None,
-    *, skip_unknown: bool = False,
+    conn: Connection,
+    patient_id: UUID,
+    proposals: list[Proposal],
+    today: date | None = None,
+    *,
+    skip_unknown: bool = False,
 ) -> Screened:
     """The alerts the proposals would raise on the patient's current list, with the patient's
     recorded facts as on ``today`` (the API's clock; default: the system date).
@@ -82,19 +86,26 @@ def screen(
         names[proposal.id] = resolved.name
         medications.append(
             Medication(
-                id=proposal.id, drug=resolved, dosage=proposal.dosage,
-                start=proposal.start, stop=proposal.stop,
+                id=proposal.id,
+                drug=resolved,
+                dosage=proposal.dosage,
+                start=proposal.start,
+                stop=proposal.stop,
             )
         )
     today = today or datetime.now(UTC).date()
-    alerts = () if not checked else check(
-        catalogue.knowledge,
-        medications,
-        state.patient.for_checks(today),
-        handled=state.handled,
-        proposed=[p.id for p in checked],
-        today=today,
-        renal_max_age_days=renal_max_age_days(),
+    alerts = (
+        ()
+        if not checked
+        else check(
+            catalogue.knowledge,
+            medications,
+            state.patient.for_checks(today),
+            handled=state.handled,
+            proposed=[p.id for p in checked],
+            today=today,
+            renal_max_age_days=renal_max_age_days(),
+        )
     )
     return Screened(
         catalogue_version=catalogue.version,

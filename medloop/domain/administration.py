@@ -300,7 +300,8 @@ def effective_charting(chartings: Iterable[Administration]) -> Administration | 
     latest = None
     for record in chartings:
         if latest is None or (record.recorded_at, record.outcome is not Outcome.MISSED) >= (
-            latest.recorded_at, latest.outcome is not Outcome.MISSED
+            latest.recorded_at,
+            latest.outcome is not Outcome.MISSED,
         ):
             latest = record
     return latest
@@ -414,7 +415,8 @@ def check_scanned_pack(
     if not isinstance(drug, CatalogueDrug):
         raise ScannedPackMismatch(
             f"{package.name} is not {drug.name}: the entry is not a catalogue drug",
-            gtin=read.gtin, varenr=package.varenr,
+            gtin=read.gtin,
+            varenr=package.varenr,
         )
     substituted = not drug.names_package(package)
     if substituted and (
@@ -424,16 +426,27 @@ def check_scanned_pack(
         raise ScannedPackMismatch(
             f"the scanned pack {package.name} ({package.varenr}) is neither {drug.name} nor in "
             "its substitution group",
-            gtin=read.gtin, varenr=package.varenr, entry_drug=drug.name,
+            gtin=read.gtin,
+            varenr=package.varenr,
+            entry_drug=drug.name,
         )
     if read.expiry is not None and read.expiry < on:
         raise ScannedPackExpired(
             f"the scanned pack {package.name} expired on {read.expiry}",
-            gtin=read.gtin, expiry=read.expiry, batch=read.batch,
+            gtin=read.gtin,
+            expiry=read.expiry,
+            batch=read.batch,
         )
     return ScannedPack(
-        code=code, gtin=read.gtin, expiry=read.expiry, batch=read.batch, serial=read.serial,
-        package_id=package.id, varenr=package.varenr, name=package.name, substituted=substituted,
+        code=code,
+        gtin=read.gtin,
+        expiry=read.expiry,
+        batch=read.batch,
+        serial=read.serial,
+        package_id=package.id,
+        varenr=package.varenr,
+        name=package.name,
+        substituted=substituted,
     )
 
 
@@ -452,7 +465,8 @@ def check_witness(
         return
     if witness is None:
         raise WitnessRequired(
-            f"{drug.name} needs a witness by the ward's policy", entry_id=entry.id,
+            f"{drug.name} needs a witness by the ward's policy",
+            entry_id=entry.id,
             prescription_group=resolved.prescription_group,
         )
     if witness.personnel.hpr_number == performer.personnel.hpr_number:
@@ -479,7 +493,8 @@ def check_entry_in_use(entry: ListEntry, at: datetime) -> None:
     if stopped:
         raise EntryNotAdministrable(
             f"entry {entry.id} is {status.value}: no dose can be given at {at.isoformat()}",
-            entry_id=entry.id, status=status,
+            entry_id=entry.id,
+            status=status,
         )
 
 
@@ -496,13 +511,15 @@ def check_planned_dose(
     if planned.entry_id != request.entry_id:
         raise PlannedDoseOfAnotherEntry(
             f"planned dose {planned.id} belongs to entry {planned.entry_id}",
-            planned_dose_id=planned.id, entry_id=planned.entry_id,
+            planned_dose_id=planned.id,
+            entry_id=planned.entry_id,
         )
     if charted is not None and charted.outcome is not Outcome.MISSED:
         raise DoseAlreadyCharted(
             f"the dose due {planned.local_time:%Y-%m-%d %H:%M} is already charted as "
             f"{charted.outcome.value}; mark that charting entered-in-error first",
-            planned_dose_id=planned.id, administration_id=charted.id,
+            planned_dose_id=planned.id,
+            administration_id=charted.id,
         )
     if not in_force:
         raise PlannedDoseSuperseded(
@@ -514,7 +531,8 @@ def check_planned_dose(
         raise DoseNotYetDue(
             f"the dose due {planned.local_time:%Y-%m-%d %H:%M} cannot be given before "
             f"{planned.due_at - config.early:%Y-%m-%d %H:%M} UTC",
-            planned_dose_id=planned.id, due_at=planned.due_at,
+            planned_dose_id=planned.id,
+            due_at=planned.due_at,
         )
     return request.outcome is Outcome.GIVEN and moment > planned.due_at + config.late_after
 
@@ -546,14 +564,17 @@ def check_amount(prescribed: Quantity, given: Quantity, override: str | None) ->
     if prescribed.unit != given.unit:
         raise AdministeredDoseUnitMismatch(
             f"the dose is prescribed in {prescribed.unit}, not {given.unit}",
-            prescribed_unit=prescribed.unit, given_unit=given.unit,
+            prescribed_unit=prescribed.unit,
+            given_unit=given.unit,
         )
     above = given.value > prescribed.value + 1e-9
     if above and not (override or "").strip():
         raise AdministeredDoseAbovePrescribed(
             f"{given.value:g} {given.unit} is above the prescribed {prescribed.value:g} "
             f"{prescribed.unit}; give an override reason",
-            prescribed=prescribed.value, given=given.value, unit=given.unit,
+            prescribed=prescribed.value,
+            given=given.value,
+            unit=given.unit,
         )
     return above
 
@@ -627,7 +648,8 @@ def decide_charting(
         raise PatientNotAdmitted(
             f"patient {facts.patient_id} is not admitted to a ward of organisation "
             f"{facts.performer.organisation.id} at {moment.isoformat()}",
-            patient_id=facts.patient_id, organisation_id=facts.performer.organisation.id,
+            patient_id=facts.patient_id,
+            organisation_id=facts.performer.organisation.id,
         )
     config = facts.config
     if config is None:
@@ -644,11 +666,18 @@ def decide_charting(
             facts, entry, config, read_pack, packages_by_gtin
         )
     record = Administration(
-        id=request.administration_id, patient_id=facts.patient_id, entry_id=entry.id,
-        planned_dose_id=request.planned_dose_id, outcome=request.outcome,
-        at=moment, recorded_at=now,
-        dose=request.dose if given else None, performer=facts.performer,
-        witness=facts.witness if given else None, reason=request.reason, scan=scan,
+        id=request.administration_id,
+        patient_id=facts.patient_id,
+        entry_id=entry.id,
+        planned_dose_id=request.planned_dose_id,
+        outcome=request.outcome,
+        at=moment,
+        recorded_at=now,
+        dose=request.dose if given else None,
+        performer=facts.performer,
+        witness=facts.witness if given else None,
+        reason=request.reason,
+        scan=scan,
         scan_skipped=request.scan_skipped if given and scan is None else None,
         late=late,
         limit_override=request.limit_override if exceeded else None,
@@ -700,7 +729,8 @@ def _check_given(
     if as_needed and not entry.in_use(on):
         raise EntryNotAdministrable(
             f"entry {entry.id} is {entry.status.value} or outside its dates on {on}",
-            entry_id=entry.id, status=entry.status,
+            entry_id=entry.id,
+            status=entry.status,
         )
     if as_needed or planned is None:
         prescribed = _prn_amount(entry, request.dose)
@@ -753,6 +783,7 @@ def _check_prn(
         raise PrnLimitExceeded(
             f"the dose breaks the as-needed limits {', '.join(exceeded)}; "
             "give an override reason to chart it anyway",
-            entry_id=entry.id, limits=exceeded,
+            entry_id=entry.id,
+            limits=exceeded,
         )
     return tuple(exceeded), tuple(not_checked)

@@ -423,8 +423,11 @@ def _substitution(
         )
     for what, start, end in (
         (f"substitution group {group.code}", group.valid_from, group.valid_to),
-        (f"{package.name}'s membership of group {group.code}",
-         package.substitution_valid_from, package.substitution_valid_to),
+        (
+            f"{package.name}'s membership of group {group.code}",
+            package.substitution_valid_from,
+            package.substitution_valid_to,
+        ),
     ):
         if (start is not None and on < start) or (end is not None and on > end):
             raise SubstitutionGroupNotValid(

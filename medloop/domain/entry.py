@@ -144,4 +144,3 @@ class EntryEdit(Frozen):
         """The explicitly given fields and their values."""
         given = self.model_fields_set
         return {name: getattr(self, name) for name in EDITABLE_FIELDS if name in given}
-

@@ -293,9 +293,7 @@ class MedicationList(Frozen):
         kind, before, after = self._decide(command)
         changes = diff(before, after, TRACKED_FIELDS)
         if not changes:
-            raise EmptyChange(
-                f"the change leaves entry {after.id} as it is", entry_id=after.id
-            )
+            raise EmptyChange(f"the change leaves entry {after.id} as it is", entry_id=after.id)
         self._check_prescriptions_back_one_entry(after)
         list_version = self.version + 1
         entries = (
@@ -390,9 +388,7 @@ class MedicationList(Frozen):
 
     # -- deciding one command ------------------------------------------------------------------
 
-    def _decide(
-        self, command: ListCommand
-    ) -> tuple[EntryChangeKind, ListEntry | None, ListEntry]:
+    def _decide(self, command: ListCommand) -> tuple[EntryChangeKind, ListEntry | None, ListEntry]:
         if isinstance(command, AddEntry):
             return EntryChangeKind.ADDED, None, self._added(command)
         before = self.entry(command.entry_id)
@@ -520,6 +516,5 @@ def _build(**fields: Any) -> ListEntry:
 
 def _summary(error: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(str(part) for part in e['loc']) or 'entry'}: {e['msg']}"
-        for e in error.errors()
+        f"{'.'.join(str(part) for part in e['loc']) or 'entry'}: {e['msg']}" for e in error.errors()
     )

@@ -100,8 +100,10 @@ class NationalId(RootModel[str]):
     # The validator below refuses anything else with its own error (InvalidNationalId); the
     # schema publishes the shape.
     root: Annotated[
-        str, WithJsonSchema({"type": "string", "minLength": _LENGTH, "maxLength": _LENGTH,
-                             "pattern": r"^\d{11}$"})
+        str,
+        WithJsonSchema(
+            {"type": "string", "minLength": _LENGTH, "maxLength": _LENGTH, "pattern": r"^\d{11}$"}
+        ),
     ]
 
     @model_validator(mode="after")
@@ -212,7 +214,8 @@ def _not_older(name: str, measured_at: datetime, recorded: Weight | RenalFunctio
         raise ObservationOlderThanRecorded(
             f"the {name} measured {measured_at.isoformat()} is older than the one on record "
             f"({recorded.measured_at.isoformat()})",
-            measured_at=measured_at, recorded_at=recorded.measured_at,
+            measured_at=measured_at,
+            recorded_at=recorded.measured_at,
         )
 
 
@@ -281,9 +284,13 @@ class Patient(Frozen):
             allergies=self.allergies,
             weight_kg=None if self.weight is None else self.weight.kg,
             age=max(0, self.age_on(day)),
-            renal=None if renal is None else CheckedRenal.model_validate({
-                "egfr" if renal.kind is RenalFunctionKind.EGFR else "crcl": renal.value,
-                "measured": renal.measured_at.date(),
-            }),
+            renal=None
+            if renal is None
+            else CheckedRenal.model_validate(
+                {
+                    "egfr" if renal.kind is RenalFunctionKind.EGFR else "crcl": renal.value,
+                    "measured": renal.measured_at.date(),
+                }
+            ),
             hepatic_risk=self.hepatic_risk,
         )

@@ -82,9 +82,7 @@ class PatientState:
             medication_list = medication_list.followed_by(list_change)
         history = dict(self.prescription_history)
         for version in prescription_versions:
-            history[version.prescription_id] = (
-                *history.get(version.prescription_id, ()), version
-            )
+            history[version.prescription_id] = (*history.get(version.prescription_id, ()), version)
         history = dict(sorted(history.items(), key=lambda item: str(item[0])))
         recorded = dict(self.dispense_recorded_at)
         annulled = dict(annulments)

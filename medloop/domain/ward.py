@@ -135,7 +135,8 @@ class WardConfig(Frozen):
             return self
         raise InvalidWardConfig(
             "the windows need 0 <= early and 0 < late_after < missed_after",
-            early=str(self.early), late_after=str(self.late_after),
+            early=str(self.early),
+            late_after=str(self.late_after),
             missed_after=str(self.missed_after),
         )
 
@@ -247,7 +248,8 @@ def check_admission(new: Admission, earlier: Sequence[Admission], now: datetime)
                 raise PatientAlreadyAdmitted(
                     f"the patient is admitted to ward {stay.ward_id} of this organisation; "
                     "discharge them first",
-                    admission_id=stay.id, ward_id=stay.ward_id,
+                    admission_id=stay.id,
+                    ward_id=stay.ward_id,
                 )
             raise PatientAlreadyAdmitted(
                 "the patient is admitted elsewhere; a second admission waits for the "
@@ -315,9 +317,7 @@ class PlannedIntake(Frozen):
         return (self.local_time.strftime("%Y-%m-%dT%H:%M"), self.dose_index)
 
 
-def schedule_fingerprint(
-    entry: ListEntry, config: WardConfig, ward_id: UUID | None = None
-) -> str:
+def schedule_fingerprint(entry: ListEntry, config: WardConfig, ward_id: UUID | None = None) -> str:
     """What the planned intakes of ``entry`` on ward ``ward_id`` depend on, hashed: a new entry
     version that changes none of it (an indication, a renewed prescription) keeps the
     schedule."""

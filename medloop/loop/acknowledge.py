@@ -21,6 +21,11 @@ def acknowledge(engine: Engine, patient_id: UUID, alert_key: str, call: Call) ->
         return Effect(handled={alert_key: reason}, response={"alert_key": alert_key})
 
     return run_command(
-        engine, "acknowledge-alert", patient_id, call, decide,
-        based_on=None, request={"alert_key": alert_key, "reason": call.reason},
+        engine,
+        "acknowledge-alert",
+        patient_id,
+        call,
+        decide,
+        based_on=None,
+        request={"alert_key": alert_key, "reason": call.reason},
     )

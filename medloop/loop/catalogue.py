@@ -55,9 +55,7 @@ class Catalogue:
     packages_by_varenr: Mapping[str, tuple[Package, ...]]
     substitution_groups: tuple[SubstitutionGroup, ...]
     product_validity: Mapping[str, tuple[str, ...]]
-    _by_gtin: dict[str, Package] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    _by_gtin: dict[str, Package] | None = field(default=None, init=False, repr=False, compare=False)
     _by_gtin_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -68,7 +66,9 @@ class Catalogue:
             resolved = self.knowledge.resolve(fest_id=order.fest_id, varenr=order.varenr)
         except UnknownReference as error:
             raise UnknownDrug(
-                str(error), fest_id=order.fest_id, varenr=order.varenr,
+                str(error),
+                fest_id=order.fest_id,
+                varenr=order.varenr,
                 catalogue_version=self.version,
             ) from error
         varenr = order.varenr if resolved.reference_kind is ReferenceKind.PACKAGE else None
@@ -77,7 +77,9 @@ class Catalogue:
         except ValueError as error:
             raise UnknownDrug(
                 f"{resolved.name} cannot be put on a list: {error}",
-                fest_id=order.fest_id, varenr=order.varenr, catalogue_version=self.version,
+                fest_id=order.fest_id,
+                varenr=order.varenr,
+                catalogue_version=self.version,
             ) from error
 
     def package(self, varenr: str) -> Package:

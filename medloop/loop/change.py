@@ -87,8 +87,13 @@ def add_entry(
         )
 
     return run_command(
-        engine, "add-entry", patient_id, call, decide,
-        based_on=based_on, request=order.model_dump(mode="json"),
+        engine,
+        "add-entry",
+        patient_id,
+        call,
+        decide,
+        based_on=based_on,
+        request=order.model_dump(mode="json"),
     )
 
 
@@ -123,9 +128,7 @@ def hold(
     engine: Engine, patient_id: UUID, entry_id: UUID, call: Call, *, based_on: int
 ) -> CommandResult:
     command = HoldEntry(**_header(call), entry_id=entry_id)
-    return _list_command(
-        engine, "hold", patient_id, call, command, based_on=based_on, screen=False
-    )
+    return _list_command(engine, "hold", patient_id, call, command, based_on=based_on, screen=False)
 
 
 def resume(
@@ -169,7 +172,12 @@ def mark_entered_in_error(
         )
 
     return run_command(
-        engine, "entered-in-error", patient_id, call, decide, based_on=based_on,
+        engine,
+        "entered-in-error",
+        patient_id,
+        call,
+        decide,
+        based_on=based_on,
         request={"entry_id": str(entry_id)},
     )
 
@@ -194,9 +202,7 @@ def discontinue(
     )
 
 
-def discontinue_decision(
-    entry_id: UUID, discontinuation: Discontinuation, call: Call
-) -> Decide:
+def discontinue_decision(entry_id: UUID, discontinuation: Discontinuation, call: Call) -> Decide:
     """How ``discontinue`` decides, for a command that discontinues as part of its own
     change."""
 
@@ -236,8 +242,13 @@ def _list_command(
 ) -> CommandResult:
     request = command.model_dump(mode="json", exclude={"author", "at", "reason"})
     return run_command(
-        engine, action, patient_id, call, _list_decision(command, screen=screen),
-        based_on=based_on, request=request,
+        engine,
+        action,
+        patient_id,
+        call,
+        _list_decision(command, screen=screen),
+        based_on=based_on,
+        request=request,
     )
 
 
@@ -250,9 +261,7 @@ def _list_decision(command: ListCommand, *, screen: bool) -> Decide:
             if screen
             else None
         )
-        return Effect(
-            list_change=change, screening=screening, response={"entry_id": str(entry_id)}
-        )
+        return Effect(list_change=change, screening=screening, response={"entry_id": str(entry_id)})
 
     return decide
 

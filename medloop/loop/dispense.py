@@ -130,8 +130,13 @@ def dispense(
         )
 
     return run_command(
-        engine, "dispense", patient_id, call, decide,
-        based_on=based_on, request=order.model_dump(mode="json"),
+        engine,
+        "dispense",
+        patient_id,
+        call,
+        decide,
+        based_on=based_on,
+        request=order.model_dump(mode="json"),
     )
 
 
@@ -173,8 +178,13 @@ def annul_dispense(
         )
 
     return run_command(
-        engine, "annul-dispense", patient_id, call, decide,
-        based_on=None, request={"dispense_id": str(dispense_id), "reason": call.reason},
+        engine,
+        "annul-dispense",
+        patient_id,
+        call,
+        decide,
+        based_on=None,
+        request={"dispense_id": str(dispense_id), "reason": call.reason},
     )
 
 
@@ -199,8 +209,13 @@ def lock_for_dispensing(
         )
 
     return run_command(
-        engine, "lock-prescription", patient_id, call, decide,
-        based_on=None, request={"prescription_id": str(prescription_id)},
+        engine,
+        "lock-prescription",
+        patient_id,
+        call,
+        decide,
+        based_on=None,
+        request={"prescription_id": str(prescription_id)},
     )
 
 
@@ -209,9 +224,7 @@ def release(engine: Engine, patient_id: UUID, prescription_id: UUID, call: Call)
 
     def decide(ctx: Context) -> Effect:
         prescription = _prescription(ctx, patient_id, prescription_id)
-        released, version = unlock(
-            prescription, call.actor.organisation, at=call.at, by=call.actor
-        )
+        released, version = unlock(prescription, call.actor.organisation, at=call.at, by=call.actor)
         return Effect(
             prescription_versions=(version,),
             response={
@@ -221,8 +234,13 @@ def release(engine: Engine, patient_id: UUID, prescription_id: UUID, call: Call)
         )
 
     return run_command(
-        engine, "release-prescription", patient_id, call, decide,
-        based_on=None, request={"prescription_id": str(prescription_id)},
+        engine,
+        "release-prescription",
+        patient_id,
+        call,
+        decide,
+        based_on=None,
+        request={"prescription_id": str(prescription_id)},
     )
 
 
@@ -309,7 +327,8 @@ def _substitution_view(
         else:
             recorded = next(
                 (
-                    row for row in ctx.state.alerts
+                    row
+                    for row in ctx.state.alerts
                     if row.key == key and row.override_reason is not None
                 ),
                 None,
@@ -332,9 +351,7 @@ def _substitution_view(
     }
 
 
-def _recently_dispensed(
-    ctx: Context, listed: dict[str, Medication], on: date
-) -> list[Medication]:
+def _recently_dispensed(ctx: Context, listed: dict[str, Medication], on: date) -> list[Medication]:
     """The entries dispensed within ``LOOK_BACK`` as medication the patient may still have:
     from the dispense on with no end, even when the entry has since been stopped. Entries
     entered in error never count."""

@@ -45,8 +45,13 @@ def expire_prescriptions(engine: Engine, patient_id: UUID, call: Call) -> Comman
         )
 
     return run_command(
-        engine, "expire-prescriptions", patient_id, call, decide,
-        based_on=None, request={"on": local_date(call.at).isoformat()},
+        engine,
+        "expire-prescriptions",
+        patient_id,
+        call,
+        decide,
+        based_on=None,
+        request={"on": local_date(call.at).isoformat()},
     )
 
 

@@ -118,9 +118,7 @@ def _run(
     request: dict[str, Any],
     based_on: int | None = None,
 ) -> CommandResult:
-    return run_command(
-        engine, action, patient_id, call, decide, based_on=based_on, request=request
-    )
+    return run_command(engine, action, patient_id, call, decide, based_on=based_on, request=request)
 
 
 # -- responsibility ----------------------------------------------------------------------------
@@ -143,9 +141,15 @@ def set_responsibility(
     def decide(ctx: Context) -> Effect:
         current = store.current_responsibility(ctx.conn, patient_id)
         record = assign_responsibility(
-            current, patient_id, doctor=order.doctor, pharmacy=order.pharmacy,
-            valid_from=order.valid_from, valid_to=order.valid_to,
-            at=call.at, by=call.actor, reason=call.reason,
+            current,
+            patient_id,
+            doctor=order.doctor,
+            pharmacy=order.pharmacy,
+            valid_from=order.valid_from,
+            valid_to=order.valid_to,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason,
         )
         return Effect(
             writes=(lambda conn: store.append_responsibility(conn, record),),
@@ -156,8 +160,9 @@ def set_responsibility(
             },
         )
 
-    return _run(engine, "multidose-responsibility", patient_id, call, decide,
-                order.model_dump(mode="json"))
+    return _run(
+        engine, "multidose-responsibility", patient_id, call, decide, order.model_dump(mode="json")
+    )
 
 
 def change_multidose_doctor(
@@ -180,7 +185,12 @@ def change_multidose_pharmacy(
 
 
 def set_multidose(
-    engine: Engine, patient_id: UUID, entry_id: UUID, multidose: bool, call: Call, *,
+    engine: Engine,
+    patient_id: UUID,
+    entry_id: UUID,
+    multidose: bool,
+    call: Call,
+    *,
     based_on: int,
 ) -> CommandResult:
     """Flag an entry as packed in multidose (or given outside it); a list change, so only a
@@ -189,13 +199,25 @@ def set_multidose(
     def decide(ctx: Context) -> Effect:
         require_prescriber(call.actor)
         _, change = ctx.state.medication_list.apply(
-            EditEntry(author=call.actor, at=call.at, reason=call.reason,
-                      entry_id=entry_id, edit=EntryEdit(multidose=multidose))
+            EditEntry(
+                author=call.actor,
+                at=call.at,
+                reason=call.reason,
+                entry_id=entry_id,
+                edit=EntryEdit(multidose=multidose),
+            )
         )
         return Effect(list_change=change, response={"entry_id": str(entry_id)})
 
-    return _run(engine, "multidose-flag", patient_id, call, decide,
-                {"entry_id": str(entry_id), "multidose": multidose}, based_on=based_on)
+    return _run(
+        engine,
+        "multidose-flag",
+        patient_id,
+        call,
+        decide,
+        {"entry_id": str(entry_id), "multidose": multidose},
+        based_on=based_on,
+    )
 
 
 # -- packing periods ---------------------------------------------------------------------------
@@ -212,7 +234,10 @@ class PeriodOrder(Frozen):
 
 
 def open_packing_period(
-    engine: Engine, patient_id: UUID, order: PeriodOrder, call: Call,
+    engine: Engine,
+    patient_id: UUID,
+    order: PeriodOrder,
+    call: Call,
     rules: PackingRules | None = None,
 ) -> CommandResult:
     """The multidose pharmacy opens a packing period with this patient's order deadline."""
@@ -222,17 +247,26 @@ def open_packing_period(
             store.periods_of(ctx.conn, patient_id),
             _responsible(ctx.conn, patient_id, order.first_day),
             _rules(rules),
-            period_id=order.period_id, patient_id=patient_id, first_day=order.first_day,
-            order_deadline=order.order_deadline, days=order.days, at=call.at, by=call.actor,
+            period_id=order.period_id,
+            patient_id=patient_id,
+            first_day=order.first_day,
+            order_deadline=order.order_deadline,
+            days=order.days,
+            at=call.at,
+            by=call.actor,
         )
         return Effect(
             writes=(lambda conn: store.append_period(conn, record),),
-            response={"period_id": str(record.id), "first_day": record.first_day.isoformat(),
-                      "last_day": record.last_day.isoformat()},
+            response={
+                "period_id": str(record.id),
+                "first_day": record.first_day.isoformat(),
+                "last_day": record.last_day.isoformat(),
+            },
         )
 
-    return _run(engine, "multidose-open-period", patient_id, call, decide,
-                order.model_dump(mode="json"))
+    return _run(
+        engine, "multidose-open-period", patient_id, call, decide, order.model_dump(mode="json")
+    )
 
 
 def _responsible(conn: Connection, patient_id: UUID, on: date) -> Responsibility | None:
@@ -257,20 +291,33 @@ def order_urgent(
     def decide(ctx: Context) -> Effect:
         period = _period(ctx.conn, patient_id, period_id)
         record = order_urgent_pack(
-            period, _responsible(ctx.conn, patient_id, period.first_day),
-            pack_id=pack_id, at=call.at, by=call.actor, reason=call.reason,
+            period,
+            _responsible(ctx.conn, patient_id, period.first_day),
+            pack_id=pack_id,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason,
         )
         return Effect(
             writes=(lambda conn: store.append_urgent_pack(conn, record),),
             response={"period_id": str(period_id), "urgent_pack_id": str(pack_id)},
         )
 
-    return _run(engine, "multidose-urgent-pack", patient_id, call, decide,
-                {"period_id": str(period_id), "pack_id": str(pack_id)})
+    return _run(
+        engine,
+        "multidose-urgent-pack",
+        patient_id,
+        call,
+        decide,
+        {"period_id": str(period_id), "pack_id": str(pack_id)},
+    )
 
 
 def take_production_plan(
-    engine: Engine, patient_id: UUID, period_id: UUID, call: Call,
+    engine: Engine,
+    patient_id: UUID,
+    period_id: UUID,
+    call: Call,
     rules: PackingRules | None = None,
 ) -> CommandResult:
     """The multidose pharmacy takes the period's production plan (read it with ``plan_of``);
@@ -283,29 +330,42 @@ def take_production_plan(
             _responsible(ctx.conn, patient_id, period.first_day), call.actor, period.first_day
         )
         plan = production_plan(
-            period, ctx.state.changes, store.urgent_packs_of(ctx.conn, [period_id]),
+            period,
+            ctx.state.changes,
+            store.urgent_packs_of(ctx.conn, [period_id]),
             _rules(rules),
         )
         taken = store.plan_taken_version(ctx.conn, period_id)
         writes: tuple[Write, ...] = ()
         if taken is None or taken < plan.list_version:
-            writes = (lambda conn: store.append_plan_taken(
-                conn, period_id, plan.list_version, call.at, call.actor),)
+            writes = (
+                lambda conn: store.append_plan_taken(
+                    conn, period_id, plan.list_version, call.at, call.actor
+                ),
+            )
         return Effect(
             writes=writes,
-            response={"period_id": str(period_id), "plan_list_version": plan.list_version,
-                      "bags": len(plan.bags), "urgent": plan.urgent},
+            response={
+                "period_id": str(period_id),
+                "plan_list_version": plan.list_version,
+                "bags": len(plan.bags),
+                "urgent": plan.urgent,
+            },
         )
 
-    return _run(engine, "multidose-take-plan", patient_id, call, decide,
-                {"period_id": str(period_id)})
+    return _run(
+        engine, "multidose-take-plan", patient_id, call, decide, {"period_id": str(period_id)}
+    )
 
 
 # -- reconciliation of a packing report --------------------------------------------------------
 
 
 def reconcile_packing(
-    engine: Engine, patient_id: UUID, report: PackReport, call: Call,
+    engine: Engine,
+    patient_id: UUID,
+    report: PackReport,
+    call: Call,
     rules: PackingRules | None = None,
 ) -> CommandResult:
     """Reconcile what the multidose pharmacy reports it packed against the list: every line
@@ -318,10 +378,18 @@ def reconcile_packing(
         responsibility = _responsible(ctx.conn, patient_id, period.first_day)
         require_pharmacist_of(responsibility, call.actor, period.first_day)
         result = reconcile_report(
-            report, period, ctx.state.changes, ctx.state.medication_list,
-            ctx.state.prescriptions, store.urgent_packs_of(ctx.conn, [period.id]),
-            _products(ctx, report), ctx.catalogue.substitution_groups, packing,
-            reconciliation_id=report.report_id, at=call.at, by=call.actor,
+            report,
+            period,
+            ctx.state.changes,
+            ctx.state.medication_list,
+            ctx.state.prescriptions,
+            store.urgent_packs_of(ctx.conn, [period.id]),
+            _products(ctx, report),
+            ctx.catalogue.substitution_groups,
+            packing,
+            reconciliation_id=report.report_id,
+            at=call.at,
+            by=call.actor,
         )
         tasks = tasks_for(result, packing, responsibility)
 
@@ -365,16 +433,21 @@ def resolve_multidose_task(
         found = store.find_task(ctx.conn, task_id)
         task = found[0] if found is not None and found[0].patient_id == patient_id else None
         record = resolve_task(
-            task, found is not None and found[1], task_id=task_id, note=call.reason,
-            at=call.at, by=call.actor,
+            task,
+            found is not None and found[1],
+            task_id=task_id,
+            note=call.reason,
+            at=call.at,
+            by=call.actor,
         )
         return Effect(
             writes=(lambda conn: store.append_task_resolution(conn, record),),
             response={"task_id": str(task_id)},
         )
 
-    return _run(engine, "multidose-resolve-task", patient_id, call, decide,
-                {"task_id": str(task_id)})
+    return _run(
+        engine, "multidose-resolve-task", patient_id, call, decide, {"task_id": str(task_id)}
+    )
 
 
 # -- proposals ---------------------------------------------------------------------------------
@@ -403,19 +476,26 @@ def propose_change(
     def decide(ctx: Context) -> Effect:
         try:
             record = Proposal(
-                id=order.proposal_id, patient_id=patient_id, kind=order.kind,
-                proposed_at=call.at, proposed_by=call.actor, note=order.note,
-                entry_id=order.entry_id, dosage=order.dosage,
+                id=order.proposal_id,
+                patient_id=patient_id,
+                kind=order.kind,
+                proposed_at=call.at,
+                proposed_by=call.actor,
+                note=order.note,
+                entry_id=order.entry_id,
+                dosage=order.dosage,
                 discontinuation=order.discontinuation,
-                new_entry=_json(order.new_entry), renewal=_json(order.renewal),
+                new_entry=_json(order.new_entry),
+                renewal=_json(order.renewal),
                 question=order.question,
             )
         except ValidationError as error:
             raise InvalidProposal(
                 "; ".join(e["msg"] for e in error.errors()), proposal_id=order.proposal_id
             ) from error
-        propose(_responsible(ctx.conn, patient_id, call.at.date()), record,
-                ctx.state.medication_list)
+        propose(
+            _responsible(ctx.conn, patient_id, call.at.date()), record, ctx.state.medication_list
+        )
         if order.renewal is not None and order.renewal.prescription_id not in (
             ctx.state.prescriptions
         ):
@@ -430,8 +510,9 @@ def propose_change(
             response={"proposal_id": str(record.id), "kind": record.kind.value},
         )
 
-    return _run(engine, "multidose-propose", patient_id, call, decide,
-                order.model_dump(mode="json"))
+    return _run(
+        engine, "multidose-propose", patient_id, call, decide, order.model_dump(mode="json")
+    )
 
 
 def _json(order: Frozen | None) -> dict[str, Any] | None:
@@ -450,24 +531,33 @@ def accept_proposal(
         require_prescriber(call.actor)
         proposal, decided = _proposal(ctx.conn, patient_id, proposal_id)
         decision = decide_proposal(
-            proposal, decided, proposal_id=proposal_id, accepted=True, at=call.at,
-            by=call.actor, reason=call.reason,
+            proposal,
+            decided,
+            proposal_id=proposal_id,
+            accepted=True,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason,
         )
         effect = _accepted_change(ctx, proposal)
-        version = (
-            None if effect.list_change is None else effect.list_change.list_version
-        )
+        version = None if effect.list_change is None else effect.list_change.list_version
         result = {k: v for k, v in effect.response.items() if isinstance(v, str | int | None)}
         decision = decision.model_copy(update={"list_version": version, "result": result})
         return replace(
             effect,
             writes=(*effect.writes, lambda conn: store.append_decision(conn, decision)),
-            response={**effect.response, "proposal_id": str(proposal_id),
-                      "decision": "accepted"},
+            response={**effect.response, "proposal_id": str(proposal_id), "decision": "accepted"},
         )
 
-    return _run(engine, "multidose-accept-proposal", patient_id, call, decide,
-                {"proposal_id": str(proposal_id)}, based_on=based_on)
+    return _run(
+        engine,
+        "multidose-accept-proposal",
+        patient_id,
+        call,
+        decide,
+        {"proposal_id": str(proposal_id)},
+        based_on=based_on,
+    )
 
 
 def _accepted_change(ctx: Context, proposal: Proposal) -> Effect:
@@ -477,14 +567,10 @@ def _accepted_change(ctx: Context, proposal: Proposal) -> Effect:
         return prescribe_decision(order, call)(ctx)
     if proposal.kind is ProposalKind.CHANGE_DOSAGE:
         assert proposal.entry_id is not None and proposal.dosage is not None
-        return change_dosage_decision(
-            proposal.entry_id, proposal.dosage, call
-        )(ctx)
+        return change_dosage_decision(proposal.entry_id, proposal.dosage, call)(ctx)
     if proposal.kind is ProposalKind.DISCONTINUE:
         assert proposal.entry_id is not None and proposal.discontinuation is not None
-        return discontinue_decision(
-            proposal.entry_id, proposal.discontinuation, call
-        )(ctx)
+        return discontinue_decision(proposal.entry_id, proposal.discontinuation, call)(ctx)
     if proposal.kind is ProposalKind.RENEW:
         order = RenewOrder.model_validate(proposal.renewal)
         return renew_decision(proposal.patient_id, order, call)(ctx)
@@ -503,16 +589,27 @@ def reject_proposal(
         require_prescriber(call.actor)
         proposal, decided = _proposal(ctx.conn, patient_id, proposal_id)
         decision = decide_proposal(
-            proposal, decided, proposal_id=proposal_id, accepted=False, at=call.at,
-            by=call.actor, reason=call.reason,
+            proposal,
+            decided,
+            proposal_id=proposal_id,
+            accepted=False,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason,
         )
         return Effect(
             writes=(lambda conn: store.append_decision(conn, decision),),
             response={"proposal_id": str(proposal_id), "decision": "rejected"},
         )
 
-    return _run(engine, "multidose-reject-proposal", patient_id, call, decide,
-                {"proposal_id": str(proposal_id)})
+    return _run(
+        engine,
+        "multidose-reject-proposal",
+        patient_id,
+        call,
+        decide,
+        {"proposal_id": str(proposal_id)},
+    )
 
 
 def _proposal(
@@ -527,6 +624,7 @@ def _proposal(
 
 
 # -- the scheduler's job -----------------------------------------------------------------------
+
 
 def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = None) -> int:
     """Flag the periods whose order deadline falls within the rules' horizon from ``now`` and
@@ -550,7 +648,8 @@ def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
         conn = ctx.conn
         planned = store.plan_taken_version(conn, period.id) or 0
         versions = [
-            v for v in store.entry_versions_after(conn, period.patient_id, planned)
+            v
+            for v in store.entry_versions_after(conn, period.patient_id, planned)
             if touches_multidose(v)
         ]
         if not versions:
@@ -646,8 +745,6 @@ def pending_proposals(conn: Connection, patient_id: UUID) -> list[Proposal]:
     return [p for p, _ in store.proposals_of(conn, patient_id, pending_only=True)]
 
 
-def proposals(
-    conn: Connection, patient_id: UUID
-) -> list[tuple[Proposal, ProposalDecision | None]]:
+def proposals(conn: Connection, patient_id: UUID) -> list[tuple[Proposal, ProposalDecision | None]]:
     _known(conn, patient_id)
     return store.proposals_of(conn, patient_id, pending_only=False)

@@ -45,7 +45,10 @@ def _register(engine: Engine, patient: Patient, call: Call) -> None:
         return Done(response={"patient_id": str(patient.id)}, patient=str(patient.national_id))
 
     run_work(
-        engine, "medication-list.register-patient", work, call=call,
+        engine,
+        "medication-list.register-patient",
+        work,
+        call=call,
         request={"patient_id": str(patient.id)},
     )
 
@@ -63,7 +66,12 @@ def record_observation(
         return Effect(patient=changed, response={"patient": facts_of(changed)})
 
     return run_command(
-        engine, RECORD_OBSERVATION, patient_id, call, decide, based_on=None,
+        engine,
+        RECORD_OBSERVATION,
+        patient_id,
+        call,
+        decide,
+        based_on=None,
         request=observation.model_dump(mode="json"),
     )
 

@@ -60,8 +60,13 @@ def prescribe(
 ) -> CommandResult:
     """Add the ordered drug to the list with a new prescription behind it."""
     return run_command(
-        engine, "prescribe", patient_id, call, prescribe_decision(order, call),
-        based_on=based_on, request=order.model_dump(mode="json"),
+        engine,
+        "prescribe",
+        patient_id,
+        call,
+        prescribe_decision(order, call),
+        based_on=based_on,
+        request=order.model_dump(mode="json"),
     )
 
 
@@ -122,9 +127,13 @@ def renew(
 ) -> CommandResult:
     """A new prescription backs the entry; the old one is recalled when still dispensable."""
     return run_command(
-        engine, "renew", patient_id, call,
+        engine,
+        "renew",
+        patient_id,
+        call,
         renew_decision(patient_id, order, call),
-        based_on=based_on, request=order.model_dump(mode="json"),
+        based_on=based_on,
+        request=order.model_dump(mode="json"),
     )
 
 

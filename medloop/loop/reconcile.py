@@ -43,6 +43,11 @@ def record_reconciliation(
         )
 
     return run_command(
-        engine, "reconcile", patient_id, call, decide,
-        based_on=based_on, request=order.model_dump(mode="json"),
+        engine,
+        "reconcile",
+        patient_id,
+        call,
+        decide,
+        based_on=based_on,
+        request=order.model_dump(mode="json"),
     )

@@ -66,8 +66,17 @@ from medloop.store.prescriptions import (
 from medloop.store.state_cache import StateCache, cache_for
 
 __all__ = [
-    "Call", "CommandResult", "Context", "DispenseNotFound", "Effect", "OverrideRequired",
-    "PatientNotFound", "PrescriptionNotFound", "Screening", "medications_of", "run_command",
+    "Call",
+    "CommandResult",
+    "Context",
+    "DispenseNotFound",
+    "Effect",
+    "OverrideRequired",
+    "PatientNotFound",
+    "PrescriptionNotFound",
+    "Screening",
+    "medications_of",
+    "run_command",
 ]
 
 # -- what a call carries and what a command decides --------------------------------------------
@@ -167,16 +176,12 @@ def run_command(
         raise
     except IdempotencyError as refusal:
         metrics.command_finished(action, "idempotency-key")
-        _audit_refusal(
-            engine, _ON_LIST + action, patient_id, call, "idempotency-key", str(refusal)
-        )
+        _audit_refusal(engine, _ON_LIST + action, patient_id, call, "idempotency-key", str(refusal))
         raise
     except IntegrityError as error:
         conflict = _conflict(engine, patient_id, based_on)
         metrics.command_finished(action, conflict.code)
-        _audit_refusal(
-            engine, _ON_LIST + action, patient_id, call, conflict.code, conflict.detail
-        )
+        _audit_refusal(engine, _ON_LIST + action, patient_id, call, conflict.code, conflict.detail)
         raise conflict from error
     if result.replayed:
         metrics.command_finished(action, "replayed")
@@ -198,16 +203,22 @@ def _run(
     committed: list[tuple[int, PatientState]],
 ) -> CommandResult:
     def compute() -> dict[str, Any]:
-        return _decide_and_store(
-            conn, action, patient_id, call, decide, based_on, cache, committed
-        )
+        return _decide_and_store(conn, action, patient_id, call, decide, based_on, cache, committed)
 
     # The appends go out together with the audit record (PostgreSQL: one round trip).
     with batch.batched(conn):
         response, replayed = _once(
-            conn, call, action, compute,
-            {"action": action, "patient_id": str(patient_id), "based_on": based_on,
-             "overrides": call.overrides, "request": dict(request)},
+            conn,
+            call,
+            action,
+            compute,
+            {
+                "action": action,
+                "patient_id": str(patient_id),
+                "based_on": based_on,
+                "overrides": call.overrides,
+                "request": dict(request),
+            },
         )
         national_id = (
             str(committed[-1][1].patient.national_id)
@@ -238,7 +249,11 @@ def _once(
         return compute(), False
     scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
     result = run_once(
-        conn, scope, call.idempotency_key, request_fingerprint(dict(fingerprinted)), compute,
+        conn,
+        scope,
+        call.idempotency_key,
+        request_fingerprint(dict(fingerprinted)),
+        compute,
         savepoint=False,
     )
     return dict(result.response), result.replayed
@@ -306,8 +321,10 @@ def _decide_and_store(
                 annulments=effect.annulments,
                 handled=[
                     HandledAlert(
-                        key=key, handled_by=call.actor.personnel.hpr_number,
-                        handled_at=call.at, reason=reason,
+                        key=key,
+                        handled_by=call.actor.personnel.hpr_number,
+                        handled_at=call.at,
+                        reason=reason,
                     )
                     for key, reason in handled.items()
                 ],
@@ -432,8 +449,9 @@ def run_work(
     committed: list[tuple[int, PatientState]] = []
     try:
         with writer(engine).begin() as conn:
-            response, replayed = _work(conn, action, work, call, patient_id, request, cache,
-                                       committed)
+            response, replayed = _work(
+                conn, action, work, call, patient_id, request, cache, committed
+            )
         for revision, state in committed:
             cache.put(patient_id, revision, state)  # type: ignore[arg-type]
     except (DomainError, IdempotencyError) as refusal:
@@ -442,8 +460,15 @@ def run_work(
         code = refusal.code if isinstance(refusal, DomainError) else "idempotency-key"
         why = refusal.detail if isinstance(refusal, DomainError) else str(refusal)
         metrics.command_finished(action, code)
-        _audit_refusal(engine, action, patient_id, call, code, why,
-                       {"code": code, "detail": why, **dict(request or {})})
+        _audit_refusal(
+            engine,
+            action,
+            patient_id,
+            call,
+            code,
+            why,
+            {"code": code, "detail": why, **dict(request or {})},
+        )
         raise
     if call is not None:
         metrics.command_finished(action, "replayed" if replayed else "ok")
@@ -471,8 +496,12 @@ def _work(
     if call is None:
         done = work(ctx)
         for note in done.notes:
-            audit.append(conn, _event(note.action, None, national_id, audit.Outcome.OK,
-                                      note.detail, note.occurred_at))
+            audit.append(
+                conn,
+                _event(
+                    note.action, None, national_id, audit.Outcome.OK, note.detail, note.occurred_at
+                ),
+            )
         return dict(done.response), False
     seen: list[Done] = []
 
@@ -485,8 +514,10 @@ def _work(
     )
     if seen and seen[-1].patient is not None:
         national_id = seen[-1].patient
-    audit.append(conn, _event(action, call, national_id, audit.Outcome.OK,
-                              {**response, "replayed": replayed}))
+    audit.append(
+        conn,
+        _event(action, call, national_id, audit.Outcome.OK, {**response, "replayed": replayed}),
+    )
     return response, replayed
 
 
@@ -537,8 +568,11 @@ def medications_of(
                 continue
         found.append(
             Medication(
-                id=str(entry.id), drug=drug.resolved, dosage=entry.dosage,
-                start=entry.start, stop=stop,
+                id=str(entry.id),
+                drug=drug.resolved,
+                dosage=entry.dosage,
+                start=entry.start,
+                stop=stop,
             )
         )
     return found
@@ -593,7 +627,12 @@ _ON_LIST = "medication-list."
 
 
 def _audit_refusal(
-    engine: Engine, action: str, patient_id: UUID | None, call: Call, code: str, why: str,
+    engine: Engine,
+    action: str,
+    patient_id: UUID | None,
+    call: Call,
+    code: str,
+    why: str,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
     """The refusal of a command (``action`` as audited), in a transaction of its own."""
@@ -619,8 +658,13 @@ def _event(
 ) -> audit.AuditEvent:
     if call is None:
         return audit.AuditEvent(
-            actor=SYSTEM, actor_role=SYSTEM, patient=national_id, action=action,
-            outcome=outcome, detail=dict(detail), occurred_at=occurred_at,
+            actor=SYSTEM,
+            actor_role=SYSTEM,
+            patient=national_id,
+            action=action,
+            outcome=outcome,
+            detail=dict(detail),
+            occurred_at=occurred_at,
         )
     return audit.AuditEvent(
         actor=call.actor.personnel.hpr_number,

@@ -24,7 +24,12 @@ from typing import Any
 import structlog
 
 __all__ = [
-    "bind_request", "configure", "ensure_configured", "formatter", "get_logger", "unbind_request",
+    "bind_request",
+    "configure",
+    "ensure_configured",
+    "formatter",
+    "get_logger",
+    "unbind_request",
 ]
 
 _ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")

@@ -30,8 +30,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
-    "CONTENT_TYPE_LATEST", "alerts_raised", "command_finished", "job_finished", "render",
-    "request_finished", "state_cache_lookup",
+    "CONTENT_TYPE_LATEST",
+    "alerts_raised",
+    "command_finished",
+    "job_finished",
+    "render",
+    "request_finished",
+    "state_cache_lookup",
 ]
 
 _MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

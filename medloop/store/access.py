@@ -142,14 +142,23 @@ def read_own_audited(
 
 
 def _recorded(
-    conn: Connection, who: Accessor, accessed: Accessed, action: str, result: Read,
+    conn: Connection,
+    who: Accessor,
+    accessed: Accessed,
+    action: str,
+    result: Read,
     reason: str | None,
 ) -> Read:
     """``result``, once the audit record of ``action`` on the accessed patient is appended."""
     audit.append(
         conn,
-        _event(who, accessed.national_id, action, reason=reason,
-               detail={"patient_id": str(accessed.patient_id)}),
+        _event(
+            who,
+            accessed.national_id,
+            action,
+            reason=reason,
+            detail={"patient_id": str(accessed.patient_id)},
+        ),
     )
     return result
 
@@ -167,8 +176,12 @@ def audited_many(
         for patient_id in patient_ids:
             audit.append(
                 conn,
-                _event(who, national_id_of(conn, patient_id), action,
-                       detail={"patient_id": str(patient_id)}),
+                _event(
+                    who,
+                    national_id_of(conn, patient_id),
+                    action,
+                    detail={"patient_id": str(patient_id)},
+                ),
             )
     return result
 
@@ -182,8 +195,7 @@ def audit_refused(
         detail = {"patient_id": None if patient_id is None else str(patient_id), "why": why}
         audit.append(
             conn,
-            _event(who, national_id, f"api.{action}", outcome=audit.Outcome.REFUSED,
-                   detail=detail),
+            _event(who, national_id, f"api.{action}", outcome=audit.Outcome.REFUSED, detail=detail),
         )
 
 
@@ -203,19 +215,23 @@ def append_cards(conn: Connection, cards: list[IssuedCard], at: datetime) -> Non
         return
     conn.execute(
         cds_card.insert(),
-        attestation.stamp(conn, cds_card, [
-            {
-                "id": str(card.id),
-                "service": card.service,
-                "hook_instance": card.hook_instance,
-                "patient_id": str(card.patient_id),
-                "alert_key": card.alert_key,
-                "issued_at": at,
-                "issued_to": card.issued_to,
-                "record": card.record,
-            }
-            for card in cards
-        ]),
+        attestation.stamp(
+            conn,
+            cds_card,
+            [
+                {
+                    "id": str(card.id),
+                    "service": card.service,
+                    "hook_instance": card.hook_instance,
+                    "patient_id": str(card.patient_id),
+                    "alert_key": card.alert_key,
+                    "issued_at": at,
+                    "issued_to": card.issued_to,
+                    "record": card.record,
+                }
+                for card in cards
+            ],
+        ),
     )
 
 
@@ -224,8 +240,12 @@ def card(conn: Connection, card_id: UUID) -> IssuedCard | None:
     if row is None:
         return None
     return IssuedCard(
-        id=UUID(row.id), service=row.service, hook_instance=row.hook_instance,
-        patient_id=UUID(row.patient_id), alert_key=row.alert_key, issued_to=row.issued_to,
+        id=UUID(row.id),
+        service=row.service,
+        hook_instance=row.hook_instance,
+        patient_id=UUID(row.patient_id),
+        alert_key=row.alert_key,
+        issued_to=row.issued_to,
         record=row.record,
     )
 
@@ -243,7 +263,8 @@ class Feedback:
 
 def append_feedback(conn: Connection, feedback: Feedback, at: datetime) -> None:
     attestation.insert(
-        conn, cds_feedback,
+        conn,
+        cds_feedback,
         id=str(feedback.id),
         card_id=str(feedback.card_id),
         outcome=feedback.outcome,
@@ -257,7 +278,8 @@ def append_feedback(conn: Connection, feedback: Feedback, at: datetime) -> None:
 
 def feedback_for(conn: Connection, card_id: UUID) -> list[dict[str, Any]]:
     rows = conn.execute(
-        select(cds_feedback).where(cds_feedback.c.card_id == str(card_id))
+        select(cds_feedback)
+        .where(cds_feedback.c.card_id == str(card_id))
         .order_by(cds_feedback.c.recorded_at)
     ).mappings()
     return [dict(row) for row in rows]

@@ -127,8 +127,9 @@ planned_dose = Table(
     ForeignKeyConstraint(
         ["entry_id", "schedule_version"], ["schedule.entry_id", "schedule.version"]
     ),
-    UniqueConstraint("entry_id", "schedule_version", "local_time", "dose_index",
-                     name="uq_planned_dose_intake"),
+    UniqueConstraint(
+        "entry_id", "schedule_version", "local_time", "dose_index", name="uq_planned_dose_intake"
+    ),
     Index("ix_planned_dose_patient", "patient_id", "due_at"),
     Index("ix_planned_dose_ward", "ward_id", "due_at"),
 )
@@ -161,8 +162,14 @@ administration_error = Table(
 )
 
 APPEND_ONLY = (
-    "ward", "ward_config", "admission", "discharge", "schedule", "planned_dose",
-    "administration", "administration_error",
+    "ward",
+    "ward_config",
+    "admission",
+    "discharge",
+    "schedule",
+    "planned_dose",
+    "administration",
+    "administration_error",
 )
 
 
@@ -178,8 +185,11 @@ class WardState:
 
 def add_ward(conn: Connection, new: Ward, config: WardConfig, by: Actor, at: datetime) -> None:
     attestation.insert(
-        conn, ward,
-        id=str(new.id), organisation_id=new.organisation_id, created_at=utc(at),
+        conn,
+        ward,
+        id=str(new.id),
+        organisation_id=new.organisation_id,
+        created_at=utc(at),
         record=new.model_dump(mode="json"),
     )
     add_ward_config(conn, new.id, 1, config, by, at)
@@ -189,8 +199,12 @@ def add_ward_config(
     conn: Connection, ward_id: UUID, version: int, config: WardConfig, by: Actor, at: datetime
 ) -> None:
     attestation.insert(
-        conn, ward_config,
-        ward_id=str(ward_id), version=version, at=utc(at), author=by.model_dump(mode="json"),
+        conn,
+        ward_config,
+        ward_id=str(ward_id),
+        version=version,
+        at=utc(at),
+        author=by.model_dump(mode="json"),
         record=config.model_dump(mode="json"),
     )
 
@@ -233,24 +247,30 @@ def ward_configs(conn: Connection, ward_ids: Iterable[UUID]) -> dict[UUID, WardS
 
 def add_admission(conn: Connection, record: Admission) -> None:
     attestation.insert(
-        conn, admission,
-        id=str(record.id), patient_id=str(record.patient_id), ward_id=str(record.ward_id),
-        organisation_id=record.organisation_id, admitted_at=utc(record.admitted_at),
+        conn,
+        admission,
+        id=str(record.id),
+        patient_id=str(record.patient_id),
+        ward_id=str(record.ward_id),
+        organisation_id=record.organisation_id,
+        admitted_at=utc(record.admitted_at),
         record=record.model_dump(mode="json"),
     )
 
 
 def add_discharge(conn: Connection, admission_id: UUID, at: datetime, by: Actor) -> None:
     attestation.insert(
-        conn, discharge,
-        admission_id=str(admission_id), at=utc(at), author=by.model_dump(mode="json")
+        conn,
+        discharge,
+        admission_id=str(admission_id),
+        at=utc(at),
+        author=by.model_dump(mode="json"),
     )
 
 
 def _admissions(conn: Connection, where: Any) -> list[Admission]:
     rows = conn.execute(
-        select(admission.c.record, discharge.c.at.label("discharged_at"),
-               discharge.c.author)
+        select(admission.c.record, discharge.c.at.label("discharged_at"), discharge.c.author)
         .outerjoin(discharge, discharge.c.admission_id == admission.c.id)
         .where(where)
         .order_by(admission.c.admitted_at, admission.c.id)
@@ -275,9 +295,7 @@ def admissions_to(conn: Connection, ward_id: UUID) -> list[Admission]:
 
 def current_admissions(conn: Connection, at: datetime) -> list[Admission]:
     """Every admission that covers ``at``."""
-    return [
-        a for a in _admissions(conn, admission.c.admitted_at <= utc(at)) if a.covers(at)
-    ]
+    return [a for a in _admissions(conn, admission.c.admitted_at <= utc(at)) if a.covers(at)]
 
 
 def is_admitted(conn: Connection, patient_id: UUID, organisation_id: str, at: datetime) -> bool:
@@ -308,8 +326,9 @@ def schedules_of(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, li
     for row in conn.execute(_SCHEDULES_OF_PATIENTS, {"ids": [str(p) for p in patient_ids]}):
         entry_id = UUID(row.entry_id)
         found[entry_id].append(
-            ScheduleRow(entry_id, row.version, row.entry_version, row.fingerprint,
-                        aware(row.effective_from))
+            ScheduleRow(
+                entry_id, row.version, row.entry_version, row.fingerprint, aware(row.effective_from)
+            )
         )
     return found
 
@@ -331,15 +350,22 @@ def add_schedules(
         return
     conn.execute(
         _ADD_SCHEDULES,
-        attestation.stamp(conn, schedule, [
-            {
-                "entry_id": str(row.entry_id), "version": row.version,
-                "patient_id": str(patient_id), "entry_version": row.entry_version,
-                "fingerprint": row.fingerprint, "effective_from": utc(row.effective_from),
-                "generated_at": utc(generated_at),
-            }
-            for patient_id, row in rows
-        ]),
+        attestation.stamp(
+            conn,
+            schedule,
+            [
+                {
+                    "entry_id": str(row.entry_id),
+                    "version": row.version,
+                    "patient_id": str(patient_id),
+                    "entry_version": row.entry_version,
+                    "fingerprint": row.fingerprint,
+                    "effective_from": utc(row.effective_from),
+                    "generated_at": utc(generated_at),
+                }
+                for patient_id, row in rows
+            ],
+        ),
     )
 
 
@@ -348,20 +374,24 @@ def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
         return
     conn.execute(
         _ADD_PLANNED_DOSES,
-        attestation.stamp(conn, planned_dose, [
-            {
-                "id": str(d.id),
-                "patient_id": str(d.patient_id),
-                "ward_id": str(d.ward_id),
-                "entry_id": str(d.entry_id),
-                "schedule_version": d.schedule_version,
-                "local_time": d.local_time.strftime("%Y-%m-%dT%H:%M"),
-                "dose_index": d.dose_index,
-                "due_at": utc(d.due_at),
-                "record": d.model_dump(mode="json"),
-            }
-            for d in doses
-        ]),
+        attestation.stamp(
+            conn,
+            planned_dose,
+            [
+                {
+                    "id": str(d.id),
+                    "patient_id": str(d.patient_id),
+                    "ward_id": str(d.ward_id),
+                    "entry_id": str(d.entry_id),
+                    "schedule_version": d.schedule_version,
+                    "local_time": d.local_time.strftime("%Y-%m-%dT%H:%M"),
+                    "dose_index": d.dose_index,
+                    "due_at": utc(d.due_at),
+                    "record": d.model_dump(mode="json"),
+                }
+                for d in doses
+            ],
+        ),
     )
 
 
@@ -409,8 +439,10 @@ def add_administrations(conn: Connection, records: Sequence[Administration]) -> 
 
 def add_correction(conn: Connection, correction: AdministrationCorrection) -> None:
     attestation.insert(
-        conn, administration_error,
-        administration_id=str(correction.administration_id), at=utc(correction.at),
+        conn,
+        administration_error,
+        administration_id=str(correction.administration_id),
+        at=utc(correction.at),
         record=correction.model_dump(mode="json"),
     )
 
@@ -447,7 +479,9 @@ def _chartings(conn: Connection, *where: Any) -> list[Charted]:
 
 
 def chartings_of_patient(
-    conn: Connection, patient_id: UUID, since: datetime | None = None,
+    conn: Connection,
+    patient_id: UUID,
+    since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[Charted]:
     where = [administration.c.patient_id == str(patient_id)]
@@ -462,7 +496,7 @@ def chartings_of_doses(conn: Connection, dose_ids: Sequence[UUID]) -> dict[UUID,
     found: dict[UUID, list[Charted]] = defaultdict(list)
     ids = [str(d) for d in dose_ids]
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         for charted in _chartings(conn, administration.c.planned_dose_id.in_(chunk)):
             assert charted.administration.planned_dose_id is not None
             found[charted.administration.planned_dose_id].append(charted)
@@ -565,8 +599,10 @@ def ward_at_version(conn: Connection, ward_id: UUID, version: int) -> WardState 
 
 _SCHEDULES_OF_ENTRY = (
     select(schedule)
-    .where(schedule.c.patient_id == bindparam("patient_id"),
-           schedule.c.entry_id == bindparam("entry_id"))
+    .where(
+        schedule.c.patient_id == bindparam("patient_id"),
+        schedule.c.entry_id == bindparam("entry_id"),
+    )
     .order_by(schedule.c.version)
 )
 
@@ -574,8 +610,9 @@ _SCHEDULES_OF_ENTRY = (
 def schedules_of_entry(conn: Connection, patient_id: UUID, entry_id: UUID) -> list[ScheduleRow]:
     """The schedules of one of the patient's entries, oldest first."""
     return [
-        ScheduleRow(entry_id, row.version, row.entry_version, row.fingerprint,
-                    aware(row.effective_from))
+        ScheduleRow(
+            entry_id, row.version, row.entry_version, row.fingerprint, aware(row.effective_from)
+        )
         for row in conn.execute(
             _SCHEDULES_OF_ENTRY, {"patient_id": str(patient_id), "entry_id": str(entry_id)}
         )
@@ -592,17 +629,23 @@ def planned_dose_by_id(conn: Connection, dose_id: UUID) -> PlannedDose | None:
 
 _STANDING_CHARTING = (
     exists()
-    .where(administration.c.planned_dose_id == planned_dose.c.id,
-           administration.c.outcome != Outcome.MISSED.value)
+    .where(
+        administration.c.planned_dose_id == planned_dose.c.id,
+        administration.c.outcome != Outcome.MISSED.value,
+    )
     .where(~exists().where(administration_error.c.administration_id == administration.c.id))
 )
 
-_PLANNED_SINCE = (
-    select(planned_dose.c.entry_id, planned_dose.c.schedule_version, planned_dose.c.local_time,
-           planned_dose.c.dose_index, planned_dose.c.due_at,
-           _STANDING_CHARTING.label("charted"))
-    .where(planned_dose.c.patient_id == bindparam("patient_id"),
-           planned_dose.c.due_at >= bindparam("since", type_=planned_dose.c.due_at.type))
+_PLANNED_SINCE = select(
+    planned_dose.c.entry_id,
+    planned_dose.c.schedule_version,
+    planned_dose.c.local_time,
+    planned_dose.c.dose_index,
+    planned_dose.c.due_at,
+    _STANDING_CHARTING.label("charted"),
+).where(
+    planned_dose.c.patient_id == bindparam("patient_id"),
+    planned_dose.c.due_at >= bindparam("since", type_=planned_dose.c.due_at.type),
 )
 
 
@@ -636,8 +679,12 @@ class RecentCharting:
 
 
 _CHARTING_COLUMNS = (
-    administration.c.planned_dose_id, administration.c.patient_id, administration.c.entry_id,
-    administration.c.outcome, administration.c.at, administration.c.record,
+    administration.c.planned_dose_id,
+    administration.c.patient_id,
+    administration.c.entry_id,
+    administration.c.outcome,
+    administration.c.at,
+    administration.c.record,
     administration_error.c.record.label("correction"),
 )
 _CHARTING_ORDER = (administration.c.at, administration.c.recorded_at, administration.c.id)
@@ -645,17 +692,23 @@ _ERROR_JOIN = administration.outerjoin(
     administration_error, administration_error.c.administration_id == administration.c.id
 )
 _CHARTINGS_OF_DOSE = (
-    select(*_CHARTING_COLUMNS).select_from(_ERROR_JOIN)
+    select(*_CHARTING_COLUMNS)
+    .select_from(_ERROR_JOIN)
     .where(administration.c.planned_dose_id == bindparam("dose_id"))
     .order_by(*_CHARTING_ORDER)
 )
 _CHARTINGS_OF_DOSE_AND_PATIENT = (
-    select(*_CHARTING_COLUMNS).select_from(_ERROR_JOIN)
-    .where(or_(
-        administration.c.planned_dose_id == bindparam("dose_id"),
-        and_(administration.c.patient_id == bindparam("patient_id"),
-             administration.c.at >= bindparam("since", type_=administration.c.at.type)),
-    ))
+    select(*_CHARTING_COLUMNS)
+    .select_from(_ERROR_JOIN)
+    .where(
+        or_(
+            administration.c.planned_dose_id == bindparam("dose_id"),
+            and_(
+                administration.c.patient_id == bindparam("patient_id"),
+                administration.c.at >= bindparam("since", type_=administration.c.at.type),
+            ),
+        )
+    )
     .order_by(*_CHARTING_ORDER)
 )
 
@@ -681,25 +734,38 @@ def chartings_for_charting(
     recent: list[RecentCharting] = []
     for r in rows:
         if dose is not None and r.planned_dose_id == dose:
-            of_dose.append(Charted(
-                Administration.model_validate(r.record),
-                None if r.correction is None
-                else AdministrationCorrection.model_validate(r.correction),
-            ))
+            of_dose.append(
+                Charted(
+                    Administration.model_validate(r.record),
+                    None
+                    if r.correction is None
+                    else AdministrationCorrection.model_validate(r.correction),
+                )
+            )
         at = aware(r.at)
         if start is not None and r.patient_id == pid and at >= start:
             given = r.record.get("dose")
-            recent.append(RecentCharting(
-                UUID(r.entry_id), Outcome(r.outcome), at,
-                None if given is None else (float(given["value"]), given["unit"]),
-                r.correction is None,
-            ))
+            recent.append(
+                RecentCharting(
+                    UUID(r.entry_id),
+                    Outcome(r.outcome),
+                    at,
+                    None if given is None else (float(given["value"]), given["unit"]),
+                    r.correction is None,
+                )
+            )
     return of_dose, recent
 
 
 _OVERRIDES_OF_PATIENT = (
-    select(alert.c.key, alert.c.override_by, alert.c.override_reason, alert.c.raised_at,
-           alert.c.action, alert.c.record)
+    select(
+        alert.c.key,
+        alert.c.override_by,
+        alert.c.override_reason,
+        alert.c.raised_at,
+        alert.c.action,
+        alert.c.record,
+    )
     .where(alert.c.patient_id == bindparam("patient_id"), alert.c.override_reason.is_not(None))
     .order_by(alert.c.id)
 )
@@ -715,9 +781,12 @@ _ADD_ADMINISTRATION = administration.insert()
 
 def administration_values(record: Administration) -> dict[str, Any]:
     return {
-        "id": str(record.id), "patient_id": str(record.patient_id),
+        "id": str(record.id),
+        "patient_id": str(record.patient_id),
         "entry_id": str(record.entry_id),
         "planned_dose_id": None if record.planned_dose_id is None else str(record.planned_dose_id),
-        "outcome": record.outcome.value, "at": utc(record.at),
-        "recorded_at": utc(record.recorded_at), "record": record.model_dump(mode="json"),
+        "outcome": record.outcome.value,
+        "at": utc(record.at),
+        "recorded_at": utc(record.recorded_at),
+        "record": record.model_dump(mode="json"),
     }

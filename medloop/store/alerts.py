@@ -81,8 +81,12 @@ def stored_alerts(conn: Connection, patient_id: UUID) -> tuple[StoredAlert, ...]
     """Every alert raised for the patient, oldest first, as the patient's state keeps them."""
     return tuple(
         StoredAlert(
-            key=row.key, action=row.action, list_version=row.list_version,
-            raised_at=utc(row.raised_at), record=row.record, override_by=row.override_by,
+            key=row.key,
+            action=row.action,
+            list_version=row.list_version,
+            raised_at=utc(row.raised_at),
+            record=row.record,
+            override_by=row.override_by,
             override_reason=row.override_reason,
         )
         for row in alerts_for(conn, patient_id)
@@ -154,8 +158,12 @@ def append_alerts(
     batch.insert(conn, alert, rows)
     return tuple(
         StoredAlert(
-            key=row["key"], action=action, list_version=version, raised_at=utc(at),
-            record=row["record"], override_by=row["override_by"],
+            key=row["key"],
+            action=action,
+            list_version=version,
+            raised_at=utc(at),
+            record=row["record"],
+            override_by=row["override_by"],
             override_reason=row["override_reason"],
         )
         for row in rows

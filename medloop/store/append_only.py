@@ -25,7 +25,9 @@ def refusing_function(function: str) -> str:
     """
 
 
-def install(dialect: str, tables: Iterable[str], function: str, *, create_function: bool = True) -> list[str]:
+def install(
+    dialect: str, tables: Iterable[str], function: str, *, create_function: bool = True
+) -> list[str]:
     """The statements that make ``tables`` append-only; on PostgreSQL through ``function``,
     created here unless an earlier migration did (``create_function=False``)."""
     if dialect == "postgresql":

@@ -184,8 +184,9 @@ def stored_records(conn: Connection) -> Iterator[tuple[str, str]]:
         select(table.c.id, table.c.record).order_by(table.c.id)
     )
     for patient_id, record in result:
-        yield str(patient_id), record_digest(
-            json.loads(record) if isinstance(record, str) else record
+        yield (
+            str(patient_id),
+            record_digest(json.loads(record) if isinstance(record, str) else record),
         )
 
 
@@ -203,8 +204,11 @@ def close(conn: Connection) -> dict[str, Any] | None:
     command = memo.pop(_OPEN, None)
     if command is None:
         return None
-    claim: dict[str, Any] = {"command": command.command, "rows": len(command.digests),
-                             "digest": rows_digest(command.digests)}
+    claim: dict[str, Any] = {
+        "command": command.command,
+        "rows": len(command.digests),
+        "digest": rows_digest(command.digests),
+    }
     if command.records:
         claim["records"] = dict(command.records)
     return claim
@@ -273,9 +277,7 @@ def _table_stream(conn: Connection, name: str, chunk: int) -> Iterator[tuple[str
     # Byte order on both databases, as Python compares the ids when merging the tables.
     order = command.collate("C") if conn.dialect.name == "postgresql" else command
     as_text = {name for name, _w, _r, text in encoder.columns if text}
-    columns = [
-        cast(c, Text).label(c.name) if c.name in as_text else c for c in table.columns
-    ]
+    columns = [cast(c, Text).label(c.name) if c.name in as_text else c for c in table.columns]
     query = select(*columns).where(command.is_not(None)).order_by(order)
     result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
     for row in result.mappings():
@@ -345,9 +347,7 @@ def _canonical(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # an integer beyond 64 bits
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, default=str
-        ).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 def _json_text(value: Any) -> Any:

@@ -195,7 +195,13 @@ class AuditRecord:
 
 
 Problem = Literal[
-    "gap", "prev_hash", "hash", "rows", "unclaimed-rows", "unattested-row", "checkpoint",
+    "gap",
+    "prev_hash",
+    "hash",
+    "rows",
+    "unclaimed-rows",
+    "unattested-row",
+    "checkpoint",
     "checkpoint-file",
 ]
 
@@ -277,8 +283,13 @@ class VerifyResult:
 
     def as_json(self) -> dict[str, Any]:
         result: dict[str, Any] = {
-            "ok": self.ok, "events": self.events, "chains": self.chains, "heads": self.heads,
-            "records": self.records, "rows": self.rows, "problem_count": self.problem_count,
+            "ok": self.ok,
+            "events": self.events,
+            "chains": self.chains,
+            "heads": self.heads,
+            "records": self.records,
+            "rows": self.rows,
+            "problem_count": self.problem_count,
             "problems": [p.as_json() for p in self.problems],
         }
         if self.broken is not None:
@@ -334,7 +345,9 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     if postgres:
         # With a command's queued appends (medloop.store.batch), in their round trip.
         row = batch.execute_returning_one(
-            conn, _APPEND_PG, {**values, "head": head, "middle": middle, "genesis": GENESIS_HASH},
+            conn,
+            _APPEND_PG,
+            {**values, "head": head, "middle": middle, "genesis": GENESIS_HASH},
             json_params=_JSON_PARAMS,
         )
         values["seq"], values["prev_hash"] = row.seq, row.prev_hash
@@ -346,7 +359,9 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
             )
     else:
         tail = conn.execute(_TAIL, {"chain": chain}).first()
-        values["seq"], values["prev_hash"] = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
+        values["seq"], values["prev_hash"] = (
+            (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
+        )
         values["hash"] = _hash_of_parts(head, values["prev_hash"], middle, values["seq"])
         conn.execute(audit_event.insert(), values)
     return AuditRecord(**{**values, "outcome": outcome})
@@ -454,7 +469,10 @@ class _Problems:
 
 
 def verify(
-    conn: Connection, chunk: int = VERIFY_CHUNK, *, max_problems: int = MAX_PROBLEMS,
+    conn: Connection,
+    chunk: int = VERIFY_CHUNK,
+    *,
+    max_problems: int = MAX_PROBLEMS,
     rows: bool = True,
     anchors: Mapping[tuple[str, int], Sequence[tuple[str, str]]] | None = None,
     checkpoint_problems: Sequence[str] = (),
@@ -475,8 +493,16 @@ def verify(
         raise ValueError(f"max_problems must be at least 1, not {max_problems}")
     problems = _Problems(max_problems)
     for note in checkpoint_problems:
-        problems.add(BrokenLink(None, None, "checkpoint-file", "a signed checkpoint",
-                                note.partition(": ")[2] or note, note.partition(": ")[0]))
+        problems.add(
+            BrokenLink(
+                None,
+                None,
+                "checkpoint-file",
+                "a signed checkpoint",
+                note.partition(": ")[2] or note,
+                note.partition(": ")[0],
+            )
+        )
     anchors = anchors or {}
     heads: dict[str, tuple[int, str]] = {}
     intact: tuple[int, dict[str, str]] | None = None  # events and heads before the first break
@@ -510,8 +536,7 @@ def verify(
     for (chain, seq), pins in sorted(anchors.items()):
         if heads.get(chain, (0, ""))[0] >= seq:
             continue  # met during the walk
-        found = (f"the chain ends at {heads[chain][0]}" if chain in heads
-                 else "no such chain")
+        found = f"the chain ends at {heads[chain][0]}" if chain in heads else "no such chain"
         for pinned, name in pins:
             problems.add(BrokenLink(chain, seq, "checkpoint", pinned, found, name))
     if (anchors or checkpoint_problems) and intact is None and problems.count:
@@ -528,9 +553,15 @@ def verify(
     else:
         events, intact_heads = intact
     return VerifyResult(
-        events, len(intact_heads), heads_digest(intact_heads),
+        events,
+        len(intact_heads),
+        heads_digest(intact_heads),
         problems.kept[0] if problems.kept else None,
-        tuple(problems.kept), problems.count, records, rows, heads,
+        tuple(problems.kept),
+        problems.count,
+        records,
+        rows,
+        heads,
     )
 
 
@@ -542,14 +573,27 @@ def _verify_records(
     for patient_id, digest in attestation.stored_records(conn):
         claim = claims.get(patient_id)
         if claim is None:
-            problems.add(BrokenLink(
-                None, None, "unattested-record", "an audit record claiming the record",
-                digest, f"patient {patient_id}",
-            ))
+            problems.add(
+                BrokenLink(
+                    None,
+                    None,
+                    "unattested-record",
+                    "an audit record claiming the record",
+                    digest,
+                    f"patient {patient_id}",
+                )
+            )
         elif claim[2] != digest:
-            problems.add(BrokenLink(
-                claim[0], claim[1], "record", claim[2], digest, f"patient {patient_id}",
-            ))
+            problems.add(
+                BrokenLink(
+                    claim[0],
+                    claim[1],
+                    "record",
+                    claim[2],
+                    digest,
+                    f"patient {patient_id}",
+                )
+            )
 
 
 def _verify_rows(
@@ -563,26 +607,50 @@ def _verify_rows(
         claim = claims.pop(stored.command, None)
         found = f"{stored.rows} rows, digest {stored.digest}"
         if claim is None:
-            problems.add(BrokenLink(
-                None, None, "unclaimed-rows",
-                f"an audit record claiming command {stored.command}", found, stored.first,
-            ))
+            problems.add(
+                BrokenLink(
+                    None,
+                    None,
+                    "unclaimed-rows",
+                    f"an audit record claiming command {stored.command}",
+                    found,
+                    stored.first,
+                )
+            )
         elif (claim[2], claim[3]) != (stored.rows, stored.digest):
-            problems.add(BrokenLink(
-                claim[0], claim[1], "rows", f"{claim[2]} rows, digest {claim[3]}", found,
-                stored.first,
-            ))
+            problems.add(
+                BrokenLink(
+                    claim[0],
+                    claim[1],
+                    "rows",
+                    f"{claim[2]} rows, digest {claim[3]}",
+                    found,
+                    stored.first,
+                )
+            )
     for chain, seq, count, digest in claims.values():  # claimed, but no row is left
         if count != 0:
-            problems.add(BrokenLink(
-                chain, seq, "rows", f"{count} rows, digest {digest}", "0 rows",
-            ))
+            problems.add(
+                BrokenLink(
+                    chain,
+                    seq,
+                    "rows",
+                    f"{count} rows, digest {digest}",
+                    "0 rows",
+                )
+            )
     unstamped, first = attestation.unstamped_rows(conn, problems.limit)
     for found_row in first:
-        problems.add(BrokenLink(
-            None, None, "unattested-row", "a command id", "none",
-            f"{found_row.table} {found_row.key}",
-        ))
+        problems.add(
+            BrokenLink(
+                None,
+                None,
+                "unattested-row",
+                "a command id",
+                "none",
+                f"{found_row.table} {found_row.key}",
+            )
+        )
     problems.count += unstamped - len(first)
     return rows + unstamped
 
@@ -658,8 +726,11 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
         # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
         _canonical_json({**texts, "detail": detail}).encode()
     except UnicodeEncodeError:
-        unencodable = [n for n, v in {**texts, "detail": _canonical_json(detail)}.items()
-                       if v is not None and not _encodes(v)]
+        unencodable = [
+            n
+            for n, v in {**texts, "detail": _canonical_json(detail)}.items()
+            if v is not None and not _encodes(v)
+        ]
         raise InvalidAuditEvent(
             f"{', '.join(unencodable)} is not valid Unicode text (a lone surrogate)"
         ) from None

@@ -87,8 +87,11 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
 
 
 def execute(
-    conn: Connection, statement: ClauseElement, params: Mapping[str, Any],
-    *, json_params: frozenset[str] = frozenset(),
+    conn: Connection,
+    statement: ClauseElement,
+    params: Mapping[str, Any],
+    *,
+    json_params: frozenset[str] = frozenset(),
 ) -> None:
     """Execute ``statement`` (no result needed): queued inside :func:`batched` on
     PostgreSQL, executed at once otherwise. ``json_params`` names the parameters bound to
@@ -101,8 +104,11 @@ def execute(
 
 
 def execute_returning_one(
-    conn: Connection, statement: ClauseElement, params: Mapping[str, Any],
-    *, json_params: frozenset[str] = frozenset(),
+    conn: Connection,
+    statement: ClauseElement,
+    params: Mapping[str, Any],
+    *,
+    json_params: frozenset[str] = frozenset(),
 ) -> Any:
     """Execute ``statement`` and return its one row (:func:`first_row`, which must find
     one): the audit record's insert, with a command's queued appends in its round trip."""
@@ -113,8 +119,11 @@ def execute_returning_one(
 
 
 def first_row(
-    conn: Connection, statement: ClauseElement, params: Mapping[str, Any],
-    *, json_params: frozenset[str] = frozenset(),
+    conn: Connection,
+    statement: ClauseElement,
+    params: Mapping[str, Any],
+    *,
+    json_params: frozenset[str] = frozenset(),
 ) -> Any:
     """The first row ``statement`` returns, or ``None``. On PostgreSQL inside a transaction it
     goes to psycopg directly as a prepared statement, with whatever is queued before it in the

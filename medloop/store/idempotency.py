@@ -142,16 +142,26 @@ def run_once(
         claimed = batch.first_row(
             conn,
             _CLAIM[conn.dialect.name],
-            {"scope": scope, "key": key, "fingerprint": fingerprint,
-             "status": KeyStatus.PENDING.value, "created_at": datetime.now(UTC)},
+            {
+                "scope": scope,
+                "key": key,
+                "fingerprint": fingerprint,
+                "status": KeyStatus.PENDING.value,
+                "created_at": datetime.now(UTC),
+            },
         )
         if claimed is not None:
             response = _as_stored(scope, compute())
             # Queued with a command's other appends, when it batches them.
             batch.execute(
-                conn, _COMPLETE,
-                {"b_scope": scope, "b_key": key, "status": KeyStatus.COMPLETED.value,
-                 "response": response},
+                conn,
+                _COMPLETE,
+                {
+                    "b_scope": scope,
+                    "b_key": key,
+                    "status": KeyStatus.COMPLETED.value,
+                    "response": response,
+                },
                 json_params=_RESPONSE,
             )
             return IdempotentResult(response, replayed=False)

@@ -110,7 +110,9 @@ def list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
         .order_by(entry_version.c.list_version, entry_version.c.entry_id)
     ):
         version = parsed(
-            EntryVersion, found.record, entry_version,
+            EntryVersion,
+            found.record,
+            entry_version,
             {"entry_id": found.entry_id, "version": found.version},
         )
         versions[version.list_version].append(version)
@@ -126,7 +128,9 @@ def list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
             # The entry versions carry the change's own aware timestamp (SQLite drops the zone).
             at=versions[row.list_version][0].at,
             author=parsed(
-                Actor, row.author, list_change,
+                Actor,
+                row.author,
+                list_change,
                 {"patient_id": pid, "list_version": row.list_version},
             ),
             reason=row.reason,
@@ -143,13 +147,15 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
     batch.insert(
         conn,
         list_change,
-        [{
-            "patient_id": pid,
-            "list_version": change.list_version,
-            "at": change.at,
-            "author": change.author.model_dump(mode="json"),
-            "reason": change.reason,
-        }],
+        [
+            {
+                "patient_id": pid,
+                "list_version": change.list_version,
+                "at": change.at,
+                "author": change.author.model_dump(mode="json"),
+                "reason": change.reason,
+            }
+        ],
     )
     batch.insert(
         conn,

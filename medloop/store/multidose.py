@@ -43,9 +43,15 @@ from medloop.store.columns import UUID_LENGTH, utc
 from medloop.store.list_changes import entry_version
 
 APPEND_ONLY = (
-    "multidose_responsibility", "multidose_period", "multidose_urgent_pack",
-    "multidose_plan_taken", "multidose_deadline_flag", "multidose_reconciliation",
-    "multidose_task", "multidose_task_resolution", "multidose_proposal",
+    "multidose_responsibility",
+    "multidose_period",
+    "multidose_urgent_pack",
+    "multidose_plan_taken",
+    "multidose_deadline_flag",
+    "multidose_reconciliation",
+    "multidose_task",
+    "multidose_task_resolution",
+    "multidose_proposal",
     "multidose_proposal_decision",
 )
 
@@ -127,7 +133,9 @@ task = Table(
     Column("id", String(UUID_LENGTH), primary_key=True),
     Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
     Column(
-        "reconciliation_id", String(UUID_LENGTH), ForeignKey("multidose_reconciliation.id"),
+        "reconciliation_id",
+        String(UUID_LENGTH),
+        ForeignKey("multidose_reconciliation.id"),
         nullable=False,
     ),
     Column("kind", String(48), nullable=False),
@@ -202,7 +210,8 @@ def responsibility_history(conn: Connection, patient_id: UUID) -> list[Responsib
 
 def append_responsibility(conn: Connection, record: Responsibility) -> None:
     attestation.insert(
-        conn, responsibility,
+        conn,
+        responsibility,
         patient_id=str(record.patient_id),
         version=record.version,
         valid_from=record.valid_from,
@@ -233,7 +242,8 @@ def find_period(conn: Connection, period_id: UUID) -> PackingPeriod | None:
 
 def append_period(conn: Connection, record: PackingPeriod) -> None:
     attestation.insert(
-        conn, period,
+        conn,
+        period,
         id=str(record.id),
         patient_id=str(record.patient_id),
         first_day=record.first_day,
@@ -259,8 +269,11 @@ def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[Urgent
 
 def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
     attestation.insert(
-        conn, urgent_pack,
-        id=str(record.id), period_id=str(record.period_id), at=utc(record.at),
+        conn,
+        urgent_pack,
+        id=str(record.id),
+        period_id=str(record.period_id),
+        at=utc(record.at),
         record=_json(record),
     )
 
@@ -268,9 +281,7 @@ def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
 def plan_taken_version(conn: Connection, period_id: UUID) -> int | None:
     """The newest list version the pharmacy took the period's production plan from."""
     return conn.execute(
-        select(func.max(plan_taken.c.list_version)).where(
-            plan_taken.c.period_id == str(period_id)
-        )
+        select(func.max(plan_taken.c.list_version)).where(plan_taken.c.period_id == str(period_id))
     ).scalar()
 
 
@@ -278,8 +289,11 @@ def append_plan_taken(
     conn: Connection, period_id: UUID, list_version: int, at: datetime, by: Any
 ) -> None:
     attestation.insert(
-        conn, plan_taken,
-        period_id=str(period_id), list_version=list_version, at=at,
+        conn,
+        plan_taken,
+        period_id=str(period_id),
+        list_version=list_version,
+        at=at,
         record={"by": _json(by), "at": at.isoformat()},
     )
 
@@ -327,8 +341,12 @@ def append_deadline_flag(
     conn: Connection, period_id: UUID, list_version: int, at: datetime, record: dict[str, Any]
 ) -> None:
     attestation.insert(
-        conn, deadline_flag,
-        period_id=str(period_id), list_version=list_version, flagged_at=at, record=record
+        conn,
+        deadline_flag,
+        period_id=str(period_id),
+        list_version=list_version,
+        flagged_at=at,
+        record=record,
     )
 
 
@@ -351,7 +369,8 @@ def append_reconciliation(
 ) -> None:
     """The result and the report it was made from (as JSON, ``PackReport.model_dump``)."""
     attestation.insert(
-        conn, reconciliation,
+        conn,
+        reconciliation,
         id=str(result.id),
         patient_id=str(result.patient_id),
         period_id=str(result.period_id),
@@ -423,8 +442,7 @@ def open_tasks(
 
 def append_task_resolution(conn: Connection, record: TaskResolution) -> None:
     attestation.insert(
-        conn, task_resolution,
-        task_id=str(record.task_id), at=record.at, record=_json(record)
+        conn, task_resolution, task_id=str(record.task_id), at=record.at, record=_json(record)
     )
 
 
@@ -433,7 +451,8 @@ def append_task_resolution(conn: Connection, record: TaskResolution) -> None:
 
 def append_proposal(conn: Connection, record: Proposal) -> None:
     attestation.insert(
-        conn, proposal,
+        conn,
+        proposal,
         id=str(record.id),
         patient_id=str(record.patient_id),
         kind=record.kind.value,
@@ -477,7 +496,8 @@ def proposals_of(
 
 def append_decision(conn: Connection, record: ProposalDecision) -> None:
     attestation.insert(
-        conn, proposal_decision,
+        conn,
+        proposal_decision,
         proposal_id=str(record.proposal_id),
         accepted=record.accepted,
         at=record.at,

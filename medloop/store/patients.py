@@ -116,8 +116,7 @@ def lock_patient_revision(conn: Connection, patient_id: UUID) -> tuple[dict[str,
     bumping the revision: work beside the list (``loop.runner.run_work``) keeps the cached states
     valid. ``None`` when there is no such patient."""
     query = (
-        _LOCK_PATIENT_WITH_REVISION if conn.dialect.name == "postgresql"
-        else _PATIENT_WITH_REVISION
+        _LOCK_PATIENT_WITH_REVISION if conn.dialect.name == "postgresql" else _PATIENT_WITH_REVISION
     )
     found = conn.execute(query, {"patient_id": str(patient_id)}).first()
     return None if found is None else (found.record, found.revision)
@@ -188,12 +187,7 @@ def accessed_in_transaction(conn: Connection, patient_id: UUID) -> bool:
 
 
 def _in_force(column: Column) -> Any:
-    return (
-        select(column)
-        .order_by(fest_version.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    return select(column).order_by(fest_version.c.id.desc()).limit(1).scalar_subquery()
 
 
 _ACCESSED = "patients.accessed"
@@ -266,7 +260,9 @@ def update_patient_record(conn: Connection, changed: Patient) -> None:
     command, whose ``lock_for_command`` has bumped the revision in the same transaction."""
     record = changed.model_dump(mode="json")
     batch.execute(
-        conn, _UPDATE_RECORD, {"patient_id": str(changed.id), "record": record},
+        conn,
+        _UPDATE_RECORD,
+        {"patient_id": str(changed.id), "record": record},
         json_params=frozenset({"record"}),
     )
     attestation.claim_record(conn, str(changed.id), record)
@@ -275,7 +271,8 @@ def update_patient_record(conn: Connection, changed: Patient) -> None:
 def add_patient(conn: Connection, new: Patient, at: datetime) -> None:
     record = new.model_dump(mode="json")
     attestation.insert(
-        conn, patient,
+        conn,
+        patient,
         id=str(new.id),
         national_id=str(new.national_id),
         record=record,

@@ -103,7 +103,8 @@ def prescription_history(
     history: dict[UUID, list[PrescriptionVersion]] = defaultdict(list)
     for found in conn.execute(
         select(
-            prescription_version.c.prescription_id, prescription_version.c.version,
+            prescription_version.c.prescription_id,
+            prescription_version.c.version,
             prescription_version.c.record,
         )
         .join(prescription, prescription.c.id == prescription_version.c.prescription_id)
@@ -111,7 +112,9 @@ def prescription_history(
         .order_by(prescription_version.c.prescription_id, prescription_version.c.version)
     ):
         version = parsed(
-            PrescriptionVersion, found.record, prescription_version,
+            PrescriptionVersion,
+            found.record,
+            prescription_version,
             {"prescription_id": found.prescription_id, "version": found.version},
         )
         history[version.prescription_id].append(version)
@@ -155,24 +158,28 @@ def append_prescription_versions(
             batch.insert(
                 conn,
                 prescription,
-                [{
-                    "id": str(version.prescription_id),
-                    "patient_id": str(patient_id),
-                    "entry_id": str(version.prescription.entry_id),
-                    "issued_at": version.at,
-                }],
+                [
+                    {
+                        "id": str(version.prescription_id),
+                        "patient_id": str(patient_id),
+                        "entry_id": str(version.prescription.entry_id),
+                        "issued_at": version.at,
+                    }
+                ],
             )
         batch.insert(
             conn,
             prescription_version,
-            [{
-                "prescription_id": str(version.prescription_id),
-                "version": version.version,
-                "at": version.at,
-                "kind": version.kind.value,
-                "to_status": version.to_status.value,
-                "record": version.model_dump(mode="json"),
-            }],
+            [
+                {
+                    "prescription_id": str(version.prescription_id),
+                    "version": version.version,
+                    "at": version.at,
+                    "kind": version.kind.value,
+                    "to_status": version.to_status.value,
+                    "record": version.model_dump(mode="json"),
+                }
+            ],
         )
 
 
@@ -180,21 +187,24 @@ def append_dispense(conn: Connection, patient_id: UUID, record: Dispense, at: da
     batch.insert(
         conn,
         dispense,
-        [{
-            "id": str(record.id),
-            "patient_id": str(patient_id),
-            "prescription_id": str(record.prescription_id),
-            "entry_id": str(record.entry_id),
-            "dispensed_on": record.dispensed_on,
-            "recorded_at": utc(at),
-            "record": record.model_dump(mode="json"),
-        }],
+        [
+            {
+                "id": str(record.id),
+                "patient_id": str(patient_id),
+                "prescription_id": str(record.prescription_id),
+                "entry_id": str(record.entry_id),
+                "dispensed_on": record.dispensed_on,
+                "recorded_at": utc(at),
+                "record": record.model_dump(mode="json"),
+            }
+        ],
     )
 
 
 def append_reconciliation(conn: Connection, record: Reconciliation) -> None:
     attestation.insert(
-        conn, reconciliation,
+        conn,
+        reconciliation,
         id=str(record.id),
         patient_id=str(record.patient_id),
         list_version=record.list_version,
@@ -219,9 +229,11 @@ def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) 
     batch.insert(
         conn,
         dispense_annulment,
-        [{
-            "dispense_id": str(dispense_id),
-            "at": annulment.at,
-            "record": annulment.model_dump(mode="json"),
-        }],
+        [
+            {
+                "dispense_id": str(dispense_id),
+                "at": annulment.at,
+                "record": annulment.model_dump(mode="json"),
+            }
+        ],
     )

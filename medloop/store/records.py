@@ -53,8 +53,7 @@ class Unreadable:
     reason: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"table": self.table, "key": self.key, "column": self.column,
-                "reason": self.reason}
+        return {"table": self.table, "key": self.key, "column": self.column, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,7 @@ class Stored:
 
 def stored_records() -> list[Stored]:
     """Every JSON column of the patient data and the model it loads as."""
+
     def by_patient(table: Table) -> Callable[[Any], Any] | None:
         column = table.c.get("patient_id")
         if column is None:
@@ -131,5 +131,6 @@ def check(conn: Connection, patient_id: UUID | None = None) -> Iterator[Unreadab
                 yield Unreadable(
                     table.name,
                     {column.name: str(row[i]) for i, column in enumerate(key_columns)},
-                    stored.column, why(error),
+                    stored.column,
+                    why(error),
                 )

@@ -77,7 +77,8 @@ class ReadRouter:
         self._replicas = [_Replica(engine) for engine in replicas]
         self._check_seconds = (
             float(os.environ.get("MEDLOOP_REPLICA_CHECK_SECONDS", "1"))
-            if check_seconds is None else check_seconds
+            if check_seconds is None
+            else check_seconds
         )
         self._down_seconds = down_seconds
         self._clock = clock
@@ -149,9 +150,7 @@ class ReadRouter:
                     text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
                 ).scalar()
             before = replica.primary_lsn_before
-            replica.fresh = (
-                replayed is not None and before is not None and int(replayed) >= before
-            )
+            replica.fresh = replayed is not None and before is not None and int(replayed) >= before
             replica.primary_lsn_before = int(primary_now)
         finally:
             replica.lock.release()

@@ -16,19 +16,29 @@ from tests.loop.helpers import GP, NOW, PHARMACIST, TODAY, demo_world
 
 NATIONAL_ID = "21014605158"
 OTHER_NATIONAL_ID = "15035010030"
-GP_TOKEN = issue_token("gp", GP.personnel.hpr_number, GP.organisation.id,
-                       name=GP.personnel.name, organisation_name=GP.organisation.name)
+GP_TOKEN = issue_token(
+    "gp",
+    GP.personnel.hpr_number,
+    GP.organisation.id,
+    name=GP.personnel.name,
+    organisation_name=GP.organisation.name,
+)
 PHARMACIST_TOKEN = issue_token(
-    "pharmacist", PHARMACIST.personnel.hpr_number, PHARMACIST.organisation.id,
-    name=PHARMACIST.personnel.name, organisation_name=PHARMACIST.organisation.name,
+    "pharmacist",
+    PHARMACIST.personnel.hpr_number,
+    PHARMACIST.organisation.id,
+    name=PHARMACIST.personnel.name,
+    organisation_name=PHARMACIST.organisation.name,
 )
 NURSING_HOME = "974600951"
 NURSE_TOKEN = issue_token("nurse", "5551234", NURSING_HOME, name="Nina Sykepleier")
 SECOND_NURSE_TOKEN = issue_token("nurse", "5559876", NURSING_HOME, name="Siri Sykepleier")
-WARD_ADMIN_TOKEN = issue_token("nurse", "5552468", NURSING_HOME, name="Wenche Avdelingsleder",
-                               ward_admin=True)
-OTHER_HOME_WARD_ADMIN_TOKEN = issue_token("nurse", "5551357", "8012399",
-                                          name="Rune Avdelingsleder", ward_admin=True)
+WARD_ADMIN_TOKEN = issue_token(
+    "nurse", "5552468", NURSING_HOME, name="Wenche Avdelingsleder", ward_admin=True
+)
+OTHER_HOME_WARD_ADMIN_TOKEN = issue_token(
+    "nurse", "5551357", "8012399", name="Rune Avdelingsleder", ward_admin=True
+)
 OTHER_HOME_NURSE_TOKEN = issue_token("nurse", "5550000", "8012399", name="Ola Sykepleier")
 OTHER_PHARMACY_TOKEN = issue_token("pharmacist", "7654321", "8090699", name="Ola Farmasøyt")
 PATIENT_TOKEN = issue_token("patient", NATIONAL_ID)

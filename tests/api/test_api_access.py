@@ -29,7 +29,8 @@ from tests.loop.helpers import SIMVASTATIN_28
 
 def _other_key() -> bytes:
     return ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
 
@@ -47,16 +48,38 @@ def test_no_token_is_401_with_a_bearer_challenge(world):
         issue_token("gp", "431002737", "8095068", private_key=_other_key()),
         issue_token("gp", "431002737", "8095068", issuer="someone-else"),
         issue_token("gp", "431002737", "8095068", audience="another-api"),
-        issue_token("gp", "431002737", "8095068",
-                    now=datetime.now(UTC) - timedelta(days=2), lifetime=timedelta(hours=1)),
+        issue_token(
+            "gp",
+            "431002737",
+            "8095068",
+            now=datetime.now(UTC) - timedelta(days=2),
+            lifetime=timedelta(hours=1),
+        ),
         issue_token("gp", "431002737", "8095068", now=datetime.now(UTC) + timedelta(hours=1)),
-        jwt.encode({"sub": "431002737", "role": "gp", "org": "8095068", "iss": DEV_ISSUER,
-                    "aud": "medloop-api", "exp": 4102444800, "nbf": 0}, "s" * 32,
-                   algorithm="HS256"),
+        jwt.encode(
+            {
+                "sub": "431002737",
+                "role": "gp",
+                "org": "8095068",
+                "iss": DEV_ISSUER,
+                "aud": "medloop-api",
+                "exp": 4102444800,
+                "nbf": 0,
+            },
+            "s" * 32,
+            algorithm="HS256",
+        ),
         "not-a-jwt",
     ],
-    ids=["other-key", "other-issuer", "other-audience", "expired", "not-yet-valid", "hs256",
-         "garbage"],
+    ids=[
+        "other-key",
+        "other-issuer",
+        "other-audience",
+        "expired",
+        "not-yet-valid",
+        "hs256",
+        "garbage",
+    ],
 )
 def test_a_token_that_does_not_verify_is_401(world, token):
     response = world.get(f"/patients/{world.patient_id}/list", token=token)
@@ -67,8 +90,15 @@ def test_a_token_that_does_not_verify_is_401(world, token):
 def test_claims_must_name_a_role_an_hpr_number_and_an_organisation():
     verifier = TokenVerifier(ApiSettings.from_env("sqlite://"))
     for claims in ({"role": "admin"}, {"role": "gp", "org": None}, {"role": "gp", "sub": "x"}):
-        base = {"sub": "431002737", "iss": DEV_ISSUER, "aud": "medloop-api",
-                "exp": 4102444800, "nbf": 0, "org": "8095068", **claims}
+        base = {
+            "sub": "431002737",
+            "iss": DEV_ISSUER,
+            "aud": "medloop-api",
+            "exp": 4102444800,
+            "nbf": 0,
+            "org": "8095068",
+            **claims,
+        }
         token = jwt.encode(base, _dev_private(), algorithm="ES256")
         with pytest.raises(Unauthenticated):
             verifier.verify(token)
@@ -104,17 +134,27 @@ def _dev_private() -> bytes:
 
 def test_a_production_jwks_is_used_by_key_id(tmp_path):
     private = _other_key()
-    public = serialization.load_pem_private_key(private, None).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    public = (
+        serialization.load_pem_private_key(private, None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     (tmp_path / "jwks.json").write_text(jwks_of(public, "k1"))
-    settings = ApiSettings("sqlite://", None, tmp_path / "jwks.json", "https://helseid.example",
-                           "medloop-api")
+    settings = ApiSettings(
+        "sqlite://", None, tmp_path / "jwks.json", "https://helseid.example", "medloop-api"
+    )
     verifier = TokenVerifier(settings)
     now = int(datetime.now(UTC).timestamp())
-    claims = {"sub": "431002737", "role": "gp", "org": "8095068",
-              "iss": "https://helseid.example", "aud": "medloop-api",
-              "iat": now, "nbf": now, "exp": now + 600}
+    claims = {
+        "sub": "431002737",
+        "role": "gp",
+        "org": "8095068",
+        "iss": "https://helseid.example",
+        "aud": "medloop-api",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    }
     good = jwt.encode(claims, private, algorithm="ES256", headers={"kid": "k1"})
     assert verifier.verify(good).role is Role.GP
     with pytest.raises(Unauthenticated):
@@ -137,9 +177,14 @@ def _refused(response) -> None:
 
 def test_pharmacists_may_not_read_the_full_list_or_prescribe(world):
     _refused(world.get(f"/patients/{world.patient_id}/list", token=PHARMACIST_TOKEN))
-    _refused(world.post(f"/patients/{world.patient_id}/prescriptions",
-                        prescribe_body(SIMVASTATIN_28), token=PHARMACIST_TOKEN,
-                        **{"If-Match": '"0"'}))
+    _refused(
+        world.post(
+            f"/patients/{world.patient_id}/prescriptions",
+            prescribe_body(SIMVASTATIN_28),
+            token=PHARMACIST_TOKEN,
+            **{"If-Match": '"0"'},
+        )
+    )
 
 
 def test_gps_may_not_dispense(world):
@@ -151,9 +196,13 @@ def test_patients_read_only_their_own_record(world):
     assert world.get("/me/list", token=PATIENT_TOKEN).status_code == 200
     _refused(world.get("/me/list", token=OTHER_PATIENT_TOKEN))
     _refused(world.get("/me/list", token=GP_TOKEN))
-    _refused(world.post(f"/patients/{world.patient_id}/list/check",
-                        {"proposed": [{"drug": {"varenr": SIMVASTATIN_28}}]},
-                        token=PATIENT_TOKEN))
+    _refused(
+        world.post(
+            f"/patients/{world.patient_id}/list/check",
+            {"proposed": [{"drug": {"varenr": SIMVASTATIN_28}}]},
+            token=PATIENT_TOKEN,
+        )
+    )
 
 
 def test_a_nurse_not_admitted_to_the_patient_is_refused(world):

@@ -43,8 +43,11 @@ def _ward(world, token: str = WARD_ADMIN_TOKEN, name: str = "Avdeling 2") -> str
 
 
 def _admit(world, ward_id: str, at=NOW, token: str = WARD_ADMIN_TOKEN, **changes):
-    return world.post(f"/nursing/patients/{world.patient_id}/admissions",
-                      admission_body(ward_id, at.isoformat(), **changes), token=token)
+    return world.post(
+        f"/nursing/patients/{world.patient_id}/admissions",
+        admission_body(ward_id, at.isoformat(), **changes),
+        token=token,
+    )
 
 
 def _no_patient_data(response, *more: str) -> None:
@@ -75,8 +78,9 @@ def test_a_plain_nurse_of_any_home_can_no_longer_take_over_a_patient(world):
     lookup = world.get(f"/patients?national_id={NATIONAL_ID}", token=rogue)
     assert lookup.status_code == 403
     assert str(world.patient_id) not in lookup.text
-    ward = world.post("/nursing/wards", {"ward_id": str(uuid.uuid4()), "name": "Rogue"},
-                      token=rogue)
+    ward = world.post(
+        "/nursing/wards", {"ward_id": str(uuid.uuid4()), "name": "Rogue"}, token=rogue
+    )
     assert ward.status_code == 403
     own_ward = _ward(world, OTHER_HOME_WARD_ADMIN_TOKEN, "Lia 1")
     admitted = _admit(world, own_ward, token=rogue)
@@ -116,20 +120,33 @@ def test_a_second_admission_elsewhere_is_refused_without_naming_the_first_stay(w
 @pytest.mark.parametrize(
     "changes",
     [
-        {"reason": None}, {"decision_reference": None}, {"reason": "   "},
-        {"reason": "x" * 501}, {"decision_reference": "v" * 101},
-        {"reason": "korttid\u0000"}, {"decision_reference": "2026/\x1b[31m1"},
+        {"reason": None},
+        {"decision_reference": None},
+        {"reason": "   "},
+        {"reason": "x" * 501},
+        {"decision_reference": "v" * 101},
+        {"reason": "korttid\u0000"},
+        {"decision_reference": "2026/\x1b[31m1"},
         {"reason": "\ud800"},
     ],
-    ids=["no-reason", "no-decision", "blank-reason", "long-reason", "long-decision",
-         "nul", "escape", "surrogate"],
+    ids=[
+        "no-reason",
+        "no-decision",
+        "blank-reason",
+        "long-reason",
+        "long-decision",
+        "nul",
+        "escape",
+        "surrogate",
+    ],
 )
 def test_an_admission_needs_a_bounded_printable_reason_and_decision(world, changes):
     body = admission_body(_ward(world), NOW.isoformat())
     body.update(changes)
     body = {k: v for k, v in body.items() if v is not None}
     refused = world.client.post(  # as JSON text: a lone surrogate travels as "\\ud800"
-        f"/nursing/patients/{world.patient_id}/admissions", content=json.dumps(body),
+        f"/nursing/patients/{world.patient_id}/admissions",
+        content=json.dumps(body),
         headers=auth(WARD_ADMIN_TOKEN, **{"Content-Type": "application/json"}),
     )
     assert refused.status_code == 422, refused.text
@@ -162,7 +179,8 @@ def test_an_admission_cannot_reach_back_into_an_earlier_stay(world):
     stay = _admit(world, theirs, token=OTHER_HOME_WARD_ADMIN_TOKEN).json()["admission_id"]
     world.clock.at = NOW + timedelta(hours=2)
     discharged = world.post(
-        f"/nursing/patients/{world.patient_id}/admissions/{stay}/discharge", {},
+        f"/nursing/patients/{world.patient_id}/admissions/{stay}/discharge",
+        {},
         token=OTHER_HOME_WARD_ADMIN_TOKEN,
     )
     assert discharged.status_code == 200, discharged.text
@@ -181,11 +199,11 @@ def test_discharging_needs_a_ward_admin_and_a_time_after_the_admission(world):
     path = f"/nursing/patients/{world.patient_id}/admissions/{admission}/discharge"
     plain = world.post(path, {}, token=NURSE_TOKEN)
     assert plain.status_code == 403 and "ward-admin" in plain.json()["detail"]
-    before = world.post(path, {"at": (NOW - timedelta(hours=1)).isoformat()},
-                        token=WARD_ADMIN_TOKEN)
+    before = world.post(
+        path, {"at": (NOW - timedelta(hours=1)).isoformat()}, token=WARD_ADMIN_TOKEN
+    )
     assert before.status_code == 422 and before.json()["code"] == "discharge-time-out-of-range"
-    far = world.post(path, {"at": (NOW + timedelta(days=3)).isoformat()},
-                     token=WARD_ADMIN_TOKEN)
+    far = world.post(path, {"at": (NOW + timedelta(days=3)).isoformat()}, token=WARD_ADMIN_TOKEN)
     assert far.status_code == 422
     assert _admissions(world)[0].discharged_at is None
     other_home = world.post(path, {}, token=OTHER_HOME_WARD_ADMIN_TOKEN)
@@ -218,31 +236,42 @@ def test_before_the_admission_begins_the_homes_nurses_read_nothing(world):
 
 def test_a_nurse_sees_only_what_was_charted_during_her_homes_admission(world):
     oksykodon = prescribe_body("091099", use="as-needed", dosage=PRN)
-    assert world.write(f"/patients/{world.patient_id}/prescriptions",
-                       oksykodon).status_code == 201
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", oksykodon).status_code == 201
     # A stay at the other home first, with a charting there.
     theirs = _ward(world, OTHER_HOME_WARD_ADMIN_TOKEN, "Lia 1")
     stay = _admit(world, theirs, token=OTHER_HOME_WARD_ADMIN_TOKEN).json()["admission_id"]
     world.clock.at = NOW + timedelta(minutes=30)
-    charted = world.post(f"/nursing/patients/{world.patient_id}/administrations", {
-        "administration_id": str(uuid.uuid4()), "entry_id": oksykodon["entry_id"],
-        "outcome": "refused", "reason": "declined at Lia",
-    }, token=OTHER_HOME_NURSE_TOKEN)
+    charted = world.post(
+        f"/nursing/patients/{world.patient_id}/administrations",
+        {
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": oksykodon["entry_id"],
+            "outcome": "refused",
+            "reason": "declined at Lia",
+        },
+        token=OTHER_HOME_NURSE_TOKEN,
+    )
     assert charted.status_code == 201, charted.text
     world.clock.at = NOW + timedelta(hours=1)
-    assert world.post(f"/nursing/patients/{world.patient_id}/admissions/{stay}/discharge", {},
-                      token=OTHER_HOME_WARD_ADMIN_TOKEN).status_code == 200
+    assert (
+        world.post(
+            f"/nursing/patients/{world.patient_id}/admissions/{stay}/discharge",
+            {},
+            token=OTHER_HOME_WARD_ADMIN_TOKEN,
+        ).status_code
+        == 200
+    )
     # Then ours, the same day.
     world.clock.at = NOW + timedelta(hours=2)
     ours = _ward(world)
     assert _admit(world, ours, at=world.clock.at).status_code == 201
-    history = world.get(f"/nursing/patients/{world.patient_id}/administrations",
-                        token=NURSE_TOKEN)
+    history = world.get(f"/nursing/patients/{world.patient_id}/administrations", token=NURSE_TOKEN)
     assert history.status_code == 200 and history.json() == []
     assert "declined at Lia" not in history.text
     earlier = world.client.get(
         f"/nursing/patients/{world.patient_id}/administrations",
-        params={"since": NOW.isoformat()}, headers=auth(NURSE_TOKEN),
+        params={"since": NOW.isoformat()},
+        headers=auth(NURSE_TOKEN),
     )
     assert earlier.status_code == 403
     _no_patient_data(earlier, "declined at Lia")
@@ -252,38 +281,45 @@ def test_a_nurse_sees_only_what_was_charted_during_her_homes_admission(world):
     theirs_in_error = world.post(
         f"/nursing/patients/{world.patient_id}/administrations/"
         f"{charted.json()['administration_id']}/entered-in-error",
-        {"reason": "not ours"}, token=NURSE_TOKEN,
+        {"reason": "not ours"},
+        token=NURSE_TOKEN,
     )
     assert theirs_in_error.status_code == 404, theirs_in_error.text
     # The prescriber sees the whole history, the other home's record standing.
-    everything = world.get(f"/nursing/patients/{world.patient_id}/administrations",
-                           token=GP_TOKEN)
+    everything = world.get(f"/nursing/patients/{world.patient_id}/administrations", token=GP_TOKEN)
     assert "declined at Lia" in everything.text
     assert [h["stands"] for h in everything.json()] == [True]
 
 
-EXTREME_TIMES = ["0001-01-01T00:00:00", "0001-01-01T00:00:00+14:00",
-                 "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z"]
+EXTREME_TIMES = [
+    "0001-01-01T00:00:00",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00Z",
+]
 
 
 @pytest.mark.parametrize("moment", EXTREME_TIMES)
 def test_a_naive_or_extreme_time_is_a_422_not_a_500(world, moment):
     ward_id = _ward(world)
     body = admission_body(ward_id, moment)
-    admitted = world.post(f"/nursing/patients/{world.patient_id}/admissions", body,
-                          token=WARD_ADMIN_TOKEN)
+    admitted = world.post(
+        f"/nursing/patients/{world.patient_id}/admissions", body, token=WARD_ADMIN_TOKEN
+    )
     assert admitted.status_code == 422, admitted.text
     admission = _admit(world, ward_id).json()["admission_id"]
     discharged = world.post(
         f"/nursing/patients/{world.patient_id}/admissions/{admission}/discharge",
-        {"at": moment}, token=WARD_ADMIN_TOKEN,
+        {"at": moment},
+        token=WARD_ADMIN_TOKEN,
     )
     assert discharged.status_code == 422, discharged.text
     for token in (NURSE_TOKEN, GP_TOKEN):
         for name in ("since", "until"):
             window = world.client.get(
                 f"/nursing/patients/{world.patient_id}/administrations",
-                params={name: moment}, headers=auth(token),
+                params={name: moment},
+                headers=auth(token),
             )
             assert window.status_code == 422, (token, name, window.text)
 
@@ -311,10 +347,16 @@ def test_plain_nurses_still_chart_on_an_admitted_patient(world):
     entry = prescribe_body("091099", use="as-needed", dosage=PRN)
     assert world.write(f"/patients/{world.patient_id}/prescriptions", entry).status_code == 201
     _admit(world, _ward(world))
-    charted = world.post(f"/nursing/patients/{world.patient_id}/administrations", {
-        "administration_id": str(uuid.uuid4()), "entry_id": entry["entry_id"],
-        "outcome": "refused", "reason": "declined",
-    }, token=NURSE_TOKEN)
+    charted = world.post(
+        f"/nursing/patients/{world.patient_id}/administrations",
+        {
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": entry["entry_id"],
+            "outcome": "refused",
+            "reason": "declined",
+        },
+        token=NURSE_TOKEN,
+    )
     assert charted.status_code == 201, charted.text
 
 
@@ -327,17 +369,33 @@ def test_a_witness_token_signed_for_another_key_type_is_401_not_500(world, algor
     assert world.write(f"/patients/{world.patient_id}/prescriptions", entry).status_code == 201
     _admit(world, _ward(world))
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     now = int(time.time())
-    witness = jwt.encode({"sub": "5559876", "role": "nurse", "org": NURSING_HOME,
-                          "iss": DEV_ISSUER, "aud": "medloop-api", "iat": now, "nbf": now,
-                          "exp": now + 600}, private, algorithm=algorithm)
+    witness = jwt.encode(
+        {
+            "sub": "5559876",
+            "role": "nurse",
+            "org": NURSING_HOME,
+            "iss": DEV_ISSUER,
+            "aud": "medloop-api",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+        },
+        private,
+        algorithm=algorithm,
+    )
     response = world.client.post(
         f"/nursing/patients/{world.patient_id}/administrations",
-        json={"administration_id": str(uuid.uuid4()), "entry_id": entry["entry_id"],
-              "outcome": "given", "given_at": NOW.isoformat(),
-              "dose": {"value": 1, "unit": "kapsel"}, "scan": "7046260910997"},
+        json={
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": entry["entry_id"],
+            "outcome": "given",
+            "given_at": NOW.isoformat(),
+            "dose": {"value": 1, "unit": "kapsel"},
+            "scan": "7046260910997",
+        },
         headers=auth(NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {witness}"}),
     )
     assert response.status_code == 401, response.text
@@ -358,8 +416,7 @@ def test_the_demo_prints_a_plain_and_a_ward_admin_nurse_token(engine):
 
     demo = build(engine, DEMO, now=NOW)
     clock = Clock()
-    client = TestClient(create_app(ApiSettings.from_env("sqlite://"), engine=engine,
-                                   clock=clock))
+    client = TestClient(create_app(ApiSettings.from_env("sqlite://"), engine=engine, clock=clock))
     patient_id = next(iter(demo.patients.values()))
     with engine.connect() as conn:
         (stay,) = administration.admissions_of(conn, patient_id)

@@ -25,8 +25,10 @@ from tests.api.test_api_cds_hooks import FEST_VARENR, draft, hook
 from tests.api.test_api_nursing import SIMVASTATIN_GENERIC_EAN, admitted
 from tests.loop.helpers import SIMVASTATIN_28
 
-MORNING_DOSE = {"use": "regular",
-                "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}
+MORNING_DOSE = {
+    "use": "regular",
+    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
+}
 
 
 @pytest.fixture
@@ -38,9 +40,13 @@ def world(engine):
 
 def raw_write(world, path: str, text: str | bytes, token: str = GP_TOKEN, **headers: str):
     version = world.version()
-    return world.client.post(path, content=text, headers=auth(
-        token, **{"If-Match": f'"{version}"', "content-type": "application/json", **headers}
-    ))
+    return world.client.post(
+        path,
+        content=text,
+        headers=auth(
+            token, **{"If-Match": f'"{version}"', "content-type": "application/json", **headers}
+        ),
+    )
 
 
 def assert_problem(response, status: int, code: str | None = None) -> dict:
@@ -73,8 +79,9 @@ def dosed_prescription(value: str) -> str:
 @pytest.mark.parametrize("value", ["1e309", "-1e309", "Infinity", "-Infinity", "NaN"])
 def test_a_non_finite_dose_is_refused_and_the_list_still_loads(world, value):
     before = current(world)
-    response = raw_write(world, f"/patients/{world.patient_id}/prescriptions",
-                         dosed_prescription(value))
+    response = raw_write(
+        world, f"/patients/{world.patient_id}/prescriptions", dosed_prescription(value)
+    )
     assert_problem(response, 422, "malformed-json")
     unchanged(world, before)
 
@@ -82,8 +89,9 @@ def test_a_non_finite_dose_is_refused_and_the_list_still_loads(world, value):
 @pytest.mark.parametrize("value", ["true", '"1"', "0", "-1", "1000001"])
 def test_a_dose_that_is_not_a_number_or_out_of_bounds_is_refused(world, value):
     before = current(world)
-    response = raw_write(world, f"/patients/{world.patient_id}/prescriptions",
-                         dosed_prescription(value))
+    response = raw_write(
+        world, f"/patients/{world.patient_id}/prescriptions", dosed_prescription(value)
+    )
     body = assert_problem(response, 422, "invalid-request")
     assert any("amount" in fault["loc"] for fault in body["errors"]), body
     unchanged(world, before)
@@ -102,13 +110,19 @@ def test_a_package_count_that_is_not_a_finite_number_in_bounds_is_refused(world,
 
 def test_an_infinite_dose_charted_with_an_override_is_refused(world):
     ward_id, simvastatin, _ = admitted(world)
-    body = {"administration_id": str(uuid.uuid4()), "entry_id": simvastatin,
-            "outcome": "given", "given_at": "2026-11-21T07:05:00Z",
-            "dose": {"value": 1, "unit": "tablett"}, "scan": SIMVASTATIN_GENERIC_EAN,
-            "limit_override": "ok"}
+    body = {
+        "administration_id": str(uuid.uuid4()),
+        "entry_id": simvastatin,
+        "outcome": "given",
+        "given_at": "2026-11-21T07:05:00Z",
+        "dose": {"value": 1, "unit": "tablett"},
+        "scan": SIMVASTATIN_GENERIC_EAN,
+        "limit_override": "ok",
+    }
     text = json.dumps(body).replace('"value": 1', '"value": 1e309')
     response = world.client.post(
-        f"/nursing/patients/{world.patient_id}/administrations", content=text,
+        f"/nursing/patients/{world.patient_id}/administrations",
+        content=text,
         headers=auth(NURSE_TOKEN, **{"content-type": "application/json"}),
     )
     assert_problem(response, 422, "malformed-json")
@@ -134,24 +148,34 @@ def test_nul_in_an_acknowledged_alert_key_is_refused(world):
 
 @pytest.mark.parametrize("where", ["hookInstance", "patientId"])
 def test_nul_in_a_cds_hook_request_is_refused(world, where):
-    request = hook("order-sign", str(world.patient_id),
-                   draft("rx1", FEST_VARENR, SIMVASTATIN_28, str(world.patient_id)))
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("rx1", FEST_VARENR, SIMVASTATIN_28, str(world.patient_id)),
+    )
     if where == "hookInstance":
         request["hookInstance"] = "XX"
     else:
         request["context"]["patientId"] = "XX"
     text = json.dumps(request).replace('"XX"', '"a\\u0000"')
-    response = world.client.post("/cds-services/medloop-order-sign", content=text,
-                                 headers=auth(GP_TOKEN, **{"content-type": "application/json"}))
+    response = world.client.post(
+        "/cds-services/medloop-order-sign",
+        content=text,
+        headers=auth(GP_TOKEN, **{"content-type": "application/json"}),
+    )
     assert_problem(response, 422, "malformed-json")
 
 
 def test_a_deeply_nested_cds_extra_field_with_an_idempotency_key_is_refused(world):
-    request = hook("order-sign", str(world.patient_id),
-                   draft("rx1", FEST_VARENR, SIMVASTATIN_28, str(world.patient_id)))
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("rx1", FEST_VARENR, SIMVASTATIN_28, str(world.patient_id)),
+    )
     text = json.dumps(request)[:-1] + ', "extra": ' + "[" * 500 + "]" * 500 + "}"
     response = world.client.post(
-        "/cds-services/medloop-order-sign", content=text,
+        "/cds-services/medloop-order-sign",
+        content=text,
         headers=auth(GP_TOKEN, **{"content-type": "application/json", "Idempotency-Key": "k1"}),
     )
     body = assert_problem(response, 422, "malformed-json")
@@ -165,8 +189,9 @@ def test_a_ward_chart_for_a_day_out_of_range_is_refused(world, day):
     assert_problem(response, 422, "invalid-request")
 
 
-@pytest.mark.parametrize("since", ["0001-01-01T00:00:00", "0001-01-01T00:00:00Z",
-                                   "9999-12-31T23:59:59+14:00"])
+@pytest.mark.parametrize(
+    "since", ["0001-01-01T00:00:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59+14:00"]
+)
 def test_an_administration_history_since_an_extreme_or_naive_time_is_refused(world, since):
     admitted(world)
     response = world.get(
@@ -182,17 +207,24 @@ def test_an_access_log_page_cursor_beyond_64_bits_is_refused(world, before):
     assert_problem(response, 422, "invalid-request")
 
 
-@pytest.mark.parametrize("change", [{"order_deadline": "9999-12-31T12:00:00Z"},
-                                    {"days": 100000}, {"days": 1e9}, {"days": True}])
+@pytest.mark.parametrize(
+    "change",
+    [{"order_deadline": "9999-12-31T12:00:00Z"}, {"days": 100000}, {"days": 1e9}, {"days": True}],
+)
 def test_a_packing_period_out_of_range_is_refused(world, change):
     from tests.api.helpers import PHARMACIST_TOKEN
     from tests.api.test_api_multidose import multidose_patient
 
     multidose_patient(world)
-    period = {"period_id": str(uuid.uuid4()), "first_day": "2026-12-14",
-              "order_deadline": "2026-12-09T12:00:00Z", **change}
-    response = world.post(f"/multidose/patients/{world.patient_id}/periods", period,
-                          token=PHARMACIST_TOKEN)
+    period = {
+        "period_id": str(uuid.uuid4()),
+        "first_day": "2026-12-14",
+        "order_deadline": "2026-12-09T12:00:00Z",
+        **change,
+    }
+    response = world.post(
+        f"/multidose/patients/{world.patient_id}/periods", period, token=PHARMACIST_TOKEN
+    )
     assert_problem(response, 422, "invalid-request")
 
 
@@ -223,7 +255,8 @@ class Exploding:
 def test_an_unauthenticated_50_mb_body_gets_401_without_being_read(world):
     body = Exploding(50_000_000, allowed=0)
     response = world.client.post(
-        f"/patients/{world.patient_id}/prescriptions", content=body,
+        f"/patients/{world.patient_id}/prescriptions",
+        content=body,
         headers={"content-type": "application/json", "content-length": "50000000"},
     )
     assert_problem(response, 401, "unauthenticated")
@@ -233,9 +266,11 @@ def test_an_unauthenticated_50_mb_body_gets_401_without_being_read(world):
 def test_a_declared_body_over_the_limit_gets_413_without_being_read(world):
     body = Exploding(50_000_000, allowed=0)
     response = world.client.post(
-        f"/patients/{world.patient_id}/prescriptions", content=body,
-        headers=auth(GP_TOKEN, **{"content-type": "application/json",
-                                  "content-length": "50000000"}),
+        f"/patients/{world.patient_id}/prescriptions",
+        content=body,
+        headers=auth(
+            GP_TOKEN, **{"content-type": "application/json", "content-length": "50000000"}
+        ),
     )
     assert_problem(response, 413, "request-too-large")
     assert body.read == 0
@@ -256,12 +291,22 @@ def test_a_streamed_body_over_the_limit_gets_413_once_it_passes_the_limit(world)
         answer.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": f"/patients/{world.patient_id}/prescriptions",
-        "raw_path": b"", "query_string": b"", "root_path": "", "server": ("test", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/patients/{world.patient_id}/prescriptions",
+        "raw_path": b"",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("test", 80),
         "client": ("test", 1),
-        "headers": [(b"authorization", f"Bearer {GP_TOKEN}".encode()),
-                    (b"content-type", b"application/json"), (b"if-match", b'"1"')],
+        "headers": [
+            (b"authorization", f"Bearer {GP_TOKEN}".encode()),
+            (b"content-type", b"application/json"),
+            (b"if-match", b'"1"'),
+        ],
     }
     anyio.run(world.client.app, scope, receive, send)
     assert answer[0]["status"] == 413
@@ -271,16 +316,20 @@ def test_a_streamed_body_over_the_limit_gets_413_once_it_passes_the_limit(world)
 
 def test_the_body_limit_is_configurable(world, monkeypatch):
     monkeypatch.setenv("MEDLOOP_MAX_BODY_BYTES", "2048")
-    app = create_app(ApiSettings.from_env("sqlite://"), engine=world.engine,
-                     clock=world.clock)
+    app = create_app(ApiSettings.from_env("sqlite://"), engine=world.engine, clock=world.clock)
     client = TestClient(app, raise_server_exceptions=False)
     body = prescribe_body(SIMVASTATIN_28, indication="x" * 3000)
-    response = client.post(f"/patients/{world.patient_id}/prescriptions", json=body,
-                           headers=auth(GP_TOKEN, **{"If-Match": '"1"'}))
+    response = client.post(
+        f"/patients/{world.patient_id}/prescriptions",
+        json=body,
+        headers=auth(GP_TOKEN, **{"If-Match": '"1"'}),
+    )
     assert_problem(response, 413, "request-too-large")
-    small = client.post(f"/patients/{world.patient_id}/prescriptions",
-                        json=prescribe_body(SIMVASTATIN_28),
-                        headers=auth(GP_TOKEN, **{"If-Match": f'"{world.version()}"'}))
+    small = client.post(
+        f"/patients/{world.patient_id}/prescriptions",
+        json=prescribe_body(SIMVASTATIN_28),
+        headers=auth(GP_TOKEN, **{"If-Match": f'"{world.version()}"'}),
+    )
     assert small.status_code == 201, small.text
 
 
@@ -302,9 +351,14 @@ def refusals(world) -> list[dict]:
     return [event for event in log if event["outcome"] == "refused"]
 
 
-@pytest.mark.parametrize("text", [
-    '"reason": "a\\u0000b"', '"reason": "a\\ud800b"', '"indication": "' + "x" * 20_000 + '"',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"reason": "a\\u0000b"',
+        '"reason": "a\\ud800b"',
+        '"indication": "' + "x" * 20_000 + '"',
+    ],
+)
 def test_a_write_refused_for_its_input_is_audited_without_the_input(world, text):
     body = json.dumps(prescribe_body(SIMVASTATIN_28))[:-1] + ", " + text + "}"
     response = raw_write(world, f"/patients/{world.patient_id}/prescriptions", body)
@@ -321,6 +375,8 @@ def test_a_write_refused_for_its_input_is_audited_without_the_input(world, text)
 
 
 def test_a_read_refused_for_its_parameters_is_not_a_write_to_audit(world):
-    assert world.get("/me/access-log?before=9223372036854775808",
-                     token=PATIENT_TOKEN).status_code == 422
+    assert (
+        world.get("/me/access-log?before=9223372036854775808", token=PATIENT_TOKEN).status_code
+        == 422
+    )
     assert refusals(world) == []

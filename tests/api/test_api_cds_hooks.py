@@ -56,7 +56,8 @@ def _on_simvastatin(world) -> None:
 def test_discovery_lists_order_select_and_order_sign(world):
     services = world.client.get("/cds-services").json()["services"]
     assert {(s["id"], s["hook"]) for s in services} == {
-        ("medloop-order-select", "order-select"), ("medloop-order-sign", "order-sign"),
+        ("medloop-order-select", "order-select"),
+        ("medloop-order-sign", "order-sign"),
     }
 
 
@@ -64,8 +65,11 @@ def test_order_sign_returns_a_critical_card_with_override_reasons_and_the_catalo
     world,
 ):
     _on_simvastatin(world)
-    request = hook("order-sign", str(world.patient_id),
-                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
+    )
     response = world.post("/cds-services/medloop-order-sign", request)
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]
@@ -83,7 +87,8 @@ def test_order_select_answers_only_for_the_selected_drafts_and_accepts_the_natio
     _on_simvastatin(world)
     patient = NATIONAL_ID
     request = hook(
-        "order-select", patient,
+        "order-select",
+        patient,
         draft("a", FEST_VARENR, KLARITROMYCIN, patient),
         draft("b", ATC, "N02BE01", patient),
         selections=["MedicationRequest/b"],
@@ -95,8 +100,11 @@ def test_order_select_answers_only_for_the_selected_drafts_and_accepts_the_natio
 
 
 def test_a_draft_without_a_known_coding_gets_a_not_checked_card_naming_the_coding(world):
-    request = hook("order-sign", str(world.patient_id),
-                   draft("x", "http://snomed.info/sct", "12345", str(world.patient_id)))
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("x", "http://snomed.info/sct", "12345", str(world.patient_id)),
+    )
     response = world.post("/cds-services/medloop-order-sign", request)
     assert response.status_code == 200, response.text
     [card] = response.json()["cards"]
@@ -109,27 +117,41 @@ def test_a_draft_without_a_known_coding_gets_a_not_checked_card_naming_the_codin
 
 
 def test_only_prescribers_may_call_the_services(world):
-    request = hook("order-sign", str(world.patient_id),
-                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
+    )
     response = world.post("/cds-services/medloop-order-sign", request, token=PHARMACIST_TOKEN)
     assert response.status_code == 403
-    unknown = hook("order-sign", str(uuid.uuid4()),
-                   draft("rx1", FEST_VARENR, KLARITROMYCIN, "x"))
-    assert world.post("/cds-services/medloop-order-sign", unknown,
-                      token=PHARMACIST_TOKEN).status_code == 403
+    unknown = hook("order-sign", str(uuid.uuid4()), draft("rx1", FEST_VARENR, KLARITROMYCIN, "x"))
+    assert (
+        world.post("/cds-services/medloop-order-sign", unknown, token=PHARMACIST_TOKEN).status_code
+        == 403
+    )
 
 
 def test_feedback_is_stored_for_issued_cards_and_refused_for_unknown_ones(world):
     _on_simvastatin(world)
-    request = hook("order-sign", str(world.patient_id),
-                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
+    )
     card = world.post("/cds-services/medloop-order-sign", request).json()["cards"][0]
-    feedback = {"feedback": [{
-        "card": card["uuid"], "outcome": "overridden",
-        "overrideReason": {"reason": card["overrideReasons"][0] if card["overrideReasons"]
-                           else None, "userComment": "short course"},
-        "outcomeTimestamp": "2026-11-20T09:05:00Z",
-    }]}
+    feedback = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {
+                    "reason": card["overrideReasons"][0] if card["overrideReasons"] else None,
+                    "userComment": "short course",
+                },
+                "outcomeTimestamp": "2026-11-20T09:05:00Z",
+            }
+        ]
+    }
     assert world.post("/cds-services/medloop-order-sign/feedback", feedback).status_code == 200
     with world.engine.connect() as conn:
         rows = conn.execute(select(cds_feedback)).mappings().all()
@@ -137,10 +159,12 @@ def test_feedback_is_stored_for_issued_cards_and_refused_for_unknown_ones(world)
     assert [(r["card_id"], r["outcome"], r["comment"]) for r in rows] == [
         (card["uuid"], "overridden", "short course")
     ]
-    retried = world.post("/cds-services/medloop-order-sign/feedback", feedback,
-                         **{"Idempotency-Key": "fb-1"})
-    again = world.post("/cds-services/medloop-order-sign/feedback", feedback,
-                       **{"Idempotency-Key": "fb-1"})
+    retried = world.post(
+        "/cds-services/medloop-order-sign/feedback", feedback, **{"Idempotency-Key": "fb-1"}
+    )
+    again = world.post(
+        "/cds-services/medloop-order-sign/feedback", feedback, **{"Idempotency-Key": "fb-1"}
+    )
     assert retried.status_code == again.status_code == 200
     with world.engine.connect() as conn:
         assert len(conn.execute(select(cds_feedback)).all()) == 2  # the first and one retried
@@ -150,8 +174,11 @@ def test_feedback_is_stored_for_issued_cards_and_refused_for_unknown_ones(world)
 
 def test_a_retried_hook_call_with_the_same_idempotency_key_returns_the_same_cards(world):
     _on_simvastatin(world)
-    request = hook("order-sign", str(world.patient_id),
-                   draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)))
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
+    )
     first = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
     second = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
     assert first.status_code == 200 and first.content == second.content
@@ -168,27 +195,37 @@ def tablets(count: float, times_a_day: int, **fields: Any) -> dict[str, Any]:
     return {
         "text": f"{count:g} tabletter {times_a_day} ganger daglig",
         "timing": {"repeat": {"frequency": times_a_day, "period": 1, "periodUnit": "d"}},
-        "doseAndRate": [{"doseQuantity": {"value": count, "unit": "tablet", "system": UCUM,
-                                          "code": "{tbl}"}}],
+        "doseAndRate": [
+            {"doseQuantity": {"value": count, "unit": "tablet", "system": UCUM, "code": "{tbl}"}}
+        ],
         **fields,
     }
 
 
 def dose_cards(world, *dosage: dict[str, Any], varenr: str = PARACETAMOL_500) -> list[dict]:
     patient = str(world.patient_id)
-    request = hook("order-select", patient, draft("rx1", FEST_VARENR, varenr, patient, *dosage),
-                   selections=["MedicationRequest/rx1"])
+    request = hook(
+        "order-select",
+        patient,
+        draft("rx1", FEST_VARENR, varenr, patient, *dosage),
+        selections=["MedicationRequest/rx1"],
+    )
     response = world.post("/cds-services/medloop-order-select", request)
     assert response.status_code == 200, response.text
-    return [c for c in response.json()["cards"]
-            if c["source"]["topic"]["code"] in ("dose", "dose-not-checked")]
+    return [
+        c
+        for c in response.json()["cards"]
+        if c["source"]["topic"]["code"] in ("dose", "dose-not-checked")
+    ]
 
 
 def weighed(world, kg: float = 70) -> None:
     """The patient's weight on record (paracetamol has a lower limit at 50 kg or less; without
     a weight that part is reported as not checked)."""
-    response = world.post(f"/patients/{world.patient_id}/observations",
-                          {"weight": {"kg": kg, "measured_at": "2026-11-19T08:00:00Z"}})
+    response = world.post(
+        f"/patients/{world.patient_id}/observations",
+        {"weight": {"kg": kg, "measured_at": "2026-11-19T08:00:00Z"}},
+    )
     assert response.status_code == 200, response.text
 
 
@@ -218,10 +255,16 @@ def test_a_light_patient_gets_the_weight_limit_and_an_unweighed_one_a_not_checke
 
 
 def test_an_as_needed_draft_whose_own_maximum_is_above_the_limit_gets_a_dose_card(world):
-    as_needed = tablets(2, 1, asNeededBoolean=True, timing=None, maxDosePerPeriod={
-        "numerator": {"value": 12, "system": UCUM, "code": "{tbl}"},
-        "denominator": {"value": 1, "system": UCUM, "code": "d"},
-    })
+    as_needed = tablets(
+        2,
+        1,
+        asNeededBoolean=True,
+        timing=None,
+        maxDosePerPeriod={
+            "numerator": {"value": 12, "system": UCUM, "code": "{tbl}"},
+            "denominator": {"value": 1, "system": UCUM, "code": "d"},
+        },
+    )
     weighed(world)
     [card] = dose_cards(world, as_needed)
     assert card["indicator"] == "critical"
@@ -232,8 +275,11 @@ def test_a_weekly_drug_dosed_daily_gets_a_schedule_card(world):
     [card] = dose_cards(world, tablets(1, 1), varenr=METOTREKSAT_2_5)  # 17.5 mg a week
     assert card["indicator"] == "critical"
     assert "once-weekly drug but is dosed on 7 days a week" in card["summary"]
-    weekly = tablets(4, 1, timing={"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk",
-                                              "dayOfWeek": ["mon"]}})
+    weekly = tablets(
+        4,
+        1,
+        timing={"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk", "dayOfWeek": ["mon"]}},
+    )
     assert dose_cards(world, weekly, varenr=METOTREKSAT_2_5) == []
 
 
@@ -253,6 +299,7 @@ def test_a_draft_without_dosage_instruction_gets_a_dose_not_checked_card_naming_
     assert card["indicator"] == "info"
     key = card["extension"]["dev.medloop.alert-key"]
     assert key == "dose-not-checked/paracetamol-oral:no-dosage/rx1"
-    assert "MedicationRequest.dosageInstruction: the draft has no dosage instruction" in (
-        card["detail"]
+    assert (
+        "MedicationRequest.dosageInstruction: the draft has no dosage instruction"
+        in (card["detail"])
     )

@@ -45,10 +45,15 @@ def pg(postgres_url):
 def terminate_all(admin, database: str) -> int:
     """Terminate every backend of the test's own database but the one asking (and wait)."""
     with admin.connect() as conn:
-        return len(conn.execute(text(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE datname = :db AND pid <> pg_backend_pid()"
-        ), {"db": database}).all())
+        return len(
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": database},
+            ).all()
+        )
 
 
 def terminate(admin, pid: int) -> None:
@@ -69,11 +74,14 @@ def killed_once(engine, admin, target, when: str):
             terminate(admin, pid)
 
     if when == "checkout":
+
         def listener(dbapi_connection, _record, _proxy):
             kill(dbapi_connection.info.backend_pid)
     else:
+
         def listener(conn):
             kill(conn.connection.driver_connection.info.backend_pid)
+
     event.listen(target, when, listener)
     try:
         yield fired
@@ -126,7 +134,8 @@ def test_a_read_whose_backend_dies_before_its_first_statement_is_retried_once(pg
     engine, admin, _ = pg
     world = make_world(engine)
     url = (
-        f"/patients/{world.patient_id}/list" if path == "list"
+        f"/patients/{world.patient_id}/list"
+        if path == "list"
         else "/catalogue/packages?name=simvastatin"
     )
     assert world.get(url).status_code == 200
@@ -138,7 +147,8 @@ def test_a_read_whose_backend_dies_before_its_first_statement_is_retried_once(pg
     if path == "list":  # the first attempt's audit record was rolled back with it
         with engine.connect() as conn:
             recorded = conn.execute(
-                select(func.count()).select_from(audit.audit_event)
+                select(func.count())
+                .select_from(audit.audit_event)
                 .where(audit.audit_event.c.request_id == request_id)
             ).scalar_one()
         assert recorded == 1
@@ -176,8 +186,13 @@ def test_acknowledged_writes_survive_backends_terminated_between_and_during_requ
     path = f"/patients/{world.patient_id}/prescriptions"
     for round_ in range(6):
         body = prescribe_body(SIMVASTATIN_28)
-        headers = auth(GP_TOKEN, **{"If-Match": f'"{world.version()}"',
-                                    "Idempotency-Key": f"round-{round_}-{uuid.uuid4()}"})
+        headers = auth(
+            GP_TOKEN,
+            **{
+                "If-Match": f'"{world.version()}"',
+                "Idempotency-Key": f"round-{round_}-{uuid.uuid4()}",
+            },
+        )
         if round_ % 2:  # between requests: every backend of the pool
             terminate_all(admin, database)
         else:  # during the request: its own backend, then the client retries

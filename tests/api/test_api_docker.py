@@ -27,16 +27,22 @@ def _tool(name: str) -> str:
 def test_the_dockerfile_passes_hadolint():
     result = subprocess.run(
         [_tool("hadolint"), "--no-color", str(REPO / "docker" / "Dockerfile")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_compose_file_is_valid_against_the_compose_spec():
     result = subprocess.run(
-        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-         str(REPO / "docker" / "compose.yaml")],
-        capture_output=True, text=True,
+        [
+            _tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(REPO / "docker" / "compose.yaml"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -46,16 +46,21 @@ def test_the_whole_loop_over_http_on_the_demo_world(engine):
     # 1. The GP prescribes klaritromycin to Per, on simvastatin: avoid-tier, 409 first.
     listed = client.get(f"/patients/{per_id}/list", headers=gp)
     order = {
-        "entry_id": str(uuid.uuid4()), "drug": {"varenr": KLARITROMYCIN}, "use": "course",
-        "start": "2026-11-20", "stop": "2026-11-26", "indication": "Pneumoni",
+        "entry_id": str(uuid.uuid4()),
+        "drug": {"varenr": KLARITROMYCIN},
+        "use": "course",
+        "start": "2026-11-20",
+        "stop": "2026-11-26",
+        "indication": "Pneumoni",
         "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
     }
     write = {**gp, "If-Match": listed.headers["ETag"], "Idempotency-Key": "e2e-rx"}
     refused = client.post(f"/patients/{per_id}/prescriptions", json=order, headers=write)
     assert refused.status_code == 409 and refused.json()["code"] == "override-required"
     reasons = dict.fromkeys(refused.json()["alert_keys"], "simvastatin paused during the course")
-    prescribed = client.post(f"/patients/{per_id}/prescriptions",
-                             json={**order, "overrides": reasons}, headers=write)
+    prescribed = client.post(
+        f"/patients/{per_id}/prescriptions", json={**order, "overrides": reasons}, headers=write
+    )
     assert prescribed.status_code == 201, prescribed.text
 
     # 2. The pharmacy sees the override and dispenses a generic simvastatin; the handled
@@ -65,9 +70,15 @@ def test_the_whole_loop_over_http_on_the_demo_world(engine):
     simvastatin = next(p for p in shown.json()["prescriptions"] if "Simvastatin" in p["drug"])
     dispensed = client.post(
         f"/pharmacy/patients/{per_id}/dispenses",
-        json={"dispense_id": str(uuid.uuid4()), "prescription_id": simvastatin["id"],
-              "varenr": SIMVASTATIN_NORDKYST, "dispensed_on": "2026-11-20",
-              "quantity": {"packages": 1}, "batch": "N42", "expiry": "2028-06-30"},
+        json={
+            "dispense_id": str(uuid.uuid4()),
+            "prescription_id": simvastatin["id"],
+            "varenr": SIMVASTATIN_NORDKYST,
+            "dispensed_on": "2026-11-20",
+            "quantity": {"packages": 1},
+            "batch": "N42",
+            "expiry": "2028-06-30",
+        },
         headers={**pharmacy, "If-Match": shown.headers["ETag"]},
     )
     assert dispensed.status_code == 201, dispensed.text
@@ -79,13 +90,26 @@ def test_the_whole_loop_over_http_on_the_demo_world(engine):
     period_id = period["period"]["id"]
     plan = client.get(f"{base}/periods/{period_id}/plan", headers=pharmacy).json()
     assert plan["bags"]
-    assert client.post(f"{base}/periods/{period_id}/plan/take",
-                       headers=pharmacy).status_code == 200
-    report = {"report_id": str(uuid.uuid4()), "period_id": period_id,
-              "bags": [{"day": b["day"], "intake": b["intake"],
-                        "lines": [{"varenr": line["varenr"], "quantity": line["quantity"],
-                                   "entry_id": line["entry_id"]} for line in b["lines"]]}
-                       for b in plan["bags"]]}
+    assert client.post(f"{base}/periods/{period_id}/plan/take", headers=pharmacy).status_code == 200
+    report = {
+        "report_id": str(uuid.uuid4()),
+        "period_id": period_id,
+        "bags": [
+            {
+                "day": b["day"],
+                "intake": b["intake"],
+                "lines": [
+                    {
+                        "varenr": line["varenr"],
+                        "quantity": line["quantity"],
+                        "entry_id": line["entry_id"],
+                    }
+                    for line in b["lines"]
+                ],
+            }
+            for b in plan["bags"]
+        ],
+    }
     reconciled = client.post(f"{base}/packing-reports", json=report, headers=pharmacy)
     assert reconciled.status_code == 201, reconciled.text
     assert reconciled.json()["discrepancies"] == 0
@@ -97,32 +121,53 @@ def test_the_whole_loop_over_http_on_the_demo_world(engine):
     assert chart.status_code == 200, chart.text
     by_patient = {p["patient_id"]: p for p in chart.json()["patients"]}
     assert set(by_patient) == {str(p) for p in world.patients.values()}
-    levotyroksin = next(d for d in by_patient[ingrid_id]["doses"]
-                        if "Levotyroksin" in d["drug"] and d["status"] == "due")
-    given = client.post(f"/nursing/patients/{ingrid_id}/administrations", headers=nurse, json={
-        "administration_id": str(uuid.uuid4()), "entry_id": levotyroksin["entry_id"],
-        "planned_dose_id": levotyroksin["planned_dose_id"], "outcome": "given",
-        "given_at": NEXT_MORNING.isoformat(), "dose": {"value": 1, "unit": "tablett"},
-        "scan": LEVOTYROKSIN_EAN,
-    })
+    levotyroksin = next(
+        d
+        for d in by_patient[ingrid_id]["doses"]
+        if "Levotyroksin" in d["drug"] and d["status"] == "due"
+    )
+    given = client.post(
+        f"/nursing/patients/{ingrid_id}/administrations",
+        headers=nurse,
+        json={
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": levotyroksin["entry_id"],
+            "planned_dose_id": levotyroksin["planned_dose_id"],
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "tablett"},
+            "scan": LEVOTYROKSIN_EAN,
+        },
+    )
     assert given.status_code == 201, given.text
-    bag = next(d for d in by_patient[per_id]["doses"]
-               if d["multidose"] and d["status"] == "due")
-    from_bag = client.post(f"/nursing/patients/{per_id}/administrations", headers=nurse, json={
-        "administration_id": str(uuid.uuid4()), "entry_id": bag["entry_id"],
-        "planned_dose_id": bag["planned_dose_id"], "outcome": "given",
-        "given_at": NEXT_MORNING.isoformat(), "dose": bag["amount"],
-        "scan_skipped": "multidose-bag",
-    })
+    bag = next(d for d in by_patient[per_id]["doses"] if d["multidose"] and d["status"] == "due")
+    from_bag = client.post(
+        f"/nursing/patients/{per_id}/administrations",
+        headers=nurse,
+        json={
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": bag["entry_id"],
+            "planned_dose_id": bag["planned_dose_id"],
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": bag["amount"],
+            "scan_skipped": "multidose-bag",
+        },
+    )
     assert from_bag.status_code == 201, from_bag.text
     per_list = client.get(f"/patients/{per_id}/list", headers=nurse).json()
     oksykodon = next(e for e in per_list["entries"] if e["drug"].get("varenr") == "091099")
     prn = client.post(
         f"/nursing/patients/{per_id}/administrations",
         headers={**nurse, "X-Witness-Authorization": f"Bearer {witness}"},
-        json={"administration_id": str(uuid.uuid4()), "entry_id": oksykodon["id"],
-              "outcome": "given", "given_at": NEXT_MORNING.isoformat(),
-              "dose": {"value": 1, "unit": "kapsel"}, "scan": OKSYKODON_EAN},
+        json={
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": oksykodon["id"],
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "kapsel"},
+            "scan": OKSYKODON_EAN,
+        },
     )
     assert prn.status_code == 201, prn.text
     assert prn.json()["witness"] == "Ola Olsen"

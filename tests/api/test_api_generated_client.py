@@ -58,10 +58,23 @@ def generation(tmp_path_factory) -> tuple[ModuleType, dict[str, Any], str]:
     (root / "openapi.json").write_text(json.dumps(spec))
     (root / "config.yaml").write_text(CONFIG)
     run = subprocess.run(
-        [sys.executable, "-m", "openapi_python_client", "generate",
-         "--path", str(root / "openapi.json"), "--output-path", str(root / PACKAGE),
-         "--meta", "none", "--config", str(root / "config.yaml")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            str(root / "openapi.json"),
+            "--output-path",
+            str(root / PACKAGE),
+            "--meta",
+            "none",
+            "--config",
+            str(root / "config.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
@@ -118,7 +131,8 @@ def test_every_operation_is_generated_with_every_success_response_typed(generate
     generated_models = set(dir(importlib.import_module(f"{PACKAGE}.models")))
     # Objects and enums become classes; other schemas (a union such as JsonValue) are inlined.
     dropped = [
-        name for name, schema in spec["components"]["schemas"].items()
+        name
+        for name, schema in spec["components"]["schemas"].items()
         if ("properties" in schema or "enum" in schema)
         and re.sub(r"[^A-Za-z0-9]", "", name) not in {re.sub("_", "", m) for m in generated_models}
         and name.replace("_", "") not in generated_models
@@ -133,7 +147,8 @@ def test_operation_ids_are_short_unique_and_camel_case():
     assert all(re.fullmatch(r"[a-z][A-Za-z]{2,40}", i) for i in ids), ids
     by_route = {
         (method, path): op["operationId"]
-        for path, ops in spec["paths"].items() for method, op in ops.items()
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
     }
     assert by_route[("post", "/patients/{patient_id}/prescriptions")] == "prescribe"
     assert by_route[("get", "/patients/{patient_id}/list")] == "readList"
@@ -190,7 +205,10 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     # Prescribe on that version; the answer names where the prescription can be read.
     body = prescribe_body(SIMVASTATIN_NORDKYST, dosage=MORNING)
     written = prescriber("prescribe")(
-        patient_id, client=gp, body=models.PrescribeRequest.from_dict(body), if_match=etag,
+        patient_id,
+        client=gp,
+        body=models.PrescribeRequest.from_dict(body),
+        if_match=etag,
         idempotency_key="generated-1",
     )
     assert written.status_code == 201 and isinstance(written.parsed, models.CommandResponse)
@@ -206,7 +224,9 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     # with a reason for each.
     clarithromycin = prescribe_body(KLARITROMYCIN)
     refused = prescriber("prescribe")(
-        patient_id, client=gp, body=models.PrescribeRequest.from_dict(clarithromycin),
+        patient_id,
+        client=gp,
+        body=models.PrescribeRequest.from_dict(clarithromycin),
         if_match=written.headers["ETag"],
     )
     assert refused.status_code == 409 and isinstance(refused.parsed, models.Problem)
@@ -214,7 +234,8 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     assert refused.parsed.title == "Alerts need an override with a reason"
     keys = refused.parsed.additional_properties["alert_keys"]
     overridden = prescriber("prescribe")(
-        patient_id, client=gp,
+        patient_id,
+        client=gp,
         body=models.PrescribeRequest.from_dict(
             {**clarithromycin, "overrides": dict.fromkeys(keys, "short course, statin paused")}
         ),
@@ -230,7 +251,8 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     second = prescriber("list_prescriptions")(patient_id, client=gp, limit=1, cursor=cursor)
     assert len(second.parsed) == 1 and "Link" not in second.headers
     assert {first.parsed[0].id, second.parsed[0].id} == {
-        prescription_id, uuid.UUID(clarithromycin["terms"]["prescription_id"])
+        prescription_id,
+        uuid.UUID(clarithromycin["terms"]["prescription_id"]),
     }
 
     # The pharmacy dispenses against the prescription on the list version it read.
@@ -240,7 +262,8 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     assert isinstance(dispensable.parsed, models.DispensableView)
     assert {p.id for p in dispensable.parsed.prescriptions} >= {prescription_id}
     dispensed = pharmacy("dispense")(
-        patient_id, client=pharmacist,
+        patient_id,
+        client=pharmacist,
         body=models.DispenseRequest.from_dict(
             dispense_body(str(prescription_id), SIMVASTATIN_NORDKYST)
         ),
@@ -263,12 +286,17 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     assert isinstance(ward.parsed, models.WardCreated)
     assert ward.headers["Location"] == f"/nursing/wards/{ward_id}/chart"
     admitted = nursing("admit")(
-        patient_id, client=admin,
-        body=models.AdmitBody.from_dict({
-            "admission_id": str(uuid.uuid4()), "ward_id": str(ward_id),
-            "admitted_at": "2026-11-20T09:00:00Z", "reason": "Korttidsopphold",
-            "decision_reference": "Vedtak 2026/0815",
-        }),
+        patient_id,
+        client=admin,
+        body=models.AdmitBody.from_dict(
+            {
+                "admission_id": str(uuid.uuid4()),
+                "ward_id": str(ward_id),
+                "admitted_at": "2026-11-20T09:00:00Z",
+                "reason": "Korttidsopphold",
+                "decision_reference": "Vedtak 2026/0815",
+            }
+        ),
     )
     assert admitted.status_code == 201, admitted.content
     world.clock.at = NEXT_MORNING
@@ -280,12 +308,17 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     (dose,) = [d for d in patient.doses if str(d.entry_id) == entry_id]
     assert dose.status == models.DoseStatus.DUE
     charted = nursing("chart_dose")(
-        patient_id, client=nurse,
-        body=models.ChartBody.from_dict({
-            "administration_id": str(uuid.uuid4()), "entry_id": entry_id,
-            "planned_dose_id": str(dose.planned_dose_id), "outcome": "refused",
-            "reason": "the patient declined",
-        }),
+        patient_id,
+        client=nurse,
+        body=models.ChartBody.from_dict(
+            {
+                "administration_id": str(uuid.uuid4()),
+                "entry_id": entry_id,
+                "planned_dose_id": str(dose.planned_dose_id),
+                "outcome": "refused",
+                "reason": "the patient declined",
+            }
+        ),
     )
     assert charted.status_code == 201, charted.content
     history = nursing("list_administrations")(patient_id, client=nurse)

@@ -24,22 +24,32 @@ _RAW = "\x01raw:"
 """A string standing for a JSON token written as is (``1e309``, ``NaN`` …)."""
 
 nul_texts = st.builds(lambda a, b: f"{a}\x00{b}", st.text(max_size=5), st.text(max_size=5))
-surrogates = st.builds(lambda a, s: f"{a}{chr(s)}", st.text(max_size=5),
-                       st.integers(0xD800, 0xDFFF))
-extreme_dates = st.sampled_from([
-    "0001-01-01", "9999-12-31", "0001-01-01T00:00:00", "9999-12-31T23:59:59+14:00",
-    "0001-01-01T00:00:00-14:00", "2026-02-30", "1899-12-31", "2200-01-01T00:00:00Z", "",
-])
+surrogates = st.builds(
+    lambda a, s: f"{a}{chr(s)}", st.text(max_size=5), st.integers(0xD800, 0xDFFF)
+)
+extreme_dates = st.sampled_from(
+    [
+        "0001-01-01",
+        "9999-12-31",
+        "0001-01-01T00:00:00",
+        "9999-12-31T23:59:59+14:00",
+        "0001-01-01T00:00:00-14:00",
+        "2026-02-30",
+        "1899-12-31",
+        "2200-01-01T00:00:00Z",
+        "",
+    ]
+)
 extreme_numbers = st.one_of(
     st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**30, -1, 0, 1e-400, 5e-324, 1e300]),
-    st.sampled_from(["1e309", "-1e309", "NaN", "Infinity", "-Infinity", "1" + "0" * 400])
-    .map(lambda token: _RAW + token),
+    st.sampled_from(["1e309", "-1e309", "NaN", "Infinity", "-Infinity", "1" + "0" * 400]).map(
+        lambda token: _RAW + token
+    ),
 )
 deep = st.integers(65, 600).map(lambda depth: _RAW + "[" * depth + "]" * depth)
 huge = st.sampled_from([200_000, 600_000]).map(lambda size: "x" * size)
 wrong_types = st.sampled_from([True, False, None, "1", "true", [], {}, [1], {"a": 1}, 1.5])
-hostile = st.one_of(nul_texts, surrogates, extreme_dates, extreme_numbers, deep, huge,
-                    wrong_types)
+hostile = st.one_of(nul_texts, surrogates, extreme_dates, extreme_numbers, deep, huge, wrong_types)
 
 
 def _paths(value: Any, path: tuple = ()) -> list[tuple]:
@@ -74,7 +84,7 @@ def _text(value: Any) -> str:
 
     def placeholder(item: Any) -> Any:
         if isinstance(item, str) and item.startswith(_RAW):
-            raws.append(item[len(_RAW):])
+            raws.append(item[len(_RAW) :])
             return f"\x02{len(raws) - 1}\x02"
         if isinstance(item, dict):
             return {k: placeholder(v) for k, v in item.items()}
@@ -88,8 +98,9 @@ def _text(value: Any) -> str:
     return text
 
 
-_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
-                     suppress_health_check=list(HealthCheck))
+_SETTINGS = settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.fixture
@@ -107,31 +118,66 @@ def _snapshot(world) -> bytes:
 
 def _bodies(world) -> dict[str, tuple[str, dict[str, Any]]]:
     pid = str(world.patient_id)
-    dosage = {"use": "regular", "fixed": [{"amount": {"value": 1, "unit": "tablett"},
-                                            "time_of_day": "morning", "weekdays": ["monday"]}]}
+    dosage = {
+        "use": "regular",
+        "fixed": [
+            {
+                "amount": {"value": 1, "unit": "tablett"},
+                "time_of_day": "morning",
+                "weekdays": ["monday"],
+            }
+        ],
+    }
     return {
-        "prescribe": (f"/patients/{pid}/prescriptions",
-                      prescribe_body(SIMVASTATIN_28, dosage=dosage, indication="kolesterol",
-                                     reason="ny", overrides={})),
-        "add-entry": (f"/patients/{pid}/list/entries",
-                      {"entry_id": str(uuid.uuid4()), "item": {"name": "Tran", "text": "5 ml"},
-                       "use": "regular", "start": "2026-11-01"}),
-        "acknowledge": (f"/patients/{pid}/alerts/acknowledge",
-                        {"alert_key": "interaction/X/a,b", "reason": "known"}),
-        "cds": ("/cds-services/medloop-order-sign",
-                hook("order-sign", pid, draft("rx1", FEST_VARENR, SIMVASTATIN_28, pid, {
-                    "text": "1 tablett om kvelden",
-                    "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d",
-                                          "boundsPeriod": {"start": "2026-11-20"}}},
-                    "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablett"}}],
-                }))),
+        "prescribe": (
+            f"/patients/{pid}/prescriptions",
+            prescribe_body(
+                SIMVASTATIN_28, dosage=dosage, indication="kolesterol", reason="ny", overrides={}
+            ),
+        ),
+        "add-entry": (
+            f"/patients/{pid}/list/entries",
+            {
+                "entry_id": str(uuid.uuid4()),
+                "item": {"name": "Tran", "text": "5 ml"},
+                "use": "regular",
+                "start": "2026-11-01",
+            },
+        ),
+        "acknowledge": (
+            f"/patients/{pid}/alerts/acknowledge",
+            {"alert_key": "interaction/X/a,b", "reason": "known"},
+        ),
+        "cds": (
+            "/cds-services/medloop-order-sign",
+            hook(
+                "order-sign",
+                pid,
+                draft(
+                    "rx1",
+                    FEST_VARENR,
+                    SIMVASTATIN_28,
+                    pid,
+                    {
+                        "text": "1 tablett om kvelden",
+                        "timing": {
+                            "repeat": {
+                                "frequency": 1,
+                                "period": 1,
+                                "periodUnit": "d",
+                                "boundsPeriod": {"start": "2026-11-20"},
+                            }
+                        },
+                        "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablett"}}],
+                    },
+                ),
+            ),
+        ),
     }
 
 
 @pytest.mark.parametrize("name", ["prescribe", "add-entry", "acknowledge", "cds"])
-def test_hostile_values_anywhere_in_a_write_never_get_a_5xx_or_change_a_refused_list(
-    world, name
-):
+def test_hostile_values_anywhere_in_a_write_never_get_a_5xx_or_change_a_refused_list(world, name):
     path, body = _bodies(world)[name]
     places = _paths(body)
 
@@ -147,15 +193,22 @@ def test_hostile_values_anywhere_in_a_write_never_get_a_5xx_or_change_a_refused_
             value = _with(value, place, data.draw(hostile))
         before = _snapshot(world)
         version = world.version()
-        response = world.client.post(path, content=_text(value).encode("utf-8", "surrogatepass"),
-                                     headers=auth(GP_TOKEN, **{
-                                         "If-Match": f'"{version}"',
-                                         "content-type": "application/json",
-                                         "Idempotency-Key": str(uuid.uuid4()),
-                                     }))
+        response = world.client.post(
+            path,
+            content=_text(value).encode("utf-8", "surrogatepass"),
+            headers=auth(
+                GP_TOKEN,
+                **{
+                    "If-Match": f'"{version}"',
+                    "content-type": "application/json",
+                    "Idempotency-Key": str(uuid.uuid4()),
+                },
+            ),
+        )
         assert response.status_code < 500, response.text
         assert response.headers["content-type"].split(";")[0] in (
-            "application/json", "application/problem+json"
+            "application/json",
+            "application/problem+json",
         )
         if response.status_code >= 400:
             assert _snapshot(world) == before
@@ -165,22 +218,35 @@ def test_hostile_values_anywhere_in_a_write_never_get_a_5xx_or_change_a_refused_
     attacked()
 
 
-@pytest.mark.parametrize(("path", "parameter", "token"), [
-    ("/catalogue/packages", "name", GP_TOKEN),
-    ("/me/access-log", "before", PATIENT_TOKEN),
-    ("/me/access-log", "limit", PATIENT_TOKEN),
-    ("/patients", "national_id", GP_TOKEN),
-    ("/nursing/patients/{pid}/administrations", "since", GP_TOKEN),
-])
+@pytest.mark.parametrize(
+    ("path", "parameter", "token"),
+    [
+        ("/catalogue/packages", "name", GP_TOKEN),
+        ("/me/access-log", "before", PATIENT_TOKEN),
+        ("/me/access-log", "limit", PATIENT_TOKEN),
+        ("/patients", "national_id", GP_TOKEN),
+        ("/nursing/patients/{pid}/administrations", "since", GP_TOKEN),
+    ],
+)
 def test_hostile_query_parameters_never_get_a_5xx(world, path, parameter, token):
     path = path.replace("{pid}", str(world.patient_id))
 
     @_SETTINGS
-    @given(value=st.one_of(nul_texts, surrogates, extreme_dates, extreme_numbers, st.text(),
-                           wrong_types.filter(lambda v: not isinstance(v, list | dict))))
+    @given(
+        value=st.one_of(
+            nul_texts,
+            surrogates,
+            extreme_dates,
+            extreme_numbers,
+            st.text(),
+            wrong_types.filter(lambda v: not isinstance(v, list | dict)),
+        )
+    )
     def asked(value):
-        text = value[len(_RAW):] if isinstance(value, str) and value.startswith(_RAW) else (
-            json.dumps(value) if not isinstance(value, str) else value
+        text = (
+            value[len(_RAW) :]
+            if isinstance(value, str) and value.startswith(_RAW)
+            else (json.dumps(value) if not isinstance(value, str) else value)
         )
         encoded = quote(text.encode("utf-8", "surrogatepass"), safe="")
         response = world.client.get(f"{path}?{parameter}={encoded}", headers=auth(token))

@@ -41,8 +41,13 @@ def test_a_201_says_where_the_new_thing_can_be_read(world):
     )
     assert answer.status_code == 200 and answer.json() == listed[0]
 
-    entry = {"entry_id": str(uuid.uuid4()), "drug": {"varenr": ATORVASTATIN}, "use": "regular",
-             "start": "2026-11-20", "reason": "brought from the hospital"}
+    entry = {
+        "entry_id": str(uuid.uuid4()),
+        "drug": {"varenr": ATORVASTATIN},
+        "use": "regular",
+        "start": "2026-11-20",
+        "reason": "brought from the hospital",
+    }
     added = world.write(f"/patients/{world.patient_id}/list/entries", entry)
     assert added.status_code == 201, added.text
     history = world.get(added.headers["Location"])
@@ -76,8 +81,11 @@ def test_if_none_match_with_the_current_version_is_304_without_a_body(world):
     assert changed.status_code == 200 and changed.headers["ETag"] == '"1"'
     mine = world.get("/me/list", PATIENT_TOKEN, **{"If-None-Match": '"1"'})
     assert mine.status_code == 304
-    dispensable = world.get(f"/pharmacy/patients/{world.patient_id}/prescriptions",
-                            PHARMACIST_TOKEN, **{"If-None-Match": '"0"'})
+    dispensable = world.get(
+        f"/pharmacy/patients/{world.patient_id}/prescriptions",
+        PHARMACIST_TOKEN,
+        **{"If-None-Match": '"0"'},
+    )
     assert dispensable.status_code == 200 and dispensable.headers["ETag"] == '"1"'
 
 

@@ -15,8 +15,10 @@ from tests.api.helpers import (
 )
 from tests.loop.helpers import GP, PHARMACIST
 
-MORNING = {"use": "regular",
-           "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}
+MORNING = {
+    "use": "regular",
+    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
+}
 
 
 def multidose_patient(world) -> str:
@@ -25,17 +27,25 @@ def multidose_patient(world) -> str:
     body = prescribe_body("090436", dosage=MORNING, multidose=True)
     assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
     base = f"/multidose/patients/{world.patient_id}"
-    registered = world.post(f"{base}/responsibility", {
-        "doctor": GP.model_dump(mode="json"),
-        "pharmacy": PHARMACIST.organisation.model_dump(mode="json"),
-        "valid_from": "2026-11-20",
-    })
+    registered = world.post(
+        f"{base}/responsibility",
+        {
+            "doctor": GP.model_dump(mode="json"),
+            "pharmacy": PHARMACIST.organisation.model_dump(mode="json"),
+            "valid_from": "2026-11-20",
+        },
+    )
     assert registered.status_code == 200, registered.text
     period_id = str(uuid.uuid4())
-    opened = world.post(f"{base}/periods", {
-        "period_id": period_id, "first_day": "2026-11-30",
-        "order_deadline": "2026-11-25T12:00:00Z",
-    }, token=PHARMACIST_TOKEN)
+    opened = world.post(
+        f"{base}/periods",
+        {
+            "period_id": period_id,
+            "first_day": "2026-11-30",
+            "order_deadline": "2026-11-25T12:00:00Z",
+        },
+        token=PHARMACIST_TOKEN,
+    )
     assert opened.status_code == 201, opened.text
     return period_id
 
@@ -50,18 +60,28 @@ def test_the_pharmacy_packs_the_plan_and_the_reconciliation_finds_no_discrepancy
     taken = world.post(f"{base}/periods/{period_id}/plan/take", None, token=PHARMACIST_TOKEN)
     assert taken.status_code == 200, taken.text
     report = {
-        "report_id": str(uuid.uuid4()), "period_id": period_id,
-        "bags": [{"day": b["day"], "intake": b["intake"],
-                  "lines": [{"varenr": "090470", "quantity": line["quantity"],
-                             "entry_id": line["entry_id"]} for line in b["lines"]]}
-                 for b in bags],
+        "report_id": str(uuid.uuid4()),
+        "period_id": period_id,
+        "bags": [
+            {
+                "day": b["day"],
+                "intake": b["intake"],
+                "lines": [
+                    {"varenr": "090470", "quantity": line["quantity"], "entry_id": line["entry_id"]}
+                    for line in b["lines"]
+                ],
+            }
+            for b in bags
+        ],
     }
-    reconciled = world.post(f"{base}/packing-reports", report, token=PHARMACIST_TOKEN,
-                            **{"Idempotency-Key": "pack-1"})
+    reconciled = world.post(
+        f"{base}/packing-reports", report, token=PHARMACIST_TOKEN, **{"Idempotency-Key": "pack-1"}
+    )
     assert reconciled.status_code == 201, reconciled.text
     assert reconciled.json()["discrepancies"] == 0
-    again = world.post(f"{base}/packing-reports", report, token=PHARMACIST_TOKEN,
-                       **{"Idempotency-Key": "pack-1"})
+    again = world.post(
+        f"{base}/packing-reports", report, token=PHARMACIST_TOKEN, **{"Idempotency-Key": "pack-1"}
+    )
     assert again.content == reconciled.content
     lines = world.get(f"{base}/reconciliations", token=PHARMACIST_TOKEN).json()
     assert [r["id"] for r in lines] == [report["report_id"]]
@@ -70,32 +90,52 @@ def test_the_pharmacy_packs_the_plan_and_the_reconciliation_finds_no_discrepancy
 def test_only_the_patients_multidose_pharmacy_may_act_and_read(world):
     period_id = multidose_patient(world)
     base = f"/multidose/patients/{world.patient_id}"
-    assert world.get(f"{base}/periods/{period_id}/plan",
-                     token=OTHER_PHARMACY_TOKEN).status_code == 403
-    assert world.post(f"{base}/periods/{period_id}/plan/take", None,
-                      token=OTHER_PHARMACY_TOKEN).status_code == 403
+    assert (
+        world.get(f"{base}/periods/{period_id}/plan", token=OTHER_PHARMACY_TOKEN).status_code == 403
+    )
+    assert (
+        world.post(
+            f"{base}/periods/{period_id}/plan/take", None, token=OTHER_PHARMACY_TOKEN
+        ).status_code
+        == 403
+    )
     assert world.get(base, token=GP_TOKEN).status_code == 200
     assert world.get(base, token=NURSE_TOKEN).status_code == 403  # not admitted
-    period = {"period_id": str(uuid.uuid4()), "first_day": "2026-12-14",
-              "order_deadline": "2026-12-09T12:00:00Z"}
+    period = {
+        "period_id": str(uuid.uuid4()),
+        "first_day": "2026-12-14",
+        "order_deadline": "2026-12-09T12:00:00Z",
+    }
     assert world.post(f"{base}/periods", period, token=GP_TOKEN).status_code == 403
 
 
 def test_a_pharmacy_proposal_is_decided_by_the_gp(world):
     multidose_patient(world)
     base = f"/multidose/patients/{world.patient_id}"
-    question = {"proposal_id": str(uuid.uuid4()), "kind": "question",
-                "question": "Kan simvastatin gis om morgenen?"}
+    question = {
+        "proposal_id": str(uuid.uuid4()),
+        "kind": "question",
+        "question": "Kan simvastatin gis om morgenen?",
+    }
     proposed = world.post(f"{base}/proposals", question, token=PHARMACIST_TOKEN)
     assert proposed.status_code == 201, proposed.text
     pending = world.get(base).json()["pending_proposals"]
     assert [p["id"] for p in pending] == [question["proposal_id"]]
-    assert world.post(f"{base}/proposals/{question['proposal_id']}/accept",
-                      {"reason": "Ja"}, token=PHARMACIST_TOKEN,
-                      **{"If-Match": '"1"'}).status_code == 403
+    assert (
+        world.post(
+            f"{base}/proposals/{question['proposal_id']}/accept",
+            {"reason": "Ja"},
+            token=PHARMACIST_TOKEN,
+            **{"If-Match": '"1"'},
+        ).status_code
+        == 403
+    )
     version = world.version()
-    accepted = world.post(f"{base}/proposals/{question['proposal_id']}/accept",
-                          {"reason": "Ja, om morgenen er fint"}, **{"If-Match": f'"{version}"'})
+    accepted = world.post(
+        f"{base}/proposals/{question['proposal_id']}/accept",
+        {"reason": "Ja, om morgenen er fint"},
+        **{"If-Match": f'"{version}"'},
+    )
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["decision"] == "accepted"
     assert world.get(base).json()["pending_proposals"] == []

@@ -19,21 +19,34 @@ from tests.api.helpers import (
     prescribe_body,
 )
 
-MORNING = {"use": "regular",
-           "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}
-PRN = {"use": "as-needed",
-       "as_needed": [{"amount": {"value": 1, "unit": "kapsel"},
-                      "max_per_24h": {"value": 4, "unit": "kapsel"},
-                      "min_interval": {"value": 4, "unit": "hour"}}]}
+MORNING = {
+    "use": "regular",
+    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
+}
+PRN = {
+    "use": "as-needed",
+    "as_needed": [
+        {
+            "amount": {"value": 1, "unit": "kapsel"},
+            "max_per_24h": {"value": 4, "unit": "kapsel"},
+            "min_interval": {"value": 4, "unit": "hour"},
+        }
+    ],
+}
 SIMVASTATIN_GENERIC_EAN = "7046260904705"
 OKSYKODON_EAN = "7046260910997"
 NEXT_MORNING = datetime(2026, 11, 21, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
 
 
 def admission_body(ward_id: str, admitted_at: str, **changes) -> dict:
-    return {"admission_id": str(uuid.uuid4()), "ward_id": ward_id, "admitted_at": admitted_at,
-            "reason": "Korttidsopphold etter hoftebrudd",
-            "decision_reference": "Vedtak 2026/0815", **changes}
+    return {
+        "admission_id": str(uuid.uuid4()),
+        "ward_id": ward_id,
+        "admitted_at": admitted_at,
+        "reason": "Korttidsopphold etter hoftebrudd",
+        "decision_reference": "Vedtak 2026/0815",
+        **changes,
+    }
 
 
 def admitted(world) -> tuple[str, str, str]:
@@ -44,8 +57,9 @@ def admitted(world) -> tuple[str, str, str]:
     for body in (simvastatin, oksykodon):
         assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
     ward_id = str(uuid.uuid4())
-    created = world.post("/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 2"},
-                         token=WARD_ADMIN_TOKEN)
+    created = world.post(
+        "/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 2"}, token=WARD_ADMIN_TOKEN
+    )
     assert created.status_code == 201, created.text
     assert world.get(f"/patients/{world.patient_id}/list", token=NURSE_TOKEN).status_code == 403
     admission = world.post(
@@ -68,40 +82,66 @@ def test_the_morning_round_with_a_scan_and_a_witnessed_narcotic(world):
     assert dose["status"] == "due"
 
     path = f"/nursing/patients/{world.patient_id}/administrations"
-    given = world.post(path, {
-        "administration_id": str(uuid.uuid4()), "entry_id": simvastatin,
-        "planned_dose_id": dose["planned_dose_id"], "outcome": "given",
-        "given_at": NEXT_MORNING.isoformat(), "dose": {"value": 1, "unit": "tablett"},
-        "scan": SIMVASTATIN_GENERIC_EAN,
-    }, token=NURSE_TOKEN)
+    given = world.post(
+        path,
+        {
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": simvastatin,
+            "planned_dose_id": dose["planned_dose_id"],
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "tablett"},
+            "scan": SIMVASTATIN_GENERIC_EAN,
+        },
+        token=NURSE_TOKEN,
+    )
     assert given.status_code == 201, given.text
     assert given.json()["scan"] is not None
 
     prn = {
-        "administration_id": str(uuid.uuid4()), "entry_id": oksykodon, "outcome": "given",
-        "given_at": NEXT_MORNING.isoformat(), "dose": {"value": 1, "unit": "kapsel"},
+        "administration_id": str(uuid.uuid4()),
+        "entry_id": oksykodon,
+        "outcome": "given",
+        "given_at": NEXT_MORNING.isoformat(),
+        "dose": {"value": 1, "unit": "kapsel"},
         "scan": OKSYKODON_EAN,
     }
     alone = world.post(path, prn, token=NURSE_TOKEN)
     assert alone.status_code == 409 and alone.json()["code"] == "witness-required"
-    herself = world.client.post(path, json=prn, headers=auth(
-        NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {NURSE_TOKEN}"}))
+    herself = world.client.post(
+        path,
+        json=prn,
+        headers=auth(NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {NURSE_TOKEN}"}),
+    )
     assert herself.json()["code"] == "witness-same-person"
-    outsider = world.client.post(path, json=prn, headers=auth(
-        NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {OTHER_HOME_NURSE_TOKEN}"}))
+    outsider = world.client.post(
+        path,
+        json=prn,
+        headers=auth(
+            NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {OTHER_HOME_NURSE_TOKEN}"}
+        ),
+    )
     assert outsider.status_code == 403
-    witnessed = world.client.post(path, json=prn, headers=auth(
-        NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {SECOND_NURSE_TOKEN}"}))
+    witnessed = world.client.post(
+        path,
+        json=prn,
+        headers=auth(NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {SECOND_NURSE_TOKEN}"}),
+    )
     assert witnessed.status_code == 201, witnessed.text
     assert witnessed.json()["witness"] == "Siri Sykepleier"
 
-    corrected = world.post(f"{path}/{given.json()['administration_id']}/entered-in-error",
-                           {"reason": "charted on the wrong patient"}, token=NURSE_TOKEN)
+    corrected = world.post(
+        f"{path}/{given.json()['administration_id']}/entered-in-error",
+        {"reason": "charted on the wrong patient"},
+        token=NURSE_TOKEN,
+    )
     assert corrected.status_code == 200, corrected.text
     history = world.get(path, token=NURSE_TOKEN).json()
     stands = {h["administration"]["id"]: h["stands"] for h in history}
-    assert stands == {given.json()["administration_id"]: False,
-                      witnessed.json()["administration_id"]: True}
+    assert stands == {
+        given.json()["administration_id"]: False,
+        witnessed.json()["administration_id"]: True,
+    }
 
     log = world.get("/me/access-log", token=PATIENT_TOKEN).json()["events"]
     actions = {(e["actor_role"], e["action"]) for e in log}
@@ -116,10 +156,16 @@ def test_a_nurse_of_another_home_sees_and_charts_nothing(world):
     assert world.get(f"/nursing/wards/{ward_id}/chart", token=token).status_code == 403
     assert world.get(f"/nursing/wards/{uuid.uuid4()}/chart", token=token).status_code == 403
     assert world.get(f"/patients/{world.patient_id}/list", token=token).status_code == 403
-    refused = world.post(f"/nursing/patients/{world.patient_id}/administrations", {
-        "administration_id": str(uuid.uuid4()), "entry_id": simvastatin, "outcome": "refused",
-        "reason": "patient refused",
-    }, token=token)
+    refused = world.post(
+        f"/nursing/patients/{world.patient_id}/administrations",
+        {
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": simvastatin,
+            "outcome": "refused",
+            "reason": "patient refused",
+        },
+        token=token,
+    )
     assert refused.status_code == 403
     assert str(world.patient_id) not in refused.text
     history = world.get(f"/nursing/patients/{world.patient_id}/administrations", token=token)

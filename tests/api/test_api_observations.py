@@ -19,8 +19,10 @@ PROBLEMS = "https://medloop.dev/problems/"
 METFORMIN_500 = "090555"
 TWO_TABLETS_TWICE = {
     "use": "regular",
-    "fixed": [{"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "morning"},
-              {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "evening"}],
+    "fixed": [
+        {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "morning"},
+        {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "evening"},
+    ],
 }
 
 
@@ -36,13 +38,15 @@ def renal(value: float, measured_at: str = "2026-11-19T08:00:00Z", kind: str = "
 def dose_rules(alerts) -> set[tuple[str, str]]:
     return {
         (a["detail"]["rule_id"], a["detail"].get("measure") or a["detail"]["reason_code"])
-        for a in alerts if a["kind"] in ("dose", "dose-not-checked")
+        for a in alerts
+        if a["kind"] in ("dose", "dose-not-checked")
     }
 
 
 def test_recorded_kidney_function_reaches_the_dry_run_and_prescribing(world):
-    check = {"proposed": [{"id": "new", "drug": {"varenr": METFORMIN_500},
-                           "dosage": TWO_TABLETS_TWICE}]}
+    check = {
+        "proposed": [{"id": "new", "drug": {"varenr": METFORMIN_500}, "dosage": TWO_TABLETS_TWICE}]
+    }
     path = f"/patients/{world.patient_id}/list/check"
     before = world.post(path, check).json()["alerts"]
     # one alert for the missing fact, naming both limits it keeps from being checked
@@ -51,17 +55,24 @@ def test_recorded_kidney_function_reaches_the_dry_run_and_prescribing(world):
     assert "contraindicated" in missing["detail"]["reason"]
     assert "daily limit 1000 mg" in missing["detail"]["reason"]
 
-    recorded = observe(world, {**renal(40), "weight": {"kg": 58.5,
-                                                       "measured_at": "2026-11-18T08:00:00Z"},
-                               "reason": "monthly weighing and blood tests"})
+    recorded = observe(
+        world,
+        {
+            **renal(40),
+            "weight": {"kg": 58.5, "measured_at": "2026-11-18T08:00:00Z"},
+            "reason": "monthly weighing and blood tests",
+        },
+    )
     assert recorded.status_code == 200, recorded.text
     facts = recorded.json()["patient"]
     assert facts["renal_function"]["value"] == 40 and facts["weight"]["kg"] == 58.5
 
     after = world.post(path, check).json()["alerts"]
     assert dose_rules(after) == {("metformin-oral-renal-30-44", "daily")}
-    refused = world.write(f"/patients/{world.patient_id}/prescriptions",
-                          prescribe_body(METFORMIN_500, dosage=TWO_TABLETS_TWICE))
+    refused = world.write(
+        f"/patients/{world.patient_id}/prescriptions",
+        prescribe_body(METFORMIN_500, dosage=TWO_TABLETS_TWICE),
+    )
     assert refused.status_code == 409
     assert refused.json()["type"] == PROBLEMS + "override-required"
 

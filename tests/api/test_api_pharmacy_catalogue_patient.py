@@ -20,15 +20,17 @@ def _prescribed(world, varenr=SIMVASTATIN_28):
 
 
 def _pharmacy_version(world) -> str:
-    response = world.get(f"/pharmacy/patients/{world.patient_id}/prescriptions",
-                         token=PHARMACIST_TOKEN)
+    response = world.get(
+        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
+    )
     return response.headers["ETag"]
 
 
 def test_the_pharmacy_sees_dispensable_prescriptions_with_their_entries(world):
     body = _prescribed(world)
-    response = world.get(f"/pharmacy/patients/{world.patient_id}/prescriptions",
-                         token=PHARMACIST_TOKEN)
+    response = world.get(
+        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
+    )
     assert response.status_code == 200
     found = response.json()
     assert [p["id"] for p in found["prescriptions"]] == [body["terms"]["prescription_id"]]
@@ -41,13 +43,20 @@ def test_dispensing_a_generic_from_the_substitution_group_then_annulling_it(worl
     body = _prescribed(world)
     rx = body["terms"]["prescription_id"]
     path = f"/pharmacy/patients/{world.patient_id}/dispenses"
-    dispensed = world.post(path, dispense_body(rx, SIMVASTATIN_NORDKYST), token=PHARMACIST_TOKEN,
-                           **{"If-Match": _pharmacy_version(world), "Idempotency-Key": "d-1"})
+    dispensed = world.post(
+        path,
+        dispense_body(rx, SIMVASTATIN_NORDKYST),
+        token=PHARMACIST_TOKEN,
+        **{"If-Match": _pharmacy_version(world), "Idempotency-Key": "d-1"},
+    )
     assert dispensed.status_code == 201, dispensed.text
     assert dispensed.json()["substituted"] is True
     assert dispensed.json()["prescription_status"] == "R"
-    annulled = world.post(f"{path}/{dispensed.json()['dispense_id']}/annul",
-                          {"reason": "wrong package"}, token=PHARMACIST_TOKEN)
+    annulled = world.post(
+        f"{path}/{dispensed.json()['dispense_id']}/annul",
+        {"reason": "wrong package"},
+        token=PHARMACIST_TOKEN,
+    )
     assert annulled.status_code == 200, annulled.text
     assert annulled.json()["prescription_status"] == "E"
 
@@ -57,8 +66,9 @@ def test_a_substitute_in_a_restricted_group_needs_the_pharmacists_reasoned_decis
     rx = _prescribed(world, "090283")["terms"]["prescription_id"]
     path = f"/pharmacy/patients/{world.patient_id}/dispenses"
     body = dispense_body(rx, "090317")
-    refused = world.post(path, body, token=PHARMACIST_TOKEN,
-                         **{"If-Match": _pharmacy_version(world)})
+    refused = world.post(
+        path, body, token=PHARMACIST_TOKEN, **{"If-Match": _pharmacy_version(world)}
+    )
     assert refused.status_code == 409, refused.text
     problem = refused.json()
     assert problem["type"] == "https://medloop.dev/problems/override-required"
@@ -66,14 +76,19 @@ def test_a_substitute_in_a_restricted_group_needs_the_pharmacists_reasoned_decis
     assert alert["kind"] == "substitution-restriction" and alert["requires_override"] is True
     assert alert["detail"]["group_code"] == "900103"
     reason = "patient swallows the tablet whole"
-    dispensed = world.post(path, {**body, "overrides": {alert["key"]: reason}},
-                           token=PHARMACIST_TOKEN, **{"If-Match": _pharmacy_version(world)})
+    dispensed = world.post(
+        path,
+        {**body, "overrides": {alert["key"]: reason}},
+        token=PHARMACIST_TOKEN,
+        **{"If-Match": _pharmacy_version(world)},
+    )
     assert dispensed.status_code == 201, dispensed.text
     substitution = dispensed.json()["substitution"]
     assert substitution["restricted"] is True
     assert substitution["decision"]["reason"] == reason
-    shown = world.get(f"/pharmacy/patients/{world.patient_id}/prescriptions",
-                      token=PHARMACIST_TOKEN).json()
+    shown = world.get(
+        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
+    ).json()
     assert reason in str(shown), "the decision is on record where the pharmacy looks"
 
 
@@ -82,7 +97,8 @@ def test_a_package_outside_the_substitution_group_is_refused_with_its_code(world
     refused = world.post(
         f"/pharmacy/patients/{world.patient_id}/dispenses",
         dispense_body(body["terms"]["prescription_id"], ATORVASTATIN),
-        token=PHARMACIST_TOKEN, **{"If-Match": _pharmacy_version(world)},
+        token=PHARMACIST_TOKEN,
+        **{"If-Match": _pharmacy_version(world)},
     )
     assert refused.status_code == 409
     assert refused.json()["type"] == "https://medloop.dev/problems/package-not-substitutable"

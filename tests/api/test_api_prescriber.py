@@ -27,8 +27,11 @@ def test_reading_the_list_gives_its_version_as_etag_and_audits_the_read(world):
     assert response.status_code == 200
     assert response.headers["ETag"] == '"0"'
     assert response.json() == {
-        "patient_id": str(world.patient_id), "list_version": 0, "entries": [],
-        "open_alerts": [], "overrides": [],
+        "patient_id": str(world.patient_id),
+        "list_version": 0,
+        "entries": [],
+        "open_alerts": [],
+        "overrides": [],
     }
     request_id = response.headers["X-Request-ID"]
     with world.engine.connect() as conn:
@@ -48,8 +51,9 @@ def test_prescribing_answers_201_with_the_new_version_as_etag(world):
 
 
 def test_a_write_without_if_match_is_428_and_changes_nothing(world):
-    response = world.post(f"/patients/{world.patient_id}/prescriptions",
-                          prescribe_body(SIMVASTATIN_28))
+    response = world.post(
+        f"/patients/{world.patient_id}/prescriptions", prescribe_body(SIMVASTATIN_28)
+    )
     assert response.status_code == 428
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["type"] == "https://medloop.dev/problems/if-match-required"
@@ -59,7 +63,8 @@ def test_a_write_without_if_match_is_428_and_changes_nothing(world):
 def test_a_stale_write_is_412_with_the_current_version_and_what_changed(world):
     _prescribe(world)
     response = world.post(
-        f"/patients/{world.patient_id}/prescriptions", prescribe_body(ATORVASTATIN),
+        f"/patients/{world.patient_id}/prescriptions",
+        prescribe_body(ATORVASTATIN),
         **{"If-Match": '"0"'},
     )
     assert response.status_code == 412
@@ -153,16 +158,25 @@ def test_renew_add_entry_reconcile_and_acknowledge(world):
     assert renewed.json()["recalled"] == rx
     otc = world.write(
         f"/patients/{world.patient_id}/list/entries",
-        {"entry_id": str(uuid.uuid4()), "item": {"name": "Tran", "text": "5 ml daglig"},
-         "use": "regular", "start": "2026-11-01"},
+        {
+            "entry_id": str(uuid.uuid4()),
+            "item": {"name": "Tran", "text": "5 ml daglig"},
+            "use": "regular",
+            "start": "2026-11-01",
+        },
     )
     assert otc.status_code == 201, otc.text
     reconciled = world.write(
         f"/patients/{world.patient_id}/list/reconciliations",
-        {"reconciliation_id": str(uuid.uuid4()), "sources": [{"kind": "patient"}],
-         "outcomes": [{"entry_id": e["id"], "outcome": "confirmed"}
-                      for e in world.get(f"/patients/{world.patient_id}/list").json()["entries"]
-                      if e["status"] in ("active", "on-hold")]},
+        {
+            "reconciliation_id": str(uuid.uuid4()),
+            "sources": [{"kind": "patient"}],
+            "outcomes": [
+                {"entry_id": e["id"], "outcome": "confirmed"}
+                for e in world.get(f"/patients/{world.patient_id}/list").json()["entries"]
+                if e["status"] in ("active", "on-hold")
+            ],
+        },
     )
     assert reconciled.status_code == 201, reconciled.text
     acknowledged = world.post(
@@ -180,7 +194,8 @@ def test_unknown_patient_is_404_problem(world):
 
 def test_malformed_json_is_a_422_problem(world):
     response = world.client.post(
-        f"/patients/{world.patient_id}/prescriptions", content=b"{not json",
+        f"/patients/{world.patient_id}/prescriptions",
+        content=b"{not json",
         headers=auth(GP_TOKEN, **{"If-Match": '"0"', "Content-Type": "application/json"}),
     )
     assert response.status_code == 422
@@ -190,7 +205,8 @@ def test_malformed_json_is_a_422_problem(world):
 
 def test_a_body_that_is_not_even_text_is_a_422_problem(world):
     response = world.client.post(
-        f"/patients/{world.patient_id}/list/check", content=b"\x14Yn\xff\xfe\x10N",
+        f"/patients/{world.patient_id}/list/check",
+        content=b"\x14Yn\xff\xfe\x10N",
         headers=auth(GP_TOKEN, **{"Content-Type": "application/json"}),
     )
     assert response.status_code == 422

@@ -73,7 +73,8 @@ def test_a_dispatched_route_keeps_its_parameters_validation_and_documentation():
     assert operation["operationId"] == "work"
     assert operation["description"] == "Does some work."
     assert [(p["name"], p["in"]) for p in operation["parameters"]] == [
-        ("n", "path"), ("pause", "query"),
+        ("n", "path"),
+        ("pause", "query"),
     ]
     response = asyncio.run(_get(api, "/work/3?pause=5"))
     assert response.status_code == 422
@@ -131,9 +132,7 @@ def test_a_route_may_not_use_the_reserved_parameter_name():
         dispatching(route)
 
 
-@pytest.mark.parametrize(
-    ("value", "threads"), [(None, 0), ("", 0), ("0", 0), ("8", 8), (" 3 ", 3)]
-)
+@pytest.mark.parametrize(("value", "threads"), [(None, 0), ("", 0), ("0", 0), ("8", 8), (" 3 ", 3)])
 def test_route_threads_are_read_from_the_environment(monkeypatch, value, threads):
     if value is None:
         monkeypatch.delenv("MEDLOOP_ROUTE_THREADS", raising=False)

@@ -50,8 +50,7 @@ def patient_id():
 
 
 @schema.parametrize()
-@settings(max_examples=8, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_generated_requests_get_documented_answers_and_never_a_500(case, patient_id):
     if "patient_id" in (case.path_parameters or {}):
         case.path_parameters["patient_id"] = str(patient_id)

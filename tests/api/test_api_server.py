@@ -61,7 +61,10 @@ def test_demo_serves_the_openapi_schema_and_offline_docs_on_loopback(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-c", "from medloop.cli import app; app()", "demo", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         schema = None
@@ -101,14 +104,16 @@ def _every_error_class() -> set[type[DomainError]]:
                 found.add(sub)
                 todo.append(sub)
     return {
-        cls for cls in found
+        cls
+        for cls in found
         if getattr(sys.modules.get(cls.__module__), cls.__qualname__, None) is cls
     }
 
 
 def test_every_domain_error_code_maps_to_one_status_and_validation_is_documented(engine):
     coded = {
-        cls for cls in _every_error_class()
+        cls
+        for cls in _every_error_class()
         if "code" in cls.__dict__ and cls.__module__.startswith("medloop.")
     }
     assert len(coded) >= 100
@@ -125,8 +130,6 @@ def test_every_domain_error_code_maps_to_one_status_and_validation_is_documented
     prescribe = schema["paths"]["/patients/{patient_id}/prescriptions"]["post"]
     assert "application/problem+json" in prescribe["responses"]["422"]["content"]
     assert "HTTPValidationError" not in schema["components"]["schemas"]
-
-
 
 
 def test_serve_refuses_to_trust_the_development_keys_unless_told(sqlite_url, monkeypatch):
@@ -159,9 +162,20 @@ def _serve_until_up(tmp_path, extra_env: dict) -> str:
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MEDLOOP_ALLOW_DEV_KEYS": "1", **extra_env}
     process = subprocess.Popen(
-        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port", str(port),
-         "--db", f"sqlite:///{tmp_path / 'serve.db'}"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            "from medloop.cli import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            f"sqlite:///{tmp_path / 'serve.db'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         for _ in range(150):

@@ -26,13 +26,15 @@ runner = CliRunner()
 
 
 def _pem(private) -> bytes:
-    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+    return private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _public_pem(private) -> bytes:
-    return private.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -42,8 +44,17 @@ ED_KEY = ed25519.Ed25519PrivateKey.generate()
 
 def _claims(**changes) -> dict:
     now = int(time.time())
-    return {"sub": "431002737", "role": "gp", "org": "8095068", "iss": DEV_ISSUER,
-            "aud": "medloop-api", "iat": now, "nbf": now, "exp": now + 600, **changes}
+    return {
+        "sub": "431002737",
+        "role": "gp",
+        "org": "8095068",
+        "iss": DEV_ISSUER,
+        "aud": "medloop-api",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        **changes,
+    }
 
 
 def _dev_signed(**changes) -> str:
@@ -59,10 +70,12 @@ def _dev_signed(**changes) -> str:
         _dev_signed(exp=10**30),
         _dev_signed(exp=int(time.time()) + 5 * 3600),
         _dev_signed(iat=None),
-        jwt.encode({k: v for k, v in _claims().items() if k != "iat"},
-                   DEV_PRIVATE_KEY.read_bytes(), algorithm="ES256"),
-        _dev_signed(iat=int(time.time()) + 3600, nbf=int(time.time()),
-                    exp=int(time.time()) + 3700),
+        jwt.encode(
+            {k: v for k, v in _claims().items() if k != "iat"},
+            DEV_PRIVATE_KEY.read_bytes(),
+            algorithm="ES256",
+        ),
+        _dev_signed(iat=int(time.time()) + 3600, nbf=int(time.time()), exp=int(time.time()) + 3700),
     ],
     ids=["exp-1e30", "five-hours", "iat-null", "no-iat", "iat-in-the-future"],
 )
@@ -109,8 +122,14 @@ def test_an_es384_token_is_refused_by_a_p256_key():
         verifier.verify(jwt.encode(_claims(), _pem(p384), algorithm="ES384"))
 
 
-def _settings(tmp_path: Path, *, pem: bytes | None = None, jwks: dict | None = None,
-              issuer: str = ISSUER, audience: str = "medloop-api") -> ApiSettings:
+def _settings(
+    tmp_path: Path,
+    *,
+    pem: bytes | None = None,
+    jwks: dict | None = None,
+    issuer: str = ISSUER,
+    audience: str = "medloop-api",
+) -> ApiSettings:
     key_file = jwks_file = None
     if pem is not None:
         key_file = tmp_path / "issuer.pem"
@@ -139,27 +158,37 @@ def test_each_key_type_accepts_only_its_own_algorithms(tmp_path):
 def _jwk(private, kid: str, **extra) -> dict:
     from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-    kind = {rsa.RSAPrivateKey: RSAAlgorithm, ec.EllipticCurvePrivateKey: ECAlgorithm,
-            ed25519.Ed25519PrivateKey: OKPAlgorithm}
+    kind = {
+        rsa.RSAPrivateKey: RSAAlgorithm,
+        ec.EllipticCurvePrivateKey: ECAlgorithm,
+        ed25519.Ed25519PrivateKey: OKPAlgorithm,
+    }
     algorithm = next(a for cls, a in kind.items() if isinstance(private, cls))
-    return {**json.loads(algorithm.to_jwk(private.public_key())), "kid": kid, "use": "sig",
-            **extra}
+    return {**json.loads(algorithm.to_jwk(private.public_key())), "kid": kid, "use": "sig", **extra}
 
 
 def test_a_jwks_of_several_key_types_picks_the_key_by_kid_and_its_type(tmp_path):
     jwks = {"keys": [_jwk(EC_KEY, "ec"), _jwk(RSA_KEY, "rsa"), _jwk(ED_KEY, "ed")]}
     verifier = TokenVerifier(_settings(tmp_path, jwks=jwks))
     claims = _claims(iss=ISSUER)
-    for private, kid, algorithm in ((EC_KEY, "ec", "ES256"), (RSA_KEY, "rsa", "PS256"),
-                                    (RSA_KEY, "rsa", "RS256"), (ED_KEY, "ed", "EdDSA")):
+    for private, kid, algorithm in (
+        (EC_KEY, "ec", "ES256"),
+        (RSA_KEY, "rsa", "PS256"),
+        (RSA_KEY, "rsa", "RS256"),
+        (ED_KEY, "ed", "EdDSA"),
+    ):
         token = jwt.encode(claims, _pem(private), algorithm=algorithm, headers={"kid": kid})
         assert verifier.verify(token).role is Role.GP, (kid, algorithm)
     # An RSA token naming the EC key's kid (the 500 of the issue), and a forged one.
-    for private, kid, algorithm in ((RSA_KEY, "ec", "RS256"), (RSA_KEY, "ec", "PS256"),
-                                    (EC_KEY, "rsa", "ES256")):
+    for private, kid, algorithm in (
+        (RSA_KEY, "ec", "RS256"),
+        (RSA_KEY, "ec", "PS256"),
+        (EC_KEY, "rsa", "ES256"),
+    ):
         with pytest.raises(Unauthenticated, match="does not fit"):
-            verifier.verify(jwt.encode(claims, _pem(private), algorithm=algorithm,
-                                       headers={"kid": kid}))
+            verifier.verify(
+                jwt.encode(claims, _pem(private), algorithm=algorithm, headers={"kid": kid})
+            )
     # Without a kid: the one key of the token's type, never a guess between several.
     assert verifier.verify(jwt.encode(claims, _pem(ED_KEY), algorithm="EdDSA"))
     second_ec = ec.generate_private_key(ec.SECP256R1())
@@ -173,36 +202,54 @@ def test_a_jwk_alg_narrows_its_key_to_that_algorithm(tmp_path):
     jwks = {"keys": [_jwk(RSA_KEY, "rsa", alg="PS256")]}
     verifier = TokenVerifier(_settings(tmp_path, jwks=jwks))
     claims = _claims(iss=ISSUER)
-    assert verifier.verify(jwt.encode(claims, _pem(RSA_KEY), algorithm="PS256",
-                                      headers={"kid": "rsa"}))
+    assert verifier.verify(
+        jwt.encode(claims, _pem(RSA_KEY), algorithm="PS256", headers={"kid": "rsa"})
+    )
     with pytest.raises(Unauthenticated, match="does not fit"):
-        verifier.verify(jwt.encode(claims, _pem(RSA_KEY), algorithm="RS256",
-                                   headers={"kid": "rsa"}))
+        verifier.verify(
+            jwt.encode(claims, _pem(RSA_KEY), algorithm="RS256", headers={"kid": "rsa"})
+        )
 
 
 @pytest.mark.parametrize(
     ("configure", "message"),
     [
         (lambda tmp: _settings(tmp, pem=_public_pem(EC_KEY), issuer=""), "MEDLOOP_JWT_ISSUER"),
-        (lambda tmp: _settings(tmp, pem=_public_pem(EC_KEY), audience=""),
-         "MEDLOOP_JWT_AUDIENCE"),
-        (lambda tmp: ApiSettings("sqlite://", tmp / "missing.pem", None, ISSUER, "a"),
-         "cannot be read"),
+        (lambda tmp: _settings(tmp, pem=_public_pem(EC_KEY), audience=""), "MEDLOOP_JWT_AUDIENCE"),
+        (
+            lambda tmp: ApiSettings("sqlite://", tmp / "missing.pem", None, ISSUER, "a"),
+            "cannot be read",
+        ),
         (lambda tmp: _settings(tmp, pem=b"-----BEGIN NONSENSE-----"), "not a PEM public key"),
-        (lambda tmp: _settings(tmp, pem=_public_pem(
-            rsa.generate_private_key(public_exponent=65537, key_size=1024))), "not accepted"),
-        (lambda tmp: _settings(tmp, jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}),
-         "secret"),
+        (
+            lambda tmp: _settings(
+                tmp, pem=_public_pem(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+            ),
+            "not accepted",
+        ),
+        (lambda tmp: _settings(tmp, jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}), "secret"),
         (lambda tmp: _settings(tmp, jwks={"keys": []}), "no signing key"),
         (lambda tmp: _settings(tmp, jwks={"nokeys": 1}), "keys"),
-        (lambda tmp: _settings(tmp, jwks={"keys": [_jwk(EC_KEY, "a"), _jwk(RSA_KEY, "a")]}),
-         "used twice"),
+        (
+            lambda tmp: _settings(tmp, jwks={"keys": [_jwk(EC_KEY, "a"), _jwk(RSA_KEY, "a")]}),
+            "used twice",
+        ),
     ],
-    ids=["no-issuer", "no-audience", "missing-file", "not-pem", "rsa-1024", "jwks-secret",
-         "jwks-empty", "jwks-shape", "jwks-duplicate-kid"],
+    ids=[
+        "no-issuer",
+        "no-audience",
+        "missing-file",
+        "not-pem",
+        "rsa-1024",
+        "jwks-secret",
+        "jwks-empty",
+        "jwks-shape",
+        "jwks-duplicate-kid",
+    ],
 )
-def test_a_configuration_that_cannot_verify_tokens_is_an_invalid_setting(tmp_path, configure,
-                                                                         message):
+def test_a_configuration_that_cannot_verify_tokens_is_an_invalid_setting(
+    tmp_path, configure, message
+):
     with pytest.raises(InvalidSetting, match=message):
         TokenVerifier(configure(tmp_path))
 
@@ -225,8 +272,12 @@ def test_serve_refuses_a_token_configuration_it_cannot_use_before_serving(
 ):
     key = tmp_path / "issuer.pem"
     key.write_bytes(_public_pem(EC_KEY))
-    base = {"MEDLOOP_JWT_PUBLIC_KEY_FILE": str(key), "MEDLOOP_JWT_ISSUER": ISSUER,
-            "MEDLOOP_JWT_AUDIENCE": "medloop-api", "MEDLOOP_SCHEDULER": "off"}
+    base = {
+        "MEDLOOP_JWT_PUBLIC_KEY_FILE": str(key),
+        "MEDLOOP_JWT_ISSUER": ISSUER,
+        "MEDLOOP_JWT_AUDIENCE": "medloop-api",
+        "MEDLOOP_SCHEDULER": "off",
+    }
     monkeypatch.delenv("MEDLOOP_JWT_JWKS_FILE", raising=False)
     monkeypatch.delenv("MEDLOOP_JWT_MAX_LIFETIME_SECONDS", raising=False)
     for name, value in {**base, **env}.items():
@@ -240,13 +291,15 @@ def test_serve_refuses_a_token_configuration_it_cannot_use_before_serving(
     assert not served
 
 
-def test_serve_starts_with_a_complete_production_configuration(tmp_path, sqlite_url,
-                                                               monkeypatch):
+def test_serve_starts_with_a_complete_production_configuration(tmp_path, sqlite_url, monkeypatch):
     key = tmp_path / "issuer.pem"
     key.write_bytes(_public_pem(EC_KEY))
-    for name, value in {"MEDLOOP_JWT_PUBLIC_KEY_FILE": str(key), "MEDLOOP_JWT_ISSUER": ISSUER,
-                        "MEDLOOP_JWT_AUDIENCE": "medloop-api",
-                        "MEDLOOP_SCHEDULER": "off"}.items():
+    for name, value in {
+        "MEDLOOP_JWT_PUBLIC_KEY_FILE": str(key),
+        "MEDLOOP_JWT_ISSUER": ISSUER,
+        "MEDLOOP_JWT_AUDIENCE": "medloop-api",
+        "MEDLOOP_SCHEDULER": "off",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MEDLOOP_JWT_JWKS_FILE", raising=False)
     served = []
@@ -260,24 +313,29 @@ def test_serve_starts_with_a_complete_production_configuration(tmp_path, sqlite_
 
 
 def test_medloop_token_refuses_a_lifetime_the_server_would_refuse():
-    result = runner.invoke(app, ["token", "--role", "gp", "--hpr", "431002737", "--org", "1",
-                                 "--hours", "12"])
+    result = runner.invoke(
+        app, ["token", "--role", "gp", "--hpr", "431002737", "--org", "1", "--hours", "12"]
+    )
     assert result.exit_code == 1 and "--hours" in result.stderr
-    nurse_admin = runner.invoke(app, ["token", "--role", "nurse", "--hpr", "5551234",
-                                      "--org", "974600951", "--ward-admin"])
+    nurse_admin = runner.invoke(
+        app, ["token", "--role", "nurse", "--hpr", "5551234", "--org", "974600951", "--ward-admin"]
+    )
     assert nurse_admin.exit_code == 0, nurse_admin.output
-    principal = TokenVerifier(ApiSettings.from_env("sqlite://")).verify(
-        nurse_admin.stdout.strip())
+    principal = TokenVerifier(ApiSettings.from_env("sqlite://")).verify(nurse_admin.stdout.strip())
     assert principal.role is Role.NURSE and principal.ward_admin
-    gp_admin = runner.invoke(app, ["token", "--role", "gp", "--hpr", "431002737", "--org", "1",
-                                   "--ward-admin"])
+    gp_admin = runner.invoke(
+        app, ["token", "--role", "gp", "--hpr", "431002737", "--org", "1", "--ward-admin"]
+    )
     assert gp_admin.exit_code == 1
 
 
 @pytest.mark.parametrize(
     "claims",
-    [{"role": "gp", "ward_admin": True}, {"role": "nurse", "ward_admin": "true"},
-     {"role": "nurse", "ward_admin": 1}],
+    [
+        {"role": "gp", "ward_admin": True},
+        {"role": "nurse", "ward_admin": "true"},
+        {"role": "nurse", "ward_admin": 1},
+    ],
     ids=["gp-ward-admin", "string", "number"],
 )
 def test_the_ward_admin_claim_is_a_boolean_of_nurse_tokens(claims):

@@ -103,8 +103,10 @@ def totals_of(*instructions: dict[str, Any]) -> DoseTotals:
         (ucum(2, "{puff}"), "pust"),
         (ucum(2, "1"), "stk"),
         ({"value": 2, "unit": "tablets"}, "tablett"),
-        ({"value": 2, "unit": "Tablet", "system": "http://snomed.info/sct",
-          "code": "732936001"}, "tablett"),
+        (
+            {"value": 2, "unit": "Tablet", "system": "http://snomed.info/sct", "code": "732936001"},
+            "tablett",
+        ),
         ({"value": 2, "unit": "tabletter"}, "tabletter"),
         ({"value": 500, "unit": "mg"}, "mg"),
         ({"value": 500, "code": "mg"}, "mg"),
@@ -141,17 +143,31 @@ def test_max_dose_per_administration_at_or_above_the_dose_adds_nothing() -> None
         (repeat(frequency=1, period=1, periodUnit="wk"), 500, 500, 500, 1),
         (repeat(frequency=1, period=1, periodUnit="mo"), 500, 500, 500, 1),
         (repeat(when=["MORN", "EVE"]), 500, 1000, 7000, 7),
-        (repeat(when=["MORN", "NOON", "EVE"], frequency=3, period=1, periodUnit="d"),
-         500, 1500, 10500, 7),
-        (repeat(when=["MORN", "EVE"], frequency=1, period=12, periodUnit="h"),
-         500, 1000, 7000, 7),
+        (
+            repeat(when=["MORN", "NOON", "EVE"], frequency=3, period=1, periodUnit="d"),
+            500,
+            1500,
+            10500,
+            7,
+        ),
+        (repeat(when=["MORN", "EVE"], frequency=1, period=12, periodUnit="h"), 500, 1000, 7000, 7),
         (repeat(when=["AC"], frequency=3, period=1, periodUnit="d"), 500, 1500, 10500, 7),
         (repeat(timeOfDay=["08:00:00", "20:00:00"]), 500, 1000, 7000, 7),
-        (repeat(dayOfWeek=["mon", "thu"], frequency=1, period=1, periodUnit="d"),
-         500, 500, 1000, 2),
+        (
+            repeat(dayOfWeek=["mon", "thu"], frequency=1, period=1, periodUnit="d"),
+            500,
+            500,
+            1000,
+            2,
+        ),
         (repeat(dayOfWeek=["mon"], frequency=1, period=1, periodUnit="wk"), 500, 500, 500, 1),
-        (repeat(dayOfWeek=["mon", "fri"], frequency=4, period=1, periodUnit="wk"),
-         500, 1000, 2000, 2),
+        (
+            repeat(dayOfWeek=["mon", "fri"], frequency=4, period=1, periodUnit="wk"),
+            500,
+            1000,
+            2000,
+            2,
+        ),
         (repeat(dayOfWeek=["sat"], when=["MORN", "EVE"]), 500, 1000, 1000, 1),
         (repeat(when=["MORN"], frequency=1, period=1, periodUnit="wk"), 500, 500, 500, 1),
     ],
@@ -201,7 +217,9 @@ def test_a_timing_code_next_to_a_repeat_is_not_needed() -> None:
 
 def test_bounds_period_gives_the_days_of_use_and_makes_it_a_course() -> None:
     timing = repeat(
-        frequency=1, period=1, periodUnit="d",
+        frequency=1,
+        period=1,
+        periodUnit="d",
         boundsPeriod={"start": "2026-11-23T08:00:00+01:00", "end": "2026-11-29"},
     )
     found = mapped(instruction(timing=timing))
@@ -211,8 +229,12 @@ def test_bounds_period_gives_the_days_of_use_and_makes_it_a_course() -> None:
 
 
 def test_bounds_duration_counts_from_today() -> None:
-    timing = repeat(frequency=1, period=1, periodUnit="d",
-                    boundsDuration={"value": 2, "system": UCUM, "code": "wk"})
+    timing = repeat(
+        frequency=1,
+        period=1,
+        periodUnit="d",
+        boundsDuration={"value": 2, "system": UCUM, "code": "wk"},
+    )
     found = mapped(instruction(timing=timing))
     assert (found.start, found.stop) == (None, TODAY + timedelta(days=13))
 
@@ -250,11 +272,17 @@ def test_as_needed_with_a_maximum_per_day() -> None:
 
 
 def test_as_needed_with_a_maximum_per_other_period_and_a_reason_concept() -> None:
-    found = mapped({**prn(maxDosePerPeriod=per(8, "h", 4)), "asNeededBoolean": None,
-                    "asNeededCodeableConcept": {"text": "smerter"}})
+    found = mapped(
+        {
+            **prn(maxDosePerPeriod=per(8, "h", 4)),
+            "asNeededBoolean": None,
+            "asNeededCodeableConcept": {"text": "smerter"},
+        }
+    )
     [dose_] = found.dosage.as_needed
     assert (dose_.max_per_period, dose_.period) == (
-        Quantity(value=4, unit="tablett"), Period(value=8, unit=TimeUnit.HOUR)
+        Quantity(value=4, unit="tablett"),
+        Period(value=8, unit=TimeUnit.HOUR),
     )
     assert totals(found.dosage, same_unit).daily == Amount(12, "tablett")
 
@@ -271,15 +299,18 @@ def test_as_needed_timing_is_a_minimum_interval_or_a_maximum_per_period() -> Non
 
 
 def test_as_needed_timing_and_max_dose_per_period_both_apply() -> None:
-    both = prn(timing=repeat(frequency=4, period=1, periodUnit="d"),
-               maxDosePerPeriod=per(1, "d", 3, "g"))
+    both = prn(
+        timing=repeat(frequency=4, period=1, periodUnit="d"), maxDosePerPeriod=per(1, "d", 3, "g")
+    )
     [dose_] = mapped(both).dosage.as_needed
     assert dose_.max_per_24h == Quantity(value=8, unit="tablett")
     assert (dose_.max_per_period, dose_.period) == (
-        Quantity(value=3, unit="g"), Period(value=1, unit=TimeUnit.DAY)
+        Quantity(value=3, unit="g"),
+        Period(value=1, unit=TimeUnit.DAY),
     )
-    same_period = prn(timing=repeat(frequency=3, period=8, periodUnit="h"),
-                      maxDosePerPeriod=per(8, "h", 4))
+    same_period = prn(
+        timing=repeat(frequency=3, period=8, periodUnit="h"), maxDosePerPeriod=per(8, "h", 4)
+    )
     [dose_] = mapped(same_period).dosage.as_needed
     assert dose_.max_per_period == Quantity(value=4, unit="tablett")
 
@@ -295,116 +326,296 @@ def test_as_needed_without_any_limit_maps_and_is_left_to_the_dose_check() -> Non
 
 REFUSALS = [
     ("no dose", instruction(doseAndRate=None, text="som avtalt"), "[0].doseAndRate", "absent"),
-    ("dose range", instruction(doseAndRate=[{"doseRange": {
-        "low": ucum(1, "{tbl}"), "high": ucum(2, "{tbl}")}}]),
-     "[0].doseAndRate[0].doseRange", "single dose"),
-    ("infusion rate", instruction(doseAndRate=[{"rateQuantity": ucum(5, "mL/h")}]),
-     "[0].doseAndRate[0].rateQuantity", "infusion"),
-    ("rate ratio", instruction(doseAndRate=[{"doseQuantity": ucum(1, "g"), "rateRatio": {
-        "numerator": ucum(1, "g"), "denominator": ucum(30, "min")}}]),
-     "[0].doseAndRate[0].rateRatio", "infusion"),
-    ("ordered and calculated", instruction(doseAndRate=dose() + dose()),
-     "[0].doseAndRate", "2 entries"),
-    ("weight-based unit", instruction(doseAndRate=dose(ucum(10, "mg/kg"))),
-     "[0].doseAndRate[0].doseQuantity.code", "'mg/kg'"),
-    ("unknown spoken unit", instruction(doseAndRate=dose({"value": 1, "unit": "scoop"})),
-     "[0].doseAndRate[0].doseQuantity.unit", "'scoop'"),
-    ("coded unit only", instruction(doseAndRate=dose(
-        {"value": 1, "system": "http://snomed.info/sct", "code": "732936001"})),
-     "[0].doseAndRate[0].doseQuantity.unit", "732936001"),
-    ("no unit", instruction(doseAndRate=dose({"value": 1})),
-     "[0].doseAndRate[0].doseQuantity.unit", "no unit"),
-    ("comparator", instruction(doseAndRate=dose({**ucum(1, "g"), "comparator": "<"})),
-     "[0].doseAndRate[0].doseQuantity.comparator", "single amount"),
-    ("zero dose", instruction(doseAndRate=dose(ucum(0, "mg"))),
-     "[0].doseAndRate[0].doseQuantity.value", "positive"),
-    ("cap below the dose", instruction(maxDosePerAdministration=ucum(250, "mg")),
-     "[0].maxDosePerAdministration", "less than the dose"),
+    (
+        "dose range",
+        instruction(
+            doseAndRate=[{"doseRange": {"low": ucum(1, "{tbl}"), "high": ucum(2, "{tbl}")}}]
+        ),
+        "[0].doseAndRate[0].doseRange",
+        "single dose",
+    ),
+    (
+        "infusion rate",
+        instruction(doseAndRate=[{"rateQuantity": ucum(5, "mL/h")}]),
+        "[0].doseAndRate[0].rateQuantity",
+        "infusion",
+    ),
+    (
+        "rate ratio",
+        instruction(
+            doseAndRate=[
+                {
+                    "doseQuantity": ucum(1, "g"),
+                    "rateRatio": {"numerator": ucum(1, "g"), "denominator": ucum(30, "min")},
+                }
+            ]
+        ),
+        "[0].doseAndRate[0].rateRatio",
+        "infusion",
+    ),
+    (
+        "ordered and calculated",
+        instruction(doseAndRate=dose() + dose()),
+        "[0].doseAndRate",
+        "2 entries",
+    ),
+    (
+        "weight-based unit",
+        instruction(doseAndRate=dose(ucum(10, "mg/kg"))),
+        "[0].doseAndRate[0].doseQuantity.code",
+        "'mg/kg'",
+    ),
+    (
+        "unknown spoken unit",
+        instruction(doseAndRate=dose({"value": 1, "unit": "scoop"})),
+        "[0].doseAndRate[0].doseQuantity.unit",
+        "'scoop'",
+    ),
+    (
+        "coded unit only",
+        instruction(
+            doseAndRate=dose({"value": 1, "system": "http://snomed.info/sct", "code": "732936001"})
+        ),
+        "[0].doseAndRate[0].doseQuantity.unit",
+        "732936001",
+    ),
+    (
+        "no unit",
+        instruction(doseAndRate=dose({"value": 1})),
+        "[0].doseAndRate[0].doseQuantity.unit",
+        "no unit",
+    ),
+    (
+        "comparator",
+        instruction(doseAndRate=dose({**ucum(1, "g"), "comparator": "<"})),
+        "[0].doseAndRate[0].doseQuantity.comparator",
+        "single amount",
+    ),
+    (
+        "zero dose",
+        instruction(doseAndRate=dose(ucum(0, "mg"))),
+        "[0].doseAndRate[0].doseQuantity.value",
+        "positive",
+    ),
+    (
+        "cap below the dose",
+        instruction(maxDosePerAdministration=ucum(250, "mg")),
+        "[0].maxDosePerAdministration",
+        "less than the dose",
+    ),
     ("no timing", instruction(timing=None), "[0].timing", "how often"),
     ("event dates", instruction(timing={"event": ["2026-11-20"]}), "[0].timing.event", "dates"),
     ("code only", instruction(timing={"code": {"text": "BID"}}), "[0].timing.code", "repeat"),
     ("empty repeat", instruction(timing=repeat()), "[0].timing.repeat", "how often"),
-    ("count", instruction(timing=repeat(frequency=1, period=1, periodUnit="d", count=5)),
-     "[0].timing.repeat.count", "in all"),
-    ("frequency range", instruction(
-        timing=repeat(frequency=1, frequencyMax=3, period=1, periodUnit="d")),
-     "[0].timing.repeat.frequencyMax", "range"),
-    ("period range", instruction(
-        timing=repeat(frequency=1, period=4, periodMax=6, periodUnit="h")),
-     "[0].timing.repeat.periodMax", "range"),
-    ("years", instruction(timing=repeat(frequency=1, period=1, periodUnit="a")),
-     "[0].timing.repeat.periodUnit", "'a'"),
-    ("seconds", instruction(timing=repeat(frequency=1, period=30, periodUnit="s")),
-     "[0].timing.repeat.periodUnit", "'s'"),
-    ("no period unit", instruction(timing=repeat(frequency=1, period=1)),
-     "[0].timing.repeat.periodUnit", "absent"),
-    ("negative period", instruction(timing=repeat(frequency=1, period=-1, periodUnit="d")),
-     "[0].timing.repeat.period", "positive"),
-    ("period without frequency", instruction(timing=repeat(period=1, periodUnit="d")),
-     "[0].timing.repeat.frequency", "absent"),
-    ("frequency without period", instruction(timing=repeat(frequency=2)),
-     "[0].timing.repeat.period", "absent"),
-    ("twice per longer period", instruction(
-        timing=repeat(frequency=2, period=1, periodUnit="wk")),
-     "[0].timing.repeat.frequency", "one day"),
-    ("frequency against when", instruction(
-        timing=repeat(when=["MORN"], frequency=3, period=1, periodUnit="d")),
-     "[0].timing.repeat.frequency", "1 time(s) a day"),
-    ("several times once a week", instruction(
-        timing=repeat(when=["MORN", "EVE"], frequency=1, period=1, periodUnit="wk")),
-     "[0].timing.repeat.when", "once per period"),
-    ("several clock times once a week", instruction(timing=repeat(
-        timeOfDay=["08:00:00", "20:00:00"], frequency=1, period=1, periodUnit="wk")),
-     "[0].timing.repeat.timeOfDay", "once per period"),
-    ("weekdays with odd frequency", instruction(
-        timing=repeat(dayOfWeek=["mon", "tue"], frequency=3, period=1, periodUnit="wk")),
-     "[0].timing.repeat.period", "each"),
-    ("weekdays every other day", instruction(
-        timing=repeat(dayOfWeek=["mon"], frequency=1, period=2, periodUnit="d")),
-     "[0].timing.repeat.period", "each"),
-    ("immediately", instruction(timing=repeat(when=["IMD"])), "[0].timing.repeat.when[0]",
-     "'IMD'"),
-    ("any meal with named times", instruction(timing=repeat(when=["AC", "MORN"])),
-     "[0].timing.repeat.when", "any meal"),
-    ("any meal without frequency", instruction(timing=repeat(when=["PC"])),
-     "[0].timing.repeat.frequency", "any meal"),
-    ("when and time of day", instruction(timing=repeat(when=["MORN"], timeOfDay=["08:00:00"])),
-     "[0].timing.repeat.timeOfDay", "tim-10"),
-    ("unknown weekday", instruction(timing=repeat(dayOfWeek=["mon", "xyz"])),
-     "[0].timing.repeat.dayOfWeek[1]", "'xyz'"),
-    ("bounds range", instruction(timing={"repeat": {**DAILY["repeat"], "boundsRange": {
-        "low": ucum(5, "d"), "high": ucum(10, "d")}}}),
-     "[0].timing.repeat.boundsRange", "range"),
-    ("bounds backwards", instruction(timing={"repeat": {**DAILY["repeat"], "boundsPeriod": {
-        "start": "2026-12-01", "end": "2026-11-01"}}}),
-     "[0].timing.repeat.boundsPeriod", "before it starts"),
-    ("bounds over before today", instruction(timing={"repeat": {**DAILY["repeat"],
-        "boundsPeriod": {"end": "2026-11-19"}}}),
-     "[0].timing.repeat.boundsPeriod", "before it starts"),
-    ("bounds month only", instruction(timing={"repeat": {**DAILY["repeat"], "boundsPeriod": {
-        "start": "2026-12"}}}),
-     "[0].timing.repeat.boundsPeriod.start", "day"),
-    ("bounds in months", instruction(timing={"repeat": {**DAILY["repeat"], "boundsDuration":
-        ucum(3, "mo")}}),
-     "[0].timing.repeat.boundsDuration", "whole days or weeks"),
-    ("bounds in half days", instruction(timing={"repeat": {**DAILY["repeat"], "boundsDuration":
-        ucum(1.5, "d")}}),
-     "[0].timing.repeat.boundsDuration", "whole days or weeks"),
-    ("modifier extension", instruction(modifierExtension=[
-        {"url": "https://example.org/not-really", "valueBoolean": True}]),
-     "[0].modifierExtension", "meaning"),
-    ("as needed on weekdays", prn(timing=repeat(dayOfWeek=["mon"])),
-     "[0].timing.repeat.dayOfWeek", "named days"),
-    ("as needed against when", prn(timing=repeat(when=["HS"], frequency=2, period=1,
-                                                  periodUnit="d")),
-     "[0].timing.repeat.frequency", "times named"),
-    ("as needed limits over two periods", prn(
-        timing=repeat(frequency=3, period=8, periodUnit="h"), maxDosePerPeriod=per(12, "h")),
-     "[0].maxDosePerPeriod", "another period"),
-    ("as needed limit below one dose", prn(maxDosePerPeriod=per(1, "d", 1)),
-     "[0].maxDosePerPeriod", "less than one dose"),
-    ("as needed limit in seconds", prn(maxDosePerPeriod=per(30, "s")),
-     "[0].maxDosePerPeriod.denominator", "'s'"),
+    (
+        "count",
+        instruction(timing=repeat(frequency=1, period=1, periodUnit="d", count=5)),
+        "[0].timing.repeat.count",
+        "in all",
+    ),
+    (
+        "frequency range",
+        instruction(timing=repeat(frequency=1, frequencyMax=3, period=1, periodUnit="d")),
+        "[0].timing.repeat.frequencyMax",
+        "range",
+    ),
+    (
+        "period range",
+        instruction(timing=repeat(frequency=1, period=4, periodMax=6, periodUnit="h")),
+        "[0].timing.repeat.periodMax",
+        "range",
+    ),
+    (
+        "years",
+        instruction(timing=repeat(frequency=1, period=1, periodUnit="a")),
+        "[0].timing.repeat.periodUnit",
+        "'a'",
+    ),
+    (
+        "seconds",
+        instruction(timing=repeat(frequency=1, period=30, periodUnit="s")),
+        "[0].timing.repeat.periodUnit",
+        "'s'",
+    ),
+    (
+        "no period unit",
+        instruction(timing=repeat(frequency=1, period=1)),
+        "[0].timing.repeat.periodUnit",
+        "absent",
+    ),
+    (
+        "negative period",
+        instruction(timing=repeat(frequency=1, period=-1, periodUnit="d")),
+        "[0].timing.repeat.period",
+        "positive",
+    ),
+    (
+        "period without frequency",
+        instruction(timing=repeat(period=1, periodUnit="d")),
+        "[0].timing.repeat.frequency",
+        "absent",
+    ),
+    (
+        "frequency without period",
+        instruction(timing=repeat(frequency=2)),
+        "[0].timing.repeat.period",
+        "absent",
+    ),
+    (
+        "twice per longer period",
+        instruction(timing=repeat(frequency=2, period=1, periodUnit="wk")),
+        "[0].timing.repeat.frequency",
+        "one day",
+    ),
+    (
+        "frequency against when",
+        instruction(timing=repeat(when=["MORN"], frequency=3, period=1, periodUnit="d")),
+        "[0].timing.repeat.frequency",
+        "1 time(s) a day",
+    ),
+    (
+        "several times once a week",
+        instruction(timing=repeat(when=["MORN", "EVE"], frequency=1, period=1, periodUnit="wk")),
+        "[0].timing.repeat.when",
+        "once per period",
+    ),
+    (
+        "several clock times once a week",
+        instruction(
+            timing=repeat(
+                timeOfDay=["08:00:00", "20:00:00"], frequency=1, period=1, periodUnit="wk"
+            )
+        ),
+        "[0].timing.repeat.timeOfDay",
+        "once per period",
+    ),
+    (
+        "weekdays with odd frequency",
+        instruction(
+            timing=repeat(dayOfWeek=["mon", "tue"], frequency=3, period=1, periodUnit="wk")
+        ),
+        "[0].timing.repeat.period",
+        "each",
+    ),
+    (
+        "weekdays every other day",
+        instruction(timing=repeat(dayOfWeek=["mon"], frequency=1, period=2, periodUnit="d")),
+        "[0].timing.repeat.period",
+        "each",
+    ),
+    ("immediately", instruction(timing=repeat(when=["IMD"])), "[0].timing.repeat.when[0]", "'IMD'"),
+    (
+        "any meal with named times",
+        instruction(timing=repeat(when=["AC", "MORN"])),
+        "[0].timing.repeat.when",
+        "any meal",
+    ),
+    (
+        "any meal without frequency",
+        instruction(timing=repeat(when=["PC"])),
+        "[0].timing.repeat.frequency",
+        "any meal",
+    ),
+    (
+        "when and time of day",
+        instruction(timing=repeat(when=["MORN"], timeOfDay=["08:00:00"])),
+        "[0].timing.repeat.timeOfDay",
+        "tim-10",
+    ),
+    (
+        "unknown weekday",
+        instruction(timing=repeat(dayOfWeek=["mon", "xyz"])),
+        "[0].timing.repeat.dayOfWeek[1]",
+        "'xyz'",
+    ),
+    (
+        "bounds range",
+        instruction(
+            timing={
+                "repeat": {
+                    **DAILY["repeat"],
+                    "boundsRange": {"low": ucum(5, "d"), "high": ucum(10, "d")},
+                }
+            }
+        ),
+        "[0].timing.repeat.boundsRange",
+        "range",
+    ),
+    (
+        "bounds backwards",
+        instruction(
+            timing={
+                "repeat": {
+                    **DAILY["repeat"],
+                    "boundsPeriod": {"start": "2026-12-01", "end": "2026-11-01"},
+                }
+            }
+        ),
+        "[0].timing.repeat.boundsPeriod",
+        "before it starts",
+    ),
+    (
+        "bounds over before today",
+        instruction(timing={"repeat": {**DAILY["repeat"], "boundsPeriod": {"end": "2026-11-19"}}}),
+        "[0].timing.repeat.boundsPeriod",
+        "before it starts",
+    ),
+    (
+        "bounds month only",
+        instruction(timing={"repeat": {**DAILY["repeat"], "boundsPeriod": {"start": "2026-12"}}}),
+        "[0].timing.repeat.boundsPeriod.start",
+        "day",
+    ),
+    (
+        "bounds in months",
+        instruction(timing={"repeat": {**DAILY["repeat"], "boundsDuration": ucum(3, "mo")}}),
+        "[0].timing.repeat.boundsDuration",
+        "whole days or weeks",
+    ),
+    (
+        "bounds in half days",
+        instruction(timing={"repeat": {**DAILY["repeat"], "boundsDuration": ucum(1.5, "d")}}),
+        "[0].timing.repeat.boundsDuration",
+        "whole days or weeks",
+    ),
+    (
+        "modifier extension",
+        instruction(
+            modifierExtension=[{"url": "https://example.org/not-really", "valueBoolean": True}]
+        ),
+        "[0].modifierExtension",
+        "meaning",
+    ),
+    (
+        "as needed on weekdays",
+        prn(timing=repeat(dayOfWeek=["mon"])),
+        "[0].timing.repeat.dayOfWeek",
+        "named days",
+    ),
+    (
+        "as needed against when",
+        prn(timing=repeat(when=["HS"], frequency=2, period=1, periodUnit="d")),
+        "[0].timing.repeat.frequency",
+        "times named",
+    ),
+    (
+        "as needed limits over two periods",
+        prn(timing=repeat(frequency=3, period=8, periodUnit="h"), maxDosePerPeriod=per(12, "h")),
+        "[0].maxDosePerPeriod",
+        "another period",
+    ),
+    (
+        "as needed limit below one dose",
+        prn(maxDosePerPeriod=per(1, "d", 1)),
+        "[0].maxDosePerPeriod",
+        "less than one dose",
+    ),
+    (
+        "as needed limit in seconds",
+        prn(maxDosePerPeriod=per(30, "s")),
+        "[0].maxDosePerPeriod.denominator",
+        "'s'",
+    ),
 ]
 
 
@@ -432,8 +643,9 @@ def test_regular_and_as_needed_instructions_together_are_refused() -> None:
 
 
 def test_concurrent_instructions_with_different_bounds_are_refused() -> None:
-    later = instruction(timing={"repeat": {**DAILY["repeat"], "boundsPeriod": {
-        "start": "2026-12-01"}}})
+    later = instruction(
+        timing={"repeat": {**DAILY["repeat"], "boundsPeriod": {"start": "2026-12-01"}}}
+    )
     assert refused(instruction(), later).element == f"{ROOT}[1].timing.repeat.bounds[x]"
 
 
@@ -453,8 +665,11 @@ def not_checked(medication: str, reason_code: str = NO_DOSAGE) -> Alert:
         medications=(medication,),
         summary="Dose of paracetamol not checked (Paracet): the entry has no dosage",
         detail=DoseNotCheckedDetail(
-            substance="paracetamol", atc="N02BE01", reason_code=reason_code,
-            reason="the entry has no dosage", rule_id="paracetamol-oral",
+            substance="paracetamol",
+            atc="N02BE01",
+            reason_code=reason_code,
+            reason="the entry has no dosage",
+            rule_id="paracetamol-oral",
         ),
         source=Source(catalogue_version=1, hentet_dato="2026-11-02"),
     )
@@ -463,8 +678,9 @@ def not_checked(medication: str, reason_code: str = NO_DOSAGE) -> Alert:
 def test_explained_names_the_fhir_element_in_the_no_dosage_alert_of_that_draft_only() -> None:
     why = refused(instruction(doseAndRate=[{"rateQuantity": ucum(5, "mL/h")}]))
     other, unrelated = not_checked("rx2"), not_checked("rx1", "strength-unknown")
-    [told, *rest] = explained([not_checked("rx1"), other, unrelated], {"rx1": why},
-                              {"rx1": "Paracet"})
+    [told, *rest] = explained(
+        [not_checked("rx1"), other, unrelated], {"rx1": why}, {"rx1": "Paracet"}
+    )
     assert rest == [other, unrelated]
     detail = told.detail
     assert isinstance(detail, DoseNotCheckedDetail)
@@ -485,11 +701,23 @@ def test_explained_keeps_the_no_dosage_key_when_the_draft_has_no_dosage() -> Non
 
 UNIT_CODES = ("mg", "g", "ug", "mL", "[iU]", "{tbl}", "1", "mg/kg", "mL/h", "xyz", "{puff}")
 PERIOD_UNITS = ("s", "min", "h", "d", "wk", "mo", "a", "zz")
-WHEN = ("MORN", "MORN.late", "NOON", "AFT", "EVE", "NIGHT", "HS", "WAKE", "C", "AC", "PCV",
-        "IMD", "FOO")
+WHEN = (
+    "MORN",
+    "MORN.late",
+    "NOON",
+    "AFT",
+    "EVE",
+    "NIGHT",
+    "HS",
+    "WAKE",
+    "C",
+    "AC",
+    "PCV",
+    "IMD",
+    "FOO",
+)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "xyz")
-values = st.decimals(min_value=Decimal("-1"), max_value=Decimal("1e6"), places=3,
-                     allow_nan=False)
+values = st.decimals(min_value=Decimal("-1"), max_value=Decimal("1e6"), places=3, allow_nan=False)
 
 
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -497,7 +725,8 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 good_quantities = st.builds(
-    ucum, st.decimals(min_value=Decimal("0.1"), max_value=Decimal("2000"), places=1),
+    ucum,
+    st.decimals(min_value=Decimal("0.1"), max_value=Decimal("2000"), places=1),
     st.sampled_from(("mg", "g", "mL", "{tbl}", "1")),
 )
 odd_quantities = st.fixed_dictionaries(
@@ -510,11 +739,13 @@ odd_quantities = st.fixed_dictionaries(
     },
 )
 quantities = st.one_of(good_quantities, good_quantities, good_quantities, odd_quantities)
-durations = st.fixed_dictionaries({
-    "value": st.one_of(st.sampled_from((1, 4, 8, 12, 24)), values),
-    "system": st.just(UCUM),
-    "code": st.sampled_from(("h", "d", "d", "wk", *PERIOD_UNITS)),
-})
+durations = st.fixed_dictionaries(
+    {
+        "value": st.one_of(st.sampled_from((1, 4, 8, 12, 24)), values),
+        "system": st.just(UCUM),
+        "code": st.sampled_from(("h", "d", "d", "wk", *PERIOD_UNITS)),
+    }
+)
 
 
 def one_of_keys(**choices: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -530,33 +761,50 @@ def merged(*parts: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[
 
 # Mostly plausible schedules, with every oddity possible but rarer.
 repeats = merged(
-    st.fixed_dictionaries({}, optional={
-        "frequency": st.integers(1, 6),
-        "period": st.one_of(st.sampled_from((1, 1, 2, 8, 12)), values),
-        "periodUnit": st.sampled_from(("d", "d", "h", "wk", *PERIOD_UNITS)),
-    }),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "frequency": st.integers(1, 6),
+            "period": st.one_of(st.sampled_from((1, 1, 2, 8, 12)), values),
+            "periodUnit": st.sampled_from(("d", "d", "h", "wk", *PERIOD_UNITS)),
+        },
+    ),
     st.one_of(
         st.just({}),
         st.just({}),
         st.fixed_dictionaries({"when": st.lists(st.sampled_from(WHEN), min_size=1, max_size=4)}),
-        st.fixed_dictionaries({"timeOfDay": st.lists(
-            st.sampled_from(("08:00:00", "14:00:00", "22:00:00")), min_size=1, max_size=3)}),
+        st.fixed_dictionaries(
+            {
+                "timeOfDay": st.lists(
+                    st.sampled_from(("08:00:00", "14:00:00", "22:00:00")), min_size=1, max_size=3
+                )
+            }
+        ),
     ),
     st.one_of(
         st.just({}),
         st.just({}),
-        st.fixed_dictionaries({"dayOfWeek": st.lists(st.sampled_from(DAYS), min_size=1,
-                                                     max_size=4)}),
-        st.fixed_dictionaries({}, optional={
-            "frequencyMax": st.integers(1, 30), "periodMax": values, "count": st.integers(1, 5),
-        }),
+        st.fixed_dictionaries(
+            {"dayOfWeek": st.lists(st.sampled_from(DAYS), min_size=1, max_size=4)}
+        ),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "frequencyMax": st.integers(1, 30),
+                "periodMax": values,
+                "count": st.integers(1, 5),
+            },
+        ),
     ),
     one_of_keys(
         boundsDuration=durations,
-        boundsPeriod=st.fixed_dictionaries({}, optional={
-            "start": st.sampled_from(("2026-11-01", "2026-12", "2026-11-25T10:00:00+01:00")),
-            "end": st.sampled_from(("2026-11-30", "2026-10-01")),
-        }),
+        boundsPeriod=st.fixed_dictionaries(
+            {},
+            optional={
+                "start": st.sampled_from(("2026-11-01", "2026-12", "2026-11-25T10:00:00+01:00")),
+                "end": st.sampled_from(("2026-11-30", "2026-10-01")),
+            },
+        ),
     ),
 )
 single_doses = st.builds(lambda q: [{"doseQuantity": q}], quantities)
@@ -572,7 +820,8 @@ doses_and_rates = st.one_of(
             ),
             one_of_keys(rateQuantity=quantities),
         ),
-        min_size=1, max_size=2,
+        min_size=1,
+        max_size=2,
     ),
 )
 fhir_dosages = merged(
@@ -587,26 +836,39 @@ fhir_dosages = merged(
             "maxDosePerAdministration": quantities,
         },
     ),
-    one_of_keys(asNeededBoolean=st.booleans(),
-                asNeededCodeableConcept=st.just({"text": "smerter"})),
+    one_of_keys(
+        asNeededBoolean=st.booleans(), asNeededCodeableConcept=st.just({"text": "smerter"})
+    ),
 )
 plausible = st.fixed_dictionaries(
     {
         "doseAndRate": single_doses.filter(lambda d: "comparator" not in d[0]["doseQuantity"]),
-        "timing": st.fixed_dictionaries({"repeat": merged(
-            st.fixed_dictionaries({
-                "frequency": st.integers(1, 4),
-                "period": st.sampled_from((1, 2, 6, 8, 12)),
-                "periodUnit": st.sampled_from(("h", "d", "wk")),
-            }),
-            st.one_of(
-                st.just({}),
-                st.fixed_dictionaries({"when": st.lists(
-                    st.sampled_from(WHEN[:8]), min_size=1, max_size=3)}),
-                st.fixed_dictionaries({"dayOfWeek": st.lists(
-                    st.sampled_from(DAYS[:7]), min_size=1, max_size=3, unique=True)}),
-            ),
-        )}),
+        "timing": st.fixed_dictionaries(
+            {
+                "repeat": merged(
+                    st.fixed_dictionaries(
+                        {
+                            "frequency": st.integers(1, 4),
+                            "period": st.sampled_from((1, 2, 6, 8, 12)),
+                            "periodUnit": st.sampled_from(("h", "d", "wk")),
+                        }
+                    ),
+                    st.one_of(
+                        st.just({}),
+                        st.fixed_dictionaries(
+                            {"when": st.lists(st.sampled_from(WHEN[:8]), min_size=1, max_size=3)}
+                        ),
+                        st.fixed_dictionaries(
+                            {
+                                "dayOfWeek": st.lists(
+                                    st.sampled_from(DAYS[:7]), min_size=1, max_size=3, unique=True
+                                )
+                            }
+                        ),
+                    ),
+                )
+            }
+        ),
     },
     optional={
         "asNeededBoolean": st.booleans(),
@@ -621,8 +883,9 @@ several = st.one_of(
     st.lists(plausible, min_size=1, max_size=2),
     st.lists(fhir_dosages, min_size=1, max_size=1),
     st.lists(fhir_dosages, max_size=3),
-    st.lists(st.builds(lambda d, n: {**d, "sequence": n}, fhir_dosages, st.integers(1, 2)),
-             max_size=3),
+    st.lists(
+        st.builds(lambda d, n: {**d, "sequence": n}, fhir_dosages, st.integers(1, 2)), max_size=3
+    ),
 )
 
 
@@ -654,8 +917,11 @@ def test_mapping_never_raises_and_gives_a_dosage_the_arithmetic_accepts_or_a_rea
 
 
 @settings(max_examples=200)
-@given(st.integers(1, 24), st.sampled_from((1, 2, 3, 4, 6, 8, 12, 24)),
-       st.decimals(min_value=Decimal("0.5"), max_value=Decimal("2000"), places=1))
+@given(
+    st.integers(1, 24),
+    st.sampled_from((1, 2, 3, 4, 6, 8, 12, 24)),
+    st.decimals(min_value=Decimal("0.5"), max_value=Decimal("2000"), places=1),
+)
 def test_regular_frequency_per_period_of_hours_gives_exactly_that_many_intakes_a_day(
     frequency: int, hours: int, amount: Decimal
 ) -> None:

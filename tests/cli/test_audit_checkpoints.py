@@ -25,8 +25,9 @@ NOW = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 
 
 def pem_private(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @pytest.fixture
@@ -35,8 +36,11 @@ def signing(tmp_path: Path, monkeypatch) -> dict[str, Path]:
     private = tmp_path / "audit-signing.pem"
     private.write_bytes(pem_private(key))
     public = tmp_path / "audit-signing.pub.pem"
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     directory = tmp_path / "checkpoints"
     monkeypatch.setenv("MEDLOOP_AUDIT_SIGNING_KEY_FILE", str(private))
     monkeypatch.setenv("MEDLOOP_AUDIT_CHECKPOINT_DIR", str(directory))
@@ -58,8 +62,9 @@ def verify_cli(engine: Engine, *options: str):
 
 
 def checked(engine: Engine, signing: dict[str, Path]) -> dict:
-    result = verify_cli(engine, "--checkpoints", str(signing["dir"]),
-                        "--public-key", str(signing["public"]))
+    result = verify_cli(
+        engine, "--checkpoints", str(signing["dir"]), "--public-key", str(signing["public"])
+    )
     return {"exit": result.exit_code, **json.loads(result.stdout)}
 
 
@@ -143,17 +148,25 @@ def test_a_dropped_chain_is_reported_against_the_checkpoint(engine, signing):
 
     assert verify_cli(engine).exit_code == 0
     [problem] = checked(engine, signing)["problems"]
-    assert (problem["chain"], problem["seq"], problem["found"]) == (OTHER_PATIENT, 5,
-                                                                     "no such chain")
+    assert (problem["chain"], problem["seq"], problem["found"]) == (
+        OTHER_PATIENT,
+        5,
+        "no such chain",
+    )
 
 
 def test_a_rehashed_chain_is_reported_against_the_checkpoint(engine, signing):
     two_chains(engine)
     assert run_job(engine).exit_code == 0
     with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(
-            select(audit_event).where(audit_event.c.chain == PATIENT).order_by(audit_event.c.seq)
-        ).mappings()]
+        rows = [
+            dict(r)
+            for r in conn.execute(
+                select(audit_event)
+                .where(audit_event.c.chain == PATIENT)
+                .order_by(audit_event.c.seq)
+            ).mappings()
+        ]
     # Change record 3 and re-hash it and every record after it: the chain holds again.
     statements, previous = [], rows[1]["hash"]
     for row in rows[2:]:
@@ -199,8 +212,7 @@ def test_a_changed_forged_or_missing_checkpoint_is_reported(engine, signing, tmp
     assert ("checkpoint-file", files[0].name) not in problems
     assert not any(p[0] == "checkpoint" for p in problems)
 
-    wrong_key = verify_cli(engine, "--checkpoints", str(signing["dir"]), "--public-key",
-                           str(other))
+    wrong_key = verify_cli(engine, "--checkpoints", str(signing["dir"]), "--public-key", str(other))
     assert wrong_key.exit_code == 1
     assert {p["problem"] for p in json.loads(wrong_key.stdout)["problems"]} == {"checkpoint-file"}
 

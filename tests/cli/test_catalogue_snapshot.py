@@ -14,7 +14,9 @@ def test_snapshot_of_the_real_extract_carries_every_record_in_force(engine):
     result = import_catalogue(engine, real_extract())
     with engine.connect() as conn:
         snapshot = load_snapshot(conn)
-    assert snapshot.info.version == result.version and snapshot.info.hentet_dato == result.hentet_dato
+    assert (
+        snapshot.info.version == result.version and snapshot.info.hentet_dato == result.hentet_dato
+    )
     assert len(snapshot.products) == result.counts["LegemiddelMerkevare"]
     assert len(snapshot.packages) == result.counts["Legemiddelpakning"]
     assert len(snapshot.substances) == result.counts["Virkestoff"]
@@ -30,9 +32,19 @@ def test_snapshot_of_the_real_extract_carries_every_record_in_force(engine):
 
 def test_snapshot_as_of_an_older_version_shows_that_version(engine, tmp_path):
     v1 = tmp_path / "v1.xml"
-    v1.write_text(ff.document("2026-01-01T00:00:00", {"Interaksjon": [ff.interaction("ID_E1", "ID_I1", 1, "B01AA03", "M01AE")]}))
+    v1.write_text(
+        ff.document(
+            "2026-01-01T00:00:00",
+            {"Interaksjon": [ff.interaction("ID_E1", "ID_I1", 1, "B01AA03", "M01AE")]},
+        )
+    )
     v2 = tmp_path / "v2.xml"
-    v2.write_text(ff.document("2026-02-01T00:00:00", {"Interaksjon": [ff.interaction("ID_E2", "ID_I1", 2, "B01AA03", "M01AE")]}))
+    v2.write_text(
+        ff.document(
+            "2026-02-01T00:00:00",
+            {"Interaksjon": [ff.interaction("ID_E2", "ID_I1", 2, "B01AA03", "M01AE")]},
+        )
+    )
     import_catalogue(engine, v1)
     import_catalogue(engine, v2)
     with engine.connect() as conn:

@@ -22,7 +22,14 @@ runner = CliRunner()
 
 DEMO_HENTET_DATO = "2026-11-02T03:10:00"
 ALERT_KEYS = {
-    "kind", "severity", "medications", "summary", "detail", "source", "requires_override", "key",
+    "kind",
+    "severity",
+    "medications",
+    "summary",
+    "detail",
+    "source",
+    "requires_override",
+    "key",
 }
 PROBLEMS = "https://medloop.dev/problems/"
 
@@ -90,7 +97,8 @@ def interaction_ids(response: dict[str, Any]) -> dict[tuple[str, ...], str]:
 
 def the_interaction(response: dict[str, Any], interaction_id: str) -> dict[str, Any]:
     [alert] = [
-        a for a in response["alerts"]
+        a
+        for a in response["alerts"]
         if a["kind"] == "interaction" and a["detail"]["interaction_id"] == interaction_id
     ]
     return alert
@@ -334,12 +342,18 @@ def test_patient_age_sex_weight_and_renal_function_reach_the_dose_rules(demo: De
     measured = (date.today() - timedelta(days=10)).isoformat()
     twice_two_tablets = {
         "use": "regular",
-        "fixed": [{"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "morning"},
-                  {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "evening"}],
+        "fixed": [
+            {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "morning"},
+            {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "evening"},
+        ],
     }
     medications = [{"id": "m1", "varenr": METFORMIN, "dosage": twice_two_tablets}]
-    patient = {"age": 84, "sex": "female", "weight_kg": 52,
-               "renal": {"egfr": 40, "measured": measured}}
+    patient = {
+        "age": 84,
+        "sex": "female",
+        "weight_kg": 52,
+        "renal": {"egfr": 40, "measured": measured},
+    }
     code, response = run_check(demo.url, {"medications": medications, "patient": patient})
     assert code == 0
     [alert] = [a for a in response["alerts"] if a["kind"] == "dose"]
@@ -354,14 +368,18 @@ def test_patient_age_sex_weight_and_renal_function_reach_the_dose_rules(demo: De
     _, response = run_check(demo.url, {"medications": medications, "patient": normal})
     assert [a for a in response["alerts"] if a["kind"] == "dose"] == []  # 2000 mg ≤ 3000 mg
     _, response = run_check(demo.url, {"medications": medications})
-    assert {a["detail"]["reason_code"] for a in response["alerts"]
-            if a["kind"] == "dose-not-checked"} == {"renal-function-unknown"}
+    assert {
+        a["detail"]["reason_code"] for a in response["alerts"] if a["kind"] == "dose-not-checked"
+    } == {"renal-function-unknown"}
 
 
 @pytest.mark.parametrize(
     "renal",
-    [{"egfr": 40, "crcl": 40, "measured": "2026-11-01"}, {"egfr": 40}, {"egfr": -1,
-                                                                       "measured": "2026-11-01"}],
+    [
+        {"egfr": 40, "crcl": 40, "measured": "2026-11-01"},
+        {"egfr": 40},
+        {"egfr": -1, "measured": "2026-11-01"},
+    ],
 )
 def test_a_malformed_renal_function_is_an_invalid_request(demo: Demo, renal: dict) -> None:
     request = {"medications": by_varenr(METFORMIN), "patient": {"renal": renal}}

@@ -71,14 +71,16 @@ def test_expire_prescriptions_is_an_audited_command_run_once(engine):
     patient_id, _ = nursing_home(engine)
     order = prescription_order(SIMVASTATIN, expires=date(2026, 11, 25))
     prescribe(engine, patient_id, order, call(at=ADMITTED), based_on=0)
-    first, second = run_twice(engine, "expire-prescriptions",
-                              datetime(2026, 11, 26, 0, 30, tzinfo=UTC))
+    first, second = run_twice(
+        engine, "expire-prescriptions", datetime(2026, 11, 26, 0, 30, tzinfo=UTC)
+    )
     assert first["expired"] == 1 and second["expired"] == 0
     with engine.connect() as conn:
         (expired,) = prescriptions(conn, patient_id)
         event = conn.execute(
-            select(audit_event)
-            .where(audit_event.c.action == "medication-list.expire-prescriptions")
+            select(audit_event).where(
+                audit_event.c.action == "medication-list.expire-prescriptions"
+            )
         ).one()
     assert expired.status is PrescriptionStatus.EXPIRED
     assert (event.actor, event.actor_role) == ("0", "system")
@@ -89,10 +91,18 @@ def test_expiry_waits_until_the_last_valid_day_has_passed_in_oslo(engine):
     order = prescription_order(SIMVASTATIN, expires=date(2026, 11, 25))
     prescribe(engine, patient_id, order, call(at=ADMITTED), based_on=0)
     # 23:30 UTC on the 25th is already the 26th in Oslo; 22:30 UTC is still the 25th.
-    assert jobs.run_job(engine, "expire-prescriptions",
-                        datetime(2026, 11, 25, 22, 30, tzinfo=UTC))["expired"] == 0
-    assert jobs.run_job(engine, "expire-prescriptions",
-                        datetime(2026, 11, 25, 23, 30, tzinfo=UTC))["expired"] == 1
+    assert (
+        jobs.run_job(engine, "expire-prescriptions", datetime(2026, 11, 25, 22, 30, tzinfo=UTC))[
+            "expired"
+        ]
+        == 0
+    )
+    assert (
+        jobs.run_job(engine, "expire-prescriptions", datetime(2026, 11, 25, 23, 30, tzinfo=UTC))[
+            "expired"
+        ]
+        == 1
+    )
 
 
 def test_flag_multidose_deadlines_runs_once(engine):
@@ -149,11 +159,16 @@ def test_jobs_run_from_the_command_line(sqlite_url):
     runner = CliRunner()
     listed = runner.invoke(app, ["jobs", "list"])
     assert listed.exit_code == 0 and "roll-forward" in listed.output
-    ran = runner.invoke(app, ["jobs", "run", "mark-missed", "--db", sqlite_url,
-                              "--now", "2026-11-20T08:00:00+01:00"])
+    ran = runner.invoke(
+        app,
+        ["jobs", "run", "mark-missed", "--db", sqlite_url, "--now", "2026-11-20T08:00:00+01:00"],
+    )
     assert ran.exit_code == 0, ran.output
-    assert json.loads(ran.output) == {"job": "mark-missed", "at": "2026-11-20T08:00:00+01:00",
-                                      "missed": 0}
+    assert json.loads(ran.output) == {
+        "job": "mark-missed",
+        "at": "2026-11-20T08:00:00+01:00",
+        "missed": 0,
+    }
     unknown = runner.invoke(app, ["jobs", "run", "tidy-up", "--db", sqlite_url])
     assert unknown.exit_code == 1
 

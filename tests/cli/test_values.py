@@ -33,9 +33,13 @@ def _models() -> list[type[BaseModel]]:
         for info in pkgutil.iter_modules(package.__path__):
             modules.append(importlib.import_module(f"{package.__name__}.{info.name}"))
     found = {
-        value for module in modules for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, BaseModel)
-        and value.__module__ == module.__name__ and value.model_fields
+        value
+        for module in modules
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseModel)
+        and value.__module__ == module.__name__
+        and value.model_fields
         and "[" not in value.__qualname__  # RootModel[str] and the like: their subclasses count
     }
     return sorted(found, key=lambda cls: f"{cls.__module__}.{cls.__qualname__}")
@@ -74,7 +78,7 @@ def _loose_numbers(schema: Any, where: str) -> list[str]:
     if isinstance(schema, dict):
         kind = schema.get("type")
         if kind in ("float", "int") and not schema.get("strict"):
-            faults.append(f"{where}: a lax {kind} (takes true and \"1\")")
+            faults.append(f'{where}: a lax {kind} (takes true and "1")')
         if kind == "float" and schema.get("allow_inf_nan", True) and not schema.get("strict"):
             faults.append(f"{where}: a float that takes NaN and infinities")
         for key, value in schema.items():
@@ -119,7 +123,8 @@ def _refs(schema: Any) -> list[str]:
 
 def test_every_number_string_and_list_of_an_api_request_is_bounded(openapi):
     faults = [
-        fault for name, schema in _request_schemas(openapi).items()
+        fault
+        for name, schema in _request_schemas(openapi).items()
         for fault in _unbounded(schema, name)
     ]
     assert faults == []
@@ -148,27 +153,50 @@ def test_the_guard_finds_an_unbounded_field():
     assert len(_loose_numbers(Loose.__pydantic_core_schema__, "Loose")) == 3
 
 
-@pytest.mark.parametrize("text", [
-    b"[1e309]", b"[-1e400]", b"[NaN]", b"[Infinity]", b'["\\ud800"]', b'["\\udfff x"]',
-    b'{"a\\u0000": 1}', b'{"a": "b\\u0000"}', b"[" * 65 + b"]" * 65, b'"\xed\xa0\x80"',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[1e309]",
+        b"[-1e400]",
+        b"[NaN]",
+        b"[Infinity]",
+        b'["\\ud800"]',
+        b'["\\udfff x"]',
+        b'{"a\\u0000": 1}',
+        b'{"a": "b\\u0000"}',
+        b"[" * 65 + b"]" * 65,
+        b'"\xed\xa0\x80"',
+    ],
+)
 def test_json_input_refuses_what_cannot_be_stored(text):
     with pytest.raises(InvalidJson):
         loads(text)
 
 
-@pytest.mark.parametrize("text", [
-    b'{"a": "\\\\u0000"}', b"[" * 64 + b"]" * 64, b'{"a": [1.5, -2, "\\u00e6"]}',
-    b'"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": "\\\\u0000"}',
+        b"[" * 64 + b"]" * 64,
+        b'{"a": [1.5, -2, "\\u00e6"]}',
+        b'"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"',
+    ],
+)
 def test_json_input_takes_what_only_looks_suspicious(text):
     assert loads(text) == json.loads(text)
 
 
-@pytest.mark.parametrize("patient", [
-    '{"weight_kg": 1e309}', '{"weight_kg": NaN}', '{"weight_kg": true}', '{"weight_kg": "70"}',
-    '{"weight_kg": 70000}', '{"allergies": [{"atc": "J01C\\ud800"}]}',
-])
+@pytest.mark.parametrize(
+    "patient",
+    [
+        '{"weight_kg": 1e309}',
+        '{"weight_kg": NaN}',
+        '{"weight_kg": true}',
+        '{"weight_kg": "70"}',
+        '{"weight_kg": 70000}',
+        '{"allergies": [{"atc": "J01C\\ud800"}]}',
+    ],
+)
 def test_medloop_check_refuses_non_finite_loose_or_out_of_bounds_patient_facts(patient):
     from medloop.check import InvalidCheckRequest, parse_request
 

@@ -45,12 +45,22 @@ OTHER_PHARMACIST = actor("9876544", "Pia Farmasøyt", PersonnelRole.PHARMACIST, 
 NURSE = actor("1234567", "Nina Sykepleier", PersonnelRole.NURSE, NURSING_HOME)
 
 SIMVA_GROUP = SubstitutionGroup(
-    id="SG_SIMVA20", code="C10AA01-20", description="simvastatin 20 mg tablett", restricted=False,
-    restriction_text=None, valid_from=date(2010, 1, 1), valid_to=None,
+    id="SG_SIMVA20",
+    code="C10AA01-20",
+    description="simvastatin 20 mg tablett",
+    restricted=False,
+    restriction_text=None,
+    valid_from=date(2010, 1, 1),
+    valid_to=None,
 )
 ENDED_GROUP = SubstitutionGroup(
-    id="SG_ENDED", code="N06AB06-50", description="ended group", restricted=False,
-    restriction_text=None, valid_from=date(2010, 1, 1), valid_to=date(2023, 12, 31),
+    id="SG_ENDED",
+    code="N06AB06-50",
+    description="ended group",
+    restricted=False,
+    restriction_text=None,
+    valid_from=date(2010, 1, 1),
+    valid_to=date(2023, 12, 31),
 )
 GROUPS = (SIMVA_GROUP, ENDED_GROUP)
 
@@ -67,9 +77,16 @@ def package(
     prescription_group: str = "C",
 ) -> Package:
     return Package(
-        id=id, varenr=varenr, eans=(), name=name, atc=atc, product_ids=(product,),
-        substitution_group_id=group, substitution_valid_from=valid_from,
-        substitution_valid_to=valid_to, prescription_group=prescription_group,
+        id=id,
+        varenr=varenr,
+        eans=(),
+        name=name,
+        atc=atc,
+        product_ids=(product,),
+        substitution_group_id=group,
+        substitution_valid_from=valid_from,
+        substitution_valid_to=valid_to,
+        prescription_group=prescription_group,
     )
 
 
@@ -79,11 +96,19 @@ SIMVA_KRKA = package(
     "ID_SIMVA_KRKA", "123456", "Simvastatin Krka tab 20 mg 98 stk", "ID_KRKA", "SG_SIMVA20"
 )
 SIMVA_LEFT = package(
-    "ID_SIMVA_LEFT", "123457", "Simvastatin Left tab 20 mg 98 stk", "ID_LEFT", "SG_SIMVA20",
+    "ID_SIMVA_LEFT",
+    "123457",
+    "Simvastatin Left tab 20 mg 98 stk",
+    "ID_LEFT",
+    "SG_SIMVA20",
     valid_to=date(2023, 6, 30),
 )
 SIMVA_LATE = package(
-    "ID_SIMVA_LATE", "123458", "Simvastatin Late tab 20 mg 98 stk", "ID_LATE", "SG_SIMVA20",
+    "ID_SIMVA_LATE",
+    "123458",
+    "Simvastatin Late tab 20 mg 98 stk",
+    "ID_LATE",
+    "SG_SIMVA20",
     valid_from=date(2025, 1, 1),
 )
 SERTRALIN = package(
@@ -107,8 +132,14 @@ def resolved(
     prescription_group: str | None = "C",
 ) -> ResolvedDrug:
     return ResolvedDrug(
-        reference_kind=kind, reference_id=id, name=name, atc=atc, atc_codes=(atc,),
-        product_ids=products, package_ids=packages, substitution_group_ids=groups,
+        reference_kind=kind,
+        reference_id=id,
+        name=name,
+        atc=atc,
+        atc_codes=(atc,),
+        product_ids=products,
+        package_ids=packages,
+        substitution_group_ids=groups,
         prescription_group=prescription_group,
     )
 
@@ -120,36 +151,81 @@ def drug(
 
 
 ZOCOR_PACKAGE = drug(
-    resolved(ReferenceKind.PACKAGE, "ID_ZOCOR_98", "Zocor tab 20 mg 98 stk", "C10AA01",
-             packages=("ID_ZOCOR_98",), products=("ID_ZOCOR",), groups=("SG_SIMVA20",)),
+    resolved(
+        ReferenceKind.PACKAGE,
+        "ID_ZOCOR_98",
+        "Zocor tab 20 mg 98 stk",
+        "C10AA01",
+        packages=("ID_ZOCOR_98",),
+        products=("ID_ZOCOR",),
+        groups=("SG_SIMVA20",),
+    ),
     varenr="454165",
 )
 ZOCOR_BRAND = drug(
-    resolved(ReferenceKind.PRODUCT, "ID_ZOCOR", "Zocor tab 20 mg", "C10AA01",
-             packages=("ID_ZOCOR_98",), products=("ID_ZOCOR",), groups=("SG_SIMVA20",))
+    resolved(
+        ReferenceKind.PRODUCT,
+        "ID_ZOCOR",
+        "Zocor tab 20 mg",
+        "C10AA01",
+        packages=("ID_ZOCOR_98",),
+        products=("ID_ZOCOR",),
+        groups=("SG_SIMVA20",),
+    )
 )
 SERTRALIN_PACKAGE = drug(
-    resolved(ReferenceKind.PACKAGE, "ID_SERT", "Sertralin tab 50 mg", "N06AB06",
-             packages=("ID_SERT",), products=("ID_SERT_P",), groups=("SG_ENDED",))
+    resolved(
+        ReferenceKind.PACKAGE,
+        "ID_SERT",
+        "Sertralin tab 50 mg",
+        "N06AB06",
+        packages=("ID_SERT",),
+        products=("ID_SERT_P",),
+        groups=("SG_ENDED",),
+    )
 )
 PARACET_PACKAGE = drug(
-    resolved(ReferenceKind.PACKAGE, "ID_PARACET", "Paracet tab 500 mg", "N02BE01",
-             packages=("ID_PARACET",), products=("ID_PARACET_P",))
+    resolved(
+        ReferenceKind.PACKAGE,
+        "ID_PARACET",
+        "Paracet tab 500 mg",
+        "N02BE01",
+        packages=("ID_PARACET",),
+        products=("ID_PARACET_P",),
+    )
 )
 APOCILLIN = drug(
-    resolved(ReferenceKind.PACKAGE, "ID_APOCILLIN", "Apocillin tab 660 mg", "J01CE02",
-             packages=("ID_APOCILLIN",), products=("ID_APOCILLIN_P",))
+    resolved(
+        ReferenceKind.PACKAGE,
+        "ID_APOCILLIN",
+        "Apocillin tab 660 mg",
+        "J01CE02",
+        packages=("ID_APOCILLIN",),
+        products=("ID_APOCILLIN_P",),
+    )
 )
 CONTRACEPTIVE = drug(
     resolved(ReferenceKind.PRODUCT, "ID_PILL", "Microgynon", "G03AA07", products=("ID_PILL",))
 )
 OXYCODONE = drug(
-    resolved(ReferenceKind.PRODUCT, "ID_OXY", "OxyNorm kaps 5 mg", "N02AA05", products=("ID_OXY",),
-             prescription_group="A")
+    resolved(
+        ReferenceKind.PRODUCT,
+        "ID_OXY",
+        "OxyNorm kaps 5 mg",
+        "N02AA05",
+        products=("ID_OXY",),
+        prescription_group="A",
+    )
 )
 DIAZEPAM = drug(
-    resolved(ReferenceKind.PRODUCT, "ID_DIAZ", "Stesolid tab 5 mg", "N05BA01",
-             products=("ID_DIAZ",), prescription_group="B")
+    resolved(
+        ReferenceKind.PRODUCT,
+        "ID_DIAZ",
+        "Stesolid tab 5 mg",
+        "N05BA01",
+        products=("ID_DIAZ",),
+        prescription_group="B",
+    )
 )
 FISH_OIL = NonCatalogueItem(name="Omega-3 kapsler", text="1 kapsel daglig, kjøpt selv")
 
@@ -202,7 +278,10 @@ def prescribed(
     """A list with one entry for ``drug_reference`` and a prescription backing it."""
     medication_list, _, entry = add(empty_list(), drug=drug_reference, dosage=None)
     result = prescribe(
-        medication_list, entry.id, request(**request_fields),
-        at=T0, by=DOCTOR,
+        medication_list,
+        entry.id,
+        request(**request_fields),
+        at=T0,
+        by=DOCTOR,
     )
     return result.medication_list, result.medication_list.entry(entry.id), result.prescription

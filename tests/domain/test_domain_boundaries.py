@@ -27,7 +27,15 @@ from medloop.domain.prescription import (
 DOMAIN = Path(__file__).resolve().parents[2] / "medloop" / "domain"
 ALLOWED_THIRD_PARTY = {"pydantic", "interactions", "medloop"}
 FORBIDDEN_STDLIB = {
-    "os", "io", "pathlib", "socket", "sqlite3", "subprocess", "time", "random", "logging"
+    "os",
+    "io",
+    "pathlib",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "time",
+    "random",
+    "logging",
 }
 
 
@@ -75,8 +83,11 @@ def _domain_error_classes() -> set[type[DomainError]]:
     for info in pkgutil.walk_packages(medloop.domain.__path__, "medloop.domain."):
         module = importlib.import_module(info.name)
         found |= {
-            obj for obj in vars(module).values()
-            if isinstance(obj, type) and issubclass(obj, DomainError) and obj is not DomainError
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type)
+            and issubclass(obj, DomainError)
+            and obj is not DomainError
             and obj.__module__ == module.__name__
         }
     return found
@@ -86,7 +97,8 @@ def test_every_concrete_error_class_has_its_own_code() -> None:
     classes = _domain_error_classes()
     # A family is a class others refine; only a family may go without a code of its own.
     families = {
-        cls for cls in classes
+        cls
+        for cls in classes
         if "code" not in cls.__dict__ and any(o is not cls and issubclass(o, cls) for o in classes)
     }
     assert {ListError, NotDispensable, PrescriptionError} <= families
@@ -101,8 +113,10 @@ def test_errors_live_beside_their_family_and_errors_py_holds_only_what_crosses_f
     from medloop.domain.errors import InvalidValue
 
     defined = {
-        obj for obj in vars(errors).values()
-        if isinstance(obj, type) and issubclass(obj, DomainError)
+        obj
+        for obj in vars(errors).values()
+        if isinstance(obj, type)
+        and issubclass(obj, DomainError)
         and obj.__module__ == errors.__name__
     }
     assert defined == {DomainError, InvalidValue, NotDispensable}
@@ -126,6 +140,12 @@ def test_errors_carry_json_context() -> None:
 
 
 def test_prescription_and_entry_refusals_that_stop_a_dispense_are_not_dispensable() -> None:
-    for cls in (PrescriptionRecalled, PrescriptionExpired, PrescriptionLocked,
-                PrescriptionFullyDispensed, EntryNotActive, PrescriptionNotOnEntry):
+    for cls in (
+        PrescriptionRecalled,
+        PrescriptionExpired,
+        PrescriptionLocked,
+        PrescriptionFullyDispensed,
+        EntryNotActive,
+        PrescriptionNotOnEntry,
+    ):
         assert issubclass(cls, NotDispensable)

@@ -101,8 +101,14 @@ def check(
     **kwargs: Any,
 ) -> Any:
     return check_dispensable(
-        prescription, entry, package, GROUPS, on, already,
-        quantity=quantity or packages(1), **kwargs,
+        prescription,
+        entry,
+        package,
+        GROUPS,
+        on,
+        already,
+        quantity=quantity or packages(1),
+        **kwargs,
     )
 
 
@@ -124,8 +130,9 @@ def hand_out(
         "expiry": date(2026, 5, 31),
     }
     values.update(request_fields)
-    return dispense(prescription, entry, package, GROUPS, already, DispenseRequest(**values),
-                    at=LATER, by=by)
+    return dispense(
+        prescription, entry, package, GROUPS, already, DispenseRequest(**values), at=LATER, by=by
+    )
 
 
 # -- which package ------------------------------------------------------------------------------
@@ -135,7 +142,9 @@ def test_the_prescribed_package_is_dispensable_without_substitution() -> None:
     _, entry, prescription = prescribed()
     verdict = check(prescription, entry, ZOCOR_98)
     assert (verdict.substituted, verdict.substitution_group, verdict.remaining_after) == (
-        False, None, 0
+        False,
+        None,
+        0,
     )
 
 
@@ -198,8 +207,9 @@ def test_a_package_of_another_drug_is_not_substitutable() -> None:
 def test_the_prescription_not_the_edited_entry_decides_what_may_be_dispensed() -> None:
     medication_list, entry, prescription = prescribed()
     edited, _ = medication_list.apply(
-        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id,
-                  edit=EntryEdit(drug=SERTRALIN_PACKAGE))
+        EditEntry(
+            author=DOCTOR, at=LATER, entry_id=entry.id, edit=EntryEdit(drug=SERTRALIN_PACKAGE)
+        )
     )
     assert check(prescription, edited.entry(entry.id), ZOCOR_98).substituted is False
     with pytest.raises(PackageNotSubstitutable):
@@ -241,14 +251,14 @@ def test_a_prescription_locked_by_another_pharmacy_is_not_dispensable_there() ->
 
 def test_an_entry_on_hold_or_discontinued_is_not_dispensed_against() -> None:
     medication_list, entry, prescription = prescribed()
-    held, _ = medication_list.apply(
-        HoldEntry(author=DOCTOR, at=LATER, entry_id=entry.id)
-    )
+    held, _ = medication_list.apply(HoldEntry(author=DOCTOR, at=LATER, entry_id=entry.id))
     with pytest.raises(EntryNotActive, match="on-hold"):
         check(prescription, held.entry(entry.id))
     stopped, _ = medication_list.apply(
         DiscontinueEntry(
-            author=DOCTOR, at=LATER, entry_id=entry.id,
+            author=DOCTOR,
+            at=LATER,
+            entry_id=entry.id,
             discontinuation=Discontinuation(at=LATER, reason=DiscontinuationReason.OTHER),
         )
     )
@@ -284,7 +294,10 @@ def test_dispensing_more_than_remains_is_refused() -> None:
     with pytest.raises(QuantityExceedsRemaining) as caught:
         check(first.prescription, entry, already=(first.dispense,), quantity=packages(2))
     assert caught.value.context == {
-        "prescription_id": str(prescription.id), "asked": 2, "remaining": 1, "unit": PACKAGES
+        "prescription_id": str(prescription.id),
+        "asked": 2,
+        "remaining": 1,
+        "unit": PACKAGES,
     }
 
 
@@ -305,7 +318,8 @@ def test_a_partial_dispense_releases_the_pharmacys_lock() -> None:
     locked, _ = lock(prescription, PHARMACY, on=D0, at=LATER, by=PHARMACIST)
     partial = hand_out(locked, entry)
     assert (partial.prescription.status, partial.prescription.locked_by) == (
-        PrescriptionStatus.DISPENSABLE, None
+        PrescriptionStatus.DISPENSABLE,
+        None,
     )
     assert partial.prescription_version is not None
     assert partial.prescription_version.kind is PrescriptionChangeKind.PARTIALLY_DISPENSED
@@ -322,8 +336,15 @@ def test_repeats_are_counted_in_rounds_of_the_prescribed_quantity() -> None:
         outcome = hand_out(current, entry, dispensed, quantity=packages(n))
         current, dispensed = outcome.prescription, (*dispensed, outcome.dispense)
         counted = tally(prescription, dispensed)
-        seen.append((counted.dispensed, counted.rounds_started, counted.repeats_used,
-                     counted.repeats_left, current.status.value))
+        seen.append(
+            (
+                counted.dispensed,
+                counted.rounds_started,
+                counted.repeats_used,
+                counted.repeats_left,
+                current.status.value,
+            )
+        )
     assert seen == [
         (2, 1, 0, 2, "E"),
         (3, 2, 1, 1, "E"),
@@ -373,7 +394,9 @@ def test_a_dispense_records_what_was_handed_out_by_whom() -> None:
     assert (record.pharmacy, record.pharmacist) == (PHARMACY, PHARMACIST.personnel)
     assert record.substituted is True
     assert (record.prescription_id, record.entry_id, record.batch) == (
-        prescription.id, entry.id, "AB1234"
+        prescription.id,
+        entry.id,
+        "AB1234",
     )
     assert Dispense.model_validate_json(record.model_dump_json()) == record
 
@@ -401,8 +424,14 @@ def test_annulling_the_finishing_dispense_reopens_the_prescription() -> None:
     second = hand_out(first.prescription, entry, (first.dispense,))
     assert second.prescription.status is PrescriptionStatus.FULLY_DISPENSED
     all_dispenses = (first.dispense, second.dispense)
-    undone = annul(second.dispense, second.prescription, all_dispenses, reason="feil pakning",
-                   at=LATER, by=PHARMACIST)
+    undone = annul(
+        second.dispense,
+        second.prescription,
+        all_dispenses,
+        reason="feil pakning",
+        at=LATER,
+        by=PHARMACIST,
+    )
     assert undone.dispense.annulment is not None and not undone.dispense.counts
     assert undone.prescription.status is PrescriptionStatus.DISPENSABLE
     assert undone.prescription_version is not None
@@ -415,8 +444,14 @@ def test_annulling_the_finishing_dispense_reopens_the_prescription() -> None:
 def test_annulling_a_partial_dispense_restores_what_remains() -> None:
     _, entry, prescription = prescribed(quantity=PrescribedQuantity(packages=3))
     first = hand_out(prescription, entry, quantity=packages(2))
-    undone = annul(first.dispense, first.prescription, (first.dispense,), reason="feil",
-                   at=LATER, by=PHARMACIST)
+    undone = annul(
+        first.dispense,
+        first.prescription,
+        (first.dispense,),
+        reason="feil",
+        at=LATER,
+        by=PHARMACIST,
+    )
     assert undone.prescription_version is None
     assert tally(prescription, (undone.dispense,)).remaining == 3
 
@@ -424,19 +459,37 @@ def test_annulling_a_partial_dispense_restores_what_remains() -> None:
 def test_a_dispense_cannot_be_annulled_twice() -> None:
     _, entry, prescription = prescribed()
     first = hand_out(prescription, entry)
-    undone = annul(first.dispense, first.prescription, (first.dispense,), reason="feil",
-                   at=LATER, by=PHARMACIST)
+    undone = annul(
+        first.dispense,
+        first.prescription,
+        (first.dispense,),
+        reason="feil",
+        at=LATER,
+        by=PHARMACIST,
+    )
     with pytest.raises(DispenseAlreadyAnnulled):
-        annul(undone.dispense, undone.prescription, (undone.dispense,), reason="igjen",
-              at=LATER, by=PHARMACIST)
+        annul(
+            undone.dispense,
+            undone.prescription,
+            (undone.dispense,),
+            reason="igjen",
+            at=LATER,
+            by=PHARMACIST,
+        )
 
 
 def test_only_the_dispensing_pharmacy_annuls_its_dispense() -> None:
     _, entry, prescription = prescribed()
     first = hand_out(prescription, entry)
     with pytest.raises(AnnulmentByAnotherPharmacy):
-        annul(first.dispense, first.prescription, (first.dispense,), reason="feil",
-              at=LATER, by=OTHER_PHARMACIST)
+        annul(
+            first.dispense,
+            first.prescription,
+            (first.dispense,),
+            reason="feil",
+            at=LATER,
+            by=OTHER_PHARMACIST,
+        )
 
 
 def test_a_dispense_is_annulled_only_against_its_own_prescription() -> None:
@@ -451,26 +504,42 @@ def test_annulment_leaves_a_recalled_prescription_recalled() -> None:
     _, entry, prescription = prescribed(quantity=PrescribedQuantity(packages=2))
     first = hand_out(prescription, entry)
     recalled, _ = recall(first.prescription, RecallReason.DISCONTINUATION, at=LATER, by=DOCTOR)
-    undone = annul(first.dispense, recalled, (first.dispense,), reason="feil", at=LATER,
-                   by=PHARMACIST)
+    undone = annul(
+        first.dispense, recalled, (first.dispense,), reason="feil", at=LATER, by=PHARMACIST
+    )
     assert (undone.prescription.status, undone.prescription_version) == (
-        PrescriptionStatus.RECALLED, None
+        PrescriptionStatus.RECALLED,
+        None,
     )
 
 
 def test_the_outcome_names_the_group_a_substitution_was_made_within_with_its_remark() -> None:
     # The remark (MerknadTilByttbarhet) must reach decision support: the group rides along.
     restricted = SubstitutionGroup(
-        id=SIMVA_GROUP.id, code=SIMVA_GROUP.code, description=SIMVA_GROUP.description,
-        restricted=True, restriction_text="Begrenset bytte", valid_from=SIMVA_GROUP.valid_from,
+        id=SIMVA_GROUP.id,
+        code=SIMVA_GROUP.code,
+        description=SIMVA_GROUP.description,
+        restricted=True,
+        restriction_text="Begrenset bytte",
+        valid_from=SIMVA_GROUP.valid_from,
         valid_to=None,
     )
     _, entry, prescription = prescribed()
     substituted = dispense(
-        prescription, entry, SIMVA_KRKA, (restricted,), (),
-        DispenseRequest(id=new_id(), dispensed_on=D0, quantity=packages(1), batch="AB1234",
-                        expiry=date(2026, 5, 31)),
-        at=LATER, by=PHARMACIST,
+        prescription,
+        entry,
+        SIMVA_KRKA,
+        (restricted,),
+        (),
+        DispenseRequest(
+            id=new_id(),
+            dispensed_on=D0,
+            quantity=packages(1),
+            batch="AB1234",
+            expiry=date(2026, 5, 31),
+        ),
+        at=LATER,
+        by=PHARMACIST,
     )
     assert substituted.dispense.substituted is True
     assert substituted.substitution_group == restricted

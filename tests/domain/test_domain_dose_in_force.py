@@ -23,9 +23,16 @@ class Schedule:
 
 def planned(schedule_version: int) -> PlannedDose:
     return PlannedDose(
-        id=uuid.uuid4(), patient_id=uuid.uuid4(), ward_id=uuid.uuid4(), entry_id=uuid.uuid4(),
-        schedule_version=schedule_version, drug="Paracet", local_time=DUE.replace(tzinfo=None),
-        due_at=DUE, dose_index=1, amount=Quantity(value=1, unit="tablett"),
+        id=uuid.uuid4(),
+        patient_id=uuid.uuid4(),
+        ward_id=uuid.uuid4(),
+        entry_id=uuid.uuid4(),
+        schedule_version=schedule_version,
+        drug="Paracet",
+        local_time=DUE.replace(tzinfo=None),
+        due_at=DUE,
+        dose_index=1,
+        amount=Quantity(value=1, unit="tablett"),
     )
 
 
@@ -34,10 +41,16 @@ def planned(schedule_version: int) -> PlannedDose:
     [
         ([Schedule(1, DUE - timedelta(days=1))], False, True),
         ([Schedule(1, DUE - timedelta(days=1)), Schedule(2, DUE)], False, False),
-        ([Schedule(1, DUE - timedelta(days=1)), Schedule(2, DUE - timedelta(hours=1))], False,
-         False),
-        ([Schedule(1, DUE - timedelta(days=1)), Schedule(2, DUE + timedelta(minutes=1))], False,
-         True),
+        (
+            [Schedule(1, DUE - timedelta(days=1)), Schedule(2, DUE - timedelta(hours=1))],
+            False,
+            False,
+        ),
+        (
+            [Schedule(1, DUE - timedelta(days=1)), Schedule(2, DUE + timedelta(minutes=1))],
+            False,
+            True,
+        ),
         ([Schedule(1, DUE - timedelta(days=1)), Schedule(2, DUE)], True, True),
         ([], False, True),
     ],

@@ -218,8 +218,9 @@ def test_the_first_version_records_every_field_it_sets() -> None:
 
 
 def test_an_edit_means_the_same_after_a_round_trip_through_json() -> None:
-    edit = EditEntry(author=DOCTOR, at=LATER, entry_id=new_id(),
-                     edit=EntryEdit(stop=None, indication="Ny"))
+    edit = EditEntry(
+        author=DOCTOR, at=LATER, entry_id=new_id(), edit=EntryEdit(stop=None, indication="Ny")
+    )
     again = EditEntry.model_validate_json(edit.model_dump_json())
     assert again == edit
     assert again.edit.changes() == {"stop": None, "indication": "Ny"}
@@ -229,14 +230,14 @@ def test_changing_the_drug_records_the_new_reference_and_its_catalogue_version()
     medication_list, _, entry = add(empty_list())
     newer_brand = ZOCOR_BRAND.model_copy(update={"catalogue_version": 4})
     _, change = medication_list.apply(
-        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id,
-                  edit=EntryEdit(drug=newer_brand))
+        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id, edit=EntryEdit(drug=newer_brand))
     )
     (field_change,) = change.entry_versions[0].diff
     assert field_change.field == "drug"
     assert isinstance(field_change.before, dict) and isinstance(field_change.after, dict)
     assert (field_change.before["catalogue_version"], field_change.after["catalogue_version"]) == (
-        3, 4
+        3,
+        4,
     )
     assert field_change.after["resolved"]["reference_kind"] == "product"
 
@@ -246,7 +247,9 @@ def test_an_edit_that_changes_nothing_is_refused() -> None:
     with pytest.raises(EmptyChange):
         medication_list.apply(
             EditEntry(
-                author=DOCTOR, at=LATER, entry_id=entry.id,
+                author=DOCTOR,
+                at=LATER,
+                entry_id=entry.id,
                 edit=EntryEdit(indication=entry.indication),
             )
         )
@@ -272,21 +275,27 @@ def test_an_explicit_none_clears_a_field_and_an_absent_field_stays() -> None:
 def test_an_edit_that_would_make_an_invalid_entry_is_refused(edit: EntryEdit, message: str) -> None:
     medication_list, _, entry = add(empty_list())
     with pytest.raises(InvalidEntry, match=message):
-        medication_list.apply(
-            EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id, edit=edit)
-        )
+        medication_list.apply(EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id, edit=edit))
 
 
 def test_changing_use_together_with_a_matching_dosage_is_accepted() -> None:
     medication_list, _, entry = add(empty_list())
     prn = Dosage(
         use=Use.AS_NEEDED,
-        as_needed=(AsNeededDose(amount=Quantity(value=1, unit="tablett"),
-                                max_per_24h=Quantity(value=3, unit="tablett")),),
+        as_needed=(
+            AsNeededDose(
+                amount=Quantity(value=1, unit="tablett"),
+                max_per_24h=Quantity(value=3, unit="tablett"),
+            ),
+        ),
     )
     edited, _ = medication_list.apply(
-        EditEntry(author=DOCTOR, at=LATER, entry_id=entry.id,
-                  edit=EntryEdit(use=Use.AS_NEEDED, dosage=prn))
+        EditEntry(
+            author=DOCTOR,
+            at=LATER,
+            entry_id=entry.id,
+            edit=EntryEdit(use=Use.AS_NEEDED, dosage=prn),
+        )
     )
     assert edited.entry(entry.id).dosage == prn
 
@@ -330,8 +339,9 @@ def test_the_same_prescription_may_not_back_two_active_entries() -> None:
     medication_list, _, second = add(medication_list)
     with pytest.raises(PrescriptionBacksAnotherEntry):
         medication_list.apply(
-            LinkPrescription(author=DOCTOR, at=LATER,
-                             entry_id=second.id, prescription_id=prescription_id)
+            LinkPrescription(
+                author=DOCTOR, at=LATER, entry_id=second.id, prescription_id=prescription_id
+            )
         )
 
 
@@ -357,8 +367,9 @@ def test_linking_a_prescription_twice_to_the_same_entry_is_an_empty_change() -> 
     medication_list, _, entry = add(empty_list(), prescription_ids=(prescription_id,))
     with pytest.raises(EmptyChange):
         medication_list.apply(
-            LinkPrescription(author=DOCTOR, at=LATER, entry_id=entry.id,
-                             prescription_id=prescription_id)
+            LinkPrescription(
+                author=DOCTOR, at=LATER, entry_id=entry.id, prescription_id=prescription_id
+            )
         )
 
 
@@ -412,7 +423,9 @@ def discontinued_at(days_ago: float) -> MedicationList:
     medication_list, _, entry = add(empty_list())
     medication_list, _ = medication_list.apply(
         DiscontinueEntry(
-            author=DOCTOR, at=T0, entry_id=entry.id,
+            author=DOCTOR,
+            at=T0,
+            entry_id=entry.id,
             discontinuation=Discontinuation(
                 at=T0 - timedelta(days=days_ago), reason=DiscontinuationReason.LACK_OF_EFFECT
             ),
@@ -421,8 +434,10 @@ def discontinued_at(days_ago: float) -> MedicationList:
     return medication_list
 
 
-@pytest.mark.parametrize(("days_ago", "shown"), [(0, True), (89, True), (90, True), (90.01, False),
-                                                  (91, False), (-3, True)])
+@pytest.mark.parametrize(
+    ("days_ago", "shown"),
+    [(0, True), (89, True), (90, True), (90.01, False), (91, False), (-3, True)],
+)
 def test_a_discontinued_entry_stays_in_the_current_list_for_90_days(
     days_ago: float, shown: bool
 ) -> None:

@@ -135,8 +135,13 @@ class ListMachine(RuleBasedStateMachine):
     def add_entry(self, prescriptions: list[UUID], entry_id: UUID) -> Any:
         conflict = any(self._backs_live_other(p, None) for p in prescriptions)
         command = AddEntry(
-            **self._common(), entry_id=entry_id, drug=ZOCOR_PACKAGE, dosage=EVENING,
-            use=Use.REGULAR, indication=INDICATIONS[0], start=D0,
+            **self._common(),
+            entry_id=entry_id,
+            drug=ZOCOR_PACKAGE,
+            dosage=EVENING,
+            use=Use.REGULAR,
+            indication=INDICATIONS[0],
+            start=D0,
             prescription_ids=tuple(prescriptions),
         )
         if self._apply(command, PrescriptionBacksAnotherEntry if conflict else None):

@@ -129,7 +129,7 @@ def test_changing_any_single_digit_of_a_valid_national_id_makes_it_invalid(
 ) -> None:
     valid = "21014605158"
     digit = (int(valid[position]) + delta) % 10
-    changed = f"{valid[:position]}{digit}{valid[position + 1:]}"
+    changed = f"{valid[:position]}{digit}{valid[position + 1 :]}"
     with pytest.raises(ValidationError):
         NationalId(changed)
 
@@ -218,8 +218,9 @@ def test_decision_support_sees_age_on_the_day_and_renal_function_with_its_date()
     assert (checked.renal.kind, checked.renal.value) == ("crcl", 38)
     assert checked.renal.measured == T0.date()
     assert checked.hepatic_risk is True
-    egfr = patient(renal_function=RenalFunction(kind=RenalFunctionKind.EGFR, value=48,
-                                                measured_at=T0))
+    egfr = patient(
+        renal_function=RenalFunction(kind=RenalFunctionKind.EGFR, value=48, measured_at=T0)
+    )
     renal = egfr.for_checks(date(2026, 1, 1)).renal
     assert renal is not None and renal.kind == "egfr"
     assert patient().for_checks(date(2026, 1, 1)).renal is None

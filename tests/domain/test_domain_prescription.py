@@ -123,8 +123,9 @@ def test_product_specific_validity_from_the_catalogue_applies() -> None:
 
 
 def test_of_several_catalogue_validities_the_shortest_applies() -> None:
-    validity = max_validity(PARACET_PACKAGE, reimbursed=False, product_validity=("P1Y", "P90D"),
-                            issued=D0)
+    validity = max_validity(
+        PARACET_PACKAGE, reimbursed=False, product_validity=("P1Y", "P90D"), issued=D0
+    )
     assert (str(validity.duration), validity.basis) == ("P90D", "catalogue")
 
 
@@ -207,7 +208,9 @@ def test_issuing_records_version_one_with_the_drug_copied_from_the_entry() -> No
     assert prescription.drug == entry.drug
     assert (prescription.status, prescription.version, prescription.entry_id) == (E, 1, entry.id)
     assert (version.kind, version.from_status, version.to_status) == (
-        PrescriptionChangeKind.ISSUED, None, E
+        PrescriptionChangeKind.ISSUED,
+        None,
+        E,
     )
     assert {change.field for change in version.diff} >= {"drug", "expires", "quantity", "status"}
 
@@ -215,8 +218,12 @@ def test_issuing_records_version_one_with_the_drug_copied_from_the_entry() -> No
 def test_a_discontinued_entry_cannot_be_prescribed() -> None:
     medication_list, _, entry = add(empty_list())
     medication_list, _ = medication_list.apply(
-        DiscontinueEntry(author=DOCTOR, at=T0, entry_id=entry.id,
-                         discontinuation=Discontinuation(at=T0, reason=DiscontinuationReason.OTHER))
+        DiscontinueEntry(
+            author=DOCTOR,
+            at=T0,
+            entry_id=entry.id,
+            discontinuation=Discontinuation(at=T0, reason=DiscontinuationReason.OTHER),
+        )
     )
     with pytest.raises(EntryNotPrescribable):
         issue(medication_list.entry(entry.id), PATIENT_ID, request(), at=T0, by=DOCTOR)
@@ -224,9 +231,7 @@ def test_a_discontinued_entry_cannot_be_prescribed() -> None:
 
 def test_an_on_hold_entry_can_be_prescribed() -> None:
     medication_list, _, entry = add(empty_list())
-    medication_list, _ = medication_list.apply(
-        HoldEntry(author=DOCTOR, at=T0, entry_id=entry.id)
-    )
+    medication_list, _ = medication_list.apply(HoldEntry(author=DOCTOR, at=T0, entry_id=entry.id))
     held = medication_list.entry(entry.id)
     prescription, _ = issue(held, PATIENT_ID, request(), at=T0, by=DOCTOR)
     assert prescription.status is E
@@ -296,7 +301,9 @@ def test_locking_holds_the_prescription_for_one_pharmacy() -> None:
     locked, version = lock(in_status(E), PHARMACY, on=D0, at=LATER, by=PHARMACIST)
     assert (locked.status, locked.locked_by, locked.version) == (U, PHARMACY.id, 2)
     assert (version.kind, version.from_status, version.to_status) == (
-        PrescriptionChangeKind.LOCKED, E, U
+        PrescriptionChangeKind.LOCKED,
+        E,
+        U,
     )
     assert {change.field for change in version.diff} == {"status", "locked_by"}
     with pytest.raises(PrescriptionLocked):
@@ -306,8 +313,13 @@ def test_locking_holds_the_prescription_for_one_pharmacy() -> None:
 def test_an_expired_prescription_cannot_be_locked() -> None:
     prescription = in_status(E)
     with pytest.raises(PrescriptionExpired):
-        lock(prescription, PHARMACY, on=prescription.expires + timedelta(days=1), at=LATER,
-             by=PHARMACIST)
+        lock(
+            prescription,
+            PHARMACY,
+            on=prescription.expires + timedelta(days=1),
+            at=LATER,
+            by=PHARMACIST,
+        )
 
 
 def test_only_a_pharmacy_can_lock_a_prescription() -> None:
@@ -321,7 +333,9 @@ def test_only_the_pharmacy_holding_the_lock_can_release_it() -> None:
         unlock(locked, OTHER_PHARMACY, at=LATER, by=PHARMACIST)
     unlocked, version = unlock(locked, PHARMACY, at=LATER, by=PHARMACIST)
     assert (unlocked.status, unlocked.locked_by, version.kind) == (
-        E, None, PrescriptionChangeKind.UNLOCKED
+        E,
+        None,
+        PrescriptionChangeKind.UNLOCKED,
     )
     with pytest.raises(PrescriptionTransitionRefused):
         unlock(unlocked, PHARMACY, at=LATER, by=PHARMACIST)
@@ -330,18 +344,24 @@ def test_only_the_pharmacy_holding_the_lock_can_release_it() -> None:
 
 
 def test_recalling_records_the_coded_reason() -> None:
-    recalled, version = recall(in_status(E), RecallReason.OTHER, at=LATER, by=DOCTOR,
-                               note="Ikke oppgitt")
+    recalled, version = recall(
+        in_status(E), RecallReason.OTHER, at=LATER, by=DOCTOR, note="Ikke oppgitt"
+    )
     assert recalled.status is T
-    assert recalled.recall == Recall(reason=RecallReason.OTHER, at=LATER, by=DOCTOR,
-                                     note="Ikke oppgitt")
+    assert recalled.recall == Recall(
+        reason=RecallReason.OTHER, at=LATER, by=DOCTOR, note="Ikke oppgitt"
+    )
     assert (version.kind, version.note) == (PrescriptionChangeKind.RECALLED, "Ikke oppgitt")
 
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(U, PrescriptionLocked), (T, PrescriptionRecalled), (R, PrescriptionFullyDispensed),
-     (F, PrescriptionExpired)],
+    [
+        (U, PrescriptionLocked),
+        (T, PrescriptionRecalled),
+        (R, PrescriptionFullyDispensed),
+        (F, PrescriptionExpired),
+    ],
 )
 def test_only_a_dispensable_prescription_can_be_recalled(
     status: PrescriptionStatus, error: type[Exception]
@@ -375,14 +395,15 @@ def test_prescribing_links_the_prescription_to_its_entry_in_a_new_list_version()
 def test_renewal_is_a_new_prescription_and_a_recall_of_the_old_for_renewal() -> None:
     medication_list, entry, old = prescribed()
     renewal = request(issued=date(2024, 9, 1))
-    result = renew(medication_list, old, renewal, at=LATER,
-                   by=DOCTOR)
+    result = renew(medication_list, old, renewal, at=LATER, by=DOCTOR)
     assert result.medication_list.entry(entry.id).prescription_ids == (renewal.id,)
     assert result.recalled is not None
     recalled, _ = result.recalled
     assert recalled.recall is not None
     assert (recalled.status, recalled.recall.reason, recalled.recall.replaced_by) == (
-        T, RecallReason.RENEWAL, renewal.id
+        T,
+        RecallReason.RENEWAL,
+        renewal.id,
     )
     assert result.list_change.entry_versions[0].kind is EntryChangeKind.PRESCRIPTION_RENEWED
 
@@ -390,12 +411,17 @@ def test_renewal_is_a_new_prescription_and_a_recall_of_the_old_for_renewal() -> 
 def test_renewal_with_change_edits_the_entry_and_recalls_with_reason_3() -> None:
     medication_list, entry, old = prescribed()
     result = renew(
-        medication_list, old, request(), change=EntryEdit(indication="Ny indikasjon"),
-        at=LATER, by=DOCTOR,
+        medication_list,
+        old,
+        request(),
+        change=EntryEdit(indication="Ny indikasjon"),
+        at=LATER,
+        by=DOCTOR,
     )
     assert result.medication_list.entry(entry.id).indication == "Ny indikasjon"
     assert {c.field for c in result.list_change.entry_versions[0].diff} == {
-        "indication", "prescription_ids"
+        "indication",
+        "prescription_ids",
     }
     assert result.recalled is not None
     assert result.recalled[0].recall is not None
@@ -405,8 +431,7 @@ def test_renewal_with_change_edits_the_entry_and_recalls_with_reason_3() -> None
 def test_renewing_a_fully_dispensed_prescription_needs_no_recall() -> None:
     medication_list, _, old = prescribed()
     done = Prescription.model_validate({**dict(old), "status": R})
-    result = renew(medication_list, done, request(), at=LATER,
-                   by=DOCTOR)
+    result = renew(medication_list, done, request(), at=LATER, by=DOCTOR)
     assert result.recalled is None
 
 
@@ -416,11 +441,13 @@ def test_a_recalled_or_locked_prescription_cannot_be_renewed(
 ) -> None:
     medication_list, _, old = prescribed()
     fields: dict[str, Any] = {**dict(old), "status": status}
-    fields.update({"locked_by": PHARMACY.id} if status is U else
-                  {"recall": Recall(reason=RecallReason.OTHER, at=T0, by=DOCTOR)})
+    fields.update(
+        {"locked_by": PHARMACY.id}
+        if status is U
+        else {"recall": Recall(reason=RecallReason.OTHER, at=T0, by=DOCTOR)}
+    )
     with pytest.raises(error):
-        renew(medication_list, Prescription.model_validate(fields), request(),
-              at=LATER, by=DOCTOR)
+        renew(medication_list, Prescription.model_validate(fields), request(), at=LATER, by=DOCTOR)
 
 
 STOP = Discontinuation(at=LATER, reason=DiscontinuationReason.DRUG_REACTION, note="Muskelsmerter")
@@ -428,13 +455,14 @@ STOP = Discontinuation(at=LATER, reason=DiscontinuationReason.DRUG_REACTION, not
 
 def test_discontinuing_an_entry_recalls_its_dispensable_prescriptions() -> None:
     medication_list, entry, prescription = prescribed()
-    result = discontinue(medication_list, entry.id, STOP, [prescription],
-                         at=LATER, by=DOCTOR)
+    result = discontinue(medication_list, entry.id, STOP, [prescription], at=LATER, by=DOCTOR)
     assert result.medication_list.entry(entry.id).status is EntryStatus.DISCONTINUED
     ((recalled, version),) = result.recalled
     assert recalled.recall is not None
     assert (recalled.status, recalled.recall.reason, recalled.recall.note) == (
-        T, RecallReason.DISCONTINUATION, "Muskelsmerter"
+        T,
+        RecallReason.DISCONTINUATION,
+        "Muskelsmerter",
     )
     assert version.kind is PrescriptionChangeKind.RECALLED
 
@@ -442,8 +470,7 @@ def test_discontinuing_an_entry_recalls_its_dispensable_prescriptions() -> None:
 def test_discontinuing_skips_prescriptions_that_are_already_finished() -> None:
     medication_list, entry, prescription = prescribed()
     done = Prescription.model_validate({**dict(prescription), "status": R})
-    result = discontinue(medication_list, entry.id, STOP, [done],
-                         at=LATER, by=DOCTOR)
+    result = discontinue(medication_list, entry.id, STOP, [done], at=LATER, by=DOCTOR)
     assert result.recalled == ()
 
 
@@ -451,8 +478,7 @@ def test_discontinuing_is_refused_while_a_pharmacy_is_dispensing_its_prescriptio
     medication_list, entry, prescription = prescribed()
     locked, _ = lock(prescription, PHARMACY, on=D0, at=LATER, by=PHARMACIST)
     with pytest.raises(PrescriptionLocked) as caught:
-        discontinue(medication_list, entry.id, STOP, [locked],
-                    at=LATER, by=DOCTOR)
+        discontinue(medication_list, entry.id, STOP, [locked], at=LATER, by=DOCTOR)
     assert caught.value.context["pharmacy_id"] == PHARMACY.id
 
 
@@ -462,8 +488,7 @@ def test_discontinuing_needs_every_prescription_of_the_entry_and_only_those() ->
         discontinue(medication_list, entry.id, STOP, [], at=LATER, by=DOCTOR)
     _, _, stranger = prescribed()
     with pytest.raises(PrescriptionNotOnEntry):
-        discontinue(medication_list, entry.id, STOP, [stranger],
-                    at=LATER, by=DOCTOR)
+        discontinue(medication_list, entry.id, STOP, [stranger], at=LATER, by=DOCTOR)
 
 
 def test_a_prescription_round_trips_through_json() -> None:

@@ -42,13 +42,14 @@ def a_list() -> tuple[MedicationList, Any, Any, Any, Any]:
     medication_list, _, wrong = add(medication_list)
     medication_list, _ = medication_list.apply(
         DiscontinueEntry(
-            author=DOCTOR, at=T0, entry_id=stopped.id,
+            author=DOCTOR,
+            at=T0,
+            entry_id=stopped.id,
             discontinuation=Discontinuation(at=T0, reason=DiscontinuationReason.PATIENT_STOPPED),
         )
     )
     medication_list, _ = medication_list.apply(
-        MarkEnteredInError(author=DOCTOR, at=T0,
-                           entry_id=wrong.id, reason="feil pasient")
+        MarkEnteredInError(author=DOCTOR, at=T0, entry_id=wrong.id, reason="feil pasient")
     )
     return medication_list, statin, fish_oil, stopped, wrong
 
@@ -71,13 +72,19 @@ def test_a_reconciliation_records_who_when_which_sources_and_each_entrys_version
         medication_list,
         [
             EntryOutcome(entry_id=statin.id, outcome=CONFIRMED),
-            EntryOutcome(entry_id=fish_oil.id, outcome=ReconciliationOutcome.NOT_IN_USE,
-                         note="sluttet i fjor"),
+            EntryOutcome(
+                entry_id=fish_oil.id,
+                outcome=ReconciliationOutcome.NOT_IN_USE,
+                note="sluttet i fjor",
+            ),
             EntryOutcome(entry_id=stopped.id, outcome=ReconciliationOutcome.DISCONTINUED),
         ],
     )
     assert (result.by, result.at, result.sources, result.list_version) == (
-        DOCTOR, LATER, SOURCES, medication_list.version
+        DOCTOR,
+        LATER,
+        SOURCES,
+        medication_list.version,
     )
     assert [(e.entry_id, e.entry_version, e.outcome) for e in result.entries] == [
         (statin.id, 1, CONFIRMED),

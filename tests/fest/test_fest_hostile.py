@@ -69,7 +69,9 @@ def catalogue_versions(url: str) -> int:
 def test_entries_among_unknown_elements_anywhere_are_all_read(tmp_path):
     junk = "<Junk><a/><b>text</b></Junk>" * 50
     text = (
-        HEAD + junk + f"<KatByttegruppe>{junk}{GROUP}{junk}"
+        HEAD
+        + junk
+        + f"<KatByttegruppe>{junk}{GROUP}{junk}"
         + ff.substitution_group("ID_E2", "ID_G2", "000002")
         + f"<Nested>{junk}</Nested></KatByttegruppe>{junk}</FEST>\n"
     )
@@ -95,7 +97,10 @@ PEAK_RSS = textwrap.dedent("""
 
 def peak_growth_mb(path: Path) -> tuple[int, str]:
     out = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, str(path)], check=True, capture_output=True, text=True,
+        [sys.executable, "-c", PEAK_RSS, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
         timeout=120,
     ).stdout.split(maxsplit=1)
     return int(out[0]), out[1].strip()
@@ -107,8 +112,14 @@ def test_millions_of_unknown_elements_parse_in_bounded_memory(tmp_path):
     (before: about 140 MB per million elements kept in lxml's tree)."""
     half = b"<J/>" * 500_000
     data = (
-        HEAD.encode() + half + b"<KatByttegruppe>" + GROUP.encode() + half
-        + b"</KatByttegruppe><Open>" + half + b"</Open></FEST>\n"
+        HEAD.encode()
+        + half
+        + b"<KatByttegruppe>"
+        + GROUP.encode()
+        + half
+        + b"</KatByttegruppe><Open>"
+        + half
+        + b"</Open></FEST>\n"
     )
     growth, outcome = peak_growth_mb(write(tmp_path, "flood.xml.gz", data))
     assert outcome == "entries=1"
@@ -145,8 +156,9 @@ def test_a_directory_is_a_clear_error(tmp_path, sqlite_url):
 # --- archives ----------------------------------------------------------------------------------
 
 
-def zipped(tmp_path: Path, members: dict[str, bytes], comment: bytes = b"",
-           member_comment: bytes = b"") -> Path:
+def zipped(
+    tmp_path: Path, members: dict[str, bytes], comment: bytes = b"", member_comment: bytes = b""
+) -> Path:
     path = tmp_path / "fest.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
@@ -177,7 +189,8 @@ def test_a_zip_member_larger_than_the_limit_is_refused_before_it_is_read(tmp_pat
 def test_zip_comments_larger_than_the_limit_are_refused(tmp_path, where):
     comment = b"c" * 5000
     path = zipped(
-        tmp_path, {"fest251.xml": document_bytes()},
+        tmp_path,
+        {"fest251.xml": document_bytes()},
         comment=comment if where == "archive" else b"",
         member_comment=comment if where == "member" else b"",
     )
@@ -207,8 +220,11 @@ def test_an_entry_larger_than_the_limit_is_refused_with_its_line(tmp_path):
     huge = ff.substitution_group("ID_E9", "ID_G9", "000009").replace(
         "<Id>", "<Padding>" + "<p/>" * 100_000 + "</Padding><Id>", 1
     )
-    path = write(tmp_path, "big-entry.xml", HEAD + "<KatByttegruppe>\n" + GROUP + huge
-                 + "</KatByttegruppe></FEST>\n")
+    path = write(
+        tmp_path,
+        "big-entry.xml",
+        HEAD + "<KatByttegruppe>\n" + GROUP + huge + "</KatByttegruppe></FEST>\n",
+    )
     with pytest.raises(FestFormatError, match="Oppf element longer than 100000 bytes") as error:
         entries_of(path, Limits(max_entry_bytes=100_000))
     assert error.value.line == 6  # where the entry starts
@@ -217,16 +233,24 @@ def test_an_entry_larger_than_the_limit_is_refused_with_its_line(tmp_path):
 
 @pytest.mark.parametrize(
     ("open_", "close", "kind"),
-    [("<!--", "-->", "comment"), ("<![CDATA[", "]]>", "CDATA section"),
-     ("<?pi ", "?>", "processing instruction")],
+    [
+        ("<!--", "-->", "comment"),
+        ("<![CDATA[", "]]>", "CDATA section"),
+        ("<?pi ", "?>", "processing instruction"),
+    ],
 )
 def test_a_comment_or_other_buffered_markup_beyond_the_limit_is_refused_early(
     tmp_path, open_, close, kind
 ):
     body = open_ + "x" * 3_000_000 + close
     where = "<KatByttegruppe>" + GROUP + body if kind == "CDATA section" else body
-    path = write(tmp_path, "markup.xml.gz", HEAD + "\n" + where + "</KatByttegruppe></FEST>\n"
-                 if kind == "CDATA section" else HEAD + "\n" + body + "</FEST>\n")
+    path = write(
+        tmp_path,
+        "markup.xml.gz",
+        HEAD + "\n" + where + "</KatByttegruppe></FEST>\n"
+        if kind == "CDATA section"
+        else HEAD + "\n" + body + "</FEST>\n",
+    )
     with pytest.raises(FestFormatError, match=f"a {kind} longer than 1048576 bytes") as error:
         entries_of(path)
     assert error.value.line == (6 if kind == "CDATA section" else 5)
@@ -248,16 +272,20 @@ CONSTRUCT = re.compile(rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<![^>]*>", re
 piece = st.one_of(
     st.sampled_from([b"<a>", b"</a>", b"text", b"\n", b"<b x='1'/>", b"<", b">", b"-", b"]"]),
     st.tuples(
-        st.sampled_from([(b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?p ", b"?>"),
-                         (b"<!D ", b">")]),
+        st.sampled_from(
+            [(b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?p ", b"?>"), (b"<!D ", b">")]
+        ),
         st.integers(0, 40),
     ).map(lambda t: t[0][0] + b"y" * t[1] + t[0][1]),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(pieces=st.lists(piece, max_size=30), cuts=st.lists(st.integers(0, 2000), max_size=8),
-       limit=st.integers(9, 40))
+@given(
+    pieces=st.lists(piece, max_size=30),
+    cuts=st.lists(st.integers(0, 2000), max_size=8),
+    limit=st.integers(9, 40),
+)
 def test_the_markup_guard_finds_every_long_construct_however_the_bytes_are_split(
     pieces, cuts, limit
 ):

@@ -53,8 +53,12 @@ def small_catalogue(hentet: str = "2026-01-01T03:00:00", extra: int = 0) -> str:
     return ff.document(
         hentet,
         {
-            "LegemiddelMerkevare": [ff.product("ID_EP1", "ID_P1", "Paracet", "N02BE01", ("ID_S1",))],
-            "Legemiddelpakning": [ff.package("ID_EK1", "ID_K1", "012345", "ID_P1", "ID_G0", "7046260123452")],
+            "LegemiddelMerkevare": [
+                ff.product("ID_EP1", "ID_P1", "Paracet", "N02BE01", ("ID_S1",))
+            ],
+            "Legemiddelpakning": [
+                ff.package("ID_EK1", "ID_K1", "012345", "ID_P1", "ID_G0", "7046260123452")
+            ],
             "Virkestoff": [
                 ff.substance("ID_EV1", "ID_V1", "Paracetamol"),
                 ff.strength("ID_ES1", "ID_S1", "ID_V1", 500),
@@ -84,9 +88,15 @@ def test_real_extract_interaction_fields_round_trip(engine):
         first = next(etree.parse(handle).getroot().iter("{*}Interaksjon"))
     fields = {etree.QName(c).localname: c for c in first}
     with engine.connect() as conn:
-        row = conn.execute(
-            select(schema.fest_interaction).where(schema.fest_interaction.c.domain_id == fields["Id"].text)
-        ).mappings().one()
+        row = (
+            conn.execute(
+                select(schema.fest_interaction).where(
+                    schema.fest_interaction.c.domain_id == fields["Id"].text
+                )
+            )
+            .mappings()
+            .one()
+        )
     members = [m["atc"] for group in row["groups"] for m in group["members"]]
     assert row["relevance"] == int(fields["Relevans"].get("V"))
     assert row["consequence"] == fields["KliniskKonsekvens"].text.strip()
@@ -151,7 +161,9 @@ def _state(engine) -> tuple:
 def test_malformed_xml_names_file_line_and_column_and_changes_nothing(engine, tmp_path):
     import_catalogue(engine, write(tmp_path / "good.xml", small_catalogue()))
     before = _state(engine)
-    bad = small_catalogue("2026-02-01T03:00:00").replace("<Navn>Paracetamol</Navn>", "<Navn>Paracetamol</Nav>")
+    bad = small_catalogue("2026-02-01T03:00:00").replace(
+        "<Navn>Paracetamol</Navn>", "<Navn>Paracetamol</Nav>"
+    )
     path = write(tmp_path / "bad.xml", bad)
     with pytest.raises(FestFormatError) as caught:
         import_catalogue(engine, path)
@@ -190,9 +202,13 @@ def test_entry_without_id_names_its_line(engine, tmp_path):
 
 
 def test_unresolvable_references_are_reported_as_warnings_with_counts(engine, tmp_path):
-    text = small_catalogue().replace("<RefByttegruppe>ID_G0</RefByttegruppe>", "<RefByttegruppe>ID_MISSING</RefByttegruppe>")
+    text = small_catalogue().replace(
+        "<RefByttegruppe>ID_G0</RefByttegruppe>", "<RefByttegruppe>ID_MISSING</RefByttegruppe>"
+    )
     result = import_catalogue(engine, write(tmp_path / "dangling.xml", text))
-    assert result.warnings == ["1 unresolvable RefByttegruppe references to Byttegruppe (e.g. ID_MISSING)"]
+    assert result.warnings == [
+        "1 unresolvable RefByttegruppe references to Byttegruppe (e.g. ID_MISSING)"
+    ]
     with engine.connect() as conn:
         assert version_in_force(conn)["warnings"] == result.warnings
 
@@ -203,11 +219,18 @@ def test_forward_references_resolve(engine, tmp_path):
     assert result.warnings == []
 
 
-def test_a_full_file_replaces_changed_entries_expires_missing_ones_and_keeps_history(engine, tmp_path):
+def test_a_full_file_replaces_changed_entries_expires_missing_ones_and_keeps_history(
+    engine, tmp_path
+):
     v1 = import_catalogue(engine, write(tmp_path / "v1.xml", small_catalogue()))
-    text = small_catalogue("2026-02-01T03:00:00").replace(
-        ff.substitution_group("ID_E1", "ID_G1", "000001"), ff.substitution_group("ID_E1b", "ID_G1", "000099")
-    ).replace(ff.substitution_group("ID_E2", "ID_G2", "000002"), "")
+    text = (
+        small_catalogue("2026-02-01T03:00:00")
+        .replace(
+            ff.substitution_group("ID_E1", "ID_G1", "000001"),
+            ff.substitution_group("ID_E1b", "ID_G1", "000099"),
+        )
+        .replace(ff.substitution_group("ID_E2", "ID_G2", "000002"), "")
+    )
     v2 = import_catalogue(engine, write(tmp_path / "v2.xml", text))
     assert v2.version == v1.version + 1
     assert v2.changes["replaced"] == {"Byttegruppe": 1}
@@ -251,27 +274,51 @@ def test_an_older_file_than_the_one_in_force_is_refused_unless_allowed(engine, t
 
 def test_typed_columns_carry_what_the_engine_uses(engine, tmp_path):
     import_catalogue(engine, write(tmp_path / "fest.xml", small_catalogue()))
-    drug, ean, info, strength = schema.fest_drug, schema.fest_package_ean, schema.fest_package_info, schema.fest_strength
+    drug, ean, info, strength = (
+        schema.fest_drug,
+        schema.fest_package_ean,
+        schema.fest_package_info,
+        schema.fest_strength,
+    )
     with engine.connect() as conn:
         package = conn.execute(select(drug).where(drug.c.domain_id == "ID_K1")).mappings().one()
         product = conn.execute(select(drug).where(drug.c.domain_id == "ID_P1")).mappings().one()
         assert package["varenr"] == "012345" and package["substitution_group_id"] == "ID_G0"
         assert str(package["substitution_valid_from"]) == "2020-01-01"
-        assert conn.scalar(select(ean.c.ean).where(ean.c.entry == package["entry"])) == "7046260123452"
-        assert conn.execute(select(info.c.product_id, info.c.amount).where(info.c.entry == package["entry"])).one() == ("ID_P1", 20.0)
+        assert (
+            conn.scalar(select(ean.c.ean).where(ean.c.entry == package["entry"])) == "7046260123452"
+        )
+        assert conn.execute(
+            select(info.c.product_id, info.c.amount).where(info.c.entry == package["entry"])
+        ).one() == ("ID_P1", 20.0)
         assert package["prices"] == [
-            {"type_code": "4", "type_name": "AUP", "price": 42.5, "currency": "NOK", "valid_from": "2026-01-01"}
+            {
+                "type_code": "4",
+                "type_name": "AUP",
+                "price": 42.5,
+                "currency": "NOK",
+                "valid_from": "2026-01-01",
+            }
         ]
         assert product["routes"] == [{"code": "53", "name": "Oral bruk"}]
-        assert product["can_crush"] == "1" and product["prescription_validity"] == [{"duration": "P1Y"}]
-        assert conn.execute(select(strength.c.value, strength.c.unit, strength.c.substance_id)).one() == (500.0, "mg", "ID_V1")
+        assert product["can_crush"] == "1" and product["prescription_validity"] == [
+            {"duration": "P1Y"}
+        ]
+        assert conn.execute(
+            select(strength.c.value, strength.c.unit, strength.c.substance_id)
+        ).one() == (500.0, "mg", "ID_V1")
 
 
 def test_an_increment_expiring_entries_never_imported_warns_and_expires_nothing(engine, tmp_path):
     import_catalogue(engine, write(tmp_path / "full.xml", small_catalogue()))
     increment = ff.document(
         "2026-02-01T03:00:00",
-        {"Byttegruppe": [ff.expired("Byttegruppe", "ID_NEVER_SEEN"), ff.expired("Byttegruppe", "ID_E1")]},
+        {
+            "Byttegruppe": [
+                ff.expired("Byttegruppe", "ID_NEVER_SEEN"),
+                ff.expired("Byttegruppe", "ID_E1"),
+            ]
+        },
     )
     result = import_catalogue(engine, write(tmp_path / "inc.xml", increment))
     assert result.mode == "incremental"

@@ -97,7 +97,9 @@ def fresh_engine(template: Path, folder: Path, name: str):
     return make_engine(f"sqlite:///{path}")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batches=batches, shuffle=st.randoms(use_true_random=False), stale=st.booleans())
 def test_increments_and_full_files_reach_the_same_catalogue(template_db, batches, shuffle, stale):
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +107,9 @@ def test_increments_and_full_files_reach_the_same_catalogue(template_db, batches
         model = Model()
         incremental = fresh_engine(template_db, folder, "inc.db")
         full = fresh_engine(template_db, folder, "full.db")
-        import_catalogue(incremental, _write(folder, "f0.xml", model.full_file("2026-01-01T00:00:00")))
+        import_catalogue(
+            incremental, _write(folder, "f0.xml", model.full_file("2026-01-01T00:00:00"))
+        )
         superseded: list[str] = []
         for day, batch in enumerate(batches, start=2):
             hentet = f"2026-01-{day:02d}T00:00:00"
@@ -116,8 +120,12 @@ def test_increments_and_full_files_reach_the_same_catalogue(template_db, batches
             superseded.extend(expired)
             shuffle.shuffle(lines)
             increment = ff.document(hentet, {"Byttegruppe": lines})
-            import_catalogue(incremental, _write(folder, f"inc{day}.xml", increment), incremental=True)
-            import_catalogue(full, _write(folder, f"full{day}.xml", model.full_file(hentet)), allow_shrink=True)
+            import_catalogue(
+                incremental, _write(folder, f"inc{day}.xml", increment), incremental=True
+            )
+            import_catalogue(
+                full, _write(folder, f"full{day}.xml", model.full_file(hentet)), allow_shrink=True
+            )
             assert in_force(incremental) == model.state
             assert in_force(full) == model.state
         assert set(model.history) <= stored_entry_ids(incremental)
@@ -125,7 +133,9 @@ def test_increments_and_full_files_reach_the_same_catalogue(template_db, batches
         full.dispose()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batches=batches)
 def test_an_expiry_for_an_entry_replaced_in_the_same_increment_is_a_noop(template_db, batches):
     with tempfile.TemporaryDirectory() as tmp:

@@ -54,7 +54,12 @@ def _mid_import(db_url: str, pid: int) -> bool:
 
 def test_kill_9_during_an_import_leaves_the_previous_version_in_force(engine, db_url, tmp_path):
     small = tmp_path / "v1.xml"
-    small.write_text(ff.document("2026-01-01T00:00:00", {"Byttegruppe": [ff.substitution_group("ID_E1", "ID_G1", "000001")]}))
+    small.write_text(
+        ff.document(
+            "2026-01-01T00:00:00",
+            {"Byttegruppe": [ff.substitution_group("ID_E1", "ID_G1", "000001")]},
+        )
+    )
     import_catalogue(engine, small)
     with engine.connect() as conn:
         before = (version_in_force(conn)["id"], active_counts(conn))

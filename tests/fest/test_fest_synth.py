@@ -22,19 +22,39 @@ FS = f"{{{NS_FS}}}"
 SEED = 3
 GUID_ID = re.compile(r"^ID_[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
 CATALOGUE_ORDER = [
-    "HentetDato", "KatLegemiddelMerkevare", "KatLegemiddelpakning", "KatVirkestoff",
-    "KatLegemiddelVirkestoff", "KatHandelsvare", "KatRefusjon", "KatVilkar", "KatVarselSlv",
-    "KatKodeverk", "KatByttegruppe", "KatLegemiddeldose", "KatInteraksjon", "KatStrDosering",
+    "HentetDato",
+    "KatLegemiddelMerkevare",
+    "KatLegemiddelpakning",
+    "KatVirkestoff",
+    "KatLegemiddelVirkestoff",
+    "KatHandelsvare",
+    "KatRefusjon",
+    "KatVilkar",
+    "KatVarselSlv",
+    "KatKodeverk",
+    "KatByttegruppe",
+    "KatLegemiddeldose",
+    "KatInteraksjon",
+    "KatStrDosering",
 ]
 # Payload element -> key in write_synthetic's result.
 PAYLOAD_KEY = {
-    "LegemiddelMerkevare": "LegemiddelMerkevare", "Legemiddelpakning": "Legemiddelpakning",
-    "LegemiddelVirkestoff": "LegemiddelVirkestoff", "Legemiddeldose": "Legemiddeldose",
-    "Virkestoff": "Virkestoff", "VirkestoffMedStyrke": "VirkestoffMedStyrke",
-    "Interaksjon": "Interaksjon", "InteraksjonIkkeVurdert": "InteraksjonIkkeVurdert",
-    "Byttegruppe": "Byttegruppe", "Refusjonshjemmel": "Refusjonshjemmel", "Vilkar": "Vilkar",
-    "VarselSlv": "VarselSlv", "Kortdose": "Kortdose", "MedForbMatr": "Handelsvare",
-    "Naringsmiddel": "Handelsvare", "Brystprotese": "Handelsvare",
+    "LegemiddelMerkevare": "LegemiddelMerkevare",
+    "Legemiddelpakning": "Legemiddelpakning",
+    "LegemiddelVirkestoff": "LegemiddelVirkestoff",
+    "Legemiddeldose": "Legemiddeldose",
+    "Virkestoff": "Virkestoff",
+    "VirkestoffMedStyrke": "VirkestoffMedStyrke",
+    "Interaksjon": "Interaksjon",
+    "InteraksjonIkkeVurdert": "InteraksjonIkkeVurdert",
+    "Byttegruppe": "Byttegruppe",
+    "Refusjonshjemmel": "Refusjonshjemmel",
+    "Vilkar": "Vilkar",
+    "VarselSlv": "VarselSlv",
+    "Kortdose": "Kortdose",
+    "MedForbMatr": "Handelsvare",
+    "Naringsmiddel": "Handelsvare",
+    "Brystprotese": "Handelsvare",
 }
 
 
@@ -51,8 +71,12 @@ def official_schema() -> etree.XMLSchema | None:
 def unresolved_refs(doc: etree._ElementTree) -> tuple[int, list[str | None]]:
     """(number of IDREF elements, the values that match no Id in the document)."""
     ids = {e.text for e in doc.iter(f"{M30}Id", f"{FS}Id")}
-    refs = [e.text for e in doc.iter() if isinstance(e.tag, str)
-            and ((local(e).startswith("Ref") and local(e)[3].isupper()) or local(e) == "ParentId")]
+    refs = [
+        e.text
+        for e in doc.iter()
+        if isinstance(e.tag, str)
+        and ((local(e).startswith("Ref") and local(e)[3].isupper()) or local(e) == "ParentId")
+    ]
     return len(refs), [r for r in refs if r not in ids]
 
 
@@ -112,7 +136,8 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
 
 
 def test_returned_counts_equal_the_entries_in_the_file(
-        small: tuple[Path, dict[str, int]], doc: etree._ElementTree) -> None:
+    small: tuple[Path, dict[str, int]], doc: etree._ElementTree
+) -> None:
     found: Counter[str] = Counter()
     for entry in doc.getroot().iter():
         if isinstance(entry.tag, str) and local(entry).startswith("Oppf") and len(entry) > 3:
@@ -137,16 +162,22 @@ def test_every_idref_resolves(doc: etree._ElementTree) -> None:
 
 
 def test_notices_reference_the_kind_their_class_names(
-        doc: etree._ElementTree, ids: dict[str, str]) -> None:
-    owner = {"1": "LegemiddelMerkevare", "2": "Legemiddelpakning",
-             "3": "LegemiddelVirkestoff", "4": "Refusjonsgruppe"}
+    doc: etree._ElementTree, ids: dict[str, str]
+) -> None:
+    owner = {
+        "1": "LegemiddelMerkevare",
+        "2": "Legemiddelpakning",
+        "3": "LegemiddelVirkestoff",
+        "4": "Refusjonsgruppe",
+    }
     for element in doc.iter(f"{M30}Referanseelement"):
         klasse = element.find(f"{M30}Klasse").get("V")
         assert {ids[r.text] for r in element.iter(f"{M30}RefElement")} == {owner[klasse]}
 
 
 def test_interaction_groups_use_atc_levels_and_substances_without_atc(
-        doc: etree._ElementTree) -> None:
+    doc: etree._ElementTree,
+) -> None:
     lengths: Counter[int] = Counter()
     without_atc = 0
     for group in doc.iter(f"{M30}Substansgruppe"):
@@ -172,21 +203,28 @@ def test_not_assessed_codes_are_level_5_codes_on_products(doc: etree._ElementTre
 
 
 def test_combination_products_carry_component_atc_codes(doc: etree._ElementTree) -> None:
-    kombi = {s.findtext(f"{FS}Id"): s.find(f"{FS}AtcKombipreparat")
-             for s in doc.iter(f"{FS}VirkestoffMedStyrke")}
-    combos = [m for m in doc.iter(f"{FS}LegemiddelMerkevare")
-              if len(m.findall(f"{FS}SortertVirkestoffMedStyrke")) >= 2]
+    kombi = {
+        s.findtext(f"{FS}Id"): s.find(f"{FS}AtcKombipreparat")
+        for s in doc.iter(f"{FS}VirkestoffMedStyrke")
+    }
+    combos = [
+        m
+        for m in doc.iter(f"{FS}LegemiddelMerkevare")
+        if len(m.findall(f"{FS}SortertVirkestoffMedStyrke")) >= 2
+    ]
     assert combos
     for product in combos:
         refs = [r.text for r in product.iter(f"{FS}RefVirkestoffMedStyrke")]
         assert all(kombi[r] is not None for r in refs)
 
 
-def test_substitution_groups_hold_2_to_8_packages_of_one_strength(
-        doc: etree._ElementTree) -> None:
-    strength_of = {m.findtext(f"{FS}Id"): m.findtext(f"{FS}SortertVirkestoffMedStyrke/"
-                                                      f"{FS}RefVirkestoffMedStyrke")
-                   for m in doc.iter(f"{FS}LegemiddelMerkevare")}
+def test_substitution_groups_hold_2_to_8_packages_of_one_strength(doc: etree._ElementTree) -> None:
+    strength_of = {
+        m.findtext(f"{FS}Id"): m.findtext(
+            f"{FS}SortertVirkestoffMedStyrke/{FS}RefVirkestoffMedStyrke"
+        )
+        for m in doc.iter(f"{FS}LegemiddelMerkevare")
+    }
     members: dict[str, set[str | None]] = {}
     sizes: Counter[str] = Counter()
     for package in doc.iter(f"{FS}Legemiddelpakning"):
@@ -200,11 +238,13 @@ def test_substitution_groups_hold_2_to_8_packages_of_one_strength(
     assert all(len(strengths) == 1 for strengths in members.values())
 
 
-@settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(scale=st.floats(min_value=0.0001, max_value=0.01), seed=st.integers(0, 2**32))
 def test_any_small_catalogue_is_valid_and_self_contained(
-        tmp_path: Path, scale: float, seed: int) -> None:
+    tmp_path: Path, scale: float, seed: int
+) -> None:
     path = tmp_path / "any.xml"
     counts = write_synthetic(path, scale=scale, seed=seed)
     assert min(counts.values()) >= 1
@@ -221,8 +261,15 @@ def test_rejects_a_non_positive_scale(tmp_path: Path) -> None:
 
 def test_imports_nothing_from_the_application_layers() -> None:
     tree = ast.parse(Path(fest.synth.__file__).read_text(encoding="utf-8"))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
     assert not imported & {"medloop", "interactions"}

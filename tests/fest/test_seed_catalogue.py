@@ -204,8 +204,12 @@ def test_all_three_interaction_relevance_levels_are_present(root):
 
 
 def test_handling_paragraphs_start_with_the_standard_headings(root):
-    headings = ("Dosetilpasning:", "Justering av administrering:", "Monitorering:",
-                "Legemiddelalternativer:")
+    headings = (
+        "Dosetilpasning:",
+        "Justering av administrering:",
+        "Monitorering:",
+        "Legemiddelalternativer:",
+    )
     for text in root.iter(M30 + "Handtering"):
         for paragraph in text.text.strip().split("\n"):
             assert paragraph.startswith(headings), paragraph
@@ -224,7 +228,8 @@ def test_herbal_interaction_group_names_its_substance_only_by_id(root):
         if product.find(FS + "Atc") is None:
             for ref in product.iter(FS + "RefVirkestoffMedStyrke"):
                 strength = next(
-                    s for s in root.iter(FS + "VirkestoffMedStyrke")
+                    s
+                    for s in root.iter(FS + "VirkestoffMedStyrke")
                     if s.findtext(FS + "Id") == ref.text
                 )
                 product_substances.add(strength.findtext(FS + "RefVirkestoff"))
@@ -241,9 +246,7 @@ def test_codeine_group_matches_the_combination_product_only_through_its_componen
         if [atc.get("V") for atc in group.iter(M30 + "Atc")] == ["R05DA04"]
     ]
     assert codeine_only_groups
-    components = {
-        atc.get("V") for atc in root.iter(FS + "AtcKombipreparat")
-    }
+    components = {atc.get("V") for atc in root.iter(FS + "AtcKombipreparat")}
     assert "R05DA04" in components
     combination_atcs = {
         product.find(FS + "Atc").get("V")

@@ -274,7 +274,10 @@ def _group(
 
 
 def _interaction(
-    id: str, relevance: int, *groups: InteractionGroup, handling: str | None = None,
+    id: str,
+    relevance: int,
+    *groups: InteractionGroup,
+    handling: str | None = None,
     situation: str | None = None,
 ) -> Interaction:
     return Interaction(

@@ -107,9 +107,12 @@ def real_with_code_system(sqlite_url: str, tmp_path: Path) -> str:
 def test_real_extract_a_code_only_in_the_code_system_is_checked_against_its_interactions(
     real_with_code_system: str,
 ) -> None:
-    request = {"medications": [
-        {"id": "m1", "atc": CODE_SYSTEM_ONLY}, {"id": "m2", "atc": LIVE_VACCINE},
-    ]}
+    request = {
+        "medications": [
+            {"id": "m1", "atc": CODE_SYSTEM_ONLY},
+            {"id": "m2", "atc": LIVE_VACCINE},
+        ]
+    }
     code, response = _check(real_with_code_system, request)
     assert code == 0, response
     [alert] = [a for a in response["alerts"] if a["kind"] == "interaction"]
@@ -192,7 +195,8 @@ def test_synthetic_every_who_group_has_its_name_at_every_level(
     knowledge = Knowledge.build(snapshot)
     listed = {c.code: c.name for c in snapshot.atc_codes}
     unnamed = [
-        code for code in knowledge.atc_tree
+        code
+        for code in knowledge.atc_tree
         if not code.startswith("Z") and not knowledge.atc_name(code)
     ]
     assert unnamed == []
@@ -209,15 +213,21 @@ def test_real_extract_an_atc_coded_draft_only_in_the_code_system_is_screened(
     engine = make_engine(real_with_code_system)
     try:
         patient = Patient(
-            id=uuid.uuid4(), national_id=NationalId("21014605158"), given_name="Kari",
-            family_name="Nordmann", birth_date=date(1946, 1, 21),
+            id=uuid.uuid4(),
+            national_id=NationalId("21014605158"),
+            given_name="Kari",
+            family_name="Nordmann",
+            birth_date=date(1946, 1, 21),
         )
         register_patient(engine, patient, call())
         with engine.connect() as conn:
             screened = screen(
-                conn, patient.id,
-                [Proposal("d1", None, None, NOW.date(), atc=CODE_SYSTEM_ONLY),
-                 Proposal("d2", None, None, NOW.date(), atc=LIVE_VACCINE)],
+                conn,
+                patient.id,
+                [
+                    Proposal("d1", None, None, NOW.date(), atc=CODE_SYSTEM_ONLY),
+                    Proposal("d2", None, None, NOW.date(), atc=LIVE_VACCINE),
+                ],
                 NOW.date(),
             )
     finally:

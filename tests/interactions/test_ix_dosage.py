@@ -72,7 +72,9 @@ def test_daily_amount_sums_time_of_day_slots() -> None:
     dosage = Dosage(use=Use.REGULAR, fixed=(dose(2), dose(1), dose(1)))
     result = totals(dosage, as_mg)
     assert (result.single, result.daily, result.weekly) == (
-        Amount(200, "mg"), Amount(400, "mg"), Amount(2800, "mg")
+        Amount(200, "mg"),
+        Amount(400, "mg"),
+        Amount(2800, "mg"),
     )
     assert result.dosing_days_per_week == 7
 

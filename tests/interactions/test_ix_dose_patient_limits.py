@@ -24,8 +24,13 @@ TODAY = date(2026, 12, 5)
 
 def drug(atc: str, route: str, *strengths: ResolvedStrength) -> ResolvedDrug:
     return ResolvedDrug(
-        reference_kind=ReferenceKind.ATC, reference_id=atc, name=f"{atc} ({route})", atc=atc,
-        atc_codes=(atc,), route_codes=(route,), strengths=strengths,
+        reference_kind=ReferenceKind.ATC,
+        reference_id=atc,
+        name=f"{atc} ({route})",
+        atc=atc,
+        atc_codes=(atc,),
+        route_codes=(route,),
+        strengths=strengths,
     )
 
 
@@ -33,35 +38,57 @@ def strength(
     atc: str, value: float, unit: str, name: str, per: tuple[float, str] | None = None
 ) -> ResolvedStrength:
     return ResolvedStrength(
-        strength_id=f"S_{name}", substance_id=f"ID_{name}", substance_name=name, atc=atc,
-        value=value, unit=unit, denominator_value=per[0] if per else None,
-        denominator_unit=per[1] if per else None, operator="L", upper_value=None,
+        strength_id=f"S_{name}",
+        substance_id=f"ID_{name}",
+        substance_name=name,
+        atc=atc,
+        value=value,
+        unit=unit,
+        denominator_value=per[0] if per else None,
+        denominator_unit=per[1] if per else None,
+        operator="L",
+        upper_value=None,
     )
 
 
 def doses(
-    amount: float, unit: str = "mg", times: int = 1, *, every_hours: float | None = None,
-    use: Use = Use.REGULAR, weekday: Weekday | None = None,
+    amount: float,
+    unit: str = "mg",
+    times: int = 1,
+    *,
+    every_hours: float | None = None,
+    use: Use = Use.REGULAR,
+    weekday: Weekday | None = None,
 ) -> Dosage:
     interval = None
     if every_hours is not None:
         interval = Period(value=every_hours, unit=TimeUnit.HOUR)
     one = FixedDose(
-        amount=Quantity(value=amount, unit=unit), interval=interval,
+        amount=Quantity(value=amount, unit=unit),
+        interval=interval,
         weekdays=(weekday,) if weekday else (),
     )
     return Dosage(use=use, fixed=(one,) * times)
 
 
 def run(
-    atc: str, route: str, dosage: Dosage, patient: Patient | None = None, *,
-    start: date | None = None, stop: date | None = None, strengths: tuple = (),
+    atc: str,
+    route: str,
+    dosage: Dosage,
+    patient: Patient | None = None,
+    *,
+    start: date | None = None,
+    stop: date | None = None,
+    strengths: tuple = (),
     others: tuple[Medication, ...] = (),
 ) -> list[Alert]:
     medication = Medication("m1", drug(atc, route, *strengths), dosage, start, stop)
     alerts = check(
-        knowledge(), [medication, *others], patient=patient or Patient(),
-        proposed=["m1"], today=TODAY,
+        knowledge(),
+        [medication, *others],
+        patient=patient or Patient(),
+        proposed=["m1"],
+        today=TODAY,
     )
     return [a for a in alerts if a.kind in (Kind.DOSE, Kind.DOSE_NOT_CHECKED)]
 
@@ -94,7 +121,8 @@ ADULT = Patient(age=50, weight_kg=70, hepatic_risk=False, renal=renal(90))
 def test_oral_methotrexate_above_20_mg_a_week_is_flagged() -> None:
     friday = Weekday.FRIDAY
     assert exceeded(run("L04AX03", ORAL, doses(22.5, weekday=friday), ADULT)) == {
-        ("methotrexate-oral", "single"), ("methotrexate-oral", "weekly"),
+        ("methotrexate-oral", "single"),
+        ("methotrexate-oral", "weekly"),
     }
     assert run("L04AX03", ORAL, doses(20, weekday=friday), ADULT) == []
 
@@ -207,11 +235,13 @@ def test_elderly_limits_on_both_sides_of_the_age_threshold(
 
 def test_risperidone_in_the_elderly_is_limited_to_six_weeks() -> None:
     old = ADULT.model_copy(update={"age": 84})
-    six_weeks = run("N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY,
-                    stop=TODAY + timedelta(days=41))
+    six_weeks = run(
+        "N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY, stop=TODAY + timedelta(days=41)
+    )
     assert six_weeks == []
-    longer = run("N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY,
-                 stop=TODAY + timedelta(days=42))
+    longer = run(
+        "N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY, stop=TODAY + timedelta(days=42)
+    )
     assert exceeded(longer) == {("risperidone-oral-65-dementia", "duration")}
     assert exceeded(run("N05AX08", ORAL, doses(0.5, times=2), old, start=TODAY)) == {
         ("risperidone-oral-65-dementia", "duration")
@@ -238,7 +268,8 @@ def test_oral_paracetamol_at_50_kg_or_less_is_limited_to_3_g() -> None:
 def test_edoxaban_at_60_kg_or_less_is_30_mg() -> None:
     at_60 = ADULT.model_copy(update={"weight_kg": 60})
     assert exceeded(run("B01AF03", ORAL, doses(60), at_60)) == {
-        ("edoxaban-oral-60kg", "single"), ("edoxaban-oral-60kg", "daily"),
+        ("edoxaban-oral-60kg", "single"),
+        ("edoxaban-oral-60kg", "daily"),
     }
     assert run("B01AF03", ORAL, doses(30), at_60) == []
     assert run("B01AF03", ORAL, doses(60), ADULT.model_copy(update={"weight_kg": 61})) == []
@@ -311,12 +342,23 @@ def test_pregabalin_follows_the_creatinine_clearance_bands(
 
 
 def test_dabigatran_is_contraindicated_below_crcl_30() -> None:
-    assert exceeded(run("B01AE07", ORAL, doses(110, times=2),
-                        ADULT.model_copy(update={"renal": renal(29, "crcl")}))) == {
-        ("dabigatran-oral-renal-30", "contraindicated")
-    }
-    assert run("B01AE07", ORAL, doses(110, times=2),
-               ADULT.model_copy(update={"renal": renal(30, "crcl")})) == []
+    assert exceeded(
+        run(
+            "B01AE07",
+            ORAL,
+            doses(110, times=2),
+            ADULT.model_copy(update={"renal": renal(29, "crcl")}),
+        )
+    ) == {("dabigatran-oral-renal-30", "contraindicated")}
+    assert (
+        run(
+            "B01AE07",
+            ORAL,
+            doses(110, times=2),
+            ADULT.model_copy(update={"renal": renal(30, "crcl")}),
+        )
+        == []
+    )
 
 
 # -- courses, treatment length ------------------------------------------------------------------
@@ -324,10 +366,13 @@ def test_dabigatran_is_contraindicated_below_crcl_30() -> None:
 
 def test_metoclopramide_at_most_five_days() -> None:
     start = TODAY
-    assert run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start,
-               stop=start + timedelta(days=4)) == []
-    six_days = run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start,
-                   stop=start + timedelta(days=5))
+    assert (
+        run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start, stop=start + timedelta(days=4))
+        == []
+    )
+    six_days = run(
+        "A03FA01", ORAL, doses(10, times=3), ADULT, start=start, stop=start + timedelta(days=5)
+    )
     assert exceeded(six_days) == {("metoclopramide-oral", "duration")}
     [open_ended] = run("A03FA01", ORAL, doses(10, times=3), ADULT, start=start)
     assert isinstance(open_ended.detail, DoseDetail) and open_ended.detail.amount is None
@@ -344,9 +389,7 @@ def test_colchicine_daily_limit_allows_the_first_day_of_an_acute_course() -> Non
 
 def test_oxazepam_limits_follow_the_sobril_text() -> None:
     assert run("N05BA04", ORAL, doses(25, times=4), ADULT) == []  # 100 mg a day
-    assert exceeded(run("N05BA04", ORAL, doses(25, times=5), ADULT)) == {
-        ("oxazepam-oral", "daily")
-    }
+    assert exceeded(run("N05BA04", ORAL, doses(25, times=5), ADULT)) == {("oxazepam-oral", "daily")}
     assert run("N05BA04", ORAL, doses(50), ADULT) == []  # premedication the evening before
     assert exceeded(run("N05BA04", ORAL, doses(55), ADULT)) == {("oxazepam-oral", "single")}
 
@@ -360,15 +403,34 @@ def test_colchicine_course_limit_and_pause_between_courses() -> None:
     assert not_checked(run("M04AC01", ORAL, course, ADULT, start=start)) == {
         ("colchicine-oral", "course-length-unknown")
     }
-    earlier = Medication("m0", drug("M04AC01", ORAL), course, start - timedelta(days=6),
-                         start - timedelta(days=3))
-    too_soon = run("M04AC01", ORAL, course, ADULT, start=start, stop=start + timedelta(days=1),
-                   others=(earlier,))
+    earlier = Medication(
+        "m0", drug("M04AC01", ORAL), course, start - timedelta(days=6), start - timedelta(days=3)
+    )
+    too_soon = run(
+        "M04AC01",
+        ORAL,
+        course,
+        ADULT,
+        start=start,
+        stop=start + timedelta(days=1),
+        others=(earlier,),
+    )
     assert exceeded(too_soon) == {("colchicine-oral", "pause")}
-    waited = Medication("m0", drug("M04AC01", ORAL), course, start - timedelta(days=7),
-                        start - timedelta(days=4))
-    assert run("M04AC01", ORAL, course, ADULT, start=start, stop=start + timedelta(days=1),
-               others=(waited,)) == []
+    waited = Medication(
+        "m0", drug("M04AC01", ORAL), course, start - timedelta(days=7), start - timedelta(days=4)
+    )
+    assert (
+        run(
+            "M04AC01",
+            ORAL,
+            course,
+            ADULT,
+            start=start,
+            stop=start + timedelta(days=1),
+            others=(waited,),
+        )
+        == []
+    )
 
 
 # -- units: IE, patches, salts ------------------------------------------------------------------
@@ -389,7 +451,8 @@ def test_buprenorphine_patches_are_checked_by_release_rate() -> None:
     three = doses(3, "plaster", weekday=Weekday.MONDAY)
     found = run("N02AE01", TRANSDERMAL, three, ADULT, strengths=(patch,))
     assert exceeded(found) == {
-        ("buprenorphine-transdermal", "single"), ("buprenorphine-transdermal", "daily"),
+        ("buprenorphine-transdermal", "single"),
+        ("buprenorphine-transdermal", "daily"),
     }
     detail = found[0].detail
     assert isinstance(detail, DoseDetail)
@@ -448,6 +511,7 @@ def test_treatment_length_and_days_a_week_under_an_unknown_age_are_not_checked()
     unknown = ADULT.model_copy(update={"age": None})
     open_ended = run("N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY)
     assert not_checked(open_ended) == {("risperidone-oral-65-dementia", "age-unknown")}
-    short = run("N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY,
-                stop=TODAY + timedelta(days=13))
+    short = run(
+        "N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY, stop=TODAY + timedelta(days=13)
+    )
     assert short == []

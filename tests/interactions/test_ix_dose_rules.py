@@ -11,9 +11,26 @@ from interactions.dose_rules import DoseRuleSet, Limit, is_search_url, load_dose
 from interactions.units import Amount
 
 NURSING_HOME_SUBSTANCES = {
-    "N02BE01", "M01AE01", "R05DA04", "N02AX02", "B01AF02", "B01AF01", "A10BA02", "C10AA01",
-    "C08CA01", "N05CF01", "N05AD01", "N05AH04", "N06AB04", "N06AX11", "N06DA02", "N06DX01",
-    "M05BA04", "L04AX03", "N03AX16", "A11CC05",
+    "N02BE01",
+    "M01AE01",
+    "R05DA04",
+    "N02AX02",
+    "B01AF02",
+    "B01AF01",
+    "A10BA02",
+    "C10AA01",
+    "C08CA01",
+    "N05CF01",
+    "N05AD01",
+    "N05AH04",
+    "N06AB04",
+    "N06AX11",
+    "N06DA02",
+    "N06DX01",
+    "M05BA04",
+    "L04AX03",
+    "N03AX16",
+    "A11CC05",
 }
 
 
@@ -120,7 +137,9 @@ def test_the_issue_22_substances_have_rules() -> None:
 
 def test_every_note_says_how_the_figure_was_checked() -> None:
     statements = (
-        "Figure checked against", "FIGURE NOT RE-READ", "FIGURE NOT VERIFIED",
+        "Figure checked against",
+        "FIGURE NOT RE-READ",
+        "FIGURE NOT VERIFIED",
         "Figure carried over",
     )
     for rule in load_dose_rules().rules:

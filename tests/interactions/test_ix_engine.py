@@ -27,8 +27,9 @@ EVERYTHING = [
     Medication(
         id="SUBSTITUTED",
         drug=med("PK_ZYRTEC").drug,
-        substitution=Substitution(prescribed="Prescribed", group_id="SG_RESTRICTED",
-                                  prescription="RX_1"),
+        substitution=Substitution(
+            prescribed="Prescribed", group_id="SG_RESTRICTED", prescription="RX_1"
+        ),
     ),
 ]
 ALLERGIC = Patient(allergies=(Allergy(atc="J01FA"),))
@@ -54,11 +55,12 @@ def test_alerts_are_sorted_most_severe_first() -> None:
     assert everything()[0].severity is Severity.AVOID
 
 
-def test_only_avoid_allergy_dose_and_substitution_restriction_alerts_require_an_override(
-) -> None:
+def test_only_avoid_allergy_dose_and_substitution_restriction_alerts_require_an_override() -> None:
     for alert in everything():
         expected = alert.severity is Severity.AVOID or alert.kind in (
-            Kind.ALLERGY, Kind.DOSE, Kind.SUBSTITUTION_RESTRICTION,
+            Kind.ALLERGY,
+            Kind.DOSE,
+            Kind.SUBSTITUTION_RESTRICTION,
         )
         assert alert.requires_override is expected
 
@@ -67,7 +69,8 @@ def test_alert_keys_are_unique_and_stable() -> None:
     keys = [a.key for a in everything()]
     assert len(keys) == len(set(keys))
     [simvastatin] = [
-        a for a in everything()
+        a
+        for a in everything()
         if a.kind is Kind.INTERACTION and a.medications == ("PK_KLACID", "PK_ZOCOR")
     ]
     assert simvastatin.key == "interaction/IX_SIMVASTATIN_CLARITHROMYCIN/PK_KLACID,PK_ZOCOR"
@@ -77,7 +80,9 @@ def test_a_handled_alert_is_not_raised_again_for_the_same_pair() -> None:
     pair = [med("PK_ZOCOR"), med("PK_KLACID")]
     [alert] = [a for a in check(knowledge(), pair) if a.kind is Kind.INTERACTION]
     handled = HandledAlert(
-        key=alert.key, handled_by="HPR 1234567", handled_at=datetime(2026, 3, 2, 10, 0),
+        key=alert.key,
+        handled_by="HPR 1234567",
+        handled_at=datetime(2026, 3, 2, 10, 0),
         reason="Klaritromycin i 5 dager, simvastatin pauses",
     )
     assert alert.key not in {a.key for a in check(knowledge(), pair, handled=[handled])}
@@ -89,8 +94,16 @@ def test_a_handled_alert_is_not_raised_again_for_the_same_pair() -> None:
 def test_alerts_round_trip_as_json_for_cds_hooks_cards() -> None:
     for alert in everything():
         data = alert.model_dump(mode="json")
-        assert {"kind", "severity", "medications", "summary", "detail", "source",
-                "requires_override", "key"} <= set(data)
+        assert {
+            "kind",
+            "severity",
+            "medications",
+            "summary",
+            "detail",
+            "source",
+            "requires_override",
+            "key",
+        } <= set(data)
         assert Alert.model_validate(data) == alert
 
 

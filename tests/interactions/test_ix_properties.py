@@ -10,10 +10,30 @@ from interactions import Alert, Allergy, Kind, Medication, Patient, check
 from tests.interactions.helpers import as_needed, fixed, knowledge, med
 
 DRUGS = (
-    "PK_MAREVAN", "PK_IBUX", "PK_VOLTAREN", "PK_PARACET", "PK_PARALGIN_FORTE", "PK_ZOCOR",
-    "PK_SIMVASTATIN_KRKA", "GG_SIMVASTATIN_20", "PK_KLACID", "P_PERIKUM", "P_GINKGO", "P_ARNICA",
-    "PK_ZYRTEC", "PK_NORVASC", "PK_IMOVANE", "PK_ZYPREXA", "P_SEROQUEL", "PK_METHOTREXATE",
-    "PK_INHIXA", "P_DIVISUN", "P_BETANEKOL", "P_GALAFOLD", "ID_CODEINE", "DU_PARACET",
+    "PK_MAREVAN",
+    "PK_IBUX",
+    "PK_VOLTAREN",
+    "PK_PARACET",
+    "PK_PARALGIN_FORTE",
+    "PK_ZOCOR",
+    "PK_SIMVASTATIN_KRKA",
+    "GG_SIMVASTATIN_20",
+    "PK_KLACID",
+    "P_PERIKUM",
+    "P_GINKGO",
+    "P_ARNICA",
+    "PK_ZYRTEC",
+    "PK_NORVASC",
+    "PK_IMOVANE",
+    "PK_ZYPREXA",
+    "P_SEROQUEL",
+    "PK_METHOTREXATE",
+    "PK_INHIXA",
+    "P_DIVISUN",
+    "P_BETANEKOL",
+    "P_GALAFOLD",
+    "ID_CODEINE",
+    "DU_PARACET",
 )
 UNRELATED = ("P_ARNICA", "P_BETANEKOL", "P_GALAFOLD")
 PAIRWISE = (Kind.INTERACTION, Kind.DUPLICATE)
@@ -32,9 +52,7 @@ def entries(draw: st.DrawFn, names: tuple[str, ...] = DRUGS) -> list[Medication]
         stop = draw(days)
         if start and stop and stop < start:
             start, stop = stop, start
-        medications.append(
-            med(drug, dosage=draw(st.sampled_from(DOSAGES)), start=start, stop=stop)
-        )
+        medications.append(med(drug, dosage=draw(st.sampled_from(DOSAGES)), start=start, stop=stop))
     return medications
 
 
@@ -44,9 +62,7 @@ def run(medications: list[Medication], proposed: list[str] | None = None) -> lis
 
 @settings(max_examples=60, deadline=None)
 @given(entries(), st.randoms(use_true_random=False))
-def test_result_is_independent_of_list_order(
-    medications: list[Medication], random: Random
-) -> None:
+def test_result_is_independent_of_list_order(medications: list[Medication], random: Random) -> None:
     shuffled = list(medications)
     random.shuffle(shuffled)
     assert run(shuffled) == run(medications)

@@ -40,11 +40,15 @@ def actor(hpr: str, name: str, role: PersonnelRole, org: Organisation) -> Actor:
 
 
 GP = actor(
-    "431002737", "Anja Fos Eidsvik", PersonnelRole.DOCTOR,
+    "431002737",
+    "Anja Fos Eidsvik",
+    PersonnelRole.DOCTOR,
     Organisation(id="8095068", name="Virginia legekontor", kind=OrganisationKind.GP_PRACTICE),
 )
 PHARMACIST = actor(
-    "9876543", "Per Apoteker", PersonnelRole.PHARMACIST,
+    "9876543",
+    "Per Apoteker",
+    PersonnelRole.PHARMACIST,
     Organisation(id="8090688", name="Apotek 1 Ski", kind=OrganisationKind.PHARMACY),
 )
 
@@ -67,8 +71,9 @@ def demo_world(engine) -> UUID:
     return patient.id
 
 
-def prescription_order(varenr: str, *, packages: float = 1, repeats: int = 0,
-                       expires: date | None = None) -> PrescribeOrder:
+def prescription_order(
+    varenr: str, *, packages: float = 1, repeats: int = 0, expires: date | None = None
+) -> PrescribeOrder:
     return PrescribeOrder(
         entry_id=uuid.uuid4(),
         drug=DrugOrder(varenr=varenr),
@@ -83,8 +88,9 @@ def prescription_order(varenr: str, *, packages: float = 1, repeats: int = 0,
     )
 
 
-def dispense_order(prescription_id: UUID, varenr: str, *, packages: float = 1,
-                   on: date = TODAY) -> DispenseOrder:
+def dispense_order(
+    prescription_id: UUID, varenr: str, *, packages: float = 1, on: date = TODAY
+) -> DispenseOrder:
     return DispenseOrder(
         dispense_id=uuid.uuid4(),
         prescription_id=prescription_id,

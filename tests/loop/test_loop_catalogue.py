@@ -11,9 +11,16 @@ from medloop.loop.catalogue import Catalogue
 
 def _package(varenr: str, ean: str) -> Package:
     return Package(
-        id=f"ID_{varenr}", varenr=varenr, eans=(ean,), name=f"pack {varenr}", atc=None,
-        product_ids=(), substitution_group_id=None, substitution_valid_from=None,
-        substitution_valid_to=None, prescription_group=None,
+        id=f"ID_{varenr}",
+        varenr=varenr,
+        eans=(ean,),
+        name=f"pack {varenr}",
+        atc=None,
+        product_ids=(),
+        substitution_group_id=None,
+        substitution_valid_from=None,
+        substitution_valid_to=None,
+        prescription_group=None,
     )
 
 

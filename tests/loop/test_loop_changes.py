@@ -90,8 +90,7 @@ def test_entries_that_never_overlap_or_were_entered_in_error_do_not_pair(engine)
         update={"start": TODAY + timedelta(days=30)}
     )
     assert not any(
-        a.requires_override
-        for a in prescribe(engine, patient_id, later, call(), based_on=1).alerts
+        a.requires_override for a in prescribe(engine, patient_id, later, call(), based_on=1).alerts
     )
 
     overlapping = prescription_order(SIMVASTATIN_28)
@@ -126,12 +125,16 @@ def test_an_annulled_dispense_stops_counting_and_reopens_the_prescription(engine
     patient_id = demo_world(engine)
     done = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
     handed = dispense(
-        engine, patient_id, dispense_order(done.response["prescription_id"], SIMVASTATIN_28),
+        engine,
+        patient_id,
+        dispense_order(done.response["prescription_id"], SIMVASTATIN_28),
         call(PHARMACIST),
     )
     assert handed.response["prescription_status"] == "R"
     annulled = annul_dispense(
-        engine, patient_id, uuid.UUID(handed.response["dispense_id"]),
+        engine,
+        patient_id,
+        uuid.UUID(handed.response["dispense_id"]),
         call(PHARMACIST, reason="wrong strength handed out"),
     )
     assert annulled.response["prescription_status"] == "E"
@@ -168,9 +171,11 @@ def test_a_reconciliation_covers_every_live_entry_and_is_stored(engine):
     sources = (ConsultedSource(kind=SourceKind.PATIENT),)
     with pytest.raises(ReconciliationIncomplete):
         record_reconciliation(
-            engine, patient_id,
+            engine,
+            patient_id,
             ReconciliationOrder(reconciliation_id=uuid.uuid4(), sources=sources, outcomes=()),
-            call(), based_on=1,
+            call(),
+            based_on=1,
         )
     order = ReconciliationOrder(
         reconciliation_id=uuid.uuid4(),
@@ -189,7 +194,9 @@ def test_a_safety_notice_on_the_dispensed_package_is_shown_to_the_pharmacist(eng
     suppository = "090079"  # Leveringssvikt notice on the package (seeds/README.md)
     done = prescribe(engine, patient_id, prescription_order(suppository), call(), based_on=0)
     handed = dispense(
-        engine, patient_id, dispense_order(done.response["prescription_id"], suppository),
+        engine,
+        patient_id,
+        dispense_order(done.response["prescription_id"], suppository),
         call(PHARMACIST),
     )
     assert "notice" in {a.kind for a in handed.alerts}
@@ -199,12 +206,18 @@ def test_a_dispense_is_checked_against_what_was_dispensed_in_the_last_twelve_mon
     patient_id = demo_world(engine)
     simva = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
     dispense(
-        engine, patient_id, dispense_order(simva.response["prescription_id"], SIMVASTATIN_28),
+        engine,
+        patient_id,
+        dispense_order(simva.response["prescription_id"], SIMVASTATIN_28),
         call(PHARMACIST),
     )
     discontinue(
-        engine, patient_id, uuid.UUID(simva.response["entry_id"]),
-        Discontinuation(at=NOW, reason=DiscontinuationReason.DRUG_REACTION), call(), based_on=1,
+        engine,
+        patient_id,
+        uuid.UUID(simva.response["entry_id"]),
+        Discontinuation(at=NOW, reason=DiscontinuationReason.DRUG_REACTION),
+        call(),
+        based_on=1,
     )
     later = prescription_order(KLARITROMYCIN).model_copy(
         update={"start": TODAY + timedelta(days=1)}
@@ -225,8 +238,12 @@ def test_a_clinicians_read_of_the_list_leaves_an_audit_record(engine):
     patient_id = demo_world(engine)
     prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
     shown = queries.read_for(
-        engine, PHARMACIST, patient_id, "current-list",
-        lambda conn: queries.current_list(conn, patient_id, NOW), reason="dispensing",
+        engine,
+        PHARMACIST,
+        patient_id,
+        "current-list",
+        lambda conn: queries.current_list(conn, patient_id, NOW),
+        reason="dispensing",
     )
     assert shown.list_version == 1
     with engine.connect() as conn:
@@ -235,7 +252,9 @@ def test_a_clinicians_read_of_the_list_leaves_an_audit_record(engine):
         ).one()
         assert audit.verify(conn).ok
     assert (last.action, last.actor, last.reason, last.patient) == (
-        "medication-list.read.current-list", PHARMACIST.personnel.hpr_number, "dispensing",
+        "medication-list.read.current-list",
+        PHARMACIST.personnel.hpr_number,
+        "dispensing",
         "21014605158",
     )
 

@@ -51,7 +51,15 @@ from tests.loop.helpers import (
 from tests.reference import DEMO
 
 OPERATIONS = (
-    "prescribe", "hold", "resume", "dosage", "discontinue", "error", "renew", "dispense", "stale",
+    "prescribe",
+    "hold",
+    "resume",
+    "dosage",
+    "discontinue",
+    "error",
+    "renew",
+    "dispense",
+    "stale",
 )
 
 
@@ -74,8 +82,11 @@ NATIONAL_IDS = iter(_national_ids())
 
 def _new_patient(engine) -> uuid.UUID:
     patient = Patient(
-        id=uuid.uuid4(), national_id=NationalId(next(NATIONAL_IDS)), given_name="Test",
-        family_name="Person", birth_date=date(1990, 1, 1),
+        id=uuid.uuid4(),
+        national_id=NationalId(next(NATIONAL_IDS)),
+        given_name="Test",
+        family_name="Person",
+        birth_date=date(1990, 1, 1),
     )
     register_patient(engine, patient, call())
     return patient.id
@@ -91,8 +102,7 @@ def _apply(engine, patient_id, operation: str, target: int, version: int, entrie
         except DomainError as refused:
             keys = refused.context.get("alert_keys") or []
             overrides = dict.fromkeys(keys, "tested")
-            done = prescribe(engine, patient_id, order, call(overrides=overrides),
-                             based_on=version)
+            done = prescribe(engine, patient_id, order, call(overrides=overrides), based_on=version)
         entries.append(order.entry_id)
         return done
     if operation == "hold":
@@ -127,7 +137,9 @@ def _apply(engine, patient_id, operation: str, target: int, version: int, entrie
             return renew(engine, patient_id, renewal, call(), based_on=version)
         varenr = state.medication_list.entry(entry_id).drug.varenr
         return dispense(
-            engine, patient_id, dispense_order(prescription_id, varenr),
+            engine,
+            patient_id,
+            dispense_order(prescription_id, varenr),
             call(PHARMACIST, overrides=overrides),
         )
     return hold(engine, patient_id, entry_id, call(), based_on=max(0, version - 1))
@@ -165,8 +177,7 @@ def _assert_state_invariants(state: PatientState) -> None:
                 live_backers.setdefault(prescription_id, []).append(entry.id)
     assert all(len(backers) == 1 for backers in live_backers.values())
     in_error = {
-        str(e.id) for e in state.medication_list.entries
-        if e.status is EntryStatus.ENTERED_IN_ERROR
+        str(e.id) for e in state.medication_list.entries if e.status is EntryStatus.ENTERED_IN_ERROR
     }
     assert not in_error & {m.id for m in medications_of(state.medication_list)}
 
@@ -175,17 +186,23 @@ def _dispensable_before(state: PatientState, done) -> None:
     """The dispense ``done`` accepted was of a dispensable prescription on an active entry,
     as things stood before it."""
     prescription = state.prescriptions[uuid.UUID(done.response["prescription_id"])]
-    assert prescription.status in (PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEING_DISPENSED)
+    assert prescription.status in (
+        PrescriptionStatus.DISPENSABLE,
+        PrescriptionStatus.BEING_DISPENSED,
+    )
     assert state.medication_list.entry(prescription.entry_id).status is EntryStatus.ACTIVE
 
 
 @settings(
-    max_examples=25, deadline=None,
+    max_examples=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(steps=st.lists(
-    st.tuples(st.sampled_from(OPERATIONS), st.integers(0, 5)), min_size=1, max_size=10
-))
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(OPERATIONS), st.integers(0, 5)), min_size=1, max_size=10
+    )
+)
 @example(steps=[("prescribe", 1), ("dispense", 0), ("error", 0), ("dispense", 0)])
 @example(steps=[("prescribe", 1), ("renew", 0), ("dispense", 0), ("discontinue", 0)])
 def test_accepted_changes_raise_the_version_by_one_and_refusals_change_nothing(engine, steps):
@@ -207,7 +224,10 @@ def test_accepted_changes_raise_the_version_by_one_and_refusals_change_nothing(e
         now = after.medication_list.version
         if done is None:
             assert now == version
-            assert (after.prescriptions, after.dispenses) == (before.prescriptions, before.dispenses)
+            assert (after.prescriptions, after.dispenses) == (
+                before.prescriptions,
+                before.dispenses,
+            )
         elif operation == "dispense":
             _dispensable_before(before, done)
             assert now == version and len(after.dispenses) == len(before.dispenses) + 1
@@ -216,9 +236,11 @@ def test_accepted_changes_raise_the_version_by_one_and_refusals_change_nothing(e
             assert done.list_version == now == version + 1
         version, before, seen = now, after, versions
     with engine.connect() as conn:
-        changes = sum(
-            len(queries.entry_history(conn, patient_id, e)) for e in set(entries)
-        ) if entries else 0
+        changes = (
+            sum(len(queries.entry_history(conn, patient_id, e)) for e in set(entries))
+            if entries
+            else 0
+        )
         assert audit.verify(conn).ok
     assert changes == accepted == version
 

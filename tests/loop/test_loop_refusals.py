@@ -40,8 +40,11 @@ def _counts(engine) -> dict[str, int]:
         return {
             table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
             for table in (
-                list_changes.list_change, list_changes.entry_version,
-                prescriptions.prescription_version, prescriptions.dispense, alerts.alert,
+                list_changes.list_change,
+                list_changes.entry_version,
+                prescriptions.prescription_version,
+                prescriptions.dispense,
+                alerts.alert,
             )
         }
 
@@ -53,9 +56,7 @@ def test_unknown_drug_is_refused_by_its_reference_and_changes_nothing(engine):
     )
     with pytest.raises(UnknownDrug) as refused:
         prescribe(engine, patient_id, order, call(), based_on=0)
-    assert refused.value.context == {
-        "fest_id": None, "varenr": "999999", "catalogue_version": 1
-    }
+    assert refused.value.context == {"fest_id": None, "varenr": "999999", "catalogue_version": 1}
     assert set(_counts(engine).values()) == {0}
 
 
@@ -64,8 +65,9 @@ def test_dispensing_after_expiry_is_refused_and_the_prescription_is_untouched(en
     order = prescription_order(SIMVASTATIN_28, expires=TODAY + timedelta(days=1))
     done = prescribe(engine, patient_id, order, call(), based_on=0)
     before = _counts(engine)
-    late = dispense_order(done.response["prescription_id"], SIMVASTATIN_28,
-                          on=TODAY + timedelta(days=2))
+    late = dispense_order(
+        done.response["prescription_id"], SIMVASTATIN_28, on=TODAY + timedelta(days=2)
+    )
     with pytest.raises(PrescriptionExpired):
         dispense(engine, patient_id, late, call(PHARMACIST))
     assert _counts(engine) == before
@@ -75,15 +77,21 @@ def test_a_prescription_of_another_patient_is_not_found(engine):
     patient_id = demo_world(engine)
     done = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
     other = Patient(
-        id=uuid.uuid4(), national_id=NationalId("01019000083"), given_name="Ola",
-        family_name="Nordmann", birth_date=date(1990, 1, 1),
+        id=uuid.uuid4(),
+        national_id=NationalId("01019000083"),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1990, 1, 1),
     )
     register_patient(engine, other, call())
     before = _counts(engine)
     with pytest.raises(PrescriptionNotFound) as refused:
-        dispense(engine, other.id,
-                 dispense_order(done.response["prescription_id"], SIMVASTATIN_28),
-                 call(PHARMACIST))
+        dispense(
+            engine,
+            other.id,
+            dispense_order(done.response["prescription_id"], SIMVASTATIN_28),
+            call(PHARMACIST),
+        )
     assert refused.value.context["prescription_id"] == done.response["prescription_id"]
     assert _counts(engine) == before
 
@@ -97,7 +105,8 @@ def test_unknown_patient_and_unknown_entry_are_refused(engine):
     with engine.connect() as conn:
         log = audit.verify(conn)
         refused = [
-            row.outcome for row in conn.execute(select(audit.audit_event)).all()
+            row.outcome
+            for row in conn.execute(select(audit.audit_event)).all()
             if row.action == "medication-list.hold"
         ]
     assert log.ok and refused == ["refused", "refused"]
@@ -115,11 +124,14 @@ def test_the_database_refuses_a_second_change_with_the_same_list_version(engine)
         assert queries.current_list(conn, patient_id, NOW).list_version == 1
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE list_change SET reason = 'rewritten'",
-    "DELETE FROM entry_version",
-    "UPDATE prescription_version SET to_status = 'E'",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE list_change SET reason = 'rewritten'",
+        "DELETE FROM entry_version",
+        "UPDATE prescription_version SET to_status = 'E'",
+    ],
+)
 def test_the_history_of_a_list_cannot_be_rewritten_with_sql(engine, statement):
     patient_id = demo_world(engine)
     prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)

@@ -63,7 +63,8 @@ def test_interaction_needs_an_override_that_is_stored_and_shown_to_the_pharmacis
 
     # The pharmacist substitutes within the group and sees the override on record.
     handed = dispense(
-        engine, patient_id,
+        engine,
+        patient_id,
         dispense_order(first.response["prescription_id"], SIMVASTATIN_NORDKYST),
         call(PHARMACIST),
     )
@@ -73,20 +74,23 @@ def test_interaction_needs_an_override_that_is_stored_and_shown_to_the_pharmacis
 
     with pytest.raises(PackageNotSubstitutable):
         dispense(
-            engine, patient_id,
+            engine,
+            patient_id,
             dispense_order(first.response["prescription_id"], ATORVASTATIN),
             call(PHARMACIST),
         )
 
     renewed = renew(
-        engine, patient_id,
+        engine,
+        patient_id,
         RenewOrder(
             prescription_id=first.response["prescription_id"],
             terms=PrescriptionTerms(
                 prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1)
             ),
         ),
-        call(), based_on=2,
+        call(),
+        based_on=2,
     )
     assert renewed.list_version == 3
     assert renewed.response["recalled"] == first.response["prescription_id"]
@@ -94,9 +98,12 @@ def test_interaction_needs_an_override_that_is_stored_and_shown_to_the_pharmacis
     entry_id = first.response["entry_id"]
     entry_uuid = uuid.UUID(entry_id)
     stopped = discontinue(
-        engine, patient_id, entry_uuid,
+        engine,
+        patient_id,
+        entry_uuid,
         Discontinuation(at=NOW, reason=DiscontinuationReason.TREATMENT_ENDED),
-        call(), based_on=3,
+        call(),
+        based_on=3,
     )
     assert stopped.response["recalled"] == [renewed.response["prescription_id"]]
 
@@ -123,8 +130,13 @@ def test_interaction_needs_an_override_that_is_stored_and_shown_to_the_pharmacis
     # discontinue
     assert verified.events == 8
     assert [(action, outcome) for action, outcome, _ in trail] == [
-        ("register-patient", "ok"), ("prescribe", "ok"), ("prescribe", "refused"),
-        ("prescribe", "ok"), ("dispense", "ok"), ("dispense", "refused"), ("renew", "ok"),
+        ("register-patient", "ok"),
+        ("prescribe", "ok"),
+        ("prescribe", "refused"),
+        ("prescribe", "ok"),
+        ("dispense", "ok"),
+        ("dispense", "refused"),
+        ("renew", "ok"),
         ("discontinue", "ok"),
     ]
     assert {patient for _, _, patient in trail} == {"21014605158"}

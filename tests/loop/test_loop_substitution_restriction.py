@@ -87,7 +87,9 @@ def test_a_substitute_in_a_restricted_group_needs_the_pharmacists_recorded_decis
 
     reason = "patient swallows the tablet whole; substitution agreed with the patient"
     handed = dispense(
-        engine, patient_id, dispense_order(rx, METOPROLOL_POLARLYS),
+        engine,
+        patient_id,
+        dispense_order(rx, METOPROLOL_POLARLYS),
         call(PHARMACIST, overrides={alert.key: reason}),
     )
     assert handed.response["substituted"] is True
@@ -110,9 +112,7 @@ def test_a_substitute_in_a_restricted_group_needs_the_pharmacists_recorded_decis
     assert dispensed[-1].detail["substitution"]["decision"]["reason"] == reason
 
     # The decision holds for the rest of this prescription: the repeat is not asked again.
-    repeat = dispense(
-        engine, patient_id, dispense_order(rx, METOPROLOL_POLARLYS), call(PHARMACIST)
-    )
+    repeat = dispense(engine, patient_id, dispense_order(rx, METOPROLOL_POLARLYS), call(PHARMACIST))
     assert _restriction_alerts(repeat.alerts) == []
     assert repeat.response["substitution"]["decision"] == substitution["decision"]
 
@@ -123,9 +123,7 @@ def test_a_later_prescription_asks_again_and_counts_the_earlier_dispenses(engine
     dispense(engine, patient_id, dispense_order(first, METOPROLOL_30), call(PHARMACIST))
     second = _prescribed(engine, patient_id, METOPROLOL_30)
     with pytest.raises(OverrideRequired) as refused:
-        dispense(
-            engine, patient_id, dispense_order(second, METOPROLOL_POLARLYS), call(PHARMACIST)
-        )
+        dispense(engine, patient_id, dispense_order(second, METOPROLOL_POLARLYS), call(PHARMACIST))
     (alert,) = refused.value.alerts
     assert alert.detail.prescription == second
     assert alert.detail.earlier_dispenses == 1, "not the patient's first prescription"
@@ -134,9 +132,7 @@ def test_a_later_prescription_asks_again_and_counts_the_earlier_dispenses(engine
 def test_the_prescribed_package_or_an_unrestricted_group_raises_no_restriction(engine):
     patient_id = demo_world(engine)
     metoprolol = _prescribed(engine, patient_id, METOPROLOL_30)
-    same = dispense(
-        engine, patient_id, dispense_order(metoprolol, METOPROLOL_30), call(PHARMACIST)
-    )
+    same = dispense(engine, patient_id, dispense_order(metoprolol, METOPROLOL_30), call(PHARMACIST))
     assert same.response["substituted"] is False and same.response["substitution"] is None
     assert _restriction_alerts(same.alerts) == []
 
@@ -176,8 +172,11 @@ def _real_extract_marking(tmp_path: Path, group_id: str | None) -> Path:
 def _real_world(engine, path: Path):
     import_catalogue(engine, path)
     patient = Patient(
-        id=uuid.uuid4(), national_id=NationalId("21014605158"),
-        given_name="Kari", family_name="Nordmann", birth_date=date(1946, 1, 21),
+        id=uuid.uuid4(),
+        national_id=NationalId("21014605158"),
+        given_name="Kari",
+        family_name="Nordmann",
+        birth_date=date(1946, 1, 21),
     )
     register_patient(engine, patient, call())
     return patient.id
@@ -193,7 +192,9 @@ def test_real_extract_a_marked_group_needs_the_decision(engine, tmp_path):
     assert alert.detail.group_name == "ZOLMITRIPTAN TABLETTER 2,5MG"
     assert alert.detail.restriction == REMARK
     handed = dispense(
-        engine, patient_id, dispense_order(rx, ZOLMITRIPTAN_ACTAVIS),
+        engine,
+        patient_id,
+        dispense_order(rx, ZOLMITRIPTAN_ACTAVIS),
         call(PHARMACIST, overrides={alert.key: "first prescription for this patient"}),
     )
     assert handed.response["substitution"]["decision"]["reason"] == (

@@ -75,9 +75,7 @@ def test_same_idempotency_key_twice_has_one_effect_and_the_same_response(engine)
 
 
 @pytest.mark.parametrize("writers", [6])
-def test_concurrent_writers_on_one_version_exactly_one_wins_and_nothing_is_lost(
-    engine, writers
-):
+def test_concurrent_writers_on_one_version_exactly_one_wins_and_nothing_is_lost(engine, writers):
     patient_id = demo_world(engine)
     first = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
     entry_id = uuid.UUID(first.response["entry_id"])
@@ -146,11 +144,21 @@ def test_concurrent_dispenses_of_the_last_package_hand_it_out_once(engine):
 
 def test_a_reused_idempotency_key_for_another_request_is_refused_and_audited(engine):
     patient_id = demo_world(engine)
-    prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(idempotency_key="k"),
-              based_on=0)
+    prescribe(
+        engine,
+        patient_id,
+        prescription_order(SIMVASTATIN_28),
+        call(idempotency_key="k"),
+        based_on=0,
+    )
     with pytest.raises(IdempotencyKeyReused):
-        prescribe(engine, patient_id, prescription_order(SIMVASTATIN_98),
-                  call(idempotency_key="k"), based_on=1)
+        prescribe(
+            engine,
+            patient_id,
+            prescription_order(SIMVASTATIN_98),
+            call(idempotency_key="k"),
+            based_on=1,
+        )
     with engine.connect() as conn:
         last = conn.execute(
             select(audit.audit_event).order_by(audit.audit_event.c.seq.desc()).limit(1)
@@ -164,8 +172,11 @@ def test_an_id_already_used_by_another_patient_is_refused_as_such(engine):
     order = prescription_order(SIMVASTATIN_28)
     prescribe(engine, patient_id, order, call(), based_on=0)
     other = Patient(
-        id=uuid.uuid4(), national_id=NationalId("01019000083"), given_name="Ola",
-        family_name="Nordmann", birth_date=date(1990, 1, 1),
+        id=uuid.uuid4(),
+        national_id=NationalId("01019000083"),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1990, 1, 1),
     )
     register_patient(engine, other, call())
     with pytest.raises(IdAlreadyUsed):
@@ -206,8 +217,11 @@ def test_concurrent_registrations_of_one_national_id_register_one_patient(engine
 
     def register(index: int) -> None:
         patient = Patient(
-            id=uuid.uuid4(), national_id=NationalId("01019000083"), given_name="Ola",
-            family_name="Nordmann", birth_date=date(1990, 1, 1),
+            id=uuid.uuid4(),
+            national_id=NationalId("01019000083"),
+            given_name="Ola",
+            family_name="Nordmann",
+            birth_date=date(1990, 1, 1),
         )
         barrier.wait()
         try:
@@ -245,15 +259,22 @@ def test_a_command_on_postgres_sends_its_appends_together_with_its_audit_record(
     try:
         with round_trips(engine) as trips:
             patient_id = demo_world(engine)
-            first = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(),
-                              based_on=0)
-            second = prescribe(engine, patient_id, prescription_order(SIMVASTATIN_98),
-                               call(idempotency_key="k-2"), based_on=first.list_version)
+            first = prescribe(
+                engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0
+            )
+            second = prescribe(
+                engine,
+                patient_id,
+                prescription_order(SIMVASTATIN_98),
+                call(idempotency_key="k-2"),
+                based_on=first.list_version,
+            )
         last_begin = max(i for i, trip in enumerate(trips) if trip == ["BEGIN"])
         assert trips[last_begin:] == [
             ["BEGIN"],
             [],  # the claim's first use on this connection: psycopg prepares it (Parse)
-            ["INSERT"], ["UPDATE"],
+            ["INSERT"],
+            ["UPDATE"],
             ["INSERT"] * 6 + ["UPDATE", "INSERT"],
             ["COMMIT"],
         ]
@@ -293,37 +314,57 @@ def _stale_commands():
     stop = Discontinuation(at=NOW, reason=DiscontinuationReason.TREATMENT_ENDED)
     return {
         "add-entry": lambda e, p, entry, rx, v: add_entry(
-            e, p, EntryOrder(entry_id=uuid.uuid4(), drug=prescription_order(SIMVASTATIN_98).drug,
-                             use=Use.REGULAR, start=NOW.date()), call(), based_on=v),
+            e,
+            p,
+            EntryOrder(
+                entry_id=uuid.uuid4(),
+                drug=prescription_order(SIMVASTATIN_98).drug,
+                use=Use.REGULAR,
+                start=NOW.date(),
+            ),
+            call(),
+            based_on=v,
+        ),
         "prescribe": lambda e, p, entry, rx, v: prescribe(
-            e, p, prescription_order(SIMVASTATIN_98), call(), based_on=v),
+            e, p, prescription_order(SIMVASTATIN_98), call(), based_on=v
+        ),
         "renew": lambda e, p, entry, rx, v: renew(
-            e, p, RenewOrder(prescription_id=rx, terms=prescription_order(SIMVASTATIN_28).terms),
-            call(), based_on=v),
+            e,
+            p,
+            RenewOrder(prescription_id=rx, terms=prescription_order(SIMVASTATIN_28).terms),
+            call(),
+            based_on=v,
+        ),
         "change-dosage": lambda e, p, entry, rx, v: change_dosage(
-            e, p, entry, dosage, call(), based_on=v),
+            e, p, entry, dosage, call(), based_on=v
+        ),
         "hold": lambda e, p, entry, rx, v: hold(e, p, entry, call(), based_on=v),
         "resume": lambda e, p, entry, rx, v: resume(e, p, entry, call(), based_on=v),
         "discontinue": lambda e, p, entry, rx, v: discontinue(
-            e, p, entry, stop, call(), based_on=v),
+            e, p, entry, stop, call(), based_on=v
+        ),
         "entered-in-error": lambda e, p, entry, rx, v: mark_entered_in_error(
-            e, p, entry, call(reason="wrong patient"), based_on=v),
+            e, p, entry, call(reason="wrong patient"), based_on=v
+        ),
         "reconcile": lambda e, p, entry, rx, v: record_reconciliation(
-            e, p, ReconciliationOrder(
+            e,
+            p,
+            ReconciliationOrder(
                 reconciliation_id=uuid.uuid4(),
                 sources=(ConsultedSource(kind=SourceKind.PATIENT),),
-                outcomes=(EntryOutcome(entry_id=entry,
-                                       outcome=ReconciliationOutcome.CONFIRMED),),
-            ), call(), based_on=v),
+                outcomes=(EntryOutcome(entry_id=entry, outcome=ReconciliationOutcome.CONFIRMED),),
+            ),
+            call(),
+            based_on=v,
+        ),
         "set-multidose": lambda e, p, entry, rx, v: set_multidose(
-            e, p, entry, True, call(), based_on=v),
+            e, p, entry, True, call(), based_on=v
+        ),
     }
 
 
 @pytest.mark.parametrize("command", sorted(_stale_commands()))
-def test_every_list_command_on_an_older_list_version_is_refused_once_by_the_runner(
-    engine, command
-):
+def test_every_list_command_on_an_older_list_version_is_refused_once_by_the_runner(engine, command):
     """What the domain's own version checks guarded (``apply`` and ``reconcile``), now checked
     once, by the runner, for every command that depends on the list version."""
     patient_id = demo_world(engine)

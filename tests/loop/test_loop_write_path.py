@@ -14,9 +14,16 @@ ROOT = Path(medloop.__file__).resolve().parent
 SCANNED = ("loop", "api", "jobs.py", "demo.py", "queries.py")
 """Where changes to patient data could start: the commands, the routes, the jobs, the demo."""
 
-OPENERS = frozenset({
-    "writer", "begin", "begin_nested", "lock_for_command", "lock_patient_revision", "run_once",
-})
+OPENERS = frozenset(
+    {
+        "writer",
+        "begin",
+        "begin_nested",
+        "lock_for_command",
+        "lock_patient_revision",
+        "run_once",
+    }
+)
 """Calls that open a write path: a write transaction, a patient's row lock, an idempotency
 claim."""
 
@@ -47,8 +54,11 @@ def _openers(path: Path) -> list[tuple[str, str, int]]:
                 inner = child.name
             if isinstance(child, ast.Call):
                 name = (
-                    child.func.id if isinstance(child.func, ast.Name)
-                    else child.func.attr if isinstance(child.func, ast.Attribute) else None
+                    child.func.id
+                    if isinstance(child.func, ast.Name)
+                    else child.func.attr
+                    if isinstance(child.func, ast.Attribute)
+                    else None
                 )
                 if name in OPENERS:
                     found.append((function or "<module>", name, child.lineno))
@@ -89,5 +99,7 @@ def test_the_guard_sees_a_side_door(tmp_path):
         encoding="utf-8",
     )
     assert {(f, c) for f, c, _ in _openers(door)} == {
-        ("sneak", "writer"), ("sneak", "begin"), ("run", "begin")
+        ("sneak", "writer"),
+        ("sneak", "begin"),
+        ("run", "begin"),
     }

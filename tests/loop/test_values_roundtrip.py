@@ -56,8 +56,9 @@ def texts(max_size: int, min_size: int = 0) -> st.SearchStrategy[str]:
 
 def positive(maximum: float) -> st.SearchStrategy[float]:
     return st.one_of(
-        st.floats(min_value=0, max_value=maximum, exclude_min=True, allow_nan=False,
-                  allow_infinity=False),
+        st.floats(
+            min_value=0, max_value=maximum, exclude_min=True, allow_nan=False, allow_infinity=False
+        ),
         st.sampled_from([5e-324, 2.2250738585072014e-308, maximum, 0.1 + 0.2]),
     )
 
@@ -65,23 +66,38 @@ def positive(maximum: float) -> st.SearchStrategy[float]:
 quantities = st.builds(Quantity, value=positive(MAX_DOSE), unit=texts(50, 1))
 periods = st.builds(Period, value=positive(MAX_PERIOD), unit=st.sampled_from(TimeUnit))
 fixed = st.builds(
-    FixedDose, amount=quantities, time_of_day=st.none() | st.sampled_from(TimeOfDay),
+    FixedDose,
+    amount=quantities,
+    time_of_day=st.none() | st.sampled_from(TimeOfDay),
     interval=st.none() | periods,
     weekdays=st.lists(st.sampled_from(Weekday), max_size=7, unique=True).map(tuple),
 )
-as_needed = st.builds(AsNeededDose, amount=quantities, max_per_24h=st.none() | quantities,
-                      min_interval=st.none() | periods)
+as_needed = st.builds(
+    AsNeededDose,
+    amount=quantities,
+    max_per_24h=st.none() | quantities,
+    min_interval=st.none() | periods,
+)
 short = st.builds(ShortDose, code=texts(20, 1), text=st.none() | texts(500))
 dosages = st.one_of(
-    st.builds(Dosage, use=st.just(Use.REGULAR), fixed=st.lists(fixed, min_size=1, max_size=3)
-              .map(tuple), short_dose=st.none() | short, text=st.none() | texts(2000)),
-    st.builds(Dosage, use=st.just(Use.AS_NEEDED),
-              as_needed=st.lists(as_needed, min_size=1, max_size=2).map(tuple),
-              text=st.none() | texts(2000)),
+    st.builds(
+        Dosage,
+        use=st.just(Use.REGULAR),
+        fixed=st.lists(fixed, min_size=1, max_size=3).map(tuple),
+        short_dose=st.none() | short,
+        text=st.none() | texts(2000),
+    ),
+    st.builds(
+        Dosage,
+        use=st.just(Use.AS_NEEDED),
+        as_needed=st.lists(as_needed, min_size=1, max_size=2).map(tuple),
+        text=st.none() | texts(2000),
+    ),
 )
 
-_SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
-                     suppress_health_check=list(HealthCheck))
+_SETTINGS = settings(
+    max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 def _prescribed(engine, patient_id, order, reason) -> None:
@@ -92,22 +108,32 @@ def _prescribed(engine, patient_id, order, reason) -> None:
         prescribe(engine, patient_id, order, call(reason=reason), based_on=version)
     except OverrideRequired as refused:
         overrides = dict.fromkeys(refused.context["alert_keys"], "accepted in the test")
-        prescribe(engine, patient_id, order, call(reason=reason, overrides=overrides),
-                  based_on=version)
+        prescribe(
+            engine, patient_id, order, call(reason=reason, overrides=overrides), based_on=version
+        )
 
 
 def test_a_prescription_with_any_accepted_value_loads_again_equal(engine):
     patient_id = demo_world(engine)
 
     @_SETTINGS
-    @given(dosage=dosages, indication=st.none() | texts(10_000),
-           reason=st.none() | texts(MAX_REASON), packages=positive(MAX_PACKAGES))
+    @given(
+        dosage=dosages,
+        indication=st.none() | texts(10_000),
+        reason=st.none() | texts(MAX_REASON),
+        packages=positive(MAX_PACKAGES),
+    )
     def prescribed_and_loaded(dosage, indication, reason, packages):
         order = PrescribeOrder(
-            entry_id=uuid.uuid4(), drug=DrugOrder(varenr=SIMVASTATIN_28), use=dosage.use,
-            dosage=dosage, indication=indication, start=TODAY,
-            terms=PrescriptionTerms(prescription_id=uuid.uuid4(),
-                                    quantity=PrescribedQuantity(packages=packages)),
+            entry_id=uuid.uuid4(),
+            drug=DrugOrder(varenr=SIMVASTATIN_28),
+            use=dosage.use,
+            dosage=dosage,
+            indication=indication,
+            start=TODAY,
+            terms=PrescriptionTerms(
+                prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=packages)
+            ),
         )
         _prescribed(engine, patient_id, order, reason)
         with engine.connect() as conn:
@@ -123,8 +149,13 @@ def test_a_prescription_with_any_accepted_value_loads_again_equal(engine):
 # -- every stored record type ---------------------------------------------------------------------
 
 _SCRATCH = MetaData()
-scratch = Table("values_roundtrip", _SCRATCH, Column("id", Integer, primary_key=True),
-                Column("kind", String(64)), Column("record", JSON, nullable=False))
+scratch = Table(
+    "values_roundtrip",
+    _SCRATCH,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(64)),
+    Column("record", JSON, nullable=False),
+)
 
 
 def _leaves(value: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
@@ -173,31 +204,49 @@ def _more_records(world) -> None:
     assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
     path = f"/pharmacy/patients/{world.patient_id}/dispenses"
     dispensed = world.post(
-        path, dispense_body(body["terms"]["prescription_id"], SIMVASTATIN_NORDKYST),
-        token=PHARMACIST_TOKEN, **{"If-Match": _pharmacy_version(world)},
+        path,
+        dispense_body(body["terms"]["prescription_id"], SIMVASTATIN_NORDKYST),
+        token=PHARMACIST_TOKEN,
+        **{"If-Match": _pharmacy_version(world)},
     )
     assert dispensed.status_code == 201, dispensed.text
-    annulled = world.post(f"{path}/{dispensed.json()['dispense_id']}/annul",
-                          {"reason": "wrong package"}, token=PHARMACIST_TOKEN)
+    annulled = world.post(
+        f"{path}/{dispensed.json()['dispense_id']}/annul",
+        {"reason": "wrong package"},
+        token=PHARMACIST_TOKEN,
+    )
     assert annulled.status_code == 200, annulled.text
     entries = world.get(f"/patients/{world.patient_id}/list").json()["entries"]
-    reconciled = world.write(f"/patients/{world.patient_id}/list/reconciliations", {
-        "reconciliation_id": str(uuid.uuid4()), "sources": [{"kind": "patient"}],
-        "outcomes": [{"entry_id": e["id"], "outcome": "confirmed"} for e in entries
-                     if e["status"] in ("active", "on-hold")],
-    })
+    reconciled = world.write(
+        f"/patients/{world.patient_id}/list/reconciliations",
+        {
+            "reconciliation_id": str(uuid.uuid4()),
+            "sources": [{"kind": "patient"}],
+            "outcomes": [
+                {"entry_id": e["id"], "outcome": "confirmed"}
+                for e in entries
+                if e["status"] in ("active", "on-hold")
+            ],
+        },
+    )
     assert reconciled.status_code == 201, reconciled.text
-    acknowledged = world.post(f"/patients/{world.patient_id}/alerts/acknowledge",
-                              {"alert_key": "interaction/X/a,b", "reason": "known"})
+    acknowledged = world.post(
+        f"/patients/{world.patient_id}/alerts/acknowledge",
+        {"alert_key": "interaction/X/a,b", "reason": "known"},
+    )
     assert acknowledged.status_code == 200, acknowledged.text
     base = f"/multidose/patients/{world.patient_id}"
-    question = {"proposal_id": str(uuid.uuid4()), "kind": "question",
-                "question": "Kan simvastatin gis om morgenen?"}
-    assert world.post(f"{base}/proposals", question,
-                      token=PHARMACIST_TOKEN).status_code == 201
-    accepted = world.post(f"{base}/proposals/{question['proposal_id']}/accept",
-                          {"reason": "Ja, om morgenen er fint"},
-                          **{"If-Match": f'"{world.version()}"'})
+    question = {
+        "proposal_id": str(uuid.uuid4()),
+        "kind": "question",
+        "question": "Kan simvastatin gis om morgenen?",
+    }
+    assert world.post(f"{base}/proposals", question, token=PHARMACIST_TOKEN).status_code == 201
+    accepted = world.post(
+        f"{base}/proposals/{question['proposal_id']}/accept",
+        {"reason": "Ja, om morgenen er fint"},
+        **{"If-Match": f'"{world.version()}"'},
+    )
     assert accepted.status_code == 200, accepted.text
 
 
@@ -213,15 +262,25 @@ def _charted(world, ward_id: str, entry_id: str) -> None:
     (patient,) = chart.json()["patients"]
     (dose,) = [d for d in patient["doses"] if d["entry_id"] == entry_id]
     path = f"/nursing/patients/{world.patient_id}/administrations"
-    given = world.post(path, {
-        "administration_id": str(uuid.uuid4()), "entry_id": entry_id,
-        "planned_dose_id": dose["planned_dose_id"], "outcome": "given",
-        "given_at": NEXT_MORNING.isoformat(), "dose": {"value": 1, "unit": "tablett"},
-        "scan_skipped": "scanner-unavailable",
-    }, token=NURSE_TOKEN)
+    given = world.post(
+        path,
+        {
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": entry_id,
+            "planned_dose_id": dose["planned_dose_id"],
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "tablett"},
+            "scan_skipped": "scanner-unavailable",
+        },
+        token=NURSE_TOKEN,
+    )
     assert given.status_code == 201, given.text
-    corrected = world.post(f"{path}/{given.json()['administration_id']}/entered-in-error",
-                           {"reason": "charted on the wrong patient"}, token=NURSE_TOKEN)
+    corrected = world.post(
+        f"{path}/{given.json()['administration_id']}/entered-in-error",
+        {"reason": "charted on the wrong patient"},
+        token=NURSE_TOKEN,
+    )
     assert corrected.status_code == 200, corrected.text
 
 
@@ -232,28 +291,38 @@ def _packed_with_a_discrepancy(world, period_id: str) -> None:
 
     base = f"/multidose/patients/{world.patient_id}"
     world.clock.at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)  # past the order deadline
-    urgent = world.post(f"{base}/periods/{period_id}/urgent-packs",
-                        {"pack_id": str(uuid.uuid4()), "reason": "dosage changed today"},
-                        token=PHARMACIST_TOKEN)
+    urgent = world.post(
+        f"{base}/periods/{period_id}/urgent-packs",
+        {"pack_id": str(uuid.uuid4()), "reason": "dosage changed today"},
+        token=PHARMACIST_TOKEN,
+    )
     assert urgent.status_code == 201, urgent.text
     bags = world.get(f"{base}/periods/{period_id}/plan", token=PHARMACIST_TOKEN).json()["bags"]
+
     def packed(line: dict, factor: int) -> dict:
         quantity = {**line["quantity"], "value": line["quantity"]["value"] * factor}
         return {"varenr": line["varenr"], "quantity": quantity, "entry_id": line["entry_id"]}
 
     report = {
-        "report_id": str(uuid.uuid4()), "period_id": period_id,
-        "bags": [{"day": b["day"], "intake": b["intake"],
-                  "lines": [packed(line, 2 if n == 0 else 1) for line in b["lines"]]}
-                 for n, b in enumerate(bags)],
+        "report_id": str(uuid.uuid4()),
+        "period_id": period_id,
+        "bags": [
+            {
+                "day": b["day"],
+                "intake": b["intake"],
+                "lines": [packed(line, 2 if n == 0 else 1) for line in b["lines"]],
+            }
+            for n, b in enumerate(bags)
+        ],
     }
     reconciled = world.post(f"{base}/packing-reports", report, token=PHARMACIST_TOKEN)
     assert reconciled.status_code == 201, reconciled.text
     assert reconciled.json()["discrepancies"] >= 1
     tasks = world.get(base).json()["open_tasks"]
     assert tasks, "a dose mismatch opens a task for the doctor"
-    resolved = world.post(f"{base}/tasks/{tasks[0]['id']}/resolve",
-                          {"reason": "pharmacy repacks the first day"})
+    resolved = world.post(
+        f"{base}/tasks/{tasks[0]['id']}/resolve", {"reason": "pharmacy repacks the first day"}
+    )
     assert resolved.status_code == 200, resolved.text
 
 
@@ -273,26 +342,33 @@ def test_every_stored_record_type_loads_again_equal_with_any_accepted_text_or_nu
     assert {stored.table.name for stored in stored_records()} <= found.keys()
     _SCRATCH.create_all(engine)
 
-    @settings(max_examples=60, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(data=st.data())
     def stored_and_loaded(data):
         model, record = data.draw(st.sampled_from(samples))
-        changes = [(path, leaf) for path, leaf in _leaves(record)
-                   if _free_text(leaf) or isinstance(leaf, float)]
+        changes = [
+            (path, leaf)
+            for path, leaf in _leaves(record)
+            if _free_text(leaf) or isinstance(leaf, float)
+        ]
         value = record
-        for path, leaf in data.draw(st.lists(st.sampled_from(changes), max_size=4)
-                                    if changes else st.just([])):
-            new = (data.draw(texts(200)) if isinstance(leaf, str)
-                   else data.draw(positive(MAX_DOSE)))
+        for path, leaf in data.draw(
+            st.lists(st.sampled_from(changes), max_size=4) if changes else st.just([])
+        ):
+            new = data.draw(texts(200)) if isinstance(leaf, str) else data.draw(positive(MAX_DOSE))
             value = _with(value, path, new)
         try:
             accepted = model.model_validate(value)
         except ValueError:
             return  # not accepted: nothing to store
         with engine.begin() as conn, batch.batched(conn):
-            batch.insert(conn, scratch, [{"kind": model.__name__,
-                                          "record": accepted.model_dump(mode="json")}])
+            batch.insert(
+                conn,
+                scratch,
+                [{"kind": model.__name__, "record": accepted.model_dump(mode="json")}],
+            )
         with engine.begin() as conn:
             (row,) = conn.execute(select(scratch.c.id, scratch.c.record)).all()
             loaded = parsed(model, row.record, scratch, {"id": row.id})

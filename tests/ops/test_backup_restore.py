@@ -36,8 +36,10 @@ def _lists(url: str, patients: list) -> dict:
         with engine.connect() as conn:
             return {
                 pid: (
-                    queries.current_list(conn, pid, AT), queries.prescriptions(conn, pid),
-                    queries.dispenses(conn, pid), queries.overrides(conn, pid),
+                    queries.current_list(conn, pid, AT),
+                    queries.prescriptions(conn, pid),
+                    queries.dispenses(conn, pid),
+                    queries.overrides(conn, pid),
                 )
                 for pid in patients
             }
@@ -66,16 +68,37 @@ def test_a_dump_restored_into_a_fresh_database_verifies_and_reads_the_same(postg
     try:
         plain = source.set(drivername="postgresql")
         dump = subprocess.run(
-            ["pg_dump", "--format=custom", "--host", plain.host or "127.0.0.1",
-             "--port", str(plain.port or 5432), "--username", plain.username or "postgres",
-             plain.database],
-            capture_output=True, check=True,
+            [
+                "pg_dump",
+                "--format=custom",
+                "--host",
+                plain.host or "127.0.0.1",
+                "--port",
+                str(plain.port or 5432),
+                "--username",
+                plain.username or "postgres",
+                plain.database,
+            ],
+            capture_output=True,
+            check=True,
         ).stdout
         subprocess.run(
-            ["pg_restore", "--exit-on-error", "--no-owner", "--host", plain.host or "127.0.0.1",
-             "--port", str(plain.port or 5432), "--username", plain.username or "postgres",
-             "--dbname", restored_name],
-            input=dump, capture_output=True, check=True,
+            [
+                "pg_restore",
+                "--exit-on-error",
+                "--no-owner",
+                "--host",
+                plain.host or "127.0.0.1",
+                "--port",
+                str(plain.port or 5432),
+                "--username",
+                plain.username or "postgres",
+                "--dbname",
+                restored_name,
+            ],
+            input=dump,
+            capture_output=True,
+            check=True,
         )
         after = _verify(restored)
         assert after == before and before["events"] > 0

@@ -42,8 +42,9 @@ def cluster():
     parent.chmod(0o755)
     folder = parent / "pair"
     ports = _free_port(), _free_port()
-    subprocess.run([str(SCRIPT), "start", str(folder), *map(str, ports)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(SCRIPT), "start", str(folder), *map(str, ports)], check=True, capture_output=True
+    )
     try:
         yield folder, ports
     finally:
@@ -75,8 +76,10 @@ def test_the_app_answers_503_during_a_failover_and_recovers_with_every_acknowled
     cluster,
 ):
     folder, (primary_port, replica_port) = cluster
-    url = (f"postgresql+psycopg://postgres@/postgres?host=127.0.0.1:{primary_port}"
-           f"&host=127.0.0.1:{replica_port}&target_session_attrs=read-write")
+    url = (
+        f"postgresql+psycopg://postgres@/postgres?host=127.0.0.1:{primary_port}"
+        f"&host=127.0.0.1:{replica_port}&target_session_attrs=read-write"
+    )
     engine = make_engine(url)
     upgrade(engine)
     patient_id = demo_world(engine)
@@ -86,8 +89,11 @@ def test_the_app_answers_503_during_a_failover_and_recovers_with_every_acknowled
     acknowledged = []
     for varenr in (SIMVASTATIN_28, ATORVASTATIN):
         body = prescribe_body(varenr)
-        response = client.post(f"/patients/{patient_id}/prescriptions", json=body,
-                               headers=auth(GP_TOKEN, **{"If-Match": etag}))
+        response = client.post(
+            f"/patients/{patient_id}/prescriptions",
+            json=body,
+            headers=auth(GP_TOKEN, **{"If-Match": etag}),
+        )
         assert response.status_code == 201, response.text
         etag = response.headers["ETag"]
         acknowledged.append(body["entry_id"])
@@ -112,8 +118,10 @@ def test_the_app_answers_503_during_a_failover_and_recovers_with_every_acknowled
     listed = {entry["id"] for entry in recovered.json()["entries"]}
     assert set(acknowledged) <= listed
     # And the new primary takes writes.
-    again = client.post(f"/patients/{patient_id}/prescriptions",
-                        json=prescribe_body(SIMVASTATIN_28),
-                        headers=auth(GP_TOKEN, **{"If-Match": etag}))
+    again = client.post(
+        f"/patients/{patient_id}/prescriptions",
+        json=prescribe_body(SIMVASTATIN_28),
+        headers=auth(GP_TOKEN, **{"If-Match": etag}),
+    )
     assert again.status_code in (201, 409), again.text  # 409: an interaction to override
     engine.dispose()

@@ -35,7 +35,8 @@ def test_ready_fails_without_a_catalogue(engine):
     response = client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["catalogue"] == {
-        "status": "fail", "reason": "no FEST catalogue imported",
+        "status": "fail",
+        "reason": "no FEST catalogue imported",
     }
 
 
@@ -97,9 +98,7 @@ def test_the_scheduler_writes_its_heartbeat_into_the_run_folder(tmp_path, monkey
         scheduler.shutdown(wait=False)
 
 
-def test_a_server_run_in_process_leaves_no_run_folder_or_variable_behind(
-    monkeypatch, sqlite_url
-):
+def test_a_server_run_in_process_leaves_no_run_folder_or_variable_behind(monkeypatch, sqlite_url):
     import uvicorn
     from typer.testing import CliRunner
 

@@ -35,11 +35,19 @@ def test_each_request_logs_one_json_line_with_the_audited_request_id(world, line
     response = world.get(f"/patients/{world.patient_id}/list", **{"X-Request-ID": "req-log-1"})
     assert response.status_code == 200
     access = [line for line in lines() if line.get("logger") == "medloop.access"]
-    assert access == [{
-        "route": "/patients/{patient_id}/list", "method": "GET", "status": 200,
-        "ms": access[0]["ms"], "event": "request", "request_id": "req-log-1",
-        "level": "info", "logger": "medloop.access", "timestamp": access[0]["timestamp"],
-    }]
+    assert access == [
+        {
+            "route": "/patients/{patient_id}/list",
+            "method": "GET",
+            "status": 200,
+            "ms": access[0]["ms"],
+            "event": "request",
+            "request_id": "req-log-1",
+            "level": "info",
+            "logger": "medloop.access",
+            "timestamp": access[0]["timestamp"],
+        }
+    ]
     with world.engine.connect() as conn:
         audited = conn.execute(
             text("SELECT count(*) FROM audit_event WHERE request_id = 'req-log-1'")
@@ -56,14 +64,13 @@ def test_a_lookup_by_national_id_logs_the_route_template_not_the_query(world, li
 
 def test_the_last_guard_redacts_eleven_digit_numbers_in_any_field(lines):
     deliberate = len(log_capture.RECORDS)
-    logs.get_logger("medloop.test").warning("oops", detail=f"patient {NATIONAL_ID}",
-                                            value=int(OTHER_NATIONAL_ID))
+    logs.get_logger("medloop.test").warning(
+        "oops", detail=f"patient {NATIONAL_ID}", value=int(OTHER_NATIONAL_ID)
+    )
     logging.getLogger("other.library").warning("found %s", NATIONAL_ID)
     del log_capture.RECORDS[deliberate:]  # logged on purpose: not for the suite's scan
     written = lines()
-    assert [line["detail"] for line in written if "detail" in line] == [
-        f"patient {logs.REDACTED}"
-    ]
+    assert [line["detail"] for line in written if "detail" in line] == [f"patient {logs.REDACTED}"]
     assert NATIONAL_ID not in json.dumps(written) and OTHER_NATIONAL_ID not in json.dumps(written)
 
 
@@ -103,7 +110,8 @@ def national_ids_in(line: str) -> list[str]:
 def leaks(records: list[str]) -> list[str]:
     names = names_in_test_data()
     return [
-        record for record in records
+        record
+        for record in records
         if national_ids_in(record) or any(name in record for name in names)
     ]
 

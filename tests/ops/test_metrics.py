@@ -53,19 +53,37 @@ def test_requests_commands_alerts_and_overrides_are_counted_by_template_and_code
         return value(after, name, **labels) - value(before, name, **labels)
 
     route = "/patients/{patient_id}/prescriptions"
-    assert delta("medloop_http_request_duration_seconds_count",
-                 route=route, method="POST", status="201") == 2
-    assert delta("medloop_http_request_duration_seconds_count",
-                 route=route, method="POST", status="409") == 1
+    assert (
+        delta(
+            "medloop_http_request_duration_seconds_count", route=route, method="POST", status="201"
+        )
+        == 2
+    )
+    assert (
+        delta(
+            "medloop_http_request_duration_seconds_count", route=route, method="POST", status="409"
+        )
+        == 1
+    )
     # Each write read the list's ETag first.
-    assert delta("medloop_http_request_duration_seconds_count",
-                 route="/patients/{patient_id}/list", method="GET", status="200") == 3
+    assert (
+        delta(
+            "medloop_http_request_duration_seconds_count",
+            route="/patients/{patient_id}/list",
+            method="GET",
+            status="200",
+        )
+        == 3
+    )
     assert delta("medloop_commands_total", command="prescribe", outcome="ok") == 2
     assert delta("medloop_commands_total", command="prescribe", outcome="override-required") == 1
     assert delta("medloop_alerts_total", kind="interaction", severity="avoid") >= 1
     assert delta("medloop_overrides_total", kind="interaction") == len(overrides)
-    assert delta("medloop_state_cache_lookups_total", result="hit") + delta(
-        "medloop_state_cache_lookups_total", result="miss") == 3
+    assert (
+        delta("medloop_state_cache_lookups_total", result="hit")
+        + delta("medloop_state_cache_lookups_total", result="miss")
+        == 3
+    )
     # No label holds a patient id: routes are templates.
     assert str(world.patient_id) not in world.client.get("/metrics").text
 
@@ -124,16 +142,32 @@ def test_several_workers_add_up_into_one_scrape_and_dead_workers_leave_the_pool_
     """``medloop serve --workers 2``: every worker counts into the shared folder, any worker's
     scrape sums them, and the live gauges forget a worker killed with -9."""
     port = _free_port()
-    env = {**os.environ, "MEDLOOP_ALLOW_DEV_KEYS": "1", "MEDLOOP_SCHEDULER": "off",
-           "MEDLOOP_DATABASE_URL": postgres_url, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "MEDLOOP_ALLOW_DEV_KEYS": "1",
+        "MEDLOOP_SCHEDULER": "off",
+        "MEDLOOP_DATABASE_URL": postgres_url,
+        "PYTHONUNBUFFERED": "1",
+    }
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-c", "from medloop.cli import app; app()", "serve", "--port",
-         str(port), "--workers", "2"],
-        env=env, stdout=log, stderr=log, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            "from medloop.cli import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=tmp_path,
     )
     base = f"http://127.0.0.1:{port}"
     token = issue_token("gp", GP.personnel.hpr_number, GP.organisation.id)
@@ -149,20 +183,28 @@ def test_several_workers_add_up_into_one_scrape_and_dead_workers_leave_the_pool_
         with httpx.Client(base_url=base, timeout=5) as client:
             for _ in range(requests):
                 # A new connection each time, so both workers take some.
-                response = httpx.get(f"{base}/catalogue",
-                                     headers={"Authorization": f"Bearer {token}"}, timeout=5)
+                response = httpx.get(
+                    f"{base}/catalogue", headers={"Authorization": f"Bearer {token}"}, timeout=5
+                )
                 assert response.status_code == 503  # no catalogue imported in this database
             counts = [
-                value(samples(client.get("/metrics").text),
-                      "medloop_http_request_duration_seconds_count",
-                      route="/catalogue", method="GET", status="503")
+                value(
+                    samples(client.get("/metrics").text),
+                    "medloop_http_request_duration_seconds_count",
+                    route="/catalogue",
+                    method="GET",
+                    status="503",
+                )
                 for _ in range(6)
             ]
         # Whichever worker answered the scrape, the sum is every worker's requests.
         assert set(counts) == {requests}
 
-        workers = [child for child in _children(server.pid)
-                   if (metrics_dir / f"gauge_livesum_{child}.db").exists()]
+        workers = [
+            child
+            for child in _children(server.pid)
+            if (metrics_dir / f"gauge_livesum_{child}.db").exists()
+        ]
         assert len(workers) == 2
         victim = workers[0]
         assert (metrics_dir / f"gauge_livesum_{victim}.db").exists()
@@ -178,8 +220,16 @@ def test_several_workers_add_up_into_one_scrape_and_dead_workers_leave_the_pool_
         assert scraped.status_code == 200
         assert not (metrics_dir / f"gauge_livesum_{victim}.db").exists()
         # The dead worker's counts stay in the sum: a counter never goes down.
-        assert value(samples(scraped.text), "medloop_http_request_duration_seconds_count",
-                     route="/catalogue", method="GET", status="503") == requests
+        assert (
+            value(
+                samples(scraped.text),
+                "medloop_http_request_duration_seconds_count",
+                route="/catalogue",
+                method="GET",
+                status="503",
+            )
+            == requests
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -95,8 +95,13 @@ class Clock:
 
 
 def _router(primary_url, replica_url, clock) -> ReadRouter:
-    return ReadRouter(make_engine(primary_url), [make_engine(replica_url)],
-                      check_seconds=1.0, down_seconds=5.0, clock=clock)
+    return ReadRouter(
+        make_engine(primary_url),
+        [make_engine(replica_url)],
+        check_seconds=1.0,
+        down_seconds=5.0,
+        clock=clock,
+    )
 
 
 def test_reads_go_to_the_replica_once_it_is_caught_up_and_to_the_primary_while_it_lags(pair):
@@ -157,9 +162,7 @@ def test_a_replica_that_fails_during_the_read_is_replaced_by_the_primary(pair):
 
 
 @pytest.mark.skipif(not PAIR_DIR, reason="the replica pair's folder is not known")
-def test_a_stopped_replica_sends_catalogue_reads_to_the_primary_without_an_error(
-    pair, monkeypatch
-):
+def test_a_stopped_replica_sends_catalogue_reads_to_the_primary_without_an_error(pair, monkeypatch):
     primary_url, replica_url = pair
     engine = make_engine(primary_url)
     upgrade(engine)
@@ -194,7 +197,8 @@ def test_the_caller_reads_their_own_write_while_the_replica_lags(pair, monkeypat
     before = client.get(f"/patients/{patient_id}/list", headers=auth(GP_TOKEN))
     _set_replay(replica_url, paused=True)
     written = client.post(
-        f"/patients/{patient_id}/prescriptions", json=prescribe_body(SIMVASTATIN_28),
+        f"/patients/{patient_id}/prescriptions",
+        json=prescribe_body(SIMVASTATIN_28),
         headers=auth(GP_TOKEN, **{"If-Match": before.headers["ETag"]}),
     )
     assert written.status_code == 201, written.text

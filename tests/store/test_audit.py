@@ -151,7 +151,9 @@ def test_the_hash_is_sha256_of_sorted_compact_json_of_every_field_but_the_hash(e
     assert verified(engine).ok
 
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+)
 json_values = st.recursive(
     json_scalars | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
@@ -159,11 +161,14 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     detail=st.dictionaries(st.text(), json_values, max_size=5),
     # PostgreSQL text cannot hold NUL; inside JSON it is escaped.
-    reason=st.none() | st.text(
+    reason=st.none()
+    | st.text(
         st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=80
     ),
 )
@@ -171,7 +176,11 @@ def test_any_json_detail_reads_back_with_the_hash_it_was_appended_with(engine, d
     [record] = append_all(engine, [an_event(reason=reason, detail=detail)])
 
     with engine.connect() as conn:
-        row = conn.execute(select(audit_event).where(audit_event.c.seq == record.seq)).mappings().one()
+        row = (
+            conn.execute(select(audit_event).where(audit_event.c.seq == record.seq))
+            .mappings()
+            .one()
+        )
         assert record_hash(row) == record.hash
         assert verify(conn).ok
 
@@ -213,7 +222,9 @@ def test_verify_reports_a_changed_record_whose_hash_was_recomputed_at_the_next_r
     forged = {**stored_rows(engine)[6], "actor": "1111111"}
 
     forged_hash = record_hash(forged)
-    tamper(engine, f"UPDATE audit_event SET actor = '1111111', hash = '{forged_hash}' WHERE seq = 7")
+    tamper(
+        engine, f"UPDATE audit_event SET actor = '1111111', hash = '{forged_hash}' WHERE seq = 7"
+    )
 
     broken = verified(engine).broken
     assert (broken.seq, broken.problem) == (8, "prev_hash")
@@ -376,10 +387,29 @@ def test_a_patient_sees_who_accessed_their_data_newest_first_page_by_page(engine
         [
             an_event(1, actor="9144889", actor_role="doctor", action="list.read"),
             an_event(2, patient=OTHER_PATIENT),
-            an_event(3, actor="system", actor_role="system", organisation=None, patient=None, action="job.run"),
-            an_event(4, actor="5012345", actor_role="nurse", organisation="990123456", action="dose.chart"),
+            an_event(
+                3,
+                actor="system",
+                actor_role="system",
+                organisation=None,
+                patient=None,
+                action="job.run",
+            ),
+            an_event(
+                4,
+                actor="5012345",
+                actor_role="nurse",
+                organisation="990123456",
+                action="dose.chart",
+            ),
             an_event(5, actor=PATIENT, actor_role="patient", organisation=None, action="list.read"),
-            an_event(6, actor="7012345", actor_role="pharmacist", organisation="981234567", action="dispense"),
+            an_event(
+                6,
+                actor="7012345",
+                actor_role="pharmacist",
+                organisation="981234567",
+                action="dispense",
+            ),
         ],
     )
 
@@ -409,8 +439,14 @@ def test_cli_verify_on_an_empty_log_is_intact(engine):
     result = run_cli(engine, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "ok": True, "events": 0, "chains": 0, "heads": GENESIS_HASH,
-        "records": 0, "rows": 0, "problem_count": 0, "problems": [],
+        "ok": True,
+        "events": 0,
+        "chains": 0,
+        "heads": GENESIS_HASH,
+        "records": 0,
+        "rows": 0,
+        "problem_count": 0,
+        "problems": [],
     }
 
 
@@ -423,8 +459,14 @@ def test_cli_verify_prints_the_event_count_and_last_hash_and_exits_0(engine):
     assert as_json.exit_code == 0
     heads = heads_digest({PATIENT: records[-1].hash})
     assert json.loads(as_json.stdout) == {
-        "ok": True, "events": 12, "chains": 1, "heads": heads,
-        "records": 12, "rows": 0, "problem_count": 0, "problems": [],
+        "ok": True,
+        "events": 12,
+        "chains": 1,
+        "heads": heads,
+        "records": 12,
+        "rows": 0,
+        "problem_count": 0,
+        "problems": [],
     }
     assert as_text.exit_code == 0
     assert as_text.stdout.strip() == (
@@ -456,11 +498,16 @@ def test_cli_verify_reports_every_broken_link_first_one_first_and_exits_1(engine
         "records": 11,
         "rows": 0,
         "problem_count": 2,
-        "problems": [gap, {**changed, "chain": PATIENT, "seq": 9, "problem": "hash",
-                           "found": records[8].hash}],
+        "problems": [
+            gap,
+            {**changed, "chain": PATIENT, "seq": 9, "problem": "hash", "found": records[8].hash},
+        ],
     }
     assert as_text.exit_code == 1
-    assert f"audit log broken at event 5 of chain {PATIENT} (gap): expected 4, found 5" in as_text.stderr
+    assert (
+        f"audit log broken at event 5 of chain {PATIENT} (gap): expected 4, found 5"
+        in as_text.stderr
+    )
     assert f"event 9 of chain {PATIENT}: hash: expected {changed['expected']}" in as_text.stderr
 
     limited = run_cli(engine, "--json", "--max-problems", "1")
@@ -475,7 +522,9 @@ def test_verify_walks_the_log_in_chunks(engine):
         for chunk in (1, 5, 23, 24):
             result = verify(conn, chunk=chunk)
             assert (result.ok, result.events, result.heads) == (
-                True, 23, heads_digest({PATIENT: records[-1].hash})
+                True,
+                23,
+                heads_digest({PATIENT: records[-1].hash}),
             )
 
 

@@ -18,34 +18,50 @@ from medloop.store.audit import verify
 from tests.api.helpers import make_world
 
 SCENARIOS = [
-    ("tests.loop.multidose.test_multidose_responsibility_and_jobs",
-     "test_a_prescriber_closes_a_task_once_with_a_note",
-     ["multidose_task", "multidose_task_resolution", "multidose_reconciliation"]),
-    ("tests.loop.multidose.test_multidose_responsibility_and_jobs",
-     "test_flag_deadlines_flags_unplanned_changes_once_per_list_version",
-     ["multidose_deadline_flag"]),
-    ("tests.loop.multidose.test_multidose_cycle",
-     "test_an_urgent_pack_brings_a_change_after_the_deadline_into_the_period",
-     ["multidose_urgent_pack"]),
-    ("tests.loop.multidose.test_multidose_proposals",
-     "test_a_new_entry_proposal_accepted_is_prescribed_into_multidose",
-     ["multidose_proposal", "multidose_proposal_decision"]),
-    ("tests.loop.administration.test_charting",
-     "test_a_charted_dose_cannot_be_charted_twice_until_the_first_is_entered_in_error",
-     ["administration", "administration_error"]),
-    ("tests.loop.administration.test_charting",
-     "test_a_dose_marked_missed_can_still_be_charted_as_given_late",
-     ["administration"]),
-    ("tests.loop.administration.test_planning",
-     "test_nothing_is_planned_or_missed_after_discharge",
-     ["discharge"]),
+    (
+        "tests.loop.multidose.test_multidose_responsibility_and_jobs",
+        "test_a_prescriber_closes_a_task_once_with_a_note",
+        ["multidose_task", "multidose_task_resolution", "multidose_reconciliation"],
+    ),
+    (
+        "tests.loop.multidose.test_multidose_responsibility_and_jobs",
+        "test_flag_deadlines_flags_unplanned_changes_once_per_list_version",
+        ["multidose_deadline_flag"],
+    ),
+    (
+        "tests.loop.multidose.test_multidose_cycle",
+        "test_an_urgent_pack_brings_a_change_after_the_deadline_into_the_period",
+        ["multidose_urgent_pack"],
+    ),
+    (
+        "tests.loop.multidose.test_multidose_proposals",
+        "test_a_new_entry_proposal_accepted_is_prescribed_into_multidose",
+        ["multidose_proposal", "multidose_proposal_decision"],
+    ),
+    (
+        "tests.loop.administration.test_charting",
+        "test_a_charted_dose_cannot_be_charted_twice_until_the_first_is_entered_in_error",
+        ["administration", "administration_error"],
+    ),
+    (
+        "tests.loop.administration.test_charting",
+        "test_a_dose_marked_missed_can_still_be_charted_as_given_late",
+        ["administration"],
+    ),
+    (
+        "tests.loop.administration.test_planning",
+        "test_nothing_is_planned_or_missed_after_discharge",
+        ["discharge"],
+    ),
 ]
 
 
 def counts(engine: Engine, tables: list[str]) -> dict[str, int]:
     with engine.connect() as conn:
-        return {t: conn.execute(select(func.count()).select_from(metadata.tables[t])).scalar()
-                for t in tables}
+        return {
+            t: conn.execute(select(func.count()).select_from(metadata.tables[t])).scalar()
+            for t in tables
+        }
 
 
 def verified_clean(engine: Engine):
@@ -55,8 +71,11 @@ def verified_clean(engine: Engine):
     return result
 
 
-@pytest.mark.parametrize(("module", "name", "tables"), SCENARIOS,
-                         ids=[s[1].removeprefix("test_")[:50] for s in SCENARIOS])
+@pytest.mark.parametrize(
+    ("module", "name", "tables"),
+    SCENARIOS,
+    ids=[s[1].removeprefix("test_")[:50] for s in SCENARIOS],
+)
 def test_the_rows_of_every_writing_path_are_attested(engine, module, name, tables):
     getattr(importlib.import_module(module), name)(engine)
 

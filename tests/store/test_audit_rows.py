@@ -65,8 +65,9 @@ def first_row(engine: Engine, table: str) -> dict:
 
 def claimant(engine: Engine, command: str) -> tuple[str, int]:
     with engine.connect() as conn:
-        for row in conn.execute(select(audit_event.c.chain, audit_event.c.seq,
-                                       audit_event.c.detail)):
+        for row in conn.execute(
+            select(audit_event.c.chain, audit_event.c.seq, audit_event.c.detail)
+        ):
             if (row.detail.get(attestation.DETAIL_KEY) or {}).get("command") == command:
                 return row.chain, row.seq
     raise AssertionError(f"no audit record claims command {command}")
@@ -129,9 +130,7 @@ def test_a_world_built_through_the_commands_verifies_with_every_row_attested(wor
     with world.connect() as conn:
         for name in attestation.ATTESTED:
             t = metadata.tables[name]
-            unstamped = conn.execute(
-                select(t).where(t.c.command_id.is_(None))
-            ).first()
+            unstamped = conn.execute(select(t).where(t.c.command_id.is_(None))).first()
             assert unstamped is None, name
     assert result.rows > 50
 
@@ -145,9 +144,11 @@ def test_a_changed_row_is_reported_at_the_audit_record_of_its_command(world, tab
     before = verified(world)
     t = metadata.tables[table]
     with intruder(world, table) as conn:
-        conn.execute(update(t).where(*where_key(table, row)).values(
-            {column: changed(row, column) if row[column] is not None else "x"}
-        ))
+        conn.execute(
+            update(t)
+            .where(*where_key(table, row))
+            .values({column: changed(row, column) if row[column] is not None else "x"})
+        )
 
     result = verified(world)
     assert not result.ok
@@ -177,9 +178,11 @@ def test_an_inserted_row_is_reported_whoever_it_claims_to_belong_to(world, table
     row = first_row(world, table)
     chain, seq = claimant(world, row["command_id"])
     t = metadata.tables[table]
-    unique = {c.name for c in t.primary_key.columns} | {
-        c.name for i in t.indexes if i.unique for c in i.columns
-    } | {c.name for k in t.constraints if isinstance(k, UniqueConstraint) for c in k.columns}
+    unique = (
+        {c.name for c in t.primary_key.columns}
+        | {c.name for i in t.indexes if i.unique for c in i.columns}
+        | {c.name for k in t.constraints if isinstance(k, UniqueConstraint) for c in k.columns}
+    )
     unique |= {c.name for c in t.columns if c.unique}
     copies = []
     for n, command in enumerate([row["command_id"], "f" * 32, None]):

@@ -63,11 +63,16 @@ def test_queued_rows_are_there_for_the_next_statement_of_the_transaction(engine)
     with engine.execution_options(write=True).begin() as conn:
         with batch.batched(conn):
             batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": {"x": [1, 2]}}])
-            batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None},
-                                           {"id": "c", "n": 3, "record": {"å": "ø"}}])
+            batch.insert(
+                conn,
+                row_table,
+                [{"id": "b", "n": 2, "record": None}, {"id": "c", "n": 3, "record": {"å": "ø"}}],
+            )
             seen = conn.execute(select(row_table).order_by(row_table.c.id)).all()
     assert [tuple(r) for r in seen] == [
-        ("a", 1, {"x": [1, 2]}), ("b", 2, None), ("c", 3, {"å": "ø"})
+        ("a", 1, {"x": [1, 2]}),
+        ("b", 2, None),
+        ("c", 3, {"å": "ø"}),
     ]
 
 
@@ -130,19 +135,25 @@ def test_on_postgres_queued_rows_and_the_audit_record_share_one_round_trip(postg
     upgrade(engine)
     scratch.create_all(engine)
     executed: list[str] = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda c, cur, statement, *rest: executed.append(statement))
+    event.listen(
+        engine, "before_cursor_execute", lambda c, cur, statement, *rest: executed.append(statement)
+    )
     try:
         with engine.execution_options(write=True).begin() as conn:
             # As a command does: the chain's lock first (its revision bump takes it).
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                         {"k": chain_lock_key("01017012345")})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": chain_lock_key("01017012345")}
+            )
             note_chain_locked(conn, "01017012345")
             with batch.batched(conn):
                 batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": None}])
                 batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
-                record = append(conn, AuditEvent(actor="1", actor_role="doctor",
-                                                 action="list.read", patient="01017012345"))
+                record = append(
+                    conn,
+                    AuditEvent(
+                        actor="1", actor_role="doctor", action="list.read", patient="01017012345"
+                    ),
+                )
         # Through SQLAlchemy only the lock; the rows and the audit insert went as one pipeline.
         assert [s.split()[0] for s in executed] == ["SELECT"]
         with engine.connect() as conn:
@@ -157,18 +168,28 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
 
 @given(
-    actor=texts.filter(bool), action=texts.filter(bool), reason=st.none() | texts,
+    actor=texts.filter(bool),
+    action=texts.filter(bool),
+    reason=st.none() | texts,
     patient=st.none() | st.text("0123456789", min_size=11, max_size=11),
     detail=st.dictionaries(texts, st.none() | st.integers() | texts | st.lists(st.integers())),
-    seq=st.integers(1, 10**12), prev=st.text("0123456789abcdef", min_size=64, max_size=64),
+    seq=st.integers(1, 10**12),
+    prev=st.text("0123456789abcdef", min_size=64, max_size=64),
 )
 def test_the_record_cut_around_seq_and_prev_hash_hashes_as_the_whole_record(
     actor, action, reason, patient, detail, seq, prev
 ):
     values = {
-        "chain": patient or "-", "occurred_at": datetime(2026, 12, 3, 7, 0, 0, 123456, UTC),
-        "actor": actor, "actor_role": "doctor", "organisation": None, "patient": patient,
-        "action": action, "outcome": "ok", "request_id": None, "reason": reason,
+        "chain": patient or "-",
+        "occurred_at": datetime(2026, 12, 3, 7, 0, 0, 123456, UTC),
+        "actor": actor,
+        "actor_role": "doctor",
+        "organisation": None,
+        "patient": patient,
+        "action": action,
+        "outcome": "ok",
+        "request_id": None,
+        "reason": reason,
         "detail": detail,
     }
     head, middle = _canonical_parts(values)
@@ -182,12 +203,20 @@ def test_postgres_hashes_non_ascii_records_as_this_process_does(postgres_url):
     engine = make_engine(postgres_url)
     upgrade(engine)
     try:
-        for n, words in enumerate(["Ærlig øre på Å", "emoji 🙂 and \u00a0", "\\ \" quotes"]):
+        for n, words in enumerate(["Ærlig øre på Å", "emoji 🙂 and \u00a0", '\\ " quotes']):
             with engine.execution_options(write=True).begin() as conn:
                 # append itself refuses a hash the database computed differently
-                append(conn, AuditEvent(actor="1", actor_role="doctor", action="list.read",
-                                        patient="01017012345", reason=words,
-                                        detail={"n": n, words: [words]}))
+                append(
+                    conn,
+                    AuditEvent(
+                        actor="1",
+                        actor_role="doctor",
+                        action="list.read",
+                        patient="01017012345",
+                        reason=words,
+                        detail={"n": n, words: [words]},
+                    ),
+                )
         with engine.connect() as conn:
             result = verify(conn)
         assert result.ok and result.events == 3
@@ -214,8 +243,13 @@ def _registered_patient(engine) -> Patient:
     from medloop.loop.patients import register_patient  # noqa: PLC0415
     from medloop.loop.runner import Call  # noqa: PLC0415
 
-    found = Patient(id=uuid.uuid4(), national_id=NationalId(national_id(date(1970, 1, 1), 7)), given_name="Kari",
-                    family_name="Nordmann", birth_date=date(1970, 1, 1))
+    found = Patient(
+        id=uuid.uuid4(),
+        national_id=NationalId(national_id(date(1970, 1, 1), 7)),
+        given_name="Kari",
+        family_name="Nordmann",
+        birth_date=date(1970, 1, 1),
+    )
     register_patient(engine, found, Call(actor=GP, at=datetime.now(UTC)))
     return found
 
@@ -247,8 +281,12 @@ def test_the_first_statements_read_through_psycopg_give_what_sqlalchemy_gives(po
                 k: type(v) for k, v in through_sqlalchemy._asdict().items()
             }
         with writer(engine).begin() as conn:
-            assert batch.first_row(conn, patients._ACCESS_LOCKING_CHAIN,
-                                   {"patient_id": str(uuid.uuid4())}) is None
+            assert (
+                batch.first_row(
+                    conn, patients._ACCESS_LOCKING_CHAIN, {"patient_id": str(uuid.uuid4())}
+                )
+                is None
+            )
     finally:
         engine.dispose()
 

@@ -98,7 +98,9 @@ def test_scopes_are_independent(engine):
     dispenser = Dispenser()
 
     mine = dispense(engine, dispenser, scope="hpr:7012345/dispense")
-    theirs = dispense(engine, dispenser, scope="hpr:7099999/dispense", request={**DISPENSE, "quantity": 3})
+    theirs = dispense(
+        engine, dispenser, scope="hpr:7099999/dispense", request={**DISPENSE, "quantity": 3}
+    )
 
     assert not mine.replayed and not theirs.replayed
     assert (mine.response["dispense"], theirs.response["dispense"]) == (1, 2)
@@ -142,7 +144,9 @@ def test_a_waiting_duplicate_takes_the_key_over_when_the_first_attempt_rolls_bac
     def first_attempt() -> None:
         try:
             with writer(engine).begin() as conn:
-                run_once(conn, SCOPE, "k-1", request_fingerprint(DISPENSE), dispenser.compute_in(conn))
+                run_once(
+                    conn, SCOPE, "k-1", request_fingerprint(DISPENSE), dispenser.compute_in(conn)
+                )
                 claimed.set()
                 let_go.wait(10)
                 raise Abandoned

@@ -34,10 +34,18 @@ def _old_single_chain(engine, patients: list[str | None]) -> None:
     with engine.begin() as conn:
         for seq, patient in enumerate(patients, start=1):
             row = {
-                "seq": seq, "occurred_at": datetime(2026, 11, 1, 8, seq, tzinfo=UTC),
-                "actor": "9144889", "actor_role": "doctor", "organisation": "974589095",
-                "patient": patient, "action": "list.read", "outcome": "ok",
-                "request_id": None, "reason": None, "detail": {"n": seq}, "prev_hash": prev,
+                "seq": seq,
+                "occurred_at": datetime(2026, 11, 1, 8, seq, tzinfo=UTC),
+                "actor": "9144889",
+                "actor_role": "doctor",
+                "organisation": "974589095",
+                "patient": patient,
+                "action": "list.read",
+                "outcome": "ok",
+                "request_id": None,
+                "reason": None,
+                "detail": {"n": seq},
+                "prev_hash": prev,
             }
             row["hash"] = old._hash(row, old.OLD_FIELDS)
             conn.execute(old.OLD_TABLE.insert().values(**row))

@@ -19,8 +19,10 @@ from medloop.store.records import check
 from tests.api.helpers import PATIENT_TOKEN, auth, make_world, prescribe_body
 from tests.loop.helpers import SIMVASTATIN_28
 
-MORNING_DOSE = {"use": "regular",
-                "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}]}
+MORNING_DOSE = {
+    "use": "regular",
+    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
+}
 
 
 def corrupt_dose(world) -> tuple[str, int]:
@@ -33,24 +35,39 @@ def corrupt_dose(world) -> tuple[str, int]:
             select(entry_version).where(entry_version.c.entry_id == body["entry_id"])
         ).one()
         change = conn.execute(
-            select(list_change).where(list_change.c.patient_id == str(world.patient_id))
+            select(list_change)
+            .where(list_change.c.patient_id == str(world.patient_id))
             .where(list_change.c.list_version == last.list_version)
         ).one()
         record = copy.deepcopy(last.record)
         record["entry"]["dosage"]["fixed"][0]["amount"]["value"] = None
         record["list_version"] = last.list_version + 1
         record["entry"]["version"] = last.version + 1
-        conn.execute(list_change.insert().values(
-            patient_id=change.patient_id, list_version=last.list_version + 1, at=change.at,
-            author=change.author, reason=None,
-        ))
-        conn.execute(entry_version.insert().values(
-            entry_id=last.entry_id, version=last.version + 1, patient_id=last.patient_id,
-            list_version=last.list_version + 1, kind=last.kind, record=record,
-        ))
+        conn.execute(
+            list_change.insert().values(
+                patient_id=change.patient_id,
+                list_version=last.list_version + 1,
+                at=change.at,
+                author=change.author,
+                reason=None,
+            )
+        )
+        conn.execute(
+            entry_version.insert().values(
+                entry_id=last.entry_id,
+                version=last.version + 1,
+                patient_id=last.patient_id,
+                list_version=last.list_version + 1,
+                kind=last.kind,
+                record=record,
+            )
+        )
         # A new revision: no process may answer from the state it cached before.
-        conn.execute(update(patient).where(patient.c.id == str(world.patient_id))
-                     .values(revision=patient.c.revision + 1))
+        conn.execute(
+            update(patient)
+            .where(patient.c.id == str(world.patient_id))
+            .values(revision=patient.c.revision + 1)
+        )
     return body["entry_id"], last.version + 1
 
 
@@ -59,8 +76,7 @@ def test_a_list_with_an_unreadable_record_answers_a_problem_naming_the_record(en
     world.client = TestClient(world.client.app, raise_server_exceptions=False)
     entry_id, version = corrupt_dose(world)
     for path, token in ((f"/patients/{world.patient_id}/list", None), ("/me/list", PATIENT_TOKEN)):
-        response = (world.get(path) if token is None
-                    else world.client.get(path, headers=auth(token)))
+        response = world.get(path) if token is None else world.client.get(path, headers=auth(token))
         assert response.status_code == 500
         problem = response.json()
         assert problem["type"] == "https://medloop.dev/problems/stored-record-unreadable"
@@ -79,7 +95,9 @@ def test_records_check_lists_every_unreadable_record(engine):
         assert list(check(conn, world.patient_id)) == [found]
         conn.execute(text("SELECT 1"))
     assert (found.table, found.key, found.column) == (
-        "entry_version", {"entry_id": entry_id, "version": str(version)}, "record"
+        "entry_version",
+        {"entry_id": entry_id, "version": str(version)},
+        "record",
     )
 
     url = engine.url.render_as_string(hide_password=False)

@@ -48,7 +48,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             if (module, target) in ALLOWED_BACK_EDGES:
                 continue
             if target in path:
-                loops.append([*path[path.index(target):], target])
+                loops.append([*path[path.index(target) :], target])
             elif target not in done:
                 visit(target, [*path, target])
         done.add(module)

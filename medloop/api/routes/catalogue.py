@@ -73,7 +73,9 @@ def _catalogue(caller) -> Catalogue:
 
 
 @router.get(
-    "", response_model=CatalogueVersion, responses=responses(401, 403, 503),
+    "",
+    response_model=CatalogueVersion,
+    responses=responses(401, 403, 503),
     operation_id="readCatalogueVersion",
     summary="The catalogue version in force",
 )
@@ -93,8 +95,10 @@ def catalogue_version(caller: CallerDep) -> JSONResponse:
 
 
 @router.get(
-    "/packages", response_model=list[PackageView],
-    responses={**responses(401, 403, 422, 503), **PAGED}, operation_id="searchPackages",
+    "/packages",
+    response_model=list[PackageView],
+    responses={**responses(401, 403, 422, 503), **PAGED},
+    operation_id="searchPackages",
     summary="Search packages by name (substring), varenr, EAN/GTIN or ATC (prefix), by name",
 )
 def search_packages(
@@ -125,8 +129,10 @@ def search_packages(
 
 
 @router.get(
-    "/packages/{varenr}", response_model=PackageDetail,
-    responses=responses(401, 403, 404, 422, 503), operation_id="readPackage",
+    "/packages/{varenr}",
+    response_model=PackageDetail,
+    responses=responses(401, 403, 404, 422, 503),
+    operation_id="readPackage",
     summary="One package with its substitution group",
 )
 def package_detail(
@@ -145,8 +151,12 @@ def package_detail(
         )
         if record is not None:
             members = sorted(
-                (p for ps in catalogue.packages_by_varenr.values() for p in ps
-                 if p.substitution_group_id == record.id),
+                (
+                    p
+                    for ps in catalogue.packages_by_varenr.values()
+                    for p in ps
+                    if p.substitution_group_id == record.id
+                ),
                 key=lambda p: p.varenr,
             )
             group = {

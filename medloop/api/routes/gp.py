@@ -69,8 +69,11 @@ NationalIdQuery = Annotated[str, StringConstraints(pattern=r"^\d{11}$")]
 
 
 @router.get(
-    "/patients", response_model=PatientRef, responses=responses(401, 403, 404, 422),
-    summary="Find a patient by national id", operation_id="findPatient",
+    "/patients",
+    response_model=PatientRef,
+    responses=responses(401, 403, 404, 422),
+    summary="Find a patient by national id",
+    operation_id="findPatient",
 )
 def find_patient(
     caller: CallerDep, national_id: Annotated[NationalIdQuery, Query()]
@@ -87,8 +90,10 @@ def find_patient(
 
 
 @router.get(
-    "/patients/{patient_id}/list", response_model=ListView,
-    responses={**READ, **read_with_etag()}, operation_id="readList",
+    "/patients/{patient_id}/list",
+    response_model=ListView,
+    responses={**READ, **read_with_etag()},
+    operation_id="readList",
     summary="The patient's current list (ETag = list version)",
 )
 def read_list(caller: CallerDep, patient_id: UUID, seen: IfNoneMatch) -> Response:
@@ -100,22 +105,27 @@ def read_list(caller: CallerDep, patient_id: UUID, seen: IfNoneMatch) -> Respons
 
 
 @router.get(
-    "/patients/{patient_id}/list/entries/{entry_id}/history", response_model=EntryHistory,
-    responses=READ, operation_id="readEntryHistory",
+    "/patients/{patient_id}/list/entries/{entry_id}/history",
+    response_model=EntryHistory,
+    responses=READ,
+    operation_id="readEntryHistory",
     summary="Every version of one entry (who, when, why, what changed)",
 )
 def entry_history(caller: CallerDep, patient_id: UUID, entry_id: UUID) -> JSONResponse:
     caller.authorize(Action.LIST_READ, patient_id)
     versions = caller.read(
-        patient_id, "entry-history",
+        patient_id,
+        "entry-history",
         lambda conn: queries.entry_history(conn, patient_id, entry_id),
     )
     return JSONResponse(views.entry_history_view(entry_id, versions))
 
 
 @router.get(
-    "/patients/{patient_id}/prescriptions", response_model=list[PrescriptionSummary],
-    responses={**READ, **PAGED}, operation_id="listPrescriptions",
+    "/patients/{patient_id}/prescriptions",
+    response_model=list[PrescriptionSummary],
+    responses={**READ, **PAGED},
+    operation_id="listPrescriptions",
     summary="The patient's prescriptions with their dispensing tallies, in issue order",
 )
 def prescriptions(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResponse:
@@ -133,21 +143,26 @@ def _issued(found: PrescriptionSummary) -> tuple[str, str]:
 
 @router.get(
     "/patients/{patient_id}/prescriptions/{prescription_id}",
-    response_model=PrescriptionSummary, responses=READ, operation_id="readPrescription",
+    response_model=PrescriptionSummary,
+    responses=READ,
+    operation_id="readPrescription",
     summary="One prescription with its dispensing tally",
 )
 def prescription(caller: CallerDep, patient_id: UUID, prescription_id: UUID) -> JSONResponse:
     caller.authorize(Action.LIST_READ, patient_id)
     found = caller.read(
-        patient_id, "prescriptions",
+        patient_id,
+        "prescriptions",
         lambda conn: queries.prescription(conn, patient_id, prescription_id),
     )
     return JSONResponse(dump(found))
 
 
 @router.get(
-    "/patients/{patient_id}/list/reconciliations", response_model=list[Reconciliation],
-    responses={**READ, **PAGED}, operation_id="listReconciliations",
+    "/patients/{patient_id}/list/reconciliations",
+    response_model=list[Reconciliation],
+    responses={**READ, **PAGED},
+    operation_id="listReconciliations",
     summary="The list's reconciliations (samstemming), oldest first",
 )
 def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResponse:
@@ -160,7 +175,8 @@ def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResp
 
 
 @router.post(
-    "/patients/{patient_id}/list/check", response_model=CheckResponse,
+    "/patients/{patient_id}/list/check",
+    response_model=CheckResponse,
     responses=responses(401, 403, 404, 422, 503),
     summary="Dry run: the alerts proposed drugs would raise (nothing is written)",
     operation_id="checkProposed",
@@ -168,9 +184,7 @@ def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResp
 def check_proposed(caller: CallerDep, patient_id: UUID, body: CheckRequest) -> JSONResponse:
     caller.authorize(Action.CHECK, patient_id)
     today = caller.at.date()
-    proposals = [
-        Proposal(p.id, p.drug, p.dosage, p.start or today, p.stop) for p in body.proposed
-    ]
+    proposals = [Proposal(p.id, p.drug, p.dosage, p.start or today, p.stop) for p in body.proposed]
     screened = caller.read(
         patient_id, "check", lambda conn: screen(conn, patient_id, proposals, today)
     )
@@ -185,40 +199,56 @@ def check_proposed(caller: CallerDep, patient_id: UUID, body: CheckRequest) -> J
 
 
 @router.post(
-    "/patients/{patient_id}/prescriptions", status_code=201, response_model=CommandResponse,
-    responses={**BASED_WRITE, **command_answer(201)}, operation_id="prescribe",
+    "/patients/{patient_id}/prescriptions",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer(201)},
+    operation_id="prescribe",
     summary="Prescribe: a new entry with its prescription",
 )
 def prescribe_drug(
-    caller: CallerDep, patient_id: UUID, body: PrescribeRequest, based_on: IfMatch,
+    caller: CallerDep,
+    patient_id: UUID,
+    body: PrescribeRequest,
+    based_on: IfMatch,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = prescribe.prescribe(
-        caller.engine, patient_id, order_of(body, PrescribeOrder),
+        caller.engine,
+        patient_id,
+        order_of(body, PrescribeOrder),
         caller.command_call(body, key),
         based_on=based_on,
     )
     return render(
-        result, 201,
+        result,
+        201,
         location=f"/patients/{patient_id}/prescriptions/{body.terms.prescription_id}",
     )
 
 
 @router.post(
     "/patients/{patient_id}/prescriptions/{prescription_id}/renew",
-    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer()},
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
     operation_id="renewPrescription",
     summary="Renew a prescription (the old one is recalled)",
 )
 def renew_prescription(
-    caller: CallerDep, patient_id: UUID, prescription_id: UUID, body: RenewRequest,
-    based_on: IfMatch, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    prescription_id: UUID,
+    body: RenewRequest,
+    based_on: IfMatch,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     order = RenewOrder(prescription_id=prescription_id, terms=body.terms, change=body.change)
     result = prescribe.renew(
-        caller.engine, patient_id, order,
+        caller.engine,
+        patient_id,
+        order,
         caller.command_call(body, key),
         based_on=based_on,
     )
@@ -226,17 +256,25 @@ def renew_prescription(
 
 
 @router.post(
-    "/patients/{patient_id}/list/entries", status_code=201, response_model=CommandResponse,
-    responses={**BASED_WRITE, **command_answer(201)}, operation_id="addEntry",
+    "/patients/{patient_id}/list/entries",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer(201)},
+    operation_id="addEntry",
     summary="Add an entry used without prescription",
 )
 def add_entry(
-    caller: CallerDep, patient_id: UUID, body: AddEntryRequest, based_on: IfMatch,
+    caller: CallerDep,
+    patient_id: UUID,
+    body: AddEntryRequest,
+    based_on: IfMatch,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.add_entry(
-        caller.engine, patient_id, order_of(body, EntryOrder),
+        caller.engine,
+        patient_id,
+        order_of(body, EntryOrder),
         caller.command_call(body, key),
         based_on=based_on,
     )
@@ -246,17 +284,26 @@ def add_entry(
 
 
 @router.post(
-    "/patients/{patient_id}/list/entries/{entry_id}/dosage", response_model=CommandResponse,
-    responses={**BASED_WRITE, **command_answer()}, operation_id="changeDosage",
+    "/patients/{patient_id}/list/entries/{entry_id}/dosage",
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
+    operation_id="changeDosage",
     summary="Change an entry's dosage",
 )
 def change_dosage(
-    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: DosageChange,
-    based_on: IfMatch, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    entry_id: UUID,
+    body: DosageChange,
+    based_on: IfMatch,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.change_dosage(
-        caller.engine, patient_id, entry_id, body.dosage,
+        caller.engine,
+        patient_id,
+        entry_id,
+        body.dosage,
         caller.command_call(body, key),
         based_on=based_on,
     )
@@ -264,34 +311,51 @@ def change_dosage(
 
 
 @router.post(
-    "/patients/{patient_id}/list/entries/{entry_id}/hold", response_model=CommandResponse,
-    responses={**BASED_WRITE, **command_answer()}, operation_id="holdEntry",
+    "/patients/{patient_id}/list/entries/{entry_id}/hold",
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
+    operation_id="holdEntry",
     summary="Hold (pause) an entry",
 )
 def hold_entry(
-    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: ReasonOnly,
-    based_on: IfMatch, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    entry_id: UUID,
+    body: ReasonOnly,
+    based_on: IfMatch,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.hold(
-        caller.engine, patient_id, entry_id,
-        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+        caller.engine,
+        patient_id,
+        entry_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+        based_on=based_on,
     )
     return render(result)
 
 
 @router.post(
-    "/patients/{patient_id}/list/entries/{entry_id}/resume", response_model=CommandResponse,
-    responses={**BASED_WRITE, **command_answer()}, operation_id="resumeEntry",
+    "/patients/{patient_id}/list/entries/{entry_id}/resume",
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
+    operation_id="resumeEntry",
     summary="Resume an entry on hold (checked again)",
 )
 def resume_entry(
-    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: Intent,
-    based_on: IfMatch, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    entry_id: UUID,
+    body: Intent,
+    based_on: IfMatch,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.resume(
-        caller.engine, patient_id, entry_id,
+        caller.engine,
+        patient_id,
+        entry_id,
         caller.command_call(body, key),
         based_on=based_on,
     )
@@ -300,70 +364,102 @@ def resume_entry(
 
 @router.post(
     "/patients/{patient_id}/list/entries/{entry_id}/discontinue",
-    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer()},
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
     operation_id="discontinueEntry",
     summary="Discontinue an entry (its prescriptions are recalled)",
 )
 def discontinue_entry(
-    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: Discontinue,
-    based_on: IfMatch, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    entry_id: UUID,
+    body: Discontinue,
+    based_on: IfMatch,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     discontinuation = Discontinuation(at=body.at or caller.at, reason=body.code, note=body.note)
     result = change.discontinue(
-        caller.engine, patient_id, entry_id, discontinuation,
-        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+        caller.engine,
+        patient_id,
+        entry_id,
+        discontinuation,
+        caller.call(reason=body.reason, idempotency_key=key),
+        based_on=based_on,
     )
     return render(result)
 
 
 @router.post(
     "/patients/{patient_id}/list/entries/{entry_id}/entered-in-error",
-    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer()},
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
     operation_id="markEntryEnteredInError",
     summary="Mark an entry entered-in-error (kept, never counts)",
 )
 def entered_in_error(
-    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: ReasonRequiredBody,
-    based_on: IfMatch, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    entry_id: UUID,
+    body: ReasonRequiredBody,
+    based_on: IfMatch,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = change.mark_entered_in_error(
-        caller.engine, patient_id, entry_id,
-        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+        caller.engine,
+        patient_id,
+        entry_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+        based_on=based_on,
     )
     return render(result)
 
 
 @router.post(
-    "/patients/{patient_id}/list/reconciliations", status_code=201,
-    response_model=CommandResponse, responses={**BASED_WRITE, **command_answer(201)},
+    "/patients/{patient_id}/list/reconciliations",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer(201)},
     operation_id="recordReconciliation",
     summary="Record a reconciliation (samstemming) of the list",
 )
 def record_reconciliation(
-    caller: CallerDep, patient_id: UUID, body: ReconcileRequest, based_on: IfMatch,
+    caller: CallerDep,
+    patient_id: UUID,
+    body: ReconcileRequest,
+    based_on: IfMatch,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = reconcile.record_reconciliation(
-        caller.engine, patient_id, order_of(body, ReconciliationOrder),
-        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+        caller.engine,
+        patient_id,
+        order_of(body, ReconciliationOrder),
+        caller.call(reason=body.reason, idempotency_key=key),
+        based_on=based_on,
     )
     return render(result, 201, location=f"/patients/{patient_id}/list/reconciliations")
 
 
 @router.post(
-    "/patients/{patient_id}/alerts/acknowledge", response_model=CommandResponse,
-    responses={**WRITE, **command_answer()}, operation_id="acknowledgeAlert",
+    "/patients/{patient_id}/alerts/acknowledge",
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
+    operation_id="acknowledgeAlert",
     summary="Acknowledge an alert: it is not raised again for this patient",
 )
 def acknowledge_alert(
-    caller: CallerDep, patient_id: UUID, body: Acknowledge, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    body: Acknowledge,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = acknowledge.acknowledge(
-        caller.engine, patient_id, body.alert_key,
+        caller.engine,
+        patient_id,
+        body.alert_key,
         caller.call(reason=body.reason, idempotency_key=key),
     )
     return render(result)

@@ -62,9 +62,13 @@ class ProposalBody(ProposalOrder):
     pass
 
 
-@router.get("", response_model=MultidoseOverview, responses=READ,
-            operation_id="readMultidose",
-            summary="Responsibility, packing periods, pending proposals and open tasks")
+@router.get(
+    "",
+    response_model=MultidoseOverview,
+    responses=READ,
+    operation_id="readMultidose",
+    summary="Responsibility, packing periods, pending proposals and open tasks",
+)
 def overview(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
 
@@ -74,10 +78,13 @@ def overview(caller: CallerDep, patient_id: UUID) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.post("/responsibility", response_model=CommandResponse,
-             responses={**WRITE, **command_answer()},
-             operation_id="setMultidoseResponsibility",
-             summary="Register or change the multidose doctor and pharmacy (M27.1)")
+@router.post(
+    "/responsibility",
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
+    operation_id="setMultidoseResponsibility",
+    summary="Register or change the multidose doctor and pharmacy (M27.1)",
+)
 def set_responsibility(
     caller: CallerDep, patient_id: UUID, body: ResponsibilityOrder, key: IdempotencyKey
 ) -> JSONResponse:
@@ -88,24 +95,41 @@ def set_responsibility(
     return render(result)
 
 
-@router.post("/entries/{entry_id}/multidose", response_model=CommandResponse,
-             responses={**BASED_WRITE, **command_answer()}, operation_id="flagEntryMultidose",
-             summary="Pack an entry in multidose, or give it outside multidose")
+@router.post(
+    "/entries/{entry_id}/multidose",
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
+    operation_id="flagEntryMultidose",
+    summary="Pack an entry in multidose, or give it outside multidose",
+)
 def flag_entry(
-    caller: CallerDep, patient_id: UUID, entry_id: UUID, body: MultidoseFlag,
-    based_on: IfMatch, key: IdempotencyKey,
+    caller: CallerDep,
+    patient_id: UUID,
+    entry_id: UUID,
+    body: MultidoseFlag,
+    based_on: IfMatch,
+    key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
     result = multidose.set_multidose(
-        caller.engine, patient_id, entry_id, body.multidose,
-        caller.call(reason=body.reason, idempotency_key=key), based_on=based_on,
+        caller.engine,
+        patient_id,
+        entry_id,
+        body.multidose,
+        caller.call(reason=body.reason, idempotency_key=key),
+        based_on=based_on,
     )
     return render(result)
 
 
-@router.post("/periods", status_code=201, response_model=CommandResponse,
-             responses={**WRITE, **command_answer(201)}, operation_id="openPackingPeriod",
-             summary="Open a packing period with its order deadline")
+@router.post(
+    "/periods",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer(201)},
+    operation_id="openPackingPeriod",
+    summary="Open a packing period with its order deadline",
+)
 def open_period(
     caller: CallerDep, patient_id: UUID, body: PeriodOrder, key: IdempotencyKey
 ) -> JSONResponse:
@@ -114,41 +138,61 @@ def open_period(
         caller.engine, patient_id, body, caller.call(idempotency_key=key)
     )
     return render(
-        result, 201,
+        result,
+        201,
         location=BASE.format(patient_id=patient_id) + f"/periods/{body.period_id}/plan",
     )
 
 
-@router.post("/periods/{period_id}/urgent-packs", status_code=201,
-             response_model=CommandResponse, responses={**WRITE, **command_answer(201)},
-             operation_id="orderUrgentPack",
-             summary="Order an urgent pack (hastepakk) for the rest of the period")
+@router.post(
+    "/periods/{period_id}/urgent-packs",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer(201)},
+    operation_id="orderUrgentPack",
+    summary="Order an urgent pack (hastepakk) for the rest of the period",
+)
 def urgent_pack(
-    caller: CallerDep, patient_id: UUID, period_id: UUID, body: UrgentPackBody,
+    caller: CallerDep,
+    patient_id: UUID,
+    period_id: UUID,
+    body: UrgentPackBody,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_WRITE, patient_id)
     result = multidose.order_urgent(
-        caller.engine, patient_id, period_id, body.pack_id,
+        caller.engine,
+        patient_id,
+        period_id,
+        body.pack_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
     # The overview lists the period's urgent packs.
     return render(result, 201, location=BASE.format(patient_id=patient_id))
 
 
-@router.get("/periods/{period_id}/plan", response_model=ProductionPlan, responses=READ,
-            operation_id="readProductionPlan",
-            summary="The period's production plan (bags per day and intake)")
+@router.get(
+    "/periods/{period_id}/plan",
+    response_model=ProductionPlan,
+    responses=READ,
+    operation_id="readProductionPlan",
+    summary="The period's production plan (bags per day and intake)",
+)
 def production_plan(caller: CallerDep, patient_id: UUID, period_id: UUID) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
-    plan = caller.read(patient_id, "multidose-plan",
-                       lambda conn: multidose.plan_of(conn, patient_id, period_id))
+    plan = caller.read(
+        patient_id, "multidose-plan", lambda conn: multidose.plan_of(conn, patient_id, period_id)
+    )
     return JSONResponse(dump(plan))
 
 
-@router.post("/periods/{period_id}/plan/take", response_model=CommandResponse,
-             responses={**WRITE, **command_answer()}, operation_id="takeProductionPlan",
-             summary="Take the production plan (records its list version)")
+@router.post(
+    "/periods/{period_id}/plan/take",
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
+    operation_id="takeProductionPlan",
+    summary="Take the production plan (records its list version)",
+)
 def take_plan(
     caller: CallerDep, patient_id: UUID, period_id: UUID, key: IdempotencyKey
 ) -> JSONResponse:
@@ -159,9 +203,14 @@ def take_plan(
     return render(result)
 
 
-@router.post("/packing-reports", status_code=201, response_model=CommandResponse,
-             responses={**WRITE, **command_answer(201)}, operation_id="reportPacking",
-             summary="Post what was packed (M25.3) and get its reconciliation against the list")
+@router.post(
+    "/packing-reports",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer(201)},
+    operation_id="reportPacking",
+    summary="Post what was packed (M25.3) and get its reconciliation against the list",
+)
 def packing_report(
     caller: CallerDep, patient_id: UUID, body: PackReport, key: IdempotencyKey
 ) -> JSONResponse:
@@ -169,25 +218,35 @@ def packing_report(
     result = multidose.reconcile_packing(
         caller.engine, patient_id, body, caller.call(idempotency_key=key)
     )
-    return render(
-        result, 201, location=BASE.format(patient_id=patient_id) + "/reconciliations"
-    )
+    return render(result, 201, location=BASE.format(patient_id=patient_id) + "/reconciliations")
 
 
-@router.get("/reconciliations", response_model=list[PackReconciliation],
-            responses={**READ, **PAGED}, operation_id="listPackingReconciliations",
-            summary="Every packing reconciliation, line by line")
+@router.get(
+    "/reconciliations",
+    response_model=list[PackReconciliation],
+    responses={**READ, **PAGED},
+    operation_id="listPackingReconciliations",
+    summary="Every packing reconciliation, line by line",
+)
 def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResponse:
     caller.authorize(Action.MULTIDOSE_READ, patient_id)
-    found = caller.read(patient_id, "multidose-reconciliations",
-                        lambda conn: multidose.reconciliations(conn, patient_id))
+    found = caller.read(
+        patient_id,
+        "multidose-reconciliations",
+        lambda conn: multidose.reconciliations(conn, patient_id),
+    )
     shown, headers = page.page(found, lambda r: (instant(r.reconciled_at), str(r.id)))
     return JSONResponse(dump(shown), headers=headers)
 
 
-@router.post("/proposals", status_code=201, response_model=CommandResponse,
-             responses={**WRITE, **command_answer(201)}, operation_id="proposeChange",
-             summary="Propose a change to the prescriber (M25.2)")
+@router.post(
+    "/proposals",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer(201)},
+    operation_id="proposeChange",
+    summary="Propose a change to the prescriber (M25.2)",
+)
 def propose(
     caller: CallerDep, patient_id: UUID, body: ProposalBody, key: IdempotencyKey
 ) -> JSONResponse:
@@ -199,42 +258,68 @@ def propose(
     return render(result, 201, location=BASE.format(patient_id=patient_id))
 
 
-@router.post("/proposals/{proposal_id}/accept", response_model=CommandResponse,
-             responses={**BASED_WRITE, **command_answer()}, operation_id="acceptProposal",
-             summary="Accept a proposal: its change is made on the list")
+@router.post(
+    "/proposals/{proposal_id}/accept",
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer()},
+    operation_id="acceptProposal",
+    summary="Accept a proposal: its change is made on the list",
+)
 def accept(
-    caller: CallerDep, patient_id: UUID, proposal_id: UUID, body: Intent, based_on: IfMatch,
+    caller: CallerDep,
+    patient_id: UUID,
+    proposal_id: UUID,
+    body: Intent,
+    based_on: IfMatch,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.PROPOSAL_DECIDE, patient_id)
     result = multidose.accept_proposal(
-        caller.engine, patient_id, proposal_id,
+        caller.engine,
+        patient_id,
+        proposal_id,
         caller.command_call(body, key),
         based_on=based_on,
     )
     return render(result)
 
 
-@router.post("/proposals/{proposal_id}/reject", response_model=CommandResponse,
-             responses={**WRITE, **command_answer()}, operation_id="rejectProposal",
-             summary="Reject a proposal with a reason")
+@router.post(
+    "/proposals/{proposal_id}/reject",
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
+    operation_id="rejectProposal",
+    summary="Reject a proposal with a reason",
+)
 def reject(
-    caller: CallerDep, patient_id: UUID, proposal_id: UUID, body: ReasonRequiredBody,
+    caller: CallerDep,
+    patient_id: UUID,
+    proposal_id: UUID,
+    body: ReasonRequiredBody,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.PROPOSAL_DECIDE, patient_id)
     result = multidose.reject_proposal(
-        caller.engine, patient_id, proposal_id,
+        caller.engine,
+        patient_id,
+        proposal_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
     return render(result)
 
 
-@router.post("/tasks/{task_id}/resolve", response_model=CommandResponse,
-             responses={**WRITE, **command_answer()}, operation_id="resolveTask",
-             summary="Resolve a reconciliation task with a note")
+@router.post(
+    "/tasks/{task_id}/resolve",
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
+    operation_id="resolveTask",
+    summary="Resolve a reconciliation task with a note",
+)
 def resolve_task(
-    caller: CallerDep, patient_id: UUID, task_id: UUID, body: ReasonRequiredBody,
+    caller: CallerDep,
+    patient_id: UUID,
+    task_id: UUID,
+    body: ReasonRequiredBody,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.PROPOSAL_DECIDE, patient_id)

@@ -93,8 +93,11 @@ def _ward_organisation(caller: Caller, ward_id: UUID) -> str | None:
 
 
 @router.post(
-    "/wards", status_code=201, response_model=WardCreated,
-    responses={**WRITE, 201: {"headers": LOCATION_HEADER}}, operation_id="createWard",
+    "/wards",
+    status_code=201,
+    response_model=WardCreated,
+    responses={**WRITE, 201: {"headers": LOCATION_HEADER}},
+    operation_id="createWard",
     summary="Create a ward of my organisation",
 )
 def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSONResponse:
@@ -106,15 +109,22 @@ def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSON
 
 
 @router.post(
-    "/wards/{ward_id}/config", response_model=WardConfigured, responses=WRITE,
+    "/wards/{ward_id}/config",
+    response_model=WardConfigured,
+    responses=WRITE,
     operation_id="configureWard",
     summary="A new configuration for a ward",
 )
 def configure_ward(
     caller: CallerDep, ward_id: UUID, body: WardConfig, key: IdempotencyKey
 ) -> JSONResponse:
-    authorize_ward(caller.engine, caller.principal, Action.WARD_ADMIN,
-                   _ward_organisation(caller, ward_id), request_id=caller.request_id)
+    authorize_ward(
+        caller.engine,
+        caller.principal,
+        Action.WARD_ADMIN,
+        _ward_organisation(caller, ward_id),
+        request_id=caller.request_id,
+    )
     found = administration.configure_ward(
         caller.engine, ward_id, body, caller.call(idempotency_key=key)
     )
@@ -122,15 +132,22 @@ def configure_ward(
 
 
 @router.get(
-    "/wards/{ward_id}/chart", responses=READ, response_model=WardChart,
+    "/wards/{ward_id}/chart",
+    responses=READ,
+    response_model=WardChart,
     operation_id="readWardChart",
     summary="The ward's chart for a day (Europe/Oslo): every admitted patient's doses",
 )
 def ward_chart(
     caller: CallerDep, ward_id: UUID, day: Annotated[Day | None, Query()] = None
 ) -> JSONResponse:
-    authorize_ward(caller.engine, caller.principal, Action.WARD_READ,
-                   _ward_organisation(caller, ward_id), request_id=caller.request_id)
+    authorize_ward(
+        caller.engine,
+        caller.principal,
+        Action.WARD_READ,
+        _ward_organisation(caller, ward_id),
+        request_id=caller.request_id,
+    )
     wanted = day or caller.at.date()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
@@ -141,8 +158,11 @@ def ward_chart(
 
 
 @router.post(
-    "/patients/{patient_id}/admissions", status_code=201, response_model=CommandResponse,
-    responses={**WRITE, **command_answer(201)}, operation_id="admit",
+    "/patients/{patient_id}/admissions",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer(201)},
+    operation_id="admit",
     summary="Admit a patient to a ward of my organisation",
 )
 def admit(
@@ -150,7 +170,9 @@ def admit(
 ) -> JSONResponse:
     caller.authorize(Action.ADMIT, patient_id)
     result = administration.admit(
-        caller.engine, patient_id, order_of(body, AdmissionOrder),
+        caller.engine,
+        patient_id,
+        order_of(body, AdmissionOrder),
         caller.call(idempotency_key=key),
     )
     # The ward's chart shows the patient from the admission on.
@@ -159,25 +181,34 @@ def admit(
 
 @router.post(
     "/patients/{patient_id}/admissions/{admission_id}/discharge",
-    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
     operation_id="discharge",
     summary="Discharge a patient (ward admin); the organisation's access ends with the stay",
 )
 def discharge(
-    caller: CallerDep, patient_id: UUID, admission_id: UUID, body: DischargeBody,
+    caller: CallerDep,
+    patient_id: UUID,
+    admission_id: UUID,
+    body: DischargeBody,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.DISCHARGE, patient_id)
     result = administration.discharge(
-        caller.engine, patient_id, admission_id, body.at or caller.at,
+        caller.engine,
+        patient_id,
+        admission_id,
+        body.at or caller.at,
         caller.call(idempotency_key=key),
     )
     return render(result)
 
 
 @router.post(
-    "/patients/{patient_id}/administrations", status_code=201,
-    response_model=CommandResponse, responses={**WRITE, **command_answer(201)},
+    "/patients/{patient_id}/administrations",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer(201)},
     operation_id="chartDose",
     summary="Chart a dose: given (scan, witness), not given, refused, held; PRN without a "
     "planned dose",
@@ -189,13 +220,17 @@ def chart_dose(
     key: IdempotencyKey,
     witness: Annotated[
         str | None,
-        Header(alias="X-Witness-Authorization",
-               description="The witness's own bearer token (double signature)"),
+        Header(
+            alias="X-Witness-Authorization",
+            description="The witness's own bearer token (double signature)",
+        ),
     ] = None,
 ) -> JSONResponse:
     caller.authorize(Action.CHART_WRITE, patient_id)
     result = administration.chart(
-        caller.engine, patient_id, order_of(body, ChartRequest),
+        caller.engine,
+        patient_id,
+        order_of(body, ChartRequest),
         caller.call(overrides=body.overrides, idempotency_key=key),
         witness=_witness(caller, witness),
     )
@@ -204,25 +239,33 @@ def chart_dose(
 
 @router.post(
     "/patients/{patient_id}/administrations/{administration_id}/entered-in-error",
-    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
     operation_id="markAdministrationEnteredInError",
     summary="Mark a charting entered-in-error (kept, no longer counted)",
 )
 def administration_in_error(
-    caller: CallerDep, patient_id: UUID, administration_id: UUID, body: ReasonRequiredBody,
+    caller: CallerDep,
+    patient_id: UUID,
+    administration_id: UUID,
+    body: ReasonRequiredBody,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.CHART_WRITE, patient_id)
     result = administration.mark_in_error(
-        caller.engine, patient_id, administration_id,
+        caller.engine,
+        patient_id,
+        administration_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
     return render(result)
 
 
 @router.get(
-    "/patients/{patient_id}/administrations", responses={**READ, **PAGED},
-    response_model=list[AdministrationRecord], operation_id="listAdministrations",
+    "/patients/{patient_id}/administrations",
+    responses={**READ, **PAGED},
+    response_model=list[AdministrationRecord],
+    operation_id="listAdministrations",
     summary="The patient's administration history (entered-in-error included, marked); a "
     "nurse's reaches back to the admission only",
 )
@@ -235,11 +278,18 @@ def administration_history(
 ) -> JSONResponse:
     # A nurse sees the chartings of her organisation's current admission only.
     since, until = read_window(
-        caller.engine, caller.principal, Action.CHART_READ, patient_id, since, until,
-        at=caller.at, request_id=caller.request_id,
+        caller.engine,
+        caller.principal,
+        Action.CHART_READ,
+        patient_id,
+        since,
+        until,
+        at=caller.at,
+        request_id=caller.request_id,
     )
     found = caller.read(
-        patient_id, "administration-history",
+        patient_id,
+        "administration-history",
         lambda conn: administration.administration_history(conn, patient_id, since, until),
     )
     shown, headers = page.page(found, _charted_order)

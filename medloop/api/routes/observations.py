@@ -27,7 +27,8 @@ class ObservationRequest(Observation, Intent):
 
 
 @router.post(
-    "/patients/{patient_id}/observations", response_model=CommandResponse,
+    "/patients/{patient_id}/observations",
+    response_model=CommandResponse,
     responses={**responses(400, 401, 403, 404, 409, 422, 503), **command_answer()},
     operation_id="recordObservation",
     summary="Record weight, kidney function or hepatic risk factors (used by dose checks)",

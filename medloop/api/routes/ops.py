@@ -35,7 +35,9 @@ class ReadinessReport(BaseModel):
 
 
 @router.get(
-    "/health/live", response_model=Liveness, operation_id="live",
+    "/health/live",
+    response_model=Liveness,
+    operation_id="live",
     summary="The process answers",
 )
 def live() -> JSONResponse:
@@ -43,22 +45,27 @@ def live() -> JSONResponse:
 
 
 @router.get(
-    "/health/ready", response_model=ReadinessReport, operation_id="ready",
+    "/health/ready",
+    response_model=ReadinessReport,
+    operation_id="ready",
     summary="This process can serve: database at the migration head, catalogue loaded, jobs",
-    responses={503: {"description": "Not ready; the failing checks say why",
-                     "model": ReadinessReport}},
+    responses={
+        503: {"description": "Not ready; the failing checks say why", "model": ReadinessReport}
+    },
 )
 def ready(request: Request) -> JSONResponse:
     engine: Engine = request.app.state.api.engine
     found = health.ready(engine, catalogue_in_force, health.run_dir_from_env())
     return JSONResponse(
-        found.body(), status_code=200 if found.ok else 503,
+        found.body(),
+        status_code=200 if found.ok else 503,
         headers={"Cache-Control": "no-store"},
     )
 
 
 @router.get(
-    "/metrics", operation_id="metrics",
+    "/metrics",
+    operation_id="metrics",
     summary="Prometheus metrics (text exposition format)",
     response_class=Response,
     responses={
@@ -71,9 +78,7 @@ def metrics_text(request: Request) -> Response:
     if expected:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
-            return Response(
-                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
-            )
+            return Response(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     state: ApiState = request.app.state.api
     body = metrics.render(metrics.CatalogueCollector(lambda: _catalogue_age(state)))
     return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)

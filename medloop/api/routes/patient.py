@@ -20,16 +20,23 @@ from medloop.api.schemas import AccessLog, ListView
 
 router = APIRouter(prefix="/me", tags=["patient"], route_class=BlockingRoute)
 ACCESS_LOG_PAGED = {
-    200: {"headers": {"Link": {
-        "description": LINK_DESCRIPTION.replace("cursor", "before"), "schema": {"type": "string"}
-    }}}
+    200: {
+        "headers": {
+            "Link": {
+                "description": LINK_DESCRIPTION.replace("cursor", "before"),
+                "schema": {"type": "string"},
+            }
+        }
+    }
 }
 
 
 @router.get(
-    "/list", response_model=ListView,
+    "/list",
+    response_model=ListView,
     responses={**responses(401, 403, 422), **read_with_etag()},
-    summary="My current medication list", operation_id="readMyList",
+    summary="My current medication list",
+    operation_id="readMyList",
 )
 def my_list(caller: CallerDep, seen: IfNoneMatch) -> Response:
     body = caller.read_own(
@@ -39,8 +46,10 @@ def my_list(caller: CallerDep, seen: IfNoneMatch) -> Response:
 
 
 @router.get(
-    "/access-log", response_model=AccessLog,
-    responses={**responses(401, 403, 422), **ACCESS_LOG_PAGED}, operation_id="readMyAccessLog",
+    "/access-log",
+    response_model=AccessLog,
+    responses={**responses(401, 403, 422), **ACCESS_LOG_PAGED},
+    operation_id="readMyAccessLog",
     summary="Who has read or changed my data, newest first",
 )
 def my_access_log(

@@ -39,14 +39,13 @@ BASED_WRITE = responses(400, 401, 403, 404, 409, 412, 422, 428, 503)
 
 
 @router.get(
-    "/patients/{patient_id}/prescriptions", response_model=DispensableView,
+    "/patients/{patient_id}/prescriptions",
+    response_model=DispensableView,
     responses={**responses(401, 403, 404, 422), **read_with_etag()},
     operation_id="readDispensable",
     summary="The patient's dispensable prescriptions (ETag = list version)",
 )
-def dispensable_prescriptions(
-    caller: CallerDep, patient_id: UUID, seen: IfNoneMatch
-) -> Response:
+def dispensable_prescriptions(caller: CallerDep, patient_id: UUID, seen: IfNoneMatch) -> Response:
     caller.authorize(Action.DISPENSING_READ, patient_id)
     body = caller.read(
         patient_id, "dispensable", lambda conn: views.dispensable_view(conn, patient_id, caller.at)
@@ -55,17 +54,25 @@ def dispensable_prescriptions(
 
 
 @router.post(
-    "/patients/{patient_id}/dispenses", status_code=201, response_model=CommandResponse,
-    responses={**BASED_WRITE, **command_answer(201)}, operation_id="dispense",
+    "/patients/{patient_id}/dispenses",
+    status_code=201,
+    response_model=CommandResponse,
+    responses={**BASED_WRITE, **command_answer(201)},
+    operation_id="dispense",
     summary="Dispense a package against a prescription",
 )
 def dispense_package(
-    caller: CallerDep, patient_id: UUID, body: DispenseRequest, based_on: IfMatch,
+    caller: CallerDep,
+    patient_id: UUID,
+    body: DispenseRequest,
+    based_on: IfMatch,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.DISPENSE, patient_id)
     result = dispense.dispense(
-        caller.engine, patient_id, order_of(body, DispenseOrder),
+        caller.engine,
+        patient_id,
+        order_of(body, DispenseOrder),
         caller.command_call(body, key),
         based_on=based_on,
     )
@@ -76,17 +83,24 @@ def dispense_package(
 
 
 @router.post(
-    "/patients/{patient_id}/dispenses/{dispense_id}/annul", response_model=CommandResponse,
-    responses={**WRITE, **command_answer()}, operation_id="annulDispense",
+    "/patients/{patient_id}/dispenses/{dispense_id}/annul",
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
+    operation_id="annulDispense",
     summary="Annul a dispense (the prescription reopens)",
 )
 def annul_dispense(
-    caller: CallerDep, patient_id: UUID, dispense_id: UUID, body: ReasonRequiredBody,
+    caller: CallerDep,
+    patient_id: UUID,
+    dispense_id: UUID,
+    body: ReasonRequiredBody,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.DISPENSE, patient_id)
     result = dispense.annul_dispense(
-        caller.engine, patient_id, dispense_id,
+        caller.engine,
+        patient_id,
+        dispense_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
     return render(result)
@@ -94,7 +108,8 @@ def annul_dispense(
 
 @router.post(
     "/patients/{patient_id}/prescriptions/{prescription_id}/lock",
-    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
     operation_id="lockPrescription",
     summary="Take a prescription for this pharmacy (status U)",
 )
@@ -110,7 +125,8 @@ def lock_prescription(
 
 @router.post(
     "/patients/{patient_id}/prescriptions/{prescription_id}/release",
-    response_model=CommandResponse, responses={**WRITE, **command_answer()},
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
     operation_id="releasePrescription",
     summary="Give a locked prescription back undispensed (status E)",
 )

@@ -56,9 +56,7 @@ def chart_lines(
         lines.append(
             _Line(
                 dose,
-                dose_in_force(
-                    dose, schedules.get(dose.entry_id, []), charted=standing is not None
-                ),
+                dose_in_force(dose, schedules.get(dose.entry_id, []), charted=standing is not None),
                 standing,
             )
         )

@@ -59,8 +59,13 @@ def at_clock(*times: time, amount: float = 1, unit: str = "tablett") -> Dosage:
 
 
 def as_needed(
-    amount: float = 1, *, max_24h: float | None = 4, min_hours: float | None = 4,
-    max_period: float | None = None, period_hours: float | None = None, unit: str = "kapsel",
+    amount: float = 1,
+    *,
+    max_24h: float | None = 4,
+    min_hours: float | None = 4,
+    max_period: float | None = None,
+    period_hours: float | None = None,
+    unit: str = "kapsel",
 ) -> Dosage:
     return Dosage(
         use=Use.AS_NEEDED,
@@ -79,8 +84,14 @@ def as_needed(
 
 
 def prescribe_with(
-    engine, patient_id: UUID, varenr: str, dosage: Dosage, *, at: datetime = ADMITTED,
-    start: date | None = None, overrides: dict[str, str] | None = None,
+    engine,
+    patient_id: UUID,
+    varenr: str,
+    dosage: Dosage,
+    *,
+    at: datetime = ADMITTED,
+    start: date | None = None,
+    overrides: dict[str, str] | None = None,
     entry_id: UUID | None = None,
 ) -> UUID:
     """Prescribe ``varenr`` with ``dosage``; returns the entry id."""
@@ -96,8 +107,9 @@ def prescribe_with(
             prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1)
         ),
     )
-    prescribe(engine, patient_id, order, call(GP, at=at, overrides=overrides or {}),
-              based_on=version)
+    prescribe(
+        engine, patient_id, order, call(GP, at=at, overrides=overrides or {}), based_on=version
+    )
     return order.entry_id
 
 
@@ -105,11 +117,16 @@ def admission_order(
     ward_id: UUID, admitted: datetime = ADMITTED, **changes: Any
 ) -> administration.AdmissionOrder:
     """An admission to ``ward_id`` at ``admitted`` with a reason and a municipal decision."""
-    return administration.AdmissionOrder(**{
-        "admission_id": uuid.uuid4(), "ward_id": ward_id, "admitted_at": admitted,
-        "reason": "Korttidsopphold etter sykehusinnleggelse",
-        "decision_reference": "Vedtak 2026/0815", **changes,
-    })
+    return administration.AdmissionOrder(
+        **{
+            "admission_id": uuid.uuid4(),
+            "ward_id": ward_id,
+            "admitted_at": admitted,
+            "reason": "Korttidsopphold etter sykehusinnleggelse",
+            "decision_reference": "Vedtak 2026/0815",
+            **changes,
+        }
+    )
 
 
 def nursing_home(engine, *, admitted: datetime = ADMITTED) -> tuple[UUID, UUID]:
@@ -118,11 +135,13 @@ def nursing_home(engine, *, admitted: datetime = ADMITTED) -> tuple[UUID, UUID]:
     patient_id = demo_world(engine)
     ward_id = uuid.uuid4()
     administration.create_ward(
-        engine, administration.WardOrder(ward_id=ward_id, name="Avdeling 2"),
+        engine,
+        administration.WardOrder(ward_id=ward_id, name="Avdeling 2"),
         call(NURSE, at=admitted),
     )
     administration.admit(
-        engine, patient_id,
+        engine,
+        patient_id,
         admission_order(ward_id, admitted),
         call(NURSE, at=admitted),
     )

@@ -56,7 +56,9 @@ PLANNED_AT = ADMITTED + timedelta(minutes=30)
 def planned_doses(engine, patient_id, entry_id):
     with engine.connect() as conn:
         found = administration.planned_doses(
-            conn, patient_ids=[patient_id], start=ADMITTED - timedelta(days=1),
+            conn,
+            patient_ids=[patient_id],
+            start=ADMITTED - timedelta(days=1),
             end=ADMITTED + timedelta(days=3),
         )
     return [d for d in found if d.entry_id == entry_id]
@@ -70,24 +72,43 @@ def simvastatin_world(engine):
     return patient_id, ward_id, entry_id, first
 
 
-def given(entry_id, dose, *, at=None, amount=1.0, scan=SIMVASTATIN_EAN, skipped=None,
-          override=None, unit="tablett"):
+def given(
+    entry_id,
+    dose,
+    *,
+    at=None,
+    amount=1.0,
+    scan=SIMVASTATIN_EAN,
+    skipped=None,
+    override=None,
+    unit="tablett",
+):
     return ChartRequest(
-        administration_id=uuid.uuid4(), entry_id=entry_id,
-        planned_dose_id=None if dose is None else dose.id, outcome=Outcome.GIVEN,
-        given_at=at if at is not None else dose.due_at, dose=Quantity(value=amount, unit=unit),
-        scan=None if skipped else scan, scan_skipped=skipped, limit_override=override,
+        administration_id=uuid.uuid4(),
+        entry_id=entry_id,
+        planned_dose_id=None if dose is None else dose.id,
+        outcome=Outcome.GIVEN,
+        given_at=at if at is not None else dose.due_at,
+        dose=Quantity(value=amount, unit=unit),
+        scan=None if skipped else scan,
+        scan_skipped=skipped,
+        limit_override=override,
     )
 
 
 def test_a_planned_dose_given_on_time_shows_as_given_on_the_ward_chart(engine):
     patient_id, ward_id, entry_id, dose = simvastatin_world(engine)
-    result = nursing.chart(engine, patient_id, given(entry_id, dose),
-                              call(NURSE, at=dose.due_at + timedelta(minutes=5)))
+    result = nursing.chart(
+        engine,
+        patient_id,
+        given(entry_id, dose),
+        call(NURSE, at=dose.due_at + timedelta(minutes=5)),
+    )
     assert result.response["outcome"] == "given" and not result.response["late"]
     with engine.connect() as conn:
-        chart = nursing.ward_chart(conn, ward_id, dose.local_time.date(),
-                                      dose.due_at + timedelta(hours=1))
+        chart = nursing.ward_chart(
+            conn, ward_id, dose.local_time.date(), dose.due_at + timedelta(hours=1)
+        )
     (patient,) = chart.patients
     line = next(line for line in patient.doses if line.planned_dose_id == dose.id)
     assert line.status is DoseStatus.GIVEN
@@ -117,14 +138,29 @@ def test_not_given_refused_and_held_need_a_reason(engine):
     now = dose.due_at + timedelta(minutes=10)
     for outcome in (Outcome.NOT_GIVEN, Outcome.REFUSED, Outcome.HELD):
         with pytest.raises(ChartingIncomplete):
-            nursing.chart(engine, patient_id, ChartRequest(
-                administration_id=uuid.uuid4(), entry_id=entry_id, planned_dose_id=dose.id,
-                outcome=outcome,
-            ), call(NURSE, at=now))
-    nursing.chart(engine, patient_id, ChartRequest(
-        administration_id=uuid.uuid4(), entry_id=entry_id, planned_dose_id=dose.id,
-        outcome=Outcome.REFUSED, reason="pasienten ville ikke",
-    ), call(NURSE, at=now))
+            nursing.chart(
+                engine,
+                patient_id,
+                ChartRequest(
+                    administration_id=uuid.uuid4(),
+                    entry_id=entry_id,
+                    planned_dose_id=dose.id,
+                    outcome=outcome,
+                ),
+                call(NURSE, at=now),
+            )
+    nursing.chart(
+        engine,
+        patient_id,
+        ChartRequest(
+            administration_id=uuid.uuid4(),
+            entry_id=entry_id,
+            planned_dose_id=dose.id,
+            outcome=Outcome.REFUSED,
+            reason="pasienten ville ikke",
+        ),
+        call(NURSE, at=now),
+    )
     with engine.connect() as conn:
         chart = nursing.ward_chart(conn, ward_id, dose.local_time.date(), now)
     statuses = {line.planned_dose_id: line.status for line in chart.patients[0].doses}
@@ -138,11 +174,13 @@ def test_a_charted_dose_cannot_be_charted_twice_until_the_first_is_entered_in_er
     nursing.chart(engine, patient_id, first, call(NURSE, at=now))
     with pytest.raises(DoseAlreadyCharted):
         nursing.chart(engine, patient_id, given(entry_id, dose), call(NURSE, at=now))
-    nursing.mark_in_error(engine, patient_id, first.administration_id,
-                             call(NURSE, at=now, reason="feil pasient"))
+    nursing.mark_in_error(
+        engine, patient_id, first.administration_id, call(NURSE, at=now, reason="feil pasient")
+    )
     with pytest.raises(AdministrationAlreadyInError):
-        nursing.mark_in_error(engine, patient_id, first.administration_id,
-                                 call(NURSE, at=now, reason="igjen"))
+        nursing.mark_in_error(
+            engine, patient_id, first.administration_id, call(NURSE, at=now, reason="igjen")
+        )
     later = now + timedelta(minutes=1)
     nursing.chart(engine, patient_id, given(entry_id, dose, at=later), call(NURSE, at=later))
     with engine.connect() as conn:
@@ -155,10 +193,12 @@ def test_a_retried_charting_with_the_same_idempotency_key_charts_once(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     now = dose.due_at + timedelta(minutes=5)
     request = given(entry_id, dose)
-    first = nursing.chart(engine, patient_id, request,
-                             call(NURSE, at=now, idempotency_key="chart-1"))
-    again = nursing.chart(engine, patient_id, request,
-                             call(NURSE, at=now, idempotency_key="chart-1"))
+    first = nursing.chart(
+        engine, patient_id, request, call(NURSE, at=now, idempotency_key="chart-1")
+    )
+    again = nursing.chart(
+        engine, patient_id, request, call(NURSE, at=now, idempotency_key="chart-1")
+    )
     assert again.replayed and again.response == first.response
     with engine.connect() as conn:
         assert len(administration.chartings_of_patient(conn, patient_id)) == 1
@@ -166,10 +206,17 @@ def test_a_retried_charting_with_the_same_idempotency_key_charts_once(engine):
 
 def test_the_administration_tables_are_append_only(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
-    nursing.chart(engine, patient_id, given(entry_id, dose),
-                     call(NURSE, at=dose.due_at + timedelta(minutes=5)))
-    for statement in ("UPDATE administration SET outcome = 'held'", "DELETE FROM planned_dose",
-                      "DELETE FROM admission"):
+    nursing.chart(
+        engine,
+        patient_id,
+        given(entry_id, dose),
+        call(NURSE, at=dose.due_at + timedelta(minutes=5)),
+    )
+    for statement in (
+        "UPDATE administration SET outcome = 'held'",
+        "DELETE FROM planned_dose",
+        "DELETE FROM admission",
+    ):
         with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
 
@@ -177,14 +224,18 @@ def test_the_administration_tables_are_append_only(engine):
 def test_a_nurse_of_another_organisation_cannot_chart(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     with pytest.raises(PatientNotAdmitted):
-        nursing.chart(engine, patient_id, given(entry_id, dose),
-                         call(OTHER_NURSE, at=dose.due_at + timedelta(minutes=5)))
+        nursing.chart(
+            engine,
+            patient_id,
+            given(entry_id, dose),
+            call(OTHER_NURSE, at=dose.due_at + timedelta(minutes=5)),
+        )
     with engine.connect() as conn:
         assert nursing.is_admitted(conn, patient_id, NURSE.organisation.id, dose.due_at)
-        assert not nursing.is_admitted(conn, patient_id, OTHER_NURSE.organisation.id,
-                                          dose.due_at)
-        assert not nursing.is_admitted(conn, patient_id, NURSE.organisation.id,
-                                          ADMITTED - timedelta(days=1))
+        assert not nursing.is_admitted(conn, patient_id, OTHER_NURSE.organisation.id, dose.due_at)
+        assert not nursing.is_admitted(
+            conn, patient_id, NURSE.organisation.id, ADMITTED - timedelta(days=1)
+        )
 
 
 def test_a_dose_above_the_prescribed_amount_needs_an_override_reason(engine):
@@ -192,9 +243,12 @@ def test_a_dose_above_the_prescribed_amount_needs_an_override_reason(engine):
     now = dose.due_at + timedelta(minutes=5)
     with pytest.raises(AdministeredDoseAbovePrescribed):
         nursing.chart(engine, patient_id, given(entry_id, dose, amount=2), call(NURSE, at=now))
-    result = nursing.chart(engine, patient_id,
-                              given(entry_id, dose, amount=2, override="legen ba om dobbel dose"),
-                              call(NURSE, at=now))
+    result = nursing.chart(
+        engine,
+        patient_id,
+        given(entry_id, dose, amount=2, override="legen ba om dobbel dose"),
+        call(NURSE, at=now),
+    )
     assert result.response["limits_exceeded"] == ["above-prescribed"]
 
 
@@ -204,8 +258,12 @@ def test_a_dose_above_the_prescribed_amount_needs_an_override_reason(engine):
 def test_a_scan_of_another_product_is_refused_with_the_reason(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     with pytest.raises(ScannedPackMismatch) as refused:
-        nursing.chart(engine, patient_id, given(entry_id, dose, scan=ATORVASTATIN_EAN),
-                         call(NURSE, at=dose.due_at))
+        nursing.chart(
+            engine,
+            patient_id,
+            given(entry_id, dose, scan=ATORVASTATIN_EAN),
+            call(NURSE, at=dose.due_at),
+        )
     assert refused.value.context["varenr"] == "090487"
     assert "substitution group" in refused.value.detail
 
@@ -214,16 +272,17 @@ def test_an_expired_pack_is_refused(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     expired = f"(01)0{SIMVASTATIN_EAN}(17)261031(10)LOT7(21)SER1"
     with pytest.raises(ScannedPackExpired):
-        nursing.chart(engine, patient_id, given(entry_id, dose, scan=expired),
-                         call(NURSE, at=dose.due_at))
+        nursing.chart(
+            engine, patient_id, given(entry_id, dose, scan=expired), call(NURSE, at=dose.due_at)
+        )
 
 
 def test_a_same_group_generic_pack_is_accepted_as_a_substitution(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     element_string = f"010{SIMVASTATIN_GENERIC_EAN}17271231" + "10LOT7\x1d21SER1"
-    result = nursing.chart(engine, patient_id,
-                              given(entry_id, dose, scan=element_string),
-                              call(NURSE, at=dose.due_at))
+    result = nursing.chart(
+        engine, patient_id, given(entry_id, dose, scan=element_string), call(NURSE, at=dose.due_at)
+    )
     scan = result.response["scan"]
     assert scan["varenr"] == "090470" and scan["substituted"] is True
     assert scan["batch"] == "LOT7" and scan["expiry"] == "2027-12-31"
@@ -232,18 +291,23 @@ def test_a_same_group_generic_pack_is_accepted_as_a_substitution(engine):
 def test_an_unreadable_scan_is_refused(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     with pytest.raises(ScanUnreadable):
-        nursing.chart(engine, patient_id, given(entry_id, dose, scan="hello"),
-                         call(NURSE, at=dose.due_at))
+        nursing.chart(
+            engine, patient_id, given(entry_id, dose, scan="hello"), call(NURSE, at=dose.due_at)
+        )
 
 
 def test_skipping_the_scan_needs_a_reason_code(engine):
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     with pytest.raises(ScanRequired):
-        nursing.chart(engine, patient_id, given(entry_id, dose, scan=None),
-                         call(NURSE, at=dose.due_at))
-    result = nursing.chart(engine, patient_id,
-                              given(entry_id, dose, skipped=ScanSkipReason.BARCODE_UNREADABLE),
-                              call(NURSE, at=dose.due_at))
+        nursing.chart(
+            engine, patient_id, given(entry_id, dose, scan=None), call(NURSE, at=dose.due_at)
+        )
+    result = nursing.chart(
+        engine,
+        patient_id,
+        given(entry_id, dose, skipped=ScanSkipReason.BARCODE_UNREADABLE),
+        call(NURSE, at=dose.due_at),
+    )
     assert result.response["scan"] is None
 
 
@@ -252,8 +316,9 @@ def test_skipping_the_scan_needs_a_reason_code(engine):
 
 def insulin_world(engine):
     patient_id, _ = nursing_home(engine)
-    entry_id = prescribe_with(engine, patient_id, GLARGIN,
-                              daily(TimeOfDay.EVENING, amount=10, unit="E"))
+    entry_id = prescribe_with(
+        engine, patient_id, GLARGIN, daily(TimeOfDay.EVENING, amount=10, unit="E")
+    )
     nursing.roll_forward(engine, PLANNED_AT)
     return patient_id, entry_id, planned_doses(engine, patient_id, entry_id)[0]
 
@@ -263,8 +328,9 @@ def test_insulin_needs_a_witness_by_the_default_policy(engine):
     request = given(entry_id, dose, amount=10, unit="E", skipped=ScanSkipReason.NO_BARCODE)
     with pytest.raises(WitnessRequired):
         nursing.chart(engine, patient_id, request, call(NURSE, at=dose.due_at))
-    result = nursing.chart(engine, patient_id, request, call(NURSE, at=dose.due_at),
-                              witness=SECOND_NURSE)
+    result = nursing.chart(
+        engine, patient_id, request, call(NURSE, at=dose.due_at), witness=SECOND_NURSE
+    )
     assert result.response["witness"] == SECOND_NURSE.personnel.name
 
 
@@ -274,8 +340,7 @@ def test_the_witness_must_be_another_person_of_the_same_organisation(engine):
     with pytest.raises(WitnessSamePerson):
         nursing.chart(engine, patient_id, request, call(NURSE, at=dose.due_at), witness=NURSE)
     with pytest.raises(WitnessOfAnotherOrganisation):
-        nursing.chart(engine, patient_id, request, call(NURSE, at=dose.due_at),
-                         witness=OTHER_NURSE)
+        nursing.chart(engine, patient_id, request, call(NURSE, at=dose.due_at), witness=OTHER_NURSE)
 
 
 # -- decision support ----------------------------------------------------------------------------
@@ -285,13 +350,19 @@ def test_charting_runs_decision_support_and_shows_the_prescribers_overrides(engi
     patient_id, _, entry_id, dose = simvastatin_world(engine)
     antibiotic = uuid.uuid4()
     with pytest.raises(OverrideRequired) as needed:
-        prescribe_with(engine, patient_id, KLARITROMYCIN, daily(TimeOfDay.MORNING),
-                       entry_id=antibiotic)
+        prescribe_with(
+            engine, patient_id, KLARITROMYCIN, daily(TimeOfDay.MORNING), entry_id=antibiotic
+        )
     keys = dict.fromkeys(needed.value.context["alert_keys"], "kort kur, statin pauses ikke")
-    prescribe_with(engine, patient_id, KLARITROMYCIN, daily(TimeOfDay.MORNING), overrides=keys,
-                   entry_id=antibiotic)
-    result = nursing.chart(engine, patient_id, given(entry_id, dose),
-                              call(NURSE, at=dose.due_at))
+    prescribe_with(
+        engine,
+        patient_id,
+        KLARITROMYCIN,
+        daily(TimeOfDay.MORNING),
+        overrides=keys,
+        entry_id=antibiotic,
+    )
+    result = nursing.chart(engine, patient_id, given(entry_id, dose), call(NURSE, at=dose.due_at))
     shown = result.response["overrides_on_record"]
     assert [o["reason"] for o in shown] == ["kort kur, statin pauses ikke"]
     assert result.response["alerts"] == []  # the handled pair does not re-alert
@@ -301,8 +372,9 @@ def test_a_dose_marked_missed_can_still_be_charted_as_given_late(engine):
     patient_id, ward_id, entry_id, dose = simvastatin_world(engine)
     after_window = dose.due_at + timedelta(hours=3)
     assert nursing.mark_missed(engine, after_window)["missed"] >= 1
-    result = nursing.chart(engine, patient_id, given(entry_id, dose, at=dose.due_at),
-                              call(NURSE, at=after_window))
+    result = nursing.chart(
+        engine, patient_id, given(entry_id, dose, at=dose.due_at), call(NURSE, at=after_window)
+    )
     assert result.response["late"] is False  # given on time, charted late
     with engine.connect() as conn:
         chart = nursing.ward_chart(conn, ward_id, dose.local_time.date(), after_window)

@@ -47,17 +47,27 @@ def chart_of(engine, ward_id, day, now):
 
 
 def give(engine, patient_id, entry_id, line, at):
-    nursing.chart(engine, patient_id, ChartRequest(
-        administration_id=uuid.uuid4(), entry_id=entry_id, planned_dose_id=line.planned_dose_id,
-        outcome=Outcome.GIVEN, given_at=at, dose=Quantity(value=1, unit="tablett"),
-        scan_skipped=ScanSkipReason.NO_BARCODE,
-    ), call(NURSE, at=at))
+    nursing.chart(
+        engine,
+        patient_id,
+        ChartRequest(
+            administration_id=uuid.uuid4(),
+            entry_id=entry_id,
+            planned_dose_id=line.planned_dose_id,
+            outcome=Outcome.GIVEN,
+            given_at=at,
+            dose=Quantity(value=1, unit="tablett"),
+            scan_skipped=ScanSkipReason.NO_BARCODE,
+        ),
+        call(NURSE, at=at),
+    )
 
 
 def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(engine):
     patient_id, ward_id = nursing_home(engine)
-    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN,
-                              daily(TimeOfDay.MORNING, TimeOfDay.EVENING))
+    entry_id = prescribe_with(
+        engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING, TimeOfDay.EVENING)
+    )
     nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     day = datetime(2026, 11, 20).date()
     morning = chart_of(engine, ward_id, day, ADMITTED)["08:00"]
@@ -66,9 +76,14 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 12:00 in Oslo
     with engine.connect() as conn:
         version = list_version(conn, patient_id)
-    change_dosage(engine, patient_id, entry_id,
-                  daily(TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.NIGHT),
-                  call(GP, at=changed_at), based_on=version)
+    change_dosage(
+        engine,
+        patient_id,
+        entry_id,
+        daily(TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.NIGHT),
+        call(GP, at=changed_at),
+        based_on=version,
+    )
     first = nursing.roll_forward(engine, changed_at + timedelta(minutes=5))
     assert first["schedules"] == 1
     assert nursing.roll_forward(engine, changed_at + timedelta(minutes=5))["planned"] == 0
@@ -95,9 +110,19 @@ def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
     with engine.connect() as conn:
         version = list_version(conn, patient_id)
         (old,) = prescriptions(conn, patient_id)
-    renew(engine, patient_id, RenewOrder(prescription_id=old.id, terms=PrescriptionTerms(
-        prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1),
-    )), call(GP, at=ADMITTED + timedelta(hours=1)), based_on=version)
+    renew(
+        engine,
+        patient_id,
+        RenewOrder(
+            prescription_id=old.id,
+            terms=PrescriptionTerms(
+                prescription_id=uuid.uuid4(),
+                quantity=PrescribedQuantity(packages=1),
+            ),
+        ),
+        call(GP, at=ADMITTED + timedelta(hours=1)),
+        based_on=version,
+    )
     with engine.connect() as conn:
         assert list_version(conn, patient_id) == version + 1
     assert nursing.roll_forward(engine, ADMITTED + timedelta(hours=2))["schedules"] == 0
@@ -105,13 +130,21 @@ def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
 
 def _night_doses(engine, night_start):
     patient_id, _ = nursing_home(engine, admitted=night_start)
-    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, at_clock(time(2, 30)),
-                              at=night_start)
+    entry_id = prescribe_with(
+        engine, patient_id, SIMVASTATIN, at_clock(time(2, 30)), at=night_start
+    )
     nursing.roll_forward(engine, night_start + timedelta(minutes=1))
     with engine.connect() as conn:
-        return [d for d in administration.planned_doses(
-            conn, patient_ids=[patient_id], start=night_start, end=night_start + timedelta(days=2)
-        ) if d.entry_id == entry_id]
+        return [
+            d
+            for d in administration.planned_doses(
+                conn,
+                patient_ids=[patient_id],
+                start=night_start,
+                end=night_start + timedelta(days=2),
+            )
+            if d.entry_id == entry_id
+        ]
 
 
 def test_the_spring_forward_night_is_stored_as_intended_local_time_and_shifted_instant(engine):
@@ -141,16 +174,23 @@ def test_nothing_is_planned_or_missed_after_discharge(engine):
 
 def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_runs(engine):
     patient_id, ward_id = nursing_home(engine)
-    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN,
-                              daily(TimeOfDay.MORNING, TimeOfDay.EVENING))
+    entry_id = prescribe_with(
+        engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING, TimeOfDay.EVENING)
+    )
     nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     day = datetime(2026, 11, 20).date()
     evening = chart_of(engine, ward_id, day, ADMITTED)["18:00"]
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
     with engine.connect() as conn:
         version = list_version(conn, patient_id)
-    change_dosage(engine, patient_id, entry_id, daily(TimeOfDay.MORNING, TimeOfDay.NIGHT),
-                  call(GP, at=changed_at), based_on=version)
+    change_dosage(
+        engine,
+        patient_id,
+        entry_id,
+        daily(TimeOfDay.MORNING, TimeOfDay.NIGHT),
+        call(GP, at=changed_at),
+        based_on=version,
+    )
     with pytest.raises(PlannedDoseSuperseded):
         give(engine, patient_id, entry_id, evening, evening.due_at)
     night = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
@@ -159,8 +199,11 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
     assert sorted(lines) == ["08:00", "22:00"]
     assert lines["22:00"].status is DoseStatus.MISSED
     with engine.connect() as conn:
-        missed = [c for c in administration.chartings_of_patient(conn, patient_id)
-                  if c.administration.planned_dose_id == evening.planned_dose_id]
+        missed = [
+            c
+            for c in administration.chartings_of_patient(conn, patient_id)
+            if c.administration.planned_dose_id == evening.planned_dose_id
+        ]
     assert missed == []
 
 
@@ -171,8 +214,13 @@ def test_an_entry_on_hold_cannot_be_given(engine):
     morning = chart_of(engine, ward_id, datetime(2026, 11, 20).date(), ADMITTED)["08:00"]
     with engine.connect() as conn:
         version = list_version(conn, patient_id)
-    hold(engine, patient_id, entry_id, call(GP, at=morning.due_at - timedelta(hours=1)),
-         based_on=version)
+    hold(
+        engine,
+        patient_id,
+        entry_id,
+        call(GP, at=morning.due_at - timedelta(hours=1)),
+        based_on=version,
+    )
     with pytest.raises(PlannedDoseSuperseded):  # holding replans: the dose is gone
         give(engine, patient_id, entry_id, morning, morning.due_at)
 
@@ -185,10 +233,18 @@ def test_an_as_needed_entry_on_hold_cannot_be_given(engine):
     held_at = ADMITTED + timedelta(hours=1)
     hold(engine, patient_id, entry_id, call(GP, at=held_at), based_on=version)
     request = ChartRequest(
-        administration_id=uuid.uuid4(), entry_id=entry_id, outcome=Outcome.GIVEN,
-        given_at=held_at + timedelta(minutes=5), dose=Quantity(value=1, unit="kapsel"),
+        administration_id=uuid.uuid4(),
+        entry_id=entry_id,
+        outcome=Outcome.GIVEN,
+        given_at=held_at + timedelta(minutes=5),
+        dose=Quantity(value=1, unit="kapsel"),
         scan_skipped=ScanSkipReason.NO_BARCODE,
     )
     with pytest.raises(EntryNotAdministrable):
-        nursing.chart(engine, patient_id, request,
-                         call(NURSE, at=held_at + timedelta(minutes=5)), witness=SECOND_NURSE)
+        nursing.chart(
+            engine,
+            patient_id,
+            request,
+            call(NURSE, at=held_at + timedelta(minutes=5)),
+            witness=SECOND_NURSE,
+        )

@@ -59,18 +59,16 @@ def test_a_dose_exactly_24_hours_after_the_oldest_in_the_window_is_allowed():
     at_edge = T0 + timedelta(hours=24)
     assert check_prn_limits(prn(max_24h=4), earlier, at_edge, ONE).exceeded == ()
     just_inside = at_edge - MINUTE
-    assert check_prn_limits(
-        prn(max_24h=4), earlier, just_inside, ONE
-    ).exceeded == ("max-per-24h",)
+    assert check_prn_limits(prn(max_24h=4), earlier, just_inside, ONE).exceeded == ("max-per-24h",)
 
 
 def test_the_minimum_interval_allows_exactly_the_interval_and_not_a_minute_less():
     earlier = [one(T0)]
     dose = prn(min_hours=4)
     assert check_prn_limits(dose, earlier, T0 + timedelta(hours=4), ONE).exceeded == ()
-    assert check_prn_limits(
-        dose, earlier, T0 + timedelta(hours=4) - MINUTE, ONE
-    ).exceeded == ("min-interval",)
+    assert check_prn_limits(dose, earlier, T0 + timedelta(hours=4) - MINUTE, ONE).exceeded == (
+        "min-interval",
+    )
 
 
 def test_a_late_charted_dose_is_checked_against_the_doses_after_it_too():
@@ -80,8 +78,7 @@ def test_a_late_charted_dose_is_checked_against_the_doses_after_it_too():
 
 
 def test_a_limit_in_another_unit_is_reported_not_checked_never_guessed():
-    dose = AsNeededDose(amount=ONE,
-                        max_per_24h=Quantity(value=20, unit="mg"))
+    dose = AsNeededDose(amount=ONE, max_per_24h=Quantity(value=20, unit="mg"))
     result = check_prn_limits(dose, [], T0, ONE)
     assert result.exceeded == () and result.not_checked == ("max-per-24h",)
 
@@ -126,8 +123,12 @@ def test_minimum_interval_is_refused_exactly_when_another_dose_is_closer(minutes
 
 def prn_given(entry_id, at, *, override=None):
     return ChartRequest(
-        administration_id=uuid.uuid4(), entry_id=entry_id, outcome=Outcome.GIVEN,
-        given_at=at, dose=ONE, scan=OKSYKODON_EAN,
+        administration_id=uuid.uuid4(),
+        entry_id=entry_id,
+        outcome=Outcome.GIVEN,
+        given_at=at,
+        dose=ONE,
+        scan=OKSYKODON_EAN,
         limit_override=override,
     )
 
@@ -136,23 +137,42 @@ def test_prn_limits_are_enforced_at_charting_and_an_override_reason_lets_one_thr
     patient_id, ward_id = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, OKSYKODON, as_needed(max_24h=2, min_hours=4))
     first = ADMITTED + timedelta(hours=1)
-    administration.chart(engine, patient_id, prn_given(entry_id, first), call(NURSE, at=first),
-                     witness=SECOND_NURSE)
+    administration.chart(
+        engine, patient_id, prn_given(entry_id, first), call(NURSE, at=first), witness=SECOND_NURSE
+    )
     too_soon = first + timedelta(hours=3)
     with pytest.raises(PrnLimitExceeded) as refused:
-        administration.chart(engine, patient_id, prn_given(entry_id, too_soon),
-                         call(NURSE, at=too_soon), witness=SECOND_NURSE)
+        administration.chart(
+            engine,
+            patient_id,
+            prn_given(entry_id, too_soon),
+            call(NURSE, at=too_soon),
+            witness=SECOND_NURSE,
+        )
     assert refused.value.context["limits"] == ["min-interval"]
     second = first + timedelta(hours=4)
-    administration.chart(engine, patient_id, prn_given(entry_id, second), call(NURSE, at=second),
-                     witness=SECOND_NURSE)
+    administration.chart(
+        engine,
+        patient_id,
+        prn_given(entry_id, second),
+        call(NURSE, at=second),
+        witness=SECOND_NURSE,
+    )
     third = second + timedelta(hours=4)
     with pytest.raises(PrnLimitExceeded):
-        administration.chart(engine, patient_id, prn_given(entry_id, third), call(NURSE, at=third),
-                         witness=SECOND_NURSE)
+        administration.chart(
+            engine,
+            patient_id,
+            prn_given(entry_id, third),
+            call(NURSE, at=third),
+            witness=SECOND_NURSE,
+        )
     result = administration.chart(
-        engine, patient_id, prn_given(entry_id, third, override="sterke smerter, lege varslet"),
-        call(NURSE, at=third), witness=SECOND_NURSE,
+        engine,
+        patient_id,
+        prn_given(entry_id, third, override="sterke smerter, lege varslet"),
+        call(NURSE, at=third),
+        witness=SECOND_NURSE,
     )
     assert result.response["limits_exceeded"] == ["max-per-24h"]
     with engine.connect() as conn:

@@ -35,8 +35,7 @@ def statements(engine):
 
 def reads_of(seen: list[str], table: str) -> int:
     return sum(
-        1 for s in seen
-        if s.upper().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
+        1 for s in seen if s.upper().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
     )
 
 
@@ -60,15 +59,20 @@ def test_a_new_ward_configuration_applies_to_the_next_charting(engine):
     second = planned_doses(engine, patient_id, entry_id)[1]
     late = timedelta(minutes=90)
     charted = administration.chart(
-        engine, patient_id, given(entry_id, first, at=first.due_at + late),
+        engine,
+        patient_id,
+        given(entry_id, first, at=first.due_at + late),
         call(NURSE, at=first.due_at + late),
     )
     assert charted.response["late"] is True  # the default late window is 60 minutes
     wider = WardConfig(late_after=timedelta(minutes=120), missed_after=timedelta(minutes=180))
     administration.configure_ward(engine, ward_id, wider, call(NURSE, at=first.due_at + late))
-    charted = administration.chart(engine, patient_id,
-                               given(entry_id, second, at=second.due_at + late),
-                               call(NURSE, at=second.due_at + late))
+    charted = administration.chart(
+        engine,
+        patient_id,
+        given(entry_id, second, at=second.due_at + late),
+        call(NURSE, at=second.due_at + late),
+    )
     assert charted.response["late"] is False
 
 
@@ -83,8 +87,7 @@ def test_roll_forward_plans_from_the_cached_list_state_without_reading_the_histo
     patient_id, _, entry_id, first = simvastatin_world(engine)
     administration.chart(engine, patient_id, given(entry_id, first), call(NURSE, at=first.due_at))
     later = first.due_at + timedelta(hours=1)
-    new_entry = prescribe_with(engine, patient_id, LEVOTYROKSIN, daily(TimeOfDay.EVENING),
-                               at=later)
+    new_entry = prescribe_with(engine, patient_id, LEVOTYROKSIN, daily(TimeOfDay.EVENING), at=later)
     with statements(engine) as seen:
         planned = administration.roll_forward(engine, later)
     assert planned["schedules"] == 1 and planned["planned"] > 0

@@ -16,11 +16,22 @@ from tests.loop.administration.helpers import as_needed, at_clock, daily
 CONFIG = WardConfig()
 
 
-def entry(dosage: Dosage, *, start: date = date(2026, 1, 1), stop: date | None = None,
-          status: EntryStatus = EntryStatus.ACTIVE) -> ListEntry:
+def entry(
+    dosage: Dosage,
+    *,
+    start: date = date(2026, 1, 1),
+    stop: date | None = None,
+    status: EntryStatus = EntryStatus.ACTIVE,
+) -> ListEntry:
     return ListEntry(
-        id=uuid.uuid4(), version=1, drug=NonCatalogueItem(name="Tran"), dosage=dosage,
-        use=dosage.use, start=start, stop=stop, status=status,
+        id=uuid.uuid4(),
+        version=1,
+        drug=NonCatalogueItem(name="Tran"),
+        dosage=dosage,
+        use=dosage.use,
+        start=start,
+        stop=stop,
+        status=status,
         changed_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
 
@@ -65,10 +76,16 @@ def test_local_instant_policy_directly():
 
 
 def test_an_eight_hourly_dose_keeps_its_wall_clock_times_across_both_dst_nights():
-    every_8h = Dosage(use=Use.REGULAR, fixed=(FixedDose(
-        amount=Quantity(value=1, unit="tablett"), clock_time=time(8, 0),
-        interval=Period(value=8, unit="hour"),
-    ),))
+    every_8h = Dosage(
+        use=Use.REGULAR,
+        fixed=(
+            FixedDose(
+                amount=Quantity(value=1, unit="tablett"),
+                clock_time=time(8, 0),
+                interval=Period(value=8, unit="hour"),
+            ),
+        ),
+    )
     for night in (date(2026, 3, 29), date(2026, 10, 25)):
         start = datetime.combine(night, time(0), tzinfo=UTC) - timedelta(hours=3)
         planned = plan_intakes(entry(every_8h), CONFIG, start, start + timedelta(hours=24))
@@ -86,7 +103,10 @@ def test_slots_map_to_the_wards_clock_and_a_ward_may_move_them():
     planned = plan_intakes(entry(dosage), CONFIG, *window)
     assert [p.local_time.strftime("%H:%M") for p in planned] == ["08:00", "13:00", "18:00", "22:00"]
     assert [p.time_of_day for p in planned] == [
-        TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.EVENING, TimeOfDay.NIGHT,
+        TimeOfDay.MORNING,
+        TimeOfDay.MIDDAY,
+        TimeOfDay.EVENING,
+        TimeOfDay.NIGHT,
     ]
     early_ward = WardConfig(slot_times={**CONFIG.slot_times, TimeOfDay.MORNING: time(7, 30)})
     moved = plan_intakes(entry(dosage), early_ward, *window)
@@ -97,25 +117,45 @@ def test_slots_map_to_the_wards_clock_and_a_ward_may_move_them():
 
 
 def test_weekdays_days_on_off_and_whole_day_intervals_choose_the_dosing_days():
-    mondays = Dosage(use=Use.REGULAR, fixed=(FixedDose(
-        amount=Quantity(value=70, unit="mg"), time_of_day=TimeOfDay.MORNING,
-        weekdays=(Weekday.MONDAY,),
-    ),))
+    mondays = Dosage(
+        use=Use.REGULAR,
+        fixed=(
+            FixedDose(
+                amount=Quantity(value=70, unit="mg"),
+                time_of_day=TimeOfDay.MORNING,
+                weekdays=(Weekday.MONDAY,),
+            ),
+        ),
+    )
     two_weeks = (utc(2026, 11, 1, 0), utc(2026, 11, 15, 0))
     planned = plan_intakes(entry(mondays), CONFIG, *two_weeks)
     assert [p.local_time.date() for p in planned] == [date(2026, 11, 2), date(2026, 11, 9)]
 
-    on_off = Dosage(use=Use.REGULAR, fixed=(FixedDose(
-        amount=Quantity(value=1, unit="tablett"), clock_time=time(9, 0), days_on=2, days_off=1,
-    ),))
+    on_off = Dosage(
+        use=Use.REGULAR,
+        fixed=(
+            FixedDose(
+                amount=Quantity(value=1, unit="tablett"),
+                clock_time=time(9, 0),
+                days_on=2,
+                days_off=1,
+            ),
+        ),
+    )
     planned = plan_intakes(entry(on_off, start=date(2026, 11, 1)), CONFIG, *two_weeks)
     days = [(p.local_time.date() - date(2026, 11, 1)).days for p in planned]
     assert days == [d for d in range(14) if d % 3 < 2]
 
-    every_other_day = Dosage(use=Use.REGULAR, fixed=(FixedDose(
-        amount=Quantity(value=1, unit="tablett"), clock_time=time(9, 0),
-        interval=Period(value=2, unit="day"),
-    ),))
+    every_other_day = Dosage(
+        use=Use.REGULAR,
+        fixed=(
+            FixedDose(
+                amount=Quantity(value=1, unit="tablett"),
+                clock_time=time(9, 0),
+                interval=Period(value=2, unit="day"),
+            ),
+        ),
+    )
     planned = plan_intakes(entry(every_other_day, start=date(2026, 11, 1)), CONFIG, *two_weeks)
     days = [(p.local_time.date() - date(2026, 11, 1)).days for p in planned]
     assert days == list(range(0, 14, 2))
@@ -124,7 +164,9 @@ def test_weekdays_days_on_off_and_whole_day_intervals_choose_the_dosing_days():
 def test_start_and_stop_dates_bound_the_plan():
     planned = plan_intakes(
         entry(daily(TimeOfDay.MORNING), start=date(2026, 11, 3), stop=date(2026, 11, 5)),
-        CONFIG, utc(2026, 11, 1, 0), utc(2026, 11, 10, 0),
+        CONFIG,
+        utc(2026, 11, 1, 0),
+        utc(2026, 11, 10, 0),
     )
     assert [p.local_time.date().day for p in planned] == [3, 4, 5]
 

@@ -38,14 +38,23 @@ def test_a_ward_is_created_once_and_audited_and_a_retry_replays(engine):
     order = nursing.WardOrder(ward_id=uuid.uuid4(), name="Avdeling 1")
     first = nursing.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
     again = nursing.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
-    assert first == again == {"ward_id": str(order.ward_id), "organisation_id": "8012345",
-                              "name": "Avdeling 1", "config_version": 1}
+    assert (
+        first
+        == again
+        == {
+            "ward_id": str(order.ward_id),
+            "organisation_id": "8012345",
+            "name": "Avdeling 1",
+            "config_version": 1,
+        }
+    )
     with pytest.raises(WardIdAlreadyUsed):
         nursing.create_ward(engine, order, call(NURSE))
     with engine.connect() as conn:
-        outcomes = [r.outcome for r in conn.execute(
-            select(audit_event).where(audit_event.c.action == "ward.create")
-        )]
+        outcomes = [
+            r.outcome
+            for r in conn.execute(select(audit_event).where(audit_event.c.action == "ward.create"))
+        ]
     assert outcomes == ["ok", "ok", "refused"]
 
 
@@ -55,7 +64,8 @@ def test_only_the_wards_own_organisation_configures_it(engine):
     with pytest.raises(WardOfAnotherOrganisation):
         nursing.configure_ward(engine, ward_id, WardConfig(), call(OTHER_NURSE))
     assert nursing.configure_ward(engine, ward_id, WardConfig(), call(NURSE)) == {
-        "ward_id": str(ward_id), "config_version": 2,
+        "ward_id": str(ward_id),
+        "config_version": 2,
     }
 
 
@@ -68,9 +78,15 @@ def test_windows_must_be_ordered():
 def test_a_patient_is_admitted_to_one_ward_at_a_time(engine):
     patient_id, ward_id = nursing_home(engine)
     with pytest.raises(PatientAlreadyAdmitted):
-        nursing.admit(engine, patient_id, admission_order(
-            ward_id, ADMITTED + timedelta(hours=1),
-        ), call(NURSE, at=ADMITTED + timedelta(hours=1)))
+        nursing.admit(
+            engine,
+            patient_id,
+            admission_order(
+                ward_id,
+                ADMITTED + timedelta(hours=1),
+            ),
+            call(NURSE, at=ADMITTED + timedelta(hours=1)),
+        )
 
 
 def test_moving_a_slot_time_replans_the_future_doses(engine):

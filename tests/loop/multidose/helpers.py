@@ -49,11 +49,15 @@ BEFORE_DEADLINE = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 AFTER_DEADLINE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 NURSE = actor(
-    "1234567", "Nina Sykepleier", PersonnelRole.NURSE,
+    "1234567",
+    "Nina Sykepleier",
+    PersonnelRole.NURSE,
     Organisation(id="974600951", name="Ski sykehjem", kind=OrganisationKind.NURSING_HOME),
 )
 OTHER_PHARMACIST = actor(
-    "7654321", "Ola Farmasøyt", PersonnelRole.PHARMACIST,
+    "7654321",
+    "Ola Farmasøyt",
+    PersonnelRole.PHARMACIST,
     Organisation(id="8090699", name="Apotek 1 Ås", kind=OrganisationKind.PHARMACY),
 )
 
@@ -67,8 +71,9 @@ def dosage(*times: TimeOfDay, amount: float = 1, unit: str = "tablett") -> Dosag
     )
 
 
-def multidose_order(varenr: str, the_dosage: Dosage, *, expires: date | None = None,
-                    multidose: bool = True) -> PrescribeOrder:
+def multidose_order(
+    varenr: str, the_dosage: Dosage, *, expires: date | None = None, multidose: bool = True
+) -> PrescribeOrder:
     return PrescribeOrder(
         entry_id=uuid.uuid4(),
         drug=DrugOrder(varenr=varenr),
@@ -94,17 +99,25 @@ def prescribe_all(engine, patient_id: UUID, orders, *, version: int = 0, at=NOW)
 
 def with_responsibility(engine, patient_id: UUID) -> None:
     set_responsibility(
-        engine, patient_id,
+        engine,
+        patient_id,
         ResponsibilityOrder(doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=NOW.date()),
         call(GP),
     )
 
 
-def open_period(engine, patient_id: UUID, *, period_id: UUID | None = None,
-                first_day: date = FIRST_DAY, deadline: datetime = DEADLINE) -> UUID:
+def open_period(
+    engine,
+    patient_id: UUID,
+    *,
+    period_id: UUID | None = None,
+    first_day: date = FIRST_DAY,
+    deadline: datetime = DEADLINE,
+) -> UUID:
     period_id = period_id or uuid.uuid4()
     open_packing_period(
-        engine, patient_id,
+        engine,
+        patient_id,
         PeriodOrder(period_id=period_id, first_day=first_day, order_deadline=deadline),
         call(PHARMACIST),
     )

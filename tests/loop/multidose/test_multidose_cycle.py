@@ -87,7 +87,9 @@ def test_the_plan_has_one_bag_per_day_and_intake_time_and_lists_what_is_given_ou
     assert len(plan.bags) == 14 * 3
     morning = next(b for b in plan.bags if b.day == FIRST_DAY and b.intake == "morning")
     assert {line.entry_id for line in morning.lines} == {
-        ids["metoprolol"], ids["omeprazol"], ids["amlodipin"]
+        ids["metoprolol"],
+        ids["omeprazol"],
+        ids["amlodipin"],
     }
     assert [(o.entry_id, o.reason) for o in plan.outside] == [
         (ids["laktulose"], OutsideReason.NOT_PACKABLE)
@@ -97,15 +99,28 @@ def test_the_plan_has_one_bag_per_day_and_intake_time_and_lists_what_is_given_ou
 
 def test_a_change_before_the_deadline_is_in_the_plan_and_one_after_reaches_the_next_period(engine):
     patient_id, period_id, ids, version = _world(engine)
-    version = change_dosage(engine, patient_id, ids["allopurinol"], dosage(D, amount=2),
-                            call(at=BEFORE_DEADLINE), based_on=version).list_version
+    version = change_dosage(
+        engine,
+        patient_id,
+        ids["allopurinol"],
+        dosage(D, amount=2),
+        call(at=BEFORE_DEADLINE),
+        based_on=version,
+    ).list_version
     at_deadline = version
-    version = change_dosage(engine, patient_id, ids["omeprazol"], dosage(M, amount=2,
-                            unit="kapsel"), call(at=AFTER_DEADLINE), based_on=version).list_version
+    version = change_dosage(
+        engine,
+        patient_id,
+        ids["omeprazol"],
+        dosage(M, amount=2, unit="kapsel"),
+        call(at=AFTER_DEADLINE),
+        based_on=version,
+    ).list_version
     plan = _plan(engine, patient_id, period_id)
     assert plan.list_version == at_deadline
-    lines = {(b.day, b.intake, line.entry_id): line.quantity.value
-             for b in plan.bags for line in b.lines}
+    lines = {
+        (b.day, b.intake, line.entry_id): line.quantity.value for b in plan.bags for line in b.lines
+    }
     assert lines[(FIRST_DAY, "midday", ids["allopurinol"])] == 2
     assert lines[(FIRST_DAY, "morning", ids["omeprazol"])] == 1
     assert [(c.list_version, c.entry_ids, c.reaches) for c in plan.late_changes] == [
@@ -115,19 +130,39 @@ def test_a_change_before_the_deadline_is_in_the_plan_and_one_after_reaches_the_n
 
 def test_an_urgent_pack_brings_a_change_after_the_deadline_into_the_period(engine):
     patient_id, period_id, ids, version = _world(engine)
-    version = change_dosage(engine, patient_id, ids["omeprazol"], dosage(M, amount=2,
-                            unit="kapsel"), call(at=AFTER_DEADLINE), based_on=version).list_version
+    version = change_dosage(
+        engine,
+        patient_id,
+        ids["omeprazol"],
+        dosage(M, amount=2, unit="kapsel"),
+        call(at=AFTER_DEADLINE),
+        based_on=version,
+    ).list_version
     with pytest.raises(UrgentPackRefused):  # the reason is required
-        multidose.order_urgent(engine, patient_id, period_id, uuid.uuid4(),
-                               call(GP, at=AFTER_DEADLINE + timedelta(hours=1)))
-    multidose.order_urgent(engine, patient_id, period_id, uuid.uuid4(),
-                           call(GP, at=AFTER_DEADLINE + timedelta(hours=1), reason="dose up"))
+        multidose.order_urgent(
+            engine,
+            patient_id,
+            period_id,
+            uuid.uuid4(),
+            call(GP, at=AFTER_DEADLINE + timedelta(hours=1)),
+        )
+    multidose.order_urgent(
+        engine,
+        patient_id,
+        period_id,
+        uuid.uuid4(),
+        call(GP, at=AFTER_DEADLINE + timedelta(hours=1), reason="dose up"),
+    )
     plan = _plan(engine, patient_id, period_id)
     assert plan.urgent and plan.list_version == version
     assert plan.late_changes[0].reaches == "urgent-pack"
     draft = report_from(plan)
-    result = multidose.reconcile_packing(engine, patient_id, as_report(draft),
-                                         call(PHARMACIST, at=AFTER_DEADLINE + timedelta(hours=2)))
+    result = multidose.reconcile_packing(
+        engine,
+        patient_id,
+        as_report(draft),
+        call(PHARMACIST, at=AFTER_DEADLINE + timedelta(hours=2)),
+    )
     assert result.response["counts"] == {"ok": sum(len(b.lines) for b in plan.bags)}
     assert result.response["tasks"] == []
 
@@ -149,14 +184,27 @@ def _line(draft, day, intake, entry_id):
 def test_the_reconciliation_classifies_every_line_of_a_14_day_cycle(engine):
     patient_id, period_id, ids, version = _world(engine, amlodipin_expires=EXPIRES)
     # before the deadline: allopurinol doubled (in the plan)
-    version = change_dosage(engine, patient_id, ids["allopurinol"], dosage(D, amount=2),
-                            call(at=BEFORE_DEADLINE), based_on=version).list_version
+    version = change_dosage(
+        engine,
+        patient_id,
+        ids["allopurinol"],
+        dosage(D, amount=2),
+        call(at=BEFORE_DEADLINE),
+        based_on=version,
+    ).list_version
     # after the deadline: omeprazol doubled, and furosemid added (both reach the next period)
-    version = change_dosage(engine, patient_id, ids["omeprazol"], dosage(M, amount=2,
-                            unit="kapsel"), call(at=AFTER_DEADLINE), based_on=version).list_version
+    version = change_dosage(
+        engine,
+        patient_id,
+        ids["omeprazol"],
+        dosage(M, amount=2, unit="kapsel"),
+        call(at=AFTER_DEADLINE),
+        based_on=version,
+    ).list_version
     furosemid = multidose_order(FUROSEMID, dosage(M))
-    version = prescribe(engine, patient_id, furosemid, call(at=AFTER_DEADLINE),
-                        based_on=version).list_version
+    version = prescribe(
+        engine, patient_id, furosemid, call(at=AFTER_DEADLINE), based_on=version
+    ).list_version
     plan = _plan(engine, patient_id, period_id)
     draft = report_from(plan)
     day3, day5, day6, day7 = (FIRST_DAY + timedelta(days=n) for n in (2, 4, 5, 6))
@@ -166,29 +214,34 @@ def test_the_reconciliation_classifies_every_line_of_a_14_day_cycle(engine):
     _line(draft, day5, "evening", ids["simvastatin"]).update(varenr=ATORVASTATIN)
     # simvastatin missing on day 6, in the morning bag instead of the evening one on day 7
     draft["bags"][(day6, "evening")] = [
-        line for line in draft["bags"][(day6, "evening")]
-        if line["entry_id"] != ids["simvastatin"]
+        line for line in draft["bags"][(day6, "evening")] if line["entry_id"] != ids["simvastatin"]
     ]
     moved = _line(draft, day7, "evening", ids["simvastatin"])
     draft["bags"][(day7, "evening")].remove(moved)
     draft["bags"][(day7, "morning")].append(moved)
     # allopurinol: 1 instead of 2 on day 3
-    _line(draft, day3, "midday", ids["allopurinol"])["quantity"] = Quantity(value=1,
-                                                                            unit="tablett")
+    _line(draft, day3, "midday", ids["allopurinol"])["quantity"] = Quantity(value=1, unit="tablett")
     # laktulose (a mixture) packed, and sertralin (not on the list) packed, on the first day
     draft["bags"][(FIRST_DAY, "morning")] += [
-        {"varenr": LAKTULOSE, "quantity": Quantity(value=15, unit="ml"),
-         "entry_id": ids["laktulose"]},
+        {
+            "varenr": LAKTULOSE,
+            "quantity": Quantity(value=15, unit="ml"),
+            "entry_id": ids["laktulose"],
+        },
         {"varenr": SERTRALIN, "quantity": Quantity(value=1, unit="tablett"), "entry_id": None},
     ]
     # mid-cycle: metoprolol discontinued on 2 December, amlodipin's prescription ends on 3 December
     version = discontinue(
-        engine, patient_id, ids["metoprolol"],
+        engine,
+        patient_id,
+        ids["metoprolol"],
         Discontinuation(at=DISCONTINUED_AT, reason=DiscontinuationReason.DRUG_REACTION),
-        call(at=DISCONTINUED_AT), based_on=version,
+        call(at=DISCONTINUED_AT),
+        based_on=version,
     ).list_version
     draft["bags"][(date(2026, 12, 5), "morning")] = [
-        line for line in draft["bags"][(date(2026, 12, 5), "morning")]
+        line
+        for line in draft["bags"][(date(2026, 12, 5), "morning")]
         if line["entry_id"] != ids["amlodipin"]
     ]
 
@@ -212,7 +265,9 @@ def test_the_reconciliation_classifies_every_line_of_a_14_day_cycle(engine):
     assert where(LineClass.MISSING_FROM_BAGS) == {(day6, "evening", ids["simvastatin"])}
     [moved_line] = by_class[LineClass.TIME_MISMATCH]
     assert (moved_line.day, moved_line.intake, moved_line.expected_intake) == (
-        day7, "morning", "evening"
+        day7,
+        "morning",
+        "evening",
     )
     assert where(LineClass.DOSE_MISMATCH) == {(day3, "midday", ids["allopurinol"])}
     assert where(LineClass.NOT_PACKABLE_PACKED) == {(FIRST_DAY, "morning", ids["laktulose"])}
@@ -252,15 +307,23 @@ def test_only_the_multidose_pharmacy_opens_periods_and_reports(engine):
     patient_id, period_id, _, _ = _world(engine)
     with pytest.raises(NotTheMultidosePharmacy):
         multidose.open_packing_period(
-            engine, patient_id,
-            multidose.PeriodOrder(period_id=uuid.uuid4(), first_day=date(2027, 1, 4),
-                                  order_deadline=datetime(2026, 12, 30, tzinfo=UTC)),
+            engine,
+            patient_id,
+            multidose.PeriodOrder(
+                period_id=uuid.uuid4(),
+                first_day=date(2027, 1, 4),
+                order_deadline=datetime(2026, 12, 30, tzinfo=UTC),
+            ),
             call(OTHER_PHARMACIST),
         )
     plan = _plan(engine, patient_id, period_id)
     with pytest.raises(NotTheMultidosePharmacy):
-        multidose.reconcile_packing(engine, patient_id, as_report(report_from(plan)),
-                                    call(OTHER_PHARMACIST, at=AFTER_DEADLINE))
+        multidose.reconcile_packing(
+            engine,
+            patient_id,
+            as_report(report_from(plan)),
+            call(OTHER_PHARMACIST, at=AFTER_DEADLINE),
+        )
     with engine.connect() as conn:
         assert multidose.reconciliations(conn, patient_id) == []
 
@@ -270,10 +333,18 @@ def test_periods_do_not_overlap_and_their_deadline_comes_before_the_first_day(en
     with pytest.raises(PackingPeriodOverlaps):
         open_period(engine, patient_id, first_day=LAST_DAY)
     with pytest.raises(InvalidPackingPeriod):
-        open_period(engine, patient_id, first_day=date(2026, 12, 14),
-                    deadline=datetime(2026, 12, 14, 12, 0, tzinfo=UTC))
-    following = open_period(engine, patient_id, first_day=date(2026, 12, 14),
-                            deadline=datetime(2026, 12, 9, 12, 0, tzinfo=UTC))
+        open_period(
+            engine,
+            patient_id,
+            first_day=date(2026, 12, 14),
+            deadline=datetime(2026, 12, 14, 12, 0, tzinfo=UTC),
+        )
+    following = open_period(
+        engine,
+        patient_id,
+        first_day=date(2026, 12, 14),
+        deadline=datetime(2026, 12, 9, 12, 0, tzinfo=UTC),
+    )
     with engine.connect() as conn:
         found = multidose.periods(conn, patient_id)
     assert [v.period.id for v in found] == [period_id, following]
@@ -298,8 +369,10 @@ def test_stored_reconciliations_cannot_be_rewritten(engine):
     patient_id, period_id, _, _ = _world(engine)
     report = as_report(report_from(_plan(engine, patient_id, period_id)))
     multidose.reconcile_packing(engine, patient_id, report, call(PHARMACIST, at=AFTER_DEADLINE))
-    for statement in ("UPDATE multidose_reconciliation SET list_version = 0",
-                      "DELETE FROM multidose_period"):
+    for statement in (
+        "UPDATE multidose_reconciliation SET list_version = 0",
+        "DELETE FROM multidose_period",
+    ):
         with pytest.raises(Exception, match="append-only"):
             with engine.begin() as conn:
                 conn.execute(text(statement))

@@ -65,13 +65,19 @@ def _entry(engine, patient_id, entry_id):
 
 def test_an_accepted_dosage_proposal_changes_the_list_and_is_no_longer_pending(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(engine, patient_id, kind=ProposalKind.CHANGE_DOSAGE,
-                           entry_id=order.entry_id, dosage=dosage(TimeOfDay.MORNING),
-                           note="patient sleeps badly with the evening dose")
+    proposal_id = _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.CHANGE_DOSAGE,
+        entry_id=order.entry_id,
+        dosage=dosage(TimeOfDay.MORNING),
+        note="patient sleeps badly with the evening dose",
+    )
     with engine.connect() as conn:
         assert [p.id for p in multidose.pending_proposals(conn, patient_id)] == [proposal_id]
-    result = multidose.accept_proposal(engine, patient_id, proposal_id, call(GP, at=LATER),
-                                       based_on=version)
+    result = multidose.accept_proposal(
+        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
+    )
     assert result.list_version == version + 1
     now, entry = _entry(engine, patient_id, order.entry_id)
     assert now == version + 1
@@ -85,12 +91,16 @@ def test_an_accepted_dosage_proposal_changes_the_list_and_is_no_longer_pending(e
 
 def test_only_a_prescriber_accepts_or_rejects_a_proposal(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(engine, patient_id, kind=ProposalKind.CHANGE_DOSAGE,
-                           entry_id=order.entry_id, dosage=dosage(TimeOfDay.MORNING))
+    proposal_id = _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.CHANGE_DOSAGE,
+        entry_id=order.entry_id,
+        dosage=dosage(TimeOfDay.MORNING),
+    )
     for who in (PHARMACIST, NURSE):
         with pytest.raises(PrescriberRequired):
-            multidose.accept_proposal(engine, patient_id, proposal_id, call(who),
-                                      based_on=version)
+            multidose.accept_proposal(engine, patient_id, proposal_id, call(who), based_on=version)
         with pytest.raises(PrescriberRequired):
             multidose.reject_proposal(engine, patient_id, proposal_id, call(who, reason="no"))
     now, entry = _entry(engine, patient_id, order.entry_id)
@@ -102,13 +112,17 @@ def test_only_a_prescriber_accepts_or_rejects_a_proposal(engine):
 def test_a_rejection_needs_a_reason_and_a_decided_proposal_stays_decided(engine):
     patient_id, order, version = _world(engine)
     proposal_id = _propose(
-        engine, patient_id, kind=ProposalKind.DISCONTINUE, entry_id=order.entry_id,
+        engine,
+        patient_id,
+        kind=ProposalKind.DISCONTINUE,
+        entry_id=order.entry_id,
         discontinuation=Discontinuation(at=NOW, reason=DiscontinuationReason.PATIENT_STOPPED),
     )
     with pytest.raises(InvalidProposal):
         multidose.reject_proposal(engine, patient_id, proposal_id, call(GP))
-    multidose.reject_proposal(engine, patient_id, proposal_id,
-                              call(GP, reason="discussed with the patient: continue"))
+    multidose.reject_proposal(
+        engine, patient_id, proposal_id, call(GP, reason="discussed with the patient: continue")
+    )
     with pytest.raises(ProposalAlreadyDecided):
         multidose.accept_proposal(engine, patient_id, proposal_id, call(GP), based_on=version)
     now, entry = _entry(engine, patient_id, order.entry_id)
@@ -121,11 +135,15 @@ def test_a_rejection_needs_a_reason_and_a_decided_proposal_stays_decided(engine)
 def test_an_accepted_discontinuation_recalls_the_prescription(engine):
     patient_id, order, version = _world(engine)
     proposal_id = _propose(
-        engine, patient_id, kind=ProposalKind.DISCONTINUE, entry_id=order.entry_id,
+        engine,
+        patient_id,
+        kind=ProposalKind.DISCONTINUE,
+        entry_id=order.entry_id,
         discontinuation=Discontinuation(at=NOW, reason=DiscontinuationReason.PATIENT_STOPPED),
     )
-    result = multidose.accept_proposal(engine, patient_id, proposal_id, call(GP, at=LATER),
-                                       based_on=version)
+    result = multidose.accept_proposal(
+        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
+    )
     assert result.response["recalled"] == [str(order.terms.prescription_id)]
     _, entry = _entry(engine, patient_id, order.entry_id)
     assert entry.status is EntryStatus.DISCONTINUED
@@ -135,12 +153,15 @@ def test_a_new_entry_proposal_accepted_is_prescribed_into_multidose(engine):
     patient_id, _, version = _world(engine)
     new = multidose_order(AMLODIPIN, dosage(TimeOfDay.MORNING))
     proposal_id = _propose(engine, patient_id, kind=ProposalKind.NEW_ENTRY, new_entry=new)
-    result = multidose.accept_proposal(engine, patient_id, proposal_id, call(GP, at=LATER),
-                                       based_on=version)
+    result = multidose.accept_proposal(
+        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
+    )
     assert result.response["entry_id"] == str(new.entry_id)
     _, entry = _entry(engine, patient_id, new.entry_id)
-    assert entry.multidose and entry.prescriber == GP and entry.prescription_ids == (
-        new.terms.prescription_id,
+    assert (
+        entry.multidose
+        and entry.prescriber == GP
+        and entry.prescription_ids == (new.terms.prescription_id,)
     )
 
 
@@ -148,13 +169,16 @@ def test_a_renewal_proposal_accepted_renews_the_prescription(engine):
     patient_id, order, version = _world(engine)
     renewal = RenewOrder(
         prescription_id=order.terms.prescription_id,
-        terms=PrescriptionTerms(prescription_id=uuid.uuid4(),
-                                quantity=PrescribedQuantity(packages=2)),
+        terms=PrescriptionTerms(
+            prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=2)
+        ),
     )
-    proposal_id = _propose(engine, patient_id, kind=ProposalKind.RENEW, renewal=renewal,
-                           note="renew the prescription?")
-    result = multidose.accept_proposal(engine, patient_id, proposal_id, call(GP, at=LATER),
-                                       based_on=version)
+    proposal_id = _propose(
+        engine, patient_id, kind=ProposalKind.RENEW, renewal=renewal, note="renew the prescription?"
+    )
+    result = multidose.accept_proposal(
+        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
+    )
     assert result.response["recalled"] == str(order.terms.prescription_id)
     _, entry = _entry(engine, patient_id, order.entry_id)
     assert entry.prescription_ids == (renewal.terms.prescription_id,)
@@ -162,25 +186,41 @@ def test_a_renewal_proposal_accepted_renews_the_prescription(engine):
 
 def test_a_question_is_answered_without_changing_the_list(engine):
     patient_id, _, version = _world(engine)
-    proposal_id = _propose(engine, patient_id, kind=ProposalKind.QUESTION,
-                           question="Should simvastatin be taken in the evening?")
+    proposal_id = _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.QUESTION,
+        question="Should simvastatin be taken in the evening?",
+    )
     with pytest.raises(InvalidProposal):
         multidose.accept_proposal(engine, patient_id, proposal_id, call(GP), based_on=version)
-    result = multidose.accept_proposal(engine, patient_id, proposal_id,
-                                       call(GP, reason="yes, keep it"), based_on=version)
+    result = multidose.accept_proposal(
+        engine, patient_id, proposal_id, call(GP, reason="yes, keep it"), based_on=version
+    )
     assert result.list_version == version and result.response["answer"] == "yes, keep it"
 
 
 def test_a_retried_acceptance_returns_the_first_result_and_changes_the_list_once(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(engine, patient_id, kind=ProposalKind.CHANGE_DOSAGE,
-                           entry_id=order.entry_id, dosage=dosage(TimeOfDay.MORNING))
+    proposal_id = _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.CHANGE_DOSAGE,
+        entry_id=order.entry_id,
+        dosage=dosage(TimeOfDay.MORNING),
+    )
     first = multidose.accept_proposal(
-        engine, patient_id, proposal_id, call(GP, at=LATER, idempotency_key="acc-1"),
+        engine,
+        patient_id,
+        proposal_id,
+        call(GP, at=LATER, idempotency_key="acc-1"),
         based_on=version,
     )
     again = multidose.accept_proposal(
-        engine, patient_id, proposal_id, call(GP, at=LATER, idempotency_key="acc-1"),
+        engine,
+        patient_id,
+        proposal_id,
+        call(GP, at=LATER, idempotency_key="acc-1"),
         based_on=version,
     )
     assert again.replayed and again.response == first.response
@@ -190,19 +230,26 @@ def test_a_retried_acceptance_returns_the_first_result_and_changes_the_list_once
 
 def test_an_acceptance_based_on_a_stale_list_is_refused_and_the_proposal_stays_pending(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(engine, patient_id, kind=ProposalKind.CHANGE_DOSAGE,
-                           entry_id=order.entry_id, dosage=dosage(TimeOfDay.MORNING))
+    proposal_id = _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.CHANGE_DOSAGE,
+        entry_id=order.entry_id,
+        dosage=dosage(TimeOfDay.MORNING),
+    )
     with pytest.raises(StaleListVersion):
-        multidose.accept_proposal(engine, patient_id, proposal_id, call(GP),
-                                  based_on=version - 1)
+        multidose.accept_proposal(engine, patient_id, proposal_id, call(GP), based_on=version - 1)
     with engine.connect() as conn:
         assert len(multidose.pending_proposals(conn, patient_id)) == 1
 
 
 def test_proposals_come_only_from_the_multidose_pharmacy_and_name_real_entries(engine):
     patient_id, order, _ = _world(engine)
-    fields = {"kind": ProposalKind.CHANGE_DOSAGE, "entry_id": order.entry_id,
-              "dosage": dosage(TimeOfDay.MORNING)}
+    fields = {
+        "kind": ProposalKind.CHANGE_DOSAGE,
+        "entry_id": order.entry_id,
+        "dosage": dosage(TimeOfDay.MORNING),
+    }
     with pytest.raises(PharmacistRequired):
         _propose(engine, patient_id, who=GP, **fields)
     with pytest.raises(NotTheMultidosePharmacy):

@@ -20,12 +20,21 @@ TABLET = Quantity(value=1, unit="tablett")
 
 def _entry(form_code: str | None = "53", *, fixed=(), use=Use.REGULAR, multidose=True):
     drug = CatalogueDrug(
-        resolved=ResolvedDrug(reference_kind=ReferenceKind.PACKAGE, reference_id="ID_P",
-                              name="Testtablett", form_code=form_code),
+        resolved=ResolvedDrug(
+            reference_kind=ReferenceKind.PACKAGE,
+            reference_id="ID_P",
+            name="Testtablett",
+            form_code=form_code,
+        ),
         catalogue_version=1,
     )
     return ListEntry(
-        id=uuid.uuid4(), version=1, drug=drug, use=use, start=START, multidose=multidose,
+        id=uuid.uuid4(),
+        version=1,
+        drug=drug,
+        use=use,
+        start=START,
+        multidose=multidose,
         dosage=Dosage(use=use, fixed=fixed) if fixed else None,
         changed_at=datetime(2026, 11, 20, tzinfo=UTC),
     )
@@ -63,26 +72,35 @@ def test_the_packable_forms_come_from_a_rules_file_that_can_be_replaced(tmp_path
 def test_weekdays_day_patterns_intervals_and_clock_times_decide_the_bags():
     weekly = FixedDose(amount=TABLET, time_of_day=TimeOfDay.MORNING, weekdays=("monday",))
     assert _slots(_entry(fixed=(weekly,))) == [
-        (START, "morning"), (START + timedelta(days=7), "morning")
+        (START, "morning"),
+        (START + timedelta(days=7), "morning"),
     ]
     on_off = FixedDose(amount=TABLET, time_of_day=TimeOfDay.EVENING, days_on=2, days_off=5)
     assert [d for d, _ in _slots(_entry(fixed=(on_off,)))] == [
-        START, START + timedelta(days=1), START + timedelta(days=7), START + timedelta(days=8)
+        START,
+        START + timedelta(days=1),
+        START + timedelta(days=7),
+        START + timedelta(days=8),
     ]
-    every_third = FixedDose(amount=TABLET, time_of_day=TimeOfDay.NIGHT,
-                            interval=Period(value=3, unit=TimeUnit.DAY))
+    every_third = FixedDose(
+        amount=TABLET, time_of_day=TimeOfDay.NIGHT, interval=Period(value=3, unit=TimeUnit.DAY)
+    )
     assert len(_slots(_entry(fixed=(every_third,)))) == 5
-    eight_hourly = FixedDose(amount=TABLET, clock_time=time(6, 0),
-                             interval=Period(value=8, unit=TimeUnit.HOUR))
+    eight_hourly = FixedDose(
+        amount=TABLET, clock_time=time(6, 0), interval=Period(value=8, unit=TimeUnit.HOUR)
+    )
     assert {i for _, i in _slots(_entry(fixed=(eight_hourly,)), days=1)} == {
-        "06:00", "14:00", "22:00"
+        "06:00",
+        "14:00",
+        "22:00",
     }
 
 
 def test_two_doses_at_the_same_intake_time_add_up_in_one_bag_line():
-    doses = (FixedDose(amount=TABLET, time_of_day=TimeOfDay.MORNING),
-             FixedDose(amount=Quantity(value=1, unit="tabletter"),
-                       time_of_day=TimeOfDay.MORNING))
+    doses = (
+        FixedDose(amount=TABLET, time_of_day=TimeOfDay.MORNING),
+        FixedDose(amount=Quantity(value=1, unit="tabletter"), time_of_day=TimeOfDay.MORNING),
+    )
     found = expected_doses([_entry(fixed=doses)], [START], load_packing_rules())
     [(_, quantity)] = found.items()
     assert quantity.value == 2

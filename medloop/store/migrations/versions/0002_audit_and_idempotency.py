@@ -11,8 +11,8 @@ table metadata, so autogenerate neither sees nor needs them.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
@@ -49,44 +49,53 @@ SQLITE_TRIGGERS = [
 
 
 def upgrade() -> None:
-    op.create_table('audit_event',
-    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
-    sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('actor', sa.String(length=64), nullable=False),
-    sa.Column('actor_role', sa.String(length=32), nullable=False),
-    sa.Column('organisation', sa.String(length=64), nullable=True),
-    sa.Column('patient', sa.String(length=32), nullable=True),
-    sa.Column('action', sa.String(length=64), nullable=False),
-    sa.Column('outcome', sa.String(length=16), nullable=False),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('reason', sa.Text(), nullable=True),
-    sa.Column('detail', sa.JSON(), nullable=False),
-    sa.Column('prev_hash', sa.String(length=64), nullable=False),
-    sa.Column('hash', sa.String(length=64), nullable=False),
-    sa.CheckConstraint("outcome IN ('ok', 'refused', 'conflict', 'error')", name='ck_audit_event_outcome'),
-    sa.PrimaryKeyConstraint('seq')
+    op.create_table(
+        "audit_event",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
+        ),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("actor_role", sa.String(length=32), nullable=False),
+        sa.Column("organisation", sa.String(length=64), nullable=True),
+        sa.Column("patient", sa.String(length=32), nullable=True),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.CheckConstraint(
+            "outcome IN ('ok', 'refused', 'conflict', 'error')", name="ck_audit_event_outcome"
+        ),
+        sa.PrimaryKeyConstraint("seq"),
     )
-    with op.batch_alter_table('audit_event', schema=None) as batch_op:
-        batch_op.create_index('ix_audit_event_patient', ['patient', 'seq'], unique=False)
+    with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_event_patient", ["patient", "seq"], unique=False)
 
-    op.create_table('idempotency_key',
-    sa.Column('scope', sa.String(length=200), nullable=False),
-    sa.Column('key', sa.String(length=200), nullable=False),
-    sa.Column('fingerprint', sa.String(length=64), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('response', sa.JSON(), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("status IN ('pending', 'completed')", name='ck_idempotency_key_status'),
-    sa.PrimaryKeyConstraint('scope', 'key')
+    op.create_table(
+        "idempotency_key",
+        sa.Column("scope", sa.String(length=200), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("response", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("status IN ('pending', 'completed')", name="ck_idempotency_key_status"),
+        sa.PrimaryKeyConstraint("scope", "key"),
     )
 
-    triggers = POSTGRES_TRIGGERS if op.get_bind().dialect.name == 'postgresql' else SQLITE_TRIGGERS
+    triggers = POSTGRES_TRIGGERS if op.get_bind().dialect.name == "postgresql" else SQLITE_TRIGGERS
     for statement in triggers:
         op.execute(statement)
 
 
 def downgrade() -> None:
-    op.drop_table('idempotency_key')
-    op.drop_table('audit_event')  # and its triggers
-    if op.get_bind().dialect.name == 'postgresql':
+    op.drop_table("idempotency_key")
+    op.drop_table("audit_event")  # and its triggers
+    if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION audit_event_refuse_change()")

@@ -9,19 +9,19 @@ Create Date: 2026-11-22
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('patient') as batch:
+    with op.batch_alter_table("patient") as batch:
         batch.add_column(
-            sa.Column('revision', sa.Integer(), server_default=sa.text('0'), nullable=False)
+            sa.Column("revision", sa.Integer(), server_default=sa.text("0"), nullable=False)
         )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('patient') as batch:
-        batch.drop_column('revision')
+    with op.batch_alter_table("patient") as batch:
+        batch.drop_column("revision")

@@ -23,25 +23,46 @@ from alembic import op
 
 from medloop.store import append_only
 
-revision = '0008'
-down_revision = '0007'
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
 GENESIS_HASH = "0" * 64
 NO_PATIENT = "-"
 OLD_FIELDS = (
-    "seq", "occurred_at", "actor", "actor_role", "organisation", "patient", "action", "outcome",
-    "request_id", "reason", "detail", "prev_hash",
+    "seq",
+    "occurred_at",
+    "actor",
+    "actor_role",
+    "organisation",
+    "patient",
+    "action",
+    "outcome",
+    "request_id",
+    "reason",
+    "detail",
+    "prev_hash",
 )
 OLD_TABLE = sa.table(
     "audit_event",
     sa.column("seq", sa.BigInteger()),
     sa.column("occurred_at", sa.DateTime(timezone=True)),
-    *(sa.column(name, sa.String()) for name in (
-        "actor", "actor_role", "organisation", "patient", "action", "outcome", "request_id",
-        "reason", "prev_hash", "hash",
-    )),
+    *(
+        sa.column(name, sa.String())
+        for name in (
+            "actor",
+            "actor_role",
+            "organisation",
+            "patient",
+            "action",
+            "outcome",
+            "request_id",
+            "reason",
+            "prev_hash",
+            "hash",
+        )
+    ),
     sa.column("detail", sa.JSON()),
 )
 
@@ -60,12 +81,15 @@ def _hash(values: dict, fields: tuple[str, ...]) -> str:
 def upgrade() -> None:
     bind = op.get_bind()
     rows = [
-        dict(row)
-        for row in bind.execute(sa.select(OLD_TABLE).order_by(OLD_TABLE.c.seq)).mappings()
+        dict(row) for row in bind.execute(sa.select(OLD_TABLE).order_by(OLD_TABLE.c.seq)).mappings()
     ]
     last = GENESIS_HASH
     for expected, row in enumerate(rows, start=1):
-        if row["seq"] != expected or row["prev_hash"] != last or _hash(row, OLD_FIELDS) != row["hash"]:
+        if (
+            row["seq"] != expected
+            or row["prev_hash"] != last
+            or _hash(row, OLD_FIELDS) != row["hash"]
+        ):
             raise RuntimeError(
                 f"the audit log is broken at event {row['seq']}: run `medloop audit verify` on "
                 "the previous release and investigate before migrating"
@@ -74,25 +98,25 @@ def upgrade() -> None:
 
     op.drop_table("audit_event")  # and, with it, its triggers
     table = op.create_table(
-        'audit_event',
-        sa.Column('chain', sa.String(length=32), nullable=False),
-        sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('actor', sa.String(length=64), nullable=False),
-        sa.Column('actor_role', sa.String(length=32), nullable=False),
-        sa.Column('organisation', sa.String(length=64), nullable=True),
-        sa.Column('patient', sa.String(length=32), nullable=True),
-        sa.Column('action', sa.String(length=64), nullable=False),
-        sa.Column('outcome', sa.String(length=16), nullable=False),
-        sa.Column('request_id', sa.String(length=64), nullable=True),
-        sa.Column('reason', sa.Text(), nullable=True),
-        sa.Column('detail', sa.JSON(), nullable=False),
-        sa.Column('prev_hash', sa.String(length=64), nullable=False),
-        sa.Column('hash', sa.String(length=64), nullable=False),
+        "audit_event",
+        sa.Column("chain", sa.String(length=32), nullable=False),
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("actor_role", sa.String(length=32), nullable=False),
+        sa.Column("organisation", sa.String(length=64), nullable=True),
+        sa.Column("patient", sa.String(length=32), nullable=True),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=False),
+        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
         sa.CheckConstraint(
-            "outcome IN ('ok', 'refused', 'conflict', 'error')", name='ck_audit_event_outcome'
+            "outcome IN ('ok', 'refused', 'conflict', 'error')", name="ck_audit_event_outcome"
         ),
-        sa.PrimaryKeyConstraint('chain', 'seq'),
+        sa.PrimaryKeyConstraint("chain", "seq"),
     )
     tails: dict[str, tuple[int, str]] = {}
     rechained = []

@@ -16,20 +16,43 @@ write path pays nothing for an index verify does not need (it reads each table o
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0008'
+revision = "0011"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
 # medloop.store.attestation.ATTESTED as of this revision.
 TABLES = (
-    "patient", "list_change", "entry_version", "prescription", "prescription_version",
-    "dispense", "dispense_annulment", "alert", "handled_alert", "reconciliation",
-    "multidose_responsibility", "multidose_period", "multidose_urgent_pack",
-    "multidose_plan_taken", "multidose_deadline_flag", "multidose_reconciliation",
-    "multidose_task", "multidose_task_resolution", "multidose_proposal",
-    "multidose_proposal_decision", "ward", "ward_config", "admission", "discharge", "schedule",
-    "planned_dose", "administration", "administration_error", "cds_card", "cds_feedback",
+    "patient",
+    "list_change",
+    "entry_version",
+    "prescription",
+    "prescription_version",
+    "dispense",
+    "dispense_annulment",
+    "alert",
+    "handled_alert",
+    "reconciliation",
+    "multidose_responsibility",
+    "multidose_period",
+    "multidose_urgent_pack",
+    "multidose_plan_taken",
+    "multidose_deadline_flag",
+    "multidose_reconciliation",
+    "multidose_task",
+    "multidose_task_resolution",
+    "multidose_proposal",
+    "multidose_proposal_decision",
+    "ward",
+    "ward_config",
+    "admission",
+    "discharge",
+    "schedule",
+    "planned_dose",
+    "administration",
+    "administration_error",
+    "cds_card",
+    "cds_feedback",
 )
 
 
