@@ -331,7 +331,6 @@ def demo(
 
 def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     from medloop.api.auth import TokenVerifier
-    from medloop.api.cds_auth import CdsSettings
 
     if settings.uses_dev_keys:
         if not settings.allow_dev_keys:
@@ -348,16 +347,19 @@ def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> Non
     if workers > 1 and settings.database_url.startswith("sqlite"):
         _stderr("error: --workers > 1 needs PostgreSQL (SQLite has one serving process)")
         raise typer.Exit(2)
-    try:
-        # The token configuration is checked before anything is served (and before the
-        # schema is migrated): a server that cannot verify a token must not start.
-        TokenVerifier(settings)
-        CdsSettings.from_env(settings.issuer)  # the trusted CDS clients, likewise
-    except InvalidSetting as exc:
-        _stderr(f"error: {exc}")
-        raise typer.Exit(2) from None
     run_dir = _prepare_run_dir(workers)  # before the app (and prometheus_client) is imported
     try:
+        # cds_auth reaches prometheus_client through the API package: imported only now.
+        from medloop.api.cds_auth import CdsSettings
+
+        try:
+            # The token configuration is checked before anything is served (and before the
+            # schema is migrated): a server that cannot verify a token must not start.
+            TokenVerifier(settings)
+            CdsSettings.from_env(settings.issuer)  # the trusted CDS clients, likewise
+        except InvalidSetting as exc:
+            _stderr(f"error: {exc}")
+            raise typer.Exit(2) from None
         _run_server(settings, host, port, workers)
     finally:
         _forget_run_dir(run_dir)
