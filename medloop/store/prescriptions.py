@@ -237,3 +237,11 @@ def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) 
             }
         ],
     )
+
+
+def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:
+    """The patient a prescription belongs to, whoever that is (``None``: no such id)."""
+    found = conn.execute(
+        select(prescription.c.patient_id).where(prescription.c.id == str(prescription_id))
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)

@@ -12,6 +12,7 @@ from medloop.store import (  # noqa: F401  (registers their tables)
     audit,
     idempotency,
     list_changes,
+    messages,
     multidose,
     patients,
     prescriptions,
