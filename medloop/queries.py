@@ -266,3 +266,80 @@ def ward_organisation(conn: Connection, ward_id: UUID) -> str | None:
     """The organisation a ward belongs to; ``None`` for an unknown ward."""
     found = administration.read_ward(conn, ward_id)
     return None if found is None else found.ward.organisation_id
+
+
+# -- e-prescription messages out (M25.1, M1) ----------------------------------------------------
+
+_VARENRS: dict[int, dict[str, str]] = {}
+
+
+def _varenrs(conn: Connection) -> dict[str, str]:
+    """The catalogue in force's varenr of each package id (to name a package in a message)."""
+    from medloop.loop.catalogue import catalogue_in_force  # noqa: PLC0415 - builds on first use
+
+    catalogue = catalogue_in_force(conn)
+    found = _VARENRS.get(catalogue.version)
+    if found is None:
+        found = {
+            package.id: varenr
+            for varenr, packages in catalogue.packages_by_varenr.items()
+            for package in packages
+        }
+        _VARENRS.clear()
+        _VARENRS[catalogue.version] = found
+    return found
+
+
+def list_author(conn: Connection, patient_id: UUID) -> Actor | None:
+    """Who made the latest change of the list (``None``: nobody yet)."""
+    state = _state(conn, patient_id)
+    authors = [
+        e.prescriber
+        for e in sorted(state.medication_list.entries, key=lambda e: e.changed_at)
+        if e.prescriber is not None
+    ]
+    return authors[-1] if authors else None
+
+
+def list_as_m25_1(
+    conn: Connection, patient_id: UUID, sender: Actor, *, msg_id: str, at: datetime
+) -> bytes:
+    """The patient's current list (active, on-hold and recently discontinued entries) as one
+    M25.1 message from ``sender``."""
+    from medloop.eresept import writing  # noqa: PLC0415
+
+    state = _state(conn, patient_id)
+    return writing.m25_1(
+        state.patient,
+        state.medication_list.current_view(at),
+        state.prescriptions,
+        sender=sender,
+        msg_id=msg_id,
+        at=at,
+        varenrs=_varenrs(conn),
+    )
+
+
+def prescription_as_m1(
+    conn: Connection, patient_id: UUID, prescription_id: UUID, sender: Actor, *, at: datetime
+) -> bytes:
+    """One of the patient's prescriptions as an M1; ``PrescriptionNotFound`` otherwise."""
+    from medloop.eresept import writing  # noqa: PLC0415
+
+    state = _state(conn, patient_id)
+    found = state.prescriptions.get(prescription_id)
+    if found is None:
+        raise PrescriptionNotFound(
+            f"patient {patient_id} has no prescription {prescription_id}",
+            prescription_id=prescription_id,
+            patient_id=patient_id,
+        )
+    entry = state.medication_list.entry(found.entry_id)
+    return writing.m1(state.patient, found, entry, sender=sender, at=at, varenrs=_varenrs(conn))
+
+
+def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:
+    """The patient a prescription belongs to (``None``: no such prescription)."""
+    from medloop.store.prescriptions import patient_of_prescription as owner  # noqa: PLC0415
+
+    return owner(conn, prescription_id)

@@ -90,6 +90,7 @@ class UnresolvedDrug(Frozen):
     fest_id: str | None = None
     varenr: str | None = None
     atc: str | None = None
+    prescription_group: str | None = None
     catalogue_version: PositiveCount | None = None
     notice: str = Field(min_length=1)
 

@@ -651,6 +651,9 @@ def _drug(
         fest_id=ref.fest_id if ref is not None else None,
         varenr=ref.varenr if ref is not None else None,
         atc=ref.atc.v if ref is not None and ref.atc else None,
+        prescription_group=(
+            ref.prescription_group.v if ref is not None and ref.prescription_group else None
+        ),
         catalogue_version=catalogue.version,
         notice=f"not checked: {name}{where} of {fallback} is not in FEST catalogue version "
         f"{catalogue.version}; decision support does not cover it",
