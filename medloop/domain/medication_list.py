@@ -535,15 +535,15 @@ def apply_all(
         versions.extend(change.entry_versions)
     list_version = medication_list.version + 1
     first = commands[0]
+    # in the order the store reads a change's entry versions back (entry id, then version), so
+    # the list built here is the list loaded again, entry for entry
+    ordered = sorted(versions, key=lambda v: (str(v.entry_id), v.version))
     change = ListChange(
         patient_id=medication_list.patient_id,
         list_version=list_version,
         at=first.at,
         author=first.author,
         reason=first.reason,
-        entry_versions=tuple(v.model_copy(update={"list_version": list_version}) for v in versions),
+        entry_versions=tuple(v.model_copy(update={"list_version": list_version}) for v in ordered),
     )
-    new_list = MedicationList.model_construct(
-        patient_id=medication_list.patient_id, version=list_version, entries=current.entries
-    )
-    return new_list, change
+    return medication_list.followed_by(change), change

@@ -354,51 +354,42 @@ def _list(ctx: Context, message: Message, call: Call) -> Decided:
             for k in ("new", "changed", "discontinued", "unchanged", "absent")
         )
         return Effect(), "proposed", [f"waiting for a prescriber: {counts}", *reasons], proposal
-    commands: list[ListCommand] = []
     header = {"author": call.actor, "at": call.at, "reason": f"M25.1 {message.msg_id}"}
-    planned: list[tuple[UUID, IncomingEntry, c.LibEntry]] = []
-    for entry, source in zip(incoming, lib.entries, strict=True):
-        entry_id = _entry_id(entry.message_entry_id, message.msg_id, len(planned))
-        backed = (
-            (entry.prescription_id,)
-            if entry.prescription_id is not None and isinstance(entry.drug, CatalogueDrug)
-            else ()
+    planned = [
+        (_entry_id(entry.message_entry_id, message.msg_id, index), entry, source)
+        for index, (entry, source) in enumerate(zip(incoming, lib.entries, strict=True))
+    ]
+    prescribed = {
+        entry_id
+        for entry_id, entry, _ in planned
+        if entry.prescription_id is not None and isinstance(entry.drug, CatalogueDrug)
+    }
+    # first as the message has it; a prescription our rules do not take in (validity, group
+    # without repeats …) leaves its entry on the list without it, and the receipt says why
+    not_taken: dict[UUID, str] = {}
+    for _attempt in range(2):
+        new_list, change = apply_all(
+            current, _list_commands(planned, prescribed - set(not_taken), header)
         )
-        commands.append(
-            AddEntry(
-                **header,
-                entry_id=entry_id,
-                drug=entry.drug,
-                dosage=entry.dosage,
-                use=entry.use,
-                indication=entry.indication,
-                start=entry.start,
-                stop=entry.stop,
-                prescriber=call.actor,
-                instituted_by=call.actor,
-                prescription_ids=backed,
-            )
-        )
-        planned.append((entry_id, entry, source))
-    for entry_id, entry, _ in planned:
-        if entry.discontinuation is not None:
-            commands.append(
-                DiscontinueEntry(**header, entry_id=entry_id, discontinuation=entry.discontinuation)
-            )
-    new_list, change = apply_all(current, commands)
-    versions: list[PrescriptionVersion] = []
-    for entry_id, entry, source in planned:
-        if entry.prescription_id is None or not isinstance(entry.drug, CatalogueDrug):
-            continue
-        try:
-            versions += _issued(new_list.entry(entry_id), ctx, entry, source, call)
-        except (PrescriptionError, ValueError) as refused:
-            why = refused.detail if isinstance(refused, DomainError) else str(refused)
-            raise MessageNotMatched(
-                f"the prescription {entry.prescription_id} of entry {entry.message_entry_id} "
-                f"cannot be taken in: {why}",
-                prescription_id=entry.prescription_id,
-            ) from refused
+        # each entry as added (before a discontinuation the message carries) is prescribed
+        added = {v.entry_id: v.entry for v in change.entry_versions if v.version == 1}
+        versions: list[PrescriptionVersion] = []
+        refused_now: dict[UUID, str] = {}
+        for entry_id, entry, source in planned:
+            if entry_id not in prescribed or entry_id in not_taken:
+                continue
+            try:
+                versions += _issued(added[entry_id], ctx, entry, source, call)
+            except (PrescriptionError, ValueError) as refused:
+                why = refused.detail if isinstance(refused, DomainError) else str(refused)
+                refused_now[entry_id] = (
+                    f"prescription {entry.prescription_id} of entry {entry.message_entry_id} "
+                    f"is not taken in (the entry is): {why}"
+                )
+        if not refused_now:
+            break
+        not_taken.update(refused_now)
+    reasons = [*reasons, *not_taken.values()]
     medications = tuple(medications_of(new_list))
     seen = {m.id for m in medications}
     focus = tuple(str(e) for e, _, _ in planned if str(e) in seen)
@@ -409,6 +400,37 @@ def _list(ctx: Context, message: Message, call: Call) -> Decided:
         reasons,
         None,
     )
+
+
+def _list_commands(
+    planned: Sequence[tuple[UUID, IncomingEntry, c.LibEntry]],
+    prescribed: set[UUID],
+    header: dict[str, Any],
+) -> list[ListCommand]:
+    """An ``AddEntry`` per incoming entry (backed by its prescription when in ``prescribed``),
+    then a ``DiscontinueEntry`` per entry the message discontinues."""
+    commands: list[ListCommand] = [
+        AddEntry(
+            **header,
+            entry_id=entry_id,
+            drug=entry.drug,
+            dosage=entry.dosage,
+            use=entry.use,
+            indication=entry.indication,
+            start=entry.start,
+            stop=entry.stop,
+            prescriber=header["author"],
+            instituted_by=header["author"],
+            prescription_ids=(entry.prescription_id,) if entry_id in prescribed else (),
+        )
+        for entry_id, entry, _ in planned
+    ]
+    commands += [
+        DiscontinueEntry(**header, entry_id=entry_id, discontinuation=entry.discontinuation)
+        for entry_id, entry, _ in planned
+        if entry.discontinuation is not None
+    ]
+    return commands
 
 
 def _issued(
@@ -423,7 +445,17 @@ def _issued(
     prescription, version = issue(
         entry, ctx.state.medication_list.patient_id, request, at=call.at, by=call.actor
     )
-    return [version]
+    if incoming.discontinuation is None:
+        return [version]
+    # discontinued in the message: its prescription is recalled with it (reason Seponering)
+    _, recalled = recall(
+        prescription,
+        RecallReason.DISCONTINUATION,
+        at=call.at,
+        by=call.actor,
+        note=incoming.discontinuation.note,
+    )
+    return [version, recalled]
 
 
 def _request(

@@ -107,7 +107,7 @@ def list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
     for found in conn.execute(
         select(entry_version.c.entry_id, entry_version.c.version, entry_version.c.record)
         .where(entry_version.c.patient_id == pid)
-        .order_by(entry_version.c.list_version, entry_version.c.entry_id)
+        .order_by(entry_version.c.list_version, entry_version.c.entry_id, entry_version.c.version)
     ):
         version = parsed(
             EntryVersion,
