@@ -34,15 +34,15 @@ from tests.eresept.importing import (
     PATIENT,
     counts,
     demo_world,
-    real_world,
     reader_config,
+    real_world,
     register,
     with_demo_drugs,
     with_msg_id,
 )
 from tests.eresept.messages import example, needs_shared, replace_embedded
 from tests.eresept.test_bad_input import BILLION_LAUGHS, XXE
-from tests.eresept.test_signatures import _store, pki  # noqa: F401 - the fixture
+from tests.eresept.test_signatures import _ca, _store
 
 pytestmark = needs_shared
 
@@ -59,7 +59,7 @@ def _state(engine, patient_id):
 # -- the official examples on the real 2017 extract -------------------------------------------
 
 
-def test_the_official_m25_1_on_an_empty_list_from_its_responsible_gp_is_applied_and_keeps_every_drug(
+def test_the_official_m25_1_on_an_empty_list_from_its_gp_is_applied_and_keeps_every_drug(
     engine,
 ):
     patient_id = real_world(engine)
@@ -242,9 +242,10 @@ def test_bad_input_is_refused_precisely_and_nothing_is_stored(engine, case):
     assert counts(engine) == before
 
 
-def test_a_signature_that_does_not_verify_is_refused_and_nothing_is_stored(engine, pki, tmp_path):
+def test_a_signature_that_does_not_verify_is_refused_and_nothing_is_stored(engine, tmp_path):
     real_world(engine)
     before = counts(engine)
+    _, unrelated = _ca("a CA that did not sign the example")
     with pytest.raises(SignatureInvalid):
-        _import(engine, example("M1"), trust_store=_store(tmp_path, pki["ca"]))
+        _import(engine, example("M1"), trust_store=_store(tmp_path, unrelated))
     assert counts(engine) == before
