@@ -26,6 +26,7 @@ from medloop.api.limits import BodyGuard
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
     catalogue,
+    eresept,
     gp,
     multidose,
     nursing,
@@ -107,7 +108,18 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    modules = (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds, ops)
+    modules = (
+        gp,
+        pharmacy,
+        multidose,
+        nursing,
+        catalogue,
+        patient,
+        observations,
+        eresept,
+        cds,
+        ops,
+    )
     for module in modules:
         app.include_router(module.router)
     # Every route with its full path, for the ``Allow`` of a 405 (``problems``).

@@ -58,10 +58,6 @@ class MessageNotMatched(MessageError):
     code = "message-not-matched"
 
 
-class ProposalNotFound(MessageError):
-    code = "list-proposal-not-found"
-
-
 # -- what is kept of a message ------------------------------------------------------------------
 
 Result = Literal["applied", "proposed", "duplicate", "refused"]

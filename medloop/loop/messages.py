@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time
 from typing import Any
@@ -140,11 +140,14 @@ def import_message(
     source: str,
     config: ReaderConfig,
     call: Call | None = None,
+    authorize: Callable[[UUID | None], None] | None = None,
 ) -> Receipt:
     """Read and import one message. Raises ``EreseptError`` for a message that is malformed,
     unsafe, schema-invalid, of a type we do not read or with an invalid signature (nothing
     stored), a ``DomainError`` when a rule refuses it (nothing stored), else returns the
-    receipt (``applied``, ``proposed`` or ``duplicate``)."""
+    receipt (``applied``, ``proposed`` or ``duplicate``). ``call``: who imports (default: the
+    message's sender); ``authorize(patient_id)`` is called once the patient is known (the API's
+    policy), before anything is written."""
     message = read_message(data, source=source, config=config)
     info = message.msg_info
     national_id = check_patient(info.patient.national_id if info.patient is not None else None, ())
@@ -156,6 +159,9 @@ def import_message(
         )
     with reader(engine).connect() as conn:
         patient_id = find_patient_id(conn, national_id)
+        if authorize is not None:
+            # before "not found", so a refused caller does not learn whether a list is kept
+            authorize(patient_id)
         if patient_id is None:
             raise PatientNotFound(
                 "the patient the envelope names is not registered", national_id=national_id
@@ -229,6 +235,17 @@ def _uuid(value: str | None) -> UUID | None:
         return UUID((value or "").strip())
     except ValueError:
         return None
+
+
+def _sender_hpr(info: MsgInfo) -> str | None:
+    """The HPR number of the professional who sent the message (in its sender organisation or
+    a unit of it)."""
+    org = info.sender
+    while org is not None:
+        if org.healthcare_professional is not None:
+            return org.healthcare_professional.hpr
+        org = org.organisation
+    return None
 
 
 def sender_actor(info: MsgInfo) -> Actor:
@@ -346,7 +363,7 @@ def _list(ctx: Context, message: Message, call: Call) -> Decided:
     )
     current = ctx.state.medication_list
     if not may_apply_directly(
-        current, sender_hpr=call.actor.personnel.hpr_number, responsible_hpr=responsible
+        current, sender_hpr=_sender_hpr(message.msg_info), responsible_hpr=responsible
     ):
         proposal = propose(current, incoming)
         counts = ", ".join(
