@@ -28,7 +28,7 @@ from lxml import etree
 
 from interactions.dosage import Dosage, Period, Quantity, TimeUnit, Use
 from interactions.drugs import ReferenceKind
-from medloop.domain.codes import EntryStatus
+from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, UnresolvedDrug
 from medloop.domain.entry import ListEntry
 from medloop.domain.patient import Patient
@@ -47,7 +47,6 @@ OID_ID_TYPES = "2.16.578.1.12.4.1.1.9051"
 OID_PERSON_IDS = "2.16.578.1.12.4.1.1.8116"
 OID_ATC = "2.16.578.1.12.4.1.1.7180"
 OID_SHORT_DOSE = "2.16.578.1.12.4.1.1.7478"
-OID_DISCONTINUATION = "2.16.578.1.12.4.1.1.7494"
 OID_RECALL = "2.16.578.1.12.4.1.1.7500"
 
 
@@ -62,6 +61,16 @@ class Party:
 
 RESEPTFORMIDLEREN = Party(name="Reseptformidleren", her_id="80624", org_number="915933149")
 
+_DISCONTINUATION_NAMES = {
+    DiscontinuationReason.TREATMENT_ENDED: "Behandling avsluttet",
+    DiscontinuationReason.DUPLICATE_ENTRY: "Dobbeltforskrivning",
+    DiscontinuationReason.INTERACTION: "Interaksjon",
+    DiscontinuationReason.DRUG_REACTION: "Legemiddelreaksjon",
+    DiscontinuationReason.LACK_OF_EFFECT: "Manglende effekt",
+    DiscontinuationReason.PATIENT_HAS_NOT_USED: "Pasienten har ikke brukt",
+    DiscontinuationReason.PATIENT_STOPPED: "Pasienten har sluttet",
+    DiscontinuationReason.OTHER: "Annet",
+}
 _USE = {Use.REGULAR: ("1", "Fast"), Use.COURSE: ("2", "Kur"), Use.AS_NEEDED: ("3", "Ved behov")}
 _TIME_UNIT = {
     TimeUnit.MINUTE: "min",
@@ -383,7 +392,7 @@ def _entry(
         stop = entry.discontinuation
         sep = _el(element, M251, "Seponering")
         _el(sep, M251, "Tidspunkt", _iso_time(stop.at))
-        _el(sep, M251, "Arsak", V=stop.reason.value, S=OID_DISCONTINUATION)
+        _el(sep, M251, "Arsak", V=stop.reason.value, DN=_DISCONTINUATION_NAMES[stop.reason])
         if stop.note:
             _el(sep, M251, "Merknad", stop.note)
 

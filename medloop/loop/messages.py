@@ -757,6 +757,8 @@ def map_dosage(
         dosage = Dosage(use=use, fixed=fixed, as_needed=as_needed, short_dose=short, text=text)
         if not fixed and not as_needed:
             check = "not checked: no structured dosage (Dosering) in the message"
+            if short is None and not text:
+                return use, None, start, stop, check, notices
         else:
             check = "checked"
         return use, dosage, start, stop, check, notices
