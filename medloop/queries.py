@@ -306,7 +306,7 @@ def list_as_m25_1(
 ) -> bytes:
     """The patient's current list (active, on-hold and recently discontinued entries) as one
     M25.1 message from ``sender``."""
-    from medloop.eresept import writing  # noqa: PLC0415
+    from medloop import eresept_export as writing  # noqa: PLC0415
 
     state = _state(conn, patient_id)
     return writing.m25_1(
@@ -324,7 +324,7 @@ def prescription_as_m1(
     conn: Connection, patient_id: UUID, prescription_id: UUID, sender: Actor, *, at: datetime
 ) -> bytes:
     """One of the patient's prescriptions as an M1; ``PrescriptionNotFound`` otherwise."""
-    from medloop.eresept import writing  # noqa: PLC0415
+    from medloop import eresept_export as writing  # noqa: PLC0415
 
     state = _state(conn, patient_id)
     found = state.prescriptions.get(prescription_id)

@@ -28,7 +28,7 @@ from medloop import queries
 from medloop.domain.codes import DiscontinuationReason, EntryStatus, PrescriptionStatus
 from medloop.domain.entry import Discontinuation, ListEntry
 from medloop.eresept import read_message
-from medloop.eresept.writing import m25_1
+from medloop.eresept_export import m25_1
 from medloop.loop import change, prescribe
 from medloop.loop.catalogue import DrugOrder, catalogue_in_force
 from medloop.loop.messages import import_message, incoming_entry
