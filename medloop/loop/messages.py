@@ -92,7 +92,7 @@ from medloop.loop.runner import (
 from medloop.store.db import reader
 from medloop.store.messages import append_received, find_received
 from medloop.store.patients import find_patient_id
-from medloop.store.prescriptions import patient_of_prescription
+from medloop.store.prescriptions import patients_of_prescriptions
 
 ACTION = "eresept-import"
 IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5")
@@ -166,9 +166,9 @@ def import_message(
             raise PatientNotFound(
                 "the patient the envelope names is not registered", national_id=national_id
             )
-        for named in _prescriptions_named(message):
-            owner = patient_of_prescription(conn, named)
-            if owner is not None and owner != patient_id:
+        owners = patients_of_prescriptions(conn, _prescriptions_named(message))
+        for named, owner in sorted(owners.items()):
+            if owner != patient_id:
                 raise MessagePatientMismatch(
                     f"prescription {named} belongs to another patient than the envelope names",
                     prescription_id=named,
