@@ -109,7 +109,7 @@ _XML_ANSWER = {200: {"content": {XML: {"schema": {"type": "string"}}}}}
     "/patients/{patient_id}/list/m25.1",
     response_class=Response,
     responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
-    operation_id="readListAsM251",
+    operation_id="readListMessage",
     summary="The patient's current list as an M25.1 message from the caller",
 )
 def list_as_m251(caller: CallerDep, patient_id: UUID) -> Response:
@@ -128,7 +128,7 @@ def list_as_m251(caller: CallerDep, patient_id: UUID) -> Response:
     "/patients/{patient_id}/prescriptions/{prescription_id}/m1",
     response_class=Response,
     responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
-    operation_id="readPrescriptionAsM1",
+    operation_id="readPrescriptionMessage",
     summary="One prescription as an M1 message from the caller",
 )
 def prescription_as_m1(caller: CallerDep, patient_id: UUID, prescription_id: UUID) -> Response:
