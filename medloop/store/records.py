@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Table, select
 from medloop.domain.administration import Administration, AdministrationCorrection, PlannedDose
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.medication_list import EntryVersion
+from medloop.domain.messages import ReceivedMessage
 from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
 from medloop.domain.multidose.proposals import Proposal, ProposalDecision
 from medloop.domain.multidose.reconciliation import PackReconciliation
@@ -36,6 +37,7 @@ from medloop.store import (
     administration,
     alerts,
     list_changes,
+    messages,
     multidose,
     patients,
     prescriptions,
@@ -99,6 +101,7 @@ def stored_records() -> list[Stored]:
         (multidose.task_resolution, "record", TaskResolution),
         (multidose.proposal, "record", Proposal),
         (multidose.proposal_decision, "record", ProposalDecision),
+        (messages.received_message, "record", ReceivedMessage),
     ]
     found = []
     for table, column, model in columns:
