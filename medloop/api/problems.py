@@ -106,6 +106,8 @@ STATUS: dict[str, int] = {
     "message-type-not-imported": 422,
     "message-not-matched": 422,
     "message-id-reused": 409,
+    "list-proposal-not-found": 404,
+    "list-proposal-unknown-entry": 422,
     # no catalogue: the service cannot decide anything yet
     NoCatalogueInForce.code: 503,
 }
@@ -151,6 +153,10 @@ TITLES: dict[str, str] = {
     "message-type-not-imported": "This message type is not imported",
     "message-not-matched": "The message does not match the list",
     "message-id-reused": "This MsgId was received with other content",
+    "list-proposal-not-found": "No such list proposal",
+    "list-proposal-already-decided": "The list proposal was decided already",
+    "list-proposal-stale": "The list changed since the proposal was made",
+    "list-proposal-unknown-entry": "The proposal has no such entry",
     # lists, entries and prescriptions
     "stale-list-version": "The list changed since the version you based this on",
     "override-required": "Alerts need an override with a reason",

@@ -30,6 +30,7 @@ from medloop.domain.drug_reference import CatalogueDrug, DrugReference
 from medloop.domain.entry import Discontinuation, ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import MedicationList
+from medloop.domain.personnel import Actor
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -58,6 +59,22 @@ class MessageNotMatched(MessageError):
     code = "message-not-matched"
 
 
+class ProposalNotFound(MessageError):
+    code = "list-proposal-not-found"
+
+
+class ProposalAlreadyDecided(MessageError):
+    code = "list-proposal-already-decided"
+
+
+class ProposalStale(MessageError):
+    code = "list-proposal-stale"
+
+
+class ProposalUnknownEntry(MessageError):
+    code = "list-proposal-unknown-entry"
+
+
 # -- what is kept of a message ------------------------------------------------------------------
 
 Result = Literal["applied", "proposed", "duplicate", "refused"]
@@ -82,6 +99,12 @@ class IncomingEntry(Frozen):
     discontinuation: Discontinuation | None = None
     dose_check: str = "checked"
     notices: tuple[str, ...] = ()
+    # the embedded prescription's terms, to issue it when the entry is taken in
+    packages: float | None = None
+    repeats: int = 0
+    reserved_against_substitution: bool = False
+    reimbursed: bool = False
+    prescription_issued: date | None = None
 
 
 class ProposedEntry(Frozen):
@@ -123,7 +146,68 @@ class ReceivedMessage(Frozen):
     proposal: ListProposal | None = None
 
 
+class ListProposalDecision(Frozen):
+    """A prescriber's decision on a received list: which of its entries were taken in (by the
+    message's entry id), against which list version, by whom, when."""
+
+    msg_id: str
+    patient_id: UUID
+    accepted: tuple[str, ...]
+    based_on: int
+    at: AwareDatetime
+    by: Actor
+    reason: str | None = None
+
+
 # -- the rules ----------------------------------------------------------------------------------
+
+
+ACTIONABLE: frozenset[str] = frozenset({"new", "changed", "discontinued"})
+
+
+def accepted_entries(
+    received: ReceivedMessage | None,
+    decided: ListProposalDecision | None,
+    list_version: int,
+    chosen: Sequence[str] | None,
+) -> tuple[ProposedEntry, ...]:
+    """The proposal's entries a prescriber takes in: ``chosen`` (message entry ids) or, when
+    ``None``, every new, changed and discontinued one. Refused when there is no such
+    proposal, it was decided already, or the list changed since it was made (import the list
+    again for a fresh proposal)."""
+    if received is None or received.proposal is None:
+        raise ProposalNotFound("no list proposal was received under this MsgId")
+    if decided is not None:
+        raise ProposalAlreadyDecided(
+            f"the proposal {received.msg_id} was decided at {decided.at.isoformat()}",
+            msg_id=received.msg_id,
+        )
+    proposal = received.proposal
+    if proposal.list_version != list_version:
+        raise ProposalStale(
+            f"the proposal compares list version {proposal.list_version}; the list is at "
+            f"{list_version}: receive the list again for a current proposal",
+            proposal_version=proposal.list_version,
+            current_version=list_version,
+        )
+    # a discontinued entry we never had changes nothing: not actionable
+    actionable = [
+        e
+        for e in proposal.entries
+        if e.kind in ACTIONABLE
+        and e.incoming is not None
+        and (e.kind != "discontinued" or e.entry_id is not None)
+    ]
+    if chosen is None:
+        return tuple(actionable)
+    by_id = {e.incoming.message_entry_id: e for e in actionable if e.incoming is not None}
+    unknown = [c for c in chosen if c not in by_id]
+    if unknown:
+        raise ProposalUnknownEntry(
+            "the proposal has no new, changed or discontinued entry with these ids",
+            entry_ids=unknown,
+        )
+    return tuple(by_id[c] for c in dict.fromkeys(chosen))
 
 
 def check_message_id(msg_id: str, sha256: str, earlier: ReceivedMessage | None) -> bool:

@@ -51,16 +51,24 @@ from medloop.domain.codes import (
     RecallReason,
 )
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, UnresolvedDrug
-from medloop.domain.entry import Discontinuation
+from medloop.domain.entry import Discontinuation, EntryEdit
 from medloop.domain.errors import DomainError
-from medloop.domain.medication_list import AddEntry, DiscontinueEntry, ListCommand, apply_all
+from medloop.domain.medication_list import (
+    AddEntry,
+    DiscontinueEntry,
+    EditEntry,
+    ListCommand,
+    apply_all,
+)
 from medloop.domain.messages import (
     IncomingEntry,
     ListProposal,
+    ListProposalDecision,
     MessageNotMatched,
     MessagePatientMismatch,
     MessageTypeNotImported,
     ReceivedMessage,
+    accepted_entries,
     check_message_id,
     check_patient,
     may_apply_directly,
@@ -68,6 +76,7 @@ from medloop.domain.messages import (
 )
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
+from medloop.domain.prescribing import discontinuation_recalls
 from medloop.domain.prescription import (
     PrescribedQuantity,
     PrescriptionError,
@@ -90,7 +99,12 @@ from medloop.loop.runner import (
     run_command,
 )
 from medloop.store.db import reader
-from medloop.store.messages import append_received, find_received
+from medloop.store.messages import (
+    append_decision,
+    append_received,
+    find_decision,
+    find_received,
+)
 from medloop.store.patients import find_patient_id
 from medloop.store.prescriptions import patients_of_prescriptions
 
@@ -645,7 +659,15 @@ def incoming_entry(entry: c.LibEntry, catalogue: Catalogue, today: date) -> Inco
         notices = [drug.notice, *notices]
     if check != "checked":
         notices = [*notices, f"entry {entry.id}: dose checks {check}"]
+    doc = entry.prescription
     return IncomingEntry(
+        packages=_number(doc.quantity) if doc else None,
+        repeats=(doc.repeats or 0) if doc else 0,
+        reserved_against_substitution=bool(
+            doc and doc.substitution_reserved and doc.substitution_reserved.v == "1"
+        ),
+        reimbursed=bool(doc and doc.reimbursement_basis and doc.reimbursement_basis.v),
+        prescription_issued=_date(entry.last_changed),
         message_entry_id=entry.id,
         prescription_id=_uuid(entry.prescription_id),
         drug=drug,
@@ -881,3 +903,142 @@ def _midnight(day: date):
     from datetime import UTC, datetime  # noqa: PLC0415
 
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+# -- a prescriber's decision on a received list ---------------------------------------------------
+
+
+def accept_list_proposal(
+    engine: Engine,
+    patient_id: UUID,
+    msg_id: str,
+    call: Call,
+    *,
+    entries: Sequence[str] | None = None,
+    based_on: int,
+):
+    """Take in a received list's proposal, whole (``entries=None``: every new, changed and
+    discontinued entry) or entry by entry (the message's entry ids): new entries are added
+    (with their prescription, when its drug resolved), changed ones edited, discontinued ones
+    discontinued with their prescriptions recalled, in one list change, checked by decision
+    support like any change. The decision is stored; a proposal is decided once."""
+
+    def decide(ctx: Context) -> Effect:
+        state = ctx.state
+        chosen = accepted_entries(
+            find_received(ctx.conn, msg_id),
+            find_decision(ctx.conn, msg_id),
+            state.medication_list.version,
+            entries,
+        )
+        header = {"author": call.actor, "at": call.at, "reason": call.reason}
+        commands: list[ListCommand] = []
+        versions: list[PrescriptionVersion] = []
+        new_ids: list[tuple[UUID, IncomingEntry]] = []
+        for index, proposed in enumerate(chosen):
+            incoming = proposed.incoming
+            assert incoming is not None
+            if proposed.kind == "new":
+                entry_id = _entry_id(incoming.message_entry_id, msg_id, index)
+                backed = (
+                    (incoming.prescription_id,)
+                    if incoming.prescription_id is not None
+                    and isinstance(incoming.drug, CatalogueDrug)
+                    and incoming.prescription_id not in state.prescriptions
+                    else ()
+                )
+                commands.append(
+                    AddEntry(
+                        **header,
+                        entry_id=entry_id,
+                        drug=incoming.drug,
+                        dosage=incoming.dosage,
+                        use=incoming.use,
+                        indication=incoming.indication,
+                        start=incoming.start,
+                        stop=incoming.stop,
+                        prescriber=call.actor,
+                        instituted_by=call.actor,
+                        prescription_ids=backed,
+                    )
+                )
+                if backed:
+                    new_ids.append((entry_id, incoming))
+            elif proposed.kind == "changed" and proposed.entry_id is not None:
+                edit = {
+                    name: getattr(incoming, name)
+                    for name in ("drug", "dosage", "use", "indication", "start", "stop")
+                    if name in proposed.changes
+                }
+                commands.append(
+                    EditEntry(**header, entry_id=proposed.entry_id, edit=EntryEdit(**edit))
+                )
+            elif proposed.kind == "discontinued" and proposed.entry_id is not None:
+                discontinuation = incoming.discontinuation
+                assert discontinuation is not None
+                commands.append(
+                    DiscontinueEntry(
+                        **header, entry_id=proposed.entry_id, discontinuation=discontinuation
+                    )
+                )
+                versions += [
+                    version
+                    for _, version in discontinuation_recalls(
+                        state.medication_list,
+                        proposed.entry_id,
+                        state.prescriptions_of(proposed.entry_id),
+                        note=discontinuation.note,
+                        at=call.at,
+                        by=call.actor,
+                    )
+                ]
+        decision = ListProposalDecision(
+            msg_id=msg_id,
+            patient_id=patient_id,
+            accepted=tuple(p.incoming.message_entry_id or "" for p in chosen if p.incoming),
+            based_on=state.medication_list.version,
+            at=call.at,
+            by=call.actor,
+            reason=call.reason,
+        )
+        write = (lambda conn: append_decision(conn, decision),)
+        if not commands:
+            return Effect(response={"accepted": 0}, writes=write)
+        new_list, change = apply_all(state.medication_list, commands)
+        for entry_id, incoming in new_ids:
+            request = PrescriptionRequest(
+                id=incoming.prescription_id,
+                issued=min(
+                    incoming.prescription_issued or incoming.start,
+                    incoming.prescription_expires or date.max,
+                ),
+                quantity=PrescribedQuantity(packages=incoming.packages or 1.0),
+                repeats=incoming.repeats,
+                reserved_against_substitution=incoming.reserved_against_substitution,
+                reimbursed=incoming.reimbursed,
+                expires=incoming.prescription_expires,
+            )
+            _, version = issue(
+                new_list.entry(entry_id), patient_id, request, at=call.at, by=call.actor
+            )
+            versions.append(version)
+        medications = tuple(medications_of(new_list))
+        seen = {m.id for m in medications}
+        focus = tuple(str(v.entry_id) for v in change.entry_versions if str(v.entry_id) in seen)
+        return Effect(
+            list_change=change,
+            prescription_versions=tuple(versions),
+            screening=Screening(medications, focus),
+            response={"accepted": len(chosen), "msg_id": msg_id},
+            writes=write,
+        )
+
+    return run_command(
+        engine,
+        "eresept-accept-proposal",
+        patient_id,
+        call,
+        decide,
+        based_on=based_on,
+        request={"msg_id": msg_id, "entries": None if entries is None else list(entries)},
+    )

@@ -113,6 +113,7 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "cds_card": frozenset(),
     "cds_feedback": frozenset(),
     "received_message": frozenset(),
+    "list_proposal_decision": frozenset(),
 }
 
 

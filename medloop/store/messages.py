@@ -25,11 +25,11 @@ from sqlalchemy import (
 )
 
 from fest.schema import metadata
-from medloop.domain.messages import ReceivedMessage
+from medloop.domain.messages import ListProposalDecision, ReceivedMessage
 from medloop.store import attestation
 from medloop.store.columns import UUID_LENGTH, parsed
 
-APPEND_ONLY = ("received_message",)
+APPEND_ONLY = ("received_message", "list_proposal_decision")
 
 MSG_ID_LENGTH = 200
 
@@ -49,6 +49,39 @@ received_message = Table(
     Column("size", Integer, nullable=False),
     Index("ix_received_message_patient", "patient_id", "received_at"),
 )
+
+
+proposal_decision = Table(
+    "list_proposal_decision",
+    metadata,
+    attestation.command_column(),
+    Column(
+        "msg_id", String(MSG_ID_LENGTH), ForeignKey("received_message.msg_id"), primary_key=True
+    ),
+    Column("patient_id", String(UUID_LENGTH), ForeignKey("patient.id"), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSON, nullable=False),  # the ListProposalDecision
+)
+
+
+def append_decision(conn: Connection, decision: ListProposalDecision) -> None:
+    attestation.insert(
+        conn,
+        proposal_decision,
+        msg_id=decision.msg_id,
+        patient_id=str(decision.patient_id),
+        decided_at=decision.at,
+        record=decision.model_dump(mode="json"),
+    )
+
+
+def find_decision(conn: Connection, msg_id: str) -> ListProposalDecision | None:
+    row = conn.execute(
+        select(proposal_decision.c.record).where(proposal_decision.c.msg_id == msg_id)
+    ).first()
+    if row is None:
+        return None
+    return parsed(ListProposalDecision, row.record, proposal_decision, {"msg_id": msg_id})
 
 
 def append_received(conn: Connection, record: ReceivedMessage, original: bytes) -> None:

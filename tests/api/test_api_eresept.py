@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 
 from medloop.eresept import read_message
-from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, auth
+from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, auth, prescribe_body
 from tests.eresept.importing import counts, reader_config, with_demo_drugs
 from tests.eresept.messages import example, needs_shared
-from tests.loop.helpers import GP
+from tests.loop.helpers import GP, SIMVASTATIN_NORDKYST
 
 pytestmark = needs_shared
 
@@ -80,3 +80,22 @@ def test_a_caller_the_policy_refuses_gets_403_and_nothing_is_stored(world):
 def test_an_unknown_prescription_as_m1_is_404(world):
     answer = world.get(f"/patients/{world.patient_id}/prescriptions/{uuid.uuid4()}/m1")
     assert answer.status_code == 404
+
+
+def test_a_received_list_proposal_is_taken_in_over_http_with_if_match(world):
+    prescribed = world.write(
+        f"/patients/{world.patient_id}/prescriptions", prescribe_body(SIMVASTATIN_NORDKYST)
+    )
+    assert prescribed.status_code == 201, prescribed.text
+    received = _receive(world, with_demo_drugs(example("M25.1"))).json()
+    assert received["result"] == "proposed"
+    kinds = sorted(e["kind"] for e in received["proposal"])
+    assert kinds.count("new") == 3 and kinds.count("absent") == 1
+    path = f"/patients/{world.patient_id}/eresept/proposals/{received['message_id']}/accept"
+    without = world.post(path, {"entries": None})
+    assert without.status_code == 428
+    accepted = world.write(path, {"entries": None, "reason": "samstemt med fastlegen"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["accepted"] == 3
+    again = world.write(path, {"entries": None})
+    assert again.status_code == 409 and again.json()["code"] == "list-proposal-already-decided"

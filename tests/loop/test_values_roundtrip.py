@@ -347,8 +347,12 @@ def test_every_stored_record_type_loads_again_equal_with_any_accepted_text_or_nu
             headers=auth(GP_TOKEN, **{"Content-Type": "application/xml"}),
         )
         assert received.status_code == 200 and received.json()["result"] == "proposed"
+        msg_id = received.json()["message_id"]
+        path = f"/patients/{world.patient_id}/eresept/proposals/{msg_id}/accept"
+        taken = world.write(path, {"entries": None, "reason": "samstemt"})
+        assert taken.status_code == 200, taken.text
     else:
-        expected.discard("received_message")
+        expected -= {"received_message", "list_proposal_decision"}
     found = _samples(engine)
     samples = [sample for rows in found.values() for sample in rows]
     # Every table with a stored record (medloop.store.records.stored_records) has one here.

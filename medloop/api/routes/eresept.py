@@ -10,17 +10,19 @@ import uuid
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Body, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
 
+from interactions.values import MAX_REASON, MODEL_CONFIG, text
 from medloop import queries
-from medloop.api.deps import CallerDep
+from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, command_answer, render
 from medloop.api.policy import Action
 from medloop.api.problems import responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
+from medloop.api.schemas import CommandResponse, Reason
 from medloop.eresept import ReaderConfig
-from medloop.loop.messages import import_message
+from medloop.loop.messages import accept_list_proposal, import_message
 
 router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
 XML = "application/xml"
@@ -142,3 +144,40 @@ def prescription_as_m1(caller: CallerDep, patient_id: UUID, prescription_id: UUI
         ),
     )
     return Response(data, media_type=XML)
+
+
+class AcceptProposal(BaseModel):
+    """Which entries of a received list to take in: the message's entry ids, or none given
+    (``null``) for every new, changed and discontinued entry of the proposal."""
+
+    model_config = MODEL_CONFIG
+
+    entries: list[Annotated[str, text(200, 1)]] | None = Field(default=None, max_length=500)
+    reason: Annotated[str, text(MAX_REASON)] | None = Reason
+
+
+@router.post(
+    "/patients/{patient_id}/eresept/proposals/{msg_id}/accept",
+    response_model=CommandResponse,
+    responses={**responses(400, 401, 403, 404, 409, 412, 422, 428, 503), **command_answer()},
+    operation_id="acceptListProposal",
+    summary="Take in a received list's proposal, whole or entry by entry (If-Match)",
+)
+def accept_proposal(
+    caller: CallerDep,
+    patient_id: UUID,
+    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    body: AcceptProposal,
+    based_on: IfMatch,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = accept_list_proposal(
+        caller.engine,
+        patient_id,
+        msg_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+        entries=body.entries,
+        based_on=based_on,
+    )
+    return render(result)

@@ -1,5 +1,5 @@
 """Received e-prescription messages (append-only): original bytes, SHA-256, MsgId, type,
-patient, result and the record of what each did
+patient, result and the record of what each did; the decisions on received list proposals
 
 Revision ID: 0013
 Revises: 0011
@@ -19,7 +19,7 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-APPEND_ONLY = ("received_message",)
+APPEND_ONLY = ("received_message", "list_proposal_decision")
 FUNCTION = "medication_record_refuse_change"
 
 
@@ -44,6 +44,17 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_received_message_patient", ["patient_id", "received_at"], unique=False
         )
+    op.create_table(
+        "list_proposal_decision",
+        sa.Column("command_id", sa.String(length=32), nullable=True),
+        sa.Column("msg_id", sa.String(length=200), nullable=False),
+        sa.Column("patient_id", sa.String(length=36), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("record", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["msg_id"], ["received_message.msg_id"]),
+        sa.ForeignKeyConstraint(["patient_id"], ["patient.id"]),
+        sa.PrimaryKeyConstraint("msg_id"),
+    )
     for statement in append_only.install(
         op.get_bind().dialect.name, APPEND_ONLY, FUNCTION, create_function=False
     ):
@@ -55,4 +66,5 @@ def downgrade() -> None:
         op.execute(statement)
     with op.batch_alter_table("received_message", schema=None) as batch_op:
         batch_op.drop_index("ix_received_message_patient")
+    op.drop_table("list_proposal_decision")
     op.drop_table("received_message")
