@@ -932,9 +932,14 @@ def _refused_receipt(data: bytes, code: str, reasons: list[str]) -> dict:
 
 @eresept_app.command("export")
 def eresept_export(
-    type_: Annotated[str, typer.Option("--type", help="M25.1 (a patient's list) or M1.")],
+    type_: Annotated[
+        str,
+        typer.Option(
+            "--type", help="M25.1 (a patient's list), M1 (a prescription) or M5 (its recall)."
+        ),
+    ],
     patient: Annotated[str | None, typer.Option(help="The patient's national id (M25.1).")] = None,
-    prescription: Annotated[str | None, typer.Option(help="A prescription id (M1).")] = None,
+    prescription: Annotated[str | None, typer.Option(help="A prescription id (M1, M5).")] = None,
     sender_hpr: Annotated[
         str | None,
         typer.Option(help="The requesting prescriber's HPR number (default: the list's author)."),
@@ -946,9 +951,9 @@ def eresept_export(
     sender_org_name: Annotated[str | None, typer.Option(help="Their organisation's name.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Print one message on stdout: a patient's current list as an M25.1, or a prescription as
-    an M1. The read is audited like any read of the list. Exit 0, 1 bad arguments, 3 not
-    found."""
+    """Print one message on stdout: a patient's current list as an M25.1, a prescription as an
+    M1, or a recalled prescription's recall as an M5. The read is audited like any read of
+    the list. Exit 0, 1 bad arguments, 3 not found (or not recalled, for M5)."""
     import sys
     import uuid as uuid_module
     from datetime import UTC, datetime
@@ -959,11 +964,13 @@ def eresept_export(
     from medloop.domain.errors import DomainError
     from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 
-    if type_ not in ("M25.1", "M1"):
-        _stderr(f"--type must be M25.1 or M1, not {type_!r}")
+    if type_ not in ("M25.1", "M1", "M5"):
+        _stderr(f"--type must be M25.1, M1 or M5, not {type_!r}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    if (type_ == "M25.1") != (patient is not None) or (type_ == "M1") != (prescription is not None):
-        _stderr("--type M25.1 takes --patient NATIONAL_ID; --type M1 takes --prescription ID")
+    if (type_ == "M25.1") != (patient is not None) or (type_ != "M25.1") != (
+        prescription is not None
+    ):
+        _stderr("--type M25.1 takes --patient NATIONAL_ID; --type M1 and M5 take --prescription ID")
         raise typer.Exit(EXIT_BAD_INPUT)
     prescription_id = None
     if prescription is not None:
@@ -1008,7 +1015,18 @@ def eresept_export(
         raise typer.Exit(EXIT_BAD_INPUT)
     now = datetime.now(UTC)
     try:
-        if prescription_id is not None:
+        if prescription_id is not None and type_ == "M5":
+            data = queries.read_for(
+                engine,
+                sender,
+                patient_id,
+                "eresept-export-m5",
+                lambda conn: queries.recall_as_m5(
+                    conn, patient_id, prescription_id, sender, at=now
+                ),
+                reason="e-prescription export (M5)",
+            )
+        elif prescription_id is not None:
             data = queries.read_for(
                 engine,
                 sender,

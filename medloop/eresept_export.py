@@ -28,7 +28,7 @@ from lxml import etree
 
 from interactions.dosage import Dosage, Period, Quantity, TimeUnit, Use
 from interactions.drugs import ReferenceKind
-from medloop.domain.codes import DiscontinuationReason, EntryStatus
+from medloop.domain.codes import DiscontinuationReason, EntryStatus, RecallReason
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, UnresolvedDrug
 from medloop.domain.entry import ListEntry
 from medloop.domain.patient import Patient
@@ -432,12 +432,19 @@ def m1(
     return _bytes(root)
 
 
+_RECALL_NAMES = {
+    RecallReason.RENEWAL: "Fornyelse",
+    RecallReason.DISCONTINUATION: "Seponering",
+    RecallReason.RENEWAL_WITH_CHANGE: "Fornyelse med endring",
+    RecallReason.OTHER: "Annet",
+}
+
+
 def m5(
     patient: Patient,
     prescription_id: UUID,
     *,
-    reason_code: str,
-    reason_name: str,
+    reason: RecallReason,
     note: str | None,
     sender: Actor,
     msg_id: str,
@@ -458,5 +465,5 @@ def m5(
     _el(recall, M5, "ReseptId", str(prescription_id))
     if note:
         _el(recall, M5, "Merknad", note)
-    _el(recall, M5, "Arsak", V=reason_code, DN=reason_name, S=OID_RECALL)
+    _el(recall, M5, "Arsak", V=reason.value, DN=_RECALL_NAMES[reason], S=OID_RECALL)
     return _bytes(root)

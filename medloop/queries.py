@@ -9,6 +9,7 @@ audit log (architecture invariant 6: every read of patient data leaves an audit 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -336,6 +337,40 @@ def prescription_as_m1(
         )
     entry = state.medication_list.entry(found.entry_id)
     return writing.m1(state.patient, found, entry, sender=sender, at=at, varenrs=_varenrs(conn))
+
+
+def recall_as_m5(
+    conn: Connection, patient_id: UUID, prescription_id: UUID, sender: Actor, *, at: datetime
+) -> bytes:
+    """A recalled prescription's recall as an M5 (its reason and note); ``PrescriptionNotFound``
+    for a prescription the patient does not have, ``PrescriptionNotRecalled`` for one that is
+    not recalled."""
+    from medloop import eresept_export as writing  # noqa: PLC0415
+    from medloop.domain.prescription import PrescriptionNotRecalled  # noqa: PLC0415
+
+    state = _state(conn, patient_id)
+    found = state.prescriptions.get(prescription_id)
+    if found is None:
+        raise PrescriptionNotFound(
+            f"patient {patient_id} has no prescription {prescription_id}",
+            prescription_id=prescription_id,
+            patient_id=patient_id,
+        )
+    if found.recall is None:
+        raise PrescriptionNotRecalled(
+            f"prescription {prescription_id} is {found.status.value}, not recalled",
+            prescription_id=prescription_id,
+            status=found.status,
+        )
+    return writing.m5(
+        state.patient,
+        found.id,
+        reason=found.recall.reason,
+        note=found.recall.note,
+        sender=sender,
+        msg_id=str(uuid.uuid5(found.id, "recall")),
+        at=at,
+    )
 
 
 def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:

@@ -154,6 +154,7 @@ TITLES: dict[str, str] = {
     "message-not-matched": "The message does not match the list",
     "message-id-reused": "This MsgId was received with other content",
     "list-proposal-not-found": "No such list proposal",
+    "prescription-not-recalled": "The prescription is not recalled",
     "list-proposal-already-decided": "The list proposal was decided already",
     "list-proposal-stale": "The list changed since the proposal was made",
     "list-proposal-unknown-entry": "The proposal has no such entry",

@@ -127,3 +127,43 @@ def test_export_of_a_patient_we_keep_no_list_for_exits_3(tmp_path):
         env=ENV,
     )
     assert result.exit_code == 3
+
+
+def test_a_recall_exports_as_a_valid_m5_that_recalls_the_prescription_in_another_database(
+    tmp_path,
+):
+    url, engine = _db(tmp_path)
+    other_folder = tmp_path / "other"
+    other_folder.mkdir()
+    other_url, other = _db(other_folder)
+    m25 = with_demo_drugs(example("M25.1"))
+    assert _import(tmp_path, url, m25).exit_code == 0
+    assert _import(other_folder, other_url, m25).exit_code == 0
+    recalled = "f63b9535-5160-4972-b923-168114660619"
+    assert _import(tmp_path, url, example("M5"), "m5.xml").exit_code == 0
+    out = runner.invoke(
+        app, ["eresept", "export", "--type", "M5", "--prescription", recalled, "--db", url], env=ENV
+    )
+    assert out.exit_code == 0, out.stderr
+    message = read_message(out.stdout_bytes, source="m5", config=reader_config())
+    assert message.type == "ERM5" and all(d.validation == "valid" for d in message.documents)
+    back = _import(other_folder, other_url, out.stdout_bytes, "m5-out.xml")
+    assert back.exit_code == 0, back.stderr
+    assert json.loads(back.stdout)["result"] == "applied"
+    not_recalled = message_id_of_another(m25, recalled)
+    refused = runner.invoke(
+        app,
+        ["eresept", "export", "--type", "M5", "--prescription", not_recalled, "--db", url],
+        env=ENV,
+    )
+    assert refused.exit_code == 3 and "prescription-not-recalled" in refused.stderr
+
+
+def message_id_of_another(m25: bytes, recalled: str) -> str:
+    """A prescription id of the list other than ``recalled`` (one still dispensable)."""
+    message = read_message(m25, source="m25", config=reader_config())
+    return next(
+        e.prescription_id
+        for e in message.lists[0].entries
+        if e.prescription_id not in (recalled, None) and e.discontinued is None
+    )
