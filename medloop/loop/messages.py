@@ -17,7 +17,9 @@ module only translates:
 - **M1** (``ERM1``): a new entry with its prescription (the M1's MsgId is the prescription id),
   through decision support like ``prescribe``.
 - **M5** (``ERM5``): recall of the prescription it names (``Tilbakekalling``).
-- The other types (M10, M25.2, M25.3, M27.1) are read and validated but refused by name
+- **M27.1** (``ERM271``, status R): the sender becomes the multidose doctor from
+  ``GjelderFra`` (``domain.multidose.responsibility``).
+- The other types (M10, M25.2, M25.3) are read and validated but refused by name
   (``message-type-not-imported``): nothing is stored.
 """
 
@@ -74,6 +76,7 @@ from medloop.domain.messages import (
     may_apply_directly,
     propose,
 )
+from medloop.domain.multidose.responsibility import assign_responsibility
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescribing import discontinuation_recalls
@@ -98,6 +101,7 @@ from medloop.loop.runner import (
     medications_of,
     run_command,
 )
+from medloop.store import multidose as multidose_store
 from medloop.store.db import reader
 from medloop.store.messages import (
     append_decision,
@@ -109,7 +113,7 @@ from medloop.store.patients import find_patient_id
 from medloop.store.prescriptions import patients_of_prescriptions
 
 ACTION = "eresept-import"
-IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5")
+IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5", "ERM271")
 _NAMESPACE = uuid.UUID("6f1c3d52-8a4e-4f57-9a43-2b0b8d1c5e17")
 
 
@@ -318,6 +322,8 @@ def _decision(message: Message, data: bytes, patient_id: UUID, national_id: str,
             effect, result, reasons, proposal = _list(ctx, message, call)
         elif info.type == "ERM1":
             effect, result, reasons, proposal = _prescription(ctx, message, call)
+        elif info.type == "ERM271":
+            effect, result, reasons, proposal = _multidose_doctor(ctx, message, call, patient_id)
         else:
             effect, result, reasons, proposal = _recall(ctx, message, call)
         record = ReceivedMessage(
@@ -348,7 +354,7 @@ def _decision(message: Message, data: bytes, patient_id: UUID, national_id: str,
             prescription_versions=effect.prescription_versions,
             screening=effect.screening,
             response=response,
-            writes=(lambda conn: append_received(conn, record, data),),
+            writes=(*effect.writes, lambda conn: append_received(conn, record, data)),
         )
 
     return decide
@@ -601,6 +607,39 @@ def _recall(ctx: Context, message: Message, call: Call) -> Decided:
         Effect(prescription_versions=(version,), response={"prescription_id": str(found.id)}),
         "applied",
         [],
+        None,
+    )
+
+
+def _multidose_doctor(ctx: Context, message: Message, call: Call, patient_id: UUID) -> Decided:
+    """M27.1 (status R, registration): the sender becomes the patient's multidose doctor from
+    ``GjelderFra``, the pharmacy kept (a first registration without one is refused by the
+    domain: it names both)."""
+    status = _first_code(message, "Status")
+    if status != "R":
+        raise MessageNotMatched(
+            f"only a registration (Status R) of the multidose doctor is imported, not {status!r}",
+            status=status,
+        )
+    valid_from = _date(_first_text(message, "GjelderFra")) or call.at.date()
+    record = assign_responsibility(
+        multidose_store.current_responsibility(ctx.conn, patient_id),
+        patient_id,
+        doctor=sender_actor(message.msg_info),
+        pharmacy=None,
+        valid_from=valid_from,
+        valid_to=None,
+        at=call.at,
+        by=call.actor,
+        reason=f"M27.1 {message.msg_id}",
+    )
+    return (
+        Effect(
+            writes=(lambda conn: multidose_store.append_responsibility(conn, record),),
+            response={"responsibility_version": record.version},
+        ),
+        "applied",
+        [f"multidose doctor {record.doctor.personnel.hpr_number} from {valid_from.isoformat()}"],
         None,
     )
 

@@ -18,6 +18,7 @@ from medloop.domain.messages import (
     MessagePatientMismatch,
     MessageTypeNotImported,
 )
+from medloop.domain.multidose.errors import InvalidResponsibility
 from medloop.domain.patient import PatientNotFound
 from medloop.eresept.errors import (
     EmbeddedNotXml,
@@ -27,6 +28,7 @@ from medloop.eresept.errors import (
     UnknownMessage,
     UnsafeXml,
 )
+from medloop.loop import multidose
 from medloop.loop.messages import import_message
 from medloop.store import messages as stored
 from tests.eresept.importing import (
@@ -43,6 +45,7 @@ from tests.eresept.importing import (
 from tests.eresept.messages import example, needs_shared, replace_embedded
 from tests.eresept.test_bad_input import BILLION_LAUGHS, XXE
 from tests.eresept.test_signatures import _ca, _store
+from tests.loop.helpers import GP, PHARMACIST, call
 
 pytestmark = needs_shared
 
@@ -146,13 +149,13 @@ def test_a_list_for_a_patient_with_entries_becomes_a_proposal_and_changes_nothin
     assert original == example("M25.1")
 
 
-@pytest.mark.parametrize("name", ["M10", "M25.2", "M27.1"])
+@pytest.mark.parametrize("name", ["M10", "M25.2"])
 def test_message_types_not_imported_yet_are_refused_by_name_and_nothing_is_stored(engine, name):
     real_world(engine)
     before = counts(engine)
     with pytest.raises(MessageTypeNotImported) as caught:
         _import(engine, example(name))
-    assert caught.value.context["type"] in ("ERM10", "ERM252", "ERM271")
+    assert caught.value.context["type"] in ("ERM10", "ERM252")
     assert counts(engine) == before
 
 
@@ -249,3 +252,38 @@ def test_a_signature_that_does_not_verify_is_refused_and_nothing_is_stored(engin
     with pytest.raises(SignatureInvalid):
         _import(engine, example("M1"), trust_store=_store(tmp_path, unrelated))
     assert counts(engine) == before
+
+
+# -- M27.1: the multidose doctor ---------------------------------------------------------------
+
+
+def test_the_official_m27_1_without_a_registered_pharmacy_is_refused_and_nothing_is_stored(engine):
+    real_world(engine)
+    before = counts(engine)
+    with pytest.raises(InvalidResponsibility):
+        _import(engine, example("M27.1"))
+    assert counts(engine) == before
+
+
+def test_the_official_m27_1_makes_its_sender_the_multidose_doctor_from_its_date(engine):
+    patient_id = real_world(engine)
+    other_doctor = GP.model_copy(
+        update={"personnel": GP.personnel.model_copy(update={"hpr_number": "7777777"})}
+    )
+    multidose.set_responsibility(
+        engine,
+        patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=other_doctor,
+            pharmacy=PHARMACIST.organisation,
+            valid_from=date(2019, 1, 1),
+        ),
+        call(),
+    )
+    receipt = _import(engine, example("M27.1"))
+    assert (receipt.type, receipt.result) == ("ERM271", "applied")
+    with engine.connect() as conn:
+        current = multidose.responsibility(conn, patient_id)
+    assert current.doctor.personnel.hpr_number == "431002737"
+    assert current.valid_from == date(2019, 7, 17)
+    assert current.pharmacy == PHARMACIST.organisation
