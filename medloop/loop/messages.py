@@ -17,9 +17,11 @@ module only translates:
 - **M1** (``ERM1``): a new entry with its prescription (the M1's MsgId is the prescription id),
   through decision support like ``prescribe``.
 - **M5** (``ERM5``): recall of the prescription it names (``Tilbakekalling``).
+- **M25.2** (``ERM252``): the multidose pharmacy's questions, dosage changes and
+  discontinuations, each a pending proposal for the multidose doctor.
 - **M27.1** (``ERM271``, status R): the sender becomes the multidose doctor from
   ``GjelderFra`` (``domain.multidose.responsibility``).
-- The other types (M10, M25.2, M25.3) are read and validated but refused by name
+- The other types (M10, M25.3) are read and validated but refused by name
   (``message-type-not-imported``): nothing is stored.
 """
 
@@ -76,7 +78,9 @@ from medloop.domain.messages import (
     may_apply_directly,
     propose,
 )
-from medloop.domain.multidose.responsibility import assign_responsibility
+from medloop.domain.multidose.proposals import Proposal, ProposalKind
+from medloop.domain.multidose.proposals import propose as multidose_propose
+from medloop.domain.multidose.responsibility import assign_responsibility, responsibility_on
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescribing import discontinuation_recalls
@@ -113,7 +117,7 @@ from medloop.store.patients import find_patient_id
 from medloop.store.prescriptions import patients_of_prescriptions
 
 ACTION = "eresept-import"
-IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5", "ERM271")
+IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5", "ERM271", "ERM252")
 _NAMESPACE = uuid.UUID("6f1c3d52-8a4e-4f57-9a43-2b0b8d1c5e17")
 
 
@@ -158,14 +162,14 @@ def import_message(
     source: str,
     config: ReaderConfig,
     call: Call | None = None,
-    authorize: Callable[[UUID | None], None] | None = None,
+    authorize: Callable[[UUID | None, str], None] | None = None,
 ) -> Receipt:
     """Read and import one message. Raises ``EreseptError`` for a message that is malformed,
     unsafe, schema-invalid, of a type we do not read or with an invalid signature (nothing
     stored), a ``DomainError`` when a rule refuses it (nothing stored), else returns the
     receipt (``applied``, ``proposed`` or ``duplicate``). ``call``: who imports (default: the
-    message's sender); ``authorize(patient_id)`` is called once the patient is known (the API's
-    policy), before anything is written."""
+    message's sender); ``authorize(patient_id, type)`` is called once the patient is known
+    (the API's policy, by the message's type), before anything is written."""
     message = read_message(data, source=source, config=config)
     info = message.msg_info
     national_id = check_patient(info.patient.national_id if info.patient is not None else None, ())
@@ -179,7 +183,7 @@ def import_message(
         patient_id = find_patient_id(conn, national_id)
         if authorize is not None:
             # before "not found", so a refused caller does not learn whether a list is kept
-            authorize(patient_id)
+            authorize(patient_id, info.type)
         if patient_id is None:
             raise PatientNotFound(
                 "the patient the envelope names is not registered", national_id=national_id
@@ -322,6 +326,8 @@ def _decision(message: Message, data: bytes, patient_id: UUID, national_id: str,
             effect, result, reasons, proposal = _list(ctx, message, call)
         elif info.type == "ERM1":
             effect, result, reasons, proposal = _prescription(ctx, message, call)
+        elif info.type == "ERM252":
+            effect, result, reasons, proposal = _pharmacy_proposals(ctx, message, call, patient_id)
         elif info.type == "ERM271":
             effect, result, reasons, proposal = _multidose_doctor(ctx, message, call, patient_id)
         else:
@@ -607,6 +613,80 @@ def _recall(ctx: Context, message: Message, call: Call) -> Decided:
         Effect(prescription_versions=(version,), response={"prescription_id": str(found.id)}),
         "applied",
         [],
+        None,
+    )
+
+
+def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: UUID) -> Decided:
+    """M25.2: the multidose pharmacy's proposals, each pending for the multidose doctor
+    (``domain.multidose.proposals``): a question (``Sporsmal``) about an entry, a dosage change,
+    a discontinuation, or a new entry; entries as they are on our list propose nothing."""
+    lib = message.lists[0]
+    current = ctx.state.medication_list
+    incoming = [incoming_entry(e, ctx.catalogue, call.at.date()) for e in lib.entries]
+    compared = propose(current, incoming).entries
+    responsible = responsibility_on(
+        multidose_store.responsibility_history(ctx.conn, patient_id), call.at.date()
+    )
+    records: list[Proposal] = []
+    reasons: list[str] = []
+
+    def proposed(**fields) -> None:
+        record = Proposal(
+            id=uuid.uuid5(_NAMESPACE, f"{message.msg_id}/proposal/{len(records)}"),
+            patient_id=patient_id,
+            proposed_at=call.at,
+            proposed_by=call.actor,
+            **fields,
+        )
+        records.append(multidose_propose(responsible, record, current))
+
+    for source, found in zip(lib.entries, compared, strict=False):
+        entry = found.incoming
+        if entry is None:
+            continue
+        for question in source.questions:
+            asked = (question.code.dn or question.code.v) if question.code else None
+            text = " — ".join(filter(None, [asked, question.note])) or "question"
+            if found.entry_id is None:
+                reasons.append(f"question on entry {source.id}, which is not on the list: {text}")
+                continue
+            proposed(
+                kind=ProposalKind.QUESTION,
+                entry_id=found.entry_id,
+                question=text,
+                note=f"M25.2 {message.msg_id}",
+            )
+        if found.kind == "changed" and "dosage" in found.changes and entry.dosage is not None:
+            proposed(kind=ProposalKind.CHANGE_DOSAGE, entry_id=found.entry_id, dosage=entry.dosage)
+        elif found.kind == "discontinued" and found.entry_id is not None:
+            proposed(
+                kind=ProposalKind.DISCONTINUE,
+                entry_id=found.entry_id,
+                discontinuation=entry.discontinuation,
+            )
+        elif found.kind == "new":
+            reasons.append(
+                f"entry {source.id} is new to the list: a pharmacy proposes a new entry through "
+                "the multidose API with its prescription terms, not imported from M25.2"
+            )
+    if not records:
+        raise MessageNotMatched(
+            "the M25.2 proposes nothing this list can take: no question, dosage change or "
+            "discontinuation of an entry on it",
+            reasons=reasons,
+        )
+    reasons.insert(0, f"{len(records)} proposal(s) waiting for the multidose doctor")
+    return (
+        Effect(
+            writes=tuple(
+                (lambda conn, r=record: multidose_store.append_proposal(conn, r))
+                for record in records
+            ),
+            response={"proposals": [str(r.id) for r in records]},
+        ),
+        "proposed",
+        reasons,
         None,
     )
 

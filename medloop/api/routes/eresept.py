@@ -1,7 +1,8 @@
 """National e-prescription messages over HTTP: receive one (``application/xml``) and answer
 with its receipt; a patient's list as an M25.1 and a prescription as an M1, for authorised
 callers. Under the same policy and audit as the rest of the API: receiving is a write to the
-list (``list.write``) by the authenticated caller, the exports are audited reads
+list (``list.write``; an M25.2 from a multidose pharmacy ``multidose.write``) by the
+authenticated caller, the exports are audited reads
 (``list.read``) whose sender is the caller."""
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from medloop.loop.messages import accept_list_proposal, import_message
 
 router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
 XML = "application/xml"
+PHARMACY_TYPES = frozenset({"ERM252"})
+"""Messages a multidose pharmacy sends (``multidose.write``); the others write the list."""
 
 
 class ProposedEntryView(BaseModel):
@@ -81,7 +84,10 @@ def receive_message(
         source="request body",
         config=ReaderConfig.from_env(),
         call=caller.call(),
-        authorize=lambda patient_id: caller.authorize(Action.LIST_WRITE, patient_id),
+        authorize=lambda patient_id, type_code: caller.authorize(
+            Action.MULTIDOSE_WRITE if type_code in PHARMACY_TYPES else Action.LIST_WRITE,
+            patient_id,
+        ),
     )
     body = MessageReceipt(
         **receipt.as_contract(),
