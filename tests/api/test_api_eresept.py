@@ -4,12 +4,14 @@ a prescription as M1, under the policy; refusals as problem documents, nothing s
 from __future__ import annotations
 
 import uuid
+from datetime import date
 
 from medloop.eresept import read_message
-from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, auth, prescribe_body
+from medloop.loop import multidose
+from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, PHARMACIST_TOKEN, auth, prescribe_body
 from tests.eresept.importing import counts, reader_config, with_demo_drugs
 from tests.eresept.messages import example, needs_shared
-from tests.loop.helpers import GP, SIMVASTATIN_NORDKYST
+from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_NORDKYST, call
 
 pytestmark = needs_shared
 
@@ -99,3 +101,25 @@ def test_a_received_list_proposal_is_taken_in_over_http_with_if_match(world):
     assert accepted.json()["accepted"] == 3
     again = world.write(path, {"entries": None})
     assert again.status_code == 409 and again.json()["code"] == "list-proposal-already-decided"
+
+
+def test_an_m25_2_is_a_multidose_pharmacy_write_not_a_prescriber_one(world):
+    _receive(world, with_demo_drugs(example("M25.1")))
+    before = counts(world.engine)
+    as_gp = _receive(world, with_demo_drugs(example("M25.2")))
+    assert as_gp.status_code == 403
+    # a pharmacist of a pharmacy that is not the patient's multidose pharmacy: the policy
+    not_yet = _receive(world, with_demo_drugs(example("M25.2")), token=PHARMACIST_TOKEN)
+    assert not_yet.status_code == 403
+    assert counts(world.engine) == before
+    multidose.set_responsibility(
+        world.engine,
+        world.patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
+        ),
+        call(),
+    )
+    proposed = _receive(world, with_demo_drugs(example("M25.2")), token=PHARMACIST_TOKEN)
+    assert proposed.status_code == 200, proposed.text
+    assert (proposed.json()["type"], proposed.json()["result"]) == ("ERM252", "proposed")
