@@ -103,6 +103,7 @@ STATUS: dict[str, int] = {
     # e-prescription messages (medloop.domain.messages)
     "message-patient-mismatch": 422,
     "message-without-patient": 422,
+    "message-without-author": 422,
     "message-type-not-imported": 422,
     "message-not-matched": 422,
     "message-id-reused": 409,
@@ -150,6 +151,7 @@ TITLES: dict[str, str] = {
     "message-invalid": "The message breaks its schema or signature",
     "message-patient-mismatch": "The message is about another patient",
     "message-without-patient": "The message names no patient",
+    "message-without-author": "The message names no professional as its author",
     "message-type-not-imported": "This message type is not imported",
     "message-not-matched": "The message does not match the list",
     "message-id-reused": "This MsgId was received with other content",

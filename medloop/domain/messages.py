@@ -51,6 +51,10 @@ class MessageWithoutPatient(MessageError):
     code = "message-without-patient"
 
 
+class MessageWithoutAuthor(MessageError):
+    code = "message-without-author"
+
+
 class MessageTypeNotImported(MessageError):
     code = "message-type-not-imported"
 

@@ -71,6 +71,7 @@ from medloop.domain.messages import (
     MessageNotMatched,
     MessagePatientMismatch,
     MessageTypeNotImported,
+    MessageWithoutAuthor,
     ReceivedMessage,
     accepted_entries,
     check_message_id,
@@ -290,9 +291,9 @@ def sender_actor(info: MsgInfo) -> Actor:
     )
     hpr = hcp.hpr if hcp is not None else None
     if not hpr:
-        raise MessageNotMatched(
-            "the sender names no healthcare professional with an HPR number; "
-            "a change to the list needs its author",
+        raise MessageWithoutAuthor(
+            "the sender names no healthcare professional with an HPR number; a change to the "
+            "list needs its author (over HTTP the caller is the author)",
         )
     name = " ".join(filter(None, [hcp.given_name, hcp.middle_name, hcp.family_name] if hcp else []))
     return Actor(

@@ -167,3 +167,13 @@ def message_id_of_another(m25: bytes, recalled: str) -> str:
         for e in message.lists[0].entries
         if e.prescription_id not in (recalled, None) and e.discontinued is None
     )
+
+
+def test_a_message_whose_sender_names_no_professional_is_refused_on_the_command_line(tmp_path):
+    url, engine = _db(tmp_path)
+    _import(tmp_path, url, with_demo_drugs(example("M25.1")))
+    before = counts(engine)
+    result = _import(tmp_path, url, with_demo_drugs(example("M25.2")), "m25.2.xml")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["reasons"][0].startswith("message-without-author:")
+    assert counts(engine) == before
