@@ -31,7 +31,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
 
@@ -153,7 +153,9 @@ def entries_of(message: Message) -> int:
         return sum(len(lib.entries) for lib in message.lists)
     if message.prescriptions:
         return len(message.prescriptions)
-    return len(message.unmapped)
+    if message.type == "ERM271":
+        return 0  # a registration of the multidose doctor carries no entry
+    return len(message.unmapped)  # M5: the prescription it recalls
 
 
 def import_message(
@@ -221,9 +223,7 @@ def import_message(
     )
 
 
-def _now():
-    from datetime import UTC, datetime  # noqa: PLC0415
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -1006,9 +1006,7 @@ def _date(value: str | None) -> date | None:
         return None
 
 
-def _moment(value: str | None):
-    from datetime import UTC, datetime  # noqa: PLC0415
-
+def _moment(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
@@ -1019,9 +1017,7 @@ def _moment(value: str | None):
     return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
-def _midnight(day: date):
-    from datetime import UTC, datetime  # noqa: PLC0415
-
+def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 

@@ -282,7 +282,7 @@ def test_the_official_m27_1_makes_its_sender_the_multidose_doctor_from_its_date(
         call(),
     )
     receipt = _import(engine, example("M27.1"))
-    assert (receipt.type, receipt.result) == ("ERM271", "applied")
+    assert (receipt.type, receipt.result, receipt.entries) == ("ERM271", "applied", 0)
     with engine.connect() as conn:
         current = multidose.responsibility(conn, patient_id)
     assert current.doctor.personnel.hpr_number == "431002737"
