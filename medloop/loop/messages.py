@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID
 
+from lxml import etree
 from sqlalchemy import Engine
 
 from interactions.dosage import (
@@ -241,9 +242,7 @@ def _prescriptions_named(message: Message) -> list[UUID]:
 
 
 def _recalled_ids(xml: str) -> list[UUID]:
-    from lxml import etree  # noqa: PLC0415
-
-    root = etree.fromstring(xml.encode("utf-8"))
+    root = _kept(xml)
     return [
         found
         for el in root.iter()
@@ -251,6 +250,15 @@ def _recalled_ids(xml: str) -> list[UUID]:
         and c.local(el) == "ReseptId"
         and (found := _uuid(el.text)) is not None
     ]
+
+
+_KEPT_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+def _kept(xml: str):
+    """A document the reader kept whole (``Message.unmapped``: lxml's own serialisation of
+    what it parsed, hardened), parsed again the same hardened way."""
+    return etree.fromstring(xml.encode("utf-8"), _KEPT_PARSER)
 
 
 def _uuid(value: str | None) -> UUID | None:
@@ -726,20 +734,16 @@ def _multidose_doctor(ctx: Context, message: Message, call: Call, patient_id: UU
 
 
 def _first_code(message: Message, name: str) -> str | None:
-    from lxml import etree  # noqa: PLC0415
-
     for kept in message.unmapped:
-        for el in etree.fromstring(kept.xml.encode("utf-8")).iter():
+        for el in _kept(kept.xml).iter():
             if isinstance(el.tag, str) and c.local(el) == name:
                 return el.get("V")
     return None
 
 
 def _first_text(message: Message, name: str) -> str | None:
-    from lxml import etree  # noqa: PLC0415
-
     for kept in message.unmapped:
-        for el in etree.fromstring(kept.xml.encode("utf-8")).iter():
+        for el in _kept(kept.xml).iter():
             if isinstance(el.tag, str) and c.local(el) == name:
                 return el.text
     return None
