@@ -373,6 +373,24 @@ def recall_as_m5(
     )
 
 
+class MessageNotFound(Exception):
+    """No message was received under this MsgId for this patient."""
+
+
+def received_message(conn: Connection, patient_id: UUID, msg_id: str) -> bytes:
+    """The bytes of a message received for the patient, exactly as received (the SHA-256 the
+    receipt named is theirs); ``MessageNotFound`` otherwise (also for another patient's)."""
+    from medloop.store import messages  # noqa: PLC0415
+
+    _state(conn, patient_id)
+    found = messages.find_received(conn, msg_id)
+    if found is None or found.patient_id != patient_id:
+        raise MessageNotFound(f"no message {msg_id} was received for this patient")
+    data = messages.original_of(conn, msg_id)
+    assert data is not None
+    return data
+
+
 def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:
     """The patient a prescription belongs to (``None``: no such prescription)."""
     from medloop.store.prescriptions import patient_of_prescription as owner  # noqa: PLC0415

@@ -9,7 +9,7 @@ from datetime import date
 from medloop.eresept import read_message
 from medloop.loop import multidose
 from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, PHARMACIST_TOKEN, auth, prescribe_body
-from tests.eresept.importing import counts, reader_config, with_demo_drugs
+from tests.eresept.importing import OTHER, counts, reader_config, register, with_demo_drugs
 from tests.eresept.messages import example, needs_shared
 from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_NORDKYST, call
 
@@ -123,3 +123,16 @@ def test_an_m25_2_is_a_multidose_pharmacy_write_not_a_prescriber_one(world):
     proposed = _receive(world, with_demo_drugs(example("M25.2")), token=PHARMACIST_TOKEN)
     assert proposed.status_code == 200, proposed.text
     assert (proposed.json()["type"], proposed.json()["result"]) == ("ERM252", "proposed")
+
+
+def test_a_received_message_can_be_shown_byte_for_byte_and_only_for_its_patient(world):
+    data = with_demo_drugs(example("M25.1"))
+    receipt = _receive(world, data).json()
+    shown = world.get(f"/patients/{world.patient_id}/eresept/messages/{receipt['message_id']}")
+    assert shown.status_code == 200 and shown.content == data
+    assert shown.headers["content-type"].startswith("application/xml")
+    missing = world.get(f"/patients/{world.patient_id}/eresept/messages/no-such-message")
+    assert missing.status_code == 404
+    other = register(world.engine, OTHER, birth=date(1990, 1, 1))
+    elsewhere = world.get(f"/patients/{other}/eresept/messages/{receipt['message_id']}")
+    assert elsewhere.status_code == 404

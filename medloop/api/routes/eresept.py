@@ -18,7 +18,7 @@ from interactions.values import MAX_REASON, MODEL_CONFIG, text
 from medloop import queries
 from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, command_answer, render
 from medloop.api.policy import Action
-from medloop.api.problems import responses
+from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Reason
@@ -187,3 +187,27 @@ def accept_proposal(
         based_on=based_on,
     )
     return render(result)
+
+
+@router.get(
+    "/patients/{patient_id}/eresept/messages/{msg_id}",
+    response_class=Response,
+    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    operation_id="readReceivedMessage",
+    summary="A message received for the patient, byte for byte as it came",
+)
+def received_message(
+    caller: CallerDep,
+    patient_id: UUID,
+    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+) -> Response:
+    caller.authorize(Action.LIST_READ, patient_id)
+    try:
+        data = caller.read(
+            patient_id,
+            "eresept-received",
+            lambda conn: queries.received_message(conn, patient_id, msg_id),
+        )
+    except queries.MessageNotFound as missing:
+        raise NotFound(str(missing)) from None
+    return Response(data, media_type=XML)
