@@ -55,6 +55,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from fest.loader import import_catalogue
 from medloop.api.auth import issue_token
@@ -254,6 +255,7 @@ def _phase(
     rate: float | None,
     client_class: type[Client] = Client,
     extras: list | None = None,
+    postgres_cpu=None,
 ) -> dict:
     """One phase: closed loop (``rate`` None) or paced at ``rate`` requests/s in total. The
     client threads run in ``args.client_processes`` processes (forked), so that the load
@@ -279,7 +281,8 @@ def _phase(
             )
         )
     server_before = _cpu_seconds_of_tree(server_pid)
-    postgres_before = _cpu_seconds_of_postgres()
+    postgres_cpu = postgres_cpu or _PostgresCpu()
+    postgres_before = postgres_cpu.snapshot()
     shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -295,7 +298,7 @@ def _phase(
     cpu = {
         "server": _cpu_seconds_of_tree(server_pid) - server_before,
         "client": sum(share["cpu"] for share in driven),
-        "postgres": _cpu_seconds_of_postgres() - postgres_before,
+        "postgres": postgres_cpu.since(postgres_before),
     }
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -462,6 +465,39 @@ def _cpu_seconds_of_postgres() -> float:
     return total
 
 
+class _PostgresCpu:
+    """CPU seconds of every PostgreSQL process on the machine (0 on SQLite runs)."""
+
+    def snapshot(self) -> dict[int, float]:
+        return {0: _cpu_seconds_of_postgres()}
+
+    def since(self, before: dict[int, float]) -> float:
+        after = self.snapshot()
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+class _BackendCpu(_PostgresCpu):
+    """CPU seconds of the PostgreSQL backends serving one server's connections to ``database``
+    (by ``application_name``; the floor's are ``medloop-floor``), read from their /proc: the
+    database work of that server alone, whatever else the shared PostgreSQL does."""
+
+    def __init__(self, admin_url: str, database: str, floor: bool) -> None:
+        self.engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        self.database, self.floor = database, floor
+
+    def snapshot(self) -> dict[int, float]:
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = :db AND backend_type = "
+                    "'client backend' AND pid <> pg_backend_pid() AND "
+                    "(application_name = 'medloop-floor') = :floor"
+                ),
+                {"db": self.database, "floor": self.floor},
+            ).scalars()
+            return {pid: _cpu_seconds(pid) for pid in pids}
+
+
 def _postgres(base_url: str):
     admin_url = normalise_url(base_url)
     name = f"medloop_bench_api_{uuid.uuid4().hex[:8]}"
@@ -469,6 +505,294 @@ def _postgres(base_url: str):
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     return admin, name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+# -- medloop against the floor of its own stack (issue #20) -------------------------------------
+
+
+class FloorClient(Client):
+    """The floor's scenario on one keep-alive connection (so on one server worker, which is
+    where the floor keeps a patient's list): prescribe the rotation to each of its patients in
+    turn, each prescription based on the list version the last answer gave (its ETag); wait
+    until every client has done so (``barriers``: the benchmark reads the CPU counters
+    between the two parts); then read its patients' lists in turn, ``iterations`` reads."""
+
+    barriers: tuple = ()
+
+    def _scenario(self) -> None:
+        try:
+            self._prescribe_all()
+        finally:
+            for barrier in self.barriers:
+                barrier.wait(timeout=600)
+        gp = self.tokens["gp"]
+        for n in range(self.iterations):
+            if time.perf_counter() > self.deadline:
+                return
+            patient = self.patients[n % len(self.patients)]
+            self._call("list read", "GET", f"/patients/{patient.id}/list", gp)
+
+    def _prescribe_all(self) -> None:
+        gp = self.tokens["gp"]
+        for patient in self.patients:
+            tag = '"0"'
+            for varenr in ROTATION:
+                if time.perf_counter() > self.deadline:
+                    return
+                body = {
+                    "entry_id": str(uuid.uuid4()),
+                    "drug": {"varenr": varenr},
+                    "use": "regular",
+                    "start": date.today().isoformat(),
+                    "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
+                }
+                headers = {"If-Match": tag, "Idempotency-Key": str(uuid.uuid4())}
+                path = f"/patients/{patient.id}/prescriptions"
+                _, answered = self._call("prescribe", "POST", path, gp, body, headers)
+                tag = answered["etag"] or tag
+
+
+def _floor_phase(
+    port: int,
+    server_pid: int,
+    patients: list[BenchPatient],
+    tokens: dict[str, str],
+    args: argparse.Namespace,
+    probe: _BackendCpu,
+) -> dict:
+    """One server's prescribe part and list read part (``FloorClient``), each with its own
+    requests/s, latencies and CPU per request (server and its PostgreSQL backends)."""
+    context = multiprocessing.get_context("fork")
+    FloorClient.barriers = (context.Barrier(args.clients + 1), context.Barrier(args.clients + 1))
+    per_client = len(patients) // args.clients
+    started = time.perf_counter()
+    deadline = started + args.seconds
+    clients = [
+        FloorClient(
+            port,
+            patients[i * per_client : (i + 1) * per_client],
+            deadline,
+            args.iterations,
+            dict(tokens),
+        )
+        for i in range(args.clients)
+    ]
+    shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
+    results = context.Queue()
+    processes = [context.Process(target=_drive, args=(share, results)) for share in shares]
+    marks = []
+
+    def mark() -> None:
+        marks.append((time.perf_counter(), _cpu_seconds_of_tree(server_pid), probe.snapshot()))
+
+    mark()
+    for process in processes:
+        process.start()
+    FloorClient.barriers[0].wait(timeout=600)  # every prescription sent and answered
+    mark()
+    FloorClient.barriers[1].wait(timeout=600)
+    mark()
+    driven = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    mark()
+    timings: dict[str, list[float]] = defaultdict(list)
+    statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for share in driven:
+        for label, values in share["timings"].items():
+            timings[label].extend(values)
+        for label, counted in share["statuses"].items():
+            for status, n in counted.items():
+                statuses[label][status] += n
+    errors = [error for share in driven for error in share["errors"]]
+    found = {}
+    for label, (first, last) in (("prescribe", (0, 1)), ("list read", (2, 3))):
+        (t0, server0, pg0), (t1, server1, _) = marks[first], marks[last]
+        n = max(len(timings[label]), 1)
+        found[label] = {
+            "requests_per_s": round(len(timings[label]) / (t1 - t0), 1),
+            **_latencies(timings[label]),
+            "server_cpu_ms": round((server1 - server0) * 1000 / n, 3),
+            "postgres_cpu_ms": round(
+                sum(cpu - pg0.get(pid, 0.0) for pid, cpu in marks[last][2].items()) * 1000 / n, 3
+            ),
+            "statuses": dict(statuses[label]),
+        }
+    found["errors"] = errors
+    return found
+
+
+def _floor_module():
+    """bench/floor.py, imported as ``floor`` (the name its pickled calibration refers to)."""
+    if "floor" not in sys.modules:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import floor  # noqa: F401
+
+    return sys.modules["floor"]
+
+
+def _calibrate_floor(engine, warm: BenchPatient, patient: BenchPatient, gp: str, path: Path):
+    """Record medloop (in-process, on the benchmark's database) serving the floor's scenario
+    (``floor.calibrate``) and write the recording to ``path``."""
+    from fastapi.testclient import TestClient
+
+    from medloop.api.app import create_app
+    from medloop.api.config import DEV_PUBLIC_KEY, ApiSettings
+    from medloop.settings import DEFAULT_AUDIENCE, DEV_ISSUER
+
+    floor = _floor_module()
+    os.environ["MEDLOOP_ALLOW_DEV_KEYS"] = "1"
+    app = create_app(ApiSettings.from_env(engine.url.render_as_string(False)), engine=engine)
+    with TestClient(app) as client:
+        # The first command builds the catalogue knowledge: not the steady state.
+        for v, varenr in enumerate(ROTATION[:2]):
+            answer = client.post(
+                f"/patients/{warm.id}/prescriptions",
+                json={
+                    "entry_id": str(uuid.uuid4()),
+                    "drug": {"varenr": varenr},
+                    "use": "regular",
+                    "start": date.today().isoformat(),
+                    "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
+                },
+                headers={"Authorization": f"Bearer {gp}", "If-Match": f'"{v}"'},
+            )
+            assert answer.status_code == 201, answer.text
+        with engine.connect() as conn:
+            national = conn.execute(
+                text("SELECT national_id FROM patient WHERE id = :id"), {"id": patient.id}
+            ).scalar_one()
+        calibration = floor.calibrate(
+            client,
+            patient.id,
+            national,
+            gp,
+            (DEV_PUBLIC_KEY.read_text(), DEV_ISSUER, DEFAULT_AUDIENCE),
+            date.today(),
+        )
+    import pickle
+
+    path.write_bytes(pickle.dumps(calibration))
+
+
+def start_floor(calibration: Path, url: str, port: int, workers: int) -> subprocess.Popen:
+    """``bench/floor.py`` in a subprocess (its log in a file, as ``start_server``'s)."""
+    log = tempfile.TemporaryFile()
+    floor_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent / "floor.py"),
+            "--calibration",
+            str(calibration),
+            "--database-url",
+            floor_url,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    server.log = log  # type: ignore[attr-defined]
+    return server
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+FLOOR_FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_ms", "postgres_cpu_ms")
+
+
+def floor_comparison(base_url: str, args: argparse.Namespace) -> dict:
+    """medloop and the floor (bench/floor.py) on one PostgreSQL database, both running, measured
+    in turn (the order alternating run by run; a first run warms both up and is not reported):
+    per server and run a prescribe phase (``--patients-per-client`` patients per client get the
+    rotation) and a list read phase (``--iterations`` reads per client of those lists). Each
+    phase reports requests/s, p50/p99, the server's CPU ms per request (its processes' /proc)
+    and PostgreSQL's (the backends of that server's connections); the medians over the runs,
+    and medloop's figures as ratios to the floor's."""
+    admin, name, url = _postgres(base_url)
+    servers: list[subprocess.Popen] = []
+    probes: list[_BackendCpu] = []
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
+        per_phase = args.clients * args.patients_per_client
+        patients = _patients(engine, 2 * (args.runs + 1) * per_phase + 2)
+        tokens = {
+            "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
+            "pharmacist": "",
+        }
+        directory = Path(tempfile.mkdtemp(prefix="medloop-floor-"))
+        calibration = directory / "floor.calibration"
+        _calibrate_floor(engine, patients.pop(), patients.pop(), tokens["gp"], calibration)
+        engine.dispose()
+        env = {
+            **os.environ,
+            "MEDLOOP_ALLOW_DEV_KEYS": "1",
+            "MEDLOOP_DATABASE_URL": url,
+            "MEDLOOP_SCHEDULER": "off",
+        }
+        ports = {"medloop": args.port, "floor": args.port + 1}
+        started = {
+            "medloop": start_server(env, ports["medloop"], args.workers),
+            "floor": start_floor(calibration, url, ports["floor"], args.workers),
+        }
+        servers.extend(started.values())
+        for which, server in started.items():
+            _wait_until_serving(ports[which], server)
+        admin_url = normalise_url(base_url)
+        probes = [_BackendCpu(admin_url, name, False), _BackendCpu(admin_url, name, True)]
+        probe = {"medloop": probes[0], "floor": probes[1]}
+        runs = []
+        for run in range(args.runs + 1):
+            order = ("medloop", "floor") if run % 2 == 0 else ("floor", "medloop")
+            measured: dict = {"order": list(order), "load_before": _loadavg()}
+            for which in order:
+                share = [patients.pop() for _ in range(per_phase)]
+                pid, port = started[which].pid, ports[which]
+                measured[which] = _floor_phase(port, pid, share, tokens, args, probe[which])
+            measured["load_after"] = _loadavg()
+            if run > 0:  # the first run warms both servers up
+                runs.append(measured)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+        for found in probes:
+            found.engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    median: dict = {}
+    ratios: dict = {}
+    for which in ("medloop", "floor"):
+        median[which] = {
+            endpoint: {
+                figure: round(statistics.median(r[which][endpoint][figure] for r in runs), 3)
+                for figure in FLOOR_FIGURES
+            }
+            for endpoint in ("list read", "prescribe")
+        }
+    for endpoint in ("list read", "prescribe"):
+        ours, floor_figures = median["medloop"][endpoint], median["floor"][endpoint]
+        ratios[endpoint] = {
+            figure: round(ours[figure] / floor_figures[figure], 2)
+            if floor_figures[figure]
+            else None
+            for figure in FLOOR_FIGURES
+        }
+    return {
+        "clients": args.clients,
+        "workers": args.workers,
+        "runs": runs,
+        "median": median,
+        "ratios_medloop_to_floor": ratios,
+    }
 
 
 def main() -> None:
@@ -498,9 +822,28 @@ def main() -> None:
         default=1,
         help="processes the client threads are spread over",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="medloop against the floor (bench/floor.py), interleaved, on PostgreSQL only: "
+        "prescribe and list read phases; --iterations is then reads per client",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="--floor: measured runs (median)")
+    parser.add_argument(
+        "--patients-per-client", type=int, default=8, help="--floor: patients prescribed to"
+    )
+    parser.add_argument(
+        "--port", type=int, default=9510, help="--floor: medloop's port (the floor's is next)"
+    )
     args = parser.parse_args()
     if not 1 <= args.client_processes <= args.clients:
         parser.error("--client-processes must be from 1 to --clients")
+    if args.floor:
+        pg = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+        if not pg:
+            parser.error("--floor needs PostgreSQL: set MEDLOOP_TEST_POSTGRES_URL")
+        print(json.dumps(floor_comparison(pg, args), indent=2))
+        return
     result: dict = {
         "targets": TARGETS,
         "catalogue": args.catalogue.name,

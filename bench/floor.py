@@ -70,6 +70,8 @@ ROTATION = (
 )
 """The drugs prescribed in turn (bench/api.py's rotation): ``ROTATION[v]`` at list version v."""
 
+APPLICATION_NAME = "medloop-floor"
+"""The floor's connections as pg_stat_activity shows them (bench/api.py reads their CPU)."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX32 = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 _LIST = re.compile(r"^/patients/([0-9a-f-]{36})/list$")
@@ -227,7 +229,9 @@ class Floor:
     async def open(self) -> None:
         self.pool = asyncio.Queue()
         for _ in range(self.pool_size):
-            conn = await psycopg.AsyncConnection.connect(self.database_url)
+            conn = await psycopg.AsyncConnection.connect(
+                self.database_url, application_name=APPLICATION_NAME
+            )
             self.connections.append(conn)
             self.pool.put_nowait(conn)
 
