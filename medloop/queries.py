@@ -195,6 +195,22 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
     ]
 
 
+def state_memo(conn: Connection, patient_id: UUID) -> dict:
+    """The memo kept with the patient's cached state for the revision this transaction read
+    (``store.state_cache``): for what is derived from that state alone, derived once per
+    revision. Call it after a query of this transaction read the state; a throwaway dict
+    when that state is not (or no longer) the one cached."""
+    revision = patients.read_revision(conn, patient_id)
+    found = None if revision is None else cache_for(conn.engine).memo(patient_id, revision)
+    return {} if found is None else found
+
+
+def catalogue_key(conn: Connection) -> tuple[int, str] | None:
+    """Id and file hash of the catalogue version in force (read with the patient in an
+    audited read: no round trip)."""
+    return patients.catalogue_key_in_force(conn)
+
+
 def patient_state(conn: Connection, patient_id: UUID) -> PatientState:
     """The patient's whole state as last committed (from this process's cache when it is
     current); ``PatientNotFound`` for an unknown patient."""
