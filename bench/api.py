@@ -34,6 +34,7 @@ so the figures are a lower bound for a server on its own host.
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import itertools
 import json
@@ -320,6 +321,9 @@ def _phase(
         # CPU per request: server processes, this benchmark's client processes, and every
         # PostgreSQL process on the machine (0 on SQLite runs).
         "cpu_ms_per_request": {k: round(v * 1000 / max(total, 1), 2) for k, v in cpu.items()},
+        # Full passes of the garbage collector in the client processes (their pauses stop
+        # every client thread of the process).
+        "client_gc": _gc_passes([ms for share in driven for ms in share["gc"]]),
         "all": _latencies(every),
         "endpoints": {
             label: {**_latencies(values), "statuses": dict(statuses[label])}
@@ -332,12 +336,29 @@ def _phase(
 
 
 def _drive(clients: list[Client], results) -> None:
-    """In a client process: run ``clients`` (threads) to the end and report what they saw."""
+    """In a client process: run ``clients`` (threads) to the end and report what they saw.
+
+    The full passes of the cyclic garbage collector in this process are timed and reported
+    (``client_gc``): one stops every client thread of the process, a pause the clients would
+    charge to the server (latencies are measured from when a request was due)."""
+    passes: list[float] = []
+    started_pass = [0.0]
+
+    def timed(phase: str, info: dict) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started_pass[0] = time.perf_counter()
+        else:
+            passes.append((time.perf_counter() - started_pass[0]) * 1000)
+
+    gc.callbacks.append(timed)
     before = time.process_time()
     for client in clients:
         client.start()
     for client in clients:
         client.join()
+    gc.callbacks.remove(timed)
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for client in clients:
@@ -353,8 +374,13 @@ def _drive(clients: list[Client], results) -> None:
             "errors": [c.error for c in clients if c.error],
             "cpu": time.process_time() - before,
             "extras": [c.extra() for c in clients],
+            "gc": passes,
         }
     )
+
+
+def _gc_passes(pauses: list[float]) -> dict:
+    return {"full_passes": len(pauses), "longest_ms": round(max(pauses, default=0.0), 1)}
 
 
 def _latencies(values: list[float]) -> dict:

@@ -233,6 +233,15 @@ _STATE = "queries.state"
 
 
 def _read_state(conn: Connection, patient_id: UUID) -> PatientState:
+    if accessed_in_transaction(conn, patient_id) and not state_cache.VERIFY:
+        # An audited read knows the revision already (no round trip). The state cached for
+        # exactly that revision carries the patient's record as of it (whatever changes the
+        # record bumps the revision; the runner relies on the same), so the record read
+        # with the revision need not be parsed again.
+        revision = patients.read_revision(conn, patient_id)
+        cached = None if revision is None else cache_for(conn.engine).get(patient_id, revision)
+        if cached is not None:
+            return cached
     found = read_patient_revision(conn, patient_id)
     if found is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
