@@ -139,6 +139,7 @@ class Client(threading.Thread):
         self.port, self.patients, self.deadline = port, patients, deadline
         self.iterations, self.tokens, self.schedule = iterations, tokens, schedule
         self.timings: dict[str, list[float]] = defaultdict(list)
+        self.moments: list[tuple[float, float]] = []  # (when due or sent, latency ms)
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.error: str | None = None
         self.http: http.client.HTTPConnection | None = None
@@ -167,7 +168,9 @@ class Client(threading.Thread):
         self.http.request(method, path, body=payload, headers=sent)
         response = self.http.getresponse()
         response.read()
-        self.timings[label].append((time.perf_counter() - started) * 1000)
+        latency = (time.perf_counter() - started) * 1000
+        self.timings[label].append(latency)
+        self.moments.append((started, latency))
         self.statuses[label][response.status] += 1
         return response.status, {"etag": response.getheader("ETag", "")}
 
@@ -264,6 +267,7 @@ def _phase(
     ``Client``) runs the scenario; what its ``extra()`` reports is appended to ``extras``."""
     per_client = len(patients) // args.clients
     started = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every client process
+    wall = time.time()
     deadline = started + args.seconds
     clients = []
     for i in range(args.clients):
@@ -324,6 +328,10 @@ def _phase(
         # Full passes of the garbage collector in the client processes (their pauses stop
         # every client thread of the process).
         "client_gc": _gc_passes([ms for share in driven for ms in share["gc"]]),
+        # Half-second windows in which some request took more than STALL_MS, by wall clock,
+        # with the PostgreSQL checkpoints logged in the phase (``_checkpoints``).
+        "stalls": _stalls([m for share in driven for m in share["moments"]], started, wall),
+        "checkpoints": _checkpoints(wall, wall + elapsed),
         "all": _latencies(every),
         "endpoints": {
             label: {**_latencies(values), "statuses": dict(statuses[label])}
@@ -375,8 +383,50 @@ def _drive(clients: list[Client], results) -> None:
             "cpu": time.process_time() - before,
             "extras": [c.extra() for c in clients],
             "gc": passes,
+            "moments": [m for c in clients for m in c.moments],
         }
     )
+
+
+STALL_MS = 200.0
+"""A request slower than this marks its half-second window as a stall (``_stalls``)."""
+POSTGRES_LOG = Path("/var/log/postgresql/postgresql-15-main.log")
+"""The server log read for checkpoints (the machine's PostgreSQL; absent: none reported)."""
+
+
+def _stalls(moments: list[tuple[float, float]], started: float, wall: float) -> list[dict]:
+    windows: dict[int, float] = {}
+    for at, latency in moments:
+        if latency > STALL_MS:
+            window = int((at - started) / 0.5)
+            windows[window] = max(windows.get(window, 0.0), latency)
+    return [
+        {
+            "at": datetime.fromtimestamp(wall + window * 0.5, UTC).strftime("%H:%M:%S.%f")[:-3],
+            "longest_ms": round(longest, 1),
+        }
+        for window, longest in sorted(windows.items())
+    ]
+
+
+def _checkpoints(since: float, until: float) -> list[str]:
+    """The checkpoint lines PostgreSQL logged between two wall-clock moments (UTC): what
+    started, and what it wrote and how long it took."""
+    try:
+        lines = POSTGRES_LOG.read_text(errors="replace").splitlines()[-5000:]
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        if "checkpoint" not in line:
+            continue
+        try:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if since <= at.timestamp() <= until + 2:
+            found.append(line[11:23] + " " + line.split("LOG:", 1)[-1].strip()[:120])
+    return found
 
 
 def _gc_passes(pauses: list[float]) -> dict:
@@ -701,10 +751,16 @@ def _calibrate_floor(engine, warm: BenchPatient, patient: BenchPatient, gp: str,
     path.write_bytes(pickle.dumps(calibration))
 
 
-def start_floor(calibration: Path, url: str, port: int, workers: int) -> subprocess.Popen:
-    """``bench/floor.py`` in a subprocess (its log in a file, as ``start_server``'s)."""
+def start_floor(
+    calibration: Path, url: str, port: int, workers: int, user: str | None = None
+) -> subprocess.Popen:
+    """``bench/floor.py`` in a subprocess (its log in a file, as ``start_server``'s), connected
+    as ``user`` when given (pg_stat_statements then tells its statements from medloop's)."""
     log = tempfile.TemporaryFile()
-    floor_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    floor_url = make_url(url).set(drivername="postgresql")
+    if user:
+        floor_url = floor_url.set(username=user)
+    floor_url = floor_url.render_as_string(hide_password=False)
     server = subprocess.Popen(
         [
             sys.executable,
@@ -766,7 +822,7 @@ def floor_comparison(base_url: str, args: argparse.Namespace) -> dict:
         ports = {"medloop": args.port, "floor": args.port + 1}
         started = {
             "medloop": start_server(env, ports["medloop"], args.workers),
-            "floor": start_floor(calibration, url, ports["floor"], args.workers),
+            "floor": start_floor(calibration, url, ports["floor"], args.workers, args.floor_user),
         }
         servers.extend(started.values())
         for which, server in started.items():
@@ -860,6 +916,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--port", type=int, default=9510, help="--floor: medloop's port (the floor's is next)"
+    )
+    parser.add_argument(
+        "--floor-user", help="--floor: the database role the floor connects as (default: ours)"
     )
     args = parser.parse_args()
     if not 1 <= args.client_processes <= args.clients:
