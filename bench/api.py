@@ -390,8 +390,11 @@ def _drive(clients: list[Client], results) -> None:
 
 STALL_MS = 200.0
 """A request slower than this marks its half-second window as a stall (``_stalls``)."""
-POSTGRES_LOG = Path("/var/log/postgresql/postgresql-15-main.log")
-"""The server log read for checkpoints (the machine's PostgreSQL; absent: none reported)."""
+POSTGRES_LOG = Path(
+    os.environ.get("BENCH_POSTGRES_LOG", "/var/log/postgresql/postgresql-15-main.log")
+)
+"""The server log read for checkpoints (default: the machine's PostgreSQL; absent: none
+reported)."""
 
 
 def _stalls(moments: list[tuple[float, float]], started: float, wall: float) -> list[dict]:

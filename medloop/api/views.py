@@ -31,9 +31,9 @@ def list_view(conn: Connection, patient_id: UUID, at: datetime) -> tuple[bytes, 
     (``queries.state_memo``): a list read of an unchanged list renders nothing again."""
     current = queries.current_list(conn, patient_id, at)
     memo = queries.state_memo(conn, patient_id)
-    key = (_LIST_VIEW, queries.catalogue_key(conn), tuple(e.id for e in current.entries))
-    found = memo.get(key)
-    if found is None:
+    key = (queries.catalogue_key(conn), tuple(e.id for e in current.entries))
+    found = memo.get(_LIST_VIEW)
+    if found is None or found[0] != key:
         body = {
             "patient_id": str(patient_id),
             "list_version": current.list_version,
@@ -41,8 +41,9 @@ def list_view(conn: Connection, patient_id: UUID, at: datetime) -> tuple[bytes, 
             "open_alerts": dump(queries.open_alerts(conn, patient_id)),
             "overrides": dump(queries.overrides(conn, patient_id)),
         }
-        found = memo[key] = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-    return found, current.list_version
+        # One rendering per state: the latest (memory stays one body per cached patient).
+        found = memo[_LIST_VIEW] = (key, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS))
+    return found[1], current.list_version
 
 
 _LIST_VIEW = "views.list_view"
