@@ -29,6 +29,15 @@ the paced run at 400 requests/s); >= 400 mixed requests/s on PostgreSQL (closed 
 
 Client and server share the machine: on 2 cores the client threads take CPU from the server,
 so the figures are a lower bound for a server on its own host.
+
+Each phase also lists its stalls (half-second windows in which a request took over
+``STALL_MS``, by wall clock), the PostgreSQL checkpoints logged meanwhile (on a shared server
+other databases' CREATE/DROP DATABASE force immediate checkpoints that stall every commit:
+``--private-postgres PORT`` measures on a private cluster instead) and the full garbage
+collection passes in the client processes.
+
+``--floor`` (issue #20) runs medloop against ``bench/floor.py``, the floor of its own stack,
+interleaved on one database, and reports the ratios (``floor_comparison``).
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -388,7 +398,7 @@ def _drive(clients: list[Client], results) -> None:
     )
 
 
-STALL_MS = 200.0
+STALL_MS = 500.0
 """A request slower than this marks its half-second window as a stall (``_stalls``)."""
 POSTGRES_LOG = Path(
     os.environ.get("BENCH_POSTGRES_LOG", "/var/log/postgresql/postgresql-15-main.log")
@@ -504,7 +514,8 @@ def start_server(env: dict, port: int, workers: int) -> subprocess.Popen:
 
 
 def _wait_until_serving(port: int, server: subprocess.Popen) -> None:
-    for _ in range(300):
+    # Up to two minutes: on a machine shared with other work start-up alone took over 30 s.
+    for _ in range(1200):
         if server.poll() is not None:
             server.log.seek(0)  # type: ignore[attr-defined]
             raise RuntimeError(f"the server exited: {server.log.read().decode()}")  # type: ignore[attr-defined]
@@ -923,9 +934,43 @@ def main() -> None:
     parser.add_argument(
         "--floor-user", help="--floor: the database role the floor connects as (default: ours)"
     )
+    parser.add_argument(
+        "--private-postgres",
+        type=int,
+        metavar="PORT",
+        help="run the PostgreSQL figures on a private cluster on PORT (scripts/pg-bench, "
+        "started and removed here) instead of MEDLOOP_TEST_POSTGRES_URL's server: other "
+        "databases' CREATE/DROP DATABASE on a shared server force immediate checkpoints",
+    )
     args = parser.parse_args()
     if not 1 <= args.client_processes <= args.clients:
         parser.error("--client-processes must be from 1 to --clients")
+    if args.private_postgres:
+        with private_postgres(args.private_postgres) as url:
+            os.environ["MEDLOOP_TEST_POSTGRES_URL"] = url
+            _main(args, parser)
+        return
+    _main(args, parser)
+
+
+@contextmanager
+def private_postgres(port: int) -> Iterator[str]:
+    """A private cluster (``scripts/pg-bench``) for the block: its URL; its log is where the
+    phases' checkpoints are read from."""
+    global POSTGRES_LOG
+    directory = Path(tempfile.mkdtemp(prefix="medloop-bench-pg-"))
+    script = str(REPO / "scripts" / "pg-bench")
+    try:
+        found = subprocess.run(
+            [script, "start", str(directory), str(port)], check=True, capture_output=True
+        )
+        POSTGRES_LOG = directory / "server.log"
+        yield found.stdout.decode().strip()
+    finally:
+        subprocess.run([script, "stop", str(directory)], check=False)
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.floor:
         pg = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
         if not pg:
