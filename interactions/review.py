@@ -14,7 +14,7 @@ entries in use on ``today`` (no stop date before it) are reviewed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -158,7 +158,12 @@ class _Run:
     """One review: the entries in use, the patient, the day."""
 
     def __init__(
-        self, medications: Iterable[Medication], patient: Patient, today: date, renal_max_age: int
+        self,
+        medications: Iterable[Medication],
+        patient: Patient,
+        today: date,
+        renal_max_age: int,
+        uses: Mapping[str, str],
     ) -> None:
         self.entries = tuple(
             sorted(
@@ -169,6 +174,10 @@ class _Run:
         self.today = today
         self.renal_max_age = renal_max_age
         self.codes = {m.id: _codes(m) for m in self.entries}
+        self.uses = {
+            m.id: m.dosage.use.value if m.dosage is not None else uses.get(m.id)
+            for m in self.entries
+        }
         self.findings: list[Finding] = []
         self.not_assessed: list[NotAssessed] = []
 
@@ -211,9 +220,10 @@ def _qualifies(
     kidney function): ``False`` as soon as a known fact rules it out, else a ``_Missing``."""
     missing: list[_Missing] = []
     if criterion.uses:
-        if medication.dosage is None:
+        use = run.uses[medication.id]
+        if use is None:
             missing.append(_Missing(f"the use (regular, course or as-needed) of {medication.id}"))
-        elif medication.dosage.use.value not in criterion.uses:
+        elif use not in criterion.uses:
             return False
     if criterion.longer_than_days is not None:
         if medication.start is None:
@@ -347,8 +357,8 @@ def _names(medications: Iterable[Medication]) -> str:
 
 def _drug_detail(run: _Run, medication: Medication, criterion: Criterion, group: AtcGroup) -> str:
     parts = [f"{medication.drug.name} ({medication.id}) is one of {group.label}"]
-    if criterion.uses and medication.dosage is not None:
-        parts.append(f"in {medication.dosage.use.value} use")
+    if criterion.uses and run.uses[medication.id] is not None:
+        parts.append(f"in {run.uses[medication.id]} use")
     if criterion.longer_than_days is not None and medication.start is not None:
         parts.append(
             f"since {medication.start.isoformat()} ({(run.today - medication.start).days} days, "
@@ -466,9 +476,7 @@ def _indicators(run: _Run, criteria: ReviewCriteria) -> dict[str, Indicator]:
     found = {}
     for name, group in criteria.indicators.indicators.items():
         members = run.members(group)
-        regular = tuple(
-            m.id for m in members if m.dosage is not None and m.dosage.use.value != "as-needed"
-        )
+        regular = tuple(m.id for m in members if run.uses[m.id] in ("regular", "course"))
         found[name] = Indicator(regular, tuple(m.id for m in members if m.id not in regular))
     return found
 
@@ -481,13 +489,18 @@ def review(
     renal_max_age_days: int | None = None,
     criteria: ReviewCriteria | None = None,
     dose_rules: DoseRuleSet | None = None,
+    uses: Mapping[str, str] | None = None,
 ) -> ReviewResult:
     """Review ``medications`` for ``patient`` on ``today``: findings (by set, then criterion,
-    then medications), what could not be assessed, the ACB score and the indicators."""
+    then medications), what could not be assessed, the ACB score and the indicators. ``uses``
+    gives an entry's use (``regular``, ``course``, ``as-needed``) when it has no dosage (a list
+    entry records its use on its own); an entry's dosage says it otherwise."""
     criteria = criteria or shipped_review_criteria()
     dose_rules = dose_rules or load_dose_rules()
     patient = patient or Patient()
-    run = _Run(medications, patient, today, renal_max_age_days or dose_rules.renal_max_age_days)
+    run = _Run(
+        medications, patient, today, renal_max_age_days or dose_rules.renal_max_age_days, uses or {}
+    )
     for criteria_set in criteria.sets:
         if patient.age is not None and criteria_set.age_min and patient.age < criteria_set.age_min:
             continue
