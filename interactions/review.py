@@ -174,6 +174,11 @@ class _Run:
         self.today = today
         self.renal_max_age = renal_max_age
         self.codes = {m.id: _codes(m) for m in self.entries}
+        self.coverings = {
+            m.id: tuple(frozenset(atc.covering(code)) for code in self.codes[m.id])
+            for m in self.entries
+        }
+        self._members: dict[int, list[Medication]] = {}
         self.uses = {
             m.id: m.dosage.use.value if m.dosage is not None else uses.get(m.id)
             for m in self.entries
@@ -182,7 +187,16 @@ class _Run:
         self.not_assessed: list[NotAssessed] = []
 
     def members(self, group: AtcGroup) -> list[Medication]:
-        return [m for m in self.entries if group.matches(self.codes[m.id])]
+        found = self._members.get(id(group))
+        if found is None:
+            found = self._members[id(group)] = [
+                m for m in self.entries if group.matches_covering(self.coverings[m.id])
+            ]
+        return found
+
+    def covered(self, code: str, medication: Medication) -> bool:
+        """Whether ``code`` (any level) covers one of the entry's codes."""
+        return any(code in covering for covering in self.coverings[medication.id])
 
     # the kidney function, as far as it can be trusted today
     def renal(self) -> float | _Missing:
@@ -390,7 +404,7 @@ def _evaluate_renal(run: _Run, dose_rules: DoseRuleSet) -> None:
         users = [
             m
             for m in run.entries
-            if any(atc.covers(code, c) for code in rule.atc for c in run.codes[m.id])
+            if any(run.covered(code, m) for code in rule.atc)
             and (not m.drug.route_codes or rule.route in m.drug.route_codes)
         ]
         if not users:

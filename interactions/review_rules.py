@@ -86,13 +86,14 @@ class AtcGroup(_Model):
 
     def matches(self, codes: tuple[str, ...]) -> bool:
         """Whether a drug with these ATC codes (its own and its components') is in the group."""
-        for code in codes:
-            covering = atc.covering(code)
-            if any(c in covering for c in self.atc) and not any(
-                c in covering for c in self.except_
-            ):
-                return True
-        return False
+        return self.matches_covering(tuple(frozenset(atc.covering(code)) for code in codes))
+
+    def matches_covering(self, coverings: tuple[frozenset[str], ...]) -> bool:
+        """``matches`` for codes given as the set of group codes covering each."""
+        return any(
+            not covering.isdisjoint(self.atc) and covering.isdisjoint(self.except_)
+            for covering in coverings
+        )
 
 
 class Criterion(_Model):
