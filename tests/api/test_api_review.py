@@ -160,3 +160,23 @@ def test_signing_on_a_stale_list_version_is_412(world) -> None:
     current, _ = started(world)
     refused, _ = sign(world, current, f'"{current["list_version"] - 1}"', decisions(current, ids))
     assert refused.status_code == 412
+
+
+def test_kidney_function_recorded_as_an_observation_drives_the_renal_criteria(world) -> None:
+    metformin = prescribed(world, "090555")
+    before, _ = started(world)
+    assert not [f for f in before["assessment"]["findings"] if f["set"] == "RENAL"]
+    assert [n for n in before["assessment"]["not_assessed"] if n["set"] == "RENAL"]
+    recorded = world.post(
+        f"/patients/{world.patient_id}/observations",
+        {"renal_function": {"kind": "egfr", "value": 25, "measured_at": "2026-11-19T08:00:00Z"}},
+    )
+    assert recorded.status_code == 200, recorded.text
+    after, _ = started(world)
+    renal = [f for f in after["assessment"]["findings"] if f["set"] == "RENAL"]
+    assert [(f["criterion"], f["medications"]) for f in renal] == [
+        ("RENAL:metformin-oral-renal-30", [metformin])
+    ]
+    assert after["assessment"]["renal"] == "eGFR 25 ml/min measured 2026-11-19"
+    stopp = {f["criterion"] for f in after["assessment"]["findings"] if f["set"] == "STOPP"}
+    assert "STOPP:E6" in stopp
