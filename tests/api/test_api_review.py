@@ -180,3 +180,24 @@ def test_kidney_function_recorded_as_an_observation_drives_the_renal_criteria(wo
     assert after["assessment"]["renal"] == "eGFR 25 ml/min measured 2026-11-19"
     stopp = {f["criterion"] for f in after["assessment"]["findings"] if f["set"] == "STOPP"}
     assert "STOPP:E6" in stopp
+
+
+def test_without_the_pdf_renderer_the_pdf_is_a_503_problem_not_a_500(world, monkeypatch) -> None:
+    import builtins
+
+    ids = resident(world)
+    current, etag = started(world)
+    signed, review_id = sign(world, current, etag, decisions(current, ids))
+    assert signed.status_code == 201
+    real_import = builtins.__import__
+
+    def no_weasyprint(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_weasyprint)
+    answer = world.get(f"/patients/{world.patient_id}/reviews/{review_id}/pdf")
+    assert answer.status_code == 503
+    assert answer.json()["type"] == PROBLEMS + "pdf-unavailable"
+    assert "libpango" in answer.json()["detail"]
