@@ -342,3 +342,13 @@ def test_adding_an_unrelated_drug_never_removes_a_finding(
         for f in review([*medications, extra], patient(), today=TODAY).findings
     }
     assert before <= after
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(RELATED), min_size=1, max_size=8, unique=True), st.randoms())
+def test_the_review_does_not_depend_on_the_order_of_the_list(codes: list[str], random) -> None:
+    medications = [med(f"m{i}", code) for i, code in enumerate(codes)]
+    shuffled = list(medications)
+    random.shuffle(shuffled)
+    first = review(medications, patient(), today=TODAY).as_json()
+    assert review(shuffled, patient(), today=TODAY).as_json() == first
