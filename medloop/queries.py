@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, TypeVar
 from uuid import UUID
 
@@ -27,11 +27,15 @@ from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.review import Assessment, MedicationReview, ReviewNotFound, SinceLast
 from medloop.domain.state import PatientState
+from medloop.loop.catalogue import catalogue_in_force
+from medloop.loop.review import current_review
 from medloop.store import access, administration, audit, patients, state_cache
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
 from medloop.store.prescriptions import reconciliations_of
+from medloop.store.reviews import review_of, reviews_of
 from medloop.store.state_cache import cache_for
 from medloop.store.transaction import transaction_memo
 
@@ -267,6 +271,30 @@ def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
     the entry's current version no longer covers that entry."""
     _state(conn, patient_id)
     return reconciliations_of(conn, patient_id)
+
+
+def review_assessment(
+    conn: Connection, patient_id: UUID, today: date
+) -> tuple[Assessment, SinceLast | None]:
+    """The review criteria on the patient's list now (what a review meeting starts from), and
+    what changed since the last signed review."""
+    state = _state(conn, patient_id)
+    return current_review(conn, catalogue_in_force(conn), state, today)
+
+
+def medication_reviews(conn: Connection, patient_id: UUID) -> list[MedicationReview]:
+    """The patient's signed reviews, oldest first."""
+    _state(conn, patient_id)
+    return reviews_of(conn, patient_id)
+
+
+def medication_review(conn: Connection, patient_id: UUID, review_id: UUID) -> MedicationReview:
+    """One signed review; ``ReviewNotFound`` when the patient has no review with that id."""
+    _state(conn, patient_id)
+    found = review_of(conn, patient_id, review_id)
+    if found is None:
+        raise ReviewNotFound(f"patient {patient_id} has no review {review_id}", review_id=review_id)
+    return found
 
 
 # -- reads without patient data, or of the audit log ------------------------------------------
