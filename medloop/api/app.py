@@ -34,6 +34,7 @@ from medloop.api.routes import (
     ops,
     patient,
     pharmacy,
+    review,
 )
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
@@ -116,6 +117,7 @@ def create_app(
         catalogue,
         patient,
         observations,
+        review,
         eresept,
         cds,
         ops,

@@ -114,6 +114,7 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "cds_feedback": frozenset(),
     "received_message": frozenset(),
     "list_proposal_decision": frozenset(),
+    "medication_review": frozenset(),
 }
 
 

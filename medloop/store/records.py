@@ -32,6 +32,7 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.review import MedicationReview
 from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import (
     administration,
@@ -41,6 +42,7 @@ from medloop.store import (
     multidose,
     patients,
     prescriptions,
+    reviews,
 )
 from medloop.store.columns import UNREADABLE, why
 
@@ -103,6 +105,7 @@ def stored_records() -> list[Stored]:
         (multidose.proposal_decision, "record", ProposalDecision),
         (messages.received_message, "record", ReceivedMessage),
         (messages.proposal_decision, "record", ListProposalDecision),
+        (reviews.medication_review, "record", MedicationReview),
     ]
     found = []
     for table, column, model in columns:

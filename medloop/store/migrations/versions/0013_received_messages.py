@@ -2,7 +2,7 @@
 patient, result and the record of what each did; the decisions on received list proposals
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0015
 Create Date: 2026-12-05
 
 The MsgId is the primary key: a MsgId names one message. Triggers refuse UPDATE and DELETE,
@@ -15,7 +15,7 @@ from alembic import op
 from medloop.store import append_only
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
