@@ -33,6 +33,7 @@ from medloop.api.routes import (
     ops,
     patient,
     pharmacy,
+    reports,
 )
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
@@ -107,7 +108,18 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    modules = (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds, ops)
+    modules = (
+        gp,
+        pharmacy,
+        multidose,
+        nursing,
+        reports,
+        catalogue,
+        patient,
+        observations,
+        cds,
+        ops,
+    )
     for module in modules:
         app.include_router(module.router)
     # Every route with its full path, for the ``Allow`` of a 405 (``problems``).

@@ -1,0 +1,610 @@
+"""The ward report: how the ward's planned doses went (on time, late, missed, not given by
+reason), per slot and per day; scan compliance; PRN use per resident; psychotropic and
+antipsychotic use; residents due for their medication review.
+
+``read_ward_facts`` reads what the report needs in a fixed number of queries (columns and
+single JSON fields, not whole records: a 60-resident ward over 90 days has ~40 000 planned
+doses); ``ward_report`` aggregates them and decides nothing the domain has not decided
+(a given dose's ``late`` flag is the charting decision's; a dose's standing charting and
+whether it is still in force follow ``medloop.domain.administration``).
+
+Residents named in the report (PRN use, psychotropics, reviews) are the ward's residents at
+the report's moment — admitted to the ward then — as the ward chart names them; residents
+discharged before it count in the ward's totals but are never named.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection, and_, exists, select
+
+from medloop.domain.administration import DoseStatus, Outcome, dose_in_force, dose_status
+from medloop.domain.ward import Admission, WardConfig, WardNotFound
+from medloop.reports.classes import classes
+from medloop.reports.period import Period, oslo_day, week_of
+from medloop.store import administration as store
+from medloop.store.columns import aware
+from medloop.store.list_changes import entry_version
+from medloop.store.patients import patient
+
+# -- the report --------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class DoseCounts(_Model):
+    """Planned doses in force, by how they went. ``on_time``: given, not late (the ward's
+    window: from ``early`` before the due time to ``late_after`` after it); ``late``: given
+    after the window; ``missed``: nobody charted it within ``missed_after`` (the system's
+    ``missed`` record, or no charting at all once that time has passed); ``refused``, ``held``,
+    ``not_given``: charted as not given, by outcome; ``pending``: not charted and not yet
+    missed at the report's moment (not counted in ``charted_share``)."""
+
+    planned: int = 0
+    on_time: int = 0
+    late: int = 0
+    missed: int = 0
+    refused: int = 0
+    held: int = 0
+    not_given: int = 0
+    pending: int = 0
+
+    @property
+    def decided(self) -> int:
+        return self.planned - self.pending
+
+
+class SlotCounts(DoseCounts):
+    slot: str  # the intended Oslo wall time, HH:MM
+
+
+class DayCounts(DoseCounts):
+    day: date
+
+
+class ReasonCount(_Model):
+    outcome: str
+    reason: str
+    count: int
+
+
+class ScanCounts(_Model):
+    """Doses charted as given (planned and PRN): scanned, given without a scan with a reason
+    (by reason), and given without either (a ward that does not require scanning)."""
+
+    given: int
+    scanned: int
+    skipped: int
+    unscanned_without_reason: int
+    share_scanned: float | None
+    skip_reasons: list[ReasonCount]
+
+
+class WeekCount(_Model):
+    week: date  # the Monday of the ISO week (Oslo days)
+    doses: int
+
+
+class ResidentPrn(_Model):
+    patient_id: UUID
+    name: str
+    doses: int
+    weeks: list[WeekCount]
+
+
+class PrnUse(_Model):
+    """PRN (as needed) doses charted as given, per current resident per week; doses given to
+    residents discharged before the report's moment count in ``other_residents_doses``."""
+
+    total_doses: int
+    residents: list[ResidentPrn]
+    other_residents_doses: int
+
+
+class ClassUse(_Model):
+    id: str
+    label: str
+    residents: int
+    share: float | None
+
+
+class ResidentPsychotropics(_Model):
+    patient_id: UUID
+    name: str
+    count: int
+    antipsychotic: bool
+    drugs: list[str]
+
+
+class PsychotropicUse(_Model):
+    """Current residents with active list entries (regular, course or as needed) in each
+    class at the report's moment; ``count_distribution``: residents by number of
+    psychotropic entries (0, 1, 2, 3 or more)."""
+
+    residents: int
+    with_any: int
+    with_antipsychotic: int
+    share_antipsychotic: float | None
+    by_class: list[ClassUse]
+    count_distribution: dict[str, int]
+    per_resident: list[ResidentPsychotropics]
+
+
+class ReviewDue(_Model):
+    patient_id: UUID
+    name: str
+    admitted_on: date
+    last_due: date
+    next_due: date
+    status: str  # "due-now" (last due date within the window) | "due-soon" | "not-due"
+
+
+class ReviewsDue(_Model):
+    """The medication review is due on admission and yearly after it
+    (``basis``: from the admission date only — the engine keeps no record of reviews held
+    yet, so a review already held is not known). ``due-now``: the last due date is within
+    ``window_days`` before the report's moment; ``due-soon``: the next is within
+    ``window_days`` after it."""
+
+    basis: str
+    window_days: int
+    residents: list[ReviewDue]
+
+
+class WardReport(_Model):
+    ward_id: UUID
+    ward_name: str
+    period: Period
+    as_of: datetime
+    doses: DoseCounts
+    by_slot: list[SlotCounts]
+    by_day: list[DayCounts]
+    not_given_reasons: list[ReasonCount]
+    scan: ScanCounts
+    prn: PrnUse
+    psychotropics: PsychotropicUse
+    reviews: ReviewsDue
+    unreviewed_classes: bool = True
+
+
+# -- facts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRow:
+    id: str
+    patient_id: str
+    entry_id: str
+    schedule_version: int
+    local_time: str  # YYYY-MM-DDTHH:MM, Oslo
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChartingRow:
+    planned_dose_id: str | None
+    patient_id: str
+    outcome: str
+    at: datetime
+    recorded_at: datetime
+    late: bool
+    scanned: bool
+    scan_skipped: str | None
+    reason: str | None
+    stands: bool
+
+
+@dataclass(frozen=True)
+class Resident:
+    patient_id: UUID
+    name: str
+    admitted_at: datetime
+    drugs: tuple[tuple[str, str | None], ...]  # (name, ATC) of active entries
+
+
+@dataclass(frozen=True)
+class WardFacts:
+    ward_id: UUID
+    ward_name: str
+    config: WardConfig
+    period: Period
+    as_of: datetime
+    admissions: tuple[Admission, ...]
+    planned: tuple[PlannedRow, ...]
+    schedules: dict[str, list[Any]]
+    chartings: tuple[ChartingRow, ...]
+    residents: tuple[Resident, ...]
+
+
+_A = store.administration
+_CHARTING_COLUMNS = (
+    _A.c.planned_dose_id,
+    _A.c.patient_id,
+    _A.c.outcome,
+    _A.c.at,
+    _A.c.recorded_at,
+    _A.c.record["late"].as_boolean().label("late"),
+    _A.c.record["scan"]["gtin"].as_string().label("scan_gtin"),
+    _A.c.record["scan_skipped"].as_string().label("scan_skipped"),
+    _A.c.record["reason"].as_string().label("reason"),
+    ~exists().where(store.administration_error.c.administration_id == _A.c.id).label("stands"),
+)
+
+
+def _charting(row: Any) -> ChartingRow:
+    return ChartingRow(
+        row.planned_dose_id,
+        row.patient_id,
+        row.outcome,
+        aware(row.at),
+        aware(row.recorded_at),
+        bool(row.late),
+        row.scan_gtin is not None,
+        row.scan_skipped,
+        row.reason,
+        bool(row.stands),
+    )
+
+
+def read_ward_facts(conn: Connection, ward_id: UUID, period: Period, now: datetime) -> WardFacts:
+    """What the ward report needs, read in a fixed number of queries. ``WardNotFound`` for an
+    unknown ward. The report's moment is the end of the period, or ``now`` when sooner."""
+    found = store.read_ward(conn, ward_id)
+    if found is None:
+        raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
+    start, end = period.bounds
+    as_of = min(end, now)
+    admissions = tuple(
+        a
+        for a in store.admissions_to(conn, ward_id)
+        if a.admitted_at < end and (a.discharged_at is None or a.discharged_at > start)
+    )
+    pd = store.planned_dose
+    planned = tuple(
+        PlannedRow(
+            r.id, r.patient_id, r.entry_id, r.schedule_version, r.local_time, aware(r.due_at)
+        )
+        for r in conn.execute(
+            select(
+                pd.c.id,
+                pd.c.patient_id,
+                pd.c.entry_id,
+                pd.c.schedule_version,
+                pd.c.local_time,
+                pd.c.due_at,
+            ).where(pd.c.ward_id == str(ward_id), pd.c.due_at >= start, pd.c.due_at < end)
+        )
+    )
+    of_doses = conn.execute(
+        select(*_CHARTING_COLUMNS)
+        .join(pd, pd.c.id == _A.c.planned_dose_id)
+        # a dose charted after the period (late) still counts for its due day
+        .where(pd.c.ward_id == str(ward_id), pd.c.due_at >= start, pd.c.due_at < end)
+    ).all()
+    patient_ids = sorted({str(a.patient_id) for a in admissions})
+    prn = (
+        conn.execute(
+            select(*_CHARTING_COLUMNS).where(
+                _A.c.planned_dose_id.is_(None),
+                _A.c.patient_id.in_(patient_ids),
+                _A.c.at >= start,
+                _A.c.at < end,
+            )
+        ).all()
+        if patient_ids
+        else []
+    )
+    stays: dict[str, list[Admission]] = defaultdict(list)
+    for a in admissions:
+        stays[str(a.patient_id)].append(a)
+    chartings = [_charting(r) for r in of_doses]
+    # Only PRN doses given during a stay on this ward are this ward's.
+    chartings += [
+        c for c in map(_charting, prn) if any(s.covers(c.at) for s in stays[c.patient_id])
+    ]
+    schedules = {
+        str(k): v
+        for k, v in store.schedules_of(
+            conn, [UUID(p) for p in {r.patient_id for r in planned}]
+        ).items()
+    }
+    current = [a for a in admissions if a.covers(as_of)]
+    return WardFacts(
+        ward_id=ward_id,
+        ward_name=found.ward.name,
+        config=found.config,
+        period=period,
+        as_of=as_of,
+        admissions=admissions,
+        planned=planned,
+        schedules=schedules,
+        chartings=tuple(chartings),
+        residents=_residents(conn, current, as_of),
+    )
+
+
+def _residents(conn: Connection, current: list[Admission], as_of: datetime) -> tuple[Resident, ...]:
+    if not current:
+        return ()
+    ids = [str(a.patient_id) for a in current]
+    names = {
+        r.id: f"{r.record['family_name']}, {r.record['given_name']}"
+        for r in conn.execute(select(patient.c.id, patient.c.record).where(patient.c.id.in_(ids)))
+    }
+    latest: dict[str, tuple[int, str, dict[str, Any]]] = {}
+    ev = entry_version
+    for r in conn.execute(
+        select(ev.c.entry_id, ev.c.version, ev.c.patient_id, ev.c.record).where(
+            ev.c.patient_id.in_(ids)
+        )
+    ):
+        known = latest.get(r.entry_id)
+        if known is None or r.version > known[0]:
+            latest[r.entry_id] = (r.version, r.patient_id, r.record)
+    drugs: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+    day = oslo_day(as_of)
+    for _, pid, record in latest.values():
+        entry = record["entry"]
+        if entry.get("status") != "active":
+            continue
+        if date.fromisoformat(entry["start"]) > day:
+            continue
+        stop = entry.get("stop")
+        if stop is not None and date.fromisoformat(stop) < day:
+            continue
+        drug = entry["drug"]
+        resolved = drug.get("resolved") or {}
+        drugs[pid].append((resolved.get("name") or drug.get("name") or "?", resolved.get("atc")))
+    return tuple(
+        Resident(
+            a.patient_id,
+            names.get(str(a.patient_id), str(a.patient_id)),
+            a.admitted_at,
+            tuple(sorted(drugs.get(str(a.patient_id), []), key=lambda d: d[0])),
+        )
+        for a in sorted(current, key=lambda a: names.get(str(a.patient_id), ""))
+    )
+
+
+# -- aggregation -------------------------------------------------------------------------------
+
+
+def _standing(chartings: list[ChartingRow]) -> ChartingRow | None:
+    """The charting that stands for a dose, as ``domain.administration.effective_charting``
+    picks it: the latest not entered in error, a person's charting over a ``missed``."""
+    latest = None
+    for c in chartings:
+        if not c.stands:
+            continue
+        if latest is None or (c.recorded_at, c.outcome != Outcome.MISSED) >= (
+            latest.recorded_at,
+            latest.outcome != Outcome.MISSED,
+        ):
+            latest = c
+    return latest
+
+
+_FIELD = {
+    DoseStatus.MISSED: "missed",
+    DoseStatus.REFUSED: "refused",
+    DoseStatus.HELD: "held",
+    DoseStatus.NOT_GIVEN: "not_given",
+}
+
+
+@dataclass(frozen=True)
+class _Standing:
+    """The minimal charting shape ``dose_status`` reads."""
+
+    outcome: Outcome
+
+
+def _classify(
+    dose: PlannedRow, charting: ChartingRow | None, config: WardConfig, now: datetime
+) -> str:
+    status = dose_status(
+        dose.due_at,
+        None if charting is None else _Standing(Outcome(charting.outcome)),  # type: ignore[arg-type]
+        config,
+        now,
+    )
+    if status is DoseStatus.GIVEN:
+        assert charting is not None
+        return "late" if charting.late else "on_time"
+    return _FIELD.get(status, "pending")
+
+
+def ward_report(facts: WardFacts, window_days: int = 30) -> WardReport:
+    by_dose: dict[str, list[ChartingRow]] = defaultdict(list)
+    prn: list[ChartingRow] = []
+    for c in facts.chartings:
+        if c.planned_dose_id is None:
+            prn.append(c)
+        else:
+            by_dose[c.planned_dose_id].append(c)
+    stays: dict[str, list[Admission]] = defaultdict(list)
+    for a in facts.admissions:
+        stays[str(a.patient_id)].append(a)
+
+    totals: Counter[str] = Counter()
+    slots: dict[str, Counter[str]] = defaultdict(Counter)
+    days: dict[date, Counter[str]] = defaultdict(Counter)
+    reasons: Counter[tuple[str, str]] = Counter()
+    given: list[ChartingRow] = []
+    for dose in facts.planned:
+        charting = _standing(by_dose.get(dose.id, []))
+        if not dose_in_force(dose, facts.schedules.get(dose.entry_id, []), charting is not None):  # type: ignore[arg-type]
+            continue
+        if charting is None and not any(s.covers(dose.due_at) for s in stays[dose.patient_id]):
+            continue  # planned for a stay that ended before it was due
+        field = _classify(dose, charting, facts.config, facts.as_of)
+        slot = dose.local_time[11:16]
+        day = date.fromisoformat(dose.local_time[:10])
+        for counter in (totals, slots[slot], days[day]):
+            counter["planned"] += 1
+            counter[field] += 1
+        if charting is not None and field in ("refused", "held", "not_given"):
+            reasons[(charting.outcome, (charting.reason or "").strip() or "(no reason given)")] += 1
+        if field in ("on_time", "late"):
+            assert charting is not None
+            given.append(charting)
+    prn_given = [c for c in prn if c.stands and c.outcome == Outcome.GIVEN]
+    given.extend(prn_given)
+
+    return WardReport(
+        ward_id=facts.ward_id,
+        ward_name=facts.ward_name,
+        period=facts.period,
+        as_of=facts.as_of,
+        doses=DoseCounts(**totals),
+        by_slot=[SlotCounts(slot=s, **slots[s]) for s in sorted(slots)],
+        by_day=[DayCounts(day=d, **days.get(d, {})) for d in facts.period.days()],
+        not_given_reasons=[
+            ReasonCount(outcome=o, reason=r, count=n)
+            for (o, r), n in sorted(reasons.items(), key=lambda i: (-i[1], i[0]))
+        ],
+        scan=_scan(given),
+        prn=_prn(prn_given, facts),
+        psychotropics=_psychotropics(facts.residents),
+        reviews=_reviews(facts.residents, facts.as_of, window_days),
+    )
+
+
+def _scan(given: list[ChartingRow]) -> ScanCounts:
+    scanned = sum(1 for c in given if c.scanned)
+    skipped = Counter(c.scan_skipped for c in given if not c.scanned and c.scan_skipped)
+    return ScanCounts(
+        given=len(given),
+        scanned=scanned,
+        skipped=sum(skipped.values()),
+        unscanned_without_reason=len(given) - scanned - sum(skipped.values()),
+        share_scanned=_share(scanned, len(given)),
+        skip_reasons=[
+            ReasonCount(outcome="given", reason=r, count=n)
+            for r, n in sorted(skipped.items(), key=lambda i: (-i[1], i[0]))
+        ],
+    )
+
+
+def _prn(given: list[ChartingRow], facts: WardFacts) -> PrnUse:
+    named = {str(r.patient_id): r for r in facts.residents}
+    weeks = facts.period.weeks()
+    per: dict[str, Counter[date]] = defaultdict(Counter)
+    other = 0
+    for c in given:
+        if c.patient_id in named:
+            per[c.patient_id][week_of(oslo_day(c.at))] += 1
+        else:
+            other += 1
+    return PrnUse(
+        total_doses=len(given),
+        residents=[
+            ResidentPrn(
+                patient_id=r.patient_id,
+                name=r.name,
+                doses=sum(per[str(r.patient_id)].values()),
+                weeks=[WeekCount(week=w, doses=per[str(r.patient_id)][w]) for w in weeks],
+            )
+            for r in facts.residents
+        ],
+        other_residents_doses=other,
+    )
+
+
+def _psychotropics(residents: tuple[Resident, ...]) -> PsychotropicUse:
+    known = classes()
+    by_class: Counter[str] = Counter()
+    distribution = {"0": 0, "1": 0, "2": 0, "3+": 0}
+    rows = []
+    with_any = with_antipsychotic = 0
+    for r in residents:
+        names: list[str] = []
+        found: set[str] = set()
+        antipsychotic = False
+        for name, atc in r.drugs:
+            hits = known.psychotropic_classes(atc)
+            if hits:
+                names.append(name)
+                found.update(c.id for c in hits)
+                antipsychotic = antipsychotic or any(c.antipsychotic for c in hits)
+        for c in found:
+            by_class[c] += 1
+        distribution["3+" if len(names) >= 3 else str(len(names))] += 1
+        with_any += bool(names)
+        with_antipsychotic += antipsychotic
+        rows.append(
+            ResidentPsychotropics(
+                patient_id=r.patient_id,
+                name=r.name,
+                count=len(names),
+                antipsychotic=antipsychotic,
+                drugs=names,
+            )
+        )
+    n = len(residents)
+    return PsychotropicUse(
+        residents=n,
+        with_any=with_any,
+        with_antipsychotic=with_antipsychotic,
+        share_antipsychotic=_share(with_antipsychotic, n),
+        by_class=[
+            ClassUse(
+                id=c.id, label=c.label, residents=by_class[c.id], share=_share(by_class[c.id], n)
+            )
+            for c in known.psychotropic
+        ],
+        count_distribution=distribution,
+        per_resident=rows,
+    )
+
+
+def _anniversary(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def _reviews(residents: tuple[Resident, ...], as_of: datetime, window_days: int) -> ReviewsDue:
+    today = oslo_day(as_of)
+    window = timedelta(days=window_days)
+    rows = []
+    for r in residents:
+        admitted = oslo_day(r.admitted_at)
+        years = 0
+        while _anniversary(admitted, years + 1) <= today:
+            years += 1
+        last_due = _anniversary(admitted, years)
+        next_due = _anniversary(admitted, years + 1)
+        if today - last_due < window:
+            status = "due-now"
+        elif next_due - today <= window:
+            status = "due-soon"
+        else:
+            status = "not-due"
+        rows.append(
+            ReviewDue(
+                patient_id=r.patient_id,
+                name=r.name,
+                admitted_on=admitted,
+                last_due=last_due,
+                next_due=next_due,
+                status=status,
+            )
+        )
+    return ReviewsDue(basis="admission-date", window_days=window_days, residents=rows)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
+
+
+__all__ = ["WardReport", "read_ward_facts", "ward_report", "and_"]
