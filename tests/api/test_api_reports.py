@@ -38,6 +38,15 @@ PRN = {
         }
     ],
 }
+PRN_TABLET = {
+    "use": "as-needed",
+    "as_needed": [
+        {
+            "amount": {"value": 1, "unit": "tablett"},
+            "max_per_24h": {"value": 1, "unit": "tablett"},
+        }
+    ],
+}
 SIMVASTATIN_GENERIC_EAN = "7046260904705"
 OKSYKODON_EAN = "7046260910997"
 NEXT_MORNING = datetime(2026, 11, 21, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
@@ -45,13 +54,24 @@ PERIOD = "from=2026-11-20&to=2026-11-21"
 OTHER_GP_TOKEN = issue_token("gp", "987654321", "8095068", name="Annen Lege")
 
 
+def prescribed(world, body: dict) -> None:
+    """Prescribe ``body``, overriding (with a reason) the alerts that need it."""
+    answer = world.write(f"/patients/{world.patient_id}/prescriptions", body)
+    if answer.status_code == 409 and answer.json()["code"] == "override-required":
+        keys = answer.json()["alert_keys"]
+        body = {**body, "overrides": dict.fromkeys(keys, "Vurdert, lav dose")}
+        answer = world.write(f"/patients/{world.patient_id}/prescriptions", body)
+    assert answer.status_code == 201, answer.text
+
+
 def _round(world) -> str:
-    """Simvastatin every morning and oksykodon as needed; admitted on 20 November; on the 21st
+    """Simvastatin every morning, oksykodon and zopiklon as needed; admitted on 20 November; on the 21st
     the morning dose is given with a scan and one PRN dose with a witness. The ward's id."""
     simvastatin = prescribe_body("090436", dosage=MORNING)
     oksykodon = prescribe_body("091099", use="as-needed", dosage=PRN)
-    for body in (simvastatin, oksykodon):
-        assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    zopiklon = prescribe_body("090742", use="as-needed", dosage=PRN_TABLET)
+    for body in (simvastatin, oksykodon, zopiklon):
+        prescribed(world, body)
     ward_id = str(uuid.uuid4())
     created = world.post(
         "/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 2"}, token=WARD_ADMIN_TOKEN
@@ -129,7 +149,16 @@ def test_the_ward_report_counts_what_the_round_charted(world):
     (resident,) = report["prn"]["residents"]
     assert resident["patient_id"] == str(world.patient_id) and resident["doses"] == 1
     assert report["psychotropics"]["residents"] == 1
-    assert report["psychotropics"]["with_any"] == 0
+    # zopiklon (N05CF01) as needed: a hypnotic, not an antipsychotic
+    psychotropics = report["psychotropics"]
+    assert (psychotropics["with_any"], psychotropics["with_antipsychotic"]) == (1, 0)
+    assert {c["id"]: c["residents"] for c in psychotropics["by_class"]} == {
+        "antipsychotic": 0,
+        "anxiolytic": 0,
+        "hypnotic": 1,
+        "antidepressant": 0,
+    }
+    assert psychotropics["count_distribution"] == {"0": 0, "1": 1, "2": 0, "3+": 0}
     (review,) = report["reviews"]["residents"]
     assert (review["admitted_on"], review["next_due"], review["status"]) == (
         "2026-11-20",
@@ -242,3 +271,26 @@ def test_the_prescriber_report_counts_antibiotic_courses_by_indication(world):
     # another doctor's report does not see them
     other = world.get("/reports/prescriber?from=2026-11-01&to=2026-11-30", token=OTHER_GP_TOKEN)
     assert other.json()["antibiotics"]["courses"] == 0
+
+
+def test_the_alerts_a_doctor_overrode_show_in_their_override_rates(world):
+    prescribed(world, prescribe_body("091099", use="as-needed", dosage=PRN))
+    body = prescribe_body("090742", use="as-needed", dosage=PRN_TABLET)
+    refused = world.write(f"/patients/{world.patient_id}/prescriptions", body)
+    assert refused.status_code == 409
+    keys = refused.json()["alert_keys"]
+    prescribed(world, body)
+
+    report = world.get("/reports/prescriber?from=2026-11-01&to=2026-11-30", token=GP_TOKEN).json()
+
+    overridden = {(o["rule"], o["severity"]): o for o in report["overrides"] if o["overridden"]}
+    assert {k.rsplit("/", 1)[0] for k in keys} == {rule for rule, _ in overridden}
+    assert all(o["rate"] == 1.0 and o["raised"] == o["overridden"] for o in overridden.values())
+    other = world.get("/reports/prescriber?from=2026-11-01&to=2026-11-30", token=OTHER_GP_TOKEN)
+    assert other.json()["overrides"] == []
+    chart = world.get(
+        "/reports/prescriber/charts/override-rates.svg?from=2026-11-01&to=2026-11-30",
+        token=GP_TOKEN,
+    )
+    bars = marks(chart.text, "bar")
+    assert len(bars) == len(report["overrides"])
