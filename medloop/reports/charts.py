@@ -291,14 +291,16 @@ def chart_spec(table: Table) -> dict[str, Any]:
     value_title = c.value_title or c.value.replace("_", " ")
     if c.kind == "bar":
         label = c.category
+        label_title = c.category
         records = table.records()
         if c.series is not None:
             # one bar per category and series, named by both on the axis: no colour needed
             label = "label"
+            label_title = f"{c.category} ({c.series})"
             for r in records:
                 r[label] = f"{r[c.category]} ({r[c.series]})"
             data = alt.Data(values=records)
-        y = alt.Y(f"{label}:N", title=c.category, sort=None, axis=alt.Axis(labelLimit=320))
+        y = alt.Y(f"{label}:N", title=label_title, sort=None, axis=alt.Axis(labelLimit=320))
         base = alt.Chart(data).encode(y=y)
         tooltip = [alt.Tooltip(f"{col}:N") for col in table.columns]
         chart = base.mark_bar(color="#2f5d8a").encode(
