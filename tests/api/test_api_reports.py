@@ -65,8 +65,9 @@ def prescribed(world, body: dict) -> None:
 
 
 def _round(world) -> str:
-    """Simvastatin every morning, oksykodon and zopiklon as needed; admitted on 20 November; on the 21st
-    the morning dose is given with a scan and one PRN dose with a witness. The ward's id."""
+    """Simvastatin every morning, oksykodon and zopiklon as needed; admitted on 20 November;
+    on the 21st the morning dose is given with a scan and one PRN dose with a witness. The
+    ward's id."""
     simvastatin = prescribe_body("090436", dosage=MORNING)
     oksykodon = prescribe_body("091099", use="as-needed", dosage=PRN)
     zopiklon = prescribe_body("090742", use="as-needed", dosage=PRN_TABLET)
