@@ -195,6 +195,33 @@ def test_a_dose_not_yet_missed_is_pending_and_not_counted_as_missed(engine):
     assert (report.doses.missed, report.doses.pending) == (1, 1)
 
 
+def test_a_dose_charted_after_the_systems_missed_record_counts_as_charted(engine):
+    resident = Resident("Eva", "Gran", datetime(2026, 1, 10, 11, 0, tzinfo=UTC))
+    world = write_ward(
+        engine,
+        [resident],
+        [
+            Dose(0, MON, "08:00", "given", late=True, after_missed=True),
+            Dose(0, MON, "20:00", "refused", reason="Kvalm", after_missed=True),
+            Dose(0, TUE, "08:00", "missed"),
+        ],
+    )
+    report = report_of(engine, world)
+    assert counts(report.doses) == {
+        "planned": 3,
+        "on_time": 0,
+        "late": 1,
+        "missed": 1,
+        "refused": 1,
+        "held": 0,
+        "not_given": 0,
+        "pending": 0,
+    }
+    assert [(r.outcome, r.reason, r.count) for r in report.not_given_reasons] == [
+        ("refused", "Kvalm", 1)
+    ]
+
+
 _ROLE = {"bar": "bar", "heatmap": "rect mark", "line": "point"}
 
 

@@ -185,6 +185,8 @@ class Dose:
     scan: str | None = "scanned"
     reason: str | None = None
     corrected: bool = False
+    index: int = 0  # the intake's dose index (two doses of one entry at one time)
+    after_missed: bool = False  # the system's ``missed`` record came first
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,7 @@ def write_ward(
                 drug="Paracetamol 500 mg",
                 local_time=datetime.combine(d.day, time(*map(int, d.slot.split(":")))),
                 due_at=due,
-                dose_index=0,
+                dose_index=d.index,
                 amount=Quantity(value=1, unit="tablett"),
             )
             planned.append(dose)
@@ -279,6 +281,19 @@ def write_ward(
             at = due + (timedelta(minutes=90) if d.late else timedelta(minutes=5))
             if d.charted == "missed":
                 at = due + config.missed_after
+            if d.after_missed:
+                given.append(
+                    _charting(
+                        pid,
+                        regular[d.resident],
+                        dose.id,
+                        Outcome.MISSED,
+                        due + config.missed_after,
+                        None,
+                        system=True,
+                    )
+                )
+                at = due + config.missed_after + timedelta(minutes=10)
             if d.corrected:
                 wrong = _charting(pid, regular[d.resident], dose.id, Outcome.GIVEN, at, "scanned")
                 given.append(wrong)
