@@ -10,7 +10,9 @@
 
 The records are generated straight into the store by ``tests/reports/world.py`` (the records
 the domain's models make; generation is not timed). Each report runs ``--runs`` times
-(interleaved ward / prescriber); median and p99 in ms. SQLite always; PostgreSQL too when
+(interleaved ward / prescriber); median and p99 in ms, wall clock and this process's CPU
+(SQLite runs in the process, so on SQLite that is the report's whole cost; on PostgreSQL the
+server's share is not in it). SQLite always; PostgreSQL too when
 MEDLOOP_BENCH_POSTGRES_URL (or MEDLOOP_TEST_POSTGRES_URL) names a server. Prints one JSON
 object. Targets: ward report <= 1 s, prescriber report <= 2 s.
 """
@@ -170,18 +172,22 @@ def measure(url: str, runs: int) -> dict[str, object]:
     ward_period = Period.of(FIRST, FIRST + timedelta(days=DAYS - 1))
     ward_ms: list[float] = []
     gp_ms: list[float] = []
+    ward_cpu: list[float] = []
+    gp_cpu: list[float] = []
     report = None
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with reader(engine).connect() as conn:
             report = ward_report(read_ward_facts(conn, ward.ward_id, ward_period, NOW))
         report.model_dump_json()
         ward_ms.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
+        ward_cpu.append((time.process_time() - c0) * 1000)
+        t0, c0 = time.perf_counter(), time.process_time()
         with reader(engine).connect() as conn:
             gp = prescriber_report(read_prescriber_facts(conn, ME, YEAR, NOW))
         gp.model_dump_json()
         gp_ms.append((time.perf_counter() - t0) * 1000)
+        gp_cpu.append((time.process_time() - c0) * 1000)
     assert report is not None
     table = charts.find_table(charts.ward_tables(report), "doses-by-day")
     assert table is not None
@@ -196,7 +202,9 @@ def measure(url: str, runs: int) -> dict[str, object]:
         "ward_planned_doses": report.doses.planned,
         "gp_antibiotic_courses": gp.antibiotics.courses,
         "ward_report": percentiles(ward_ms),
+        "ward_report_process_cpu": percentiles(ward_cpu),
         "prescriber_report": percentiles(gp_ms),
+        "prescriber_report_process_cpu": percentiles(gp_cpu),
         "doses_by_day_svg": percentiles(svg_ms),
     }
 
@@ -205,7 +213,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    results: dict[str, object] = {"targets": TARGETS, "runs": args.runs}
+    results: dict[str, object] = {
+        "targets": TARGETS,
+        "runs": args.runs,
+        "load_average_at_start": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory() as folder:
         results["sqlite"] = measure(f"sqlite:///{Path(folder) / 'reports.db'}", args.runs)
     server = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get(
