@@ -55,6 +55,8 @@ from medloop.pages.web import (
 
 MODULES: tuple[str, ...] = (
     "medloop.pages.signin",
+    # -- the report pages (h3-reports) --
+    "medloop.pages.reports",
     # -- the nurse's pages (h3-pages) --
     #
     # -- the GP's, the multidose pharmacist's and the patient's pages (h3-pages-gp) --

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -351,7 +352,7 @@ def chart_spec(table: Table) -> dict[str, Any]:
 
 def render_svg(table: Table) -> str:
     """``table``'s chart as a standalone SVG document with a ``<title>`` and ``<desc>``."""
-    svg = vl_convert.vegalite_to_svg(chart_spec(table))
+    svg = _EMPTY_MARKS.sub(_hidden, vl_convert.vegalite_to_svg(chart_spec(table)))
     head = svg.index(">", svg.index("<svg")) + 1
     opening = svg[: head - 1]
     labelled = (
@@ -360,6 +361,19 @@ def render_svg(table: Table) -> str:
         f'<desc id="{table.id}-desc">{html.escape(table.description)}</desc>'
     )
     return labelled + svg[head:]
+
+
+_EMPTY_MARKS = re.compile(r'<g ([^>]*role="graphics-symbol"[^>]*)/>')
+
+
+def _hidden(found: re.Match[str]) -> str:
+    """An empty mark container (no data) that Vega gives an image role without a label:
+    hidden from assistive technology (axe: svg-img-alt); the table says there is no data."""
+    attributes = found.group(1)
+    if "aria-label=" in attributes:
+        return found.group(0)
+    kept = attributes.replace(' role="graphics-symbol"', "").replace('role="graphics-symbol"', "")
+    return f'<g {kept} aria-hidden="true"/>'
 
 
 def find_table(tables: Sequence[Table], table_id: str) -> Table | None:

@@ -632,3 +632,13 @@ def _reviews(residents: tuple[Resident, ...], as_of: datetime, window_days: int)
 
 def _share(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 4)
+
+
+def wards_of_organisation(conn: Connection, organisation: str) -> list[tuple[UUID, str]]:
+    """The wards of ``organisation`` (id, name), by name."""
+    rows = conn.execute(
+        select(store.ward.c.id, store.ward.c.record).where(
+            store.ward.c.organisation_id == organisation
+        )
+    ).all()
+    return sorted(((UUID(r.id), r.record["name"]) for r in rows), key=lambda w: w[1])

@@ -13,33 +13,33 @@ ending today); at most 400 days.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from interactions.values import Day
-from medloop import queries
 from medloop.api.deps import Caller, CallerDep
-from medloop.api.policy import Action, authorize_ward
 from medloop.api.problems import NotFound, responses
+from medloop.api.report_reads import (
+    period_for,
+    pharmacy_report_for,
+    prescriber_report_for,
+    ward_report_for,
+)
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.reports import charts
-from medloop.reports.period import Period, oslo_day
-from medloop.reports.pharmacy import PharmacyReport, pharmacy_report, read_pharmacy_facts
+from medloop.reports.pharmacy import PharmacyReport
 from medloop.reports.prescriber import (
     PrescriberReport,
-    prescriber_report,
-    read_prescriber_facts,
 )
-from medloop.reports.ward import WardReport, read_ward_facts, ward_report
+from medloop.reports.ward import WardReport
 
 router = APIRouter(prefix="/reports", tags=["reports"], route_class=BlockingRoute)
 READ = responses(401, 403, 404, 422)
-DEFAULT_DAYS = 90
 
 From = Annotated[Day | None, Query(alias="from", description="First Oslo day (included)")]
 To = Annotated[Day | None, Query(alias="to", description="Last Oslo day (included)")]
@@ -57,32 +57,11 @@ CSV = {200: {"content": {"text/csv": {}}, "description": "The table as CSV"}}
 SVG = {200: {"content": {"image/svg+xml": {}}, "description": "The chart as SVG"}}
 
 
-def _period(caller: Caller, first: date | None, last: date | None) -> Period:
-    end = last or oslo_day(caller.at)
-    return Period.of(first or end - timedelta(days=DEFAULT_DAYS - 1), end)
-
-
 # -- ward --------------------------------------------------------------------------------------
 
 
 def _ward(caller: Caller, ward_id: UUID, first: date | None, last: date | None) -> WardReport:
-    organisation = caller.state.read_unaudited(
-        lambda conn: queries.ward_organisation(conn, ward_id)
-    )
-    authorize_ward(
-        caller.engine,
-        caller.principal,
-        Action.REPORT_WARD,
-        organisation,
-        request_id=caller.request_id,
-    )
-    period = _period(caller, first, last)
-
-    def read(conn: Any) -> tuple[WardReport, list[UUID]]:
-        report = ward_report(read_ward_facts(conn, ward_id, period, caller.at))
-        return report, [r.patient_id for r in report.psychotropics.per_resident]
-
-    return caller.read_many("report.read.ward", read)
+    return ward_report_for(caller, ward_id, period_for(caller, first, last))
 
 
 @router.get(
@@ -129,13 +108,7 @@ def ward_svg(
 def _prescriber(
     caller: Caller, first: date | None, last: date | None, list_size: int | None
 ) -> PrescriberReport:
-    caller.authorize(Action.REPORT_PRESCRIBER)
-    period = _period(caller, first, last)
-    hpr = caller.principal.subject  # a doctor's own prescribing, never another's
-    facts = caller.state.read_unaudited(
-        lambda conn: read_prescriber_facts(conn, hpr, period, caller.at)
-    )
-    return prescriber_report(facts, list_size)
+    return prescriber_report_for(caller, period_for(caller, first, last), list_size)
 
 
 @router.get(
@@ -190,15 +163,7 @@ def prescriber_svg(
 
 
 def _pharmacy(caller: Caller, first: date | None, last: date | None) -> PharmacyReport:
-    caller.authorize(Action.REPORT_PHARMACY)
-    period = _period(caller, first, last)
-    pharmacy = caller.principal.organisation
-    if pharmacy is None:  # a pharmacist token always names the pharmacy; never reached
-        raise NotFound("the token names no pharmacy")
-    facts = caller.state.read_unaudited(
-        lambda conn: read_pharmacy_facts(conn, pharmacy, period, caller.at)
-    )
-    return pharmacy_report(facts)
+    return pharmacy_report_for(caller, period_for(caller, first, last))
 
 
 @router.get(
