@@ -309,11 +309,12 @@ def _dose_groups(
         )
     )
     # uncharted doses in force, due during a stay: missed or pending
-    for r in conn.execute(
-        select(day, slot, (_PD.c.due_at <= missed_cutoff).label("past"), func.count().label("n"))
+    uncharted = (
+        select(day, slot, (_PD.c.due_at <= missed_cutoff).label("past"))
         .where(*in_ward, ~has_standing, ~superseded, during_stay)
-        .group_by(day, slot, (_PD.c.due_at <= missed_cutoff))
-    ):
+        .subquery()
+    )
+    for r in conn.execute(select(uncharted, func.count().label("n")).group_by(*uncharted.c)):
         groups[(r.day, r.slot, None, False, False, None, None, bool(r.past))] += r.n
     return tuple(
         DoseGroup(
