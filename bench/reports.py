@@ -37,7 +37,7 @@ from loop import percentiles, postgres_database  # noqa: E402  (sibling bench)
 
 from interactions.dosage import Use  # noqa: E402
 from medloop.reports import charts  # noqa: E402
-from medloop.reports.period import Period  # noqa: E402
+from medloop.reports.period import ReportPeriod  # noqa: E402
 from medloop.reports.prescriber import prescriber_report, read_prescriber_facts  # noqa: E402
 from medloop.reports.ward import read_ward_facts, ward_report  # noqa: E402
 from medloop.store.db import make_engine, reader  # noqa: E402
@@ -59,7 +59,7 @@ RESIDENTS, DAYS, LIST = 60, 90, 1_500
 FIRST = date(2026, 6, 1)
 SLOTS = ("08:00", "13:00", "17:00", "21:00")
 ME, OTHER = "431002737", "100000009"
-YEAR = Period.of(date(2026, 1, 1), date(2026, 12, 31))
+YEAR = ReportPeriod.of(date(2026, 1, 1), date(2026, 12, 31))
 NOW = datetime(2027, 1, 15, tzinfo=UTC)
 ATC = ("C10AA01", "C07AB02", "C08CA01", "C03CA01", "H03AA01", "A02BC01", "N06AB06", "N05CF01")
 ANTIBIOTICS = (
@@ -169,7 +169,7 @@ def measure(url: str, runs: int) -> dict[str, object]:
     ward = ward_world(engine, rng)
     gp_world(engine, rng)
     generated = time.perf_counter() - started
-    ward_period = Period.of(FIRST, FIRST + timedelta(days=DAYS - 1))
+    ward_period = ReportPeriod.of(FIRST, FIRST + timedelta(days=DAYS - 1))
     ward_ms: list[float] = []
     gp_ms: list[float] = []
     ward_cpu: list[float] = []

@@ -13,7 +13,7 @@ from medloop import queries
 from medloop.api.deps import Caller
 from medloop.api.policy import Action, authorize_ward
 from medloop.api.problems import Forbidden
-from medloop.reports.period import Period, oslo_day
+from medloop.reports.period import ReportPeriod, oslo_day
 from medloop.reports.pharmacy import PharmacyReport, pharmacy_report, read_pharmacy_facts
 from medloop.reports.prescriber import (
     PrescriberReport,
@@ -25,13 +25,13 @@ from medloop.reports.ward import WardReport, read_ward_facts, ward_report
 DEFAULT_DAYS = 90
 
 
-def period_for(caller: Caller, first: date | None, last: date | None) -> Period:
+def period_for(caller: Caller, first: date | None, last: date | None) -> ReportPeriod:
     """``first`` … ``last`` (Oslo days); by default the ``DEFAULT_DAYS`` to today."""
     end = last or oslo_day(caller.at)
-    return Period.of(first or end - timedelta(days=DEFAULT_DAYS - 1), end)
+    return ReportPeriod.of(first or end - timedelta(days=DEFAULT_DAYS - 1), end)
 
 
-def ward_report_for(caller: Caller, ward_id: UUID, period: Period) -> WardReport:
+def ward_report_for(caller: Caller, ward_id: UUID, period: ReportPeriod) -> WardReport:
     organisation = caller.state.read_unaudited(
         lambda conn: queries.ward_organisation(conn, ward_id)
     )
@@ -51,7 +51,7 @@ def ward_report_for(caller: Caller, ward_id: UUID, period: Period) -> WardReport
 
 
 def prescriber_report_for(
-    caller: Caller, period: Period, list_size: int | None = None
+    caller: Caller, period: ReportPeriod, list_size: int | None = None
 ) -> PrescriberReport:
     caller.authorize(Action.REPORT_PRESCRIBER)
     hpr = caller.principal.subject  # a doctor's own prescribing, never another's
@@ -61,7 +61,7 @@ def prescriber_report_for(
     return prescriber_report(facts, list_size)
 
 
-def pharmacy_report_for(caller: Caller, period: Period) -> PharmacyReport:
+def pharmacy_report_for(caller: Caller, period: ReportPeriod) -> PharmacyReport:
     caller.authorize(Action.REPORT_PHARMACY)
     pharmacy = caller.principal.organisation
     if pharmacy is None:  # a pharmacist's token always names the pharmacy

@@ -30,7 +30,7 @@ from medloop.api.routing import BlockingRoute
 from medloop.pages.i18n import N_
 from medloop.pages.web import PageDep, url
 from medloop.reports import charts
-from medloop.reports.period import Period
+from medloop.reports.period import ReportPeriod
 
 router = APIRouter(route_class=BlockingRoute, include_in_schema=False)
 
@@ -94,7 +94,7 @@ COLUMNS = {
 
 
 def _show(
-    page: Any, heading: str, period: Period, tables: list[charts.Table], base: str
+    page: Any, heading: str, period: ReportPeriod, tables: list[charts.Table], base: str
 ) -> HTMLResponse:
     return page.render(
         "reports/report.html",

@@ -18,7 +18,7 @@ class InvalidReportPeriod(InvalidValue):
     code = "invalid-report-period"
 
 
-class Period(BaseModel):
+class ReportPeriod(BaseModel):
     """The Oslo calendar days ``first_day`` … ``last_day``, both included."""
 
     model_config = ConfigDict(frozen=True)
@@ -27,7 +27,7 @@ class Period(BaseModel):
     last_day: date
 
     @classmethod
-    def of(cls, first_day: date, last_day: date) -> Period:
+    def of(cls, first_day: date, last_day: date) -> ReportPeriod:
         if last_day < first_day:
             raise InvalidReportPeriod(
                 f"the period ends ({last_day}) before it begins ({first_day})",

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, select
 
 from medloop.domain.multidose.rules import LineClass
-from medloop.reports.period import Period, month_of, oslo_day
+from medloop.reports.period import ReportPeriod, month_of, oslo_day
 from medloop.store import multidose
 from medloop.store.columns import aware
 
@@ -40,14 +40,14 @@ class PharmacyMonth(_Model):
     urgent_packs: int
 
 
-class ReasonCount(_Model):
+class UrgentPackReason(_Model):
     reason: str
     count: int
 
 
 class PharmacyReport(_Model):
     pharmacy: str
-    period: Period
+    period: ReportPeriod
     as_of: datetime
     reconciliations: int
     lines: dict[str, int]
@@ -55,14 +55,14 @@ class PharmacyReport(_Model):
     changes_after_deadline: int
     entries_changed_after_deadline: int
     urgent_packs: int
-    urgent_pack_reasons: list[ReasonCount]
+    urgent_pack_reasons: list[UrgentPackReason]
     by_month: list[PharmacyMonth]
 
 
 @dataclass(frozen=True)
 class PharmacyFacts:
     pharmacy: str
-    period: Period
+    period: ReportPeriod
     as_of: datetime
     reconciliations: tuple[tuple[datetime, dict[str, int]], ...]
     flags: tuple[tuple[datetime, int], ...]  # (flagged at, entries changed)
@@ -73,7 +73,7 @@ _OK = (LineClass.OK.value, LineClass.OK_SUBSTITUTED.value)
 
 
 def read_pharmacy_facts(
-    conn: Connection, pharmacy: str, period: Period, now: datetime
+    conn: Connection, pharmacy: str, period: ReportPeriod, now: datetime
 ) -> PharmacyFacts:
     start, end = period.bounds
     p = multidose.period
@@ -164,7 +164,7 @@ def pharmacy_report(facts: PharmacyFacts) -> PharmacyReport:
         entries_changed_after_deadline=sum(flagged_entries.values()),
         urgent_packs=sum(urgent.values()),
         urgent_pack_reasons=[
-            ReasonCount(reason=r, count=n)
+            UrgentPackReason(reason=r, count=n)
             for r, n in sorted(reasons.items(), key=lambda i: (-i[1], i[0]))
         ],
         by_month=by_month,

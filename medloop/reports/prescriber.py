@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, and_, select
 
 from medloop.reports.classes import classes
-from medloop.reports.period import Period, month_of, oslo_day
+from medloop.reports.period import ReportPeriod, month_of, oslo_day
 from medloop.store import multidose
 from medloop.store.alerts import alert
 from medloop.store.columns import aware
@@ -104,7 +104,7 @@ class ProposalAnswers(_Model):
 
 class PrescriberReport(_Model):
     prescriber: str
-    period: Period
+    period: ReportPeriod
     as_of: datetime
     antibiotics: Antibiotics
     overrides: list[OverrideRate]
@@ -141,7 +141,7 @@ class Answer:
 @dataclass(frozen=True)
 class PrescriberFacts:
     hpr: str
-    period: Period
+    period: ReportPeriod
     as_of: datetime
     patients_prescribed_for: int
     courses: tuple[Course, ...]
@@ -151,7 +151,7 @@ class PrescriberFacts:
 
 
 def read_prescriber_facts(
-    conn: Connection, hpr: str, period: Period, now: datetime
+    conn: Connection, hpr: str, period: ReportPeriod, now: datetime
 ) -> PrescriberFacts:
     start, end = period.bounds
     as_of = min(end, now)

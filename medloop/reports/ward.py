@@ -27,7 +27,7 @@ from sqlalchemy import Connection, case, exists, func, or_, select
 from medloop.domain.administration import Outcome
 from medloop.domain.ward import Admission, WardConfig, WardNotFound
 from medloop.reports.classes import classes
-from medloop.reports.period import Period, oslo_day, week_of
+from medloop.reports.period import ReportPeriod, oslo_day, week_of
 from medloop.store import administration as store
 from medloop.store.columns import aware
 from medloop.store.list_changes import entry_version
@@ -162,7 +162,7 @@ class ReviewsDue(_Model):
 class WardReport(_Model):
     ward_id: UUID
     ward_name: str
-    period: Period
+    period: ReportPeriod
     as_of: datetime
     doses: DoseCounts
     by_slot: list[SlotCounts]
@@ -219,7 +219,7 @@ class WardFacts:
     ward_id: UUID
     ward_name: str
     config: WardConfig
-    period: Period
+    period: ReportPeriod
     as_of: datetime
     admissions: tuple[Admission, ...]
     doses: tuple[DoseGroup, ...]
@@ -333,7 +333,9 @@ def _dose_groups(
     )
 
 
-def read_ward_facts(conn: Connection, ward_id: UUID, period: Period, now: datetime) -> WardFacts:
+def read_ward_facts(
+    conn: Connection, ward_id: UUID, period: ReportPeriod, now: datetime
+) -> WardFacts:
     """What the ward report needs, read in a fixed number of queries. ``WardNotFound`` for an
     unknown ward. The report's moment is the end of the period, or ``now`` when sooner."""
     found = store.read_ward(conn, ward_id)

@@ -41,6 +41,9 @@ package_name_override: {PACKAGE}
 project_name_override: medloop-api-client
 # The generator formats its output with ruff by default; the test imports it as generated.
 post_hooks: []
+# The report charts (GET /reports/…/charts/<table>.svg) are SVG documents: bytes to a client.
+content_type_overrides:
+  image/svg+xml: application/octet-stream
 """
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from medloop.reports import charts
-from medloop.reports.period import Period
+from medloop.reports.period import ReportPeriod
 from medloop.reports.pharmacy import pharmacy_report, read_pharmacy_facts
 from medloop.reports.prescriber import prescriber_report, read_prescriber_facts
 from medloop.store.db import reader
@@ -25,7 +25,7 @@ from tests.reports.world import (
 )
 
 ME, OTHER = "431002737", "100000009"
-Q1 = Period.of(date(2026, 1, 1), date(2026, 3, 31))
+Q1 = ReportPeriod.of(date(2026, 1, 1), date(2026, 3, 31))
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 

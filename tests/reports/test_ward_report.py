@@ -10,7 +10,7 @@ import pytest
 
 from interactions.dosage import Use
 from medloop.reports import charts
-from medloop.reports.period import Period
+from medloop.reports.period import ReportPeriod
 from medloop.reports.ward import read_ward_facts, ward_report
 from medloop.store.db import reader
 from tests.reports.svg import marks
@@ -72,7 +72,7 @@ def small_ward(engine):
 
 def report_of(engine, world):
     with reader(engine).connect() as conn:
-        return ward_report(read_ward_facts(conn, world.ward_id, Period.of(MON, TUE), NOW))
+        return ward_report(read_ward_facts(conn, world.ward_id, ReportPeriod.of(MON, TUE), NOW))
 
 
 def counts(row) -> dict[str, int]:
@@ -191,7 +191,7 @@ def test_a_dose_not_yet_missed_is_pending_and_not_counted_as_missed(engine):
     with reader(engine).connect() as conn:
         # 21:00 Oslo on Tuesday: Aase's 20:00 dose is overdue, not yet missed (22:00)
         now = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)
-        report = ward_report(read_ward_facts(conn, world.ward_id, Period.of(MON, TUE), now))
+        report = ward_report(read_ward_facts(conn, world.ward_id, ReportPeriod.of(MON, TUE), now))
     assert (report.doses.missed, report.doses.pending) == (1, 1)
 
 
@@ -276,4 +276,4 @@ def test_a_period_that_cannot_be_is_refused(days):
     from medloop.reports.period import InvalidReportPeriod
 
     with pytest.raises(InvalidReportPeriod):
-        Period.of(MON, MON.fromordinal(MON.toordinal() + days - 1))
+        ReportPeriod.of(MON, MON.fromordinal(MON.toordinal() + days - 1))
