@@ -80,6 +80,7 @@ COLUMNS = {
     "among": N_("among"),
     "percent": N_("per cent"),
     "rule": N_("rule"),
+    "alert": N_("alert"),
     "severity": N_("severity"),
     "raised": N_("raised"),
     "overridden": N_("overridden"),

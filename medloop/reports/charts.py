@@ -219,9 +219,10 @@ def prescriber_tables(report: PrescriberReport) -> list[Table]:
             "override-rates",
             "Alert override rate per rule and severity",
             "Alerts raised by my commands, and the share I overrode, most overridden first.",
-            ("rule", "severity", "raised", "overridden", "rate_percent"),
+            ("rule", "alert", "severity", "raised", "overridden", "rate_percent"),
             tuple(
-                (o.rule, o.severity, o.raised, o.overridden, _pct(o.rate)) for o in report.overrides
+                (o.rule, o.summary, o.severity, o.raised, o.overridden, _pct(o.rate))
+                for o in report.overrides
             ),
             Chart("bar", value="rate_percent", category="rule", series="severity"),
         ),

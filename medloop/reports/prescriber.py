@@ -79,6 +79,7 @@ class Antibiotics(_Model):
 
 class OverrideRate(_Model):
     rule: str  # kind/record: the interaction, dose rule, allergy … the alert came from
+    summary: str  # the newest of these alerts' summaries (the drugs' names), for a reader
     kind: str
     severity: str
     raised: int
@@ -129,6 +130,7 @@ class RaisedAlert:
     severity: str
     rule: str
     overridden: bool
+    summary: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ def _alerts(conn: Connection, hpr: str, start: datetime, end: datetime) -> tuple
             alert.c.kind,
             alert.c.severity,
             alert.c.override_reason.is_not(None).label("overridden"),
+            alert.c.record["summary"].as_string().label("summary"),
             overrider.label("overrider"),
             author.label("author"),
         )
@@ -230,7 +233,9 @@ def _alerts(conn: Connection, hpr: str, start: datetime, end: datetime) -> tuple
         .where(alert.c.raised_at >= start, alert.c.raised_at < end)
     ).all()
     return tuple(
-        RaisedAlert(r.kind, r.severity, r.key.rsplit("/", 1)[0], bool(r.overridden))
+        RaisedAlert(
+            r.kind, r.severity, r.key.rsplit("/", 1)[0], bool(r.overridden), r.summary or ""
+        )
         for r in rows
         if r.overrider == hpr or (r.overrider is None and r.author == hpr)
     )
@@ -337,13 +342,16 @@ def _antibiotics(facts: PrescriberFacts, list_size: int | None) -> Antibiotics:
 def _overrides(alerts: tuple[RaisedAlert, ...]) -> list[OverrideRate]:
     raised: Counter[tuple[str, str, str]] = Counter()
     overridden: Counter[tuple[str, str, str]] = Counter()
+    summaries: dict[tuple[str, str, str], str] = {}
     for a in alerts:
         key = (a.rule, a.kind, a.severity)
         raised[key] += 1
         overridden[key] += a.overridden
+        summaries[key] = a.summary
     rows = [
         OverrideRate(
             rule=rule,
+            summary=summaries[(rule, kind, severity)],
             kind=kind,
             severity=severity,
             raised=raised[(rule, kind, severity)],

@@ -110,6 +110,7 @@ def test_override_rates_per_rule_and_severity_most_overridden_first(engine):
         for o in report_for(engine, ME).overrides
     ]
 
+    assert report_for(engine, ME).overrides[0].summary == "interaction ID_IA_1"
     assert rates == [
         ("interaction/ID_IA_1", "avoid", 3, 3, 1.0),
         ("interaction/ID_IA_2", "precautions", 2, 1, 0.5),
