@@ -34,6 +34,7 @@ from medloop.api.routes import (
     patient,
     pharmacy,
     reports,
+    review,
 )
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
@@ -119,6 +120,7 @@ def create_app(
         catalogue,
         patient,
         observations,
+        review,
         cds,
         ops,
     )

@@ -41,8 +41,10 @@ package_name_override: {PACKAGE}
 project_name_override: medloop-api-client
 # The generator formats its output with ruff by default; the test imports it as generated.
 post_hooks: []
-# The report charts (GET /reports/…/charts/<table>.svg) are SVG documents: bytes to a client.
+# The medication review's PDF is a binary download, which the generator reads as a File; the
+# report charts (GET /reports/…/charts/<table>.svg) are SVG documents: bytes to a client too.
 content_type_overrides:
+  application/pdf: application/octet-stream
   image/svg+xml: application/octet-stream
 """
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0015"  # re-chained after main's 0015 (medication review) in the merge of main into h3-reports
 branch_labels = None
 depends_on = None
 
