@@ -71,7 +71,7 @@ COLUMNS = {
     "antipsychotic": N_("antipsychotic"),
     "drugs": N_("drugs"),
     "admitted_on": N_("admitted"),
-    "last_due": N_("last due"),
+    "last_review": N_("last review"),
     "next_due": N_("next due"),
     "status": N_("status"),
     "month": N_("month"),

@@ -165,14 +165,13 @@ def ward_tables(report: WardReport) -> list[Table]:
         Table(
             "reviews-due",
             "Medication reviews due",
-            "Due on admission and yearly after it, from the admission date only (reviews "
-            "already held are not known to the engine yet).",
-            ("resident", "admitted_on", "last_due", "next_due", "status"),
+            "Due on admission and a year after the latest review signed during the stay.",
+            ("resident", "admitted_on", "last_review", "next_due", "status"),
             tuple(
                 (
                     r.name,
                     r.admitted_on.isoformat(),
-                    r.last_due.isoformat(),
+                    None if r.last_review is None else r.last_review.isoformat(),
                     r.next_due.isoformat(),
                     r.status,
                 )

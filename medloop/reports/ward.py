@@ -32,6 +32,7 @@ from medloop.store import administration as store
 from medloop.store.columns import aware
 from medloop.store.list_changes import entry_version
 from medloop.store.patients import patient
+from medloop.store.reviews import medication_review
 
 # -- the report --------------------------------------------------------------------------------
 
@@ -142,17 +143,17 @@ class ReviewDue(_Model):
     patient_id: UUID
     name: str
     admitted_on: date
-    last_due: date
+    last_review: date | None  # the latest review signed since the admission (Oslo day)
     next_due: date
-    status: str  # "due-now" (last due date within the window) | "due-soon" | "not-due"
+    status: str  # "overdue" | "due-now" | "due-soon" | "not-due"
 
 
 class ReviewsDue(_Model):
-    """The medication review is due on admission and yearly after it
-    (``basis``: from the admission date only — the engine keeps no record of reviews held
-    yet, so a review already held is not known). ``due-now``: the last due date is within
-    ``window_days`` before the report's moment; ``due-soon``: the next is within
-    ``window_days`` after it."""
+    """The medication review is due on admission and a year after the latest signed review
+    (``basis``: the admission date and the reviews signed since, ``medication_review``).
+    ``next_due``: the admission day while no review was signed during the stay, else a year
+    after the latest. ``due-now``: due within the ``window_days`` before the report's moment;
+    ``overdue``: due longer ago; ``due-soon``: due within ``window_days`` after it."""
 
     basis: str
     window_days: int
@@ -212,6 +213,7 @@ class Resident:
     name: str
     admitted_at: datetime
     drugs: tuple[tuple[str, str | None], ...]  # (name, ATC) of active entries
+    last_review: datetime | None = None  # the latest review signed since the admission
 
 
 @dataclass(frozen=True)
@@ -433,12 +435,22 @@ def _residents(conn: Connection, current: list[Admission], as_of: datetime) -> t
         drug = entry["drug"]
         resolved = drug.get("resolved") or {}
         drugs[pid].append((resolved.get("name") or drug.get("name") or "?", resolved.get("atc")))
+    reviewed: dict[str, datetime] = {}
+    for r in conn.execute(
+        select(medication_review.c.patient_id, medication_review.c.signed_at).where(
+            medication_review.c.patient_id.in_(ids), medication_review.c.signed_at <= as_of
+        )
+    ):
+        at = aware(r.signed_at)
+        if r.patient_id not in reviewed or at > reviewed[r.patient_id]:
+            reviewed[r.patient_id] = at
     return tuple(
         Resident(
             a.patient_id,
             names.get(str(a.patient_id), str(a.patient_id)),
             a.admitted_at,
             tuple(sorted(drugs.get(str(a.patient_id), []), key=lambda d: d[0])),
+            _since(reviewed.get(str(a.patient_id)), a.admitted_at),
         )
         for a in sorted(current, key=lambda a: names.get(str(a.patient_id), ""))
     )
@@ -603,19 +615,23 @@ def _anniversary(day: date, years: int) -> date:
         return day.replace(year=day.year + years, day=28)
 
 
+def _since(review: datetime | None, admitted_at: datetime) -> datetime | None:
+    """A review counts for the stay when signed on or after the admission day."""
+    if review is None or oslo_day(review) < oslo_day(admitted_at):
+        return None
+    return review
+
+
 def _reviews(residents: tuple[Resident, ...], as_of: datetime, window_days: int) -> ReviewsDue:
     today = oslo_day(as_of)
     window = timedelta(days=window_days)
     rows = []
     for r in residents:
         admitted = oslo_day(r.admitted_at)
-        years = 0
-        while _anniversary(admitted, years + 1) <= today:
-            years += 1
-        last_due = _anniversary(admitted, years)
-        next_due = _anniversary(admitted, years + 1)
-        if today - last_due < window:
-            status = "due-now"
+        last = None if r.last_review is None else oslo_day(r.last_review)
+        next_due = admitted if last is None else _anniversary(last, 1)
+        if next_due <= today:
+            status = "due-now" if today - next_due < window else "overdue"
         elif next_due - today <= window:
             status = "due-soon"
         else:
@@ -625,12 +641,14 @@ def _reviews(residents: tuple[Resident, ...], as_of: datetime, window_days: int)
                 patient_id=r.patient_id,
                 name=r.name,
                 admitted_on=admitted,
-                last_due=last_due,
+                last_review=last,
                 next_due=next_due,
                 status=status,
             )
         )
-    return ReviewsDue(basis="admission-date", window_days=window_days, residents=rows)
+    return ReviewsDue(
+        basis="admission-date-and-signed-reviews", window_days=window_days, residents=rows
+    )
 
 
 def _share(part: int, whole: int) -> float | None:

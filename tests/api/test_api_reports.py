@@ -161,9 +161,11 @@ def test_the_ward_report_counts_what_the_round_charted(world):
     }
     assert psychotropics["count_distribution"] == {"0": 0, "1": 1, "2": 0, "3+": 0}
     (review,) = report["reviews"]["residents"]
-    assert (review["admitted_on"], review["next_due"], review["status"]) == (
+    # no review signed since the admission yesterday: the admission review is due now
+    assert (review["admitted_on"], review["last_review"], review["next_due"], review["status"]) == (
         "2026-11-20",
-        "2027-11-20",
+        None,
+        "2026-11-20",
         "due-now",
     )
     # the named resident's access is audited as the ward chart's is

@@ -37,7 +37,7 @@ def test_a_nurse_reads_her_wards_report_with_charts_tables_and_csv(client, pages
     table = client.get(csv_link)
     assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
     header = next(csv.reader(io.StringIO(table.text)))
-    assert header == ["resident", "admitted_on", "last_due", "next_due", "status"]
+    assert header == ["resident", "admitted_on", "last_review", "next_due", "status"]
 
 
 def test_a_doctor_sees_their_own_prescribing_and_no_ward(client, pages_world):

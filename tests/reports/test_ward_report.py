@@ -14,7 +14,7 @@ from medloop.reports.period import ReportPeriod
 from medloop.reports.ward import read_ward_facts, ward_report
 from medloop.store.db import reader
 from tests.reports.svg import marks
-from tests.reports.world import Dose, Prn, Resident, write_ward
+from tests.reports.world import Dose, Prn, Resident, reviewed, write_ward
 
 MON, TUE = date(2026, 3, 2), date(2026, 3, 3)
 NOW = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)  # after the period: the report's moment is its end
@@ -67,7 +67,10 @@ def small_ward(engine):
         Prn(1, datetime(2026, 3, 3, 10, 0, tzinfo=UTC), scan="no-barcode"),
         Prn(2, datetime(2026, 3, 2, 10, 0, tzinfo=UTC)),
     ]
-    return write_ward(engine, residents, doses, prn)
+    world = write_ward(engine, residents, doses, prn)
+    reviewed(engine, world.residents[0], datetime(2025, 12, 1, 10, 0, tzinfo=UTC))  # elsewhere
+    reviewed(engine, world.residents[1], datetime(2025, 3, 25, 10, 0, tzinfo=UTC))
+    return world
 
 
 def report_of(engine, world):
@@ -177,13 +180,16 @@ def test_psychotropics_and_reviews_of_the_current_residents(engine):
     ]
     # Cecilie (discharged, on kvetiapin) is not named and not counted
     assert "Eng, Cecilie" not in report.model_dump_json()
-    reviews = {r.name: (r.last_due, r.next_due, r.status) for r in report.reviews.residents}
+    reviews = {r.name: (r.last_review, r.next_due, r.status) for r in report.reviews.residents}
     assert reviews == {
-        "Berg, Aase": (date(2026, 1, 10), date(2027, 1, 10), "not-due"),
-        "Dahl, Bjørn": (date(2025, 3, 20), date(2026, 3, 20), "due-soon"),
-        "Fosse, Dag": (date(2026, 2, 20), date(2027, 2, 20), "due-now"),
+        # reviewed before this stay only: the admission review is 53 days overdue
+        "Berg, Aase": (None, date(2026, 1, 10), "overdue"),
+        # reviewed five days after admission: the yearly review is due in 21 days
+        "Dahl, Bjørn": (date(2025, 3, 25), date(2026, 3, 25), "due-soon"),
+        # admitted 12 days ago, not reviewed yet
+        "Fosse, Dag": (None, date(2026, 2, 20), "due-now"),
     }
-    assert report.reviews.basis == "admission-date"
+    assert report.reviews.basis == "admission-date-and-signed-reviews"
 
 
 def test_a_dose_not_yet_missed_is_pending_and_not_counted_as_missed(engine):
@@ -266,8 +272,9 @@ def test_the_csv_of_a_table_has_its_columns_and_rows(engine):
     table = charts.find_table(charts.ward_tables(report), "reviews-due")
     assert table is not None
     lines = charts.to_csv(table).split("\r\n")
-    assert lines[0] == "resident,admitted_on,last_due,next_due,status"
-    assert '"Dahl, Bjørn",2025-03-20,2025-03-20,2026-03-20,due-soon' in lines
+    assert lines[0] == "resident,admitted_on,last_review,next_due,status"
+    assert '"Dahl, Bjørn",2025-03-20,2025-03-25,2026-03-25,due-soon' in lines
+    assert '"Berg, Aase",2026-01-10,,2026-01-10,overdue' in lines
     assert len([line for line in lines if line]) == 1 + 3
 
 

@@ -372,6 +372,24 @@ def _charting(
     )
 
 
+def reviewed(engine: Engine, patient_id: UUID, signed_at: datetime) -> None:
+    """A signed medication review of the patient at ``signed_at``: the row the ward report
+    reads (its moment); the review document itself is the review's own tests' business."""
+    from medloop.store.reviews import medication_review
+
+    with writer(engine).begin() as conn:
+        conn.execute(
+            medication_review.insert(),
+            {
+                "id": str(uuid.uuid4()),
+                "patient_id": str(patient_id),
+                "list_version": 1,
+                "signed_at": signed_at,
+                "record": {"generated": "tests/reports/world.py"},
+            },
+        )
+
+
 # -- a GP's prescribing ------------------------------------------------------------------------
 
 
