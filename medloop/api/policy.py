@@ -56,6 +56,9 @@ class Action(StrEnum):
     OWN_RECORD = "own-record.read"  # a patient's own list and access log
     CATALOGUE_READ = "catalogue.read"
     OBSERVATION_WRITE = "patient.observation"  # weight, kidney function, hepatic risk factors
+    REPORT_WARD = "report.ward"  # a ward's quality report (names the ward's current residents)
+    REPORT_PRESCRIBER = "report.prescriber"  # the caller's own prescribing, aggregated
+    REPORT_PHARMACY = "report.pharmacy"  # the caller's pharmacy's multidose periods, aggregated
 
 
 class Scope(StrEnum):
@@ -104,6 +107,12 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     Action.DISCHARGE: {Role.NURSE: Scope.ADMITTING},
     Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
     Action.OBSERVATION_WRITE: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
+    # Reports: a ward's for the nurses of its organisation; a doctor's and a pharmacy's are
+    # aggregates over the caller's own prescribing / own pharmacy (the query is keyed by the
+    # token's HPR number / organisation) and name no patient.
+    Action.REPORT_WARD: {Role.NURSE: Scope.OWN_WARD},
+    Action.REPORT_PRESCRIBER: {Role.GP: Scope.NO_PATIENT},
+    Action.REPORT_PHARMACY: {Role.PHARMACIST: Scope.NO_PATIENT},
     Action.CATALOGUE_READ: {
         Role.GP: Scope.NO_PATIENT,
         Role.NURSE: Scope.NO_PATIENT,

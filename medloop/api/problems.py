@@ -234,6 +234,7 @@ TITLES: dict[str, str] = {
     "observation-older-than-recorded": "A newer measurement is already on record",
     # nursing homes: wards, admissions, charting
     "ward-not-found": "Ward not found",
+    "invalid-report-period": "The report period is not possible",
     "ward-id-already-used": "A ward with this id already exists",
     "ward-of-another-organisation": "The ward belongs to another organisation",
     "invalid-ward-config": "The ward configuration is not valid",

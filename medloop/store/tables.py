@@ -17,6 +17,7 @@ from medloop.store import (  # noqa: F401  (registers their tables)
     patients,
     prescriptions,
     reviews,
+    sessions,
 )
 
 __all__ = ["metadata"]
