@@ -266,3 +266,18 @@ def ward_organisation(conn: Connection, ward_id: UUID) -> str | None:
     """The organisation a ward belongs to; ``None`` for an unknown ward."""
     found = administration.read_ward(conn, ward_id)
     return None if found is None else found.ward.organisation_id
+
+
+def patient_of(conn: Connection, kind: str, resource_id: UUID) -> UUID | None:
+    """The patient a list entry, prescription or dispense (``kind``: ``entry``,
+    ``prescription``, ``dispense``) belongs to; ``None`` when there is none. Reads no patient
+    data: it only finds whose record to read (and authorise, and audit)."""
+    from medloop.store import list_changes
+    from medloop.store import prescriptions as stored
+
+    finders = {
+        "entry": list_changes.patient_of_entry,
+        "prescription": stored.patient_of_prescription,
+        "dispense": stored.patient_of_dispense,
+    }
+    return finders[kind](conn, resource_id)

@@ -57,6 +57,12 @@ class Settings:
     """``MEDLOOP_ALLOW_DEV_KEYS=1``: ``medloop serve`` may trust the bundled development keys."""
     fest_xsd_dir: Path | None = None
     demo_catalogue: Path = REPO_ROOT / "seeds" / "demo-fest.xml"
+    smart_authorize_url: str | None = None
+    """``MEDLOOP_SMART_AUTHORIZE_URL``: the authorisation server's authorize endpoint, as
+    ``/.well-known/smart-configuration`` advertises it (the issuer's; medloop issues no
+    tokens itself)."""
+    smart_token_url: str | None = None
+    """``MEDLOOP_SMART_TOKEN_URL``: the authorisation server's token endpoint."""
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -88,6 +94,8 @@ class Settings:
             demo_catalogue=Path(
                 env.get("MEDLOOP_DEMO_CATALOGUE") or REPO_ROOT / "seeds" / "demo-fest.xml"
             ),
+            smart_authorize_url=env.get("MEDLOOP_SMART_AUTHORIZE_URL") or None,
+            smart_token_url=env.get("MEDLOOP_SMART_TOKEN_URL") or None,
         )
 
 

@@ -110,8 +110,19 @@ def create_app(
     modules = (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds, ops)
     for module in modules:
         app.include_router(module.router)
+    from medloop import fhir as _fhir_package  # noqa: F401 - the FHIR face (translation only)
+    from medloop.fhir import outcome as fhir_outcome
+    from medloop.fhir import router as fhir_router
+
+    fhir_routers = (fhir_router.router, fhir_router.well_known)
+    for found in fhir_routers:
+        app.include_router(found)
+    # Every error under /fhir is an OperationOutcome (the problem handlers, re-expressed).
+    fhir_outcome.install(app)
     # Every route with its full path, for the ``Allow`` of a 405 (``problems``).
-    app.state.routes = tuple(route for module in modules for route in module.router.routes)
+    app.state.routes = tuple(
+        route for router in (*(m.router for m in modules), *fhir_routers) for route in router.routes
+    )
     _with_problem_schema(app)
     return app
 

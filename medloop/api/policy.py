@@ -158,6 +158,22 @@ def _refuse(
 _NO_WARD_ADMIN = "ward_admin claim required"
 
 
+def refuse_scope(
+    engine: Engine,
+    principal: Principal,
+    what: str,
+    patient_id: UUID | None,
+    why: str,
+    request_id: str | None,
+) -> NoReturn:
+    """Refuse what the token's SMART scopes do not grant (``medloop.fhir.scopes`` decides):
+    audited like a refusal of the matrix when a patient is named, ``Forbidden`` without
+    patient data."""
+    if patient_id is not None:
+        audit_refused(engine, accessor(principal, request_id), patient_id, what, why)
+    raise Forbidden(f"the token's scopes do not grant {what}: {why}")
+
+
 def read_window(
     engine: Engine,
     principal: Principal,

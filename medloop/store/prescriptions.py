@@ -237,3 +237,19 @@ def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) 
             }
         ],
     )
+
+
+def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:
+    """The patient of prescription ``prescription_id`` (``None``: no such prescription)."""
+    found = conn.execute(
+        select(prescription.c.patient_id).where(prescription.c.id == str(prescription_id))
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)
+
+
+def patient_of_dispense(conn: Connection, dispense_id: UUID) -> UUID | None:
+    """The patient of dispense ``dispense_id`` (``None``: no such dispense)."""
+    found = conn.execute(
+        select(dispense.c.patient_id).where(dispense.c.id == str(dispense_id))
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)

@@ -11,7 +11,7 @@ import medloop
 
 ROOT = Path(medloop.__file__).resolve().parent
 
-SCANNED = ("loop", "api", "jobs.py", "demo.py", "queries.py")
+SCANNED = ("loop", "api", "fhir", "jobs.py", "demo.py", "queries.py")
 """Where changes to patient data could start: the commands, the routes, the jobs, the demo."""
 
 OPENERS = frozenset(
