@@ -9,6 +9,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from medloop.api.auth import issue_token
+from tests.fhir import validator
 from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID, World, prescribe_body
 from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_28
 
@@ -60,10 +61,12 @@ def fhir_get(world: World, path: str, token: str | None = None, **headers: str):
 
 
 def validated(resource: dict[str, Any]) -> dict[str, Any]:
-    """``resource`` after ``fhir.resources`` (R4B models: the package's R4 line) accepted it
-    and every resource inside it (a Bundle's entries)."""
+    """``resource`` after ``fhir.resources`` (its R4B models, the closest it ships to R4) and
+    the independent R4 validator (``tests/fhir/validator.py``) accepted it, and every resource
+    inside it (a Bundle's entries)."""
     model = get_fhir_model_class(resource["resourceType"])
     model.model_validate(resource)
+    validator.check(resource)
     for entry in resource.get("entry", []) if resource["resourceType"] == "Bundle" else []:
         validated(entry["resource"])
     return resource
