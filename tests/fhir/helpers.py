@@ -9,8 +9,8 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from medloop.api.auth import issue_token
-from tests.fhir import validator
 from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID, World, prescribe_body
+from tests.fhir import validator
 from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_28
 
 FHIR_JSON = "application/fhir+json"
