@@ -158,6 +158,18 @@ def _refuse(
 _NO_WARD_ADMIN = "ward_admin claim required"
 
 
+def audit_refusal(
+    engine: Engine,
+    principal: Principal,
+    what: str,
+    patient_id: UUID,
+    why: str,
+    request_id: str | None,
+) -> None:
+    """Record a refused write on ``patient_id`` (bad input) as every refusal is recorded."""
+    audit_refused(engine, accessor(principal, request_id), patient_id, what, why[:2000])
+
+
 def refuse_scope(
     engine: Engine,
     principal: Principal,

@@ -23,8 +23,11 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
 """Every resource type served and its interactions (``create`` is added by the write routes
 that exist: ``WRITES``)."""
 
-WRITES: dict[str, tuple[str, ...]] = {}
-"""Resource types that take ``create`` (POST): filled in by ``medloop.fhir.writes``."""
+WRITES: dict[str, tuple[str, ...]] = {
+    "MedicationRequest": ("create",),
+    "MedicationAdministration": ("create",),
+}
+"""Resource types that take ``create`` (POST, ``medloop.fhir.writes``)."""
 
 OPERATIONS: list[dict[str, str]] = []
 """System/type operations (``$export``): filled in by the modules that serve them."""

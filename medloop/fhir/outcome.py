@@ -19,7 +19,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from medloop.api.responses import JSONResponse
-from medloop.fhir.resources import FHIR_JSON
+from medloop.fhir.resources import ALERT_KEY, FHIR_JSON
 
 PROBLEM_SYSTEM = "https://medloop.dev/problems"
 """The system of an issue's ``details`` coding: the JSON API's problem code."""
@@ -111,8 +111,10 @@ def from_problem(response: Response) -> Response:
     except (ValueError, AttributeError):
         problem = {}
     status = response.status_code
-    code = _ISSUE_CODE.get(status, "exception" if status >= 500 else "processing")
     problem_code = problem.get("code") if isinstance(problem, dict) else None
+    if status == 422 and problem_code == "malformed-json":
+        status = 400  # FHIR: a body that cannot be parsed is a Bad Request
+    code = _ISSUE_CODE.get(status, "exception" if status >= 500 else "processing")
     detail = problem.get("detail") if isinstance(problem, dict) else None
     issues = [issue(code, str(detail or "the request was refused"), problem=problem_code)]
     for fault in (problem.get("errors") or [])[:50] if isinstance(problem, dict) else []:
@@ -126,12 +128,54 @@ def from_problem(response: Response) -> Response:
         )
     if problem.get("request_id") if isinstance(problem, dict) else None:
         issues[0]["diagnostics"] += f" (request id {problem['request_id']})"
+    alerts = problem.get("alerts") if isinstance(problem, dict) else None
+    contained = []
+    for index, alert in enumerate(alerts if isinstance(alerts, list) else []):
+        # An alert that needs an override: one issue naming its key, and the DetectedIssue.
+        key = str(alert.get("key", ""))
+        found = issue("business-rule", str(alert.get("summary", key)), problem=None)
+        found["details"] = {"coding": [{"system": ALERT_KEY, "code": key}], "text": key}
+        issues.append(found)
+        contained.append(_detected_issue(f"alert-{index + 1}", alert))
     headers = {
         k: v
         for k, v in response.headers.items()
         if k.lower() not in ("content-type", "content-length")
     }
-    return outcome_response(status, issues, headers)
+    body = operation_outcome(issues)
+    if contained:
+        body["contained"] = contained
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+_SEVERITY = {"avoid": "high", "precautions": "moderate"}
+
+
+def _detected_issue(local_id: str, alert: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "DetectedIssue",
+        "id": local_id,
+        "identifier": [{"system": ALERT_KEY, "value": str(alert.get("key", ""))}],
+        "status": "preliminary",
+        "code": {
+            "coding": [
+                {
+                    "system": "https://medloop.dev/fhir/CodeSystem/alert-kind",
+                    "code": str(alert.get("kind", "alert")),
+                }
+            ]
+        },
+        "severity": _SEVERITY.get(str(alert.get("severity")), "low"),
+        "detail": str(alert.get("summary", "")),
+    }
+    implicated = [
+        {"reference": f"MedicationStatement/{m}"}
+        for m in alert.get("medications", ())
+        if isinstance(m, str) and len(m) == 36
+    ]
+    if implicated:
+        body["implicated"] = implicated
+    return body
 
 
 def install(app: Any) -> None:

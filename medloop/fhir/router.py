@@ -26,7 +26,7 @@ from medloop.api.auth import Role
 from medloop.api.deps import Caller, CallerDep
 from medloop.api.policy import MATRIX, Action, read_window
 from medloop.api.responses import JSONResponse
-from medloop.api.routing import dispatching
+from medloop.api.routing import StrictJsonRequest, dispatching
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.state import PatientState
 from medloop.fhir import resources as fhir
@@ -59,6 +59,15 @@ class FhirRoute(APIRoute):
             endpoint = dispatching(endpoint)
         kwargs.setdefault("response_class", FhirResponse)
         super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def strict_json(request: Request) -> Any:
+            # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict_json
 
 
 class FhirResponse(JSONResponse):
@@ -648,7 +657,7 @@ def search_dispenses(caller: CallerDep, request: Request) -> FhirResponse:
 # -- MedicationAdministration ---------------------------------------------------------------------
 
 
-def _administrations(
+def administrations(
     caller: Caller, patient_id: UUID
 ) -> tuple[list[dict[str, Any]], dict[str, CatalogueDrug]]:
     scopes.require(caller, "MedicationAdministration", "read", patient_id)
@@ -690,7 +699,7 @@ def read_administration(caller: CallerDep, administration_id: str) -> FhirRespon
     )
     if patient_id is None:
         raise _gone("MedicationAdministration", administration_id)
-    resources, _ = _administrations(caller, patient_id)
+    resources, _ = administrations(caller, patient_id)
     match = [r for r in resources if r["id"] == str(found)]
     if not match:
         raise _gone("MedicationAdministration", administration_id)
@@ -702,7 +711,7 @@ def search_administrations(caller: CallerDep, request: Request) -> FhirResponse:
     search = parse(request, "MedicationAdministration")
     _validate_dates(search, ("effective-time",))
     patient_id = search_patient(caller, search)
-    found, drugs = _administrations(caller, patient_id)
+    found, drugs = administrations(caller, patient_id)
     matches = filtered(
         found,
         search,
