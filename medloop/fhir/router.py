@@ -658,9 +658,12 @@ def search_dispenses(caller: CallerDep, request: Request) -> FhirResponse:
 
 
 def administrations(
-    caller: Caller, patient_id: UUID
+    caller: Caller, patient_id: UUID, *, scoped: bool = True
 ) -> tuple[list[dict[str, Any]], dict[str, CatalogueDrug]]:
-    scopes.require(caller, "MedicationAdministration", "read", patient_id)
+    """The patient's chartings as MedicationAdministrations (scopes checked unless
+    ``scoped`` is false: the answer to a create), with the drugs they reference."""
+    if scoped:
+        scopes.require(caller, "MedicationAdministration", "read", patient_id)
     action = action_for(caller, "MedicationAdministration")
     since, until = None, None
     if action is Action.OWN_RECORD:

@@ -44,7 +44,7 @@ from medloop.domain.prescription import PrescribedQuantity
 from medloop.fhir import resources as fhir
 from medloop.fhir import scopes
 from medloop.fhir.outcome import FhirError, issue
-from medloop.fhir.router import FhirResponse, FhirRoute, read_patient
+from medloop.fhir.router import FhirResponse, FhirRoute
 from medloop.loop import administration, prescribe
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.errors import OverrideRequired
@@ -409,10 +409,11 @@ def create_medication_request(
         return FhirResponse(_alerts_outcome(result), status_code=201, headers=headers)
     from medloop import queries
 
-    versions = read_patient(
-        caller,
+    # The created resource as it was stored (an audited read; what was just written is
+    # answered even to a token that may create but not read).
+    versions = caller.read(
         patient_id,
-        "MedicationRequest",
+        "fhir-MedicationRequest",
         lambda conn: queries.patient_state(conn, patient_id).prescription_history[prescription_id],
     )
     return FhirResponse(
@@ -545,7 +546,7 @@ def create_medication_administration(
     administration_id = result.response["administration_id"]
     from medloop.fhir.router import administrations
 
-    resources, _ = administrations(caller, patient_id)
+    resources, _ = administrations(caller, patient_id, scoped=False)
     created = next(r for r in resources if r["id"] == administration_id)
     headers = {"Location": f"/fhir/MedicationAdministration/{administration_id}"}
     if result.replayed:
