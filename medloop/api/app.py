@@ -111,11 +111,17 @@ def create_app(
     for module in modules:
         app.include_router(module.router)
     from medloop import fhir as _fhir_package  # noqa: F401 - the FHIR face (translation only)
+    from medloop.fhir import bulk as fhir_bulk
     from medloop.fhir import outcome as fhir_outcome
     from medloop.fhir import router as fhir_router
     from medloop.fhir import writes as fhir_writes
 
-    fhir_routers = (fhir_router.router, fhir_writes.router, fhir_router.well_known)
+    fhir_routers = (
+        fhir_router.router,
+        fhir_writes.router,
+        fhir_bulk.router,
+        fhir_router.well_known,
+    )
     for found in fhir_routers:
         app.include_router(found)
     # Every error under /fhir is an OperationOutcome (the problem handlers, re-expressed).

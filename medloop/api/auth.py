@@ -5,7 +5,8 @@ the configured public key or JWKS, the issuer, the audience, ``exp``, ``nbf`` an
 required), then reads the claims:
 
 - ``sub``: the person — an HPR number (health personnel) or a national id (patient);
-- ``role``: ``gp``, ``nurse``, ``pharmacist`` or ``patient``;
+- ``role``: ``gp``, ``nurse``, ``pharmacist``, ``patient`` or ``exporter`` (a registry's or
+  analytics service's system client: FHIR bulk export only, ``sub`` is its client id);
 - ``org``: the organisation (HER-id or organisation number) the person acts for; not for
   patients; ``org_name`` and ``name`` are display names (optional);
 - ``ward_admin``: ``true`` for a nurse who may create and configure wards, admit and discharge
@@ -66,6 +67,8 @@ class Role(StrEnum):
     NURSE = "nurse"
     PHARMACIST = "pharmacist"
     PATIENT = "patient"
+    EXPORTER = "exporter"
+    """A system client of a registry or analytics service: FHIR bulk export only."""
 
 
 _PERSONNEL = {
@@ -118,6 +121,8 @@ class Principal:
 
     @property
     def audit_role(self) -> str:
+        if self.role is Role.EXPORTER:
+            return "exporter"
         return "patient" if self.is_patient else _PERSONNEL[self.role][0].value
 
 
@@ -164,6 +169,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         scopes=scopes,
         patient_context=context,
     )
+    if role is Role.EXPORTER:
+        return principal  # a system client: its subject is a client id, not an HPR number
     try:
         principal.actor  # noqa: B018 - validates the HPR number and names
     except (ValidationError, DomainError):

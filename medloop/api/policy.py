@@ -56,6 +56,7 @@ class Action(StrEnum):
     OWN_RECORD = "own-record.read"  # a patient's own list and access log
     CATALOGUE_READ = "catalogue.read"
     OBSERVATION_WRITE = "patient.observation"  # weight, kidney function, hepatic risk factors
+    BULK_EXPORT = "fhir.export"  # FHIR $export: every patient, or a ward of the organisation
 
 
 class Scope(StrEnum):
@@ -104,6 +105,8 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     Action.DISCHARGE: {Role.NURSE: Scope.ADMITTING},
     Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
     Action.OBSERVATION_WRITE: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
+    # A registry's system client; a Group (ward) export only of a ward of its organisation.
+    Action.BULK_EXPORT: {Role.EXPORTER: Scope.NO_PATIENT},
     Action.CATALOGUE_READ: {
         Role.GP: Scope.NO_PATIENT,
         Role.NURSE: Scope.NO_PATIENT,

@@ -29,8 +29,25 @@ WRITES: dict[str, tuple[str, ...]] = {
 }
 """Resource types that take ``create`` (POST, ``medloop.fhir.writes``)."""
 
-OPERATIONS: list[dict[str, str]] = []
-"""System/type operations (``$export``): filled in by the modules that serve them."""
+OPERATIONS: list[dict[str, str]] = [
+    {
+        "name": "export",
+        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    },
+    {
+        "name": "export",
+        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+    },
+]
+"""The Bulk Data operations (``medloop.fhir.bulk``)."""
+OPERATION_ROUTES = {
+    ("GET", "/fhir/$export"),
+    ("GET", "/fhir/Group/{id}/$export"),
+    ("GET", "/fhir/$export-status/{id}"),
+    ("DELETE", "/fhir/$export-status/{id}"),
+    ("GET", "/fhir/$export-file/{id}/{id}"),
+}
+"""The routes of the operations: kick-off, status polling and deleting, the files."""
 
 _PATHS = {
     "read": "/fhir/{type}/{id}",
@@ -54,7 +71,7 @@ def expected_routes() -> set[tuple[str, str]]:
     for resource, interactions in INTERACTIONS.items():
         for interaction in (*interactions, *WRITES.get(resource, ())):
             found.add((_METHODS[interaction], _PATHS[interaction].replace("{type}", resource)))
-    return found
+    return found | OPERATION_ROUTES
 
 
 def capability_statement(base: str) -> dict[str, Any]:

@@ -133,3 +133,26 @@ def require(caller: Caller, resource: str, interaction: str, patient_id: UUID | 
             why,
             caller.request_id,
         )
+
+
+def require_system(caller: Caller, types: tuple[str, ...]) -> None:
+    """A bulk export needs a ``system/`` scope that reads every type asked for (a backend
+    service's grant, SMART Backend Services); refused otherwise (403)."""
+    found = grants(caller.principal.scopes)
+    missing = [
+        kind
+        for kind in types
+        if not any(
+            g.context == "system" and g.resource in ("*", kind) and "r" in g.permissions
+            for g in found
+        )
+    ]
+    if missing:
+        refuse_scope(
+            caller.engine,
+            caller.principal,
+            "fhir.export",
+            None,
+            f"no system/ scope reads {', '.join(missing)}",
+            caller.request_id,
+        )
