@@ -5,13 +5,13 @@ export's manifest recorded. Run by the ``fhir-export`` job (``medloop.jobs``).""
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import Engine
 
 from medloop import queries
@@ -48,7 +48,7 @@ def run_pending(engine: Engine, now: datetime, base: Path) -> dict[str, Any]:
 def run(engine: Engine, export: exports.Export, now: datetime, base: Path) -> int:
     directory = export_directory(base, export.id)
     directory.mkdir(parents=True, exist_ok=True)
-    files: dict[str, IO[str]] = {}
+    files: dict[str, IO[bytes]] = {}
     counts: dict[str, int] = dict.fromkeys(export.types, 0)
     read: list[UUID] = []
     try:
@@ -74,14 +74,14 @@ def _write(
     kind: str,
     resource: dict[str, Any],
     directory: Path,
-    files: dict[str, IO[str]],
+    files: dict[str, IO[bytes]],
     counts: dict[str, int],
 ) -> None:
     handle = files.get(kind)
     if handle is None:
-        handle = files[kind] = (directory / f"{kind}.ndjson").open("w", encoding="utf-8")
-    handle.write(json.dumps(resource, separators=(",", ":"), ensure_ascii=False))
-    handle.write("\n")
+        handle = files[kind] = (directory / f"{kind}.ndjson").open("wb")
+    handle.write(orjson.dumps(resource))
+    handle.write(b"\n")
     counts[kind] += 1
 
 
@@ -90,7 +90,7 @@ def _patient(
     patient_id: UUID,
     export: exports.Export,
     directory: Path,
-    files: dict[str, IO[str]],
+    files: dict[str, IO[bytes]],
     counts: dict[str, int],
 ) -> bool:
     since = export.since
