@@ -237,6 +237,27 @@ def search_patients(caller: CallerDep, request: Request) -> FhirResponse:
     return fhir_json(bundle(request, search, [resource]))
 
 
+# -- Practitioner, Organization: the caller (SMART fhirUser) --------------------------------------
+
+
+@router.get("/Practitioner/{practitioner_id}", summary="The caller as a Practitioner (fhirUser)")
+def read_practitioner(caller: CallerDep, practitioner_id: str) -> FhirResponse:
+    principal = caller.principal
+    if principal.role in (Role.PATIENT, Role.EXPORTER) or practitioner_id != principal.subject:
+        # Practitioners are named in the resources by HPR number and name; medloop keeps no
+        # registry of health personnel, so only the caller's own record can be read.
+        raise _gone("Practitioner", practitioner_id)
+    return fhir_json(fhir.practitioner(principal.actor.personnel))
+
+
+@router.get("/Organization/{organization_id}", summary="The caller's organisation")
+def read_organization(caller: CallerDep, organization_id: str) -> FhirResponse:
+    principal = caller.principal
+    if principal.role in (Role.PATIENT, Role.EXPORTER) or organization_id != principal.organisation:
+        raise _gone("Organization", organization_id)
+    return fhir_json(fhir.organization(principal.actor.organisation))
+
+
 # -- Medication -----------------------------------------------------------------------------------
 
 

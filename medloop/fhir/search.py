@@ -30,6 +30,8 @@ COMMON = {
 
 PARAMETERS: dict[str, dict[str, str]] = {
     "Patient": {"_id": "token", "identifier": "token"},
+    "Practitioner": {},
+    "Organization": {},
     "Medication": {"_id": "token", "code": "token"},
     "MedicationStatement": {
         "_id": "token",

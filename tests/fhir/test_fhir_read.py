@@ -290,3 +290,15 @@ def test_every_error_under_fhir_is_an_operation_outcome(world):
     outcome_of(response, 405)
     outcome_of(world.client.delete("/fhir/Patient/x", headers=signed), 405)
     outcome_of(world.client.put("/fhir/Patient/x", json={}), 401)
+
+
+def test_the_caller_reads_their_own_practitioner_and_organization(world):
+    from tests.loop.helpers import GP
+
+    hpr, org = GP.personnel.hpr_number, GP.organisation.id
+    practitioner = validated(fhir_get(world, f"/fhir/Practitioner/{hpr}").json())
+    assert practitioner["identifier"] == [{"system": fhir.HPR, "value": hpr}]
+    organization = validated(fhir_get(world, f"/fhir/Organization/{org}").json())
+    assert organization["identifier"][0] == {"system": fhir.HER_ID, "value": org}
+    outcome_of(fhir_get(world, "/fhir/Practitioner/9876543"), 404)
+    outcome_of(fhir_get(world, f"/fhir/Organization/{org}", token=patient_token()), 404)
