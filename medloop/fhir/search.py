@@ -339,7 +339,7 @@ def bundle(
         return body
     page = matches[search.offset : search.offset + search.count]
     links = [{"relation": "self", "url": str(request.url)}]
-    if search.offset + search.count < len(matches):
+    if search.count and search.offset + search.count < len(matches):
         links.append(
             {"relation": "next", "url": _page_url(request, search, search.offset + search.count)}
         )

@@ -161,6 +161,10 @@ def test_paging_follows_next_links_and_summary_count_gives_only_the_total(world)
     assert seen == made
     counted = validated(_statements(world, "&_summary=count").json())
     assert counted["total"] == 3 and "entry" not in counted
+    # _count=0 asks for the total only: no entries and no next link to loop on.
+    none = validated(_statements(world, "&_count=0").json())
+    assert none["total"] == 3 and "entry" not in none
+    assert [link["relation"] for link in none["link"]] == ["self"]
 
 
 def test_an_unknown_search_parameter_is_refused_unless_handling_is_lenient(world):
