@@ -112,8 +112,10 @@ def from_problem(response: Response) -> Response:
         problem = {}
     status = response.status_code
     problem_code = problem.get("code") if isinstance(problem, dict) else None
-    if status == 422 and problem_code == "malformed-json":
-        status = 400  # FHIR: a body that cannot be parsed is a Bad Request
+    faults = (problem.get("errors") or []) if isinstance(problem, dict) else []
+    body_fault = any((f.get("loc") or [None])[0] == "body" for f in faults)
+    if status == 422 and (problem_code == "malformed-json" or body_fault):
+        status = 400  # FHIR: a body that cannot be parsed (or is missing) is a Bad Request
     code = _ISSUE_CODE.get(status, "exception" if status >= 500 else "processing")
     detail = problem.get("detail") if isinstance(problem, dict) else None
     issues = [issue(code, str(detail or "the request was refused"), problem=problem_code)]

@@ -466,7 +466,7 @@ def _id_rule(resource: dict[str, Any], value: str, modifier: str) -> bool:
 
 def _code_rule(drugs: dict[str, CatalogueDrug]):
     def rule(resource: dict[str, Any], value: str, modifier: str) -> bool:
-        return codings_match([value], _medication_codes(resource, drugs))
+        return codings_match([value], _medication_codes(resource, drugs), modifier)
 
     return rule
 
@@ -665,7 +665,7 @@ def search_dispenses(caller: CallerDep, request: Request) -> FhirResponse:
         {
             "_id": _id_rule,
             "status": _status_rule,
-            "code": lambda r, v, m: codings_match([v], r["medicationCodeableConcept"]["coding"]),
+            "code": lambda r, v, m: codings_match([v], r["medicationCodeableConcept"]["coding"], m),
             "whenhandedover": _date_rule(
                 lambda r: day_range(*(2 * [datetime.fromisoformat(r["whenHandedOver"]).date()]))
             ),

@@ -177,7 +177,8 @@ def parse(request: Request, resource: str) -> Search:
     )
 
 
-_MODIFIERS = {"token": ("exact", "not", "text", "below"), "string": ("exact",), "date": ()}
+_MODIFIERS = {"token": ("not", "below"), "string": ("exact",), "date": ()}
+"""Token modifiers: ``:not``, and ``:below`` (a code and everything under it: ATC levels)."""
 
 
 def _integer(params: dict[str, list[str]], name: str, default: int) -> int:
@@ -293,17 +294,21 @@ def reference_id(name: str, value: str, resource: str = "Patient") -> str:
     return tail[-1]
 
 
-def codings_match(values: Sequence[str], codings: Sequence[dict[str, Any]]) -> bool:
-    """Whether any token of ``values`` (a comma list each, OR) matches one of the codings."""
+def codings_match(
+    values: Sequence[str], codings: Sequence[dict[str, Any]], modifier: str = ""
+) -> bool:
+    """Whether any token of ``values`` (a comma list each, OR) matches one of the codings
+    (``below``: the code or one under it, by prefix as ATC levels go; ``not``: none does)."""
+    found = False
     for value in values:
         for one in value.split(","):
             system, code = token(one)
             for coding in codings:
-                if coding.get("code") == code and (
-                    system is None or coding.get("system") == system
-                ):
-                    return True
-    return False
+                given = str(coding.get("code", ""))
+                same = given.startswith(code) if modifier == "below" else given == code
+                if same and (system is None or coding.get("system") == system):
+                    found = True
+    return not found if modifier == "not" else found
 
 
 def filtered(

@@ -143,6 +143,8 @@ def test_statement_search_by_status_code_and_effective_date(world):
     assert ids(f"&code={fhir.NO_VARENR}|{SIMVASTATIN_28}") == [simva["entry_id"]]
     assert ids(f"&code={fhir.ATC}|C10AA05") == [atorva["entry_id"]]
     assert ids("&code=C10AA01,C10AA05") == sorted([simva["entry_id"], atorva["entry_id"]])
+    assert ids(f"&code:below={fhir.ATC}|C10AA") == sorted([simva["entry_id"], atorva["entry_id"]])
+    assert ids("&code:not=C10AA01") == [atorva["entry_id"]]
     assert ids("&effective=ge2026-11-20") == sorted([simva["entry_id"], atorva["entry_id"]])
     assert ids("&effective=lt2026-11-20") == []
     assert ids("&_lastUpdated=gt2030-01-01") == []
