@@ -120,6 +120,25 @@ def _no_contained(resource: dict[str, Any]) -> None:
         )
 
 
+def _subject(resource: dict[str, Any], drug: Any) -> UUID:
+    """The patient the resource is about. When it names none of ours, what is wrong with
+    its drug is told first (more useful for a foreign resource such as HL7's examples), then
+    its contained resources, then the subject."""
+    try:
+        return _patient(resource, "subject")
+    except FhirError:
+        drug(resource)
+        _no_contained(resource)
+        raise
+
+
+def _administered_drug(resource: dict[str, Any]) -> None:
+    """A charted dose's drug, when given, must be named in FEST codes (the entry decides
+    what is given)."""
+    if "medicationReference" in resource or "medicationCodeableConcept" in resource:
+        _drug(resource)
+
+
 def _patient(resource: dict[str, Any], element: str) -> UUID:
     reference = (resource.get(element) or {}).get("reference")
     path = f"{resource['resourceType']}.{element}"
@@ -384,12 +403,12 @@ def create_medication_request(
     prefer: Annotated[str | None, Header(alias="Prefer")] = None,
 ) -> FhirResponse:
     posted = _checked(resource, "MedicationRequest")
-    _drug(posted)  # a precise answer about the drug first (needs no patient)
-    _no_contained(posted)
-    patient_id = _patient(posted, "subject")
+    patient_id = _subject(posted, _drug)
     scopes.require(caller, "MedicationRequest", "create", patient_id)
     caller.authorize(Action.LIST_WRITE, patient_id)
     with _audited_refusal(caller, patient_id, "fhir.MedicationRequest.create"):
+        _drug(posted)
+        _no_contained(posted)
         order = _order(posted, caller.at.date())
         keyed, blanket = _overrides(posted)
 
@@ -528,13 +547,12 @@ def create_medication_administration(
     witness: Annotated[str | None, Header(alias="X-Witness-Authorization")] = None,
 ) -> FhirResponse:
     posted = _checked(resource, "MedicationAdministration")
-    if "medicationReference" in posted or "medicationCodeableConcept" in posted:
-        _drug(posted)  # it must name FEST codes; the entry decides what is given
-    _no_contained(posted)
-    patient_id = _patient(posted, "subject")
+    patient_id = _subject(posted, _administered_drug)
     scopes.require(caller, "MedicationAdministration", "create", patient_id)
     caller.authorize(Action.CHART_WRITE, patient_id)
     with _audited_refusal(caller, patient_id, "fhir.MedicationAdministration.create"):
+        _administered_drug(posted)
+        _no_contained(posted)
         request = _chart_request(posted)
         keyed, blanket = _overrides(posted)
     signed = _witness(caller, witness)

@@ -466,3 +466,16 @@ def test_a_not_done_dose_carries_its_reason(world):
     assert charted["status"] == "not-done"
     assert charted["statusReason"][0]["coding"][0]["code"] == "refused"
     assert charted["statusReason"][0]["text"] == "the patient refused"
+
+
+def test_a_refused_create_is_audited_on_the_patient_it_names(world):
+    body = medication_request(world)
+    body["medicationCodeableConcept"] = {"coding": [{"system": fhir.ATC, "code": "C10AA01"}]}
+    refused = prescribe(world, body)
+    outcome_of(refused, 422)
+    with world.engine.connect() as conn:
+        latest = audit.events_for_patient(conn, NATIONAL_ID).events[0]
+    assert latest.action == "api.fhir.MedicationRequest.create"
+    assert str(latest.outcome) == "refused"
+    assert latest.request_id == refused.headers["X-Request-ID"]
+    assert "ATC" in (latest.reason or "") or "ATC" in json.dumps(latest.detail)
