@@ -26,7 +26,9 @@ from medloop.fhir.router import FhirResponse, FhirRoute
 from medloop.fhir.search import lenient
 from medloop.loop import exports
 
-router = APIRouter(prefix="/fhir", tags=["fhir bulk data"], route_class=FhirRoute)
+router = APIRouter(
+    prefix="/fhir", tags=["fhir bulk data"], route_class=FhirRoute, include_in_schema=False
+)
 
 NDJSON = "application/fhir+ndjson"
 _FORMATS = (None, NDJSON, "application/ndjson", "ndjson")

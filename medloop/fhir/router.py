@@ -74,7 +74,7 @@ class FhirResponse(JSONResponse):
     media_type = fhir.FHIR_JSON
 
 
-router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute, include_in_schema=False)
 
 READ_ACTIONS: dict[str, tuple[Action, ...]] = {
     "Patient": (Action.LIST_READ, Action.DISPENSING_READ, Action.CHART_READ),
@@ -846,7 +846,7 @@ def now_utc() -> datetime:
 
 # -- SMART discovery ------------------------------------------------------------------------------
 
-well_known = APIRouter(tags=["fhir"], route_class=FhirRoute)
+well_known = APIRouter(tags=["fhir"], route_class=FhirRoute, include_in_schema=False)
 
 
 @well_known.get(

@@ -51,7 +51,7 @@ from medloop.loop.errors import OverrideRequired
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.runner import CommandResult
 
-router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute, include_in_schema=False)
 
 PRESCRIPTION_ID = "https://medloop.dev/fhir/NamingSystem/prescription"
 PLANNED_DOSE = "https://medloop.dev/fhir/StructureDefinition/planned-dose"
