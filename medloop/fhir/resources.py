@@ -578,10 +578,9 @@ def detected_issue(patient_id: UUID, index: int, stored: StoredAlert) -> dict[st
     if stored.override_reason is not None:
         author = (stored.override_by or {}).get("personnel") or {}
         mitigation: dict[str, Any] = {
-            "action": {
-                "coding": [{"system": V3_ACT, "code": "_ActDetectedIssueManagementCode"}],
-                "text": stored.override_reason,
-            },
+            # The prescriber's own words; no code of v3 ActDetectedIssueManagementCode says
+            # "overridden with this reason" better than the reason itself.
+            "action": {"text": stored.override_reason},
             "date": instant(stored.raised_at),
         }
         if author.get("hpr_number"):
