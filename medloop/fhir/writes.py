@@ -332,7 +332,17 @@ def _dosage(resource: dict[str, Any], today: date) -> tuple[Use, MappedDosage | 
     return dosage.use, MappedDosage(dosage, mapped.start, mapped.stop)
 
 
-def _order(resource: dict[str, Any], today: date) -> PrescribeOrder:
+_IDS = uuid.UUID("6f1d2a4e-9c1b-4f0e-8a51-3d7f8e2b9c10")
+"""Namespace of the ids a create derives from its Idempotency-Key."""
+
+
+def _new_id(seed: str | None, what: str) -> UUID:
+    """A new id; derived from ``seed`` (caller and Idempotency-Key) when there is one, so that
+    a retry of the same request is the same request (and is answered as the first was)."""
+    return uuid.uuid4() if seed is None else uuid.uuid5(_IDS, f"{seed}/{what}")
+
+
+def _order(resource: dict[str, Any], today: date, seed: str | None = None) -> PrescribeOrder:
     if resource.get("status") != "active":
         raise FhirError(
             422,
@@ -359,7 +369,7 @@ def _order(resource: dict[str, Any], today: date) -> PrescribeOrder:
     indication = next((r.get("text") for r in reasons if r.get("text")), None)
     try:
         return PrescribeOrder(
-            entry_id=_identified(resource, fhir.ENTRY_ID) or uuid.uuid4(),
+            entry_id=_identified(resource, fhir.ENTRY_ID) or _new_id(seed, "entry"),
             drug=_drug(resource),
             use=use,
             dosage=None if mapped is None else mapped.dosage,
@@ -367,7 +377,8 @@ def _order(resource: dict[str, Any], today: date) -> PrescribeOrder:
             start=(mapped.start if mapped and mapped.start else today),
             stop=None if mapped is None else mapped.stop,
             terms=PrescriptionTerms(
-                prescription_id=_identified(resource, PRESCRIPTION_ID) or uuid.uuid4(),
+                prescription_id=_identified(resource, PRESCRIPTION_ID)
+                or _new_id(seed, "prescription"),
                 quantity=_quantity(resource),
                 repeats=int(dispense.get("numberOfRepeatsAllowed") or 0),
                 reserved_against_substitution=reserved,
@@ -409,7 +420,12 @@ def create_medication_request(
     with _audited_refusal(caller, patient_id, "fhir.MedicationRequest.create"):
         _drug(posted)
         _no_contained(posted)
-        order = _order(posted, caller.at.date())
+        seed = (
+            None
+            if key is None
+            else f"{caller.principal.organisation}/{caller.principal.subject}/{key}"
+        )
+        order = _order(posted, caller.at.date(), seed)
         keyed, blanket = _overrides(posted)
 
     def run(call: Any) -> CommandResult:
@@ -483,7 +499,7 @@ def _string_extension(resource: dict[str, Any], url: str, kind: str = "valueStri
     return found[0].get(kind) if found else None
 
 
-def _chart_request(resource: dict[str, Any]) -> ChartRequest:
+def _chart_request(resource: dict[str, Any], seed: str | None = None) -> ChartRequest:
     status = resource.get("status")
     reason_codes = [
         c.get("code")
@@ -520,7 +536,7 @@ def _chart_request(resource: dict[str, Any]) -> ChartRequest:
     given_at = resource.get("effectiveDateTime")
     try:
         return ChartRequest(
-            administration_id=uuid.uuid4(),
+            administration_id=_new_id(seed, "administration"),
             entry_id=_entry_of(resource),
             planned_dose_id=UUID(planned) if planned else None,
             outcome=outcome,
@@ -553,7 +569,12 @@ def create_medication_administration(
     with _audited_refusal(caller, patient_id, "fhir.MedicationAdministration.create"):
         _administered_drug(posted)
         _no_contained(posted)
-        request = _chart_request(posted)
+        seed = (
+            None
+            if key is None
+            else f"{caller.principal.organisation}/{caller.principal.subject}/{key}"
+        )
+        request = _chart_request(posted, seed)
         keyed, blanket = _overrides(posted)
     signed = _witness(caller, witness)
 

@@ -479,3 +479,16 @@ def test_a_refused_create_is_audited_on_the_patient_it_names(world):
     assert str(latest.outcome) == "refused"
     assert latest.request_id == refused.headers["X-Request-ID"]
     assert "ATC" in (latest.reason or "") or "ATC" in json.dumps(latest.detail)
+
+
+def test_a_retry_with_the_same_idempotency_key_is_answered_as_the_first(world):
+    body = medication_request(world)
+    first = prescribe(world, body, **{"Idempotency-Key": "rx-1"})
+    assert first.status_code == 201, first.text
+    again = post(
+        world, "/fhir/MedicationRequest", body, **{"If-Match": '"0"', "Idempotency-Key": "rx-1"}
+    )
+    assert again.status_code == 201, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert world.version() == 1
