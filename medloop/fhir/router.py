@@ -498,7 +498,7 @@ def _validate_dates(search: Search, names: tuple[str, ...]) -> None:
 @router.get("/MedicationStatement", summary="Search a patient's list entries")
 def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
     search = parse(request, "MedicationStatement")
-    _validate_dates(search, ("effective", "_lastUpdated"))
+    _validate_dates(search, ("effective", "date", "_lastUpdated"))
     patient_id = search_patient(caller, search)
     state = read_patient(
         caller,
@@ -519,6 +519,7 @@ def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
             "status": _status_rule,
             "code": _code_rule(drugs),
             "effective": _date_rule(lambda r: ranges[r["id"]]),
+            "date": _date_rule(lambda r: ranges[r["id"]]),
             "_lastUpdated": _date_rule(_last_updated),
         },
     )

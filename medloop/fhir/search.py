@@ -40,6 +40,7 @@ PARAMETERS: dict[str, dict[str, str]] = {
         "status": "token",
         "code": "token",
         "effective": "date",
+        "date": "date",
         "_lastUpdated": "date",
     },
     "MedicationRequest": {

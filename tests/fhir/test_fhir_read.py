@@ -147,6 +147,7 @@ def test_statement_search_by_status_code_and_effective_date(world):
     assert ids("&code:not=C10AA01") == [atorva["entry_id"]]
     assert ids("&effective=ge2026-11-20") == sorted([simva["entry_id"], atorva["entry_id"]])
     assert ids("&effective=lt2026-11-20") == []
+    assert ids("&date=2026-11") == sorted([simva["entry_id"], atorva["entry_id"]])
     assert ids("&_lastUpdated=gt2030-01-01") == []
 
 
