@@ -169,20 +169,21 @@ def cancel(engine: Engine, export_id: UUID, at: datetime) -> bool:
         )
 
 
-def patient_ids(conn: Connection, ward_id: UUID | None) -> Iterator[UUID]:
+def patient_ids(conn: Connection, ward_id: UUID | None, chunk: int = 1000) -> Iterator[UUID]:
     """Every patient (system export), or every patient ever admitted to ``ward_id``, in id
-    order, streamed."""
+    order, read ``chunk`` at a time (keyset pages: no server-side cursor, which an autocommit
+    connection on PostgreSQL cannot hold)."""
     from medloop.store.administration import admission
     from medloop.store.patients import patient
 
-    if ward_id is None:
-        query = select(patient.c.id).order_by(patient.c.id)
-    else:
-        query = (
-            select(admission.c.patient_id)
-            .where(admission.c.ward_id == str(ward_id))
-            .distinct()
-            .order_by(admission.c.patient_id)
-        )
-    for row in conn.execution_options(stream_results=True, yield_per=1000).execute(query):
-        yield UUID(row[0])
+    column = patient.c.id if ward_id is None else admission.c.patient_id
+    after = ""
+    while True:
+        query = select(column).where(column > after).order_by(column).limit(chunk).distinct()
+        if ward_id is not None:
+            query = query.where(admission.c.ward_id == str(ward_id))
+        found = [row[0] for row in conn.execute(query)]
+        yield from (UUID(value) for value in found)
+        if len(found) < chunk:
+            return
+        after = found[-1]
