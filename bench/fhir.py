@@ -69,13 +69,21 @@ NO_VARENR = "http://dmp.no/fhir/NamingSystem/fest-varenummer"
 ENTRIES = 20
 
 
+_USED: set[int] = set()
+
+
 def _port() -> int:
+    """A free port of 9400-9499 not used by an earlier server of this run (one stopping may
+    still hold its port a moment)."""
     for port in range(9400, 9500):
+        if port in _USED:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _USED.add(port)
             return port
     raise RuntimeError("no free port in 9400-9499")
 
