@@ -169,6 +169,10 @@ def _closed_loop(clients: int, seconds: float, work) -> dict:
 PORT = 0
 
 
+class _SkipHttp(Exception):
+    """``--export-only``: the HTTP phases are left out."""
+
+
 def _request(
     conn, method: str, path: str, token: str, body=None, **headers
 ) -> tuple[int, dict, bytes]:
@@ -371,6 +375,8 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     )
     result: dict = {}
     try:
+        if args.export_only:
+            raise _SkipHttp
         _wait_until_serving(PORT, server)
         _search_phase(search_patients, token, 1, 1.0)  # warm-up (catalogue knowledge built)
         for count in args.clients:
@@ -380,6 +386,8 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
             result[f"create_{count}_clients"] = _create_phase(
                 pools, versions, token, count, args.seconds
             )
+    except _SkipHttp:
+        pass
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -399,6 +407,7 @@ def main() -> None:
     parser.add_argument("--export-rows", type=int, default=100_000)
     parser.add_argument("--export-patients", type=int, default=50)
     parser.add_argument("--postgres-only", action="store_true")
+    parser.add_argument("--export-only", action="store_true")
     args = parser.parse_args()
     report: dict = {"targets": TARGETS}
     with tempfile.TemporaryDirectory() as tmp:

@@ -281,3 +281,13 @@ def patient_of(conn: Connection, kind: str, resource_id: UUID) -> UUID | None:
         "dispense": stored.patient_of_dispense,
     }
     return finders[kind](conn, resource_id)
+
+
+def patient_state_uncached(conn: Connection, patient_id: UUID) -> PatientState:
+    """The patient's state read from the tables and not kept in the process's state cache: a
+    bulk export reads every patient once, and caching them would grow its memory with the
+    export instead of one patient."""
+    found = read_patient_revision(conn, patient_id)
+    if found is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    return load_patient_state(conn, found[0])

@@ -96,7 +96,7 @@ def _patient(
     since = export.since
     wanted = set(export.types)
     with exports.connection(engine) as conn:
-        state = queries.patient_state(conn, patient_id)
+        state = queries.patient_state_uncached(conn, patient_id)
         charted = (
             administration.administration_history(conn, patient_id, None, None)
             if "MedicationAdministration" in wanted
