@@ -136,19 +136,31 @@ def _summary(values: list[float], seconds: float) -> dict:
     }
 
 
-def _closed_loop(clients: int, seconds: float, work) -> dict:
-    """``work(client index, connection) -> None`` repeated by each client until time is up."""
+def _closed_loop(clients: int, seconds: float, work, rate: float | None = None) -> dict:
+    """``work(client index, connection) -> None`` repeated by each client until time is up:
+    back to back (closed loop), or with ``rate`` the clients together offer ``rate``
+    requests/s, each on its own staggered schedule, a latency counted from when the request
+    was due (open loop: a server that falls behind is charged for the queueing)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
-    deadline = time.perf_counter() + seconds
+    begin = time.perf_counter()
+    deadline = begin + seconds
+    interval = None if rate is None else clients / rate
 
     def client(index: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        due = begin + (0 if interval is None else interval * index / clients)
         try:
             while time.perf_counter() < deadline:
-                started = time.perf_counter()
+                if interval is not None:
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                started = time.perf_counter() if interval is None else due
                 work(index, conn)
                 latencies[index].append((time.perf_counter() - started) * 1000)
+                if interval is not None:
+                    due += interval
         except Exception as error:  # noqa: BLE001 - reported, the bench goes on
             errors.append(f"{type(error).__name__}: {error}")
         finally:
@@ -193,7 +205,9 @@ def _request(
     return response.status, {k.lower(): v for k, v in response.getheaders()}, data
 
 
-def _search_phase(patients: list[str], token: str, clients: int, seconds: float) -> dict:
+def _search_phase(
+    patients: list[str], token: str, clients: int, seconds: float, rate: float | None = None
+) -> dict:
     def work(index: int, conn) -> None:
         status, _, data = _request(
             conn,
@@ -205,7 +219,7 @@ def _search_phase(patients: list[str], token: str, clients: int, seconds: float)
         if status != 200 or data.count(b'"MedicationStatement"') < ENTRIES:
             raise RuntimeError(f"search answered {status}")
 
-    return _closed_loop(clients, seconds, work)
+    return _closed_loop(clients, seconds, work, rate)
 
 
 PER_PATIENT = 8
@@ -213,7 +227,12 @@ PER_PATIENT = 8
 
 
 def _create_phase(
-    pools: list[list[str]], versions: dict[str, int], token: str, clients: int, seconds: float
+    pools: list[list[str]],
+    versions: dict[str, int],
+    token: str,
+    clients: int,
+    seconds: float,
+    rate: float | None = None,
 ) -> dict:
     """Each client prescribes for its own patients, ``PER_PATIENT`` each, then the next."""
     counts = dict.fromkeys(range(clients), 0)
@@ -262,7 +281,7 @@ def _create_phase(
             raise RuntimeError(f"create answered {status}: {data[:300]!r}")
         versions[patient] = int(headers["x-list-version"])
 
-    return _closed_loop(clients, seconds, work)
+    return _closed_loop(clients, seconds, work, rate)
 
 
 EXPORT_CHILD = """
@@ -386,6 +405,14 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
             result[f"create_{count}_clients"] = _create_phase(
                 pools, versions, token, count, args.seconds
             )
+        if args.search_rate:
+            result[f"search_{clients}_clients_paced_{args.search_rate:g}_per_s"] = _search_phase(
+                search_patients, token, clients, args.seconds, args.search_rate
+            )
+        if args.create_rate:
+            result[f"create_{clients}_clients_paced_{args.create_rate:g}_per_s"] = _create_phase(
+                pools, versions, token, clients, args.seconds, args.create_rate
+            )
     except _SkipHttp:
         pass
     finally:
@@ -402,12 +429,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL")
     parser.add_argument(
-        "--create-patients", type=int, default=60, help="patients per client for creates"
+        "--create-patients", type=int, default=150, help="patients per client for creates"
     )
     parser.add_argument("--export-rows", type=int, default=100_000)
     parser.add_argument("--export-patients", type=int, default=50)
     parser.add_argument("--postgres-only", action="store_true")
     parser.add_argument("--export-only", action="store_true")
+    parser.add_argument(
+        "--search-rate", type=float, default=100.0, help="paced search: requests/s offered"
+    )
+    parser.add_argument(
+        "--create-rate", type=float, default=30.0, help="paced create: requests/s offered"
+    )
     args = parser.parse_args()
     report: dict = {"targets": TARGETS}
     with tempfile.TemporaryDirectory() as tmp:
