@@ -1,7 +1,7 @@
 """fhir_export: FHIR Bulk Data exports ($export), their state and output files
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0015 (re-chained after 0015 when main was merged in)
 Create Date: 2026-12-05
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
