@@ -504,6 +504,21 @@ def token(
         float,
         typer.Option(help="Lifetime in hours (at most MEDLOOP_JWT_MAX_LIFETIME_SECONDS)."),
     ] = 1.0,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            help="SMART scopes for /fhir, space-separated (e.g. 'user/*.rs "
+            "user/MedicationRequest.c'); without it the token reaches nothing under /fhir."
+        ),
+    ] = None,
+    launch_patient: Annotated[
+        str | None,
+        typer.Option(
+            "--launch-patient",
+            help="SMART launch context: the patient id patient/ scopes of a health personnel "
+            "token reach.",
+        ),
+    ] = None,
 ) -> None:
     """Print a bearer token signed with the DEVELOPMENT key (for the demo and tests only)."""
     from datetime import timedelta
@@ -536,6 +551,8 @@ def token(
             None if chosen is Role.PATIENT else org,
             name=name,
             ward_admin=ward_admin,
+            scope=scope,
+            patient=launch_patient,
             lifetime=timedelta(hours=hours),
         )
     except Unauthenticated as exc:

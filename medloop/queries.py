@@ -449,3 +449,26 @@ def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | N
     from medloop.store.prescriptions import patient_of_prescription as owner  # noqa: PLC0415
 
     return owner(conn, prescription_id)
+def patient_of(conn: Connection, kind: str, resource_id: UUID) -> UUID | None:
+    """The patient a list entry, prescription or dispense (``kind``: ``entry``,
+    ``prescription``, ``dispense``) belongs to; ``None`` when there is none. Reads no patient
+    data: it only finds whose record to read (and authorise, and audit)."""
+    from medloop.store import list_changes
+    from medloop.store import prescriptions as stored
+
+    finders = {
+        "entry": list_changes.patient_of_entry,
+        "prescription": stored.patient_of_prescription,
+        "dispense": stored.patient_of_dispense,
+    }
+    return finders[kind](conn, resource_id)
+
+
+def patient_state_uncached(conn: Connection, patient_id: UUID) -> PatientState:
+    """The patient's state read from the tables and not kept in the process's state cache: a
+    bulk export reads every patient once, and caching them would grow its memory with the
+    export instead of one patient."""
+    found = read_patient_revision(conn, patient_id)
+    if found is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    return load_patient_state(conn, found[0])

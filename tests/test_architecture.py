@@ -111,6 +111,8 @@ RULES = [
     # Routes translate HTTP into commands (medloop.loop) and queries (medloop.queries); the
     # tables and the store's modules are below them.
     ("medloop.api.routes", "medloop.store"),
+    # The FHIR face translates like the routes: commands, queries, the API's caller and policy.
+    ("medloop.fhir", "medloop.store"),
 ]
 
 

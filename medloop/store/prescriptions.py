@@ -259,3 +259,11 @@ def patients_of_prescriptions(
             )
         )
     }
+
+
+def patient_of_dispense(conn: Connection, dispense_id: UUID) -> UUID | None:
+    """The patient of dispense ``dispense_id`` (``None``: no such dispense)."""
+    found = conn.execute(
+        select(dispense.c.patient_id).where(dispense.c.id == str(dispense_id))
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)

@@ -10,6 +10,7 @@ from medloop.store import (  # noqa: F401  (registers their tables)
     administration,
     alerts,
     audit,
+    exports,
     idempotency,
     list_changes,
     messages,

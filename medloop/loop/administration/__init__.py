@@ -22,6 +22,7 @@ from medloop.loop.administration.queries import (
     PatientChart,
     WardChart,
     administration_history,
+    patient_of_administration,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
@@ -35,6 +36,7 @@ __all__ = [
     "WardOrder",
     "admit",
     "administration_history",
+    "patient_of_administration",
     "chart",
     "configure_ward",
     "create_ward",

@@ -170,3 +170,8 @@ def administration_history(
     if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     return store.chartings_of_patient(conn, patient_id, since, until)
+
+
+def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:
+    """The patient a charting belongs to (``None``: no such charting); reads no patient data."""
+    return store.patient_of_administration(conn, administration_id)
