@@ -449,6 +449,8 @@ def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | N
     from medloop.store.prescriptions import patient_of_prescription as owner  # noqa: PLC0415
 
     return owner(conn, prescription_id)
+
+
 def patient_of(conn: Connection, kind: str, resource_id: UUID) -> UUID | None:
     """The patient a list entry, prescription or dispense (``kind``: ``entry``,
     ``prescription``, ``dispense``) belongs to; ``None`` when there is none. Reads no patient
