@@ -311,29 +311,27 @@ def _decide_and_store(
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
     handled, stored_alerts = _store(conn, action, patient_id, call, effect, alerts, version, state)
-    committed.append(
-        (
-            revision,
-            state.advanced(
-                list_change=effect.list_change,
-                prescription_versions=effect.prescription_versions,
-                dispenses=effect.dispenses,
-                annulments=effect.annulments,
-                handled=[
-                    HandledAlert(
-                        key=key,
-                        handled_by=call.actor.personnel.hpr_number,
-                        handled_at=call.at,
-                        reason=reason,
-                    )
-                    for key, reason in handled.items()
-                ],
-                recorded_at=call.at,
-                alerts=stored_alerts,
-                patient=effect.patient,
-            ),
-        )
+    after = state.advanced(
+        list_change=effect.list_change,
+        prescription_versions=effect.prescription_versions,
+        dispenses=effect.dispenses,
+        annulments=effect.annulments,
+        handled=[
+            HandledAlert(
+                key=key,
+                handled_by=call.actor.personnel.hpr_number,
+                handled_at=call.at,
+                reason=reason,
+            )
+            for key, reason in handled.items()
+        ],
+        recorded_at=call.at,
+        alerts=stored_alerts,
+        patient=effect.patient,
     )
+    if effect.list_change is not None and locked.ever_admitted:
+        _with_plan(conn, after, call.at)
+    committed.append((revision, after))
     return {
         "patient_id": str(patient_id),
         "list_version": version,
@@ -342,6 +340,17 @@ def _decide_and_store(
         "overridden": sorted(k for k in call.overrides if k in {a.key for a in alerts}),
         **effect.response,
     }
+
+
+def _with_plan(conn: Connection, after: PatientState, at: datetime) -> None:
+    """The administration plan of a patient on a ward brought up to date with the list the
+    command just changed, in the command's transaction (a refusal rolls it back with the rest):
+    the ward chart never shows a stale plan. Only for patients ever admitted (``lock_for_command``
+    says so in the lock's own statement), so other patients pay no query for it."""
+    # Imported here: the administration commands are built on this module.
+    from medloop.loop.administration.planning import plan_after_change
+
+    plan_after_change(conn, after, at)
 
 
 def _store(

@@ -1,6 +1,8 @@
 """Planning doses: the schedules and planned doses of an admitted patient's entries, and the
-scheduled jobs' work (``roll_forward`` keeps ``HORIZON`` planned; ``mark_missed`` charts as
-missed the doses whose window passed), each patient one ``run_work`` of the system.
+scheduled jobs' work (``roll_forward`` keeps ``HORIZON`` planned, topping up what
+``plan_after_change`` planned in the transaction of each command that changed the list;
+``mark_missed`` charts as missed the doses whose window passed), each patient one ``run_work``
+of the system.
 """
 
 from __future__ import annotations
@@ -259,6 +261,32 @@ def _plan_note(state: PatientState, plan: Plan, *, until: datetime | None = None
     if until is not None:
         detail["until"] = until.isoformat()
     return Note("administration.plan", detail)
+
+
+def plan_after_change(conn: Connection, state: PatientState, at: datetime) -> Plan:
+    """The plan of a patient whose list a command just changed (``state``: the state after
+    the change), brought up to date and written in the command's transaction, so the ward chart
+    never shows a plan older than the list: the doses of the admission in force at ``at`` (or
+    of one that begins within ``HORIZON``) planned ``HORIZON`` ahead with ``plan_doses``, as the
+    roll-forward job would, which then only tops up. An empty plan when the patient is not on
+    a ward (the runner asks only for patients ever admitted)."""
+    stay = next(
+        (
+            a
+            for a in reversed(store.admissions_of(conn, state.patient.id))
+            if a.admitted_at < at + HORIZON and (a.discharged_at is None or a.discharged_at > at)
+        ),
+        None,
+    )
+    if stay is None:
+        return Plan(at)
+    ward = store.ward_configs(conn, {stay.ward_id}).get(stay.ward_id)
+    if ward is None:
+        return Plan(at)
+    plan = plan_doses(conn, state, stay, ward, max(at, stay.admitted_at), HORIZON)
+    if not plan.empty:
+        plan.write(conn)
+    return plan
 
 
 def replan_if_stale(
