@@ -18,7 +18,7 @@ The catalogue version in force is resolved once per transaction (``medloop.loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -330,7 +330,7 @@ def _decide_and_store(
         patient=effect.patient,
     )
     if effect.list_change is not None and locked.ever_admitted:
-        _with_plan(conn, after, call.at)
+        _with_plan(conn, after, call.at, {v.entry_id for v in effect.list_change.entry_versions})
     committed.append((revision, after))
     return {
         "patient_id": str(patient_id),
@@ -342,15 +342,18 @@ def _decide_and_store(
     }
 
 
-def _with_plan(conn: Connection, after: PatientState, at: datetime) -> None:
-    """The administration plan of a patient on a ward brought up to date with the list the
-    command just changed, in the command's transaction (a refusal rolls it back with the rest):
-    the ward chart never shows a stale plan. Only for patients ever admitted (``lock_for_command``
-    says so in the lock's own statement), so other patients pay no query for it."""
+def _with_plan(
+    conn: Connection, after: PatientState, at: datetime, changed: Collection[UUID]
+) -> None:
+    """The administration plan of the entries ``changed`` by a command, for a patient on a
+    ward, brought up to date with the list in the command's transaction (a refusal rolls it
+    back with the rest): the ward chart never shows a stale plan. Only for patients ever
+    admitted (``lock_for_command`` says so in the lock's own statement), so other patients pay
+    no query for it."""
     # Imported here: the administration commands are built on this module.
     from medloop.loop.administration.planning import plan_after_change
 
-    plan_after_change(conn, after, at)
+    plan_after_change(conn, after, at, changed)
 
 
 def _store(

@@ -20,6 +20,7 @@ from medloop.loop.administration.planning import HORIZON, mark_missed, roll_forw
 from medloop.loop.administration.queries import (
     ChartLine,
     PatientChart,
+    PrnLine,
     WardChart,
     administration_history,
     ward_chart,
@@ -31,6 +32,7 @@ __all__ = [
     "AdmissionOrder",
     "ChartLine",
     "PatientChart",
+    "PrnLine",
     "WardChart",
     "WardOrder",
     "admit",

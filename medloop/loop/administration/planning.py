@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,9 +68,11 @@ def plan_doses(
     ward: store.WardState,
     now: datetime,
     horizon: timedelta,
+    entries: Collection[UUID] | None = None,
 ) -> Plan:
-    """The schedules and planned doses missing for the patient's entries from now to
-    ``now + horizon`` (pure but for reading what is already planned)."""
+    """The schedules and planned doses missing for the patient's entries (those with an id in
+    ``entries``, when given) from now to ``now + horizon`` (pure but for reading what is
+    already planned)."""
     patient_id = state.patient.id
     plan = Plan(now)
     end = now + horizon
@@ -83,6 +85,8 @@ def plan_doses(
     # charted by a person: a new schedule does not plan the same intake again.
     existing, charted_slots = store.planned_since(conn, patient_id, since - PLAN_LOOK_BACK, end)
     for entry in state.medication_list.entries:
+        if entries is not None and entry.id not in entries:
+            continue
         known = schedules.get(entry.id, [])
         current = _schedule_for(entry, ward.config, known, version_times[entry.id], admission, now)
         if current is None:
@@ -263,8 +267,10 @@ def _plan_note(state: PatientState, plan: Plan, *, until: datetime | None = None
     return Note("administration.plan", detail)
 
 
-def plan_after_change(conn: Connection, state: PatientState, at: datetime) -> Plan:
-    """The plan of a patient whose list a command just changed (``state``: the state after
+def plan_after_change(
+    conn: Connection, state: PatientState, at: datetime, changed: Collection[UUID]
+) -> Plan:
+    """The plan of the entries ``changed`` by a command (``state``: the patient's state after
     the change), brought up to date and written in the command's transaction, so the ward chart
     never shows a plan older than the list: the doses of the admission in force at ``at`` (or
     of one that begins within ``HORIZON``) planned ``HORIZON`` ahead with ``plan_doses``, as the
@@ -272,18 +278,20 @@ def plan_after_change(conn: Connection, state: PatientState, at: datetime) -> Pl
     a ward (the runner asks only for patients ever admitted)."""
     stay = next(
         (
-            a
-            for a in reversed(store.admissions_of(conn, state.patient.id))
+            (a, version)
+            for a, version in reversed(store.admissions_with_config(conn, state.patient.id))
             if a.admitted_at < at + HORIZON and (a.discharged_at is None or a.discharged_at > at)
         ),
         None,
     )
-    if stay is None:
+    if stay is None or stay[1] is None:
         return Plan(at)
-    ward = store.ward_configs(conn, {stay.ward_id}).get(stay.ward_id)
+    admission, version = stay
+    ward = store.ward_at_version(conn, admission.ward_id, version)
     if ward is None:
         return Plan(at)
-    plan = plan_doses(conn, state, stay, ward, max(at, stay.admitted_at), HORIZON)
+    now = max(at, admission.admitted_at)
+    plan = plan_doses(conn, state, admission, ward, now, HORIZON, entries=changed)
     if not plan.empty:
         plan.write(conn)
     return plan

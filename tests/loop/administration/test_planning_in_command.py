@@ -155,8 +155,8 @@ def test_a_command_that_fails_after_planning_rolls_the_plan_back_with_the_list(e
     planned: list[int] = []
     real = runner._with_plan
 
-    def plan_then_fail(conn, after, at):
-        real(conn, after, at)
+    def plan_then_fail(conn, after, at, changed):
+        real(conn, after, at, changed)
         planned.append(len(stored_in(conn, patient_id)))
         raise RuntimeError("the audit store went away")
 
