@@ -231,7 +231,9 @@ class PrnLine(BaseModel):
     drug: str
     amount: Quantity = Field(description="The dose prescribed for one intake")
     limits: PrnLimits
-    given_last_24h: Quantity = Field(description="Given of this entry in the 24 h up to now")
+    given_last_24h: float = Field(
+        ge=0, description="Given of this entry in the 24 h up to now, in the unit of `amount`"
+    )
     doses_remaining: int | None = Field(
         description="How many more doses of `amount` the 24 h and period maxima allow now "
         "(the minimum interval aside); null when no maximum is set or a limit is in another "

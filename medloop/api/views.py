@@ -100,7 +100,7 @@ def _prn_line(line: administration.PrnLine) -> dict[str, Any]:
             "period": dump(dose.period),
             "min_interval": dump(dose.min_interval),
         },
-        "given_last_24h": dump(status.given_last_24h),
+        "given_last_24h": status.given_last_24h,
         "doses_remaining": status.doses_remaining,
         "next_allowed_at": (
             None if status.next_allowed_at is None else status.next_allowed_at.isoformat()

@@ -385,14 +385,15 @@ def _most_in_a_window(intakes: Sequence[Intake], at: datetime, window: timedelta
 @dataclass(frozen=True)
 class PrnStatus:
     """Where one as-needed dose of an entry stands at ``at``, as the ward chart shows it: the
-    limits ``dose`` sets, the amount given in the last 24 h, how many more doses of
+    limits ``dose`` sets, the amount given in the last 24 h (in the unit of ``dose.amount``;
+    doses in other units are not counted), how many more doses of
     ``dose.amount`` the maxima (24 h, period) allow now, and from when the next one breaks no
     limit. ``None`` (remaining, next allowed) when a limit is in another unit than the dose and
     so cannot be checked (``not_checked`` names it); ``doses_remaining`` is also ``None`` when
     no maximum is set."""
 
     dose: AsNeededDose
-    given_last_24h: Quantity
+    given_last_24h: float
     doses_remaining: int | None
     next_allowed_at: datetime | None
     not_checked: tuple[str, ...]
@@ -414,7 +415,7 @@ def prn_status(dose: AsNeededDose, given: Sequence[Intake], at: datetime) -> Prn
     day = sum(i.amount for i in given if at - timedelta(hours=24) < i.at <= at)
     probe = check_prn_limits(dose, given, at, amount)
     not_checked = probe.not_checked
-    given_last_24h = Quantity(value=round(day, 9), unit=amount.unit)
+    given_last_24h = round(day, 9)
     if not_checked:
         return PrnStatus(dose, given_last_24h, None, None, not_checked)
     remaining: int | None = None

@@ -178,3 +178,62 @@ def test_a_nurse_of_another_home_sees_and_charts_nothing(world):
     assert into_our_ward.status_code == 403
     assert into_our_ward.json()["code"] == "ward-of-another-organisation"
     assert str(world.patient_id) not in into_our_ward.text and ward_id not in into_our_ward.text
+
+
+def test_the_ward_chart_shows_each_prn_entry_with_its_limits_and_what_remains(world):
+    ward_id, _, oksykodon = admitted(world)
+    world.clock.at = NEXT_MORNING
+    chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
+    (patient,) = chart.json()["patients"]
+    assert patient["as_needed"] == []  # nothing given yet, and still on the chart:
+    assert patient["prn"] == [
+        {
+            "entry_id": oksykodon,
+            "drug": "Oksykodon Fjordfarma Kaps 5 mg",
+            "amount": {"value": 1.0, "unit": "kapsel"},
+            "limits": {
+                "max_per_24h": {"value": 4.0, "unit": "kapsel"},
+                "max_per_period": None,
+                "period": None,
+                "min_interval": {"value": 4.0, "unit": "hour"},
+            },
+            "given_last_24h": 0.0,
+            "doses_remaining": 4,
+            "next_allowed_at": "2026-11-21T07:05:00+00:00",
+            "not_checked": [],
+        }
+    ]
+    given = world.client.post(
+        f"/nursing/patients/{world.patient_id}/administrations",
+        json={
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": oksykodon,
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "kapsel"},
+            "scan": OKSYKODON_EAN,
+        },
+        headers=auth(NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {SECOND_NURSE_TOKEN}"}),
+    )
+    assert given.status_code == 201, given.text
+    chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
+    (line,) = chart.json()["patients"][0]["prn"]
+    assert line["given_last_24h"] == 1.0
+    assert line["doses_remaining"] == 3
+    assert line["next_allowed_at"] == "2026-11-21T11:05:00+00:00"
+
+
+def test_the_prn_line_is_typed_in_the_openapi_document(world):
+    schemas = world.client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["PatientChart"]["properties"]["prn"]["items"] == {
+        "$ref": "#/components/schemas/PrnLine"
+    }
+    line = schemas["PrnLine"]
+    assert set(line["required"]) >= {
+        "entry_id",
+        "limits",
+        "given_last_24h",
+        "doses_remaining",
+        "next_allowed_at",
+    }
+    assert line["properties"]["limits"] == {"$ref": "#/components/schemas/PrnLimits"}
