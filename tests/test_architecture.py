@@ -150,6 +150,31 @@ def test_route_modules_do_not_import_each_other():
     assert not offending, "\n".join(offending)
 
 
+def is_test_module(module: str) -> bool:
+    return module.split(".")[0] == "tests" and any(
+        part.startswith("test_") for part in module.split(".")
+    )
+
+
+def test_no_test_module_is_imported_by_another_module():
+    """Builders shared by test modules live in their folder's ``helpers.py`` (fixtures in
+    ``conftest.py``): importing a ``test_*`` module runs its tests' module-level code a second
+    time and makes one test file the library of another."""
+    offending = report([i for i in imports_of("tests") if is_test_module(i.module)])
+    assert not offending, "\n".join(offending)
+
+
+def test_the_test_import_rule_fails_on_an_import_of_a_test_module(tmp_path, monkeypatch):
+    (tmp_path / "tests" / "api").mkdir(parents=True)
+    (tmp_path / "tests" / "api" / "test_b.py").write_text(
+        "def f():\n    from tests.api.test_a import builder\n"
+    )
+    monkeypatch.setitem(globals(), "REPO", tmp_path)
+
+    with pytest.raises(AssertionError, match=r"tests/api/test_b.py:2 imports tests.api.test_a"):
+        test_no_test_module_is_imported_by_another_module()
+
+
 # -- the checker itself: it must see the imports that are easy to miss ----------------------------
 
 LAZY = """

@@ -42,7 +42,6 @@ from medloop.api.auth import Principal, Role, Unauthenticated, algorithms_for
 from medloop.api.config import InvalidSetting
 from medloop.api.deps import Caller, api_state
 from medloop.api.deps import caller as end_user_caller
-from medloop.store.idempotency import IdempotencyError, run_once
 
 CDS_ALGORITHMS = ("ES384", "RS384")
 """The algorithms CDS Hooks 2.0 has clients use and services support."""
@@ -245,27 +244,16 @@ most a leeway ahead of its first use, ``exp`` at most five minutes after ``iat``
 def consume_jti(engine: Any, token: ClientToken) -> None:
     """Record the token's ``jti``; a second use is a replay (401). Shared by every worker
     process: the idempotency table holds it under the client's own scope, and the client's
-    ``jti``s older than ``JTI_RETENTION_SECONDS`` are deleted in the same transaction."""
+    ``jti``s older than ``JTI_RETENTION_SECONDS`` are deleted in the same transaction
+    (``loop.runner.claim_once``)."""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import and_, delete
-
-    from medloop.store.idempotency import idempotency_key
+    from medloop.loop.runner import Once, claim_once
 
     scope = "cds-client-jti/" + hashlib.sha256(token.client.iss.encode()).hexdigest()[:32]
     fingerprint = hashlib.sha256(token.jti.encode()).hexdigest()
     expired = datetime.now(UTC) - timedelta(seconds=JTI_RETENTION_SECONDS)
-    try:
-        with engine.execution_options(write=True).begin() as conn:
-            conn.execute(
-                delete(idempotency_key).where(
-                    and_(idempotency_key.c.scope == scope, idempotency_key.c.created_at < expired)
-                )
-            )
-            result = run_once(conn, scope, token.jti, fingerprint, lambda: {"seen": True})
-    except IdempotencyError:
-        raise Unauthenticated("jti: this token was used before (replay)") from None
-    if result.replayed:
+    if not claim_once(engine, Once(scope, token.jti, fingerprint), forget_before=expired):
         raise Unauthenticated("jti: this token was used before (replay)")
 
 

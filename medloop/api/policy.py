@@ -158,6 +158,15 @@ def _refuse(
 _NO_WARD_ADMIN = "ward_admin claim required"
 
 
+def organisation_seen(principal: Principal, action: Action) -> str | None:
+    """The organisation whose records of a patient ``principal`` may see under ``action``:
+    its own for the ``ADMITTED`` scope (a nurse sees her organisation's stays), ``None`` (any)
+    for the other scopes. Call after ``authorize``."""
+    if MATRIX[action].get(principal.role) is Scope.ADMITTED:
+        return principal.organisation
+    return None
+
+
 def read_window(
     engine: Engine,
     principal: Principal,

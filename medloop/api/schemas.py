@@ -19,10 +19,11 @@ from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.entry import EntryEdit, ListEntry
 from medloop.domain.medication_list import EntryVersion
 from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
-from medloop.domain.multidose.proposals import Proposal
+from medloop.domain.multidose.proposals import Proposal, ProposalDecision
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.ward import Admission
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder
@@ -277,6 +278,12 @@ class AdministrationRecord(BaseModel):
     stands: bool
 
 
+class AdmissionRecord(BaseModel):
+    """An admission as recorded, with its discharge (``discharged_at``) once it ended."""
+
+    admission: Admission
+
+
 class WardCreated(BaseModel):
     ward_id: UUID
     organisation_id: str
@@ -287,6 +294,13 @@ class WardCreated(BaseModel):
 class WardConfigured(BaseModel):
     ward_id: UUID
     config_version: int
+
+
+class ProposalRecord(BaseModel):
+    """A pharmacy's proposal with the prescriber's decision (``null`` while pending)."""
+
+    proposal: Proposal
+    decision: ProposalDecision | None
 
 
 class DeadlineFlag(BaseModel):

@@ -11,7 +11,10 @@ refusal rolls everything back and is then audited in a transaction of its own.
 
 ``run_work`` is its one variant, for writes that are not a command on a patient's list (a
 ward's set-up, registering a patient, the scheduled jobs' work on one patient): the same
-transaction, lock, idempotency key, audit and metrics, kept here too.
+transaction, lock, idempotency key, audit and metrics, kept here too. Two narrow forms of it
+for what is no change to a patient's data: ``run_audited`` (CDS Hooks cards and feedback,
+appended inside the audited access that shows them) and ``claim_once`` (a one-time claim such
+as a CDS client token's ``jti``).
 
 The catalogue version in force is resolved once per transaction (``medloop.loop.catalogue``).
 """
@@ -44,7 +47,7 @@ from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
-from medloop.store import audit, batch, state_cache
+from medloop.store import access, audit, batch, idempotency, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
@@ -531,6 +534,62 @@ def _work(
         _event(action, call, national_id, audit.Outcome.OK, {**response, "replayed": replayed}),
     )
     return response, replayed
+
+
+# -- the variants for what is no change to a patient's list ------------------------------------
+
+
+@dataclass(frozen=True)
+class Once:
+    """An idempotency key: the caller's ``scope``, the ``key`` and the request's
+    ``fingerprint`` (``store.idempotency.request_fingerprint``)."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+
+def run_audited(
+    engine: Engine,
+    who: access.Accessor,
+    patient_id: UUID,
+    action: str,
+    work: Callable[[Connection], Mapping[str, Any]],
+    *,
+    once: Once | None = None,
+) -> Mapping[str, Any]:
+    """The variant for decision support shown to a user about a patient (CDS Hooks cards and
+    the feedback on them): an audited access to the patient (``store.access.audited``: the
+    transaction begins with the patient's access row and ends with the audit record of
+    ``action``), in which ``work`` appends what it issued; with ``once`` the first answer for
+    the key is returned and nothing is appended again (in a savepoint: a failing ``work``
+    frees the key). Not a command: the patient's list and revision are left alone."""
+
+    def body(conn: Connection) -> Mapping[str, Any]:
+        if once is None:
+            return work(conn)
+        return run_once(conn, once.scope, once.key, once.fingerprint, lambda: work(conn)).response
+
+    return access.audited(engine, who, patient_id, action, body)
+
+
+def claim_once(engine: Engine, once: Once, *, forget_before: datetime | None = None) -> bool:
+    """The variant for a one-time claim that is no patient's data (a CDS client token's
+    ``jti``): in one write transaction through ``run_work`` (the system's, unaudited: it
+    changes nothing but the claim), the scope's claims made before ``forget_before`` are
+    deleted and ``once.key`` is claimed. ``True`` the first time, ``False`` when the key was
+    claimed before (a replay)."""
+
+    def work(ctx: WorkContext) -> Done:
+        if forget_before is not None:
+            idempotency.forget_before(ctx.conn, once.scope, forget_before)
+        claimed = run_once(ctx.conn, once.scope, once.key, once.fingerprint, lambda: {})
+        return Done(response={"replayed": claimed.replayed})
+
+    try:
+        return not run_work(engine, "claim", work)["replayed"]
+    except IdempotencyError:
+        return False
 
 
 # -- decision support --------------------------------------------------------------------------

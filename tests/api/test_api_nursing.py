@@ -6,69 +6,20 @@ administration history, and the other nursing home's nurse refused throughout.""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from tests.api.helpers import (
+    NEXT_MORNING,
     NURSE_TOKEN,
+    OKSYKODON_EAN,
     OTHER_HOME_NURSE_TOKEN,
     OTHER_HOME_WARD_ADMIN_TOKEN,
     PATIENT_TOKEN,
     SECOND_NURSE_TOKEN,
-    WARD_ADMIN_TOKEN,
+    SIMVASTATIN_GENERIC_EAN,
+    admission_body,
+    admitted,
     auth,
-    prescribe_body,
 )
-
-MORNING = {
-    "use": "regular",
-    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
-}
-PRN = {
-    "use": "as-needed",
-    "as_needed": [
-        {
-            "amount": {"value": 1, "unit": "kapsel"},
-            "max_per_24h": {"value": 4, "unit": "kapsel"},
-            "min_interval": {"value": 4, "unit": "hour"},
-        }
-    ],
-}
-SIMVASTATIN_GENERIC_EAN = "7046260904705"
-OKSYKODON_EAN = "7046260910997"
-NEXT_MORNING = datetime(2026, 11, 21, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
-
-
-def admission_body(ward_id: str, admitted_at: str, **changes) -> dict:
-    return {
-        "admission_id": str(uuid.uuid4()),
-        "ward_id": ward_id,
-        "admitted_at": admitted_at,
-        "reason": "Korttidsopphold etter hoftebrudd",
-        "decision_reference": "Vedtak 2026/0815",
-        **changes,
-    }
-
-
-def admitted(world) -> tuple[str, str, str]:
-    """Simvastatin every morning and oksykodon as needed, then admitted to a new ward of the
-    nurse's home; returns (ward id, simvastatin entry, oksykodon entry)."""
-    simvastatin = prescribe_body("090436", dosage=MORNING)
-    oksykodon = prescribe_body("091099", use="as-needed", dosage=PRN)
-    for body in (simvastatin, oksykodon):
-        assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
-    ward_id = str(uuid.uuid4())
-    created = world.post(
-        "/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 2"}, token=WARD_ADMIN_TOKEN
-    )
-    assert created.status_code == 201, created.text
-    assert world.get(f"/patients/{world.patient_id}/list", token=NURSE_TOKEN).status_code == 403
-    admission = world.post(
-        f"/nursing/patients/{world.patient_id}/admissions",
-        admission_body(ward_id, "2026-11-20T09:00:00Z"),
-        token=WARD_ADMIN_TOKEN,
-    )
-    assert admission.status_code == 201, admission.text
-    return ward_id, simvastatin["entry_id"], oksykodon["entry_id"]
 
 
 def test_the_morning_round_with_a_scan_and_a_witnessed_narcotic(world):

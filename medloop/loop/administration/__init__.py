@@ -11,7 +11,8 @@ chart queries, one module each.
 - ``charting``: ``chart`` (facts read first, one decision in
   ``medloop.domain.administration.decide_charting``, decision support on the last 24 h) and
   ``mark_in_error``;
-- ``queries``: ``ward_chart`` and ``administration_history``.
+- ``queries``: ``ward_chart`` (with every PRN entry's limits and what remains),
+  ``administration_history``, and one ``admission`` or ``charting``.
 """
 
 from medloop.loop.administration.admissions import AdmissionOrder, admit, discharge, is_admitted
@@ -23,6 +24,8 @@ from medloop.loop.administration.queries import (
     PrnLine,
     WardChart,
     administration_history,
+    admission,
+    charting,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
@@ -36,7 +39,9 @@ __all__ = [
     "WardChart",
     "WardOrder",
     "admit",
+    "admission",
     "administration_history",
+    "charting",
     "chart",
     "configure_ward",
     "create_ward",

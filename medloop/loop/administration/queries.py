@@ -14,6 +14,7 @@ from interactions.dosage import Quantity
 from medloop.domain.administration import (
     PRN_WINDOW_MAX,
     Administration,
+    AdministrationNotFound,
     DoseStatus,
     Intake,
     Outcome,
@@ -27,7 +28,13 @@ from medloop.domain.administration import (
 )
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.state import PatientState
-from medloop.domain.ward import Admission, WardNotFound, local_date, local_day_bounds
+from medloop.domain.ward import (
+    Admission,
+    AdmissionNotFound,
+    WardNotFound,
+    local_date,
+    local_day_bounds,
+)
 from medloop.store import administration as store
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import national_id_of, read_patient
@@ -252,3 +259,46 @@ def administration_history(
     if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     return store.chartings_of_patient(conn, patient_id, since, until)
+
+
+def admission(
+    conn: Connection, patient_id: UUID, admission_id: UUID, organisation_id: str | None = None
+) -> Admission:
+    """One of the patient's admissions with its discharge, if any; with ``organisation_id``
+    only an admission to a ward of that organisation (a nurse sees her own organisation's
+    stays). ``AdmissionNotFound`` otherwise."""
+    if national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    for found in store.admissions_of(conn, patient_id):
+        if found.id == admission_id and organisation_id in (None, found.organisation_id):
+            return found
+    raise AdmissionNotFound(
+        f"patient {patient_id} has no admission {admission_id}", admission_id=admission_id
+    )
+
+
+def charting(
+    conn: Connection,
+    patient_id: UUID,
+    administration_id: UUID,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> store.Charted:
+    """One of the patient's chartings (also one entered in error, with its correction), when
+    it was charted for a moment in ``[since, until)`` (the window the reader may see);
+    ``AdministrationNotFound`` otherwise."""
+    if national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    found = store.administration_by_id(conn, administration_id)
+    record = None if found is None else found.administration
+    if (
+        record is None
+        or record.patient_id != patient_id
+        or (since is not None and record.at < since)
+        or (until is not None and record.at >= until)
+    ):
+        raise AdministrationNotFound(
+            f"patient {patient_id} has no charting {administration_id}",
+            administration_id=administration_id,
+        )
+    return found

@@ -14,8 +14,14 @@ from interactions.dosage import TimeOfDay
 from medloop.domain.ward import WardConfig
 from medloop.loop import administration
 from medloop.store import state_cache
-from tests.loop.administration.helpers import NURSE, daily, prescribe_with
-from tests.loop.administration.test_charting import given, planned_doses, simvastatin_world
+from tests.loop.administration.helpers import (
+    NURSE,
+    daily,
+    given,
+    planned_doses,
+    prescribe_with,
+    simvastatin_world,
+)
 from tests.loop.helpers import call
 
 
