@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,16 +69,13 @@ class CdsSettings:
 
     @classmethod
     def from_env(cls, end_user_issuer: str | None = None) -> CdsSettings:
-        file = os.environ.get("MEDLOOP_CDS_CLIENTS_FILE")
-        base = (os.environ.get("MEDLOOP_CDS_BASE_URL") or "").strip().rstrip("/") or None
-        origins = tuple(
-            o.strip().rstrip("/")
-            for o in (os.environ.get("MEDLOOP_CDS_CORS_ORIGINS") or "").split(",")
-            if o.strip()
-        )
-        if "*" in origins:
-            raise InvalidSetting("MEDLOOP_CDS_CORS_ORIGINS names origins, not '*'")
-        clients = _clients(Path(file)) if file else {}
+        """The trusted clients (their file loaded) of the process's settings
+        (``medloop.settings.CdsSettingsSection``)."""
+        from medloop.settings import current
+
+        section = current().cds
+        base, origins = section.base_url, section.cors_origins
+        clients = _clients(section.clients_file) if section.clients_file else {}
         if clients and base is None:
             raise InvalidSetting(
                 "MEDLOOP_CDS_BASE_URL (the services' public URL, e.g. https://medloop.example.org)"
