@@ -21,7 +21,7 @@ The catalogue version in force is resolved once per transaction (``medloop.loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -37,7 +37,12 @@ from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import Annulment, Dispense, DispenseNotFound
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.errors import DomainError
-from medloop.domain.medication_list import ListChange, MedicationList, StaleListVersion
+from medloop.domain.medication_list import (
+    EntryVersion,
+    ListChange,
+    MedicationList,
+    StaleListVersion,
+)
 from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound, PrescriptionVersion
@@ -333,7 +338,7 @@ def _decide_and_store(
         patient=effect.patient,
     )
     if effect.list_change is not None and locked.ever_admitted:
-        _with_plan(conn, after, call.at, {v.entry_id for v in effect.list_change.entry_versions})
+        _with_plan(conn, after, call.at, effect.list_change.entry_versions)
     committed.append((revision, after))
     return {
         "patient_id": str(patient_id),
@@ -346,7 +351,7 @@ def _decide_and_store(
 
 
 def _with_plan(
-    conn: Connection, after: PatientState, at: datetime, changed: Collection[UUID]
+    conn: Connection, after: PatientState, at: datetime, changed: Sequence[EntryVersion]
 ) -> None:
     """The administration plan of the entries ``changed`` by a command, for a patient on a
     ward, brought up to date with the list in the command's transaction (a refusal rolls it
@@ -356,7 +361,13 @@ def _with_plan(
     # Imported here: the administration commands are built on this module.
     from medloop.loop.administration.planning import plan_after_change
 
-    plan_after_change(conn, after, at, changed)
+    plan_after_change(
+        conn,
+        after,
+        at,
+        {v.entry_id for v in changed},
+        new_entries=all(v.version == 1 for v in changed),
+    )
 
 
 def _store(

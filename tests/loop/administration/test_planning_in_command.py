@@ -156,7 +156,7 @@ def test_a_command_that_fails_after_planning_rolls_the_plan_back_with_the_list(e
     real = runner._with_plan
 
     def plan_then_fail(conn, after, at, changed):
-        real(conn, after, at, changed)
+        real(conn, after, at, changed)  # entry versions of the change
         planned.append(len(stored_in(conn, patient_id)))
         raise RuntimeError("the audit store went away")
 
@@ -216,3 +216,29 @@ def test_a_patient_admitted_elsewhere_in_time_is_not_planned_before_the_stay(eng
     prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
     # The stay begins after the 48 h horizon of the prescription: nothing planned now.
     assert [d for d in stored_doses(engine, patient_id) if d.due_at < later] == []
+
+
+def reads_of(seen: list[str], table: str) -> int:
+    return sum(
+        1 for s in seen if s.upper().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
+    )
+
+
+def test_a_new_entry_is_planned_without_reading_schedules_or_planned_doses(engine):
+    patient_id, ward_id = nursing_home(engine)
+    with statements(engine) as seen:
+        entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
+    # Nothing of a new entry can be planned or charted yet: only the stay is read.
+    assert reads_of(seen, "schedule") == 0 and reads_of(seen, "planned_dose") == 0, seen
+    assert entry_times(engine, ward_id, entry_id) == ["18:00"]
+    with statements(engine) as seen:
+        hold(
+            engine,
+            patient_id,
+            entry_id,
+            call(GP, at=CHANGED),
+            based_on=version_of(engine, patient_id),
+        )
+    # A changed entry's plan is read and superseded.
+    assert reads_of(seen, "schedule") == 1 and reads_of(seen, "planned_dose") == 1, seen
+    assert entry_times(engine, ward_id, entry_id) == []
