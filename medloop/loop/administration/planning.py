@@ -290,14 +290,7 @@ def plan_after_change(
     a ward (the runner asks only for patients ever admitted). ``new_entries``: every changed
     entry was just added (a prescription), so nothing of theirs is planned or charted yet and
     only the admission is read."""
-    stay = next(
-        (
-            (a, version)
-            for a, version in reversed(store.admissions_with_config(conn, state.patient.id))
-            if a.admitted_at < at + HORIZON and (a.discharged_at is None or a.discharged_at > at)
-        ),
-        None,
-    )
+    stay = store.stay_to_plan(conn, state.patient.id, at, at + HORIZON)
     if stay is None or stay[1] is None:
         return Plan(at)
     admission, version = stay
