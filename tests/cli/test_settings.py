@@ -8,6 +8,7 @@ import ast
 import multiprocessing
 import os
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -269,8 +270,12 @@ def test_serve_hands_its_settings_to_the_workers_without_writing_the_environment
     assert dict(os.environ) == before
     (config,) = supervised
     assert config.workers == 2
-    assert config.medloop_settings == Settings.from_env(postgres_url)
-    assert config.medloop_settings.route_threads == 3
+    given = config.medloop_settings
+    # The settings read once, with the server's run folder (heartbeat, readiness) on board.
+    assert given.ops.run_dir is not None and given.ops.run_dir.name.startswith("medloop-run-")
+    read = Settings.from_env(postgres_url)
+    assert given == replace(read, ops=replace(read.ops, run_dir=given.ops.run_dir))
+    assert given.route_threads == 3
     # uvicorn pickles the configuration into each worker it spawns: do the same, and let the
     # fresh process (whose environment has no MEDLOOP_DATABASE_URL) build its app from it.
     spawned = pickle.loads(pickle.dumps(config))
