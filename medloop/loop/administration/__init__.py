@@ -11,7 +11,8 @@ chart queries, one module each.
 - ``charting``: ``chart`` (facts read first, one decision in
   ``medloop.domain.administration.decide_charting``, decision support on the last 24 h) and
   ``mark_in_error``;
-- ``queries``: ``ward_chart`` and ``administration_history``.
+- ``queries``: ``ward_chart`` (with every PRN entry's limits and what remains),
+  ``administration_history``, and one ``admission`` or ``charting``.
 """
 
 from medloop.loop.administration.admissions import AdmissionOrder, admit, discharge, is_admitted
@@ -20,9 +21,12 @@ from medloop.loop.administration.planning import HORIZON, mark_missed, roll_forw
 from medloop.loop.administration.queries import (
     ChartLine,
     PatientChart,
+    PrnLine,
     WardChart,
     administration_history,
     patient_of_administration,
+    admission,
+    charting,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
@@ -32,11 +36,14 @@ __all__ = [
     "AdmissionOrder",
     "ChartLine",
     "PatientChart",
+    "PrnLine",
     "WardChart",
     "WardOrder",
     "admit",
+    "admission",
     "administration_history",
     "patient_of_administration",
+    "charting",
     "chart",
     "configure_ward",
     "create_ward",
