@@ -163,6 +163,7 @@ class Settings:
         import tempfile
 
         return self.fhir_export_dir or Path(tempfile.gettempdir()) / "medloop-fhir-export"
+
     jobs: JobsSettings = field(default_factory=JobsSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     replicas: ReplicaSettings = field(default_factory=ReplicaSettings)

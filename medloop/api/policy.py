@@ -196,6 +196,8 @@ def refuse_scope(
     if patient_id is not None:
         audit_refused(engine, accessor(principal, request_id), patient_id, what, why)
     raise Forbidden(f"the token's scopes do not grant {what}: {why}")
+
+
 def organisation_seen(principal: Principal, action: Action) -> str | None:
     """The organisation whose records of a patient ``principal`` may see under ``action``:
     its own for the ``ADMITTED`` scope (a nurse sees her organisation's stays), ``None`` (any)

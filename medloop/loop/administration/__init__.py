@@ -24,9 +24,9 @@ from medloop.loop.administration.queries import (
     PrnLine,
     WardChart,
     administration_history,
-    patient_of_administration,
     admission,
     charting,
+    patient_of_administration,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward

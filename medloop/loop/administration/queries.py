@@ -264,6 +264,8 @@ def administration_history(
 def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:
     """The patient a charting belongs to (``None``: no such charting); reads no patient data."""
     return store.patient_of_administration(conn, administration_id)
+
+
 def admission(
     conn: Connection, patient_id: UUID, admission_id: UUID, organisation_id: str | None = None
 ) -> Admission:
