@@ -17,6 +17,7 @@ from medloop.eresept.errors import (
     UnknownMessage,
     UnsafeXml,
 )
+from tests.eresept.hostile import BILLION_LAUGHS, XXE
 from tests.eresept.messages import (
     embedded_m1s,
     example,
@@ -168,23 +169,6 @@ def test_a_payload_that_is_not_base64_at_all_is_refused():
     with pytest.raises((EmbeddedNotXml, SchemaViolation)) as caught:
         read(data)
     assert "embedded-not-base64" in {p.code for p in caught.value.problems}
-
-
-XXE = b"""<?xml version="1.0"?>
-<!DOCTYPE MsgHead [ <!ENTITY xxe SYSTEM "file:///etc/passwd"> ]>
-<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24"><MsgInfo><MsgId>&xxe;</MsgId></MsgInfo></MsgHead>
-"""
-
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol9 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
-]>
-<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">&lol9;</MsgHead>
-"""
 
 
 @pytest.mark.parametrize("attack", [XXE, BILLION_LAUGHS], ids=["xxe", "billion-laughs"])

@@ -32,6 +32,7 @@ from medloop.eresept.errors import (
 from medloop.loop import multidose
 from medloop.loop.messages import import_message
 from medloop.store import messages as stored
+from tests.eresept.hostile import BILLION_LAUGHS, XXE
 from tests.eresept.importing import (
     OTHER,
     PATIENT,
@@ -44,8 +45,7 @@ from tests.eresept.importing import (
     with_msg_id,
 )
 from tests.eresept.messages import example, needs_shared, replace_embedded
-from tests.eresept.test_bad_input import BILLION_LAUGHS, XXE
-from tests.eresept.test_signatures import _ca, _store
+from tests.eresept.pki import make_ca, trust_store
 from tests.loop.helpers import GP, PHARMACIST, call
 
 pytestmark = needs_shared
@@ -249,9 +249,9 @@ def test_bad_input_is_refused_precisely_and_nothing_is_stored(engine, case):
 def test_a_signature_that_does_not_verify_is_refused_and_nothing_is_stored(engine, tmp_path):
     real_world(engine)
     before = counts(engine)
-    _, unrelated = _ca("a CA that did not sign the example")
+    _, unrelated = make_ca("a CA that did not sign the example")
     with pytest.raises(SignatureInvalid):
-        _import(engine, example("M1"), trust_store=_store(tmp_path, unrelated))
+        _import(engine, example("M1"), trust_store=trust_store(tmp_path, unrelated))
     assert counts(engine) == before
 
 

@@ -1,15 +1,11 @@
 """XML signatures: reported per document, verified against a trust store when there is one,
-and never dropped.  Keys and certificates are made here, thrown away after the test."""
+and never dropped.  Keys and certificates are made for the test (``pki.py``) and thrown away
+after it."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml import XMLSigner
 from signxml.algorithms import CanonicalizationMethod
@@ -23,99 +19,16 @@ from tests.eresept.messages import (
     replace_embedded,
     without_signature,
 )
+from tests.eresept.pki import make_ca, make_leaf, trust_store
 
 pytestmark = needs_shared
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "NO"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common),
-        ]
-    )
-
-
-def _key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _ca(common: str):
-    key = _key()
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common))
-        .issuer_name(_name(common))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _leaf(ca_key, ca_cert, common: str):
-    key = _key()
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _pem(cert) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="module")
 def pki():
-    ca_key, ca_cert = _ca("medloop test CA")
-    key, cert = _leaf(ca_key, ca_cert, "LEGE TEST")
-    _, other_ca = _ca("some other CA")
+    ca_key, ca_cert = make_ca("medloop test CA")
+    key, cert = make_leaf(ca_key, ca_cert, "LEGE TEST")
+    _, other_ca = make_ca("some other CA")
     return {"ca": ca_cert, "key": key, "cert": cert, "other_ca": other_ca}
 
 
@@ -130,16 +43,8 @@ def sign(data: bytes, pki) -> bytes:
     return etree.tostring(signed, xml_declaration=True, encoding="utf-8")
 
 
-def _store(tmp_path, *certs):
-    folder = tmp_path / "trust"
-    folder.mkdir()
-    for i, cert in enumerate(certs):
-        (folder / f"ca{i}.pem").write_bytes(_pem(cert))
-    return folder
-
-
 def test_a_signed_message_verifies_against_a_trust_store_holding_its_ca(pki, tmp_path):
-    message = read(sign(example("M1"), pki), trust_store=_store(tmp_path, pki["ca"]))
+    message = read(sign(example("M1"), pki), trust_store=trust_store(tmp_path, pki["ca"]))
     (report,) = message.signatures
     assert report.status == "verified"
     assert report.where == "MsgHead/Signature"
@@ -149,7 +54,7 @@ def test_a_signed_message_verifies_against_a_trust_store_holding_its_ca(pki, tmp
 def test_a_tampered_message_is_refused_as_invalid(pki, tmp_path):
     signed = sign(example("M1"), pki).replace(b"<Antall>1</Antall>", b"<Antall>9</Antall>")
     with pytest.raises(SignatureInvalid) as caught:
-        read(signed, trust_store=_store(tmp_path, pki["ca"]))
+        read(signed, trust_store=trust_store(tmp_path, pki["ca"]))
     problem = caught.value.problems[0]
     assert problem.code == "signature-invalid"
     assert problem.where == "MsgHead/Signature"
@@ -158,7 +63,7 @@ def test_a_tampered_message_is_refused_as_invalid(pki, tmp_path):
 
 def test_a_signature_from_a_ca_outside_the_trust_store_is_invalid(pki, tmp_path):
     with pytest.raises(SignatureInvalid) as caught:
-        read(sign(example("M1"), pki), trust_store=_store(tmp_path, pki["other_ca"]))
+        read(sign(example("M1"), pki), trust_store=trust_store(tmp_path, pki["other_ca"]))
     assert caught.value.problems[0].code == "signature-invalid"
 
 
@@ -180,7 +85,7 @@ def test_the_official_examples_signatures_are_reported_never_dropped():
 
 def test_the_official_examples_test_certificate_is_not_trusted_by_an_unrelated_store(pki, tmp_path):
     with pytest.raises(SignatureInvalid):
-        read(example("M5"), trust_store=_store(tmp_path, pki["ca"]))
+        read(example("M5"), trust_store=trust_store(tmp_path, pki["ca"]))
 
 
 def test_a_whole_signed_message_embedded_in_base64_has_its_signature_checked(pki, tmp_path):
@@ -189,7 +94,7 @@ def test_a_whole_signed_message_embedded_in_base64_has_its_signature_checked(pki
     data = without_signature(example("M25.1"))
     signed_m1 = sign(example("M1"), pki)
     message_data = replace_embedded(data, 0, signed_m1)
-    store = _store(tmp_path, pki["ca"])
+    store = trust_store(tmp_path, pki["ca"])
     message = read(message_data, trust_store=store)
     holder = "MsgHead/Document/RefDoc/Content/LegemidlerIBruk/EnkeltoppforingLIB[1]"
     holder += "/ReseptDokLegemiddelB64"
@@ -228,5 +133,5 @@ def test_a_sha1_signature_is_invalid_whatever_the_trust_store(tmp_path):
     der = re.search(rb"<X509Certificate>([^<]+)<", data).group(1)
     own = x509.load_der_x509_certificate(base64.b64decode(der))
     with pytest.raises(SignatureInvalid) as caught:
-        read(data, trust_store=_store(tmp_path, own))
+        read(data, trust_store=trust_store(tmp_path, own))
     assert "RSA_SHA1 forbidden" in caught.value.problems[0].message

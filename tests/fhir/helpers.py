@@ -1,4 +1,5 @@
-"""Builders for the FHIR tests: SMART-scoped tokens for every role, request helpers, and the
+"""Builders for the FHIR tests: SMART-scoped tokens for every role, request helpers, the
+MedicationRequest and MedicationAdministration bodies the write tests send, and the
 validation of every resource a response carries (``fhir.resources``; the independent
 validator lives in ``validator.py``)."""
 
@@ -9,7 +10,15 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from medloop.api.auth import issue_token
-from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID, World, prescribe_body
+from medloop.fhir import resources as fhir
+from tests.api.helpers import (
+    NATIONAL_ID,
+    NEXT_MORNING,
+    NURSING_HOME,
+    OTHER_NATIONAL_ID,
+    World,
+    prescribe_body,
+)
 from tests.fhir import validator
 from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_28
 
@@ -95,3 +104,42 @@ def resources_of(bundle: dict[str, Any], mode: str | None = None) -> list[dict[s
         for e in bundle.get("entry", [])
         if mode is None or e.get("search", {}).get("mode") == mode
     ]
+
+
+def medication_request(world, varenr: str = SIMVASTATIN_28, **fields: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": fhir.NO_VARENR, "code": varenr}]},
+        "subject": {"reference": f"Patient/{world.patient_id}"},
+        "dosageInstruction": [
+            {
+                "text": "1 tablett om kvelden",
+                "timing": {
+                    "repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["EVE"]}
+                },
+                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablett"}}],
+            }
+        ],
+        "dispenseRequest": {
+            "numberOfRepeatsAllowed": 2,
+            "quantity": {"value": 1, "unit": "pakning"},
+        },
+        **fields,
+    }
+
+
+def administration(world, entry: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationAdministration",
+        "status": "completed",
+        "medicationCodeableConcept": {
+            "coding": [{"system": fhir.NO_VARENR, "code": SIMVASTATIN_28}]
+        },
+        "subject": {"reference": f"Patient/{world.patient_id}"},
+        "supportingInformation": [{"reference": f"MedicationStatement/{entry}"}],
+        "effectiveDateTime": NEXT_MORNING.isoformat(),
+        "dosage": {"dose": {"value": 1, "unit": "tablett"}},
+        **fields,
+    }

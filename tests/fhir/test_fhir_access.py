@@ -11,10 +11,8 @@ import pytest
 
 from medloop.api.auth import issue_token
 from medloop.store import audit
-from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID
-from tests.api.test_api_nursing import admitted
-from tests.fhir.helpers import FHIR_JSON
-from tests.fhir.test_fhir_write import medication_request
+from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID, admitted
+from tests.fhir.helpers import FHIR_JSON, medication_request
 from tests.loop.helpers import GP, PHARMACIST
 
 OTHER_HOME = "8012399"

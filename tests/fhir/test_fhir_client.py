@@ -18,10 +18,15 @@ from fhirpy.base.exceptions import OperationOutcome
 
 from medloop.fhir import resources as fhir
 from medloop.fhir.writes import PLANNED_DOSE, SCAN
-from tests.api.helpers import NURSE_TOKEN
-from tests.api.test_api_nursing import NEXT_MORNING, SIMVASTATIN_GENERIC_EAN, admitted
-from tests.fhir.helpers import gp_token, nurse_token, prescribed, validated
-from tests.fhir.test_fhir_write import _administration, medication_request
+from tests.api.helpers import NEXT_MORNING, NURSE_TOKEN, SIMVASTATIN_GENERIC_EAN, admitted
+from tests.fhir.helpers import (
+    administration,
+    gp_token,
+    medication_request,
+    nurse_token,
+    prescribed,
+    validated,
+)
 from tests.loop.helpers import ATORVASTATIN, KLARITROMYCIN
 
 PORTS = range(9400, 9500)
@@ -118,7 +123,7 @@ def test_a_client_charts_an_administration_and_reads_an_entrys_history(world, se
     nurse = _client(server, nurse_token())
     charted = nurse.resource(
         "MedicationAdministration",
-        **_administration(
+        **administration(
             world,
             simvastatin,
             extension=[

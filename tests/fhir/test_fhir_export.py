@@ -16,8 +16,14 @@ from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
 from medloop.jobs import run_job
 from medloop.store import audit
-from tests.api.helpers import NATIONAL_ID, NURSE_TOKEN, NURSING_HOME
-from tests.api.test_api_nursing import NEXT_MORNING, SIMVASTATIN_GENERIC_EAN, admitted
+from tests.api.helpers import (
+    NATIONAL_ID,
+    NEXT_MORNING,
+    NURSE_TOKEN,
+    NURSING_HOME,
+    SIMVASTATIN_GENERIC_EAN,
+    admitted,
+)
 from tests.fhir.helpers import gp_token, outcome_of, validated
 
 EXPORTER = issue_token("exporter", "registry-client", NURSING_HOME, scope="system/*.r")

@@ -15,23 +15,26 @@ import pytest
 from medloop.fhir import resources as fhir
 from medloop.fhir.writes import PLANNED_DOSE, SCAN
 from medloop.store import audit
-from tests.api.helpers import NATIONAL_ID, WARD_ADMIN_TOKEN
-from tests.api.test_api_nursing import (
+from tests.api.helpers import (
+    NATIONAL_ID,
     NEXT_MORNING,
     OKSYKODON_EAN,
     SIMVASTATIN_GENERIC_EAN,
+    WARD_ADMIN_TOKEN,
     admitted,
 )
 from tests.fhir.helpers import (
     FHIR_JSON,
+    administration,
     fhir_get,
     gp_token,
+    medication_request,
     nurse_token,
     outcome_of,
     resources_of,
     validated,
 )
-from tests.loop.helpers import KLARITROMYCIN, SIMVASTATIN_28
+from tests.loop.helpers import KLARITROMYCIN
 
 # -- HL7's official R4 examples -----------------------------------------------------------------
 # Source: HL7 FHIR R4 (4.0.1) examples, https://hl7.org/fhir/R4/ (medicationrequest0302,
@@ -142,30 +145,6 @@ HL7_MEDICATION_ADMINISTRATION_0301: dict[str, Any] = {
         "dose": {"value": 500, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"},
     },
 }
-
-
-def medication_request(world, varenr: str = SIMVASTATIN_28, **fields: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationRequest",
-        "status": "active",
-        "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": fhir.NO_VARENR, "code": varenr}]},
-        "subject": {"reference": f"Patient/{world.patient_id}"},
-        "dosageInstruction": [
-            {
-                "text": "1 tablett om kvelden",
-                "timing": {
-                    "repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["EVE"]}
-                },
-                "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablett"}}],
-            }
-        ],
-        "dispenseRequest": {
-            "numberOfRepeatsAllowed": 2,
-            "quantity": {"value": 1, "unit": "pakning"},
-        },
-        **fields,
-    }
 
 
 def post(world, path: str, body: Any, token: str | None = None, **headers: str):
@@ -372,21 +351,6 @@ def test_hl7_official_examples_get_precise_outcomes_never_a_500(world):
     assert world.version() == 0
 
 
-def _administration(world, entry: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "MedicationAdministration",
-        "status": "completed",
-        "medicationCodeableConcept": {
-            "coding": [{"system": fhir.NO_VARENR, "code": SIMVASTATIN_28}]
-        },
-        "subject": {"reference": f"Patient/{world.patient_id}"},
-        "supportingInformation": [{"reference": f"MedicationStatement/{entry}"}],
-        "effectiveDateTime": NEXT_MORNING.isoformat(),
-        "dosage": {"dose": {"value": 1, "unit": "tablett"}},
-        **fields,
-    }
-
-
 def test_charting_a_planned_dose_with_a_scan_and_a_witnessed_prn_dose(world):
     ward_id, simvastatin, oksykodon = admitted(world)
     world.clock.at = NEXT_MORNING
@@ -394,7 +358,7 @@ def test_charting_a_planned_dose_with_a_scan_and_a_witnessed_prn_dose(world):
 
     chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN).json()
     (dose,) = [d for d in chart["patients"][0]["doses"] if d["entry_id"] == simvastatin]
-    planned = _administration(
+    planned = administration(
         world,
         simvastatin,
         extension=[
@@ -409,7 +373,7 @@ def test_charting_a_planned_dose_with_a_scan_and_a_witnessed_prn_dose(world):
     assert charted["category"]["coding"][0]["code"] == "planned"
     assert charted["performer"][0]["actor"]["identifier"]["value"] == "5551234"
 
-    prn = _administration(
+    prn = administration(
         world,
         oksykodon,
         medicationCodeableConcept={"coding": [{"system": fhir.NO_VARENR, "code": "091099"}]},
@@ -447,7 +411,7 @@ def test_a_not_done_dose_carries_its_reason(world):
 
     chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN).json()
     (dose,) = [d for d in chart["patients"][0]["doses"] if d["entry_id"] == simvastatin]
-    body = _administration(
+    body = administration(
         world,
         simvastatin,
         extension=[{"url": PLANNED_DOSE, "valueString": dose["planned_dose_id"]}],

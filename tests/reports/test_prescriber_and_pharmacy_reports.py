@@ -12,7 +12,7 @@ from medloop.reports.period import ReportPeriod
 from medloop.reports.pharmacy import pharmacy_report, read_pharmacy_facts
 from medloop.reports.prescriber import prescriber_report, read_prescriber_facts
 from medloop.store.db import reader
-from tests.reports.test_ward_report import assert_chart_matches_table
+from tests.reports.svg import assert_chart_matches_table
 from tests.reports.world import (
     PHARMACY,
     AlertSpec,

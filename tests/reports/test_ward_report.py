@@ -13,7 +13,7 @@ from medloop.reports import charts
 from medloop.reports.period import ReportPeriod
 from medloop.reports.ward import read_ward_facts, ward_report
 from medloop.store.db import reader
-from tests.reports.svg import marks
+from tests.reports.svg import assert_chart_matches_table
 from tests.reports.world import Dose, Prn, Resident, reviewed, write_ward
 
 MON, TUE = date(2026, 3, 2), date(2026, 3, 3)
@@ -226,30 +226,6 @@ def test_a_dose_charted_after_the_systems_missed_record_counts_as_charted(engine
     assert [(r.outcome, r.reason, r.count) for r in report.not_given_reasons] == [
         ("refused", "Kvalm", 1)
     ]
-
-
-_ROLE = {"bar": "bar", "heatmap": "rect mark", "line": "point"}
-
-
-def assert_chart_matches_table(table: charts.Table) -> None:
-    """The chart has one mark per row of its table that has a value (a month without courses
-    has no share: no mark, an empty cell), each labelled with that row's values."""
-    assert table.chart is not None
-    svg = charts.render_svg(table)
-    assert f'<title id="{table.id}-title">' in svg and "<desc" in svg
-    drawn = marks(svg, _ROLE[table.chart.kind])
-    value = table.columns.index(table.chart.value)
-    rows = [row for row in table.rows if row[value] is not None]
-    assert len(drawn) == len(rows), table.id
-    expected = sorted(tuple("" if v is None else _text(v) for v in row) for row in rows)
-    found = sorted(tuple(m.get(c, "") for c in table.columns) for m in drawn)
-    assert found == expected, table.id
-
-
-def _text(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def test_every_ward_chart_has_a_mark_per_row_of_its_table(engine):
