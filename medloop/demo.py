@@ -235,8 +235,8 @@ RESIDENTS = (
             Order(
                 "090572",
                 regular(
-                    FixedDose(amount=Quantity(value=10, unit="E"), time_of_day=EVENING),
-                    text="10 E subkutant om kvelden",
+                    FixedDose(amount=Quantity(value=10, unit="E"), time_of_day=MORNING),
+                    text="10 E subkutant om morgenen",
                 ),
                 "Diabetes type 2",
             ),

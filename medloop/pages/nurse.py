@@ -396,7 +396,7 @@ def _chart_context(
         "line": line,
         "prn": entry.use is Use.AS_NEEDED,
         "as_needed": as_needed,
-        "amount": amount,
+        "dose_amount": amount,
         "prn_given": [g for g in found["prn_24h"] if g.entry_id == entry_id],
         "entry_overrides": [o for o in found["overrides"] if str(entry_id) in o.alert.medications],
     }
@@ -653,7 +653,7 @@ def chart(
                 page, patient_id, entry_id, dose, refusal=refusal, status=422, **again
             )
         reason = code + (f": {note}" if note else "")
-    amount = context["amount"]
+    amount = context["dose_amount"]
     given_dose = None
     if outcome is Outcome.GIVEN and amount is not None:
         value = _number(values["amount"]) if values["amount"] else amount.value
