@@ -274,6 +274,12 @@ def wards_of(conn: Connection, organisation_id: str) -> list[Ward]:
     return administration.wards_of_organisation(conn, organisation_id)
 
 
+def ward_of(conn: Connection, ward_id: UUID) -> Ward | None:
+    """A ward (name, organisation); ``None`` for an unknown ward."""
+    found = administration.read_ward(conn, ward_id)
+    return None if found is None else found.ward
+
+
 def residents(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, Patient]:
     """The patients' records (names, birth dates) by id, for a chart that shows them; read
     inside the caller's audited read."""

@@ -157,24 +157,24 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
         prn = administration.as_needed_given(
             conn, ids, at - timedelta(hours=24), at, organisation_id=page.principal.organisation
         )
-        alerts = {pid: queries.open_alerts(conn, pid) for pid in ids}
-        lists = {pid: queries.current_list(conn, pid, at) for pid in ids}
-        ward = next(
-            w for w in queries.wards_of(conn, page.principal.organisation or "") if w.id == ward_id
+        # The PRN doses' medicine names, from the lists of those who had one (a few).
+        drugs = {
+            e.id: e.drug.name for pid in prn for e in queries.current_list(conn, pid, at).entries
+        }
+        ward = queries.ward_of(conn, ward_id)
+        slots = sorted(
+            {line.local_time.strftime("%H:%M") for p in chart.patients for line in p.doses}
         )
         return {
             "ward": ward,
             "day": today,
-            "slots": sorted(
-                {line.local_time.strftime("%H:%M") for p in chart.patients for line in p.doses}
-            ),
+            "slots": slots,
             "residents": [
                 _resident_row(
                     p,
                     names.get(p.patient_id),
-                    prn.get(p.patient_id, []),
-                    alerts[p.patient_id],
-                    lists[p.patient_id],
+                    [(g, drugs.get(g.entry_id, "")) for g in prn.get(p.patient_id, [])],
+                    queries.open_alerts(conn, p.patient_id),
                 )
                 for p in chart.patients
             ],
@@ -183,21 +183,18 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
     return page.caller.read_many("administration.read.ward-chart", read)
 
 
-def _resident_row(
-    chart: Any, patient: Any, prn: list[Any], alerts: list[Any], listed: Any
-) -> dict[str, Any]:
-    drugs = {e.id: e.drug.name for e in listed.entries}
-    by_slot: dict[str, list[Any]] = {}
+def _resident_row(chart: Any, patient: Any, prn: list[Any], alerts: list[Any]) -> dict[str, Any]:
+    """One resident's line of the overview: per time slot how many doses are in each state."""
+    by_slot: dict[str, dict[str, int]] = {}
     for line in chart.doses:
-        by_slot.setdefault(line.local_time.strftime("%H:%M"), []).append(line)
-    counts = {state: chart.count(DoseStatus(state)) for state in SUMMARY_STATES}
+        counts = by_slot.setdefault(line.local_time.strftime("%H:%M"), {})
+        counts[line.status.value] = counts.get(line.status.value, 0) + 1
     return {
         "patient_id": chart.patient_id,
         "name": "" if patient is None else f"{patient.given_name} {patient.family_name}",
-        "birth_date": None if patient is None else patient.birth_date,
         "by_slot": by_slot,
-        "counts": counts,
-        "prn": [(given, drugs.get(given.entry_id, "")) for given in prn],
+        "counts": {state: chart.count(DoseStatus(state)) for state in SUMMARY_STATES},
+        "prn": prn,
         "alerts": alerts,
     }
 
