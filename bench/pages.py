@@ -119,9 +119,7 @@ def main() -> None:
     results: dict[str, object] = {"targets": TARGETS}
     with tempfile.TemporaryDirectory() as folder:
         results["sqlite"] = measure(f"sqlite:///{Path(folder) / 'pages.db'}", args.iterations)
-    pg = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get(
-        "MEDLOOP_TEST_POSTGRES_URL"
-    )
+    pg = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
     if pg:
         url, drop = postgres_database(pg)
         try:
