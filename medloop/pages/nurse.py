@@ -155,7 +155,11 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
         ids = [p.patient_id for p in chart.patients]
         names = queries.residents(conn, ids)
         prn = administration.as_needed_given(
-            conn, ids, at - timedelta(hours=24), at, organisation_id=page.principal.organisation
+            conn,
+            ids,
+            at - timedelta(hours=24),
+            _through(at),
+            organisation_id=page.principal.organisation,
         )
         # The PRN doses' medicine names, from the lists of those who had one (a few).
         drugs = {
@@ -234,7 +238,11 @@ def _resident(page: Page, patient_id: UUID, first_day: date, days: int) -> dict[
             "alerts": queries.open_alerts(conn, patient_id),
             "overrides": queries.overrides(conn, patient_id),
             "prn_24h": administration.as_needed_given(
-                conn, [patient_id], at - timedelta(hours=24), at, organisation_id=organisation
+                conn,
+                [patient_id],
+                at - timedelta(hours=24),
+                _through(at),
+                organisation_id=organisation,
             ).get(patient_id, []),
         }
 
@@ -751,3 +759,9 @@ def _uuid(text: str) -> UUID | None:
 
 
 __all__ = ["router"]
+
+
+def _through(at: Any) -> Any:
+    """The end of a window that includes ``at`` itself (the queries' windows are half-open):
+    a dose given this very moment counts as given in the last 24 hours."""
+    return at + timedelta(microseconds=1)

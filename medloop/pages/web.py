@@ -116,7 +116,36 @@ def template_context(lang: str) -> dict[str, Any]:
         "role_name": lambda role: translator(lang)(ROLE_NAMES[Role(role)]),
         "amount_text": partial(_amount_text, lang=lang),
         "period_text": partial(_period_text, lang=lang),
+        "severity_name": partial(_severity, lang=lang),
+        "entry_status_name": partial(_entry_status, lang=lang),
     }
+
+
+SEVERITIES = {
+    # Decision support's severities as the pages name them.
+    "avoid": i18n.N_("Avoid"),
+    "precautions": i18n.N_("Take precautions"),
+    "info": i18n.N_("For information"),
+    "no-action": i18n.N_("No action needed"),
+}
+
+
+ENTRY_STATUSES = {
+    "active": i18n.N_("Active"),
+    "on-hold": i18n.N_("On hold"),
+    "discontinued": i18n.N_("Discontinued"),
+    "entered-in-error": i18n.N_("Entered in error"),
+}
+
+
+def _entry_status(value: Any, *, lang: str) -> str:
+    key = str(getattr(value, "value", value))
+    return translator(lang)(ENTRY_STATUSES[key]) if key in ENTRY_STATUSES else key
+
+
+def _severity(value: Any, *, lang: str) -> str:
+    key = str(getattr(value, "value", value))
+    return translator(lang)(SEVERITIES[key]) if key in SEVERITIES else key
 
 
 PERIOD_UNITS = {

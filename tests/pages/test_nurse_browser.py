@@ -101,6 +101,8 @@ def test_the_morning_round_on_the_demo_ward(page, live_world):
         page.get_by_role("link", name=re.compile("Gi ved behov: Paracet", re.I)).click()
         limits = page.locator("#prn-limits").inner_text()
         assert "høyst 4 tablett per døgn" in limits and "minst 6 timer mellom dosene" in limits
+        given = "08:05 (1 tablett)" if attempt == 2 else "Gitt siste døgn: ingenting"
+        assert given in limits
         assert "Riktig pakning" in _scan_pack(page, PARACETAMOL_EAN)
         page.get_by_role("button", name="Lagre").click()
         if attempt == 2:
