@@ -444,6 +444,7 @@ def _chart_page(
         refusal=refusal,
         pack=pack,
         pack_refusal=pack_refusal,
+        scanned=values.get("pack", "").strip() if pack or pack_refusal else "",
         witness=witness,
         witness_session=witness_session,
         witness_people=_witness_people(page),
@@ -537,6 +538,7 @@ def check_pack_page(
             status=200 if refusal is None else refusal.status,
             pack=pack,
             pack_refusal=refusal,
+            scanned=code,
         )
     witness, witness_session = _witness_of(page, form, patient_id, entry_id)
     return _chart_page(

@@ -43,7 +43,8 @@ def _scan_pack(page, code: str) -> str:
     field = page.get_by_label("Strekkode på pakningen")
     field.fill(code)
     field.press("Enter")
-    result = page.locator("#pack-result")
+    # The answer for this code (not the one before it) has replaced the result in place.
+    result = page.locator(f'#pack-result[data-code="{code}"]')
     result.locator("p").wait_for()
     return result.inner_text()
 
@@ -176,7 +177,7 @@ def test_charting_a_dose_by_keyboard_alone(page, live_world):
     # The pack field has the focus: scan, Enter checks the pack in place.
     page.keyboard.type(LEVOTYROKSIN_EAN)
     page.keyboard.press("Enter")
-    page.locator("#pack-result p").wait_for()
+    page.locator(f'#pack-result[data-code="{LEVOTYROKSIN_EAN}"] p').wait_for()
     assert "Riktig pakning" in page.locator("#pack-result").inner_text()
     _tab_to(page, "e.id === 'save'")
     page.keyboard.press("Enter")
