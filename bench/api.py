@@ -29,11 +29,21 @@ the paced run at 400 requests/s); >= 400 mixed requests/s on PostgreSQL (closed 
 
 Client and server share the machine: on 2 cores the client threads take CPU from the server,
 so the figures are a lower bound for a server on its own host.
+
+Each phase also lists its stalls (half-second windows in which a request took over
+``STALL_MS``, by wall clock), the PostgreSQL checkpoints logged meanwhile (on a shared server
+other databases' CREATE/DROP DATABASE force immediate checkpoints that stall every commit:
+``--private-postgres PORT`` measures on a private cluster instead) and the full garbage
+collection passes in the client processes.
+
+``--floor`` (issue #20) runs medloop against ``bench/floor.py``, the floor of its own stack,
+interleaved on one database, and reports the ratios (``floor_comparison``).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import itertools
 import json
@@ -49,12 +59,14 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from fest.loader import import_catalogue
 from medloop.api.auth import issue_token
@@ -137,6 +149,7 @@ class Client(threading.Thread):
         self.port, self.patients, self.deadline = port, patients, deadline
         self.iterations, self.tokens, self.schedule = iterations, tokens, schedule
         self.timings: dict[str, list[float]] = defaultdict(list)
+        self.moments: list[tuple[float, float]] = []  # (when due or sent, latency ms)
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.error: str | None = None
         self.http: http.client.HTTPConnection | None = None
@@ -165,7 +178,9 @@ class Client(threading.Thread):
         self.http.request(method, path, body=payload, headers=sent)
         response = self.http.getresponse()
         response.read()
-        self.timings[label].append((time.perf_counter() - started) * 1000)
+        latency = (time.perf_counter() - started) * 1000
+        self.timings[label].append(latency)
+        self.moments.append((started, latency))
         self.statuses[label][response.status] += 1
         return response.status, {"etag": response.getheader("ETag", "")}
 
@@ -254,6 +269,7 @@ def _phase(
     rate: float | None,
     client_class: type[Client] = Client,
     extras: list | None = None,
+    postgres_cpu=None,
 ) -> dict:
     """One phase: closed loop (``rate`` None) or paced at ``rate`` requests/s in total. The
     client threads run in ``args.client_processes`` processes (forked), so that the load
@@ -261,6 +277,7 @@ def _phase(
     ``Client``) runs the scenario; what its ``extra()`` reports is appended to ``extras``."""
     per_client = len(patients) // args.clients
     started = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every client process
+    wall = time.time()
     deadline = started + args.seconds
     clients = []
     for i in range(args.clients):
@@ -279,7 +296,8 @@ def _phase(
             )
         )
     server_before = _cpu_seconds_of_tree(server_pid)
-    postgres_before = _cpu_seconds_of_postgres()
+    postgres_cpu = postgres_cpu or _PostgresCpu()
+    postgres_before = postgres_cpu.snapshot()
     shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -295,7 +313,7 @@ def _phase(
     cpu = {
         "server": _cpu_seconds_of_tree(server_pid) - server_before,
         "client": sum(share["cpu"] for share in driven),
-        "postgres": _cpu_seconds_of_postgres() - postgres_before,
+        "postgres": postgres_cpu.since(postgres_before),
     }
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -317,6 +335,13 @@ def _phase(
         # CPU per request: server processes, this benchmark's client processes, and every
         # PostgreSQL process on the machine (0 on SQLite runs).
         "cpu_ms_per_request": {k: round(v * 1000 / max(total, 1), 2) for k, v in cpu.items()},
+        # Full passes of the garbage collector in the client processes (their pauses stop
+        # every client thread of the process).
+        "client_gc": _gc_passes([ms for share in driven for ms in share["gc"]]),
+        # Half-second windows in which some request took more than STALL_MS, by wall clock,
+        # with the PostgreSQL checkpoints logged in the phase (``_checkpoints``).
+        "stalls": _stalls([m for share in driven for m in share["moments"]], started, wall),
+        "checkpoints": _checkpoints(wall, wall + elapsed),
         "all": _latencies(every),
         "endpoints": {
             label: {**_latencies(values), "statuses": dict(statuses[label])}
@@ -329,12 +354,29 @@ def _phase(
 
 
 def _drive(clients: list[Client], results) -> None:
-    """In a client process: run ``clients`` (threads) to the end and report what they saw."""
+    """In a client process: run ``clients`` (threads) to the end and report what they saw.
+
+    The full passes of the cyclic garbage collector in this process are timed and reported
+    (``client_gc``): one stops every client thread of the process, a pause the clients would
+    charge to the server (latencies are measured from when a request was due)."""
+    passes: list[float] = []
+    started_pass = [0.0]
+
+    def timed(phase: str, info: dict) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started_pass[0] = time.perf_counter()
+        else:
+            passes.append((time.perf_counter() - started_pass[0]) * 1000)
+
+    gc.callbacks.append(timed)
     before = time.process_time()
     for client in clients:
         client.start()
     for client in clients:
         client.join()
+    gc.callbacks.remove(timed)
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for client in clients:
@@ -350,8 +392,58 @@ def _drive(clients: list[Client], results) -> None:
             "errors": [c.error for c in clients if c.error],
             "cpu": time.process_time() - before,
             "extras": [c.extra() for c in clients],
+            "gc": passes,
+            "moments": [m for c in clients for m in c.moments],
         }
     )
+
+
+STALL_MS = 500.0
+"""A request slower than this marks its half-second window as a stall (``_stalls``)."""
+POSTGRES_LOG = Path(
+    os.environ.get("BENCH_POSTGRES_LOG", "/var/log/postgresql/postgresql-15-main.log")
+)
+"""The server log read for checkpoints (default: the machine's PostgreSQL; absent: none
+reported)."""
+
+
+def _stalls(moments: list[tuple[float, float]], started: float, wall: float) -> list[dict]:
+    windows: dict[int, float] = {}
+    for at, latency in moments:
+        if latency > STALL_MS:
+            window = int((at - started) / 0.5)
+            windows[window] = max(windows.get(window, 0.0), latency)
+    return [
+        {
+            "at": datetime.fromtimestamp(wall + window * 0.5, UTC).strftime("%H:%M:%S.%f")[:-3],
+            "longest_ms": round(longest, 1),
+        }
+        for window, longest in sorted(windows.items())
+    ]
+
+
+def _checkpoints(since: float, until: float) -> list[str]:
+    """The checkpoint lines PostgreSQL logged between two wall-clock moments (UTC): what
+    started, and what it wrote and how long it took."""
+    try:
+        lines = POSTGRES_LOG.read_text(errors="replace").splitlines()[-5000:]
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        if "checkpoint" not in line:
+            continue
+        try:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if since <= at.timestamp() <= until + 2:
+            found.append(line[11:23] + " " + line.split("LOG:", 1)[-1].strip()[:120])
+    return found
+
+
+def _gc_passes(pauses: list[float]) -> dict:
+    return {"full_passes": len(pauses), "longest_ms": round(max(pauses, default=0.0), 1)}
 
 
 def _latencies(values: list[float]) -> dict:
@@ -422,7 +514,8 @@ def start_server(env: dict, port: int, workers: int) -> subprocess.Popen:
 
 
 def _wait_until_serving(port: int, server: subprocess.Popen) -> None:
-    for _ in range(300):
+    # Up to two minutes: on a machine shared with other work start-up alone took over 30 s.
+    for _ in range(1200):
         if server.poll() is not None:
             server.log.seek(0)  # type: ignore[attr-defined]
             raise RuntimeError(f"the server exited: {server.log.read().decode()}")  # type: ignore[attr-defined]
@@ -462,6 +555,39 @@ def _cpu_seconds_of_postgres() -> float:
     return total
 
 
+class _PostgresCpu:
+    """CPU seconds of every PostgreSQL process on the machine (0 on SQLite runs)."""
+
+    def snapshot(self) -> dict[int, float]:
+        return {0: _cpu_seconds_of_postgres()}
+
+    def since(self, before: dict[int, float]) -> float:
+        after = self.snapshot()
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+class _BackendCpu(_PostgresCpu):
+    """CPU seconds of the PostgreSQL backends serving one server's connections to ``database``
+    (by ``application_name``; the floor's are ``medloop-floor``), read from their /proc: the
+    database work of that server alone, whatever else the shared PostgreSQL does."""
+
+    def __init__(self, admin_url: str, database: str, floor: bool) -> None:
+        self.engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        self.database, self.floor = database, floor
+
+    def snapshot(self) -> dict[int, float]:
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = :db AND backend_type = "
+                    "'client backend' AND pid <> pg_backend_pid() AND "
+                    "(application_name = 'medloop-floor') = :floor"
+                ),
+                {"db": self.database, "floor": self.floor},
+            ).scalars()
+            return {pid: _cpu_seconds(pid) for pid in pids}
+
+
 def _postgres(base_url: str):
     admin_url = normalise_url(base_url)
     name = f"medloop_bench_api_{uuid.uuid4().hex[:8]}"
@@ -469,6 +595,300 @@ def _postgres(base_url: str):
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     return admin, name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+# -- medloop against the floor of its own stack (issue #20) -------------------------------------
+
+
+class FloorClient(Client):
+    """The floor's scenario on one keep-alive connection (so on one server worker, which is
+    where the floor keeps a patient's list): prescribe the rotation to each of its patients in
+    turn, each prescription based on the list version the last answer gave (its ETag); wait
+    until every client has done so (``barriers``: the benchmark reads the CPU counters
+    between the two parts); then read its patients' lists in turn, ``iterations`` reads."""
+
+    barriers: tuple = ()
+
+    def _scenario(self) -> None:
+        try:
+            self._prescribe_all()
+        finally:
+            for barrier in self.barriers:
+                barrier.wait(timeout=600)
+        gp = self.tokens["gp"]
+        for n in range(self.iterations):
+            if time.perf_counter() > self.deadline:
+                return
+            patient = self.patients[n % len(self.patients)]
+            self._call("list read", "GET", f"/patients/{patient.id}/list", gp)
+
+    def _prescribe_all(self) -> None:
+        gp = self.tokens["gp"]
+        for patient in self.patients:
+            tag = '"0"'
+            for varenr in ROTATION:
+                if time.perf_counter() > self.deadline:
+                    return
+                body = {
+                    "entry_id": str(uuid.uuid4()),
+                    "drug": {"varenr": varenr},
+                    "use": "regular",
+                    "start": date.today().isoformat(),
+                    "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
+                }
+                headers = {"If-Match": tag, "Idempotency-Key": str(uuid.uuid4())}
+                path = f"/patients/{patient.id}/prescriptions"
+                _, answered = self._call("prescribe", "POST", path, gp, body, headers)
+                tag = answered["etag"] or tag
+
+
+def _floor_phase(
+    port: int,
+    server_pid: int,
+    patients: list[BenchPatient],
+    tokens: dict[str, str],
+    args: argparse.Namespace,
+    probe: _BackendCpu,
+) -> dict:
+    """One server's prescribe part and list read part (``FloorClient``), each with its own
+    requests/s, latencies and CPU per request (server and its PostgreSQL backends)."""
+    context = multiprocessing.get_context("fork")
+    FloorClient.barriers = (context.Barrier(args.clients + 1), context.Barrier(args.clients + 1))
+    per_client = len(patients) // args.clients
+    started = time.perf_counter()
+    deadline = started + args.seconds
+    clients = [
+        FloorClient(
+            port,
+            patients[i * per_client : (i + 1) * per_client],
+            deadline,
+            args.iterations,
+            dict(tokens),
+        )
+        for i in range(args.clients)
+    ]
+    shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
+    results = context.Queue()
+    processes = [context.Process(target=_drive, args=(share, results)) for share in shares]
+    marks = []
+
+    def mark() -> None:
+        marks.append((time.perf_counter(), _cpu_seconds_of_tree(server_pid), probe.snapshot()))
+
+    mark()
+    for process in processes:
+        process.start()
+    FloorClient.barriers[0].wait(timeout=600)  # every prescription sent and answered
+    mark()
+    FloorClient.barriers[1].wait(timeout=600)
+    mark()
+    driven = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    mark()
+    timings: dict[str, list[float]] = defaultdict(list)
+    statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for share in driven:
+        for label, values in share["timings"].items():
+            timings[label].extend(values)
+        for label, counted in share["statuses"].items():
+            for status, n in counted.items():
+                statuses[label][status] += n
+    errors = [error for share in driven for error in share["errors"]]
+    found = {}
+    for label, (first, last) in (("prescribe", (0, 1)), ("list read", (2, 3))):
+        (t0, server0, pg0), (t1, server1, _) = marks[first], marks[last]
+        n = max(len(timings[label]), 1)
+        found[label] = {
+            "requests_per_s": round(len(timings[label]) / (t1 - t0), 1),
+            **_latencies(timings[label]),
+            "server_cpu_ms": round((server1 - server0) * 1000 / n, 3),
+            "postgres_cpu_ms": round(
+                sum(cpu - pg0.get(pid, 0.0) for pid, cpu in marks[last][2].items()) * 1000 / n, 3
+            ),
+            "statuses": dict(statuses[label]),
+        }
+    found["errors"] = errors
+    return found
+
+
+def _floor_module():
+    """bench/floor.py, imported as ``floor`` (the name its pickled calibration refers to)."""
+    if "floor" not in sys.modules:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import floor  # noqa: F401
+
+    return sys.modules["floor"]
+
+
+def _calibrate_floor(engine, warm: BenchPatient, patient: BenchPatient, gp: str, path: Path):
+    """Record medloop (in-process, on the benchmark's database) serving the floor's scenario
+    (``floor.calibrate``) and write the recording to ``path``."""
+    from fastapi.testclient import TestClient
+
+    from medloop.api.app import create_app
+    from medloop.api.config import DEV_PUBLIC_KEY, ApiSettings
+    from medloop.settings import DEFAULT_AUDIENCE, DEV_ISSUER
+
+    floor = _floor_module()
+    os.environ["MEDLOOP_ALLOW_DEV_KEYS"] = "1"
+    app = create_app(ApiSettings.from_env(engine.url.render_as_string(False)), engine=engine)
+    with TestClient(app) as client:
+        # The first command builds the catalogue knowledge: not the steady state.
+        for v, varenr in enumerate(ROTATION[:2]):
+            answer = client.post(
+                f"/patients/{warm.id}/prescriptions",
+                json={
+                    "entry_id": str(uuid.uuid4()),
+                    "drug": {"varenr": varenr},
+                    "use": "regular",
+                    "start": date.today().isoformat(),
+                    "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
+                },
+                headers={"Authorization": f"Bearer {gp}", "If-Match": f'"{v}"'},
+            )
+            assert answer.status_code == 201, answer.text
+        with engine.connect() as conn:
+            national = conn.execute(
+                text("SELECT national_id FROM patient WHERE id = :id"), {"id": patient.id}
+            ).scalar_one()
+        calibration = floor.calibrate(
+            client,
+            patient.id,
+            national,
+            gp,
+            (DEV_PUBLIC_KEY.read_text(), DEV_ISSUER, DEFAULT_AUDIENCE),
+            date.today(),
+        )
+    import pickle
+
+    path.write_bytes(pickle.dumps(calibration))
+
+
+def start_floor(
+    calibration: Path, url: str, port: int, workers: int, user: str | None = None
+) -> subprocess.Popen:
+    """``bench/floor.py`` in a subprocess (its log in a file, as ``start_server``'s), connected
+    as ``user`` when given (pg_stat_statements then tells its statements from medloop's)."""
+    log = tempfile.TemporaryFile()
+    floor_url = make_url(url).set(drivername="postgresql")
+    if user:
+        floor_url = floor_url.set(username=user)
+    floor_url = floor_url.render_as_string(hide_password=False)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent / "floor.py"),
+            "--calibration",
+            str(calibration),
+            "--database-url",
+            floor_url,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    server.log = log  # type: ignore[attr-defined]
+    return server
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+FLOOR_FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_ms", "postgres_cpu_ms")
+
+
+def floor_comparison(base_url: str, args: argparse.Namespace) -> dict:
+    """medloop and the floor (bench/floor.py) on one PostgreSQL database, both running, measured
+    in turn (the order alternating run by run; a first run warms both up and is not reported):
+    per server and run a prescribe phase (``--patients-per-client`` patients per client get the
+    rotation) and a list read phase (``--iterations`` reads per client of those lists). Each
+    phase reports requests/s, p50/p99, the server's CPU ms per request (its processes' /proc)
+    and PostgreSQL's (the backends of that server's connections); the medians over the runs,
+    and medloop's figures as ratios to the floor's."""
+    admin, name, url = _postgres(base_url)
+    servers: list[subprocess.Popen] = []
+    probes: list[_BackendCpu] = []
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
+        per_phase = args.clients * args.patients_per_client
+        patients = _patients(engine, 2 * (args.runs + 1) * per_phase + 2)
+        tokens = {
+            "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
+            "pharmacist": "",
+        }
+        directory = Path(tempfile.mkdtemp(prefix="medloop-floor-"))
+        calibration = directory / "floor.calibration"
+        _calibrate_floor(engine, patients.pop(), patients.pop(), tokens["gp"], calibration)
+        engine.dispose()
+        env = {
+            **os.environ,
+            "MEDLOOP_ALLOW_DEV_KEYS": "1",
+            "MEDLOOP_DATABASE_URL": url,
+            "MEDLOOP_SCHEDULER": "off",
+        }
+        ports = {"medloop": args.port, "floor": args.port + 1}
+        started = {
+            "medloop": start_server(env, ports["medloop"], args.workers),
+            "floor": start_floor(calibration, url, ports["floor"], args.workers, args.floor_user),
+        }
+        servers.extend(started.values())
+        for which, server in started.items():
+            _wait_until_serving(ports[which], server)
+        admin_url = normalise_url(base_url)
+        probes = [_BackendCpu(admin_url, name, False), _BackendCpu(admin_url, name, True)]
+        probe = {"medloop": probes[0], "floor": probes[1]}
+        runs = []
+        for run in range(args.runs + 1):
+            order = ("medloop", "floor") if run % 2 == 0 else ("floor", "medloop")
+            measured: dict = {"order": list(order), "load_before": _loadavg()}
+            for which in order:
+                share = [patients.pop() for _ in range(per_phase)]
+                pid, port = started[which].pid, ports[which]
+                measured[which] = _floor_phase(port, pid, share, tokens, args, probe[which])
+            measured["load_after"] = _loadavg()
+            if run > 0:  # the first run warms both servers up
+                runs.append(measured)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+        for found in probes:
+            found.engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    median: dict = {}
+    ratios: dict = {}
+    for which in ("medloop", "floor"):
+        median[which] = {
+            endpoint: {
+                figure: round(statistics.median(r[which][endpoint][figure] for r in runs), 3)
+                for figure in FLOOR_FIGURES
+            }
+            for endpoint in ("list read", "prescribe")
+        }
+    for endpoint in ("list read", "prescribe"):
+        ours, floor_figures = median["medloop"][endpoint], median["floor"][endpoint]
+        ratios[endpoint] = {
+            figure: round(ours[figure] / floor_figures[figure], 2)
+            if floor_figures[figure]
+            else None
+            for figure in FLOOR_FIGURES
+        }
+    return {
+        "clients": args.clients,
+        "workers": args.workers,
+        "runs": runs,
+        "median": median,
+        "ratios_medloop_to_floor": ratios,
+    }
 
 
 def main() -> None:
@@ -498,9 +918,65 @@ def main() -> None:
         default=1,
         help="processes the client threads are spread over",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="medloop against the floor (bench/floor.py), interleaved, on PostgreSQL only: "
+        "prescribe and list read phases; --iterations is then reads per client",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="--floor: measured runs (median)")
+    parser.add_argument(
+        "--patients-per-client", type=int, default=8, help="--floor: patients prescribed to"
+    )
+    parser.add_argument(
+        "--port", type=int, default=9510, help="--floor: medloop's port (the floor's is next)"
+    )
+    parser.add_argument(
+        "--floor-user", help="--floor: the database role the floor connects as (default: ours)"
+    )
+    parser.add_argument(
+        "--private-postgres",
+        type=int,
+        metavar="PORT",
+        help="run the PostgreSQL figures on a private cluster on PORT (scripts/pg-bench, "
+        "started and removed here) instead of MEDLOOP_TEST_POSTGRES_URL's server: other "
+        "databases' CREATE/DROP DATABASE on a shared server force immediate checkpoints",
+    )
     args = parser.parse_args()
     if not 1 <= args.client_processes <= args.clients:
         parser.error("--client-processes must be from 1 to --clients")
+    if args.private_postgres:
+        with private_postgres(args.private_postgres) as url:
+            os.environ["MEDLOOP_TEST_POSTGRES_URL"] = url
+            _main(args, parser)
+        return
+    _main(args, parser)
+
+
+@contextmanager
+def private_postgres(port: int) -> Iterator[str]:
+    """A private cluster (``scripts/pg-bench``) for the block: its URL; its log is where the
+    phases' checkpoints are read from."""
+    global POSTGRES_LOG
+    directory = Path(tempfile.mkdtemp(prefix="medloop-bench-pg-"))
+    script = str(REPO / "scripts" / "pg-bench")
+    try:
+        found = subprocess.run(
+            [script, "start", str(directory), str(port)], check=True, capture_output=True
+        )
+        POSTGRES_LOG = directory / "server.log"
+        yield found.stdout.decode().strip()
+    finally:
+        subprocess.run([script, "stop", str(directory)], check=False)
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.floor:
+        pg = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+        if not pg:
+            parser.error("--floor needs PostgreSQL: set MEDLOOP_TEST_POSTGRES_URL")
+        print(json.dumps(floor_comparison(pg, args), indent=2))
+        return
     result: dict = {
         "targets": TARGETS,
         "catalogue": args.catalogue.name,

@@ -581,6 +581,37 @@ def check_medications(
         typer.echo("\n".join(describe(outcome)))
 
 
+@app.command("review")
+def review_medications(
+    db: DbOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON response (or problem object) on stdout.")
+    ] = False,
+) -> None:
+    """Review a medication list read as JSON on stdin (the request of `medloop check`) against
+    the nursing-home criteria: NORGEP-NH, STOPP/START, renal rules, ACB, indicators.
+
+    Contract: medloop/review.py. Exit 2 with a problem object as `medloop check` does.
+    """
+    from medloop.check import CHECK_ERRORS, describe_problem, problem_for
+    from medloop.review import describe_review, review_request
+
+    request = typer.get_text_stream("stdin").read()
+    try:
+        outcome = review_request(_engine(db), request)
+    except CHECK_ERRORS as error:
+        problem = problem_for(error)
+        if as_json:
+            print(json.dumps(problem.as_json(), ensure_ascii=False))
+        else:
+            _stderr("\n".join(describe_problem(problem)))
+        raise typer.Exit(EXIT_CHECK_PROBLEM) from None
+    if as_json:
+        print(json.dumps(outcome.as_json(), ensure_ascii=False))
+    else:
+        typer.echo("\n".join(describe_review(outcome)))
+
+
 audit_app = typer.Typer(help="The audit log of access to patient data.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 EXIT_AUDIT_BROKEN = 1

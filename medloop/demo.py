@@ -118,10 +118,14 @@ MORNING, MIDDAY, EVENING = TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.EVENIN
 
 @dataclass(frozen=True)
 class Order:
+    """One prescription of a resident's list; ``started_days_ago`` dates its start (long-used
+    drugs meet the review criteria that reassess after a duration)."""
+
     varenr: str
     dosage: Dosage
     indication: str
     multidose: bool = False
+    started_days_ago: int = 30
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,21 @@ RESIDENTS = (
                 as_needed(1, "tablett", 4, 6, "1 tablett ved behov, maks 4 per døgn"),
                 "Smerter",
             ),
+            # For the medication review: an NSAID with warfarin and a diuretic (NORGEP-NH 3, 12,
+            # 16; STOPP C8) and a proton pump inhibitor used for over a year (NORGEP-NH 33).
+            Order(
+                "090181",
+                regular(
+                    _tablets(1, MORNING), _tablets(1, EVENING), text="1 tablett morgen og kveld"
+                ),
+                "Artrosesmerter",
+            ),
+            Order(
+                "090861",
+                regular(_tablets(1, MORNING), text="1 kapsel om morgenen"),
+                "Ulcusprofylakse",
+                started_days_ago=420,
+            ),
         ),
         multidose=True,
         facts=Facts(48, RenalFunctionKind.EGFR, 52, 7, 20),
@@ -206,6 +225,26 @@ RESIDENTS = (
                 "091099",
                 as_needed(1, "kapsel", 4, 4, "1 kapsel ved sterke smerter, maks 4/døgn"),
                 "Gjennombruddssmerter",
+            ),
+            # For the medication review: an antipsychotic for half a year (NORGEP-NH 25, ACB 3),
+            # oxazepam for three months (NORGEP-NH 26, STOPP D5), three psychotropics
+            # (NORGEP-NH 23) and a regular opioid without a laxative (STOPP L2, START H2).
+            Order(
+                "090827",
+                regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+                "Uro ved demens",
+                started_days_ago=200,
+            ),
+            Order(
+                "090776",
+                regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+                "Uro og søvnvansker",
+                started_days_ago=90,
+            ),
+            Order(
+                "091116",
+                regular(_tablets(1, MORNING), _tablets(1, EVENING), text="1 depottablett x 2"),
+                "Smerter",
             ),
         ),
         multidose=True,
@@ -240,7 +279,15 @@ RESIDENTS = (
                 ),
                 "Diabetes type 2",
             ),
-            # Her eGFR is four months old: dose rules that depend on it report "not checked".
+            # Her eGFR is four months old: dose rules that depend on it report "not checked",
+            # and the review lists the kidney criteria as not assessed.
+            # For the medication review: amitriptyline (NORGEP-NH 2, ACB 3).
+            Order(
+                "090725",
+                regular(_tablets(1, EVENING), text="1 tablett om kvelden"),
+                "Nevropatiske smerter",
+                started_days_ago=700,
+            ),
         ),
         facts=Facts(55, RenalFunctionKind.EGFR, 38, 30, 120),
     ),
@@ -393,8 +440,8 @@ def _register(engine: Engine, resident: Resident, nid: str, at: datetime) -> UUI
     )
     register_patient(engine, patient, Call(actor=GP, at=at, reason="demo"))
     version = 0
-    start = (at - timedelta(days=30)).date()
     for order in resident.orders:
+        start = (at - timedelta(days=order.started_days_ago)).date()
         result = _prescribe_overriding(
             engine,
             patient.id,

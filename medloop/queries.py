@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, TypeVar
 from uuid import UUID
 
@@ -27,12 +27,16 @@ from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.review import Assessment, MedicationReview, ReviewNotFound, SinceLast
 from medloop.domain.state import PatientState
 from medloop.domain.ward import Ward
+from medloop.loop.catalogue import catalogue_in_force
+from medloop.loop.review import current_review
 from medloop.store import access, administration, audit, patients, state_cache
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
 from medloop.store.prescriptions import reconciliations_of
+from medloop.store.reviews import review_of, reviews_of
 from medloop.store.state_cache import cache_for
 from medloop.store.transaction import transaction_memo
 
@@ -196,6 +200,22 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
     ]
 
 
+def state_memo(conn: Connection, patient_id: UUID) -> dict:
+    """The memo kept with the patient's cached state for the revision this transaction read
+    (``store.state_cache``): for what is derived from that state alone, derived once per
+    revision. Call it after a query of this transaction read the state; a throwaway dict
+    when that state is not (or no longer) the one cached."""
+    revision = patients.read_revision(conn, patient_id)
+    found = None if revision is None else cache_for(conn.engine).memo(patient_id, revision)
+    return {} if found is None else found
+
+
+def catalogue_key(conn: Connection) -> tuple[int, str] | None:
+    """Id and file hash of the catalogue version in force (read with the patient in an
+    audited read: no round trip)."""
+    return patients.catalogue_key_in_force(conn)
+
+
 def patient_state(conn: Connection, patient_id: UUID) -> PatientState:
     """The patient's whole state as last committed (from this process's cache when it is
     current); ``PatientNotFound`` for an unknown patient."""
@@ -218,6 +238,15 @@ _STATE = "queries.state"
 
 
 def _read_state(conn: Connection, patient_id: UUID) -> PatientState:
+    if accessed_in_transaction(conn, patient_id) and not state_cache.VERIFY:
+        # An audited read knows the revision already (no round trip). The state cached for
+        # exactly that revision carries the patient's record as of it (whatever changes the
+        # record bumps the revision; the runner relies on the same), so the record read
+        # with the revision need not be parsed again.
+        revision = patients.read_revision(conn, patient_id)
+        cached = None if revision is None else cache_for(conn.engine).get(patient_id, revision)
+        if cached is not None:
+            return cached
     found = read_patient_revision(conn, patient_id)
     if found is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
@@ -243,6 +272,30 @@ def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
     the entry's current version no longer covers that entry."""
     _state(conn, patient_id)
     return reconciliations_of(conn, patient_id)
+
+
+def review_assessment(
+    conn: Connection, patient_id: UUID, today: date
+) -> tuple[Assessment, SinceLast | None]:
+    """The review criteria on the patient's list now (what a review meeting starts from), and
+    what changed since the last signed review."""
+    state = _state(conn, patient_id)
+    return current_review(conn, catalogue_in_force(conn), state, today)
+
+
+def medication_reviews(conn: Connection, patient_id: UUID) -> list[MedicationReview]:
+    """The patient's signed reviews, oldest first."""
+    _state(conn, patient_id)
+    return reviews_of(conn, patient_id)
+
+
+def medication_review(conn: Connection, patient_id: UUID, review_id: UUID) -> MedicationReview:
+    """One signed review; ``ReviewNotFound`` when the patient has no review with that id."""
+    _state(conn, patient_id)
+    found = review_of(conn, patient_id, review_id)
+    if found is None:
+        raise ReviewNotFound(f"patient {patient_id} has no review {review_id}", review_id=review_id)
+    return found
 
 
 # -- reads without patient data, or of the audit log ------------------------------------------

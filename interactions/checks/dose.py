@@ -37,7 +37,7 @@ from interactions.alerts import (
     shorten,
 )
 from interactions.checks.context import CheckContext, Entry
-from interactions.dosage import DoseNotComputable, DoseTotals, Quantity, Use, totals
+from interactions.dosage import Dosage, DoseNotComputable, DoseTotals, Quantity, Use, totals
 from interactions.dose_rules import Condition, DoseRule, Limit, Measure, Regimen
 from interactions.drugs import ResolvedDrug, ResolvedStrength
 from interactions.medication import Patient
@@ -813,3 +813,15 @@ def _allowed(
         heaviest = rule.when.weight_kg_max if rule.when is not None else None
         return None if heaviest is None else limit.amount(heaviest)
     return limit.amount(weight_kg)
+
+
+def substance_totals(drug: ResolvedDrug, dosage: Dosage, code: str) -> DoseTotals:
+    """What ``dosage`` of ``drug`` gives of its substance with ATC code ``code`` (or under the
+    group ``code``), in canonical units; raises ``DoseNotComputable`` when the dosage or the
+    catalogue does not say (the medication review's dose criteria use this)."""
+    for component in _components(drug):
+        if atc.covers(code, component.atc):
+            return totals(dosage, partial(_substance_per_dose, component))
+    raise DoseNotComputable(
+        "substance-not-in-drug", f"the drug has no substance under ATC {code} with a strength"
+    )

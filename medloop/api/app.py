@@ -33,6 +33,7 @@ from medloop.api.routes import (
     ops,
     patient,
     pharmacy,
+    review,
 )
 from medloop.api.routing import route_limiter
 from medloop.ops import logs, metrics
@@ -109,7 +110,7 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    modules = (gp, pharmacy, multidose, nursing, catalogue, patient, observations, cds, ops)
+    modules = (gp, pharmacy, multidose, nursing, catalogue, patient, observations, review, cds, ops)
     for module in modules:
         app.include_router(module.router)
     # Every route with its full path, for the ``Allow`` of a 405 (``problems``).

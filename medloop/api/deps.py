@@ -237,10 +237,13 @@ def render(
 
 def json_with_etag(body: Any, version: int, if_none_match: str | None = None) -> Response:
     """A read whose ETag is the list version; 304 without a body when the client's
-    ``If-None-Match`` names that version (or is ``*``)."""
+    ``If-None-Match`` names that version (or is ``*``). ``body`` as bytes is JSON rendered
+    already (``views.list_view``)."""
     tag = etag(version)
     if if_none_match is not None and _matches(if_none_match, version):
         return Response(status_code=304, headers={"ETag": tag})
+    if isinstance(body, bytes):
+        return Response(body, media_type=JSONResponse.media_type, headers={"ETag": tag})
     return JSONResponse(body, headers={"ETag": tag})
 
 

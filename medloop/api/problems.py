@@ -100,6 +100,13 @@ STATUS: dict[str, int] = {
     "not-the-multidose-pharmacy": 403,
     "pharmacist-required": 403,
     "prescriber-required": 403,
+    # medication review (medloop.domain.review)
+    "review-invalid": 422,
+    "review-incomplete": 422,
+    "review-decision-invalid": 422,
+    "review-participants-missing": 422,
+    "review-not-found": 404,
+    "pdf-unavailable": 503,
     # no catalogue: the service cannot decide anything yet
     NoCatalogueInForce.code: 503,
 }
@@ -143,6 +150,12 @@ TITLES: dict[str, str] = {
     "patient-not-found": "Patient not found",
     "patient-already-registered": "A list is already kept for this patient",
     "entry-not-found": "Entry not found",
+    "review-invalid": "The review cannot be signed",
+    "review-incomplete": "Every finding of the review needs a decision",
+    "review-decision-invalid": "A decision of the review does not fit its findings",
+    "review-participants-missing": "A review is signed by the doctor who took part",
+    "review-not-found": "Review not found",
+    "pdf-unavailable": "The PDF renderer is not available",
     "entry-already-exists": "An entry with this id already exists",
     "entry-already-discontinued": "The entry is already discontinued",
     "entry-already-on-hold": "The entry is already on hold",

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import Connection
 
 from medloop import queries
@@ -22,16 +23,30 @@ DISPENSABLE = frozenset({PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEIN
 """The statuses a pharmacy can dispense against (E: dispensable, U: being dispensed)."""
 
 
-def list_view(conn: Connection, patient_id: UUID, at: datetime) -> dict[str, Any]:
-    """``schemas.ListView``: the current list, its open alerts and the overrides on record."""
+def list_view(conn: Connection, patient_id: UUID, at: datetime) -> tuple[bytes, int]:
+    """``schemas.ListView`` as JSON, and the list version: the current list, its open alerts
+    and the overrides on record. Rendered once per state (the patient's revision), catalogue
+    version and set of entries visible at ``at`` (an entry discontinued a while ago drops out
+    of the current list as time passes), and kept with the cached state
+    (``queries.state_memo``): a list read of an unchanged list renders nothing again."""
     current = queries.current_list(conn, patient_id, at)
-    return {
-        "patient_id": str(patient_id),
-        "list_version": current.list_version,
-        "entries": dump(list(current.entries)),
-        "open_alerts": dump(queries.open_alerts(conn, patient_id)),
-        "overrides": dump(queries.overrides(conn, patient_id)),
-    }
+    memo = queries.state_memo(conn, patient_id)
+    key = (queries.catalogue_key(conn), tuple(e.id for e in current.entries))
+    found = memo.get(_LIST_VIEW)
+    if found is None or found[0] != key:
+        body = {
+            "patient_id": str(patient_id),
+            "list_version": current.list_version,
+            "entries": dump(list(current.entries)),
+            "open_alerts": dump(queries.open_alerts(conn, patient_id)),
+            "overrides": dump(queries.overrides(conn, patient_id)),
+        }
+        # One rendering per state: the latest (memory stays one body per cached patient).
+        found = memo[_LIST_VIEW] = (key, orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS))
+    return found[1], current.list_version
+
+
+_LIST_VIEW = "views.list_view"
 
 
 def dispensable_view(conn: Connection, patient_id: UUID, at: datetime) -> dict[str, Any]:

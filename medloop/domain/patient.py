@@ -14,7 +14,6 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import (
-    AwareDatetime,
     ConfigDict,
     Field,
     RootModel,
@@ -25,7 +24,7 @@ from pydantic import (
 from interactions.medication import Allergy
 from interactions.medication import Patient as CheckedPatient
 from interactions.medication import RenalFunction as CheckedRenal
-from interactions.values import LabValue, WeightKg
+from interactions.values import LabValue, Moment, WeightKg
 from medloop.domain._model import Frozen
 from medloop.domain.errors import DomainError, InvalidValue
 
@@ -161,7 +160,7 @@ class NationalId(RootModel[str]):
 
 class Weight(Frozen):
     kg: WeightKg
-    measured_at: AwareDatetime
+    measured_at: Moment
 
 
 class RenalFunctionKind(StrEnum):
@@ -178,7 +177,9 @@ class RenalFunctionKind(StrEnum):
 class RenalFunction(Frozen):
     kind: RenalFunctionKind
     value: LabValue
-    measured_at: AwareDatetime
+    # Within the years every date input may name (1900-2199): a kidney function measured in
+    # the year 478 is a typing error, and decision support could not judge its age.
+    measured_at: Moment
 
 
 _MAX_WEIGHT_KG = 400.0

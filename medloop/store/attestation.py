@@ -112,6 +112,7 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "administration_error": frozenset(),
     "cds_card": frozenset(),
     "cds_feedback": frozenset(),
+    "medication_review": frozenset(),
 }
 
 

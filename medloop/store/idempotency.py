@@ -137,7 +137,6 @@ def run_once(
     ``savepoint=False`` and save the savepoint's two round trips."""
     _check(scope, key, fingerprint)
     require_write_transaction(conn, "using an idempotency key")
-    this_key = and_(idempotency_key.c.scope == scope, idempotency_key.c.key == key)
     with conn.begin_nested() if savepoint else nullcontext():
         claimed = batch.first_row(
             conn,
@@ -165,6 +164,9 @@ def run_once(
                 json_params=_RESPONSE,
             )
             return IdempotentResult(response, replayed=False)
+    # A replay (or a refusal): the stored request, asked for only now (building the
+    # statement on every call cost a first call more than the claim's own driver work).
+    this_key = and_(idempotency_key.c.scope == scope, idempotency_key.c.key == key)
     stored = conn.execute(select(idempotency_key).where(this_key)).one()
     if stored.fingerprint != fingerprint:
         raise IdempotencyKeyReused(scope, key)

@@ -238,6 +238,18 @@ def read_patient_revision(conn: Connection, patient_id: UUID) -> tuple[Patient, 
     return None if found is None else (_patient_of(found.record, patient_id), found.revision)
 
 
+def read_revision(conn: Connection, patient_id: UUID) -> int | None:
+    """The patient's revision (as ``read_for_access`` read it, when it did earlier in this
+    transaction: no round trip), without parsing its record; ``None`` for an unknown
+    patient."""
+    memo = existing_transaction_memo(conn)
+    accessed = None if memo is None else memo.get((_ACCESSED, patient_id))
+    if accessed is not None:
+        return accessed.revision
+    query = select(patient.c.revision).where(patient.c.id == str(patient_id))
+    return conn.execute(query).scalar_one_or_none()
+
+
 def _patient(conn: Connection, patient_id: UUID) -> Patient | None:
     query = select(patient.c.record).where(patient.c.id == str(patient_id))
     record = conn.execute(query).scalar_one_or_none()

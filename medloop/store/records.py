@@ -31,6 +31,7 @@ from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.review import MedicationReview
 from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import (
     administration,
@@ -39,6 +40,7 @@ from medloop.store import (
     multidose,
     patients,
     prescriptions,
+    reviews,
 )
 from medloop.store.columns import UNREADABLE, why
 
@@ -99,6 +101,7 @@ def stored_records() -> list[Stored]:
         (multidose.task_resolution, "record", TaskResolution),
         (multidose.proposal, "record", Proposal),
         (multidose.proposal_decision, "record", ProposalDecision),
+        (reviews.medication_review, "record", MedicationReview),
     ]
     found = []
     for table, column, model in columns:

@@ -7,6 +7,10 @@ may use the state cached for ``r - 1``: no other transaction can have changed th
 between, in this process or any other. Reads use the state cached for the current revision.
 A state is put only after the transaction that produced it committed, so a rolled-back
 command leaves the cache as it was (and its bump undone).
+
+Each cached state carries a ``memo``: a dict for what is derived from that state alone (the
+API's rendered list body), kept as long as the state is and gone with it when a command puts
+the next revision's state, so what is derived once per revision is derived once.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ CAPACITY = 4096
 class StateCache:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self._capacity = capacity
-        self._states: OrderedDict[UUID, tuple[int, PatientState]] = OrderedDict()
+        self._states: OrderedDict[UUID, tuple[int, PatientState, dict]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, patient_id: UUID, revision: int) -> PatientState | None:
@@ -48,10 +52,16 @@ class StateCache:
             current = self._states.get(patient_id)
             if current is not None and current[0] >= revision:
                 return  # the first state put for a revision stays: it is the command's own
-            self._states[patient_id] = (revision, state)
+            self._states[patient_id] = (revision, state, {})
             self._states.move_to_end(patient_id)
             while len(self._states) > self._capacity:
                 self._states.popitem(last=False)
+
+    def memo(self, patient_id: UUID, revision: int) -> dict | None:
+        """The memo of the state cached for exactly ``revision`` (``None``: none is)."""
+        with self._lock:
+            found = self._states.get(patient_id)
+            return None if found is None or found[0] != revision else found[2]
 
     def clear(self) -> None:
         with self._lock:

@@ -41,6 +41,9 @@ package_name_override: {PACKAGE}
 project_name_override: medloop-api-client
 # The generator formats its output with ruff by default; the test imports it as generated.
 post_hooks: []
+# The medication review's PDF is a binary download, which the generator reads as a File.
+content_type_overrides:
+  application/pdf: application/octet-stream
 """
 
 

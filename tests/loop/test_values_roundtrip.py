@@ -248,6 +248,22 @@ def _more_records(world) -> None:
         **{"If-Match": f'"{world.version()}"'},
     )
     assert accepted.status_code == 200, accepted.text
+    # a signed medication review, a decision per finding
+    current = world.get(f"/patients/{world.patient_id}/review")
+    assert current.status_code == 200, current.text
+    review = {
+        "review_id": str(uuid.uuid4()),
+        "participants": [{"role": "doctor", "name": "Anja Fos Eidsvik"}],
+        "decisions": [
+            {"finding": key, "action": "continue", "reason": "reviewed, keep"}
+            for key in current.json()["finding_keys"]
+        ],
+        "note": "årlig legemiddelgjennomgang",
+    }
+    signed = world.post(
+        f"/patients/{world.patient_id}/reviews", review, **{"If-Match": current.headers["ETag"]}
+    )
+    assert signed.status_code == 201, signed.text
 
 
 def _charted(world, ward_id: str, entry_id: str) -> None:

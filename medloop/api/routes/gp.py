@@ -98,10 +98,10 @@ def find_patient(
 )
 def read_list(caller: CallerDep, patient_id: UUID, seen: IfNoneMatch) -> Response:
     caller.authorize(Action.LIST_READ, patient_id)
-    body = caller.read(
+    body, version = caller.read(
         patient_id, "list", lambda conn: views.list_view(conn, patient_id, caller.at)
     )
-    return json_with_etag(body, body["list_version"], seen)
+    return json_with_etag(body, version, seen)
 
 
 @router.get(

@@ -39,10 +39,10 @@ ACCESS_LOG_PAGED = {
     operation_id="readMyList",
 )
 def my_list(caller: CallerDep, seen: IfNoneMatch) -> Response:
-    body = caller.read_own(
+    body, version = caller.read_own(
         "own-list", lambda conn, patient_id: views.list_view(conn, patient_id, caller.at)
     )
-    return json_with_etag(body, body["list_version"], seen)
+    return json_with_etag(body, version, seen)
 
 
 @router.get(

@@ -1,7 +1,7 @@
 """page_session: the web pages' server-side sessions (medloop.store.sessions)
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0015
 Create Date: 2026-12-05
 
 A signed-in browser holds a random id in a cookie; this table keeps the id's SHA-256 digest,
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,354 @@
+"""The medication review engine: every criterion of the shipped files fires on a hand-built list
+that meets it and stays silent on one that does not; renal rules, ACB and the indicators."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from interactions import Medication
+from interactions.medication import Patient
+from interactions.review import ReviewResult, review
+from interactions.review_rules import load_review_criteria, shipped_review_criteria
+from tests.interactions.review_helpers import TODAY, med, patient
+
+
+@dataclass(frozen=True)
+class Case:
+    fires: list[Medication]
+    silent: list[Medication]
+    patient: Patient = field(default_factory=patient)
+    silent_patient: Patient | None = None
+
+
+RECENT = TODAY - timedelta(days=10)
+
+# One case per criterion: the list that meets it, and the nearest list that does not.
+CASES: dict[str, Case] = {
+    "NORGEP-NH:1": Case([med("a", "N02AJ06")], [med("a", "N02AJ06", use="as-needed")]),
+    "NORGEP-NH:2": Case([med("a", "N06AA09")], [med("a", "N06AB04")]),
+    "NORGEP-NH:3": Case([med("a", "M01AE01")], [med("a", "M01AH01")]),
+    "NORGEP-NH:4": Case([med("a", "R06AD02")], [med("a", "R06AE07")]),
+    "NORGEP-NH:5": Case([med("a", "N05BA01")], [med("a", "N05BA01", use="as-needed")]),
+    "NORGEP-NH:6": Case([med("a", "N05BA04", mg_a_day=45)], [med("a", "N05BA04", mg_a_day=30)]),
+    "NORGEP-NH:7": Case([med("a", "N05CF01", mg_a_day=7.5)], [med("a", "N05CF01", mg_a_day=5)]),
+    "NORGEP-NH:8": Case([med("a", "N05CD02")], [med("a", "N05CD02", use="as-needed")]),
+    "NORGEP-NH:9": Case([med("a", "N05CD03")], [med("a", "N05CD03", use="as-needed")]),
+    "NORGEP-NH:10": Case([med("a", "N05CM02")], [med("a", "N05CM02", use="as-needed")]),
+    "NORGEP-NH:11": Case([med("a", "N05CF02")], [med("a", "N05CF02", use="as-needed")]),
+    "NORGEP-NH:12": Case(
+        [med("a", "B01AA03"), med("b", "M01AE01")], [med("a", "B01AA03"), med("b", "N02BE01")]
+    ),
+    "NORGEP-NH:13": Case(
+        [med("a", "B01AA03"), med("b", "N06AB04")], [med("a", "B01AA03"), med("b", "N06AX11")]
+    ),
+    "NORGEP-NH:14": Case(
+        [med("a", "B01AA03"), med("b", "J01FA09")], [med("a", "B01AA03"), med("b", "J01CA04")]
+    ),
+    "NORGEP-NH:15": Case(
+        [med("a", "M01AH01"), med("b", "C09CA01")], [med("a", "N02BE01"), med("b", "C09CA01")]
+    ),
+    "NORGEP-NH:16": Case(
+        [med("a", "M01AE01"), med("b", "C03CA01")], [med("a", "M01AE01"), med("b", "C08CA01")]
+    ),
+    "NORGEP-NH:17": Case(
+        [med("a", "M01AB05"), med("b", "H02AB06")], [med("a", "M01AB05"), med("b", "R03BA02")]
+    ),
+    "NORGEP-NH:18": Case(
+        [med("a", "M01AE01"), med("b", "N06AX16")], [med("a", "M01AE01"), med("b", "N06AX11")]
+    ),
+    "NORGEP-NH:19": Case(
+        [med("a", "C09AA05"), med("b", "C03DA01")], [med("a", "C09AA05"), med("b", "C03CA01")]
+    ),
+    "NORGEP-NH:20": Case(
+        [med("a", "C07AB02"), med("b", "C08DA01")], [med("a", "C07AB02"), med("b", "C08CA01")]
+    ),
+    "NORGEP-NH:21": Case(
+        [med("a", "J01FA09"), med("b", "C10AA01")], [med("a", "J01FA10"), med("b", "C10AA01")]
+    ),
+    "NORGEP-NH:22": Case(
+        [med("a", "M05BA04"), med("b", "A02BC01")], [med("a", "M05BA04"), med("b", "A02BA02")]
+    ),
+    "NORGEP-NH:23": Case(
+        [med("a", "N05AH04"), med("b", "N06AX11"), med("c", "N05CF01")],
+        [med("a", "N05AH04"), med("b", "N06AX11"), med("c", "N05AN01")],
+    ),
+    "NORGEP-NH:24": Case(
+        [med("a", "G04BD04"), med("b", "N06AA09")], [med("a", "G04BD04"), med("b", "N06AB04")]
+    ),
+    "NORGEP-NH:25": Case([med("a", "N05AX08")], [med("a", "N05AX08", start=RECENT)]),
+    "NORGEP-NH:26": Case([med("a", "N05BA04")], [med("a", "N05BA04", start=RECENT)]),
+    "NORGEP-NH:27": Case([med("a", "N05CF02")], [med("a", "N05CF02", start=RECENT)]),
+    "NORGEP-NH:28": Case([med("a", "N06AB04")], [med("a", "N06AB04", start=RECENT)]),
+    "NORGEP-NH:29": Case([med("a", "N06DA02")], [med("a", "N06DA02", start=RECENT)]),
+    "NORGEP-NH:30": Case([med("a", "N06DX01")], [med("a", "N06DX01", start=RECENT)]),
+    "NORGEP-NH:31": Case([med("a", "C10AA05")], [med("a", "C10AA05", start=RECENT)]),
+    "NORGEP-NH:32": Case(
+        [med("a", "M05BA04", start=date(2018, 1, 1))], [med("a", "M05BA04", start=date(2024, 1, 1))]
+    ),
+    "NORGEP-NH:33": Case([med("a", "A02BC02")], [med("a", "A02BC02", start=RECENT)]),
+    "NORGEP-NH:34": Case([med("a", "B01AC06")], [med("a", "B01AC06", start=RECENT)]),
+    "STOPP:A3": Case(
+        [med("a", "N06AB04"), med("b", "N06AB10")], [med("a", "N06AB04"), med("b", "N06AX11")]
+    ),
+    "STOPP:C1": Case([med("a", "B01AC06", mg_a_day=300)], [med("a", "B01AC06", mg_a_day=75)]),
+    "STOPP:C8": Case(
+        [med("a", "M01AE01"), med("b", "B01AF02")], [med("a", "N02BE01"), med("b", "B01AF02")]
+    ),
+    "STOPP:D5": Case([med("a", "N05BA04")], [med("a", "N05BA04", start=RECENT)]),
+    "STOPP:E1": Case(
+        [med("a", "C01AA05", mg_a_day=0.25)],
+        [med("a", "C01AA05", mg_a_day=0.0625)],
+        patient(egfr=25),
+    ),
+    "STOPP:E2": Case([med("a", "B01AE07")], [med("a", "B01AE07")], patient(egfr=25), patient()),
+    "STOPP:E3": Case([med("a", "B01AF01")], [med("a", "B01AF01")], patient(egfr=12), patient()),
+    "STOPP:E4": Case([med("a", "M01AE01")], [med("a", "M01AE01")], patient(egfr=45), patient()),
+    "STOPP:E5": Case([med("a", "M04AC01")], [med("a", "M04AC01")], patient(egfr=8), patient()),
+    "STOPP:E6": Case([med("a", "A10BA02")], [med("a", "A10BA02")], patient(egfr=25), patient()),
+    "STOPP:J1": Case([med("a", "A10BB12")], [med("a", "A10BB09")]),
+    "STOPP:L2": Case([med("a", "N02AA05")], [med("a", "N02AA05"), med("b", "A06AD11")]),
+    "STOPP:N2": Case(
+        [med("a", "G04BD08"), med("b", "N05AH03")], [med("a", "G04BD08"), med("b", "N05AX08")]
+    ),
+    "START:H2": Case([med("a", "N02AB03")], [med("a", "N02AB03", use="as-needed")]),
+    # criteria that need clinical information: listed as not assessed
+    "STOPP:A1": Case([med("a", "C07AB02")], [med("a", "C07AB02")], patient(), patient(age=60)),
+    "STOPP:B6": Case([med("a", "C03CA01")], [med("a", "C03AA03")]),
+    "STOPP:D2": Case([med("a", "N05AD01")], [med("a", "N05BA04")]),
+    "STOPP:F2": Case([med("a", "A02BC05")], [med("a", "A02BA02")]),
+    "STOPP:K1": Case([med("a", "N05BA04")], [med("a", "N05CF01")]),
+    "START:A1": Case([], [], patient(), patient(age=64)),
+    "START:A4": Case([], [], patient(), patient(age=64)),
+    "START:E5": Case([], [], patient(), patient(age=64)),
+}
+
+
+def _criterion_ids() -> list[str]:
+    return [c.id for s in shipped_review_criteria().sets for c in s.criteria]
+
+
+def _kind(criterion_id: str) -> str:
+    return shipped_review_criteria().criterion(criterion_id).kind
+
+
+def _hits(result: ReviewResult, criterion_id: str) -> list[tuple[str, ...]]:
+    bucket = result.not_assessed if _kind(criterion_id) == "clinical" else result.findings
+    return [item.medications for item in bucket if item.criterion == criterion_id]
+
+
+def test_every_criterion_in_the_files_has_a_case() -> None:
+    assert sorted(CASES) == sorted(_criterion_ids())
+
+
+def test_norgep_nh_is_numbered_1_to_34_as_in_the_published_table() -> None:
+    norgep = [c.id for c in shipped_review_criteria().sets[0].criteria]
+    assert norgep == [f"NORGEP-NH:{n}" for n in range(1, 35)]
+
+
+@pytest.mark.parametrize("criterion_id", sorted(CASES))
+def test_criterion_fires_on_a_list_that_meets_it(criterion_id: str) -> None:
+    case = CASES[criterion_id]
+    hits = _hits(review(case.fires, case.patient, today=TODAY), criterion_id)
+    assert hits, f"{criterion_id} did not fire"
+    assert set(hits[0]) <= {m.id for m in case.fires}
+
+
+@pytest.mark.parametrize("criterion_id", sorted(CASES))
+def test_criterion_stays_silent_on_a_list_that_does_not(criterion_id: str) -> None:
+    case = CASES[criterion_id]
+    result = review(case.silent, case.silent_patient or case.patient, today=TODAY)
+    assert _hits(result, criterion_id) == []
+    # … and is not listed as undecidable either: the list gives every fact it needs
+    assert criterion_id not in {n.criterion for n in result.not_assessed}
+
+
+def test_a_finding_carries_criterion_set_medications_summary_detail_and_source() -> None:
+    result = review([med("m1", "N05BA04", mg_a_day=45)], patient(), today=TODAY)
+    finding = next(f for f in result.findings if f.criterion == "NORGEP-NH:6")
+    assert finding.as_json()["set"] == "NORGEP-NH"
+    assert finding.medications == ("m1",)
+    assert "30 mg" in finding.detail
+    assert finding.source["citation"] == "NORGEP-NH, Table I, criterion 6"
+    assert finding.source["verified"] is True and finding.source["reviewed"] is False
+
+
+def test_unknown_use_dose_or_start_is_not_assessed_never_guessed() -> None:
+    result = review(
+        [med("a", "N05BA01", use=None), med("b", "N05BA04"), med("c", "N05AX08", start=None)],
+        patient(),
+        today=TODAY,
+    )
+    missing = {(n.criterion, n.medications): n.missing for n in result.not_assessed}
+    assert "the use (regular, course or as-needed) of a" in missing[("NORGEP-NH:5", ("a",))]
+    assert any("daily dose of b" in m for m in missing[("NORGEP-NH:6", ("b",))])
+    assert missing[("NORGEP-NH:25", ("c",))] == ("the start date of c",)
+    fired = {f.criterion for f in result.findings}
+    assert not {"NORGEP-NH:5", "NORGEP-NH:6", "NORGEP-NH:25"} & fired
+
+
+def test_a_stopped_entry_is_not_reviewed() -> None:
+    stopped = med("a", "N05BA01", stop=TODAY - timedelta(days=1))
+    assert review([stopped], patient(), today=TODAY).findings == ()
+
+
+def test_a_set_does_not_apply_below_its_population_age() -> None:
+    result = review([med("a", "N05BA01")], patient(age=66), today=TODAY)
+    assert not [f for f in result.findings if f.set == "NORGEP-NH"]
+    assert list(review([med("a", "N05BA01")], patient(age=None), today=TODAY).findings)
+
+
+# -- renal rules from dose_limits.json ------------------------------------------------------
+
+
+def test_renal_rule_of_the_dose_limit_file_fires_below_its_threshold() -> None:
+    result = review([med("a", "A10BA02")], patient(egfr=25), today=TODAY)
+    renal = [f for f in result.findings if f.set == "RENAL"]
+    assert [f.criterion for f in renal] == ["RENAL:metformin-oral-renal-30"]
+    assert "contraindicated" in renal[0].summary
+    assert "eGFR 25 ml/min measured 2026-12-05" in renal[0].detail
+
+
+def test_renal_rule_picks_the_range_the_patient_is_in() -> None:
+    result = review([med("a", "N03AX16")], patient(egfr=40), today=TODAY)
+    assert [f.criterion for f in result.findings if f.set == "RENAL"] == [
+        "RENAL:pregabalin-oral-crcl-30-59"
+    ]
+    assert not list(review([med("a", "N03AX16")], patient(egfr=90), today=TODAY).findings)
+
+
+def test_missing_or_stale_renal_function_is_flagged_not_assessed() -> None:
+    missing = review([med("a", "A10BA02")], patient(egfr=None), today=TODAY).not_assessed
+    assert [n.set for n in missing if n.medications == ("a",)].count("RENAL") == 1
+    stale = review([med("a", "A10BA02")], patient(egfr=25, measured=date(2026, 1, 2)), today=TODAY)
+    assert not [f for f in stale.findings if f.set == "RENAL"]
+    (note,) = [n for n in stale.not_assessed if n.set == "RENAL"]
+    assert "eGFR 25 ml/min measured 2026-01-02" in note.missing[0]
+    assert "within 90 days" in note.missing[0]
+
+
+# -- ACB and indicators ---------------------------------------------------------------------
+
+
+def test_acb_sums_each_entrys_score_and_names_the_entries() -> None:
+    result = review(
+        [med("a", "N06AA09"), med("b", "C07AB02"), med("c", "N02BE01"), med("d", "N03AF01")],
+        patient(),
+        today=TODAY,
+    )
+    assert result.acb.score == 3 + 1 + 2
+    assert result.acb.medications == ("a", "b", "d")
+    assert result.as_json()["acb"]["score"] == 6
+
+
+def test_indicators_count_psychotropics_antipsychotics_and_fall_risk_drugs() -> None:
+    result = review(
+        [
+            med("a", "N05AH04"),
+            med("b", "N05BA04", use="as-needed"),
+            med("c", "N02AA01"),
+            med("d", "N05AN01"),
+        ],
+        patient(),
+        today=TODAY,
+    )
+    indicators = result.as_json()["indicators"]
+    assert indicators["psychotropics"] == {"count": 1, "regular": ["a"], "other": ["b"]}
+    assert indicators["antipsychotics"]["regular"] == ["a"]
+    assert indicators["fall_risk"]["regular"] == ["a", "c"]
+
+
+# -- the files ------------------------------------------------------------------------------
+
+
+def test_every_criterion_cites_a_source_and_is_unsigned() -> None:
+    criteria = shipped_review_criteria()
+    for criteria_set in criteria.sets:
+        for criterion in criteria_set.criteria:
+            assert criterion.source.url.startswith("https://")
+            assert criterion.reviewed_by is None and criterion.reviewed_on is None
+            if not criterion.source.verified:
+                assert (criterion.source.note or "").startswith("NOT VERIFIED")
+    assert criteria.acb.reviewed_by is None and criteria.indicators.reviewed_by is None
+
+
+def _copy_rules(tmp_path: Path) -> Path:
+    source = Path(__file__).parents[2] / "interactions" / "rules"
+    for path in source.glob("review_*.json"):
+        (tmp_path / path.name).write_text(path.read_text("utf-8"), "utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["criteria"][0].update(id="NORGEP-NH:one"), "is not SET:number"),
+        (lambda c: c["criteria"][1].update(id="NORGEP-NH:1"), "unique"),
+        (lambda c: c["criteria"][0].update(drugs="no_such_group"), "unknown groups"),
+        (lambda c: c["criteria"][0].pop("reviewed_by"), "reviewed_by"),
+        (lambda c: c["criteria"][0]["source"].update(verified=False), "NOT VERIFIED"),
+        (lambda c: c["criteria"][0].pop("drugs"), "lacks one of its fields"),
+        (lambda c: c["groups"]["tca"].update(atc=["not-a-code"]), "not ATC codes"),
+    ],
+)
+def test_a_criteria_file_that_breaks_the_schema_is_rejected(
+    tmp_path: Path, change: object, message: str
+) -> None:
+    folder = _copy_rules(tmp_path)
+    path = folder / "review_norgep_nh.json"
+    content = json.loads(path.read_text("utf-8"))
+    change(content)  # type: ignore[operator]
+    path.write_text(json.dumps(content), "utf-8")
+    with pytest.raises(ValidationError, match=message):
+        load_review_criteria(folder)
+
+
+# -- property -------------------------------------------------------------------------------
+
+RELATED = sorted({m.drug.atc or "" for case in CASES.values() for m in case.fires + case.silent})
+UNRELATED = ["N02BE01", "A11CC05", "B03BA01", "S01XA20", "D02AC"]
+
+
+def _unrelated_to_every_criterion(code: str) -> bool:
+    criteria = shipped_review_criteria()
+    groups = [g for s in criteria.sets for g in s.groups.values()]
+    return not any(g.matches((code,)) for g in groups)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(RELATED), max_size=8, unique=True),
+    st.sampled_from(UNRELATED),
+    st.sampled_from(["regular", "as-needed", None]),
+)
+def test_adding_an_unrelated_drug_never_removes_a_finding(
+    codes: list[str], unrelated: str, use: str | None
+) -> None:
+    assert _unrelated_to_every_criterion(unrelated)
+    medications = [med(f"m{i}", code) for i, code in enumerate(codes)]
+    before = {
+        (f.criterion, f.medications) for f in review(medications, patient(), today=TODAY).findings
+    }
+    extra = med("zz", unrelated, use=use)
+    after = {
+        (f.criterion, f.medications)
+        for f in review([*medications, extra], patient(), today=TODAY).findings
+    }
+    assert before <= after
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(RELATED), min_size=1, max_size=8, unique=True), st.randoms())
+def test_the_review_does_not_depend_on_the_order_of_the_list(codes: list[str], random) -> None:
+    medications = [med(f"m{i}", code) for i, code in enumerate(codes)]
+    shuffled = list(medications)
+    random.shuffle(shuffled)
+    first = review(medications, patient(), today=TODAY).as_json()
+    assert review(shuffled, patient(), today=TODAY).as_json() == first
