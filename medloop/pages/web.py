@@ -276,7 +276,10 @@ def render(
         request=request,
         principal=principal,
         csrf_token=csrf_token,
-        current_path=request.url.path,
+        # Where the language switch returns to: this page, its query too (GET only: a
+        # form's answer is not a page to go back to).
+        current_path=request.url.path
+        + (f"?{request.url.query}" if request.url.query and request.method == "GET" else ""),
         demo=getattr(request.app.state, "pages", None) is not None
         and pages_config(request).demo_sign_in,
         **context,

@@ -284,3 +284,16 @@ def test_a_witness_signature_counts_for_its_charting_and_opens_no_session(client
     with pages_world.engine.connect() as conn:
         records = [r.record for r in conn.execute(select(administration_table.c.record))]
     assert [r["witness"]["personnel"]["name"] for r in records if r.get("witness")] == ["Ola Olsen"]
+
+
+def test_the_language_switch_returns_to_the_same_view(client, pages_world):
+    client_signed_in(client, "nurse")
+    _, patient_id = pages_world.patient(2)
+    week = client.get(f"/app/nurse/residents/{patient_id}?view=week")
+    back = re.search(r'name="next" value="([^"]+)"', week.text).group(1).replace("&amp;", "&")
+    assert back == f"/app/nurse/residents/{patient_id}?view=week"
+    answer = client.post(
+        "/app/language", data={"csrf_token": csrf_of(week.text), "lang": "en", "next": back}
+    )
+    assert answer.headers["location"] == back
+    assert "Week from 7 Dec 2026" in client.get(back).text
