@@ -504,6 +504,21 @@ def token(
         float,
         typer.Option(help="Lifetime in hours (at most MEDLOOP_JWT_MAX_LIFETIME_SECONDS)."),
     ] = 1.0,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            help="SMART scopes for /fhir, space-separated (e.g. 'user/*.rs "
+            "user/MedicationRequest.c'); without it the token reaches nothing under /fhir."
+        ),
+    ] = None,
+    launch_patient: Annotated[
+        str | None,
+        typer.Option(
+            "--launch-patient",
+            help="SMART launch context: the patient id patient/ scopes of a health personnel "
+            "token reach.",
+        ),
+    ] = None,
 ) -> None:
     """Print a bearer token signed with the DEVELOPMENT key (for the demo and tests only)."""
     from datetime import timedelta
@@ -536,6 +551,8 @@ def token(
             None if chosen is Role.PATIENT else org,
             name=name,
             ward_admin=ward_admin,
+            scope=scope,
+            patient=launch_patient,
             lifetime=timedelta(hours=hours),
         )
     except Unauthenticated as exc:
@@ -889,3 +906,213 @@ def eresept_validate(
             f"  signature at {signature.where} (line {signature.line}): {signature.status}"
             + (f" — {signature.signer}" if signature.signer else "")
         )
+
+
+def _reader_config():
+    from medloop.eresept import ReaderConfig
+
+    try:
+        config = ReaderConfig.from_env()
+    except ValueError as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    if config.trust_store is not None and not config.trust_store.is_dir():
+        _stderr(
+            f"error: trust store {config.trust_store} is not a folder (MEDLOOP_ERESEPT_TRUST_STORE)"
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    return config
+
+
+@eresept_app.command("import")
+def eresept_import(
+    path: Annotated[Path, typer.Argument(help="The message: one MsgHead XML file.")],
+    db: DbOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the receipt as one JSON object.")
+    ] = False,
+) -> None:
+    """Import one message (M25.1, M1, M5): validated like ``validate``, then applied to the
+    list, or kept as a proposal for a prescriber (M25.1), idempotent by MsgId. Prints the
+    receipt {"message_id", "type", "patient", "result", "entries", "reasons"}.
+    Exit 0 applied / proposed / duplicate, 1 malformed or schema-invalid (line and column on
+    stderr), 2 missing configuration, 3 refused by a rule."""
+    from medloop.domain.errors import DomainError
+    from medloop.eresept import EreseptError, SchemaConfigMissing
+    from medloop.loop.messages import import_message
+    from medloop.loop.runner import OverrideRequired
+
+    config = _reader_config()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _stderr(f"{path}: cannot read: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    engine = _engine(db)
+    try:
+        receipt = import_message(engine, data, source=str(path), config=config)
+    except SchemaConfigMissing as exc:
+        _stderr(f"error: {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    except EreseptError as exc:
+        for problem in exc.problems:
+            _stderr(str(problem))
+        refused = _refused_receipt(data, exc.code, [str(p) for p in exc.problems])
+        if as_json:
+            print(json.dumps(refused))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (DomainError, OverrideRequired) as exc:
+        code = getattr(exc, "code", "refused")
+        reasons = [f"{code}: {getattr(exc, 'detail', str(exc))}"]
+        _stderr(f"{path}: refused: {reasons[0]}")
+        if as_json:
+            print(json.dumps(_refused_receipt(data, code, reasons)))
+        raise typer.Exit(EXIT_REFUSED) from None
+    if as_json:
+        print(json.dumps(receipt.as_contract()))
+    else:
+        typer.echo(
+            f"{path}: {receipt.result}: {receipt.type} MsgId {receipt.message_id} "
+            f"patient {receipt.patient}, {receipt.entries} entries"
+        )
+        for reason in receipt.reasons:
+            typer.echo(f"  {reason}")
+
+
+def _refused_receipt(data: bytes, code: str, reasons: list[str]) -> dict:
+    """The receipt of a refused message, with what could be read of its envelope."""
+    from medloop.eresept.parsing import envelope_summary
+
+    found = envelope_summary(data)
+    return {
+        "message_id": found.get("msg_id"),
+        "type": found.get("type"),
+        "patient": found.get("patient"),
+        "result": "refused",
+        "entries": 0,
+        "reasons": reasons,
+    }
+
+
+@eresept_app.command("export")
+def eresept_export(
+    type_: Annotated[
+        str,
+        typer.Option(
+            "--type", help="M25.1 (a patient's list), M1 (a prescription) or M5 (its recall)."
+        ),
+    ],
+    patient: Annotated[str | None, typer.Option(help="The patient's national id (M25.1).")] = None,
+    prescription: Annotated[str | None, typer.Option(help="A prescription id (M1, M5).")] = None,
+    sender_hpr: Annotated[
+        str | None,
+        typer.Option(help="The requesting prescriber's HPR number (default: the list's author)."),
+    ] = None,
+    sender_name: Annotated[str | None, typer.Option(help="Their name.")] = None,
+    sender_org: Annotated[
+        str | None, typer.Option(help="Their organisation's HER-id or org number.")
+    ] = None,
+    sender_org_name: Annotated[str | None, typer.Option(help="Their organisation's name.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Print one message on stdout: a patient's current list as an M25.1, a prescription as an
+    M1, or a recalled prescription's recall as an M5. The read is audited like any read of
+    the list. Exit 0, 1 bad arguments, 3 not found (or not recalled, for M5)."""
+    import sys
+    import uuid as uuid_module
+    from datetime import UTC, datetime
+    from uuid import UUID
+
+    from medloop import queries
+    from medloop.domain.codes import OrganisationKind, PersonnelRole
+    from medloop.domain.errors import DomainError
+    from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
+
+    if type_ not in ("M25.1", "M1", "M5"):
+        _stderr(f"--type must be M25.1, M1 or M5, not {type_!r}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if (type_ == "M25.1") != (patient is not None) or (type_ != "M25.1") != (
+        prescription is not None
+    ):
+        _stderr("--type M25.1 takes --patient NATIONAL_ID; --type M1 and M5 take --prescription ID")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    prescription_id = None
+    if prescription is not None:
+        try:
+            prescription_id = UUID(prescription)
+        except ValueError:
+            _stderr(f"--prescription must be a prescription id (a UUID), not {prescription!r}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    engine = _engine(db)
+    from medloop.store.db import reader
+
+    with reader(engine).connect() as conn:
+        if prescription_id is not None:
+            patient_id = queries.patient_of_prescription(conn, prescription_id)
+            missing = f"there is no prescription {prescription_id}"
+        else:
+            patient_id = queries.find_patient_id(conn, patient or "")
+            missing = f"no list is kept for patient {patient}"
+        if patient_id is None:
+            _stderr(missing)
+            raise typer.Exit(EXIT_REFUSED)
+        author = queries.list_author(conn, patient_id)
+    if sender_hpr is not None:
+        try:
+            sender = Actor(
+                personnel=HealthPersonnel(
+                    hpr_number=sender_hpr, name=sender_name or sender_hpr, role=PersonnelRole.DOCTOR
+                ),
+                organisation=Organisation(
+                    id=sender_org or "unknown",
+                    name=sender_org_name or sender_org or "unknown",
+                    kind=OrganisationKind.GP_PRACTICE,
+                ),
+            )
+        except (ValueError, DomainError) as exc:
+            _stderr(f"--sender-hpr: {exc}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    elif author is not None:
+        sender = author
+    else:
+        _stderr("the list has no author yet: give the sender with --sender-hpr and --sender-org")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    now = datetime.now(UTC)
+    try:
+        if prescription_id is not None and type_ == "M5":
+            data = queries.read_for(
+                engine,
+                sender,
+                patient_id,
+                "eresept-export-m5",
+                lambda conn: queries.recall_as_m5(
+                    conn, patient_id, prescription_id, sender, at=now
+                ),
+                reason="e-prescription export (M5)",
+            )
+        elif prescription_id is not None:
+            data = queries.read_for(
+                engine,
+                sender,
+                patient_id,
+                "eresept-export-m1",
+                lambda conn: queries.prescription_as_m1(
+                    conn, patient_id, prescription_id, sender, at=now
+                ),
+                reason="e-prescription export (M1)",
+            )
+        else:
+            msg_id = str(uuid_module.uuid4())
+            data = queries.read_for(
+                engine,
+                sender,
+                patient_id,
+                "eresept-export-m251",
+                lambda conn: queries.list_as_m25_1(conn, patient_id, sender, msg_id=msg_id, at=now),
+                reason="e-prescription export (M25.1)",
+            )
+    except DomainError as exc:
+        _stderr(f"refused: {exc.code}: {exc.detail}")
+        raise typer.Exit(EXIT_REFUSED) from None
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

@@ -10,6 +10,8 @@ second run changes nothing.
   one audited command per patient;
 - ``refresh-catalogue``: import the newest FEST file in ``MEDLOOP_CATALOGUE_DIR`` when it is
   not the catalogue in force;
+- ``fhir-export``: run the FHIR bulk exports (``$export``) waiting, every 5 seconds
+  (``medloop.fhir.export``; NDJSON files in ``MEDLOOP_FHIR_EXPORT_DIR``);
 - ``audit-checkpoint``: walk the audit chains and write a signed checkpoint of their heads to
   ``MEDLOOP_AUDIT_CHECKPOINT_DIR`` with ``MEDLOOP_AUDIT_SIGNING_KEY_FILE``
   (``medloop.audit_checkpoints``); without both it refuses (``CheckpointNotConfigured``,
@@ -129,6 +131,13 @@ def _audit_checkpoint(engine: Engine, now: datetime, settings: JobSettings) -> d
     return audit_checkpoints.write_checkpoint(engine, now, audit_checkpoints.config_from_env())
 
 
+def _fhir_export(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
+    from medloop.fhir.export import run_pending
+    from medloop.settings import Settings
+
+    return run_pending(engine, now, Settings.from_env().export_dir)
+
+
 def newest_catalogue_file(directory: Path | None) -> Path | None:
     """The most recently modified FEST file (``.xml``, ``.xml.gz``, ``.zip``) in
     ``directory``."""
@@ -176,6 +185,12 @@ JOBS: dict[str, Job] = {
             "sign the audit chains' heads into MEDLOOP_AUDIT_CHECKPOINT_DIR",
             _audit_checkpoint,
             {"trigger": "interval", "minutes": 60},
+        ),
+        Job(
+            "fhir-export",
+            "run the FHIR bulk exports waiting (NDJSON in MEDLOOP_FHIR_EXPORT_DIR)",
+            _fhir_export,
+            {"trigger": "interval", "seconds": 5},
         ),
     )
 }

@@ -9,6 +9,7 @@ audit log (architecture invariant 6: every read of patient data leaves an audit 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -342,3 +343,157 @@ def residents(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, Patie
         if patient is not None:
             found[patient_id] = patient
     return found
+
+
+# -- e-prescription messages out (M25.1, M1) ----------------------------------------------------
+
+_VARENRS: dict[int, dict[str, str]] = {}
+
+
+def _varenrs(conn: Connection) -> dict[str, str]:
+    """The catalogue in force's varenr of each package id (to name a package in a message)."""
+    from medloop.loop.catalogue import catalogue_in_force  # noqa: PLC0415 - builds on first use
+
+    catalogue = catalogue_in_force(conn)
+    found = _VARENRS.get(catalogue.version)
+    if found is None:
+        found = {
+            package.id: varenr
+            for varenr, packages in catalogue.packages_by_varenr.items()
+            for package in packages
+        }
+        _VARENRS.clear()
+        _VARENRS[catalogue.version] = found
+    return found
+
+
+def list_author(conn: Connection, patient_id: UUID) -> Actor | None:
+    """Who made the latest change of the list (``None``: nobody yet)."""
+    state = _state(conn, patient_id)
+    authors = [
+        e.prescriber
+        for e in sorted(state.medication_list.entries, key=lambda e: e.changed_at)
+        if e.prescriber is not None
+    ]
+    return authors[-1] if authors else None
+
+
+def list_as_m25_1(
+    conn: Connection, patient_id: UUID, sender: Actor, *, msg_id: str, at: datetime
+) -> bytes:
+    """The patient's current list (active, on-hold and recently discontinued entries) as one
+    M25.1 message from ``sender``."""
+    from medloop import eresept_export as writing  # noqa: PLC0415
+
+    state = _state(conn, patient_id)
+    return writing.m25_1(
+        state.patient,
+        state.medication_list.current_view(at),
+        state.prescriptions,
+        sender=sender,
+        msg_id=msg_id,
+        at=at,
+        varenrs=_varenrs(conn),
+    )
+
+
+def prescription_as_m1(
+    conn: Connection, patient_id: UUID, prescription_id: UUID, sender: Actor, *, at: datetime
+) -> bytes:
+    """One of the patient's prescriptions as an M1; ``PrescriptionNotFound`` otherwise."""
+    from medloop import eresept_export as writing  # noqa: PLC0415
+
+    state = _state(conn, patient_id)
+    found = state.prescriptions.get(prescription_id)
+    if found is None:
+        raise PrescriptionNotFound(
+            f"patient {patient_id} has no prescription {prescription_id}",
+            prescription_id=prescription_id,
+            patient_id=patient_id,
+        )
+    entry = state.medication_list.entry(found.entry_id)
+    return writing.m1(state.patient, found, entry, sender=sender, at=at, varenrs=_varenrs(conn))
+
+
+def recall_as_m5(
+    conn: Connection, patient_id: UUID, prescription_id: UUID, sender: Actor, *, at: datetime
+) -> bytes:
+    """A recalled prescription's recall as an M5 (its reason and note); ``PrescriptionNotFound``
+    for a prescription the patient does not have, ``PrescriptionNotRecalled`` for one that is
+    not recalled."""
+    from medloop import eresept_export as writing  # noqa: PLC0415
+    from medloop.domain.prescription import PrescriptionNotRecalled  # noqa: PLC0415
+
+    state = _state(conn, patient_id)
+    found = state.prescriptions.get(prescription_id)
+    if found is None:
+        raise PrescriptionNotFound(
+            f"patient {patient_id} has no prescription {prescription_id}",
+            prescription_id=prescription_id,
+            patient_id=patient_id,
+        )
+    if found.recall is None:
+        raise PrescriptionNotRecalled(
+            f"prescription {prescription_id} is {found.status.value}, not recalled",
+            prescription_id=prescription_id,
+            status=found.status,
+        )
+    return writing.m5(
+        state.patient,
+        found.id,
+        reason=found.recall.reason,
+        note=found.recall.note,
+        sender=sender,
+        msg_id=str(uuid.uuid5(found.id, "recall")),
+        at=at,
+    )
+
+
+class MessageNotFound(Exception):
+    """No message was received under this MsgId for this patient."""
+
+
+def received_message(conn: Connection, patient_id: UUID, msg_id: str) -> bytes:
+    """The bytes of a message received for the patient, exactly as received (the SHA-256 the
+    receipt named is theirs); ``MessageNotFound`` otherwise (also for another patient's)."""
+    from medloop.store import messages  # noqa: PLC0415
+
+    _state(conn, patient_id)
+    found = messages.find_received(conn, msg_id)
+    if found is None or found.patient_id != patient_id:
+        raise MessageNotFound(f"no message {msg_id} was received for this patient")
+    data = messages.original_of(conn, msg_id)
+    assert data is not None
+    return data
+
+
+def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:
+    """The patient a prescription belongs to (``None``: no such prescription)."""
+    from medloop.store.prescriptions import patient_of_prescription as owner  # noqa: PLC0415
+
+    return owner(conn, prescription_id)
+
+
+def patient_of(conn: Connection, kind: str, resource_id: UUID) -> UUID | None:
+    """The patient a list entry, prescription or dispense (``kind``: ``entry``,
+    ``prescription``, ``dispense``) belongs to; ``None`` when there is none. Reads no patient
+    data: it only finds whose record to read (and authorise, and audit)."""
+    from medloop.store import list_changes
+    from medloop.store import prescriptions as stored
+
+    finders = {
+        "entry": list_changes.patient_of_entry,
+        "prescription": stored.patient_of_prescription,
+        "dispense": stored.patient_of_dispense,
+    }
+    return finders[kind](conn, resource_id)
+
+
+def patient_state_uncached(conn: Connection, patient_id: UUID) -> PatientState:
+    """The patient's state read from the tables and not kept in the process's state cache: a
+    bulk export reads every patient once, and caching them would grow its memory with the
+    export instead of one patient."""
+    found = read_patient_revision(conn, patient_id)
+    if found is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    return load_patient_state(conn, found[0])

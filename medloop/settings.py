@@ -73,6 +73,22 @@ class Settings:
     demo_sign_in: bool = False
     """The pages' demo sign-in (sign in as a demo person without credentials): set by
     ``medloop demo`` only, never from the environment, so no production server has it."""
+    smart_authorize_url: str | None = None
+    """``MEDLOOP_SMART_AUTHORIZE_URL``: the authorisation server's authorize endpoint, as
+    ``/.well-known/smart-configuration`` advertises it (the issuer's; medloop issues no
+    tokens itself)."""
+    smart_token_url: str | None = None
+    """``MEDLOOP_SMART_TOKEN_URL``: the authorisation server's token endpoint."""
+    fhir_export_dir: Path | None = None
+    """``MEDLOOP_FHIR_EXPORT_DIR``: where FHIR bulk exports write their NDJSON files (default:
+    ``medloop-fhir-export`` in the system's temporary directory)."""
+
+    @property
+    def export_dir(self) -> Path:
+        """Where FHIR bulk exports write (``fhir_export_dir`` or the temporary default)."""
+        import tempfile
+
+        return self.fhir_export_dir or Path(tempfile.gettempdir()) / "medloop-fhir-export"
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -106,6 +122,11 @@ class Settings:
             demo_catalogue=Path(
                 env.get("MEDLOOP_DEMO_CATALOGUE") or REPO_ROOT / "seeds" / "demo-fest.xml"
             ),
+            smart_authorize_url=env.get("MEDLOOP_SMART_AUTHORIZE_URL") or None,
+            smart_token_url=env.get("MEDLOOP_SMART_TOKEN_URL") or None,
+            fhir_export_dir=Path(env["MEDLOOP_FHIR_EXPORT_DIR"])
+            if env.get("MEDLOOP_FHIR_EXPORT_DIR")
+            else None,
         )
 
 

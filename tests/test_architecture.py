@@ -105,9 +105,14 @@ RULES = [
     ("medloop.store", "medloop.api"),
     ("medloop.loop", "medloop.api"),
     ("medloop.ops", "medloop.api"),
+    # The reports read (store) and aggregate; they decide nothing and run no command.
+    ("medloop.reports", "medloop.api"),
+    ("medloop.reports", "medloop.loop"),
     # Routes translate HTTP into commands (medloop.loop) and queries (medloop.queries); the
     # tables and the store's modules are below them.
     ("medloop.api.routes", "medloop.store"),
+    # The FHIR face translates like the routes: commands, queries, the API's caller and policy.
+    ("medloop.fhir", "medloop.store"),
 ]
 
 

@@ -26,6 +26,7 @@ from medloop.api.limits import BodyGuard
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
     catalogue,
+    eresept,
     gp,
     multidose,
     nursing,
@@ -33,6 +34,7 @@ from medloop.api.routes import (
     ops,
     patient,
     pharmacy,
+    reports,
     review,
 )
 from medloop.api.routing import route_limiter
@@ -110,11 +112,42 @@ def create_app(
     async def docs() -> HTMLResponse:
         return HTMLResponse(DOCS_HTML)
 
-    modules = (gp, pharmacy, multidose, nursing, catalogue, patient, observations, review, cds, ops)
+    modules = (
+        gp,
+        pharmacy,
+        multidose,
+        nursing,
+        reports,
+        catalogue,
+        patient,
+        observations,
+        review,
+        eresept,
+        cds,
+        ops,
+    )
     for module in modules:
         app.include_router(module.router)
+    from medloop import fhir as _fhir_package  # noqa: F401 - the FHIR face (translation only)
+    from medloop.fhir import bulk as fhir_bulk
+    from medloop.fhir import outcome as fhir_outcome
+    from medloop.fhir import router as fhir_router
+    from medloop.fhir import writes as fhir_writes
+
+    fhir_routers = (
+        fhir_router.router,
+        fhir_writes.router,
+        fhir_bulk.router,
+        fhir_router.well_known,
+    )
+    for found in fhir_routers:
+        app.include_router(found)
+    # Every error under /fhir is an OperationOutcome (the problem handlers, re-expressed).
+    fhir_outcome.install(app)
     # Every route with its full path, for the ``Allow`` of a 405 (``problems``).
-    app.state.routes = tuple(route for module in modules for route in module.router.routes)
+    app.state.routes = tuple(
+        route for router in (*(m.router for m in modules), *fhir_routers) for route in router.routes
+    )
     _with_problem_schema(app)
     # The web pages (medloop.pages): same state, policy and commands, under /app.
     from medloop import pages

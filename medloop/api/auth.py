@@ -5,12 +5,19 @@ the configured public key or JWKS, the issuer, the audience, ``exp``, ``nbf`` an
 required), then reads the claims:
 
 - ``sub``: the person — an HPR number (health personnel) or a national id (patient);
-- ``role``: ``gp``, ``nurse``, ``pharmacist`` or ``patient``;
+- ``role``: ``gp``, ``nurse``, ``pharmacist``, ``patient`` or ``exporter`` (a registry's or
+  analytics service's system client: FHIR bulk export only, ``sub`` is its client id);
 - ``org``: the organisation (HER-id or organisation number) the person acts for; not for
   patients; ``org_name`` and ``name`` are display names (optional);
 - ``ward_admin``: ``true`` for a nurse who may create and configure wards, admit and discharge
   (the stronger permission, ``medloop.api.policy``); absent or ``false`` otherwise; only nurse
   tokens carry it.
+- ``scope``: SMART on FHIR scopes, space-separated (``user/MedicationRequest.rs``,
+  ``patient/*.r``, ``system/*.r``): what the token lets its holder do through ``/fhir``, next
+  to (never instead of) the role × organisation policy (``medloop.fhir.scopes``); the JSON API
+  does not read it;
+- ``patient``: a SMART launch context, the id of the patient a clinician's app was launched
+  for (``patient/`` scopes of a health personnel token reach only that patient).
 
 Lifetime: a token's lifetime is ``exp - iat`` and must not exceed the configured maximum
 (``MEDLOOP_JWT_MAX_LIFETIME_SECONDS``); ``iat`` must not lie in the future (beyond the leeway),
@@ -60,6 +67,8 @@ class Role(StrEnum):
     NURSE = "nurse"
     PHARMACIST = "pharmacist"
     PATIENT = "patient"
+    EXPORTER = "exporter"
+    """A system client of a registry or analytics service: FHIR bulk export only."""
 
 
 _PERSONNEL = {
@@ -88,6 +97,10 @@ class Principal:
     organisation_name: str | None
     ward_admin: bool = False
     """A nurse who may create and configure wards, admit and discharge (claim ``ward_admin``)."""
+    scopes: tuple[str, ...] | None = None
+    """SMART scopes (claim ``scope``); ``None`` when the token carries none."""
+    patient_context: str | None = None
+    """SMART launch context (claim ``patient``): the patient id an app was launched for."""
 
     @property
     def is_patient(self) -> bool:
@@ -108,6 +121,8 @@ class Principal:
 
     @property
     def audit_role(self) -> str:
+        if self.role is Role.EXPORTER:
+            return "exporter"
         return "patient" if self.is_patient else _PERSONNEL[self.role][0].value
 
 
@@ -127,23 +142,44 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         raise Unauthenticated("the ward_admin claim is true or false")
     if ward_admin and role is not Role.NURSE:
         raise Unauthenticated("only a nurse token carries the ward_admin claim")
+    scope = claims.get("scope")
+    if scope is not None and (not isinstance(scope, str) or len(scope) > _MAX_SCOPE):
+        raise Unauthenticated("the scope claim is a space-separated string of SMART scopes")
+    scopes = None if scope is None else tuple(scope.split())
+    context = claims.get("patient")
+    if context is not None and (not isinstance(context, str) or len(context) > 64):
+        raise Unauthenticated("the patient claim is a patient id")
     if role is Role.PATIENT:
         try:
             NationalId(subject)
         except (ValidationError, DomainError):
             raise Unauthenticated("a patient token's subject is a national id") from None
-        return Principal(role, subject, None, str(name), None)
+        return Principal(
+            role, subject, None, str(name), None, scopes=scopes, patient_context=context
+        )
     if not isinstance(organisation, str) or not organisation:
         raise Unauthenticated("a health personnel token names its organisation (org)")
     principal = Principal(
-        role, subject, organisation, str(name), claims.get("org_name"), ward_admin=ward_admin
+        role,
+        subject,
+        organisation,
+        str(name),
+        claims.get("org_name"),
+        ward_admin=ward_admin,
+        scopes=scopes,
+        patient_context=context,
     )
+    if role is Role.EXPORTER:
+        return principal  # a system client: its subject is a client id, not an HPR number
     try:
         principal.actor  # noqa: B018 - validates the HPR number and names
     except (ValidationError, DomainError):
         raise Unauthenticated("a health personnel token's subject is an HPR number") from None
     return principal
 
+
+_MAX_SCOPE = 4000
+"""The longest ``scope`` claim read (characters)."""
 
 _RSA = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
@@ -368,6 +404,8 @@ def issue_token(
     name: str | None = None,
     organisation_name: str | None = None,
     ward_admin: bool = False,
+    scope: str | None = None,
+    patient: str | None = None,
     lifetime: timedelta = timedelta(hours=1),
     now: datetime | None = None,
     audience: str = DEFAULT_AUDIENCE,
@@ -394,6 +432,10 @@ def issue_token(
         claims["org_name"] = organisation_name
     if ward_admin:
         claims["ward_admin"] = True
+    if scope is not None:
+        claims["scope"] = scope
+    if patient is not None:
+        claims["patient"] = patient
     principal_from_claims(claims)
     return jwt.encode(claims, private_key or DEV_PRIVATE_KEY.read_bytes(), algorithm="ES256")
 

@@ -108,7 +108,13 @@ async def _refuse(
 ) -> None:
     from medloop.api.problems import problem
 
-    response = problem(status, code, detail, Request(scope))
+    request = Request(scope)
+    response = problem(status, code, detail, request)
+    from medloop.fhir.outcome import from_problem, under_fhir
+
+    if under_fhir(request):
+        # The FHIR face answers every refusal as an OperationOutcome.
+        response = from_problem(response)
     if status == 413:
         response.headers["Connection"] = "close"
     await response(scope, receive, send)

@@ -56,6 +56,10 @@ class Action(StrEnum):
     OWN_RECORD = "own-record.read"  # a patient's own list and access log
     CATALOGUE_READ = "catalogue.read"
     OBSERVATION_WRITE = "patient.observation"  # weight, kidney function, hepatic risk factors
+    REPORT_WARD = "report.ward"  # a ward's quality report (names the ward's current residents)
+    REPORT_PRESCRIBER = "report.prescriber"  # the caller's own prescribing, aggregated
+    REPORT_PHARMACY = "report.pharmacy"  # the caller's pharmacy's multidose periods, aggregated
+    BULK_EXPORT = "fhir.export"  # FHIR $export: every patient, or a ward of the organisation
 
 
 class Scope(StrEnum):
@@ -104,6 +108,14 @@ MATRIX: dict[Action, dict[Role, Scope]] = {
     Action.DISCHARGE: {Role.NURSE: Scope.ADMITTING},
     Action.OWN_RECORD: {Role.PATIENT: Scope.SELF},
     Action.OBSERVATION_WRITE: {Role.GP: Scope.ANY, Role.NURSE: Scope.ADMITTED},
+    # Reports: a ward's for the nurses of its organisation; a doctor's and a pharmacy's are
+    # aggregates over the caller's own prescribing / own pharmacy (the query is keyed by the
+    # token's HPR number / organisation) and name no patient.
+    Action.REPORT_WARD: {Role.NURSE: Scope.OWN_WARD},
+    Action.REPORT_PRESCRIBER: {Role.GP: Scope.NO_PATIENT},
+    Action.REPORT_PHARMACY: {Role.PHARMACIST: Scope.NO_PATIENT},
+    # A registry's system client; a Group (ward) export only of a ward of its organisation.
+    Action.BULK_EXPORT: {Role.EXPORTER: Scope.NO_PATIENT},
     Action.CATALOGUE_READ: {
         Role.GP: Scope.NO_PATIENT,
         Role.NURSE: Scope.NO_PATIENT,
@@ -156,6 +168,34 @@ def _refuse(
 
 
 _NO_WARD_ADMIN = "ward_admin claim required"
+
+
+def audit_refusal(
+    engine: Engine,
+    principal: Principal,
+    what: str,
+    patient_id: UUID,
+    why: str,
+    request_id: str | None,
+) -> None:
+    """Record a refused write on ``patient_id`` (bad input) as every refusal is recorded."""
+    audit_refused(engine, accessor(principal, request_id), patient_id, what, why[:2000])
+
+
+def refuse_scope(
+    engine: Engine,
+    principal: Principal,
+    what: str,
+    patient_id: UUID | None,
+    why: str,
+    request_id: str | None,
+) -> NoReturn:
+    """Refuse what the token's SMART scopes do not grant (``medloop.fhir.scopes`` decides):
+    audited like a refusal of the matrix when a patient is named, ``Forbidden`` without
+    patient data."""
+    if patient_id is not None:
+        audit_refused(engine, accessor(principal, request_id), patient_id, what, why)
+    raise Forbidden(f"the token's scopes do not grant {what}: {why}")
 
 
 def read_window(

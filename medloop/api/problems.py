@@ -100,6 +100,15 @@ STATUS: dict[str, int] = {
     "not-the-multidose-pharmacy": 403,
     "pharmacist-required": 403,
     "prescriber-required": 403,
+    # e-prescription messages (medloop.domain.messages)
+    "message-patient-mismatch": 422,
+    "message-without-patient": 422,
+    "message-without-author": 422,
+    "message-type-not-imported": 422,
+    "message-not-matched": 422,
+    "message-id-reused": 409,
+    "list-proposal-not-found": 404,
+    "list-proposal-unknown-entry": 422,
     # medication review (medloop.domain.review)
     "review-invalid": 422,
     "review-incomplete": 422,
@@ -144,6 +153,20 @@ TITLES: dict[str, str] = {
     "database-unavailable": "The database is unavailable for a moment",
     "stored-record-unreadable": "A stored record cannot be read",
     "internal-error": "Unexpected error",
+    # e-prescription messages
+    "message-unreadable": "The message is not well-formed or safe XML",
+    "message-invalid": "The message breaks its schema or signature",
+    "message-patient-mismatch": "The message is about another patient",
+    "message-without-patient": "The message names no patient",
+    "message-without-author": "The message names no professional as its author",
+    "message-type-not-imported": "This message type is not imported",
+    "message-not-matched": "The message does not match the list",
+    "message-id-reused": "This MsgId was received with other content",
+    "list-proposal-not-found": "No such list proposal",
+    "prescription-not-recalled": "The prescription is not recalled",
+    "list-proposal-already-decided": "The list proposal was decided already",
+    "list-proposal-stale": "The list changed since the proposal was made",
+    "list-proposal-unknown-entry": "The proposal has no such entry",
     # lists, entries and prescriptions
     "stale-list-version": "The list changed since the version you based this on",
     "override-required": "Alerts need an override with a reason",
@@ -211,6 +234,7 @@ TITLES: dict[str, str] = {
     "observation-older-than-recorded": "A newer measurement is already on record",
     # nursing homes: wards, admissions, charting
     "ward-not-found": "Ward not found",
+    "invalid-report-period": "The report period is not possible",
     "ward-id-already-used": "A ward with this id already exists",
     "ward-of-another-organisation": "The ward belongs to another organisation",
     "invalid-ward-config": "The ward configuration is not valid",
@@ -489,6 +513,38 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(allowed)
 
 
+_UNREADABLE = frozenset(
+    {"malformed-xml", "doctype-refused", "entity-refused", "too-large", "too-deep"}
+)
+
+
+async def _message_refused(request: Request, error: Exception) -> JSONResponse:
+    """A received e-prescription message refused as read: 400 when it is not well-formed or
+    safe XML, 422 when it breaks its schema, names a type or namespace we do not read, holds a
+    base64 document that is not XML, or a signature that does not verify. Every problem with
+    its code, line, column and where in the message."""
+    from medloop.eresept import EreseptError
+
+    assert isinstance(error, EreseptError)
+    unreadable = error.code in _UNREADABLE
+    return problem(
+        400 if unreadable else 422,
+        "message-unreadable" if unreadable else "message-invalid",
+        f"{len(error.problems)} problem(s); the first: {error.problems[0]}",
+        request,
+        problems=[
+            {
+                "code": p.code,
+                "message": p.message,
+                "line": p.line,
+                "column": p.column,
+                "where": p.where,
+            }
+            for p in error.problems
+        ],
+    )
+
+
 HANDLERS = {
     DomainError: _domain_error,
     IdempotencyError: _idempotency_error,
@@ -534,8 +590,11 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
 def install(app: Any) -> None:
     from starlette.exceptions import HTTPException
 
+    from medloop.eresept import EreseptError
+
     for cls, handler in HANDLERS.items():
         app.add_exception_handler(cls, handler)
+    app.add_exception_handler(EreseptError, _message_refused)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -78,4 +78,23 @@ class NonCatalogueItem(Frozen):
     text: str | None = None
 
 
-DrugReference = Annotated[CatalogueDrug | NonCatalogueItem, Field(discriminator="source")]
+class UnresolvedDrug(Frozen):
+    """A drug a received message names that the catalogue version in force does not hold (or
+    that is not a reference a list entry can name): kept with everything the message said about
+    it, so the list never silently loses a drug. Decision support cannot check it; ``notice``
+    says so, visibly, wherever the entry is shown."""
+
+    source: Literal["unresolved"] = "unresolved"
+    name: str = Field(min_length=1)
+    text: str | None = None
+    fest_id: str | None = None
+    varenr: str | None = None
+    atc: str | None = None
+    prescription_group: str | None = None
+    catalogue_version: PositiveCount | None = None
+    notice: str = Field(min_length=1)
+
+
+DrugReference = Annotated[
+    CatalogueDrug | NonCatalogueItem | UnresolvedDrug, Field(discriminator="source")
+]

@@ -15,7 +15,7 @@ them and refuses a history with gaps. A store may also keep the current snapshot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -518,3 +518,32 @@ def _summary(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in e['loc']) or 'entry'}: {e['msg']}" for e in error.errors()
     )
+
+
+def apply_all(
+    medication_list: MedicationList, commands: Sequence[ListCommand]
+) -> tuple[MedicationList, ListChange]:
+    """The list after every command in order, as ONE change (the list's next version) holding
+    each command's entry version: a received list applied as a whole is one version of ours.
+    All commands are by the same author at the same moment (the first command's)."""
+    if not commands:
+        raise ValueError("apply_all needs at least one command")
+    current = medication_list
+    versions: list[EntryVersion] = []
+    for command in commands:
+        current, change = current.apply(command)
+        versions.extend(change.entry_versions)
+    list_version = medication_list.version + 1
+    first = commands[0]
+    # in the order the store reads a change's entry versions back (entry id, then version), so
+    # the list built here is the list loaded again, entry for entry
+    ordered = sorted(versions, key=lambda v: (str(v.entry_id), v.version))
+    change = ListChange(
+        patient_id=medication_list.patient_id,
+        list_version=list_version,
+        at=first.at,
+        author=first.author,
+        reason=first.reason,
+        entry_versions=tuple(v.model_copy(update={"list_version": list_version}) for v in ordered),
+    )
+    return medication_list.followed_by(change), change

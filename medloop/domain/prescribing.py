@@ -222,3 +222,18 @@ def _recall_dispensable(
         for p in given.values()
         if p.status is PrescriptionStatus.DISPENSABLE
     )
+
+
+def discontinuation_recalls(
+    medication_list: MedicationList,
+    entry_id: UUID,
+    prescriptions: Iterable[Prescription],
+    *,
+    at: AwareDatetime,
+    by: Actor,
+    note: str | None = None,
+) -> tuple[Transition, ...]:
+    """The recalls a discontinuation of ``entry_id`` makes (as ``discontinue`` does), for a
+    change that discontinues as part of a larger list change (a received list taken in)."""
+    given = _all_recallable(medication_list, entry_id, prescriptions)
+    return _recall_dispensable(given, RecallReason.DISCONTINUATION, at=at, by=by, note=note)

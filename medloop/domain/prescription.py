@@ -94,6 +94,12 @@ class NonCatalogueItemNotPrescribable(PrescriptionError):
     code = "non-catalogue-item-not-prescribable"
 
 
+class PrescriptionNotRecalled(PrescriptionError):
+    """A recall message asked for a prescription that is not recalled."""
+
+    code = "prescription-not-recalled"
+
+
 class PrescriptionNotFound(DomainError):
     """No such prescription for this patient (also when it belongs to another patient)."""
 

@@ -140,3 +140,20 @@ def _check_no_entities(root: etree._Element, source: str, where: str | None) -> 
                 )
             ]
         )
+
+
+_MSG_ID = re.compile(rb"<(?:\w+:)?MsgId>\s*([^<\s]{1,200})\s*</")
+_TYPE = re.compile(rb"<(?:\w+:)?Type\b[^>]*\bV=\"(ERM[0-9]{1,4})\"")
+_PATIENT = re.compile(rb"<(?:\w+:)?Patient>.*?<(?:\w+:)?Id>\s*([0-9]{11})\s*</", re.S)
+
+
+def envelope_summary(data: bytes) -> dict[str, str | None]:
+    """MsgId, type code and patient id as far as they can be found in bytes that may not be a
+    well-formed message (for the receipt of a refused one): a text search of the first 64 KiB,
+    never a parse, so nothing in them is resolved or expanded."""
+    head = data[: 64 * 1024]
+    found = {}
+    for key, pattern in (("msg_id", _MSG_ID), ("type", _TYPE), ("patient", _PATIENT)):
+        match = pattern.search(head)
+        found[key] = match.group(1).decode("ascii", "replace") if match else None
+    return found

@@ -155,3 +155,18 @@ def _build(conn: Connection, version: int) -> Catalogue:
         substitution_groups=snapshot.substitution_groups,
         product_validity={p.id: p.prescription_validity for p in snapshot.products},
     )
+
+
+def catalogue_at(conn: Connection, version: int) -> Catalogue | None:
+    """Catalogue version ``version`` (in force or older), built once; ``None`` when no such
+    version was imported."""
+    from sqlalchemy import select
+
+    from fest.schema import fest_version
+
+    row = conn.execute(
+        select(fest_version.c.id, fest_version.c.sha256).where(fest_version.c.id == version)
+    ).first()
+    if row is None:
+        return None
+    return catalogue_of(conn, (int(row.id), str(row.sha256)))

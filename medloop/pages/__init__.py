@@ -56,6 +56,8 @@ from medloop.pages.web import (
 MODULES: tuple[str, ...] = (
     "medloop.pages.signin",
     "medloop.pages.oidc",
+    # -- the report pages (h3-reports) --
+    "medloop.pages.reports",
     # -- the nurse's pages (h3-pages) --
     "medloop.pages.nurse",
     #

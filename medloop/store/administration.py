@@ -796,3 +796,11 @@ def administration_values(record: Administration) -> dict[str, Any]:
         "recorded_at": utc(record.recorded_at),
         "record": record.model_dump(mode="json"),
     }
+
+
+def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:
+    """The patient of a charting (``None``: no such charting)."""
+    found = conn.execute(
+        select(administration.c.patient_id).where(administration.c.id == str(administration_id))
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)

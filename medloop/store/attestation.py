@@ -112,6 +112,8 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "administration_error": frozenset(),
     "cds_card": frozenset(),
     "cds_feedback": frozenset(),
+    "received_message": frozenset(),
+    "list_proposal_decision": frozenset(),
     "medication_review": frozenset(),
 }
 

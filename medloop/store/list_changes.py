@@ -107,7 +107,7 @@ def list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
     for found in conn.execute(
         select(entry_version.c.entry_id, entry_version.c.version, entry_version.c.record)
         .where(entry_version.c.patient_id == pid)
-        .order_by(entry_version.c.list_version, entry_version.c.entry_id)
+        .order_by(entry_version.c.list_version, entry_version.c.entry_id, entry_version.c.version)
     ):
         version = parsed(
             EntryVersion,
@@ -172,3 +172,11 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
             for v in change.entry_versions
         ],
     )
+
+
+def patient_of_entry(conn: Connection, entry_id: UUID) -> UUID | None:
+    """The patient whose list holds entry ``entry_id`` (``None``: no such entry)."""
+    found = conn.execute(
+        select(entry_version.c.patient_id).where(entry_version.c.entry_id == str(entry_id)).limit(1)
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)

@@ -237,3 +237,33 @@ def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) 
             }
         ],
     )
+
+
+def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:
+    """The patient a prescription belongs to, whoever that is (``None``: no such id)."""
+    return patients_of_prescriptions(conn, [prescription_id]).get(prescription_id)
+
+
+def patients_of_prescriptions(
+    conn: Connection, prescription_ids: Iterable[UUID]
+) -> dict[UUID, UUID]:
+    """The patient of each of ``prescription_ids`` that exists, in one query."""
+    wanted = sorted({str(p) for p in prescription_ids})
+    if not wanted:
+        return {}
+    return {
+        UUID(row.id): UUID(row.patient_id)
+        for row in conn.execute(
+            select(prescription.c.id, prescription.c.patient_id).where(
+                prescription.c.id.in_(wanted)
+            )
+        )
+    }
+
+
+def patient_of_dispense(conn: Connection, dispense_id: UUID) -> UUID | None:
+    """The patient of dispense ``dispense_id`` (``None``: no such dispense)."""
+    found = conn.execute(
+        select(dispense.c.patient_id).where(dispense.c.id == str(dispense_id))
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Table, select
 from medloop.domain.administration import Administration, AdministrationCorrection, PlannedDose
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.medication_list import EntryVersion
+from medloop.domain.messages import ListProposalDecision, ReceivedMessage
 from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
 from medloop.domain.multidose.proposals import Proposal, ProposalDecision
 from medloop.domain.multidose.reconciliation import PackReconciliation
@@ -37,6 +38,7 @@ from medloop.store import (
     administration,
     alerts,
     list_changes,
+    messages,
     multidose,
     patients,
     prescriptions,
@@ -101,6 +103,8 @@ def stored_records() -> list[Stored]:
         (multidose.task_resolution, "record", TaskResolution),
         (multidose.proposal, "record", Proposal),
         (multidose.proposal_decision, "record", ProposalDecision),
+        (messages.received_message, "record", ReceivedMessage),
+        (messages.proposal_decision, "record", ListProposalDecision),
         (reviews.medication_review, "record", MedicationReview),
     ]
     found = []

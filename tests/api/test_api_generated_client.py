@@ -41,9 +41,14 @@ package_name_override: {PACKAGE}
 project_name_override: medloop-api-client
 # The generator formats its output with ruff by default; the test imports it as generated.
 post_hooks: []
-# The medication review's PDF is a binary download, which the generator reads as a File.
+# The e-prescription messages are XML documents, the medication review's PDF a binary
+# download and the report charts (GET /reports/…/charts/<table>.svg) SVG documents; the
+# generator handles them as the bytes they are (its documented override for content types it
+# does not model).
 content_type_overrides:
+  application/xml: application/octet-stream
   application/pdf: application/octet-stream
+  image/svg+xml: application/octet-stream
 """
 
 

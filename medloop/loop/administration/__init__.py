@@ -26,6 +26,7 @@ from medloop.loop.administration.queries import (
     administration_history,
     as_needed_given,
     resident_chart,
+    patient_of_administration,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
@@ -41,6 +42,7 @@ __all__ = [
     "admit",
     "administration_history",
     "as_needed_given",
+    "patient_of_administration",
     "chart",
     "configure_ward",
     "create_ward",

@@ -281,3 +281,8 @@ def as_needed_given(
         if organisation_id is None or any(a.covers(given.at) for a in stays[given.patient_id]):
             found[given.patient_id].append(given)
     return found
+
+
+def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:
+    """The patient a charting belongs to (``None``: no such charting); reads no patient data."""
+    return store.patient_of_administration(conn, administration_id)

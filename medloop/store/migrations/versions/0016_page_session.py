@@ -1,7 +1,7 @@
 """page_session: the web pages' server-side sessions (medloop.store.sessions)
 
 Revision ID: 0016
-Revises: 0015
+Revises: 0013
 Create Date: 2026-12-05
 
 A signed-in browser holds a random id in a cookie; this table keeps the id's SHA-256 digest,
@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0015"
+# re-chained after main's 0015 (medication review) when main was merged into h3-reports
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,475 @@
+"""Benchmark: the FHIR R4 API (issue #18).
+
+Builds a database (the demo catalogue; registered patients, each search patient with 20 list
+entries), starts ``medloop serve`` (a subprocess on a port of 9400-9499) and measures with
+``--clients`` threads (one keep-alive ``http.client`` connection each, closed loop, no think
+time, for ``--seconds``):
+
+- ``search``: ``GET /fhir/MedicationStatement?patient=…&_include=MedicationStatement:medication``
+  of a patient with 20 statements (each client its own patient);
+- ``create``: ``POST /fhir/MedicationRequest`` with checks (If-Match; each client its own
+  patients, a drug from a rotation without overrides);
+
+at 1 and 16 clients, p50/p99 in ms. Then ``$export`` of ``--export-rows``
+MedicationAdministrations (inserted directly as chartings of ``--export-patients`` patients, the
+bench's fixture, not through commands) run as the ``fhir-export`` job in a subprocess of its
+own: wall time, resources/s and the subprocess's peak RSS.
+
+Targets: search p99 <= 30 ms at 16 clients, create p99 <= 60 ms, export >= 5 000 resources/s
+in <= 200 MB. Prints one JSON object per database (SQLite; PostgreSQL when
+MEDLOOP_TEST_POSTGRES_URL names a server). Client and server share a noisy 2-core machine:
+the latencies at 16 clients are those of a saturated server (closed loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.api import _patients, _wait_until_serving, start_server  # noqa: E402
+from fest.loader import import_catalogue  # noqa: E402
+from interactions.dosage import Quantity, Use  # noqa: E402
+from medloop.api.auth import issue_token  # noqa: E402
+from medloop.demo import GP  # noqa: E402
+from medloop.domain.administration import Administration, Outcome  # noqa: E402
+from medloop.domain.prescription import PrescribedQuantity  # noqa: E402
+from medloop.loop import prescribe  # noqa: E402
+from medloop.loop.catalogue import DrugOrder  # noqa: E402
+from medloop.loop.errors import OverrideRequired  # noqa: E402
+from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms  # noqa: E402
+from medloop.loop.runner import Call  # noqa: E402
+from medloop.store.administration import administration, administration_values  # noqa: E402
+from medloop.store.db import make_engine  # noqa: E402
+from medloop.store.migrate import upgrade  # noqa: E402
+
+DEMO = REPO / "seeds" / "demo-fest.xml"
+TARGETS = {
+    "search_p99_ms_16_clients": 30.0,
+    "create_p99_ms": 60.0,
+    "export_resources_per_s": 5000,
+    "export_peak_mb": 200,
+}
+ROTATION = ("090436", "090283", "090334", "090861", "090606", "090555", "090997", "090402")
+NO_VARENR = "http://dmp.no/fhir/NamingSystem/fest-varenummer"
+ENTRIES = 20
+
+
+_USED: set[int] = set()
+
+
+def _port() -> int:
+    """A free port of 9400-9499 not used by an earlier server of this run (one stopping may
+    still hold its port a moment)."""
+    for port in range(9400, 9500):
+        if port in _USED:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _USED.add(port)
+            return port
+    raise RuntimeError("no free port in 9400-9499")
+
+
+def _entries(engine, patient_id: str, count: int) -> int:
+    """``count`` entries on the patient's list (overrides given where an alert asks for one);
+    the list version after them."""
+    version = 0
+    for n in range(count):
+        order = PrescribeOrder(
+            entry_id=uuid.uuid4(),
+            drug=DrugOrder(varenr=ROTATION[n % len(ROTATION)]),
+            use=Use.REGULAR,
+            start=datetime.now(UTC).date(),
+            terms=PrescriptionTerms(
+                prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1)
+            ),
+        )
+        call = Call(actor=GP, at=datetime.now(UTC))
+        try:
+            result = prescribe.prescribe(
+                engine, uuid.UUID(patient_id), order, call, based_on=version
+            )
+        except OverrideRequired as refused:
+            call = Call(
+                actor=GP,
+                at=datetime.now(UTC),
+                overrides=dict.fromkeys(refused.context["alert_keys"], "bench"),
+            )
+            result = prescribe.prescribe(
+                engine, uuid.UUID(patient_id), order, call, based_on=version
+            )
+        version = result.list_version
+    return version
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _summary(values: list[float], seconds: float) -> dict:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "per_s": round(len(values) / seconds, 1),
+        "p50_ms": round(statistics.median(values), 2),
+        "p99_ms": round(_percentile(values, 0.99), 2),
+    }
+
+
+def _closed_loop(clients: int, seconds: float, work, rate: float | None = None) -> dict:
+    """``work(client index, connection) -> None`` repeated by each client until time is up:
+    back to back (closed loop), or with ``rate`` the clients together offer ``rate``
+    requests/s, each on its own staggered schedule, a latency counted from when the request
+    was due (open loop: a server that falls behind is charged for the queueing)."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    begin = time.perf_counter()
+    deadline = begin + seconds
+    interval = None if rate is None else clients / rate
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        due = begin + (0 if interval is None else interval * index / clients)
+        try:
+            while time.perf_counter() < deadline:
+                if interval is not None:
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                started = time.perf_counter() if interval is None else due
+                work(index, conn)
+                latencies[index].append((time.perf_counter() - started) * 1000)
+                if interval is not None:
+                    due += interval
+        except Exception as error:  # noqa: BLE001 - reported, the bench goes on
+            errors.append(f"{type(error).__name__}: {error}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    found = _summary([v for values in latencies for v in values], time.perf_counter() - started)
+    if errors:
+        found["errors"] = errors[:3]
+    return found
+
+
+PORT = 0
+
+
+class _SkipHttp(Exception):
+    """``--export-only``: the HTTP phases are left out."""
+
+
+def _request(
+    conn, method: str, path: str, token: str, body=None, **headers
+) -> tuple[int, dict, bytes]:
+    payload = None if body is None else json.dumps(body).encode()
+    conn.request(
+        method,
+        path,
+        body=payload,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/fhir+json",
+            **({"Content-Type": "application/fhir+json"} if payload else {}),
+            **headers,
+        },
+    )
+    response = conn.getresponse()
+    data = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+
+def _search_phase(
+    patients: list[str], token: str, clients: int, seconds: float, rate: float | None = None
+) -> dict:
+    def work(index: int, conn) -> None:
+        status, _, data = _request(
+            conn,
+            "GET",
+            f"/fhir/MedicationStatement?patient=Patient/{patients[index]}"
+            "&_include=MedicationStatement:medication",
+            token,
+        )
+        if status != 200 or data.count(b'"MedicationStatement"') < ENTRIES:
+            raise RuntimeError(f"search answered {status}")
+
+    return _closed_loop(clients, seconds, work, rate)
+
+
+PER_PATIENT = 8
+"""Creates per patient before a client moves to its next one (lists stay list-sized)."""
+
+
+def _create_phase(
+    pools: list[list[str]],
+    versions: dict[str, int],
+    token: str,
+    clients: int,
+    seconds: float,
+    rate: float | None = None,
+) -> dict:
+    """Each client prescribes for its own patients, ``PER_PATIENT`` each, then the next."""
+    counts = dict.fromkeys(range(clients), 0)
+
+    def work(index: int, conn) -> None:
+        n = counts[index]
+        counts[index] += 1
+        pool = pools[index]
+        while versions[pool[0]] >= PER_PATIENT:
+            pool.pop(0)  # IndexError when the pool is used up: reported, the client stops
+        patient = pool[0]
+        body = {
+            "resourceType": "MedicationRequest",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {
+                "coding": [{"system": NO_VARENR, "code": ROTATION[n % len(ROTATION)]}]
+            },
+            "subject": {"reference": f"Patient/{patient}"},
+            "dosageInstruction": [
+                {
+                    "text": "1 tablett om morgenen",
+                    "timing": {
+                        "repeat": {"frequency": 1, "period": 1, "periodUnit": "d", "when": ["MORN"]}
+                    },
+                    "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablett"}}],
+                }
+            ],
+            "dispenseRequest": {"quantity": {"value": 1, "unit": "pakning"}},
+            "extension": [
+                {
+                    "url": "https://medloop.dev/fhir/StructureDefinition/override-reason",
+                    "valueString": "bench: duplicates are intended",
+                }
+            ],
+        }
+        status, headers, data = _request(
+            conn,
+            "POST",
+            "/fhir/MedicationRequest",
+            token,
+            body,
+            **{"If-Match": f'"{versions[patient]}"', "Prefer": "return=OperationOutcome"},
+        )
+        if status != 201:
+            raise RuntimeError(f"create answered {status}: {data[:300]!r}")
+        versions[patient] = int(headers["x-list-version"])
+
+    return _closed_loop(clients, seconds, work, rate)
+
+
+EXPORT_CHILD = """
+import json, resource, sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from medloop.store.db import make_engine
+from medloop.fhir.export import run_pending
+engine = make_engine(sys.argv[1])
+started = time.perf_counter()
+found = run_pending(engine, datetime.now(UTC), Path(sys.argv[2]))
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **found}))
+"""
+
+
+def _export_phase(engine, url: str, rows: int, patients: list[str], workdir: Path) -> dict:
+    """``rows`` chartings over ``patients`` (each given from its first entry), then a system
+    export of MedicationAdministrations run in a child process."""
+    from medloop import queries
+    from medloop.loop import exports
+
+    per_patient = -(-rows // len(patients))
+    at = datetime.now(UTC) - timedelta(days=30)
+    made = 0
+    for patient in patients:
+        with engine.connect() as conn:
+            entry = queries.patient_state(conn, uuid.UUID(patient)).medication_list.entries[0]
+        batch = []
+        for n in range(min(per_patient, rows - made)):
+            moment = at + timedelta(minutes=n)
+            batch.append(
+                administration_values(
+                    Administration(
+                        id=uuid.uuid4(),
+                        patient_id=uuid.UUID(patient),
+                        entry_id=entry.id,
+                        outcome=Outcome.GIVEN,
+                        at=moment,
+                        recorded_at=moment,
+                        dose=Quantity(value=1, unit="tablett"),
+                    )
+                )
+            )
+        with engine.begin() as conn:
+            for start in range(0, len(batch), 5000):
+                conn.execute(administration.insert(), batch[start : start + 5000])
+        made += len(batch)
+    export = exports.Export(
+        id=uuid.uuid4(),
+        requested_at=datetime.now(UTC),
+        requested_by={"actor": "bench", "role": "exporter", "organisation": "bench"},
+        kind="system",
+        group_id=None,
+        types=("MedicationAdministration",),
+        since=None,
+        request_url="/fhir/$export?_type=MedicationAdministration",
+        status=exports.PENDING,
+        finished_at=None,
+        output=None,
+        error=None,
+    )
+    exports.kick_off(engine, export)
+    child = subprocess.run(
+        [sys.executable, "-c", EXPORT_CHILD, url, str(workdir / "exports")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    found = json.loads(child.stdout.strip().splitlines()[-1])
+    found["administrations"] = made
+    found["resources_per_s"] = round(found["resources"] / found["seconds"], 1)
+    found["seconds"] = round(found["seconds"], 2)
+    found["peak_rss_mb"] = round(found["peak_rss_mb"], 1)
+    return found
+
+
+def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
+    global PORT
+    engine = make_engine(url)
+    upgrade(engine)
+    import_catalogue(engine, DEMO, allow_shrink=True, allow_older=True)
+    clients = max(args.clients)
+    creating = clients * args.create_patients
+    registered = [p.id for p in _patients(engine, clients + creating + args.export_patients)]
+    search_patients = registered[:clients]
+    create_patients = registered[clients : clients + creating]
+    export_patients = registered[clients + creating :]
+    pools = [create_patients[i::clients] for i in range(clients)]
+    versions = dict.fromkeys(create_patients, 0)
+    for patient in search_patients + export_patients:
+        _entries(engine, patient, ENTRIES if patient in search_patients else 1)
+    PORT = _port()
+    env = {
+        **os.environ,
+        "MEDLOOP_ALLOW_DEV_KEYS": "1",
+        "MEDLOOP_DATABASE_URL": url,
+        "MEDLOOP_SCHEDULER": "off",
+        "MEDLOOP_ACCESS_LOG": "off",
+    }
+    server = start_server(env, PORT, args.workers if url.startswith("postgresql") else 1)
+    token = issue_token(
+        "gp",
+        GP.personnel.hpr_number,
+        GP.organisation.id,
+        scope="user/*.rs user/MedicationRequest.c",
+        lifetime=timedelta(hours=1),
+    )
+    result: dict = {}
+    try:
+        if args.export_only:
+            raise _SkipHttp
+        _wait_until_serving(PORT, server)
+        _search_phase(search_patients, token, 1, 1.0)  # warm-up (catalogue knowledge built)
+        for count in args.clients:
+            result[f"search_{count}_clients"] = _search_phase(
+                search_patients, token, count, args.seconds
+            )
+            result[f"create_{count}_clients"] = _create_phase(
+                pools, versions, token, count, args.seconds
+            )
+        if args.search_rate:
+            result[f"search_{clients}_clients_paced_{args.search_rate:g}_per_s"] = _search_phase(
+                search_patients, token, clients, args.seconds, args.search_rate
+            )
+        if args.create_rate:
+            result[f"create_{clients}_clients_paced_{args.create_rate:g}_per_s"] = _create_phase(
+                pools, versions, token, clients, args.seconds, args.create_rate
+            )
+    except _SkipHttp:
+        pass
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    result["export"] = _export_phase(engine, url, args.export_rows, export_patients, workdir)
+    engine.dispose()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL")
+    parser.add_argument(
+        "--create-patients", type=int, default=150, help="patients per client for creates"
+    )
+    parser.add_argument("--export-rows", type=int, default=100_000)
+    parser.add_argument("--export-patients", type=int, default=50)
+    parser.add_argument("--postgres-only", action="store_true")
+    parser.add_argument("--export-only", action="store_true")
+    parser.add_argument(
+        "--search-rate", type=float, default=100.0, help="paced search: requests/s offered"
+    )
+    parser.add_argument(
+        "--create-rate", type=float, default=30.0, help="paced create: requests/s offered"
+    )
+    args = parser.parse_args()
+    report: dict = {"targets": TARGETS}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if not args.postgres_only:
+            report["sqlite"] = run(f"sqlite:///{workdir / 'bench.db'}", args, workdir)
+        pg = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+        if pg:
+            report["postgresql"] = _on_fresh_postgres(pg, args, workdir)
+    print(json.dumps(report, indent=2))
+
+
+def _on_fresh_postgres(url: str, args: argparse.Namespace, workdir: Path) -> dict:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_fhir_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        return run(
+            make_url(url).set(database=name).render_as_string(hide_password=False), args, workdir
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""National e-prescription messages over HTTP: receive one (``application/xml``) and answer
+with its receipt; a patient's list as an M25.1 and a prescription as an M1, for authorised
+callers. Under the same policy and audit as the rest of the API: receiving is a write to the
+list (``list.write``; an M25.2 from a multidose pharmacy ``multidose.write``) by the
+authenticated caller, the exports are audited reads
+(``list.read``) whose sender is the caller."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from interactions.values import MAX_REASON, MODEL_CONFIG, text
+from medloop import queries
+from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, command_answer, render
+from medloop.api.policy import Action
+from medloop.api.problems import NotFound, responses
+from medloop.api.responses import JSONResponse
+from medloop.api.routing import BlockingRoute
+from medloop.api.schemas import CommandResponse, Reason
+from medloop.eresept import ReaderConfig
+from medloop.loop.messages import accept_list_proposal, import_message
+
+router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
+XML = "application/xml"
+PHARMACY_TYPES = frozenset({"ERM252"})
+"""Messages a multidose pharmacy sends (``multidose.write``); the others write the list."""
+
+
+class ProposedEntryView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["new", "changed", "discontinued", "unchanged", "absent"]
+    entry_id: UUID | None = None
+    message_entry_id: str | None = None
+    prescription_id: UUID | None = None
+    drug: str | None = None
+    dose_check: str | None = None
+    changes: list[str] = []
+
+
+class MessageReceipt(BaseModel):
+    """What a received message got. ``result``: ``applied`` (the list changed), ``proposed``
+    (an M25.1 waiting for a prescriber, with ``proposal``), ``duplicate`` (this MsgId was
+    received before with the same bytes: no second effect); a refusal is a problem document."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message_id: str
+    type: str
+    patient: str | None
+    result: Literal["applied", "proposed", "duplicate"]
+    entries: int
+    reasons: list[str]
+    list_version: int | None = None
+    proposal: list[ProposedEntryView] | None = None
+
+
+@router.post(
+    "/eresept/messages",
+    response_model=MessageReceipt,
+    responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
+    operation_id="receiveMessage",
+    summary="Receive an e-prescription message (M25.1, M1, M5) and answer its receipt",
+)
+def receive_message(
+    caller: CallerDep,
+    message: Annotated[
+        bytes,
+        Body(
+            media_type=XML,
+            description="One MsgHead message, as the national prescription intermediary "
+            "would carry it",
+        ),
+    ],
+) -> JSONResponse:
+    receipt = import_message(
+        caller.engine,
+        message,
+        source="request body",
+        config=ReaderConfig.from_env(),
+        call=caller.call(),
+        authorize=lambda patient_id, type_code: caller.authorize(
+            Action.MULTIDOSE_WRITE if type_code in PHARMACY_TYPES else Action.LIST_WRITE,
+            patient_id,
+        ),
+    )
+    body = MessageReceipt(
+        **receipt.as_contract(),
+        list_version=receipt.list_version,
+        proposal=None
+        if receipt.proposal is None
+        else [
+            ProposedEntryView(
+                kind=e.kind,
+                entry_id=e.entry_id,
+                message_entry_id=e.incoming.message_entry_id if e.incoming else None,
+                prescription_id=e.incoming.prescription_id if e.incoming else None,
+                drug=e.incoming.drug.name if e.incoming else None,
+                dose_check=e.incoming.dose_check if e.incoming else None,
+                changes=list(e.changes),
+            )
+            for e in receipt.proposal.entries
+        ],
+    )
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+_XML_ANSWER = {200: {"content": {XML: {"schema": {"type": "string"}}}}}
+
+
+@router.get(
+    "/patients/{patient_id}/list/m25.1",
+    response_class=Response,
+    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    operation_id="readListMessage",
+    summary="The patient's current list as an M25.1 message from the caller",
+)
+def list_as_m251(caller: CallerDep, patient_id: UUID) -> Response:
+    caller.authorize(Action.LIST_READ, patient_id)
+    actor = caller.principal.actor
+    msg_id = str(uuid.uuid4())
+    data = caller.read(
+        patient_id,
+        "eresept-m251",
+        lambda conn: queries.list_as_m25_1(conn, patient_id, actor, msg_id=msg_id, at=caller.at),
+    )
+    return Response(data, media_type=XML)
+
+
+@router.get(
+    "/patients/{patient_id}/prescriptions/{prescription_id}/m1",
+    response_class=Response,
+    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    operation_id="readPrescriptionMessage",
+    summary="One prescription as an M1 message from the caller",
+)
+def prescription_as_m1(caller: CallerDep, patient_id: UUID, prescription_id: UUID) -> Response:
+    caller.authorize(Action.LIST_READ, patient_id)
+    actor = caller.principal.actor
+    data = caller.read(
+        patient_id,
+        "eresept-m1",
+        lambda conn: queries.prescription_as_m1(
+            conn, patient_id, prescription_id, actor, at=caller.at
+        ),
+    )
+    return Response(data, media_type=XML)
+
+
+class AcceptProposal(BaseModel):
+    """Which entries of a received list to take in: the message's entry ids, or none given
+    (``null``) for every new, changed and discontinued entry of the proposal."""
+
+    model_config = MODEL_CONFIG
+
+    entries: list[Annotated[str, text(200, 1)]] | None = Field(default=None, max_length=500)
+    reason: Annotated[str, text(MAX_REASON)] | None = Reason
+
+
+@router.post(
+    "/patients/{patient_id}/eresept/proposals/{msg_id}/accept",
+    response_model=CommandResponse,
+    responses={**responses(400, 401, 403, 404, 409, 412, 422, 428, 503), **command_answer()},
+    operation_id="acceptListProposal",
+    summary="Take in a received list's proposal, whole or entry by entry (If-Match)",
+)
+def accept_proposal(
+    caller: CallerDep,
+    patient_id: UUID,
+    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    body: AcceptProposal,
+    based_on: IfMatch,
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = accept_list_proposal(
+        caller.engine,
+        patient_id,
+        msg_id,
+        caller.call(reason=body.reason, idempotency_key=key),
+        entries=body.entries,
+        based_on=based_on,
+    )
+    return render(result)
+
+
+@router.get(
+    "/patients/{patient_id}/eresept/messages/{msg_id}",
+    response_class=Response,
+    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    operation_id="readReceivedMessage",
+    summary="A message received for the patient, byte for byte as it came",
+)
+def received_message(
+    caller: CallerDep,
+    patient_id: UUID,
+    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+) -> Response:
+    caller.authorize(Action.LIST_READ, patient_id)
+    try:
+        data = caller.read(
+            patient_id,
+            "eresept-received",
+            lambda conn: queries.received_message(conn, patient_id, msg_id),
+        )
+    except queries.MessageNotFound as missing:
+        raise NotFound(str(missing)) from None
+    return Response(data, media_type=XML)

@@ -1,0 +1,881 @@
+"""The FHIR R4 routes under ``/fhir``: read, vread, history and search of the engine's data as
+FHIR resources, through the JSON API's caller, policy and audited reads (each read of patient
+data leaves one audit record, exactly as the JSON API's reads do).
+
+A route parses, authorises (``medloop.api.policy`` and the token's SMART scopes,
+``medloop.fhir.scopes``), reads through ``medloop.queries`` / the loop's queries and renders
+with ``medloop.fhir.resources``; nothing here decides.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
+from sqlalchemy import Connection
+
+from interactions import UnknownReference
+from interactions.drugs import ReferenceKind
+from medloop import queries
+from medloop.api.auth import Role
+from medloop.api.deps import Caller, CallerDep
+from medloop.api.policy import MATRIX, Action, read_window
+from medloop.api.responses import JSONResponse
+from medloop.api.routing import StrictJsonRequest, dispatching
+from medloop.domain.drug_reference import CatalogueDrug
+from medloop.domain.state import PatientState
+from medloop.fhir import resources as fhir
+from medloop.fhir import scopes
+from medloop.fhir.capability import capability_statement
+from medloop.fhir.outcome import FhirError
+from medloop.fhir.search import (
+    Search,
+    at_instant,
+    bundle,
+    codings_match,
+    date_param,
+    day_range,
+    filtered,
+    parse,
+    reference_id,
+    token,
+)
+from medloop.loop import administration
+from medloop.loop.catalogue import Catalogue, catalogue_at, catalogue_in_force
+
+
+class FhirRoute(APIRoute):
+    """A route whose plain-function endpoint runs where the app's settings say (as
+    ``BlockingRoute``), without refusing query parameters: FHIR search reads them itself
+    (strict or lenient, ``medloop.fhir.search``)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = dispatching(endpoint)
+        kwargs.setdefault("response_class", FhirResponse)
+        super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def strict_json(request: Request) -> Any:
+            # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
+            return await handler(StrictJsonRequest(request.scope, request.receive))
+
+        return strict_json
+
+
+class FhirResponse(JSONResponse):
+    media_type = fhir.FHIR_JSON
+
+
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute, include_in_schema=False)
+
+READ_ACTIONS: dict[str, tuple[Action, ...]] = {
+    "Patient": (Action.LIST_READ, Action.DISPENSING_READ, Action.CHART_READ),
+    "MedicationStatement": (Action.LIST_READ,),
+    "MedicationRequest": (Action.LIST_READ, Action.DISPENSING_READ),
+    "MedicationDispense": (Action.LIST_READ, Action.DISPENSING_READ),
+    "MedicationAdministration": (Action.CHART_READ,),
+    "AllergyIntolerance": (Action.LIST_READ, Action.DISPENSING_READ),
+    "DetectedIssue": (Action.LIST_READ, Action.DISPENSING_READ),
+    "AuditEvent": (),
+}
+"""The policy action a read of each resource type is, per role: the first action the matrix
+gives the caller's role (a patient reads their own record: ``own-record.read``)."""
+
+
+def action_for(caller: Caller, resource: str) -> Action:
+    if caller.principal.role is Role.PATIENT:
+        return Action.OWN_RECORD
+    candidates = READ_ACTIONS[resource]
+    for action in candidates:
+        if caller.principal.role in MATRIX[action]:
+            return action
+    return candidates[0] if candidates else Action.OWN_RECORD
+
+
+def fhir_json(body: dict[str, Any], status: int = 200, **headers: str) -> FhirResponse:
+    return FhirResponse(body, status_code=status, headers=headers or None)
+
+
+def versioned(body: dict[str, Any]) -> FhirResponse:
+    version = (body.get("meta") or {}).get("versionId")
+    headers = {}
+    if version is not None:
+        headers["ETag"] = f'W/"{version}"'
+    updated = (body.get("meta") or {}).get("lastUpdated")
+    if updated is not None:
+        moment = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+        headers["Last-Modified"] = moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return fhir_json(body, **headers)
+
+
+def _uuid(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise FhirError(404, "not-found", f"there is no {what} {value!r}") from None
+
+
+def _version(value: str) -> int:
+    if not value.isdigit() or len(value) > 9:
+        raise FhirError(404, "not-found", f"there is no version {value!r}")
+    return int(value)
+
+
+def _gone(resource: str, resource_id: Any) -> FhirError:
+    return FhirError(404, "not-found", f"there is no {resource}/{resource_id}")
+
+
+# -- patient scoping ------------------------------------------------------------------------------
+
+
+def read_patient(
+    caller: Caller,
+    patient_id: UUID,
+    resource: str,
+    read: Callable[[Connection], Any],
+) -> Any:
+    """``read`` of one patient's ``resource``s: scopes, then the policy (refusals audited),
+    then the audited read."""
+    scopes.require(caller, resource, "read", patient_id)
+    caller.authorize(action_for(caller, resource), patient_id)
+    return caller.read(patient_id, f"fhir-{resource}", read)
+
+
+def own_patient_id(caller: Caller) -> UUID:
+    found = caller.state.read_unaudited(
+        lambda conn: queries.find_patient_id(conn, caller.principal.subject)
+    )
+    if found is None:
+        raise FhirError(403, "forbidden", "no medication list is kept for this person")
+    return found
+
+
+def search_patient(caller: Caller, search: Search) -> UUID:
+    """The patient a search is about: its ``patient``/``subject`` parameter, or for a
+    patient's own app the patient themself."""
+    given = search.one("patient") or search.one("subject") or search.one("entity")
+    if given is None:
+        if caller.principal.role is Role.PATIENT:
+            return own_patient_id(caller)
+        raise FhirError(
+            400,
+            "required",
+            f"a {search.resource} search names the patient (patient=Patient/<id>)",
+            expression=["patient"],
+        )
+    return _uuid(reference_id("patient", given), "Patient")
+
+
+def patient_of(caller: Caller, kind: str, resource_id: UUID, resource: str) -> UUID:
+    found = caller.state.read_unaudited(lambda conn: queries.patient_of(conn, kind, resource_id))
+    if found is None:
+        raise _gone(resource, resource_id)
+    return found
+
+
+# -- metadata -------------------------------------------------------------------------------------
+
+
+@router.get("/metadata", summary="The CapabilityStatement: what this server supports")
+def metadata(request: Request) -> FhirResponse:
+    return fhir_json(capability_statement(str(request.base_url).rstrip("/") + "/fhir"))
+
+
+# -- Patient --------------------------------------------------------------------------------------
+
+
+@router.get("/Patient/{patient_id}", summary="Read a patient")
+def read_patient_resource(caller: CallerDep, patient_id: str) -> FhirResponse:
+    found = _uuid(patient_id, "Patient")
+    state = read_patient(caller, found, "Patient", lambda conn: queries.patient_state(conn, found))
+    return fhir_json(fhir.patient(state.patient))
+
+
+@router.get("/Patient", summary="Search patients by identifier (system|value) or _id")
+def search_patients(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "Patient")
+    wanted = search.one("identifier")
+    ids = search.params.get("_id")
+    if wanted is None and not ids:
+        if caller.principal.role is not Role.PATIENT:
+            raise FhirError(
+                400,
+                "required",
+                "a Patient search names identifier=system|value or _id",
+                expression=["identifier"],
+            )
+        ids = [str(own_patient_id(caller))]
+    found: UUID | None
+    if wanted is not None:
+        system, value = token(wanted)
+        if system not in (None, fhir.FNR, fhir.DNR) or not (value.isdigit() and len(value) == 11):
+            return fhir_json(bundle(request, search, []))
+        scopes.require(caller, "Patient", "search", None)
+        if caller.principal.role is Role.PATIENT and value != caller.principal.subject:
+            return fhir_json(bundle(request, search, []))
+        found = caller.state.read_unaudited(lambda conn: queries.find_patient_id(conn, value))
+        if caller.principal.role is not Role.PATIENT:
+            # As the JSON API's lookup: authorised against the patient found (audited there).
+            caller.authorize(Action.PATIENT_LOOKUP, found)
+        if found is None:
+            return fhir_json(bundle(request, search, []))
+    else:
+        found = _uuid(ids[-1].split(",")[0], "Patient")
+    state = read_patient(caller, found, "Patient", lambda conn: queries.patient_state(conn, found))
+    resource = fhir.patient(state.patient)
+    system_wanted = token(wanted)[0] if wanted else None
+    if system_wanted is not None and resource["identifier"][0]["system"] != system_wanted:
+        return fhir_json(bundle(request, search, []))
+    return fhir_json(bundle(request, search, [resource]))
+
+
+# -- Practitioner, Organization: the caller (SMART fhirUser) --------------------------------------
+
+
+@router.get("/Practitioner/{practitioner_id}", summary="The caller as a Practitioner (fhirUser)")
+def read_practitioner(caller: CallerDep, practitioner_id: str) -> FhirResponse:
+    principal = caller.principal
+    if principal.role in (Role.PATIENT, Role.EXPORTER) or practitioner_id != principal.subject:
+        # Practitioners are named in the resources by HPR number and name; medloop keeps no
+        # registry of health personnel, so only the caller's own record can be read.
+        raise _gone("Practitioner", practitioner_id)
+    return fhir_json(fhir.practitioner(principal.actor.personnel))
+
+
+@router.get("/Organization/{organization_id}", summary="The caller's organisation")
+def read_organization(caller: CallerDep, organization_id: str) -> FhirResponse:
+    principal = caller.principal
+    if principal.role in (Role.PATIENT, Role.EXPORTER) or organization_id != principal.organisation:
+        raise _gone("Organization", organization_id)
+    return fhir_json(fhir.organization(principal.actor.organisation))
+
+
+# -- Medication -----------------------------------------------------------------------------------
+
+
+@router.get("/Medication/{medication_id}", summary="A catalogue drug as resolved in a version")
+def read_medication(caller: CallerDep, medication_id: str) -> FhirResponse:
+    scopes.require(caller, "Medication", "read", None)
+    caller.authorize(Action.CATALOGUE_READ)
+    parsed = fhir.parse_medication_id(medication_id)
+    if parsed is None:
+        raise _gone("Medication", medication_id)
+    version, fest_id = parsed
+
+    def resolve(conn: Connection) -> CatalogueDrug | None:
+        catalogue = catalogue_at(conn, version)
+        return None if catalogue is None else _resolved(catalogue, fest_id=fest_id)
+
+    drug = caller.state.read_unaudited(resolve)
+    if drug is None:
+        raise _gone("Medication", medication_id)
+    return fhir_json(fhir.medication(drug))
+
+
+def _resolved(catalogue: Catalogue, **named: str) -> CatalogueDrug | None:
+    """The drug ``named`` (``fest_id=`` or ``varenr=``) resolved in ``catalogue``; a package
+    named by its FEST id carries its varenr as when it is named by varenr."""
+    try:
+        resolved = catalogue.knowledge.resolve(**named)
+    except (UnknownReference, ValueError):
+        return None
+    varenr = named.get("varenr")
+    if varenr is None and resolved.reference_kind is ReferenceKind.PACKAGE:
+        varenr = next(
+            (
+                package.varenr
+                for packages in catalogue.packages_by_varenr.values()
+                for package in packages
+                if package.id == resolved.reference_id
+            ),
+            None,
+        )
+    elif resolved.reference_kind is not ReferenceKind.PACKAGE:
+        varenr = None
+    try:
+        return CatalogueDrug(resolved=resolved, catalogue_version=catalogue.version, varenr=varenr)
+    except ValueError:
+        return None
+
+
+@router.get("/Medication", summary="Find a drug of the catalogue in force by varenr or FEST id")
+def search_medications(caller: CallerDep, request: Request) -> FhirResponse:
+    scopes.require(caller, "Medication", "search", None)
+    caller.authorize(Action.CATALOGUE_READ)
+    search = parse(request, "Medication")
+    codes = [v for value in search.params.get("code", []) for v in value.split(",")]
+    ids = [v for value in search.params.get("_id", []) for v in value.split(",")]
+    if not codes and not ids:
+        raise FhirError(
+            400,
+            "required",
+            "a Medication search names code=system|value or _id",
+            expression=["code"],
+        )
+
+    def find(conn: Connection) -> list[CatalogueDrug]:
+        catalogue = catalogue_in_force(conn)
+        found: dict[str, CatalogueDrug] = {}
+        for value in codes:
+            system, code = token(value)
+            drug = None
+            if system in (None, fhir.NO_VARENR, fhir.FEST_VARENR) and code.isdigit():
+                drug = _resolved(catalogue, varenr=code)
+            if drug is None and system not in (fhir.NO_VARENR, fhir.FEST_VARENR):
+                drug = _resolved(catalogue, fest_id=code)
+            if drug is not None:
+                found[fhir.medication_id(drug)] = drug
+        for value in ids:
+            parsed = fhir.parse_medication_id(value)
+            at = None if parsed is None else catalogue_at(conn, parsed[0])
+            drug = None if at is None or parsed is None else _resolved(at, fest_id=parsed[1])
+            if drug is not None:
+                found[fhir.medication_id(drug)] = drug
+        return list(found.values())
+
+    drugs = caller.state.read_unaudited(find)
+    return fhir_json(bundle(request, search, [fhir.medication(d) for d in drugs]))
+
+
+# -- MedicationStatement --------------------------------------------------------------------------
+
+
+def _statement_versions(state: PatientState) -> dict[UUID, list[Any]]:
+    versions: dict[UUID, list[Any]] = {}
+    for change in state.changes:
+        for version in change.entry_versions:
+            versions.setdefault(version.entry_id, []).append(version)
+    return versions
+
+
+@router.get("/MedicationStatement/{entry_id}", summary="The current version of a list entry")
+def read_statement(caller: CallerDep, entry_id: str) -> FhirResponse:
+    found = _uuid(entry_id, "MedicationStatement")
+    patient_id = patient_of(caller, "entry", found, "MedicationStatement")
+    versions = read_patient(
+        caller,
+        patient_id,
+        "MedicationStatement",
+        lambda conn: _statement_versions(queries.patient_state(conn, patient_id)).get(found, []),
+    )
+    if not versions:
+        raise _gone("MedicationStatement", entry_id)
+    return versioned(fhir.medication_statement(versions[-1], patient_id))
+
+
+@router.get(
+    "/MedicationStatement/{entry_id}/_history/{version_id}",
+    summary="One version of a list entry (vread)",
+)
+def vread_statement(caller: CallerDep, entry_id: str, version_id: str) -> FhirResponse:
+    found = _uuid(entry_id, "MedicationStatement")
+    wanted = _version(version_id)
+    patient_id = patient_of(caller, "entry", found, "MedicationStatement")
+    versions = read_patient(
+        caller,
+        patient_id,
+        "MedicationStatement",
+        lambda conn: _statement_versions(queries.patient_state(conn, patient_id)).get(found, []),
+    )
+    match = [v for v in versions if v.version == wanted]
+    if not match:
+        raise FhirError(404, "not-found", f"MedicationStatement/{entry_id} has no version {wanted}")
+    return versioned(fhir.medication_statement(match[0], patient_id))
+
+
+@router.get(
+    "/MedicationStatement/{entry_id}/_history",
+    summary="Every version of a list entry, newest first",
+)
+def history_statement(caller: CallerDep, entry_id: str, request: Request) -> FhirResponse:
+    found = _uuid(entry_id, "MedicationStatement")
+    patient_id = patient_of(caller, "entry", found, "MedicationStatement")
+    versions = read_patient(
+        caller,
+        patient_id,
+        "MedicationStatement",
+        lambda conn: _statement_versions(queries.patient_state(conn, patient_id)).get(found, []),
+    )
+    return fhir_json(
+        _history(request, [fhir.medication_statement(v, patient_id) for v in reversed(versions)])
+    )
+
+
+def _history(request: Request, found: list[dict[str, Any]]) -> dict[str, Any]:
+    base = str(request.base_url).rstrip("/") + "/fhir"
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": len(found),
+        "link": [{"relation": "self", "url": str(request.url)}],
+        "entry": [
+            {
+                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "request": {
+                    "method": "POST" if r["meta"]["versionId"] == "1" else "PUT",
+                    "url": f"{r['resourceType']}/{r['id']}",
+                },
+                "response": {
+                    "status": "201" if r["meta"]["versionId"] == "1" else "200",
+                    "etag": f'W/"{r["meta"]["versionId"]}"',
+                    "lastModified": r["meta"]["lastUpdated"],
+                },
+            }
+            for r in found
+        ],
+    }
+
+
+def _medication_codes(resource: dict[str, Any], drugs: dict[str, CatalogueDrug]) -> list[dict]:
+    target = (resource.get("medicationReference") or {}).get("reference", "")
+    drug = drugs.get(target.removeprefix("Medication/"))
+    if drug is not None:
+        return fhir.drug_codings(drug)
+    return list((resource.get("medicationCodeableConcept") or {}).get("coding", []))
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _date_rule(points: Callable[[dict[str, Any]], tuple[datetime, datetime | None] | None]):
+    def rule(resource: dict[str, Any], value: str, modifier: str) -> bool:
+        found = points(resource)
+        return found is not None and date_param("date", value).matches(*found)
+
+    return rule
+
+
+def _status_rule(resource: dict[str, Any], value: str, modifier: str) -> bool:
+    matched = resource.get("status") in value.split(",")
+    return not matched if modifier == "not" else matched
+
+
+def _id_rule(resource: dict[str, Any], value: str, modifier: str) -> bool:
+    return resource["id"] in value.split(",")
+
+
+def _code_rule(drugs: dict[str, CatalogueDrug]):
+    def rule(resource: dict[str, Any], value: str, modifier: str) -> bool:
+        return codings_match([value], _medication_codes(resource, drugs), modifier)
+
+    return rule
+
+
+def _last_updated(resource: dict[str, Any]) -> tuple[datetime, None] | None:
+    updated = (resource.get("meta") or {}).get("lastUpdated")
+    return None if updated is None else at_instant(_instant(updated))
+
+
+def _included(drugs: dict[str, CatalogueDrug]):
+    def include(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [fhir.medication(drugs[m]) for m in fhir.referenced_medications(page) if m in drugs]
+
+    return include
+
+
+def _drugs_of(*references: Any) -> dict[str, CatalogueDrug]:
+    return {
+        fhir.medication_id(drug): drug for drug in references if isinstance(drug, CatalogueDrug)
+    }
+
+
+def _validate_dates(search: Search, names: tuple[str, ...]) -> None:
+    for name in names:
+        for value in search.params.get(name, []):
+            date_param(name, value)
+
+
+@router.get("/MedicationStatement", summary="Search a patient's list entries")
+def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "MedicationStatement")
+    _validate_dates(search, ("effective", "date", "_lastUpdated"))
+    patient_id = search_patient(caller, search)
+    state = read_patient(
+        caller,
+        patient_id,
+        "MedicationStatement",
+        lambda conn: queries.patient_state(conn, patient_id),
+    )
+    versions = _statement_versions(state)
+    entries = state.medication_list.entries
+    drugs = _drugs_of(*(e.drug for e in entries))
+    found = [fhir.medication_statement(versions[e.id][-1], patient_id) for e in entries]
+    ranges = {str(e.id): day_range(*fhir.effective_range(e)) for e in entries}
+    matches = filtered(
+        found,
+        search,
+        {
+            "_id": _id_rule,
+            "status": _status_rule,
+            "code": _code_rule(drugs),
+            "effective": _date_rule(lambda r: ranges[r["id"]]),
+            "date": _date_rule(lambda r: ranges[r["id"]]),
+            "_lastUpdated": _date_rule(_last_updated),
+        },
+    )
+    return fhir_json(bundle(request, search, matches, _included(drugs)))
+
+
+# -- MedicationRequest ----------------------------------------------------------------------------
+
+
+@router.get("/MedicationRequest/{prescription_id}", summary="The current version of a prescription")
+def read_request(caller: CallerDep, prescription_id: str) -> FhirResponse:
+    found = _uuid(prescription_id, "MedicationRequest")
+    patient_id = patient_of(caller, "prescription", found, "MedicationRequest")
+    versions = read_patient(
+        caller,
+        patient_id,
+        "MedicationRequest",
+        lambda conn: queries.patient_state(conn, patient_id).prescription_history.get(found, ()),
+    )
+    if not versions:
+        raise _gone("MedicationRequest", prescription_id)
+    return versioned(fhir.medication_request(versions[-1], patient_id))
+
+
+@router.get(
+    "/MedicationRequest/{prescription_id}/_history/{version_id}",
+    summary="One version of a prescription (vread)",
+)
+def vread_request(caller: CallerDep, prescription_id: str, version_id: str) -> FhirResponse:
+    found = _uuid(prescription_id, "MedicationRequest")
+    wanted = _version(version_id)
+    patient_id = patient_of(caller, "prescription", found, "MedicationRequest")
+    versions = read_patient(
+        caller,
+        patient_id,
+        "MedicationRequest",
+        lambda conn: queries.patient_state(conn, patient_id).prescription_history.get(found, ()),
+    )
+    match = [v for v in versions if v.prescription.version == wanted]
+    if not match:
+        raise FhirError(
+            404, "not-found", f"MedicationRequest/{prescription_id} has no version {wanted}"
+        )
+    return versioned(fhir.medication_request(match[-1], patient_id))
+
+
+@router.get(
+    "/MedicationRequest/{prescription_id}/_history",
+    summary="Every version of a prescription, newest first",
+)
+def history_request(caller: CallerDep, prescription_id: str, request: Request) -> FhirResponse:
+    found = _uuid(prescription_id, "MedicationRequest")
+    patient_id = patient_of(caller, "prescription", found, "MedicationRequest")
+    versions = read_patient(
+        caller,
+        patient_id,
+        "MedicationRequest",
+        lambda conn: queries.patient_state(conn, patient_id).prescription_history.get(found, ()),
+    )
+    return fhir_json(
+        _history(request, [fhir.medication_request(v, patient_id) for v in reversed(versions)])
+    )
+
+
+@router.get("/MedicationRequest", summary="Search a patient's prescriptions")
+def search_requests(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "MedicationRequest")
+    _validate_dates(search, ("authoredon", "date", "_lastUpdated"))
+    patient_id = search_patient(caller, search)
+    state = read_patient(
+        caller,
+        patient_id,
+        "MedicationRequest",
+        lambda conn: queries.patient_state(conn, patient_id),
+    )
+    latest = [versions[-1] for versions in state.prescription_history.values()]
+    latest.sort(key=lambda v: (v.prescription.issued, str(v.prescription_id)))
+    drugs = _drugs_of(*(v.prescription.drug for v in latest))
+    found = [fhir.medication_request(v, patient_id) for v in latest]
+    authored = _date_rule(
+        lambda r: day_range(*(2 * [datetime.fromisoformat(r["authoredOn"]).date()]))
+    )
+    matches = filtered(
+        found,
+        search,
+        {
+            "_id": _id_rule,
+            "status": _status_rule,
+            "code": _code_rule(drugs),
+            "authoredon": authored,
+            "date": authored,
+            "_lastUpdated": _date_rule(_last_updated),
+        },
+    )
+    return fhir_json(bundle(request, search, matches, _included(drugs)))
+
+
+# -- MedicationDispense ---------------------------------------------------------------------------
+
+
+def _dispenses(state: PatientState, patient_id: UUID) -> list[dict[str, Any]]:
+    return [
+        fhir.medication_dispense(d, patient_id, state.prescriptions.get(d.prescription_id))
+        for d in state.dispenses
+    ]
+
+
+@router.get("/MedicationDispense/{dispense_id}", summary="A dispense")
+def read_dispense(caller: CallerDep, dispense_id: str) -> FhirResponse:
+    found = _uuid(dispense_id, "MedicationDispense")
+    patient_id = patient_of(caller, "dispense", found, "MedicationDispense")
+    state = read_patient(
+        caller,
+        patient_id,
+        "MedicationDispense",
+        lambda conn: queries.patient_state(conn, patient_id),
+    )
+    match = [r for r in _dispenses(state, patient_id) if r["id"] == str(found)]
+    if not match:
+        raise _gone("MedicationDispense", dispense_id)
+    return fhir_json(match[0])
+
+
+@router.get("/MedicationDispense", summary="Search a patient's dispenses")
+def search_dispenses(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "MedicationDispense")
+    _validate_dates(search, ("whenhandedover",))
+    patient_id = search_patient(caller, search)
+    state = read_patient(
+        caller,
+        patient_id,
+        "MedicationDispense",
+        lambda conn: queries.patient_state(conn, patient_id),
+    )
+    found = _dispenses(state, patient_id)
+
+    def prescription_rule(resource: dict[str, Any], value: str, modifier: str) -> bool:
+        wanted = reference_id("prescription", value, "MedicationRequest")
+        return resource["authorizingPrescription"][0]["reference"].endswith(wanted)
+
+    matches = filtered(
+        found,
+        search,
+        {
+            "_id": _id_rule,
+            "status": _status_rule,
+            "code": lambda r, v, m: codings_match([v], r["medicationCodeableConcept"]["coding"], m),
+            "whenhandedover": _date_rule(
+                lambda r: day_range(*(2 * [datetime.fromisoformat(r["whenHandedOver"]).date()]))
+            ),
+            "prescription": prescription_rule,
+        },
+    )
+    return fhir_json(bundle(request, search, matches))
+
+
+# -- MedicationAdministration ---------------------------------------------------------------------
+
+
+def administrations(
+    caller: Caller, patient_id: UUID, *, scoped: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, CatalogueDrug]]:
+    """The patient's chartings as MedicationAdministrations (scopes checked unless
+    ``scoped`` is false: the answer to a create), with the drugs they reference."""
+    if scoped:
+        scopes.require(caller, "MedicationAdministration", "read", patient_id)
+    action = action_for(caller, "MedicationAdministration")
+    since, until = None, None
+    if action is Action.OWN_RECORD:
+        caller.authorize(action, patient_id)
+    else:
+        # As the JSON API: a nurse sees the chartings of her organisation's current admission.
+        since, until = read_window(
+            caller.engine,
+            caller.principal,
+            action,
+            patient_id,
+            None,
+            None,
+            at=caller.at,
+            request_id=caller.request_id,
+        )
+
+    def read(conn: Connection) -> tuple[list[Any], PatientState]:
+        charted = administration.administration_history(conn, patient_id, since, until)
+        return charted, queries.patient_state(conn, patient_id)
+
+    charted, state = caller.read(patient_id, "fhir-MedicationAdministration", read)
+    entries = {e.id: e for e in state.medication_list.entries}
+    found = [
+        fhir.medication_administration(c, patient_id, entries.get(c.administration.entry_id))
+        for c in charted
+    ]
+    return found, _drugs_of(*(e.drug for e in entries.values()))
+
+
+@router.get("/MedicationAdministration/{administration_id}", summary="A charted dose")
+def read_administration(caller: CallerDep, administration_id: str) -> FhirResponse:
+    found = _uuid(administration_id, "MedicationAdministration")
+    patient_id = caller.state.read_unaudited(
+        lambda conn: administration.patient_of_administration(conn, found)
+    )
+    if patient_id is None:
+        raise _gone("MedicationAdministration", administration_id)
+    resources, _ = administrations(caller, patient_id)
+    match = [r for r in resources if r["id"] == str(found)]
+    if not match:
+        raise _gone("MedicationAdministration", administration_id)
+    return fhir_json(match[0])
+
+
+@router.get("/MedicationAdministration", summary="Search a patient's charted doses")
+def search_administrations(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "MedicationAdministration")
+    _validate_dates(search, ("effective-time",))
+    patient_id = search_patient(caller, search)
+    found, drugs = administrations(caller, patient_id)
+    matches = filtered(
+        found,
+        search,
+        {
+            "_id": _id_rule,
+            "status": _status_rule,
+            "effective-time": _date_rule(lambda r: at_instant(_instant(r["effectiveDateTime"]))),
+            "code": _code_rule(drugs),
+        },
+    )
+    return fhir_json(bundle(request, search, matches, _included(drugs)))
+
+
+# -- AllergyIntolerance, DetectedIssue, AuditEvent ------------------------------------------------
+
+
+@router.get("/AllergyIntolerance", summary="A patient's allergies and CAVE")
+def search_allergies(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "AllergyIntolerance")
+    patient_id = search_patient(caller, search)
+    state = read_patient(
+        caller,
+        patient_id,
+        "AllergyIntolerance",
+        lambda conn: queries.patient_state(conn, patient_id),
+    )
+    found = [
+        fhir.allergy_intolerance(state.patient, i, a)
+        for i, a in enumerate(state.patient.allergies, start=1)
+    ]
+    return fhir_json(bundle(request, search, found))
+
+
+def _split_local(value: str, resource: str) -> tuple[UUID, int]:
+    head, _, tail = value.rpartition("-")
+    if not tail.isdigit() or len(tail) > 6:
+        raise _gone(resource, value)
+    return _uuid(head, resource), int(tail)
+
+
+@router.get("/AllergyIntolerance/{allergy_id}", summary="One allergy or CAVE entry")
+def read_allergy(caller: CallerDep, allergy_id: str) -> FhirResponse:
+    patient_id, index = _split_local(allergy_id, "AllergyIntolerance")
+    state = read_patient(
+        caller,
+        patient_id,
+        "AllergyIntolerance",
+        lambda conn: queries.patient_state(conn, patient_id),
+    )
+    allergies = state.patient.allergies
+    if not 1 <= index <= len(allergies):
+        raise _gone("AllergyIntolerance", allergy_id)
+    return fhir_json(fhir.allergy_intolerance(state.patient, index, allergies[index - 1]))
+
+
+@router.get("/DetectedIssue", summary="A patient's stored alerts, with overrides as mitigation")
+def search_issues(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "DetectedIssue")
+    _validate_dates(search, ("identified",))
+    patient_id = search_patient(caller, search)
+    state = read_patient(
+        caller, patient_id, "DetectedIssue", lambda conn: queries.patient_state(conn, patient_id)
+    )
+    found = [fhir.detected_issue(patient_id, i, a) for i, a in enumerate(state.alerts, start=1)]
+    matches = filtered(
+        found,
+        search,
+        {"identified": _date_rule(lambda r: at_instant(_instant(r["identifiedDateTime"])))},
+    )
+    return fhir_json(bundle(request, search, matches))
+
+
+@router.get("/DetectedIssue/{issue_id}", summary="One stored alert")
+def read_issue(caller: CallerDep, issue_id: str) -> FhirResponse:
+    patient_id, index = _split_local(issue_id, "DetectedIssue")
+    state = read_patient(
+        caller, patient_id, "DetectedIssue", lambda conn: queries.patient_state(conn, patient_id)
+    )
+    if not 1 <= index <= len(state.alerts):
+        raise _gone("DetectedIssue", issue_id)
+    return fhir_json(fhir.detected_issue(patient_id, index, state.alerts[index - 1]))
+
+
+@router.get("/AuditEvent", summary="The access log of the patient's own record (patients only)")
+def search_audit(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "AuditEvent")
+    _validate_dates(search, ("date",))
+    patient_id = search_patient(caller, search)
+    scopes.require(caller, "AuditEvent", "search", patient_id)
+    caller.authorize(Action.OWN_RECORD, patient_id)
+    page = caller.read(
+        patient_id,
+        "fhir-AuditEvent",
+        lambda conn: queries.access_log(
+            conn, caller.principal.subject, limit=queries.ACCESS_LOG_PAGE
+        ),
+    )
+    found = [fhir.audit_event(e, patient_id) for e in page.events]
+    matches = filtered(
+        found, search, {"date": _date_rule(lambda r: at_instant(_instant(r["recorded"])))}
+    )
+    return fhir_json(bundle(request, search, matches))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- SMART discovery ------------------------------------------------------------------------------
+
+well_known = APIRouter(tags=["fhir"], route_class=FhirRoute, include_in_schema=False)
+
+
+@well_known.get(
+    "/.well-known/smart-configuration",
+    summary="SMART App Launch discovery: the issuer, endpoints, scopes and capabilities",
+)
+def smart_configuration(request: Request) -> JSONResponse:
+    settings = request.app.state.settings
+    body: dict[str, Any] = {
+        "issuer": settings.issuer,
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "RS384"],
+        "scopes_supported": list(scopes.SUPPORTED),
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": [
+            "launch-standalone",
+            "client-confidential-asymmetric",
+            "context-standalone-patient",
+            "permission-patient",
+            "permission-user",
+            "permission-v1",
+            "permission-v2",
+        ],
+    }
+    if settings.smart_authorize_url:
+        body["authorization_endpoint"] = settings.smart_authorize_url
+    if settings.smart_token_url:
+        body["token_endpoint"] = settings.smart_token_url
+    return JSONResponse(body)

@@ -1,0 +1,138 @@
+"""E-prescription messages over HTTP: receive (application/xml) → receipt; a list as M25.1 and
+a prescription as M1, under the policy; refusals as problem documents, nothing stored."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from medloop.eresept import read_message
+from medloop.loop import multidose
+from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, PHARMACIST_TOKEN, auth, prescribe_body
+from tests.eresept.importing import OTHER, counts, reader_config, register, with_demo_drugs
+from tests.eresept.messages import example, needs_shared
+from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_NORDKYST, call
+
+pytestmark = needs_shared
+
+RECALLED = "f63b9535-5160-4972-b923-168114660619"
+
+
+def _receive(world, data: bytes, token: str = GP_TOKEN):
+    return world.client.post(
+        "/eresept/messages",
+        content=data,
+        headers=auth(token, **{"Content-Type": "application/xml"}),
+    )
+
+
+def test_a_list_received_over_http_is_applied_and_answered_with_its_receipt(world):
+    answer = _receive(world, with_demo_drugs(example("M25.1")))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["type"], body["patient"], body["result"], body["entries"]) == (
+        "ERM251",
+        "21014605158",
+        "applied",
+        4,
+    )
+    assert body["message_id"] == "36638174-088b-498c-9908-168116c13f53"
+    again = _receive(world, with_demo_drugs(example("M25.1")))
+    assert again.status_code == 200 and again.json()["result"] == "duplicate"
+
+
+def test_the_list_and_a_prescription_come_back_as_schema_valid_messages_from_the_caller(world):
+    _receive(world, with_demo_drugs(example("M25.1")))
+    listed = world.get(f"/patients/{world.patient_id}/list/m25.1")
+    assert listed.status_code == 200 and listed.headers["content-type"].startswith(
+        "application/xml"
+    )
+    message = read_message(listed.content, source="m25.1", config=reader_config())
+    assert message.type == "ERM251"
+    assert message.msg_info.sender.healthcare_professional.hpr == GP.personnel.hpr_number
+    (lib,) = message.lists
+    # the entry discontinued in 2019 is past the current list's 90 days
+    assert len(lib.entries) == 3
+    assert all(d.validation == "valid" for d in message.documents)
+    m1 = world.get(f"/patients/{world.patient_id}/prescriptions/{RECALLED}/m1")
+    assert m1.status_code == 200, m1.text
+    prescription = read_message(m1.content, source="m1", config=reader_config())
+    assert prescription.type == "ERM1" and prescription.msg_id == RECALLED
+
+
+def test_a_malformed_message_is_a_problem_with_its_line_and_nothing_is_stored(world):
+    before = counts(world.engine)
+    data = example("M25.1")
+    answer = _receive(world, data[: len(data) // 2])
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    body = answer.json()
+    assert body["code"] == "message-unreadable"
+    assert body["problems"][0]["line"] is not None
+    assert counts(world.engine) == before
+
+
+def test_a_caller_the_policy_refuses_gets_403_and_nothing_is_stored(world):
+    before = counts(world.engine)
+    answer = _receive(world, with_demo_drugs(example("M25.1")), token=NURSE_TOKEN)
+    assert answer.status_code == 403
+    assert counts(world.engine) == before
+
+
+def test_an_unknown_prescription_as_m1_is_404(world):
+    answer = world.get(f"/patients/{world.patient_id}/prescriptions/{uuid.uuid4()}/m1")
+    assert answer.status_code == 404
+
+
+def test_a_received_list_proposal_is_taken_in_over_http_with_if_match(world):
+    prescribed = world.write(
+        f"/patients/{world.patient_id}/prescriptions", prescribe_body(SIMVASTATIN_NORDKYST)
+    )
+    assert prescribed.status_code == 201, prescribed.text
+    received = _receive(world, with_demo_drugs(example("M25.1"))).json()
+    assert received["result"] == "proposed"
+    kinds = sorted(e["kind"] for e in received["proposal"])
+    assert kinds.count("new") == 3 and kinds.count("absent") == 1
+    path = f"/patients/{world.patient_id}/eresept/proposals/{received['message_id']}/accept"
+    without = world.post(path, {"entries": None})
+    assert without.status_code == 428
+    accepted = world.write(path, {"entries": None, "reason": "samstemt med fastlegen"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["accepted"] == 3
+    again = world.write(path, {"entries": None})
+    assert again.status_code == 409 and again.json()["code"] == "list-proposal-already-decided"
+
+
+def test_an_m25_2_is_a_multidose_pharmacy_write_not_a_prescriber_one(world):
+    _receive(world, with_demo_drugs(example("M25.1")))
+    before = counts(world.engine)
+    as_gp = _receive(world, with_demo_drugs(example("M25.2")))
+    assert as_gp.status_code == 403
+    # a pharmacist of a pharmacy that is not the patient's multidose pharmacy: the policy
+    not_yet = _receive(world, with_demo_drugs(example("M25.2")), token=PHARMACIST_TOKEN)
+    assert not_yet.status_code == 403
+    assert counts(world.engine) == before
+    multidose.set_responsibility(
+        world.engine,
+        world.patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
+        ),
+        call(),
+    )
+    proposed = _receive(world, with_demo_drugs(example("M25.2")), token=PHARMACIST_TOKEN)
+    assert proposed.status_code == 200, proposed.text
+    assert (proposed.json()["type"], proposed.json()["result"]) == ("ERM252", "proposed")
+
+
+def test_a_received_message_can_be_shown_byte_for_byte_and_only_for_its_patient(world):
+    data = with_demo_drugs(example("M25.1"))
+    receipt = _receive(world, data).json()
+    shown = world.get(f"/patients/{world.patient_id}/eresept/messages/{receipt['message_id']}")
+    assert shown.status_code == 200 and shown.content == data
+    assert shown.headers["content-type"].startswith("application/xml")
+    missing = world.get(f"/patients/{world.patient_id}/eresept/messages/no-such-message")
+    assert missing.status_code == 404
+    other = register(world.engine, OTHER, birth=date(1990, 1, 1))
+    elsewhere = world.get(f"/patients/{other}/eresept/messages/{receipt['message_id']}")
+    assert elsewhere.status_code == 404

@@ -1,0 +1,97 @@
+"""Builders for the FHIR tests: SMART-scoped tokens for every role, request helpers, and the
+validation of every resource a response carries (``fhir.resources``; the independent
+validator lives in ``validator.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+from medloop.api.auth import issue_token
+from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID, World, prescribe_body
+from tests.fhir import validator
+from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_28
+
+FHIR_JSON = "application/fhir+json"
+USER_READ = "user/*.rs"
+CLINICIAN_SCOPES = (
+    "openid fhirUser user/*.rs user/MedicationRequest.c user/MedicationAdministration.c"
+)
+
+
+def gp_token(scope: str = CLINICIAN_SCOPES, **claims: Any) -> str:
+    return issue_token(
+        "gp",
+        GP.personnel.hpr_number,
+        GP.organisation.id,
+        name=GP.personnel.name,
+        organisation_name=GP.organisation.name,
+        scope=scope,
+        **claims,
+    )
+
+
+def pharmacist_token(scope: str = USER_READ) -> str:
+    return issue_token(
+        "pharmacist",
+        PHARMACIST.personnel.hpr_number,
+        PHARMACIST.organisation.id,
+        name=PHARMACIST.personnel.name,
+        organisation_name=PHARMACIST.organisation.name,
+        scope=scope,
+    )
+
+
+def nurse_token(scope: str = CLINICIAN_SCOPES, org: str = NURSING_HOME, **claims: Any) -> str:
+    return issue_token("nurse", "5551234", org, name="Nina Sykepleier", scope=scope, **claims)
+
+
+def patient_token(scope: str = "patient/*.rs", national_id: str = NATIONAL_ID) -> str:
+    return issue_token("patient", national_id, scope=scope)
+
+
+OTHER_PATIENT = OTHER_NATIONAL_ID
+
+
+def fhir_get(world: World, path: str, token: str | None = None, **headers: str):
+    return world.client.get(
+        path, headers={"Authorization": f"Bearer {token or gp_token()}", **headers}
+    )
+
+
+def validated(resource: dict[str, Any]) -> dict[str, Any]:
+    """``resource`` after ``fhir.resources`` (its R4B models, the closest it ships to R4) and
+    the independent R4 validator (``tests/fhir/validator.py``) accepted it, and every resource
+    inside it (a Bundle's entries)."""
+    model = get_fhir_model_class(resource["resourceType"])
+    model.model_validate(resource)
+    validator.check(resource)
+    for entry in resource.get("entry", []) if resource["resourceType"] == "Bundle" else []:
+        validated(entry["resource"])
+    return resource
+
+
+def outcome_of(response, status: int) -> dict[str, Any]:
+    """The OperationOutcome a refusal answers with (status, media type, validated)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    return validated(body)
+
+
+def prescribed(world: World, varenr: str = SIMVASTATIN_28, **fields: Any) -> dict[str, Any]:
+    """A prescription through the JSON API (the same command the FHIR create uses)."""
+    body = prescribe_body(varenr, **fields)
+    response = world.write(f"/patients/{world.patient_id}/prescriptions", body)
+    assert response.status_code == 201, response.text
+    return body
+
+
+def resources_of(bundle: dict[str, Any], mode: str | None = None) -> list[dict[str, Any]]:
+    return [
+        e["resource"]
+        for e in bundle.get("entry", [])
+        if mode is None or e.get("search", {}).get("mode") == mode
+    ]

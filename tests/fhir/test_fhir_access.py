@@ -1,0 +1,126 @@
+"""Access through /fhir is the intersection of the token's SMART scopes and the role ×
+organisation policy: every cell of scope × role × organisation, for a read of the list
+(MedicationStatement search), a read of the chart (MedicationAdministration search) and a
+prescription (MedicationRequest create); refusals audited, nothing stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medloop.api.auth import issue_token
+from medloop.store import audit
+from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID
+from tests.api.test_api_nursing import admitted
+from tests.fhir.helpers import FHIR_JSON
+from tests.fhir.test_fhir_write import medication_request
+from tests.loop.helpers import GP, PHARMACIST
+
+OTHER_HOME = "8012399"
+
+SCOPES = {
+    "none": None,
+    "user/*.rs": "user/*.rs",
+    "user/MedicationStatement.rs": "user/MedicationStatement.rs",
+    "user/MedicationRequest.c": "user/MedicationRequest.c",
+    "user/*.cruds": "user/*.cruds",
+    "patient/*.rs": "patient/*.rs",
+    "patient/*.rs+context": "patient/*.rs",
+    "v1 user/*.read": "user/*.read",
+    "openid only": "openid fhirUser",
+}
+PEOPLE = {
+    "gp": ("gp", "431002737", GP.organisation.id),
+    "nurse own home": ("nurse", "5551234", NURSING_HOME),
+    "nurse other home": ("nurse", "5550000", OTHER_HOME),
+    "pharmacist": ("pharmacist", PHARMACIST.personnel.hpr_number, PHARMACIST.organisation.id),
+    "patient self": ("patient", NATIONAL_ID, None),
+    "other patient": ("patient", OTHER_NATIONAL_ID, None),
+}
+
+
+def _token(person: str, scope_name: str, patient_id) -> str:
+    role, subject, org = PEOPLE[person]
+    context = str(patient_id) if scope_name.endswith("+context") and role != "patient" else None
+    return issue_token(role, subject, org, scope=SCOPES[scope_name], patient=context)
+
+
+def _read_granted(scope_name: str, resource: str, person: str) -> bool:
+    scope = SCOPES[scope_name]
+    if scope is None or scope == "openid fhirUser":
+        return False
+    if scope_name in ("user/MedicationRequest.c",):
+        return False
+    if scope_name == "user/MedicationStatement.rs" and resource != "MedicationStatement":
+        return False
+    if scope_name == "patient/*.rs":
+        return PEOPLE[person][0] == "patient"
+    return True
+
+
+POLICY_READ = {
+    # (person, resource) → the role × organisation policy allows it
+    ("gp", "MedicationStatement"): True,
+    ("nurse own home", "MedicationStatement"): True,
+    ("nurse other home", "MedicationStatement"): False,
+    ("pharmacist", "MedicationStatement"): False,
+    ("patient self", "MedicationStatement"): True,
+    ("other patient", "MedicationStatement"): False,
+    ("gp", "MedicationAdministration"): True,
+    ("nurse own home", "MedicationAdministration"): True,
+    ("nurse other home", "MedicationAdministration"): False,
+    ("pharmacist", "MedicationAdministration"): False,
+    ("patient self", "MedicationAdministration"): True,
+    ("other patient", "MedicationAdministration"): False,
+}
+
+
+@pytest.fixture
+def admitted_world(world):
+    admitted(world)  # two entries, admitted to a ward of NURSING_HOME
+    return world
+
+
+@pytest.mark.parametrize("resource", ["MedicationStatement", "MedicationAdministration"])
+@pytest.mark.parametrize("person", list(PEOPLE))
+@pytest.mark.parametrize("scope_name", list(SCOPES))
+def test_reads_need_both_a_scope_and_the_policy(admitted_world, scope_name, person, resource):
+    world = admitted_world
+    token = _token(person, scope_name, world.patient_id)
+    query = "" if PEOPLE[person][0] == "patient" else f"?patient={world.patient_id}"
+    response = world.client.get(
+        f"/fhir/{resource}{query}", headers={"Authorization": f"Bearer {token}"}
+    )
+    allowed = _read_granted(scope_name, resource, person) and POLICY_READ[(person, resource)]
+    if PEOPLE[person] == PEOPLE["other patient"] and allowed is False:
+        # No list is kept for the other person: refused alike (no patient data).
+        assert response.status_code == 403, response.text
+    assert response.status_code == (200 if allowed else 403), response.text
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    if not allowed and PEOPLE[person][0] != "patient":
+        with world.engine.connect() as conn:
+            latest = audit.events_for_patient(conn, NATIONAL_ID).events[0]
+        assert str(latest.outcome) == "refused"
+
+
+WRITE_GRANTED = {"user/MedicationRequest.c", "user/*.cruds"}
+
+
+@pytest.mark.parametrize("person", list(PEOPLE))
+@pytest.mark.parametrize("scope_name", list(SCOPES))
+def test_prescribing_needs_a_create_scope_and_the_prescriber_role(world, scope_name, person):
+    token = _token(person, scope_name, world.patient_id)
+    response = world.client.post(
+        "/fhir/MedicationRequest",
+        content=json.dumps(medication_request(world)),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": FHIR_JSON,
+            "If-Match": '"0"',
+        },
+    )
+    allowed = scope_name in WRITE_GRANTED and person == "gp"
+    assert response.status_code == (201 if allowed else 403), response.text
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    assert world.version() == (1 if allowed else 0)
