@@ -25,8 +25,8 @@ from medloop.loop.administration.queries import (
     WardChart,
     administration_history,
     as_needed_given,
-    resident_chart,
     patient_of_administration,
+    resident_chart,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
