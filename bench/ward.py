@@ -3,8 +3,12 @@
 A 60-resident ward on the demo catalogue, each resident with 8 regular entries spread over 4
 intake times (morning, midday, evening, night; two slots per entry, so 16 doses a day and 4 in
 each round). Measures:
-  - the time to generate 48 h of planned doses for the whole ward (``roll_forward``, one
-    transaction per resident, audited), and
+  - each resident's prescriptions, made after the admission, as p50/p99 in ms
+    (``prescribe_admitted``: since #15 a prescription for an admitted resident plans its
+    doses 48 h ahead in its own transaction);
+  - the time to generate the next 48 h of planned doses for the whole ward (``roll_forward`` at
+    48 h after set-up, when the commands' own plans run out; one transaction per resident,
+    audited), and
   - the 08:00 round: every resident's morning doses charted as given with a pack scan, each a
     full ``chart`` command (admission and window checks, scan resolution, witness policy,
     decision support on the last 24 h, audit), as p50/p99 in ms;
@@ -48,7 +52,7 @@ from loop import national_id, percentiles, postgres_database  # noqa: E402  (sib
 DEMO = BENCH.parent / "seeds" / "demo-fest.xml"
 RESIDENTS = 60
 SETUP_AT = datetime(2026, 11, 19, 20, 0, tzinfo=UTC)  # 21:00 in Oslo
-PLAN_AT = SETUP_AT + timedelta(hours=1)
+PLAN_AT = SETUP_AT + timedelta(hours=48)  # the commands planned up to here: 48 h new
 ROUND_AT = datetime(2026, 11, 20, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
 SLOTS = (TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.EVENING, TimeOfDay.NIGHT)
 # (varenr, EAN): regular nursing-home drugs of the demo catalogue without avoid-tier pairs.
@@ -105,9 +109,11 @@ def prescribe_overriding(engine, patient_id, order: PrescribeOrder, version: int
     return result.list_version
 
 
-def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, str]]]:
+def ward(
+    url: str,
+) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, str]], list[float]]:
     """The ward with its residents admitted and their lists prescribed; returns the engine, the
-    ward id and per resident the EAN of each entry."""
+    ward id, per resident the EAN of each entry, and each prescription's time in ms."""
     engine = make_engine(url)
     upgrade(engine)
     import_catalogue(engine, DEMO)
@@ -118,6 +124,7 @@ def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, s
         Call(actor=NURSE, at=SETUP_AT),
     )
     residents: dict[uuid.UUID, dict[uuid.UUID, str]] = {}
+    prescribing: list[float] = []
     for n in range(RESIDENTS):
         nid = national_id(5000 + n)
         patient = Patient(
@@ -153,14 +160,16 @@ def ward(url: str) -> tuple[object, uuid.UUID, dict[uuid.UUID, dict[uuid.UUID, s
                     prescription_id=uuid.uuid4(), quantity=PrescribedQuantity(packages=1)
                 ),
             )
+            began = time.perf_counter()
             version = prescribe_overriding(engine, patient.id, order, version)
+            prescribing.append((time.perf_counter() - began) * 1000)
             eans[order.entry_id] = ean
         residents[patient.id] = eans
-    return engine, ward_id, residents
+    return engine, ward_id, residents, prescribing
 
 
 def measure(url: str) -> dict[str, object]:
-    engine, ward_id, residents = ward(url)
+    engine, ward_id, residents, prescribing = ward(url)
     started = time.perf_counter()
     planned = administration.roll_forward(engine, PLAN_AT)
     plan_seconds = time.perf_counter() - started
@@ -192,6 +201,7 @@ def measure(url: str) -> dict[str, object]:
     return {
         "residents": RESIDENTS,
         "entries_each": len(DRUGS),
+        "prescribe_admitted": percentiles(prescribing),
         "plan_48h": {"seconds": round(plan_seconds, 3), **planned},
         "chart_0800_round": percentiles(samples),
     }

@@ -91,7 +91,7 @@ def import_catalogue(
     """
     started = time.perf_counter()
     path = Path(path)
-    limits = Limits.from_env() if limits is None else limits
+    limits = Limits() if limits is None else limits
     header = read_header(path, limits)
     sha256 = content_sha256(path, limits)
     with engine.begin() as conn:

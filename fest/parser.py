@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -90,10 +89,10 @@ class Limits:
     }
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """The defaults, overridden by positive integers in the environment;
+    def from_env(cls, environ: Mapping[str, str]) -> Limits:
+        """The defaults, overridden by positive integers in ``environ`` (the variables as
+        ``medloop.settings`` read them: fest never reads the process's environment);
         ``FestConfigurationError`` naming the variable for anything else."""
-        environ = os.environ if environ is None else environ
         values: dict[str, int] = {}
         for name, variable in cls.ENV.items():
             given = environ.get(variable, "").strip()
@@ -112,7 +111,7 @@ class Limits:
 
 
 def _limits(limits: Limits | None) -> Limits:
-    return Limits.from_env() if limits is None else limits
+    return Limits() if limits is None else limits
 
 
 @dataclass(slots=True)

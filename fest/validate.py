@@ -16,7 +16,7 @@ from pathlib import Path
 from lxml import etree
 
 from fest.errors import FestFormatError
-from fest.parser import open_xml, read_header
+from fest.parser import Limits, open_xml, read_header
 
 FULL_TREE_LIMIT = 32 * 1024 * 1024
 
@@ -54,12 +54,15 @@ def _load_schema(path: Path) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(path)))
 
 
-def validate_file(path: str | Path, xsd_dir: Path | None) -> list[Violation]:
-    """Schema violations of the file (empty when valid)."""
+def validate_file(
+    path: str | Path, xsd_dir: Path | None, limits: Limits | None = None
+) -> list[Violation]:
+    """Schema violations of the file (empty when valid), read within ``limits`` (default: the
+    parser's defaults)."""
     path = Path(path)
-    header = read_header(path)
+    header = read_header(path, limits)
     schema = _load_schema(schema_file(xsd_dir, header.namespace))
-    stream, size = open_xml(path)
+    stream, size = open_xml(path, limits=limits)
     try:
         if size is not None and size <= FULL_TREE_LIMIT:
             return _validate_tree(path, stream, schema)

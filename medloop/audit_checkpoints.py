@@ -84,16 +84,20 @@ class Config:
 
 
 def config_from_env(environ: Mapping[str, str] | None = None) -> Config:
-    """The checkpoint directory and signing key from the environment, or
-    :class:`CheckpointNotConfigured` naming what is missing."""
-    env = os.environ if environ is None else environ
-    missing = [name for name in (DIR_VARIABLE, KEY_VARIABLE) if not env.get(name)]
+    """The checkpoint directory and signing key of the process's settings (or of ``environ``),
+    or :class:`CheckpointNotConfigured` naming what is missing."""
+    from medloop.settings import Settings, current
+
+    found = (current() if environ is None else Settings.from_env(environ=environ)).checkpoints
+    given = {DIR_VARIABLE: found.directory, KEY_VARIABLE: found.key_file}
+    missing = [name for name, value in given.items() if value is None]
     if missing:
         raise CheckpointNotConfigured(
             f"audit checkpoints need {' and '.join(missing)}: no checkpoint is written "
             "unsigned or to an unknown place"
         )
-    return Config(Path(env[DIR_VARIABLE]), Path(env[KEY_VARIABLE]))
+    assert found.directory is not None and found.key_file is not None
+    return Config(found.directory, found.key_file)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from fest.errors import FestConfigurationError, FestFormatError, FestImportRejected
-from medloop.settings import InvalidSetting, Settings
+from medloop.settings import InvalidSetting, Settings, current, forget, install
 
 app = typer.Typer(
     help="medloop: closed-loop medication management on the FEST drug catalogue.",
@@ -51,10 +52,12 @@ def _settings(db: str | None = None) -> Settings:
     """This command's settings: the environment read once (``medloop.settings``), ``--db``
     over ``MEDLOOP_DATABASE_URL``; an unusable setting is exit 2."""
     try:
-        return Settings.from_env(db)
+        settings = Settings.from_env(db)
     except InvalidSetting as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(2) from None
+    install(settings)  # the subsystems read these, never the environment again
+    return settings
 
 
 def _engine(db: str | None):
@@ -118,6 +121,7 @@ def fest_import(
                     allow_shrink=allow_shrink,
                     allow_older=allow_older,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    limits=current().fest_limits,
                 )
         else:
             result = import_catalogue(
@@ -126,6 +130,7 @@ def fest_import(
                 incremental=incremental,
                 allow_shrink=allow_shrink,
                 allow_older=allow_older,
+                limits=current().fest_limits,
             )
     except FestFormatError as exc:
         _stderr(f"error: {exc}")
@@ -241,7 +246,7 @@ def fest_validate(
 
     directory = xsd_dir or _settings().fest_xsd_dir
     try:
-        errors = validate_file(path, directory)
+        errors = validate_file(path, directory, current().fest_limits)
     except SchemaNotFound as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(2) from None
@@ -364,6 +369,10 @@ def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> Non
         _stderr("error: --workers > 1 needs PostgreSQL (SQLite has one serving process)")
         raise typer.Exit(2)
     run_dir = _prepare_run_dir(workers)  # before the app (and prometheus_client) is imported
+    # The run folder (heartbeat, readiness) is part of the settings this process and every
+    # worker (SettingsConfig) use.
+    settings = replace(settings, ops=replace(settings.ops, run_dir=run_dir))
+    install(settings)
     try:
         # cds_auth reaches prometheus_client through the API package: imported only now.
         from medloop.api.cds_auth import CdsSettings
@@ -421,12 +430,11 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
 def _forget_run_dir(run_dir: Path) -> None:
     """Remove the run folder and the variables that name it (a server started in-process, as
     the tests do, leaves nothing behind for the next one)."""
-    import os
     import shutil
 
-    for name in ("MEDLOOP_RUN_DIR", "PROMETHEUS_MULTIPROC_DIR"):
-        if os.environ.get(name, "").startswith(str(run_dir)):
-            del os.environ[name]
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").startswith(str(run_dir)):
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    forget()
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -434,7 +442,6 @@ def _prepare_run_dir(workers: int) -> Path:
     """A fresh folder for this server's run: the scheduler's heartbeat (``/health/ready``) and,
     with several workers, the metrics every worker writes (``PROMETHEUS_MULTIPROC_DIR``, which
     must be set before ``prometheus_client`` is first imported)."""
-    import os
     import sys
     import tempfile
 
@@ -442,7 +449,6 @@ def _prepare_run_dir(workers: int) -> Path:
 
     logs.configure()
     run_dir = Path(tempfile.mkdtemp(prefix="medloop-run-"))
-    os.environ["MEDLOOP_RUN_DIR"] = str(run_dir)
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         if "prometheus_client" in sys.modules:
             raise RuntimeError("prometheus_client was imported before the metrics folder was set")
@@ -681,9 +687,7 @@ def audit_verify(
     if checkpoints is not None:
         from medloop import audit_checkpoints as cp
 
-        key_file = public_key or (
-            Path(os.environ[cp.KEY_VARIABLE]) if os.environ.get(cp.KEY_VARIABLE) else None
-        )
+        key_file = public_key or current().checkpoints.key_file
         if key_file is None:
             _stderr(f"--checkpoints needs --public-key FILE (or {cp.KEY_VARIABLE})")
             raise typer.Exit(EXIT_MISSING_CONFIGURATION)

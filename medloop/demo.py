@@ -39,6 +39,7 @@ from medloop.loop.errors import OverrideRequired
 from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.loop.runner import Call, CommandResult
+from medloop.settings import current
 from medloop.store.patients import find_patient_id
 
 GP_PRACTICE = Organisation(
@@ -321,7 +322,9 @@ def build(
     """Import ``catalogue`` and build the demo world once (a second call only reissues the
     tokens, each valid ``token_lifetime``)."""
     at = now or datetime.now(UTC)
-    import_catalogue(engine, catalogue, allow_shrink=True, allow_older=True)
+    import_catalogue(
+        engine, catalogue, allow_shrink=True, allow_older=True, limits=current().fest_limits
+    )
     world = DemoWorld()
     residents = [(r, national_id(r.birth, 100 + 37 * i)) for i, r in enumerate(RESIDENTS)]
     with engine.connect() as conn:

@@ -25,7 +25,6 @@ scheduler. ``MEDLOOP_SCHEDULER=off`` disables the scheduler.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from medloop.loop import administration
 from medloop.loop.expire import SCHEDULER, expire_prescriptions, patients_with_expired_prescriptions
 from medloop.loop.runner import Call
 from medloop.ops import health, logs, metrics
+from medloop.settings import current
 from medloop.store.db import reader
 
 log = logs.get_logger(__name__)
@@ -58,12 +58,9 @@ class JobSettings:
 
     @classmethod
     def from_env(cls) -> JobSettings:
-        directory = os.environ.get("MEDLOOP_CATALOGUE_DIR")
-        return cls(
-            enabled=os.environ.get("MEDLOOP_SCHEDULER", "on").strip().lower()
-            not in ("off", "0", "false", "no"),
-            catalogue_dir=Path(directory) if directory else None,
-        )
+        """From the process's settings (``medloop.settings.JobsSettings``)."""
+        found = current().jobs
+        return cls(enabled=found.scheduler, catalogue_dir=found.catalogue_dir)
 
 
 JobFunction = Callable[[Engine, datetime, JobSettings], dict[str, Any]]
@@ -115,10 +112,11 @@ def _refresh_catalogue(engine: Engine, now: datetime, settings: JobSettings) -> 
         return {"imported": False, "file": None}
     with reader(engine).connect() as conn:
         in_force = version_in_force(conn)
+    limits = current().fest_limits
     try:
-        if in_force is not None and in_force["sha256"] == content_sha256(newest):
+        if in_force is not None and in_force["sha256"] == content_sha256(newest, limits):
             return {"imported": False, "file": newest.name, "version": in_force["id"]}
-        result = import_catalogue(engine, newest)
+        result = import_catalogue(engine, newest, limits=limits)
     except (FestFormatError, FestImportRejected) as refusal:
         log.warning("catalogue file not imported", file=newest.name, reason=str(refusal))
         return {"imported": False, "file": newest.name, "refused": str(refusal)}

@@ -13,17 +13,25 @@ production key). Without either key setting the bundled development key pair
 ``medloop-api``; ``medloop serve`` refuses that unless ``MEDLOOP_ALLOW_DEV_KEYS=1``.
 ``MEDLOOP_JWT_MAX_LIFETIME_SECONDS`` bounds a token's lifetime (``exp - iat``).
 
-Settings of one subsystem that only that subsystem reads stay beside it (the FEST parser's
-limits, the e-prescription reader, logging, metrics, replicas, the scheduler, audit checkpoints:
-README, "Configuration").
+Every subsystem's variables are read here too, into a section of their own (``jobs``, ``ops``,
+``replicas``, ``eresept``, ``cds``, ``checkpoints``, ``fest_limits``, ``renal_max_age_days``):
+same names, defaults and error messages as the README's "Configuration" lists. The process's
+settings are read once (:func:`current`); the CLI and each server worker :func:`install` the
+ones they were given. ``fest/`` and ``interactions/`` never read the environment: they get their
+values as parameters (``fest.parser.Limits``, ``renal_max_age_days``). The two variables read
+elsewhere are ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own, read where it is set up)
+and the run folder the CLI sets for it (tests/test_architecture.py lists them).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from fest.errors import FestConfigurationError
+from fest.parser import Limits
 
 DEFAULT_DATABASE_URL = "sqlite:///medloop.db"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +48,80 @@ SESSION_LIFETIME_RANGE = (60, 24 * 3600)
 
 class InvalidSetting(ValueError):
     """A ``MEDLOOP_*`` setting medloop cannot start with."""
+
+
+_OFF = ("off", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    """The scheduled jobs: whether the server runs them (``MEDLOOP_SCHEDULER``: ``on``/``off``)
+    and where new catalogue files appear (``MEDLOOP_CATALOGUE_DIR``)."""
+
+    scheduler: bool = True
+    catalogue_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """Operations: the server's run folder (``MEDLOOP_RUN_DIR``, set by ``medloop serve``), logs
+    (``MEDLOOP_LOG_LEVEL``, ``MEDLOOP_LOG_FORMAT`` json/console, ``MEDLOOP_ACCESS_LOG``), the
+    metrics token (``MEDLOOP_METRICS_TOKEN``) and the state-cache check of the test suite
+    (``MEDLOOP_VERIFY_STATE_CACHE=1``)."""
+
+    run_dir: Path | None = None
+    log_level: str = "INFO"
+    log_format: str = "json"
+    access_log: bool = True
+    metrics_token: str | None = None
+    verify_state_cache: bool = False
+
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """Read replicas (``MEDLOOP_DATABASE_REPLICA_URLS``, comma-separated) and how often each is
+    checked (``MEDLOOP_REPLICA_CHECK_SECONDS``)."""
+
+    urls: tuple[str, ...] = ()
+    check_seconds: float = 1.0
+
+
+DEFAULT_ERESEPT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_ERESEPT_MAX_DEPTH = 64
+DEFAULT_ERESEPT_MAX_EMBEDDING = 4
+
+
+@dataclass(frozen=True)
+class EreseptSettings:
+    """The e-prescription reader: schemas (``MEDLOOP_ERESEPT_XSD_DIR``), trusted signing
+    certificates (``MEDLOOP_ERESEPT_TRUST_STORE``) and its limits (``MEDLOOP_ERESEPT_MAX_BYTES``,
+    ``…_MAX_DEPTH``, ``…_MAX_EMBEDDING``)."""
+
+    xsd_dir: Path | None = None
+    trust_store: Path | None = None
+    max_bytes: int = DEFAULT_ERESEPT_MAX_BYTES
+    max_depth: int = DEFAULT_ERESEPT_MAX_DEPTH
+    max_embedding: int = DEFAULT_ERESEPT_MAX_EMBEDDING
+
+
+@dataclass(frozen=True)
+class CdsSettingsSection:
+    """CDS Hooks clients: the trusted clients' file (``MEDLOOP_CDS_CLIENTS_FILE``), the
+    services' public URL (``MEDLOOP_CDS_BASE_URL``) and the EHR origins allowed by CORS
+    (``MEDLOOP_CDS_CORS_ORIGINS``); ``medloop.api.cds_auth.CdsSettings`` loads the file."""
+
+    clients_file: Path | None = None
+    base_url: str | None = None
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """Signed audit checkpoints: the folder (``MEDLOOP_AUDIT_CHECKPOINT_DIR``) and the Ed25519
+    signing key (``MEDLOOP_AUDIT_SIGNING_KEY_FILE``); ``None`` when not set."""
+
+    directory: Path | None = None
+    key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +172,18 @@ class Settings:
 
         return self.fhir_export_dir or Path(tempfile.gettempdir()) / "medloop-fhir-export"
 
+    jobs: JobsSettings = field(default_factory=JobsSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
+    replicas: ReplicaSettings = field(default_factory=ReplicaSettings)
+    eresept: EreseptSettings = field(default_factory=EreseptSettings)
+    cds: CdsSettingsSection = field(default_factory=CdsSettingsSection)
+    checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
+    fest_limits: Limits = field(default_factory=Limits)
+    """The FEST parser's limits (``MEDLOOP_FEST_MAX_*``), handed to ``fest`` as a parameter."""
+    renal_max_age_days: int | None = None
+    """``MEDLOOP_RENAL_MAX_AGE_DAYS``: how many days old a kidney-function value may be and still
+    be trusted by dose checks; ``None``: the rule file's ``renal_max_age_days`` (90)."""
+
     @property
     def uses_dev_keys(self) -> bool:
         return self.public_key_file is None and self.jwks_file is None
@@ -127,7 +221,149 @@ class Settings:
             fhir_export_dir=Path(env["MEDLOOP_FHIR_EXPORT_DIR"])
             if env.get("MEDLOOP_FHIR_EXPORT_DIR")
             else None,
+            jobs=JobsSettings(
+                scheduler=env.get("MEDLOOP_SCHEDULER", "on").strip().lower() not in _OFF,
+                catalogue_dir=_path(env.get("MEDLOOP_CATALOGUE_DIR")),
+            ),
+            ops=OpsSettings(
+                run_dir=_path(env.get("MEDLOOP_RUN_DIR")),
+                log_level=(env.get("MEDLOOP_LOG_LEVEL") or "INFO").upper(),
+                log_format=env.get("MEDLOOP_LOG_FORMAT") or "json",
+                access_log=env.get("MEDLOOP_ACCESS_LOG", "on").strip().lower() not in _OFF,
+                metrics_token=env.get("MEDLOOP_METRICS_TOKEN") or None,
+                verify_state_cache=env.get("MEDLOOP_VERIFY_STATE_CACHE") == "1",
+            ),
+            replicas=ReplicaSettings(
+                urls=tuple(
+                    url.strip()
+                    for url in env.get("MEDLOOP_DATABASE_REPLICA_URLS", "").split(",")
+                    if url.strip()
+                ),
+                check_seconds=_seconds(
+                    "MEDLOOP_REPLICA_CHECK_SECONDS", env.get("MEDLOOP_REPLICA_CHECK_SECONDS")
+                ),
+            ),
+            eresept=EreseptSettings(
+                xsd_dir=_path(env.get("MEDLOOP_ERESEPT_XSD_DIR")) or _eresept_xsd_dir(),
+                trust_store=_path(env.get("MEDLOOP_ERESEPT_TRUST_STORE")),
+                max_bytes=_positive(
+                    "MEDLOOP_ERESEPT_MAX_BYTES",
+                    env.get("MEDLOOP_ERESEPT_MAX_BYTES"),
+                    DEFAULT_ERESEPT_MAX_BYTES,
+                ),
+                max_depth=_positive(
+                    "MEDLOOP_ERESEPT_MAX_DEPTH",
+                    env.get("MEDLOOP_ERESEPT_MAX_DEPTH"),
+                    DEFAULT_ERESEPT_MAX_DEPTH,
+                ),
+                max_embedding=_positive(
+                    "MEDLOOP_ERESEPT_MAX_EMBEDDING",
+                    env.get("MEDLOOP_ERESEPT_MAX_EMBEDDING"),
+                    DEFAULT_ERESEPT_MAX_EMBEDDING,
+                ),
+            ),
+            cds=_cds(env),
+            checkpoints=CheckpointSettings(
+                directory=_path(env.get("MEDLOOP_AUDIT_CHECKPOINT_DIR")),
+                key_file=_path(env.get("MEDLOOP_AUDIT_SIGNING_KEY_FILE")),
+            ),
+            fest_limits=_fest_limits(env),
+            renal_max_age_days=_renal_max_age_days(env.get("MEDLOOP_RENAL_MAX_AGE_DAYS")),
         )
+
+
+_current: Settings | None = None
+
+
+def current() -> Settings:
+    """The process's settings: those the CLI or the server worker installed, else read from the
+    environment once (``InvalidSetting`` for an unusable value)."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def install(settings: Settings) -> None:
+    """Make ``settings`` the process's (the CLI, once per command; each server worker)."""
+    global _current
+    _current = settings
+
+
+def forget() -> None:
+    """Read the environment again on the next :func:`current` (tests that change it)."""
+    global _current
+    _current = None
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _eresept_xsd_dir() -> Path | None:
+    """``../shared/reference/xsd`` beside the repository (holding ``eresept/`` and
+    ``felleskomponenter/``), when it is there."""
+    candidate = REPO_ROOT.parent / "shared" / "reference" / "xsd"
+    return candidate if candidate.is_dir() else None
+
+
+def _positive(name: str, raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidSetting(f"{name} must be a whole number, not {raw!r}") from None
+    if value <= 0:
+        raise InvalidSetting(f"{name} must be positive, not {value}")
+    return value
+
+
+def _seconds(name: str, value: str | None) -> float:
+    if value is None or not value.strip():
+        return 1.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise InvalidSetting(f"{name} must be a number of seconds, not {value!r}")
+    return seconds
+
+
+def _cds(env: Mapping[str, str]) -> CdsSettingsSection:
+    file = env.get("MEDLOOP_CDS_CLIENTS_FILE")
+    origins = tuple(
+        o.strip().rstrip("/")
+        for o in (env.get("MEDLOOP_CDS_CORS_ORIGINS") or "").split(",")
+        if o.strip()
+    )
+    if "*" in origins:
+        raise InvalidSetting("MEDLOOP_CDS_CORS_ORIGINS names origins, not '*'")
+    return CdsSettingsSection(
+        clients_file=Path(file) if file else None,
+        base_url=(env.get("MEDLOOP_CDS_BASE_URL") or "").strip().rstrip("/") or None,
+        cors_origins=origins,
+    )
+
+
+def _fest_limits(env: Mapping[str, str]) -> Limits:
+    try:
+        return Limits.from_env(env)
+    except FestConfigurationError as error:
+        raise InvalidSetting(str(error)) from None
+
+
+def _renal_max_age_days(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if days <= 0:
+        raise InvalidSetting("MEDLOOP_RENAL_MAX_AGE_DAYS must be a positive number of days")
+    return days
 
 
 def _shared_xsd_dir() -> Path | None:
@@ -228,12 +464,5 @@ def _max_body_bytes(value: str | None) -> int:
 
 
 def renal_max_age_days() -> int | None:
-    """``MEDLOOP_RENAL_MAX_AGE_DAYS``: how many days old a kidney-function value may be and still
-    be trusted by dose checks; unset, the rule file's ``renal_max_age_days`` (90) applies."""
-    value = os.environ.get("MEDLOOP_RENAL_MAX_AGE_DAYS", "").strip()
-    if not value:
-        return None
-    days = int(value)
-    if days <= 0:
-        raise ValueError("MEDLOOP_RENAL_MAX_AGE_DAYS must be a positive number of days")
-    return days
+    """``MEDLOOP_RENAL_MAX_AGE_DAYS`` as the process's settings read it."""
+    return current().renal_max_age_days

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ):
         print("\nMEDLOOP_REQUIRE_POSTGRES=1 but no PostgreSQL test passed")
         session.exitstatus = 1
+
+
+@pytest.fixture(autouse=True)
+def _settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process reads its settings once (``medloop.settings.current``); a test that changes
+    the environment with ``monkeypatch`` gets them read again, as a new process would."""
+    from medloop import settings
+
+    settings.forget()
+    setenv, delenv = monkeypatch.setenv, monkeypatch.delenv
+
+    def setenv_afresh(*args: Any, **kwargs: Any) -> None:
+        setenv(*args, **kwargs)
+        settings.forget()
+
+    def delenv_afresh(*args: Any, **kwargs: Any) -> None:
+        delenv(*args, **kwargs)
+        settings.forget()
+
+    monkeypatch.setenv = setenv_afresh  # type: ignore[method-assign]
+    monkeypatch.delenv = delenv_afresh  # type: ignore[method-assign]
+    yield
+    settings.forget()
 
 
 @pytest.fixture

@@ -155,6 +155,71 @@ def test_route_modules_do_not_import_each_other():
     assert not offending, "\n".join(offending)
 
 
+def is_test_module(module: str) -> bool:
+    return module.split(".")[0] == "tests" and any(
+        part.startswith("test_") for part in module.split(".")
+    )
+
+
+def test_no_test_module_is_imported_by_another_module():
+    """Builders shared by test modules live in their folder's ``helpers.py`` (fixtures in
+    ``conftest.py``): importing a ``test_*`` module runs its tests' module-level code a second
+    time and makes one test file the library of another."""
+    offending = report([i for i in imports_of("tests") if is_test_module(i.module)])
+    assert not offending, "\n".join(offending)
+
+
+def test_the_test_import_rule_fails_on_an_import_of_a_test_module(tmp_path, monkeypatch):
+    (tmp_path / "tests" / "api").mkdir(parents=True)
+    (tmp_path / "tests" / "api" / "test_b.py").write_text(
+        "def f():\n    from tests.api.test_a import builder\n"
+    )
+    monkeypatch.setitem(globals(), "REPO", tmp_path)
+
+    with pytest.raises(AssertionError, match=r"tests/api/test_b.py:2 imports tests.api.test_a"):
+        test_no_test_module_is_imported_by_another_module()
+
+
+ENVIRONMENT_READERS = {
+    "medloop/settings.py": "the one place the environment is read (Settings.from_env)",
+    # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself, at import: the CLI sets it for
+    # the workers before importing it, and the metrics module asks whether it is set.
+    "medloop/cli.py": "sets and removes PROMETHEUS_MULTIPROC_DIR for prometheus_client",
+    "medloop/ops/metrics.py": "PROMETHEUS_MULTIPROC_DIR, prometheus_client's own variable",
+}
+"""The only modules of medloop, fest and interactions that touch ``os.environ`` or
+``os.getenv`` (#14: one settings object, read in one place), with why."""
+
+
+def environment_uses(source: str) -> list[int]:
+    """Lines where ``source`` touches ``os.environ``/``os.getenv``/``os.putenv`` or imports
+    ``environ``/``getenv`` from ``os``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv"):
+            found.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            if any(a.name in ("environ", "getenv", "putenv") for a in node.names):
+                found.append(node.lineno)
+    return sorted(found)
+
+
+def test_only_the_settings_read_the_environment():
+    offending = [
+        f"{path.relative_to(REPO)}:{line}"
+        for package in ("medloop", "fest", "interactions")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if str(path.relative_to(REPO)) not in ENVIRONMENT_READERS
+        for line in environment_uses(path.read_text(encoding="utf-8"))
+    ]
+    assert not offending, "read the setting in medloop/settings.py:\n" + "\n".join(offending)
+
+
+def test_the_environment_rule_sees_every_way_of_reading_it():
+    source = "import os\nfrom os import getenv\na = os.environ.get('X')\nb = os.getenv('Y')\n"
+    assert environment_uses(source) == [2, 3, 4]
+
+
 # -- the checker itself: it must see the imports that are easy to miss ----------------------------
 
 LAZY = """

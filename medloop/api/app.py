@@ -3,7 +3,6 @@ request id, the token verifier, the database and the offline docs page."""
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
@@ -238,7 +237,9 @@ def operation_id(route: APIRoute) -> str:
 
 def settings_access_log() -> bool:
     """``MEDLOOP_ACCESS_LOG=off`` drops the per-request log line (metrics stay)."""
-    return os.environ.get("MEDLOOP_ACCESS_LOG", "on").lower() not in ("off", "0", "false", "no")
+    from medloop.settings import current
+
+    return current().ops.access_log
 
 
 def from_env() -> FastAPI:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -56,9 +55,10 @@ from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal, Screened, screen
 from medloop.domain.errors import DomainError
 from medloop.domain.patient import PatientNotFound
+from medloop.loop.runner import Once, run_audited
 from medloop.store import access
 from medloop.store.db import reader
-from medloop.store.idempotency import request_fingerprint, run_once
+from medloop.store.idempotency import request_fingerprint
 from medloop.store.patients import find_patient_id
 
 # -- errors ------------------------------------------------------------------------------------
@@ -401,14 +401,15 @@ def call_service(
         return {"cards": [card for _, card in issued]}
 
     action = f"cds.{service['hook']}"
-    answer = access.audited(
+    answer = run_audited(
         caller.engine,
         _accessor(caller),
         patient_id,
         action,
-        lambda conn: _once(conn, caller, action, key, body, lambda: issue(conn)),
+        issue,
+        once=_once(caller, action, key, body),
     )
-    return JSONResponse(answer)
+    return JSONResponse(dict(answer))
 
 
 def _unknown_reason(draft: Draft, screened: Screened) -> str:
@@ -421,21 +422,13 @@ def _unknown_reason(draft: Draft, screened: Screened) -> str:
     return f"{named} is not in FEST catalogue version {screened.catalogue_version}"
 
 
-def _once(
-    conn: Any,
-    caller: Any,
-    action: str,
-    key: str | None,
-    body: BaseModel,
-    compute: Callable[[], dict[str, Any]],
-) -> dict[str, Any]:
-    """``compute()``, or with an Idempotency-Key the answer of the first call with it."""
+def _once(caller: Any, action: str, key: str | None, body: BaseModel) -> Once | None:
+    """The Idempotency-Key of the caller's ``action`` (``None``: none given)."""
     if key is None:
-        return compute()
+        return None
     principal = caller.principal
     scope = f"{principal.organisation}/{principal.subject}/{action}"
-    fingerprint = request_fingerprint(body.model_dump(mode="json"))
-    return run_once(conn, scope, key, fingerprint, compute).response
+    return Once(scope, key, request_fingerprint(body.model_dump(mode="json")))
 
 
 class CdsFeedbackAccepted(BaseModel):
@@ -493,18 +486,14 @@ def feedback(
                 )
             return {}
 
-        access.audited(
+        run_audited(
             caller.engine,
             _accessor(caller),
             patient_id,
             "cds.feedback",
-            lambda conn, items=items, patient_id=patient_id: _once(
-                conn,
-                caller,
-                "cds.feedback",
-                None if key is None else f"{key}/{patient_id}",
-                body,
-                lambda: record(conn, items),
+            lambda conn, items=items: record(conn, items),
+            once=_once(
+                caller, "cds.feedback", None if key is None else f"{key}/{patient_id}", body
             ),
         )
     return JSONResponse({})

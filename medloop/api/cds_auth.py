@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +41,6 @@ from medloop.api.auth import Principal, Role, Unauthenticated, algorithms_for
 from medloop.api.config import InvalidSetting
 from medloop.api.deps import Caller, api_state
 from medloop.api.deps import caller as end_user_caller
-from medloop.store.idempotency import IdempotencyError, run_once
 
 CDS_ALGORITHMS = ("ES384", "RS384")
 """The algorithms CDS Hooks 2.0 has clients use and services support."""
@@ -71,16 +69,13 @@ class CdsSettings:
 
     @classmethod
     def from_env(cls, end_user_issuer: str | None = None) -> CdsSettings:
-        file = os.environ.get("MEDLOOP_CDS_CLIENTS_FILE")
-        base = (os.environ.get("MEDLOOP_CDS_BASE_URL") or "").strip().rstrip("/") or None
-        origins = tuple(
-            o.strip().rstrip("/")
-            for o in (os.environ.get("MEDLOOP_CDS_CORS_ORIGINS") or "").split(",")
-            if o.strip()
-        )
-        if "*" in origins:
-            raise InvalidSetting("MEDLOOP_CDS_CORS_ORIGINS names origins, not '*'")
-        clients = _clients(Path(file)) if file else {}
+        """The trusted clients (their file loaded) of the process's settings
+        (``medloop.settings.CdsSettingsSection``)."""
+        from medloop.settings import current
+
+        section = current().cds
+        base, origins = section.base_url, section.cors_origins
+        clients = _clients(section.clients_file) if section.clients_file else {}
         if clients and base is None:
             raise InvalidSetting(
                 "MEDLOOP_CDS_BASE_URL (the services' public URL, e.g. https://medloop.example.org)"
@@ -245,27 +240,16 @@ most a leeway ahead of its first use, ``exp`` at most five minutes after ``iat``
 def consume_jti(engine: Any, token: ClientToken) -> None:
     """Record the token's ``jti``; a second use is a replay (401). Shared by every worker
     process: the idempotency table holds it under the client's own scope, and the client's
-    ``jti``s older than ``JTI_RETENTION_SECONDS`` are deleted in the same transaction."""
+    ``jti``s older than ``JTI_RETENTION_SECONDS`` are deleted in the same transaction
+    (``loop.runner.claim_once``)."""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy import and_, delete
-
-    from medloop.store.idempotency import idempotency_key
+    from medloop.loop.runner import Once, claim_once
 
     scope = "cds-client-jti/" + hashlib.sha256(token.client.iss.encode()).hexdigest()[:32]
     fingerprint = hashlib.sha256(token.jti.encode()).hexdigest()
     expired = datetime.now(UTC) - timedelta(seconds=JTI_RETENTION_SECONDS)
-    try:
-        with engine.execution_options(write=True).begin() as conn:
-            conn.execute(
-                delete(idempotency_key).where(
-                    and_(idempotency_key.c.scope == scope, idempotency_key.c.created_at < expired)
-                )
-            )
-            result = run_once(conn, scope, token.jti, fingerprint, lambda: {"seen": True})
-    except IdempotencyError:
-        raise Unauthenticated("jti: this token was used before (replay)") from None
-    if result.replayed:
+    if not claim_once(engine, Once(scope, token.jti, fingerprint), forget_before=expired):
         raise Unauthenticated("jti: this token was used before (replay)")
 
 

@@ -198,6 +198,15 @@ def refuse_scope(
     raise Forbidden(f"the token's scopes do not grant {what}: {why}")
 
 
+def organisation_seen(principal: Principal, action: Action) -> str | None:
+    """The organisation whose records of a patient ``principal`` may see under ``action``:
+    its own for the ``ADMITTED`` scope (a nurse sees her organisation's stays), ``None`` (any)
+    for the other scopes. Call after ``authorize``."""
+    if MATRIX[action].get(principal.role) is Scope.ADMITTED:
+        return principal.organisation
+    return None
+
+
 def read_window(
     engine: Engine,
     principal: Principal,

@@ -281,6 +281,7 @@ TITLES: dict[str, str] = {
     "multidose-pack-report-invalid": "The packing report is not valid",
     "multidose-proposal-invalid": "The proposal is not valid",
     "multidose-proposal-not-found": "Proposal not found",
+    "multidose-urgent-pack-not-found": "Urgent pack not found",
     "multidose-proposal-already-decided": "The proposal is already decided",
     "multidose-task-not-found": "Task not found",
     "multidose-task-already-resolved": "The task is already resolved",

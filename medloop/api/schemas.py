@@ -12,17 +12,18 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from interactions import Alert
-from interactions.dosage import Dosage, Quantity
+from interactions.dosage import Dosage, Period, Quantity
 from interactions.values import MAX_REASON, MODEL_CONFIG, Day, Moment, text
 from medloop.domain.administration import Administration, AdministrationCorrection, DoseStatus
 from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.entry import EntryEdit, ListEntry
 from medloop.domain.medication_list import EntryVersion
 from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
-from medloop.domain.multidose.proposals import Proposal
+from medloop.domain.multidose.proposals import Proposal, ProposalDecision
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask
 from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.ward import Admission
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder
@@ -214,13 +215,50 @@ class ChartLine(BaseModel):
     charting: Administration | None
 
 
+class PrnLimits(BaseModel):
+    """The limits an as-needed dose's prescription sets (``null``: none set)."""
+
+    max_per_24h: Quantity | None
+    max_per_period: Quantity | None
+    period: Period | None
+    min_interval: Period | None
+
+
+class PrnLine(BaseModel):
+    """An as-needed (PRN) entry in use, one line per as-needed dose of its dosage: the dose, its
+    limits, and where it stands at the moment of the read."""
+
+    entry_id: UUID
+    drug: str
+    amount: Quantity = Field(description="The dose prescribed for one intake")
+    limits: PrnLimits
+    given_last_24h: float = Field(
+        ge=0, description="Given of this entry in the 24 h up to now, in the unit of `amount`"
+    )
+    doses_remaining: int | None = Field(
+        description="How many more doses of `amount` the 24 h and period maxima allow now "
+        "(the minimum interval aside); null when no maximum is set or a limit is in another "
+        "unit than the dose (see `not_checked`)"
+    )
+    next_allowed_at: datetime | None = Field(
+        description="From when the next dose of `amount` breaks no limit (now when it may be "
+        "given now); null when a limit cannot be checked or no dose of `amount` ever fits"
+    )
+    not_checked: list[str] = Field(
+        description="Limits in another unit than the dose, which could not be checked"
+    )
+
+
 class PatientChart(BaseModel):
-    """One admitted patient's doses of the day, and the PRN doses given."""
+    """One admitted patient's doses of the day, the PRN doses given that day, and every PRN
+    entry in use with its limits and what remains (``prn``: empty for a patient no longer on
+    the ward)."""
 
     patient_id: UUID
     admission_id: UUID
     doses: list[ChartLine]
     as_needed: list[Administration]
+    prn: list[PrnLine]
 
 
 class WardChart(BaseModel):
@@ -240,6 +278,12 @@ class AdministrationRecord(BaseModel):
     stands: bool
 
 
+class AdmissionRecord(BaseModel):
+    """An admission as recorded, with its discharge (``discharged_at``) once it ended."""
+
+    admission: Admission
+
+
 class WardCreated(BaseModel):
     ward_id: UUID
     organisation_id: str
@@ -250,6 +294,13 @@ class WardCreated(BaseModel):
 class WardConfigured(BaseModel):
     ward_id: UUID
     config_version: int
+
+
+class ProposalRecord(BaseModel):
+    """A pharmacy's proposal with the prescriber's decision (``null`` while pending)."""
+
+    proposal: Proposal
+    decision: ProposalDecision | None
 
 
 class DeadlineFlag(BaseModel):

@@ -113,7 +113,9 @@ class SettingsConfig(uvicorn.Config):
 
         def factory() -> FastAPI:
             from medloop.api.app import create_app
+            from medloop.settings import install
 
+            install(settings)  # the worker's subsystems read the parent's settings
             app = create_app(settings)
             settle_heap()
             return app

@@ -94,9 +94,33 @@ def ward_chart_view(chart: administration.WardChart) -> dict[str, Any]:
                     for line in p.doses
                 ],
                 "as_needed": dump(list(p.as_needed)),
+                "prn": [_prn_line(line) for line in p.prn],
             }
             for p in chart.patients
         ],
+    }
+
+
+def _prn_line(line: administration.PrnLine) -> dict[str, Any]:
+    """``schemas.PrnLine``."""
+    status = line.status
+    dose = status.dose
+    return {
+        "entry_id": str(line.entry_id),
+        "drug": line.drug,
+        "amount": dump(dose.amount),
+        "limits": {
+            "max_per_24h": dump(dose.max_per_24h),
+            "max_per_period": dump(dose.max_per_period),
+            "period": dump(dose.period),
+            "min_interval": dump(dose.min_interval),
+        },
+        "given_last_24h": status.given_last_24h,
+        "doses_remaining": status.doses_remaining,
+        "next_allowed_at": (
+            None if status.next_allowed_at is None else status.next_allowed_at.isoformat()
+        ),
+        "not_checked": list(status.not_checked),
     }
 
 

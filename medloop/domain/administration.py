@@ -394,6 +394,65 @@ def _most_in_a_window(intakes: Sequence[Intake], at: datetime, window: timedelta
     return max(sum(i.amount for i in intakes if end - window < i.at <= end) for end in ends)
 
 
+@dataclass(frozen=True)
+class PrnStatus:
+    """Where one as-needed dose of an entry stands at ``at``, as the ward chart shows it: the
+    limits ``dose`` sets, the amount given in the last 24 h (in the unit of ``dose.amount``;
+    doses in other units are not counted), how many more doses of
+    ``dose.amount`` the maxima (24 h, period) allow now, and from when the next one breaks no
+    limit. ``None`` (remaining, next allowed) when a limit is in another unit than the dose and
+    so cannot be checked (``not_checked`` names it); ``doses_remaining`` is also ``None`` when
+    no maximum is set."""
+
+    dose: AsNeededDose
+    given_last_24h: float
+    doses_remaining: int | None
+    next_allowed_at: datetime | None
+    not_checked: tuple[str, ...]
+
+
+PRN_REMAINING_MAX = 100
+"""``prn_status`` counts the doses remaining up to this many (a maximum that allows more is
+effectively none)."""
+
+
+def prn_status(dose: AsNeededDose, given: Sequence[Intake], at: datetime) -> PrnStatus:
+    """``PrnStatus`` of ``dose`` at ``at`` over the entry's doses ``given`` (in the dose's unit),
+    decided by ``check_prn_limits`` itself: the doses remaining are the most doses of
+    ``dose.amount`` given at ``at`` that break neither maximum (the minimum interval is about
+    when, not how many), and the next allowed moment is the first of ``at`` and the moments an
+    earlier dose stops counting (its minimum interval, 24 h or period after it) at which one
+    dose breaks no limit."""
+    amount = dose.amount
+    day = sum(i.amount for i in given if at - timedelta(hours=24) < i.at <= at)
+    probe = check_prn_limits(dose, given, at, amount)
+    not_checked = probe.not_checked
+    given_last_24h = round(day, 9)
+    if not_checked:
+        return PrnStatus(dose, given_last_24h, None, None, not_checked)
+    remaining: int | None = None
+    if dose.max_per_24h is not None or dose.max_per_period is not None:
+        maxima = dose.model_copy(update={"min_interval": None})
+        remaining = 0
+        while (
+            remaining < PRN_REMAINING_MAX
+            and not check_prn_limits(
+                maxima, [*given, *[Intake(at, amount.value)] * remaining], at, amount
+            ).exceeded
+        ):
+            remaining += 1
+    spans = [timedelta(hours=24)]
+    if dose.period is not None:
+        spans.append(timedelta(hours=dose.period.hours))
+    if dose.min_interval is not None:
+        spans.append(timedelta(hours=dose.min_interval.hours))
+    moments = sorted({at, *(i.at + span for i in given for span in spans if i.at + span > at)})
+    allowed = next(
+        (m for m in moments if not check_prn_limits(dose, given, m, amount).exceeded), None
+    )
+    return PrnStatus(dose, given_last_24h, remaining, allowed, ())
+
+
 # -- scanning ----------------------------------------------------------------------------------
 
 

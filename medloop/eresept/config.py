@@ -1,8 +1,7 @@
-"""Configuration of the reading layer, from ``MEDLOOP_ERESEPT_*`` environment variables."""
+"""Configuration of the reading layer: ``MEDLOOP_ERESEPT_*`` as ``medloop.settings`` read them."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,15 +31,18 @@ class ReaderConfig:
 
     @classmethod
     def from_env(cls) -> ReaderConfig:
-        xsd = os.environ.get("MEDLOOP_ERESEPT_XSD_DIR")
-        trust = os.environ.get("MEDLOOP_ERESEPT_TRUST_STORE")
+        """The reader's configuration from the process's settings (``MEDLOOP_ERESEPT_*``, read
+        by ``medloop.settings``)."""
+        from medloop.settings import current
+
+        found = current().eresept
         return cls(
-            xsd_dir=Path(xsd) if xsd else default_xsd_dir(),
-            trust_store=Path(trust) if trust else None,
+            xsd_dir=found.xsd_dir,
+            trust_store=found.trust_store,
             limits=Limits(
-                max_bytes=_int_env("MEDLOOP_ERESEPT_MAX_BYTES", DEFAULT_MAX_BYTES),
-                max_depth=_int_env("MEDLOOP_ERESEPT_MAX_DEPTH", DEFAULT_MAX_DEPTH),
-                max_embedding=_int_env("MEDLOOP_ERESEPT_MAX_EMBEDDING", DEFAULT_MAX_EMBEDDING),
+                max_bytes=found.max_bytes,
+                max_depth=found.max_depth,
+                max_embedding=found.max_embedding,
             ),
         )
 
@@ -50,16 +52,3 @@ def default_xsd_dir() -> Path | None:
     ``felleskomponenter/``), when it is there."""
     candidate = REPO_ROOT.parent / "shared" / "reference" / "xsd"
     return candidate if candidate.is_dir() else None
-
-
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {value}")
-    return value

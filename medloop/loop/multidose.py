@@ -31,7 +31,12 @@ from medloop import queries
 from medloop.domain._model import Frozen
 from medloop.domain.entry import Discontinuation, EntryEdit
 from medloop.domain.medication_list import EditEntry
-from medloop.domain.multidose.errors import InvalidProposal, PackingPeriodNotFound, ProposalNotFound
+from medloop.domain.multidose.errors import (
+    InvalidProposal,
+    PackingPeriodNotFound,
+    ProposalNotFound,
+    UrgentPackNotFound,
+)
 from medloop.domain.multidose.periods import (
     PackingPeriod,
     UrgentPack,
@@ -748,3 +753,25 @@ def pending_proposals(conn: Connection, patient_id: UUID) -> list[Proposal]:
 def proposals(conn: Connection, patient_id: UUID) -> list[tuple[Proposal, ProposalDecision | None]]:
     _known(conn, patient_id)
     return store.proposals_of(conn, patient_id, pending_only=False)
+
+
+def proposal(
+    conn: Connection, patient_id: UUID, proposal_id: UUID
+) -> tuple[Proposal, ProposalDecision | None]:
+    """One of the patient's proposals with the prescriber's decision (``None``: pending);
+    ``ProposalNotFound`` when the patient has no such proposal."""
+    _known(conn, patient_id)
+    return _proposal(conn, patient_id, proposal_id)
+
+
+def urgent_pack(conn: Connection, patient_id: UUID, period_id: UUID, pack_id: UUID) -> UrgentPack:
+    """One urgent pack of the patient's packing period; ``PackingPeriodNotFound`` or
+    ``UrgentPackNotFound`` when the patient has no such period or pack."""
+    _known(conn, patient_id)
+    _period(conn, patient_id, period_id)
+    found = next((u for u in store.urgent_packs_of(conn, [period_id]) if u.id == pack_id), None)
+    if found is None:
+        raise UrgentPackNotFound(
+            f"packing period {period_id} has no urgent pack {pack_id}", pack_id=pack_id
+        )
+    return found

@@ -11,7 +11,10 @@ refusal rolls everything back and is then audited in a transaction of its own.
 
 ``run_work`` is its one variant, for writes that are not a command on a patient's list (a
 ward's set-up, registering a patient, the scheduled jobs' work on one patient): the same
-transaction, lock, idempotency key, audit and metrics, kept here too.
+transaction, lock, idempotency key, audit and metrics, kept here too. Two narrow forms of it
+for what is no change to a patient's data: ``run_audited`` (CDS Hooks cards and feedback,
+appended inside the audited access that shows them) and ``claim_once`` (a one-time claim such
+as a CDS client token's ``jti``).
 
 The catalogue version in force is resolved once per transaction (``medloop.loop.catalogue``).
 """
@@ -34,7 +37,12 @@ from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import Annulment, Dispense, DispenseNotFound
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.errors import DomainError
-from medloop.domain.medication_list import ListChange, MedicationList, StaleListVersion
+from medloop.domain.medication_list import (
+    EntryVersion,
+    ListChange,
+    MedicationList,
+    StaleListVersion,
+)
 from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound, PrescriptionVersion
@@ -44,7 +52,7 @@ from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
-from medloop.store import audit, batch, state_cache
+from medloop.store import access, audit, batch, idempotency, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
@@ -311,29 +319,27 @@ def _decide_and_store(
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
     handled, stored_alerts = _store(conn, action, patient_id, call, effect, alerts, version, state)
-    committed.append(
-        (
-            revision,
-            state.advanced(
-                list_change=effect.list_change,
-                prescription_versions=effect.prescription_versions,
-                dispenses=effect.dispenses,
-                annulments=effect.annulments,
-                handled=[
-                    HandledAlert(
-                        key=key,
-                        handled_by=call.actor.personnel.hpr_number,
-                        handled_at=call.at,
-                        reason=reason,
-                    )
-                    for key, reason in handled.items()
-                ],
-                recorded_at=call.at,
-                alerts=stored_alerts,
-                patient=effect.patient,
-            ),
-        )
+    after = state.advanced(
+        list_change=effect.list_change,
+        prescription_versions=effect.prescription_versions,
+        dispenses=effect.dispenses,
+        annulments=effect.annulments,
+        handled=[
+            HandledAlert(
+                key=key,
+                handled_by=call.actor.personnel.hpr_number,
+                handled_at=call.at,
+                reason=reason,
+            )
+            for key, reason in handled.items()
+        ],
+        recorded_at=call.at,
+        alerts=stored_alerts,
+        patient=effect.patient,
     )
+    if effect.list_change is not None and locked.ever_admitted:
+        _with_plan(conn, after, call.at, effect.list_change.entry_versions)
+    committed.append((revision, after))
     return {
         "patient_id": str(patient_id),
         "list_version": version,
@@ -342,6 +348,26 @@ def _decide_and_store(
         "overridden": sorted(k for k in call.overrides if k in {a.key for a in alerts}),
         **effect.response,
     }
+
+
+def _with_plan(
+    conn: Connection, after: PatientState, at: datetime, changed: Sequence[EntryVersion]
+) -> None:
+    """The administration plan of the entries ``changed`` by a command, for a patient on a
+    ward, brought up to date with the list in the command's transaction (a refusal rolls it
+    back with the rest): the ward chart never shows a stale plan. Only for patients ever
+    admitted (``lock_for_command`` says so in the lock's own statement), so other patients pay
+    no query for it."""
+    # Imported here: the administration commands are built on this module.
+    from medloop.loop.administration.planning import plan_after_change
+
+    plan_after_change(
+        conn,
+        after,
+        at,
+        {v.entry_id for v in changed},
+        new_entries=all(v.version == 1 for v in changed),
+    )
 
 
 def _store(
@@ -519,6 +545,62 @@ def _work(
         _event(action, call, national_id, audit.Outcome.OK, {**response, "replayed": replayed}),
     )
     return response, replayed
+
+
+# -- the variants for what is no change to a patient's list ------------------------------------
+
+
+@dataclass(frozen=True)
+class Once:
+    """An idempotency key: the caller's ``scope``, the ``key`` and the request's
+    ``fingerprint`` (``store.idempotency.request_fingerprint``)."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+
+def run_audited(
+    engine: Engine,
+    who: access.Accessor,
+    patient_id: UUID,
+    action: str,
+    work: Callable[[Connection], Mapping[str, Any]],
+    *,
+    once: Once | None = None,
+) -> Mapping[str, Any]:
+    """The variant for decision support shown to a user about a patient (CDS Hooks cards and
+    the feedback on them): an audited access to the patient (``store.access.audited``: the
+    transaction begins with the patient's access row and ends with the audit record of
+    ``action``), in which ``work`` appends what it issued; with ``once`` the first answer for
+    the key is returned and nothing is appended again (in a savepoint: a failing ``work``
+    frees the key). Not a command: the patient's list and revision are left alone."""
+
+    def body(conn: Connection) -> Mapping[str, Any]:
+        if once is None:
+            return work(conn)
+        return run_once(conn, once.scope, once.key, once.fingerprint, lambda: work(conn)).response
+
+    return access.audited(engine, who, patient_id, action, body)
+
+
+def claim_once(engine: Engine, once: Once, *, forget_before: datetime | None = None) -> bool:
+    """The variant for a one-time claim that is no patient's data (a CDS client token's
+    ``jti``): in one write transaction through ``run_work`` (the system's, unaudited: it
+    changes nothing but the claim), the scope's claims made before ``forget_before`` are
+    deleted and ``once.key`` is claimed. ``True`` the first time, ``False`` when the key was
+    claimed before (a replay)."""
+
+    def work(ctx: WorkContext) -> Done:
+        if forget_before is not None:
+            idempotency.forget_before(ctx.conn, once.scope, forget_before)
+        claimed = run_once(ctx.conn, once.scope, once.key, once.fingerprint, lambda: {})
+        return Done(response={"replayed": claimed.replayed})
+
+    try:
+        return not run_work(engine, "claim", work)["replayed"]
+    except IdempotencyError:
+        return False
 
 
 # -- decision support --------------------------------------------------------------------------

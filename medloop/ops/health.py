@@ -15,7 +15,6 @@ The answer follows the shape of the IETF "Health Check Response Format" draft: `
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from fest.queries import version_in_force
+from medloop.settings import current
 from medloop.store.db import reader
 
 HEARTBEAT_FILE = "scheduler.heartbeat"
@@ -89,7 +89,7 @@ def ready(engine: Engine, load_catalogue: Any, run_dir: Path | None) -> Readines
 def scheduler_state(run_dir: Path | None) -> dict[str, Any]:
     """``pass`` with a fresh heartbeat, ``fail`` with a stale one, ``info`` when the jobs are
     off or this process was not started by ``medloop serve`` (no run folder)."""
-    if os.environ.get("MEDLOOP_SCHEDULER", "on").lower() in ("off", "0", "false", "no"):
+    if not current().jobs.scheduler:
         return {"status": "info", "enabled": False}
     if run_dir is None:
         return {"status": "info", "enabled": True, "reason": "not started by medloop serve"}
@@ -112,5 +112,5 @@ def heartbeat(run_dir: Path) -> None:
 
 
 def run_dir_from_env() -> Path | None:
-    value = os.environ.get("MEDLOOP_RUN_DIR")
-    return Path(value) if value else None
+    """The run folder of the process's settings (``MEDLOOP_RUN_DIR``, set by ``medloop serve``)."""
+    return current().ops.run_dir

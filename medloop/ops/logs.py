@@ -16,7 +16,6 @@ renders for a terminal instead of JSON.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 from typing import Any
@@ -66,8 +65,10 @@ _configured = False
 def configure(level: str | None = None, fmt: str | None = None, stream: Any = None) -> None:
     """Route structlog and the standard library's logging through one JSON renderer."""
     global _configured
-    level = (level or os.environ.get("MEDLOOP_LOG_LEVEL", "INFO")).upper()
-    fmt = fmt or os.environ.get("MEDLOOP_LOG_FORMAT", "json")
+    from medloop.settings import current
+
+    level = (level or current().ops.log_level).upper()
+    fmt = fmt or current().ops.log_format
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"

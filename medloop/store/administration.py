@@ -49,7 +49,7 @@ from medloop.domain.administration import (
 )
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
-from medloop.store import attestation
+from medloop.store import attestation, batch
 from medloop.store.alerts import alert
 from medloop.store.columns import UUID_LENGTH, aware, utc
 
@@ -344,60 +344,50 @@ _SCHEDULES_OF_PATIENTS = (
     .where(schedule.c.patient_id.in_(bindparam("ids", expanding=True)))
     .order_by(schedule.c.entry_id, schedule.c.version)
 )
-_ADD_SCHEDULES = schedule.insert()
-_ADD_PLANNED_DOSES = planned_dose.insert()
 
 
 def add_schedules(
     conn: Connection, rows: Sequence[tuple[UUID, ScheduleRow]], generated_at: datetime
 ) -> None:
-    """New schedules, each of (patient id, schedule)."""
-    if not rows:
-        return
-    conn.execute(
-        _ADD_SCHEDULES,
-        attestation.stamp(
-            conn,
-            schedule,
-            [
-                {
-                    "entry_id": str(row.entry_id),
-                    "version": row.version,
-                    "patient_id": str(patient_id),
-                    "entry_version": row.entry_version,
-                    "fingerprint": row.fingerprint,
-                    "effective_from": utc(row.effective_from),
-                    "generated_at": utc(generated_at),
-                }
-                for patient_id, row in rows
-            ],
-        ),
+    """New schedules, each of (patient id, schedule); queued with a command's other appends
+    (``store.batch``)."""
+    batch.insert(
+        conn,
+        schedule,
+        [
+            {
+                "entry_id": str(row.entry_id),
+                "version": row.version,
+                "patient_id": str(patient_id),
+                "entry_version": row.entry_version,
+                "fingerprint": row.fingerprint,
+                "effective_from": utc(row.effective_from),
+                "generated_at": utc(generated_at),
+            }
+            for patient_id, row in rows
+        ],
     )
 
 
 def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
-    if not doses:
-        return
-    conn.execute(
-        _ADD_PLANNED_DOSES,
-        attestation.stamp(
-            conn,
-            planned_dose,
-            [
-                {
-                    "id": str(d.id),
-                    "patient_id": str(d.patient_id),
-                    "ward_id": str(d.ward_id),
-                    "entry_id": str(d.entry_id),
-                    "schedule_version": d.schedule_version,
-                    "local_time": d.local_time.strftime("%Y-%m-%dT%H:%M"),
-                    "dose_index": d.dose_index,
-                    "due_at": utc(d.due_at),
-                    "record": d.model_dump(mode="json"),
-                }
-                for d in doses
-            ],
-        ),
+    """New planned doses; queued with a command's other appends (``store.batch``)."""
+    batch.insert(
+        conn,
+        planned_dose,
+        [
+            {
+                "id": str(d.id),
+                "patient_id": str(d.patient_id),
+                "ward_id": str(d.ward_id),
+                "entry_id": str(d.entry_id),
+                "schedule_version": d.schedule_version,
+                "local_time": d.local_time.strftime("%Y-%m-%dT%H:%M"),
+                "dose_index": d.dose_index,
+                "due_at": utc(d.due_at),
+                "record": d.model_dump(mode="json"),
+            }
+            for d in doses
+        ],
     )
 
 
@@ -551,6 +541,37 @@ _ADMISSIONS_WITH_CONFIG = (
     .where(admission.c.patient_id == bindparam("patient_id"))
     .order_by(admission.c.admitted_at, admission.c.id)
 )
+
+
+_STAY_TO_PLAN = (
+    _ADMISSIONS_WITH_CONFIG.where(
+        admission.c.admitted_at < bindparam("until", type_=admission.c.admitted_at.type),
+        or_(
+            discharge.c.at.is_(None),
+            discharge.c.at > bindparam("at", type_=discharge.c.at.type),
+        ),
+    )
+    .order_by(None)
+    .order_by(admission.c.admitted_at.desc(), admission.c.id.desc())
+    .limit(1)
+)
+
+
+def stay_to_plan(
+    conn: Connection, patient_id: UUID, at: datetime, until: datetime
+) -> tuple[Admission, int | None] | None:
+    """The patient's latest admission that begins before ``until`` and has not ended by
+    ``at``, with its ward's configuration version in force, in one round trip (on PostgreSQL
+    the same one as the command's queued appends); ``None`` when there is none."""
+    row = batch.first_row(
+        conn, _STAY_TO_PLAN, {"patient_id": str(patient_id), "at": utc(at), "until": utc(until)}
+    )
+    if row is None:
+        return None
+    record = Admission.model_validate(row.record)
+    if row.discharged_at is not None:
+        record = record.model_copy(update={"discharged_at": aware(row.discharged_at)})
+    return record, row.config_version
 
 
 def admissions_with_config(conn: Connection, patient_id: UUID) -> list[tuple[Admission, int]]:

@@ -47,6 +47,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -225,3 +226,13 @@ _CANONICAL_ENCODER = json.JSONEncoder(
 
 def _canonical_json(value: Any) -> str:
     return _CANONICAL_ENCODER.encode(value)
+
+
+def forget_before(conn: Connection, scope: str, before: datetime) -> None:
+    """Delete the keys of ``scope`` claimed before ``before`` (one-time claims kept only as
+    long as a replay could be presented: a CDS client token's ``jti``)."""
+    conn.execute(
+        delete(idempotency_key).where(
+            and_(idempotency_key.c.scope == scope, idempotency_key.c.created_at < before)
+        )
+    )

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    exists,
     select,
     text,
     update,
@@ -35,6 +36,7 @@ from fest.queries import VERSION_KEY_IN_FORCE, version_key_of
 from fest.schema import fest_version, metadata
 from medloop.domain.patient import Patient
 from medloop.store import attestation, audit, batch
+from medloop.store.administration import admission
 from medloop.store.columns import UUID_LENGTH, parsed
 from medloop.store.transaction import existing_transaction_memo, transaction_memo
 
@@ -75,12 +77,14 @@ def read_patient(conn: Connection, patient_id: UUID) -> Patient | None:
 @dataclass(frozen=True)
 class Locked:
     """What ``lock_for_command`` read: the patient's stored record (JSON, validated by the
-    caller only when it needs it), its new revision, and the id and file hash of the catalogue
-    version in force (``None`` before the first import)."""
+    caller only when it needs it), its new revision, the id and file hash of the catalogue
+    version in force (``None`` before the first import), and whether the patient was ever
+    admitted to a ward (only then can a change of the list change an administration plan)."""
 
     record: dict[str, Any]
     revision: int
     catalogue: tuple[int, str] | None
+    ever_admitted: bool = False
 
 
 def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
@@ -101,7 +105,7 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
         audit.note_chain_locked(conn, found.national_id)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
     transaction_memo(conn)[_CATALOGUE_IN_FORCE] = catalogue
-    return Locked(found.record, found.revision, catalogue)
+    return Locked(found.record, found.revision, catalogue, bool(found.ever_admitted))
 
 
 _PATIENT_WITH_REVISION = select(patient.c.record, patient.c.revision).where(
@@ -217,6 +221,9 @@ _BUMP_REVISION = (
         patient.c.national_id,
         _in_force(fest_version.c.id).label("catalogue_id"),
         _in_force(fest_version.c.sha256).label("sha256"),
+        # Compared with the bound parameter, not with ``patient.id``: SQLite evaluates a
+        # RETURNING subquery correlated with the updated row wrongly (it sees no row).
+        exists().where(admission.c.patient_id == bindparam("patient_id")).label("ever_admitted"),
     )
 )
 # Row lock first, then the chain's lock (the RETURNING list is evaluated on the updated row).

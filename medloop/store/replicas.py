@@ -24,7 +24,6 @@ replica configured every read goes to the primary, as before.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, exc, text
 
+from medloop.settings import current
 from medloop.store.db import make_engine, reader
 
 T = TypeVar("T")
@@ -41,8 +41,8 @@ __all__ = ["ReadRouter", "replica_urls_from_env"]
 
 
 def replica_urls_from_env() -> list[str]:
-    value = os.environ.get("MEDLOOP_DATABASE_REPLICA_URLS", "")
-    return [url.strip() for url in value.split(",") if url.strip()]
+    """``MEDLOOP_DATABASE_REPLICA_URLS`` of the process's settings."""
+    return list(current().replicas.urls)
 
 
 @dataclass
@@ -76,9 +76,7 @@ class ReadRouter:
         self.primary = primary
         self._replicas = [_Replica(engine) for engine in replicas]
         self._check_seconds = (
-            float(os.environ.get("MEDLOOP_REPLICA_CHECK_SECONDS", "1"))
-            if check_seconds is None
-            else check_seconds
+            current().replicas.check_seconds if check_seconds is None else check_seconds
         )
         self._down_seconds = down_seconds
         self._clock = clock

@@ -15,7 +15,6 @@ the next revision's state, so what is derived once per revision is derived once.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -24,8 +23,9 @@ from uuid import UUID
 from sqlalchemy import Engine
 
 from medloop.domain.state import PatientState
+from medloop.settings import current
 
-VERIFY = os.environ.get("MEDLOOP_VERIFY_STATE_CACHE") == "1"
+VERIFY = current().ops.verify_state_cache
 """Test setting: every use of a cached state is checked against a fresh read of the tables."""
 
 CAPACITY = 4096

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from medloop.api.app import create_app
 from medloop.api.auth import issue_token
@@ -16,14 +19,45 @@ from tests.loop.helpers import GP, NOW, PHARMACIST, TODAY, demo_world
 
 NATIONAL_ID = "21014605158"
 OTHER_NATIONAL_ID = "15035010030"
-GP_TOKEN = issue_token(
+
+
+class Token:
+    """The bearer token of one test identity, issued when it is first sent and issued again
+    before it nears its expiry: tokens issued when the module was imported expired after an
+    hour, and a long run of the suite got 401s (#14). Use it where a token string goes
+    (``auth(token)``, an f-string); ``str(token)`` is the token itself."""
+
+    REFRESH_AFTER = timedelta(minutes=30)
+    """A token is issued for an hour (``issue_token``'s lifetime) and re-issued after this."""
+
+    def __init__(self, role: str, subject: str, organisation: str | None = None, **claims: Any):
+        self._claims: dict[str, Any] = {"organisation": organisation, **claims}
+        self._role, self._subject = role, subject
+        self._value: str | None = None
+        self._issued: datetime | None = None
+
+    def __str__(self) -> str:
+        now = datetime.now(UTC)
+        if self._value is None or self._issued is None or now - self._issued >= self.REFRESH_AFTER:
+            self._value = issue_token(self._role, self._subject, now=now, **self._claims)
+            self._issued = now
+        return self._value
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __repr__(self) -> str:
+        return f"Token({self._role!r}, {self._subject!r})"
+
+
+GP_TOKEN = Token(
     "gp",
     GP.personnel.hpr_number,
     GP.organisation.id,
     name=GP.personnel.name,
     organisation_name=GP.organisation.name,
 )
-PHARMACIST_TOKEN = issue_token(
+PHARMACIST_TOKEN = Token(
     "pharmacist",
     PHARMACIST.personnel.hpr_number,
     PHARMACIST.organisation.id,
@@ -31,21 +65,21 @@ PHARMACIST_TOKEN = issue_token(
     organisation_name=PHARMACIST.organisation.name,
 )
 NURSING_HOME = "974600951"
-NURSE_TOKEN = issue_token("nurse", "5551234", NURSING_HOME, name="Nina Sykepleier")
-SECOND_NURSE_TOKEN = issue_token("nurse", "5559876", NURSING_HOME, name="Siri Sykepleier")
-WARD_ADMIN_TOKEN = issue_token(
+NURSE_TOKEN = Token("nurse", "5551234", NURSING_HOME, name="Nina Sykepleier")
+SECOND_NURSE_TOKEN = Token("nurse", "5559876", NURSING_HOME, name="Siri Sykepleier")
+WARD_ADMIN_TOKEN = Token(
     "nurse", "5552468", NURSING_HOME, name="Wenche Avdelingsleder", ward_admin=True
 )
-OTHER_HOME_WARD_ADMIN_TOKEN = issue_token(
+OTHER_HOME_WARD_ADMIN_TOKEN = Token(
     "nurse", "5551357", "8012399", name="Rune Avdelingsleder", ward_admin=True
 )
-OTHER_HOME_NURSE_TOKEN = issue_token("nurse", "5550000", "8012399", name="Ola Sykepleier")
-OTHER_PHARMACY_TOKEN = issue_token("pharmacist", "7654321", "8090699", name="Ola Farmasøyt")
-PATIENT_TOKEN = issue_token("patient", NATIONAL_ID)
-OTHER_PATIENT_TOKEN = issue_token("patient", OTHER_NATIONAL_ID)
+OTHER_HOME_NURSE_TOKEN = Token("nurse", "5550000", "8012399", name="Ola Sykepleier")
+OTHER_PHARMACY_TOKEN = Token("pharmacist", "7654321", "8090699", name="Ola Farmasøyt")
+PATIENT_TOKEN = Token("patient", NATIONAL_ID)
+OTHER_PATIENT_TOKEN = Token("patient", OTHER_NATIONAL_ID)
 
 
-def auth(token: str, **headers: str) -> dict[str, str]:
+def auth(token: str | Token, **headers: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", **headers}
 
 
@@ -66,16 +100,16 @@ class World:
     patient_id: uuid.UUID
     clock: Clock
 
-    def get(self, path: str, token: str = GP_TOKEN, **headers: str):
+    def get(self, path: str, token: str | Token = GP_TOKEN, **headers: str):
         return self.client.get(path, headers=auth(token, **headers))
 
-    def post(self, path: str, body: Any, token: str = GP_TOKEN, **headers: str):
+    def post(self, path: str, body: Any, token: str | Token = GP_TOKEN, **headers: str):
         return self.client.post(path, json=body, headers=auth(token, **headers))
 
     def version(self) -> int:
         return int(self.get(f"/patients/{self.patient_id}/list").headers["ETag"].strip('"'))
 
-    def write(self, path: str, body: Any, token: str = GP_TOKEN, **headers: str):
+    def write(self, path: str, body: Any, token: str | Token = GP_TOKEN, **headers: str):
         """A write based on the current list version."""
         return self.post(path, body, token, **{"If-Match": f'"{self.version()}"', **headers})
 
@@ -108,3 +142,121 @@ def make_world(engine) -> World:
     clock = Clock()
     app = create_app(ApiSettings.from_env("sqlite://"), engine=engine, clock=clock)
     return World(TestClient(app), engine, patient_id, clock)
+
+
+# -- nursing home, multidose, pharmacy and CDS Hooks builders --------------------------------
+
+MORNING = {
+    "use": "regular",
+    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
+}
+PRN = {
+    "use": "as-needed",
+    "as_needed": [
+        {
+            "amount": {"value": 1, "unit": "kapsel"},
+            "max_per_24h": {"value": 4, "unit": "kapsel"},
+            "min_interval": {"value": 4, "unit": "hour"},
+        }
+    ],
+}
+SIMVASTATIN_GENERIC_EAN = "7046260904705"
+OKSYKODON_EAN = "7046260910997"
+NEXT_MORNING = datetime(2026, 11, 21, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
+
+
+def admission_body(ward_id: str, admitted_at: str, **changes) -> dict:
+    return {
+        "admission_id": str(uuid.uuid4()),
+        "ward_id": ward_id,
+        "admitted_at": admitted_at,
+        "reason": "Korttidsopphold etter hoftebrudd",
+        "decision_reference": "Vedtak 2026/0815",
+        **changes,
+    }
+
+
+def admitted(world) -> tuple[str, str, str]:
+    """Simvastatin every morning and oksykodon as needed, then admitted to a new ward of the
+    nurse's home; returns (ward id, simvastatin entry, oksykodon entry)."""
+    simvastatin = prescribe_body("090436", dosage=MORNING)
+    oksykodon = prescribe_body("091099", use="as-needed", dosage=PRN)
+    for body in (simvastatin, oksykodon):
+        assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    ward_id = str(uuid.uuid4())
+    created = world.post(
+        "/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 2"}, token=WARD_ADMIN_TOKEN
+    )
+    assert created.status_code == 201, created.text
+    assert world.get(f"/patients/{world.patient_id}/list", token=NURSE_TOKEN).status_code == 403
+    admission = world.post(
+        f"/nursing/patients/{world.patient_id}/admissions",
+        admission_body(ward_id, "2026-11-20T09:00:00Z"),
+        token=WARD_ADMIN_TOKEN,
+    )
+    assert admission.status_code == 201, admission.text
+    return ward_id, simvastatin["entry_id"], oksykodon["entry_id"]
+
+
+def multidose_patient(world) -> str:
+    """Simvastatin in multidose, the GP's practice and the demo pharmacy responsible; returns
+    the open period's id."""
+    body = prescribe_body("090436", dosage=MORNING, multidose=True)
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    base = f"/multidose/patients/{world.patient_id}"
+    registered = world.post(
+        f"{base}/responsibility",
+        {
+            "doctor": GP.model_dump(mode="json"),
+            "pharmacy": PHARMACIST.organisation.model_dump(mode="json"),
+            "valid_from": "2026-11-20",
+        },
+    )
+    assert registered.status_code == 200, registered.text
+    period_id = str(uuid.uuid4())
+    opened = world.post(
+        f"{base}/periods",
+        {
+            "period_id": period_id,
+            "first_day": "2026-11-30",
+            "order_deadline": "2026-11-25T12:00:00Z",
+        },
+        token=PHARMACIST_TOKEN,
+    )
+    assert opened.status_code == 201, opened.text
+    return period_id
+
+
+def pharmacy_version(world) -> str:
+    """The ETag of the pharmacy's view of the patient's prescriptions."""
+    response = world.get(
+        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
+    )
+    return response.headers["ETag"]
+
+
+def draft(
+    draft_id: str, system: str, code: str, patient: str, *dosage: dict[str, Any]
+) -> dict[str, Any]:
+    """A draft MedicationRequest, validated by fhir.resources before it is sent."""
+    request = MedicationRequest(
+        id=draft_id,
+        status="draft",
+        intent="proposal",
+        subject={"reference": f"Patient/{patient}"},
+        medicationCodeableConcept={"coding": [{"system": system, "code": code}]},
+        dosageInstruction=list(dosage) or None,
+    )
+    return request.model_dump(mode="json", exclude_none=True)
+
+
+def hook(hook_name: str, patient: str, *drafts: dict[str, Any], selections=()) -> dict:
+    bundle = Bundle(type="collection", entry=[{"resource": d} for d in drafts])
+    context: dict[str, Any] = {
+        "userId": "Practitioner/431002737",
+        "patientId": patient,
+        "draftOrders": bundle.model_dump(mode="json", exclude_none=True),
+    }
+    if hook_name == "order-select":
+        context["selections"] = list(selections)
+    return {"hook": hook_name, "hookInstance": str(uuid.uuid4()), "context": context}

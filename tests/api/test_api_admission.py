@@ -27,11 +27,12 @@ from tests.api.helpers import (
     OTHER_HOME_NURSE_TOKEN,
     OTHER_HOME_WARD_ADMIN_TOKEN,
     PATIENT_TOKEN,
+    PRN,
     WARD_ADMIN_TOKEN,
+    admission_body,
     auth,
     prescribe_body,
 )
-from tests.api.test_api_nursing import PRN, admission_body
 from tests.loop.helpers import NOW
 
 

@@ -12,17 +12,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medloop.api.app import create_app
+from medloop.api.cds import FEST_VARENR
 from medloop.api.config import ApiSettings
 from tests.api.helpers import (
     GP_TOKEN,
     NURSE_TOKEN,
     PATIENT_TOKEN,
+    SIMVASTATIN_GENERIC_EAN,
+    admitted,
     auth,
+    draft,
+    hook,
     make_world,
     prescribe_body,
 )
-from tests.api.test_api_cds_hooks import FEST_VARENR, draft, hook
-from tests.api.test_api_nursing import SIMVASTATIN_GENERIC_EAN, admitted
 from tests.loop.helpers import SIMVASTATIN_28
 
 MORNING_DOSE = {
@@ -212,8 +215,7 @@ def test_an_access_log_page_cursor_beyond_64_bits_is_refused(world, before):
     [{"order_deadline": "9999-12-31T12:00:00Z"}, {"days": 100000}, {"days": 1e9}, {"days": True}],
 )
 def test_a_packing_period_out_of_range_is_refused(world, change):
-    from tests.api.helpers import PHARMACIST_TOKEN
-    from tests.api.test_api_multidose import multidose_patient
+    from tests.api.helpers import PHARMACIST_TOKEN, multidose_patient
 
     multidose_patient(world)
     period = {

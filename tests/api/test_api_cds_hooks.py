@@ -6,8 +6,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.medicationrequest import MedicationRequest
 from sqlalchemy import select
 
 from medloop.api.cds import ATC, FEST_VARENR
@@ -16,36 +14,11 @@ from medloop.store.access import cds_card, cds_feedback
 from tests.api.helpers import (
     NATIONAL_ID,
     PHARMACIST_TOKEN,
+    draft,
+    hook,
     prescribe_body,
 )
 from tests.loop.helpers import KLARITROMYCIN, SIMVASTATIN_28
-
-
-def draft(
-    draft_id: str, system: str, code: str, patient: str, *dosage: dict[str, Any]
-) -> dict[str, Any]:
-    """A draft MedicationRequest, validated by fhir.resources before it is sent."""
-    request = MedicationRequest(
-        id=draft_id,
-        status="draft",
-        intent="proposal",
-        subject={"reference": f"Patient/{patient}"},
-        medicationCodeableConcept={"coding": [{"system": system, "code": code}]},
-        dosageInstruction=list(dosage) or None,
-    )
-    return request.model_dump(mode="json", exclude_none=True)
-
-
-def hook(hook_name: str, patient: str, *drafts: dict[str, Any], selections=()) -> dict:
-    bundle = Bundle(type="collection", entry=[{"resource": d} for d in drafts])
-    context: dict[str, Any] = {
-        "userId": "Practitioner/431002737",
-        "patientId": patient,
-        "draftOrders": bundle.model_dump(mode="json", exclude_none=True),
-    }
-    if hook_name == "order-select":
-        context["selections"] = list(selections)
-    return {"hook": hook_name, "hookInstance": str(uuid.uuid4()), "context": context}
 
 
 def _on_simvastatin(world) -> None:

@@ -24,7 +24,9 @@ from medloop.api.config import ApiSettings
 from medloop.store.db import make_engine
 from tests.api.helpers import (
     GP_TOKEN,
+    MORNING,
     NATIONAL_ID,
+    NEXT_MORNING,
     NURSE_TOKEN,
     PHARMACIST_TOKEN,
     WARD_ADMIN_TOKEN,
@@ -32,7 +34,6 @@ from tests.api.helpers import (
     dispense_body,
     prescribe_body,
 )
-from tests.api.test_api_nursing import MORNING, NEXT_MORNING
 from tests.loop.helpers import KLARITROMYCIN, SIMVASTATIN_NORDKYST
 
 PACKAGE = "medloop_api_client"
@@ -182,7 +183,7 @@ def test_every_write_that_can_answer_428_documents_if_match_and_its_answer_heade
 
 def _client(package: ModuleType, app: Any, token: str) -> Any:
     client = package.AuthenticatedClient(
-        base_url="http://testserver", token=token, raise_on_unexpected_status=True
+        base_url="http://testserver", token=str(token), raise_on_unexpected_status=True
     )
     client.set_httpx_client(TestClient(app, headers=auth(token)))
     return client

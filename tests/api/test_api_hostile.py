@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.helpers import GP_TOKEN, PATIENT_TOKEN, auth, make_world, prescribe_body
-from tests.api.test_api_cds_hooks import FEST_VARENR, draft, hook
+from medloop.api.cds import FEST_VARENR
+from tests.api.helpers import GP_TOKEN, PATIENT_TOKEN, auth, draft, hook, make_world, prescribe_body
 from tests.loop.helpers import SIMVASTATIN_28
 
 _RAW = "\x01raw:"

@@ -11,43 +11,8 @@ from tests.api.helpers import (
     NURSE_TOKEN,
     OTHER_PHARMACY_TOKEN,
     PHARMACIST_TOKEN,
-    prescribe_body,
+    multidose_patient,
 )
-from tests.loop.helpers import GP, PHARMACIST
-
-MORNING = {
-    "use": "regular",
-    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
-}
-
-
-def multidose_patient(world) -> str:
-    """Simvastatin in multidose, the GP's practice and the demo pharmacy responsible; returns
-    the open period's id."""
-    body = prescribe_body("090436", dosage=MORNING, multidose=True)
-    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
-    base = f"/multidose/patients/{world.patient_id}"
-    registered = world.post(
-        f"{base}/responsibility",
-        {
-            "doctor": GP.model_dump(mode="json"),
-            "pharmacy": PHARMACIST.organisation.model_dump(mode="json"),
-            "valid_from": "2026-11-20",
-        },
-    )
-    assert registered.status_code == 200, registered.text
-    period_id = str(uuid.uuid4())
-    opened = world.post(
-        f"{base}/periods",
-        {
-            "period_id": period_id,
-            "first_day": "2026-11-30",
-            "order_deadline": "2026-11-25T12:00:00Z",
-        },
-        token=PHARMACIST_TOKEN,
-    )
-    assert opened.status_code == 201, opened.text
-    return period_id
 
 
 def test_the_pharmacy_packs_the_plan_and_the_reconciliation_finds_no_discrepancy(world):

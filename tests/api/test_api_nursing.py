@@ -6,69 +6,20 @@ administration history, and the other nursing home's nurse refused throughout.""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from tests.api.helpers import (
+    NEXT_MORNING,
     NURSE_TOKEN,
+    OKSYKODON_EAN,
     OTHER_HOME_NURSE_TOKEN,
     OTHER_HOME_WARD_ADMIN_TOKEN,
     PATIENT_TOKEN,
     SECOND_NURSE_TOKEN,
-    WARD_ADMIN_TOKEN,
+    SIMVASTATIN_GENERIC_EAN,
+    admission_body,
+    admitted,
     auth,
-    prescribe_body,
 )
-
-MORNING = {
-    "use": "regular",
-    "fixed": [{"amount": {"value": 1, "unit": "tablett"}, "time_of_day": "morning"}],
-}
-PRN = {
-    "use": "as-needed",
-    "as_needed": [
-        {
-            "amount": {"value": 1, "unit": "kapsel"},
-            "max_per_24h": {"value": 4, "unit": "kapsel"},
-            "min_interval": {"value": 4, "unit": "hour"},
-        }
-    ],
-}
-SIMVASTATIN_GENERIC_EAN = "7046260904705"
-OKSYKODON_EAN = "7046260910997"
-NEXT_MORNING = datetime(2026, 11, 21, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
-
-
-def admission_body(ward_id: str, admitted_at: str, **changes) -> dict:
-    return {
-        "admission_id": str(uuid.uuid4()),
-        "ward_id": ward_id,
-        "admitted_at": admitted_at,
-        "reason": "Korttidsopphold etter hoftebrudd",
-        "decision_reference": "Vedtak 2026/0815",
-        **changes,
-    }
-
-
-def admitted(world) -> tuple[str, str, str]:
-    """Simvastatin every morning and oksykodon as needed, then admitted to a new ward of the
-    nurse's home; returns (ward id, simvastatin entry, oksykodon entry)."""
-    simvastatin = prescribe_body("090436", dosage=MORNING)
-    oksykodon = prescribe_body("091099", use="as-needed", dosage=PRN)
-    for body in (simvastatin, oksykodon):
-        assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
-    ward_id = str(uuid.uuid4())
-    created = world.post(
-        "/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 2"}, token=WARD_ADMIN_TOKEN
-    )
-    assert created.status_code == 201, created.text
-    assert world.get(f"/patients/{world.patient_id}/list", token=NURSE_TOKEN).status_code == 403
-    admission = world.post(
-        f"/nursing/patients/{world.patient_id}/admissions",
-        admission_body(ward_id, "2026-11-20T09:00:00Z"),
-        token=WARD_ADMIN_TOKEN,
-    )
-    assert admission.status_code == 201, admission.text
-    return ward_id, simvastatin["entry_id"], oksykodon["entry_id"]
 
 
 def test_the_morning_round_with_a_scan_and_a_witnessed_narcotic(world):
@@ -178,3 +129,62 @@ def test_a_nurse_of_another_home_sees_and_charts_nothing(world):
     assert into_our_ward.status_code == 403
     assert into_our_ward.json()["code"] == "ward-of-another-organisation"
     assert str(world.patient_id) not in into_our_ward.text and ward_id not in into_our_ward.text
+
+
+def test_the_ward_chart_shows_each_prn_entry_with_its_limits_and_what_remains(world):
+    ward_id, _, oksykodon = admitted(world)
+    world.clock.at = NEXT_MORNING
+    chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
+    (patient,) = chart.json()["patients"]
+    assert patient["as_needed"] == []  # nothing given yet, and still on the chart:
+    assert patient["prn"] == [
+        {
+            "entry_id": oksykodon,
+            "drug": "Oksykodon Fjordfarma Kaps 5 mg",
+            "amount": {"value": 1.0, "unit": "kapsel"},
+            "limits": {
+                "max_per_24h": {"value": 4.0, "unit": "kapsel"},
+                "max_per_period": None,
+                "period": None,
+                "min_interval": {"value": 4.0, "unit": "hour"},
+            },
+            "given_last_24h": 0.0,
+            "doses_remaining": 4,
+            "next_allowed_at": "2026-11-21T07:05:00+00:00",
+            "not_checked": [],
+        }
+    ]
+    given = world.client.post(
+        f"/nursing/patients/{world.patient_id}/administrations",
+        json={
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": oksykodon,
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "kapsel"},
+            "scan": OKSYKODON_EAN,
+        },
+        headers=auth(NURSE_TOKEN, **{"X-Witness-Authorization": f"Bearer {SECOND_NURSE_TOKEN}"}),
+    )
+    assert given.status_code == 201, given.text
+    chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
+    (line,) = chart.json()["patients"][0]["prn"]
+    assert line["given_last_24h"] == 1.0
+    assert line["doses_remaining"] == 3
+    assert line["next_allowed_at"] == "2026-11-21T11:05:00+00:00"
+
+
+def test_the_prn_line_is_typed_in_the_openapi_document(world):
+    schemas = world.client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["PatientChart"]["properties"]["prn"]["items"] == {
+        "$ref": "#/components/schemas/PrnLine"
+    }
+    line = schemas["PrnLine"]
+    assert set(line["required"]) >= {
+        "entry_id",
+        "limits",
+        "given_last_24h",
+        "doses_remaining",
+        "next_allowed_at",
+    }
+    assert line["properties"]["limits"] == {"$ref": "#/components/schemas/PrnLimits"}

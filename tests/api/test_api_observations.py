@@ -11,9 +11,9 @@ from tests.api.helpers import (
     NATIONAL_ID,
     NURSE_TOKEN,
     PHARMACIST_TOKEN,
+    admitted,
     prescribe_body,
 )
-from tests.api.test_api_nursing import admitted
 
 PROBLEMS = "https://medloop.dev/problems/"
 METFORMIN_500 = "090555"

@@ -8,6 +8,7 @@ from tests.api.helpers import (
     PATIENT_TOKEN,
     PHARMACIST_TOKEN,
     dispense_body,
+    pharmacy_version,
     prescribe_body,
 )
 from tests.loop.helpers import ATORVASTATIN, SIMVASTATIN_28, SIMVASTATIN_NORDKYST
@@ -17,13 +18,6 @@ def _prescribed(world, varenr=SIMVASTATIN_28):
     body = prescribe_body(varenr)
     assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
     return body
-
-
-def _pharmacy_version(world) -> str:
-    response = world.get(
-        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
-    )
-    return response.headers["ETag"]
 
 
 def test_the_pharmacy_sees_dispensable_prescriptions_with_their_entries(world):
@@ -47,7 +41,7 @@ def test_dispensing_a_generic_from_the_substitution_group_then_annulling_it(worl
         path,
         dispense_body(rx, SIMVASTATIN_NORDKYST),
         token=PHARMACIST_TOKEN,
-        **{"If-Match": _pharmacy_version(world), "Idempotency-Key": "d-1"},
+        **{"If-Match": pharmacy_version(world), "Idempotency-Key": "d-1"},
     )
     assert dispensed.status_code == 201, dispensed.text
     assert dispensed.json()["substituted"] is True
@@ -67,7 +61,7 @@ def test_a_substitute_in_a_restricted_group_needs_the_pharmacists_reasoned_decis
     path = f"/pharmacy/patients/{world.patient_id}/dispenses"
     body = dispense_body(rx, "090317")
     refused = world.post(
-        path, body, token=PHARMACIST_TOKEN, **{"If-Match": _pharmacy_version(world)}
+        path, body, token=PHARMACIST_TOKEN, **{"If-Match": pharmacy_version(world)}
     )
     assert refused.status_code == 409, refused.text
     problem = refused.json()
@@ -80,7 +74,7 @@ def test_a_substitute_in_a_restricted_group_needs_the_pharmacists_reasoned_decis
         path,
         {**body, "overrides": {alert["key"]: reason}},
         token=PHARMACIST_TOKEN,
-        **{"If-Match": _pharmacy_version(world)},
+        **{"If-Match": pharmacy_version(world)},
     )
     assert dispensed.status_code == 201, dispensed.text
     substitution = dispensed.json()["substitution"]
@@ -98,7 +92,7 @@ def test_a_package_outside_the_substitution_group_is_refused_with_its_code(world
         f"/pharmacy/patients/{world.patient_id}/dispenses",
         dispense_body(body["terms"]["prescription_id"], ATORVASTATIN),
         token=PHARMACIST_TOKEN,
-        **{"If-Match": _pharmacy_version(world)},
+        **{"If-Match": pharmacy_version(world)},
     )
     assert refused.status_code == 409
     assert refused.json()["type"] == "https://medloop.dev/problems/package-not-substitutable"

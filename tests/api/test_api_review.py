@@ -10,8 +10,8 @@ from typing import Any
 
 import pypdf
 
-from tests.api.helpers import NURSE_TOKEN, prescribe_body
-from tests.loop.test_loop_review import varenr_of
+from tests.api.helpers import NURSE_TOKEN, admitted, prescribe_body
+from tests.loop.helpers import varenr_of
 
 PROBLEMS = "https://medloop.dev/problems/"
 WARFARIN, IBUPROFEN = "090232", "090181"
@@ -136,8 +136,6 @@ def test_a_malformed_decision_is_a_422_naming_the_field(world) -> None:
 
 
 def test_a_nurse_reads_the_review_but_cannot_sign_it(world) -> None:
-    from tests.api.test_api_nursing import admitted
-
     admitted(world)
     ids = {"ibuprofen": "none"}
     current, etag = started(world)

@@ -342,3 +342,20 @@ def test_the_ward_admin_claim_is_a_boolean_of_nurse_tokens(claims):
     verifier = TokenVerifier(ApiSettings.from_env("sqlite://"))
     with pytest.raises(Unauthenticated, match="ward_admin"):
         verifier.verify(_dev_signed(sub="5551234", **claims))
+
+
+def test_a_test_identity_token_is_issued_when_first_sent_and_again_before_it_expires():
+    from datetime import timedelta
+
+    from tests.api.helpers import Token
+
+    token = Token("gp", "431002737", "8095068", name="Anja Fos Eidsvik")
+    assert token._value is None  # nothing issued at import (or construction) time
+    first = f"{token}"
+    assert str(token) == first  # reused while fresh
+    issued = token._issued
+    token._issued = issued - Token.REFRESH_AFTER - timedelta(seconds=1)  # as after a long run
+    again = str(token)
+    assert token._issued >= issued and again != first  # issued anew
+    claims = jwt.decode(again, options={"verify_signature": False})
+    assert claims["exp"] - time.time() > 3000  # a fresh hour, not the first token's remains

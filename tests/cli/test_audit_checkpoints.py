@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from medloop.cli import app
 from medloop.store.audit import audit_event, record_hash
-from tests.store.test_audit import OTHER_PATIENT, PATIENT, an_event, append_all, tamper
+from tests.store.helpers import OTHER_PATIENT, PATIENT, an_event, append_all, tamper
 
 NOW = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 

@@ -8,13 +8,25 @@ import ast
 import multiprocessing
 import os
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from fest.parser import Limits
 from medloop.cli import app
-from medloop.settings import DEFAULT_DATABASE_URL, InvalidSetting, Settings
+from medloop.settings import (
+    DEFAULT_DATABASE_URL,
+    CdsSettingsSection,
+    CheckpointSettings,
+    EreseptSettings,
+    InvalidSetting,
+    JobsSettings,
+    OpsSettings,
+    ReplicaSettings,
+    Settings,
+)
 from tests.reference import REPO
 
 # The variables Settings reads: no other module may read them.
@@ -30,6 +42,28 @@ SETTINGS_VARIABLES = {
     "MEDLOOP_ALLOW_DEV_KEYS",
     "MEDLOOP_FEST_XSD_DIR",
     "MEDLOOP_DEMO_CATALOGUE",
+    # the subsystems' sections (#14: every variable read in one place)
+    "MEDLOOP_SCHEDULER",
+    "MEDLOOP_CATALOGUE_DIR",
+    "MEDLOOP_RUN_DIR",
+    "MEDLOOP_LOG_LEVEL",
+    "MEDLOOP_LOG_FORMAT",
+    "MEDLOOP_ACCESS_LOG",
+    "MEDLOOP_METRICS_TOKEN",
+    "MEDLOOP_VERIFY_STATE_CACHE",
+    "MEDLOOP_DATABASE_REPLICA_URLS",
+    "MEDLOOP_REPLICA_CHECK_SECONDS",
+    "MEDLOOP_ERESEPT_XSD_DIR",
+    "MEDLOOP_ERESEPT_TRUST_STORE",
+    "MEDLOOP_ERESEPT_MAX_BYTES",
+    "MEDLOOP_ERESEPT_MAX_DEPTH",
+    "MEDLOOP_ERESEPT_MAX_EMBEDDING",
+    "MEDLOOP_CDS_CLIENTS_FILE",
+    "MEDLOOP_CDS_BASE_URL",
+    "MEDLOOP_CDS_CORS_ORIGINS",
+    "MEDLOOP_AUDIT_CHECKPOINT_DIR",
+    "MEDLOOP_AUDIT_SIGNING_KEY_FILE",
+    "MEDLOOP_RENAL_MAX_AGE_DAYS",
 }
 
 
@@ -46,6 +80,28 @@ def test_every_setting_comes_from_the_environment_given(tmp_path):
             "MEDLOOP_ALLOW_DEV_KEYS": "1",
             "MEDLOOP_FEST_XSD_DIR": str(tmp_path),
             "MEDLOOP_DEMO_CATALOGUE": str(tmp_path / "demo.xml"),
+            "MEDLOOP_SCHEDULER": " Off ",
+            "MEDLOOP_CATALOGUE_DIR": str(tmp_path / "incoming"),
+            "MEDLOOP_RUN_DIR": str(tmp_path / "run"),
+            "MEDLOOP_LOG_LEVEL": "debug",
+            "MEDLOOP_LOG_FORMAT": "console",
+            "MEDLOOP_ACCESS_LOG": "off",
+            "MEDLOOP_METRICS_TOKEN": "s3cret",
+            "MEDLOOP_VERIFY_STATE_CACHE": "1",
+            "MEDLOOP_DATABASE_REPLICA_URLS": " postgresql://r1/m , ,postgresql://r2/m",
+            "MEDLOOP_REPLICA_CHECK_SECONDS": "0.5",
+            "MEDLOOP_ERESEPT_XSD_DIR": str(tmp_path / "xsd"),
+            "MEDLOOP_ERESEPT_TRUST_STORE": str(tmp_path / "ca"),
+            "MEDLOOP_ERESEPT_MAX_BYTES": "1000",
+            "MEDLOOP_ERESEPT_MAX_DEPTH": "10",
+            "MEDLOOP_ERESEPT_MAX_EMBEDDING": "2",
+            "MEDLOOP_CDS_CLIENTS_FILE": str(tmp_path / "clients.json"),
+            "MEDLOOP_CDS_BASE_URL": "https://medloop.example/",
+            "MEDLOOP_CDS_CORS_ORIGINS": "https://ehr.example/, https://other.example",
+            "MEDLOOP_AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+            "MEDLOOP_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "key.pem"),
+            "MEDLOOP_FEST_MAX_XML_BYTES": "123",
+            "MEDLOOP_RENAL_MAX_AGE_DAYS": "30",
         }
     )
 
@@ -60,8 +116,63 @@ def test_every_setting_comes_from_the_environment_given(tmp_path):
         allow_dev_keys=True,
         fest_xsd_dir=tmp_path,
         demo_catalogue=tmp_path / "demo.xml",
+        jobs=JobsSettings(scheduler=False, catalogue_dir=tmp_path / "incoming"),
+        ops=OpsSettings(
+            run_dir=tmp_path / "run",
+            log_level="DEBUG",
+            log_format="console",
+            access_log=False,
+            metrics_token="s3cret",
+            verify_state_cache=True,
+        ),
+        replicas=ReplicaSettings(
+            urls=("postgresql://r1/m", "postgresql://r2/m"), check_seconds=0.5
+        ),
+        eresept=EreseptSettings(
+            xsd_dir=tmp_path / "xsd",
+            trust_store=tmp_path / "ca",
+            max_bytes=1000,
+            max_depth=10,
+            max_embedding=2,
+        ),
+        cds=CdsSettingsSection(
+            clients_file=tmp_path / "clients.json",
+            base_url="https://medloop.example",
+            cors_origins=("https://ehr.example", "https://other.example"),
+        ),
+        checkpoints=CheckpointSettings(
+            directory=tmp_path / "checkpoints", key_file=tmp_path / "key.pem"
+        ),
+        fest_limits=Limits(max_xml_bytes=123),
+        renal_max_age_days=30,
     )
     assert not settings.uses_dev_keys
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("MEDLOOP_ERESEPT_MAX_DEPTH", "deep", "MEDLOOP_ERESEPT_MAX_DEPTH must be a whole number"),
+        ("MEDLOOP_ERESEPT_MAX_BYTES", "0", "MEDLOOP_ERESEPT_MAX_BYTES must be positive"),
+        ("MEDLOOP_FEST_MAX_XML_BYTES", "lots", "MEDLOOP_FEST_MAX_XML_BYTES must be a positive"),
+        ("MEDLOOP_RENAL_MAX_AGE_DAYS", "-3", "MEDLOOP_RENAL_MAX_AGE_DAYS must be a positive"),
+        ("MEDLOOP_CDS_CORS_ORIGINS", "*", "MEDLOOP_CDS_CORS_ORIGINS names origins, not '*'"),
+        ("MEDLOOP_REPLICA_CHECK_SECONDS", "soon", "MEDLOOP_REPLICA_CHECK_SECONDS must be"),
+    ],
+)
+def test_an_unusable_subsystem_setting_names_its_variable(variable, value, message):
+    with pytest.raises(InvalidSetting, match=message):
+        Settings.from_env(environ={variable: value})
+
+
+def test_the_process_reads_its_settings_once_and_the_cli_installs_its_own(monkeypatch):
+    from medloop import settings as process
+
+    first = process.current()
+    assert process.current() is first  # read once, not per use
+    chosen = Settings.from_env(environ={"MEDLOOP_METRICS_TOKEN": "chosen"})
+    process.install(chosen)
+    assert process.current().ops.metrics_token == "chosen"
 
 
 def test_the_database_url_given_wins_and_an_empty_environment_gives_the_defaults():
@@ -159,8 +270,12 @@ def test_serve_hands_its_settings_to_the_workers_without_writing_the_environment
     assert dict(os.environ) == before
     (config,) = supervised
     assert config.workers == 2
-    assert config.medloop_settings == Settings.from_env(postgres_url)
-    assert config.medloop_settings.route_threads == 3
+    given = config.medloop_settings
+    # The settings read once, with the server's run folder (heartbeat, readiness) on board.
+    assert given.ops.run_dir is not None and given.ops.run_dir.name.startswith("medloop-run-")
+    read = Settings.from_env(postgres_url)
+    assert given == replace(read, ops=replace(read.ops, run_dir=given.ops.run_dir))
+    assert given.route_threads == 3
     # uvicorn pickles the configuration into each worker it spawns: do the same, and let the
     # fresh process (whose environment has no MEDLOOP_DATABASE_URL) build its app from it.
     spawned = pickle.loads(pickle.dumps(config))

@@ -100,3 +100,14 @@ def dispense_order(
         batch="B123",
         expiry=on + timedelta(days=700),
     )
+
+
+def varenr_of(engine, atc: str) -> str:
+    """A package (varenr) of the catalogue in force whose product has ATC code ``atc``."""
+    from medloop.catalogue import load_snapshot
+    from medloop.store.db import reader
+
+    with reader(engine).connect() as conn:
+        snapshot = load_snapshot(conn)
+    products = {p.id for p in snapshot.products if p.atc == atc}
+    return next(p.varenr for p in snapshot.packages if set(p.product_ids) & products)

@@ -13,7 +13,6 @@ from sqlalchemy import select, text
 
 from interactions.dosage import Dosage, FixedDose, Quantity, TimeOfDay, Use
 from medloop import queries
-from medloop.catalogue import load_snapshot
 from medloop.domain.codes import EntryStatus, PrescriptionStatus
 from medloop.domain.medication_list import StaleListVersion
 from medloop.domain.review import (
@@ -28,9 +27,8 @@ from medloop.loop.change import EntryOrder, add_entry
 from medloop.loop.prescribe import prescribe
 from medloop.loop.review import ReviewSubmission, sign_review
 from medloop.store import audit
-from medloop.store.db import reader
 from medloop.store.reviews import medication_review, reviews_of
-from tests.loop.helpers import NOW, TODAY, call, demo_world, prescription_order
+from tests.loop.helpers import NOW, TODAY, call, demo_world, prescription_order, varenr_of
 
 PARTICIPANTS = (
     Participant(role="doctor", name="Anja Fos Eidsvik", hpr_number="431002737"),
@@ -48,13 +46,6 @@ def regular(mg: float, times: tuple[TimeOfDay, ...] = (TimeOfDay.MORNING,)) -> D
 
 
 THRICE = (TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.EVENING)
-
-
-def varenr_of(engine, atc: str) -> str:
-    with reader(engine).connect() as conn:
-        snapshot = load_snapshot(conn)
-    products = {p.id for p in snapshot.products if p.atc == atc}
-    return next(p.varenr for p in snapshot.packages if set(p.product_ids) & products)
 
 
 def resident(engine) -> tuple[UUID, dict[str, UUID]]:

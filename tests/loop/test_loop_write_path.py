@@ -34,13 +34,11 @@ ALLOWED = {
     ("loop/runner.py", "_audit_refusal"),  # a refusal's audit record, in its own transaction
     ("loop/runner.py", "_locked"),  # the patient's lock, for both
     ("loop/runner.py", "_once"),  # the idempotency key, for both
-    # CDS Hooks: an idempotent card issue inside the audited read path (store.access.audited);
-    # cards are decision support shown, not a change to the patient's data.
-    ("api/cds.py", "_once"),
-    # CDS client tokens: a jti's replay record in the idempotency table (no patient data).
-    # Found by this guard when issue #15's client JWTs landed; it opens its own transaction and
-    # should go through runner.run_work (call=None) like the other system work (left to do).
-    ("api/cds_auth.py", "consume_jti"),
+    # The narrow forms of run_work for what is no change to a patient's data: CDS Hooks cards
+    # and feedback inside the audited access that shows them, and one-time claims (a CDS
+    # client token's jti).
+    ("loop/runner.py", "run_audited"),
+    ("loop/runner.py", "claim_once"),
 }
 
 

@@ -194,11 +194,8 @@ def _samples(engine) -> dict[str, list[tuple[type, Any]]]:
 def _more_records(world) -> None:
     """A dispense and its annulment, a reconciliation, a handled alert, a proposal and its
     decision, through the API as in production."""
-    from tests.api.helpers import PHARMACIST_TOKEN, dispense_body, prescribe_body
-    from tests.api.test_api_pharmacy_catalogue_patient import (
-        SIMVASTATIN_NORDKYST,
-        _pharmacy_version,
-    )
+    from tests.api.helpers import PHARMACIST_TOKEN, dispense_body, pharmacy_version, prescribe_body
+    from tests.loop.helpers import SIMVASTATIN_NORDKYST
 
     body = prescribe_body(SIMVASTATIN_28)
     assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
@@ -207,7 +204,7 @@ def _more_records(world) -> None:
         path,
         dispense_body(body["terms"]["prescription_id"], SIMVASTATIN_NORDKYST),
         token=PHARMACIST_TOKEN,
-        **{"If-Match": _pharmacy_version(world)},
+        **{"If-Match": pharmacy_version(world)},
     )
     assert dispensed.status_code == 201, dispensed.text
     annulled = world.post(
@@ -269,8 +266,7 @@ def _more_records(world) -> None:
 def _charted(world, ward_id: str, entry_id: str) -> None:
     """The next morning's dose given, then marked entered-in-error (administration and its
     correction), through the API."""
-    from tests.api.helpers import NURSE_TOKEN
-    from tests.api.test_api_nursing import NEXT_MORNING
+    from tests.api.helpers import NEXT_MORNING, NURSE_TOKEN
 
     world.clock.at = NEXT_MORNING
     chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
@@ -343,9 +339,7 @@ def _packed_with_a_discrepancy(world, period_id: str) -> None:
 
 
 def test_every_stored_record_type_loads_again_equal_with_any_accepted_text_or_number(engine):
-    from tests.api.helpers import GP_TOKEN, auth
-    from tests.api.test_api_multidose import multidose_patient
-    from tests.api.test_api_nursing import admitted
+    from tests.api.helpers import GP_TOKEN, admitted, auth, multidose_patient
     from tests.eresept.importing import with_demo_drugs
     from tests.eresept.messages import SHARED_PRESENT, example
 

@@ -107,7 +107,9 @@ def test_a_server_run_in_process_leaves_no_run_folder_or_variable_behind(monkeyp
     seen = []
 
     def served(*_args, **_kwargs):
-        seen.append(os.environ.get("MEDLOOP_RUN_DIR"))
+        from medloop.settings import current
+
+        seen.append(current().ops.run_dir)
 
     monkeypatch.setattr(uvicorn, "run", served)
     monkeypatch.setenv("MEDLOOP_ALLOW_DEV_KEYS", "1")
@@ -115,6 +117,6 @@ def test_a_server_run_in_process_leaves_no_run_folder_or_variable_behind(monkeyp
     monkeypatch.delenv("MEDLOOP_RUN_DIR", raising=False)
     result = CliRunner().invoke(app, ["serve", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert seen and seen[0] is not None  # the server had its run folder ...
-    assert "MEDLOOP_RUN_DIR" not in os.environ  # ... and took it away with it
-    assert not os.path.exists(seen[0])
+    assert seen and seen[0] is not None  # the server had its run folder in its settings ...
+    assert "MEDLOOP_RUN_DIR" not in os.environ  # ... never in the environment ...
+    assert not os.path.exists(seen[0])  # ... and took it away with it

@@ -234,3 +234,55 @@ def test_several_workers_add_up_into_one_scrape_and_dead_workers_leave_the_pool_
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.postgres
+def test_serve_with_two_workers_and_no_metrics_folder_starts_and_answers_health(
+    postgres_url, tmp_path
+):
+    """A regression of e99b10c: without ``PROMETHEUS_MULTIPROC_DIR`` ``medloop serve
+    --workers 2`` makes a metrics folder of its own, and every worker must start after it is
+    set (importing prometheus_client earlier made the server refuse to start)."""
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    env |= {
+        "MEDLOOP_ALLOW_DEV_KEYS": "1",
+        "MEDLOOP_SCHEDULER": "off",
+        "MEDLOOP_DATABASE_URL": postgres_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from medloop.cli import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        live = None
+        for _ in range(300):
+            try:
+                live = httpx.get(f"{base}/health/live", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, (tmp_path / "server.log").read_text()
+                time.sleep(0.1)
+        assert live is not None and live.status_code == 200, (tmp_path / "server.log").read_text()
+        ready = httpx.get(f"{base}/health/ready", timeout=5)
+        assert ready.status_code in (200, 503) and ready.json()  # answered, by a live worker
+        assert "prometheus_client was imported" not in (tmp_path / "server.log").read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()

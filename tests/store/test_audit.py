@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
@@ -21,7 +21,6 @@ from medloop.store.audit import (
     GENESIS_HASH,
     NO_PATIENT,
     AuditEvent,
-    AuditRecord,
     InvalidAuditEvent,
     Outcome,
     WriteTransactionRequired,
@@ -34,22 +33,14 @@ from medloop.store.audit import (
 )
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
-
-PATIENT = "01017012345"
-OTHER_PATIENT = "02028054321"
-
-
-def an_event(n: int = 0, **fields) -> AuditEvent:
-    values = {
-        "actor": "9144889",
-        "actor_role": "doctor",
-        "organisation": "974589095",
-        "patient": PATIENT,
-        "action": "list.read",
-        "request_id": f"req-{n}",
-        "detail": {"n": n},
-    }
-    return AuditEvent(**{**values, **fields})
+from tests.store.helpers import (
+    OTHER_PATIENT,
+    PATIENT,
+    an_event,
+    append_all,
+    tamper,
+    writer,
+)
 
 
 @pytest.fixture
@@ -68,15 +59,6 @@ def postgres_engine(postgres_url: str):
     engine.dispose()
 
 
-def writer(engine: Engine) -> Engine:
-    return engine.execution_options(write=True)
-
-
-def append_all(engine: Engine, events: list[AuditEvent]) -> list[AuditRecord]:
-    with writer(engine).begin() as conn:
-        return [append(conn, event) for event in events]
-
-
 def verified(engine: Engine):
     with engine.connect() as conn:
         return verify(conn)
@@ -86,22 +68,6 @@ def stored_rows(engine: Engine) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(select(audit_event).order_by(audit_event.c.seq)).mappings()
         return [dict(row) for row in rows]
-
-
-def bypass_append_only(conn: Connection) -> None:
-    """What an intruder with the database's superuser would do first."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("DROP TRIGGER audit_event_refuse_update")
-        conn.exec_driver_sql("DROP TRIGGER audit_event_refuse_delete")
-    else:
-        conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER ALL")
-
-
-def tamper(engine: Engine, *statements: str) -> None:
-    with writer(engine).begin() as conn:
-        bypass_append_only(conn)
-        for statement in statements:
-            conn.exec_driver_sql(statement)
 
 
 def test_records_chain_from_genesis_through_every_append(engine):

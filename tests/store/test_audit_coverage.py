@@ -4,7 +4,11 @@ urgent packs, deadline flags; discharges, corrections and missed doses; CDS feed
 followed by ``verify`` with the rows checked, on SQLite and PostgreSQL (list reconciliations
 and annulled dispenses: tests/loop/test_loop_changes.py, which verifies the log itself). A
 writer that forgot to stamp would show as ``unattested-row``, one whose rows no audit record
-claims as ``unclaimed-rows``."""
+claims as ``unclaimed-rows``.
+
+The scenarios are other modules' tests, run here by name (``importlib``): the one place a
+test module is loaded by another, as a scenario and not as a library of builders
+(tests/test_architecture.py forbids importing them)."""
 
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from fest.schema import metadata
+from medloop.api.cds import FEST_VARENR
 from medloop.store.audit import verify
-from tests.api.helpers import make_world
+from tests.api.helpers import draft, hook, make_world, prescribe_body
+from tests.loop.helpers import KLARITROMYCIN, SIMVASTATIN_28
 
 SCENARIOS = [
     (
@@ -84,8 +90,23 @@ def test_the_rows_of_every_writing_path_are_attested(engine, module, name, table
 
 
 def test_cds_cards_and_feedback_are_attested(engine):
-    cds = importlib.import_module("tests.api.test_api_cds_hooks")
-    cds.test_feedback_is_stored_for_issued_cards_and_refused_for_unknown_ones(make_world(engine))
+    world = make_world(engine)
+    body = prescribe_body(SIMVASTATIN_28)
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    patient = str(world.patient_id)
+    request = hook("order-sign", patient, draft("rx1", FEST_VARENR, KLARITROMYCIN, patient))
+    card = world.post("/cds-services/medloop-order-sign", request).json()["cards"][0]
+    feedback = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"reason": card["overrideReasons"][0], "userComment": "kort"},
+                "outcomeTimestamp": "2026-11-20T09:05:00Z",
+            }
+        ]
+    }
+    assert world.post("/cds-services/medloop-order-sign/feedback", feedback).status_code == 200
 
     assert all(counts(engine, ["cds_card", "cds_feedback"]).values())
     verified_clean(engine)

@@ -26,10 +26,12 @@ from medloop.api.schemas import (
     CommandResponse,
     Intent,
     MultidoseOverview,
+    ProposalRecord,
     ReasonRequiredBody,
     dump,
     order_of,
 )
+from medloop.domain.multidose.periods import UrgentPack
 from medloop.domain.multidose.plan import ProductionPlan
 from medloop.domain.multidose.reconciliation import PackReconciliation, PackReport
 from medloop.loop import multidose
@@ -167,8 +169,27 @@ def urgent_pack(
         body.pack_id,
         caller.call(reason=body.reason, idempotency_key=key),
     )
-    # The overview lists the period's urgent packs.
-    return render(result, 201, location=BASE.format(patient_id=patient_id))
+    location = BASE.format(patient_id=patient_id) + f"/periods/{period_id}/urgent-packs/"
+    return render(result, 201, location=location + str(body.pack_id))
+
+
+@router.get(
+    "/periods/{period_id}/urgent-packs/{pack_id}",
+    response_model=UrgentPack,
+    responses=READ,
+    operation_id="readUrgentPack",
+    summary="One urgent pack of a packing period",
+)
+def read_urgent_pack(
+    caller: CallerDep, patient_id: UUID, period_id: UUID, pack_id: UUID
+) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_READ, patient_id)
+    found = caller.read(
+        patient_id,
+        "multidose-urgent-pack",
+        lambda conn: multidose.urgent_pack(conn, patient_id, period_id, pack_id),
+    )
+    return JSONResponse(dump(found))
 
 
 @router.get(
@@ -254,8 +275,25 @@ def propose(
     result = multidose.propose_change(
         caller.engine, patient_id, order_of(body, ProposalOrder), caller.call(idempotency_key=key)
     )
-    # The overview lists the pending proposals.
-    return render(result, 201, location=BASE.format(patient_id=patient_id))
+    location = BASE.format(patient_id=patient_id) + f"/proposals/{body.proposal_id}"
+    return render(result, 201, location=location)
+
+
+@router.get(
+    "/proposals/{proposal_id}",
+    response_model=ProposalRecord,
+    responses=READ,
+    operation_id="readProposal",
+    summary="One proposal with the prescriber's decision (null while pending)",
+)
+def read_proposal(caller: CallerDep, patient_id: UUID, proposal_id: UUID) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_READ, patient_id)
+    found, decision = caller.read(
+        patient_id,
+        "multidose-proposal",
+        lambda conn: multidose.proposal(conn, patient_id, proposal_id),
+    )
+    return JSONResponse({"proposal": dump(found), "decision": dump(decision)})
 
 
 @router.post(

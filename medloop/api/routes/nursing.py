@@ -36,6 +36,7 @@ from medloop.api.policy import (
     Action,
     authorize_ward,
     authorize_witness,
+    organisation_seen,
     read_window,
 )
 from medloop.api.problems import responses
@@ -43,12 +44,14 @@ from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import (
     AdministrationRecord,
+    AdmissionRecord,
     CommandResponse,
     Intent,
     ReasonRequiredBody,
     WardChart,
     WardConfigured,
     WardCreated,
+    dump,
     order_of,
 )
 from medloop.domain.administration import ChartRequest
@@ -151,7 +154,9 @@ def ward_chart(
     wanted = day or caller.at.date()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
-        chart = administration.ward_chart(conn, ward_id, wanted, caller.at)
+        chart = administration.ward_chart(
+            conn, ward_id, wanted, caller.at, state_of=queries.patient_state
+        )
         return views.ward_chart_view(chart), [p.patient_id for p in chart.patients]
 
     return JSONResponse(caller.read_many("administration.read.ward-chart", read))
@@ -175,8 +180,26 @@ def admit(
         order_of(body, AdmissionOrder),
         caller.call(idempotency_key=key),
     )
-    # The ward's chart shows the patient from the admission on.
-    return render(result, 201, location=f"/nursing/wards/{body.ward_id}/chart")
+    location = f"/nursing/patients/{patient_id}/admissions/{body.admission_id}"
+    return render(result, 201, location=location)
+
+
+@router.get(
+    "/patients/{patient_id}/admissions/{admission_id}",
+    response_model=AdmissionRecord,
+    responses=READ,
+    operation_id="readAdmission",
+    summary="One admission with its discharge; a nurse sees her organisation's stays",
+)
+def read_admission(caller: CallerDep, patient_id: UUID, admission_id: UUID) -> JSONResponse:
+    caller.authorize(Action.CHART_READ, patient_id)
+    organisation = organisation_seen(caller.principal, Action.CHART_READ)
+    found = caller.read(
+        patient_id,
+        "admission",
+        lambda conn: administration.admission(conn, patient_id, admission_id, organisation),
+    )
+    return JSONResponse({"admission": dump(found)})
 
 
 @router.post(
@@ -234,7 +257,8 @@ def chart_dose(
         caller.call(overrides=body.overrides, idempotency_key=key),
         witness=_witness(caller, witness),
     )
-    return render(result, 201, location=f"/nursing/patients/{patient_id}/administrations")
+    location = f"/nursing/patients/{patient_id}/administrations/{body.administration_id}"
+    return render(result, 201, location=location)
 
 
 @router.post(
@@ -299,3 +323,31 @@ def administration_history(
 def _charted_order(charted: Any) -> tuple[int, int, str]:
     given = charted.administration
     return instant(given.at), instant(given.recorded_at), str(given.id)
+
+
+@router.get(
+    "/patients/{patient_id}/administrations/{administration_id}",
+    responses=READ,
+    response_model=AdministrationRecord,
+    operation_id="readAdministration",
+    summary="One charting (entered-in-error included, marked); a nurse's within the admission",
+)
+def read_administration(
+    caller: CallerDep, patient_id: UUID, administration_id: UUID
+) -> JSONResponse:
+    since, until = read_window(
+        caller.engine,
+        caller.principal,
+        Action.CHART_READ,
+        patient_id,
+        None,
+        None,
+        at=caller.at,
+        request_id=caller.request_id,
+    )
+    found = caller.read(
+        patient_id,
+        "administration",
+        lambda conn: administration.charting(conn, patient_id, administration_id, since, until),
+    )
+    return JSONResponse(views.administration_view(found))

@@ -5,7 +5,6 @@ token of a user: load balancers and Prometheus call them). ``/metrics`` asks for
 from __future__ import annotations
 
 import hmac
-import os
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,6 +16,7 @@ from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.loop.catalogue import catalogue_in_force
 from medloop.ops import health, metrics
+from medloop.settings import current
 
 router = APIRouter(tags=["operations"], route_class=BlockingRoute)
 
@@ -74,7 +74,7 @@ def ready(request: Request) -> JSONResponse:
     },
 )
 def metrics_text(request: Request) -> Response:
-    expected = os.environ.get("MEDLOOP_METRICS_TOKEN")
+    expected = current().ops.metrics_token
     if expected:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):

@@ -34,6 +34,10 @@ class PackingPeriodNotFound(MultidoseError):
     code = "multidose-period-not-found"
 
 
+class UrgentPackNotFound(MultidoseError):
+    code = "multidose-urgent-pack-not-found"
+
+
 class UrgentPackRefused(MultidoseError):
     code = "multidose-urgent-pack-refused"
 

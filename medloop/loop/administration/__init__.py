@@ -11,8 +11,9 @@ chart queries, one module each.
 - ``charting``: ``chart`` (facts read first, one decision in
   ``medloop.domain.administration.decide_charting``, decision support on the last 24 h) and
   ``mark_in_error``;
-- ``queries``: ``ward_chart``, ``resident_chart`` (a resident's MAR over days),
-  ``as_needed_given`` and ``administration_history``.
+- ``queries``: ``ward_chart`` (with every PRN entry's limits and what remains),
+  ``resident_chart`` (a resident's MAR over days), ``as_needed_given``,
+  ``administration_history``, and one ``admission`` or ``charting``.
 """
 
 from medloop.loop.administration.admissions import AdmissionOrder, admit, discharge, is_admitted
@@ -21,10 +22,13 @@ from medloop.loop.administration.planning import HORIZON, mark_missed, roll_forw
 from medloop.loop.administration.queries import (
     ChartLine,
     PatientChart,
+    PrnLine,
     ResidentDay,
     WardChart,
     administration_history,
+    admission,
     as_needed_given,
+    charting,
     patient_of_administration,
     resident_chart,
     ward_chart,
@@ -36,13 +40,16 @@ __all__ = [
     "AdmissionOrder",
     "ChartLine",
     "PatientChart",
+    "PrnLine",
     "ResidentDay",
     "WardChart",
     "WardOrder",
     "admit",
+    "admission",
     "administration_history",
     "as_needed_given",
     "patient_of_administration",
+    "charting",
     "chart",
     "configure_ward",
     "create_ward",

@@ -1,13 +1,15 @@
 """Planning doses: the schedules and planned doses of an admitted patient's entries, and the
-scheduled jobs' work (``roll_forward`` keeps ``HORIZON`` planned; ``mark_missed`` charts as
-missed the doses whose window passed), each patient one ``run_work`` of the system.
+scheduled jobs' work (``roll_forward`` keeps ``HORIZON`` planned, topping up what
+``plan_after_change`` planned in the transaction of each command that changed the list;
+``mark_missed`` charts as missed the doses whose window passed), each patient one ``run_work``
+of the system.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,21 +68,32 @@ def plan_doses(
     ward: store.WardState,
     now: datetime,
     horizon: timedelta,
+    entries: Collection[UUID] | None = None,
+    *,
+    new_entries: bool = False,
 ) -> Plan:
-    """The schedules and planned doses missing for the patient's entries from now to
-    ``now + horizon`` (pure but for reading what is already planned)."""
+    """The schedules and planned doses missing for the patient's entries (those with an id in
+    ``entries``, when given) from now to ``now + horizon`` (pure but for reading what is
+    already planned; ``new_entries``: the entries were just added, so nothing of theirs is
+    planned yet and nothing is read)."""
     patient_id = state.patient.id
     plan = Plan(now)
     end = now + horizon
     if admission.discharged_at is not None:
         end = min(end, admission.discharged_at)
-    schedules = store.schedules_of(conn, [patient_id])
     version_times = _entry_version_times(state)
     since = max(admission.admitted_at, now - PLAN_LOOK_BACK)
-    # Keys of what is planned, and (entry, local time, dose index) of planned doses already
-    # charted by a person: a new schedule does not plan the same intake again.
-    existing, charted_slots = store.planned_since(conn, patient_id, since - PLAN_LOOK_BACK, end)
+    schedules: dict[UUID, list[store.ScheduleRow]] = {}
+    existing: set[tuple[str, int, str, int]] = set()
+    charted_slots: set[tuple[str, str, int]] = set()
+    if not new_entries:
+        schedules = store.schedules_of(conn, [patient_id])
+        # Keys of what is planned, and (entry, local time, dose index) of planned doses
+        # already charted by a person: a new schedule does not plan the same intake again.
+        existing, charted_slots = store.planned_since(conn, patient_id, since - PLAN_LOOK_BACK, end)
     for entry in state.medication_list.entries:
+        if entries is not None and entry.id not in entries:
+            continue
         known = schedules.get(entry.id, [])
         current = _schedule_for(entry, ward.config, known, version_times[entry.id], admission, now)
         if current is None:
@@ -259,6 +272,38 @@ def _plan_note(state: PatientState, plan: Plan, *, until: datetime | None = None
     if until is not None:
         detail["until"] = until.isoformat()
     return Note("administration.plan", detail)
+
+
+def plan_after_change(
+    conn: Connection,
+    state: PatientState,
+    at: datetime,
+    changed: Collection[UUID],
+    *,
+    new_entries: bool = False,
+) -> Plan:
+    """The plan of the entries ``changed`` by a command (``state``: the patient's state after
+    the change), brought up to date and written in the command's transaction, so the ward chart
+    never shows a plan older than the list: the doses of the admission in force at ``at`` (or
+    of one that begins within ``HORIZON``) planned ``HORIZON`` ahead with ``plan_doses``, as the
+    roll-forward job would, which then only tops up. An empty plan when the patient is not on
+    a ward (the runner asks only for patients ever admitted). ``new_entries``: every changed
+    entry was just added (a prescription), so nothing of theirs is planned or charted yet and
+    only the admission is read."""
+    stay = store.stay_to_plan(conn, state.patient.id, at, at + HORIZON)
+    if stay is None or stay[1] is None:
+        return Plan(at)
+    admission, version = stay
+    ward = store.ward_at_version(conn, admission.ward_id, version)
+    if ward is None:
+        return Plan(at)
+    now = max(at, admission.admitted_at)
+    plan = plan_doses(
+        conn, state, admission, ward, now, HORIZON, entries=changed, new_entries=new_entries
+    )
+    if not plan.empty:
+        plan.write(conn)
+    return plan
 
 
 def replan_if_stale(

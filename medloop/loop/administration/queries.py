@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -13,17 +13,32 @@ from sqlalchemy import Connection
 
 from interactions.dosage import Quantity
 from medloop.domain.administration import (
+    PRN_WINDOW_MAX,
     Administration,
+    AdministrationNotFound,
     DoseStatus,
+    Intake,
+    Outcome,
     PlannedDose,
+    PrnStatus,
     dose_in_force,
     dose_status,
     effective_charting,
+    is_as_needed,
+    prn_status,
 )
 from medloop.domain.patient import PatientNotFound
-from medloop.domain.ward import WardNotFound, local_date, local_day_bounds
+from medloop.domain.state import PatientState
+from medloop.domain.ward import (
+    Admission,
+    AdmissionNotFound,
+    WardNotFound,
+    local_date,
+    local_day_bounds,
+)
 from medloop.store import administration as store
-from medloop.store.patients import national_id_of
+from medloop.store.patient_state import load_patient_state
+from medloop.store.patients import national_id_of, read_patient
 
 
 @dataclass(frozen=True)
@@ -84,11 +99,22 @@ class ChartLine:
 
 
 @dataclass(frozen=True)
+class PrnLine:
+    """An active as-needed entry's dose on the chart, with its limits and what remains now
+    (``status``: ``medloop.domain.administration.prn_status``)."""
+
+    entry_id: UUID
+    drug: str
+    status: PrnStatus
+
+
+@dataclass(frozen=True)
 class PatientChart:
     patient_id: UUID
     admission_id: UUID
     doses: tuple[ChartLine, ...]
     as_needed: tuple[Administration, ...]
+    prn: tuple[PrnLine, ...] = ()
 
     def count(self, status: DoseStatus) -> int:
         return sum(1 for line in self.doses if line.status is status)
@@ -103,9 +129,30 @@ class WardChart:
     patients: tuple[PatientChart, ...]
 
 
-def ward_chart(conn: Connection, ward_id: UUID, day: date, now: datetime) -> WardChart:
+StateOf = Callable[[Connection, UUID], PatientState]
+"""How a query gets a patient's state (the API passes ``medloop.queries.patient_state``, which
+uses the process's state cache)."""
+
+
+def _load_state(conn: Connection, patient_id: UUID) -> PatientState:
+    patient = read_patient(conn, patient_id)
+    if patient is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    return load_patient_state(conn, patient)
+
+
+def ward_chart(
+    conn: Connection,
+    ward_id: UUID,
+    day: date,
+    now: datetime,
+    *,
+    state_of: StateOf = _load_state,
+) -> WardChart:
     """Per admitted patient: the day's planned doses in force with their status at ``now``
-    (planned, due, overdue, missed, given, not given, refused, held) and the PRN doses given."""
+    (planned, due, overdue, missed, given, not given, refused, held), the PRN doses given that
+    day, and every as-needed entry in use now with its limits and what remains at ``now``
+    (``prn``; the patients' lists come from ``state_of``)."""
     found = store.read_ward(conn, ward_id)
     if found is None:
         raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
@@ -148,6 +195,8 @@ def ward_chart(conn: Connection, ward_id: UUID, day: date, now: datetime) -> War
             and any(a.patient_id == given.patient_id and a.covers(given.at) for a in admissions)
         ):
             prn[given.patient_id].append(given)
+    current = [a for a in admissions if a.covers(now)]
+    limits = _prn_lines(conn, current, now, state_of)
     return WardChart(
         ward_id=ward_id,
         day=day,
@@ -157,10 +206,50 @@ def ward_chart(conn: Connection, ward_id: UUID, day: date, now: datetime) -> War
                 a.id,
                 tuple(by_patient.get(a.patient_id, ())),
                 tuple(prn.get(a.patient_id, ())),
+                tuple(limits.get(a.patient_id, ())),
             )
             for a in admissions
         ),
     )
+
+
+def _prn_lines(
+    conn: Connection, stays: Sequence[Admission], now: datetime, state_of: StateOf
+) -> dict[UUID, list[PrnLine]]:
+    """Per patient on the ward now: each as-needed dose of the entries in use today, with its
+    ``prn_status`` over the doses of the entry given within ``PRN_WINDOW_MAX`` (wherever)."""
+    entries = {}
+    for stay in stays:
+        medication_list = state_of(conn, stay.patient_id).medication_list
+        found = [
+            e
+            for e in medication_list.entries
+            if is_as_needed(e) and e.in_use(local_date(now)) and e.dosage is not None
+        ]
+        if found:
+            entries[stay.patient_id] = found
+    if not entries:
+        return {}
+    given: dict[UUID, list[tuple[datetime, Quantity]]] = defaultdict(list)
+    since, until = now - PRN_WINDOW_MAX, now + timedelta(microseconds=1)  # a dose given now counts
+    for charted in store.chartings_of_patients(conn, list(entries), since, until):
+        record = charted.administration
+        if charted.stands and record.outcome is Outcome.GIVEN and record.dose is not None:
+            given[record.entry_id].append((record.at, record.dose))
+    lines: dict[UUID, list[PrnLine]] = defaultdict(list)
+    for patient_id, found in entries.items():
+        for entry in found:
+            assert entry.dosage is not None
+            for dose in entry.dosage.as_needed:
+                intakes = [
+                    Intake(at, amount.value)
+                    for at, amount in given.get(entry.id, ())
+                    if amount.unit == dose.amount.unit
+                ]
+                lines[patient_id].append(
+                    PrnLine(entry.id, entry.drug.name, prn_status(dose, intakes, now))
+                )
+    return lines
 
 
 def administration_history(
@@ -286,3 +375,46 @@ def as_needed_given(
 def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:
     """The patient a charting belongs to (``None``: no such charting); reads no patient data."""
     return store.patient_of_administration(conn, administration_id)
+
+
+def admission(
+    conn: Connection, patient_id: UUID, admission_id: UUID, organisation_id: str | None = None
+) -> Admission:
+    """One of the patient's admissions with its discharge, if any; with ``organisation_id``
+    only an admission to a ward of that organisation (a nurse sees her own organisation's
+    stays). ``AdmissionNotFound`` otherwise."""
+    if national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    for found in store.admissions_of(conn, patient_id):
+        if found.id == admission_id and organisation_id in (None, found.organisation_id):
+            return found
+    raise AdmissionNotFound(
+        f"patient {patient_id} has no admission {admission_id}", admission_id=admission_id
+    )
+
+
+def charting(
+    conn: Connection,
+    patient_id: UUID,
+    administration_id: UUID,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> store.Charted:
+    """One of the patient's chartings (also one entered in error, with its correction), when
+    it was charted for a moment in ``[since, until)`` (the window the reader may see);
+    ``AdministrationNotFound`` otherwise."""
+    if national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    found = store.administration_by_id(conn, administration_id)
+    record = None if found is None else found.administration
+    if (
+        record is None
+        or record.patient_id != patient_id
+        or (since is not None and record.at < since)
+        or (until is not None and record.at >= until)
+    ):
+        raise AdministrationNotFound(
+            f"patient {patient_id} has no charting {administration_id}",
+            administration_id=administration_id,
+        )
+    return found

@@ -9,17 +9,19 @@ glargin 090572 is ATC A10AE04. EANs are 704626 + varenr + check digit.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
 from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
+from medloop.domain.administration import ChartRequest, Outcome
 from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.personnel import Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administration
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
+from medloop.store.administration import planned_doses as stored_planned_doses
 from medloop.store.list_changes import list_version
 from tests.loop.helpers import GP, actor, call, demo_world
 
@@ -146,3 +148,49 @@ def nursing_home(engine, *, admitted: datetime = ADMITTED) -> tuple[UUID, UUID]:
         call(NURSE, at=admitted),
     )
     return patient_id, ward_id
+
+
+PLANNED_AT = ADMITTED + timedelta(minutes=30)
+
+
+def planned_doses(engine, patient_id, entry_id):
+    with engine.connect() as conn:
+        found = stored_planned_doses(
+            conn,
+            patient_ids=[patient_id],
+            start=ADMITTED - timedelta(days=1),
+            end=ADMITTED + timedelta(days=3),
+        )
+    return [d for d in found if d.entry_id == entry_id]
+
+
+def simvastatin_world(engine):
+    patient_id, ward_id = nursing_home(engine)
+    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
+    administration.roll_forward(engine, PLANNED_AT)
+    first = planned_doses(engine, patient_id, entry_id)[0]  # 20 Nov 08:00 Oslo = 07:00 UTC
+    return patient_id, ward_id, entry_id, first
+
+
+def given(
+    entry_id,
+    dose,
+    *,
+    at=None,
+    amount=1.0,
+    scan=SIMVASTATIN_EAN,
+    skipped=None,
+    override=None,
+    unit="tablett",
+):
+    return ChartRequest(
+        administration_id=uuid.uuid4(),
+        entry_id=entry_id,
+        planned_dose_id=None if dose is None else dose.id,
+        outcome=Outcome.GIVEN,
+        given_at=at if at is not None else dose.due_at,
+        dose=Quantity(value=amount, unit=unit),
+        scan=None if skipped else scan,
+        scan_skipped=skipped,
+        limit_override=override,
+    )

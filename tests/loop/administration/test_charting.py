@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from interactions.dosage import Quantity, TimeOfDay
+from interactions.dosage import TimeOfDay
 from medloop.domain.administration import (
     AdministeredDoseAbovePrescribed,
     AdministrationAlreadyInError,
@@ -40,60 +40,18 @@ from tests.loop.administration.helpers import (
     GLARGIN,
     NURSE,
     OTHER_NURSE,
+    PLANNED_AT,
     SECOND_NURSE,
-    SIMVASTATIN,
     SIMVASTATIN_EAN,
     SIMVASTATIN_GENERIC_EAN,
     daily,
+    given,
     nursing_home,
+    planned_doses,
     prescribe_with,
+    simvastatin_world,
 )
 from tests.loop.helpers import KLARITROMYCIN, call
-
-PLANNED_AT = ADMITTED + timedelta(minutes=30)
-
-
-def planned_doses(engine, patient_id, entry_id):
-    with engine.connect() as conn:
-        found = administration.planned_doses(
-            conn,
-            patient_ids=[patient_id],
-            start=ADMITTED - timedelta(days=1),
-            end=ADMITTED + timedelta(days=3),
-        )
-    return [d for d in found if d.entry_id == entry_id]
-
-
-def simvastatin_world(engine):
-    patient_id, ward_id = nursing_home(engine)
-    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
-    nursing.roll_forward(engine, PLANNED_AT)
-    first = planned_doses(engine, patient_id, entry_id)[0]  # 20 Nov 08:00 Oslo = 07:00 UTC
-    return patient_id, ward_id, entry_id, first
-
-
-def given(
-    entry_id,
-    dose,
-    *,
-    at=None,
-    amount=1.0,
-    scan=SIMVASTATIN_EAN,
-    skipped=None,
-    override=None,
-    unit="tablett",
-):
-    return ChartRequest(
-        administration_id=uuid.uuid4(),
-        entry_id=entry_id,
-        planned_dose_id=None if dose is None else dose.id,
-        outcome=Outcome.GIVEN,
-        given_at=at if at is not None else dose.due_at,
-        dose=Quantity(value=amount, unit=unit),
-        scan=None if skipped else scan,
-        scan_skipped=skipped,
-        limit_override=override,
-    )
 
 
 def test_a_planned_dose_given_on_time_shows_as_given_on_the_ward_chart(engine):

@@ -20,6 +20,7 @@ from medloop.domain.administration import (
     ScanSkipReason,
     WitnessRequired,
     check_prn_limits,
+    prn_status,
 )
 from medloop.loop import administration
 from tests.loop.administration.helpers import (
@@ -193,3 +194,105 @@ def test_a_prn_dose_names_no_planned_dose_and_a_narcotic_needs_a_witness(engine)
     )
     with pytest.raises(WitnessRequired):
         administration.chart(engine, patient_id, skipped, call(NURSE, at=at))
+
+
+# -- what remains, as the ward chart shows it -----------------------------------------------------
+
+
+def test_prn_status_with_nothing_given_allows_a_dose_now_and_the_24h_maximum():
+    status = prn_status(prn(max_24h=4, min_hours=4), [], T0)
+    assert status.given_last_24h == 0
+    assert status.doses_remaining == 4
+    assert status.next_allowed_at == T0
+    assert status.not_checked == ()
+
+
+def test_prn_status_waits_for_the_minimum_interval_and_counts_what_the_maximum_leaves():
+    given = [one(T0 - timedelta(hours=5)), one(T0 - timedelta(hours=1))]
+    status = prn(max_24h=4, min_hours=4)
+    found = prn_status(status, given, T0)
+    assert found.given_last_24h == 2
+    assert found.doses_remaining == 2
+    assert found.next_allowed_at == T0 + timedelta(hours=3)  # 4 h after the last dose
+
+
+def test_prn_status_at_the_24h_maximum_waits_until_the_oldest_dose_leaves_the_window():
+    given = [one(T0 - timedelta(hours=h)) for h in (20, 15, 10, 5)]
+    found = prn_status(prn(max_24h=4, min_hours=4), given, T0)
+    assert found.doses_remaining == 0
+    assert found.next_allowed_at == T0 + timedelta(hours=4)  # 24 h after the dose at -20 h
+    # The answer is the rule's: a dose then passes check_prn_limits, a minute earlier it fails.
+    assert check_prn_limits(prn(max_24h=4, min_hours=4), given, T0 + timedelta(hours=4), ONE) == (
+        check_prn_limits(prn(max_24h=4, min_hours=4), [], T0, ONE)
+    )
+    early = check_prn_limits(prn(max_24h=4), given, T0 + timedelta(hours=4) - MINUTE, ONE)
+    assert early.exceeded == ("max-per-24h",)
+
+
+def test_prn_status_honours_a_period_maximum_beside_the_24h_one():
+    given = [one(T0 - timedelta(hours=h)) for h in (60, 30)]
+    found = prn_status(prn(max_24h=3, max_period=2, period_hours=72), given, T0)
+    assert found.doses_remaining == 0
+    assert found.next_allowed_at == T0 + timedelta(hours=12)  # 72 h after the dose at -60 h
+
+
+def test_prn_status_without_limits_allows_now_and_counts_nothing_remaining():
+    found = prn_status(prn(), [one(T0 - timedelta(hours=1))], T0)
+    assert found.doses_remaining is None
+    assert found.next_allowed_at == T0
+    assert found.given_last_24h == 1
+
+
+def test_prn_status_with_a_limit_in_another_unit_says_it_cannot_be_checked():
+    dose = prn(max_24h=4).model_copy(update={"max_per_24h": Quantity(value=400, unit="mg")})
+    found = prn_status(dose, [], T0)
+    assert found.not_checked == ("max-per-24h",)
+    assert found.doses_remaining is None and found.next_allowed_at is None
+
+
+@settings(max_examples=60)
+@given(
+    hours=st.lists(st.integers(min_value=1, max_value=47), max_size=6, unique=True),
+    max_24h=st.integers(min_value=1, max_value=5),
+    min_hours=st.integers(min_value=1, max_value=8),
+)
+def test_prn_status_next_allowed_is_the_first_whole_hour_the_rule_allows(hours, max_24h, min_hours):
+    dose = prn(max_24h=max_24h, min_hours=min_hours)
+    given = [one(T0 - timedelta(hours=h)) for h in hours]
+    found = prn_status(dose, given, T0)
+    # All intakes are on whole hours, so the first allowed moment is one too: brute force.
+    first = next(
+        T0 + timedelta(hours=h)
+        for h in range(0, 100)
+        if not check_prn_limits(dose, given, T0 + timedelta(hours=h), ONE).exceeded
+    )
+    assert found.next_allowed_at == first
+
+
+def test_the_ward_chart_shows_every_active_prn_entry_before_any_dose_is_given(engine):
+    patient_id, ward_id = nursing_home(engine)
+    entry_id = prescribe_with(engine, patient_id, OKSYKODON, as_needed(max_24h=2, min_hours=4))
+    now = ADMITTED + timedelta(hours=1)
+    with engine.connect() as conn:
+        (patient,) = administration.ward_chart(conn, ward_id, now.date(), now).patients
+    (line,) = patient.prn
+    assert line.entry_id == entry_id
+    assert line.status.doses_remaining == 2
+    assert line.status.next_allowed_at == now
+    assert line.status.dose.max_per_24h == Quantity(value=2, unit="kapsel")
+
+
+def test_the_ward_chart_prn_line_follows_the_doses_given(engine):
+    patient_id, ward_id = nursing_home(engine)
+    entry_id = prescribe_with(engine, patient_id, OKSYKODON, as_needed(max_24h=2, min_hours=4))
+    first = ADMITTED + timedelta(hours=1)
+    administration.chart(
+        engine, patient_id, prn_given(entry_id, first), call(NURSE, at=first), witness=SECOND_NURSE
+    )
+    now = first + timedelta(hours=1)
+    with engine.connect() as conn:
+        (patient,) = administration.ward_chart(conn, ward_id, now.date(), now).patients
+    (line,) = patient.prn
+    assert line.status.given_last_24h == 1
+    assert line.status.doses_remaining == 1
+    assert line.status.next_allowed_at == first + timedelta(hours=4)

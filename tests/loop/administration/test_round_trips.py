@@ -14,8 +14,14 @@ from interactions.dosage import TimeOfDay
 from medloop.domain.ward import WardConfig
 from medloop.loop import administration
 from medloop.store import state_cache
-from tests.loop.administration.helpers import NURSE, daily, prescribe_with
-from tests.loop.administration.test_charting import given, planned_doses, simvastatin_world
+from tests.loop.administration.helpers import (
+    NURSE,
+    daily,
+    given,
+    planned_doses,
+    prescribe_with,
+    simvastatin_world,
+)
 from tests.loop.helpers import call
 
 
@@ -88,8 +94,9 @@ def test_roll_forward_plans_from_the_cached_list_state_without_reading_the_histo
     administration.chart(engine, patient_id, given(entry_id, first), call(NURSE, at=first.due_at))
     later = first.due_at + timedelta(hours=1)
     new_entry = prescribe_with(engine, patient_id, LEVOTYROKSIN, daily(TimeOfDay.EVENING), at=later)
-    with statements(engine) as seen:
-        planned = administration.roll_forward(engine, later)
-    assert planned["schedules"] == 1 and planned["planned"] > 0
+    # The prescription planned the new entry's doses in its own transaction.
     assert planned_doses(engine, patient_id, new_entry)
+    with statements(engine) as seen:
+        planned = administration.roll_forward(engine, later + timedelta(days=1))
+    assert planned["schedules"] == 0 and planned["planned"] > 0  # the next day's top-up
     assert reads_of(seen, "list_change") == 0 and reads_of(seen, "entry_version") == 0, seen

@@ -1,0 +1,49 @@
+"""Builders for the store tests: audit events of two patients, appending them, and what an
+intruder with the database's superuser does (append-only triggers off, statements run)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine
+
+from medloop.store.audit import AuditEvent, AuditRecord, append
+
+PATIENT = "01017012345"
+OTHER_PATIENT = "02028054321"
+
+
+def an_event(n: int = 0, **fields) -> AuditEvent:
+    values = {
+        "actor": "9144889",
+        "actor_role": "doctor",
+        "organisation": "974589095",
+        "patient": PATIENT,
+        "action": "list.read",
+        "request_id": f"req-{n}",
+        "detail": {"n": n},
+    }
+    return AuditEvent(**{**values, **fields})
+
+
+def writer(engine: Engine) -> Engine:
+    return engine.execution_options(write=True)
+
+
+def append_all(engine: Engine, events: list[AuditEvent]) -> list[AuditRecord]:
+    with writer(engine).begin() as conn:
+        return [append(conn, event) for event in events]
+
+
+def bypass_append_only(conn: Connection) -> None:
+    """What an intruder with the database's superuser would do first."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TRIGGER audit_event_refuse_update")
+        conn.exec_driver_sql("DROP TRIGGER audit_event_refuse_delete")
+    else:
+        conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER ALL")
+
+
+def tamper(engine: Engine, *statements: str) -> None:
+    with writer(engine).begin() as conn:
+        bypass_append_only(conn)
+        for statement in statements:
+            conn.exec_driver_sql(statement)
