@@ -25,6 +25,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field
 
 from interactions.dosage import Dosage, Use
+from interactions.values import Count, Packages
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference
 from medloop.domain.entry import Discontinuation, ListEntry
@@ -104,8 +105,8 @@ class IncomingEntry(Frozen):
     dose_check: str = "checked"
     notices: tuple[str, ...] = ()
     # the embedded prescription's terms, to issue it when the entry is taken in
-    packages: float | None = None
-    repeats: int = 0
+    packages: Packages | None = None
+    repeats: Count = 0
     reserved_against_substitution: bool = False
     reimbursed: bool = False
     prescription_issued: date | None = None
@@ -124,7 +125,7 @@ class ProposedEntry(Frozen):
 class ListProposal(Frozen):
     """The reconciliation proposal an incoming list becomes, against list ``list_version``."""
 
-    list_version: int
+    list_version: Count
     entries: tuple[ProposedEntry, ...] = Field(default=())
 
     def count(self, kind: EntryKind) -> int:
@@ -144,7 +145,7 @@ class ReceivedMessage(Frozen):
     patient_id: UUID | None = None
     signature: str
     result: Literal["applied", "proposed"]
-    entries: int
+    entries: Count
     reasons: tuple[str, ...] = ()
     received_at: AwareDatetime
     proposal: ListProposal | None = None
@@ -157,7 +158,7 @@ class ListProposalDecision(Frozen):
     msg_id: str
     patient_id: UUID
     accepted: tuple[str, ...]
-    based_on: int
+    based_on: Count
     at: AwareDatetime
     by: Actor
     reason: str | None = None

@@ -49,6 +49,7 @@ from interactions.dosage import (
     TimeUnit,
     Use,
 )
+from interactions.values import MAX_PACKAGES
 from medloop.domain.codes import (
     DiscontinuationReason,
     OrganisationKind,
@@ -998,7 +999,8 @@ def _number(value: str | None) -> float | None:
         number = float(value.strip().replace(",", "."))
     except ValueError:
         return None
-    return number if math.isfinite(number) and number > 0 else None
+    # what the domain cannot hold (not finite, not positive, beyond MAX_PACKAGES) is not a number
+    return number if math.isfinite(number) and 0 < number <= MAX_PACKAGES else None
 
 
 def _date(value: str | None) -> date | None:
