@@ -10,7 +10,7 @@ audit log (architecture invariant 6: every read of patient data leaves an audit 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Annotated, TypeVar
@@ -24,12 +24,13 @@ from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryNotFound, EntryVersion
-from medloop.domain.patient import PatientNotFound
+from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound
 from medloop.domain.reconciliation import Reconciliation
 from medloop.domain.review import Assessment, MedicationReview, ReviewNotFound, SinceLast
 from medloop.domain.state import PatientState
+from medloop.domain.ward import Ward
 from medloop.loop.catalogue import catalogue_in_force
 from medloop.loop.review import current_review
 from medloop.store import access, administration, audit, patients, state_cache
@@ -320,6 +321,28 @@ def ward_organisation(conn: Connection, ward_id: UUID) -> str | None:
     """The organisation a ward belongs to; ``None`` for an unknown ward."""
     found = administration.read_ward(conn, ward_id)
     return None if found is None else found.ward.organisation_id
+
+
+def wards_of(conn: Connection, organisation_id: str) -> list[Ward]:
+    """The wards of an organisation, by name (no patient data: not audited)."""
+    return administration.wards_of_organisation(conn, organisation_id)
+
+
+def ward_of(conn: Connection, ward_id: UUID) -> Ward | None:
+    """A ward (name, organisation); ``None`` for an unknown ward."""
+    found = administration.read_ward(conn, ward_id)
+    return None if found is None else found.ward
+
+
+def residents(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, Patient]:
+    """The patients' records (names, birth dates) by id, for a chart that shows them; read
+    inside the caller's audited read."""
+    found = {}
+    for patient_id in patient_ids:
+        patient = patients.read_patient(conn, patient_id)
+        if patient is not None:
+            found[patient_id] = patient
+    return found
 
 
 # -- e-prescription messages out (M25.1, M1) ----------------------------------------------------

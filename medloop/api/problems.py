@@ -261,6 +261,8 @@ TITLES: dict[str, str] = {
     "scan-or-skip-reason-required": "Scan the pack or say why not",
     "scan-unreadable": "The scanned code cannot be read",
     "scanned-pack-expired": "The scanned pack has expired",
+    "wristband-mismatch": "The scanned wristband is another person's",
+    "wristband-not-registered": "No GSRN is registered for this resident",
     "scanned-pack-mismatch": "The scanned pack is not the prescribed drug",
     "scanned-pack-unknown": "The scanned pack is not in the catalogue",
     "witness-required": "A witness must sign this dose",

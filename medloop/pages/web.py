@@ -114,7 +114,63 @@ def template_context(lang: str) -> dict[str, Any]:
         "format_time": partial(i18n.format_time, lang=lang),
         "format_decimal": partial(i18n.format_decimal, lang=lang),
         "role_name": lambda role: translator(lang)(ROLE_NAMES[Role(role)]),
+        "amount_text": partial(_amount_text, lang=lang),
+        "period_text": partial(_period_text, lang=lang),
+        "severity_name": partial(_severity, lang=lang),
+        "entry_status_name": partial(_entry_status, lang=lang),
     }
+
+
+SEVERITIES = {
+    # Decision support's severities as the pages name them.
+    "avoid": i18n.N_("Avoid"),
+    "precautions": i18n.N_("Take precautions"),
+    "info": i18n.N_("For information"),
+    "no-action": i18n.N_("No action needed"),
+}
+
+
+ENTRY_STATUSES = {
+    "active": i18n.N_("Active"),
+    "on-hold": i18n.N_("On hold"),
+    "discontinued": i18n.N_("Discontinued"),
+    "entered-in-error": i18n.N_("Entered in error"),
+}
+
+
+def _entry_status(value: Any, *, lang: str) -> str:
+    key = str(getattr(value, "value", value))
+    return translator(lang)(ENTRY_STATUSES[key]) if key in ENTRY_STATUSES else key
+
+
+def _severity(value: Any, *, lang: str) -> str:
+    key = str(getattr(value, "value", value))
+    return translator(lang)(SEVERITIES[key]) if key in SEVERITIES else key
+
+
+PERIOD_UNITS = {
+    "minute": (i18n.N_("minute"), i18n.N_("minutes")),
+    "hour": (i18n.N_("hour"), i18n.N_("hours")),
+    "day": (i18n.N_("day"), i18n.N_("days")),
+    "week": (i18n.N_("week"), i18n.N_("weeks")),
+    "month": (i18n.N_("month"), i18n.N_("months")),
+}
+
+
+def _amount_text(quantity: Any, *, lang: str) -> str:
+    """``1,5 tablett``: a dose's amount in the reader's number format, with its unit."""
+    if quantity is None:
+        return ""
+    return f"{i18n.format_decimal(quantity.value, lang)} {quantity.unit}"
+
+
+def _period_text(period: Any, *, lang: str) -> str:
+    """``6 timer``: a period's length in the reader's words."""
+    if period is None:
+        return ""
+    one, many = PERIOD_UNITS.get(str(getattr(period.unit, "value", period.unit)), ("", ""))
+    word = translator(lang)(one if period.value == 1 else many) if one else str(period.unit)
+    return f"{i18n.format_decimal(period.value, lang)} {word}"
 
 
 def _fmt_datetime(moment: Any, format: str = "medium", *, lang: str) -> str:
@@ -220,7 +276,10 @@ def render(
         request=request,
         principal=principal,
         csrf_token=csrf_token,
-        current_path=request.url.path,
+        # Where the language switch returns to: this page, its query too (GET only: a
+        # form's answer is not a page to go back to).
+        current_path=request.url.path
+        + (f"?{request.url.query}" if request.url.query and request.method == "GET" else ""),
         demo=getattr(request.app.state, "pages", None) is not None
         and pages_config(request).demo_sign_in,
         **context,

@@ -12,6 +12,7 @@ chart queries, one module each.
   ``medloop.domain.administration.decide_charting``, decision support on the last 24 h) and
   ``mark_in_error``;
 - ``queries``: ``ward_chart`` (with every PRN entry's limits and what remains),
+  ``resident_chart`` (a resident's MAR over days), ``as_needed_given``,
   ``administration_history``, and one ``admission`` or ``charting``.
 """
 
@@ -22,11 +23,14 @@ from medloop.loop.administration.queries import (
     ChartLine,
     PatientChart,
     PrnLine,
+    ResidentDay,
     WardChart,
     administration_history,
     admission,
+    as_needed_given,
     charting,
     patient_of_administration,
+    resident_chart,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
@@ -37,11 +41,13 @@ __all__ = [
     "ChartLine",
     "PatientChart",
     "PrnLine",
+    "ResidentDay",
     "WardChart",
     "WardOrder",
     "admit",
     "admission",
     "administration_history",
+    "as_needed_given",
     "patient_of_administration",
     "charting",
     "chart",
@@ -51,6 +57,7 @@ __all__ = [
     "is_admitted",
     "mark_in_error",
     "mark_missed",
+    "resident_chart",
     "roll_forward",
     "ward_chart",
 ]

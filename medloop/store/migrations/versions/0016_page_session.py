@@ -1,7 +1,7 @@
 """page_session: the web pages' server-side sessions (medloop.store.sessions)
 
 Revision ID: 0016
-Revises: 0015
+Revises: 0013
 Create Date: 2026-12-05
 
 A signed-in browser holds a random id in a cookie; this table keeps the id's SHA-256 digest,
