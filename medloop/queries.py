@@ -34,6 +34,7 @@ from medloop.store.patients import accessed_in_transaction, read_patient_revisio
 from medloop.store.prescriptions import reconciliations_of
 from medloop.store.state_cache import cache_for
 from medloop.store.transaction import transaction_memo
+from medloop.timeline import Timeline, timeline_of
 
 Read = TypeVar("Read")
 
@@ -193,6 +194,14 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
         for row in state.alerts
         if row.override_reason is not None
     ]
+
+
+def timeline(conn: Connection, patient_id: UUID) -> Timeline:
+    """The patient's medication timeline (``medloop.timeline``): the list's history, the
+    dispenses not annulled and the chartings not entered in error."""
+    state = _state(conn, patient_id)
+    chartings = administration.chartings_of_patient(conn, patient_id)
+    return timeline_of(state, (c.administration for c in chartings if c.stands))
 
 
 def patient_state(conn: Connection, patient_id: UUID) -> PatientState:

@@ -108,6 +108,12 @@ RULES = [
     # Routes translate HTTP into commands (medloop.loop) and queries (medloop.queries); the
     # tables and the store's modules are below them.
     ("medloop.api.routes", "medloop.store"),
+    # Charts draw plain values of the read side; the timeline's model is pure.
+    ("medloop.charts", "medloop.store"),
+    ("medloop.charts", "medloop.loop"),
+    ("medloop.charts", "medloop.api"),
+    ("medloop.timeline", "medloop.store"),
+    ("medloop.timeline", "medloop.loop"),
 ]
 
 
