@@ -61,7 +61,7 @@ from medloop.domain.multidose.responsibility import (
 )
 from medloop.domain.multidose.rules import PackingRules
 from medloop.domain.multidose.tasks import MultidoseTask, resolve_task, tasks_for
-from medloop.domain.patient import PatientNotFound
+from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor, Organisation
 from medloop.domain.prescription import PrescriptionNotFound
 from medloop.loop.catalogue import DrugOrder
@@ -86,7 +86,7 @@ from medloop.loop.runner import (
 )
 from medloop.store import multidose as store
 from medloop.store.db import reader
-from medloop.store.patients import national_id_of
+from medloop.store.patients import national_id_of, read_patient
 
 Write = Callable[[Connection], None]
 
@@ -748,3 +748,50 @@ def pending_proposals(conn: Connection, patient_id: UUID) -> list[Proposal]:
 def proposals(conn: Connection, patient_id: UUID) -> list[tuple[Proposal, ProposalDecision | None]]:
     _known(conn, patient_id)
     return store.proposals_of(conn, patient_id, pending_only=False)
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """A period of one of the pharmacy's multidose patients whose order deadline is near: the
+    list version the plan was taken from (``None``: not taken) and the entries whose multidose
+    changes came after it (what the pharmacy has not packed for yet)."""
+
+    period: PackingPeriod
+    patient: Patient
+    plan_list_version: int | None
+    changed_entries: tuple[UUID, ...]
+
+    @property
+    def changed_since_plan(self) -> bool:
+        return bool(self.changed_entries)
+
+
+def pharmacy_worklist(
+    conn: Connection, pharmacy_id: str, start: datetime, end: datetime
+) -> list[WorklistItem]:
+    """The periods with an order deadline in ``[start, end]`` of the patients whose multidose
+    pharmacy ``pharmacy_id`` is on ``start``'s day (the policy's own test), those changed since
+    their plan first, then by deadline. A read of several patients: audit each
+    (``Caller.read_many``)."""
+    found = []
+    for period in store.periods_with_deadline_between(conn, start, end):
+        if period.pharmacy.id != pharmacy_id:
+            continue
+        current = store.current_responsibility(conn, period.patient_id)
+        if current is None or current.pharmacy.id != pharmacy_id:
+            continue
+        if not current.in_force(start.date()):
+            continue
+        patient = read_patient(conn, period.patient_id)
+        if patient is None:
+            continue
+        planned = store.plan_taken_version(conn, period.id)
+        changed = {
+            v.entry_id
+            for v in store.entry_versions_after(conn, period.patient_id, planned or 0)
+            if touches_multidose(v)
+        }
+        found.append(WorklistItem(period, patient, planned, tuple(sorted(changed, key=str))))
+    return sorted(
+        found, key=lambda i: (not i.changed_since_plan, i.period.order_deadline, str(i.period.id))
+    )
