@@ -272,9 +272,10 @@ def demo(
     ] = False,
 ) -> None:
     """Build the demo world (catalogue, GP practice, pharmacy, nursing home with residents) and
-    serve the API on 127.0.0.1 with offline docs at /docs; prints bearer tokens to try it."""
+    serve the web pages (with the DEMO sign-in) and the API on 127.0.0.1 with offline docs at
+    /docs; prints first the address to open and who to sign in as, then bearer tokens."""
     from fest.queries import active_counts, version_in_force
-    from medloop.demo import build
+    from medloop.demo import GP, NURSE, PHARMACIST, SECOND_NURSE, build
 
     settings = _settings(db)
     if db is None:
@@ -296,6 +297,17 @@ def demo(
         current = version_in_force(conn)
         counts = active_counts(conn)
     assert current is not None
+    if not no_serve:
+        # First what a person needs: where to click. Integrators' tokens follow below.
+        typer.echo(
+            f"\nOpen http://127.0.0.1:{port}/ in a browser and sign in as a demo person (DEMO "
+            "sign-in, no password):\n"
+            f"  Sykepleier  {NURSE.personnel.name} — the ward round on Solbakken 1. etasje\n"
+            f"  Sykepleier  {SECOND_NURSE.personnel.name} (avdelingsleder) — also witness\n"
+            f"  Lege        {GP.personnel.name} — the GP's patients\n"
+            f"  Farmasøyt   {PHARMACIST.personnel.name} — the multidose pharmacy\n"
+            "  Pasient     Kari Nordmann — her own list and access log\n"
+        )
     unchanged = before is not None and before["id"] == current["id"]
     state = "already in force" if unchanged else "imported"
     out.print(
@@ -326,7 +338,11 @@ def demo(
         return
     from dataclasses import replace
 
-    _serve(replace(settings, database_url=db, allow_dev_keys=True), "127.0.0.1", port)
+    _serve(
+        replace(settings, database_url=db, allow_dev_keys=True, demo_sign_in=True),
+        "127.0.0.1",
+        port,
+    )
 
 
 def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:

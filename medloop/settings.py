@@ -33,6 +33,9 @@ DEFAULT_MAX_LIFETIME_SECONDS = 4 * 3600
 """The longest token lifetime (``exp - iat``) accepted by default: half a shift."""
 MAX_LIFETIME_RANGE = (60, 24 * 3600)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_SESSION_LIFETIME_SECONDS = 8 * 3600
+"""A web page session lasts a shift by default."""
+SESSION_LIFETIME_RANGE = (60, 24 * 3600)
 
 
 class InvalidSetting(ValueError):
@@ -57,6 +60,11 @@ class Settings:
     """``MEDLOOP_ALLOW_DEV_KEYS=1``: ``medloop serve`` may trust the bundled development keys."""
     fest_xsd_dir: Path | None = None
     demo_catalogue: Path = REPO_ROOT / "seeds" / "demo-fest.xml"
+    session_lifetime_seconds: int = DEFAULT_SESSION_LIFETIME_SECONDS
+    """How long a web page session lasts after sign-in (``MEDLOOP_SESSION_LIFETIME_SECONDS``)."""
+    demo_sign_in: bool = False
+    """The pages' demo sign-in (sign in as a demo person without credentials): set by
+    ``medloop demo`` only, never from the environment, so no production server has it."""
 
     @property
     def uses_dev_keys(self) -> bool:
@@ -83,6 +91,7 @@ class Settings:
             max_lifetime_seconds=_max_lifetime(env.get("MEDLOOP_JWT_MAX_LIFETIME_SECONDS")),
             route_threads=_route_threads(env.get("MEDLOOP_ROUTE_THREADS")),
             max_body_bytes=_max_body_bytes(env.get("MEDLOOP_MAX_BODY_BYTES")),
+            session_lifetime_seconds=_session_lifetime(env.get("MEDLOOP_SESSION_LIFETIME_SECONDS")),
             allow_dev_keys=env.get("MEDLOOP_ALLOW_DEV_KEYS") == "1",
             fest_xsd_dir=Path(xsd) if xsd else _shared_xsd_dir(),
             demo_catalogue=Path(
@@ -123,6 +132,22 @@ def _max_lifetime(value: str | None) -> int:
     if not low <= seconds <= high:
         raise InvalidSetting(
             f"MEDLOOP_JWT_MAX_LIFETIME_SECONDS must be a whole number of seconds from {low} to "
+            f"{high}, not {value!r}"
+        )
+    return seconds
+
+
+def _session_lifetime(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_SESSION_LIFETIME_SECONDS
+    low, high = SESSION_LIFETIME_RANGE
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = -1
+    if not low <= seconds <= high:
+        raise InvalidSetting(
+            f"MEDLOOP_SESSION_LIFETIME_SECONDS must be a whole number of seconds from {low} to "
             f"{high}, not {value!r}"
         )
     return seconds

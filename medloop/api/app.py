@@ -9,7 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -98,6 +98,8 @@ def create_app(
         BodyGuard,
         limit=settings.max_body_bytes,
         verifier=cds_auth.BodyVerifier(state.verifier, cds_clients),
+        # The pages authenticate with their session cookie (checked before the form is read).
+        page_prefix="/app/",
     )
     app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
     if cds_settings.origins:
@@ -113,6 +115,14 @@ def create_app(
     # Every route with its full path, for the ``Allow`` of a 405 (``problems``).
     app.state.routes = tuple(route for module in modules for route in module.router.routes)
     _with_problem_schema(app)
+    # The web pages (medloop.pages): same state, policy and commands, under /app.
+    from medloop import pages
+
+    pages.install(
+        app,
+        session_lifetime=timedelta(seconds=settings.session_lifetime_seconds),
+        demo_sign_in=settings.demo_sign_in,
+    )
     return app
 
 

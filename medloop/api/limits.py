@@ -8,7 +8,9 @@ token):
 - the bearer token is verified first (the verifier remembers verified tokens, so this is a
   dictionary look-up after a client's first request), and a request without a valid one is
   answered 401 without reading its body; the principal is kept in the request's state for the
-  route's own ``CallerDep``, which then does not verify the token again;
+  route's own ``CallerDep``, which then does not verify the token again; the web pages
+  (paths under ``page_prefix``) are the exception: their session cookie is checked by the
+  page before it reads the form;
 - a ``Content-Length`` above the limit is answered 413 at once; a body sent without one (or
   longer than it said) is counted while it streams in and the request is refused with 413 as
   soon as it passes the limit, so at most ``limit`` bytes (plus one chunk) are ever held.
@@ -36,10 +38,13 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyGuard:
-    def __init__(self, app: Any, *, limit: int, verifier: Any) -> None:
+    def __init__(
+        self, app: Any, *, limit: int, verifier: Any, page_prefix: str | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.verifier = verifier
+        self.page_prefix = page_prefix
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
@@ -52,7 +57,13 @@ class BodyGuard:
             elif name == b"authorization":
                 authorization = value
         try:
-            principal = self._principal(authorization)
+            if self.page_prefix is not None and scope["path"].startswith(self.page_prefix):
+                # A web page (medloop.pages): its session cookie, not a bearer token, says who
+                # sends it; the page checks the session before it reads the form. The size
+                # limit below applies all the same.
+                principal = None
+            else:
+                principal = self._principal(authorization)
         except Unauthenticated as error:
             await _refuse(scope, receive, send, 401, "unauthenticated", str(error))
             return

@@ -15,6 +15,7 @@ from medloop.store import (  # noqa: F401  (registers their tables)
     multidose,
     patients,
     prescriptions,
+    sessions,
 )
 
 __all__ = ["metadata"]

@@ -11,8 +11,9 @@ import medloop
 
 ROOT = Path(medloop.__file__).resolve().parent
 
-SCANNED = ("loop", "api", "jobs.py", "demo.py", "queries.py")
-"""Where changes to patient data could start: the commands, the routes, the jobs, the demo."""
+SCANNED = ("loop", "api", "pages", "jobs.py", "demo.py", "queries.py")
+"""Where changes to patient data could start: the commands, the routes, the pages, the jobs,
+the demo."""
 
 OPENERS = frozenset(
     {

@@ -1,0 +1,158 @@
+"""The ONE place where a refusal becomes words on a page: ``explain(error, lang)``.
+
+The loop's and the domain's refusals (``DomainError`` with its stable ``code``,
+``medloop.loop.errors``; the API's ``Forbidden``/``Unauthenticated``) are mapped to a
+``Refusal``: a sentence a nurse, pharmacist or doctor understands (translated, ``nb`` first),
+the form field it belongs next to (``field``), and what the page can offer: for a stale list
+version the changes made since the page was loaded (``changes``) so the page can show them and
+let the user redo the action on the fresh list; for an override the alerts that need a reason
+(``alerts``). Nothing was saved whenever a ``Refusal`` is shown: the commands are atomic.
+
+Page code catches the errors of a command and renders the refusal into the same form it
+came from (``status`` is the HTTP status the page answers with, the API's for the same code).
+A code without its own sentence gets a general one that still names the code, never the
+technical detail alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as _field
+from typing import Any
+
+from medloop.api.auth import Unauthenticated
+from medloop.api.problems import Forbidden, status_for
+from medloop.domain.errors import DomainError
+from medloop.pages.i18n import N_
+from medloop.pages.web import translator
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What the page says when a command or read was refused (nothing saved)."""
+
+    code: str
+    text: str
+    field: str | None = None
+    status: int = 409
+    changes: list[dict[str, Any]] = _field(default_factory=list)
+    alerts: list[dict[str, Any]] = _field(default_factory=list)
+
+    @property
+    def stale(self) -> bool:
+        return self.code == "stale-list-version"
+
+
+# code -> (field it belongs next to, the sentence in the catalogue's source language)
+SENTENCES: dict[str, tuple[str | None, str]] = {
+    # someone else changed the list, or the page is old
+    "stale-list-version": (
+        None,
+        N_(
+            "Someone else changed this list after you opened the page. Nothing was saved. "
+            "Look at what changed below, then do it again on the updated list."
+        ),
+    ),
+    "override-required": (
+        "override_reason",
+        N_(
+            "This needs a reason before it can be saved: read the warning and write why you "
+            "go ahead."
+        ),
+    ),
+    "reason-required": ("reason", N_("Write a reason.")),
+    # bedside charting
+    "charting-incomplete": (None, N_("Fill in what is missing before saving.")),
+    "planned-dose-not-found": (None, N_("This dose is no longer on the chart. Reload the page.")),
+    "planned-dose-required": (None, N_("Choose the planned dose you are charting.")),
+    "planned-dose-of-another-entry": (None, N_("That dose belongs to another medicine.")),
+    "planned-dose-superseded": (
+        None,
+        N_("The prescription changed after this dose was planned. Chart the new dose instead."),
+    ),
+    "dose-already-charted": (None, N_("This dose has already been charted.")),
+    "dose-not-yet-due": (None, N_("This dose is not due yet.")),
+    "charted-in-the-future": ("at", N_("The time cannot be later than now.")),
+    "entry-not-administrable": (None, N_("This medicine cannot be given now (held or stopped).")),
+    "as-needed-dose-is-not-planned": (
+        None,
+        N_("An as-needed medicine is charted as a PRN dose, not on a planned time."),
+    ),
+    "administered-dose-unit-mismatch": ("amount", N_("Use the unit of the prescription.")),
+    "administered-dose-above-prescribed": ("amount", N_("More than the prescribed dose.")),
+    "prn-limit-exceeded": (
+        "override_reason",
+        N_(
+            "This is over the maximum or too soon after the last dose. Write why it is given "
+            "anyway, or do not give it."
+        ),
+    ),
+    "witness-required": (
+        "witness",
+        N_("A second nurse must sign as witness for this medicine."),
+    ),
+    "witness-same-person": ("witness", N_("The witness must be another nurse than you.")),
+    "witness-of-another-organisation": (
+        "witness",
+        N_("The witness must work at this nursing home."),
+    ),
+    "scan-or-skip-reason-required": (
+        "scan",
+        N_("Scan the resident's wristband, or choose why it was not scanned."),
+    ),
+    "scan-unreadable": ("scan", N_("The barcode could not be read. Scan again or type it.")),
+    "scanned-pack-unknown": ("pack", N_("This pack is not in the drug catalogue.")),
+    "scanned-pack-mismatch": (
+        "pack",
+        N_("Wrong pack: this is not the prescribed medicine or one that can replace it."),
+    ),
+    "scanned-pack-expired": ("pack", N_("This pack has expired. Do not use it.")),
+    "administration-not-found": (None, N_("This charting no longer exists. Reload the page.")),
+    "administration-already-entered-in-error": (
+        None,
+        N_("This charting was already marked as entered in error."),
+    ),
+    # wards and access
+    "patient-not-admitted": (
+        None,
+        N_("This resident is not admitted to your nursing home now."),
+    ),
+    "ward-of-another-organisation": (None, N_("This ward belongs to another organisation.")),
+    "ward-not-found": (None, N_("There is no such ward.")),
+    "patient-not-found": (None, N_("There is no patient with this id.")),
+    "entry-not-found": (None, N_("This medicine is no longer on the list. Reload the page.")),
+    "no-catalogue-in-force": (
+        None,
+        N_("The drug catalogue is not loaded yet. Try again later."),
+    ),
+    "forbidden": (None, N_("You do not have access to this.")),
+    "unauthenticated": (None, N_("Sign in again.")),
+}
+
+GENERAL = N_("Not saved: the request was refused (%(code)s).")
+
+
+def explain(error: Exception, lang: str) -> Refusal:
+    """The page's sentence for ``error`` (a refusal of the loop, the domain or the policy)."""
+    _ = translator(lang)
+    if isinstance(error, Forbidden):
+        return Refusal("forbidden", _(SENTENCES["forbidden"][1]), status=403)
+    if isinstance(error, Unauthenticated):
+        return Refusal("unauthenticated", _(SENTENCES["unauthenticated"][1]), status=401)
+    if not isinstance(error, DomainError):
+        raise TypeError(f"not a refusal: {type(error).__name__}")
+    code = error.code
+    field_name, sentence = SENTENCES.get(code, (None, None))
+    status = status_for(code)
+    # A refusal of access carries no patient data, as in the API.
+    text = _(sentence) if sentence else _(GENERAL, code=code)
+    if status in (401, 403):
+        return Refusal(code, text, field_name, status)
+    return Refusal(
+        code,
+        text,
+        field_name,
+        status,
+        changes=list(error.context.get("changes_since") or []),
+        alerts=list(error.context.get("alerts") or []),
+    )

@@ -1,0 +1,106 @@
+"""Web page sessions (``medloop.pages``): who is signed in, kept server-side.
+
+The browser holds only a random session id (32 bytes, URL-safe) in an HttpOnly cookie; the
+table keeps its SHA-256 digest (a copy of the table cannot be replayed as cookies), the claims
+the session carries — exactly those of an API bearer token (``sub``, ``role``, ``org``,
+``org_name``, ``name``, ``ward_admin``: ``medloop.api.auth.principal_from_claims`` reads them)
+—, the session's CSRF token, and when it was created and expires.
+
+- ``start`` creates a NEW session at every sign-in (a session id is never reused or carried
+  over from before the sign-in: no session fixation) and deletes the expired ones.
+- ``find`` answers the live session of an id, or ``None`` (unknown, signed out, expired).
+- ``end`` deletes the session (sign-out): the cookie is worthless from then on, in every
+  process, because every request looks the session up.
+
+No patient data lives here, so these writes are not commands (``medloop.loop``) and carry no
+audit record of a patient; the sign-in itself is logged by the pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Engine, String, Table, Text, delete, insert, select
+
+from fest.schema import metadata
+from medloop.store.db import reader, writer
+
+page_session = Table(
+    "page_session",
+    metadata,
+    Column("id_digest", String(64), primary_key=True),  # SHA-256 hex of the cookie's id
+    Column("claims", Text, nullable=False),  # JSON: the claims of an API bearer token
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+
+@dataclass(frozen=True)
+class PageSession:
+    """A live session: its claims, its CSRF token and when it ends."""
+
+    claims: dict[str, Any]
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+def start(
+    engine: Engine, claims: dict[str, Any], *, now: datetime, expires_at: datetime
+) -> tuple[str, PageSession]:
+    """A new session for ``claims``: (the id for the cookie, the session)."""
+    session_id = secrets.token_urlsafe(32)
+    session = PageSession(dict(claims), secrets.token_urlsafe(32), now, expires_at)
+    with writer(engine).begin() as conn:
+        conn.execute(delete(page_session).where(page_session.c.expires_at <= now))
+        conn.execute(
+            insert(page_session).values(
+                id_digest=_digest(session_id),
+                claims=json.dumps(session.claims, sort_keys=True),
+                csrf_token=session.csrf_token,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+    return session_id, session
+
+
+def find(engine: Engine, session_id: str | None, *, now: datetime) -> PageSession | None:
+    """The live session of ``session_id``; ``None`` when there is none (or it expired)."""
+    if not session_id or len(session_id) > 200:
+        return None
+    with reader(engine).connect() as conn:
+        row = conn.execute(
+            select(page_session).where(page_session.c.id_digest == _digest(session_id))
+        ).first()
+    if row is None:
+        return None
+    expires_at = _aware(row.expires_at)
+    if expires_at <= now:
+        return None
+    return PageSession(json.loads(row.claims), row.csrf_token, _aware(row.created_at), expires_at)
+
+
+def end(engine: Engine, session_id: str | None) -> None:
+    """Sign out: the session of ``session_id`` no longer exists (nothing when there is none)."""
+    if not session_id or len(session_id) > 200:
+        return
+    with writer(engine).begin() as conn:
+        conn.execute(delete(page_session).where(page_session.c.id_digest == _digest(session_id)))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives naive datetimes back; they were stored in UTC."""
+    from datetime import UTC
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
