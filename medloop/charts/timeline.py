@@ -69,52 +69,9 @@ class TimelineText:
     states: Mapping[SpanState, str]
     outcomes: Mapping[Outcome, str]
     summary: Callable[[int, int], str]
-    """``summary(entries, events)``: one sentence describing the picture."""
+    """``summary(entries, events)``: one sentence describing the picture.
 
-
-def timeline_text(
-    gettext: Callable[[str], str], ngettext: Callable[[str, str, int], str]
-) -> TimelineText:
-    """The words through a message catalogue (Babel's ``gettext``/``ngettext``)."""
-    _ = gettext
-    return TimelineText(
-        title=_("Medication timeline"),
-        time_axis=_("Date"),
-        lane_axis=_("Medication"),
-        kind_legend=_("Event"),
-        state_legend=_("Status"),
-        kinds={
-            EventKind.STARTED: _("Started"),
-            EventKind.CHANGED: _("Dosage changed"),
-            EventKind.PRESCRIBED: _("Prescribed"),
-            EventKind.RENEWED: _("Renewed"),
-            EventKind.HELD: _("Held"),
-            EventKind.RESUMED: _("Resumed"),
-            EventKind.STOPPED: _("Discontinued"),
-            EventKind.ENTERED_IN_ERROR: _("Entered in error"),
-            EventKind.DISPENSED: _("Dispensed"),
-            EventKind.GIVEN: _("Given"),
-            EventKind.NOT_GIVEN: _("Not given"),
-        },
-        states={SpanState.ACTIVE: _("In use"), SpanState.HELD: _("On hold")},
-        outcomes={
-            Outcome.GIVEN: _("given"),
-            Outcome.NOT_GIVEN: _("not given"),
-            Outcome.REFUSED: _("refused"),
-            Outcome.HELD: _("held"),
-            Outcome.MISSED: _("missed"),
-        },
-        summary=lambda entries, events: (
-            ngettext(
-                "%(n)d medication",
-                "%(n)d medications",
-                entries,
-            )
-            % {"n": entries}
-            + ", "
-            + ngettext("%(n)d event", "%(n)d events", events) % {"n": events}
-        ),
-    )
+    The words come from the pages' message catalogue (``medloop.pages.timeline``)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -767,20 +767,21 @@ class WorklistItem:
 
 
 def pharmacy_worklist(
-    conn: Connection, pharmacy_id: str, start: datetime, end: datetime
+    conn: Connection, pharmacy_id: str, now: datetime, until: datetime
 ) -> list[WorklistItem]:
-    """The periods with an order deadline in ``[start, end]`` of the patients whose multidose
-    pharmacy ``pharmacy_id`` is on ``start``'s day (the policy's own test), those changed since
-    their plan first, then by deadline. A read of several patients: audit each
-    (``Caller.read_many``)."""
+    """The periods of the patients whose multidose pharmacy ``pharmacy_id`` is today (the
+    policy's own test) with an order deadline up to ``until``: those still ahead, and those
+    already passed whose period has not begun (the most urgent). Those changed since their plan
+    first, then by deadline. A read of several patients: audit each (``Caller.read_many``)."""
     found = []
-    for period in store.periods_with_deadline_between(conn, start, end):
+    today = now.date()
+    for period in store.periods_with_deadline_between(conn, now - WORKLIST_LOOKBACK, until):
         if period.pharmacy.id != pharmacy_id:
             continue
-        current = store.current_responsibility(conn, period.patient_id)
-        if current is None or current.pharmacy.id != pharmacy_id:
+        if period.order_deadline < now and period.first_day <= today:
             continue
-        if not current.in_force(start.date()):
+        current = store.current_responsibility(conn, period.patient_id)
+        if current is None or current.pharmacy.id != pharmacy_id or not current.in_force(today):
             continue
         patient = read_patient(conn, period.patient_id)
         if patient is None:
@@ -795,3 +796,7 @@ def pharmacy_worklist(
     return sorted(
         found, key=lambda i: (not i.changed_since_plan, i.period.order_deadline, str(i.period.id))
     )
+
+
+WORKLIST_LOOKBACK = timedelta(days=31)
+"""How far back ``pharmacy_worklist`` looks for deadlines passed of periods not yet begun."""

@@ -58,7 +58,9 @@ MODULES: tuple[str, ...] = (
     # -- the nurse's pages (h3-pages) --
     #
     # -- the GP's, the multidose pharmacist's and the patient's pages (h3-pages-gp) --
-    #
+    "medloop.pages.gp",
+    "medloop.pages.pharmacy",
+    "medloop.pages.patient",
 )
 """The page modules whose ``router`` is served (one line per module)."""
 

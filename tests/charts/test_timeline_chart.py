@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
-from medloop.charts.timeline import EVENTS_LAYER, SHAPES, render_timeline, timeline_text
+from medloop.charts.timeline import EVENTS_LAYER, SHAPES, TimelineText, render_timeline
 from medloop.domain.administration import Outcome
 from medloop.timeline import Event, EventKind, Lane, Span, SpanState, Timeline
 
@@ -18,7 +18,29 @@ END = datetime(2026, 12, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 SIMVA = uuid.uuid4()
 WARFARIN = uuid.uuid4()
-TEXT = timeline_text(lambda s: s, lambda one, many, n: one if n == 1 else many)
+TEXT = TimelineText(
+    title="Medication timeline",
+    time_axis="Date",
+    lane_axis="Medication",
+    kind_legend="Event",
+    state_legend="Status",
+    kinds={
+        EventKind.STARTED: "Started",
+        EventKind.CHANGED: "Dosage changed",
+        EventKind.PRESCRIBED: "Prescribed",
+        EventKind.RENEWED: "Renewed",
+        EventKind.HELD: "Held",
+        EventKind.RESUMED: "Resumed",
+        EventKind.STOPPED: "Discontinued",
+        EventKind.ENTERED_IN_ERROR: "Entered in error",
+        EventKind.DISPENSED: "Dispensed",
+        EventKind.GIVEN: "Given",
+        EventKind.NOT_GIVEN: "Not given",
+    },
+    states={SpanState.ACTIVE: "In use", SpanState.HELD: "On hold"},
+    outcomes={o: o.value.replace("-", " ") for o in Outcome},
+    summary=lambda entries, events: f"{entries} medications, {events} events",
+)
 
 
 def at(day: int, hour: int = 8) -> datetime:

@@ -3,7 +3,7 @@ those whose list changed since the plan was taken first (SQLite and PostgreSQL).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from interactions.dosage import TimeOfDay
 from medloop.loop import multidose
@@ -11,6 +11,7 @@ from medloop.loop.change import change_dosage
 from tests.loop.helpers import PHARMACIST, call, demo_world
 from tests.loop.multidose.helpers import (
     DEADLINE,
+    FIRST_DAY,
     OTHER_PHARMACIST,
     SIMVASTATIN,
     dosage,
@@ -58,3 +59,17 @@ def test_another_pharmacy_and_a_far_deadline_see_nothing(engine):
 
     assert worklist(engine, OTHER_PHARMACIST.organisation.id) == []
     assert worklist(engine, PHARMACIST.organisation.id, at=DEADLINE - timedelta(days=5)) == []
+
+
+def test_a_passed_deadline_stays_on_the_list_until_the_period_begins(engine):
+    patient_id = demo_world(engine)
+    with_responsibility(engine, patient_id)
+    prescribe_all(engine, patient_id, [multidose_order(SIMVASTATIN, dosage(TimeOfDay.EVENING))])
+    period_id = open_period(engine, patient_id)
+
+    overdue = DEADLINE + timedelta(days=2)  # FIRST_DAY is 30 Nov, five days after the deadline
+    assert [i.period.id for i in worklist(engine, PHARMACIST.organisation.id, at=overdue)] == [
+        period_id
+    ]
+    begun = datetime.combine(FIRST_DAY, time(9), UTC)
+    assert worklist(engine, PHARMACIST.organisation.id, at=begun) == []
