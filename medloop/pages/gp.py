@@ -74,6 +74,16 @@ STATUS_NAMES = {
     EntryStatus.DISCONTINUED: N_("Discontinued"),
     EntryStatus.ENTERED_IN_ERROR: N_("Entered in error"),
 }
+CHANGE_NAMES = {
+    "added": N_("Added"),
+    "edited": N_("Changed"),
+    "put-on-hold": N_("Put on hold"),
+    "resumed": N_("Resumed"),
+    "discontinued": N_("Discontinued"),
+    "entered-in-error": N_("Entered in error"),
+    "prescription-linked": N_("Prescribed"),
+    "prescription-renewed": N_("Renewed"),
+}
 SEVERITY_NAMES = {
     "avoid": N_("Avoid"),
     "precautions": N_("Take precautions"),
@@ -151,6 +161,7 @@ def _common(page: Page) -> dict[str, Any]:
         "dosage_text": lambda d: dosage_text(d, _, number),
         "number": number,
         "STATUS_NAMES": STATUS_NAMES,
+        "CHANGE_NAMES": CHANGE_NAMES,
         "SEVERITY_NAMES": SEVERITY_NAMES,
         "PRESCRIPTION_STATUS_NAMES": PRESCRIPTION_STATUS_NAMES,
         "PROPOSAL_KIND_NAMES": PROPOSAL_KIND_NAMES,

@@ -1,0 +1,69 @@
+"""Helpers for the tests of the GP's, pharmacist's and patient's pages (TestClient)."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from tests.pages.helpers import client_signed_in, csrf_of
+
+SIMVASTATIN = "090436"
+KLARITROMYCIN = "091014"  # interacts with simvastatin at relevance 1: avoid (override needed)
+
+
+def hidden(page: str, name: str) -> str:
+    """The value of the first input named ``name`` on ``page``."""
+    found = re.search(rf'name="{re.escape(name)}" value="([^"]*)"', page)
+    assert found is not None, f"no input {name!r} on the page"
+    return html.unescape(found.group(1))
+
+
+def resident(world: Any, index: int) -> tuple[str, str]:
+    """(national id, patient id) of the demo world's resident ``index`` (0 Kari Nordmann,
+    1 Per Hansen — simvastatin in multidose —, 2 Ingrid Berg)."""
+    national_id = list(world.patients)[index]
+    return national_id, str(world.patients[national_id])
+
+
+def as_person(client: Any, person: str) -> Any:
+    client.cookies.clear()
+    return client_signed_in(client, person)
+
+
+def prescribe_form(client: Any, patient_id: str, q: str = "") -> str:
+    answer = client.get(f"/app/gp/patients/{patient_id}/prescribe", params={"q": q})
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def prescription(page: str, varenr: str, action: str, **changes: Any) -> dict[str, Any]:
+    """The prescribe form of ``page`` filled in for ``varenr``: 1 tablett in the morning."""
+    body = {
+        "csrf_token": csrf_of(page),
+        "entry_id": hidden(page, "entry_id"),
+        "prescription_id": hidden(page, "prescription_id"),
+        "idempotency_key": hidden(page, "idempotency_key"),
+        "based_on": hidden(page, "based_on"),
+        "q": "",
+        "varenr": varenr,
+        "use": "regular",
+        "amount": "1",
+        "unit": "tablett",
+        "slot": ["morning"],
+        "indication": "Luftveisinfeksjon",
+        "packages": "1",
+        "repeats": "0",
+        "action": action,
+    }
+    found = re.search(r'name="start" type="date" value="([^"]*)"', page)
+    body["start"] = found.group(1) if found else ""
+    body.update(changes)
+    return body
+
+
+def list_version(client: Any, patient_id: str) -> int:
+    page = client.get(f"/app/gp/patients/{patient_id}").text
+    found = re.search(r"List version (\d+)|Listeversjon (\d+)", page)
+    assert found is not None
+    return int(found.group(1) or found.group(2))
