@@ -67,3 +67,39 @@ def list_version(client: Any, patient_id: str) -> int:
     found = re.search(r"List version (\d+)|Listeversjon (\d+)", page)
     assert found is not None
     return int(found.group(1) or found.group(2))
+
+
+def as_claims(client: Any, engine: Any, claims: dict[str, Any]) -> Any:
+    """``client`` signed in with a session of ``claims`` (someone the demo does not have:
+    a pharmacist of another pharmacy, a nurse of another home)."""
+    from datetime import UTC, datetime, timedelta
+
+    from medloop.store import sessions
+
+    now = datetime.now(UTC)
+    session_id, _ = sessions.start(engine, claims, now=now, expires_at=now + timedelta(hours=1))
+    client.cookies.clear()
+    client.cookies.set("medloop_session", session_id, domain="testserver.local", path="/app")
+    return client
+
+
+def plan_csv(engine: Any, patient_id: str, *, drop: int | None = None, double: int | None = None):
+    """A packing report CSV that packs the first period's plan exactly, except the line at
+    index ``drop`` (left out) and the line at index ``double`` (twice the amount); returns
+    (period id, csv bytes, the plan's lines in order)."""
+    import uuid
+
+    from medloop.loop import multidose
+
+    with engine.connect() as conn:
+        (view, *_) = multidose.periods(conn, uuid.UUID(patient_id))
+        plan = multidose.plan_of(conn, uuid.UUID(patient_id), view.period.id)
+    lines = [(bag, line) for bag in plan.bags for line in bag.lines]
+    rows = ["day;intake;varenr;amount;unit"]
+    for index, (bag, line) in enumerate(lines):
+        if index == drop:
+            continue
+        amount = line.quantity.value * (2 if index == double else 1)
+        day = bag.day.strftime("%d.%m.%Y")
+        rows.append(f"{day};{bag.intake};{line.varenr};{amount:g};{line.quantity.unit}")
+    return str(view.period.id), ("\n".join(rows) + "\n").encode(), lines
