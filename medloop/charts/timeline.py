@@ -222,6 +222,7 @@ def _wall(moment: datetime) -> str:
 
 
 _SVG_OPEN = re.compile(r"<svg\b([^>]*)>")
+_MARK_ARIA = re.compile(r'\s(?:role|aria-roledescription|aria-label)="[^"]*"')
 
 
 def _accessible(svg: str, svg_id: str, title: str, description: str) -> str:
@@ -237,4 +238,7 @@ def _accessible(svg: str, svg_id: str, title: str, description: str) -> str:
         f'<title id="{ident}-title">{escape(title)}</title>'
         f'<desc id="{ident}-desc">{escape(description)}</desc>'
     )
-    return svg[: match.start()] + opening + svg[match.end() :]
+    # Vega marks its groups and marks as ARIA graphics of their own; inside one image they are
+    # noise to a screen reader (and axe asks each for a name), so those roles go.
+    inner = _MARK_ARIA.sub("", svg[match.end() :])
+    return svg[: match.start()] + opening + inner

@@ -120,6 +120,7 @@ def test_the_svg_is_one_image_with_a_title_a_description_and_escaped_names():
     assert root.find(f"{SVG}desc").text == "2 medications, 9 events"
     assert "Simvastatin <20 mg>" in "".join(root.itertext())
     assert "<script" not in drawn.svg
+    assert [e.get("role") for e in root.iter() if e.get("role")] == ["img"]  # one image
 
 
 def test_an_empty_history_draws_an_empty_picture_with_no_rows():
