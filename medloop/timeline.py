@@ -130,6 +130,10 @@ def timeline_of(state: PatientState, chartings: Iterable[Administration]) -> Tim
             entry_id = version.entry_id
             at = _utc(version.at)
             kind = _ENTRY_EVENTS[version.kind]
+            if kind is EventKind.STARTED:
+                # When the treatment started (DatoOppstart), not when it was recorded: a list
+                # brought in on admission started long before.
+                at = _start_of_day(version.entry.start)
             if kind in (EventKind.STOPPED, EventKind.ENTERED_IN_ERROR):
                 discontinuation = version.entry.discontinuation
                 if discontinuation is not None:

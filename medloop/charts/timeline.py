@@ -35,7 +35,10 @@ SHAPES: Mapping[EventKind, str] = {
     EventKind.ENTERED_IN_ERROR: "triangle-left",
     EventKind.DISPENSED: "triangle-up",
     EventKind.GIVEN: "circle",
-    EventKind.NOT_GIVEN: "M-1,-1L1,1M-1,1L1,-1",
+    # a filled "X" (Vega has no such symbol; a path of bare lines would not show when filled)
+    EventKind.NOT_GIVEN: (
+        "M-1,-0.6L-0.6,-1L0,-0.4L0.6,-1L1,-0.6L0.4,0L1,0.6L0.6,1L0,0.4L-0.6,1L-1,0.6L-0.4,0Z"
+    ),
 }
 COLOURS: Mapping[EventKind, str] = {
     EventKind.STARTED: "#009E73",
