@@ -126,7 +126,16 @@ def _common(page: Page) -> dict[str, Any]:
         "SLOTS": SLOTS,
         "USES": USES,
         "new_key": lambda: str(uuid.uuid4()),
+        "intake_name": lambda intake: (
+            page._(_SLOT_NAMES[intake]) if intake in _SLOT_NAMES else intake
+        ),
+        "discrepancies_first": lambda lines: sorted(
+            lines, key=lambda line: line.line_class in OK_CLASSES
+        ),
     }
+
+
+_SLOT_NAMES = {slot.value: name for slot, name in SLOTS}
 
 
 # -- the worklist and finding a patient ---------------------------------------------------------
