@@ -242,3 +242,18 @@ def test_a_prescription_without_the_sessions_csrf_token_is_refused_and_nothing_s
         answer = client.post(f"/app/gp/patients/{patient_id}/prescribe", data=body)
         assert answer.status_code == 403
     assert list_version(client, patient_id) == before
+
+
+def test_a_nurse_of_another_nursing_home_sees_no_page_of_the_resident(client, pages_world):
+    from tests.pages.gp_helpers import as_claims
+
+    _, patient_id = resident(pages_world.world, 0)
+    as_claims(
+        client,
+        pages_world.engine,
+        {"sub": "5557777", "role": "nurse", "org": "974600999", "name": "Siv Annenhjem"},
+    )
+    for path in ("", "/timeline", "/prescribe"):
+        answer = client.get(f"/app/gp/patients/{patient_id}{path}")
+        assert answer.status_code == 403, path
+        assert "Kari" not in answer.text
