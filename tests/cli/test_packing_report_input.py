@@ -163,3 +163,16 @@ def test_json_that_is_malformed_misshapen_or_for_another_period_is_refused_preci
             period_id=PERIOD,
         )
     assert [p.code for p in other.value.problems] == ["report-other-period"]
+
+
+def test_the_readmes_csv_example_is_a_valid_report():
+    import re
+
+    from tests.reference import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"```csv\n(.*?)```", readme, re.S).group(1)
+    (bag_morning, bag_evening) = pack_report_from_csv(
+        example.encode(), report_id=REPORT, period_id=PERIOD
+    ).bags
+    assert (bag_morning.intake, bag_evening.lines[0].quantity.value) == ("morning", 0.5)
