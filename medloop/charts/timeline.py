@@ -10,6 +10,7 @@ on a UTC scale, so the axis reads Oslo time whatever the server's zone.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ class TimelineChart:
     title: str
     description: str
     rows: tuple[Row, ...]
+    key_svg: str = ""
+    """The key to the shapes and line styles (the same for every picture in a language)."""
 
 
 def render_timeline(
@@ -124,69 +127,138 @@ def render_timeline(
         for s in shown.spans
     ]
     events = [
-        {
-            "lane": labels[e.entry_id],
-            "at": _wall(e.at),
-            "kind": text.kinds[e.kind],
-            "what": f"{row.drug}: {row.what} {row.when}",
-        }
-        for e, row in zip(shown.events, rows, strict=True)
+        {"lane": labels[e.entry_id], "at": _wall(e.at), "kind": text.kinds[e.kind]}
+        for e in shown.events
     ]
     lane_order = [labels[lane.entry_id] for lane in shown.lanes]
-    kinds = list(EventKind)
-    x_scale = alt.Scale(type="utc", domain=[_wall(start), _wall(end)])
-    y = alt.Y("lane:N", sort=lane_order, title=text.lane_axis, axis=alt.Axis(labelLimit=220))
-    span_layer = (
-        alt.Chart(alt.Data(values=spans))
-        .mark_rule(strokeWidth=4, color="#555555")
-        .encode(
-            x=alt.X("from:T", scale=x_scale, title=text.time_axis),
-            x2="to:T",
-            y=y,
-            strokeDash=alt.StrokeDash(
-                "state:N",
-                title=text.state_legend,
-                scale=alt.Scale(
-                    domain=[text.states[s] for s in SpanState],
-                    range=[DASHES[s] for s in SpanState],
-                ),
-            ),
-        )
+    chart = _layers(spans, events, lane_order, text, (start, end), legend=False).properties(
+        width=WIDTH, height=max(1, len(lane_order)) * 32
     )
-    kind_scale = {"domain": [text.kinds[k] for k in kinds]}
-    event_layer = (
-        alt.Chart(alt.Data(values=events), name=EVENTS_LAYER)
-        .mark_point(size=110, filled=True, opacity=1, strokeWidth=1.5)
-        .encode(
-            x=alt.X("at:T", scale=x_scale, title=text.time_axis),
-            y=y,
-            shape=alt.Shape(
-                "kind:N",
-                title=text.kind_legend,
-                scale=alt.Scale(**kind_scale, range=[SHAPES[k] for k in kinds]),
-            ),
-            color=alt.Color(
-                "kind:N",
-                title=text.kind_legend,
-                scale=alt.Scale(**kind_scale, range=[COLOURS[k] for k in kinds]),
-            ),
-            description=alt.Description("what:N"),
-        )
-    )
-    chart = (
-        alt.layer(span_layer, event_layer)
-        .properties(width=640, height=max(1, len(lane_order)) * 32)
-        .configure(font="sans-serif", aria=False)
-        .configure_axisX(format="%d.%m.%y", labelAngle=0, labelFlush=True)
-        .configure_legend(orient="bottom", columns=4, symbolStrokeWidth=1.5)
-    )
-    svg = vl_convert.vegalite_to_svg(chart.to_dict())
+    svg = vl_convert.vegalite_to_svg(_configured(chart).to_dict(validate=False))
     return TimelineChart(
         svg=_accessible(svg, svg_id, text.title, description),
         title=text.title,
         description=description,
         rows=rows,
+        key_svg=_key(
+            tuple(text.kinds[k] for k in EventKind),
+            tuple(text.states[s] for s in SpanState),
+            text.kind_legend,
+            text.state_legend,
+        ),
     )
+
+
+WIDTH = 640
+
+
+def _layers(
+    spans: list[dict[str, str]],
+    events: list[dict[str, str]],
+    lane_order: list[str],
+    text: TimelineText | None,
+    window: tuple[datetime, datetime] | None,
+    *,
+    legend: bool,
+    kinds: tuple[str, ...] = (),
+    states: tuple[str, ...] = (),
+    titles: tuple[str, str] = ("", ""),
+) -> alt.LayerChart:
+    """The spans (a rule per span, dashed while held) and the events (a mark per event, its
+    shape by kind); with ``legend`` only the key (the same scales, nothing plotted)."""
+    if text is not None:
+        kinds = tuple(text.kinds[k] for k in EventKind)
+        states = tuple(text.states[s] for s in SpanState)
+        titles = (text.kind_legend, text.state_legend)
+    kind_title, state_title = titles
+    shown = {} if legend else {"legend": None}
+    x_scale = alt.Scale(
+        type="utc", **({} if window is None else {"domain": [_wall(w) for w in window]})
+    )
+    axis = {"axis": None} if legend else {}
+    time_title = "" if text is None else text.time_axis
+    lane_title = "" if text is None else text.lane_axis
+    y = alt.Y(
+        "lane:N",
+        sort=lane_order,
+        title=lane_title,
+        **(axis or {"axis": alt.Axis(labelLimit=220)}),
+    )
+    span_layer = (
+        alt.Chart(alt.Data(values=spans))
+        .mark_rule(strokeWidth=4, color="#555555", opacity=0 if legend else 1)
+        .encode(
+            x=alt.X("from:T", scale=x_scale, title=time_title, **axis),
+            x2="to:T",
+            y=y,
+            strokeDash=alt.StrokeDash(
+                "state:N",
+                title=state_title,
+                scale=alt.Scale(domain=list(states), range=[DASHES[s] for s in SpanState]),
+                **shown,
+            ),
+        )
+    )
+    kind_scale = {"domain": list(kinds)}
+    event_layer = (
+        alt.Chart(alt.Data(values=events), name=EVENTS_LAYER)
+        .mark_point(size=110, filled=True, opacity=0 if legend else 1, strokeWidth=1.5)
+        .encode(
+            x=alt.X("at:T", scale=x_scale, title=time_title, **axis),
+            y=y,
+            shape=alt.Shape(
+                "kind:N",
+                title=kind_title,
+                scale=alt.Scale(**kind_scale, range=[SHAPES[k] for k in EventKind]),
+                **shown,
+            ),
+            color=alt.Color(
+                "kind:N",
+                title=kind_title,
+                scale=alt.Scale(**kind_scale, range=[COLOURS[k] for k in EventKind]),
+                **shown,
+            ),
+        )
+    )
+    return alt.layer(span_layer, event_layer)
+
+
+def _configured(chart: alt.LayerChart) -> alt.LayerChart:
+    return (
+        chart.configure(font="sans-serif", aria=False)
+        .configure_axisX(format="%d.%m.%y", labelAngle=0, labelFlush=True)
+        .configure_legend(orient="bottom", columns=4, symbolStrokeWidth=1.5, symbolOpacity=1)
+        .configure_view(stroke=None)
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _key(kinds: tuple[str, ...], states: tuple[str, ...], kind_title: str, state_title: str) -> str:
+    """The key to the shapes and line styles, drawn once per language (laying out its labels
+    is most of a picture's rendering time). Hidden from assistive technology: the table beside
+    the picture says in words what each mark says."""
+    spans = [
+        {"lane": "", "from": "2000-01-01T00:00:00Z", "to": "2000-01-01T00:00:00Z", "state": s}
+        for s in states
+    ]
+    events = [{"lane": "", "at": "2000-01-01T00:00:00Z", "kind": k} for k in kinds]
+    chart = _layers(
+        spans,
+        events,
+        [""],
+        None,
+        None,
+        legend=True,
+        kinds=kinds,
+        states=states,
+        titles=(kind_title, state_title),
+    ).properties(width=WIDTH, height=1)
+    svg = vl_convert.vegalite_to_svg(_configured(chart).to_dict(validate=False))
+    match = _SVG_OPEN.search(svg)
+    if match is None:
+        raise ValueError("vl-convert returned no <svg> element")
+    inner = _MARK_ARIA.sub("", svg[match.end() :])
+    return f'<svg{match.group(1)} aria-hidden="true" focusable="false">' + inner
 
 
 def _lane_labels(timeline: Timeline) -> dict[UUID, str]:
