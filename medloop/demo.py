@@ -231,6 +231,15 @@ RESIDENTS = (
                 regular(_tablets(1, MIDDAY), text="1 tablett midt på dagen"),
                 "Osteoporose",
             ),
+            # Insulin: the ward's policy wants a second nurse to witness every dose (A10A).
+            Order(
+                "090572",
+                regular(
+                    FixedDose(amount=Quantity(value=10, unit="E"), time_of_day=MORNING),
+                    text="10 E subkutant om morgenen",
+                ),
+                "Diabetes type 2",
+            ),
             # Her eGFR is four months old: dose rules that depend on it report "not checked".
         ),
         facts=Facts(55, RenalFunctionKind.EGFR, 38, 30, 120),

@@ -9,7 +9,7 @@ audit log (architecture invariant 6: every read of patient data leaves an audit 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, TypeVar
@@ -23,11 +23,12 @@ from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, tally
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryNotFound, EntryVersion
-from medloop.domain.patient import PatientNotFound
+from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound
 from medloop.domain.reconciliation import Reconciliation
 from medloop.domain.state import PatientState
+from medloop.domain.ward import Ward
 from medloop.store import access, administration, audit, patients, state_cache
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
@@ -275,3 +276,25 @@ def ward_organisation(conn: Connection, ward_id: UUID) -> str | None:
     """The organisation a ward belongs to; ``None`` for an unknown ward."""
     found = administration.read_ward(conn, ward_id)
     return None if found is None else found.ward.organisation_id
+
+
+def wards_of(conn: Connection, organisation_id: str) -> list[Ward]:
+    """The wards of an organisation, by name (no patient data: not audited)."""
+    return administration.wards_of_organisation(conn, organisation_id)
+
+
+def ward_of(conn: Connection, ward_id: UUID) -> Ward | None:
+    """A ward (name, organisation); ``None`` for an unknown ward."""
+    found = administration.read_ward(conn, ward_id)
+    return None if found is None else found.ward
+
+
+def residents(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, Patient]:
+    """The patients' records (names, birth dates) by id, for a chart that shows them; read
+    inside the caller's audited read."""
+    found = {}
+    for patient_id in patient_ids:
+        patient = patients.read_patient(conn, patient_id)
+        if patient is not None:
+            found[patient_id] = patient
+    return found

@@ -140,6 +140,18 @@ class ScannedPackExpired(AdministrationRefused):
     code = "scanned-pack-expired"
 
 
+class WristbandMismatch(AdministrationRefused):
+    """The scanned wristband is another person's: wrong resident."""
+
+    code = "wristband-mismatch"
+
+
+class WristbandNotRegistered(AdministrationRefused):
+    """The wristband carries a GSRN, and no GSRN is registered for residents yet."""
+
+    code = "wristband-not-registered"
+
+
 class AdministrationNotFound(AdministrationRefused):
     code = "administration-not-found"
 
@@ -787,3 +799,15 @@ def _check_prn(
             limits=exceeded,
         )
     return tuple(exceeded), tuple(not_checked)
+
+
+def check_wristband(national_id: str, scanned_national_id: str | None, gsrn: str | None) -> None:
+    """The first of the five rights: the wristband scanned at the bedside is this resident's
+    (their national id). A GSRN cannot be matched yet (none is registered for a resident)."""
+    if scanned_national_id is not None:
+        if scanned_national_id != national_id:
+            raise WristbandMismatch("the wristband is another person's")
+        return
+    raise WristbandNotRegistered(
+        "the wristband carries a GSRN, and no GSRN is registered for this resident", gsrn=gsrn
+    )

@@ -5,12 +5,20 @@ human-readable ``(01)…(17)…`` form, or a plain EAN-13. The domain decides wh
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from biip import ParseError, parse
 from biip.gs1_messages import GS1Message
 
-from medloop.domain.administration import PackCode, ScanUnreadable
+from medloop.domain.administration import PackCode, ScannedPack, ScanUnreadable
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from medloop.domain.entry import ListEntry
 
 
 def read_pack_code(code: str) -> PackCode:
@@ -52,3 +60,40 @@ def _read(code: str) -> PackCode:
 
 def _gtin13(value: str) -> str:
     return value[1:] if len(value) == 14 and value.startswith("0") else value
+
+
+def check_pack(conn: Connection, entry: ListEntry, code: str, on: date) -> ScannedPack:
+    """Whether the scanned ``code`` is a right pack for ``entry`` on ``on``, as charting would
+    decide it (``domain.administration.check_scanned_pack``: the entry's product or its
+    substitution group, not expired), before anything is charted: the answer a bedside page
+    shows at once. Refusals: ``ScanUnreadable``, ``ScannedPackUnknown``,
+    ``ScannedPackMismatch``, ``ScannedPackExpired``."""
+    from medloop.domain.administration import check_scanned_pack
+    from medloop.loop.catalogue import catalogue_in_force
+
+    packages = catalogue_in_force(conn).packages_by_gtin
+    return check_scanned_pack(code, read_pack_code(code), entry.drug, packages, on)
+
+
+@dataclass(frozen=True)
+class Wristband:
+    """A read wristband: the resident's national id, or a GS1 GSRN (AI 8018)."""
+
+    national_id: str | None = None
+    gsrn: str | None = None
+
+
+def read_wristband(code: str) -> Wristband:
+    """A scanned wristband: 11 digits are a national id; a GS1 element string (raw or
+    ``(8018)…``) with a GSRN (AI 8018) is that GSRN. ``ScanUnreadable`` otherwise."""
+    text = code.strip()
+    if len(text) == 11 and text.isdigit():
+        return Wristband(national_id=text)
+    try:
+        message = GS1Message.parse_hri(text) if text.startswith("(") else GS1Message.parse(text)
+    except ParseError as error:
+        raise ScanUnreadable(f"the wristband code cannot be read: {error}", code=code) from error
+    for element in message.element_strings:
+        if element.ai.ai == "8018":
+            return Wristband(gsrn=element.value)
+    raise ScanUnreadable("the wristband code has neither a national id nor a GSRN", code=code)

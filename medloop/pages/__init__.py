@@ -56,6 +56,7 @@ from medloop.pages.web import (
 MODULES: tuple[str, ...] = (
     "medloop.pages.signin",
     # -- the nurse's pages (h3-pages) --
+    "medloop.pages.nurse",
     #
     # -- the GP's, the multidose pharmacist's and the patient's pages (h3-pages-gp) --
     "medloop.pages.gp",

@@ -107,6 +107,20 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
         N_("Wrong pack: this is not the prescribed medicine or one that can replace it."),
     ),
     "scanned-pack-expired": ("pack", N_("This pack has expired. Do not use it.")),
+    "wristband-mismatch": (
+        "wristband",
+        N_(
+            "Wrong resident: this wristband belongs to someone else. Do not give any medicine; "
+            "check who the resident is."
+        ),
+    ),
+    "wristband-not-registered": (
+        "wristband",
+        N_(
+            "This wristband has a GSRN, and no GSRN is registered for residents. Scan the "
+            "national id or choose why not."
+        ),
+    ),
     "administration-not-found": (None, N_("This charting no longer exists. Reload the page.")),
     "administration-already-entered-in-error": (
         None,

@@ -114,7 +114,34 @@ def template_context(lang: str) -> dict[str, Any]:
         "format_time": partial(i18n.format_time, lang=lang),
         "format_decimal": partial(i18n.format_decimal, lang=lang),
         "role_name": lambda role: translator(lang)(ROLE_NAMES[Role(role)]),
+        "amount_text": partial(_amount_text, lang=lang),
+        "period_text": partial(_period_text, lang=lang),
     }
+
+
+PERIOD_UNITS = {
+    "minute": (i18n.N_("minute"), i18n.N_("minutes")),
+    "hour": (i18n.N_("hour"), i18n.N_("hours")),
+    "day": (i18n.N_("day"), i18n.N_("days")),
+    "week": (i18n.N_("week"), i18n.N_("weeks")),
+    "month": (i18n.N_("month"), i18n.N_("months")),
+}
+
+
+def _amount_text(quantity: Any, *, lang: str) -> str:
+    """``1,5 tablett``: a dose's amount in the reader's number format, with its unit."""
+    if quantity is None:
+        return ""
+    return f"{i18n.format_decimal(quantity.value, lang)} {quantity.unit}"
+
+
+def _period_text(period: Any, *, lang: str) -> str:
+    """``6 timer``: a period's length in the reader's words."""
+    if period is None:
+        return ""
+    one, many = PERIOD_UNITS.get(str(getattr(period.unit, "value", period.unit)), ("", ""))
+    word = translator(lang)(one if period.value == 1 else many) if one else str(period.unit)
+    return f"{i18n.format_decimal(period.value, lang)} {word}"
 
 
 def _fmt_datetime(moment: Any, format: str = "medium", *, lang: str) -> str:

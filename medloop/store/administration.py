@@ -224,6 +224,12 @@ def read_ward(conn: Connection, ward_id: UUID) -> WardState | None:
     )
 
 
+def wards_of_organisation(conn: Connection, organisation_id: str) -> list[Ward]:
+    """The wards of an organisation, by name (no patient data)."""
+    rows = conn.execute(select(ward.c.record).where(ward.c.organisation_id == organisation_id))
+    return sorted((Ward.model_validate(r.record) for r in rows), key=lambda w: (w.name, w.id))
+
+
 def ward_configs(conn: Connection, ward_ids: Iterable[UUID]) -> dict[UUID, WardState]:
     """The current state of each of ``ward_ids`` in two queries."""
     ids = [str(w) for w in ward_ids]

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +41,51 @@ ARTIFACTS = Path(os.environ.get("MEDLOOP_TEST_ARTIFACTS") or REPO / "test-artifa
 WIDTHS = (768, 1280)
 
 
+BUILT = datetime(2026, 12, 6, 11, 0, tzinfo=UTC)
+"""When the test demo world is built (Sunday noon in Oslo): admitted, 48 h planned."""
+MORNING = datetime(2026, 12, 7, 7, 5, tzinfo=UTC)
+"""The morning round the tests walk: Monday 08:05 in Oslo, the 08:00 doses due."""
+
+
+class Clock:
+    """The app's clock in the tests: ``clock.at`` is now (set it to move time)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
 @dataclass
 class PagesWorld:
     engine: Engine
     world: demo.DemoWorld
     app: Any
+    clock: Clock
     base_url: str = ""
 
+    def patient(self, index: int) -> tuple[str, Any]:
+        """(national id, patient id) of ``demo.RESIDENTS[index]``."""
+        national_id = demo.national_id(demo.RESIDENTS[index].birth, 100 + 37 * index)
+        return national_id, self.world.patients[national_id]
 
-def demo_app(engine: Engine, *, clock: Any = None, **settings: Any) -> PagesWorld:
-    """The demo world on ``engine`` and the app over it, demo sign-in on."""
+
+def demo_app(
+    engine: Engine,
+    *,
+    clock: Any = None,
+    built_at: datetime = BUILT,
+    now: datetime = MORNING,
+    **settings: Any,
+) -> PagesWorld:
+    """The demo world on ``engine`` (built at ``built_at``) and the app over it with the demo
+    sign-in, its clock at ``now`` (or ``clock``, a callable, as given)."""
     base = dataclasses.replace(Settings.from_env(), demo_sign_in=True, **settings)
-    now = clock() if clock is not None else None
-    world = demo.build(engine, base.demo_catalogue, now=now)
-    app = create_app(base, engine=engine, clock=clock)
-    return PagesWorld(engine, world, app)
+    ticking = clock if isinstance(clock, Clock) else Clock(now)
+    world = demo.build(engine, base.demo_catalogue, now=clock() if clock else built_at)
+    app = create_app(base, engine=engine, clock=clock or ticking)
+    return PagesWorld(engine, world, app, ticking)
 
 
 def _port_range() -> range:

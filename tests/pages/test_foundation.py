@@ -4,7 +4,7 @@ sessions, CSRF, session fixation, sign-out, expiry, cookies, redirects, error pa
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -129,13 +129,12 @@ def test_signing_in_issues_a_new_session_id_and_ends_the_one_before(client, page
 
 
 def test_a_session_expires_after_its_lifetime(engine):
-    now = [datetime(2026, 12, 5, 7, 0, tzinfo=UTC)]
-    world = demo_app(engine, clock=lambda: now[0], session_lifetime_seconds=3600)
+    world = demo_app(engine, session_lifetime_seconds=3600)
     with TestClient(world.app, follow_redirects=False) as client:
         client_signed_in(client, "nurse")
-        now[0] += timedelta(minutes=59)
+        world.clock.at += timedelta(minutes=59)
         assert client.get("/app/home").status_code == 200
-        now[0] += timedelta(minutes=2)
+        world.clock.at += timedelta(minutes=2)
         assert client.get("/app/home").headers["location"].startswith("/app/sign-in")
 
 

@@ -11,7 +11,8 @@ chart queries, one module each.
 - ``charting``: ``chart`` (facts read first, one decision in
   ``medloop.domain.administration.decide_charting``, decision support on the last 24 h) and
   ``mark_in_error``;
-- ``queries``: ``ward_chart`` and ``administration_history``.
+- ``queries``: ``ward_chart``, ``resident_chart`` (a resident's MAR over days),
+  ``as_needed_given`` and ``administration_history``.
 """
 
 from medloop.loop.administration.admissions import AdmissionOrder, admit, discharge, is_admitted
@@ -20,8 +21,11 @@ from medloop.loop.administration.planning import HORIZON, mark_missed, roll_forw
 from medloop.loop.administration.queries import (
     ChartLine,
     PatientChart,
+    ResidentDay,
     WardChart,
     administration_history,
+    as_needed_given,
+    resident_chart,
     ward_chart,
 )
 from medloop.loop.administration.wards import WardOrder, configure_ward, create_ward
@@ -31,10 +35,12 @@ __all__ = [
     "AdmissionOrder",
     "ChartLine",
     "PatientChart",
+    "ResidentDay",
     "WardChart",
     "WardOrder",
     "admit",
     "administration_history",
+    "as_needed_given",
     "chart",
     "configure_ward",
     "create_ward",
@@ -42,6 +48,7 @@ __all__ = [
     "is_admitted",
     "mark_in_error",
     "mark_missed",
+    "resident_chart",
     "roll_forward",
     "ward_chart",
 ]

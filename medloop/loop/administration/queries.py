@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -20,7 +21,7 @@ from medloop.domain.administration import (
     effective_charting,
 )
 from medloop.domain.patient import PatientNotFound
-from medloop.domain.ward import WardNotFound, local_day_bounds
+from medloop.domain.ward import WardNotFound, local_date, local_day_bounds
 from medloop.store import administration as store
 from medloop.store.patients import national_id_of
 
@@ -77,6 +78,9 @@ class ChartLine:
     late: bool
     multidose: bool
     charting: Administration | None
+    superseded: bool = False
+    """A dose of an older schedule that a changed dosage took over (only ``resident_chart``
+    lists these; the ward's chart leaves them out)."""
 
 
 @dataclass(frozen=True)
@@ -170,3 +174,110 @@ def administration_history(
     if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     return store.chartings_of_patient(conn, patient_id, since, until)
+
+
+@dataclass(frozen=True)
+class ResidentDay:
+    """One Oslo calendar day of a resident's administration chart (MAR)."""
+
+    day: date
+    doses: tuple[ChartLine, ...]
+    as_needed: tuple[Administration, ...]
+
+
+def resident_chart(
+    conn: Connection,
+    patient_id: UUID,
+    first_day: date,
+    days: int,
+    now: datetime,
+    *,
+    organisation_id: str | None = None,
+) -> tuple[ResidentDay, ...]:
+    """The patient's administration chart for ``days`` Oslo days from ``first_day``: every
+    planned dose of their stays on wards (with its status at ``now`` by that ward's windows,
+    the charting that stands, superseded doses marked) and the PRN doses given. With
+    ``organisation_id`` only what lies within that organisation's stays (a nursing home sees
+    its own stays, never another's)."""
+    if national_id_of(conn, patient_id) is None:
+        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
+    start, _ = local_day_bounds(first_day)
+    _, end = local_day_bounds(first_day + timedelta(days=days - 1))
+    stays = [
+        a
+        for a in store.admissions_of(conn, patient_id)
+        if a.admitted_at < end
+        and (a.discharged_at is None or a.discharged_at > start)
+        and (organisation_id is None or a.organisation_id == organisation_id)
+    ]
+    wards = store.ward_configs(conn, {a.ward_id for a in stays})
+    lines = chart_lines(conn, [patient_id], start, end)
+    by_day: dict[date, list[ChartLine]] = defaultdict(list)
+    for line in lines:
+        stay = next((a for a in stays if a.covers(line.dose.due_at)), None)
+        ward = None if stay is None else wards.get(stay.ward_id)
+        if ward is None:
+            continue
+        by_day[local_date(line.dose.due_at)].append(
+            ChartLine(
+                planned_dose_id=line.dose.id,
+                entry_id=line.dose.entry_id,
+                drug=line.dose.drug,
+                local_time=line.dose.local_time,
+                due_at=line.dose.due_at,
+                amount=line.dose.amount,
+                status=dose_status(line.dose.due_at, line.charting, ward.config, now),
+                late=line.charting is not None and line.charting.late,
+                multidose=line.dose.multidose,
+                charting=line.charting,
+                superseded=not line.in_force,
+            )
+        )
+    prn: dict[date, list[Administration]] = defaultdict(list)
+    for charted in store.chartings_of_patient(conn, patient_id, start, end):
+        given = charted.administration
+        if (
+            charted.stands
+            and given.planned_dose_id is None
+            and any(a.covers(given.at) for a in stays)
+        ):
+            prn[local_date(given.at)].append(given)
+    return tuple(
+        ResidentDay(
+            day,
+            tuple(sorted(by_day.get(day, ()), key=lambda c: (c.due_at, c.drug))),
+            tuple(prn.get(day, ())),
+        )
+        for day in (first_day + timedelta(days=n) for n in range(days))
+    )
+
+
+def as_needed_given(
+    conn: Connection,
+    patient_ids: Sequence[UUID],
+    since: datetime,
+    until: datetime,
+    *,
+    organisation_id: str | None = None,
+) -> dict[UUID, list[Administration]]:
+    """The PRN doses that stand, given to each patient in ``[since, until)``; with
+    ``organisation_id`` only those given during that organisation's stays."""
+    found: dict[UUID, list[Administration]] = defaultdict(list)
+    charted = [
+        c
+        for c in store.chartings_of_patients(conn, patient_ids, since, until)
+        if c.stands and c.administration.planned_dose_id is None
+    ]
+    stays: dict[UUID, list[Any]] = {}
+    if organisation_id is not None:
+        for patient_id in {c.administration.patient_id for c in charted}:
+            stays[patient_id] = [
+                a
+                for a in store.admissions_of(conn, patient_id)
+                if a.organisation_id == organisation_id
+            ]
+    for c in charted:
+        given = c.administration
+        if organisation_id is None or any(a.covers(given.at) for a in stays[given.patient_id]):
+            found[given.patient_id].append(given)
+    return found

@@ -1,0 +1,133 @@
+"""Benchmark: the nurse's pages (issue #16) on a 60-resident ward.
+
+The ward of bench/ward.py (60 residents, 8 regular entries each, 48 h planned), served by the
+app in-process (Starlette's TestClient: the whole ASGI request — session lookup, policy,
+audited read, template — without the network). Measures, at 08:05 in Oslo:
+  - the server time to render the ward overview (every resident, doses per slot, PRN in the
+    last 24 h, open alerts) and a resident's week MAR, p50/p99 in ms (interleaved);
+  - the same for the JSON API's ward chart (GET /nursing/wards/{id}/chart), the baseline: the
+    overview runs that query and adds names, PRN and alerts;
+  - the page weight of each nurse page: HTML plus the CSS and JS it loads, in bytes.
+SQLite always; PostgreSQL too when MEDLOOP_BENCH_POSTGRES_URL (or MEDLOOP_TEST_POSTGRES_URL)
+names a server. Prints one JSON object. Targets: overview p99 <= 100 ms, MAR week p99 <= 60 ms,
+every page <= 150 KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from loop import percentiles, postgres_database  # noqa: E402  (sibling bench)
+from ward import NURSE, PLAN_AT, ROUND_AT, ward  # noqa: E402
+
+TARGETS = {"overview_p99_ms": 100.0, "mar_week_p99_ms": 60.0, "page_kb": 150.0}
+
+
+def measure(url: str, iterations: int) -> dict[str, object]:
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from medloop.api.app import create_app
+    from medloop.loop import administration
+    from medloop.settings import Settings
+    from medloop.store import sessions
+
+    logging.getLogger("medloop.access").disabled = True
+    engine, ward_id, residents = ward(url)
+    administration.roll_forward(engine, PLAN_AT)
+    settings = dataclasses.replace(Settings.from_env(url))
+    app = create_app(settings, engine=engine, clock=lambda: ROUND_AT)
+    claims = {
+        "sub": NURSE.personnel.hpr_number,
+        "role": "nurse",
+        "org": NURSE.organisation.id,
+        "name": NURSE.personnel.name,
+    }
+    session_id, _ = sessions.start(
+        engine, claims, now=ROUND_AT, expires_at=ROUND_AT + timedelta(hours=8)
+    )
+    client = TestClient(app, follow_redirects=False)
+    client.cookies.set("medloop_session", session_id, domain="testserver.local", path="/app")
+    patient = next(iter(residents))
+    overview = f"/app/nurse/wards/{ward_id}"
+    week = f"/app/nurse/residents/{patient}?view=week"
+    pages = {
+        "ward_overview": overview,
+        "mar_week": week,
+        "mar_day": f"/app/nurse/residents/{patient}",
+        "bedside": f"/app/nurse/residents/{patient}/bedside?identity=scan",
+        "sign_in": "/app/sign-in",
+    }
+    bedside = client.get(pages["bedside"]).text
+    link = re.search(r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"', bedside)
+    if link:
+        pages["chart_dose"] = link.group(1).replace("&amp;", "&")
+    for path in (overview, week):
+        assert client.get(path).status_code == 200, path  # and warm the caches
+    from medloop.api.auth import issue_token
+
+    token = issue_token("nurse", claims["sub"], claims["org"], name=claims["name"])
+    api = f"/nursing/wards/{ward_id}/chart"
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get(api, headers=bearer).status_code == 200
+    timings: dict[str, list[float]] = {"ward_overview": [], "mar_week": [], "api_ward_chart": []}
+    for _ in range(iterations):  # interleaved, so noise hits all alike
+        for name, path, headers in (
+            ("ward_overview", overview, None),
+            ("mar_week", week, None),
+            # The baseline: the JSON API's ward chart (the same ward_chart query, audited).
+            ("api_ward_chart", api, bearer),
+        ):
+            began = time.perf_counter()
+            answer = client.get(path, headers=headers)
+            timings[name].append((time.perf_counter() - began) * 1000)
+            assert answer.status_code == 200, (name, answer.status_code)
+    weights = {}
+    for name, path in pages.items():
+        html = client.get(path)
+        assert html.status_code == 200, (name, html.status_code)
+        assets = re.findall(r'(?:href|src)="(/app/static/[^"]+)"', html.text)
+        total = len(html.content) + sum(len(client.get(a).content) for a in assets)
+        weights[name] = {"bytes": total, "assets": assets}
+    engine.dispose()
+    return {
+        "residents": len(residents),
+        "iterations": iterations,
+        "ward_overview": percentiles(timings["ward_overview"]),
+        "mar_week": percentiles(timings["mar_week"]),
+        "baseline_api_ward_chart": percentiles(timings["api_ward_chart"]),
+        "page_weight": weights,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=60)
+    args = parser.parse_args()
+    results: dict[str, object] = {"targets": TARGETS}
+    with tempfile.TemporaryDirectory() as folder:
+        results["sqlite"] = measure(f"sqlite:///{Path(folder) / 'pages.db'}", args.iterations)
+    pg = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+    if pg:
+        url, drop = postgres_database(pg)
+        try:
+            results["postgresql"] = measure(url, args.iterations)
+        finally:
+            drop()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
