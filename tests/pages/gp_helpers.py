@@ -69,15 +69,17 @@ def list_version(client: Any, patient_id: str) -> int:
     return int(found.group(1) or found.group(2))
 
 
-def as_claims(client: Any, engine: Any, claims: dict[str, Any]) -> Any:
+def as_claims(client: Any, world: Any, claims: dict[str, Any]) -> Any:
     """``client`` signed in with a session of ``claims`` (someone the demo does not have:
-    a pharmacist of another pharmacy, a nurse of another home)."""
-    from datetime import UTC, datetime, timedelta
+    a pharmacist of another pharmacy, a nurse of another home), at the app's clock."""
+    from datetime import timedelta
 
     from medloop.store import sessions
 
-    now = datetime.now(UTC)
-    session_id, _ = sessions.start(engine, claims, now=now, expires_at=now + timedelta(hours=1))
+    now = world.clock.at
+    session_id, _ = sessions.start(
+        world.engine, claims, now=now, expires_at=now + timedelta(hours=1)
+    )
     client.cookies.clear()
     client.cookies.set("medloop_session", session_id, domain="testserver.local", path="/app")
     return client

@@ -250,7 +250,7 @@ def test_a_nurse_of_another_nursing_home_sees_no_page_of_the_resident(client, pa
     _, patient_id = resident(pages_world.world, 0)
     as_claims(
         client,
-        pages_world.engine,
+        pages_world,
         {"sub": "5557777", "role": "nurse", "org": "974600999", "name": "Siv Annenhjem"},
     )
     for path in ("", "/timeline", "/prescribe"):

@@ -6,9 +6,10 @@ CSV; a patient reading the access log. axe-core on every page; screenshots at 76
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from tests.pages.gp_helpers import plan_csv, resident
-from tests.pages.helpers import assert_no_axe_violations, screenshots, sign_in
+from tests.pages.helpers import BUILT, assert_no_axe_violations, screenshots, sign_in
 
 
 def checked(page, name: str) -> None:
@@ -67,6 +68,7 @@ def test_a_gp_prescribes_with_an_interaction_override_and_sees_it_on_the_timelin
 def test_a_multidose_period_is_reconciled_from_an_uploaded_csv(page, live_world):
     _, patient_id = resident(live_world.world, 0)
     period_id, data, lines = plan_csv(live_world.engine, patient_id, drop=0)
+    live_world.clock.at = BUILT + timedelta(hours=1)  # the deadline just passed, before Monday
     sign_in(page, live_world.base_url, "Farmasøyt")
     page.goto(live_world.base_url + "/app/pharmacy?days=14")
     assert "Kari Nordmann" in page.content()

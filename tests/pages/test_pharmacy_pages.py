@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import timedelta
 
 from lxml import html as lxml_html
 from sqlalchemy import func, select
 
 from medloop.store.multidose import reconciliation as multidose_reconciliation
 from tests.pages.gp_helpers import as_claims, as_person, hidden, plan_csv, resident
-from tests.pages.helpers import csrf_of
+from tests.pages.helpers import BUILT, csrf_of
 
 OTHER_PHARMACIST = {
     "sub": "7654321",
@@ -45,6 +46,9 @@ def reconciliations(engine) -> int:
 
 
 def test_the_worklist_lists_only_the_pharmacys_multidose_patients(client, pages_world):
+    # an hour after the demo world was built: its periods' deadline just passed (the demo
+    # orders from the Wednesday before, or at once), the periods begin on Monday
+    pages_world.clock.at = BUILT + timedelta(hours=1)
     as_person(client, "pharmacist")
     answer = client.get("/app/pharmacy", params={"days": 14})
     assert answer.status_code == 200
@@ -53,7 +57,7 @@ def test_the_worklist_lists_only_the_pharmacys_multidose_patients(client, pages_
     # neither lists changed since a plan was taken: none was taken yet
     assert answer.text.count("Ikke hentet") == 2
 
-    as_claims(client, pages_world.engine, OTHER_PHARMACIST)
+    as_claims(client, pages_world, OTHER_PHARMACIST)
     other = client.get("/app/pharmacy", params={"days": 14})
     assert "Kari Nordmann" not in other.text and "Per Hansen" not in other.text
 
@@ -183,7 +187,7 @@ def test_a_pharmacist_of_another_pharmacy_cannot_open_a_patients_multidose_pages
     client, pages_world
 ):
     _, patient_id = resident(pages_world.world, 0)
-    as_claims(client, pages_world.engine, OTHER_PHARMACIST)
+    as_claims(client, pages_world, OTHER_PHARMACIST)
     answer = client.get(f"/app/pharmacy/patients/{patient_id}/multidose")
     assert answer.status_code == 403
     assert "Kari" not in answer.text
