@@ -248,14 +248,7 @@ class PrescribeForm:
 
     @classmethod
     def posted(cls, form: FormData) -> PrescribeForm:
-        overrides = {}
-        for index in range(_MAX_OVERRIDES):
-            key = form.get(f"override-{index}-key")
-            if key is None:
-                break
-            reason = str(form.get(f"override-{index}-reason") or "").strip()
-            if reason:
-                overrides[str(key)] = reason
+        overrides = overrides_posted(form)
         return cls(
             entry_id=_uuid_text(form.get("entry_id")),
             prescription_id=_uuid_text(form.get("prescription_id")),
@@ -315,6 +308,20 @@ class PrescribeForm:
 
 
 _MAX_OVERRIDES = 50
+
+
+def overrides_posted(form: FormData) -> dict[str, str]:
+    """Alert key → the reason written next to it (``override-<n>-key`` with
+    ``override-<n>-reason``; only the alerts that need one have the pair, so ``n`` skips)."""
+    found = {}
+    for name in list(form.keys())[: 10 * _MAX_OVERRIDES]:
+        matched = re.fullmatch(r"override-(\d{1,3})-key", name)
+        if matched is None:
+            continue
+        reason = str(form.get(f"override-{matched[1]}-reason") or "").strip()
+        if reason:
+            found[str(form.get(name))] = reason
+    return found
 
 
 @router.get("/app/gp/patients/{patient_id}/prescribe", response_class=HTMLResponse)

@@ -51,6 +51,7 @@ from medloop.packing_report_input import (
 )
 from medloop.pages import signin
 from medloop.pages.dosage_form import SLOTS, USES, DosageForm, dosage_text
+from medloop.pages.gp import overrides_posted
 from medloop.pages.i18n import N_, format_decimal
 from medloop.pages.messages import Refusal, explain
 from medloop.pages.web import FormDep, Page, PageDep, url
@@ -271,14 +272,7 @@ def _dispensing_page(
 def dispense_post(page: PageDep, patient_id: UUID, form: FormDep) -> Response:
     page.caller.authorize(Action.DISPENSE, patient_id)
     prescription_id = _uuid(form.get("prescription_id"))
-    overrides = {}
-    for index in range(20):
-        key = form.get(f"override-{index}-key")
-        if key is None:
-            break
-        reason = str(form.get(f"override-{index}-reason") or "").strip()
-        if reason:
-            overrides[str(key)] = reason
+    overrides = overrides_posted(form)
     try:
         packages = float(str(form.get("packages") or "").replace(",", "."))
         order = DispenseOrder(

@@ -257,3 +257,48 @@ def test_a_nurse_of_another_nursing_home_sees_no_page_of_the_resident(client, pa
         answer = client.get(f"/app/gp/patients/{patient_id}{path}")
         assert answer.status_code == 403, path
         assert "Kari" not in answer.text
+
+
+def test_override_reasons_are_read_whichever_alerts_carry_them():
+    from starlette.datastructures import FormData
+
+    from medloop.pages.gp import overrides_posted
+
+    form = FormData(
+        [
+            ("override-1-key", "interaction/a/b"),
+            ("override-1-reason", "Kort kur"),
+            ("override-3-key", "dose/c/d"),
+            ("override-3-reason", "  "),
+            ("override-4-key", "allergy/e/f"),
+            ("override-4-reason", "Tålt før"),
+        ]
+    )
+    assert overrides_posted(form) == {"interaction/a/b": "Kort kur", "allergy/e/f": "Tålt før"}
+
+
+def test_a_gp_rejects_a_proposal_with_a_reason_and_it_is_no_longer_waiting(client, pages_world):
+    as_person(client, "pharmacist")
+    _, patient_id = resident(pages_world.world, 1)
+    page = client.get(f"/app/pharmacy/patients/{patient_id}/multidose").text
+    sent = client.post(
+        f"/app/pharmacy/patients/{patient_id}/multidose/proposals",
+        data={
+            "csrf_token": csrf_of(page),
+            "proposal_id": hidden(page, "proposal_id"),
+            "kind": "question",
+            "note": "Skal donepezil fortsette?",
+        },
+    )
+    assert sent.status_code == 303, sent.text[:2000]
+
+    as_person(client, "gp")
+    listed = client.get(f"/app/gp/patients/{patient_id}").text
+    reject = re.search(r'action="(/app/gp/patients/[^"]+/reject)"', listed)[1]
+    without = client.post(reject, data={"csrf_token": csrf_of(listed), "reason": ""})
+    assert without.status_code in (409, 422) and "Skal donepezil fortsette?" in without.text
+    rejected = client.post(
+        reject, data={"csrf_token": csrf_of(listed), "reason": "Ja, uendret til neste kontroll"}
+    )
+    assert rejected.status_code == 303
+    assert "Ingen forslag venter." in client.get(f"/app/gp/patients/{patient_id}").text
