@@ -170,6 +170,8 @@ def _common(page: Page) -> dict[str, Any]:
         "USES": USES,
         "new_key": lambda: str(uuid.uuid4()),
         "day": lambda text: date.fromisoformat(text[:10]),
+        # the dispensing tally counts packages when the prescription names packages
+        "unit_name": lambda unit: _("package") if unit in ("package", "packages") else unit,
     }
 
 

@@ -127,6 +127,7 @@ def _common(page: Page) -> dict[str, Any]:
         "SLOTS": SLOTS,
         "USES": USES,
         "new_key": lambda: str(uuid.uuid4()),
+        "unit_name": lambda unit: page._("package") if unit in ("package", "packages") else unit,
         "intake_name": lambda intake: (
             page._(_SLOT_NAMES[intake]) if intake in _SLOT_NAMES else intake
         ),
