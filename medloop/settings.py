@@ -62,6 +62,14 @@ class Settings:
     demo_catalogue: Path = REPO_ROOT / "seeds" / "demo-fest.xml"
     session_lifetime_seconds: int = DEFAULT_SESSION_LIFETIME_SECONDS
     """How long a web page session lasts after sign-in (``MEDLOOP_SESSION_LIFETIME_SECONDS``)."""
+    oidc_issuer: str | None = None
+    """OpenID Connect sign-in for the pages (``MEDLOOP_OIDC_ISSUER``; ``medloop.pages.oidc``)."""
+    oidc_client_id: str = ""
+    oidc_client_secret: str | None = None
+    oidc_redirect_url: str | None = None
+    oidc_scopes: str = "openid profile"
+    oidc_claims: dict[str, str] | None = None
+    """Claim names that differ from the defaults (``MEDLOOP_OIDC_*_CLAIM``)."""
     demo_sign_in: bool = False
     """The pages' demo sign-in (sign in as a demo person without credentials): set by
     ``medloop demo`` only, never from the environment, so no production server has it."""
@@ -92,6 +100,7 @@ class Settings:
             route_threads=_route_threads(env.get("MEDLOOP_ROUTE_THREADS")),
             max_body_bytes=_max_body_bytes(env.get("MEDLOOP_MAX_BODY_BYTES")),
             session_lifetime_seconds=_session_lifetime(env.get("MEDLOOP_SESSION_LIFETIME_SECONDS")),
+            **_oidc(env),
             allow_dev_keys=env.get("MEDLOOP_ALLOW_DEV_KEYS") == "1",
             fest_xsd_dir=Path(xsd) if xsd else _shared_xsd_dir(),
             demo_catalogue=Path(
@@ -135,6 +144,35 @@ def _max_lifetime(value: str | None) -> int:
             f"{high}, not {value!r}"
         )
     return seconds
+
+
+OIDC_CLAIMS = {
+    "hpr_claim": "MEDLOOP_OIDC_HPR_CLAIM",
+    "pid_claim": "MEDLOOP_OIDC_PID_CLAIM",
+    "org_claim": "MEDLOOP_OIDC_ORG_CLAIM",
+    "org_name_claim": "MEDLOOP_OIDC_ORG_NAME_CLAIM",
+    "role_claim": "MEDLOOP_OIDC_ROLE_CLAIM",
+    "ward_admin_claim": "MEDLOOP_OIDC_WARD_ADMIN_CLAIM",
+}
+
+
+def _oidc(env: Mapping[str, str]) -> dict[str, object]:
+    issuer = (env.get("MEDLOOP_OIDC_ISSUER") or "").strip()
+    if not issuer:
+        return {}
+    if not issuer.startswith(("https://", "http://")):
+        raise InvalidSetting(f"MEDLOOP_OIDC_ISSUER must be an http(s) URL, not {issuer!r}")
+    client_id = (env.get("MEDLOOP_OIDC_CLIENT_ID") or "").strip()
+    if not client_id:
+        raise InvalidSetting("MEDLOOP_OIDC_CLIENT_ID must be set with MEDLOOP_OIDC_ISSUER")
+    return {
+        "oidc_issuer": issuer,
+        "oidc_client_id": client_id,
+        "oidc_client_secret": env.get("MEDLOOP_OIDC_CLIENT_SECRET") or None,
+        "oidc_redirect_url": env.get("MEDLOOP_OIDC_REDIRECT_URL") or None,
+        "oidc_scopes": env.get("MEDLOOP_OIDC_SCOPES") or "openid profile",
+        "oidc_claims": {name: env[var] for name, var in OIDC_CLAIMS.items() if env.get(var)},
+    }
 
 
 def _session_lifetime(value: str | None) -> int:

@@ -117,11 +117,13 @@ def create_app(
     _with_problem_schema(app)
     # The web pages (medloop.pages): same state, policy and commands, under /app.
     from medloop import pages
+    from medloop.pages.oidc import OidcConfig
 
     pages.install(
         app,
         session_lifetime=timedelta(seconds=settings.session_lifetime_seconds),
         demo_sign_in=settings.demo_sign_in,
+        oidc=OidcConfig.from_settings(settings),
     )
     return app
 

@@ -55,6 +55,7 @@ from medloop.pages.web import (
 
 MODULES: tuple[str, ...] = (
     "medloop.pages.signin",
+    "medloop.pages.oidc",
     # -- the nurse's pages (h3-pages) --
     "medloop.pages.nurse",
     #
@@ -66,9 +67,18 @@ MODULES: tuple[str, ...] = (
 """The page modules whose ``router`` is served (one line per module)."""
 
 
-def install(app: FastAPI, *, session_lifetime: timedelta, demo_sign_in: bool = False) -> None:
-    """Serve the pages from ``app`` (the API's application, already set up)."""
-    app.state.pages = PagesConfig(session_lifetime=session_lifetime, demo_sign_in=demo_sign_in)
+def install(
+    app: FastAPI,
+    *,
+    session_lifetime: timedelta,
+    demo_sign_in: bool = False,
+    oidc: Any = None,
+) -> None:
+    """Serve the pages from ``app`` (the API's application, already set up); ``oidc`` is the
+    OpenID Connect sign-in (``medloop.pages.oidc.OidcConfig``), when configured."""
+    app.state.pages = PagesConfig(
+        session_lifetime=session_lifetime, demo_sign_in=demo_sign_in, oidc=oidc
+    )
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="pages-static")
     routes = []
     for name in MODULES:

@@ -530,7 +530,7 @@ def check_pack_page(
             pack=pack,
             pack_refusal=refusal,
         )
-    witness, witness_session = _witness_of(page, form)
+    witness, witness_session = _witness_of(page, form, patient_id, entry_id)
     return _chart_page(
         page,
         patient_id,
@@ -570,8 +570,19 @@ def witness_signs(
             page, patient_id, entry_id, dose, values=values, refusal=refusal, status=422
         )
     at = page.caller.at
+    # The signature is kept server-side under claims no session accepts (no top-level role):
+    # its id in the form cannot be used as the witness's session, only as this signature, for
+    # this nurse, resident and medicine.
     signature, _ = sessions.start(
-        page.state.engine, chosen.claims, now=at, expires_at=at + WITNESS_SIGNATURE
+        page.state.engine,
+        {
+            "witness_signature": chosen.claims,
+            "for": page.principal.subject,
+            "patient": str(patient_id),
+            "entry": str(entry_id),
+        },
+        now=at,
+        expires_at=at + WITNESS_SIGNATURE,
     )
     witness = principal_from_claims(chosen.claims)
     return _chart_page(
@@ -585,16 +596,25 @@ def witness_signs(
     )
 
 
-def _witness_of(page: Page, form: FormData) -> tuple[Principal | None, str | None]:
-    """The witness who signed for this form (their signature session), if any."""
+def _witness_of(
+    page: Page, form: FormData, patient_id: UUID, entry_id: UUID
+) -> tuple[Principal | None, str | None]:
+    """The witness who signed for this form (their signature), if any: only a signature given
+    to this nurse for this resident and medicine, within its 10 minutes."""
     signature = str(form.get("witness_session") or "") or None
     if signature is None:
         return None, None
     found = sessions.find(page.state.engine, signature, now=page.caller.at)
-    if found is None:
+    if found is None or not isinstance(found.claims.get("witness_signature"), dict):
+        return None, None
+    if (
+        found.claims.get("for") != page.principal.subject
+        or found.claims.get("patient") != str(patient_id)
+        or found.claims.get("entry") != str(entry_id)
+    ):
         return None, None
     try:
-        return principal_from_claims(found.claims), signature
+        return principal_from_claims(found.claims["witness_signature"]), signature
     except Unauthenticated:
         return None, None
 
@@ -613,7 +633,7 @@ def chart(
     identity = _identity(values["identity"])
     if identity is None:
         return page.redirect(url(f"nurse/residents/{patient_id}/bedside"))
-    witness, witness_session = _witness_of(page, form)
+    witness, witness_session = _witness_of(page, form, patient_id, entry_id)
     outcome_value = values["outcome"]
     again = {
         "values": values,

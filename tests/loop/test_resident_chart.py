@@ -132,3 +132,35 @@ def test_the_wristband_must_be_the_residents_own():
         check_wristband("14033810012", "02094110037", None)
     with pytest.raises(WristbandNotRegistered):
         check_wristband("14033810012", None, "709999900000000019")
+
+
+def test_a_dose_of_a_changed_dosage_is_shown_superseded_beside_the_new_one(engine, world):
+    from datetime import timedelta
+
+    from interactions.dosage import Dosage, FixedDose, TimeOfDay, Use
+    from medloop.loop.administration import roll_forward
+    from medloop.loop.change import change_dosage
+
+    _, ingrid = _resident(world, 2)
+    changed_at = MORNING - timedelta(hours=2)  # 06:05 in Oslo, before the 08:00 round
+    with engine.connect() as conn:
+        listed = current_list(conn, ingrid, changed_at)
+    entry = next(e for e in listed.entries if e.drug.name.startswith("Levotyroksin"))
+    two = Dosage(
+        use=Use.REGULAR,
+        fixed=(FixedDose(amount=Quantity(value=2, unit="tablett"), time_of_day=TimeOfDay.MORNING),),
+        text="2 tabletter om morgenen",
+    )
+    change_dosage(
+        engine,
+        ingrid,
+        entry.id,
+        two,
+        Call(actor=demo.GP, at=changed_at, overrides={}),
+        based_on=listed.list_version,
+    )
+    roll_forward(engine, changed_at)
+    with engine.connect() as conn:
+        (monday,) = administration.resident_chart(conn, ingrid, MONDAY, 1, MORNING)
+    lines = [line for line in monday.doses if line.entry_id == entry.id]
+    assert {(line.superseded, line.amount.value) for line in lines} == {(True, 1), (False, 2)}

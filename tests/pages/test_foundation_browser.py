@@ -52,3 +52,18 @@ def test_the_language_switch_turns_the_page_english_and_back(page, live_world):
     assert_no_axe_violations(page)
     page.get_by_role("button", name="Norsk (bokmål)").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Logg inn i medloop"
+
+
+def test_the_home_and_error_pages_pass_axe(page, live_world):
+    sign_in(page, live_world.base_url, "Lege")
+    page.goto(live_world.base_url + "/app/home")
+    assert "Anja Fos Eidsvik" in page.locator("header").inner_text()
+    assert_no_axe_violations(page)
+    screenshots(page, "home")
+    page.goto(f"{live_world.base_url}/app/nurse/wards/{live_world.world.ward_id}")
+    assert "Du har ikke tilgang til dette." in page.get_by_role("alert").inner_text()
+    assert_no_axe_violations(page)
+    screenshots(page, "error-forbidden")
+    page.goto(live_world.base_url + "/app/no-such-page")
+    assert page.get_by_role("heading", level=1).inner_text() == "Ikke funnet"
+    assert_no_axe_violations(page)

@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from medloop.store import sessions
@@ -253,3 +254,33 @@ def test_the_mar_week_and_day_show_the_charting_with_who_and_when(client, pages_
     assert week.status_code == 200 and "Uken fra 7. des. 2026" in week.text
     bad = client.get(f"/app/nurse/residents/{patient_id}?view=month")
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+
+
+def test_a_witness_signature_counts_for_its_charting_and_opens_no_session(client, pages_world):
+    client_signed_in(client, "nurse")
+    html, _ = _bedside(client, pages_world, 2)
+    link = _chart_link(html, "Glargin")
+    form = client.get(link).text
+    target = link.split("&identity")[0]
+    data = {
+        "csrf_token": csrf_of(form),
+        "identity": "scan",
+        "outcome": "given",
+        "pack": "7046260905726",
+    }
+    refused = client.post(target, data=data)
+    assert refused.status_code == 409 and 'id="witness-error"' in refused.text
+    signed = client.post(
+        target.replace("/chart?", "/witness?"), data={**data, "witness_person": "ward-admin"}
+    )
+    assert "Signert av Ola Olsen som kontrollør." in signed.text
+    signature = re.search(r'name="witness_session" value="([^"]+)"', signed.text).group(1)
+    # The signature's id is no session: as a cookie it signs nobody in.
+    other = TestClient(pages_world.app, follow_redirects=False)
+    other.cookies.set("medloop_session", signature, domain="testserver.local", path="/app")
+    assert other.get("/app/home").status_code == 303
+    saved = client.post(target, data={**data, "witness_session": signature})
+    assert saved.status_code == 200 and "Lagret: Glargin" in saved.text
+    with pages_world.engine.connect() as conn:
+        records = [r.record for r in conn.execute(select(administration_table.c.record))]
+    assert [r["witness"]["personnel"]["name"] for r in records if r.get("witness")] == ["Ola Olsen"]

@@ -1,0 +1,321 @@
+"""Production sign-in: OpenID Connect, authorisation code flow with PKCE (S256), against the
+issuer configured in ``MEDLOOP_OIDC_ISSUER`` (HelseID, ID-porten or a municipality's IdP).
+
+1. ``POST /app/sign-in/oidc`` (the sign-in page's button, CSRF-checked): a fresh ``state``,
+   ``nonce`` and PKCE ``code_verifier`` are kept server-side (a pending row of the session
+   table, for 10 minutes, named by an HttpOnly ``SameSite=Lax`` cookie: the IdP's redirect
+   back is a cross-site navigation, on which a Strict cookie would not be sent), and the
+   browser goes to the issuer's authorisation endpoint (the URL built by Authlib's
+   ``OAuth2Client.create_authorization_url``, with ``code_challenge``).
+2. ``GET /app/sign-in/oidc/callback``: the ``state`` must be the pending one (once: the pending
+   row is deleted), the code is exchanged at the token endpoint with the ``code_verifier``,
+   the ID token's signature (the issuer's JWKS), ``iss``, ``aud``, ``exp`` and ``nonce`` are
+   checked (PyJWT), and its claims are mapped to medloop's (below). A new page session starts;
+   the answer is a small page that continues to ``/app/`` (a same-site navigation, so the
+   Strict session cookie goes with it).
+
+Claim names (settings, defaults as HelseID names them where it has one):
+
+- person: ``MEDLOOP_OIDC_HPR_CLAIM`` (``helseid://claims/hpr/hpr_number``) for health personnel,
+  ``MEDLOOP_OIDC_PID_CLAIM`` (``helseid://claims/identity/pid``) for a patient;
+- organisation: ``MEDLOOP_OIDC_ORG_CLAIM`` (``helseid://claims/client/claims/orgnr_child``);
+- role: ``MEDLOOP_OIDC_ROLE_CLAIM`` (``medloop_role``): ``gp``, ``nurse``, ``pharmacist`` or
+  ``patient``, as the IdP's role mapping for medloop sets it;
+- ward admin: ``MEDLOOP_OIDC_WARD_ADMIN_CLAIM`` (``medloop_ward_admin``), ``true`` or absent;
+- display names: ``name`` and ``MEDLOOP_OIDC_ORG_NAME_CLAIM`` (``org_name``).
+
+Anything missing or wrong refuses the sign-in with a page saying why; no session is made.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from authlib.common.security import generate_token
+from authlib.oauth2.client import OAuth2Client
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from medloop.api.auth import Unauthenticated, principal_from_claims
+from medloop.ops import logs
+from medloop.pages.i18n import N_
+from medloop.pages.web import (
+    AnonymousFormDep,
+    api_state,
+    local_path,
+    pages_config,
+    render,
+    start_session,
+    url,
+)
+from medloop.store import sessions
+
+# A plain router, not BlockingRoute: the callback takes whatever parameters the issuer adds
+# (``iss``, ``session_state``, ``scope`` …), which BlockingRoute would refuse as unknown.
+router = APIRouter(include_in_schema=False)
+_log = logs.get_logger("medloop.pages")
+
+PENDING_COOKIE = "medloop_oidc"
+PENDING_LIFETIME = timedelta(minutes=10)
+_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    """The configured issuer and how its claims map to medloop's."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    redirect_url: str | None = None
+    scopes: str = "openid profile"
+    hpr_claim: str = "helseid://claims/hpr/hpr_number"
+    pid_claim: str = "helseid://claims/identity/pid"
+    org_claim: str = "helseid://claims/client/claims/orgnr_child"
+    org_name_claim: str = "org_name"
+    role_claim: str = "medloop_role"
+    ward_admin_claim: str = "medloop_ward_admin"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> OidcConfig | None:
+        if not getattr(settings, "oidc_issuer", None):
+            return None
+        return cls(
+            issuer=settings.oidc_issuer.rstrip("/"),
+            client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret,
+            redirect_url=settings.oidc_redirect_url,
+            scopes=settings.oidc_scopes,
+            **{
+                name: value
+                for name, value in (settings.oidc_claims or {}).items()
+                if name in cls.__dataclass_fields__
+            },
+        )
+
+
+class OidcRefused(Exception):
+    """The sign-in could not be completed; ``message`` is said on the page."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(detail or message)
+        self.message = message
+
+
+_discovered: dict[str, tuple[float, dict[str, Any]]] = {}
+_jwks: dict[str, jwt.PyJWKClient] = {}
+_lock = threading.Lock()
+
+
+def _get_json(address: str) -> dict[str, Any]:
+    with urllib.request.urlopen(address, timeout=_TIMEOUT) as answer:  # noqa: S310 - configured
+        return json.loads(answer.read())
+
+
+def discovery(config: OidcConfig) -> dict[str, Any]:
+    """The issuer's metadata (``/.well-known/openid-configuration``), kept for an hour."""
+    with _lock:
+        found = _discovered.get(config.issuer)
+    if found is not None and found[0] > time.monotonic():
+        return found[1]
+    try:
+        metadata = _get_json(config.issuer + "/.well-known/openid-configuration")
+    except (OSError, ValueError) as error:
+        raise OidcRefused(
+            N_("The sign-in service cannot be reached. Try again in a moment."), str(error)
+        ) from None
+    with _lock:
+        _discovered[config.issuer] = (time.monotonic() + 3600, metadata)
+    return metadata
+
+
+def _redirect_url(request: Request, config: OidcConfig) -> str:
+    return config.redirect_url or str(request.url_for("oidc_callback"))
+
+
+def _config(request: Request) -> OidcConfig:
+    config = pages_config(request).oidc
+    if config is None:
+        raise OidcRefused(N_("Sign-in with an identity provider is not configured here."))
+    return config
+
+
+@router.post("/app/sign-in/oidc")
+def oidc_start(request: Request, form: AnonymousFormDep) -> Response:
+    try:
+        config = _config(request)
+        metadata = discovery(config)
+    except OidcRefused as refused:
+        return _refused(request, refused)
+    state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)
+    client = OAuth2Client(
+        None,
+        client_id=config.client_id,
+        redirect_uri=_redirect_url(request, config),
+        scope=config.scopes,
+        code_challenge_method="S256",
+    )
+    address, _ = client.create_authorization_url(
+        metadata["authorization_endpoint"], state=state, code_verifier=verifier, nonce=nonce
+    )
+    at = api_state(request).clock()
+    pending = {
+        "oidc_pending": {
+            "state": state,
+            "nonce": nonce,
+            "verifier": verifier,
+            "next": local_path(str(form.get("next") or ""), ""),
+        }
+    }
+    pending_id, _ = sessions.start(
+        api_state(request).engine, pending, now=at, expires_at=at + PENDING_LIFETIME
+    )
+    response = RedirectResponse(address, status_code=303)
+    response.set_cookie(
+        PENDING_COOKIE,
+        pending_id,
+        max_age=int(PENDING_LIFETIME.total_seconds()),
+        path=url("sign-in/oidc"),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/app/sign-in/oidc/callback", name="oidc_callback")
+def oidc_callback(request: Request) -> Response:
+    state = api_state(request)
+    at = state.clock()
+    pending_id = request.cookies.get(PENDING_COOKIE)
+    found = sessions.find(state.engine, pending_id, now=at)
+    sessions.end(state.engine, pending_id)  # one use, whatever happens next
+    try:
+        config = _config(request)
+        if found is None or "oidc_pending" not in found.claims:
+            raise OidcRefused(
+                N_("The sign-in took too long or was started elsewhere. Start again.")
+            )
+        pending = found.claims["oidc_pending"]
+        params = request.query_params
+        if params.get("error"):
+            raise OidcRefused(N_("The identity provider refused the sign-in."), params["error"])
+        if params.get("state") != pending["state"] or not params.get("code"):
+            raise OidcRefused(
+                N_("The sign-in answer does not belong to this browser. Start again.")
+            )
+        id_claims = _exchange(request, config, params["code"], pending)
+        claims = map_claims(config, id_claims)
+        principal_from_claims(claims)
+    except OidcRefused as refused:
+        return _refused(request, refused)
+    except Unauthenticated as error:
+        return _refused(
+            request,
+            OidcRefused(
+                N_("Your identity does not carry what medloop needs (role, organisation, HPR)."),
+                str(error),
+            ),
+        )
+    target = pending["next"] or url()
+    response = render(request, "continue.html", target=target)
+    start_session(request, response, claims, now=at)
+    response.delete_cookie(PENDING_COOKIE, path=url("sign-in/oidc"), httponly=True, samesite="lax")
+    _log.info("page sign-in", method="oidc", role=claims.get("role"))
+    return response
+
+
+def _exchange(
+    request: Request, config: OidcConfig, code: str, pending: dict[str, str]
+) -> dict[str, Any]:
+    """The code for tokens (with the PKCE verifier), and the ID token's verified claims."""
+    metadata = discovery(config)
+    body = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": _redirect_url(request, config),
+        "client_id": config.client_id,
+        "code_verifier": pending["verifier"],
+    }
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+    if config.client_secret:
+        # client_secret_basic (RFC 6749 2.3.1); without a secret a public client (PKCE only).
+        pair = f"{urllib.parse.quote(config.client_id)}:{urllib.parse.quote(config.client_secret)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    token_request = urllib.request.Request(
+        metadata["token_endpoint"], data=urllib.parse.urlencode(body).encode(), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(token_request, timeout=_TIMEOUT) as answer:  # noqa: S310
+            tokens = json.loads(answer.read())
+    except (OSError, ValueError) as error:
+        raise OidcRefused(N_("The identity provider did not give a token."), str(error)) from None
+    id_token = tokens.get("id_token")
+    if not isinstance(id_token, str):
+        raise OidcRefused(N_("The identity provider did not give a token."), "no id_token")
+    with _lock:
+        keys = _jwks.get(metadata["jwks_uri"])
+        if keys is None:
+            keys = _jwks[metadata["jwks_uri"]] = jwt.PyJWKClient(metadata["jwks_uri"])
+    try:
+        kid = jwt.get_unverified_header(id_token).get("kid")
+        if kid is not None:
+            key = keys.get_signing_key(kid)
+        else:  # no key id: only an issuer with one signing key is unambiguous
+            found = keys.get_signing_keys()
+            if len(found) != 1:
+                raise jwt.PyJWTError("the ID token names no key and the issuer has several")
+            key = found[0]
+        claims = jwt.decode(
+            id_token,
+            key.key,
+            algorithms=["RS256", "ES256", "PS256", "RS384", "ES384", "RS512", "EdDSA"],
+            audience=config.client_id,
+            issuer=metadata.get("issuer", config.issuer),
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            leeway=30,
+        )
+    except jwt.PyJWTError as error:
+        raise OidcRefused(N_("The identity provider's token is not valid."), str(error)) from None
+    if claims.get("nonce") != pending["nonce"]:
+        raise OidcRefused(N_("The identity provider's token is not valid."), "nonce")
+    return claims
+
+
+def map_claims(config: OidcConfig, found: dict[str, Any]) -> dict[str, Any]:
+    """medloop's claims (those of an API bearer token) from an ID token's."""
+    role = found.get(config.role_claim)
+    if role == "patient":
+        subject = found.get(config.pid_claim)
+        return {"sub": subject, "role": role, "name": found.get("name") or subject}
+    claims = {
+        "sub": found.get(config.hpr_claim),
+        "role": role,
+        "org": found.get(config.org_claim),
+        "name": found.get("name"),
+        "org_name": found.get(config.org_name_claim),
+    }
+    if found.get(config.ward_admin_claim) is True:
+        claims["ward_admin"] = True
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def _refused(request: Request, refused: OidcRefused) -> Response:
+    _log.info("page sign-in refused", method="oidc", why=str(refused)[:200])
+    return render(
+        request,
+        "error.html",
+        status=401,
+        title_key=N_("Sign-in failed"),
+        message_key=refused.message,
+        sign_in_link=True,
+    )

@@ -1,0 +1,49 @@
+"""``medloop demo`` as a person meets it: the first thing it prints is the address to open and
+who to sign in as, and a signed-out browser opening that address reaches the DEMO sign-in."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.pages.helpers import free_port
+
+
+def test_demo_prints_the_address_first_and_serves_the_demo_sign_in(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from medloop.cli import app; app()", "demo", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        page = None
+        for _ in range(300):
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read()
+                time.sleep(0.1)
+        assert page is not None and page.status_code == 200
+        assert str(page.url).endswith("/app/sign-in")
+        for role in ("Lege", "Sykepleier", "Farmasøyt", "Pasient"):
+            assert f'<span class="person-role">{role}' in page.text
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    first = next(line for line in output.splitlines() if line.strip())
+    assert (
+        first == f"Open http://127.0.0.1:{port}/ in a browser and sign in as a demo person "
+        "(DEMO sign-in, no password):"
+    )
+    assert re.search(r"^\s+Sykepleier\s+Nina Nilsen", output, re.M)
+    assert output.index("Open http://") < output.index("Bearer tokens")
