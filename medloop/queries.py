@@ -40,6 +40,7 @@ from medloop.store.prescriptions import reconciliations_of
 from medloop.store.reviews import review_of, reviews_of
 from medloop.store.state_cache import cache_for
 from medloop.store.transaction import transaction_memo
+from medloop.timeline import Timeline, timeline_of
 
 Read = TypeVar("Read")
 
@@ -215,6 +216,12 @@ def catalogue_key(conn: Connection) -> tuple[int, str] | None:
     """Id and file hash of the catalogue version in force (read with the patient in an
     audited read: no round trip)."""
     return patients.catalogue_key_in_force(conn)
+def timeline(conn: Connection, patient_id: UUID) -> Timeline:
+    """The patient's medication timeline (``medloop.timeline``): the list's history, the
+    dispenses not annulled and the chartings not entered in error."""
+    state = _state(conn, patient_id)
+    chartings = administration.chartings_of_patient(conn, patient_id)
+    return timeline_of(state, (c.administration for c in chartings if c.stands))
 
 
 def patient_state(conn: Connection, patient_id: UUID) -> PatientState:

@@ -113,6 +113,12 @@ RULES = [
     ("medloop.api.routes", "medloop.store"),
     # The FHIR face translates like the routes: commands, queries, the API's caller and policy.
     ("medloop.fhir", "medloop.store"),
+    # Charts draw plain values of the read side; the timeline's model is pure.
+    ("medloop.charts", "medloop.store"),
+    ("medloop.charts", "medloop.loop"),
+    ("medloop.charts", "medloop.api"),
+    ("medloop.timeline", "medloop.store"),
+    ("medloop.timeline", "medloop.loop"),
 ]
 
 

@@ -110,6 +110,34 @@ class Catalogue:
                     object.__setattr__(self, "_by_gtin", found)
         return found
 
+    def search(
+        self,
+        *,
+        name: str | None = None,
+        varenr: str | None = None,
+        ean: str | None = None,
+        atc: str | None = None,
+    ) -> list[Package]:
+        """The packages that match every criterion given: ``name`` a substring (any case),
+        ``varenr`` exactly, ``ean`` as a GTIN (leading zeros ignored), ``atc`` a code prefix;
+        by name, varenr and id."""
+        wanted_name = name.casefold() if name else None
+        wanted_atc = atc.upper() if atc else None
+        wanted_ean = ean.zfill(14) if ean else None
+        found = []
+        for packages in self.packages_by_varenr.values():
+            for package in packages:
+                if varenr is not None and package.varenr != varenr:
+                    continue
+                if wanted_ean is not None and wanted_ean not in {e.zfill(14) for e in package.eans}:
+                    continue
+                if wanted_atc is not None and not (package.atc or "").startswith(wanted_atc):
+                    continue
+                if wanted_name is not None and wanted_name not in package.name.casefold():
+                    continue
+                found.append(package)
+        return sorted(found, key=lambda p: (p.name, p.varenr, p.id))
+
     def validity_of(self, drug: CatalogueDrug) -> tuple[str, ...]:
         """The products' own prescription validities (``Reseptgyldighet``) for ``drug``."""
         return tuple(

@@ -16,7 +16,7 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -66,7 +66,7 @@ from medloop.domain.multidose.responsibility import (
 )
 from medloop.domain.multidose.rules import PackingRules
 from medloop.domain.multidose.tasks import MultidoseTask, resolve_task, tasks_for
-from medloop.domain.patient import PatientNotFound
+from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor, Organisation
 from medloop.domain.prescription import PrescriptionNotFound
 from medloop.loop.catalogue import DrugOrder
@@ -91,7 +91,7 @@ from medloop.loop.runner import (
 )
 from medloop.store import multidose as store
 from medloop.store.db import reader
-from medloop.store.patients import national_id_of
+from medloop.store.patients import national_id_of, read_patient
 
 Write = Callable[[Connection], None]
 
@@ -775,3 +775,53 @@ def urgent_pack(conn: Connection, patient_id: UUID, period_id: UUID, pack_id: UU
             f"packing period {period_id} has no urgent pack {pack_id}", pack_id=pack_id
         )
     return found
+@dataclass(frozen=True)
+class WorklistItem:
+    """A period of one of the pharmacy's multidose patients whose order deadline is near: the
+    list version the plan was taken from (``None``: not taken) and the entries whose multidose
+    changes came after it (what the pharmacy has not packed for yet)."""
+
+    period: PackingPeriod
+    patient: Patient
+    plan_list_version: int | None
+    changed_entries: tuple[UUID, ...]
+
+    @property
+    def changed_since_plan(self) -> bool:
+        return bool(self.changed_entries)
+
+
+def pharmacy_worklist(
+    conn: Connection, pharmacy_id: str, now: datetime, until: datetime
+) -> list[WorklistItem]:
+    """The periods of the patients whose multidose pharmacy ``pharmacy_id`` is today (the
+    policy's own test) with an order deadline up to ``until``: those still ahead, and those
+    already passed whose period has not begun (the most urgent). Those changed since their plan
+    first, then by deadline. A read of several patients: audit each (``Caller.read_many``)."""
+    found = []
+    today = now.date()
+    for period in store.periods_with_deadline_between(conn, now - WORKLIST_LOOKBACK, until):
+        if period.pharmacy.id != pharmacy_id:
+            continue
+        if period.order_deadline < now and period.first_day <= today:
+            continue
+        current = store.current_responsibility(conn, period.patient_id)
+        if current is None or current.pharmacy.id != pharmacy_id or not current.in_force(today):
+            continue
+        patient = read_patient(conn, period.patient_id)
+        if patient is None:
+            continue
+        planned = store.plan_taken_version(conn, period.id)
+        changed = {
+            v.entry_id
+            for v in store.entry_versions_after(conn, period.patient_id, planned or 0)
+            if touches_multidose(v)
+        }
+        found.append(WorklistItem(period, patient, planned, tuple(sorted(changed, key=str))))
+    return sorted(
+        found, key=lambda i: (not i.changed_since_plan, i.period.order_deadline, str(i.period.id))
+    )
+
+
+WORKLIST_LOOKBACK = timedelta(days=31)
+"""How far back ``pharmacy_worklist`` looks for deadlines passed of periods not yet begun."""

@@ -62,7 +62,9 @@ MODULES: tuple[str, ...] = (
     "medloop.pages.nurse",
     #
     # -- the GP's, the multidose pharmacist's and the patient's pages (h3-pages-gp) --
-    #
+    "medloop.pages.gp",
+    "medloop.pages.pharmacy",
+    "medloop.pages.patient",
 )
 """The page modules whose ``router`` is served (one line per module)."""
 

@@ -109,21 +109,7 @@ def search_packages(
     ean: Annotated[str | None, Query(pattern=r"^\d{8,14}$")] = None,
     atc: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,7}$")] = None,
 ) -> JSONResponse:
-    catalogue = _catalogue(caller)
-    wanted_name = name.casefold() if name else None
-    wanted_atc = atc.upper() if atc else None
-    found = []
-    for packages in catalogue.packages_by_varenr.values():
-        for package in packages:
-            if varenr is not None and package.varenr != varenr:
-                continue
-            if ean is not None and ean.zfill(14) not in {e.zfill(14) for e in package.eans}:
-                continue
-            if wanted_atc is not None and not (package.atc or "").startswith(wanted_atc):
-                continue
-            if wanted_name is not None and wanted_name not in package.name.casefold():
-                continue
-            found.append(package)
+    found = _catalogue(caller).search(name=name, varenr=varenr, ean=ean, atc=atc)
     shown, headers = page.page(found, lambda p: (p.name, p.varenr, p.id))
     return JSONResponse([_package(p) for p in shown], headers=headers)
 
