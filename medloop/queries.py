@@ -216,6 +216,8 @@ def catalogue_key(conn: Connection) -> tuple[int, str] | None:
     """Id and file hash of the catalogue version in force (read with the patient in an
     audited read: no round trip)."""
     return patients.catalogue_key_in_force(conn)
+
+
 def timeline(conn: Connection, patient_id: UUID) -> Timeline:
     """The patient's medication timeline (``medloop.timeline``): the list's history, the
     dispenses not annulled and the chartings not entered in error."""

@@ -775,6 +775,8 @@ def urgent_pack(conn: Connection, patient_id: UUID, period_id: UUID, pack_id: UU
             f"packing period {period_id} has no urgent pack {pack_id}", pack_id=pack_id
         )
     return found
+
+
 @dataclass(frozen=True)
 class WorklistItem:
     """A period of one of the pharmacy's multidose patients whose order deadline is near: the
