@@ -27,7 +27,7 @@ from medloop.domain.medication_list import EntryNotFound, EntryVersion
 from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound
-from medloop.domain.reconciliation import Reconciliation
+from medloop.domain.reconciliation import Reconciliation, ReconciliationNotFound
 from medloop.domain.review import Assessment, MedicationReview, ReviewNotFound, SinceLast
 from medloop.domain.state import PatientState
 from medloop.domain.ward import Ward
@@ -36,7 +36,7 @@ from medloop.loop.review import current_review
 from medloop.store import access, administration, audit, patients, state_cache
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
-from medloop.store.prescriptions import reconciliations_of
+from medloop.store.prescriptions import reconciliation_of, reconciliations_of
 from medloop.store.reviews import review_of, reviews_of
 from medloop.store.state_cache import cache_for
 from medloop.store.transaction import transaction_memo
@@ -282,6 +282,19 @@ def reconciliations(conn: Connection, patient_id: UUID) -> list[Reconciliation]:
     the entry's current version no longer covers that entry."""
     _state(conn, patient_id)
     return reconciliations_of(conn, patient_id)
+
+
+def reconciliation(conn: Connection, patient_id: UUID, reconciliation_id: UUID) -> Reconciliation:
+    """One reconciliation of the patient's list; ``ReconciliationNotFound`` when the patient
+    has none with that id (another patient's included)."""
+    _state(conn, patient_id)
+    found = reconciliation_of(conn, patient_id, reconciliation_id)
+    if found is None:
+        raise ReconciliationNotFound(
+            f"patient {patient_id} has no reconciliation {reconciliation_id}",
+            reconciliation_id=reconciliation_id,
+        )
+    return found
 
 
 def review_assessment(

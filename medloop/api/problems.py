@@ -115,6 +115,8 @@ STATUS: dict[str, int] = {
     "review-decision-invalid": 422,
     "review-participants-missing": 422,
     "review-not-found": 404,
+    "reconciliation-not-found": 404,
+    "multidose-reconciliation-not-found": 404,
     "pdf-unavailable": 503,
     # no catalogue: the service cannot decide anything yet
     NoCatalogueInForce.code: 503,
@@ -229,6 +231,7 @@ TITLES: dict[str, str] = {
     "reconciliation-incomplete": "The reconciliation leaves entries without an outcome",
     "reconciliation-unknown-entry": "The reconciliation names an entry not on the list",
     "reconciliation-outcome-contradicts-entry": "An outcome does not fit its entry",
+    "reconciliation-not-found": "Reconciliation not found",
     # patient facts
     "observation-invalid": "The measurement cannot be recorded",
     "observation-older-than-recorded": "A newer measurement is already on record",
@@ -282,6 +285,7 @@ TITLES: dict[str, str] = {
     "multidose-proposal-invalid": "The proposal is not valid",
     "multidose-proposal-not-found": "Proposal not found",
     "multidose-urgent-pack-not-found": "Urgent pack not found",
+    "multidose-reconciliation-not-found": "Packing reconciliation not found",
     "multidose-proposal-already-decided": "The proposal is already decided",
     "multidose-task-not-found": "Task not found",
     "multidose-task-already-resolved": "The task is already resolved",

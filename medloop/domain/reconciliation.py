@@ -49,6 +49,12 @@ class ReconciliationOutcomeContradictsEntry(ReconciliationError):
     code = "reconciliation-outcome-contradicts-entry"
 
 
+class ReconciliationNotFound(DomainError):
+    """No such reconciliation of this patient's list (also when it is another patient's)."""
+
+    code = "reconciliation-not-found"
+
+
 _LIVE_OUTCOMES = frozenset(
     {ReconciliationOutcome.CONFIRMED, ReconciliationOutcome.CHANGED, ReconciliationOutcome.ADDED}
 )

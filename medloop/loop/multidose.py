@@ -34,6 +34,7 @@ from medloop.domain.medication_list import EditEntry
 from medloop.domain.multidose.errors import (
     InvalidProposal,
     PackingPeriodNotFound,
+    PackReconciliationNotFound,
     ProposalNotFound,
     UrgentPackNotFound,
 )
@@ -734,6 +735,21 @@ def reconciliations(
 ) -> list[PackReconciliation]:
     _known(conn, patient_id)
     return store.reconciliations_of(conn, patient_id, period_id)
+
+
+def reconciliation(
+    conn: Connection, patient_id: UUID, reconciliation_id: UUID
+) -> PackReconciliation:
+    """One packing reconciliation of the patient (its id is its report's);
+    ``PackReconciliationNotFound`` when the patient has none with that id."""
+    _known(conn, patient_id)
+    found = store.reconciliation_of(conn, patient_id, reconciliation_id)
+    if found is None:
+        raise PackReconciliationNotFound(
+            f"patient {patient_id} has no packing reconciliation {reconciliation_id}",
+            reconciliation_id=reconciliation_id,
+        )
+    return found
 
 
 def open_tasks(

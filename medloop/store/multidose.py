@@ -393,6 +393,19 @@ def reconciliations_of(
     ]
 
 
+def reconciliation_of(
+    conn: Connection, patient_id: UUID, reconciliation_id: UUID
+) -> PackReconciliation | None:
+    """One of the patient's packing reconciliations (``None``: none with that id for them)."""
+    found = conn.execute(
+        select(reconciliation.c.record).where(
+            reconciliation.c.patient_id == str(patient_id),
+            reconciliation.c.id == str(reconciliation_id),
+        )
+    ).scalar()
+    return None if found is None else PackReconciliation.model_validate(found)
+
+
 def append_tasks(conn: Connection, tasks: Iterable[MultidoseTask]) -> None:
     rows = [
         {

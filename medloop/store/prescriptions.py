@@ -225,6 +225,21 @@ def reconciliations_of(conn: Connection, patient_id: UUID) -> list[Reconciliatio
     ]
 
 
+def reconciliation_of(
+    conn: Connection, patient_id: UUID, reconciliation_id: UUID
+) -> Reconciliation | None:
+    """One of the patient's reconciliations (``None``: the patient has none with that id)."""
+    found = conn.execute(
+        select(reconciliation.c.id, reconciliation.c.record).where(
+            reconciliation.c.patient_id == str(patient_id),
+            reconciliation.c.id == str(reconciliation_id),
+        )
+    ).first()
+    if found is None:
+        return None
+    return parsed(Reconciliation, found.record, reconciliation, {"id": found.id})
+
+
 def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) -> None:
     batch.insert(
         conn,

@@ -5,13 +5,16 @@ audited like every read of patient data; the Location of the 201 is that GET."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
+from medloop.domain.patient import NationalId, Patient
+from medloop.loop.patients import register_patient
 from tests.api.helpers import (
     GP_TOKEN,
     NEXT_MORNING,
     NURSE_TOKEN,
     OTHER_HOME_NURSE_TOKEN,
+    OTHER_NATIONAL_ID,
     OTHER_PHARMACY_TOKEN,
     PATIENT_TOKEN,
     PHARMACIST_TOKEN,
@@ -20,7 +23,9 @@ from tests.api.helpers import (
     admitted,
     auth,
     multidose_patient,
+    prescribe_body,
 )
+from tests.loop.helpers import call
 
 
 def read_actions(world) -> list[tuple[str, str]]:
@@ -170,3 +175,126 @@ def test_the_item_reads_are_documented_with_their_models(world):
     for path, model in expected.items():
         ok = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": f"#/components/schemas/{model}"}, (path, ok)
+
+
+def _reconcile(world) -> tuple[dict, object]:
+    body = {
+        "reconciliation_id": str(uuid.uuid4()),
+        "sources": [{"kind": "patient", "detail": "samtale med pasienten"}],
+        "outcomes": [
+            {"entry_id": e["id"], "outcome": "confirmed"}
+            for e in world.get(f"/patients/{world.patient_id}/list").json()["entries"]
+            if e["status"] in ("active", "on-hold")
+        ],
+    }
+    return body, world.write(f"/patients/{world.patient_id}/list/reconciliations", body)
+
+
+def test_a_list_reconciliation_is_read_where_its_201_points(world):
+    world.write(f"/patients/{world.patient_id}/prescriptions", prescribe_body("090436"))
+    body, reconciled = _reconcile(world)
+    assert reconciled.status_code == 201, reconciled.text
+    location = reconciled.headers["Location"]
+    base = f"/patients/{world.patient_id}/list/reconciliations"
+    assert location == f"{base}/{body['reconciliation_id']}"
+    found = world.get(location)
+    assert found.status_code == 200, found.text
+    assert found.json() == world.get(base).json()[0]
+    assert found.json()["id"] == body["reconciliation_id"]
+    assert found.json()["sources"][0]["detail"] == "samtale med pasienten"
+    assert [e["entry_id"] for e in found.json()["entries"]] == [
+        o["entry_id"] for o in body["outcomes"]
+    ]
+    assert ("doctor", "medication-list.read.reconciliation") in read_actions(world)
+    # Authorised as the collection is (LIST_READ): the same answer for every role.
+    for token in (PHARMACIST_TOKEN, NURSE_TOKEN, OTHER_HOME_NURSE_TOKEN, PATIENT_TOKEN):
+        assert (
+            world.get(location, token=token).status_code == world.get(base, token=token).status_code
+        )
+    assert world.get(location, token=OTHER_HOME_NURSE_TOKEN).status_code == 403
+    missing = world.get(f"{base}/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert missing.headers["Content-Type"] == "application/problem+json"
+    assert missing.json()["code"] == "reconciliation-not-found"
+    assert missing.json()["title"] == "Reconciliation not found"
+
+
+def test_a_reconciliation_of_another_patient_is_not_found(world):
+    world.write(f"/patients/{world.patient_id}/prescriptions", prescribe_body("090436"))
+    body, reconciled = _reconcile(world)
+    assert reconciled.status_code == 201, reconciled.text
+    other = Patient(
+        id=uuid.uuid4(),
+        national_id=NationalId(OTHER_NATIONAL_ID),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1950, 3, 15),
+    )
+    register_patient(world.engine, other, call())
+    elsewhere = f"/patients/{other.id}/list/reconciliations/{body['reconciliation_id']}"
+    answer = world.get(elsewhere)
+    assert answer.status_code == 404 and answer.json()["code"] == "reconciliation-not-found"
+    mine = f"/patients/{world.patient_id}/list/reconciliations/{body['reconciliation_id']}"
+    assert world.get(mine).status_code == 200
+
+
+def _packing_report(world, period_id: str) -> dict:
+    base = f"/multidose/patients/{world.patient_id}"
+    bags = world.get(f"{base}/periods/{period_id}/plan", token=PHARMACIST_TOKEN).json()["bags"]
+    return {
+        "report_id": str(uuid.uuid4()),
+        "period_id": period_id,
+        "bags": [
+            {
+                "day": b["day"],
+                "intake": b["intake"],
+                "lines": [
+                    {"varenr": "090470", "quantity": line["quantity"], "entry_id": line["entry_id"]}
+                    for line in b["lines"]
+                ],
+            }
+            for b in bags
+        ],
+    }
+
+
+def test_a_packing_reconciliation_is_read_where_its_201_points(world):
+    period_id = multidose_patient(world)
+    base = f"/multidose/patients/{world.patient_id}"
+    report = _packing_report(world, period_id)
+    reconciled = world.post(f"{base}/packing-reports", report, token=PHARMACIST_TOKEN)
+    assert reconciled.status_code == 201, reconciled.text
+    location = reconciled.headers["Location"]
+    assert location == f"{base}/reconciliations/{report['report_id']}"
+    found = world.get(location, token=PHARMACIST_TOKEN)
+    assert found.status_code == 200, found.text
+    assert found.json() == world.get(f"{base}/reconciliations", token=PHARMACIST_TOKEN).json()[0]
+    assert found.json()["report_id"] == report["report_id"]
+    assert found.json()["period_id"] == period_id
+    assert len(found.json()["lines"]) == sum(len(b["lines"]) for b in report["bags"])
+    assert ("pharmacist", "medication-list.read.multidose-reconciliation") in read_actions(world)
+    assert world.get(location, token=GP_TOKEN).status_code == 200
+    assert world.get(location, token=OTHER_PHARMACY_TOKEN).status_code == 403
+    collection = f"{base}/reconciliations"
+    for token in (NURSE_TOKEN, OTHER_PHARMACY_TOKEN, PATIENT_TOKEN):
+        expected = world.get(collection, token=token).status_code
+        assert world.get(location, token=token).status_code == expected
+    missing = world.get(f"{base}/reconciliations/{uuid.uuid4()}", token=PHARMACIST_TOKEN)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "multidose-reconciliation-not-found"
+    assert missing.json()["title"] == "Packing reconciliation not found"
+
+
+def test_the_reconciliation_item_reads_are_documented_with_their_models(world):
+    paths = world.client.get("/openapi.json", headers=auth(GP_TOKEN)).json()["paths"]
+    expected = {
+        "/patients/{patient_id}/list/reconciliations/{reconciliation_id}": "Reconciliation",
+        "/multidose/patients/{patient_id}/reconciliations/{reconciliation_id}": (
+            "PackReconciliation"
+        ),
+    }
+    for path, model in expected.items():
+        get = paths[path]["get"]
+        ok = get["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{model}"}, (path, ok)
+        assert "404" in get["responses"]

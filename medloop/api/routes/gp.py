@@ -174,6 +174,23 @@ def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResp
     return JSONResponse(dump(shown), headers=headers)
 
 
+@router.get(
+    "/patients/{patient_id}/list/reconciliations/{reconciliation_id}",
+    response_model=Reconciliation,
+    responses=READ,
+    operation_id="readReconciliation",
+    summary="One reconciliation (samstemming) of the list",
+)
+def reconciliation(caller: CallerDep, patient_id: UUID, reconciliation_id: UUID) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    found = caller.read(
+        patient_id,
+        "reconciliation",
+        lambda conn: queries.reconciliation(conn, patient_id, reconciliation_id),
+    )
+    return JSONResponse(dump(found))
+
+
 @router.post(
     "/patients/{patient_id}/list/check",
     response_model=CheckResponse,
@@ -439,7 +456,8 @@ def record_reconciliation(
         caller.call(reason=body.reason, idempotency_key=key),
         based_on=based_on,
     )
-    return render(result, 201, location=f"/patients/{patient_id}/list/reconciliations")
+    location = f"/patients/{patient_id}/list/reconciliations/{body.reconciliation_id}"
+    return render(result, 201, location=location)
 
 
 @router.post(

@@ -239,7 +239,9 @@ def packing_report(
     result = multidose.reconcile_packing(
         caller.engine, patient_id, body, caller.call(idempotency_key=key)
     )
-    return render(result, 201, location=BASE.format(patient_id=patient_id) + "/reconciliations")
+    # The reconciliation's id is the report's.
+    location = BASE.format(patient_id=patient_id) + f"/reconciliations/{body.report_id}"
+    return render(result, 201, location=location)
 
 
 @router.get(
@@ -258,6 +260,23 @@ def reconciliations(caller: CallerDep, patient_id: UUID, page: Page) -> JSONResp
     )
     shown, headers = page.page(found, lambda r: (instant(r.reconciled_at), str(r.id)))
     return JSONResponse(dump(shown), headers=headers)
+
+
+@router.get(
+    "/reconciliations/{reconciliation_id}",
+    response_model=PackReconciliation,
+    responses=READ,
+    operation_id="readPackingReconciliation",
+    summary="One packing reconciliation, line by line (its id is its packing report's)",
+)
+def reconciliation(caller: CallerDep, patient_id: UUID, reconciliation_id: UUID) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_READ, patient_id)
+    found = caller.read(
+        patient_id,
+        "multidose-reconciliation",
+        lambda conn: multidose.reconciliation(conn, patient_id, reconciliation_id),
+    )
+    return JSONResponse(dump(found))
 
 
 @router.post(

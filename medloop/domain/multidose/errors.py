@@ -38,6 +38,12 @@ class UrgentPackNotFound(MultidoseError):
     code = "multidose-urgent-pack-not-found"
 
 
+class PackReconciliationNotFound(MultidoseError):
+    """No packing reconciliation with that id for this patient."""
+
+    code = "multidose-reconciliation-not-found"
+
+
 class UrgentPackRefused(MultidoseError):
     code = "multidose-urgent-pack-refused"
 
