@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from interactions import Alert
 from medloop.domain.codes import PrescriptionStatus
-from medloop.domain.dispense import Dispense, tally
+from medloop.domain.dispense import Dispense, DispenseNotFound, tally
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryNotFound, EntryVersion
 from medloop.domain.patient import Patient, PatientNotFound
@@ -120,6 +120,12 @@ def current_list(conn: Connection, patient_id: UUID, now: datetime) -> CurrentLi
     return CurrentList(patient_id, listed.version, listed.current_view(now))
 
 
+def entry(conn: Connection, patient_id: UUID, entry_id: UUID) -> ListEntry:
+    """One entry of the patient's list as it stands now (entered in error and long
+    discontinued included); ``EntryNotFound`` when the list has no such entry."""
+    return _state(conn, patient_id).medication_list.entry(entry_id)
+
+
 def entry_history(conn: Connection, patient_id: UUID, entry_id: UUID) -> tuple[EntryVersion, ...]:
     """Every version of one entry, oldest first (who, when, why, what changed)."""
     state = _state(conn, patient_id)
@@ -169,6 +175,15 @@ def dispenses(conn: Connection, patient_id: UUID) -> tuple[Dispense, ...]:
     """Everything dispensed to the patient, in dispensing order; an annulled dispense carries
     its annulment (and no longer counts)."""
     return _state(conn, patient_id).dispenses
+
+
+def dispense(conn: Connection, patient_id: UUID, dispense_id: UUID) -> Dispense:
+    """One of the patient's dispenses (with its annulment, if annulled); ``DispenseNotFound``
+    when the patient has none with that id."""
+    for found in dispenses(conn, patient_id):
+        if found.id == dispense_id:
+            return found
+    raise DispenseNotFound(f"the patient has no dispense {dispense_id}", dispense_id=dispense_id)
 
 
 def open_alerts(conn: Connection, patient_id: UUID) -> list[Alert]:
@@ -354,6 +369,11 @@ def ward_of(conn: Connection, ward_id: UUID) -> Ward | None:
     """A ward (name, organisation); ``None`` for an unknown ward."""
     found = administration.read_ward(conn, ward_id)
     return None if found is None else found.ward
+
+
+def ward_state(conn: Connection, ward_id: UUID) -> administration.WardState | None:
+    """A ward with its current configuration and its version; ``None`` for an unknown ward."""
+    return administration.read_ward(conn, ward_id)
 
 
 def residents(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, Patient]:

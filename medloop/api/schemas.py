@@ -23,7 +23,7 @@ from medloop.domain.multidose.proposals import Proposal, ProposalDecision
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask
 from medloop.domain.reconciliation import Reconciliation
-from medloop.domain.ward import Admission
+from medloop.domain.ward import Admission, WardConfig
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.change import EntryOrder
 from medloop.loop.dispense import DispenseOrder
@@ -289,6 +289,13 @@ class WardCreated(BaseModel):
     organisation_id: str
     name: str
     config_version: int
+
+
+class WardRecord(WardCreated):
+    """A ward as it stands: its name, organisation and current configuration (version and
+    settings)."""
+
+    config: WardConfig
 
 
 class WardConfigured(BaseModel):

@@ -137,17 +137,19 @@ def multidose_overview(conn: Connection, patient_id: UUID) -> dict[str, Any]:
     """``schemas.MultidoseOverview``."""
     return {
         "responsibility": dump(multidose.responsibility(conn, patient_id)),
-        "periods": [
-            {
-                "period": dump(view.period),
-                "urgent_packs": dump(list(view.urgent_packs)),
-                "plan_list_version": view.plan_list_version,
-                "deadline_flags": list(view.deadline_flags),
-            }
-            for view in multidose.periods(conn, patient_id)
-        ],
+        "periods": [period_view(view) for view in multidose.periods(conn, patient_id)],
         "pending_proposals": dump(multidose.pending_proposals(conn, patient_id)),
         "open_tasks": dump(multidose.open_tasks(conn, patient_id)),
+    }
+
+
+def period_view(view: multidose.PeriodView) -> dict[str, Any]:
+    """``schemas.PeriodOverview``: a packing period with what happened to it."""
+    return {
+        "period": dump(view.period),
+        "urgent_packs": dump(list(view.urgent_packs)),
+        "plan_list_version": view.plan_list_version,
+        "deadline_flags": list(view.deadline_flags),
     }
 
 

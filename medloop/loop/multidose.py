@@ -719,6 +719,19 @@ def periods(conn: Connection, patient_id: UUID) -> list[PeriodView]:
     ]
 
 
+def period(conn: Connection, patient_id: UUID, period_id: UUID) -> PeriodView:
+    """One of the patient's packing periods with what happened to it;
+    ``PackingPeriodNotFound`` when the patient has no such period."""
+    _known(conn, patient_id)
+    found = _period(conn, patient_id, period_id)
+    return PeriodView(
+        period=found,
+        urgent_packs=tuple(store.urgent_packs_of(conn, [period_id])),
+        plan_list_version=store.plan_taken_version(conn, period_id),
+        deadline_flags=tuple(store.deadline_flags(conn, period_id)),
+    )
+
+
 def plan_of(
     conn: Connection, patient_id: UUID, period_id: UUID, rules: PackingRules | None = None
 ) -> ProductionPlan:

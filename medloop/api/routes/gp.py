@@ -53,7 +53,7 @@ from medloop.api.schemas import (
     order_of,
 )
 from medloop.api.screening import Proposal, screen
-from medloop.domain.entry import Discontinuation
+from medloop.domain.entry import Discontinuation, ListEntry
 from medloop.loop import acknowledge, change, prescribe, reconcile
 from medloop.loop.change import EntryOrder
 from medloop.loop.prescribe import PrescribeOrder, RenewOrder
@@ -102,6 +102,19 @@ def read_list(caller: CallerDep, patient_id: UUID, seen: IfNoneMatch) -> Respons
         patient_id, "list", lambda conn: views.list_view(conn, patient_id, caller.at)
     )
     return json_with_etag(body, version, seen)
+
+
+@router.get(
+    "/patients/{patient_id}/list/entries/{entry_id}",
+    response_model=ListEntry,
+    responses=READ,
+    operation_id="readEntry",
+    summary="One entry of the list as it stands now",
+)
+def read_entry(caller: CallerDep, patient_id: UUID, entry_id: UUID) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    found = caller.read(patient_id, "entry", lambda conn: queries.entry(conn, patient_id, entry_id))
+    return JSONResponse(dump(found))
 
 
 @router.get(
@@ -295,9 +308,7 @@ def add_entry(
         caller.command_call(body, key),
         based_on=based_on,
     )
-    return render(
-        result, 201, location=f"/patients/{patient_id}/list/entries/{body.entry_id}/history"
-    )
+    return render(result, 201, location=f"/patients/{patient_id}/list/entries/{body.entry_id}")
 
 
 @router.post(

@@ -26,6 +26,7 @@ from medloop.api.schemas import (
     CommandResponse,
     Intent,
     MultidoseOverview,
+    PeriodOverview,
     ProposalRecord,
     ReasonRequiredBody,
     dump,
@@ -142,8 +143,25 @@ def open_period(
     return render(
         result,
         201,
-        location=BASE.format(patient_id=patient_id) + f"/periods/{body.period_id}/plan",
+        location=BASE.format(patient_id=patient_id) + f"/periods/{body.period_id}",
     )
+
+
+@router.get(
+    "/periods/{period_id}",
+    response_model=PeriodOverview,
+    responses=READ,
+    operation_id="readPackingPeriod",
+    summary="One packing period with its urgent packs, plan version and deadline flags",
+)
+def read_period(caller: CallerDep, patient_id: UUID, period_id: UUID) -> JSONResponse:
+    caller.authorize(Action.MULTIDOSE_READ, patient_id)
+    found = caller.read(
+        patient_id,
+        "multidose-period",
+        lambda conn: multidose.period(conn, patient_id, period_id),
+    )
+    return JSONResponse(views.period_view(found))
 
 
 @router.post(

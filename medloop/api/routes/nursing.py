@@ -51,6 +51,7 @@ from medloop.api.schemas import (
     WardChart,
     WardConfigured,
     WardCreated,
+    WardRecord,
     dump,
     order_of,
 )
@@ -107,7 +108,36 @@ def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSON
     caller.authorize(Action.WARD_ADMIN)  # a ward admin
     found = administration.create_ward(caller.engine, body, caller.call(idempotency_key=key))
     return JSONResponse(
-        found, status_code=201, headers={"Location": f"/nursing/wards/{body.ward_id}/chart"}
+        found, status_code=201, headers={"Location": f"/nursing/wards/{body.ward_id}"}
+    )
+
+
+@router.get(
+    "/wards/{ward_id}",
+    response_model=WardRecord,
+    responses=READ,
+    operation_id="readWard",
+    summary="One ward of my organisation with its current configuration",
+)
+def read_ward(caller: CallerDep, ward_id: UUID) -> JSONResponse:
+    # A ward holds no patient data: authorised like its chart (an unknown ward or another
+    # organisation's is refused alike), read without an audit record.
+    authorize_ward(
+        caller.engine,
+        caller.principal,
+        Action.WARD_READ,
+        _ward_organisation(caller, ward_id),
+        request_id=caller.request_id,
+    )
+    found = caller.state.read_unaudited(lambda conn: queries.ward_state(conn, ward_id))
+    return JSONResponse(
+        {
+            "ward_id": str(found.ward.id),
+            "organisation_id": found.ward.organisation_id,
+            "name": found.ward.name,
+            "config_version": found.config_version,
+            "config": dump(found.config),
+        }
     )
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
+from medloop import queries
 from medloop.api import views
 from medloop.api.deps import (
     CallerDep,
@@ -28,8 +29,10 @@ from medloop.api.schemas import (
     DispensableView,
     DispenseRequest,
     ReasonRequiredBody,
+    dump,
     order_of,
 )
+from medloop.domain.dispense import Dispense
 from medloop.loop import dispense
 from medloop.loop.dispense import DispenseOrder
 
@@ -76,10 +79,24 @@ def dispense_package(
         caller.command_call(body, key),
         based_on=based_on,
     )
-    # The prescription shows what was dispensed against it.
     return render(
-        result, 201, location=f"/patients/{patient_id}/prescriptions/{body.prescription_id}"
+        result, 201, location=f"/pharmacy/patients/{patient_id}/dispenses/{body.dispense_id}"
     )
+
+
+@router.get(
+    "/patients/{patient_id}/dispenses/{dispense_id}",
+    response_model=Dispense,
+    responses=responses(401, 403, 404, 422),
+    operation_id="readDispense",
+    summary="One dispense (with its annulment, if annulled)",
+)
+def read_dispense(caller: CallerDep, patient_id: UUID, dispense_id: UUID) -> JSONResponse:
+    caller.authorize(Action.DISPENSING_READ, patient_id)
+    found = caller.read(
+        patient_id, "dispense", lambda conn: queries.dispense(conn, patient_id, dispense_id)
+    )
+    return JSONResponse(dump(found))
 
 
 @router.post(
