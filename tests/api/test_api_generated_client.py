@@ -270,19 +270,22 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
     dispensable = pharmacy("read_dispensable")(patient_id, client=pharmacist)
     assert isinstance(dispensable.parsed, models.DispensableView)
     assert {p.id for p in dispensable.parsed.prescriptions} >= {prescription_id}
+    dispensed_body = dispense_body(str(prescription_id), SIMVASTATIN_NORDKYST)
     dispensed = pharmacy("dispense")(
         patient_id,
         client=pharmacist,
-        body=models.DispenseRequest.from_dict(
-            dispense_body(str(prescription_id), SIMVASTATIN_NORDKYST)
-        ),
+        body=models.DispenseRequest.from_dict(dispensed_body),
         if_match=dispensable.headers["ETag"],
     )
     assert dispensed.status_code == 201, dispensed.content
     assert isinstance(dispensed.parsed, models.CommandResponse)
+    dispense_id = uuid.UUID(dispensed_body["dispense_id"])
     assert dispensed.headers["Location"] == (
-        f"/patients/{patient_id}/prescriptions/{prescription_id}"
+        f"/pharmacy/patients/{patient_id}/dispenses/{dispense_id}"
     )
+    dispense_read = pharmacy("read_dispense")(patient_id, dispense_id, client=pharmacist)
+    assert isinstance(dispense_read.parsed, models.Dispense)
+    assert dispense_read.parsed.id == dispense_id
 
     # The nursing home: a ward, an admission, the ward chart, a dose charted.
     admin = _client(package, app, WARD_ADMIN_TOKEN)
@@ -293,7 +296,9 @@ def test_the_gp_pharmacy_and_nurse_flows_through_the_generated_client(generated,
         client=admin, body=models.WardOrder.from_dict({"ward_id": str(ward_id), "name": "Avd 1"})
     )
     assert isinstance(ward.parsed, models.WardCreated)
-    assert ward.headers["Location"] == f"/nursing/wards/{ward_id}/chart"
+    assert ward.headers["Location"] == f"/nursing/wards/{ward_id}"
+    ward_read = nursing("read_ward")(ward_id, client=admin)
+    assert isinstance(ward_read.parsed, models.WardRecord) and ward_read.parsed.name == "Avd 1"
     admitted = nursing("admit")(
         patient_id,
         client=admin,

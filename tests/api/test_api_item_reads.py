@@ -1,5 +1,6 @@
 """Every 201 points at the thing it created (issue #15): an admission, a charting, an urgent
-pack and a proposal each have an item GET, authorised like the collection it belongs to and
+pack, a proposal, a list reconciliation, a packing reconciliation, a packing period, a dispense,
+an entry and a ward each have an item GET, authorised like the collection it belongs to and
 audited like every read of patient data; the Location of the 201 is that GET."""
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from tests.api.helpers import (
     admission_body,
     admitted,
     auth,
+    dispense_body,
     multidose_patient,
+    pharmacy_version,
     prescribe_body,
 )
 from tests.loop.helpers import call
@@ -285,16 +288,110 @@ def test_a_packing_reconciliation_is_read_where_its_201_points(world):
     assert missing.json()["title"] == "Packing reconciliation not found"
 
 
-def test_the_reconciliation_item_reads_are_documented_with_their_models(world):
+def test_the_item_reads_behind_every_201_are_documented_with_models_and_404(world):
     paths = world.client.get("/openapi.json", headers=auth(GP_TOKEN)).json()["paths"]
     expected = {
         "/patients/{patient_id}/list/reconciliations/{reconciliation_id}": "Reconciliation",
         "/multidose/patients/{patient_id}/reconciliations/{reconciliation_id}": (
             "PackReconciliation"
         ),
+        "/multidose/patients/{patient_id}/periods/{period_id}": "PeriodOverview",
+        "/pharmacy/patients/{patient_id}/dispenses/{dispense_id}": "Dispense",
+        "/patients/{patient_id}/list/entries/{entry_id}": "ListEntry",
+        "/nursing/wards/{ward_id}": "WardRecord",
     }
     for path, model in expected.items():
         get = paths[path]["get"]
         ok = get["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": f"#/components/schemas/{model}"}, (path, ok)
-        assert "404" in get["responses"]
+        # An unknown ward is refused like another organisation's (403), never 404.
+        assert ("404" in get["responses"]) is (model != "WardRecord"), path
+
+
+def test_a_dispense_is_read_where_its_201_points(world):
+    body = prescribe_body("090436")
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    sent = dispense_body(body["terms"]["prescription_id"], "090436")
+    dispensed = world.post(
+        f"/pharmacy/patients/{world.patient_id}/dispenses",
+        sent,
+        PHARMACIST_TOKEN,
+        **{"If-Match": pharmacy_version(world)},
+    )
+    assert dispensed.status_code == 201, dispensed.text
+    location = dispensed.headers["Location"]
+    assert location == f"/pharmacy/patients/{world.patient_id}/dispenses/{sent['dispense_id']}"
+    found = world.get(location, token=PHARMACIST_TOKEN)
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == sent["dispense_id"]
+    assert found.json()["prescription_id"] == sent["prescription_id"]
+    assert found.json()["batch"] == "B123" and found.json()["annulment"] is None
+    assert ("pharmacist", "medication-list.read.dispense") in read_actions(world)
+    # Authorised as the pharmacy's read of the patient (DISPENSING_READ): pharmacists only.
+    collection = f"/pharmacy/patients/{world.patient_id}/prescriptions"
+    for token in (GP_TOKEN, NURSE_TOKEN, OTHER_PHARMACY_TOKEN, PATIENT_TOKEN):
+        expected = world.get(collection, token=token).status_code
+        assert world.get(location, token=token).status_code == expected
+    missing = world.get(
+        f"/pharmacy/patients/{world.patient_id}/dispenses/{uuid.uuid4()}", token=PHARMACIST_TOKEN
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "dispense-not-found"
+    assert missing.json()["title"] == "Dispense not found"
+
+
+def test_a_packing_period_is_read_where_its_201_points(world):
+    period_id = multidose_patient(world)
+    base = f"/multidose/patients/{world.patient_id}"
+    overview = world.get(base, token=PHARMACIST_TOKEN).json()
+    found = world.get(f"{base}/periods/{period_id}", token=PHARMACIST_TOKEN)
+    assert found.status_code == 200, found.text
+    (listed,) = overview["periods"]
+    assert found.json() == listed and found.json()["period"]["id"] == period_id
+    assert ("pharmacist", "medication-list.read.multidose-period") in read_actions(world)
+    assert world.get(f"{base}/periods/{period_id}", token=OTHER_PHARMACY_TOKEN).status_code == 403
+    second = {
+        "period_id": str(uuid.uuid4()),
+        "first_day": "2026-12-14",
+        "order_deadline": "2026-12-09T12:00:00Z",
+    }
+    opened = world.post(f"{base}/periods", second, token=PHARMACIST_TOKEN)
+    assert opened.status_code == 201, opened.text
+    assert opened.headers["Location"] == f"{base}/periods/{second['period_id']}"
+    missing = world.get(f"{base}/periods/{uuid.uuid4()}", token=PHARMACIST_TOKEN)
+    assert missing.status_code == 404 and missing.json()["code"] == "multidose-period-not-found"
+
+
+def test_a_ward_is_read_where_its_201_points_by_its_own_organisation_only(world):
+    ward_id = str(uuid.uuid4())
+    created = world.post(
+        "/nursing/wards", {"ward_id": ward_id, "name": "Avdeling 4"}, token=WARD_ADMIN_TOKEN
+    )
+    assert created.status_code == 201, created.text
+    assert created.headers["Location"] == f"/nursing/wards/{ward_id}"
+    for token in (WARD_ADMIN_TOKEN, NURSE_TOKEN):
+        found = world.get(f"/nursing/wards/{ward_id}", token=token)
+        assert found.status_code == 200, found.text
+        assert found.json()["name"] == "Avdeling 4" and found.json()["config_version"] == 1
+        assert "config" in found.json()
+    # Like the ward's chart: another home, another role, or no such ward are refused alike.
+    for token in (OTHER_HOME_NURSE_TOKEN, GP_TOKEN):
+        assert world.get(f"/nursing/wards/{ward_id}", token=token).status_code == 403
+    assert world.get(f"/nursing/wards/{uuid.uuid4()}", token=NURSE_TOKEN).status_code == 403
+
+
+def test_an_entry_of_another_patient_is_not_found(world):
+    body = prescribe_body("090436")
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    mine = world.get(f"/patients/{world.patient_id}/list/entries/{body['entry_id']}")
+    assert mine.status_code == 200 and mine.json()["id"] == body["entry_id"]
+    assert ("doctor", "medication-list.read.entry") in read_actions(world)
+    other = Patient(
+        id=uuid.uuid4(),
+        national_id=NationalId(OTHER_NATIONAL_ID),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1950, 3, 15),
+    )
+    register_patient(world.engine, other, call())
+    answer = world.get(f"/patients/{other.id}/list/entries/{body['entry_id']}")
+    assert answer.status_code == 404 and answer.json()["code"] == "entry-not-found"

@@ -115,7 +115,7 @@ def create_ward(caller: CallerDep, body: WardOrder, key: IdempotencyKey) -> JSON
 @router.get(
     "/wards/{ward_id}",
     response_model=WardRecord,
-    responses=READ,
+    responses=responses(401, 403, 422),
     operation_id="readWard",
     summary="One ward of my organisation with its current configuration",
 )
