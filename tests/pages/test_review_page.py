@@ -10,7 +10,6 @@ import re
 import uuid
 
 import pypdf
-
 from lxml import html as lxml_html
 
 from medloop import queries
@@ -89,7 +88,8 @@ def test_the_list_page_links_to_the_review_which_shows_every_finding_with_its_so
             assert " ".join(part.split()) in text, part
     assert {"NORGEP-NH:25", "STOPP:L2", "START:H2"} <= {f.criterion for f in assessment.findings}
     assert f"ACB-skår: {assessment.acb.score}" in text
-    acb_names = [e.name for e in assessment.entries if str(e.entry_id) in assessment.acb.medications]
+    acb = assessment.acb.medications
+    acb_names = [e.name for e in assessment.entries if str(e.entry_id) in acb]
     assert acb_names and all(name in text for name in acb_names)
     for item in assessment.not_assessed:
         assert all(" ".join(m.split()) in text for m in item.missing), item
