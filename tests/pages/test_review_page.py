@@ -232,3 +232,19 @@ def test_a_nurse_a_pharmacist_and_a_nurse_of_another_home_can_neither_open_nor_s
     assert _state(pages_world, patient_id).medication_list.version == assessment.list_version
     with pages_world.engine.connect() as conn:
         assert queries.medication_reviews(conn, uuid.UUID(patient_id)) == []
+
+
+def test_stopping_without_choosing_which_medicine_is_said_at_the_finding(client, pages_world):
+    as_person(client, "gp")
+    _, patient_id = resident(pages_world.world, 1)
+    page = _review(client, patient_id)
+    assessment, _ = _assessment(pages_world, patient_id)
+    index = next(i for i, f in enumerate(assessment.findings) if len(f.medications) > 1)
+    body = _form(page, assessment, stop=None)
+    body[f"finding-{index}-action"] = "stop"
+    body[f"finding-{index}-entry"] = ""
+    refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
+    assert refused.status_code == 422
+    (error,) = lxml_html.fromstring(refused.text).xpath(f'//*[@id="finding-{index}-error"]')
+    assert error.text_content() == "Velg legemidlet som skal seponeres."
+    assert _state(pages_world, patient_id).medication_list.version == assessment.list_version
