@@ -248,3 +248,59 @@ def test_stopping_without_choosing_which_medicine_is_said_at_the_finding(client,
     (error,) = lxml_html.fromstring(refused.text).xpath(f'//*[@id="finding-{index}-error"]')
     assert error.text_content() == "Velg legemidlet som skal seponeres."
     assert _state(pages_world, patient_id).medication_list.version == assessment.list_version
+
+
+def test_a_refused_form_corrected_and_sent_again_changes_a_dosage_through_the_loop(
+    client, pages_world
+):
+    as_person(client, "gp")
+    _, patient_id = resident(pages_world.world, 1)
+    page = _review(client, patient_id)
+    assessment, _ = _assessment(pages_world, patient_id)
+    oxazepam = next(str(e.entry_id) for e in assessment.entries if e.name.startswith("Oksazepam"))
+    body = _form(page, assessment, stop=None)
+    changed = [i for i, f in enumerate(assessment.findings) if oxazepam in f.medications]
+    assert changed
+    for i in changed:
+        body[f"finding-{i}-action"] = "change"
+        body[f"finding-{i}-entry"] = oxazepam
+        body.update(
+            {
+                f"finding-{i}-use": "regular",
+                f"finding-{i}-amount": "0,5",
+                f"finding-{i}-unit": "tablett",
+                f"finding-{i}-slot": "evening",
+            }
+        )
+    body["participant-doctor"] = ""
+    refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
+    assert refused.status_code == 422
+    # the form comes back as sent: the change and its dosage kept
+    tree = lxml_html.fromstring(refused.text)
+    i = changed[0]
+    assert tree.xpath(f'//input[@id="finding-{i}-change"]/@checked')
+    assert tree.xpath(f'//input[@id="finding-{i}-amount"]/@value') == ["0,5"]
+
+    body["participant-doctor"] = "Anja Fos Eidsvik"
+    signed = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
+    assert signed.status_code == 303, signed.text[:3000]
+    entry = next(
+        e for e in _state(pages_world, patient_id).medication_list.entries if str(e.id) == oxazepam
+    )
+    assert entry.status is EntryStatus.ACTIVE
+    assert [d.amount.value for d in entry.dosage.fixed] == [0.5]
+
+
+def test_a_form_made_from_an_older_list_is_refused_as_stale_and_saves_nothing(client, pages_world):
+    as_person(client, "gp")
+    _, patient_id = resident(pages_world.world, 1)
+    page = _review(client, patient_id)
+    assessment, _ = _assessment(pages_world, patient_id)
+    body = _form(page, assessment, stop=None)
+    body["based_on"] = str(assessment.list_version - 1)
+    refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
+    assert refused.status_code == 412  # the API's status for a stale list version
+    assert "Noen andre endret denne listen" in refused.text
+    assert hidden(refused.text, "based_on") == str(assessment.list_version)
+    with pages_world.engine.connect() as conn:
+        assert queries.medication_reviews(conn, uuid.UUID(patient_id)) == []
