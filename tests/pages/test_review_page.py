@@ -300,7 +300,7 @@ def test_a_form_made_from_an_older_list_is_refused_as_stale_and_saves_nothing(cl
     body["based_on"] = str(assessment.list_version - 1)
     refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
     assert refused.status_code == 412  # the API's status for a stale list version
-    assert "Noen andre endret denne listen" in refused.text
+    assert "Noen andre endret listen etter at du åpnet siden." in refused.text
     assert hidden(refused.text, "based_on") == str(assessment.list_version)
     with pages_world.engine.connect() as conn:
         assert queries.medication_reviews(conn, uuid.UUID(patient_id)) == []
