@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'medloop.db'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the test server, dropped afterwards (skipped, or failed
+    under ``MEDLOOP_REQUIRE_POSTGRES=1``, when there is no server)."""
     if not POSTGRES_URL:
         if REQUIRE_POSTGRES:
             pytest.fail("MEDLOOP_REQUIRE_POSTGRES=1 but MEDLOOP_TEST_POSTGRES_URL is not set")
@@ -115,6 +118,25 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with _postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
+    """One database per test module and kind, for read-only tests that would otherwise build
+    the same world for every case (e.g. a scope x role x organisation matrix of reads)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('module-db') / 'medloop.db'}"
+    else:
+        with _postgres_database() as url:
+            yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

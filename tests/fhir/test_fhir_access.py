@@ -11,7 +11,15 @@ import pytest
 
 from medloop.api.auth import issue_token
 from medloop.store import audit
-from tests.api.helpers import NATIONAL_ID, NURSING_HOME, OTHER_NATIONAL_ID, admitted
+from medloop.store.db import make_engine
+from medloop.store.migrate import upgrade
+from tests.api.helpers import (
+    NATIONAL_ID,
+    NURSING_HOME,
+    OTHER_NATIONAL_ID,
+    admitted,
+    make_world,
+)
 from tests.fhir.helpers import FHIR_JSON, medication_request
 from tests.loop.helpers import GP, PHARMACIST
 
@@ -74,10 +82,16 @@ POLICY_READ = {
 }
 
 
-@pytest.fixture
-def admitted_world(world):
+@pytest.fixture(scope="module")
+def admitted_world(module_db_url):
+    """One world per database for the whole read matrix: the reads change nothing but the
+    access log, and each cell checks the newest audit event (its own)."""
+    engine = make_engine(module_db_url)
+    upgrade(engine)
+    world = make_world(engine)
     admitted(world)  # two entries, admitted to a ward of NURSING_HOME
-    return world
+    yield world
+    engine.dispose()
 
 
 @pytest.mark.parametrize("resource", ["MedicationStatement", "MedicationAdministration"])
