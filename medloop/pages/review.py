@@ -103,6 +103,7 @@ class ReviewForm:
     reasons: dict[str, str] = field(default_factory=dict)
     entries: dict[str, str] = field(default_factory=dict)
     dosages: dict[str, DosageForm] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)
     participants: dict[str, str] = field(default_factory=dict)
     note: str = ""
     errors: dict[str, str] = field(default_factory=dict)
@@ -132,6 +133,7 @@ class ReviewForm:
             made.actions[key] = str(form.get(prefix + "action") or "")
             made.reasons[key] = str(form.get(prefix + "reason") or "").strip()
             made.entries[key] = str(form.get(prefix + "entry") or "")
+            made.codes[key] = str(form.get(prefix + "code") or DiscontinuationReason.OTHER.value)
             fields = {k[len(prefix) :]: form.get(k) for k in form.keys() if k.startswith(prefix)}
             made.dosages[key] = DosageForm.posted(fields, lambda n, p=prefix: form.getlist(p + n))
         return made
@@ -162,7 +164,7 @@ class ReviewForm:
                         reason=self.reasons.get(key) or None,
                         entry_id=UUID(entry) if action != "continue" and entry else None,
                         dosage=dosage,
-                        discontinuation_reason=DiscontinuationReason.OTHER,
+                        discontinuation_reason=DiscontinuationReason(self.codes.get(key, "X")),
                     )
                 )
             except (ValidationError, ValueError):

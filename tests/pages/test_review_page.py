@@ -56,6 +56,7 @@ def _form(page: str, assessment, *, stop: str | None, decide: bool = True) -> di
             body[f"finding-{i}-action"] = "stop"
             body[f"finding-{i}-entry"] = stop
             body[f"finding-{i}-reason"] = "seponeres med observasjon"
+            body[f"finding-{i}-code"] = "A"
         else:
             body[f"finding-{i}-action"] = "continue"
             body[f"finding-{i}-reason"] = "vurdert, fortsetter"
@@ -113,6 +114,7 @@ def test_signing_stops_a_drug_through_the_loop_and_the_review_is_listed_with_its
     state = _state(pages_world, patient_id)
     entry = next(e for e in state.medication_list.entries if str(e.id) == quetiapine)
     assert entry.status is EntryStatus.DISCONTINUED
+    assert entry.discontinuation.reason.value == "A"  # treatment ended, as chosen
     assert state.medication_list.version == assessment.list_version + 1
     with pages_world.engine.connect() as conn:
         (stored,) = queries.medication_reviews(conn, uuid.UUID(patient_id))
