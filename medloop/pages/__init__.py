@@ -65,6 +65,8 @@ MODULES: tuple[str, ...] = (
     "medloop.pages.gp",
     "medloop.pages.pharmacy",
     "medloop.pages.patient",
+    # -- the GP's medication review meeting (h3-reviewpage) --
+    "medloop.pages.review",
 )
 """The page modules whose ``router`` is served (one line per module)."""
 

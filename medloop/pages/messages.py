@@ -139,6 +139,20 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
         None,
         N_("The drug catalogue is not loaded yet. Try again later."),
     ),
+    # the medication review (h3-reviewpage)
+    "review-incomplete": (None, N_("Choose a decision for every finding before signing.")),
+    "review-decision-invalid": (
+        None,
+        N_(
+            "A decision does not fit its finding: choose a medicine the finding names, and "
+            "decide each medicine one way."
+        ),
+    ),
+    "review-participants-missing": (
+        "participants",
+        N_("Write the name of the doctor who took part: a review is signed by the doctor."),
+    ),
+    "review-not-found": (None, N_("There is no such review.")),
     "forbidden": (None, N_("You do not have access to this.")),
     "unauthenticated": (None, N_("Sign in again.")),
 }
