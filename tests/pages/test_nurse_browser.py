@@ -168,16 +168,19 @@ def test_charting_a_dose_by_keyboard_alone(page, live_world):
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile("/bedside$"))
     # The wristband field has the focus: the scanner types the national id and Enter.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'wristband'")
     page.keyboard.type(national_id)
     page.keyboard.press("Enter")
     page.get_by_text("Beboeren er bekreftet med ID-armbåndet.").wait_for()
     _tab_to(page, "(e.getAttribute('aria-label') || '').startsWith('Dokumenter Levotyroksin')")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile("/chart"))
-    # The pack field has the focus: scan, Enter checks the pack in place.
+    # The pack field has the focus (autofocus; a keyboard user starts there): scan, Enter
+    # checks the pack in place. Wait for the focus rather than type into a page still settling.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'pack'")
     page.keyboard.type(LEVOTYROKSIN_EAN)
     page.keyboard.press("Enter")
-    page.locator(f'#pack-result[data-code="{LEVOTYROKSIN_EAN}"] p').wait_for()
+    page.locator(f'#pack-result[data-code="{LEVOTYROKSIN_EAN}"] p').wait_for(timeout=30_000)
     assert "Riktig pakning" in page.locator("#pack-result").inner_text()
     _tab_to(page, "e.id === 'save'")
     page.keyboard.press("Enter")
