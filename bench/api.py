@@ -68,14 +68,18 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from fest.loader import import_catalogue
-from medloop.api.auth import issue_token
-from medloop.demo import GP, PHARMACIST, national_id
-from medloop.domain.patient import NationalId, Patient
-from medloop.loop.patients import register_patient
-from medloop.loop.runner import Call
-from medloop.store.db import make_engine, normalise_url
-from medloop.store.migrate import upgrade
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
+from fest.loader import import_catalogue  # noqa: E402
+from medloop.api.auth import issue_token  # noqa: E402
+from medloop.demo import GP, PHARMACIST, national_id  # noqa: E402
+from medloop.domain.patient import NationalId, Patient  # noqa: E402
+from medloop.loop.patients import register_patient  # noqa: E402
+from medloop.loop.runner import Call  # noqa: E402
+from medloop.store.db import make_engine, normalise_url  # noqa: E402
+from medloop.store.migrate import upgrade  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "seeds" / "demo-fest.xml"
@@ -715,7 +719,7 @@ def _floor_phase(
 def _floor_module():
     """bench/floor.py, imported as ``floor`` (the name its pickled calibration refers to)."""
     if "floor" not in sys.modules:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        sys.path.append(str(Path(__file__).resolve().parent))
         import floor  # noqa: F401
 
     return sys.modules["floor"]

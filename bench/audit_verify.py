@@ -16,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 
 from loop import World, postgres_database  # noqa: E402  (bench/loop.py)
 

@@ -41,7 +41,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 import api  # noqa: E402 - bench/api.py: patients, tokens, server start
 import scale  # noqa: E402 - bench/scale.py: CPU of one cluster's processes
 

@@ -32,6 +32,10 @@ import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.loop import national_id  # noqa: E402

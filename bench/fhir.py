@@ -38,6 +38,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 

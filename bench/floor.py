@@ -56,6 +56,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
 ROTATION = (
     "090436",
     "090283",
@@ -582,7 +586,7 @@ def main() -> None:
 
     os.environ["FLOOR_CALIBRATION"] = str(args.calibration.resolve())
     os.environ["FLOOR_DATABASE_URL"] = args.database_url
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.append(str(Path(__file__).resolve().parent))
     uvicorn.run(
         "floor:app_factory",
         factory=True,

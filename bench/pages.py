@@ -27,7 +27,8 @@ from datetime import timedelta
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 from loop import percentiles, postgres_database  # noqa: E402  (sibling bench)
 from ward import NURSE, PLAN_AT, ROUND_AT, ward  # noqa: E402
 

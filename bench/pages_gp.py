@@ -20,6 +20,10 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient  # noqa: E402

@@ -45,7 +45,9 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, func, select, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 import api  # noqa: E402 - bench/api.py: the workload, its client and its server start-up
 
 from fest.loader import import_catalogue  # noqa: E402

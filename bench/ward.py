@@ -46,7 +46,8 @@ from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+# bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 from loop import national_id, percentiles, postgres_database  # noqa: E402  (sibling bench)
 
 DEMO = BENCH.parent / "seeds" / "demo-fest.xml"
