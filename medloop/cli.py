@@ -477,8 +477,8 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            help="Worker processes (PostgreSQL); each serves one request at a time "
-            "unless MEDLOOP_ROUTE_THREADS is set.",
+            help="Worker processes (PostgreSQL); each runs its routes in MEDLOOP_ROUTE_THREADS "
+            "threads (default 4 on PostgreSQL).",
             min=1,
             envvar="MEDLOOP_WORKERS",
         ),

@@ -41,6 +41,11 @@ DEFAULT_MAX_LIFETIME_SECONDS = 4 * 3600
 """The longest token lifetime (``exp - iat``) accepted by default: half a shift."""
 MAX_LIFETIME_RANGE = (60, 24 * 3600)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_ROUTE_THREADS_POSTGRES = 4
+"""Route threads per serving process on PostgreSQL when ``MEDLOOP_ROUTE_THREADS`` is unset: a
+worker keeps serving while a request waits on the database (bench/RESULTS.md, issue #20: on a
+quiet machine 1.7x the requests/s of routes on the event loop at the same CPU per request).
+On SQLite (one process, one writer) the routes stay on the event loop."""
 DEFAULT_SESSION_LIFETIME_SECONDS = 8 * 3600
 """A web page session lasts a shift by default."""
 SESSION_LIFETIME_RANGE = (60, 24 * 3600)
@@ -135,7 +140,8 @@ class Settings:
     max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS
     route_threads: int = 0
     """0: routes run on the event loop's thread, one request at a time per process (scale
-    with worker processes); N: in a pool of N threads (``medloop.api.routing``)."""
+    with worker processes); N: in a pool of N threads (``medloop.api.routing``). Unset:
+    ``DEFAULT_ROUTE_THREADS_POSTGRES`` on PostgreSQL, 0 on SQLite."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """The largest request body taken (``MEDLOOP_MAX_BODY_BYTES``; larger: 413)."""
     allow_dev_keys: bool = False
@@ -200,14 +206,15 @@ class Settings:
         jwks = env.get("MEDLOOP_JWT_JWKS_FILE")
         dev = not key and not jwks
         xsd = env.get("MEDLOOP_FEST_XSD_DIR")
+        url = database_url or env.get("MEDLOOP_DATABASE_URL") or DEFAULT_DATABASE_URL
         return cls(
-            database_url=database_url or env.get("MEDLOOP_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=url,
             public_key_file=Path(key) if key else None,
             jwks_file=Path(jwks) if jwks else None,
             issuer=env.get("MEDLOOP_JWT_ISSUER") or (DEV_ISSUER if dev else ""),
             audience=env.get("MEDLOOP_JWT_AUDIENCE") or (DEFAULT_AUDIENCE if dev else ""),
             max_lifetime_seconds=_max_lifetime(env.get("MEDLOOP_JWT_MAX_LIFETIME_SECONDS")),
-            route_threads=_route_threads(env.get("MEDLOOP_ROUTE_THREADS")),
+            route_threads=_route_threads(env.get("MEDLOOP_ROUTE_THREADS"), url),
             max_body_bytes=_max_body_bytes(env.get("MEDLOOP_MAX_BODY_BYTES")),
             session_lifetime_seconds=_session_lifetime(env.get("MEDLOOP_SESSION_LIFETIME_SECONDS")),
             **_oidc(env),
@@ -372,9 +379,9 @@ def _shared_xsd_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def _route_threads(value: str | None) -> int:
+def _route_threads(value: str | None, database_url: str) -> int:
     if value is None or not value.strip():
-        return 0
+        return DEFAULT_ROUTE_THREADS_POSTGRES if database_url.startswith("postgres") else 0
     try:
         threads = int(value)
     except ValueError:

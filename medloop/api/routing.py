@@ -11,9 +11,12 @@ the classic pre-fork model, with uvicorn still reading request bodies and writin
 asynchronously around each route. (One SQLite process: 50-84 % more requests/s.)
 
 ``BlockingRoute`` (the ``route_class`` of every router) turns each plain route into a
-coroutine that either calls it directly (``route_threads`` 0, the default) or runs it in a
-pool of ``route_threads`` threads (``MEDLOOP_ROUTE_THREADS``), which suits a process that
-must keep serving while one route waits long, e.g. a single SQLite process under mixed load.
+coroutine that either calls it directly (``route_threads`` 0, the default on SQLite) or runs it
+in a pool of ``route_threads`` threads (``MEDLOOP_ROUTE_THREADS``; 4 by default on PostgreSQL).
+Later measurements against the floor of our own stack on a quiet machine (bench/RESULTS.md,
+issue #20) turned the earlier finding around for PostgreSQL: with 4 threads a worker keeps
+serving while a request waits on its round trips, for 1.7x the requests/s of the event loop at
+the same CPU per request and PostgreSQL CPU per request down to the floor's.
 The coroutine has the route's own signature, name and documentation, so FastAPI's parameter
 handling and the OpenAPI document are unchanged.
 """

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from medloop.api.config import ApiSettings, InvalidSetting
 from medloop.api.routing import BlockingRoute, dispatching, route_limiter
 from medloop.cli import app as cli
+from medloop.settings import DEFAULT_ROUTE_THREADS_POSTGRES
 
 
 def _app(threads: int) -> tuple[FastAPI, dict]:
@@ -139,6 +140,26 @@ def test_route_threads_are_read_from_the_environment(monkeypatch, value, threads
     else:
         monkeypatch.setenv("MEDLOOP_ROUTE_THREADS", value)
     assert ApiSettings.from_env("sqlite://").route_threads == threads
+
+
+@pytest.mark.parametrize(
+    ("url", "value", "threads"),
+    [
+        ("postgresql+psycopg://db/medloop", None, DEFAULT_ROUTE_THREADS_POSTGRES),
+        ("postgresql://db/medloop", "", DEFAULT_ROUTE_THREADS_POSTGRES),
+        ("postgresql+psycopg://db/medloop", "0", 0),
+        ("postgresql+psycopg://db/medloop", "2", 2),
+        ("sqlite:///medloop.db", None, 0),
+    ],
+)
+def test_unset_route_threads_mean_a_pool_on_postgresql_and_the_event_loop_on_sqlite(
+    monkeypatch, url, value, threads
+):
+    if value is None:
+        monkeypatch.delenv("MEDLOOP_ROUTE_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("MEDLOOP_ROUTE_THREADS", value)
+    assert ApiSettings.from_env(url).route_threads == threads
 
 
 @pytest.mark.parametrize("value", ["-1", "many", "2.5", "257"])
