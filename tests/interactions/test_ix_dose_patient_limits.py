@@ -7,113 +7,29 @@ catalogue strength (patches, salts)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
-from interactions import Alert, Kind, Medication, Patient, check
+from interactions import Kind, Medication, Patient, check
 from interactions.alerts import DoseDetail, DoseNotCheckedDetail
-from interactions.dosage import Dosage, FixedDose, Period, Quantity, TimeUnit, Use, Weekday
-from interactions.drugs import ReferenceKind, ResolvedDrug, ResolvedStrength
-from interactions.medication import RenalFunction
+from interactions.dosage import Use, Weekday
+from tests.interactions.dose_helpers import (
+    ADULT,
+    IV,
+    ORAL,
+    SC,
+    TODAY,
+    TRANSDERMAL,
+    doses,
+    drug,
+    exceeded,
+    not_checked,
+    renal,
+    run,
+    strength,
+)
 from tests.interactions.helpers import knowledge
-
-ORAL, IV, SC, TRANSDERMAL = "53", "43", "62", "65"
-TODAY = date(2026, 12, 5)
-
-
-def drug(atc: str, route: str, *strengths: ResolvedStrength) -> ResolvedDrug:
-    return ResolvedDrug(
-        reference_kind=ReferenceKind.ATC,
-        reference_id=atc,
-        name=f"{atc} ({route})",
-        atc=atc,
-        atc_codes=(atc,),
-        route_codes=(route,),
-        strengths=strengths,
-    )
-
-
-def strength(
-    atc: str, value: float, unit: str, name: str, per: tuple[float, str] | None = None
-) -> ResolvedStrength:
-    return ResolvedStrength(
-        strength_id=f"S_{name}",
-        substance_id=f"ID_{name}",
-        substance_name=name,
-        atc=atc,
-        value=value,
-        unit=unit,
-        denominator_value=per[0] if per else None,
-        denominator_unit=per[1] if per else None,
-        operator="L",
-        upper_value=None,
-    )
-
-
-def doses(
-    amount: float,
-    unit: str = "mg",
-    times: int = 1,
-    *,
-    every_hours: float | None = None,
-    use: Use = Use.REGULAR,
-    weekday: Weekday | None = None,
-) -> Dosage:
-    interval = None
-    if every_hours is not None:
-        interval = Period(value=every_hours, unit=TimeUnit.HOUR)
-    one = FixedDose(
-        amount=Quantity(value=amount, unit=unit),
-        interval=interval,
-        weekdays=(weekday,) if weekday else (),
-    )
-    return Dosage(use=use, fixed=(one,) * times)
-
-
-def run(
-    atc: str,
-    route: str,
-    dosage: Dosage,
-    patient: Patient | None = None,
-    *,
-    start: date | None = None,
-    stop: date | None = None,
-    strengths: tuple = (),
-    others: tuple[Medication, ...] = (),
-) -> list[Alert]:
-    medication = Medication("m1", drug(atc, route, *strengths), dosage, start, stop)
-    alerts = check(
-        knowledge(),
-        [medication, *others],
-        patient=patient or Patient(),
-        proposed=["m1"],
-        today=TODAY,
-    )
-    return [a for a in alerts if a.kind in (Kind.DOSE, Kind.DOSE_NOT_CHECKED)]
-
-
-def exceeded(alerts: list[Alert]) -> set[tuple[str, str]]:
-    """(rule id, measure) of every dose alert."""
-    return {
-        (a.detail.rule_id, a.detail.measure) for a in alerts if isinstance(a.detail, DoseDetail)
-    }
-
-
-def not_checked(alerts: list[Alert]) -> set[tuple[str, str]]:
-    return {
-        (a.detail.rule_id, a.detail.reason_code)
-        for a in alerts
-        if isinstance(a.detail, DoseNotCheckedDetail)
-    }
-
-
-def renal(value: float, kind: str = "egfr", days_old: int = 10) -> RenalFunction:
-    return RenalFunction.model_validate({kind: value, "measured": TODAY - timedelta(days=days_old)})
-
-
-ADULT = Patient(age=50, weight_kg=70, hepatic_risk=False, renal=renal(90))
-
 
 # -- the six corrected rules --------------------------------------------------------------------
 
@@ -515,3 +431,120 @@ def test_treatment_length_and_days_a_week_under_an_unknown_age_are_not_checked()
         "N05AX08", ORAL, doses(0.5, times=2), unknown, start=TODAY, stop=TODAY + timedelta(days=13)
     )
     assert short == []
+
+
+# -- figures of issue #22 not held by a hand-written test before (session 4) --------------------
+
+
+def test_oral_methotrexate_25_mg_once_weekly_is_flagged() -> None:
+    # the issue's own case: 25 mg once a week raised no alert while the rule allowed 30 mg
+    monday = Weekday.MONDAY
+    assert ("methotrexate-oral", "weekly") in exceeded(
+        run("L04AX03", ORAL, doses(25, weekday=monday), ADULT)
+    )
+    assert run("L04AX03", ORAL, doses(20, weekday=monday), ADULT) == []
+
+
+def test_subcutaneous_methotrexate_is_limited_to_30_mg_a_week() -> None:
+    monday = Weekday.MONDAY
+    assert run("L04AX03", SC, doses(30, weekday=monday), ADULT) == []
+    assert exceeded(run("L04AX03", SC, doses(32.5, weekday=monday), ADULT)) == {
+        ("methotrexate-subcutaneous", "single"),
+        ("methotrexate-subcutaneous", "weekly"),
+    }
+
+
+def test_intravenous_paracetamol_at_33_kg_or_less_is_limited_to_2_g() -> None:
+    at_30 = ADULT.model_copy(update={"weight_kg": 30})
+    assert run("N02BE01", IV, doses(450, times=4), at_30) == []  # 15 mg/kg, 60 mg/kg a day
+    assert exceeded(run("N02BE01", IV, doses(500, times=4), at_30)) == {
+        ("paracetamol-intravenous-10-33kg", "single"),
+        ("paracetamol-intravenous-10-33kg", "daily"),
+    }
+    # at 33 kg the 2 g cap binds (60 mg/kg would allow 1980 mg): 495 mg four times is allowed
+    at_33 = ADULT.model_copy(update={"weight_kg": 33})
+    assert run("N02BE01", IV, doses(495, times=4), at_33) == []
+    # just over 33 kg the 33-50 kg band applies instead: 15 mg/kg a dose, at most 3 g a day
+    over_33 = ADULT.model_copy(update={"weight_kg": 34})
+    fired = {rule for rule, _ in exceeded(run("N02BE01", IV, doses(600, times=4), over_33))}
+    assert fired == {"paracetamol-intravenous-33-50kg"}
+
+
+@pytest.mark.parametrize(
+    ("crcl", "over", "at", "rule"),
+    [
+        (79, 1900, 1800, "gabapentin-oral-crcl-50-79"),
+        (50, 1900, 1800, "gabapentin-oral-crcl-50-79"),
+        (49, 1000, 900, "gabapentin-oral-crcl-30-49"),
+        (30, 1000, 900, "gabapentin-oral-crcl-30-49"),
+        (29, 700, 600, "gabapentin-oral-crcl-15-29"),
+        (15, 700, 600, "gabapentin-oral-crcl-15-29"),
+        (14, 400, 300, "gabapentin-oral-crcl-0-14"),
+    ],
+)
+def test_gabapentin_follows_the_creatinine_clearance_bands(
+    crcl: float, over: float, at: float, rule: str
+) -> None:
+    patient = ADULT.model_copy(update={"renal": renal(crcl, "crcl")})
+    three_times = 3
+    fired = exceeded(run("N03AX12", ORAL, doses(over / three_times, times=three_times), patient))
+    assert {found for found, _ in fired} == {rule}
+    assert run("N03AX12", ORAL, doses(at / three_times, times=three_times), patient) == []
+
+
+def test_gabapentin_at_crcl_80_has_the_full_adult_range() -> None:
+    patient = ADULT.model_copy(update={"renal": renal(80, "crcl")})
+    assert run("N03AX12", ORAL, doses(1200, times=3), patient) == []  # 3600 mg
+    assert exceeded(run("N03AX12", ORAL, doses(1300, times=3), patient)) == {
+        ("gabapentin-oral", "daily")
+    }
+
+
+def test_digoxin_below_crcl_50_is_limited_to_125_micrograms() -> None:
+    low = ADULT.model_copy(update={"renal": renal(49, "crcl")})
+    assert run("C01AA05", ORAL, doses(0.125), low) == []
+    assert exceeded(run("C01AA05", ORAL, doses(0.1875), low)) == {
+        ("digoxin-oral-renal-50", "daily")
+    }
+    at_50 = ADULT.model_copy(update={"renal": renal(50, "crcl")})
+    assert run("C01AA05", ORAL, doses(0.25), at_50) == []
+    assert exceeded(run("C01AA05", ORAL, doses(0.375), at_50)) == {("digoxin-oral", "daily")}
+
+
+def test_edoxaban_with_crcl_15_to_50_is_30_mg() -> None:
+    for crcl in (15, 50):
+        patient = ADULT.model_copy(update={"renal": renal(crcl, "crcl")})
+        assert run("B01AF03", ORAL, doses(30), patient) == [], crcl
+        assert ("edoxaban-oral-renal-15-50", "daily") in exceeded(
+            run("B01AF03", ORAL, doses(60), patient)
+        ), crcl
+    assert (
+        run("B01AF03", ORAL, doses(60), ADULT.model_copy(update={"renal": renal(51, "crcl")})) == []
+    )
+
+
+def test_lithium_is_contraindicated_below_crcl_30() -> None:
+    ion = strength("N05AN01", 42, "mg", "Litium")
+    low = ADULT.model_copy(update={"renal": renal(29, "crcl")})
+    found = run("N05AN01", ORAL, doses(1, "tablett"), low, strengths=(ion,))
+    assert ("lithium-oral-renal-30", "contraindicated") in exceeded(found)
+    at_30 = ADULT.model_copy(update={"renal": renal(30, "crcl")})
+    assert run("N05AN01", ORAL, doses(1, "tablett"), at_30, strengths=(ion,)) == []
+
+
+def test_metformin_at_gfr_60_to_89_keeps_the_3_g_limit() -> None:
+    # Glucophage SmPC renal table, first row: 60-89 ml/min, at most 3000 mg a day
+    at_89 = ADULT.model_copy(update={"renal": renal(89)})
+    assert run("A10BA02", ORAL, doses(1000, times=3), at_89) == []
+    assert exceeded(run("A10BA02", ORAL, doses(1000, times=4), at_89)) == {
+        ("metformin-oral", "daily")
+    }
+
+
+def test_mirtazapine_and_tamsulosin_follow_the_figures_read_in_their_documents() -> None:
+    assert run("N06AX11", ORAL, doses(45), ADULT) == []
+    assert exceeded(run("N06AX11", ORAL, doses(60), ADULT)) == {("mirtazapine-oral", "daily")}
+    assert run("G04CA02", ORAL, doses(0.4), ADULT) == []
+    assert exceeded(run("G04CA02", ORAL, doses(0.4, times=2), ADULT)) == {
+        ("tamsulosin-oral", "daily")
+    }
