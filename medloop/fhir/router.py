@@ -10,9 +10,11 @@ with ``medloop.fhir.resources``; nothing here decides.
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from threading import Lock
 from typing import Any
 from uuid import UUID
 
@@ -116,6 +118,51 @@ def versioned(body: dict[str, Any]) -> FhirResponse:
         moment = datetime.fromisoformat(updated.replace("Z", "+00:00"))
         headers["Last-Modified"] = moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
     return fhir_json(body, **headers)
+
+
+class Rendered:
+    """The FHIR resources of append-only versions, rendered once per process: a list entry's
+    or prescription's version never changes once stored, so its resource is kept under
+    (resource type, id, version, patient) and a search of a patient's 20 statements renders
+    none again (LRU, at most ``size``; the resources are never mutated after rendering)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._found: OrderedDict[tuple[str, UUID, int, UUID], dict[str, Any]] = OrderedDict()
+        self._lock = Lock()
+
+    def get(
+        self,
+        key: tuple[str, UUID, int, UUID],
+        render: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+                return found
+        found = render()
+        with self._lock:
+            self._found[key] = found
+            if len(self._found) > self.size:
+                self._found.popitem(last=False)
+        return found
+
+
+RENDERED = Rendered(20_000)
+"""≈ 1.5 KB a resource: at most ≈ 30 MB per process."""
+
+
+def statement(version: Any, patient_id: UUID) -> dict[str, Any]:
+    """The MedicationStatement of a list entry's version (``RENDERED``)."""
+    key = ("MedicationStatement", version.entry_id, version.version, patient_id)
+    return RENDERED.get(key, lambda: fhir.medication_statement(version, patient_id))
+
+
+def prescription(version: Any, patient_id: UUID) -> dict[str, Any]:
+    """The MedicationRequest of a prescription's version (``RENDERED``)."""
+    key = ("MedicationRequest", version.prescription_id, version.version, patient_id)
+    return RENDERED.get(key, lambda: fhir.medication_request(version, patient_id))
 
 
 def _uuid(value: str, what: str) -> UUID:
@@ -534,14 +581,14 @@ STATEMENTS = Versioned(
     "entry",
     lambda state, found: _statement_versions(state).get(found, []),
     lambda version: version.version,
-    fhir.medication_statement,
+    statement,
 )
 REQUESTS = Versioned(
     "MedicationRequest",
     "prescription",
     lambda state, found: state.prescription_history.get(found, ()),
     lambda version: version.prescription.version,
-    fhir.medication_request,
+    prescription,
 )
 
 
@@ -666,8 +713,12 @@ def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
     versions = _statement_versions(state)
     entries = state.medication_list.entries
     drugs = _drugs_of(*(e.drug for e in entries))
-    found = [fhir.medication_statement(versions[e.id][-1], patient_id) for e in entries]
-    ranges = {str(e.id): day_range(*fhir.effective_range(e)) for e in entries}
+    found = [statement(versions[e.id][-1], patient_id) for e in entries]
+    by_id = {str(e.id): e for e in entries}
+
+    def effective(resource: dict[str, Any]) -> tuple[datetime, datetime]:
+        return day_range(*fhir.effective_range(by_id[resource["id"]]))
+
     matches = filtered(
         found,
         search,
@@ -675,8 +726,8 @@ def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
             "_id": _id_rule,
             "status": _status_rule,
             "code": _code_rule(drugs),
-            "effective": _date_rule(lambda r: ranges[r["id"]]),
-            "date": _date_rule(lambda r: ranges[r["id"]]),
+            "effective": _date_rule(effective),
+            "date": _date_rule(effective),
             "_lastUpdated": _date_rule(_last_updated),
         },
     )
@@ -721,7 +772,7 @@ def search_requests(caller: CallerDep, request: Request) -> FhirResponse:
     latest = [versions[-1] for versions in state.prescription_history.values()]
     latest.sort(key=lambda v: (v.prescription.issued, str(v.prescription_id)))
     drugs = _drugs_of(*(v.prescription.drug for v in latest))
-    found = [fhir.medication_request(v, patient_id) for v in latest]
+    found = [prescription(v, patient_id) for v in latest]
     authored = _date_rule(
         lambda r: day_range(*(2 * [datetime.fromisoformat(r["authoredOn"]).date()]))
     )
