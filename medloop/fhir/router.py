@@ -292,6 +292,10 @@ DIRECTORY_CANDIDATES = 200
 """At most this many records naming a practitioner or organisation are weighed (the first the
 caller may read is shown): medloop keeps no registry of either (``store.directory``)."""
 
+DIRECTORY_SEARCH_KEYS = 20
+"""At most this many identifiers are looked up by one Practitioner or Organization search."""
+
+
 SOURCE_RESOURCE = {
     "list": "MedicationStatement",
     "prescription": "MedicationRequest",
@@ -412,10 +416,6 @@ def _directory_keys(search: Search, resource: str, systems: tuple[str, ...]) -> 
             keys.append(code)
     keys.extend(ids)
     return list(dict.fromkeys(k for k in keys if k))[:DIRECTORY_SEARCH_KEYS]
-
-
-DIRECTORY_SEARCH_KEYS = 20
-"""At most this many identifiers are looked up by one Practitioner or Organization search."""
 
 
 def _organisation_matches(search: Search, found: Organisation) -> bool:
