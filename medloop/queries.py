@@ -33,7 +33,7 @@ from medloop.domain.state import PatientState
 from medloop.domain.ward import Ward
 from medloop.loop.catalogue import catalogue_in_force
 from medloop.loop.review import current_review
-from medloop.store import access, administration, audit, patients, state_cache
+from medloop.store import access, administration, audit, directory, patients, state_cache
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
 from medloop.store.prescriptions import reconciliation_of, reconciliations_of
@@ -539,3 +539,11 @@ def patient_state_uncached(conn: Connection, patient_id: UUID) -> PatientState:
     if found is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
     return load_patient_state(conn, found[0])
+
+
+def namings(conn: Connection, kind: str, key: str, *, limit: int) -> list[directory.Naming]:
+    """Records naming the health professional (``kind`` ``practitioner``, by HPR number) or
+    organisation (``organisation``, by id) ``key``, with the patients they belong to: the
+    candidates a caller is authorised against before a FHIR Practitioner or Organization is
+    shown (``store.directory``). Reads no patient data beyond whose records name ``key``."""
+    return directory.namings(conn, kind, key, limit=limit)  # type: ignore[arg-type]

@@ -152,6 +152,16 @@ def authorize(
     _refuse(engine, principal, action, patient_id, why, request_id)
 
 
+def permits(
+    engine: Engine, principal: Principal, action: Action, patient_id: UUID, *, at: datetime
+) -> bool:
+    """Whether the matrix allows ``principal`` to do ``action`` for ``patient_id``, refusing
+    nothing and auditing nothing: for choosing, among records that name someone, one the
+    caller may read (``medloop.fhir`` Practitioner and Organization); the read that follows
+    is authorised and audited as every read."""
+    return _refusal(engine, principal, MATRIX[action].get(principal.role), patient_id, at) is None
+
+
 def _refuse(
     engine: Engine,
     principal: Principal,

@@ -11,8 +11,8 @@ from medloop.fhir.search import COMMON, INCLUDES, PARAMETERS
 
 INTERACTIONS: dict[str, tuple[str, ...]] = {
     "Patient": ("read", "search-type"),
-    "Practitioner": ("read",),
-    "Organization": ("read",),
+    "Practitioner": ("read", "search-type"),
+    "Organization": ("read", "search-type"),
     "Medication": ("read", "search-type"),
     "MedicationStatement": ("read", "vread", "history-instance", "search-type"),
     "MedicationRequest": ("read", "vread", "history-instance", "search-type"),

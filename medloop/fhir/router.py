@@ -10,8 +10,11 @@ with ``medloop.fhir.resources``; nothing here decides.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from threading import Lock
 from typing import Any
 from uuid import UUID
 
@@ -24,10 +27,11 @@ from interactions.drugs import ReferenceKind
 from medloop import queries
 from medloop.api.auth import Role
 from medloop.api.deps import Caller, CallerDep
-from medloop.api.policy import MATRIX, Action, read_window
+from medloop.api.policy import MATRIX, Action, permits, read_window
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import StrictJsonRequest, dispatching
 from medloop.domain.drug_reference import CatalogueDrug
+from medloop.domain.personnel import HealthPersonnel, Organisation
 from medloop.domain.state import PatientState
 from medloop.fhir import resources as fhir
 from medloop.fhir import scopes
@@ -114,6 +118,51 @@ def versioned(body: dict[str, Any]) -> FhirResponse:
         moment = datetime.fromisoformat(updated.replace("Z", "+00:00"))
         headers["Last-Modified"] = moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
     return fhir_json(body, **headers)
+
+
+class Rendered:
+    """The FHIR resources of append-only versions, rendered once per process: a list entry's
+    or prescription's version never changes once stored, so its resource is kept under
+    (resource type, id, version, patient) and a search of a patient's 20 statements renders
+    none again (LRU, at most ``size``; the resources are never mutated after rendering)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._found: OrderedDict[tuple[str, UUID, int, UUID], dict[str, Any]] = OrderedDict()
+        self._lock = Lock()
+
+    def get(
+        self,
+        key: tuple[str, UUID, int, UUID],
+        render: Callable[[], dict[str, Any]],
+    ) -> dict[str, Any]:
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+                return found
+        found = render()
+        with self._lock:
+            self._found[key] = found
+            if len(self._found) > self.size:
+                self._found.popitem(last=False)
+        return found
+
+
+RENDERED = Rendered(20_000)
+"""≈ 1.5 KB a resource: at most ≈ 30 MB per process."""
+
+
+def statement(version: Any, patient_id: UUID) -> dict[str, Any]:
+    """The MedicationStatement of a list entry's version (``RENDERED``)."""
+    key = ("MedicationStatement", version.entry_id, version.version, patient_id)
+    return RENDERED.get(key, lambda: fhir.medication_statement(version, patient_id))
+
+
+def prescription(version: Any, patient_id: UUID) -> dict[str, Any]:
+    """The MedicationRequest of a prescription's version (``RENDERED``)."""
+    key = ("MedicationRequest", version.prescription_id, version.version, patient_id)
+    return RENDERED.get(key, lambda: fhir.medication_request(version, patient_id))
 
 
 def _uuid(value: str, what: str) -> UUID:
@@ -237,25 +286,147 @@ def search_patients(caller: CallerDep, request: Request) -> FhirResponse:
     return fhir_json(bundle(request, search, [resource]))
 
 
-# -- Practitioner, Organization: the caller (SMART fhirUser) --------------------------------------
+# -- Practitioner, Organization: the caller, and whoever the caller's readable records name -----
+
+DIRECTORY_CANDIDATES = 200
+"""At most this many records naming a practitioner or organisation are weighed (the first the
+caller may read is shown): medloop keeps no registry of either (``store.directory``)."""
+
+DIRECTORY_SEARCH_KEYS = 20
+"""At most this many identifiers are looked up by one Practitioner or Organization search."""
 
 
-@router.get("/Practitioner/{practitioner_id}", summary="The caller as a Practitioner (fhirUser)")
+SOURCE_RESOURCE = {
+    "list": "MedicationStatement",
+    "prescription": "MedicationRequest",
+    "dispense": "MedicationDispense",
+    "administration": "MedicationAdministration",
+}
+"""The resource a record naming someone is read as (its read policy decides who sees it)."""
+
+
+def _own(caller: Caller, kind: str, key: str) -> HealthPersonnel | Organisation | None:
+    principal = caller.principal
+    if principal.role in (Role.PATIENT, Role.EXPORTER):
+        return None
+    if kind == "practitioner" and key == principal.subject:
+        return principal.actor.personnel
+    if kind == "organisation" and key == principal.organisation:
+        return principal.actor.organisation
+    return None
+
+
+def named(caller: Caller, kind: str, key: str) -> HealthPersonnel | Organisation | None:
+    """The practitioner (HPR number ``key``) or organisation (id ``key``) as named in a record
+    the caller may read (by the token's scopes and the role × organisation policy of the
+    resource that record is read as), that read audited against its patient; the caller's own
+    practitioner and organisation (SMART ``fhirUser``) without one. ``None``: nothing the
+    caller may read names it (a 404, whether or not someone else's record does)."""
+    own = _own(caller, kind, key)
+    if own is not None:
+        return own
+    principal = caller.principal
+    if principal.role is Role.EXPORTER or not key.isascii() or len(key) > 64:
+        return None
+    own_patient = None
+    if principal.role is Role.PATIENT:
+        own_patient = caller.state.read_unaudited(
+            lambda conn: queries.find_patient_id(conn, principal.subject)
+        )
+        if own_patient is None:
+            return None
+    found = caller.state.read_unaudited(
+        lambda conn: queries.namings(conn, kind, key, limit=DIRECTORY_CANDIDATES)
+    )
+    resource = "Practitioner" if kind == "practitioner" else "Organization"
+    for naming in found:
+        if own_patient is not None and naming.patient_id != own_patient:
+            continue
+        source = SOURCE_RESOURCE[naming.source]
+        refused = scopes.allows(
+            principal.scopes,
+            source,
+            "read",
+            naming.patient_id,
+            own_patient=principal.is_patient,
+            patient_context=principal.patient_context,
+        )
+        if refused is not None or not permits(
+            caller.engine, principal, action_for(caller, source), naming.patient_id, at=caller.at
+        ):
+            continue
+        caller.read(naming.patient_id, f"fhir-{resource}", lambda conn: None)
+        return naming.found
+    return None
+
+
+@router.get("/Practitioner/{practitioner_id}", summary="A practitioner (HPR) the caller may see")
 def read_practitioner(caller: CallerDep, practitioner_id: str) -> FhirResponse:
-    principal = caller.principal
-    if principal.role in (Role.PATIENT, Role.EXPORTER) or practitioner_id != principal.subject:
-        # Practitioners are named in the resources by HPR number and name; medloop keeps no
-        # registry of health personnel, so only the caller's own record can be read.
+    found = named(caller, "practitioner", practitioner_id)
+    if not isinstance(found, HealthPersonnel):
         raise _gone("Practitioner", practitioner_id)
-    return fhir_json(fhir.practitioner(principal.actor.personnel))
+    return fhir_json(fhir.practitioner(found))
 
 
-@router.get("/Organization/{organization_id}", summary="The caller's organisation")
+@router.get("/Practitioner", summary="Find a practitioner by identifier (HPR) or _id")
+def search_practitioners(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "Practitioner")
+    keys = _directory_keys(search, "Practitioner", (fhir.HPR,))
+    found = [named(caller, "practitioner", k) for k in keys if k.isdigit() and len(k) <= 9]
+    resources = [fhir.practitioner(p) for p in found if isinstance(p, HealthPersonnel)]
+    return fhir_json(bundle(request, search, resources))
+
+
+@router.get("/Organization/{organization_id}", summary="An organisation the caller may see")
 def read_organization(caller: CallerDep, organization_id: str) -> FhirResponse:
-    principal = caller.principal
-    if principal.role in (Role.PATIENT, Role.EXPORTER) or organization_id != principal.organisation:
+    found = named(caller, "organisation", organization_id)
+    if not isinstance(found, Organisation):
         raise _gone("Organization", organization_id)
-    return fhir_json(fhir.organization(principal.actor.organisation))
+    return fhir_json(fhir.organization(found))
+
+
+@router.get("/Organization", summary="Find an organisation by identifier (org number, HER-id)")
+def search_organizations(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "Organization")
+    keys = _directory_keys(search, "Organization", (fhir.ORG_NUMBER, fhir.HER_ID))
+    resources = []
+    for key in keys:
+        found = named(caller, "organisation", key)
+        if isinstance(found, Organisation) and _organisation_matches(search, found):
+            resources.append(fhir.organization(found))
+    return fhir_json(bundle(request, search, resources))
+
+
+def _directory_keys(search: Search, resource: str, systems: tuple[str, ...]) -> list[str]:
+    """The ids a Practitioner or Organization search asks for: ``identifier`` values of one of
+    ``systems`` (or no system) and ``_id`` values, each once, at most ``_count`` of them."""
+    identifiers = [v for value in search.params.get("identifier", []) for v in value.split(",")]
+    ids = [v for value in search.params.get("_id", []) for v in value.split(",")]
+    if not identifiers and not ids:
+        raise FhirError(
+            400,
+            "required",
+            f"a {resource} search names identifier=system|value or _id",
+            expression=["identifier"],
+        )
+    keys: list[str] = []
+    for value in identifiers:
+        system, code = token(value)
+        if system is None or system in systems:
+            keys.append(code)
+    keys.extend(ids)
+    return list(dict.fromkeys(k for k in keys if k))[:DIRECTORY_SEARCH_KEYS]
+
+
+def _organisation_matches(search: Search, found: Organisation) -> bool:
+    """An ``identifier`` naming a system matches only the organisation's own system (an org
+    number is not a HER-id)."""
+    identifiers = [v for value in search.params.get("identifier", []) for v in value.split(",")]
+    for value in identifiers:
+        system, code = token(value)
+        if code == found.id and system in (None, fhir.organisation_system(found.id)):
+            return True
+    return found.id in [v for value in search.params.get("_id", []) for v in value.split(",")]
 
 
 # -- Medication -----------------------------------------------------------------------------------
@@ -348,6 +519,55 @@ def search_medications(caller: CallerDep, request: Request) -> FhirResponse:
 # -- MedicationStatement --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Versioned:
+    """A versioned resource type of the engine, for its read, vread and ``_history`` routes:
+    ``kind`` finds the patient a resource id belongs to (``queries.patient_of``), ``versions``
+    loads the resource's versions (oldest first) from that patient's state, ``number`` is a
+    version's number and ``render`` makes it the FHIR resource."""
+
+    resource: str
+    kind: str
+    versions: Callable[[PatientState, UUID], Sequence[Any]]
+    number: Callable[[Any], int]
+    render: Callable[[Any, UUID], dict[str, Any]]
+
+    def load(self, caller: Caller, resource_id: str) -> tuple[UUID, Sequence[Any]]:
+        """The patient and the versions of ``resource_id`` (an audited, authorised read)."""
+        found = _uuid(resource_id, self.resource)
+        patient_id = patient_of(caller, self.kind, found, self.resource)
+        versions = read_patient(
+            caller,
+            patient_id,
+            self.resource,
+            lambda conn: self.versions(queries.patient_state(conn, patient_id), found),
+        )
+        return patient_id, versions
+
+    def read(self, caller: Caller, resource_id: str) -> FhirResponse:
+        patient_id, versions = self.load(caller, resource_id)
+        if not versions:
+            raise _gone(self.resource, resource_id)
+        return versioned(self.render(versions[-1], patient_id))
+
+    def vread(self, caller: Caller, resource_id: str, version_id: str) -> FhirResponse:
+        _uuid(resource_id, self.resource)
+        wanted = _version(version_id)
+        patient_id, versions = self.load(caller, resource_id)
+        match = [v for v in versions if self.number(v) == wanted]
+        if not match:
+            raise FhirError(
+                404, "not-found", f"{self.resource}/{resource_id} has no version {wanted}"
+            )
+        return versioned(self.render(match[-1], patient_id))
+
+    def history(self, caller: Caller, resource_id: str, request: Request) -> FhirResponse:
+        patient_id, versions = self.load(caller, resource_id)
+        return fhir_json(
+            _history(request, [self.render(v, patient_id) for v in reversed(versions)])
+        )
+
+
 def _statement_versions(state: PatientState) -> dict[UUID, list[Any]]:
     versions: dict[UUID, list[Any]] = {}
     for change in state.changes:
@@ -356,19 +576,25 @@ def _statement_versions(state: PatientState) -> dict[UUID, list[Any]]:
     return versions
 
 
+STATEMENTS = Versioned(
+    "MedicationStatement",
+    "entry",
+    lambda state, found: _statement_versions(state).get(found, []),
+    lambda version: version.version,
+    statement,
+)
+REQUESTS = Versioned(
+    "MedicationRequest",
+    "prescription",
+    lambda state, found: state.prescription_history.get(found, ()),
+    lambda version: version.prescription.version,
+    prescription,
+)
+
+
 @router.get("/MedicationStatement/{entry_id}", summary="The current version of a list entry")
 def read_statement(caller: CallerDep, entry_id: str) -> FhirResponse:
-    found = _uuid(entry_id, "MedicationStatement")
-    patient_id = patient_of(caller, "entry", found, "MedicationStatement")
-    versions = read_patient(
-        caller,
-        patient_id,
-        "MedicationStatement",
-        lambda conn: _statement_versions(queries.patient_state(conn, patient_id)).get(found, []),
-    )
-    if not versions:
-        raise _gone("MedicationStatement", entry_id)
-    return versioned(fhir.medication_statement(versions[-1], patient_id))
+    return STATEMENTS.read(caller, entry_id)
 
 
 @router.get(
@@ -376,19 +602,7 @@ def read_statement(caller: CallerDep, entry_id: str) -> FhirResponse:
     summary="One version of a list entry (vread)",
 )
 def vread_statement(caller: CallerDep, entry_id: str, version_id: str) -> FhirResponse:
-    found = _uuid(entry_id, "MedicationStatement")
-    wanted = _version(version_id)
-    patient_id = patient_of(caller, "entry", found, "MedicationStatement")
-    versions = read_patient(
-        caller,
-        patient_id,
-        "MedicationStatement",
-        lambda conn: _statement_versions(queries.patient_state(conn, patient_id)).get(found, []),
-    )
-    match = [v for v in versions if v.version == wanted]
-    if not match:
-        raise FhirError(404, "not-found", f"MedicationStatement/{entry_id} has no version {wanted}")
-    return versioned(fhir.medication_statement(match[0], patient_id))
+    return STATEMENTS.vread(caller, entry_id, version_id)
 
 
 @router.get(
@@ -396,17 +610,7 @@ def vread_statement(caller: CallerDep, entry_id: str, version_id: str) -> FhirRe
     summary="Every version of a list entry, newest first",
 )
 def history_statement(caller: CallerDep, entry_id: str, request: Request) -> FhirResponse:
-    found = _uuid(entry_id, "MedicationStatement")
-    patient_id = patient_of(caller, "entry", found, "MedicationStatement")
-    versions = read_patient(
-        caller,
-        patient_id,
-        "MedicationStatement",
-        lambda conn: _statement_versions(queries.patient_state(conn, patient_id)).get(found, []),
-    )
-    return fhir_json(
-        _history(request, [fhir.medication_statement(v, patient_id) for v in reversed(versions)])
-    )
+    return STATEMENTS.history(caller, entry_id, request)
 
 
 def _history(request: Request, found: list[dict[str, Any]]) -> dict[str, Any]:
@@ -509,8 +713,12 @@ def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
     versions = _statement_versions(state)
     entries = state.medication_list.entries
     drugs = _drugs_of(*(e.drug for e in entries))
-    found = [fhir.medication_statement(versions[e.id][-1], patient_id) for e in entries]
-    ranges = {str(e.id): day_range(*fhir.effective_range(e)) for e in entries}
+    found = [statement(versions[e.id][-1], patient_id) for e in entries]
+    by_id = {str(e.id): e for e in entries}
+
+    def effective(resource: dict[str, Any]) -> tuple[datetime, datetime]:
+        return day_range(*fhir.effective_range(by_id[resource["id"]]))
+
     matches = filtered(
         found,
         search,
@@ -518,8 +726,8 @@ def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
             "_id": _id_rule,
             "status": _status_rule,
             "code": _code_rule(drugs),
-            "effective": _date_rule(lambda r: ranges[r["id"]]),
-            "date": _date_rule(lambda r: ranges[r["id"]]),
+            "effective": _date_rule(effective),
+            "date": _date_rule(effective),
             "_lastUpdated": _date_rule(_last_updated),
         },
     )
@@ -531,17 +739,7 @@ def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
 
 @router.get("/MedicationRequest/{prescription_id}", summary="The current version of a prescription")
 def read_request(caller: CallerDep, prescription_id: str) -> FhirResponse:
-    found = _uuid(prescription_id, "MedicationRequest")
-    patient_id = patient_of(caller, "prescription", found, "MedicationRequest")
-    versions = read_patient(
-        caller,
-        patient_id,
-        "MedicationRequest",
-        lambda conn: queries.patient_state(conn, patient_id).prescription_history.get(found, ()),
-    )
-    if not versions:
-        raise _gone("MedicationRequest", prescription_id)
-    return versioned(fhir.medication_request(versions[-1], patient_id))
+    return REQUESTS.read(caller, prescription_id)
 
 
 @router.get(
@@ -549,21 +747,7 @@ def read_request(caller: CallerDep, prescription_id: str) -> FhirResponse:
     summary="One version of a prescription (vread)",
 )
 def vread_request(caller: CallerDep, prescription_id: str, version_id: str) -> FhirResponse:
-    found = _uuid(prescription_id, "MedicationRequest")
-    wanted = _version(version_id)
-    patient_id = patient_of(caller, "prescription", found, "MedicationRequest")
-    versions = read_patient(
-        caller,
-        patient_id,
-        "MedicationRequest",
-        lambda conn: queries.patient_state(conn, patient_id).prescription_history.get(found, ()),
-    )
-    match = [v for v in versions if v.prescription.version == wanted]
-    if not match:
-        raise FhirError(
-            404, "not-found", f"MedicationRequest/{prescription_id} has no version {wanted}"
-        )
-    return versioned(fhir.medication_request(match[-1], patient_id))
+    return REQUESTS.vread(caller, prescription_id, version_id)
 
 
 @router.get(
@@ -571,17 +755,7 @@ def vread_request(caller: CallerDep, prescription_id: str, version_id: str) -> F
     summary="Every version of a prescription, newest first",
 )
 def history_request(caller: CallerDep, prescription_id: str, request: Request) -> FhirResponse:
-    found = _uuid(prescription_id, "MedicationRequest")
-    patient_id = patient_of(caller, "prescription", found, "MedicationRequest")
-    versions = read_patient(
-        caller,
-        patient_id,
-        "MedicationRequest",
-        lambda conn: queries.patient_state(conn, patient_id).prescription_history.get(found, ()),
-    )
-    return fhir_json(
-        _history(request, [fhir.medication_request(v, patient_id) for v in reversed(versions)])
-    )
+    return REQUESTS.history(caller, prescription_id, request)
 
 
 @router.get("/MedicationRequest", summary="Search a patient's prescriptions")
@@ -598,7 +772,7 @@ def search_requests(caller: CallerDep, request: Request) -> FhirResponse:
     latest = [versions[-1] for versions in state.prescription_history.values()]
     latest.sort(key=lambda v: (v.prescription.issued, str(v.prescription_id)))
     drugs = _drugs_of(*(v.prescription.drug for v in latest))
-    found = [fhir.medication_request(v, patient_id) for v in latest]
+    found = [prescription(v, patient_id) for v in latest]
     authored = _date_rule(
         lambda r: day_range(*(2 * [datetime.fromisoformat(r["authoredOn"]).date()]))
     )

@@ -30,8 +30,8 @@ COMMON = {
 
 PARAMETERS: dict[str, dict[str, str]] = {
     "Patient": {"_id": "token", "identifier": "token"},
-    "Practitioner": {},
-    "Organization": {},
+    "Practitioner": {"_id": "token", "identifier": "token"},
+    "Organization": {"_id": "token", "identifier": "token"},
     "Medication": {"_id": "token", "code": "token"},
     "MedicationStatement": {
         "_id": "token",

@@ -6,13 +6,20 @@ prescription (MedicationRequest create); refusals audited, nothing stored."""
 from __future__ import annotations
 
 import json
+from datetime import date
+from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import func, select
 
 from medloop.api.auth import issue_token
+from medloop.domain.patient import NationalId, Patient
+from medloop.loop.patients import register_patient
 from medloop.store import audit
 from medloop.store.db import make_engine
+from medloop.store.list_changes import list_version
 from medloop.store.migrate import upgrade
+from medloop.store.prescriptions import prescription
 from tests.api.helpers import (
     NATIONAL_ID,
     NURSING_HOME,
@@ -21,7 +28,7 @@ from tests.api.helpers import (
     make_world,
 )
 from tests.fhir.helpers import FHIR_JSON, medication_request
-from tests.loop.helpers import GP, PHARMACIST
+from tests.loop.helpers import GP, PHARMACIST, call
 
 OTHER_HOME = "8012399"
 
@@ -136,3 +143,90 @@ def test_prescribing_needs_a_create_scope_and_the_prescriber_role(world, scope_n
     assert response.status_code == (201 if allowed else 403), response.text
     assert response.headers["content-type"].startswith(FHIR_JSON)
     assert world.version() == (1 if allowed else 0)
+
+
+def _second_patient(world) -> UUID:
+    other = Patient(
+        id=uuid4(),
+        national_id=NationalId(OTHER_NATIONAL_ID),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1950, 3, 15),
+    )
+    register_patient(world.engine, other, call())
+    return other.id
+
+
+def _stored(world, patient_id: UUID) -> tuple[int, int]:
+    """(list version, prescriptions) of ``patient_id`` as stored."""
+    with world.engine.connect() as conn:
+        return list_version(conn, patient_id), conn.execute(
+            select(func.count())
+            .select_from(prescription)
+            .where(prescription.c.patient_id == str(patient_id))
+        ).scalar_one()
+
+
+def _prescribe_for(world, patient_id: UUID, token: str):
+    body = medication_request(world, subject={"reference": f"Patient/{patient_id}"})
+    return world.client.post(
+        "/fhir/MedicationRequest",
+        content=json.dumps(body),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": FHIR_JSON,
+            "If-Match": f'"{_stored(world, patient_id)[0]}"',
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "scope", ["patient/MedicationRequest.c", "patient/MedicationRequest.cruds"]
+)
+def test_a_patient_launch_scope_writes_only_for_the_launch_patient(world, scope):
+    """A GP's token launched for one patient (SMART ``patient`` context) with a
+    ``patient/MedicationRequest`` create scope prescribes for that patient and for nobody
+    else (refused, audited, nothing stored); without a launch patient it prescribes for no
+    one."""
+    other = _second_patient(world)
+    launched = issue_token(
+        "gp", *PEOPLE["gp"][1:], scope=f"launch/patient {scope}", patient=str(world.patient_id)
+    )
+    elsewhere = _prescribe_for(world, other, launched)
+    assert elsewhere.status_code == 403, elsewhere.text
+    assert elsewhere.json()["resourceType"] == "OperationOutcome"
+    assert _stored(world, other) == (0, 0)
+    with world.engine.connect() as conn:
+        refusal = audit.events_for_patient(conn, OTHER_NATIONAL_ID).events[0]
+    assert str(refusal.outcome) == "refused"
+    assert refusal.action == "api.fhir.MedicationRequest.create"
+    unlaunched = issue_token("gp", *PEOPLE["gp"][1:], scope=scope)
+    assert _prescribe_for(world, world.patient_id, unlaunched).status_code == 403
+    assert _stored(world, world.patient_id) == (0, 0)
+    created = _prescribe_for(world, world.patient_id, launched)
+    assert created.status_code == 201, created.text
+    assert _stored(world, world.patient_id) == (1, 1)
+    assert _stored(world, other) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "person", ["patient self", "nurse own home", "pharmacist"], ids=lambda p: p.replace(" ", "-")
+)
+def test_launch_scopes_never_let_a_role_prescribe_that_the_policy_refuses(world, person):
+    """The same launch-context create scopes held by a patient (their own record is their
+    launch context), an admitted patient's nurse and a pharmacist: the role × organisation
+    policy refuses the prescription, whatever the scopes grant."""
+    admitted(world)  # two prescriptions by the GP; admitted to a ward of NURSING_HOME
+    before = _stored(world, world.patient_id)
+    role, subject, org = PEOPLE[person]
+    context = None if role == "patient" else str(world.patient_id)
+    token = issue_token(
+        role, subject, org, scope="launch/patient patient/MedicationRequest.cruds", patient=context
+    )
+    refused = _prescribe_for(world, world.patient_id, token)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert _stored(world, world.patient_id) == before
+    with world.engine.connect() as conn:
+        latest = audit.events_for_patient(conn, NATIONAL_ID).events[0]
+    assert str(latest.outcome) == "refused"
