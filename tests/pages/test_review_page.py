@@ -247,6 +247,18 @@ def test_participants_carry_hpr_numbers_and_the_doctor_is_the_signer(client, pag
     after = client.get(signed.headers["location"]).text
     assert f"(HPR {signer_hpr})" in after and "(HPR 1234567)" in after
 
+    # the PDF speaks the chosen language: English headings and summaries after switching
+    pdf_link = re.search(r'href="(/app/gp/patients/[^"]+/pdf)"', after)[1]
+    client.post("/app/language", data={"csrf_token": csrf_of(after), "lang": "en", "next": "/"})
+    pdf = client.get(pdf_link)
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    text = " ".join(text.split())
+    norgep = next(f for f in stored.assessment.findings if f.set == "NORGEP-NH")
+    english = shipped_review_criteria().summary_in(norgep.criterion, "en")
+    assert "Medication review" in text and "Legemiddelgjennomgang" not in text
+    assert " ".join(english.split()[:2]) in text
+    assert f"Doctor: Anja Fos Eidsvik (HPR {signer_hpr})" in text
+
 
 def test_continuing_without_a_reason_is_said_at_the_finding(client, pages_world):
     as_person(client, "gp")
