@@ -84,6 +84,7 @@ COLUMNS = {
     "severity": N_("severity"),
     "raised": N_("raised"),
     "overridden": N_("overridden"),
+    "heeded": N_("heeded"),
     "rate_percent": N_("rate (%)"),
     "answered": N_("answered"),
     "median_hours": N_("median hours"),
