@@ -105,3 +105,22 @@ def test_a_refusal_outside_the_period_is_not_counted(engine):
         engine, patient_id, prescription_order(KLARITROMYCIN), NOW - timedelta(days=60), 1
     )
     assert key.rsplit("/", 1)[0] not in _rates(engine, GP.personnel.hpr_number)
+
+
+def test_the_pages_description_states_the_english_tables_own_words_and_figures(engine):
+    from medloop.pages.report_texts import descriptions
+    from medloop.reports import charts
+
+    patient_id = demo_world(engine)
+    prescribe(engine, patient_id, prescription_order(SIMVASTATIN_28), call(), based_on=0)
+    with reader(engine).connect() as conn:
+        report = prescriber_report(
+            read_prescriber_facts(conn, GP.personnel.hpr_number, PERIOD, NOW), list_size=1_500
+        )
+    tables = charts.prescriber_tables(report)
+
+    def untranslated(message: str, **values: object) -> str:
+        return message % values if values else message
+
+    texts = descriptions(report, [t.id for t in tables], untranslated, str)
+    assert texts == {t.id: t.description for t in tables}
