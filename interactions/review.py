@@ -318,7 +318,7 @@ def _evaluate(run: _Run, criteria_set: CriteriaSet, criterion: Criterion) -> Non
         return
     if kind == "duplicate":
         for class_name in criterion.classes:
-            members = run.members(groups[class_name])
+            members, undecided = judged(groups[class_name])
             if len(members) >= 2:
                 fire(
                     members,
@@ -326,6 +326,8 @@ def _evaluate(run: _Run, criteria_set: CriteriaSet, criterion: Criterion) -> Non
                     + _names(members)
                     + f". {criterion.rationale}",
                 )
+            elif len(members) + len(undecided) >= 2:
+                unsure(members + [m for m, _ in undecided], [w for _, w in undecided])
         return
     drugs = groups[criterion.drugs or ""]
     yes, unknown = judged(drugs)

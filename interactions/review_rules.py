@@ -14,11 +14,12 @@ Four files in ``interactions/rules/`` (all decision support, none signed yet —
   ``duration``     entries of ``drugs`` in use for more than ``longer_than_days`` (needs
                    ``start``);
   ``omission``     entries of ``drugs`` with no entry of any ``without`` group on the list;
-  ``duplicate``    two or more entries of one of the ``classes``;
+  ``duplicate``    two or more entries of one of the ``classes`` (optionally only in ``uses``);
   ``clinical``     needs information the engine does not have (``needs``): it is listed as not
                    assessed, when its ``drugs`` are on the list (or always, without ``drugs``).
 
-  Every criterion cites its ``source`` (``citation``, ``url``, ``verified``); a criterion whose
+  Every criterion has its ``summary`` in English and ``summary_nb`` in Norwegian (bokmål),
+  and cites its ``source`` (``citation``, ``url``, ``verified``); a criterion whose
   published text was not read carries ``verified: false`` and a ``note`` beginning
   ``NOT VERIFIED`` that says what was not read.
 - ``review_acb.json`` (``medloop-acb/1``): anticholinergic burden scores by ATC code.
@@ -100,6 +101,9 @@ class Criterion(_Model):
     id: str
     kind: Kind
     summary: str = Field(min_length=1)
+    summary_nb: str = Field(min_length=1)
+    """The summary in Norwegian (bokmål), for the review page and PDF when bokmål is chosen;
+    the CLI and API keep ``summary`` (the file's English)."""
     rationale: str = Field(min_length=1)
     drugs: str | None = None
     uses: tuple[UseName, ...] = ()
@@ -232,6 +236,15 @@ class ReviewCriteria(_Model):
                 if criterion.id == criterion_id:
                     return criterion
         raise KeyError(criterion_id)
+
+    def summary_in(self, criterion_id: str, lang: str) -> str | None:
+        """The criterion's summary in ``lang`` (``nb`` or ``en``), or ``None`` for a criterion
+        not in these files (the ``RENAL:`` findings, whose summary the engine writes)."""
+        try:
+            criterion = self.criterion(criterion_id)
+        except KeyError:
+            return None
+        return criterion.summary_nb if lang == "nb" else criterion.summary
 
 
 def _read(name: str, folder: Path | None) -> Any:

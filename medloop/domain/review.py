@@ -47,6 +47,12 @@ class ReviewParticipantsMissing(ReviewError):
     code = "review-participants-missing"
 
 
+class ReviewSignerNotParticipant(ReviewParticipantsMissing):
+    """The doctors named carry HPR numbers other than the signer's."""
+
+    code = "review-signer-not-participant"
+
+
 class ReviewNotFound(DomainError):
     code = "review-not-found"
 
@@ -190,6 +196,38 @@ class MedicationReview(Frozen):
 
 
 # -- decisions -------------------------------------------------------------------------------
+
+
+def signed_participants(
+    participants: tuple[Participant, ...], signer: Actor
+) -> tuple[Participant, ...]:
+    """The participants as the review records them: the signing doctor is the signer, by HPR.
+
+    A doctor participant carrying the signer's HPR number is the signer. Otherwise the first
+    doctor named without an HPR number is taken to be the signer and is recorded with the
+    signer's HPR number (a form or client that names the doctor by name alone). A review whose
+    doctors all carry other HPR numbers — or names no doctor — is refused: the one who signs
+    took part."""
+    hpr = signer.personnel.hpr_number
+    doctors = [i for i, p in enumerate(participants) if p.role == "doctor"]
+    if not doctors:
+        raise ReviewParticipantsMissing(
+            "a review is signed by the doctor who took part: name a participant with role doctor"
+        )
+    if any(participants[i].hpr_number == hpr for i in doctors):
+        return participants
+    unnumbered = [i for i in doctors if participants[i].hpr_number is None]
+    if not unnumbered:
+        raise ReviewSignerNotParticipant(
+            f"the signing doctor (HPR {hpr}) is not among the participants: the doctors named "
+            "carry other HPR numbers",
+            hpr_number=hpr,
+        )
+    first = unnumbered[0]
+    return tuple(
+        p.model_copy(update={"hpr_number": hpr}) if i == first else p
+        for i, p in enumerate(participants)
+    )
 
 
 def check_decisions(

@@ -39,6 +39,7 @@ from medloop.domain.review import (
     as_one_change,
     check_decisions,
     entry_decisions,
+    signed_participants,
     since_last,
 )
 from medloop.domain.state import PatientState
@@ -216,7 +217,8 @@ def sign_review(
     def decide(ctx: Context) -> Effect:
         today = call.at.date()
         assessment = assess(ctx.catalogue, ctx.state, today)
-        check_decisions(assessment, submission.decisions, submission.participants)
+        participants = signed_participants(submission.participants, call.actor)
+        check_decisions(assessment, submission.decisions, participants)
         medication_list = ctx.state.medication_list
         changes: list[ListChange] = []
         recalled: list[PrescriptionVersion] = []
@@ -261,7 +263,7 @@ def sign_review(
             patient_id=patient_id,
             signed_at=call.at,
             signed_by=call.actor,
-            participants=submission.participants,
+            participants=participants,
             assessment=assessment,
             decisions=submission.decisions,
             list_version_after=assessment.list_version

@@ -180,7 +180,15 @@ def run_command(
             cache.put(patient_id, revision, state)
     except DomainError as refusal:
         metrics.command_finished(action, refusal.code)
-        _audit_refusal(engine, _ON_LIST + action, patient_id, call, refusal.code, refusal.detail)
+        _audit_refusal(
+            engine,
+            _ON_LIST + action,
+            patient_id,
+            call,
+            refusal.code,
+            refusal.detail,
+            _override_refusal(patient_id, call, refusal),
+        )
         raise
     except IdempotencyError as refusal:
         metrics.command_finished(action, "idempotency-key")
@@ -706,6 +714,30 @@ _CONFLICTS = frozenset({StaleListVersion.code, IdAlreadyUsed.code, "idempotency-
 
 _ON_LIST = "medication-list."
 """The audit action of a command on a patient's list is ``medication-list.<command>``."""
+
+
+def _override_refusal(patient_id: UUID, call: Call, refusal: DomainError) -> dict[str, Any] | None:
+    """The audited detail of a refusal for want of an override: besides the code and text, the
+    command's moment (``at``) and the alerts that needed an override (key, kind, severity,
+    summary) — what the prescriber report counts as heeded when no override follows. ``None``
+    for any other refusal (the ordinary detail)."""
+    if not isinstance(refusal, OverrideRequired):
+        return None
+    return {
+        "patient_id": str(patient_id),
+        "code": refusal.code,
+        "detail": refusal.detail,
+        "at": call.at.isoformat(),
+        "alerts": [
+            {
+                "key": a.key,
+                "kind": a.kind.value,
+                "severity": a.severity.value,
+                "summary": a.summary,
+            }
+            for a in refusal.alerts
+        ],
+    }
 
 
 def _audit_refusal(

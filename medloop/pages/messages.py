@@ -152,6 +152,10 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
         "participants",
         N_("Write the name of the doctor who took part: a review is signed by the doctor."),
     ),
+    "review-signer-not-participant": (
+        "participant-doctor-hpr",
+        N_("The doctor who signs takes part: give your own HPR number for the doctor."),
+    ),
     "review-not-found": (None, N_("There is no such review.")),
     "forbidden": (None, N_("You do not have access to this.")),
     "unauthenticated": (None, N_("Sign in again.")),

@@ -10,6 +10,7 @@ JSON API's (``medloop.api.report_reads``): same scope, same audit. The period is
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -27,6 +28,7 @@ from medloop.api.report_reads import (
     wards_of,
 )
 from medloop.api.routing import BlockingRoute
+from medloop.pages import i18n, report_texts
 from medloop.pages.i18n import N_
 from medloop.pages.web import PageDep, url
 from medloop.reports import charts
@@ -84,6 +86,7 @@ COLUMNS = {
     "severity": N_("severity"),
     "raised": N_("raised"),
     "overridden": N_("overridden"),
+    "heeded": N_("heeded"),
     "rate_percent": N_("rate (%)"),
     "answered": N_("answered"),
     "median_hours": N_("median hours"),
@@ -95,8 +98,16 @@ COLUMNS = {
 
 
 def _show(
-    page: Any, heading: str, period: ReportPeriod, tables: list[charts.Table], base: str
+    page: Any,
+    heading: str,
+    period: ReportPeriod,
+    tables: list[charts.Table],
+    base: str,
+    report: report_texts.Report,
 ) -> HTMLResponse:
+    described = report_texts.descriptions(
+        report, [t.id for t in tables], page._, lambda value: _shown(value, page.lang)
+    )
     return page.render(
         "reports/report.html",
         heading=heading,
@@ -107,11 +118,21 @@ def _show(
                 "table": t,
                 "title": TITLES.get(t.id, t.title),
                 "columns": [COLUMNS.get(c, c) for c in t.columns],
+                "description": described.get(t.id),
                 "svg": None if t.chart is None else charts.render_svg(t),
             }
             for t in tables
         ],
     )
+
+
+def _shown(value: Any, lang: str) -> str:
+    """A figure of a description the reader's way (dates and numbers by locale)."""
+    if isinstance(value, date):
+        return i18n.format_date(value, lang)
+    if isinstance(value, int | float):
+        return i18n.format_decimal(value, lang)
+    return str(value)
 
 
 def _csv(tables: list[charts.Table], table_id: str, name: str) -> Response:
@@ -139,7 +160,12 @@ def ward_page(page: PageDep, ward_id: UUID, first: From = None, last: To = None)
     period = period_for(page.caller, first, last)
     report = ward_report_for(page.caller, ward_id, period)
     return _show(
-        page, report.ward_name, period, charts.ward_tables(report), url(f"reports/wards/{ward_id}")
+        page,
+        report.ward_name,
+        period,
+        charts.ward_tables(report),
+        url(f"reports/wards/{ward_id}"),
+        report,
     )
 
 
@@ -156,7 +182,9 @@ def prescriber_page(page: PageDep, first: From = None, last: To = None) -> HTMLR
     period = period_for(page.caller, first, last)
     report = prescriber_report_for(page.caller, period)
     heading = page._("My prescribing")
-    return _show(page, heading, period, charts.prescriber_tables(report), url("reports/prescriber"))
+    return _show(
+        page, heading, period, charts.prescriber_tables(report), url("reports/prescriber"), report
+    )
 
 
 @router.get("/app/reports/prescriber/{table}.csv")
@@ -170,7 +198,9 @@ def pharmacy_page(page: PageDep, first: From = None, last: To = None) -> HTMLRes
     period = period_for(page.caller, first, last)
     report = pharmacy_report_for(page.caller, period)
     heading = page._("Multidose packing")
-    return _show(page, heading, period, charts.pharmacy_tables(report), url("reports/pharmacy"))
+    return _show(
+        page, heading, period, charts.pharmacy_tables(report), url("reports/pharmacy"), report
+    )
 
 
 @router.get("/app/reports/pharmacy/{table}.csv")

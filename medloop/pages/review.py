@@ -16,6 +16,7 @@ The PDF is the API's own bytes (``api.review_pdf.review_pdf``).
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
+from interactions.review_rules import shipped_review_criteria
 from interactions.values import MAX_ITEMS
 from medloop import queries
 from medloop.api.policy import Action
@@ -59,6 +61,7 @@ ACTIONS: tuple[tuple[str, str], ...] = (
 ACTION_NAMES = dict(ACTIONS)
 ROLE_NAMES = dict(ROLES)
 # why a decision is not complete, by its action (the rule is ``Decision``'s own validation)
+HPR_NUMBER = re.compile(r"[0-9]{1,9}")
 INCOMPLETE = {
     "continue": N_("Write why the medicine is continued."),
     "change": N_("Choose the medicine and give its new dosage."),
@@ -105,9 +108,11 @@ class ReviewForm:
     dosages: dict[str, DosageForm] = field(default_factory=dict)
     codes: dict[str, str] = field(default_factory=dict)
     participants: dict[str, str] = field(default_factory=dict)
+    hpr_numbers: dict[str, str] = field(default_factory=dict)
     note: str = ""
     errors: dict[str, str] = field(default_factory=dict)
-    """By field: ``finding-<key>``, ``participants``, ``participant-<role>``."""
+    """By field: ``finding-<key>``, ``participants``, ``participant-<role>``,
+    ``participant-<role>-hpr``."""
 
     @classmethod
     def fresh(cls, based_on: int) -> ReviewForm:
@@ -125,6 +130,7 @@ class ReviewForm:
         )
         for role, _name in ROLES:
             made.participants[role] = str(form.get(f"participant-{role}") or "").strip()
+            made.hpr_numbers[role] = str(form.get(f"participant-{role}-hpr") or "").strip()
         for i in range(MAX_ITEMS):
             prefix = f"finding-{i}-"
             key = str(form.get(prefix + "key") or "")
@@ -172,11 +178,22 @@ class ReviewForm:
         participants = []
         for role, _name in ROLES:
             name = self.participants.get(role, "")
-            if name:
-                try:
-                    participants.append(Participant(role=role, name=name))  # type: ignore[arg-type]
-                except ValidationError:
-                    self.errors[f"participant-{role}"] = _("Write the name (at most 200 letters).")
+            hpr = self.hpr_numbers.get(role, "")
+            if not name:
+                if hpr:
+                    self.errors[f"participant-{role}"] = _("Write the name with the HPR number.")
+                continue
+            if hpr and not HPR_NUMBER.fullmatch(hpr):
+                self.errors[f"participant-{role}-hpr"] = _(
+                    "An HPR number is digits only, at most nine."
+                )
+                continue
+            try:
+                participants.append(
+                    Participant(role=role, name=name, hpr_number=hpr or None)  # type: ignore[arg-type]
+                )
+            except ValidationError:
+                self.errors[f"participant-{role}"] = _("Write the name (at most 200 letters).")
         if self.errors:
             return None
         try:
@@ -199,6 +216,7 @@ def review_page(
     view = _read(page, patient_id)
     form = ReviewForm.fresh(view.assessment.list_version)
     form.participants["doctor"] = page.principal.name
+    form.hpr_numbers["doctor"] = page.principal.subject
     return _render(page, patient_id, view, form, signed=signed)
 
 
@@ -245,7 +263,7 @@ def review_pdf_page(page: PageDep, patient_id: UUID, review_id: UUID) -> Respons
 
     found, name = page.caller.read(patient_id, "review-pdf", read)
     return Response(
-        review_pdf(found, name),
+        review_pdf(found, name, lang=page.lang),
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="review-{review_id}.pdf"'},
     )
@@ -262,6 +280,13 @@ def _render(
     signed: UUID | None = None,
 ) -> Response:
     names = {str(e.entry_id): e.name for e in view.assessment.entries}
+    criteria = shipped_review_criteria()
+
+    def criterion_summary(criterion: str, recorded: str) -> str:
+        """The criterion's summary in the reader's language (the criteria files carry both);
+        a ``RENAL:`` finding keeps the summary the engine wrote."""
+        return criteria.summary_in(criterion, page.lang) or recorded
+
     return page.render(
         "gp/review.html",
         status,
@@ -275,5 +300,6 @@ def _render(
         ACTIONS=ACTIONS,
         ACTION_NAMES=ACTION_NAMES,
         ROLE_NAMES=ROLE_NAMES,
+        criterion_summary=criterion_summary,
         **_common(page),
     )

@@ -217,10 +217,12 @@ def prescriber_tables(report: PrescriberReport) -> list[Table]:
         Table(
             "override-rates",
             "Alert override rate per rule and severity",
-            "Alerts raised by my commands, and the share I overrode, most overridden first.",
-            ("rule", "alert", "severity", "raised", "overridden", "rate_percent"),
+            "Alerts raised by my commands, the share I overrode, and those I heeded (the "
+            "command refused for want of an override and never retried with one), most "
+            "overridden first.",
+            ("rule", "alert", "severity", "raised", "overridden", "heeded", "rate_percent"),
             tuple(
-                (o.rule, o.summary, o.severity, o.raised, o.overridden, _pct(o.rate))
+                (o.rule, o.summary, o.severity, o.raised, o.overridden, o.heeded, _pct(o.rate))
                 for o in report.overrides
             ),
             Chart("bar", value="rate_percent", category="rule", series="severity"),

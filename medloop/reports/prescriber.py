@@ -16,9 +16,13 @@ Definitions (also in the README):
   the doctor issued any prescription for in the period (``denominator.basis``);
 - an alert is **the doctor's** when it was raised by a command the doctor made (the command's
   list change has the doctor as author at the alert's moment) or the doctor overrode it; the
-  **override rate** of a rule and severity is overridden / raised among those alerts. Alerts
-  that needed an override are stored only when the command went through, so the alerts the
-  doctor heeded by giving up the command are not counted (the audit log has them);
+  **override rate** of a rule and severity is overridden / raised among those alerts;
+- an alert the doctor **heeded** is one that needed an override, whose command the runner
+  refused (``override-required``; the audited refusal names the alerts, by key) and that was
+  never overridden afterwards for the same patient and key (the key names the entries, so the
+  same request retried with an override is the same alert). Such alerts were raised to the
+  doctor too: they count among ``raised`` (each patient and key once, at its last refusal in
+  the period) and under ``heeded``, never under ``overridden``;
 - **time to answer** a multidose proposal: from the pharmacy's proposal to the doctor's
   decision, for proposals the doctor decided in the period; ``open`` counts proposals to
   patients the doctor is the multidose doctor of that were not decided at the report's moment.
@@ -37,8 +41,9 @@ from sqlalchemy import Connection, and_, select
 
 from medloop.reports.classes import classes
 from medloop.reports.period import ReportPeriod, month_of, oslo_day
-from medloop.store import multidose
+from medloop.store import audit, multidose
 from medloop.store.alerts import alert
+from medloop.store.audit import audit_event
 from medloop.store.columns import aware
 from medloop.store.list_changes import entry_version, list_change
 from medloop.store.prescriptions import prescription, prescription_version
@@ -85,6 +90,7 @@ class OverrideRate(_Model):
     raised: int
     overridden: int
     rate: float | None
+    heeded: int = 0  # refused for want of an override, and never overridden afterwards
 
 
 class ProposalMonth(_Model):
@@ -131,6 +137,7 @@ class RaisedAlert:
     rule: str
     overridden: bool
     summary: str = ""
+    heeded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +193,7 @@ def read_prescriber_facts(
         as_of=as_of,
         patients_prescribed_for=len({r.patient_id for r in first_versions}),
         courses=courses,
-        alerts=_alerts(conn, hpr, start, end),
+        alerts=_alerts(conn, hpr, start, end) + _heeded(conn, hpr, start, end),
         answers=_answers(conn, hpr, start, end),
         open_proposals=_open_proposals(conn, hpr, as_of),
     )
@@ -238,6 +245,54 @@ def _alerts(conn: Connection, hpr: str, start: datetime, end: datetime) -> tuple
         )
         for r in rows
         if r.overrider == hpr or (r.overrider is None and r.author == hpr)
+    )
+
+
+def _heeded(conn: Connection, hpr: str, start: datetime, end: datetime) -> tuple[RaisedAlert, ...]:
+    """The alerts ``hpr`` heeded in the period: named by an audited ``override-required``
+    refusal of the doctor's command, and not overridden (by anyone) at or after that refusal
+    for the same patient and key. Each patient and key once, at its last refusal in the
+    period."""
+    refused: dict[tuple[str, str], tuple[datetime, dict[str, Any]]] = {}
+    for (detail,) in conn.execute(
+        select(audit_event.c.detail).where(
+            audit_event.c.actor == hpr,
+            audit_event.c.outcome == audit.Outcome.REFUSED.value,
+            audit_event.c.detail["code"].as_string() == "override-required",
+        )
+    ):
+        at_text, alerts = detail.get("at"), detail.get("alerts")
+        if not isinstance(at_text, str) or not isinstance(alerts, list):
+            continue  # refused before the runner recorded the alerts: cannot be counted
+        at = datetime.fromisoformat(at_text)
+        if not start <= at < end:
+            continue
+        for found in alerts:
+            key = (str(detail.get("patient_id")), str(found["key"]))
+            if key not in refused or refused[key][0] < at:
+                refused[key] = (at, found)
+    if not refused:
+        return ()
+    overridden_at: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    keys = sorted({key for _, key in refused})
+    for at in range(0, len(keys), 500):
+        for r in conn.execute(
+            select(alert.c.patient_id, alert.c.key, alert.c.raised_at).where(
+                alert.c.key.in_(keys[at : at + 500]), alert.c.override_reason.is_not(None)
+            )
+        ):
+            overridden_at[(str(r.patient_id), r.key)].append(aware(r.raised_at))
+    return tuple(
+        RaisedAlert(
+            found["kind"],
+            found["severity"],
+            found["key"].rsplit("/", 1)[0],
+            False,
+            found.get("summary") or "",
+            heeded=True,
+        )
+        for key, (at, found) in sorted(refused.items())
+        if not any(later >= at for later in overridden_at[key])
     )
 
 
@@ -342,11 +397,13 @@ def _antibiotics(facts: PrescriberFacts, list_size: int | None) -> Antibiotics:
 def _overrides(alerts: tuple[RaisedAlert, ...]) -> list[OverrideRate]:
     raised: Counter[tuple[str, str, str]] = Counter()
     overridden: Counter[tuple[str, str, str]] = Counter()
+    heeded: Counter[tuple[str, str, str]] = Counter()
     summaries: dict[tuple[str, str, str], str] = {}
     for a in alerts:
         key = (a.rule, a.kind, a.severity)
         raised[key] += 1
         overridden[key] += a.overridden
+        heeded[key] += a.heeded
         summaries[key] = a.summary
     rows = [
         OverrideRate(
@@ -357,6 +414,7 @@ def _overrides(alerts: tuple[RaisedAlert, ...]) -> list[OverrideRate]:
             raised=raised[(rule, kind, severity)],
             overridden=overridden[(rule, kind, severity)],
             rate=_share(overridden[(rule, kind, severity)], raised[(rule, kind, severity)]),
+            heeded=heeded[(rule, kind, severity)],
         )
         for rule, kind, severity in raised
     ]

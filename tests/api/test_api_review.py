@@ -124,6 +124,32 @@ def test_a_review_missing_a_decision_is_refused_with_a_problem_and_changes_nothi
     assert world.get(f"/patients/{world.patient_id}/reviews").json() == []
 
 
+def test_a_review_whose_doctor_is_not_the_signer_is_refused_and_changes_nothing(world) -> None:
+    ids = resident(world)
+    current, etag = started(world)
+    body = {
+        "review_id": str(uuid.uuid4()),
+        "participants": [
+            {"role": "doctor", "name": "Another Doctor", "hpr_number": "7654321"},
+            {"role": "nurse", "name": "Nina Sykepleier", "hpr_number": "1234567"},
+        ],
+        "decisions": decisions(current, ids),
+    }
+    path = f"/patients/{world.patient_id}/reviews"
+    refused = world.post(path, body, **{"If-Match": etag})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["type"] == PROBLEMS + "review-signer-not-participant"
+    assert world.version() == current["list_version"]
+    assert world.get(path).json() == []
+
+    body["participants"] = [{"role": "doctor", "name": "Anja Fos Eidsvik"}, *PARTICIPANTS[1:]]
+    signed = world.post(path, body, **{"If-Match": etag})
+    assert signed.status_code == 201, signed.text
+    stored = world.get(f"{path}/{body['review_id']}").json()
+    doctor = next(p for p in stored["participants"] if p["role"] == "doctor")
+    assert doctor["hpr_number"] == "431002737"  # the signer's own, recorded for the doctor
+
+
 def test_a_malformed_decision_is_a_422_naming_the_field(world) -> None:
     ids = resident(world)
     current, etag = started(world)

@@ -96,7 +96,8 @@ CASES: dict[str, Case] = {
     "NORGEP-NH:33": Case([med("a", "A02BC02")], [med("a", "A02BC02", start=RECENT)]),
     "NORGEP-NH:34": Case([med("a", "B01AC06")], [med("a", "B01AC06", start=RECENT)]),
     "STOPP:A3": Case(
-        [med("a", "N06AB04"), med("b", "N06AB10")], [med("a", "N06AB04"), med("b", "N06AX11")]
+        [med("a", "N06AB04"), med("b", "N06AB10")],
+        [med("a", "N06AB04"), med("b", "N06AB10", use="as-needed")],
     ),
     "STOPP:C1": Case([med("a", "B01AC06", mg_a_day=300)], [med("a", "B01AC06", mg_a_day=75)]),
     "STOPP:C8": Case(
@@ -121,6 +122,7 @@ CASES: dict[str, Case] = {
     "START:H2": Case([med("a", "N02AB03")], [med("a", "N02AB03", use="as-needed")]),
     # criteria that need clinical information: listed as not assessed
     "STOPP:A1": Case([med("a", "C07AB02")], [med("a", "C07AB02")], patient(), patient(age=60)),
+    "STOPP:A2": Case([med("a", "C07AB02")], [med("a", "C07AB02")], patient(), patient(age=60)),
     "STOPP:B6": Case([med("a", "C03CA01")], [med("a", "C03AA03")]),
     "STOPP:D2": Case([med("a", "N05AD01")], [med("a", "N05BA04")]),
     "STOPP:F2": Case([med("a", "A02BC05")], [med("a", "A02BA02")]),
@@ -178,6 +180,32 @@ def test_a_finding_carries_criterion_set_medications_summary_detail_and_source()
     assert "30 mg" in finding.detail
     assert finding.source["citation"] == "NORGEP-NH, Table I, criterion 6"
     assert finding.source["verified"] is True and finding.source["reviewed"] is False
+
+
+def test_stopp_a3_duplicates_count_daily_regular_use_only_as_version_3_says() -> None:
+    # v3 A3: "for daily regular use (as distinct from PRN use)"; ACE inhibitor + ARB are two classes
+    as_needed = [med("a", "M01AE01", use="as-needed"), med("b", "M01AB05", use="as-needed")]
+    assert not _hits(review(as_needed, patient(), today=TODAY), "STOPP:A3")
+    assert not _hits(
+        review([med("a", "C09AA05"), med("b", "C09CA01")], patient(), today=TODAY), "STOPP:A3"
+    )
+    assert _hits(
+        review([med("a", "C09AA05"), med("b", "C09AA02")], patient(), today=TODAY), "STOPP:A3"
+    )
+    unknown = review([med("a", "N02AA05"), med("b", "N02AB03", use=None)], patient(), today=TODAY)
+    assert not [f for f in unknown.findings if f.criterion == "STOPP:A3"]
+    (note,) = [n for n in unknown.not_assessed if n.criterion == "STOPP:A3"]
+    assert note.medications == ("a", "b")
+    assert note.missing == ("the use (regular, course or as-needed) of b",)
+
+
+def test_only_criteria_whose_version_3_text_was_read_are_marked_verified() -> None:
+    stopp_start = shipped_review_criteria().sets[1]
+    verified = sorted(c.id for c in stopp_start.criteria if c.source.verified)
+    assert verified == ["STOPP:A1", "STOPP:A2", "STOPP:A3"]
+    for criterion in stopp_start.criteria:
+        if not criterion.source.verified:
+            assert "version 2" in (criterion.source.note or "")
 
 
 def test_unknown_use_dose_or_start_is_not_assessed_never_guessed() -> None:
@@ -352,3 +380,25 @@ def test_the_review_does_not_depend_on_the_order_of_the_list(codes: list[str], r
     random.shuffle(shuffled)
     first = review(medications, patient(), today=TODAY).as_json()
     assert review(shuffled, patient(), today=TODAY).as_json() == first
+
+
+# -- languages ------------------------------------------------------------------------------
+
+
+def test_every_criterion_has_a_bokmal_summary_the_page_can_choose() -> None:
+    criteria = shipped_review_criteria()
+    for criteria_set in criteria.sets:
+        for criterion in criteria_set.criteria:
+            assert criterion.summary_nb.strip() and criterion.summary_nb != criterion.summary
+            assert criteria.summary_in(criterion.id, "nb") == criterion.summary_nb
+            assert criteria.summary_in(criterion.id, "en") == criterion.summary
+    assert criteria.summary_in("NORGEP-NH:6", "nb") == "Oksazepam over 30 mg i døgnet bør unngås"
+    # a RENAL finding's summary is written by the engine, not a criteria file
+    assert criteria.summary_in("RENAL:metformin-oral-renal-30", "nb") is None
+
+
+def test_the_review_json_keeps_the_english_summary_of_the_contract() -> None:
+    result = review([med("m1", "N05BA04", mg_a_day=45)], patient(), today=TODAY).as_json()
+    finding = next(f for f in result["findings"] if f["criterion"] == "NORGEP-NH:6")
+    assert finding["summary"] == "Oxazepam above 30 mg a day should be avoided"
+    assert "summary_nb" not in finding

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
+from lxml import html as lxml_html
 
-from tests.pages.helpers import assert_no_axe_violations, client_signed_in, sign_in
+from medloop.pages import report_texts
+from tests.pages.helpers import assert_no_axe_violations, client_signed_in, csrf_of, sign_in
 from tests.reports.svg import marks
 
 
@@ -38,6 +41,38 @@ def test_a_nurse_reads_her_wards_report_with_charts_tables_and_csv(client, pages
     assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
     header = next(csv.reader(io.StringIO(table.text)))
     assert header == ["resident", "admitted_on", "last_review", "next_due", "status"]
+
+
+def _descriptions(html: str) -> dict[str, str]:
+    """Each section's description paragraph (the first ``<p>`` after its heading)."""
+    tree = lxml_html.fromstring(html)
+    return {
+        section.get("id"): " ".join(section.xpath("./p[1]")[0].text_content().split())
+        for section in tree.xpath("//section[@id]")
+    }
+
+
+def test_every_table_description_is_in_bokmal_with_the_reports_own_figures(client, pages_world):
+    client_signed_in(client, "nurse")
+    ward = pages_world.world.ward_id
+    back = f"/app/reports/wards/{ward}"
+    html = client.get(back).text
+    described = _descriptions(html)
+    assert len(described) == 8 and set(described) <= set(report_texts.DESCRIPTIONS)
+    client.post("/app/language", data={"csrf_token": csrf_of(html), "lang": "en", "next": back})
+    english = _descriptions(client.get(back).text)
+    for table_id, text in described.items():
+        assert text != english[table_id], table_id  # bokmål, not the English text
+    # the same figures in both languages
+    assert re.findall(r"\d+", described["scan"])[:1] == re.findall(r"\d+", english["scan"])[:1]
+    assert english["scan"].startswith("Doses given (")
+    assert described["scan"].startswith("Gitte doser (")
+
+    client_signed_in(client, "gp")
+    mine = client.get("/app/reports/prescriber").text
+    client.post("/app/language", data={"csrf_token": csrf_of(mine), "lang": "nb", "next": "/"})
+    prescriber = _descriptions(client.get("/app/reports/prescriber").text)
+    assert prescriber["override-rates"].startswith("Varsler fra mine handlinger")
 
 
 def test_a_doctor_sees_their_own_prescribing_and_no_ward(client, pages_world):

@@ -12,6 +12,7 @@ import uuid
 import pypdf
 from lxml import html as lxml_html
 
+from interactions.review_rules import shipped_review_criteria
 from medloop import queries
 from medloop.domain.codes import EntryStatus
 from tests.pages.gp_helpers import as_claims, as_person, hidden, resident
@@ -42,7 +43,9 @@ def _form(page: str, assessment, *, stop: str | None, decide: bool = True) -> di
         "idempotency_key": hidden(page, "idempotency_key"),
         "review_id": hidden(page, "review_id"),
         "participant-doctor": "Anja Fos Eidsvik",
+        "participant-doctor-hpr": hidden_value(page, "participant-doctor-hpr"),
         "participant-nurse": "Nina Sykepleier",
+        "participant-nurse-hpr": "1234567",
         "participant-pharmacist": "Per Apoteker",
         "note": "Årlig legemiddelgjennomgang",
     }
@@ -61,6 +64,12 @@ def _form(page: str, assessment, *, stop: str | None, decide: bool = True) -> di
             body[f"finding-{i}-action"] = "continue"
             body[f"finding-{i}-reason"] = "vurdert, fortsetter"
     return body
+
+
+def hidden_value(page: str, name: str) -> str:
+    """The value the page put in input ``name`` (hidden or not)."""
+    (value,) = lxml_html.fromstring(page).xpath(f'//input[@name="{name}"]/@value')
+    return value
 
 
 def _quetiapine(assessment) -> str:
@@ -83,9 +92,12 @@ def test_the_list_page_links_to_the_review_which_shows_every_finding_with_its_so
     legends = [" ".join(e.text_content().split()) for e in tree.xpath("//fieldset/legend")]
     text = " ".join(tree.text_content().split())
     assert len(assessment.findings) >= 5
+    criteria = shipped_review_criteria()
     for finding in assessment.findings:
         assert any(legend.startswith(f"{finding.criterion} ·") for legend in legends), finding
-        for part in (finding.summary, finding.detail, finding.source.citation):
+        # the summary in bokmål from the criteria file (a RENAL finding keeps the engine's)
+        summary = criteria.summary_in(finding.criterion, "nb") or finding.summary
+        for part in (summary, finding.detail, finding.source.citation):
             assert " ".join(part.split()) in text, part
     assert {"NORGEP-NH:25", "STOPP:L2", "START:H2"} <= {f.criterion for f in assessment.findings}
     assert f"ACB-skår: {assessment.acb.score}" in text
@@ -129,7 +141,14 @@ def test_signing_stops_a_drug_through_the_loop_and_the_review_is_listed_with_its
     pdf = client.get(pdf_link)
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
-    for expected in ("Per Hansen", "NORGEP-NH:25", "Seponer", "Sykepleier: Nina Sykepleier"):
+    for expected in (
+        "Per Hansen",
+        "NORGEP-NH:25",
+        "Seponer",
+        "Sykepleier: Nina Sykepleier (HPR 1234567)",
+        # the criterion's bokmål summary (its first words: the table cell wraps the rest)
+        " ".join(shipped_review_criteria().summary_in("NORGEP-NH:25", "nb").split()[:2]),
+    ):
         assert expected in text, expected
 
     # a double submit of the same form signs once
@@ -167,12 +186,78 @@ def test_a_review_without_a_doctor_is_refused_at_the_participants(client, pages_
     page = _review(client, patient_id)
     assessment, _ = _assessment(pages_world, patient_id)
     body = _form(page, assessment, stop=_quetiapine(assessment))
-    body["participant-doctor"] = ""
+    body["participant-doctor"] = body["participant-doctor-hpr"] = ""
     refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
     assert refused.status_code == 422
     (error,) = lxml_html.fromstring(refused.text).xpath('//*[@id="participants-error"]')
     assert "Skriv navnet på legen som deltok" in error.text_content()
     assert _state(pages_world, patient_id).medication_list.version == assessment.list_version
+
+
+def test_the_summaries_follow_the_chosen_language(client, pages_world):
+    as_person(client, "gp")
+    _, patient_id = resident(pages_world.world, 1)
+    page = _review(client, patient_id)
+    assessment, _ = _assessment(pages_world, patient_id)
+    criteria = shipped_review_criteria()
+    norgep = next(f for f in assessment.findings if f.set == "NORGEP-NH")
+    nb = criteria.summary_in(norgep.criterion, "nb")
+    en = criteria.summary_in(norgep.criterion, "en")
+    assert nb in page and en not in page
+    back = f"/app/gp/patients/{patient_id}/review"
+    client.post("/app/language", data={"csrf_token": csrf_of(page), "lang": "en", "next": back})
+    english = client.get(back).text
+    assert en in english and nb not in english
+
+
+def test_participants_carry_hpr_numbers_and_the_doctor_is_the_signer(client, pages_world):
+    as_person(client, "gp")
+    _, patient_id = resident(pages_world.world, 1)
+    page = _review(client, patient_id)
+    assessment, _ = _assessment(pages_world, patient_id)
+    signer_hpr = hidden_value(page, "participant-doctor-hpr")
+    assert signer_hpr.isdigit()  # the form offers the session's own HPR number for the doctor
+
+    body = _form(page, assessment, stop=None)
+    body["participant-nurse-hpr"] = "12a45"
+    refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
+    assert refused.status_code == 422
+    (error,) = lxml_html.fromstring(refused.text).xpath(
+        '//*[@id="participant-nurse-hpr"]/following::*[contains(@class,"field-error")][1]'
+    )
+    assert "HPR-nummer består bare av sifre" in error.text_content()
+
+    body = _form(page, assessment, stop=None)
+    body["participant-doctor-hpr"] = "9" + signer_hpr[1:] if signer_hpr[0] != "9" else "1"
+    refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
+    assert refused.status_code == 422, refused.text[:2000]
+    assert "oppgi ditt eget HPR-nummer" in refused.text
+    assert _state(pages_world, patient_id).medication_list.version == assessment.list_version
+    with pages_world.engine.connect() as conn:
+        assert queries.medication_reviews(conn, uuid.UUID(patient_id)) == []
+
+    signed = client.post(
+        f"/app/gp/patients/{patient_id}/review", data=_form(page, assessment, stop=None)
+    )
+    assert signed.status_code == 303, signed.text[:2000]
+    with pages_world.engine.connect() as conn:
+        (stored,) = queries.medication_reviews(conn, uuid.UUID(patient_id))
+    by_role = {p.role: p.hpr_number for p in stored.participants}
+    assert by_role == {"doctor": signer_hpr, "nurse": "1234567", "pharmacist": None}
+    after = client.get(signed.headers["location"]).text
+    assert f"(HPR {signer_hpr})" in after and "(HPR 1234567)" in after
+
+    # the PDF speaks the chosen language: English headings and summaries after switching
+    pdf_link = re.search(r'href="(/app/gp/patients/[^"]+/pdf)"', after)[1]
+    client.post("/app/language", data={"csrf_token": csrf_of(after), "lang": "en", "next": "/"})
+    pdf = client.get(pdf_link)
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    text = " ".join(text.split())
+    norgep = next(f for f in stored.assessment.findings if f.set == "NORGEP-NH")
+    english = shipped_review_criteria().summary_in(norgep.criterion, "en")
+    assert "Medication review" in text and "Legemiddelgjennomgang" not in text
+    assert " ".join(english.split()[:2]) in text
+    assert f"Doctor: Anja Fos Eidsvik (HPR {signer_hpr})" in text
 
 
 def test_continuing_without_a_reason_is_said_at_the_finding(client, pages_world):
@@ -274,7 +359,7 @@ def test_a_refused_form_corrected_and_sent_again_changes_a_dosage_through_the_lo
                 f"finding-{i}-slot": "evening",
             }
         )
-    body["participant-doctor"] = ""
+    body["participant-doctor"] = body["participant-doctor-hpr"] = ""
     refused = client.post(f"/app/gp/patients/{patient_id}/review", data=body)
     assert refused.status_code == 422
     # the form comes back as sent: the change and its dosage kept
