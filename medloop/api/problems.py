@@ -271,6 +271,7 @@ TITLES: dict[str, str] = {
     "witness-required": "A witness must sign this dose",
     "witness-same-person": "The witness must be someone else",
     "witness-of-another-organisation": "The witness works for another organisation",
+    "witness-signature-used": "The witness's signature was already used or has expired",
     # multidose
     "no-multidose-responsibility": "No multidose doctor and pharmacy are registered",
     "not-the-multidose-pharmacy": "Only the patient's multidose pharmacy may do this",

@@ -120,6 +120,13 @@ class WitnessOfAnotherOrganisation(AdministrationRefused):
     code = "witness-of-another-organisation"
 
 
+class WitnessSignatureUsed(AdministrationRefused):
+    """The witness's one-use signature (a grant) is gone: used for a charting already, or
+    expired, between the form and the save."""
+
+    code = "witness-signature-used"
+
+
 class ScanRequired(AdministrationRefused):
     code = "scan-or-skip-reason-required"
 

@@ -96,6 +96,13 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
         "witness",
         N_("The witness must work at this nursing home."),
     ),
+    "witness-signature-used": (
+        "witness",
+        N_(
+            "The witness's signature was already used for a dose or has expired. Nothing was "
+            "saved: the witness signs again for this dose."
+        ),
+    ),
     "scan-or-skip-reason-required": (
         "scan",
         N_("Scan the resident's wristband, or choose why it was not scanned."),
