@@ -124,10 +124,15 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
     "wristband-not-registered": (
         "wristband",
         N_(
-            "This wristband has a GSRN, and no GSRN is registered for residents. Scan the "
+            "This wristband has a GSRN, and no GSRN is registered for this resident. Scan the "
             "national id or choose why not."
         ),
     ),
+    "gsrn-invalid": (
+        "gsrn",
+        N_("This is not a GSRN: 18 digits, the last a check digit. Scan the wristband again."),
+    ),
+    "gsrn-in-use": ("gsrn", N_("This GSRN is already registered for another resident's stay.")),
     "administration-not-found": (None, N_("This charting no longer exists. Reload the page.")),
     "administration-already-entered-in-error": (
         None,

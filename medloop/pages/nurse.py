@@ -357,7 +357,14 @@ def confirm_resident(page: PageDep, form: FormDep, patient_id: UUID) -> Response
             def check(conn: Any) -> None:
                 patient = queries.residents(conn, [patient_id]).get(patient_id)
                 national_id = "" if patient is None else str(patient.national_id)
-                check_wristband(national_id, band.national_id, band.gsrn)
+                registered = (
+                    None
+                    if band.gsrn is None
+                    else administration.wristband_gsrn(
+                        conn, patient_id, page.principal.actor, page.caller.at
+                    )
+                )
+                check_wristband(national_id, band.national_id, band.gsrn, registered)
 
             page.caller.read(
                 patient_id, "administration.bedside.wristband", check, reason="wristband scanned"
