@@ -470,12 +470,24 @@ def _client_key(path: str | None) -> dict[str, Any] | None:
         raise InvalidSetting(f"{name}: cannot read {path!r}: {error.strerror}") from None
     if len(data) > CLIENT_KEY_MAX_BYTES:
         raise InvalidSetting(f"{name}: {path!r} is larger than {CLIENT_KEY_MAX_BYTES} bytes")
+    parsed: Any = None
+    key: Any = None
     try:
         text = data.decode("utf-8").strip()
-        parsed = json.loads(text) if text.startswith("{") else text
-        key = import_key(parsed)
+        if text.startswith("{"):
+            parsed = json.loads(text)
+            key = import_key(parsed)  # its ``kty`` names the type
+        else:
+            for kind in (RSAKey, ECKey):
+                try:
+                    key = kind.import_key(text)
+                    break
+                except (ValueError, JoseError, TypeError):
+                    continue
     except (ValueError, JoseError, TypeError) as error:
         raise InvalidSetting(f"{name}: {path!r} is not a JWK or PEM key: {error}") from None
+    if key is None:
+        raise InvalidSetting(f"{name}: {path!r} is not a JWK or PEM key")
     if not isinstance(key, RSAKey | ECKey) or not key.is_private:
         raise InvalidSetting(f"{name}: {path!r} must hold a private RSA or EC key")
     found = key.as_dict(private=True)
