@@ -749,6 +749,11 @@ def chart(
     try:
         found = find_witness_grant(page, witness_session, patient_id, entry_id, dose)
     except WitnessGrantRefused as refused:
+        saved = _saved_already(page, patient_id, entry_id, _uuid(values["administration_id"]))
+        if refused.refusal.code == WitnessSignatureUsed.code and saved is not None:
+            # The same form saved twice (a double tap): its grant went with the first save,
+            # which the second answers, as the idempotency key does for a dose without one.
+            return _bedside(page, patient_id, identity=identity, charted=saved)
         return _chart_page(
             page,
             patient_id,
@@ -862,6 +867,30 @@ def chart(
         charted=context["entry"].drug.name,
         alerts=alerts,
     )
+
+
+def _saved_already(
+    page: Page, patient_id: UUID, entry_id: UUID, administration_id: UUID | None
+) -> str | None:
+    """The medicine's name when this form's charting (``administration_id``) was saved already
+    by this nurse for this entry; ``None`` otherwise."""
+    if administration_id is None:
+        return None
+
+    def read(conn: Any) -> str | None:
+        try:
+            found = administration.charting(conn, patient_id, administration_id).administration
+        except DomainError:
+            return None
+        mine = found.performer is not None and (
+            found.performer.personnel.hpr_number == page.principal.subject
+        )
+        if found.entry_id != entry_id or not mine:
+            return None
+        listed = queries.current_list(conn, patient_id, page.caller.at)
+        return next((e.drug.name for e in listed.entries if e.id == entry_id), "")
+
+    return page.caller.read(patient_id, "administration.chart.saved", read)
 
 
 def _number(text: str) -> float | None:

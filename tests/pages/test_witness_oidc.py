@@ -252,3 +252,21 @@ def test_the_callback_is_used_once(client, world):
     assert client.get(callback).status_code == 200
     assert client.get(callback).status_code == 403
     assert _grants(world) == 1
+
+
+def test_the_same_signed_form_saved_twice_is_charted_once(client, world):
+    """A double tap: the grant went with the first save; the second answers it, saves nothing."""
+    target, data = _chart_target(client, world)
+    answer, _, _ = _witness_signs_at_provider(client, target, data, "ola")
+    form, grant = _signed_form(client, answer)
+    charting = re.search(r'name="administration_id" value="([^"]+)"', form)
+    same = {**data, "witness_session": grant}
+    if charting:
+        same["administration_id"] = charting.group(1)
+    else:
+        same["administration_id"] = str(uuid.uuid4())
+    first = client.post(target, data=same)
+    second = client.post(target, data=same)
+    assert first.status_code == second.status_code == 200
+    assert "Lagret: Glargin" in first.text and "Lagret: Glargin" in second.text
+    assert _charted(world) == 1
