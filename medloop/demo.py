@@ -73,6 +73,15 @@ PHARMACIST = Actor(
 )
 
 
+def gsrn(index: int) -> str:
+    """The GS1 GSRN on the wristband of ``RESIDENTS[index]``: a fictitious GS1 Norway company
+    prefix (7099999), the resident's number, and the GS1 check digit (biip)."""
+    from biip.checksums import gs1_standard_check_digit
+
+    body = f"7099999{index + 1:010d}"
+    return body + str(gs1_standard_check_digit(body))
+
+
 def national_id(birth: date, individual: int) -> str:
     """A national id for ``birth`` with valid check digits (the next individual number that
     has them, from ``individual``; 000-499 are 1900-1999 births)."""
@@ -338,7 +347,7 @@ def build(
             administration.WardOrder(ward_id=WARD_ID, name="Solbakken 1. etasje"),
             Call(actor=NURSE, at=at, reason="demo"),
         )
-        for resident, nid in residents:
+        for index, (resident, nid) in enumerate(residents):
             patient_id = _register(engine, resident, nid, at)
             world.patients[nid] = patient_id
             if resident.multidose:
@@ -355,9 +364,13 @@ def build(
                 ),
                 Call(actor=NURSE, at=at, reason="demo"),
             )
+            administration.register_wristband(
+                engine, patient_id, gsrn(index), Call(actor=NURSE, at=at, reason="demo")
+            )
         world.notes.append(
             f"Ward {WARD_ID} (Solbakken 1. etasje) of {NURSING_HOME.name}: every resident "
-            "admitted; multidose from the demo pharmacy for the residents marked so."
+            "admitted, with a GS1 GSRN wristband (demo.gsrn); multidose from the demo pharmacy "
+            "for the residents marked so."
         )
     first = residents[0][1]
     life = {"lifetime": token_lifetime}

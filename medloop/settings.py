@@ -25,10 +25,12 @@ and the run folder the CLI sets for it (tests/test_architecture.py lists them).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fest.errors import FestConfigurationError
 from fest.parser import Limits
@@ -158,6 +160,14 @@ class Settings:
     oidc_scopes: str = "openid profile"
     oidc_claims: dict[str, str] | None = None
     """Claim names that differ from the defaults (``MEDLOOP_OIDC_*_CLAIM``)."""
+    oidc_client_key: dict[str, Any] | None = None
+    """The client's private key for ``private_key_jwt`` (HelseID), a JWK read from the file
+    ``MEDLOOP_OIDC_CLIENT_KEY_FILE`` (a JWK in JSON, or a PEM private key; at most 64 KiB)."""
+    oidc_client_assertion_audience: str = "issuer"
+    """``MEDLOOP_OIDC_CLIENT_ASSERTION_AUDIENCE``: ``issuer`` (HelseID) or ``token_endpoint``."""
+    oidc_post_logout_redirect_url: str | None = None
+    """``MEDLOOP_OIDC_POST_LOGOUT_REDIRECT_URL``: where the issuer sends the browser after the
+    sign-out (registered with the issuer); default the sign-in page's address."""
     demo_sign_in: bool = False
     """The pages' demo sign-in (sign in as a demo person without credentials): set by
     ``medloop demo`` only, never from the environment, so no production server has it."""
@@ -436,7 +446,77 @@ def _oidc(env: Mapping[str, str]) -> dict[str, object]:
         "oidc_redirect_url": env.get("MEDLOOP_OIDC_REDIRECT_URL") or None,
         "oidc_scopes": env.get("MEDLOOP_OIDC_SCOPES") or "openid profile",
         "oidc_claims": {name: env[var] for name, var in OIDC_CLAIMS.items() if env.get(var)},
+        "oidc_client_key": _client_key(env.get("MEDLOOP_OIDC_CLIENT_KEY_FILE")),
+        "oidc_client_assertion_audience": _choice(
+            "MEDLOOP_OIDC_CLIENT_ASSERTION_AUDIENCE",
+            env.get("MEDLOOP_OIDC_CLIENT_ASSERTION_AUDIENCE"),
+            ("issuer", "token_endpoint"),
+        ),
+        "oidc_post_logout_redirect_url": _http_url(
+            "MEDLOOP_OIDC_POST_LOGOUT_REDIRECT_URL",
+            env.get("MEDLOOP_OIDC_POST_LOGOUT_REDIRECT_URL"),
+        ),
     }
+
+
+CLIENT_KEY_MAX_BYTES = 64 * 1024
+
+
+def _client_key(path: str | None) -> dict[str, Any] | None:
+    """The private JWK of ``MEDLOOP_OIDC_CLIENT_KEY_FILE`` (JSON JWK or PEM), read by joserfc:
+    refused at start-up when missing, too large, not a private RSA/EC key."""
+    if not path or not path.strip():
+        return None
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey, RSAKey, import_key
+
+    name = "MEDLOOP_OIDC_CLIENT_KEY_FILE"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise InvalidSetting(f"{name}: cannot read {path!r}: {error.strerror}") from None
+    if len(data) > CLIENT_KEY_MAX_BYTES:
+        raise InvalidSetting(f"{name}: {path!r} is larger than {CLIENT_KEY_MAX_BYTES} bytes")
+    parsed: Any = None
+    key: Any = None
+    try:
+        text = data.decode("utf-8").strip()
+        if text.startswith("{"):
+            parsed = json.loads(text)
+            key = import_key(parsed)  # its ``kty`` names the type
+        else:
+            for kind in (RSAKey, ECKey):
+                try:
+                    key = kind.import_key(text)
+                    break
+                except (ValueError, JoseError, TypeError):
+                    continue
+    except (ValueError, JoseError, TypeError) as error:
+        raise InvalidSetting(f"{name}: {path!r} is not a JWK or PEM key: {error}") from None
+    if key is None:
+        raise InvalidSetting(f"{name}: {path!r} is not a JWK or PEM key")
+    if not isinstance(key, RSAKey | ECKey) or not key.is_private:
+        raise InvalidSetting(f"{name}: {path!r} must hold a private RSA or EC key")
+    found = key.as_dict(private=True)
+    if isinstance(parsed, dict):
+        found.update({k: parsed[k] for k in ("kid", "alg") if k in parsed})
+    return found
+
+
+def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str:
+    if value is None or not value.strip():
+        return allowed[0]
+    if value.strip() not in allowed:
+        raise InvalidSetting(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value.strip()
+
+
+def _http_url(name: str, value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if not value.strip().startswith(("https://", "http://")) or len(value) > 2000:
+        raise InvalidSetting(f"{name} must be an http(s) URL (at most 2000 characters)")
+    return value.strip()
 
 
 def _session_lifetime(value: str | None) -> int:

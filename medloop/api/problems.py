@@ -90,6 +90,7 @@ STATUS: dict[str, int] = {
     "administered-dose-unit-mismatch": 422,
     "ward-of-another-organisation": 403,
     "witness-of-another-organisation": 403,
+    "gsrn-invalid": 422,
     "patient-not-admitted": 403,
     # multidose (medloop.domain.multidose)
     "multidose-pack-report-invalid": 422,
@@ -268,11 +269,14 @@ TITLES: dict[str, str] = {
     "scanned-pack-expired": "The scanned pack has expired",
     "wristband-mismatch": "The scanned wristband is another person's",
     "wristband-not-registered": "No GSRN is registered for this resident",
+    "gsrn-invalid": "Not a GS1 GSRN (18 digits with the GS1 check digit)",
+    "gsrn-in-use": "The GSRN is registered for another stay",
     "scanned-pack-mismatch": "The scanned pack is not the prescribed drug",
     "scanned-pack-unknown": "The scanned pack is not in the catalogue",
     "witness-required": "A witness must sign this dose",
     "witness-same-person": "The witness must be someone else",
     "witness-of-another-organisation": "The witness works for another organisation",
+    "witness-signature-used": "The witness's signature was already used or has expired",
     # multidose
     "no-multidose-responsibility": "No multidose doctor and pharmacy are registered",
     "not-the-multidose-pharmacy": "Only the patient's multidose pharmacy may do this",

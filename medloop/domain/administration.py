@@ -120,6 +120,13 @@ class WitnessOfAnotherOrganisation(AdministrationRefused):
     code = "witness-of-another-organisation"
 
 
+class WitnessSignatureUsed(AdministrationRefused):
+    """The witness's one-use signature (a grant) is gone: used for a charting already, or
+    expired, between the form and the save."""
+
+    code = "witness-signature-used"
+
+
 class ScanRequired(AdministrationRefused):
     code = "scan-or-skip-reason-required"
 
@@ -147,9 +154,21 @@ class WristbandMismatch(AdministrationRefused):
 
 
 class WristbandNotRegistered(AdministrationRefused):
-    """The wristband carries a GSRN, and no GSRN is registered for residents yet."""
+    """The wristband carries a GSRN, and no GSRN is registered for this resident's stay."""
 
     code = "wristband-not-registered"
+
+
+class InvalidGsrn(AdministrationRefused):
+    """Not a GS1 GSRN: 18 digits whose last is the GS1 check digit of the first 17."""
+
+    code = "gsrn-invalid"
+
+
+class GsrnInUse(AdministrationRefused):
+    """The GSRN is registered for another stay already (a GSRN is never reused)."""
+
+    code = "gsrn-in-use"
 
 
 class AdministrationNotFound(AdministrationRefused):
@@ -860,13 +879,24 @@ def _check_prn(
     return tuple(exceeded), tuple(not_checked)
 
 
-def check_wristband(national_id: str, scanned_national_id: str | None, gsrn: str | None) -> None:
+def check_wristband(
+    national_id: str,
+    scanned_national_id: str | None,
+    gsrn: str | None,
+    registered_gsrn: str | None = None,
+) -> None:
     """The first of the five rights: the wristband scanned at the bedside is this resident's
-    (their national id). A GSRN cannot be matched yet (none is registered for a resident)."""
+    (their national id, or the GS1 GSRN registered for their stay). A GSRN when none is
+    registered for the resident is refused as not registered; another GSRN as another person's
+    (the same refusal as a wrong national id)."""
     if scanned_national_id is not None:
         if scanned_national_id != national_id:
             raise WristbandMismatch("the wristband is another person's")
         return
-    raise WristbandNotRegistered(
-        "the wristband carries a GSRN, and no GSRN is registered for this resident", gsrn=gsrn
-    )
+    if registered_gsrn is None:
+        raise WristbandNotRegistered(
+            "the wristband carries a GSRN, and no GSRN is registered for this resident",
+            gsrn=gsrn,
+        )
+    if gsrn != registered_gsrn:
+        raise WristbandMismatch("the wristband is another person's")

@@ -11,9 +11,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from biip import ParseError, parse
+from biip.checksums import gs1_standard_check_digit
 from biip.gs1_messages import GS1Message
 
-from medloop.domain.administration import PackCode, ScannedPack, ScanUnreadable
+from medloop.domain.administration import InvalidGsrn, PackCode, ScannedPack, ScanUnreadable
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -84,16 +85,34 @@ class Wristband:
 
 
 def read_wristband(code: str) -> Wristband:
-    """A scanned wristband: 11 digits are a national id; a GS1 element string (raw or
-    ``(8018)…``) with a GSRN (AI 8018) is that GSRN. ``ScanUnreadable`` otherwise."""
+    """A scanned wristband: 11 digits are a national id; 18 digits, or a GS1 element string
+    (raw or ``(8018)…``) with a GSRN (AI 8018), are that GSRN, its check digit checked
+    (``InvalidGsrn`` when wrong). ``ScanUnreadable`` otherwise."""
     text = code.strip()
     if len(text) == 11 and text.isdigit():
         return Wristband(national_id=text)
-    try:
-        message = GS1Message.parse_hri(text) if text.startswith("(") else GS1Message.parse(text)
-    except ParseError as error:
-        raise ScanUnreadable(f"the wristband code cannot be read: {error}", code=code) from error
-    for element in message.element_strings:
-        if element.ai.ai == "8018":
-            return Wristband(gsrn=element.value)
-    raise ScanUnreadable("the wristband code has neither a national id nor a GSRN", code=code)
+    return Wristband(gsrn=gsrn_of(text))
+
+
+def gsrn_of(code: str) -> str:
+    """The GS1 GSRN in ``code``: the bare 18 digits, or the AI 8018 of a GS1 element string
+    (raw, as a keyboard-wedge scanner types it, or ``(8018)…``; parsed by biip), with the GS1
+    check digit (biip's ``gs1_standard_check_digit``) right. ``ScanUnreadable`` when there is
+    none, ``InvalidGsrn`` when it is not a valid GSRN."""
+    text = code.strip()
+    if len(text) == 18 and text.isdigit():
+        value = text
+    else:
+        try:
+            message = GS1Message.parse_hri(text) if text.startswith("(") else GS1Message.parse(text)
+        except ParseError as error:
+            raise ScanUnreadable(f"the wristband code cannot be read: {error}", code=code) from None
+        found = next((e.value for e in message.element_strings if e.ai.ai == "8018"), None)
+        if found is None:
+            raise ScanUnreadable("the code has neither a national id nor a GSRN", code=code)
+        value = found
+    if len(value) != 18 or not value.isdigit():
+        raise InvalidGsrn("a GSRN has 18 digits", gsrn=value[:40])
+    if gs1_standard_check_digit(value[:17]) != int(value[17]):
+        raise InvalidGsrn("the GSRN's check digit is wrong", gsrn=value)
+    return value

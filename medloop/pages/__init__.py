@@ -60,6 +60,8 @@ MODULES: tuple[str, ...] = (
     "medloop.pages.reports",
     # -- the nurse's pages (h3-pages) --
     "medloop.pages.nurse",
+    "medloop.pages.witness",
+    "medloop.pages.wristband",
     #
     # -- the GP's, the multidose pharmacist's and the patient's pages (h3-pages-gp) --
     "medloop.pages.gp",

@@ -96,6 +96,13 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
         "witness",
         N_("The witness must work at this nursing home."),
     ),
+    "witness-signature-used": (
+        "witness",
+        N_(
+            "The witness's signature was already used for a dose or has expired. Nothing was "
+            "saved: the witness signs again for this dose."
+        ),
+    ),
     "scan-or-skip-reason-required": (
         "scan",
         N_("Scan the resident's wristband, or choose why it was not scanned."),
@@ -117,10 +124,15 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
     "wristband-not-registered": (
         "wristband",
         N_(
-            "This wristband has a GSRN, and no GSRN is registered for residents. Scan the "
+            "This wristband has a GSRN, and no GSRN is registered for this resident. Scan the "
             "national id or choose why not."
         ),
     ),
+    "gsrn-invalid": (
+        "gsrn",
+        N_("This is not a GSRN: 18 digits, the last a check digit. Scan the wristband again."),
+    ),
+    "gsrn-in-use": ("gsrn", N_("This GSRN is already registered for another resident's stay.")),
     "administration-not-found": (None, N_("This charting no longer exists. Reload the page.")),
     "administration-already-entered-in-error": (
         None,

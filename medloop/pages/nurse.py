@@ -18,8 +18,10 @@
   code and Enter; ``…/pack`` answers at once whether it is a right pack,
   ``medloop.loop.scanning.check_pack``), given / not given / refused / held with a reason code,
   the PRN limits written on the prescription and the PRN doses given in the last 24 h, a limit
-  override reason, and the witness, who signs with their own sign-in (demo: the demo nurse
-  chooses to sign; production: not yet, see README).
+  override reason, and the witness, who signs with their own credentials at the identity
+  provider (``medloop.pages.witness``; demo: the demo nurse chooses to sign). Either way the
+  signature is a one-use grant for this nurse's session, resident, medicine and planned dose
+  (``witness_grant``), used up by the charting command in its own transaction.
 
 Everything goes through the same policy (``medloop.api.policy``), commands
 (``medloop.loop.administration.chart``) and audited reads as the JSON API's nursing routes
@@ -48,6 +50,7 @@ from medloop.domain.administration import (
     DoseStatus,
     Outcome,
     ScanSkipReason,
+    WitnessSignatureUsed,
     check_wristband,
 )
 from medloop.domain.errors import DomainError
@@ -354,7 +357,14 @@ def confirm_resident(page: PageDep, form: FormDep, patient_id: UUID) -> Response
             def check(conn: Any) -> None:
                 patient = queries.residents(conn, [patient_id]).get(patient_id)
                 national_id = "" if patient is None else str(patient.national_id)
-                check_wristband(national_id, band.national_id, band.gsrn)
+                registered = (
+                    None
+                    if band.gsrn is None
+                    else administration.wristband_gsrn(
+                        conn, patient_id, page.principal.actor, page.caller.at
+                    )
+                )
+                check_wristband(national_id, band.national_id, band.gsrn, registered)
 
             page.caller.read(
                 patient_id, "administration.bedside.wristband", check, reason="wristband scanned"
@@ -448,6 +458,7 @@ def _chart_page(
         witness=witness,
         witness_session=witness_session,
         witness_people=_witness_people(page),
+        witness_oidc=page.request.app.state.pages.oidc is not None,
         outcomes=OUTCOMES,
         reasons=REASONS,
         scan_skips=SCAN_SKIPS,
@@ -476,13 +487,41 @@ def chart_form(
     entry_id: UUID,
     dose: Annotated[UUID | None, Query()] = None,
     identity: Annotated[str | None, Query(max_length=100)] = None,
+    witness: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
+    """The charting form; ``witness`` is the grant of a witness who just signed at the
+    identity provider (``medloop.pages.witness``): the form comes back as it was, signed."""
     _nurse_only(page)
     page.caller.authorize(Action.CHART_WRITE, patient_id)
-    confirmed = _identity(identity)
+    values: dict[str, str] = {}
+    signed = None
+    if witness:
+        try:
+            signed = find_witness_grant(page, witness, patient_id, entry_id, dose)
+        except WitnessGrantRefused as refused:
+            return _chart_page(
+                page,
+                patient_id,
+                entry_id,
+                dose,
+                values={"identity": _identity(identity) or ""},
+                refusal=refused.refusal,
+                status=refused.refusal.status,
+            )
+        if signed is not None:
+            values = {k: str(v) for k, v in (signed[1].get("values") or {}).items()}
+    confirmed = _identity(identity) or _identity(values.get("identity"))
     if confirmed is None:
         return page.redirect(url(f"nurse/residents/{patient_id}/bedside"))
-    return _chart_page(page, patient_id, entry_id, dose, values={"identity": confirmed})
+    return _chart_page(
+        page,
+        patient_id,
+        entry_id,
+        dose,
+        values={**values, "identity": confirmed},
+        witness=None if signed is None else signed[0],
+        witness_session=witness if signed is not None else None,
+    )
 
 
 def _values(form: FormData) -> dict[str, str]:
@@ -540,7 +579,7 @@ def check_pack_page(
             pack_refusal=refusal,
             scanned=code,
         )
-    witness, witness_session = _witness_of(page, form, patient_id, entry_id)
+    witness, witness_session = _witness_of(page, form, patient_id, entry_id, dose)
     return _chart_page(
         page,
         patient_id,
@@ -579,54 +618,117 @@ def witness_signs(
         return _chart_page(
             page, patient_id, entry_id, dose, values=values, refusal=refusal, status=422
         )
-    at = page.caller.at
-    # The signature is kept server-side under claims no session accepts (no top-level role):
-    # its id in the form cannot be used as the witness's session, only as this signature, for
-    # this nurse, resident and medicine.
-    signature, _ = sessions.start(
-        page.state.engine,
-        {
-            "witness_signature": chosen.claims,
-            "for": page.principal.subject,
-            "patient": str(patient_id),
-            "entry": str(entry_id),
-        },
-        now=at,
-        expires_at=at + WITNESS_SIGNATURE,
-    )
-    witness = principal_from_claims(chosen.claims)
+    grant = witness_grant(page, chosen.claims, patient_id, entry_id, dose, values)
     return _chart_page(
         page,
         patient_id,
         entry_id,
         dose,
         values=values,
-        witness=witness,
-        witness_session=signature,
+        witness=principal_from_claims(chosen.claims),
+        witness_session=grant,
     )
 
 
-def _witness_of(
-    page: Page, form: FormData, patient_id: UUID, entry_id: UUID
-) -> tuple[Principal | None, str | None]:
-    """The witness who signed for this form (their signature), if any: only a signature given
-    to this nurse for this resident and medicine, within its 10 minutes."""
-    signature = str(form.get("witness_session") or "") or None
-    if signature is None:
-        return None, None
-    found = sessions.find(page.state.engine, signature, now=page.caller.at)
+def witness_grant(
+    page: Page,
+    witness_claims: dict[str, Any],
+    patient_id: UUID,
+    entry_id: UUID,
+    dose_id: UUID | None,
+    values: dict[str, str],
+) -> str:
+    """A witness's signature for ONE charting: a one-use grant kept server-side (a row of the
+    session table, under claims no session accepts — no top-level role — so its id cannot be
+    used as the witness's session), bound to this nurse's session, the resident, the entry and
+    the planned dose, for ``WITNESS_SIGNATURE``; ``values`` is the form as it was when the
+    witness was asked. The charting command consumes it in its own transaction."""
+    return store_witness_grant(
+        page.state.engine,
+        page.caller.at,
+        witness_claims,
+        {
+            "for": page.principal.subject,
+            "session": sessions.digest(page.session_id),
+            "patient": str(patient_id),
+            "entry": str(entry_id),
+            "dose": None if dose_id is None else str(dose_id),
+            "values": values,
+        },
+    )
+
+
+def store_witness_grant(
+    engine: Any, at: Any, witness_claims: dict[str, Any], binding: dict[str, Any]
+) -> str:
+    """Keep a witness grant (see ``witness_grant``); ``binding`` names the nurse (``for``), the
+    nurse's session digest, the resident, entry and dose, and the form's values."""
+    grant, _ = sessions.start(
+        engine,
+        {"witness_signature": witness_claims, **binding},
+        now=at,
+        expires_at=at + WITNESS_SIGNATURE,
+    )
+    return grant
+
+
+class WitnessGrantRefused(Exception):
+    """The witness's signature in the form cannot be used for this charting."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.code)
+        self.refusal = refusal
+
+
+def find_witness_grant(
+    page: Page, grant: str | None, patient_id: UUID, entry_id: UUID, dose_id: UUID | None
+) -> tuple[Principal, dict[str, Any]] | None:
+    """The witness of the grant ``grant`` and the grant's claims; ``None`` without one.
+    ``WitnessGrantRefused`` when it is gone (used, expired) or was given for another nurse's
+    session, resident, medicine or dose."""
+    if not grant:
+        return None
+    found = sessions.find(page.state.engine, grant, now=page.caller.at)
     if found is None or not isinstance(found.claims.get("witness_signature"), dict):
-        return None, None
+        raise WitnessGrantRefused(explain(WitnessSignatureUsed("gone"), page.lang))
+    claims = found.claims
     if (
-        found.claims.get("for") != page.principal.subject
-        or found.claims.get("patient") != str(patient_id)
-        or found.claims.get("entry") != str(entry_id)
+        claims.get("for") != page.principal.subject
+        or claims.get("session") != sessions.digest(page.session_id)
+        or claims.get("patient") != str(patient_id)
+        or claims.get("entry") != str(entry_id)
+        or claims.get("dose") != (None if dose_id is None else str(dose_id))
     ):
-        return None, None
+        raise WitnessGrantRefused(
+            Refusal(
+                "witness-signature-of-another-dose",
+                page._(
+                    N_(
+                        "The witness signed for another dose. Nothing was saved: the witness "
+                        "signs again for this dose."
+                    )
+                ),
+                "witness",
+                409,
+            )
+        )
     try:
-        return principal_from_claims(found.claims["witness_signature"]), signature
+        return principal_from_claims(claims["witness_signature"]), claims
     except Unauthenticated:
+        raise WitnessGrantRefused(explain(WitnessSignatureUsed("gone"), page.lang)) from None
+
+
+def _witness_of(
+    page: Page, form: FormData, patient_id: UUID, entry_id: UUID, dose_id: UUID | None
+) -> tuple[Principal | None, str | None]:
+    """The witness who signed for this form, carried along while the form is worked on (the
+    pack check); a signature that cannot be used is dropped here and refused on saving."""
+    grant = str(form.get("witness_session") or "") or None
+    try:
+        found = find_witness_grant(page, grant, patient_id, entry_id, dose_id)
+    except WitnessGrantRefused:
         return None, None
+    return (None, None) if found is None else (found[0], grant)
 
 
 @router.post("/app/nurse/residents/{patient_id}/entries/{entry_id}/chart")
@@ -643,7 +745,25 @@ def chart(
     identity = _identity(values["identity"])
     if identity is None:
         return page.redirect(url(f"nurse/residents/{patient_id}/bedside"))
-    witness, witness_session = _witness_of(page, form, patient_id, entry_id)
+    witness_session = str(form.get("witness_session") or "") or None
+    try:
+        found = find_witness_grant(page, witness_session, patient_id, entry_id, dose)
+    except WitnessGrantRefused as refused:
+        saved = _saved_already(page, patient_id, entry_id, _uuid(values["administration_id"]))
+        if refused.refusal.code == WitnessSignatureUsed.code and saved is not None:
+            # The same form saved twice (a double tap): its grant went with the first save,
+            # which the second answers, as the idempotency key does for a dose without one.
+            return _bedside(page, patient_id, identity=identity, charted=saved)
+        return _chart_page(
+            page,
+            patient_id,
+            entry_id,
+            dose,
+            values=values,
+            refusal=refused.refusal,
+            status=refused.refusal.status,
+        )
+    witness = None if found is None else found[0]
     outcome_value = values["outcome"]
     again = {
         "values": values,
@@ -728,14 +848,17 @@ def chart(
             # The form's charting id is the idempotency key: a double tap charts once.
             page.caller.call(idempotency_key=f"page-chart:{administration_id}"),
             witness=None if witness is None else witness.actor,
+            # The grant is used up by this charting, in its transaction (once, whatever
+            # happens to the form afterwards).
+            witness_signature=None
+            if witness_session is None
+            else lambda conn: sessions.take(conn, witness_session, now=page.caller.at) is not None,
         )
     except (DomainError, Forbidden) as error:
         refusal = explain(error, page.lang)
         return _chart_page(
             page, patient_id, entry_id, dose, refusal=refusal, status=refusal.status, **again
         )
-    if witness_session is not None:
-        sessions.end(page.state.engine, witness_session)
     alerts = [a.model_dump(mode="json") for a in result.alerts]
     return _bedside(
         page,
@@ -744,6 +867,30 @@ def chart(
         charted=context["entry"].drug.name,
         alerts=alerts,
     )
+
+
+def _saved_already(
+    page: Page, patient_id: UUID, entry_id: UUID, administration_id: UUID | None
+) -> str | None:
+    """The medicine's name when this form's charting (``administration_id``) was saved already
+    by this nurse for this entry; ``None`` otherwise."""
+    if administration_id is None:
+        return None
+
+    def read(conn: Any) -> str | None:
+        try:
+            found = administration.charting(conn, patient_id, administration_id).administration
+        except DomainError:
+            return None
+        mine = found.performer is not None and (
+            found.performer.personnel.hpr_number == page.principal.subject
+        )
+        if found.entry_id != entry_id or not mine:
+            return None
+        listed = queries.current_list(conn, patient_id, page.caller.at)
+        return next((e.drug.name for e in listed.entries if e.id == entry_id), "")
+
+    return page.caller.read(patient_id, "administration.chart.saved", read)
 
 
 def _number(text: str) -> float | None:

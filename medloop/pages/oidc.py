@@ -42,8 +42,10 @@ from typing import Any
 import jwt
 from authlib.common.security import generate_token
 from authlib.oauth2.client import OAuth2Client
+from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from joserfc.jwk import import_key
 
 from medloop.api.auth import Unauthenticated, principal_from_claims
 from medloop.ops import logs
@@ -65,6 +67,9 @@ router = APIRouter(include_in_schema=False)
 _log = logs.get_logger("medloop.pages")
 
 PENDING_COOKIE = "medloop_oidc"
+ID_TOKEN_CLAIM = "oidc_id_token"
+"""Where a session keeps the ID token it was signed in with (the sign-out's ``id_token_hint``)."""
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 PENDING_LIFETIME = timedelta(minutes=10)
 _TIMEOUT = 10
 
@@ -84,6 +89,10 @@ class OidcConfig:
     org_name_claim: str = "org_name"
     role_claim: str = "medloop_role"
     ward_admin_claim: str = "medloop_ward_admin"
+    client_key: dict[str, Any] | None = None
+    """The client's private key (a JWK) for ``private_key_jwt``; with it no secret is sent."""
+    assertion_audience: str = "issuer"
+    post_logout_redirect_url: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> OidcConfig | None:
@@ -95,6 +104,9 @@ class OidcConfig:
             client_secret=settings.oidc_client_secret,
             redirect_url=settings.oidc_redirect_url,
             scopes=settings.oidc_scopes,
+            client_key=settings.oidc_client_key,
+            assertion_audience=settings.oidc_client_assertion_audience,
+            post_logout_redirect_url=settings.oidc_post_logout_redirect_url,
             **{
                 name: value
                 for name, value in (settings.oidc_claims or {}).items()
@@ -149,33 +161,40 @@ def _config(request: Request) -> OidcConfig:
     return config
 
 
-@router.post("/app/sign-in/oidc")
-def oidc_start(request: Request, form: AnonymousFormDep) -> Response:
-    try:
-        config = _config(request)
-        metadata = discovery(config)
-    except OidcRefused as refused:
-        return _refused(request, refused)
+def authorization_request(
+    config: OidcConfig, redirect_url: str, **extra: str
+) -> tuple[str, dict[str, str]]:
+    """The authorisation request's address (the issuer's endpoint, ``code`` with PKCE S256, a
+    fresh ``state`` and ``nonce``; ``extra`` parameters such as ``prompt`` and ``max_age``)
+    and what the callback needs kept server-side (state, nonce, verifier)."""
+    metadata = discovery(config)
     state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)
     client = OAuth2Client(
         None,
         client_id=config.client_id,
-        redirect_uri=_redirect_url(request, config),
+        redirect_uri=redirect_url,
         scope=config.scopes,
         code_challenge_method="S256",
     )
     address, _ = client.create_authorization_url(
-        metadata["authorization_endpoint"], state=state, code_verifier=verifier, nonce=nonce
+        metadata["authorization_endpoint"],
+        state=state,
+        code_verifier=verifier,
+        nonce=nonce,
+        **extra,
     )
+    return address, {"state": state, "nonce": nonce, "verifier": verifier}
+
+
+@router.post("/app/sign-in/oidc")
+def oidc_start(request: Request, form: AnonymousFormDep) -> Response:
+    try:
+        config = _config(request)
+        address, secrets = authorization_request(config, _redirect_url(request, config))
+    except OidcRefused as refused:
+        return _refused(request, refused)
     at = api_state(request).clock()
-    pending = {
-        "oidc_pending": {
-            "state": state,
-            "nonce": nonce,
-            "verifier": verifier,
-            "next": local_path(str(form.get("next") or ""), ""),
-        }
-    }
+    pending = {"oidc_pending": {**secrets, "next": local_path(str(form.get("next") or ""), "")}}
     pending_id, _ = sessions.start(
         api_state(request).engine, pending, now=at, expires_at=at + PENDING_LIFETIME
     )
@@ -213,7 +232,9 @@ def oidc_callback(request: Request) -> Response:
             raise OidcRefused(
                 N_("The sign-in answer does not belong to this browser. Start again.")
             )
-        id_claims = _exchange(request, config, params["code"], pending)
+        id_claims, id_token = exchange(
+            config, params["code"], pending, _redirect_url(request, config)
+        )
         claims = map_claims(config, id_claims)
         principal_from_claims(claims)
     except OidcRefused as refused:
@@ -228,26 +249,61 @@ def oidc_callback(request: Request) -> Response:
         )
     target = pending["next"] or url()
     response = render(request, "continue.html", target=target)
-    start_session(request, response, claims, now=at)
+    # The ID token goes with the session (not into its claims) for the sign-out at the issuer.
+    start_session(request, response, {**claims, ID_TOKEN_CLAIM: id_token}, now=at)
     response.delete_cookie(PENDING_COOKIE, path=url("sign-in/oidc"), httponly=True, samesite="lax")
     _log.info("page sign-in", method="oidc", role=claims.get("role"))
     return response
 
 
-def _exchange(
-    request: Request, config: OidcConfig, code: str, pending: dict[str, str]
-) -> dict[str, Any]:
-    """The code for tokens (with the PKCE verifier), and the ID token's verified claims."""
+def client_assertion(config: OidcConfig, token_endpoint: str) -> str:
+    """``private_key_jwt`` (OpenID Connect Core 9; RFC 7523): a JWT signed with the client's
+    private key, ``iss`` = ``sub`` = the client id, a fresh ``jti``, valid for 60 seconds, its
+    ``aud`` the issuer (HelseID requires the issuer; the token endpoint is what OIDC Core
+    suggests, and an issuer that wants it is configured with
+    ``MEDLOOP_OIDC_CLIENT_ASSERTION_AUDIENCE=token_endpoint``). Signed by Authlib."""
+    assert config.client_key is not None
+    audience = token_endpoint if config.assertion_audience == "token_endpoint" else config.issuer
+    key = config.client_key
+    header = {"kid": key["kid"]} if key.get("kid") else {}
+    return private_key_jwt_sign(
+        import_key(key),
+        config.client_id,
+        audience,
+        alg=key_algorithm(key),
+        header=header,
+        expires_in=60,
+    )
+
+
+def key_algorithm(key: dict[str, Any]) -> str:
+    """The signature algorithm of a private JWK: its ``alg``, else RS256 (RSA) or ES256/384/512
+    (EC, by curve)."""
+    if key.get("alg"):
+        return str(key["alg"])
+    if key.get("kty") == "EC":
+        return {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}[key["crv"]]
+    return "RS256"
+
+
+def exchange(
+    config: OidcConfig, code: str, pending: dict[str, str], redirect_url: str
+) -> tuple[dict[str, Any], str]:
+    """The code for tokens (with the PKCE verifier): the ID token's verified claims and the
+    ID token itself."""
     metadata = discovery(config)
     body = {
         "grant_type": "authorization_code",
         "code": code,
-        "redirect_uri": _redirect_url(request, config),
+        "redirect_uri": redirect_url,
         "client_id": config.client_id,
         "code_verifier": pending["verifier"],
     }
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-    if config.client_secret:
+    if config.client_key is not None:
+        body["client_assertion_type"] = ASSERTION_TYPE
+        body["client_assertion"] = client_assertion(config, metadata["token_endpoint"])
+    elif config.client_secret:
         # client_secret_basic (RFC 6749 2.3.1); without a secret a public client (PKCE only).
         pair = f"{urllib.parse.quote(config.client_id)}:{urllib.parse.quote(config.client_secret)}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
@@ -288,7 +344,30 @@ def _exchange(
         raise OidcRefused(N_("The identity provider's token is not valid."), str(error)) from None
     if claims.get("nonce") != pending["nonce"]:
         raise OidcRefused(N_("The identity provider's token is not valid."), "nonce")
-    return claims
+    return claims, id_token
+
+
+def logout_address(request: Request, claims: dict[str, Any]) -> str | None:
+    """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0, section 2): the issuer's
+    ``end_session_endpoint`` with the session's ID token as ``id_token_hint``, the client id
+    and ``post_logout_redirect_uri`` (the configured one, else the sign-in page). ``None`` when
+    the session did not come from the issuer, or the issuer has no such endpoint or cannot be
+    reached (then the sign-out is medloop's alone)."""
+    config = pages_config(request).oidc
+    id_token = claims.get(ID_TOKEN_CLAIM)
+    if config is None or not isinstance(id_token, str):
+        return None
+    try:
+        endpoint = discovery(config).get("end_session_endpoint")
+    except OidcRefused:
+        return None
+    if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+        return None
+    back = config.post_logout_redirect_url or str(request.url_for("sign_in"))
+    query = urllib.parse.urlencode(
+        {"id_token_hint": id_token, "client_id": config.client_id, "post_logout_redirect_uri": back}
+    )
+    return endpoint + ("&" if "?" in endpoint else "?") + query
 
 
 def map_claims(config: OidcConfig, found: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,9 @@
   accessible name contains the role in Norwegian (``Lege``, ``Sykepleier``, ``Farmasøyt``,
   ``Pasient``); ``POST /app/sign-in/demo`` starts a session with the same claims as that
   person's demo bearer token. OpenID Connect sign-in (production) is ``medloop.pages.oidc``.
-- ``POST /app/sign-out``: the session is deleted server-side and the cookie cleared.
+- ``POST /app/sign-out``: the session is deleted server-side and the cookie cleared; signed in
+  through OpenID Connect, the browser then goes to the issuer's sign-out
+  (``medloop.pages.oidc.logout_address``).
 - ``POST /app/language``: ``nb`` or ``en`` for this browser (a cookie), back to ``next``.
 """
 
@@ -161,7 +163,13 @@ def sign_in_demo(request: Request, form: AnonymousFormDep) -> Response:
 
 @router.post("/app/sign-out")
 def sign_out(request: Request, page: PageDep, form: FormDep) -> Response:
-    response = RedirectResponse(url("sign-in"), status_code=303)
+    """The session ends here; a session signed in through OpenID Connect then goes on to the
+    issuer's ``end_session_endpoint`` (RP-initiated logout) to end the sign-in there too."""
+    from medloop.pages import oidc
+
+    response = RedirectResponse(
+        oidc.logout_address(request, page.session.claims) or url("sign-in"), status_code=303
+    )
     end_session(request, response)
     _log.info("page sign-out", role=page.principal.role.value)
     return response

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import (
     JSON,
@@ -95,6 +95,20 @@ discharge = Table(
     Column("admission_id", String(UUID_LENGTH), ForeignKey("admission.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("author", JSON, nullable=False),
+)
+
+wristband = Table(
+    # The GS1 GSRN on the resident's wristband for a stay (migration 0018); the latest counts.
+    "wristband",
+    metadata,
+    attestation.command_column(),
+    Column("id", String(UUID_LENGTH), primary_key=True),
+    Column("admission_id", String(UUID_LENGTH), ForeignKey("admission.id"), nullable=False),
+    Column("gsrn", String(18), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("author", JSON, nullable=False),
+    UniqueConstraint("gsrn", name="uq_wristband_gsrn"),
+    Index("ix_wristband_admission", "admission_id", "at"),
 )
 
 schedule = Table(
@@ -272,6 +286,36 @@ def add_discharge(conn: Connection, admission_id: UUID, at: datetime, by: Actor)
         at=utc(at),
         author=by.model_dump(mode="json"),
     )
+
+
+def add_wristband(conn: Connection, admission_id: UUID, gsrn: str, at: datetime, by: Actor) -> None:
+    attestation.insert(
+        conn,
+        wristband,
+        id=str(uuid4()),
+        admission_id=str(admission_id),
+        gsrn=gsrn,
+        at=utc(at),
+        author=by.model_dump(mode="json"),
+    )
+
+
+def wristband_gsrn(conn: Connection, admission_id: UUID) -> str | None:
+    """The GSRN registered last for the stay ``admission_id``; ``None`` when none is."""
+    return conn.execute(
+        select(wristband.c.gsrn)
+        .where(wristband.c.admission_id == str(admission_id))
+        .order_by(wristband.c.at.desc(), wristband.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def gsrn_admission(conn: Connection, gsrn: str) -> UUID | None:
+    """The stay a GSRN is registered for, if any."""
+    found = conn.execute(
+        select(wristband.c.admission_id).where(wristband.c.gsrn == gsrn)
+    ).scalar_one_or_none()
+    return None if found is None else UUID(found)
 
 
 def _admissions(conn: Connection, where: Any) -> list[Admission]:

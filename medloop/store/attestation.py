@@ -106,6 +106,7 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "ward_config": frozenset(),
     "admission": frozenset(),
     "discharge": frozenset(),
+    "wristband": frozenset(),
     "schedule": frozenset(),
     "planned_dose": frozenset(),
     "administration": frozenset(),

@@ -11,6 +11,10 @@ the session carries — exactly those of an API bearer token (``sub``, ``role``,
 - ``find`` answers the live session of an id, or ``None`` (unknown, signed out, expired).
 - ``end`` deletes the session (sign-out): the cookie is worthless from then on, in every
   process, because every request looks the session up.
+- ``take`` deletes and answers a live row in the caller's transaction, once: a one-use row (a
+  witness's grant for one charting, ``medloop.pages.nurse``) is consumed by the charting
+  command's own transaction, so two chartings cannot both use it.
+- ``digest`` names a session without its id (a grant is bound to the session it was made for).
 
 No patient data lives here, so these writes are not commands (``medloop.loop``) and carry no
 audit record of a patient; the sign-in itself is logged by the pages.
@@ -25,7 +29,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, String, Table, Text, delete, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+)
 
 from fest.schema import metadata
 from medloop.store.db import reader, writer
@@ -49,6 +64,11 @@ class PageSession:
     csrf_token: str
     created_at: datetime
     expires_at: datetime
+
+
+def digest(session_id: str) -> str:
+    """The SHA-256 hex the table keys a session id by."""
+    return _digest(session_id)
 
 
 def _digest(session_id: str) -> str:
@@ -97,6 +117,23 @@ def end(engine: Engine, session_id: str | None) -> None:
         return
     with writer(engine).begin() as conn:
         conn.execute(delete(page_session).where(page_session.c.id_digest == _digest(session_id)))
+
+
+def take(conn: Connection, session_id: str | None, *, now: datetime) -> PageSession | None:
+    """Delete the live row of ``session_id`` in ``conn``'s transaction and answer it; ``None``
+    when there is none (unknown, expired, or already taken: only one caller's delete counts)."""
+    if not session_id or len(session_id) > 200:
+        return None
+    key = _digest(session_id)
+    row = conn.execute(select(page_session).where(page_session.c.id_digest == key)).first()
+    if row is None or _aware(row.expires_at) <= now:
+        return None
+    deleted = conn.execute(delete(page_session).where(page_session.c.id_digest == key))
+    if deleted.rowcount != 1:
+        return None
+    return PageSession(
+        json.loads(row.claims), row.csrf_token, _aware(row.created_at), _aware(row.expires_at)
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -14,6 +14,7 @@ from medloop import demo
 from medloop.domain.administration import (
     ChartRequest,
     DoseStatus,
+    InvalidGsrn,
     Outcome,
     ScannedPackExpired,
     ScannedPackMismatch,
@@ -119,7 +120,13 @@ def test_a_pack_is_checked_against_the_entry_before_anything_is_charted(engine, 
 
 def test_a_wristband_is_read_as_a_national_id_or_a_gsrn():
     assert read_wristband(" 14033810012 ").national_id == "14033810012"
-    assert read_wristband("(8018)709999900000000019").gsrn == "709999900000000019"
+    assert read_wristband("(8018)709999900000000017").gsrn == "709999900000000017"
+    assert read_wristband("8018709999900000000017").gsrn == "709999900000000017"
+    assert read_wristband("709999900000000017").gsrn == "709999900000000017"  # bare 18 digits
+    with pytest.raises(InvalidGsrn):  # the GS1 check digit is 7, not 9
+        read_wristband("(8018)709999900000000019")
+    with pytest.raises(InvalidGsrn):
+        read_wristband("709999900000000019")
     with pytest.raises(ScanUnreadable):
         read_wristband("(01)07046260900288")
     with pytest.raises(ScanUnreadable):
@@ -131,7 +138,10 @@ def test_the_wristband_must_be_the_residents_own():
     with pytest.raises(WristbandMismatch):
         check_wristband("14033810012", "02094110037", None)
     with pytest.raises(WristbandNotRegistered):
-        check_wristband("14033810012", None, "709999900000000019")
+        check_wristband("14033810012", None, "709999900000000017")
+    check_wristband("14033810012", None, "709999900000000017", "709999900000000017")
+    with pytest.raises(WristbandMismatch):  # another resident's GSRN: a wrong resident
+        check_wristband("14033810012", None, "709999900000000024", "709999900000000017")
 
 
 def test_a_dose_of_a_changed_dosage_is_shown_superseded_beside_the_new_one(engine, world):

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from interactions.values import MODEL_CONFIG, Day, Moment
 from medloop import queries
@@ -73,6 +73,15 @@ class ChartBody(ChartRequest, Intent):
 class AdmitBody(AdmissionOrder):
     """An admission: ``reason`` (1-500 characters) and ``decision_reference`` (the municipal
     decision, 1-100 characters) are required and shown in the patient's access log."""
+
+
+class WristbandBody(BaseModel):
+    """The GS1 GSRN on the resident's wristband: the bare 18 digits, or the AI 8018 element
+    string as a scanner reads it (``8018…`` or ``(8018)…``); the check digit is checked."""
+
+    model_config = MODEL_CONFIG
+
+    gsrn: Annotated[str, Field(min_length=18, max_length=40, pattern=r"^[0-9()]+$")]
 
 
 class DischargeBody(BaseModel):
@@ -253,6 +262,24 @@ def discharge(
         admission_id,
         body.at or caller.at,
         caller.call(idempotency_key=key),
+    )
+    return render(result)
+
+
+@router.post(
+    "/patients/{patient_id}/wristband",
+    response_model=CommandResponse,
+    responses={**WRITE, **command_answer()},
+    operation_id="registerWristband",
+    summary="Register the GS1 GSRN on the resident's wristband for the current stay (the "
+    "bedside scan matches it)",
+)
+def register_wristband(
+    caller: CallerDep, patient_id: UUID, body: WristbandBody, key: IdempotencyKey
+) -> JSONResponse:
+    caller.authorize(Action.CHART_WRITE, patient_id)
+    result = administration.register_wristband(
+        caller.engine, patient_id, body.gsrn, caller.call(idempotency_key=key)
     )
     return render(result)
 

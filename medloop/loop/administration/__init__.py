@@ -4,7 +4,8 @@ chart queries, one module each.
 - ``wards``: ``create_ward`` / ``configure_ward``, a ward of the caller's organisation and its
   configuration (versions, never edits), through ``runner.run_work``;
 - ``admissions``: ``admit`` / ``discharge`` (through ``run_command``); admitting plans the next
-  48 h at once; ``is_admitted``;
+  48 h at once; ``is_admitted``; ``register_wristband`` (the GS1 GSRN of the stay) and
+  ``wristband_gsrn``;
 - ``planning``: schedules and planned doses; the jobs' ``roll_forward`` (keep ``HORIZON``
   planned; a changed dosage gets a new schedule from the time of the change) and
   ``mark_missed``, each patient one ``run_work`` of the system, idempotent;
@@ -16,7 +17,14 @@ chart queries, one module each.
   ``administration_history``, and one ``admission`` or ``charting``.
 """
 
-from medloop.loop.administration.admissions import AdmissionOrder, admit, discharge, is_admitted
+from medloop.loop.administration.admissions import (
+    AdmissionOrder,
+    admit,
+    discharge,
+    is_admitted,
+    register_wristband,
+    wristband_gsrn,
+)
 from medloop.loop.administration.charting import chart, mark_in_error
 from medloop.loop.administration.planning import HORIZON, mark_missed, roll_forward
 from medloop.loop.administration.queries import (
@@ -56,6 +64,8 @@ __all__ = [
     "discharge",
     "is_admitted",
     "mark_in_error",
+    "register_wristband",
+    "wristband_gsrn",
     "mark_missed",
     "resident_chart",
     "roll_forward",

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine
 
 from interactions.values import Moment
 from medloop.domain._model import Frozen
+from medloop.domain.administration import GsrnInUse
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import (
     Admission,
@@ -120,6 +121,47 @@ def discharge(
         based_on=None,
         request={"admission_id": str(admission_id), "at": at.isoformat()},
     )
+
+
+def register_wristband(engine: Engine, patient_id: UUID, code: str, call: Call) -> CommandResult:
+    """Register the GS1 GSRN on the resident's wristband for their current stay in the caller's
+    organisation (``code``: the bare 18 digits or the AI 8018 element string, check digit
+    checked); the bedside scan then matches it. A new wristband is a new registration (the
+    latest counts); a GSRN registered for another stay is refused (``GsrnInUse``)."""
+    from medloop.loop.scanning import gsrn_of
+
+    gsrn = gsrn_of(code)
+
+    def decide(ctx: Context) -> Effect:
+        found = admission_of(ctx.conn, patient_id, call.actor, call.at)
+        holder = store.gsrn_admission(ctx.conn, gsrn)
+        if holder is not None and holder != found.id:
+            raise GsrnInUse("the GSRN is registered for another stay", gsrn=gsrn)
+        current = store.wristband_gsrn(ctx.conn, found.id)
+        writes = (
+            ()
+            if current == gsrn
+            else (lambda conn: store.add_wristband(conn, found.id, gsrn, call.at, call.actor),)
+        )
+        return Effect(
+            writes=writes,
+            response={"admission_id": str(found.id), "gsrn": gsrn},
+        )
+
+    return run_command(
+        engine,
+        "register-wristband",
+        patient_id,
+        call,
+        decide,
+        based_on=None,
+        request={"gsrn": gsrn},
+    )
+
+
+def wristband_gsrn(conn: Connection, patient_id: UUID, actor: Actor, at: datetime) -> str | None:
+    """The GSRN registered for the resident's current stay in ``actor``'s organisation."""
+    return store.wristband_gsrn(conn, admission_of(conn, patient_id, actor, at).id)
 
 
 def is_admitted(conn: Connection, patient_id: UUID, organisation_id: str, at: datetime) -> bool:

@@ -6,7 +6,7 @@ corrects an earlier charting.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from medloop.domain.administration import (
     ChartRequest,
     GivenDose,
     Outcome,
+    WitnessSignatureUsed,
     decide_charting,
     dose_in_force,
     effective_charting,
@@ -55,9 +56,19 @@ def chart(
     call: Call,
     *,
     witness: Actor | None = None,
+    witness_signature: Callable[[Connection], bool] | None = None,
 ) -> CommandResult:
     """Chart a dose for a patient admitted to a ward of the caller's organisation. ``witness``
-    is the second, authenticated person the ward's policy may demand."""
+    is the second, authenticated person the ward's policy may demand. ``witness_signature``
+    consumes the one-use proof that the witness signed (the pages' grant) in this command's
+    transaction: it answers whether the proof was still there, and when it was not the
+    charting is refused (``WitnessSignatureUsed``) with nothing saved."""
+
+    def consume(conn: Connection) -> None:
+        if witness_signature is not None and not witness_signature(conn):
+            raise WitnessSignatureUsed(
+                "the witness's signature was used for another charting or has expired"
+            )
 
     def decide(ctx: Context) -> Effect:
         facts, replan, recent = _charting_facts(ctx, patient_id, request, witness)
@@ -68,7 +79,7 @@ def chart(
         given = record.outcome is Outcome.GIVEN
         return Effect(
             screening=_screening(ctx, entry, request.given_at, recent) if given else None,
-            writes=(replan.write, lambda conn: store.add_administration(conn, record)),
+            writes=(consume, replan.write, lambda conn: store.add_administration(conn, record)),
             response={
                 "administration_id": str(record.id),
                 "entry_id": str(entry.id),

@@ -1,0 +1,213 @@
+"""The witness's step-up at the identity provider: a second nurse signs for a dose with their
+OWN credentials, never the charting nurse's session.
+
+1. ``POST /app/nurse/residents/{patient}/entries/{entry}/witness/oidc?dose=`` (the charting
+   form's button, CSRF-checked, the charting nurse signed in): an OpenID Connect authorisation
+   request with ``prompt=login`` and ``max_age=0`` (the issuer must authenticate whoever is at
+   the tablet afresh, whatever sign-in it remembers) and its own ``state``, ``nonce`` and PKCE
+   verifier, kept server-side for 10 minutes (a pending row of the session table) together with
+   what they are bound to: the charting nurse's session (its digest), the resident, the entry,
+   the planned dose and the form as it was. The row is named by an HttpOnly ``SameSite=Lax``
+   cookie on ``/app/witness`` (the issuer's redirect back is a cross-site navigation).
+2. ``GET /app/witness/callback``: the pending row is used once; the ``state`` must be its own,
+   the code is exchanged (PKCE, the client's authentication as for the sign-in), the ID token
+   verified (signature, ``iss``, ``aud``, ``exp``, ``nonce``) and its ``auth_time`` must be no
+   earlier than the request (``max_age=0``). The identity must be another person than the
+   charting nurse and a nurse or doctor of the same organisation — the same check as the API's
+   ``X-Witness-Authorization`` (``medloop.api.policy.authorize_witness``). Then a one-use
+   witness grant (``medloop.pages.nurse.store_witness_grant``) is made for that charting, and
+   the browser continues to the charting form, which comes back signed.
+3. Saving the form: the charting command (``medloop.loop.administration.chart``) checks the
+   witness as for the API (the ward's policy, another person, the same organisation) and uses
+   the grant up in its own transaction; a grant that is gone, expired or made for another dose
+   is refused with nothing saved.
+
+The callback's address is ``/app/witness/callback`` under the same origin as the sign-in's
+(``MEDLOOP_OIDC_REDIRECT_URL``'s, when that is set); register it with the issuer as well.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from datetime import timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from medloop.api.auth import Unauthenticated, principal_from_claims
+from medloop.api.policy import Action, authorize_witness
+from medloop.api.problems import Forbidden
+from medloop.domain.administration import WitnessSamePerson
+from medloop.ops import logs
+from medloop.pages import nurse, oidc
+from medloop.pages.i18n import N_
+from medloop.pages.messages import explain
+from medloop.pages.web import FormDep, PageDep, api_state, language, render, url
+from medloop.store import sessions
+
+router = APIRouter(include_in_schema=False)
+_log = logs.get_logger("medloop.pages")
+
+PENDING_COOKIE = "medloop_witness"
+PENDING_LIFETIME = timedelta(minutes=10)
+AUTH_TIME_LEEWAY = 30
+"""Seconds the issuer's ``auth_time`` may lie before the request (clock skew)."""
+
+
+def _callback_url(request: Request, config: oidc.OidcConfig) -> str:
+    if config.redirect_url:
+        return urllib.parse.urljoin(config.redirect_url, url("witness/callback"))
+    return str(request.url_for("witness_callback"))
+
+
+def _chart_address(pending: dict[str, Any], **query: str) -> str:
+    base = url(f"nurse/residents/{pending['patient']}/entries/{pending['entry']}/chart")
+    params = {"dose": pending["dose"]} if pending.get("dose") else {}
+    params.update(query)
+    return base + ("?" + urllib.parse.urlencode(params) if params else "")
+
+
+@router.post("/app/nurse/residents/{patient_id}/entries/{entry_id}/witness/oidc")
+def witness_step_up(
+    page: PageDep,
+    form: FormDep,
+    patient_id: UUID,
+    entry_id: UUID,
+    dose: Annotated[UUID | None, Query()] = None,
+) -> Response:
+    """Send the witness to the identity provider to sign in afresh for this dose."""
+    nurse._nurse_only(page)
+    page.caller.authorize(Action.CHART_WRITE, patient_id)
+    config = page.request.app.state.pages.oidc
+    values = nurse._values(form)
+    try:
+        if config is None:
+            raise oidc.OidcRefused(N_("Sign-in with an identity provider is not configured here."))
+        address, secrets = oidc.authorization_request(
+            config, _callback_url(page.request, config), prompt="login", max_age="0"
+        )
+    except oidc.OidcRefused as refused:
+        return nurse._chart_page(
+            page,
+            patient_id,
+            entry_id,
+            dose,
+            values=values,
+            refusal=nurse.Refusal("witness-sign-in", page._(refused.message), "witness", 503),
+            status=503,
+        )
+    at = page.caller.at
+    pending = {
+        "witness_pending": {
+            **secrets,
+            "requested": int(time.time()),  # the issuer's clock: compared with auth_time
+            "performer": {k: v for k, v in page.session.claims.items() if k != oidc.ID_TOKEN_CLAIM},
+            "session": sessions.digest(page.session_id),
+            "patient": str(patient_id),
+            "entry": str(entry_id),
+            "dose": None if dose is None else str(dose),
+            "values": values,
+        }
+    }
+    pending_id, _ = sessions.start(
+        page.state.engine, pending, now=at, expires_at=at + PENDING_LIFETIME
+    )
+    response = RedirectResponse(address, status_code=303)
+    response.set_cookie(
+        PENDING_COOKIE,
+        pending_id,
+        max_age=int(PENDING_LIFETIME.total_seconds()),
+        path=url("witness"),
+        httponly=True,
+        samesite="lax",
+        secure=page.request.url.scheme == "https",
+    )
+    _log.info("witness step-up started")
+    return response
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, detail: str = "", text: str | None = None) -> None:
+        super().__init__(detail or message)
+        self.message = message
+        self.text = text
+
+
+@router.get("/app/witness/callback", name="witness_callback")
+def witness_callback(request: Request) -> Response:
+    state = api_state(request)
+    at = state.clock()
+    pending_id = request.cookies.get(PENDING_COOKIE)
+    found = sessions.find(state.engine, pending_id, now=at)
+    sessions.end(state.engine, pending_id)  # one use, whatever happens next
+    pending = None if found is None else found.claims.get("witness_pending")
+    try:
+        config = request.app.state.pages.oidc
+        if config is None:
+            raise _Refused(N_("Sign-in with an identity provider is not configured here."))
+        if not isinstance(pending, dict):
+            raise _Refused(N_("The witness's sign-in took too long or was started elsewhere."))
+        params = request.query_params
+        if params.get("error"):
+            raise _Refused(N_("The identity provider refused the witness's sign-in."), "error")
+        if params.get("state") != pending["state"] or not params.get("code"):
+            raise _Refused(N_("The witness's sign-in answer does not belong to this charting."))
+        try:
+            id_claims, _ = oidc.exchange(
+                config, params["code"], pending, _callback_url(request, config)
+            )
+        except oidc.OidcRefused as refused:
+            raise _Refused(refused.message, str(refused)) from None
+        auth_time = id_claims.get("auth_time")
+        if not isinstance(auth_time, int | float) or auth_time < (
+            pending["requested"] - AUTH_TIME_LEEWAY
+        ):
+            raise _Refused(
+                N_("The witness was not asked for their password just now. Sign again."),
+                "auth_time",
+            )
+        witness_claims = oidc.map_claims(config, id_claims)
+        try:
+            witness = principal_from_claims(witness_claims)
+            performer = principal_from_claims(pending["performer"])
+        except Unauthenticated as error:
+            raise _Refused(
+                N_("The witness's identity does not carry what medloop needs."), str(error)
+            ) from None
+        lang = language(request)
+        if witness.subject == performer.subject:
+            raise _Refused("", "same person", explain(WitnessSamePerson("same"), lang).text)
+        try:
+            authorize_witness(performer, witness)
+        except Forbidden as error:
+            raise _Refused(
+                N_("The witness must be a nurse or doctor at this nursing home."), str(error)
+            ) from None
+    except _Refused as refused:
+        _log.info("witness step-up refused", why=str(refused)[:200])
+        back = _chart_address(pending) if isinstance(pending, dict) else url()
+        return render(
+            request,
+            "error.html",
+            status=403,
+            title_key=N_("The witness could not sign"),
+            message_key=refused.message,
+            message=refused.text,
+            back=back,
+        )
+    grant = nurse.store_witness_grant(
+        state.engine,
+        at,
+        witness_claims,
+        {k: pending[k] for k in ("session", "patient", "entry", "dose", "values")}
+        | {"for": performer.subject},
+    )
+    identity = str((pending.get("values") or {}).get("identity") or "")
+    target = _chart_address(pending, identity=identity, witness=grant)
+    response = render(request, "continue.html", target=target)
+    response.delete_cookie(PENDING_COOKIE, path=url("witness"), httponly=True, samesite="lax")
+    _log.info("witness step-up signed")
+    return response
