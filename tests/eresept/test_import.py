@@ -17,7 +17,6 @@ from medloop.domain.messages import (
     MessageIdReused,
     MessageNotMatched,
     MessagePatientMismatch,
-    MessageTypeNotImported,
 )
 from medloop.domain.multidose.errors import InvalidResponsibility
 from medloop.domain.patient import PatientNotFound
@@ -148,16 +147,6 @@ def test_a_list_for_a_patient_with_entries_becomes_a_proposal_and_changes_nothin
         original = stored.original_of(conn, receipt.message_id)
     assert kept.result == "proposed" and kept.proposal == receipt.proposal
     assert original == example("M25.1")
-
-
-@pytest.mark.parametrize("name", ["M10"])
-def test_message_types_not_imported_yet_are_refused_by_name_and_nothing_is_stored(engine, name):
-    real_world(engine)
-    before = counts(engine)
-    with pytest.raises(MessageTypeNotImported) as caught:
-        _import(engine, example(name))
-    assert caught.value.context["type"] == "ERM10"
-    assert counts(engine) == before
 
 
 def test_the_official_recall_of_a_prescription_we_do_not_hold_is_refused(engine):
