@@ -25,8 +25,11 @@ module only translates:
   prescription (``ReseptId``) under every closed-loop dispensing rule, recorded with the pack's
   expiry (and batch, without ``Batchnr``) absent, marked ``reported_in="M10"``; an annulling
   M10 annuls the dispense of the M10 it names. A report we cannot match is refused.
-- The other types (M25.3) are read and validated but refused by name
-  (``message-type-not-imported``): nothing is stored.
+- **M25.3** (``ERM253``): the multidose pharmacy's report of what it packed, translated into
+  the JSON packing report's input (``PackReport``: one bag per dosing day and intake time with
+  the packed package and amount per entry, from each ``SisteUtlevering``'s first to last dose
+  date and the packed dosage) and reconciled by the same decision as ``multidose
+  reconcile`` (``loop.multidose.packing_reconciliation``).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from medloop.domain.dispense import NOT_CARRIED_BY_M10, DispenseQuantity, Dispen
 from medloop.domain.dispense import annul as annul_dispense
 from medloop.domain.dispense import dispense as record_dispense
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, UnresolvedDrug
-from medloop.domain.entry import Discontinuation, EntryEdit
+from medloop.domain.entry import Discontinuation, EntryEdit, ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import (
     AddEntry,
@@ -88,8 +91,10 @@ from medloop.domain.messages import (
     may_apply_directly,
     propose,
 )
+from medloop.domain.multidose.plan import expected_doses
 from medloop.domain.multidose.proposals import Proposal, ProposalKind
 from medloop.domain.multidose.proposals import propose as multidose_propose
+from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.multidose.responsibility import assign_responsibility, responsibility_on
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
@@ -107,6 +112,7 @@ from medloop.eresept import content as c
 from medloop.eresept.model import MsgInfo
 from medloop.loop.catalogue import Catalogue, DrugOrder
 from medloop.loop.errors import UnknownDrug
+from medloop.loop.multidose import load_packing_rules, packing_reconciliation
 from medloop.loop.runner import (
     Call,
     Context,
@@ -127,7 +133,7 @@ from medloop.store.patients import find_patient_id
 from medloop.store.prescriptions import patients_of_prescriptions
 
 ACTION = "eresept-import"
-IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5", "ERM271", "ERM252", "ERM10")
+IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5", "ERM271", "ERM252", "ERM10", "ERM253")
 _NAMESPACE = uuid.UUID("6f1c3d52-8a4e-4f57-9a43-2b0b8d1c5e17")
 
 
@@ -370,6 +376,8 @@ def _decision(received: Message, data: bytes, patient_id: UUID, national_id: str
             effect, result, reasons, proposal = _multidose_doctor(ctx, message, call, patient_id)
         elif info.type == "ERM10":
             effect, result, reasons, proposal = _dispensing_report(ctx, message, call)
+        elif info.type == "ERM253":
+            effect, result, reasons, proposal = _packing_report(ctx, message, call, patient_id)
         else:
             effect, result, reasons, proposal = _recall(ctx, message, call)
         if received.wrapped is not None:
@@ -737,6 +745,111 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
         reasons,
         None,
     )
+
+
+def _packing_report(ctx: Context, message: Message, call: Call, patient_id: UUID) -> Decided:
+    """M25.3: what the multidose pharmacy packed, as the packing report ``multidose reconcile``
+    takes (``PackReport``), reconciled by the same decision. The period is the patient's
+    packing period holding the first dosing day (``Pakkeinfo/ForsteDoseringsdato``, else the
+    earliest ``DatoForsteDose``). Each entry's ``SisteUtlevering`` becomes lines in the bags of
+    each day from its first to its last dose date (within the period) and each intake time of
+    the packed dosage (its M1's structured ``Dosering``, mapped as for M25.1), with the
+    dispensed package (``UtleveringB64``'s ``Varenr``, else the M1's) and the dose amount, named
+    to our entry (by its id, else its prescription id)."""
+    lib = message.lists[0]
+    packing = lib.packing
+    starts = [_date(p.first_dose) for e in lib.entries for p in e.packed]
+    first = _date(packing.first_day if packing else None) or min(
+        (d for d in starts if d is not None), default=None
+    )
+    if first is None:
+        raise MessageNotMatched("the M25.3 reports no packed dose (no SisteUtlevering dates)")
+    period = next(
+        (
+            p
+            for p in multidose_store.periods_of(ctx.conn, patient_id)
+            if p.first_day <= first <= p.last_day
+        ),
+        None,
+    )
+    if period is None:
+        raise MessageNotMatched(
+            f"the M25.3 reports packing from {first.isoformat()}, in no packing period of this "
+            "patient; open the period first",
+            first_day=first,
+        )
+    current = ctx.state.medication_list
+    by_id = {str(e.id): e for e in current.entries}
+    by_prescription = {str(p): e for e in current.entries for p in e.prescription_ids}
+    rules = load_packing_rules()
+    reasons: list[str] = []
+    bags: dict[tuple[date, str], list[PackedLine]] = {}
+    for index, source in enumerate(lib.entries):
+        ours = by_id.get((source.id or "").strip()) or by_prescription.get(
+            (source.prescription_id or "").strip()
+        )
+        fs = source.prescription.forskrivning if source.prescription else None
+        use, dosage, _, _, check, _ = map_dosage(fs, call.at.date())
+        for packed in source.packed:
+            why = packed.repacking_reason
+            if why is not None:
+                reasons.append(f"entry {source.id}: repacked ({why.dn or why.v})")
+            dispensed = packed.dispensed.forskrivning if packed.dispensed else None
+            varenr = (dispensed.drug.varenr if dispensed and dispensed.drug else None) or (
+                fs.drug.varenr if fs and fs.drug else None
+            )
+            start, end = _date(packed.first_dose), _date(packed.last_dose)
+            if varenr is None or dosage is None or not dosage.fixed or start is None:
+                reasons.append(
+                    f"entry {source.id}: packed without a varenr or a structured dosage "
+                    f"({check}); not in the bags"
+                )
+                continue
+            drug = ctx.catalogue.resolve(DrugOrder(varenr=varenr))
+            as_packed = ListEntry(
+                id=ours.id if ours is not None else _entry_id(None, message.msg_id, index),
+                version=1,
+                drug=drug,
+                dosage=dosage,
+                use=use,
+                start=start,
+                stop=end,
+                multidose=True,
+                changed_at=call.at,
+            )
+            days = [d for d in period.days if start <= d and (end is None or d <= end)]
+            for (day, intake, _), amount in expected_doses([as_packed], days, rules).items():
+                bags.setdefault((day, intake), []).append(
+                    PackedLine(
+                        varenr=varenr,
+                        quantity=amount,
+                        entry_id=ours.id if ours is not None else None,
+                    )
+                )
+    if packing is not None and packing.order_deadline:
+        said = _moment(packing.order_deadline)
+        if said is not None and said != period.order_deadline:
+            reasons.append(
+                f"the M25.3's order deadline {packing.order_deadline} differs from the "
+                f"period's {period.order_deadline.isoformat()}"
+            )
+    report = PackReport(
+        report_id=uuid.uuid5(_NAMESPACE, f"{message.msg_id}/packing"),
+        period_id=period.id,
+        bags=tuple(
+            PackedBag(day=day, intake=intake, lines=tuple(lines))
+            for (day, intake), lines in sorted(bags.items())
+        ),
+    )
+    effect = packing_reconciliation(ctx, patient_id, report, call, rules)
+    counts = effect.response.get("counts", {})
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no lines"
+    reasons.insert(
+        0,
+        f"packing report {report.report_id} for period {period.first_day}–{period.last_day}: "
+        f"{summary}; {effect.response.get('discrepancies', 0)} discrepancy(ies)",
+    )
+    return effect, "applied", reasons, None
 
 
 def m10_dispense_id(msg_id: str) -> UUID:

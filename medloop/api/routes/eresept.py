@@ -27,7 +27,7 @@ from medloop.loop.messages import accept_list_proposal, import_message
 
 router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
 XML = "application/xml"
-PHARMACY_TYPES = frozenset({"ERM252"})
+PHARMACY_TYPES = frozenset({"ERM252", "ERM253"})
 """Messages a multidose pharmacy sends (``multidose.write``); the others write the list."""
 DISPENSING_TYPES = frozenset({"ERM10"})
 """Messages a dispensing pharmacy sends (``dispensing.write``)."""
