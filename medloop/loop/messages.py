@@ -17,8 +17,9 @@ module only translates:
 - **M1** (``ERM1``): a new entry with its prescription (the M1's MsgId is the prescription id),
   through decision support like ``prescribe``.
 - **M5** (``ERM5``): recall of the prescription it names (``Tilbakekalling``).
-- **M25.2** (``ERM252``): the multidose pharmacy's questions, dosage changes and
-  discontinuations, each a pending proposal for the multidose doctor.
+- **M25.2** (``ERM252``): the multidose pharmacy's questions, dosage changes,
+  discontinuations and new entries (as the prescribe order the doctor's acceptance runs), each
+  a pending proposal for the multidose doctor.
 - **M27.1** (``ERM271``, status R): the sender becomes the multidose doctor from
   ``GjelderFra`` (``domain.multidose.responsibility``).
 - **M10** (``ERM10``): an external pharmacy's dispensing report, a dispense against our
@@ -113,6 +114,7 @@ from medloop.eresept.model import MsgInfo
 from medloop.loop.catalogue import Catalogue, DrugOrder
 from medloop.loop.errors import UnknownDrug
 from medloop.loop.multidose import load_packing_rules, packing_reconciliation
+from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.runner import (
     Call,
     Context,
@@ -722,14 +724,43 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
                 discontinuation=entry.discontinuation,
             )
         elif found.kind == "new":
-            reasons.append(
-                f"entry {source.id} is new to the list: a pharmacy proposes a new entry through "
-                "the multidose API with its prescription terms, not imported from M25.2"
+            if not isinstance(entry.drug, CatalogueDrug):
+                reasons.append(
+                    f"entry {source.id} is new to the list but its drug is not in the catalogue "
+                    f"in force: not proposed ({entry.drug.name})"
+                )
+                continue
+            index = len(records)
+            order = PrescribeOrder(
+                entry_id=_entry_id(entry.message_entry_id, message.msg_id, index),
+                drug=DrugOrder(varenr=entry.drug.varenr)
+                if entry.drug.varenr
+                else DrugOrder(fest_id=entry.drug.fest_id),
+                use=entry.use,
+                dosage=entry.dosage,
+                indication=entry.indication,
+                start=entry.start,
+                stop=entry.stop,
+                multidose=True,
+                terms=PrescriptionTerms(
+                    prescription_id=entry.prescription_id
+                    or uuid.uuid5(_NAMESPACE, f"{message.msg_id}/prescription/{index}"),
+                    quantity=PrescribedQuantity(packages=entry.packages or 1.0),
+                    repeats=entry.repeats,
+                    reserved_against_substitution=entry.reserved_against_substitution,
+                    reimbursed=entry.reimbursed,
+                    expires=entry.prescription_expires,
+                ),
+            )
+            proposed(
+                kind=ProposalKind.NEW_ENTRY,
+                new_entry=order.model_dump(mode="json"),
+                note=f"M25.2 {message.msg_id}: new entry {source.id}",
             )
     if not records:
         raise MessageNotMatched(
-            "the M25.2 proposes nothing this list can take: no question, dosage change or "
-            "discontinuation of an entry on it",
+            "the M25.2 proposes nothing this list can take: no question, dosage change, "
+            "discontinuation of an entry on it or new entry in the catalogue",
             reasons=reasons,
         )
     reasons.insert(0, f"{len(records)} proposal(s) waiting for the multidose doctor")
