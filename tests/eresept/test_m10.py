@@ -5,7 +5,6 @@ match, or that the rules refuse, is refused with nothing stored. SQLite and Post
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
@@ -19,14 +18,11 @@ from medloop.domain.messages import MessageNotMatched
 from medloop.fhir.resources import medication_dispense
 from medloop.loop.messages import import_message, m10_dispense_id
 from medloop.store.prescriptions import dispense, dispense_annulment
+from tests.eresept.dispensing import FIRST, FIRST_VARENR, OFFICIAL_RESEPT_ID, m10
 from tests.eresept.importing import counts, demo_world, reader_config, real_world, with_demo_drugs
-from tests.eresept.messages import example, needs_shared, without_signature
+from tests.eresept.messages import example, needs_shared
 
 pytestmark = needs_shared
-
-OFFICIAL_RESEPT_ID = "c2883dc2-8eef-4b8e-a80f-167f858425f7"
-FIRST = uuid.UUID("665e2a11-787a-4dac-aec1-16466a9838d1")  # entry 1 of the official M25.1
-FIRST_VARENR = "090606"  # its drug once rewritten to the demo catalogue (with_demo_drugs)
 
 
 def _import(engine, data: bytes):
@@ -45,35 +41,6 @@ def _rows(engine) -> tuple[int, ...]:
 def _state(engine, patient_id):
     with engine.connect() as conn:
         return queries.patient_state(conn, patient_id)
-
-
-def m10(
-    prescription_id: uuid.UUID | str = FIRST,
-    *,
-    varenr: str = FIRST_VARENR,
-    packages: str = "1.000",
-    msg_id: str | None = None,
-    batch: str | None = None,
-    annuls: str | None = None,
-) -> bytes:
-    """The official M10 (unsigned) reporting ``packages`` of ``varenr`` against
-    ``prescription_id``; ``batch`` adds a ``Batchnr``, ``annuls`` makes it an annulment of the
-    M10 with that MsgId."""
-    data = without_signature(example("M10"))
-    data = data.replace(OFFICIAL_RESEPT_ID.encode(), str(prescription_id).encode())
-    data = data.replace(b"<Varenr>541409</Varenr>", f"<Varenr>{varenr}</Varenr>".encode())
-    data = data.replace(b"<Antall>1.000</Antall>", f"<Antall>{packages}</Antall>".encode())
-    data = re.sub(
-        rb"<MsgId>[^<]*</MsgId>", f"<MsgId>{msg_id or uuid.uuid4()}</MsgId>".encode(), data
-    )
-    after = b"<ByttereservasjonKunde>false</ByttereservasjonKunde>"
-    extra = b""
-    if annuls is not None:
-        data = data.replace(b"<Annullering>false</Annullering>", b"<Annullering>true</Annullering>")
-        extra += f"<AnnulleringsId>{annuls}</AnnulleringsId>".encode()
-    if batch is not None:
-        extra += f"<Batchnr>{batch}</Batchnr>".encode()
-    return data.replace(after, after + extra)
 
 
 def _listed(engine):
