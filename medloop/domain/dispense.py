@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field, model_validator
@@ -123,11 +124,33 @@ class Annulment(Frozen):
     reason: str = Field(min_length=1)
 
 
+NOT_CARRIED_BY_M10 = "ikke oppgitt i M10"
+"""How a pack detail an M10 does not carry is shown (batch when no ``Batchnr``; expiry always)."""
+
+DispenseSource = Literal["M10"]
+"""Where a dispense was reported from when not at our own dispensing: ``M10``, an external
+pharmacy's dispensing report (``Utleveringsrapport``)."""
+
+
+def _pack_details(
+    reported_in: DispenseSource | None, batch: str | None, expiry: date | None
+) -> None:
+    """Batch and expiry are required, except in a dispense reported through M10, which carries
+    no expiry (and the batch only when it has ``Batchnr``): the one source that may lack them."""
+    if reported_in is None and (batch is None or expiry is None):
+        raise ValueError(
+            "a dispense records the pack's batch and expiry; only a dispense reported in an "
+            "M10 (reported_in='M10') may lack them"
+        )
+
+
 class Dispense(Frozen):
     """One dispense. ``substituted`` says the package differs from the prescribed one (generic
     substitution, ``generisk bytte``); ``patient_refused_substitution`` is
     ``ByttereservasjonKunde``; ``finished`` (``Avsluttet``) says the pharmacy closed the
-    prescription; ``expiry`` and ``batch`` are the pack's."""
+    prescription; ``expiry`` and ``batch`` are the pack's. ``reported_in`` is ``"M10"`` for a
+    dispense an external pharmacy reported through an M10: only then may ``batch`` and
+    ``expiry`` be absent (``not_carried`` names them; shown as :data:`NOT_CARRIED_BY_M10`)."""
 
     id: UUID
     prescription_id: UUID
@@ -135,14 +158,15 @@ class Dispense(Frozen):
     dispensed_on: date
     package: DispensedPackage
     quantity: DispenseQuantity
-    batch: str = Field(min_length=1)
-    expiry: date
+    batch: str | None = Field(default=None, min_length=1)
+    expiry: date | None = None
     pharmacy: Organisation
     pharmacist: HealthPersonnel
     substituted: bool
     patient_refused_substitution: bool = False
     finished: bool = False
     annulment: Annulment | None = None
+    reported_in: DispenseSource | None = None
 
     @model_validator(mode="after")
     def _by_a_pharmacist_at_a_pharmacy(self) -> Dispense:
@@ -150,7 +174,15 @@ class Dispense(Frozen):
             raise NotAPharmacy(f"{self.pharmacy.name} is not a pharmacy")
         if self.pharmacist.role is not PersonnelRole.PHARMACIST:
             raise NotAPharmacist(f"{self.pharmacist.name} is not a pharmacist")
+        _pack_details(self.reported_in, self.batch, self.expiry)
         return self
+
+    @property
+    def not_carried(self) -> tuple[str, ...]:
+        """The pack details absent because the M10 that reported the dispense does not carry
+        them (``batch``, ``expiry``)."""
+        details = (("batch", self.batch), ("expiry", self.expiry))
+        return tuple(name for name, value in details if value is None)
 
     @property
     def counts(self) -> bool:
@@ -283,15 +315,22 @@ def check_dispensable(
 
 
 class DispenseRequest(Frozen):
-    """What the pharmacy reports handing out (the M10 ``Utlevering``)."""
+    """What the pharmacy reports handing out (the M10 ``Utlevering``); batch and expiry may be
+    absent only when ``reported_in`` is ``"M10"`` (see :class:`Dispense`)."""
 
     id: UUID
     dispensed_on: date
     quantity: DispenseQuantity
-    batch: str = Field(min_length=1)
-    expiry: date
+    batch: str | None = Field(default=None, min_length=1)
+    expiry: date | None = None
     patient_refused_substitution: bool = False
     finished: bool = False
+    reported_in: DispenseSource | None = None
+
+    @model_validator(mode="after")
+    def _pack_details_unless_m10(self) -> DispenseRequest:
+        _pack_details(self.reported_in, self.batch, self.expiry)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +371,7 @@ def dispense(
         quantity=request.quantity,
         pharmacy=by.organisation,
     )
-    if request.expiry < request.dispensed_on:
+    if request.expiry is not None and request.expiry < request.dispensed_on:
         raise PackExpired(
             f"the pack expired on {request.expiry}", batch=request.batch, expiry=request.expiry
         )
@@ -350,6 +389,7 @@ def dispense(
         substituted=verdict.substituted,
         patient_refused_substitution=request.patient_refused_substitution,
         finished=request.finished,
+        reported_in=request.reported_in,
     )
     finished = tally(prescription, (*earlier, record)).finished
     after, version = after_dispensing(prescription, finished=finished, at=at, by=by)

@@ -145,6 +145,30 @@ class Question(Frozen):
     unmapped: tuple[Unmapped, ...] = ()
 
 
+class PackedDispensing(Frozen):
+    """M25.3 ``SisteUtlevering``: what the multidose pharmacy last packed and handed out for
+    an entry: first and last dose date, repacking reason (``Ompakkingsgrunn``), the M10 it
+    reported (``RefM10``), and the dispensed package from the embedded ``UtleveringB64``."""
+
+    first_dose: str | None = None  # DatoForsteDose
+    last_dose: str | None = None  # DatoSisteDose
+    repacking_reason: Coded | None = None  # Ompakkingsgrunn
+    ref_m10: str | None = None  # RefM10
+    picture: str | None = None  # Bilderef
+    dispensed: ReseptDokLegemiddel | None = None  # UtleveringB64/Utlevering/ReseptDokLegemiddel
+    dispensed_on: str | None = None  # UtleveringB64/Utlevering/Utleveringsdato
+    unmapped: tuple[Unmapped, ...] = ()
+
+
+class PackingInfo(Frozen):
+    """M25.3 ``Pakkeinfo``: the order deadline and the first and last dosing day packed."""
+
+    order_deadline: str | None = None  # Bestillingsfrist
+    first_day: str | None = None  # ForsteDoseringsdato
+    last_day: str | None = None  # SisteDoseringsdato
+    unmapped: tuple[Unmapped, ...] = ()
+
+
 class LibEntry(Frozen):
     """``EnkeltoppforingLIB``: one entry of the list, with its embedded prescription."""
 
@@ -160,6 +184,7 @@ class LibEntry(Frozen):
     prescription_where: str | None = None
     discontinued: Seponering | None = None  # Seponering
     questions: tuple[Question, ...] = ()
+    packed: tuple[PackedDispensing, ...] = ()  # M25.3 SisteUtlevering
     unmapped: tuple[Unmapped, ...] = ()
 
     @property
@@ -177,6 +202,7 @@ class LegemidlerIBruk(Frozen):
     entries: tuple[LibEntry, ...] = ()
     note: str | None = None
     locum: Coded | None = None  # Vikar
+    packing: PackingInfo | None = None  # M25.3 Pakkeinfo
     unmapped: tuple[Unmapped, ...] = ()
 
 
@@ -447,6 +473,34 @@ def read_entry(element, path: str, embedded: dict[str, etree._Element]) -> LibEn
                 unmapped=qr.rest(),
             )
         )
+    packed = []
+    for found in r.all("SisteUtlevering"):
+        pr = _Reader(found, r.path_of(found))
+        dispensed = dispensed_on = None
+        b64 = pr.one("UtleveringB64")
+        kept_b64: tuple[Unmapped, ...] = ()
+        root = embedded.get(pr.path_of(b64)) if b64 is not None else None
+        if root is not None and local(root) == "Utlevering":
+            ur = _Reader(root, pr.path_of(b64) + "/Utlevering")
+            doc = ur.one("ReseptDokLegemiddel")
+            if doc is not None:
+                dispensed = read_resept_dok(doc, ur.path_of(doc))
+            dispensed_on = ur.text("Utleveringsdato")
+        elif b64 is not None:
+            kept_b64 = (unmapped(b64, pr.path_of(b64)),)
+        packed.append(
+            PackedDispensing(
+                first_dose=pr.text("DatoForsteDose"),
+                last_dose=pr.text("DatoSisteDose"),
+                repacking_reason=pr.coded("Ompakkingsgrunn"),
+                ref_m10=pr.text("RefM10"),
+                picture=pr.text("Bilderef"),
+                dispensed=dispensed,
+                dispensed_on=dispensed_on,
+                unmapped=tuple(u for u in pr.rest() if not u.path.endswith("UtleveringB64"))
+                + kept_b64,
+            )
+        )
     return LibEntry(
         id=r.text("Id"),
         type=r.coded("Type"),
@@ -460,6 +514,7 @@ def read_entry(element, path: str, embedded: dict[str, etree._Element]) -> LibEn
         prescription_where=where,
         discontinued=discontinued,
         questions=tuple(questions),
+        packed=tuple(packed),
         unmapped=r.rest() + kept,
     )
 
@@ -472,5 +527,19 @@ def read_lib(element, path: str, type_name: str, embedded) -> LegemidlerIBruk:
         entries=tuple(read_entry(x, r.path_of(x), embedded) for x in r.all("EnkeltoppforingLIB")),
         note=r.text("Merknad"),
         locum=r.coded("Vikar"),
+        packing=_packing(r),
         unmapped=r.rest(),
+    )
+
+
+def _packing(r: _Reader) -> PackingInfo | None:
+    found = r.one("Pakkeinfo")
+    if found is None:
+        return None
+    p = _Reader(found, r.path_of(found))
+    return PackingInfo(
+        order_deadline=p.text("Bestillingsfrist"),
+        first_day=p.text("ForsteDoseringsdato"),
+        last_day=p.text("SisteDoseringsdato"),
+        unmapped=p.rest(),
     )

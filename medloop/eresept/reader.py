@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from lxml import etree
 
@@ -53,7 +54,17 @@ HANDLED_TYPES: dict[str, str] = {
     "ERM252": "M25.2",
     "ERM253": "M25.3",
     "ERM271": "M27.1",
+    "ERM912": "MsgHead",
+    "ERM94": "MsgHead",
 }
+
+# M9.x answers from the prescription intermediary that carry a whole message base64-encoded
+# (in a ``Base64Container`` in their ``Content``): type code -> the type of the message they
+# must carry. M9.12 (``Nedlasting av varer i bruk``) carries an M25.1, M9.4 (``Nedlasting av
+# resept``) an M1. The wrapped message is read, validated and imported as if received alone.
+WRAPPER_TYPES: dict[str, str] = {"ERM912": "ERM251", "ERM94": "ERM1"}
+M9_NS_PREFIX = "http://www.kith.no/xmlstds/eresept/m9"
+"""The namespaces of the M9.x documents (``…/eresept/m912/…``, ``…/eresept/m94/2010-07-01``)."""
 
 # elements that carry a base64-encoded XML document: the ones the standards name, and any
 # element whose name ends in "B64" (the e-prescription naming rule) or that is a KITH
@@ -75,10 +86,18 @@ class Message(Frozen):
     lists: tuple[c.LegemidlerIBruk, ...] = ()
     prescriptions: tuple[c.Resept, ...] = ()
     unmapped: tuple[Unmapped, ...] = ()
+    wrapped: Message | None = None
+    """In an M9.x answer (:data:`WRAPPER_TYPES`): the message it carries, read as if received
+    alone (its own envelope, documents, signatures and content; ``source`` says where it was)."""
 
     @property
     def type(self) -> str:
         return self.msg_info.type
+
+    @property
+    def subject(self) -> Message:
+        """The message whose content takes effect: the wrapped one of an M9.x answer, else this."""
+        return self.wrapped if self.wrapped is not None else self
 
     @property
     def msg_id(self) -> str:
@@ -188,30 +207,11 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
     docs: list[_Doc] = []
     problems += _take_envelope(docs, root, prefix="", depth=0, source=source, config=config)
 
-    expected = HANDLED_TYPES.get(type_code or "")
     top = [d for d in docs if d.depth == 0]
-    if expected is not None and not top:
-        problems.append(
-            Problem(
-                "content-type-mismatch",
-                f"a {type_code} message must carry an {expected} document in "
-                "Document/RefDoc/Content; it carries none",
-                source,
-                root.sourceline,
-            )
-        )
-    elif expected is not None and not any(d.type_name == expected for d in top):
-        problems.append(
-            Problem(
-                "content-type-mismatch",
-                f"a {type_code} message must carry an {expected} document; "
-                f"it carries {', '.join(d.type_name for d in top)}",
-                source,
-                top[0].line,
-                None,
-                top[0].where,
-            )
-        )
+    if type_code in WRAPPER_TYPES:
+        problems += _wrapper_problems(type_code, docs, source, root)
+    else:
+        problems += _content_problems(type_code, top, source, root)
 
     reports = [
         signatures.check(data, sig, where=path_of(sig, root, ""), trust_store=config.trust_store)
@@ -238,6 +238,37 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
 
     msg_info = read_msg_info(root.find(f"{{{MSGHEAD_NS}}}MsgInfo"))
     embedded = {d.where: d.element for d in docs if d.embedded}
+    wrapped = None
+    if type_code in WRAPPER_TYPES:
+        (carrier,) = _wrapped(docs)
+        inside = [d for d in docs if d.where.startswith(carrier.where + "/")]
+        inner_info = read_msg_info(carrier.element.find(f"{{{MSGHEAD_NS}}}MsgInfo"))
+        assert carrier.data is not None
+        wrapped = Message(
+            source=f"{source}: {carrier.where}",
+            sha256=hashlib.sha256(carrier.data).hexdigest(),
+            size=len(carrier.data),
+            msg_info=inner_info,
+            documents=tuple(_document(d) for d in inside),
+            signatures=tuple(r for r in reports if r.where.startswith(carrier.where + "/")),
+            **_content([d for d in inside if d.depth == carrier.depth], inner_info, embedded),
+        )
+        top = [d for d in top if d is not carrier]
+    return Message(
+        source=source,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        msg_info=msg_info,
+        documents=tuple(_document(d) for d in docs),
+        signatures=tuple(reports),
+        wrapped=wrapped,
+        **_content(top, msg_info, embedded),
+    )
+
+
+def _content(top: list[_Doc], msg_info: MsgInfo, embedded: dict) -> dict:
+    """The typed content of an envelope's documents (``top``): lists, prescriptions, and the
+    documents without a typed model kept whole."""
     lists, prescriptions, kept = [], [], []
     for doc in top:
         if (
@@ -249,32 +280,117 @@ def read_message(data: bytes, *, source: str, config: ReaderConfig) -> Message:
             prescriptions.append(
                 c.read_resept(doc.element, doc.where, msg_info.sender.healthcare_professional)
             )
-        else:
+        elif doc.type_name not in ("MsgHead",):
             kept.append(c.unmapped(doc.element, doc.where))
-    return Message(
-        source=source,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        msg_info=msg_info,
-        documents=tuple(
-            Document(
-                where=d.where,
-                namespace=_ns(d.element) or "",
-                root=_qname(d.element),
-                type=d.type_name,
-                line=d.line,
-                depth=d.depth,
-                embedded=d.embedded,
-                validation=d.validation,
-                sha256=hashlib.sha256(d.data).hexdigest() if d.data is not None else None,
-            )
-            for d in docs
-        ),
-        signatures=tuple(reports),
-        lists=tuple(lists),
-        prescriptions=tuple(prescriptions),
-        unmapped=tuple(kept),
+    return {"lists": tuple(lists), "prescriptions": tuple(prescriptions), "unmapped": tuple(kept)}
+
+
+def _document(d: _Doc) -> Document:
+    return Document(
+        where=d.where,
+        namespace=_ns(d.element) or "",
+        root=_qname(d.element),
+        type=d.type_name,
+        line=d.line,
+        depth=d.depth,
+        embedded=d.embedded,
+        validation=d.validation,
+        sha256=hashlib.sha256(d.data).hexdigest() if d.data is not None else None,
     )
+
+
+def _content_problems(type_code: str | None, top: list[_Doc], source: str, root) -> list[Problem]:
+    """A message of ``type_code`` must carry its document type in its ``Content``."""
+    expected = HANDLED_TYPES.get(type_code or "")
+    if expected is not None and not top:
+        return [
+            Problem(
+                "content-type-mismatch",
+                f"a {type_code} message must carry an {expected} document in "
+                "Document/RefDoc/Content; it carries none",
+                source,
+                root.sourceline,
+            )
+        ]
+    if expected is not None and not any(d.type_name == expected for d in top):
+        return [
+            Problem(
+                "content-type-mismatch",
+                f"a {type_code} message must carry an {expected} document; "
+                f"it carries {', '.join(d.type_name for d in top)}",
+                source,
+                top[0].line,
+                None,
+                top[0].where,
+            )
+        ]
+    return []
+
+
+def _wrapped(docs: list[_Doc]) -> list[_Doc]:
+    """The messages an M9.x answer carries: a MsgHead in a ``Base64Container`` of its Content."""
+    return [
+        d
+        for d in docs
+        if d.type_name == "MsgHead" and d.depth == 1 and d.where.endswith("/Base64Container")
+    ]
+
+
+def _wrapper_problems(type_code: str, docs: list[_Doc], source: str, root) -> list[Problem]:
+    """The structure of an M9.x answer: its own M9 document(s) (checked against an ER-M9
+    schema when the XSD folder has one), and exactly one message of the type it must carry,
+    base64-encoded in a ``Base64Container``, which carries its own document."""
+    wanted = WRAPPER_TYPES[type_code]
+    carried = _wrapped(docs)
+    others = [
+        d
+        for d in docs
+        if d.depth == 0 and not d.type_name.startswith("M9") and d.type_name != "MsgHead"
+    ]
+    problems = [
+        Problem(
+            "content-type-mismatch",
+            f"an {type_code} answer carries its M9 document and the {wanted} message it "
+            f"answers with; {d.type_name} is neither",
+            source,
+            d.line,
+            None,
+            d.where,
+        )
+        for d in others
+    ]
+    if len(carried) != 1:
+        return [
+            *problems,
+            Problem(
+                "content-type-mismatch",
+                f"an {type_code} answer must carry one {wanted} message base64-encoded in "
+                f"Document/RefDoc/Content/Base64Container; it carries {len(carried)}",
+                source,
+                root.sourceline,
+            ),
+        ]
+    (carrier,) = carried
+    type_el = carrier.element.find(f"{{{MSGHEAD_NS}}}MsgInfo/{{{MSGHEAD_NS}}}Type")
+    inner_type = type_el.get("V") if type_el is not None else None
+    if inner_type != wanted:
+        return [
+            *problems,
+            Problem(
+                "content-type-mismatch",
+                f"an {type_code} answer must carry an {wanted} message; it carries {inner_type!r}",
+                source,
+                carrier.line,
+                None,
+                carrier.where,
+            ),
+        ]
+    inner_top = [
+        d
+        for d in docs
+        if d.depth == carrier.depth and d is not carrier and d.where.startswith(carrier.where + "/")
+    ]
+    return problems + _content_problems(inner_type, inner_top, source, carrier.element)
 
 
 def _take_envelope(
@@ -315,6 +431,22 @@ def _take_envelope(
     for content in contents:
         for element in content:
             if not isinstance(element.tag, str):
+                continue
+            if _ns(element) == BASE64_CONTAINER_NS and depth == 0 and not embedded:
+                # an M9.x answer: a whole message, base64-encoded in the envelope's Content
+                problems += _unwrap(
+                    docs,
+                    element,
+                    path_of(element, root, prefix),
+                    depth=depth,
+                    source=source,
+                    config=config,
+                )
+                continue
+            if (_ns(element) or "").startswith(M9_NS_PREFIX):
+                problems += _take_m9(
+                    docs, element, path_of(element, root, prefix), depth, source, config
+                )
                 continue
             problems += _take_document(
                 docs,
@@ -398,83 +530,144 @@ def _take_document(
             name in BASE64_ELEMENTS or name.endswith("B64") or _ns(holder) == BASE64_CONTAINER_NS
         ):
             continue
-        holder_where = path_of(holder, element, prefix)
-        at_line = holder.sourceline
-        if depth + 1 > config.limits.max_embedding:
-            problems.append(
-                Problem(
-                    "embedding-too-deep",
-                    f"documents embedded more than {config.limits.max_embedding} "
-                    "deep (MEDLOOP_ERESEPT_MAX_EMBEDDING)",
-                    source,
-                    at_line,
-                    None,
-                    holder_where,
-                )
-            )
-            continue
-        text = "".join((holder.text or "").split())
-        try:
-            decoded = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            problems.append(
-                Problem(
-                    "embedded-not-base64",
-                    f"{name} is not valid base64 ({exc})",
-                    source,
-                    at_line,
-                    None,
-                    holder_where,
-                )
-            )
-            continue
-        if not decoded.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
-            problems.append(
-                Problem(
-                    "embedded-not-xml",
-                    f"{name} decodes to {len(decoded)} bytes that are not an XML "
-                    f"document (they start {decoded[:16]!r})",
-                    source,
-                    at_line,
-                    None,
-                    holder_where,
-                )
-            )
-            continue
-        try:
-            inner = parse_document(
-                decoded,
-                source=source,
-                limits=config.limits,
-                where=f"{holder_where} (line {at_line}), decoded",
-            )
-        except EreseptError as exc:
-            for p in exc.problems:
-                code = "embedded-not-xml" if p.code == "malformed-xml" else p.code
-                problems.append(
-                    Problem(
-                        code,
-                        f"{name} does not hold well-formed XML: {p.message}"
-                        if code == "embedded-not-xml"
-                        else p.message,
-                        p.source,
-                        p.line,
-                        p.column,
-                        p.where,
-                    )
-                )
-            continue
-        problems += _take_document(
+        problems += _unwrap(
             docs,
-            inner.getroot(),
-            where=holder_where,
-            depth=depth + 1,
-            embedded=True,
-            data=decoded,
-            line=at_line,
+            holder,
+            path_of(holder, element, prefix),
+            depth=depth,
             source=source,
             config=config,
         )
+    return problems
+
+
+def _unwrap(
+    docs: list[_Doc], holder, holder_where: str, *, depth: int, source: str, config: ReaderConfig
+) -> list[Problem]:
+    """Decode the base64 document in ``holder`` (one layer deeper than ``depth``), parse it the
+    same hardened way, and take it as a document of its own."""
+    name = _qname(holder)
+    at_line = holder.sourceline
+    if depth + 1 > config.limits.max_embedding:
+        return [
+            Problem(
+                "embedding-too-deep",
+                f"documents embedded more than {config.limits.max_embedding} "
+                "deep (MEDLOOP_ERESEPT_MAX_EMBEDDING)",
+                source,
+                at_line,
+                None,
+                holder_where,
+            )
+        ]
+    text = "".join((holder.text or "").split())
+    try:
+        decoded = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        return [
+            Problem(
+                "embedded-not-base64",
+                f"{name} is not valid base64 ({exc})",
+                source,
+                at_line,
+                None,
+                holder_where,
+            )
+        ]
+    if not decoded.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return [
+            Problem(
+                "embedded-not-xml",
+                f"{name} decodes to {len(decoded)} bytes that are not an XML "
+                f"document (they start {decoded[:16]!r})",
+                source,
+                at_line,
+                None,
+                holder_where,
+            )
+        ]
+    try:
+        inner = parse_document(
+            decoded,
+            source=source,
+            limits=config.limits,
+            where=f"{holder_where} (line {at_line}), decoded",
+        )
+    except EreseptError as exc:
+        problems = []
+        for p in exc.problems:
+            code = "embedded-not-xml" if p.code == "malformed-xml" else p.code
+            problems.append(
+                Problem(
+                    code,
+                    f"{name} does not hold well-formed XML: {p.message}"
+                    if code == "embedded-not-xml"
+                    else p.message,
+                    p.source,
+                    p.line,
+                    p.column,
+                    p.where,
+                )
+            )
+        return problems
+    return _take_document(
+        docs,
+        inner.getroot(),
+        where=holder_where,
+        depth=depth + 1,
+        embedded=True,
+        data=decoded,
+        line=at_line,
+        source=source,
+        config=config,
+    )
+
+
+_M9_SCHEMAS: dict[str, dict[str, schemas.DocumentType]] = {}
+_SCHEMA_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+def _m9_types(xsd_dir) -> dict[str, schemas.DocumentType]:
+    """namespace -> document type of the ``eresept/ER-M9*.xsd`` schemas in the XSD folder (none
+    is in the published reference folder; an installation that has them gets them used)."""
+    key = str(xsd_dir)
+    found = _M9_SCHEMAS.get(key)
+    if found is None:
+        found = {}
+        folder = Path(xsd_dir) / "eresept" if xsd_dir is not None else None
+        for path in sorted(folder.glob("ER-M9*.xsd")) if folder and folder.is_dir() else ():
+            try:
+                namespace = etree.parse(str(path), _SCHEMA_PARSER).getroot().get("targetNamespace")
+            except etree.XMLSyntaxError:
+                continue
+            if namespace:
+                found[namespace] = schemas.DocumentType(f"M9 ({path.stem})", f"eresept/{path.name}")
+        _M9_SCHEMAS[key] = found
+    return found
+
+
+def _take_m9(
+    docs: list[_Doc], element, where: str, depth: int, source: str, config: ReaderConfig
+) -> list[Problem]:
+    """An M9.x document in an answer's Content: validated against its ER-M9 schema when the
+    XSD folder has one, else recorded as checked structurally only."""
+    namespace = _ns(element) or ""
+    doc_type = _m9_types(config.xsd_dir).get(namespace)
+    problems: list[Problem] = []
+    name = f"M9 {_qname(element)}"
+    if doc_type is None:
+        status = (
+            f"not validated: no ER-M9 schema for {namespace} in the XSD folder "
+            "(the answer is checked structurally)"
+        )
+    else:
+        name = doc_type.name
+        schema = schemas.load_schema(config.xsd_dir, doc_type)
+        assert schema is not None
+        found = schemas.violations(schema, element, source=source, where=where)
+        status = f"{len(found)} schema violation(s)" if found else "valid"
+        problems += found
+    docs.append(_Doc(where, element, depth, False, element.sourceline, None, name, status))
     return problems
 
 

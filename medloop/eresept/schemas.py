@@ -47,6 +47,9 @@ DOCUMENT_TYPES: dict[str, DocumentType] = {
     f"{KITH}/m1/2013-10-08": DocumentType("M1", "eresept/ER-M1-2013-10-08.xsd"),
     f"{KITH}/m5/2013-04-16": DocumentType("M5", "eresept/ER-M5-2013-04-16.xsd"),
     f"{KITH}/m10/2013-10-08": DocumentType("M10", "eresept/ER-M10-2013-10-08.xsd"),
+    f"{KITH}/utlevering/2013-10-08": DocumentType(
+        "Utlevering", "eresept/ER-Utlevering-2013-10-08.xsd"
+    ),
     f"{KITH}/m25/2013-10-08": DocumentType("M25", "eresept/ER-M25-2013-10-08.xsd"),
     f"{KITH}/m251/2013-10-08": DocumentType("M25.1", "eresept/ER-M251-2013-10-08.xsd"),
     f"{KITH}/m252/2013-10-08": DocumentType("M25.2", "eresept/ER-M252-2013-10-08.xsd"),

@@ -34,7 +34,7 @@ from medloop.api.fhir_drafts import (
     NO_VIRKESTOFF,
 )
 from medloop.domain.codes import EntryStatus, PrescriptionStatus
-from medloop.domain.dispense import Dispense
+from medloop.domain.dispense import NOT_CARRIED_BY_M10, Dispense
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, NonCatalogueItem
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion
@@ -479,6 +479,13 @@ def medication_request(version: PrescriptionVersion, patient_id: UUID) -> dict[s
     return body
 
 
+def _pack_note(found: Dispense) -> str:
+    """The pack's batch and expiry; a detail the reporting M10 does not carry is said so."""
+    batch = found.batch or NOT_CARRIED_BY_M10
+    expiry = found.expiry.isoformat() if found.expiry is not None else NOT_CARRIED_BY_M10
+    return f"batch {batch}, expiry {expiry}"
+
+
 def medication_dispense(found: Dispense, patient_id: UUID, prescribed: Prescription | None):
     """A dispense as a MedicationDispense (``completed``; ``entered-in-error`` when annulled),
     with its substitution."""
@@ -512,7 +519,7 @@ def medication_dispense(found: Dispense, patient_id: UUID, prescribed: Prescript
                 else {}
             ),
         },
-        "note": [{"text": f"batch {found.batch}, expiry {found.expiry.isoformat()}"}],
+        "note": [{"text": _pack_note(found)}],
     }
     if found.patient_refused_substitution:
         body["substitution"]["reason"] = [{"text": "the patient refused substitution"}]

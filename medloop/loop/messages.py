@@ -17,12 +17,20 @@ module only translates:
 - **M1** (``ERM1``): a new entry with its prescription (the M1's MsgId is the prescription id),
   through decision support like ``prescribe``.
 - **M5** (``ERM5``): recall of the prescription it names (``Tilbakekalling``).
-- **M25.2** (``ERM252``): the multidose pharmacy's questions, dosage changes and
-  discontinuations, each a pending proposal for the multidose doctor.
+- **M25.2** (``ERM252``): the multidose pharmacy's questions, dosage changes,
+  discontinuations and new entries (as the prescribe order the doctor's acceptance runs), each
+  a pending proposal for the multidose doctor.
 - **M27.1** (``ERM271``, status R): the sender becomes the multidose doctor from
   ``GjelderFra`` (``domain.multidose.responsibility``).
-- The other types (M10, M25.3) are read and validated but refused by name
-  (``message-type-not-imported``): nothing is stored.
+- **M10** (``ERM10``): an external pharmacy's dispensing report, a dispense against our
+  prescription (``ReseptId``) under every closed-loop dispensing rule, recorded with the pack's
+  expiry (and batch, without ``Batchnr``) absent, marked ``reported_in="M10"``; an annulling
+  M10 annuls the dispense of the M10 it names. A report we cannot match is refused.
+- **M25.3** (``ERM253``): the multidose pharmacy's report of what it packed, translated into
+  the JSON packing report's input (``PackReport``: one bag per dosing day and intake time with
+  the packed package and amount per entry, from each ``SisteUtlevering``'s first to last dose
+  date and the packed dosage) and reconciled by the same decision as ``multidose
+  reconcile`` (``loop.multidose.packing_reconciliation``).
 """
 
 from __future__ import annotations
@@ -56,8 +64,11 @@ from medloop.domain.codes import (
     PersonnelRole,
     RecallReason,
 )
+from medloop.domain.dispense import NOT_CARRIED_BY_M10, DispenseQuantity, DispenseRequest
+from medloop.domain.dispense import annul as annul_dispense
+from medloop.domain.dispense import dispense as record_dispense
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, UnresolvedDrug
-from medloop.domain.entry import Discontinuation, EntryEdit
+from medloop.domain.entry import Discontinuation, EntryEdit, ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import (
     AddEntry,
@@ -81,8 +92,10 @@ from medloop.domain.messages import (
     may_apply_directly,
     propose,
 )
+from medloop.domain.multidose.plan import expected_doses
 from medloop.domain.multidose.proposals import Proposal, ProposalKind
 from medloop.domain.multidose.proposals import propose as multidose_propose
+from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.multidose.responsibility import assign_responsibility, responsibility_on
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
@@ -100,6 +113,8 @@ from medloop.eresept import content as c
 from medloop.eresept.model import MsgInfo
 from medloop.loop.catalogue import Catalogue, DrugOrder
 from medloop.loop.errors import UnknownDrug
+from medloop.loop.multidose import load_packing_rules, packing_reconciliation
+from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.runner import (
     Call,
     Context,
@@ -120,7 +135,7 @@ from medloop.store.patients import find_patient_id
 from medloop.store.prescriptions import patients_of_prescriptions
 
 ACTION = "eresept-import"
-IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5", "ERM271", "ERM252")
+IMPORTED_TYPES = ("ERM251", "ERM1", "ERM5", "ERM271", "ERM252", "ERM10", "ERM253")
 _NAMESPACE = uuid.UUID("6f1c3d52-8a4e-4f57-9a43-2b0b8d1c5e17")
 
 
@@ -176,8 +191,14 @@ def import_message(
     message's sender); ``authorize(patient_id, type)`` is called once the patient is known
     (the API's policy, by the message's type), before anything is written."""
     message = read_message(data, source=source, config=config)
-    info = message.msg_info
-    national_id = check_patient(info.patient.national_id if info.patient is not None else None, ())
+    # an M9.x answer takes effect as the message it carries, received alone
+    subject = message.subject
+    info = subject.msg_info
+    outer = message.msg_info
+    national_id = check_patient(
+        info.patient.national_id if info.patient is not None else None,
+        (outer.patient.national_id if outer.patient is not None else None,),
+    )
     if info.type not in IMPORTED_TYPES:
         raise MessageTypeNotImported(
             f"{info.type} ({info.type_name}) messages are read and validated but not imported "
@@ -193,14 +214,14 @@ def import_message(
             raise PatientNotFound(
                 "the patient the envelope names is not registered", national_id=national_id
             )
-        owners = patients_of_prescriptions(conn, _prescriptions_named(message))
+        owners = patients_of_prescriptions(conn, _prescriptions_named(subject))
         for named, owner in sorted(owners.items()):
             if owner != patient_id:
                 raise MessagePatientMismatch(
                     f"prescription {named} belongs to another patient than the envelope names",
                     prescription_id=named,
                 )
-    call = call or Call(actor=sender_actor(info), at=_now())
+    call = call or Call(actor=sender_actor(info, employee=_m10_employee(subject)), at=_now())
     result = run_command(
         engine,
         ACTION,
@@ -208,13 +229,13 @@ def import_message(
         call,
         _decision(message, data, patient_id, national_id, call),
         based_on=None,
-        request={"msg_id": message.msg_id, "type": info.type, "sha256": message.sha256},
+        request={"msg_id": message.msg_id, "type": outer.type, "sha256": message.sha256},
     )
     response = result.response
     proposal = response.get("proposal")
     return Receipt(
         message_id=message.msg_id,
-        type=info.type,
+        type=outer.type,
         patient=national_id,
         result=response["result"],
         entries=response["entries"],
@@ -280,9 +301,19 @@ def _sender_hpr(info: MsgInfo) -> str | None:
     return None
 
 
-def sender_actor(info: MsgInfo) -> Actor:
+def _m10_employee(message: Message) -> str | None:
+    """An M10's ``AnsattId`` (the dispensing employee), when the message is an M10."""
+    if message.type != "ERM10":
+        return None
+    found = _first_text(message, "AnsattId")
+    return found.strip() if found else None
+
+
+def sender_actor(info: MsgInfo, *, employee: str | None = None) -> Actor:
     """The sender of a message as the author of what it does: its professional (HPR) acting for
-    its organisation (HER-id, else org number)."""
+    its organisation (HER-id, else org number). An M10's sender is the pharmacy alone; its
+    ``employee`` (``AnsattId``) is then taken as the dispensing pharmacist's HPR number when it is
+    one (digits), as the official example carries it."""
     org = info.sender
     hcp = org.healthcare_professional
     while hcp is None and org.organisation is not None:
@@ -299,6 +330,8 @@ def sender_actor(info: MsgInfo) -> Actor:
         PersonnelRole.PHARMACIST if kind is OrganisationKind.PHARMACY else PersonnelRole.DOCTOR,
     )
     hpr = hcp.hpr if hcp is not None else None
+    if not hpr and employee and employee.isascii() and employee.isdigit() and len(employee) <= 9:
+        hpr, role = employee, PersonnelRole.PHARMACIST
     if not hpr:
         raise MessageWithoutAuthor(
             "the sender names no healthcare professional with an HPR number; a change to the "
@@ -318,18 +351,21 @@ def sender_actor(info: MsgInfo) -> Actor:
 # -- the decision -------------------------------------------------------------------------------
 
 
-def _decision(message: Message, data: bytes, patient_id: UUID, national_id: str, call: Call):
+def _decision(received: Message, data: bytes, patient_id: UUID, national_id: str, call: Call):
+    """``received`` is stored (its bytes, MsgId, type) and answers for idempotency; its
+    ``subject`` (the message an M9.x answer carries, else itself) takes effect."""
+    message = received.subject
     info = message.msg_info
 
     def decide(ctx: Context) -> Effect:
         entries = entries_of(message)
-        earlier = find_received(ctx.conn, message.msg_id)
-        if check_message_id(message.msg_id, message.sha256, earlier):
+        earlier = find_received(ctx.conn, received.msg_id)
+        if check_message_id(received.msg_id, received.sha256, earlier):
             return Effect(
                 response={
                     "result": "duplicate",
                     "entries": entries,
-                    "reasons": [f"MsgId {message.msg_id} was received at {earlier.received_at}"],
+                    "reasons": [f"MsgId {received.msg_id} was received at {earlier.received_at}"],
                 }
             )
         if info.type == "ERM251":
@@ -340,18 +376,28 @@ def _decision(message: Message, data: bytes, patient_id: UUID, national_id: str,
             effect, result, reasons, proposal = _pharmacy_proposals(ctx, message, call, patient_id)
         elif info.type == "ERM271":
             effect, result, reasons, proposal = _multidose_doctor(ctx, message, call, patient_id)
+        elif info.type == "ERM10":
+            effect, result, reasons, proposal = _dispensing_report(ctx, message, call)
+        elif info.type == "ERM253":
+            effect, result, reasons, proposal = _packing_report(ctx, message, call, patient_id)
         else:
             effect, result, reasons, proposal = _recall(ctx, message, call)
+        if received.wrapped is not None:
+            reasons = [
+                f"{received.type} {received.msg_id} carries {info.type} {message.msg_id}, "
+                "imported as received alone",
+                *reasons,
+            ]
         record = ReceivedMessage(
-            msg_id=message.msg_id,
-            type=info.type,
-            sha256=message.sha256,
+            msg_id=received.msg_id,
+            type=received.type,
+            sha256=received.sha256,
             sender_organisation=info.sender.her_id or info.sender.org_number,
             sender_name=info.sender.name,
             sender_hpr=call.actor.personnel.hpr_number,
             national_id=national_id,
             patient_id=patient_id,
-            signature=_signature(message),
+            signature=_signature(received),
             result=result,
             entries=entries,
             reasons=tuple(reasons),
@@ -368,6 +414,8 @@ def _decision(message: Message, data: bytes, patient_id: UUID, national_id: str,
         return Effect(
             list_change=effect.list_change,
             prescription_versions=effect.prescription_versions,
+            dispenses=effect.dispenses,
+            annulments=effect.annulments,
             screening=effect.screening,
             response=response,
             writes=(*effect.writes, lambda conn: append_received(conn, record, data)),
@@ -676,14 +724,43 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
                 discontinuation=entry.discontinuation,
             )
         elif found.kind == "new":
-            reasons.append(
-                f"entry {source.id} is new to the list: a pharmacy proposes a new entry through "
-                "the multidose API with its prescription terms, not imported from M25.2"
+            if not isinstance(entry.drug, CatalogueDrug):
+                reasons.append(
+                    f"entry {source.id} is new to the list but its drug is not in the catalogue "
+                    f"in force: not proposed ({entry.drug.name})"
+                )
+                continue
+            index = len(records)
+            order = PrescribeOrder(
+                entry_id=_entry_id(entry.message_entry_id, message.msg_id, index),
+                drug=DrugOrder(varenr=entry.drug.varenr)
+                if entry.drug.varenr
+                else DrugOrder(fest_id=entry.drug.fest_id),
+                use=entry.use,
+                dosage=entry.dosage,
+                indication=entry.indication,
+                start=entry.start,
+                stop=entry.stop,
+                multidose=True,
+                terms=PrescriptionTerms(
+                    prescription_id=entry.prescription_id
+                    or uuid.uuid5(_NAMESPACE, f"{message.msg_id}/prescription/{index}"),
+                    quantity=PrescribedQuantity(packages=entry.packages or 1.0),
+                    repeats=entry.repeats,
+                    reserved_against_substitution=entry.reserved_against_substitution,
+                    reimbursed=entry.reimbursed,
+                    expires=entry.prescription_expires,
+                ),
+            )
+            proposed(
+                kind=ProposalKind.NEW_ENTRY,
+                new_entry=order.model_dump(mode="json"),
+                note=f"M25.2 {message.msg_id}: new entry {source.id}",
             )
     if not records:
         raise MessageNotMatched(
-            "the M25.2 proposes nothing this list can take: no question, dosage change or "
-            "discontinuation of an entry on it",
+            "the M25.2 proposes nothing this list can take: no question, dosage change, "
+            "discontinuation of an entry on it or new entry in the catalogue",
             reasons=reasons,
         )
     reasons.insert(0, f"{len(records)} proposal(s) waiting for the multidose doctor")
@@ -697,6 +774,288 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
         ),
         "proposed",
         reasons,
+        None,
+    )
+
+
+def _packing_report(ctx: Context, message: Message, call: Call, patient_id: UUID) -> Decided:
+    """M25.3: what the multidose pharmacy packed, as the packing report ``multidose reconcile``
+    takes (``PackReport``), reconciled by the same decision. The period is the patient's
+    packing period holding the first dosing day (``Pakkeinfo/ForsteDoseringsdato``, else the
+    earliest ``DatoForsteDose``). Each entry's ``SisteUtlevering`` becomes lines in the bags of
+    each day from its first to its last dose date (within the period) and each intake time of
+    the packed dosage (its M1's structured ``Dosering``, mapped as for M25.1), with the
+    dispensed package (``UtleveringB64``'s ``Varenr``, else the M1's) and the dose amount, named
+    to our entry (by its id, else its prescription id)."""
+    lib = message.lists[0]
+    packing = lib.packing
+    starts = [_date(p.first_dose) for e in lib.entries for p in e.packed]
+    first = _date(packing.first_day if packing else None) or min(
+        (d for d in starts if d is not None), default=None
+    )
+    if first is None:
+        raise MessageNotMatched("the M25.3 reports no packed dose (no SisteUtlevering dates)")
+    period = next(
+        (
+            p
+            for p in multidose_store.periods_of(ctx.conn, patient_id)
+            if p.first_day <= first <= p.last_day
+        ),
+        None,
+    )
+    if period is None:
+        raise MessageNotMatched(
+            f"the M25.3 reports packing from {first.isoformat()}, in no packing period of this "
+            "patient; open the period first",
+            first_day=first,
+        )
+    current = ctx.state.medication_list
+    by_id = {str(e.id): e for e in current.entries}
+    by_prescription = {str(p): e for e in current.entries for p in e.prescription_ids}
+    rules = load_packing_rules()
+    reasons: list[str] = []
+    bags: dict[tuple[date, str], list[PackedLine]] = {}
+    for index, source in enumerate(lib.entries):
+        ours = by_id.get((source.id or "").strip()) or by_prescription.get(
+            (source.prescription_id or "").strip()
+        )
+        fs = source.prescription.forskrivning if source.prescription else None
+        use, dosage, _, _, check, _ = map_dosage(fs, call.at.date())
+        for packed in source.packed:
+            why = packed.repacking_reason
+            if why is not None:
+                reasons.append(f"entry {source.id}: repacked ({why.dn or why.v})")
+            dispensed = packed.dispensed.forskrivning if packed.dispensed else None
+            varenr = (dispensed.drug.varenr if dispensed and dispensed.drug else None) or (
+                fs.drug.varenr if fs and fs.drug else None
+            )
+            start, end = _date(packed.first_dose), _date(packed.last_dose)
+            if varenr is None or dosage is None or not dosage.fixed or start is None:
+                reasons.append(
+                    f"entry {source.id}: packed without a varenr or a structured dosage "
+                    f"({check}); not in the bags"
+                )
+                continue
+            drug = ctx.catalogue.resolve(DrugOrder(varenr=varenr))
+            as_packed = ListEntry(
+                id=ours.id if ours is not None else _entry_id(None, message.msg_id, index),
+                version=1,
+                drug=drug,
+                dosage=dosage,
+                use=use,
+                start=start,
+                stop=end,
+                multidose=True,
+                changed_at=call.at,
+            )
+            days = [d for d in period.days if start <= d and (end is None or d <= end)]
+            for (day, intake, _), amount in expected_doses([as_packed], days, rules).items():
+                bags.setdefault((day, intake), []).append(
+                    PackedLine(
+                        varenr=varenr,
+                        quantity=amount,
+                        entry_id=ours.id if ours is not None else None,
+                    )
+                )
+    if packing is not None and packing.order_deadline:
+        said = _moment(packing.order_deadline)
+        if said is not None and said != period.order_deadline:
+            reasons.append(
+                f"the M25.3's order deadline {packing.order_deadline} differs from the "
+                f"period's {period.order_deadline.isoformat()}"
+            )
+    report = PackReport(
+        report_id=uuid.uuid5(_NAMESPACE, f"{message.msg_id}/packing"),
+        period_id=period.id,
+        bags=tuple(
+            PackedBag(day=day, intake=intake, lines=tuple(lines))
+            for (day, intake), lines in sorted(bags.items())
+        ),
+    )
+    effect = packing_reconciliation(ctx, patient_id, report, call, rules)
+    counts = effect.response.get("counts", {})
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no lines"
+    reasons.insert(
+        0,
+        f"packing report {report.report_id} for period {period.first_day}–{period.last_day}: "
+        f"{summary}; {effect.response.get('discrepancies', 0)} discrepancy(ies)",
+    )
+    return effect, "applied", reasons, None
+
+
+def m10_dispense_id(msg_id: str) -> UUID:
+    """The id of the dispense an M10 reports: derived from its MsgId (an annulling M10 names the
+    annulled one by its MsgId, ``AnnulleringsId``)."""
+    return uuid.uuid5(_NAMESPACE, f"{msg_id.strip()}/dispense")
+
+
+def _dispensing_report(ctx: Context, message: Message, call: Call) -> Decided:
+    """M10: an external pharmacy's dispensing report (``Utlevering``) recorded as a dispense
+    against our prescription (``ReseptId``), with every closed-loop rule of
+    ``domain.dispense.dispense`` (the prescription backs an active entry, is not recalled,
+    expired or fully dispensed, the package is the prescribed one or a valid substitute, the
+    quantity within what remains). The M10 carries no expiry (and the batch only as
+    ``Batchnr``): the dispense is recorded with them absent and ``reported_in="M10"``. An
+    annulment (``Annullering`` true) annuls the dispense of the M10 its ``AnnulleringsId`` names.
+    A report we cannot match is refused with the reason; nothing is recorded."""
+    report = _kept(message.unmapped[0].xml) if message.unmapped else None
+    if report is None or c.local(report) != "Utleveringsrapport":
+        raise MessageNotMatched("the M10 carries no Utleveringsrapport")
+    found = {
+        c.local(el): el
+        for el in report.iter()
+        if isinstance(el.tag, str)
+        and c.local(el)
+        in {
+            "Utlevering",
+            "ReseptId",
+            "Utleveringsdato",
+            "Annullering",
+            "Avsluttet",
+            "ByttereservasjonKunde",
+            "AnnulleringsId",
+            "Batchnr",
+            "ReseptDokLegemiddel",
+            "ReseptDokHandelsvare",
+            "Kanselleringskode",
+        }
+    }
+
+    def text(name: str) -> str | None:
+        el = found.get(name)
+        return el.text.strip() if el is not None and el.text and el.text.strip() else None
+
+    named = text("ReseptId")
+    prescription_id = _uuid(named)
+    if prescription_id is None:
+        raise MessageNotMatched(
+            f"the M10's ReseptId {named!r} is not a prescription id of ours (a UUID)",
+            prescription_id=named,
+        )
+    prescription = ctx.state.prescriptions.get(prescription_id)
+    if prescription is None:
+        raise MessageNotMatched(
+            f"the M10 reports a dispense of prescription {prescription_id}, which is not one of "
+            "this patient's prescriptions here; nothing is recorded",
+            prescription_id=prescription_id,
+        )
+    if text("Annullering") in ("true", "1"):
+        return _m10_annulment(ctx, message, call, prescription_id, text("AnnulleringsId"))
+    if "Kanselleringskode" in found:
+        raise MessageNotMatched(
+            "the M10 is a cancellation (Kanselleringskode): it reports no dispense",
+            prescription_id=prescription_id,
+        )
+    document = found.get("ReseptDokLegemiddel")
+    if document is None:
+        raise MessageNotMatched(
+            "the M10 names no dispensed package (ReseptDokLegemiddel with Varenr); goods "
+            "(ReseptDokHandelsvare) are not dispensed against our prescriptions",
+            prescription_id=prescription_id,
+        )
+    varenr = next(
+        (
+            el.text.strip()
+            for el in document.iter()
+            if isinstance(el.tag, str) and c.local(el) == "Varenr" and el.text
+        ),
+        None,
+    )
+    amount = next(
+        (el.text for el in document if isinstance(el.tag, str) and c.local(el) == "Antall"), None
+    )
+    packages = _number(amount)
+    if varenr is None or packages is None:
+        raise MessageNotMatched(
+            f"the M10's ReseptDokLegemiddel needs a Varenr and a positive Antall "
+            f"(has {varenr!r}, {amount!r})",
+            prescription_id=prescription_id,
+        )
+    dispensed_on = _date(text("Utleveringsdato"))
+    assert dispensed_on is not None  # xs:date, schema-valid
+    entry = ctx.state.medication_list.entry(prescription.entry_id)
+    finished = found.get("Avsluttet")
+    outcome = record_dispense(
+        prescription,
+        entry,
+        ctx.catalogue.package(varenr),
+        ctx.catalogue.substitution_groups,
+        ctx.state.dispenses_of(prescription.id),
+        DispenseRequest(
+            id=m10_dispense_id(message.msg_id),
+            dispensed_on=dispensed_on,
+            quantity=DispenseQuantity(packages=packages),
+            batch=text("Batchnr"),
+            expiry=None,
+            patient_refused_substitution=text("ByttereservasjonKunde") in ("true", "1"),
+            finished=finished is not None and finished.get("V") == "1",
+            reported_in="M10",
+        ),
+        at=call.at,
+        by=call.actor,
+    )
+    record = outcome.dispense
+    reasons = [
+        f"dispense {record.id} of {packages:g} package(s) {record.package.name} ({varenr}) on "
+        f"{dispensed_on.isoformat()} against prescription {prescription_id}",
+        *(f"{name} {NOT_CARRIED_BY_M10}" for name in record.not_carried),
+    ]
+    return (
+        Effect(
+            dispenses=(record,),
+            prescription_versions=(
+                () if outcome.prescription_version is None else (outcome.prescription_version,)
+            ),
+            response={
+                "dispense_id": str(record.id),
+                "prescription_id": str(prescription_id),
+                "prescription_status": outcome.prescription.status.value,
+            },
+        ),
+        "applied",
+        reasons,
+        None,
+    )
+
+
+def _m10_annulment(
+    ctx: Context, message: Message, call: Call, prescription_id: UUID, annulled: str | None
+) -> Decided:
+    if not annulled:
+        raise MessageNotMatched(
+            "the M10 annuls (Annullering true) but names no AnnulleringsId (the MsgId of the "
+            "M10 it annuls)",
+            prescription_id=prescription_id,
+        )
+    dispense_id = m10_dispense_id(annulled)
+    dispenses = ctx.state.dispenses_of(prescription_id)
+    earlier = next((d for d in dispenses if d.id == dispense_id), None)
+    if earlier is None:
+        raise MessageNotMatched(
+            f"the M10 annuls the dispense of M10 {annulled}, which is not recorded against "
+            f"prescription {prescription_id}",
+            prescription_id=prescription_id,
+            annulled=annulled,
+        )
+    outcome = annul_dispense(
+        earlier,
+        ctx.state.prescriptions[prescription_id],
+        dispenses,
+        reason=f"annulled by M10 {message.msg_id}",
+        at=call.at,
+        by=call.actor,
+    )
+    assert outcome.dispense.annulment is not None
+    return (
+        Effect(
+            annulments=((dispense_id, outcome.dispense.annulment),),
+            prescription_versions=(
+                () if outcome.prescription_version is None else (outcome.prescription_version,)
+            ),
+            response={"dispense_id": str(dispense_id), "prescription_id": str(prescription_id)},
+        ),
+        "applied",
+        [f"dispense {dispense_id} (M10 {annulled}) annulled"],
         None,
     )
 

@@ -379,44 +379,57 @@ def reconcile_packing(
     needs a prescriber. The reconciliation's id is the report's."""
 
     def decide(ctx: Context) -> Effect:
-        packing = _rules(rules)
-        period = _period(ctx.conn, patient_id, report.period_id)
-        responsibility = _responsible(ctx.conn, patient_id, period.first_day)
-        require_pharmacist_of(responsibility, call.actor, period.first_day)
-        result = reconcile_report(
-            report,
-            period,
-            ctx.state.changes,
-            ctx.state.medication_list,
-            ctx.state.prescriptions,
-            store.urgent_packs_of(ctx.conn, [period.id]),
-            _products(ctx, report),
-            ctx.catalogue.substitution_groups,
-            packing,
-            reconciliation_id=report.report_id,
-            at=call.at,
-            by=call.actor,
-        )
-        tasks = tasks_for(result, packing, responsibility)
-
-        def write(conn: Connection) -> None:
-            store.append_reconciliation(conn, result, request)
-            store.append_tasks(conn, tasks)
-
-        return Effect(
-            writes=(write,),
-            response={
-                "reconciliation_id": str(result.id),
-                "period_id": str(period.id),
-                "plan_list_version": result.plan_list_version,
-                "counts": {k.value: v for k, v in result.counts.items() if v},
-                "discrepancies": len(result.discrepancies),
-                "tasks": [str(t.id) for t in tasks],
-            },
-        )
+        return packing_reconciliation(ctx, patient_id, report, call, rules)
 
     request = report.model_dump(mode="json")
     return _run(engine, "multidose-reconcile", patient_id, call, decide, request)
+
+
+def packing_reconciliation(
+    ctx: Context,
+    patient_id: UUID,
+    report: PackReport,
+    call: Call,
+    rules: PackingRules | None = None,
+) -> Effect:
+    """The decision of ``reconcile_packing``, for a command that reconciles a report it
+    translated (an M25.3 received: ``loop.messages``) in its own transaction."""
+    request = report.model_dump(mode="json")
+    packing = _rules(rules)
+    period = _period(ctx.conn, patient_id, report.period_id)
+    responsibility = _responsible(ctx.conn, patient_id, period.first_day)
+    require_pharmacist_of(responsibility, call.actor, period.first_day)
+    result = reconcile_report(
+        report,
+        period,
+        ctx.state.changes,
+        ctx.state.medication_list,
+        ctx.state.prescriptions,
+        store.urgent_packs_of(ctx.conn, [period.id]),
+        _products(ctx, report),
+        ctx.catalogue.substitution_groups,
+        packing,
+        reconciliation_id=report.report_id,
+        at=call.at,
+        by=call.actor,
+    )
+    tasks = tasks_for(result, packing, responsibility)
+
+    def write(conn: Connection) -> None:
+        store.append_reconciliation(conn, result, request)
+        store.append_tasks(conn, tasks)
+
+    return Effect(
+        writes=(write,),
+        response={
+            "reconciliation_id": str(result.id),
+            "period_id": str(period.id),
+            "plan_list_version": result.plan_list_version,
+            "counts": {k.value: v for k, v in result.counts.items() if v},
+            "discrepancies": len(result.discrepancies),
+            "tasks": [str(t.id) for t in tasks],
+        },
+    )
 
 
 def _products(ctx: Context, report: PackReport) -> dict[str, PackedProduct]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+from medloop import queries
 from medloop.eresept import read_message
 from medloop.loop import multidose
 from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, PHARMACIST_TOKEN, auth, prescribe_body
@@ -136,3 +137,22 @@ def test_a_received_message_can_be_shown_byte_for_byte_and_only_for_its_patient(
     other = register(world.engine, OTHER, birth=date(1990, 1, 1))
     elsewhere = world.get(f"/patients/{other}/eresept/messages/{receipt['message_id']}")
     assert elsewhere.status_code == 404
+
+
+def test_an_m10_is_a_dispensing_write_of_a_pharmacist_and_records_the_dispense(world):
+    from tests.eresept.dispensing import FIRST, m10
+
+    _receive(world, with_demo_drugs(example("M25.1")))
+    before = counts(world.engine)
+    as_gp = _receive(world, m10())
+    assert as_gp.status_code == 403
+    assert counts(world.engine) == before
+    answer = _receive(world, m10(), token=PHARMACIST_TOKEN)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["type"], answer.json()["result"]) == ("ERM10", "applied")
+    with world.engine.connect() as conn:
+        (recorded,) = queries.patient_state(conn, world.patient_id).dispenses_of(FIRST)
+    assert recorded.reported_in == "M10" and recorded.expiry is None
+    unmatched = _receive(world, m10(uuid.uuid4()), token=PHARMACIST_TOKEN)
+    assert unmatched.status_code == 422
+    assert unmatched.json()["type"].endswith("message-not-matched")

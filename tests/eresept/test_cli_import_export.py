@@ -177,3 +177,36 @@ def test_a_message_whose_sender_names_no_professional_is_refused_on_the_command_
     assert result.exit_code == 3
     assert json.loads(result.stdout)["reasons"][0].startswith("message-without-author:")
     assert counts(engine) == before
+
+
+def test_the_official_m10_exits_3_unmatched_and_a_matched_one_exits_0_applied(tmp_path):
+    from tests.eresept.dispensing import m10
+
+    url, engine = _db(tmp_path)
+    assert _import(tmp_path, url, with_demo_drugs(example("M25.1"))).exit_code == 0
+    before = counts(engine)
+    refused = _import(tmp_path, url, example("M10"), "m10.xml")
+    assert refused.exit_code == 3
+    receipt = json.loads(refused.stdout)
+    assert (receipt["type"], receipt["result"]) == ("ERM10", "refused")
+    assert receipt["reasons"][0].startswith("message-not-matched:")
+    assert counts(engine) == before
+    applied = _import(tmp_path, url, m10(), "m10b.xml")
+    assert applied.exit_code == 0, applied.output
+    receipt = json.loads(applied.stdout)
+    assert set(receipt) == KEYS
+    assert (receipt["type"], receipt["result"], receipt["entries"]) == ("ERM10", "applied", 1)
+
+
+def test_an_m9_12_answer_prints_its_own_type_and_msg_id(tmp_path):
+    from tests.eresept.m9 import answer
+
+    url, _ = _db(tmp_path)
+    result = _import(tmp_path, url, answer(with_demo_drugs(example("M25.1")), msg_id="m912-1"))
+    assert result.exit_code == 0, result.output
+    receipt = json.loads(result.stdout)
+    assert (receipt["message_id"], receipt["type"], receipt["result"]) == (
+        "m912-1",
+        "ERM912",
+        "applied",
+    )

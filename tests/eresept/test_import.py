@@ -17,7 +17,6 @@ from medloop.domain.messages import (
     MessageIdReused,
     MessageNotMatched,
     MessagePatientMismatch,
-    MessageTypeNotImported,
 )
 from medloop.domain.multidose.errors import InvalidResponsibility
 from medloop.domain.patient import PatientNotFound
@@ -148,16 +147,6 @@ def test_a_list_for_a_patient_with_entries_becomes_a_proposal_and_changes_nothin
         original = stored.original_of(conn, receipt.message_id)
     assert kept.result == "proposed" and kept.proposal == receipt.proposal
     assert original == example("M25.1")
-
-
-@pytest.mark.parametrize("name", ["M10"])
-def test_message_types_not_imported_yet_are_refused_by_name_and_nothing_is_stored(engine, name):
-    real_world(engine)
-    before = counts(engine)
-    with pytest.raises(MessageTypeNotImported) as caught:
-        _import(engine, example(name))
-    assert caught.value.context["type"] == "ERM10"
-    assert counts(engine) == before
 
 
 def test_the_official_recall_of_a_prescription_we_do_not_hold_is_refused(engine):
@@ -335,3 +324,47 @@ def test_an_m25_2_from_a_pharmacy_that_is_not_the_multidose_pharmacy_is_refused(
     assert counts(engine) == before
     with engine.connect() as conn:
         assert multidose.pending_proposals(conn, patient_id) == []
+
+
+def test_an_m25_2_entry_new_to_the_list_becomes_a_pending_new_entry_the_doctor_can_accept(
+    engine,
+):
+    patient_id = demo_world(engine)
+    _import(engine, with_demo_drugs(example("M25.1")))
+    multidose.set_responsibility(
+        engine,
+        patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
+        ),
+        call(),
+    )
+    new_entry, new_prescription = uuid.uuid4(), uuid.uuid4()
+    data = with_demo_drugs(example("M25.2"))
+    data = data.replace(b"b08e4a01-fe66-41eb-8f07-16810c2e3eb3", str(new_entry).encode())
+    data = data.replace(b"252bc3f1-af62-4a37-9810-16810c33e84f", str(new_prescription).encode())
+    # valid when the doctor accepts (2026): the example's prescription expired in 2020
+    at = data.index(str(new_entry).encode())
+    data = data[:at] + data[at:].replace(b"2020-07-16+02:00", b"2027-07-16+02:00", 1)
+    receipt = import_message(
+        engine, data, source="m25.2", config=reader_config(), call=call(PHARMACIST)
+    )
+    assert receipt.result == "proposed"
+    assert receipt.reasons[0] == "2 proposal(s) waiting for the multidose doctor"
+    with engine.connect() as conn:
+        pending = {p.kind.value: p for p in multidose.pending_proposals(conn, patient_id)}
+    assert set(pending) == {"question", "new-entry"}
+    order = pending["new-entry"].new_entry
+    assert (order["entry_id"], order["drug"]["varenr"], order["multidose"]) == (
+        str(new_entry),
+        "090470",  # the second demo drug with_demo_drugs puts in the M25.2
+        True,
+    )
+    assert order["terms"]["prescription_id"] == str(new_prescription)
+    version = _state(engine, patient_id).medication_list.version
+    multidose.accept_proposal(
+        engine, patient_id, pending["new-entry"].id, call(GP), based_on=version
+    )
+    state = _state(engine, patient_id)
+    assert state.medication_list.entry(new_entry).multidose
+    assert new_prescription in state.prescriptions

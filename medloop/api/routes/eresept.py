@@ -27,8 +27,16 @@ from medloop.loop.messages import accept_list_proposal, import_message
 
 router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
 XML = "application/xml"
-PHARMACY_TYPES = frozenset({"ERM252"})
+PHARMACY_TYPES = frozenset({"ERM252", "ERM253"})
 """Messages a multidose pharmacy sends (``multidose.write``); the others write the list."""
+DISPENSING_TYPES = frozenset({"ERM10"})
+"""Messages a dispensing pharmacy sends (``dispensing.write``)."""
+
+
+def _action(type_code: str) -> Action:
+    if type_code in DISPENSING_TYPES:
+        return Action.DISPENSE
+    return Action.MULTIDOSE_WRITE if type_code in PHARMACY_TYPES else Action.LIST_WRITE
 
 
 class ProposedEntryView(BaseModel):
@@ -65,7 +73,7 @@ class MessageReceipt(BaseModel):
     response_model=MessageReceipt,
     responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
     operation_id="receiveMessage",
-    summary="Receive an e-prescription message (M25.1, M1, M5) and answer its receipt",
+    summary="Receive an e-prescription message (M25.1, M1, M5, M10, …) and answer its receipt",
 )
 def receive_message(
     caller: CallerDep,
@@ -84,10 +92,7 @@ def receive_message(
         source="request body",
         config=ReaderConfig.from_env(),
         call=caller.call(),
-        authorize=lambda patient_id, type_code: caller.authorize(
-            Action.MULTIDOSE_WRITE if type_code in PHARMACY_TYPES else Action.LIST_WRITE,
-            patient_id,
-        ),
+        authorize=lambda patient_id, type_code: caller.authorize(_action(type_code), patient_id),
     )
     body = MessageReceipt(
         **receipt.as_contract(),
