@@ -305,7 +305,7 @@ def order_urgent(
             reason=call.reason,
         )
         return Effect(
-            writes=(lambda conn: store.append_urgent_pack(conn, record),),
+            writes=(lambda conn: store.append_urgent_pack(conn, patient_id, record),),
             response={"period_id": str(period_id), "urgent_pack_id": str(pack_id)},
         )
 
@@ -346,7 +346,7 @@ def take_production_plan(
         if taken is None or taken < plan.list_version:
             writes = (
                 lambda conn: store.append_plan_taken(
-                    conn, period_id, plan.list_version, call.at, call.actor
+                    conn, patient_id, period_id, plan.list_version, call.at, call.actor
                 ),
             )
         return Effect(
@@ -447,7 +447,7 @@ def resolve_multidose_task(
             by=call.actor,
         )
         return Effect(
-            writes=(lambda conn: store.append_task_resolution(conn, record),),
+            writes=(lambda conn: store.append_task_resolution(conn, patient_id, record),),
             response={"task_id": str(task_id)},
         )
 
@@ -551,7 +551,7 @@ def accept_proposal(
         decision = decision.model_copy(update={"list_version": version, "result": result})
         return replace(
             effect,
-            writes=(*effect.writes, lambda conn: store.append_decision(conn, decision)),
+            writes=(*effect.writes, lambda conn: store.append_decision(conn, patient_id, decision)),
             response={**effect.response, "proposal_id": str(proposal_id), "decision": "accepted"},
         )
 
@@ -604,7 +604,7 @@ def reject_proposal(
             reason=call.reason,
         )
         return Effect(
-            writes=(lambda conn: store.append_decision(conn, decision),),
+            writes=(lambda conn: store.append_decision(conn, patient_id, decision),),
             response={"proposal_id": str(proposal_id), "decision": "rejected"},
         )
 
@@ -668,7 +668,7 @@ def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
             "plan_list_version": planned,
             "entries": sorted({str(v.entry_id) for v in versions}),
         }
-        store.append_deadline_flag(conn, period.id, latest, now, record)
+        store.append_deadline_flag(conn, period.patient_id, period.id, latest, now, record)
         detail = {"period_id": str(period.id), "list_version": latest, **record}
         return Done(
             response={"flagged": 1},

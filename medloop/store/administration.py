@@ -51,7 +51,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import attestation, batch
 from medloop.store.alerts import alert
-from medloop.store.columns import UUID_LENGTH, aware, utc
+from medloop.store.columns import UUID_LENGTH, aware, shard_key, utc
 
 ward = Table(
     "ward",
@@ -95,6 +95,7 @@ discharge = Table(
     Column("admission_id", String(UUID_LENGTH), ForeignKey("admission.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("author", JSON, nullable=False),
+    *shard_key("discharge"),
 )
 
 schedule = Table(
@@ -159,6 +160,7 @@ administration_error = Table(
     ),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the AdministrationCorrection
+    *shard_key("administration_error"),
 )
 
 APPEND_ONLY = (
@@ -264,10 +266,13 @@ def add_admission(conn: Connection, record: Admission) -> None:
     )
 
 
-def add_discharge(conn: Connection, admission_id: UUID, at: datetime, by: Actor) -> None:
+def add_discharge(
+    conn: Connection, patient_id: UUID, admission_id: UUID, at: datetime, by: Actor
+) -> None:
     attestation.insert(
         conn,
         discharge,
+        patient_id=str(patient_id),
         admission_id=str(admission_id),
         at=utc(at),
         author=by.model_dump(mode="json"),
@@ -433,10 +438,13 @@ def add_administrations(conn: Connection, records: Sequence[Administration]) -> 
     )
 
 
-def add_correction(conn: Connection, correction: AdministrationCorrection) -> None:
+def add_correction(
+    conn: Connection, patient_id: UUID, correction: AdministrationCorrection
+) -> None:
     attestation.insert(
         conn,
         administration_error,
+        patient_id=str(patient_id),
         administration_id=str(correction.administration_id),
         at=utc(correction.at),
         record=correction.model_dump(mode="json"),

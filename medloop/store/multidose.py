@@ -39,7 +39,7 @@ from medloop.domain.multidose.reconciliation import PackReconciliation
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask, TaskResolution
 from medloop.store import attestation
-from medloop.store.columns import UUID_LENGTH, utc
+from medloop.store.columns import UUID_LENGTH, shard_key, utc
 from medloop.store.list_changes import entry_version
 
 APPEND_ONLY = (
@@ -89,6 +89,7 @@ urgent_pack = Table(
     Column("period_id", String(UUID_LENGTH), ForeignKey("multidose_period.id"), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the UrgentPack
+    *shard_key("multidose_urgent_pack"),
     Index("ix_multidose_urgent_pack_period", "period_id"),
 )
 
@@ -100,6 +101,7 @@ plan_taken = Table(
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # who took it
+    *shard_key("multidose_plan_taken"),
 )
 
 deadline_flag = Table(
@@ -110,6 +112,7 @@ deadline_flag = Table(
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("flagged_at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the changes not in the plan
+    *shard_key("multidose_deadline_flag"),
 )
 
 reconciliation = Table(
@@ -153,6 +156,7 @@ task_resolution = Table(
     Column("task_id", String(UUID_LENGTH), ForeignKey("multidose_task.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the TaskResolution
+    *shard_key("multidose_task_resolution"),
 )
 
 proposal = Table(
@@ -177,6 +181,7 @@ proposal_decision = Table(
     Column("accepted", Boolean, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the ProposalDecision
+    *shard_key("multidose_proposal_decision"),
 )
 
 
@@ -267,10 +272,11 @@ def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[Urgent
     ]
 
 
-def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
+def append_urgent_pack(conn: Connection, patient_id: UUID, record: UrgentPack) -> None:
     attestation.insert(
         conn,
         urgent_pack,
+        patient_id=str(patient_id),
         id=str(record.id),
         period_id=str(record.period_id),
         at=utc(record.at),
@@ -286,11 +292,12 @@ def plan_taken_version(conn: Connection, period_id: UUID) -> int | None:
 
 
 def append_plan_taken(
-    conn: Connection, period_id: UUID, list_version: int, at: datetime, by: Any
+    conn: Connection, patient_id: UUID, period_id: UUID, list_version: int, at: datetime, by: Any
 ) -> None:
     attestation.insert(
         conn,
         plan_taken,
+        patient_id=str(patient_id),
         period_id=str(period_id),
         list_version=list_version,
         at=at,
@@ -338,11 +345,17 @@ def deadline_flagged(conn: Connection, period_id: UUID, list_version: int) -> bo
 
 
 def append_deadline_flag(
-    conn: Connection, period_id: UUID, list_version: int, at: datetime, record: dict[str, Any]
+    conn: Connection,
+    patient_id: UUID,
+    period_id: UUID,
+    list_version: int,
+    at: datetime,
+    record: dict[str, Any],
 ) -> None:
     attestation.insert(
         conn,
         deadline_flag,
+        patient_id=str(patient_id),
         period_id=str(period_id),
         list_version=list_version,
         flagged_at=at,
@@ -453,9 +466,14 @@ def open_tasks(
     ]
 
 
-def append_task_resolution(conn: Connection, record: TaskResolution) -> None:
+def append_task_resolution(conn: Connection, patient_id: UUID, record: TaskResolution) -> None:
     attestation.insert(
-        conn, task_resolution, task_id=str(record.task_id), at=record.at, record=_json(record)
+        conn,
+        task_resolution,
+        task_id=str(record.task_id),
+        at=record.at,
+        record=_json(record),
+        patient_id=str(patient_id),
     )
 
 
@@ -507,10 +525,11 @@ def proposals_of(
     ]
 
 
-def append_decision(conn: Connection, record: ProposalDecision) -> None:
+def append_decision(conn: Connection, patient_id: UUID, record: ProposalDecision) -> None:
     attestation.insert(
         conn,
         proposal_decision,
+        patient_id=str(patient_id),
         proposal_id=str(record.proposal_id),
         accepted=record.accepted,
         at=record.at,

@@ -107,7 +107,9 @@ def discharge(
         own_ward(ctx.conn, found.ward_id, call.actor)
         check_discharge(found, at, call.at)
         return Effect(
-            writes=(lambda conn: store.add_discharge(conn, admission_id, at, call.actor),),
+            writes=(
+                lambda conn: store.add_discharge(conn, patient_id, admission_id, at, call.actor),
+            ),
             response={"admission_id": str(admission_id), "discharged_at": at.isoformat()},
         )
 

@@ -124,7 +124,7 @@ def mark_in_error(
             administration_id=administration_id, at=call.at, by=call.actor, reason=reason
         )
         return Effect(
-            writes=(lambda conn: store.add_correction(conn, correction),),
+            writes=(lambda conn: store.add_correction(conn, patient_id, correction),),
             response={"administration_id": str(administration_id), "entered_in_error": True},
         )
 
