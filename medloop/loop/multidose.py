@@ -280,7 +280,7 @@ def _responsible(conn: Connection, patient_id: UUID, on: date) -> Responsibility
 
 
 def _period(conn: Connection, patient_id: UUID, period_id: UUID) -> PackingPeriod:
-    found = store.find_period(conn, period_id)
+    found = store.find_period(conn, patient_id, period_id)
     if found is None or found.patient_id != patient_id:
         raise PackingPeriodNotFound(
             f"patient {patient_id} has no packing period {period_id}", period_id=period_id
@@ -338,10 +338,10 @@ def take_production_plan(
         plan = production_plan(
             period,
             ctx.state.changes,
-            store.urgent_packs_of(ctx.conn, [period_id]),
+            store.urgent_packs_of(ctx.conn, patient_id, [period_id]),
             _rules(rules),
         )
-        taken = store.plan_taken_version(ctx.conn, period_id)
+        taken = store.plan_taken_version(ctx.conn, patient_id, period_id)
         writes: tuple[Write, ...] = ()
         if taken is None or taken < plan.list_version:
             writes = (
@@ -389,7 +389,7 @@ def reconcile_packing(
             ctx.state.changes,
             ctx.state.medication_list,
             ctx.state.prescriptions,
-            store.urgent_packs_of(ctx.conn, [period.id]),
+            store.urgent_packs_of(ctx.conn, period.patient_id, [period.id]),
             _products(ctx, report),
             ctx.catalogue.substitution_groups,
             packing,
@@ -436,7 +436,7 @@ def resolve_multidose_task(
     """A prescriber closes a task with a note (``call.reason``)."""
 
     def decide(ctx: Context) -> Effect:
-        found = store.find_task(ctx.conn, task_id)
+        found = store.find_task(ctx.conn, patient_id, task_id)
         task = found[0] if found is not None and found[0].patient_id == patient_id else None
         record = resolve_task(
             task,
@@ -621,7 +621,7 @@ def reject_proposal(
 def _proposal(
     conn: Connection, patient_id: UUID, proposal_id: UUID
 ) -> tuple[Proposal, ProposalDecision | None]:
-    found = store.find_proposal(conn, proposal_id)
+    found = store.find_proposal(conn, patient_id, proposal_id)
     if found is None or found[0].patient_id != patient_id:
         raise ProposalNotFound(
             f"patient {patient_id} has no proposal {proposal_id}", proposal_id=proposal_id
@@ -652,7 +652,7 @@ def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = N
 def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
     def work(ctx: WorkContext) -> Done:
         conn = ctx.conn
-        planned = store.plan_taken_version(conn, period.id) or 0
+        planned = store.plan_taken_version(conn, period.patient_id, period.id) or 0
         versions = [
             v
             for v in store.entry_versions_after(conn, period.patient_id, planned)
@@ -661,7 +661,7 @@ def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
         if not versions:
             return Done(response={"flagged": 0})
         latest = max(v.list_version for v in versions)
-        if store.deadline_flagged(conn, period.id, latest):
+        if store.deadline_flagged(conn, period.patient_id, period.id, latest):
             return Done(response={"flagged": 0})
         record = {
             "order_deadline": period.order_deadline.isoformat(),
@@ -707,13 +707,13 @@ def responsibility(conn: Connection, patient_id: UUID) -> Responsibility | None:
 def periods(conn: Connection, patient_id: UUID) -> list[PeriodView]:
     _known(conn, patient_id)
     found = store.periods_of(conn, patient_id)
-    packs = store.urgent_packs_of(conn, [p.id for p in found])
+    packs = store.urgent_packs_of(conn, patient_id, [p.id for p in found])
     return [
         PeriodView(
             period=p,
             urgent_packs=tuple(u for u in packs if u.period_id == p.id),
-            plan_list_version=store.plan_taken_version(conn, p.id),
-            deadline_flags=tuple(store.deadline_flags(conn, p.id)),
+            plan_list_version=store.plan_taken_version(conn, patient_id, p.id),
+            deadline_flags=tuple(store.deadline_flags(conn, patient_id, p.id)),
         )
         for p in found
     ]
@@ -726,9 +726,9 @@ def period(conn: Connection, patient_id: UUID, period_id: UUID) -> PeriodView:
     found = _period(conn, patient_id, period_id)
     return PeriodView(
         period=found,
-        urgent_packs=tuple(store.urgent_packs_of(conn, [period_id])),
-        plan_list_version=store.plan_taken_version(conn, period_id),
-        deadline_flags=tuple(store.deadline_flags(conn, period_id)),
+        urgent_packs=tuple(store.urgent_packs_of(conn, patient_id, [period_id])),
+        plan_list_version=store.plan_taken_version(conn, patient_id, period_id),
+        deadline_flags=tuple(store.deadline_flags(conn, patient_id, period_id)),
     )
 
 
@@ -739,7 +739,7 @@ def plan_of(
     state = queries.patient_state(conn, patient_id)
     period = _period(conn, patient_id, period_id)
     return production_plan(
-        period, state.changes, store.urgent_packs_of(conn, [period_id]), _rules(rules)
+        period, state.changes, store.urgent_packs_of(conn, patient_id, [period_id]), _rules(rules)
     )
 
 
@@ -798,7 +798,8 @@ def urgent_pack(conn: Connection, patient_id: UUID, period_id: UUID, pack_id: UU
     ``UrgentPackNotFound`` when the patient has no such period or pack."""
     _known(conn, patient_id)
     _period(conn, patient_id, period_id)
-    found = next((u for u in store.urgent_packs_of(conn, [period_id]) if u.id == pack_id), None)
+    packs = store.urgent_packs_of(conn, patient_id, [period_id])
+    found = next((u for u in packs if u.id == pack_id), None)
     if found is None:
         raise UrgentPackNotFound(
             f"packing period {period_id} has no urgent pack {pack_id}", pack_id=pack_id
@@ -842,7 +843,7 @@ def pharmacy_worklist(
         patient = read_patient(conn, period.patient_id)
         if patient is None:
             continue
-        planned = store.plan_taken_version(conn, period.id)
+        planned = store.plan_taken_version(conn, period.patient_id, period.id)
         changed = {
             v.entry_id
             for v in store.entry_versions_after(conn, period.patient_id, planned or 0)

@@ -163,6 +163,14 @@ administration_error = Table(
     *shard_key("administration_error"),
 )
 
+#: A child row joined to its parent on the shard key too (co-located rows: docs/scaling.md).
+_DISCHARGE_OF_ADMISSION = (discharge.c.admission_id == admission.c.id) & (
+    discharge.c.patient_id == admission.c.patient_id
+)
+_ERROR_OF_CHARTING = (administration_error.c.administration_id == administration.c.id) & (
+    administration_error.c.patient_id == administration.c.patient_id
+)
+
 APPEND_ONLY = (
     "ward",
     "ward_config",
@@ -282,7 +290,7 @@ def add_discharge(
 def _admissions(conn: Connection, where: Any) -> list[Admission]:
     rows = conn.execute(
         select(admission.c.record, discharge.c.at.label("discharged_at"), discharge.c.author)
-        .outerjoin(discharge, discharge.c.admission_id == admission.c.id)
+        .outerjoin(discharge, _DISCHARGE_OF_ADMISSION)
         .where(where)
         .order_by(admission.c.admitted_at, admission.c.id)
     ).all()
@@ -468,7 +476,7 @@ def _chartings(conn: Connection, *where: Any) -> list[Charted]:
         select(administration.c.record, administration_error.c.record.label("correction"))
         .outerjoin(
             administration_error,
-            administration_error.c.administration_id == administration.c.id,
+            _ERROR_OF_CHARTING,
         )
         .where(*where)
         .order_by(administration.c.at, administration.c.recorded_at, administration.c.id)
@@ -545,7 +553,7 @@ _ADMISSIONS_WITH_CONFIG = (
         .scalar_subquery()
         .label("config_version"),
     )
-    .outerjoin(discharge, discharge.c.admission_id == admission.c.id)
+    .outerjoin(discharge, _DISCHARGE_OF_ADMISSION)
     .where(admission.c.patient_id == bindparam("patient_id"))
     .order_by(admission.c.admitted_at, admission.c.id)
 )
@@ -668,7 +676,8 @@ _STANDING_CHARTING = (
         administration.c.planned_dose_id == planned_dose.c.id,
         administration.c.outcome != Outcome.MISSED.value,
     )
-    .where(~exists().where(administration_error.c.administration_id == administration.c.id))
+    .where(administration.c.patient_id == planned_dose.c.patient_id)
+    .where(~exists().where(_ERROR_OF_CHARTING))
 )
 
 _PLANNED_SINCE = select(
@@ -723,9 +732,7 @@ _CHARTING_COLUMNS = (
     administration_error.c.record.label("correction"),
 )
 _CHARTING_ORDER = (administration.c.at, administration.c.recorded_at, administration.c.id)
-_ERROR_JOIN = administration.outerjoin(
-    administration_error, administration_error.c.administration_id == administration.c.id
-)
+_ERROR_JOIN = administration.outerjoin(administration_error, _ERROR_OF_CHARTING)
 _CHARTINGS_OF_DOSE = (
     select(*_CHARTING_COLUMNS)
     .select_from(_ERROR_JOIN)

@@ -733,14 +733,21 @@ def _broken_link(row: Mapping[str, Any], expected_seq: int, last_hash: str) -> B
 
 
 def events_for_patient(
-    conn: Connection, patient: str, *, limit: int = 50, before: int | None = None
+    conn: Connection,
+    patient: str,
+    *,
+    limit: int = 50,
+    before: int | None = None,
+    patient_id: Any = None,
 ) -> PatientAccessPage:
     """Who did what with ``patient``'s data (actor, role, organisation, action, when, why),
     newest first, ``limit`` records per page; ``before`` is the previous page's
-    ``next_before``."""
+    ``next_before``. ``patient_id``, the patient's id, routes the read by patient."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
     query = select(audit_event).where(audit_event.c.chain == patient)
+    if patient_id is not None:
+        query = query.where(audit_event.c.patient_id == str(patient_id))
     if before is not None:
         query = query.where(audit_event.c.seq < before)
     rows = conn.execute(query.order_by(audit_event.c.seq.desc()).limit(limit + 1)).all()

@@ -240,8 +240,13 @@ def periods_of(conn: Connection, patient_id: UUID) -> list[PackingPeriod]:
     ]
 
 
-def find_period(conn: Connection, period_id: UUID) -> PackingPeriod | None:
-    found = conn.execute(select(period.c.record).where(period.c.id == str(period_id))).scalar()
+def find_period(conn: Connection, patient_id: UUID, period_id: UUID) -> PackingPeriod | None:
+    """The patient's packing period (``None``: the patient has none with that id)."""
+    found = conn.execute(
+        select(period.c.record).where(
+            period.c.patient_id == str(patient_id), period.c.id == str(period_id)
+        )
+    ).scalar()
     return None if found is None else PackingPeriod.model_validate(found)
 
 
@@ -258,7 +263,9 @@ def append_period(conn: Connection, record: PackingPeriod) -> None:
     )
 
 
-def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[UrgentPack]:
+def urgent_packs_of(
+    conn: Connection, patient_id: UUID, period_ids: Iterable[UUID]
+) -> list[UrgentPack]:
     ids = [str(p) for p in period_ids]
     if not ids:
         return []
@@ -266,6 +273,7 @@ def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[Urgent
         UrgentPack.model_validate(r)
         for r in conn.execute(
             select(urgent_pack.c.record)
+            .where(urgent_pack.c.patient_id == str(patient_id))
             .where(urgent_pack.c.period_id.in_(ids))
             .order_by(urgent_pack.c.at)
         ).scalars()
@@ -284,10 +292,12 @@ def append_urgent_pack(conn: Connection, patient_id: UUID, record: UrgentPack) -
     )
 
 
-def plan_taken_version(conn: Connection, period_id: UUID) -> int | None:
+def plan_taken_version(conn: Connection, patient_id: UUID, period_id: UUID) -> int | None:
     """The newest list version the pharmacy took the period's production plan from."""
     return conn.execute(
-        select(func.max(plan_taken.c.list_version)).where(plan_taken.c.period_id == str(period_id))
+        select(func.max(plan_taken.c.list_version)).where(
+            plan_taken.c.patient_id == str(patient_id), plan_taken.c.period_id == str(period_id)
+        )
     ).scalar()
 
 
@@ -333,10 +343,13 @@ def entry_versions_after(
     ]
 
 
-def deadline_flagged(conn: Connection, period_id: UUID, list_version: int) -> bool:
+def deadline_flagged(
+    conn: Connection, patient_id: UUID, period_id: UUID, list_version: int
+) -> bool:
     return (
         conn.execute(
             select(deadline_flag.c.period_id)
+            .where(deadline_flag.c.patient_id == str(patient_id))
             .where(deadline_flag.c.period_id == str(period_id))
             .where(deadline_flag.c.list_version == list_version)
         ).first()
@@ -363,11 +376,12 @@ def append_deadline_flag(
     )
 
 
-def deadline_flags(conn: Connection, period_id: UUID) -> list[dict[str, Any]]:
+def deadline_flags(conn: Connection, patient_id: UUID, period_id: UUID) -> list[dict[str, Any]]:
     return [
         {"list_version": row.list_version, "flagged_at": utc(row.flagged_at), **row.record}
         for row in conn.execute(
             select(deadline_flag)
+            .where(deadline_flag.c.patient_id == str(patient_id))
             .where(deadline_flag.c.period_id == str(period_id))
             .order_by(deadline_flag.c.list_version)
         )
@@ -436,12 +450,14 @@ def append_tasks(conn: Connection, tasks: Iterable[MultidoseTask]) -> None:
         conn.execute(task.insert(), attestation.stamp(conn, task, rows))
 
 
-def find_task(conn: Connection, task_id: UUID) -> tuple[MultidoseTask, bool] | None:
-    """The task and whether it is resolved."""
+def find_task(
+    conn: Connection, patient_id: UUID, task_id: UUID
+) -> tuple[MultidoseTask, bool] | None:
+    """The patient's task and whether it is resolved (``None``: the patient has no such task)."""
     row = conn.execute(
         select(task.c.record, task_resolution.c.task_id.label("resolved"))
-        .outerjoin(task_resolution, task_resolution.c.task_id == task.c.id)
-        .where(task.c.id == str(task_id))
+        .outerjoin(task_resolution, _RESOLUTION_OF_TASK)
+        .where(task.c.patient_id == str(patient_id), task.c.id == str(task_id))
     ).first()
     if row is None:
         return None
@@ -453,7 +469,7 @@ def open_tasks(
 ) -> list[MultidoseTask]:
     query = (
         select(task.c.record)
-        .outerjoin(task_resolution, task_resolution.c.task_id == task.c.id)
+        .outerjoin(task_resolution, _RESOLUTION_OF_TASK)
         .where(task_resolution.c.task_id.is_(None))
     )
     if patient_id is not None:
@@ -464,6 +480,12 @@ def open_tasks(
         MultidoseTask.model_validate(r)
         for r in conn.execute(query.order_by(task.c.opened_at, task.c.id)).scalars()
     ]
+
+
+#: A task's resolution, joined on the shard key too (co-located rows: docs/scaling.md).
+_RESOLUTION_OF_TASK = (task_resolution.c.task_id == task.c.id) & (
+    task_resolution.c.patient_id == task.c.patient_id
+)
 
 
 def append_task_resolution(conn: Connection, patient_id: UUID, record: TaskResolution) -> None:
@@ -492,13 +514,19 @@ def append_proposal(conn: Connection, record: Proposal) -> None:
     )
 
 
+#: A proposal's decision, joined on the shard key too (co-located rows: docs/scaling.md).
+_DECISION_OF_PROPOSAL = (proposal_decision.c.proposal_id == proposal.c.id) & (
+    proposal_decision.c.patient_id == proposal.c.patient_id
+)
+
+
 def find_proposal(
-    conn: Connection, proposal_id: UUID
+    conn: Connection, patient_id: UUID, proposal_id: UUID
 ) -> tuple[Proposal, ProposalDecision | None] | None:
     row = conn.execute(
         select(proposal.c.record, proposal_decision.c.record.label("decision"))
-        .outerjoin(proposal_decision, proposal_decision.c.proposal_id == proposal.c.id)
-        .where(proposal.c.id == str(proposal_id))
+        .outerjoin(proposal_decision, _DECISION_OF_PROPOSAL)
+        .where(proposal.c.patient_id == str(patient_id), proposal.c.id == str(proposal_id))
     ).first()
     if row is None:
         return None
@@ -511,7 +539,7 @@ def proposals_of(
 ) -> list[tuple[Proposal, ProposalDecision | None]]:
     query = (
         select(proposal.c.record, proposal_decision.c.record.label("decision"))
-        .outerjoin(proposal_decision, proposal_decision.c.proposal_id == proposal.c.id)
+        .outerjoin(proposal_decision, _DECISION_OF_PROPOSAL)
         .where(proposal.c.patient_id == str(patient_id))
     )
     if pending_only:
