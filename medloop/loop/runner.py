@@ -520,6 +520,7 @@ def _work(
         if locked is None or state is None:
             raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
         committed.append((locked.revision, state))
+        audit.note_patient(conn, str(state.patient.national_id), patient_id)
     national_id = None if state is None else str(state.patient.national_id)
     ctx = WorkContext(conn, call, state)
     if call is None:

@@ -32,7 +32,6 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    and_,
     bindparam,
     exists,
     func,
@@ -528,8 +527,15 @@ def chartings_of_patients(
     )
 
 
-def administration_by_id(conn: Connection, administration_id: UUID) -> Charted | None:
-    found = _chartings(conn, administration.c.id == str(administration_id))
+def administration_by_id(
+    conn: Connection, patient_id: UUID, administration_id: UUID
+) -> Charted | None:
+    """The patient's charting (``None``: the patient has none with that id)."""
+    found = _chartings(
+        conn,
+        administration.c.patient_id == str(patient_id),
+        administration.c.id == str(administration_id),
+    )
     return found[0] if found else None
 
 
@@ -662,11 +668,16 @@ def schedules_of_entry(conn: Connection, patient_id: UUID, entry_id: UUID) -> li
     ]
 
 
-_PLANNED_DOSE_BY_ID = select(planned_dose.c.record).where(planned_dose.c.id == bindparam("id"))
+_PLANNED_DOSE_BY_ID = select(planned_dose.c.record).where(
+    planned_dose.c.patient_id == bindparam("patient_id"), planned_dose.c.id == bindparam("id")
+)
 
 
-def planned_dose_by_id(conn: Connection, dose_id: UUID) -> PlannedDose | None:
-    record = conn.execute(_PLANNED_DOSE_BY_ID, {"id": str(dose_id)}).scalar_one_or_none()
+def planned_dose_by_id(conn: Connection, patient_id: UUID, dose_id: UUID) -> PlannedDose | None:
+    """The patient's planned dose (``None``: the patient has none with that id)."""
+    record = conn.execute(
+        _PLANNED_DOSE_BY_ID, {"patient_id": str(patient_id), "id": str(dose_id)}
+    ).scalar_one_or_none()
     return None if record is None else PlannedDose.model_validate(record)
 
 
@@ -736,6 +747,7 @@ _ERROR_JOIN = administration.outerjoin(administration_error, _ERROR_OF_CHARTING)
 _CHARTINGS_OF_DOSE = (
     select(*_CHARTING_COLUMNS)
     .select_from(_ERROR_JOIN)
+    .where(administration.c.patient_id == bindparam("patient_id"))
     .where(administration.c.planned_dose_id == bindparam("dose_id"))
     .order_by(*_CHARTING_ORDER)
 )
@@ -743,13 +755,11 @@ _CHARTINGS_OF_DOSE_AND_PATIENT = (
     select(*_CHARTING_COLUMNS)
     .select_from(_ERROR_JOIN)
     .where(
+        administration.c.patient_id == bindparam("patient_id"),
         or_(
             administration.c.planned_dose_id == bindparam("dose_id"),
-            and_(
-                administration.c.patient_id == bindparam("patient_id"),
-                administration.c.at >= bindparam("since", type_=administration.c.at.type),
-            ),
-        )
+            administration.c.at >= bindparam("since", type_=administration.c.at.type),
+        ),
     )
     .order_by(*_CHARTING_ORDER)
 )
@@ -764,7 +774,7 @@ def chartings_for_charting(
         return [], []
     dose = None if dose_id is None else str(dose_id)
     if since is None:
-        rows = conn.execute(_CHARTINGS_OF_DOSE, {"dose_id": dose})
+        rows = conn.execute(_CHARTINGS_OF_DOSE, {"dose_id": dose, "patient_id": str(patient_id)})
     else:
         rows = conn.execute(
             _CHARTINGS_OF_DOSE_AND_PATIENT,

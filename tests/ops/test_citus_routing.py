@@ -325,7 +325,83 @@ class Allowed:
         )
 
 
-ALLOWED: tuple[Allowed, ...] = ()
+_VERIFY = "medloop operator command `audit verify`: walks every chain and every attested row"
+ALLOWED: tuple[Allowed, ...] = (
+    # -- operator commands, run per shard (or on a replica)
+    Allowed(r"^medloop/store/audit\.py:_rows_in_order", _VERIFY),
+    Allowed(
+        r"^medloop/store/attestation\.py:(_table_stream|unstamped_rows|stored_records)", _VERIFY
+    ),
+    Allowed(
+        r"^medloop/store/records\.py:",
+        "operator command `medloop records check`: reads every stored record of every table",
+    ),
+    # -- the lookup by national id: on Citus a small table distributed by national id (or a
+    # reference table of id pairs) resolves the id first; then the work routes by id
+    Allowed(
+        r"^medloop/store/patients\.py:(find_patient_id|read_own_for_access)",
+        "the lookup by national id (GET /patients?national_id=, /me, a message naming the "
+        "patient, registration's check for a list kept already)",
+        r"WHERE patient\.national_id = ",
+    ),
+    Allowed(
+        r"^medloop/store/audit\.py:_patient_id",
+        "the patient's id for an audit record whose transaction has not read the patient "
+        "(falls back to the lookup by national id; the command paths note it instead)",
+        r"WHERE patient\.national_id = ",
+    ),
+    Allowed(
+        r"^medloop/store/prescriptions\.py:patients_of_prescriptions < medloop/loop/messages\.py",
+        "message intake: the patient of the prescriptions a received message names, resolved "
+        "before the command (like the lookup by national id)",
+    ),
+    # -- the system chain and claims of no patient: on Citus their own tables on the
+    # coordinator (a NULL distribution value routes nowhere)
+    Allowed(
+        r"^medloop/store/audit\.py:append",
+        "the audit chain of events about no patient (ward work, refusals naming no patient)",
+        r"patient_id IS NULL",
+    ),
+    Allowed(
+        r"^medloop/store/(batch\.py:execute < medloop/store/)?idempotency\.py:run_once",
+        "an idempotency claim of no patient (ward work, a CDS client token's jti), or a key "
+        "claimed before migration 0020 whose response named no patient",
+        r"idempotency_key\.patient_id IS NULL",
+    ),
+    Allowed(
+        r"^medloop/store/idempotency\.py:forget_before",
+        "forgetting the one-time claims of no patient (CDS client token ids) by age",
+    ),
+    # -- scheduled jobs: the selection of patients fans out once per run; each patient's work
+    # is then a command of its own, routed
+    Allowed(
+        r"^medloop/store/administration\.py:\w+ < medloop/store/administration\.py:"
+        r"current_admissions < medloop/loop/administration/planning\.py:(roll_forward|mark_missed)",
+        "jobs roll-forward and missed doses: the residents admitted now",
+    ),
+    Allowed(
+        r"^medloop/store/multidose\.py:periods_with_deadline_between < medloop/loop/multidose\.py:"
+        r"(flag_deadlines|pharmacy_worklist)",
+        "job multidose deadlines and the multidose pharmacy's worklist: the periods due soon",
+    ),
+    # -- ward and worklist views: reads across a ward's residents (or a doctor's patients), a
+    # fan-out read on a replica
+    Allowed(
+        r"medloop/loop/administration/queries\.py:(ward_chart|chart_lines)",
+        "ward view: the ward's residents, their planned doses and chartings",
+    ),
+    Allowed(
+        r"^medloop/store/multidose\.py:open_tasks < medloop/loop/multidose\.py:open_tasks",
+        "a multidose doctor's open tasks across their patients (a worklist)",
+        r"assigned_to = ",
+    ),
+    # -- a store read called without the patient's id by a test (the API, the pages and FHIR
+    # pass it)
+    Allowed(
+        r"^medloop/store/audit\.py:events_for_patient$",
+        "a patient's access log read by a test without the patient's id",
+    ),
+)
 
 
 def allowed(origin: str, statement: str) -> Allowed | None:
@@ -377,6 +453,30 @@ def _told(found: sql_capture.Seen, origin: str = "") -> str:
     return (
         f"[{found.dialect}, {found.count}x, first in {found.test}]\n    from {origin}\n    {text}"
     )
+
+
+def test_the_check_reports_the_applications_unrouted_statements_and_passes_the_rest():
+    def seen(statement: str, *origins: str) -> sql_capture.Seen:
+        return sql_capture.Seen("sqlite", statement, 1, "t", set(origins))
+
+    unrouted = "SELECT record FROM dispense WHERE id = ?"
+    checked, problems, used = _findings(
+        [
+            seen("SELECT record FROM dispense WHERE patient_id = ?", "medloop/store/x.py:f"),
+            seen(unrouted, "medloop/store/prescriptions.py:find < medloop/loop/dispense.py:d"),
+            seen(unrouted, ""),  # the test's own inspection
+            seen(unrouted, "medloop/store/migrations/versions/0020_patient_shard_key.py:up"),
+            seen(
+                "SELECT count(*) FROM dispense WHERE command_id IS NULL",
+                "medloop/store/attestation.py:unstamped_rows < medloop/store/audit.py:verify",
+            ),
+            seen("SELECT name FROM fest_drug", "medloop/catalogue.py:load"),
+        ]
+    )
+    assert checked == 3
+    assert len(problems) == 1
+    assert "dispense not routed" in problems[0] and "medloop/loop/dispense.py:d" in problems[0]
+    assert [a.why for a in used] == [_VERIFY]
 
 
 @pytest.mark.last
