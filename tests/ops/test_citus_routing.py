@@ -339,7 +339,8 @@ ALLOWED: tuple[Allowed, ...] = (
     # -- the lookup by national id: on Citus a small table distributed by national id (or a
     # reference table of id pairs) resolves the id first; then the work routes by id
     Allowed(
-        r"^medloop/store/patients\.py:(find_patient_id|read_own_for_access)",
+        r"^(medloop/store/batch\.py:\w+ < )?medloop/store/patients\.py:"
+        r"(find_patient_id|read_own_for_access)",
         "the lookup by national id (GET /patients?national_id=, /me, a message naming the "
         "patient, registration's check for a list kept already)",
         r"WHERE patient\.national_id = ",
@@ -354,6 +355,12 @@ ALLOWED: tuple[Allowed, ...] = (
         r"^medloop/store/prescriptions\.py:patients_of_prescriptions < medloop/loop/messages\.py",
         "message intake: the patient of the prescriptions a received message names, resolved "
         "before the command (like the lookup by national id)",
+    ),
+    Allowed(
+        r"^medloop/store/access\.py:card < medloop/api/cds\.py:",
+        "CDS Hooks feedback names the cards, not the patient: each card's patient is resolved "
+        "first (like the lookup by national id), then the feedback routes by patient",
+        r"WHERE cds_card\.id = ",
     ),
     # -- the system chain and claims of no patient: on Citus their own tables on the
     # coordinator (a NULL distribution value routes nowhere)
