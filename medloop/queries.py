@@ -348,10 +348,18 @@ def find_patient_id(conn: Connection, national_id: str) -> UUID | None:
 
 
 def access_log(
-    conn: Connection, national_id: str, *, limit: int, before: int | None = None
+    conn: Connection,
+    national_id: str,
+    *,
+    limit: int,
+    before: int | None = None,
+    patient_id: UUID | None = None,
 ) -> audit.PatientAccessPage:
-    """Who did what with the patient's data, newest first (``store.audit.events_for_patient``)."""
-    return audit.events_for_patient(conn, national_id, limit=limit, before=before)
+    """Who did what with the patient's data, newest first (``store.audit.events_for_patient``);
+    ``patient_id`` (the patient's id) routes the read by patient."""
+    return audit.events_for_patient(
+        conn, national_id, limit=limit, before=before, patient_id=patient_id
+    )
 
 
 def ward_organisation(conn: Connection, ward_id: UUID) -> str | None:

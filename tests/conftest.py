@@ -39,13 +39,15 @@ _postgres_passed = 0
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from tests import log_capture
+    from tests import log_capture, sql_capture
 
     log_capture.install()
+    # every SQL statement the suite sends (tests/ops/test_citus_routing.py)
+    sql_capture.install()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``last`` run after all others (the scan of the whole suite's logs)."""
+    """Tests marked ``last`` run after all others (the scans of the whole suite's logs and SQL)."""
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 

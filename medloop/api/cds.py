@@ -464,11 +464,14 @@ def feedback(
             if card is not None and card.patient_id == patient_id
         ]
 
-        def record(conn: Any, items: list[CdsFeedbackItem]) -> dict[str, Any]:
+        def record(
+            conn: Any, items: list[CdsFeedbackItem], patient_id: UUID = patient_id
+        ) -> dict[str, Any]:
             for item in items:
                 reason = item.overrideReason
                 access.append_feedback(
                     conn,
+                    patient_id,
                     access.Feedback(
                         id=uuid.uuid4(),
                         card_id=item.card,

@@ -1005,7 +1005,7 @@ def search_audit(caller: CallerDep, request: Request) -> FhirResponse:
         patient_id,
         "fhir-AuditEvent",
         lambda conn: queries.access_log(
-            conn, caller.principal.subject, limit=queries.ACCESS_LOG_PAGE
+            conn, caller.principal.subject, limit=queries.ACCESS_LOG_PAGE, patient_id=patient_id
         ),
     )
     found = [fhir.audit_event(e, patient_id) for e in page.events]

@@ -1408,7 +1408,7 @@ def accept_list_proposal(
         state = ctx.state
         chosen = accepted_entries(
             find_received(ctx.conn, msg_id),
-            find_decision(ctx.conn, msg_id),
+            find_decision(ctx.conn, patient_id, msg_id),
             state.medication_list.version,
             entries,
         )

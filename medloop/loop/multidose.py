@@ -280,7 +280,7 @@ def _responsible(conn: Connection, patient_id: UUID, on: date) -> Responsibility
 
 
 def _period(conn: Connection, patient_id: UUID, period_id: UUID) -> PackingPeriod:
-    found = store.find_period(conn, period_id)
+    found = store.find_period(conn, patient_id, period_id)
     if found is None or found.patient_id != patient_id:
         raise PackingPeriodNotFound(
             f"patient {patient_id} has no packing period {period_id}", period_id=period_id
@@ -305,7 +305,7 @@ def order_urgent(
             reason=call.reason,
         )
         return Effect(
-            writes=(lambda conn: store.append_urgent_pack(conn, record),),
+            writes=(lambda conn: store.append_urgent_pack(conn, patient_id, record),),
             response={"period_id": str(period_id), "urgent_pack_id": str(pack_id)},
         )
 
@@ -338,15 +338,15 @@ def take_production_plan(
         plan = production_plan(
             period,
             ctx.state.changes,
-            store.urgent_packs_of(ctx.conn, [period_id]),
+            store.urgent_packs_of(ctx.conn, patient_id, [period_id]),
             _rules(rules),
         )
-        taken = store.plan_taken_version(ctx.conn, period_id)
+        taken = store.plan_taken_version(ctx.conn, patient_id, period_id)
         writes: tuple[Write, ...] = ()
         if taken is None or taken < plan.list_version:
             writes = (
                 lambda conn: store.append_plan_taken(
-                    conn, period_id, plan.list_version, call.at, call.actor
+                    conn, patient_id, period_id, plan.list_version, call.at, call.actor
                 ),
             )
         return Effect(
@@ -405,7 +405,7 @@ def packing_reconciliation(
         ctx.state.changes,
         ctx.state.medication_list,
         ctx.state.prescriptions,
-        store.urgent_packs_of(ctx.conn, [period.id]),
+        store.urgent_packs_of(ctx.conn, period.patient_id, [period.id]),
         _products(ctx, report),
         ctx.catalogue.substitution_groups,
         packing,
@@ -449,7 +449,7 @@ def resolve_multidose_task(
     """A prescriber closes a task with a note (``call.reason``)."""
 
     def decide(ctx: Context) -> Effect:
-        found = store.find_task(ctx.conn, task_id)
+        found = store.find_task(ctx.conn, patient_id, task_id)
         task = found[0] if found is not None and found[0].patient_id == patient_id else None
         record = resolve_task(
             task,
@@ -460,7 +460,7 @@ def resolve_multidose_task(
             by=call.actor,
         )
         return Effect(
-            writes=(lambda conn: store.append_task_resolution(conn, record),),
+            writes=(lambda conn: store.append_task_resolution(conn, patient_id, record),),
             response={"task_id": str(task_id)},
         )
 
@@ -564,7 +564,7 @@ def accept_proposal(
         decision = decision.model_copy(update={"list_version": version, "result": result})
         return replace(
             effect,
-            writes=(*effect.writes, lambda conn: store.append_decision(conn, decision)),
+            writes=(*effect.writes, lambda conn: store.append_decision(conn, patient_id, decision)),
             response={**effect.response, "proposal_id": str(proposal_id), "decision": "accepted"},
         )
 
@@ -617,7 +617,7 @@ def reject_proposal(
             reason=call.reason,
         )
         return Effect(
-            writes=(lambda conn: store.append_decision(conn, decision),),
+            writes=(lambda conn: store.append_decision(conn, patient_id, decision),),
             response={"proposal_id": str(proposal_id), "decision": "rejected"},
         )
 
@@ -634,7 +634,7 @@ def reject_proposal(
 def _proposal(
     conn: Connection, patient_id: UUID, proposal_id: UUID
 ) -> tuple[Proposal, ProposalDecision | None]:
-    found = store.find_proposal(conn, proposal_id)
+    found = store.find_proposal(conn, patient_id, proposal_id)
     if found is None or found[0].patient_id != patient_id:
         raise ProposalNotFound(
             f"patient {patient_id} has no proposal {proposal_id}", proposal_id=proposal_id
@@ -665,7 +665,7 @@ def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = N
 def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
     def work(ctx: WorkContext) -> Done:
         conn = ctx.conn
-        planned = store.plan_taken_version(conn, period.id) or 0
+        planned = store.plan_taken_version(conn, period.patient_id, period.id) or 0
         versions = [
             v
             for v in store.entry_versions_after(conn, period.patient_id, planned)
@@ -674,14 +674,14 @@ def _flag(engine: Engine, period: PackingPeriod, now: datetime) -> int:
         if not versions:
             return Done(response={"flagged": 0})
         latest = max(v.list_version for v in versions)
-        if store.deadline_flagged(conn, period.id, latest):
+        if store.deadline_flagged(conn, period.patient_id, period.id, latest):
             return Done(response={"flagged": 0})
         record = {
             "order_deadline": period.order_deadline.isoformat(),
             "plan_list_version": planned,
             "entries": sorted({str(v.entry_id) for v in versions}),
         }
-        store.append_deadline_flag(conn, period.id, latest, now, record)
+        store.append_deadline_flag(conn, period.patient_id, period.id, latest, now, record)
         detail = {"period_id": str(period.id), "list_version": latest, **record}
         return Done(
             response={"flagged": 1},
@@ -720,13 +720,13 @@ def responsibility(conn: Connection, patient_id: UUID) -> Responsibility | None:
 def periods(conn: Connection, patient_id: UUID) -> list[PeriodView]:
     _known(conn, patient_id)
     found = store.periods_of(conn, patient_id)
-    packs = store.urgent_packs_of(conn, [p.id for p in found])
+    packs = store.urgent_packs_of(conn, patient_id, [p.id for p in found])
     return [
         PeriodView(
             period=p,
             urgent_packs=tuple(u for u in packs if u.period_id == p.id),
-            plan_list_version=store.plan_taken_version(conn, p.id),
-            deadline_flags=tuple(store.deadline_flags(conn, p.id)),
+            plan_list_version=store.plan_taken_version(conn, patient_id, p.id),
+            deadline_flags=tuple(store.deadline_flags(conn, patient_id, p.id)),
         )
         for p in found
     ]
@@ -739,9 +739,9 @@ def period(conn: Connection, patient_id: UUID, period_id: UUID) -> PeriodView:
     found = _period(conn, patient_id, period_id)
     return PeriodView(
         period=found,
-        urgent_packs=tuple(store.urgent_packs_of(conn, [period_id])),
-        plan_list_version=store.plan_taken_version(conn, period_id),
-        deadline_flags=tuple(store.deadline_flags(conn, period_id)),
+        urgent_packs=tuple(store.urgent_packs_of(conn, patient_id, [period_id])),
+        plan_list_version=store.plan_taken_version(conn, patient_id, period_id),
+        deadline_flags=tuple(store.deadline_flags(conn, patient_id, period_id)),
     )
 
 
@@ -752,7 +752,7 @@ def plan_of(
     state = queries.patient_state(conn, patient_id)
     period = _period(conn, patient_id, period_id)
     return production_plan(
-        period, state.changes, store.urgent_packs_of(conn, [period_id]), _rules(rules)
+        period, state.changes, store.urgent_packs_of(conn, patient_id, [period_id]), _rules(rules)
     )
 
 
@@ -811,7 +811,8 @@ def urgent_pack(conn: Connection, patient_id: UUID, period_id: UUID, pack_id: UU
     ``UrgentPackNotFound`` when the patient has no such period or pack."""
     _known(conn, patient_id)
     _period(conn, patient_id, period_id)
-    found = next((u for u in store.urgent_packs_of(conn, [period_id]) if u.id == pack_id), None)
+    packs = store.urgent_packs_of(conn, patient_id, [period_id])
+    found = next((u for u in packs if u.id == pack_id), None)
     if found is None:
         raise UrgentPackNotFound(
             f"packing period {period_id} has no urgent pack {pack_id}", pack_id=pack_id
@@ -855,7 +856,7 @@ def pharmacy_worklist(
         patient = read_patient(conn, period.patient_id)
         if patient is None:
             continue
-        planned = store.plan_taken_version(conn, period.id)
+        planned = store.plan_taken_version(conn, period.patient_id, period.id)
         changed = {
             v.entry_id
             for v in store.entry_versions_after(conn, period.patient_id, planned or 0)

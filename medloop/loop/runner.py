@@ -227,6 +227,7 @@ def _run(
             conn,
             call,
             action,
+            patient_id,
             compute,
             {
                 "action": action,
@@ -255,6 +256,7 @@ def _once(
     conn: Connection,
     call: Call,
     action: str,
+    patient_id: UUID | None,
     compute: Callable[[], dict[str, Any]],
     fingerprinted: Mapping[str, Any],
 ) -> tuple[dict[str, Any], bool]:
@@ -271,6 +273,7 @@ def _once(
         request_fingerprint(dict(fingerprinted)),
         compute,
         savepoint=False,
+        patient_id=patient_id,
     )
     return dict(result.response), result.replayed
 
@@ -396,7 +399,7 @@ def _store(
     for record in effect.dispenses:
         append_dispense(conn, patient_id, record, call.at)
     for dispense_id, annulment in effect.annulments:
-        append_annulment(conn, dispense_id, annulment)
+        append_annulment(conn, patient_id, dispense_id, annulment)
     if effect.reconciliation is not None:
         append_reconciliation(conn, effect.reconciliation)
     for write in effect.writes:
@@ -525,6 +528,7 @@ def _work(
         if locked is None or state is None:
             raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
         committed.append((locked.revision, state))
+        audit.note_patient(conn, str(state.patient.national_id), patient_id)
     national_id = None if state is None else str(state.patient.national_id)
     ctx = WorkContext(conn, call, state)
     if call is None:
@@ -544,7 +548,7 @@ def _work(
         return dict(seen[-1].response)
 
     response, replayed = _once(
-        conn, call, action, compute, {"action": action, "request": dict(request or {})}
+        conn, call, action, patient_id, compute, {"action": action, "request": dict(request or {})}
     )
     if seen and seen[-1].patient is not None:
         national_id = seen[-1].patient
@@ -587,7 +591,9 @@ def run_audited(
     def body(conn: Connection) -> Mapping[str, Any]:
         if once is None:
             return work(conn)
-        return run_once(conn, once.scope, once.key, once.fingerprint, lambda: work(conn)).response
+        return run_once(
+            conn, once.scope, once.key, once.fingerprint, lambda: work(conn), patient_id=patient_id
+        ).response
 
     return access.audited(engine, who, patient_id, action, body)
 

@@ -60,8 +60,8 @@ def my_access_log(
 ) -> Response:
     found = page.caller.read_own(
         "access-log",
-        lambda conn, _: queries.access_log(
-            conn, page.principal.subject, limit=PAGE_SIZE, before=before
+        lambda conn, patient_id: queries.access_log(
+            conn, page.principal.subject, limit=PAGE_SIZE, before=before, patient_id=patient_id
         ),
     )
     return page.render(

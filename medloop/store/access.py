@@ -30,7 +30,7 @@ from sqlalchemy import (
 from fest.schema import metadata
 from medloop.domain.patient import PatientNotFound
 from medloop.store import attestation, audit
-from medloop.store.columns import UUID_LENGTH
+from medloop.store.columns import UUID_LENGTH, shard_key
 from medloop.store.db import writer
 from medloop.store.patients import Accessed, national_id_of, read_for_access, read_own_for_access
 
@@ -63,6 +63,7 @@ cds_feedback = Table(
     Column("recorded_by", String(64), nullable=False),
     Column("override_reason", JSON, nullable=True),
     Column("comment", Text, nullable=True),
+    *shard_key("cds_feedback"),
     Index("ix_cds_feedback_card", "card_id"),
 )
 
@@ -261,10 +262,11 @@ class Feedback:
     comment: str | None
 
 
-def append_feedback(conn: Connection, feedback: Feedback, at: datetime) -> None:
+def append_feedback(conn: Connection, patient_id: UUID, feedback: Feedback, at: datetime) -> None:
     attestation.insert(
         conn,
         cds_feedback,
+        patient_id=str(patient_id),
         id=str(feedback.id),
         card_id=str(feedback.card_id),
         outcome=feedback.outcome,

@@ -32,7 +32,6 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    and_,
     bindparam,
     exists,
     func,
@@ -51,7 +50,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import attestation, batch
 from medloop.store.alerts import alert
-from medloop.store.columns import UUID_LENGTH, aware, utc
+from medloop.store.columns import UUID_LENGTH, aware, shard_key, utc
 
 ward = Table(
     "ward",
@@ -95,6 +94,7 @@ discharge = Table(
     Column("admission_id", String(UUID_LENGTH), ForeignKey("admission.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("author", JSON, nullable=False),
+    *shard_key("discharge"),
 )
 
 wristband = Table(
@@ -109,6 +109,7 @@ wristband = Table(
     Column("author", JSON, nullable=False),
     UniqueConstraint("gsrn", name="uq_wristband_gsrn"),
     Index("ix_wristband_admission", "admission_id", "at"),
+    *shard_key("wristband"),
 )
 
 schedule = Table(
@@ -173,6 +174,15 @@ administration_error = Table(
     ),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the AdministrationCorrection
+    *shard_key("administration_error"),
+)
+
+#: A child row joined to its parent on the shard key too (co-located rows: docs/scaling.md).
+_DISCHARGE_OF_ADMISSION = (discharge.c.admission_id == admission.c.id) & (
+    discharge.c.patient_id == admission.c.patient_id
+)
+_ERROR_OF_CHARTING = (administration_error.c.administration_id == administration.c.id) & (
+    administration_error.c.patient_id == administration.c.patient_id
 )
 
 APPEND_ONLY = (
@@ -278,21 +288,27 @@ def add_admission(conn: Connection, record: Admission) -> None:
     )
 
 
-def add_discharge(conn: Connection, admission_id: UUID, at: datetime, by: Actor) -> None:
+def add_discharge(
+    conn: Connection, patient_id: UUID, admission_id: UUID, at: datetime, by: Actor
+) -> None:
     attestation.insert(
         conn,
         discharge,
+        patient_id=str(patient_id),
         admission_id=str(admission_id),
         at=utc(at),
         author=by.model_dump(mode="json"),
     )
 
 
-def add_wristband(conn: Connection, admission_id: UUID, gsrn: str, at: datetime, by: Actor) -> None:
+def add_wristband(
+    conn: Connection, patient_id: UUID, admission_id: UUID, gsrn: str, at: datetime, by: Actor
+) -> None:
     attestation.insert(
         conn,
         wristband,
         id=str(uuid4()),
+        patient_id=str(patient_id),
         admission_id=str(admission_id),
         gsrn=gsrn,
         at=utc(at),
@@ -300,18 +316,22 @@ def add_wristband(conn: Connection, admission_id: UUID, gsrn: str, at: datetime,
     )
 
 
-def wristband_gsrn(conn: Connection, admission_id: UUID) -> str | None:
+def wristband_gsrn(conn: Connection, patient_id: UUID, admission_id: UUID) -> str | None:
     """The GSRN registered last for the stay ``admission_id``; ``None`` when none is."""
     return conn.execute(
         select(wristband.c.gsrn)
-        .where(wristband.c.admission_id == str(admission_id))
+        .where(
+            wristband.c.patient_id == str(patient_id),
+            wristband.c.admission_id == str(admission_id),
+        )
         .order_by(wristband.c.at.desc(), wristband.c.id.desc())
         .limit(1)
     ).scalar_one_or_none()
 
 
 def gsrn_admission(conn: Connection, gsrn: str) -> UUID | None:
-    """The stay a GSRN is registered for, if any."""
+    """The stay a GSRN is registered for, if any (a lookup across patients, like the one by
+    national id: registration's check that a GSRN names one stay)."""
     found = conn.execute(
         select(wristband.c.admission_id).where(wristband.c.gsrn == gsrn)
     ).scalar_one_or_none()
@@ -321,7 +341,7 @@ def gsrn_admission(conn: Connection, gsrn: str) -> UUID | None:
 def _admissions(conn: Connection, where: Any) -> list[Admission]:
     rows = conn.execute(
         select(admission.c.record, discharge.c.at.label("discharged_at"), discharge.c.author)
-        .outerjoin(discharge, discharge.c.admission_id == admission.c.id)
+        .outerjoin(discharge, _DISCHARGE_OF_ADMISSION)
         .where(where)
         .order_by(admission.c.admitted_at, admission.c.id)
     ).all()
@@ -477,10 +497,13 @@ def add_administrations(conn: Connection, records: Sequence[Administration]) -> 
     )
 
 
-def add_correction(conn: Connection, correction: AdministrationCorrection) -> None:
+def add_correction(
+    conn: Connection, patient_id: UUID, correction: AdministrationCorrection
+) -> None:
     attestation.insert(
         conn,
         administration_error,
+        patient_id=str(patient_id),
         administration_id=str(correction.administration_id),
         at=utc(correction.at),
         record=correction.model_dump(mode="json"),
@@ -504,7 +527,7 @@ def _chartings(conn: Connection, *where: Any) -> list[Charted]:
         select(administration.c.record, administration_error.c.record.label("correction"))
         .outerjoin(
             administration_error,
-            administration_error.c.administration_id == administration.c.id,
+            _ERROR_OF_CHARTING,
         )
         .where(*where)
         .order_by(administration.c.at, administration.c.recorded_at, administration.c.id)
@@ -556,8 +579,15 @@ def chartings_of_patients(
     )
 
 
-def administration_by_id(conn: Connection, administration_id: UUID) -> Charted | None:
-    found = _chartings(conn, administration.c.id == str(administration_id))
+def administration_by_id(
+    conn: Connection, patient_id: UUID, administration_id: UUID
+) -> Charted | None:
+    """The patient's charting (``None``: the patient has none with that id)."""
+    found = _chartings(
+        conn,
+        administration.c.patient_id == str(patient_id),
+        administration.c.id == str(administration_id),
+    )
     return found[0] if found else None
 
 
@@ -581,7 +611,7 @@ _ADMISSIONS_WITH_CONFIG = (
         .scalar_subquery()
         .label("config_version"),
     )
-    .outerjoin(discharge, discharge.c.admission_id == admission.c.id)
+    .outerjoin(discharge, _DISCHARGE_OF_ADMISSION)
     .where(admission.c.patient_id == bindparam("patient_id"))
     .order_by(admission.c.admitted_at, admission.c.id)
 )
@@ -690,11 +720,16 @@ def schedules_of_entry(conn: Connection, patient_id: UUID, entry_id: UUID) -> li
     ]
 
 
-_PLANNED_DOSE_BY_ID = select(planned_dose.c.record).where(planned_dose.c.id == bindparam("id"))
+_PLANNED_DOSE_BY_ID = select(planned_dose.c.record).where(
+    planned_dose.c.patient_id == bindparam("patient_id"), planned_dose.c.id == bindparam("id")
+)
 
 
-def planned_dose_by_id(conn: Connection, dose_id: UUID) -> PlannedDose | None:
-    record = conn.execute(_PLANNED_DOSE_BY_ID, {"id": str(dose_id)}).scalar_one_or_none()
+def planned_dose_by_id(conn: Connection, patient_id: UUID, dose_id: UUID) -> PlannedDose | None:
+    """The patient's planned dose (``None``: the patient has none with that id)."""
+    record = conn.execute(
+        _PLANNED_DOSE_BY_ID, {"patient_id": str(patient_id), "id": str(dose_id)}
+    ).scalar_one_or_none()
     return None if record is None else PlannedDose.model_validate(record)
 
 
@@ -704,7 +739,8 @@ _STANDING_CHARTING = (
         administration.c.planned_dose_id == planned_dose.c.id,
         administration.c.outcome != Outcome.MISSED.value,
     )
-    .where(~exists().where(administration_error.c.administration_id == administration.c.id))
+    .where(administration.c.patient_id == planned_dose.c.patient_id)
+    .where(~exists().where(_ERROR_OF_CHARTING))
 )
 
 _PLANNED_SINCE = select(
@@ -759,12 +795,11 @@ _CHARTING_COLUMNS = (
     administration_error.c.record.label("correction"),
 )
 _CHARTING_ORDER = (administration.c.at, administration.c.recorded_at, administration.c.id)
-_ERROR_JOIN = administration.outerjoin(
-    administration_error, administration_error.c.administration_id == administration.c.id
-)
+_ERROR_JOIN = administration.outerjoin(administration_error, _ERROR_OF_CHARTING)
 _CHARTINGS_OF_DOSE = (
     select(*_CHARTING_COLUMNS)
     .select_from(_ERROR_JOIN)
+    .where(administration.c.patient_id == bindparam("patient_id"))
     .where(administration.c.planned_dose_id == bindparam("dose_id"))
     .order_by(*_CHARTING_ORDER)
 )
@@ -772,13 +807,11 @@ _CHARTINGS_OF_DOSE_AND_PATIENT = (
     select(*_CHARTING_COLUMNS)
     .select_from(_ERROR_JOIN)
     .where(
+        administration.c.patient_id == bindparam("patient_id"),
         or_(
             administration.c.planned_dose_id == bindparam("dose_id"),
-            and_(
-                administration.c.patient_id == bindparam("patient_id"),
-                administration.c.at >= bindparam("since", type_=administration.c.at.type),
-            ),
-        )
+            administration.c.at >= bindparam("since", type_=administration.c.at.type),
+        ),
     )
     .order_by(*_CHARTING_ORDER)
 )
@@ -793,7 +826,7 @@ def chartings_for_charting(
         return [], []
     dose = None if dose_id is None else str(dose_id)
     if since is None:
-        rows = conn.execute(_CHARTINGS_OF_DOSE, {"dose_id": dose})
+        rows = conn.execute(_CHARTINGS_OF_DOSE, {"dose_id": dose, "patient_id": str(patient_id)})
     else:
         rows = conn.execute(
             _CHARTINGS_OF_DOSE_AND_PATIENT,

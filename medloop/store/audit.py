@@ -77,6 +77,7 @@ from sqlalchemy.dialects.postgresql import BIT
 
 from fest.schema import metadata
 from medloop.store import attestation, batch
+from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import (  # noqa: F401  (WriteTransactionRequired: raised from here)
     WriteTransactionRequired,
     require_write_transaction,
@@ -140,6 +141,11 @@ audit_event = Table(
     Column("detail", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The patient's id (migration 0020), the shard key its chain is co-located by with the
+    # patient's rows (docs/scaling.md); NULL for the system chain and for a national id no list
+    # is kept for. Not hashed: a copy of what the chain already names, so every chain written
+    # before it verifies as it did.
+    Column("patient_id", String(UUID_LENGTH), nullable=True),
     CheckConstraint(
         "outcome IN ('ok', 'refused', 'conflict', 'error')", name="ck_audit_event_outcome"
     ),
@@ -169,6 +175,8 @@ class AuditEvent:
     reason: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     occurred_at: datetime | None = None
+    #: The patient's id (``patient_id``, not hashed); found from ``patient`` when not given.
+    patient_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -342,12 +350,19 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         "detail": detail,
     }
     head, middle = _canonical_parts(values)
+    patient_id = event.patient_id or _patient_id(conn, event.patient)
     if postgres:
         # With a command's queued appends (medloop.store.batch), in their round trip.
         row = batch.execute_returning_one(
             conn,
-            _APPEND_PG,
-            {**values, "head": head, "middle": middle, "genesis": GENESIS_HASH},
+            _APPEND_PG if patient_id is not None else _APPEND_PG_NO_PATIENT,
+            {
+                **values,
+                "patient_id": patient_id,
+                "head": head,
+                "middle": middle,
+                "genesis": GENESIS_HASH,
+            },
             json_params=_JSON_PARAMS,
         )
         values["seq"], values["prev_hash"] = row.seq, row.prev_hash
@@ -358,13 +373,43 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
                 f"{row.hash}, this process as {values['hash']}"
             )
     else:
-        tail = conn.execute(_TAIL, {"chain": chain}).first()
+        tail = (
+            conn.execute(_TAIL, {"chain": chain, "patient_id": patient_id})
+            if patient_id is not None
+            else conn.execute(_TAIL_NO_PATIENT, {"chain": chain})
+        ).first()
         values["seq"], values["prev_hash"] = (
             (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
         )
         values["hash"] = _hash_of_parts(head, values["prev_hash"], middle, values["seq"])
-        conn.execute(audit_event.insert(), values)
+        conn.execute(audit_event.insert(), {**values, "patient_id": patient_id})
     return AuditRecord(**{**values, "outcome": outcome})
+
+
+def note_patient(conn: Connection, national_id: str, patient_id: Any) -> None:
+    """Record that this transaction read the patient with ``national_id`` (``patient_id``), so
+    that its audit records carry the id without asking the database (``append``)."""
+    transaction_memo(conn).setdefault(_PATIENT_IDS, {})[str(national_id)] = str(patient_id)
+
+
+def _patient_id(conn: Connection, national_id: str | None) -> str | None:
+    """The id of the patient whose chain ``national_id`` is: noted by the transaction, else
+    looked up by national id (``None`` when no list is kept for that person)."""
+    if national_id is None:
+        return None
+    noted = transaction_memo(conn).get(_PATIENT_IDS, {}).get(national_id)
+    if noted is not None:
+        return str(noted)
+    patient = metadata.tables["patient"]
+    found = conn.execute(
+        select(patient.c.id).where(patient.c.national_id == national_id)
+    ).scalar_one_or_none()
+    if found is not None:
+        note_patient(conn, national_id, found)
+    return None if found is None else str(found)
+
+
+_PATIENT_IDS = "audit.patient_ids"
 
 
 def lock_chain_sql(national_id: Any) -> Any:
@@ -396,32 +441,52 @@ _LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
 _TAIL = (
     select(audit_event.c.seq, audit_event.c.hash)
     .where(audit_event.c.chain == bindparam("chain"))
+    .where(audit_event.c.patient_id == bindparam("patient_id"))
+    .order_by(audit_event.c.seq.desc())
+    .limit(1)
+)
+_TAIL_NO_PATIENT = (
+    select(audit_event.c.seq, audit_event.c.hash)
+    .where(audit_event.c.chain == bindparam("chain"))
+    .where(audit_event.c.patient_id.is_(None))
     .order_by(audit_event.c.seq.desc())
     .limit(1)
 )
 # The statement's snapshot is taken when it starts, after the chain's lock was taken by an
 # earlier statement of the transaction: the tail it reads is the committed one.
-_APPEND_PG = text(
-    """
+_APPEND_PG_TEXT = """
     INSERT INTO audit_event (chain, seq, occurred_at, actor, actor_role, organisation, patient,
-                             action, outcome, request_id, reason, detail, prev_hash, hash)
+                             action, outcome, request_id, reason, detail, prev_hash, hash,
+                             patient_id)
     SELECT :chain, n.seq, :occurred_at, :actor, :actor_role, :organisation, :patient, :action,
            :outcome, :request_id, :reason, :detail, n.prev_hash,
            encode(sha256(convert_to(:head || n.prev_hash || :middle || n.seq::text || '}',
-                                    'UTF8')), 'hex')
+                                    'UTF8')), 'hex'),
+           :patient_id
     FROM (
         SELECT coalesce(last.seq, 0) + 1 AS seq, coalesce(last.hash, :genesis) AS prev_hash
         FROM (SELECT 1) AS one
         LEFT JOIN LATERAL (
-            SELECT seq, hash FROM audit_event WHERE chain = :chain ORDER BY seq DESC LIMIT 1
+            SELECT seq, hash FROM audit_event WHERE {tail} ORDER BY seq DESC LIMIT 1
         ) AS last ON true
     ) AS n
     RETURNING seq, prev_hash, hash
     """
-).bindparams(
-    bindparam("occurred_at", type_=DateTime(timezone=True)),
-    bindparam("detail", type_=JSON),
-)
+
+
+def _append_pg(tail: str) -> Any:
+    return text(_APPEND_PG_TEXT.replace("{tail}", tail)).bindparams(
+        bindparam("occurred_at", type_=DateTime(timezone=True)),
+        bindparam("detail", type_=JSON),
+    )
+
+
+# A patient's chain is read by its patient_id too, so that the statement routes to the
+# patient's shard (docs/scaling.md): every record of a chain that names a patient carries the
+# patient's id, since a national id is audited only once it is the patient's. The system chain
+# (and a national id no list is kept for) has none.
+_APPEND_PG = _append_pg("chain = :chain AND patient_id = :patient_id")
+_APPEND_PG_NO_PATIENT = _append_pg("chain = :chain AND patient_id IS NULL")
 
 
 def _canonical_parts(values: Mapping[str, Any]) -> tuple[str, str]:
@@ -668,14 +733,21 @@ def _broken_link(row: Mapping[str, Any], expected_seq: int, last_hash: str) -> B
 
 
 def events_for_patient(
-    conn: Connection, patient: str, *, limit: int = 50, before: int | None = None
+    conn: Connection,
+    patient: str,
+    *,
+    limit: int = 50,
+    before: int | None = None,
+    patient_id: Any = None,
 ) -> PatientAccessPage:
     """Who did what with ``patient``'s data (actor, role, organisation, action, when, why),
     newest first, ``limit`` records per page; ``before`` is the previous page's
-    ``next_before``."""
+    ``next_before``. ``patient_id``, the patient's id, routes the read by patient."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
     query = select(audit_event).where(audit_event.c.chain == patient)
+    if patient_id is not None:
+        query = query.where(audit_event.c.patient_id == str(patient_id))
     if before is not None:
         query = query.where(audit_event.c.seq < before)
     rows = conn.execute(query.order_by(audit_event.c.seq.desc()).limit(limit + 1)).all()

@@ -13,12 +13,26 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Table
+from sqlalchemy import Column, Index, String, Table
 
 from medloop.domain.errors import DomainError
 
 UUID_LENGTH = 36
 """``String(UUID_LENGTH)``: a UUID in its canonical text form."""
+
+#: The column every table of one patient's data is distributed by (docs/scaling.md).
+SHARD_KEY = "patient_id"
+
+
+def shard_key(table: str) -> tuple[Column, Index]:
+    """``patient_id`` of a child table whose parent row names the patient (migration 0020): a
+    copy of the parent's, written with the row, so that a statement on the child alone routes
+    by patient (docs/scaling.md). No foreign key: the parent's already ties the row to the
+    patient. Left out of the row's attested digest (``medloop.store.attestation``)."""
+    return (
+        Column(SHARD_KEY, String(UUID_LENGTH), nullable=False),
+        Index(f"ix_{table}_patient", SHARD_KEY),
+    )
 
 
 def utc(moment: datetime) -> datetime:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import (
     JSON,
@@ -54,6 +55,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from fest.schema import metadata
 from medloop.store import batch
+from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import require_write_transaction
 
 MAX_KEY_LENGTH = 200
@@ -74,6 +76,10 @@ idempotency_key = Table(
     Column("status", String(16), nullable=False),
     Column("response", JSON, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The patient whose command claimed the key (migration 0020): the key is claimed in the
+    # command's transaction, so it lives on the patient's shard (docs/scaling.md). NULL for a
+    # claim that is no patient's (a CDS client token's jti, work of no patient).
+    Column("patient_id", String(UUID_LENGTH), nullable=True),
     CheckConstraint("status IN ('pending', 'completed')", name="ck_idempotency_key_status"),
 )
 
@@ -128,6 +134,7 @@ def run_once(
     compute: Callable[[], Mapping[str, Any]],
     *,
     savepoint: bool = True,
+    patient_id: UUID | None = None,
 ) -> IdempotentResult:
     """Run ``compute`` once per ``(scope, key)`` in the caller's transaction and store its
     response; a repeat with the same ``fingerprint`` gets that response back.
@@ -135,9 +142,12 @@ def run_once(
     The claim and ``compute``'s writes run in a savepoint, so that a failing ``compute``
     frees the key and undoes its writes even if the caller goes on and commits. A caller
     whose transaction always ends with the failure (a command: it rolls back) may pass
-    ``savepoint=False`` and save the savepoint's two round trips."""
+    ``savepoint=False`` and save the savepoint's two round trips. ``patient_id``: the patient
+    the claim is about, stored with the key, and every statement on the key filters by it (its
+    shard key, docs/scaling.md); ``None`` for a claim that is no patient's."""
     _check(scope, key, fingerprint)
     require_write_transaction(conn, "using an idempotency key")
+    pid = None if patient_id is None else str(patient_id)
     with conn.begin_nested() if savepoint else nullcontext():
         claimed = batch.first_row(
             conn,
@@ -148,6 +158,7 @@ def run_once(
                 "fingerprint": fingerprint,
                 "status": KeyStatus.PENDING.value,
                 "created_at": datetime.now(UTC),
+                "patient_id": pid,
             },
         )
         if claimed is not None:
@@ -155,10 +166,11 @@ def run_once(
             # Queued with a command's other appends, when it batches them.
             batch.execute(
                 conn,
-                _COMPLETE,
+                _COMPLETE if pid is not None else _COMPLETE_NO_PATIENT,
                 {
                     "b_scope": scope,
                     "b_key": key,
+                    "b_patient_id": pid,
                     "status": KeyStatus.COMPLETED.value,
                     "response": response,
                 },
@@ -166,9 +178,23 @@ def run_once(
             )
             return IdempotentResult(response, replayed=False)
     # A replay (or a refusal): the stored request, asked for only now (building the
-    # statement on every call cost a first call more than the claim's own driver work).
+    # statement on every call cost a first call more than the claim's own driver work). A key
+    # of the same scope claimed for another patient is not found here: the claim above then
+    # failed on the primary key (scope, key), and the request is refused as a reuse.
     this_key = and_(idempotency_key.c.scope == scope, idempotency_key.c.key == key)
-    stored = conn.execute(select(idempotency_key).where(this_key)).one()
+    patient_key = (
+        idempotency_key.c.patient_id.is_(None)
+        if pid is None
+        else idempotency_key.c.patient_id == pid
+    )
+    stored = conn.execute(select(idempotency_key).where(this_key, patient_key)).one_or_none()
+    if stored is None and pid is not None:
+        # A key claimed before migration 0020 whose response named no patient has none.
+        stored = conn.execute(
+            select(idempotency_key).where(this_key, idempotency_key.c.patient_id.is_(None))
+        ).one_or_none()
+    if stored is None:
+        raise IdempotencyKeyReused(scope, key)
     if stored.fingerprint != fingerprint:
         raise IdempotencyKeyReused(scope, key)
     if stored.status != KeyStatus.COMPLETED:
@@ -180,6 +206,14 @@ _COMPLETE = (
     idempotency_key.update()
     .where(idempotency_key.c.scope == bindparam("b_scope"))
     .where(idempotency_key.c.key == bindparam("b_key"))
+    .where(idempotency_key.c.patient_id == bindparam("b_patient_id"))
+    .values(status=bindparam("status"), response=bindparam("response"))
+)
+_COMPLETE_NO_PATIENT = (
+    idempotency_key.update()
+    .where(idempotency_key.c.scope == bindparam("b_scope"))
+    .where(idempotency_key.c.key == bindparam("b_key"))
+    .where(idempotency_key.c.patient_id.is_(None))
     .values(status=bindparam("status"), response=bindparam("response"))
 )
 _RESPONSE = frozenset({"response"})
@@ -198,7 +232,12 @@ def _claim(dialect: Any) -> Any:
     return (
         dialect.insert(idempotency_key)
         .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .values({c: bindparam(c) for c in ("scope", "key", "fingerprint", "status", "created_at")})
+        .values(
+            {
+                c: bindparam(c)
+                for c in ("scope", "key", "fingerprint", "status", "created_at", "patient_id")
+            }
+        )
         .returning(idempotency_key.c.key)
     )
 

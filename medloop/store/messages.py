@@ -75,9 +75,12 @@ def append_decision(conn: Connection, decision: ListProposalDecision) -> None:
     )
 
 
-def find_decision(conn: Connection, msg_id: str) -> ListProposalDecision | None:
+def find_decision(conn: Connection, patient_id: UUID, msg_id: str) -> ListProposalDecision | None:
+    """The patient's decision on the proposal of message ``msg_id`` (``None``: none yet)."""
     row = conn.execute(
-        select(proposal_decision.c.record).where(proposal_decision.c.msg_id == msg_id)
+        select(proposal_decision.c.record).where(
+            proposal_decision.c.patient_id == str(patient_id), proposal_decision.c.msg_id == msg_id
+        )
     ).first()
     if row is None:
         return None

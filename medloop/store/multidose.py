@@ -39,7 +39,7 @@ from medloop.domain.multidose.reconciliation import PackReconciliation
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask, TaskResolution
 from medloop.store import attestation
-from medloop.store.columns import UUID_LENGTH, utc
+from medloop.store.columns import UUID_LENGTH, shard_key, utc
 from medloop.store.list_changes import entry_version
 
 APPEND_ONLY = (
@@ -89,6 +89,7 @@ urgent_pack = Table(
     Column("period_id", String(UUID_LENGTH), ForeignKey("multidose_period.id"), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the UrgentPack
+    *shard_key("multidose_urgent_pack"),
     Index("ix_multidose_urgent_pack_period", "period_id"),
 )
 
@@ -100,6 +101,7 @@ plan_taken = Table(
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # who took it
+    *shard_key("multidose_plan_taken"),
 )
 
 deadline_flag = Table(
@@ -110,6 +112,7 @@ deadline_flag = Table(
     Column("list_version", Integer, primary_key=True, autoincrement=False),
     Column("flagged_at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the changes not in the plan
+    *shard_key("multidose_deadline_flag"),
 )
 
 reconciliation = Table(
@@ -153,6 +156,7 @@ task_resolution = Table(
     Column("task_id", String(UUID_LENGTH), ForeignKey("multidose_task.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the TaskResolution
+    *shard_key("multidose_task_resolution"),
 )
 
 proposal = Table(
@@ -177,6 +181,7 @@ proposal_decision = Table(
     Column("accepted", Boolean, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the ProposalDecision
+    *shard_key("multidose_proposal_decision"),
 )
 
 
@@ -235,8 +240,13 @@ def periods_of(conn: Connection, patient_id: UUID) -> list[PackingPeriod]:
     ]
 
 
-def find_period(conn: Connection, period_id: UUID) -> PackingPeriod | None:
-    found = conn.execute(select(period.c.record).where(period.c.id == str(period_id))).scalar()
+def find_period(conn: Connection, patient_id: UUID, period_id: UUID) -> PackingPeriod | None:
+    """The patient's packing period (``None``: the patient has none with that id)."""
+    found = conn.execute(
+        select(period.c.record).where(
+            period.c.patient_id == str(patient_id), period.c.id == str(period_id)
+        )
+    ).scalar()
     return None if found is None else PackingPeriod.model_validate(found)
 
 
@@ -253,7 +263,9 @@ def append_period(conn: Connection, record: PackingPeriod) -> None:
     )
 
 
-def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[UrgentPack]:
+def urgent_packs_of(
+    conn: Connection, patient_id: UUID, period_ids: Iterable[UUID]
+) -> list[UrgentPack]:
     ids = [str(p) for p in period_ids]
     if not ids:
         return []
@@ -261,16 +273,18 @@ def urgent_packs_of(conn: Connection, period_ids: Iterable[UUID]) -> list[Urgent
         UrgentPack.model_validate(r)
         for r in conn.execute(
             select(urgent_pack.c.record)
+            .where(urgent_pack.c.patient_id == str(patient_id))
             .where(urgent_pack.c.period_id.in_(ids))
             .order_by(urgent_pack.c.at)
         ).scalars()
     ]
 
 
-def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
+def append_urgent_pack(conn: Connection, patient_id: UUID, record: UrgentPack) -> None:
     attestation.insert(
         conn,
         urgent_pack,
+        patient_id=str(patient_id),
         id=str(record.id),
         period_id=str(record.period_id),
         at=utc(record.at),
@@ -278,19 +292,22 @@ def append_urgent_pack(conn: Connection, record: UrgentPack) -> None:
     )
 
 
-def plan_taken_version(conn: Connection, period_id: UUID) -> int | None:
+def plan_taken_version(conn: Connection, patient_id: UUID, period_id: UUID) -> int | None:
     """The newest list version the pharmacy took the period's production plan from."""
     return conn.execute(
-        select(func.max(plan_taken.c.list_version)).where(plan_taken.c.period_id == str(period_id))
+        select(func.max(plan_taken.c.list_version)).where(
+            plan_taken.c.patient_id == str(patient_id), plan_taken.c.period_id == str(period_id)
+        )
     ).scalar()
 
 
 def append_plan_taken(
-    conn: Connection, period_id: UUID, list_version: int, at: datetime, by: Any
+    conn: Connection, patient_id: UUID, period_id: UUID, list_version: int, at: datetime, by: Any
 ) -> None:
     attestation.insert(
         conn,
         plan_taken,
+        patient_id=str(patient_id),
         period_id=str(period_id),
         list_version=list_version,
         at=at,
@@ -326,10 +343,13 @@ def entry_versions_after(
     ]
 
 
-def deadline_flagged(conn: Connection, period_id: UUID, list_version: int) -> bool:
+def deadline_flagged(
+    conn: Connection, patient_id: UUID, period_id: UUID, list_version: int
+) -> bool:
     return (
         conn.execute(
             select(deadline_flag.c.period_id)
+            .where(deadline_flag.c.patient_id == str(patient_id))
             .where(deadline_flag.c.period_id == str(period_id))
             .where(deadline_flag.c.list_version == list_version)
         ).first()
@@ -338,11 +358,17 @@ def deadline_flagged(conn: Connection, period_id: UUID, list_version: int) -> bo
 
 
 def append_deadline_flag(
-    conn: Connection, period_id: UUID, list_version: int, at: datetime, record: dict[str, Any]
+    conn: Connection,
+    patient_id: UUID,
+    period_id: UUID,
+    list_version: int,
+    at: datetime,
+    record: dict[str, Any],
 ) -> None:
     attestation.insert(
         conn,
         deadline_flag,
+        patient_id=str(patient_id),
         period_id=str(period_id),
         list_version=list_version,
         flagged_at=at,
@@ -350,11 +376,12 @@ def append_deadline_flag(
     )
 
 
-def deadline_flags(conn: Connection, period_id: UUID) -> list[dict[str, Any]]:
+def deadline_flags(conn: Connection, patient_id: UUID, period_id: UUID) -> list[dict[str, Any]]:
     return [
         {"list_version": row.list_version, "flagged_at": utc(row.flagged_at), **row.record}
         for row in conn.execute(
             select(deadline_flag)
+            .where(deadline_flag.c.patient_id == str(patient_id))
             .where(deadline_flag.c.period_id == str(period_id))
             .order_by(deadline_flag.c.list_version)
         )
@@ -423,12 +450,14 @@ def append_tasks(conn: Connection, tasks: Iterable[MultidoseTask]) -> None:
         conn.execute(task.insert(), attestation.stamp(conn, task, rows))
 
 
-def find_task(conn: Connection, task_id: UUID) -> tuple[MultidoseTask, bool] | None:
-    """The task and whether it is resolved."""
+def find_task(
+    conn: Connection, patient_id: UUID, task_id: UUID
+) -> tuple[MultidoseTask, bool] | None:
+    """The patient's task and whether it is resolved (``None``: the patient has no such task)."""
     row = conn.execute(
         select(task.c.record, task_resolution.c.task_id.label("resolved"))
-        .outerjoin(task_resolution, task_resolution.c.task_id == task.c.id)
-        .where(task.c.id == str(task_id))
+        .outerjoin(task_resolution, _RESOLUTION_OF_TASK)
+        .where(task.c.patient_id == str(patient_id), task.c.id == str(task_id))
     ).first()
     if row is None:
         return None
@@ -440,7 +469,7 @@ def open_tasks(
 ) -> list[MultidoseTask]:
     query = (
         select(task.c.record)
-        .outerjoin(task_resolution, task_resolution.c.task_id == task.c.id)
+        .outerjoin(task_resolution, _RESOLUTION_OF_TASK)
         .where(task_resolution.c.task_id.is_(None))
     )
     if patient_id is not None:
@@ -453,9 +482,20 @@ def open_tasks(
     ]
 
 
-def append_task_resolution(conn: Connection, record: TaskResolution) -> None:
+#: A task's resolution, joined on the shard key too (co-located rows: docs/scaling.md).
+_RESOLUTION_OF_TASK = (task_resolution.c.task_id == task.c.id) & (
+    task_resolution.c.patient_id == task.c.patient_id
+)
+
+
+def append_task_resolution(conn: Connection, patient_id: UUID, record: TaskResolution) -> None:
     attestation.insert(
-        conn, task_resolution, task_id=str(record.task_id), at=record.at, record=_json(record)
+        conn,
+        task_resolution,
+        task_id=str(record.task_id),
+        at=record.at,
+        record=_json(record),
+        patient_id=str(patient_id),
     )
 
 
@@ -474,13 +514,19 @@ def append_proposal(conn: Connection, record: Proposal) -> None:
     )
 
 
+#: A proposal's decision, joined on the shard key too (co-located rows: docs/scaling.md).
+_DECISION_OF_PROPOSAL = (proposal_decision.c.proposal_id == proposal.c.id) & (
+    proposal_decision.c.patient_id == proposal.c.patient_id
+)
+
+
 def find_proposal(
-    conn: Connection, proposal_id: UUID
+    conn: Connection, patient_id: UUID, proposal_id: UUID
 ) -> tuple[Proposal, ProposalDecision | None] | None:
     row = conn.execute(
         select(proposal.c.record, proposal_decision.c.record.label("decision"))
-        .outerjoin(proposal_decision, proposal_decision.c.proposal_id == proposal.c.id)
-        .where(proposal.c.id == str(proposal_id))
+        .outerjoin(proposal_decision, _DECISION_OF_PROPOSAL)
+        .where(proposal.c.patient_id == str(patient_id), proposal.c.id == str(proposal_id))
     ).first()
     if row is None:
         return None
@@ -493,7 +539,7 @@ def proposals_of(
 ) -> list[tuple[Proposal, ProposalDecision | None]]:
     query = (
         select(proposal.c.record, proposal_decision.c.record.label("decision"))
-        .outerjoin(proposal_decision, proposal_decision.c.proposal_id == proposal.c.id)
+        .outerjoin(proposal_decision, _DECISION_OF_PROPOSAL)
         .where(proposal.c.patient_id == str(patient_id))
     )
     if pending_only:
@@ -507,10 +553,11 @@ def proposals_of(
     ]
 
 
-def append_decision(conn: Connection, record: ProposalDecision) -> None:
+def append_decision(conn: Connection, patient_id: UUID, record: ProposalDecision) -> None:
     attestation.insert(
         conn,
         proposal_decision,
+        patient_id=str(patient_id),
         proposal_id=str(record.proposal_id),
         accepted=record.accepted,
         at=record.at,

@@ -66,6 +66,8 @@ def national_id_of(conn: Connection, patient_id: UUID) -> str | None:
     found = conn.execute(
         select(patient.c.national_id).where(patient.c.id == str(patient_id))
     ).scalar_one_or_none()
+    if found is not None and conn.in_transaction():
+        audit.note_patient(conn, found, patient_id)
     return None if found is None else str(found)
 
 
@@ -103,6 +105,7 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
         return None
     if postgres:
         audit.note_chain_locked(conn, found.national_id)
+    audit.note_patient(conn, found.national_id, patient_id)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
     transaction_memo(conn)[_CATALOGUE_IN_FORCE] = catalogue
     return Locked(found.record, found.revision, catalogue, bool(found.ever_admitted))
@@ -168,6 +171,7 @@ def _accessed(conn: Connection, found: Any) -> Accessed:
     accessed = Accessed(
         UUID(found.id), str(found.national_id), found.record, found.revision, catalogue
     )
+    audit.note_patient(conn, accessed.national_id, accessed.patient_id)
     memo = transaction_memo(conn)
     memo[(_ACCESSED, accessed.patient_id)] = accessed
     memo[_CATALOGUE_IN_FORCE] = catalogue
@@ -297,4 +301,5 @@ def add_patient(conn: Connection, new: Patient, at: datetime) -> None:
         record=record,
         registered_at=at,
     )
+    audit.note_patient(conn, str(new.national_id), new.id)
     attestation.claim_record(conn, str(new.id), record)

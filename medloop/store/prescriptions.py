@@ -33,7 +33,7 @@ from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
 from medloop.store import attestation, batch
-from medloop.store.columns import UUID_LENGTH, parsed, utc
+from medloop.store.columns import UUID_LENGTH, parsed, shard_key, utc
 
 prescription = Table(
     "prescription",
@@ -56,6 +56,7 @@ prescription_version = Table(
     Column("kind", String(32), nullable=False),
     Column("to_status", String(1), nullable=False),
     Column("record", JSON, nullable=False),  # the PrescriptionVersion
+    *shard_key("prescription_version"),
 )
 
 dispense = Table(
@@ -79,6 +80,7 @@ dispense_annulment = Table(
     Column("dispense_id", String(UUID_LENGTH), ForeignKey("dispense.id"), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the Annulment
+    *shard_key("dispense_annulment"),
 )
 
 
@@ -107,8 +109,7 @@ def prescription_history(
             prescription_version.c.version,
             prescription_version.c.record,
         )
-        .join(prescription, prescription.c.id == prescription_version.c.prescription_id)
-        .where(prescription.c.patient_id == pid)
+        .where(prescription_version.c.patient_id == pid)
         .order_by(prescription_version.c.prescription_id, prescription_version.c.version)
     ):
         version = parsed(
@@ -133,7 +134,11 @@ def dispenses(
             dispense.c.recorded_at,
             dispense_annulment.c.record.label("annulment"),
         )
-        .outerjoin(dispense_annulment, dispense_annulment.c.dispense_id == dispense.c.id)
+        .outerjoin(
+            dispense_annulment,
+            (dispense_annulment.c.dispense_id == dispense.c.id)
+            & (dispense_annulment.c.patient_id == dispense.c.patient_id),
+        )
         .where(dispense.c.patient_id == pid)
         .order_by(dispense.c.dispensed_on, dispense.c.recorded_at, dispense.c.id)
     ).all()
@@ -181,6 +186,7 @@ def append_prescription_versions(
                 "kind": version.kind.value,
                 "to_status": version.to_status.value,
                 "record": version.model_dump(mode="json"),
+                "patient_id": str(patient_id),
             }
             for version in versions
         ],
@@ -244,7 +250,9 @@ def reconciliation_of(
     return parsed(Reconciliation, found.record, reconciliation, {"id": found.id})
 
 
-def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) -> None:
+def append_annulment(
+    conn: Connection, patient_id: UUID, dispense_id: UUID, annulment: Annulment
+) -> None:
     batch.insert(
         conn,
         dispense_annulment,
@@ -253,6 +261,7 @@ def append_annulment(conn: Connection, dispense_id: UUID, annulment: Annulment) 
                 "dispense_id": str(dispense_id),
                 "at": annulment.at,
                 "record": annulment.model_dump(mode="json"),
+                "patient_id": str(patient_id),
             }
         ],
     )

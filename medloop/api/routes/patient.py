@@ -60,8 +60,8 @@ def my_access_log(
 ) -> JSONResponse:
     page = caller.read_own(
         "access-log",
-        lambda conn, _: queries.access_log(
-            conn, caller.principal.subject, limit=limit, before=before
+        lambda conn, patient_id: queries.access_log(
+            conn, caller.principal.subject, limit=limit, before=before, patient_id=patient_id
         ),
     )
     headers = {}

@@ -108,7 +108,9 @@ def discharge(
         own_ward(ctx.conn, found.ward_id, call.actor)
         check_discharge(found, at, call.at)
         return Effect(
-            writes=(lambda conn: store.add_discharge(conn, admission_id, at, call.actor),),
+            writes=(
+                lambda conn: store.add_discharge(conn, patient_id, admission_id, at, call.actor),
+            ),
             response={"admission_id": str(admission_id), "discharged_at": at.isoformat()},
         )
 
@@ -137,11 +139,15 @@ def register_wristband(engine: Engine, patient_id: UUID, code: str, call: Call) 
         holder = store.gsrn_admission(ctx.conn, gsrn)
         if holder is not None and holder != found.id:
             raise GsrnInUse("the GSRN is registered for another stay", gsrn=gsrn)
-        current = store.wristband_gsrn(ctx.conn, found.id)
+        current = store.wristband_gsrn(ctx.conn, patient_id, found.id)
         writes = (
             ()
             if current == gsrn
-            else (lambda conn: store.add_wristband(conn, found.id, gsrn, call.at, call.actor),)
+            else (
+                lambda conn: store.add_wristband(
+                    conn, patient_id, found.id, gsrn, call.at, call.actor
+                ),
+            )
         )
         return Effect(
             writes=writes,
@@ -161,7 +167,7 @@ def register_wristband(engine: Engine, patient_id: UUID, code: str, call: Call) 
 
 def wristband_gsrn(conn: Connection, patient_id: UUID, actor: Actor, at: datetime) -> str | None:
     """The GSRN registered for the resident's current stay in ``actor``'s organisation."""
-    return store.wristband_gsrn(conn, admission_of(conn, patient_id, actor, at).id)
+    return store.wristband_gsrn(conn, patient_id, admission_of(conn, patient_id, actor, at).id)
 
 
 def is_admitted(conn: Connection, patient_id: UUID, organisation_id: str, at: datetime) -> bool:

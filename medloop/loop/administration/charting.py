@@ -114,7 +114,7 @@ def mark_in_error(
         if not reason:
             raise ReasonRequired("marking a charting entered-in-error needs a reason")
         admission = admission_of(ctx.conn, patient_id, call.actor, call.at)
-        found = store.administration_by_id(ctx.conn, administration_id)
+        found = store.administration_by_id(ctx.conn, patient_id, administration_id)
         # Only a charting of this stay: another organisation's (or an earlier stay's) record
         # is not the caller's to correct, and is answered as if it did not exist.
         if (
@@ -135,7 +135,7 @@ def mark_in_error(
             administration_id=administration_id, at=call.at, by=call.actor, reason=reason
         )
         return Effect(
-            writes=(lambda conn: store.add_correction(conn, correction),),
+            writes=(lambda conn: store.add_correction(conn, patient_id, correction),),
             response={"administration_id": str(administration_id), "entered_in_error": True},
         )
 
@@ -197,7 +197,7 @@ def _charting_facts(
     since = _recent_since(entry, request.given_at) if given else None
     planned = None
     if not is_as_needed(entry) and request.planned_dose_id is not None:
-        planned = store.planned_dose_by_id(ctx.conn, request.planned_dose_id)
+        planned = store.planned_dose_by_id(ctx.conn, patient_id, request.planned_dose_id)
         if planned is not None and planned.patient_id != patient_id:
             planned = None
     chartings, recent = store.chartings_for_charting(

@@ -405,7 +405,7 @@ def charting(
     ``AdministrationNotFound`` otherwise."""
     if national_id_of(conn, patient_id) is None:
         raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-    found = store.administration_by_id(conn, administration_id)
+    found = store.administration_by_id(conn, patient_id, administration_id)
     record = None if found is None else found.administration
     if (
         record is None

@@ -33,12 +33,15 @@ def upgrade() -> None:
         sa.Column("gsrn", sa.String(length=18), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("author", sa.JSON(), nullable=False),
+        # The patient's id, copied from the admission: the distribution column (docs/scaling.md).
+        sa.Column("patient_id", sa.String(length=36), nullable=False),
         sa.ForeignKeyConstraint(["admission_id"], ["admission.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("gsrn", name="uq_wristband_gsrn"),
     )
     with op.batch_alter_table("wristband", schema=None) as batch_op:
         batch_op.create_index("ix_wristband_admission", ["admission_id", "at"], unique=False)
+        batch_op.create_index("ix_wristband_patient", ["patient_id"], unique=False)
     for statement in append_only.install(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
         op.execute(statement)
 
@@ -47,5 +50,6 @@ def downgrade() -> None:
     for statement in append_only.remove(op.get_bind().dialect.name, APPEND_ONLY, FUNCTION):
         op.execute(statement)
     with op.batch_alter_table("wristband", schema=None) as batch_op:
+        batch_op.drop_index("ix_wristband_patient")
         batch_op.drop_index("ix_wristband_admission")
     op.drop_table("wristband")
