@@ -34,6 +34,7 @@ from medloop.store.audit import (
     chain_lock_key,
     chain_lock_key_sql,
     note_chain_locked,
+    note_patient,
     record_hash,
     verify,
 )
@@ -145,6 +146,9 @@ def test_on_postgres_queued_rows_and_the_audit_record_share_one_round_trip(postg
                 text("SELECT pg_advisory_xact_lock(:k)"), {"k": chain_lock_key("01017012345")}
             )
             note_chain_locked(conn, "01017012345")
+            # ...and it has read the patient, so the audit record's patient id is known
+            # (migration 0020) without a lookup by national id.
+            note_patient(conn, "01017012345", uuid.uuid4())
             with batch.batched(conn):
                 batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": None}])
                 batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
