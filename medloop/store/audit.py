@@ -790,13 +790,18 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
     try:
         # Store exactly what is hashed: the JSON round trip turns tuples into lists and
         # non-string keys into strings, as reading the row back would.
-        detail = json.loads(_canonical_json(dict(event.detail)))
+        encoded = _canonical_json(dict(event.detail))
+        detail = json.loads(encoded)
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
     texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
     try:
         # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
-        _canonical_json({**texts, "detail": detail}).encode()
+        # (``encoded`` is the detail's canonical JSON: the text the hash encodes.)
+        encoded.encode()
+        for value in texts.values():
+            if isinstance(value, str):
+                value.encode()
     except UnicodeEncodeError:
         unencodable = [
             n
