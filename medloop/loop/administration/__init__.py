@@ -30,6 +30,7 @@ from medloop.loop.administration.queries import (
     as_needed_given,
     charting,
     patient_of_administration,
+    prn_lines,
     resident_chart,
     ward_chart,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "administration_history",
     "as_needed_given",
     "patient_of_administration",
+    "prn_lines",
     "charting",
     "chart",
     "configure_ward",
