@@ -496,7 +496,7 @@ def _entry_page(
     )
 
 
-_ENTRY_ACTIONS = ("dosage", "hold", "resume", "discontinue", "renew")
+_ENTRY_ACTIONS = ("dosage", "hold", "resume", "discontinue", "renew", "entered-in-error")
 
 
 @router.post(
@@ -537,6 +537,9 @@ def entry_action(
             change.hold(engine, patient_id, entry_id, call, based_on=based_on)
         elif action == "resume":
             change.resume(engine, patient_id, entry_id, call, based_on=based_on)
+        elif action == "entered-in-error":
+            # the reason is required: the command refuses an empty one (reason-required)
+            change.mark_entered_in_error(engine, patient_id, entry_id, call, based_on=based_on)
         elif action == "discontinue":
             code = DiscontinuationReason(str(form.get("code") or "X"))
             note = str(form.get("note") or "").strip() or None
