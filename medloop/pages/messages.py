@@ -196,6 +196,26 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
     ),
     "prescription-recalled": (None, N_("This prescription was recalled.")),
     "prescription-expired": (None, N_("This prescription has expired.")),
+    # the pharmacist's urgent pack and annulment (h4-pagesux)
+    "multidose-urgent-pack-refused": (
+        None,
+        N_("An urgent pack cannot be ordered for this period now."),
+    ),
+    "multidose-period-not-found": (None, N_("There is no such packing period. Reload the page.")),
+    "no-multidose-responsibility": (
+        None,
+        N_("No multidose doctor and pharmacy are registered for this patient."),
+    ),
+    "not-the-multidose-pharmacy": (
+        None,
+        N_("Your pharmacy is not this patient's multidose pharmacy."),
+    ),
+    "dispense-not-found": (None, N_("There is no such dispense. Reload the page.")),
+    "dispense-already-annulled": (None, N_("This dispense is already annulled.")),
+    "annulment-by-another-pharmacy": (
+        None,
+        N_("Only the pharmacy that dispensed it can annul a dispense."),
+    ),
     "forbidden": (None, N_("You do not have access to this.")),
     "unauthenticated": (None, N_("Sign in again.")),
 }
