@@ -66,9 +66,14 @@ class AlertText:
     english: str | None = None
 
 
-def alert_text(alert: Alert, names: Mapping[Any, Any] | None, lang: str) -> AlertText:
-    """``alert`` worded in ``lang``; ``names``: the entries' names by entry id (a str or a
-    UUID key; a value is a name or a list entry)."""
+def alert_text(
+    alert: Alert | Mapping[str, Any], names: Mapping[Any, Any] | None, lang: str
+) -> AlertText:
+    """``alert`` (or its JSON, as a command's response carries it) worded in ``lang``;
+    ``names``: the entries' names by entry id (a str or a UUID key; a value is a name or a list
+    entry)."""
+    if isinstance(alert, Mapping):  # as a command's response carries it (JSON)
+        alert = Alert.model_validate(alert)
     if i18n.language_of(lang) == "en":
         return AlertText(alert.summary)
     _ = _translator(lang)

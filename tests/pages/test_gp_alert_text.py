@@ -144,6 +144,8 @@ def test_an_alert_is_worded_in_norwegian_from_its_structure(detail, medications,
     alert = _alert(detail, medications=medications)
     worded = alert_text(alert, NAMES, "nb")
     assert worded.summary == expected and worded.english is None
+    # as a command's response carries it (JSON), e.g. the alerts after a charting
+    assert alert_text(alert.model_dump(mode="json"), NAMES, "nb") == worded
     # English selected: the alert's own summary as it is
     assert alert_text(alert, NAMES, "en").summary == ENGLISH
 
