@@ -51,9 +51,48 @@ def measure(client: TestClient, path: str, runs: int, extra: int) -> dict:
     }
 
 
+def timeline_cache(client: TestClient, paths: list[str], runs: int) -> dict:
+    """The timeline's drawn-picture cache (``medloop.pages.timeline.DRAWN``) measured
+    interleaved: each round requests every path once with the cache cleared first (drawn by
+    vl-convert, as before the cache) and once with it warm (the same timeline unchanged). CPU
+    time of this process (the app runs in it: server work plus the test client's), and wall."""
+    from medloop.pages import timeline as page_timeline
+
+    found: dict[str, dict] = {}
+    for path in paths:
+        client.get(path)
+        cold_cpu, warm_cpu, cold_wall, warm_wall = [], [], [], []
+        for _ in range(runs):
+            for cleared in (True, False):
+                if cleared:
+                    page_timeline.DRAWN.clear()
+                cpu, wall = time.process_time(), time.perf_counter()
+                answer = client.get(path)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                if answer.status_code != 200:
+                    raise SystemExit(f"{path}: {answer.status_code}")
+                (cold_cpu if cleared else warm_cpu).append(cpu * 1000)
+                (cold_wall if cleared else warm_wall).append(wall * 1000)
+        found[path.rsplit("/", 1)[1]] = {
+            "drawn_cpu_ms_p50": round(statistics.median(cold_cpu), 1),
+            "cached_cpu_ms_p50": round(statistics.median(warm_cpu), 1),
+            "cpu_ratio_cached_vs_drawn": round(
+                statistics.median(warm_cpu) / statistics.median(cold_cpu), 3
+            ),
+            "drawn_wall_ms_p50": round(statistics.median(cold_wall), 1),
+            "cached_wall_ms_p50": round(statistics.median(warm_wall), 1),
+        }
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--timeline-cache",
+        action="store_true",
+        help="only the timeline, drawn (cache cleared) and cached, interleaved",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         engine = make_engine(f"sqlite:///{folder}/bench.db")
@@ -67,6 +106,12 @@ def main() -> None:
             period = multidose.periods(conn, uuid.UUID(patient))[0].period.id
         found: dict[str, dict] = {}
         client_signed_in(client, "gp")
+        if args.timeline_cache:
+            base = f"/app/gp/patients/{patient}/timeline"
+            compared = timeline_cache(client, [base, f"{base}?days=365"], args.runs)
+            engine.dispose()
+            print(json.dumps({"runs": args.runs, "timeline_cache": compared}, indent=2))
+            return
         listed = client.get(f"/app/gp/patients/{patient}").text
         entry = re.search(r'href="(/app/gp/patients/[^"]+/entries/[^"]+)"', listed)[1]
         for name, path, extra in (

@@ -241,6 +241,18 @@ def timeline(conn: Connection, patient_id: UUID) -> Timeline:
     return timeline_of(state, (c.administration for c in chartings if c.stands))
 
 
+def timeline_mark(conn: Connection, patient_id: UUID) -> tuple[int, int, int] | None:
+    """What the patient's timeline is drawn from, as a high-water mark: the patient's revision
+    (every command on the list, dispenses and chartings included, bumps it) and the chartings
+    mark (``store.administration.chartings_mark``: also the missed doses the system marks
+    without a command). ``None`` for an unknown patient. Read it before the timeline in the
+    same transaction, so a picture stored under a mark is never older than the mark."""
+    revision = patients.read_revision(conn, patient_id)
+    if revision is None:
+        return None
+    return (revision, *administration.chartings_mark(conn, patient_id))
+
+
 def patient_state(conn: Connection, patient_id: UUID) -> PatientState:
     """The patient's whole state as last committed (from this process's cache when it is
     current); ``PatientNotFound`` for an unknown patient."""

@@ -49,9 +49,10 @@ from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, RenewOrder
 from medloop.pages import signin
 from medloop.pages.dosage_form import SLOTS, USES, DosageForm, dosage_text
 from medloop.pages.i18n import N_
-from medloop.pages.messages import Refusal, explain
-from medloop.pages.timeline import DAYS_SHOWN, timeline_page
+from medloop.pages.messages import GP_FORM_FIELDS, Refusal, explain
+from medloop.pages.timeline import DAYS_SHOWN, TimelineRequest, timeline_page, timeline_request
 from medloop.pages.web import FormDep, Page, PageDep, url
+from medloop.timeline import Timeline
 
 router = APIRouter(route_class=BlockingRoute, include_in_schema=False)
 signin.LANDINGS[Role.GP] = url("gp")
@@ -391,7 +392,7 @@ def prescribe_post(page: PageDep, patient_id: UUID, form: FormDep) -> Response:
             based_on=posted.based_on,
         )
     except DomainError as error:
-        refusal = explain(error, page.lang)
+        refusal = explain(error, page.lang, GP_FORM_FIELDS)
         listed = _read_list(page, patient_id)
         if refusal.stale:
             posted.based_on = listed.list_version
@@ -495,7 +496,7 @@ def _entry_page(
     )
 
 
-_ENTRY_ACTIONS = ("dosage", "hold", "resume", "discontinue", "renew")
+_ENTRY_ACTIONS = ("dosage", "hold", "resume", "discontinue", "renew", "entered-in-error")
 
 
 @router.post(
@@ -536,6 +537,9 @@ def entry_action(
             change.hold(engine, patient_id, entry_id, call, based_on=based_on)
         elif action == "resume":
             change.resume(engine, patient_id, entry_id, call, based_on=based_on)
+        elif action == "entered-in-error":
+            # the reason is required: the command refuses an empty one (reason-required)
+            change.mark_entered_in_error(engine, patient_id, entry_id, call, based_on=based_on)
         elif action == "discontinue":
             code = DiscontinuationReason(str(form.get("code") or "X"))
             note = str(form.get("note") or "").strip() or None
@@ -561,14 +565,15 @@ def entry_action(
             )
             prescribe.renew(engine, patient_id, order, call, based_on=based_on)
     except DomainError as error:
+        refusal = explain(error, page.lang, GP_FORM_FIELDS)
         listed = _read_list(page, patient_id)
         return _entry_page(
             page,
             patient_id,
             entry_id,
             listed,
-            status=explain(error, page.lang).status,
-            refusal=explain(error, page.lang),
+            status=refusal.status,
+            refusal=refusal,
             failed=action,
             dosage=dosage_form,
         )
@@ -643,15 +648,20 @@ def timeline(
     days: Annotated[int, Query(ge=7, le=3660)] = DAYS_SHOWN,
 ) -> Response:
     page.caller.authorize(Action.LIST_READ, patient_id)
-    found = page.caller.read(
-        patient_id,
-        "timeline",
-        lambda conn: (queries.timeline(conn, patient_id), queries.patient_state(conn, patient_id)),
-    )
-    drawn = timeline_page(page, found[0], days=days)
+
+    def read(conn: Connection) -> tuple[Patient, TimelineRequest, Timeline | None]:
+        # the mark first: a picture stored under it is never older than it
+        mark = queries.timeline_mark(conn, patient_id)
+        patient = queries.patient_state(conn, patient_id).patient
+        request = timeline_request(page, patient_id, mark, days=days)
+        drawn_from = None if request.cached else queries.timeline(conn, patient_id)
+        return patient, request, drawn_from
+
+    patient, request, drawn_from = page.caller.read(patient_id, "timeline", read)
+    drawn = timeline_page(page, request, drawn_from)
     return page.render(
         "gp/timeline.html",
-        patient=found[1].patient,
+        patient=patient,
         patient_id=patient_id,
         drawn=drawn,
         days=days,

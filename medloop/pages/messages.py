@@ -169,15 +169,104 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
         N_("The doctor who signs takes part: give your own HPR number for the doctor."),
     ),
     "review-not-found": (None, N_("There is no such review.")),
+    # the GP's prescribe and entry forms (h4-pagesux); the field is the form's, FORM_FIELDS
+    "unknown-drug": (None, N_("This medicine is not in the drug catalogue in force.")),
+    "entry-not-prescribable": (
+        None,
+        N_("Only a medicine in use or on hold can be prescribed."),
+    ),
+    "non-catalogue-item-not-prescribable": (
+        None,
+        N_("This medicine is not in the drug catalogue, so it cannot be prescribed here."),
+    ),
+    "repeats-not-allowed": (
+        "repeats",
+        N_("This medicine's prescription group allows no repeats. Write 0 repeats."),
+    ),
+    "validity-too-long": (
+        None,
+        N_(
+            "The prescription would be valid for longer than the rules allow. Choose an earlier "
+            "stop date."
+        ),
+    ),
+    "expiry-before-issue": (None, N_("The prescription would expire before it is issued.")),
+    "invalid-duration": (None, N_("The period of validity is not possible.")),
+    "invalid-entry": (None, N_("The medicine cannot be saved like this: check the dosage.")),
+    "empty-change": (None, N_("Nothing would change: the new dosage is the same as the old.")),
+    "entry-already-exists": (None, N_("This medicine is already saved. Reload the list.")),
+    "id-already-used": (None, N_("This form was already used. Reload the page.")),
+    "entry-already-on-hold": (None, N_("This medicine is already on hold.")),
+    "entry-not-on-hold": (None, N_("This medicine is not on hold.")),
+    "entry-already-discontinued": (None, N_("This medicine is already discontinued.")),
+    "entry-discontinued": (None, N_("This medicine is discontinued.")),
+    "entry-entered-in-error": (None, N_("This medicine was marked as entered in error.")),
+    "entry-not-active": (None, N_("This medicine is not in use.")),
+    "prescription-not-found": (None, N_("There is no such prescription. Reload the page.")),
+    "prescription-still-valid": (
+        None,
+        N_(
+            "This prescription is still valid: it is renewed only when it has expired or is "
+            "used up."
+        ),
+    ),
+    "prescription-recalled": (None, N_("This prescription was recalled.")),
+    "prescription-expired": (None, N_("This prescription has expired.")),
+    # the pharmacist's urgent pack and annulment (h4-pagesux)
+    "multidose-urgent-pack-refused": (
+        None,
+        N_("An urgent pack cannot be ordered for this period now."),
+    ),
+    "multidose-period-not-found": (None, N_("There is no such packing period. Reload the page.")),
+    "no-multidose-responsibility": (
+        None,
+        N_("No multidose doctor and pharmacy are registered for this patient."),
+    ),
+    "not-the-multidose-pharmacy": (
+        None,
+        N_("Your pharmacy is not this patient's multidose pharmacy."),
+    ),
+    "dispense-not-found": (None, N_("There is no such dispense. Reload the page.")),
+    "dispense-already-annulled": (None, N_("This dispense is already annulled.")),
+    "annulment-by-another-pharmacy": (
+        None,
+        N_("Only the pharmacy that dispensed it can annul a dispense."),
+    ),
     "forbidden": (None, N_("You do not have access to this.")),
     "unauthenticated": (None, N_("Sign in again.")),
 }
 
 GENERAL = N_("Not saved: the request was refused (%(code)s).")
 
+# The GP's prescribe and entry forms: the field each refusal concerns, by the form's own names
+# (``dosage`` the dosage fields, ``drug`` the package chosen, ``validity`` the start and stop
+# dates, ``repeats``, ``override_reason`` the reasons next to the alerts, ``reason`` the change's
+# reason, ``version`` the list version the form was made from: shown by the save button with
+# what changed, the form filled in again on the fresh list). Codes not here are shown by the
+# failed action's button.
+GP_FORM_FIELDS: dict[str, str] = {
+    "stale-list-version": "version",
+    "override-required": "override_reason",
+    "reason-required": "reason",
+    "unknown-drug": "drug",
+    "no-catalogue-in-force": "drug",
+    "non-catalogue-item-not-prescribable": "drug",
+    "substitution-group-not-valid-on-date": "drug",
+    "repeats-not-allowed": "repeats",
+    "validity-too-long": "validity",
+    "expiry-before-issue": "validity",
+    "invalid-duration": "validity",
+    "prescription-still-valid": "validity",
+    "prescription-expired": "validity",
+    "prescription-recalled": "validity",
+    "invalid-entry": "dosage",
+    "empty-change": "dosage",
+}
 
-def explain(error: Exception, lang: str) -> Refusal:
-    """The page's sentence for ``error`` (a refusal of the loop, the domain or the policy)."""
+
+def explain(error: Exception, lang: str, fields: dict[str, str] | None = None) -> Refusal:
+    """The page's sentence for ``error`` (a refusal of the loop, the domain or the policy);
+    ``fields``: the form's own field for a code (``GP_FORM_FIELDS``), over ``SENTENCES``'."""
     _ = translator(lang)
     if isinstance(error, Forbidden):
         return Refusal("forbidden", _(SENTENCES["forbidden"][1]), status=403)
@@ -187,6 +276,8 @@ def explain(error: Exception, lang: str) -> Refusal:
         raise TypeError(f"not a refusal: {type(error).__name__}")
     code = error.code
     field_name, sentence = SENTENCES.get(code, (None, None))
+    if fields is not None:
+        field_name = fields.get(code, field_name)
     status = status_for(code)
     # A refusal of access carries no patient data, as in the API.
     text = _(sentence) if sentence else _(GENERAL, code=code)

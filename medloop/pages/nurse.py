@@ -224,7 +224,9 @@ def _nurse_only(page: Page) -> None:
         raise Forbidden("the ward round pages are for nurses")
 
 
-def _resident(page: Page, patient_id: UUID, first_day: date, days: int) -> dict[str, Any]:
+def _resident(
+    page: Page, patient_id: UUID, first_day: date, days: int, *, prn: bool = False
+) -> dict[str, Any]:
     page.caller.authorize(Action.CHART_READ, patient_id)
     at = page.caller.at
     organisation = page.principal.organisation
@@ -247,6 +249,10 @@ def _resident(page: Page, patient_id: UUID, first_day: date, days: int) -> dict[
                 _through(at),
                 organisation_id=organisation,
             ).get(patient_id, []),
+            # the ward chart's PRN lines (doses remaining, next allowed), for the charting page
+            "prn_lines": (
+                administration.prn_lines(conn, patient_id, at, queries.patient_state) if prn else []
+            ),
         }
 
     found = page.caller.read(patient_id, "administration-chart", read)
@@ -392,7 +398,7 @@ def _chart_context(
     page: Page, patient_id: UUID, entry_id: UUID, dose_id: UUID | None
 ) -> dict[str, Any]:
     today = local_date(page.caller.at)
-    found = _resident(page, patient_id, today - timedelta(days=1), 2)
+    found = _resident(page, patient_id, today - timedelta(days=1), 2, prn=True)
     entry = found["drugs"].get(entry_id)
     if entry is None:
         raise _NotOnList()
@@ -413,6 +419,10 @@ def _chart_context(
         "as_needed": as_needed,
         "dose_amount": amount,
         "prn_given": [g for g in found["prn_24h"] if g.entry_id == entry_id],
+        "prn_now": page.caller.at,
+        "prn_status": next(
+            (line.status for line in found["prn_lines"] if line.entry_id == entry_id), None
+        ),
         "entry_overrides": [o for o in found["overrides"] if str(entry_id) in o.alert.medications],
     }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -33,7 +33,7 @@ from medloop.api.policy import Action
 from medloop.api.problems import Forbidden
 from medloop.api.routing import BlockingRoute
 from medloop.api.views import DISPENSABLE
-from medloop.domain.dispense import DispenseQuantity
+from medloop.domain.dispense import Dispense, DispenseQuantity
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.multidose.proposals import ProposalKind
@@ -52,7 +52,7 @@ from medloop.packing_report_input import (
 from medloop.pages import signin
 from medloop.pages.dosage_form import SLOTS, USES, DosageForm, dosage_text
 from medloop.pages.gp import overrides_posted
-from medloop.pages.i18n import N_, format_decimal
+from medloop.pages.i18n import N_, format_datetime, format_decimal
 from medloop.pages.messages import Refusal, explain
 from medloop.pages.web import FormDep, Page, PageDep, url
 
@@ -210,9 +210,18 @@ class Dispensable:
     choices: dict[UUID, list[Package]]
     """Prescription id → the packages that may be handed out: the prescribed one and the
     others of its FEST substitution group (the command checks the choice)."""
+    dispensed: list[Dispense] = field(default_factory=list)
+    """This pharmacy's dispenses of the last ``ANNUL_DAYS`` days that still count, newest
+    first: the ones it may annul (the command checks that too)."""
 
 
-def _dispensable(conn: Connection, patient_id: UUID, at: datetime) -> Dispensable:
+ANNUL_DAYS = 30
+"""How far back the dispensing page lists the pharmacy's own dispenses to annul."""
+
+
+def _dispensable(
+    conn: Connection, patient_id: UUID, at: datetime, pharmacy: str | None = None
+) -> Dispensable:
     current = queries.current_list(conn, patient_id, at)
     state = queries.patient_state(conn, patient_id)
     found = [p for p in queries.prescriptions(conn, patient_id) if p.status in DISPENSABLE]
@@ -231,7 +240,17 @@ def _dispensable(conn: Connection, patient_id: UUID, at: datetime) -> Dispensabl
             if p.substitution_group_id in group and p not in prescribed
         ]
         choices[prescription.id] = [*prescribed, *sorted(members, key=lambda p: p.varenr)]
-    return Dispensable(state.patient, current.list_version, found, entries, choices)
+    since = at.date() - timedelta(days=ANNUL_DAYS)
+    dispensed = sorted(
+        (
+            d
+            for d in state.dispenses
+            if d.annulment is None and d.pharmacy.id == pharmacy and d.dispensed_on >= since
+        ),
+        key=lambda d: (d.dispensed_on, str(d.id)),
+        reverse=True,
+    )
+    return Dispensable(state.patient, current.list_version, found, entries, choices, dispensed)
 
 
 @router.get("/app/pharmacy/patients/{patient_id}", response_class=HTMLResponse)
@@ -250,10 +269,13 @@ def _dispensing_page(
     refusal: Refusal | None = None,
     failed: UUID | None = None,
     alerts: list[Any] | None = None,
+    annul_failed: UUID | None = None,
 ) -> Response:
     page.caller.authorize(Action.DISPENSING_READ, patient_id)
     found = page.caller.read(
-        patient_id, "dispensable", lambda conn: _dispensable(conn, patient_id, page.caller.at)
+        patient_id,
+        "dispensable",
+        lambda conn: _dispensable(conn, patient_id, page.caller.at, page.principal.organisation),
     )
     return page.render(
         "pharmacy/dispensing.html",
@@ -264,6 +286,8 @@ def _dispensing_page(
         refusal=refusal,
         failed=failed,
         alerts=alerts or [],
+        annul_failed=annul_failed,
+        annul_days=ANNUL_DAYS,
         today=page.caller.at.date().isoformat(),
         **_common(page),
     )
@@ -319,6 +343,41 @@ def dispense_post(page: PageDep, patient_id: UUID, form: FormDep) -> Response:
     return page.redirect(url(f"pharmacy/patients/{patient_id}?saved=dispensed"))
 
 
+@router.post(
+    "/app/pharmacy/patients/{patient_id}/dispenses/{dispense_id}/annul",
+    response_class=HTMLResponse,
+)
+def annul_post(page: PageDep, patient_id: UUID, dispense_id: UUID, form: FormDep) -> Response:
+    """Annul one of the pharmacy's dispenses (``loop.dispense.annul_dispense``, as the API's
+    ``annulDispense``): a reason is required; the prescription reopens."""
+    page.caller.authorize(Action.DISPENSE, patient_id)
+    reason = str(form.get("reason") or "").strip()
+    if not reason:
+        return _dispensing_page(
+            page,
+            patient_id,
+            status=422,
+            annul_failed=dispense_id,
+            refusal=Refusal(
+                "reason-required", page._("Write why the dispense is annulled."), "reason", 422
+            ),
+        )
+    key = _uuid(form.get("idempotency_key")) or uuid.uuid4()
+    try:
+        dispense.annul_dispense(
+            page.caller.engine,
+            patient_id,
+            dispense_id,
+            page.caller.call(reason=reason, idempotency_key=f"page-annul-{key}"),
+        )
+    except DomainError as error:
+        refusal = explain(error, page.lang)
+        return _dispensing_page(
+            page, patient_id, status=refusal.status, refusal=refusal, annul_failed=dispense_id
+        )
+    return page.redirect(url(f"pharmacy/patients/{patient_id}?saved=annulled"))
+
+
 # -- multidose ------------------------------------------------------------------------------------
 
 
@@ -372,6 +431,7 @@ def _multidose_page(
     upload_problems: list[str] | None = None,
     refusal: Refusal | None = None,
     proposal_form: DosageForm | None = None,
+    urgent_refusal: Refusal | None = None,
 ) -> Response:
     view = _read_multidose(page, patient_id)
     return page.render(
@@ -384,6 +444,8 @@ def _multidose_page(
         refusal=refusal,
         dosage_form=proposal_form or DosageForm(),
         report_id=str(uuid.uuid4()),
+        urgent_refusal=urgent_refusal,
+        now=page.caller.at,
         **_common(page),
     )
 
@@ -405,6 +467,53 @@ def plan_page(page: PageDep, patient_id: UUID, period_id: UUID) -> Response:
     return page.render(
         "pharmacy/plan.html", plan=plan, view=view, patient_id=patient_id, **_common(page)
     )
+
+
+@router.post(
+    "/app/pharmacy/patients/{patient_id}/multidose/urgent-packs", response_class=HTMLResponse
+)
+def urgent_pack_post(page: PageDep, patient_id: UUID, form: FormDep) -> Response:
+    """Order an urgent pack (hastepakk) for the rest of a period (``loop.multidose.order_urgent``,
+    as the API's ``orderUrgentPack``): the reason is required, the order deadline must have
+    passed and the period not ended (the domain decides and says which)."""
+    page.caller.authorize(Action.MULTIDOSE_WRITE, patient_id)
+    period_id = _uuid(form.get("period_id"))
+    pack_id = _uuid(form.get("pack_id")) or uuid.uuid4()
+    reason = str(form.get("reason") or "").strip()
+    if period_id is None or not reason:
+        field_name = "urgent_period" if period_id is None else "urgent_reason"
+        text = (
+            page._("Choose the period.")
+            if period_id is None
+            else page._("Write why the urgent pack is needed.")
+        )
+        refusal = Refusal("urgent-pack-incomplete", text, field_name, 422)
+        return _multidose_page(page, patient_id, status=422, urgent_refusal=refusal)
+    try:
+        multidose.order_urgent(
+            page.caller.engine,
+            patient_id,
+            period_id,
+            pack_id,
+            page.caller.call(reason=reason, idempotency_key=f"page-urgent-{pack_id}"),
+        )
+    except DomainError as error:
+        refusal = explain(error, page.lang)
+        text = refusal.text
+        # one code, three reasons: which one is in the refusal's structured context
+        if "order_deadline" in error.context:
+            text = page._(
+                "The order deadline (%(when)s) has not passed: the change reaches this period "
+                "without an urgent pack.",
+                when=format_datetime(
+                    datetime.fromisoformat(str(error.context["order_deadline"])), page.lang
+                ),
+            )
+        elif "last_day" in error.context:
+            text = page._("This period has ended.")
+        refusal = Refusal(refusal.code, text, "urgent_period", refusal.status)
+        return _multidose_page(page, patient_id, status=refusal.status, urgent_refusal=refusal)
+    return page.redirect(url(f"pharmacy/patients/{patient_id}/multidose?saved=urgent-pack"))
 
 
 @router.post(

@@ -1,12 +1,26 @@
 """The medication timeline on a page: the words of the picture from the message catalogue, the
 window shown (the last ``days`` days up to today, Europe/Oslo) and the picture with its table
-(``medloop.charts.timeline``)."""
+(``medloop.charts.timeline``).
+
+Rendering the SVG (vl-convert) is most of the page's time, so the drawn picture is kept in a
+bounded in-process LRU (``DRAWN``) keyed by what it is drawn from: the patient, the timeline's
+high-water mark (``queries.timeline_mark``: the patient's revision and the chartings mark), the
+window, the language, and "now" rounded down to one pixel's span of the window (open spans end
+at now: a finer now would not move a line by a pixel). A new charting, correction, dispense or
+list change moves the mark and the picture is drawn again; every process keeps its own cache and
+the mark is read from the database, so processes never show each other's stale pictures.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from uuid import UUID
 
-from medloop.charts.timeline import TimelineChart, TimelineText, render_timeline
+from medloop.charts.timeline import WIDTH, TimelineChart, TimelineText, render_timeline
 from medloop.domain.administration import Outcome
 from medloop.pages.i18n import OSLO
 from medloop.pages.web import Page
@@ -52,12 +66,82 @@ def timeline_text(page: Page) -> TimelineText:
     )
 
 
-def timeline_page(page: Page, timeline: Timeline, *, days: int) -> TimelineChart:
-    """The last ``days`` days up to the end of today in Oslo."""
-    now = page.caller.at
+class DrawnCache:
+    """A bounded least-recently-used map of drawn timelines, safe across the app's threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._found: OrderedDict[Hashable, TimelineChart] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> TimelineChart | None:
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, drawn: TimelineChart) -> None:
+        with self._lock:
+            self._found[key] = drawn
+            self._found.move_to_end(key)
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._found.clear()
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+
+DRAWN_CACHED = 128
+"""Pictures kept per process (each some tens of KB of SVG: a few MB at most)."""
+DRAWN = DrawnCache(DRAWN_CACHED)
+
+
+def window(now: datetime, days: int) -> tuple[datetime, datetime, datetime]:
+    """The last ``days`` days up to the end of today in Oslo, and ``now`` rounded down to one
+    pixel's span of that window (at least a minute) for the spans still open."""
     today = now.astimezone(OSLO).date()
     end = datetime.combine(today + timedelta(days=1), time(0), OSLO)
     start = end - timedelta(days=days)
-    return render_timeline(
-        timeline, start=start, end=end, now=now, text=timeline_text(page), svg_id="timeline"
+    step = max(timedelta(minutes=1), (end - start) / WIDTH)
+    drawn_now = start + ((now - start) // step) * step
+    return start, end, drawn_now
+
+
+@dataclass(frozen=True)
+class TimelineRequest:
+    """One request's picture: its window and its cache key (with the timeline's high-water
+    mark, read before the timeline in the same transaction), and the picture when cached."""
+
+    start: datetime
+    end: datetime
+    now: datetime
+    key: Hashable
+    cached: TimelineChart | None
+
+
+def timeline_request(page: Page, patient_id: UUID, mark: Hashable, *, days: int) -> TimelineRequest:
+    start, end, now = window(page.caller.at, days)
+    key = (patient_id, mark, start, end, now, page.lang)
+    return TimelineRequest(start, end, now, key, DRAWN.get(key))
+
+
+def timeline_page(page: Page, request: TimelineRequest, timeline: Timeline | None) -> TimelineChart:
+    """The cached picture, or ``timeline`` drawn (and kept)."""
+    if request.cached is not None:
+        return request.cached
+    assert timeline is not None, "a picture not cached needs its timeline"
+    drawn = render_timeline(
+        timeline,
+        start=request.start,
+        end=request.end,
+        now=request.now,
+        text=timeline_text(page),
+        svg_id="timeline",
     )
+    DRAWN.put(request.key, drawn)
+    return drawn

@@ -117,6 +117,7 @@ def template_context(lang: str) -> dict[str, Any]:
         "amount_text": partial(_amount_text, lang=lang),
         "period_text": partial(_period_text, lang=lang),
         "severity_name": partial(_severity, lang=lang),
+        "alert_text": partial(_alert_text, lang=lang),
         "entry_status_name": partial(_entry_status, lang=lang),
     }
 
@@ -141,6 +142,13 @@ ENTRY_STATUSES = {
 def _entry_status(value: Any, *, lang: str) -> str:
     key = str(getattr(value, "value", value))
     return translator(lang)(ENTRY_STATUSES[key]) if key in ENTRY_STATUSES else key
+
+
+def _alert_text(alert: Any, names: Any = None, *, lang: str) -> Any:
+    """A decision-support alert in the reader's language (``medloop.pages.alert_text``)."""
+    from medloop.pages.alert_text import alert_text
+
+    return alert_text(alert, names, lang)
 
 
 def _severity(value: Any, *, lang: str) -> str:

@@ -555,6 +555,27 @@ def chartings_of_patient(
     return _chartings(conn, *where)
 
 
+def chartings_mark(conn: Connection, patient_id: UUID) -> tuple[int, int]:
+    """The patient's chartings high-water mark: how many chartings and how many corrections
+    (entered in error) are stored. Both tables are append-only, so the pair grows with every
+    charting, correction and missed dose marked by the system (which does not bump the
+    patient's revision): a picture drawn for one mark is current while the mark is."""
+    charted = (
+        select(func.count())
+        .select_from(administration)
+        .where(administration.c.patient_id == str(patient_id))
+        .scalar_subquery()
+    )
+    corrected = (
+        select(func.count())
+        .select_from(administration_error.join(administration))
+        .where(administration.c.patient_id == str(patient_id))
+        .scalar_subquery()
+    )
+    found = conn.execute(select(charted, corrected)).one()
+    return int(found[0]), int(found[1])
+
+
 def chartings_of_doses(conn: Connection, dose_ids: Sequence[UUID]) -> dict[UUID, list[Charted]]:
     found: dict[UUID, list[Charted]] = defaultdict(list)
     ids = [str(d) for d in dose_ids]

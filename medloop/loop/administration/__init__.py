@@ -38,6 +38,7 @@ from medloop.loop.administration.queries import (
     as_needed_given,
     charting,
     patient_of_administration,
+    prn_lines,
     resident_chart,
     ward_chart,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "administration_history",
     "as_needed_given",
     "patient_of_administration",
+    "prn_lines",
     "charting",
     "chart",
     "configure_ward",

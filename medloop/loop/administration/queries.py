@@ -196,7 +196,7 @@ def ward_chart(
         ):
             prn[given.patient_id].append(given)
     current = [a for a in admissions if a.covers(now)]
-    limits = _prn_lines(conn, current, now, state_of)
+    limits = _prn_lines(conn, [a.patient_id for a in current], now, state_of)
     return WardChart(
         ward_id=ward_id,
         day=day,
@@ -213,21 +213,29 @@ def ward_chart(
     )
 
 
+def prn_lines(
+    conn: Connection, patient_id: UUID, now: datetime, state_of: StateOf = _load_state
+) -> list[PrnLine]:
+    """One resident's ``PrnLine``s now, as the ward chart shows them (the charting page shows
+    them before a PRN dose is saved)."""
+    return _prn_lines(conn, [patient_id], now, state_of).get(patient_id, [])
+
+
 def _prn_lines(
-    conn: Connection, stays: Sequence[Admission], now: datetime, state_of: StateOf
+    conn: Connection, patient_ids: Sequence[UUID], now: datetime, state_of: StateOf
 ) -> dict[UUID, list[PrnLine]]:
     """Per patient on the ward now: each as-needed dose of the entries in use today, with its
     ``prn_status`` over the doses of the entry given within ``PRN_WINDOW_MAX`` (wherever)."""
     entries = {}
-    for stay in stays:
-        medication_list = state_of(conn, stay.patient_id).medication_list
+    for stay_patient in patient_ids:
+        medication_list = state_of(conn, stay_patient).medication_list
         found = [
             e
             for e in medication_list.entries
             if is_as_needed(e) and e.in_use(local_date(now)) and e.dosage is not None
         ]
         if found:
-            entries[stay.patient_id] = found
+            entries[stay_patient] = found
     if not entries:
         return {}
     given: dict[UUID, list[tuple[datetime, Quantity]]] = defaultdict(list)
