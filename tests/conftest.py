@@ -9,6 +9,7 @@ fails as a whole.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,20 @@ def pytest_configure(config: pytest.Config) -> None:
     log_capture.install()
     # every SQL statement the suite sends (tests/ops/test_citus_routing.py)
     sql_capture.install()
+    if not _is_worker(config) and getattr(config.option, "numprocesses", None):
+        # Where the pytest-xdist workers report their share of the suite's log records and of
+        # its SQL statements.
+        config._medloop_scan_dir = Path(tempfile.mkdtemp(prefix="medloop-suite-scan-"))
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist (controller): hand each worker the directory for its share of the scan."""
+    node.workerinput["medloop_scan_dir"] = str(node.config._medloop_scan_dir)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,6 +73,29 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests import log_capture, sql_capture
+
+    config = session.config
+    if _is_worker(config):
+        # A worker reports its share; the controller counts PostgreSQL passes and judges.
+        scan_dir, worker = (
+            Path(config.workerinput["medloop_scan_dir"]),
+            config.workerinput["workerid"],
+        )
+        log_capture.report(scan_dir, worker)
+        sql_capture.report(scan_dir, worker)
+        return
+    scan_dir = getattr(config, "_medloop_scan_dir", None)
+    if scan_dir is not None and session.testscollected and not config.option.collectonly:
+        from tests import citus_routing
+
+        for check, problem in (
+            ("log scan (tests/log_capture.py)", log_capture.verdict(scan_dir)),
+            ("SQL routing check (tests/citus_routing.py)", citus_routing.verdict(scan_dir)),
+        ):
+            if problem is not None:
+                print(f"\nthe whole suite's {check}: {problem}")
+                session.exitstatus = 1
     if (
         REQUIRE_POSTGRES
         and _postgres_passed == 0

@@ -7,6 +7,7 @@ innermost frames."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -74,3 +75,42 @@ def _seen(conn, cursor, statement, parameters, context, executemany) -> None:  #
 def install() -> None:
     if not event.contains(Engine, "before_cursor_execute", _seen):
         event.listen(Engine, "before_cursor_execute", _seen)
+
+
+def report(directory: Path, worker: str) -> None:
+    """Under pytest-xdist: this worker's share of the statements, for the controller."""
+    shares = [
+        {
+            "dialect": seen.dialect,
+            "statement": seen.statement,
+            "count": seen.count,
+            "test": seen.test,
+            "origins": sorted(seen.origins),
+        }
+        for seen in STATEMENTS.values()
+    ]
+    (directory / f"sql-{worker}.json").write_text(json.dumps(shares))
+
+
+def reported(directory: Path) -> list[Seen] | None:
+    """Every worker's share merged (``None`` when no worker reported)."""
+    paths = sorted(directory.glob("sql-*.json"))
+    if not paths:
+        return None
+    merged: dict[tuple[str, str], Seen] = {}
+    for path in paths:
+        for item in json.loads(path.read_text()):
+            key = (item["dialect"], shape(item["statement"]))
+            found = merged.get(key)
+            if found is None:
+                merged[key] = Seen(
+                    item["dialect"],
+                    item["statement"],
+                    item["count"],
+                    item["test"],
+                    set(item["origins"]),
+                )
+            else:
+                found.count += item["count"]
+                found.origins.update(item["origins"])
+    return list(merged.values())

@@ -6,15 +6,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 
 import pytest
 from sqlalchemy import text
 
-from medloop.domain.patient import NationalId
 from medloop.ops import logs
 from tests import log_capture
 from tests.api.helpers import NATIONAL_ID, OTHER_NATIONAL_ID
+from tests.log_capture import leaks
 
 
 @pytest.fixture
@@ -76,51 +75,6 @@ def test_the_last_guard_redacts_eleven_digit_numbers_in_any_field(lines):
 
 # -- the whole suite's logs ---------------------------------------------------------------------
 
-_ELEVEN = re.compile(r"(?<!\d)\d{11}(?!\d)")
-
-
-def names_in_test_data() -> list[str]:
-    """The names of the people the tests and the demo create."""
-    from medloop import demo
-    from tests.loop import helpers as loop_helpers
-
-    found = {"Kari Nordmann", "Nordmann"}
-    for resident in demo.RESIDENTS:
-        found.add(f"{resident.given_name} {resident.family_name}")
-        found.add(resident.family_name)
-    for module in (demo, loop_helpers):
-        for value in vars(module).values():
-            personnel = getattr(value, "personnel", None)
-            if personnel is not None:
-                found.add(personnel.name)
-    return sorted(found)
-
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def national_ids_in(line: str) -> list[str]:
-    # A UUID's last group can hold eleven digits that pass the checksum (a request id ending
-    # in 27096921468b did): an identifier, not a person. Scan the rest.
-    line = _UUID.sub("<uuid>", line)
-    found = []
-    for candidate in _ELEVEN.findall(line):
-        try:
-            NationalId(candidate)
-        except Exception:  # noqa: BLE001 - not a valid national id
-            continue
-        found.append(candidate)
-    return found
-
-
-def leaks(records: list[str]) -> list[str]:
-    names = names_in_test_data()
-    return [
-        record
-        for record in records
-        if national_ids_in(record) or any(name in record for name in names)
-    ]
-
 
 def test_the_scan_finds_a_national_id_or_a_name_in_a_record():
     assert leaks([f"{{'event': 'x', 'id': '{NATIONAL_ID}'}}"])
@@ -142,3 +96,17 @@ def test_no_log_record_of_the_whole_test_suite_holds_a_national_id_or_a_name(wor
     world.post(f"/patients/{world.patient_id}/prescriptions", {"bad": True})
     assert log_capture.RECORDS
     assert leaks(log_capture.RECORDS) == []
+
+
+def test_under_xdist_the_controller_fails_the_run_on_any_workers_leak(tmp_path, monkeypatch):
+    # Each worker reports its share of the suite's records; one leaking worker is enough.
+    monkeypatch.setattr(log_capture, "RECORDS", ["{'event': 'request'}"])
+    log_capture.report(tmp_path, "gw0")
+    assert log_capture.verdict(tmp_path) is None
+    monkeypatch.setattr(log_capture, "RECORDS", [f"{{'nid': '{NATIONAL_ID}'}}"])
+    log_capture.report(tmp_path, "gw1")
+    assert "1 log record(s) hold a national id" in log_capture.verdict(tmp_path)
+
+
+def test_under_xdist_a_missing_share_is_a_failure_not_a_pass(tmp_path):
+    assert log_capture.verdict(tmp_path) == "no worker reported its captured log records"

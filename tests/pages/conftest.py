@@ -52,8 +52,11 @@ def live_world(browser_world: PagesWorld) -> Iterator[PagesWorld]:
         yield browser_world
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Per module, not per session: while Playwright's sync API runs, its event loop is this
+    # thread's running loop, and a later test in the same process (under pytest-xdist any
+    # test may follow a page test) could not call asyncio.run().
     if not Path(CHROMIUM).exists():
         message = f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
         if os.environ.get("CI"):
