@@ -980,6 +980,27 @@ def administration_values(record: Administration) -> dict[str, Any]:
     }
 
 
+def projection_mismatches(conn: Connection, limit: int) -> tuple[int, list[str]]:
+    """The chartings whose report columns (``late``, ``scanned``, ``scan_skipped``,
+    ``reason``) are not what their record says: (how many, the first ``limit`` ids). The
+    columns are left out of the row digest, so ``audit verify`` checks them against the
+    attested record here."""
+    record = administration.c.record
+    differs = or_(
+        administration.c.late.is_distinct_from(func.coalesce(record["late"].as_boolean(), False)),
+        administration.c.scanned.is_distinct_from(record["scan"]["gtin"].as_string().is_not(None)),
+        administration.c.scan_skipped.is_distinct_from(record["scan_skipped"].as_string()),
+        administration.c.reason.is_distinct_from(record["reason"].as_string()),
+    )
+    count = conn.execute(select(func.count()).where(differs)).scalar_one()
+    if not count:
+        return 0, []
+    ids = conn.execute(
+        select(administration.c.id).where(differs).order_by(administration.c.id).limit(limit)
+    ).scalars()
+    return int(count), list(ids)
+
+
 def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:
     """The patient of a charting (``None``: no such charting)."""
     found = conn.execute(

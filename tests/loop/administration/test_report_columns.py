@@ -97,3 +97,24 @@ def test_migration_0017_fills_the_columns_of_earlier_chartings_and_goes_down_aga
     with engine.begin() as conn, pytest.raises(Exception, match="append-only"):
         conn.execute(charting.update().values(late=False))
     engine.dispose()
+
+
+def test_audit_verify_reports_a_report_column_changed_behind_the_records_back(engine):
+    expected = _world(engine)
+    refused = next(i for i, row in expected.items() if row[0] == "refused")
+    with engine.connect() as conn:
+        assert audit.verify(conn).ok
+    # An intruder past the append-only trigger rewrites why the dose was not given: the
+    # column is left out of the row digest, so verify compares it with the attested record.
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER administration_refuse_update")
+        else:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.execute(charting.update().where(charting.c.id == refused).values(reason="Sover"))
+    with engine.connect() as conn:
+        result = audit.verify(conn)
+    assert not result.ok
+    assert [(p.problem, p.row) for p in result.problems] == [
+        ("projection", f"administration {refused}")
+    ]
