@@ -35,6 +35,103 @@ from ward import NURSE, PLAN_AT, ROUND_AT, ward  # noqa: E402
 TARGETS = {"overview_p99_ms": 100.0, "mar_week_p99_ms": 60.0, "page_kb": 150.0}
 
 
+def _chart_lines_before(conn, patient_ids, start, end, ward_id=None):
+    """The chart's lines as read before issue #16's rework (the baseline): every planned dose
+    and every charting of them validated from its stored record."""
+    from medloop.domain.administration import dose_in_force, effective_charting
+    from medloop.loop.administration.queries import _Line
+    from medloop.store import administration as store
+
+    doses = store.planned_doses(
+        conn,
+        patient_ids=None if ward_id is not None else patient_ids,
+        ward_id=ward_id,
+        start=start,
+        end=end,
+    )
+    chartings = store.chartings_of_doses(conn, [d.id for d in doses])
+    schedules = store.schedules_of(conn, sorted({d.patient_id for d in doses}))
+    lines = []
+    for dose in doses:
+        standing = effective_charting(
+            c.administration for c in chartings.get(dose.id, ()) if c.stands
+        )
+        in_force = dose_in_force(dose, schedules.get(dose.entry_id, []), standing is not None)
+        lines.append(_Line(dose, in_force, standing))
+    return lines
+
+
+def compare_reads(engine, ward_id, patient, iterations: int) -> dict[str, object]:
+    """CPU per call of the overview's and the MAR week's reads (no HTTP, no audit), now and as
+    before (the baseline: validated chart lines, the PRN limits from a state read per resident,
+    a name query and an open-alerts state per resident), interleaved in one process."""
+    from medloop import queries
+    from medloop.domain.ward import local_date
+    from medloop.loop.administration import queries as chart_queries
+    from medloop.store.db import reader
+    from medloop.store.patients import read_patient
+
+    now_lines = chart_queries.chart_lines
+    day = local_date(ROUND_AT)
+
+    def overview_now(conn):
+        chart = chart_queries.ward_chart(conn, ward_id, day, ROUND_AT, prn_limits=False)
+        ids = [p.patient_id for p in chart.patients]
+        return chart, queries.residents(conn, ids), queries.open_alert_counts(conn, ids)
+
+    def overview_before(conn):
+        chart_queries.chart_lines = _chart_lines_before
+        try:
+            chart = chart_queries.ward_chart(conn, ward_id, day, ROUND_AT)
+        finally:
+            chart_queries.chart_lines = now_lines
+        ids = [p.patient_id for p in chart.patients]
+        names = {p: read_patient(conn, p) for p in ids}
+        return chart, names, {p: len(queries.open_alerts(conn, p)) for p in ids}
+
+    def week_now(conn):
+        return chart_queries.resident_chart(conn, patient, day - timedelta(days=3), 7, ROUND_AT)
+
+    def week_before(conn):
+        chart_queries.chart_lines = _chart_lines_before
+        try:
+            return week_now(conn)
+        finally:
+            chart_queries.chart_lines = now_lines
+
+    cpu: dict[str, list[float]] = {
+        "overview_read": [],
+        "overview_read_before": [],
+        "mar_week_read": [],
+        "mar_week_read_before": [],
+    }
+    for _ in range(iterations):
+        answers = {}
+        for name, read in (
+            ("overview_read", overview_now),
+            ("overview_read_before", overview_before),
+            ("mar_week_read", week_now),
+            ("mar_week_read_before", week_before),
+        ):
+            c0 = time.process_time()
+            with reader(engine).connect() as conn:
+                answers[name] = read(conn)
+            cpu[name].append((time.process_time() - c0) * 1000)
+        now, before = answers["overview_read"], answers["overview_read_before"]
+        statuses = [[(d.planned_dose_id, d.status) for d in p.doses] for p in now[0].patients]
+        assert statuses == [
+            [(d.planned_dose_id, d.status) for d in p.doses] for p in before[0].patients
+        ]
+        assert now[2] == before[2]
+        assert answers["mar_week_read"] == answers["mar_week_read_before"]
+    found: dict[str, object] = {k: percentiles(v) for k, v in cpu.items()}
+    for name in ("overview_read", "mar_week_read"):
+        found[f"{name}_cpu_ratio_before_over_now_p50"] = round(
+            percentiles(cpu[f"{name}_before"])["p50_ms"] / percentiles(cpu[name])["p50_ms"], 2
+        )
+    return found
+
+
 def measure(url: str, iterations: int) -> dict[str, object]:
     import logging
 
@@ -46,7 +143,7 @@ def measure(url: str, iterations: int) -> dict[str, object]:
     from medloop.store import sessions
 
     logging.getLogger("medloop.access").disabled = True
-    engine, ward_id, residents = ward(url)
+    engine, ward_id, residents, _ = ward(url)
     administration.roll_forward(engine, PLAN_AT)
     settings = dataclasses.replace(Settings.from_env(url))
     app = create_app(settings, engine=engine, clock=lambda: ROUND_AT)
@@ -84,6 +181,7 @@ def measure(url: str, iterations: int) -> dict[str, object]:
     bearer = {"Authorization": f"Bearer {token}"}
     assert client.get(api, headers=bearer).status_code == 200
     timings: dict[str, list[float]] = {"ward_overview": [], "mar_week": [], "api_ward_chart": []}
+    cpu: dict[str, list[float]] = {name: [] for name in timings}
     for _ in range(iterations):  # interleaved, so noise hits all alike
         for name, path, headers in (
             ("ward_overview", overview, None),
@@ -91,10 +189,12 @@ def measure(url: str, iterations: int) -> dict[str, object]:
             # The baseline: the JSON API's ward chart (the same ward_chart query, audited).
             ("api_ward_chart", api, bearer),
         ):
-            began = time.perf_counter()
+            began, c0 = time.perf_counter(), time.process_time()
             answer = client.get(path, headers=headers)
             timings[name].append((time.perf_counter() - began) * 1000)
+            cpu[name].append((time.process_time() - c0) * 1000)
             assert answer.status_code == 200, (name, answer.status_code)
+    reads = compare_reads(engine, ward_id, patient, max(5, iterations // 3))
     weights = {}
     for name, path in pages.items():
         html = client.get(path)
@@ -109,6 +209,8 @@ def measure(url: str, iterations: int) -> dict[str, object]:
         "ward_overview": percentiles(timings["ward_overview"]),
         "mar_week": percentiles(timings["mar_week"]),
         "baseline_api_ward_chart": percentiles(timings["api_ward_chart"]),
+        "process_cpu_per_request": {k: percentiles(v) for k, v in cpu.items()},
+        "reads_process_cpu_now_vs_before": reads,
         "page_weight": weights,
     }
 
@@ -117,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=60)
     args = parser.parse_args()
-    results: dict[str, object] = {"targets": TARGETS}
+    results: dict[str, object] = {"targets": TARGETS, "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as folder:
         results["sqlite"] = measure(f"sqlite:///{Path(folder) / 'pages.db'}", args.iterations)
     pg = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
@@ -127,6 +229,7 @@ def main() -> None:
             results["postgresql"] = measure(url, args.iterations)
         finally:
             drop()
+    results["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2))
 
 

@@ -35,12 +35,19 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 
 from loop import percentiles, postgres_database  # noqa: E402  (sibling bench)
+from sqlalchemy import func  # noqa: E402
 
 from interactions.dosage import Use  # noqa: E402
 from medloop.reports import charts  # noqa: E402
 from medloop.reports.period import ReportPeriod  # noqa: E402
 from medloop.reports.prescriber import prescriber_report, read_prescriber_facts  # noqa: E402
-from medloop.reports.ward import read_ward_facts, ward_report  # noqa: E402
+from medloop.reports.ward import (  # noqa: E402
+    _A,
+    _CHARTING_FACTS,
+    _dose_groups,
+    read_ward_facts,
+    ward_report,
+)
 from medloop.store.db import make_engine, reader  # noqa: E402
 from medloop.store.migrate import upgrade  # noqa: E402
 from tests.reports.world import (  # noqa: E402
@@ -53,6 +60,14 @@ from tests.reports.world import (  # noqa: E402
     oslo,
     write_prescribing,
     write_ward,
+)
+
+# How the report read a charting's facts before migration 0017: out of each JSON record.
+_JSON = (
+    func.coalesce(_A.c.record["late"].as_boolean(), False),
+    _A.c.record["scan"]["gtin"].as_string().is_not(None),
+    _A.c.record["scan_skipped"].as_string(),
+    _A.c.record["reason"].as_string(),
 )
 
 TARGETS = {"ward_report_seconds": 1.0, "prescriber_report_seconds": 2.0}
@@ -176,7 +191,20 @@ def measure(url: str, runs: int) -> dict[str, object]:
     ward_cpu: list[float] = []
     gp_cpu: list[float] = []
     report = None
+    start, end = ward_period.bounds
+    with reader(engine).connect() as conn:
+        cutoff = NOW - read_ward_facts(conn, ward.ward_id, ward_period, NOW).config.missed_after
+    groups_cpu: dict[str, list[float]] = {"columns": [], "json_baseline": []}
     for _ in range(runs):
+        # The dose groups (the report's main query), interleaved: by the columns of 0017 and,
+        # as the baseline, by the records' JSON fields as read before (same rows, same SQL).
+        found = {}
+        for name, facts in (("columns", _CHARTING_FACTS), ("json_baseline", _JSON)):
+            c0 = time.process_time()
+            with reader(engine).connect() as conn:
+                found[name] = _dose_groups(conn, ward.ward_id, start, end, cutoff, facts)
+            groups_cpu[name].append((time.process_time() - c0) * 1000)
+        assert sorted(found["columns"], key=repr) == sorted(found["json_baseline"], key=repr)
         t0, c0 = time.perf_counter(), time.process_time()
         with reader(engine).connect() as conn:
             report = ward_report(read_ward_facts(conn, ward.ward_id, ward_period, NOW))
@@ -204,6 +232,7 @@ def measure(url: str, runs: int) -> dict[str, object]:
         "gp_antibiotic_courses": gp.antibiotics.courses,
         "ward_report": percentiles(ward_ms),
         "ward_report_process_cpu": percentiles(ward_cpu),
+        "ward_dose_groups_process_cpu": {k: percentiles(v) for k, v in groups_cpu.items()},
         "prescriber_report": percentiles(gp_ms),
         "prescriber_report_process_cpu": percentiles(gp_cpu),
         "doses_by_day_svg": percentiles(svg_ms),
@@ -230,6 +259,7 @@ def main() -> None:
             results["postgresql"] = measure(url, args.runs)
         finally:
             drop()
+    results["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2))
 
 

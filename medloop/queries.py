@@ -33,7 +33,15 @@ from medloop.domain.state import PatientState
 from medloop.domain.ward import Ward
 from medloop.loop.catalogue import catalogue_in_force
 from medloop.loop.review import current_review
-from medloop.store import access, administration, audit, directory, patients, state_cache
+from medloop.store import (
+    access,
+    administration,
+    alerts,
+    audit,
+    directory,
+    patients,
+    state_cache,
+)
 from medloop.store.patient_state import load_patient_state
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
 from medloop.store.prescriptions import reconciliation_of, reconciliations_of
@@ -398,13 +406,16 @@ def ward_state(conn: Connection, ward_id: UUID) -> administration.WardState | No
 
 def residents(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, Patient]:
     """The patients' records (names, birth dates) by id, for a chart that shows them; read
-    inside the caller's audited read."""
-    found = {}
-    for patient_id in patient_ids:
-        patient = patients.read_patient(conn, patient_id)
-        if patient is not None:
-            found[patient_id] = patient
-    return found
+    inside the caller's audited read (one query, whatever the number of patients)."""
+    return patients.read_patients(conn, patient_ids)
+
+
+def open_alert_counts(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """How many alerts ``open_alerts`` lists for each of the patients (0 when none), in one
+    query for a ward rather than one patient state each; read inside the caller's audited
+    read."""
+    counts = alerts.open_alert_counts(conn, patient_ids)
+    return {p: counts.get(p, 0) for p in patient_ids}
 
 
 # -- e-prescription messages out (M25.1, M1) ----------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
@@ -325,7 +325,21 @@ class ChartRequest(Frozen):
 # -- the chart ---------------------------------------------------------------------------------
 
 
-def effective_charting(chartings: Iterable[Administration]) -> Administration | None:
+class ChartingOrder(Protocol):
+    """What ``effective_charting`` compares of a charting (an ``Administration``, or a lighter
+    row the chart queries read without validating the whole record again)."""
+
+    @property
+    def recorded_at(self) -> datetime: ...
+
+    @property
+    def outcome(self) -> Outcome: ...
+
+
+_Charting = TypeVar("_Charting", bound=ChartingOrder)
+
+
+def effective_charting(chartings: Iterable[_Charting]) -> _Charting | None:
     """The charting that stands for a dose: the latest one not entered in error (a nurse's
     charting after a ``missed`` record replaces it)."""
     latest = None

@@ -154,9 +154,11 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
     today = local_date(at)
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
-        chart = administration.ward_chart(conn, ward_id, today, at)
+        # The overview shows no PRN limits: the residents' lists are not read for them.
+        chart = administration.ward_chart(conn, ward_id, today, at, prn_limits=False)
         ids = [p.patient_id for p in chart.patients]
         names = queries.residents(conn, ids)
+        open_alerts = queries.open_alert_counts(conn, ids)
         prn = administration.as_needed_given(
             conn,
             ids,
@@ -181,7 +183,7 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
                     p,
                     names.get(p.patient_id),
                     [(g, drugs.get(g.entry_id, "")) for g in prn.get(p.patient_id, [])],
-                    queries.open_alerts(conn, p.patient_id),
+                    open_alerts[p.patient_id],
                 )
                 for p in chart.patients
             ],
@@ -190,7 +192,7 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
     return page.caller.read_many("administration.read.ward-chart", read)
 
 
-def _resident_row(chart: Any, patient: Any, prn: list[Any], alerts: list[Any]) -> dict[str, Any]:
+def _resident_row(chart: Any, patient: Any, prn: list[Any], open_alerts: int) -> dict[str, Any]:
     """One resident's line of the overview: per time slot how many doses are in each state."""
     by_slot: dict[str, dict[str, int]] = {}
     for line in chart.doses:
@@ -202,7 +204,7 @@ def _resident_row(chart: Any, patient: Any, prn: list[Any], alerts: list[Any]) -
         "by_slot": by_slot,
         "counts": {state: chart.count(DoseStatus(state)) for state in SUMMARY_STATES},
         "prn": prn,
-        "alerts": alerts,
+        "open_alerts": open_alerts,
     }
 
 

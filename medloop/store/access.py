@@ -32,7 +32,13 @@ from medloop.domain.patient import PatientNotFound
 from medloop.store import attestation, audit
 from medloop.store.columns import UUID_LENGTH, shard_key
 from medloop.store.db import writer
-from medloop.store.patients import Accessed, national_id_of, read_for_access, read_own_for_access
+from medloop.store.patients import (
+    Accessed,
+    national_id_of,
+    national_ids_of,
+    read_for_access,
+    read_own_for_access,
+)
 
 Read = TypeVar("Read")
 
@@ -174,12 +180,13 @@ def audited_many(
     one audit record per patient is appended in the same transaction."""
     with writer(engine).begin() as conn:
         result, patient_ids = work(conn)
+        national_ids = national_ids_of(conn, patient_ids)
         for patient_id in patient_ids:
             audit.append(
                 conn,
                 _event(
                     who,
-                    national_id_of(conn, patient_id),
+                    national_ids.get(patient_id),
                     action,
                     detail={"patient_id": str(patient_id)},
                 ),

@@ -11,6 +11,7 @@ whole as JSON next to the columns that index them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections import defaultdict
@@ -22,6 +23,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Connection,
     DateTime,
@@ -31,15 +33,19 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     UniqueConstraint,
+    and_,
     bindparam,
     exists,
+    false,
     func,
     or_,
     select,
 )
 
 from fest.schema import metadata
+from interactions.dosage import Quantity, TimeOfDay
 from medloop.domain.administration import (
     Administration,
     AdministrationCorrection,
@@ -161,6 +167,12 @@ administration = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("record", JSON, nullable=False),  # the Administration
+    # What the ward report counts, as the record says it (migration 0017 filled older rows):
+    # a projection of ``record``, left out of the row digest (``attestation.ATTESTED``).
+    Column("late", Boolean, nullable=False, server_default=false()),
+    Column("scanned", Boolean, nullable=False, server_default=false()),  # a pack was scanned
+    Column("scan_skipped", String(32), nullable=True),  # why none was (``ScanSkipReason``)
+    Column("reason", Text, nullable=True),  # why the dose was not given
     Index("ix_administration_patient", "patient_id", "at"),
     Index("ix_administration_planned_dose", "planned_dose_id"),
 )
@@ -478,6 +490,142 @@ def planned_doses(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class StandingCharting:
+    """A charting of a planned dose that was not entered in error, as the chart reads it: the
+    columns ``effective_charting`` compares and the stored record, validated only for the one
+    charting that stands (``administration``)."""
+
+    id: str
+    recorded_at: datetime
+    outcome: Outcome
+    record: dict[str, Any]
+
+    def administration(self) -> Administration:
+        return Administration.model_validate(self.record)
+
+
+@dataclass(frozen=True, slots=True)
+class DoseOnChart:
+    dose: PlannedDose
+    chartings: tuple[StandingCharting, ...]
+
+
+def _stored_dose(record: dict[str, Any], uuids: dict[str, UUID]) -> PlannedDose:
+    """A planned dose from the record the planning command stored (``model_dump(mode="json")``
+    of a validated ``PlannedDose``), built without validating it again: a ward's day has ~1 000
+    of them. Fields added to ``PlannedDose`` since a record was written take their defaults.
+    ``uuids``: the patient, ward and entry ids parsed so far (a few, each on many doses)."""
+    amount = record["amount"]
+    time_of_day = record.get("time_of_day")
+    patient_id, ward_id, entry_id = record["patient_id"], record["ward_id"], record["entry_id"]
+    return PlannedDose.model_construct(
+        id=UUID(record["id"]),
+        patient_id=uuids.get(patient_id) or uuids.setdefault(patient_id, UUID(patient_id)),
+        ward_id=uuids.get(ward_id) or uuids.setdefault(ward_id, UUID(ward_id)),
+        entry_id=uuids.get(entry_id) or uuids.setdefault(entry_id, UUID(entry_id)),
+        schedule_version=record["schedule_version"],
+        drug=record["drug"],
+        local_time=datetime.fromisoformat(record["local_time"]),
+        due_at=datetime.fromisoformat(record["due_at"]),
+        dose_index=record["dose_index"],
+        amount=_quantity(float(amount["value"]), amount["unit"]),
+        time_of_day=None if time_of_day is None else TimeOfDay(time_of_day),
+        exact=record.get("exact", False),
+        shifted=record.get("shifted", False),
+        multidose=record.get("multidose", False),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _quantity(value: float, unit: str) -> Quantity:
+    """A stored dose amount (frozen, so one object serves every dose of that amount)."""
+    return Quantity.model_construct(value=value, unit=unit)
+
+
+_DOSES_ON_CHART = (
+    select(
+        planned_dose.c.id,
+        planned_dose.c.record,
+        administration.c.id.label("charting_id"),
+        administration.c.recorded_at,
+        administration.c.outcome,
+        administration.c.record.label("charting"),
+    )
+    .select_from(
+        planned_dose.outerjoin(
+            administration,
+            and_(
+                # Joined on the patient too: each table routes by patient (docs/scaling.md).
+                administration.c.patient_id == planned_dose.c.patient_id,
+                administration.c.planned_dose_id == planned_dose.c.id,
+                ~exists().where(
+                    administration_error.c.patient_id == administration.c.patient_id,
+                    administration_error.c.administration_id == administration.c.id,
+                ),
+            ),
+        )
+    )
+    .where(
+        planned_dose.c.due_at >= bindparam("start", type_=planned_dose.c.due_at.type),
+        planned_dose.c.due_at < bindparam("end", type_=planned_dose.c.due_at.type),
+    )
+    .order_by(
+        planned_dose.c.due_at,
+        planned_dose.c.id,
+        administration.c.at,
+        administration.c.recorded_at,
+        administration.c.id,
+    )
+)
+_DOSES_OF_WARD = _DOSES_ON_CHART.where(planned_dose.c.ward_id == bindparam("ward_id"))
+_DOSES_OF_PATIENTS = _DOSES_ON_CHART.where(
+    planned_dose.c.patient_id.in_(bindparam("patient_ids", expanding=True))
+)
+
+
+def doses_on_chart(
+    conn: Connection,
+    *,
+    patient_ids: Sequence[UUID] | None = None,
+    ward_id: UUID | None = None,
+    start: datetime,
+    end: datetime,
+) -> list[DoseOnChart]:
+    """In one query: the planned doses due in ``[start, end)`` of the ward (or else of the
+    patients), every schedule version, with the chartings of each that were not entered in
+    error, oldest first (``planned_doses`` and ``chartings_of_doses`` of the chart, without
+    validating every stored record again)."""
+    bounds = {"start": utc(start), "end": utc(end)}
+    if ward_id is not None:
+        rows = conn.execute(_DOSES_OF_WARD, {**bounds, "ward_id": str(ward_id)})
+    elif patient_ids:
+        rows = conn.execute(
+            _DOSES_OF_PATIENTS, {**bounds, "patient_ids": [str(p) for p in patient_ids]}
+        )
+    else:
+        return []
+    found: list[DoseOnChart] = []
+    uuids: dict[str, UUID] = {}
+    current: str | None = None
+    dose: PlannedDose | None = None
+    chartings: list[StandingCharting] = []
+    for r in rows:
+        if r.id != current:
+            if dose is not None:
+                found.append(DoseOnChart(dose, tuple(chartings)))
+            current, dose, chartings = r.id, _stored_dose(r.record, uuids), []
+        if r.charting_id is not None:
+            chartings.append(
+                StandingCharting(
+                    r.charting_id, aware(r.recorded_at), Outcome(r.outcome), r.charting
+                )
+            )
+    if dose is not None:
+        found.append(DoseOnChart(dose, tuple(chartings)))
+    return found
+
+
 # -- chartings ---------------------------------------------------------------------------------
 
 
@@ -546,12 +694,18 @@ def chartings_of_patient(
     patient_id: UUID,
     since: datetime | None = None,
     until: datetime | None = None,
+    *,
+    as_needed_only: bool = False,
 ) -> list[Charted]:
+    """The patient's chartings (of moments in ``[since, until)``), oldest first; with
+    ``as_needed_only`` only those of no planned dose (PRN doses)."""
     where = [administration.c.patient_id == str(patient_id)]
     if since is not None:
         where.append(administration.c.at >= utc(since))
     if until is not None:
         where.append(administration.c.at < utc(until))
+    if as_needed_only:
+        where.append(administration.c.planned_dose_id.is_(None))
     return _chartings(conn, *where)
 
 
@@ -588,16 +742,25 @@ def chartings_of_doses(conn: Connection, dose_ids: Sequence[UUID]) -> dict[UUID,
 
 
 def chartings_of_patients(
-    conn: Connection, patient_ids: Sequence[UUID], since: datetime, until: datetime
+    conn: Connection,
+    patient_ids: Sequence[UUID],
+    since: datetime,
+    until: datetime,
+    *,
+    as_needed_only: bool = False,
 ) -> list[Charted]:
+    """The patients' chartings of moments in ``[since, until)``, oldest first; with
+    ``as_needed_only`` only those of no planned dose (PRN doses)."""
     if not patient_ids:
         return []
-    return _chartings(
-        conn,
+    where = [
         administration.c.patient_id.in_([str(p) for p in patient_ids]),
         administration.c.at >= utc(since),
         administration.c.at < utc(until),
-    )
+    ]
+    if as_needed_only:
+        where.append(administration.c.planned_dose_id.is_(None))
+    return _chartings(conn, *where)
 
 
 def administration_by_id(
@@ -914,7 +1077,32 @@ def administration_values(record: Administration) -> dict[str, Any]:
         "at": utc(record.at),
         "recorded_at": utc(record.recorded_at),
         "record": record.model_dump(mode="json"),
+        "late": record.late,
+        "scanned": record.scan is not None,
+        "scan_skipped": None if record.scan_skipped is None else record.scan_skipped.value,
+        "reason": record.reason,
     }
+
+
+def projection_mismatches(conn: Connection, limit: int) -> tuple[int, list[str]]:
+    """The chartings whose report columns (``late``, ``scanned``, ``scan_skipped``,
+    ``reason``) are not what their record says: (how many, the first ``limit`` ids). The
+    columns are left out of the row digest, so ``audit verify`` checks them against the
+    attested record here."""
+    record = administration.c.record
+    differs = or_(
+        administration.c.late.is_distinct_from(func.coalesce(record["late"].as_boolean(), False)),
+        administration.c.scanned.is_distinct_from(record["scan"]["gtin"].as_string().is_not(None)),
+        administration.c.scan_skipped.is_distinct_from(record["scan_skipped"].as_string()),
+        administration.c.reason.is_distinct_from(record["reason"].as_string()),
+    )
+    count = conn.execute(select(func.count()).where(differs)).scalar_one()
+    if not count:
+        return 0, []
+    ids = conn.execute(
+        select(administration.c.id).where(differs).order_by(administration.c.id).limit(limit)
+    ).scalars()
+    return int(count), list(ids)
 
 
 def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:

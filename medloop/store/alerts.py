@@ -25,6 +25,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    distinct,
+    exists,
+    func,
     select,
 )
 
@@ -91,6 +94,24 @@ def stored_alerts(conn: Connection, patient_id: UUID) -> tuple[StoredAlert, ...]
         )
         for row in alerts_for(conn, patient_id)
     )
+
+
+def open_alert_counts(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """Per patient of ``patient_ids`` with any: how many alert keys were raised that nobody
+    has handled (what ``medloop.queries.open_alerts`` lists, counted), in one query per 500."""
+    found: dict[UUID, int] = {}
+    ids = [str(p) for p in patient_ids]
+    unhandled = ~exists().where(
+        handled_alert.c.patient_id == alert.c.patient_id, handled_alert.c.key == alert.c.key
+    )
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(
+            select(alert.c.patient_id, func.count(distinct(alert.c.key)))
+            .where(alert.c.patient_id.in_(ids[start : start + 500]), unhandled)
+            .group_by(alert.c.patient_id)
+        ):
+            found[UUID(row[0])] = int(row[1])
+    return found
 
 
 def handled_alerts(conn: Connection, patient_id: UUID) -> tuple[HandledAlert, ...]:

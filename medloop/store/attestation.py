@@ -114,7 +114,9 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "wristband": _SHARD_KEY_COPY,
     "schedule": frozenset(),
     "planned_dose": frozenset(),
-    "administration": frozenset(),
+    # What the ward report counts (late, scanned, scan_skipped, reason) is copied out of the
+    # record, which the digest covers (migration 0017 added the columns to rows already claimed).
+    "administration": frozenset({"late", "scanned", "scan_skipped", "reason"}),
     "administration_error": _SHARD_KEY_COPY,
     "cds_card": frozenset(),
     "cds_feedback": _SHARD_KEY_COPY,

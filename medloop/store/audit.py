@@ -211,6 +211,7 @@ Problem = Literal[
     "unattested-row",
     "checkpoint",
     "checkpoint-file",
+    "projection",
 ]
 
 #: Problems :func:`verify` lists by default (it counts them all).
@@ -234,7 +235,9 @@ class BrokenLink:
     and ``unattested-row`` (a row without a command id: added by hand, or written before
     migration 0011); ``record`` (a patient's stored record is not the one the latest audit
     record that wrote it claimed; ``chain``/``seq`` name that record) and ``unattested-record``
-    (no audit record claims the patient's record).
+    (no audit record claims the patient's record); ``projection`` (a charting's report
+    columns — ``late``, ``scanned``, ``scan_skipped``, ``reason``, left out of its row digest —
+    differ from its attested record; ``row`` names it).
 
     Against signed checkpoints (:mod:`medloop.audit_checkpoints`): ``checkpoint`` (record
     ``seq`` of ``chain`` was a head in the checkpoint named by ``row``, with hash
@@ -609,6 +612,7 @@ def verify(
     if rows:
         rows = _verify_rows(conn, claims, problems)
         _verify_records(conn, record_claims, problems)
+        _verify_projections(conn, problems)
     else:
         rows = 0
     if intact is None and problems.count:
@@ -628,6 +632,26 @@ def verify(
         rows,
         heads,
     )
+
+
+def _verify_projections(conn: Connection, problems: _Problems) -> None:
+    """Columns copied out of an attested record and left out of the row digest (a charting's
+    report columns, migration 0017) must still say what the record says."""
+    from medloop.store.administration import projection_mismatches  # noqa: PLC0415
+
+    count, ids = projection_mismatches(conn, problems.limit)
+    for found in ids:
+        problems.add(
+            BrokenLink(
+                None,
+                None,
+                "projection",
+                "late, scanned, scan_skipped and reason as the record says",
+                "columns that differ from the record",
+                f"administration {found}",
+            )
+        )
+    problems.count += count - len(ids)  # beyond the limit: counted, not listed
 
 
 def _verify_records(

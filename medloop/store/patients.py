@@ -12,6 +12,7 @@ version and is refused by the domain before it inserts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -259,6 +260,32 @@ def read_revision(conn: Connection, patient_id: UUID) -> int | None:
         return accessed.revision
     query = select(patient.c.revision).where(patient.c.id == str(patient_id))
     return conn.execute(query).scalar_one_or_none()
+
+
+def national_ids_of(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The national id of each of ``patient_ids`` that exists, in one query per 500."""
+    found: dict[UUID, str] = {}
+    ids = [str(p) for p in patient_ids]
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(
+            select(patient.c.id, patient.c.national_id).where(
+                patient.c.id.in_(ids[start : start + 500])
+            )
+        ):
+            found[UUID(row.id)] = str(row.national_id)
+    return found
+
+
+def read_patients(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, Patient]:
+    """The patients of ``patient_ids`` that exist, by id, in one query per 500."""
+    found: dict[UUID, Patient] = {}
+    ids = [str(p) for p in patient_ids]
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(
+            select(patient.c.id, patient.c.record).where(patient.c.id.in_(ids[start : start + 500]))
+        ):
+            found[UUID(row.id)] = _patient_of(row.record, UUID(row.id))
+    return found
 
 
 def _patient(conn: Connection, patient_id: UUID) -> Patient | None:

@@ -55,25 +55,30 @@ def chart_lines(
     end: datetime,
     ward_id: UUID | None = None,
 ) -> list[_Line]:
-    doses = store.planned_doses(
+    """The planned doses due in ``[start, end)`` of the ward (or else of the patients), each
+    with whether it is in force and the charting that stands for it. One query reads the doses
+    with their chartings, one the schedules; only the standing charting of each dose is
+    validated into an ``Administration`` (the records were validated when written)."""
+    doses = store.doses_on_chart(
         conn,
         patient_ids=None if ward_id is not None else patient_ids,
         ward_id=ward_id,
         start=start,
         end=end,
     )
-    chartings = store.chartings_of_doses(conn, [d.id for d in doses])
-    schedules = store.schedules_of(conn, sorted({d.patient_id for d in doses}))
+    schedules = store.schedules_of(conn, sorted({d.dose.patient_id for d in doses}))
     lines = []
-    for dose in doses:
-        standing = effective_charting(
-            c.administration for c in chartings.get(dose.id, ()) if c.stands
-        )
+    for found in doses:
+        standing = effective_charting(found.chartings)
         lines.append(
             _Line(
-                dose,
-                dose_in_force(dose, schedules.get(dose.entry_id, []), charted=standing is not None),
-                standing,
+                found.dose,
+                dose_in_force(
+                    found.dose,
+                    schedules.get(found.dose.entry_id, []),
+                    charted=standing is not None,
+                ),
+                None if standing is None else standing.administration(),
             )
         )
     return lines
@@ -148,11 +153,13 @@ def ward_chart(
     now: datetime,
     *,
     state_of: StateOf = _load_state,
+    prn_limits: bool = True,
 ) -> WardChart:
     """Per admitted patient: the day's planned doses in force with their status at ``now``
     (planned, due, overdue, missed, given, not given, refused, held), the PRN doses given that
     day, and every as-needed entry in use now with its limits and what remains at ``now``
-    (``prn``; the patients' lists come from ``state_of``)."""
+    (``prn``; the patients' lists come from ``state_of``; ``prn_limits=False`` leaves ``prn``
+    empty and reads no list, for a view that does not show them)."""
     found = store.read_ward(conn, ward_id)
     if found is None:
         raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
@@ -185,7 +192,7 @@ def ward_chart(
         )
     prn: dict[UUID, list[Administration]] = defaultdict(list)
     patients = [a.patient_id for a in admissions]
-    for charted in store.chartings_of_patients(conn, patients, start, end):
+    for charted in store.chartings_of_patients(conn, patients, start, end, as_needed_only=True):
         given = charted.administration
         # Only what was given during a stay on this ward: a PRN dose charted earlier that
         # day by another ward (of another organisation, maybe) is not this ward's to see.
@@ -196,7 +203,7 @@ def ward_chart(
         ):
             prn[given.patient_id].append(given)
     current = [a for a in admissions if a.covers(now)]
-    limits = _prn_lines(conn, [a.patient_id for a in current], now, state_of)
+    limits = _prn_lines(conn, [a.patient_id for a in current], now, state_of) if prn_limits else {}
     return WardChart(
         ward_id=ward_id,
         day=day,
@@ -331,7 +338,7 @@ def resident_chart(
             )
         )
     prn: dict[date, list[Administration]] = defaultdict(list)
-    for charted in store.chartings_of_patient(conn, patient_id, start, end):
+    for charted in store.chartings_of_patient(conn, patient_id, start, end, as_needed_only=True):
         given = charted.administration
         if (
             charted.stands
@@ -362,7 +369,7 @@ def as_needed_given(
     found: dict[UUID, list[Administration]] = defaultdict(list)
     charted = [
         c
-        for c in store.chartings_of_patients(conn, patient_ids, since, until)
+        for c in store.chartings_of_patients(conn, patient_ids, since, until, as_needed_only=True)
         if c.stands and c.administration.planned_dose_id is None
     ]
     stays: dict[UUID, list[Any]] = {}

@@ -1,0 +1,182 @@
+"""The ward overview's reads (issue #16 performance): the light chart query gives the statuses
+the validated records give, the page and the JSON API agree, and the overview's statements do
+not grow with the number of residents (only the audit record each resident's read gets)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from datetime import date, timedelta
+
+from sqlalchemy import event
+
+from medloop import demo
+from medloop.api.auth import issue_token
+from medloop.domain.administration import dose_in_force, dose_status, effective_charting
+from medloop.domain.patient import Patient
+from medloop.domain.ward import local_date, local_day_bounds
+from medloop.loop import administration
+from medloop.loop.patients import register_patient
+from medloop.loop.runner import Call
+from medloop.pages.signin import demo_people
+from medloop.store import administration as store
+from tests.pages.helpers import client_signed_in, csrf_of
+
+LEVOTYROKSIN_EAN = "7046260906068"
+
+
+def chart_levotyroksin(client, world, index: int) -> None:
+    """Chart demo resident ``index``'s morning levotyroksin as given, scanned, through the
+    pages (wristband first), as a nurse does."""
+    national_id, patient_id = world.patient(index)
+    page = client.get(f"/app/nurse/residents/{patient_id}/bedside")
+    answer = client.post(
+        f"/app/nurse/residents/{patient_id}/bedside",
+        data={"csrf_token": csrf_of(page.text), "wristband": national_id},
+    )
+    assert answer.status_code == 303, answer.text
+    html = client.get(answer.headers["location"]).text
+    links = re.findall(
+        r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"[^>]*aria-label="Dokumenter ([^"]+)"', html
+    )
+    link = next(link for link, name in links if name.startswith("Levotyroksin"))
+    link = link.replace("&amp;", "&")
+    form = client.get(link).text
+    saved = client.post(
+        link.split("&identity")[0],
+        data={
+            "csrf_token": csrf_of(form),
+            "identity": "scan",
+            "outcome": "given",
+            "pack": LEVOTYROKSIN_EAN,
+        },
+    )
+    assert saved.status_code in (200, 303), saved.text
+
+
+def _reference_statuses(conn, ward_id, day: date, now) -> dict[str, tuple[str, bool, str | None]]:
+    """The ward's day as the chart was computed before the light query: every planned dose and
+    charting validated from its stored record, then the domain's rules."""
+    ward = store.read_ward(conn, ward_id)
+    start, end = local_day_bounds(day)
+    stays = [
+        a
+        for a in store.admissions_to(conn, ward_id)
+        if a.admitted_at < end and (a.discharged_at is None or a.discharged_at > start)
+    ]
+    doses = store.planned_doses(conn, ward_id=ward_id, start=start, end=end)
+    chartings = store.chartings_of_doses(conn, [d.id for d in doses])
+    schedules = store.schedules_of(conn, sorted({d.patient_id for d in doses}))
+    found = {}
+    for dose in doses:
+        standing = effective_charting(
+            c.administration for c in chartings.get(dose.id, ()) if c.stands
+        )
+        in_force = dose_in_force(dose, schedules.get(dose.entry_id, []), standing is not None)
+        if not in_force or not any(
+            a.patient_id == dose.patient_id and a.covers(dose.due_at) for a in stays
+        ):
+            continue
+        found[str(dose.id)] = (
+            dose_status(dose.due_at, standing, ward.config, now).value,
+            standing is not None and standing.late,
+            None if standing is None else str(standing.id),
+        )
+    return found
+
+
+def _api_chart(client, world) -> dict:
+    nurse = next(p for p in demo_people() if p.key == "nurse").claims
+    token = issue_token("nurse", nurse["sub"], nurse["org"], name=nurse["name"])
+    answer = client.get(
+        f"/nursing/wards/{world.world.ward_id}/chart",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_the_ward_chart_shows_the_statuses_the_validated_records_give(client, pages_world):
+    client_signed_in(client, "nurse")
+    chart_levotyroksin(client, pages_world, 2)
+    at = pages_world.clock.at
+    with pages_world.engine.connect() as conn:
+        expected = _reference_statuses(conn, pages_world.world.ward_id, local_date(at), at)
+    body = _api_chart(client, pages_world)
+    shown = {
+        d["planned_dose_id"]: (
+            d["status"],
+            d["late"],
+            None if d["charting"] is None else d["charting"]["id"],
+        )
+        for p in body["patients"]
+        for d in p["doses"]
+    }
+    assert shown == expected
+    states = Counter(status for status, _, _ in shown.values())
+    assert states["given"] == 1 and len(states) >= 2, states  # a charted dose among others
+
+
+def test_the_overview_page_counts_what_the_api_chart_lists(client, pages_world):
+    client_signed_in(client, "nurse")
+    chart_levotyroksin(client, pages_world, 2)
+    body = _api_chart(client, pages_world)
+    html = client.get(f"/app/nurse/wards/{pages_world.world.ward_id}/overview").text
+    for patient in body["patients"]:
+        given = sum(1 for d in patient["doses"] if d["status"] == "given")
+        row = html.split(f'nurse/residents/{patient["patient_id"]}"', 1)[1].split("</tr>", 1)[0]
+        # the row's summary cell of given doses (SUMMARY_STATES' "given")
+        assert re.search(rf'state-given"[^>]*>\s*{given}\b', row) or given == 0, row
+
+
+def _statements(world, path: str, client) -> tuple[int, int]:
+    """(statements other than the audit log's, audit statements) of one GET of ``path``."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(world.engine, "before_cursor_execute", note)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(world.engine, "before_cursor_execute", note)
+    audit = [s for s in seen if "audit_event" in s or "pg_advisory_xact_lock" in s]
+    return len(seen) - len(audit), len(audit)
+
+
+def test_the_overviews_reads_do_not_grow_with_the_residents(client, pages_world):
+    client_signed_in(client, "nurse")
+    overview = f"/app/nurse/wards/{pages_world.world.ward_id}/overview"
+    client.get(overview)  # warm what is read once per process
+    reads, audits = _statements(pages_world, overview, client)
+    residents = len(pages_world.world.patients)
+    at = pages_world.clock.at - timedelta(hours=1)
+    for n in range(3):
+        patient = Patient(
+            id=uuid.uuid4(),
+            national_id=demo.national_id(date(1931, 3, 1 + n), 300 + 37 * n),
+            given_name=f"Ny{n}",
+            family_name="Beboer",
+            birth_date=date(1931, 3, 1 + n),
+        )
+        register_patient(pages_world.engine, patient, Call(actor=demo.GP, at=at))
+        administration.admit(
+            pages_world.engine,
+            patient.id,
+            administration.AdmissionOrder(
+                admission_id=uuid.uuid4(),
+                ward_id=pages_world.world.ward_id,
+                admitted_at=at,
+                reason="Korttidsopphold",
+                decision_reference="Vedtak 2026/1",
+            ),
+            Call(actor=demo.NURSE, at=at),
+        )
+    more_reads, more_audits = _statements(pages_world, overview, client)
+    assert more_reads == reads
+    # one audit record per resident read stays the rule: the same statements for each
+    per_resident = (more_audits - audits) // 3
+    assert per_resident >= 1 and more_audits - audits == 3 * per_resident
+    assert audits == per_resident * residents
