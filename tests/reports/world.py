@@ -251,7 +251,7 @@ def write_ward(
             )
             wards.add_admission(conn, admission)
             if r.discharged_at is not None:
-                wards.add_discharge(conn, admission.id, r.discharged_at, nurse)
+                wards.add_discharge(conn, pid, admission.id, r.discharged_at, nurse)
             wards.add_schedules(
                 conn,
                 [(pid, ScheduleRow(entry_ids[0], 1, 1, "generated", r.admitted_at))],
@@ -259,7 +259,7 @@ def write_ward(
             )
         planned: list[PlannedDose] = []
         given: list[Administration] = []
-        corrections: list[AdministrationCorrection] = []
+        corrections: list[tuple[uuid.UUID, AdministrationCorrection]] = []
         for d in doses:
             pid = world.residents[d.resident]
             due = oslo(d.day, d.slot)
@@ -298,8 +298,11 @@ def write_ward(
                 wrong = _charting(pid, regular[d.resident], dose.id, Outcome.GIVEN, at, "scanned")
                 given.append(wrong)
                 corrections.append(
-                    AdministrationCorrection(
-                        administration_id=wrong.id, at=at, by=nurse, reason="wrong patient"
+                    (
+                        pid,
+                        AdministrationCorrection(
+                            administration_id=wrong.id, at=at, by=nurse, reason="wrong patient"
+                        ),
                     )
                 )
                 at = at + timedelta(minutes=1)
@@ -322,14 +325,17 @@ def write_ward(
             given.append(record)
             if p.corrected:
                 corrections.append(
-                    AdministrationCorrection(
-                        administration_id=record.id, at=p.at, by=nurse, reason="wrong patient"
+                    (
+                        pid,
+                        AdministrationCorrection(
+                            administration_id=record.id, at=p.at, by=nurse, reason="wrong patient"
+                        ),
                     )
                 )
         wards.add_planned_doses(conn, planned)
         wards.add_administrations(conn, given)
-        for c in corrections:
-            wards.add_correction(conn, c)
+        for patient_id, c in corrections:
+            wards.add_correction(conn, patient_id, c)
     return world
 
 
@@ -551,6 +557,7 @@ def write_prescribing(
             if p.decided_at is not None:
                 multidose.append_decision(
                     conn,
+                    proposal.patient_id,
                     ProposalDecision(
                         proposal_id=proposal.id,
                         accepted=p.accepted,
@@ -658,6 +665,7 @@ def write_pharmacy(
             for version, (at, entries) in enumerate(spec.flags, start=1):
                 multidose.append_deadline_flag(
                     conn,
+                    period.patient_id,
                     period.id,
                     version,
                     at,
@@ -670,6 +678,7 @@ def write_pharmacy(
             for at, reason in spec.urgent:
                 multidose.append_urgent_pack(
                     conn,
+                    period.patient_id,
                     UrgentPack(
                         id=uuid.uuid4(), period_id=period.id, at=at, by=pharmacist, reason=reason
                     ),

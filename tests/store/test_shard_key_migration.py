@@ -70,7 +70,7 @@ def test_0020_backfills_patient_id_and_every_chain_and_row_still_verifies(engine
 
     # The database as it was before 0020 (the columns gone: what the rows were is what the
     # chains and the attested digests commit to), then migrated again.
-    _downgrade(engine, "0014")
+    _downgrade(engine, "0018")  # the revision before 0020 (0018: wristbands, kept)
     with engine.connect() as conn:
         for name in [*CHILDREN, "audit_event", "idempotency_key"]:
             columns = {c["name"] for c in inspect(conn).get_columns(name)}

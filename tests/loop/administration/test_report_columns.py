@@ -84,7 +84,7 @@ def test_migration_0017_fills_the_columns_of_earlier_chartings_and_goes_down_aga
     config = alembic_config(engine)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0014")
+        command.downgrade(config, "0020")  # the revision before 0017
     with engine.connect() as conn:
         names = {c["name"] for c in inspect(conn).get_columns(charting.name)}
     assert not names & {"late", "scanned", "scan_skipped", "reason"}
