@@ -312,8 +312,52 @@ ALLOWED: tuple[Allowed, ...] = (
         "a multidose doctor's open tasks across their patients (a worklist)",
         r"assigned_to = ",
     ),
+    Allowed(
+        r"^medloop/store/administration\.py:projection_mismatches < medloop/store/audit\.py:",
+        _VERIFY + " (the report columns against the attested records, migration 0017)",
+    ),
+    Allowed(
+        r"^medloop/loop/expire\.py:patients_with_expired_prescriptions < medloop/jobs\.py:",
+        "job prescription expiry: the patients with prescriptions past their validity",
+    ),
+    # -- FHIR reads by a resource's own id: the resource's patient is resolved first (like the
+    # lookup by national id; on Citus a small table keyed by the resource id), then the read
+    # routes by that patient
+    Allowed(
+        r"^medloop/store/(prescriptions\.py:(patients_of_prescriptions < medloop/store/"
+        r"prescriptions\.py:patient_of_prescription|patient_of_dispense)|list_changes\.py:"
+        r"patient_of_entry)",
+        "a FHIR read by resource id: the patient of the prescription, dispense or entry",
+    ),
+    Allowed(
+        r"^medloop/store/directory\.py:namings",
+        "FHIR Practitioner and Organization: the records naming an HPR number or organisation "
+        "across patients (a directory lookup, like the one by national id)",
+    ),
+    # -- reports and exports: aggregates across a ward's residents, a prescriber's patients or
+    # a pharmacy's periods, and the bulk export's patient selection: fan-out reads that go to
+    # a replica (docs/scaling.md)
+    Allowed(
+        r"medloop/reports/(ward|prescriber|pharmacy)\.py:",
+        "quality reports (ward, prescriber, pharmacy): aggregates, a fan-out read on a replica",
+    ),
+    Allowed(
+        r"^medloop/store/administration\.py:_admissions < medloop/store/administration\.py:"
+        r"admissions_to",
+        "a ward's admissions (ward views and the ward report): a fan-out read on a replica",
+    ),
+    Allowed(
+        r"^medloop/store/exports\.py:patient_ids < medloop/loop/exports\.py:",
+        "FHIR bulk export (exporter role, a background job): the patients a ward or the system "
+        "export covers, each then read on its own",
+    ),
     # -- a store read called without the patient's id by a test (the API, the pages and FHIR
     # pass it)
+    Allowed(
+        r"^medloop/store/administration\.py:(count_missed|planned_doses|_chartings < "
+        r"medloop/store/administration\.py:chartings_of_doses)$",
+        "a store read a test calls directly to inspect what the jobs and the ward chart wrote",
+    ),
     Allowed(
         r"^medloop/store/audit\.py:events_for_patient$",
         "a patient's access log read by a test without the patient's id",

@@ -181,6 +181,9 @@ def audited_many(
     with writer(engine).begin() as conn:
         result, patient_ids = work(conn)
         national_ids = national_ids_of(conn, patient_ids)
+        for patient_id, national_id in national_ids.items():
+            # The audit records carry the patient's id (migration 0020): known here, not asked.
+            audit.note_patient(conn, national_id, patient_id)
         for patient_id in patient_ids:
             audit.append(
                 conn,

@@ -722,8 +722,8 @@ def chartings_mark(conn: Connection, patient_id: UUID) -> tuple[int, int]:
     )
     corrected = (
         select(func.count())
-        .select_from(administration_error.join(administration))
-        .where(administration.c.patient_id == str(patient_id))
+        .select_from(administration_error)
+        .where(administration_error.c.patient_id == str(patient_id))
         .scalar_subquery()
     )
     found = conn.execute(select(charted, corrected)).one()

@@ -86,7 +86,7 @@ def test_a_proposal_taken_in_whole_is_one_list_change_with_the_new_prescriptions
         after.prescriptions[p].status is PrescriptionStatus.DISPENSABLE for p in new_prescriptions
     )
     with engine.connect() as conn:
-        decision = stored.find_decision(conn, MSG_ID)
+        decision = stored.find_decision(conn, patient_id, MSG_ID)
     assert decision.based_on == 1 and len(decision.accepted) == 3
     with pytest.raises(ProposalAlreadyDecided):
         accept_list_proposal(engine, patient_id, MSG_ID, call(at=NOW), based_on=2)
@@ -119,4 +119,4 @@ def test_a_proposal_is_refused_once_the_list_has_changed_or_for_an_unknown_entry
     with pytest.raises(ProposalStale):
         accept_list_proposal(engine, patient_id, MSG_ID, call(at=NOW), based_on=2)
     with engine.connect() as conn:
-        assert stored.find_decision(conn, MSG_ID) is None
+        assert stored.find_decision(conn, patient_id, MSG_ID) is None

@@ -6,8 +6,17 @@ Without a browser (TestClient), SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from tests.pages.gp_helpers import as_person, list_version, prescribe_form, prescription, resident
+from tests.pages.helpers import csrf_of
 
 METFORMIN_500 = "090555"
+
+
+def in_english(client) -> None:
+    # The alert's own wording (the dose rules' English) is what the English page shows; the
+    # bokmål page words each alert from its structure (pages/alert_text.py).
+    token = csrf_of(client.get("/app/gp").text)
+    answer = client.post("/app/language", data={"csrf_token": token, "lang": "en"})
+    assert answer.status_code == 303
 
 
 def check(client, patient_id: str, tablets: str) -> str:
@@ -22,11 +31,12 @@ def check(client, patient_id: str, tablets: str) -> str:
 
 def test_the_recorded_kidney_function_selects_the_metformin_limit_on_the_page(client, pages_world):
     as_person(client, "gp")
+    in_english(client)
     # Kari Nordmann: eGFR 52 measured 20 days ago (the 45-59 band: at most 1000 mg a day)
     _, patient_id = resident(pages_world.world, 0)
     before = list_version(client, patient_id)
     over = check(client, patient_id, "3")  # 1500 mg in the morning
-    assert "Varsler før lagring" in over
+    assert "Alerts before saving" in over
     assert "metformin-oral-renal-45-59" in over
     assert "eGFR/CrCl 45 to below 60 ml/min" in over
     within = check(client, patient_id, "2")  # 1000 mg
@@ -36,6 +46,7 @@ def test_the_recorded_kidney_function_selects_the_metformin_limit_on_the_page(cl
 
 def test_a_kidney_function_older_than_90_days_is_shown_as_not_checked(client, pages_world):
     as_person(client, "gp")
+    in_english(client)
     # Ingrid Berg: eGFR 38 measured 120 days ago — flagged, not trusted
     _, patient_id = resident(pages_world.world, 2)
     page = check(client, patient_id, "3")
