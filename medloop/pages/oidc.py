@@ -206,12 +206,22 @@ def oidc_start(request: Request, form: AnonymousFormDep) -> Response:
     pending_id, _ = sessions.start(
         api_state(request).engine, pending, now=at, expires_at=at + PENDING_LIFETIME
     )
+    return pending_redirect(request, address, PENDING_COOKIE, pending_id, url("sign-in/oidc"))
+
+
+def pending_redirect(
+    request: Request, address: str, cookie: str, value: str, path: str
+) -> RedirectResponse:
+    """The browser sent to the issuer's ``address`` (303) with the cookie that names its
+    pending request: HttpOnly, ``SameSite=Lax`` (the issuer's redirect back is a cross-site
+    navigation, on which a Strict cookie would not be sent), Secure behind HTTPS, sent to
+    ``path`` only, for ``PENDING_LIFETIME``."""
     response = RedirectResponse(address, status_code=303)
     response.set_cookie(
-        PENDING_COOKIE,
-        pending_id,
+        cookie,
+        value,
         max_age=int(PENDING_LIFETIME.total_seconds()),
-        path=url("sign-in/oidc"),
+        path=path,
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",

@@ -43,12 +43,11 @@ from __future__ import annotations
 import hashlib
 import time
 import urllib.parse
-from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from medloop.api.auth import Unauthenticated, principal_from_claims
 from medloop.api.policy import Action, authorize_witness
@@ -66,7 +65,7 @@ _log = logs.get_logger("medloop.pages")
 
 PENDING_COOKIE = "medloop_witness"
 """The browser the witness's step-ups were started in (``_browser_key``, not a session id)."""
-PENDING_LIFETIME = timedelta(minutes=10)
+PENDING_LIFETIME = oidc.PENDING_LIFETIME
 _REFUSED_ANSWER = {
     "error": N_("The identity provider refused the witness's sign-in."),
     "state": N_("The witness's sign-in answer does not belong to this charting."),
@@ -151,18 +150,8 @@ def witness_step_up(
         now=at,
         expires_at=at + PENDING_LIFETIME,
     )
-    response = RedirectResponse(address, status_code=303)
-    response.set_cookie(
-        PENDING_COOKIE,
-        browser,
-        max_age=int(PENDING_LIFETIME.total_seconds()),
-        path=url("witness"),
-        httponly=True,
-        samesite="lax",
-        secure=page.request.url.scheme == "https",
-    )
     _log.info("witness step-up started")
-    return response
+    return oidc.pending_redirect(page.request, address, PENDING_COOKIE, browser, url("witness"))
 
 
 class _Refused(Exception):
