@@ -290,6 +290,11 @@ def authorize_ward(
 
 
 WITNESS_ROLES = frozenset({Role.NURSE, Role.GP})
+"""Who may witness (double-sign) a dose, for the API, FHIR and the pages alike: another nurse
+or a doctor of the performer's organisation. In Norwegian nursing homes the second check is
+done by another authorised health worker, and a doctor on the ward qualifies; a pharmacist
+or a patient does not. Narrowing this (to nurses only, say) is a clinical decision, made here
+and nowhere else."""
 
 
 def authorize_witness(performer: Principal, witness: Principal) -> None:

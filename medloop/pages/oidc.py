@@ -7,12 +7,14 @@ issuer configured in ``MEDLOOP_OIDC_ISSUER`` (HelseID, ID-porten or a municipali
    back is a cross-site navigation, on which a Strict cookie would not be sent), and the
    browser goes to the issuer's authorisation endpoint (the URL built by Authlib's
    ``OAuth2Client.create_authorization_url``, with ``code_challenge``).
-2. ``GET /app/sign-in/oidc/callback``: the ``state`` must be the pending one (once: the pending
-   row is deleted), the code is exchanged at the token endpoint with the ``code_verifier``,
-   the ID token's signature (the issuer's JWKS), ``iss``, ``aud``, ``exp`` and ``nonce`` are
-   checked (PyJWT), and its claims are mapped to medloop's (below). A new page session starts;
-   the answer is a small page that continues to ``/app/`` (a same-site navigation, so the
-   Strict session cookie goes with it).
+2. ``GET /app/sign-in/oidc/callback``: the pending row is taken (once: it is deleted whatever
+   happens next) and ``verify_callback`` checks the answer — an error response is refused, the
+   ``state`` must be the pending one, the code is exchanged at the token endpoint with the
+   ``code_verifier``, the ID token's signature (the issuer's JWKS), ``iss``, ``aud``, ``exp``
+   and ``nonce`` are checked (PyJWT), and ``auth_time`` against ``max_age`` when one was asked
+   for (the witness's step-up, ``medloop.pages.witness``, uses the same function). The claims
+   are mapped to medloop's (below). A new page session starts; the answer is a small page that
+   continues to ``/app/`` (a same-site navigation, so the Strict session cookie goes with it).
 
 Claim names (settings, defaults as HelseID names them where it has one):
 
@@ -36,7 +38,7 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
@@ -46,6 +48,7 @@ from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from joserfc.jwk import import_key
+from sqlalchemy import Engine
 
 from medloop.api.auth import Unauthenticated, principal_from_claims
 from medloop.ops import logs
@@ -71,6 +74,8 @@ ID_TOKEN_CLAIM = "oidc_id_token"
 """Where a session keeps the ID token it was signed in with (the sign-out's ``id_token_hint``)."""
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 PENDING_LIFETIME = timedelta(minutes=10)
+AUTH_TIME_LEEWAY = 30
+"""Seconds the issuer's ``auth_time`` may lie before the request (clock skew)."""
 _TIMEOUT = 10
 
 
@@ -116,11 +121,14 @@ class OidcConfig:
 
 
 class OidcRefused(Exception):
-    """The sign-in could not be completed; ``message`` is said on the page."""
+    """The sign-in could not be completed; ``message`` is said on the page. ``reason`` names
+    which check of the issuer's answer failed (``verify_callback``: ``error``, ``state``,
+    ``auth_time``; empty for the others), for a caller that words it its own way."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", reason: str = "") -> None:
         super().__init__(detail or message)
         self.message = message
+        self.reason = reason
 
 
 _discovered: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -198,12 +206,22 @@ def oidc_start(request: Request, form: AnonymousFormDep) -> Response:
     pending_id, _ = sessions.start(
         api_state(request).engine, pending, now=at, expires_at=at + PENDING_LIFETIME
     )
+    return pending_redirect(request, address, PENDING_COOKIE, pending_id, url("sign-in/oidc"))
+
+
+def pending_redirect(
+    request: Request, address: str, cookie: str, value: str, path: str
+) -> RedirectResponse:
+    """The browser sent to the issuer's ``address`` (303) with the cookie that names its
+    pending request: HttpOnly, ``SameSite=Lax`` (the issuer's redirect back is a cross-site
+    navigation, on which a Strict cookie would not be sent), Secure behind HTTPS, sent to
+    ``path`` only, for ``PENDING_LIFETIME``."""
     response = RedirectResponse(address, status_code=303)
     response.set_cookie(
-        PENDING_COOKIE,
-        pending_id,
+        cookie,
+        value,
         max_age=int(PENDING_LIFETIME.total_seconds()),
-        path=url("sign-in/oidc"),
+        path=path,
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",
@@ -211,29 +229,77 @@ def oidc_start(request: Request, form: AnonymousFormDep) -> Response:
     return response
 
 
+def take_pending(engine: Engine, pending_id: str | None, name: str, *, now: datetime) -> Any:
+    """The pending authorisation request kept under ``pending_id`` (its claims' ``name``), or
+    ``None``; the row is deleted either way: an answer is used once, whatever happens next."""
+    found = sessions.find(engine, pending_id, now=now)
+    sessions.end(engine, pending_id)
+    return None if found is None else found.claims.get(name)
+
+
+def verify_callback(
+    config: OidcConfig,
+    params: Any,
+    redirect_url: str,
+    *,
+    state: str,
+    nonce: str,
+    verifier: str,
+    max_age: int | None = None,
+    requested_at: float | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The issuer's answer to an authorisation request (``params``: the callback's query)
+    checked against what the request kept (``state``, ``nonce``, the PKCE ``verifier``): an
+    error response is refused, the ``state`` must be the request's and a ``code`` present, the
+    code is exchanged (``exchange``: signature, ``iss``, ``aud``, ``exp``, ``nonce``), and with
+    ``max_age`` the ID token's ``auth_time`` must be no earlier than ``max_age`` seconds before
+    ``requested_at`` (seconds since the epoch, as ``auth_time``: when the request was made;
+    without it, now), ``AUTH_TIME_LEEWAY`` allowed for clock skew. Answers the ID token's
+    verified claims and the token; ``OidcRefused`` (with its ``reason``) otherwise."""
+    if params.get("error"):
+        raise OidcRefused(
+            N_("The identity provider refused the sign-in."), params["error"], reason="error"
+        )
+    if not state or params.get("state") != state or not params.get("code"):
+        raise OidcRefused(
+            N_("The sign-in answer does not belong to this browser. Start again."),
+            reason="state",
+        )
+    claims, id_token = exchange(
+        config, params["code"], redirect_url, verifier=verifier, nonce=nonce
+    )
+    if max_age is not None:
+        auth_time = claims.get("auth_time")
+        asked = time.time() if requested_at is None else requested_at
+        if not isinstance(auth_time, int | float) or auth_time < (
+            asked - max_age - AUTH_TIME_LEEWAY
+        ):
+            raise OidcRefused(
+                N_("The identity provider's token is not valid."), "auth_time", reason="auth_time"
+            )
+    return claims, id_token
+
+
 @router.get("/app/sign-in/oidc/callback", name="oidc_callback")
 def oidc_callback(request: Request) -> Response:
     state = api_state(request)
     at = state.clock()
-    pending_id = request.cookies.get(PENDING_COOKIE)
-    found = sessions.find(state.engine, pending_id, now=at)
-    sessions.end(state.engine, pending_id)  # one use, whatever happens next
+    pending = take_pending(
+        state.engine, request.cookies.get(PENDING_COOKIE), "oidc_pending", now=at
+    )
     try:
         config = _config(request)
-        if found is None or "oidc_pending" not in found.claims:
+        if not isinstance(pending, dict):
             raise OidcRefused(
                 N_("The sign-in took too long or was started elsewhere. Start again.")
             )
-        pending = found.claims["oidc_pending"]
-        params = request.query_params
-        if params.get("error"):
-            raise OidcRefused(N_("The identity provider refused the sign-in."), params["error"])
-        if params.get("state") != pending["state"] or not params.get("code"):
-            raise OidcRefused(
-                N_("The sign-in answer does not belong to this browser. Start again.")
-            )
-        id_claims, id_token = exchange(
-            config, params["code"], pending, _redirect_url(request, config)
+        id_claims, id_token = verify_callback(
+            config,
+            request.query_params,
+            _redirect_url(request, config),
+            state=pending["state"],
+            nonce=pending["nonce"],
+            verifier=pending["verifier"],
         )
         claims = map_claims(config, id_claims)
         principal_from_claims(claims)
@@ -287,17 +353,17 @@ def key_algorithm(key: dict[str, Any]) -> str:
 
 
 def exchange(
-    config: OidcConfig, code: str, pending: dict[str, str], redirect_url: str
+    config: OidcConfig, code: str, redirect_url: str, *, verifier: str, nonce: str
 ) -> tuple[dict[str, Any], str]:
-    """The code for tokens (with the PKCE verifier): the ID token's verified claims and the
-    ID token itself."""
+    """The code for tokens (with the PKCE ``verifier``): the ID token's verified claims (its
+    ``nonce`` the request's) and the ID token itself."""
     metadata = discovery(config)
     body = {
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": redirect_url,
         "client_id": config.client_id,
-        "code_verifier": pending["verifier"],
+        "code_verifier": verifier,
     }
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     if config.client_key is not None:
@@ -342,7 +408,7 @@ def exchange(
         )
     except jwt.PyJWTError as error:
         raise OidcRefused(N_("The identity provider's token is not valid."), str(error)) from None
-    if claims.get("nonce") != pending["nonce"]:
+    if not nonce or claims.get("nonce") != nonce:
         raise OidcRefused(N_("The identity provider's token is not valid."), "nonce")
     return claims, id_token
 

@@ -1,22 +1,34 @@
-"""The witness's step-up at the identity provider: a second nurse signs for a dose with their
-OWN credentials, never the charting nurse's session.
+"""The witness's step-up at the identity provider: a second health worker signs for a dose with
+their OWN credentials, never the charting nurse's session.
+
+Who may witness is one rule, the API's (``medloop.api.policy.WITNESS_ROLES`` and
+``authorize_witness``): another person than the charting nurse, a nurse or a doctor (GP) of the
+same organisation. A doctor on the ward is another authorised health worker, as Norwegian
+nursing homes use for the second check; a pharmacist or a patient is not. Narrowing it (nurses
+only) is a clinical decision made there, once, for the API and the pages alike.
 
 1. ``POST /app/nurse/residents/{patient}/entries/{entry}/witness/oidc?dose=`` (the charting
    form's button, CSRF-checked, the charting nurse signed in): an OpenID Connect authorisation
    request with ``prompt=login`` and ``max_age=0`` (the issuer must authenticate whoever is at
    the tablet afresh, whatever sign-in it remembers) and its own ``state``, ``nonce`` and PKCE
-   verifier, kept server-side for 10 minutes (a pending row of the session table) together with
-   what they are bound to: the charting nurse's session (its digest), the resident, the entry,
-   the planned dose and the form as it was. The row is named by an HttpOnly ``SameSite=Lax``
-   cookie on ``/app/witness`` (the issuer's redirect back is a cross-site navigation).
-2. ``GET /app/witness/callback``: the pending row is used once; the ``state`` must be its own,
-   the code is exchanged (PKCE, the client's authentication as for the sign-in), the ID token
-   verified (signature, ``iss``, ``aud``, ``exp``, ``nonce``) and its ``auth_time`` must be no
-   earlier than the request (``max_age=0``). The identity must be another person than the
-   charting nurse and a nurse or doctor of the same organisation — the same check as the API's
-   ``X-Witness-Authorization`` (``medloop.api.policy.authorize_witness``). Then a one-use
-   witness grant (``medloop.pages.nurse.store_witness_grant``) is made for that charting, and
-   the browser continues to the charting form, which comes back signed.
+   verifier, kept server-side for 10 minutes under its ``state`` (a pending row of the session
+   table) together with what they are bound to: the charting nurse's session (its digest), the
+   resident, the entry, the planned dose and the form as it was. The callback must come to the
+   same browser: an HttpOnly ``SameSite=Lax`` cookie on ``/app/witness`` (the issuer's redirect
+   back is a cross-site navigation, on which the Strict session cookie is not sent) carries a
+   key derived one-way from the charting nurse's session id, the same for every step-up of that
+   session, so step-ups started in several tabs are each pending on their own and each
+   completes, whatever order their callbacks come in.
+2. ``GET /app/witness/callback``: the pending row of the answer's ``state`` is used once (an
+   unknown ``state``, or one pending for another browser, is refused and nothing is kept); the
+   answer is checked by ``medloop.pages.oidc.verify_callback``, as the sign-in's is (error
+   response, ``state``, the code exchanged with PKCE and the client's authentication, the ID
+   token's signature, ``iss``, ``aud``, ``exp``, ``nonce``), with ``max_age=0``: its
+   ``auth_time`` must be no earlier than the request. The identity must be another person than
+   the charting nurse and may witness for them (``authorize_witness``, the API's
+   ``X-Witness-Authorization`` check). Then a one-use witness grant
+   (``medloop.pages.nurse.store_witness_grant``) is made for that charting, and the browser
+   continues to the charting form, which comes back signed.
 3. Saving the form: the charting command (``medloop.loop.administration.chart``) checks the
    witness as for the API (the ward's policy, another person, the same organisation) and uses
    the grant up in its own transaction; a grant that is gone, expired or made for another dose
@@ -28,14 +40,14 @@ The callback's address is ``/app/witness/callback`` under the same origin as the
 
 from __future__ import annotations
 
+import hashlib
 import time
 import urllib.parse
-from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from medloop.api.auth import Unauthenticated, principal_from_claims
 from medloop.api.policy import Action, authorize_witness
@@ -52,9 +64,26 @@ router = APIRouter(include_in_schema=False)
 _log = logs.get_logger("medloop.pages")
 
 PENDING_COOKIE = "medloop_witness"
-PENDING_LIFETIME = timedelta(minutes=10)
-AUTH_TIME_LEEWAY = 30
-"""Seconds the issuer's ``auth_time`` may lie before the request (clock skew)."""
+"""The browser the witness's step-ups were started in (``_browser_key``, not a session id)."""
+PENDING_LIFETIME = oidc.PENDING_LIFETIME
+_REFUSED_ANSWER = {
+    "error": N_("The identity provider refused the witness's sign-in."),
+    "state": N_("The witness's sign-in answer does not belong to this charting."),
+    "auth_time": N_("The witness was not asked for their password just now. Sign again."),
+}
+"""The witness's own words for the checks of ``oidc.verify_callback`` that fail."""
+
+
+def _browser_key(session_id: str) -> str:
+    """The pending cookie's value for the charting nurse's session: derived one way from the
+    session id (which it does not reveal), the same for every step-up of the session."""
+    return hashlib.sha256(b"medloop witness browser\0" + session_id.encode()).hexdigest()
+
+
+def _pending_key(state: str | None) -> str | None:
+    """The session-table id of the step-up pending under ``state`` (a name of its own: a
+    ``state`` seen in an address is no session id)."""
+    return f"witness-step-up:{state}" if state else None
 
 
 def _callback_url(request: Request, config: oidc.OidcConfig) -> str:
@@ -86,7 +115,7 @@ def witness_step_up(
     try:
         if config is None:
             raise oidc.OidcRefused(N_("Sign-in with an identity provider is not configured here."))
-        address, secrets = oidc.authorization_request(
+        address, secrets_ = oidc.authorization_request(
             config, _callback_url(page.request, config), prompt="login", max_age="0"
         )
     except oidc.OidcRefused as refused:
@@ -100,9 +129,11 @@ def witness_step_up(
             status=503,
         )
     at = page.caller.at
+    browser = _browser_key(page.session_id)
     pending = {
         "witness_pending": {
-            **secrets,
+            **secrets_,
+            "browser": sessions.digest(browser),
             "requested": int(time.time()),  # the issuer's clock: compared with auth_time
             "performer": {k: v for k, v in page.session.claims.items() if k != oidc.ID_TOKEN_CLAIM},
             "session": sessions.digest(page.session_id),
@@ -112,21 +143,15 @@ def witness_step_up(
             "values": values,
         }
     }
-    pending_id, _ = sessions.start(
-        page.state.engine, pending, now=at, expires_at=at + PENDING_LIFETIME
-    )
-    response = RedirectResponse(address, status_code=303)
-    response.set_cookie(
-        PENDING_COOKIE,
-        pending_id,
-        max_age=int(PENDING_LIFETIME.total_seconds()),
-        path=url("witness"),
-        httponly=True,
-        samesite="lax",
-        secure=page.request.url.scheme == "https",
+    sessions.keep(
+        page.state.engine,
+        _pending_key(secrets_["state"]),
+        pending,
+        now=at,
+        expires_at=at + PENDING_LIFETIME,
     )
     _log.info("witness step-up started")
-    return response
+    return oidc.pending_redirect(page.request, address, PENDING_COOKIE, browser, url("witness"))
 
 
 class _Refused(Exception):
@@ -140,35 +165,35 @@ class _Refused(Exception):
 def witness_callback(request: Request) -> Response:
     state = api_state(request)
     at = state.clock()
-    pending_id = request.cookies.get(PENDING_COOKIE)
-    found = sessions.find(state.engine, pending_id, now=at)
-    sessions.end(state.engine, pending_id)  # one use, whatever happens next
-    pending = None if found is None else found.claims.get("witness_pending")
+    params = request.query_params
+    pending = oidc.take_pending(
+        state.engine, _pending_key(params.get("state")), "witness_pending", now=at
+    )
+    browser = request.cookies.get(PENDING_COOKIE)
+    if isinstance(pending, dict) and (
+        not browser or pending.get("browser") != sessions.digest(browser)
+    ):
+        pending = None  # started in another browser: taken, and refused
     try:
         config = request.app.state.pages.oidc
         if config is None:
             raise _Refused(N_("Sign-in with an identity provider is not configured here."))
         if not isinstance(pending, dict):
             raise _Refused(N_("The witness's sign-in took too long or was started elsewhere."))
-        params = request.query_params
-        if params.get("error"):
-            raise _Refused(N_("The identity provider refused the witness's sign-in."), "error")
-        if params.get("state") != pending["state"] or not params.get("code"):
-            raise _Refused(N_("The witness's sign-in answer does not belong to this charting."))
         try:
-            id_claims, _ = oidc.exchange(
-                config, params["code"], pending, _callback_url(request, config)
+            id_claims, _ = oidc.verify_callback(
+                config,
+                params,
+                _callback_url(request, config),
+                state=pending["state"],
+                nonce=pending["nonce"],
+                verifier=pending["verifier"],
+                max_age=0,
+                requested_at=pending["requested"],
             )
         except oidc.OidcRefused as refused:
-            raise _Refused(refused.message, str(refused)) from None
-        auth_time = id_claims.get("auth_time")
-        if not isinstance(auth_time, int | float) or auth_time < (
-            pending["requested"] - AUTH_TIME_LEEWAY
-        ):
-            raise _Refused(
-                N_("The witness was not asked for their password just now. Sign again."),
-                "auth_time",
-            )
+            message = _REFUSED_ANSWER.get(refused.reason, refused.message)
+            raise _Refused(message, str(refused)) from None
         witness_claims = oidc.map_claims(config, id_claims)
         try:
             witness = principal_from_claims(witness_claims)
@@ -207,7 +232,7 @@ def witness_callback(request: Request) -> Response:
     )
     identity = str((pending.get("values") or {}).get("identity") or "")
     target = _chart_address(pending, identity=identity, witness=grant)
+    # The browser's cookie stays (until it expires): step-ups of other tabs may be pending.
     response = render(request, "continue.html", target=target)
-    response.delete_cookie(PENDING_COOKIE, path=url("witness"), httponly=True, samesite="lax")
     _log.info("witness step-up signed")
     return response

@@ -8,6 +8,9 @@ the session carries — exactly those of an API bearer token (``sub``, ``role``,
 
 - ``start`` creates a NEW session at every sign-in (a session id is never reused or carried
   over from before the sign-in: no session fixation) and deletes the expired ones.
+- ``keep`` keeps a row under an id the caller drew (random and secret: an OAuth ``state``), for
+  a pending request that is found again by what comes back (``medloop.pages.witness``: each
+  witness step-up by its own ``state``); never a sign-in session, whose id ``start`` draws.
 - ``find`` answers the live session of an id, or ``None`` (unknown, signed out, expired).
 - ``end`` deletes the session (sign-out): the cookie is worthless from then on, in every
   process, because every request looks the session up.
@@ -80,19 +83,29 @@ def start(
 ) -> tuple[str, PageSession]:
     """A new session for ``claims``: (the id for the cookie, the session)."""
     session_id = secrets.token_urlsafe(32)
+    return session_id, keep(engine, session_id, claims, now=now, expires_at=expires_at)
+
+
+def keep(
+    engine: Engine, key: str, claims: dict[str, Any], *, now: datetime, expires_at: datetime
+) -> PageSession:
+    """A new row for ``claims`` under ``key``, an id the caller drew at random (``find``,
+    ``end`` and ``take`` name it by that key); the expired rows are deleted."""
+    if not key or len(key) > 200:
+        raise ValueError("a page session key is 1 to 200 characters")
     session = PageSession(dict(claims), secrets.token_urlsafe(32), now, expires_at)
     with writer(engine).begin() as conn:
         conn.execute(delete(page_session).where(page_session.c.expires_at <= now))
         conn.execute(
             insert(page_session).values(
-                id_digest=_digest(session_id),
+                id_digest=_digest(key),
                 claims=json.dumps(session.claims, sort_keys=True),
                 csrf_token=session.csrf_token,
                 created_at=now,
                 expires_at=expires_at,
             )
         )
-    return session_id, session
+    return session
 
 
 def find(engine: Engine, session_id: str | None, *, now: datetime) -> PageSession | None:

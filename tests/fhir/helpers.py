@@ -1,5 +1,6 @@
 """Builders for the FHIR tests: SMART-scoped tokens for every role, request helpers, the
-MedicationRequest and MedicationAdministration bodies the write tests send, and the
+MedicationRequest and MedicationAdministration bodies the write tests send, a prescription
+dispensed through the JSON API (`dispensed`), and the
 validation of every resource a response carries (``fhir.resources``; the independent
 validator lives in ``validator.py``)."""
 
@@ -16,7 +17,9 @@ from tests.api.helpers import (
     NEXT_MORNING,
     NURSING_HOME,
     OTHER_NATIONAL_ID,
+    PHARMACIST_TOKEN,
     World,
+    dispense_body,
     prescribe_body,
 )
 from tests.fhir import validator
@@ -96,6 +99,22 @@ def prescribed(world: World, varenr: str = SIMVASTATIN_28, **fields: Any) -> dic
     response = world.write(f"/patients/{world.patient_id}/prescriptions", body)
     assert response.status_code == 201, response.text
     return body
+
+
+def dispensed(world: World, varenr: str = SIMVASTATIN_28) -> str:
+    """A prescription (``prescribed``) dispensed by the pharmacist through the JSON API as
+    ``varenr`` (another package of the group: a generic substitution); the prescription id."""
+    rx = prescribed(world)["terms"]["prescription_id"]
+    path = f"/pharmacy/patients/{world.patient_id}"
+    version = world.get(f"{path}/prescriptions", token=PHARMACIST_TOKEN).headers["ETag"]
+    answer = world.post(
+        f"{path}/dispenses",
+        dispense_body(rx, varenr),
+        token=PHARMACIST_TOKEN,
+        **{"If-Match": version},
+    )
+    assert answer.status_code == 201, answer.text
+    return rx
 
 
 def resources_of(bundle: dict[str, Any], mode: str | None = None) -> list[dict[str, Any]]:

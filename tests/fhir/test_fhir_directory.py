@@ -15,41 +15,23 @@ from medloop.store import audit
 from tests.api.helpers import (
     NATIONAL_ID,
     NURSING_HOME,
-    PHARMACIST_TOKEN,
     admitted,
-    dispense_body,
 )
 from tests.fhir.helpers import (
+    dispensed,
     fhir_get,
     gp_token,
     nurse_token,
     outcome_of,
     patient_token,
     pharmacist_token,
-    prescribed,
     resources_of,
     validated,
 )
-from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_28
+from tests.loop.helpers import GP, PHARMACIST
 
 GP_HPR, GP_ORG = GP.personnel.hpr_number, GP.organisation.id
 PHARMACIST_HPR, PHARMACY = PHARMACIST.personnel.hpr_number, PHARMACIST.organisation.id
-
-
-def _dispensed(world) -> str:
-    """A GP's prescription dispensed by the demo pharmacist; returns the prescription id."""
-    rx = prescribed(world)["terms"]["prescription_id"]
-    version = world.get(
-        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
-    ).headers["ETag"]
-    dispensed = world.post(
-        f"/pharmacy/patients/{world.patient_id}/dispenses",
-        dispense_body(rx, SIMVASTATIN_28),
-        token=PHARMACIST_TOKEN,
-        **{"If-Match": version},
-    )
-    assert dispensed.status_code == 201, dispensed.text
-    return rx
 
 
 def _latest_event(world) -> audit.AuditEvent | None:
@@ -59,7 +41,7 @@ def _latest_event(world) -> audit.AuditEvent | None:
 
 
 def test_the_references_of_a_prescription_and_its_dispense_resolve(world):
-    rx = _dispensed(world)
+    rx = dispensed(world)
     request = fhir_get(world, f"/fhir/MedicationRequest/{rx}", token=patient_token()).json()
     requester = request["requester"]["reference"]
     assert requester == f"Practitioner/{GP_HPR}"
@@ -89,7 +71,7 @@ def test_the_references_of_a_prescription_and_its_dispense_resolve(world):
 
 
 def test_practitioners_and_organisations_are_found_by_identifier(world):
-    _dispensed(world)
+    dispensed(world)
     hpr = f"/fhir/Practitioner?identifier={fhir.HPR}|{PHARMACIST_HPR}"
     (found,) = resources_of(validated(fhir_get(world, hpr).json()))
     assert found["id"] == PHARMACIST_HPR
@@ -111,7 +93,7 @@ def test_practitioners_and_organisations_are_found_by_identifier(world):
 
 
 def test_nobody_is_shown_from_records_the_caller_may_not_read(world):
-    _dispensed(world)
+    dispensed(world)
     # A nurse of a home the patient is not admitted to: the policy refuses the records.
     outcome_of(fhir_get(world, f"/fhir/Practitioner/{GP_HPR}", token=nurse_token()), 404)
     outcome_of(fhir_get(world, f"/fhir/Organization/{PHARMACY}", token=nurse_token()), 404)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from medloop.fhir import resources as fhir
 from medloop.store import audit
-from tests.api.helpers import NATIONAL_ID, PHARMACIST_TOKEN, dispense_body
+from tests.api.helpers import NATIONAL_ID
 from tests.fhir.helpers import (
     FHIR_JSON,
+    dispensed,
     fhir_get,
     gp_token,
     outcome_of,
@@ -215,18 +216,7 @@ def test_medication_requests_carry_validity_repeats_and_substitution(world):
 
 
 def test_a_dispense_is_a_medication_dispense_with_its_substitution(world):
-    body = prescribed(world)
-    rx = body["terms"]["prescription_id"]
-    version = world.get(
-        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
-    ).headers["ETag"]
-    dispensed = world.post(
-        f"/pharmacy/patients/{world.patient_id}/dispenses",
-        dispense_body(rx, SIMVASTATIN_NORDKYST),
-        token=PHARMACIST_TOKEN,
-        **{"If-Match": version},
-    )
-    assert dispensed.status_code == 201, dispensed.text
+    rx = dispensed(world, SIMVASTATIN_NORDKYST)
     response = fhir_get(
         world,
         f"/fhir/MedicationDispense?patient={world.patient_id}",

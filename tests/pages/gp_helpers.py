@@ -10,6 +10,15 @@ from tests.pages.helpers import client_signed_in, csrf_of
 
 SIMVASTATIN = "090436"
 KLARITROMYCIN = "091014"  # interacts with simvastatin at relevance 1: avoid (override needed)
+SIMVASTATIN_NORDKYST = "090470"  # simvastatin's substitution group, another maker
+OTHER_PHARMACIST = {
+    "sub": "7654321",
+    "role": "pharmacist",
+    "org": "8090699",
+    "name": "Ola Farmasøyt",
+    "org_name": "Apotek Ås (test)",
+}
+"""A pharmacist of a pharmacy the demo does not have (for ``as_claims``)."""
 
 
 def hidden(page: str, name: str) -> str:
@@ -105,3 +114,30 @@ def plan_csv(engine: Any, patient_id: str, *, drop: int | None = None, double: i
         day = bag.day.strftime("%d.%m.%Y")
         rows.append(f"{day};{bag.intake};{line.varenr};{amount:g};{line.quantity.unit}")
     return str(view.period.id), ("\n".join(rows) + "\n").encode(), lines
+
+
+def dispense_simvastatin(client: Any, patient_id: str, varenr: str = SIMVASTATIN_NORDKYST):
+    """The pharmacist ``client`` is signed in as dispenses one pack of ``varenr`` (by default
+    the Nordkyst pack, a generic substitution in the group) on the patient's simvastatin
+    prescription, through its form on the pharmacy's patient page: (that page, the answer)."""
+    import uuid
+
+    page = client.get(f"/app/pharmacy/patients/{patient_id}").text
+    rx = re.search(
+        r'<section class="panel" aria-labelledby="rx-([0-9a-f-]+)">\s*<h2[^>]*>Simva', page
+    )
+    assert rx is not None, "no simvastatin prescription on the pharmacy's page"
+    answer = client.post(
+        f"/app/pharmacy/patients/{patient_id}/dispenses",
+        data={
+            "csrf_token": csrf_of(page),
+            "prescription_id": rx[1],
+            "dispense_id": str(uuid.uuid4()),
+            "based_on": hidden(page, "based_on"),
+            "varenr": varenr,
+            "packages": "1",
+            "batch": "NK2291",
+            "expiry": "2028-06-30",
+        },
+    )
+    return page, answer

@@ -12,6 +12,9 @@
   ``<artifacts>/<name>-768.png`` and ``-1280.png`` (``test-artifacts/pages`` in the repository,
   gitignored; ``MEDLOOP_TEST_ARTIFACTS`` overrides the folder).
 - ``client_signed_in(client, person)`` and ``csrf_of(html)``: TestClient sign-in for fast tests.
+- ``bedside(client, world, index)``, ``chart_links(html)``, ``chart_link(html, drug)`` and
+  ``chart_given(client, link, pack)``: the nurse's steps at the bedside with a TestClient
+  (the resident confirmed by wristband, a due dose's charting form, the dose given, scanned).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -194,3 +198,48 @@ def client_signed_in(client: Any, person: str) -> Any:
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+_CHART_LINK = re.compile(
+    r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"[^>]*aria-label="Dokumenter ([^"]+)"'
+)
+
+
+def bedside(client: Any, world: PagesWorld, index: int) -> tuple[str, str]:
+    """Demo resident ``index`` confirmed by wristband (their national id, as a scanner types
+    it) by the nurse ``client`` is signed in as: (the bedside page's html, the patient id)."""
+    national_id, patient_id = world.patient(index)
+    page = client.get(f"/app/nurse/residents/{patient_id}/bedside")
+    answer = client.post(
+        f"/app/nurse/residents/{patient_id}/bedside",
+        data={"csrf_token": csrf_of(page.text), "wristband": national_id},
+    )
+    assert answer.status_code == 303, answer.text[:2000]
+    return client.get(answer.headers["location"]).text, str(patient_id)
+
+
+def chart_links(html: str) -> list[tuple[str, str]]:
+    """The bedside page's charting links of planned doses: (address, the medicine's name)."""
+    return [(link.replace("&amp;", "&"), name) for link, name in _CHART_LINK.findall(html)]
+
+
+def chart_link(html: str, drug: str) -> str:
+    """The charting address of the first dose whose medicine's name starts with ``drug``."""
+    return next(link for link, name in chart_links(html) if name.startswith(drug))
+
+
+def chart_given(client: Any, link: str, pack: str) -> Any:
+    """The dose of the charting form at ``link`` saved as given, the pack ``pack`` scanned;
+    the answer."""
+    form = client.get(link).text
+    charting = re.search(r'name="administration_id" value="([^"]*)"', form)
+    return client.post(
+        link.split("&identity")[0],
+        data={
+            "csrf_token": csrf_of(form),
+            "identity": "scan",
+            "outcome": "given",
+            "pack": pack,
+            "administration_id": (charting[1] if charting else "") or str(uuid.uuid4()),
+        },
+    )

@@ -5,13 +5,12 @@ charting or a new dispense draws it again with the new event on it."""
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 
 from medloop.pages import timeline as page_timeline
-from tests.pages.gp_helpers import as_person, hidden, resident
-from tests.pages.helpers import csrf_of
+from tests.pages.gp_helpers import as_person, dispense_simvastatin, resident
+from tests.pages.helpers import bedside, chart_given, chart_link
 
 LEVOTYROKSIN_EAN = "7046260906068"
 
@@ -57,36 +56,14 @@ def test_an_unchanged_timeline_is_not_drawn_again(client, pages_world, drawings)
 
 def test_a_new_charting_draws_the_timeline_again_with_the_dose_on_it(client, pages_world, drawings):
     as_person(client, "gp")
-    national_id, patient_id = resident(pages_world.world, 2)
+    _, patient_id = resident(pages_world.world, 2)
     path = f"/app/gp/patients/{patient_id}/timeline"
     before = client.get(path).text
     assert len(drawings) == 1
 
     as_person(client, "nurse")
-    bedside = client.get(f"/app/nurse/residents/{patient_id}/bedside")
-    confirmed = client.post(
-        f"/app/nurse/residents/{patient_id}/bedside",
-        data={"csrf_token": csrf_of(bedside.text), "wristband": national_id},
-    )
-    assert confirmed.status_code == 303, confirmed.text[:2000]
-    html = client.get(confirmed.headers["location"]).text
-    links = re.findall(
-        r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"[^>]*aria-label="Dokumenter ([^"]+)"', html
-    )
-    link = next(found for found, name in links if name.startswith("Levotyroksin"))
-    link = link.replace("&amp;", "&")
-    form = client.get(link).text
-    administration_id = re.search(r'name="administration_id" value="([^"]*)"', form)
-    charted = client.post(
-        link.split("&identity")[0],
-        data={
-            "csrf_token": csrf_of(form),
-            "identity": "scan",
-            "outcome": "given",
-            "pack": LEVOTYROKSIN_EAN,
-            "administration_id": administration_id[1] or str(uuid.uuid4()),
-        },
-    )
+    html, _ = bedside(client, pages_world, 2)
+    charted = chart_given(client, chart_link(html, "Levotyroksin"), LEVOTYROKSIN_EAN)
     assert charted.status_code == 200 and "Lagret: Levotyroksin" in charted.text
 
     as_person(client, "gp")
@@ -107,23 +84,7 @@ def test_a_new_dispense_draws_the_timeline_again_with_the_dispense_on_it(
     assert len(drawings) == 1
 
     as_person(client, "pharmacist")
-    page = client.get(f"/app/pharmacy/patients/{patient_id}").text
-    rx = re.search(
-        r'<section class="panel" aria-labelledby="rx-([0-9a-f-]+)">\s*<h2[^>]*>Simva', page
-    )[1]
-    answer = client.post(
-        f"/app/pharmacy/patients/{patient_id}/dispenses",
-        data={
-            "csrf_token": csrf_of(page),
-            "prescription_id": rx,
-            "dispense_id": str(uuid.uuid4()),
-            "based_on": hidden(page, "based_on"),
-            "varenr": "090470",
-            "packages": "1",
-            "batch": "NK2291",
-            "expiry": "2028-06-30",
-        },
-    )
+    _, answer = dispense_simvastatin(client, patient_id)
     assert answer.status_code == 303, answer.text[:2000]
 
     as_person(client, "gp")

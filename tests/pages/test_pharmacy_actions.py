@@ -11,16 +11,15 @@ from datetime import timedelta
 from lxml import html as lxml_html
 
 from medloop.loop import multidose
-from tests.pages.gp_helpers import as_claims, as_person, hidden, resident
+from tests.pages.gp_helpers import (
+    OTHER_PHARMACIST,
+    as_claims,
+    as_person,
+    dispense_simvastatin,
+    hidden,
+    resident,
+)
 from tests.pages.helpers import BUILT, csrf_of
-
-OTHER_PHARMACIST = {
-    "sub": "7654321",
-    "role": "pharmacist",
-    "org": "8090699",
-    "name": "Ola Farmasøyt",
-    "org_name": "Apotek Ås (test)",
-}
 
 
 def _urgent_packs(engine, patient_id: str) -> int:
@@ -97,23 +96,7 @@ def test_another_pharmacy_cannot_order_an_urgent_pack(client, pages_world):
 
 
 def _dispense(client, patient_id: str) -> None:
-    page = client.get(f"/app/pharmacy/patients/{patient_id}").text
-    rx = re.search(
-        r'<section class="panel" aria-labelledby="rx-([0-9a-f-]+)">\s*<h2[^>]*>Simva', page
-    )[1]
-    answer = client.post(
-        f"/app/pharmacy/patients/{patient_id}/dispenses",
-        data={
-            "csrf_token": csrf_of(page),
-            "prescription_id": rx,
-            "dispense_id": str(uuid.uuid4()),
-            "based_on": hidden(page, "based_on"),
-            "varenr": "090470",
-            "packages": "1",
-            "batch": "NK2291",
-            "expiry": "2028-06-30",
-        },
-    )
+    _, answer = dispense_simvastatin(client, patient_id)
     assert answer.status_code == 303, answer.text[:2000]
 
 

@@ -15,16 +15,17 @@ from lxml import html as lxml_html
 from sqlalchemy import func, select
 
 from medloop.store.multidose import reconciliation as multidose_reconciliation
-from tests.pages.gp_helpers import as_claims, as_person, hidden, plan_csv, resident
+from tests.pages.gp_helpers import (
+    OTHER_PHARMACIST,
+    SIMVASTATIN_NORDKYST,
+    as_claims,
+    as_person,
+    dispense_simvastatin,
+    hidden,
+    plan_csv,
+    resident,
+)
 from tests.pages.helpers import BUILT, csrf_of
-
-OTHER_PHARMACIST = {
-    "sub": "7654321",
-    "role": "pharmacist",
-    "org": "8090699",
-    "name": "Ola Farmasøyt",
-    "org_name": "Apotek Ås (test)",
-}
 
 
 def upload(client, patient_id: str, period_id: str, name: str, data: bytes):
@@ -160,25 +161,8 @@ def test_a_proposal_is_sent_the_gp_accepts_it_and_the_pharmacist_sees_its_state(
 def test_dispensing_a_generic_substitute_of_the_same_group(client, pages_world):
     as_person(client, "pharmacist")
     _, patient_id = resident(pages_world.world, 1)
-    page = client.get(f"/app/pharmacy/patients/{patient_id}").text
-    form = re.search(
-        r'<section class="panel" aria-labelledby="rx-([0-9a-f-]+)">\s*<h2[^>]*>Simva', page
-    )
-    rx = form[1]
-    assert 'value="090470"' in page  # the Nordkyst package of the same substitution group
-    answer = client.post(
-        f"/app/pharmacy/patients/{patient_id}/dispenses",
-        data={
-            "csrf_token": csrf_of(page),
-            "prescription_id": rx,
-            "dispense_id": str(uuid.uuid4()),
-            "based_on": hidden(page, "based_on"),
-            "varenr": "090470",
-            "packages": "1",
-            "batch": "NK2291",
-            "expiry": "2028-06-30",
-        },
-    )
+    page, answer = dispense_simvastatin(client, patient_id, SIMVASTATIN_NORDKYST)
+    assert f'value="{SIMVASTATIN_NORDKYST}"' in page  # the same substitution group's package
     assert answer.status_code == 303, answer.text[:3000]
     assert "Utlevert." in client.get(answer.headers["location"]).text
 

@@ -25,18 +25,25 @@ from medloop.loop import administration
 from medloop.loop.runner import Call
 from medloop.store import sessions
 from medloop.store.administration import administration as administration_table
-from tests.pages.helpers import PagesWorld, client_signed_in, csrf_of, demo_app
+from tests.pages.helpers import (
+    PagesWorld,
+    bedside,
+    chart_links,
+    client_signed_in,
+    csrf_of,
+    demo_app,
+)
 
 ORG = demo.NURSING_HOME.id
 INSULIN_PACK = "7046260905726"
 
 
-def _person(sub: str, hpr: str, name: str, org: str) -> User:
+def _person(sub: str, hpr: str, name: str, org: str, role: str = "nurse") -> User:
     return User(
         sub=sub,
         claims={
             "name": name,
-            "medloop_role": "nurse",
+            "medloop_role": role,
             "helseid://claims/hpr/hpr_number": hpr,
             "helseid://claims/client/claims/orgnr_child": org,
         },
@@ -46,11 +53,22 @@ def _person(sub: str, hpr: str, name: str, org: str) -> User:
 OLA = _person("ola", demo.SECOND_NURSE.personnel.hpr_number, "Ola Olsen", ORG)
 NINA = _person("nina", demo.NURSE.personnel.hpr_number, "Nina Nilsen", ORG)
 EVA = _person("eva", "5550001", "Eva Annen", "999888777")
+# Of the demo nursing home too: its doctor, a pharmacist, and a resident signing as a patient.
+ANJA = _person("anja", demo.GP.personnel.hpr_number, "Anja Fos Eidsvik", ORG, role="gp")
+PER = _person("per", demo.PHARMACIST.personnel.hpr_number, "Per Apoteker", ORG, "pharmacist")
+KARI = User(
+    sub="kari",
+    claims={
+        "name": "Kari Nordmann",
+        "medloop_role": "patient",
+        "helseid://claims/identity/pid": demo.national_id(demo.RESIDENTS[0].birth, 100),
+    },
+)
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    with run_server_in_thread(user_claims=[OLA, NINA, EVA]) as server:
+    with run_server_in_thread(user_claims=[OLA, NINA, EVA, ANJA, PER, KARI]) as server:
         yield f"http://localhost:{server.server_port}"
 
 
@@ -85,20 +103,12 @@ def _grants(world) -> int:
 def _chart_target(client, world, drug: str = "Glargin") -> tuple[str, dict[str, str]]:
     """Confirm resident 2 by wristband and open the insulin's due dose (``drug="other"``:
     another medicine's): (the form's address, the form's fields for a given dose)."""
-    national_id, patient_id = world.patient(2)
-    page = client.get(f"/app/nurse/residents/{patient_id}/bedside")
-    confirmed = client.post(
-        f"/app/nurse/residents/{patient_id}/bedside",
-        data={"csrf_token": csrf_of(page.text), "wristband": national_id},
-    )
-    bedside = client.get(confirmed.headers["location"]).text
-    links = re.findall(
-        r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"[^>]*aria-label="Dokumenter ([^"]+)"',
-        bedside,
-    )
+    html, _ = bedside(client, world, 2)
     link = next(
-        link for link, name in links if name.startswith("Glargin") == (drug == "Glargin")
-    ).replace("&amp;", "&")
+        link
+        for link, name in chart_links(html)
+        if name.startswith("Glargin") == (drug == "Glargin")
+    )
     form = client.get(link).text
     data = {"csrf_token": csrf_of(form), "identity": "scan", "outcome": "given"}
     if drug == "Glargin":
@@ -106,16 +116,24 @@ def _chart_target(client, world, drug: str = "Glargin") -> tuple[str, dict[str, 
     return link.split("&identity")[0], data
 
 
-def _witness_signs_at_provider(client, target: str, data: dict[str, str], sub: str):
-    """The witness button, then ``sub`` signs in at the provider; the callback's answer and
-    the authorisation request's parameters."""
+def _approved_at_provider(client, target: str, data: dict[str, str], sub: str):
+    """The witness button, then ``sub`` signs in at the provider: (the callback address the
+    provider sends the browser back to, the authorisation request's parameters, the button's
+    answer)."""
     started = client.post(target.replace("/chart?", "/witness/oidc?"), data=data)
     assert started.status_code == 303, started.text
     address = started.headers["location"]
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(address).query))
     approved = httpx.post(address, data={"sub": sub}, follow_redirects=False)
     assert approved.status_code in (302, 303), approved.text
-    return client.get(approved.headers["location"]), query, started
+    return approved.headers["location"], query, started
+
+
+def _witness_signs_at_provider(client, target: str, data: dict[str, str], sub: str):
+    """The witness button, then ``sub`` signs in at the provider; the callback's answer and
+    the authorisation request's parameters."""
+    callback, query, started = _approved_at_provider(client, target, data, sub)
+    return client.get(callback), query, started
 
 
 def _signed_form(client, answer) -> tuple[str, str]:
@@ -269,4 +287,94 @@ def test_the_same_signed_form_saved_twice_is_charted_once(client, world):
     second = client.post(target, data=same)
     assert first.status_code == second.status_code == 200
     assert "Lagret: Glargin" in first.text and "Lagret: Glargin" in second.text
+    assert _charted(world) == 1
+
+
+def _with_state(callback: str, state: str) -> str:
+    parts = urllib.parse.urlsplit(callback)
+    query = dict(urllib.parse.parse_qsl(parts.query)) | {"state": state}
+    return parts._replace(query=urllib.parse.urlencode(query)).geturl()
+
+
+def _planned_doses_charted(world) -> set[str]:
+    with world.engine.connect() as conn:
+        return set(conn.execute(select(administration_table.c.planned_dose_id)).scalars())
+
+
+@pytest.mark.parametrize("order", ["as-started", "reversed"])
+def test_two_step_ups_in_parallel_tabs_both_complete_and_each_charts_its_own_dose(
+    client, world, order
+):
+    """Tab A (the insulin) and tab B (another medicine) each start a witness step-up before
+    either comes back: each is pending under its own state, so both callbacks complete, in
+    either order, and each signed form charts its own dose."""
+    insulin, insulin_data = _chart_target(client, world)
+    other, other_data = _chart_target(client, world, "other")
+    other_data["scan_skipped"] = "no-barcode"
+    callback_a, query_a, _ = _approved_at_provider(client, insulin, insulin_data, "ola")
+    callback_b, query_b, _ = _approved_at_provider(client, other, other_data, "ola")
+    assert query_a["state"] != query_b["state"]
+    callbacks = [callback_a, callback_b] if order == "as-started" else [callback_b, callback_a]
+    answers = {callback: client.get(callback) for callback in callbacks}
+    (form_a, grant_a), (form_b, grant_b) = (
+        _signed_form(client, answers[callback_a]),
+        _signed_form(client, answers[callback_b]),
+    )
+    assert f'value="{INSULIN_PACK}"' in form_a and f'value="{INSULIN_PACK}"' not in form_b
+    assert _grants(world) == 2
+
+    saved_a = client.post(insulin, data={**insulin_data, "witness_session": grant_a})
+    saved_b = client.post(other, data={**other_data, "witness_session": grant_b})
+    assert saved_a.status_code == 200 and "Lagret: Glargin" in saved_a.text
+    assert saved_b.status_code == 200 and "Lagret:" in saved_b.text
+    doses = {
+        urllib.parse.parse_qs(urllib.parse.urlsplit(t).query)["dose"][0] for t in (insulin, other)
+    }
+    assert _planned_doses_charted(world) == doses
+    assert _grants(world) == 0
+
+
+def test_a_callback_whose_state_is_unknown_is_refused_and_nothing_is_saved(client, world):
+    target, data = _chart_target(client, world)
+    callback, _, _ = _approved_at_provider(client, target, data, "ola")
+    refused = client.get(_with_state(callback, "not-a-state-this-browser-started"))
+    assert refused.status_code == 403
+    assert "Kontrollørens innlogging tok for lang tid eller ble startet et annet sted." in (
+        refused.text
+    )
+    assert _grants(world) == 0 and _charted(world) == 0
+    # The step-up that is pending is untouched by the stranger and still completes.
+    assert client.get(callback).status_code == 200 and _grants(world) == 1
+
+
+def test_a_callback_in_another_browser_is_refused_and_uses_the_step_up_up(client, world):
+    """The answer is bound to the browser the step-up began in (its cookie): the same callback
+    opened elsewhere gives no grant, and the step-up is gone for good (one use)."""
+    target, data = _chart_target(client, world)
+    callback, _, _ = _approved_at_provider(client, target, data, "ola")
+    elsewhere = TestClient(world.app, follow_redirects=False)  # no cookies of this browser's
+    assert elsewhere.get(callback).status_code == 403
+    assert client.get(callback).status_code == 403
+    assert _grants(world) == 0 and _charted(world) == 0
+
+
+@pytest.mark.parametrize("sub", ["per", "kari"])
+def test_a_pharmacist_or_a_patient_cannot_witness_and_nothing_is_saved(client, world, sub):
+    target, data = _chart_target(client, world)
+    answer, _, _ = _witness_signs_at_provider(client, target, data, sub)
+    assert answer.status_code == 403
+    assert "Kontrolløren må være sykepleier eller lege ved dette sykehjemmet." in answer.text
+    assert _grants(world) == 0 and _charted(world) == 0
+
+
+def test_the_form_names_who_may_witness_and_a_doctor_of_the_home_may(client, world):
+    """The rule (``policy.WITNESS_ROLES``): another nurse or a doctor of the nursing home."""
+    target, data = _chart_target(client, world)
+    form = client.get(target + "&identity=scan").text
+    assert "Kontrolløren er en annen sykepleier eller en lege ved dette sykehjemmet" in form
+    answer, _, _ = _witness_signs_at_provider(client, target, data, "anja")
+    signed, grant = _signed_form(client, answer)
+    assert "Signert av Anja Fos Eidsvik som kontrollør." in signed
+    saved = client.post(target, data={**data, "witness_session": grant})
+    assert saved.status_code == 200 and "Lagret: Glargin" in saved.text
     assert _charted(world) == 1

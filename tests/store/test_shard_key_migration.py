@@ -10,26 +10,24 @@ from alembic import command
 from sqlalchemy import inspect, select, text
 
 from medloop import demo
-from medloop.store import audit
+from medloop.store import attestation, audit
+from medloop.store.columns import SHARD_KEY
 from medloop.store.migrate import alembic_config, upgrade
 from medloop.store.tables import metadata
 from tests.reference import DEMO
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
-#: child table -> (parent table, the child's column naming the parent row), as in 0020
-CHILDREN = {
-    "prescription_version": ("prescription", "prescription_id"),
-    "dispense_annulment": ("dispense", "dispense_id"),
-    "discharge": ("admission", "admission_id"),
-    "administration_error": ("administration", "administration_id"),
-    "multidose_urgent_pack": ("multidose_period", "period_id"),
-    "multidose_plan_taken": ("multidose_period", "period_id"),
-    "multidose_deadline_flag": ("multidose_period", "period_id"),
-    "multidose_task_resolution": ("multidose_task", "task_id"),
-    "multidose_proposal_decision": ("multidose_proposal", "proposal_id"),
-    "cds_feedback": ("cds_card", "card_id"),
-}
+#: Tables born with their patient_id before 0020 (0018's wristband), a copy all the same.
+BORN_WITH_IT = frozenset({"wristband"})
+#: The child tables 0020 gave a patient_id (a copy of their parent row's): those whose shard key
+#: the row digests leave out (``attestation.ATTESTED``), less the ones born with it. The
+#: migration keeps its own frozen list; this one follows the code.
+CHILDREN = sorted(
+    name
+    for name, left_out in attestation.ATTESTED.items()
+    if SHARD_KEY in left_out and name not in BORN_WITH_IT
+)
 
 
 def _downgrade(engine, revision: str) -> None:
@@ -75,6 +73,8 @@ def test_0020_backfills_patient_id_and_every_chain_and_row_still_verifies(engine
         for name in [*CHILDREN, "audit_event", "idempotency_key"]:
             columns = {c["name"] for c in inspect(conn).get_columns(name)}
             assert "patient_id" not in columns, name
+        for name in BORN_WITH_IT:
+            assert "patient_id" in {c["name"] for c in inspect(conn).get_columns(name)}, name
     upgrade(engine)
     after = _verified(engine)
 
