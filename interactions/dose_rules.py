@@ -20,8 +20,9 @@ administration-route code (code system 7477) named in the file's ``routes`` tabl
 with use "course"), ``regimens`` (the dose must fit one), ``contraindicated`` (with ``when``),
 ``max_days_per_week`` (``schedule: "weekly"`` is 1), ``max_treatment_days`` and
 ``min_days_between_courses``. ``when`` limits a rule to the patients a ``Condition`` describes
-(age, weight band, kidney function, hepatic risk). ``reviewed_by``/``reviewed_on`` must be present
-and stay ``null`` until a clinical pharmacist signs the rule.
+(age, weight band, kidney function, hepatic risk) or to the entries whose indication starts with
+one of the listed ICPC-2 codes. ``reviewed_by``/``reviewed_on`` must be present and stay ``null``
+until a clinical pharmacist signs the rule.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections import defaultdict
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -40,6 +41,7 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -155,11 +157,17 @@ class Source(_Model):
         return self
 
 
+Icpc2Code = Annotated[str, StringConstraints(pattern=r"^[A-Z]\d\d$")]
+"""An ICPC-2 code as a rule names it: a chapter letter and two digits (``L88``)."""
+
+
 class Condition(_Model):
     """Who a rule applies to. Bounds follow SmPC wording: ``age_min`` and ``renal_min`` are
     inclusive ("from 80 years", "CrCl 30-59"), ``weight_kg_above`` and ``renal_below`` exclusive
     ("over 33 kg", "CrCl below 30"), ``weight_kg_max`` inclusive ("at most 50 kg").
-    ``renal`` is eGFR or creatinine clearance, whichever was measured (both in ml/min)."""
+    ``renal`` is eGFR or creatinine clearance, whichever was measured (both in ml/min);
+    ``indication_icpc2`` limits the rule to entries whose indication starts with one of the
+    codes (judged per entry, not per patient)."""
 
     age_min: int | None = Field(default=None, ge=0)
     weight_kg_above: float | None = Field(default=None, ge=0)
@@ -167,6 +175,10 @@ class Condition(_Model):
     renal_min: float | None = Field(default=None, ge=0)
     renal_below: PositiveFloat | None = None
     hepatic_risk: Literal[True] | None = None
+    indication_icpc2: tuple[Icpc2Code, ...] | None = Field(default=None, min_length=1)
+    """The rule applies to a list entry whose indication starts with one of these ICPC-2 codes
+    (``L88 Revmatoid artritt``); unlike the other facts this one belongs to the entry, not to
+    the patient."""
 
     @model_validator(mode="after")
     def _says_something(self) -> Condition:
@@ -186,6 +198,8 @@ class Condition(_Model):
             found.append("renal function")
         if self.hepatic_risk is not None:
             found.append("hepatic risk factors")
+        if self.indication_icpc2 is not None:
+            found.append("indication")
         return tuple(found)
 
     def __str__(self) -> str:
@@ -206,6 +220,8 @@ class Condition(_Model):
             parts.append(f"eGFR/CrCl below {self.renal_below:g} ml/min")
         if self.hepatic_risk:
             parts.append("risk factors for liver injury")
+        if self.indication_icpc2 is not None:
+            parts.append(f"indication ICPC-2 {' or '.join(self.indication_icpc2)}")
         return " and ".join(parts)
 
 

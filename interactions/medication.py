@@ -41,7 +41,9 @@ class Substitution:
 class Medication:
     """One list entry as checks see it. ``id`` is the caller's entry id; ``start`` and ``stop``
     are the first and last day of use, ``None`` when open; ``substitution`` is set when the
-    drug was just substituted for the prescribed one (dispensing)."""
+    drug was just substituted for the prescribed one (dispensing); ``indication`` is the
+    entry's indication text as recorded (a dose rule for one indication reads an ICPC-2 code at
+    its start, ``L88 Revmatoid artritt``)."""
 
     id: str
     drug: ResolvedDrug
@@ -49,6 +51,7 @@ class Medication:
     start: date | None = None
     stop: date | None = None
     substitution: Substitution | None = None
+    indication: str | None = None
 
     def overlaps(self, other: Medication) -> bool:
         """Whether the two entries are in use on at least one common day."""

@@ -10,7 +10,8 @@ The response carries the catalogue version and ``HentetDato`` the alerts were ma
 Request::
 
     {"medications": [{"id": "m1", "varenr": "079353"}, {"id": "m2", "atc": "D01BA02"},
-                     {"id": "m3", "fest_id": "ID_…", "dosage": {…}, "start": "2026-01-01"}],
+                     {"id": "m3", "fest_id": "ID_…", "dosage": {…}, "start": "2026-01-01",
+                      "indication": "L88 Revmatoid artritt"}],
      "patient": {"allergies": [{"atc": "J01C"}], "weight_kg": 70},
      "proposed": ["m3"], "handled": [{"key": "…", "handled_by": "…", "handled_at": "…",
                                       "reason": "…"}]}
@@ -44,7 +45,7 @@ from interactions import (
     check,
 )
 from interactions.catalogue import CatalogueInfo
-from interactions.values import MAX_ITEMS, MODEL_CONFIG, Day
+from interactions.values import MAX_ITEMS, MODEL_CONFIG, Day, Reason
 from medloop import json_input
 from medloop.catalogue import NoCatalogue, load_snapshot
 from medloop.settings import renal_max_age_days
@@ -76,6 +77,9 @@ class RequestedMedication(_Request):
     dosage: Dosage | None = None
     start: Day | None = None
     stop: Day | None = None
+    indication: Reason | None = None
+    """The indication as the list records it; a dose rule for one indication reads an ICPC-2
+    code at its start (``"L88 Revmatoid artritt"``)."""
 
     @model_validator(mode="after")
     def _names_exactly_one_drug(self) -> RequestedMedication:
@@ -204,7 +208,14 @@ def resolve_medications(knowledge: Knowledge, request: CheckRequest) -> tuple[Me
             unresolved.append(Unresolved(requested, error))
             continue
         resolved.append(
-            Medication(requested.id, drug, requested.dosage, requested.start, requested.stop)
+            Medication(
+                requested.id,
+                drug,
+                requested.dosage,
+                requested.start,
+                requested.stop,
+                indication=requested.indication,
+            )
         )
     if unresolved:
         raise UnresolvedMedications(unresolved, knowledge.info)

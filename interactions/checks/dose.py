@@ -15,11 +15,15 @@ becomes an explicit ``dose-not-checked`` alert with the reason.
 A rule with a condition (``when``) applies to the patients it describes. When a fact it needs is
 unknown — or a renal function value is older than the trusted age — and the dose would break the
 rule if the condition held, the result is ``dose-not-checked`` naming the missing fact; a dose
-within the conditional limit is fine whatever the fact, so it raises nothing.
+within the conditional limit is fine whatever the fact, so it raises nothing. A rule for some
+indications (subcutaneous methotrexate in rheumatoid arthritis) applies to the entries whose
+indication starts with one of its ICPC-2 codes; an entry that records no such code gets an
+``indication-unknown`` "not checked" for a dose above that rule's limit.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,8 +58,10 @@ _MISSING_FACTS = frozenset(
         "renal-function-unknown",
         "renal-function-outdated",
         "hepatic-risk-unknown",
+        "indication-unknown",
     }
 )
+_ICPC2_AT_START = re.compile(r"^\s*([A-Za-z]\d\d)\b")
 _SUMMED: tuple[Measure, ...] = ("daily", "weekly")
 
 
@@ -206,34 +212,67 @@ def _findings(
         applies = _applies(rule.when, context)
         if applies is False:
             continue
-        users = [item for item in items if any(r.id == rule.id for r in item.rules)]
-        focus = [item for item in users if item.entry.in_focus]
-        missing = applies if isinstance(applies, _Missing) else None
-        found: list[_Exceeded] = []
-        for measure, groups_of in _MEASURES:
-            if not rule.limits(measure):
-                continue
-            items_for = focus if groups_of is _each else users
-            exceeded = _exceeded(
-                context, code, rule, items_for, measure, missing, not_checked, groups_of
-            )
-            if exceeded is None:
-                continue
-            known = tightest.get(measure)
-            if known is None or exceeded.allowed.value < known.allowed.value:
-                tightest[measure] = exceeded
-        for item in focus:
-            found.extend(_per_entry(context, code, rule, item, users, missing, not_checked))
-        others.extend(found)
+        all_users = [item for item in items if any(r.id == rule.id for r in item.rules)]
+        patient_missing = applies if isinstance(applies, _Missing) else None
+        for users, missing in _by_indication(rule, all_users, patient_missing):
+            focus = [item for item in users if item.entry.in_focus]
+            for measure, groups_of in _MEASURES:
+                if not rule.limits(measure):
+                    continue
+                items_for = focus if groups_of is _each else users
+                exceeded = _exceeded(
+                    context, code, rule, items_for, measure, missing, not_checked, groups_of
+                )
+                if exceeded is None:
+                    continue
+                known = tightest.get(measure)
+                if known is None or exceeded.allowed.value < known.allowed.value:
+                    tightest[measure] = exceeded
+            for item in focus:
+                others.extend(_per_entry(context, code, rule, item, users, missing, not_checked))
     return [
         *(tightest[m] for m in ("single", "daily", "weekly", "course") if m in tightest),
         *others,
     ]
 
 
+def _by_indication(
+    rule: DoseRule, users: list[_Dosed], missing: _Missing | None
+) -> Iterator[tuple[list[_Dosed], _Missing | None]]:
+    """The entries a rule is judged on, with the fact that cannot be judged for them. A rule
+    for some indications applies to the entries whose indication starts with one of its ICPC-2
+    codes; an entry that records none is judged as if it had one, so that a dose above the
+    rule's limit becomes a "not checked" (``indication-unknown``), never a silent pass."""
+    codes = rule.when.indication_icpc2 if rule.when is not None else None
+    if codes is None:
+        yield users, missing
+        return
+    matched: list[_Dosed] = []
+    unknown: list[_Dosed] = []
+    for item in users:
+        found = _ICPC2_AT_START.match(item.entry.medication.indication or "")
+        if found is None:
+            unknown.append(item)
+        elif found.group(1).upper() in codes:
+            matched.append(item)
+    if matched:
+        yield matched, missing
+    if unknown:
+        yield (
+            unknown,
+            missing
+            or _Missing(
+                "indication-unknown",
+                "the entry records no indication with an ICPC-2 code "
+                f"(this limit is for {' or '.join(codes)})",
+            ),
+        )
+
+
 def _applies(when: Condition | None, context: CheckContext) -> bool | _Missing:
     """Whether the condition holds for the patient: ``False`` as soon as one known fact rules
-    it out, a ``_Missing`` when a needed fact is unknown or too old, else ``True``."""
+    it out, a ``_Missing`` when a needed fact is unknown or too old, else ``True``. The entry's
+    indication is judged per entry (``_by_indication``)."""
     if when is None:
         return True
     patient = context.patient
@@ -307,7 +346,7 @@ def _patient_text(patient: Patient, rule: DoseRule) -> str | None:
         parts.append(_renal_text(patient))
     if "hepatic risk factors" in facts:
         parts.append(f"hepatic risk factors: {'yes' if patient.hepatic_risk else 'no'}")
-    return ", ".join(parts)
+    return ", ".join(parts) or None
 
 
 def _per_entry(

@@ -83,6 +83,7 @@ def _reviewed(medication_list: MedicationList, today: date) -> list[tuple[Any, M
             dosage=entry.dosage,
             start=entry.start,
             stop=entry.stop,
+            indication=entry.indication,
         )
         found.append((entry, medication))
     return found

@@ -669,6 +669,7 @@ def medications_of(
                 dosage=entry.dosage,
                 start=entry.start,
                 stop=stop,
+                indication=entry.indication,
             )
         )
     return found

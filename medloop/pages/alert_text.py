@@ -54,6 +54,7 @@ NOT_CHECKED_REASONS = {
     "start-unknown": N_("the start date is needed"),
     "course-length-unknown": N_("the course's start and stop dates are needed"),
     "unit-incompatible": N_("the dose's unit cannot be converted to the limit's"),
+    "indication-unknown": N_("the entry's indication is needed, as an ICPC-2 code at its start"),
 }
 
 

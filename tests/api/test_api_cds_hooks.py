@@ -210,7 +210,7 @@ def test_an_order_select_draft_dosed_above_the_limit_gets_a_critical_dose_card(w
     assert "Single dose of paracetamol 1500 mg" in summaries
     assert "Daily dose of paracetamol 6000 mg exceeds the maximum 4 g" in summaries
     assert all(c["overrideReasons"] for c in cards)
-    assert all("SPC Paracet" in c["detail"] for c in cards)
+    assert all("Panodil tabletter, Dosering (SPC pkt. 4.2)" in c["detail"] for c in cards)
 
 
 def test_the_same_draft_with_a_normal_dose_gets_no_dose_card(world):

@@ -361,9 +361,20 @@ def test_patient_age_sex_weight_and_renal_function_reach_the_dose_rules(demo: De
     assert alert["detail"]["patient"].startswith("eGFR 40")
     crcl = {**patient, "renal": {"crcl": 50, "measured": measured}}
     _, response = run_check(demo.url, {"medications": medications, "patient": crcl})
-    # 45-59 ml/min: at most 1000 mg a day (Norsk legemiddelhåndbok, as read for issue #22)
+    # 45-59 ml/min: at most 2000 mg a day (the SmPC renal table of the 2016 EU referral)
+    assert [a for a in response["alerts"] if a["kind"] == "dose"] == []
+    thrice = {
+        **twice_two_tablets,
+        "fixed": [
+            *twice_two_tablets["fixed"],
+            {"amount": {"value": 2, "unit": "tablett"}, "time_of_day": "midday"},
+        ],
+    }
+    three_g = [{"id": "m1", "varenr": METFORMIN, "dosage": thrice}]
+    _, response = run_check(demo.url, {"medications": three_g, "patient": crcl})
     [alert] = [a for a in response["alerts"] if a["kind"] == "dose"]
     assert alert["detail"]["rule_id"] == "metformin-oral-renal-45-59"
+    assert alert["detail"]["amount"] == 3000.0 and alert["detail"]["limit"] == "2000 mg"
     normal = {**patient, "renal": {"crcl": 60, "measured": measured}}
     _, response = run_check(demo.url, {"medications": medications, "patient": normal})
     assert [a for a in response["alerts"] if a["kind"] == "dose"] == []  # 2000 mg ≤ 3000 mg
@@ -385,3 +396,29 @@ def test_a_malformed_renal_function_is_an_invalid_request(demo: Demo, renal: dic
     request = {"medications": by_varenr(METFORMIN), "patient": {"renal": renal}}
     code, response = run_check(demo.url, request)
     assert code == 2 and response["type"] == PROBLEMS + "invalid-request"
+
+
+def test_an_entry_indication_is_read_and_reaches_the_checked_medication(demo: Demo) -> None:
+    from interactions import Knowledge
+    from medloop.check import parse_request, resolve_medications
+
+    request = {
+        "medications": [
+            {"id": "m1", "varenr": METFORMIN, "indication": "T90 Diabetes type 2"},
+            {"id": "m2", "varenr": WARFARIN},
+        ]
+    }
+    code, _ = run_check(demo.url, request)
+    assert code == 0
+    medications = resolve_medications(
+        Knowledge.build(demo.snapshot), parse_request(json.dumps(request))
+    )
+    assert [m.indication for m in medications] == ["T90 Diabetes type 2", None]
+
+
+@pytest.mark.parametrize("indication", [5, ["L88"], "x" * 2001, ""])
+def test_a_malformed_indication_is_an_invalid_request(demo: Demo, indication: Any) -> None:
+    request = {"medications": [{"id": "m1", "varenr": METFORMIN, "indication": indication}]}
+    code, response = run_check(demo.url, request)
+    assert code == 2 and response["type"] == PROBLEMS + "invalid-request"
+    assert [e["loc"][:3] for e in response["errors"]] == [["medications", 0, "indication"]]

@@ -75,8 +75,11 @@ def run(
     stop: date | None = None,
     strengths: tuple = (),
     others: tuple[Medication, ...] = (),
+    indication: str | None = None,
 ) -> list[Alert]:
-    medication = Medication("m1", drug(atc, route, *strengths), dosage, start, stop)
+    medication = Medication(
+        "m1", drug(atc, route, *strengths), dosage, start, stop, indication=indication
+    )
     alerts = check(
         knowledge(),
         [medication, *others],

@@ -1,6 +1,6 @@
 """Every shipped dose rule, generated from the rule file itself: each absolute or per-kilogram
 limit in mass or IE stays silent at the limit and fires just above it, each rule that depends on
-age, weight or kidney function is silent for a patient just outside its band, and each
+age, weight, kidney function or the entry's indication is silent just outside its band, and each
 contraindication fires inside its band and not outside.
 
 The hand-written tests in test_ix_dose_patient_limits.py cover what a generated test cannot
@@ -92,9 +92,24 @@ def dosage(rule: DoseRule, patient: Patient, measure: str, factor: float) -> Dos
     return doses(value / times * factor, unit, times=times)
 
 
+def indication(when: Condition | None) -> str | None:
+    """An entry indication inside the rule's band: its first ICPC-2 code."""
+    if when is None or when.indication_icpc2 is None:
+        return None
+    return f"{when.indication_icpc2[0]} (inside the rule's indications)"
+
+
 def ours(rule: DoseRule, dosage: Dosage, patient: Patient) -> set[str]:
-    """The measures of this rule the dosage exceeds."""
-    alerts = run(rule.atc[0], rule.route, dosage, patient, start=TODAY, stop=STOP)
+    """The measures of this rule the dosage exceeds, for an entry inside its indications."""
+    alerts = run(
+        rule.atc[0],
+        rule.route,
+        dosage,
+        patient,
+        start=TODAY,
+        stop=STOP,
+        indication=indication(rule.when),
+    )
     return {measure for rule_id, measure in exceeded(alerts) if rule_id == rule.id}
 
 
@@ -142,14 +157,26 @@ def test_each_patient_dependent_rule_is_silent_just_outside_its_band(rule: DoseR
     measure = next(
         (m for m in ("single", "daily", "weekly") if limit_for(rule, m, inside(rule.when))), None
     )
-    for label, patient in outside(rule.when):
+    cases = [(label, patient, indication(rule.when)) for label, patient in outside(rule.when)]
+    if rule.when.indication_icpc2 is not None:
+        # another indication (a code no rule names) is outside the band
+        cases.append(("indication Z99", inside(rule.when), "Z99 Annen indikasjon"))
+    for label, patient, entry_indication in cases:
         if measure is None:  # a contraindication: any dose
             amount = doses(1)
         else:
             found = dosage(rule, inside(rule.when), measure, 1.02)
             assert found is not None
             amount = found
-        alerts = run(rule.atc[0], rule.route, amount, patient, start=TODAY, stop=STOP)
+        alerts = run(
+            rule.atc[0],
+            rule.route,
+            amount,
+            patient,
+            start=TODAY,
+            stop=STOP,
+            indication=entry_indication,
+        )
         fired = {rule_id for rule_id, _ in exceeded(alerts)}
         assert rule.id not in fired, f"{rule.id} fired for a patient at {label}"
 

@@ -205,15 +205,17 @@ def test_metformin_follows_the_gfr_bands() -> None:
         ("metformin-oral-renal-30-44", "daily")
     }
     assert run("A10BA02", ORAL, doses(500, times=2), at(44)) == []
-    # 45-59: at most 1000 mg a day as read in Norsk legemiddelhåndbok (the 2000 mg band is
-    # not confirmed by a document read)
-    assert exceeded(run("A10BA02", ORAL, doses(750, times=2), at(45))) == {
+    # 45-59: at most 2000 mg a day, the renal table of the 2016 EU referral (SmPC 4.2); the
+    # 1000 mg of the band below no longer applies at 45
+    assert run("A10BA02", ORAL, doses(1000, times=2), at(45)) == []
+    assert run("A10BA02", ORAL, doses(1000, times=2), at(59)) == []
+    assert exceeded(run("A10BA02", ORAL, doses(850, times=3), at(45))) == {
         ("metformin-oral-renal-45-59", "daily")
     }
-    assert exceeded(run("A10BA02", ORAL, doses(750, times=2), at(59))) == {
+    assert exceeded(run("A10BA02", ORAL, doses(850, times=3), at(59))) == {
         ("metformin-oral-renal-45-59", "daily")
     }
-    assert run("A10BA02", ORAL, doses(500, times=2), at(59)) == []
+    assert run("A10BA02", ORAL, doses(850, times=3), at(60)) == []
     assert run("A10BA02", ORAL, doses(1000, times=3), at(60)) == []
     assert exceeded(run("A10BA02", ORAL, doses(500), at(29))) == {
         ("metformin-oral-renal-30", "contraindicated")
@@ -445,13 +447,49 @@ def test_oral_methotrexate_25_mg_once_weekly_is_flagged() -> None:
     assert run("L04AX03", ORAL, doses(20, weekday=monday), ADULT) == []
 
 
-def test_subcutaneous_methotrexate_is_limited_to_30_mg_a_week() -> None:
+def test_subcutaneous_methotrexate_is_limited_to_30_mg_a_week_outside_rheumatoid_arthritis() -> (
+    None
+):
     monday = Weekday.MONDAY
-    assert run("L04AX03", SC, doses(30, weekday=monday), ADULT) == []
-    assert exceeded(run("L04AX03", SC, doses(32.5, weekday=monday), ADULT)) == {
+    psoriasis = "S91 Psoriasis"
+    assert run("L04AX03", SC, doses(30, weekday=monday), ADULT, indication=psoriasis) == []
+    assert exceeded(
+        run("L04AX03", SC, doses(32.5, weekday=monday), ADULT, indication=psoriasis)
+    ) == {
         ("methotrexate-subcutaneous", "single"),
         ("methotrexate-subcutaneous", "weekly"),
     }
+
+
+def test_subcutaneous_methotrexate_in_rheumatoid_arthritis_is_limited_to_25_mg_a_week() -> None:
+    monday = Weekday.MONDAY
+    for ra in ("L88 Revmatoid artritt", "l88", "  L88: leddgikt"):
+        assert run("L04AX03", SC, doses(25, weekday=monday), ADULT, indication=ra) == [], ra
+        found = run("L04AX03", SC, doses(27.5, weekday=monday), ADULT, indication=ra)
+        assert exceeded(found) == {
+            ("methotrexate-subcutaneous-l88", "single"),
+            ("methotrexate-subcutaneous-l88", "weekly"),
+        }, ra
+        assert not_checked(found) == set()
+    # a code that only begins like L88 is another code
+    assert run("L04AX03", SC, doses(27.5, weekday=monday), ADULT, indication="L881") != []
+
+
+def test_subcutaneous_methotrexate_without_a_coded_indication_is_not_checked_above_25_mg() -> None:
+    monday = Weekday.MONDAY
+    for missing in (None, "", "leddgikt", "revmatoid artritt L88"):
+        assert run("L04AX03", SC, doses(25, weekday=monday), ADULT, indication=missing) == []
+        found = run("L04AX03", SC, doses(27.5, weekday=monday), ADULT, indication=missing)
+        assert exceeded(found) == set(), missing
+        assert not_checked(found) == {("methotrexate-subcutaneous-l88", "indication-unknown")}
+        detail = found[0].detail
+        assert isinstance(detail, DoseNotCheckedDetail)
+        assert "ICPC-2" in detail.reason and "27.5 mg" in detail.reason
+    # above every indication's limit the general rule still fires, and the missing indication
+    # is named beside it
+    found = run("L04AX03", SC, doses(32.5, weekday=monday), ADULT)
+    assert ("methotrexate-subcutaneous", "weekly") in exceeded(found)
+    assert not_checked(found) == {("methotrexate-subcutaneous-l88", "indication-unknown")}
 
 
 def test_intravenous_paracetamol_at_33_kg_or_less_is_limited_to_2_g() -> None:

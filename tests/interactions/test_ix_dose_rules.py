@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from interactions import atc
-from interactions.dose_rules import DoseRuleSet, Limit, is_search_url, load_dose_rules
+from interactions.dose_rules import Condition, DoseRuleSet, Limit, is_search_url, load_dose_rules
 from interactions.units import Amount
 
 NURSING_HOME_SUBSTANCES = {
@@ -209,3 +209,21 @@ def test_the_readme_counts_the_rules_that_cite_a_document() -> None:
     assert f"Of the {len(rules)} rules, {len(cited)} cite the document itself" in text
     assert f"in {len(read)} the figures were read in it" in text
     assert f"in {len(cited) - len(read)} the stored copy did not show every figure" in text
+
+
+def test_an_indication_condition_names_icpc2_codes() -> None:
+    condition = Condition.model_validate({"indication_icpc2": ["L88"]})
+    assert condition.facts == ("indication",)
+    assert str(condition) == "indication ICPC-2 L88"
+    for codes in ([], ["l88"], ["L8"], ["L88 Revmatoid artritt"], "L88"):
+        with pytest.raises(ValidationError):
+            Condition.model_validate({"indication_icpc2": codes})
+
+
+def test_the_rheumatoid_arthritis_rule_of_subcutaneous_methotrexate_is_for_l88_only() -> None:
+    rules = {rule.id: rule for rule in load_dose_rules().rules}
+    general, ra = rules["methotrexate-subcutaneous"], rules["methotrexate-subcutaneous-l88"]
+    assert general.when is None and ra.when is not None
+    assert ra.when.indication_icpc2 == ("L88",) and ra.route == general.route == "62"
+    assert [str(limit) for limit in ra.max_weekly] == ["25 mg"]
+    assert [str(limit) for limit in general.max_weekly] == ["30 mg"]

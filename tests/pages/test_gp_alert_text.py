@@ -163,6 +163,12 @@ def test_a_reason_only_the_dose_rules_word_in_english_is_marked_as_english():
         "Dosen av metotreksat er ikke kontrollert (Simvastatin Nordkyst): pasientens vekt trengs"
     )
     assert worded.english is None
+    no_indication = known.model_copy(update={"reason_code": "indication-unknown"})
+    worded = alert_text(_alert(no_indication, Severity.INFO, (A,)), NAMES, "nb")
+    assert worded.summary == (
+        "Dosen av metotreksat er ikke kontrollert (Simvastatin Nordkyst): indikasjonen på "
+        "oppføringen trengs, med en ICPC-2-kode først"
+    )
     unknown = DoseNotCheckedDetail(
         substance="metotreksat",
         atc="L01BA01",

@@ -32,14 +32,14 @@ def check(client, patient_id: str, tablets: str) -> str:
 def test_the_recorded_kidney_function_selects_the_metformin_limit_on_the_page(client, pages_world):
     as_person(client, "gp")
     in_english(client)
-    # Kari Nordmann: eGFR 52 measured 20 days ago (the 45-59 band: at most 1000 mg a day)
+    # Kari Nordmann: eGFR 52 measured 20 days ago (the 45-59 band: at most 2000 mg a day)
     _, patient_id = resident(pages_world.world, 0)
     before = list_version(client, patient_id)
-    over = check(client, patient_id, "3")  # 1500 mg in the morning
+    over = check(client, patient_id, "5")  # 2500 mg in the morning
     assert "Alerts before saving" in over
     assert "metformin-oral-renal-45-59" in over
     assert "eGFR/CrCl 45 to below 60 ml/min" in over
-    within = check(client, patient_id, "2")  # 1000 mg
+    within = check(client, patient_id, "4")  # 2000 mg
     assert "metformin-oral-renal" not in within
     assert list_version(client, patient_id) == before  # checking writes nothing
 

@@ -253,7 +253,12 @@ def _screening(
         known = listed.get(entry_id)
         if known is not None:
             listed[entry_id] = Medication(
-                id=known.id, drug=known.drug, dosage=known.dosage, start=known.start, stop=None
+                id=known.id,
+                drug=known.drug,
+                dosage=known.dosage,
+                start=known.start,
+                stop=None,
+                indication=known.indication,
             )
     return Screening(tuple(listed.values()), (str(entry.id),) if str(entry.id) in listed else ())
 
