@@ -161,7 +161,7 @@ CASES: dict[str, Case] = {
         [med("a", "N05CD02", start=TODAY - timedelta(days=14))],
         [med("a", "N05CD02", start=TODAY - timedelta(days=13))],
     ),
-    "STOPP:D12": Case([med("a", "N05AD01")], [med("a", "N05BA04")]),
+    "STOPP:D12": Case([med("a", "N05AD01")], [med("a", "N05AH04")]),
     "STOPP:F2": Case([med("a", "A02BC05")], [med("a", "A02BC05", start=RECENT)]),
     "STOPP:K1": Case([med("a", "N05BA04")], [med("a", "N05CF01")]),
     "STOPP:K2": Case([med("a", "N05AH04")], [med("a", "N05AN01")]),
