@@ -14,6 +14,7 @@ entries in use on ``today`` (no stop date before it) are reviewed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -34,6 +35,7 @@ from interactions.review_rules import (
 from interactions.units import canonical
 
 RENAL_SET = "RENAL"
+_NUMBERED = re.compile(r"([A-Z]?)([0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +246,7 @@ def _qualifies(
             missing.append(_Missing(f"the start date of {medication.id}"))
         elif (run.today - medication.start).days <= criterion.longer_than_days:
             return False
-    if criterion.daily_above is not None:
+    if criterion.daily_above is not None or criterion.daily_at_least is not None:
         verdict = _daily_above(medication, criterion, group)
         if verdict is False:
             return False
@@ -260,8 +262,12 @@ def _qualifies(
 
 
 def _daily_above(medication: Medication, criterion: Criterion, group: AtcGroup) -> bool | _Missing:
-    assert criterion.daily_above is not None
-    limit = canonical(criterion.daily_above.value, criterion.daily_above.unit)
+    """Whether the entry's daily dose is above ``daily_above`` (or at or above
+    ``daily_at_least``), with a tolerance for the unit conversion's rounding."""
+    bound = criterion.daily_above or criterion.daily_at_least
+    assert bound is not None
+    at_least = criterion.daily_above is None
+    limit = canonical(bound.value, bound.unit)
     if medication.dosage is None:
         return _Missing(f"the dosage of {medication.id}")
     for code in group.atc:
@@ -273,6 +279,8 @@ def _daily_above(medication: Medication, criterion: Criterion, group: AtcGroup) 
             return _Missing(f"the daily dose of {medication.id} ({reason})")
         if totals.daily.unit != limit.unit:
             return _Missing(f"the daily dose of {medication.id} in {limit.unit}")
+        if at_least:
+            return totals.daily.value >= limit.value - 1e-9
         return totals.daily.value > limit.value + 1e-9
     return _Missing(f"the strength of {medication.id}")
 
@@ -312,9 +320,15 @@ def _evaluate(run: _Run, criteria_set: CriteriaSet, criterion: Criterion) -> Non
 
     kind = criterion.kind
     if kind == "clinical":
-        present = run.members(groups[criterion.drugs]) if criterion.drugs else []
-        if criterion.drugs is None or present:
-            unsure(present, (_Missing(need) for need in criterion.needs))
+        needs = [_Missing(need) for need in criterion.needs]
+        if criterion.drugs is None:
+            unsure([], needs)
+            return
+        # the part the list can decide (use, dose, duration, kidney function) is decided: an
+        # entry it rules out is not listed; an entry it cannot decide adds what is missing
+        met, undecided = judged(groups[criterion.drugs])
+        if met or undecided:
+            unsure(met + [m for m, _ in undecided], needs + [w for _, w in undecided])
         return
     if kind == "duplicate":
         for class_name in criterion.classes:
@@ -382,6 +396,8 @@ def _drug_detail(run: _Run, medication: Medication, criterion: Criterion, group:
         )
     if criterion.daily_above is not None:
         parts.append(f"above {criterion.daily_above} a day")
+    if criterion.daily_at_least is not None:
+        parts.append(f"at {criterion.daily_at_least} a day or more")
     if criterion.renal_below is not None:
         parts.append(f"with {renal_text(run.patient)} (below {criterion.renal_below} ml/min)")
     return " ".join(parts) + f". {criterion.rationale}"
@@ -525,12 +541,13 @@ def review(
     _evaluate_renal(run, dose_rules)
     order = {name: i for i, name in enumerate(("NORGEP-NH", "STOPP", "START", RENAL_SET))}
 
-    def key(item: Finding | NotAssessed) -> tuple[int, tuple[int, str], str, tuple[str, ...]]:
+    def key(item: Finding | NotAssessed) -> tuple[int, tuple[str, int], str, tuple[str, ...]]:
+        # in the source's order: NORGEP-NH 1, 2 … 34; STOPP B3 before B11, C6 before C10
         number = item.criterion.split(":", 1)[1]
-        digits = "".join(ch for ch in number if ch.isdigit())
+        numbered = _NUMBERED.fullmatch(number)
         return (
             order.get(item.set, 9),
-            (int(digits) if number.isdigit() else 0, number),
+            (numbered[1], int(numbered[2])) if numbered else (number, 0),
             item.criterion,
             item.medications,
         )

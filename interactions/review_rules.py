@@ -7,8 +7,8 @@ Four files in ``interactions/rules/`` (all decision support, none signed yet —
   ``medloop-review-criteria/1``): a criteria set with named ATC ``groups`` and ``criteria``. A
   criterion's ``kind`` says how it is decided from the list:
 
-  ``drug``         every entry in ``drugs`` (optionally only in ``uses``, above ``daily_above``,
-                   below ``renal_below`` eGFR/CrCl);
+  ``drug``         every entry in ``drugs`` (optionally only in ``uses``, above ``daily_above``
+                   or at or above ``daily_at_least``, below ``renal_below`` eGFR/CrCl);
   ``combination``  an entry of ``drugs`` together with one of each group in ``combined_with``;
   ``count``        at least ``at_least`` entries of ``drugs``;
   ``duration``     entries of ``drugs`` in use for more than ``longer_than_days`` (needs
@@ -16,7 +16,9 @@ Four files in ``interactions/rules/`` (all decision support, none signed yet —
   ``omission``     entries of ``drugs`` with no entry of any ``without`` group on the list;
   ``duplicate``    two or more entries of one of the ``classes`` (optionally only in ``uses``);
   ``clinical``     needs information the engine does not have (``needs``): it is listed as not
-                   assessed, when its ``drugs`` are on the list (or always, without ``drugs``).
+                   assessed when entries of its ``drugs`` meet (or may meet) its per-entry
+                   conditions (``uses``, a dose, ``longer_than_days``, ``renal_below``), or
+                   always, without ``drugs``.
 
   Every criterion has its ``summary`` in English and ``summary_nb`` in Norwegian (bokmål),
   and cites its ``source`` (``citation``, ``url``, ``verified``); a criterion whose
@@ -108,6 +110,8 @@ class Criterion(_Model):
     drugs: str | None = None
     uses: tuple[UseName, ...] = ()
     daily_above: Limit | None = None
+    daily_at_least: Limit | None = None
+    """A daily dose at or above this (the source says "≥"); ``daily_above`` is strictly above."""
     renal_below: PositiveInt | None = None
     combined_with: tuple[str, ...] = ()
     at_least: PositiveInt | None = None
@@ -139,6 +143,8 @@ class Criterion(_Model):
         }
         if not all(required[self.kind]):
             raise ValueError(f"{self.id}: a {self.kind} criterion lacks one of its fields")
+        if self.daily_above is not None and self.daily_at_least is not None:
+            raise ValueError(f"{self.id}: give daily_above or daily_at_least, not both")
         return self
 
     @property

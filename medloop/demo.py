@@ -190,7 +190,7 @@ RESIDENTS = (
                 "Smerter",
             ),
             # For the medication review: an NSAID with warfarin and a diuretic (NORGEP-NH 3, 12,
-            # 16; STOPP C8) and a proton pump inhibitor used for over a year (NORGEP-NH 33).
+            # 16; STOPP C10) and a proton pump inhibitor used for over a year (NORGEP-NH 33).
             Order(
                 "090181",
                 regular(
@@ -237,8 +237,8 @@ RESIDENTS = (
                 "Gjennombruddssmerter",
             ),
             # For the medication review: an antipsychotic for half a year (NORGEP-NH 25, ACB 3),
-            # oxazepam for three months (NORGEP-NH 26, STOPP D5), three psychotropics
-            # (NORGEP-NH 23) and a regular opioid without a laxative (STOPP L2, START H2).
+            # oxazepam for three months (NORGEP-NH 26, STOPP D8), three psychotropics
+            # (NORGEP-NH 23) and a regular opioid without a laxative (STOPP L2, START K2).
             Order(
                 "090827",
                 regular(_tablets(1, EVENING), text="1 tablett om kvelden"),

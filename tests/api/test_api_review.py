@@ -77,7 +77,7 @@ def test_review_end_to_end_with_pdf_and_since_last_time(world) -> None:
     ids = resident(world)
     current, etag = started(world)
     criteria = {f["criterion"] for f in current["assessment"]["findings"]}
-    assert {"NORGEP-NH:2", "NORGEP-NH:3", "NORGEP-NH:12", "STOPP:C8"} <= criteria
+    assert {"NORGEP-NH:2", "NORGEP-NH:3", "NORGEP-NH:12", "STOPP:C10"} <= criteria
     assert current["since_last"] is None
     assert etag == f'"{current["list_version"]}"'
 

@@ -74,7 +74,7 @@ def test_per_hansens_yearly_review_on_the_demo_nursing_home(engine) -> None:
     assert started.status_code == 200, started.text
     current = started.json()
     found = {f["criterion"] for f in current["assessment"]["findings"]}
-    assert {"NORGEP-NH:23", "NORGEP-NH:25", "NORGEP-NH:26", "STOPP:L2", "START:H2"} <= found
+    assert {"NORGEP-NH:23", "NORGEP-NH:25", "NORGEP-NH:26", "STOPP:L2", "START:K2"} <= found
     assert current["assessment"]["acb"]["score"] >= 3
     assert len(current["assessment"]["indicators"]["psychotropics"]) == 3
     names = {str(e["entry_id"]): e["name"] for e in current["assessment"]["entries"]}

@@ -100,10 +100,10 @@ def test_criteria_that_need_clinical_information_are_listed_with_what_is_missing
 ) -> None:
     _, response = run_review(demo_url, RESIDENT)
     listed = {n["criterion"]: n for n in response["not_assessed"]}
-    assert listed["START:A1"]["missing"] == ["diagnosis: atrial fibrillation"]
-    assert listed["STOPP:K1"]["missing"] == ["history of falls"]
+    assert listed["START:C1"]["missing"] == ["diagnosis: atrial fibrillation"]
+    assert listed["STOPP:K1"]["missing"] == ["history of recurrent falls"]
     assert listed["STOPP:K1"]["medications"] == ["m2"]  # oxazepam is a benzodiazepine
-    assert "STOPP:D2" not in listed  # no antipsychotic on the list
+    assert "STOPP:D12" not in listed  # no antipsychotic on the list
 
 
 def test_without_renal_function_the_renal_criteria_are_not_assessed(demo_url: str) -> None:

@@ -99,13 +99,34 @@ CASES: dict[str, Case] = {
         [med("a", "N06AB04"), med("b", "N06AB10")],
         [med("a", "N06AB04"), med("b", "N06AB10", use="as-needed")],
     ),
-    "STOPP:C1": Case([med("a", "B01AC06", mg_a_day=300)], [med("a", "B01AC06", mg_a_day=75)]),
-    "STOPP:C8": Case(
+    "STOPP:B3": Case(
+        [med("a", "C07AB02"), med("b", "C08DA01")], [med("a", "C07AB02"), med("b", "C08CA01")]
+    ),
+    "STOPP:B11": Case([med("a", "C02AC05")], [med("a", "C02CA04")]),
+    "STOPP:C1": Case([med("a", "B01AC06", mg_a_day=150)], [med("a", "B01AC06", mg_a_day=100)]),
+    "STOPP:C6": Case([med("a", "B01AC05")], [med("a", "B01AC04")]),
+    "STOPP:C10": Case(
         [med("a", "M01AE01"), med("b", "B01AF02")], [med("a", "N02BE01"), med("b", "B01AF02")]
     ),
-    "STOPP:D5": Case([med("a", "N05BA04")], [med("a", "N05BA04", start=RECENT)]),
+    "STOPP:C13": Case(
+        [med("a", "B01AE07"), med("b", "C08DB01")], [med("a", "B01AE07"), med("b", "C08CA01")]
+    ),
+    "STOPP:C14": Case(
+        [med("a", "B01AF02"), med("b", "C01BD01")], [med("a", "B01AA03"), med("b", "C01BD01")]
+    ),
+    "STOPP:D8": Case(
+        [med("a", "N05BA04", start=TODAY - timedelta(days=28))],
+        [med("a", "N05BA04", start=TODAY - timedelta(days=27))],
+    ),
+    "STOPP:D11": Case(
+        [med("a", "N05CF01", start=TODAY - timedelta(days=14))],
+        [med("a", "N05CF01", start=TODAY - timedelta(days=13))],
+    ),
+    "STOPP:D18": Case(
+        [med("a", "N06DA02"), med("b", "C07AB02")], [med("a", "N06DA02"), med("b", "C08CA01")]
+    ),
     "STOPP:E1": Case(
-        [med("a", "C01AA05", mg_a_day=0.25)],
+        [med("a", "C01AA05", mg_a_day=0.125)],
         [med("a", "C01AA05", mg_a_day=0.0625)],
         patient(egfr=25),
     ),
@@ -114,22 +135,42 @@ CASES: dict[str, Case] = {
     "STOPP:E4": Case([med("a", "M01AE01")], [med("a", "M01AE01")], patient(egfr=45), patient()),
     "STOPP:E5": Case([med("a", "M04AC01")], [med("a", "M04AC01")], patient(egfr=8), patient()),
     "STOPP:E6": Case([med("a", "A10BA02")], [med("a", "A10BA02")], patient(egfr=25), patient()),
+    "STOPP:E7": Case([med("a", "C03DA01")], [med("a", "C03DA01")], patient(egfr=25), patient()),
+    "STOPP:E8": Case(
+        [med("a", "J01XE01", use="course")],
+        [med("a", "J01XE01", use="course")],
+        patient(egfr=40),
+        patient(egfr=45),
+    ),
+    "STOPP:E9": Case([med("a", "M05BA04")], [med("a", "M05BA04")], patient(egfr=25), patient()),
+    "STOPP:E10": Case([med("a", "L04AX03")], [med("a", "L04AX03")], patient(egfr=25), patient()),
     "STOPP:J1": Case([med("a", "A10BB12")], [med("a", "A10BB09")]),
     "STOPP:L2": Case([med("a", "N02AA05")], [med("a", "N02AA05"), med("b", "A06AD11")]),
-    "STOPP:N2": Case(
+    "STOPP:M1": Case(
         [med("a", "G04BD08"), med("b", "N05AH03")], [med("a", "G04BD08"), med("b", "N05AX08")]
     ),
-    "START:H2": Case([med("a", "N02AB03")], [med("a", "N02AB03", use="as-needed")]),
-    # criteria that need clinical information: listed as not assessed
+    "START:H9": Case([med("a", "L04AX03")], [med("a", "L04AX03"), med("b", "B03BB01")]),
+    "START:K2": Case([med("a", "N02AB03")], [med("a", "N02AB03", use="as-needed")]),
+    # criteria that need clinical information: listed as not assessed (when the part the list
+    # can decide — use, dose, duration — is met), never as findings
     "STOPP:A1": Case([med("a", "C07AB02")], [med("a", "C07AB02")], patient(), patient(age=60)),
     "STOPP:A2": Case([med("a", "C07AB02")], [med("a", "C07AB02")], patient(), patient(age=60)),
-    "STOPP:B6": Case([med("a", "C03CA01")], [med("a", "C03AA03")]),
-    "STOPP:D2": Case([med("a", "N05AD01")], [med("a", "N05BA04")]),
-    "STOPP:F2": Case([med("a", "A02BC05")], [med("a", "A02BA02")]),
+    "STOPP:B7": Case([med("a", "C03CA01")], [med("a", "C03AA03")]),
+    "STOPP:C16": Case([med("a", "B01AC06")], [med("a", "B01AC04")]),
+    "STOPP:D10": Case(
+        [med("a", "N05CD02", start=TODAY - timedelta(days=14))],
+        [med("a", "N05CD02", start=TODAY - timedelta(days=13))],
+    ),
+    "STOPP:D12": Case([med("a", "N05AD01")], [med("a", "N05AH04")]),
+    "STOPP:F2": Case([med("a", "A02BC05")], [med("a", "A02BC05", start=RECENT)]),
     "STOPP:K1": Case([med("a", "N05BA04")], [med("a", "N05CF01")]),
-    "START:A1": Case([], [], patient(), patient(age=64)),
-    "START:A4": Case([], [], patient(), patient(age=64)),
-    "START:E5": Case([], [], patient(), patient(age=64)),
+    "STOPP:K2": Case([med("a", "N05AH04")], [med("a", "N05AN01")]),
+    "STOPP:K4": Case([med("a", "N05CF01")], [med("a", "N05CD02")]),
+    "STOPP:K7": Case([med("a", "N02AA01")], [med("a", "N02BE01")]),
+    "STOPP:L6": Case([med("a", "N02BE01", mg_a_day=3000)], [med("a", "N02BE01", mg_a_day=2000)]),
+    "START:B2": Case([], [], patient(), patient(age=64)),
+    "START:C1": Case([], [], patient(), patient(age=64)),
+    "START:H3": Case([], [], patient(), patient(age=64)),
 }
 
 
@@ -199,13 +240,71 @@ def test_stopp_a3_duplicates_count_daily_regular_use_only_as_version_3_says() ->
     assert note.missing == ("the use (regular, course or as-needed) of b",)
 
 
-def test_only_criteria_whose_version_3_text_was_read_are_marked_verified() -> None:
+def test_stopp_start_criteria_carry_their_version_3_number_and_the_copy_read() -> None:
     stopp_start = shipped_review_criteria().sets[1]
-    verified = sorted(c.id for c in stopp_start.criteria if c.source.verified)
-    assert verified == ["STOPP:A1", "STOPP:A2", "STOPP:A3"]
     for criterion in stopp_start.criteria:
-        if not criterion.source.verified:
-            assert "version 2" in (criterion.source.note or "")
+        source = criterion.source
+        assert source.verified, criterion.id
+        assert source.citation.startswith("STOPP/START version 3"), criterion.id
+        section, number = criterion.id.split(":")[1][0], criterion.id.split(":")[1][1:]
+        assert f"Section {section} (" in source.citation and source.citation.endswith(number)
+        assert "version 2" not in source.citation
+        # the note names the copy read, and says it is not the publisher's appendix
+        assert "Read on 2026-12-05" in (source.note or "") or "read on 2026-12-05" in (
+            source.note or ""
+        )
+    transcribed = [c for c in stopp_start.criteria if "github.com" in c.source.url]
+    assert all("transcription" in (c.source.note or "") for c in transcribed)
+
+
+def test_version_3_thresholds_replace_version_2_ones() -> None:
+    # C1: aspirin above 100 mg a day (v2: 160 mg)
+    assert _hits(review([med("a", "B01AC06", mg_a_day=150)], patient(), today=TODAY), "STOPP:C1")
+    # E1: digoxin at 125 micrograms a day or more (at, not only above)
+    e1 = review([med("a", "C01AA05", mg_a_day=0.125)], patient(egfr=29), today=TODAY)
+    (finding,) = [f for f in e1.findings if f.criterion == "STOPP:E1"]
+    assert "at 0.125 mg a day or more" in finding.detail
+    # D8: benzodiazepines for 4 weeks or longer, i.e. from day 28
+    d8 = review([med("a", "N05BA04", start=TODAY - timedelta(days=28))], patient(), today=TODAY)
+    assert _hits(d8, "STOPP:D8") == [("a",)]
+    # version 2 numbers are gone
+    ids = set(_criterion_ids())
+    assert not {"STOPP:C8", "STOPP:D5", "STOPP:N2", "START:H2", "START:A1"} & ids
+
+
+def test_a_clinical_criterion_is_listed_only_when_the_part_the_list_decides_is_met() -> None:
+    # L6 needs the BMI or liver disease, but the 3 g dose is on the list
+    high = review([med("a", "N02BE01", mg_a_day=4000)], patient(), today=TODAY)
+    (note,) = [n for n in high.not_assessed if n.criterion == "STOPP:L6"]
+    assert note.medications == ("a",)
+    assert note.missing == ("body-mass index or chronic liver disease",)
+    low = review([med("a", "N02BE01", mg_a_day=1000)], patient(), today=TODAY)
+    assert "STOPP:L6" not in {n.criterion for n in low.not_assessed}
+    # an entry whose dose is unknown is listed with the dose among what is missing
+    unknown = review([med("a", "N02BE01")], patient(), today=TODAY)
+    (note,) = [n for n in unknown.not_assessed if n.criterion == "STOPP:L6"]
+    assert note.missing[0] == "body-mass index or chronic liver disease"
+    assert any("daily dose of a" in m for m in note.missing[1:])
+
+
+def test_findings_follow_the_sources_order_letter_then_number() -> None:
+    result = review(
+        [
+            med("a", "C02AC05"),
+            med("b", "C07AB02"),
+            med("c", "C08DA01"),
+            med("d", "B01AC05"),
+            med("e", "M01AE01"),
+            med("f", "B01AF02"),
+        ],
+        patient(),
+        today=TODAY,
+    )
+    stopp = [f.criterion for f in result.findings if f.set == "STOPP"]
+    assert stopp.index("STOPP:B3") < stopp.index("STOPP:B11")
+    assert stopp.index("STOPP:C6") < stopp.index("STOPP:C10") < stopp.index("STOPP:C14")
+    norgep = [f.criterion for f in result.findings if f.set == "NORGEP-NH"]
+    assert norgep == sorted(norgep, key=lambda c: int(c.split(":")[1]))
 
 
 def test_unknown_use_dose_or_start_is_not_assessed_never_guessed() -> None:
@@ -341,7 +440,7 @@ def test_a_criteria_file_that_breaks_the_schema_is_rejected(
 # -- property -------------------------------------------------------------------------------
 
 RELATED = sorted({m.drug.atc or "" for case in CASES.values() for m in case.fires + case.silent})
-UNRELATED = ["N02BE01", "A11CC05", "B03BA01", "S01XA20", "D02AC"]
+UNRELATED = ["A12AA04", "A11CC05", "B03BA01", "S01XA20", "D02AC"]
 
 
 def _unrelated_to_every_criterion(code: str) -> bool:

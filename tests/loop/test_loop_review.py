@@ -135,7 +135,7 @@ def test_assessment_finds_the_residents_criteria_on_the_list(engine) -> None:
     assert by_criterion["NORGEP-NH:12"] == {str(ids["warfarin"]), str(ids["ibuprofen"])}
     assert by_criterion["NORGEP-NH:6"] == {str(ids["oxazepam"])}
     assert by_criterion["NORGEP-NH:2"] == {str(ids["amitriptyline"])}
-    assert "STOPP:C8" in by_criterion
+    assert "STOPP:C10" in by_criterion
     assert found.acb.score == 3 + 1  # amitriptyline 3, warfarin 1
     assert found.list_version == 4 and since is None
     # renal function was never recorded: the kidney criteria say so

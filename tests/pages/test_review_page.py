@@ -99,7 +99,7 @@ def test_the_list_page_links_to_the_review_which_shows_every_finding_with_its_so
         summary = criteria.summary_in(finding.criterion, "nb") or finding.summary
         for part in (summary, finding.detail, finding.source.citation):
             assert " ".join(part.split()) in text, part
-    assert {"NORGEP-NH:25", "STOPP:L2", "START:H2"} <= {f.criterion for f in assessment.findings}
+    assert {"NORGEP-NH:25", "STOPP:L2", "START:K2"} <= {f.criterion for f in assessment.findings}
     assert f"ACB-skår: {assessment.acb.score}" in text
     acb = assessment.acb.medications
     acb_names = [e.name for e in assessment.entries if str(e.entry_id) in acb]

@@ -13,11 +13,11 @@ ending today); at most 400 days.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from interactions.values import Day
@@ -32,6 +32,7 @@ from medloop.api.report_reads import (
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.reports import charts
+from medloop.reports.period import ReportPeriod
 from medloop.reports.pharmacy import PharmacyReport
 from medloop.reports.prescriber import (
     PrescriberReport,
@@ -57,11 +58,36 @@ CSV = {200: {"content": {"text/csv": {}}, "description": "The table as CSV"}}
 SVG = {200: {"content": {"image/svg+xml": {}}, "description": "The chart as SVG"}}
 
 
+# -- the query every route of a report kind shares (one dependency per kind) -------------------
+
+
+async def _period(caller: CallerDep, first: From = None, last: To = None) -> ReportPeriod:
+    """``from`` … ``to`` as the report's period (the ward's and the pharmacy's reports); a
+    coroutine, like ``CallerDep``: it only computes days, on the event loop, no thread hop."""
+    return period_for(caller, first, last)
+
+
+Period = Annotated[ReportPeriod, Depends(_period)]
+
+
+@dataclass(frozen=True, slots=True)
+class PrescriberQuery:
+    """The prescriber report's query: the period and the GP list size."""
+
+    period: ReportPeriod
+    list_size: int | None
+
+
+async def _prescriber_query(
+    caller: CallerDep, first: From = None, last: To = None, list_size: ListSize = None
+) -> PrescriberQuery:
+    return PrescriberQuery(period_for(caller, first, last), list_size)
+
+
+Prescriber = Annotated[PrescriberQuery, Depends(_prescriber_query)]
+
+
 # -- ward --------------------------------------------------------------------------------------
-
-
-def _ward(caller: Caller, ward_id: UUID, first: date | None, last: date | None) -> WardReport:
-    return ward_report_for(caller, ward_id, period_for(caller, first, last))
 
 
 @router.get(
@@ -71,8 +97,8 @@ def _ward(caller: Caller, ward_id: UUID, first: date | None, last: date | None) 
     operation_id="readWardReport",
     summary="The ward's quality report: doses on time, scans, PRN, psychotropics, reviews due",
 )
-def ward(caller: CallerDep, ward_id: UUID, first: From = None, last: To = None) -> JSONResponse:
-    return JSONResponse(_ward(caller, ward_id, first, last).model_dump(mode="json"))
+def ward(caller: CallerDep, ward_id: UUID, period: Period) -> JSONResponse:
+    return JSONResponse(ward_report_for(caller, ward_id, period).model_dump(mode="json"))
 
 
 @router.get(
@@ -82,10 +108,8 @@ def ward(caller: CallerDep, ward_id: UUID, first: From = None, last: To = None) 
     operation_id="readWardReportTable",
     summary="One table of the ward's report as CSV",
 )
-def ward_csv(
-    caller: CallerDep, ward_id: UUID, table: TableId, first: From = None, last: To = None
-) -> Response:
-    report = _ward(caller, ward_id, first, last)
+def ward_csv(caller: CallerDep, ward_id: UUID, table: TableId, period: Period) -> Response:
+    report = ward_report_for(caller, ward_id, period)
     return _csv(charts.ward_tables(report), table, f"ward-{table}")
 
 
@@ -96,19 +120,15 @@ def ward_csv(
     operation_id="readWardReportChart",
     summary="One chart of the ward's report as SVG",
 )
-def ward_svg(
-    caller: CallerDep, ward_id: UUID, table: TableId, first: From = None, last: To = None
-) -> Response:
-    return _svg(charts.ward_tables(_ward(caller, ward_id, first, last)), table)
+def ward_svg(caller: CallerDep, ward_id: UUID, table: TableId, period: Period) -> Response:
+    return _svg(charts.ward_tables(ward_report_for(caller, ward_id, period)), table)
 
 
 # -- prescriber --------------------------------------------------------------------------------
 
 
-def _prescriber(
-    caller: Caller, first: date | None, last: date | None, list_size: int | None
-) -> PrescriberReport:
-    return prescriber_report_for(caller, period_for(caller, first, last), list_size)
+def _prescriber(caller: Caller, query: PrescriberQuery) -> PrescriberReport:
+    return prescriber_report_for(caller, query.period, query.list_size)
 
 
 @router.get(
@@ -118,10 +138,8 @@ def _prescriber(
     operation_id="readPrescriberReport",
     summary="My prescribing: antibiotics (RAK style), alert override rates, proposal answers",
 )
-def prescriber(
-    caller: CallerDep, first: From = None, last: To = None, list_size: ListSize = None
-) -> JSONResponse:
-    return JSONResponse(_prescriber(caller, first, last, list_size).model_dump(mode="json"))
+def prescriber(caller: CallerDep, query: Prescriber) -> JSONResponse:
+    return JSONResponse(_prescriber(caller, query).model_dump(mode="json"))
 
 
 @router.get(
@@ -131,14 +149,8 @@ def prescriber(
     operation_id="readPrescriberReportTable",
     summary="One table of my prescriber report as CSV",
 )
-def prescriber_csv(
-    caller: CallerDep,
-    table: TableId,
-    first: From = None,
-    last: To = None,
-    list_size: ListSize = None,
-) -> Response:
-    report = _prescriber(caller, first, last, list_size)
+def prescriber_csv(caller: CallerDep, table: TableId, query: Prescriber) -> Response:
+    report = _prescriber(caller, query)
     return _csv(charts.prescriber_tables(report), table, f"prescriber-{table}")
 
 
@@ -149,21 +161,11 @@ def prescriber_csv(
     operation_id="readPrescriberReportChart",
     summary="One chart of my prescriber report as SVG",
 )
-def prescriber_svg(
-    caller: CallerDep,
-    table: TableId,
-    first: From = None,
-    last: To = None,
-    list_size: ListSize = None,
-) -> Response:
-    return _svg(charts.prescriber_tables(_prescriber(caller, first, last, list_size)), table)
+def prescriber_svg(caller: CallerDep, table: TableId, query: Prescriber) -> Response:
+    return _svg(charts.prescriber_tables(_prescriber(caller, query)), table)
 
 
 # -- multidose pharmacy ------------------------------------------------------------------------
-
-
-def _pharmacy(caller: Caller, first: date | None, last: date | None) -> PharmacyReport:
-    return pharmacy_report_for(caller, period_for(caller, first, last))
 
 
 @router.get(
@@ -173,8 +175,8 @@ def _pharmacy(caller: Caller, first: date | None, last: date | None) -> Pharmacy
     operation_id="readPharmacyReport",
     summary="My pharmacy's multidose report: reconciliation classes, late changes, urgent packs",
 )
-def pharmacy(caller: CallerDep, first: From = None, last: To = None) -> JSONResponse:
-    return JSONResponse(_pharmacy(caller, first, last).model_dump(mode="json"))
+def pharmacy(caller: CallerDep, period: Period) -> JSONResponse:
+    return JSONResponse(pharmacy_report_for(caller, period).model_dump(mode="json"))
 
 
 @router.get(
@@ -184,10 +186,8 @@ def pharmacy(caller: CallerDep, first: From = None, last: To = None) -> JSONResp
     operation_id="readPharmacyReportTable",
     summary="One table of my pharmacy's report as CSV",
 )
-def pharmacy_csv(
-    caller: CallerDep, table: TableId, first: From = None, last: To = None
-) -> Response:
-    report = _pharmacy(caller, first, last)
+def pharmacy_csv(caller: CallerDep, table: TableId, period: Period) -> Response:
+    report = pharmacy_report_for(caller, period)
     return _csv(charts.pharmacy_tables(report), table, f"pharmacy-{table}")
 
 
@@ -198,10 +198,8 @@ def pharmacy_csv(
     operation_id="readPharmacyReportChart",
     summary="One chart of my pharmacy's report as SVG",
 )
-def pharmacy_svg(
-    caller: CallerDep, table: TableId, first: From = None, last: To = None
-) -> Response:
-    return _svg(charts.pharmacy_tables(_pharmacy(caller, first, last)), table)
+def pharmacy_svg(caller: CallerDep, table: TableId, period: Period) -> Response:
+    return _svg(charts.pharmacy_tables(pharmacy_report_for(caller, period)), table)
 
 
 # -- translation -------------------------------------------------------------------------------
