@@ -22,7 +22,8 @@ module only translates:
   a pending proposal for the multidose doctor.
 - **M27.1** (``ERM271``, status R): the sender becomes the multidose doctor from
   ``GjelderFra`` (``domain.multidose.responsibility``).
-- **M10** (``ERM10``): an external pharmacy's dispensing report, a dispense against our
+- **M10** (``ERM10``): an external pharmacy's dispensing report (by its caller: ``AnsattId`` is
+  an employee id, not an HPR number), a dispense against our
   prescription (``ReseptId``) under every closed-loop dispensing rule, recorded with the pack's
   expiry (and batch, without ``Batchnr``) absent, marked ``reported_in="M10"``; an annulling
   M10 annuls the dispense of the M10 it names. A report we cannot match is refused.
@@ -311,9 +312,15 @@ def _m10_employee(message: Message) -> str | None:
 
 def sender_actor(info: MsgInfo, *, employee: str | None = None) -> Actor:
     """The sender of a message as the author of what it does: its professional (HPR) acting for
-    its organisation (HER-id, else org number). An M10's sender is the pharmacy alone; its
-    ``employee`` (``AnsattId``) is then taken as the dispensing pharmacist's HPR number when it is
-    one (digits), as the official example carries it."""
+    its organisation (HER-id, else org number). ``employee``: an M10's ``AnsattId``, named in
+    the refusal when the envelope names no professional.
+
+    An M10's ``AnsattId`` is not taken as an HPR number: ER-M10-2013-10-08.xsd declares it a
+    plain ``string`` with no documentation, and its name says "employee id" (the pharmacy's
+    own number for the person who dispensed); nothing in the standard makes it an HPR number,
+    and read as one it would put a dispense in the name of whoever holds that HPR number. An
+    M10 whose envelope names no professional is imported by its authenticated caller (over
+    HTTP, the dispensing pharmacist) or refused."""
     org = info.sender
     hcp = org.healthcare_professional
     while hcp is None and org.organisation is not None:
@@ -330,12 +337,16 @@ def sender_actor(info: MsgInfo, *, employee: str | None = None) -> Actor:
         PersonnelRole.PHARMACIST if kind is OrganisationKind.PHARMACY else PersonnelRole.DOCTOR,
     )
     hpr = hcp.hpr if hcp is not None else None
-    if not hpr and employee and employee.isascii() and employee.isdigit() and len(employee) <= 9:
-        hpr, role = employee, PersonnelRole.PHARMACIST
     if not hpr:
         raise MessageWithoutAuthor(
             "the sender names no healthcare professional with an HPR number; a change to the "
-            "list needs its author (over HTTP the caller is the author)",
+            "list needs its author (over HTTP the caller is the author)"
+            + (
+                f"; the M10's AnsattId {employee!r} is the pharmacy's employee id, not an HPR "
+                "number"
+                if employee
+                else ""
+            ),
         )
     name = " ".join(filter(None, [hcp.given_name, hcp.middle_name, hcp.family_name] if hcp else []))
     return Actor(
@@ -1040,10 +1051,16 @@ def _m10_annulment(
     outcome = annul_dispense(
         earlier,
         ctx.state.prescriptions[prescription_id],
+    employee = _m10_employee(message)
         dispenses,
         reason=f"annulled by M10 {message.msg_id}",
         at=call.at,
         by=call.actor,
+        *(
+            [f"dispensed by the pharmacy's employee {employee} (AnsattId, not an HPR number)"]
+            if employee
+            else []
+        ),
     )
     assert outcome.dispense.annulment is not None
     return (
