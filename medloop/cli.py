@@ -936,9 +936,12 @@ def eresept_import(
         bool, typer.Option("--json", help="Print the receipt as one JSON object.")
     ] = False,
 ) -> None:
-    """Import one message (M25.1, M1, M5): validated like ``validate``, then applied to the
-    list, or kept as a proposal for a prescriber (M25.1), idempotent by MsgId. Prints the
-    receipt {"message_id", "type", "patient", "result", "entries", "reasons"}.
+    """Import one message: M25.1 (a list), M1 (a prescription), M5 (a recall), M10 (a
+    dispensing report), M25.2 (a multidose pharmacy's proposals), M25.3 (what it packed),
+    M27.1 (the multidose doctor), or an M9.12 / M9.4 answer carrying an M25.1 / M1. Validated
+    like ``validate``, then applied to the list, or kept as a proposal for a prescriber (M25.1,
+    M25.2), idempotent by MsgId. Prints the receipt
+    {"message_id", "type", "patient", "result", "entries", "reasons"}.
     Exit 0 applied / proposed / duplicate, 1 malformed or schema-invalid (line and column on
     stderr), 2 missing configuration, 3 refused by a rule."""
     from medloop.domain.errors import DomainError
