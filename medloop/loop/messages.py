@@ -19,7 +19,9 @@ module only translates:
 - **M5** (``ERM5``): recall of the prescription it names (``Tilbakekalling``).
 - **M25.2** (``ERM252``): the multidose pharmacy's questions, dosage changes,
   discontinuations and new entries (as the prescribe order the doctor's acceptance runs), each
-  a pending proposal for the multidose doctor.
+  a pending proposal for the multidose doctor, with where it came from (``Proposal.origin``):
+  the doctor's decision (``loop.multidose``) goes out to the M25.2's sender as the updated
+  M25.1 through the outbox, which an integrator marks sent (``mark_outbox_sent``).
 - **M27.1** (``ERM271``, status R): the sender becomes the multidose doctor from
   ``GjelderFra`` (``domain.multidose.responsibility``).
 - **M10** (``ERM10``): an external pharmacy's dispensing report (by its caller: ``AnsattId`` is
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -90,11 +92,18 @@ from medloop.domain.messages import (
     accepted_entries,
     check_message_id,
     check_patient,
+    mark_sent,
     may_apply_directly,
     propose,
 )
 from medloop.domain.multidose.plan import expected_doses
-from medloop.domain.multidose.proposals import Proposal, ProposalKind
+from medloop.domain.multidose.proposals import (
+    AskedQuestion,
+    MessageOrigin,
+    MessageParty,
+    Proposal,
+    ProposalKind,
+)
 from medloop.domain.multidose.proposals import propose as multidose_propose
 from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.multidose.responsibility import assign_responsibility, responsibility_on
@@ -119,12 +128,16 @@ from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.runner import (
     Call,
     Context,
+    Done,
     Effect,
     Screening,
+    WorkContext,
     medications_of,
     run_command,
+    run_work,
 )
 from medloop.store import multidose as multidose_store
+from medloop.store import outbox
 from medloop.store.db import reader
 from medloop.store.messages import (
     append_decision,
@@ -699,13 +712,29 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
     )
     records: list[Proposal] = []
     reasons: list[str] = []
+    info = message.msg_info
+    sender = MessageParty(
+        name=info.sender.name, her_id=info.sender.her_id, org_number=info.sender.org_number
+    )
+    conversation = (
+        info.conversation_ref.ref_to_conversation if info.conversation_ref else message.msg_id
+    )
 
-    def proposed(**fields) -> None:
+    def proposed(source: c.LibEntry, asked: AskedQuestion | None = None, **fields) -> None:
+        # where it came from: whom the doctor's decision answers, in which conversation
+        origin = MessageOrigin(
+            msg_id=message.msg_id,
+            conversation=conversation,
+            sender=sender,
+            message_entry_id=source.id,
+            question=asked,
+        )
         record = Proposal(
             id=uuid.uuid5(_NAMESPACE, f"{message.msg_id}/proposal/{len(records)}"),
             patient_id=patient_id,
             proposed_at=call.at,
             proposed_by=call.actor,
+            origin=origin,
             **fields,
         )
         records.append(multidose_propose(responsible, record, current))
@@ -721,15 +750,30 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
                 reasons.append(f"question on entry {source.id}, which is not on the list: {text}")
                 continue
             proposed(
+                source,
+                AskedQuestion(
+                    code=question.code.v if question.code else None,
+                    system=question.code.s if question.code else None,
+                    name=question.code.dn if question.code else None,
+                    note=question.note,
+                    asked_at=question.time,
+                    asked_by=question.asked_by,
+                ),
                 kind=ProposalKind.QUESTION,
                 entry_id=found.entry_id,
                 question=text,
                 note=f"M25.2 {message.msg_id}",
             )
         if found.kind == "changed" and "dosage" in found.changes and entry.dosage is not None:
-            proposed(kind=ProposalKind.CHANGE_DOSAGE, entry_id=found.entry_id, dosage=entry.dosage)
+            proposed(
+                source,
+                kind=ProposalKind.CHANGE_DOSAGE,
+                entry_id=found.entry_id,
+                dosage=entry.dosage,
+            )
         elif found.kind == "discontinued" and found.entry_id is not None:
             proposed(
+                source,
                 kind=ProposalKind.DISCONTINUE,
                 entry_id=found.entry_id,
                 discontinuation=entry.discontinuation,
@@ -764,6 +808,7 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
                 ),
             )
             proposed(
+                source,
                 kind=ProposalKind.NEW_ENTRY,
                 new_entry=order.model_dump(mode="json"),
                 note=f"M25.2 {message.msg_id}: new entry {source.id}",
@@ -1006,10 +1051,16 @@ def _dispensing_report(ctx: Context, message: Message, call: Call) -> Decided:
         by=call.actor,
     )
     record = outcome.dispense
+    employee = _m10_employee(message)
     reasons = [
         f"dispense {record.id} of {packages:g} package(s) {record.package.name} ({varenr}) on "
         f"{dispensed_on.isoformat()} against prescription {prescription_id}",
         *(f"{name} {NOT_CARRIED_BY_M10}" for name in record.not_carried),
+        *(
+            [f"dispensed by the pharmacy's employee {employee} (AnsattId, not an HPR number)"]
+            if employee
+            else []
+        ),
     ]
     return (
         Effect(
@@ -1051,16 +1102,10 @@ def _m10_annulment(
     outcome = annul_dispense(
         earlier,
         ctx.state.prescriptions[prescription_id],
-    employee = _m10_employee(message)
         dispenses,
         reason=f"annulled by M10 {message.msg_id}",
         at=call.at,
         by=call.actor,
-        *(
-            [f"dispensed by the pharmacy's employee {employee} (AnsattId, not an HPR number)"]
-            if employee
-            else []
-        ),
     )
     assert outcome.dispense.annulment is not None
     return (
@@ -1539,4 +1584,31 @@ def accept_list_proposal(
         decide,
         based_on=based_on,
         request={"msg_id": msg_id, "entries": None if entries is None else list(entries)},
+    )
+
+
+# -- the outbox: an integrator marks an answer sent ------------------------------------------------
+
+
+def mark_outbox_sent(
+    engine: Engine, patient_id: UUID, msg_id: str, call: Call
+) -> Mapping[str, Any]:
+    """An integrator of the organisation that sends message ``msg_id`` of the outbox (the
+    multidose doctor's answer to an M25.2) marks it sent: its state goes from ``ready`` to
+    ``sent``, once (``domain.messages.mark_sent``); audited, idempotent with the call's key.
+    Not a change of the list: ``run_work`` on the patient."""
+
+    def work(ctx: WorkContext) -> Done:
+        found = outbox.find_message(ctx.conn, patient_id, msg_id)
+        sent = mark_sent(found, msg_id, at=call.at, by=call.actor)
+        outbox.append_sent(ctx.conn, sent)
+        return Done(response={"msg_id": msg_id, "state": "sent", "sent_at": sent.at.isoformat()})
+
+    return run_work(
+        engine,
+        "eresept-outbox-sent",
+        work,
+        call=call,
+        patient_id=patient_id,
+        request={"msg_id": msg_id},
     )
