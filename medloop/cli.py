@@ -936,9 +936,12 @@ def eresept_import(
         bool, typer.Option("--json", help="Print the receipt as one JSON object.")
     ] = False,
 ) -> None:
-    """Import one message (M25.1, M1, M5): validated like ``validate``, then applied to the
-    list, or kept as a proposal for a prescriber (M25.1), idempotent by MsgId. Prints the
-    receipt {"message_id", "type", "patient", "result", "entries", "reasons"}.
+    """Import one message: M25.1 (a list), M1 (a prescription), M5 (a recall), M10 (a
+    dispensing report), M25.2 (a multidose pharmacy's proposals), M25.3 (what it packed),
+    M27.1 (the multidose doctor), or an M9.12 / M9.4 answer carrying an M25.1 / M1. Validated
+    like ``validate``, then applied to the list, or kept as a proposal for a prescriber (M25.1,
+    M25.2), idempotent by MsgId. Prints the receipt
+    {"message_id", "type", "patient", "result", "entries", "reasons"}.
     Exit 0 applied / proposed / duplicate, 1 malformed or schema-invalid (line and column on
     stderr), 2 missing configuration, 3 refused by a rule."""
     from medloop.domain.errors import DomainError
@@ -981,6 +984,72 @@ def eresept_import(
         )
         for reason in receipt.reasons:
             typer.echo(f"  {reason}")
+
+
+@eresept_app.command("outbox")
+def eresept_outbox(
+    patient: Annotated[
+        str | None, typer.Option(help="Only this patient's messages (national id).")
+    ] = None,
+    db: DbOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per line, one per message.")
+    ] = False,
+) -> None:
+    """List the messages due to be sent (state ready), oldest first: the multidose doctor's
+    answers to M25.2 proposals, each an M25.1 to the M25.2's sender. Per message its MsgId,
+    patient, receiver, decision, list version and SHA-256; the bytes are
+    GET /patients/{id}/eresept/outbox/{msg_id}, marked sent with POST …/sent. The read is
+    audited (one record per patient listed, actor "operator"). Exit 0, 3 no list is kept for
+    --patient."""
+    from medloop import queries
+    from medloop.store.access import Accessor, audited_many
+    from medloop.store.db import reader
+
+    engine = _engine(db)
+    only = None
+    if patient is not None:
+        with reader(engine).connect() as conn:
+            only = queries.find_patient_id(conn, patient)
+        if only is None:
+            _stderr(f"no list is kept for patient {patient}")
+            raise typer.Exit(EXIT_REFUSED)
+
+    def listed(conn):
+        found, patients = queries.outbox_ready(conn)
+        if only is not None:
+            found = [(m, n) for m, n in found if m.patient_id == only]
+            patients = [p for p in patients if p == only]
+        return found, patients
+
+    who = Accessor(actor="operator", actor_role="operator", organisation=None, request_id=None)
+    found = audited_many(engine, who, "eresept-outbox.read", listed)
+    for message, national_id in found:
+        answer = message.answer
+        row = {
+            "msg_id": message.msg_id,
+            "type": message.type,
+            "state": message.state,
+            "patient": national_id,
+            "created_at": message.created_at.isoformat(),
+            "receiver": answer.origin.sender.model_dump(),
+            "in_reply_to": answer.origin.msg_id,
+            "proposal_id": str(answer.proposal_id),
+            "kind": answer.kind.value,
+            "decision": "accepted" if answer.accepted else "rejected",
+            "list_version": answer.list_version,
+            "sha256": message.sha256,
+        }
+        if as_json:
+            print(json.dumps(row))
+        else:
+            receiver = answer.origin.sender
+            typer.echo(
+                f"{message.msg_id} {message.type} patient {national_id} to "
+                f"{receiver.name or '?'} (HER {receiver.her_id or '-'}): proposal "
+                f"{row['kind']} {row['decision']}, list version {answer.list_version}, "
+                f"sha256 {message.sha256}"
+            )
 
 
 def _refused_receipt(data: bytes, code: str, reasons: list[str]) -> dict:

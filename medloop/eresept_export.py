@@ -6,7 +6,9 @@ only spells it.
 - **M25.1** (``ERM251``): the patient's list in a MsgHead; each entry an
   ``EnkeltoppforingLIB`` with its prescription (or, for an entry without one, what it says)
   embedded base64 as a ``ReseptDokLegemiddel`` (the M1 document) in ``ReseptDokLegemiddelB64``;
-  a discontinued entry carries its ``Seponering``.
+  a discontinued entry carries its ``Seponering``. The multidose doctor's answer to an
+  M25.2 (``proposal_answer``) is such an M25.1, to the M25.2's sender, in its conversation
+  (``ConversationRef``), with the decision in ``Merknad`` and a question's ``Svar``.
 - **M1** (``ERM1``): one prescription; its MsgId is the prescription id, as the national
   prescription intermediary has it.
 - **M5** (``ERM5``): the recall of one prescription.
@@ -31,6 +33,7 @@ from interactions.drugs import ReferenceKind
 from medloop.domain.codes import DiscontinuationReason, EntryStatus, RecallReason
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, UnresolvedDrug
 from medloop.domain.entry import ListEntry
+from medloop.domain.multidose.proposals import ProposalAnswer, ProposalKind
 from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import Prescription
@@ -155,6 +158,15 @@ def _patient(parent, patient: Patient) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Conversation:
+    """``ConversationRef``: the message answered (``RefToParent``) and the conversation's
+    first message (``RefToConversation``)."""
+
+    parent: str
+    conversation: str
+
+
 def _envelope(
     type_code: str,
     type_name: str,
@@ -164,6 +176,7 @@ def _envelope(
     sender: Actor,
     receiver: Party,
     patient: Patient,
+    conversation: Conversation | None = None,
 ):
     root = etree.Element(f"{{{MSGHEAD}}}MsgHead", nsmap={None: MSGHEAD})
     info = _el(root, MSGHEAD, "MsgInfo")
@@ -171,6 +184,10 @@ def _envelope(
     _el(info, MSGHEAD, "MIGversion", MIG_VERSION)
     _el(info, MSGHEAD, "GenDate", _iso_time(at))
     _el(info, MSGHEAD, "MsgId", msg_id)
+    if conversation is not None:
+        ref = _el(info, MSGHEAD, "ConversationRef")
+        _el(ref, MSGHEAD, "RefToParent", conversation.parent)
+        _el(ref, MSGHEAD, "RefToConversation", conversation.conversation)
     _sender(info, sender)
     _receiver(info, receiver)
     _patient(info, patient)
@@ -324,6 +341,21 @@ def _resept_dok(
 # -- M25.1 ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AnsweredQuestion:
+    """A ``Sporsmal`` as asked (its coded question, note, time and asker's HER-id) with the
+    ``Svar`` given: ``answer`` its display name, ``note`` the doctor's words."""
+
+    code: str | None
+    system: str | None
+    name: str | None
+    asked_note: str | None
+    asked_at: str
+    asked_by: str
+    answer: str
+    note: str | None
+
+
 def m25_1(
     patient: Patient,
     entries: Sequence[ListEntry],
@@ -334,8 +366,13 @@ def m25_1(
     at: datetime,
     receiver: Party = RESEPTFORMIDLEREN,
     varenrs: Mapping[str, str] | None = None,
+    conversation: Conversation | None = None,
+    note: str | None = None,
+    questions: Mapping[UUID, Sequence[AnsweredQuestion]] | None = None,
 ) -> bytes:
-    """The list as one M25.1 message (entered-in-error entries are never part of it)."""
+    """The list as one M25.1 message (entered-in-error entries are never part of it). An
+    answer carries its ``conversation``, a ``note`` (``LegemidlerIBruk/Merknad``) and the
+    questions it answers on their entries (``Sporsmal`` with ``Svar``)."""
     root, content = _envelope(
         "ERM251",
         "Varer i bruk",
@@ -344,14 +381,95 @@ def m25_1(
         sender=sender,
         receiver=receiver,
         patient=patient,
+        conversation=conversation,
     )
     lib = etree.SubElement(content, f"{{{M251}}}LegemidlerIBruk", nsmap={None: M251})
     _role(lib, "L", "LIB-ansvarlig lege", sender)
     for entry in entries:
         if entry.status is EntryStatus.ENTERED_IN_ERROR:
             continue
-        _entry(lib, entry, prescriptions, varenrs or {})
+        element = _entry(lib, entry, prescriptions, varenrs or {})
+        for question in (questions or {}).get(entry.id, ()):
+            _question(element, question)
+    if note:
+        _el(lib, M251, "Merknad", note)
     return _bytes(root)
+
+
+_KIND_NAMES = {
+    ProposalKind.NEW_ENTRY: "ny oppføring",
+    ProposalKind.CHANGE_DOSAGE: "endret dosering",
+    ProposalKind.DISCONTINUE: "seponering",
+    ProposalKind.RENEW: "fornyelse",
+    ProposalKind.QUESTION: "spørsmål",
+}
+
+
+def proposal_answer(
+    patient: Patient,
+    entries: Sequence[ListEntry],
+    prescriptions: Mapping[UUID, Prescription],
+    answer: ProposalAnswer,
+    *,
+    varenrs: Mapping[str, str] | None = None,
+) -> bytes:
+    """The multidose doctor's answer to a proposal of an M25.2, as the updated M25.1: from the
+    doctor to the M25.2's sender, in its conversation (``RefToParent``: the M25.2), the list
+    as it stands after the decision (``entries``), the decision in ``Merknad`` and, for a
+    question, the question repeated on its entry with its ``Svar``."""
+    origin = answer.origin
+    decided = "godtatt" if answer.accepted else "avvist"
+    note = (
+        f"Svar på forslag fra multidoseapotek (M25.2 {origin.msg_id}, "
+        f"{_KIND_NAMES[answer.kind]}): {decided}" + (f": {answer.reason}" if answer.reason else "")
+    )
+    questions: dict[UUID, list[AnsweredQuestion]] = {}
+    asked = origin.question
+    if answer.kind is ProposalKind.QUESTION and asked is not None and answer.entry_id:
+        questions[answer.entry_id] = [
+            AnsweredQuestion(
+                code=asked.code,
+                system=asked.system,
+                name=asked.name,
+                asked_note=asked.note,
+                asked_at=asked.asked_at or _iso_time(answer.decided_at),
+                asked_by=asked.asked_by or origin.sender.her_id or origin.sender.org_number or "",
+                answer="Besvart" if answer.accepted else "Avvist",
+                note=answer.reason,
+            )
+        ]
+    return m25_1(
+        patient,
+        entries,
+        prescriptions,
+        sender=answer.doctor,
+        msg_id=answer.msg_id,
+        at=answer.decided_at,
+        receiver=Party(
+            name=origin.sender.name or "Multidoseapotek",
+            her_id=origin.sender.her_id,
+            org_number=origin.sender.org_number,
+        ),
+        varenrs=varenrs,
+        conversation=Conversation(parent=origin.msg_id, conversation=origin.conversation),
+        note=note,
+        questions=questions,
+    )
+
+
+def _question(parent, question: AnsweredQuestion) -> None:
+    element = _el(parent, M251, "Sporsmal")
+    _el(element, M251, "Kode", V=question.code, S=question.system, DN=question.name)
+    if question.asked_note:
+        _el(element, M251, "Merknad", question.asked_note)
+    _el(element, M251, "Tidspunkt", question.asked_at)
+    _el(element, M251, "Stiller", question.asked_by)
+    answer = _el(element, M251, "Svar")
+    # The code system of Svar/Kode is not among our references: the answer is named (DN), with
+    # the doctor's words in Merknad, and no code is made up.
+    _el(answer, M251, "Kode", DN=question.answer)
+    if question.note:
+        _el(answer, M251, "Merknad", question.note)
 
 
 def _role(parent, code: str, name: str, actor: Actor) -> None:
@@ -369,7 +487,7 @@ def _role(parent, code: str, name: str, actor: Actor) -> None:
 
 def _entry(
     lib, entry: ListEntry, prescriptions: Mapping[UUID, Prescription], varenrs: Mapping[str, str]
-) -> None:
+):
     element = _el(lib, M251, "EnkeltoppforingLIB")
     _el(element, M251, "Id", str(entry.id))
     latest = next(
@@ -395,6 +513,7 @@ def _entry(
         _el(sep, M251, "Arsak", V=stop.reason.value, DN=_DISCONTINUATION_NAMES[stop.reason])
         if stop.note:
             _el(sep, M251, "Merknad", stop.note)
+    return element
 
 
 # -- M1 and M5 -----------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import Dispense, DispenseNotFound, tally
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryNotFound, EntryVersion
+from medloop.domain.messages import OutboxMessage
+from medloop.domain.multidose.proposals import ProposalAnswer
 from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound
@@ -538,6 +540,60 @@ def received_message(conn: Connection, patient_id: UUID, msg_id: str) -> bytes:
     data = messages.original_of(conn, msg_id)
     assert data is not None
     return data
+
+
+# -- the outbox: messages medloop sends (the answers to M25.2 proposals) ----------------------
+
+
+def proposal_answer_as_m25_1(
+    conn: Connection, state: PatientState, answer: ProposalAnswer
+) -> bytes:
+    """The multidose doctor's answer to an M25.2's proposal as the M25.1 of ``state`` (the
+    patient's state after the decision); spelled by ``eresept_export.proposal_answer`` for the
+    decision's command (``loop.multidose``), which stores it in its own transaction."""
+    from medloop import eresept_export as writing  # noqa: PLC0415
+
+    return writing.proposal_answer(
+        state.patient,
+        state.medication_list.current_view(answer.decided_at),
+        state.prescriptions,
+        answer,
+        varenrs=_varenrs(conn),
+    )
+
+
+def outbox(conn: Connection, patient_id: UUID, organisation_id: str) -> list[OutboxMessage]:
+    """The patient's outgoing messages that organisation ``organisation_id`` sends (its
+    doctors' answers), oldest first, each ``ready`` or ``sent``."""
+    from medloop.store import outbox as stored  # noqa: PLC0415
+
+    return [m for m in stored.messages_of(conn, patient_id) if m.sent_from(organisation_id)]
+
+
+def outbox_message(conn: Connection, patient_id: UUID, msg_id: str, organisation_id: str) -> bytes:
+    """The bytes of one of the patient's outgoing messages that ``organisation_id`` sends;
+    ``MessageNotFound`` otherwise (another patient's, another organisation's)."""
+    from medloop.store import outbox as stored  # noqa: PLC0415
+
+    found = stored.find_message(conn, patient_id, msg_id)
+    if found is None or not found.sent_from(organisation_id):
+        raise MessageNotFound(f"there is no message {msg_id} to send for this patient")
+    data = stored.content_of(conn, patient_id, msg_id)
+    assert data is not None
+    return data
+
+
+def outbox_ready(conn: Connection) -> tuple[list[tuple[OutboxMessage, str]], list[UUID]]:
+    """Every outgoing message not yet marked sent, across patients, with its patient's
+    national id, and the patients they are about (to audit each: ``store.access.audited_many``).
+    The operator's list (``medloop eresept outbox``)."""
+    from medloop.store import outbox as stored  # noqa: PLC0415
+    from medloop.store.patients import national_ids_of  # noqa: PLC0415
+
+    found = stored.ready(conn)
+    patients = sorted({m.patient_id for m in found}, key=str)
+    national = national_ids_of(conn, patients)
+    return [(m, national[m.patient_id]) for m in found], patients
 
 
 def patient_of_prescription(conn: Connection, prescription_id: UUID) -> UUID | None:

@@ -240,6 +240,12 @@ ALLOWED: tuple[Allowed, ...] = (
         r"^medloop/store/records\.py:",
         "operator command `medloop records check`: reads every stored record of every table",
     ),
+    Allowed(
+        r"^medloop/store/outbox\.py:ready < medloop/queries\.py:outbox_ready",
+        "operator command `medloop eresept outbox`: the answers not yet sent, across patients "
+        "(a fan-out read like a job's selection)",
+        r"outbox_sent\.msg_id IS NULL",
+    ),
     # -- the lookup by national id: on Citus a small table distributed by national id (or a
     # reference table of id pairs) resolves the id first; then the work routes by id
     Allowed(

@@ -110,6 +110,8 @@ STATUS: dict[str, int] = {
     "message-id-reused": 409,
     "list-proposal-not-found": 404,
     "list-proposal-unknown-entry": 422,
+    "outbox-message-not-found": 404,
+    "outbox-message-already-sent": 409,
     # medication review (medloop.domain.review)
     "review-invalid": 422,
     "review-incomplete": 422,
@@ -171,6 +173,8 @@ TITLES: dict[str, str] = {
     "list-proposal-already-decided": "The list proposal was decided already",
     "list-proposal-stale": "The list changed since the proposal was made",
     "list-proposal-unknown-entry": "The proposal has no such entry",
+    "outbox-message-not-found": "No such message to send",
+    "outbox-message-already-sent": "The message was marked sent already",
     # lists, entries and prescriptions
     "stale-list-version": "The list changed since the version you based this on",
     "override-required": "Alerts need an override with a reason",

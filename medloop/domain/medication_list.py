@@ -520,30 +520,41 @@ def _summary(error: ValidationError) -> str:
     )
 
 
+def as_one_change(changes: Sequence[ListChange]) -> ListChange | None:
+    """Changes made one after another (each on the list the one before left) as ONE change of
+    the list: the first's version, moment, author and reason, with every entry version of them
+    numbered that version, in the order the store reads a change's entry versions back (entry
+    id, then version), so a list or state built from it is the one loaded again. ``None`` when
+    there is no change. Used for a received list applied as a whole (``apply_all``) and a
+    medication review's decisions (``loop.review``)."""
+    if not changes:
+        return None
+    first = changes[0]
+    ordered = sorted(
+        (version for change in changes for version in change.entry_versions),
+        key=lambda v: (str(v.entry_id), v.version),
+    )
+    return first.model_copy(
+        update={
+            "entry_versions": tuple(
+                v.model_copy(update={"list_version": first.list_version}) for v in ordered
+            )
+        }
+    )
+
+
 def apply_all(
     medication_list: MedicationList, commands: Sequence[ListCommand]
 ) -> tuple[MedicationList, ListChange]:
-    """The list after every command in order, as ONE change (the list's next version) holding
-    each command's entry version: a received list applied as a whole is one version of ours.
-    All commands are by the same author at the same moment (the first command's)."""
-    if not commands:
-        raise ValueError("apply_all needs at least one command")
+    """The list after every command in order, as ONE change (``as_one_change``: the list's next
+    version, by the first command's author at its moment) holding each command's entry version:
+    a received list applied as a whole is one version of ours."""
     current = medication_list
-    versions: list[EntryVersion] = []
+    changes: list[ListChange] = []
     for command in commands:
         current, change = current.apply(command)
-        versions.extend(change.entry_versions)
-    list_version = medication_list.version + 1
-    first = commands[0]
-    # in the order the store reads a change's entry versions back (entry id, then version), so
-    # the list built here is the list loaded again, entry for entry
-    ordered = sorted(versions, key=lambda v: (str(v.entry_id), v.version))
-    change = ListChange(
-        patient_id=medication_list.patient_id,
-        list_version=list_version,
-        at=first.at,
-        author=first.author,
-        reason=first.reason,
-        entry_versions=tuple(v.model_copy(update={"list_version": list_version}) for v in ordered),
-    )
+        changes.append(change)
+    change = as_one_change(changes)
+    if change is None:
+        raise ValueError("apply_all needs at least one command")
     return medication_list.followed_by(change), change

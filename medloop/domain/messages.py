@@ -12,13 +12,15 @@ into commands is ``medloop.loop.messages``; what is decided about it is here:
   prescription id): new, changed, discontinued (``Seponering``), unchanged, and our live
   entries the incoming list does not carry (absent);
 - an incoming list may be applied directly only when our list has no entries at all and the
-  sender is the patient's responsible GP (``Rolle`` L) for that list.
+  sender is the patient's responsible GP (``Rolle`` L) for that list;
+- a message medloop sends (the outbox: the answer to an M25.2) is marked sent once, by the
+  organisation that sends it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 from uuid import UUID
 
@@ -31,6 +33,7 @@ from medloop.domain.drug_reference import CatalogueDrug, DrugReference
 from medloop.domain.entry import Discontinuation, ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import MedicationList
+from medloop.domain.multidose.proposals import ProposalAnswer
 from medloop.domain.personnel import Actor
 
 # -- errors ------------------------------------------------------------------------------------
@@ -78,6 +81,16 @@ class ProposalStale(MessageError):
 
 class ProposalUnknownEntry(MessageError):
     code = "list-proposal-unknown-entry"
+
+
+class OutboxMessageNotFound(MessageError):
+    """No message to send under this MsgId for this patient and organisation."""
+
+    code = "outbox-message-not-found"
+
+
+class OutboxMessageAlreadySent(MessageError):
+    code = "outbox-message-already-sent"
 
 
 # -- what is kept of a message ------------------------------------------------------------------
@@ -315,3 +328,55 @@ def _differences(ours: ListEntry, incoming: IncomingEntry) -> tuple[str, ...]:
     if ours.stop != incoming.stop:
         changes.append("stop")
     return tuple(changes)
+
+
+# -- messages sent (the outbox) -------------------------------------------------------------------
+
+
+class MessageSent(Frozen):
+    """An integrator's mark that a message of the outbox went out."""
+
+    msg_id: str = Field(min_length=1, max_length=200)
+    patient_id: UUID
+    at: AwareDatetime
+    by: Actor
+
+
+class OutboxMessage(Frozen):
+    """A message medloop sends, as stored: the answer to a proposal that came in an M25.2 (an
+    M25.1, ``type`` ERM251), the SHA-256 and size of its bytes (stored beside it), and its mark
+    of having been sent. ``state``: ``ready`` until an integrator marks it ``sent``."""
+
+    msg_id: str
+    patient_id: UUID
+    type: str
+    sha256: str
+    size: int
+    created_at: AwareDatetime
+    answer: ProposalAnswer
+    sent: MessageSent | None = None
+
+    @property
+    def state(self) -> Literal["ready", "sent"]:
+        return "ready" if self.sent is None else "sent"
+
+    def sent_from(self, organisation_id: str) -> bool:
+        """Whether organisation ``organisation_id`` sends it (the deciding doctor's: only it
+        reads the message and marks it sent)."""
+        return self.answer.doctor.organisation.id == organisation_id
+
+
+def mark_sent(found: OutboxMessage | None, msg_id: str, *, at: datetime, by: Actor) -> MessageSent:
+    """The mark that ``found`` went out: only the organisation that sends it (the deciding
+    doctor's) sees it, and it is sent once."""
+    if found is None or not found.sent_from(by.organisation.id):
+        raise OutboxMessageNotFound(
+            f"there is no message {msg_id} of organisation {by.organisation.id} to send for "
+            "this patient",
+            msg_id=msg_id,
+        )
+    if found.sent is not None:
+        raise OutboxMessageAlreadySent(
+            f"message {msg_id} was marked sent at {found.sent.at.isoformat()}", msg_id=msg_id
+        )
+    return MessageSent(msg_id=msg_id, patient_id=found.patient_id, at=at, by=by)

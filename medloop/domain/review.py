@@ -23,7 +23,6 @@ from interactions.values import MAX_ITEMS, Code, Count, Name, Reason, Text
 from medloop.domain._model import Frozen
 from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.errors import DomainError
-from medloop.domain.medication_list import ListChange
 from medloop.domain.personnel import Actor
 
 # -- errors ----------------------------------------------------------------------------------
@@ -331,25 +330,3 @@ def since_last(previous: MedicationReview, current: Assessment) -> SinceLast:
         findings_resolved=tuple(sorted(old_findings - new_findings)),
         acb_before=previous.assessment.acb.score,
     )
-
-
-def as_one_change(changes: list[ListChange]) -> ListChange | None:
-    """The list changes a review's decisions made one after another (each on the list the one
-    before left), as one change of the list: the next list version, every entry version in it.
-    The decisions touch each entry at most once (``check_decisions``)."""
-    if not changes:
-        return None
-    first = changes[0]
-    # In the order the store reads them back (by entry id), so a cached state equals a
-    # loaded one.
-    versions = tuple(
-        sorted(
-            (
-                version.model_copy(update={"list_version": first.list_version})
-                for change in changes
-                for version in change.entry_versions
-            ),
-            key=lambda version: str(version.entry_id),
-        )
-    )
-    return first.model_copy(update={"entry_versions": versions})

@@ -265,6 +265,30 @@ class _Reader:
         found = self.one(name)
         return Quantity(v=found.get("V"), u=found.get("U")) if found is not None else None
 
+    def nested(self, name: str) -> list[_Reader]:
+        """A reader of each child ``name`` (read: none is kept as unmapped here)."""
+        return [_Reader(child, self.path_of(child)) for child in self.all(name)]
+
+    def nested_one(self, name: str) -> _Reader | None:
+        found = self.nested(name)
+        return found[0] if found else None
+
+    def embedded(
+        self, name: str, root: str, documents: dict[str, etree._Element]
+    ) -> tuple[etree._Element | None, str | None, tuple[Unmapped, ...]]:
+        """The document the base64 child ``name`` carries (``documents``: the decoded roots by
+        the path of their base64 element): its root when it is a ``root`` document, the path of
+        the base64 element when it was decoded, and the element kept whole as it came when it
+        is no ``root`` document (one we do not map)."""
+        b64 = self.one(name)
+        if b64 is None:
+            return None, None, ()
+        where = self.path_of(b64)
+        found = documents.get(where)
+        if found is not None and local(found) == root:
+            return found, where, ()
+        return None, where if found is not None else None, (unmapped(b64, where),)
+
     def rest(self) -> tuple[Unmapped, ...]:
         return tuple(
             unmapped(child, self.path_of(child))
@@ -444,63 +468,25 @@ def read_role(element, path: str) -> Role:
 def read_entry(element, path: str, embedded: dict[str, etree._Element]) -> LibEntry:
     """``embedded`` maps the path of each base64 element to its decoded document's root."""
     r = _Reader(element, path)
-    prescription = where = None
-    b64 = r.one("ReseptDokLegemiddelB64")
-    if b64 is not None and r.path_of(b64) in embedded:
-        where = r.path_of(b64)
-        root = embedded[where]
-        if local(root) == "ReseptDokLegemiddel":
-            prescription = read_resept_dok(root, where + "/ReseptDokLegemiddel")
-    kept: tuple[Unmapped, ...] = ()
-    if b64 is not None and prescription is None:
-        kept = (unmapped(b64, r.path_of(b64)),)  # not an M1 we map: keep it as it came
-    sep = r.one("Seponering")
+    prescription = None
+    root, where, kept = r.embedded("ReseptDokLegemiddelB64", "ReseptDokLegemiddel", embedded)
+    if root is not None and where is not None:
+        prescription = read_resept_dok(root, where + "/ReseptDokLegemiddel")
     discontinued = None
-    if sep is not None:
-        s = _Reader(sep, r.path_of(sep))
+    if (s := r.nested_one("Seponering")) is not None:
         discontinued = Seponering(
             time=s.text("Tidspunkt"), reason=s.coded("Arsak"), note=s.text("Merknad")
         )
-    questions = []
-    for q in r.all("Sporsmal"):
-        qr = _Reader(q, r.path_of(q))
-        questions.append(
-            Question(
-                code=qr.coded("Kode"),
-                note=qr.text("Merknad"),
-                time=qr.text("Tidspunkt"),
-                asked_by=qr.text("Stiller"),
-                unmapped=qr.rest(),
-            )
+    questions = tuple(
+        Question(
+            code=q.coded("Kode"),
+            note=q.text("Merknad"),
+            time=q.text("Tidspunkt"),
+            asked_by=q.text("Stiller"),
+            unmapped=q.rest(),
         )
-    packed = []
-    for found in r.all("SisteUtlevering"):
-        pr = _Reader(found, r.path_of(found))
-        dispensed = dispensed_on = None
-        b64 = pr.one("UtleveringB64")
-        kept_b64: tuple[Unmapped, ...] = ()
-        root = embedded.get(pr.path_of(b64)) if b64 is not None else None
-        if root is not None and local(root) == "Utlevering":
-            ur = _Reader(root, pr.path_of(b64) + "/Utlevering")
-            doc = ur.one("ReseptDokLegemiddel")
-            if doc is not None:
-                dispensed = read_resept_dok(doc, ur.path_of(doc))
-            dispensed_on = ur.text("Utleveringsdato")
-        elif b64 is not None:
-            kept_b64 = (unmapped(b64, pr.path_of(b64)),)
-        packed.append(
-            PackedDispensing(
-                first_dose=pr.text("DatoForsteDose"),
-                last_dose=pr.text("DatoSisteDose"),
-                repacking_reason=pr.coded("Ompakkingsgrunn"),
-                ref_m10=pr.text("RefM10"),
-                picture=pr.text("Bilderef"),
-                dispensed=dispensed,
-                dispensed_on=dispensed_on,
-                unmapped=tuple(u for u in pr.rest() if not u.path.endswith("UtleveringB64"))
-                + kept_b64,
-            )
-        )
+        for q in r.nested("Sporsmal")
+    )
     return LibEntry(
         id=r.text("Id"),
         type=r.coded("Type"),
@@ -513,9 +499,32 @@ def read_entry(element, path: str, embedded: dict[str, etree._Element]) -> LibEn
         prescription=prescription,
         prescription_where=where,
         discontinued=discontinued,
-        questions=tuple(questions),
-        packed=tuple(packed),
+        questions=questions,
+        packed=tuple(_packed(p, embedded) for p in r.nested("SisteUtlevering")),
         unmapped=r.rest() + kept,
+    )
+
+
+def _packed(pr: _Reader, embedded: dict[str, etree._Element]) -> PackedDispensing:
+    """M25.3 ``SisteUtlevering``, with the ``Utlevering`` (the M10's dispensing document) its
+    ``UtleveringB64`` carries."""
+    dispensed = dispensed_on = None
+    root, where, kept = pr.embedded("UtleveringB64", "Utlevering", embedded)
+    if root is not None and where is not None:
+        ur = _Reader(root, where + "/Utlevering")
+        doc = ur.one("ReseptDokLegemiddel")
+        if doc is not None:
+            dispensed = read_resept_dok(doc, ur.path_of(doc))
+        dispensed_on = ur.text("Utleveringsdato")
+    return PackedDispensing(
+        first_dose=pr.text("DatoForsteDose"),
+        last_dose=pr.text("DatoSisteDose"),
+        repacking_reason=pr.coded("Ompakkingsgrunn"),
+        ref_m10=pr.text("RefM10"),
+        picture=pr.text("Bilderef"),
+        dispensed=dispensed,
+        dispensed_on=dispensed_on,
+        unmapped=tuple(u for u in pr.rest() if not u.path.endswith("UtleveringB64")) + kept,
     )
 
 
@@ -533,10 +542,9 @@ def read_lib(element, path: str, type_name: str, embedded) -> LegemidlerIBruk:
 
 
 def _packing(r: _Reader) -> PackingInfo | None:
-    found = r.one("Pakkeinfo")
-    if found is None:
+    p = r.nested_one("Pakkeinfo")
+    if p is None:
         return None
-    p = _Reader(found, r.path_of(found))
     return PackingInfo(
         order_deadline=p.text("Bestillingsfrist"),
         first_day=p.text("ForsteDoseringsdato"),

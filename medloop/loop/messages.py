@@ -19,10 +19,13 @@ module only translates:
 - **M5** (``ERM5``): recall of the prescription it names (``Tilbakekalling``).
 - **M25.2** (``ERM252``): the multidose pharmacy's questions, dosage changes,
   discontinuations and new entries (as the prescribe order the doctor's acceptance runs), each
-  a pending proposal for the multidose doctor.
+  a pending proposal for the multidose doctor, with where it came from (``Proposal.origin``):
+  the doctor's decision (``loop.multidose``) goes out to the M25.2's sender as the updated
+  M25.1 through the outbox, which an integrator marks sent (``mark_outbox_sent``).
 - **M27.1** (``ERM271``, status R): the sender becomes the multidose doctor from
   ``GjelderFra`` (``domain.multidose.responsibility``).
-- **M10** (``ERM10``): an external pharmacy's dispensing report, a dispense against our
+- **M10** (``ERM10``): an external pharmacy's dispensing report (by its caller: ``AnsattId`` is
+  an employee id, not an HPR number), a dispense against our
   prescription (``ReseptId``) under every closed-loop dispensing rule, recorded with the pack's
   expiry (and batch, without ``Batchnr``) absent, marked ``reported_in="M10"``; an annulling
   M10 annuls the dispense of the M10 it names. A report we cannot match is refused.
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -89,11 +92,18 @@ from medloop.domain.messages import (
     accepted_entries,
     check_message_id,
     check_patient,
+    mark_sent,
     may_apply_directly,
     propose,
 )
 from medloop.domain.multidose.plan import expected_doses
-from medloop.domain.multidose.proposals import Proposal, ProposalKind
+from medloop.domain.multidose.proposals import (
+    AskedQuestion,
+    MessageOrigin,
+    MessageParty,
+    Proposal,
+    ProposalKind,
+)
 from medloop.domain.multidose.proposals import propose as multidose_propose
 from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.multidose.responsibility import assign_responsibility, responsibility_on
@@ -118,12 +128,16 @@ from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.runner import (
     Call,
     Context,
+    Done,
     Effect,
     Screening,
+    WorkContext,
     medications_of,
     run_command,
+    run_work,
 )
 from medloop.store import multidose as multidose_store
+from medloop.store import outbox
 from medloop.store.db import reader
 from medloop.store.messages import (
     append_decision,
@@ -311,9 +325,15 @@ def _m10_employee(message: Message) -> str | None:
 
 def sender_actor(info: MsgInfo, *, employee: str | None = None) -> Actor:
     """The sender of a message as the author of what it does: its professional (HPR) acting for
-    its organisation (HER-id, else org number). An M10's sender is the pharmacy alone; its
-    ``employee`` (``AnsattId``) is then taken as the dispensing pharmacist's HPR number when it is
-    one (digits), as the official example carries it."""
+    its organisation (HER-id, else org number). ``employee``: an M10's ``AnsattId``, named in
+    the refusal when the envelope names no professional.
+
+    An M10's ``AnsattId`` is not taken as an HPR number: ER-M10-2013-10-08.xsd declares it a
+    plain ``string`` with no documentation, and its name says "employee id" (the pharmacy's
+    own number for the person who dispensed); nothing in the standard makes it an HPR number,
+    and read as one it would put a dispense in the name of whoever holds that HPR number. An
+    M10 whose envelope names no professional is imported by its authenticated caller (over
+    HTTP, the dispensing pharmacist) or refused."""
     org = info.sender
     hcp = org.healthcare_professional
     while hcp is None and org.organisation is not None:
@@ -330,12 +350,16 @@ def sender_actor(info: MsgInfo, *, employee: str | None = None) -> Actor:
         PersonnelRole.PHARMACIST if kind is OrganisationKind.PHARMACY else PersonnelRole.DOCTOR,
     )
     hpr = hcp.hpr if hcp is not None else None
-    if not hpr and employee and employee.isascii() and employee.isdigit() and len(employee) <= 9:
-        hpr, role = employee, PersonnelRole.PHARMACIST
     if not hpr:
         raise MessageWithoutAuthor(
             "the sender names no healthcare professional with an HPR number; a change to the "
-            "list needs its author (over HTTP the caller is the author)",
+            "list needs its author (over HTTP the caller is the author)"
+            + (
+                f"; the M10's AnsattId {employee!r} is the pharmacy's employee id, not an HPR "
+                "number"
+                if employee
+                else ""
+            ),
         )
     name = " ".join(filter(None, [hcp.given_name, hcp.middle_name, hcp.family_name] if hcp else []))
     return Actor(
@@ -688,13 +712,29 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
     )
     records: list[Proposal] = []
     reasons: list[str] = []
+    info = message.msg_info
+    sender = MessageParty(
+        name=info.sender.name, her_id=info.sender.her_id, org_number=info.sender.org_number
+    )
+    conversation = (
+        info.conversation_ref.ref_to_conversation if info.conversation_ref else message.msg_id
+    )
 
-    def proposed(**fields) -> None:
+    def proposed(source: c.LibEntry, asked: AskedQuestion | None = None, **fields) -> None:
+        # where it came from: whom the doctor's decision answers, in which conversation
+        origin = MessageOrigin(
+            msg_id=message.msg_id,
+            conversation=conversation,
+            sender=sender,
+            message_entry_id=source.id,
+            question=asked,
+        )
         record = Proposal(
             id=uuid.uuid5(_NAMESPACE, f"{message.msg_id}/proposal/{len(records)}"),
             patient_id=patient_id,
             proposed_at=call.at,
             proposed_by=call.actor,
+            origin=origin,
             **fields,
         )
         records.append(multidose_propose(responsible, record, current))
@@ -710,15 +750,30 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
                 reasons.append(f"question on entry {source.id}, which is not on the list: {text}")
                 continue
             proposed(
+                source,
+                AskedQuestion(
+                    code=question.code.v if question.code else None,
+                    system=question.code.s if question.code else None,
+                    name=question.code.dn if question.code else None,
+                    note=question.note,
+                    asked_at=question.time,
+                    asked_by=question.asked_by,
+                ),
                 kind=ProposalKind.QUESTION,
                 entry_id=found.entry_id,
                 question=text,
                 note=f"M25.2 {message.msg_id}",
             )
         if found.kind == "changed" and "dosage" in found.changes and entry.dosage is not None:
-            proposed(kind=ProposalKind.CHANGE_DOSAGE, entry_id=found.entry_id, dosage=entry.dosage)
+            proposed(
+                source,
+                kind=ProposalKind.CHANGE_DOSAGE,
+                entry_id=found.entry_id,
+                dosage=entry.dosage,
+            )
         elif found.kind == "discontinued" and found.entry_id is not None:
             proposed(
+                source,
                 kind=ProposalKind.DISCONTINUE,
                 entry_id=found.entry_id,
                 discontinuation=entry.discontinuation,
@@ -753,6 +808,7 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
                 ),
             )
             proposed(
+                source,
                 kind=ProposalKind.NEW_ENTRY,
                 new_entry=order.model_dump(mode="json"),
                 note=f"M25.2 {message.msg_id}: new entry {source.id}",
@@ -995,10 +1051,16 @@ def _dispensing_report(ctx: Context, message: Message, call: Call) -> Decided:
         by=call.actor,
     )
     record = outcome.dispense
+    employee = _m10_employee(message)
     reasons = [
         f"dispense {record.id} of {packages:g} package(s) {record.package.name} ({varenr}) on "
         f"{dispensed_on.isoformat()} against prescription {prescription_id}",
         *(f"{name} {NOT_CARRIED_BY_M10}" for name in record.not_carried),
+        *(
+            [f"dispensed by the pharmacy's employee {employee} (AnsattId, not an HPR number)"]
+            if employee
+            else []
+        ),
     ]
     return (
         Effect(
@@ -1522,4 +1584,31 @@ def accept_list_proposal(
         decide,
         based_on=based_on,
         request={"msg_id": msg_id, "entries": None if entries is None else list(entries)},
+    )
+
+
+# -- the outbox: an integrator marks an answer sent ------------------------------------------------
+
+
+def mark_outbox_sent(
+    engine: Engine, patient_id: UUID, msg_id: str, call: Call
+) -> Mapping[str, Any]:
+    """An integrator of the organisation that sends message ``msg_id`` of the outbox (the
+    multidose doctor's answer to an M25.2) marks it sent: its state goes from ``ready`` to
+    ``sent``, once (``domain.messages.mark_sent``); audited, idempotent with the call's key.
+    Not a change of the list: ``run_work`` on the patient."""
+
+    def work(ctx: WorkContext) -> Done:
+        found = outbox.find_message(ctx.conn, patient_id, msg_id)
+        sent = mark_sent(found, msg_id, at=call.at, by=call.actor)
+        outbox.append_sent(ctx.conn, sent)
+        return Done(response={"msg_id": msg_id, "state": "sent", "sent_at": sent.at.isoformat()})
+
+    return run_work(
+        engine,
+        "eresept-outbox-sent",
+        work,
+        call=call,
+        patient_id=patient_id,
+        request={"msg_id": msg_id},
     )

@@ -7,12 +7,15 @@ Every command runs through ``runner.run_command`` (one transaction, audit, idemp
 the decisions are ``medloop.domain.multidose``'s and the records go to
 ``medloop.store.multidose`` through ``Effect.writes``. Accepting a proposal runs the loop's own
 prescribe / change-dosage / discontinue / renew decision and records the decision in the same
-transaction, so a proposal is accepted exactly when its change is on the list.
+transaction, so a proposal is accepted exactly when its change is on the list. A decision on a
+proposal that came in an M25.2 also stores its answer, the updated M25.1, in the outbox
+(``medloop.store.outbox``) in that transaction: an answer exists exactly when its decision does.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -49,6 +52,7 @@ from medloop.domain.multidose.proposals import (
     Proposal,
     ProposalDecision,
     ProposalKind,
+    answer_due,
     decide_proposal,
     propose,
 )
@@ -91,6 +95,7 @@ from medloop.loop.runner import (
     run_work,
 )
 from medloop.store import multidose as store
+from medloop.store import outbox
 from medloop.store.db import reader
 from medloop.store.patients import national_id_of, read_patient
 
@@ -562,10 +567,20 @@ def accept_proposal(
         version = None if effect.list_change is None else effect.list_change.list_version
         result = {k: v for k, v in effect.response.items() if isinstance(v, str | int | None)}
         decision = decision.model_copy(update={"list_version": version, "result": result})
+        answer, answer_writes = _answer(ctx, proposal, decision, effect)
         return replace(
             effect,
-            writes=(*effect.writes, lambda conn: store.append_decision(conn, patient_id, decision)),
-            response={**effect.response, "proposal_id": str(proposal_id), "decision": "accepted"},
+            writes=(
+                *effect.writes,
+                lambda conn: store.append_decision(conn, patient_id, decision),
+                *answer_writes,
+            ),
+            response={
+                **effect.response,
+                "proposal_id": str(proposal_id),
+                "decision": "accepted",
+                **answer,
+            },
         )
 
     return _run(
@@ -616,9 +631,13 @@ def reject_proposal(
             by=call.actor,
             reason=call.reason,
         )
+        answer, answer_writes = _answer(ctx, proposal, decision, Effect())
         return Effect(
-            writes=(lambda conn: store.append_decision(conn, patient_id, decision),),
-            response={"proposal_id": str(proposal_id), "decision": "rejected"},
+            writes=(
+                lambda conn: store.append_decision(conn, patient_id, decision),
+                *answer_writes,
+            ),
+            response={"proposal_id": str(proposal_id), "decision": "rejected", **answer},
         )
 
     return _run(
@@ -628,6 +647,33 @@ def reject_proposal(
         call,
         decide,
         {"proposal_id": str(proposal_id)},
+    )
+
+
+def _answer(
+    ctx: Context, proposal: Proposal, decision: ProposalDecision, effect: Effect
+) -> tuple[dict[str, str], tuple[Write, ...]]:
+    """The answer a decision makes due (``answer_due``: a proposal that came in an M25.2) as
+    its response field and its write: the M25.1 of the list as the decision leaves it (the
+    state ``effect`` makes of the locked one), spelled by the read side's writer and stored in
+    the outbox in the decision's own transaction, with its SHA-256. No answer, no write."""
+    change = effect.list_change
+    version = ctx.state.medication_list.version if change is None else change.list_version
+    answer = answer_due(proposal, decision, version)
+    if answer is None:
+        return {}, ()
+    after = ctx.state.advanced(
+        list_change=change,
+        prescription_versions=effect.prescription_versions,
+        dispenses=effect.dispenses,
+        annulments=effect.annulments,
+        handled=(),
+        recorded_at=ctx.call.at,
+    )
+    data = queries.proposal_answer_as_m25_1(ctx.conn, after, answer)
+    digest = hashlib.sha256(data).hexdigest()
+    return {"answer_msg_id": answer.msg_id}, (
+        lambda conn: outbox.append_answer(conn, answer, data, digest, type_="ERM251"),
     )
 
 

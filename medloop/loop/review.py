@@ -21,7 +21,7 @@ from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import Discontinuation, EntryEdit
-from medloop.domain.medication_list import EditEntry, ListChange, MedicationList
+from medloop.domain.medication_list import EditEntry, ListChange, MedicationList, as_one_change
 from medloop.domain.prescribing import discontinue
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.review import (
@@ -36,7 +36,6 @@ from medloop.domain.review import (
     ReviewedEntry,
     ReviewFinding,
     SinceLast,
-    as_one_change,
     check_decisions,
     entry_decisions,
     signed_participants,

@@ -122,6 +122,8 @@ ATTESTED: Mapping[str, frozenset[str]] = {
     "cds_feedback": _SHARD_KEY_COPY,
     "received_message": frozenset(),
     "list_proposal_decision": frozenset(),
+    "outbox_message": frozenset(),
+    "outbox_sent": frozenset(),
     "medication_review": frozenset(),
 }
 

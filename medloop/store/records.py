@@ -22,9 +22,9 @@ from sqlalchemy import Connection, Table, select
 from medloop.domain.administration import Administration, AdministrationCorrection, PlannedDose
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.medication_list import EntryVersion
-from medloop.domain.messages import ListProposalDecision, ReceivedMessage
+from medloop.domain.messages import ListProposalDecision, MessageSent, ReceivedMessage
 from medloop.domain.multidose.periods import PackingPeriod, UrgentPack
-from medloop.domain.multidose.proposals import Proposal, ProposalDecision
+from medloop.domain.multidose.proposals import Proposal, ProposalAnswer, ProposalDecision
 from medloop.domain.multidose.reconciliation import PackReconciliation
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask, TaskResolution
@@ -40,6 +40,7 @@ from medloop.store import (
     list_changes,
     messages,
     multidose,
+    outbox,
     patients,
     prescriptions,
     reviews,
@@ -105,6 +106,8 @@ def stored_records() -> list[Stored]:
         (multidose.proposal_decision, "record", ProposalDecision),
         (messages.received_message, "record", ReceivedMessage),
         (messages.proposal_decision, "record", ListProposalDecision),
+        (outbox.outbox_message, "record", ProposalAnswer),
+        (outbox.outbox_sent, "record", MessageSent),
         (reviews.medication_review, "record", MedicationReview),
     ]
     found = []

@@ -15,6 +15,7 @@ from medloop.store import (  # noqa: F401  (registers their tables)
     list_changes,
     messages,
     multidose,
+    outbox,
     patients,
     prescriptions,
     reviews,

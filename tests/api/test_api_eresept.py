@@ -3,14 +3,31 @@ a prescription as M1, under the policy; refusals as problem documents, nothing s
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date
 
 from medloop import queries
 from medloop.eresept import read_message
 from medloop.loop import multidose
-from tests.api.helpers import GP_TOKEN, NURSE_TOKEN, PHARMACIST_TOKEN, auth, prescribe_body
-from tests.eresept.importing import OTHER, counts, reader_config, register, with_demo_drugs
+from tests.api.helpers import (
+    GP_TOKEN,
+    NURSE_TOKEN,
+    PHARMACIST_TOKEN,
+    Token,
+    auth,
+    prescribe_body,
+)
+from tests.eresept.importing import (
+    M25_2_MSG_ID,
+    OTHER,
+    PHARMACY_HER_ID,
+    counts,
+    m25_2_from_pharmacy,
+    reader_config,
+    register,
+    with_demo_drugs,
+)
 from tests.eresept.messages import example, needs_shared
 from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_NORDKYST, call
 
@@ -156,3 +173,56 @@ def test_an_m10_is_a_dispensing_write_of_a_pharmacist_and_records_the_dispense(w
     unmatched = _receive(world, m10(uuid.uuid4()), token=PHARMACIST_TOKEN)
     assert unmatched.status_code == 422
     assert unmatched.json()["type"].endswith("message-not-matched")
+
+
+OTHER_PRACTICE_GP = Token("gp", "7777777", "8099999", name="Ola Lege", organisation_name="Annet")
+
+
+def test_the_doctors_answer_to_an_m25_2_is_read_and_marked_sent_by_the_doctors_organisation(
+    world,
+):
+    _receive(world, with_demo_drugs(example("M25.1")))
+    multidose.set_responsibility(
+        world.engine,
+        world.patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
+        ),
+        call(),
+    )
+    proposed = _receive(world, m25_2_from_pharmacy(), token=PHARMACIST_TOKEN)
+    assert proposed.status_code == 200, proposed.text
+    with world.engine.connect() as conn:
+        (question,) = multidose.pending_proposals(conn, world.patient_id)
+    multidose.reject_proposal(
+        world.engine, world.patient_id, question.id, call(GP, reason="ikke nå")
+    )
+    outbox = f"/patients/{world.patient_id}/eresept/outbox"
+
+    listed = world.get(outbox)
+    assert listed.status_code == 200, listed.text
+    (message,) = listed.json()["messages"]
+    assert (message["state"], message["decision"], message["in_reply_to"]) == (
+        "ready",
+        "rejected",
+        M25_2_MSG_ID,
+    )
+    assert message["receiver"]["her_id"] == PHARMACY_HER_ID
+    shown = world.get(f"{outbox}/{message['msg_id']}")
+    assert shown.status_code == 200 and shown.headers["content-type"].startswith("application/xml")
+    assert hashlib.sha256(shown.content).hexdigest() == message["sha256"]
+
+    assert world.get(outbox, token=OTHER_PRACTICE_GP).json()["messages"] == []
+    assert world.get(f"{outbox}/{message['msg_id']}", token=OTHER_PRACTICE_GP).status_code == 404
+    elsewhere = world.post(f"{outbox}/{message['msg_id']}/sent", {}, token=OTHER_PRACTICE_GP)
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["code"] == "outbox-message-not-found"
+    assert world.get(outbox, token=NURSE_TOKEN).status_code == 403
+
+    sent = world.post(f"{outbox}/{message['msg_id']}/sent", {})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["state"] == "sent"
+    again = world.post(f"{outbox}/{message['msg_id']}/sent", {})
+    assert again.status_code == 409 and again.json()["code"] == "outbox-message-already-sent"
+    (marked,) = world.get(outbox).json()["messages"]
+    assert marked["state"] == "sent" and marked["sent_at"] is not None

@@ -17,7 +17,7 @@ from medloop.loop.patients import register_patient
 from medloop.store import messages as stored
 from medloop.store.list_changes import list_change
 from medloop.store.prescriptions import prescription_version
-from tests.eresept.messages import B64, XSD, config
+from tests.eresept.messages import B64, XSD, config, example
 from tests.loop.helpers import call
 from tests.reference import DEMO, real_extract
 
@@ -80,6 +80,38 @@ def with_demo_drugs(data: bytes, varenrs=DEMO_VARENRS) -> bytes:
 
 def with_msg_id(data: bytes, msg_id: str) -> bytes:
     return re.sub(rb"<MsgId>[^<]*</MsgId>", f"<MsgId>{msg_id}</MsgId>".encode(), data, count=1)
+
+
+# The official M25.2's envelope: sent through Reseptformidleren, in a conversation of its own.
+M25_2_MSG_ID = "1de3859b-b79b-4725-8169-02ca9bd92f06"
+M25_2_CONVERSATION = "438308f4-dc36-467d-b00b-16811710205d"
+M25_2_QUESTION_ENTRY = uuid.UUID("c4044d55-2279-422b-9975-164661c52a8c")  # Cetimax, "fornyes?"
+PHARMACY_HER_ID = "8090688"  # tests.loop.helpers.PHARMACIST's organisation
+
+
+def m25_2_from_pharmacy(
+    new_entry: uuid.UUID | None = None, new_prescription: uuid.UUID | None = None
+) -> bytes:
+    """The official M25.2 (demo drugs) as the multidose pharmacy sends it itself (its sender
+    the pharmacy, HER-id ``PHARMACY_HER_ID``, not Reseptformidleren); with ``new_entry`` its
+    second entry is new to the list (ids replaced, its prescription valid in 2027), so it
+    proposes a new entry beside the question."""
+    data = with_demo_drugs(example("M25.2"))
+    data = data.replace(
+        b"<OrganisationName>Reseptformidleren</OrganisationName>",
+        b"<OrganisationName>Apotek 1 Ski</OrganisationName>",
+        1,
+    )
+    data = data.replace(b"<Id>915933149</Id>", b"<Id>984997481</Id>", 1)
+    data = data.replace(b"<Id>80624</Id>", f"<Id>{PHARMACY_HER_ID}</Id>".encode(), 1)
+    if new_entry is not None:
+        data = data.replace(b"b08e4a01-fe66-41eb-8f07-16810c2e3eb3", str(new_entry).encode())
+        data = data.replace(
+            b"252bc3f1-af62-4a37-9810-16810c33e84f", str(new_prescription or uuid.uuid4()).encode()
+        )
+        at = data.index(str(new_entry).encode())
+        data = data[:at] + data[at:].replace(b"2020-07-16+02:00", b"2027-07-16+02:00", 1)
+    return data
 
 
 __all__ = ["XSD"]

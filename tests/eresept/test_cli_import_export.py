@@ -8,6 +8,7 @@ import json
 from typer.testing import CliRunner
 
 from fest.loader import import_catalogue
+from medloop import queries
 from medloop.cli import app
 from medloop.eresept import read_message
 from medloop.store.db import make_engine
@@ -179,23 +180,23 @@ def test_a_message_whose_sender_names_no_professional_is_refused_on_the_command_
     assert counts(engine) == before
 
 
-def test_the_official_m10_exits_3_unmatched_and_a_matched_one_exits_0_applied(tmp_path):
+def test_an_m10_naming_no_professional_exits_3_from_the_command_line(tmp_path):
+    # the M10's envelope names the pharmacy alone and its AnsattId is an employee id, not an
+    # HPR number: from the command line nobody is its author (over HTTP the pharmacist is)
     from tests.eresept.dispensing import m10
 
     url, engine = _db(tmp_path)
     assert _import(tmp_path, url, with_demo_drugs(example("M25.1"))).exit_code == 0
     before = counts(engine)
-    refused = _import(tmp_path, url, example("M10"), "m10.xml")
-    assert refused.exit_code == 3
-    receipt = json.loads(refused.stdout)
-    assert (receipt["type"], receipt["result"]) == ("ERM10", "refused")
-    assert receipt["reasons"][0].startswith("message-not-matched:")
+    for name, data in (("m10.xml", example("M10")), ("m10b.xml", m10())):
+        refused = _import(tmp_path, url, data, name)
+        assert refused.exit_code == 3
+        receipt = json.loads(refused.stdout)
+        assert set(receipt) == KEYS
+        assert (receipt["type"], receipt["result"]) == ("ERM10", "refused")
+        assert receipt["reasons"][0].startswith("message-without-author:")
+        assert "AnsattId" in receipt["reasons"][0]
     assert counts(engine) == before
-    applied = _import(tmp_path, url, m10(), "m10b.xml")
-    assert applied.exit_code == 0, applied.output
-    receipt = json.loads(applied.stdout)
-    assert set(receipt) == KEYS
-    assert (receipt["type"], receipt["result"], receipt["entries"]) == ("ERM10", "applied", 1)
 
 
 def test_an_m9_12_answer_prints_its_own_type_and_msg_id(tmp_path):
@@ -210,3 +211,67 @@ def test_an_m9_12_answer_prints_its_own_type_and_msg_id(tmp_path):
         "ERM912",
         "applied",
     )
+
+
+#: How the import's help names each message type the importer takes (the dispatcher's types and
+#: the M9.x answers it unwraps).
+TYPE_NAMES = {
+    "ERM251": "M25.1",
+    "ERM1": "M1",
+    "ERM5": "M5",
+    "ERM10": "M10",
+    "ERM252": "M25.2",
+    "ERM253": "M25.3",
+    "ERM271": "M27.1",
+    "ERM912": "M9.12",
+    "ERM94": "M9.4",
+}
+
+
+def test_the_import_help_names_every_message_type_the_importer_takes():
+    from medloop.eresept.reader import WRAPPER_TYPES
+    from medloop.loop.messages import IMPORTED_TYPES
+
+    taken = set(IMPORTED_TYPES) | set(WRAPPER_TYPES)
+    assert taken <= set(TYPE_NAMES), f"name the new type(s) here: {taken - set(TYPE_NAMES)}"
+    shown = runner.invoke(app, ["eresept", "import", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    text = " ".join(shown.stdout.split())
+    assert [TYPE_NAMES[t] for t in sorted(taken) if TYPE_NAMES[t] not in text] == []
+
+
+def test_outbox_lists_the_answers_due_and_refuses_an_unknown_patient(tmp_path):
+    from datetime import date
+
+    from medloop.loop import multidose
+    from medloop.loop.messages import import_message
+    from tests.eresept.importing import M25_2_MSG_ID, PHARMACY_HER_ID, m25_2_from_pharmacy
+    from tests.loop.helpers import GP, PHARMACIST, call
+
+    url, engine = _db(tmp_path)
+    assert _import(tmp_path, url, with_demo_drugs(example("M25.1"))).exit_code == 0
+    with engine.connect() as conn:
+        patient_id = queries.find_patient_id(conn, PATIENT)
+    multidose.set_responsibility(
+        engine,
+        patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
+        ),
+        call(),
+    )
+    config = reader_config()
+    import_message(engine, m25_2_from_pharmacy(), source="m", config=config, call=call(PHARMACIST))
+    with engine.connect() as conn:
+        (question,) = multidose.pending_proposals(conn, patient_id)
+    multidose.reject_proposal(engine, patient_id, question.id, call(GP, reason="nei"))
+
+    listed = runner.invoke(app, ["eresept", "outbox", "--db", url, "--json"], env=ENV)
+    assert listed.exit_code == 0, listed.output
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["patient"], row["state"], row["decision"]) == (PATIENT, "ready", "rejected")
+    assert (row["in_reply_to"], row["receiver"]["her_id"]) == (M25_2_MSG_ID, PHARMACY_HER_ID)
+    mine = runner.invoke(app, ["eresept", "outbox", "--patient", PATIENT, "--db", url], env=ENV)
+    assert mine.exit_code == 0 and row["msg_id"] in mine.stdout
+    unknown = runner.invoke(app, ["eresept", "outbox", "--patient", "01019000083", "--db", url])
+    assert unknown.exit_code == 3

@@ -14,19 +14,23 @@ from medloop import queries
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.dispense import NOT_CARRIED_BY_M10, QuantityExceedsRemaining
 from medloop.domain.errors import NotDispensable
-from medloop.domain.messages import MessageNotMatched
+from medloop.domain.messages import MessageNotMatched, MessageWithoutAuthor
 from medloop.fhir.resources import medication_dispense
 from medloop.loop.messages import import_message, m10_dispense_id
 from medloop.store.prescriptions import dispense, dispense_annulment
 from tests.eresept.dispensing import FIRST, FIRST_VARENR, OFFICIAL_RESEPT_ID, m10
 from tests.eresept.importing import counts, demo_world, reader_config, real_world, with_demo_drugs
 from tests.eresept.messages import example, needs_shared
+from tests.loop.helpers import PHARMACIST, call
 
 pytestmark = needs_shared
 
 
 def _import(engine, data: bytes):
-    return import_message(engine, data, source="m10.xml", config=reader_config())
+    """An M10 as the dispensing pharmacist (its envelope names the pharmacy alone); the other
+    messages as their senders."""
+    by = call(PHARMACIST) if b'V="ERM10"' in data else None
+    return import_message(engine, data, source="m10.xml", config=reader_config(), call=by)
 
 
 def _rows(engine) -> tuple[int, ...]:
@@ -82,7 +86,7 @@ def test_a_matched_m10_is_a_dispense_with_expiry_and_batch_absent_and_marked_not
     assert recorded.not_carried == ("batch", "expiry")
     assert recorded.package.varenr == FIRST_VARENR
     assert recorded.quantity.packages == 1.0
-    assert recorded.pharmacist.hpr_number == "9876543"  # the M10's AnsattId
+    assert recorded.pharmacist.hpr_number == PHARMACIST.personnel.hpr_number  # the caller
     assert recorded.pharmacy.id == "8090688"  # the sending pharmacy's HER-id
     # one dispense and the received message more; the prescription (1 package, 3 repeats) goes on
     assert _rows(engine)[3] == before[3] + 1 and _rows(engine)[0] == before[0] + 1
@@ -160,3 +164,21 @@ def test_an_annulling_m10_annuls_the_dispense_of_the_m10_it_names(engine):
     with pytest.raises(MessageNotMatched, match="not recorded"):
         _import(engine, m10(annuls=str(uuid.uuid4())))
     assert _rows(engine) == before
+
+
+def test_the_m10s_ansatt_id_is_an_employee_id_not_the_dispensing_pharmacists_hpr(engine):
+    # ER-M10-2013-10-08.xsd: AnsattId is a plain string, undocumented; "employee id"
+    patient_id = _listed(engine)
+    data = m10().replace(b"<AnsattId>9876543</AnsattId>", b"<AnsattId>1234567</AnsattId>")
+    before = _rows(engine)
+    with pytest.raises(MessageWithoutAuthor) as caught:
+        import_message(engine, data, source="m10.xml", config=reader_config())
+    assert "AnsattId '1234567' is the pharmacy's employee id" in caught.value.detail
+    assert _rows(engine) == before
+    receipt = _import(engine, data)
+    (recorded,) = _state(engine, patient_id).dispenses_of(FIRST)
+    assert recorded.pharmacist.hpr_number == PHARMACIST.personnel.hpr_number != "1234567"
+    assert (
+        "dispensed by the pharmacy's employee 1234567 (AnsattId, not an HPR number)"
+        in receipt.reasons
+    )

@@ -59,6 +59,11 @@ SCENARIOS = [
         "test_nothing_is_planned_or_missed_after_discharge",
         ["discharge"],
     ),
+    (
+        "tests.eresept.test_outbox",
+        "test_only_the_deciding_doctors_organisation_reads_and_marks_the_answer_once",
+        ["outbox_message", "outbox_sent"],
+    ),
 ]
 
 

@@ -91,3 +91,46 @@ def test_migration_0008_refuses_a_broken_audit_log(db_url):
     with pytest.raises(RuntimeError, match="the audit log is broken at event 2"):
         upgrade(engine)
     engine.dispose()
+
+
+def _outbox_triggers(conn) -> set[str]:
+    from sqlalchemy import text
+
+    if conn.dialect.name == "postgresql":
+        query = "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'outbox%'"
+    else:
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'outbox%'"
+    return set(conn.execute(text(query)).scalars())
+
+
+def test_migration_0019_the_outbox_goes_down_to_0017_and_up_again_append_only(db_url):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from medloop.store.db import make_engine
+    from medloop.store.migrate import alembic_config, upgrade
+
+    tables = {"outbox_message", "outbox_sent"}
+    engine = make_engine(db_url)
+    upgrade(engine)
+    config = alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0017")  # the revision before 0019
+    with engine.connect() as conn:
+        assert not tables & set(inspect(conn).get_table_names())
+        assert _outbox_triggers(conn) == set()
+
+    upgrade(engine)
+
+    with engine.connect() as conn:
+        assert tables <= set(inspect(conn).get_table_names())
+        expected = (
+            {"outbox_message_append_only", "outbox_sent_append_only"}
+            if engine.dialect.name == "postgresql"
+            else {f"{t}_refuse_{op}" for t in tables for op in ("update", "delete")}
+        )
+        assert _outbox_triggers(conn) == expected
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+    engine.dispose()

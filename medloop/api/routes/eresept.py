@@ -3,11 +3,14 @@ with its receipt; a patient's list as an M25.1 and a prescription as an M1, for 
 callers. Under the same policy and audit as the rest of the API: receiving is a write to the
 list (``list.write``; an M25.2 from a multidose pharmacy ``multidose.write``) by the
 authenticated caller, the exports are audited reads
-(``list.read``) whose sender is the caller."""
+(``list.read``) whose sender is the caller. The outbox (the multidose doctor's answers to
+M25.2 proposals, as M25.1s) is read (``list.read``) and marked sent (``list.write``) by the
+organisation that sends it, the deciding doctor's; another organisation sees none of it."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -22,8 +25,9 @@ from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Reason
+from medloop.domain.messages import OutboxMessage
 from medloop.eresept import ReaderConfig
-from medloop.loop.messages import accept_list_proposal, import_message
+from medloop.loop.messages import accept_list_proposal, import_message, mark_outbox_sent
 
 router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
 XML = "application/xml"
@@ -216,3 +220,137 @@ def received_message(
     except queries.MessageNotFound as missing:
         raise NotFound(str(missing)) from None
     return Response(data, media_type=XML)
+
+
+# -- the outbox: the multidose doctor's answers to M25.2 proposals ---------------------------------
+
+
+class OutboxReceiver(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str | None = None
+    her_id: str | None = None
+    org_number: str | None = None
+
+
+class OutboxMessageView(BaseModel):
+    """A message to send: the M25.1 answering a proposal of an M25.2 (``in_reply_to``; its
+    ``conversation``) to the M25.2's sender (``receiver``), with the decision, the list version
+    it shows, the SHA-256 and size of its bytes (``GET …/outbox/{msg_id}``) and its ``state``:
+    ``ready`` until an integrator marks it ``sent``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    msg_id: str
+    type: str
+    state: Literal["ready", "sent"]
+    created_at: datetime
+    sent_at: datetime | None = None
+    sha256: str
+    size: int
+    proposal_id: UUID
+    kind: str
+    decision: Literal["accepted", "rejected"]
+    reason: str | None = None
+    list_version: int
+    in_reply_to: str
+    conversation: str
+    receiver: OutboxReceiver
+
+
+class OutboxList(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    messages: list[OutboxMessageView]
+
+
+def _outbox_view(message: OutboxMessage) -> OutboxMessageView:
+    answer = message.answer
+    origin = answer.origin
+    return OutboxMessageView(
+        msg_id=message.msg_id,
+        type=message.type,
+        state=message.state,
+        created_at=message.created_at,
+        sent_at=None if message.sent is None else message.sent.at,
+        sha256=message.sha256,
+        size=message.size,
+        proposal_id=answer.proposal_id,
+        kind=answer.kind.value,
+        decision="accepted" if answer.accepted else "rejected",
+        reason=answer.reason,
+        list_version=answer.list_version,
+        in_reply_to=origin.msg_id,
+        conversation=origin.conversation,
+        receiver=OutboxReceiver(**origin.sender.model_dump()),
+    )
+
+
+@router.get(
+    "/patients/{patient_id}/eresept/outbox",
+    response_model=OutboxList,
+    responses=responses(401, 403, 404, 422, 503),
+    operation_id="readOutbox",
+    summary="The messages the caller's organisation is to send for the patient (answers to "
+    "M25.2 proposals), ready or sent",
+)
+def read_outbox(caller: CallerDep, patient_id: UUID) -> JSONResponse:
+    caller.authorize(Action.LIST_READ, patient_id)
+    organisation = caller.principal.actor.organisation.id
+    found = caller.read(
+        patient_id, "eresept-outbox", lambda conn: queries.outbox(conn, patient_id, organisation)
+    )
+    body = OutboxList(messages=[_outbox_view(m) for m in found])
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+@router.get(
+    "/patients/{patient_id}/eresept/outbox/{msg_id}",
+    response_class=Response,
+    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    operation_id="readOutboxMessage",
+    summary="One message to send, byte for byte as stored (its SHA-256 is the listed one)",
+)
+def read_outbox_message(
+    caller: CallerDep,
+    patient_id: UUID,
+    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+) -> Response:
+    caller.authorize(Action.LIST_READ, patient_id)
+    organisation = caller.principal.actor.organisation.id
+    try:
+        data = caller.read(
+            patient_id,
+            "eresept-outbox-message",
+            lambda conn: queries.outbox_message(conn, patient_id, msg_id, organisation),
+        )
+    except queries.MessageNotFound as missing:
+        raise NotFound(str(missing)) from None
+    return Response(data, media_type=XML)
+
+
+class OutboxSent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    msg_id: str
+    state: Literal["sent"]
+    sent_at: datetime
+
+
+@router.post(
+    "/patients/{patient_id}/eresept/outbox/{msg_id}/sent",
+    response_model=OutboxSent,
+    responses=responses(400, 401, 403, 404, 409, 422, 503),
+    operation_id="markOutboxSent",
+    summary="Mark a message of the outbox sent (an integrator of the sending organisation; "
+    "once; Idempotency-Key)",
+)
+def mark_outbox_message_sent(
+    caller: CallerDep,
+    patient_id: UUID,
+    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    key: IdempotencyKey,
+) -> JSONResponse:
+    caller.authorize(Action.LIST_WRITE, patient_id)
+    result = mark_outbox_sent(caller.engine, patient_id, msg_id, caller.call(idempotency_key=key))
+    return JSONResponse(OutboxSent.model_validate(dict(result)).model_dump(mode="json"))

@@ -89,6 +89,26 @@ def test_an_accepted_dosage_proposal_changes_the_list_and_is_no_longer_pending(e
     assert decision.by == GP
 
 
+def test_a_proposal_made_over_the_json_api_is_answered_by_no_outbox_message(engine):
+    patient_id, order, version = _world(engine)
+    changed = _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.CHANGE_DOSAGE,
+        entry_id=order.entry_id,
+        dosage=dosage(TimeOfDay.MORNING),
+    )
+    asked = _propose(
+        engine, patient_id, kind=ProposalKind.QUESTION, entry_id=order.entry_id, question="?"
+    )
+    result = multidose.accept_proposal(engine, patient_id, changed, call(GP), based_on=version)
+    rejected = multidose.reject_proposal(engine, patient_id, asked, call(GP, reason="no"))
+    assert "answer_msg_id" not in result.response | rejected.response
+    with engine.connect() as conn:
+        assert queries.outbox(conn, patient_id, GP.organisation.id) == []
+        assert queries.outbox_ready(conn)[0] == []
+
+
 def test_only_a_prescriber_accepts_or_rejects_a_proposal(engine):
     patient_id, order, version = _world(engine)
     proposal_id = _propose(
