@@ -7,7 +7,11 @@ audited read, template — without the network). Measures, at 08:05 in Oslo:
     last 24 h, open alerts) and a resident's week MAR, p50/p99 in ms (interleaved);
   - the same for the JSON API's ward chart (GET /nursing/wards/{id}/chart), the baseline: the
     overview runs that query and adds names, PRN and alerts;
-  - the page weight of each nurse page: HTML plus the CSS and JS it loads, in bytes.
+  - the page weight of each nurse page: HTML plus the CSS and JS it loads, in bytes;
+  - the overview and the API's ward chart as they were before the batched audit appends and the
+    one-query PRN entries (``_before``: the old functions swapped in), interleaved with the
+    current ones, wall and process CPU per request, with the ratios.
+The heap is settled as ``medloop serve`` settles it (``--no-settle``: not).
 SQLite always; PostgreSQL too when MEDLOOP_BENCH_POSTGRES_URL (or MEDLOOP_TEST_POSTGRES_URL)
 names a server. Prints one JSON object. Targets: overview p99 <= 100 ms, MAR week p99 <= 60 ms,
 every page <= 150 KB.
@@ -16,6 +20,7 @@ every page <= 150 KB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -59,6 +64,95 @@ def _chart_lines_before(conn, patient_ids, start, end, ward_id=None):
         in_force = dose_in_force(dose, schedules.get(dose.entry_id, []), standing is not None)
         lines.append(_Line(dose, in_force, standing))
     return lines
+
+
+def _audited_many_before(engine, who, action, work):
+    """``store.access.audited_many`` before the batched audit appends (the baseline): one
+    ``audit.append`` per patient read (on PostgreSQL each takes the chain's lock and inserts:
+    two round trips per resident)."""
+    from medloop.store import audit
+    from medloop.store.access import _event
+    from medloop.store.db import writer
+    from medloop.store.patients import national_ids_of
+
+    with writer(engine).begin() as conn:
+        result, patient_ids = work(conn)
+        national_ids = national_ids_of(conn, patient_ids)
+        for patient_id in patient_ids:
+            audit.append(
+                conn,
+                _event(
+                    who,
+                    national_ids.get(patient_id),
+                    action,
+                    detail={"patient_id": str(patient_id)},
+                ),
+            )
+    return result
+
+
+def _prn_lines_before(conn, patient_ids, now):
+    """The ward chart's PRN lines before the one-query read (the baseline): each resident's
+    state (the process's state cache, as the API passed it) for their list."""
+    from collections import defaultdict
+
+    from medloop import queries
+    from medloop.domain.administration import (
+        PRN_WINDOW_MAX,
+        Intake,
+        Outcome,
+        is_as_needed,
+        prn_status,
+    )
+    from medloop.domain.ward import local_date
+    from medloop.loop.administration.queries import PrnLine
+    from medloop.store import administration as store
+
+    entries = {}
+    for patient_id in patient_ids:
+        found = [
+            e
+            for e in queries.patient_state(conn, patient_id).medication_list.entries
+            if is_as_needed(e) and e.in_use(local_date(now)) and e.dosage is not None
+        ]
+        if found:
+            entries[patient_id] = found
+    if not entries:
+        return {}
+    given = defaultdict(list)
+    since, until = now - PRN_WINDOW_MAX, now + timedelta(microseconds=1)
+    for charted in store.chartings_of_patients(conn, list(entries), since, until):
+        record = charted.administration
+        if charted.stands and record.outcome is Outcome.GIVEN and record.dose is not None:
+            given[record.entry_id].append((record.at, record.dose))
+    lines = defaultdict(list)
+    for patient_id, found in entries.items():
+        for entry in found:
+            for dose in entry.dosage.as_needed:
+                intakes = [
+                    Intake(at, amount.value)
+                    for at, amount in given.get(entry.id, ())
+                    if amount.unit == dose.amount.unit
+                ]
+                lines[patient_id].append(
+                    PrnLine(entry.id, entry.drug.name, prn_status(dose, intakes, now))
+                )
+    return lines
+
+
+@contextlib.contextmanager
+def _before():
+    """The request path as it was before the batched audit appends and the one-query PRN read
+    (swapped in for the baseline, so that both run interleaved in one process)."""
+    from medloop.api import deps
+    from medloop.loop.administration import queries as chart_queries
+
+    now_audited, now_prn = deps.audited_many, chart_queries._prn_lines
+    deps.audited_many, chart_queries._prn_lines = _audited_many_before, _prn_lines_before
+    try:
+        yield
+    finally:
+        deps.audited_many, chart_queries._prn_lines = now_audited, now_prn
 
 
 def compare_reads(engine, ward_id, patient, iterations: int) -> dict[str, object]:
@@ -132,7 +226,7 @@ def compare_reads(engine, ward_id, patient, iterations: int) -> dict[str, object
     return found
 
 
-def measure(url: str, iterations: int) -> dict[str, object]:
+def measure(url: str, iterations: int, settle: bool = True) -> dict[str, object]:
     import logging
 
     from fastapi.testclient import TestClient
@@ -180,19 +274,34 @@ def measure(url: str, iterations: int) -> dict[str, object]:
     api = f"/nursing/wards/{ward_id}/chart"
     bearer = {"Authorization": f"Bearer {token}"}
     assert client.get(api, headers=bearer).status_code == 200
-    timings: dict[str, list[float]] = {"ward_overview": [], "mar_week": [], "api_ward_chart": []}
+    if settle:
+        # As `medloop serve` does once the app is built (medloop.api.server.settle_heap): the
+        # heap so far (here the ward's set-up too) is frozen, out of the cyclic collector's full
+        # passes, which otherwise stop a request for the whole walk at random (the p99).
+        from medloop.api.server import settle_heap
+
+        settle_heap()
+    with _before():  # the baseline's answers are the same pages and JSON
+        assert client.get(api, headers=bearer).json() == client.get(api, headers=bearer).json()
+        before_html = client.get(overview).text
+    assert client.get(overview).text == before_html
+    requests = (
+        ("ward_overview", overview, None, False),
+        ("ward_overview_before", overview, None, True),
+        ("mar_week", week, None, False),
+        # The JSON API's ward chart (the same ward_chart query, audited, with the PRN limits).
+        ("api_ward_chart", api, bearer, False),
+        ("api_ward_chart_before", api, bearer, True),
+    )
+    timings: dict[str, list[float]] = {name: [] for name, *_ in requests}
     cpu: dict[str, list[float]] = {name: [] for name in timings}
     for _ in range(iterations):  # interleaved, so noise hits all alike
-        for name, path, headers in (
-            ("ward_overview", overview, None),
-            ("mar_week", week, None),
-            # The baseline: the JSON API's ward chart (the same ward_chart query, audited).
-            ("api_ward_chart", api, bearer),
-        ):
-            began, c0 = time.perf_counter(), time.process_time()
-            answer = client.get(path, headers=headers)
-            timings[name].append((time.perf_counter() - began) * 1000)
-            cpu[name].append((time.process_time() - c0) * 1000)
+        for name, path, headers, before in requests:
+            with _before() if before else contextlib.nullcontext():
+                began, c0 = time.perf_counter(), time.process_time()
+                answer = client.get(path, headers=headers)
+                timings[name].append((time.perf_counter() - began) * 1000)
+                cpu[name].append((time.process_time() - c0) * 1000)
             assert answer.status_code == 200, (name, answer.status_code)
     reads = compare_reads(engine, ward_id, patient, max(5, iterations // 3))
     weights = {}
@@ -203,13 +312,23 @@ def measure(url: str, iterations: int) -> dict[str, object]:
         total = len(html.content) + sum(len(client.get(a).content) for a in assets)
         weights[name] = {"bytes": total, "assets": assets}
     engine.dispose()
+    cpu_found = {k: percentiles(v) for k, v in cpu.items()}
     return {
         "residents": len(residents),
         "iterations": iterations,
+        "heap_settled": settle,
         "ward_overview": percentiles(timings["ward_overview"]),
         "mar_week": percentiles(timings["mar_week"]),
         "baseline_api_ward_chart": percentiles(timings["api_ward_chart"]),
-        "process_cpu_per_request": {k: percentiles(v) for k, v in cpu.items()},
+        "wall_per_request": {k: percentiles(v) for k, v in timings.items()},
+        "process_cpu_per_request": cpu_found,
+        "cpu_ratio_before_over_now": {
+            name: {
+                q: round(cpu_found[f"{name}_before"][q] / cpu_found[name][q], 2)
+                for q in ("p50_ms", "p99_ms")
+            }
+            for name in ("ward_overview", "api_ward_chart")
+        },
         "reads_process_cpu_now_vs_before": reads,
         "page_weight": weights,
     }
@@ -218,15 +337,22 @@ def measure(url: str, iterations: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument(
+        "--no-settle",
+        action="store_true",
+        help="leave the heap to the cyclic collector (medloop serve freezes it: settle_heap)",
+    )
     args = parser.parse_args()
     results: dict[str, object] = {"targets": TARGETS, "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as folder:
-        results["sqlite"] = measure(f"sqlite:///{Path(folder) / 'pages.db'}", args.iterations)
+        results["sqlite"] = measure(
+            f"sqlite:///{Path(folder) / 'pages.db'}", args.iterations, not args.no_settle
+        )
     pg = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
     if pg:
         url, drop = postgres_database(pg)
         try:
-            results["postgresql"] = measure(url, args.iterations)
+            results["postgresql"] = measure(url, args.iterations, not args.no_settle)
         finally:
             drop()
     results["load_average_at_end"] = os.getloadavg()[0]

@@ -314,6 +314,12 @@ ALLOWED: tuple[Allowed, ...] = (
         "ward view: the ward's residents, their planned doses and chartings",
     ),
     Allowed(
+        r"^medloop/store/audit\.py:_chain_many_(pg|sqlite) < medloop/store/audit\.py:append_many",
+        "the audit records of a read of several patients (a ward's chart, the pharmacy's "
+        "worklist, a bulk export's chunk): one record on each patient's chain in one statement, "
+        "each chain's tail read by chain and patient id (on Citus it must be split per shard)",
+    ),
+    Allowed(
         r"^medloop/store/multidose\.py:open_tasks < medloop/loop/multidose\.py:open_tasks",
         "a multidose doctor's open tasks across their patients (a worklist)",
         r"assigned_to = ",

@@ -252,9 +252,7 @@ def _resident(
                 organisation_id=organisation,
             ).get(patient_id, []),
             # the ward chart's PRN lines (doses remaining, next allowed), for the charting page
-            "prn_lines": (
-                administration.prn_lines(conn, patient_id, at, queries.patient_state) if prn else []
-            ),
+            "prn_lines": administration.prn_lines(conn, patient_id, at) if prn else [],
         }
 
     found = page.caller.read(patient_id, "administration-chart", read)

@@ -7,7 +7,7 @@ is issued, so feedback can only name a card this server issued, for the patient 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -177,24 +177,30 @@ def audited_many(
     work: Callable[[Connection], tuple[Read, list[UUID]]],
 ) -> Read:
     """``work(conn)`` returns a result about several patients (a ward's chart) and their ids;
-    one audit record per patient is appended in the same transaction."""
+    one audit record per patient is appended in the same transaction (:func:`record_reads`)."""
     with writer(engine).begin() as conn:
         result, patient_ids = work(conn)
-        national_ids = national_ids_of(conn, patient_ids)
-        for patient_id, national_id in national_ids.items():
-            # The audit records carry the patient's id (migration 0020): known here, not asked.
-            audit.note_patient(conn, national_id, patient_id)
-        for patient_id in patient_ids:
-            audit.append(
-                conn,
-                _event(
-                    who,
-                    national_ids.get(patient_id),
-                    action,
-                    detail={"patient_id": str(patient_id)},
-                ),
-            )
+        record_reads(conn, who, action, patient_ids)
     return result
+
+
+def record_reads(
+    conn: Connection, who: Accessor, action: str, patient_ids: Sequence[UUID]
+) -> list[audit.AuditRecord]:
+    """The audit records of ``who``'s ``action`` on each of ``patient_ids`` (a read of several
+    patients), in that order, in statements that do not grow with the patients: one query for
+    their national ids (which notes their ids for the records, ``national_ids_of``) and
+    ``audit.append_many``. A patient that does not exist is recorded on the system chain."""
+    national_ids = national_ids_of(conn, patient_ids)
+    return audit.append_many(
+        conn,
+        [
+            _event(
+                who, national_ids.get(patient_id), action, detail={"patient_id": str(patient_id)}
+            )
+            for patient_id in patient_ids
+        ],
+    )
 
 
 def audit_refused(

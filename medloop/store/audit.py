@@ -42,6 +42,12 @@ Appends to one chain are serialised so that concurrent transactions cannot fork 
   and inserting after it cannot interleave with another writer.  :func:`append` refuses a
   connection that was not opened that way (:class:`WriteTransactionRequired`).
 
+A read of several patients (a ward's chart) appends one record to each of their chains with
+:func:`append_many`: the same records as one :func:`append` per event, in statements that do
+not grow with the chains (PostgreSQL: the chains' locks in one statement, taken in ascending
+key order so that two such reads cannot deadlock, then one ``INSERT ... SELECT``; SQLite: one
+query of the tails and one ``executemany``).
+
 A rolled-back append leaves no gap: the sequence number is the committed tail plus one.
 """
 
@@ -55,6 +61,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -338,20 +345,8 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     if postgres and chain not in transaction_memo(conn).get(_LOCKED, ()):
         conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
         note_chain_locked(conn, chain)
-    values: dict[str, Any] = {
-        "chain": chain,
-        # Taken under the lock, so that time order follows chain order on one clock.
-        "occurred_at": _utc(event.occurred_at) if event.occurred_at else datetime.now(UTC),
-        "actor": event.actor,
-        "actor_role": event.actor_role,
-        "organisation": event.organisation,
-        "patient": event.patient,
-        "action": event.action,
-        "outcome": outcome.value,
-        "request_id": event.request_id,
-        "reason": event.reason,
-        "detail": detail,
-    }
+    # Taken under the lock, so that time order follows chain order on one clock.
+    values = _unchained_values(event, outcome, detail, datetime.now(UTC))
     head, middle = _canonical_parts(values)
     patient_id = event.patient_id or _patient_id(conn, event.patient)
     if postgres:
@@ -387,6 +382,227 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         values["hash"] = _hash_of_parts(head, values["prev_hash"], middle, values["seq"])
         conn.execute(audit_event.insert(), {**values, "patient_id": patient_id})
     return AuditRecord(**{**values, "outcome": outcome})
+
+
+def _unchained_values(
+    event: AuditEvent, outcome: Outcome, detail: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """A record's column values but those its chain's tail decides (``seq``, ``prev_hash``,
+    ``hash``); ``now`` when the event names no time."""
+    return {
+        "chain": event.patient or NO_PATIENT,
+        "occurred_at": _utc(event.occurred_at) if event.occurred_at else now,
+        "actor": event.actor,
+        "actor_role": event.actor_role,
+        "organisation": event.organisation,
+        "patient": event.patient,
+        "action": event.action,
+        "outcome": outcome.value,
+        "request_id": event.request_id,
+        "reason": event.reason,
+        "detail": detail,
+    }
+
+
+def append_many(conn: Connection, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+    """Chain each of ``events`` onto its chain in the caller's transaction and return the
+    records, in the order of ``events``: the records :func:`append` would write called once per
+    event in that order (the same sequence numbers, previous hashes and hashes; the claim of the
+    rows the transaction appended since its last audit record goes to the first record, as the
+    first ``append`` would close it), in a number of statements that does not grow with the
+    events — for a read of a ward's residents, one record per resident.
+
+    On PostgreSQL one statement takes the locks of every chain this transaction does not hold
+    yet, in ascending order of their keys (so two appenders to overlapping sets of chains
+    cannot deadlock); then one ``INSERT ... SELECT`` reads every chain's tail (a ``LATERAL``
+    subquery per chain, by chain and patient id), hashes the records in SQL and inserts them,
+    and each hash is recomputed here, as :func:`append` does. On SQLite one query reads the
+    tails and one ``executemany`` inserts the records. A chain named by several events gets
+    one such round per occurrence (the second after the first's insert)."""
+    require_write_transaction(conn, "appending to the audit log")
+    if not events:
+        return []
+    checked = [_validated(event) for event in events]  # all of them before anything is written
+    claim = attestation.close(conn)
+    if claim is not None:
+        checked[0][1][attestation.DETAIL_KEY] = claim
+    chains = [event.patient or NO_PATIENT for event in events]
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        held = transaction_memo(conn).get(_LOCKED, set())
+        keys = sorted({chain_lock_key(chain) for chain in chains if chain not in held})
+        if keys:
+            conn.execute(_LOCK_CHAINS, {"keys": keys})
+        for chain in chains:
+            note_chain_locked(conn, chain)
+    rounds: list[list[int]] = []  # the k-th round holds the k-th event of each chain
+    seen: dict[str, int] = {}
+    for index, chain in enumerate(chains):
+        occurrence = seen[chain] = seen.get(chain, -1) + 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append(index)
+    records: list[AuditRecord | None] = [None] * len(events)
+    for indexes in rounds:
+        now = datetime.now(UTC)  # under the locks, as append's
+        pending = [
+            _Chaining(
+                index,
+                _unchained_values(events[index], *checked[index], now),
+                _patient_id_of(conn, events[index]),
+            )
+            for index in indexes
+        ]
+        for start in range(0, len(pending), _MANY_CHUNK):
+            chunk = pending[start : start + _MANY_CHUNK]
+            (_chain_many_pg if postgres else _chain_many_sqlite)(conn, chunk)
+        for found in pending:
+            records[found.index] = AuditRecord(
+                **{**found.values, "outcome": checked[found.index][0]}
+            )
+    return [record for record in records if record is not None]
+
+
+def _patient_id_of(conn: Connection, event: AuditEvent) -> str | None:
+    found = event.patient_id or _patient_id(conn, event.patient)
+    return None if found is None else str(found)
+
+
+@dataclass
+class _Chaining:
+    """One record of :func:`append_many` on its way: its place among the events, its column
+    values (the chained ones filled in once its chain's tail is known) and its patient's id."""
+
+    index: int
+    values: dict[str, Any]
+    patient_id: str | None
+
+
+def _chain_many_pg(conn: Connection, pending: Sequence[_Chaining]) -> None:
+    """Insert ``pending`` (one record per chain) after their chains' tails, hashed in SQL, and
+    check each hash against this process's."""
+    parts = [_canonical_parts(p.values) for p in pending]
+    records = [
+        {
+            **p.values,
+            "occurred_at": p.values["occurred_at"].isoformat(),
+            "patient_id": p.patient_id,
+            "head": head,
+            "middle": middle,
+        }
+        for p, (head, middle) in zip(pending, parts, strict=True)
+    ]
+    rows = {
+        row.chain: row
+        for row in conn.execute(
+            _APPEND_MANY_PG, {"records": _records_json(records), "genesis": GENESIS_HASH}
+        )
+    }
+    for p, (head, middle) in zip(pending, parts, strict=True):
+        row = rows[p.values["chain"]]
+        p.values["seq"], p.values["prev_hash"] = row.seq, row.prev_hash
+        p.values["hash"] = _hash_of_parts(head, row.prev_hash, middle, row.seq)
+        if row.hash != p.values["hash"]:
+            raise RuntimeError(
+                f"audit chain {row.chain!r} seq {row.seq}: the database hashed the record as "
+                f"{row.hash}, this process as {p.values['hash']}"
+            )
+
+
+def _chain_many_sqlite(conn: Connection, pending: Sequence[_Chaining]) -> None:
+    """Read the tails of ``pending``'s chains (one record per chain) in one query, chain the
+    records after them and insert them in one ``executemany``."""
+    tails = {
+        row.chain: (row.seq, row.hash)
+        for row in conn.execute(
+            _tails_sqlite(len(pending)),
+            {
+                name: value
+                for n, p in enumerate(pending)
+                for name, value in ((f"c{n}", p.values["chain"]), (f"p{n}", p.patient_id))
+            },
+        )
+    }
+    for p in pending:
+        seq, prev_hash = tails.get(p.values["chain"], (0, GENESIS_HASH))
+        p.values["seq"], p.values["prev_hash"] = seq + 1, prev_hash
+        head, middle = _canonical_parts(p.values)
+        p.values["hash"] = _hash_of_parts(head, prev_hash, middle, seq + 1)
+    conn.execute(audit_event.insert(), [{**p.values, "patient_id": p.patient_id} for p in pending])
+
+
+def _records_json(records: list[dict[str, Any]]) -> str:
+    # As the JSON column's value is written by ``append`` (medloop.store.batch): compact, keys
+    # in the dict's order; integers beyond 64 bits, which orjson refuses, through json.
+    try:
+        return orjson.dumps(records).decode()
+    except TypeError:
+        return json.dumps(records, ensure_ascii=False, separators=(",", ":"))
+
+
+_TAILS_SQLITE: dict[int, Any] = {}
+
+
+def _tails_sqlite(count: int) -> Any:
+    """The query of the tails of ``count`` chains (``:c<n>``, patient id ``:p<n>``; ``IS``
+    also matches the system chain's NULL): each chain's last record found by the primary key,
+    as :data:`_TAIL` finds one."""
+    found = _TAILS_SQLITE.get(count)
+    if found is None:
+        wanted = ", ".join(f"(:c{n}, :p{n})" for n in range(count))
+        found = _TAILS_SQLITE[count] = text(
+            f"""
+            WITH wanted(chain, patient_id) AS (VALUES {wanted})
+            SELECT wanted.chain AS chain, a.seq AS seq, a.hash AS hash
+            FROM wanted JOIN audit_event AS a ON a.chain = wanted.chain AND a.seq = (
+                SELECT b.seq FROM audit_event AS b
+                WHERE b.chain = wanted.chain AND b.patient_id IS wanted.patient_id
+                ORDER BY b.seq DESC LIMIT 1
+            )
+            """
+        )
+    return found
+
+
+#: Records per statement of :func:`append_many` (SQLite's bound parameters are limited).
+_MANY_CHUNK = 500
+
+#: Locks the chains whose keys ``:keys`` lists, in the order listed (``unnest`` yields an
+#: array's elements in order, and the lock is taken as each row is produced).
+_LOCK_CHAINS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
+
+# As _APPEND_PG, for many chains at once: the records come as one JSON array (the columns and
+# the two parts of each record's canonical serialisation around what its tail decides), and
+# each chain's tail is read by a LATERAL subquery routed by the chain's patient id (IS NOT
+# DISTINCT FROM: the system chain's is NULL). The statement runs after the one that took the
+# chains' locks, so its snapshot sees their committed tails.
+_APPEND_MANY_PG = text(
+    """
+    INSERT INTO audit_event (chain, seq, occurred_at, actor, actor_role, organisation, patient,
+                             action, outcome, request_id, reason, detail, prev_hash, hash,
+                             patient_id)
+    SELECT r.chain, n.seq, r.occurred_at, r.actor, r.actor_role, r.organisation, r.patient,
+           r.action, r.outcome, r.request_id, r.reason, r.detail, n.prev_hash,
+           encode(sha256(convert_to(r.head || n.prev_hash || r.middle || n.seq::text || '}',
+                                    'UTF8')), 'hex'),
+           r.patient_id
+    FROM json_to_recordset(CAST(:records AS json)) AS r(
+        chain text, occurred_at timestamptz, actor text, actor_role text, organisation text,
+        patient text, action text, outcome text, request_id text, reason text, detail json,
+        patient_id text, head text, middle text
+    )
+    CROSS JOIN LATERAL (
+        SELECT coalesce(last.seq, 0) + 1 AS seq, coalesce(last.hash, :genesis) AS prev_hash
+        FROM (SELECT 1) AS one
+        LEFT JOIN LATERAL (
+            SELECT seq, hash FROM audit_event
+            WHERE chain = r.chain AND patient_id IS NOT DISTINCT FROM r.patient_id
+            ORDER BY seq DESC LIMIT 1
+        ) AS last ON true
+    ) AS n
+    RETURNING chain, seq, prev_hash, hash
+    """
+)
 
 
 def note_patient(conn: Connection, national_id: str, patient_id: Any) -> None:

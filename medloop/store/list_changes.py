@@ -8,6 +8,7 @@ based on the same list version cannot both commit.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -23,11 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    exists,
     func,
     select,
 )
 
 from fest.schema import metadata
+from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion, ListChange
 from medloop.domain.personnel import Actor
 from medloop.store import attestation, batch
@@ -180,3 +183,51 @@ def patient_of_entry(conn: Connection, entry_id: UUID) -> UUID | None:
         select(entry_version.c.patient_id).where(entry_version.c.entry_id == str(entry_id)).limit(1)
     ).scalar_one_or_none()
     return None if found is None else UUID(found)
+
+
+def current_entries_for_use(
+    conn: Connection, patient_ids: Sequence[UUID], use: str
+) -> dict[UUID, list[ListEntry]]:
+    """Per patient of ``patient_ids``: the current version of each entry of their list whose
+    current version is for ``use`` (``interactions.dosage.Use``), whatever its status, in the
+    list's order (``MedicationList.replay``: by the list version that added the entry, then
+    the entry id) — what the patient's replayed list holds of them, read in one query per 500
+    patients without replaying their lists (a ward's as-needed entries)."""
+    later = entry_version.alias("later_version")
+    first = entry_version.alias("first_version")
+    added_in = (
+        select(func.min(first.c.list_version))
+        .where(first.c.patient_id == entry_version.c.patient_id)
+        .where(first.c.entry_id == entry_version.c.entry_id)
+        .scalar_subquery()
+    )
+    found: dict[UUID, list[ListEntry]] = defaultdict(list)
+    ids = [str(p) for p in patient_ids]
+    for start in range(0, len(ids), 500):
+        query = (
+            select(
+                entry_version.c.patient_id,
+                entry_version.c.entry_id,
+                entry_version.c.version,
+                entry_version.c.record["entry"].label("entry"),
+            )
+            .where(entry_version.c.patient_id.in_(ids[start : start + 500]))
+            .where(entry_version.c.record[("entry", "use")].as_string() == use)
+            .where(
+                ~exists()
+                .where(later.c.patient_id == entry_version.c.patient_id)
+                .where(later.c.entry_id == entry_version.c.entry_id)
+                .where(later.c.version > entry_version.c.version)
+            )
+            .order_by(entry_version.c.patient_id, added_in, entry_version.c.entry_id)
+        )
+        for row in conn.execute(query):
+            found[UUID(row.patient_id)].append(
+                parsed(
+                    ListEntry,
+                    row.entry,
+                    entry_version,
+                    {"entry_id": row.entry_id, "version": row.version},
+                )
+            )
+    return found

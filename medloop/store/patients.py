@@ -263,7 +263,8 @@ def read_revision(conn: Connection, patient_id: UUID) -> int | None:
 
 
 def national_ids_of(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID, str]:
-    """The national id of each of ``patient_ids`` that exists, in one query per 500."""
+    """The national id of each of ``patient_ids`` that exists, in one query per 500; in a
+    transaction each is noted for its audit records, as ``national_id_of`` notes one."""
     found: dict[UUID, str] = {}
     ids = [str(p) for p in patient_ids]
     for start in range(0, len(ids), 500):
@@ -273,6 +274,9 @@ def national_ids_of(conn: Connection, patient_ids: Sequence[UUID]) -> dict[UUID,
             )
         ):
             found[UUID(row.id)] = str(row.national_id)
+    if conn.in_transaction():
+        for patient_id, national_id in found.items():
+            audit.note_patient(conn, national_id, patient_id)
     return found
 
 

@@ -193,9 +193,7 @@ def ward_chart(
     wanted = day or caller.at.date()
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
-        chart = administration.ward_chart(
-            conn, ward_id, wanted, caller.at, state_of=queries.patient_state
-        )
+        chart = administration.ward_chart(conn, ward_id, wanted, caller.at)
         return views.ward_chart_view(chart), [p.patient_id for p in chart.patients]
 
     return JSONResponse(caller.read_many("administration.read.ward-chart", read))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -11,7 +11,7 @@ from uuid import UUID
 
 from sqlalchemy import Connection
 
-from interactions.dosage import Quantity
+from interactions.dosage import Quantity, Use
 from medloop.domain.administration import (
     PRN_WINDOW_MAX,
     Administration,
@@ -24,11 +24,9 @@ from medloop.domain.administration import (
     dose_in_force,
     dose_status,
     effective_charting,
-    is_as_needed,
     prn_status,
 )
 from medloop.domain.patient import PatientNotFound
-from medloop.domain.state import PatientState
 from medloop.domain.ward import (
     Admission,
     AdmissionNotFound,
@@ -37,8 +35,8 @@ from medloop.domain.ward import (
     local_day_bounds,
 )
 from medloop.store import administration as store
-from medloop.store.patient_state import load_patient_state
-from medloop.store.patients import national_id_of, read_patient
+from medloop.store.list_changes import current_entries_for_use
+from medloop.store.patients import national_id_of
 
 
 @dataclass(frozen=True)
@@ -134,32 +132,19 @@ class WardChart:
     patients: tuple[PatientChart, ...]
 
 
-StateOf = Callable[[Connection, UUID], PatientState]
-"""How a query gets a patient's state (the API passes ``medloop.queries.patient_state``, which
-uses the process's state cache)."""
-
-
-def _load_state(conn: Connection, patient_id: UUID) -> PatientState:
-    patient = read_patient(conn, patient_id)
-    if patient is None:
-        raise PatientNotFound(f"there is no patient {patient_id}", patient_id=patient_id)
-    return load_patient_state(conn, patient)
-
-
 def ward_chart(
     conn: Connection,
     ward_id: UUID,
     day: date,
     now: datetime,
     *,
-    state_of: StateOf = _load_state,
     prn_limits: bool = True,
 ) -> WardChart:
     """Per admitted patient: the day's planned doses in force with their status at ``now``
     (planned, due, overdue, missed, given, not given, refused, held), the PRN doses given that
     day, and every as-needed entry in use now with its limits and what remains at ``now``
-    (``prn``; the patients' lists come from ``state_of``; ``prn_limits=False`` leaves ``prn``
-    empty and reads no list, for a view that does not show them)."""
+    (``prn``; ``prn_limits=False`` leaves ``prn`` empty and reads no list entries, for a view
+    that does not show them)."""
     found = store.read_ward(conn, ward_id)
     if found is None:
         raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
@@ -203,7 +188,7 @@ def ward_chart(
         ):
             prn[given.patient_id].append(given)
     current = [a for a in admissions if a.covers(now)]
-    limits = _prn_lines(conn, [a.patient_id for a in current], now, state_of) if prn_limits else {}
+    limits = _prn_lines(conn, [a.patient_id for a in current], now) if prn_limits else {}
     return WardChart(
         ward_id=ward_id,
         day=day,
@@ -220,26 +205,25 @@ def ward_chart(
     )
 
 
-def prn_lines(
-    conn: Connection, patient_id: UUID, now: datetime, state_of: StateOf = _load_state
-) -> list[PrnLine]:
+def prn_lines(conn: Connection, patient_id: UUID, now: datetime) -> list[PrnLine]:
     """One resident's ``PrnLine``s now, as the ward chart shows them (the charting page shows
     them before a PRN dose is saved)."""
-    return _prn_lines(conn, [patient_id], now, state_of).get(patient_id, [])
+    return _prn_lines(conn, [patient_id], now).get(patient_id, [])
 
 
 def _prn_lines(
-    conn: Connection, patient_ids: Sequence[UUID], now: datetime, state_of: StateOf
+    conn: Connection, patient_ids: Sequence[UUID], now: datetime
 ) -> dict[UUID, list[PrnLine]]:
     """Per patient on the ward now: each as-needed dose of the entries in use today, with its
-    ``prn_status`` over the doses of the entry given within ``PRN_WINDOW_MAX`` (wherever)."""
+    ``prn_status`` over the doses of the entry given within ``PRN_WINDOW_MAX`` (wherever).
+    The entries are the current versions of the patients' as-needed entries, read in one query
+    for all of them (``current_entries_for_use``) instead of a list replayed per patient."""
+    today = local_date(now)
+    as_needed = current_entries_for_use(conn, patient_ids, Use.AS_NEEDED.value)
     entries = {}
     for stay_patient in patient_ids:
-        medication_list = state_of(conn, stay_patient).medication_list
         found = [
-            e
-            for e in medication_list.entries
-            if is_as_needed(e) and e.in_use(local_date(now)) and e.dosage is not None
+            e for e in as_needed.get(stay_patient, ()) if e.in_use(today) and e.dosage is not None
         ]
         if found:
             entries[stay_patient] = found
