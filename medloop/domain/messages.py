@@ -347,11 +347,11 @@ class OutboxMessage(Frozen):
     M25.1, ``type`` ERM251), the SHA-256 and size of its bytes (stored beside it), and its mark
     of having been sent. ``state``: ``ready`` until an integrator marks it ``sent``."""
 
-    msg_id: str
+    msg_id: str = Field(min_length=1, max_length=200)
     patient_id: UUID
     type: str
-    sha256: str
-    size: int
+    sha256: str = Field(min_length=64, max_length=64)
+    size: Count
     created_at: AwareDatetime
     answer: ProposalAnswer
     sent: MessageSent | None = None
