@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 
 from fest.schema import metadata
+from medloop.domain import versioning
 from medloop.domain.medication_list import EntryVersion, ListChange
 from medloop.domain.personnel import Actor
 from medloop.store import attestation, batch
@@ -167,7 +168,7 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
                 "patient_id": pid,
                 "list_version": v.list_version,
                 "kind": v.kind.value,
-                "record": v.model_dump(mode="json"),
+                "record": versioning.record(v, "diff", "entry"),
             }
             for v in change.entry_versions
         ],
