@@ -395,6 +395,7 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
 
     from medloop.api.app import create_app
     from medloop.api.server import HttpProtocol, SettingsConfig, settle_heap
+    from medloop.ops.logs import lean_records
 
     typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
     app_ = create_app(settings)  # migrates the schema, once, before any worker starts
@@ -419,6 +420,7 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
             Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
             settle_heap()
+            lean_records()
             uvicorn.run(
                 app_, host=host, port=port, log_level="warning", http=HttpProtocol, log_config=None
             )

@@ -250,6 +250,7 @@ def from_env() -> FastAPI:
 
     app = create_app(ApiSettings.from_env())
     settle_heap()
+    logs.lean_records()
     return app
 
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from medloop.ops.logs import lean_records
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -118,6 +120,7 @@ class SettingsConfig(uvicorn.Config):
             install(settings)  # the worker's subsystems read the parent's settings
             app = create_app(settings)
             settle_heap()
+            lean_records()
             return app
 
         return factory

@@ -7,6 +7,7 @@ A diff lists the top-level fields whose JSON form differs, each with its value b
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -44,8 +45,49 @@ def diff(
     numbers), so the changes are built without validating them a second time."""
     old = {} if before is None else before.model_dump(mode="json")
     new = after.model_dump(mode="json")
+    _remember(after, new)
     return tuple(
         FieldChange.model_construct(field=name, before=old.get(name), after=new[name])
         for name in fields
         if old.get(name) != new[name]
     )
+
+
+def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
+    """``version.model_dump(mode="json")``, for a version whose last two fields are its diff
+    (``changes``) and the value after it (``snapshot``), reusing the JSON dump ``diff`` made of
+    that value in this thread: the same dict, key for key in the same order, without dumping
+    the value a second time (a command diffs and stores its versions in one thread; issue #20).
+    A version without that dump (read back, or diffed in another thread) is dumped whole."""
+    value = getattr(version, snapshot)
+    dumped = _recalled(value)
+    if dumped is None:
+        return version.model_dump(mode="json")
+    found = version.model_dump(mode="json", exclude={changes, snapshot})
+    # A change's values are JSON already (the dumps diff compared), as its dump would give them.
+    found[changes] = [
+        {"field": change.field, "before": change.before, "after": change.after}
+        for change in getattr(version, changes)
+    ]
+    found[snapshot] = dumped
+    return found
+
+
+_RECENT = 16
+"""How many values' dumps a thread keeps for ``record`` (a command diffs a few)."""
+_dumps = threading.local()
+
+
+def _remember(value: BaseModel, dumped: dict[str, Any]) -> None:
+    recent: dict[int, tuple[BaseModel, dict[str, Any]]] | None = getattr(_dumps, "recent", None)
+    if recent is None or len(recent) >= _RECENT:
+        recent = _dumps.recent = {}
+    # The value itself is kept beside its id, so the id cannot be another object's meanwhile;
+    # domain values are frozen, so the dump stays true.
+    recent[id(value)] = (value, dumped)
+
+
+def _recalled(value: BaseModel) -> dict[str, Any] | None:
+    recent = getattr(_dumps, "recent", None)
+    found = None if recent is None else recent.get(id(value))
+    return found[1] if found is not None and found[0] is value else None

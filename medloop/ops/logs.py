@@ -28,6 +28,7 @@ __all__ = [
     "ensure_configured",
     "formatter",
     "get_logger",
+    "lean_records",
     "unbind_request",
 ]
 
@@ -122,6 +123,19 @@ def ensure_configured() -> None:
     """Configure once per process (an app built in a test, or by a worker)."""
     if not _configured:
         configure()
+
+
+def lean_records() -> None:
+    """In a serving process: log records without the caller's file, line and function or the
+    thread's and process's names, which no line medloop writes carries (the renderer writes the
+    event dict: time, level, logger, event, request id and the call's own fields). The standard
+    library's documented switches (the logging HOWTO, "Optimization"); they save 5-6 us of the
+    34 us an access-log line costs (issue #20). Not called in tests, whose failure reports show
+    where a record came from."""
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def formatter(renderer: Any = None) -> logging.Formatter:

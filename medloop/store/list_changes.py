@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 
 from fest.schema import metadata
+from medloop.domain import versioning
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion, ListChange
 from medloop.domain.personnel import Actor
@@ -170,7 +171,7 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
                 "patient_id": pid,
                 "list_version": v.list_version,
                 "kind": v.kind.value,
-                "record": v.model_dump(mode="json"),
+                "record": versioning.record(v, "diff", "entry"),
             }
             for v in change.entry_versions
         ],

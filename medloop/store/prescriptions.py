@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 
 from fest.schema import metadata
+from medloop.domain import versioning
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
@@ -185,7 +186,7 @@ def append_prescription_versions(
                 "at": version.at,
                 "kind": version.kind.value,
                 "to_status": version.to_status.value,
-                "record": version.model_dump(mode="json"),
+                "record": versioning.record(version, "diff", "prescription"),
                 "patient_id": str(patient_id),
             }
             for version in versions

@@ -4,15 +4,20 @@ stored records and their digests depend on it; issue #20)."""
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
+import orjson
 import pytest
-from pydantic import JsonValue, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from medloop.domain._model import Frozen
-from medloop.domain.prescription import TRACKED_FIELDS
-from medloop.domain.versioning import FieldChange, diff
-from tests.domain.helpers import prescribed
+from medloop.domain.entry import EntryEdit
+from medloop.domain.medication_list import EditEntry, EntryVersion
+from medloop.domain.prescription import TRACKED_FIELDS, PrescriptionVersion, issue
+from medloop.domain.versioning import FieldChange, diff, record
+from tests.domain.helpers import DOCTOR, PATIENT_ID, T0, add, empty_list, prescribed, request
 
 
 class _AsJsonValue(Frozen):
@@ -56,3 +61,68 @@ def test_the_json_schema_of_a_field_change_is_jsonvalues() -> None:
         ours = FieldChange.model_json_schema(mode=mode)["properties"]
         reference = _AsJsonValue.model_json_schema(mode=mode)["properties"]
         assert ours == reference
+
+
+# -- the stored record of a version (issue #20: the value's dump is made once) -----------------
+
+
+def _versions() -> list[tuple[BaseModel, str]]:
+    """An entry's first version, its edit (a diff with values before) and a prescription's
+    first version, each made in this thread, with the name of its snapshot field."""
+    medication_list, change, entry = add(empty_list())
+    edited, edit = medication_list.apply(
+        EditEntry(author=DOCTOR, at=T0, entry_id=entry.id, edit=EntryEdit(indication="Annet"))
+    )
+    _, version = issue(edited.entry(entry.id), PATIENT_ID, request(), at=T0, by=DOCTOR)
+    return [
+        (change.entry_versions[0], "entry"),
+        (edit.entry_versions[0], "entry"),
+        (version, "prescription"),
+    ]
+
+
+def _same_json(found: dict[str, Any], version: BaseModel) -> None:
+    whole = version.model_dump(mode="json")
+    assert found == whole
+    # Key for key in the same order: the stored bytes and their digests depend on it.
+    assert orjson.dumps(found) == orjson.dumps(whole)
+    assert json.dumps(found) == json.dumps(whole)
+
+
+def _compound_changes(found: dict[str, Any]) -> list[dict[str, Any]]:
+    """The changes whose value after is an object (a drug, a quantity): dumped anew, they are
+    equal but not the same dict."""
+    return [change for change in found["diff"] if isinstance(change["after"], dict)]
+
+
+def test_a_fresh_version_s_record_is_its_dump_made_from_the_dump_its_diff_compared() -> None:
+    checked = 0
+    for version, snapshot in _versions():
+        found = record(version, "diff", snapshot)
+        _same_json(found, version)
+        # The snapshot in the record is the very dump the diff took its values from.
+        for change in _compound_changes(found):
+            assert change["after"] is found[snapshot][change["field"]]
+            checked += 1
+    assert checked
+
+
+def test_a_version_read_back_or_made_in_another_thread_is_dumped_whole() -> None:
+    for version, snapshot in _versions():
+        read_back = type(version).model_validate(version.model_dump(mode="json"))
+        found = record(read_back, "diff", snapshot)
+        _same_json(found, read_back)
+        for change in _compound_changes(found):
+            assert change["after"] is not found[snapshot][change["field"]]
+    made: list[list[tuple[BaseModel, str]]] = []
+    thread = threading.Thread(target=lambda: made.append(_versions()))
+    thread.start()
+    thread.join()
+    for version, snapshot in made[0]:
+        _same_json(record(version, "diff", snapshot), version)
+
+
+def test_the_diff_and_the_snapshot_are_the_last_fields_of_a_version_in_that_order() -> None:
+    # record() appends them after the other fields' dump: the order of the stored JSON.
+    assert list(EntryVersion.model_fields)[-2:] == ["diff", "entry"]
+    assert list(PrescriptionVersion.model_fields)[-2:] == ["diff", "prescription"]

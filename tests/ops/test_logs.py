@@ -54,6 +54,31 @@ def test_each_request_logs_one_json_line_with_the_audited_request_id(world, line
     assert audited == 1
 
 
+def test_a_serving_process_s_lean_log_records_keep_every_field_of_the_access_line(
+    world, lines, monkeypatch
+):
+    # What medloop serve's processes switch off (logs.lean_records), restored after the test.
+    for switch in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, switch, getattr(logging, switch))
+    logs.lean_records()
+    response = world.get(f"/patients/{world.patient_id}/list", **{"X-Request-ID": "req-log-2"})
+    assert response.status_code == 200
+    access = [line for line in lines() if line.get("logger") == "medloop.access"]
+    assert access == [
+        {
+            "route": "/patients/{patient_id}/list",
+            "method": "GET",
+            "status": 200,
+            "ms": access[0]["ms"],
+            "event": "request",
+            "request_id": "req-log-2",
+            "level": "info",
+            "logger": "medloop.access",
+            "timestamp": access[0]["timestamp"],
+        }
+    ]
+
+
 def test_a_lookup_by_national_id_logs_the_route_template_not_the_query(world, lines):
     assert world.get(f"/patients?national_id={NATIONAL_ID}").status_code == 200
     written = json.dumps(lines())
