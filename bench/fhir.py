@@ -7,8 +7,9 @@ time, for ``--seconds``):
 
 - ``search``: ``GET /fhir/MedicationStatement?patient=…&_include=MedicationStatement:medication``
   of a patient with 20 statements (each client its own patient);
-- ``create``: ``POST /fhir/MedicationRequest`` with checks (If-Match; each client its own
-  patients, a drug from a rotation without overrides);
+- ``create``: ``POST /fhir/MedicationRequest`` with checks (If-Match; each client takes
+  patients from one supply shared by every phase, ``PER_PATIENT`` creates each, a drug from a
+  rotation);
 
 at 1 and 16 clients, p50/p99 in ms. Then ``$export`` of ``--export-rows``
 MedicationAdministrations (inserted directly as chartings of ``--export-patients`` patients, the
@@ -186,7 +187,7 @@ PORT = 0
 
 
 class _SkipHttp(Exception):
-    """``--export-only``: the HTTP phases are left out."""
+    """No search or create phase asked for (``--phases export``): no HTTP."""
 
 
 def _request(
@@ -210,13 +211,28 @@ def _request(
 
 
 def _search_phase(
-    patients: list[str], token: str, clients: int, seconds: float, rate: float | None = None
+    patients: list[str],
+    token: str,
+    clients: int,
+    seconds: float,
+    rate: float | None = None,
+    *,
+    rotate: bool = False,
 ) -> dict:
+    """Each client searches its own patient; with ``rotate`` (the warm-up) every patient in
+    turn, so that each worker process has read every patient once (a worker's first read of
+    a patient loads the whole state from the tables: ≈ 10 ms of CPU, not the steady state)."""
+    turns = dict.fromkeys(range(clients), 0)
+
     def work(index: int, conn) -> None:
+        patient = patients[index]
+        if rotate:
+            turns[index] += 1
+            patient = patients[(index + turns[index]) % len(patients)]
         status, _, data = _request(
             conn,
             "GET",
-            f"/fhir/MedicationStatement?patient=Patient/{patients[index]}"
+            f"/fhir/MedicationStatement?patient=Patient/{patient}"
             "&_include=MedicationStatement:medication",
             token,
         )
@@ -229,25 +245,58 @@ def _search_phase(
 PER_PATIENT = 8
 """Creates per patient before a client moves to its next one (lists stay list-sized)."""
 
+CREATES_PER_S = 400
+"""Creates/s a supply of patients is sized for by default (the fastest phase measured, SQLite
+closed loop at 16 clients, did ~340/s)."""
+
+
+class Supply:
+    """The patients the create phases prescribe for, shared by every client of a run: a
+    client takes a patient, prescribes ``PER_PATIENT`` times for it, then takes the next
+    (a patient is one client's at a time: its list version goes in ``If-Match``). A patient
+    still short of ``PER_PATIENT`` when a phase ends goes back for the next phase. Running
+    dry raises (reported with the phase's errors) instead of ending a phase quietly."""
+
+    def __init__(self, patients: list[str]) -> None:
+        self._free = list(reversed(patients))
+        self._lock = threading.Lock()
+        self.size = len(patients)
+        self.versions = dict.fromkeys(patients, 0)
+
+    def take(self) -> str:
+        with self._lock:
+            if not self._free:
+                raise RuntimeError(
+                    f"the supply of {self.size} patients ran dry "
+                    f"({self.size * PER_PATIENT} creates): raise --create-patients"
+                )
+            return self._free.pop()
+
+    def give_back(self, patient: str) -> None:
+        with self._lock:
+            self._free.append(patient)
+
+    def remaining(self) -> int:
+        with self._lock:
+            return len(self._free)
+
 
 def _create_phase(
-    pools: list[list[str]],
-    versions: dict[str, int],
+    supply: Supply,
     token: str,
     clients: int,
     seconds: float,
     rate: float | None = None,
 ) -> dict:
-    """Each client prescribes for its own patients, ``PER_PATIENT`` each, then the next."""
-    counts = dict.fromkeys(range(clients), 0)
+    """Each client prescribes for patients taken from ``supply``, ``PER_PATIENT`` each."""
+    held: dict[int, str] = {}
+    versions = supply.versions
 
     def work(index: int, conn) -> None:
-        n = counts[index]
-        counts[index] += 1
-        pool = pools[index]
-        while versions[pool[0]] >= PER_PATIENT:
-            pool.pop(0)  # IndexError when the pool is used up: reported, the client stops
-        patient = pool[0]
+        patient = held.get(index)
+        if patient is None or versions[patient] >= PER_PATIENT:
+            patient = held[index] = supply.take()
+        n = versions[patient]
         body = {
             "resourceType": "MedicationRequest",
             "status": "active",
@@ -285,7 +334,12 @@ def _create_phase(
             raise RuntimeError(f"create answered {status}: {data[:300]!r}")
         versions[patient] = int(headers["x-list-version"])
 
-    return _closed_loop(clients, seconds, work, rate)
+    found = _closed_loop(clients, seconds, work, rate)
+    for patient in held.values():
+        if versions[patient] < PER_PATIENT:
+            supply.give_back(patient)
+    found["patients_left"] = supply.remaining()
+    return found
 
 
 EXPORT_CHILD = """
@@ -371,13 +425,16 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     upgrade(engine)
     import_catalogue(engine, DEMO, allow_shrink=True, allow_older=True)
     clients = max(args.clients)
-    creating = clients * args.create_patients
+    # The create phases (and their warm-up second) draw on one supply of patients.
+    seconds = (args.seconds * (len(args.clients) + (1 if args.create_rate else 0)) + 1) * (
+        "create" in args.phases
+    )
+    creating = args.create_patients or -(-int(CREATES_PER_S * seconds) // PER_PATIENT)
     registered = [p.id for p in _patients(engine, clients + creating + args.export_patients)]
     search_patients = registered[:clients]
     create_patients = registered[clients : clients + creating]
     export_patients = registered[clients + creating :]
-    pools = [create_patients[i::clients] for i in range(clients)]
-    versions = dict.fromkeys(create_patients, 0)
+    supply = Supply(create_patients)
     for patient in search_patients + export_patients:
         _entries(engine, patient, ENTRIES if patient in search_patients else 1)
     PORT = _port()
@@ -398,31 +455,39 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     )
     result: dict = {}
     try:
-        if args.export_only:
+        if "search" not in args.phases and "create" not in args.phases:
             raise _SkipHttp
         _wait_until_serving(PORT, server)
-        _search_phase(search_patients, token, 1, 1.0)  # warm-up (catalogue knowledge built)
+        # Warm-up at full concurrency, so that every worker process has built its catalogue
+        # knowledge, opened its connections and read every search patient before anything is
+        # measured.
+        _search_phase(search_patients, token, clients, 2.0, rotate=True)
+        if "create" in args.phases:
+            _create_phase(supply, token, clients, 1.0)
         for count in args.clients:
-            result[f"search_{count}_clients"] = _search_phase(
-                search_patients, token, count, args.seconds
-            )
-            result[f"create_{count}_clients"] = _create_phase(
-                pools, versions, token, count, args.seconds
-            )
-        if args.search_rate:
+            if "search" in args.phases:
+                result[f"search_{count}_clients"] = _search_phase(
+                    search_patients, token, count, args.seconds
+                )
+            if "create" in args.phases:
+                result[f"create_{count}_clients"] = _create_phase(
+                    supply, token, count, args.seconds
+                )
+        if args.search_rate and "search" in args.phases:
             result[f"search_{clients}_clients_paced_{args.search_rate:g}_per_s"] = _search_phase(
                 search_patients, token, clients, args.seconds, args.search_rate
             )
-        if args.create_rate:
+        if args.create_rate and "create" in args.phases:
             result[f"create_{clients}_clients_paced_{args.create_rate:g}_per_s"] = _create_phase(
-                pools, versions, token, clients, args.seconds, args.create_rate
+                supply, token, clients, args.seconds, args.create_rate
             )
     except _SkipHttp:
         pass
     finally:
         server.terminate()
         server.wait(timeout=30)
-    result["export"] = _export_phase(engine, url, args.export_rows, export_patients, workdir)
+    if "export" in args.phases:
+        result["export"] = _export_phase(engine, url, args.export_rows, export_patients, workdir)
     engine.dispose()
     return result
 
@@ -433,12 +498,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL")
     parser.add_argument(
-        "--create-patients", type=int, default=150, help="patients per client for creates"
+        "--create-patients",
+        type=int,
+        default=0,
+        help="patients the create phases share (default: enough for "
+        f"{CREATES_PER_S} creates/s in every create phase)",
     )
     parser.add_argument("--export-rows", type=int, default=100_000)
     parser.add_argument("--export-patients", type=int, default=50)
     parser.add_argument("--postgres-only", action="store_true")
-    parser.add_argument("--export-only", action="store_true")
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=("search", "create", "export"),
+        default=["search", "create", "export"],
+        help="what to measure",
+    )
     parser.add_argument(
         "--search-rate", type=float, default=100.0, help="paced search: requests/s offered"
     )

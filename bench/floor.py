@@ -347,23 +347,31 @@ class Floor:
     async def _replay(
         self, step: Step, values: Substitution, patient: _Patient, fingerprint=None
     ) -> dict[str, Any] | None:
-        """The step's round trips in one transaction (BEGIN … COMMIT, as medloop sends them);
-        ``None`` when the patient's revision is not the one this worker knows."""
+        """The step's round trips in one transaction, as medloop sends them: BEGIN (psycopg's,
+        before the first statement), the recorded trips, and COMMIT on its own unless a trip
+        carried it (an audited read's audit record and COMMIT go together); ``None`` when the
+        patient's revision is not the one this worker knows."""
         assert self.pool is not None
         conn = await self.pool.get()
         try:
             last: dict[str, Any] | None = None
-            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
-                for trip in step.trips:
-                    if len(trip) == 1:
-                        last = await self._execute(cursor, trip[0], values, fingerprint)
-                        if last is not None and not self._current(patient, last, values):
-                            raise _Stale
-                        continue
-                    async with conn.pipeline():
-                        for statement in trip:
-                            await self._execute(cursor, statement, values, fingerprint, False)
-                    last = await cursor.fetchone()
+            try:
+                async with conn.cursor(row_factory=dict_row) as cursor:
+                    for trip in step.trips:
+                        if len(trip) == 1:
+                            last = await self._execute(cursor, trip[0], values, fingerprint)
+                            if last is not None and not self._current(patient, last, values):
+                                raise _Stale
+                            continue
+                        async with conn.pipeline():
+                            for statement in trip:
+                                await self._execute(cursor, statement, values, fingerprint, False)
+                        last = await cursor.fetchone()
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
             return last or {}
         except _Stale:
             return None
@@ -371,6 +379,10 @@ class Floor:
             self.pool.put_nowait(conn)
 
     async def _execute(self, cursor, statement, values, fingerprint, fetch=True):
+        if statement.sql == "COMMIT":
+            # On a cursor of its own, as medloop sends it: the trip's row stays the cursor's.
+            await cursor.connection.execute("COMMIT")
+            return None
         params = values.value(statement.params)
         if fingerprint is not None and isinstance(params, dict) and "fingerprint" in params:
             params["fingerprint"] = fingerprint.hexdigest()

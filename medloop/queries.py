@@ -628,9 +628,13 @@ def patient_state_uncached(conn: Connection, patient_id: UUID) -> PatientState:
     return load_patient_state(conn, found[0])
 
 
-def namings(conn: Connection, kind: str, key: str, *, limit: int) -> list[directory.Naming]:
-    """Records naming the health professional (``kind`` ``practitioner``, by HPR number) or
-    organisation (``organisation``, by id) ``key``, with the patients they belong to: the
-    candidates a caller is authorised against before a FHIR Practitioner or Organization is
-    shown (``store.directory``). Reads no patient data beyond whose records name ``key``."""
-    return directory.namings(conn, kind, key, limit=limit)  # type: ignore[arg-type]
+def namings(
+    conn: Connection, kind: str, key: str, *, limit: int, organisation: str | None = None
+) -> list[directory.Naming]:
+    """Records naming the health professional (``kind`` ``practitioner``, by HPR number), the
+    organisation (``organisation``, by id) or the professional ``key`` acting for an
+    organisation (``role``; for ``organisation`` only, when given) ``key``, with the patients
+    they belong to: the candidates a caller is authorised against before a FHIR Practitioner,
+    Organization or PractitionerRole is shown (``store.directory``). Reads no patient data
+    beyond whose records name ``key``."""
+    return directory.namings(conn, kind, key, limit=limit, organisation=organisation)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
     "Patient": ("read", "search-type"),
     "Practitioner": ("read", "search-type"),
     "Organization": ("read", "search-type"),
+    "PractitionerRole": ("read", "search-type"),
     "Medication": ("read", "search-type"),
     "MedicationStatement": ("read", "vread", "history-instance", "search-type"),
     "MedicationRequest": ("read", "vread", "history-instance", "search-type"),

@@ -8,7 +8,9 @@ HER-id); drug codings follow HL7 Norway's LMDI medication profile (the FEST nami
 
 Ids: a patient, entry (MedicationStatement), prescription (MedicationRequest), dispense and
 charted dose (MedicationAdministration) keep the engine's UUID; a Practitioner is its HPR
-number, an Organization its HER-id or organisation number; a Medication is
+number, an Organization its HER-id or organisation number, a PractitionerRole (a professional
+acting for an organisation: who wrote a list change or a prescription, charted or witnessed a
+dose) ``<HPR number>-<organisation id>``; a Medication is
 ``<catalogue version>.<FEST id with "_" as ".">`` (``3.ID.F0491208-FB12-…``): the drug as
 resolved in that catalogue version; an AllergyIntolerance is ``<patient>-<n>``; a
 DetectedIssue ``<patient>-<n>`` (the n-th alert stored for the patient).
@@ -86,6 +88,10 @@ UCUM = "http://unitsofmeasure.org"
 SCT = "http://snomed.info/sct"
 V3_ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 SUBSTITUTION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-substanceAdminSubstitution"
+PRACTITIONER_ROLE = "http://terminology.hl7.org/CodeSystem/practitioner-role"
+"""PractitionerRole.code: doctor, nurse, pharmacist (R4's example code system; HL7 Norway's
+no-basis-PractitionerRole slices HPR's function codes, OID 9034, which medloop does not
+record)."""
 EVENT_TIMING = "http://hl7.org/fhir/event-timing"
 
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -161,8 +167,51 @@ def organization(org: Organisation) -> dict[str, Any]:
     }
 
 
+def practitioner_role_id(actor: Actor) -> str | None:
+    """``<HPR number>-<organisation id>``; ``None`` when that is not a FHIR id (an
+    organisation id of other characters, or too long)."""
+    found = f"{actor.personnel.hpr_number}-{actor.organisation.id}"
+    return found if _FHIR_ID.match(found) else None
+
+
+def parse_practitioner_role_id(value: str) -> tuple[str, str] | None:
+    """(HPR number, organisation id) of a PractitionerRole id; ``None`` when it is not one."""
+    hpr, dash, org = value.partition("-")
+    if not dash or not org or not hpr.isdigit() or len(hpr) > 9 or not _FHIR_ID.match(value):
+        return None
+    return hpr, org
+
+
+_ROLE_CODES = {"doctor": "doctor", "nurse": "nurse", "pharmacist": "pharmacist"}
+
+
+def practitioner_role(actor: Actor) -> dict[str, Any]:
+    """A professional acting for an organisation (HL7 Norway no-basis-PractitionerRole):
+    the Practitioner and the Organization, and the professional's role."""
+    person = actor.personnel
+    body: dict[str, Any] = {
+        "resourceType": "PractitionerRole",
+        "id": practitioner_role_id(actor),
+        "practitioner": practitioner_reference(person),
+        "organization": organisation_reference(actor.organisation),
+    }
+    code = _ROLE_CODES.get(person.role.value)
+    if code is not None:
+        body["code"] = [{"coding": [{"system": PRACTITIONER_ROLE, "code": code}]}]
+    return body
+
+
 def actor_reference(actor: Actor) -> dict[str, Any]:
-    return practitioner_reference(actor.personnel)
+    """Who did something for an organisation: a reference to their PractitionerRole (the
+    Practitioner and the Organization both resolve from it), or to the Practitioner when the
+    organisation's id cannot be part of a FHIR id."""
+    role_id = practitioner_role_id(actor)
+    if role_id is None:
+        return practitioner_reference(actor.personnel)
+    return {
+        "reference": f"PractitionerRole/{role_id}",
+        "display": f"{actor.personnel.name}, {actor.organisation.name}",
+    }
 
 
 # -- medication -----------------------------------------------------------------------------------
@@ -504,8 +553,11 @@ def medication_dispense(found: Dispense, patient_id: UUID, prescribed: Prescript
             "text": package.name,
         },
         "subject": {"reference": f"Patient/{patient_id}"},
+        # The pharmacist and the pharmacy both performed it (R4 allows an Organization as
+        # performer; ``location`` would need a Location resource).
         "performer": [
             {"actor": practitioner_reference(found.pharmacist)},
+            {"actor": organisation_reference(found.pharmacy)},
         ],
         "location": {"display": found.pharmacy.name},
         "authorizingPrescription": [{"reference": f"MedicationRequest/{found.prescription_id}"}],

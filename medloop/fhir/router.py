@@ -31,7 +31,7 @@ from medloop.api.policy import MATRIX, Action, permits, read_window
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import StrictJsonRequest, dispatching
 from medloop.domain.drug_reference import CatalogueDrug
-from medloop.domain.personnel import HealthPersonnel, Organisation
+from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.state import PatientState
 from medloop.fhir import resources as fhir
 from medloop.fhir import scopes
@@ -286,7 +286,8 @@ def search_patients(caller: CallerDep, request: Request) -> FhirResponse:
     return fhir_json(bundle(request, search, [resource]))
 
 
-# -- Practitioner, Organization: the caller, and whoever the caller's readable records name -----
+# -- Practitioner, Organization, PractitionerRole: the caller, and whoever the caller's readable
+# records name
 
 DIRECTORY_CANDIDATES = 200
 """At most this many records naming a practitioner or organisation are weighed (the first the
@@ -305,41 +306,73 @@ SOURCE_RESOURCE = {
 """The resource a record naming someone is read as (its read policy decides who sees it)."""
 
 
-def _own(caller: Caller, kind: str, key: str) -> HealthPersonnel | Organisation | None:
+Named = HealthPersonnel | Organisation | Actor
+
+
+def _own(caller: Caller, kind: str, key: str, organisation: str | None) -> list[Named]:
     principal = caller.principal
     if principal.role in (Role.PATIENT, Role.EXPORTER):
-        return None
+        return []
     if kind == "practitioner" and key == principal.subject:
-        return principal.actor.personnel
+        return [principal.actor.personnel]
     if kind == "organisation" and key == principal.organisation:
-        return principal.actor.organisation
-    return None
+        return [principal.actor.organisation]
+    if (
+        kind == "role"
+        and key == principal.subject
+        and organisation in (None, principal.organisation)
+    ):
+        return [principal.actor]
+    return []
 
 
-def named(caller: Caller, kind: str, key: str) -> HealthPersonnel | Organisation | None:
-    """The practitioner (HPR number ``key``) or organisation (id ``key``) as named in a record
-    the caller may read (by the token's scopes and the role × organisation policy of the
-    resource that record is read as), that read audited against its patient; the caller's own
-    practitioner and organisation (SMART ``fhirUser``) without one. ``None``: nothing the
-    caller may read names it (a 404, whether or not someone else's record does)."""
-    own = _own(caller, kind, key)
-    if own is not None:
+def named(caller: Caller, kind: str, key: str, organisation: str | None = None) -> Named | None:
+    """The practitioner (HPR number ``key``), organisation (id ``key``) or practitioner ``key``
+    acting for ``organisation`` (``role``) as named in a record the caller may read (by the
+    token's scopes and the role × organisation policy of the resource that record is read
+    as), that read audited against its patient; the caller's own practitioner, organisation
+    and role (SMART ``fhirUser``) without one. ``None``: nothing the caller may read names it
+    (a 404, whether or not someone else's record does)."""
+    found = named_all(caller, kind, key, organisation, first=True)
+    return found[0] if found else None
+
+
+def named_all(
+    caller: Caller,
+    kind: str,
+    key: str,
+    organisation: str | None = None,
+    *,
+    first: bool = False,
+) -> list[Named]:
+    """``named``, each distinct record of ``key`` (for a role without ``organisation``: each
+    organisation the practitioner acts for) the caller may read, one audited read each;
+    with ``first`` only the first."""
+    own = _own(caller, kind, key, organisation)
+    if own and (first or kind != "role"):
         return own
     principal = caller.principal
     if principal.role is Role.EXPORTER or not key.isascii() or len(key) > 64:
-        return None
+        return own
+    if organisation is not None and (not organisation.isascii() or len(organisation) > 64):
+        return own
     own_patient = None
     if principal.role is Role.PATIENT:
         own_patient = caller.state.read_unaudited(
             lambda conn: queries.find_patient_id(conn, principal.subject)
         )
         if own_patient is None:
-            return None
-    found = caller.state.read_unaudited(
-        lambda conn: queries.namings(conn, kind, key, limit=DIRECTORY_CANDIDATES)
+            return []
+    candidates = caller.state.read_unaudited(
+        lambda conn: queries.namings(
+            conn, kind, key, limit=DIRECTORY_CANDIDATES, organisation=organisation
+        )
     )
-    resource = "Practitioner" if kind == "practitioner" else "Organization"
-    for naming in found:
+    resource = DIRECTORY_RESOURCE[kind]
+    found: dict[Any, Named] = {_directory_key(n): n for n in own}
+    for naming in candidates:
+        if _directory_key(naming.found) in found:
+            continue
         if own_patient is not None and naming.patient_id != own_patient:
             continue
         source = SOURCE_RESOURCE[naming.source]
@@ -356,8 +389,24 @@ def named(caller: Caller, kind: str, key: str) -> HealthPersonnel | Organisation
         ):
             continue
         caller.read(naming.patient_id, f"fhir-{resource}", lambda conn: None)
-        return naming.found
-    return None
+        found[_directory_key(naming.found)] = naming.found
+        if first:
+            break
+    return list(found.values())
+
+
+DIRECTORY_RESOURCE = {
+    "practitioner": "Practitioner",
+    "organisation": "Organization",
+    "role": "PractitionerRole",
+}
+
+
+def _directory_key(found: Named) -> Any:
+    """What tells two directory answers apart (a role: the practitioner's organisation)."""
+    if isinstance(found, Actor):
+        return (found.personnel.hpr_number, found.organisation.id)
+    return found.hpr_number if isinstance(found, HealthPersonnel) else found.id
 
 
 @router.get("/Practitioner/{practitioner_id}", summary="A practitioner (HPR) the caller may see")
@@ -395,6 +444,60 @@ def search_organizations(caller: CallerDep, request: Request) -> FhirResponse:
         if isinstance(found, Organisation) and _organisation_matches(search, found):
             resources.append(fhir.organization(found))
     return fhir_json(bundle(request, search, resources))
+
+
+@router.get(
+    "/PractitionerRole/{role_id}",
+    summary="A practitioner acting for an organisation (<HPR>-<organisation>) the caller may see",
+)
+def read_practitioner_role(caller: CallerDep, role_id: str) -> FhirResponse:
+    parsed = fhir.parse_practitioner_role_id(role_id)
+    found = None if parsed is None else named(caller, "role", parsed[0], parsed[1])
+    if not isinstance(found, Actor) or fhir.practitioner_role_id(found) != role_id:
+        raise _gone("PractitionerRole", role_id)
+    return fhir_json(fhir.practitioner_role(found))
+
+
+@router.get(
+    "/PractitionerRole",
+    summary="Find the roles of a practitioner (practitioner=, organization=) or by _id",
+)
+def search_practitioner_roles(caller: CallerDep, request: Request) -> FhirResponse:
+    search = parse(request, "PractitionerRole")
+    ids = [v for value in search.params.get("_id", []) for v in value.split(",") if v]
+    given = search.one("practitioner")
+    if not ids and given is None:
+        raise FhirError(
+            400,
+            "required",
+            "a PractitionerRole search names practitioner=Practitioner/<HPR number> or _id",
+            expression=["practitioner"],
+        )
+    hpr = None if given is None else reference_id("practitioner", given, "Practitioner")
+    organization = search.one("organization")
+    org = (
+        None if organization is None else reference_id("organization", organization, "Organization")
+    )
+    found: list[Named] = []
+    for role_id in list(dict.fromkeys(ids))[:DIRECTORY_SEARCH_KEYS]:
+        parsed = fhir.parse_practitioner_role_id(role_id)
+        if parsed is not None:
+            found += named_all(caller, "role", parsed[0], parsed[1], first=True)
+    if hpr is not None and hpr.isdigit() and len(hpr) <= 9:
+        found += named_all(caller, "role", hpr, org)
+    # Every parameter given must match (FHIR's AND of parameters).
+    resources: dict[str, dict[str, Any]] = {}
+    for actor in found:
+        if not isinstance(actor, Actor) or fhir.practitioner_role_id(actor) is None:
+            continue
+        resource = fhir.practitioner_role(actor)
+        if (
+            (not ids or resource["id"] in ids)
+            and hpr in (None, actor.personnel.hpr_number)
+            and org in (None, actor.organisation.id)
+        ):
+            resources.setdefault(resource["id"], resource)
+    return fhir_json(bundle(request, search, list(resources.values())))
 
 
 def _directory_keys(search: Search, resource: str, systems: tuple[str, ...]) -> list[str]:

@@ -32,6 +32,7 @@ PARAMETERS: dict[str, dict[str, str]] = {
     "Patient": {"_id": "token", "identifier": "token"},
     "Practitioner": {"_id": "token", "identifier": "token"},
     "Organization": {"_id": "token", "identifier": "token"},
+    "PractitionerRole": {"_id": "token", "practitioner": "reference", "organization": "reference"},
     "Medication": {"_id": "token", "code": "token"},
     "MedicationStatement": {
         "_id": "token",

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain.patient import PatientNotFound
-from medloop.store import attestation, audit
+from medloop.store import attestation, audit, batch
 from medloop.store.columns import UUID_LENGTH, shard_key
 from medloop.store.db import writer
 from medloop.store.patients import (
@@ -156,7 +156,13 @@ def _recorded(
     result: Read,
     reason: str | None,
 ) -> Read:
-    """``result``, once the audit record of ``action`` on the accessed patient is appended."""
+    """``result``, once the audit record of ``action`` on the accessed patient is appended:
+    the transaction's last statement, so on PostgreSQL its insert and the COMMIT go in one
+    round trip (``batch.commit_with_next_row``): an audited read is three round trips — BEGIN,
+    the patient with its audit chain's lock, the audit record with the COMMIT. ``audit.append``
+    compares the database's hash of the record with its own once that trip is back, so after
+    the COMMIT: a mismatch still fails the request, and ``audit verify`` reports the record."""
+    batch.commit_with_next_row(conn)
     audit.append(
         conn,
         _event(

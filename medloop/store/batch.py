@@ -42,6 +42,7 @@ from medloop.store.transaction import (
 )
 
 _PENDING = "batch.pending"
+_COMMIT_WITH_ROW = "batch.commit_with_row"
 _DIALECT = postgresql.psycopg.dialect()
 
 
@@ -143,7 +144,20 @@ def first_row(
     if driver.autocommit and not getattr(statement, "is_select", False):
         raise WriteOnReadConnection(f"a read-only connection was asked to run {statement!r}")
     sql, bound = _bound(statement, params, json_params)
-    return _send(conn, _pending(conn), (sql, bound[0]))
+    memo = existing_transaction_memo(conn)
+    commit = memo is not None and memo.pop(_COMMIT_WITH_ROW, False)
+    return _send(conn, _pending(conn), (sql, bound[0]), commit=commit)
+
+
+def commit_with_next_row(conn: Connection) -> None:
+    """Send ``COMMIT`` in the round trip of the next :func:`first_row` of this transaction
+    (PostgreSQL; nothing on SQLite): the audit record that ends an audited read is its last
+    statement, so its insert and the commit go together. The caller's ``commit()`` afterwards
+    finds the transaction over and sends nothing; when no such row follows, the transaction
+    ends as usual. Only for a transaction whose last statement that row is: anything the
+    caller does after it on the connection runs outside the transaction."""
+    if conn.dialect.name == "postgresql" and conn.in_transaction():
+        transaction_memo(conn)[_COMMIT_WITH_ROW] = True
 
 
 def flush(conn: Connection) -> None:
@@ -170,7 +184,11 @@ def _pending(conn: Connection) -> _Pending | None:
 
 
 def _send(
-    conn: Connection, pending: _Pending | None, last: tuple[str, dict[str, Any]] | None
+    conn: Connection,
+    pending: _Pending | None,
+    last: tuple[str, dict[str, Any]] | None,
+    *,
+    commit: bool = False,
 ) -> Any:
     statements: list[tuple[str, list[dict[str, Any]]]] = []
     if pending is not None:
@@ -179,8 +197,8 @@ def _send(
     sql = ""
     try:
         with driver.cursor(row_factory=namedtuple_row) as cursor:
-            if not statements and last is not None:  # one statement: no pipeline needed
-                sql = last[0]
+            if not statements and last is not None and not commit:
+                sql = last[0]  # one statement: no pipeline needed
                 cursor.execute(sql, last[1], prepare=True)
                 return cursor.fetchone()
             with driver.pipeline():
@@ -192,6 +210,10 @@ def _send(
                 if last is not None:
                     sql = last[0]
                     cursor.execute(sql, last[1], prepare=True)
+                if commit:
+                    # Queued behind the row's statement, sent with it (``commit_with_next_row``);
+                    # a failed statement before it aborts the pipeline, and so the COMMIT.
+                    driver.cursor().execute("COMMIT")
             return cursor.fetchone() if last is not None else None
     except psycopg.Error as error:
         # As SQLAlchemy itself reports a failed statement (IntegrityError for a unique key),
@@ -199,8 +221,11 @@ def _send(
         lost = driver.broken or conn.dialect.is_disconnect(error, driver, None)
         if lost:
             conn.invalidate(error)
+        # A connection lost with the COMMIT sent may have committed: reported as a lost
+        # COMMIT is (no statement), so that ``db.retry_read`` does not run the read again.
+        statement = None if commit and lost else (sql or "(queued statements)")
         raise DBAPIError.instance(
-            sql or "(queued statements)", None, error, psycopg.Error, connection_invalidated=lost
+            statement, None, error, psycopg.Error, connection_invalidated=lost
         ) from error
 
 

@@ -43,7 +43,11 @@ def _latest_event(world) -> audit.AuditEvent | None:
 def test_the_references_of_a_prescription_and_its_dispense_resolve(world):
     rx = dispensed(world)
     request = fhir_get(world, f"/fhir/MedicationRequest/{rx}", token=patient_token()).json()
-    requester = request["requester"]["reference"]
+    # The prescriber acting for their practice; the role names the Practitioner.
+    role = request["requester"]["reference"]
+    assert role == f"PractitionerRole/{GP_HPR}-{GP_ORG}"
+    found = fhir_get(world, f"/fhir/{role}", token=patient_token())
+    requester = validated(found.json())["practitioner"]["reference"]
     assert requester == f"Practitioner/{GP_HPR}"
     # The patient reads the prescriber their own record names, and the read is audited.
     found = fhir_get(world, f"/fhir/{requester}", token=patient_token())

@@ -18,6 +18,7 @@ from medloop.store import audit
 from tests.api.helpers import (
     NATIONAL_ID,
     NEXT_MORNING,
+    NURSING_HOME,
     OKSYKODON_EAN,
     SIMVASTATIN_GENERIC_EAN,
     WARD_ADMIN_TOKEN,
@@ -371,7 +372,9 @@ def test_charting_a_planned_dose_with_a_scan_and_a_witnessed_prn_dose(world):
     charted = validated(given.json())
     assert charted["status"] == "completed"
     assert charted["category"]["coding"][0]["code"] == "planned"
-    assert charted["performer"][0]["actor"]["identifier"]["value"] == "5551234"
+    # The nurse acting for her nursing home (a PractitionerRole: R4 has no Organization here).
+    performer = charted["performer"][0]["actor"]
+    assert performer["reference"] == f"PractitionerRole/5551234-{NURSING_HOME}"
 
     prn = administration(
         world,

@@ -1,0 +1,98 @@
+"""``batch.commit_with_next_row``: the statement that ends a transaction (an audited read's
+audit record) goes to PostgreSQL with the COMMIT in one round trip; a failing statement
+commits nothing; without such a statement, or in the next transaction, nothing changes. On
+SQLite the transaction commits as usual."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy.exc import IntegrityError
+
+from medloop.store import batch
+from medloop.store.db import make_engine, writer
+from tests.pg_protocol import round_trips
+
+scratch = MetaData()
+rows_table = Table(
+    "batch_commit_scratch",
+    scratch,
+    Column("id", String(8), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+_INSERT = (
+    rows_table.insert()
+    .values(id=bindparam("id"), n=bindparam("n"))
+    .returning(rows_table.c.id, rows_table.c.n)
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest):
+    engine = make_engine(request.getfixturevalue(f"{request.param}_url"))
+    scratch.drop_all(engine)
+    scratch.create_all(engine)
+    yield engine
+    scratch.drop_all(engine)
+    engine.dispose()
+
+
+def _stored(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {row.id: row.n for row in conn.execute(select(rows_table))}
+
+
+def test_the_last_row_commits_with_its_transaction(engine):
+    with writer(engine).begin() as conn:
+        conn.execute(rows_table.insert(), {"id": "before", "n": 0})
+        batch.commit_with_next_row(conn)
+        row = batch.first_row(conn, _INSERT, {"id": "a", "n": 1})
+        assert (row.id, row.n) == ("a", 1)
+        if engine.dialect.name == "postgresql":
+            # Committed on that trip: the block's own commit has nothing left to send.
+            status = conn.connection.driver_connection.info.transaction_status
+            assert status == TransactionStatus.IDLE
+    assert _stored(engine) == {"before": 0, "a": 1}
+
+
+def test_a_failing_last_row_commits_nothing(engine):
+    with writer(engine).begin() as conn:
+        batch.first_row(conn, _INSERT, {"id": "a", "n": 1})
+    with pytest.raises(IntegrityError), writer(engine).begin() as conn:
+        batch.first_row(conn, _INSERT, {"id": "b", "n": 2})
+        batch.commit_with_next_row(conn)
+        batch.first_row(conn, _INSERT, {"id": "a", "n": 3})  # the key is taken
+    assert _stored(engine) == {"a": 1}
+    # The connection went back to the pool usable.
+    with writer(engine).begin() as conn:
+        batch.first_row(conn, _INSERT, {"id": "c", "n": 4})
+    assert _stored(engine) == {"a": 1, "c": 4}
+
+
+def test_without_a_row_and_in_the_next_transaction_nothing_changes(engine):
+    with writer(engine).begin() as conn:
+        conn.execute(rows_table.insert(), {"id": "a", "n": 1})
+        batch.commit_with_next_row(conn)
+    assert _stored(engine) == {"a": 1}
+    # The request belonged to that transaction: this one's row is not committed early.
+    with pytest.raises(RuntimeError), writer(engine).begin() as conn:
+        batch.first_row(conn, _INSERT, {"id": "b", "n": 2})
+        raise RuntimeError("rolled back")
+    assert _stored(engine) == {"a": 1}
+
+
+@pytest.mark.postgres
+def test_on_postgres_the_row_and_the_commit_are_one_round_trip(postgres_url):
+    engine = make_engine(postgres_url)
+    try:
+        scratch.drop_all(engine)
+        scratch.create_all(engine)
+        with round_trips(engine) as trips, writer(engine).begin() as conn:
+            batch.commit_with_next_row(conn)
+            batch.first_row(conn, _INSERT, {"id": "a", "n": 1})
+        assert trips == [["BEGIN"], ["INSERT", "COMMIT"]]
+        assert _stored(engine) == {"a": 1}
+        scratch.drop_all(engine)
+    finally:
+        engine.dispose()
