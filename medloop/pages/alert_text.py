@@ -50,7 +50,15 @@ UNITS = {"days": N_("days"), "day": N_("days")}
 NOT_CHECKED_REASONS = {
     "no-dosage": N_("the entry has no dosage"),
     "route-unknown": N_("the route is not known"),
+    "age-unknown": N_("the patient's age is needed"),
     "weight-unknown": N_("the patient's weight is needed"),
+    "renal-function-unknown": N_(
+        "the patient's kidney function (eGFR or creatinine clearance) is needed"
+    ),
+    "renal-function-outdated": N_(
+        "the kidney function was measured too long ago; a new measurement is needed"
+    ),
+    "hepatic-risk-unknown": N_("whether the patient has risk factors for liver injury is needed"),
     "start-unknown": N_("the start date is needed"),
     "course-length-unknown": N_("the course's start and stop dates are needed"),
     "unit-incompatible": N_("the dose's unit cannot be converted to the limit's"),

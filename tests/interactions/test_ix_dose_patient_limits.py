@@ -176,8 +176,39 @@ def test_oral_paracetamol_at_50_kg_or_less_is_limited_to_3_g() -> None:
     at_51 = ADULT.model_copy(update={"weight_kg": 51})
     assert run("N02BE01", ORAL, doses(1000, times=4), at_51) == []
     unknown = ADULT.model_copy(update={"weight_kg": None})
-    assert not_checked(run("N02BE01", ORAL, doses(1000, times=4), unknown)) == {
-        ("paracetamol-oral-50kg", "weight-unknown")
+    # one "not checked" per substance and missing fact, naming both weight-band limits
+    (alert,) = run("N02BE01", ORAL, doses(1000, times=4), unknown)
+    assert not_checked([alert]) == {("paracetamol-oral-40kg", "weight-unknown")}
+    assert "75 mg/kg at weight 40 kg or less" in alert.detail.reason
+    assert "3 g at weight 50 kg or less" in alert.detail.reason
+
+
+def test_oral_paracetamol_at_40_kg_or_less_is_limited_to_75_mg_per_kg() -> None:
+    at_35 = ADULT.model_copy(update={"weight_kg": 35})
+    # 75 mg/kg × 35 kg = 2625 mg a day: 3 × 875 mg is at the limit, 3 × 900 mg above it
+    assert run("N02BE01", ORAL, doses(875, times=3), at_35) == []
+    assert exceeded(run("N02BE01", ORAL, doses(900, times=3), at_35)) == {
+        ("paracetamol-oral-40kg", "daily")
+    }
+    # 3 g a day is within the 40-50 kg row but above the per-kg maximum at 35 kg
+    assert exceeded(run("N02BE01", ORAL, doses(1000, times=3), at_35)) == {
+        ("paracetamol-oral-40kg", "daily")
+    }
+    # at 40 kg the per-kg maximum is 3000 mg, the same as the 40-50 kg row; above 40 kg it is off
+    at_40 = ADULT.model_copy(update={"weight_kg": 40})
+    assert run("N02BE01", ORAL, doses(1000, times=3), at_40) == []
+    at_41 = ADULT.model_copy(update={"weight_kg": 41})
+    assert run("N02BE01", ORAL, doses(750, times=4), at_41) == []
+    # weight unknown: the per-kg limit counts at 40 kg (3 g), so 3 g a day raises nothing
+    unknown = ADULT.model_copy(update={"weight_kg": None})
+    assert run("N02BE01", ORAL, doses(1000, times=3), unknown) == []
+
+
+def test_two_665_mg_modified_release_paracetamol_tablets_stay_above_the_single_limit() -> None:
+    """No Norwegian text authorises 1330 mg a dose (modified-release paracetamol is suspended
+    in the EU/EEA), so the 1 g single limit flags it whatever the form."""
+    assert exceeded(run("N02BE01", ORAL, doses(1330, times=3), ADULT)) == {
+        ("paracetamol-oral", "single")
     }
 
 

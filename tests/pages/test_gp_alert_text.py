@@ -21,7 +21,7 @@ from interactions.alerts import (
     Source,
     SubstitutionRestrictionDetail,
 )
-from medloop.pages.alert_text import alert_text
+from medloop.pages.alert_text import NOT_CHECKED_REASONS, alert_text
 from tests.pages.gp_helpers import (
     KLARITROMYCIN,
     as_person,
@@ -179,6 +179,43 @@ def test_a_reason_only_the_dose_rules_word_in_english_is_marked_as_english():
     worded = alert_text(_alert(unknown, Severity.INFO, (A,)), NAMES, "nb")
     assert worded.summary == "Dosen av metotreksat er ikke kontrollert (Simvastatin Nordkyst)."
     assert worded.english == "the patient's eGFR is not known"
+
+
+@pytest.mark.parametrize(
+    ("reason_code", "bokmal"),
+    [
+        ("age-unknown", "pasientens alder trengs"),
+        ("weight-unknown", "pasientens vekt trengs"),
+        (
+            "renal-function-unknown",
+            "pasientens nyrefunksjon (eGFR eller kreatininclearance) trengs",
+        ),
+        ("renal-function-outdated", "nyrefunksjonen ble målt for lenge siden; en ny måling trengs"),
+        (
+            "hepatic-risk-unknown",
+            "det trengs opplysning om pasienten har risikofaktorer for leverskade",
+        ),
+    ],
+)
+def test_each_missing_patient_fact_a_dose_rule_needs_is_named_in_norwegian(reason_code, bokmal):
+    missing = DoseNotCheckedDetail(
+        substance="paracetamol",
+        atc="N02BE01",
+        reason_code=reason_code,
+        reason="the English reason, with the values the check saw",
+        rule_id="r",
+    )
+    worded = alert_text(_alert(missing, Severity.INFO, (A,)), NAMES, "nb")
+    assert worded.summary == (
+        f"Dosen av paracetamol er ikke kontrollert (Simvastatin Nordkyst): {bokmal}"
+    )
+    assert worded.english is None
+
+
+def test_every_missing_fact_code_of_the_dose_check_has_its_own_wording():
+    from interactions.checks import dose
+
+    assert dose._MISSING_FACTS <= set(NOT_CHECKED_REASONS)
 
 
 def test_the_prescribe_page_shows_the_interaction_in_norwegian_and_english_on_request(
