@@ -375,6 +375,46 @@ def test_acb_sums_each_entrys_score_and_names_the_entries() -> None:
     assert result.as_json()["acb"]["score"] == 6
 
 
+# The entries this revision added after reading the 2012 list (in a copy: see the file's note),
+# each alone on a list, with the score the list gives it.
+ACB_ADDED = {
+    "R06AD01": 1,  # alimemazine
+    "A03AX08": 1,  # alverine
+    "N05AH05": 1,  # asenapine
+    "N05BA05": 1,  # clorazepate
+    "N05AX14": 1,  # iloperidone
+    "N05AX13": 1,  # paliperidone
+    "C01BA01": 1,  # quinidine
+    "A03BA04": 2,  # belladonna total alkaloids
+    "M03BX08": 2,  # cyclobenzaprine
+    "N05AH01": 2,  # loxapine
+    "N05AE02": 2,  # molindone
+    "N06AA17": 3,  # amoxapine
+    "R06AB01": 3,  # brompheniramine
+    "R06AA08": 3,  # carbinoxamine
+    "A03AA07": 3,  # dicycloverine
+    "R06AA11": 3,  # dimenhydrinate
+    "R06AE05": 3,  # meclozine
+    "R06AC01": 3,  # mepyramine
+    "N04AA04": 3,  # procyclidine
+    "N05AA03": 3,  # promazine
+    "G04BD06": 3,  # propiverine
+}
+
+
+@pytest.mark.parametrize(("code", "score"), sorted(ACB_ADDED.items()))
+def test_acb_counts_each_entry_added_from_the_2012_list(code: str, score: int) -> None:
+    result = review([med("a", code), med("b", "N02BE01")], patient(), today=TODAY)
+    assert result.acb.score == score
+    assert result.acb.medications == ("a",)
+
+
+def test_acb_gives_prednisolone_no_score_as_the_2012_list_does_not_name_it() -> None:
+    result = review([med("a", "H02AB06"), med("b", "H02AB07")], patient(), today=TODAY)
+    assert result.acb.score == 1  # prednisone (1) is on the list; prednisolone is not
+    assert result.acb.medications == ("b",)
+
+
 def test_indicators_count_psychotropics_antipsychotics_and_fall_risk_drugs() -> None:
     result = review(
         [
