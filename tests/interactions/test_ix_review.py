@@ -415,6 +415,31 @@ def test_acb_gives_prednisolone_no_score_as_the_2012_list_does_not_name_it() -> 
     assert result.acb.medications == ("b",)
 
 
+def test_norgep_nh_marked_anticholinergics_are_exactly_the_acb_score_3_entries() -> None:
+    criteria = shipped_review_criteria()
+    (norgep,) = [s for s in criteria.sets if s.set == "NORGEP-NH"]
+    group = norgep.groups["anticholinergic_marked"]
+    assert set(group.atc) == {s.atc for s in criteria.acb.scores if s.score == 3}
+    assert not group.except_
+
+
+@pytest.mark.parametrize(
+    ("code", "fires"),
+    [
+        ("R06AE05", True),  # meclozine, ACB 3: now counted
+        ("N05AB03", True),  # perphenazine, ACB 3: now counted
+        ("G04BD12", False),  # mirabegron, a beta-3 agonist: no longer counted with G04BD
+        ("A03BA04", False),  # belladonna alkaloids, ACB 2: no longer counted with A03BA
+    ],
+)
+def test_norgep_nh_24_counts_acb_score_3_drugs_only(code: str, fires: bool) -> None:
+    result = review([med("a", code), med("b", "N06AA09")], patient(), today=TODAY)
+    found = [f for f in result.findings if f.criterion == "NORGEP-NH:24"]
+    assert bool(found) is fires
+    if fires:
+        assert found[0].medications == ("a", "b")
+
+
 def test_indicators_count_psychotropics_antipsychotics_and_fall_risk_drugs() -> None:
     result = review(
         [
