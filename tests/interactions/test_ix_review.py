@@ -375,6 +375,71 @@ def test_acb_sums_each_entrys_score_and_names_the_entries() -> None:
     assert result.as_json()["acb"]["score"] == 6
 
 
+# The entries this revision added after reading the 2012 list (in a copy: see the file's note),
+# each alone on a list, with the score the list gives it.
+ACB_ADDED = {
+    "R06AD01": 1,  # alimemazine
+    "A03AX08": 1,  # alverine
+    "N05AH05": 1,  # asenapine
+    "N05BA05": 1,  # clorazepate
+    "N05AX14": 1,  # iloperidone
+    "N05AX13": 1,  # paliperidone
+    "C01BA01": 1,  # quinidine
+    "A03BA04": 2,  # belladonna total alkaloids
+    "M03BX08": 2,  # cyclobenzaprine
+    "N05AH01": 2,  # loxapine
+    "N05AE02": 2,  # molindone
+    "N06AA17": 3,  # amoxapine
+    "R06AB01": 3,  # brompheniramine
+    "R06AA08": 3,  # carbinoxamine
+    "A03AA07": 3,  # dicycloverine
+    "R06AA11": 3,  # dimenhydrinate
+    "R06AE05": 3,  # meclozine
+    "R06AC01": 3,  # mepyramine
+    "N04AA04": 3,  # procyclidine
+    "N05AA03": 3,  # promazine
+    "G04BD06": 3,  # propiverine
+}
+
+
+@pytest.mark.parametrize(("code", "score"), sorted(ACB_ADDED.items()))
+def test_acb_counts_each_entry_added_from_the_2012_list(code: str, score: int) -> None:
+    result = review([med("a", code), med("b", "N02BE01")], patient(), today=TODAY)
+    assert result.acb.score == score
+    assert result.acb.medications == ("a",)
+
+
+def test_acb_gives_prednisolone_no_score_as_the_2012_list_does_not_name_it() -> None:
+    result = review([med("a", "H02AB06"), med("b", "H02AB07")], patient(), today=TODAY)
+    assert result.acb.score == 1  # prednisone (1) is on the list; prednisolone is not
+    assert result.acb.medications == ("b",)
+
+
+def test_norgep_nh_marked_anticholinergics_are_exactly_the_acb_score_3_entries() -> None:
+    criteria = shipped_review_criteria()
+    (norgep,) = [s for s in criteria.sets if s.set == "NORGEP-NH"]
+    group = norgep.groups["anticholinergic_marked"]
+    assert set(group.atc) == {s.atc for s in criteria.acb.scores if s.score == 3}
+    assert not group.except_
+
+
+@pytest.mark.parametrize(
+    ("code", "fires"),
+    [
+        ("R06AE05", True),  # meclozine, ACB 3: now counted
+        ("N05AB03", True),  # perphenazine, ACB 3: now counted
+        ("G04BD12", False),  # mirabegron, a beta-3 agonist: no longer counted with G04BD
+        ("A03BA04", False),  # belladonna alkaloids, ACB 2: no longer counted with A03BA
+    ],
+)
+def test_norgep_nh_24_counts_acb_score_3_drugs_only(code: str, fires: bool) -> None:
+    result = review([med("a", code), med("b", "N06AA09")], patient(), today=TODAY)
+    found = [f for f in result.findings if f.criterion == "NORGEP-NH:24"]
+    assert bool(found) is fires
+    if fires:
+        assert found[0].medications == ("a", "b")
+
+
 def test_indicators_count_psychotropics_antipsychotics_and_fall_risk_drugs() -> None:
     result = review(
         [
