@@ -17,7 +17,7 @@ are built before the clock starts.
 The process is set up as the serving process that receives messages over HTTP (``medloop
 serve``) sets itself up: once built, its heap is frozen out of the cyclic garbage collector, and
 what survives each full pass is frozen after it (``medloop.api.server.settle_heap``). Without
-that (``--unsettled``) every full pass walks the whole heap, the start-up heap (~90 ms of CPU per
+that (``--unsettled``) every full pass walks the whole heap, the start-up heap (90-130 ms of CPU per
 pass on the shared machine) and every patient state cached so far, and a pass comes each time
 the heap has grown by a quarter: that was the tail of slow imports (p99 12x the median, issue
 #17). The full passes during the timed imports are counted and timed (``full_collections``).
