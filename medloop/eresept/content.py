@@ -215,13 +215,16 @@ def local(element) -> str:
 
 
 class _Reader:
-    """Reads an element's children by local name and keeps the ones it did not read."""
+    """Reads an element's children by local name and keeps the ones it did not read.
+
+    Reading a name reads every child of that name, so what was read is kept as the set of
+    names read (``rest`` is the children whose name is not in it)."""
 
     def __init__(self, element: etree._Element, path: str):
         self.element = element
         self.path = path
-        self.used: set[int] = set()
-        self.children = [c for c in element if isinstance(c.tag, str)]
+        self.used: set[str] = set()
+        self.children = list(element.iterchildren(etree.Element))
         self.by_name: dict[str, list[etree._Element]] = {}
         for child in self.children:
             self.by_name.setdefault(local(child), []).append(child)
@@ -232,9 +235,8 @@ class _Reader:
         return f"{self.path}/{name}" + (f"[{same.index(child) + 1}]" if len(same) > 1 else "")
 
     def all(self, name: str) -> list[etree._Element]:
-        found = self.by_name.get(name, [])
-        self.used.update(id(c) for c in found)
-        return found
+        self.used.add(name)
+        return self.by_name.get(name, [])
 
     def one(self, name: str) -> etree._Element | None:
         found = self.all(name)
@@ -290,10 +292,12 @@ class _Reader:
         return None, where if found is not None else None, (unmapped(b64, where),)
 
     def rest(self) -> tuple[Unmapped, ...]:
+        if self.used.issuperset(self.by_name):
+            return ()
         return tuple(
             unmapped(child, self.path_of(child))
             for child in self.children
-            if id(child) not in self.used
+            if local(child) not in self.used
         )
 
 

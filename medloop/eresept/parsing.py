@@ -9,6 +9,7 @@ harm.  Malformed XML is refused with the parser's line and column.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from lxml import etree
@@ -106,9 +107,16 @@ def parse_document(
     return tree
 
 
+@functools.lru_cache(maxsize=8)
+def _deeper_than(max_depth: int) -> etree.XPath:
+    """The elements one level deeper than ``max_depth``, compiled once per limit (lxml
+    serialises the evaluations of one compiled XPath: safe across threads)."""
+    return etree.XPath("/*" + "/*" * max_depth)
+
+
 def _check_depth(root: etree._Element, limits: Limits, source: str, where: str | None) -> None:
     # one XPath in C: the elements one level deeper than the limit allows, if any
-    too_deep = root.getroottree().xpath("/*" + "/*" * limits.max_depth)
+    too_deep = _deeper_than(limits.max_depth)(root.getroottree())
     if too_deep:
         element = too_deep[0]
         raise LimitExceeded(

@@ -70,6 +70,13 @@ M9_NS_PREFIX = "http://www.kith.no/xmlstds/eresept/m9"
 # element whose name ends in "B64" (the e-prescription naming rule) or that is a KITH
 # base64 container
 BASE64_ELEMENTS = frozenset({"ReseptDokLegemiddelB64", "ReseptDokHandelsvareB64"})
+_HOLDERS = etree.XPath(
+    "descendant::*[substring(local-name(), string-length(local-name()) - 2) = 'B64'"
+    " or namespace-uri() = $container]"
+)
+"""The elements below a document that hold a base64-encoded document (``BASE64_ELEMENTS``
+end in "B64" too), in document order: one search in C instead of a look at every element
+(lxml serialises the evaluations of one compiled XPath: safe across threads)."""
 
 
 class Message(Frozen):
@@ -160,7 +167,8 @@ def path_of(element: etree._Element, root: etree._Element, prefix: str) -> str:
         parent = node.getparent()
         name = _qname(node)
         if parent is not None and node is not root:
-            same = [s for s in parent if isinstance(s.tag, str) and _qname(s) == name]
+            # the siblings of that local name, in any namespace or none
+            same = list(parent.iterchildren(f"{{*}}{name}"))
             if len(same) > 1:
                 name += f"[{same.index(node) + 1}]"
         parts.append(name)
@@ -522,14 +530,7 @@ def _take_document(
     # paths inside this document: below the element holding it (embedded), or below Content
     prefix = where.rsplit("/", 1)[0] if inline else where
 
-    for holder in element.iter():
-        if not isinstance(holder.tag, str) or holder is element:
-            continue
-        name = _qname(holder)
-        if not (
-            name in BASE64_ELEMENTS or name.endswith("B64") or _ns(holder) == BASE64_CONTAINER_NS
-        ):
-            continue
+    for holder in _HOLDERS(element, container=BASE64_CONTAINER_NS):
         problems += _unwrap(
             docs,
             holder,

@@ -256,7 +256,8 @@ def import_message(
         reasons=tuple(response.get("reasons", ())),
         list_version=result.list_version,
         proposal=None if proposal is None else ListProposal.model_validate(proposal),
-        alerts=tuple(a.model_dump(mode="json") for a in result.alerts),
+        # the alerts as the command answered them (JSON already: not dumped a second time)
+        alerts=tuple(response["alerts"]),
     )
 
 
