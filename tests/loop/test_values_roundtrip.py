@@ -9,7 +9,7 @@ any Unicode plane at their maximum length) are where a stored value used to come
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -338,6 +338,40 @@ def _packed_with_a_discrepancy(world, period_id: str) -> None:
     assert resolved.status_code == 200, resolved.text
 
 
+def _answered_m25_2(world) -> None:
+    """A multidose pharmacy's M25.2 received, the doctor's rejection of its question (an answer
+    in the outbox) and the answer marked sent, through the API."""
+    from medloop.loop import multidose
+    from tests.api.helpers import PHARMACIST_TOKEN, auth
+    from tests.eresept.importing import m25_2_from_pharmacy
+    from tests.loop.helpers import GP, PHARMACIST, call
+
+    multidose.set_responsibility(
+        world.engine,
+        world.patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
+        ),
+        call(),
+    )
+    proposed = world.client.post(
+        "/eresept/messages",
+        content=m25_2_from_pharmacy(),
+        headers=auth(PHARMACIST_TOKEN, **{"Content-Type": "application/xml"}),
+    )
+    assert proposed.status_code == 200, proposed.text
+    with world.engine.connect() as conn:
+        pending = multidose.pending_proposals(conn, world.patient_id)
+    question = next(p for p in pending if p.kind.value == "question")
+    multidose.reject_proposal(
+        world.engine, world.patient_id, question.id, call(GP, reason="ikke nå")
+    )
+    outbox = f"/patients/{world.patient_id}/eresept/outbox"
+    (message,) = world.get(outbox).json()["messages"]
+    sent = world.post(f"{outbox}/{message['msg_id']}/sent", {})
+    assert sent.status_code == 200, sent.text
+
+
 def test_every_stored_record_type_loads_again_equal_with_any_accepted_text_or_number(engine):
     from tests.api.helpers import GP_TOKEN, admitted, auth, multidose_patient
     from tests.eresept.importing import with_demo_drugs
@@ -361,8 +395,9 @@ def test_every_stored_record_type_loads_again_equal_with_any_accepted_text_or_nu
         path = f"/patients/{world.patient_id}/eresept/proposals/{msg_id}/accept"
         taken = world.write(path, {"entries": None, "reason": "samstemt"})
         assert taken.status_code == 200, taken.text
+        _answered_m25_2(world)
     else:
-        expected -= {"received_message", "list_proposal_decision"}
+        expected -= {"received_message", "list_proposal_decision", "outbox_message", "outbox_sent"}
     found = _samples(engine)
     samples = [sample for rows in found.values() for sample in rows]
     # Every table with a stored record (medloop.store.records.stored_records) has one here.
