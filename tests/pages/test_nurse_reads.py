@@ -32,7 +32,7 @@ from medloop.store import administration as store
 from medloop.store.list_changes import current_entries_for_use, list_version
 from tests.loop.administration.helpers import as_needed as loop_as_needed
 from tests.loop.administration.helpers import prescribe_with
-from tests.pages.helpers import client_signed_in, csrf_of
+from tests.pages.helpers import bedside, chart_given, chart_link, client_signed_in
 
 LEVOTYROKSIN_EAN = "7046260906068"
 
@@ -40,29 +40,8 @@ LEVOTYROKSIN_EAN = "7046260906068"
 def chart_levotyroksin(client, world, index: int) -> None:
     """Chart demo resident ``index``'s morning levotyroksin as given, scanned, through the
     pages (wristband first), as a nurse does."""
-    national_id, patient_id = world.patient(index)
-    page = client.get(f"/app/nurse/residents/{patient_id}/bedside")
-    answer = client.post(
-        f"/app/nurse/residents/{patient_id}/bedside",
-        data={"csrf_token": csrf_of(page.text), "wristband": national_id},
-    )
-    assert answer.status_code == 303, answer.text
-    html = client.get(answer.headers["location"]).text
-    links = re.findall(
-        r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"[^>]*aria-label="Dokumenter ([^"]+)"', html
-    )
-    link = next(link for link, name in links if name.startswith("Levotyroksin"))
-    link = link.replace("&amp;", "&")
-    form = client.get(link).text
-    saved = client.post(
-        link.split("&identity")[0],
-        data={
-            "csrf_token": csrf_of(form),
-            "identity": "scan",
-            "outcome": "given",
-            "pack": LEVOTYROKSIN_EAN,
-        },
-    )
+    html, _ = bedside(client, world, index)
+    saved = chart_given(client, chart_link(html, "Levotyroksin"), LEVOTYROKSIN_EAN)
     assert saved.status_code in (200, 303), saved.text
 
 
@@ -165,26 +144,7 @@ def test_the_overviews_reads_do_not_grow_with_the_residents(client, pages_world)
     residents = len(pages_world.world.patients)
     at = pages_world.clock.at - timedelta(hours=1)
     for n in range(3):
-        patient = Patient(
-            id=uuid.uuid4(),
-            national_id=demo.national_id(date(1931, 3, 1 + n), 300 + 37 * n),
-            given_name=f"Ny{n}",
-            family_name="Beboer",
-            birth_date=date(1931, 3, 1 + n),
-        )
-        register_patient(pages_world.engine, patient, Call(actor=demo.GP, at=at))
-        administration.admit(
-            pages_world.engine,
-            patient.id,
-            administration.AdmissionOrder(
-                admission_id=uuid.uuid4(),
-                ward_id=pages_world.world.ward_id,
-                admitted_at=at,
-                reason="Korttidsopphold",
-                decision_reference="Vedtak 2026/1",
-            ),
-            Call(actor=demo.NURSE, at=at),
-        )
+        _admitted(pages_world, n, at)
     more_reads, more_audits = _statements(pages_world, overview, client)
     assert more_reads == reads
     # one audit record per resident read stays the rule, appended together (audit.append_many):
@@ -201,14 +161,14 @@ PARACETAMOL = "090028"
 PARACETAMOL_EAN = "7046260900288"
 
 
-def _admitted_with_paracetamol(world, n: int, at) -> uuid.UUID:
-    """A new resident of the demo ward with paracetamol as needed (as Kari has)."""
+def _admitted(world, n: int, at) -> uuid.UUID:
+    """New resident ``n`` of the demo ward, admitted at ``at``."""
     patient = Patient(
         id=uuid.uuid4(),
-        national_id=demo.national_id(date(1932, 4, 1 + n), 400 + 37 * n),
-        given_name=f"Prn{n}",
+        national_id=demo.national_id(date(1931, 3, 1 + n), 300 + 37 * n),
+        given_name=f"Ny{n}",
         family_name="Beboer",
-        birth_date=date(1932, 4, 1 + n),
+        birth_date=date(1931, 3, 1 + n),
     )
     register_patient(world.engine, patient, Call(actor=demo.GP, at=at))
     administration.admit(
@@ -219,18 +179,24 @@ def _admitted_with_paracetamol(world, n: int, at) -> uuid.UUID:
             ward_id=world.world.ward_id,
             admitted_at=at,
             reason="Korttidsopphold",
-            decision_reference="Vedtak 2026/2",
+            decision_reference="Vedtak 2026/1",
         ),
         Call(actor=demo.NURSE, at=at),
     )
+    return patient.id
+
+
+def _admitted_with_paracetamol(world, n: int, at) -> uuid.UUID:
+    """A new resident of the demo ward with paracetamol as needed (as Kari has)."""
+    patient_id = _admitted(world, n, at)
     prescribe_with(
         world.engine,
-        patient.id,
+        patient_id,
         PARACETAMOL,
         loop_as_needed(unit="tablett", max_24h=4, min_hours=6),
         at=at,
     )
-    return patient.id
+    return patient_id
 
 
 def _paracetamol_entry(world, patient_id) -> uuid.UUID:
