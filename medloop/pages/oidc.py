@@ -72,7 +72,6 @@ from medloop.pages.web import (
     url,
 )
 from medloop.store import sessions
-from medloop.store.db import writer
 
 # A plain router, not BlockingRoute: the callback takes whatever parameters the issuer adds
 # (``iss``, ``session_state``, ``scope`` …), which BlockingRoute would refuse as unknown.
@@ -270,8 +269,7 @@ def take_pending(engine: Engine, pending_id: str | None, name: str, *, now: date
     """The pending authorisation request kept under ``pending_id`` (its claims' ``name``), or
     ``None``; the row is deleted either way: an answer is used once, whatever happens next
     (taken in one transaction: of two callbacks with the same answer, one finds it)."""
-    with writer(engine).begin() as conn:
-        found = sessions.take(conn, pending_id, now=now)
+    found = sessions.take_alone(engine, pending_id, now=now)
     return None if found is None else found.claims.get(name)
 
 
