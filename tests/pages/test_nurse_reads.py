@@ -30,8 +30,8 @@ from medloop.loop.runner import Call
 from medloop.pages.signin import demo_people
 from medloop.store import administration as store
 from medloop.store.list_changes import current_entries_for_use, list_version
+from tests.loop.administration.helpers import admission_order, prescribe_with
 from tests.loop.administration.helpers import as_needed as loop_as_needed
-from tests.loop.administration.helpers import prescribe_with
 from tests.pages.helpers import bedside, chart_given, chart_link, client_signed_in
 
 LEVOTYROKSIN_EAN = "7046260906068"
@@ -174,13 +174,7 @@ def _admitted(world, n: int, at) -> uuid.UUID:
     administration.admit(
         world.engine,
         patient.id,
-        administration.AdmissionOrder(
-            admission_id=uuid.uuid4(),
-            ward_id=world.world.ward_id,
-            admitted_at=at,
-            reason="Korttidsopphold",
-            decision_reference="Vedtak 2026/1",
-        ),
+        admission_order(world.world.ward_id, at),
         Call(actor=demo.NURSE, at=at),
     )
     return patient.id
