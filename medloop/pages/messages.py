@@ -89,9 +89,11 @@ SENTENCES: dict[str, tuple[str | None, str]] = {
     ),
     "witness-required": (
         "witness",
-        N_("A second nurse must sign as witness for this medicine."),
+        N_(
+            "Another nurse or a doctor of this nursing home must sign as witness for this medicine."
+        ),
     ),
-    "witness-same-person": ("witness", N_("The witness must be another nurse than you.")),
+    "witness-same-person": ("witness", N_("The witness must be someone other than you.")),
     "witness-of-another-organisation": (
         "witness",
         N_("The witness must work at this nursing home."),

@@ -166,10 +166,8 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
             _through(at),
             organisation_id=page.principal.organisation,
         )
-        # The PRN doses' medicine names, from the lists of those who had one (a few).
-        drugs = {
-            e.id: e.drug.name for pid in prn for e in queries.current_list(conn, pid, at).entries
-        }
+        # The PRN doses' medicines (name; entry since entered in error?), in one query.
+        drugs = administration.prn_medicines(conn, prn)
         ward = queries.ward_of(conn, ward_id)
         slots = sorted(
             {line.local_time.strftime("%H:%M") for p in chart.patients for line in p.doses}
@@ -182,7 +180,7 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
                 _resident_row(
                     p,
                     names.get(p.patient_id),
-                    [(g, drugs.get(g.entry_id, "")) for g in prn.get(p.patient_id, [])],
+                    [(g, drugs.get(g.entry_id)) for g in prn.get(p.patient_id, [])],
                     open_alerts[p.patient_id],
                 )
                 for p in chart.patients

@@ -2,19 +2,26 @@
 issuer configured in ``MEDLOOP_OIDC_ISSUER`` (HelseID, ID-porten or a municipality's IdP).
 
 1. ``POST /app/sign-in/oidc`` (the sign-in page's button, CSRF-checked): a fresh ``state``,
-   ``nonce`` and PKCE ``code_verifier`` are kept server-side (a pending row of the session
-   table, for 10 minutes, named by an HttpOnly ``SameSite=Lax`` cookie: the IdP's redirect
-   back is a cross-site navigation, on which a Strict cookie would not be sent), and the
-   browser goes to the issuer's authorisation endpoint (the URL built by Authlib's
+   ``nonce`` and PKCE ``code_verifier`` are kept server-side under that ``state`` (a pending
+   row of the session table, for 10 minutes), bound to the browser: an HttpOnly
+   ``SameSite=Lax`` cookie on ``/app/sign-in/oidc`` (the IdP's redirect back is a cross-site
+   navigation, on which a Strict cookie would not be sent) holds a random key, and the pending
+   row keeps only its SHA-256 digest. There is no session yet to bind it to; the key is drawn
+   once and reused while the cookie lives, so sign-ins started in several tabs are each
+   pending on their own and each completes, in whatever order. The browser goes to the
+   issuer's authorisation endpoint (the URL built by Authlib's
    ``OAuth2Client.create_authorization_url``, with ``code_challenge``).
-2. ``GET /app/sign-in/oidc/callback``: the pending row is taken (once: it is deleted whatever
-   happens next) and ``verify_callback`` checks the answer — an error response is refused, the
-   ``state`` must be the pending one, the code is exchanged at the token endpoint with the
-   ``code_verifier``, the ID token's signature (the issuer's JWKS), ``iss``, ``aud``, ``exp``
-   and ``nonce`` are checked (PyJWT), and ``auth_time`` against ``max_age`` when one was asked
-   for (the witness's step-up, ``medloop.pages.witness``, uses the same function). The claims
-   are mapped to medloop's (below). A new page session starts; the answer is a small page that
-   continues to ``/app/`` (a same-site navigation, so the Strict session cookie goes with it).
+2. ``GET /app/sign-in/oidc/callback``: the pending row of the answer's ``state`` is taken
+   (once: it is deleted whatever happens next); one pending for another browser (its cookie
+   missing or another) is refused, and ``verify_callback`` checks the answer — an error
+   response is refused, the ``state`` must be the pending one, the code is exchanged at the
+   token endpoint with the ``code_verifier``, the ID token's signature (the issuer's JWKS),
+   ``iss``, ``aud``, ``exp`` and ``nonce`` are checked (PyJWT), and ``auth_time`` against
+   ``max_age`` when one was asked for (the witness's step-up, ``medloop.pages.witness``, uses
+   the same function). The claims are mapped to medloop's (below). A new page session starts;
+   the answer is a small page that continues to ``/app/`` (a same-site navigation, so the
+   Strict session cookie goes with it). The pending cookie stays until it expires (sign-ins of
+   other tabs may still be pending under it).
 
 Claim names (settings, defaults as HelseID names them where it has one):
 
@@ -33,6 +40,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import secrets as secrets_module
 import threading
 import time
 import urllib.parse
@@ -70,6 +79,8 @@ router = APIRouter(include_in_schema=False)
 _log = logs.get_logger("medloop.pages")
 
 PENDING_COOKIE = "medloop_oidc"
+"""The browser the sign-ins were started in (a random key, not a session id)."""
+_BROWSER_KEY = re.compile(r"[A-Za-z0-9_-]{43}")
 ID_TOKEN_CLAIM = "oidc_id_token"
 """Where a session keeps the ID token it was signed in with (the sign-out's ``id_token_hint``)."""
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -202,11 +213,36 @@ def oidc_start(request: Request, form: AnonymousFormDep) -> Response:
     except OidcRefused as refused:
         return _refused(request, refused)
     at = api_state(request).clock()
-    pending = {"oidc_pending": {**secrets, "next": local_path(str(form.get("next") or ""), "")}}
-    pending_id, _ = sessions.start(
-        api_state(request).engine, pending, now=at, expires_at=at + PENDING_LIFETIME
+    browser = _browser_key(request.cookies.get(PENDING_COOKIE))
+    pending = {
+        "oidc_pending": {
+            **secrets,
+            "browser": sessions.digest(browser),
+            "next": local_path(str(form.get("next") or ""), ""),
+        }
+    }
+    sessions.keep(
+        api_state(request).engine,
+        _pending_key(secrets["state"]),
+        pending,
+        now=at,
+        expires_at=at + PENDING_LIFETIME,
     )
-    return pending_redirect(request, address, PENDING_COOKIE, pending_id, url("sign-in/oidc"))
+    return pending_redirect(request, address, PENDING_COOKIE, browser, url("sign-in/oidc"))
+
+
+def _browser_key(found: str | None) -> str:
+    """The pending cookie's value: the browser's key while its cookie lives (sign-ins started
+    in other tabs are pending under it), else a new random one (32 bytes, URL-safe)."""
+    if found and _BROWSER_KEY.fullmatch(found):
+        return found
+    return secrets_module.token_urlsafe(32)
+
+
+def _pending_key(state: str | None) -> str | None:
+    """The session-table id of the sign-in pending under ``state`` (a name of its own: a
+    ``state`` seen in an address is no session id)."""
+    return f"oidc-sign-in:{state}" if state else None
 
 
 def pending_redirect(
@@ -231,9 +267,9 @@ def pending_redirect(
 
 def take_pending(engine: Engine, pending_id: str | None, name: str, *, now: datetime) -> Any:
     """The pending authorisation request kept under ``pending_id`` (its claims' ``name``), or
-    ``None``; the row is deleted either way: an answer is used once, whatever happens next."""
-    found = sessions.find(engine, pending_id, now=now)
-    sessions.end(engine, pending_id)
+    ``None``; the row is deleted either way: an answer is used once, whatever happens next
+    (taken in one transaction: of two callbacks with the same answer, one finds it)."""
+    found = sessions.take_alone(engine, pending_id, now=now)
     return None if found is None else found.claims.get(name)
 
 
@@ -285,8 +321,13 @@ def oidc_callback(request: Request) -> Response:
     state = api_state(request)
     at = state.clock()
     pending = take_pending(
-        state.engine, request.cookies.get(PENDING_COOKIE), "oidc_pending", now=at
+        state.engine, _pending_key(request.query_params.get("state")), "oidc_pending", now=at
     )
+    browser = request.cookies.get(PENDING_COOKIE)
+    if isinstance(pending, dict) and (
+        not browser or pending.get("browser") != sessions.digest(browser)
+    ):
+        pending = None  # started in another browser: taken, and refused
     try:
         config = _config(request)
         if not isinstance(pending, dict):
@@ -317,7 +358,7 @@ def oidc_callback(request: Request) -> Response:
     response = render(request, "continue.html", target=target)
     # The ID token goes with the session (not into its claims) for the sign-out at the issuer.
     start_session(request, response, {**claims, ID_TOKEN_CLAIM: id_token}, now=at)
-    response.delete_cookie(PENDING_COOKIE, path=url("sign-in/oidc"), httponly=True, samesite="lax")
+    # The browser's cookie stays (until it expires): sign-ins of other tabs may be pending.
     _log.info("page sign-in", method="oidc", role=claims.get("role"))
     return response
 

@@ -371,6 +371,18 @@ def admissions_of(conn: Connection, patient_id: UUID) -> list[Admission]:
     return _admissions(conn, admission.c.patient_id == str(patient_id))
 
 
+def admissions_of_patients(
+    conn: Connection, patient_ids: Sequence[UUID]
+) -> dict[UUID, list[Admission]]:
+    """``admissions_of`` for several patients, in one query per 500 of them."""
+    found: dict[UUID, list[Admission]] = {p: [] for p in patient_ids}
+    ids = sorted({str(p) for p in patient_ids})
+    for start in range(0, len(ids), 500):
+        for record in _admissions(conn, admission.c.patient_id.in_(ids[start : start + 500])):
+            found[record.patient_id].append(record)
+    return found
+
+
 def admissions_to(conn: Connection, ward_id: UUID) -> list[Admission]:
     return _admissions(conn, admission.c.ward_id == str(ward_id))
 

@@ -187,13 +187,18 @@ def patient_of_entry(conn: Connection, entry_id: UUID) -> UUID | None:
 
 
 def current_entries_for_use(
-    conn: Connection, patient_ids: Sequence[UUID], use: str
+    conn: Connection,
+    patient_ids: Sequence[UUID],
+    use: str | None,
+    *,
+    entry_ids: Sequence[UUID] | None = None,
 ) -> dict[UUID, list[ListEntry]]:
     """Per patient of ``patient_ids``: the current version of each entry of their list whose
-    current version is for ``use`` (``interactions.dosage.Use``), whatever its status, in the
-    list's order (``MedicationList.replay``: by the list version that added the entry, then
-    the entry id) — what the patient's replayed list holds of them, read in one query per 500
-    patients without replaying their lists (a ward's as-needed entries)."""
+    current version is for ``use`` (``interactions.dosage.Use``; ``None``: any), whatever its
+    status, in the list's order (``MedicationList.replay``: by the list version that added the
+    entry, then the entry id) — what the patient's replayed list holds of them, read in one
+    query per 500 patients without replaying their lists (a ward's as-needed entries). With
+    ``entry_ids`` only those entries (the medicines of a ward's PRN doses)."""
     later = entry_version.alias("later_version")
     first = entry_version.alias("first_version")
     added_in = (
@@ -202,6 +207,11 @@ def current_entries_for_use(
         .where(first.c.entry_id == entry_version.c.entry_id)
         .scalar_subquery()
     )
+    narrower = []
+    if use is not None:
+        narrower.append(entry_version.c.record[("entry", "use")].as_string() == use)
+    if entry_ids is not None:
+        narrower.append(entry_version.c.entry_id.in_(sorted({str(e) for e in entry_ids})))
     found: dict[UUID, list[ListEntry]] = defaultdict(list)
     ids = [str(p) for p in patient_ids]
     for start in range(0, len(ids), 500):
@@ -213,7 +223,7 @@ def current_entries_for_use(
                 entry_version.c.record["entry"].label("entry"),
             )
             .where(entry_version.c.patient_id.in_(ids[start : start + 500]))
-            .where(entry_version.c.record[("entry", "use")].as_string() == use)
+            .where(*narrower)
             .where(
                 ~exists()
                 .where(later.c.patient_id == entry_version.c.patient_id)

@@ -17,6 +17,7 @@ the session carries — exactly those of an API bearer token (``sub``, ``role``,
 - ``take`` deletes and answers a live row in the caller's transaction, once: a one-use row (a
   witness's grant for one charting, ``medloop.pages.nurse``) is consumed by the charting
   command's own transaction, so two chartings cannot both use it.
+- ``take_alone`` is ``take`` in a transaction of its own (an OIDC callback's pending request).
 - ``digest`` names a session without its id (a grant is bound to the session it was made for).
 
 No patient data lives here, so these writes are not commands (``medloop.loop``) and carry no
@@ -147,6 +148,13 @@ def take(conn: Connection, session_id: str | None, *, now: datetime) -> PageSess
     return PageSession(
         json.loads(row.claims), row.csrf_token, _aware(row.created_at), _aware(row.expires_at)
     )
+
+
+def take_alone(engine: Engine, session_id: str | None, *, now: datetime) -> PageSession | None:
+    """``take`` in a transaction of its own (a pending OIDC request, used once: of two callbacks
+    with the same answer, one finds it)."""
+    with writer(engine).begin() as conn:
+        return take(conn, session_id, now=now)
 
 
 def _aware(moment: datetime) -> datetime:

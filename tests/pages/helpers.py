@@ -12,7 +12,8 @@
   ``<artifacts>/<name>-768.png`` and ``-1280.png`` (``test-artifacts/pages`` in the repository,
   gitignored; ``MEDLOOP_TEST_ARTIFACTS`` overrides the folder).
 - ``client_signed_in(client, person)`` and ``csrf_of(html)``: TestClient sign-in for fast tests.
-- ``bedside(client, world, index)``, ``chart_links(html)``, ``chart_link(html, drug)`` and
+- ``bedside(client, world, index)``, ``chart_links(html)``, ``chart_link(html, drug)``,
+  ``prn_link(html, drug)``, ``charting_form(client, link)`` and
   ``chart_given(client, link, pack)``: the nurse's steps at the bedside with a TestClient
   (the resident confirmed by wristband, a due dose's charting form, the dose given, scanned).
 """
@@ -25,6 +26,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,13 +230,41 @@ def chart_link(html: str, drug: str) -> str:
     return next(link for link, name in chart_links(html) if name.startswith(drug))
 
 
+_PRN_LINK = re.compile(r'href="([^"]+/chart\?identity=scan)">Gi ved behov: ([^<]+)<')
+
+
+def prn_link(html: str, drug: str) -> str:
+    """The bedside page's address of the PRN charting form of the first as-needed medicine
+    whose name starts with ``drug``."""
+    return next(
+        link.replace("&amp;", "&")
+        for link, name in _PRN_LINK.findall(html)
+        if name.startswith(drug)
+    )
+
+
+def charting_address(link: str) -> str:
+    """Where the charting form at ``link`` is saved: its address without the ``identity`` the
+    bedside page passes on (the form carries it)."""
+    parts = urllib.parse.urlsplit(link)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "identity"]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def charting_form(client: Any, link: str) -> tuple[str, str]:
+    """The charting form at ``link``: (its html, the address it is saved to)."""
+    answer = client.get(link)
+    assert answer.status_code == 200, answer.text[:2000]
+    return answer.text, charting_address(link)
+
+
 def chart_given(client: Any, link: str, pack: str) -> Any:
     """The dose of the charting form at ``link`` saved as given, the pack ``pack`` scanned;
     the answer."""
-    form = client.get(link).text
+    form, target = charting_form(client, link)
     charting = re.search(r'name="administration_id" value="([^"]*)"', form)
     return client.post(
-        link.split("&identity")[0],
+        target,
         data={
             "csrf_token": csrf_of(form),
             "identity": "scan",

@@ -14,7 +14,15 @@ from sqlalchemy import func, select
 from medloop.store import sessions
 from medloop.store.administration import administration as administration_table
 from medloop.store.audit import audit_event
-from tests.pages.helpers import client_signed_in, csrf_of
+from tests.pages.helpers import (
+    bedside,
+    chart_given,
+    chart_link,
+    charting_address,
+    charting_form,
+    client_signed_in,
+    csrf_of,
+)
 
 LEVOTYROKSIN_EAN = "7046260906068"
 
@@ -26,25 +34,6 @@ def _charted(world) -> int:
 
 def _ward(world) -> str:
     return f"/app/nurse/wards/{world.world.ward_id}"
-
-
-def _bedside(client, world, index: int) -> tuple[str, str]:
-    """Confirm the resident by wristband; (bedside page html, patient id)."""
-    national_id, patient_id = world.patient(index)
-    page = client.get(f"/app/nurse/residents/{patient_id}/bedside")
-    answer = client.post(
-        f"/app/nurse/residents/{patient_id}/bedside",
-        data={"csrf_token": csrf_of(page.text), "wristband": national_id},
-    )
-    assert answer.status_code == 303, answer.text
-    return client.get(answer.headers["location"]).text, str(patient_id)
-
-
-def _chart_link(html: str, drug: str) -> str:
-    links = re.findall(
-        r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"[^>]*aria-label="Dokumenter ([^"]+)"', html
-    )
-    return next(link for link, name in links if name.startswith(drug)).replace("&amp;", "&")
 
 
 def _as_other_organisation(client, world, role: str = "nurse") -> None:
@@ -144,8 +133,8 @@ def test_neither_wristband_nor_reason_is_refused_next_to_the_field(client, pages
 
 def test_the_chart_form_needs_the_resident_confirmed_first(client, pages_world):
     client_signed_in(client, "nurse")
-    html, patient_id = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Levotyroksin").replace("&identity=scan", "")
+    html, patient_id = bedside(client, pages_world, 2)
+    link = chart_link(html, "Levotyroksin").replace("&identity=scan", "")
     assert client.get(link).headers["location"] == f"/app/nurse/residents/{patient_id}/bedside"
 
 
@@ -154,22 +143,21 @@ def test_charting_without_the_sessions_csrf_token_is_refused_and_saves_nothing(
     client, pages_world, token
 ):
     client_signed_in(client, "nurse")
-    html, _ = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Levotyroksin")
+    html, _ = bedside(client, pages_world, 2)
+    link = chart_link(html, "Levotyroksin")
     before = _charted(pages_world)
     data = {"identity": "scan", "outcome": "given", "pack": LEVOTYROKSIN_EAN}
     if token is not None:
         data["csrf_token"] = token
-    answer = client.post(link.replace("/chart?", "/chart?", 1).split("&identity")[0], data=data)
+    answer = client.post(charting_address(link), data=data)
     assert answer.status_code == 403
     assert _charted(pages_world) == before
 
 
 def test_a_charting_saved_twice_from_the_same_form_is_charted_once(client, pages_world):
     client_signed_in(client, "nurse")
-    html, _ = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Levotyroksin")
-    form = client.get(link).text
+    html, _ = bedside(client, pages_world, 2)
+    form, target = charting_form(client, chart_link(html, "Levotyroksin"))
     administration_id = re.search(r'name="administration_id" value="([^"]*)"', form).group(1)
     data = {
         "csrf_token": csrf_of(form),
@@ -178,7 +166,6 @@ def test_a_charting_saved_twice_from_the_same_form_is_charted_once(client, pages
         "pack": LEVOTYROKSIN_EAN,
         "administration_id": administration_id or "0d5c6a3e-1111-4222-8333-944455556666",
     }
-    target = link.split("&identity")[0]
     before = _charted(pages_world)
     first = client.post(target, data=data)
     assert first.status_code == 200 and "Lagret: Levotyroksin" in first.text
@@ -189,12 +176,11 @@ def test_a_charting_saved_twice_from_the_same_form_is_charted_once(client, pages
 
 def test_a_wrong_pack_is_refused_next_to_the_pack_field_and_nothing_is_saved(client, pages_world):
     client_signed_in(client, "nurse")
-    html, _ = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Levotyroksin")
-    form = client.get(link).text
+    html, _ = bedside(client, pages_world, 2)
+    form, target = charting_form(client, chart_link(html, "Levotyroksin"))
     before = _charted(pages_world)
     answer = client.post(
-        link.split("&identity")[0],
+        target,
         data={
             "csrf_token": csrf_of(form),
             "identity": "scan",
@@ -209,10 +195,9 @@ def test_a_wrong_pack_is_refused_next_to_the_pack_field_and_nothing_is_saved(cli
 
 def test_the_pack_check_partial_answers_without_charting(client, pages_world):
     client_signed_in(client, "nurse")
-    html, _ = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Levotyroksin")
-    form = client.get(link).text
-    path = link.split("&identity")[0].replace("/chart?", "/pack?") + "&partial=true"
+    html, _ = bedside(client, pages_world, 2)
+    form, target = charting_form(client, chart_link(html, "Levotyroksin"))
+    path = target.replace("/chart?", "/pack?") + "&partial=true"
     right = client.post(path, data={"csrf_token": csrf_of(form), "pack": LEVOTYROKSIN_EAN})
     assert right.status_code == 200 and "Riktig pakning" in right.text
     assert "<html" not in right.text
@@ -223,11 +208,10 @@ def test_the_pack_check_partial_answers_without_charting(client, pages_world):
 
 def test_a_refusal_needs_a_reason_code(client, pages_world):
     client_signed_in(client, "nurse")
-    html, _ = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Metformin")
-    form = client.get(link).text
+    html, _ = bedside(client, pages_world, 2)
+    form, target = charting_form(client, chart_link(html, "Metformin"))
     answer = client.post(
-        link.split("&identity")[0],
+        target,
         data={"csrf_token": csrf_of(form), "identity": "scan", "outcome": "refused"},
     )
     assert answer.status_code == 422 and 'id="reason_code-error"' in answer.text
@@ -236,18 +220,9 @@ def test_a_refusal_needs_a_reason_code(client, pages_world):
 
 def test_the_mar_week_and_day_show_the_charting_with_who_and_when(client, pages_world):
     client_signed_in(client, "nurse")
-    html, patient_id = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Levotyroksin")
-    form = client.get(link).text
-    client.post(
-        link.split("&identity")[0],
-        data={
-            "csrf_token": csrf_of(form),
-            "identity": "scan",
-            "outcome": "given",
-            "pack": LEVOTYROKSIN_EAN,
-        },
-    )
+    html, patient_id = bedside(client, pages_world, 2)
+    saved = chart_given(client, chart_link(html, "Levotyroksin"), LEVOTYROKSIN_EAN)
+    assert saved.status_code == 200 and "Lagret: Levotyroksin" in saved.text
     day = client.get(f"/app/nurse/residents/{patient_id}").text
     assert "Nina Nilsen" in day and "08:05" in day and "state-given" in day
     week = client.get(f"/app/nurse/residents/{patient_id}?view=week")
@@ -258,10 +233,8 @@ def test_the_mar_week_and_day_show_the_charting_with_who_and_when(client, pages_
 
 def test_a_witness_signature_counts_for_its_charting_and_opens_no_session(client, pages_world):
     client_signed_in(client, "nurse")
-    html, _ = _bedside(client, pages_world, 2)
-    link = _chart_link(html, "Glargin")
-    form = client.get(link).text
-    target = link.split("&identity")[0]
+    html, _ = bedside(client, pages_world, 2)
+    form, target = charting_form(client, chart_link(html, "Glargin"))
     data = {
         "csrf_token": csrf_of(form),
         "identity": "scan",

@@ -86,7 +86,10 @@ def test_the_morning_round_on_the_demo_ward(page, live_world):
     assert "Riktig pakning" in _scan_pack(page, INSULIN_EAN)
     page.get_by_role("button", name="Lagre").click()
     error = page.locator("#witness-error")
-    assert "En annen sykepleier må signere som kontrollør" in error.inner_text()
+    assert (
+        "En annen sykepleier eller en lege ved dette sykehjemmet må signere som kontrollør"
+        in error.inner_text()
+    )
     assert_no_axe_violations(page)
     screenshots(page, "nurse-chart-witness-required")
     page.get_by_label(re.compile("^Kontrollør \\(DEMO")).select_option("ward-admin")

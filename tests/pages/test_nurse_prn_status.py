@@ -5,30 +5,20 @@ in Norwegian words and Oslo time, and both move after a dose is given."""
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import timedelta
 
 from medloop.pages.i18n import format_datetime
-from tests.pages.helpers import client_signed_in, csrf_of
+from tests.pages.helpers import bedside, chart_given, charting_form, client_signed_in, prn_link
 
 PARACETAMOL_EAN = "7046260900288"
 
 
 def _prn_form(client, world) -> tuple[str, str]:
     """Kari Nordmann confirmed by wristband; (her paracetamol PRN form, its address)."""
-    national_id, patient_id = world.patient(0)
-    bedside = client.get(f"/app/nurse/residents/{patient_id}/bedside")
-    confirmed = client.post(
-        f"/app/nurse/residents/{patient_id}/bedside",
-        data={"csrf_token": csrf_of(bedside.text), "wristband": national_id},
-    )
-    assert confirmed.status_code == 303, confirmed.text[:2000]
-    html = client.get(confirmed.headers["location"]).text
-    link = re.search(r'href="([^"]+/chart\?identity=scan)">Gi ved behov: Paracet', html)[1]
-    link = link.replace("&amp;", "&")
-    answer = client.get(link)
-    assert answer.status_code == 200, answer.text[:2000]
-    return answer.text, link
+    html, _ = bedside(client, world, 0)
+    link = prn_link(html, "Paracet")
+    form, _ = charting_form(client, link)
+    return form, link
 
 
 def _text(html: str, element_id: str) -> str:
@@ -45,17 +35,7 @@ def test_the_prn_form_shows_doses_left_and_when_the_next_is_allowed(client, page
     assert _text(form, "prn-next") == "Neste dose tillatt: nå"
 
     given_at = pages_world.clock.at
-    administration_id = re.search(r'name="administration_id" value="([^"]*)"', form)
-    saved = client.post(
-        link.split("?")[0],
-        data={
-            "csrf_token": csrf_of(form),
-            "identity": "scan",
-            "outcome": "given",
-            "pack": PARACETAMOL_EAN,
-            "administration_id": administration_id[1] or str(uuid.uuid4()),
-        },
-    )
+    saved = chart_given(client, link, PARACETAMOL_EAN)
     assert saved.status_code == 200 and "Lagret: Paracet" in saved.text
 
     again = client.get(link).text

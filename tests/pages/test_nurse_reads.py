@@ -11,17 +11,28 @@ from datetime import date, timedelta
 
 from sqlalchemy import event, text
 
+from interactions.dosage import Quantity, Use
 from medloop import demo
 from medloop.api.auth import issue_token
-from medloop.domain.administration import dose_in_force, dose_status, effective_charting
+from medloop.domain.administration import (
+    ChartRequest,
+    Outcome,
+    dose_in_force,
+    dose_status,
+    effective_charting,
+)
 from medloop.domain.patient import Patient
 from medloop.domain.ward import local_date, local_day_bounds
 from medloop.loop import administration
+from medloop.loop.change import mark_entered_in_error
 from medloop.loop.patients import register_patient
 from medloop.loop.runner import Call
 from medloop.pages.signin import demo_people
 from medloop.store import administration as store
-from tests.pages.helpers import client_signed_in, csrf_of
+from medloop.store.list_changes import current_entries_for_use, list_version
+from tests.loop.administration.helpers import admission_order, prescribe_with
+from tests.loop.administration.helpers import as_needed as loop_as_needed
+from tests.pages.helpers import bedside, chart_given, chart_link, client_signed_in
 
 LEVOTYROKSIN_EAN = "7046260906068"
 
@@ -29,29 +40,8 @@ LEVOTYROKSIN_EAN = "7046260906068"
 def chart_levotyroksin(client, world, index: int) -> None:
     """Chart demo resident ``index``'s morning levotyroksin as given, scanned, through the
     pages (wristband first), as a nurse does."""
-    national_id, patient_id = world.patient(index)
-    page = client.get(f"/app/nurse/residents/{patient_id}/bedside")
-    answer = client.post(
-        f"/app/nurse/residents/{patient_id}/bedside",
-        data={"csrf_token": csrf_of(page.text), "wristband": national_id},
-    )
-    assert answer.status_code == 303, answer.text
-    html = client.get(answer.headers["location"]).text
-    links = re.findall(
-        r'href="(/app/nurse/[^"]+/chart\?dose=[^"]+)"[^>]*aria-label="Dokumenter ([^"]+)"', html
-    )
-    link = next(link for link, name in links if name.startswith("Levotyroksin"))
-    link = link.replace("&amp;", "&")
-    form = client.get(link).text
-    saved = client.post(
-        link.split("&identity")[0],
-        data={
-            "csrf_token": csrf_of(form),
-            "identity": "scan",
-            "outcome": "given",
-            "pack": LEVOTYROKSIN_EAN,
-        },
-    )
+    html, _ = bedside(client, world, index)
+    saved = chart_given(client, chart_link(html, "Levotyroksin"), LEVOTYROKSIN_EAN)
     assert saved.status_code in (200, 303), saved.text
 
 
@@ -154,26 +144,7 @@ def test_the_overviews_reads_do_not_grow_with_the_residents(client, pages_world)
     residents = len(pages_world.world.patients)
     at = pages_world.clock.at - timedelta(hours=1)
     for n in range(3):
-        patient = Patient(
-            id=uuid.uuid4(),
-            national_id=demo.national_id(date(1931, 3, 1 + n), 300 + 37 * n),
-            given_name=f"Ny{n}",
-            family_name="Beboer",
-            birth_date=date(1931, 3, 1 + n),
-        )
-        register_patient(pages_world.engine, patient, Call(actor=demo.GP, at=at))
-        administration.admit(
-            pages_world.engine,
-            patient.id,
-            administration.AdmissionOrder(
-                admission_id=uuid.uuid4(),
-                ward_id=pages_world.world.ward_id,
-                admitted_at=at,
-                reason="Korttidsopphold",
-                decision_reference="Vedtak 2026/1",
-            ),
-            Call(actor=demo.NURSE, at=at),
-        )
+        _admitted(pages_world, n, at)
     more_reads, more_audits = _statements(pages_world, overview, client)
     assert more_reads == reads
     # one audit record per resident read stays the rule, appended together (audit.append_many):
@@ -184,3 +155,114 @@ def test_the_overviews_reads_do_not_grow_with_the_residents(client, pages_world)
             text("SELECT count(*) FROM audit_event WHERE action = 'administration.read.ward-chart'")
         ).scalar_one()
     assert recorded == 2 * residents + (residents + 3)  # warm-up, first and second read
+
+
+PARACETAMOL = "090028"
+PARACETAMOL_EAN = "7046260900288"
+
+
+def _admitted(world, n: int, at) -> uuid.UUID:
+    """New resident ``n`` of the demo ward, admitted at ``at``."""
+    patient = Patient(
+        id=uuid.uuid4(),
+        national_id=demo.national_id(date(1931, 3, 1 + n), 300 + 37 * n),
+        given_name=f"Ny{n}",
+        family_name="Beboer",
+        birth_date=date(1931, 3, 1 + n),
+    )
+    register_patient(world.engine, patient, Call(actor=demo.GP, at=at))
+    administration.admit(
+        world.engine,
+        patient.id,
+        admission_order(world.world.ward_id, at),
+        Call(actor=demo.NURSE, at=at),
+    )
+    return patient.id
+
+
+def _admitted_with_paracetamol(world, n: int, at) -> uuid.UUID:
+    """A new resident of the demo ward with paracetamol as needed (as Kari has)."""
+    patient_id = _admitted(world, n, at)
+    prescribe_with(
+        world.engine,
+        patient_id,
+        PARACETAMOL,
+        loop_as_needed(unit="tablett", max_24h=4, min_hours=6),
+        at=at,
+    )
+    return patient_id
+
+
+def _paracetamol_entry(world, patient_id) -> uuid.UUID:
+    with world.engine.connect() as conn:
+        found = current_entries_for_use(conn, [patient_id], Use.AS_NEEDED.value)
+    return next(e.id for e in found[patient_id] if e.drug.varenr == PARACETAMOL)
+
+
+def _give_paracetamol(world, patient_id, at) -> None:
+    """A PRN paracetamol dose given at ``at`` (the charting command, as the pages call it)."""
+    administration.chart(
+        world.engine,
+        patient_id,
+        ChartRequest(
+            administration_id=uuid.uuid4(),
+            entry_id=_paracetamol_entry(world, patient_id),
+            outcome=Outcome.GIVEN,
+            given_at=at,
+            dose=Quantity(value=1, unit="tablett"),
+            scan=PARACETAMOL_EAN,
+        ),
+        Call(actor=demo.NURSE, at=at),
+    )
+
+
+def _prn_cell(html: str, patient_id) -> str:
+    """The text of the overview's PRN cell of a resident (the row's second last cell)."""
+    row = html.split(f'nurse/residents/{patient_id}"', 1)[1].split("</tr>", 1)[0]
+    cell = re.findall(r"<td>(.*?)</td>", row, re.S)[-2]
+    return " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+
+
+def test_the_overview_names_prn_doses_without_reads_growing_with_the_residents(client, pages_world):
+    client_signed_in(client, "nurse")
+    overview = f"/app/nurse/wards/{pages_world.world.ward_id}/overview"
+    at = pages_world.clock.at - timedelta(hours=2)
+    _, kari = pages_world.patient(0)
+    _give_paracetamol(pages_world, kari, at)
+    client.get(overview)  # warm what is read once per process
+    reads, _ = _statements(pages_world, overview, client)
+    others = [_admitted_with_paracetamol(pages_world, n, at) for n in range(3)]
+    for n, patient_id in enumerate(others):
+        _give_paracetamol(pages_world, patient_id, at + timedelta(minutes=10 * (n + 1)))
+    more_reads, _ = _statements(pages_world, overview, client)
+    # four residents given a PRN dose now, one before: their medicines' names in one query
+    assert more_reads == reads
+    html = client.get(overview).text
+    for patient_id in [kari, *others]:
+        cell = _prn_cell(html, patient_id)
+        assert re.fullmatch(r"\d\d:\d\d Paracet[^()]*", cell), cell
+
+
+def test_a_prn_dose_whose_entry_was_entered_in_error_shows_the_name_marked(client, pages_world):
+    client_signed_in(client, "nurse")
+    _, kari = pages_world.patient(0)
+    at = pages_world.clock.at - timedelta(hours=2)
+    _give_paracetamol(pages_world, kari, at)
+    with pages_world.engine.connect() as conn:
+        version = list_version(conn, kari)
+    mark_entered_in_error(
+        pages_world.engine,
+        kari,
+        _paracetamol_entry(pages_world, kari),
+        Call(actor=demo.GP, at=at + timedelta(minutes=30), reason="Feil pasient"),
+        based_on=version,
+    )
+    html = client.get(f"/app/nurse/wards/{pages_world.world.ward_id}/overview").text
+    cell = _prn_cell(html, kari)
+    # the dose was given and stands: the nurse sees what was given, and that the entry is void
+    assert re.fullmatch(r"\d\d:\d\d Paracet.* \(feilregistrert i legemiddellisten\)", cell), cell
+    english = client.get(
+        f"/app/nurse/wards/{pages_world.world.ward_id}/overview",
+        headers={"Accept-Language": "en"},
+    )
+    assert "Paracet" in english.text

@@ -37,20 +37,32 @@ def provider() -> Iterator[str]:
         yield f"http://localhost:{server.server_port}"
 
 
-@pytest.fixture
-def oidc_client(provider, sqlite_url) -> Iterator[TestClient]:
+def _client(provider: str, database_url: str) -> TestClient:
     settings = dataclasses.replace(
         Settings.from_env(
-            sqlite_url,
+            database_url,
             environ={
                 "MEDLOOP_OIDC_ISSUER": provider,
                 "MEDLOOP_OIDC_CLIENT_ID": "medloop-pages",
                 "MEDLOOP_OIDC_CLIENT_SECRET": "test-secret",
             },
         ),
-        database_url=sqlite_url,
+        database_url=database_url,
     )
-    with TestClient(create_app(settings), follow_redirects=False) as client:
+    return TestClient(create_app(settings), follow_redirects=False)
+
+
+@pytest.fixture
+def oidc_client(provider, sqlite_url) -> Iterator[TestClient]:
+    with _client(provider, sqlite_url) as client:
+        yield client
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def pending_client(request, provider) -> Iterator[TestClient]:
+    """A client on either database: the pending sign-ins are rows of the session table."""
+    database_url = request.getfixturevalue(f"{request.param}_url")
+    with _client(provider, database_url) as client:
         yield client
 
 
@@ -94,6 +106,43 @@ def test_a_nurse_signs_in_with_her_identity_providers_claims(oidc_client, provid
     # The answer is used once: replaying the callback signs nobody in.
     oidc_client.cookies.delete("medloop_session")
     assert oidc_client.get(callback).status_code == 401
+
+
+@pytest.mark.parametrize("order", ["first-first", "second-first"])
+def test_two_sign_ins_started_in_parallel_tabs_both_complete(pending_client, provider, order):
+    first, first_query = _authorize(pending_client, provider, "nina")
+    second, second_query = _authorize(pending_client, provider, "nina")
+    assert first_query["state"] != second_query["state"]
+    for callback in (first, second) if order == "first-first" else (second, first):
+        pending_client.cookies.delete("medloop_session")
+        answer = pending_client.get(callback)
+        assert answer.status_code == 200, answer.text
+        assert "medloop_session=" in answer.headers["set-cookie"]
+        assert "Nina Nilsen" in pending_client.get("/app/home").text
+        # Each answer is used once.
+        pending_client.cookies.delete("medloop_session")
+        assert pending_client.get(callback).status_code == 401
+
+
+def test_a_callback_in_a_browser_without_the_pending_cookie_is_refused(pending_client, provider):
+    callback, _ = _authorize(pending_client, provider, "nina")
+    with TestClient(pending_client.app, follow_redirects=False) as other:
+        answer = other.get(callback)
+        assert answer.status_code == 401
+        assert "medloop_session" not in answer.headers.get("set-cookie", "")
+        assert other.get("/app/home").status_code == 303
+    # The answer was taken by that attempt: the browser that started it cannot use it either.
+    assert pending_client.get(callback).status_code == 401
+
+
+def test_a_callback_in_a_browser_with_its_own_pending_sign_in_is_refused(pending_client, provider):
+    callback, _ = _authorize(pending_client, provider, "nina")
+    with TestClient(pending_client.app, follow_redirects=False) as other:
+        _authorize(other, provider, "nina")
+        assert other.cookies.get("medloop_oidc") != pending_client.cookies.get("medloop_oidc")
+        answer = other.get(callback)
+        assert answer.status_code == 401
+        assert other.get("/app/home").status_code == 303
 
 
 def test_a_callback_with_another_state_is_refused(oidc_client, provider):

@@ -177,7 +177,7 @@ def test_the_charting_nurse_cannot_witness_her_own_dose(client, world):
     target, data = _chart_target(client, world)
     answer, _, _ = _witness_signs_at_provider(client, target, data, "nina")
     assert answer.status_code == 403
-    assert "Kontrolløren må være en annen sykepleier enn deg." in answer.text
+    assert "Kontrolløren må være en annen person enn deg." in answer.text
     assert _grants(world) == 0 and _charted(world) == 0
 
 

@@ -13,7 +13,8 @@ chart queries, one module each.
   ``medloop.domain.administration.decide_charting``, decision support on the last 24 h) and
   ``mark_in_error``;
 - ``queries``: ``ward_chart`` (with every PRN entry's limits and what remains),
-  ``resident_chart`` (a resident's MAR over days), ``as_needed_given``,
+  ``resident_chart`` (a resident's MAR over days), ``as_needed_given`` (and their medicines,
+  ``prn_medicines``, in one query),
   ``administration_history``, and one ``admission`` or ``charting``.
 """
 
@@ -31,6 +32,7 @@ from medloop.loop.administration.queries import (
     ChartLine,
     PatientChart,
     PrnLine,
+    PrnMedicine,
     ResidentDay,
     WardChart,
     administration_history,
@@ -39,6 +41,7 @@ from medloop.loop.administration.queries import (
     charting,
     patient_of_administration,
     prn_lines,
+    prn_medicines,
     resident_chart,
     ward_chart,
 )
@@ -50,6 +53,7 @@ __all__ = [
     "ChartLine",
     "PatientChart",
     "PrnLine",
+    "PrnMedicine",
     "ResidentDay",
     "WardChart",
     "WardOrder",
@@ -59,6 +63,7 @@ __all__ = [
     "as_needed_given",
     "patient_of_administration",
     "prn_lines",
+    "prn_medicines",
     "charting",
     "chart",
     "configure_ward",

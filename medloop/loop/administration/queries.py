@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from medloop.domain.administration import (
     effective_charting,
     prn_status,
 )
+from medloop.domain.codes import EntryStatus
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.ward import (
     Admission,
@@ -357,18 +358,48 @@ def as_needed_given(
         if c.stands and c.administration.planned_dose_id is None
     ]
     stays: dict[UUID, list[Any]] = {}
-    if organisation_id is not None:
-        for patient_id in {c.administration.patient_id for c in charted}:
-            stays[patient_id] = [
-                a
-                for a in store.admissions_of(conn, patient_id)
-                if a.organisation_id == organisation_id
-            ]
+    if organisation_id is not None and charted:
+        # the stays of every patient given one, read together (a ward's overview: one query)
+        found_stays = store.admissions_of_patients(
+            conn, sorted({c.administration.patient_id for c in charted})
+        )
+        stays = {
+            patient_id: [a for a in admissions if a.organisation_id == organisation_id]
+            for patient_id, admissions in found_stays.items()
+        }
     for c in charted:
         given = c.administration
         if organisation_id is None or any(a.covers(given.at) for a in stays[given.patient_id]):
             found[given.patient_id].append(given)
     return found
+
+
+@dataclass(frozen=True)
+class PrnMedicine:
+    """The medicine of a PRN dose's entry as the list holds it now: its name, and whether the
+    entry has since been marked entered in error (the dose given stands; the name is still
+    what was given)."""
+
+    name: str
+    entered_in_error: bool
+
+
+def prn_medicines(
+    conn: Connection, given: Mapping[UUID, Sequence[Administration]]
+) -> dict[UUID, PrnMedicine]:
+    """By entry id, the medicine of each PRN dose of ``given`` (``as_needed_given``'s answer):
+    the current version of the doses' entries of every patient, read in one query
+    (``current_entries_for_use``), whatever their status or use now — not the patients'
+    states replayed one by one."""
+    entry_ids = sorted({dose.entry_id for doses in given.values() for dose in doses}, key=str)
+    if not entry_ids:
+        return {}
+    found = current_entries_for_use(conn, list(given), None, entry_ids=entry_ids)
+    return {
+        entry.id: PrnMedicine(entry.drug.name, entry.status is EntryStatus.ENTERED_IN_ERROR)
+        for entries in found.values()
+        for entry in entries
+    }
 
 
 def patient_of_administration(conn: Connection, administration_id: UUID) -> UUID | None:
