@@ -10,16 +10,18 @@ organisation that sends it, the deciding doctor's; another organisation sees non
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from interactions.values import MAX_REASON, MODEL_CONFIG, text
 from medloop import queries
-from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, command_answer, render
+from medloop.api.deps import Caller, CallerDep, IdempotencyKey, IfMatch, command_answer, render
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
@@ -210,13 +212,22 @@ def received_message(
     patient_id: UUID,
     msg_id: Annotated[str, Path(min_length=1, max_length=200)],
 ) -> Response:
+    return _message_bytes(
+        caller,
+        patient_id,
+        "eresept-received",
+        lambda conn: queries.received_message(conn, patient_id, msg_id),
+    )
+
+
+def _message_bytes(
+    caller: Caller, patient_id: UUID, label: str, read: Callable[[Connection], bytes]
+) -> Response:
+    """A stored message's bytes as XML, for a caller who may read the patient's list; a
+    message ``read`` does not find (``MessageNotFound``) answers 404."""
     caller.authorize(Action.LIST_READ, patient_id)
     try:
-        data = caller.read(
-            patient_id,
-            "eresept-received",
-            lambda conn: queries.received_message(conn, patient_id, msg_id),
-        )
+        data = caller.read(patient_id, label, read)
     except queries.MessageNotFound as missing:
         raise NotFound(str(missing)) from None
     return Response(data, media_type=XML)
@@ -316,17 +327,14 @@ def read_outbox_message(
     patient_id: UUID,
     msg_id: Annotated[str, Path(min_length=1, max_length=200)],
 ) -> Response:
-    caller.authorize(Action.LIST_READ, patient_id)
-    organisation = caller.principal.actor.organisation.id
-    try:
-        data = caller.read(
-            patient_id,
-            "eresept-outbox-message",
-            lambda conn: queries.outbox_message(conn, patient_id, msg_id, organisation),
-        )
-    except queries.MessageNotFound as missing:
-        raise NotFound(str(missing)) from None
-    return Response(data, media_type=XML)
+    return _message_bytes(
+        caller,
+        patient_id,
+        "eresept-outbox-message",
+        lambda conn: queries.outbox_message(
+            conn, patient_id, msg_id, caller.principal.actor.organisation.id
+        ),
+    )
 
 
 class OutboxSent(BaseModel):
