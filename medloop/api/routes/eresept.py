@@ -33,6 +33,8 @@ from medloop.loop.messages import accept_list_proposal, import_message, mark_out
 
 router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
 XML = "application/xml"
+MsgId = Annotated[str, Path(min_length=1, max_length=200)]
+"""A message's MsgId in a path: what the message said it was, stored as at most 200 characters."""
 PHARMACY_TYPES = frozenset({"ERM252", "ERM253"})
 """Messages a multidose pharmacy sends (``multidose.write``); the others write the list."""
 DISPENSING_TYPES = frozenset({"ERM10"})
@@ -121,13 +123,17 @@ def receive_message(
     return JSONResponse(body.model_dump(mode="json"))
 
 
-_XML_ANSWER = {200: {"content": {XML: {"schema": {"type": "string"}}}}}
+_XML_READ = {
+    200: {"content": {XML: {"schema": {"type": "string"}}}},
+    **responses(401, 403, 404, 422, 503),
+}
+"""What an audited read answering with a message's XML bytes documents."""
 
 
 @router.get(
     "/patients/{patient_id}/list/m25.1",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readListMessage",
     summary="The patient's current list as an M25.1 message from the caller",
 )
@@ -146,7 +152,7 @@ def list_as_m251(caller: CallerDep, patient_id: UUID) -> Response:
 @router.get(
     "/patients/{patient_id}/prescriptions/{prescription_id}/m1",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readPrescriptionMessage",
     summary="One prescription as an M1 message from the caller",
 )
@@ -183,7 +189,7 @@ class AcceptProposal(BaseModel):
 def accept_proposal(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
     body: AcceptProposal,
     based_on: IfMatch,
     key: IdempotencyKey,
@@ -203,14 +209,14 @@ def accept_proposal(
 @router.get(
     "/patients/{patient_id}/eresept/messages/{msg_id}",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readReceivedMessage",
     summary="A message received for the patient, byte for byte as it came",
 )
 def received_message(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
 ) -> Response:
     return _message_bytes(
         caller,
@@ -318,14 +324,14 @@ def read_outbox(caller: CallerDep, patient_id: UUID) -> JSONResponse:
 @router.get(
     "/patients/{patient_id}/eresept/outbox/{msg_id}",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readOutboxMessage",
     summary="One message to send, byte for byte as stored (its SHA-256 is the listed one)",
 )
 def read_outbox_message(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
 ) -> Response:
     return _message_bytes(
         caller,
@@ -356,7 +362,7 @@ class OutboxSent(BaseModel):
 def mark_outbox_message_sent(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)
