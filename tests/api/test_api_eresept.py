@@ -24,12 +24,13 @@ from tests.eresept.importing import (
     PHARMACY_HER_ID,
     counts,
     m25_2_from_pharmacy,
+    multidose_from_2019,
     reader_config,
     register,
     with_demo_drugs,
 )
 from tests.eresept.messages import example, needs_shared
-from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_NORDKYST, call
+from tests.loop.helpers import GP, SIMVASTATIN_NORDKYST, call
 
 pytestmark = needs_shared
 
@@ -130,14 +131,7 @@ def test_an_m25_2_is_a_multidose_pharmacy_write_not_a_prescriber_one(world):
     not_yet = _receive(world, with_demo_drugs(example("M25.2")), token=PHARMACIST_TOKEN)
     assert not_yet.status_code == 403
     assert counts(world.engine) == before
-    multidose.set_responsibility(
-        world.engine,
-        world.patient_id,
-        multidose.ResponsibilityOrder(
-            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
-        ),
-        call(),
-    )
+    multidose_from_2019(world.engine, world.patient_id)
     proposed = _receive(world, with_demo_drugs(example("M25.2")), token=PHARMACIST_TOKEN)
     assert proposed.status_code == 200, proposed.text
     assert (proposed.json()["type"], proposed.json()["result"]) == ("ERM252", "proposed")
@@ -182,14 +176,7 @@ def test_the_doctors_answer_to_an_m25_2_is_read_and_marked_sent_by_the_doctors_o
     world,
 ):
     _receive(world, with_demo_drugs(example("M25.1")))
-    multidose.set_responsibility(
-        world.engine,
-        world.patient_id,
-        multidose.ResponsibilityOrder(
-            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
-        ),
-        call(),
-    )
+    multidose_from_2019(world.engine, world.patient_id)
     proposed = _receive(world, m25_2_from_pharmacy(), token=PHARMACIST_TOKEN)
     assert proposed.status_code == 200, proposed.text
     with world.engine.connect() as conn:

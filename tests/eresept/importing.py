@@ -13,12 +13,14 @@ from sqlalchemy import func, select
 
 from fest.loader import import_catalogue
 from medloop.domain.patient import NationalId, Patient
+from medloop.loop import multidose
+from medloop.loop.messages import import_message
 from medloop.loop.patients import register_patient
 from medloop.store import messages as stored
 from medloop.store.list_changes import list_change
 from medloop.store.prescriptions import prescription_version
 from tests.eresept.messages import B64, XSD, config, example
-from tests.loop.helpers import call
+from tests.loop.helpers import GP, PHARMACIST, call
 from tests.reference import DEMO, real_extract
 
 PATIENT = "21014605158"  # the official examples' patient (OTTAR KNUTSEN)
@@ -52,6 +54,31 @@ def demo_world(engine) -> uuid.UUID:
 
 def reader_config(**kwargs):
     return config(**kwargs)
+
+
+def multidose_from_2019(engine, patient_id: uuid.UUID, doctor=GP) -> None:
+    """``doctor`` (the GP) the patient's multidose doctor and PHARMACIST's pharmacy the
+    multidose pharmacy from 2019-01-01, before the official examples' dates."""
+    multidose.set_responsibility(
+        engine,
+        patient_id,
+        multidose.ResponsibilityOrder(
+            doctor=doctor, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
+        ),
+        call(),
+    )
+
+
+def multidose_world(engine) -> uuid.UUID:
+    """The demo catalogue, the examples' patient, the official M25.1 (demo drugs) applied as
+    the patient's list and ``multidose_from_2019``: ready to receive the pharmacy's M25.2."""
+    patient_id = demo_world(engine)
+    applied = import_message(
+        engine, with_demo_drugs(example("M25.1")), source="m25.1", config=reader_config()
+    )
+    assert applied.result == "applied"
+    multidose_from_2019(engine, patient_id)
+    return patient_id
 
 
 def counts(engine) -> tuple[int, int, int]:

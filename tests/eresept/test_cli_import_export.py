@@ -241,25 +241,21 @@ def test_the_import_help_names_every_message_type_the_importer_takes():
 
 
 def test_outbox_lists_the_answers_due_and_refuses_an_unknown_patient(tmp_path):
-    from datetime import date
-
     from medloop.loop import multidose
     from medloop.loop.messages import import_message
-    from tests.eresept.importing import M25_2_MSG_ID, PHARMACY_HER_ID, m25_2_from_pharmacy
+    from tests.eresept.importing import (
+        M25_2_MSG_ID,
+        PHARMACY_HER_ID,
+        m25_2_from_pharmacy,
+        multidose_from_2019,
+    )
     from tests.loop.helpers import GP, PHARMACIST, call
 
     url, engine = _db(tmp_path)
     assert _import(tmp_path, url, with_demo_drugs(example("M25.1"))).exit_code == 0
     with engine.connect() as conn:
         patient_id = queries.find_patient_id(conn, PATIENT)
-    multidose.set_responsibility(
-        engine,
-        patient_id,
-        multidose.ResponsibilityOrder(
-            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
-        ),
-        call(),
-    )
+    multidose_from_2019(engine, patient_id)
     config = reader_config()
     import_message(engine, m25_2_from_pharmacy(), source="m", config=config, call=call(PHARMACIST))
     with engine.connect() as conn:

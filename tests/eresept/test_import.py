@@ -37,6 +37,8 @@ from tests.eresept.importing import (
     PATIENT,
     counts,
     demo_world,
+    multidose_from_2019,
+    multidose_world,
     reader_config,
     real_world,
     register,
@@ -260,16 +262,7 @@ def test_the_official_m27_1_makes_its_sender_the_multidose_doctor_from_its_date(
     other_doctor = GP.model_copy(
         update={"personnel": GP.personnel.model_copy(update={"hpr_number": "7777777"})}
     )
-    multidose.set_responsibility(
-        engine,
-        patient_id,
-        multidose.ResponsibilityOrder(
-            doctor=other_doctor,
-            pharmacy=PHARMACIST.organisation,
-            valid_from=date(2019, 1, 1),
-        ),
-        call(),
-    )
+    multidose_from_2019(engine, patient_id, doctor=other_doctor)
     receipt = _import(engine, example("M27.1"))
     assert (receipt.type, receipt.result, receipt.entries) == ("ERM271", "applied", 0)
     with engine.connect() as conn:
@@ -283,16 +276,7 @@ def test_the_official_m27_1_makes_its_sender_the_multidose_doctor_from_its_date(
 
 
 def test_the_official_m25_2_question_becomes_a_pending_proposal_for_the_multidose_doctor(engine):
-    patient_id = demo_world(engine)
-    _import(engine, with_demo_drugs(example("M25.1")))
-    multidose.set_responsibility(
-        engine,
-        patient_id,
-        multidose.ResponsibilityOrder(
-            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
-        ),
-        call(),
-    )
+    patient_id = multidose_world(engine)
     receipt = import_message(
         engine,
         with_demo_drugs(example("M25.2")),
@@ -329,16 +313,7 @@ def test_an_m25_2_from_a_pharmacy_that_is_not_the_multidose_pharmacy_is_refused(
 def test_an_m25_2_entry_new_to_the_list_becomes_a_pending_new_entry_the_doctor_can_accept(
     engine,
 ):
-    patient_id = demo_world(engine)
-    _import(engine, with_demo_drugs(example("M25.1")))
-    multidose.set_responsibility(
-        engine,
-        patient_id,
-        multidose.ResponsibilityOrder(
-            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
-        ),
-        call(),
-    )
+    patient_id = multidose_world(engine)
     new_entry, new_prescription = uuid.uuid4(), uuid.uuid4()
     data = with_demo_drugs(example("M25.2"))
     data = data.replace(b"b08e4a01-fe66-41eb-8f07-16810c2e3eb3", str(new_entry).encode())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import date
 
 import pytest
 from lxml import etree
@@ -26,12 +25,11 @@ from tests.eresept.importing import (
     M25_2_MSG_ID,
     M25_2_QUESTION_ENTRY,
     PHARMACY_HER_ID,
-    demo_world,
     m25_2_from_pharmacy,
+    multidose_world,
     reader_config,
-    with_demo_drugs,
 )
-from tests.eresept.messages import example, needs_shared
+from tests.eresept.messages import needs_shared
 from tests.loop.helpers import GP, PHARMACIST, call
 
 pytestmark = needs_shared
@@ -42,19 +40,7 @@ M251 = "{http://www.kith.no/xmlstds/eresept/m251/2013-10-08}"
 def _world(engine, data: bytes):
     """The official list applied, the GP the multidose doctor and PHARMACIST's pharmacy the
     multidose pharmacy, and ``data`` (an M25.2) received: its proposals by kind."""
-    patient_id = demo_world(engine)
-    applied = import_message(
-        engine, with_demo_drugs(example("M25.1")), source="m25.1", config=reader_config()
-    )
-    assert applied.result == "applied"
-    multidose.set_responsibility(
-        engine,
-        patient_id,
-        multidose.ResponsibilityOrder(
-            doctor=GP, pharmacy=PHARMACIST.organisation, valid_from=date(2019, 1, 1)
-        ),
-        call(),
-    )
+    patient_id = multidose_world(engine)
     receipt = import_message(
         engine, data, source="m25.2", config=reader_config(), call=call(PHARMACIST)
     )

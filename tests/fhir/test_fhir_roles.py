@@ -9,37 +9,22 @@ from __future__ import annotations
 
 from medloop.fhir import resources as fhir
 from medloop.store import audit
-from tests.api.helpers import NATIONAL_ID, NURSING_HOME, PHARMACIST_TOKEN, dispense_body
+from tests.api.helpers import NATIONAL_ID, NURSING_HOME
 from tests.fhir.helpers import (
+    dispensed,
     fhir_get,
     nurse_token,
     outcome_of,
     patient_token,
     pharmacist_token,
-    prescribed,
     resources_of,
     validated,
 )
-from tests.loop.helpers import GP, PHARMACIST, SIMVASTATIN_28
+from tests.loop.helpers import GP, PHARMACIST
 
 GP_HPR, GP_ORG = GP.personnel.hpr_number, GP.organisation.id
 GP_ROLE = f"{GP_HPR}-{GP_ORG}"
 PHARMACY = PHARMACIST.organisation.id
-
-
-def _dispensed(world) -> str:
-    rx = prescribed(world)["terms"]["prescription_id"]
-    version = world.get(
-        f"/pharmacy/patients/{world.patient_id}/prescriptions", token=PHARMACIST_TOKEN
-    ).headers["ETag"]
-    dispensed = world.post(
-        f"/pharmacy/patients/{world.patient_id}/dispenses",
-        dispense_body(rx, SIMVASTATIN_28),
-        token=PHARMACIST_TOKEN,
-        **{"If-Match": version},
-    )
-    assert dispensed.status_code == 201, dispensed.text
-    return rx
 
 
 def _latest_action(world) -> str:
@@ -48,7 +33,7 @@ def _latest_action(world) -> str:
 
 
 def test_the_prescriber_and_the_lists_author_are_a_role_naming_their_organisation(world):
-    rx = _dispensed(world)
+    rx = dispensed(world)
     request = fhir_get(world, f"/fhir/MedicationRequest/{rx}", token=patient_token()).json()
     assert request["requester"] == {
         "reference": f"PractitionerRole/{GP_ROLE}",
@@ -77,7 +62,7 @@ def test_the_prescriber_and_the_lists_author_are_a_role_naming_their_organisatio
 
 
 def test_a_dispense_is_performed_by_the_pharmacist_and_the_pharmacy(world):
-    _dispensed(world)
+    dispensed(world)
     bundle = fhir_get(world, f"/fhir/MedicationDispense?patient={world.patient_id}").json()
     (dispense,) = resources_of(validated(bundle))
     actors = [p["actor"] for p in dispense["performer"]]
@@ -96,7 +81,7 @@ def test_a_dispense_is_performed_by_the_pharmacist_and_the_pharmacy(world):
 
 
 def test_roles_are_found_by_practitioner_organisation_and_id(world):
-    _dispensed(world)
+    dispensed(world)
     by_practitioner = fhir_get(world, f"/fhir/PractitionerRole?practitioner=Practitioner/{GP_HPR}")
     (role,) = resources_of(validated(by_practitioner.json()))
     assert role["id"] == GP_ROLE
@@ -115,7 +100,7 @@ def test_roles_are_found_by_practitioner_organisation_and_id(world):
 
 
 def test_no_role_is_shown_from_records_the_caller_may_not_read(world):
-    _dispensed(world)
+    dispensed(world)
     # A nurse of a home the patient is not admitted to: the policy refuses the records.
     outcome_of(fhir_get(world, f"/fhir/PractitionerRole/{GP_ROLE}", token=nurse_token()), 404)
     search = f"/fhir/PractitionerRole?practitioner={GP_HPR}"

@@ -1,11 +1,34 @@
-"""Builders for the store tests: audit events of two patients, appending them, and what an
-intruder with the database's superuser does (append-only triggers off, statements run)."""
+"""Builders for the store tests: audit events of two patients, appending them, what an
+intruder with the database's superuser does (append-only triggers off, statements run), and a
+scratch table for the batching tests."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import JSON, Column, Connection, Engine, Integer, MetaData, String, Table
 
 from medloop.store.audit import AuditEvent, AuditRecord, append
+from medloop.store.db import make_engine
+from medloop.store.migrate import upgrade
+
+SCRATCH = MetaData()
+scratch_rows = Table(
+    "batch_scratch",
+    SCRATCH,
+    Column("id", String(8), primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("record", JSON, nullable=True),
+)
+
+
+def scratch_engine(url: str, *, migrated: bool = False) -> Engine:
+    """An engine on ``url`` (a test's own database) holding ``scratch_rows``, and medloop's
+    tables too if ``migrated``; the caller disposes of it."""
+    engine = make_engine(url)
+    if migrated:
+        upgrade(engine)
+    SCRATCH.create_all(engine)
+    return engine
+
 
 PATIENT = "01017012345"
 OTHER_PATIENT = "02028054321"

@@ -11,12 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import (
-    JSON,
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
     event,
     literal,
     select,
@@ -40,22 +34,12 @@ from medloop.store.audit import (
 )
 from medloop.store.db import make_engine, writer
 from medloop.store.migrate import upgrade
-
-scratch = MetaData()
-row_table = Table(
-    "batch_scratch",
-    scratch,
-    Column("id", String(8), primary_key=True),
-    Column("n", Integer, nullable=False),
-    Column("record", JSON, nullable=True),
-)
+from tests.store.helpers import scratch_engine, scratch_rows
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest):
-    engine = make_engine(request.getfixturevalue(f"{request.param}_url"))
-    upgrade(engine)
-    scratch.create_all(engine)
+    engine = scratch_engine(request.getfixturevalue(f"{request.param}_url"), migrated=True)
     yield engine
     engine.dispose()
 
@@ -63,13 +47,13 @@ def engine(request: pytest.FixtureRequest):
 def test_queued_rows_are_there_for_the_next_statement_of_the_transaction(engine):
     with engine.execution_options(write=True).begin() as conn:
         with batch.batched(conn):
-            batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": {"x": [1, 2]}}])
+            batch.insert(conn, scratch_rows, [{"id": "a", "n": 1, "record": {"x": [1, 2]}}])
             batch.insert(
                 conn,
-                row_table,
+                scratch_rows,
                 [{"id": "b", "n": 2, "record": None}, {"id": "c", "n": 3, "record": {"å": "ø"}}],
             )
-            seen = conn.execute(select(row_table).order_by(row_table.c.id)).all()
+            seen = conn.execute(select(scratch_rows).order_by(scratch_rows.c.id)).all()
     assert [tuple(r) for r in seen] == [
         ("a", 1, {"x": [1, 2]}),
         ("b", 2, None),
@@ -80,16 +64,16 @@ def test_queued_rows_are_there_for_the_next_statement_of_the_transaction(engine)
 def test_leaving_the_block_sends_what_is_queued(engine):
     with engine.execution_options(write=True).begin() as conn:
         with batch.batched(conn):
-            batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": {}}])
+            batch.insert(conn, scratch_rows, [{"id": "a", "n": 1, "record": {}}])
     with engine.connect() as conn:
-        assert conn.execute(select(row_table.c.id)).scalars().all() == ["a"]
+        assert conn.execute(select(scratch_rows.c.id)).scalars().all() == ["a"]
 
 
 def test_json_null_is_stored_as_sqlalchemy_stores_it(engine):
     with engine.execution_options(write=True).begin() as conn:
-        conn.execute(row_table.insert(), {"id": "plain", "n": 0, "record": None})
+        conn.execute(scratch_rows.insert(), {"id": "plain", "n": 0, "record": None})
         with batch.batched(conn):
-            batch.insert(conn, row_table, [{"id": "queued", "n": 0, "record": None}])
+            batch.insert(conn, scratch_rows, [{"id": "queued", "n": 0, "record": None}])
     with engine.connect() as conn:
         stored = dict(
             conn.execute(text("SELECT id, CAST(record AS TEXT) FROM batch_scratch")).all()
@@ -99,22 +83,20 @@ def test_json_null_is_stored_as_sqlalchemy_stores_it(engine):
 
 def test_a_duplicate_key_in_the_queue_is_an_integrity_error_and_nothing_is_kept(engine):
     with engine.execution_options(write=True).begin() as conn:
-        conn.execute(row_table.insert(), {"id": "a", "n": 1, "record": None})
+        conn.execute(scratch_rows.insert(), {"id": "a", "n": 1, "record": None})
     with pytest.raises(IntegrityError):
         with engine.execution_options(write=True).begin() as conn:
             with batch.batched(conn):
-                batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
-                batch.insert(conn, row_table, [{"id": "a", "n": 3, "record": None}])
+                batch.insert(conn, scratch_rows, [{"id": "b", "n": 2, "record": None}])
+                batch.insert(conn, scratch_rows, [{"id": "a", "n": 3, "record": None}])
     with engine.connect() as conn:
-        assert conn.execute(select(row_table.c.id)).scalars().all() == ["a"]
+        assert conn.execute(select(scratch_rows.c.id)).scalars().all() == ["a"]
 
 
 @pytest.mark.postgres
 def test_a_block_left_with_an_exception_sends_nothing(postgres_url):
     # (On SQLite the rows went in at once; a command's failure rolls its transaction back.)
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    scratch.create_all(engine)
+    engine = scratch_engine(postgres_url, migrated=True)
 
     class Refused(Exception):
         pass
@@ -122,19 +104,17 @@ def test_a_block_left_with_an_exception_sends_nothing(postgres_url):
     with engine.execution_options(write=True).begin() as conn:
         with pytest.raises(Refused):
             with batch.batched(conn):
-                batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": None}])
+                batch.insert(conn, scratch_rows, [{"id": "a", "n": 1, "record": None}])
                 raise Refused
-        batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
+        batch.insert(conn, scratch_rows, [{"id": "b", "n": 2, "record": None}])
     with engine.connect() as conn:
-        assert conn.execute(select(row_table.c.id)).scalars().all() == ["b"]
+        assert conn.execute(select(scratch_rows.c.id)).scalars().all() == ["b"]
     engine.dispose()
 
 
 @pytest.mark.postgres
 def test_on_postgres_queued_rows_and_the_audit_record_share_one_round_trip(postgres_url):
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    scratch.create_all(engine)
+    engine = scratch_engine(postgres_url, migrated=True)
     executed: list[str] = []
     event.listen(
         engine, "before_cursor_execute", lambda c, cur, statement, *rest: executed.append(statement)
@@ -150,8 +130,8 @@ def test_on_postgres_queued_rows_and_the_audit_record_share_one_round_trip(postg
             # (migration 0020) without a lookup by national id.
             note_patient(conn, "01017012345", uuid.uuid4())
             with batch.batched(conn):
-                batch.insert(conn, row_table, [{"id": "a", "n": 1, "record": None}])
-                batch.insert(conn, row_table, [{"id": "b", "n": 2, "record": None}])
+                batch.insert(conn, scratch_rows, [{"id": "a", "n": 1, "record": None}])
+                batch.insert(conn, scratch_rows, [{"id": "b", "n": 2, "record": None}])
                 record = append(
                     conn,
                     AuditEvent(
@@ -161,7 +141,7 @@ def test_on_postgres_queued_rows_and_the_audit_record_share_one_round_trip(postg
         # Through SQLAlchemy only the lock; the rows and the audit insert went as one pipeline.
         assert [s.split()[0] for s in executed] == ["SELECT"]
         with engine.connect() as conn:
-            assert conn.execute(select(row_table.c.id)).scalars().all() == ["a", "b"]
+            assert conn.execute(select(scratch_rows.c.id)).scalars().all() == ["a", "b"]
             assert verify(conn).ok
         assert record.seq == 1
     finally:

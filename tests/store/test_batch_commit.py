@@ -7,45 +7,36 @@ from __future__ import annotations
 
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from medloop.store import batch
-from medloop.store.db import make_engine, writer
+from medloop.store.db import writer
 from tests.pg_protocol import round_trips
+from tests.store.helpers import scratch_engine, scratch_rows
 
-scratch = MetaData()
-rows_table = Table(
-    "batch_commit_scratch",
-    scratch,
-    Column("id", String(8), primary_key=True),
-    Column("n", Integer, nullable=False),
-)
 _INSERT = (
-    rows_table.insert()
+    scratch_rows.insert()
     .values(id=bindparam("id"), n=bindparam("n"))
-    .returning(rows_table.c.id, rows_table.c.n)
+    .returning(scratch_rows.c.id, scratch_rows.c.n)
 )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest):
-    engine = make_engine(request.getfixturevalue(f"{request.param}_url"))
-    scratch.drop_all(engine)
-    scratch.create_all(engine)
+    engine = scratch_engine(request.getfixturevalue(f"{request.param}_url"))
     yield engine
-    scratch.drop_all(engine)
     engine.dispose()
 
 
 def _stored(engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {row.id: row.n for row in conn.execute(select(rows_table))}
+        return {row.id: row.n for row in conn.execute(select(scratch_rows))}
 
 
 def test_the_last_row_commits_with_its_transaction(engine):
     with writer(engine).begin() as conn:
-        conn.execute(rows_table.insert(), {"id": "before", "n": 0})
+        conn.execute(scratch_rows.insert(), {"id": "before", "n": 0})
         batch.commit_with_next_row(conn)
         row = batch.first_row(conn, _INSERT, {"id": "a", "n": 1})
         assert (row.id, row.n) == ("a", 1)
@@ -72,7 +63,7 @@ def test_a_failing_last_row_commits_nothing(engine):
 
 def test_without_a_row_and_in_the_next_transaction_nothing_changes(engine):
     with writer(engine).begin() as conn:
-        conn.execute(rows_table.insert(), {"id": "a", "n": 1})
+        conn.execute(scratch_rows.insert(), {"id": "a", "n": 1})
         batch.commit_with_next_row(conn)
     assert _stored(engine) == {"a": 1}
     # The request belonged to that transaction: this one's row is not committed early.
@@ -84,15 +75,12 @@ def test_without_a_row_and_in_the_next_transaction_nothing_changes(engine):
 
 @pytest.mark.postgres
 def test_on_postgres_the_row_and_the_commit_are_one_round_trip(postgres_url):
-    engine = make_engine(postgres_url)
+    engine = scratch_engine(postgres_url)
     try:
-        scratch.drop_all(engine)
-        scratch.create_all(engine)
         with round_trips(engine) as trips, writer(engine).begin() as conn:
             batch.commit_with_next_row(conn)
             batch.first_row(conn, _INSERT, {"id": "a", "n": 1})
         assert trips == [["BEGIN"], ["INSERT", "COMMIT"]]
         assert _stored(engine) == {"a": 1}
-        scratch.drop_all(engine)
     finally:
         engine.dispose()

@@ -10,16 +10,18 @@ organisation that sends it, the deciding doctor's; another organisation sees non
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from interactions.values import MAX_REASON, MODEL_CONFIG, text
 from medloop import queries
-from medloop.api.deps import CallerDep, IdempotencyKey, IfMatch, command_answer, render
+from medloop.api.deps import Caller, CallerDep, IdempotencyKey, IfMatch, command_answer, render
 from medloop.api.policy import Action
 from medloop.api.problems import NotFound, responses
 from medloop.api.responses import JSONResponse
@@ -31,6 +33,8 @@ from medloop.loop.messages import accept_list_proposal, import_message, mark_out
 
 router = APIRouter(tags=["e-prescription messages"], route_class=BlockingRoute)
 XML = "application/xml"
+MsgId = Annotated[str, Path(min_length=1, max_length=200)]
+"""A message's MsgId in a path: what the message said it was, stored as at most 200 characters."""
 PHARMACY_TYPES = frozenset({"ERM252", "ERM253"})
 """Messages a multidose pharmacy sends (``multidose.write``); the others write the list."""
 DISPENSING_TYPES = frozenset({"ERM10"})
@@ -119,13 +123,17 @@ def receive_message(
     return JSONResponse(body.model_dump(mode="json"))
 
 
-_XML_ANSWER = {200: {"content": {XML: {"schema": {"type": "string"}}}}}
+_XML_READ = {
+    200: {"content": {XML: {"schema": {"type": "string"}}}},
+    **responses(401, 403, 404, 422, 503),
+}
+"""What an audited read answering with a message's XML bytes documents."""
 
 
 @router.get(
     "/patients/{patient_id}/list/m25.1",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readListMessage",
     summary="The patient's current list as an M25.1 message from the caller",
 )
@@ -144,7 +152,7 @@ def list_as_m251(caller: CallerDep, patient_id: UUID) -> Response:
 @router.get(
     "/patients/{patient_id}/prescriptions/{prescription_id}/m1",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readPrescriptionMessage",
     summary="One prescription as an M1 message from the caller",
 )
@@ -181,7 +189,7 @@ class AcceptProposal(BaseModel):
 def accept_proposal(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
     body: AcceptProposal,
     based_on: IfMatch,
     key: IdempotencyKey,
@@ -201,22 +209,31 @@ def accept_proposal(
 @router.get(
     "/patients/{patient_id}/eresept/messages/{msg_id}",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readReceivedMessage",
     summary="A message received for the patient, byte for byte as it came",
 )
 def received_message(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
 ) -> Response:
+    return _message_bytes(
+        caller,
+        patient_id,
+        "eresept-received",
+        lambda conn: queries.received_message(conn, patient_id, msg_id),
+    )
+
+
+def _message_bytes(
+    caller: Caller, patient_id: UUID, label: str, read: Callable[[Connection], bytes]
+) -> Response:
+    """A stored message's bytes as XML, for a caller who may read the patient's list; a
+    message ``read`` does not find (``MessageNotFound``) answers 404."""
     caller.authorize(Action.LIST_READ, patient_id)
     try:
-        data = caller.read(
-            patient_id,
-            "eresept-received",
-            lambda conn: queries.received_message(conn, patient_id, msg_id),
-        )
+        data = caller.read(patient_id, label, read)
     except queries.MessageNotFound as missing:
         raise NotFound(str(missing)) from None
     return Response(data, media_type=XML)
@@ -307,26 +324,23 @@ def read_outbox(caller: CallerDep, patient_id: UUID) -> JSONResponse:
 @router.get(
     "/patients/{patient_id}/eresept/outbox/{msg_id}",
     response_class=Response,
-    responses={**_XML_ANSWER, **responses(401, 403, 404, 422, 503)},
+    responses=_XML_READ,
     operation_id="readOutboxMessage",
     summary="One message to send, byte for byte as stored (its SHA-256 is the listed one)",
 )
 def read_outbox_message(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
 ) -> Response:
-    caller.authorize(Action.LIST_READ, patient_id)
-    organisation = caller.principal.actor.organisation.id
-    try:
-        data = caller.read(
-            patient_id,
-            "eresept-outbox-message",
-            lambda conn: queries.outbox_message(conn, patient_id, msg_id, organisation),
-        )
-    except queries.MessageNotFound as missing:
-        raise NotFound(str(missing)) from None
-    return Response(data, media_type=XML)
+    return _message_bytes(
+        caller,
+        patient_id,
+        "eresept-outbox-message",
+        lambda conn: queries.outbox_message(
+            conn, patient_id, msg_id, caller.principal.actor.organisation.id
+        ),
+    )
 
 
 class OutboxSent(BaseModel):
@@ -348,7 +362,7 @@ class OutboxSent(BaseModel):
 def mark_outbox_message_sent(
     caller: CallerDep,
     patient_id: UUID,
-    msg_id: Annotated[str, Path(min_length=1, max_length=200)],
+    msg_id: MsgId,
     key: IdempotencyKey,
 ) -> JSONResponse:
     caller.authorize(Action.LIST_WRITE, patient_id)

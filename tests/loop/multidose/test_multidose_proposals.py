@@ -57,6 +57,36 @@ def _propose(engine, patient_id, who=PHARMACIST, **fields):
     return proposal_id
 
 
+def _propose_morning_dose(engine, patient_id, order, **fields):
+    """The pharmacy proposes moving the evening simvastatin of ``_world`` to the morning."""
+    return _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.CHANGE_DOSAGE,
+        entry_id=order.entry_id,
+        dosage=dosage(TimeOfDay.MORNING),
+        **fields,
+    )
+
+
+def _propose_stop(engine, patient_id, order):
+    """The pharmacy proposes discontinuing ``order``'s entry: the patient stopped taking it."""
+    return _propose(
+        engine,
+        patient_id,
+        kind=ProposalKind.DISCONTINUE,
+        entry_id=order.entry_id,
+        discontinuation=Discontinuation(at=NOW, reason=DiscontinuationReason.PATIENT_STOPPED),
+    )
+
+
+def _accept_later(engine, patient_id, proposal_id, version, **call_fields):
+    """The GP accepts ``proposal_id`` an hour after the world's NOW, based on list ``version``."""
+    return multidose.accept_proposal(
+        engine, patient_id, proposal_id, call(GP, at=LATER, **call_fields), based_on=version
+    )
+
+
 def _entry(engine, patient_id, entry_id):
     with engine.connect() as conn:
         listed = queries.current_list(conn, patient_id, LATER)
@@ -65,19 +95,12 @@ def _entry(engine, patient_id, entry_id):
 
 def test_an_accepted_dosage_proposal_changes_the_list_and_is_no_longer_pending(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(
-        engine,
-        patient_id,
-        kind=ProposalKind.CHANGE_DOSAGE,
-        entry_id=order.entry_id,
-        dosage=dosage(TimeOfDay.MORNING),
-        note="patient sleeps badly with the evening dose",
+    proposal_id = _propose_morning_dose(
+        engine, patient_id, order, note="patient sleeps badly with the evening dose"
     )
     with engine.connect() as conn:
         assert [p.id for p in multidose.pending_proposals(conn, patient_id)] == [proposal_id]
-    result = multidose.accept_proposal(
-        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
-    )
+    result = _accept_later(engine, patient_id, proposal_id, version)
     assert result.list_version == version + 1
     now, entry = _entry(engine, patient_id, order.entry_id)
     assert now == version + 1
@@ -91,13 +114,7 @@ def test_an_accepted_dosage_proposal_changes_the_list_and_is_no_longer_pending(e
 
 def test_a_proposal_made_over_the_json_api_is_answered_by_no_outbox_message(engine):
     patient_id, order, version = _world(engine)
-    changed = _propose(
-        engine,
-        patient_id,
-        kind=ProposalKind.CHANGE_DOSAGE,
-        entry_id=order.entry_id,
-        dosage=dosage(TimeOfDay.MORNING),
-    )
+    changed = _propose_morning_dose(engine, patient_id, order)
     asked = _propose(
         engine, patient_id, kind=ProposalKind.QUESTION, entry_id=order.entry_id, question="?"
     )
@@ -111,13 +128,7 @@ def test_a_proposal_made_over_the_json_api_is_answered_by_no_outbox_message(engi
 
 def test_only_a_prescriber_accepts_or_rejects_a_proposal(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(
-        engine,
-        patient_id,
-        kind=ProposalKind.CHANGE_DOSAGE,
-        entry_id=order.entry_id,
-        dosage=dosage(TimeOfDay.MORNING),
-    )
+    proposal_id = _propose_morning_dose(engine, patient_id, order)
     for who in (PHARMACIST, NURSE):
         with pytest.raises(PrescriberRequired):
             multidose.accept_proposal(engine, patient_id, proposal_id, call(who), based_on=version)
@@ -131,13 +142,7 @@ def test_only_a_prescriber_accepts_or_rejects_a_proposal(engine):
 
 def test_a_rejection_needs_a_reason_and_a_decided_proposal_stays_decided(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(
-        engine,
-        patient_id,
-        kind=ProposalKind.DISCONTINUE,
-        entry_id=order.entry_id,
-        discontinuation=Discontinuation(at=NOW, reason=DiscontinuationReason.PATIENT_STOPPED),
-    )
+    proposal_id = _propose_stop(engine, patient_id, order)
     with pytest.raises(InvalidProposal):
         multidose.reject_proposal(engine, patient_id, proposal_id, call(GP))
     multidose.reject_proposal(
@@ -154,16 +159,8 @@ def test_a_rejection_needs_a_reason_and_a_decided_proposal_stays_decided(engine)
 
 def test_an_accepted_discontinuation_recalls_the_prescription(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(
-        engine,
-        patient_id,
-        kind=ProposalKind.DISCONTINUE,
-        entry_id=order.entry_id,
-        discontinuation=Discontinuation(at=NOW, reason=DiscontinuationReason.PATIENT_STOPPED),
-    )
-    result = multidose.accept_proposal(
-        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
-    )
+    proposal_id = _propose_stop(engine, patient_id, order)
+    result = _accept_later(engine, patient_id, proposal_id, version)
     assert result.response["recalled"] == [str(order.terms.prescription_id)]
     _, entry = _entry(engine, patient_id, order.entry_id)
     assert entry.status is EntryStatus.DISCONTINUED
@@ -173,9 +170,7 @@ def test_a_new_entry_proposal_accepted_is_prescribed_into_multidose(engine):
     patient_id, _, version = _world(engine)
     new = multidose_order(AMLODIPIN, dosage(TimeOfDay.MORNING))
     proposal_id = _propose(engine, patient_id, kind=ProposalKind.NEW_ENTRY, new_entry=new)
-    result = multidose.accept_proposal(
-        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
-    )
+    result = _accept_later(engine, patient_id, proposal_id, version)
     assert result.response["entry_id"] == str(new.entry_id)
     _, entry = _entry(engine, patient_id, new.entry_id)
     assert (
@@ -196,9 +191,7 @@ def test_a_renewal_proposal_accepted_renews_the_prescription(engine):
     proposal_id = _propose(
         engine, patient_id, kind=ProposalKind.RENEW, renewal=renewal, note="renew the prescription?"
     )
-    result = multidose.accept_proposal(
-        engine, patient_id, proposal_id, call(GP, at=LATER), based_on=version
-    )
+    result = _accept_later(engine, patient_id, proposal_id, version)
     assert result.response["recalled"] == str(order.terms.prescription_id)
     _, entry = _entry(engine, patient_id, order.entry_id)
     assert entry.prescription_ids == (renewal.terms.prescription_id,)
@@ -222,27 +215,9 @@ def test_a_question_is_answered_without_changing_the_list(engine):
 
 def test_a_retried_acceptance_returns_the_first_result_and_changes_the_list_once(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(
-        engine,
-        patient_id,
-        kind=ProposalKind.CHANGE_DOSAGE,
-        entry_id=order.entry_id,
-        dosage=dosage(TimeOfDay.MORNING),
-    )
-    first = multidose.accept_proposal(
-        engine,
-        patient_id,
-        proposal_id,
-        call(GP, at=LATER, idempotency_key="acc-1"),
-        based_on=version,
-    )
-    again = multidose.accept_proposal(
-        engine,
-        patient_id,
-        proposal_id,
-        call(GP, at=LATER, idempotency_key="acc-1"),
-        based_on=version,
-    )
+    proposal_id = _propose_morning_dose(engine, patient_id, order)
+    first = _accept_later(engine, patient_id, proposal_id, version, idempotency_key="acc-1")
+    again = _accept_later(engine, patient_id, proposal_id, version, idempotency_key="acc-1")
     assert again.replayed and again.response == first.response
     now, _ = _entry(engine, patient_id, order.entry_id)
     assert now == version + 1
@@ -250,13 +225,7 @@ def test_a_retried_acceptance_returns_the_first_result_and_changes_the_list_once
 
 def test_an_acceptance_based_on_a_stale_list_is_refused_and_the_proposal_stays_pending(engine):
     patient_id, order, version = _world(engine)
-    proposal_id = _propose(
-        engine,
-        patient_id,
-        kind=ProposalKind.CHANGE_DOSAGE,
-        entry_id=order.entry_id,
-        dosage=dosage(TimeOfDay.MORNING),
-    )
+    proposal_id = _propose_morning_dose(engine, patient_id, order)
     with pytest.raises(StaleListVersion):
         multidose.accept_proposal(engine, patient_id, proposal_id, call(GP), based_on=version - 1)
     with engine.connect() as conn:
