@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fhir.resources.R4B.dosage import Dosage
@@ -33,11 +33,18 @@ _VISIBLE = re.compile(r"[!-~]+")
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _SOME_VISIBLE = re.compile(r"[!-~]")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"(Z|[+\-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+)
+"""A dateTime of the subset: a day, or a moment to the second (at most microseconds) with a
+time zone."""
 _LONGEST = 10_000
 """Strings, codes and URIs longer than this are left to the full validation."""
 _UNSIGNED_MAX = 2_147_483_647
 
 _STATUS = frozenset({"active"})
+_PRIORITY = frozenset({"routine", "urgent", "asap", "stat"})
 _INTENT = frozenset({"order", "original-order"})
 """The status and intents a create accepts (``writes._order``); others are refused after the
 full validation."""
@@ -71,8 +78,12 @@ def _request(resource: dict[str, Any]) -> list[Dosage]:
             _among(value, _STATUS)
         elif key == "intent":
             _among(value, _INTENT)
-        elif key == "subject":
+        elif key in ("subject", "requester"):
             _reference(value)
+        elif key == "authoredOn":
+            _date_time(value)
+        elif key == "priority":
+            _among(value, _PRIORITY)
         elif key == "medicationCodeableConcept":
             _concept(value)
             medication += 1
@@ -146,6 +157,16 @@ def _day(value: Any) -> None:
         date.fromisoformat(value)
     except ValueError:
         raise _Other(value) from None
+
+
+def _date_time(value: Any) -> None:
+    if type(value) is str and _MOMENT.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise _Other(value) from None
+    else:
+        _day(value)
 
 
 def _boolean(value: Any) -> None:

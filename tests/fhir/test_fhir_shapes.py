@@ -60,6 +60,9 @@ RICH = {
         "text": "Simvastatin",
     },
     "subject": {"reference": PATIENT, "display": "Kari Nordmann"},
+    "requester": {"reference": "Practitioner/9144889", "display": "Lege Legesen"},
+    "authoredOn": "2026-12-05T10:15:00.25+01:00",
+    "priority": "routine",
     "reasonCode": [{"text": "hyperkolesterolemi"}],
     "dosageInstruction": [
         {
@@ -106,6 +109,12 @@ HOSTILE: tuple[Any, ...] = (
     "é",
     "2026-02-30",
     "2026-12-01T10:00:00Z",
+    "2026-12-01T24:00:00Z",
+    "2026-12-01T10:00:00",
+    "2026-12-01T10:00:00+14:30",
+    "2026-12-01T10:00:60Z",
+    "2026-02-29T10:00:00Z",
+    "0000-01-01",
     "1.5",
     0,
     -1,
@@ -226,9 +235,8 @@ def test_a_request_with_elements_beyond_the_plain_shapes_is_validated_in_full_an
     body = {
         **medication_request(world),
         "authoredOn": "2026-12-05",
-        "requester": {"reference": "Practitioner/9144889", "display": "Lege Legesen"},
         "note": [{"text": "take with water"}],
-        "priority": "routine",
+        "courseOfTherapyType": {"text": "continuous"},
         "meta": {"profile": ["http://hl7.no/fhir/StructureDefinition/no-basis-MedicationRequest"]},
     }
     assert plain_request(copy.deepcopy(body)) is None
