@@ -338,7 +338,7 @@ def _dosage(
     resource: dict[str, Any], instructions: Sequence[Any], today: date
 ) -> tuple[Use, MappedDosage | None]:
     """The dosage of ``instructions``, the posted ``dosageInstruction`` as validated with the
-    resource (``_checked``)."""
+    resource (``_checked_request``)."""
     raw = resource.get("dosageInstruction") or []
     mapped = dosage_of(instructions, today)
     if not isinstance(mapped, MappedDosage):
