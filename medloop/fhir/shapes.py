@@ -25,13 +25,14 @@ from datetime import date, datetime
 from typing import Any
 
 from fhir.resources.R4B.dosage import Dosage
-from fhir_core.types import Decimal
 from pydantic import ValidationError
 
 _VISIBLE = re.compile(r"[!-~]+")
 """Codes, URIs and ids of the subset: visible ASCII characters, no whitespace."""
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _SOME_VISIBLE = re.compile(r"[!-~]")
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+"""A JSON number as FHIR's decimal writes it (a float's ``str`` must read so)."""
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _MOMENT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
@@ -139,7 +140,7 @@ def _decimal(value: Any) -> None:
         if abs(value) > 10**15:
             raise _Other(value)
     elif type(value) is float:
-        if not math.isfinite(value) or not Decimal.pattern.fullmatch(str(value)):
+        if not math.isfinite(value) or not _DECIMAL.fullmatch(str(value)):
             raise _Other(value)
     else:
         raise _Other(value)

@@ -120,6 +120,8 @@ HOSTILE: tuple[Any, ...] = (
     -1,
     1.5,
     1e300,
+    1e-7,
+    -0.0,
     2**40,
     True,
     False,
