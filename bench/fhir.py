@@ -11,10 +11,12 @@ time, for ``--seconds``):
   patients from one supply shared by every phase, ``PER_PATIENT`` creates each, a drug from a
   rotation);
 
-at 1 and 16 clients, p50/p99 in ms. Then ``$export`` of ``--export-rows``
-MedicationAdministrations (inserted directly as chartings of ``--export-patients`` patients, the
-bench's fixture, not through commands) run as the ``fhir-export`` job in a subprocess of its
-own: wall time, resources/s and the subprocess's peak RSS.
+at 1 and 16 clients, p50/p99 in ms; each create phase with the CPU it cost per request and
+as cores busy (the server's processes, the clients, PostgreSQL's backends: ``CpuMeter``).
+Then ``$export`` of ``--export-rows`` MedicationAdministrations (inserted directly as
+chartings of ``--export-patients`` patients, the bench's fixture, not through commands) run as
+the ``fhir-export`` job in a subprocess of its own: wall time, resources/s and the
+subprocess's peak RSS.
 
 Targets: search p99 <= 30 ms at 16 clients, create p99 <= 60 ms, export >= 5 000 resources/s
 in <= 200 MB. Prints one JSON object per database (SQLite; PostgreSQL when
@@ -46,7 +48,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.api import _patients, _wait_until_serving, start_server  # noqa: E402
+from bench.api import (  # noqa: E402
+    _BackendCpu,
+    _cpu_seconds_of_tree,
+    _patients,
+    _wait_until_serving,
+    start_server,
+)
 from fest.loader import import_catalogue  # noqa: E402
 from interactions.dosage import Quantity, Use  # noqa: E402
 from medloop.api.auth import issue_token  # noqa: E402
@@ -281,6 +289,44 @@ class Supply:
             return len(self._free)
 
 
+class CpuMeter:
+    """CPU seconds a phase cost: the server's processes (``medloop serve`` and its workers),
+    this bench process (the clients) and, on PostgreSQL, the backends serving the server's
+    connections to the bench's database. Per request and as cores busy over the phase: a
+    server near 1 core per process computes, one well below it waits (on the database, a
+    lock, a route thread)."""
+
+    def __init__(self, server_pid: int, url: str) -> None:
+        self.server_pid = server_pid
+        self.backends = None
+        if url.startswith("postgresql"):
+            from sqlalchemy.engine import make_url
+
+            found = make_url(url)
+            admin = found.set(database="postgres").render_as_string(hide_password=False)
+            self.backends = _BackendCpu(admin, found.database, floor=False)
+
+    def measure(self, phase) -> dict:
+        server = _cpu_seconds_of_tree(self.server_pid)
+        backends = None if self.backends is None else self.backends.snapshot()
+        client = time.process_time()
+        began = time.perf_counter()
+        found = phase()
+        wall = time.perf_counter() - began
+        spent = {
+            "server": _cpu_seconds_of_tree(self.server_pid) - server,
+            "client": time.process_time() - client,
+        }
+        if self.backends is not None:
+            spent["postgres"] = self.backends.since(backends)
+        count = found.get("n") or 0
+        for name, seconds in spent.items():
+            found[f"{name}_cores_busy"] = round(seconds / wall, 2)
+            if count:
+                found[f"{name}_cpu_ms"] = round(seconds * 1000 / count, 2)
+        return found
+
+
 def _create_phase(
     supply: Supply,
     token: str,
@@ -454,6 +500,7 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         lifetime=timedelta(hours=1),
     )
     result: dict = {}
+    meter = CpuMeter(server.pid, url)
     try:
         if "search" not in args.phases and "create" not in args.phases:
             raise _SkipHttp
@@ -470,16 +517,16 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
                     search_patients, token, count, args.seconds
                 )
             if "create" in args.phases:
-                result[f"create_{count}_clients"] = _create_phase(
-                    supply, token, count, args.seconds
+                result[f"create_{count}_clients"] = meter.measure(
+                    lambda count=count: _create_phase(supply, token, count, args.seconds)
                 )
         if args.search_rate and "search" in args.phases:
             result[f"search_{clients}_clients_paced_{args.search_rate:g}_per_s"] = _search_phase(
                 search_patients, token, clients, args.seconds, args.search_rate
             )
         if args.create_rate and "create" in args.phases:
-            result[f"create_{clients}_clients_paced_{args.create_rate:g}_per_s"] = _create_phase(
-                supply, token, clients, args.seconds, args.create_rate
+            result[f"create_{clients}_clients_paced_{args.create_rate:g}_per_s"] = meter.measure(
+                lambda: _create_phase(supply, token, clients, args.seconds, args.create_rate)
             )
     except _SkipHttp:
         pass

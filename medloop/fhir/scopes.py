@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from uuid import UUID
 
 from medloop.api.deps import Caller
@@ -72,10 +73,16 @@ class Grant:
     permissions: frozenset[str]
 
 
-def grants(scopes: tuple[str, ...] | None) -> list[Grant]:
+def grants(scopes: tuple[str, ...] | None) -> tuple[Grant, ...]:
     """The resource grants of a token's scopes (others left out)."""
+    return _grants(tuple(scopes)) if scopes else ()
+
+
+@lru_cache(maxsize=1024)
+def _grants(scopes: tuple[str, ...]) -> tuple[Grant, ...]:
+    """``grants``, parsed once per distinct scope claim (a token's is read on every request)."""
     found = []
-    for scope in scopes or ():
+    for scope in scopes:
         match = _SCOPE.match(scope)
         if match is None:
             continue
@@ -83,7 +90,7 @@ def grants(scopes: tuple[str, ...] | None) -> list[Grant]:
         if not permissions:
             continue
         found.append(Grant(match["context"], match["type"], frozenset(permissions)))
-    return found
+    return tuple(found)
 
 
 def allows(

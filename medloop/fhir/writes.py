@@ -23,7 +23,7 @@ Extensions and identifiers read (all listed in README.md):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
@@ -42,7 +42,7 @@ from medloop.domain.administration import ChartRequest, Outcome, ScanSkipReason
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.fhir import resources as fhir
-from medloop.fhir import scopes
+from medloop.fhir import scopes, shapes
 from medloop.fhir.outcome import FhirError, issue
 from medloop.fhir.router import FhirResponse, FhirRoute
 from medloop.loop import administration, prescribe
@@ -70,9 +70,9 @@ def _invalid(diagnostics: str, *expression: str, status: int = 400) -> FhirError
     )
 
 
-def _checked(resource: Any, resource_type: str) -> dict[str, Any]:
+def _posted(resource: Any, resource_type: str) -> dict[str, Any]:
     """The posted resource after the shape checks every create shares: a JSON object of the
-    right type, no contained resources, valid FHIR (``fhir.resources``)."""
+    right type, linked to no other record."""
     if not isinstance(resource, dict):
         raise _invalid(f"the body is not a {resource_type} resource (a JSON object)")
     found = resource.get("resourceType")
@@ -86,10 +86,15 @@ def _checked(resource: Any, resource_type: str) -> dict[str, Any]:
                 f"{resource_type}.{element} is not supported on create",
                 expression=[f"{resource_type}.{element}"],
             )
+    return resource
+
+
+def _validated(resource: dict[str, Any], resource_type: str) -> Any:
+    """``resource`` as a ``fhir.resources`` model, or a 400 naming each fault (at most 20)."""
     from fhir.resources.R4B import get_fhir_model_class
 
     try:
-        get_fhir_model_class(resource_type).model_validate(resource)
+        return get_fhir_model_class(resource_type).model_validate(resource)
     except ValidationError as error:
         faults = error.errors()[:20]
         issues = [
@@ -108,7 +113,26 @@ def _checked(resource: Any, resource_type: str) -> dict[str, Any]:
             f"the {resource_type} is not valid FHIR R4 ({len(faults)} fault(s))",
             issues=issues,
         ) from None
-    return resource
+
+
+def _checked(resource: Any, resource_type: str) -> dict[str, Any]:
+    """The posted resource after the shape checks every create shares and the validation as
+    FHIR (``fhir.resources``)."""
+    posted = _posted(resource, resource_type)
+    _validated(posted, resource_type)
+    return posted
+
+
+def _checked_request(resource: Any) -> tuple[dict[str, Any], Sequence[Any]]:
+    """``_checked`` of a MedicationRequest, with its ``dosageInstruction`` as ``fhir.resources``
+    ``Dosage`` models for the mapping: a resource of the plain shapes is checked without the
+    whole model tree (``shapes.plain_request``, the same strictness), any other by the full
+    validation."""
+    posted = _posted(resource, "MedicationRequest")
+    instructions = shapes.plain_request(posted)
+    if instructions is None:
+        instructions = _validated(posted, "MedicationRequest").dosageInstruction or []
+    return posted, instructions
 
 
 def _no_contained(resource: dict[str, Any]) -> None:
@@ -310,11 +334,12 @@ def _quantity(resource: dict[str, Any]) -> PrescribedQuantity:
         raise _invalid(f"{path}: {error}", path, status=422) from None
 
 
-def _dosage(resource: dict[str, Any], today: date) -> tuple[Use, MappedDosage | None]:
-    from fhir.resources.R4B.dosage import Dosage as FhirDosage
-
+def _dosage(
+    resource: dict[str, Any], instructions: Sequence[Any], today: date
+) -> tuple[Use, MappedDosage | None]:
+    """The dosage of ``instructions``, the posted ``dosageInstruction`` as validated with the
+    resource (``_checked_request``)."""
     raw = resource.get("dosageInstruction") or []
-    instructions = [FhirDosage.model_validate(d) for d in raw]
     mapped = dosage_of(instructions, today)
     if not isinstance(mapped, MappedDosage):
         if mapped.code == NO_DOSAGE:
@@ -342,7 +367,11 @@ def _new_id(seed: str | None, what: str) -> UUID:
     return uuid.uuid4() if seed is None else uuid.uuid5(_IDS, f"{seed}/{what}")
 
 
-def _order(resource: dict[str, Any], today: date, seed: str | None = None) -> PrescribeOrder:
+def _order(
+    resource: dict[str, Any], instructions: Sequence[Any], today: date, seed: str | None = None
+) -> PrescribeOrder:
+    """The prescribe command's order of the posted ``resource`` (``instructions``: its
+    ``dosageInstruction`` as validated, ``_checked_request``)."""
     if resource.get("status") != "active":
         raise FhirError(
             422,
@@ -357,7 +386,7 @@ def _order(resource: dict[str, Any], today: date, seed: str | None = None) -> Pr
             "a prescription has intent order",
             expression=["MedicationRequest.intent"],
         )
-    use, mapped = _dosage(resource, today)
+    use, mapped = _dosage(resource, instructions, today)
     dispense = resource.get("dispenseRequest") or {}
     validity = dispense.get("validityPeriod") or {}
     substitution = resource.get("substitution") or {}
@@ -413,7 +442,7 @@ def create_medication_request(
     key: IdempotencyKey,
     prefer: Annotated[str | None, Header(alias="Prefer")] = None,
 ) -> FhirResponse:
-    posted = _checked(resource, "MedicationRequest")
+    posted, instructions = _checked_request(resource)
     patient_id = _subject(posted, _drug)
     scopes.require(caller, "MedicationRequest", "create", patient_id)
     caller.authorize(Action.LIST_WRITE, patient_id)
@@ -425,7 +454,7 @@ def create_medication_request(
             if key is None
             else f"{caller.principal.organisation}/{caller.principal.subject}/{key}"
         )
-        order = _order(posted, caller.at.date(), seed)
+        order = _order(posted, instructions, caller.at.date(), seed)
         keyed, blanket = _overrides(posted)
 
     def run(call: Any) -> CommandResult:
