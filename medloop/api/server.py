@@ -1,6 +1,7 @@
 """How ``medloop serve`` runs the app: uvicorn's httptools protocol, with the writes of one
 event-loop turn sent together, in a process whose start-up heap is kept out of the cyclic
-garbage collector (``settle_heap``).
+garbage collector (``settle_heap``); with several worker processes, each takes its turn at
+accepting connections (``BalancedLoop``).
 
 uvicorn writes a response's status line and headers, then its body, as two ``write`` calls; on
 uvloop each is a ``send`` system call of its own, so a small JSON answer costs two TCP segments
@@ -13,11 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import multiprocessing
+import os
+import select
+import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from medloop.ops.logs import lean_records
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from medloop.settings import Settings
+
+logger = logging.getLogger("uvicorn.error")
 
 
 class CoalescingTransport:
@@ -99,7 +109,229 @@ def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
         gc.freeze()
 
 
-class SettingsConfig(uvicorn.Config):
+class ConnectionShares:
+    """How many connections each worker process of one server holds open, in shared memory
+    (uvicorn pickles its configuration, and so this, into every worker it spawns). A worker
+    claims a slot when it starts serving; a dead worker's slot is ignored and taken again."""
+
+    SLOTS = 256
+
+    def __init__(self) -> None:
+        # (pid, open connections) per slot
+        self._table = multiprocessing.get_context("spawn").Array("q", 2 * self.SLOTS)
+
+    def join(self) -> int:
+        """A slot of this process's own, its count at 0."""
+        with self._table.get_lock():
+            for slot in range(self.SLOTS):
+                pid = self._table[2 * slot]
+                if pid == 0 or pid == os.getpid() or not _alive(pid):
+                    self._table[2 * slot : 2 * slot + 2] = [os.getpid(), 0]
+                    return slot
+        raise RuntimeError("more worker processes than ConnectionShares.SLOTS")
+
+    def add(self, slot: int, change: int) -> None:
+        with self._table.get_lock():
+            self._table[2 * slot + 1] += change
+
+    def fewest(self, slot: int) -> bool:
+        """Does the worker in ``slot`` hold no more connections than any other live worker?"""
+        with self._table.get_lock():
+            table = self._table[:]
+        own = table[2 * slot + 1]
+        return all(
+            own <= table[2 * other + 1]
+            for other in range(self.SLOTS)
+            if other != slot and table[2 * other] != 0 and _alive(table[2 * other])
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class TurnTakingAcceptor:
+    """Accepts a shared listening socket's connections in a thread of its own and serves each
+    on the event loop (``connect_accepted_socket``): what the event loop's server would do,
+    except that the worker processes sharing the socket take turns.
+
+    uvicorn's workers share one listening socket. With the event loop's own server every idle
+    worker is woken for a new connection and the first to run accepts all that are queued, so
+    a burst of connections lands on one worker, and keep-alive clients stay there. Measured
+    under bench/api.py (16 keep-alive clients, 2 workers, a loaded machine): all 16
+    connections of the closed-loop phase on one worker and 15 of 16 in the paced phase, the
+    other worker idle while the first queued requests for seconds (bench/RESULTS.md, issue
+    #20, session 6).
+
+    Here a worker accepts only while it holds no more open connections than any other live
+    worker (``ConnectionShares``); the others' threads are then blocked in ``accept()``, where
+    the kernel hands each new connection to one of them. A worker with more than its share
+    leaves new connections to the others, unless one waits unaccepted for ``grace`` seconds
+    (a worker that is stuck, starved of CPU or still starting), and then takes it.
+
+    ``close()`` stops handing connections to the loop. A connection the kernel gives the
+    blocked thread after that is closed unserved, as those still queued on a listening socket
+    are when a server shuts down."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        sock: socket.socket,
+        backlog: int,
+        shares: ConnectionShares,
+        grace: float = 0.05,
+    ) -> None:
+        self._loop = loop
+        self._grace = grace
+        self._protocol_factory = protocol_factory
+        self._sock = sock
+        self._shares = shares
+        self._slot = shares.join()
+        self._closing = threading.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.sockets = [sock]
+        # Blocking: the thread waits in the kernel's queue of acceptors (the flag belongs to
+        # the shared socket, so every worker's thread waits so; none uses the loop's server).
+        sock.setblocking(True)
+        sock.listen(backlog)  # uvicorn only binds it: the event loop's server would listen
+        self._thread = threading.Thread(target=self._accept, name="medloop-accept", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        waiting_since: float | None = None
+        while not self._closing.is_set():
+            if not self._shares.fewest(self._slot):
+                queued = _readable(self._sock, 0.002 if waiting_since else 0.05)
+                if not queued:
+                    waiting_since = None
+                    continue
+                waiting_since = waiting_since or time.monotonic()
+                if time.monotonic() - waiting_since < self._grace:
+                    continue
+            waiting_since = None
+            try:
+                conn, _ = self._sock.accept()
+            except OSError as error:
+                if self._closing.is_set() or self._sock.fileno() == -1:
+                    return
+                # Out of file descriptors, or a connection reset while queued: as the event
+                # loop's own server does, say so and try again in a moment.
+                logger.warning("accepting a connection failed: %s", error)
+                time.sleep(0.1)
+                continue
+            if self._closing.is_set():
+                conn.close()
+                return
+            self._shares.add(self._slot, 1)
+            try:
+                self._loop.call_soon_threadsafe(self._serve, conn)
+            except RuntimeError:  # the loop is closed: the process is ending
+                conn.close()
+                return
+
+    def _serve(self, conn: socket.socket) -> None:
+        if self._closing.is_set():
+            self._shares.add(self._slot, -1)
+            conn.close()
+            return
+        conn.setblocking(False)
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._counted, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._served)
+
+    def _counted(self) -> asyncio.BaseProtocol:
+        """The server's protocol, its connection uncounted when lost."""
+        protocol = self._protocol_factory()
+        lost = protocol.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            self._shares.add(self._slot, -1)
+            lost(exc)
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+        return protocol
+
+    def _served(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._shares.add(self._slot, -1)  # never connected: nothing will be lost
+            logger.warning("serving an accepted connection failed: %r", task.exception())
+
+    def is_serving(self) -> bool:
+        return not self._closing.is_set()
+
+    def close(self) -> None:
+        self._closing.set()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
+class BalancedLoop(uvloop.Loop):  # type: ignore[misc]
+    """uvloop's event loop whose server on a shared listening TCP socket (uvicorn gives its
+    workers one) is a ``TurnTakingAcceptor``; everything else is uvloop's."""
+
+    shares: ConnectionShares | None = None
+    """Set in each worker process (``BalancedConfig.load``) before the server starts."""
+    accept_grace = 0.05
+    """``TurnTakingAcceptor``'s grace (seconds), likewise."""
+
+    async def create_server(  # type: ignore[override]
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], *args: Any, **options: Any
+    ) -> Any:
+        sock = options.get("sock")
+        if (
+            self.shares is None
+            or sock is None
+            or args
+            or options.get("ssl") is not None
+            or sock.family not in (socket.AF_INET, socket.AF_INET6)
+            or sock.type != socket.SOCK_STREAM
+        ):
+            return await super().create_server(protocol_factory, *args, **options)
+        backlog = options.get("backlog", 100)
+        return TurnTakingAcceptor(
+            self, protocol_factory, sock, backlog, self.shares, self.accept_grace
+        )
+
+
+def balanced_loop() -> asyncio.AbstractEventLoop:
+    """The worker processes' event loop (uvicorn's ``loop`` option, as an import string)."""
+    return BalancedLoop()
+
+
+class BalancedConfig(uvicorn.Config):
+    """uvicorn's configuration for several worker processes on one listening socket, which take
+    turns at accepting connections (``TurnTakingAcceptor``)."""
+
+    def __init__(self, app: Any, accept_grace: float = 0.05, **options: Any) -> None:
+        options.setdefault("loop", "medloop.api.server:balanced_loop")
+        super().__init__(app, **options)
+        self.connection_shares = ConnectionShares()
+        self.accept_grace = accept_grace
+
+    def load(self) -> None:
+        BalancedLoop.shares = self.connection_shares
+        BalancedLoop.accept_grace = self.accept_grace
+        super().load()
+
+
+class SettingsConfig(BalancedConfig):
     """uvicorn's configuration with medloop's settings on board, for ``medloop serve --workers
     N``: uvicorn's process supervisor pickles its configuration into every worker it starts (and
     restarts), so each worker builds its app from the very settings the parent read (``--db``
