@@ -186,7 +186,7 @@ class TurnTakingAcceptor:
         sock: socket.socket,
         backlog: int,
         shares: ConnectionShares,
-        grace: float = 0.05,
+        grace: float = 0.25,
     ) -> None:
         self._loop = loop
         self._grace = grace
@@ -288,7 +288,7 @@ class BalancedLoop(uvloop.Loop):  # type: ignore[misc]
 
     shares: ConnectionShares | None = None
     """Set in each worker process (``BalancedConfig.load``) before the server starts."""
-    accept_grace = 0.05
+    accept_grace = 0.25
     """``TurnTakingAcceptor``'s grace (seconds), likewise."""
 
     async def create_server(  # type: ignore[override]
@@ -319,7 +319,7 @@ class BalancedConfig(uvicorn.Config):
     """uvicorn's configuration for several worker processes on one listening socket, which take
     turns at accepting connections (``TurnTakingAcceptor``)."""
 
-    def __init__(self, app: Any, accept_grace: float = 0.05, **options: Any) -> None:
+    def __init__(self, app: Any, accept_grace: float = 0.25, **options: Any) -> None:
         options.setdefault("loop", "medloop.api.server:balanced_loop")
         super().__init__(app, **options)
         self.connection_shares = ConnectionShares()
