@@ -282,6 +282,10 @@ def _phase(
     per_client = len(patients) // args.clients
     started = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every client process
     wall = time.time()
+    if rate is not None:
+        # The schedule begins once the client processes are running: forking them and starting
+        # their threads took ~50 ms on a loaded machine, which every request would have owed.
+        started, wall = started + PACED_LEAD_S, wall + PACED_LEAD_S
     deadline = started + args.seconds
     clients = []
     for i in range(args.clients):
@@ -402,6 +406,8 @@ def _drive(clients: list[Client], results) -> None:
     )
 
 
+PACED_LEAD_S = 0.25
+"""The paced schedule's first request is due this long after the phase is set up (``_phase``)."""
 STALL_MS = 500.0
 """A request slower than this marks its half-second window as a stall (``_stalls``)."""
 POSTGRES_LOG = Path(
