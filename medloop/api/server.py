@@ -170,8 +170,10 @@ class TurnTakingAcceptor:
     #20, session 6).
 
     Here a worker accepts only while it holds no more open connections than any other live
-    worker (``ConnectionShares``); the others' threads are then blocked in ``accept()``, where
-    the kernel hands each new connection to one of them. A worker with more than its share
+    worker (``ConnectionShares``): its thread then waits in ``accept()``, where the kernel hands
+    each new connection to one waiting thread, the longest waiting first. (A thread checks its
+    share before it waits: one already waiting when other workers' connections close may still
+    get one connection more than its share, never two.) A worker with more than its share
     leaves new connections to the others, unless one waits unaccepted for ``grace`` seconds
     (a worker that is stuck, starved of CPU or still starting), and then takes it.
 

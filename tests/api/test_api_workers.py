@@ -82,15 +82,16 @@ def test_keep_alive_connections_opened_at_once_are_spread_evenly_over_the_worker
         time.sleep(0.5)  # the probe above may have reached only the first worker up
         first = _connect_at_once(port, 16)
         assert sorted(Counter(pid for _, pid in first).values()) == [8, 8]
-        # One worker's clients leave: the next ones to connect all go to that worker, which
-        # now holds fewer connections than the other.
+        # One worker's clients leave: the next ones to connect go to that worker, which now
+        # holds fewer connections than the other; all but at most one, which the other's thread
+        # may get if it was already waiting in accept() (it checks its share before it waits).
         emptied = first[0][1]
         for conn, pid in first:
             if pid == emptied:
                 conn.close()
         time.sleep(0.3)  # the worker sees its connections closed
         second = _connect_at_once(port, 8)
-        assert Counter(pid for _, pid in second) == {emptied: 8}
+        assert Counter(pid for _, pid in second)[emptied] >= 7
         for conn, _ in first + second:
             conn.close()
     finally:
