@@ -13,14 +13,18 @@ closes): the bytes and their order are unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import gc
 import logging
-import multiprocessing
+import mmap
 import os
 import select
 import socket
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -110,40 +114,75 @@ def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
 
 
 class ConnectionShares:
-    """How many connections each worker process of one server holds open, in shared memory
-    (uvicorn pickles its configuration, and so this, into every worker it spawns). A worker
-    claims a slot when it starts serving; a dead worker's slot is ignored and taken again."""
+    """How many connections each worker process of one server holds open: a small table in a
+    file that every worker maps into memory (a path: uvicorn pickles its configuration, and so
+    this, into every worker it spawns). A worker claims a slot when it starts serving, under
+    the file's lock; a dead worker's slot is ignored and taken again. Each worker writes only
+    its own slot. The process that made the table removes its file when it is done with it."""
 
     SLOTS = 256
 
     def __init__(self) -> None:
-        # (pid, open connections) per slot
-        self._table = multiprocessing.get_context("spawn").Array("q", 2 * self.SLOTS)
+        descriptor, self.path = tempfile.mkstemp(prefix="medloop-connections-")
+        try:
+            os.ftruncate(descriptor, self.SLOTS * 2 * 8)
+        finally:
+            os.close(descriptor)
+        weakref.finalize(self, _remove, self.path)
+        self._opened()
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.path = state["path"]
+        self._opened()
+
+    def _opened(self) -> None:
+        self._table: memoryview | None = None  # (pid, open connections) per slot
+        self._file: int | None = None
+        self._lock = threading.Lock()
+
+    def _mapped(self) -> memoryview:
+        if self._table is None:
+            self._file = os.open(self.path, os.O_RDWR)
+            self._table = memoryview(mmap.mmap(self._file, self.SLOTS * 2 * 8)).cast("q")
+        return self._table
 
     def join(self) -> int:
         """A slot of this process's own, its count at 0."""
-        with self._table.get_lock():
+        table = self._mapped()
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        try:
             for slot in range(self.SLOTS):
-                pid = self._table[2 * slot]
+                pid = table[2 * slot]
                 if pid == 0 or pid == os.getpid() or not _alive(pid):
-                    self._table[2 * slot : 2 * slot + 2] = [os.getpid(), 0]
+                    table[2 * slot + 1] = 0
+                    table[2 * slot] = os.getpid()
                     return slot
+        finally:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
         raise RuntimeError("more worker processes than ConnectionShares.SLOTS")
 
     def add(self, slot: int, change: int) -> None:
-        with self._table.get_lock():
-            self._table[2 * slot + 1] += change
+        table = self._mapped()
+        with self._lock:  # the accepting thread and the event loop's both count
+            table[2 * slot + 1] += change
 
     def fewest(self, slot: int) -> bool:
         """Does the worker in ``slot`` hold no more connections than any other live worker?"""
-        with self._table.get_lock():
-            table = self._table[:]
+        table = self._mapped().tolist()
         own = table[2 * slot + 1]
         return all(
             own <= table[2 * other + 1]
             for other in range(self.SLOTS)
             if other != slot and table[2 * other] != 0 and _alive(table[2 * other])
         )
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def _alive(pid: int) -> bool:

@@ -69,17 +69,30 @@ def _connect_at_once(port: int, count: int) -> list[tuple[http.client.HTTPConnec
     return found
 
 
+def _wait_for_workers(port: int, count: int) -> None:
+    """Until ``count`` different workers have answered (one connection at a time, each closed
+    before the next: the workers take turns), at most two minutes (a loaded machine)."""
+    seen: set[str] = set()
+    for _ in range(1200):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/")
+            seen.add(conn.getresponse().read().decode())
+            conn.close()
+        except OSError:
+            pass
+        if len(seen) == count:
+            time.sleep(0.2)  # the last connection closed in its worker too
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"only {len(seen)} of {count} workers answered")
+
+
 def test_keep_alive_connections_opened_at_once_are_spread_evenly_over_the_workers():
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], cwd=REPO)
     try:
-        for _ in range(600):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(0.5)  # the probe above may have reached only the first worker up
+        _wait_for_workers(port, 2)
         first = _connect_at_once(port, 16)
         assert sorted(Counter(pid for _, pid in first).values()) == [8, 8]
         # One worker's clients leave: the next ones to connect go to that worker, which now
