@@ -505,6 +505,7 @@ def run(url: str, args: argparse.Namespace) -> dict:
     }
     try:
         _wait_until_serving(port, server)
+        _wait_until_every_worker_accepts(server, args.workers)
         # Warm up: the first command builds the catalogue knowledge in the server.
         Client(port, [patients.pop()], time.perf_counter() + 60, 1, dict(tokens)).run()
         half = len(patients) // 2
@@ -551,6 +552,28 @@ def _wait_until_serving(port: int, server: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the server did not start")
+
+
+def _wait_until_every_worker_accepts(server: subprocess.Popen, workers: int) -> None:
+    """With several workers, until each has started accepting connections (it has mapped its
+    server's table of connections, ``api.server.ConnectionShares``), at most two minutes: the
+    port answers once the first worker is up, and on a loaded machine the second took up to
+    1.4 s more, so every keep-alive client of the first phase connected to the first."""
+    if workers < 2:
+        return
+    for _ in range(1200):
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+        kids = children.read_text().split() if children.exists() else []
+        accepting = 0
+        for kid in kids:
+            try:
+                accepting += "medloop-connections-" in Path(f"/proc/{kid}/maps").read_text()
+            except OSError:
+                continue
+        if accepting >= workers:
+            return
+        time.sleep(0.1)
+    print(f"warning: {accepting} of {workers} workers accepting after 2 minutes", file=sys.stderr)
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -117,15 +118,17 @@ class ConnectionShares:
     """How many connections each worker process of one server holds open: a small table in a
     file that every worker maps into memory (a path: uvicorn pickles its configuration, and so
     this, into every worker it spawns). A worker claims a slot when it starts serving, under
-    the file's lock; a dead worker's slot is ignored and taken again. Each worker writes only
-    its own slot. The process that made the table removes its file when it is done with it."""
+    the file's lock; a dead worker's slot (its process gone, or its pid now another process's:
+    the start time differs) is ignored and taken again. Each worker writes only its own slot.
+    The process that made the table removes its file when it is done with it."""
 
     SLOTS = 256
+    FIELDS = 3  # pid, the process's start time (clock ticks since boot), open connections
 
     def __init__(self) -> None:
         descriptor, self.path = tempfile.mkstemp(prefix="medloop-connections-")
         try:
-            os.ftruncate(descriptor, self.SLOTS * 2 * 8)
+            os.ftruncate(descriptor, self.SLOTS * self.FIELDS * 8)
         finally:
             os.close(descriptor)
         weakref.finalize(self, _remove, self.path)
@@ -139,14 +142,14 @@ class ConnectionShares:
         self._opened()
 
     def _opened(self) -> None:
-        self._table: memoryview | None = None  # (pid, open connections) per slot
+        self._table: memoryview | None = None  # FIELDS per slot
         self._file: int | None = None
         self._lock = threading.Lock()
 
     def _mapped(self) -> memoryview:
         if self._table is None:
             self._file = os.open(self.path, os.O_RDWR)
-            self._table = memoryview(mmap.mmap(self._file, self.SLOTS * 2 * 8)).cast("q")
+            self._table = memoryview(mmap.mmap(self._file, self.SLOTS * self.FIELDS * 8)).cast("q")
         return self._table
 
     def join(self) -> int:
@@ -155,10 +158,12 @@ class ConnectionShares:
         fcntl.flock(self._file, fcntl.LOCK_EX)
         try:
             for slot in range(self.SLOTS):
-                pid = table[2 * slot]
-                if pid == 0 or pid == os.getpid() or not _alive(pid):
-                    table[2 * slot + 1] = 0
-                    table[2 * slot] = os.getpid()
+                at = self.FIELDS * slot
+                pid, started = table[at], table[at + 1]
+                if pid == 0 or pid == os.getpid() or not _alive(pid, started):
+                    table[at + 2] = 0
+                    table[at + 1] = _started(os.getpid())
+                    table[at] = os.getpid()
                     return slot
         finally:
             fcntl.flock(self._file, fcntl.LOCK_UN)
@@ -167,16 +172,19 @@ class ConnectionShares:
     def add(self, slot: int, change: int) -> None:
         table = self._mapped()
         with self._lock:  # the accepting thread and the event loop's both count
-            table[2 * slot + 1] += change
+            table[self.FIELDS * slot + 2] += change
 
     def fewest(self, slot: int) -> bool:
         """Does the worker in ``slot`` hold no more connections than any other live worker?"""
         table = self._mapped().tolist()
-        own = table[2 * slot + 1]
+        n = self.FIELDS
+        own = table[n * slot + 2]
         return all(
-            own <= table[2 * other + 1]
+            own <= table[n * other + 2]
             for other in range(self.SLOTS)
-            if other != slot and table[2 * other] != 0 and _alive(table[2 * other])
+            if other != slot
+            and table[n * other] != 0
+            and _alive(table[n * other], table[n * other + 1])
         )
 
 
@@ -185,14 +193,18 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> int:
+    """When process ``pid`` started (clock ticks since boot, /proc), 0 when it is gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _alive(pid: int, started: int) -> bool:
+    """Is the process that took a slot still running (and not another one with its pid)?"""
+    now = _started(pid)
+    return now != 0 and now == started
 
 
 class TurnTakingAcceptor:
@@ -247,7 +259,7 @@ class TurnTakingAcceptor:
 
     def _accept(self) -> None:
         waiting_since: float | None = None
-        while not self._closing.is_set():
+        while not self._closing.is_set() and self._sock.fileno() != -1:
             if not self._shares.fewest(self._slot):
                 queued = _readable(self._sock, 0.002 if waiting_since else 0.05)
                 if not queued:
@@ -319,7 +331,10 @@ class TurnTakingAcceptor:
 
 def _readable(sock: socket.socket, timeout: float) -> bool:
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+    except ValueError:  # closed meanwhile: the caller sees it and stops
+        return False
     return bool(poller.poll(timeout * 1000))
 
 

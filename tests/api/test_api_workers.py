@@ -177,3 +177,29 @@ def test_a_worker_with_more_than_its_share_leaves_new_connections_to_others_but_
         serving.join(10)
         loop.close()
         listening.close()
+
+
+def _join_and_leave(shares: ConnectionShares) -> None:
+    shares.join()
+
+
+def test_a_dead_workers_share_is_ignored_and_its_slot_taken_again():
+    shares = ConnectionShares()
+    context = multiprocessing.get_context("spawn")
+    ready, done = context.Event(), context.Event()
+    live = context.Process(target=_hold_a_slot, args=(shares, ready, done))
+    live.start()
+    try:
+        assert ready.wait(60)  # a live worker in slot 0, holding no connection
+        gone = context.Process(target=_join_and_leave, args=(shares,))
+        gone.start()
+        gone.join(60)  # a worker that took slot 1 and exited
+        own = shares.join()
+        assert own == 1  # the dead worker's slot, not a fresh one
+        assert shares.fewest(own)
+        shares.add(own, 1)
+        assert not shares.fewest(own)  # more than the live worker's none
+    finally:
+        done.set()
+        live.join(30)
+    assert shares.fewest(own)  # the other worker is gone too
