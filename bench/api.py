@@ -16,9 +16,11 @@ in two phases on the same server, each bounded by --seconds and --iterations per
   answered (no think time). This measures the saturation throughput; its latencies are not
   service times: with N clients the mean latency is N / throughput by construction.
 - ``paced``: an open loop. The clients together offer --rate requests/s, each on its own fixed
-  schedule (rate / clients, staggered); a request's latency is measured from the moment it was
-  due to be sent, so a server that falls behind is charged for the queueing it causes (no
-  coordinated omission). Reports the achieved requests/s and p50/p99 per endpoint.
+  schedule (rate / clients, staggered; each client starts at its own step of the scenario and
+  of its first patient's rotation, ``--lockstep`` for all at the same step); a request's latency
+  is measured from the moment it was due to be sent, so a server that falls behind is charged
+  for the queueing it causes (no coordinated omission). The schedule begins 0.25 s after the
+  phase is set up. Reports the achieved requests/s and p50/p99 per endpoint.
 
 Each phase also reports CPU milliseconds per request of the server processes, of this
 benchmark's client threads and of every PostgreSQL process on the machine (other work on a
@@ -98,6 +100,8 @@ ROTATION = (
     "090368",
 )
 PRESCRIPTIONS_PER_PATIENT = len(ROTATION)
+REQUESTS_PER_ROUND = 7
+"""Requests in one round of the mixed scenario (``Client._scenario``)."""
 
 
 def _free_port() -> int:
@@ -148,10 +152,12 @@ class Client(threading.Thread):
         iterations: int,
         tokens: dict[str, str],
         schedule: Iterator[float] | None = None,
+        first_round: int = 0,
     ) -> None:
         super().__init__(daemon=True)
         self.port, self.patients, self.deadline = port, patients, deadline
         self.iterations, self.tokens, self.schedule = iterations, tokens, schedule
+        self.first_round = first_round  # where in the first patient's rotation to begin
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.moments: list[tuple[float, float]] = []  # (when due or sent, latency ms)
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -203,7 +209,7 @@ class Client(threading.Thread):
 
     def _scenario(self) -> None:
         gp, pharmacist = self.tokens["gp"], self.tokens["pharmacist"]
-        for n in range(self.iterations):
+        for n in range(self.first_round, self.first_round + self.iterations):
             if time.perf_counter() > self.deadline:
                 return
             patient = self.patients[n // PRESCRIPTIONS_PER_PATIENT]
@@ -282,13 +288,25 @@ def _phase(
     per_client = len(patients) // args.clients
     started = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every client process
     wall = time.time()
+    if rate is not None:
+        # The schedule begins once the client processes are running: forking them and starting
+        # their threads took ~50 ms on a loaded machine, which every request would have owed.
+        started, wall = started + PACED_LEAD_S, wall + PACED_LEAD_S
     deadline = started + args.seconds
     clients = []
     for i in range(args.clients):
-        schedule = None
+        schedule, first_round = None, 0
         if rate is not None:
             interval = args.clients / rate
-            schedule = _schedule(started + i * interval / args.clients, interval)
+            offset = i * interval / args.clients  # the clients' sends evenly spread in time
+            if not getattr(args, "lockstep", False):
+                # ... and each client at its own point of the scenario and of its patient's
+                # rotation: in lock-step all 16 sent the same request within one interval
+                # (16 prescribes at once, then 16 pharmacy reads) and opened their next
+                # patient (a first read: its state loaded) at the same moment.
+                offset += (i % REQUESTS_PER_ROUND) * interval
+                first_round = i * PRESCRIPTIONS_PER_PATIENT // args.clients
+            schedule = _schedule(started + offset, interval)
         clients.append(
             client_class(
                 port,
@@ -297,6 +315,7 @@ def _phase(
                 args.iterations,
                 dict(tokens),
                 schedule,
+                first_round=first_round,
             )
         )
     server_before = _cpu_seconds_of_tree(server_pid)
@@ -402,6 +421,8 @@ def _drive(clients: list[Client], results) -> None:
     )
 
 
+PACED_LEAD_S = 0.25
+"""The paced schedule's first request is due this long after the phase is set up (``_phase``)."""
 STALL_MS = 500.0
 """A request slower than this marks its half-second window as a stall (``_stalls``)."""
 POSTGRES_LOG = Path(
@@ -464,7 +485,8 @@ def run(url: str, args: argparse.Namespace) -> dict:
     engine = make_engine(url)
     upgrade(engine)
     import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
-    per_client = -(-args.iterations // PRESCRIPTIONS_PER_PATIENT)
+    # One patient more than the rounds need: a paced client may begin mid-rotation.
+    per_client = -(-args.iterations // PRESCRIPTIONS_PER_PATIENT) + 1
     patients = _patients(engine, 2 * args.clients * per_client + 1)
     engine.dispose()
     port = _free_port()
@@ -483,6 +505,7 @@ def run(url: str, args: argparse.Namespace) -> dict:
     }
     try:
         _wait_until_serving(port, server)
+        _wait_until_every_worker_accepts(server, args.workers)
         # Warm up: the first command builds the catalogue knowledge in the server.
         Client(port, [patients.pop()], time.perf_counter() + 60, 1, dict(tokens)).run()
         half = len(patients) // 2
@@ -529,6 +552,28 @@ def _wait_until_serving(port: int, server: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the server did not start")
+
+
+def _wait_until_every_worker_accepts(server: subprocess.Popen, workers: int) -> None:
+    """With several workers, until each has started accepting connections (it has mapped its
+    server's table of connections, ``api.server.ConnectionShares``), at most two minutes: the
+    port answers once the first worker is up, and on a loaded machine the second took up to
+    1.4 s more, so every keep-alive client of the first phase connected to the first."""
+    if workers < 2:
+        return
+    for _ in range(1200):
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+        kids = children.read_text().split() if children.exists() else []
+        accepting = 0
+        for kid in kids:
+            try:
+                accepting += "medloop-connections-" in Path(f"/proc/{kid}/maps").read_text()
+            except OSError:
+                continue
+        if accepting >= workers:
+            return
+        time.sleep(0.1)
+    print(f"warning: {accepting} of {workers} workers accepting after 2 minutes", file=sys.stderr)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -907,6 +952,13 @@ def main() -> None:
         type=float,
         default=400.0,
         help="requests/s all clients together offer in the paced phase",
+    )
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="paced phase as before session 6: every client at the same step of the scenario "
+        "and of its patients' rotation (16 prescribes due within one interval, 16 new patients "
+        "opened at once)",
     )
     parser.add_argument("--catalogue", type=Path, default=DEMO)
     parser.add_argument("--only", choices=("sqlite", "postgres"))

@@ -1,6 +1,7 @@
 """How ``medloop serve`` runs the app: uvicorn's httptools protocol, with the writes of one
 event-loop turn sent together, in a process whose start-up heap is kept out of the cyclic
-garbage collector (``settle_heap``).
+garbage collector (``settle_heap``); with several worker processes, each takes its turn at
+accepting connections (``BalancedLoop``).
 
 uvicorn writes a response's status line and headers, then its body, as two ``write`` calls; on
 uvloop each is a ``send`` system call of its own, so a small JSON answer costs two TCP segments
@@ -12,12 +13,24 @@ closes): the bytes and their order are unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import gc
+import logging
+import mmap
+import os
+import select
+import socket
+import tempfile
+import threading
 import time
+import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from medloop.ops.logs import lean_records
@@ -26,6 +39,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from medloop.settings import Settings
+
+logger = logging.getLogger("uvicorn.error")
 
 
 class CoalescingTransport:
@@ -99,7 +114,280 @@ def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
         gc.freeze()
 
 
-class SettingsConfig(uvicorn.Config):
+class ConnectionShares:
+    """How many connections each worker process of one server holds open: a small table in a
+    file that every worker maps into memory (a path: uvicorn pickles its configuration, and so
+    this, into every worker it spawns). A worker claims a slot when it starts serving, under
+    the file's lock; a dead worker's slot (its process gone, or its pid now another process's:
+    the start time differs) is ignored and taken again. Each worker writes only its own slot.
+    The process that made the table removes its file when it is done with it."""
+
+    SLOTS = 256
+    FIELDS = 3  # pid, the process's start time (clock ticks since boot), open connections
+
+    def __init__(self) -> None:
+        descriptor, self.path = tempfile.mkstemp(prefix="medloop-connections-")
+        try:
+            os.ftruncate(descriptor, self.SLOTS * self.FIELDS * 8)
+        finally:
+            os.close(descriptor)
+        weakref.finalize(self, _remove, self.path)
+        self._opened()
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.path = state["path"]
+        self._opened()
+
+    def _opened(self) -> None:
+        self._table: memoryview | None = None  # FIELDS per slot
+        self._file: int | None = None
+        self._lock = threading.Lock()
+
+    def _mapped(self) -> memoryview:
+        if self._table is None:
+            self._file = os.open(self.path, os.O_RDWR)
+            self._table = memoryview(mmap.mmap(self._file, self.SLOTS * self.FIELDS * 8)).cast("q")
+        return self._table
+
+    def join(self) -> int:
+        """A slot of this process's own, its count at 0."""
+        table = self._mapped()
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        try:
+            for slot in range(self.SLOTS):
+                at = self.FIELDS * slot
+                pid, started = table[at], table[at + 1]
+                if pid == 0 or pid == os.getpid() or not _alive(pid, started):
+                    table[at + 2] = 0
+                    table[at + 1] = _started(os.getpid())
+                    table[at] = os.getpid()
+                    return slot
+        finally:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+        raise RuntimeError("more worker processes than ConnectionShares.SLOTS")
+
+    def add(self, slot: int, change: int) -> None:
+        table = self._mapped()
+        with self._lock:  # the accepting thread and the event loop's both count
+            table[self.FIELDS * slot + 2] += change
+
+    def fewest(self, slot: int) -> bool:
+        """Does the worker in ``slot`` hold no more connections than any other live worker?"""
+        table = self._mapped().tolist()
+        n = self.FIELDS
+        own = table[n * slot + 2]
+        return all(
+            own <= table[n * other + 2]
+            for other in range(self.SLOTS)
+            if other != slot
+            and table[n * other] != 0
+            and _alive(table[n * other], table[n * other + 1])
+        )
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _started(pid: int) -> int:
+    """When process ``pid`` started (clock ticks since boot, /proc), 0 when it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _alive(pid: int, started: int) -> bool:
+    """Is the process that took a slot still running (and not another one with its pid)?"""
+    now = _started(pid)
+    return now != 0 and now == started
+
+
+class TurnTakingAcceptor:
+    """Accepts a shared listening socket's connections in a thread of its own and serves each
+    on the event loop (``connect_accepted_socket``): what the event loop's server would do,
+    except that the worker processes sharing the socket take turns.
+
+    uvicorn's workers share one listening socket. With the event loop's own server every idle
+    worker is woken for a new connection and the first to run accepts all that are queued, so
+    a burst of connections lands on one worker, and keep-alive clients stay there. Measured
+    under bench/api.py (16 keep-alive clients, 2 workers, a loaded machine): all 16
+    connections of the closed-loop phase on one worker and 15 of 16 in the paced phase, the
+    other worker idle while the first queued requests for seconds (bench/RESULTS.md, issue
+    #20, session 6).
+
+    Here a worker accepts only while it holds no more open connections than any other live
+    worker (``ConnectionShares``): its thread then waits in ``accept()``, where the kernel hands
+    each new connection to one waiting thread, the longest waiting first. (A thread checks its
+    share before it waits: one already waiting when other workers' connections close may still
+    get one connection more than its share, never two.) A worker with more than its share
+    leaves new connections to the others, unless one waits unaccepted for ``grace`` seconds
+    (a worker that is stuck, starved of CPU or still starting), and then takes it.
+
+    ``close()`` stops handing connections to the loop. A connection the kernel gives the
+    blocked thread after that is closed unserved, as those still queued on a listening socket
+    are when a server shuts down."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        sock: socket.socket,
+        backlog: int,
+        shares: ConnectionShares,
+        grace: float = 0.25,
+    ) -> None:
+        self._loop = loop
+        self._grace = grace
+        self._protocol_factory = protocol_factory
+        self._sock = sock
+        self._shares = shares
+        self._slot = shares.join()
+        self._closing = threading.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.sockets = [sock]
+        # Blocking: the thread waits in the kernel's queue of acceptors (the flag belongs to
+        # the shared socket, so every worker's thread waits so; none uses the loop's server).
+        sock.setblocking(True)
+        sock.listen(backlog)  # uvicorn only binds it: the event loop's server would listen
+        self._thread = threading.Thread(target=self._accept, name="medloop-accept", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        waiting_since: float | None = None
+        while not self._closing.is_set() and self._sock.fileno() != -1:
+            if not self._shares.fewest(self._slot):
+                queued = _readable(self._sock, 0.002 if waiting_since else 0.05)
+                if not queued:
+                    waiting_since = None
+                    continue
+                waiting_since = waiting_since or time.monotonic()
+                if time.monotonic() - waiting_since < self._grace:
+                    continue
+            waiting_since = None
+            try:
+                conn, _ = self._sock.accept()
+            except OSError as error:
+                if self._closing.is_set() or self._sock.fileno() == -1:
+                    return
+                # Out of file descriptors, or a connection reset while queued: as the event
+                # loop's own server does, say so and try again in a moment.
+                logger.warning("accepting a connection failed: %s", error)
+                time.sleep(0.1)
+                continue
+            if self._closing.is_set():
+                conn.close()
+                return
+            self._shares.add(self._slot, 1)
+            try:
+                self._loop.call_soon_threadsafe(self._serve, conn)
+            except RuntimeError:  # the loop is closed: the process is ending
+                conn.close()
+                return
+
+    def _serve(self, conn: socket.socket) -> None:
+        if self._closing.is_set():
+            self._shares.add(self._slot, -1)
+            conn.close()
+            return
+        conn.setblocking(False)
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._counted, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._served)
+
+    def _counted(self) -> asyncio.BaseProtocol:
+        """The server's protocol, its connection uncounted when lost."""
+        protocol = self._protocol_factory()
+        lost = protocol.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            self._shares.add(self._slot, -1)
+            lost(exc)
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+        return protocol
+
+    def _served(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._shares.add(self._slot, -1)  # never connected: nothing will be lost
+            logger.warning("serving an accepted connection failed: %r", task.exception())
+
+    def is_serving(self) -> bool:
+        return not self._closing.is_set()
+
+    def close(self) -> None:
+        self._closing.set()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+    except ValueError:  # closed meanwhile: the caller sees it and stops
+        return False
+    return bool(poller.poll(timeout * 1000))
+
+
+class BalancedLoop(uvloop.Loop):  # type: ignore[misc]
+    """uvloop's event loop whose server on a shared listening TCP socket (uvicorn gives its
+    workers one) is a ``TurnTakingAcceptor``; everything else is uvloop's."""
+
+    shares: ConnectionShares | None = None
+    """Set in each worker process (``BalancedConfig.load``) before the server starts."""
+    accept_grace = 0.25
+    """``TurnTakingAcceptor``'s grace (seconds), likewise."""
+
+    async def create_server(  # type: ignore[override]
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], *args: Any, **options: Any
+    ) -> Any:
+        sock = options.get("sock")
+        if (
+            self.shares is None
+            or sock is None
+            or args
+            or options.get("ssl") is not None
+            or sock.family not in (socket.AF_INET, socket.AF_INET6)
+            or sock.type != socket.SOCK_STREAM
+        ):
+            return await super().create_server(protocol_factory, *args, **options)
+        backlog = options.get("backlog", 100)
+        return TurnTakingAcceptor(
+            self, protocol_factory, sock, backlog, self.shares, self.accept_grace
+        )
+
+
+def balanced_loop() -> asyncio.AbstractEventLoop:
+    """The worker processes' event loop (uvicorn's ``loop`` option, as an import string)."""
+    return BalancedLoop()
+
+
+class BalancedConfig(uvicorn.Config):
+    """uvicorn's configuration for several worker processes on one listening socket, which take
+    turns at accepting connections (``TurnTakingAcceptor``)."""
+
+    def __init__(self, app: Any, accept_grace: float = 0.25, **options: Any) -> None:
+        options.setdefault("loop", "medloop.api.server:balanced_loop")
+        super().__init__(app, **options)
+        self.connection_shares = ConnectionShares()
+        self.accept_grace = accept_grace
+
+    def load(self) -> None:
+        BalancedLoop.shares = self.connection_shares
+        BalancedLoop.accept_grace = self.accept_grace
+        super().load()
+
+
+class SettingsConfig(BalancedConfig):
     """uvicorn's configuration with medloop's settings on board, for ``medloop serve --workers
     N``: uvicorn's process supervisor pickles its configuration into every worker it starts (and
     restarts), so each worker builds its app from the very settings the parent read (``--db``
