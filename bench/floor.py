@@ -593,24 +593,42 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="postgresql://… (psycopg form)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--acceptor",
+        choices=("balanced", "uvloop"),
+        default="balanced",
+        help="how the workers share the listening socket: taking turns, as `medloop serve "
+        "--workers N` does (medloop.api.server.BalancedConfig), or uvloop's own server",
+    )
     args = parser.parse_args()
     import uvicorn
 
     os.environ["FLOOR_CALIBRATION"] = str(args.calibration.resolve())
     os.environ["FLOOR_DATABASE_URL"] = args.database_url
     sys.path.append(str(Path(__file__).resolve().parent))
-    uvicorn.run(
-        "floor:app_factory",
-        factory=True,
-        host="127.0.0.1",
-        port=args.port,
-        workers=args.workers,
-        http="httptools",
-        loop="uvloop",
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    options = {
+        "factory": True,
+        "host": "127.0.0.1",
+        "port": args.port,
+        "workers": args.workers,
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if args.workers > 1 and args.acceptor == "balanced":
+        # The same server set-up as medloop's workers (not part of the app): with uvloop's own
+        # server on the shared socket one worker may accept every keep-alive client (bench/
+        # RESULTS.md, issue #20, session 6), and the two servers must split their clients alike
+        # for the ratios to compare like with like.
+        from uvicorn.supervisors import Multiprocess
+
+        from medloop.api.server import BalancedConfig
+
+        config = BalancedConfig("floor:app_factory", **options)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.run("floor:app_factory", loop="uvloop", **options)
 
 
 if __name__ == "__main__":
