@@ -47,6 +47,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from bench.api import (  # noqa: E402
     _cpu_seconds,
     _cpu_seconds_of_tree,
@@ -159,7 +161,7 @@ def _closed_loop(
     was due (open loop: a server that falls behind is charged for the queueing). The client
     threads run in ``processes`` forked processes (one GIL each). Reported with the figures:
     the CPU per request of the server's processes, of the clients' processes and of every
-    PostgreSQL process on the machine (0 on SQLite; others' work on the machine counts too)."""
+    PostgreSQL backend of the run's database (0 on SQLite)."""
     begin = time.perf_counter()
     deadline = begin + seconds
     interval = None if rate is None else clients / rate
@@ -239,20 +241,24 @@ def _closed_loop(
 
 PORT = 0
 SERVER_PID = 0
-POSTGRES = False
-"""Whether this run's server is on PostgreSQL (its processes' CPU is then counted)."""
+POSTGRES = ""
+"""The database of this run's server on PostgreSQL (its backends' CPU is counted), else ""."""
 
 
 def _postgres_cpu() -> dict[int, float]:
-    """CPU seconds of each PostgreSQL process on the machine, by pid (none on SQLite runs):
-    a backend that ends during a phase drops out, one that starts counts whole."""
+    """CPU seconds of each PostgreSQL backend connected to this run's database, by pid (none
+    on SQLite runs; other clusters and databases on the machine are not counted, nor the
+    cluster's shared background processes): a backend that ends during a phase drops out."""
     if not POSTGRES:
         return {}
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "postgres":
+                if (entry / "comm").read_text().strip() != "postgres":
+                    continue
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if f" {POSTGRES} " in title:
                     found[int(entry.name)] = _cpu_seconds(int(entry.name))
             except OSError:
                 continue
@@ -526,7 +532,7 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     }
     server = start_server(env, PORT, args.workers if url.startswith("postgresql") else 1)
     SERVER_PID = server.pid
-    POSTGRES = url.startswith("postgresql")
+    POSTGRES = make_url(url).database if url.startswith("postgresql") else ""
     token = issue_token(
         "gp",
         GP.personnel.hpr_number,
