@@ -11,8 +11,8 @@ time, for ``--seconds``):
   patients from one supply shared by every phase, ``PER_PATIENT`` creates each, a drug from a
   rotation);
 
-at 1 and 16 clients, p50/p99 in ms; each create phase with the CPU it cost per request and
-as cores busy (the server's processes, the clients, PostgreSQL's backends: ``CpuMeter``).
+at 1 and 16 clients, p50/p99 in ms; each phase with the CPU it cost per request (the
+server's processes, the clients, PostgreSQL's backends: ``cpu_ms_per_request``).
 Then ``$export`` of ``--export-rows`` MedicationAdministrations (inserted directly as
 chartings of ``--export-patients`` patients, the bench's fixture, not through commands) run as
 the ``fhir-export`` job in a subprocess of its own: wall time, resources/s and the
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -48,8 +49,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from bench.api import (  # noqa: E402
-    _BackendCpu,
+    _cpu_seconds,
     _cpu_seconds_of_tree,
     _patients,
     _wait_until_serving,
@@ -85,10 +88,12 @@ ENTRIES = 20
 _USED: set[int] = set()
 
 
-def _port() -> int:
-    """A free port of 9400-9499 not used by an earlier server of this run (one stopping may
-    still hold its port a moment)."""
-    for port in range(9400, 9500):
+def _port(first: int = 9400) -> int:
+    """A free port of ``first``-9499 not used by an earlier server of this run (one stopping
+    may still hold its port a moment). Benches run side by side pick from the same ports: give
+    each its own ``--port`` (a server that lost the race for its port leaves the bench talking
+    to another's server; the warm-up's check stops that run)."""
+    for port in range(first, 9500):
         if port in _USED:
             continue
         with socket.socket() as probe:
@@ -98,7 +103,7 @@ def _port() -> int:
                 continue
             _USED.add(port)
             return port
-    raise RuntimeError("no free port in 9400-9499")
+    raise RuntimeError(f"no free port in {first}-9499")
 
 
 def _entries(engine, patient_id: str, count: int) -> int:
@@ -149,18 +154,21 @@ def _summary(values: list[float], seconds: float) -> dict:
     }
 
 
-def _closed_loop(clients: int, seconds: float, work, rate: float | None = None) -> dict:
+def _closed_loop(
+    clients: int, seconds: float, work, rate: float | None = None, processes: int = 1
+) -> dict:
     """``work(client index, connection) -> None`` repeated by each client until time is up:
     back to back (closed loop), or with ``rate`` the clients together offer ``rate``
     requests/s, each on its own staggered schedule, a latency counted from when the request
-    was due (open loop: a server that falls behind is charged for the queueing)."""
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors: list[str] = []
+    was due (open loop: a server that falls behind is charged for the queueing). The client
+    threads run in ``processes`` forked processes (one GIL each). Reported with the figures:
+    the CPU per request of the server's processes, of the clients' processes and of every
+    PostgreSQL backend of the run's database (0 on SQLite)."""
     begin = time.perf_counter()
     deadline = begin + seconds
     interval = None if rate is None else clients / rate
 
-    def client(index: int) -> None:
+    def client(index: int, latencies: list[float], errors: list[str]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
         due = begin + (0 if interval is None else interval * index / clients)
         try:
@@ -171,7 +179,7 @@ def _closed_loop(clients: int, seconds: float, work, rate: float | None = None) 
                         time.sleep(pause)
                 started = time.perf_counter() if interval is None else due
                 work(index, conn)
-                latencies[index].append((time.perf_counter() - started) * 1000)
+                latencies.append((time.perf_counter() - started) * 1000)
                 if interval is not None:
                     due += interval
         except Exception as error:  # noqa: BLE001 - reported, the bench goes on
@@ -179,19 +187,84 @@ def _closed_loop(clients: int, seconds: float, work, rate: float | None = None) 
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    def drive(indices: list[int]) -> tuple[list[float], list[str], float]:
+        cpu = time.process_time()
+        latencies: list[list[float]] = [[] for _ in indices]
+        errors: list[str] = []
+        threads = [
+            threading.Thread(target=client, args=(i, latencies[n], errors))
+            for n, i in enumerate(indices)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [v for values in latencies for v in values], errors, time.process_time() - cpu
+
+    server_cpu = _cpu_seconds_of_tree(SERVER_PID)
+    postgres_cpu = _postgres_cpu()
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    found = _summary([v for values in latencies for v in values], time.perf_counter() - started)
+    if processes <= 1:
+        latencies, errors, client_cpu = drive(list(range(clients)))
+    else:
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+
+        def child(indices: list[int]) -> None:
+            results.put(drive(indices))
+
+        forked = [
+            context.Process(target=child, args=(list(range(k, clients, processes)),))
+            for k in range(processes)
+        ]
+        for process in forked:
+            process.start()
+        driven = [results.get() for _ in forked]
+        for process in forked:
+            process.join()
+        latencies = [v for found in driven for v in found[0]]
+        errors = [e for found in driven for e in found[1]]
+        client_cpu = sum(found[2] for found in driven)
+    elapsed = time.perf_counter() - started
+    found = _summary(latencies, elapsed)
+    cpu = {
+        "server": _cpu_seconds_of_tree(SERVER_PID) - server_cpu,
+        "clients": client_cpu,
+        "postgres": sum(v - postgres_cpu.get(k, 0.0) for k, v in _postgres_cpu().items()),
+    }
+    found["cpu_ms_per_request"] = {
+        k: round(v * 1000 / max(len(latencies), 1), 3) for k, v in cpu.items()
+    }
+    found["load_average"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     if errors:
         found["errors"] = errors[:3]
     return found
 
 
 PORT = 0
+SERVER_PID = 0
+POSTGRES = ""
+"""The database of this run's server on PostgreSQL (its backends' CPU is counted), else ""."""
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to this run's database, by pid (none
+    on SQLite runs; other clusters and databases on the machine are not counted, nor the
+    cluster's shared background processes): a backend that ends during a phase drops out."""
+    if not POSTGRES:
+        return {}
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() != "postgres":
+                    continue
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if f" {POSTGRES} " in title:
+                    found[int(entry.name)] = _cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 class _SkipHttp(Exception):
@@ -226,6 +299,7 @@ def _search_phase(
     rate: float | None = None,
     *,
     rotate: bool = False,
+    processes: int = 1,
 ) -> dict:
     """Each client searches its own patient; with ``rotate`` (the warm-up) every patient in
     turn, so that each worker process has read every patient once (a worker's first read of
@@ -247,7 +321,7 @@ def _search_phase(
         if status != 200 or data.count(b'"MedicationStatement"') < ENTRIES:
             raise RuntimeError(f"search answered {status}")
 
-    return _closed_loop(clients, seconds, work, rate)
+    return _closed_loop(clients, seconds, work, rate, processes)
 
 
 PER_PATIENT = 8
@@ -287,44 +361,6 @@ class Supply:
     def remaining(self) -> int:
         with self._lock:
             return len(self._free)
-
-
-class CpuMeter:
-    """CPU seconds a phase cost: the server's processes (``medloop serve`` and its workers),
-    this bench process (the clients) and, on PostgreSQL, the backends serving the server's
-    connections to the bench's database. Per request and as cores busy over the phase: a
-    server near 1 core per process computes, one well below it waits (on the database, a
-    lock, a route thread)."""
-
-    def __init__(self, server_pid: int, url: str) -> None:
-        self.server_pid = server_pid
-        self.backends = None
-        if url.startswith("postgresql"):
-            from sqlalchemy.engine import make_url
-
-            found = make_url(url)
-            admin = found.set(database="postgres").render_as_string(hide_password=False)
-            self.backends = _BackendCpu(admin, found.database, floor=False)
-
-    def measure(self, phase) -> dict:
-        server = _cpu_seconds_of_tree(self.server_pid)
-        backends = None if self.backends is None else self.backends.snapshot()
-        client = time.process_time()
-        began = time.perf_counter()
-        found = phase()
-        wall = time.perf_counter() - began
-        spent = {
-            "server": _cpu_seconds_of_tree(self.server_pid) - server,
-            "client": time.process_time() - client,
-        }
-        if self.backends is not None:
-            spent["postgres"] = self.backends.since(backends)
-        count = found.get("n") or 0
-        for name, seconds in spent.items():
-            found[f"{name}_cores_busy"] = round(seconds / wall, 2)
-            if count:
-                found[f"{name}_cpu_ms"] = round(seconds * 1000 / count, 2)
-        return found
 
 
 def _create_phase(
@@ -465,8 +501,13 @@ def _export_phase(engine, url: str, rows: int, patients: list[str], workdir: Pat
     return found
 
 
+def _started(phase: str) -> None:
+    """A line on stderr as a phase starts (with the server's pid: for a profiler to attach)."""
+    print(f"{datetime.now(UTC):%H:%M:%S} {phase} server={SERVER_PID}", file=sys.stderr, flush=True)
+
+
 def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
-    global PORT
+    global PORT, SERVER_PID, POSTGRES
     engine = make_engine(url)
     upgrade(engine)
     import_catalogue(engine, DEMO, allow_shrink=True, allow_older=True)
@@ -483,7 +524,7 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     supply = Supply(create_patients)
     for patient in search_patients + export_patients:
         _entries(engine, patient, ENTRIES if patient in search_patients else 1)
-    PORT = _port()
+    PORT = _port(args.port)
     env = {
         **os.environ,
         "MEDLOOP_ALLOW_DEV_KEYS": "1",
@@ -492,6 +533,8 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         "MEDLOOP_ACCESS_LOG": "off",
     }
     server = start_server(env, PORT, args.workers if url.startswith("postgresql") else 1)
+    SERVER_PID = server.pid
+    POSTGRES = make_url(url).database if url.startswith("postgresql") else ""
     token = issue_token(
         "gp",
         GP.personnel.hpr_number,
@@ -500,7 +543,6 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         lifetime=timedelta(hours=1),
     )
     result: dict = {}
-    meter = CpuMeter(server.pid, url)
     try:
         if "search" not in args.phases and "create" not in args.phases:
             raise _SkipHttp
@@ -508,25 +550,43 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
         # Warm-up at full concurrency, so that every worker process has built its catalogue
         # knowledge, opened its connections and read every search patient before anything is
         # measured.
-        _search_phase(search_patients, token, clients, 2.0, rotate=True)
+        warm = _search_phase(search_patients, token, clients, 2.0, rotate=True)
+        if warm.get("errors") or server.poll() is not None:
+            raise RuntimeError(
+                f"the warm-up failed (the server {'exited' if server.poll() is not None else 'ran'}"
+                f", port {PORT}): {warm.get('errors')}"
+            )
         if "create" in args.phases:
             _create_phase(supply, token, clients, 1.0)
         for count in args.clients:
             if "search" in args.phases:
+                _started(f"search_{count}_clients")
                 result[f"search_{count}_clients"] = _search_phase(
-                    search_patients, token, count, args.seconds
+                    search_patients,
+                    token,
+                    count,
+                    args.seconds,
+                    processes=min(count, args.client_processes),
                 )
             if "create" in args.phases:
-                result[f"create_{count}_clients"] = meter.measure(
-                    lambda count=count: _create_phase(supply, token, count, args.seconds)
+                _started(f"create_{count}_clients")
+                result[f"create_{count}_clients"] = _create_phase(
+                    supply, token, count, args.seconds
                 )
         if args.search_rate and "search" in args.phases:
+            _started(f"search_{clients}_clients_paced")
             result[f"search_{clients}_clients_paced_{args.search_rate:g}_per_s"] = _search_phase(
-                search_patients, token, clients, args.seconds, args.search_rate
+                search_patients,
+                token,
+                clients,
+                args.seconds,
+                args.search_rate,
+                processes=args.client_processes,
             )
         if args.create_rate and "create" in args.phases:
-            result[f"create_{clients}_clients_paced_{args.create_rate:g}_per_s"] = meter.measure(
-                lambda: _create_phase(supply, token, clients, args.seconds, args.create_rate)
+            _started(f"create_{clients}_clients_paced")
+            result[f"create_{clients}_clients_paced_{args.create_rate:g}_per_s"] = _create_phase(
+                supply, token, clients, args.seconds, args.create_rate
             )
     except _SkipHttp:
         pass
@@ -544,6 +604,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL")
+    parser.add_argument(
+        "--port", type=int, default=9400, help="the first port (up to 9499) a server may take"
+    )
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=1,
+        help="processes the search phases' client threads are spread over (one GIL each; "
+        "the create phases share one supply of patients and keep to this process)",
+    )
     parser.add_argument(
         "--create-patients",
         type=int,

@@ -18,7 +18,8 @@ from threading import Lock
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection
 
@@ -120,49 +121,96 @@ def versioned(body: dict[str, Any]) -> FhirResponse:
     return fhir_json(body, **headers)
 
 
+Key = tuple[str, UUID, int, UUID]
+"""(resource type, the engine's id of what it renders, its version, the patient)."""
+
+
 class Rendered:
     """The FHIR resources of append-only versions, rendered once per process: a list entry's
     or prescription's version never changes once stored, so its resource is kept under
     (resource type, id, version, patient) and a search of a patient's 20 statements renders
-    none again (LRU, at most ``size``; the resources are never mutated after rendering)."""
+    none again (LRU, at most ``size``; the resources are never mutated after rendering).
+    A search also keeps each resource's JSON (``rendered``), so that its Bundle is assembled
+    from encoded resources: only the Bundle's own fields are encoded per request."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._found: OrderedDict[tuple[str, UUID, int, UUID], dict[str, Any]] = OrderedDict()
+        self._found: OrderedDict[Key, dict[str, Any]] = OrderedDict()
+        self._encoded: dict[Key, orjson.Fragment] = {}
         self._lock = Lock()
 
-    def get(
-        self,
-        key: tuple[str, UUID, int, UUID],
-        render: Callable[[], dict[str, Any]],
-    ) -> dict[str, Any]:
+    def get(self, key: Key, render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         with self._lock:
             found = self._found.get(key)
             if found is not None:
                 self._found.move_to_end(key)
                 return found
         found = render()
+        self._keep(key, found, None)
+        return found
+
+    def rendered(
+        self, key: Key, render: Callable[[], dict[str, Any]]
+    ) -> tuple[dict[str, Any], orjson.Fragment]:
+        """``get``, and the resource's JSON as the response renders it (encoded once)."""
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+                encoded = self._encoded.get(key)
+                if encoded is not None:
+                    return found, encoded
+        if found is None:
+            found = render()
+        encoded = orjson.Fragment(encode(found))
+        self._keep(key, found, encoded)
+        return found, encoded
+
+    def _keep(self, key: Key, found: dict[str, Any], encoded: orjson.Fragment | None) -> None:
         with self._lock:
             self._found[key] = found
-            if len(self._found) > self.size:
-                self._found.popitem(last=False)
-        return found
+            if encoded is not None:
+                self._encoded[key] = encoded
+            while len(self._found) > self.size:
+                oldest, _ = self._found.popitem(last=False)
+                self._encoded.pop(oldest, None)
 
 
 RENDERED = Rendered(20_000)
-"""≈ 1.5 KB a resource: at most ≈ 30 MB per process."""
+"""≈ 1.5 KB a resource and as much again for its JSON: at most ≈ 60 MB per process."""
+
+
+def encode(resource: dict[str, Any]) -> bytes:
+    """A resource's JSON exactly as ``FhirResponse`` renders it."""
+    return orjson.dumps(resource, option=orjson.OPT_NON_STR_KEYS)
 
 
 def statement(version: Any, patient_id: UUID) -> dict[str, Any]:
     """The MedicationStatement of a list entry's version (``RENDERED``)."""
-    key = ("MedicationStatement", version.entry_id, version.version, patient_id)
-    return RENDERED.get(key, lambda: fhir.medication_statement(version, patient_id))
+    return RENDERED.get(_statement_key(version, patient_id), _render_statement(version, patient_id))
+
+
+def _statement_key(version: Any, patient_id: UUID) -> Key:
+    return ("MedicationStatement", version.entry_id, version.version, patient_id)
+
+
+def _render_statement(version: Any, patient_id: UUID) -> Callable[[], dict[str, Any]]:
+    return lambda: fhir.medication_statement(version, patient_id)
 
 
 def prescription(version: Any, patient_id: UUID) -> dict[str, Any]:
     """The MedicationRequest of a prescription's version (``RENDERED``)."""
-    key = ("MedicationRequest", version.prescription_id, version.version, patient_id)
-    return RENDERED.get(key, lambda: fhir.medication_request(version, patient_id))
+    return RENDERED.get(
+        _prescription_key(version, patient_id), _render_prescription(version, patient_id)
+    )
+
+
+def _prescription_key(version: Any, patient_id: UUID) -> Key:
+    return ("MedicationRequest", version.prescription_id, version.version, patient_id)
+
+
+def _render_prescription(version: Any, patient_id: UUID) -> Callable[[], dict[str, Any]]:
+    return lambda: fhir.medication_request(version, patient_id)
 
 
 def _uuid(value: str, what: str) -> UUID:
@@ -796,6 +844,45 @@ def _drugs_of(*references: Any) -> dict[str, CatalogueDrug]:
     }
 
 
+class Encoded:
+    """One search's resources with their JSON kept in ``RENDERED`` (``fragments``: by the
+    identity of each resource dict this search holds, for ``search.bundle``), and the
+    Medications its resources name, each rendered once per version of what names it."""
+
+    def __init__(self) -> None:
+        self.fragments: dict[int, orjson.Fragment] = {}
+        self.drugs: dict[str, CatalogueDrug] = {}
+        self._sources: dict[str, Key] = {}
+
+    def resource(self, key: Key, render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        found, encoded = RENDERED.rendered(key, render)
+        self.fragments[id(found)] = encoded
+        return found
+
+    def names(self, key: Key, drug: Any) -> None:
+        """``drug`` is named by the version ``key`` renders (for ``code`` and ``_include``;
+        the last to name a Medication id renders it, as ``_drugs_of`` keeps the last)."""
+        if isinstance(drug, CatalogueDrug):
+            found = fhir.medication_id(drug)
+            self.drugs[found] = drug
+            self._sources[found] = key
+
+    def included(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            self.resource(self._medication_key(m), _render_medication(self.drugs[m]))
+            for m in fhir.referenced_medications(page)
+            if m in self.drugs
+        ]
+
+    def _medication_key(self, medication_id: str) -> Key:
+        kind, source, version, patient = self._sources[medication_id]
+        return (f"Medication of {kind}", source, version, patient)
+
+
+def _render_medication(drug: CatalogueDrug) -> Callable[[], dict[str, Any]]:
+    return lambda: fhir.medication(drug)
+
+
 def _validate_dates(search: Search, names: tuple[str, ...]) -> None:
     for name in names:
         for value in search.params.get(name, []):
@@ -803,20 +890,20 @@ def _validate_dates(search: Search, names: tuple[str, ...]) -> None:
 
 
 @router.get("/MedicationStatement", summary="Search a patient's list entries")
-def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
-    search = parse(request, "MedicationStatement")
-    _validate_dates(search, ("effective", "date", "_lastUpdated"))
-    patient_id = search_patient(caller, search)
-    state = read_patient(
-        caller,
-        patient_id,
-        "MedicationStatement",
-        lambda conn: queries.patient_state(conn, patient_id),
-    )
+def search_statements(caller: CallerDep, request: Request) -> Response:
+    return _search_state(caller, request, "MedicationStatement", _statements_found)
+
+
+def _statements_found(state: PatientState, patient_id: UUID, search: Search) -> Found:
     versions = _statement_versions(state)
     entries = state.medication_list.entries
-    drugs = _drugs_of(*(e.drug for e in entries))
-    found = [statement(versions[e.id][-1], patient_id) for e in entries]
+    encoded = Encoded()
+    found = []
+    for e in entries:
+        version = versions[e.id][-1]
+        key = _statement_key(version, patient_id)
+        found.append(encoded.resource(key, _render_statement(version, patient_id)))
+        encoded.names(key, e.drug)
     by_id = {str(e.id): e for e in entries}
 
     def effective(resource: dict[str, Any]) -> tuple[datetime, datetime]:
@@ -828,13 +915,55 @@ def search_statements(caller: CallerDep, request: Request) -> FhirResponse:
         {
             "_id": _id_rule,
             "status": _status_rule,
-            "code": _code_rule(drugs),
+            "code": _code_rule(encoded.drugs),
             "effective": _date_rule(effective),
             "date": _date_rule(effective),
             "_lastUpdated": _date_rule(_last_updated),
         },
     )
-    return fhir_json(bundle(request, search, matches, _included(drugs)))
+    return matches, encoded
+
+
+Found = tuple[list[dict[str, Any]], Encoded]
+"""A search's matches over a patient's state, and their encoded resources and Medications."""
+
+DATE_PARAMETERS = {
+    "MedicationStatement": ("effective", "date", "_lastUpdated"),
+    "MedicationRequest": ("authoredon", "date", "_lastUpdated"),
+}
+
+
+def _search_state(
+    caller: Caller,
+    request: Request,
+    resource: str,
+    find: Callable[[PatientState, UUID, Search], Found],
+) -> Response:
+    """A search of what the patient's state holds (``find``: the matches), as its encoded
+    searchset Bundle: rendered once per state (the patient's revision) and request (its URL;
+    the parameters ignored under lenient handling), kept with the cached state
+    (``queries.state_memo``, one Bundle per resource type), so a repeated search of an
+    unchanged patient encodes nothing again; each search is still an audited read."""
+    search = parse(request, resource)
+    _validate_dates(search, DATE_PARAMETERS[resource])
+    patient_id = search_patient(caller, search)
+    asked = (str(request.url), search.ignored)
+
+    def read(conn: Connection) -> bytes:
+        state = queries.patient_state(conn, patient_id)
+        memo = queries.state_memo(conn, patient_id)
+        slot = (_SEARCHED, resource)
+        found = memo.get(slot)
+        if found is None or found[0] != asked:
+            matches, encoded = find(state, patient_id, search)
+            body = bundle(request, search, matches, encoded.included, encoded.fragments)
+            found = memo[slot] = (asked, encode(body))
+        return found[1]
+
+    return Response(read_patient(caller, patient_id, resource, read), media_type=fhir.FHIR_JSON)
+
+
+_SEARCHED = "fhir.router.searched"
 
 
 # -- MedicationRequest ----------------------------------------------------------------------------
@@ -862,20 +991,19 @@ def history_request(caller: CallerDep, prescription_id: str, request: Request) -
 
 
 @router.get("/MedicationRequest", summary="Search a patient's prescriptions")
-def search_requests(caller: CallerDep, request: Request) -> FhirResponse:
-    search = parse(request, "MedicationRequest")
-    _validate_dates(search, ("authoredon", "date", "_lastUpdated"))
-    patient_id = search_patient(caller, search)
-    state = read_patient(
-        caller,
-        patient_id,
-        "MedicationRequest",
-        lambda conn: queries.patient_state(conn, patient_id),
-    )
+def search_requests(caller: CallerDep, request: Request) -> Response:
+    return _search_state(caller, request, "MedicationRequest", _requests_found)
+
+
+def _requests_found(state: PatientState, patient_id: UUID, search: Search) -> Found:
     latest = [versions[-1] for versions in state.prescription_history.values()]
     latest.sort(key=lambda v: (v.prescription.issued, str(v.prescription_id)))
-    drugs = _drugs_of(*(v.prescription.drug for v in latest))
-    found = [prescription(v, patient_id) for v in latest]
+    encoded = Encoded()
+    found = []
+    for v in latest:
+        key = _prescription_key(v, patient_id)
+        found.append(encoded.resource(key, _render_prescription(v, patient_id)))
+        encoded.names(key, v.prescription.drug)
     authored = _date_rule(
         lambda r: day_range(*(2 * [datetime.fromisoformat(r["authoredOn"]).date()]))
     )
@@ -885,13 +1013,13 @@ def search_requests(caller: CallerDep, request: Request) -> FhirResponse:
         {
             "_id": _id_rule,
             "status": _status_rule,
-            "code": _code_rule(drugs),
+            "code": _code_rule(encoded.drugs),
             "authoredon": authored,
             "date": authored,
             "_lastUpdated": _date_rule(_last_updated),
         },
     )
-    return fhir_json(bundle(request, search, matches, _included(drugs)))
+    return matches, encoded
 
 
 # -- MedicationDispense ---------------------------------------------------------------------------

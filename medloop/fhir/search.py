@@ -6,7 +6,7 @@ paging with ``next`` links, ``_summary=count`` and the searchset Bundle."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -336,9 +336,12 @@ def bundle(
     search: Search,
     matches: list[dict[str, Any]],
     include: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    fragments: Mapping[int, Any] | None = None,
 ) -> dict[str, Any]:
     """The searchset Bundle of one page of ``matches`` (with its included resources), its
-    ``self`` and ``next`` links and the total."""
+    ``self`` and ``next`` links and the total. ``fragments`` holds the JSON already encoded of
+    resources (``orjson.Fragment``, by the identity of the resource dict): an entry carries that
+    instead of the dict, and the response's encoder copies it as it stands."""
     base = str(request.base_url).rstrip("/") + "/fhir"
     body: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(matches)}
     if search.summary_count:
@@ -358,9 +361,10 @@ def bundle(
             }
         )
     body["link"] = links
-    entries = [_entry(base, r, "match") for r in page]
+    encoded = fragments or {}
+    entries = [_entry(base, r, "match", encoded) for r in page]
     if include is not None and search.include_medication:
-        entries += [_entry(base, r, "include") for r in include(page)]
+        entries += [_entry(base, r, "include", encoded) for r in include(page)]
     if search.ignored:
         entries.append(
             {
@@ -382,10 +386,12 @@ def bundle(
     return body
 
 
-def _entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:
+def _entry(
+    base: str, resource: dict[str, Any], mode: str, fragments: Mapping[int, Any]
+) -> dict[str, Any]:
     return {
         "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
-        "resource": resource,
+        "resource": fragments.get(id(resource), resource),
         "search": {"mode": mode},
     }
 
