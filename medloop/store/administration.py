@@ -12,6 +12,7 @@ whole as JSON next to the columns that index them.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import weakref
 from collections import defaultdict
@@ -37,6 +38,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    cast,
     exists,
     false,
     func,
@@ -511,10 +513,13 @@ class StandingCharting:
     id: str
     recorded_at: datetime
     outcome: Outcome
-    record: dict[str, Any]
+    record: dict[str, Any] | str
+    """The stored record, or its JSON text as stored (``chartings_on_ward``: parsed only when
+    validated)."""
 
     def administration(self) -> Administration:
-        return Administration.model_validate(self.record)
+        record = json.loads(self.record) if isinstance(self.record, str) else self.record
+        return Administration.model_validate(record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -740,7 +745,9 @@ _CHARTINGS_ON_WARD = (
         administration.c.id,
         administration.c.recorded_at,
         administration.c.outcome,
-        administration.c.record,
+        # As stored, not parsed: the chart keeps the validated record of each charting it has
+        # shown (``ward_lines``), so most reads need none of them parsed.
+        cast(administration.c.record, Text).label("record"),
     )
     .select_from(
         planned_dose.join(
@@ -769,7 +776,8 @@ def chartings_on_ward(
     conn: Connection, ward_id: UUID, start: datetime, end: datetime
 ) -> dict[UUID, tuple[StandingCharting, ...]]:
     """By planned dose: the chartings not entered in error of the ward's planned doses due in
-    ``[start, end)``, oldest first (as ``doses_on_chart`` has them), in one query."""
+    ``[start, end)``, oldest first (as ``doses_on_chart`` has them), in one query; each record
+    as its stored JSON text (``StandingCharting.administration`` parses it)."""
     found: dict[UUID, list[StandingCharting]] = defaultdict(list)
     uuids: dict[str, UUID] = {}
     for r in conn.execute(

@@ -48,8 +48,12 @@ class _Line:
     in_force: bool
     charting: Administration | None
     shown: dict[DoseStatus, ChartLine] | None = field(default=None, compare=False, repr=False)
-    """For a line kept between reads (``ward_lines``: not charted), the ``ChartLine`` the ward
-    chart made of it per status so far: the same for every read that finds it in that state."""
+    """For a line kept between reads (``ward_lines``), the ``ChartLine`` the ward chart made of
+    it per status so far: the same for every read that finds it in that state."""
+    charted: dict[str, _Line] | None = field(default=None, compare=False, repr=False)
+    """For a line kept between reads, not charted: its line with each charting that stood for
+    it so far, by charting id (a stored charting never changes; one entered in error no longer
+    stands, and another or none is shown)."""
 
 
 def chart_lines(
@@ -103,7 +107,11 @@ def _kept_plan(found: store.PlannedOnWard) -> _KeptPlan:
         found.mark,
         tuple(
             _Line(
-                dose, dose_in_force(dose, found.schedules.get(dose.entry_id, ()), False), None, {}
+                dose,
+                dose_in_force(dose, found.schedules.get(dose.entry_id, ()), False),
+                None,
+                {},
+                {},
             )
             for dose in found.doses
         ),
@@ -147,10 +155,21 @@ def ward_lines(
     for p, plan in plans.items():
         lines = []
         for line in plan.lines:
-            standing = effective_charting(chartings.get(line.dose.id, ()))
-            lines.append(
-                line if standing is None else _Line(line.dose, True, standing.administration())
-            )
+            charted_for = chartings.get(line.dose.id)
+            standing = None if charted_for is None else effective_charting(charted_for)
+            if standing is None:
+                lines.append(line)
+                continue
+            assert line.charted is not None  # a kept line
+            charted = line.charted.get(standing.id)
+            if charted is None:
+                charted = _Line(line.dose, True, standing.administration(), {})
+                line.charted[standing.id] = charted
+            elif state_cache.VERIFY and charted.charting != standing.administration():
+                raise state_cache.StateCacheDiverged(
+                    f"the kept charting {standing.id} differs from the stored one"
+                )
+            lines.append(charted)
         found[p] = lines
     return found
 

@@ -154,20 +154,21 @@ def test_a_resident_whose_plan_changed_is_read_again_alone(engine, unchecked):
     assert len(later.patients) == 3
 
 
-def test_a_charting_is_shown_at_the_next_read_without_reading_the_plan_again(engine, unchecked):
-    kari, _, ward_id, entry_id = ward_with_two_residents(engine)
+def give_morning_dose(engine, ward_id, patient_id, entry_id) -> tuple[uuid.UUID, uuid.UUID]:
+    """The resident's 08:00 dose charted as given at the round; (planned dose id, charting id)."""
     (morning,) = [
         d
         for p in chart(engine, ward_id).patients
-        if p.patient_id == kari
+        if p.patient_id == patient_id
         for d in p.doses
         if d.local_time.hour == 8
     ]
+    charting_id = uuid.uuid4()
     nursing.chart(
         engine,
-        kari,
+        patient_id,
         ChartRequest(
-            administration_id=uuid.uuid4(),
+            administration_id=charting_id,
             entry_id=entry_id,
             planned_dose_id=morning.planned_dose_id,
             outcome=Outcome.GIVEN,
@@ -177,14 +178,38 @@ def test_a_charting_is_shown_at_the_next_read_without_reading_the_plan_again(eng
         ),
         call(NURSE, at=MORNING_ROUND),
     )
+    return morning.planned_dose_id, charting_id
+
+
+def line_of(found, planned_dose_id):
+    (line,) = [d for p in found.patients for d in p.doses if d.planned_dose_id == planned_dose_id]
+    return line
+
+
+def test_a_charting_is_shown_at_the_next_read_without_reading_the_plan_again(engine, unchecked):
+    kari, _, ward_id, entry_id = ward_with_two_residents(engine)
+    dose_id, charting_id = give_morning_dose(engine, ward_id, kari, entry_id)
     with plan_reads(engine, ward_id) as reads:
         after = chart(engine, ward_id)
+        again = chart(engine, ward_id)  # the validated charting kept from the read before
     assert reads == []
-    (line,) = [
-        d for p in after.patients for d in p.doses if d.planned_dose_id == morning.planned_dose_id
-    ]
-    assert line.status is DoseStatus.GIVEN and line.charting is not None
-    assert after == chart_kept_nothing(engine, ward_id)
+    line = line_of(after, dose_id)
+    assert line.status is DoseStatus.GIVEN and line.charting.id == charting_id
+    assert after == again == chart_kept_nothing(engine, ward_id)
+
+
+def test_a_charting_entered_in_error_is_no_longer_shown_at_the_next_read(engine, unchecked):
+    kari, _, ward_id, entry_id = ward_with_two_residents(engine)
+    dose_id, charting_id = give_morning_dose(engine, ward_id, kari, entry_id)
+    assert line_of(chart(engine, ward_id), dose_id).status is DoseStatus.GIVEN
+    corrected_at = MORNING_ROUND + timedelta(minutes=10)
+    nursing.mark_in_error(
+        engine, kari, charting_id, call(NURSE, at=corrected_at, reason="Feil pasient")
+    )
+    after = chart(engine, ward_id, corrected_at)
+    line = line_of(after, dose_id)
+    assert line.status is DoseStatus.DUE and line.charting is None
+    assert after == chart_kept_nothing(engine, ward_id, corrected_at)
 
 
 def test_a_kept_plan_is_what_the_chart_shows_and_the_check_finds_one_that_differs(
