@@ -10,7 +10,8 @@ audited read, template — without the network). Measures, at 08:05 in Oslo:
   - the page weight of each nurse page: HTML plus the CSS and JS it loads, in bytes;
   - the overview and the API's ward chart as they were before the batched audit appends, the
     one-query PRN entries and the kept ward-day plans (``_before``: the old functions swapped
-    in), interleaved with the current ones, wall and process CPU per request, with the ratios.
+    in), and with only the kept plans swapped out (``_unkept``), interleaved with the current
+    ones, wall and process CPU per request, with the ratios.
 The heap is settled as ``medloop serve`` settles it (``--no-settle``: not). ``--afternoon``:
 the 08:00 and 13:00 rounds charted as given first, the pages measured at 13:05 (480 of the
 day's 960 doses charted, instead of none at 08:05).
@@ -174,6 +175,20 @@ def _before():
         yield
     finally:
         deps.audited_many, chart_queries._prn_lines, chart_queries.ward_lines = now
+
+
+@contextlib.contextmanager
+def _unkept():
+    """The request path with only the kept ward-day plans swapped out (``_ward_lines_before``:
+    the sixth session's change alone; the rest as now)."""
+    from medloop.loop.administration import queries as chart_queries
+
+    now = chart_queries.ward_lines
+    chart_queries.ward_lines = _ward_lines_before
+    try:
+        yield
+    finally:
+        chart_queries.ward_lines = now
 
 
 def compare_reads(engine, ward_id, patient, iterations: int, at=ROUND_AT) -> dict[str, object]:
@@ -344,19 +359,24 @@ def measure(
         assert client.get(api, headers=bearer).json() == client.get(api, headers=bearer).json()
         before_html = client.get(overview).text
     assert client.get(overview).text == before_html
+    with _unkept():
+        assert client.get(overview).text == before_html
+    paths = {None: contextlib.nullcontext, "before": _before, "unkept": _unkept}
     requests = (
-        ("ward_overview", overview, None, False),
-        ("ward_overview_before", overview, None, True),
-        ("mar_week", week, None, False),
+        ("ward_overview", overview, None, None),
+        ("ward_overview_before", overview, None, "before"),
+        ("ward_overview_unkept", overview, None, "unkept"),
+        ("mar_week", week, None, None),
         # The JSON API's ward chart (the same ward_chart query, audited, with the PRN limits).
-        ("api_ward_chart", api, bearer, False),
-        ("api_ward_chart_before", api, bearer, True),
+        ("api_ward_chart", api, bearer, None),
+        ("api_ward_chart_before", api, bearer, "before"),
+        ("api_ward_chart_unkept", api, bearer, "unkept"),
     )
     timings: dict[str, list[float]] = {name: [] for name, *_ in requests}
     cpu: dict[str, list[float]] = {name: [] for name in timings}
     for _ in range(iterations):  # interleaved, so noise hits all alike
-        for name, path, headers, before in requests:
-            with _before() if before else contextlib.nullcontext():
+        for name, path, headers, swapped in requests:
+            with paths[swapped]():
                 began, c0 = time.perf_counter(), time.process_time()
                 answer = client.get(path, headers=headers)
                 timings[name].append((time.perf_counter() - began) * 1000)
@@ -384,11 +404,12 @@ def measure(
         "wall_per_request": {k: percentiles(v) for k, v in timings.items()},
         "process_cpu_per_request": cpu_found,
         "cpu_ratio_before_over_now": {
-            name: {
-                q: round(cpu_found[f"{name}_before"][q] / cpu_found[name][q], 2)
+            f"{name}{baseline}": {
+                q: round(cpu_found[f"{name}{baseline}"][q] / cpu_found[name][q], 2)
                 for q in ("p50_ms", "p99_ms")
             }
             for name in ("ward_overview", "api_ward_chart")
+            for baseline in ("_before", "_unkept")
         },
         "reads_process_cpu_now_vs_before": reads,
         "page_weight": weights,

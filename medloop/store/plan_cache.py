@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-CAPACITY = 64
-"""Ward-days kept per engine (least recently used go first): a 60-resident ward's day is some
-hundreds of KB, so a few wards over yesterday, today and tomorrow fit well inside it."""
+CAPACITY = 16
+"""Ward-days kept per engine (least recently used go first). A 60-resident ward's day of 960
+doses takes ~2.3 MB kept with nothing charted and ~5 MB with half of it charted (tracemalloc,
+2026-12-05), so at most ~80 MB: a nursing home's wards today, and a few other days asked for."""
 
 
 class PlanCache:
