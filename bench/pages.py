@@ -8,10 +8,13 @@ audited read, template — without the network). Measures, at 08:05 in Oslo:
   - the same for the JSON API's ward chart (GET /nursing/wards/{id}/chart), the baseline: the
     overview runs that query and adds names, PRN and alerts;
   - the page weight of each nurse page: HTML plus the CSS and JS it loads, in bytes;
-  - the overview and the API's ward chart as they were before the batched audit appends and the
-    one-query PRN entries (``_before``: the old functions swapped in), interleaved with the
-    current ones, wall and process CPU per request, with the ratios.
-The heap is settled as ``medloop serve`` settles it (``--no-settle``: not).
+  - the overview and the API's ward chart as they were before the batched audit appends, the
+    one-query PRN entries and the kept ward-day plans (``_before``: the old functions swapped
+    in), and with only the kept plans swapped out (``_unkept``), interleaved with the current
+    ones, wall and process CPU per request, with the ratios.
+The heap is settled as ``medloop serve`` settles it (``--no-settle``: not). ``--afternoon``:
+the 08:00 and 13:00 rounds charted as given first, the pages measured at 13:05 (480 of the
+day's 960 doses charted, instead of none at 08:05).
 SQLite always; PostgreSQL too when MEDLOOP_BENCH_POSTGRES_URL (or MEDLOOP_TEST_POSTGRES_URL)
 names a server. Prints one JSON object. Targets: overview p99 <= 100 ms, MAR week p99 <= 60 ms,
 every page <= 150 KB.
@@ -140,22 +143,55 @@ def _prn_lines_before(conn, patient_ids, now):
     return lines
 
 
+def _ward_lines_before(conn, ward_id, start, end):
+    """The ward chart's lines before the kept ward-day plans (the baseline): every planned dose
+    of the ward's day built from its stored record and the schedules read, at every read (the
+    one-query ``chart_lines`` of the ward), by patient."""
+    from collections import defaultdict
+
+    from medloop.loop.administration.queries import chart_lines
+
+    found = defaultdict(list)
+    for line in chart_lines(conn, [], start, end, ward_id=ward_id):
+        found[line.dose.patient_id].append(line)
+    return found
+
+
 @contextlib.contextmanager
 def _before():
-    """The request path as it was before the batched audit appends and the one-query PRN read
-    (swapped in for the baseline, so that both run interleaved in one process)."""
+    """The request path as it was before the batched audit appends, the one-query PRN read and
+    the kept ward-day plans (swapped in for the baseline, so that both run interleaved in one
+    process)."""
     from medloop.api import deps
     from medloop.loop.administration import queries as chart_queries
 
-    now_audited, now_prn = deps.audited_many, chart_queries._prn_lines
-    deps.audited_many, chart_queries._prn_lines = _audited_many_before, _prn_lines_before
+    now = deps.audited_many, chart_queries._prn_lines, chart_queries.ward_lines
+    deps.audited_many, chart_queries._prn_lines, chart_queries.ward_lines = (
+        _audited_many_before,
+        _prn_lines_before,
+        _ward_lines_before,
+    )
     try:
         yield
     finally:
-        deps.audited_many, chart_queries._prn_lines = now_audited, now_prn
+        deps.audited_many, chart_queries._prn_lines, chart_queries.ward_lines = now
 
 
-def compare_reads(engine, ward_id, patient, iterations: int) -> dict[str, object]:
+@contextlib.contextmanager
+def _unkept():
+    """The request path with only the kept ward-day plans swapped out (``_ward_lines_before``:
+    the sixth session's change alone; the rest as now)."""
+    from medloop.loop.administration import queries as chart_queries
+
+    now = chart_queries.ward_lines
+    chart_queries.ward_lines = _ward_lines_before
+    try:
+        yield
+    finally:
+        chart_queries.ward_lines = now
+
+
+def compare_reads(engine, ward_id, patient, iterations: int, at=ROUND_AT) -> dict[str, object]:
     """CPU per call of the overview's and the MAR week's reads (no HTTP, no audit), now and as
     before (the baseline: validated chart lines, the PRN limits from a state read per resident,
     a name query and an open-alerts state per resident), interleaved in one process."""
@@ -165,26 +201,27 @@ def compare_reads(engine, ward_id, patient, iterations: int) -> dict[str, object
     from medloop.store.db import reader
     from medloop.store.patients import read_patient
 
-    now_lines = chart_queries.chart_lines
-    day = local_date(ROUND_AT)
+    now_lines, now_ward_lines = chart_queries.chart_lines, chart_queries.ward_lines
+    day = local_date(at)
 
     def overview_now(conn):
-        chart = chart_queries.ward_chart(conn, ward_id, day, ROUND_AT, prn_limits=False)
+        chart = chart_queries.ward_chart(conn, ward_id, day, at, prn_limits=False)
         ids = [p.patient_id for p in chart.patients]
         return chart, queries.residents(conn, ids), queries.open_alert_counts(conn, ids)
 
     def overview_before(conn):
         chart_queries.chart_lines = _chart_lines_before
+        chart_queries.ward_lines = _ward_lines_before
         try:
-            chart = chart_queries.ward_chart(conn, ward_id, day, ROUND_AT)
+            chart = chart_queries.ward_chart(conn, ward_id, day, at)
         finally:
-            chart_queries.chart_lines = now_lines
+            chart_queries.chart_lines, chart_queries.ward_lines = now_lines, now_ward_lines
         ids = [p.patient_id for p in chart.patients]
         names = {p: read_patient(conn, p) for p in ids}
         return chart, names, {p: len(queries.open_alerts(conn, p)) for p in ids}
 
     def week_now(conn):
-        return chart_queries.resident_chart(conn, patient, day - timedelta(days=3), 7, ROUND_AT)
+        return chart_queries.resident_chart(conn, patient, day - timedelta(days=3), 7, at)
 
     def week_before(conn):
         chart_queries.chart_lines = _chart_lines_before
@@ -226,7 +263,41 @@ def compare_reads(engine, ward_id, patient, iterations: int) -> dict[str, object
     return found
 
 
-def measure(url: str, iterations: int, settle: bool = True) -> dict[str, object]:
+def _chart_rounds(engine, ward_id, residents, rounds) -> int:
+    """Every resident's doses of each ``(hour, at)`` round charted as given at ``at`` (scanned),
+    each a ``chart`` command; returns how many."""
+    import uuid
+
+    from medloop.domain.administration import ChartRequest, Outcome
+    from medloop.loop import administration
+    from medloop.loop.runner import Call
+
+    charted = 0
+    for hour, at in rounds:
+        with engine.connect() as conn:
+            chart = administration.ward_chart(conn, ward_id, at.date(), at)
+        for patient in chart.patients:
+            for line in patient.doses:
+                if line.local_time.hour != hour:
+                    continue
+                request = ChartRequest(
+                    administration_id=uuid.uuid4(),
+                    entry_id=line.entry_id,
+                    planned_dose_id=line.planned_dose_id,
+                    outcome=Outcome.GIVEN,
+                    given_at=at,
+                    dose=line.amount,
+                    scan=residents[patient.patient_id][line.entry_id],
+                )
+                call = Call(actor=NURSE, at=at, idempotency_key=str(uuid.uuid4()))
+                administration.chart(engine, patient.patient_id, request, call)
+                charted += 1
+    return charted
+
+
+def measure(
+    url: str, iterations: int, settle: bool = True, afternoon: bool = False
+) -> dict[str, object]:
     import logging
 
     from fastapi.testclient import TestClient
@@ -239,17 +310,20 @@ def measure(url: str, iterations: int, settle: bool = True) -> dict[str, object]
     logging.getLogger("medloop.access").disabled = True
     engine, ward_id, residents, _ = ward(url)
     administration.roll_forward(engine, PLAN_AT)
+    at, charted = ROUND_AT, 0
+    if afternoon:  # the 08:00 and the 13:00 round charted, the pages at 13:05
+        midday = ROUND_AT + timedelta(hours=5)
+        charted = _chart_rounds(engine, ward_id, residents, ((8, ROUND_AT), (13, midday)))
+        at = midday
     settings = dataclasses.replace(Settings.from_env(url))
-    app = create_app(settings, engine=engine, clock=lambda: ROUND_AT)
+    app = create_app(settings, engine=engine, clock=lambda: at)
     claims = {
         "sub": NURSE.personnel.hpr_number,
         "role": "nurse",
         "org": NURSE.organisation.id,
         "name": NURSE.personnel.name,
     }
-    session_id, _ = sessions.start(
-        engine, claims, now=ROUND_AT, expires_at=ROUND_AT + timedelta(hours=8)
-    )
+    session_id, _ = sessions.start(engine, claims, now=at, expires_at=at + timedelta(hours=8))
     client = TestClient(app, follow_redirects=False)
     client.cookies.set("medloop_session", session_id, domain="testserver.local", path="/app")
     patient = next(iter(residents))
@@ -285,25 +359,30 @@ def measure(url: str, iterations: int, settle: bool = True) -> dict[str, object]
         assert client.get(api, headers=bearer).json() == client.get(api, headers=bearer).json()
         before_html = client.get(overview).text
     assert client.get(overview).text == before_html
+    with _unkept():
+        assert client.get(overview).text == before_html
+    paths = {None: contextlib.nullcontext, "before": _before, "unkept": _unkept}
     requests = (
-        ("ward_overview", overview, None, False),
-        ("ward_overview_before", overview, None, True),
-        ("mar_week", week, None, False),
+        ("ward_overview", overview, None, None),
+        ("ward_overview_before", overview, None, "before"),
+        ("ward_overview_unkept", overview, None, "unkept"),
+        ("mar_week", week, None, None),
         # The JSON API's ward chart (the same ward_chart query, audited, with the PRN limits).
-        ("api_ward_chart", api, bearer, False),
-        ("api_ward_chart_before", api, bearer, True),
+        ("api_ward_chart", api, bearer, None),
+        ("api_ward_chart_before", api, bearer, "before"),
+        ("api_ward_chart_unkept", api, bearer, "unkept"),
     )
     timings: dict[str, list[float]] = {name: [] for name, *_ in requests}
     cpu: dict[str, list[float]] = {name: [] for name in timings}
     for _ in range(iterations):  # interleaved, so noise hits all alike
-        for name, path, headers, before in requests:
-            with _before() if before else contextlib.nullcontext():
+        for name, path, headers, swapped in requests:
+            with paths[swapped]():
                 began, c0 = time.perf_counter(), time.process_time()
                 answer = client.get(path, headers=headers)
                 timings[name].append((time.perf_counter() - began) * 1000)
                 cpu[name].append((time.process_time() - c0) * 1000)
             assert answer.status_code == 200, (name, answer.status_code)
-    reads = compare_reads(engine, ward_id, patient, max(5, iterations // 3))
+    reads = compare_reads(engine, ward_id, patient, max(5, iterations // 3), at)
     weights = {}
     for name, path in pages.items():
         html = client.get(path)
@@ -315,6 +394,8 @@ def measure(url: str, iterations: int, settle: bool = True) -> dict[str, object]
     cpu_found = {k: percentiles(v) for k, v in cpu.items()}
     return {
         "residents": len(residents),
+        "at": at.isoformat(),
+        "doses_charted": charted,
         "iterations": iterations,
         "heap_settled": settle,
         "ward_overview": percentiles(timings["ward_overview"]),
@@ -323,11 +404,12 @@ def measure(url: str, iterations: int, settle: bool = True) -> dict[str, object]
         "wall_per_request": {k: percentiles(v) for k, v in timings.items()},
         "process_cpu_per_request": cpu_found,
         "cpu_ratio_before_over_now": {
-            name: {
-                q: round(cpu_found[f"{name}_before"][q] / cpu_found[name][q], 2)
+            f"{name}{baseline}": {
+                q: round(cpu_found[f"{name}{baseline}"][q] / cpu_found[name][q], 2)
                 for q in ("p50_ms", "p99_ms")
             }
             for name in ("ward_overview", "api_ward_chart")
+            for baseline in ("_before", "_unkept")
         },
         "reads_process_cpu_now_vs_before": reads,
         "page_weight": weights,
@@ -342,17 +424,27 @@ def main() -> None:
         action="store_true",
         help="leave the heap to the cyclic collector (medloop serve freezes it: settle_heap)",
     )
+    parser.add_argument(
+        "--afternoon",
+        action="store_true",
+        help="chart the 08:00 and 13:00 rounds first and measure at 13:05 (half the day charted)",
+    )
     args = parser.parse_args()
     results: dict[str, object] = {"targets": TARGETS, "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as folder:
         results["sqlite"] = measure(
-            f"sqlite:///{Path(folder) / 'pages.db'}", args.iterations, not args.no_settle
+            f"sqlite:///{Path(folder) / 'pages.db'}",
+            args.iterations,
+            not args.no_settle,
+            args.afternoon,
         )
     pg = os.environ.get("MEDLOOP_BENCH_POSTGRES_URL") or os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
     if pg:
         url, drop = postgres_database(pg)
         try:
-            results["postgresql"] = measure(url, args.iterations, not args.no_settle)
+            results["postgresql"] = measure(
+                url, args.iterations, not args.no_settle, args.afternoon
+            )
         finally:
             drop()
     results["load_average_at_end"] = os.getloadavg()[0]

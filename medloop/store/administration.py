@@ -12,10 +12,11 @@ whole as JSON next to the columns that index them.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    cast,
     exists,
     false,
     func,
@@ -511,10 +513,13 @@ class StandingCharting:
     id: str
     recorded_at: datetime
     outcome: Outcome
-    record: dict[str, Any]
+    record: dict[str, Any] | str
+    """The stored record, or its JSON text as stored (``chartings_on_ward``: parsed only when
+    validated)."""
 
     def administration(self) -> Administration:
-        return Administration.model_validate(self.record)
+        record = json.loads(self.record) if isinstance(self.record, str) else self.record
+        return Administration.model_validate(record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -636,6 +641,155 @@ def doses_on_chart(
     if dose is not None:
         found.append(DoseOnChart(dose, tuple(chartings)))
     return found
+
+
+# The ward chart's day in parts (``loop.administration.queries.ward_lines``): what the planned
+# doses and schedules are (kept between reads while the marks stay) and, read every time, the
+# chartings that stand. Both tables of the plan are append-only, so a patient's count of rows
+# only grows, and an unchanged count is an unchanged set of rows.
+_SCHEDULE_COUNT = (
+    select(func.count())
+    .select_from(schedule)
+    .where(schedule.c.patient_id == planned_dose.c.patient_id)
+    .scalar_subquery()
+)
+_WARD_PLAN_MARKS = (
+    select(
+        planned_dose.c.patient_id,
+        func.count().label("doses"),
+        _SCHEDULE_COUNT.label("schedules"),
+    )
+    .where(
+        planned_dose.c.ward_id == bindparam("ward_id"),
+        planned_dose.c.due_at >= bindparam("start", type_=planned_dose.c.due_at.type),
+        planned_dose.c.due_at < bindparam("end", type_=planned_dose.c.due_at.type),
+    )
+    .group_by(planned_dose.c.patient_id)
+)
+
+
+def ward_plan_marks(
+    conn: Connection, ward_id: UUID, start: datetime, end: datetime
+) -> dict[UUID, tuple[int, int]]:
+    """Per patient with planned doses on the ward due in ``[start, end)``: (how many such doses,
+    how many schedules the patient has), in one query. ``planned_on_ward`` read for a patient
+    gives the same pair while nothing was added to either table for them."""
+    return {
+        UUID(r.patient_id): (r.doses, r.schedules)
+        for r in conn.execute(
+            _WARD_PLAN_MARKS, {"ward_id": str(ward_id), "start": utc(start), "end": utc(end)}
+        )
+    }
+
+
+_PLANNED_ON_WARD = (
+    select(planned_dose.c.record)
+    .where(
+        planned_dose.c.ward_id == bindparam("ward_id"),
+        planned_dose.c.patient_id.in_(bindparam("patient_ids", expanding=True)),
+        planned_dose.c.due_at >= bindparam("start", type_=planned_dose.c.due_at.type),
+        planned_dose.c.due_at < bindparam("end", type_=planned_dose.c.due_at.type),
+    )
+    .order_by(planned_dose.c.due_at, planned_dose.c.id)
+)
+
+
+@dataclass(frozen=True)
+class PlannedOnWard:
+    """A patient's planned doses on a ward due in a window (every schedule version, in the
+    chart's order: due time, then id) and every schedule of the patient's entries, with the
+    mark they were read at (``ward_plan_marks``)."""
+
+    doses: tuple[PlannedDose, ...]
+    schedules: Mapping[UUID, Sequence[ScheduleRow]]
+
+    @property
+    def mark(self) -> tuple[int, int]:
+        return len(self.doses), sum(len(s) for s in self.schedules.values())
+
+
+def planned_on_ward(
+    conn: Connection, ward_id: UUID, patient_ids: Sequence[UUID], start: datetime, end: datetime
+) -> dict[UUID, PlannedOnWard]:
+    """The patients' planned doses on the ward due in ``[start, end)`` and their schedules, in
+    two queries; the doses' stored records are not validated again (``_stored_dose``). A
+    patient without such doses is left out."""
+    if not patient_ids:
+        return {}
+    ids = [str(p) for p in patient_ids]
+    doses: dict[UUID, list[PlannedDose]] = defaultdict(list)
+    uuids: dict[str, UUID] = {}
+    for record in conn.execute(
+        _PLANNED_ON_WARD,
+        {"ward_id": str(ward_id), "patient_ids": ids, "start": utc(start), "end": utc(end)},
+    ).scalars():
+        dose = _stored_dose(record, uuids)
+        doses[dose.patient_id].append(dose)
+    schedules: dict[UUID, dict[UUID, list[ScheduleRow]]] = defaultdict(lambda: defaultdict(list))
+    for row in conn.execute(_SCHEDULES_OF_PATIENTS, {"ids": ids}):
+        entry_id = UUID(row.entry_id)
+        schedules[UUID(row.patient_id)][entry_id].append(
+            ScheduleRow(
+                entry_id, row.version, row.entry_version, row.fingerprint, aware(row.effective_from)
+            )
+        )
+    return {
+        patient_id: PlannedOnWard(tuple(found), dict(schedules.get(patient_id, {})))
+        for patient_id, found in doses.items()
+    }
+
+
+_CHARTINGS_ON_WARD = (
+    select(
+        administration.c.planned_dose_id,
+        administration.c.id,
+        administration.c.recorded_at,
+        administration.c.outcome,
+        # As stored, not parsed: the chart keeps the validated record of each charting it has
+        # shown (``ward_lines``), so most reads need none of them parsed.
+        cast(administration.c.record, Text).label("record"),
+    )
+    .select_from(
+        planned_dose.join(
+            administration,
+            and_(
+                # Joined on the patient too: each table routes by patient (docs/scaling.md).
+                administration.c.patient_id == planned_dose.c.patient_id,
+                administration.c.planned_dose_id == planned_dose.c.id,
+            ),
+        )
+    )
+    .where(
+        planned_dose.c.ward_id == bindparam("ward_id"),
+        planned_dose.c.due_at >= bindparam("start", type_=planned_dose.c.due_at.type),
+        planned_dose.c.due_at < bindparam("end", type_=planned_dose.c.due_at.type),
+        ~exists().where(
+            administration_error.c.patient_id == administration.c.patient_id,
+            administration_error.c.administration_id == administration.c.id,
+        ),
+    )
+    .order_by(administration.c.at, administration.c.recorded_at, administration.c.id)
+)
+
+
+def chartings_on_ward(
+    conn: Connection, ward_id: UUID, start: datetime, end: datetime
+) -> dict[UUID, tuple[StandingCharting, ...]]:
+    """By planned dose: the chartings not entered in error of the ward's planned doses due in
+    ``[start, end)``, oldest first (as ``doses_on_chart`` has them), in one query; each record
+    as its stored JSON text (``StandingCharting.administration`` parses it)."""
+    found: dict[UUID, list[StandingCharting]] = defaultdict(list)
+    uuids: dict[str, UUID] = {}
+    for r in conn.execute(
+        _CHARTINGS_ON_WARD, {"ward_id": str(ward_id), "start": utc(start), "end": utc(end)}
+    ):
+        dose_id = uuids.get(r.planned_dose_id) or uuids.setdefault(
+            r.planned_dose_id, UUID(r.planned_dose_id)
+        )
+        found[dose_id].append(
+            StandingCharting(r.id, aware(r.recorded_at), Outcome(r.outcome), r.record)
+        )
+    return {dose_id: tuple(chartings) for dose_id, chartings in found.items()}
 
 
 # -- chartings ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -36,8 +36,10 @@ from medloop.domain.ward import (
     local_day_bounds,
 )
 from medloop.store import administration as store
+from medloop.store import state_cache
 from medloop.store.list_changes import current_entries_for_use
 from medloop.store.patients import national_id_of
+from medloop.store.plan_cache import plan_cache_for
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class _Line:
     dose: PlannedDose
     in_force: bool
     charting: Administration | None
+    shown: dict[DoseStatus, ChartLine] | None = field(default=None, compare=False, repr=False)
+    """For a line kept between reads (``ward_lines``), the ``ChartLine`` the ward chart made of
+    it per status so far: the same for every read that finds it in that state."""
+    charted: dict[str, _Line] | None = field(default=None, compare=False, repr=False)
+    """For a line kept between reads, not charted: its line with each charting that stood for
+    it so far, by charting id (a stored charting never changes; one entered in error no longer
+    stands, and another or none is shown)."""
 
 
 def chart_lines(
@@ -81,6 +90,88 @@ def chart_lines(
             )
         )
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptPlan:
+    """A resident's planned doses of a ward-day as ``ward_lines`` keeps them (``store.plan_cache``):
+    the plan mark they were read at and a line per dose before any charting (in force unless a
+    newer schedule took over at or before its due time)."""
+
+    mark: tuple[int, int]
+    lines: tuple[_Line, ...]
+
+
+def _kept_plan(found: store.PlannedOnWard) -> _KeptPlan:
+    return _KeptPlan(
+        found.mark,
+        tuple(
+            _Line(
+                dose,
+                dose_in_force(dose, found.schedules.get(dose.entry_id, ()), False),
+                None,
+                {},
+                {},
+            )
+            for dose in found.doses
+        ),
+    )
+
+
+def ward_lines(
+    conn: Connection, ward_id: UUID, start: datetime, end: datetime
+) -> dict[UUID, Sequence[_Line]]:
+    """Per patient: the planned doses on the ward due in ``[start, end)``, in due order, each with
+    whether it is in force and the charting that stands for it (``chart_lines`` of the ward, by
+    patient). What the doses and schedules are is kept between reads per ward-day
+    (``store.plan_cache``) and read again only for the patients whose plan mark moved; the
+    chartings are read every time. Two queries when no mark moved, four when one did. Call it
+    only in a transaction that has written no planned dose or schedule (a read)."""
+    marks = store.ward_plan_marks(conn, ward_id, start, end)
+    cache = plan_cache_for(conn.engine)
+    key = (ward_id, start, end)
+    kept: Mapping[UUID, _KeptPlan] = cache.get(key) or {}
+    stale = [p for p, mark in marks.items() if p not in kept or kept[p].mark != mark]
+    plans = {p: kept[p] for p in marks if p not in stale}
+    wanted = list(marks) if state_cache.VERIFY else stale
+    if wanted:
+        fresh = {
+            p: _kept_plan(found)
+            for p, found in store.planned_on_ward(conn, ward_id, wanted, start, end).items()
+        }
+        for p, plan in plans.items():  # only with VERIFY: the kept plans against the tables
+            again = fresh.get(p)
+            if again is not None and again.mark == plan.mark and again != plan:
+                raise state_cache.StateCacheDiverged(
+                    f"the kept plan of patient {p} on ward {ward_id} differs from the stored one"
+                )
+        plans.update((p, fresh[p]) for p in stale if p in fresh)
+        if stale:
+            cache.put(key, plans)
+    chartings = store.chartings_on_ward(conn, ward_id, start, end)
+    if not chartings:
+        return {p: plan.lines for p, plan in plans.items()}
+    found: dict[UUID, Sequence[_Line]] = {}
+    for p, plan in plans.items():
+        lines = []
+        for line in plan.lines:
+            charted_for = chartings.get(line.dose.id)
+            standing = None if charted_for is None else effective_charting(charted_for)
+            if standing is None:
+                lines.append(line)
+                continue
+            assert line.charted is not None  # a kept line
+            charted = line.charted.get(standing.id)
+            if charted is None:
+                charted = _Line(line.dose, True, standing.administration(), {})
+                line.charted[standing.id] = charted
+            elif state_cache.VERIFY and charted.charting != standing.administration():
+                raise state_cache.StateCacheDiverged(
+                    f"the kept charting {standing.id} differs from the stored one"
+                )
+            lines.append(charted)
+        found[p] = lines
+    return found
 
 
 @dataclass(frozen=True)
@@ -155,27 +246,33 @@ def ward_chart(
         for a in store.admissions_to(conn, ward_id)
         if a.admitted_at < end and (a.discharged_at is None or a.discharged_at > start)
     ]
-    lines = chart_lines(conn, [a.patient_id for a in admissions], start, end, ward_id=ward_id)
     stays = {a.patient_id: a for a in admissions}
     by_patient: dict[UUID, list[ChartLine]] = defaultdict(list)
-    for line in lines:
-        stay = stays.get(line.dose.patient_id)
-        if not line.in_force or stay is None or not stay.covers(line.dose.due_at):
+    for patient_id, lines in ward_lines(conn, ward_id, start, end).items():
+        stay = stays.get(patient_id)
+        if stay is None:
             continue
-        by_patient[line.dose.patient_id].append(
-            ChartLine(
-                planned_dose_id=line.dose.id,
-                entry_id=line.dose.entry_id,
-                drug=line.dose.drug,
-                local_time=line.dose.local_time,
-                due_at=line.dose.due_at,
-                amount=line.dose.amount,
-                status=dose_status(line.dose.due_at, line.charting, found.config, now),
-                late=line.charting is not None and line.charting.late,
-                multidose=line.dose.multidose,
-                charting=line.charting,
-            )
-        )
+        for line in lines:
+            if not line.in_force or not stay.covers(line.dose.due_at):
+                continue
+            status = dose_status(line.dose.due_at, line.charting, found.config, now)
+            shown = None if line.shown is None else line.shown.get(status)
+            if shown is None:
+                shown = ChartLine(
+                    planned_dose_id=line.dose.id,
+                    entry_id=line.dose.entry_id,
+                    drug=line.dose.drug,
+                    local_time=line.dose.local_time,
+                    due_at=line.dose.due_at,
+                    amount=line.dose.amount,
+                    status=status,
+                    late=line.charting is not None and line.charting.late,
+                    multidose=line.dose.multidose,
+                    charting=line.charting,
+                )
+                if line.shown is not None:
+                    line.shown[status] = shown
+            by_patient[patient_id].append(shown)
     prn: dict[UUID, list[Administration]] = defaultdict(list)
     patients = [a.patient_id for a in admissions]
     for charted in store.chartings_of_patients(conn, patients, start, end, as_needed_only=True):
