@@ -50,6 +50,26 @@ def test_a_diff_built_without_validation_equals_the_validated_one() -> None:
         assert validated.model_fields_set == change.model_fields_set
 
 
+def test_a_diff_s_changes_are_the_instances_model_construct_makes() -> None:
+    medication_list, entry, prescription = prescribed()
+    later = prescription.model_copy(update={"repeats": 2})
+    for before, after in ((None, prescription), (prescription, later)):
+        for change in diff(before, after, TRACKED_FIELDS):
+            made = FieldChange.model_construct(
+                field=change.field, before=change.before, after=change.after
+            )
+            assert type(change) is FieldChange
+            for attribute in (
+                "__dict__",
+                "__pydantic_fields_set__",
+                "__pydantic_extra__",
+                "__pydantic_private__",
+            ):
+                assert getattr(change, attribute) == getattr(made, attribute), attribute
+            with pytest.raises(ValidationError):  # frozen, as every domain value
+                change.field = "other"  # type: ignore[misc]
+
+
 @pytest.mark.parametrize("value", [float("nan"), object(), {1: "x"}, b"bytes"])
 def test_a_field_change_still_accepts_only_json_values(value: Any) -> None:
     with pytest.raises(ValidationError):
