@@ -242,6 +242,9 @@ def _run(
             if committed
             else national_id_of(conn, patient_id)
         )
+        # The audit record is the transaction's last statement: the COMMIT goes in its round
+        # trip (PostgreSQL), and ``run_command``'s commit finds the transaction over.
+        batch.commit_with_next_row(conn)
         _audit(conn, action, national_id, call, response, replayed)
     return CommandResult(
         patient_id=patient_id,
