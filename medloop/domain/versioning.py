@@ -97,8 +97,13 @@ _dumps = threading.local()
 
 def _remember(value: BaseModel, dumped: dict[str, Any]) -> None:
     recent: dict[int, tuple[BaseModel, dict[str, Any]]] | None = getattr(_dumps, "recent", None)
-    if recent is None or len(recent) >= _RECENT:
+    if recent is None:
         recent = _dumps.recent = {}
+    elif len(recent) >= _RECENT:
+        # The oldest goes, not all: the values diffed last are always recalled (emptying the
+        # whole dict lost a command's first diff whenever it fell on the 16th; a test after
+        # 14 or 15 other diffs in its thread saw it).
+        del recent[next(iter(recent))]
     # The value itself is kept beside its id, so the id cannot be another object's meanwhile;
     # domain values are frozen, so the dump stays true.
     recent[id(value)] = (value, dumped)

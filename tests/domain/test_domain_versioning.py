@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pydantic import BaseModel, JsonValue, ValidationError
 
+from medloop.domain import versioning
 from medloop.domain._model import Frozen
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import EditEntry, EntryVersion
@@ -146,3 +147,20 @@ def test_the_diff_and_the_snapshot_are_the_last_fields_of_a_version_in_that_orde
     # record() appends them after the other fields' dump: the order of the stored JSON.
     assert list(EntryVersion.model_fields)[-2:] == ["diff", "entry"]
     assert list(PrescriptionVersion.model_fields)[-2:] == ["diff", "prescription"]
+
+
+def test_a_fresh_version_s_record_reuses_its_dump_whatever_was_diffed_before_in_the_thread() -> (
+    None
+):
+    """The thread keeps the dumps of the values it diffed last: a command's own diffs are
+    recalled however many values the thread diffed before (it used to forget all of them at
+    once when full, the first of a command's diffs with them)."""
+    _, _, prescription = prescribed()
+    for earlier in range(2 * versioning._RECENT):
+        others = [prescription.model_copy(update={"repeats": n}) for n in range(earlier)]
+        for other in others:
+            diff(None, other, TRACKED_FIELDS)
+        for version, snapshot in _versions():
+            found = record(version, "diff", snapshot)
+            for change in _compound_changes(found):
+                assert change["after"] is found[snapshot][change["field"]], earlier
