@@ -44,7 +44,7 @@ from medloop.store import (
     patients,
     state_cache,
 )
-from medloop.store.patient_state import load_patient_state
+from medloop.store.patient_state import load_patient_state, patient_state_at
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
 from medloop.store.prescriptions import reconciliation_of, reconciliations_of
 from medloop.store.reviews import review_of, reviews_of
@@ -305,7 +305,7 @@ def _read_state(conn: Connection, patient_id: UUID) -> PatientState:
         if state_cache.VERIFY:
             state_cache.verified(state, load_patient_state(conn, patient))
         return state
-    state = load_patient_state(conn, patient)
+    state = patient_state_at(conn, patient, revision)
     # Under READ COMMITTED a command may commit between reading the revision and the rows, so
     # the state may be newer than ``revision``. Tagged ``revision`` it is still safe: a command
     # only uses the state of the revision just below the one it bumped to, and the revision

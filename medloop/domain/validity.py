@@ -18,6 +18,7 @@ official M1 example.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -56,6 +57,12 @@ class IsoDuration(Frozen):
 
     @classmethod
     def parse(cls, text: str) -> IsoDuration:
+        if cls is IsoDuration:  # a frozen value: one instance per text (issue #20)
+            return _parsed(text)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> IsoDuration:
         match = _DURATION.fullmatch(text.strip().upper())
         parts = () if match is None else tuple(int(part or 0) for part in match.groups())
         if not any(parts):
@@ -75,6 +82,12 @@ class IsoDuration(Frozen):
     def __str__(self) -> str:
         parts = zip((self.years, self.months, self.weeks, self.days), "YMWD", strict=True)
         return "P" + "".join(f"{n}{unit}" for n, unit in parts if n)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> IsoDuration:
+    """``IsoDuration.parse(text)``, kept: every prescription parses its product's validity."""
+    return IsoDuration._parse(text)
 
 
 def expiry_date(issued: date, duration: IsoDuration) -> date:

@@ -9,9 +9,7 @@ from uuid import UUID
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from medloop.domain.medication_list import MedicationList
 from medloop.domain.patient import Observation, Patient, PatientAlreadyRegistered
-from medloop.domain.state import PatientState
 from medloop.loop.runner import (
     Call,
     CommandResult,
@@ -22,11 +20,9 @@ from medloop.loop.runner import (
     run_command,
     run_work,
 )
-from medloop.store.patients import add_patient, find_patient_id
+from medloop.store.patient_state import registered_state
+from medloop.store.patients import FIRST_REVISION, add_patient, find_patient_id
 from medloop.store.state_cache import cache_for
-
-FIRST_REVISION = 0
-"""A registered patient's revision before any command (``store.patients.patient``)."""
 
 
 def register_patient(engine: Engine, patient: Patient, call: Call) -> None:
@@ -59,22 +55,11 @@ def _register(engine: Engine, patient: Patient, call: Call) -> None:
     )
     if call.idempotency_key is None:  # not the replay of an earlier registration
         # What the first command on the new patient would read back (the record as stored, an
-        # empty list, nothing else), cached for the first revision so it is not read: a list
-        # received for a patient just registered is the common first command.
+        # empty list, nothing else), cached for the first revision: a list received for a
+        # patient just registered is the common first command. (Another process knows it from
+        # the revision: ``store.patient_state.patient_state_at``.)
         stored = Patient.model_validate(patient.model_dump(mode="json"))
-        cache_for(engine).put(
-            patient.id,
-            FIRST_REVISION,
-            PatientState(
-                patient=stored,
-                medication_list=MedicationList.empty(patient.id),
-                changes=(),
-                prescriptions={},
-                prescription_history={},
-                dispenses=(),
-                handled=(),
-            ),
-        )
+        cache_for(engine).put(patient.id, FIRST_REVISION, registered_state(stored))
 
 
 def record_observation(

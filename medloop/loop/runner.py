@@ -57,7 +57,7 @@ from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
 from medloop.store.list_changes import append_list_change, changes_since, list_version
-from medloop.store.patient_state import load_patient_state
+from medloop.store.patient_state import load_patient_state, patient_state_at
 from medloop.store.patients import (
     Locked,
     lock_for_command,
@@ -242,6 +242,9 @@ def _run(
             if committed
             else national_id_of(conn, patient_id)
         )
+        # The audit record is the transaction's last statement: the COMMIT goes in its round
+        # trip (PostgreSQL), and ``run_command``'s commit finds the transaction over.
+        batch.commit_with_next_row(conn)
         _audit(conn, action, national_id, call, response, replayed)
     return CommandResult(
         patient_id=patient_id,
@@ -300,7 +303,7 @@ def _locked(
     if bump:
         metrics.state_cache_lookup(state is not None)
     if state is None:
-        state = load_patient_state(conn, Patient.model_validate(locked.record))
+        state = patient_state_at(conn, Patient.model_validate(locked.record), before)
     elif state_cache.VERIFY:
         fresh = load_patient_state(conn, Patient.model_validate(locked.record))
         state_cache.verified(state, fresh)

@@ -54,6 +54,12 @@ patient = Table(
     Column("revision", Integer, nullable=False, server_default=text("0")),
 )
 
+FIRST_REVISION = 0
+"""A registered patient's revision before any command: at it the patient's state is the record
+as registered and nothing else, since everything else of the state is written by commands,
+which bump the revision (migration 0021 bumped the patients that had data from before
+migration 0007 added the revision)."""
+
 
 def find_patient_id(conn: Connection, national_id: str) -> UUID | None:
     found = conn.execute(

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pydantic import BaseModel, JsonValue, ValidationError
 
+from medloop.domain import versioning
 from medloop.domain._model import Frozen
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import EditEntry, EntryVersion
@@ -48,6 +49,26 @@ def test_a_diff_built_without_validation_equals_the_validated_one() -> None:
         validated = FieldChange.model_validate(change.model_dump(mode="json"))
         assert validated == change
         assert validated.model_fields_set == change.model_fields_set
+
+
+def test_a_diff_s_changes_are_the_instances_model_construct_makes() -> None:
+    medication_list, entry, prescription = prescribed()
+    later = prescription.model_copy(update={"repeats": 2})
+    for before, after in ((None, prescription), (prescription, later)):
+        for change in diff(before, after, TRACKED_FIELDS):
+            made = FieldChange.model_construct(
+                field=change.field, before=change.before, after=change.after
+            )
+            assert type(change) is FieldChange
+            for attribute in (
+                "__dict__",
+                "__pydantic_fields_set__",
+                "__pydantic_extra__",
+                "__pydantic_private__",
+            ):
+                assert getattr(change, attribute) == getattr(made, attribute), attribute
+            with pytest.raises(ValidationError):  # frozen, as every domain value
+                change.field = "other"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("value", [float("nan"), object(), {1: "x"}, b"bytes"])
@@ -126,3 +147,20 @@ def test_the_diff_and_the_snapshot_are_the_last_fields_of_a_version_in_that_orde
     # record() appends them after the other fields' dump: the order of the stored JSON.
     assert list(EntryVersion.model_fields)[-2:] == ["diff", "entry"]
     assert list(PrescriptionVersion.model_fields)[-2:] == ["diff", "prescription"]
+
+
+def test_a_fresh_version_s_record_reuses_its_dump_whatever_was_diffed_before_in_the_thread() -> (
+    None
+):
+    """The thread keeps the dumps of the values it diffed last: a command's own diffs are
+    recalled however many values the thread diffed before (it used to forget all of them at
+    once when full, the first of a command's diffs with them)."""
+    _, _, prescription = prescribed()
+    for earlier in range(2 * versioning._RECENT):
+        others = [prescription.model_copy(update={"repeats": n}) for n in range(earlier)]
+        for other in others:
+            diff(None, other, TRACKED_FIELDS)
+        for version, snapshot in _versions():
+            found = record(version, "diff", snapshot)
+            for change in _compound_changes(found):
+                assert change["after"] is found[snapshot][change["field"]], earlier

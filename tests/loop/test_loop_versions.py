@@ -251,8 +251,8 @@ def test_a_command_on_postgres_sends_its_appends_together_with_its_audit_record(
 ):
     """Round trips per command, as the server sees them: BEGIN; claiming the idempotency key;
     bumping the revision (which also takes the audit chain's lock); then the list change,
-    entry version, prescription, its version, the idempotency record and the audit record in
-    one pipeline; COMMIT."""
+    entry version, prescription, its version, the idempotency record, the audit record and the
+    COMMIT in one pipeline."""
     monkeypatch.setattr(state_cache, "VERIFY", False)  # its check reads would be counted
     engine = make_engine(postgres_url)
     upgrade(engine)
@@ -275,8 +275,7 @@ def test_a_command_on_postgres_sends_its_appends_together_with_its_audit_record(
             [],  # the claim's first use on this connection: psycopg prepares it (Parse)
             ["INSERT"],
             ["UPDATE"],
-            ["INSERT"] * 6 + ["UPDATE", "INSERT"],
-            ["COMMIT"],
+            ["INSERT"] * 6 + ["UPDATE", "INSERT", "COMMIT"],
         ]
         with engine.connect() as conn:
             assert queries.current_list(conn, patient_id, NOW).list_version == 2

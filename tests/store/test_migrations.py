@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -133,4 +135,51 @@ def test_migration_0019_the_outbox_goes_down_to_0017_and_up_again_append_only(db
         assert _outbox_triggers(conn) == expected
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
+    engine.dispose()
+
+
+def test_migration_0021_bumps_the_patients_with_data_from_before_the_revision(db_url):
+    """A patient whose list was written before 0007 added ``revision`` kept revision 0 with
+    its data; after 0021 only a patient with nothing but its record is at the first revision,
+    and a command on the bumped patient (in a process that has cached nothing) sees its list."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from medloop.domain.patient import NationalId, Patient
+    from medloop.loop.patients import register_patient
+    from medloop.loop.prescribe import prescribe
+    from medloop.store.db import make_engine
+    from medloop.store.migrate import alembic_config, upgrade
+    from medloop.store.patients import FIRST_REVISION
+    from medloop.store.state_cache import cache_for
+    from tests.loop.helpers import SIMVASTATIN_28, SIMVASTATIN_98, call, demo_world
+    from tests.loop.helpers import prescription_order as order
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    with_list = demo_world(engine)
+    prescribe(engine, with_list, order(SIMVASTATIN_28), call(), based_on=0)
+    bare = Patient(
+        id=uuid.uuid4(),
+        national_id=NationalId("01019000083"),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=NationalId("01019000083").birth_date,
+    )
+    register_patient(engine, bare, call())
+    config = alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0019")  # the revision before 0021
+        # As before 0007: the list is there, the revision is the column's default.
+        conn.execute(text("UPDATE patient SET revision = 0"))
+
+    upgrade(engine)
+
+    with engine.connect() as conn:
+        revisions = dict(conn.execute(text("SELECT id, revision FROM patient")).all())
+    assert revisions == {str(with_list): 1, str(bare.id): FIRST_REVISION}
+    cache_for(engine).clear()  # another process: nothing cached
+    second = prescribe(engine, with_list, order(SIMVASTATIN_98), call(), based_on=1)
+    assert second.list_version == 2
     engine.dispose()

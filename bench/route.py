@@ -1,0 +1,208 @@
+"""Benchmark: the prescribe route's own work in-process (issue #20), without HTTP or a server.
+
+``bench/api.py --floor`` measures the whole server against the floor of its stack, on a machine
+whose other work moves every figure by tens of percent. This measures only the loop's command
+(``loop.prescribe.prescribe``: the transaction, the idempotency key, the state, the decision,
+decision support, the appends and the audit record) as the floor benchmark's scenario runs it: a
+fresh PostgreSQL database (``MEDLOOP_TEST_POSTGRES_URL`` names the server) with the demo
+catalogue, ``--patients`` patients registered as by another process (the state cache cleared),
+each prescribed ``api.ROTATION`` in turn with an idempotency key, based on the list version the
+last prescription left. It prints one JSON object: the thread CPU time per prescribe (mean,
+median, p10; the mean includes each patient's first command), the wall time per prescribe, and
+with ``--parts`` the inclusive thread CPU of the command's parts per prescribe (each part timed by
+a wrapper around it: a few µs of overhead each). Run it alternately on two trees (``PYTHONPATH``)
+for an A/B.
+
+    MEDLOOP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python bench/route.py --patients 50 --parts
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import importlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
+from api import DEMO, ROTATION  # noqa: E402
+
+from fest.loader import import_catalogue  # noqa: E402
+from medloop.demo import GP, national_id  # noqa: E402
+from medloop.domain.patient import NationalId, Patient  # noqa: E402
+from medloop.loop.patients import register_patient  # noqa: E402
+from medloop.loop.prescribe import PrescribeOrder, prescribe  # noqa: E402
+from medloop.loop.runner import Call  # noqa: E402
+from medloop.store.db import make_engine, normalise_url  # noqa: E402
+from medloop.store.migrate import upgrade  # noqa: E402
+from medloop.store.state_cache import cache_for  # noqa: E402
+
+#: The parts timed with ``--parts``: (module, attribute, modules that imported it by name).
+RUNNER = "medloop.loop.runner"
+PARTS = (
+    (RUNNER, "_locked", ()),
+    (RUNNER, "_decide_and_store", ()),
+    (RUNNER, "_screen", ()),
+    (RUNNER, "_store", ()),
+    (RUNNER, "_audit", ()),
+    ("medloop.store.patient_state", "load_patient_state", (RUNNER, "medloop.queries")),
+    ("medloop.store.batch", "first_row", ()),
+    ("medloop.store.attestation", "stamp", ()),
+    ("medloop.store.idempotency", "request_fingerprint", (RUNNER,)),
+    ("medloop.store.idempotency", "_as_stored", ()),
+    ("medloop.domain.medication_list", "MedicationList.apply", ()),
+    ("medloop.domain.prescription", "issue", ("medloop.loop.prescribe",)),
+    (
+        "medloop.domain.versioning",
+        "diff",
+        ("medloop.domain.medication_list", "medloop.domain.prescription"),
+    ),
+    ("medloop.domain.state", "PatientState.advanced", ()),
+    ("sqlalchemy.engine.base", "Transaction.commit", ()),
+    ("psycopg", "Connection.commit", ()),
+)
+
+
+def _timed(spent: Counter, calls: Counter) -> None:
+    """Wrap every part of ``PARTS`` (that exists in this tree) to add its thread CPU to
+    ``spent`` and count its calls."""
+    for module_name, attribute, users in PARTS:
+        owner: Any = importlib.import_module(module_name)
+        *path, name = attribute.split(".")
+        for step in path:
+            owner = getattr(owner, step)
+        original = getattr(owner, name, None)
+        if original is None:
+            continue
+        label = f"{module_name.rsplit('.', 1)[-1]}.{attribute}"
+        setattr(owner, name, _wrapped(original, label, spent, calls))
+        for user in users:
+            module = importlib.import_module(user)
+            if getattr(module, name, None) is original:
+                setattr(module, name, getattr(owner, name))
+
+
+def _wrapped(original: Any, label: str, spent: Counter, calls: Counter) -> Any:
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[label] += time.thread_time() - started
+            calls[label] += 1
+
+    return wrapper
+
+
+def _patients(engine, count: int) -> list[uuid.UUID]:
+    at = datetime.now(UTC)
+    found = []
+    for n in range(count):
+        birth = date(1930 + n % 60, 1 + n % 12, 1 + n % 28)
+        patient = Patient(
+            id=uuid.uuid4(),
+            national_id=NationalId(national_id(birth, (n * 7) % 400)),
+            given_name="Bench",
+            family_name=f"Pasient {n}",
+            birth_date=birth,
+        )
+        register_patient(engine, patient, Call(actor=GP, at=at))
+        found.append(patient.id)
+    return found
+
+
+def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
+    order = PrescribeOrder.model_validate(
+        {
+            "entry_id": str(uuid.uuid4()),
+            "drug": {"varenr": varenr},
+            "use": "regular",
+            "start": date.today().isoformat(),
+            "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
+        }
+    )
+    call = Call(actor=GP, at=datetime.now(UTC), idempotency_key=str(uuid.uuid4()))
+    return prescribe(engine, patient_id, order, call, based_on=based_on)
+
+
+def run(url: str, patients: int, parts: bool) -> dict[str, Any]:
+    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
+    name = f"medloop_bench_route_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(normalise_url(url)).set(database=name).render_as_string(False))
+    try:
+        upgrade(engine)
+        import_catalogue(engine, DEMO)
+        warm, *measured = _patients(engine, patients + 1)
+        for based_on, varenr in enumerate(ROTATION[:2]):  # the catalogue knowledge is built
+            _prescribe(engine, warm, based_on, varenr)
+        cache_for(engine).clear()  # as registered by another process
+        spent: Counter = Counter()
+        calls: Counter = Counter()
+        if parts:
+            _timed(spent, calls)
+        gc.collect()
+        gc.freeze()  # as the server does after start-up
+        cpu: list[float] = []
+        wall = time.perf_counter()
+        for patient_id in measured:
+            for based_on, varenr in enumerate(ROTATION):
+                started = time.thread_time()
+                done = _prescribe(engine, patient_id, based_on, varenr)
+                cpu.append(time.thread_time() - started)
+                assert done.list_version == based_on + 1
+        wall = time.perf_counter() - wall
+        n = len(cpu)
+        ordered = sorted(cpu)
+        found: dict[str, Any] = {
+            "prescribes": n,
+            "load_before": os.getloadavg()[0],
+            "cpu_ms": {
+                "mean": round(1000 * sum(cpu) / n, 3),
+                "median": round(1000 * ordered[n // 2], 3),
+                "p10": round(1000 * ordered[n // 10], 3),
+            },
+            "wall_ms": round(1000 * wall / n, 3),
+        }
+        if parts:
+            found["parts_us"] = {
+                label: {"us": round(1e6 * spent[label] / n, 1), "calls": round(calls[label] / n, 2)}
+                for label, _ in spent.most_common()
+            }
+        return found
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=50)
+    parser.add_argument("--parts", action="store_true", help="time the command's parts too")
+    args = parser.parse_args()
+    url = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+    if not url:
+        raise SystemExit("MEDLOOP_TEST_POSTGRES_URL names the PostgreSQL server to measure on")
+    print(json.dumps(run(url, args.patients, args.parts), indent=1))
+
+
+if __name__ == "__main__":
+    main()
