@@ -21,6 +21,7 @@ from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
+from medloop.api.hot import HotRoutes
 from medloop.api.limits import BodyGuard
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
@@ -75,7 +76,7 @@ def create_app(
 
         engine = make_engine(settings.database_url)
         upgrade(engine)
-    app = FastAPI(
+    app = MedloopApp(
         title="medloop",
         version="0.1.0",
         description=DESCRIPTION,
@@ -159,6 +160,24 @@ def create_app(
         oidc=OidcConfig.from_settings(settings),
     )
     return app
+
+
+class MedloopApp(FastAPI):
+    """FastAPI with the two hot routes' own dispatch (``api.hot.HotRoutes``) in front of its
+    router, inside the exception handlers; ``app.state.hot_routes = False`` before the first
+    request leaves every request to the generic path (the tests compare the two)."""
+
+    def build_middleware_stack(self) -> Any:
+        stack = super().build_middleware_stack()
+        if not getattr(self.state, "hot_routes", True):
+            return stack
+        layer = stack
+        while getattr(layer, "app", None) is not self.router:
+            layer = getattr(layer, "app", None)
+            if layer is None:
+                return stack
+        layer.app = HotRoutes(self, self.router)
+        return stack
 
 
 class RequestId:
