@@ -42,7 +42,6 @@ from medloop.ops import logs, metrics
 from medloop.store.replicas import ReadRouter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_access = logs.get_logger("medloop.access")
 
 DESCRIPTION = """\
 Closed-loop medication management on the FEST catalogue: one shared medication list per
@@ -238,7 +237,8 @@ class RequestId:
         if pool is not None and hasattr(pool, "checkedout"):
             metrics.pool_in_use(pool.checkedout(), pool.size())
         if self._access_log:
-            _access.info(
+            logs.info(
+                "medloop.access",
                 "request",
                 route=template,
                 method=scope["method"],
