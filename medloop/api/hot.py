@@ -90,6 +90,10 @@ class HotRoutes:
             content_type = found[b"content-type"]
             if content_type is None or not _is_json(content_type):
                 raise _Fallback
+            if found[b"content-length"] is None:
+                # Streamed without a length: BodyGuard counts it as it comes and may refuse it
+                # part way (413); only a body whose length BodyGuard has checked is read here.
+                raise _Fallback
             patient_id = plan.valid(plan.patient_id, segment)
             based_on = await deps.if_match(plan.valid(plan.if_match, found[b"if-match"]))
             key = plan.valid(plan.key, found[b"idempotency-key"])
@@ -136,7 +140,7 @@ class HotRoutes:
         await response(scope, receive, send)
 
 
-_PRESCRIBE_HEADERS = (b"content-type", b"if-match", b"idempotency-key")
+_PRESCRIBE_HEADERS = (b"content-type", b"content-length", b"if-match", b"idempotency-key")
 _LIST_HEADERS = (b"if-none-match",)
 
 

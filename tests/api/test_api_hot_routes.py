@@ -136,6 +136,11 @@ def _expired() -> str:
     return issue_token("gp", "9999999", "123456785", now=datetime.now(UTC) - timedelta(hours=3))
 
 
+class _Streamed:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 def _cases(patient: str) -> list[tuple[str, str, str, dict[str, str], bytes | None, bool]]:
     """(name, method, path, headers, body, served by the hot path)."""
     prescriptions = f"/patients/{patient}/prescriptions"
@@ -368,6 +373,14 @@ def _cases(patient: str) -> list[tuple[str, str, str, dict[str, str], bytes | No
             False,
         ),
         (
+            "prescribe, streamed",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"'},
+            _Streamed(body(prescribe_body(ATORVASTATIN))),
+            False,
+        ),
+        (
             "prescribe, charset",
             "POST",
             prescriptions,
@@ -404,6 +417,8 @@ def _answer(
     name, method, path, headers, body, _ = case
     items = list(headers.items()) if isinstance(headers, dict) else list(headers)
     items.append(("X-Request-ID", f"hot-{n}"))
+    if isinstance(body, _Streamed):
+        body = iter([body.data])  # sent in chunks, without a Content-Length
     before = reached.calls, handed.calls
     lines.lines.clear()
     response = client.request(method, path, content=body, headers=items)
