@@ -485,3 +485,23 @@ def test_without_the_routes_it_was_written_for_the_hot_path_stands_aside():
     app.state.routes = ()
     layer = hot.HotRoutes(app, app.router)
     assert layer.prescribe is None and layer.read_list is None
+
+
+def test_the_hot_routes_leave_the_openapi_document_as_it_was(world):
+    """The document is made from the routes, which the hot path only reads: the same bytes
+    before the app serves (before its middleware is built), after it has served both hot
+    routes, and from an app without the hot path."""
+    import json
+
+    app = world.client.app
+    before = json.dumps(app.openapi())
+    assert world.get(f"/patients/{world.patient_id}/list").status_code == 200
+    body = prescribe_body(SIMVASTATIN_28)
+    path = f"/patients/{world.patient_id}/prescriptions"
+    assert world.post(path, body, **{"If-Match": '"0"'}).status_code == 201
+    assert _hot_layer(app)[1].prescribe is not None
+    app.openapi_schema = None
+    after = json.dumps(app.openapi())
+    plain = create_app(ApiSettings.from_env("sqlite://"), engine=world.engine)
+    plain.state.hot_routes = False
+    assert before == after == json.dumps(plain.openapi())
