@@ -53,7 +53,6 @@ class HotRoutes:
 
     def __init__(self, app: Any, router: Any) -> None:
         self.app = router
-        self._app = app
         self.prescribe = _prescribe_plan(app)
         self.read_list = _read_list_plan(app)
 
