@@ -21,6 +21,7 @@ from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
+from medloop.api.hot import HotRoutes
 from medloop.api.limits import BodyGuard
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
@@ -41,7 +42,6 @@ from medloop.ops import logs, metrics
 from medloop.store.replicas import ReadRouter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_access = logs.get_logger("medloop.access")
 
 DESCRIPTION = """\
 Closed-loop medication management on the FEST catalogue: one shared medication list per
@@ -75,7 +75,7 @@ def create_app(
 
         engine = make_engine(settings.database_url)
         upgrade(engine)
-    app = FastAPI(
+    app = MedloopApp(
         title="medloop",
         version="0.1.0",
         description=DESCRIPTION,
@@ -161,6 +161,24 @@ def create_app(
     return app
 
 
+class MedloopApp(FastAPI):
+    """FastAPI with the two hot routes' own dispatch (``api.hot.HotRoutes``) in front of its
+    router, inside the exception handlers; ``app.state.hot_routes = False`` before the first
+    request leaves every request to the generic path (the tests compare the two)."""
+
+    def build_middleware_stack(self) -> Any:
+        stack = super().build_middleware_stack()
+        if not getattr(self.state, "hot_routes", True):
+            return stack
+        layer = stack
+        while getattr(layer, "app", None) is not self.router:
+            layer = getattr(layer, "app", None)
+            if layer is None:
+                return stack
+        layer.app = HotRoutes(self, self.router)
+        return stack
+
+
 class RequestId:
     """Gives every request an id (the client's ``X-Request-ID`` when it is a sane token, else a
     new random UUID), kept in ``request.state.request_id`` for the audit log, bound to the log
@@ -219,7 +237,8 @@ class RequestId:
         if pool is not None and hasattr(pool, "checkedout"):
             metrics.pool_in_use(pool.checkedout(), pool.size())
         if self._access_log:
-            _access.info(
+            logs.info(
+                "medloop.access",
                 "request",
                 route=template,
                 method=scope["method"],

@@ -20,11 +20,12 @@ the same CPU per request and PostgreSQL CPU per request down to the floor's.
 The coroutine has the route's own signature, name and documentation, so FastAPI's parameter
 handling and the OpenAPI document are unchanged.
 
-The pool is the standard library's ``ThreadPoolExecutor`` (``RouteThreads``), reached with the
-event loop's ``run_in_executor``: per request it costs 20-40 us less CPU than anyio's
-``to_thread.run_sync`` with a ``CapacityLimiter`` (measured with 8 requests in flight on 4
-threads, bench/RESULTS.md issue #20, session 5: anyio yields to the loop once before handing
-off and enters a cancel scope and the limiter; the executor's queue is a ``SimpleQueue``).
+The pool is the standard library's ``ThreadPoolExecutor`` (``RouteThreads``): per request it
+costs 20-40 us less CPU than anyio's ``to_thread.run_sync`` with a ``CapacityLimiter`` (measured
+with 8 requests in flight on 4 threads, bench/RESULTS.md issue #20, session 5: anyio yields to
+the loop once before handing off and enters a cancel scope and the limiter; the executor's queue
+is a ``SimpleQueue``), and a route thread answers the event loop's future itself, another
+20-40 us less than the loop's ``run_in_executor`` (session 6).
 """
 
 from __future__ import annotations
@@ -68,8 +69,37 @@ class RouteThreads:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="medloop-route")
 
     async def run(self, work: Callable[[], Result]) -> Result:
+        """``work()``'s result, computed in one of the threads. The thread answers the event
+        loop's own future directly (``call_soon_threadsafe``), not through ``run_in_executor``:
+        that checks the function for a coroutine (an abstract-class ``isinstance``) and chains
+        a second future to the executor's, 20-40 us of the event loop's time a request more
+        (bench/RESULTS.md, issue #20, session 6)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, contextvars.copy_context().run, work)
+        answer: asyncio.Future[Result] = loop.create_future()
+        context = contextvars.copy_context()
+
+        def job() -> None:
+            if answer.cancelled():
+                return  # given up while queued: not started
+            try:
+                result = context.run(work)
+            except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
+                loop.call_soon_threadsafe(_fail, answer, error)
+            else:
+                loop.call_soon_threadsafe(_answer, answer, result)
+
+        self._executor.submit(job)
+        return await answer
+
+
+def _answer(future: asyncio.Future, result: Any) -> None:
+    if not future.cancelled():  # given up while it ran: the answer is dropped
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future, error: BaseException) -> None:
+    if not future.cancelled():
+        future.set_exception(error)
 
 
 def route_limiter(threads: int) -> RouteThreads | None:

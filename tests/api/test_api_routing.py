@@ -175,3 +175,42 @@ def test_serve_refuses_a_bad_route_threads_setting(sqlite_url, monkeypatch):
     result = CliRunner().invoke(cli, ["serve", "--db", sqlite_url])
     assert result.exit_code == 2
     assert "MEDLOOP_ROUTE_THREADS" in result.stderr and "'lots'" in result.stderr
+
+
+def test_route_threads_answer_finish_what_runs_and_skip_what_was_given_up_while_queued():
+    """One thread: the first work runs, the second waits in the queue; both requests are given
+    up (the server shutting down). The running one finishes, the queued one never starts; an
+    exception reaches the awaiting request as it was raised."""
+    threads = route_limiter(1)
+    started: list[str] = []
+    release = threading.Event()
+
+    def slow() -> str:
+        started.append("slow")
+        release.wait(5)
+        return "slow done"
+
+    def queued() -> str:
+        started.append("queued")
+        return "queued done"
+
+    def failing() -> str:
+        raise LookupError("no such thing")
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(threads.run(slow))
+        second = asyncio.ensure_future(threads.run(queued))
+        while not started:
+            await asyncio.sleep(0.01)
+        first.cancel()
+        second.cancel()
+        release.set()
+        for task in (first, second):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        with pytest.raises(LookupError, match="no such thing"):
+            await threads.run(failing)
+        assert await threads.run(lambda: 7) == 7
+
+    asyncio.run(scenario())
+    assert started == ["slow"]

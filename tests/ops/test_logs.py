@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import text
@@ -126,3 +128,106 @@ def test_under_xdist_the_controller_fails_the_run_on_any_workers_leak(tmp_path, 
 
 def test_under_xdist_a_missing_share_is_a_failure_not_a_pass(tmp_path):
     assert log_capture.verdict(tmp_path) == "no worker reported its captured log records"
+
+
+@pytest.fixture
+def configured_alone():
+    """Logging as ``medloop serve`` configures it (``logs.configure``) writing to a buffer; the
+    test session's configuration restored after the test. Inside the test, ``_alone()`` makes
+    its handler the root logger's only one, as in a serving process (pytest adds its own
+    capture handlers while a test runs)."""
+    root = logging.getLogger()
+    kept = root.handlers[:]
+    stream = io.StringIO()
+    try:
+        logs.configure(level="INFO", fmt="json", stream=stream)
+        yield stream
+    finally:
+        logs.configure()
+        root.handlers = [h for h in kept if h.get_name() != "medloop"] + [
+            h for h in root.handlers if h.get_name() == "medloop"
+        ]
+
+
+@contextmanager
+def _alone():
+    root = logging.getLogger()
+    kept = root.handlers[:]
+    root.handlers = [h for h in kept if h.get_name() == "medloop"]
+    try:
+        yield
+    finally:
+        root.handlers = kept
+
+
+_STAMP = re.compile(r'"timestamp": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"')
+
+
+class _Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def test_a_line_written_directly_is_the_line_structlog_and_logging_write(configured_alone):
+    """``logs.info`` (the access log's call) makes the line itself while logging is as
+    ``configure`` left it: byte for byte the line of the structlog call, but for its moment:
+    the same fields in the same order, the bound request id, the redaction, the fallback
+    rendering of a value JSON does not know."""
+    fields = {
+        "route": "/patients/{patient_id}/list",
+        "method": "GET",
+        "status": 200,
+        "ms": 1.25,
+        "note": "fnr 12345678901",
+        "odd": _Opaque(),
+    }
+    logs.bind_request("req-direct-1")
+    try:
+        with _alone():
+            handler = logs._direct["handler"]
+            assert logs._plain(logging.getLogger("medloop.access"), handler)
+            logs.info("medloop.access", "request", **fields)
+            logs.get_logger("medloop.access").info("request", **fields)
+    finally:
+        logs.unbind_request()
+    direct, through = configured_alone.getvalue().splitlines()
+    assert _STAMP.sub("T", direct) == _STAMP.sub("T", through)
+    assert _STAMP.search(direct) and _STAMP.search(through)
+    assert list(json.loads(direct)) == [
+        "route", "method", "status", "ms", "note", "odd",
+        "event", "request_id", "level", "logger", "timestamp",
+    ]  # fmt: skip
+    assert "12345678901" not in direct
+
+
+def test_another_handler_or_level_sends_the_line_through_logging(configured_alone):
+    """A handler the test (or an operator) added, a level above INFO, the console format: the
+    line goes through structlog and logging, so every handler sees its record."""
+    seen: list[logging.LogRecord] = []
+
+    class Seeing(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    extra = Seeing()
+    root = logging.getLogger()
+    with _alone():
+        root.addHandler(extra)
+        logs.info("medloop.access", "request", route="/x", status=200)
+        root.removeHandler(extra)
+    assert len(seen) == 1 and seen[0].msg["route"] == "/x"
+    assert len(configured_alone.getvalue().splitlines()) == 1
+    access = logging.getLogger("medloop.access")
+    access.setLevel(logging.WARNING)
+    try:
+        with _alone():
+            logs.info("medloop.access", "request", route="/y", status=200)
+    finally:
+        access.setLevel(logging.NOTSET)
+    assert len(configured_alone.getvalue().splitlines()) == 1
+    logs.configure(level="INFO", fmt="console", stream=configured_alone)
+    assert "handler" not in logs._direct
+    with _alone():
+        logs.info("medloop.access", "request", route="/z", status=200)
+    last = configured_alone.getvalue().splitlines()[-1]
+    assert "/z" in last and not last.startswith("{")

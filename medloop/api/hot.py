@@ -1,0 +1,358 @@
+"""The two hottest routes, dispatched without FastAPI's per-request machinery (issue #20).
+
+A prescribe (``POST /patients/{id}/prescriptions``) and a list read (``GET
+/patients/{id}/list``) are most of the API's traffic. Before their route runs, FastAPI 0.165
+matches the path through every included router (twice for an included router), builds a
+request object, parses the body, solves the dependencies (a cache key, a scope check and a
+signature inspection per dependency per request) and validates every parameter: 100-150 us of
+event-loop CPU per request, measured (bench/RESULTS.md, issue #20, session 6), against a route
+whose own work is 0.5-2 ms.
+
+``HotRoutes`` sits where the router sits (inside the exception handlers, so an exception a
+route raises is answered by the same handler as on the generic path). For these two routes,
+and only when a request has the ordinary shape, it does the same steps itself with the route's
+own pieces: FastAPI's own fields validate the path, the headers and the body, the route's own
+dependencies give the caller and the list version, and the route's own endpoint runs (in the
+route threads, as always). Anything else goes to the generic path untouched: another route, a
+query string, a missing or repeated header, a body that is not plain JSON or does not
+validate, a caller the token does not give. Nothing is written before that decision (the
+route is the first thing that writes), and a body already read is handed on as it came, so the
+generic path answers exactly as if ``HotRoutes`` were not there: the same status, headers,
+body, audit records and log line. ``tests/api/test_api_hot_routes.py`` compares both paths'
+answers request by request, good and malformed.
+
+The OpenAPI document is not touched: the routes stay registered as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.routing import Match
+
+from medloop import json_input
+from medloop.api import deps
+from medloop.api.limits import PRINCIPAL
+
+_PREFIX = "/patients/"
+_PRESCRIBE_SUFFIX = "/prescriptions"
+_LIST_SUFFIX = "/list"
+_SAMPLE_ID = "0b5e7a3c-58d4-4d6f-9a3e-2f0c1d9b8e71"
+"""A patient id for the start-up check that these paths reach these routes."""
+
+
+class _Fallback(Exception):
+    """The request is not of the ordinary shape: the generic path answers it."""
+
+
+class HotRoutes:
+    """An ASGI layer around the app's router (see the module docstring)."""
+
+    def __init__(self, app: Any, router: Any) -> None:
+        self.app = router
+        self.prescribe = _prescribe_plan(app)
+        self.read_list = _read_list_plan(app)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not scope.get("query_string") and not scope.get("root_path"):
+            path: str = scope["path"]
+            method = scope["method"]
+            if path.startswith(_PREFIX):
+                if method == "POST" and self.prescribe is not None:
+                    if path.endswith(_PRESCRIBE_SUFFIX):
+                        segment = path[len(_PREFIX) : -len(_PRESCRIBE_SUFFIX)]
+                        if segment and "/" not in segment:
+                            await self._prescribe(scope, receive, send, segment)
+                            return
+                elif method == "GET" and self.read_list is not None:
+                    if path.endswith(_LIST_SUFFIX):
+                        segment = path[len(_PREFIX) : -len(_LIST_SUFFIX)]
+                        if segment and "/" not in segment:
+                            await self._read_list(scope, receive, send, segment)
+                            return
+        await self.app(scope, receive, send)
+
+    async def _prescribe(self, scope: dict, receive: Any, send: Any, segment: str) -> None:
+        plan = self.prescribe
+        assert plan is not None
+        received: list[dict] = []
+        try:
+            principal = scope.get("state", {}).get(PRINCIPAL)
+            if principal is None:
+                # Not authenticated before the body (medloop.api.limits): the generic path
+                # decides what the request gets.
+                raise _Fallback
+            found = _headers(scope, _PRESCRIBE_HEADERS)
+            content_type = found[b"content-type"]
+            if content_type is None or not _is_json(content_type):
+                raise _Fallback
+            if found[b"content-length"] is None:
+                # Streamed without a length: BodyGuard counts it as it comes and may refuse it
+                # part way (413); only a body whose length BodyGuard has checked is read here.
+                raise _Fallback
+            patient_id = plan.valid(plan.patient_id, segment)
+            based_on = await deps.if_match(plan.valid(plan.if_match, found[b"if-match"]))
+            key = plan.valid(plan.key, found[b"idempotency-key"])
+            body = await _body(receive, received)
+            body_value = plan.valid(plan.body, json_input.loads(body))
+        except Exception:  # noqa: BLE001 - anything out of the ordinary: the generic path
+            await self.app(scope, _replaying(received, receive), send)
+            return
+        request = _selected(scope, receive, send, self.app, plan.route, segment)
+        state = request.app.state.api
+        # What deps.BearerCaller answers for a request authenticated before its body.
+        caller = deps.Caller(state, principal, request.state.request_id, state.clock())
+        values = {
+            plan.names["caller"]: caller,
+            plan.names["patient_id"]: patient_id,
+            plan.names["body"]: body_value,
+            plan.names["based_on"]: based_on,
+            plan.names["key"]: key,
+            plan.request_name: request,
+        }
+        response = await plan.endpoint(**values)
+        await response(scope, receive, send)
+
+    async def _read_list(self, scope: dict, receive: Any, send: Any, segment: str) -> None:
+        plan = self.read_list
+        assert plan is not None
+        try:
+            found = _headers(scope, _LIST_HEADERS)
+            patient_id = plan.valid(plan.patient_id, segment)
+            seen = plan.valid(plan.seen, found[b"if-none-match"])
+            request = Request(scope, receive, send)
+            caller = await deps.caller(request)
+        except Exception:  # noqa: BLE001 - anything out of the ordinary: the generic path
+            await self.app(scope, receive, send)
+            return
+        request = _selected(scope, receive, send, self.app, plan.route, segment)
+        values = {
+            plan.names["caller"]: caller,
+            plan.names["patient_id"]: patient_id,
+            plan.names["seen"]: seen,
+            plan.request_name: request,
+        }
+        response = await plan.endpoint(**values)
+        await response(scope, receive, send)
+
+
+_PRESCRIBE_HEADERS = (b"content-type", b"content-length", b"if-match", b"idempotency-key")
+_LIST_HEADERS = (b"if-none-match",)
+
+
+def _headers(scope: dict, wanted: tuple[bytes, ...]) -> dict[bytes, str | None]:
+    """The values (latin-1, as Starlette decodes them) of the ``wanted`` headers, ``None`` for
+    an absent one; a repeated one is out of the ordinary."""
+    found: dict[bytes, str | None] = dict.fromkeys(wanted)
+    for name, value in scope["headers"]:
+        if name in found:
+            if found[name] is not None:
+                raise _Fallback
+            found[name] = value.decode("latin-1")
+    return found
+
+
+def _is_json(content_type: str) -> bool:
+    """What FastAPI reads as JSON (``email.message``'s content type: the part before the first
+    ``;``, trimmed, lower case) when it is exactly ``application/json``; the other JSON types
+    (``+json``) take the generic path."""
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+async def _body(receive: Any, received: list[dict]) -> bytes:
+    """The whole body, every message kept in ``received`` (to be handed on as it came)."""
+    chunks = []
+    while True:
+        message = await receive()
+        received.append(message)
+        if message["type"] != "http.request":
+            raise _Fallback
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            body = b"".join(chunks)
+            if not body:
+                raise _Fallback
+            return body
+
+
+def _replaying(received: list[dict], receive: Any) -> Callable[[], Awaitable[dict]]:
+    """``receive`` with the messages already read given again first."""
+    if not received:
+        return receive
+    pending = list(received)
+
+    async def replay() -> dict:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _selected(
+    scope: dict, receive: Any, send: Any, router: Any, route: APIRoute, segment: str
+) -> Request:
+    """The scope as the generic router leaves it for ``route`` (its endpoint, path parameters
+    and the route, which the access log, the metrics and the problem handlers read)."""
+    scope.setdefault("router", router)
+    scope["endpoint"] = route.endpoint
+    scope["path_params"] = {"patient_id": segment}
+    scope["route"] = route
+    return Request(scope, receive, send)
+
+
+class _Plan:
+    """One hot route's pieces: the route, its endpoint, the names its parameters go by and the
+    FastAPI fields that validate them."""
+
+    def __init__(self, route: APIRoute, request_name: str, names: dict[str, str]) -> None:
+        self.route = route
+        self.endpoint = route.dependant.call
+        self.request_name = request_name
+        self.names = names
+        self.patient_id: Any = None
+        self.if_match: Any = None
+        self.key: Any = None
+        self.body: Any = None
+        self.seen: Any = None
+
+    @staticmethod
+    def valid(field: Any, value: Any) -> Any:
+        """``value`` as ``field`` validates it (FastAPI's own call), or ``_Fallback``."""
+        found, errors = field.validate(value, {}, loc=("hot",))
+        if errors:
+            raise _Fallback
+        return found
+
+
+def _route(app: Any, operation_id: str) -> APIRoute | None:
+    for route in _in_order(app.router.routes):
+        if isinstance(route, APIRoute) and route.operation_id == operation_id:
+            return route
+    return None
+
+
+def _in_order(routes: Any) -> Iterator[Any]:
+    """The app's routes in the order the generic router tries them, included routers opened
+    (``None`` for one included under a prefix of its own: medloop includes none)."""
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is None:
+            yield route
+        elif route.include_context.prefix:
+            yield None
+        else:
+            yield from _in_order(original.routes)
+
+
+def _reached(app: Any, method: str, path: str) -> Any:
+    """The route the generic router gives ``method path`` (the first full match)."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+    for route in _in_order(app.router.routes):
+        if route is None:
+            return None
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+    return None
+
+
+def _dependency(route: APIRoute, name: str) -> Any:
+    for dependency in route.dependant.dependencies:
+        if dependency.name == name:
+            return dependency
+    return None
+
+
+def _shape(route: APIRoute) -> tuple[str | None, list[tuple[str | None, Any]]]:
+    """The name the endpoint takes the request by (``routing.dispatching`` adds it) when the
+    path's one parameter is the patient id, and the route's dependencies (name, call)."""
+    names = [param.name for param in route.dependant.path_params]
+    request_name = route.dependant.request_param_name if names == ["patient_id"] else None
+    return request_name, [(d.name, d.call) for d in route.dependant.dependencies]
+
+
+def _prescribe_plan(app: Any) -> _Plan | None:
+    """The prescribe route's plan, or ``None`` (generic path only) when the route is not the
+    one this module was written for: its dependencies, parameters or path reached otherwise."""
+    route = _route(app, "prescribe")
+    if (
+        route is None
+        or _reached(app, "POST", f"{_PREFIX}{_SAMPLE_ID}{_PRESCRIBE_SUFFIX}") is not route
+    ):
+        return None
+    request_name, dependencies = _shape(route)
+    names = [d for d, _ in dependencies]
+    calls = [c for _, c in dependencies]
+    dependant = route.dependant
+    if (
+        request_name is None
+        or calls != [deps.caller, deps.if_match, deps.idempotency_key]
+        or len(dependant.body_params) != 1
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or route.body_field is None
+        or _embedded(route)
+    ):
+        return None
+    plan = _Plan(
+        route,
+        request_name,
+        {
+            "caller": names[0],
+            "based_on": names[1],
+            "key": names[2],
+            "patient_id": "patient_id",
+            "body": dependant.body_params[0].name,
+        },
+    )
+    plan.patient_id = dependant.path_params[0]
+    if_match = _dependency(route, names[1])
+    key = _dependency(route, names[2])
+    if len(if_match.header_params) != 1 or len(key.header_params) != 1:
+        return None
+    plan.if_match = if_match.header_params[0]
+    plan.key = key.header_params[0]
+    plan.body = dependant.body_params[0]
+    if plan.if_match.alias.lower() != "if-match" or plan.key.alias.lower() != "idempotency-key":
+        return None
+    return plan
+
+
+def _read_list_plan(app: Any) -> _Plan | None:
+    """The list read's plan, or ``None`` (see ``_prescribe_plan``)."""
+    route = _route(app, "readList")
+    if route is None or _reached(app, "GET", f"{_PREFIX}{_SAMPLE_ID}{_LIST_SUFFIX}") is not route:
+        return None
+    request_name, dependencies = _shape(route)
+    names = [d for d, _ in dependencies]
+    calls = [c for _, c in dependencies]
+    dependant = route.dependant
+    if (
+        request_name is None
+        or calls != [deps.caller, deps.if_none_match]
+        or dependant.body_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+    ):
+        return None
+    plan = _Plan(
+        route,
+        request_name,
+        {"caller": names[0], "seen": names[1], "patient_id": "patient_id"},
+    )
+    plan.patient_id = dependant.path_params[0]
+    seen = _dependency(route, names[1])
+    if len(seen.header_params) != 1 or seen.header_params[0].alias.lower() != "if-none-match":
+        return None
+    plan.seen = seen.header_params[0]
+    return plan
+
+
+def _embedded(route: APIRoute) -> bool:
+    return bool(getattr(route, "_embed_body_fields", False))

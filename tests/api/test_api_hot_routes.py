@@ -1,0 +1,507 @@
+"""The hot routes' own dispatch (``medloop.api.hot``) answers exactly as the generic FastAPI
+path does: the same requests, sent to an app with it and an app without it over two copies of
+one database, get the same status, headers and body bytes, and leave the same rows behind
+(audit records included) — ordinary requests, which it serves, and malformed ones, which it
+hands to the generic path."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import orjson
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from medloop.api import hot
+from medloop.api.app import create_app
+from medloop.api.config import ApiSettings
+from medloop.store.db import make_engine, normalise_url
+from medloop.store.migrate import upgrade
+from tests.api.helpers import (
+    GP_TOKEN,
+    NURSE_TOKEN,
+    PHARMACIST_TOKEN,
+    prescribe_body,
+)
+from tests.loop.helpers import (
+    ATORVASTATIN,
+    KLARITROMYCIN,
+    NOW,
+    SIMVASTATIN_28,
+    demo_world,
+)
+
+
+class Ticking:
+    """A clock one second further at each call: both apps see the same moments."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return NOW + timedelta(seconds=self.calls)
+
+
+@contextmanager
+def _twin(db_url: str) -> Iterator[str]:
+    """A copy of the database at ``db_url`` (its engines disposed), dropped afterwards."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        copy = url.database + ".twin"
+        shutil.copyfile(url.database, copy)
+        yield url.set(database=copy).render_as_string(hide_password=False)
+        return
+    admin = create_engine(normalise_url(db_url), isolation_level="AUTOCOMMIT")
+    name = f"{url.database}_twin"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"'))
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _hot_layer(app) -> tuple[object, hot.HotRoutes]:
+    """The hot routes' layer and the middleware in front of it."""
+    parent = app.middleware_stack
+    while not isinstance(parent.app, hot.HotRoutes):
+        parent = parent.app
+    return parent, parent.app
+
+
+class _Counting:
+    """The generic router behind ``HotRoutes``, counting the requests handed to it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.calls += 1
+        await self.app(scope, receive, send)
+
+
+VOLATILE = frozenset({"command_id", "occurred_at", "created_at", "prev_hash", "hash"})
+"""Columns that differ between any two runs of the same requests: a command's random id, the
+wall-clock moments of the audit log and the idempotency keys, and the audit chain's hashes
+over them."""
+_COMMAND_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def _masked(value):
+    if isinstance(value, str):
+        return _COMMAND_ID.sub("<command>", value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
+
+
+def _rows(engine) -> dict[str, list[tuple]]:
+    """Every row of every table, in a stable order, the ``VOLATILE`` columns left out and
+    command ids (32 hex digits) in other columns masked."""
+    found = {}
+    with engine.connect() as conn:
+        for table in sorted(inspect(conn).get_table_names()):
+            result = conn.execute(text(f'SELECT * FROM "{table}"'))
+            names = list(result.keys())
+            rows = [
+                tuple(
+                    _masked(value)
+                    for name, value in zip(names, row, strict=True)
+                    if name not in VOLATILE
+                )
+                for row in result
+            ]
+            found[table] = sorted(rows, key=repr)
+    return found
+
+
+def _expired() -> str:
+    from datetime import UTC, datetime
+
+    from medloop.api.auth import issue_token
+
+    return issue_token("gp", "9999999", "123456785", now=datetime.now(UTC) - timedelta(hours=3))
+
+
+class _Streamed:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _cases(patient: str) -> list[tuple[str, str, str, dict[str, str], bytes | None, bool]]:
+    """(name, method, path, headers, body, served by the hot path)."""
+    prescriptions = f"/patients/{patient}/prescriptions"
+    listed = f"/patients/{patient}/list"
+    gp = {"Authorization": f"Bearer {GP_TOKEN}"}
+    json_type = {"Content-Type": "application/json"}
+    first = prescribe_body(SIMVASTATIN_28)
+
+    def body(value) -> bytes:
+        return orjson.dumps(value)
+
+    cases = [
+        ("read empty", "GET", listed, gp, None, True),
+        ("read, current copy", "GET", listed, {**gp, "If-None-Match": '"0"'}, None, True),
+        ("read, stale copy", "GET", listed, {**gp, "If-None-Match": '"7", W/"8"'}, None, True),
+        (
+            "read, If-None-Match too long",
+            "GET",
+            listed,
+            {**gp, "If-None-Match": "1" * 1001},
+            None,
+            False,
+        ),
+        ("read, no token", "GET", listed, {}, None, False),
+        ("read, not bearer", "GET", listed, {"Authorization": "Basic eDp5"}, None, False),
+        ("read, garbage token", "GET", listed, {"Authorization": "Bearer x.y.z"}, None, False),
+        (
+            "read, pharmacist",
+            "GET",
+            listed,
+            {"Authorization": f"Bearer {PHARMACIST_TOKEN}"},
+            None,
+            True,
+        ),
+        ("read, nurse", "GET", listed, {"Authorization": f"Bearer {NURSE_TOKEN}"}, None, True),
+        ("read, query", "GET", listed + "?offset=1", gp, None, False),
+        ("read, unknown patient", "GET", f"/patients/{uuid.uuid4()}/list", gp, None, True),
+        ("read, upper-case id", "GET", f"/patients/{patient.upper()}/list", gp, None, True),
+        ("read, not an id", "GET", "/patients/not-an-id/list", gp, None, False),
+        (
+            "read, repeated If-None-Match",
+            "GET",
+            listed,
+            [*gp.items(), ("If-None-Match", '"0"'), ("If-None-Match", '"1"')],
+            None,
+            False,
+        ),
+        (
+            "prescribe",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"0"', "Idempotency-Key": "k-1"},
+            body(first),
+            True,
+        ),
+        (
+            "prescribe, replayed",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"0"', "Idempotency-Key": "k-1"},
+            body(first),
+            True,
+        ),
+        (
+            "prescribe, key reused",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"', "Idempotency-Key": "k-1"},
+            body(prescribe_body(ATORVASTATIN)),
+            True,
+        ),
+        (
+            "prescribe, stale",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"0"'},
+            body(prescribe_body(ATORVASTATIN)),
+            True,
+        ),
+        (
+            "prescribe, needs override",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": 'W/"1"'},
+            body(prescribe_body(KLARITROMYCIN)),
+            True,
+        ),
+        (
+            "prescribe, no If-Match",
+            "POST",
+            prescriptions,
+            {**gp, **json_type},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, bad If-Match",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": "one"},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, key too long",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"', "Idempotency-Key": "k" * 201},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, malformed JSON",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"'},
+            b'{"entry_id": ',
+            False,
+        ),
+        (
+            "prescribe, NaN",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"'},
+            b'{"x": NaN}',
+            False,
+        ),
+        (
+            "prescribe, empty body",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"'},
+            b"",
+            False,
+        ),
+        (
+            "prescribe, a list",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"'},
+            b"[]",
+            False,
+        ),
+        (
+            "prescribe, invalid field",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"'},
+            body({**prescribe_body(ATORVASTATIN), "use": "sometimes"}),
+            False,
+        ),
+        (
+            "prescribe, text/plain",
+            "POST",
+            prescriptions,
+            {**gp, "Content-Type": "text/plain", "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, no content type",
+            "POST",
+            prescriptions,
+            {**gp, "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, +json",
+            "POST",
+            prescriptions,
+            {**gp, "Content-Type": "application/merge-patch+json", "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, no token",
+            "POST",
+            prescriptions,
+            {**json_type, "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, expired token",
+            "POST",
+            prescriptions,
+            {"Authorization": f"Bearer {_expired()}", **json_type, "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, pharmacist",
+            "POST",
+            prescriptions,
+            {"Authorization": f"Bearer {PHARMACIST_TOKEN}", **json_type, "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            True,
+        ),
+        (
+            "prescribe, unknown patient",
+            "POST",
+            f"/patients/{uuid.uuid4()}/prescriptions",
+            {**gp, **json_type, "If-Match": '"0"'},
+            body(prescribe_body(ATORVASTATIN)),
+            True,
+        ),
+        (
+            "prescribe, not an id",
+            "POST",
+            "/patients/abc/prescriptions",
+            {**gp, **json_type, "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, query",
+            "POST",
+            prescriptions + "?dry=1",
+            {**gp, **json_type, "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, repeated If-Match",
+            "POST",
+            prescriptions,
+            [*gp.items(), *json_type.items(), ("If-Match", '"1"'), ("If-Match", '"1"')],
+            body(prescribe_body(ATORVASTATIN)),
+            False,
+        ),
+        (
+            "prescribe, streamed",
+            "POST",
+            prescriptions,
+            {**gp, **json_type, "If-Match": '"1"'},
+            _Streamed(body(prescribe_body(ATORVASTATIN))),
+            False,
+        ),
+        (
+            "prescribe, charset",
+            "POST",
+            prescriptions,
+            {**gp, "Content-Type": "Application/JSON; charset=utf-8", "If-Match": '"1"'},
+            body(prescribe_body(ATORVASTATIN)),
+            True,
+        ),
+        ("read after", "GET", listed, gp, None, True),
+        ("read, old copy", "GET", listed, {**gp, "If-None-Match": '"1"'}, None, True),
+        ("read, any copy", "GET", listed, {**gp, "If-None-Match": "*"}, None, True),
+        ("HEAD", "HEAD", listed, gp, None, False),
+        ("list, POST", "POST", listed, {**gp, **json_type}, b"{}", False),
+    ]
+    return cases
+
+
+class _AccessLines(logging.Handler):
+    """The access log's lines (``app.RequestId``), but for their milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        assert isinstance(record.msg, dict)
+        self.lines.append({k: v for k, v in record.msg.items() if k not in ("ms", "timestamp")})
+
+
+def _answer(
+    client: TestClient, reached: _Counting, handed: _Counting, lines: _AccessLines, case, n: int
+):
+    """The answer to ``case`` (status, headers, body, access log line), and whether the hot
+    path served it (the request reached it and it did not hand it to the router)."""
+    name, method, path, headers, body, _ = case
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    items.append(("X-Request-ID", f"hot-{n}"))
+    if isinstance(body, _Streamed):
+        body = iter([body.data])  # sent in chunks, without a Content-Length
+    before = reached.calls, handed.calls
+    lines.lines.clear()
+    response = client.request(method, path, content=body, headers=items)
+    return (
+        (response.status_code, sorted(response.headers.items()), response.content, lines.lines[:]),
+        (reached.calls, handed.calls) == (before[0] + 1, before[1]),
+    )
+
+
+def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url):
+    engine = make_engine(db_url)
+    upgrade(engine)
+    patient = str(demo_world(engine))
+    engine.dispose()
+    with _twin(db_url) as twin_url:
+        engines = {"hot": make_engine(db_url), "generic": make_engine(twin_url)}
+        try:
+            apps = {
+                which: create_app(ApiSettings.from_env("sqlite://"), engine=found, clock=Ticking())
+                for which, found in engines.items()
+            }
+            apps["generic"].state.hot_routes = False
+            answers: dict[str, list] = {"hot": [], "generic": []}
+            served: list[bool] = []
+            with TestClient(apps["hot"]) as hot_client, TestClient(apps["generic"]) as plain:
+                hot_client.get("/docs")  # builds the middleware stack
+                plain.get("/docs")
+                parent, layer = _hot_layer(apps["hot"])
+                assert layer.prescribe is not None and layer.read_list is not None
+                reached = parent.app = _Counting(layer)
+                handed = layer.app = _Counting(layer.app)
+                unused = _Counting(None)
+                lines = _AccessLines()
+                access = logging.getLogger("medloop.access")
+                access.addHandler(lines)
+                try:
+                    for n, case in enumerate(_cases(patient)):
+                        generic, _ = _answer(plain, unused, unused, lines, case, n)
+                        ours, lean = _answer(hot_client, reached, handed, lines, case, n)
+                        answers["generic"].append((case[0], *generic))
+                        answers["hot"].append((case[0], *ours))
+                        served.append(lean)
+                finally:
+                    access.removeHandler(lines)
+            rows = {which: _rows(found) for which, found in engines.items()}
+        finally:
+            for found in engines.values():
+                found.dispose()
+    assert answers["hot"] == answers["generic"]
+    # Each case took the path it was meant to: the ordinary ones never reached the router.
+    assert served == [case[5] for case in _cases(patient)]
+    statuses = [status for _, status, _, _, _ in answers["hot"]]
+    assert all(len(line) == 1 for *_, line in answers["hot"])
+    assert 201 in statuses and 304 in statuses and 412 in statuses and 409 in statuses
+    assert 422 in statuses and 401 in statuses and 403 in statuses and 428 in statuses
+    assert rows["hot"] == rows["generic"]
+    assert rows["hot"]["audit_event"], "the requests were audited"
+
+
+def test_without_the_routes_it_was_written_for_the_hot_path_stands_aside():
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.state.routes = ()
+    layer = hot.HotRoutes(app, app.router)
+    assert layer.prescribe is None and layer.read_list is None
+
+
+def test_the_hot_routes_leave_the_openapi_document_as_it_was(world):
+    """The document is made from the routes, which the hot path only reads: the same bytes
+    before the app serves (before its middleware is built), after it has served both hot
+    routes, and from an app without the hot path."""
+    import json
+
+    app = world.client.app
+    before = json.dumps(app.openapi())
+    assert world.get(f"/patients/{world.patient_id}/list").status_code == 200
+    body = prescribe_body(SIMVASTATIN_28)
+    path = f"/patients/{world.patient_id}/prescriptions"
+    assert world.post(path, body, **{"If-Match": '"0"'}).status_code == 201
+    assert _hot_layer(app)[1].prescribe is not None
+    app.openapi_schema = None
+    after = json.dumps(app.openapi())
+    plain = create_app(ApiSettings.from_env("sqlite://"), engine=world.engine)
+    plain.state.hot_routes = False
+    assert before == after == json.dumps(plain.openapi())
