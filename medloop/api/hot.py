@@ -38,6 +38,7 @@ from medloop.api import deps
 from medloop.api.limits import PRINCIPAL
 
 _PREFIX = "/patients/"
+_FHIR_PREFIX = "/fhir/"
 _PRESCRIBE_SUFFIX = "/prescriptions"
 _LIST_SUFFIX = "/list"
 _SAMPLE_ID = "0b5e7a3c-58d4-4d6f-9a3e-2f0c1d9b8e71"
@@ -53,10 +54,24 @@ class HotRoutes:
 
     def __init__(self, app: Any, router: Any) -> None:
         self.app = router
+        self.fhir = getattr(app.state, "fhir_router", None)
+        """The FHIR routes alone (``api.app.create_app``): a request under ``/fhir/`` is
+        matched against them instead of against every route of the JSON API's routers first
+        (FastAPI 0.165 walks each included router in turn: 261 us of a FHIR create's matching
+        in-process, against 29 us for a prescribe). No other route's path starts with
+        ``/fhir/`` (``tests/api/test_api_hot_routes.py`` checks it), so the match is the same."""
         self.prescribe = _prescribe_plan(app)
         self.read_list = _read_list_plan(app)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            self.fhir is not None
+            and scope["type"] == "http"
+            and not scope.get("root_path")
+            and scope["path"].startswith(_FHIR_PREFIX)
+        ):
+            await self.fhir(scope, receive, send)
+            return
         if scope["type"] == "http" and not scope.get("query_string") and not scope.get("root_path"):
             path: str = scope["path"]
             method = scope["method"]

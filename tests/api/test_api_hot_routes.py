@@ -505,3 +505,61 @@ def test_the_hot_routes_leave_the_openapi_document_as_it_was(world):
     plain = create_app(ApiSettings.from_env("sqlite://"), engine=world.engine)
     plain.state.hot_routes = False
     assert before == after == json.dumps(plain.openapi())
+
+
+def _paths(routes) -> list[str]:
+    """Every path the routes answer: an included router's routes (FastAPI 0.165 keeps included
+    routers whole) with their full paths, a mount's prefix, a route's path."""
+    found = []
+    for route in routes:
+        if hasattr(route, "effective_route_contexts"):
+            found.extend(context.path for context in route.effective_route_contexts())
+        else:
+            found.append(route.path)
+    return found
+
+
+def test_only_the_fhir_routers_have_paths_under_fhir(world):
+    """Requests under /fhir/ are matched against the FHIR routes alone: no other route of the
+    app (JSON API, CDS Hooks, pages, mounts) may have a path there, or it would no longer be
+    reached."""
+    app = world.client.app
+    fhir_paths = set(_paths(app.state.fhir_router.routes))
+    assert "/fhir/MedicationRequest" in fhir_paths and "/fhir/$export" in fhir_paths
+    every = _paths(app.routes)
+    assert fhir_paths <= set(every)
+    assert [p for p in every if p.startswith("/fhir/") and p not in fhir_paths] == []
+
+
+def test_fhir_requests_answer_as_the_generic_path_does(world):
+    """The same FHIR requests (read-only ones, on one database) get the same status, headers
+    and bytes from the FHIR-only dispatch as from FastAPI's whole router, and go through it."""
+    fast = world.client.app
+    plain = create_app(ApiSettings.from_env("sqlite://"), engine=world.engine, clock=world.clock)
+    plain.state.hot_routes = False
+    headers = {"Authorization": f"Bearer {GP_TOKEN}", "Accept": "application/fhir+json"}
+    requests = [
+        ("GET", "/fhir/metadata"),
+        ("GET", "/fhir/NoSuchType"),
+        ("GET", "/fhir/metadata/"),
+        ("PUT", "/fhir/MedicationRequest/x"),
+        ("DELETE", "/fhir/MedicationStatement"),
+        ("GET", f"/fhir/MedicationStatement?patient=Patient/{world.patient_id}&bogus=1"),
+        ("GET", "/fhir/Medication/not-an-id"),
+    ]
+    with TestClient(fast) as hot_client, TestClient(plain) as plain_client:
+        hot_client.get("/docs")  # builds the middleware stack
+        _, layer = _hot_layer(fast)
+        reached = layer.fhir = _Counting(layer.fhir)
+        statuses = set()
+        for n, (method, path) in enumerate(requests):
+            sent = {**headers, "X-Request-ID": f"fhir-dispatch-{n}"}
+            ours = hot_client.request(method, path, headers=sent, follow_redirects=False)
+            theirs = plain_client.request(method, path, headers=sent, follow_redirects=False)
+            assert ours.status_code == theirs.status_code, path
+            assert ours.content == theirs.content, path
+            assert ours.headers.get("allow") == theirs.headers.get("allow"), path
+            assert ours.headers.get("content-type") == theirs.headers.get("content-type"), path
+            statuses.add(ours.status_code)
+    assert reached.calls == len(requests)
+    assert {200, 404, 405} <= statuses
