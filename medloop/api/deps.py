@@ -93,12 +93,14 @@ class Caller:
         reason: str | None = None,
         overrides: dict[str, str] | None = None,
         idempotency_key: str | None = None,
+        override_every: str | None = None,
     ) -> Call:
         return Call(
             actor=self.principal.actor,
             at=self.at,
             reason=reason,
             overrides=overrides or {},
+            override_every=override_every,
             idempotency_key=idempotency_key,
             request_id=self.request_id,
         )

@@ -47,7 +47,6 @@ from medloop.fhir.outcome import FhirError, issue
 from medloop.fhir.router import FhirResponse, FhirRoute
 from medloop.loop import administration, prescribe
 from medloop.loop.catalogue import DrugOrder
-from medloop.loop.errors import OverrideRequired
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms
 from medloop.loop.runner import CommandResult
 
@@ -238,15 +237,10 @@ def _with_overrides(
     blanket: str | None,
     key: str | None,
 ) -> CommandResult:
-    """Run the command; when a reason was given for every alert, answer the alerts that need
-    one with it (the command is then run again naming them, as a client would)."""
-    try:
-        return run(caller.call(overrides=keyed, idempotency_key=key))
-    except OverrideRequired as refused:
-        if blanket is None:
-            raise
-        answered = {**dict.fromkeys(refused.context["alert_keys"], blanket), **keyed}
-        return run(caller.call(overrides=answered, idempotency_key=key))
+    """Run the command with the keyed overrides and, when a reason was given for every alert,
+    that reason for each alert that needs one and has none (``Call.override_every``): one run,
+    so a retry with the same Idempotency-Key is the same call."""
+    return run(caller.call(overrides=keyed, idempotency_key=key, override_every=blanket))
 
 
 # -- MedicationRequest --------------------------------------------------------------------------

@@ -98,8 +98,20 @@ class Call(Frozen):
     at: Moment
     reason: str | None = None
     overrides: dict[str, str] = {}
+    override_every: str | None = None
+    """A reason for every alert of this command that needs an override and has none in
+    ``overrides`` (FHIR's override-reason extension without an alert key): the alerts are
+    answered in the command's one run, so a retry with the same Idempotency-Key is the same
+    call and gets the first answer back."""
     idempotency_key: str | None = None
     request_id: str | None = None
+
+    def answering(self, alerts: Iterable[Alert]) -> Call:
+        """This call with ``override_every`` given to each of ``alerts`` that needs one."""
+        if not (self.override_every or "").strip():
+            return self
+        blanket = dict.fromkeys((a.key for a in alerts if a.requires_override), self.override_every)
+        return self.model_copy(update={"overrides": {**blanket, **self.overrides}})
 
 
 @dataclass(frozen=True)
@@ -203,7 +215,7 @@ def run_command(
         metrics.command_finished(action, "replayed")
     else:
         metrics.command_finished(action, "ok")
-        metrics.alerts_raised(result.alerts, call.overrides)
+        metrics.alerts_raised(result.alerts, call.answering(result.alerts).overrides)
     return result
 
 
@@ -234,6 +246,7 @@ def _run(
                 "patient_id": str(patient_id),
                 "based_on": based_on,
                 "overrides": call.overrides,
+                **({"override_every": call.override_every} if call.override_every else {}),
                 "request": dict(request),
             },
         )
@@ -330,6 +343,7 @@ def _decide_and_store(
     catalogue = catalogue_of(conn, locked.catalogue)
     effect = decide(Context(conn, state, catalogue, call))
     alerts = _screen(catalogue, state, effect.screening, call.at.date())
+    call = call.answering(alerts)
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
     handled, stored_alerts = _store(conn, action, patient_id, call, effect, alerts, version, state)

@@ -253,6 +253,34 @@ def test_one_override_reason_without_an_alert_key_answers_every_alert_of_the_req
     assert {o["reason"] for o in listed["overrides"]} == {"infectiologist's advice"}
 
 
+def test_a_retried_create_with_one_override_reason_for_every_alert_gets_the_first_answer(world):
+    """The reason without an alert key answers the alerts in the command's one run: the same
+    request sent again with the same Idempotency-Key is the same call, so it gets the first
+    answer back (it was refused as a reused key when the command ran twice)."""
+    assert prescribe(world, medication_request(world)).status_code == 201
+    body = medication_request(
+        world,
+        KLARITROMYCIN,
+        extension=[{"url": fhir.OVERRIDE_REASON, "valueString": "infectiologist's advice"}],
+    )
+    headers = {
+        "If-Match": f'"{world.version()}"',
+        "Idempotency-Key": str(uuid.uuid4()),
+        "Prefer": "return=OperationOutcome",
+    }
+    first = post(world, "/fhir/MedicationRequest", body, **headers)
+    assert first.status_code == 201, first.text
+    version = world.version()
+    again = post(world, "/fhir/MedicationRequest", body, **headers)
+    assert again.status_code == 201, again.text
+    assert again.content == first.content
+    assert again.headers["Location"] == first.headers["Location"]
+    assert world.version() == version, "the retry changed nothing"
+    listed = world.get(f"/patients/{world.patient_id}/list").json()
+    assert len(listed["entries"]) == 2
+    assert {o["reason"] for o in listed["overrides"]} == {"infectiologist's advice"}
+
+
 @pytest.mark.parametrize(
     ("case", "status", "code", "fragment"),
     [
