@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
-from medloop.store import audit
+from medloop.store import audit, batch
 from medloop.store import db as store_db
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
@@ -65,7 +65,9 @@ def terminate(admin, pid: int) -> None:
 def killed_once(engine, admin, target, when: str):
     """Terminate the backend of the connection the next request uses, once: right after it is
     checked out of the pool (``checkout``: before its first statement) or as its transaction
-    commits (``commit``: before COMMIT is sent)."""
+    commits (``commit``: before COMMIT is sent — on its own, where SQLAlchemy's ``commit``
+    event announces it, or in the round trip of the transaction's last row, where a command's
+    audit record carries it: ``store.batch.commit_with_next_row``)."""
     fired = []
 
     def kill(pid: int) -> None:
@@ -83,9 +85,19 @@ def killed_once(engine, admin, target, when: str):
             kill(conn.connection.driver_connection.info.backend_pid)
 
     event.listen(target, when, listener)
+    send = batch._send
+    if when == "commit":
+
+        def sending(conn, pending, last, *, commit=False):
+            if commit:
+                kill(conn.connection.driver_connection.info.backend_pid)
+            return send(conn, pending, last, commit=commit)
+
+        batch._send = sending
     try:
         yield fired
     finally:
+        batch._send = send
         event.remove(target, when, listener)
 
 
