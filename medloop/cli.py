@@ -419,14 +419,36 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
             )
             Multiprocess(config, sockets=[config.bind_socket()]).run()
         else:
+            checkpointer = _start_wal_checkpointer(app_.state.api.engine)
             settle_heap()
             lean_records()
-            uvicorn.run(
-                app_, host=host, port=port, log_level="warning", http=HttpProtocol, log_config=None
-            )
+            try:
+                uvicorn.run(
+                    app_,
+                    host=host,
+                    port=port,
+                    log_level="warning",
+                    http=HttpProtocol,
+                    log_config=None,
+                )
+            finally:
+                if checkpointer is not None:
+                    checkpointer.stop()
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+
+
+def _start_wal_checkpointer(engine):
+    """On SQLite (one serving process, every route on the event loop), the write-ahead log is
+    checkpointed by a thread of its own rather than by whichever request commits past the
+    threshold (``medloop.store.wal``); ``None`` on PostgreSQL or an in-memory database."""
+    from medloop.store.wal import WalCheckpointer
+
+    try:
+        return WalCheckpointer(engine).start()
+    except ValueError:
+        return None
 
 
 def _forget_run_dir(run_dir: Path) -> None:

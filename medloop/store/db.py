@@ -14,6 +14,7 @@ timeout.
 
 from __future__ import annotations
 
+import functools
 import select
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from medloop.store import batch
+from medloop.store import batch, wal
 from medloop.store.transaction import WriteOnReadConnection
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ def make_engine(url: str) -> Engine:
                 "factory": _queued_writer_connection(writers),
             },
         )
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect", functools.partial(_sqlite_on_connect, engine))
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     # A server runs many requests at once (uvicorn's thread pool): keep as many connections
@@ -186,7 +187,7 @@ def _queued_writer_connection(writers: threading.Lock) -> type[sqlite3.Connectio
     return QueuedWriterConnection
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(engine: Engine, dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # Only takes effect while the file is still empty; catalogue rows are large, and 16 KiB
@@ -196,6 +197,9 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    pages = wal.autocheckpoint_pages(engine)
+    if pages != wal.DEFAULT_PAGES:  # a WalCheckpointer runs: commits leave the log to it
+        cursor.execute(f"PRAGMA wal_autocheckpoint={pages}")
     cursor.close()
 
 

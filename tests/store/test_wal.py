@@ -1,0 +1,125 @@
+"""The SQLite server's write-ahead log is checkpointed by a thread of its own
+(``medloop.store.wal``): commits leave the log to it, it keeps the log short, and nothing
+written meanwhile is lost."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import text
+
+from medloop.cli import _start_wal_checkpointer
+from medloop.store import wal
+from medloop.store.db import make_engine, writer
+from medloop.store.wal import WalCheckpointer
+
+ROWS = 300
+
+
+def _table(engine) -> None:
+    with writer(engine).begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)"))
+
+
+def _write(engine, rows: int, *, pause: float = 0.0) -> None:
+    for i in range(rows):
+        with writer(engine).begin() as conn:
+            # 20 KiB: more than a 16 KiB page, so every commit puts a few pages in the log.
+            conn.execute(text("INSERT INTO t VALUES (:i, :p)"), {"i": i, "p": bytes(20_000)})
+        if pause:
+            time.sleep(pause)  # a server's commits come a request apart
+
+
+def _threshold(engine) -> int:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+
+
+def _log_state(path: str) -> tuple[int, int]:
+    """(pages in the log, of them already copied into the database) as a passive checkpoint
+    on a fresh connection finds them before it copies any."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        _busy, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return pages, copied
+    finally:
+        conn.close()
+
+
+def test_commits_leave_the_log_to_the_checkpointer_while_it_runs(sqlite_url):
+    engine = make_engine(sqlite_url)
+    _table(engine)
+    assert _threshold(engine) == wal.DEFAULT_PAGES
+    checkpointer = WalCheckpointer(engine, every_commits=8).start()
+    try:
+        assert _threshold(engine) == wal.FALLBACK_PAGES
+        _write(engine, ROWS)
+        deadline = time.monotonic() + 10
+        while checkpointer.done.runs < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpointer.done.runs >= 2
+        assert checkpointer.done.pages_copied > 0
+        assert checkpointer.done.failed == 0
+    finally:
+        checkpointer.stop()
+    assert _threshold(engine) == wal.DEFAULT_PAGES
+
+
+def test_the_log_stays_short_and_the_last_checkpoint_copies_everything(sqlite_url):
+    engine = make_engine(sqlite_url)
+    _table(engine)
+    path = engine.url.database
+    with WalCheckpointer(engine, every_commits=4):
+        _write(engine, ROWS, pause=0.002)
+        pages_while_running, _ = _log_state(path)
+    # 300 commits of three pages each, without a checkpoint: about 900 pages in the log (the
+    # next test). With the checkpointer a commit restarts the log whenever the last checkpoint
+    # has caught up with it.
+    assert pages_while_running < ROWS
+    pages, copied = _log_state(path)
+    assert copied == pages  # stop() ran a last checkpoint
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == ROWS
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_without_a_checkpointer_the_log_grows_until_a_commit_checkpoints(sqlite_url):
+    """The comparison the previous test's bound rests on: SQLite's own threshold leaves the
+    log to grow to about 1 000 pages before the committing request copies it back."""
+    engine = make_engine(sqlite_url)
+    _table(engine)
+    _write(engine, ROWS, pause=0.002)
+    pages, _ = _log_state(engine.url.database)
+    assert pages >= ROWS
+
+
+def test_only_a_database_file_has_a_log_to_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="in-memory"):
+        WalCheckpointer(make_engine("sqlite://"))
+    with pytest.raises(ValueError, match="only an SQLite"):
+        WalCheckpointer(make_engine("postgresql://postgres@127.0.0.1:5432/nothing"))
+    with pytest.raises(ValueError, match="every_commits"):
+        WalCheckpointer(make_engine(f"sqlite:///{tmp_path / 'x.db'}"), every_commits=0)
+    # `medloop serve` starts one only where it can run
+    assert _start_wal_checkpointer(make_engine("sqlite://")) is None
+    assert _start_wal_checkpointer(make_engine("postgresql://postgres@127.0.0.1/x")) is None
+
+
+def test_one_checkpointer_per_engine_and_stop_twice_is_harmless(sqlite_url):
+    engine = make_engine(sqlite_url)
+    _table(engine)
+    first = _start_wal_checkpointer(engine)
+    assert isinstance(first, WalCheckpointer)
+    try:
+        with pytest.raises(RuntimeError, match="already runs"):
+            WalCheckpointer(engine).start()
+        with pytest.raises(RuntimeError, match="already running"):
+            first.start()
+    finally:
+        first.stop()
+    first.stop()
+    # and a new one may start once the first has stopped
+    WalCheckpointer(engine).start().stop()
