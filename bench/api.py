@@ -60,9 +60,9 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -490,13 +490,7 @@ def run(url: str, args: argparse.Namespace) -> dict:
     patients = _patients(engine, 2 * args.clients * per_client + 1)
     engine.dispose()
     port = _free_port()
-    env = {
-        **os.environ,
-        "MEDLOOP_ALLOW_DEV_KEYS": "1",
-        "MEDLOOP_DATABASE_URL": url,
-        "MEDLOOP_SCHEDULER": "off",
-    }
-    server = start_server(env, port, args.workers)
+    server = start_server(server_env(url), port, args.workers)
     tokens = {
         "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
         "pharmacist": issue_token(
@@ -515,6 +509,17 @@ def run(url: str, args: argparse.Namespace) -> dict:
         server.terminate()
         server.wait(timeout=30)
     return {"closed_loop": closed, "paced": paced}
+
+
+def server_env(url: str) -> dict[str, str]:
+    """The environment of a benchmarked ``medloop serve`` on ``url``: this one's, with the dev
+    keys allowed (the benchmark's tokens) and no scheduled jobs."""
+    return {
+        **os.environ,
+        "MEDLOOP_ALLOW_DEV_KEYS": "1",
+        "MEDLOOP_DATABASE_URL": url,
+        "MEDLOOP_SCHEDULER": "off",
+    }
 
 
 def start_server(env: dict, port: int, workers: int) -> subprocess.Popen:
@@ -848,6 +853,87 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+@dataclass
+class FloorWorld:
+    """What a comparison with the floor measures on (``floor_world``): a fresh PostgreSQL
+    database (``name`` on the server of ``admin_url``) with its registered patients, a GP's
+    token, the floor's calibration recorded on it, and the servers started on it (``serve``),
+    each measured through the probe of its own PostgreSQL backends."""
+
+    url: str
+    name: str
+    admin_url: str
+    patients: list[BenchPatient]
+    tokens: dict[str, str]
+    calibration: Path
+    servers: dict[str, tuple[subprocess.Popen, int, bool]] = field(default_factory=dict)
+    probes: dict[bool, _BackendCpu] = field(default_factory=dict)
+
+    def serve(self, which: str, port: int, server: subprocess.Popen, *, floor: bool) -> None:
+        """Keep ``server`` (on ``port``; ``floor``: it is bench/floor.py) as ``which``, stopped
+        when the world ends."""
+        self.servers[which] = (server, port, floor)
+
+    def until_serving(self) -> None:
+        """Wait until every server answers, then open the probes of medloop's and the floor's
+        backends."""
+        for server, port, _ in self.servers.values():
+            _wait_until_serving(port, server)
+        self.probes = {
+            floor: _BackendCpu(self.admin_url, self.name, floor) for floor in (False, True)
+        }
+
+    def measure(self, order: Sequence[str], per_phase: int, args, **stamp) -> dict:
+        """One run: each server's prescribe and list read phases (``_floor_phase``) in ``order``,
+        on ``per_phase`` new patients each, with the load average before (and ``stamp``) and
+        after."""
+        measured: dict = {"order": list(order), "load_before": _loadavg(), **stamp}
+        for which in order:
+            server, port, floor = self.servers[which]
+            share = [self.patients.pop() for _ in range(per_phase)]
+            probe = self.probes[floor]
+            measured[which] = _floor_phase(port, server.pid, share, self.tokens, args, probe)
+        measured["load_after"] = _loadavg()
+        return measured
+
+    def stop(self) -> None:
+        for server, _, _ in self.servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+        for probe in self.probes.values():
+            probe.engine.dispose()
+
+
+@contextmanager
+def floor_world(base_url: str, catalogue: Path, patients: int) -> Iterator[FloorWorld]:
+    """A database of its own on ``base_url``'s server for the block, migrated, with
+    ``catalogue`` imported, ``patients`` registered (two of them taken for the floor's
+    calibration, recorded from medloop in this process); the servers the block starts are
+    stopped and the database dropped after it."""
+    admin, name, url = _postgres(base_url)
+    world = None
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        import_catalogue(engine, catalogue, allow_shrink=True, allow_older=True)
+        registered = _patients(engine, patients)
+        tokens = {
+            "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
+            "pharmacist": "",
+        }
+        calibration = Path(tempfile.mkdtemp(prefix="medloop-floor-")) / "floor.calibration"
+        _calibrate_floor(engine, registered.pop(), registered.pop(), tokens["gp"], calibration)
+        engine.dispose()
+        world = FloorWorld(url, name, normalise_url(base_url), registered, tokens, calibration)
+        yield world
+    finally:
+        if world is not None:
+            world.stop()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 FLOOR_FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_ms", "postgres_cpu_ms")
 
 
@@ -859,60 +945,21 @@ def floor_comparison(base_url: str, args: argparse.Namespace) -> dict:
     phase reports requests/s, p50/p99, the server's CPU ms per request (its processes' /proc)
     and PostgreSQL's (the backends of that server's connections); the medians over the runs,
     and medloop's figures as ratios to the floor's."""
-    admin, name, url = _postgres(base_url)
-    servers: list[subprocess.Popen] = []
-    probes: list[_BackendCpu] = []
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
-        per_phase = args.clients * args.patients_per_client
-        patients = _patients(engine, 2 * (args.runs + 1) * per_phase + 2)
-        tokens = {
-            "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
-            "pharmacist": "",
-        }
-        directory = Path(tempfile.mkdtemp(prefix="medloop-floor-"))
-        calibration = directory / "floor.calibration"
-        _calibrate_floor(engine, patients.pop(), patients.pop(), tokens["gp"], calibration)
-        engine.dispose()
-        env = {
-            **os.environ,
-            "MEDLOOP_ALLOW_DEV_KEYS": "1",
-            "MEDLOOP_DATABASE_URL": url,
-            "MEDLOOP_SCHEDULER": "off",
-        }
-        ports = {"medloop": args.port, "floor": args.port + 1}
-        started = {
-            "medloop": start_server(env, ports["medloop"], args.workers),
-            "floor": start_floor(calibration, url, ports["floor"], args.workers, args.floor_user),
-        }
-        servers.extend(started.values())
-        for which, server in started.items():
-            _wait_until_serving(ports[which], server)
-        admin_url = normalise_url(base_url)
-        probes = [_BackendCpu(admin_url, name, False), _BackendCpu(admin_url, name, True)]
-        probe = {"medloop": probes[0], "floor": probes[1]}
-        runs = []
+    per_phase = args.clients * args.patients_per_client
+    runs = []
+    with floor_world(base_url, args.catalogue, 2 * (args.runs + 1) * per_phase + 2) as world:
+        medloop = start_server(server_env(world.url), args.port, args.workers)
+        world.serve("medloop", args.port, medloop, floor=False)
+        floor = start_floor(
+            world.calibration, world.url, args.port + 1, args.workers, args.floor_user
+        )
+        world.serve("floor", args.port + 1, floor, floor=True)
+        world.until_serving()
         for run in range(args.runs + 1):
             order = ("medloop", "floor") if run % 2 == 0 else ("floor", "medloop")
-            measured: dict = {"order": list(order), "load_before": _loadavg()}
-            for which in order:
-                share = [patients.pop() for _ in range(per_phase)]
-                pid, port = started[which].pid, ports[which]
-                measured[which] = _floor_phase(port, pid, share, tokens, args, probe[which])
-            measured["load_after"] = _loadavg()
+            measured = world.measure(order, per_phase, args)
             if run > 0:  # the first run warms both servers up
                 runs.append(measured)
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
-        for found in probes:
-            found.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     median: dict = {}
     ratios: dict = {}
     for which in ("medloop", "floor"):

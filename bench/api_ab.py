@@ -21,13 +21,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 import api  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-
-from fest.loader import import_catalogue  # noqa: E402
-from medloop.api.auth import issue_token  # noqa: E402
-from medloop.demo import GP  # noqa: E402
-from medloop.store.db import make_engine, normalise_url  # noqa: E402
-from medloop.store.migrate import upgrade  # noqa: E402
 
 os.chdir(tempfile.gettempdir())  # not a source tree (see the module docstring)
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,95 +39,52 @@ args = argparse.Namespace(
     workers=2,
 )
 out = {"started": time.strftime("%H:%M:%S", time.gmtime()), "runs": []}
-with api.private_postgres(a.pg_port) as base_url:
-    admin, name, url = api._postgres(base_url)
-    servers = []
-    probes = []
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        import_catalogue(engine, args.catalogue, allow_shrink=True, allow_older=True)
-        per_phase = args.clients * args.patients_per_client
-        patients = api._patients(engine, 3 * (a.runs + 1) * per_phase + 2)
-        tokens = {
-            "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
-            "pharmacist": "",
-        }
-        directory = Path(tempfile.mkdtemp(prefix="edge-ab3-"))
-        calibration = directory / "floor.calibration"
-        api._calibrate_floor(engine, patients.pop(), patients.pop(), tokens["gp"], calibration)
-        engine.dispose()
-        env = {
-            **os.environ,
-            "MEDLOOP_ALLOW_DEV_KEYS": "1",
-            "MEDLOOP_DATABASE_URL": url,
-            "MEDLOOP_SCHEDULER": "off",
-        }
-        env.pop("PYTHONPATH", None)
-        env_base = {**env, "PYTHONPATH": a.base}
-        env_branch = dict(env)
-        ports = {"base": a.http_port, "branch": a.http_port + 2, "floor": a.http_port + 4}
-        started = {
-            "base": api.start_server(env_base, ports["base"], args.workers),
-            "branch": api.start_server(env_branch, ports["branch"], args.workers),
-            "floor": api.start_floor(calibration, url, ports["floor"], args.workers),
-        }
-        servers.extend(started.values())
-        for which, server in started.items():
-            api._wait_until_serving(ports[which], server)
-        admin_url = normalise_url(base_url)
-        probes = [api._BackendCpu(admin_url, name, False), api._BackendCpu(admin_url, name, True)]
-        probe = {"base": probes[0], "branch": probes[0], "floor": probes[1]}
-        orders = [
-            ("base", "branch", "floor"),
-            ("branch", "floor", "base"),
-            ("floor", "base", "branch"),
-            ("branch", "base", "floor"),
-            ("base", "floor", "branch"),
-            ("floor", "branch", "base"),
-        ]
-        for run in range(a.runs + 1):
-            order = orders[run % len(orders)]
-            measured = {
-                "order": list(order),
-                "load_before": api._loadavg(),
-                "at": time.strftime("%H:%M:%S", time.gmtime()),
-            }
-            for which in order:
-                share = [patients.pop() for _ in range(per_phase)]
-                measured[which] = api._floor_phase(
-                    ports[which], started[which].pid, share, tokens, args, probe[which]
+per_phase = args.clients * args.patients_per_client
+patients = 3 * (a.runs + 1) * per_phase + 2
+with (
+    api.private_postgres(a.pg_port) as base_url,
+    api.floor_world(base_url, args.catalogue, patients) as world,
+):
+    env = api.server_env(world.url)
+    env.pop("PYTHONPATH", None)
+    ports = {"base": a.http_port, "branch": a.http_port + 2, "floor": a.http_port + 4}
+    base = api.start_server({**env, "PYTHONPATH": a.base}, ports["base"], args.workers)
+    world.serve("base", ports["base"], base, floor=False)
+    branch = api.start_server(env, ports["branch"], args.workers)
+    world.serve("branch", ports["branch"], branch, floor=False)
+    floor = api.start_floor(world.calibration, world.url, ports["floor"], args.workers)
+    world.serve("floor", ports["floor"], floor, floor=True)
+    world.until_serving()
+    orders = [
+        ("base", "branch", "floor"),
+        ("branch", "floor", "base"),
+        ("floor", "base", "branch"),
+        ("branch", "base", "floor"),
+        ("base", "floor", "branch"),
+        ("floor", "branch", "base"),
+    ]
+    for run in range(a.runs + 1):
+        order = orders[run % len(orders)]
+        r = world.measure(order, per_phase, args, at=time.strftime("%H:%M:%S", time.gmtime()))
+        if run > 0:
+            out["runs"].append(r)
+        print(
+            run,
+            order,
+            r["load_before"],
+            {
+                w: (
+                    r[w]["prescribe"]["server_cpu_ms"],
+                    r[w]["prescribe"]["requests_per_s"],
+                    r[w]["list read"]["server_cpu_ms"],
+                    r[w]["list read"]["requests_per_s"],
+                    r[w]["prescribe"]["statuses"],
+                    r[w]["list read"]["statuses"],
                 )
-            measured["load_after"] = api._loadavg()
-            if run > 0:
-                out["runs"].append(measured)
-            r = measured
-            print(
-                run,
-                order,
-                r["load_before"],
-                {
-                    w: (
-                        r[w]["prescribe"]["server_cpu_ms"],
-                        r[w]["prescribe"]["requests_per_s"],
-                        r[w]["list read"]["server_cpu_ms"],
-                        r[w]["list read"]["requests_per_s"],
-                        r[w]["prescribe"]["statuses"],
-                        r[w]["list read"]["statuses"],
-                    )
-                    for w in order
-                },
-                file=sys.stderr,
-                flush=True,
-            )
-    finally:
-        for s in servers:
-            s.terminate()
-            s.wait(timeout=30)
-        for pr in probes:
-            pr.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+                for w in order
+            },
+            file=sys.stderr,
+            flush=True,
+        )
 out["ended"] = time.strftime("%H:%M:%S", time.gmtime())
 print(json.dumps(out, indent=1))

@@ -38,7 +38,7 @@ BENCH = Path(__file__).resolve().parent
 # bench/ goes after site-packages: bench/fhir.py must not shadow the fhir.resources package
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 from loop import percentiles, postgres_database  # noqa: E402  (sibling bench)
-from ward import NURSE, PLAN_AT, ROUND_AT, ward  # noqa: E402
+from ward import NURSE, PLAN_AT, ROUND_AT, chart_round, ward  # noqa: E402
 
 TARGETS = {"overview_p99_ms": 100.0, "mar_week_p99_ms": 60.0, "page_kb": 150.0}
 
@@ -263,38 +263,6 @@ def compare_reads(engine, ward_id, patient, iterations: int, at=ROUND_AT) -> dic
     return found
 
 
-def _chart_rounds(engine, ward_id, residents, rounds) -> int:
-    """Every resident's doses of each ``(hour, at)`` round charted as given at ``at`` (scanned),
-    each a ``chart`` command; returns how many."""
-    import uuid
-
-    from medloop.domain.administration import ChartRequest, Outcome
-    from medloop.loop import administration
-    from medloop.loop.runner import Call
-
-    charted = 0
-    for hour, at in rounds:
-        with engine.connect() as conn:
-            chart = administration.ward_chart(conn, ward_id, at.date(), at)
-        for patient in chart.patients:
-            for line in patient.doses:
-                if line.local_time.hour != hour:
-                    continue
-                request = ChartRequest(
-                    administration_id=uuid.uuid4(),
-                    entry_id=line.entry_id,
-                    planned_dose_id=line.planned_dose_id,
-                    outcome=Outcome.GIVEN,
-                    given_at=at,
-                    dose=line.amount,
-                    scan=residents[patient.patient_id][line.entry_id],
-                )
-                call = Call(actor=NURSE, at=at, idempotency_key=str(uuid.uuid4()))
-                administration.chart(engine, patient.patient_id, request, call)
-                charted += 1
-    return charted
-
-
 def measure(
     url: str, iterations: int, settle: bool = True, afternoon: bool = False
 ) -> dict[str, object]:
@@ -313,7 +281,8 @@ def measure(
     at, charted = ROUND_AT, 0
     if afternoon:  # the 08:00 and the 13:00 round charted, the pages at 13:05
         midday = ROUND_AT + timedelta(hours=5)
-        charted = _chart_rounds(engine, ward_id, residents, ((8, ROUND_AT), (13, midday)))
+        for hour, round_at in ((8, ROUND_AT), (13, midday)):
+            charted += len(chart_round(engine, ward_id, residents, hour, round_at))
         at = midday
     settings = dataclasses.replace(Settings.from_env(url))
     app = create_app(settings, engine=engine, clock=lambda: at)

@@ -119,6 +119,8 @@ RULES = [
     ("medloop.charts", "medloop.api"),
     ("medloop.timeline", "medloop.store"),
     ("medloop.timeline", "medloop.loop"),
+    # The LRU map is kept with by the store and the pages alike: a leaf below every layer.
+    ("medloop.lru", "medloop"),
 ]
 
 

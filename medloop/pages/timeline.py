@@ -13,8 +13,6 @@ the mark is read from the database, so processes never show each other's stale p
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -22,6 +20,7 @@ from uuid import UUID
 
 from medloop.charts.timeline import WIDTH, TimelineChart, TimelineText, render_timeline
 from medloop.domain.administration import Outcome
+from medloop.lru import Lru
 from medloop.pages.i18n import OSLO
 from medloop.pages.web import Page
 from medloop.timeline import EventKind, SpanState, Timeline
@@ -66,39 +65,9 @@ def timeline_text(page: Page) -> TimelineText:
     )
 
 
-class DrawnCache:
-    """A bounded least-recently-used map of drawn timelines, safe across the app's threads."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._found: OrderedDict[Hashable, TimelineChart] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> TimelineChart | None:
-        with self._lock:
-            found = self._found.get(key)
-            if found is not None:
-                self._found.move_to_end(key)
-            return found
-
-    def put(self, key: Hashable, drawn: TimelineChart) -> None:
-        with self._lock:
-            self._found[key] = drawn
-            self._found.move_to_end(key)
-            while len(self._found) > self.size:
-                self._found.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._found.clear()
-
-    def __len__(self) -> int:
-        return len(self._found)
-
-
 DRAWN_CACHED = 128
 """Pictures kept per process (each some tens of KB of SVG: a few MB at most)."""
-DRAWN = DrawnCache(DRAWN_CACHED)
+DRAWN: Lru[Hashable, TimelineChart] = Lru(DRAWN_CACHED)
 
 
 def window(now: datetime, days: int) -> tuple[datetime, datetime, datetime]:

@@ -36,7 +36,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    and_,
     bindparam,
     cast,
     exists,
@@ -198,6 +197,11 @@ _DISCHARGE_OF_ADMISSION = (discharge.c.admission_id == admission.c.id) & (
 _ERROR_OF_CHARTING = (administration_error.c.administration_id == administration.c.id) & (
     administration_error.c.patient_id == administration.c.patient_id
 )
+_CHARTING_OF_DOSE = (administration.c.patient_id == planned_dose.c.patient_id) & (
+    administration.c.planned_dose_id == planned_dose.c.id
+)
+_NOT_IN_ERROR = ~exists().where(_ERROR_OF_CHARTING)
+"""A charting that no correction entered in error."""
 
 APPEND_ONLY = (
     "ward",
@@ -569,20 +573,7 @@ _DOSES_ON_CHART = (
         administration.c.outcome,
         administration.c.record.label("charting"),
     )
-    .select_from(
-        planned_dose.outerjoin(
-            administration,
-            and_(
-                # Joined on the patient too: each table routes by patient (docs/scaling.md).
-                administration.c.patient_id == planned_dose.c.patient_id,
-                administration.c.planned_dose_id == planned_dose.c.id,
-                ~exists().where(
-                    administration_error.c.patient_id == administration.c.patient_id,
-                    administration_error.c.administration_id == administration.c.id,
-                ),
-            ),
-        )
-    )
+    .select_from(planned_dose.outerjoin(administration, _CHARTING_OF_DOSE & _NOT_IN_ERROR))
     .where(
         planned_dose.c.due_at >= bindparam("start", type_=planned_dose.c.due_at.type),
         planned_dose.c.due_at < bindparam("end", type_=planned_dose.c.due_at.type),
@@ -749,24 +740,12 @@ _CHARTINGS_ON_WARD = (
         # shown (``ward_lines``), so most reads need none of them parsed.
         cast(administration.c.record, Text).label("record"),
     )
-    .select_from(
-        planned_dose.join(
-            administration,
-            and_(
-                # Joined on the patient too: each table routes by patient (docs/scaling.md).
-                administration.c.patient_id == planned_dose.c.patient_id,
-                administration.c.planned_dose_id == planned_dose.c.id,
-            ),
-        )
-    )
+    .select_from(planned_dose.join(administration, _CHARTING_OF_DOSE))
     .where(
         planned_dose.c.ward_id == bindparam("ward_id"),
         planned_dose.c.due_at >= bindparam("start", type_=planned_dose.c.due_at.type),
         planned_dose.c.due_at < bindparam("end", type_=planned_dose.c.due_at.type),
-        ~exists().where(
-            administration_error.c.patient_id == administration.c.patient_id,
-            administration_error.c.administration_id == administration.c.id,
-        ),
+        _NOT_IN_ERROR,
     )
     .order_by(administration.c.at, administration.c.recorded_at, administration.c.id)
 )
@@ -1090,7 +1069,7 @@ _STANDING_CHARTING = (
         administration.c.outcome != Outcome.MISSED.value,
     )
     .where(administration.c.patient_id == planned_dose.c.patient_id)
-    .where(~exists().where(_ERROR_OF_CHARTING))
+    .where(_NOT_IN_ERROR)
 )
 
 _PLANNED_SINCE = select(

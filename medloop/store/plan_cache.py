@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine
+
+from medloop.lru import Lru
 
 CAPACITY = 16
 """Ward-days kept per engine (least recently used go first). A 60-resident ward's day of 960
@@ -33,35 +34,13 @@ doses takes ~2.3 MB kept with nothing charted and ~5 MB with half of it charted 
 2026-12-05), so at most ~80 MB: a nursing home's wards today, and a few other days asked for."""
 
 
-class PlanCache:
-    """A bounded least-recently-used map of ward-days, safe across the app's threads; a value is
-    never changed once put (a read that finds marks moved puts a new one)."""
+class PlanCache(Lru[Hashable, Mapping[Any, Any]]):
+    """The ward-days of one engine (``medloop.lru``: least recently used go first, safe across
+    the app's threads); a value is never changed once put (a read that finds marks moved puts a
+    new one)."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
-        self._capacity = capacity
-        self._found: OrderedDict[Hashable, Mapping[Any, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Mapping[Any, Any] | None:
-        with self._lock:
-            found = self._found.get(key)
-            if found is not None:
-                self._found.move_to_end(key)
-            return found
-
-    def put(self, key: Hashable, value: Mapping[Any, Any]) -> None:
-        with self._lock:
-            self._found[key] = value
-            self._found.move_to_end(key)
-            while len(self._found) > self._capacity:
-                self._found.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._found.clear()
-
-    def __len__(self) -> int:
-        return len(self._found)
+        super().__init__(capacity)
 
 
 _caches: weakref.WeakKeyDictionary[object, PlanCache] = weakref.WeakKeyDictionary()

@@ -55,6 +55,22 @@ class _Line:
     it so far, by charting id (a stored charting never changes; one entered in error no longer
     stands, and another or none is shown)."""
 
+    def chart_line(self, status: DoseStatus) -> ChartLine:
+        """The line on a chart with ``status`` (a dose not in force shows as superseded)."""
+        return ChartLine(
+            planned_dose_id=self.dose.id,
+            entry_id=self.dose.entry_id,
+            drug=self.dose.drug,
+            local_time=self.dose.local_time,
+            due_at=self.dose.due_at,
+            amount=self.dose.amount,
+            status=status,
+            late=self.charting is not None and self.charting.late,
+            multidose=self.dose.multidose,
+            charting=self.charting,
+            superseded=not self.in_force,
+        )
+
 
 def chart_lines(
     conn: Connection,
@@ -258,18 +274,7 @@ def ward_chart(
             status = dose_status(line.dose.due_at, line.charting, found.config, now)
             shown = None if line.shown is None else line.shown.get(status)
             if shown is None:
-                shown = ChartLine(
-                    planned_dose_id=line.dose.id,
-                    entry_id=line.dose.entry_id,
-                    drug=line.dose.drug,
-                    local_time=line.dose.local_time,
-                    due_at=line.dose.due_at,
-                    amount=line.dose.amount,
-                    status=status,
-                    late=line.charting is not None and line.charting.late,
-                    multidose=line.dose.multidose,
-                    charting=line.charting,
-                )
+                shown = line.chart_line(status)
                 if line.shown is not None:
                     line.shown[status] = shown
             by_patient[patient_id].append(shown)
@@ -405,19 +410,7 @@ def resident_chart(
         if ward is None:
             continue
         by_day[local_date(line.dose.due_at)].append(
-            ChartLine(
-                planned_dose_id=line.dose.id,
-                entry_id=line.dose.entry_id,
-                drug=line.dose.drug,
-                local_time=line.dose.local_time,
-                due_at=line.dose.due_at,
-                amount=line.dose.amount,
-                status=dose_status(line.dose.due_at, line.charting, ward.config, now),
-                late=line.charting is not None and line.charting.late,
-                multidose=line.dose.multidose,
-                charting=line.charting,
-                superseded=not line.in_force,
-            )
+            line.chart_line(dose_status(line.dose.due_at, line.charting, ward.config, now))
         )
     prn: dict[date, list[Administration]] = defaultdict(list)
     for charted in store.chartings_of_patient(conn, patient_id, start, end, as_needed_only=True):

@@ -8,18 +8,25 @@ glargin 090572 is ATC A10AE04. EANs are 704626 + varenr + check digit.
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import event
+
 from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
-from medloop.domain.administration import ChartRequest, Outcome
+from medloop.domain.administration import ChartRequest, Outcome, ScanSkipReason
 from medloop.domain.codes import OrganisationKind, PersonnelRole
 from medloop.domain.personnel import Organisation
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administration
+from medloop.loop.administration.queries import ChartLine, WardChart
 from medloop.loop.catalogue import DrugOrder
+from medloop.loop.change import change_dosage
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe
 from medloop.store.administration import planned_doses as stored_planned_doses
 from medloop.store.list_changes import list_version
@@ -164,12 +171,84 @@ def planned_doses(engine, patient_id, entry_id):
     return [d for d in found if d.entry_id == entry_id]
 
 
-def simvastatin_world(engine):
+def simvastatin_planned(engine, *slots: TimeOfDay) -> tuple[UUID, UUID, UUID]:
+    """``nursing_home`` with simvastatin prescribed daily at ``slots`` and the ward's doses
+    planned (the roll-forward at ``PLANNED_AT``); returns (patient id, ward id, entry id)."""
     patient_id, ward_id = nursing_home(engine)
-    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
+    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(*slots))
     administration.roll_forward(engine, PLANNED_AT)
+    return patient_id, ward_id, entry_id
+
+
+def simvastatin_world(engine):
+    patient_id, ward_id, entry_id = simvastatin_planned(engine, TimeOfDay.MORNING)
     first = planned_doses(engine, patient_id, entry_id)[0]  # 20 Nov 08:00 Oslo = 07:00 UTC
     return patient_id, ward_id, entry_id, first
+
+
+def version_of(engine, patient_id: UUID) -> int:
+    with engine.connect() as conn:
+        return list_version(conn, patient_id)
+
+
+def change_dosage_at(engine, patient_id: UUID, entry_id: UUID, dosage: Dosage, at: datetime):
+    """The GP changes the entry's dosage at ``at``, on the list's current version."""
+    return change_dosage(
+        engine,
+        patient_id,
+        entry_id,
+        dosage,
+        call(GP, at=at),
+        based_on=version_of(engine, patient_id),
+    )
+
+
+def ward_chart(engine, ward_id: UUID, day: date, now: datetime) -> WardChart:
+    with engine.connect() as conn:
+        return administration.ward_chart(conn, ward_id, day, now)
+
+
+def give(engine, patient_id: UUID, entry_id: UUID, line: ChartLine, at: datetime) -> UUID:
+    """The chart's ``line`` charted as given at ``at`` (one tablet, no barcode to scan) by the
+    nurse; returns the charting's id."""
+    charting_id = uuid.uuid4()
+    administration.chart(
+        engine,
+        patient_id,
+        ChartRequest(
+            administration_id=charting_id,
+            entry_id=entry_id,
+            planned_dose_id=line.planned_dose_id,
+            outcome=Outcome.GIVEN,
+            given_at=at,
+            dose=Quantity(value=1, unit="tablett"),
+            scan_skipped=ScanSkipReason.NO_BARCODE,
+        ),
+        call(NURSE, at=at),
+    )
+    return charting_id
+
+
+@contextmanager
+def statements(engine) -> Iterator[list[str]]:
+    """Every statement sent on ``engine`` in the block, its white space folded."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def reads_of(seen: list[str], table: str) -> int:
+    """How many of the statements ``seen`` select from ``table``."""
+    return sum(
+        1 for s in seen if s.upper().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
+    )
 
 
 def given(

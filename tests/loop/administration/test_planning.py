@@ -20,7 +20,7 @@ from medloop.domain.administration import (
 )
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import administration as nursing
-from medloop.loop.change import change_dosage, hold
+from medloop.loop.change import hold
 from medloop.loop.prescribe import PrescriptionTerms, RenewOrder, renew
 from medloop.queries import prescriptions
 from medloop.store import administration
@@ -33,56 +33,38 @@ from tests.loop.administration.helpers import (
     SIMVASTATIN,
     as_needed,
     at_clock,
+    change_dosage_at,
     daily,
+    give,
     nursing_home,
     prescribe_with,
+    simvastatin_planned,
+    version_of,
+    ward_chart,
 )
 from tests.loop.helpers import GP, call
 
 
 def chart_of(engine, ward_id, day, now):
-    with engine.connect() as conn:
-        (patient,) = nursing.ward_chart(conn, ward_id, day, now).patients
+    (patient,) = ward_chart(engine, ward_id, day, now).patients
     return {line.local_time.strftime("%H:%M"): line for line in patient.doses}
 
 
-def give(engine, patient_id, entry_id, line, at):
-    nursing.chart(
-        engine,
-        patient_id,
-        ChartRequest(
-            administration_id=uuid.uuid4(),
-            entry_id=entry_id,
-            planned_dose_id=line.planned_dose_id,
-            outcome=Outcome.GIVEN,
-            given_at=at,
-            dose=Quantity(value=1, unit="tablett"),
-            scan_skipped=ScanSkipReason.NO_BARCODE,
-        ),
-        call(NURSE, at=at),
-    )
-
-
 def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(engine):
-    patient_id, ward_id = nursing_home(engine)
-    entry_id = prescribe_with(
-        engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING, TimeOfDay.EVENING)
+    patient_id, ward_id, entry_id = simvastatin_planned(
+        engine, TimeOfDay.MORNING, TimeOfDay.EVENING
     )
-    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     day = datetime(2026, 11, 20).date()
     morning = chart_of(engine, ward_id, day, ADMITTED)["08:00"]
     give(engine, patient_id, entry_id, morning, morning.due_at + timedelta(minutes=5))
 
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 12:00 in Oslo
-    with engine.connect() as conn:
-        version = list_version(conn, patient_id)
-    change_dosage(
+    change_dosage_at(
         engine,
         patient_id,
         entry_id,
         daily(TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.NIGHT),
-        call(GP, at=changed_at),
-        based_on=version,
+        changed_at,
     )
     # The change planned its new schedule in its own transaction: the job has nothing to add.
     with engine.connect() as conn:
@@ -109,9 +91,7 @@ def test_a_dosage_changed_mid_day_replans_the_future_and_keeps_what_was_charted(
 
 
 def test_a_renewal_that_leaves_the_schedule_alone_makes_no_new_schedule(engine):
-    patient_id, _ = nursing_home(engine)
-    prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
-    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
+    patient_id, _, _ = simvastatin_planned(engine, TimeOfDay.EVENING)
     with engine.connect() as conn:
         version = list_version(conn, patient_id)
         (old,) = prescriptions(conn, patient_id)
@@ -178,23 +158,14 @@ def test_nothing_is_planned_or_missed_after_discharge(engine):
 
 
 def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_runs(engine):
-    patient_id, ward_id = nursing_home(engine)
-    entry_id = prescribe_with(
-        engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING, TimeOfDay.EVENING)
+    patient_id, ward_id, entry_id = simvastatin_planned(
+        engine, TimeOfDay.MORNING, TimeOfDay.EVENING
     )
-    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
     day = datetime(2026, 11, 20).date()
     evening = chart_of(engine, ward_id, day, ADMITTED)["18:00"]
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
-    with engine.connect() as conn:
-        version = list_version(conn, patient_id)
-    change_dosage(
-        engine,
-        patient_id,
-        entry_id,
-        daily(TimeOfDay.MORNING, TimeOfDay.NIGHT),
-        call(GP, at=changed_at),
-        based_on=version,
+    change_dosage_at(
+        engine, patient_id, entry_id, daily(TimeOfDay.MORNING, TimeOfDay.NIGHT), changed_at
     )
     with pytest.raises(PlannedDoseSuperseded):
         give(engine, patient_id, entry_id, evening, evening.due_at)
@@ -213,18 +184,14 @@ def test_a_dose_of_a_changed_dosage_is_superseded_even_before_the_roll_forward_r
 
 
 def test_an_entry_on_hold_cannot_be_given(engine):
-    patient_id, ward_id = nursing_home(engine)
-    entry_id = prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
-    nursing.roll_forward(engine, ADMITTED + timedelta(minutes=30))
+    patient_id, ward_id, entry_id = simvastatin_planned(engine, TimeOfDay.MORNING)
     morning = chart_of(engine, ward_id, datetime(2026, 11, 20).date(), ADMITTED)["08:00"]
-    with engine.connect() as conn:
-        version = list_version(conn, patient_id)
     hold(
         engine,
         patient_id,
         entry_id,
         call(GP, at=morning.due_at - timedelta(hours=1)),
-        based_on=version,
+        based_on=version_of(engine, patient_id),
     )
     with pytest.raises(PlannedDoseSuperseded):  # holding replans: the dose is gone
         give(engine, patient_id, entry_id, morning, morning.due_at)
@@ -233,10 +200,10 @@ def test_an_entry_on_hold_cannot_be_given(engine):
 def test_an_as_needed_entry_on_hold_cannot_be_given(engine):
     patient_id, _ = nursing_home(engine)
     entry_id = prescribe_with(engine, patient_id, OKSYKODON, as_needed())
-    with engine.connect() as conn:
-        version = list_version(conn, patient_id)
     held_at = ADMITTED + timedelta(hours=1)
-    hold(engine, patient_id, entry_id, call(GP, at=held_at), based_on=version)
+    hold(
+        engine, patient_id, entry_id, call(GP, at=held_at), based_on=version_of(engine, patient_id)
+    )
     request = ChartRequest(
         administration_id=uuid.uuid4(),
         entry_id=entry_id,

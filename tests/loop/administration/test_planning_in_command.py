@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
 
 from interactions.dosage import TimeOfDay
 from medloop.domain.codes import DiscontinuationReason
@@ -21,7 +19,6 @@ from medloop.loop import runner
 from medloop.loop.change import discontinue, hold
 from medloop.loop.errors import OverrideRequired
 from medloop.store import administration
-from medloop.store.list_changes import list_version
 from tests.loop.administration.helpers import (
     ADMITTED,
     NURSE,
@@ -30,6 +27,10 @@ from tests.loop.administration.helpers import (
     daily,
     nursing_home,
     prescribe_with,
+    reads_of,
+    statements,
+    version_of,
+    ward_chart,
 )
 from tests.loop.helpers import GP, KLARITROMYCIN, call, demo_world
 
@@ -38,8 +39,7 @@ CHANGED = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 12:00 in Oslo
 
 
 def chart(engine, ward_id, day=DAY, now=CHANGED):
-    with engine.connect() as conn:
-        (patient,) = nursing.ward_chart(conn, ward_id, day, now).patients
+    (patient,) = ward_chart(engine, ward_id, day, now).patients
     return patient.doses
 
 
@@ -61,25 +61,6 @@ def stored_doses(engine, patient_id, entry_id=None) -> list:
             end=ADMITTED + timedelta(days=7),
         )
     return [d for d in doses if entry_id is None or d.entry_id == entry_id]
-
-
-def version_of(engine, patient_id) -> int:
-    with engine.connect() as conn:
-        return list_version(conn, patient_id)
-
-
-@contextmanager
-def statements(engine):
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 PLANNING_TABLES = ("admission", "ward_config", "schedule", "planned_dose")
@@ -216,12 +197,6 @@ def test_a_patient_admitted_elsewhere_in_time_is_not_planned_before_the_stay(eng
     prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.EVENING))
     # The stay begins after the 48 h horizon of the prescription: nothing planned now.
     assert [d for d in stored_doses(engine, patient_id) if d.due_at < later] == []
-
-
-def reads_of(seen: list[str], table: str) -> int:
-    return sum(
-        1 for s in seen if s.upper().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
-    )
 
 
 def test_a_new_entry_is_planned_without_reading_schedules_or_planned_doses(engine):

@@ -4,11 +4,7 @@ changes, and the roll-forward reusing the list state the commands cached."""
 
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager
 from datetime import timedelta
-
-from sqlalchemy import event
 
 from interactions.dosage import TimeOfDay
 from medloop.domain.ward import WardConfig
@@ -20,29 +16,11 @@ from tests.loop.administration.helpers import (
     given,
     planned_doses,
     prescribe_with,
+    reads_of,
     simvastatin_world,
+    statements,
 )
 from tests.loop.helpers import call
-
-
-@contextmanager
-def statements(engine):
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
-def reads_of(seen: list[str], table: str) -> int:
-    return sum(
-        1 for s in seen if s.upper().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
-    )
 
 
 def test_a_charting_reads_each_administration_table_once_and_not_the_ward_again(engine):

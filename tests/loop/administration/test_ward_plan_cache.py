@@ -16,27 +16,28 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import event
 
-from interactions.dosage import Quantity, TimeOfDay
+from interactions.dosage import TimeOfDay
 from medloop import demo
-from medloop.domain.administration import ChartRequest, DoseStatus, Outcome, ScanSkipReason
+from medloop.domain.administration import DoseStatus
 from medloop.domain.patient import NationalId, Patient
 from medloop.domain.ward import local_day_bounds
 from medloop.loop import administration as nursing
-from medloop.loop.change import change_dosage
 from medloop.loop.patients import register_patient
 from medloop.store import state_cache
-from medloop.store.list_changes import list_version
 from medloop.store.plan_cache import PlanCache, plan_cache_for
 from tests.loop.administration.helpers import (
     ADMITTED,
     NURSE,
     SIMVASTATIN,
     admission_order,
+    change_dosage_at,
     daily,
+    give,
     nursing_home,
     prescribe_with,
+    ward_chart,
 )
-from tests.loop.helpers import GP, call
+from tests.loop.helpers import call
 
 DAY = date(2026, 11, 20)
 MORNING_ROUND = datetime(2026, 11, 20, 7, 5, tzinfo=UTC)  # 08:05 in Oslo
@@ -69,8 +70,7 @@ def plan_reads(engine, ward_id):
 
 
 def chart(engine, ward_id, now=MORNING_ROUND, day=DAY):
-    with engine.connect() as conn:
-        return nursing.ward_chart(conn, ward_id, day, now)
+    return ward_chart(engine, ward_id, day, now)
 
 
 def chart_kept_nothing(engine, ward_id, now=MORNING_ROUND, day=DAY):
@@ -127,15 +127,12 @@ def test_a_resident_whose_plan_changed_is_read_again_alone(engine, unchecked):
     kari, ola, ward_id, entry_id = ward_with_two_residents(engine)
     chart(engine, ward_id)
     changed_at = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
-    with engine.connect() as conn:
-        version = list_version(conn, kari)
-    change_dosage(
+    change_dosage_at(
         engine,
         kari,
         entry_id,
         daily(TimeOfDay.MORNING, TimeOfDay.MIDDAY, TimeOfDay.NIGHT),
-        call(GP, at=changed_at),
-        based_on=version,
+        changed_at,
     )
     now = changed_at + timedelta(minutes=10)
     with plan_reads(engine, ward_id) as reads:
@@ -163,22 +160,7 @@ def give_morning_dose(engine, ward_id, patient_id, entry_id) -> tuple[uuid.UUID,
         for d in p.doses
         if d.local_time.hour == 8
     ]
-    charting_id = uuid.uuid4()
-    nursing.chart(
-        engine,
-        patient_id,
-        ChartRequest(
-            administration_id=charting_id,
-            entry_id=entry_id,
-            planned_dose_id=morning.planned_dose_id,
-            outcome=Outcome.GIVEN,
-            given_at=MORNING_ROUND,
-            dose=Quantity(value=1, unit="tablett"),
-            scan_skipped=ScanSkipReason.NO_BARCODE,
-        ),
-        call(NURSE, at=MORNING_ROUND),
-    )
-    return morning.planned_dose_id, charting_id
+    return morning.planned_dose_id, give(engine, patient_id, entry_id, morning, MORNING_ROUND)
 
 
 def line_of(found, planned_dose_id):
