@@ -20,12 +20,15 @@ the same CPU per request and PostgreSQL CPU per request down to the floor's.
 The coroutine has the route's own signature, name and documentation, so FastAPI's parameter
 handling and the OpenAPI document are unchanged.
 
-The pool is the standard library's ``ThreadPoolExecutor`` (``RouteThreads``): per request it
-costs 20-40 us less CPU than anyio's ``to_thread.run_sync`` with a ``CapacityLimiter`` (measured
-with 8 requests in flight on 4 threads, bench/RESULTS.md issue #20, session 5: anyio yields to
-the loop once before handing off and enters a cancel scope and the limiter; the executor's queue
-is a ``SimpleQueue``), and a route thread answers the event loop's future itself, another
-20-40 us less than the loop's ``run_in_executor`` (session 6).
+The pool (``RouteThreads``) is a ``SimpleQueue`` of jobs and the threads that take them: per
+request it costs 20-40 us less CPU than anyio's ``to_thread.run_sync`` with a ``CapacityLimiter``
+(measured with 8 requests in flight on 4 threads, bench/RESULTS.md issue #20, session 5: anyio
+yields to the loop once before handing off and enters a cancel scope and the limiter), a route
+thread answers the event loop's future itself, another 20-40 us less than the loop's
+``run_in_executor`` (session 6), and a job is a tuple rather than the standard library's
+``ThreadPoolExecutor`` work item, whose ``Future`` makes a ``Condition`` per request and takes
+its lock twice, and whose idle-thread ``Semaphore`` is two more Python-level lock round trips
+(about 9 us of CPU a request less in the same measurement, session 7).
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import queue
+import threading
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -62,11 +67,16 @@ class RouteThreads:
     the others queued in arrival order. Each runs in a copy of the request's context (the log
     context's request id goes with it). A request given up while its route runs (the server
     shutting down) does not stop the route: it finishes its transaction in its thread, and its
-    answer is dropped; one still queued does not start."""
+    answer is dropped; one still queued does not start. The threads start with the first
+    requests, one a request until there are ``threads``; they end when the pool is dropped, and
+    at interpreter exit once the routes running then are done (as ``ThreadPoolExecutor``'s)."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="medloop-route")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._started: list[threading.Thread] = []
+        self._starting = threading.Lock()
+        weakref.finalize(self, _stop, self._jobs, self._started)
 
     async def run(self, work: Callable[[], Result]) -> Result:
         """``work()``'s result, computed in one of the threads. The thread answers the event
@@ -76,20 +86,75 @@ class RouteThreads:
         (bench/RESULTS.md, issue #20, session 6)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Result] = loop.create_future()
-        context = contextvars.copy_context()
-
-        def job() -> None:
-            if answer.cancelled():
-                return  # given up while queued: not started
-            try:
-                result = context.run(work)
-            except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
-                loop.call_soon_threadsafe(_fail, answer, error)
-            else:
-                loop.call_soon_threadsafe(_answer, answer, result)
-
-        self._executor.submit(job)
+        self._jobs.put((loop, answer, contextvars.copy_context(), work))
+        if len(self._started) < self.threads:
+            self._start()
         return await answer
+
+    def _start(self) -> None:
+        with self._starting:
+            if len(self._started) >= self.threads:
+                return
+            thread = threading.Thread(
+                target=_serve,
+                args=(self._jobs,),
+                name=f"medloop-route_{len(self._started)}",
+                daemon=True,  # joined at exit by _stop_every_pool, after what runs is done
+            )
+            thread.start()
+            self._started.append(thread)
+            _LIVE[id(self._jobs)] = (self._jobs, self._started)
+
+
+_Job = tuple[asyncio.AbstractEventLoop, asyncio.Future, contextvars.Context, Callable[[], Any]]
+
+_LIVE: dict[int, tuple[queue.SimpleQueue, list[threading.Thread]]] = {}
+"""Every pool whose threads run, by its queue (``_stop_every_pool`` ends them at exit)."""
+
+
+def _serve(jobs: queue.SimpleQueue) -> None:
+    """A route thread: take jobs until told to stop (``None``)."""
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        loop, answer, context, work = job
+        del job
+        if answer.cancelled():
+            continue  # given up while queued: not started
+        try:
+            result = context.run(work)
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
+            _reply(loop, _fail, answer, error)
+        else:
+            _reply(loop, _answer, answer, result)
+        del loop, answer, context, work
+
+
+def _reply(loop: asyncio.AbstractEventLoop, how: Callable, answer: Any, value: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(how, answer, value)
+    except RuntimeError:  # the loop is closed: nobody waits for the answer any more
+        pass
+
+
+def _stop(jobs: queue.SimpleQueue, started: list[threading.Thread]) -> None:
+    """End a pool's threads once the jobs queued before are done."""
+    _LIVE.pop(id(jobs), None)
+    for _ in started:
+        jobs.put(None)
+
+
+def _stop_every_pool() -> None:
+    """At interpreter exit: every pool's threads finish what runs (a route in the middle of its
+    transaction commits or rolls back), then end."""
+    for jobs, started in list(_LIVE.values()):
+        _stop(jobs, started)
+        for thread in started:
+            thread.join()
+
+
+threading._register_atexit(_stop_every_pool)  # type: ignore[attr-defined] - as concurrent.futures
 
 
 def _answer(future: asyncio.Future, result: Any) -> None:
