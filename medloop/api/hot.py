@@ -121,15 +121,13 @@ class HotRoutes:
         # What deps.BearerCaller answers for a request authenticated before its body.
         caller = deps.Caller(state, principal, request.state.request_id, state.clock())
         values = {
-            plan.names["caller"]: caller,
-            plan.names["patient_id"]: patient_id,
-            plan.names["body"]: body_value,
-            plan.names["based_on"]: based_on,
-            plan.names["key"]: key,
-            plan.request_name: request,
+            "caller": caller,
+            "patient_id": patient_id,
+            "body": body_value,
+            "based_on": based_on,
+            "key": key,
         }
-        response = await plan.endpoint(**values)
-        await response(scope, receive, send)
+        await _answer(plan, request, values, scope, receive, send)
 
     async def _read_list(self, scope: dict, receive: Any, send: Any, segment: str) -> None:
         plan = self.read_list
@@ -144,14 +142,19 @@ class HotRoutes:
             await self.app(scope, receive, send)
             return
         request = _selected(scope, receive, send, self.app, plan.route, segment)
-        values = {
-            plan.names["caller"]: caller,
-            plan.names["patient_id"]: patient_id,
-            plan.names["seen"]: seen,
-            plan.request_name: request,
-        }
-        response = await plan.endpoint(**values)
-        await response(scope, receive, send)
+        values = {"caller": caller, "patient_id": patient_id, "seen": seen}
+        await _answer(plan, request, values, scope, receive, send)
+
+
+async def _answer(
+    plan: _Plan, request: Request, values: dict[str, Any], scope: dict, receive: Any, send: Any
+) -> None:
+    """Run ``plan``'s endpoint with ``values`` (by the plan's own names for them) and the request,
+    and send its response: the tail both hot routes share once a request is theirs."""
+    arguments = {plan.names[name]: value for name, value in values.items()}
+    arguments[plan.request_name] = request
+    response = await plan.endpoint(**arguments)
+    await response(scope, receive, send)
 
 
 _PRESCRIBE_HEADERS = (b"content-type", b"content-length", b"if-match", b"idempotency-key")
