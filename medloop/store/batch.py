@@ -21,8 +21,9 @@ On SQLite (in-process, no round trips) every call executes at once.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +202,7 @@ def _send(
                 sql = last[0]  # one statement: no pipeline needed
                 cursor.execute(sql, last[1], prepare=True)
                 return cursor.fetchone()
-            with driver.pipeline():
+            with driver.pipeline(), _corked(driver):
                 for sql, rows in statements:
                     if len(rows) == 1:
                         cursor.execute(sql, rows[0], prepare=True)
@@ -227,6 +228,42 @@ def _send(
         raise DBAPIError.instance(
             statement, None, error, psycopg.Error, connection_invalidated=lost
         ) from error
+
+
+@contextmanager
+def _corked(driver: psycopg.Connection) -> Iterator[None]:
+    """Hold what the block sends on ``driver``'s TCP socket in the kernel until it ends
+    (``TCP_CORK``; Linux), so that a pipeline's statements leave in one transmission.
+
+    psycopg flushes the connection after every statement it queues in a pipeline: a ``send``
+    per statement, each one passing the kernel's TCP path and waking the server for part of
+    the pipeline (a quarter of a prescribe's CPU in the profile). Corked, those sends only
+    copy into the socket's buffer; the pipeline's ``Sync``, sent when the pipeline ends after
+    the block, goes out at once. The messages and round trips are the same (libpq's trace is
+    unchanged). Nothing is held on a socket that is not TCP (a Unix socket), where the option
+    does not apply, or where the platform has none."""
+    if _TCP_CORK is None:
+        yield
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, driver.pgconn.socket)
+    try:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+        except OSError:  # not a TCP socket
+            corked = False
+        else:
+            corked = True
+        try:
+            yield
+        finally:
+            if corked:
+                with suppress(OSError):  # a lost connection: its error is the one to report
+                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+    finally:
+        sock.detach()  # the descriptor is libpq's: never closed here
+
+
+_TCP_CORK = getattr(socket, "TCP_CORK", None)
 
 
 _SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
