@@ -21,9 +21,8 @@ On SQLite (in-process, no round trips) every call executes at once.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +201,7 @@ def _send(
             sql = last[0]  # one statement: no pipeline needed
             cursor.execute(sql, last[1], prepare=True)
             return cursor.fetchone()
-        with driver.pipeline(), _corked(driver):
+        with driver.pipeline():
             for sql, rows in statements:
                 if len(rows) == 1:
                     cursor.execute(sql, rows[0], prepare=True)
@@ -232,9 +231,10 @@ def _send(
 
 def _cursors(conn: Connection, driver: psycopg.Connection) -> tuple[psycopg.Cursor, psycopg.Cursor]:
     """The cursors :func:`_send` uses on ``driver`` (rows as named tuples, and one for the
-    ``COMMIT`` queued behind a row), made once per connection: a cursor's adapters look up each
-    parameter type's dumper and each column type's loader once, so a new cursor per round trip
-    paid those look-ups again every time."""
+    ``COMMIT`` queued behind a row), made once per connection (kept in the pool record's info,
+    made again for a new connection): building and closing a cursor, and its adapters, for
+    every round trip cost more than the statement's own dumping (bench/RESULTS.md, #20,
+    session 7)."""
     info = conn.connection.info
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed or found[2].closed:
@@ -247,42 +247,6 @@ def _cursors(conn: Connection, driver: psycopg.Connection) -> tuple[psycopg.Curs
 
 
 _CURSORS = "batch.cursors"
-
-
-@contextmanager
-def _corked(driver: psycopg.Connection) -> Iterator[None]:
-    """Hold what the block sends on ``driver``'s TCP socket in the kernel until it ends
-    (``TCP_CORK``; Linux), so that a pipeline's statements leave in one transmission.
-
-    psycopg flushes the connection after every statement it queues in a pipeline: a ``send``
-    per statement, each one passing the kernel's TCP path and waking the server for part of
-    the pipeline (a quarter of a prescribe's CPU in the profile). Corked, those sends only
-    copy into the socket's buffer; the pipeline's ``Sync``, sent when the pipeline ends after
-    the block, goes out at once. The messages and round trips are the same (libpq's trace is
-    unchanged). Nothing is held on a socket that is not TCP (a Unix socket), where the option
-    does not apply, or where the platform has none."""
-    if _TCP_CORK is None:
-        yield
-        return
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, driver.pgconn.socket)
-    try:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
-        except OSError:  # not a TCP socket
-            corked = False
-        else:
-            corked = True
-        try:
-            yield
-        finally:
-            if corked:
-                with suppress(OSError):  # a lost connection: its error is the one to report
-                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
-    finally:
-        sock.detach()  # the descriptor is libpq's: never closed here
-
-
-_TCP_CORK = getattr(socket, "TCP_CORK", None)
 
 
 _SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}

@@ -4,12 +4,9 @@ sent from a block that failed, and the same hashes as this process computes."""
 
 from __future__ import annotations
 
-import socket
 import uuid
-from contextlib import nullcontext
 from datetime import UTC, date, datetime
 
-import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -147,54 +144,6 @@ def test_on_postgres_queued_rows_and_the_audit_record_share_one_round_trip(postg
             assert conn.execute(select(scratch_rows.c.id)).scalars().all() == ["a", "b"]
             assert verify(conn).ok
         assert record.seq == 1
-    finally:
-        engine.dispose()
-
-
-def _corked(driver) -> int:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, driver.pgconn.socket)
-    try:
-        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
-    finally:
-        sock.detach()
-
-
-@pytest.mark.postgres
-@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
-@pytest.mark.parametrize("fails", [False, True])
-def test_a_pipeline_is_held_in_the_kernel_until_it_ends_and_released_after(
-    postgres_url, monkeypatch, fails
-):
-    # psycopg flushes after every statement of a pipeline; corked, the statements leave together
-    # when the block ends. A socket left corked would hold the next statements up to 200 ms, a
-    # closed descriptor would lose the connection: neither, also when a statement fails.
-    engine = scratch_engine(postgres_url, migrated=True)
-    seen: list[int] = []
-    execute = psycopg.Cursor.execute
-
-    def spying(self, query, params=None, **options):
-        if self.connection._pipeline is not None:
-            seen.append(_corked(self.connection))
-        return execute(self, query, params, **options)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", spying)
-    try:
-        with engine.connect() as conn:
-            driver = conn.connection.driver_connection
-        with pytest.raises(IntegrityError) if fails else nullcontext():
-            with engine.execution_options(write=True).begin() as conn:
-                assert conn.connection.driver_connection is driver  # the pool's one connection
-                conn.execute(scratch_rows.insert(), {"id": "a", "n": 1, "record": None})
-                with batch.batched(conn):
-                    batch.insert(conn, scratch_rows, [{"id": "b", "n": 2, "record": None}])
-                    batch.insert(conn, scratch_rows, [{"id": "a" if fails else "c", "n": 3}])
-                    batch.first_row(conn, select(literal(1).label("one")), {})
-        assert seen == [1, 1, 1]
-        assert _corked(driver) == 0
-        with engine.connect() as conn:
-            assert conn.execute(select(scratch_rows.c.id)).scalars().all() == (
-                [] if fails else ["a", "b", "c"]  # a failure rolls the transaction back
-            )
     finally:
         engine.dispose()
 
