@@ -196,25 +196,25 @@ def _send(
     driver = conn.connection.driver_connection
     sql = ""
     try:
-        with driver.cursor(row_factory=namedtuple_row) as cursor:
-            if not statements and last is not None and not commit:
-                sql = last[0]  # one statement: no pipeline needed
+        cursor, plain = _cursors(conn, driver)
+        if not statements and last is not None and not commit:
+            sql = last[0]  # one statement: no pipeline needed
+            cursor.execute(sql, last[1], prepare=True)
+            return cursor.fetchone()
+        with driver.pipeline():
+            for sql, rows in statements:
+                if len(rows) == 1:
+                    cursor.execute(sql, rows[0], prepare=True)
+                else:
+                    cursor.executemany(sql, rows)
+            if last is not None:
+                sql = last[0]
                 cursor.execute(sql, last[1], prepare=True)
-                return cursor.fetchone()
-            with driver.pipeline():
-                for sql, rows in statements:
-                    if len(rows) == 1:
-                        cursor.execute(sql, rows[0], prepare=True)
-                    else:
-                        cursor.executemany(sql, rows)
-                if last is not None:
-                    sql = last[0]
-                    cursor.execute(sql, last[1], prepare=True)
-                if commit:
-                    # Queued behind the row's statement, sent with it (``commit_with_next_row``);
-                    # a failed statement before it aborts the pipeline, and so the COMMIT.
-                    driver.cursor().execute("COMMIT")
-            return cursor.fetchone() if last is not None else None
+            if commit:
+                # Queued behind the row's statement, sent with it (``commit_with_next_row``);
+                # a failed statement before it aborts the pipeline, and so the COMMIT.
+                plain.execute("COMMIT")
+        return cursor.fetchone() if last is not None else None
     except psycopg.Error as error:
         # As SQLAlchemy itself reports a failed statement (IntegrityError for a unique key),
         # and as it handles a lost connection: dropped, never returned to the pool.
@@ -227,6 +227,26 @@ def _send(
         raise DBAPIError.instance(
             statement, None, error, psycopg.Error, connection_invalidated=lost
         ) from error
+
+
+def _cursors(conn: Connection, driver: psycopg.Connection) -> tuple[psycopg.Cursor, psycopg.Cursor]:
+    """The cursors :func:`_send` uses on ``driver`` (rows as named tuples, and one for the
+    ``COMMIT`` queued behind a row), made once per connection (kept in the pool record's info,
+    made again for a new connection): building and closing a cursor, and its adapters, for
+    every round trip cost more than the statement's own dumping (bench/RESULTS.md, #20,
+    session 7)."""
+    info = conn.connection.info
+    found = info.get(_CURSORS)
+    if found is None or found[0] is not driver or found[1].closed or found[2].closed:
+        found = info[_CURSORS] = (
+            driver,
+            driver.cursor(row_factory=namedtuple_row),
+            driver.cursor(),
+        )
+    return found[1], found[2]
+
+
+_CURSORS = "batch.cursors"
 
 
 _SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
