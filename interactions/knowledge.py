@@ -65,6 +65,9 @@ Side = tuple[int, int]
 DuplicateKey = tuple[Literal["atc", "moiety", "substitution-group", "atc-level4"], str]
 
 PROFILE_CACHE_SIZE = 50_000
+PROFILES_BY_IDENTITY = 8_192
+"""Drug objects whose profile is found by identity (each kept alive by the memo until it is
+emptied when full; a drug loaded again is another object)."""
 NOTICE_ON_PRODUCT = "1"
 NOTICE_ON_PACKAGE = "2"
 NOTICE_ON_GENERIC_GROUP = "3"
@@ -162,6 +165,7 @@ class Knowledge:
         }
         self._notices_by_target = self._index_notices(snapshot.notices)
         self._profiles: dict[ResolvedDrug, DrugProfile] = {}
+        self._profiles_by_identity: dict[int, tuple[ResolvedDrug, DrugProfile]] = {}
         # A reference always names the same drug in one catalogue version: remembered, and
         # bounded by the catalogue's own size.
         self._resolved: dict[tuple[str, str], ResolvedDrug] = {}
@@ -455,13 +459,23 @@ class Knowledge:
     def profile(self, drug: ResolvedDrug) -> DrugProfile:
         """What ``drug`` matches: interaction sides, not-assessed codes, notices, duplicate keys.
 
-        Memoised per drug, so a list checked again costs lookups only.
+        Memoised per drug, so a list checked again costs lookups only: first by the drug
+        object itself (a patient's entries keep their drug objects from command to command, and
+        a lookup by value hashes and compares every field of the drug, its strengths too), then
+        by its value.
         """
+        known = self._profiles_by_identity.get(id(drug))
+        if known is not None and known[0] is drug:
+            return known[1]
         found = self._profiles.get(drug)
         if found is None:
             if len(self._profiles) >= PROFILE_CACHE_SIZE:
                 self._profiles.clear()
             found = self._profiles[drug] = self._profile(drug)
+        if len(self._profiles_by_identity) >= PROFILES_BY_IDENTITY:
+            self._profiles_by_identity.clear()
+        # The drug is kept beside its id, so the id cannot name another object meanwhile.
+        self._profiles_by_identity[id(drug)] = (drug, found)
         return found
 
     def _profile(self, drug: ResolvedDrug) -> DrugProfile:

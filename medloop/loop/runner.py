@@ -230,8 +230,12 @@ def _run(
     cache: StateCache,
     committed: list[tuple[int, PatientState]],
 ) -> CommandResult:
+    computed: list[tuple[Alert, ...]] = []
+
     def compute() -> dict[str, Any]:
-        return _decide_and_store(conn, action, patient_id, call, decide, based_on, cache, committed)
+        return _decide_and_store(
+            conn, action, patient_id, call, decide, based_on, cache, committed, computed
+        )
 
     # The appends go out together with the audit record (PostgreSQL: one round trip).
     with batch.batched(conn):
@@ -262,7 +266,13 @@ def _run(
     return CommandResult(
         patient_id=patient_id,
         list_version=response["list_version"],
-        alerts=tuple(Alert.model_validate(a) for a in response["alerts"]),
+        # This run's alerts as decision support made them (validated ``Alert`` values, whose
+        # dumps are ``response["alerts"]``); a replay's are read back from the stored response.
+        alerts=(
+            computed[-1]
+            if computed and not replayed
+            else tuple(Alert.model_validate(a) for a in response["alerts"])
+        ),
         response=response,
         replayed=replayed,
     )
@@ -332,6 +342,7 @@ def _decide_and_store(
     based_on: int | None,
     cache: StateCache,
     committed: list[tuple[int, PatientState]],
+    computed: list[tuple[Alert, ...]],
 ) -> dict[str, Any]:
     locked, state = _locked(conn, patient_id, cache, bump=True)
     if locked is None or state is None:
@@ -346,7 +357,11 @@ def _decide_and_store(
     call = call.answering(alerts)
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
-    handled, stored_alerts = _store(conn, action, patient_id, call, effect, alerts, version, state)
+    # Each alert dumped once, for the response and for its stored row (the same JSON).
+    dumped = [a.model_dump(mode="json") for a in alerts]
+    handled, stored_alerts = _store(
+        conn, action, patient_id, call, effect, alerts, dumped, version, state
+    )
     after = state.advanced(
         list_change=effect.list_change,
         prescription_versions=effect.prescription_versions,
@@ -368,12 +383,14 @@ def _decide_and_store(
     if effect.list_change is not None and locked.ever_admitted:
         _with_plan(conn, after, call.at, effect.list_change.entry_versions)
     committed.append((revision, after))
+    computed.append(tuple(alerts))
+    keys = {a["key"] for a in dumped}
     return {
         "patient_id": str(patient_id),
         "list_version": version,
         "catalogue_version": catalogue.version,
-        "alerts": [a.model_dump(mode="json") for a in alerts],
-        "overridden": sorted(k for k in call.overrides if k in {a.key for a in alerts}),
+        "alerts": dumped,
+        "overridden": sorted(k for k in call.overrides if k in keys),
         **effect.response,
     }
 
@@ -405,6 +422,7 @@ def _store(
     call: Call,
     effect: Effect,
     alerts: Sequence[Alert],
+    dumped: Sequence[dict[str, Any]],
     version: int,
     state: PatientState,
 ) -> tuple[dict[str, str], tuple[StoredAlert, ...]]:
@@ -426,10 +444,11 @@ def _store(
     raised = [
         RaisedAlert(
             alert=a,
-            override_by=call.actor if a.key in call.overrides else None,
-            override_reason=call.overrides.get(a.key),
+            override_by=call.actor if record["key"] in call.overrides else None,
+            override_reason=call.overrides.get(record["key"]),
+            record=record,
         )
-        for a in alerts
+        for a, record in zip(alerts, dumped, strict=True)
     ]
     stored = append_alerts(conn, patient_id, action, version, call.at, raised)
     # An override is the handling of that alert for this patient: it does not re-alert.
