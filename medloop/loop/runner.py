@@ -35,7 +35,8 @@ from interactions.values import Moment
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import Annulment, Dispense, DispenseNotFound
-from medloop.domain.drug_reference import CatalogueDrug
+from medloop.domain.drug_reference import CatalogueDrug, DrugReference
+from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import (
     EntryVersion,
@@ -689,26 +690,47 @@ def medications_of(
     (the package actually dispensed, say)."""
     found = []
     for entry in medication_list.entries:
-        drug = (replace or {}).get(entry.id, entry.drug)
-        if entry.status is EntryStatus.ENTERED_IN_ERROR or not isinstance(drug, CatalogueDrug):
-            continue
-        stop = entry.stop
-        if entry.discontinuation is not None:
-            ended = entry.discontinuation.at.date()
-            stop = ended if stop is None else min(stop, ended)
-            if stop < entry.start:
-                continue
-        found.append(
-            Medication(
-                id=str(entry.id),
-                drug=drug.resolved,
-                dosage=entry.dosage,
-                start=entry.start,
-                stop=stop,
-                indication=entry.indication,
-            )
-        )
+        if replace and entry.id in replace:
+            medication = _medication(entry, replace[entry.id])
+        else:
+            known = _MEDICATIONS.get(id(entry))
+            if known is not None and known[0] is entry:
+                medication = known[1]
+            else:
+                medication = _medication(entry, entry.drug)
+                if len(_MEDICATIONS) >= _MEDICATIONS_KEPT:
+                    _MEDICATIONS.clear()
+                # The entry is kept beside its id, so the id cannot name another object.
+                _MEDICATIONS[id(entry)] = (entry, medication)
+        if medication is not None:
+            found.append(medication)
     return found
+
+
+_MEDICATIONS: dict[int, tuple[ListEntry, Medication | None]] = {}
+"""Each entry's ``Medication`` (``None``: none), by the entry object: a patient's entries are
+the same frozen objects from command to command (``MedicationList.apply`` and the state cache
+carry them on), and every command on the list screens them all again (issue #20)."""
+_MEDICATIONS_KEPT = 8_192
+
+
+def _medication(entry: ListEntry, drug: DrugReference) -> Medication | None:
+    if entry.status is EntryStatus.ENTERED_IN_ERROR or not isinstance(drug, CatalogueDrug):
+        return None
+    stop = entry.stop
+    if entry.discontinuation is not None:
+        ended = entry.discontinuation.at.date()
+        stop = ended if stop is None else min(stop, ended)
+        if stop < entry.start:
+            return None
+    return Medication(
+        id=str(entry.id),
+        drug=drug.resolved,
+        dosage=entry.dosage,
+        start=entry.start,
+        stop=stop,
+        indication=entry.indication,
+    )
 
 
 # -- conflicts and audit -----------------------------------------------------------------------
