@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from interactions import atc
+from interactions.alerts import Source
 from interactions.catalogue import (
     CatalogueInfo,
     CatalogueSnapshot,
@@ -166,6 +167,7 @@ class Knowledge:
         self._notices_by_target = self._index_notices(snapshot.notices)
         self._profiles: dict[ResolvedDrug, DrugProfile] = {}
         self._profiles_by_identity: dict[int, tuple[ResolvedDrug, DrugProfile]] = {}
+        self._sources: dict[tuple[str | None, str | None], Source] = {}
         # A reference always names the same drug in one catalogue version: remembered, and
         # bounded by the catalogue's own size.
         self._resolved: dict[tuple[str, str], ResolvedDrug] = {}
@@ -455,6 +457,21 @@ class Knowledge:
         return tuple(sorted(above - own))
 
     # -- matching ---------------------------------------------------------------------------
+
+    def source(self, *, fest_id: str | None = None, rule_id: str | None = None) -> Source:
+        """The provenance of an alert made with this knowledge from a FEST record or a rule:
+        one frozen ``Source`` per record, kept (every alert names one)."""
+        found = self._sources.get((fest_id, rule_id))
+        if found is None:
+            found = Source(
+                catalogue_version=self.info.version,
+                hentet_dato=self.info.hentet_dato,
+                fest_id=fest_id,
+                rule_id=rule_id,
+            )
+            if len(self._sources) < PROFILE_CACHE_SIZE:
+                self._sources[(fest_id, rule_id)] = found
+        return found
 
     def profile(self, drug: ResolvedDrug) -> DrugProfile:
         """What ``drug`` matches: interaction sides, not-assessed codes, notices, duplicate keys.

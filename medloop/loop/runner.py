@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from interactions import Alert, HandledAlert, Medication, check
+from interactions import Patient as CheckedPatient
 from interactions.values import Moment
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
@@ -665,12 +666,30 @@ def _screen(
     return check(
         catalogue.knowledge,
         screening.medications,
-        state.patient.for_checks(today),
+        _checked(state.patient, today),
         handled=state.handled,
         proposed=screening.proposed,
         today=today,
         renal_max_age_days=renal_max_age_days(),
     )
+
+
+def _checked(patient: Patient, today: date) -> CheckedPatient:
+    """``patient.for_checks(today)``, kept per patient object and day (a patient's record is
+    the same frozen object from command to command while it does not change)."""
+    known = _CHECKED.get(id(patient))
+    if known is not None and known[0] is patient and known[1] == today:
+        return known[2]
+    found = patient.for_checks(today)
+    if len(_CHECKED) >= _CHECKED_KEPT:
+        _CHECKED.clear()
+    # The patient is kept beside its id, so the id cannot name another object meanwhile.
+    _CHECKED[id(patient)] = (patient, today, found)
+    return found
+
+
+_CHECKED: dict[int, tuple[Patient, date, CheckedPatient]] = {}
+_CHECKED_KEPT = 8_192
 
 
 def _refuse_without_override(alerts: Iterable[Alert], overrides: Mapping[str, str]) -> None:
