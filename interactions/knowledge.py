@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from interactions import atc
+from interactions.alerts import Source
 from interactions.catalogue import (
     CatalogueInfo,
     CatalogueSnapshot,
@@ -65,6 +66,9 @@ Side = tuple[int, int]
 DuplicateKey = tuple[Literal["atc", "moiety", "substitution-group", "atc-level4"], str]
 
 PROFILE_CACHE_SIZE = 50_000
+PROFILES_BY_IDENTITY = 8_192
+"""Drug objects whose profile is found by identity (each kept alive by the memo until it is
+emptied when full; a drug loaded again is another object)."""
 NOTICE_ON_PRODUCT = "1"
 NOTICE_ON_PACKAGE = "2"
 NOTICE_ON_GENERIC_GROUP = "3"
@@ -162,6 +166,8 @@ class Knowledge:
         }
         self._notices_by_target = self._index_notices(snapshot.notices)
         self._profiles: dict[ResolvedDrug, DrugProfile] = {}
+        self._profiles_by_identity: dict[int, tuple[ResolvedDrug, DrugProfile]] = {}
+        self._sources: dict[tuple[str | None, str | None], Source] = {}
         # A reference always names the same drug in one catalogue version: remembered, and
         # bounded by the catalogue's own size.
         self._resolved: dict[tuple[str, str], ResolvedDrug] = {}
@@ -452,16 +458,41 @@ class Knowledge:
 
     # -- matching ---------------------------------------------------------------------------
 
+    def source(self, *, fest_id: str | None = None, rule_id: str | None = None) -> Source:
+        """The provenance of an alert made with this knowledge from a FEST record or a rule:
+        one frozen ``Source`` per record, kept (every alert names one)."""
+        found = self._sources.get((fest_id, rule_id))
+        if found is None:
+            found = Source(
+                catalogue_version=self.info.version,
+                hentet_dato=self.info.hentet_dato,
+                fest_id=fest_id,
+                rule_id=rule_id,
+            )
+            if len(self._sources) < PROFILE_CACHE_SIZE:
+                self._sources[(fest_id, rule_id)] = found
+        return found
+
     def profile(self, drug: ResolvedDrug) -> DrugProfile:
         """What ``drug`` matches: interaction sides, not-assessed codes, notices, duplicate keys.
 
-        Memoised per drug, so a list checked again costs lookups only.
+        Memoised per drug, so a list checked again costs lookups only: first by the drug
+        object itself (a patient's entries keep their drug objects from command to command, and
+        a lookup by value hashes and compares every field of the drug, its strengths too), then
+        by its value.
         """
+        known = self._profiles_by_identity.get(id(drug))
+        if known is not None and known[0] is drug:
+            return known[1]
         found = self._profiles.get(drug)
         if found is None:
             if len(self._profiles) >= PROFILE_CACHE_SIZE:
                 self._profiles.clear()
             found = self._profiles[drug] = self._profile(drug)
+        if len(self._profiles_by_identity) >= PROFILES_BY_IDENTITY:
+            self._profiles_by_identity.clear()
+        # The drug is kept beside its id, so the id cannot name another object meanwhile.
+        self._profiles_by_identity[id(drug)] = (drug, found)
         return found
 
     def _profile(self, drug: ResolvedDrug) -> DrugProfile:

@@ -68,10 +68,4 @@ class CheckContext:
         return (entry for entry in self.entries if entry.in_focus)
 
     def source(self, *, fest_id: str | None = None, rule_id: str | None = None) -> Source:
-        info = self.knowledge.info
-        return Source(
-            catalogue_version=info.version,
-            hentet_dato=info.hentet_dato,
-            fest_id=fest_id,
-            rule_id=rule_id,
-        )
+        return self.knowledge.source(fest_id=fest_id, rule_id=rule_id)

@@ -649,7 +649,27 @@ def _dosed_by_substance(context: CheckContext, not_checked: _NotChecked) -> dict
 
 
 def _components(drug: ResolvedDrug) -> tuple[_Component, ...]:
-    """The drug's substances with an ATC level-5 code, with their strengths where known."""
+    """The drug's substances with an ATC level-5 code, with their strengths where known.
+
+    Kept per drug object (a frozen value, and so are its components): every check of a list
+    asks for each entry's, and a patient's entries keep their drug objects from command to
+    command (issue #20). By identity, not by value: hashing a drug hashes all its fields."""
+    known = _COMPONENTS.get(id(drug))
+    if known is not None and known[0] is drug:
+        return known[1]
+    found = _components_of(drug)
+    if len(_COMPONENTS) >= _COMPONENTS_KEPT:
+        _COMPONENTS.clear()
+    # The drug is kept beside its id, so the id cannot name another object meanwhile.
+    _COMPONENTS[id(drug)] = (drug, found)
+    return found
+
+
+_COMPONENTS: dict[int, tuple[ResolvedDrug, tuple[_Component, ...]]] = {}
+_COMPONENTS_KEPT = 8_192
+
+
+def _components_of(drug: ResolvedDrug) -> tuple[_Component, ...]:
     if drug.strengths:
         return tuple(
             _Component(code, strength, single_substance=len(drug.strengths) == 1)

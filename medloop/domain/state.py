@@ -81,9 +81,17 @@ class PatientState:
             changes = (*changes, list_change)
             medication_list = medication_list.followed_by(list_change)
         history = dict(self.prescription_history)
+        new_id = False
         for version in prescription_versions:
-            history[version.prescription_id] = (*history.get(version.prescription_id, ()), version)
-        history = dict(sorted(history.items(), key=lambda item: str(item[0])))
+            earlier = history.get(version.prescription_id)
+            new_id = new_id or earlier is None
+            history[version.prescription_id] = (*(earlier or ()), version)
+        if new_id:
+            # By the id's text, as the store reads them (``ORDER BY prescription_id``): a UUID's
+            # text is its 128-bit number in fixed-width lower-case hex with the dashes at fixed
+            # places, so ordering by the number is the same order without writing each id out
+            # (a prescribe issued one more id; only a new id changes the order).
+            history = dict(sorted(history.items(), key=_uuid_number))
         recorded = dict(self.dispense_recorded_at)
         annulled = dict(annulments)
         found = []
@@ -106,6 +114,10 @@ class PatientState:
             dispense_recorded_at=recorded,
             alerts=(*self.alerts, *alerts),
         )
+
+
+def _uuid_number(item: tuple[UUID, Any]) -> int:
+    return item[0].int
 
 
 def _utc(moment: datetime) -> datetime:

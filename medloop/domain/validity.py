@@ -140,7 +140,30 @@ def max_validity(
     ``product_validity`` is the prescribed product's ``Product.prescription_validity`` from the
     catalogue (ISO durations); ``issued`` decides which of several is shortest.
     """
-    codes = [c for c in (atc.normalise(code) for code in drug.resolved.atc_codes) if c]
+    if policy is DEFAULT_VALIDITY:
+        return _default_max_validity(
+            tuple(drug.resolved.atc_codes), reimbursed, tuple(product_validity), issued
+        )
+    return _max_validity(drug.resolved.atc_codes, reimbursed, product_validity, issued, policy)
+
+
+@functools.lru_cache(maxsize=4096)
+def _default_max_validity(
+    atc_codes: tuple[str, ...], reimbursed: bool, product_validity: tuple[str, ...], issued: date
+) -> Validity:
+    """``max_validity`` under ``DEFAULT_VALIDITY``, kept: it depends on these values alone
+    (a frozen ``Validity``), and every prescription asks for it (issue #20)."""
+    return _max_validity(atc_codes, reimbursed, product_validity, issued, DEFAULT_VALIDITY)
+
+
+def _max_validity(
+    atc_codes: Sequence[str],
+    reimbursed: bool,
+    product_validity: Sequence[str],
+    issued: date,
+    policy: ValidityPolicy,
+) -> Validity:
+    codes = [c for c in (atc.normalise(code) for code in atc_codes) if c]
     for rule in policy.atc_rules:
         group = atc.normalise(rule.atc)
         if group is not None and any(atc.covers(group, code) for code in codes):

@@ -31,11 +31,13 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from interactions import Alert, HandledAlert, Medication, check
+from interactions import Patient as CheckedPatient
 from interactions.values import Moment
 from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import Annulment, Dispense, DispenseNotFound
-from medloop.domain.drug_reference import CatalogueDrug
+from medloop.domain.drug_reference import CatalogueDrug, DrugReference
+from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import (
     EntryVersion,
@@ -230,8 +232,12 @@ def _run(
     cache: StateCache,
     committed: list[tuple[int, PatientState]],
 ) -> CommandResult:
+    computed: list[tuple[Alert, ...]] = []
+
     def compute() -> dict[str, Any]:
-        return _decide_and_store(conn, action, patient_id, call, decide, based_on, cache, committed)
+        return _decide_and_store(
+            conn, action, patient_id, call, decide, based_on, cache, committed, computed
+        )
 
     # The appends go out together with the audit record (PostgreSQL: one round trip).
     with batch.batched(conn):
@@ -262,7 +268,13 @@ def _run(
     return CommandResult(
         patient_id=patient_id,
         list_version=response["list_version"],
-        alerts=tuple(Alert.model_validate(a) for a in response["alerts"]),
+        # This run's alerts as decision support made them (validated ``Alert`` values, whose
+        # dumps are ``response["alerts"]``); a replay's are read back from the stored response.
+        alerts=(
+            computed[-1]
+            if computed and not replayed
+            else tuple(Alert.model_validate(a) for a in response["alerts"])
+        ),
         response=response,
         replayed=replayed,
     )
@@ -332,6 +344,7 @@ def _decide_and_store(
     based_on: int | None,
     cache: StateCache,
     committed: list[tuple[int, PatientState]],
+    computed: list[tuple[Alert, ...]],
 ) -> dict[str, Any]:
     locked, state = _locked(conn, patient_id, cache, bump=True)
     if locked is None or state is None:
@@ -346,7 +359,11 @@ def _decide_and_store(
     call = call.answering(alerts)
     _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
-    handled, stored_alerts = _store(conn, action, patient_id, call, effect, alerts, version, state)
+    # Each alert dumped once, for the response and for its stored row (the same JSON).
+    dumped = [a.model_dump(mode="json") for a in alerts]
+    handled, stored_alerts = _store(
+        conn, action, patient_id, call, effect, alerts, dumped, version, state
+    )
     after = state.advanced(
         list_change=effect.list_change,
         prescription_versions=effect.prescription_versions,
@@ -368,12 +385,14 @@ def _decide_and_store(
     if effect.list_change is not None and locked.ever_admitted:
         _with_plan(conn, after, call.at, effect.list_change.entry_versions)
     committed.append((revision, after))
+    computed.append(tuple(alerts))
+    keys = {a["key"] for a in dumped}
     return {
         "patient_id": str(patient_id),
         "list_version": version,
         "catalogue_version": catalogue.version,
-        "alerts": [a.model_dump(mode="json") for a in alerts],
-        "overridden": sorted(k for k in call.overrides if k in {a.key for a in alerts}),
+        "alerts": dumped,
+        "overridden": sorted(k for k in call.overrides if k in keys),
         **effect.response,
     }
 
@@ -405,6 +424,7 @@ def _store(
     call: Call,
     effect: Effect,
     alerts: Sequence[Alert],
+    dumped: Sequence[dict[str, Any]],
     version: int,
     state: PatientState,
 ) -> tuple[dict[str, str], tuple[StoredAlert, ...]]:
@@ -426,10 +446,11 @@ def _store(
     raised = [
         RaisedAlert(
             alert=a,
-            override_by=call.actor if a.key in call.overrides else None,
-            override_reason=call.overrides.get(a.key),
+            override_by=call.actor if record["key"] in call.overrides else None,
+            override_reason=call.overrides.get(record["key"]),
+            record=record,
         )
-        for a in alerts
+        for a, record in zip(alerts, dumped, strict=True)
     ]
     stored = append_alerts(conn, patient_id, action, version, call.at, raised)
     # An override is the handling of that alert for this patient: it does not re-alert.
@@ -645,12 +666,30 @@ def _screen(
     return check(
         catalogue.knowledge,
         screening.medications,
-        state.patient.for_checks(today),
+        _checked(state.patient, today),
         handled=state.handled,
         proposed=screening.proposed,
         today=today,
         renal_max_age_days=renal_max_age_days(),
     )
+
+
+def _checked(patient: Patient, today: date) -> CheckedPatient:
+    """``patient.for_checks(today)``, kept per patient object and day (a patient's record is
+    the same frozen object from command to command while it does not change)."""
+    known = _CHECKED.get(id(patient))
+    if known is not None and known[0] is patient and known[1] == today:
+        return known[2]
+    found = patient.for_checks(today)
+    if len(_CHECKED) >= _CHECKED_KEPT:
+        _CHECKED.clear()
+    # The patient is kept beside its id, so the id cannot name another object meanwhile.
+    _CHECKED[id(patient)] = (patient, today, found)
+    return found
+
+
+_CHECKED: dict[int, tuple[Patient, date, CheckedPatient]] = {}
+_CHECKED_KEPT = 8_192
 
 
 def _refuse_without_override(alerts: Iterable[Alert], overrides: Mapping[str, str]) -> None:
@@ -670,26 +709,47 @@ def medications_of(
     (the package actually dispensed, say)."""
     found = []
     for entry in medication_list.entries:
-        drug = (replace or {}).get(entry.id, entry.drug)
-        if entry.status is EntryStatus.ENTERED_IN_ERROR or not isinstance(drug, CatalogueDrug):
-            continue
-        stop = entry.stop
-        if entry.discontinuation is not None:
-            ended = entry.discontinuation.at.date()
-            stop = ended if stop is None else min(stop, ended)
-            if stop < entry.start:
-                continue
-        found.append(
-            Medication(
-                id=str(entry.id),
-                drug=drug.resolved,
-                dosage=entry.dosage,
-                start=entry.start,
-                stop=stop,
-                indication=entry.indication,
-            )
-        )
+        if replace and entry.id in replace:
+            medication = _medication(entry, replace[entry.id])
+        else:
+            known = _MEDICATIONS.get(id(entry))
+            if known is not None and known[0] is entry:
+                medication = known[1]
+            else:
+                medication = _medication(entry, entry.drug)
+                if len(_MEDICATIONS) >= _MEDICATIONS_KEPT:
+                    _MEDICATIONS.clear()
+                # The entry is kept beside its id, so the id cannot name another object.
+                _MEDICATIONS[id(entry)] = (entry, medication)
+        if medication is not None:
+            found.append(medication)
     return found
+
+
+_MEDICATIONS: dict[int, tuple[ListEntry, Medication | None]] = {}
+"""Each entry's ``Medication`` (``None``: none), by the entry object: a patient's entries are
+the same frozen objects from command to command (``MedicationList.apply`` and the state cache
+carry them on), and every command on the list screens them all again (issue #20)."""
+_MEDICATIONS_KEPT = 8_192
+
+
+def _medication(entry: ListEntry, drug: DrugReference) -> Medication | None:
+    if entry.status is EntryStatus.ENTERED_IN_ERROR or not isinstance(drug, CatalogueDrug):
+        return None
+    stop = entry.stop
+    if entry.discontinuation is not None:
+        ended = entry.discontinuation.at.date()
+        stop = ended if stop is None else min(stop, ended)
+        if stop < entry.start:
+            return None
+    return Medication(
+        id=str(entry.id),
+        drug=drug.resolved,
+        dosage=entry.dosage,
+        start=entry.start,
+        stop=stop,
+        indication=entry.indication,
+    )
 
 
 # -- conflicts and audit -----------------------------------------------------------------------

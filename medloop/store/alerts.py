@@ -144,6 +144,9 @@ class RaisedAlert:
     alert: Alert
     override_by: Actor | None = None
     override_reason: str | None = None
+    record: dict[str, Any] | None = None
+    """``alert.model_dump(mode="json")`` when the caller has made it already (the runner dumps
+    a command's alerts once, for its response and for these rows); ``None``: dumped here."""
 
 
 def append_alerts(
@@ -168,7 +171,7 @@ def append_alerts(
             "severity": r.alert.severity.value,
             "requires_override": r.alert.requires_override,
             "catalogue_version": r.alert.source.catalogue_version,
-            "record": r.alert.model_dump(mode="json"),
+            "record": r.alert.model_dump(mode="json") if r.record is None else r.record,
             "override_by": (
                 None if r.override_by is None else r.override_by.model_dump(mode="json")
             ),
