@@ -156,6 +156,50 @@ def _answers_with_response(endpoint: Callable[..., Any]) -> bool:
 _effective_route_context = getattr(fastapi_routing, "_effective_route_context_var", None)
 
 
+def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:
+    """The FHIR routes alone, for requests under ``/fhir/`` (``api.hot.HotRoutes``): one flat
+    router over copies of ``routers``' routes, bound to ``app`` (its dependency overrides, as
+    an included route's are). FastAPI 0.165 matches a path against an included router through
+    its include context twice per request (once to find the router, once to find the route in
+    it): ≈ 0.18 ms of a served search's CPU measured in-process (bench/RESULTS.md, issue #18,
+    session 7); a flat router tries each route's pattern once, in the same order, so the same
+    route answers."""
+    found = APIRouter(dependency_overrides_provider=app)
+    for source in routers:
+        for route in source.routes:
+            if not isinstance(route, APIRoute):
+                raise TypeError(f"{route!r}: the FHIR routers hold API routes only")
+            found.add_api_route(
+                route.path,
+                route.endpoint,
+                response_model=route.response_model,
+                status_code=route.status_code,
+                tags=route.tags,
+                dependencies=route.dependencies,
+                summary=route.summary,
+                description=route.description,
+                response_description=route.response_description,
+                responses=route.responses,
+                deprecated=route.deprecated,
+                methods=route.methods,
+                operation_id=route.operation_id,
+                response_model_include=route.response_model_include,
+                response_model_exclude=route.response_model_exclude,
+                response_model_by_alias=route.response_model_by_alias,
+                response_model_exclude_unset=route.response_model_exclude_unset,
+                response_model_exclude_defaults=route.response_model_exclude_defaults,
+                response_model_exclude_none=route.response_model_exclude_none,
+                include_in_schema=route.include_in_schema,
+                response_class=route.response_class,
+                name=route.name,
+                route_class_override=type(route),
+                callbacks=route.callbacks,
+                openapi_extra=route.openapi_extra,
+                generate_unique_id_function=route.generate_unique_id_function,
+            )
+    return found
+
+
 class FhirResponse(JSONResponse):
     media_type = fhir.FHIR_JSON
 
