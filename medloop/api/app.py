@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
@@ -142,11 +142,9 @@ def create_app(
     for found in fhir_routers:
         app.include_router(found)
     # The FHIR routes alone, for requests under /fhir/ (api.hot.HotRoutes).
-    fhir_only = APIRouter(dependency_overrides_provider=app)
-    for found in fhir_routers:
-        if found.prefix == "/fhir":
-            fhir_only.include_router(found)
-    app.state.fhir_router = fhir_only
+    app.state.fhir_router = fhir_router.dispatch_router(
+        app, [found for found in fhir_routers if found.prefix == "/fhir"]
+    )
     # Every error under /fhir is an OperationOutcome (the problem handlers, re-expressed).
     fhir_outcome.install(app)
     # Every route with its full path, for the ``Allow`` of a 405 (``problems``).

@@ -20,12 +20,14 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi import routing as fastapi_routing
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection
 
 from interactions import UnknownReference
 from interactions.drugs import ReferenceKind
 from medloop import queries
+from medloop.api import deps
 from medloop.api.auth import Role
 from medloop.api.deps import Caller, CallerDep
 from medloop.api.policy import MATRIX, Action, permits, read_window
@@ -67,12 +69,135 @@ class FhirRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
+        lean = _LeanRead.of(self)
 
         async def strict_json(request: Request) -> Any:
             # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
-            return await handler(StrictJsonRequest(request.scope, request.receive))
+            request = StrictJsonRequest(request.scope, request.receive)
+            if lean is not None and lean.applies():
+                return await lean(request)
+            return await handler(request)
 
         return strict_json
+
+
+class _LeanRead:
+    """What FastAPI's request handler does for a FHIR read or search, done directly: the
+    caller (``deps.caller``, the route's one dependency), the path's string parameters and
+    the request, handed to the endpoint, whose ``Response`` is the answer.
+
+    FastAPI solves the same dependency through its general machinery on every request (a
+    cache key and a scope check per dependency, the query string parsed, an error context
+    built): ≈ 10 % of a served search's CPU (bench/RESULTS.md, issue #18, session 7). Only a
+    ``GET`` route whose parameters are exactly those qualifies (``of``); any other route, and
+    every route while the app has dependency overrides, goes through FastAPI's handler.
+    Errors propagate as from FastAPI's handler (none of these parameters can fail FastAPI's
+    validation: a path parameter is a ``str`` the path matched, the caller's errors are its
+    own), so both answer alike; ``tests/fhir/test_fhir_lean_reads.py`` compares them."""
+
+    def __init__(self, call: Callable[..., Any], caller: str, paths: list[str], request: str):
+        self.call, self.caller, self.paths, self.request = call, caller, paths, request
+        self.overrides: Any = None
+
+    @classmethod
+    def of(cls, route: APIRoute) -> _LeanRead | None:
+        # The dependant FastAPI's own handler is built from (an included route's context may
+        # add the including router's dependencies): fastapi.routing.APIRoute.get_route_handler.
+        context = _effective_route_context.get() if _effective_route_context else None
+        found: Any = context if context is not None and context.original_route is route else route
+        dependant = found.dependant
+        dependencies = dependant.dependencies
+        paths = dependant.path_params
+        if (
+            route.methods != {"GET"}
+            or len(dependencies) != 1
+            or dependencies[0].call is not deps.caller
+            or dependant.request_param_name is None
+            or dependant.query_params
+            or dependant.header_params
+            or dependant.cookie_params
+            or dependant.body_params
+            or dependant.background_tasks_param_name
+            or dependant.response_param_name
+            or dependant.security_scopes_param_name
+            or dependant.websocket_param_name
+            or any(p.field_info.annotation is not str or p.field_info.metadata for p in paths)
+            or not _answers_with_response(route.endpoint)
+        ):
+            return None
+        lean = cls(
+            dependant.call,
+            str(dependencies[0].name),
+            [str(p.name) for p in paths],
+            dependant.request_param_name,
+        )
+        lean.overrides = found.dependency_overrides_provider
+        return lean
+
+    def applies(self) -> bool:
+        return not getattr(self.overrides, "dependency_overrides", None)
+
+    async def __call__(self, request: Request) -> Response:
+        values: dict[str, Any] = {self.caller: await deps.caller(request), self.request: request}
+        given = request.path_params
+        for name in self.paths:
+            values[name] = given[name]
+        response = await self.call(**values)
+        if not isinstance(response, Response):
+            raise TypeError(f"{self.call.__qualname__} answered {type(response)!r}")
+        return response
+
+
+def _answers_with_response(endpoint: Callable[..., Any]) -> bool:
+    answer = inspect.signature(endpoint, eval_str=True).return_annotation
+    return inspect.isclass(answer) and issubclass(answer, Response)
+
+
+_effective_route_context = getattr(fastapi_routing, "_effective_route_context_var", None)
+
+
+def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:
+    """The FHIR routes alone, for requests under ``/fhir/`` (``api.hot.HotRoutes``): one flat
+    router over copies of ``routers``' routes, bound to ``app`` (its dependency overrides, as
+    an included route's are). FastAPI 0.165 matches a path against an included router through
+    its include context twice per request (once to find the router, once to find the route in
+    it): ≈ 0.18 ms of a served search's CPU measured in-process (bench/RESULTS.md, issue #18,
+    session 7); a flat router tries each route's pattern once, in the same order, so the same
+    route answers."""
+    found = APIRouter(dependency_overrides_provider=app)
+    for source in routers:
+        for route in source.routes:
+            if not isinstance(route, APIRoute):
+                raise TypeError(f"{route!r}: the FHIR routers hold API routes only")
+            found.add_api_route(
+                route.path,
+                route.endpoint,
+                response_model=route.response_model,
+                status_code=route.status_code,
+                tags=route.tags,
+                dependencies=route.dependencies,
+                summary=route.summary,
+                description=route.description,
+                response_description=route.response_description,
+                responses=route.responses,
+                deprecated=route.deprecated,
+                methods=route.methods,
+                operation_id=route.operation_id,
+                response_model_include=route.response_model_include,
+                response_model_exclude=route.response_model_exclude,
+                response_model_by_alias=route.response_model_by_alias,
+                response_model_exclude_unset=route.response_model_exclude_unset,
+                response_model_exclude_defaults=route.response_model_exclude_defaults,
+                response_model_exclude_none=route.response_model_exclude_none,
+                include_in_schema=route.include_in_schema,
+                response_class=route.response_class,
+                name=route.name,
+                route_class_override=type(route),
+                callbacks=route.callbacks,
+                openapi_extra=route.openapi_extra,
+                generate_unique_id_function=route.generate_unique_id_function,
+            )
+    return found
 
 
 class FhirResponse(JSONResponse):
