@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,15 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 
 from api import DEMO, ROTATION  # noqa: E402
+from route import prescribe_order  # noqa: E402
 
 from fest.loader import import_catalogue  # noqa: E402
-from medloop.demo import GP, national_id  # noqa: E402
+from medloop.demo import national_id  # noqa: E402
 from medloop.domain.patient import NationalId, Patient  # noqa: E402
 from medloop.domain.state import PatientState  # noqa: E402
 from medloop.loop.catalogue import Catalogue, catalogue_of  # noqa: E402
-from medloop.loop.prescribe import PrescribeOrder, prescribe_decision  # noqa: E402
-from medloop.loop.runner import Call, Context, _screen  # noqa: E402
+from medloop.loop.prescribe import prescribe_decision  # noqa: E402
+from medloop.loop.runner import Context, _screen  # noqa: E402
 from medloop.store.db import make_engine  # noqa: E402
 from medloop.store.migrate import upgrade  # noqa: E402
 from medloop.store.patient_state import registered_state  # noqa: E402
@@ -59,16 +60,7 @@ def _catalogue() -> Catalogue:
 
 def _prescribed(catalogue: Catalogue, state: PatientState, varenr: str) -> tuple[float, Any]:
     """The thread CPU of one prescribe's deciding side, and the state after it."""
-    order = PrescribeOrder.model_validate(
-        {
-            "entry_id": str(uuid.uuid4()),
-            "drug": {"varenr": varenr},
-            "use": "regular",
-            "start": date.today().isoformat(),
-            "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
-        }
-    )
-    call = Call(actor=GP, at=datetime.now(UTC), idempotency_key=str(uuid.uuid4()))
+    order, call = prescribe_order(varenr)
     started = time.thread_time()
     effect = prescribe_decision(order, call)(Context(None, state, catalogue, call))  # type: ignore[arg-type]
     alerts = _screen(catalogue, state, effect.screening, call.at.date())

@@ -126,7 +126,10 @@ def _patients(engine, count: int) -> list[uuid.UUID]:
     return found
 
 
-def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
+def prescribe_order(varenr: str) -> tuple[PrescribeOrder, Call]:
+    """A GP's order of one package of ``varenr`` as regular use from today, with fresh ids, and
+    its call (with an idempotency key), as the floor benchmark's scenario prescribes
+    (``bench/decide.py`` times the same order's deciding side)."""
     order = PrescribeOrder.model_validate(
         {
             "entry_id": str(uuid.uuid4()),
@@ -136,7 +139,11 @@ def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
             "terms": {"prescription_id": str(uuid.uuid4()), "quantity": {"packages": 1}},
         }
     )
-    call = Call(actor=GP, at=datetime.now(UTC), idempotency_key=str(uuid.uuid4()))
+    return order, Call(actor=GP, at=datetime.now(UTC), idempotency_key=str(uuid.uuid4()))
+
+
+def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
+    order, call = prescribe_order(varenr)
     return prescribe(engine, patient_id, order, call, based_on=based_on)
 
 

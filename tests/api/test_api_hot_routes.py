@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import orjson
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from medloop.api import hot
 from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
-from medloop.store.db import make_engine, normalise_url
+from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
 from tests.api.helpers import (
     GP_TOKEN,
@@ -37,6 +32,7 @@ from tests.loop.helpers import (
     SIMVASTATIN_28,
     demo_world,
 )
+from tests.twins import table_rows, twin_database
 
 
 class Ticking:
@@ -48,27 +44,6 @@ class Ticking:
     def __call__(self):
         self.calls += 1
         return NOW + timedelta(seconds=self.calls)
-
-
-@contextmanager
-def _twin(db_url: str) -> Iterator[str]:
-    """A copy of the database at ``db_url`` (its engines disposed), dropped afterwards."""
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite":
-        copy = url.database + ".twin"
-        shutil.copyfile(url.database, copy)
-        yield url.set(database=copy).render_as_string(hide_password=False)
-        return
-    admin = create_engine(normalise_url(db_url), isolation_level="AUTOCOMMIT")
-    name = f"{url.database}_twin"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"'))
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _hot_layer(app) -> tuple[object, hot.HotRoutes]:
@@ -106,26 +81,6 @@ def _masked(value):
     if isinstance(value, list):
         return [_masked(item) for item in value]
     return value
-
-
-def _rows(engine) -> dict[str, list[tuple]]:
-    """Every row of every table, in a stable order, the ``VOLATILE`` columns left out and
-    command ids (32 hex digits) in other columns masked."""
-    found = {}
-    with engine.connect() as conn:
-        for table in sorted(inspect(conn).get_table_names()):
-            result = conn.execute(text(f'SELECT * FROM "{table}"'))
-            names = list(result.keys())
-            rows = [
-                tuple(
-                    _masked(value)
-                    for name, value in zip(names, row, strict=True)
-                    if name not in VOLATILE
-                )
-                for row in result
-            ]
-            found[table] = sorted(rows, key=repr)
-    return found
 
 
 def _expired() -> str:
@@ -433,7 +388,7 @@ def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url):
     upgrade(engine)
     patient = str(demo_world(engine))
     engine.dispose()
-    with _twin(db_url) as twin_url:
+    with twin_database(db_url) as twin_url:
         engines = {"hot": make_engine(db_url), "generic": make_engine(twin_url)}
         try:
             apps = {
@@ -463,7 +418,7 @@ def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url):
                         served.append(lean)
                 finally:
                     access.removeHandler(lines)
-            rows = {which: _rows(found) for which, found in engines.items()}
+            rows = {which: table_rows(found, VOLATILE, _masked) for which, found in engines.items()}
         finally:
             for found in engines.values():
                 found.dispose()

@@ -9,14 +9,9 @@ handler). Each test runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from medloop.api import deps
 from medloop.api.app import create_app
@@ -24,7 +19,7 @@ from medloop.api.auth import Unauthenticated
 from medloop.api.config import ApiSettings
 from medloop.fhir import resources as fhir
 from medloop.fhir import router as fhir_router
-from medloop.store.db import make_engine, normalise_url
+from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
 from tests.api.helpers import NATIONAL_ID, make_world
 from tests.fhir.helpers import (
@@ -35,6 +30,7 @@ from tests.fhir.helpers import (
     prescribed,
 )
 from tests.loop.helpers import ATORVASTATIN, NOW
+from tests.twins import table_rows, twin_database
 
 VOLATILE = frozenset({"occurred_at", "prev_hash", "hash", "command_id", "created_at"})
 """Columns two runs of the same requests differ in: wall-clock moments, the audit chain's
@@ -50,42 +46,6 @@ class _Ticking:
     def __call__(self):
         self.calls += 1
         return NOW + timedelta(days=1, seconds=self.calls)
-
-
-@contextmanager
-def _twin(db_url: str) -> Iterator[str]:
-    """A copy of the database at ``db_url`` (its engines disposed), dropped afterwards."""
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite":
-        copy = f"{url.database}.lean-twin"
-        shutil.copyfile(str(url.database), copy)
-        yield url.set(database=copy).render_as_string(hide_password=False)
-        return
-    admin = create_engine(normalise_url(db_url), isolation_level="AUTOCOMMIT")
-    name = f"{url.database}_lean_twin"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"'))
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _rows(engine) -> dict[str, list[tuple]]:
-    """Every row of every table in a stable order, the ``VOLATILE`` columns left out."""
-    found = {}
-    with engine.connect() as conn:
-        for table in sorted(inspect(conn).get_table_names()):
-            result = conn.execute(text(f'SELECT * FROM "{table}"'))
-            names = list(result.keys())
-            rows = [
-                tuple(v for n, v in zip(names, row, strict=True) if n not in VOLATILE)
-                for row in result
-            ]
-            found[table] = sorted(rows, key=repr)
-    return found
 
 
 def _cases(patient: str, entry: str, prescription: str) -> list[tuple[str, dict[str, str]]]:
@@ -165,7 +125,7 @@ def test_a_lean_read_answers_and_stores_exactly_what_fastapis_handler_does(db_ur
         return await lean_call(self, request)
 
     monkeypatch.setattr(fhir_router._LeanRead, "__call__", counted)
-    with _twin(db_url) as twin_url:
+    with twin_database(db_url, "lean_twin") as twin_url:
         engines = {"lean": make_engine(db_url), "fastapi": make_engine(twin_url)}
         try:
             apps = {
@@ -183,7 +143,7 @@ def test_a_lean_read_answers_and_stores_exactly_what_fastapis_handler_does(db_ur
                         before = len(served)
                         answers[which].append(_answer(client, path, headers, n))
                         took[which].append(len(served) == before + 1)
-            rows = {which: _rows(found) for which, found in engines.items()}
+            rows = {which: table_rows(found, VOLATILE) for which, found in engines.items()}
         finally:
             for found in engines.values():
                 found.dispose()
