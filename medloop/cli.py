@@ -393,6 +393,7 @@ def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> Non
 def _run_server(settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    from medloop.api import trace
     from medloop.api.app import create_app
     from medloop.api.server import HttpProtocol, SettingsConfig, settle_heap
     from medloop.ops.logs import lean_records
@@ -422,7 +423,12 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
             settle_heap()
             lean_records()
             uvicorn.run(
-                app_, host=host, port=port, log_level="warning", http=HttpProtocol, log_config=None
+                trace.install(app_),  # the app itself unless MEDLOOP_TRACE is set
+                host=host,
+                port=port,
+                log_level="warning",
+                http=HttpProtocol,
+                log_config=None,
             )
     finally:
         if scheduler is not None:

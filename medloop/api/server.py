@@ -402,6 +402,7 @@ class SettingsConfig(BalancedConfig):
         settings = self.medloop_settings
 
         def factory() -> FastAPI:
+            from medloop.api import trace
             from medloop.api.app import create_app
             from medloop.settings import install
 
@@ -409,6 +410,6 @@ class SettingsConfig(BalancedConfig):
             app = create_app(settings)
             settle_heap()
             lean_records()
-            return app
+            return trace.install(app)  # the app itself unless MEDLOOP_TRACE is set
 
         return factory
