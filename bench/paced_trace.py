@@ -136,6 +136,7 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
             f"mean_segments_slowest_{cut}": _mean_segments(slow),
         }
     cut = max(1, int(len(rows) * slowest))
+    first_due = min((r["due"] for r in rows), default=0.0)
     details = []
     for row in rows[-min(show, cut) :][::-1]:
         start, end = row["due"], row["answered"]
@@ -146,7 +147,7 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
             {
                 "label": row["label"],
                 "latency_ms": round(row["latency_ms"], 1),
-                "at_s": round(row["due"] - rows[0]["due"], 3) if rows else None,
+                "at_s": round(row["due"] - first_due, 3),
                 "worker": row["worker"],
                 "inflight": row.get("inflight"),
                 "segments": {k: round(v, 2) for k, v in segments(row).items()},
@@ -169,14 +170,20 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
                 "passes": len(ms := [e["ms"] for e in passes if e["generation"] == g]),
                 "max_ms": round(max(ms, default=0.0), 2),
                 "total_ms": round(sum(ms), 1),
+                "max_cpu_ms": round(
+                    max((e.get("cpu_ms", 0) for e in passes if e["generation"] == g), default=0),
+                    2,
+                ),
             }
             for g in (0, 1, 2)
         }
     workers_served = defaultdict(int)
     for row in rows:
         workers_served[row["worker"]] += 1
+    heaps = {pid: [e for e in events if e["kind"] == "heap"] for pid, events in workers.items()}
     return {
         "phase": phase,
+        "worker_heap_at_shutdown": heaps,
         "requests_joined": len(rows),
         "requests_per_worker": dict(workers_served),
         "connections_per_worker": {
