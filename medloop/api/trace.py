@@ -44,9 +44,10 @@ _installed = False
 
 
 def directory() -> Path | None:
-    """Where traces go, ``None`` when tracing is off."""
-    value = os.environ.get(ENV, "")
-    return Path(value) if value else None
+    """Where traces go, ``None`` when tracing is off (``MEDLOOP_TRACE``, read by the settings)."""
+    from medloop.settings import current
+
+    return current().ops.trace_dir
 
 
 def install(app: Any) -> Any:
@@ -131,9 +132,17 @@ def _heap() -> dict[str, Any]:
         gc.callbacks.remove(_collected)
     frozen = gc.get_freeze_count()
     gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # the garbage kept in gc.garbage, to be told by type
     started = _now()
     garbage = gc.collect()
-    return {"kind": "heap", "frozen": frozen, "garbage": garbage, "ms": (_now() - started) * 1000}
+    took = (_now() - started) * 1000
+    gc.set_debug(0)
+    kinds: dict[str, int] = {}
+    for found in gc.garbage:
+        kinds[type(found).__qualname__] = kinds.get(type(found).__qualname__, 0) + 1
+    gc.garbage.clear()
+    common = dict(sorted(kinds.items(), key=lambda kind: -kind[1])[:12])
+    return {"kind": "heap", "frozen": frozen, "garbage": garbage, "ms": took, "types": common}
 
 
 def _hook_protocol() -> None:
