@@ -163,6 +163,21 @@ class Client(threading.Thread):
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.error: str | None = None
         self.http: http.client.HTTPConnection | None = None
+        self.trace: list[tuple] | None = [] if self.tracing else None
+        self._connection: tuple[object, int, int] = (None, 0, 0)  # socket, local port, requests
+
+    tracing = False
+    """``--trace``: keep (label, due, sent, answered, local port, request number on the
+    connection) per request, to be joined with the server's own trace (``medloop.api.trace``)."""
+
+    def _traced(self, label: str, due: float, sent: float, answered: float) -> None:
+        assert self.http is not None and self.trace is not None
+        sock, port, seq = self._connection
+        if self.http.sock is not sock:  # a new connection: its requests are counted afresh
+            sock, port, seq = self.http.sock, self.http.sock.getsockname()[1], 0
+        seq += 1
+        self._connection = (sock, port, seq)
+        self.trace.append((label, due, sent, answered, port, seq))
 
     def _due(self, token: str, body, headers) -> tuple[float, dict[str, str], bytes | None]:
         """Wait until this request is due (paced), then its start time (when it was due: no
@@ -185,12 +200,16 @@ class Client(threading.Thread):
     ) -> tuple[int, dict[str, str]]:
         started, sent, payload = self._due(token, body, headers)
         assert self.http is not None
+        sending = time.perf_counter()
         self.http.request(method, path, body=payload, headers=sent)
         response = self.http.getresponse()
         response.read()
-        latency = (time.perf_counter() - started) * 1000
+        answered = time.perf_counter()
+        latency = (answered - started) * 1000
         self.timings[label].append(latency)
         self.moments.append((started, latency))
+        if self.trace is not None:
+            self._traced(label, started, sending, answered)
         self.statuses[label][response.status] += 1
         return response.status, {"etag": response.getheader("ETag", "")}
 
@@ -333,6 +352,8 @@ def _phase(
     for process in processes:
         process.join()
     elapsed = time.perf_counter() - started
+    if getattr(args, "trace", None):
+        _write_client_trace(args.trace / f"client-{'paced' if rate else 'closed'}.jsonl", driven)
     cpu = {
         "server": _cpu_seconds_of_tree(server_pid) - server_before,
         "client": sum(share["cpu"] for share in driven),
@@ -383,15 +404,20 @@ def _drive(clients: list[Client], results) -> None:
     (``client_gc``): one stops every client thread of the process, a pause the clients would
     charge to the server (latencies are measured from when a request was due)."""
     passes: list[float] = []
+    every_pass: list[tuple[int, float, float]] = []  # --trace: (generation, start, ms)
     started_pass = [0.0]
 
     def timed(phase: str, info: dict) -> None:
-        if info.get("generation") != 2:
+        if info.get("generation") != 2 and not Client.tracing:
             return
         if phase == "start":
             started_pass[0] = time.perf_counter()
-        else:
-            passes.append((time.perf_counter() - started_pass[0]) * 1000)
+            return
+        ms = (time.perf_counter() - started_pass[0]) * 1000
+        if info.get("generation") == 2:
+            passes.append(ms)
+        if Client.tracing:
+            every_pass.append((info.get("generation"), started_pass[0], ms))
 
     gc.callbacks.append(timed)
     before = time.process_time()
@@ -417,8 +443,24 @@ def _drive(clients: list[Client], results) -> None:
             "extras": [c.extra() for c in clients],
             "gc": passes,
             "moments": [m for c in clients for m in c.moments],
+            "trace": [t for c in clients for t in (c.trace or ())],
+            "trace_gc": every_pass,
         }
     )
+
+
+def _write_client_trace(path: Path, driven: list[dict]) -> None:
+    """--trace: the clients' requests and collector passes of one phase, a JSON line each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for share in driven:
+            for label, due, sent, answered, port, seq in share["trace"]:
+                line = {"kind": "request", "label": label, "due": due, "sent": sent}
+                line.update(answered=answered, port=port, seq=seq)
+                out.write(json.dumps(line) + "\n")
+            for generation, at, ms in share["trace_gc"]:
+                out.write(json.dumps({"kind": "gc", "generation": generation, "at": at, "ms": ms}))
+                out.write("\n")
 
 
 PACED_LEAD_S = 0.25
@@ -489,8 +531,12 @@ def run(url: str, args: argparse.Namespace) -> dict:
     per_client = -(-args.iterations // PRESCRIPTIONS_PER_PATIENT) + 1
     patients = _patients(engine, 2 * args.clients * per_client + 1)
     engine.dispose()
-    port = _free_port()
-    server = start_server(server_env(url), port, args.workers)
+    port = getattr(args, "port", None) or _free_port()
+    env = server_env(url)
+    if getattr(args, "trace", None):
+        env["MEDLOOP_TRACE"] = str(args.trace)  # medloop.api.trace, in every worker
+        Client.tracing = True
+    server = start_server(env, port, args.workers)
     tokens = {
         "gp": issue_token("gp", GP.personnel.hpr_number, GP.organisation.id),
         "pharmacist": issue_token(
@@ -948,12 +994,11 @@ def floor_comparison(base_url: str, args: argparse.Namespace) -> dict:
     per_phase = args.clients * args.patients_per_client
     runs = []
     with floor_world(base_url, args.catalogue, 2 * (args.runs + 1) * per_phase + 2) as world:
-        medloop = start_server(server_env(world.url), args.port, args.workers)
-        world.serve("medloop", args.port, medloop, floor=False)
-        floor = start_floor(
-            world.calibration, world.url, args.port + 1, args.workers, args.floor_user
-        )
-        world.serve("floor", args.port + 1, floor, floor=True)
+        port = args.port or 9510
+        medloop = start_server(server_env(world.url), port, args.workers)
+        world.serve("medloop", port, medloop, floor=False)
+        floor = start_floor(world.calibration, world.url, port + 1, args.workers, args.floor_user)
+        world.serve("floor", port + 1, floor, floor=True)
         world.until_serving()
         for run in range(args.runs + 1):
             order = ("medloop", "floor") if run % 2 == 0 else ("floor", "medloop")
@@ -1007,6 +1052,14 @@ def main() -> None:
         "and of its patients' rotation (16 prescribes due within one interval, 16 new patients "
         "opened at once)",
     )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="DIR",
+        help="trace every request into DIR: the server's workers (MEDLOOP_TRACE, "
+        "medloop.api.trace) and the clients (client-closed.jsonl, client-paced.jsonl); "
+        "bench/paced_trace.py joins them",
+    )
     parser.add_argument("--catalogue", type=Path, default=DEMO)
     parser.add_argument("--only", choices=("sqlite", "postgres"))
     parser.add_argument(
@@ -1032,7 +1085,10 @@ def main() -> None:
         "--patients-per-client", type=int, default=8, help="--floor: patients prescribed to"
     )
     parser.add_argument(
-        "--port", type=int, default=9510, help="--floor: medloop's port (the floor's is next)"
+        "--port",
+        type=int,
+        help="the server's port (default: a free one); --floor: medloop's (the floor's is the "
+        "next; default 9510)",
     )
     parser.add_argument(
         "--floor-user", help="--floor: the database role the floor connects as (default: ours)"

@@ -393,6 +393,7 @@ def _serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> Non
 def _run_server(settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    from medloop.api import trace
     from medloop.api.app import create_app
     from medloop.api.server import HttpProtocol, SettingsConfig, settle_heap
     from medloop.ops.logs import lean_records
@@ -424,7 +425,7 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
             lean_records()
             try:
                 uvicorn.run(
-                    app_,
+                    trace.install(app_),  # the app itself unless MEDLOOP_TRACE is set
                     host=host,
                     port=port,
                     log_level="warning",

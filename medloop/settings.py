@@ -73,8 +73,9 @@ class JobsSettings:
 class OpsSettings:
     """Operations: the server's run folder (``MEDLOOP_RUN_DIR``, set by ``medloop serve``), logs
     (``MEDLOOP_LOG_LEVEL``, ``MEDLOOP_LOG_FORMAT`` json/console, ``MEDLOOP_ACCESS_LOG``), the
-    metrics token (``MEDLOOP_METRICS_TOKEN``) and the state-cache check of the test suite
-    (``MEDLOOP_VERIFY_STATE_CACHE=1``)."""
+    metrics token (``MEDLOOP_METRICS_TOKEN``), the state-cache check of the test suite
+    (``MEDLOOP_VERIFY_STATE_CACHE=1``) and per-request tracing of the serving processes for
+    benchmarks (``MEDLOOP_TRACE``, a directory: ``medloop.api.trace``; off when unset)."""
 
     run_dir: Path | None = None
     log_level: str = "INFO"
@@ -82,6 +83,7 @@ class OpsSettings:
     access_log: bool = True
     metrics_token: str | None = None
     verify_state_cache: bool = False
+    trace_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ class Settings:
                 access_log=env.get("MEDLOOP_ACCESS_LOG", "on").strip().lower() not in _OFF,
                 metrics_token=env.get("MEDLOOP_METRICS_TOKEN") or None,
                 verify_state_cache=env.get("MEDLOOP_VERIFY_STATE_CACHE") == "1",
+                trace_dir=_path(env.get("MEDLOOP_TRACE")),
             ),
             replicas=ReplicaSettings(
                 urls=tuple(

@@ -80,9 +80,10 @@ def settle_heap() -> None:
     """Freeze what the process holds once the app is built (modules, routes, schemas, the
     engine): it lives as long as the process, and a full pass of the cyclic collector stops
     every thread while it walks it. Measured under bench/api.py: a full pass took 100-150 ms
-    over the start-up heap, 30-40 ms without it. From then on what survives a full pass is
-    frozen too (``_freeze_survivors``). Frozen objects are still freed by reference counting;
-    only the serving processes call this (tests build many short-lived apps)."""
+    over the start-up heap, 30-40 ms without it. From then on what survives the young
+    generations' passes is frozen too (``_freeze_survivors``). Frozen objects are still freed
+    by reference counting; only the serving processes call this (tests build many short-lived
+    apps)."""
     gc.collect()
     gc.freeze()
     if _freeze_survivors not in gc.callbacks:
@@ -96,21 +97,28 @@ _last_thaw = time.monotonic()
 
 
 def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
-    """After a full pass of the cyclic collector, freeze what survived it: what a serving
-    process keeps growing is long-lived (the catalogue knowledge built at the first command,
-    the patients' cached states), and without this every full pass walks all of it with every
-    thread stopped, longer the more patients are cached. Frozen objects are still freed by
-    reference counting when dropped (a cached state's values hold no cycles); so that cyclic
-    garbage among them cannot pile up, the first full pass after ``THAW_SECONDS`` unfreezes
-    first and so walks the whole heap once."""
+    """After a pass of the cyclic collector over the older young generation (or a full one),
+    freeze what survived it, so that the oldest generation stays empty and a full pass has
+    only the young to walk.
+
+    What a serving process keeps is long-lived: the catalogue knowledge built at the first
+    command, and above all the patients' cached states, a new one per command. Frozen only
+    after a full pass (until session 7), they were walked by the next full pass with every
+    thread stopped: traced under bench/api.py at 400 requests/s (bench/RESULTS.md, issue #20,
+    session 7), each worker ran a full pass every 3-6 s, 17-27 ms each, collecting 0-33
+    objects, and the requests in flight in that worker waited it out: the slowest requests of
+    a quiet run were those. The survivors of the young passes are those same objects (and the
+    requests' own ones in flight, which are still freed by reference counting when done); a
+    young pass leaves both young generations empty, so what is frozen here is exactly the
+    oldest generation. So that cyclic garbage among frozen objects cannot pile up, the first
+    full pass after ``THAW_SECONDS`` unfreezes first and so walks the whole heap once."""
     global _last_thaw
-    if info.get("generation") != 2:
-        return
+    generation = info.get("generation")
     if phase == "start":
-        if time.monotonic() - _last_thaw >= THAW_SECONDS:
+        if generation == 2 and time.monotonic() - _last_thaw >= THAW_SECONDS:
             _last_thaw = time.monotonic()
             gc.unfreeze()
-    elif phase == "stop":
+    elif phase == "stop" and generation in (1, 2):
         gc.freeze()
 
 
@@ -402,6 +410,7 @@ class SettingsConfig(BalancedConfig):
         settings = self.medloop_settings
 
         def factory() -> FastAPI:
+            from medloop.api import trace
             from medloop.api.app import create_app
             from medloop.settings import install
 
@@ -409,6 +418,6 @@ class SettingsConfig(BalancedConfig):
             app = create_app(settings)
             settle_heap()
             lean_records()
-            return app
+            return trace.install(app)  # the app itself unless MEDLOOP_TRACE is set
 
         return factory

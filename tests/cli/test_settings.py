@@ -51,6 +51,7 @@ SETTINGS_VARIABLES = {
     "MEDLOOP_ACCESS_LOG",
     "MEDLOOP_METRICS_TOKEN",
     "MEDLOOP_VERIFY_STATE_CACHE",
+    "MEDLOOP_TRACE",
     "MEDLOOP_DATABASE_REPLICA_URLS",
     "MEDLOOP_REPLICA_CHECK_SECONDS",
     "MEDLOOP_ERESEPT_XSD_DIR",
@@ -88,6 +89,7 @@ def test_every_setting_comes_from_the_environment_given(tmp_path):
             "MEDLOOP_ACCESS_LOG": "off",
             "MEDLOOP_METRICS_TOKEN": "s3cret",
             "MEDLOOP_VERIFY_STATE_CACHE": "1",
+            "MEDLOOP_TRACE": str(tmp_path / "trace"),
             "MEDLOOP_DATABASE_REPLICA_URLS": " postgresql://r1/m , ,postgresql://r2/m",
             "MEDLOOP_REPLICA_CHECK_SECONDS": "0.5",
             "MEDLOOP_ERESEPT_XSD_DIR": str(tmp_path / "xsd"),
@@ -124,6 +126,7 @@ def test_every_setting_comes_from_the_environment_given(tmp_path):
             access_log=False,
             metrics_token="s3cret",
             verify_state_cache=True,
+            trace_dir=tmp_path / "trace",
         ),
         replicas=ReplicaSettings(
             urls=("postgresql://r1/m", "postgresql://r2/m"), check_seconds=0.5
