@@ -148,7 +148,7 @@ def _heap() -> dict[str, Any]:
 def _hook_protocol() -> None:
     from medloop.api.server import HttpProtocol
 
-    begin = HttpProtocol.on_message_begin
+    message_begins = HttpProtocol.on_message_begin
     made = HttpProtocol.connection_made
 
     def connection_made(self: Any, transport: Any) -> None:
@@ -158,7 +158,7 @@ def _hook_protocol() -> None:
 
     def on_message_begin(self: Any) -> None:
         at = _now()
-        begin(self)
+        message_begins(self)
         self._medloop_seq = getattr(self, "_medloop_seq", 0) + 1
         self.scope["medloop.trace"] = {
             "kind": "request",
