@@ -285,37 +285,44 @@ def _dependency(route: APIRoute, name: str) -> Any:
     return None
 
 
-def _shape(route: APIRoute) -> tuple[str | None, list[tuple[str | None, Any]]]:
-    """The name the endpoint takes the request by (``routing.dispatching`` adds it) when the
-    path's one parameter is the patient id, and the route's dependencies (name, call)."""
-    names = [param.name for param in route.dependant.path_params]
-    request_name = route.dependant.request_param_name if names == ["patient_id"] else None
-    return request_name, [(d.name, d.call) for d in route.dependant.dependencies]
+def _candidate(
+    app: Any, operation: str, method: str, suffix: str, calls: list[Any]
+) -> tuple[APIRoute, str, list[str | None]] | None:
+    """The route ``operation``, the name its endpoint takes the request by (``routing.dispatching``
+    adds it) and its dependencies' names, when a ``method`` request to a patient's ``suffix``
+    reaches it, its one path parameter is the patient id, its dependencies are ``calls`` in
+    that order and it reads no query, header or cookie parameter of its own; else ``None``."""
+    route = _route(app, operation)
+    if route is None or _reached(app, method, f"{_PREFIX}{_SAMPLE_ID}{suffix}") is not route:
+        return None
+    dependant = route.dependant
+    if (
+        [param.name for param in dependant.path_params] != ["patient_id"]
+        or dependant.request_param_name is None
+        or [d.call for d in dependant.dependencies] != calls
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+    ):
+        return None
+    return route, dependant.request_param_name, [d.name for d in dependant.dependencies]
 
 
 def _prescribe_plan(app: Any) -> _Plan | None:
     """The prescribe route's plan, or ``None`` (generic path only) when the route is not the
     one this module was written for: its dependencies, parameters or path reached otherwise."""
-    route = _route(app, "prescribe")
-    if (
-        route is None
-        or _reached(app, "POST", f"{_PREFIX}{_SAMPLE_ID}{_PRESCRIBE_SUFFIX}") is not route
-    ):
+    found = _candidate(
+        app,
+        "prescribe",
+        "POST",
+        _PRESCRIBE_SUFFIX,
+        [deps.caller, deps.if_match, deps.idempotency_key],
+    )
+    if found is None:
         return None
-    request_name, dependencies = _shape(route)
-    names = [d for d, _ in dependencies]
-    calls = [c for _, c in dependencies]
+    route, request_name, names = found
     dependant = route.dependant
-    if (
-        request_name is None
-        or calls != [deps.caller, deps.if_match, deps.idempotency_key]
-        or len(dependant.body_params) != 1
-        or dependant.query_params
-        or dependant.header_params
-        or dependant.cookie_params
-        or route.body_field is None
-        or _embedded(route)
-    ):
+    if len(dependant.body_params) != 1 or route.body_field is None or _embedded(route):
         return None
     plan = _Plan(
         route,
@@ -343,21 +350,12 @@ def _prescribe_plan(app: Any) -> _Plan | None:
 
 def _read_list_plan(app: Any) -> _Plan | None:
     """The list read's plan, or ``None`` (see ``_prescribe_plan``)."""
-    route = _route(app, "readList")
-    if route is None or _reached(app, "GET", f"{_PREFIX}{_SAMPLE_ID}{_LIST_SUFFIX}") is not route:
+    found = _candidate(app, "readList", "GET", _LIST_SUFFIX, [deps.caller, deps.if_none_match])
+    if found is None:
         return None
-    request_name, dependencies = _shape(route)
-    names = [d for d, _ in dependencies]
-    calls = [c for _, c in dependencies]
+    route, request_name, names = found
     dependant = route.dependant
-    if (
-        request_name is None
-        or calls != [deps.caller, deps.if_none_match]
-        or dependant.body_params
-        or dependant.query_params
-        or dependant.header_params
-        or dependant.cookie_params
-    ):
+    if dependant.body_params:
         return None
     plan = _Plan(
         route,
