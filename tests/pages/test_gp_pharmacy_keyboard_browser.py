@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
 from tests.pages.gp_helpers import plan_csv, resident
 from tests.pages.helpers import assert_no_axe_violations, screenshots
 
@@ -27,6 +29,24 @@ def _tab_to(page, predicate: str, limit: int = 80) -> None:
             assert page.evaluate(FOCUS_VISIBLE), f"focus not visible on {predicate}"
             return
     raise AssertionError(f"no focusable element where {predicate}")
+
+
+def _choose_file(page, payload: dict) -> None:
+    """Open the focused file field's chooser by keyboard and give it ``payload``.
+
+    Space opens a focused file field, Enter does too. A busy machine has once let a Space go
+    by without a chooser (CI, stop 29): then the user presses Enter, as a keyboard user would
+    on seeing nothing open. The chooser must come from one of the two.
+    """
+    for key in ("Space", "Enter", "Space"):
+        try:
+            with page.expect_file_chooser(timeout=10_000) as chooser:
+                page.keyboard.press(key)
+        except PlaywrightTimeoutError:
+            continue
+        chooser.value.set_files(payload)
+        return
+    raise AssertionError("neither Space nor Enter opened the file field's chooser")
 
 
 def _checked(page, name: str) -> None:
@@ -119,9 +139,7 @@ def test_a_pharmacist_dispenses_and_uploads_a_packing_report_by_keyboard_alone(p
     _tab_to(page, "e.id === 'period_id'")
     assert page.locator("#period_id").input_value() == period_id
     _tab_to(page, "e.id === 'report'")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    chooser.value.set_files({"name": "pakkerapport.csv", "mimeType": "text/csv", "buffer": data})
+    _choose_file(page, {"name": "pakkerapport.csv", "mimeType": "text/csv", "buffer": data})
     _tab_to(page, "e.tagName === 'BUTTON' && e.textContent.trim() === 'Last opp og avstem'")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile("/reconciliations/|/packing-reports/"))
