@@ -365,8 +365,9 @@ def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:
     its include context twice per request (once to find the router, once to find the route in
     it): ≈ 0.18 ms of a served search's CPU measured in-process (bench/RESULTS.md, issue #18,
     session 7); a flat router tries each route's pattern once, in the same order, so the same
-    route answers."""
-    found = APIRouter(dependency_overrides_provider=app)
+    route answers. A request for one of the routes' fixed paths (a search, a create) is tried
+    against only the routes whose pattern matches that path (``_FhirDispatch``)."""
+    found = _FhirDispatch(dependency_overrides_provider=app)
     for source in routers:
         for route in source.routes:
             if not isinstance(route, APIRoute):
@@ -399,7 +400,41 @@ def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:
                 openapi_extra=route.openapi_extra,
                 generate_unique_id_function=route.generate_unique_id_function,
             )
+    found.index()
     return found
+
+
+class _FhirDispatch(APIRouter):
+    """The flat FHIR router, with the routes that can answer each fixed path (a route without
+    path parameters: ``/fhir/MedicationStatement``) kept apart, in their order: matching
+    ``GET /fhir/MedicationStatement`` tried 15 patterns, ``POST /fhir/MedicationRequest`` 29
+    (20-25 us a request in-process, ≈ 2 % of a served search's CPU; bench/RESULTS.md, issue #18,
+    session 8). A route left out cannot match that path (its pattern does not), so the router
+    over the few picks the same route as over all (the first full match, else the first
+    partial: a 405), and never reaches the trailing-slash redirect."""
+
+    def index(self) -> None:
+        self._by_path: dict[str, APIRouter] = {}
+        for route in self.routes:
+            if not isinstance(route, APIRoute) or route.param_convertors:
+                continue
+            if route.path in self._by_path:
+                continue
+            few = APIRouter(redirect_slashes=self.redirect_slashes)
+            few.routes = [r for r in self.routes if r.path_regex.match(route.path)]  # type: ignore[attr-defined]
+            self._by_path[route.path] = few
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        few = (
+            self._by_path.get(scope["path"])
+            if scope["type"] == "http" and not scope.get("root_path")
+            else None
+        )
+        if few is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope.setdefault("router", self)
+        await few.app(scope, receive, send)
 
 
 class FhirResponse(JSONResponse):
