@@ -1309,7 +1309,7 @@ def _search_state(
     search = parse(request, resource)
     _validate_dates(search, DATE_PARAMETERS[resource])
     patient_id = search_patient(caller, search)
-    asked = (str(request.url), search.ignored)
+    asked = _asked(request, search)
 
     def read(conn: Connection) -> bytes:
         state = queries.patient_state(conn, patient_id)
@@ -1326,6 +1326,26 @@ def _search_state(
 
 
 _SEARCHED = "fhir.router.searched"
+
+
+def _asked(request: Request, search: Search) -> tuple[Any, ...]:
+    """What a search's Bundle is made of besides the patient's state: the parts of the scope
+    its URL and base URL are made of (Starlette's ``URL``: scheme, server, root path, path,
+    query string, the first ``Host``), and the parameters ignored under lenient handling.
+    Read as they stand: building the URL itself per request was ≈ 1.5 % of a served search's
+    CPU (bench/RESULTS.md, issue #18, session 8); it is built only for a Bundle made anew."""
+    scope = request.scope
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    return (
+        scope.get("scheme", "http"),
+        scope.get("server"),
+        scope.get("app_root_path"),
+        scope.get("root_path", ""),
+        scope["path"],
+        scope.get("query_string", b""),
+        host,
+        search.ignored,
+    )
 
 
 # -- MedicationRequest ----------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.fhir import resources as fhir
 from medloop.fhir import scopes, shapes
+from medloop.fhir.memo import Memo, content_key
 from medloop.fhir.outcome import FhirError, issue
 from medloop.fhir.router import FhirResponse, FhirRoute
 from medloop.loop import administration, prescribe
@@ -328,7 +329,7 @@ def _quantity(resource: dict[str, Any]) -> PrescribedQuantity:
         raise _invalid(f"{path}: {error}", path, status=422) from None
 
 
-MAPPED: shapes.Memo[MappedDosage | NotMapped] = shapes.Memo(1024)
+MAPPED: Memo[MappedDosage | NotMapped] = Memo(1024)
 """The mapping of a posted ``dosageInstruction`` (``fhir_dosage.dosage_of``, a pure function of
 its content and the day), by its content and the day: ≈ 4 % of a served create's CPU, for the
 few dosages prescribers send over and over (bench/RESULTS.md, issue #18, session 8). Its
@@ -341,7 +342,7 @@ def _dosage(
     """The dosage of ``instructions``, the posted ``dosageInstruction`` as validated with the
     resource (``_checked_request``)."""
     raw = resource.get("dosageInstruction") or []
-    mapped = MAPPED.get((shapes.content_key(raw), today), lambda: dosage_of(instructions, today))
+    mapped = MAPPED.get((content_key(raw), today), lambda: dosage_of(instructions, today))
     if not isinstance(mapped, MappedDosage):
         if mapped.code == NO_DOSAGE:
             return Use.REGULAR, None
