@@ -15,14 +15,19 @@ Found = TypeVar("Found")
 class Memo(Generic[Found]):
     """What a pure function answered for the last ``size`` distinct inputs, by a key that is
     the input's exact content (``content_key``); only answers are kept (a refusal is computed
-    again). Answers are shared by every request of the process: they must never be changed."""
+    again). Answers are shared by every request of the process: they must never be changed.
+    An input larger than ``largest`` (its ``weight``: characters or bytes) is computed and not
+    kept, so that what the memo holds stays small whatever clients send."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, largest: int = 4096) -> None:
         self.size = size
+        self.largest = largest
         self._found: OrderedDict[Hashable, Found] = OrderedDict()
         self._lock = Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], Found]) -> Found:
+    def get(self, key: Hashable, compute: Callable[[], Found], weight: int = 0) -> Found:
+        if weight > self.largest:
+            return compute()
         with self._lock:
             found = self._found.get(key, _ABSENT)
             if found is not _ABSENT:

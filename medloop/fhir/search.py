@@ -116,9 +116,9 @@ def parse(request: Request, resource: str) -> Search:
     ``PARSED`` (a refusal is parsed and raised again)."""
     scope = request.scope
     prefer = next((v for k, v in scope["headers"] if k == b"prefer"), b"")
+    query = scope.get("query_string", b"")
     return PARSED.get(
-        (resource, scope.get("query_string", b""), prefer),
-        lambda: _parse(request, resource),
+        (resource, query, prefer), lambda: _parse(request, resource), len(query) + len(prefer)
     )
 
 

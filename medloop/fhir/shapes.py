@@ -249,7 +249,8 @@ def _extensions(value: Any, *, nested: bool) -> None:
 
 
 def _dosages(value: Any) -> list[Dosage]:
-    return DOSAGES.get(content_key(value), lambda: [_dosage(d) for d in _items(value)])
+    key = content_key(value)
+    return DOSAGES.get(key, lambda: [_dosage(d) for d in _items(value)], len(key))
 
 
 def _dosage(value: Any) -> Dosage:

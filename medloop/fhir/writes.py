@@ -342,7 +342,8 @@ def _dosage(
     """The dosage of ``instructions``, the posted ``dosageInstruction`` as validated with the
     resource (``_checked_request``)."""
     raw = resource.get("dosageInstruction") or []
-    mapped = MAPPED.get((content_key(raw), today), lambda: dosage_of(instructions, today))
+    key = content_key(raw)
+    mapped = MAPPED.get((key, today), lambda: dosage_of(instructions, today), len(key))
     if not isinstance(mapped, MappedDosage):
         if mapped.code == NO_DOSAGE:
             return Use.REGULAR, None

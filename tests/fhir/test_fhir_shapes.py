@@ -333,3 +333,17 @@ def test_a_dosage_mapped_before_is_mapped_again_for_its_own_day():
         assert mapped.dosage.model_dump() == expected.dosage.model_dump()
         stops.append(mapped.stop)
     assert stops == [date(2026, 12, 9), date(2026, 12, 10), date(2026, 12, 9)]
+
+
+def test_a_large_dosage_is_checked_but_not_remembered():
+    """What a client sends does not grow the memo beyond small inputs: a dosage whose content
+    is larger than the memo's bound is validated each time and not kept."""
+    body = copy.deepcopy(BENCH)
+    body["dosageInstruction"][0]["text"] = "1 tablett om morgenen. " * 300
+    key = shapes.content_key(body["dosageInstruction"])
+    assert len(key) > shapes.DOSAGES.largest
+    first = plain_request(copy.deepcopy(body))
+    again = plain_request(copy.deepcopy(body))
+    assert first is not None and again is not None and again is not first
+    assert _dosages(again) == _dosages(first)
+    assert key not in shapes.DOSAGES._found
