@@ -1,9 +1,9 @@
 """Benchmark: the FHIR R4 API (issue #18).
 
 Builds a database (the demo catalogue; registered patients, each search patient with 20 list
-entries), starts ``medloop serve`` (a subprocess on a port of 9400-9499) and measures with
-``--clients`` threads (one keep-alive ``http.client`` connection each, closed loop, no think
-time, for ``--seconds``):
+entries), starts ``medloop serve`` (a subprocess on a port of ``--port`` to ``--port`` + 99,
+9400 by default) and measures with ``--clients`` threads (one keep-alive ``http.client``
+connection each, closed loop, no think time, for ``--seconds``):
 
 - ``search``: ``GET /fhir/MedicationStatement?patient=…&_include=MedicationStatement:medication``
   of a patient with 20 statements (each client its own patient);
@@ -20,8 +20,11 @@ subprocess's peak RSS.
 
 Targets: search p99 <= 30 ms at 16 clients, create p99 <= 60 ms, export >= 5 000 resources/s
 in <= 200 MB. Prints one JSON object per database (SQLite; PostgreSQL when
-MEDLOOP_TEST_POSTGRES_URL names a server). Client and server share a noisy 2-core machine:
-the latencies at 16 clients are those of a saturated server (closed loop).
+MEDLOOP_TEST_POSTGRES_URL names a server, or on a private cluster of its own with
+``--private-postgres PORT``: ``scripts/pg-bench``, as ``bench/api.py`` runs it, so that no other
+session's CREATE/DROP DATABASE forces a checkpoint in the middle of a phase). Client and
+server share a noisy 2-core machine: the latencies at 16 clients are those of a saturated
+server (closed loop).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from bench.api import (  # noqa: E402
     _cpu_seconds_of_tree,
     _patients,
     _wait_until_serving,
+    private_postgres,
     start_server,
 )
 from fest.loader import import_catalogue  # noqa: E402
@@ -88,12 +92,16 @@ ENTRIES = 20
 _USED: set[int] = set()
 
 
+PORTS = 100
+"""How many ports from ``--port`` on a server may take."""
+
+
 def _port(first: int = 9400) -> int:
-    """A free port of ``first``-9499 not used by an earlier server of this run (one stopping
-    may still hold its port a moment). Benches run side by side pick from the same ports: give
-    each its own ``--port`` (a server that lost the race for its port leaves the bench talking
-    to another's server; the warm-up's check stops that run)."""
-    for port in range(first, 9500):
+    """A free port of ``first`` to ``first`` + 99 not used by an earlier server of this run
+    (one stopping may still hold its port a moment). Benches run side by side pick from the
+    same ports: give each its own ``--port`` (a server that lost the race for its port leaves
+    the bench talking to another's server; the warm-up's check stops that run)."""
+    for port in range(first, first + PORTS):
         if port in _USED:
             continue
         with socket.socket() as probe:
@@ -103,7 +111,7 @@ def _port(first: int = 9400) -> int:
                 continue
             _USED.add(port)
             return port
-    raise RuntimeError(f"no free port in {first}-9499")
+    raise RuntimeError(f"no free port in {first}-{first + PORTS - 1}")
 
 
 def _entries(engine, patient_id: str, count: int) -> int:
@@ -605,7 +613,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="server processes on PostgreSQL")
     parser.add_argument(
-        "--port", type=int, default=9400, help="the first port (up to 9499) a server may take"
+        "--port",
+        type=int,
+        default=9400,
+        help=f"the first port a server may take (it takes one of the {PORTS} from there)",
     )
     parser.add_argument(
         "--client-processes",
@@ -637,7 +648,25 @@ def main() -> None:
     parser.add_argument(
         "--create-rate", type=float, default=30.0, help="paced create: requests/s offered"
     )
+    parser.add_argument(
+        "--private-postgres",
+        type=int,
+        metavar="PORT",
+        help="run the PostgreSQL figures on a private cluster on PORT (scripts/pg-bench, "
+        "started and removed here, as bench/api.py does) instead of "
+        "MEDLOOP_TEST_POSTGRES_URL's server: other databases' CREATE/DROP DATABASE on a "
+        "shared server force immediate checkpoints",
+    )
     args = parser.parse_args()
+    if args.private_postgres:
+        with private_postgres(args.private_postgres) as url:
+            os.environ["MEDLOOP_TEST_POSTGRES_URL"] = url
+            _main(args)
+        return
+    _main(args)
+
+
+def _main(args: argparse.Namespace) -> None:
     report: dict = {"targets": TARGETS}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -646,6 +675,11 @@ def main() -> None:
         pg = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
         if pg:
             report["postgresql"] = _on_fresh_postgres(pg, args, workdir)
+            report["postgresql"]["cluster"] = (
+                f"private, port {args.private_postgres}"
+                if args.private_postgres
+                else f"MEDLOOP_TEST_POSTGRES_URL's, port {make_url(pg).port}"
+            )
     print(json.dumps(report, indent=2))
 
 

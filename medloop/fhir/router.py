@@ -20,9 +20,11 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi import params as fastapi_params
 from fastapi import routing as fastapi_routing
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection
+from starlette.exceptions import HTTPException
 
 from interactions import UnknownReference
 from interactions.drugs import ReferenceKind
@@ -70,12 +72,17 @@ class FhirRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
         lean = _LeanRead.of(self)
+        create = _LeanCreate.of(self)
 
         async def strict_json(request: Request) -> Any:
             # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
             request = StrictJsonRequest(request.scope, request.receive)
             if lean is not None and lean.applies():
                 return await lean(request)
+            if create is not None and create.applies():
+                values = await create.values(request)
+                if values is not None:
+                    return await create(values)
             return await handler(request)
 
         return strict_json
@@ -148,6 +155,201 @@ class _LeanRead:
         return response
 
 
+_HEADER_DEPENDENCIES = (deps.if_match, deps.idempotency_key)
+"""Dependencies a lean create solves itself: coroutines of one header each, nothing else."""
+
+
+class _LeanCreate:
+    """What FastAPI's request handler does for a FHIR create (``POST /fhir/MedicationRequest``,
+    ``POST /fhir/MedicationAdministration``), done directly when the request is of the
+    ordinary shape: the body read (``medloop.json_input``, as ``StrictJsonRequest`` reads it),
+    the headers taken once each and validated by the route's own FastAPI fields, the caller
+    and the header dependencies (``deps.if_match``, ``deps.idempotency_key``) called as
+    FastAPI calls them, and the endpoint given the same values. FastAPI's general machinery
+    (the content type parsed as a MIME message, each dependency's cache key and scope, every
+    parameter looked up and validated through its model field, an error context built) cost
+    ≈ 0.1 ms of a served create's CPU (bench/RESULTS.md, issue #18, session 8).
+
+    Anything out of the ordinary — a body that is empty, not ``application/json`` or
+    ``application/fhir+json``, not a JSON object; a header given twice; a value a field or
+    dependency refuses (a missing ``If-Match``, an ``Idempotency-Key`` too long), a caller
+    the token does not give — hands the request to FastAPI's handler untouched (the body
+    already read is kept by the request), which then answers with its own error as it always
+    did; so a create answers alike on both paths (``tests/fhir/test_fhir_lean_creates.py`` compares
+    them). Only a ``POST`` route whose parameters are the caller, those header dependencies,
+    headers of its own (``str | None``), one body and the request qualifies (``of``); every
+    route while the app has dependency overrides takes FastAPI's handler."""
+
+    def __init__(
+        self,
+        call: Callable[..., Any],
+        request: str,
+        caller: str,
+        body: Any,
+        headers: list[tuple[str, Any]],
+        depends: list[tuple[str, Callable[..., Any], Any]],
+    ) -> None:
+        self.call, self.request, self.caller, self.body = call, request, caller, body
+        self.headers = headers
+        """(the endpoint's name for it, its field) of each header the route reads itself."""
+        self.depends = depends
+        """(the endpoint's name for its value, the dependency, its one header field)."""
+        self.wanted = {
+            field.alias.lower().encode("latin-1"): None
+            for field in [f for _, f in headers] + [f for _, _, f in depends]
+        }
+        self.wanted[b"content-type"] = None
+        self.overrides: Any = None
+
+    @classmethod
+    def of(cls, route: APIRoute) -> _LeanCreate | None:
+        context = _effective_route_context.get() if _effective_route_context else None
+        found: Any = context if context is not None and context.original_route is route else route
+        dependant = found.dependant
+        if (
+            route.methods != {"POST"}
+            or dependant.request_param_name is None
+            or dependant.path_params
+            or dependant.query_params
+            or dependant.cookie_params
+            or len(dependant.body_params) != 1
+            or found.body_field is None
+            or getattr(found, "_embed_body_fields", False)
+            or not isinstance(dependant.body_params[0].field_info, fastapi_params.Body)
+            or isinstance(dependant.body_params[0].field_info, fastapi_params.Form)
+            or dependant.background_tasks_param_name
+            or dependant.response_param_name
+            or dependant.security_scopes_param_name
+            or dependant.websocket_param_name
+            or not all(_plain_header(p) for p in dependant.header_params)
+            or not _answers_with_response(route.endpoint)
+        ):
+            return None
+        caller = None
+        depends = []
+        for dependency in dependant.dependencies:
+            if dependency.call is deps.caller and caller is None:
+                caller = str(dependency.name)
+            elif (
+                dependency.call in _HEADER_DEPENDENCIES
+                and len(dependency.header_params) == 1
+                and _plain_header(dependency.header_params[0])
+                and not _more_than_headers(dependency)
+            ):
+                depends.append((str(dependency.name), dependency.call, dependency.header_params[0]))
+            else:
+                return None
+        if caller is None:
+            return None
+        lean = cls(
+            dependant.call,
+            dependant.request_param_name,
+            caller,
+            dependant.body_params[0],
+            [(str(p.name), p) for p in dependant.header_params],
+            depends,
+        )
+        if len(lean.wanted) != len(lean.headers) + len(lean.depends) + 1:
+            return None  # one header read twice: FastAPI's handler
+        lean.overrides = found.dependency_overrides_provider
+        return lean
+
+    def applies(self) -> bool:
+        return not getattr(self.overrides, "dependency_overrides", None)
+
+    async def values(self, request: Request) -> dict[str, Any] | None:
+        """The endpoint's arguments as FastAPI's handler would give them, or ``None``: the
+        request is not of the ordinary shape (FastAPI's handler answers it)."""
+        found = dict(self.wanted)
+        for name, value in request.scope["headers"]:
+            if name in found:
+                if found[name] is not None:
+                    return None
+                found[name] = value.decode("latin-1")
+        kind = found[b"content-type"]
+        if kind is None or kind.partition(";")[0].strip().lower() not in _JSON_TYPES:
+            return None
+        # Read first, as FastAPI's handler does: a body over the limit is refused alike
+        # (``limits.BodyGuard``'s 413); any other failure to read it is FastAPI's to word.
+        try:
+            body = await request.body()
+        except HTTPException:
+            raise
+        except Exception:  # noqa: BLE001
+            return None
+        if not body:
+            return None
+        try:
+            posted = await request.json()
+        except Exception:  # noqa: BLE001 - FastAPI's handler words the error
+            return None
+        if type(posted) is not dict:
+            return None  # not a resource: FastAPI's handler and the route refuse it
+        values: dict[str, Any] = {self.request: request}
+        try:
+            for name, call, field in self.depends:
+                given = _valid(field, found[field.alias.lower().encode("latin-1")])
+                values[name] = await call(given)
+            for name, field in self.headers:
+                values[name] = _valid(field, found[field.alias.lower().encode("latin-1")])
+            values[self.body.name] = _valid(self.body, posted)
+            # Last: a caller is made once per request (it reads the clock), so nothing after
+            # it may hand the request on.
+            values[self.caller] = await deps.caller(request)
+        except Exception:  # noqa: BLE001 - FastAPI's handler raises it again, in its order
+            return None
+        return values
+
+    async def __call__(self, values: dict[str, Any]) -> Response:
+        response = await self.call(**values)
+        if not isinstance(response, Response):
+            raise TypeError(f"{self.call.__qualname__} answered {type(response)!r}")
+        return response
+
+
+_JSON_TYPES = frozenset({"application/json", fhir.FHIR_JSON})
+
+
+class _Refused(Exception):
+    """A value a FastAPI field does not accept."""
+
+
+def _valid(field: Any, value: Any) -> Any:
+    """``value`` as the FastAPI ``field`` validates it (its own call), else ``_Refused``."""
+    found, errors = field.validate(value, {}, loc=("lean",))
+    if errors:
+        raise _Refused
+    return found
+
+
+def _plain_header(field: Any) -> bool:
+    """A header parameter read as one optional string under an alias of its own."""
+    info = field.field_info
+    return (
+        isinstance(info, fastapi_params.Header)
+        and info.annotation == (str | None)
+        and info.default is None
+        and isinstance(field.alias, str)
+        and "_" not in field.alias
+        and info.validation_alias in (None, field.alias)
+    )
+
+
+def _more_than_headers(dependant: Any) -> bool:
+    return bool(
+        dependant.dependencies
+        or dependant.path_params
+        or dependant.query_params
+        or dependant.cookie_params
+        or dependant.body_params
+        or dependant.request_param_name
+        or dependant.background_tasks_param_name
+        or dependant.response_param_name
+        or dependant.security_scopes_param_name
+        or dependant.websocket_param_name
+    )
+
+
 def _answers_with_response(endpoint: Callable[..., Any]) -> bool:
     answer = inspect.signature(endpoint, eval_str=True).return_annotation
     return inspect.isclass(answer) and issubclass(answer, Response)
@@ -163,8 +365,9 @@ def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:
     its include context twice per request (once to find the router, once to find the route in
     it): ≈ 0.18 ms of a served search's CPU measured in-process (bench/RESULTS.md, issue #18,
     session 7); a flat router tries each route's pattern once, in the same order, so the same
-    route answers."""
-    found = APIRouter(dependency_overrides_provider=app)
+    route answers. A request for one of the routes' fixed paths (a search, a create) is tried
+    against only the routes whose pattern matches that path (``_FhirDispatch``)."""
+    found = _FhirDispatch(dependency_overrides_provider=app)
     for source in routers:
         for route in source.routes:
             if not isinstance(route, APIRoute):
@@ -197,7 +400,41 @@ def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:
                 openapi_extra=route.openapi_extra,
                 generate_unique_id_function=route.generate_unique_id_function,
             )
+    found.index()
     return found
+
+
+class _FhirDispatch(APIRouter):
+    """The flat FHIR router, with the routes that can answer each fixed path (a route without
+    path parameters: ``/fhir/MedicationStatement``) kept apart, in their order: matching
+    ``GET /fhir/MedicationStatement`` tried 15 patterns, ``POST /fhir/MedicationRequest`` 29
+    (20-25 us a request in-process, ≈ 2 % of a served search's CPU; bench/RESULTS.md, issue #18,
+    session 8). A route left out cannot match that path (its pattern does not), so the router
+    over the few picks the same route as over all (the first full match, else the first
+    partial: a 405), and never reaches the trailing-slash redirect."""
+
+    def index(self) -> None:
+        self._by_path: dict[str, APIRouter] = {}
+        for route in self.routes:
+            if not isinstance(route, APIRoute) or route.param_convertors:
+                continue
+            if route.path in self._by_path:
+                continue
+            few = APIRouter(redirect_slashes=self.redirect_slashes)
+            few.routes = [r for r in self.routes if r.path_regex.match(route.path)]  # type: ignore[attr-defined]
+            self._by_path[route.path] = few
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        few = (
+            self._by_path.get(scope["path"])
+            if scope["type"] == "http" and not scope.get("root_path")
+            else None
+        )
+        if few is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope.setdefault("router", self)
+        await few.app(scope, receive, send)
 
 
 class FhirResponse(JSONResponse):
@@ -1072,7 +1309,7 @@ def _search_state(
     search = parse(request, resource)
     _validate_dates(search, DATE_PARAMETERS[resource])
     patient_id = search_patient(caller, search)
-    asked = (str(request.url), search.ignored)
+    asked = _asked(request, search)
 
     def read(conn: Connection) -> bytes:
         state = queries.patient_state(conn, patient_id)
@@ -1089,6 +1326,26 @@ def _search_state(
 
 
 _SEARCHED = "fhir.router.searched"
+
+
+def _asked(request: Request, search: Search) -> tuple[Any, ...]:
+    """What a search's Bundle is made of besides the patient's state: the parts of the scope
+    its URL and base URL are made of (Starlette's ``URL``: scheme, server, root path, path,
+    query string, the first ``Host``), and the parameters ignored under lenient handling.
+    Read as they stand: building the URL itself per request was ≈ 1.5 % of a served search's
+    CPU (bench/RESULTS.md, issue #18, session 8); it is built only for a Bundle made anew."""
+    scope = request.scope
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    return (
+        scope.get("scheme", "http"),
+        scope.get("server"),
+        scope.get("app_root_path"),
+        scope.get("root_path", ""),
+        scope["path"],
+        scope.get("query_string", b""),
+        host,
+        search.ignored,
+    )
 
 
 # -- MedicationRequest ----------------------------------------------------------------------------

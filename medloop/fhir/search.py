@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 
+from medloop.fhir.memo import Memo
 from medloop.fhir.outcome import FhirError, issue
 
 DEFAULT_COUNT = 50
@@ -110,7 +111,25 @@ def lenient(request: Request) -> bool:
 
 def parse(request: Request, resource: str) -> Search:
     """The request's search; ``FhirError`` (400) for an unknown parameter under strict handling
-    (the default) or a value that is not what the parameter takes."""
+    (the default) or a value that is not what the parameter takes. A search is a function of
+    the query string and the ``Prefer`` header alone: one parsed before is answered from
+    ``PARSED`` (a refusal is parsed and raised again)."""
+    scope = request.scope
+    prefer = next((v for k, v in scope["headers"] if k == b"prefer"), b"")
+    query = scope.get("query_string", b"")
+    return PARSED.get(
+        (resource, query, prefer), lambda: _parse(request, resource), len(query) + len(prefer)
+    )
+
+
+PARSED: Memo[Search] = Memo(4096)
+"""Searches parsed, by resource type, query string and ``Prefer`` header (the first, as
+``lenient`` reads it): a client repeats its searches (a patient's list, refreshed), and parsing
+one again was ≈ 2 % of a served search's CPU (bench/RESULTS.md, issue #18, session 8). A
+``Search`` is never changed once made."""
+
+
+def _parse(request: Request, resource: str) -> Search:
     known = {**PARAMETERS[resource], **COMMON}
     strict = not lenient(request)
     params: dict[str, list[str]] = {}

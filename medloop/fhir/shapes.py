@@ -27,6 +27,8 @@ from typing import Any
 from fhir.resources.R4B.dosage import Dosage
 from pydantic import ValidationError
 
+from medloop.fhir.memo import Memo, content_key
+
 _VISIBLE = re.compile(r"[!-~]+")
 """Codes, URIs and ids of the subset: visible ASCII characters, no whitespace."""
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -97,7 +99,7 @@ def _request(resource: dict[str, Any]) -> list[Dosage]:
         elif key == "extension":
             _extensions(value, nested=True)
         elif key == "dosageInstruction":
-            instructions = [_dosage(d) for d in _items(value)]
+            instructions = _dosages(value)
         elif key == "dispenseRequest":
             _fields(value, _DISPENSE_REQUEST)
         elif key == "substitution":
@@ -110,6 +112,13 @@ def _request(resource: dict[str, Any]) -> list[Dosage]:
     if required or medication != 1:
         raise _Other("a required element or the medication[x]")
     return instructions
+
+
+DOSAGES: Memo[list[Dosage]] = Memo(1024)
+"""A posted ``dosageInstruction`` as validated ``fhir.resources`` models, by its content.
+Validating one (a dozen models, each with its validators) was ≈ 6 % of a served create's CPU
+(bench/RESULTS.md, issue #18, session 8), and prescribers send the same few dosages over and
+over. A dosage ``fhir.resources`` refuses is not kept: it is refused again, in full."""
 
 
 def _string(value: Any) -> None:
@@ -237,6 +246,11 @@ def _extensions(value: Any, *, nested: bool) -> None:
                 _extensions(item, nested=False)
             else:
                 raise _Other(key)
+
+
+def _dosages(value: Any) -> list[Dosage]:
+    key = content_key(value)
+    return DOSAGES.get(key, lambda: [_dosage(d) for d in _items(value)], len(key))
 
 
 def _dosage(value: Any) -> Dosage:

@@ -36,13 +36,14 @@ from interactions.dosage import Quantity, Use
 from medloop.api import fhir_drafts
 from medloop.api.auth import Unauthenticated
 from medloop.api.deps import Caller, CallerDep, IdempotencyKey, IfMatch
-from medloop.api.fhir_dosage import NO_DOSAGE, MappedDosage, dosage_of
+from medloop.api.fhir_dosage import NO_DOSAGE, MappedDosage, NotMapped, dosage_of
 from medloop.api.policy import Action, audit_refusal, authorize_witness
 from medloop.domain.administration import ChartRequest, Outcome, ScanSkipReason
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.fhir import resources as fhir
 from medloop.fhir import scopes, shapes
+from medloop.fhir.memo import Memo, content_key
 from medloop.fhir.outcome import FhirError, issue
 from medloop.fhir.router import FhirResponse, FhirRoute
 from medloop.loop import administration, prescribe
@@ -328,13 +329,21 @@ def _quantity(resource: dict[str, Any]) -> PrescribedQuantity:
         raise _invalid(f"{path}: {error}", path, status=422) from None
 
 
+MAPPED: Memo[MappedDosage | NotMapped] = Memo(1024)
+"""The mapping of a posted ``dosageInstruction`` (``fhir_dosage.dosage_of``, a pure function of
+its content and the day), by its content and the day: ≈ 4 % of a served create's CPU, for the
+few dosages prescribers send over and over (bench/RESULTS.md, issue #18, session 8). Its
+answers are frozen (``MappedDosage`` and medloop's ``Dosage`` are immutable)."""
+
+
 def _dosage(
     resource: dict[str, Any], instructions: Sequence[Any], today: date
 ) -> tuple[Use, MappedDosage | None]:
     """The dosage of ``instructions``, the posted ``dosageInstruction`` as validated with the
     resource (``_checked_request``)."""
     raw = resource.get("dosageInstruction") or []
-    mapped = dosage_of(instructions, today)
+    key = content_key(raw)
+    mapped = MAPPED.get((key, today), lambda: dosage_of(instructions, today), len(key))
     if not isinstance(mapped, MappedDosage):
         if mapped.code == NO_DOSAGE:
             return Use.REGULAR, None

@@ -187,6 +187,29 @@ def test_an_unknown_search_parameter_is_refused_unless_handling_is_lenient(world
     outcome_of(_statements(world, "&_count=-1"), 400)
 
 
+def test_a_repeated_search_is_answered_for_its_own_host_handling_and_parameters(world):
+    """A search's parsing and its Bundle are kept (``search.PARSED``, the state's memo) by
+    what they are made of: another Host, another handling or other parameters get their own
+    answer, and the first is answered again as it was."""
+    prescribed(world)
+    prescribed(world)
+    first = _statements(world, "&_count=1")
+    assert first.status_code == 200
+    links = {link["relation"]: link["url"] for link in first.json()["link"]}
+    assert links["self"].startswith("http://testserver/fhir/MedicationStatement?")
+    assert links["next"].startswith("http://testserver/fhir/")
+    other = _statements(world, "&_count=1", Host="fhir.example.no").json()
+    assert {link["url"].split("/fhir/")[0] for link in other["link"]} == {"http://fhir.example.no"}
+    assert _statements(world, "&_count=1").content == first.content
+    unpaged = _statements(world).json()
+    assert len(unpaged["entry"]) == 2 and [link["relation"] for link in unpaged["link"]] == ["self"]
+    # Lenient handling in between leaves the strict refusal of the same query as it was.
+    outcome_of(_statements(world, "&colour=blue"), 400)
+    assert _statements(world, "&colour=blue", Prefer="handling=lenient").status_code == 200
+    outcome_of(_statements(world, "&colour=blue"), 400)
+    assert _statements(world, "&colour=blue", Prefer="handling=lenient").status_code == 200
+
+
 def test_a_search_without_patient_is_refused_for_clinicians(world):
     outcome = outcome_of(fhir_get(world, "/fhir/MedicationStatement"), 400)
     assert outcome["issue"][0]["expression"] == ["patient"]

@@ -16,6 +16,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from medloop.fhir import resources as fhir
+from medloop.fhir import shapes
 from medloop.fhir.shapes import plain_request
 from medloop.fhir.writes import PRESCRIPTION_ID
 from tests.fhir.helpers import gp_token, medication_request, outcome_of, validated
@@ -271,3 +272,78 @@ def test_invalid_fhir_in_a_plain_element_is_told_by_the_full_validation(world, c
     assert outcome["issue"][0]["code"] == "structure"
     assert where in [e for i in outcome["issue"][1:] for e in i.get("expression", [])], outcome
     assert world.version() == 0
+
+
+def _frequency(value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(BENCH)
+    body["dosageInstruction"][0]["timing"]["repeat"]["frequency"] = value
+    return body
+
+
+FREQUENCIES = (1, 1.0, True, "1", 2, 0, -1, 1.5, None, [1])
+"""Values of one element that JSON tells apart and Python's ``==`` partly does not."""
+
+
+def test_a_dosage_is_remembered_by_its_exact_content_and_answers_as_a_fresh_check(monkeypatch):
+    # The same content twice: the second answer is the first (the memo), not a new validation.
+    first = plain_request(copy.deepcopy(BENCH))
+    assert first is not None and plain_request(copy.deepcopy(BENCH)) is first
+    # Every variant, asked twice with the memo warm, answers as an empty memo does.
+    warm = [[plain_request(_frequency(v)) for _ in range(2)] for v in FREQUENCIES]
+    monkeypatch.setattr(shapes, "DOSAGES", shapes.Memo(1024))
+    fresh = [plain_request(_frequency(v)) for v in FREQUENCIES]
+    for value, answers, expected in zip(FREQUENCIES, warm, fresh, strict=True):
+        for answer in answers:
+            assert (answer is None) == (expected is None), value
+            assert _dosages(answer) == _dosages(expected), value
+    # Not vacuous: some variants are refused (and the full validation decides them).
+    assert any(a is None for a in fresh) and any(a is not None for a in fresh)
+
+
+def test_a_refused_dosage_is_not_remembered():
+    refused = _frequency("daily")
+    assert plain_request(copy.deepcopy(refused)) is None
+    assert shapes.content_key(refused["dosageInstruction"]) not in shapes.DOSAGES._found
+
+
+def test_a_dosage_mapped_before_is_mapped_again_for_its_own_day():
+    """The mapping is remembered by the dosage's content and the day: a dosage bounded by a
+    duration ends on a different day when prescribed on another day."""
+    from datetime import date
+
+    from medloop.api.fhir_dosage import dosage_of
+    from medloop.fhir import writes
+
+    body = copy.deepcopy(BENCH)
+    body["dosageInstruction"][0]["timing"]["repeat"]["boundsDuration"] = {
+        "value": 5,
+        "unit": "d",
+        "system": "http://unitsofmeasure.org",
+        "code": "d",
+    }
+    instructions = plain_request(copy.deepcopy(body))
+    assert instructions is not None
+    stops = []
+    for today in (date(2026, 12, 5), date(2026, 12, 6), date(2026, 12, 5)):
+        use, mapped = writes._dosage(copy.deepcopy(body), instructions, today)
+        expected = dosage_of(instructions, today)
+        assert mapped is not None and mapped.stop == expected.stop == today.replace(
+            day=today.day + 4
+        )
+        assert mapped.dosage.model_dump() == expected.dosage.model_dump()
+        stops.append(mapped.stop)
+    assert stops == [date(2026, 12, 9), date(2026, 12, 10), date(2026, 12, 9)]
+
+
+def test_a_large_dosage_is_checked_but_not_remembered():
+    """What a client sends does not grow the memo beyond small inputs: a dosage whose content
+    is larger than the memo's bound is validated each time and not kept."""
+    body = copy.deepcopy(BENCH)
+    body["dosageInstruction"][0]["text"] = "1 tablett om morgenen. " * 300
+    key = shapes.content_key(body["dosageInstruction"])
+    assert len(key) > shapes.DOSAGES.largest
+    first = plain_request(copy.deepcopy(body))
+    again = plain_request(copy.deepcopy(body))
+    assert first is not None and again is not None and again is not first
+    assert _dosages(again) == _dosages(first)
+    assert key not in shapes.DOSAGES._found
