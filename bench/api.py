@@ -51,6 +51,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -160,6 +161,7 @@ class Client(threading.Thread):
         self.first_round = first_round  # where in the first patient's rotation to begin
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.moments: list[tuple[float, float]] = []  # (when due or sent, latency ms)
+        self.late: list[float] = []  # paced: ms each request went out after it was due
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.error: str | None = None
         self.http: http.client.HTTPConnection | None = None
@@ -208,6 +210,8 @@ class Client(threading.Thread):
         latency = (answered - started) * 1000
         self.timings[label].append(latency)
         self.moments.append((started, latency))
+        if self.schedule is not None:
+            self.late.append((sending - started) * 1000)
         if self.trace is not None:
             self._traced(label, started, sending, answered)
         self.statuses[label][response.status] += 1
@@ -340,6 +344,7 @@ def _phase(
     server_before = _cpu_seconds_of_tree(server_pid)
     postgres_cpu = postgres_cpu or _PostgresCpu()
     postgres_before = postgres_cpu.snapshot()
+    machine_before = _machine_busy_seconds()
     shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -359,6 +364,7 @@ def _phase(
         "client": sum(share["cpu"] for share in driven),
         "postgres": postgres_cpu.since(postgres_before),
     }
+    busy = _machine_busy_seconds() - machine_before
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for share in driven:
@@ -379,6 +385,13 @@ def _phase(
         # CPU per request: server processes, this benchmark's client processes, and every
         # PostgreSQL process on the machine (0 on SQLite runs).
         "cpu_ms_per_request": {k: round(v * 1000 / max(total, 1), 2) for k, v in cpu.items()},
+        # The machine's cores kept busy in the phase (every process, /proc/stat), and by what is
+        # not this benchmark (its server, its clients, PostgreSQL): another process's load
+        # shows here, a stall of our own does not.
+        "machine_cores_busy": {
+            "all": round(busy / elapsed, 2),
+            "others": round(max(0.0, busy - sum(cpu.values())) / elapsed, 2),
+        },
         # Full passes of the garbage collector in the client processes (their pauses stop
         # every client thread of the process).
         "client_gc": _gc_passes([ms for share in driven for ms in share["gc"]]),
@@ -393,8 +406,24 @@ def _phase(
         },
     }
     if rate is not None:
+        late = sorted(ms for share in driven for ms in share["late"])
+        # How late the clients sent their requests (a due request's latency includes it): a
+        # client process that did not get a core, not the server.
+        measured["client_late_ms"] = {
+            "p50": round(_percentile(late, 0.5), 2) if late else None,
+            "p99": round(_percentile(late, 0.99), 2) if late else None,
+            "max": round(late[-1], 2) if late else None,
+            "over_5ms": sum(1 for ms in late if ms > 5.0),
+        }
         measured = {"offered_requests_per_s": rate, **measured}
     return measured
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _drive(clients: list[Client], results) -> None:
@@ -443,6 +472,7 @@ def _drive(clients: list[Client], results) -> None:
             "extras": [c.extra() for c in clients],
             "gc": passes,
             "moments": [m for c in clients for m in c.moments],
+            "late": [ms for c in clients for ms in c.late],
             "trace": [t for c in clients for t in (c.trace or ())],
             "trace_gc": every_pass,
         }
@@ -450,9 +480,12 @@ def _drive(clients: list[Client], results) -> None:
 
 
 def _write_client_trace(path: Path, driven: list[dict]) -> None:
-    """--trace: the clients' requests and collector passes of one phase, a JSON line each."""
+    """--trace: the clients' requests and collector passes of one phase, a JSON line each, after
+    a line that ties the trace's clock to the wall clock (for the PostgreSQL log's times)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
+        out.write(json.dumps({"kind": "clock", "wall": time.time(), "perf": time.perf_counter()}))
+        out.write("\n")
         for share in driven:
             for label, due, sent, answered, port, seq in share["trace"]:
                 line = {"kind": "request", "label": label, "due": due, "sent": sent}
@@ -642,8 +675,17 @@ def _cpu_seconds_of_tree(pid: int) -> float:
     return _cpu_seconds(pid) + sum(_cpu_seconds_of_tree(int(k)) for k in kids)
 
 
+PRIVATE_POSTMASTER: int | None = None
+"""``--private-postgres``: the private cluster's postmaster, whose processes alone are then
+counted as PostgreSQL's (``_cpu_seconds_of_postgres``): the machine's shared server serves
+other work."""
+
+
 def _cpu_seconds_of_postgres() -> float:
-    """CPU time of every process named postgres on this machine (0 on SQLite runs)."""
+    """CPU time of every process named postgres on this machine (0 on SQLite runs), or of the
+    private cluster's processes (``PRIVATE_POSTMASTER``)."""
+    if PRIVATE_POSTMASTER is not None:
+        return _cpu_seconds_of_tree(PRIVATE_POSTMASTER)
     total = 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -1105,18 +1147,38 @@ def main() -> None:
     if not 1 <= args.client_processes <= args.clients:
         parser.error("--client-processes must be from 1 to --clients")
     if args.private_postgres:
-        with private_postgres(args.private_postgres) as url:
+        keep_log = args.trace / "postgres.log" if args.trace else None
+        with private_postgres(args.private_postgres, keep_log) as url:
+            if args.trace:
+                _log_waits(url)
             os.environ["MEDLOOP_TEST_POSTGRES_URL"] = url
             _main(args, parser)
         return
     _main(args, parser)
 
 
+def _log_waits(url: str) -> None:
+    """--trace on a private cluster: its log also says what could make a request wait there
+    (every autovacuum run, lock waits over 10 ms, statements over 10 ms), for
+    bench/paced_trace.py to set beside the slowest requests."""
+    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        for setting, value in (
+            ("log_autovacuum_min_duration", "0"),
+            ("log_lock_waits", "on"),
+            ("deadlock_timeout", "'10ms'"),
+            ("log_min_duration_statement", "10"),
+        ):
+            conn.execute(text(f"ALTER SYSTEM SET {setting} = {value}"))
+        conn.execute(text("SELECT pg_reload_conf()"))
+    admin.dispose()
+
+
 @contextmanager
-def private_postgres(port: int) -> Iterator[str]:
+def private_postgres(port: int, keep_log: Path | None = None) -> Iterator[str]:
     """A private cluster (``scripts/pg-bench``) for the block: its URL; its log is where the
-    phases' checkpoints are read from."""
-    global POSTGRES_LOG
+    phases' checkpoints are read from (and copied to ``keep_log`` at the end, when given)."""
+    global POSTGRES_LOG, PRIVATE_POSTMASTER
     directory = Path(tempfile.mkdtemp(prefix="medloop-bench-pg-"))
     script = str(REPO / "scripts" / "pg-bench")
     try:
@@ -1124,8 +1186,13 @@ def private_postgres(port: int) -> Iterator[str]:
             [script, "start", str(directory), str(port)], check=True, capture_output=True
         )
         POSTGRES_LOG = directory / "server.log"
+        PRIVATE_POSTMASTER = int((directory / "data" / "postmaster.pid").read_text().split()[0])
         yield found.stdout.decode().strip()
     finally:
+        PRIVATE_POSTMASTER = None
+        if keep_log is not None and (directory / "server.log").exists():
+            keep_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(directory / "server.log", keep_log)
         subprocess.run([script, "stop", str(directory)], check=False)
 
 

@@ -33,6 +33,7 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 SEGMENTS = (
@@ -50,6 +51,26 @@ SEGMENTS = (
 
 def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def postgres_log(directory: Path, clients: list[dict]) -> list[dict]:
+    """The private cluster's log lines (``postgres.log``, kept by ``bench/api.py --trace``), each
+    at its moment on the trace's clock (the clients' ``clock`` line ties the two clocks); [] when
+    either is missing."""
+    clock = next((c for c in clients if c["kind"] == "clock"), None)
+    path = directory / "postgres.log"
+    if clock is None or not path.exists():
+        return []
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        except ValueError:
+            continue  # a statement's continuation line
+        found.append(
+            {"at": at.timestamp() - clock["wall"] + clock["perf"], "line": line[24:].strip()[:200]}
+        )
+    return found
 
 
 def load(directory: Path, phase: str) -> tuple[list[dict], dict[int, list[dict]], list[dict]]:
@@ -116,8 +137,20 @@ def _overlapping(events: list[dict], start: float, end: float) -> list[dict]:
     return [e for e in events if e["at"] < end and e["at"] + e["ms"] / 1000 > start]
 
 
+def dominant(found: dict[str, float]) -> str:
+    """The segment that took most of a request's time (the route split into its CPU, its round
+    trips' waiting, its time runnable waiting for a core, and the rest asleep)."""
+    parts = {k: v for k, v in found.items() if k != "route" and k != "db_trips"}
+    parts.pop("route_off_db", None)
+    if "route_asleep" in parts:
+        parts["route_asleep"] = max(0.0, parts["route_asleep"] - parts.get("db_wait", 0.0))
+    return max(parts, key=lambda k: parts[k]) if parts else "unknown"
+
+
 def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
     rows, workers, client_gc = load(directory, phase)
+    clients = _lines(directory / f"client-{phase}.jsonl")
+    pg_lines = postgres_log(directory, clients)
     rows.sort(key=lambda r: r["latency_ms"])
     by_label: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -143,6 +176,7 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
         events = workers.get(row["worker"], [])
         gcs = _overlapping([e for e in events if e["kind"] == "gc"], start, end)
         lags = _overlapping([e for e in events if e["kind"] == "lag"], start, end)
+        found = segments(row)
         details.append(
             {
                 "label": row["label"],
@@ -150,15 +184,21 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
                 "at_s": round(row["due"] - first_due, 3),
                 "worker": row["worker"],
                 "inflight": row.get("inflight"),
-                "segments": {k: round(v, 2) for k, v in segments(row).items()},
+                "dominant": dominant(found),
+                "segments": {k: round(v, 2) for k, v in found.items()},
                 "worker_gc": [(e["generation"], round(e["ms"], 2)) for e in gcs],
                 "worker_lag_ms": [round(e["ms"], 1) for e in lags],
                 "client_gc": [
                     (e["generation"], round(e["ms"], 2))
                     for e in _overlapping(client_gc, start, end)
                 ],
+                "postgres_log": [p["line"] for p in pg_lines if start - 0.5 <= p["at"] <= end],
             }
         )
+    cut_rows = rows[-cut:]
+    dominant_slowest: dict[str, int] = defaultdict(int)
+    for row in cut_rows:
+        dominant_slowest[dominant(segments(row))] += 1
     gc_totals = {}
     for pid, events in workers.items():
         passes = [e for e in events if e["kind"] == "gc"]
@@ -191,6 +231,17 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
         },
         "endpoints": summary,
         "worker_gc_in_phase": gc_totals,
+        "worker_censuses": {
+            pid: [e for e in events if e["kind"] == "census"] for pid, events in workers.items()
+        },
+        "dominant_segment_of_slowest": dict(
+            sorted(dominant_slowest.items(), key=lambda kv: -kv[1])
+        ),
+        "postgres_log_in_phase": [
+            p["line"]
+            for p in pg_lines
+            if rows and rows[0]["due"] <= p["at"] <= max(r["answered"] for r in rows)
+        ],
         "client_gc_in_phase": {
             f"gen{g}": len([e for e in client_gc if e["generation"] == g]) for g in (0, 1, 2)
         },
