@@ -169,6 +169,8 @@ class Client(threading.Thread):
         self._connection: tuple[object, int, int] = (None, 0, 0)  # socket, local port, requests
 
     tracing = False
+    fresh = False
+    """--trace: is the scenario's current round the first on its patient (its state cold)?"""
     """``--trace``: keep (label, due, sent, answered, local port, request number on the
     connection) per request, to be joined with the server's own trace (``medloop.api.trace``)."""
 
@@ -179,7 +181,7 @@ class Client(threading.Thread):
             sock, port, seq = self.http.sock, self.http.sock.getsockname()[1], 0
         seq += 1
         self._connection = (sock, port, seq)
-        self.trace.append((label, due, sent, answered, port, seq))
+        self.trace.append((label, due, sent, answered, port, seq, self.fresh))
 
     def _due(self, token: str, body, headers) -> tuple[float, dict[str, str], bytes | None]:
         """Wait until this request is due (paced), then its start time (when it was due: no
@@ -237,6 +239,7 @@ class Client(threading.Thread):
                 return
             patient = self.patients[n // PRESCRIPTIONS_PER_PATIENT]
             varenr = ROTATION[n % PRESCRIPTIONS_PER_PATIENT]
+            self.fresh = n == self.first_round or n % PRESCRIPTIONS_PER_PATIENT == 0
             _, listed = self._call("list read", "GET", f"/patients/{patient.id}/list", gp)
             self._call(
                 "dry-run check",
@@ -345,6 +348,10 @@ def _phase(
     postgres_cpu = postgres_cpu or _PostgresCpu()
     postgres_before = postgres_cpu.snapshot()
     machine_before = _machine_busy_seconds()
+    probe = None
+    if getattr(args, "trace", None):
+        probe = _DiskProbe(args.trace / f"disk-{'paced' if rate else 'closed'}.jsonl")
+        probe.start()
     shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -365,6 +372,8 @@ def _phase(
         "postgres": postgres_cpu.since(postgres_before),
     }
     busy = _machine_busy_seconds() - machine_before
+    if probe is not None:
+        probe.finish()
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for share in driven:
@@ -417,6 +426,39 @@ def _phase(
         }
         measured = {"offered_requests_per_s": rate, **measured}
     return measured
+
+
+class _DiskProbe(threading.Thread):
+    """--trace: every 20 ms, write 4 KiB to a file next to the trace and wait for it to reach
+    the disk (``fdatasync``, as PostgreSQL waits for its log at every commit), and keep how long
+    each took: a commit that waited on a disk that other work keeps busy shows here too."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.syncs = path, []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.path.with_suffix(".scratch")
+        descriptor = os.open(scratch, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            block = os.urandom(4096)
+            while not self.done.wait(0.02):
+                started = time.perf_counter()
+                os.pwrite(descriptor, block, 0)
+                os.fdatasync(descriptor)
+                self.syncs.append((started, (time.perf_counter() - started) * 1000))
+        finally:
+            os.close(descriptor)
+            scratch.unlink(missing_ok=True)
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+        with self.path.open("w") as out:
+            for at, ms in self.syncs:
+                out.write(json.dumps({"kind": "disk", "at": at, "ms": ms}) + "\n")
 
 
 def _machine_busy_seconds() -> float:
@@ -487,9 +529,9 @@ def _write_client_trace(path: Path, driven: list[dict]) -> None:
         out.write(json.dumps({"kind": "clock", "wall": time.time(), "perf": time.perf_counter()}))
         out.write("\n")
         for share in driven:
-            for label, due, sent, answered, port, seq in share["trace"]:
+            for label, due, sent, answered, port, seq, fresh in share["trace"]:
                 line = {"kind": "request", "label": label, "due": due, "sent": sent}
-                line.update(answered=answered, port=port, seq=seq)
+                line.update(answered=answered, port=port, seq=seq, fresh=fresh)
                 out.write(json.dumps(line) + "\n")
             for generation, at, ms in share["trace_gc"]:
                 out.write(json.dumps({"kind": "gc", "generation": generation, "at": at, "ms": ms}))

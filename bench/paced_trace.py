@@ -22,7 +22,11 @@ and, by the kernel's schedstat, its time runnable but waiting for a core (``rout
 asleep (``route_asleep``: on the database's socket or the GIL). Prints, as JSON, per endpoint and
 for all, the median of each segment over every request and over the slowest 1 %, and for the
 slowest requests what else happened meanwhile: collector passes in their worker and in the clients,
-the event loop's late turns, how many routes were in flight.
+the event loop's late turns, how many routes were in flight, the longest disk sync of the
+benchmark's probe (``disk-PHASE.jsonl``) and the private cluster's log lines (``postgres.log``:
+autovacuum runs, lock waits and statements over 10 ms, checkpoints). Each slow request is also
+named by its dominant segment (``dominant``; counted over the slowest 1 %), and whether it was on
+its patient's first round (``fresh``: the patient's state not yet cached in that worker).
 
     .venv/bin/python bench/paced_trace.py DIR [--phase paced] [--slowest 0.01]
 """
@@ -151,6 +155,8 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
     rows, workers, client_gc = load(directory, phase)
     clients = _lines(directory / f"client-{phase}.jsonl")
     pg_lines = postgres_log(directory, clients)
+    disk_path = directory / f"disk-{phase}.jsonl"
+    disk = _lines(disk_path) if disk_path.exists() else []
     rows.sort(key=lambda r: r["latency_ms"])
     by_label: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -180,6 +186,7 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
         details.append(
             {
                 "label": row["label"],
+                "fresh": row.get("fresh"),
                 "latency_ms": round(row["latency_ms"], 1),
                 "at_s": round(row["due"] - first_due, 3),
                 "worker": row["worker"],
@@ -193,9 +200,16 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
                     for e in _overlapping(client_gc, start, end)
                 ],
                 "postgres_log": [p["line"] for p in pg_lines if start - 0.5 <= p["at"] <= end],
+                "disk_sync_ms": round(
+                    max((e["ms"] for e in _overlapping(disk, start, end)), default=0.0), 1
+                ),
             }
         )
     cut_rows = rows[-cut:]
+    fresh = {
+        "all": round(sum(1 for r in rows if r.get("fresh")) / max(len(rows), 1), 3),
+        "slowest": round(sum(1 for r in cut_rows if r.get("fresh")) / max(len(cut_rows), 1), 3),
+    }
     dominant_slowest: dict[str, int] = defaultdict(int)
     for row in cut_rows:
         dominant_slowest[dominant(segments(row))] += 1
@@ -234,9 +248,18 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
         "worker_censuses": {
             pid: [e for e in events if e["kind"] == "census"] for pid, events in workers.items()
         },
+        "share_on_a_patients_first_round": fresh,
         "dominant_segment_of_slowest": dict(
             sorted(dominant_slowest.items(), key=lambda kv: -kv[1])
         ),
+        "disk_sync_ms": {
+            "n": len(disk),
+            "p50": round(statistics.median(e["ms"] for e in disk), 2) if disk else None,
+            "p99": round(sorted(e["ms"] for e in disk)[int(0.99 * (len(disk) - 1))], 2)
+            if disk
+            else None,
+            "max": round(max((e["ms"] for e in disk), default=0.0), 2),
+        },
         "postgres_log_in_phase": [
             p["line"]
             for p in pg_lines
