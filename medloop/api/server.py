@@ -142,13 +142,13 @@ class HeapCensus:
     lowest priority, every descriptor but its answer's closed, so that no finalizer it runs
     touches the parent's sockets or files) unfreezes its copy of the heap, runs the full pass
     with the garbage kept (``gc.DEBUG_SAVEALL``) and answers how many objects were frozen,
-    how many of them are garbage and their size. The parent's threads go on serving; it stops
-    only for the ``fork`` itself. It thaws (unfreeze, full pass, freeze what survives) only
-    when the garbage is at least ``THAW_WORTH`` of the frozen objects, so that what frozen
-    garbage holds stays a small share of the heap; without ``os.fork``, or when the child
-    fails, it thaws as before. The child's memory is the parent's, shared copy-on-write: its
-    pass writes the header of every object, so for its ~1 s the machine holds up to a second
-    copy of the heap's pages. ``censuses`` keeps the latest results (``medloop.api.trace``
+    how many of them are garbage, their size and commonest types. The parent's threads go on
+    serving; it stops only for the ``fork`` itself. It thaws (unfreeze, full pass, freeze what
+    survives) only when the garbage is at least ``THAW_WORTH`` of the frozen objects, so that
+    what frozen garbage holds stays a small share of the heap; without ``os.fork``, or when the
+    child fails, it thaws as before. The child's memory is the parent's, shared copy-on-write:
+    its pass writes the header of every object, so for its ~1 s the machine holds up to a
+    second copy of the heap's pages. ``censuses`` keeps the latest results (``medloop.api.trace``
     records them)."""
 
     censuses: collections.deque[dict[str, Any]] = collections.deque(maxlen=64)
@@ -264,10 +264,12 @@ def _count_in_child(answer: int) -> None:
     garbage = gc.collect()
     cpu = time.process_time() - cpu
     size = sum(sys.getsizeof(found) for found in gc.garbage)
+    kinds = collections.Counter(type(found).__qualname__ for found in gc.garbage)
     result = {
         "frozen": frozen,
         "garbage": garbage,
         "garbage_bytes": size,
+        "garbage_types": dict(kinds.most_common(6)),
         "pass_cpu_ms": cpu * 1000,
     }
     os.write(answer, json.dumps(result).encode())
