@@ -431,12 +431,40 @@ def _phase(
 class _DiskProbe(threading.Thread):
     """--trace: every 20 ms, write 4 KiB to a file next to the trace and wait for it to reach
     the disk (``fdatasync``, as PostgreSQL waits for its log at every commit), and keep how long
-    each took: a commit that waited on a disk that other work keeps busy shows here too."""
+    each took: a commit that waited on a disk that other work keeps busy shows here too. Each
+    time also the machine's pressure stall totals (/proc/pressure: the time some task waited
+    for a core, for I/O) and the time the private cluster's processes have spent runnable but
+    waiting for a core (their schedstat): what the database's share of a round trip waited
+    for."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(daemon=True)
         self.path, self.syncs = path, []
+        self.pressure: list[tuple[float, int, int, float]] = []
         self.done = threading.Event()
+
+    def _sample_pressure(self) -> None:
+        at = time.perf_counter()
+        stalls = []
+        for kind in ("cpu", "io"):
+            try:
+                first = Path(f"/proc/pressure/{kind}").read_text().split("\n", 1)[0]
+                stalls.append(int(first.rsplit("total=", 1)[1]))
+            except (OSError, IndexError, ValueError):
+                stalls.append(0)
+        waited = 0.0
+        if PRIVATE_POSTMASTER is not None:
+            children = Path(f"/proc/{PRIVATE_POSTMASTER}/task/{PRIVATE_POSTMASTER}/children")
+            try:
+                kids = children.read_text().split()
+            except OSError:
+                kids = []
+            for kid in kids:
+                try:
+                    waited += int(Path(f"/proc/{kid}/schedstat").read_text().split()[1]) / 1e9
+                except (OSError, IndexError, ValueError):
+                    continue
+        self.pressure.append((at, stalls[0], stalls[1], waited))
 
     def run(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -445,6 +473,7 @@ class _DiskProbe(threading.Thread):
         try:
             block = os.urandom(4096)
             while not self.done.wait(0.02):
+                self._sample_pressure()
                 started = time.perf_counter()
                 os.pwrite(descriptor, block, 0)
                 os.fdatasync(descriptor)
@@ -459,6 +488,9 @@ class _DiskProbe(threading.Thread):
         with self.path.open("w") as out:
             for at, ms in self.syncs:
                 out.write(json.dumps({"kind": "disk", "at": at, "ms": ms}) + "\n")
+            for at, cpu_us, io_us, postgres_s in self.pressure:
+                line = {"kind": "pressure", "at": at, "cpu_us": cpu_us, "io_us": io_us}
+                out.write(json.dumps({**line, "postgres_runq_s": postgres_s}) + "\n")
 
 
 def _machine_busy_seconds() -> float:

@@ -23,7 +23,9 @@ asleep (``route_asleep``: on the database's socket or the GIL). Prints, as JSON,
 for all, the median of each segment over every request and over the slowest 1 %, and for the
 slowest requests what else happened meanwhile: collector passes in their worker and in the clients,
 the event loop's late turns, how many routes were in flight, the longest disk sync of the
-benchmark's probe (``disk-PHASE.jsonl``) and the private cluster's log lines (``postgres.log``:
+benchmark's probe (``disk-PHASE.jsonl``), the machine's pressure meanwhile (``machine``: the share
+of the time some task waited for a core, for I/O, and how many of the private cluster's processes
+waited for a core, on average) and the private cluster's log lines (``postgres.log``:
 autovacuum runs, lock waits and statements over 10 ms, checkpoints). Each slow request is also
 named by its dominant segment (``dominant``; counted over the slowest 1 %), and whether it was on
 its patient's first round (``fresh``: the patient's state not yet cached in that worker).
@@ -151,12 +153,33 @@ def dominant(found: dict[str, float]) -> str:
     return max(parts, key=lambda k: parts[k]) if parts else "unknown"
 
 
+def _pressure_between(samples: list[dict], start: float, end: float) -> dict[str, float]:
+    """From the probe's samples around [start, end]: the share of the time some task waited
+    for a core (``cpu``) and for I/O (``io``), and how many of the private cluster's processes
+    were runnable but waiting for a core, on average (``postgres_runq``)."""
+    before = [e for e in samples if e["at"] <= start]
+    after = [e for e in samples if e["at"] >= end]
+    if not before or not after:
+        return {}
+    first, last = before[-1], after[0]
+    span = last["at"] - first["at"]
+    if span <= 0:
+        return {}
+    return {
+        "cpu": round((last["cpu_us"] - first["cpu_us"]) / 1e6 / span, 2),
+        "io": round((last["io_us"] - first["io_us"]) / 1e6 / span, 2),
+        "postgres_runq": round((last["postgres_runq_s"] - first["postgres_runq_s"]) / span, 2),
+    }
+
+
 def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
     rows, workers, client_gc = load(directory, phase)
     clients = _lines(directory / f"client-{phase}.jsonl")
     pg_lines = postgres_log(directory, clients)
     disk_path = directory / f"disk-{phase}.jsonl"
-    disk = _lines(disk_path) if disk_path.exists() else []
+    probed = _lines(disk_path) if disk_path.exists() else []
+    disk = [e for e in probed if e["kind"] == "disk"]
+    pressure = [e for e in probed if e["kind"] == "pressure"]
     rows.sort(key=lambda r: r["latency_ms"])
     by_label: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -203,6 +226,7 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
                 "disk_sync_ms": round(
                     max((e["ms"] for e in _overlapping(disk, start, end)), default=0.0), 1
                 ),
+                "machine": _pressure_between(pressure, start, end),
             }
         )
     cut_rows = rows[-cut:]
@@ -251,6 +275,11 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
         "share_on_a_patients_first_round": fresh,
         "dominant_segment_of_slowest": dict(
             sorted(dominant_slowest.items(), key=lambda kv: -kv[1])
+        ),
+        "machine_in_phase": _pressure_between(
+            pressure,
+            rows[0]["due"] if rows else 0.0,
+            max((r["answered"] for r in rows), default=0.0),
         ),
         "disk_sync_ms": {
             "n": len(disk),
