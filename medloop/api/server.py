@@ -21,6 +21,7 @@ import json
 import logging
 import mmap
 import os
+import random
 import select
 import signal
 import socket
@@ -116,8 +117,8 @@ def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
 
 
 THAW_SECONDS = 600.0
-"""How often a serving process counts the cyclic garbage among its frozen objects
-(``HeapCensus``)."""
+"""How often (a quarter more or less) a serving process counts the cyclic garbage among its
+frozen objects (``HeapCensus``)."""
 THAW_WORTH = 0.05
 """The share of the frozen objects that must be cyclic garbage for the census to thaw: a full
 pass over the whole heap, which stops every thread of the process while it runs."""
@@ -138,7 +139,7 @@ class HeapCensus:
     served: deques, AsyncExitStacks, Events, functions). Until session 8 every worker did so
     every ``THAW_SECONDS`` whatever there was to find.
 
-    Now a thread of the process forks a child every ``THAW_SECONDS``: the child (at the
+    Now a thread of the process forks a child about every ``THAW_SECONDS``: the child (at the
     lowest priority, every descriptor but its answer's closed, so that no finalizer it runs
     touches the parent's sockets or files) unfreezes its copy of the heap, runs the full pass
     with the garbage kept (``gc.DEBUG_SAVEALL``) and answers how many objects were frozen,
@@ -147,9 +148,9 @@ class HeapCensus:
     survives) only when the garbage is at least ``THAW_WORTH`` of the frozen objects, so that
     what frozen garbage holds stays a small share of the heap; without ``os.fork``, or when the
     child fails, it thaws as before. The child's memory is the parent's, shared copy-on-write:
-    its pass writes the header of every object, so for its ~1 s the machine holds up to a
-    second copy of the heap's pages. ``censuses`` keeps the latest results (``medloop.api.trace``
-    records them)."""
+    its pass writes the header of every object, so while it runs the machine holds a second
+    copy of the heap's pages (``copied_kb``); each worker's census comes at its own time.
+    ``censuses`` keeps the latest results (``medloop.api.trace`` records them)."""
 
     censuses: collections.deque[dict[str, Any]] = collections.deque(maxlen=64)
     _thread: threading.Thread | None = None
@@ -167,7 +168,9 @@ class HeapCensus:
     @classmethod
     def _run(cls, every: float | None) -> None:
         while True:
-            time.sleep(THAW_SECONDS if every is None else every)
+            # Each time a quarter more or less, so that a server's workers, started together,
+            # do not all hold a child's copy of their heap at once.
+            time.sleep((THAW_SECONDS if every is None else every) * random.uniform(0.75, 1.25))
             try:
                 cls.look()
             except Exception:  # noqa: BLE001 - the thread must outlive a failed census
@@ -271,8 +274,21 @@ def _count_in_child(answer: int) -> None:
         "garbage_bytes": size,
         "garbage_types": dict(kinds.most_common(6)),
         "pass_cpu_ms": cpu * 1000,
+        "copied_kb": _private_dirty_kb(),
     }
     os.write(answer, json.dumps(result).encode())
+
+
+def _private_dirty_kb() -> int | None:
+    """This process's own written pages (kB): in the census child, the parent's pages its pass
+    copied."""
+    try:
+        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
 
 
 class ConnectionShares:
