@@ -161,7 +161,10 @@ class Client(threading.Thread):
         self.first_round = first_round  # where in the first patient's rotation to begin
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.moments: list[tuple[float, float]] = []  # (when due or sent, latency ms)
-        self.late: list[float] = []  # paced: ms each request went out after it was due
+        # paced: ms each request went out after it was due, or after the previous answer on
+        # this connection came when that was later (the client's own lateness)
+        self.late: list[float] = []
+        self.answered = 0.0  # when the previous answer on this connection was read
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.error: str | None = None
         self.http: http.client.HTTPConnection | None = None
@@ -213,7 +216,8 @@ class Client(threading.Thread):
         self.timings[label].append(latency)
         self.moments.append((started, latency))
         if self.schedule is not None:
-            self.late.append((sending - started) * 1000)
+            self.late.append((sending - max(started, self.answered)) * 1000)
+        self.answered = answered
         if self.trace is not None:
             self._traced(label, started, sending, answered)
         self.statuses[label][response.status] += 1
@@ -416,8 +420,10 @@ def _phase(
     }
     if rate is not None:
         late = sorted(ms for share in driven for ms in share["late"])
-        # How late the clients sent their requests (a due request's latency includes it): a
-        # client process that did not get a core, not the server.
+        # How late the clients sent their requests once they could (due, and the previous
+        # answer on the connection read): a client process that did not get a core. (A request
+        # due before the previous one was answered waits for it: the server's backlog, charged
+        # to the server, as it is in the latency.)
         measured["client_late_ms"] = {
             "p50": round(_percentile(late, 0.5), 2) if late else None,
             "p99": round(_percentile(late, 0.99), 2) if late else None,

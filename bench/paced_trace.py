@@ -5,7 +5,9 @@ and the server workers' ``worker-PID.jsonl``, ``medloop.api.trace``), joins each
 to the server's record of it (the client's local port and the request's number on that
 connection) and splits its latency, from when it was due, into consecutive segments:
 
-  client_late   due -> sent            the client sent it late (its sleep, its GIL)
+  behind        due -> ready           due before the previous request on its connection was
+                                     answered (ready: when it was): the server's backlog
+  client_late   ready -> sent          the client sent it late (its sleep, its GIL)
   to_server     sent -> begin          until the server's event loop parsed its first bytes
   to_app        begin -> app           body, task start, until the ASGI app got it
   edge_in       app -> submit          middleware, routing, parameters, until queued for a thread
@@ -43,7 +45,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 SEGMENTS = (
-    ("client_late", "due", "sent"),
+    ("behind", "due", "ready"),
+    ("client_late", "ready", "sent"),
     ("to_server", "sent", "begin"),
     ("to_app", "begin", "app"),
     ("edge_in", "app", "submit"),
@@ -92,7 +95,11 @@ def load(directory: Path, phase: str) -> tuple[list[dict], dict[int, list[dict]]
             if record["kind"] == "request" and record.get("port") is not None:
                 by_key[(record["port"], record["seq"])] = (pid, record)
     joined = []
-    for request in (c for c in clients if c["kind"] == "request"):
+    answered: dict[int, float] = {}  # each connection's previous answer (its requests in order)
+    requests = sorted((c for c in clients if c["kind"] == "request"), key=lambda c: c["due"])
+    for request in requests:
+        request["ready"] = max(request["due"], answered.get(request["port"], 0.0))
+        answered[request["port"]] = request["answered"]
         found = by_key.get((request["port"], request["seq"]))
         if found is None:
             continue
