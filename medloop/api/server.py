@@ -200,11 +200,12 @@ def thaw() -> None:
     gc.collect()
 
 
-def count_frozen_garbage(timeout: float | None = None) -> dict[str, Any]:
+def count_frozen_garbage(timeout: float | None = None, lowest: bool = True) -> dict[str, Any]:
     """How many objects this process has frozen, and how many of them, and of the rest of the
     heap, a full pass would find to be cyclic garbage (their size in bytes, shallow): counted
-    in a forked child (``HeapCensus``). ``fork_ms`` is how long this process stopped to fork;
-    ``failed`` says why there is no count."""
+    in a forked child (``HeapCensus``), at the lowest priority unless not ``lowest``.
+    ``fork_ms`` is how long this process stopped to fork; ``failed`` says why there is no
+    count."""
     if not hasattr(os, "fork"):
         return {"failed": "no fork on this platform"}
     read, write = os.pipe()
@@ -217,6 +218,9 @@ def count_frozen_garbage(timeout: float | None = None) -> dict[str, Any]:
         return {"failed": f"fork: {error}"}
     if pid == 0:  # the child: count, answer, and leave without running anything of the parent's
         try:
+            if lowest:
+                with contextlib.suppress(OSError):
+                    os.nice(19)
             _count_in_child(write)
         finally:
             os._exit(0)
@@ -250,8 +254,6 @@ def count_frozen_garbage(timeout: float | None = None) -> dict[str, Any]:
 
 
 def _count_in_child(answer: int) -> None:
-    with contextlib.suppress(OSError):
-        os.nice(19)
     quiet = os.open(os.devnull, os.O_RDWR)
     for standard in (0, 1, 2):
         os.dup2(quiet, standard)

@@ -138,7 +138,8 @@ def _heap() -> dict[str, Any]:
 
     if _collected in gc.callbacks:
         gc.callbacks.remove(_collected)
-    census = count_frozen_garbage()
+    # Not at the lowest priority: on a loaded machine that took 20 s, and the process is ending.
+    census = count_frozen_garbage(lowest=False)
     frozen = gc.get_freeze_count()
     gc.unfreeze()
     gc.set_debug(gc.DEBUG_SAVEALL)  # the garbage kept in gc.garbage, to be told by type
