@@ -663,11 +663,67 @@ def run(url: str, args: argparse.Namespace) -> dict:
         Client(port, [patients.pop()], time.perf_counter() + 60, 1, dict(tokens)).run()
         half = len(patients) // 2
         closed = _phase(port, server.pid, patients[:half], tokens, args, None)
+        planned = _statements(url) if getattr(args, "trace", None) else None
         paced = _phase(port, server.pid, patients[half:], tokens, args, args.rate)
+        if planned is not None:
+            paced["postgres_planning"] = _planning_since(url, planned, args.trace)
     finally:
         server.terminate()
         server.wait(timeout=30)
     return {"closed_loop": closed, "paced": paced}
+
+
+def _statements(url: str) -> dict[str, tuple[int, int, float, float]] | None:
+    """--trace on PostgreSQL: pg_stat_statements' counters per statement (calls, plans, plan
+    and execution ms), None where the extension is not loaded (only the private cluster)."""
+    if not url.startswith("postgresql"):
+        return None
+    admin = make_url(normalise_url(url)).set(database="postgres")
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT queryid::text || ':' || left(query, 90), calls, plans, "
+                    "total_plan_time, total_exec_time FROM pg_stat_statements"
+                )
+            ).all()
+    except Exception:  # noqa: BLE001 - no such view: nothing to say
+        return None
+    finally:
+        engine.dispose()
+    return {key: (calls, plans, plan, run) for key, calls, plans, plan, run in found}
+
+
+def _planning_since(url: str, before: dict, trace: Path) -> dict | None:
+    """--trace: how often PostgreSQL planned in the phase and how long that took, against its
+    execution time (a statement's cached plans are planned again after its tables'
+    statistics change, as autovacuum's ANALYZE changes them); each statement's counts go to
+    ``postgres-statements-paced.json`` in the trace."""
+    after = _statements(url)
+    if after is None:
+        return None
+    rows = []
+    for key, (calls, plans, plan, run) in after.items():
+        calls0, plans0, plan0, run0 = before.get(key, (0, 0, 0.0, 0.0))
+        if calls > calls0 or plans > plans0:
+            rows.append(
+                {
+                    "statement": key.split(":", 1)[1],
+                    "calls": calls - calls0,
+                    "plans": plans - plans0,
+                    "plan_ms": round(plan - plan0, 2),
+                    "exec_ms": round(run - run0, 2),
+                }
+            )
+    rows.sort(key=lambda row: -row["plan_ms"])
+    (trace / "postgres-statements-paced.json").write_text(json.dumps(rows, indent=1))
+    return {
+        "calls": sum(row["calls"] for row in rows),
+        "plans": sum(row["plans"] for row in rows),
+        "plan_ms": round(sum(row["plan_ms"] for row in rows), 1),
+        "exec_ms": round(sum(row["exec_ms"] for row in rows), 1),
+    }
 
 
 def server_env(url: str) -> dict[str, str]:
