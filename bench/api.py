@@ -664,13 +664,33 @@ def run(url: str, args: argparse.Namespace) -> dict:
         half = len(patients) // 2
         closed = _phase(port, server.pid, patients[:half], tokens, args, None)
         planned = _statements(url) if getattr(args, "trace", None) else None
+        analyze = None
+        if getattr(args, "analyze_at", None) is not None:
+            analyze = threading.Timer(PACED_LEAD_S + args.analyze_at, _analyze, (url, args.trace))
+            analyze.start()
         paced = _phase(port, server.pid, patients[half:], tokens, args, args.rate)
+        if analyze is not None:
+            analyze.join()
         if planned is not None:
             paced["postgres_planning"] = _planning_since(url, planned, args.trace)
     finally:
         server.terminate()
         server.wait(timeout=30)
     return {"closed_loop": closed, "paced": paced}
+
+
+def _analyze(url: str, trace: Path | None) -> None:
+    """--analyze-at: ANALYZE the database, as autovacuum does when a visit finds a table changed
+    enough (in a fresh benchmark database, about once a minute), and note when (the trace's
+    clock) in ``analyze.json``."""
+    engine = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+    ended = time.perf_counter()
+    engine.dispose()
+    if trace is not None:
+        (trace / "analyze.json").write_text(json.dumps({"at": started, "ended": ended}))
 
 
 def _statements(url: str) -> dict[str, tuple[int, int, float, float]] | None:
@@ -1229,6 +1249,13 @@ def main() -> None:
         help="paced phase as before session 6: every client at the same step of the scenario "
         "and of its patients' rotation (16 prescribes due within one interval, 16 new patients "
         "opened at once)",
+    )
+    parser.add_argument(
+        "--analyze-at",
+        type=float,
+        metavar="SECONDS",
+        help="ANALYZE the database this long into the paced phase (as autovacuum's visits do "
+        "at their own moments), to see what it costs the requests after it",
     )
     parser.add_argument(
         "--trace",
