@@ -51,6 +51,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -160,6 +161,10 @@ class Client(threading.Thread):
         self.first_round = first_round  # where in the first patient's rotation to begin
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.moments: list[tuple[float, float]] = []  # (when due or sent, latency ms)
+        # paced: ms each request went out after it was due, or after the previous answer on
+        # this connection came when that was later (the client's own lateness)
+        self.late: list[float] = []
+        self.answered = 0.0  # when the previous answer on this connection was read
         self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.error: str | None = None
         self.http: http.client.HTTPConnection | None = None
@@ -167,6 +172,8 @@ class Client(threading.Thread):
         self._connection: tuple[object, int, int] = (None, 0, 0)  # socket, local port, requests
 
     tracing = False
+    fresh = False
+    """--trace: is the scenario's current round the first on its patient (its state cold)?"""
     """``--trace``: keep (label, due, sent, answered, local port, request number on the
     connection) per request, to be joined with the server's own trace (``medloop.api.trace``)."""
 
@@ -177,7 +184,7 @@ class Client(threading.Thread):
             sock, port, seq = self.http.sock, self.http.sock.getsockname()[1], 0
         seq += 1
         self._connection = (sock, port, seq)
-        self.trace.append((label, due, sent, answered, port, seq))
+        self.trace.append((label, due, sent, answered, port, seq, self.fresh))
 
     def _due(self, token: str, body, headers) -> tuple[float, dict[str, str], bytes | None]:
         """Wait until this request is due (paced), then its start time (when it was due: no
@@ -208,6 +215,9 @@ class Client(threading.Thread):
         latency = (answered - started) * 1000
         self.timings[label].append(latency)
         self.moments.append((started, latency))
+        if self.schedule is not None:
+            self.late.append((sending - max(started, self.answered)) * 1000)
+        self.answered = answered
         if self.trace is not None:
             self._traced(label, started, sending, answered)
         self.statuses[label][response.status] += 1
@@ -233,6 +243,7 @@ class Client(threading.Thread):
                 return
             patient = self.patients[n // PRESCRIPTIONS_PER_PATIENT]
             varenr = ROTATION[n % PRESCRIPTIONS_PER_PATIENT]
+            self.fresh = n == self.first_round or n % PRESCRIPTIONS_PER_PATIENT == 0
             _, listed = self._call("list read", "GET", f"/patients/{patient.id}/list", gp)
             self._call(
                 "dry-run check",
@@ -340,6 +351,11 @@ def _phase(
     server_before = _cpu_seconds_of_tree(server_pid)
     postgres_cpu = postgres_cpu or _PostgresCpu()
     postgres_before = postgres_cpu.snapshot()
+    machine_before = _machine_busy_seconds()
+    probe = None
+    if getattr(args, "trace", None):
+        probe = _DiskProbe(args.trace / f"disk-{'paced' if rate else 'closed'}.jsonl")
+        probe.start()
     shares = [clients[k :: args.client_processes] for k in range(args.client_processes)]
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -359,6 +375,9 @@ def _phase(
         "client": sum(share["cpu"] for share in driven),
         "postgres": postgres_cpu.since(postgres_before),
     }
+    busy = _machine_busy_seconds() - machine_before
+    if probe is not None:
+        probe.finish()
     timings: dict[str, list[float]] = defaultdict(list)
     statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for share in driven:
@@ -379,6 +398,13 @@ def _phase(
         # CPU per request: server processes, this benchmark's client processes, and every
         # PostgreSQL process on the machine (0 on SQLite runs).
         "cpu_ms_per_request": {k: round(v * 1000 / max(total, 1), 2) for k, v in cpu.items()},
+        # The machine's cores kept busy in the phase (every process, /proc/stat), and by what is
+        # not this benchmark (its server, its clients, PostgreSQL): another process's load
+        # shows here, a stall of our own does not.
+        "machine_cores_busy": {
+            "all": round(busy / elapsed, 2),
+            "others": round(max(0.0, busy - sum(cpu.values())) / elapsed, 2),
+        },
         # Full passes of the garbage collector in the client processes (their pauses stop
         # every client thread of the process).
         "client_gc": _gc_passes([ms for share in driven for ms in share["gc"]]),
@@ -393,8 +419,91 @@ def _phase(
         },
     }
     if rate is not None:
+        late = sorted(ms for share in driven for ms in share["late"])
+        # How late the clients sent their requests once they could (due, and the previous
+        # answer on the connection read): a client process that did not get a core. (A request
+        # due before the previous one was answered waits for it: the server's backlog, charged
+        # to the server, as it is in the latency.)
+        measured["client_late_ms"] = {
+            "p50": round(_percentile(late, 0.5), 2) if late else None,
+            "p99": round(_percentile(late, 0.99), 2) if late else None,
+            "max": round(late[-1], 2) if late else None,
+            "over_5ms": sum(1 for ms in late if ms > 5.0),
+        }
         measured = {"offered_requests_per_s": rate, **measured}
     return measured
+
+
+class _DiskProbe(threading.Thread):
+    """--trace: every 20 ms, write 4 KiB to a file next to the trace and wait for it to reach
+    the disk (``fdatasync``, as PostgreSQL waits for its log at every commit), and keep how long
+    each took: a commit that waited on a disk that other work keeps busy shows here too. Each
+    time also the machine's pressure stall totals (/proc/pressure: the time some task waited
+    for a core, for I/O) and the time the private cluster's processes have spent runnable but
+    waiting for a core (their schedstat): what the database's share of a round trip waited
+    for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.syncs = path, []
+        self.pressure: list[tuple[float, int, int, float]] = []
+        self.done = threading.Event()
+
+    def _sample_pressure(self) -> None:
+        at = time.perf_counter()
+        stalls = []
+        for kind in ("cpu", "io"):
+            try:
+                first = Path(f"/proc/pressure/{kind}").read_text().split("\n", 1)[0]
+                stalls.append(int(first.rsplit("total=", 1)[1]))
+            except (OSError, IndexError, ValueError):
+                stalls.append(0)
+        waited = 0.0
+        if PRIVATE_POSTMASTER is not None:
+            children = Path(f"/proc/{PRIVATE_POSTMASTER}/task/{PRIVATE_POSTMASTER}/children")
+            try:
+                kids = children.read_text().split()
+            except OSError:
+                kids = []
+            for kid in kids:
+                try:
+                    waited += int(Path(f"/proc/{kid}/schedstat").read_text().split()[1]) / 1e9
+                except (OSError, IndexError, ValueError):
+                    continue
+        self.pressure.append((at, stalls[0], stalls[1], waited))
+
+    def run(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.path.with_suffix(".scratch")
+        descriptor = os.open(scratch, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            block = os.urandom(4096)
+            while not self.done.wait(0.02):
+                self._sample_pressure()
+                started = time.perf_counter()
+                os.pwrite(descriptor, block, 0)
+                os.fdatasync(descriptor)
+                self.syncs.append((started, (time.perf_counter() - started) * 1000))
+        finally:
+            os.close(descriptor)
+            scratch.unlink(missing_ok=True)
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+        with self.path.open("w") as out:
+            for at, ms in self.syncs:
+                out.write(json.dumps({"kind": "disk", "at": at, "ms": ms}) + "\n")
+            for at, cpu_us, io_us, postgres_s in self.pressure:
+                line = {"kind": "pressure", "at": at, "cpu_us": cpu_us, "io_us": io_us}
+                out.write(json.dumps({**line, "postgres_runq_s": postgres_s}) + "\n")
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _drive(clients: list[Client], results) -> None:
@@ -443,6 +552,7 @@ def _drive(clients: list[Client], results) -> None:
             "extras": [c.extra() for c in clients],
             "gc": passes,
             "moments": [m for c in clients for m in c.moments],
+            "late": [ms for c in clients for ms in c.late],
             "trace": [t for c in clients for t in (c.trace or ())],
             "trace_gc": every_pass,
         }
@@ -450,13 +560,16 @@ def _drive(clients: list[Client], results) -> None:
 
 
 def _write_client_trace(path: Path, driven: list[dict]) -> None:
-    """--trace: the clients' requests and collector passes of one phase, a JSON line each."""
+    """--trace: the clients' requests and collector passes of one phase, a JSON line each, after
+    a line that ties the trace's clock to the wall clock (for the PostgreSQL log's times)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
+        out.write(json.dumps({"kind": "clock", "wall": time.time(), "perf": time.perf_counter()}))
+        out.write("\n")
         for share in driven:
-            for label, due, sent, answered, port, seq in share["trace"]:
+            for label, due, sent, answered, port, seq, fresh in share["trace"]:
                 line = {"kind": "request", "label": label, "due": due, "sent": sent}
-                line.update(answered=answered, port=port, seq=seq)
+                line.update(answered=answered, port=port, seq=seq, fresh=fresh)
                 out.write(json.dumps(line) + "\n")
             for generation, at, ms in share["trace_gc"]:
                 out.write(json.dumps({"kind": "gc", "generation": generation, "at": at, "ms": ms}))
@@ -550,11 +663,87 @@ def run(url: str, args: argparse.Namespace) -> dict:
         Client(port, [patients.pop()], time.perf_counter() + 60, 1, dict(tokens)).run()
         half = len(patients) // 2
         closed = _phase(port, server.pid, patients[:half], tokens, args, None)
+        planned = _statements(url) if getattr(args, "trace", None) else None
+        analyze = None
+        if getattr(args, "analyze_at", None) is not None:
+            analyze = threading.Timer(PACED_LEAD_S + args.analyze_at, _analyze, (url, args.trace))
+            analyze.start()
         paced = _phase(port, server.pid, patients[half:], tokens, args, args.rate)
+        if analyze is not None:
+            analyze.join()
+        if planned is not None:
+            paced["postgres_planning"] = _planning_since(url, planned, args.trace)
     finally:
         server.terminate()
         server.wait(timeout=30)
     return {"closed_loop": closed, "paced": paced}
+
+
+def _analyze(url: str, trace: Path | None) -> None:
+    """--analyze-at: ANALYZE the database, as autovacuum does when a visit finds a table changed
+    enough (in a fresh benchmark database, about once a minute), and note when (the trace's
+    clock) in ``analyze.json``."""
+    engine = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+    ended = time.perf_counter()
+    engine.dispose()
+    if trace is not None:
+        (trace / "analyze.json").write_text(json.dumps({"at": started, "ended": ended}))
+
+
+def _statements(url: str) -> dict[str, tuple[int, int, float, float]] | None:
+    """--trace on PostgreSQL: pg_stat_statements' counters per statement (calls, plans, plan
+    and execution ms), None where the extension is not loaded (only the private cluster)."""
+    if not url.startswith("postgresql"):
+        return None
+    admin = make_url(normalise_url(url)).set(database="postgres")
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT queryid::text || ':' || left(query, 90), calls, plans, "
+                    "total_plan_time, total_exec_time FROM pg_stat_statements"
+                )
+            ).all()
+    except Exception:  # noqa: BLE001 - no such view: nothing to say
+        return None
+    finally:
+        engine.dispose()
+    return {key: (calls, plans, plan, run) for key, calls, plans, plan, run in found}
+
+
+def _planning_since(url: str, before: dict, trace: Path) -> dict | None:
+    """--trace: how often PostgreSQL planned in the phase and how long that took, against its
+    execution time (a statement's cached plans are planned again after its tables'
+    statistics change, as autovacuum's ANALYZE changes them); each statement's counts go to
+    ``postgres-statements-paced.json`` in the trace."""
+    after = _statements(url)
+    if after is None:
+        return None
+    rows = []
+    for key, (calls, plans, plan, run) in after.items():
+        calls0, plans0, plan0, run0 = before.get(key, (0, 0, 0.0, 0.0))
+        if calls > calls0 or plans > plans0:
+            rows.append(
+                {
+                    "statement": key.split(":", 1)[1],
+                    "calls": calls - calls0,
+                    "plans": plans - plans0,
+                    "plan_ms": round(plan - plan0, 2),
+                    "exec_ms": round(run - run0, 2),
+                }
+            )
+    rows.sort(key=lambda row: -row["plan_ms"])
+    (trace / "postgres-statements-paced.json").write_text(json.dumps(rows, indent=1))
+    return {
+        "calls": sum(row["calls"] for row in rows),
+        "plans": sum(row["plans"] for row in rows),
+        "plan_ms": round(sum(row["plan_ms"] for row in rows), 1),
+        "exec_ms": round(sum(row["exec_ms"] for row in rows), 1),
+    }
 
 
 def server_env(url: str) -> dict[str, str]:
@@ -642,8 +831,17 @@ def _cpu_seconds_of_tree(pid: int) -> float:
     return _cpu_seconds(pid) + sum(_cpu_seconds_of_tree(int(k)) for k in kids)
 
 
+PRIVATE_POSTMASTER: int | None = None
+"""``--private-postgres``: the private cluster's postmaster, whose processes alone are then
+counted as PostgreSQL's (``_cpu_seconds_of_postgres``): the machine's shared server serves
+other work."""
+
+
 def _cpu_seconds_of_postgres() -> float:
-    """CPU time of every process named postgres on this machine (0 on SQLite runs)."""
+    """CPU time of every process named postgres on this machine (0 on SQLite runs), or of the
+    private cluster's processes (``PRIVATE_POSTMASTER``)."""
+    if PRIVATE_POSTMASTER is not None:
+        return _cpu_seconds_of_tree(PRIVATE_POSTMASTER)
     total = 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -1053,6 +1251,13 @@ def main() -> None:
         "opened at once)",
     )
     parser.add_argument(
+        "--analyze-at",
+        type=float,
+        metavar="SECONDS",
+        help="ANALYZE the database this long into the paced phase (as autovacuum's visits do "
+        "at their own moments), to see what it costs the requests after it",
+    )
+    parser.add_argument(
         "--trace",
         type=Path,
         metavar="DIR",
@@ -1105,18 +1310,38 @@ def main() -> None:
     if not 1 <= args.client_processes <= args.clients:
         parser.error("--client-processes must be from 1 to --clients")
     if args.private_postgres:
-        with private_postgres(args.private_postgres) as url:
+        keep_log = args.trace / "postgres.log" if args.trace else None
+        with private_postgres(args.private_postgres, keep_log) as url:
+            if args.trace:
+                _log_waits(url)
             os.environ["MEDLOOP_TEST_POSTGRES_URL"] = url
             _main(args, parser)
         return
     _main(args, parser)
 
 
+def _log_waits(url: str) -> None:
+    """--trace on a private cluster: its log also says what could make a request wait there
+    (every autovacuum run, lock waits over 10 ms, statements over 10 ms), for
+    bench/paced_trace.py to set beside the slowest requests."""
+    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        for setting, value in (
+            ("log_autovacuum_min_duration", "0"),
+            ("log_lock_waits", "on"),
+            ("deadlock_timeout", "'10ms'"),
+            ("log_min_duration_statement", "10"),
+        ):
+            conn.execute(text(f"ALTER SYSTEM SET {setting} = {value}"))
+        conn.execute(text("SELECT pg_reload_conf()"))
+    admin.dispose()
+
+
 @contextmanager
-def private_postgres(port: int) -> Iterator[str]:
+def private_postgres(port: int, keep_log: Path | None = None) -> Iterator[str]:
     """A private cluster (``scripts/pg-bench``) for the block: its URL; its log is where the
-    phases' checkpoints are read from."""
-    global POSTGRES_LOG
+    phases' checkpoints are read from (and copied to ``keep_log`` at the end, when given)."""
+    global POSTGRES_LOG, PRIVATE_POSTMASTER
     directory = Path(tempfile.mkdtemp(prefix="medloop-bench-pg-"))
     script = str(REPO / "scripts" / "pg-bench")
     try:
@@ -1124,8 +1349,13 @@ def private_postgres(port: int) -> Iterator[str]:
             [script, "start", str(directory), str(port)], check=True, capture_output=True
         )
         POSTGRES_LOG = directory / "server.log"
+        PRIVATE_POSTMASTER = int((directory / "data" / "postmaster.pid").read_text().split()[0])
         yield found.stdout.decode().strip()
     finally:
+        PRIVATE_POSTMASTER = None
+        if keep_log is not None and (directory / "server.log").exists():
+            keep_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(directory / "server.log", keep_log)
         subprocess.run([script, "stop", str(directory)], check=False)
 
 

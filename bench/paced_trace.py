@@ -5,7 +5,9 @@ and the server workers' ``worker-PID.jsonl``, ``medloop.api.trace``), joins each
 to the server's record of it (the client's local port and the request's number on that
 connection) and splits its latency, from when it was due, into consecutive segments:
 
-  client_late   due -> sent            the client sent it late (its sleep, its GIL)
+  behind        due -> ready           due before the previous request on its connection was
+                                     answered (ready: when it was): the server's backlog
+  client_late   ready -> sent          the client sent it late (its sleep, its GIL)
   to_server     sent -> begin          until the server's event loop parsed its first bytes
   to_app        begin -> app           body, task start, until the ASGI app got it
   edge_in       app -> submit          middleware, routing, parameters, until queued for a thread
@@ -22,7 +24,13 @@ and, by the kernel's schedstat, its time runnable but waiting for a core (``rout
 asleep (``route_asleep``: on the database's socket or the GIL). Prints, as JSON, per endpoint and
 for all, the median of each segment over every request and over the slowest 1 %, and for the
 slowest requests what else happened meanwhile: collector passes in their worker and in the clients,
-the event loop's late turns, how many routes were in flight.
+the event loop's late turns, how many routes were in flight, the longest disk sync of the
+benchmark's probe (``disk-PHASE.jsonl``), the machine's pressure meanwhile (``machine``: the share
+of the time some task waited for a core, for I/O, and how many of the private cluster's processes
+waited for a core, on average) and the private cluster's log lines (``postgres.log``:
+autovacuum runs, lock waits and statements over 10 ms, checkpoints). Each slow request is also
+named by its dominant segment (``dominant``; counted over the slowest 1 %), and whether it was on
+its patient's first round (``fresh``: the patient's state not yet cached in that worker).
 
     .venv/bin/python bench/paced_trace.py DIR [--phase paced] [--slowest 0.01]
 """
@@ -33,10 +41,12 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 SEGMENTS = (
-    ("client_late", "due", "sent"),
+    ("behind", "due", "ready"),
+    ("client_late", "ready", "sent"),
     ("to_server", "sent", "begin"),
     ("to_app", "begin", "app"),
     ("edge_in", "app", "submit"),
@@ -52,6 +62,26 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def postgres_log(directory: Path, clients: list[dict]) -> list[dict]:
+    """The private cluster's log lines (``postgres.log``, kept by ``bench/api.py --trace``), each
+    at its moment on the trace's clock (the clients' ``clock`` line ties the two clocks); [] when
+    either is missing."""
+    clock = next((c for c in clients if c["kind"] == "clock"), None)
+    path = directory / "postgres.log"
+    if clock is None or not path.exists():
+        return []
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        except ValueError:
+            continue  # a statement's continuation line
+        found.append(
+            {"at": at.timestamp() - clock["wall"] + clock["perf"], "line": line[24:].strip()[:200]}
+        )
+    return found
+
+
 def load(directory: Path, phase: str) -> tuple[list[dict], dict[int, list[dict]], list[dict]]:
     """The joined requests, each worker's other records (by pid), the clients' gc passes."""
     clients = _lines(directory / f"client-{phase}.jsonl")
@@ -65,7 +95,11 @@ def load(directory: Path, phase: str) -> tuple[list[dict], dict[int, list[dict]]
             if record["kind"] == "request" and record.get("port") is not None:
                 by_key[(record["port"], record["seq"])] = (pid, record)
     joined = []
-    for request in (c for c in clients if c["kind"] == "request"):
+    answered: dict[int, float] = {}  # each connection's previous answer (its requests in order)
+    requests = sorted((c for c in clients if c["kind"] == "request"), key=lambda c: c["due"])
+    for request in requests:
+        request["ready"] = max(request["due"], answered.get(request["port"], 0.0))
+        answered[request["port"]] = request["answered"]
         found = by_key.get((request["port"], request["seq"]))
         if found is None:
             continue
@@ -116,8 +150,43 @@ def _overlapping(events: list[dict], start: float, end: float) -> list[dict]:
     return [e for e in events if e["at"] < end and e["at"] + e["ms"] / 1000 > start]
 
 
+def dominant(found: dict[str, float]) -> str:
+    """The segment that took most of a request's time (the route split into its CPU, its round
+    trips' waiting, its time runnable waiting for a core, and the rest asleep)."""
+    parts = {k: v for k, v in found.items() if k != "route" and k != "db_trips"}
+    parts.pop("route_off_db", None)
+    if "route_asleep" in parts:
+        parts["route_asleep"] = max(0.0, parts["route_asleep"] - parts.get("db_wait", 0.0))
+    return max(parts, key=lambda k: parts[k]) if parts else "unknown"
+
+
+def _pressure_between(samples: list[dict], start: float, end: float) -> dict[str, float]:
+    """From the probe's samples around [start, end]: the share of the time some task waited
+    for a core (``cpu``) and for I/O (``io``), and how many of the private cluster's processes
+    were runnable but waiting for a core, on average (``postgres_runq``)."""
+    before = [e for e in samples if e["at"] <= start]
+    after = [e for e in samples if e["at"] >= end]
+    if not before or not after:
+        return {}
+    first, last = before[-1], after[0]
+    span = last["at"] - first["at"]
+    if span <= 0:
+        return {}
+    return {
+        "cpu": round((last["cpu_us"] - first["cpu_us"]) / 1e6 / span, 2),
+        "io": round((last["io_us"] - first["io_us"]) / 1e6 / span, 2),
+        "postgres_runq": round((last["postgres_runq_s"] - first["postgres_runq_s"]) / span, 2),
+    }
+
+
 def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
     rows, workers, client_gc = load(directory, phase)
+    clients = _lines(directory / f"client-{phase}.jsonl")
+    pg_lines = postgres_log(directory, clients)
+    disk_path = directory / f"disk-{phase}.jsonl"
+    probed = _lines(disk_path) if disk_path.exists() else []
+    disk = [e for e in probed if e["kind"] == "disk"]
+    pressure = [e for e in probed if e["kind"] == "pressure"]
     rows.sort(key=lambda r: r["latency_ms"])
     by_label: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -143,22 +212,38 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
         events = workers.get(row["worker"], [])
         gcs = _overlapping([e for e in events if e["kind"] == "gc"], start, end)
         lags = _overlapping([e for e in events if e["kind"] == "lag"], start, end)
+        found = segments(row)
         details.append(
             {
                 "label": row["label"],
+                "fresh": row.get("fresh"),
                 "latency_ms": round(row["latency_ms"], 1),
                 "at_s": round(row["due"] - first_due, 3),
                 "worker": row["worker"],
                 "inflight": row.get("inflight"),
-                "segments": {k: round(v, 2) for k, v in segments(row).items()},
+                "dominant": dominant(found),
+                "segments": {k: round(v, 2) for k, v in found.items()},
                 "worker_gc": [(e["generation"], round(e["ms"], 2)) for e in gcs],
                 "worker_lag_ms": [round(e["ms"], 1) for e in lags],
                 "client_gc": [
                     (e["generation"], round(e["ms"], 2))
                     for e in _overlapping(client_gc, start, end)
                 ],
+                "postgres_log": [p["line"] for p in pg_lines if start - 0.5 <= p["at"] <= end],
+                "disk_sync_ms": round(
+                    max((e["ms"] for e in _overlapping(disk, start, end)), default=0.0), 1
+                ),
+                "machine": _pressure_between(pressure, start, end),
             }
         )
+    cut_rows = rows[-cut:]
+    fresh = {
+        "all": round(sum(1 for r in rows if r.get("fresh")) / max(len(rows), 1), 3),
+        "slowest": round(sum(1 for r in cut_rows if r.get("fresh")) / max(len(cut_rows), 1), 3),
+    }
+    dominant_slowest: dict[str, int] = defaultdict(int)
+    for row in cut_rows:
+        dominant_slowest[dominant(segments(row))] += 1
     gc_totals = {}
     for pid, events in workers.items():
         passes = [e for e in events if e["kind"] == "gc"]
@@ -191,6 +276,31 @@ def report(directory: Path, phase: str, slowest: float, show: int) -> dict:
         },
         "endpoints": summary,
         "worker_gc_in_phase": gc_totals,
+        "worker_censuses": {
+            pid: [e for e in events if e["kind"] == "census"] for pid, events in workers.items()
+        },
+        "share_on_a_patients_first_round": fresh,
+        "dominant_segment_of_slowest": dict(
+            sorted(dominant_slowest.items(), key=lambda kv: -kv[1])
+        ),
+        "machine_in_phase": _pressure_between(
+            pressure,
+            rows[0]["due"] if rows else 0.0,
+            max((r["answered"] for r in rows), default=0.0),
+        ),
+        "disk_sync_ms": {
+            "n": len(disk),
+            "p50": round(statistics.median(e["ms"] for e in disk), 2) if disk else None,
+            "p99": round(sorted(e["ms"] for e in disk)[int(0.99 * (len(disk) - 1))], 2)
+            if disk
+            else None,
+            "max": round(max((e["ms"] for e in disk), default=0.0), 2),
+        },
+        "postgres_log_in_phase": [
+            p["line"]
+            for p in pg_lines
+            if rows and rows[0]["due"] <= p["at"] <= max(r["answered"] for r in rows)
+        ],
         "client_gc_in_phase": {
             f"gen{g}": len([e for e in client_gc if e["generation"] == g]) for g in (0, 1, 2)
         },

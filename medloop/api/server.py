@@ -13,14 +13,19 @@ closes): the bytes and their order are unchanged.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import gc
+import json
 import logging
 import mmap
 import os
+import random
 import select
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -81,19 +86,15 @@ def settle_heap() -> None:
     engine): it lives as long as the process, and a full pass of the cyclic collector stops
     every thread while it walks it. Measured under bench/api.py: a full pass took 100-150 ms
     over the start-up heap, 30-40 ms without it. From then on what survives the young
-    generations' passes is frozen too (``_freeze_survivors``). Frozen objects are still freed
-    by reference counting; only the serving processes call this (tests build many short-lived
-    apps)."""
+    generations' passes is frozen too (``_freeze_survivors``), and every ``THAW_SECONDS`` a
+    census in a child process looks for cyclic garbage among the frozen objects
+    (``HeapCensus``). Frozen objects are still freed by reference counting; only the serving
+    processes call this (tests build many short-lived apps)."""
     gc.collect()
     gc.freeze()
     if _freeze_survivors not in gc.callbacks:
         gc.callbacks.append(_freeze_survivors)
-
-
-THAW_SECONDS = 600.0
-"""At most this long between two full passes over the whole heap (see ``_freeze_survivors``)."""
-
-_last_thaw = time.monotonic()
+    HeapCensus.start()
 
 
 def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
@@ -110,16 +111,186 @@ def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
     a quiet run were those. The survivors of the young passes are those same objects (and the
     requests' own ones in flight, which are still freed by reference counting when done); a
     young pass leaves both young generations empty, so what is frozen here is exactly the
-    oldest generation. So that cyclic garbage among frozen objects cannot pile up, the first
-    full pass after ``THAW_SECONDS`` unfreezes first and so walks the whole heap once."""
-    global _last_thaw
-    generation = info.get("generation")
-    if phase == "start":
-        if generation == 2 and time.monotonic() - _last_thaw >= THAW_SECONDS:
-            _last_thaw = time.monotonic()
-            gc.unfreeze()
-    elif phase == "stop" and generation in (1, 2):
+    oldest generation. Cyclic garbage among frozen objects is left to ``HeapCensus``."""
+    if phase == "stop" and info.get("generation") in (1, 2):
         gc.freeze()
+
+
+THAW_SECONDS = 600.0
+"""How often (a quarter more or less) a serving process counts the cyclic garbage among its
+frozen objects (``HeapCensus``)."""
+THAW_WORTH = 0.05
+"""The share of the frozen objects that must be cyclic garbage for the census to thaw: a full
+pass over the whole heap, which stops every thread of the process while it runs."""
+CENSUS_TIMEOUT = 120.0
+"""A census child that has not answered by then is killed (and the heap thawed, as before)."""
+
+
+class HeapCensus:
+    """What frozen objects that later became cyclic garbage cost, counted without stopping
+    the process that holds them.
+
+    Frozen objects are freed by reference counting but never by the cyclic collector: an
+    object frozen while in use (a connection's objects, frozen by ``_freeze_survivors`` while
+    the connection lasts) that ends up in a reference cycle stays until the heap is thawed
+    (``gc.unfreeze``) and a full pass walks all of it: every thread of the process stopped for
+    as long as that takes (~330 thousand objects in a worker after bench/api.py; 0.84-1.93 s
+    wall at load 10-16, session 7), for ~550 objects of garbage (about 11 per connection
+    served: deques, AsyncExitStacks, Events, functions). Until session 8 every worker did so
+    every ``THAW_SECONDS`` whatever there was to find.
+
+    Now a thread of the process forks a child about every ``THAW_SECONDS``: the child (at the
+    lowest priority, every descriptor but its answer's closed, so that no finalizer it runs
+    touches the parent's sockets or files) unfreezes its copy of the heap, runs the full pass
+    with the garbage kept (``gc.DEBUG_SAVEALL``) and answers how many objects were frozen,
+    how many of them are garbage, their size and commonest types. The parent's threads go on
+    serving; it stops only for the ``fork`` itself. It thaws (unfreeze, full pass, freeze what
+    survives) only when the garbage is at least ``THAW_WORTH`` of the frozen objects, so that
+    what frozen garbage holds stays a small share of the heap; without ``os.fork``, or when the
+    child fails, it thaws as before. The child's memory is the parent's, shared copy-on-write:
+    its pass writes the header of every object, so while it runs the machine holds a second
+    copy of the heap's pages (``copied_kb``); each worker's census comes at its own time.
+    ``censuses`` keeps the latest results (``medloop.api.trace`` records them)."""
+
+    censuses: collections.deque[dict[str, Any]] = collections.deque(maxlen=64)
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, every: float | None = None) -> None:
+        """The census thread of this process (one; a daemon)."""
+        if cls._thread is not None and cls._thread.is_alive():
+            return
+        cls._thread = threading.Thread(
+            target=cls._run, args=(every,), name="medloop-heap-census", daemon=True
+        )
+        cls._thread.start()
+
+    @classmethod
+    def _run(cls, every: float | None) -> None:
+        while True:
+            # Each time a quarter more or less, so that a server's workers, started together,
+            # do not all hold a child's copy of their heap at once.
+            time.sleep((THAW_SECONDS if every is None else every) * random.uniform(0.75, 1.25))
+            try:
+                cls.look()
+            except Exception:  # noqa: BLE001 - the thread must outlive a failed census
+                logger.exception("the heap census failed")
+
+    @classmethod
+    def look(cls, worth: float | None = None) -> dict[str, Any]:
+        """Count the frozen garbage in a child; thaw here when it is worth it. The result."""
+        worth = THAW_WORTH if worth is None else worth
+        found = count_frozen_garbage()
+        found["thawed"] = bool(
+            found.get("failed") or found["garbage"] >= worth * max(found["frozen"], 1)
+        )
+        if found["thawed"]:
+            started = time.perf_counter()
+            thaw()
+            found["thaw_ms"] = (time.perf_counter() - started) * 1000
+        found["at"] = time.perf_counter()
+        cls.censuses.append(found)
+        return found
+
+
+def thaw() -> None:
+    """Unfreeze and walk the whole heap once (every thread stopped meanwhile): the frozen
+    cyclic garbage is freed; ``_freeze_survivors`` freezes what survives."""
+    gc.unfreeze()
+    gc.collect()
+
+
+def count_frozen_garbage(timeout: float | None = None, lowest: bool = True) -> dict[str, Any]:
+    """How many objects this process has frozen, and how many of them, and of the rest of the
+    heap, a full pass would find to be cyclic garbage (their size in bytes, shallow): counted
+    in a forked child (``HeapCensus``), at the lowest priority unless not ``lowest``.
+    ``fork_ms`` is how long this process stopped to fork; ``failed`` says why there is no
+    count."""
+    if not hasattr(os, "fork"):
+        return {"failed": "no fork on this platform"}
+    read, write = os.pipe()
+    started = time.perf_counter()
+    try:
+        pid = os.fork()
+    except OSError as error:
+        os.close(read)
+        os.close(write)
+        return {"failed": f"fork: {error}"}
+    if pid == 0:  # the child: count, answer, and leave without running anything of the parent's
+        try:
+            if lowest:
+                with contextlib.suppress(OSError):
+                    os.nice(19)
+            _count_in_child(write)
+        finally:
+            os._exit(0)
+    forked = time.perf_counter()
+    os.close(write)
+    answer = b""
+    try:
+        deadline = forked + (CENSUS_TIMEOUT if timeout is None else timeout)
+        poller = select.poll()  # not select(): a busy server's descriptors pass FD_SETSIZE
+        poller.register(read, select.POLLIN)
+        while (left := deadline - time.perf_counter()) > 0:
+            if not poller.poll(left * 1000):
+                break
+            chunk = os.read(read, 65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        os.close(read)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # gone already, unless it hung
+        with contextlib.suppress(ChildProcessError):  # reaped by a handler of SIGCHLD
+            os.waitpid(pid, 0)
+    found: dict[str, Any] = {"fork_ms": (forked - started) * 1000}
+    try:
+        found.update(json.loads(answer))
+    except ValueError:
+        found["failed"] = "the census child did not answer"
+    found["child_ms"] = (time.perf_counter() - forked) * 1000
+    return found
+
+
+def _count_in_child(answer: int) -> None:
+    quiet = os.open(os.devnull, os.O_RDWR)
+    for standard in (0, 1, 2):
+        os.dup2(quiet, standard)
+    # Whatever finalizer the pass runs must not write to the parent's sockets (a database
+    # connection's goodbye) or files: every descriptor but the answer's is closed.
+    os.closerange(3, answer)
+    os.closerange(answer + 1, max(os.sysconf("SC_OPEN_MAX"), answer + 1))
+    gc.callbacks.clear()  # the parent's hooks (freezing, tracing) are not the census's
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    cpu = time.process_time()
+    garbage = gc.collect()
+    cpu = time.process_time() - cpu
+    size = sum(sys.getsizeof(found) for found in gc.garbage)
+    kinds = collections.Counter(type(found).__qualname__ for found in gc.garbage)
+    result = {
+        "frozen": frozen,
+        "garbage": garbage,
+        "garbage_bytes": size,
+        "garbage_types": dict(kinds.most_common(6)),
+        "pass_cpu_ms": cpu * 1000,
+        "copied_kb": _private_dirty_kb(),
+    }
+    os.write(answer, json.dumps(result).encode())
+
+
+def _private_dirty_kb() -> int | None:
+    """This process's own written pages (kB): in the census child, the parent's pages its pass
+    copied."""
+    try:
+        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
 
 
 class ConnectionShares:

@@ -16,8 +16,9 @@ benchmark's own record of the request can be joined to it. Times are ``time.perf
 (CLOCK_MONOTONIC: one clock for every process on the machine).
 
 Per process: every pass of the cyclic collector (``kind`` "gc": generation, start, duration,
-objects collected, the thread it ran in), at shutdown the objects frozen and the cyclic garbage
-a full pass then finds among everything (``kind`` "heap"), and every turn of the event loop that
+objects collected, the thread it ran in), the heap censuses of the run (``kind`` "census",
+``api.server.HeapCensus``), at shutdown the objects frozen and the cyclic garbage a census and
+then a full pass find among everything (``kind`` "heap"), and every turn of the event loop that
 came more than a millisecond late (``kind`` "lag", measured by a 5 ms ticker).
 """
 
@@ -117,6 +118,9 @@ def _writing_at_shutdown(send: Any) -> Any:
         if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
             target = directory()
             if target is not None:
+                from medloop.api.server import HeapCensus
+
+                _records.extend({"kind": "census", **found} for found in HeapCensus.censuses)
                 _records.append(_heap())
                 _write(target / f"worker-{os.getpid()}.jsonl")
         await send(message)
@@ -127,22 +131,37 @@ def _writing_at_shutdown(send: Any) -> Any:
 def _heap() -> dict[str, Any]:
     """How many objects were frozen at the end, and how many of them and of the rest a full
     pass over the whole heap then finds to be cyclic garbage (what freezing kept from the
-    collector: ``api.server._freeze_survivors``)."""
+    collector: ``api.server._freeze_survivors``), counted twice: by the census in a child
+    (``api.server.HeapCensus``: ``census``, with how long this process stopped to fork) and by
+    that full pass here (``ms``, ``cpu_ms``: what a thaw costs)."""
+    from medloop.api.server import count_frozen_garbage
+
     if _collected in gc.callbacks:
         gc.callbacks.remove(_collected)
+    # Not at the lowest priority: on a loaded machine that took 20 s, and the process is ending.
+    census = count_frozen_garbage(lowest=False)
     frozen = gc.get_freeze_count()
     gc.unfreeze()
     gc.set_debug(gc.DEBUG_SAVEALL)  # the garbage kept in gc.garbage, to be told by type
-    started = _now()
+    started, cpu = _now(), time.thread_time()
     garbage = gc.collect()
     took = (_now() - started) * 1000
+    cpu = (time.thread_time() - cpu) * 1000
     gc.set_debug(0)
     kinds: dict[str, int] = {}
     for found in gc.garbage:
         kinds[type(found).__qualname__] = kinds.get(type(found).__qualname__, 0) + 1
     gc.garbage.clear()
     common = dict(sorted(kinds.items(), key=lambda kind: -kind[1])[:12])
-    return {"kind": "heap", "frozen": frozen, "garbage": garbage, "ms": took, "types": common}
+    return {
+        "kind": "heap",
+        "frozen": frozen,
+        "garbage": garbage,
+        "ms": took,
+        "cpu_ms": cpu,
+        "types": common,
+        "census": census,
+    }
 
 
 def _hook_protocol() -> None:

@@ -3,12 +3,14 @@ a free port), the offline docs page, the OpenAPI document and the problem mappin
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import weakref
 
 import httpx
 from typer.testing import CliRunner
@@ -242,48 +244,127 @@ def test_the_served_protocol_sends_the_writes_of_one_loop_turn_as_one_write():
     asyncio.run(scenario())
 
 
-def test_a_serving_process_freezes_what_survives_the_collector_and_thaws_now_and_then(
-    monkeypatch,
-):
+class _Node:
+    pass
+
+
+def _cycles(count: int) -> list[_Node]:
+    """``count`` pairs of objects in reference cycles (so the collector tracks them)."""
+    made = []
+    for _ in range(count):
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a
+        made.append(a)
+    return made
+
+
+def test_a_serving_process_freezes_what_survives_the_collector(monkeypatch):
     import gc
 
     from medloop.api import server
 
-    class Node:
-        pass
-
-    monkeypatch.setattr(server, "_last_thaw", time.monotonic())
+    monkeypatch.setattr(server.HeapCensus, "start", lambda: None)  # no census thread here
     try:
         server.settle_heap()
         frozen = gc.get_freeze_count()
-        survivors = []
-        for _ in range(1000):
-            a, b = Node(), Node()
-            a.other, b.other = b, a  # cycles, so the collector tracks them
-            survivors.append(a)
+        survivors = _cycles(1000)
         gc.collect(1)  # a pass over the young generations, as the collector runs most often
         # The survivors joined the frozen heap: the oldest generation, which a full pass
         # walks with every thread stopped, stays empty.
         assert gc.get_freeze_count() >= frozen + 2000
-        assert not any(isinstance(found, Node) for found in gc.get_objects(generation=2))
-        more = []
-        for _ in range(1000):
-            a, b = Node(), Node()
-            a.other, b.other = b, a
-            more.append(a)
+        assert not any(isinstance(found, _Node) for found in gc.get_objects(generation=2))
+        survivors.extend(_cycles(1000))
         gc.collect()  # and what survives a full pass, likewise
         assert gc.get_freeze_count() >= frozen + 4000
-        survivors.extend(more)
-        # Past THAW_SECONDS the next full pass walks the whole heap again (cyclic garbage
-        # among frozen objects cannot pile up), and freezes what survives it.
-        monkeypatch.setattr(server, "_last_thaw", time.monotonic() - server.THAW_SECONDS)
+        # A full pass walks only what is not frozen: dropped frozen cycles stay until a thaw.
+        dropped = weakref.ref(survivors[0])
         survivors.clear()
-        before = time.monotonic()
         gc.collect()
-        # The thaw happened in this collection (no margin: a full pass over a large heap on a
-        # loaded machine has taken more than 5 s).
-        assert server._last_thaw >= before
-        assert gc.get_freeze_count() < frozen + 4000  # the dropped cycles were collected
+        assert dropped() is not None
+        assert gc.get_freeze_count() >= frozen + 4000
     finally:
         gc.callbacks.remove(server._freeze_survivors)
         gc.unfreeze()
+        gc.collect()
+
+
+def test_the_heap_census_counts_frozen_cyclic_garbage_in_a_child_and_leaves_the_heap_frozen():
+    import gc
+
+    from medloop.api import server
+
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = _cycles(3000)
+        keep = weakref.ref(frozen[0])
+        gc.freeze()
+        frozen.clear()  # 6000 objects of cyclic garbage among the frozen ones
+        found = server.count_frozen_garbage()
+        assert "failed" not in found, found
+        assert found["frozen"] >= 6000
+        assert found["garbage"] >= 6000
+        assert found["garbage_bytes"] >= 6000 * sys.getsizeof(_Node())
+        # Counted in the child: this process still holds its frozen heap and the garbage.
+        assert keep() is not None
+        assert gc.get_freeze_count() >= found["frozen"] - 100
+    finally:
+        gc.unfreeze()
+        gc.collect()
+
+
+def test_the_census_thaws_only_when_the_frozen_garbage_is_worth_a_full_pass(monkeypatch):
+    import gc
+
+    from medloop.api import server
+
+    monkeypatch.setattr(server.HeapCensus, "censuses", collections.deque(maxlen=64))
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = _cycles(500)
+        keep = weakref.ref(frozen[0])
+        gc.freeze()
+        frozen.clear()
+        heap = gc.get_freeze_count()
+        # 1000 objects of garbage in a frozen heap this size are below the share worth a
+        # thaw: no full pass here, the garbage stays (frozen).
+        below = server.HeapCensus.look(worth=2000 / heap)
+        assert below["garbage"] >= 1000 and not below["thawed"]
+        assert keep() is not None and gc.get_freeze_count() >= heap - 100
+        # At the share, the heap is thawed and walked once: the frozen garbage is freed.
+        at = server.HeapCensus.look(worth=min(1.0, 1000 / heap))
+        assert at["thawed"] and at["thaw_ms"] > 0
+        assert keep() is None
+        assert list(server.HeapCensus.censuses) == [below, at]
+    finally:
+        gc.unfreeze()
+        gc.collect()
+
+
+def test_without_a_census_answer_the_heap_is_thawed_as_before(monkeypatch):
+    import gc
+
+    from medloop.api import server
+
+    def no_answer(answer: int) -> None:
+        time.sleep(30)  # a child stuck (say, a finalizer waiting on a lock no thread holds)
+
+    monkeypatch.setattr(server, "_count_in_child", no_answer)
+    monkeypatch.setattr(server, "CENSUS_TIMEOUT", 0.5)
+    monkeypatch.setattr(server.HeapCensus, "censuses", collections.deque(maxlen=64))
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = _cycles(100)
+        keep = weakref.ref(frozen[0])
+        gc.freeze()
+        frozen.clear()
+        started = time.monotonic()
+        found = server.HeapCensus.look()
+        assert found["failed"] == "the census child did not answer"
+        assert time.monotonic() - started < 25  # the stuck child was killed, not waited for
+        assert found["thawed"] and keep() is None
+    finally:
+        gc.unfreeze()
+        gc.collect()

@@ -90,3 +90,10 @@ def test_a_traced_server_records_each_request_by_connection_and_number(db_url, t
         assert all(record["db"] for record in requests)
     assert any(r["kind"] == "connection" and r["port"] == own_port for r in records)
     assert any(r["kind"] == "gc" for r in records)
+    # At shutdown the frozen heap is counted twice: by the census in a forked child (what the
+    # serving process now does instead of thawing) and by a full pass in the process itself.
+    (heap,) = [r for r in records if r["kind"] == "heap"]
+    census = heap["census"]
+    assert "failed" not in census, census
+    assert census["frozen"] > 10_000 and census["fork_ms"] > 0 and census["garbage"] >= 0
+    assert heap["frozen"] > 10_000 and heap["cpu_ms"] > 0
