@@ -41,7 +41,7 @@ from medloop.domain.entry import (
 )
 from medloop.domain.errors import DomainError, NotDispensable
 from medloop.domain.personnel import Actor
-from medloop.domain.versioning import FieldChange, diff
+from medloop.domain.versioning import FieldChange, diff, share_dumps
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -215,6 +215,9 @@ class EntryVersion(Frozen):
     reason: str | None = None
     diff: tuple[FieldChange, ...]
     entry: ListEntry
+
+
+share_dumps(EntryVersion, "author")
 
 
 class ListChange(Frozen):

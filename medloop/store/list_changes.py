@@ -156,7 +156,7 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
                 "patient_id": pid,
                 "list_version": change.list_version,
                 "at": change.at,
-                "author": change.author.model_dump(mode="json"),
+                "author": versioning.dumped(change.author),
                 "reason": change.reason,
             }
         ],
