@@ -113,7 +113,11 @@ _DUMPED_KEPT = 4_096
 
 _object_new = object.__new__
 _object_setattr = object.__setattr__
-_FIELDS = frozenset(FieldChange.model_fields)
+_FIELDS_SET = set(FieldChange.model_fields)
+"""Every field change's ``__pydantic_fields_set__`` (all of its fields are always set): one set
+shared by the changes ``_change`` makes, never changed (the values are frozen, and a copy of
+one copies the set), instead of one more object per change for the collector to track (a
+command keeps 20 or so changes in the patient's cached state; issue #20)."""
 
 
 def _change(name: str, before: Any, after: Any) -> FieldChange:
@@ -124,7 +128,7 @@ def _change(name: str, before: Any, after: Any) -> FieldChange:
     ``tests/domain/test_domain_versioning.py`` compares the two)."""
     change = _object_new(FieldChange)
     _object_setattr(change, "__dict__", {"field": name, "before": before, "after": after})
-    _object_setattr(change, "__pydantic_fields_set__", set(_FIELDS))
+    _object_setattr(change, "__pydantic_fields_set__", _FIELDS_SET)
     _object_setattr(change, "__pydantic_extra__", None)
     _object_setattr(change, "__pydantic_private__", None)
     return change
