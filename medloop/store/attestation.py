@@ -397,11 +397,26 @@ def _json_text(value: Any) -> Any:
 
 
 def _datetime_utc(value: Any) -> Any:
+    global _LAST_DATETIME
+    last = _LAST_DATETIME
+    if last[0] is value:  # a command's rows carry its one moment again and again
+        return last[1]
     if not isinstance(value, datetime):
         return str(value)
+    text = _utc_text(value)
+    _LAST_DATETIME = (value, text)
+    return text
+
+
+def _utc_text(value: datetime) -> str:
     if value.tzinfo is None:  # as PostgreSQL reads a naive value into timestamptz
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_LAST_DATETIME: tuple[Any, str] = (object(), "")
+"""The last date-time ``_datetime_utc`` wrote out, and its text (a date-time is immutable, and
+kept here it cannot be another object with its id)."""
 
 
 def _datetime_sqlite(value: Any) -> Any:
