@@ -234,3 +234,23 @@ def test_field_changes_share_one_fields_set_and_a_copy_gets_its_own() -> None:
     copied = first.model_copy(update={"after": "x"})
     assert copied.model_fields_set is not first.model_fields_set
     assert second.model_fields_set == {"field", "before", "after"}
+
+
+def test_an_ids_kept_text_is_its_own_and_the_kept_texts_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uuid import UUID, uuid4
+
+    from medloop.domain import _model
+
+    monkeypatch.setattr(_model, "_ID_TEXTS", {})
+    monkeypatch.setattr(_model, "_ID_TEXTS_KEPT", 3)
+    ids = [uuid4() for _ in range(10)]
+    for _ in range(2):
+        for value in ids:
+            assert _model.id_text(value) == str(value)
+            assert len(_model._ID_TEXTS) <= 3
+    same_number = UUID(str(ids[0]))
+    assert _model.id_text(same_number) == str(ids[0])
+    assert _model.id_text("not an id") == "not an id"
+    assert _model.id_text(None) == "None"
