@@ -5,13 +5,13 @@ whose other work moves every figure by tens of percent. This measures only the l
 (``loop.prescribe.prescribe``: the transaction, the idempotency key, the state, the decision,
 decision support, the appends and the audit record) as the floor benchmark's scenario runs it: a
 fresh PostgreSQL database (``MEDLOOP_TEST_POSTGRES_URL`` names the server; with ``--sqlite`` a
-SQLite file in a temporary directory) with the demo catalogue, ``--patients`` patients registered as by another process (the state cache cleared),
-each prescribed ``api.ROTATION`` in turn with an idempotency key, based on the list version the
-last prescription left. It prints one JSON object: the thread CPU time per prescribe (mean,
-median, p10; the mean includes each patient's first command), the wall time per prescribe, and
-with ``--parts`` the inclusive thread CPU of the command's parts per prescribe (each part timed by
-a wrapper around it: a few µs of overhead each). Run it alternately on two trees (``PYTHONPATH``)
-for an A/B.
+SQLite file in a temporary directory) with the demo catalogue, ``--patients`` patients registered
+as by another process (the state cache cleared), each prescribed ``api.ROTATION`` in turn with an
+idempotency key, based on the list version the last prescription left. It prints one JSON object:
+the thread CPU time per prescribe (mean, median, p10; the mean includes each patient's first
+command), the wall time per prescribe, and with ``--parts`` the inclusive thread CPU of the
+command's parts per prescribe (each part timed by a wrapper around it: a few µs of overhead each).
+Run it alternately on two trees (``PYTHONPATH``) for an A/B.
 
     MEDLOOP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/route.py --patients 50 --parts
