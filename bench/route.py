@@ -4,14 +4,14 @@
 whose other work moves every figure by tens of percent. This measures only the loop's command
 (``loop.prescribe.prescribe``: the transaction, the idempotency key, the state, the decision,
 decision support, the appends and the audit record) as the floor benchmark's scenario runs it: a
-fresh PostgreSQL database (``MEDLOOP_TEST_POSTGRES_URL`` names the server) with the demo
-catalogue, ``--patients`` patients registered as by another process (the state cache cleared),
-each prescribed ``api.ROTATION`` in turn with an idempotency key, based on the list version the
-last prescription left. It prints one JSON object: the thread CPU time per prescribe (mean,
-median, p10; the mean includes each patient's first command), the wall time per prescribe, and
-with ``--parts`` the inclusive thread CPU of the command's parts per prescribe (each part timed by
-a wrapper around it: a few µs of overhead each). Run it alternately on two trees (``PYTHONPATH``)
-for an A/B.
+fresh PostgreSQL database (``MEDLOOP_TEST_POSTGRES_URL`` names the server; with ``--sqlite`` a
+SQLite file in a temporary directory) with the demo catalogue, ``--patients`` patients registered
+as by another process (the state cache cleared), each prescribed ``api.ROTATION`` in turn with an
+idempotency key, based on the list version the last prescription left. It prints one JSON object:
+the thread CPU time per prescribe (mean, median, p10; the mean includes each patient's first
+command), the wall time per prescribe, and with ``--parts`` the inclusive thread CPU of the
+command's parts per prescribe (each part timed by a wrapper around it: a few µs of overhead each).
+Run it alternately on two trees (``PYTHONPATH``) for an A/B.
 
     MEDLOOP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/route.py --patients 50 --parts
@@ -26,6 +26,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -147,52 +148,24 @@ def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
     return prescribe(engine, patient_id, order, call, based_on=based_on)
 
 
-def run(url: str, patients: int, parts: bool) -> dict[str, Any]:
+def run(url: str | None, patients: int, parts: bool) -> dict[str, Any]:
+    """The scenario on a fresh database of the PostgreSQL server ``url`` names, or with
+    ``url=None`` on a fresh SQLite file in a temporary directory."""
+    if url is None:
+        folder = tempfile.TemporaryDirectory(prefix="medloop-bench-route-")
+        engine = make_engine(f"sqlite:///{folder.name}/route.db")
+        try:
+            return _measured(engine, patients, parts)
+        finally:
+            engine.dispose()
+            folder.cleanup()
     admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
     name = f"medloop_bench_route_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(make_url(normalise_url(url)).set(database=name).render_as_string(False))
     try:
-        upgrade(engine)
-        import_catalogue(engine, DEMO)
-        warm, *measured = _patients(engine, patients + 1)
-        for based_on, varenr in enumerate(ROTATION[:2]):  # the catalogue knowledge is built
-            _prescribe(engine, warm, based_on, varenr)
-        cache_for(engine).clear()  # as registered by another process
-        spent: Counter = Counter()
-        calls: Counter = Counter()
-        if parts:
-            _timed(spent, calls)
-        gc.collect()
-        gc.freeze()  # as the server does after start-up
-        cpu: list[float] = []
-        wall = time.perf_counter()
-        for patient_id in measured:
-            for based_on, varenr in enumerate(ROTATION):
-                started = time.thread_time()
-                done = _prescribe(engine, patient_id, based_on, varenr)
-                cpu.append(time.thread_time() - started)
-                assert done.list_version == based_on + 1
-        wall = time.perf_counter() - wall
-        n = len(cpu)
-        ordered = sorted(cpu)
-        found: dict[str, Any] = {
-            "prescribes": n,
-            "load_before": os.getloadavg()[0],
-            "cpu_ms": {
-                "mean": round(1000 * sum(cpu) / n, 3),
-                "median": round(1000 * ordered[n // 2], 3),
-                "p10": round(1000 * ordered[n // 10], 3),
-            },
-            "wall_ms": round(1000 * wall / n, 3),
-        }
-        if parts:
-            found["parts_us"] = {
-                label: {"us": round(1e6 * spent[label] / n, 1), "calls": round(calls[label] / n, 2)}
-                for label, _ in spent.most_common()
-            }
-        return found
+        return _measured(engine, patients, parts)
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -200,13 +173,57 @@ def run(url: str, patients: int, parts: bool) -> dict[str, Any]:
         admin.dispose()
 
 
+def _measured(engine, patients: int, parts: bool) -> dict[str, Any]:
+    """The scenario on ``engine``'s fresh database (see the module docstring)."""
+    upgrade(engine)
+    import_catalogue(engine, DEMO)
+    warm, *measured = _patients(engine, patients + 1)
+    for based_on, varenr in enumerate(ROTATION[:2]):  # the catalogue knowledge is built
+        _prescribe(engine, warm, based_on, varenr)
+    cache_for(engine).clear()  # as registered by another process
+    spent: Counter = Counter()
+    calls: Counter = Counter()
+    if parts:
+        _timed(spent, calls)
+    gc.collect()
+    gc.freeze()  # as the server does after start-up
+    cpu: list[float] = []
+    wall = time.perf_counter()
+    for patient_id in measured:
+        for based_on, varenr in enumerate(ROTATION):
+            started = time.thread_time()
+            done = _prescribe(engine, patient_id, based_on, varenr)
+            cpu.append(time.thread_time() - started)
+            assert done.list_version == based_on + 1
+    wall = time.perf_counter() - wall
+    n = len(cpu)
+    ordered = sorted(cpu)
+    found: dict[str, Any] = {
+        "prescribes": n,
+        "load_before": os.getloadavg()[0],
+        "cpu_ms": {
+            "mean": round(1000 * sum(cpu) / n, 3),
+            "median": round(1000 * ordered[n // 2], 3),
+            "p10": round(1000 * ordered[n // 10], 3),
+        },
+        "wall_ms": round(1000 * wall / n, 3),
+    }
+    if parts:
+        found["parts_us"] = {
+            label: {"us": round(1e6 * spent[label] / n, 1), "calls": round(calls[label] / n, 2)}
+            for label, _ in spent.most_common()
+        }
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=50)
     parser.add_argument("--parts", action="store_true", help="time the command's parts too")
+    parser.add_argument("--sqlite", action="store_true", help="on a SQLite file instead")
     args = parser.parse_args()
-    url = os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
-    if not url:
+    url = None if args.sqlite else os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
+    if not url and not args.sqlite:
         raise SystemExit("MEDLOOP_TEST_POSTGRES_URL names the PostgreSQL server to measure on")
     print(json.dumps(run(url, args.patients, args.parts), indent=1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -25,3 +26,23 @@ def replace(model: Model, **changes: Any) -> Model:
     """
     fields = {name: getattr(model, name) for name in type(model).model_fields}
     return type(model).model_validate({**fields, **changes})
+
+
+def id_text(value: Any) -> str:
+    """``str(value)`` of an id (a ``UUID``), written out once per object: a command writes its
+    patient's, entry's and prescription's ids into a dozen rows and answers, and ``UUID.__str__``
+    is Python that formats the number each time (issue #20). The object is kept beside its id, so
+    the id cannot name another object meanwhile; at most ``_ID_TEXTS_KEPT`` are kept."""
+    known = _ID_TEXTS.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    text = str(value)
+    if type(value) is UUID:  # immutable: its text stays true
+        if len(_ID_TEXTS) >= _ID_TEXTS_KEPT:
+            _ID_TEXTS.clear()
+        _ID_TEXTS[id(value)] = (value, text)
+    return text
+
+
+_ID_TEXTS: dict[int, tuple[UUID, str]] = {}
+_ID_TEXTS_KEPT = 8_192

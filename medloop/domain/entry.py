@@ -24,6 +24,7 @@ from medloop.domain._model import Frozen
 from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.drug_reference import DrugReference
 from medloop.domain.personnel import Actor
+from medloop.domain.versioning import share_dumps
 
 DISCONTINUED_VISIBLE_FOR = timedelta(days=90)
 """Discontinued entries stay in the current-list view at least this long."""
@@ -118,6 +119,9 @@ TRACKED_FIELDS = tuple(
     name for name in ListEntry.model_fields if name not in ("id", "version", "changed_at")
 )
 """Fields an entry version's diff covers (bookkeeping fields are left out)."""
+
+# An entry's drug and actors are the same objects from command to command (issue #20).
+share_dumps(ListEntry, "drug", "prescriber", "instituted_by")
 
 
 class EntryEdit(Frozen):

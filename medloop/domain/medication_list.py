@@ -41,7 +41,7 @@ from medloop.domain.entry import (
 )
 from medloop.domain.errors import DomainError, NotDispensable
 from medloop.domain.personnel import Actor
-from medloop.domain.versioning import FieldChange, diff
+from medloop.domain.versioning import FieldChange, diff, share_dumps
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -217,6 +217,9 @@ class EntryVersion(Frozen):
     entry: ListEntry
 
 
+share_dumps(EntryVersion, "author")
+
+
 class ListChange(Frozen):
     """One accepted change of the list: the new list version and the entry versions it made."""
 
@@ -260,6 +263,11 @@ class MedicationList(Frozen):
         return cls(patient_id=patient_id)
 
     def find(self, entry_id: UUID) -> ListEntry | None:
+        if type(entry_id) is UUID:
+            # By the ids' numbers: ``UUID.__eq__`` is a Python call per entry (every command
+            # looks entries up on the whole list; issue #20).
+            wanted = entry_id.int
+            return next((entry for entry in self.entries if entry.id.int == wanted), None)
         return next((entry for entry in self.entries if entry.id == entry_id), None)
 
     def entry(self, entry_id: UUID) -> ListEntry:
@@ -270,6 +278,13 @@ class MedicationList(Frozen):
 
     def entry_backed_by(self, prescription_id: UUID) -> ListEntry | None:
         """The live (active or on-hold) entry the prescription backs, if any."""
+        if type(prescription_id) is UUID:  # by the ids' numbers (see ``find``)
+            wanted = prescription_id.int
+            for entry in self.entries:
+                for backing in entry.prescription_ids:
+                    if backing.int == wanted and entry.status.is_live:
+                        return entry
+            return None
         return next(
             (e for e in self.entries if e.status.is_live and prescription_id in e.prescription_ids),
             None,

@@ -41,7 +41,7 @@ from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError, NotDispensable
 from medloop.domain.personnel import Actor, NotAPharmacy, Organisation
 from medloop.domain.validity import DEFAULT_VALIDITY, ValidityPolicy, max_validity
-from medloop.domain.versioning import FieldChange, diff
+from medloop.domain.versioning import FieldChange, diff, share_dumps
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -194,6 +194,10 @@ class Prescription(Frozen):
 TRACKED_FIELDS = tuple(name for name in Prescription.model_fields if name != "version")
 
 
+# A prescription's drug and prescriber are the same objects from command to command (#20).
+share_dumps(Prescription, "drug", "prescriber")
+
+
 class PrescriptionVersion(Frozen):
     """One immutable version of a prescription; ``author`` is ``None`` for system changes
     (expiry)."""
@@ -208,6 +212,9 @@ class PrescriptionVersion(Frozen):
     note: str | None = None
     diff: tuple[FieldChange, ...]
     prescription: Prescription
+
+
+share_dumps(PrescriptionVersion, "author")
 
 
 class PrescriptionRequest(Frozen):

@@ -80,7 +80,9 @@ class PatientState:
         if list_change is not None:
             changes = (*changes, list_change)
             medication_list = medication_list.followed_by(list_change)
-        history = dict(self.prescription_history)
+        history = (
+            dict(self.prescription_history) if prescription_versions else self.prescription_history
+        )
         new_id = False
         for version in prescription_versions:
             earlier = history.get(version.prescription_id)
@@ -92,27 +94,37 @@ class PatientState:
             # places, so ordering by the number is the same order without writing each id out
             # (a prescribe issued one more id; only a new id changes the order).
             history = dict(sorted(history.items(), key=_uuid_number))
-        recorded = dict(self.dispense_recorded_at)
-        annulled = dict(annulments)
-        found = []
-        for record in (*self.dispenses, *dispenses):
-            recorded.setdefault(record.id, _utc(recorded_at))
-            if record.id in annulled:
-                record = record.model_copy(update={"annulment": annulled[record.id]})
-            found.append(record)
-        found.sort(key=lambda d: (d.dispensed_on, recorded[d.id], str(d.id)))
+        if dispenses or annulments:
+            recorded = dict(self.dispense_recorded_at)
+            annulled = dict(annulments)
+            found = []
+            for record in (*self.dispenses, *dispenses):
+                recorded.setdefault(record.id, _utc(recorded_at))
+                if record.id in annulled:
+                    record = record.model_copy(update={"annulment": annulled[record.id]})
+                found.append(record)
+            found.sort(key=lambda d: (d.dispensed_on, recorded[d.id], str(d.id)))
+            kept_dispenses = tuple(found)
+        else:
+            # Nothing dispensed or annulled: the dispenses and their moments as they were (the
+            # state's values are never changed, so the next state may share them; issue #20).
+            recorded, kept_dispenses = self.dispense_recorded_at, self.dispenses
         known = {h.key for h in self.handled}
         merged = [*self.handled, *(h for h in handled if h.key not in known)]
         return PatientState(
             patient=self.patient if patient is None else patient,
             medication_list=medication_list,
             changes=changes,
-            prescriptions={p: versions[-1].prescription for p, versions in history.items()},
+            prescriptions=(
+                {p: versions[-1].prescription for p, versions in history.items()}
+                if prescription_versions
+                else self.prescriptions
+            ),
             prescription_history=history,
-            dispenses=tuple(found),
+            dispenses=kept_dispenses,
             handled=tuple(sorted(merged, key=lambda h: h.key)),
             dispense_recorded_at=recorded,
-            alerts=(*self.alerts, *alerts),
+            alerts=(*self.alerts, *alerts) if alerts else self.alerts,
         )
 
 

@@ -43,17 +43,81 @@ def diff(
 
     The values are the JSON dumps of two validated domain values (bounded strings, finite
     numbers), so the changes are built without validating them a second time."""
-    old = {} if before is None else before.model_dump(mode="json")
-    new = after.model_dump(mode="json")
+    old = {} if before is None else dump(before)
+    new = dump(after)
     _remember(after, new)
     return tuple(
         _change(name, old.get(name), new[name]) for name in fields if old.get(name) != new[name]
     )
 
 
+def share_dumps(model: type[BaseModel], *fields: str) -> None:
+    """Let ``dump`` take the JSON of ``fields`` of a ``model`` value from ``dumped``: fields
+    whose values are frozen objects that recur from command to command (an actor, the drug a
+    catalogue version resolved), each dumped once per object instead of in every value that
+    holds it (issue #20). Their dumps must be what the model's own dump gives them
+    (``tests/domain/test_domain_versioning.py`` compares the two)."""
+    unknown = set(fields) - set(model.model_fields)
+    if unknown:
+        raise ValueError(f"{model.__name__} has no fields {sorted(unknown)}")
+    _SHARED[model] = fields
+
+
+_SHARED: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``value.model_dump(mode="json", exclude=exclude)``: the same dict, key for key in the
+    same order, with the fields ``share_dumps`` names taken from ``dumped``. The dict shares
+    those values with other dumps: it is not to be changed (no caller changes a dump; they are
+    written as they are)."""
+    shared = _SHARED.get(type(value))
+    if shared is None:
+        return value.model_dump(mode="json", exclude=exclude or None)
+    kept = {
+        name: found
+        for name in shared
+        if name not in exclude and (found := getattr(value, name)) is not None
+    }
+    if not kept:
+        return value.model_dump(mode="json", exclude=exclude or None)
+    partial = value.model_dump(mode="json", exclude=exclude | kept.keys())
+    whole = {}
+    for name in type(value).model_fields:
+        if name in kept:
+            whole[name] = dumped(kept[name])
+        elif name in partial:
+            whole[name] = partial[name]
+    if len(whole) != len(partial) + len(kept):  # computed fields come last, as in a dump
+        whole.update((k, v) for k, v in partial.items() if k not in whole)
+    return whole
+
+
+def dumped(value: BaseModel) -> dict[str, Any]:
+    """``value.model_dump(mode="json")`` of a frozen value, made once per object (kept beside
+    the object, so its id cannot name another meanwhile; at most ``_DUMPED_KEPT``). Not to be
+    changed (see ``dump``)."""
+    known = _DUMPED.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    found = value.model_dump(mode="json")
+    if len(_DUMPED) >= _DUMPED_KEPT:
+        _DUMPED.clear()
+    _DUMPED[id(value)] = (value, found)
+    return found
+
+
+_DUMPED: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+_DUMPED_KEPT = 4_096
+
+
 _object_new = object.__new__
 _object_setattr = object.__setattr__
-_FIELDS = frozenset(FieldChange.model_fields)
+_FIELDS_SET = set(FieldChange.model_fields)
+"""Every field change's ``__pydantic_fields_set__`` (all of its fields are always set): one set
+shared by the changes ``_change`` makes, never changed (the values are frozen, and a copy of
+one copies the set), instead of one more object per change for the collector to track (a
+command keeps 20 or so changes in the patient's cached state; issue #20)."""
 
 
 def _change(name: str, before: Any, after: Any) -> FieldChange:
@@ -64,7 +128,7 @@ def _change(name: str, before: Any, after: Any) -> FieldChange:
     ``tests/domain/test_domain_versioning.py`` compares the two)."""
     change = _object_new(FieldChange)
     _object_setattr(change, "__dict__", {"field": name, "before": before, "after": after})
-    _object_setattr(change, "__pydantic_fields_set__", set(_FIELDS))
+    _object_setattr(change, "__pydantic_fields_set__", _FIELDS_SET)
     _object_setattr(change, "__pydantic_extra__", None)
     _object_setattr(change, "__pydantic_private__", None)
     return change
@@ -80,7 +144,7 @@ def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
     dumped = _recalled(value)
     if dumped is None:
         return version.model_dump(mode="json")
-    found = version.model_dump(mode="json", exclude={changes, snapshot})
+    found = dump(version, frozenset((changes, snapshot)))
     # A change's values are JSON already (the dumps diff compared), as its dump would give them.
     found[changes] = [
         {"field": change.field, "before": change.before, "after": change.after}

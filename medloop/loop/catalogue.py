@@ -59,9 +59,22 @@ class Catalogue:
     _by_gtin_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
+    _drugs: dict[tuple[str | None, str | None], CatalogueDrug] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Each order's drug as ``resolve`` made it, by (fest id, varenr): the same frozen value
+    every time, built and validated once per reference (only references this version
+    resolves are kept, so no more than the catalogue names)."""
 
     def resolve(self, order: DrugOrder) -> CatalogueDrug:
         """The drug ``order`` names, resolved at this version; ``UnknownDrug`` otherwise."""
+        key = (order.fest_id, order.varenr)
+        found = self._drugs.get(key)
+        if found is None:
+            found = self._drugs[key] = self._resolve(order)
+        return found
+
+    def _resolve(self, order: DrugOrder) -> CatalogueDrug:
         try:
             resolved = self.knowledge.resolve(fest_id=order.fest_id, varenr=order.varenr)
         except UnknownReference as error:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
 from interactions.values import Day, SmallCount
-from medloop.domain._model import Frozen
+from medloop.domain._model import Frozen, id_text
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
 from medloop.domain.prescribing import renew as renew_prescription
@@ -102,10 +102,10 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
         return Effect(
             list_change=change,
             prescription_versions=(version,),
-            screening=Screening(tuple(medications_of(new_list)), (str(order.entry_id),)),
+            screening=Screening(tuple(medications_of(new_list)), (id_text(order.entry_id),)),
             response={
-                "entry_id": str(order.entry_id),
-                "prescription_id": str(prescription.id),
+                "entry_id": id_text(order.entry_id),
+                "prescription_id": id_text(prescription.id),
                 "expires": prescription.expires.isoformat(),
                 "drug": drug.name,
             },

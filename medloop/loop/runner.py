@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from interactions import Alert, HandledAlert, Medication, check
 from interactions import Patient as CheckedPatient
 from interactions.values import Moment
-from medloop.domain._model import Frozen
+from medloop.domain._model import Frozen, id_text
 from medloop.domain.codes import EntryStatus
 from medloop.domain.dispense import Annulment, Dispense, DispenseNotFound
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference
@@ -249,7 +249,7 @@ def _run(
             compute,
             {
                 "action": action,
-                "patient_id": str(patient_id),
+                "patient_id": id_text(patient_id),
                 "based_on": based_on,
                 "overrides": call.overrides,
                 **({"override_every": call.override_every} if call.override_every else {}),
@@ -388,7 +388,7 @@ def _decide_and_store(
     computed.append(tuple(alerts))
     keys = {a["key"] for a in dumped}
     return {
-        "patient_id": str(patient_id),
+        "patient_id": id_text(patient_id),
         "list_version": version,
         "catalogue_version": catalogue.version,
         "alerts": dumped,
@@ -743,7 +743,7 @@ def _medication(entry: ListEntry, drug: DrugReference) -> Medication | None:
         if stop < entry.start:
             return None
     return Medication(
-        id=str(entry.id),
+        id=id_text(entry.id),
         drug=drug.resolved,
         dosage=entry.dosage,
         start=entry.start,

@@ -95,8 +95,23 @@ def request_finished(route: str, method: str, status: int, seconds: float) -> No
     REQUESTS.labels(route, method, str(status)).observe(seconds)
 
 
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, the same child the client keeps, found in a dict of our own:
+    the client's ``labels`` validates and converts the values and takes a lock on every call,
+    three times a command (issue #20). The label values of these counters are few (commands,
+    outcomes, alert kinds and severities, hit or miss)."""
+    key = (id(metric), labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found
+
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
 def command_finished(command: str, outcome: str) -> None:
-    COMMANDS.labels(command, outcome).inc()
+    _child(COMMANDS, command, outcome).inc()
 
 
 def alerts_raised(alerts: Iterable[Any], overrides: Mapping[str, str]) -> None:
@@ -104,9 +119,9 @@ def alerts_raised(alerts: Iterable[Any], overrides: Mapping[str, str]) -> None:
     overridden ones by kind."""
     for alert in alerts:
         kind, severity = str(alert.kind), str(alert.severity)
-        ALERTS.labels(kind, severity).inc()
+        _child(ALERTS, kind, severity).inc()
         if alert.key in overrides:
-            OVERRIDES.labels(kind).inc()
+            _child(OVERRIDES, kind).inc()
 
 
 def job_finished(job: str, outcome: str, seconds: float) -> None:
@@ -115,7 +130,7 @@ def job_finished(job: str, outcome: str, seconds: float) -> None:
 
 
 def state_cache_lookup(hit: bool) -> None:
-    STATE_CACHE.labels("hit" if hit else "miss").inc()
+    _child(STATE_CACHE, "hit" if hit else "miss").inc()
 
 
 def pool_in_use(checked_out: int, size: int) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from interactions import Alert, HandledAlert
+from medloop.domain._model import id_text
 from medloop.domain.personnel import Actor
 from medloop.domain.state import StoredAlert
 from medloop.store import attestation, batch
@@ -160,9 +161,10 @@ def append_alerts(
     """Store the alerts one command raised; returns them as the patient's state keeps them."""
     if not raised:
         return ()
+    pid = id_text(patient_id)
     rows = [
         {
-            "patient_id": str(patient_id),
+            "patient_id": pid,
             "action": action,
             "list_version": version,
             "raised_at": at,

@@ -156,11 +156,19 @@ class _Encoder:
 
 
 def stamp(
-    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    encoded: Sequence[Mapping[str, bytes] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """``rows`` for ``table`` with this transaction's open command in ``command_id`` (one is
     opened if none is), their digests added to the command. ``rows`` of a table that is not
-    attested come back unchanged."""
+    attested come back unchanged.
+
+    ``encoded`` (one per row, or ``None`` for a row): the row's JSON column values as the
+    insert sends them, ``orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)`` (what
+    ``store.batch`` writes), so that the digest embeds that text instead of encoding the
+    value a second time: the canonical encoding of a row is the same bytes either way."""
     encoder = _encoders(conn.dialect.name).get(table.name)
     if encoder is None:
         return [dict(row) for row in rows]
@@ -169,8 +177,9 @@ def stamp(
     if command is None:
         command = memo[_OPEN] = _Open(uuid.uuid4().hex)
     stamped = []
-    for row in rows:
-        command.digests.append(_row_digest(encoder, row))
+    for n, row in enumerate(rows):
+        texts = None if encoded is None else encoded[n]
+        command.digests.append(_row_digest(encoder, row, texts=texts))
         stamped.append({**row, COMMAND_COLUMN: command.command})
     return stamped
 
@@ -343,16 +352,32 @@ def _converters(column_type: Any, dialect: str) -> tuple[Any, Any, bool]:
     return _text, _text, False
 
 
-def _row_digest(encoder: _Encoder, row: Mapping[str, Any], *, stored: bool = False) -> str:
+def _row_digest(
+    encoder: _Encoder,
+    row: Mapping[str, Any],
+    *,
+    stored: bool = False,
+    texts: Mapping[str, bytes] | None = None,
+) -> str:
     values = {}
     for name, write, read, _as_text in encoder.columns:
         value = row.get(name)
         if value is not None:
+            if texts is not None and name in texts:
+                # A JSON value's own encoding (``stamp``), embedded as it is.
+                values[name] = orjson.Fragment(texts[name])
+                continue
             convert = read if stored else write
             if convert is not None:
                 value = convert(value)
             if value is not None:  # JSON null is left out as SQL NULL is
                 values[name] = value
+    if texts is not None:
+        try:
+            encoded = orjson.dumps([encoder.table, values], option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # another column's value is not orjson's: the ordinary way
+            return _row_digest(encoder, row, stored=stored)
+        return hashlib.sha256(encoded).hexdigest()
     return hashlib.sha256(_canonical([encoder.table, values])).hexdigest()
 
 
@@ -372,11 +397,26 @@ def _json_text(value: Any) -> Any:
 
 
 def _datetime_utc(value: Any) -> Any:
+    global _LAST_DATETIME
+    last = _LAST_DATETIME
+    if last[0] is value:  # a command's rows carry its one moment again and again
+        return last[1]
     if not isinstance(value, datetime):
         return str(value)
+    text = _utc_text(value)
+    _LAST_DATETIME = (value, text)
+    return text
+
+
+def _utc_text(value: datetime) -> str:
     if value.tzinfo is None:  # as PostgreSQL reads a naive value into timestamptz
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_LAST_DATETIME: tuple[Any, str] = (object(), "")
+"""The last date-time ``_datetime_utc`` wrote out, and its text (a date-time is immutable, and
+kept here it cannot be another object with its id)."""
 
 
 def _datetime_sqlite(value: Any) -> Any:

@@ -83,6 +83,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import BIT
 
 from fest.schema import metadata
+from medloop.domain._model import id_text
 from medloop.store import attestation, batch
 from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import (  # noqa: F401  (WriteTransactionRequired: raised from here)
@@ -608,7 +609,7 @@ _APPEND_MANY_PG = text(
 def note_patient(conn: Connection, national_id: str, patient_id: Any) -> None:
     """Record that this transaction read the patient with ``national_id`` (``patient_id``), so
     that its audit records carry the id without asking the database (``append``)."""
-    transaction_memo(conn).setdefault(_PATIENT_IDS, {})[str(national_id)] = str(patient_id)
+    transaction_memo(conn).setdefault(_PATIENT_IDS, {})[str(national_id)] = id_text(patient_id)
 
 
 def _patient_id(conn: Connection, national_id: str | None) -> str | None:

@@ -76,15 +76,26 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
     :func:`batched` on PostgreSQL, executed at once otherwise."""
     if not rows:
         return
-    # Every row of patient data carries its command's id and goes into its audit record's
-    # digest (computed here from the values, no round trip).
-    rows = attestation.stamp(conn, table, rows)
     pending = _pending(conn)
     if pending is None:
-        conn.execute(table.insert(), rows)
+        # Every row of patient data carries its command's id and goes into its audit
+        # record's digest (computed here from the values, no round trip).
+        conn.execute(table.insert(), attestation.stamp(conn, table, rows))
         return
-    sql, json_columns = _insert_sql(table, tuple(rows[0]))
-    pending.statements.append((sql, [_adapted(row, json_columns) for row in rows]))
+    # Queued: each JSON value is encoded once, for the digest and for the insert.
+    json_columns = _json_columns(table, tuple(rows[0]))
+    encoded = [_encoded(row, json_columns) for row in rows]
+    stamped = attestation.stamp(conn, table, rows, encoded)
+    sql, _ = _insert_sql(table, tuple(stamped[0]))
+    pending.statements.append(
+        (
+            sql,
+            [
+                _adapted(row, json_columns) if texts is None else {**row, **_as_sent(texts)}
+                for row, texts in zip(stamped, encoded, strict=True)
+            ],
+        )
+    )
 
 
 def execute(
@@ -251,6 +262,37 @@ _CURSORS = "batch.cursors"
 
 _SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
 _COMPILED: dict[int, tuple[ClauseElement, str, dict[str, Any]]] = {}
+
+
+def _json_columns(table: Table, columns: tuple[str, ...]) -> frozenset[str]:
+    key = (table.name, columns)
+    found = _JSON_COLUMNS.get(key)
+    if found is None:
+        found = _JSON_COLUMNS[key] = frozenset(
+            c for c in columns if isinstance(table.c[c].type, JSON)
+        )
+    return found
+
+
+_JSON_COLUMNS: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
+
+
+def _encoded(row: Mapping[str, Any], json_columns: frozenset[str]) -> dict[str, bytes] | None:
+    """The row's JSON values as ``_dumps`` writes them (``None`` when one is not orjson's to
+    write: the row goes the ordinary way, each value encoded where it is used)."""
+    try:
+        return {c: orjson.dumps(row[c], option=orjson.OPT_NON_STR_KEYS) for c in json_columns}
+    except TypeError:
+        return None
+
+
+def _as_sent(texts: Mapping[str, bytes]) -> dict[str, Json]:
+    # The encoded text handed to psycopg's JSON dumper as it is.
+    return {c: Json(text, dumps=_as_is) for c, text in texts.items()}
+
+
+def _as_is(text: bytes) -> bytes:
+    return text
 
 
 def _insert_sql(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[str]]:

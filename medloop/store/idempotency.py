@@ -54,6 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fest.schema import metadata
+from medloop.domain._model import id_text
 from medloop.store import batch
 from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import require_write_transaction
@@ -147,7 +148,7 @@ def run_once(
     shard key, docs/scaling.md); ``None`` for a claim that is no patient's."""
     _check(scope, key, fingerprint)
     require_write_transaction(conn, "using an idempotency key")
-    pid = None if patient_id is None else str(patient_id)
+    pid = None if patient_id is None else id_text(patient_id)
     with conn.begin_nested() if savepoint else nullcontext():
         claimed = batch.first_row(
             conn,

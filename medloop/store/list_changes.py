@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain import versioning
+from medloop.domain._model import id_text
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion, ListChange
 from medloop.domain.personnel import Actor
@@ -147,7 +148,7 @@ def list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
 def append_list_change(conn: Connection, change: ListChange) -> None:
     """One row for the change and one per entry version; a second writer with the same list
     version fails on the primary key."""
-    pid = str(change.patient_id)
+    pid = id_text(change.patient_id)
     batch.insert(
         conn,
         list_change,
@@ -156,7 +157,7 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
                 "patient_id": pid,
                 "list_version": change.list_version,
                 "at": change.at,
-                "author": change.author.model_dump(mode="json"),
+                "author": versioning.dumped(change.author),
                 "reason": change.reason,
             }
         ],
@@ -166,7 +167,7 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
         entry_version,
         [
             {
-                "entry_id": str(v.entry_id),
+                "entry_id": id_text(v.entry_id),
                 "version": v.version,
                 "patient_id": pid,
                 "list_version": v.list_version,

@@ -35,6 +35,7 @@ from sqlalchemy import (
 
 from fest.queries import VERSION_KEY_IN_FORCE, version_key_of
 from fest.schema import fest_version, metadata
+from medloop.domain._model import id_text
 from medloop.domain.patient import Patient
 from medloop.store import attestation, audit, batch
 from medloop.store.administration import admission
@@ -107,7 +108,7 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     the current patient."""
     postgres = conn.dialect.name == "postgresql"
     bump = _BUMP_REVISION_LOCKING_CHAIN if postgres else _BUMP_REVISION
-    found = batch.first_row(conn, bump, {"patient_id": str(patient_id)})
+    found = batch.first_row(conn, bump, {"patient_id": id_text(patient_id)})
     if found is None:
         return None
     if postgres:

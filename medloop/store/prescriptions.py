@@ -30,6 +30,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain import versioning
+from medloop.domain._model import id_text
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
@@ -162,14 +163,15 @@ def append_prescription_versions(
     """The new prescriptions (each one's first version) in one insert, then every version in
     another (one statement per table, not per row: an M25.1 issues twenty at once)."""
     versions = tuple(versions)
+    pid = id_text(patient_id)
     batch.insert(
         conn,
         prescription,
         [
             {
-                "id": str(version.prescription_id),
-                "patient_id": str(patient_id),
-                "entry_id": str(version.prescription.entry_id),
+                "id": id_text(version.prescription_id),
+                "patient_id": pid,
+                "entry_id": id_text(version.prescription.entry_id),
                 "issued_at": version.at,
             }
             for version in versions
@@ -181,13 +183,13 @@ def append_prescription_versions(
         prescription_version,
         [
             {
-                "prescription_id": str(version.prescription_id),
+                "prescription_id": id_text(version.prescription_id),
                 "version": version.version,
                 "at": version.at,
                 "kind": version.kind.value,
                 "to_status": version.to_status.value,
                 "record": versioning.record(version, "diff", "prescription"),
-                "patient_id": str(patient_id),
+                "patient_id": pid,
             }
             for version in versions
         ],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from pydantic import ValidationError
@@ -497,3 +497,21 @@ def test_list_values_are_immutable() -> None:
 def test_an_entry_round_trips_through_json_with_its_dosage_and_drug() -> None:
     _, _, entry = add(empty_list(), dosage=EVENING)
     assert type(entry).model_validate_json(entry.model_dump_json()) == entry
+
+
+class _AnotherUuid(UUID):
+    """A UUID of another type: looked up by ``==``, the way every id was before issue #20."""
+
+
+def test_entries_are_found_by_their_ids_numbers_as_by_equal_ids():
+    medication_list, _, first = add(empty_list(), prescription_ids=(uuid4(),))
+    medication_list, _, second = add(medication_list, prescription_ids=(uuid4(), uuid4()))
+    for entry in (first, second):
+        assert medication_list.find(entry.id) is entry
+        assert medication_list.find(_AnotherUuid(str(entry.id))) is entry
+        for prescription_id in entry.prescription_ids:
+            assert medication_list.entry_backed_by(prescription_id) is entry
+            assert medication_list.entry_backed_by(_AnotherUuid(str(prescription_id))) is entry
+    unknown = uuid4()
+    assert medication_list.find(unknown) is None
+    assert medication_list.entry_backed_by(unknown) is None

@@ -164,3 +164,93 @@ def test_a_fresh_version_s_record_reuses_its_dump_whatever_was_diffed_before_in_
             found = record(version, "diff", snapshot)
             for change in _compound_changes(found):
                 assert change["after"] is found[snapshot][change["field"]], earlier
+
+
+# -- dumps with the recurring actors' and drugs' JSON made once per object (issue #20) ---------
+
+
+def _values() -> list[BaseModel]:
+    from medloop.domain.drug_reference import NonCatalogueItem
+
+    _, entry, prescription = prescribed()
+    changes = list(diff(None, prescription, TRACKED_FIELDS))
+    _, new_version = issue(entry, PATIENT_ID, request(), at=T0, by=DOCTOR)
+    system = new_version.model_copy(update={"author": None})  # an expiry: no author
+    no_prescriber = entry.model_copy(update={"prescriber": None, "instituted_by": None})
+    item = entry.model_copy(update={"drug": NonCatalogueItem(name="Tran"), "prescription_ids": ()})
+    return [entry, prescription, new_version, system, no_prescriber, item, *changes]
+
+
+def test_a_dump_with_shared_parts_is_the_models_own_dump_key_for_key():
+    for value in _values():
+        mine, own = versioning.dump(value), value.model_dump(mode="json")
+        assert mine == own
+        assert orjson.dumps(mine) == orjson.dumps(own)  # the same keys in the same order
+        leaving = frozenset({"diff"}) & frozenset(type(value).model_fields)
+        if leaving:
+            assert orjson.dumps(versioning.dump(value, leaving)) == orjson.dumps(
+                value.model_dump(mode="json", exclude=set(leaving))
+            )
+
+
+def test_a_version_record_with_shared_parts_is_the_versions_own_dump():
+    _, entry, _ = prescribed()
+    _, version = issue(entry, PATIENT_ID, request(), at=T0, by=DOCTOR)
+    got = record(version, "diff", "prescription")
+    assert orjson.dumps(got) == orjson.dumps(version.model_dump(mode="json"))
+
+
+def test_a_kept_dump_is_the_objects_own_and_an_equal_object_gets_its_own():
+    first = DOCTOR.model_copy()
+    second = DOCTOR.model_copy()
+    assert first == second and first is not second
+    kept = versioning.dumped(first)
+    assert kept == first.model_dump(mode="json")
+    assert versioning.dumped(first) is kept
+    assert versioning.dumped(second) is not kept
+    assert versioning.dumped(second) == kept
+
+
+def test_kept_dumps_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(versioning, "_DUMPED", {})
+    monkeypatch.setattr(versioning, "_DUMPED_KEPT", 3)
+    values = [DOCTOR.model_copy() for _ in range(10)]
+    for value in values:
+        assert versioning.dumped(value) == value.model_dump(mode="json")
+        assert len(versioning._DUMPED) <= 3
+
+
+def test_only_a_models_own_fields_can_be_shared() -> None:
+    with pytest.raises(ValueError, match="no fields"):
+        versioning.share_dumps(FieldChange, "nonexistent")
+
+
+def test_field_changes_share_one_fields_set_and_a_copy_gets_its_own() -> None:
+    _, _, prescription = prescribed()
+    changes = diff(None, prescription, TRACKED_FIELDS)
+    first, second = changes[0], changes[1]
+    assert first.model_fields_set is second.model_fields_set
+    assert first.model_fields_set == {"field", "before", "after"}
+    copied = first.model_copy(update={"after": "x"})
+    assert copied.model_fields_set is not first.model_fields_set
+    assert second.model_fields_set == {"field", "before", "after"}
+
+
+def test_an_ids_kept_text_is_its_own_and_the_kept_texts_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uuid import UUID, uuid4
+
+    from medloop.domain import _model
+
+    monkeypatch.setattr(_model, "_ID_TEXTS", {})
+    monkeypatch.setattr(_model, "_ID_TEXTS_KEPT", 3)
+    ids = [uuid4() for _ in range(10)]
+    for _ in range(2):
+        for value in ids:
+            assert _model.id_text(value) == str(value)
+            assert len(_model._ID_TEXTS) <= 3
+    same_number = UUID(str(ids[0]))
+    assert _model.id_text(same_number) == str(ids[0])
+    assert _model.id_text("not an id") == "not an id"
+    assert _model.id_text(None) == "None"

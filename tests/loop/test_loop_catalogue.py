@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from interactions.catalogue import Package
-from medloop.loop.catalogue import Catalogue
+from medloop.loop.catalogue import Catalogue, DrugOrder
+from medloop.loop.errors import UnknownDrug
+from tests.interactions.helpers import knowledge
 
 
 def _package(varenr: str, ean: str) -> Package:
@@ -80,3 +84,38 @@ def test_the_gtin_index_is_built_once_even_when_charting_threads_ask_at_once():
     assert len({id(index) for index in seen}) == 1
     assert seen[0] is catalogue.packages_by_gtin
     assert set(seen[0]) == {"7040000000035", "7040000000042"}
+
+
+# -- a drug resolved once per catalogue version (issue #20) -------------------------------------
+
+
+def _resolving(version: int) -> Catalogue:
+    return Catalogue(
+        version=version,
+        knowledge=knowledge(),
+        packages_by_varenr={},
+        substitution_groups=(),
+        product_validity={},
+    )
+
+
+def test_a_drug_is_resolved_once_per_order_and_equals_a_fresh_resolution():
+    catalogue = _resolving(3)
+    by_varenr, by_id = DrugOrder(varenr="100001"), DrugOrder(fest_id="PK_MAREVAN")
+    first = catalogue.resolve(by_varenr)
+    assert catalogue.resolve(DrugOrder(varenr="100001")) is first
+    assert first == catalogue._resolve(by_varenr)
+    assert first.catalogue_version == 3 and first.varenr == "100001"
+    # Another way of naming the same package is its own order (its varenr is not given).
+    assert catalogue.resolve(by_id) == catalogue._resolve(by_id)
+    assert catalogue.resolve(by_id).varenr is None
+    # Each version resolves for itself: the drug carries its version.
+    assert _resolving(4).resolve(by_varenr).catalogue_version == 4
+
+
+def test_an_order_the_catalogue_cannot_resolve_is_refused_every_time_and_not_kept():
+    catalogue = _resolving(1)
+    for _ in range(2):
+        with pytest.raises(UnknownDrug):
+            catalogue.resolve(DrugOrder(varenr="999999"))
+    assert catalogue._drugs == {}

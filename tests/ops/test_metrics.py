@@ -286,3 +286,15 @@ def test_serve_with_two_workers_and_no_metrics_folder_starts_and_answers_health(
         server.terminate()
         server.wait(timeout=20)
         log.close()
+
+
+def test_a_kept_counter_child_is_the_clients_own_and_counts_there():
+    from medloop.ops import metrics
+
+    before = metrics.COMMANDS.labels("kept-child-test", "ok")._value.get()
+    metrics.command_finished("kept-child-test", "ok")
+    metrics.command_finished("kept-child-test", "ok")
+    assert metrics._child(metrics.COMMANDS, "kept-child-test", "ok") is metrics.COMMANDS.labels(
+        "kept-child-test", "ok"
+    )
+    assert metrics.COMMANDS.labels("kept-child-test", "ok")._value.get() == before + 2

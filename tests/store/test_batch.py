@@ -297,3 +297,56 @@ def test_a_claimed_idempotency_key_replays_and_a_reused_one_is_refused(engine):
     assert again.response == {"n": 1}
     with pytest.raises(IdempotencyKeyReused):
         run("b" * 64)
+
+
+# -- a queued row's JSON values encoded once, for its digest and its insert (issue #20) ---------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)  # beyond 64 bits: the ordinary way
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(record=json_values, reason=st.none() | texts)
+def test_a_digest_over_the_sent_json_text_is_the_digest_over_the_value(record, reason):
+    from medloop.store import attestation
+
+    encoder = attestation._encoders("postgresql")["list_change"]
+    row = {
+        "patient_id": str(uuid.UUID(int=7)),
+        "list_version": 3,
+        "at": datetime(2026, 12, 5, 12, 0, tzinfo=UTC),
+        "author": record,
+        "reason": reason,
+    }
+    columns = batch._json_columns(attestation.metadata.tables["list_change"], tuple(row))
+    assert columns == {"author"}
+    sent = batch._encoded(row, columns)
+    if sent is None:  # orjson refuses the value: the row goes the ordinary way
+        with pytest.raises(TypeError):
+            batch.orjson.dumps(record, option=batch.orjson.OPT_NON_STR_KEYS)
+        return
+    assert sent["author"] == batch._dumps(record)  # what the ordinary insert sends
+    assert attestation._row_digest(encoder, row, texts=sent) == attestation._row_digest(
+        encoder, row
+    )
+
+
+def test_a_moment_written_out_again_is_the_same_text_and_another_gets_its_own():
+    from datetime import timedelta, timezone
+
+    from medloop.store import attestation
+
+    oslo = datetime(2026, 12, 5, 13, 0, 0, 5, tzinfo=timezone(timedelta(hours=1)))
+    utc = datetime(2026, 12, 5, 12, 0, 0, 5, tzinfo=UTC)
+    naive = datetime(2026, 12, 5, 12, 0, 0, 5)
+    for _ in range(2):
+        for moment in (oslo, utc, naive):
+            assert attestation._datetime_utc(moment) == "2026-12-05T12:00:00.000005Z"
+    assert attestation._datetime_utc(utc + timedelta(seconds=1)) == "2026-12-05T12:00:01.000005Z"
+    assert attestation._datetime_utc("not a moment") == "not a moment"
