@@ -251,7 +251,7 @@ class Settings:
                 access_log=env.get("MEDLOOP_ACCESS_LOG", "on").strip().lower() not in _OFF,
                 metrics_token=env.get("MEDLOOP_METRICS_TOKEN") or None,
                 verify_state_cache=env.get("MEDLOOP_VERIFY_STATE_CACHE") == "1",
-                trace_dir=_path(env.get("MEDLOOP_TRACE")),
+                trace_dir=_trace_dir(env.get("MEDLOOP_TRACE")),
             ),
             replicas=ReplicaSettings(
                 urls=tuple(
@@ -318,6 +318,17 @@ def forget() -> None:
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _trace_dir(value: str | None) -> Path | None:
+    """``MEDLOOP_TRACE``: a directory (made when the first serving process starts), never a
+    file; unset or empty is off."""
+    path = _path(value)
+    if path is not None and path.exists() and not path.is_dir():
+        raise InvalidSetting(
+            f"MEDLOOP_TRACE must name a directory to write traces into, not the file {value!r}"
+        )
+    return path
 
 
 def _eresept_xsd_dir() -> Path | None:

@@ -168,6 +168,30 @@ def test_an_unusable_subsystem_setting_names_its_variable(variable, value, messa
         Settings.from_env(environ={variable: value})
 
 
+def test_a_trace_setting_naming_a_file_is_refused_and_stops_a_command_with_exit_2(
+    monkeypatch, tmp_path, sqlite_url
+):
+    """MEDLOOP_TRACE names a directory the serving processes write into: a file there used to
+    end ``medloop serve`` in a traceback when the first worker tried to make it a directory."""
+    taken = tmp_path / "trace.json"
+    taken.write_text("{}")
+    with pytest.raises(InvalidSetting, match="MEDLOOP_TRACE must name a directory"):
+        Settings.from_env(environ={"MEDLOOP_TRACE": str(taken)})
+    # a directory, existing or not yet, is taken as it is
+    assert Settings.from_env(environ={"MEDLOOP_TRACE": str(tmp_path)}).ops.trace_dir == tmp_path
+    later = tmp_path / "later"
+    assert Settings.from_env(environ={"MEDLOOP_TRACE": str(later)}).ops.trace_dir == later
+
+    monkeypatch.setenv("MEDLOOP_TRACE", str(taken))
+    # every command reads the settings first (``serve`` among them; a command that returns is
+    # used here so that a regression fails rather than serves)
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", sqlite_url])
+
+    assert result.exit_code == 2
+    assert "MEDLOOP_TRACE must name a directory" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_the_process_reads_its_settings_once_and_the_cli_installs_its_own(monkeypatch):
     from medloop import settings as process
 
