@@ -4,6 +4,7 @@ stands in for: the same requests to both must leave the same rows behind
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,3 +58,19 @@ def table_rows(
             ]
             found[table] = sorted(rows, key=repr)
     return found
+
+
+COMMAND_ID = re.compile(r"\b[0-9a-f]{32}\b")
+"""A command's random id as it appears inside stored text (its hex form)."""
+
+
+def masked(value: Any) -> Any:
+    """``value`` with every command id in its strings put as ``<command>`` (dicts and lists
+    walked): what two runs of the same requests differ in inside JSON values."""
+    if isinstance(value, str):
+        return COMMAND_ID.sub("<command>", value)
+    if isinstance(value, dict):
+        return {key: masked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked(item) for item in value]
+    return value

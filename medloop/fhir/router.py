@@ -108,10 +108,7 @@ class _LeanRead:
 
     @classmethod
     def of(cls, route: APIRoute) -> _LeanRead | None:
-        # The dependant FastAPI's own handler is built from (an included route's context may
-        # add the including router's dependencies): fastapi.routing.APIRoute.get_route_handler.
-        context = _effective_route_context.get() if _effective_route_context else None
-        found: Any = context if context is not None and context.original_route is route else route
+        found = _handler_route(route)
         dependant = found.dependant
         dependencies = dependant.dependencies
         paths = dependant.path_params
@@ -203,8 +200,7 @@ class _LeanCreate:
 
     @classmethod
     def of(cls, route: APIRoute) -> _LeanCreate | None:
-        context = _effective_route_context.get() if _effective_route_context else None
-        found: Any = context if context is not None and context.original_route is route else route
+        found = _handler_route(route)
         dependant = found.dependant
         if (
             route.methods != {"POST"}
@@ -356,6 +352,14 @@ def _answers_with_response(endpoint: Callable[..., Any]) -> bool:
 
 
 _effective_route_context = getattr(fastapi_routing, "_effective_route_context_var", None)
+
+
+def _handler_route(route: APIRoute) -> Any:
+    """What FastAPI's own handler for ``route`` is built from (its dependant, body field and
+    overrides provider): an included route's context, which may add the including router's
+    dependencies, else the route (fastapi.routing.APIRoute.get_route_handler)."""
+    context = _effective_route_context.get() if _effective_route_context else None
+    return context if context is not None and context.original_route is route else route
 
 
 def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:

@@ -7,7 +7,6 @@ hands to the generic path."""
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from datetime import timedelta
 
@@ -32,6 +31,7 @@ from tests.loop.helpers import (
     SIMVASTATIN_28,
     demo_world,
 )
+from tests.twins import masked as _masked
 from tests.twins import table_rows, twin_database
 
 
@@ -70,17 +70,6 @@ VOLATILE = frozenset({"command_id", "occurred_at", "created_at", "prev_hash", "h
 """Columns that differ between any two runs of the same requests: a command's random id, the
 wall-clock moments of the audit log and the idempotency keys, and the audit chain's hashes
 over them."""
-_COMMAND_ID = re.compile(r"\b[0-9a-f]{32}\b")
-
-
-def _masked(value):
-    if isinstance(value, str):
-        return _COMMAND_ID.sub("<command>", value)
-    if isinstance(value, dict):
-        return {key: _masked(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
 
 
 def _expired() -> str:

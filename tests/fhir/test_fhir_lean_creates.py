@@ -10,7 +10,6 @@ FastAPI's handler). Each test runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -34,22 +33,12 @@ from tests.fhir.helpers import (
     pharmacist_token,
 )
 from tests.loop.helpers import ATORVASTATIN, KLARITROMYCIN
+from tests.twins import masked as _masked
 from tests.twins import table_rows, twin_database
 
 VOLATILE = frozenset({"command_id", "occurred_at", "created_at", "prev_hash", "hash"})
 """Columns two runs of the same requests differ in: commands' random ids, wall-clock moments
 and the audit chain's hashes over them."""
-_COMMAND_ID = re.compile(r"\b[0-9a-f]{32}\b")
-
-
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return _COMMAND_ID.sub("<command>", value)
-    if isinstance(value, dict):
-        return {key: _masked(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_masked(item) for item in value]
-    return value
 
 
 class _Ticking:
