@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib.util
 import os
 import pickle
 import re
@@ -255,7 +256,9 @@ class Floor:
         self.pool = asyncio.Queue()
         for _ in range(self.pool_size):
             conn = await psycopg.AsyncConnection.connect(
-                self.database_url, application_name=APPLICATION_NAME
+                self.database_url,
+                application_name=APPLICATION_NAME,
+                cursor_factory=_medloop_cursor(),
             )
             self.connections.append(conn)
             self.pool.put_nowait(conn)
@@ -368,10 +371,10 @@ class Floor:
     async def _replay(
         self, step: Step, values: Substitution, patient: _Patient, fingerprint=None
     ) -> dict[str, Any] | None:
-        """The step's round trips in one transaction, as medloop sends them: BEGIN (psycopg's,
-        before the first statement), the recorded trips, and COMMIT on its own unless a trip
-        carried it (an audited read's audit record and COMMIT go together); ``None`` when the
-        patient's revision is not the one this worker knows."""
+        """The step's round trips in one transaction, as medloop sends them: BEGIN (written
+        with the first statement, by medloop's own cursor), the recorded trips, and COMMIT on
+        its own unless a trip carried it (an audited read's audit record and COMMIT go
+        together); ``None`` when the patient's revision is not the one this worker knows."""
         assert self.pool is not None
         conn = await self.pool.get()
         try:
@@ -436,6 +439,24 @@ class Floor:
 
 class _Stale(Exception):
     pass
+
+
+def _medloop_cursor() -> type[psycopg.AsyncCursor]:
+    """The cursor medloop's engine uses (``medloop/store/postgres.py``: a transaction's
+    ``BEGIN`` written with its first statement), loaded from its file: the floor begins its
+    transactions exactly as medloop does, and imports nothing else of medloop."""
+    found = sys.modules.get(_CURSOR_MODULE)
+    if found is None:
+        path = BENCH.parent / "medloop" / "store" / "postgres.py"
+        spec = importlib.util.spec_from_file_location(_CURSOR_MODULE, path)
+        assert spec is not None and spec.loader is not None
+        found = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(found)
+        sys.modules[_CURSOR_MODULE] = found
+    return found.AsyncCursor
+
+
+_CURSOR_MODULE = "floor_medloop_postgres"
 
 
 def _text(status: int, text: str) -> tuple[int, list[tuple[str, str]], bytes]:
