@@ -1,24 +1,28 @@
-"""Benchmark: a transaction's BEGIN alone vs written with its first statement (issues #18, #20).
+"""Benchmark: a transaction's round trips as the store sends them, main vs this tree (issues
+#18, #20).
 
 The two transaction shapes the store sends, through the store's own code (``store.batch`` on an
-engine from ``store.db.make_engine``):
+engine from ``store.db.make_engine``) of the tree that runs it:
 
 * ``read`` — an audited read: the row by its key (prepared, the transaction's first statement),
   then the audit record's insert with the COMMIT in one pipeline.
 * ``command`` — a command: the row ``FOR UPDATE`` (first statement), an update, four appends
   queued, the record's insert and the COMMIT in one pipeline.
 
-Two engines on one database, one connection each: ``begin-alone`` (psycopg's own cursor, as
-main sends ``BEGIN`` in a round trip of its own) and ``with-first`` (``store.postgres.Cursor``).
-``--blocks`` blocks of ``--transactions`` transactions per engine, alternating; per block the
-wall time, this process's CPU and the backend's CPU (``/proc/<pid>/stat``, clock ticks) per
-transaction. Prints JSON with every block and the medians and their ratios.
+``--base DIR``: two worker processes on one scratch database, one importing medloop from
+``DIR`` (e.g. a ``git archive`` of main) and one from this tree, one connection each;
+``--blocks`` blocks of ``--transactions`` transactions per tree, alternating (the order flips
+every block); per block the wall time, the worker's CPU and its backend's CPU
+(``/proc/<pid>/stat``, clock ticks) per transaction. Prints JSON with every block, the medians
+and the ratios this tree / base.
 
-``--only ENGINE`` runs one engine's transactions and nothing else (after set-up), for
-``strace -c``: run it with ``--transactions 0`` and ``N`` and take the difference over N.
+``--only``: run ``--transactions`` of each shape in this process and nothing else (after
+set-up), with the medloop ``PYTHONPATH`` names (this tree's without it), for ``strace -c``:
+run it with ``--transactions 0`` and ``N`` and take the difference over N.
 
 Run: ``MEDLOOP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
-python bench/begin.py --transactions 500 --blocks 5`` (a scratch database is made and dropped).
+python bench/begin.py --base /tmp/main --transactions 500 --blocks 6`` (a scratch database is
+made and dropped).
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import (
     Column,
     Integer,
@@ -41,7 +46,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     create_engine,
-    event,
     insert,
     select,
     text,
@@ -49,7 +53,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+TREE = Path(__file__).resolve().parents[1]
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(TREE))
 from medloop.store import batch  # noqa: E402
 from medloop.store.db import make_engine, normalise_url, writer  # noqa: E402
 
@@ -96,17 +102,6 @@ def command(engine) -> None:
 SHAPES = {"read": audited_read, "command": command}
 
 
-def _engine(url: str, begin_alone: bool):
-    engine = make_engine(url)  # used by one thread: one pooled connection, one backend
-    if begin_alone:
-
-        @event.listens_for(engine, "connect")
-        def _psycopg_cursor(dbapi_connection, _record) -> None:
-            dbapi_connection.cursor_factory = psycopg.Cursor
-
-    return engine
-
-
 def _backend_pid(engine) -> int:
     with engine.connect() as conn:
         return conn.connection.driver_connection.info.backend_pid
@@ -135,65 +130,112 @@ def _block(engine, shape, n: int, backend: int) -> dict[str, float]:
     }
 
 
+def _warm(engine, shapes) -> None:
+    for shape in shapes:  # statements prepared, caches filled
+        for _ in range(20):
+            SHAPES[shape](engine)
+
+
+def worker(url: str) -> None:
+    """Run blocks asked for on stdin (``shape n``), one JSON line each on stdout."""
+    engine = make_engine(url)  # used by one thread: one pooled connection, one backend
+    backend = _backend_pid(engine)
+    _warm(engine, SHAPES)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        shape, n = line.split()
+        print(json.dumps(_block(engine, shape, int(n), backend)), flush=True)
+    engine.dispose()
+
+
+def _start_worker(url: str, tree: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": tree}
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--worker", url],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),  # not a source tree: PYTHONPATH decides which medloop
+    )
+    assert process.stdout is not None
+    assert json.loads(process.stdout.readline()) == {"ready": True}
+    return process
+
+
+def _ask(process: subprocess.Popen, shape: str, n: int) -> dict[str, float]:
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(f"{shape} {n}\n")
+    process.stdin.flush()
+    return json.loads(process.stdout.readline())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--transactions", type=int, default=500, help="per block")
-    p.add_argument("--blocks", type=int, default=5, help="per engine and shape")
+    p.add_argument("--blocks", type=int, default=6, help="per tree and shape")
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    p.add_argument("--only", choices=["begin-alone", "with-first"], help="for strace -c")
+    p.add_argument("--base", help="the base tree (its medloop is imported)")
+    p.add_argument("--only", action="store_true", help="for strace -c")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.worker:
+        worker(a.worker)
+        return
+    if not (a.base or a.only):
+        p.error("--base DIR or --only")
     server = os.environ["MEDLOOP_TEST_POSTGRES_URL"]
     admin = create_engine(normalise_url(server), isolation_level="AUTOCOMMIT")
     name = f"bench_begin_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(normalise_url(server)).set(database=name).render_as_string(False)
-    engines = {}
+    workers: dict[str, subprocess.Popen] = {}
     try:
         setup = create_engine(url)
         metadata.create_all(setup)
         with setup.begin() as conn:
             conn.execute(insert(rows), {"id": 1, "revision": 0, "note": "the row"})
         setup.dispose()
-        kinds = [a.only] if a.only else ["begin-alone", "with-first"]
-        engines = {k: _engine(url, k == "begin-alone") for k in kinds}
-        backends = {k: _backend_pid(e) for k, e in engines.items()}
-        for shape in a.shapes:  # warm: statements prepared, caches filled
-            for engine in engines.values():
-                for _ in range(20):
-                    SHAPES[shape](engine)
         if a.only:
+            engine = make_engine(url)
+            _warm(engine, a.shapes)
             for shape in a.shapes:
                 for _ in range(a.transactions):
-                    SHAPES[shape](engines[a.only])
+                    SHAPES[shape](engine)
+            engine.dispose()
             return
+        workers = {"base": _start_worker(url, a.base), "branch": _start_worker(url, str(TREE))}
         out = {
             "started": time.strftime("%H:%M:%S", time.gmtime()),
-            "load_before": os.getloadavg()[0],
+            "load_before": os.getloadavg(),
+            "base": a.base,
             "transactions_per_block": a.transactions,
             "shapes": {},
         }
+        kinds = ["base", "branch"]
         for shape in a.shapes:
-            blocks = {k: [] for k in kinds}
+            blocks: dict[str, list] = {k: [] for k in kinds}
             for b in range(a.blocks):
-                order = kinds if b % 2 == 0 else kinds[::-1]
-                for k in order:
-                    blocks[k].append(_block(engines[k], shape, a.transactions, backends[k]))
+                for k in kinds if b % 2 == 0 else kinds[::-1]:
+                    blocks[k].append(_ask(workers[k], shape, a.transactions))
             medians = {
                 k: {m: statistics.median(x[m] for x in blocks[k]) for m in blocks[k][0]}
                 for k in kinds
             }
             ratios = {
-                m: round(medians["with-first"][m] / medians["begin-alone"][m], 3)
-                for m in medians["begin-alone"]
-                if medians["begin-alone"][m]
+                m: round(medians["branch"][m] / medians["base"][m], 3)
+                for m in medians["base"]
+                if medians["base"][m]
             }
             out["shapes"][shape] = {"blocks": blocks, "medians": medians, "ratios": ratios}
-        out["load_after"] = os.getloadavg()[0]
+        out["load_after"] = os.getloadavg()
         print(json.dumps(out, indent=1))
     finally:
-        for engine in engines.values():
-            engine.dispose()
+        for process in workers.values():
+            if process.stdin is not None:
+                process.stdin.close()
+            process.wait(timeout=60)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()

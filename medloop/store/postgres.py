@@ -1,5 +1,6 @@
 """psycopg cursors that send a transaction's ``BEGIN`` in its first statement's round trip,
-in one write.
+in one write; and :func:`execute_at_once`, several statements (and the ``COMMIT``) in one round
+trip written in one send, for ``store.batch``.
 
 psycopg (not in autocommit) begins a transaction when the first statement of one is executed:
 it sends ``BEGIN`` alone and waits for its answer, then sends the statement. These cursors
@@ -20,6 +21,11 @@ the cache updated by its results, a statement that failed to prepare not cached)
 psycopg would send with the simple query protocol (no parameters, text results, not prepared:
 it may hold several statements) still goes psycopg's way, after ``BEGIN`` alone; so does any
 statement in autocommit, inside a transaction already begun or inside psycopg's pipeline.
+
+:func:`execute_at_once` does for several statements what ``with conn.pipeline():`` around
+their ``execute`` calls does (the same messages: each statement prepared through psycopg's cache,
+the ``COMMIT`` behind them, one Sync), with ``BEGIN`` in front when the transaction has not
+begun yet, in one send and one wait where psycopg's pipeline spends one of each per message.
 
 This module imports nothing of medloop: ``bench/floor.py``'s server loads it from its file so
 that the floor sends its ``BEGIN`` exactly as medloop does. It drives psycopg below its public
@@ -86,43 +92,149 @@ class _BeginWithFirstStatement:
             return
 
         self._query = pgq
-        pgconn.enter_pipeline_mode()
-        try:
-            pgconn.send_query_params(conn._get_tx_start_command(), None, result_format=_TEXT)
-            if prep is Prepare.SHOULD:
-                pgconn.send_prepare(name, pgq.query, param_types=pgq.types)
-            if prep is Prepare.NO:
-                pgconn.send_query_params(
-                    pgq.query,
-                    pgq.params,
-                    param_formats=pgq.formats,
-                    param_types=pgq.types,
-                    result_format=fmt,
-                )
-            else:
-                pgconn.send_query_prepared(
-                    name, pgq.params, param_formats=pgq.formats, result_format=fmt
-                )
-            pgconn.pipeline_sync()  # queues the Sync and writes everything queued
-            yield from send(pgconn)  # what the socket did not take at once, if anything
-            began = yield from fetch_many(pgconn)
-            parsed = (yield from fetch_many(pgconn)) if prep is Prepare.SHOULD else None
-            results = yield from fetch_many(pgconn)
-            yield from fetch_many(pgconn)  # the Sync's answer: the transaction's status
-        finally:
-            _leave_pipeline_mode(pgconn)
-
-        _check_command(pgconn, began, "BEGIN")
-        if parsed is not None:
-            # Not prepared: not cached either (psycopg raises before it caches).
-            _check_command(pgconn, parsed, "PREPARE")
-        key = conn._prepared.maybe_add_to_cache(pgq, prep, name)
-        if key is not None:
-            conn._prepared.validate(key, prep, name, results)
-        self._check_results(results)
-        self._set_results(results)
-        self._last_query = query
+        yield from _round_trip_gen(self, [(query, pgq, prep, name, fmt)], begin=True)
         yield from conn._prepared.maintain_gen(conn)
+
+
+def execute_at_once(cursor: psycopg.Cursor, statements, *, commit: bool = False) -> None:
+    """Execute ``statements`` (``(query, [params, ...])`` each, every row prepared, as
+    ``Cursor.executemany`` prepares them) on ``cursor`` in one round trip written in one send:
+    after ``BEGIN`` when the connection is in no transaction yet (and not in autocommit), and
+    followed by ``COMMIT`` when ``commit``. The last statement's result is the cursor's. What
+    ``with conn.pipeline()`` around ``execute`` calls sends, with one wait and one send for
+    the whole instead of one per message. The first statement that fails raises its error
+    (those after it are not run); the transaction is then aborted, as it would be."""
+    conn = cursor._conn
+    with conn.lock:
+        conn.wait(_at_once_gen(cursor, statements, commit))
+
+
+async def execute_at_once_async(
+    cursor: psycopg.AsyncCursor, statements, *, commit: bool = False
+) -> None:
+    """``execute_at_once`` on an async cursor."""
+    conn = cursor._conn
+    async with conn.lock:
+        await conn.wait(_at_once_gen(cursor, statements, commit))
+
+
+def _at_once_gen(cursor, statements, commit: bool):
+    conn = cursor._conn
+    pgconn = cursor._pgconn
+    if conn._pipeline is not None or pgconn.pipeline_status != _PIPELINE_OFF:
+        raise e.ProgrammingError("execute_at_once cannot run inside a pipeline")
+    if cursor.closed:
+        raise e.InterfaceError("the cursor is closed")
+    conn._check_connection_ok()
+    cursor._reset()
+    begin = not conn._autocommit and pgconn.transaction_status == _IDLE
+    yield from _round_trip_gen(cursor, _rows(cursor, statements), begin=begin, commit=commit)
+    yield from conn._prepared.maintain_gen(conn)
+
+
+def _rows(cursor, statements):
+    """Each row of ``statements`` as ``_round_trip_gen`` queues it, dumped when the row
+    before it has been queued (as ``Cursor.executemany`` dumps them: one query object per
+    statement, and the prepared-statement cache asked once the row before is in it)."""
+    prepared = cursor._conn._prepared
+    for query, rows in statements:
+        if cursor._last_query is not query:
+            cursor._last_query = None
+            cursor._tx = adapt.Transformer(cursor)
+        pgq = None
+        for params in rows:
+            if pgq is None:
+                pgq = cursor._convert_query(query, params)
+            else:
+                pgq.dump(params)
+            prep, name = prepared.get(pgq, True)
+            yield query, pgq, prep, name, cursor.format
+        cursor._last_query = query
+
+
+def _round_trip_gen(cursor, queued, *, begin: bool, commit: bool = False):
+    """Send ``BEGIN`` (if ``begin``), the ``queued`` statements ``(query, pgq, prep, name,
+    format)``, ``COMMIT`` (if ``commit``) and one Sync in libpq's pipeline mode, which writes
+    them in one send; read every answer; keep psycopg's prepared-statement cache as its own
+    pipeline keeps it; set the last statement's result on ``cursor`` or raise the first
+    error."""
+    conn = cursor._conn
+    pgconn = cursor._pgconn
+    prepared = conn._prepared
+    sent = []  # (pgq, prep, name, cache key) per statement sent
+    answers = []  # (parsed, results) per statement sent
+    began = committed = None
+    unsent: Exception | None = None  # a row psycopg could not convert
+    pgconn.enter_pipeline_mode()
+    try:
+        try:
+            if begin:
+                pgconn.send_query_params(conn._get_tx_start_command(), None, result_format=_TEXT)
+            for _query, pgq, prep, name, fmt in queued:
+                if prep is Prepare.SHOULD:
+                    pgconn.send_prepare(name, pgq.query, param_types=pgq.types)
+                if prep is Prepare.NO:
+                    pgconn.send_query_params(
+                        pgq.query,
+                        pgq.params,
+                        param_formats=pgq.formats,
+                        param_types=pgq.types,
+                        result_format=fmt,
+                    )
+                else:
+                    pgconn.send_query_prepared(
+                        name, pgq.params, param_formats=pgq.formats, result_format=fmt
+                    )
+                # Cached when queued, as psycopg's pipeline does: the same statement queued
+                # again in this trip is bound to this one, not prepared twice.
+                sent.append((pgq, prep, name, prepared.maybe_add_to_cache(pgq, prep, name)))
+            if commit:
+                pgconn.send_query_params(b"COMMIT", None, result_format=_TEXT)
+        except Exception as error:  # a row ``_rows`` could not convert or dump
+            if pgconn.status == _BAD:
+                raise
+            # What was queued before it goes with the Sync and is read back (as psycopg's
+            # pipeline does on leaving its block with an error); in a transaction it stays
+            # uncommitted, and the caller rolls it back.
+            unsent = error
+        pgconn.pipeline_sync()  # queues the Sync and writes everything queued
+        yield from send(pgconn)  # what the socket did not take at once, if anything
+        if begin:
+            began = yield from fetch_many(pgconn)
+        for _pgq, prep, _name, _key in sent:
+            parsed = (yield from fetch_many(pgconn)) if prep is Prepare.SHOULD else None
+            answers.append((parsed, (yield from fetch_many(pgconn))))
+        if commit and unsent is None:
+            committed = yield from fetch_many(pgconn)
+        yield from fetch_many(pgconn)  # the Sync's answer: the transaction's status
+    finally:
+        _leave_pipeline_mode(pgconn)
+
+    for (pgq, prep, name, key), (parsed, results) in zip(sent, answers, strict=True):
+        if parsed is not None and not _ok(parsed):
+            # Not prepared, so not cached (psycopg's own execute raises before it caches).
+            if prepared._names.get(prepared.key(pgq)) == name:
+                del prepared._names[prepared.key(pgq)]
+        elif key is not None:
+            prepared.validate(key, prep, name, results)
+    if began is not None:
+        _check_command(pgconn, began, "BEGIN")
+    for parsed, results in answers:
+        if parsed is not None:
+            _check_command(pgconn, parsed, "PREPARE")
+        if results and results[0].status == _FATAL_ERROR:
+            cursor._check_results(results)
+    if unsent is not None:
+        raise unsent
+    if committed is not None:
+        _check_command(pgconn, committed, "COMMIT")
+    if answers:
+        cursor._check_results(answers[-1][1])
+        cursor._set_results(answers[-1][1])
+
+
+def _ok(results: list) -> bool:
+    return bool(results) and results[0].status == _COMMAND_OK
 
 
 def _leave_pipeline_mode(pgconn: Any) -> None:

@@ -178,3 +178,65 @@ def test_a_statement_psycopg_cannot_convert_sends_nothing(pg_engine):
         # Refused before anything went out: not even the BEGIN.
         assert driver.info.transaction_status == TransactionStatus.IDLE
         assert driver.pgconn.pipeline_status == PipelineStatus.OFF
+
+
+def test_statements_at_once_go_with_begin_and_commit_in_one_round_trip(pg_engine):
+    with round_trips(pg_engine) as trips, pg_engine.connect() as conn:
+        cursor = _driver(conn).cursor()
+        postgres.execute_at_once(
+            cursor,
+            [
+                ("INSERT INTO scratch VALUES (%(id)s, %(n)s)", [{"id": 2, "n": "b"}]),
+                ("INSERT INTO scratch VALUES (%(id)s, %(n)s)", [{"id": 3, "n": "c"}]),
+                ("SELECT count(*) FROM scratch WHERE id > %(id)s", [{"id": 0}]),
+            ],
+            commit=True,
+        )
+        assert cursor.fetchone() == (3,)  # the last statement's result is the cursor's
+        assert _driver(conn).info.transaction_status == TransactionStatus.IDLE
+    assert trips == [["BEGIN", "INSERT", "INSERT", "SELECT", "COMMIT"]]
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM scratch")).scalar_one() == 3
+
+
+def test_the_rows_of_a_statement_at_once_prepare_it_once(pg_engine):
+    sql = "INSERT INTO scratch VALUES (%(id)s, %(n)s)"
+    with pg_engine.begin() as conn:
+        rows = [{"id": i, "n": str(i)} for i in range(2, 6)]
+        postgres.execute_at_once(_driver(conn).cursor(), [(sql, rows)])
+    assert _prepared_count(pg_engine, "INSERT INTO scratch VALUES ($1, $2)") == 1
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM scratch")).scalar_one() == 5
+
+
+def test_a_failing_statement_at_once_stops_the_rest_and_the_commit(pg_engine):
+    insert = "INSERT INTO scratch VALUES (%(id)s, %(n)s)"
+    with pg_engine.connect() as conn:
+        driver = _driver(conn)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            postgres.execute_at_once(
+                driver.cursor(),
+                [(insert, [{"id": 2, "n": "b"}]), (insert, [{"id": 1, "n": "dup"}, {"id": 3}])],
+                commit=True,
+            )
+        assert driver.info.transaction_status == TransactionStatus.INERROR
+        assert driver.pgconn.pipeline_status == PipelineStatus.OFF
+        driver.rollback()
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM scratch")).scalars().all() == [1]
+
+
+def test_a_row_psycopg_cannot_convert_at_once_leaves_the_transaction_to_roll_back(pg_engine):
+    insert = "INSERT INTO scratch VALUES (%(id)s, %(n)s)"
+    with pg_engine.connect() as conn:
+        driver = _driver(conn)
+        with pytest.raises(psycopg.ProgrammingError):
+            postgres.execute_at_once(
+                driver.cursor(), [(insert, [{"id": 2, "n": "b"}, {"id": 3}])], commit=True
+            )
+        # The COMMIT was never sent: the row before the bad one is in the open transaction.
+        assert driver.info.transaction_status == TransactionStatus.INTRANS
+        assert driver.pgconn.pipeline_status == PipelineStatus.OFF
+        driver.rollback()
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM scratch")).scalars().all() == [1]
