@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib.util
 import os
 import pickle
 import re
@@ -255,7 +256,9 @@ class Floor:
         self.pool = asyncio.Queue()
         for _ in range(self.pool_size):
             conn = await psycopg.AsyncConnection.connect(
-                self.database_url, application_name=APPLICATION_NAME
+                self.database_url,
+                application_name=APPLICATION_NAME,
+                cursor_factory=_medloop_cursor(),
             )
             self.connections.append(conn)
             self.pool.put_nowait(conn)
@@ -368,10 +371,10 @@ class Floor:
     async def _replay(
         self, step: Step, values: Substitution, patient: _Patient, fingerprint=None
     ) -> dict[str, Any] | None:
-        """The step's round trips in one transaction, as medloop sends them: BEGIN (psycopg's,
-        before the first statement), the recorded trips, and COMMIT on its own unless a trip
-        carried it (an audited read's audit record and COMMIT go together); ``None`` when the
-        patient's revision is not the one this worker knows."""
+        """The step's round trips in one transaction, as medloop sends them: BEGIN (written
+        with the first statement, by medloop's own cursor), the recorded trips, and COMMIT on
+        its own unless a trip carried it (an audited read's audit record and COMMIT go
+        together); ``None`` when the patient's revision is not the one this worker knows."""
         assert self.pool is not None
         conn = await self.pool.get()
         try:
@@ -379,15 +382,22 @@ class Floor:
             try:
                 async with conn.cursor(row_factory=dict_row) as cursor:
                     for trip in step.trips:
-                        if len(trip) == 1:
+                        if len(trip) == 1 and not trip[0].many:
                             last = await self._execute(cursor, trip[0], values, fingerprint)
                             if last is not None and not self._current(patient, last, values):
                                 raise _Stale
                             continue
-                        async with conn.pipeline():
-                            for statement in trip:
-                                await self._execute(cursor, statement, values, fingerprint, False)
-                        last = await cursor.fetchone()
+                        # Several statements: one round trip written at once, as medloop
+                        # sends it (its own function, with the COMMIT behind the row's).
+                        commit = trip[-1].sql == "COMMIT"
+                        statements = [
+                            (s.sql, self._rows(s, values, fingerprint))
+                            for s in (trip[:-1] if commit else trip)
+                        ]
+                        await _medloop_postgres().execute_at_once_async(
+                            cursor, statements, commit=commit
+                        )
+                        last = await cursor.fetchone() if cursor.description else None
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     await conn.commit()
             except BaseException:
@@ -399,21 +409,24 @@ class Floor:
         finally:
             self.pool.put_nowait(conn)
 
-    async def _execute(self, cursor, statement, values, fingerprint, fetch=True):
-        if statement.sql == "COMMIT":
-            # On a cursor of its own, as medloop sends it: the trip's row stays the cursor's.
-            await cursor.connection.execute("COMMIT")
-            return None
-        params = values.value(statement.params)
-        if fingerprint is not None and isinstance(params, dict) and "fingerprint" in params:
-            params["fingerprint"] = fingerprint.hexdigest()
+    async def _execute(self, cursor, statement, values, fingerprint):
+        params = self._rows(statement, values, fingerprint)
         if statement.many:
             await cursor.executemany(statement.sql, params)
             return None
-        await cursor.execute(statement.sql, params, prepare=statement.prepare)
-        if not fetch or cursor.description is None:
+        await cursor.execute(statement.sql, params[0], prepare=statement.prepare)
+        if cursor.description is None:
             return None
         return await cursor.fetchone()
+
+    def _rows(self, statement, values, fingerprint) -> list[Any]:
+        """The statement's rows of parameters with the request's values put in."""
+        rows = values.value(statement.params if statement.many else [statement.params])
+        if fingerprint is not None:
+            for params in rows:
+                if isinstance(params, dict) and "fingerprint" in params:
+                    params["fingerprint"] = fingerprint.hexdigest()
+        return rows
 
     def _current(self, patient: _Patient, row: dict[str, Any], values: Substitution) -> bool:
         """Whether the patient's revision (read with its first statement) is the one this
@@ -438,6 +451,30 @@ class _Stale(Exception):
     pass
 
 
+def _medloop_cursor() -> type[psycopg.AsyncCursor]:
+    """The cursor medloop's engine uses (a transaction's ``BEGIN`` written with its first
+    statement)."""
+    return _medloop_postgres().AsyncCursor
+
+
+def _medloop_postgres():
+    """``medloop/store/postgres.py`` (the cursor medloop's engine uses, and the round trip
+    written at once that its queued statements go in), loaded from its file: the floor talks to
+    PostgreSQL exactly as medloop does, and imports nothing else of medloop."""
+    found = sys.modules.get(_CURSOR_MODULE)
+    if found is None:
+        path = BENCH.parent / "medloop" / "store" / "postgres.py"
+        spec = importlib.util.spec_from_file_location(_CURSOR_MODULE, path)
+        assert spec is not None and spec.loader is not None
+        found = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(found)
+        sys.modules[_CURSOR_MODULE] = found
+    return found
+
+
+_CURSOR_MODULE = "floor_medloop_postgres"
+
+
 def _text(status: int, text: str) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, [("content-type", "text/plain; charset=utf-8")], text.encode()
 
@@ -458,8 +495,11 @@ def app_factory() -> Floor:
 def recorded_statements() -> Iterator[list[list[Statement]]]:
     """Every statement psycopg sends while the block runs, grouped by round trip (the
     statements of one pipeline together, any other statement alone)."""
+    from medloop.store import postgres as medloop_postgres  # noqa: PLC0415 (bench side)
+
     trips: list[list[Statement]] = []
     state = {"pipeline": 0}
+    at_once = medloop_postgres.execute_at_once
     cursor_execute = psycopg.Cursor.execute
     cursor_executemany = psycopg.Cursor.executemany
     connection_pipeline = psycopg.Connection.pipeline
@@ -491,15 +531,30 @@ def recorded_statements() -> Iterator[list[list[Statement]]]:
             state["pipeline"] -= 1
             state["open"] = False
 
+    def execute_at_once(cursor, statements, *, commit=False):
+        statements = [(sql, list(rows)) for sql, rows in statements]
+        trip = [
+            Statement(many, str(sql), _recordable(rows if many else rows[0]), True)
+            for sql, rows in statements
+            for many in [len(rows) > 1]
+        ]
+        if commit:
+            trip.append(Statement(False, "COMMIT", None, None))
+        trips.append(trip)
+        state["open"] = False
+        return at_once(cursor, statements, commit=commit)
+
     psycopg.Cursor.execute = execute  # type: ignore[method-assign]
     psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
     psycopg.Connection.pipeline = pipeline  # type: ignore[method-assign]
+    medloop_postgres.execute_at_once = execute_at_once
     try:
         yield trips
     finally:
         psycopg.Cursor.execute = cursor_execute  # type: ignore[method-assign]
         psycopg.Cursor.executemany = cursor_executemany  # type: ignore[method-assign]
         psycopg.Connection.pipeline = connection_pipeline  # type: ignore[method-assign]
+        medloop_postgres.execute_at_once = at_once
 
 
 def _recordable(params: Any) -> Any:

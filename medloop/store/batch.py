@@ -3,10 +3,10 @@
 A command appends rows to several tables (the list change, its entry versions, the
 prescription and its version, alerts, the idempotency record) and ends with its audit record.
 None of those statements returns anything the command needs except the audit record's chain
-position, so inside :func:`batched` they are queued and sent together, in order, through
-psycopg's pipeline mode, with the last statement of the batch (the audit record's insert) the
-only one whose result is read: one round trip instead of one per statement, and no per-statement
-SQLAlchemy execution overhead.
+position, so inside :func:`batched` they are queued and sent together, in order, in libpq's
+pipeline mode (``postgres.execute_at_once``: one send, one wait), with the last statement of
+the batch (the audit record's insert) the only one whose result is read: one round trip instead
+of one per statement, and no per-statement SQLAlchemy execution overhead.
 
 The order of statements is kept: any other statement that runs through SQLAlchemy on the same
 connection while rows are queued first sends the queue (an engine event, :func:`install`), so a
@@ -34,7 +34,7 @@ from sqlalchemy import JSON, ClauseElement, Connection, Engine, Table, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, NoResultFound
 
-from medloop.store import attestation
+from medloop.store import attestation, postgres
 from medloop.store.transaction import (
     WriteOnReadConnection,
     existing_transaction_memo,
@@ -207,24 +207,17 @@ def _send(
     driver = conn.connection.driver_connection
     sql = ""
     try:
-        cursor, plain = _cursors(conn, driver)
+        cursor = _cursor(conn, driver)
         if not statements and last is not None and not commit:
             sql = last[0]  # one statement: no pipeline needed
             cursor.execute(sql, last[1], prepare=True)
             return cursor.fetchone()
-        with driver.pipeline():
-            for sql, rows in statements:
-                if len(rows) == 1:
-                    cursor.execute(sql, rows[0], prepare=True)
-                else:
-                    cursor.executemany(sql, rows)
-            if last is not None:
-                sql = last[0]
-                cursor.execute(sql, last[1], prepare=True)
-            if commit:
-                # Queued behind the row's statement, sent with it (``commit_with_next_row``);
-                # a failed statement before it aborts the pipeline, and so the COMMIT.
-                plain.execute("COMMIT")
+        if last is not None:
+            statements.append((last[0], [last[1]]))
+        sql = statements[-1][0]
+        # One round trip written in one send (the COMMIT queued behind the row's statement,
+        # ``commit_with_next_row``): a failed statement aborts those after it, and the COMMIT.
+        postgres.execute_at_once(cursor, statements, commit=commit)
         return cursor.fetchone() if last is not None else None
     except psycopg.Error as error:
         # As SQLAlchemy itself reports a failed statement (IntegrityError for a unique key),
@@ -240,21 +233,16 @@ def _send(
         ) from error
 
 
-def _cursors(conn: Connection, driver: psycopg.Connection) -> tuple[psycopg.Cursor, psycopg.Cursor]:
-    """The cursors :func:`_send` uses on ``driver`` (rows as named tuples, and one for the
-    ``COMMIT`` queued behind a row), made once per connection (kept in the pool record's info,
-    made again for a new connection): building and closing a cursor, and its adapters, for
-    every round trip cost more than the statement's own dumping (bench/RESULTS.md, #20,
-    session 7)."""
+def _cursor(conn: Connection, driver: psycopg.Connection) -> psycopg.Cursor:
+    """The cursor :func:`_send` uses on ``driver`` (rows as named tuples), made once per
+    connection (kept in the pool record's info, made again for a new connection): building and
+    closing a cursor, and its adapters, for every round trip cost more than the statement's own
+    dumping (bench/RESULTS.md, #20, session 7)."""
     info = conn.connection.info
     found = info.get(_CURSORS)
-    if found is None or found[0] is not driver or found[1].closed or found[2].closed:
-        found = info[_CURSORS] = (
-            driver,
-            driver.cursor(row_factory=namedtuple_row),
-            driver.cursor(),
-        )
-    return found[1], found[2]
+    if found is None or found[0] is not driver or found[1].closed:
+        found = info[_CURSORS] = (driver, driver.cursor(row_factory=namedtuple_row))
+    return found[1]
 
 
 _CURSORS = "batch.cursors"

@@ -24,7 +24,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from medloop.store import batch, wal
+from medloop.store import batch, postgres, wal
 from medloop.store.transaction import WriteOnReadConnection
 
 T = TypeVar("T")
@@ -59,8 +59,15 @@ def make_engine(url: str) -> Engine:
         return engine
     # A server runs many requests at once (uvicorn's thread pool): keep as many connections
     # pooled, rather than open and close overflow connections per request. No pre-ping round
-    # trip per checkout: ``_probe_idle_connection`` looks at the socket instead.
-    engine = create_engine(url, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW)
+    # trip per checkout: ``_probe_idle_connection`` looks at the socket instead. A
+    # transaction's BEGIN goes to the server with its first statement, in one write
+    # (``postgres.Cursor``).
+    engine = create_engine(
+        url,
+        pool_size=POSTGRES_POOL_SIZE,
+        max_overflow=POSTGRES_MAX_OVERFLOW,
+        connect_args={"cursor_factory": postgres.Cursor},
+    )
     event.listen(engine.pool, "checkout", _probe_idle_connection)
     batch.install(engine)  # a command's queued appends go out before any other statement
     return engine
