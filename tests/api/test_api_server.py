@@ -244,6 +244,96 @@ def test_the_served_protocol_sends_the_writes_of_one_loop_turn_as_one_write():
     asyncio.run(scenario())
 
 
+def test_the_served_protocol_prepares_uvicorns_access_line_only_when_its_logger_writes_it():
+    import asyncio
+    import logging
+
+    import uvicorn
+
+    from medloop.api.server import HttpProtocol
+
+    async def echo(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written = b""
+
+        def get_extra_info(self, name: str, default=None):
+            return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 9000)}.get(name)
+
+        def write(self, data: bytes) -> None:
+            self.written += data
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+        def pause_reading(self) -> None:
+            pass
+
+        def resume_reading(self) -> None:
+            pass
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    access = logging.getLogger("uvicorn.access")
+    level, handlers, propagate = access.level, access.handlers, access.propagate
+    lines = Lines()
+
+    async def served(at: int) -> tuple[HttpProtocol, bytes, list[str]]:
+        access.handlers, access.propagate = [lines], False
+        access.setLevel(at)  # as uvicorn's configuration leaves it (medloop serve: warning)
+        config = uvicorn.Config(echo, log_config=None, lifespan="off")
+        config.load()
+        access.setLevel(at)
+        from uvicorn.server import ServerState
+
+        protocol = HttpProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+        transport = Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        lines.lines.clear()
+        protocol.data_received(b"GET /x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return protocol, transport.written, list(lines.lines)
+
+    try:
+        quiet, answer, written = asyncio.run(served(logging.WARNING))
+        assert quiet.access_log is False and written == []
+        assert answer.startswith(b"HTTP/1.1 204 No Content\r\n")
+        logged, answer, written = asyncio.run(served(logging.INFO))
+        assert logged.access_log is True
+        assert written == ['127.0.0.1:40000 - "GET /x?y=1 HTTP/1.1" 204']
+        assert answer.startswith(b"HTTP/1.1 204 No Content\r\n")
+    finally:
+        access.setLevel(level)
+        access.handlers, access.propagate = handlers, propagate
+
+
+def test_a_new_request_id_is_a_version_4_uuid_from_the_same_random_bits():
+    import random
+    import uuid
+
+    from medloop.api.app import random_request_id
+
+    for seed in range(2000):
+        random.seed(seed)
+        made = random_request_id()
+        random.seed(seed)
+        assert made == str(uuid.UUID(int=random.getrandbits(128), version=4))
+    assert uuid.UUID(random_request_id()).version == 4
+
+
 class _Node:
     pass
 
