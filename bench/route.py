@@ -11,7 +11,11 @@ idempotency key, based on the list version the last prescription left. It prints
 the thread CPU time per prescribe (mean, median, p10; the mean includes each patient's first
 command), the wall time per prescribe, and with ``--parts`` the inclusive thread CPU of the
 command's parts per prescribe (each part timed by a wrapper around it: a few µs of overhead each).
-Run it alternately on two trees (``PYTHONPATH``) for an A/B.
+Run it alternately on two trees (``PYTHONPATH``) for an A/B. With ``--callgrind``, run under
+``valgrind --tool=callgrind --instr-atstart=no``, the instrumentation is switched on
+(``callgrind_control -i on``) only around the measured prescribes: valgrind's "Collected" count
+divided by ``prescribes`` is the command's instructions per prescribe, which the machine's load
+does not move (an A/B that resolves a 1 % change on a shared machine).
 
     MEDLOOP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/route.py --patients 50 --parts
@@ -25,6 +29,7 @@ import gc
 import importlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -148,14 +153,14 @@ def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
     return prescribe(engine, patient_id, order, call, based_on=based_on)
 
 
-def run(url: str | None, patients: int, parts: bool) -> dict[str, Any]:
+def run(url: str | None, patients: int, parts: bool, callgrind: bool = False) -> dict[str, Any]:
     """The scenario on a fresh database of the PostgreSQL server ``url`` names, or with
     ``url=None`` on a fresh SQLite file in a temporary directory."""
     if url is None:
         folder = tempfile.TemporaryDirectory(prefix="medloop-bench-route-")
         engine = make_engine(f"sqlite:///{folder.name}/route.db")
         try:
-            return _measured(engine, patients, parts)
+            return _measured(engine, patients, parts, callgrind)
         finally:
             engine.dispose()
             folder.cleanup()
@@ -165,7 +170,7 @@ def run(url: str | None, patients: int, parts: bool) -> dict[str, Any]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(make_url(normalise_url(url)).set(database=name).render_as_string(False))
     try:
-        return _measured(engine, patients, parts)
+        return _measured(engine, patients, parts, callgrind)
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -173,7 +178,7 @@ def run(url: str | None, patients: int, parts: bool) -> dict[str, Any]:
         admin.dispose()
 
 
-def _measured(engine, patients: int, parts: bool) -> dict[str, Any]:
+def _measured(engine, patients: int, parts: bool, callgrind: bool = False) -> dict[str, Any]:
     """The scenario on ``engine``'s fresh database (see the module docstring)."""
     upgrade(engine)
     import_catalogue(engine, DEMO)
@@ -188,6 +193,7 @@ def _measured(engine, patients: int, parts: bool) -> dict[str, Any]:
     gc.collect()
     gc.freeze()  # as the server does after start-up
     cpu: list[float] = []
+    _instrument(callgrind, "on")
     wall = time.perf_counter()
     for patient_id in measured:
         for based_on, varenr in enumerate(ROTATION):
@@ -196,6 +202,7 @@ def _measured(engine, patients: int, parts: bool) -> dict[str, Any]:
             cpu.append(time.thread_time() - started)
             assert done.list_version == based_on + 1
     wall = time.perf_counter() - wall
+    _instrument(callgrind, "off")
     n = len(cpu)
     ordered = sorted(cpu)
     found: dict[str, Any] = {
@@ -216,16 +223,27 @@ def _measured(engine, patients: int, parts: bool) -> dict[str, Any]:
     return found
 
 
+def _instrument(callgrind: bool, switch: str) -> None:
+    """Switch callgrind's instrumentation of this process ``on`` or ``off`` (``--callgrind``)."""
+    if callgrind:
+        subprocess.run(
+            ["callgrind_control", "-i", switch, str(os.getpid())], check=True, capture_output=True
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=50)
     parser.add_argument("--parts", action="store_true", help="time the command's parts too")
     parser.add_argument("--sqlite", action="store_true", help="on a SQLite file instead")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="count only the measured prescribes (valgrind)"
+    )
     args = parser.parse_args()
     url = None if args.sqlite else os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
     if not url and not args.sqlite:
         raise SystemExit("MEDLOOP_TEST_POSTGRES_URL names the PostgreSQL server to measure on")
-    print(json.dumps(run(url, args.patients, args.parts), indent=1))
+    print(json.dumps(run(url, args.patients, args.parts, args.callgrind), indent=1))
 
 
 if __name__ == "__main__":

@@ -46,3 +46,32 @@ def id_text(value: Any) -> str:
 
 _ID_TEXTS: dict[int, tuple[UUID, str]] = {}
 _ID_TEXTS_KEPT = 8_192
+
+
+_object_new = object.__new__
+_object_setattr = object.__setattr__
+_ALL_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
+
+
+def constructed(cls: type[Model], /, **values: Any) -> Model:
+    """``cls(**values)`` for values that are already what validating them gives (validated
+    domain values of the fields' own types, every field given): the same instance — its
+    fields in declared order, all of them set, no extra or private values — made without
+    validating what the engine itself validated a moment before (issue #20). Only for models
+    without validators of their own or private attributes (``tests/domain/test_domain_model.py``
+    compares the instances with validated ones). The instances of one class share one
+    fields-set, never changed (the values are frozen; a copy of one copies the set)."""
+    fields = cls.model_fields
+    if len(values) != len(fields):
+        missing = sorted(set(fields) - set(values))
+        extra = sorted(set(values) - set(fields))
+        raise TypeError(f"{cls.__name__} needs every field given: {missing=} {extra=}")
+    instance = _object_new(cls)
+    _object_setattr(instance, "__dict__", {name: values[name] for name in fields})
+    fields_set = _ALL_FIELDS_SET.get(cls)
+    if fields_set is None:
+        fields_set = _ALL_FIELDS_SET[cls] = set(fields)
+    _object_setattr(instance, "__pydantic_fields_set__", fields_set)
+    _object_setattr(instance, "__pydantic_extra__", None)
+    _object_setattr(instance, "__pydantic_private__", None)
+    return instance

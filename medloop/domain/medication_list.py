@@ -29,7 +29,7 @@ from pydantic import (
 
 from interactions.dosage import Dosage, Use
 from interactions.values import Count, PositiveCount
-from medloop.domain._model import Frozen, replace
+from medloop.domain._model import Frozen, constructed, replace
 from medloop.domain.codes import EntryChangeKind, EntryStatus
 from medloop.domain.drug_reference import DrugReference
 from medloop.domain.entry import (
@@ -317,7 +317,10 @@ class MedicationList(Frozen):
             else tuple(after if entry.id == after.id else entry for entry in self.entries)
         )
         reason = command.reason
-        version = EntryVersion(
+        # Every value below is validated already (the command, the entry ``_decide`` built and
+        # validated, the diff of it): the records are built without validating them again.
+        version = constructed(
+            EntryVersion,
             entry_id=after.id,
             version=after.version,
             list_version=list_version,
@@ -328,7 +331,8 @@ class MedicationList(Frozen):
             diff=changes,
             entry=after,
         )
-        change = ListChange(
+        change = constructed(
+            ListChange,
             patient_id=self.patient_id,
             list_version=list_version,
             at=command.at,

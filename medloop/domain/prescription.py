@@ -17,7 +17,7 @@ entry never changes what may be dispensed.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from uuid import UUID
 
 from pydantic import (
@@ -28,7 +28,7 @@ from pydantic import (
 
 from interactions.dosage import Quantity
 from interactions.values import Count, Packages, PositiveCount
-from medloop.domain._model import Frozen, replace
+from medloop.domain._model import Frozen, constructed, replace
 from medloop.domain.codes import (
     GROUPS_WITHOUT_REPEATS,
     OrganisationKind,
@@ -321,6 +321,22 @@ def issue(
         reimbursed=request.reimbursed,
         prescriber=by,
     )
+    if type(at) is datetime and at.utcoffset() is not None:
+        # Every value is validated already (the new prescription, its prescriber as ``by``, an
+        # aware moment): its first version is built without validating them again (#20).
+        return prescription, constructed(
+            PrescriptionVersion,
+            prescription_id=prescription.id,
+            version=prescription.version,
+            kind=PrescriptionChangeKind.ISSUED,
+            at=at,
+            author=prescription.prescriber,
+            from_status=None,
+            to_status=prescription.status,
+            note=None,
+            diff=diff(None, prescription, TRACKED_FIELDS),
+            prescription=prescription,
+        )
     return prescription, _version(None, prescription, PrescriptionChangeKind.ISSUED, at, by)
 
 

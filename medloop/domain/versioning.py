@@ -103,12 +103,16 @@ def dumped(value: BaseModel) -> dict[str, Any]:
     found = value.model_dump(mode="json")
     if len(_DUMPED) >= _DUMPED_KEPT:
         _DUMPED.clear()
+        _KEPT_DUMPS.clear()
     _DUMPED[id(value)] = (value, found)
+    _KEPT_DUMPS[id(found)] = found
     return found
 
 
 _DUMPED: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
 _DUMPED_KEPT = 4_096
+_KEPT_DUMPS: dict[int, dict[str, Any]] = {}
+"""The dumps ``dumped`` keeps, by their own ids (each is kept here, so its id names it)."""
 
 
 _object_new = object.__new__
@@ -121,6 +125,42 @@ command keeps 20 or so changes in the patient's cached state; issue #20)."""
 
 
 def _change(name: str, before: Any, after: Any) -> FieldChange:
+    """``_made(name, before, after)``, shared: a change between two values that recur from
+    command to command — ``None``, a string, an integer or a boolean (by type and value), or a
+    drug's or actor's JSON that ``dumped`` keeps (by the object) — is made once and every diff
+    with it holds that one frozen instance (a prescribe's two diffs hold about 16 such, of about
+    22: the version, the drug, the use, the status, the flags, the prescriber …), so it is not
+    made again nor kept again in every patient's cached state for the collector to track
+    (issue #20). At most ``_SHARED_KEPT`` are kept; the rest are made as before."""
+    old = _shared_token(before)
+    new = None if old is None else _shared_token(after)
+    if new is None:
+        return _made(name, before, after)
+    key = (name, old, new)
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_KEPT:
+            _SHARED.clear()
+        # A kept dump's change holds the dump, so while the change is kept no other object
+        # can have the dump's id.
+        found = _SHARED[key] = _made(name, before, after)
+    return found
+
+
+def _shared_token(value: Any) -> tuple[Any, type] | None:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value, kind  # ``1``, ``1.0`` and ``True`` are equal keys, but not of one type
+    if kind is dict and _KEPT_DUMPS.get(id(value)) is value:
+        return id(value), kind
+    return None
+
+
+_SHARED: dict[tuple[str, tuple[Any, type], tuple[Any, type]], FieldChange] = {}
+_SHARED_KEPT = 4_096
+
+
+def _made(name: str, before: Any, after: Any) -> FieldChange:
     """``FieldChange.model_construct(field=name, before=before, after=after)``: the same
     instance (its fields, all of them set, no extra or private values), made without
     ``model_construct``'s walk over the model's fields and their defaults, which cost three

@@ -213,6 +213,7 @@ def test_a_kept_dump_is_the_objects_own_and_an_equal_object_gets_its_own():
 
 def test_kept_dumps_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(versioning, "_DUMPED", {})
+    monkeypatch.setattr(versioning, "_KEPT_DUMPS", {})
     monkeypatch.setattr(versioning, "_DUMPED_KEPT", 3)
     values = [DOCTOR.model_copy() for _ in range(10)]
     for value in values:
@@ -254,3 +255,57 @@ def test_an_ids_kept_text_is_its_own_and_the_kept_texts_are_bounded(
     assert _model.id_text(same_number) == str(ids[0])
     assert _model.id_text("not an id") == "not an id"
     assert _model.id_text(None) == "None"
+
+
+def test_a_change_between_recurring_values_is_one_shared_instance() -> None:
+    _, _, first = prescribed()
+    _, _, second = prescribed()
+    one = {c.field: c for c in diff(None, first, TRACKED_FIELDS)}
+    two = {c.field: c for c in diff(None, second, TRACKED_FIELDS)}
+    # The same drug and prescriber (kept dumps), repeats, status: one instance each.
+    for name in ("drug", "prescriber", "repeats", "status", "issued"):
+        assert one[name] is two[name]
+    # Each prescription's own id: its own change.
+    assert one["id"] is not two["id"] and one["id"] != two["id"]
+    for change in (*one.values(), *two.values()):
+        made = versioning._made(change.field, change.before, change.after)
+        assert made == change
+        assert type(made.before) is type(change.before)
+        assert type(made.after) is type(change.after)
+
+
+def test_a_shared_change_keeps_its_values_type() -> None:
+    found = [versioning._change("repeats", None, value) for value in (1, True, "1", 1)]
+    assert [type(c.after) for c in found] == [int, bool, str, int]
+    assert found[0] is found[3]
+    assert len({id(c) for c in found}) == 3
+
+
+def test_a_change_to_a_fresh_dict_or_a_float_is_not_shared() -> None:
+    fresh = {"packages": 1}
+    first = versioning._change("quantity", None, fresh)
+    second = versioning._change("quantity", None, dict(fresh))
+    assert first is not second and first == second
+    assert versioning._change("x", None, 0.0) is not versioning._change("x", None, 0.0)
+    negative = versioning._change("x", None, -0.0)
+    assert orjson.dumps(negative.after) == b"-0.0"
+
+
+def test_shared_changes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(versioning, "_SHARED", {})
+    monkeypatch.setattr(versioning, "_SHARED_KEPT", 3)
+    for n in range(10):
+        change = versioning._change("version", None, n)
+        assert change.after == n
+        assert len(versioning._SHARED) <= 3
+
+
+def test_a_kept_dump_is_shared_only_while_it_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(versioning, "_DUMPED", {})
+    monkeypatch.setattr(versioning, "_KEPT_DUMPS", {})
+    doctor = DOCTOR.model_copy()
+    kept = versioning.dumped(doctor)
+    assert versioning._change("author", None, kept) is versioning._change("author", None, kept)
+    versioning._DUMPED.clear()
+    versioning._KEPT_DUMPS.clear()
+    assert versioning._change("author", None, kept) is not versioning._change("author", None, kept)

@@ -1,0 +1,90 @@
+"""Domain records built without validating again what was validated a moment before
+(``medloop.domain._model.constructed``): the list change and entry version of
+``MedicationList.apply`` and the first version of ``prescription.issue`` are the instances
+validating the same values gives (issue #20)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from medloop.domain._model import constructed
+from medloop.domain.entry import EntryEdit
+from medloop.domain.medication_list import EditEntry, EntryVersion, ListChange
+from medloop.domain.prescription import PrescriptionVersion, issue
+from tests.domain.helpers import DOCTOR, PATIENT_ID, T0, add, empty_list, request
+
+
+def _validated(value: BaseModel) -> BaseModel:
+    """``value``'s class validating ``value``'s own field values."""
+    fields: dict[str, Any] = {name: getattr(value, name) for name in type(value).model_fields}
+    return type(value)(**fields)
+
+
+def _same_instance(made: BaseModel, validated: BaseModel) -> None:
+    assert made == validated
+    assert list(made.__dict__) == list(validated.__dict__)
+    assert made.model_fields_set == validated.model_fields_set
+    assert made.__pydantic_extra__ is None and validated.__pydantic_extra__ is None
+    assert made.__pydantic_private__ == validated.__pydantic_private__
+    assert made.model_dump_json() == validated.model_dump_json()
+    assert orjson.dumps(made.model_dump(mode="json")) == orjson.dumps(
+        validated.model_dump(mode="json")
+    )
+
+
+def test_an_added_entrys_change_and_version_are_the_validated_instances() -> None:
+    _, change, _ = add(empty_list(), reason="ny")
+    assert type(change) is ListChange
+    _same_instance(change, _validated(change))
+    (version,) = change.entry_versions
+    assert type(version) is EntryVersion
+    _same_instance(version, _validated(version))
+
+
+def test_an_edits_change_and_version_are_the_validated_instances() -> None:
+    medication_list, _, entry = add(empty_list())
+    _, change = medication_list.apply(
+        EditEntry(author=DOCTOR, at=T0, entry_id=entry.id, edit=EntryEdit(indication="Annen"))
+    )
+    _same_instance(change, _validated(change))
+    _same_instance(change.entry_versions[0], _validated(change.entry_versions[0]))
+
+
+def test_an_issued_prescriptions_first_version_is_the_validated_instance() -> None:
+    _, _, entry = add(empty_list(), dosage=None)
+    _, version = issue(entry, PATIENT_ID, request(), at=T0, by=DOCTOR)
+    assert type(version) is PrescriptionVersion
+    _same_instance(version, _validated(version))
+    assert version.author is version.prescription.prescriber
+
+
+def test_an_issue_at_a_moment_not_yet_validated_is_validated() -> None:
+    _, _, entry = add(empty_list(), dosage=None)
+    _, version = issue(entry, PATIENT_ID, request(), at=T0.isoformat(), by=DOCTOR)  # type: ignore[arg-type]
+    assert version.at == T0
+    with pytest.raises(ValueError, match="timezone"):
+        issue(entry, PATIENT_ID, request(), at=datetime(2026, 1, 1, 12), by=DOCTOR)
+
+
+def test_construction_needs_every_field() -> None:
+    _, change, _ = add(empty_list())
+    fields = {name: getattr(change, name) for name in ListChange.model_fields}
+    del fields["reason"]
+    with pytest.raises(TypeError, match="every field"):
+        constructed(ListChange, **fields)
+    with pytest.raises(TypeError, match="every field"):
+        constructed(ListChange, **fields, reason=None, extra=1)
+
+
+def test_a_copy_of_a_constructed_record_gets_its_own_fields_set() -> None:
+    _, change, _ = add(empty_list())
+    _, other, _ = add(empty_list())
+    assert change.model_fields_set is other.model_fields_set
+    copied = change.model_copy(update={"reason": "x"})
+    assert copied.model_fields_set is not change.model_fields_set
+    assert change.model_fields_set == set(ListChange.model_fields)
