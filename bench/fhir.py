@@ -509,6 +509,18 @@ def _export_phase(engine, url: str, rows: int, patients: list[str], workdir: Pat
     return found
 
 
+def _analyze(engine) -> None:
+    """PostgreSQL's statistics of the loaded database, as a database in use has them (pgbench
+    analyzes after loading too). Without them every prepared statement is planned on a database
+    autovacuum has not analyzed yet (it visits a new database within a minute, about when a run
+    ends): the audit append's tail lookup then scans its whole chain (bench/RESULTS.md, issue #18,
+    session 9)."""
+    from sqlalchemy import text
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
+
+
 def _started(phase: str) -> None:
     """A line on stderr as a phase starts (with the server's pid: for a profiler to attach)."""
     print(f"{datetime.now(UTC):%H:%M:%S} {phase} server={SERVER_PID}", file=sys.stderr, flush=True)
@@ -532,6 +544,8 @@ def run(url: str, args: argparse.Namespace, workdir: Path) -> dict:
     supply = Supply(create_patients)
     for patient in search_patients + export_patients:
         _entries(engine, patient, ENTRIES if patient in search_patients else 1)
+    if url.startswith("postgresql"):
+        _analyze(engine)
     PORT = _port(args.port)
     env = {
         **os.environ,
