@@ -131,19 +131,19 @@ def _change(name: str, before: Any, after: Any) -> FieldChange:
     with it holds that one frozen instance (a prescribe's two diffs hold about 16 such, of about
     22: the version, the drug, the use, the status, the flags, the prescriber …), so it is not
     made again nor kept again in every patient's cached state for the collector to track
-    (issue #20). At most ``_SHARED_KEPT`` are kept; the rest are made as before."""
+    (issue #20). At most ``_CHANGES_KEPT`` are kept; the rest are made as before."""
     old = _shared_token(before)
     new = None if old is None else _shared_token(after)
     if new is None:
         return _made(name, before, after)
     key = (name, old, new)
-    found = _SHARED.get(key)
+    found = _CHANGES.get(key)
     if found is None:
-        if len(_SHARED) >= _SHARED_KEPT:
-            _SHARED.clear()
+        if len(_CHANGES) >= _CHANGES_KEPT:
+            _CHANGES.clear()
         # A kept dump's change holds the dump, so while the change is kept no other object
         # can have the dump's id.
-        found = _SHARED[key] = _made(name, before, after)
+        found = _CHANGES[key] = _made(name, before, after)
     return found
 
 
@@ -156,8 +156,10 @@ def _shared_token(value: Any) -> tuple[Any, type] | None:
     return None
 
 
-_SHARED: dict[tuple[str, tuple[Any, type], tuple[Any, type]], FieldChange] = {}
-_SHARED_KEPT = 4_096
+_CHANGES: dict[tuple[str, tuple[Any, type], tuple[Any, type]], FieldChange] = {}
+"""The changes ``_change`` shares, by field name and the two values' tokens. Not in
+``_SHARED`` (the models whose fields ``dump`` shares): clearing this forgets none of those."""
+_CHANGES_KEPT = 4_096
 
 
 def _made(name: str, before: Any, after: Any) -> FieldChange:

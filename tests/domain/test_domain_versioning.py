@@ -292,12 +292,32 @@ def test_a_change_to_a_fresh_dict_or_a_float_is_not_shared() -> None:
 
 
 def test_shared_changes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(versioning, "_SHARED", {})
-    monkeypatch.setattr(versioning, "_SHARED_KEPT", 3)
+    monkeypatch.setattr(versioning, "_CHANGES", {})
+    monkeypatch.setattr(versioning, "_CHANGES_KEPT", 3)
     for n in range(10):
         change = versioning._change("version", None, n)
         assert change.after == n
-        assert len(versioning._SHARED) <= 3
+        assert len(versioning._CHANGES) <= 3
+
+
+def test_clearing_the_shared_changes_keeps_the_models_whose_dumps_are_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The change memo filling up (and being cleared) must not make ``dump`` forget which
+    models' fields it takes from ``dumped``: the drug and actors would then be dumped afresh in
+    every value, and no change holding them would be shared again."""
+    registered = dict(versioning._SHARED)
+    assert registered, "share_dumps registered no model"
+    monkeypatch.setattr(versioning, "_CHANGES", {})
+    monkeypatch.setattr(versioning, "_CHANGES_KEPT", 3)
+    for n in range(10):
+        versioning._change("version", None, n)
+    assert versioning._SHARED == registered
+    _, _, first = prescribed()
+    _, _, second = prescribed()
+    one = {c.field: c for c in diff(None, first, TRACKED_FIELDS)}
+    two = {c.field: c for c in diff(None, second, TRACKED_FIELDS)}
+    assert one["drug"].after is two["drug"].after
 
 
 def test_a_kept_dump_is_shared_only_while_it_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
