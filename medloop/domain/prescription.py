@@ -321,23 +321,12 @@ def issue(
         reimbursed=request.reimbursed,
         prescriber=by,
     )
-    if type(at) is datetime and at.utcoffset() is not None:
-        # Every value is validated already (the new prescription, its prescriber as ``by``, an
-        # aware moment): its first version is built without validating them again (#20).
-        return prescription, constructed(
-            PrescriptionVersion,
-            prescription_id=prescription.id,
-            version=prescription.version,
-            kind=PrescriptionChangeKind.ISSUED,
-            at=at,
-            author=prescription.prescriber,
-            from_status=None,
-            to_status=prescription.status,
-            note=None,
-            diff=diff(None, prescription, TRACKED_FIELDS),
-            prescription=prescription,
-        )
-    return prescription, _version(None, prescription, PrescriptionChangeKind.ISSUED, at, by)
+    # Every value is validated already (the new prescription, its prescriber as ``by``): with
+    # an aware moment its first version is built without validating them again (#20).
+    validated = type(at) is datetime and at.utcoffset() is not None
+    return prescription, _version(
+        None, prescription, PrescriptionChangeKind.ISSUED, at, by, validated=validated
+    )
 
 
 def lock(
@@ -463,16 +452,23 @@ def _version(
     at: AwareDatetime,
     by: Actor | None,
     note: str | None = None,
+    *,
+    validated: bool = False,
 ) -> PrescriptionVersion:
-    return PrescriptionVersion(
-        prescription_id=after.id,
-        version=after.version,
-        kind=kind,
-        at=at,
-        author=by,
-        from_status=None if before is None else before.status,
-        to_status=after.status,
-        note=note,
-        diff=diff(before, after, TRACKED_FIELDS),
-        prescription=after,
-    )
+    """The version ``after`` is; built without validation (``constructed``) when the caller
+    knows every value is validated already."""
+    values = {
+        "prescription_id": after.id,
+        "version": after.version,
+        "kind": kind,
+        "at": at,
+        "author": by,
+        "from_status": None if before is None else before.status,
+        "to_status": after.status,
+        "note": note,
+        "diff": diff(before, after, TRACKED_FIELDS),
+        "prescription": after,
+    }
+    if validated:
+        return constructed(PrescriptionVersion, **values)
+    return PrescriptionVersion(**values)
