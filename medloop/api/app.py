@@ -88,7 +88,9 @@ def create_app(
         state = ApiState(engine=engine, verifier=state.verifier, clock=clock, reads=reads)
     app.state.api = state
     app.state.settings = settings
-    app.state.route_limiter = route_limiter(settings.route_threads)
+    app.state.route_limiter = route_limiter(
+        settings.route_threads, greenlets=settings.route_greenlets
+    )
     problems.install(app)
 
     logs.ensure_configured()
