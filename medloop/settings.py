@@ -48,8 +48,6 @@ DEFAULT_ROUTE_THREADS_POSTGRES = 4
 worker keeps serving while a request waits on the database (bench/RESULTS.md, issue #20: on a
 quiet machine 1.7x the requests/s of routes on the event loop at the same CPU per request).
 On SQLite (one process, one writer) the routes stay on the event loop."""
-DEFAULT_ROUTE_MODE = "greenlets"
-"""How a PostgreSQL serving process runs its routes when ``MEDLOOP_ROUTE_MODE`` is unset."""
 DEFAULT_SESSION_LIFETIME_SECONDS = 8 * 3600
 """A web page session lasts a shift by default."""
 SESSION_LIFETIME_RANGE = (60, 24 * 3600)
@@ -148,10 +146,6 @@ class Settings:
     """0: routes run on the event loop's thread, one request at a time per process (scale
     with worker processes); N: in a pool of N threads (``medloop.api.routing``). Unset:
     ``DEFAULT_ROUTE_THREADS_POSTGRES`` on PostgreSQL, 0 on SQLite."""
-    route_greenlets: bool = False
-    """``MEDLOOP_ROUTE_MODE=greenlets`` (PostgreSQL only): the ``route_threads`` routes a
-    process runs at once run in greenlets on its event loop's thread, which give the loop back
-    while they wait on the database (``medloop.store.green``), instead of in threads."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """The largest request body taken (``MEDLOOP_MAX_BODY_BYTES``; larger: 413)."""
     allow_dev_keys: bool = False
@@ -233,7 +227,6 @@ class Settings:
             audience=env.get("MEDLOOP_JWT_AUDIENCE") or (DEFAULT_AUDIENCE if dev else ""),
             max_lifetime_seconds=_max_lifetime(env.get("MEDLOOP_JWT_MAX_LIFETIME_SECONDS")),
             route_threads=_route_threads(env.get("MEDLOOP_ROUTE_THREADS"), url),
-            route_greenlets=_route_greenlets(env.get("MEDLOOP_ROUTE_MODE"), url),
             max_body_bytes=_max_body_bytes(env.get("MEDLOOP_MAX_BODY_BYTES")),
             session_lifetime_seconds=_session_lifetime(env.get("MEDLOOP_SESSION_LIFETIME_SECONDS")),
             **_oidc(env),
@@ -408,13 +401,6 @@ def _shared_xsd_dir() -> Path | None:
     """The official schemas in the team's shared reference folder, when it is beside us."""
     candidate = REPO_ROOT.parent / "shared" / "reference" / "xsd" / "eresept"
     return candidate if candidate.is_dir() else None
-
-
-def _route_greenlets(value: str | None, database_url: str) -> bool:
-    mode = (value or "").strip().lower() or DEFAULT_ROUTE_MODE
-    if mode not in ("threads", "greenlets"):
-        raise InvalidSetting(f"MEDLOOP_ROUTE_MODE must be threads or greenlets, not {value!r}")
-    return mode == "greenlets" and database_url.startswith("postgres")
 
 
 def _route_threads(value: str | None, database_url: str) -> int:

@@ -88,9 +88,7 @@ def create_app(
         state = ApiState(engine=engine, verifier=state.verifier, clock=clock, reads=reads)
     app.state.api = state
     app.state.settings = settings
-    app.state.route_limiter = route_limiter(
-        settings.route_threads, greenlets=settings.route_greenlets
-    )
+    app.state.route_limiter = route_limiter(settings.route_threads)
     problems.install(app)
 
     logs.ensure_configured()

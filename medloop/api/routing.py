@@ -45,7 +45,6 @@ from fastapi.routing import APIRoute
 
 from medloop import json_input
 from medloop.store.db import retry_read
-from medloop.store.green import GreenRoutes
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 """Requests that change nothing (RFC 9110 safe methods): retried once on a lost connection
@@ -103,15 +102,12 @@ def _fail(future: asyncio.Future, error: BaseException) -> None:
         future.set_exception(error)
 
 
-def route_limiter(threads: int, *, greenlets: bool = False) -> RouteThreads | GreenRoutes | None:
+def route_limiter(threads: int) -> RouteThreads | None:
     """What ``app.state.route_limiter`` holds: ``None`` to run routes on the event loop, else
-    the pool of threads they run in, or (``greenlets``, PostgreSQL) the route greenlets that
-    run them on the event loop's thread, ``threads`` of them at once."""
+    the pool of threads they run in."""
     if threads < 0:
         raise ValueError(f"route threads must be 0 (on the event loop) or more, not {threads}")
-    if not threads:
-        return None
-    return GreenRoutes(threads) if greenlets else RouteThreads(threads)
+    return RouteThreads(threads) if threads else None
 
 
 class BlockingRoute(APIRoute):

@@ -34,8 +34,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from greenlet import getcurrent as greenlet_current
-
 ENV = "MEDLOOP_TRACE"
 
 _now = time.perf_counter
@@ -65,7 +63,6 @@ def install(app: Any) -> Any:
         target.mkdir(parents=True, exist_ok=True)
         _hook_protocol()
         _hook_route_threads()
-        _hook_route_greenlets()
         _hook_round_trips()
         gc.callbacks.append(_collected)
     return _Traced(app)
@@ -231,65 +228,6 @@ def _hook_route_threads() -> None:
     RouteThreads.run = traced_run  # type: ignore[method-assign]
 
 
-def _hook_route_greenlets() -> None:
-    """The route threads' steps for routes run in route greenlets (``store.green``): ``thread``
-    is the event loop's, ``cpu`` the thread's CPU time while the route's greenlet ran (summed
-    over its turns between waits), ``runq`` not known."""
-    import greenlet
-
-    from medloop.store.green import GreenRoutes, RouteGreenlet
-
-    run = GreenRoutes.run
-    inflight = [0]
-    running: dict[Any, list[float]] = {}  # greenlet -> [CPU so far, thread time at its turn]
-
-    async def traced_run(self: Any, work: Any) -> Any:
-        record = _current.get()
-        if record is None:
-            return await run(self, work)
-        record["submit"] = _now()
-        record["inflight"] = inflight[0]
-        inflight[0] += 1
-
-        def traced() -> Any:
-            record["start"] = _now()
-            record["thread"] = threading.get_ident()
-            me = greenlet.getcurrent()
-            running[me] = cpu = [0.0, time.thread_time()]
-            try:
-                return work()
-            finally:
-                del running[me]
-                record["cpu"] = cpu[0] + time.thread_time() - cpu[1]
-                record["done"] = _now()
-
-        try:
-            return await run(self, traced)
-        finally:
-            inflight[0] -= 1
-            record["resumed"] = _now()
-
-    def turns(give_back: Any) -> Any:
-        """``give_back`` (a route greenlet's way of giving the loop back), its time away not
-        counted in the route's CPU."""
-
-        def traced(self: Any, *args: Any) -> Any:
-            cpu = running.get(self)
-            if cpu is None:
-                return give_back(self, *args)
-            cpu[0] += time.thread_time() - cpu[1]
-            try:
-                return give_back(self, *args)
-            finally:
-                cpu[1] = time.thread_time()
-
-        return traced
-
-    GreenRoutes.run = traced_run  # type: ignore[method-assign]
-    RouteGreenlet.wait_socket = turns(RouteGreenlet.wait_socket)  # type: ignore[method-assign]
-    RouteGreenlet.pause = turns(RouteGreenlet.pause)  # type: ignore[method-assign]
-
-
 def _hook_round_trips() -> None:
     """Time every psycopg wait for the server (one round trip, or a pipeline's), in the
     request whose context runs it."""
@@ -310,24 +248,6 @@ def _hook_round_trips() -> None:
             record["db"].append((at, _now(), time.thread_time() - cpu))
 
     Connection.wait = traced_wait  # type: ignore[method-assign]
-    # A route greenlet's waits (``store.green.Connection``) do not reach psycopg's own: timed as
-    # well, with no CPU of their own (the thread's CPU meanwhile is other requests'; the route's
-    # own part of a wait is in its ``cpu``).
-    from medloop.store import green
-
-    green_wait = green.Connection.wait
-
-    def traced_green_wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        record = _current.get()
-        if record is None or type(greenlet_current()) is not green.RouteGreenlet:
-            return green_wait(self, gen, *args, **kwargs)
-        at = _now()
-        try:
-            return green_wait(self, gen, *args, **kwargs)
-        finally:
-            record["db"].append((at, _now(), 0.0))
-
-    green.Connection.wait = traced_green_wait  # type: ignore[method-assign]
 
 
 def _run_delay() -> float:

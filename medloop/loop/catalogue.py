@@ -26,7 +26,6 @@ from medloop.catalogue import load_snapshot
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.loop.errors import NoCatalogueInForce, UnknownDrug
-from medloop.store import green
 from medloop.store.patients import catalogue_key_in_force
 
 __all__ = ["KEEP_CATALOGUES", "Catalogue", "DrugOrder", "catalogue_in_force", "catalogue_of"]
@@ -163,9 +162,7 @@ KEEP_CATALOGUES = 4
 """Catalogue versions kept built; the newest is the one in force."""
 
 _catalogues: dict[tuple[int, str], Catalogue] = {}
-_catalogues_lock = green.GreenLock()
-"""Held while a catalogue is built (database reads): a route greenlet waits for it without
-blocking the event loop's thread (``store.green``)."""
+_catalogues_lock = threading.Lock()
 
 
 def catalogue_in_force(conn: Connection) -> Catalogue:

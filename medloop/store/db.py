@@ -24,7 +24,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from medloop.store import batch, green, postgres, wal
+from medloop.store import batch, postgres, wal
 from medloop.store.transaction import WriteOnReadConnection
 
 T = TypeVar("T")
@@ -69,17 +69,8 @@ def make_engine(url: str) -> Engine:
         connect_args={"cursor_factory": postgres.Cursor},
     )
     event.listen(engine.pool, "checkout", _probe_idle_connection)
-    # --- h10-green hook: connections whose waits give the event loop back in a route greenlet
-    event.listen(engine, "do_connect", _green_connect)
-    event.listen(engine.pool, "checkout", green.handed_out)
-    # --- end of the hook
     batch.install(engine)  # a command's queued appends go out before any other statement
     return engine
-
-
-def _green_connect(_dialect, _record, cargs, cparams):
-    """A ``store.green.Connection``: psycopg's own, but for its waits in a route greenlet."""
-    return green.Connection.connect(*cargs, **cparams)
 
 
 def _probe_idle_connection(dbapi_connection, _record, _proxy) -> None:

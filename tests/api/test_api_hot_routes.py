@@ -10,17 +10,13 @@ import logging
 import uuid
 from datetime import timedelta
 
-import greenlet
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 
 from medloop.api import hot
 from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
-from medloop.api.routing import route_limiter
 from medloop.store.db import make_engine
-from medloop.store.green import RouteGreenlet
 from medloop.store.migrate import upgrade
 from tests.api.helpers import (
     GP_TOKEN,
@@ -376,12 +372,7 @@ def _answer(
     )
 
 
-@pytest.mark.parametrize("routes_in", ["loop", "greenlets"])
-def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url, routes_in):
-    """``greenlets`` (PostgreSQL): the hot app runs its routes in route greenlets
-    (``store.green``), the generic app in route threads, as each would be served."""
-    if routes_in == "greenlets" and not db_url.startswith("postgresql"):
-        pytest.skip("route greenlets are PostgreSQL's")
+def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url):
     engine = make_engine(db_url)
     upgrade(engine)
     patient = str(demo_world(engine))
@@ -394,12 +385,6 @@ def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url, ro
                 for which, found in engines.items()
             }
             apps["generic"].state.hot_routes = False
-            in_greenlets: list[bool] = []
-            if routes_in == "greenlets":
-                apps["hot"].state.route_limiter = _noting(
-                    route_limiter(4, greenlets=True), in_greenlets
-                )
-                apps["generic"].state.route_limiter = route_limiter(4)
             answers: dict[str, list] = {"hot": [], "generic": []}
             served: list[bool] = []
             with TestClient(apps["hot"]) as hot_client, TestClient(apps["generic"]) as plain:
@@ -427,8 +412,6 @@ def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url, ro
             for found in engines.values():
                 found.dispose()
     assert answers["hot"] == answers["generic"]
-    if routes_in == "greenlets":
-        assert in_greenlets and all(in_greenlets)
     # Each case took the path it was meant to: the ordinary ones never reached the router.
     assert served == [case[5] for case in _cases(patient)]
     statuses = [status for _, status, _, _, _ in answers["hot"]]
@@ -437,21 +420,6 @@ def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url, ro
     assert 422 in statuses and 401 in statuses and 403 in statuses and 428 in statuses
     assert rows["hot"] == rows["generic"]
     assert rows["hot"]["audit_event"], "the requests were audited"
-
-
-def _noting(limiter, seen: list[bool]):
-    """``limiter``, noting for each route it runs whether it ran in a route greenlet."""
-    run = limiter.run
-
-    async def noted(work):
-        def inside():
-            seen.append(type(greenlet.getcurrent()) is RouteGreenlet)
-            return work()
-
-        return await run(inside)
-
-    limiter.run = noted
-    return limiter
 
 
 def test_without_the_routes_it_was_written_for_the_hot_path_stands_aside():

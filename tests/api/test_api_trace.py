@@ -13,8 +13,6 @@ import sys
 import time
 import uuid
 
-import pytest
-
 from medloop.api import trace
 from medloop.api.auth import issue_token
 from medloop.api.routing import RouteThreads
@@ -36,12 +34,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("mode", ["threads", "greenlets"])
-def test_a_traced_server_records_each_request_by_connection_and_number(db_url, tmp_path, mode):
-    """``greenlets``: routes in route greenlets on PostgreSQL (``store.green``), their steps and
-    round trips recorded as a route thread's are; on SQLite the mode is threads either way."""
-    if mode == "greenlets" and not db_url.startswith("postgresql"):
-        pytest.skip("route greenlets are PostgreSQL's")
+def test_a_traced_server_records_each_request_by_connection_and_number(db_url, tmp_path):
     port = _free_port()
     traces = tmp_path / "trace"
     env = {
@@ -49,7 +42,6 @@ def test_a_traced_server_records_each_request_by_connection_and_number(db_url, t
         "MEDLOOP_ALLOW_DEV_KEYS": "1",
         "MEDLOOP_SCHEDULER": "off",
         "MEDLOOP_ROUTE_THREADS": "2",  # the route threads' steps, on SQLite too
-        "MEDLOOP_ROUTE_MODE": mode,
         trace.ENV: str(traces),
     }
     server = subprocess.Popen(
@@ -92,7 +84,6 @@ def test_a_traced_server_records_each_request_by_connection_and_number(db_url, t
         steps += [record[step] for step in ("resumed", "head", "sent", "end")]
         assert steps == sorted(steps)  # each step after the one before
         assert record["cpu"] > 0 and record["thread"] and record["inflight"] == 0
-        assert (record.get("runq") is None) == (mode == "greenlets" and bool(record["db"]))
         for start, end, cpu in record["db"]:  # PostgreSQL's round trips (none on SQLite)
             assert record["start"] <= start <= end <= record["done"] and cpu >= 0
     if db_url.startswith("postgresql"):
