@@ -252,11 +252,13 @@ def _cursor(conn: Connection, driver: psycopg.Connection) -> psycopg.Cursor:
     """The cursor :func:`_send` uses on ``driver`` (rows as named tuples), made once per
     connection (kept in the pool record's info, made again for a new connection): building and
     closing a cursor, and its adapters, for every round trip cost more than the statement's own
-    dumping (bench/RESULTS.md, #20, session 7)."""
+    dumping (bench/RESULTS.md, #20, session 7). A ``KeptCursor``: its dumpers and loaders are
+    made once too, not once per statement (session 10)."""
     info = conn.connection.info
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed:
-        found = info[_CURSORS] = (driver, driver.cursor(row_factory=namedtuple_row))
+        driver._check_connection_ok()  # as ``driver.cursor()`` checks
+        found = info[_CURSORS] = (driver, postgres.KeptCursor(driver, row_factory=namedtuple_row))
     return found[1]
 
 
