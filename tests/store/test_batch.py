@@ -393,3 +393,18 @@ def test_a_moment_written_out_again_is_the_same_text_and_another_gets_its_own():
             assert attestation._datetime_utc(moment) == "2026-12-05T12:00:00.000005Z"
     assert attestation._datetime_utc(utc + timedelta(seconds=1)) == "2026-12-05T12:00:01.000005Z"
     assert attestation._datetime_utc("not a moment") == "not a moment"
+
+
+def test_an_access_by_id_and_by_national_id_read_the_same_patient(engine):
+    person = _registered_patient(engine)
+    asked = uuid.UUID(str(person.id))  # as a route parses it: an object of its own
+    with engine.execution_options(write=True).begin() as conn:
+        by_id = patients.read_for_access(conn, asked)
+        assert patients.accessed_in_transaction(conn, person.id)
+    with engine.execution_options(write=True).begin() as conn:
+        own = patients.read_own_for_access(conn, str(person.national_id))
+    assert by_id == own
+    assert type(by_id.patient_id) is uuid.UUID and by_id.patient_id == person.id
+    assert by_id.patient_id is asked  # the caller's id kept, not parsed again from the row
+    with engine.execution_options(write=True).begin() as conn:
+        assert patients.read_for_access(conn, uuid.uuid4()) is None
