@@ -283,7 +283,10 @@ class KeptCursor(Cursor):
     dumper per Python type and format and one loader per type oid and format, whatever the
     statement (psycopg's ``executemany`` shares one across its rows the same way), so the
     values sent and the rows read are the same. A statement whose parameters psycopg could not
-    convert leaves the next one a new Transformer."""
+    convert leaves the next one a new Transformer. What a loader reads from the connection when
+    it is made (the session's ``TimeZone`` for ``timestamptz``) it then keeps for the
+    connection's life: only for connections whose session settings nobody changes (medloop
+    sends no ``SET``)."""
 
     __slots__ = ()
     _keeps_transformer = True
