@@ -15,7 +15,11 @@ Run it alternately on two trees (``PYTHONPATH``) for an A/B. With ``--callgrind`
 ``valgrind --tool=callgrind --instr-atstart=no``, the instrumentation is switched on
 (``callgrind_control -i on``) only around the measured prescribes: valgrind's "Collected" count
 divided by ``prescribes`` is the command's instructions per prescribe, which the machine's load
-does not move (an A/B that resolves a 1 % change on a shared machine).
+does not move (an A/B that resolves a 1 % change on a shared machine). With ``--read`` the measured
+work is the list read instead (``GET /patients/{id}/list``'s audited transaction, as the route
+calls it: ``store.access.read_audited`` of ``api.views.list_view``), ``--read N`` per patient in
+turn over patients whose lists the rotation filled and which were read once before (their states
+cached and bodies rendered, as a serving process has them); the figures are per read.
 
     MEDLOOP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/route.py --patients 50 --parts
@@ -53,6 +57,7 @@ from medloop.domain.patient import NationalId, Patient  # noqa: E402
 from medloop.loop.patients import register_patient  # noqa: E402
 from medloop.loop.prescribe import PrescribeOrder, prescribe  # noqa: E402
 from medloop.loop.runner import Call  # noqa: E402
+from medloop.store.access import Accessor, read_audited  # noqa: E402
 from medloop.store.db import make_engine, normalise_url  # noqa: E402
 from medloop.store.migrate import upgrade  # noqa: E402
 from medloop.store.state_cache import cache_for  # noqa: E402
@@ -153,14 +158,39 @@ def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
     return prescribe(engine, patient_id, order, call, based_on=based_on)
 
 
-def run(url: str | None, patients: int, parts: bool, callgrind: bool = False) -> dict[str, Any]:
+def _read_list(engine, patient_id: uuid.UUID) -> tuple[bytes, int]:
+    """The list route's audited read of the patient's list (``api.routes.gp.read_list``)."""
+    from medloop.api import views  # noqa: PLC0415 (the API's modules only when reading)
+
+    at = datetime.now(UTC)
+    return read_audited(
+        engine,
+        _READER,
+        patient_id,
+        "list",
+        lambda conn: views.list_view(conn, patient_id, at),
+    )
+
+
+_READER = Accessor(
+    actor=GP.personnel.hpr_number,
+    actor_role="gp",
+    organisation=GP.organisation.id,
+    request_id="bench-route-read",
+)
+
+
+def run(
+    url: str | None, patients: int, parts: bool, callgrind: bool = False, reads: int = 0
+) -> dict[str, Any]:
     """The scenario on a fresh database of the PostgreSQL server ``url`` names, or with
-    ``url=None`` on a fresh SQLite file in a temporary directory."""
+    ``url=None`` on a fresh SQLite file in a temporary directory (``reads``: list reads per
+    patient measured instead of the prescribes)."""
     if url is None:
         folder = tempfile.TemporaryDirectory(prefix="medloop-bench-route-")
         engine = make_engine(f"sqlite:///{folder.name}/route.db")
         try:
-            return _measured(engine, patients, parts, callgrind)
+            return _measured(engine, patients, parts, callgrind, reads)
         finally:
             engine.dispose()
             folder.cleanup()
@@ -170,7 +200,7 @@ def run(url: str | None, patients: int, parts: bool, callgrind: bool = False) ->
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(make_url(normalise_url(url)).set(database=name).render_as_string(False))
     try:
-        return _measured(engine, patients, parts, callgrind)
+        return _measured(engine, patients, parts, callgrind, reads)
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -178,14 +208,22 @@ def run(url: str | None, patients: int, parts: bool, callgrind: bool = False) ->
         admin.dispose()
 
 
-def _measured(engine, patients: int, parts: bool, callgrind: bool = False) -> dict[str, Any]:
+def _measured(
+    engine, patients: int, parts: bool, callgrind: bool = False, reads: int = 0
+) -> dict[str, Any]:
     """The scenario on ``engine``'s fresh database (see the module docstring)."""
     upgrade(engine)
     import_catalogue(engine, DEMO)
     warm, *measured = _patients(engine, patients + 1)
     for based_on, varenr in enumerate(ROTATION[:2]):  # the catalogue knowledge is built
         _prescribe(engine, warm, based_on, varenr)
+    if reads:
+        for patient_id in measured:
+            for based_on, varenr in enumerate(ROTATION):
+                _prescribe(engine, patient_id, based_on, varenr)
     cache_for(engine).clear()  # as registered by another process
+    for patient_id in measured if reads else ():  # read before: lists rendered, as a server's
+        _read_list(engine, patient_id)
     spent: Counter = Counter()
     calls: Counter = Counter()
     if parts:
@@ -195,18 +233,26 @@ def _measured(engine, patients: int, parts: bool, callgrind: bool = False) -> di
     cpu: list[float] = []
     _instrument(callgrind, "on")
     wall = time.perf_counter()
-    for patient_id in measured:
-        for based_on, varenr in enumerate(ROTATION):
-            started = time.thread_time()
-            done = _prescribe(engine, patient_id, based_on, varenr)
-            cpu.append(time.thread_time() - started)
-            assert done.list_version == based_on + 1
+    if reads:
+        for _ in range(reads):
+            for patient_id in measured:
+                started = time.thread_time()
+                _body, version = _read_list(engine, patient_id)
+                cpu.append(time.thread_time() - started)
+                assert version == len(ROTATION)
+    else:
+        for patient_id in measured:
+            for based_on, varenr in enumerate(ROTATION):
+                started = time.thread_time()
+                done = _prescribe(engine, patient_id, based_on, varenr)
+                cpu.append(time.thread_time() - started)
+                assert done.list_version == based_on + 1
     wall = time.perf_counter() - wall
     _instrument(callgrind, "off")
     n = len(cpu)
     ordered = sorted(cpu)
     found: dict[str, Any] = {
-        "prescribes": n,
+        "reads" if reads else "prescribes": n,
         "load_before": os.getloadavg()[0],
         "cpu_ms": {
             "mean": round(1000 * sum(cpu) / n, 3),
@@ -239,11 +285,18 @@ def main() -> None:
     parser.add_argument(
         "--callgrind", action="store_true", help="count only the measured prescribes (valgrind)"
     )
+    parser.add_argument(
+        "--read",
+        type=int,
+        default=0,
+        metavar="READS",
+        help="measure READS list reads per patient instead of the prescribes",
+    )
     args = parser.parse_args()
     url = None if args.sqlite else os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
     if not url and not args.sqlite:
         raise SystemExit("MEDLOOP_TEST_POSTGRES_URL names the PostgreSQL server to measure on")
-    print(json.dumps(run(url, args.patients, args.parts, args.callgrind), indent=1))
+    print(json.dumps(run(url, args.patients, args.parts, args.callgrind, args.read), indent=1))
 
 
 if __name__ == "__main__":

@@ -179,12 +179,27 @@ def flush(conn: Connection) -> None:
 
 
 def install(engine: Engine) -> None:
-    """Make every statement SQLAlchemy executes on ``engine`` send the queue first."""
-    event.listen(engine, "before_cursor_execute", _before_execute)
+    """Make every statement SQLAlchemy executes on ``engine`` send the queue first.
+
+    The hooks are the dialect's (``do_execute``, ``do_executemany``, ``do_execute_no_params``:
+    run just before the DBAPI cursor's, inside SQLAlchemy's error handling, as a
+    ``before_cursor_execute`` listener is), not the engine's: an engine with a listener of its
+    own dispatches events at every connect, begin, commit, rollback and close, which cost a
+    transaction more than its ``BEGIN``-less begin and its commit do (bench/RESULTS.md, issue
+    #20, session 10). Each returns ``False``: SQLAlchemy then executes the statement itself."""
+    event.listen(engine, "do_execute", _before_execute)
+    event.listen(engine, "do_executemany", _before_execute)
+    event.listen(engine, "do_execute_no_params", _before_execute_no_params)
 
 
-def _before_execute(conn, cursor, statement, parameters, context, executemany) -> None:
-    flush(conn)
+def _before_execute(cursor, statement, parameters, context) -> bool:
+    flush(context.root_connection)
+    return False
+
+
+def _before_execute_no_params(cursor, statement, context) -> bool:
+    flush(context.root_connection)
+    return False
 
 
 def _pending(conn: Connection) -> _Pending | None:
@@ -237,11 +252,13 @@ def _cursor(conn: Connection, driver: psycopg.Connection) -> psycopg.Cursor:
     """The cursor :func:`_send` uses on ``driver`` (rows as named tuples), made once per
     connection (kept in the pool record's info, made again for a new connection): building and
     closing a cursor, and its adapters, for every round trip cost more than the statement's own
-    dumping (bench/RESULTS.md, #20, session 7)."""
+    dumping (bench/RESULTS.md, #20, session 7). A ``KeptCursor``: its dumpers and loaders are
+    made once too, not once per statement (session 10)."""
     info = conn.connection.info
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed:
-        found = info[_CURSORS] = (driver, driver.cursor(row_factory=namedtuple_row))
+        driver._check_connection_ok()  # as ``driver.cursor()`` checks
+        found = info[_CURSORS] = (driver, postgres.KeptCursor(driver, row_factory=namedtuple_row))
     return found[1]
 
 

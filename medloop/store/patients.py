@@ -157,9 +157,9 @@ def read_for_access(conn: Connection, patient_id: UUID) -> Accessed | None:
     version in force read with them. ``None`` for an unknown patient."""
     postgres = conn.dialect.name == "postgresql"
     found = batch.first_row(
-        conn, _ACCESS_LOCKING_CHAIN if postgres else _ACCESS, {"patient_id": str(patient_id)}
+        conn, _ACCESS_LOCKING_CHAIN if postgres else _ACCESS, {"patient_id": id_text(patient_id)}
     )
-    return None if found is None else _accessed(conn, found)
+    return None if found is None else _accessed(conn, found, patient_id)
 
 
 def read_own_for_access(conn: Connection, national_id: str) -> Accessed | None:
@@ -172,12 +172,19 @@ def read_own_for_access(conn: Connection, national_id: str) -> Accessed | None:
     return None if found is None else _accessed(conn, found)
 
 
-def _accessed(conn: Connection, found: Any) -> Accessed:
+def _accessed(conn: Connection, found: Any, patient_id: UUID | None = None) -> Accessed:
+    """What ``found`` (the access's row) tells, with ``patient_id`` the ``UUID`` it was found
+    by (the row's own id, kept as the caller's object, whose text is then written out once:
+    ``id_text``); otherwise the id is read from the row."""
     if conn.dialect.name == "postgresql":
         audit.note_chain_locked(conn, found.national_id)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
     accessed = Accessed(
-        UUID(found.id), str(found.national_id), found.record, found.revision, catalogue
+        patient_id if type(patient_id) is UUID else UUID(found.id),
+        str(found.national_id),
+        found.record,
+        found.revision,
+        catalogue,
     )
     audit.note_patient(conn, accessed.national_id, accessed.patient_id)
     memo = transaction_memo(conn)

@@ -74,9 +74,7 @@ class _BeginWithFirstStatement:
         if self.closed:
             raise e.InterfaceError("the cursor is closed")
         self._reset()
-        if not self._last_query or (self._last_query is not query):
-            self._last_query = None
-            self._tx = adapt.Transformer(self)
+        _ready_transformer(self, query)
         conn._check_connection_ok()
 
         pgq = self._convert_query(query, params)
@@ -93,6 +91,7 @@ class _BeginWithFirstStatement:
 
         self._query = pgq
         yield from _round_trip_gen(self, [(query, pgq, prep, name, fmt)], begin=True)
+        self._last_query = query
         yield from conn._prepared.maintain_gen(conn)
 
 
@@ -138,9 +137,7 @@ def _rows(cursor, statements):
     statement, and the prepared-statement cache asked once the row before is in it)."""
     prepared = cursor._conn._prepared
     for query, rows in statements:
-        if cursor._last_query is not query:
-            cursor._last_query = None
-            cursor._tx = adapt.Transformer(cursor)
+        _ready_transformer(cursor, query)
         pgq = None
         for params in rows:
             if pgq is None:
@@ -150,6 +147,19 @@ def _rows(cursor, statements):
             prep, name = prepared.get(pgq, True)
             yield query, pgq, prep, name, cursor.format
         cursor._last_query = query
+
+
+def _ready_transformer(cursor, query) -> None:
+    """As psycopg readies ``cursor`` for ``query``: a new Transformer (its adaptation context,
+    with the dumpers and loaders it makes for the types it meets) unless ``query`` is the one
+    the cursor ran last, or the cursor keeps its Transformer (``KeptCursor``) and its last
+    statement was sent (one whose parameters failed to convert leaves a new one)."""
+    last = cursor._last_query
+    if last and last is query:
+        return
+    cursor._last_query = None  # set again once the statement is sent
+    if not (last and cursor._keeps_transformer):
+        cursor._tx = adapt.Transformer(cursor)
 
 
 def _round_trip_gen(cursor, queued, *, begin: bool, commit: bool = False):
@@ -262,9 +272,37 @@ class Cursor(_BeginWithFirstStatement, psycopg.Cursor):
     """psycopg's cursor, with ``BEGIN`` written with a transaction's first statement."""
 
     __slots__ = ()
+    _keeps_transformer = False
+
+
+class KeptCursor(Cursor):
+    """``Cursor`` for one that is kept with its connection and runs the same few statements
+    over and over (``store.batch``'s): it keeps its Transformer from one statement to the next
+    once a statement has run with it, where psycopg makes a new one (and with it each dumper
+    and loader again) for every statement that is not the one before. A Transformer keeps one
+    dumper per Python type and format and one loader per type oid and format, whatever the
+    statement (psycopg's ``executemany`` shares one across its rows the same way), so the
+    values sent and the rows read are the same. A statement whose parameters psycopg could not
+    convert leaves the next one a new Transformer. What a loader reads from the connection when
+    it is made (the session's ``TimeZone`` for ``timestamptz``) it then keeps for the
+    connection's life: only for connections whose session settings nobody changes (medloop
+    sends no ``SET``)."""
+
+    __slots__ = ()
+    _keeps_transformer = True
+
+    def _start_query(self, query=None):
+        """``BaseCursor._start_query`` (psycopg's ``execute`` of a statement inside a
+        transaction), with the Transformer readied by ``_ready_transformer``."""
+        if self.closed:
+            raise e.InterfaceError("the cursor is closed")
+        self._reset()
+        _ready_transformer(self, query)
+        yield from self._conn._start_query()
 
 
 class AsyncCursor(_BeginWithFirstStatement, psycopg.AsyncCursor):
     """psycopg's async cursor, with ``BEGIN`` written with a transaction's first statement."""
 
     __slots__ = ()
+    _keeps_transformer = False

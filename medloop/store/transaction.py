@@ -14,23 +14,28 @@ def transaction_memo(conn: Connection) -> dict:
     """A dict that lives as long as ``conn``'s current transaction: what one transaction has
     already read or locked (the patient it audits, the audit chain it holds), so that later
     steps of the same transaction need not ask the database again. A new transaction on the
-    same pooled connection starts with an empty one."""
-    memo = existing_transaction_memo(conn)
-    if memo is None:
-        memo = {}
-        conn.info[_MEMO] = (conn.get_transaction(), memo)
+    same connection starts with an empty one."""
+    held = conn.__dict__.get(_MEMO)
+    transaction = conn.get_transaction()
+    if held is not None and held[0] is transaction:
+        return held[1]
+    memo: dict = {}
+    conn.__dict__[_MEMO] = (transaction, memo)
     return memo
 
 
 def existing_transaction_memo(conn: Connection) -> dict | None:
     """``transaction_memo(conn)`` if this transaction has made one, else ``None``."""
-    held = conn.info.get(_MEMO)
+    # Kept on the ``Connection`` itself (one per checkout of a pooled connection: a command's
+    # or a read's), beside the transaction it belongs to: a prescribe asks for it some 25
+    # times, and ``conn.info`` (the pooled connection's dict) is two properties away.
+    held = conn.__dict__.get(_MEMO)
     if held is None or held[0] is not conn.get_transaction():
         return None
     return held[1]
 
 
-_MEMO = "medloop.transaction_memo"
+_MEMO = "_medloop_transaction_memo"
 
 
 class WriteOnReadConnection(RuntimeError):

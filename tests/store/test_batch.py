@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import (
+    bindparam,
     event,
     literal,
     select,
     text,
 )
+from sqlalchemy.engine.events import ConnectionEvents
 from sqlalchemy.exc import IntegrityError
 
 from medloop.domain.patient import NationalId, Patient
@@ -91,6 +93,47 @@ def test_a_duplicate_key_in_the_queue_is_an_integrity_error_and_nothing_is_kept(
                 batch.insert(conn, scratch_rows, [{"id": "a", "n": 3, "record": None}])
     with engine.connect() as conn:
         assert conn.execute(select(scratch_rows.c.id)).scalars().all() == ["a"]
+
+
+def test_queued_rows_are_there_for_an_executemany_and_a_statement_without_parameters(engine):
+    with engine.execution_options(write=True).begin() as conn:
+        with batch.batched(conn):
+            batch.insert(conn, scratch_rows, [{"id": "a", "n": 1, "record": None}])
+            # An UPDATE of several rows (the DBAPI's executemany): it finds the queued row.
+            conn.execute(
+                scratch_rows.update()
+                .where(scratch_rows.c.id == bindparam("key"))
+                .values(n=bindparam("new_n")),
+                [{"key": "a", "new_n": 10}, {"key": "z", "new_n": 0}],
+            )
+            batch.insert(conn, scratch_rows, [{"id": "b", "n": 2, "record": None}])
+            # An INSERT of several rows (SQLAlchemy's "insertmanyvalues" on PostgreSQL).
+            conn.execute(
+                scratch_rows.insert(),
+                [{"id": "c", "n": 3, "record": None}, {"id": "d", "n": 4, "record": None}],
+            )
+            batch.insert(conn, scratch_rows, [{"id": "e", "n": 5, "record": None}])
+            counted = conn.exec_driver_sql("SELECT count(*), sum(n) FROM batch_scratch").one()
+    assert tuple(counted) == (5, 24)
+
+
+@pytest.mark.postgres
+def test_a_postgres_engine_has_no_engine_event_listeners(postgres_url):
+    # The queue is sent by the dialect's execute hooks: an engine listener would make every
+    # connect, begin, commit and close of every transaction dispatch events.
+    # (The tests' own statement capture listens on every engine, as a class: not counted.)
+    engine = make_engine(postgres_url)
+    try:
+        own = {
+            name: list(getattr(engine.dispatch, name).listeners)
+            for name in dir(ConnectionEvents)
+            if not name.startswith("_") and callable(getattr(ConnectionEvents, name))
+        }
+        assert "before_cursor_execute" in own and "commit" in own
+        assert not any(own.values())
+        assert engine.dialect._has_events
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres
@@ -350,3 +393,18 @@ def test_a_moment_written_out_again_is_the_same_text_and_another_gets_its_own():
             assert attestation._datetime_utc(moment) == "2026-12-05T12:00:00.000005Z"
     assert attestation._datetime_utc(utc + timedelta(seconds=1)) == "2026-12-05T12:00:01.000005Z"
     assert attestation._datetime_utc("not a moment") == "not a moment"
+
+
+def test_an_access_by_id_and_by_national_id_read_the_same_patient(engine):
+    person = _registered_patient(engine)
+    asked = uuid.UUID(str(person.id))  # as a route parses it: an object of its own
+    with engine.execution_options(write=True).begin() as conn:
+        by_id = patients.read_for_access(conn, asked)
+        assert patients.accessed_in_transaction(conn, person.id)
+    with engine.execution_options(write=True).begin() as conn:
+        own = patients.read_own_for_access(conn, str(person.national_id))
+    assert by_id == own
+    assert type(by_id.patient_id) is uuid.UUID and by_id.patient_id == person.id
+    assert by_id.patient_id is asked  # the caller's id kept, not parsed again from the row
+    with engine.execution_options(write=True).begin() as conn:
+        assert patients.read_for_access(conn, uuid.uuid4()) is None

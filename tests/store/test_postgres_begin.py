@@ -5,14 +5,17 @@ isolation, same locks, same failure, same prepared statements."""
 from __future__ import annotations
 
 import importlib.metadata
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
 from psycopg.pq import PipelineStatus, TransactionStatus
+from psycopg.types.json import Json
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from medloop.store import postgres
+from medloop.store import batch, postgres
 from medloop.store.db import make_engine, reader
 from tests.pg_protocol import round_trips
 
@@ -240,3 +243,83 @@ def test_a_row_psycopg_cannot_convert_at_once_leaves_the_transaction_to_roll_bac
         driver.rollback()
     with pg_engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM scratch")).scalars().all() == [1]
+
+
+VALUES = (
+    ("small integer", 7),
+    ("integer", 2**40),
+    ("integer beyond 64 bits", 2**70),
+    ("negative integer", -3),
+    ("float", 0.1),
+    ("text", "å ø"),
+    ("null", None),
+    ("boolean", True),
+    ("json", Json({"a": [1, None, "x"]})),
+    ("moment", datetime(2026, 12, 6, 6, 30, 1, 5, tzinfo=UTC)),
+    ("day", date(2026, 12, 6)),
+    ("decimal", Decimal("1.50")),
+)
+
+
+def _sent_and_read(cursor) -> list:
+    """Each value of ``VALUES`` sent in a statement of its own and in one statement of them all
+    (a new query each time): the row read back, the types (oids) and formats it was sent with,
+    and the types of the columns read."""
+    found = []
+    params = {f"v{i}": value for i, (_label, value) in enumerate(VALUES)}
+    every = ", ".join(f"%(v{i})s" for i in range(len(VALUES)))
+    for query, values in [
+        *((f"SELECT %(v)s AS v -- {label}", {"v": value}) for label, value in VALUES),
+        (f"SELECT {every}", params),
+    ]:
+        cursor.execute(query, values)
+        sent = cursor._query
+        columns = [(c.name, c.type_code) for c in cursor.description]
+        found.append((cursor.fetchone(), sent.types, list(sent.formats), columns))
+    return found
+
+
+def test_a_kept_cursor_sends_and_reads_what_psycopgs_cursor_does(pg_engine):
+    with pg_engine.connect() as conn:
+        driver = _driver(conn)
+        plain = _sent_and_read(psycopg.Cursor(driver))
+        driver.rollback()
+        kept = _sent_and_read(postgres.KeptCursor(driver))
+        driver.rollback()
+    assert kept == plain
+    assert plain[10][0] == (date(2026, 12, 6),)  # read back as themselves
+    assert len({types for _row, types, _formats, _columns in plain}) > 5  # of several types
+
+
+def test_a_kept_cursor_keeps_its_transformer_from_one_statement_to_the_next(pg_engine):
+    with pg_engine.begin() as conn:
+        cursor = postgres.KeptCursor(_driver(conn))
+        cursor.execute("SELECT note FROM scratch WHERE id = %(id)s", {"id": 1})  # with BEGIN
+        kept = cursor._tx
+        cursor.execute("SELECT id FROM scratch WHERE note = %(n)s", {"n": "one"})
+        postgres.execute_at_once(cursor, [("SELECT %(a)s::int + 1", [{"a": 1}])])
+        assert cursor.fetchone() == (2,)
+        assert cursor._tx is kept
+        # psycopg's own cursor makes a new one for each statement that is not the last one.
+        plain = postgres.Cursor(_driver(conn))
+        plain.execute("SELECT 1 WHERE %(a)s", {"a": True})
+        first = plain._tx
+        plain.execute("SELECT 2 WHERE %(a)s", {"a": True})
+        assert plain._tx is not first
+
+
+def test_a_kept_cursor_starts_a_new_transformer_after_parameters_it_could_not_convert(pg_engine):
+    with pg_engine.begin() as conn:
+        cursor = postgres.KeptCursor(_driver(conn))
+        cursor.execute("SELECT note FROM scratch WHERE id = %(id)s", {"id": 1})
+        kept = cursor._tx
+        with pytest.raises(psycopg.ProgrammingError):
+            cursor.execute("SELECT %(a)s, %(b)s", {"a": 1})  # b is missing
+        cursor.execute("SELECT note FROM scratch WHERE id = %(id)s", {"id": 1})
+        assert cursor.fetchone() == ("one",)
+        assert cursor._tx is not kept
+
+
+def test_the_store_sends_its_own_statements_through_a_kept_cursor(pg_engine):
+    with pg_engine.begin() as conn:
+        assert isinstance(batch._cursor(conn, _driver(conn)), postgres.KeptCursor)
