@@ -714,13 +714,13 @@ def _canonical_parts(values: Mapping[str, Any], alike: bool = False) -> tuple[st
     """The canonical serialisation of a record (see :func:`canonical_record`) cut around the
     two values only the chain's tail decides: everything up to ``prev_hash``'s value, and
     everything between it and ``seq``'s value. With sorted keys, ``prev_hash`` comes after
-    ``patient`` and before ``reason``; ``seq`` is the last key. ``alike``: orjson writes the
-    record's ``detail`` but its claim as the canonical JSON does (``_validated``)."""
+    ``patient`` and before ``reason``; ``seq`` is the last key. ``alike``: orjson wrote the
+    record's ``detail`` (but its claim) as the canonical JSON (``_validated``)."""
     fields = canonical_record({**values, "seq": 0, "prev_hash": ""})
     before = {k: v for k, v in fields.items() if k < "prev_hash"}
     between = {k: v for k, v in fields.items() if "prev_hash" < k < "seq"}
-    # ``alike``: orjson wrote ``detail`` as its canonical JSON (``_validated``); the claim
-    # added to it is strings and integers. When the other fields are strings too, orjson
+    # ``alike``: orjson wrote ``detail``'s canonical JSON (``_validated``); the claim added
+    # to it is strings and integers. When the other fields are strings too, orjson
     # writes the same text (canonical_json.dumps_alike); else the standard library's way.
     write = canonical_json.dumps
     if alike and all(
@@ -1028,7 +1028,8 @@ def record_hash(values: Mapping[str, Any]) -> str:
 
 def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
     """The event's outcome and its detail as stored (read back from its canonical JSON), and
-    whether orjson writes that detail as the canonical JSON does (``_canonical_parts``)."""
+    whether orjson wrote that JSON (``canonical_json.round_trip``: ``_canonical_parts`` may
+    write the record with it)."""
     for name in ("actor", "actor_role", "action"):
         if not getattr(event, name):
             raise InvalidAuditEvent(f"an audit event needs {name}")
@@ -1046,14 +1047,14 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
     try:
         # Store exactly what is hashed: the JSON round trip turns tuples into lists and
         # non-string keys into strings, as reading the row back would.
-        encoded, detail = canonical_json.round_trip(dict(event.detail))
+        encoded, detail, alike = canonical_json.round_trip(dict(event.detail))
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
     texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
     try:
         # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
         # (``encoded`` is the detail's canonical JSON: the text the hash encodes.)
-        raw = encoded.encode()
+        encoded.encode()
         for value in texts.values():
             if isinstance(value, str):
                 value.encode()
@@ -1066,7 +1067,7 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
         raise InvalidAuditEvent(
             f"{', '.join(unencodable)} is not valid Unicode text (a lone surrogate)"
         ) from None
-    return outcome, detail, canonical_json.written_alike(detail, raw)
+    return outcome, detail, alike
 
 
 _TEXT_FIELDS = ("actor", "actor_role", "organisation", "patient", "action", "request_id", "reason")

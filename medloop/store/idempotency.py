@@ -122,8 +122,9 @@ class IdempotentResult:
 
 
 def request_fingerprint(request: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of ``request`` as compact JSON with sorted keys."""
-    return hashlib.sha256(_canonical_json(request).encode()).hexdigest()
+    """SHA-256 (hex) of ``request`` as compact JSON with sorted keys (the canonical JSON,
+    ``store.canonical_json``)."""
+    return hashlib.sha256(canonical_json.fast_dumps(request)).hexdigest()
 
 
 def run_once(
@@ -256,9 +257,6 @@ def _check(scope: str, key: str, fingerprint: str) -> None:
         problem = "a request fingerprint is a lower-case hex SHA-256"
     if problem is not None:
         raise InvalidIdempotencyKey(scope, key, problem)
-
-
-_canonical_json = canonical_json.dumps
 
 
 def forget_before(conn: Connection, scope: str, before: datetime) -> None:
