@@ -84,7 +84,7 @@ from sqlalchemy.dialects.postgresql import BIT
 
 from fest.schema import metadata
 from medloop.domain._model import id_text
-from medloop.store import attestation, batch
+from medloop.store import attestation, batch, canonical_json
 from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import (  # noqa: F401  (WriteTransactionRequired: raised from here)
     WriteTransactionRequired,
@@ -335,7 +335,7 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     a difference between the two serialisations cannot go unnoticed.  On SQLite the write
     transaction already holds the lock: the tail is read and the row inserted."""
     require_write_transaction(conn, "appending to the audit log")
-    outcome, detail = _validated(event)
+    outcome, detail, alike = _validated(event)
     claim = attestation.close(conn)
     if claim is not None:
         # The rows this transaction appended since the last audit record: the chain commits
@@ -348,7 +348,7 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         note_chain_locked(conn, chain)
     # Taken under the lock, so that time order follows chain order on one clock.
     values = _unchained_values(event, outcome, detail, datetime.now(UTC))
-    head, middle = _canonical_parts(values)
+    head, middle = _canonical_parts(values, alike)
     patient_id = event.patient_id or _patient_id(conn, event.patient)
     if postgres:
         # With a command's queued appends (medloop.store.batch), in their round trip.
@@ -423,7 +423,8 @@ def append_many(conn: Connection, events: Sequence[AuditEvent]) -> list[AuditRec
     require_write_transaction(conn, "appending to the audit log")
     if not events:
         return []
-    checked = [_validated(event) for event in events]  # all of them before anything is written
+    # All of them before anything is written.
+    checked = [_validated(event)[:2] for event in events]
     claim = attestation.close(conn)
     if claim is not None:
         checked[0][1][attestation.DETAIL_KEY] = claim
@@ -709,17 +710,29 @@ _APPEND_PG = _append_pg("chain = :chain AND patient_id = :patient_id")
 _APPEND_PG_NO_PATIENT = _append_pg("chain = :chain AND patient_id IS NULL")
 
 
-def _canonical_parts(values: Mapping[str, Any]) -> tuple[str, str]:
+def _canonical_parts(values: Mapping[str, Any], alike: bool = False) -> tuple[str, str]:
     """The canonical serialisation of a record (see :func:`canonical_record`) cut around the
     two values only the chain's tail decides: everything up to ``prev_hash``'s value, and
     everything between it and ``seq``'s value. With sorted keys, ``prev_hash`` comes after
-    ``patient`` and before ``reason``; ``seq`` is the last key."""
+    ``patient`` and before ``reason``; ``seq`` is the last key. ``alike``: orjson wrote the
+    record's ``detail`` (but its claim) as the canonical JSON (``_validated``)."""
     fields = canonical_record({**values, "seq": 0, "prev_hash": ""})
     before = {k: v for k, v in fields.items() if k < "prev_hash"}
     between = {k: v for k, v in fields.items() if "prev_hash" < k < "seq"}
-    head = _canonical_json(before)[:-1] + ',"prev_hash":"'
-    middle = '",' + _canonical_json(between)[1:-1] + ',"seq":'
+    # ``alike``: orjson wrote ``detail``'s canonical JSON (``_validated``); the claim added
+    # to it is strings and integers. When the other fields are strings too, orjson
+    # writes the same text (canonical_json.dumps_alike); else the standard library's way.
+    write = canonical_json.dumps
+    if alike and all(
+        v is None or v.__class__ is str for k, v in fields.items() if k not in _NOT_TEXT
+    ):
+        write = canonical_json.dumps_alike
+    head = write(before)[:-1] + ',"prev_hash":"'
+    middle = '",' + write(between)[1:-1] + ',"seq":'
     return head, middle
+
+
+_NOT_TEXT = frozenset({"detail", "seq"})
 
 
 def _hash_of_parts(head: str, prev_hash: str, middle: str, seq: int) -> str:
@@ -1013,7 +1026,10 @@ def record_hash(values: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical_json(canonical_record(values)).encode()).hexdigest()
 
 
-def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
+def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
+    """The event's outcome and its detail as stored (read back from its canonical JSON), and
+    whether orjson wrote that JSON (``canonical_json.round_trip``: ``_canonical_parts`` may
+    write the record with it)."""
     for name in ("actor", "actor_role", "action"):
         if not getattr(event, name):
             raise InvalidAuditEvent(f"an audit event needs {name}")
@@ -1031,8 +1047,7 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
     try:
         # Store exactly what is hashed: the JSON round trip turns tuples into lists and
         # non-string keys into strings, as reading the row back would.
-        encoded = _canonical_json(dict(event.detail))
-        detail = json.loads(encoded)
+        encoded, detail, alike = canonical_json.round_trip(dict(event.detail))
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
     texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
@@ -1052,7 +1067,7 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any]]:
         raise InvalidAuditEvent(
             f"{', '.join(unencodable)} is not valid Unicode text (a lone surrogate)"
         ) from None
-    return outcome, detail
+    return outcome, detail, alike
 
 
 _TEXT_FIELDS = ("actor", "actor_role", "organisation", "patient", "action", "request_id", "reason")
@@ -1124,10 +1139,4 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-_CANONICAL_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-def _canonical_json(value: Any) -> str:
-    return _CANONICAL_ENCODER.encode(value)
+_canonical_json = canonical_json.dumps

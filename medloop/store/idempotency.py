@@ -29,7 +29,6 @@ own key (:class:`IdempotentRequestInProgress`).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from fest.schema import metadata
 from medloop.domain._model import id_text
-from medloop.store import batch
+from medloop.store import batch, canonical_json
 from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import require_write_transaction
 
@@ -123,8 +122,9 @@ class IdempotentResult:
 
 
 def request_fingerprint(request: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of ``request`` as compact JSON with sorted keys."""
-    return hashlib.sha256(_canonical_json(request).encode()).hexdigest()
+    """SHA-256 (hex) of ``request`` as compact JSON with sorted keys (the canonical JSON,
+    ``store.canonical_json``)."""
+    return hashlib.sha256(canonical_json.fast_dumps(request)).hexdigest()
 
 
 def run_once(
@@ -223,7 +223,7 @@ _RESPONSE = frozenset({"response"})
 def _as_stored(scope: str, response: Mapping[str, Any]) -> dict[str, Any]:
     """What a replay will return: ``response`` after a JSON round trip (tuples become lists)."""
     try:
-        stored: dict[str, Any] = json.loads(_canonical_json(dict(response)))
+        stored: dict[str, Any] = canonical_json.round_trip(dict(response))[1]
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the response computed in {scope!r} is not JSON: {exc}") from None
     return stored
@@ -257,15 +257,6 @@ def _check(scope: str, key: str, fingerprint: str) -> None:
         problem = "a request fingerprint is a lower-case hex SHA-256"
     if problem is not None:
         raise InvalidIdempotencyKey(scope, key, problem)
-
-
-_CANONICAL_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-def _canonical_json(value: Any) -> str:
-    return _CANONICAL_ENCODER.encode(value)
 
 
 def forget_before(conn: Connection, scope: str, before: datetime) -> None:
