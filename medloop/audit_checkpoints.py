@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Engine
 
-from medloop.store import audit
+from medloop.store import audit, canonical_json
 
 FORMAT = "medloop-audit-checkpoint/1"
 ALGORITHM = "Ed25519"
@@ -268,9 +268,7 @@ def _newest(directory: Path) -> Checkpoint | None:
 
 
 def _canonical(value: Any) -> bytes:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return canonical_json.dumps(value).encode()
 
 
 def _b64(data: bytes) -> str:

@@ -751,7 +751,7 @@ def heads_digest(heads: Mapping[str, str]) -> str:
     chains is :data:`GENESIS_HASH`."""
     if not heads:
         return GENESIS_HASH
-    return hashlib.sha256(_canonical_json(dict(heads)).encode()).hexdigest()
+    return hashlib.sha256(canonical_json.dumps(dict(heads)).encode()).hexdigest()
 
 
 class _Problems:
@@ -1023,7 +1023,7 @@ def canonical_record(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def record_hash(values: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical serialisation of a record's column ``values``."""
-    return hashlib.sha256(_canonical_json(canonical_record(values)).encode()).hexdigest()
+    return hashlib.sha256(canonical_json.dumps(canonical_record(values)).encode()).hexdigest()
 
 
 def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
@@ -1061,7 +1061,7 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
     except UnicodeEncodeError:
         unencodable = [
             n
-            for n, v in {**texts, "detail": _canonical_json(detail)}.items()
+            for n, v in {**texts, "detail": canonical_json.dumps(detail)}.items()
             if v is not None and not _encodes(v)
         ]
         raise InvalidAuditEvent(
@@ -1137,6 +1137,3 @@ def _record(row: Any) -> AuditRecord:
 def _utc(moment: datetime) -> datetime:
     # SQLite hands back the naive UTC wall-clock time that was stored.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-_canonical_json = canonical_json.dumps
