@@ -34,7 +34,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -45,7 +44,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from medloop import json_input
-from medloop.store import baton as batons
 from medloop.store.db import retry_read
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -66,17 +64,9 @@ class RouteThreads:
     shutting down) does not stop the route: it finishes its transaction in its thread, and its
     answer is dropped; one still queued does not start."""
 
-    def __init__(self, threads: int, baton: bool = True) -> None:
+    def __init__(self, threads: int) -> None:
         self.threads = threads
-        # The threads take turns at a baton (``store.baton``): one runs its Python at a time,
-        # giving the baton up only while it waits on the database's socket.
-        self.baton = batons.Baton() if baton and threads > 1 else None
-        self._executor = ThreadPoolExecutor(
-            threads,
-            thread_name_prefix="medloop-route",
-            initializer=batons.carry,
-            initargs=(self.baton,),
-        )
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="medloop-route")
 
     async def run(self, work: Callable[[], Result]) -> Result:
         """``work()``'s result, computed in one of the threads. The thread answers the event
@@ -88,22 +78,15 @@ class RouteThreads:
         answer: asyncio.Future[Result] = loop.create_future()
         context = contextvars.copy_context()
 
-        baton = self.baton
-
         def job() -> None:
             if answer.cancelled():
                 return  # given up while queued: not started
-            if baton is not None:
-                baton.take()
             try:
                 result = context.run(work)
             except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
                 loop.call_soon_threadsafe(_fail, answer, error)
             else:
                 loop.call_soon_threadsafe(_answer, answer, result)
-            finally:
-                if baton is not None:
-                    baton.give()
 
         self._executor.submit(job)
         return await answer
@@ -124,10 +107,7 @@ def route_limiter(threads: int) -> RouteThreads | None:
     the pool of threads they run in."""
     if threads < 0:
         raise ValueError(f"route threads must be 0 (on the event loop) or more, not {threads}")
-    return RouteThreads(threads, baton=_BATON) if threads else None
-
-
-_BATON = os.environ.get("MEDLOOP_ROUTE_BATON", "on") != "off"  # experiment switch
+    return RouteThreads(threads) if threads else None
 
 
 class BlockingRoute(APIRoute):

@@ -230,19 +230,13 @@ def _hook_route_threads() -> None:
 
 def _hook_round_trips() -> None:
     """Time every psycopg wait for the server (one round trip, or a pipeline's), in the
-    request whose context runs it: psycopg's own connections' and the baton's
-    (``store.baton.Connection``, the connections medloop's engines make)."""
+    request whose context runs it."""
     try:
         from psycopg import Connection
-
-        from medloop.store import baton
     except ImportError:
         return
-    for cls in (Connection, baton.Connection):
-        cls.wait = _traced_wait(cls.wait)  # type: ignore[method-assign]
+    wait = Connection.wait
 
-
-def _traced_wait(wait: Any) -> Any:
     def traced_wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
         record = _current.get()
         if record is None:
@@ -253,7 +247,7 @@ def _traced_wait(wait: Any) -> Any:
         finally:
             record["db"].append((at, _now(), time.thread_time() - cpu))
 
-    return traced_wait
+    Connection.wait = traced_wait  # type: ignore[method-assign]
 
 
 def _run_delay() -> float:

@@ -26,7 +26,6 @@ from medloop.catalogue import load_snapshot
 from medloop.domain._model import Frozen
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.loop.errors import NoCatalogueInForce, UnknownDrug
-from medloop.store import baton
 from medloop.store.patients import catalogue_key_in_force
 
 __all__ = ["KEEP_CATALOGUES", "Catalogue", "DrugOrder", "catalogue_in_force", "catalogue_of"]
@@ -176,16 +175,12 @@ def catalogue_of(conn: Connection, key: tuple[int, str] | None) -> Catalogue:
     # The file's hash is part of the key: another database may number another file alike.
     if key is None:
         raise NoCatalogueInForce("no FEST catalogue has been imported")
-    # Held across the build's round trips: a route thread waiting for it gives up its baton.
-    baton.acquire(_catalogues_lock)
-    try:
+    with _catalogues_lock:
         found = _catalogues.get(key)
         if found is None:
             found = _catalogues[key] = _build(conn, key[0])
             for stale in list(_catalogues)[:-KEEP_CATALOGUES]:
                 del _catalogues[stale]
-    finally:
-        _catalogues_lock.release()
     return found
 
 

@@ -24,7 +24,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from medloop.store import batch, baton, postgres, wal
+from medloop.store import batch, postgres, wal
 from medloop.store.transaction import WriteOnReadConnection
 
 T = TypeVar("T")
@@ -68,17 +68,9 @@ def make_engine(url: str) -> Engine:
         max_overflow=POSTGRES_MAX_OVERFLOW,
         connect_args={"cursor_factory": postgres.Cursor},
     )
-    event.listen(engine, "do_connect", _baton_connection)
     event.listen(engine.pool, "checkout", _probe_idle_connection)
     batch.install(engine)  # a command's queued appends go out before any other statement
     return engine
-
-
-def _baton_connection(_dialect, _record, cargs, cparams):
-    """Connect with ``store.baton.Connection``: a route thread's waits for the server give up
-    the route threads' baton (psycopg's ``connect`` itself, as every other thread's wait,
-    is psycopg's own)."""
-    return baton.Connection.connect(*cargs, **cparams)
 
 
 def _probe_idle_connection(dbapi_connection, _record, _proxy) -> None:
