@@ -52,8 +52,11 @@ class _Fallback(Exception):
 class HotRoutes:
     """An ASGI layer around the app's router (see the module docstring)."""
 
-    def __init__(self, app: Any, router: Any) -> None:
-        self.app = router
+    def __init__(self, app: Any, router: Any, fallback: Any = None) -> None:
+        self.router = router
+        self.app = router if fallback is None else fallback
+        """Where every request not answered here goes: the router, or what wraps it
+        (``api.app.MedloopApp`` gives FastAPI's ``AsyncExitStackMiddleware`` around it)."""
         self.fhir = getattr(app.state, "fhir_router", None)
         """The FHIR routes alone (``api.app.create_app``): a request under ``/fhir/`` is
         matched against them instead of against every route of the JSON API's routers first
@@ -116,7 +119,7 @@ class HotRoutes:
         except Exception:  # noqa: BLE001 - anything out of the ordinary: the generic path
             await self.app(scope, _replaying(received, receive), send)
             return
-        request = _selected(scope, receive, send, self.app, plan.route, segment)
+        request = _selected(scope, receive, send, self.router, plan.route, segment)
         state = request.app.state.api
         # What deps.BearerCaller answers for a request authenticated before its body.
         caller = deps.Caller(state, principal, request.state.request_id, state.clock())
@@ -141,7 +144,7 @@ class HotRoutes:
         except Exception:  # noqa: BLE001 - anything out of the ordinary: the generic path
             await self.app(scope, receive, send)
             return
-        request = _selected(scope, receive, send, self.app, plan.route, segment)
+        request = _selected(scope, receive, send, self.router, plan.route, segment)
         values = {"caller": caller, "patient_id": patient_id, "seen": seen}
         await _answer(plan, request, values, scope, receive, send)
 
