@@ -51,7 +51,14 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=400)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--profile", help="a file: cProfile the measured requests")
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="list reads only: keep the real route (threads, database) in the measurement",
+    )
     args = parser.parse_args()
+    if args.real and args.kind != "read":
+        parser.error("--real measures list reads only")
 
     folder = tempfile.mkdtemp(prefix="edge-count-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="edge-count-prom-")
@@ -200,7 +207,7 @@ def main() -> None:
     assert status == 201, status
     kind = "GET"
     assert client.run([read(patients[1])])[0][0] == 200
-    app.state.route_limiter = Replay()
+    app.state.route_limiter = threads if args.real else Replay()
     kind = "POST" if args.kind == "prescribe" else "GET"
     warm = [prescribe(patients[1], tag, api.ROTATION[1]) if kind == "POST" else read(patients[1])]
     assert {s for s, _ in client.run(warm * 20)} == {201 if kind == "POST" else 200}

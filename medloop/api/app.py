@@ -3,6 +3,7 @@ request id, the token verifier, the database and the offline docs page."""
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import re
@@ -12,11 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi._body_limit import AppBodyLimitMiddleware
 from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.middleware.errors import ServerErrorMiddleware
 
 from medloop.api import cds, cds_auth, problems
 from medloop.api.auth import TokenVerifier
@@ -185,6 +190,10 @@ class MedloopApp(FastAPI):
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)
         self._telemetry_unset = _telemetry_unset(getattr(self, "_telemetry", None))
+        self._lean: tuple[Any, Any] | None = None
+        """(the middleware stack, the same stack without the two layers of FastAPI's that
+        have nothing to do for a request served without telemetry and without a body limit
+        of FastAPI's): ``_without_idle_layers``."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         unset = self._telemetry_unset
@@ -194,9 +203,19 @@ class MedloopApp(FastAPI):
             and "fastapi.telemetry" not in scope
             and unset()
         ):
-            # FastAPI.__call__ for an HTTP request when NativeTelemetry.enabled() is false.
+            # FastAPI.__call__ for an HTTP request when NativeTelemetry.enabled() is false:
+            # Starlette.__call__, through the lean stack when it applies.
             if self.root_path:
                 scope["root_path"] = self.root_path
+            lean = self._lean
+            if (
+                lean is not None
+                and lean[0] is self.middleware_stack
+                and MAX_BODY_SIZE_SCOPE_KEY not in scope
+            ):
+                scope["app"] = self
+                await lean[1](scope, receive, send)
+                return
             await Starlette.__call__(self, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -222,6 +241,8 @@ class MedloopApp(FastAPI):
             parent.app = hot
         else:
             layer.app = HotRoutes(self, self.router)
+        lean = _without_idle_layers(stack, getattr(self, "max_body_size", False))
+        self._lean = None if lean is None else (stack, lean)
         return stack
 
 
@@ -287,6 +308,29 @@ class RequestId:
                 status=status,
                 ms=round(seconds * 1000, 2),
             )
+
+
+def _without_idle_layers(stack: Any, max_body_size: Any) -> Any:
+    """``stack`` (FastAPI 0.165's: ``ServerErrorMiddleware``, ``ExceptionTelemetryMiddleware``,
+    ``AppBodyLimitMiddleware``, then the app's own middleware) without its second and third
+    layers, for a request that neither has anything to do with (``MedloopApp.__call__``):
+    served without telemetry (no ``fastapi.telemetry`` in its scope, which is all
+    ``ExceptionTelemetryMiddleware`` reads when an exception passes it) and without a body
+    limit of FastAPI's (the app sets none, and no ``starlette.max_body_size`` is in its scope:
+    ``AppBodyLimitMiddleware`` then only calls what it wraps). The first layer is a copy of
+    the stack's own, so every layer below is shared. ``None`` when the stack is not of that
+    shape. Two coroutine frames less a request (issue #20)."""
+    if max_body_size is not None or type(stack) is not ServerErrorMiddleware:
+        return None
+    telemetry = stack.app
+    if type(telemetry) is not ExceptionTelemetryMiddleware:
+        return None
+    limit = telemetry.app
+    if type(limit) is not AppBodyLimitMiddleware:
+        return None
+    lean = copy.copy(stack)
+    lean.app = limit.app  # what AppBodyLimitMiddleware wraps when it has no limit: the app's own
+    return lean
 
 
 def _telemetry_unset(config: Any) -> Callable[[], bool] | None:

@@ -123,3 +123,62 @@ def test_the_exit_stack_wraps_what_the_hot_routes_hand_on_and_only_that(app):
         reached = client.get(f"/patients/{'0' * 8}-0000-4000-8000-{'0' * 12}/list", headers=headers)
         assert reached.status_code == 404
     assert stacks == [("/docs", True), ("/fhir/metadata", True)]
+
+
+def test_fastapi_s_idle_layers_are_left_out_only_when_they_have_nothing_to_do(app, monkeypatch):
+    """Without telemetry and without a body limit in the scope, a request skips FastAPI's
+    ``ExceptionTelemetryMiddleware`` and ``AppBodyLimitMiddleware`` (every layer below is the
+    stack's own); with a provider configured, or a body limit set by an app around this one,
+    it goes through the whole stack. An exception still reaches the server-error layer."""
+    import asyncio
+
+    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.get("/docs")  # builds the middleware stack
+        stack = app.middleware_stack
+        assert app._lean is not None and app._lean[0] is stack
+        lean = app._lean[1]
+        assert type(lean) is type(stack) and lean.app is stack.app.app.app
+        passed: list[str] = []
+        telemetry_layer = stack.app
+
+        async def counted(scope, receive, send):
+            passed.append(scope["path"])
+            await telemetry_layer(scope, receive, send)
+
+        stack.app = counted
+        assert client.get("/health/live").status_code == 200
+        assert passed == []
+        monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", otel_trace.NoOpTracerProvider())
+        assert client.get("/health/live").status_code == 200
+        assert passed == ["/health/live"]
+        monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", None)
+
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "GET", "scheme": "http", "path": "/health/live", "raw_path": b"/health/live",
+            "root_path": "", "query_string": b"", "headers": [], "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80), MAX_BODY_SIZE_SCOPE_KEY: 10**6,
+        }  # fmt: skip
+        asyncio.run(app(scope, receive, send))
+        assert passed == ["/health/live", "/health/live"]
+        assert sent[0]["status"] == 200
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("a route that fails")
+
+        layer = lean
+        while not isinstance(layer.app, hot.HotRoutes):
+            layer = layer.app
+        monkeypatch.setattr(layer.app, "app", broken)
+        failed = client.get("/health/live")
+        assert failed.status_code == 500 and passed == ["/health/live", "/health/live"]
