@@ -4,6 +4,8 @@ use it."""
 
 from __future__ import annotations
 
+import uuid
+
 import opentelemetry.trace as otel_trace
 import pytest
 from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
@@ -201,3 +203,44 @@ def test_the_request_id_layer_takes_the_body_guard_s_call_without_its_frame(app,
         big = {"Authorization": f"Bearer {GP_TOKEN}", "Content-Length": str(10**9)}
         assert client.post(path, content=b"{}", headers=big).status_code == 413
         assert client.get("/health/live").status_code == 200
+
+
+def test_the_hot_routes_validate_with_each_field_s_own_validator_as_fastapi_does(app):
+    """The hot routes call each field's pydantic validator directly: every value gets what
+    FastAPI's ``ModelField.validate`` gives it (the same value, or an error, which sends the
+    request to the generic path)."""
+    from tests.api.helpers import prescribe_body
+
+    with TestClient(app) as client:
+        client.get("/docs")
+    layer = app.middleware_stack
+    while not isinstance(layer, hot.HotRoutes):
+        layer = layer.app
+    prescribe, read_list = layer.prescribe, layer.read_list
+    assert len(prescribe.checks) == 4 and len(read_list.checks) == 2
+    ids = [str(uuid.uuid4()), "not-a-uuid", "", "0" * 32, str(uuid.uuid4()).upper(), 7]
+    tags = ['"3"', 'W/"3"', "3", '"x"', "*", "", None, '"3", "4"', 7]
+    body = prescribe_body("090436")
+    bodies = [
+        body, {}, {**body, "use": "sometimes"}, {**body, "drug": {}}, {**body, "start": "x"},
+        {**body, "extra": 1}, [body], None, "text", {**body, "terms": None},
+    ]  # fmt: skip
+    cases = [
+        (prescribe, prescribe.patient_id, ids),
+        (prescribe, prescribe.if_match, tags),
+        (prescribe, prescribe.key, [*ids, None, "k" * 300]),
+        (prescribe, prescribe.body, bodies),
+        (read_list, read_list.patient_id, ids),
+        (read_list, read_list.seen, tags),
+    ]
+    outcomes = set()
+    for plan, field, values in cases:
+        for value in values:
+            found, errors = field.validate(value, {}, loc=("hot",))
+            if errors:
+                with pytest.raises(hot._Fallback):
+                    plan.valid(field, value)
+            else:
+                assert plan.valid(field, value) == found
+            outcomes.add(bool(errors))
+    assert outcomes == {True, False}
