@@ -268,9 +268,11 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
-            "latin-1"
-        )
+        given = ""
+        for name, value in scope["headers"]:  # the first X-Request-ID, as given
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
         request_id = given if _REQUEST_ID.match(given) else random_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         logs.bind_request(request_id)

@@ -243,8 +243,17 @@ def _json_line(event_dict: dict[str, Any]) -> str | None:
             text = "null"
         else:
             return None
-        parts.append(f"{_quoted(key)}: {text}")
+        prefix = _KEY_PREFIXES.get(key)
+        if prefix is None:
+            prefix = _quoted(key) + ": "
+            if len(_KEY_PREFIXES) < 1024:  # the access line's few keys, and a bound
+                _KEY_PREFIXES[key] = prefix
+        parts.append(prefix + text)
     return "{" + ", ".join(parts) + "}"
+
+
+_KEY_PREFIXES: dict[str, str] = {}
+"""``'"key": '`` by key, as ``_json_line`` writes each item's start."""
 
 
 _INFINITIES = (float("inf"), float("-inf"))
