@@ -288,10 +288,8 @@ class RequestId:
                 ]
             await send(message)
 
-        app = self.app
         try:
-            # BodyGuard (always the next layer in create_app): its call without its frame.
-            await (app.enter if type(app) is BodyGuard else app)(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
             self._observe(scope, status, time.perf_counter() - started)
             logs.unbind_request()

@@ -18,7 +18,6 @@ token):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -48,14 +47,9 @@ class BodyGuard:
         self.page_prefix = page_prefix
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        await self.enter(scope, receive, send)
-
-    def enter(self, scope: dict, receive: Any, send: Any) -> Awaitable[None]:
-        """What ``__call__`` awaits, made without a coroutine of its own: the app's call with
-        ``receive`` limited, or the refusal. ``api.app.RequestId`` awaits it directly (one
-        layer less a request, issue #20)."""
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
-            return self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         length = authorization = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -71,14 +65,15 @@ class BodyGuard:
             else:
                 principal = self._principal(authorization)
         except Unauthenticated as error:
-            return _refuse(scope, receive, send, 401, "unauthenticated", str(error))
+            await _refuse(scope, receive, send, 401, "unauthenticated", str(error))
+            return
         except Exception:  # noqa: BLE001 - not decided here: the route's own check answers
             principal = None
         if principal is not None:
             scope.setdefault("state", {})[PRINCIPAL] = principal
         limit = self.limit
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return _refuse(
+            await _refuse(
                 scope,
                 receive,
                 send,
@@ -86,6 +81,7 @@ class BodyGuard:
                 "request-too-large",
                 f"the request body is larger than the limit of {limit} bytes",
             )
+            return
         received = 0
 
         async def limited() -> dict:
@@ -97,7 +93,7 @@ class BodyGuard:
                     raise BodyTooLarge(limit)
             return message
 
-        return self.app(scope, limited, send)
+        await self.app(scope, limited, send)
 
     def _principal(self, authorization: bytes | None) -> Any:
         scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")

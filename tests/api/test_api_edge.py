@@ -186,25 +186,6 @@ def test_fastapi_s_idle_layers_are_left_out_only_when_they_have_nothing_to_do(ap
         assert failed.status_code == 500 and passed == ["/health/live", "/health/live"]
 
 
-def test_the_request_id_layer_takes_the_body_guard_s_call_without_its_frame(app, monkeypatch):
-    """``RequestId`` awaits ``BodyGuard.enter`` (the guard's work, no coroutine of its own):
-    the guard still refuses a request without a token (401) and a body over the limit (413)
-    before any route, and lets an ordinary one through."""
-    from medloop.api.limits import BodyGuard
-
-    async def unused(self, scope, receive, send):
-        assert scope["type"] != "http", "BodyGuard.__call__ is not on a request's path"
-        await self.enter(scope, receive, send)  # the lifespan's messages
-
-    monkeypatch.setattr(BodyGuard, "__call__", unused)
-    path = f"/patients/{'0' * 8}-0000-4000-8000-{'0' * 12}/prescriptions"
-    with TestClient(app) as client:
-        assert client.post(path, json={}).status_code == 401
-        big = {"Authorization": f"Bearer {GP_TOKEN}", "Content-Length": str(10**9)}
-        assert client.post(path, content=b"{}", headers=big).status_code == 413
-        assert client.get("/health/live").status_code == 200
-
-
 def test_the_hot_routes_validate_with_each_field_s_own_validator_as_fastapi_does(app):
     """The hot routes call each field's pydantic validator directly: every value gets what
     FastAPI's ``ModelField.validate`` gives it (the same value, or an error, which sends the
