@@ -234,6 +234,10 @@ def main() -> None:
         json.dumps({"kind": args.kind, "n": args.n, "loop_cpu_us": round(cpu * 1e6 / args.n, 2)}),
         file=sys.__stdout__,
     )
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     os._exit(0)  # the route threads and the census thread are daemons; nothing to flush
 
 
