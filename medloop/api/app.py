@@ -3,6 +3,8 @@ request id, the token verifier, the database and the offline docs page."""
 
 from __future__ import annotations
 
+import copy
+import os
 import random
 import re
 import time
@@ -11,9 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi._body_limit import AppBodyLimitMiddleware
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
 from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.middleware.errors import ServerErrorMiddleware
 
 from medloop.api import cds, cds_auth, problems
 from medloop.api.auth import TokenVerifier
@@ -167,18 +175,74 @@ def create_app(
 class MedloopApp(FastAPI):
     """FastAPI with the two hot routes' own dispatch (``api.hot.HotRoutes``) in front of its
     router, inside the exception handlers; ``app.state.hot_routes = False`` before the first
-    request leaves every request to the generic path (the tests compare the two)."""
+    request leaves every request to the generic path (the tests compare the two).
+
+    FastAPI 0.165 asks OpenTelemetry's API on every request whether a tracer, meter or logger
+    provider is configured (``NativeTelemetry.enabled``: three getters, each looking its
+    variable up in ``os.environ`` through ``Mapping.__contains__``, 4-6 us of the event loop a
+    request, issue #20), and serves the request without telemetry when none is. ``__call__``
+    answers the same question from what those getters read (``_telemetry_unset``) and, when
+    no provider can be configured, serves the request as FastAPI then does; otherwise FastAPI
+    decides, so an operator who installs an OpenTelemetry SDK (at start-up, at any later
+    moment, or by its environment variables) gets every span, metric and log record as
+    before."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self._telemetry_unset = _telemetry_unset(getattr(self, "_telemetry", None))
+        self._lean: tuple[Any, Any] | None = None
+        """(the middleware stack, the same stack without the two layers of FastAPI's that
+        have nothing to do for a request served without telemetry and without a body limit
+        of FastAPI's): ``_without_idle_layers``."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        unset = self._telemetry_unset
+        if (
+            unset is not None
+            and scope["type"] == "http"
+            and "fastapi.telemetry" not in scope
+            and unset()
+        ):
+            # FastAPI.__call__ for an HTTP request when NativeTelemetry.enabled() is false:
+            # Starlette.__call__, through the lean stack when it applies.
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            lean = self._lean
+            if (
+                lean is not None
+                and lean[0] is self.middleware_stack
+                and MAX_BODY_SIZE_SCOPE_KEY not in scope
+            ):
+                scope["app"] = self
+                await lean[1](scope, receive, send)
+                return
+            await Starlette.__call__(self, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> Any:
+        """FastAPI's stack with ``HotRoutes`` in front of the router. FastAPI's innermost layer,
+        ``AsyncExitStackMiddleware``, puts an exit stack in the scope for one reader only: its
+        generic route handler (the files of a form). ``HotRoutes`` goes in front of that
+        layer, which wraps what it hands on (the router, the FHIR routes): a hot route's
+        request has no use for the exit stack and does not make one (issue #20)."""
         stack = super().build_middleware_stack()
         if not getattr(self.state, "hot_routes", True):
             return stack
-        layer = stack
+        parent, layer = None, stack
         while getattr(layer, "app", None) is not self.router:
-            layer = getattr(layer, "app", None)
+            parent, layer = layer, getattr(layer, "app", None)
             if layer is None:
                 return stack
-        layer.app = HotRoutes(self, self.router)
+        if parent is not None and type(layer) is AsyncExitStackMiddleware:
+            hot = HotRoutes(self, self.router, fallback=layer)
+            if hot.fhir is not None:
+                hot.fhir = AsyncExitStackMiddleware(hot.fhir, context_name=layer.context_name)
+            parent.app = hot
+        else:
+            layer.app = HotRoutes(self, self.router)
+        lean = _without_idle_layers(stack, getattr(self, "max_body_size", False))
+        self._lean = None if lean is None else (stack, lean)
         return stack
 
 
@@ -204,9 +268,11 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
-            "latin-1"
-        )
+        given = ""
+        for name, value in scope["headers"]:  # the first X-Request-ID, as given
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
         request_id = given if _REQUEST_ID.match(given) else random_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         logs.bind_request(request_id)
@@ -244,6 +310,80 @@ class RequestId:
                 status=status,
                 ms=round(seconds * 1000, 2),
             )
+
+
+def _without_idle_layers(stack: Any, max_body_size: Any) -> Any:
+    """``stack`` (FastAPI 0.165's: ``ServerErrorMiddleware``, ``ExceptionTelemetryMiddleware``,
+    ``AppBodyLimitMiddleware``, then the app's own middleware) without its second and third
+    layers, for a request that neither has anything to do with (``MedloopApp.__call__``):
+    served without telemetry (no ``fastapi.telemetry`` in its scope, which is all
+    ``ExceptionTelemetryMiddleware`` reads when an exception passes it) and without a body
+    limit of FastAPI's (the app sets none, and no ``starlette.max_body_size`` is in its scope:
+    ``AppBodyLimitMiddleware`` then only calls what it wraps). The first layer is a copy of
+    the stack's own, so every layer below is shared. ``None`` when the stack is not of that
+    shape. Two coroutine frames less a request (issue #20)."""
+    if max_body_size is not None or type(stack) is not ServerErrorMiddleware:
+        return None
+    telemetry = stack.app
+    if type(telemetry) is not ExceptionTelemetryMiddleware:
+        return None
+    limit = telemetry.app
+    if type(limit) is not AppBodyLimitMiddleware:
+        return None
+    lean = copy.copy(stack)
+    lean.app = limit.app  # what AppBodyLimitMiddleware wraps when it has no limit: the app's own
+    return lean
+
+
+def _telemetry_unset(config: Any) -> Callable[[], bool] | None:
+    """A check that is true only when FastAPI's ``NativeTelemetry(config).enabled()`` is false
+    because no provider is configured anywhere: ``config`` names none, and each of
+    OpenTelemetry's global tracer, meter and logger providers is unset and its environment
+    variable (which the getter would load it from) is not in ``os.environ`` (the same
+    ``key in os.environ`` look-up, made on the mapping's own dict). When it is true, each
+    getter answers its proxy provider, which ``enabled()`` counts as unconfigured. ``None``
+    when OpenTelemetry's API is not the one this was written for (FastAPI then always
+    decides)."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry._logs import _internal as logs_api
+        from opentelemetry.metrics import _internal as metrics_api
+    except ImportError:
+        return None
+    if not isinstance(config, dict) or any(
+        config.get(name, False) is not None
+        for name in ("tracer_provider", "meter_provider", "logger_provider")
+    ):
+        return None
+    globals_ = ((trace, "_TRACER_PROVIDER"), (metrics_api, "_METER_PROVIDER"))
+    globals_ += ((logs_api, "_LOGGER_PROVIDER"),)
+    names = (
+        getattr(trace, "OTEL_PYTHON_TRACER_PROVIDER", None),
+        getattr(metrics_api, "OTEL_PYTHON_METER_PROVIDER", None),
+        getattr(logs_api, "_OTEL_PYTHON_LOGGER_PROVIDER", None),
+    )
+    environ = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    if (
+        not isinstance(environ, dict)
+        or encode is None
+        or not all(isinstance(name, str) for name in names)
+        or not all(hasattr(module, name) for module, name in globals_)
+    ):
+        return None
+    tracer_key, meter_key, logger_key = (encode(name) for name in names)
+
+    def unset() -> bool:
+        return (
+            trace._TRACER_PROVIDER is None
+            and metrics_api._METER_PROVIDER is None
+            and logs_api._LOGGER_PROVIDER is None
+            and tracer_key not in environ
+            and meter_key not in environ
+            and logger_key not in environ
+        )
+
+    return unset
 
 
 _V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))

@@ -136,8 +136,24 @@ def state_cache_lookup(hit: bool) -> None:
 
 
 def pool_in_use(checked_out: int, size: int) -> None:
-    POOL_CHECKED_OUT.set(checked_out)
-    POOL_SIZE.set(size)
+    """Set the pool gauges (once a request, issue #20): each only when its value is not the one
+    this process last set it to, which the gauge holds already (nothing else sets them). In
+    multiprocess mode a ``set`` is a lock, a ``getpid`` and a write to the memory-mapped file;
+    the pool's size hardly ever changes, nor, between one request's end and the next, the
+    connections in use. A forked child forgets what its parent set (its values are its own)."""
+    last = _POOL_LAST
+    if last.get(POOL_CHECKED_OUT) != checked_out:
+        POOL_CHECKED_OUT.set(checked_out)
+        last[POOL_CHECKED_OUT] = checked_out
+    if last.get(POOL_SIZE) != size:
+        POOL_SIZE.set(size)
+        last[POOL_SIZE] = size
+
+
+_POOL_LAST: dict[Any, int] = {}
+"""What ``pool_in_use`` last set each gauge to in this process."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL_LAST.clear)
 
 
 class CatalogueCollector(Collector):

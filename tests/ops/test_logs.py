@@ -231,3 +231,60 @@ def test_another_handler_or_level_sends_the_line_through_logging(configured_alon
         logs.info("medloop.access", "request", route="/z", status=200)
     last = configured_alone.getvalue().splitlines()[-1]
     assert "/z" in last and not last.startswith("{")
+
+
+def test_the_access_line_s_own_json_is_the_renderer_s_json_for_every_dict_it_takes():
+    """``logs._json_line`` writes the redacted event dict out itself for the access line: for
+    every dict of str, int, finite float and None values it is byte for byte what the JSON
+    renderer writes after the redaction (quotes, escapes, non-ASCII, control characters,
+    eleven-digit runs in strings and ints, big and negative numbers, float forms), and it
+    declines (``None``) every dict it would not write the same way."""
+    import random
+
+    import structlog
+
+    render = structlog.processors.JSONRenderer()
+
+    def expected(event: dict) -> str:
+        return render(None, "info", logs.redact_national_ids(None, "info", event))
+
+    pieces = [
+        "", "a", '"', "\\", "/", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "ø", "😀", "\u2028",
+        "12345678901", "1234567890", "123456789012", "x12345678901y", "{patient_id}", " ",
+        "GET", "/patients/{patient_id}/list", "a1b2c3",
+    ]  # fmt: skip
+    numbers = [
+        0, 1, -1, 200, 10**10 - 1, 10**10, 12345678901, 10**11 - 1, 10**11, -(10**10),
+        -12345678901, 2**70, -(2**70),
+    ]  # fmt: skip
+    floats = [0.0, -0.0, 1.25, 0.1, 1e16, 1e-7, 123456.78, 3.0, 1e300, 5e-324, 12345678901.0]
+    chance = random.Random(20)
+    checked = 0
+    for _ in range(3000):
+        event: dict = {}
+        for n in range(chance.randint(0, 9)):
+            kind = chance.randrange(4)
+            if kind == 0:
+                value: object = "".join(chance.choices(pieces, k=chance.randint(0, 4)))
+            elif kind == 1:
+                value = chance.choice(numbers)
+            elif kind == 2:
+                value = chance.choice(floats) * chance.choice((1, -1, 0.5))
+            else:
+                value = None
+            key = "".join(chance.choices(pieces, k=chance.randint(0, 2))) + str(n)
+            event[key] = value
+        assert logs._json_line(event) == expected(event), event
+        checked += 1
+    assert checked == 3000
+    for declined in (
+        {"ok": 1, "flag": True},
+        {"nan": float("nan")},
+        {"inf": float("inf")},
+        {"list": [1, 2]},
+        {"nested": {"a": 1}},
+        {"odd": _Opaque()},
+        {1: "int key"},
+        {"sub": type("Text", (str,), {})("x")},
+    ):
+        assert logs._json_line(declined) is None

@@ -298,3 +298,25 @@ def test_a_kept_counter_child_is_the_clients_own_and_counts_there():
         "kept-child-test", "ok"
     )
     assert metrics.COMMANDS.labels("kept-child-test", "ok")._value.get() == before + 2
+
+
+def test_the_pool_gauges_are_written_when_their_value_changes_and_hold_the_last(monkeypatch):
+    from prometheus_client import Gauge
+
+    from medloop.ops import metrics
+
+    writes: list[tuple[str, float]] = []
+    original = Gauge.set
+
+    def counted(self, value):
+        writes.append((self._name, value))
+        original(self, value)
+
+    monkeypatch.setattr(Gauge, "set", counted)
+    metrics._POOL_LAST.clear()
+    for checked_out, size in ((3, 20), (3, 20), (4, 20), (4, 20), (0, 21), (0, 21)):
+        metrics.pool_in_use(checked_out, size)
+    checked, pooled = metrics.POOL_CHECKED_OUT._name, metrics.POOL_SIZE._name
+    assert writes == [(checked, 3), (pooled, 20), (checked, 4), (checked, 0), (pooled, 21)]
+    assert metrics.POOL_CHECKED_OUT._value.get() == 0
+    assert metrics.POOL_SIZE._value.get() == 21
