@@ -3,16 +3,14 @@ and renewal (``fornying``) of an entry's prescription, recalling the old one."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
+from datetime import date
 from uuid import UUID
 
 from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
-from interactions.values import MAX_TEXT, Day, SmallCount
-from medloop.domain._model import Frozen, constructed, id_text
-from medloop.domain.drug_reference import CatalogueDrug
+from interactions.values import Day, SmallCount
+from medloop.domain._model import Frozen, id_text
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
 from medloop.domain.prescribing import renew as renew_prescription
@@ -79,7 +77,24 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
     def decide(ctx: Context) -> Effect:
         drug = ctx.catalogue.resolve(order.drug)
         terms = order.terms
-        new_list, change = ctx.state.medication_list.apply(_add_entry(order, call, drug))
+        new_list, change = ctx.state.medication_list.apply(
+            AddEntry(
+                author=call.actor,
+                at=call.at,
+                reason=call.reason,
+                entry_id=order.entry_id,
+                drug=drug,
+                dosage=order.dosage,
+                use=order.use,
+                indication=order.indication,
+                start=order.start,
+                stop=order.stop,
+                multidose=order.multidose,
+                prescriber=call.actor,
+                instituted_by=call.actor,
+                prescription_ids=(terms.prescription_id,),
+            )
+        )
         request = _request(terms, call.at.date(), ctx.catalogue.validity_of(drug))
         prescription, version = issue(
             new_list.entry(order.entry_id), new_list.patient_id, request, at=call.at, by=call.actor
@@ -97,35 +112,6 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
         )
 
     return decide
-
-
-def _add_entry(order: PrescribeOrder, call: Call, drug: CatalogueDrug) -> AddEntry:
-    """The ``AddEntry`` of ``order``: every value is a validated value of the same or a
-    narrower type (the order's fields; the call's actor; the drug the catalogue resolved,
-    validated once per version), so with an aware moment and no reason it is built without
-    validating them again (issue #20; ``tests/loop/test_prescribe_values.py`` compares the
-    instances). A reason is validated as before (``Call`` bounds it as ``AddEntry`` does, but
-    a call's reason may be set by ``model_copy``, which validates nothing)."""
-    values: dict[str, Any] = {
-        "author": call.actor,
-        "at": call.at,
-        "reason": call.reason,
-        "entry_id": order.entry_id,
-        "drug": drug,
-        "dosage": order.dosage,
-        "use": order.use,
-        "indication": order.indication,
-        "start": order.start,
-        "stop": order.stop,
-        "multidose": order.multidose,
-        "prescriber": call.actor,
-        "instituted_by": call.actor,
-        "prescription_ids": (order.terms.prescription_id,),
-    }
-    at = call.at
-    if call.reason is None and type(at) is datetime and at.utcoffset() is not None:
-        return constructed(AddEntry, **values)
-    return AddEntry(**values)
 
 
 class RenewOrder(Frozen):
@@ -195,24 +181,13 @@ def renew_decision(patient_id: UUID, order: RenewOrder, call: Call) -> Decide:
 def _request(
     terms: PrescriptionTerms, issued: date, product_validity: tuple[str, ...]
 ) -> PrescriptionRequest:
-    """The ``PrescriptionRequest`` of ``terms``: the terms' fields are validated values of the
-    same or narrower types (``repeats`` at most 1 000 of a ``Count``), so with an issue ``date``
-    and the catalogue's validities as short ASCII strings (ISO durations: nothing a string's
-    validation refuses) it is built without validating them again (issue #20)."""
-    values: dict[str, Any] = {
-        "id": terms.prescription_id,
-        "issued": issued,
-        "quantity": terms.quantity,
-        "repeats": terms.repeats,
-        "reserved_against_substitution": terms.reserved_against_substitution,
-        "reimbursed": terms.reimbursed,
-        "expires": terms.expires,
-        "product_validity": product_validity,
-    }
-    if (
-        type(issued) is date
-        and type(product_validity) is tuple
-        and all(type(v) is str and v.isascii() and len(v) <= MAX_TEXT for v in product_validity)
-    ):
-        return constructed(PrescriptionRequest, **values)
-    return PrescriptionRequest(**values)
+    return PrescriptionRequest(
+        id=terms.prescription_id,
+        issued=issued,
+        quantity=terms.quantity,
+        repeats=terms.repeats,
+        reserved_against_substitution=terms.reserved_against_substitution,
+        reimbursed=terms.reimbursed,
+        expires=terms.expires,
+        product_validity=product_validity,
+    )

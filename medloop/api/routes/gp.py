@@ -53,7 +53,7 @@ from medloop.api.schemas import (
     order_of,
 )
 from medloop.api.screening import Proposal, screen
-from medloop.domain._model import constructed, id_text
+from medloop.domain._model import id_text
 from medloop.domain.entry import Discontinuation, ListEntry
 from medloop.loop import acknowledge, change, prescribe, reconcile
 from medloop.loop.change import EntryOrder
@@ -248,7 +248,7 @@ def prescribe_drug(
     result = prescribe.prescribe(
         caller.engine,
         patient_id,
-        _prescribe_order(body),
+        order_of(body, PrescribeOrder),
         caller.command_call(body, key),
         based_on=based_on,
     )
@@ -259,20 +259,6 @@ def prescribe_drug(
             f"/patients/{id_text(patient_id)}/prescriptions/{id_text(body.terms.prescription_id)}"
         ),
     )
-
-
-_ORDER_FIELDS = tuple(PrescribeOrder.model_fields)
-
-
-def _prescribe_order(body: PrescribeRequest) -> PrescribeOrder:
-    """``order_of(body, PrescribeOrder)``: the order inside a validated request body. A
-    ``PrescribeRequest`` is a ``PrescribeOrder`` (plus ``reason`` and ``overrides``) whose
-    fields the same field definitions validated, and ``PrescribeOrder`` has no validator of its
-    own, so the order is built from them without validating them again (issue #20;
-    ``tests/loop/test_prescribe_values.py`` compares the instances); any other body as before."""
-    if type(body) is PrescribeRequest:
-        return constructed(PrescribeOrder, **{name: getattr(body, name) for name in _ORDER_FIELDS})
-    return order_of(body, PrescribeOrder)
 
 
 @router.post(
