@@ -19,7 +19,12 @@ does not move (an A/B that resolves a 1 % change on a shared machine). With ``--
 work is the list read instead (``GET /patients/{id}/list``'s audited transaction, as the route
 calls it: ``store.access.read_audited`` of ``api.views.list_view``), ``--read N`` per patient in
 turn over patients whose lists the rotation filled and which were read once before (their states
-cached and bodies rendered, as a serving process has them); the figures are per read.
+cached and bodies rendered, as a serving process has them); the figures are per read. With
+``--route`` each prescribe goes through the route function itself (``api.routes.gp.prescribe_drug``:
+the caller's authorisation, ``order_of``, ``Caller.command_call``, the command and ``render``), as
+the route threads run it: one GP principal (the same object every request, as the token
+verifier's memory gives it), a new ``Caller`` per request, the request body a ``PrescribeRequest``
+validated before the measured window (FastAPI's or the hot path's work, not the route's).
 
     MEDLOOP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/route.py --patients 50 --parts
@@ -158,6 +163,52 @@ def _prescribe(engine, patient_id: uuid.UUID, based_on: int, varenr: str):
     return prescribe(engine, patient_id, order, call, based_on=based_on)
 
 
+def _route(engine) -> Any:
+    """``_prescribe`` through the route function (``--route``): its answer's list version (the
+    ETag) is what the scenario checks."""
+    from medloop.api.auth import Principal, Role  # noqa: PLC0415 (the API only with --route)
+    from medloop.api.deps import ApiState, Caller  # noqa: PLC0415
+    from medloop.api.routes import gp  # noqa: PLC0415
+    from medloop.api.schemas import PrescribeRequest  # noqa: PLC0415
+
+    state = ApiState(engine=engine, verifier=None)  # type: ignore[arg-type]
+    principal = Principal(
+        role=Role.GP,
+        subject=GP.personnel.hpr_number,
+        organisation=GP.organisation.id,
+        name=GP.personnel.name,
+        organisation_name=GP.organisation.name,
+    )
+    bodies: list[tuple[Any, str]] = []
+
+    def body(varenr: str) -> tuple[Any, str]:
+        order, call = prescribe_order(varenr)
+        return PrescribeRequest.model_validate(order.model_dump(mode="json")), str(
+            call.idempotency_key
+        )
+
+    def prepare(count: int) -> None:
+        bodies.extend(body(varenr) for _ in range(count) for varenr in ROTATION)
+        bodies.reverse()
+
+    def routed(_engine: Any, patient_id: uuid.UUID, based_on: int, varenr: str) -> Any:
+        request, key = bodies.pop() if bodies else body(varenr)
+        assert request.drug.varenr == varenr
+        caller = Caller(state, principal, "bench-route", datetime.now(UTC))
+        response = gp.prescribe_drug(caller, patient_id, request, based_on, key)
+        return _Done(int(response.headers["etag"].strip('"')))
+
+    routed.prepare = prepare  # type: ignore[attr-defined]
+    return routed
+
+
+class _Done:
+    """What the scenario checks of a route's answer: the list version (its ETag)."""
+
+    def __init__(self, list_version: int) -> None:
+        self.list_version = list_version
+
+
 def _read_list(engine, patient_id: uuid.UUID) -> tuple[bytes, int]:
     """The list route's audited read of the patient's list (``api.routes.gp.read_list``)."""
     from medloop.api import views  # noqa: PLC0415 (the API's modules only when reading)
@@ -181,16 +232,22 @@ _READER = Accessor(
 
 
 def run(
-    url: str | None, patients: int, parts: bool, callgrind: bool = False, reads: int = 0
+    url: str | None,
+    patients: int,
+    parts: bool,
+    callgrind: bool = False,
+    reads: int = 0,
+    route: bool = False,
 ) -> dict[str, Any]:
     """The scenario on a fresh database of the PostgreSQL server ``url`` names, or with
     ``url=None`` on a fresh SQLite file in a temporary directory (``reads``: list reads per
-    patient measured instead of the prescribes)."""
+    patient measured instead of the prescribes; ``route``: the prescribes through the route
+    function)."""
     if url is None:
         folder = tempfile.TemporaryDirectory(prefix="medloop-bench-route-")
         engine = make_engine(f"sqlite:///{folder.name}/route.db")
         try:
-            return _measured(engine, patients, parts, callgrind, reads)
+            return _measured(engine, patients, parts, callgrind, reads, route)
         finally:
             engine.dispose()
             folder.cleanup()
@@ -200,7 +257,7 @@ def run(
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(make_url(normalise_url(url)).set(database=name).render_as_string(False))
     try:
-        return _measured(engine, patients, parts, callgrind, reads)
+        return _measured(engine, patients, parts, callgrind, reads, route)
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -209,7 +266,7 @@ def run(
 
 
 def _measured(
-    engine, patients: int, parts: bool, callgrind: bool = False, reads: int = 0
+    engine, patients: int, parts: bool, callgrind: bool = False, reads: int = 0, route: bool = False
 ) -> dict[str, Any]:
     """The scenario on ``engine``'s fresh database (see the module docstring)."""
     upgrade(engine)
@@ -224,6 +281,10 @@ def _measured(
     cache_for(engine).clear()  # as registered by another process
     for patient_id in measured if reads else ():  # read before: lists rendered, as a server's
         _read_list(engine, patient_id)
+    prescribed = _prescribe
+    if route and not reads:
+        prescribed = _route(engine)
+        prescribed.prepare(len(measured))  # type: ignore[attr-defined]
     spent: Counter = Counter()
     calls: Counter = Counter()
     if parts:
@@ -244,7 +305,7 @@ def _measured(
         for patient_id in measured:
             for based_on, varenr in enumerate(ROTATION):
                 started = time.thread_time()
-                done = _prescribe(engine, patient_id, based_on, varenr)
+                done = prescribed(engine, patient_id, based_on, varenr)
                 cpu.append(time.thread_time() - started)
                 assert done.list_version == based_on + 1
     wall = time.perf_counter() - wall
@@ -253,6 +314,7 @@ def _measured(
     ordered = sorted(cpu)
     found: dict[str, Any] = {
         "reads" if reads else "prescribes": n,
+        **({"through": "the route function"} if route and not reads else {}),
         "load_before": os.getloadavg()[0],
         "cpu_ms": {
             "mean": round(1000 * sum(cpu) / n, 3),
@@ -292,11 +354,17 @@ def main() -> None:
         metavar="READS",
         help="measure READS list reads per patient instead of the prescribes",
     )
+    parser.add_argument(
+        "--route",
+        action="store_true",
+        help="the prescribes through the route function (order_of, command_call, render)",
+    )
     args = parser.parse_args()
     url = None if args.sqlite else os.environ.get("MEDLOOP_TEST_POSTGRES_URL")
     if not url and not args.sqlite:
         raise SystemExit("MEDLOOP_TEST_POSTGRES_URL names the PostgreSQL server to measure on")
-    print(json.dumps(run(url, args.patients, args.parts, args.callgrind, args.read), indent=1))
+    found = run(url, args.patients, args.parts, args.callgrind, args.read, args.route)
+    print(json.dumps(found, indent=1))
 
 
 if __name__ == "__main__":

@@ -124,7 +124,21 @@ class Validity(Frozen):
     basis: str
 
     def expires(self, issued: date) -> date:
-        return expiry_date(issued, self.duration)
+        duration = self.duration
+        if type(duration) is not IsoDuration:  # a subclass may count otherwise
+            return expiry_date(issued, duration)
+        return _expiry(
+            type(issued), issued, duration.years, duration.months, duration.weeks, duration.days
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _expiry(kind: type, issued: date, years: int, months: int, weeks: int, days: int) -> date:
+    """``expiry_date(issued, IsoDuration(...))`` by the duration's parts, kept: every
+    prescription asks, and a day's prescriptions share a few durations (issue #20). ``kind``
+    keeps the key of a ``date`` subclass apart."""
+    duration = IsoDuration.model_construct(years=years, months=months, weeks=weeks, days=days)
+    return expiry_date(issued, duration)
 
 
 def max_validity(

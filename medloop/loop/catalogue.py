@@ -66,6 +66,11 @@ class Catalogue:
     every time, built and validated once per reference (only references this version
     resolves are kept, so no more than the catalogue names)."""
 
+    _validities: dict[tuple[str, ...], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """``validity_of``'s answers by the drug's product ids (at most ``_VALIDITIES_KEPT``)."""
+
     def resolve(self, order: DrugOrder) -> CatalogueDrug:
         """The drug ``order`` names, resolved at this version; ``UnknownDrug`` otherwise."""
         key = (order.fest_id, order.varenr)
@@ -152,14 +157,22 @@ class Catalogue:
         return sorted(found, key=lambda p: (p.name, p.varenr, p.id))
 
     def validity_of(self, drug: CatalogueDrug) -> tuple[str, ...]:
-        """The products' own prescription validities (``Reseptgyldighet``) for ``drug``."""
-        return tuple(
-            sorted({v for p in drug.resolved.product_ids for v in self.product_validity.get(p, ())})
-        )
+        """The products' own prescription validities (``Reseptgyldighet``) for ``drug``: per
+        set of product ids, worked out once per version (every prescription asks; issue #20)."""
+        products = drug.resolved.product_ids
+        found = self._validities.get(products)
+        if found is None:
+            found = tuple(sorted({v for p in products for v in self.product_validity.get(p, ())}))
+            if len(self._validities) >= _VALIDITIES_KEPT:
+                self._validities.clear()
+            self._validities[products] = found
+        return found
 
 
 KEEP_CATALOGUES = 4
 """Catalogue versions kept built; the newest is the one in force."""
+
+_VALIDITIES_KEPT = 4_096
 
 _catalogues: dict[tuple[int, str], Catalogue] = {}
 _catalogues_lock = threading.Lock()

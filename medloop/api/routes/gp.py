@@ -53,6 +53,7 @@ from medloop.api.schemas import (
     order_of,
 )
 from medloop.api.screening import Proposal, screen
+from medloop.domain._model import id_text
 from medloop.domain.entry import Discontinuation, ListEntry
 from medloop.loop import acknowledge, change, prescribe, reconcile
 from medloop.loop.change import EntryOrder
@@ -254,7 +255,9 @@ def prescribe_drug(
     return render(
         result,
         201,
-        location=f"/patients/{patient_id}/prescriptions/{body.terms.prescription_id}",
+        location=(
+            f"/patients/{id_text(patient_id)}/prescriptions/{id_text(body.terms.prescription_id)}"
+        ),
     )
 
 
