@@ -104,15 +104,18 @@ def execute(
     params: Mapping[str, Any],
     *,
     json_params: frozenset[str] = frozenset(),
+    texts: Mapping[str, bytes] | None = None,
 ) -> None:
     """Execute ``statement`` (no result needed): queued inside :func:`batched` on
     PostgreSQL, executed at once otherwise. ``json_params`` names the parameters bound to
-    JSON columns."""
+    JSON columns; ``texts``, for some of them, the text :func:`_dumps` writes of the value,
+    which the caller has at hand (sent as it is where batch sends the statement; SQLAlchemy
+    encodes the value where it executes it)."""
     pending = _pending(conn)
     if pending is None:
         conn.execute(statement, dict(params))
         return
-    pending.statements.append(_bound(statement, params, json_params))
+    pending.statements.append(_bound(statement, params, json_params, texts))
 
 
 def execute_returning_one(
@@ -121,10 +124,11 @@ def execute_returning_one(
     params: Mapping[str, Any],
     *,
     json_params: frozenset[str] = frozenset(),
+    texts: Mapping[str, bytes] | None = None,
 ) -> Any:
     """Execute ``statement`` and return its one row (:func:`first_row`, which must find
     one): the audit record's insert, with a command's queued appends in its round trip."""
-    row = first_row(conn, statement, params, json_params=json_params)
+    row = first_row(conn, statement, params, json_params=json_params, texts=texts)
     if row is None:
         raise NoResultFound("the statement returned no row")
     return row
@@ -136,6 +140,7 @@ def first_row(
     params: Mapping[str, Any],
     *,
     json_params: frozenset[str] = frozenset(),
+    texts: Mapping[str, bytes] | None = None,
 ) -> Any:
     """The first row ``statement`` returns, or ``None``. On PostgreSQL inside a transaction it
     goes to psycopg directly as a prepared statement, with whatever is queued before it in the
@@ -145,7 +150,7 @@ def first_row(
     psycopg's. ``statement`` must be made once (a module constant): its SQL is compiled once.
     The row has the same values as SQLAlchemy's (tests/store/test_batch.py); the statement's columns
     are plain, JSON or integer types. ``json_params`` names the parameters bound to JSON
-    columns."""
+    columns, ``texts`` the encoded values at hand (:func:`execute`)."""
     if conn.dialect.name != "postgresql":
         return conn.execute(statement, dict(params)).first()
     driver = conn.connection.driver_connection
@@ -154,7 +159,7 @@ def first_row(
         return conn.execute(statement, dict(params)).first()
     if driver.autocommit and not getattr(statement, "is_select", False):
         raise WriteOnReadConnection(f"a read-only connection was asked to run {statement!r}")
-    sql, bound = _bound(statement, params, json_params)
+    sql, bound = _bound(statement, params, json_params, texts)
     memo = existing_transaction_memo(conn)
     commit = memo is not None and memo.pop(_COMMIT_WITH_ROW, False)
     return _send(conn, _pending(conn), (sql, bound[0]), commit=commit)
@@ -313,11 +318,17 @@ def _insert_sql(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[
 
 
 def _bound(
-    statement: ClauseElement, params: Mapping[str, Any], json_params: frozenset[str]
+    statement: ClauseElement,
+    params: Mapping[str, Any],
+    json_params: frozenset[str],
+    texts: Mapping[str, bytes] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """``statement``'s SQL and ``params`` adapted for psycopg, with the values of the
-    parameters the statement carries itself (a literal ``+ 1``, a ``LIMIT``)."""
+    parameters the statement carries itself (a literal ``+ 1``, a ``LIMIT``); the JSON
+    parameters in ``texts`` sent as the text given there (what :func:`_dumps` writes)."""
     sql, own = _compiled(statement)
+    if texts:
+        return sql, [{**own, **_adapted(params, json_params - texts.keys()), **_as_sent(texts)}]
     return sql, [{**own, **_adapted(params, json_params)}]
 
 
