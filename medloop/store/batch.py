@@ -153,16 +153,24 @@ def first_row(
     columns, ``texts`` the encoded values at hand (:func:`execute`)."""
     if conn.dialect.name != "postgresql":
         return conn.execute(statement, dict(params)).first()
-    driver = conn.connection.driver_connection
-    if not (conn.in_transaction() or driver.autocommit):
+    pooled = conn.connection
+    driver = pooled.driver_connection
+    in_transaction = conn.in_transaction()
+    autocommit = driver.autocommit
+    if not (in_transaction or autocommit):
         # SQLAlchemy has to know of the transaction psycopg would begin.
         return conn.execute(statement, dict(params)).first()
-    if driver.autocommit and not getattr(statement, "is_select", False):
+    if autocommit and not getattr(statement, "is_select", False):
         raise WriteOnReadConnection(f"a read-only connection was asked to run {statement!r}")
     sql, bound = _bound(statement, params, json_params, texts)
-    memo = existing_transaction_memo(conn)
-    commit = memo is not None and memo.pop(_COMMIT_WITH_ROW, False)
-    return _send(conn, _pending(conn), (sql, bound[0]), commit=commit)
+    # The transaction's queue and whether the COMMIT goes with this row (``_pending``,
+    # ``commit_with_next_row``), from one look at its memo.
+    memo = existing_transaction_memo(conn) if in_transaction else None
+    pending, commit = None, False
+    if memo is not None:
+        commit = memo.pop(_COMMIT_WITH_ROW, False)
+        pending = memo.get(_PENDING)
+    return _send(conn, pending, (sql, bound[0]), commit=commit, pooled=pooled, driver=driver)
 
 
 def commit_with_next_row(conn: Connection) -> None:
@@ -220,14 +228,21 @@ def _send(
     last: tuple[str, dict[str, Any]] | None,
     *,
     commit: bool = False,
+    pooled: Any = None,
+    driver: psycopg.Connection | None = None,
 ) -> Any:
+    """Send ``pending``'s statements and ``last`` (whose first row is returned) in one round
+    trip; ``pooled`` and ``driver``: ``conn``'s pooled connection and its psycopg connection,
+    when the caller has them at hand."""
     statements: list[tuple[str, list[dict[str, Any]]]] = []
     if pending is not None:
         statements, pending.statements = pending.statements, []
-    driver = conn.connection.driver_connection
+    if pooled is None or driver is None:
+        pooled = conn.connection
+        driver = pooled.driver_connection
     sql = ""
     try:
-        cursor = _cursor(conn, driver)
+        cursor = _cursor(pooled, driver)
         if not statements and last is not None and not commit:
             sql = last[0]  # one statement: no pipeline needed
             cursor.execute(sql, last[1], prepare=True)
@@ -253,13 +268,13 @@ def _send(
         ) from error
 
 
-def _cursor(conn: Connection, driver: psycopg.Connection) -> psycopg.Cursor:
+def _cursor(pooled: Any, driver: psycopg.Connection) -> psycopg.Cursor:
     """The cursor :func:`_send` uses on ``driver`` (rows as named tuples), made once per
     connection (kept in the pool record's info, made again for a new connection): building and
     closing a cursor, and its adapters, for every round trip cost more than the statement's own
     dumping (bench/RESULTS.md, #20, session 7). A ``KeptCursor``: its dumpers and loaders are
     made once too, not once per statement (session 10)."""
-    info = conn.connection.info
+    info = pooled.info
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed:
         driver._check_connection_ok()  # as ``driver.cursor()`` checks
