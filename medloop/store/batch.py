@@ -153,8 +153,7 @@ def first_row(
     columns, ``texts`` the encoded values at hand (:func:`execute`)."""
     if conn.dialect.name != "postgresql":
         return conn.execute(statement, dict(params)).first()
-    pooled = conn.connection
-    driver = pooled.driver_connection
+    driver = conn.connection.driver_connection
     in_transaction = conn.in_transaction()
     autocommit = driver.autocommit
     if not (in_transaction or autocommit):
@@ -170,7 +169,7 @@ def first_row(
     if memo is not None:
         commit = memo.pop(_COMMIT_WITH_ROW, False)
         pending = memo.get(_PENDING)
-    return _send(conn, pending, (sql, bound[0]), commit=commit, pooled=pooled, driver=driver)
+    return _send(conn, pending, (sql, bound[0]), commit=commit)
 
 
 def commit_with_next_row(conn: Connection) -> None:
@@ -228,18 +227,12 @@ def _send(
     last: tuple[str, dict[str, Any]] | None,
     *,
     commit: bool = False,
-    pooled: Any = None,
-    driver: psycopg.Connection | None = None,
 ) -> Any:
-    """Send ``pending``'s statements and ``last`` (whose first row is returned) in one round
-    trip; ``pooled`` and ``driver``: ``conn``'s pooled connection and its psycopg connection,
-    when the caller has them at hand."""
     statements: list[tuple[str, list[dict[str, Any]]]] = []
     if pending is not None:
         statements, pending.statements = pending.statements, []
-    if pooled is None or driver is None:
-        pooled = conn.connection
-        driver = pooled.driver_connection
+    pooled = conn.connection
+    driver = pooled.driver_connection
     sql = ""
     try:
         cursor = _cursor(pooled, driver)
