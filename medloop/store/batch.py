@@ -153,7 +153,9 @@ def first_row(
     columns, ``texts`` the encoded values at hand (:func:`execute`)."""
     if conn.dialect.name != "postgresql":
         return conn.execute(statement, dict(params)).first()
-    driver = conn.connection.driver_connection
+    # psycopg's (sync) connection is the DBAPI connection itself: ``dbapi_connection`` is
+    # ``driver_connection`` without its two property hops and the dialect's call.
+    driver = conn.connection.dbapi_connection
     in_transaction = conn.in_transaction()
     autocommit = driver.autocommit
     if not (in_transaction or autocommit):
@@ -232,7 +234,7 @@ def _send(
     if pending is not None:
         statements, pending.statements = pending.statements, []
     pooled = conn.connection
-    driver = pooled.driver_connection
+    driver = pooled.dbapi_connection  # psycopg's connection (``first_row``)
     sql = ""
     try:
         cursor = _cursor(pooled, driver)
