@@ -335,7 +335,8 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     a difference between the two serialisations cannot go unnoticed.  On SQLite the write
     transaction already holds the lock: the tail is read and the row inserted."""
     require_write_transaction(conn, "appending to the audit log")
-    outcome, detail, alike = _validated(event)
+    outcome, written, detail = _validated_written(event)
+    alike = written is not None
     claim = attestation.close(conn)
     if claim is not None:
         # The rows this transaction appended since the last audit record: the chain commits
@@ -363,6 +364,7 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
                 "genesis": GENESIS_HASH,
             },
             json_params=_JSON_PARAMS,
+            texts=None if written is None else _detail_sent(written, claim),
         )
         values["seq"], values["prev_hash"] = row.seq, row.prev_hash
         values["hash"] = _hash_of_parts(head, row.prev_hash, middle, row.seq)
@@ -383,6 +385,24 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         values["hash"] = _hash_of_parts(head, values["prev_hash"], middle, values["seq"])
         conn.execute(audit_event.insert(), {**values, "patient_id": patient_id})
     return AuditRecord(**{**values, "outcome": outcome})
+
+
+def _detail_sent(written: bytes, claim: dict[str, Any] | None) -> dict[str, bytes] | None:
+    """The stored ``detail``'s JSON as ``store.batch`` writes it (``orjson.dumps``), made from
+    the text at hand: ``written``, orjson's canonical text of the detail (which is what it
+    writes of the detail read back from it: the keys in that text's order), and the claim
+    added as the last key (``append``); ``None`` (batch encodes the detail) when the claim is
+    not orjson's to write."""
+    if claim is None:
+        return {"detail": written}
+    try:
+        member = _CLAIM_KEY + orjson.dumps(claim, option=orjson.OPT_NON_STR_KEYS) + b"}"
+    except TypeError:
+        return None
+    return {"detail": written[:-1] + (b"," + member if len(written) > 2 else member)}
+
+
+_CLAIM_KEY = orjson.dumps(attestation.DETAIL_KEY) + b":"
 
 
 def _unchained_values(
@@ -1030,6 +1050,13 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
     """The event's outcome and its detail as stored (read back from its canonical JSON), and
     whether orjson wrote that JSON (``canonical_json.round_trip``: ``_canonical_parts`` may
     write the record with it)."""
+    outcome, written, detail = _validated_written(event)
+    return outcome, detail, written is not None
+
+
+def _validated_written(event: AuditEvent) -> tuple[Outcome, bytes | None, dict[str, Any]]:
+    """``_validated`` with, in place of ``alike``, orjson's canonical JSON of the detail
+    (UTF-8) when orjson wrote it (``canonical_json.round_trip_written``), else ``None``."""
     for name in ("actor", "actor_role", "action"):
         if not getattr(event, name):
             raise InvalidAuditEvent(f"an audit event needs {name}")
@@ -1047,7 +1074,7 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
     try:
         # Store exactly what is hashed: the JSON round trip turns tuples into lists and
         # non-string keys into strings, as reading the row back would.
-        encoded, detail, alike = canonical_json.round_trip(dict(event.detail))
+        encoded, detail, written = canonical_json.round_trip_written(dict(event.detail))
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
     texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
@@ -1067,7 +1094,7 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
         raise InvalidAuditEvent(
             f"{', '.join(unencodable)} is not valid Unicode text (a lone surrogate)"
         ) from None
-    return outcome, detail, alike
+    return outcome, written, detail
 
 
 _TEXT_FIELDS = ("actor", "actor_role", "organisation", "patient", "action", "request_id", "reason")

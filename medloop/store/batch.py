@@ -104,15 +104,18 @@ def execute(
     params: Mapping[str, Any],
     *,
     json_params: frozenset[str] = frozenset(),
+    texts: Mapping[str, bytes] | None = None,
 ) -> None:
     """Execute ``statement`` (no result needed): queued inside :func:`batched` on
     PostgreSQL, executed at once otherwise. ``json_params`` names the parameters bound to
-    JSON columns."""
+    JSON columns; ``texts``, for some of them, the text :func:`_dumps` writes of the value,
+    which the caller has at hand (sent as it is where batch sends the statement; SQLAlchemy
+    encodes the value where it executes it)."""
     pending = _pending(conn)
     if pending is None:
         conn.execute(statement, dict(params))
         return
-    pending.statements.append(_bound(statement, params, json_params))
+    pending.statements.append(_bound(statement, params, json_params, texts))
 
 
 def execute_returning_one(
@@ -121,10 +124,11 @@ def execute_returning_one(
     params: Mapping[str, Any],
     *,
     json_params: frozenset[str] = frozenset(),
+    texts: Mapping[str, bytes] | None = None,
 ) -> Any:
     """Execute ``statement`` and return its one row (:func:`first_row`, which must find
     one): the audit record's insert, with a command's queued appends in its round trip."""
-    row = first_row(conn, statement, params, json_params=json_params)
+    row = first_row(conn, statement, params, json_params=json_params, texts=texts)
     if row is None:
         raise NoResultFound("the statement returned no row")
     return row
@@ -136,6 +140,7 @@ def first_row(
     params: Mapping[str, Any],
     *,
     json_params: frozenset[str] = frozenset(),
+    texts: Mapping[str, bytes] | None = None,
 ) -> Any:
     """The first row ``statement`` returns, or ``None``. On PostgreSQL inside a transaction it
     goes to psycopg directly as a prepared statement, with whatever is queued before it in the
@@ -145,19 +150,28 @@ def first_row(
     psycopg's. ``statement`` must be made once (a module constant): its SQL is compiled once.
     The row has the same values as SQLAlchemy's (tests/store/test_batch.py); the statement's columns
     are plain, JSON or integer types. ``json_params`` names the parameters bound to JSON
-    columns."""
+    columns, ``texts`` the encoded values at hand (:func:`execute`)."""
     if conn.dialect.name != "postgresql":
         return conn.execute(statement, dict(params)).first()
-    driver = conn.connection.driver_connection
-    if not (conn.in_transaction() or driver.autocommit):
+    # psycopg's (sync) connection is the DBAPI connection itself: ``dbapi_connection`` is
+    # ``driver_connection`` without its two property hops and the dialect's call.
+    driver = conn.connection.dbapi_connection
+    in_transaction = conn.in_transaction()
+    autocommit = driver.autocommit
+    if not (in_transaction or autocommit):
         # SQLAlchemy has to know of the transaction psycopg would begin.
         return conn.execute(statement, dict(params)).first()
-    if driver.autocommit and not getattr(statement, "is_select", False):
+    if autocommit and not getattr(statement, "is_select", False):
         raise WriteOnReadConnection(f"a read-only connection was asked to run {statement!r}")
-    sql, bound = _bound(statement, params, json_params)
-    memo = existing_transaction_memo(conn)
-    commit = memo is not None and memo.pop(_COMMIT_WITH_ROW, False)
-    return _send(conn, _pending(conn), (sql, bound[0]), commit=commit)
+    sql, bound = _bound(statement, params, json_params, texts)
+    # The transaction's queue and whether the COMMIT goes with this row (``_pending``,
+    # ``commit_with_next_row``), from one look at its memo.
+    memo = existing_transaction_memo(conn) if in_transaction else None
+    pending, commit = None, False
+    if memo is not None:
+        commit = memo.pop(_COMMIT_WITH_ROW, False)
+        pending = memo.get(_PENDING)
+    return _send(conn, pending, (sql, bound[0]), commit=commit)
 
 
 def commit_with_next_row(conn: Connection) -> None:
@@ -219,10 +233,11 @@ def _send(
     statements: list[tuple[str, list[dict[str, Any]]]] = []
     if pending is not None:
         statements, pending.statements = pending.statements, []
-    driver = conn.connection.driver_connection
+    pooled = conn.connection
+    driver = pooled.dbapi_connection  # psycopg's connection (``first_row``)
     sql = ""
     try:
-        cursor = _cursor(conn, driver)
+        cursor = _cursor(pooled, driver)
         if not statements and last is not None and not commit:
             sql = last[0]  # one statement: no pipeline needed
             cursor.execute(sql, last[1], prepare=True)
@@ -248,13 +263,13 @@ def _send(
         ) from error
 
 
-def _cursor(conn: Connection, driver: psycopg.Connection) -> psycopg.Cursor:
+def _cursor(pooled: Any, driver: psycopg.Connection) -> psycopg.Cursor:
     """The cursor :func:`_send` uses on ``driver`` (rows as named tuples), made once per
     connection (kept in the pool record's info, made again for a new connection): building and
     closing a cursor, and its adapters, for every round trip cost more than the statement's own
     dumping (bench/RESULTS.md, #20, session 7). A ``KeptCursor``: its dumpers and loaders are
     made once too, not once per statement (session 10)."""
-    info = conn.connection.info
+    info = pooled.info
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed:
         driver._check_connection_ok()  # as ``driver.cursor()`` checks
@@ -313,11 +328,17 @@ def _insert_sql(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[
 
 
 def _bound(
-    statement: ClauseElement, params: Mapping[str, Any], json_params: frozenset[str]
+    statement: ClauseElement,
+    params: Mapping[str, Any],
+    json_params: frozenset[str],
+    texts: Mapping[str, bytes] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """``statement``'s SQL and ``params`` adapted for psycopg, with the values of the
-    parameters the statement carries itself (a literal ``+ 1``, a ``LIMIT``)."""
+    parameters the statement carries itself (a literal ``+ 1``, a ``LIMIT``); the JSON
+    parameters in ``texts`` sent as the text given there (what :func:`_dumps` writes)."""
     sql, own = _compiled(statement)
+    if texts:
+        return sql, [{**own, **_adapted(params, json_params - texts.keys()), **_as_sent(texts)}]
     return sql, [{**own, **_adapted(params, json_params)}]
 
 

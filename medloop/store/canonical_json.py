@@ -69,11 +69,19 @@ def round_trip(value: Any) -> tuple[str, Any, bool]:
     keys strings, the keys sorted: what storing ``value`` as JSON and reading it back gives),
     and whether orjson wrote that text (so that :func:`dumps_alike` may write the value read
     back, and values holding it)."""
+    text, loaded, written = round_trip_written(value)
+    return text, loaded, written is not None
+
+
+def round_trip_written(value: Any) -> tuple[str, Any, bytes | None]:
+    """:func:`round_trip` with, in place of ``alike``, orjson's text (UTF-8) when orjson wrote
+    it, else ``None``. That text is also what ``orjson.dumps`` writes of the value read back,
+    whose keys are in the text's (sorted) order: the JSON ``store.batch`` sends of it."""
     found = _written(value)
     if found is None:
         text = dumps(value)
-        return text, json.loads(text), False
-    return found[0].decode(), found[1], True
+        return text, json.loads(text), None
+    return found[0].decode(), found[1], found[0]
 
 
 def dumps_alike(value: Any) -> str:

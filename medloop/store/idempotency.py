@@ -163,8 +163,9 @@ def run_once(
             },
         )
         if claimed is not None:
-            response = _as_stored(scope, compute())
-            # Queued with a command's other appends, when it batches them.
+            response, text = _as_stored(scope, compute())
+            # Queued with a command's other appends, when it batches them; the response's
+            # JSON as written for the round trip (when it is what batch would write).
             batch.execute(
                 conn,
                 _COMPLETE if pid is not None else _COMPLETE_NO_PATIENT,
@@ -176,6 +177,7 @@ def run_once(
                     "response": response,
                 },
                 json_params=_RESPONSE,
+                texts=None if text is None else {"response": text},
             )
             return IdempotentResult(response, replayed=False)
     # A replay (or a refusal): the stored request, asked for only now (building the
@@ -220,13 +222,15 @@ _COMPLETE_NO_PATIENT = (
 _RESPONSE = frozenset({"response"})
 
 
-def _as_stored(scope: str, response: Mapping[str, Any]) -> dict[str, Any]:
-    """What a replay will return: ``response`` after a JSON round trip (tuples become lists)."""
+def _as_stored(scope: str, response: Mapping[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+    """What a replay will return: ``response`` after a JSON round trip (tuples become lists);
+    and, when orjson wrote the round trip's text, that text: what ``store.batch`` writes of the
+    value read back (``canonical_json.round_trip_written``), else ``None``."""
     try:
-        stored: dict[str, Any] = canonical_json.round_trip(dict(response))[1]
+        _text, stored, written = canonical_json.round_trip_written(dict(response))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the response computed in {scope!r} is not JSON: {exc}") from None
-    return stored
+    return stored, written
 
 
 def _claim(dialect: Any) -> Any:

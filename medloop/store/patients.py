@@ -12,6 +12,8 @@ version and is refused by the domain before it inserts.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +28,9 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
     bindparam,
+    cast,
     exists,
     select,
     text,
@@ -86,15 +90,26 @@ def read_patient(conn: Connection, patient_id: UUID) -> Patient | None:
 
 @dataclass(frozen=True)
 class Locked:
-    """What ``lock_for_command`` read: the patient's stored record (JSON, validated by the
-    caller only when it needs it), its new revision, the id and file hash of the catalogue
-    version in force (``None`` before the first import), and whether the patient was ever
-    admitted to a ward (only then can a change of the list change an administration plan)."""
+    """What ``lock_for_command`` read: the patient's stored record (``record``: JSON, validated
+    by the caller only when it needs it), its new revision, the id and file hash of the
+    catalogue version in force (``None`` before the first import), and whether the patient was
+    ever admitted to a ward (only then can a change of the list change an administration plan).
 
-    record: dict[str, Any]
+    ``stored_record`` is the record as read: its JSON text when ``record_is_text`` (as
+    ``lock_for_command`` reads it), decoded only when ``record`` is asked for — a command whose
+    patient's state is cached never asks — else the value itself."""
+
+    stored_record: Any
     revision: int
     catalogue: tuple[int, str] | None
     ever_admitted: bool = False
+    record_is_text: bool = False
+
+    @functools.cached_property
+    def record(self) -> Any:
+        """The stored record as JSON values (``json.loads`` of its text, as the database
+        driver's JSON loader would have read it)."""
+        return _decoded(self.stored_record) if self.record_is_text else self.stored_record
 
 
 def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
@@ -116,7 +131,9 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     audit.note_patient(conn, found.national_id, patient_id)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
     transaction_memo(conn)[_CATALOGUE_IN_FORCE] = catalogue
-    return Locked(found.record, found.revision, catalogue, bool(found.ever_admitted))
+    return Locked(
+        found.record, found.revision, catalogue, bool(found.ever_admitted), record_is_text=True
+    )
 
 
 _PATIENT_WITH_REVISION = select(patient.c.record, patient.c.revision).where(
@@ -144,9 +161,17 @@ class Accessed:
 
     patient_id: UUID
     national_id: str
-    record: dict[str, Any]
+    stored_record: str
+    """The record's JSON text as stored, decoded only when ``record`` is asked for: an audited
+    read whose patient's state is cached never asks."""
     revision: int
     catalogue: tuple[int, str] | None
+
+    @functools.cached_property
+    def record(self) -> Any:
+        """The stored record as JSON values (``json.loads`` of its text, as the database
+        driver's JSON loader would have read it)."""
+        return _decoded(self.stored_record)
 
 
 def read_for_access(conn: Connection, patient_id: UUID) -> Accessed | None:
@@ -213,12 +238,21 @@ def _in_force(column: Column) -> Any:
     return select(column).order_by(fest_version.c.id.desc()).limit(1).scalar_subquery()
 
 
+def _decoded(text: str) -> Any:
+    return json.loads(text)
+
+
+# The statements that begin an audited access or a command read the record as its text
+# (``json``'s text as written: a cast without a conversion), which is decoded only when the
+# patient's state is not cached (issue #20: a JSON decode a request otherwise spent for nothing).
+_RECORD_TEXT = cast(patient.c.record, Text).label("record")
+
 _ACCESSED = "patients.accessed"
 _CATALOGUE_IN_FORCE = "patients.catalogue_in_force"
 _ACCESS_COLUMNS = select(
     patient.c.id,
     patient.c.national_id,
-    patient.c.record,
+    _RECORD_TEXT,
     patient.c.revision,
     _in_force(fest_version.c.id).label("catalogue_id"),
     _in_force(fest_version.c.sha256).label("sha256"),
@@ -235,7 +269,7 @@ _BUMP_REVISION = (
     .where(patient.c.id == bindparam("patient_id"))
     .values(revision=patient.c.revision + 1)
     .returning(
-        patient.c.record,
+        _RECORD_TEXT,
         patient.c.revision,
         patient.c.national_id,
         _in_force(fest_version.c.id).label("catalogue_id"),

@@ -408,3 +408,29 @@ def test_an_access_by_id_and_by_national_id_read_the_same_patient(engine):
     assert by_id.patient_id is asked  # the caller's id kept, not parsed again from the row
     with engine.execution_options(write=True).begin() as conn:
         assert patients.read_for_access(conn, uuid.uuid4()) is None
+
+
+def test_the_record_read_with_the_lock_or_the_access_is_decoded_only_when_asked_for(
+    engine, monkeypatch
+):
+    """A command or an audited read whose patient's state is cached never uses the record the
+    first statement read with the lock (issue #20): it comes as the stored JSON text, and is
+    decoded (as the driver's JSON loader would have) only when asked for."""
+    person = _registered_patient(engine)
+    stored = person.model_dump(mode="json")
+    decoded = []
+    real = patients._decoded
+    monkeypatch.setattr(patients, "_decoded", lambda text: decoded.append(text) or real(text))
+    with writer(engine).begin() as conn:
+        locked = patients.lock_for_command(conn, person.id)
+        accessed = patients.read_for_access(conn, person.id)
+        own = patients.read_own_for_access(conn, str(person.national_id))
+        assert decoded == []
+        assert locked.record == stored and accessed.record == stored and own.record == stored
+        assert type(locked.record) is dict and list(locked.record) == list(stored)
+        assert locked.record is locked.record  # decoded once
+        assert len(decoded) == 3
+        assert patients.read_patient_revision(conn, person.id) == (person, locked.revision)
+    # Built from a value (``loop.runner``'s lock without a bump), the record is that value.
+    value = {"id": str(person.id)}
+    assert patients.Locked(value, 1, None).record is value

@@ -246,3 +246,53 @@ def test_an_ordinary_prescribe_takes_the_fast_way(monkeypatch):
 )
 def test_what_orjson_would_write_otherwise_takes_the_slow_way(value):
     assert canonical_json._written(value) is None
+
+
+# -- the texts at hand handed to store.batch instead of encoding the values again (issue #20) ---
+
+
+@settings(max_examples=1500)
+@given(st.one_of(JSONISH, ANY))
+def test_the_written_text_of_a_round_trip_is_what_batch_writes_of_the_value_read_back(value):
+    """``round_trip_written``'s text (when orjson wrote it) is the stored response's and the
+    audit detail's JSON as ``store.batch`` would write the value read back."""
+    from medloop.store import batch, idempotency  # noqa: PLC0415
+
+    try:
+        text, loaded, written = canonical_json.round_trip_written(value)
+    except (TypeError, ValueError):
+        return
+    assert (text, loaded, written is not None) == canonical_json.round_trip(value)
+    if written is not None:
+        assert written == batch._dumps(loaded)
+    if type(value) is dict:
+        stored, sent = idempotency._as_stored("scope", value)
+        assert repr(stored) == repr(loaded)
+        assert sent == written
+
+
+@settings(max_examples=1500)
+@given(
+    detail=st.dictionaries(TEXT, st.one_of(JSONISH, ANY), max_size=6),
+    claim=st.one_of(st.none(), CLAIM),
+)
+def test_the_audit_detail_sent_with_its_claim_is_what_batch_writes_of_it(detail, claim):
+    """``audit.append`` sends the detail's text made of orjson's canonical text and the claim
+    (``_detail_sent``): the bytes ``store.batch`` writes of the detail with the claim added."""
+    from medloop.store import batch  # noqa: PLC0415
+
+    event = audit.AuditEvent(actor="1", actor_role="doctor", action="a", detail=detail)
+    try:
+        _outcome, written, stored = audit._validated_written(event)
+    except audit.InvalidAuditEvent:
+        return
+    if written is None:
+        return
+    if claim is not None:
+        stored[audit.attestation.DETAIL_KEY] = claim
+    sent = audit._detail_sent(written, claim)
+    if sent is None:  # a claim orjson refuses: batch encodes the detail, as before
+        with pytest.raises(TypeError):
+            orjson.dumps(claim)
+        return
+    assert sent["detail"] == batch._dumps(stored)

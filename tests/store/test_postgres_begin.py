@@ -323,3 +323,12 @@ def test_a_kept_cursor_starts_a_new_transformer_after_parameters_it_could_not_co
 def test_the_store_sends_its_own_statements_through_a_kept_cursor(pg_engine):
     with pg_engine.begin() as conn:
         assert isinstance(batch._cursor(conn, _driver(conn)), postgres.KeptCursor)
+
+
+def test_the_pooled_dbapi_connection_is_psycopgs_own(pg_engine):
+    """``store.batch`` takes the pooled DBAPI connection as psycopg's connection (issue #20: one
+    lookup instead of ``driver_connection``'s three): true of the sync psycopg dialect."""
+    with pg_engine.connect() as conn:
+        pooled = conn.connection
+        assert pooled.dbapi_connection is pooled.driver_connection
+        assert isinstance(pooled.dbapi_connection, psycopg.Connection)
