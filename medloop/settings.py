@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -567,3 +567,26 @@ def _max_body_bytes(value: str | None) -> int:
 def renal_max_age_days() -> int | None:
     """``MEDLOOP_RENAL_MAX_AGE_DAYS`` as the process's settings read it."""
     return current().renal_max_age_days
+
+
+def none_of_these_set(names: tuple[str, ...]) -> Callable[[], bool] | None:
+    """A check, true while none of the environment variables ``names`` is set in this process,
+    read live at every call: not a setting, but another library's variables that it reads
+    whenever asked (OpenTelemetry's provider variables: ``api.app.MedloopApp`` must answer as
+    OpenTelemetry's getters would at that moment). Each name is looked up in ``os.environ``'s
+    own dict under the key ``os.environ`` encodes it to: the look-up ``name in os.environ``
+    makes, without the mapping's Python layers (it runs on every request, issue #20).
+    ``None`` when ``os.environ`` is not built that way (the caller then asks its library)."""
+    environ = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    if not isinstance(environ, dict) or encode is None:
+        return None
+    keys = tuple(encode(name) for name in names)
+
+    def none_set() -> bool:
+        for key in keys:
+            if key in environ:
+                return False
+        return True
+
+    return none_set

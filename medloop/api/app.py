@@ -4,7 +4,6 @@ request id, the token verifier, the database and the offline docs page."""
 from __future__ import annotations
 
 import copy
-import os
 import random
 import re
 import time
@@ -23,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.middleware.errors import ServerErrorMiddleware
 
+from medloop import settings as settings_module
 from medloop.api import cds, cds_auth, problems
 from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
@@ -339,8 +339,8 @@ def _telemetry_unset(config: Any) -> Callable[[], bool] | None:
     """A check that is true only when FastAPI's ``NativeTelemetry(config).enabled()`` is false
     because no provider is configured anywhere: ``config`` names none, and each of
     OpenTelemetry's global tracer, meter and logger providers is unset and its environment
-    variable (which the getter would load it from) is not in ``os.environ`` (the same
-    ``key in os.environ`` look-up, made on the mapping's own dict). When it is true, each
+    variable (which the getter would load it from) is not in the process environment
+    (``settings.none_of_these_set``: read live, as the getters read it). When it is true, each
     getter answers its proxy provider, which ``enabled()`` counts as unconfigured. ``None``
     when OpenTelemetry's API is not the one this was written for (FastAPI then always
     decides)."""
@@ -362,25 +362,20 @@ def _telemetry_unset(config: Any) -> Callable[[], bool] | None:
         getattr(metrics_api, "OTEL_PYTHON_METER_PROVIDER", None),
         getattr(logs_api, "_OTEL_PYTHON_LOGGER_PROVIDER", None),
     )
-    environ = getattr(os.environ, "_data", None)
-    encode = getattr(os.environ, "encodekey", None)
-    if (
-        not isinstance(environ, dict)
-        or encode is None
-        or not all(isinstance(name, str) for name in names)
-        or not all(hasattr(module, name) for module, name in globals_)
+    if not all(isinstance(name, str) for name in names) or not all(
+        hasattr(module, name) for module, name in globals_
     ):
         return None
-    tracer_key, meter_key, logger_key = (encode(name) for name in names)
+    none_set = settings_module.none_of_these_set(names)
+    if none_set is None:
+        return None
 
     def unset() -> bool:
         return (
             trace._TRACER_PROVIDER is None
             and metrics_api._METER_PROVIDER is None
             and logs_api._LOGGER_PROVIDER is None
-            and tracer_key not in environ
-            and meter_key not in environ
-            and logger_key not in environ
+            and none_set()
         )
 
     return unset
