@@ -94,6 +94,35 @@ def _switch_delta(before: dict, after: dict, n: int) -> dict[str, float]:
     }
 
 
+class MemoryTransport:
+    """A keep-alive connection's transport in memory (this file's and ``bench/edge_count.py``'s
+    drivers): what the protocol writes goes to ``client.received``; no system calls."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.closing = False
+
+    def get_extra_info(self, name: str, default=None):
+        return {"sockname": ("127.0.0.1", 9000), "peername": ("127.0.0.1", 40000)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes) -> None:
+        self.client.received(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
 def child(job: dict) -> dict:
     import asyncio
 
@@ -119,31 +148,6 @@ def child(job: dict) -> dict:
     state = ServerState()
     token = job["token"]
 
-    class Transport:
-        def __init__(self, client: Client) -> None:
-            self.client = client
-            self.closing = False
-
-        def get_extra_info(self, name: str, default=None):
-            return {"sockname": ("127.0.0.1", 9000), "peername": ("127.0.0.1", 40000)}.get(
-                name, default
-            )
-
-        def write(self, data: bytes) -> None:
-            self.client.received(data)
-
-        def is_closing(self) -> bool:
-            return self.closing
-
-        def close(self) -> None:
-            self.closing = True
-
-        def pause_reading(self) -> None:
-            pass
-
-        def resume_reading(self) -> None:
-            pass
-
     class Client:
         def __init__(self, requests, done: asyncio.Future, counts: dict) -> None:
             self.requests = requests  # a generator: sent the last answer, yields the next
@@ -151,7 +155,7 @@ def child(job: dict) -> dict:
             self.counts = counts
             self.buffer = b""
             self.protocol = HttpProtocol(config, state, {}, loop)
-            self.protocol.connection_made(Transport(self))  # type: ignore[arg-type]
+            self.protocol.connection_made(MemoryTransport(self))  # type: ignore[arg-type]
 
         def start(self) -> None:
             self._send(next(self.requests))

@@ -75,6 +75,7 @@ def main() -> None:
     import api
     import uvicorn
     import uvloop
+    from edge import MemoryTransport
     from uvicorn.server import ServerState
 
     from fest.loader import import_catalogue
@@ -101,35 +102,10 @@ def main() -> None:
     asyncio.set_event_loop(loop)
     state = ServerState()
 
-    class Transport:
-        def __init__(self, client: Client) -> None:
-            self.client = client
-            self.closing = False
-
-        def get_extra_info(self, name: str, default=None):
-            return {"sockname": ("127.0.0.1", 9000), "peername": ("127.0.0.1", 40000)}.get(
-                name, default
-            )
-
-        def write(self, data: bytes) -> None:
-            self.client.received(data)
-
-        def is_closing(self) -> bool:
-            return self.closing
-
-        def close(self) -> None:
-            self.closing = True
-
-        def pause_reading(self) -> None:
-            pass
-
-        def resume_reading(self) -> None:
-            pass
-
     class Client:
         def __init__(self) -> None:
             self.protocol = HttpProtocol(config, state, {}, loop)
-            self.protocol.connection_made(Transport(self))  # type: ignore[arg-type]
+            self.protocol.connection_made(MemoryTransport(self))  # type: ignore[arg-type]
             self.buffer = b""
 
         def run(self, requests: list[bytes]) -> list[tuple[int, str]]:
