@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from operator import attrgetter
 
 from interactions.alerts import Source
 from interactions.knowledge import DrugProfile, Knowledge
@@ -26,6 +27,16 @@ class Entry:
     @property
     def name(self) -> str:
         return self.medication.drug.name
+
+
+_by_id = attrgetter("id")
+
+_ENTRIES: dict[int, tuple[Medication, Knowledge, Entry, Entry]] = {}
+"""Each medication's two entries (in focus, out of it), by the medication object and the
+knowledge that profiled its drug: a caller's medications are the same frozen objects from check
+to check while their list entries do not change (``medloop.loop.runner.medications_of``), and
+every check of a list made an ``Entry`` per medication again (issue #20). Entries are frozen."""
+_ENTRIES_KEPT = 8_192
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +64,32 @@ class CheckContext:
         today: date | None = None,
         renal_max_age_days: int | None = None,
     ) -> CheckContext:
-        ordered = sorted(medications, key=lambda m: m.id)
+        ordered = sorted(medications, key=_by_id)
         ids = [m.id for m in ordered]
-        if len(ids) != len(set(ids)):
+        unique = set(ids)
+        if len(ids) != len(unique):
             raise ValueError("medication ids must be unique")
-        focus = set(ids) if proposed is None else set(proposed)
-        if not focus <= set(ids):
-            raise ValueError(f"proposed ids not in the medications: {sorted(focus - set(ids))}")
-        entries = tuple(Entry(m, knowledge.profile(m.drug), m.id in focus) for m in ordered)
-        return cls(knowledge, entries, patient, include_all, today, renal_max_age_days)
+        focus = unique if proposed is None else set(proposed)
+        if not focus <= unique:
+            raise ValueError(f"proposed ids not in the medications: {sorted(focus - unique)}")
+        entries = []
+        for medication in ordered:
+            # Kept per medication object and knowledge (see ``_ENTRIES``), the same values.
+            known = _ENTRIES.get(id(medication))
+            if known is None or known[0] is not medication or known[1] is not knowledge:
+                profile = knowledge.profile(medication.drug)
+                if len(_ENTRIES) >= _ENTRIES_KEPT:
+                    _ENTRIES.clear()
+                # The medication and the knowledge are kept beside the id, so the id cannot
+                # name another object meanwhile.
+                known = _ENTRIES[id(medication)] = (
+                    medication,
+                    knowledge,
+                    Entry(medication, profile, True),
+                    Entry(medication, profile, False),
+                )
+            entries.append(known[2] if medication.id in focus else known[3])
+        return cls(knowledge, tuple(entries), patient, include_all, today, renal_max_age_days)
 
     @property
     def focus(self) -> Iterator[Entry]:
