@@ -10,10 +10,11 @@ An alert maps 1:1 onto an HL7 CDS Hooks card: ``summary`` → ``summary``, ``sev
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from interactions.values import StrEnum
 
 SUMMARY_LENGTH = 140
 
