@@ -50,10 +50,26 @@ def diff(
     _remember(after, new)
     changes = []
     if old is None:
+        # ``_change(name, None, now)`` written out for a value new in this version: most of a
+        # command's changes (a new entry's, a new prescription's); the same key and instance.
         for name in fields:
             now = new[name]
-            if now is not None:
-                changes.append(_change(name, None, now))
+            if now is None:
+                continue
+            kind = type(now)
+            if kind is str or kind is int or kind is bool:
+                key = (name, _NONE_TOKEN, (now, kind))
+            elif kind is dict and _KEPT_DUMPS.get(id(now)) is now:
+                key = (name, _NONE_TOKEN, (id(now), kind))
+            else:
+                changes.append(_made(name, None, now))
+                continue
+            found = _CHANGES.get(key)
+            if found is None:
+                if len(_CHANGES) >= _CHANGES_KEPT:
+                    _CHANGES.clear()
+                found = _CHANGES[key] = _made(name, None, now)
+            changes.append(found)
     else:
         was_of = old.get
         for name in fields:
