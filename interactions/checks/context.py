@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from operator import attrgetter
 
@@ -52,6 +52,9 @@ class CheckContext:
     include_all: bool
     today: date | None = None
     renal_max_age_days: int | None = None
+    focused: tuple[Entry, ...] | None = field(default=None, compare=False, repr=False)
+    """The entries in focus, in order, when ``create`` made the context (``None``: found from
+    ``entries``)."""
 
     @classmethod
     def create(
@@ -73,6 +76,7 @@ class CheckContext:
         if not focus <= unique:
             raise ValueError(f"proposed ids not in the medications: {sorted(focus - unique)}")
         entries = []
+        focused = []
         for medication in ordered:
             # Kept per medication object and knowledge (see ``_ENTRIES``), the same values.
             known = _ENTRIES.get(id(medication))
@@ -88,12 +92,27 @@ class CheckContext:
                     Entry(medication, profile, True),
                     Entry(medication, profile, False),
                 )
-            entries.append(known[2] if medication.id in focus else known[3])
-        return cls(knowledge, tuple(entries), patient, include_all, today, renal_max_age_days)
+            if medication.id in focus:
+                entries.append(known[2])
+                focused.append(known[2])
+            else:
+                entries.append(known[3])
+        return cls(
+            knowledge,
+            tuple(entries),
+            patient,
+            include_all,
+            today,
+            renal_max_age_days,
+            tuple(focused),
+        )
 
     @property
-    def focus(self) -> Iterator[Entry]:
-        return (entry for entry in self.entries if entry.in_focus)
+    def focus(self) -> Iterable[Entry]:
+        # Every check walks the focus: a tuple made once, not a generator per walk (issue #20).
+        if self.focused is not None:
+            return self.focused
+        return tuple(entry for entry in self.entries if entry.in_focus)
 
     def source(self, *, fest_id: str | None = None, rule_id: str | None = None) -> Source:
         return self.knowledge.source(fest_id=fest_id, rule_id=rule_id)
