@@ -72,7 +72,7 @@ def constructed(cls: type[Model], /, **values: Any) -> Model:
     without validators of their own or private attributes (``tests/domain/test_domain_model.py``
     compares the instances with validated ones). The instances of one class share one
     fields-set, never changed (the values are frozen; a copy of one copies the set)."""
-    fields = field_names(cls)
+    fields = _FIELD_NAMES.get(cls) or field_names(cls)
     if len(values) != len(fields):
         missing = sorted(set(fields) - set(values))
         extra = sorted(set(values) - set(fields))

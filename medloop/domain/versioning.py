@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, GetPydanticSchema, JsonValue
 
-from medloop.domain._model import Frozen, field_names
+from medloop.domain._model import _FIELD_NAMES, Frozen, field_names
 
 
 def _serialised_as_is(source: Any, handler: Any) -> Any:
@@ -100,21 +100,25 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     same order, with the fields ``share_dumps`` names taken from ``dumped``. The dict shares
     those values with other dumps: it is not to be changed (no caller changes a dump; they are
     written as they are)."""
-    shared = _SHARED.get(type(value))
+    cls = type(value)
+    shared = _SHARED.get(cls)
     if shared is None:
         return value.model_dump(mode="json", exclude=exclude or None)
-    kept = {
-        name: found
-        for name in shared
-        if name not in exclude and (found := getattr(value, name)) is not None
-    }
+    # The shared fields' dumps, ``dumped``'s memo read here (a call saved per field).
+    kept = {}
+    for name in shared:
+        if name not in exclude:
+            found = getattr(value, name)
+            if found is not None:
+                known = _DUMPED.get(id(found))
+                kept[name] = known[1] if known is not None and known[0] is found else dumped(found)
     if not kept:
         return value.model_dump(mode="json", exclude=exclude or None)
     partial = value.model_dump(mode="json", exclude=exclude | kept.keys())
     whole = {}
-    for name in field_names(type(value)):
+    for name in _FIELD_NAMES.get(cls) or field_names(cls):
         if name in kept:
-            whole[name] = dumped(kept[name])
+            whole[name] = kept[name]
         elif name in partial:
             whole[name] = partial[name]
     if len(whole) != len(partial) + len(kept):  # computed fields come last, as in a dump
