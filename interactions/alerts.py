@@ -10,10 +10,11 @@ An alert maps 1:1 onto an HL7 CDS Hooks card: ``summary`` → ``summary``, ``sev
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from interactions.values import StrEnum
 
 SUMMARY_LENGTH = 140
 
@@ -39,7 +40,11 @@ class Severity(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Severity).index(self)
+        """The severity's place in the order above (0: most severe)."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {severity: index for index, severity in enumerate(Severity)}
 
 
 class _Model(BaseModel):
@@ -253,6 +258,9 @@ Detail = Annotated[
     Field(discriminator="kind"),
 ]
 
+_KIND_OF = {kind.value: kind for kind in Kind}
+"""Each kind by its value (``Kind(value)`` for a detail's ``kind``)."""
+
 _OVERRIDE_KINDS = frozenset({Kind.ALLERGY, Kind.DOSE, Kind.SUBSTITUTION_RESTRICTION})
 
 
@@ -270,7 +278,9 @@ class Alert(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def kind(self) -> Kind:
-        return Kind(self.detail.kind)
+        # ``Kind(self.detail.kind)``: the same member, by a dict look-up instead of the enum's
+        # call (an alert's kind is read a dozen times on its way to the response; issue #20).
+        return _KIND_OF[self.detail.kind]
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -21,13 +21,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
 from interactions.units import Amount
-from interactions.values import MODEL_CONFIG, DayCount, DoseAmount, PeriodValue
+from interactions.values import MODEL_CONFIG, DayCount, DoseAmount, PeriodValue, StrEnum
 from interactions.values import text as bounded
 
 

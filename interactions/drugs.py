@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field
 
-from interactions.values import MAX_ITEMS, Total
+from interactions.values import MAX_ITEMS, StrEnum, Total
 
 
 class ReferenceKind(StrEnum):

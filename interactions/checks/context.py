@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date
+from operator import attrgetter
 
 from interactions.alerts import Source
 from interactions.knowledge import DrugProfile, Knowledge
@@ -28,6 +29,16 @@ class Entry:
         return self.medication.drug.name
 
 
+_by_id = attrgetter("id")
+
+_ENTRIES: dict[int, tuple[Medication, Knowledge, Entry, Entry]] = {}
+"""Each medication's two entries (in focus, out of it), by the medication object and the
+knowledge that profiled its drug: a caller's medications are the same frozen objects from check
+to check while their list entries do not change (``medloop.loop.runner.medications_of``), and
+every check of a list made an ``Entry`` per medication again (issue #20). Entries are frozen."""
+_ENTRIES_KEPT = 8_192
+
+
 @dataclass(frozen=True, slots=True)
 class CheckContext:
     """One check run: entries sorted by id (so results never depend on list order), the patient
@@ -41,6 +52,9 @@ class CheckContext:
     include_all: bool
     today: date | None = None
     renal_max_age_days: int | None = None
+    focused: tuple[Entry, ...] | None = field(default=None, compare=False, repr=False)
+    """The entries in focus, in order, when ``create`` made the context (``None``: found from
+    ``entries``)."""
 
     @classmethod
     def create(
@@ -53,19 +67,52 @@ class CheckContext:
         today: date | None = None,
         renal_max_age_days: int | None = None,
     ) -> CheckContext:
-        ordered = sorted(medications, key=lambda m: m.id)
+        ordered = sorted(medications, key=_by_id)
         ids = [m.id for m in ordered]
-        if len(ids) != len(set(ids)):
+        unique = set(ids)
+        if len(ids) != len(unique):
             raise ValueError("medication ids must be unique")
-        focus = set(ids) if proposed is None else set(proposed)
-        if not focus <= set(ids):
-            raise ValueError(f"proposed ids not in the medications: {sorted(focus - set(ids))}")
-        entries = tuple(Entry(m, knowledge.profile(m.drug), m.id in focus) for m in ordered)
-        return cls(knowledge, entries, patient, include_all, today, renal_max_age_days)
+        focus = unique if proposed is None else set(proposed)
+        if not focus <= unique:
+            raise ValueError(f"proposed ids not in the medications: {sorted(focus - unique)}")
+        entries = []
+        focused = []
+        for medication in ordered:
+            # Kept per medication object and knowledge (see ``_ENTRIES``), the same values.
+            known = _ENTRIES.get(id(medication))
+            if known is None or known[0] is not medication or known[1] is not knowledge:
+                profile = knowledge.profile(medication.drug)
+                if len(_ENTRIES) >= _ENTRIES_KEPT:
+                    _ENTRIES.clear()
+                # The medication and the knowledge are kept beside the id, so the id cannot
+                # name another object meanwhile.
+                known = _ENTRIES[id(medication)] = (
+                    medication,
+                    knowledge,
+                    Entry(medication, profile, True),
+                    Entry(medication, profile, False),
+                )
+            if medication.id in focus:
+                entries.append(known[2])
+                focused.append(known[2])
+            else:
+                entries.append(known[3])
+        return cls(
+            knowledge,
+            tuple(entries),
+            patient,
+            include_all,
+            today,
+            renal_max_age_days,
+            tuple(focused),
+        )
 
     @property
-    def focus(self) -> Iterator[Entry]:
-        return (entry for entry in self.entries if entry.in_focus)
+    def focus(self) -> Iterable[Entry]:
+        # Every check walks the focus: a tuple made once, not a generator per walk (issue #20).
+        if self.focused is not None:
+            return self.focused
+        return tuple(entry for entry in self.entries if entry.in_focus)
 
     def source(self, *, fest_id: str | None = None, rule_id: str | None = None) -> Source:
         return self.knowledge.source(fest_id=fest_id, rule_id=rule_id)

@@ -253,12 +253,17 @@ def render(
     """A command's answer: its stored response as the body, the list version as the ETag, and
     for a 201 where the new thing can be read (``Location``). A replay (same
     Idempotency-Key) answers exactly like the first call, plus ``Idempotent-Replayed: true``."""
-    headers = {"ETag": etag(result.list_version)}
+    # ``JSONResponse(result.response, status_code=status, headers={"ETag": …, "Location": …,
+    # "Idempotent-Replayed": "true"})``, its raw headers written directly (the same bytes).
+    headers = [(b"etag", etag(result.list_version).encode("latin-1"))]
     if location is not None:
-        headers["Location"] = location
+        headers.append((b"location", location.encode("latin-1")))
     if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(result.response, status_code=status, headers=headers)
+        headers.append(_REPLAYED)
+    return JSONResponse.with_raw_headers(result.response, status, headers)
+
+
+_REPLAYED = (b"idempotent-replayed", b"true")
 
 
 def json_with_etag(body: Any, version: int, if_none_match: str | None = None) -> Response:

@@ -24,7 +24,7 @@ def replace(model: Model, **changes: Any) -> Model:
 
     ``model_copy(update=...)`` skips validation; the domain never wants an unvalidated value.
     """
-    fields = {name: getattr(model, name) for name in type(model).model_fields}
+    fields = {name: getattr(model, name) for name in field_names(type(model))}
     return type(model).model_validate({**fields, **changes})
 
 
@@ -48,6 +48,17 @@ _ID_TEXTS: dict[int, tuple[UUID, str]] = {}
 _ID_TEXTS_KEPT = 8_192
 
 
+def field_names(cls: type[BaseModel]) -> tuple[str, ...]:
+    """``tuple(cls.model_fields)``, kept per class: the class attribute ``model_fields`` is a
+    Python descriptor in this pydantic, a call every time it is read (issue #20)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(cls.model_fields)
+    return names
+
+
+_FIELD_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
+
 _object_new = object.__new__
 _object_setattr = object.__setattr__
 _ALL_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
@@ -61,7 +72,7 @@ def constructed(cls: type[Model], /, **values: Any) -> Model:
     without validators of their own or private attributes (``tests/domain/test_domain_model.py``
     compares the instances with validated ones). The instances of one class share one
     fields-set, never changed (the values are frozen; a copy of one copies the set)."""
-    fields = cls.model_fields
+    fields = _FIELD_NAMES.get(cls) or field_names(cls)
     if len(values) != len(fields):
         missing = sorted(set(fields) - set(values))
         extra = sorted(set(values) - set(fields))

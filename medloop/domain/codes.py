@@ -11,7 +11,7 @@ National code systems (OIDs under 2.16.578.1.12.4.1.1):
 
 from __future__ import annotations
 
-from enum import StrEnum
+from interactions.values import StrEnum
 
 DISCONTINUATION_REASON_OID = "2.16.578.1.12.4.1.1.7494"
 PRESCRIPTION_STATUS_OID = "2.16.578.1.12.4.1.1.7408"

@@ -346,12 +346,25 @@ class MedicationList(Frozen):
         new_list = MedicationList.model_construct(
             patient_id=self.patient_id, version=list_version, entries=entries
         )
+        if len(_APPLIED) >= _APPLIED_KEPT:
+            _APPLIED.clear()
+        # The change and this list are kept beside the change's id (see ``followed_by``).
+        _APPLIED[id(change)] = (change, self, new_list)
         return new_list, change
 
     def followed_by(self, change: ListChange) -> MedicationList:
         """The list after ``change``, which ``apply`` made from this very list (so it holds
         the invariants ``apply`` checks), without validating every entry again; stored
-        changes are replayed with ``replay``, which does."""
+        changes are replayed with ``replay``, which does. The list ``apply`` made with the
+        change when it was made from this list object (the same value: ``apply``'s entries
+        are this list's with the changed one replaced in place or added last, as below; the
+        state after a command is advanced by the change its decision just made; issue #20)."""
+        known = _APPLIED.get(id(change))
+        if known is not None and known[0] is change and known[1] is self:
+            return known[2]
+        return self._followed_by(change)
+
+    def _followed_by(self, change: ListChange) -> MedicationList:
         if change.patient_id != self.patient_id or change.list_version != self.version + 1:
             raise BrokenHistory(
                 f"list version {change.list_version} does not follow {self.version}",
@@ -577,3 +590,9 @@ def apply_all(
     if change is None:
         raise ValueError("apply_all needs at least one command")
     return medication_list.followed_by(change), change
+
+
+_APPLIED: dict[int, tuple[ListChange, MedicationList, MedicationList]] = {}
+"""The lists ``MedicationList.apply`` made, by the change's id: the change, the list it was
+applied to and the list after it (``followed_by``). At most ``_APPLIED_KEPT``."""
+_APPLIED_KEPT = 64

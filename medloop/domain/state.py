@@ -83,17 +83,18 @@ class PatientState:
         history = (
             dict(self.prescription_history) if prescription_versions else self.prescription_history
         )
-        new_id = False
+        added = 0
         for version in prescription_versions:
             earlier = history.get(version.prescription_id)
-            new_id = new_id or earlier is None
+            if earlier is None:
+                added += 1
             history[version.prescription_id] = (*(earlier or ()), version)
-        if new_id:
+        if added:
             # By the id's text, as the store reads them (``ORDER BY prescription_id``): a UUID's
             # text is its 128-bit number in fixed-width lower-case hex with the dashes at fixed
             # places, so ordering by the number is the same order without writing each id out
             # (a prescribe issued one more id; only a new id changes the order).
-            history = dict(sorted(history.items(), key=_uuid_number))
+            history = _in_order(history, added)
         if dispenses or annulments:
             recorded = dict(self.dispense_recorded_at)
             annulled = dict(annulments)
@@ -130,6 +131,23 @@ class PatientState:
 
 def _uuid_number(item: tuple[UUID, Any]) -> int:
     return item[0].int
+
+
+def _in_order(history: dict[UUID, Any], added: int) -> dict[UUID, Any]:
+    """``dict(sorted(history.items(), key=_uuid_number))`` for a new dict ``history`` whose
+    keys are in that order but for the ``added`` keys inserted last: the same dict, key for key
+    in the same order, made by taking off its end (``popitem`` takes the last key, without
+    hashing it) the added keys and the keys above the lowest of them, and putting those back in
+    order. Only the keys that move are hashed again (a ``UUID``'s hash is a Python call; the
+    whole history was hashed again on every prescribe; issue #20)."""
+    moved = [history.popitem() for _ in range(added)]
+    lowest = min(key.int for key, _ in moved)
+    while history and next(reversed(history)).int > lowest:
+        moved.append(history.popitem())
+    moved.sort(key=_uuid_number)
+    for key, value in moved:
+        history[key] = value
+    return history
 
 
 def _utc(moment: datetime) -> datetime:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, GetPydanticSchema, JsonValue
 
-from medloop.domain._model import Frozen
+from medloop.domain._model import _FIELD_NAMES, Frozen, field_names
 
 
 def _serialised_as_is(source: Any, handler: Any) -> Any:
@@ -43,12 +43,41 @@ def diff(
 
     The values are the JSON dumps of two validated domain values (bounded strings, finite
     numbers), so the changes are built without validating them a second time."""
-    old = {} if before is None else dump(before)
+    # One loop, without a generator's frame per field (issue #20: a prescribe diffs ~22
+    # fields); a value new in this version differs from nothing where its field is not None.
+    old = None if before is None else dump(before)
     new = dump(after)
     _remember(after, new)
-    return tuple(
-        _change(name, old.get(name), new[name]) for name in fields if old.get(name) != new[name]
-    )
+    changes = []
+    if old is None:
+        # ``_change(name, None, now)`` written out for a value new in this version: most of a
+        # command's changes (a new entry's, a new prescription's); the same key and instance.
+        for name in fields:
+            now = new[name]
+            if now is None:
+                continue
+            kind = type(now)
+            if kind is str or kind is int or kind is bool:
+                key = (name, _NONE_TOKEN, (now, kind))
+            elif kind is dict and _KEPT_DUMPS.get(id(now)) is now:
+                key = (name, _NONE_TOKEN, (id(now), kind))
+            else:
+                changes.append(_made(name, None, now))
+                continue
+            found = _CHANGES.get(key)
+            if found is None:
+                if len(_CHANGES) >= _CHANGES_KEPT:
+                    _CHANGES.clear()
+                found = _CHANGES[key] = _made(name, None, now)
+            changes.append(found)
+    else:
+        was_of = old.get
+        for name in fields:
+            was = was_of(name)
+            now = new[name]
+            if was != now:
+                changes.append(_change(name, was, now))
+    return tuple(changes)
 
 
 def share_dumps(model: type[BaseModel], *fields: str) -> None:
@@ -71,21 +100,25 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     same order, with the fields ``share_dumps`` names taken from ``dumped``. The dict shares
     those values with other dumps: it is not to be changed (no caller changes a dump; they are
     written as they are)."""
-    shared = _SHARED.get(type(value))
+    cls = type(value)
+    shared = _SHARED.get(cls)
     if shared is None:
         return value.model_dump(mode="json", exclude=exclude or None)
-    kept = {
-        name: found
-        for name in shared
-        if name not in exclude and (found := getattr(value, name)) is not None
-    }
+    # The shared fields' dumps, ``dumped``'s memo read here (a call saved per field).
+    kept = {}
+    for name in shared:
+        if name not in exclude:
+            found = getattr(value, name)
+            if found is not None:
+                known = _DUMPED.get(id(found))
+                kept[name] = known[1] if known is not None and known[0] is found else dumped(found)
     if not kept:
         return value.model_dump(mode="json", exclude=exclude or None)
     partial = value.model_dump(mode="json", exclude=exclude | kept.keys())
     whole = {}
-    for name in type(value).model_fields:
+    for name in _FIELD_NAMES.get(cls) or field_names(cls):
         if name in kept:
-            whole[name] = dumped(kept[name])
+            whole[name] = kept[name]
         elif name in partial:
             whole[name] = partial[name]
     if len(whole) != len(partial) + len(kept):  # computed fields come last, as in a dump
@@ -132,9 +165,26 @@ def _change(name: str, before: Any, after: Any) -> FieldChange:
     22: the version, the drug, the use, the status, the flags, the prescriber …), so it is not
     made again nor kept again in every patient's cached state for the collector to track
     (issue #20). At most ``_CHANGES_KEPT`` are kept; the rest are made as before."""
-    old = _shared_token(before)
-    new = None if old is None else _shared_token(after)
-    if new is None:
+    # Each value's token, written out (no call per value): a recurring value is keyed by type
+    # and value (``1``, ``1.0`` and ``True`` are equal keys, but not of one type), a kept dump
+    # by its id (while kept, no other object has it); anything else is not shared.
+    kind = type(before)
+    if before is None:
+        old: tuple[Any, type] = _NONE_TOKEN
+    elif kind is str or kind is int or kind is bool:
+        old = (before, kind)
+    elif kind is dict and _KEPT_DUMPS.get(id(before)) is before:
+        old = (id(before), kind)
+    else:
+        return _made(name, before, after)
+    kind = type(after)
+    if after is None:
+        new: tuple[Any, type] = _NONE_TOKEN
+    elif kind is str or kind is int or kind is bool:
+        new = (after, kind)
+    elif kind is dict and _KEPT_DUMPS.get(id(after)) is after:
+        new = (id(after), kind)
+    else:
         return _made(name, before, after)
     key = (name, old, new)
     found = _CHANGES.get(key)
@@ -147,13 +197,7 @@ def _change(name: str, before: Any, after: Any) -> FieldChange:
     return found
 
 
-def _shared_token(value: Any) -> tuple[Any, type] | None:
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value, kind  # ``1``, ``1.0`` and ``True`` are equal keys, but not of one type
-    if kind is dict and _KEPT_DUMPS.get(id(value)) is value:
-        return id(value), kind
-    return None
+_NONE_TOKEN = (None, type(None))
 
 
 _CHANGES: dict[tuple[str, tuple[Any, type], tuple[Any, type]], FieldChange] = {}

@@ -99,12 +99,13 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
         prescription, version = issue(
             new_list.entry(order.entry_id), new_list.patient_id, request, at=call.at, by=call.actor
         )
+        entry_id = id_text(order.entry_id)
         return Effect(
             list_change=change,
             prescription_versions=(version,),
-            screening=Screening(tuple(medications_of(new_list)), (id_text(order.entry_id),)),
+            screening=Screening(tuple(medications_of(new_list)), (entry_id,)),
             response={
-                "entry_id": id_text(order.entry_id),
+                "entry_id": entry_id,
                 "prescription_id": id_text(prescription.id),
                 "expires": prescription.expires.isoformat(),
                 "drug": drug.name,
