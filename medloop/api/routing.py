@@ -34,8 +34,10 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import queue
+import threading
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -62,11 +64,30 @@ class RouteThreads:
     the others queued in arrival order. Each runs in a copy of the request's context (the log
     context's request id goes with it). A request given up while its route runs (the server
     shutting down) does not stop the route: it finishes its transaction in its thread, and its
-    answer is dropped; one still queued does not start."""
+    answer is dropped; one still queued does not start.
+
+    The threads take their jobs from one ``SimpleQueue`` (a C queue: a put is one call, and
+    wakes one waiting thread). It was the standard library's ``ThreadPoolExecutor``, whose
+    ``submit`` makes a ``Future`` (a ``Condition``) and a ``_WorkItem``, takes its shutdown lock
+    and asks a ``Semaphore`` (a Python ``Condition`` again) whether a thread is idle, and whose
+    thread then marks the ``Future`` running and done (notifying its ``Condition`` twice) and
+    releases the ``Semaphore``: work per request on both sides of the hand-off that nothing
+    here reads (issue #20). A thread is started with each of the first ``threads`` requests
+    (the executor's bound; it started one only when none was idle); like the
+    executor's they are joined at the interpreter's exit after the jobs already queued
+    (``threading._register_atexit``, before non-daemon threads are waited for), and they stop
+    when the pool is collected."""
 
     def __init__(self, threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"route threads must be 1 or more, not {threads}")
         self.threads = threads
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="medloop-route")
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._started: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        live = _Live(self._jobs, self._started)
+        _LIVE.add(live)
+        weakref.finalize(self, _retire, live).atexit = False
 
     async def run(self, work: Callable[[], Result]) -> Result:
         """``work()``'s result, computed in one of the threads. The thread answers the event
@@ -76,20 +97,81 @@ class RouteThreads:
         (bench/RESULTS.md, issue #20, session 6)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Result] = loop.create_future()
-        context = contextvars.copy_context()
-
-        def job() -> None:
-            if answer.cancelled():
-                return  # given up while queued: not started
-            try:
-                result = context.run(work)
-            except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
-                loop.call_soon_threadsafe(_fail, answer, error)
-            else:
-                loop.call_soon_threadsafe(_answer, answer, result)
-
-        self._executor.submit(job)
+        self._jobs.put((loop, answer, contextvars.copy_context(), work))
+        if len(self._started) < self.threads:
+            self._start()
         return await answer
+
+    def _start(self) -> None:
+        with self._lock:
+            if len(self._started) >= self.threads:
+                return
+            thread = threading.Thread(
+                target=_serve,
+                args=(self._jobs,),
+                name=f"medloop-route_{len(self._started)}",
+            )
+            thread.start()
+            self._started.append(thread)
+
+
+def _serve(jobs: queue.SimpleQueue[Any]) -> None:
+    """A route thread: run each job taken from ``jobs`` until ``None``."""
+    get = jobs.get
+    while True:
+        job = get()
+        if job is None:
+            return
+        _job(*job)
+        del job  # nothing of a request is kept while the thread waits for the next
+
+
+def _job(loop: Any, answer: asyncio.Future, context: contextvars.Context, work: Any) -> None:
+    if answer.cancelled():
+        return  # given up while queued: not started
+    try:
+        try:
+            result = context.run(work)
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
+            loop.call_soon_threadsafe(_fail, answer, error)
+        else:
+            loop.call_soon_threadsafe(_answer, answer, result)
+    except RuntimeError:
+        pass  # the loop has closed (the process is ending): no one awaits the answer
+
+
+class _Live:
+    """A pool's queue and threads, for stopping them (``_stop_all``, or the pool collected)."""
+
+    def __init__(self, jobs: queue.SimpleQueue[Any], started: list[threading.Thread]) -> None:
+        self.jobs = jobs
+        self.started = started
+
+    def stop(self) -> None:
+        for _ in self.started:
+            self.jobs.put(None)
+
+
+_LIVE: set[_Live] = set()
+
+
+def _retire(live: _Live) -> None:
+    """A pool collected: its threads stop."""
+    _LIVE.discard(live)
+    live.stop()
+
+
+def _stop_all() -> None:
+    """At the interpreter's exit: each pool's threads finish the jobs queued and stop."""
+    live = list(_LIVE)
+    for found in live:
+        found.stop()
+    for found in live:
+        for thread in found.started:
+            thread.join()
+
+
+threading._register_atexit(_stop_all)  # type: ignore[attr-defined] - as concurrent.futures does
 
 
 def _answer(future: asyncio.Future, result: Any) -> None:
