@@ -307,14 +307,7 @@ class RequestId:
         if pool is not None and hasattr(pool, "checkedout"):
             metrics.pool_in_use(pool.checkedout(), pool.size())
         if self._access_log:
-            logs.info(
-                "medloop.access",
-                "request",
-                route=template,
-                method=scope["method"],
-                status=status,
-                ms=round(seconds * 1000, 2),
-            )
+            logs.access(template, scope["method"], status, round(seconds * 1000, 2))
 
 
 def request_id_of(scope: dict) -> str:
