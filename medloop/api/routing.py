@@ -72,8 +72,8 @@ class RouteThreads:
     and asks a ``Semaphore`` (a Python ``Condition`` again) whether a thread is idle, and whose
     thread then marks the ``Future`` running and done (notifying its ``Condition`` twice) and
     releases the ``Semaphore``: work per request on both sides of the hand-off that nothing
-    here reads (issue #20). A thread is started with each of the first ``threads`` requests
-    (the executor's bound; it started one only when none was idle); like the
+    here reads (issue #20). A thread is started only when no started one is idle, ``threads``
+    at most (``_Live.idle``), as the executor did; like the
     executor's they are joined at the interpreter's exit after the jobs already queued
     (``threading._register_atexit``, before non-daemon threads are waited for), and they stop
     when the pool is collected."""
@@ -84,8 +84,7 @@ class RouteThreads:
         self.threads = threads
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._started: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        live = _Live(self._jobs, self._started)
+        self._live = live = _Live(self._jobs, self._started)
         _LIVE.add(live)
         weakref.finalize(self, _retire, live).atexit = False
 
@@ -97,28 +96,27 @@ class RouteThreads:
         (bench/RESULTS.md, issue #20, session 6)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Result] = loop.create_future()
+        live = self._live
+        with live.lock:
+            live.idle -= 1
+            start = live.idle < 0 and len(self._started) < self.threads
+            if start:
+                thread = threading.Thread(
+                    target=_serve, args=(live,), name=f"medloop-route_{len(self._started)}"
+                )
+                thread.start()
+                self._started.append(thread)
         self._jobs.put((loop, answer, contextvars.copy_context(), work))
-        if len(self._started) < self.threads:
-            self._start()
         return await answer
 
-    def _start(self) -> None:
-        with self._lock:
-            if len(self._started) >= self.threads:
-                return
-            thread = threading.Thread(
-                target=_serve,
-                args=(self._jobs,),
-                name=f"medloop-route_{len(self._started)}",
-            )
-            thread.start()
-            self._started.append(thread)
 
-
-def _serve(jobs: queue.SimpleQueue[Any]) -> None:
-    """A route thread: run each job taken from ``jobs`` until ``None``."""
-    get = jobs.get
+def _serve(live: _Live) -> None:
+    """A route thread: run each job taken from the queue until ``None``."""
+    get = live.jobs.get
+    lock = live.lock
     while True:
+        with lock:
+            live.idle += 1
         job = get()
         if job is None:
             return
@@ -141,11 +139,17 @@ def _job(loop: Any, answer: asyncio.Future, context: contextvars.Context, work: 
 
 
 class _Live:
-    """A pool's queue and threads, for stopping them (``_stop_all``, or the pool collected)."""
+    """A pool's queue and threads, for stopping them (``_stop_all``, or the pool collected),
+    and how many threads wait for a job less the jobs queued (``idle``, under ``lock``: a
+    thread counts itself before it waits, a request counts its job; a thread is started when
+    it comes out below 0 and the pool is not full, so, as with the executor, one request at
+    a time keeps one thread busy, and its caches warm)."""
 
     def __init__(self, jobs: queue.SimpleQueue[Any], started: list[threading.Thread]) -> None:
         self.jobs = jobs
         self.started = started
+        self.lock = threading.Lock()
+        self.idle = 0
 
     def stop(self) -> None:
         for _ in self.started:

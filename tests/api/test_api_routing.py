@@ -310,3 +310,17 @@ def test_at_exit_the_route_threads_finish_the_work_they_have(tmp_path):
     assert finished.returncode == 0, finished.stderr
     assert done.read_text().splitlines() == ["first"]
     assert finished.stderr == b""
+
+
+def test_one_request_at_a_time_keeps_one_route_thread():
+    """A thread is started only when none is idle: requests one after the other all run in
+    the first thread (its caches stay warm), as with the executor."""
+    threads = route_limiter(4)
+    seen: set[int] = set()
+
+    async def scenario() -> None:
+        for _ in range(20):
+            await threads.run(lambda: seen.add(threading.get_ident()))
+
+    asyncio.run(scenario())
+    assert len(seen) == 1
