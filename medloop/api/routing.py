@@ -113,29 +113,34 @@ class RouteThreads:
 def _serve(live: _Live) -> None:
     """A route thread: run each job taken from the queue until ``None``."""
     get = live.jobs.get
-    lock = live.lock
+    with live.lock:
+        live.idle += 1
     while True:
-        with lock:
-            live.idle += 1
         job = get()
         if job is None:
             return
-        _job(*job)
+        _job(live, *job)
         del job  # nothing of a request is kept while the thread waits for the next
 
 
-def _job(loop: Any, answer: asyncio.Future, context: contextvars.Context, work: Any) -> None:
-    if answer.cancelled():
-        return  # given up while queued: not started
-    try:
+def _job(
+    live: _Live, loop: Any, answer: asyncio.Future, context: contextvars.Context, work: Any
+) -> None:
+    """Run one job, count the thread idle again, then answer: a request the answer lets the
+    loop make next finds the thread idle (no second thread for one request at a time)."""
+    outcome: tuple[Callable[..., None], Any] | None = None
+    if not answer.cancelled():  # given up while queued: not started
         try:
-            result = context.run(work)
+            outcome = (_answer, context.run(work))
         except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
-            loop.call_soon_threadsafe(_fail, answer, error)
-        else:
-            loop.call_soon_threadsafe(_answer, answer, result)
-    except RuntimeError:
-        pass  # the loop has closed (the process is ending): no one awaits the answer
+            outcome = (_fail, error)
+    with live.lock:
+        live.idle += 1
+    if outcome is not None:
+        try:
+            loop.call_soon_threadsafe(outcome[0], answer, outcome[1])
+        except RuntimeError:
+            pass  # the loop has closed (the process is ending): no one awaits the answer
 
 
 class _Live:
