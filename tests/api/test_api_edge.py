@@ -228,6 +228,18 @@ def test_the_hot_routes_validate_with_each_field_s_own_validator_as_fastapi_does
     assert outcomes == {True, False}
 
 
+class _AccessLines(logging.Handler):
+    """The access log's lines (``app.RequestId``), but for their milliseconds and moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        assert isinstance(record.msg, dict)
+        self.lines.append({k: v for k, v in record.msg.items() if k not in ("ms", "timestamp")})
+
+
 class _NotHere:
     """A layer no request may reach."""
 
@@ -245,7 +257,6 @@ def test_the_outer_layers_in_one_frame_answer_as_the_layers_one_by_one(engine, m
     from starlette.exceptions import HTTPException
 
     from medloop.api.app import _Edge
-    from tests.api.test_api_hot_routes import _AccessLines
     from tests.loop.helpers import demo_world
 
     monkeypatch.setenv("MEDLOOP_MAX_BODY_BYTES", "2048")
