@@ -454,6 +454,11 @@ def _edge(lean: Any) -> _Edge | None:
         type(request_id) is not RequestId
         or type(guard) is not BodyGuard
         or type(exceptions) is not ExceptionMiddleware
+        # The attributes of Starlette's this reads (another Starlette: the layers one by one).
+        or not all(
+            hasattr(exceptions, name) for name in ("_exception_handlers", "_status_handlers")
+        )
+        or not all(hasattr(lean, name) for name in ("handler", "error_response"))
     ):
         return None
     return _Edge(lean, request_id, guard, exceptions)
