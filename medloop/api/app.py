@@ -18,9 +18,15 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
 from sqlalchemy import Engine
+from starlette._exception_handler import _lookup_exception_handler
+from starlette._utils import is_async_callable
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import Request
 
 from medloop import settings as settings_module
 from medloop.api import cds, cds_auth, problems
@@ -29,7 +35,7 @@ from medloop.api.config import ApiSettings
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
 from medloop.api.hot import HotRoutes
-from medloop.api.limits import BodyGuard
+from medloop.api.limits import _NO_BODY, BodyGuard, refuse
 from medloop.api.problems import Problem, responses
 from medloop.api.routes import (
     catalogue,
@@ -190,10 +196,11 @@ class MedloopApp(FastAPI):
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)
         self._telemetry_unset = _telemetry_unset(getattr(self, "_telemetry", None))
-        self._lean: tuple[Any, Any] | None = None
+        self._lean: tuple[Any, Any, _Edge | None] | None = None
         """(the middleware stack, the same stack without the two layers of FastAPI's that
         have nothing to do for a request served without telemetry and without a body limit
-        of FastAPI's): ``_without_idle_layers``."""
+        of FastAPI's: ``_without_idle_layers``, and that stack's outer layers in one frame
+        when they are the ones ``_Edge`` does: ``_edge``)."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         unset = self._telemetry_unset
@@ -214,7 +221,10 @@ class MedloopApp(FastAPI):
                 and MAX_BODY_SIZE_SCOPE_KEY not in scope
             ):
                 scope["app"] = self
-                await lean[1](scope, receive, send)
+                if lean[2] is not None:
+                    await lean[2](scope, receive, send)
+                else:
+                    await lean[1](scope, receive, send)
                 return
             await Starlette.__call__(self, scope, receive, send)
             return
@@ -242,7 +252,7 @@ class MedloopApp(FastAPI):
         else:
             layer.app = HotRoutes(self, self.router)
         lean = _without_idle_layers(stack, getattr(self, "max_body_size", False))
-        self._lean = None if lean is None else (stack, lean)
+        self._lean = None if lean is None else (stack, lean, _edge(lean))
         return stack
 
 
@@ -268,12 +278,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        given = ""
-        for name, value in scope["headers"]:  # the first X-Request-ID, as given
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
-                break
-        request_id = given if _REQUEST_ID.match(given) else random_request_id()
+        request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         logs.bind_request(request_id)
         status = 500
@@ -302,14 +307,17 @@ class RequestId:
         if pool is not None and hasattr(pool, "checkedout"):
             metrics.pool_in_use(pool.checkedout(), pool.size())
         if self._access_log:
-            logs.info(
-                "medloop.access",
-                "request",
-                route=template,
-                method=scope["method"],
-                status=status,
-                ms=round(seconds * 1000, 2),
-            )
+            logs.access(template, scope["method"], status, round(seconds * 1000, 2))
+
+
+def request_id_of(scope: dict) -> str:
+    """The request's id: its first ``X-Request-ID`` when that is a sane token, else a new one."""
+    given = ""
+    for name, value in scope["headers"]:  # the first X-Request-ID, as given
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            break
+    return given if _REQUEST_ID.match(given) else random_request_id()
 
 
 def _without_idle_layers(stack: Any, max_body_size: Any) -> Any:
@@ -333,6 +341,127 @@ def _without_idle_layers(stack: Any, max_body_size: Any) -> Any:
     lean = copy.copy(stack)
     lean.app = limit.app  # what AppBodyLimitMiddleware wraps when it has no limit: the app's own
     return lean
+
+
+class _Edge:
+    """The lean stack's four outer layers for one request in one frame: Starlette's
+    ``ServerErrorMiddleware``, ``RequestId``, ``BodyGuard`` and Starlette's
+    ``ExceptionMiddleware``, each of which otherwise awaits the next, and three of which wrap
+    ``send`` for both of a response's messages (and ``ExceptionMiddleware`` makes a
+    ``Request`` and a wrapper coroutine per request). Here one wrapper does what the three
+    did to a message (the response counted as started, its status kept, the request id's
+    header added), and each layer's work is done in its order by that layer's own code:
+    ``request_id_of`` and ``RequestId._observe``; ``BodyGuard.admit``, ``.limited`` and
+    ``limits.refuse``; ``ExceptionMiddleware``'s own handler tables (looked up on an
+    exception as it does, its ``Request`` made then); ``ServerErrorMiddleware``'s own 500
+    handler, answering with the unwrapped ``send`` only when no response started, and the
+    exception raised on to the server. What the four wrap (``ExceptionMiddleware.app``,
+    ``HotRoutes``) is read at each request. ``MedloopApp.__call__`` sends a request here
+    only through the lean stack (``_without_idle_layers``) and only when that stack is
+    exactly these four around what they wrap (no ``CdsCors``, not in debug). Issue #20."""
+
+    def __init__(
+        self,
+        errors: ServerErrorMiddleware,
+        request_id: RequestId,
+        guard: BodyGuard,
+        exceptions: ExceptionMiddleware,
+    ) -> None:
+        self.errors = errors
+        self.request_id = request_id
+        self.guard = guard
+        self.exceptions = exceptions
+        self.handlers = (exceptions._exception_handlers, exceptions._status_handlers)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        started_at = time.perf_counter()
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        logs.bind_request(request_id)
+        status = 500
+        started = False
+        header = (b"x-request-id", request_id.encode())
+
+        async def sender(message: dict) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            try:
+                if scope["method"] not in _NO_BODY:  # BodyGuard
+                    guard = self.guard
+                    refusal = guard.admit(scope)
+                    if refusal is not None:
+                        await refuse(scope, receive, sender, *refusal)
+                        return
+                    receive = guard.limited(receive)
+                # ExceptionMiddleware
+                handlers = scope["starlette.exception_handlers"] = self.handlers
+                try:
+                    await self.exceptions.app(scope, receive, sender)
+                except Exception as exc:
+                    handler = None
+                    if isinstance(exc, HTTPException):
+                        handler = handlers[1].get(exc.status_code)
+                    if handler is None:
+                        handler = _lookup_exception_handler(handlers[0], exc)
+                    if handler is None:
+                        raise exc
+                    if started:
+                        raise RuntimeError(
+                            "Caught handled exception, but response already started."
+                        ) from exc
+                    conn = Request(scope, receive, sender)
+                    if is_async_callable(handler):
+                        response = await handler(conn, exc)
+                    else:
+                        response = await run_in_threadpool(handler, conn, exc)
+                    if response is not None:
+                        await response(scope, receive, sender)
+                    # Reused exception instances accumulate tracebacks across requests.
+                    exc.__traceback__ = None
+            finally:  # RequestId
+                self.request_id._observe(scope, status, time.perf_counter() - started_at)
+                logs.unbind_request()
+        except Exception as exc:  # ServerErrorMiddleware (not in debug)
+            errors = self.errors
+            request = Request(scope)
+            if errors.handler is None:
+                response = errors.error_response(request, exc)
+            elif is_async_callable(errors.handler):
+                response = await errors.handler(request, exc)
+            else:
+                response = await run_in_threadpool(errors.handler, request, exc)
+            if not started:
+                await response(scope, receive, send)
+            raise exc
+
+
+def _edge(lean: Any) -> _Edge | None:
+    """The one-frame edge for ``lean`` (``_Edge``), or ``None`` when its layers are not
+    exactly ``ServerErrorMiddleware`` (not in debug), ``RequestId``, ``BodyGuard`` and
+    ``ExceptionMiddleware``, in that order."""
+    if lean is None or type(lean) is not ServerErrorMiddleware or lean.debug:
+        return None
+    request_id = lean.app
+    guard = getattr(request_id, "app", None)
+    exceptions = getattr(guard, "app", None)
+    if (
+        type(request_id) is not RequestId
+        or type(guard) is not BodyGuard
+        or type(exceptions) is not ExceptionMiddleware
+        # The attributes of Starlette's this reads (another Starlette: the layers one by one).
+        or not all(
+            hasattr(exceptions, name) for name in ("_exception_handlers", "_status_handlers")
+        )
+        or not all(hasattr(lean, name) for name in ("handler", "error_response"))
+    ):
+        return None
+    return _Edge(lean, request_id, guard, exceptions)
 
 
 def _telemetry_unset(config: Any) -> Callable[[], bool] | None:

@@ -122,17 +122,22 @@ class HotRoutes:
             await self.app(scope, _replaying(received, receive), send)
             return
         request = _selected(scope, receive, send, self.router, plan.route, segment)
-        state = request.app.state.api
-        # What deps.BearerCaller answers for a request authenticated before its body.
-        caller = deps.Caller(state, principal, request.state.request_id, state.clock())
-        values = {
-            "caller": caller,
-            "patient_id": patient_id,
-            "body": body_value,
-            "based_on": based_on,
-            "key": key,
+        state = scope["app"].state.api  # request.app.state.api
+        # What deps.BearerCaller answers for a request authenticated before its body
+        # (the request id: request.state.request_id).
+        caller = deps.Caller(state, principal, scope["state"]["request_id"], state.clock())
+        # The endpoint's arguments by the plan's own names for them, and the request.
+        names = plan.names
+        arguments = {
+            names["caller"]: caller,
+            names["patient_id"]: patient_id,
+            names["body"]: body_value,
+            names["based_on"]: based_on,
+            names["key"]: key,
+            plan.request_name: request,
         }
-        await _answer(plan, request, values, scope, receive, send)
+        response = await plan.endpoint(**arguments)
+        await response(scope, receive, send)
 
     async def _read_list(self, scope: dict, receive: Any, send: Any, segment: str) -> None:
         plan = self.read_list
@@ -147,19 +152,15 @@ class HotRoutes:
             await self.app(scope, receive, send)
             return
         request = _selected(scope, receive, send, self.router, plan.route, segment)
-        values = {"caller": caller, "patient_id": patient_id, "seen": seen}
-        await _answer(plan, request, values, scope, receive, send)
-
-
-async def _answer(
-    plan: _Plan, request: Request, values: dict[str, Any], scope: dict, receive: Any, send: Any
-) -> None:
-    """Run ``plan``'s endpoint with ``values`` (by the plan's own names for them) and the request,
-    and send its response: the tail both hot routes share once a request is theirs."""
-    arguments = {plan.names[name]: value for name, value in values.items()}
-    arguments[plan.request_name] = request
-    response = await plan.endpoint(**arguments)
-    await response(scope, receive, send)
+        names = plan.names
+        arguments = {
+            names["caller"]: caller,
+            names["patient_id"]: patient_id,
+            names["seen"]: seen,
+            plan.request_name: request,
+        }
+        response = await plan.endpoint(**arguments)
+        await response(scope, receive, send)
 
 
 _PRESCRIBE_HEADERS = (b"content-type", b"content-length", b"if-match", b"idempotency-key")

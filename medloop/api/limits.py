@@ -50,6 +50,17 @@ class BodyGuard:
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
             await self.app(scope, receive, send)
             return
+        refusal = self.admit(scope)
+        if refusal is not None:
+            await refuse(scope, receive, send, *refusal)
+            return
+        await self.app(scope, self.limited(receive), send)
+
+    def admit(self, scope: dict) -> tuple[int, str, str] | None:
+        """For a request that may carry a body: ``None`` when it is admitted (its verified
+        principal, if any, kept in its state), else the refusal to answer it with (status,
+        problem code, detail). ``api.app`` calls this for the requests it serves in one
+        frame (``_Edge``), so both answer alike."""
         length = authorization = None
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -65,23 +76,23 @@ class BodyGuard:
             else:
                 principal = self._principal(authorization)
         except Unauthenticated as error:
-            await _refuse(scope, receive, send, 401, "unauthenticated", str(error))
-            return
+            return 401, "unauthenticated", str(error)
         except Exception:  # noqa: BLE001 - not decided here: the route's own check answers
             principal = None
         if principal is not None:
             scope.setdefault("state", {})[PRINCIPAL] = principal
         limit = self.limit
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _refuse(
-                scope,
-                receive,
-                send,
+            return (
                 413,
                 "request-too-large",
                 f"the request body is larger than the limit of {limit} bytes",
             )
-            return
+        return None
+
+    def limited(self, receive: Any) -> Any:
+        """``receive`` counting the body's bytes: ``BodyTooLarge`` past the limit."""
+        limit = self.limit
         received = 0
 
         async def limited() -> dict:
@@ -93,7 +104,7 @@ class BodyGuard:
                     raise BodyTooLarge(limit)
             return message
 
-        await self.app(scope, limited, send)
+        return limited
 
     def _principal(self, authorization: bytes | None) -> Any:
         scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
@@ -103,9 +114,7 @@ class BodyGuard:
         return self.verifier.verify(token)
 
 
-async def _refuse(
-    scope: dict, receive: Any, send: Any, status: int, code: str, detail: str
-) -> None:
+async def refuse(scope: dict, receive: Any, send: Any, status: int, code: str, detail: str) -> None:
     from medloop.api.problems import problem
 
     request = Request(scope)

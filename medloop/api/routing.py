@@ -34,8 +34,10 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import queue
+import threading
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -62,11 +64,29 @@ class RouteThreads:
     the others queued in arrival order. Each runs in a copy of the request's context (the log
     context's request id goes with it). A request given up while its route runs (the server
     shutting down) does not stop the route: it finishes its transaction in its thread, and its
-    answer is dropped; one still queued does not start."""
+    answer is dropped; one still queued does not start.
+
+    The threads take their jobs from one ``SimpleQueue`` (a C queue: a put is one call, and
+    wakes one waiting thread). It was the standard library's ``ThreadPoolExecutor``, whose
+    ``submit`` makes a ``Future`` (a ``Condition``) and a ``_WorkItem``, takes its shutdown lock
+    and asks a ``Semaphore`` (a Python ``Condition`` again) whether a thread is idle, and whose
+    thread then marks the ``Future`` running and done (notifying its ``Condition`` twice) and
+    releases the ``Semaphore``: work per request on both sides of the hand-off that nothing
+    here reads (issue #20). A thread is started only when no started one is idle, ``threads``
+    at most (``_Live.idle``), as the executor did; like the
+    executor's they are joined at the interpreter's exit after the jobs already queued
+    (``threading._register_atexit``, before non-daemon threads are waited for), and they stop
+    when the pool is collected."""
 
     def __init__(self, threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"route threads must be 1 or more, not {threads}")
         self.threads = threads
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="medloop-route")
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._started: list[threading.Thread] = []
+        self._live = live = _Live(self._jobs, self._started)
+        _LIVE.add(live)
+        weakref.finalize(self, _retire, live).atexit = False
 
     async def run(self, work: Callable[[], Result]) -> Result:
         """``work()``'s result, computed in one of the threads. The thread answers the event
@@ -76,20 +96,91 @@ class RouteThreads:
         (bench/RESULTS.md, issue #20, session 6)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Result] = loop.create_future()
-        context = contextvars.copy_context()
-
-        def job() -> None:
-            if answer.cancelled():
-                return  # given up while queued: not started
-            try:
-                result = context.run(work)
-            except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
-                loop.call_soon_threadsafe(_fail, answer, error)
-            else:
-                loop.call_soon_threadsafe(_answer, answer, result)
-
-        self._executor.submit(job)
+        live = self._live
+        with live.lock:
+            live.idle -= 1
+            start = live.idle < 0 and len(self._started) < self.threads
+            if start:
+                thread = threading.Thread(
+                    target=_serve, args=(live,), name=f"medloop-route_{len(self._started)}"
+                )
+                thread.start()
+                self._started.append(thread)
+        self._jobs.put((loop, answer, contextvars.copy_context(), work))
         return await answer
+
+
+def _serve(live: _Live) -> None:
+    """A route thread: run each job taken from the queue until ``None``."""
+    get = live.jobs.get
+    with live.lock:
+        live.idle += 1
+    while True:
+        job = get()
+        if job is None:
+            return
+        _job(live, *job)
+        del job  # nothing of a request is kept while the thread waits for the next
+
+
+def _job(
+    live: _Live, loop: Any, answer: asyncio.Future, context: contextvars.Context, work: Any
+) -> None:
+    """Run one job, count the thread idle again, then answer: a request the answer lets the
+    loop make next finds the thread idle (no second thread for one request at a time)."""
+    outcome: tuple[Callable[..., None], Any] | None = None
+    if not answer.cancelled():  # given up while queued: not started
+        try:
+            outcome = (_answer, context.run(work))
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting request
+            outcome = (_fail, error)
+    with live.lock:
+        live.idle += 1
+    if outcome is not None:
+        try:
+            loop.call_soon_threadsafe(outcome[0], answer, outcome[1])
+        except RuntimeError:
+            pass  # the loop has closed (the process is ending): no one awaits the answer
+
+
+class _Live:
+    """A pool's queue and threads, for stopping them (``_stop_all``, or the pool collected),
+    and how many threads wait for a job less the jobs queued (``idle``, under ``lock``: a
+    thread counts itself before it waits, a request counts its job; a thread is started when
+    it comes out below 0 and the pool is not full, so, as with the executor, one request at
+    a time keeps one thread busy, and its caches warm)."""
+
+    def __init__(self, jobs: queue.SimpleQueue[Any], started: list[threading.Thread]) -> None:
+        self.jobs = jobs
+        self.started = started
+        self.lock = threading.Lock()
+        self.idle = 0
+
+    def stop(self) -> None:
+        for _ in self.started:
+            self.jobs.put(None)
+
+
+_LIVE: set[_Live] = set()
+
+
+def _retire(live: _Live) -> None:
+    """A pool collected: its threads stop."""
+    _LIVE.discard(live)
+    live.stop()
+
+
+def _stop_all() -> None:
+    """At the interpreter's exit: each pool's threads finish the jobs queued and stop."""
+    live = list(_LIVE)
+    for found in live:
+        found.stop()
+    for found in live:
+        for thread in found.started:
+            thread.join()
+
+
+threading._register_atexit(_stop_all)  # type: ignore[attr-defined] - as concurrent.futures does
 
 
 def _answer(future: asyncio.Future, result: Any) -> None:

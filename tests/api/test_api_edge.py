@@ -4,6 +4,7 @@ use it."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import opentelemetry.trace as otel_trace
@@ -225,3 +226,140 @@ def test_the_hot_routes_validate_with_each_field_s_own_validator_as_fastapi_does
                 assert plan.valid(field, value) == found
             outcomes.add(bool(errors))
     assert outcomes == {True, False}
+
+
+class _AccessLines(logging.Handler):
+    """The access log's lines (``app.RequestId``), but for their milliseconds and moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        assert isinstance(record.msg, dict)
+        self.lines.append({k: v for k, v in record.msg.items() if k not in ("ms", "timestamp")})
+
+
+class _NotHere:
+    """A layer no request may reach."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        raise AssertionError(f"{scope['path']} went through the layers one by one")
+
+
+def test_the_outer_layers_in_one_frame_answer_as_the_layers_one_by_one(engine, monkeypatch):
+    """``app._Edge`` (server errors, request id, body guard, exception handlers in one frame)
+    gives every request what the four layers give it one by one: the same status, headers,
+    body and access line, on the ordinary path and on every error path — a refusal before the
+    body (401, 413), a body too large while it streams (413 from the exception handlers), a
+    route raising an error that has a handler, and one raising a bug (500 from the server-error
+    layer, without the request id's header, as before)."""
+    from starlette.exceptions import HTTPException
+
+    from medloop.api.app import _Edge
+    from tests.loop.helpers import demo_world
+
+    monkeypatch.setenv("MEDLOOP_MAX_BODY_BYTES", "2048")
+    patient = demo_world(engine)
+    apps = {
+        which: create_app(ApiSettings.from_env("sqlite://"), engine=engine)
+        for which in ("edge", "layers")
+    }
+    lines = _AccessLines()
+    access = logging.getLogger("medloop.access")
+    access.addHandler(lines)
+    clients = {
+        which: TestClient(found, raise_server_exceptions=False) for which, found in apps.items()
+    }
+    try:
+        for which, client in clients.items():
+            client.get("/docs")  # builds the middleware stack
+            stack, lean, edge = apps[which]._lean
+            assert type(edge) is _Edge
+            apps[which]._lean = (
+                (stack, _NotHere(), edge) if which == "edge" else (stack, lean, None)
+            )
+        gp = {"Authorization": f"Bearer {GP_TOKEN}"}
+        json_type = {"Content-Type": "application/json"}
+        prescriptions = f"/patients/{patient}/prescriptions"
+        write = {**gp, **json_type, "If-Match": '"0"', "Idempotency-Key": str(uuid.uuid4())}
+        body = b'{"entry_id": "x"}'
+
+        def chunks():
+            yield b"{" + b" " * 3000 + b"}"
+
+        def raising(error):
+            async def endpoint(**arguments):
+                raise error
+
+            return endpoint
+
+        cases = [
+            ("GET", "/health/live", {}, None, None),
+            ("GET", f"/patients/{patient}/list", gp, None, None),
+            ("GET", f"/patients/{patient}/list", {}, None, None),
+            ("POST", prescriptions, {**json_type}, body, None),
+            ("POST", prescriptions, {**gp, **json_type}, b"{" + b" " * 3000 + b"}", None),
+            ("POST", prescriptions, {**gp, **json_type}, chunks, None),
+            ("POST", prescriptions, write, b"{}", None),
+            ("GET", f"/patients/{patient}/list", gp, None, HTTPException(404, "not here")),
+            ("GET", f"/patients/{patient}/list", gp, None, RuntimeError("a bug")),
+        ]
+        answers: dict[str, list] = {"edge": [], "layers": []}
+        for n, (method, path, headers, content, error) in enumerate(cases):
+            for which, client in clients.items():
+                layer = apps[which].middleware_stack
+                while not isinstance(layer, hot.HotRoutes):
+                    layer = layer.app
+                plan = layer.read_list
+                original = plan.endpoint
+                if error is not None:
+                    plan.endpoint = raising(error)
+                lines.lines.clear()
+                try:
+                    response = client.request(
+                        method,
+                        path,
+                        headers={**headers, "X-Request-ID": f"edge-{n}"},
+                        content=content() if callable(content) else content,
+                    )
+                finally:
+                    plan.endpoint = original
+                answers[which].append(
+                    (
+                        response.status_code,
+                        sorted(response.headers.items()),
+                        response.content,
+                        lines.lines[:],
+                    )
+                )
+    finally:
+        access.removeHandler(lines)
+    assert answers["edge"] == answers["layers"]
+    statuses = [answer[0] for answer in answers["edge"]]
+    assert statuses == [200, 200, 401, 401, 413, 413, 422, 404, 500]
+    assert all(len(answer[3]) == 1 for answer in answers["edge"])
+    assert all(
+        ("x-request-id", f"edge-{n}") in answer[1] for n, answer in enumerate(answers["edge"][:-1])
+    )
+    assert "x-request-id" not in dict(answers["edge"][-1][1])
+
+
+def test_the_one_frame_edge_is_left_out_when_the_layers_are_not_the_four_it_does(app):
+    """``_edge`` gives ``None`` (the layers one by one serve) for a stack in debug, or with
+    another layer among the four (``CdsCors`` when CDS origins are configured)."""
+    import copy
+
+    from medloop.api.app import _edge
+
+    with TestClient(app) as client:
+        client.get("/docs")
+    lean = app._lean[1]
+    assert _edge(lean) is not None
+    debug = copy.copy(lean)
+    debug.debug = True
+    assert _edge(debug) is None
+    other = copy.copy(lean)
+    other.app = _NotHere()
+    assert _edge(other) is None
+    assert _edge(None) is None

@@ -214,3 +214,113 @@ def test_route_threads_answer_finish_what_runs_and_skip_what_was_given_up_while_
 
     asyncio.run(scenario())
     assert started == ["slow"]
+
+
+def test_route_threads_take_work_in_arrival_order_each_in_a_copy_of_its_context():
+    """One thread, five requests at once: they run in the order they came, each sees the
+    context it was submitted in, and what a route sets in its context stays there."""
+    import contextvars
+
+    threads = route_limiter(1)
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="none")
+    seen: list[str] = []
+
+    def work() -> str:
+        seen.append(marker.get())
+        marker.set("changed by the route")
+        return marker.get()
+
+    async def one(n: int) -> str:
+        marker.set(f"request {n}")
+        answer = await threads.run(work)
+        assert marker.get() == f"request {n}"
+        return answer
+
+    async def scenario() -> list[str]:
+        return list(await asyncio.gather(*(one(n) for n in range(5))))
+
+    assert asyncio.run(scenario()) == ["changed by the route"] * 5
+    assert seen == [f"request {n}" for n in range(5)]
+
+
+def test_route_threads_are_bounded_named_and_stop_with_their_pool():
+    """At most ``threads`` threads, named as the executor named them; once the pool is
+    collected its threads end."""
+    import gc
+
+    threads = route_limiter(2)
+    running: set[threading.Thread] = set()
+    barrier = threading.Barrier(2, timeout=5)
+
+    def work() -> None:
+        running.add(threading.current_thread())
+        barrier.wait()
+
+    async def scenario(pool) -> None:
+        for _ in range(3):
+            barrier.reset()
+            await asyncio.gather(pool.run(work), pool.run(work))
+
+    asyncio.run(scenario(threads))
+    assert len(running) == 2
+    assert {thread.name for thread in running} == {"medloop-route_0", "medloop-route_1"}
+    del threads
+    gc.collect()
+    for thread in running:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_at_exit_the_route_threads_finish_the_work_they_have(tmp_path):
+    """The event loop ends while a route runs and another is queued (both requests given up),
+    then the interpreter exits: the running route finishes (a transaction is never cut short)
+    before the process ends, the queued one does not start, and the thread does not fail on
+    the closed loop, as with the executor."""
+    import subprocess
+    import sys
+    import textwrap
+
+    done = tmp_path / "done"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, threading, time
+        from medloop.api.routing import route_limiter
+
+        threads = route_limiter(1)
+        started = threading.Event()
+
+        def work(name):
+            started.set()
+            time.sleep(0.3)
+            with open({str(done)!r}, "a") as out:
+                out.write(name + "\\n")
+
+        async def main():
+            asyncio.ensure_future(threads.run(lambda: work("first")))
+            asyncio.ensure_future(threads.run(lambda: work("second")))
+            await asyncio.sleep(0)
+            started.wait(5)
+
+        asyncio.run(main())
+        """
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=30, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert done.read_text().splitlines() == ["first"]
+    assert finished.stderr == b""
+
+
+def test_one_request_at_a_time_keeps_one_route_thread():
+    """A thread is started only when none is idle: requests one after the other all run in
+    the first thread (its caches stay warm), as with the executor."""
+    threads = route_limiter(4)
+    seen: set[int] = set()
+
+    async def scenario() -> None:
+        for _ in range(20):
+            await threads.run(lambda: seen.add(threading.get_ident()))
+
+    asyncio.run(scenario())
+    assert len(seen) == 1

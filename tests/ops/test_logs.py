@@ -3,6 +3,7 @@ national id or name in any line (Normen)."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
@@ -10,6 +11,7 @@ import re
 from contextlib import contextmanager
 
 import pytest
+import structlog
 from sqlalchemy import text
 
 from medloop.ops import logs
@@ -288,3 +290,88 @@ def test_the_access_line_s_own_json_is_the_renderer_s_json_for_every_dict_it_tak
         {"sub": type("Text", (str,), {})("x")},
     ):
         assert logs._json_line(declined) is None
+
+
+def test_the_access_line_from_its_pieces_is_the_line_info_writes(configured_alone, monkeypatch):
+    """``logs.access`` (the access line, once a request) writes what ``logs.info`` writes for
+    the same fields, byte for byte, at the same moment: random routes, methods, statuses,
+    milliseconds and request ids (eleven-digit runs, quotes, escapes, non-ASCII among them),
+    repeated so the kept pieces are used; and it hands any other case to ``info`` (another
+    context bound, a value of another type, a float that is not finite)."""
+    import random
+
+    moment = [1_765_000_000_123_456_000]
+    monkeypatch.setattr(logs.time, "time_ns", lambda: moment[0])
+    pieces = [
+        "", "a", '"', "\\", "/", "\n", "é", "😀", "12345678901", "123456789012", "{patient_id}",
+        "GET", "POST", "/patients/{patient_id}/list", "unmatched",
+    ]  # fmt: skip
+    chance = random.Random(12)
+
+    def piece() -> str:
+        return "".join(chance.choices(pieces, k=chance.randint(0, 3)))
+
+    routes = [piece() for _ in range(12)]
+    checked = 0
+    with _alone():
+        for n in range(1500):
+            moment[0] += chance.choice((1, 999, 10**6, 10**9, 1000 * chance.randrange(10**6)))
+            if n % 7 == 0:
+                moment[0] -= moment[0] % 10**9  # a whole second: no fraction written
+            route, method = chance.choice(routes), chance.choice(("GET", "POST", piece()))
+            status = chance.choice((200, 201, 304, 404, 500, 12345678901, -1))
+            ms = chance.choice((0.0, 1.25, 0.1, 123456.78, 12345678901.0, 5e-324))
+            logs.bind_request(chance.choice(("req-1", piece(), "x12345678901y")))
+            try:
+                logs.access(route, method, status, ms)
+                logs.info(
+                    "medloop.access", "request", route=route, method=method, status=status, ms=ms
+                )
+            finally:
+                logs.unbind_request()
+            checked += 1
+        for other in (
+            (("a", "GET", 200, float("nan"))),
+            ("a", "GET", True, 1.0),
+            ("a", "GET", 200, 1),
+        ):
+            logs.bind_request("req-2")
+            try:
+                logs.access(*other)
+                route, method, status, ms = other
+                logs.info(
+                    "medloop.access", "request", route=route, method=method, status=status, ms=ms
+                )
+            finally:
+                logs.unbind_request()
+        structlog.contextvars.bind_contextvars(request_id="req-3", tenant="t")
+        try:
+            logs.access("/x", "GET", 200, 1.0)
+            logs.info("medloop.access", "request", route="/x", method="GET", status=200, ms=1.0)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id", "tenant")
+    lines = configured_alone.getvalue().splitlines()
+    assert len(lines) == 2 * (checked + 4)
+    for ours, theirs in zip(lines[::2], lines[1::2], strict=True):
+        assert ours == theirs
+    stamps = [json.loads(line)["timestamp"] for line in lines]
+    assert any("." in stamp for stamp in stamps) and any("." not in stamp for stamp in stamps)
+
+
+def test_the_timestamp_is_datetime_s_iso_text_of_the_clock_floored_to_microseconds(monkeypatch):
+    """``logs._timestamp`` for clock readings across seconds, days and years, whole seconds
+    and fractions: ``datetime.now(tz=UTC)``'s ``isoformat`` (the clock floored to
+    microseconds), ``Z`` for ``+00:00``."""
+    import random
+
+    chance = random.Random(7)
+    for _ in range(5000):
+        ns = chance.choice((0, 1, 999, 1000, 10**9 - 1)) + chance.randrange(4 * 10**18)
+        if chance.random() < 0.2:
+            ns -= ns % 1000  # a whole microsecond
+        if chance.random() < 0.1:
+            ns -= ns % 10**9  # a whole second
+        monkeypatch.setattr(logs.time, "time_ns", lambda ns=ns: ns)
+        epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        expected = (epoch + datetime.timedelta(microseconds=ns // 1000)).isoformat()
+        assert logs._timestamp() == expected.replace("+00:00", "Z"), ns
