@@ -17,11 +17,12 @@ while the statements themselves mostly go to psycopg directly already (``store.b
 * Nothing is sent to begin: psycopg begins the transaction with its first statement (as with
   SQLAlchemy, whose ``begin`` on psycopg sends nothing either; ``store.postgres.Cursor`` writes
   the BEGIN with that statement). At the end psycopg's ``commit`` (which sends nothing when the
-  COMMIT already went with the audit record) or, after an error, its ``rollback``; then the
-  pooled connection goes back to the pool as ``Connection.close`` returns it (with the pool's
-  reset). Failures there are reported and handled as SQLAlchemy's ``Connection`` reports and
-  handles them (``DBAPIError`` with no statement; a lost connection invalidated, the pool's
-  older connections recycled).
+  COMMIT already went with the audit record: then it is not asked) or, after an error, its
+  ``rollback``; then the pooled connection goes back to the pool (its reset, with its ``reset``
+  event; the rollback skipped when psycopg's connection is in no transaction, as
+  ``Connection.close`` skips it after ending its own). Failures there are reported and handled
+  as SQLAlchemy's ``Connection`` reports and handles them (``DBAPIError`` with no statement; a
+  lost connection invalidated, the pool's older connections recycled).
 * What the transaction's code asks of its connection is served as a ``Connection`` serves it:
   ``dialect``, ``engine``, ``connection`` (the pooled connection), ``info``,
   ``in_transaction()``, ``get_transaction()`` (a token that lives as long as the transaction:
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import pq
 from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 
@@ -73,6 +75,9 @@ def _observed(engine: Engine) -> bool:
         or dispatch.commit
         or dispatch.rollback
     )
+
+
+_IDLE = pq.TransactionStatus.IDLE
 
 
 class _Open:
@@ -167,18 +172,29 @@ class Light:
         fairy = self._fairy
         try:
             if type_ is None:
-                try:
-                    self._end(commit=True)
-                except BaseException:
-                    if fairy.dbapi_connection is not None:
-                        self._end(commit=False)
-                    raise
+                if fairy.dbapi_connection.pgconn.transaction_status != _IDLE:
+                    # (IDLE: the COMMIT went with the audit record; psycopg's ``commit``
+                    # would find nothing to do, as it finds here.)
+                    try:
+                        self._end(commit=True)
+                    except BaseException:
+                        if fairy.dbapi_connection is not None:
+                            self._end(commit=False)
+                        raise
             elif fairy.dbapi_connection is not None:
                 self._end(commit=False)
         finally:
             self._transaction = None
-            if fairy.dbapi_connection is not None:  # an invalidated one is back already
-                fairy.close()
+            driver = fairy.dbapi_connection
+            if driver is None:
+                pass  # invalidated: the pool has it back already
+            elif driver.pgconn.transaction_status == _IDLE:
+                # Back to the pool as ``Connection.close`` returns one whose transaction it
+                # ended itself: the pool's reset (its event included) knows there is nothing
+                # to roll back, and does not ask psycopg again.
+                fairy._close_special(transaction_reset=True)
+            else:
+                fairy.close()  # the pool's reset rolls back
 
     def _end(self, *, commit: bool) -> None:
         """psycopg's ``commit`` or ``rollback``, as ``Connection._commit_impl`` /
