@@ -180,3 +180,22 @@ def test_a_connection_lost_at_commit_is_reported_as_sqlalchemy_reports_it(pg):
     assert ids(pg) == []
     with light.begin(writer(pg)) as conn:  # a fresh connection
         assert conn.connection.dbapi_connection.info.backend_pid != pid
+
+
+@pytest.mark.postgres
+def test_a_commit_refused_by_the_server_is_sqlalchemys_error_and_the_connection_is_reused(pg):
+    with pg.begin() as conn:
+        conn.execute(
+            text("CREATE TABLE deferred_once (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED)")
+        )
+    with pytest.raises(sa_exc.IntegrityError) as raised:
+        with light.begin(writer(pg)) as conn:
+            driver = conn.connection.dbapi_connection
+            driver.execute("INSERT INTO deferred_once VALUES (1), (1)")  # checked at COMMIT
+    assert raised.value.statement is None and not raised.value.connection_invalidated
+    assert pg.pool.checkedout() == 0
+    with light.begin(writer(pg)) as conn:
+        assert conn.connection.dbapi_connection is driver  # back in the pool, not dropped
+        assert batch.first_row(conn, _ONE, {}) is None
+    with pg.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM deferred_once")).scalar_one() == 0
