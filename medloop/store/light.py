@@ -172,7 +172,9 @@ class Light:
         fairy = self._fairy
         try:
             if type_ is None:
-                if fairy.dbapi_connection.pgconn.transaction_status != _IDLE:
+                # (``connection``: PendingRollbackError for one lost and invalidated under a
+                # block that went on, as ``Connection``'s commit raises.)
+                if self.connection.dbapi_connection.pgconn.transaction_status != _IDLE:
                     # (IDLE: the COMMIT went with the audit record; psycopg's ``commit``
                     # would find nothing to do, as it finds here.)
                     try:

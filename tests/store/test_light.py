@@ -199,3 +199,17 @@ def test_a_commit_refused_by_the_server_is_sqlalchemys_error_and_the_connection_
         assert batch.first_row(conn, _ONE, {}) is None
     with pg.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM deferred_once")).scalar_one() == 0
+
+
+@pytest.mark.postgres
+def test_a_block_that_goes_on_after_its_connection_was_lost_fails_as_sqlalchemys(pg):
+    with pytest.raises(sa_exc.PendingRollbackError):
+        with light.begin(writer(pg)) as conn:
+            conn.invalidate()
+            with pytest.raises(sa_exc.PendingRollbackError):
+                batch.first_row(conn, _ONE, {})
+    assert pg.pool.checkedout() == 0
+    with pytest.raises(sa_exc.PendingRollbackError):
+        with writer(pg).begin() as conn:
+            conn.invalidate()
+    assert pg.pool.checkedout() == 0
