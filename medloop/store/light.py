@@ -34,6 +34,10 @@ while the statements themselves mostly go to psycopg directly already (``store.b
   before any SQLAlchemy statement finds them); the transaction then ends through it, exactly as
   ``engine.begin()`` ends one.
 
+Measured (bench/RESULTS.md, session 12, h12-sqla): an empty write transaction 158 000 → 84 000
+instructions (what is left is the pool's own checkout, probe and return); a prescribe through
+its route −1.3 %, a list read's audited transaction −7.3 %.
+
 SQLite keeps ``engine.begin()`` (its transactions are in-process and cheap, and its
 ``BEGIN IMMEDIATE`` and writers' lock hang on SQLAlchemy's begin event), and so does an engine
 that logs its SQL (``echo``) or whose connect, begin, commit or rollback events someone listens
