@@ -54,7 +54,7 @@ from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
 from medloop.ops import metrics
 from medloop.settings import renal_max_age_days
-from medloop.store import access, audit, batch, idempotency, state_cache
+from medloop.store import access, audit, batch, idempotency, light, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
@@ -186,7 +186,8 @@ def run_command(
     cache = cache_for(engine)
     committed: list[tuple[int, PatientState]] = []
     try:
-        with writer(engine).begin() as conn:
+        # Light on PostgreSQL: SQLAlchemy's Connection only if a query needs it (store.light).
+        with light.begin(writer(engine)) as conn:
             result = _run(
                 conn, action, patient_id, call, decide, based_on, request, cache, committed
             )

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain.patient import PatientNotFound
-from medloop.store import attestation, audit, batch
+from medloop.store import attestation, audit, batch, light
 from medloop.store.columns import UUID_LENGTH, shard_key
 from medloop.store.db import writer
 from medloop.store.patients import (
@@ -121,7 +121,7 @@ def audited(
 ) -> Read:
     """``work(conn)`` in one write transaction that ends with the audit record of ``action``
     on the patient; ``PatientNotFound`` for an unknown patient."""
-    with writer(engine).begin() as conn:
+    with light.begin(writer(engine)) as conn:  # store.light: the hot transaction
         # One round trip: the national id, and (PostgreSQL) the audit chain's lock; the
         # record and revision read with them serve the work's queries.
         accessed = read_for_access(conn, patient_id)
@@ -140,7 +140,7 @@ def read_own_audited(
     """``read_audited`` for the patient whose national id is ``national_id`` (a patient reading
     their own data): one transaction finds them, runs ``read(conn, patient_id)`` and records
     the access; ``PatientNotFound`` when no list is kept for that person."""
-    with writer(engine).begin() as conn:
+    with light.begin(writer(engine)) as conn:
         accessed = read_own_for_access(conn, national_id)
         if accessed is None:
             raise PatientNotFound("no medication list is kept for this person")

@@ -1,0 +1,237 @@
+"""The two hot write transactions (a command, ``loop.runner.run_command``; an audited read,
+``store.access.audited``) on PostgreSQL without SQLAlchemy's ``Connection`` unless they need it.
+
+Why (issue #20, bench/RESULTS.md, sessions 10 and 11): with ``engine.begin()`` SQLAlchemy's own
+handling of one write transaction (the ``Connection`` and its joined event dispatcher, the
+pool's checkout, begin, commit, close, the pool's reset and return: ~116 Python calls, ~158 000
+instructions under callgrind) was ~4 % of a prescribe's instructions and ~17 % of a list read's,
+while the statements themselves mostly go to psycopg directly already (``store.batch``:
+``first_row``, the queued appends, the COMMIT in the audit record's round trip). The floor
+(``bench/floor.py``) has none of it.
+
+:func:`begin` gives such a transaction a :class:`Light` connection instead:
+
+* The pooled connection is checked out through the pool (``engine.raw_connection()``, as
+  ``Connection`` does): the checkout probe medloop installs (``db._probe_idle_connection``),
+  the pool's reset on return and its invalidation of a lost connection all apply as before.
+* Nothing is sent to begin: psycopg begins the transaction with its first statement (as with
+  SQLAlchemy, whose ``begin`` on psycopg sends nothing either; ``store.postgres.Cursor`` writes
+  the BEGIN with that statement). At the end psycopg's ``commit`` (which sends nothing when the
+  COMMIT already went with the audit record: then it is not asked) or, after an error, its
+  ``rollback``; then the pooled connection goes back to the pool (its reset, with its ``reset``
+  event; the rollback skipped when psycopg's connection is in no transaction, as
+  ``Connection.close`` skips it after ending its own). Failures there are reported and handled
+  as SQLAlchemy's ``Connection`` reports and handles them (``DBAPIError`` with no statement; a
+  lost connection invalidated, the pool's older connections recycled).
+* What the transaction's code asks of its connection is served as a ``Connection`` serves it:
+  ``dialect``, ``engine``, ``connection`` (the pooled connection), ``info``,
+  ``in_transaction()``, ``get_transaction()`` (a token that lives as long as the transaction:
+  ``store.transaction``'s memo is kept against it), ``get_execution_options()``,
+  ``invalidate()``. Anything else (``execute`` of a query the state cache did not answer,
+  ``scalar``, ``begin_nested`` …) goes to a real SQLAlchemy ``Connection`` built then, once, on
+  the same pooled connection, begun (a no-op on psycopg: it sees the transaction psycopg has
+  open) and sharing the transaction's memo (so ``batch``'s hook that sends the queued appends
+  before any SQLAlchemy statement finds them); the transaction then ends through it, exactly as
+  ``engine.begin()`` ends one.
+
+Measured (bench/RESULTS.md, session 12, h12-sqla): an empty write transaction 158 000 → 84 000
+instructions (what is left is the pool's own checkout, probe and return); a prescribe through
+its route −1.3 %, a list read's audited transaction −7.3 %.
+
+SQLite keeps ``engine.begin()`` (its transactions are in-process and cheap, and its
+``BEGIN IMMEDIATE`` and writers' lock hang on SQLAlchemy's begin event), and so does an engine
+that logs its SQL (``echo``) or whose connect, begin, commit or rollback events someone listens
+to (:func:`_observed`: they are dispatched as before).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import pq
+from sqlalchemy import Connection, Engine
+from sqlalchemy import exc as sa_exc
+
+from medloop.store.transaction import _MEMO, transaction_memo
+
+
+def begin(engine: Engine) -> Any:
+    """A context manager giving a connection in a new transaction on ``engine`` (committed when
+    the block ends normally, rolled back when it raises), as ``engine.begin()`` does: a
+    :class:`Light` one on PostgreSQL, ``engine.begin()``'s own otherwise."""
+    if engine.dialect.name != "postgresql" or engine._should_log_info() or _observed(engine):
+        return engine.begin()
+    return Light(engine)
+
+
+def _observed(engine: Engine) -> bool:
+    """Does anyone listen to the events a ``Connection`` dispatches around a transaction
+    (its connect, begin, commit, rollback)? Then the transaction takes ``engine.begin()``, so
+    that they are dispatched as ever. medloop's engines have no such listeners
+    (``store.batch`` hooks the dialect, ``db`` the pool); tests and tools may add some."""
+    if not (engine._has_events or Connection._has_events):
+        return False
+    dispatch = engine.dispatch
+    return bool(
+        Connection._has_events
+        or dispatch.engine_connect
+        or dispatch.begin
+        or dispatch.commit
+        or dispatch.rollback
+    )
+
+
+_IDLE = pq.TransactionStatus.IDLE
+
+
+class _Open:
+    """What ``Light.get_transaction()`` returns while the transaction is open."""
+
+    __slots__ = ()
+
+
+class Light:
+    """One transaction on a pooled PostgreSQL connection (see the module docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = dialect = engine.dialect
+        try:
+            self._fairy = engine.raw_connection()
+        except dialect.loaded_dbapi.Error as error:
+            Connection._handle_dbapi_exception_noconnection(error, dialect, engine)
+            raise
+        self._transaction: _Open | None = _Open()
+        self._full: Connection | None = None
+        self._root: Any = None
+
+    # -- what ``Connection`` offers, served here ------------------------------------------------
+
+    @property
+    def connection(self) -> Any:
+        """The pooled connection (``Connection.connection``)."""
+        fairy = self._fairy
+        if fairy.dbapi_connection is None:
+            if self._transaction is None:
+                raise sa_exc.ResourceClosedError("This Connection is closed")
+            raise sa_exc.PendingRollbackError(
+                "Can't reconnect until invalid transaction is rolled back."
+            )
+        return fairy
+
+    @property
+    def info(self) -> dict:
+        return self.connection.info
+
+    def in_transaction(self) -> bool:
+        return self._transaction is not None
+
+    def get_transaction(self) -> Any:
+        return self._transaction
+
+    def get_execution_options(self) -> Any:
+        return self.engine._execution_options
+
+    def invalidate(self, exception: BaseException | None = None) -> None:
+        if self._full is not None:
+            self._full.invalidate(exception)
+        elif self._fairy.dbapi_connection is not None:
+            self._fairy.invalidate(exception)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for what is not served above: a real ``Connection`` on the same transaction.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._sqlalchemy(), name)
+
+    def _sqlalchemy(self) -> Connection:
+        full = self._full
+        if full is None:
+            if self._transaction is None:
+                raise sa_exc.ResourceClosedError("This Connection is closed")
+            fairy = self.connection  # raises as ``Connection`` would on a lost one
+            full = Connection(self.engine, connection=fairy)
+            root = full.begin()  # ``do_begin`` sends nothing on psycopg
+            root.__enter__()
+            # One memo for the transaction, whichever of the two is asked.
+            full.__dict__[_MEMO] = (root, transaction_memo(self))
+            self._full, self._root = full, root
+        return full
+
+    # -- the transaction's end -------------------------------------------------------------------
+
+    def __enter__(self) -> Light:
+        return self
+
+    def __exit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        full = self._full
+        if full is not None:
+            # Ended as ``engine.begin()`` ends it: the transaction, then the connection.
+            try:
+                self._root.__exit__(type_, value, traceback)
+            finally:
+                self._transaction = None
+                full.__exit__(type_, value, traceback)
+            return
+        fairy = self._fairy
+        try:
+            if type_ is None:
+                # (``connection``: PendingRollbackError for one lost and invalidated under a
+                # block that went on, as ``Connection``'s commit raises.)
+                if self.connection.dbapi_connection.pgconn.transaction_status != _IDLE:
+                    # (IDLE: the COMMIT went with the audit record; psycopg's ``commit``
+                    # would find nothing to do, as it finds here.)
+                    try:
+                        self._end(commit=True)
+                    except BaseException:
+                        if fairy.dbapi_connection is not None:
+                            self._end(commit=False)
+                        raise
+            elif fairy.dbapi_connection is not None:
+                self._end(commit=False)
+        finally:
+            self._transaction = None
+            driver = fairy.dbapi_connection
+            if driver is None:
+                pass  # invalidated: the pool has it back already
+            elif driver.pgconn.transaction_status == _IDLE:
+                # Back to the pool as ``Connection.close`` returns one whose transaction it
+                # ended itself: the pool's reset (its event included) knows there is nothing
+                # to roll back, and does not ask psycopg again.
+                fairy._close_special(transaction_reset=True)
+            else:
+                fairy.close()  # the pool's reset rolls back
+
+    def _end(self, *, commit: bool) -> None:
+        """psycopg's ``commit`` or ``rollback``, as ``Connection._commit_impl`` /
+        ``_rollback_impl`` run and report them (``_handle_dbapi_exception`` with no
+        statement)."""
+        fairy = self._fairy
+        dialect = self.dialect
+        try:
+            if commit:
+                dialect.do_commit(fairy)
+            else:
+                dialect.do_rollback(fairy)
+        except BaseException as error:
+            dbapi_error = isinstance(error, dialect.loaded_dbapi.Error)
+            exiting = not isinstance(error, Exception)  # SQLAlchemy's is_exit_exception
+            lost = (dbapi_error and dialect.is_disconnect(error, fairy, None)) or exiting
+            try:
+                if not dbapi_error:
+                    raise
+                raise sa_exc.DBAPIError.instance(
+                    None,
+                    None,
+                    error,
+                    dialect.loaded_dbapi.Error,
+                    hide_parameters=self.engine.hide_parameters,
+                    connection_invalidated=lost,
+                    dialect=dialect,
+                ) from error
+            finally:
+                if lost and fairy.dbapi_connection is not None:
+                    if not exiting:
+                        self.engine.pool._invalidate(fairy, error)
+                    if fairy.dbapi_connection is not None:
+                        fairy.invalidate(error)
