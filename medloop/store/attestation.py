@@ -383,8 +383,6 @@ def _row_digest(
             if convert is _text:
                 if value.__class__ is not str:
                     value = str(value)
-            elif convert is _datetime_utc and _LAST_DATETIME[0] is value:
-                value = _LAST_DATETIME[1]  # ``_datetime_utc``'s own memo
             elif convert is not None and not (convert is _integer and value.__class__ is int):
                 value = convert(value)
             if value is not None:  # JSON null is left out as SQL NULL is

@@ -348,19 +348,13 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         detail[attestation.DETAIL_KEY] = claim
     chain = event.patient or NO_PATIENT
     postgres = conn.dialect.name == "postgresql"
-    memo = transaction_memo(conn)  # (once here: ``_patient_id``'s look-up inline below)
-    if postgres and chain not in memo.get(_LOCKED, ()):
+    if postgres and chain not in transaction_memo(conn).get(_LOCKED, ()):
         conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
         note_chain_locked(conn, chain)
     # Taken under the lock, so that time order follows chain order on one clock.
     values = _unchained_values(event, outcome, detail, datetime.now(UTC))
     head, middle = _canonical_parts(values, alike)
-    patient_id = event.patient_id
-    if not patient_id:
-        # ``_patient_id``: noted by the transaction, else looked up.
-        national_id = event.patient
-        noted = None if national_id is None else memo.get(_PATIENT_IDS, {}).get(national_id)
-        patient_id = str(noted) if noted is not None else _patient_id(conn, national_id)
+    patient_id = event.patient_id or _patient_id(conn, event.patient)
     if postgres:
         # With a command's queued appends (medloop.store.batch), in their round trip.
         row = batch.execute_returning_one(

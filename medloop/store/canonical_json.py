@@ -103,8 +103,7 @@ def _written(value: Any) -> tuple[bytes, Any] | None:
         written = orjson.dumps(value, option=_OPTIONS)
     except (ValueError, TypeError):  # orjson.JSONEncodeError is a TypeError
         return None
-    # (Asked only when the text has either mark: a call saved for most values.)
-    if (b"e-" in written or b"0.0000" in written) and _small_float_in(written):
+    if _small_float_in(written):
         return None
     loaded = orjson.loads(written)
     if loaded != value:
