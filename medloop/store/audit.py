@@ -58,7 +58,6 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
@@ -83,6 +82,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import BIT
 
 from fest.schema import metadata
+from interactions.values import StrEnum
 from medloop.domain._model import id_text
 from medloop.store import attestation, batch, canonical_json
 from medloop.store.columns import UUID_LENGTH
@@ -129,6 +129,10 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # not allowed, or a check stopped it
     CONFLICT = "conflict"  # a stale version or a reused idempotency key
     ERROR = "error"
+
+
+_OUTCOMES: dict[str, Outcome] = {o.value: o for o in Outcome}
+_OUTCOME_CLASSES = frozenset({str, Outcome})
 
 
 audit_event = Table(
@@ -743,10 +747,13 @@ def _canonical_parts(values: Mapping[str, Any], alike: bool = False) -> tuple[st
     # to it is strings and integers. When the other fields are strings too, orjson
     # writes the same text (canonical_json.dumps_alike); else the standard library's way.
     write = canonical_json.dumps
-    if alike and all(
-        v is None or v.__class__ is str for k, v in fields.items() if k not in _NOT_TEXT
-    ):
-        write = canonical_json.dumps_alike
+    if alike:
+        # (A loop, not ``all()`` over a generator: a dozen generator steps a record.)
+        for k, v in fields.items():
+            if v is not None and v.__class__ is not str and k not in _NOT_TEXT:
+                break
+        else:
+            write = canonical_json.dumps_alike
     head = write(before)[:-1] + ',"prev_hash":"'
     middle = '",' + write(between)[1:-1] + ',"seq":'
     return head, middle
@@ -1060,8 +1067,13 @@ def _validated_written(event: AuditEvent) -> tuple[Outcome, bytes | None, dict[s
     for name in ("actor", "actor_role", "action"):
         if not getattr(event, name):
             raise InvalidAuditEvent(f"an audit event needs {name}")
+    given = event.outcome
+    # A member or its text found by a dict look-up (``Outcome(...)`` is two Python calls);
+    # anything else, and a refusal, the enum's own way.
+    outcome = _OUTCOMES.get(given) if given.__class__ in _OUTCOME_CLASSES else None
     try:
-        outcome = Outcome(event.outcome)
+        if outcome is None:
+            outcome = Outcome(given)
     except ValueError:
         allowed = ", ".join(o.value for o in Outcome)
         raise InvalidAuditEvent(f"outcome {event.outcome!r} is not one of {allowed}") from None

@@ -36,8 +36,8 @@ from sqlalchemy.exc import DBAPIError, NoResultFound
 
 from medloop.store import attestation, postgres
 from medloop.store.transaction import (
+    _MEMO,
     WriteOnReadConnection,
-    existing_transaction_memo,
     transaction_memo,
 )
 
@@ -83,19 +83,36 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
         conn.execute(table.insert(), attestation.stamp(conn, table, rows))
         return
     # Queued: each JSON value is encoded once, for the digest and for the insert.
-    json_columns = _json_columns(table, tuple(rows[0]))
-    encoded = [_encoded(row, json_columns) for row in rows]
+    # (``_json_columns``' and ``_insert_sql``'s memos read inline when they have the key.)
+    columns = tuple(rows[0])
+    json_columns = _JSON_COLUMNS.get((table.name, columns))
+    if json_columns is None:
+        json_columns = _json_columns(table, columns)
+    # ``_encoded`` and ``_as_sent`` written out as loops: the same dicts without a Python
+    # call (and a comprehension's) per row.
+    encoded: list[dict[str, bytes] | None] = []
+    for row in rows:
+        texts: dict[str, bytes] | None = {}
+        try:
+            for c in json_columns:
+                texts[c] = orjson.dumps(row[c], option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            texts = None
+        encoded.append(texts)
     stamped = attestation.stamp(conn, table, rows, encoded)
-    sql, _ = _insert_sql(table, tuple(stamped[0]))
-    pending.statements.append(
-        (
-            sql,
-            [
-                _adapted(row, json_columns) if texts is None else {**row, **_as_sent(texts)}
-                for row, texts in zip(stamped, encoded, strict=True)
-            ],
-        )
-    )
+    key = (table.name, tuple(stamped[0]))
+    found = _SQL.get(key)
+    sql = (found if found is not None else _insert_sql(table, key[1]))[0]
+    sent_rows = []
+    for row, texts in zip(stamped, encoded, strict=True):
+        if texts is None:
+            sent_rows.append(_adapted(row, json_columns))
+        else:
+            sent = dict(row)  # the JSON columns are the row's: replaced in place
+            for c, text in texts.items():
+                sent[c] = Json(text, dumps=_as_is)
+            sent_rows.append(sent)
+    pending.statements.append((sql, sent_rows))
 
 
 def execute(
@@ -166,9 +183,11 @@ def first_row(
     sql, bound = _bound(statement, params, json_params, texts)
     # The transaction's queue and whether the COMMIT goes with this row (``_pending``,
     # ``commit_with_next_row``), from one look at its memo.
-    memo = existing_transaction_memo(conn) if in_transaction else None
+    # (``existing_transaction_memo`` inline: a call saved, 3 a prescribe.)
+    held = conn.__dict__.get(_MEMO) if in_transaction else None
     pending, commit = None, False
-    if memo is not None:
+    if held is not None and held[0] is conn._transaction:
+        memo = held[1]
         commit = memo.pop(_COMMIT_WITH_ROW, False)
         pending = memo.get(_PENDING)
     return _send(conn, pending, (sql, bound[0]), commit=commit)
@@ -219,8 +238,11 @@ def _before_execute_no_params(cursor, statement, context) -> bool:
 def _pending(conn: Connection) -> _Pending | None:
     if conn.dialect.name != "postgresql" or not conn.in_transaction():
         return None
-    memo = existing_transaction_memo(conn)
-    return None if memo is None else memo.get(_PENDING)
+    # ``existing_transaction_memo`` inline (a call saved; 6.5 a prescribe).
+    held = conn.__dict__.get(_MEMO)
+    if held is None or held[0] is not conn._transaction:
+        return None
+    return held[1].get(_PENDING)
 
 
 def _send(

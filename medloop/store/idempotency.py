@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -53,6 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fest.schema import metadata
+from interactions.values import StrEnum
 from medloop.domain._model import id_text
 from medloop.store import batch, canonical_json
 from medloop.store.columns import UUID_LENGTH

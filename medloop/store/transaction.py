@@ -16,7 +16,10 @@ def transaction_memo(conn: Connection) -> dict:
     steps of the same transaction need not ask the database again. A new transaction on the
     same connection starts with an empty one."""
     held = conn.__dict__.get(_MEMO)
-    transaction = conn.get_transaction()
+    # ``get_transaction()`` is ``_transaction`` on both connections (SQLAlchemy's and
+    # ``light.Light``; tests/store/test_transaction.py): read without a Python call, as a
+    # prescribe asks some 22 times.
+    transaction = conn._transaction
     if held is not None and held[0] is transaction:
         return held[1]
     memo: dict = {}
@@ -30,7 +33,7 @@ def existing_transaction_memo(conn: Connection) -> dict | None:
     # or a read's), beside the transaction it belongs to: a prescribe asks for it some 25
     # times, and ``conn.info`` (the pooled connection's dict) is two properties away.
     held = conn.__dict__.get(_MEMO)
-    if held is None or held[0] is not conn.get_transaction():
+    if held is None or held[0] is not conn._transaction:  # ``get_transaction()``
         return None
     return held[1]
 

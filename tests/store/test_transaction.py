@@ -51,3 +51,21 @@ def test_the_pooled_connection_checked_out_again_starts_with_no_memo(engine):
     with writer(engine).begin() as conn:
         assert conn.connection.dbapi_connection is first  # the same pooled connection
         assert existing_transaction_memo(conn) is None
+
+
+def test_the_memo_reads_the_transaction_that_get_transaction_returns(engine):
+    # ``transaction_memo`` reads ``conn._transaction`` for ``conn.get_transaction()``: on
+    # SQLAlchemy's ``Connection`` and on ``store.light.Light`` (a PostgreSQL command's).
+    from medloop.store import light
+
+    with writer(engine).connect() as conn:
+        assert conn._transaction is conn.get_transaction() is None
+        with conn.begin():
+            assert conn._transaction is conn.get_transaction() is not None
+        assert conn._transaction is conn.get_transaction() is None
+    with light.begin(writer(engine)) as conn:
+        assert conn._transaction is conn.get_transaction() is not None
+        memo = transaction_memo(conn)
+        assert existing_transaction_memo(conn) is memo
+    assert conn._transaction is conn.get_transaction() is None
+    assert existing_transaction_memo(conn) is None
