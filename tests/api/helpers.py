@@ -3,6 +3,7 @@ one patient, tokens for every role, and request helpers."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -260,3 +261,16 @@ def hook(hook_name: str, patient: str, *drafts: dict[str, Any], selections=()) -
     if hook_name == "order-select":
         context["selections"] = list(selections)
     return {"hook": hook_name, "hookInstance": str(uuid.uuid4()), "context": context}
+
+
+class AccessLines(logging.Handler):
+    """The access log's lines (``app.RequestId``), but for their milliseconds and moment: a
+    handler to attach to the ``medloop.access`` logger and compare two paths' lines with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        assert isinstance(record.msg, dict)
+        self.lines.append({k: v for k, v in record.msg.items() if k not in ("ms", "timestamp")})

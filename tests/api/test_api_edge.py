@@ -17,7 +17,7 @@ from opentelemetry.metrics import _internal as otel_metrics
 from medloop.api import hot
 from medloop.api.app import _telemetry_unset, create_app
 from medloop.api.config import ApiSettings
-from tests.api.helpers import GP_TOKEN
+from tests.api.helpers import GP_TOKEN, AccessLines
 
 
 @pytest.fixture
@@ -228,18 +228,6 @@ def test_the_hot_routes_validate_with_each_field_s_own_validator_as_fastapi_does
     assert outcomes == {True, False}
 
 
-class _AccessLines(logging.Handler):
-    """The access log's lines (``app.RequestId``), but for their milliseconds and moment."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        assert isinstance(record.msg, dict)
-        self.lines.append({k: v for k, v in record.msg.items() if k not in ("ms", "timestamp")})
-
-
 class _NotHere:
     """A layer no request may reach."""
 
@@ -265,7 +253,7 @@ def test_the_outer_layers_in_one_frame_answer_as_the_layers_one_by_one(engine, m
         which: create_app(ApiSettings.from_env("sqlite://"), engine=engine)
         for which in ("edge", "layers")
     }
-    lines = _AccessLines()
+    lines = AccessLines()
     access = logging.getLogger("medloop.access")
     access.addHandler(lines)
     clients = {

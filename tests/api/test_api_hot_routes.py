@@ -22,6 +22,7 @@ from tests.api.helpers import (
     GP_TOKEN,
     NURSE_TOKEN,
     PHARMACIST_TOKEN,
+    AccessLines,
     prescribe_body,
 )
 from tests.loop.helpers import (
@@ -341,20 +342,8 @@ def _cases(patient: str) -> list[tuple[str, str, str, dict[str, str], bytes | No
     return cases
 
 
-class _AccessLines(logging.Handler):
-    """The access log's lines (``app.RequestId``), but for their milliseconds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        assert isinstance(record.msg, dict)
-        self.lines.append({k: v for k, v in record.msg.items() if k not in ("ms", "timestamp")})
-
-
 def _answer(
-    client: TestClient, reached: _Counting, handed: _Counting, lines: _AccessLines, case, n: int
+    client: TestClient, reached: _Counting, handed: _Counting, lines: AccessLines, case, n: int
 ):
     """The answer to ``case`` (status, headers, body, access log line), and whether the hot
     path served it (the request reached it and it did not hand it to the router)."""
@@ -395,7 +384,7 @@ def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url):
                 reached = parent.app = _Counting(layer)
                 handed = layer.app = _Counting(layer.app)
                 unused = _Counting(None)
-                lines = _AccessLines()
+                lines = AccessLines()
                 access = logging.getLogger("medloop.access")
                 access.addHandler(lines)
                 try:
