@@ -43,7 +43,7 @@ from psycopg import adapt, pq
 from psycopg import errors as e
 from psycopg._preparing import Prepare
 from psycopg._queries import PostgresQuery
-from psycopg.generators import execute, fetch_many, send
+from psycopg.generators import fetch_many, send
 
 _IDLE = pq.TransactionStatus.IDLE
 _BAD = pq.ConnStatus.BAD
@@ -324,48 +324,6 @@ class KeptCursor(Cursor):
         pgq = self._query_cls(tx)
         pgq.convert(query, params)
         return pgq
-
-    def _execute_gen(self, query, params=None, *, prepare=None, binary=None):
-        """``execute`` of a statement to prepare (``prepare=True``, as ``store.batch`` runs its
-        own) where psycopg begins nothing (autocommit, or a transaction already begun) and no
-        pipeline is on: what ``BaseCursor._execute_gen`` does through ``_start_query``,
-        ``_maybe_prepare_gen``, ``_get_prepared`` and ``_send_query_prepared``, in one
-        generator: the same messages, the same prepared-statement cache bookkeeping and
-        checks, the same result set. Anything else goes ``Cursor``'s way."""
-        conn = self._conn
-        pgconn = self._pgconn
-        prepared = conn._prepared
-        if (
-            prepare is not True
-            or binary is not None
-            or conn._pipeline is not None
-            or pgconn.pipeline_status != _PIPELINE_OFF
-            or prepared.prepare_threshold is None
-            or not (conn._autocommit or pgconn.transaction_status != _IDLE)
-        ):
-            return (yield from super()._execute_gen(query, params, prepare=prepare, binary=binary))
-        if self._closed:
-            raise e.InterfaceError("the cursor is closed")
-        self._reset()
-        _ready_transformer(self, query)
-        pgq = self._convert_query(query, params)
-        prep, name = prepared.get(pgq, True)
-        if prep is Prepare.SHOULD:
-            pgconn.send_prepare(name, pgq.query, param_types=pgq.types)
-            for result in (yield from execute(pgconn)):
-                if result.status == _FATAL_ERROR:
-                    raise e.error_from_result(result, encoding=pgconn._encoding)
-        pgconn.send_query_prepared(
-            name, pgq.params, param_formats=pgq.formats, result_format=self.format
-        )
-        key = prepared.maybe_add_to_cache(pgq, prep, name)
-        results = yield from execute(pgconn)
-        if key is not None:
-            prepared.validate(key, prep, name, results)
-        self._check_results(results)
-        self._set_results(results)
-        self._last_query = query
-        yield from prepared.maintain_gen(conn)
 
     def _start_query(self, query=None):
         """``BaseCursor._start_query`` (psycopg's ``execute`` of a statement inside a
