@@ -278,3 +278,61 @@ def test_a_timestamptz_reads_the_same_in_another_session_timezone(pg_engine):
         for at in moments:
             cursor.execute("SELECT %(at)s::timestamptz", {"at": at}, prepare=True)
             assert cursor.fetchone()[0] == at
+
+
+_JSON_TEXTS = [
+    b'{"a":[1,null,"x"]}',
+    '{"å":"ø","e":"\\u0001\\n\\"","big":123456789012345678901234567890}'.encode(),
+    b"null",
+    b'"' + "\U0001f48a".encode() * 500 + b'"',
+]
+
+
+class _Pooled:
+    def __init__(self):
+        self.info = {}
+
+
+@pytest.mark.parametrize("encoding", ["UTF8", "LATIN1"])
+def test_json_text_is_sent_as_json_sends_it(pg_engine, encoding):
+    """``batch._JsonText`` through the store's kept cursor sends the bytes, oid and format that
+    ``Json(text, dumps=_as_is)`` sends, by psycopg's C string dumper on a UTF-8 connection and
+    by the UTF-8 writer on another; and the server reads the same value."""
+    with pg_engine.connect() as conn:
+        driver = _driver(conn)
+        driver.execute(f"SET client_encoding TO {encoding}")
+        cursor = batch._cursor(_Pooled(), driver)
+        dumper = cursor.adapters.get_dumper(batch._JsonText, psycopg.adapt.PyFormat.AUTO)
+        assert dumper is batch._JSON_TEXT_DUMPERS[0 if encoding == "UTF8" else 1]
+        if encoding == "UTF8":
+            assert issubclass(dumper, psycopg._cmodule._psycopg._StrDumper)
+        texts = _JSON_TEXTS if encoding == "UTF8" else _JSON_TEXTS[:1]
+        for text in texts:
+            tx = psycopg.adapt.Transformer(cursor)
+            sent = tx.dump_sequence(
+                [batch._as_sent({"j": text})["j"]], [psycopg.adapt.PyFormat.AUTO]
+            )
+            sent_types, sent_formats = tx.types, tx.formats
+            plain = psycopg.adapt.Transformer(cursor)
+            expected = plain.dump_sequence(
+                [Json(text, dumps=batch._as_is)], [psycopg.adapt.PyFormat.AUTO]
+            )
+            assert [bytes(v) for v in sent] == [bytes(v) for v in expected] == [text]
+            assert (sent_types, sent_formats) == (plain.types, plain.formats) == ((114,), [0])
+        driver.rollback()
+        driver.execute("SET client_encoding TO UTF8")
+        for text in _JSON_TEXTS:
+            cursor.execute(
+                "SELECT %(j)s::jsonb, %(j)s::text", {"j": batch._as_sent({"j": text})["j"]}
+            )
+            expected = driver.execute(
+                "SELECT %(j)s::jsonb, %(j)s::text", {"j": Json(text, dumps=batch._as_is)}
+            ).fetchone()
+            assert cursor.fetchone() == expected
+        driver.rollback()
+
+
+def test_json_text_not_in_bytes_goes_as_json():
+    assert batch._as_sent({"j": b"[1]"})["j"] == "[1]"
+    kept = batch._as_sent({"j": bytearray(b"[1]")})["j"]
+    assert isinstance(kept, Json) and kept.obj == bytearray(b"[1]")
