@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg._cmodule import _psycopg as _psycopg_c
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from sqlalchemy import JSON, ClauseElement, Connection, Engine, Table, event
@@ -111,7 +110,7 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
         else:
             sent = dict(row)  # the JSON columns are the row's: replaced in place
             for c, text in texts.items():
-                sent[c] = _JsonText(text, "utf-8")
+                sent[c] = Json(text, dumps=_as_is)
             sent_rows.append(sent)
     pending.statements.append((sql, sent_rows))
 
@@ -296,10 +295,7 @@ def _cursor(pooled: Any, driver: psycopg.Connection) -> psycopg.Cursor:
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed:
         driver._check_connection_ok()  # as ``driver.cursor()`` checks
-        cursor = postgres.KeptCursor(driver, row_factory=_named_row)
-        utf8 = driver.info.encoding == "utf-8"
-        cursor.adapters.register_dumper(_JsonText, _JSON_TEXT_DUMPERS[0 if utf8 else 1])
-        found = info[_CURSORS] = (driver, cursor)
+        found = info[_CURSORS] = (driver, postgres.KeptCursor(driver, row_factory=_named_row))
     return found[1]
 
 
@@ -370,50 +366,13 @@ def _encoded(row: Mapping[str, Any], json_columns: frozenset[str]) -> dict[str, 
         return None
 
 
-def _as_sent(texts: Mapping[str, bytes]) -> dict[str, Any]:
-    # The encoded text sent as it is, as a ``json`` parameter (``_JsonText``).
-    return {
-        c: _JsonText(text, "utf-8") if type(text) is bytes else Json(text, dumps=_as_is)
-        for c, text in texts.items()
-    }
+def _as_sent(texts: Mapping[str, bytes]) -> dict[str, Json]:
+    # The encoded text handed to psycopg's JSON dumper as it is.
+    return {c: Json(text, dumps=_as_is) for c, text in texts.items()}
 
 
 def _as_is(text: bytes) -> bytes:
     return text
-
-
-class _JsonText(str):
-    """JSON text already written (orjson's UTF-8, decoded): the kept cursor sends it as a
-    ``json`` parameter in text format, the bytes orjson wrote, as psycopg's ``Json`` dumper
-    sends ``Json(text, dumps=_as_is)`` — by a dumper in C (``_JSON_TEXT_DUMPER``), where
-    ``Json``'s runs two Python calls for each value (and ``Json`` a third to be made)."""
-
-    __slots__ = ()
-
-
-def _json_text_dumpers() -> tuple[type, type]:
-    """The dumpers of ``_JsonText`` for a UTF-8 connection and for any other: psycopg's C
-    string dumper (``_StrDumper``, which writes a ``str`` in the connection's encoding) with
-    the ``json`` oid, when psycopg runs its C implementation; else, and for a connection in
-    another encoding, one that writes the text's UTF-8 bytes (what ``Json`` sends)."""
-
-    class Utf8(psycopg.adapt.Dumper):
-        oid = psycopg.adapters.types["json"].oid
-
-        def dump(self, obj: str) -> bytes:
-            return obj.encode()
-
-    c_module = _psycopg_c
-    if c_module is None:
-        return Utf8, Utf8
-
-    class CUtf8(c_module._StrDumper):  # type: ignore[misc, name-defined]
-        oid = Utf8.oid
-
-    return CUtf8, Utf8
-
-
-_JSON_TEXT_DUMPERS = _json_text_dumpers()
 
 
 def _insert_sql(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[str]]:
