@@ -10,9 +10,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from psycopg._preparing import PrepareManager
 from psycopg._queries import PostgresQuery
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json, Jsonb
@@ -281,69 +278,3 @@ def test_a_timestamptz_reads_the_same_in_another_session_timezone(pg_engine):
         for at in moments:
             cursor.execute("SELECT %(at)s::timestamptz", {"at": at}, prepare=True)
             assert cursor.fetchone()[0] == at
-
-
-class _Query:
-    def __init__(self, query: bytes, types: tuple):
-        self.query, self.types = query, types
-
-
-class _Result:
-    def __init__(self, ok: bool):
-        self.status = 1 if ok else 7  # COMMAND_OK, FATAL_ERROR
-        self.command_status = b"SELECT 1" if ok else None
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from([b"SELECT $1", b"INSERT INTO t VALUES ($1)", b"SELECT 2"]),
-            st.sampled_from([(), (25,), (20,)]),
-            st.sampled_from([None, True, False]),
-            st.booleans(),
-        ),
-        max_size=60,
-    ),
-    st.sampled_from([None, 0, 1, 5]),
-    st.sampled_from([1, 2, 100]),
-)
-def test_the_prepared_statement_cache_decides_as_psycopgs(steps, threshold, most):
-    """``batch._PrepareManager`` against psycopg's ``PrepareManager`` on the same statements:
-    the same answers, names, counts, cache order and statements to deallocate."""
-    plain, kept = PrepareManager(), PrepareManager()
-    kept.__class__ = batch._PrepareManager
-    for manager in (plain, kept):
-        manager.prepare_threshold, manager.prepared_max = threshold, most
-    for query, types, prepare, ok in steps:
-        answers = []
-        for manager in (plain, kept):
-            pgq = _Query(query, types)
-            prep, name = manager.get(pgq, prepare)
-            key = manager.maybe_add_to_cache(pgq, prep, name)
-            if key is not None:
-                manager.validate(key, prep, name, [_Result(ok)])
-            answers.append(
-                (
-                    prep,
-                    name,
-                    key,
-                    list(manager._counts.items()),
-                    list(manager._names.items()),
-                    manager._prepared_idx,
-                    list(manager._to_flush),
-                )
-            )
-        assert answers[0] == answers[1]
-
-
-def test_the_store_gives_its_connection_the_cache_in_one_frame(pg_engine):
-    with pg_engine.connect() as conn:
-        driver = _driver(conn)
-        assert type(driver._prepared) is PrepareManager
-        before = driver._prepared
-        batch._cursor(conn.connection, driver)
-        assert driver._prepared is before and type(before) is batch._PrepareManager
-        # psycopg's own settings still reach it.
-        driver.prepare_threshold = 3
-        assert before.prepare_threshold == 3
-        driver.prepare_threshold = 5
