@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg._preparing import Prepare, PrepareManager
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json
 from sqlalchemy import JSON, ClauseElement, Connection, Engine, Table, event
@@ -296,60 +295,8 @@ def _cursor(pooled: Any, driver: psycopg.Connection) -> psycopg.Cursor:
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed:
         driver._check_connection_ok()  # as ``driver.cursor()`` checks
-        if type(driver._prepared) is PrepareManager:
-            # The same cache, its state kept, with ``get`` and ``maybe_add_to_cache`` in one
-            # frame each (``_PrepareManager``).
-            driver._prepared.__class__ = _PrepareManager
         found = info[_CURSORS] = (driver, postgres.KeptCursor(driver, row_factory=_named_row))
     return found[1]
-
-
-class _PrepareManager(PrepareManager):
-    """psycopg's prepared-statement cache of a connection, its ``get`` and
-    ``maybe_add_to_cache`` written with the cache key made inline (psycopg calls its ``key``
-    staticmethod in each, twice a statement): the same decisions, names, counts and order
-    (``tests/store/test_batch_kept.py`` runs both on the same sequences)."""
-
-    __slots__ = ()
-
-    def get(self, query, prepare=None):
-        if prepare is False or self.prepare_threshold is None:
-            return _NO, b""
-        key = (query.query, query.types)
-        name = self._names.get(key)
-        if name:
-            return _YES, name
-        if self._counts.get(key, 0) >= self.prepare_threshold or prepare:
-            name = f"_pg3_{self._prepared_idx}".encode()
-            self._prepared_idx += 1
-            return _SHOULD, name
-        return _NO, b""
-
-    def maybe_add_to_cache(self, query, prep, name):
-        if self.prepare_threshold is None:
-            return None
-        key = (query.query, query.types)
-        counts = self._counts
-        if key in counts:
-            if prep is _SHOULD:
-                del counts[key]
-                self._names[key] = name
-            else:
-                counts[key] += 1
-                counts.move_to_end(key)
-            return None
-        names = self._names
-        if key in names:
-            names.move_to_end(key)
-            return None
-        if prep is _SHOULD:
-            names[key] = name
-        else:
-            counts[key] = 1
-        return key
-
-
-_NO, _YES, _SHOULD = Prepare.NO, Prepare.YES, Prepare.SHOULD
 
 
 _CURSORS = "batch.cursors"
