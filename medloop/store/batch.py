@@ -263,14 +263,14 @@ def _send(
         if not statements and last is not None and not commit:
             sql = last[0]  # one statement: no pipeline needed
             cursor.execute(sql, last[1], prepare=True)
-            return cursor.fetchone()
+            return _fetchone(cursor)
         if last is not None:
             statements.append((last[0], [last[1]]))
         sql = statements[-1][0]
         # One round trip written in one send (the COMMIT queued behind the row's statement,
         # ``commit_with_next_row``): a failed statement aborts those after it, and the COMMIT.
         postgres.execute_at_once(cursor, statements, commit=commit)
-        return cursor.fetchone() if last is not None else None
+        return _fetchone(cursor) if last is not None else None
     except psycopg.Error as error:
         # As SQLAlchemy itself reports a failed statement (IntegrityError for a unique key),
         # and as it handles a lost connection: dropped, never returned to the pool.
@@ -295,11 +295,49 @@ def _cursor(pooled: Any, driver: psycopg.Connection) -> psycopg.Cursor:
     found = info.get(_CURSORS)
     if found is None or found[0] is not driver or found[1].closed:
         driver._check_connection_ok()  # as ``driver.cursor()`` checks
-        found = info[_CURSORS] = (driver, postgres.KeptCursor(driver, row_factory=namedtuple_row))
+        found = info[_CURSORS] = (driver, postgres.KeptCursor(driver, row_factory=_named_row))
     return found[1]
 
 
 _CURSORS = "batch.cursors"
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+
+
+def _named_row(cursor: psycopg.Cursor) -> Any:
+    """psycopg's ``namedtuple_row`` (rows as named tuples, the class made once per column
+    names), with the class looked up by the result's column names and the connection's
+    encoding in a dict of this module's: psycopg's runs a generator and an ``lru_cache``
+    call (and ``_encoding``'s property) for each result. A result without rows of columns
+    (a command's) goes to psycopg's."""
+    res = cursor.pgresult
+    if res and res.status == _TUPLES_OK:
+        key = (cursor._pgconn._encoding, *map(res.fname, range(res.nfields)))
+        found = _ROW_MAKERS.get(key)
+        if found is None:
+            found = namedtuple_row(cursor)
+            if len(_ROW_MAKERS) < 512:  # as psycopg's cache of row classes
+                _ROW_MAKERS[key] = found
+        return found
+    return namedtuple_row(cursor)
+
+
+_ROW_MAKERS: dict[tuple, Any] = {}
+
+
+def _fetchone(cursor: psycopg.Cursor) -> Any:
+    """``cursor.fetchone()`` of a statement's result just set (``_send``): the row read with
+    the cursor's loaders and row maker as ``fetchone`` reads it, without its checks for a
+    result still in psycopg's pipeline, a closed cursor or a result of no rows (then
+    ``fetchone`` runs, and raises as it does)."""
+    res = cursor.pgresult
+    if res and res.status == _TUPLES_OK and not cursor._closed:
+        pos = cursor._pos
+        if pos < res.ntuples:
+            row = cursor._tx.load_row(pos, cursor._make_row)
+            cursor._pos = pos + 1
+            return row
+        return None
+    return cursor.fetchone()
 
 
 _SQL: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}

@@ -42,6 +42,7 @@ import psycopg
 from psycopg import adapt, pq
 from psycopg import errors as e
 from psycopg._preparing import Prepare
+from psycopg._queries import PostgresQuery
 from psycopg.generators import fetch_many, send
 
 _IDLE = pq.TransactionStatus.IDLE
@@ -288,8 +289,41 @@ class KeptCursor(Cursor):
     connection's life: only for connections whose session settings nobody changes (medloop
     sends no ``SET``)."""
 
-    __slots__ = ()
+    __slots__ = ("_kept_queries",)
     _keeps_transformer = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # query text -> [the PostgresQuery converted for it, the ``_results`` list of the
+        # execution that last used it] (``_convert_query``)
+        self._kept_queries: dict[str, list] = {}
+
+    def _convert_query(self, query, params=None):
+        """``BaseCursor._convert_query``, keeping one ``PostgresQuery`` per statement text: a
+        statement run again with the same Transformer only has its new parameters dumped, as
+        psycopg's ``executemany`` dumps each row after the first. Its parameters go to the
+        same dumpers and its text is the same ``_query2pg`` conversion (psycopg caches that
+        too, but encodes and hashes the text each time). A new one is converted (psycopg's
+        way) for a new Transformer, for a text or parameters that are not a ``str`` and a
+        ``dict``, and for a statement already used in the same execution (``_results`` is
+        a new list at each ``_reset``): one round trip's statements keep their own."""
+        tx = self._tx
+        if type(query) is str and type(params) is dict:
+            kept = self._kept_queries.get(query)
+            if kept is not None:
+                pgq = kept[0]
+                if pgq._tx is tx and kept[1] is not self._results:
+                    pgq.dump(params)
+                    kept[1] = self._results
+                    return pgq
+            pgq = _KeptQuery(tx)
+            pgq.convert(query, params)
+            if len(self._kept_queries) < _KEPT_QUERIES or kept is not None:
+                self._kept_queries[query] = [pgq, self._results]
+            return pgq
+        pgq = self._query_cls(tx)
+        pgq.convert(query, params)
+        return pgq
 
     def _start_query(self, query=None):
         """``BaseCursor._start_query`` (psycopg's ``execute`` of a statement inside a
@@ -299,6 +333,32 @@ class KeptCursor(Cursor):
         self._reset()
         _ready_transformer(self, query)
         yield from self._conn._start_query()
+
+
+_KEPT_QUERIES = 256  # statement texts a kept cursor keeps a converted query for
+
+
+class _KeptQuery(PostgresQuery):
+    """``PostgresQuery`` whose ``dump`` of a ``dict`` for named placeholders takes the values
+    in the placeholders' order without ``validate_and_reorder_params``' checks of the kinds
+    of placeholders and parameters (named ones and a mapping: they hold); anything else, and
+    a missing parameter (psycopg's ``ProgrammingError``), goes psycopg's way."""
+
+    __slots__ = ()
+
+    def dump(self, vars):
+        order = self._order
+        if order and type(vars) is dict:
+            try:
+                params = list(map(vars.__getitem__, order))
+            except KeyError:
+                return PostgresQuery.dump(self, vars)
+            tx = self._tx
+            self.params = tx.dump_sequence(params, self._want_formats)
+            self.types = tx.types or ()
+            self.formats = tx.formats
+            return None
+        return PostgresQuery.dump(self, vars)
 
 
 class AsyncCursor(_BeginWithFirstStatement, psycopg.AsyncCursor):
