@@ -341,20 +341,29 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     require_write_transaction(conn, "appending to the audit log")
     outcome, written, detail = _validated_written(event)
     alike = written is not None
-    claim = attestation.close(conn)
+    # The transaction's memo taken once (for the claim, the chain's lock and the patient's
+    # id: four Python calls an append took it by).
+    memo = transaction_memo(conn)
+    claim = attestation.close_in(memo)
     if claim is not None:
         # The rows this transaction appended since the last audit record: the chain commits
         # to them (medloop.store.attestation).
         detail[attestation.DETAIL_KEY] = claim
     chain = event.patient or NO_PATIENT
     postgres = conn.dialect.name == "postgresql"
-    if postgres and chain not in transaction_memo(conn).get(_LOCKED, ()):
+    if postgres and chain not in memo.get(_LOCKED, ()):
         conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
         note_chain_locked(conn, chain)
     # Taken under the lock, so that time order follows chain order on one clock.
     values = _unchained_values(event, outcome, detail, datetime.now(UTC))
     head, middle = _canonical_parts(values, alike)
-    patient_id = event.patient_id or _patient_id(conn, event.patient)
+    patient_id = event.patient_id
+    if not patient_id:
+        # ``_patient_id``'s noted id read here; else its look-up.
+        noted = (
+            None if event.patient is None else memo.get(_PATIENT_IDS, _NO_IDS).get(event.patient)
+        )
+        patient_id = str(noted) if noted is not None else _patient_id(conn, event.patient)
     if postgres:
         # With a command's queued appends (medloop.store.batch), in their round trip.
         row = batch.execute_returning_one(
@@ -637,6 +646,16 @@ def note_patient(conn: Connection, national_id: str, patient_id: Any) -> None:
     transaction_memo(conn).setdefault(_PATIENT_IDS, {})[str(national_id)] = id_text(patient_id)
 
 
+def note_locked_patient(
+    memo: dict, national_id: str, patient_id: Any, *, chain_locked: bool
+) -> None:
+    """``note_patient`` and, when ``chain_locked``, ``note_chain_locked`` in one call, on the
+    transaction's ``memo`` (``transaction_memo(conn)``) the caller has at hand."""
+    if chain_locked:
+        memo.setdefault(_LOCKED, set()).add(national_id)
+    memo.setdefault(_PATIENT_IDS, {})[str(national_id)] = id_text(patient_id)
+
+
 def _patient_id(conn: Connection, national_id: str | None) -> str | None:
     """The id of the patient whose chain ``national_id`` is: noted by the transaction, else
     looked up by national id (``None`` when no list is kept for that person)."""
@@ -655,6 +674,7 @@ def _patient_id(conn: Connection, national_id: str | None) -> str | None:
 
 
 _PATIENT_IDS = "audit.patient_ids"
+_NO_IDS: dict[str, str] = {}
 
 
 def lock_chain_sql(national_id: Any) -> Any:
