@@ -28,7 +28,11 @@ def test_the_record_append_returns_is_the_one_its_constructor_makes(engine, fiel
     with writer(engine).begin() as conn:
         records = [append(conn, an_event(n, **fields)) for n in range(2)]
     with engine.connect() as conn:
-        rows = conn.execute(select(audit_event).order_by(audit_event.c.chain, audit_event.c.seq)).mappings().all()
+        rows = (
+            conn.execute(select(audit_event).order_by(audit_event.c.chain, audit_event.c.seq))
+            .mappings()
+            .all()
+        )
     names = [f.name for f in dataclasses.fields(AuditRecord)]
     for record in records:
         made = AuditRecord(**{name: getattr(record, name) for name in names})
