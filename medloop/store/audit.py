@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1090,13 +1091,17 @@ def events_for_patient(
 def canonical_record(values: Mapping[str, Any]) -> dict[str, Any]:
     """The hashed fields (every column but ``hash``) of a record's column ``values`` as JSON
     values."""
-    fields = {name: values[name] for name in HASHED_FIELDS}
+    # (``itemgetter`` and ``zip``, not a comprehension: no Python call; the same keys in order.)
+    fields = dict(zip(HASHED_FIELDS, _HASHED_VALUES(values), strict=True))
     occurred_at = fields["occurred_at"]
     if occurred_at.tzinfo is not None:
         occurred_at = occurred_at.astimezone(UTC).replace(tzinfo=None)
     fields["occurred_at"] = occurred_at.isoformat(timespec="microseconds") + "Z"
     fields["outcome"] = str(fields["outcome"])
     return fields
+
+
+_HASHED_VALUES = operator.itemgetter(*HASHED_FIELDS)
 
 
 def record_hash(values: Mapping[str, Any]) -> str:
@@ -1140,15 +1145,17 @@ def _validated_written(event: AuditEvent) -> tuple[Outcome, bytes | None, dict[s
         encoded, detail, written = canonical_json.round_trip_written(dict(event.detail))
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
-    texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
     try:
         # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
         # (``encoded`` is the detail's canonical JSON: the text the hash encodes.)
         encoded.encode()
-        for value in texts.values():
+        # (The fields read in a loop: the dict of them is made only for the refusal.)
+        for name in _TEXT_FIELDS:
+            value = getattr(event, name)
             if isinstance(value, str):
                 value.encode()
     except UnicodeEncodeError:
+        texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
         unencodable = [
             n
             for n, v in {**texts, "detail": canonical_json.dumps(detail)}.items()
