@@ -258,28 +258,23 @@ def _run(
 
     # The appends go out together with the audit record (PostgreSQL: one round trip).
     with batch.batched(conn):
-        # ``_once`` written out (a Python call saved a command): the same fingerprinted request.
-        if call.idempotency_key is None:
-            response, replayed = compute(), False
-        else:
-            fingerprinted = {
+        # (``_once`` stays the one caller of ``run_once`` for both runners:
+        # tests/loop/test_loop_write_path.py.)
+        response, replayed = _once(
+            conn,
+            call,
+            action,
+            patient_id,
+            compute,
+            {
                 "action": action,
                 "patient_id": id_text(patient_id),
                 "based_on": based_on,
                 "overrides": call.overrides,
                 **({"override_every": call.override_every} if call.override_every else {}),
                 "request": dict(request),
-            }
-            result = run_once(
-                conn,
-                f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}",
-                call.idempotency_key,
-                request_fingerprint(fingerprinted),
-                compute,
-                savepoint=False,
-                patient_id=patient_id,
-            )
-            response, replayed = dict(result.response), result.replayed
+            },
+        )
         national_id = (
             str(committed[-1][1].patient.national_id)
             if committed
