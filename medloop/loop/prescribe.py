@@ -95,7 +95,17 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
                 prescription_ids=(terms.prescription_id,),
             )
         )
-        request = _request(terms, call.at.date(), ctx.catalogue.validity_of(drug))
+        # ``_request(…)`` written out (a Python call saved a prescribe).
+        request = PrescriptionRequest(
+            id=terms.prescription_id,
+            issued=call.at.date(),
+            quantity=terms.quantity,
+            repeats=terms.repeats,
+            reserved_against_substitution=terms.reserved_against_substitution,
+            reimbursed=terms.reimbursed,
+            expires=terms.expires,
+            product_validity=ctx.catalogue.validity_of(drug),
+        )
         prescription, version = issue(
             new_list.entry(order.entry_id), new_list.patient_id, request, at=call.at, by=call.actor
         )

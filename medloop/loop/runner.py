@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -218,7 +219,14 @@ def run_command(
         metrics.command_finished(action, "replayed")
     else:
         metrics.command_finished(action, "ok")
-        metrics.alerts_raised(result.alerts, call.answering(result.alerts).overrides)
+        # ``call.answering(alerts).overrides``, which is ``call.overrides`` without a blanket
+        # reason (the usual call): no second call of it.
+        overrides = (
+            call.answering(result.alerts).overrides
+            if (call.override_every or "").strip()
+            else call.overrides
+        )
+        metrics.alerts_raised(result.alerts, overrides)
     return result
 
 
@@ -234,14 +242,24 @@ def _run(
     committed: list[tuple[int, PatientState]],
 ) -> CommandResult:
     computed: list[tuple[Alert, ...]] = []
-
-    def compute() -> dict[str, Any]:
-        return _decide_and_store(
-            conn, action, patient_id, call, decide, based_on, cache, committed, computed
-        )
+    # (A ``partial``, not a closure: calling it is no Python frame of its own.)
+    compute = partial(
+        _decide_and_store,
+        conn,
+        action,
+        patient_id,
+        call,
+        decide,
+        based_on,
+        cache,
+        committed,
+        computed,
+    )
 
     # The appends go out together with the audit record (PostgreSQL: one round trip).
     with batch.batched(conn):
+        # (``_once`` stays the one caller of ``run_once`` for both runners:
+        # tests/loop/test_loop_write_path.py.)
         response, replayed = _once(
             conn,
             call,
@@ -357,11 +375,15 @@ def _decide_and_store(
     catalogue = catalogue_of(conn, locked.catalogue)
     effect = decide(Context(conn, state, catalogue, call))
     alerts = _screen(catalogue, state, effect.screening, call.at.date())
-    call = call.answering(alerts)
-    _refuse_without_override(alerts, call.overrides)
+    # (Each step below that has nothing to do without alerts, a blanket reason or handled
+    # alerts is skipped then, as most commands raise none: a comprehension is a Python call.)
+    if (call.override_every or "").strip():  # ``answering`` returns the call itself else
+        call = call.answering(alerts)
+    if alerts:
+        _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
     # Each alert dumped once, for the response and for its stored row (the same JSON).
-    dumped = [a.model_dump(mode="json") for a in alerts]
+    dumped = [a.model_dump(mode="json") for a in alerts] if alerts else []
     handled, stored_alerts = _store(
         conn, action, patient_id, call, effect, alerts, dumped, version, state
     )
@@ -378,7 +400,9 @@ def _decide_and_store(
                 reason=reason,
             )
             for key, reason in handled.items()
-        ],
+        ]
+        if handled
+        else [],
         recorded_at=call.at,
         alerts=stored_alerts,
         patient=effect.patient,
@@ -387,13 +411,17 @@ def _decide_and_store(
         _with_plan(conn, after, call.at, effect.list_change.entry_versions)
     committed.append((revision, after))
     computed.append(tuple(alerts))
-    keys = {a["key"] for a in dumped}
+    if dumped and call.overrides:
+        keys = {a["key"] for a in dumped}
+        overridden = sorted(k for k in call.overrides if k in keys)
+    else:  # no alert's key is in it
+        overridden = []
     return {
         "patient_id": id_text(patient_id),
         "list_version": version,
         "catalogue_version": catalogue.version,
         "alerts": dumped,
-        "overridden": sorted(k for k in call.overrides if k in keys),
+        "overridden": overridden,
         **effect.response,
     }
 
@@ -444,19 +472,23 @@ def _store(
         write(conn)
     if effect.patient is not None:
         update_patient_record(conn, effect.patient)
-    raised = [
-        RaisedAlert(
-            alert=a,
-            override_by=call.actor if record["key"] in call.overrides else None,
-            override_reason=call.overrides.get(record["key"]),
-            record=record,
-        )
-        for a, record in zip(alerts, dumped, strict=True)
-    ]
-    stored = append_alerts(conn, patient_id, action, version, call.at, raised)
-    # An override is the handling of that alert for this patient: it does not re-alert.
-    handled = {r.alert.key: r.override_reason for r in raised if r.override_reason is not None}
-    handled.update(effect.handled)
+    if alerts:
+        raised = [
+            RaisedAlert(
+                alert=a,
+                override_by=call.actor if record["key"] in call.overrides else None,
+                override_reason=call.overrides.get(record["key"]),
+                record=record,
+            )
+            for a, record in zip(alerts, dumped, strict=True)
+        ]
+        stored = append_alerts(conn, patient_id, action, version, call.at, raised)
+        # An override is the handling of that alert for this patient: it does not re-alert.
+        handled = {r.alert.key: r.override_reason for r in raised if r.override_reason is not None}
+        handled.update(effect.handled)
+    else:  # ``append_alerts`` of none stores nothing and returns ``()``
+        stored = ()
+        handled = dict(effect.handled)
     if not handled:
         return {}, stored
     known = {h.key for h in state.handled}
@@ -664,10 +696,18 @@ def _screen(
 ) -> list[Alert]:
     if screening is None or not screening.proposed:
         return []
+    # ``_checked``'s memory read here (a Python call saved a command).
+    patient = state.patient
+    known = _CHECKED.get(id(patient))
+    checked = (
+        known[2]
+        if known is not None and known[0] is patient and known[1] == today
+        else _checked(patient, today)
+    )
     return check(
         catalogue.knowledge,
         screening.medications,
-        _checked(state.patient, today),
+        checked,
         handled=state.handled,
         proposed=screening.proposed,
         today=today,
@@ -788,10 +828,28 @@ def _audit(
     response: Mapping[str, Any],
     replayed: bool,
 ) -> None:
-    detail = {key: value for key, value in response.items() if key != "alerts"}
-    detail["alerts"] = [a["key"] for a in response["alerts"]]
+    # The response's keys in its order but ``alerts``, which goes last as its keys (taken
+    # out and put back: no comprehension's call).
+    detail = dict(response)
+    alerts = detail.pop("alerts")
+    detail["alerts"] = [a["key"] for a in alerts] if alerts else []
     detail["replayed"] = replayed
-    audit.append(conn, _event(_ON_LIST + action, call, national_id, audit.Outcome.OK, detail))
+    # ``_event(…)`` written out (a Python call saved a command; ``detail`` is this call's own).
+    audit.append(
+        conn,
+        audit.AuditEvent(
+            actor=call.actor.personnel.hpr_number,
+            actor_role=call.actor.personnel.role.value,
+            organisation=call.actor.organisation.id,
+            patient=national_id,
+            action=_ON_LIST + action,
+            outcome=audit.Outcome.OK,
+            request_id=call.request_id,
+            reason=call.reason,
+            detail=detail,
+            occurred_at=None,
+        ),
+    )
 
 
 _CONFLICTS = frozenset({StaleListVersion.code, IdAlreadyUsed.code, "idempotency-key"})

@@ -162,8 +162,11 @@ def append_alerts(
     if not raised:
         return ()
     pid = id_text(patient_id)
-    rows = [
-        {
+    # (Loops, not a comprehension and a generator: Python calls and steps of their own.)
+    rows = []
+    stored = []
+    for r in raised:
+        row = {
             "patient_id": pid,
             "action": action,
             "list_version": version,
@@ -179,21 +182,22 @@ def append_alerts(
             ),
             "override_reason": r.override_reason,
         }
-        for r in raised
-    ]
+        rows.append(row)
     batch.insert(conn, alert, rows)
-    return tuple(
-        StoredAlert(
-            key=row["key"],
-            action=action,
-            list_version=version,
-            raised_at=utc(at),
-            record=row["record"],
-            override_by=row["override_by"],
-            override_reason=row["override_reason"],
+    raised_at = utc(at)
+    for row in rows:
+        stored.append(
+            StoredAlert(
+                key=row["key"],
+                action=action,
+                list_version=version,
+                raised_at=raised_at,
+                record=row["record"],
+                override_by=row["override_by"],
+                override_reason=row["override_reason"],
+            )
         )
-        for row in rows
-    )
+    return tuple(stored)
 
 
 def add_handled_alerts(

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -341,20 +342,29 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     require_write_transaction(conn, "appending to the audit log")
     outcome, written, detail = _validated_written(event)
     alike = written is not None
-    claim = attestation.close(conn)
+    # The transaction's memo taken once (for the claim, the chain's lock and the patient's
+    # id: four Python calls an append took it by).
+    memo = transaction_memo(conn)
+    claim = attestation.close_in(memo)
     if claim is not None:
         # The rows this transaction appended since the last audit record: the chain commits
         # to them (medloop.store.attestation).
         detail[attestation.DETAIL_KEY] = claim
     chain = event.patient or NO_PATIENT
     postgres = conn.dialect.name == "postgresql"
-    if postgres and chain not in transaction_memo(conn).get(_LOCKED, ()):
+    if postgres and chain not in memo.get(_LOCKED, ()):
         conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
         note_chain_locked(conn, chain)
     # Taken under the lock, so that time order follows chain order on one clock.
     values = _unchained_values(event, outcome, detail, datetime.now(UTC))
     head, middle = _canonical_parts(values, alike)
-    patient_id = event.patient_id or _patient_id(conn, event.patient)
+    patient_id = event.patient_id
+    if not patient_id:
+        # ``_patient_id``'s noted id read here; else its look-up.
+        noted = (
+            None if event.patient is None else memo.get(_PATIENT_IDS, _NO_IDS).get(event.patient)
+        )
+        patient_id = str(noted) if noted is not None else _patient_id(conn, event.patient)
     if postgres:
         # With a command's queued appends (medloop.store.batch), in their round trip.
         row = batch.execute_returning_one(
@@ -371,7 +381,10 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
             texts=None if written is None else _detail_sent(written, claim),
         )
         values["seq"], values["prev_hash"] = row.seq, row.prev_hash
-        values["hash"] = _hash_of_parts(head, row.prev_hash, middle, row.seq)
+        # ``_hash_of_parts`` written out (a Python call saved an append).
+        values["hash"] = hashlib.sha256(
+            f"{head}{row.prev_hash}{middle}{row.seq}}}".encode()
+        ).hexdigest()
         if row.hash != values["hash"]:
             raise RuntimeError(
                 f"audit chain {chain!r} seq {row.seq}: the database hashed the record as "
@@ -388,7 +401,32 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         )
         values["hash"] = _hash_of_parts(head, values["prev_hash"], middle, values["seq"])
         conn.execute(audit_event.insert(), {**values, "patient_id": patient_id})
-    return AuditRecord(**{**values, "outcome": outcome})
+    # ``AuditRecord(**{**values, "outcome": outcome})`` made without its frozen dataclass
+    # ``__init__`` (a Python call and a ``object.__setattr__`` per field): its fields set in
+    # their order (tests/store/test_audit_record_made.py).
+    record = _new_record(AuditRecord)
+    record.__dict__.update(
+        {
+            "chain": values["chain"],
+            "seq": values["seq"],
+            "occurred_at": values["occurred_at"],
+            "actor": values["actor"],
+            "actor_role": values["actor_role"],
+            "organisation": values["organisation"],
+            "patient": values["patient"],
+            "action": values["action"],
+            "outcome": outcome,
+            "request_id": values["request_id"],
+            "reason": values["reason"],
+            "detail": values["detail"],
+            "prev_hash": values["prev_hash"],
+            "hash": values["hash"],
+        }
+    )
+    return record
+
+
+_new_record = object.__new__
 
 
 def _detail_sent(written: bytes, claim: dict[str, Any] | None) -> dict[str, bytes] | None:
@@ -637,6 +675,16 @@ def note_patient(conn: Connection, national_id: str, patient_id: Any) -> None:
     transaction_memo(conn).setdefault(_PATIENT_IDS, {})[str(national_id)] = id_text(patient_id)
 
 
+def note_locked_patient(
+    memo: dict, national_id: str, patient_id: Any, *, chain_locked: bool
+) -> None:
+    """``note_patient`` and, when ``chain_locked``, ``note_chain_locked`` in one call, on the
+    transaction's ``memo`` (``transaction_memo(conn)``) the caller has at hand."""
+    if chain_locked:
+        memo.setdefault(_LOCKED, set()).add(national_id)
+    memo.setdefault(_PATIENT_IDS, {})[str(national_id)] = id_text(patient_id)
+
+
 def _patient_id(conn: Connection, national_id: str | None) -> str | None:
     """The id of the patient whose chain ``national_id`` is: noted by the transaction, else
     looked up by national id (``None`` when no list is kept for that person)."""
@@ -655,6 +703,7 @@ def _patient_id(conn: Connection, national_id: str | None) -> str | None:
 
 
 _PATIENT_IDS = "audit.patient_ids"
+_NO_IDS: dict[str, str] = {}
 
 
 def lock_chain_sql(national_id: Any) -> Any:
@@ -741,19 +790,22 @@ def _canonical_parts(values: Mapping[str, Any], alike: bool = False) -> tuple[st
     ``patient`` and before ``reason``; ``seq`` is the last key. ``alike``: orjson wrote the
     record's ``detail`` (but its claim) as the canonical JSON (``_validated``)."""
     fields = canonical_record({**values, "seq": 0, "prev_hash": ""})
-    before = {k: v for k, v in fields.items() if k < "prev_hash"}
-    between = {k: v for k, v in fields.items() if "prev_hash" < k < "seq"}
     # ``alike``: orjson wrote ``detail``'s canonical JSON (``_validated``); the claim added
     # to it is strings and integers. When the other fields are strings too, orjson
     # writes the same text (canonical_json.dumps_alike); else the standard library's way.
-    write = canonical_json.dumps
-    if alike:
-        # (A loop, not ``all()`` over a generator: a dozen generator steps a record.)
-        for k, v in fields.items():
-            if v is not None and v.__class__ is not str and k not in _NOT_TEXT:
-                break
-        else:
-            write = canonical_json.dumps_alike
+    # (One loop for the two parts and that check, not two comprehensions and a loop: a
+    # comprehension is a Python call of its own.)
+    before: dict[str, Any] = {}
+    between: dict[str, Any] = {}
+    text_only = alike
+    for k, v in fields.items():
+        if text_only and v is not None and v.__class__ is not str and k not in _NOT_TEXT:
+            text_only = False
+        if k < "prev_hash":
+            before[k] = v
+        elif "prev_hash" < k < "seq":
+            between[k] = v
+    write = canonical_json.dumps_alike if text_only else canonical_json.dumps
     head = write(before)[:-1] + ',"prev_hash":"'
     middle = '",' + write(between)[1:-1] + ',"seq":'
     return head, middle
@@ -1039,13 +1091,17 @@ def events_for_patient(
 def canonical_record(values: Mapping[str, Any]) -> dict[str, Any]:
     """The hashed fields (every column but ``hash``) of a record's column ``values`` as JSON
     values."""
-    fields = {name: values[name] for name in HASHED_FIELDS}
+    # (``itemgetter`` and ``zip``, not a comprehension: no Python call; the same keys in order.)
+    fields = dict(zip(HASHED_FIELDS, _HASHED_VALUES(values), strict=True))
     occurred_at = fields["occurred_at"]
     if occurred_at.tzinfo is not None:
         occurred_at = occurred_at.astimezone(UTC).replace(tzinfo=None)
     fields["occurred_at"] = occurred_at.isoformat(timespec="microseconds") + "Z"
     fields["outcome"] = str(fields["outcome"])
     return fields
+
+
+_HASHED_VALUES = operator.itemgetter(*HASHED_FIELDS)
 
 
 def record_hash(values: Mapping[str, Any]) -> str:
@@ -1089,15 +1145,17 @@ def _validated_written(event: AuditEvent) -> tuple[Outcome, bytes | None, dict[s
         encoded, detail, written = canonical_json.round_trip_written(dict(event.detail))
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
-    texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
     try:
         # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
         # (``encoded`` is the detail's canonical JSON: the text the hash encodes.)
         encoded.encode()
-        for value in texts.values():
+        # (The fields read in a loop: the dict of them is made only for the refusal.)
+        for name in _TEXT_FIELDS:
+            value = getattr(event, name)
             if isinstance(value, str):
                 value.encode()
     except UnicodeEncodeError:
+        texts = {name: getattr(event, name) for name in _TEXT_FIELDS}
         unencodable = [
             n
             for n, v in {**texts, "detail": canonical_json.dumps(detail)}.items()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -146,40 +145,26 @@ def run_once(
     ``savepoint=False`` and save the savepoint's two round trips. ``patient_id``: the patient
     the claim is about, stored with the key, and every statement on the key filters by it (its
     shard key, docs/scaling.md); ``None`` for a claim that is no patient's."""
-    _check(scope, key, fingerprint)
+    # ``_check``'s usual case inline (a Python call saved a command); anything else to it.
+    if not (
+        key
+        and len(key) <= MAX_KEY_LENGTH
+        and scope
+        and len(scope) <= MAX_SCOPE_LENGTH
+        and len(fingerprint) == 64
+        and not fingerprint.strip("0123456789abcdef")
+    ):
+        _check(scope, key, fingerprint)
     require_write_transaction(conn, "using an idempotency key")
     pid = None if patient_id is None else id_text(patient_id)
-    with conn.begin_nested() if savepoint else nullcontext():
-        claimed = batch.first_row(
-            conn,
-            _CLAIM[conn.dialect.name],
-            {
-                "scope": scope,
-                "key": key,
-                "fingerprint": fingerprint,
-                "status": KeyStatus.PENDING.value,
-                "created_at": datetime.now(UTC),
-                "patient_id": pid,
-            },
-        )
-        if claimed is not None:
-            response, text = _as_stored(scope, compute())
-            # Queued with a command's other appends, when it batches them; the response's
-            # JSON as written for the round trip (when it is what batch would write).
-            batch.execute(
-                conn,
-                _COMPLETE if pid is not None else _COMPLETE_NO_PATIENT,
-                {
-                    "b_scope": scope,
-                    "b_key": key,
-                    "b_patient_id": pid,
-                    "status": KeyStatus.COMPLETED.value,
-                    "response": response,
-                },
-                json_params=_RESPONSE,
-                texts=None if text is None else {"response": text},
-            )
-            return IdempotentResult(response, replayed=False)
+    # (No ``nullcontext()`` without a savepoint: its three Python calls a command.)
+    if savepoint:
+        with conn.begin_nested():
+            done = _claimed(conn, scope, key, fingerprint, compute, pid)
+    else:
+        done = _claimed(conn, scope, key, fingerprint, compute, pid)
+    if done is not None:
+        return done
     # A replay (or a refusal): the stored request, asked for only now (building the
     # statement on every call cost a first call more than the claim's own driver work). A key
     # of the same scope claimed for another patient is not found here: the claim above then
@@ -203,6 +188,49 @@ def run_once(
     if stored.status != KeyStatus.COMPLETED:
         raise IdempotentRequestInProgress(scope, key)
     return IdempotentResult(stored.response, replayed=True)
+
+
+def _claimed(
+    conn: Connection,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    compute: Callable[[], Mapping[str, Any]],
+    pid: str | None,
+) -> IdempotentResult | None:
+    """``run_once``'s claim of the key, and when claimed, ``compute``'s response stored;
+    ``None`` when the key was claimed before."""
+    claimed = batch.first_row(
+        conn,
+        _CLAIM[conn.dialect.name],
+        {
+            "scope": scope,
+            "key": key,
+            "fingerprint": fingerprint,
+            "status": KeyStatus.PENDING.value,
+            "created_at": datetime.now(UTC),
+            "patient_id": pid,
+        },
+    )
+    if claimed is None:
+        return None
+    response, text = _as_stored(scope, compute())
+    # Queued with a command's other appends, when it batches them; the response's
+    # JSON as written for the round trip (when it is what batch would write).
+    batch.execute(
+        conn,
+        _COMPLETE if pid is not None else _COMPLETE_NO_PATIENT,
+        {
+            "b_scope": scope,
+            "b_key": key,
+            "b_patient_id": pid,
+            "status": KeyStatus.COMPLETED.value,
+            "response": response,
+        },
+        json_params=_RESPONSE,
+        texts=None if text is None else {"response": text},
+    )
+    return IdempotentResult(response, replayed=False)
 
 
 _COMPLETE = (

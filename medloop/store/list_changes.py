@@ -162,10 +162,10 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
             }
         ],
     )
-    batch.insert(
-        conn,
-        entry_version,
-        [
+    # (A loop, not a comprehension: a comprehension is a Python call of its own.)
+    rows = []
+    for v in change.entry_versions:
+        rows.append(
             {
                 "entry_id": id_text(v.entry_id),
                 "version": v.version,
@@ -174,9 +174,8 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
                 "kind": v.kind.value,
                 "record": versioning.record(v, "diff", "entry"),
             }
-            for v in change.entry_versions
-        ],
-    )
+        )
+    batch.insert(conn, entry_version, rows)
 
 
 def patient_of_entry(conn: Connection, entry_id: UUID) -> UUID | None:

@@ -126,11 +126,12 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     found = batch.first_row(conn, bump, {"patient_id": id_text(patient_id)})
     if found is None:
         return None
-    if postgres:
-        audit.note_chain_locked(conn, found.national_id)
-    audit.note_patient(conn, found.national_id, patient_id)
+    # The transaction's memo taken once for the three notes (``audit.note_chain_locked`` and
+    # ``note_patient`` each took it again: Python calls a command).
+    memo = transaction_memo(conn)
+    audit.note_locked_patient(memo, found.national_id, patient_id, chain_locked=postgres)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
-    transaction_memo(conn)[_CATALOGUE_IN_FORCE] = catalogue
+    memo[_CATALOGUE_IN_FORCE] = catalogue
     return Locked(
         found.record, found.revision, catalogue, bool(found.ever_admitted), record_is_text=True
     )

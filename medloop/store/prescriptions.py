@@ -162,28 +162,24 @@ def append_prescription_versions(
 ) -> None:
     """The new prescriptions (each one's first version) in one insert, then every version in
     another (one statement per table, not per row: an M25.1 issues twenty at once)."""
-    versions = tuple(versions)
     pid = id_text(patient_id)
-    batch.insert(
-        conn,
-        prescription,
-        [
+    # (Loops, not comprehensions: a comprehension is a Python call of its own; each version's
+    # id written once for both rows.)
+    new, rows = [], []
+    for version in versions:
+        prescription_id = id_text(version.prescription_id)
+        if version.version == 1:
+            new.append(
+                {
+                    "id": prescription_id,
+                    "patient_id": pid,
+                    "entry_id": id_text(version.prescription.entry_id),
+                    "issued_at": version.at,
+                }
+            )
+        rows.append(
             {
-                "id": id_text(version.prescription_id),
-                "patient_id": pid,
-                "entry_id": id_text(version.prescription.entry_id),
-                "issued_at": version.at,
-            }
-            for version in versions
-            if version.version == 1
-        ],
-    )
-    batch.insert(
-        conn,
-        prescription_version,
-        [
-            {
-                "prescription_id": id_text(version.prescription_id),
+                "prescription_id": prescription_id,
                 "version": version.version,
                 "at": version.at,
                 "kind": version.kind.value,
@@ -191,9 +187,9 @@ def append_prescription_versions(
                 "record": versioning.record(version, "diff", "prescription"),
                 "patient_id": pid,
             }
-            for version in versions
-        ],
-    )
+        )
+    batch.insert(conn, prescription, new)
+    batch.insert(conn, prescription_version, rows)
 
 
 def append_dispense(conn: Connection, patient_id: UUID, record: Dispense, at: datetime) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from uuid import UUID
 
 from sqlalchemy import Engine
@@ -87,8 +88,31 @@ def verified(cached: PatientState, fresh: PatientState) -> PatientState:
 def cache_for(engine: Engine) -> StateCache:
     """The cache of ``engine``'s database: one per connection pool, which an engine shares with
     the engines ``execution_options`` derives from it, and gone with it."""
+    pool = engine.pool
+    # The last pool asked about and its cache, both held weakly (calling a weak reference is
+    # no Python frame, ``WeakKeyDictionary.get`` is): a process's commands use one pool.
+    last = _last
+    if last[0]() is pool:
+        found = last[1]()
+        if found is not None:
+            return found
+    return _cache_of(pool)
+
+
+def _cache_of(pool: object) -> StateCache:
+    global _last
     with _caches_lock:
-        found = _caches.get(engine.pool)
+        found = _caches.get(pool)
         if found is None:
-            found = _caches[engine.pool] = StateCache()
+            found = _caches[pool] = StateCache()
+        _last = (weakref.ref(pool), weakref.ref(found))
         return found
+
+
+def _gone() -> None:
+    return None
+
+
+_last: tuple[Callable[[], object], Callable[[], StateCache | None]] = (_gone, _gone)
+"""``(weak reference to a pool, weak reference to its cache)`` of the last ``_cache_of``
+(as one tuple, replaced whole: a thread reads a pair that belongs together)."""

@@ -1,0 +1,93 @@
+"""``attestation.stamp`` writes a row's digest out inline (issue #20): the digests it adds to the
+command are ``_row_digest``'s, with and without the rows' sent JSON texts, for every attested
+table's columns, moments in any zone (the same object again, another), and values orjson
+refuses (the ordinary way)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medloop.store import attestation, batch
+from medloop.store.transaction import transaction_memo
+
+texts = st.text(max_size=6)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)  # beyond 64 bits: orjson refuses
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+MOMENTS = (
+    datetime(2026, 12, 6, 12, 0, 0, 5, tzinfo=UTC),
+    datetime(2026, 12, 6, 13, 0, 0, 5, tzinfo=timezone(timedelta(hours=1))),
+    datetime(2026, 12, 6, 12, 0, 0, 5),
+)
+
+
+class _Connection:
+    """What ``stamp`` reads of a connection: its dialect's name and its transaction."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = SimpleNamespace(name=dialect)
+        self._transaction = object()
+
+
+def _value(column, draw):
+    kind = column.type.__class__.__name__
+    if kind == "JSON":
+        return draw(json_values)
+    if kind == "DateTime":
+        return draw(st.sampled_from(MOMENTS))
+    if kind == "Date":
+        return draw(st.sampled_from((date(2026, 12, 6), None)))
+    if kind == "Boolean":
+        return draw(st.booleans())
+    if kind == "Integer":
+        return draw(st.integers(min_value=-(2**40), max_value=2**40))
+    return draw(st.sampled_from((str(uuid.UUID(int=7)), "text", uuid.UUID(int=9), None)))
+
+
+@st.composite
+def tables_and_rows(draw):
+    name = draw(st.sampled_from(sorted(attestation.ATTESTED)))
+    table = attestation.metadata.tables[name]
+    columns = [c for c in table.columns if c.name != attestation.COMMAND_COLUMN]
+    rows = [{c.name: _value(c, draw) for c in columns} for _ in range(draw(st.integers(1, 3)))]
+    return table, rows
+
+
+@settings(max_examples=300)
+@given(found=tables_and_rows(), dialect=st.sampled_from(("postgresql", "sqlite")))
+def test_stamp_adds_the_digests_row_digest_gives(found, dialect):
+    table, rows = found
+    encoder = attestation._encoders(dialect)[table.name]
+    json_columns = batch._json_columns(table, tuple(rows[0]))
+    encoded = [batch._encoded(row, json_columns) if json_columns else None for row in rows]
+    conn = _Connection(dialect)
+    stamped = attestation.stamp(conn, table, rows, encoded)
+    command = transaction_memo(conn)[attestation._OPEN]
+    assert command.digests == [attestation._row_digest(encoder, row) for row in rows]
+    assert command.digests == [
+        attestation._row_digest(encoder, row, texts=texts)
+        for row, texts in zip(rows, encoded, strict=True)
+    ]
+    assert stamped == [{**row, attestation.COMMAND_COLUMN: command.command} for row in rows]
+
+
+def test_stamp_writes_a_moment_it_wrote_last_and_another_alike():
+    table = attestation.metadata.tables["list_change"]
+    encoder = attestation._encoders("postgresql")["list_change"]
+    for at in (*MOMENTS, MOMENTS[0], MOMENTS[0] + timedelta(seconds=1)):
+        row = {"patient_id": "p", "list_version": 1, "at": at, "author": {"a": 1}, "reason": None}
+        conn = _Connection("postgresql")
+        attestation.stamp(conn, table, [row], [batch._encoded(row, {"author"})])
+        digest = transaction_memo(conn)[attestation._OPEN].digests[0]
+        assert digest == attestation._row_digest(encoder, row)
