@@ -115,6 +115,19 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     if not kept:
         return value.model_dump(mode="json", exclude=exclude or None)
     partial = value.model_dump(mode="json", exclude=exclude | kept.keys())
+    # The fields in declared order (a template copied), then the two dumps put in: the keys
+    # are in the template's order, and a key the template has not (a computed field) comes
+    # last, as in a dump; no Python loop over the fields (issue #20). Every field not
+    # excluded is in one of the two dumps, unless the model's dump leaves some out: then the
+    # template would hold a key neither gave, and the dict is put together field by field.
+    order = _ORDERS.get((cls, exclude))
+    if order is None:
+        order = _order(cls, exclude)
+    whole = order.copy()
+    whole.update(partial)
+    whole.update(kept)
+    if len(whole) == len(partial) + len(kept):
+        return whole
     whole = {}
     for name in _FIELD_NAMES.get(cls) or field_names(cls):
         if name in kept:
@@ -124,6 +137,21 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     if len(whole) != len(partial) + len(kept):  # computed fields come last, as in a dump
         whole.update((k, v) for k, v in partial.items() if k not in whole)
     return whole
+
+
+def _order(cls: type[BaseModel], exclude: frozenset[str]) -> dict[str, None]:
+    """``cls``'s fields but ``exclude`` in declared order, as a dict's keys (kept per class and
+    ``exclude``: ``record`` excludes one set per version class)."""
+    if len(_ORDERS) >= _ORDERS_KEPT:
+        _ORDERS.clear()
+    found = _ORDERS[cls, exclude] = dict.fromkeys(
+        name for name in (_FIELD_NAMES.get(cls) or field_names(cls)) if name not in exclude
+    )
+    return found
+
+
+_ORDERS: dict[tuple[type[BaseModel], frozenset[str]], dict[str, None]] = {}
+_ORDERS_KEPT = 256
 
 
 def dumped(value: BaseModel) -> dict[str, Any]:
