@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Annotated, Any
 
 from pydantic import BaseModel, GetPydanticSchema, JsonValue
@@ -103,7 +104,7 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     cls = type(value)
     shared = _SHARED.get(cls)
     if shared is None:
-        return value.model_dump(mode="json", exclude=exclude or None)
+        return cls.__pydantic_serializer__.to_python(value, mode="json", exclude=exclude or None)
     # The shared fields' dumps, ``dumped``'s memo read here (a call saved per field).
     kept = {}
     for name in shared:
@@ -112,9 +113,14 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
             if found is not None:
                 known = _DUMPED.get(id(found))
                 kept[name] = known[1] if known is not None and known[0] is found else dumped(found)
+    # ``model_dump`` is a Python frame around its serialiser's ``to_python`` passing fifteen
+    # keywords (its own defaults, the serialiser's too): the serialiser is called directly, the
+    # same dump (``tests/domain/test_domain_versioning.py`` compares them; issue #20).
     if not kept:
-        return value.model_dump(mode="json", exclude=exclude or None)
-    partial = value.model_dump(mode="json", exclude=exclude | kept.keys())
+        return cls.__pydantic_serializer__.to_python(value, mode="json", exclude=exclude or None)
+    partial = cls.__pydantic_serializer__.to_python(
+        value, mode="json", exclude=exclude | kept.keys()
+    )
     # The fields in declared order (a template copied), then the two dumps put in: the keys
     # are in the template's order, and a key the template has not (a computed field) comes
     # last, as in a dump; no Python loop over the fields (issue #20). Every field not
@@ -161,7 +167,7 @@ def dumped(value: BaseModel) -> dict[str, Any]:
     known = _DUMPED.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
-    found = value.model_dump(mode="json")
+    found = type(value).__pydantic_serializer__.to_python(value, mode="json")
     if len(_DUMPED) >= _DUMPED_KEPT:
         _DUMPED.clear()
         _KEPT_DUMPS.clear()
@@ -259,13 +265,16 @@ def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
     if dumped is None:
         return version.model_dump(mode="json")
     found = dump(version, frozenset((changes, snapshot)))
-    # A change's values are JSON already (the dumps diff compared), as its dump would give them.
-    found[changes] = [
-        {"field": change.field, "before": change.before, "after": change.after}
-        for change in getattr(version, changes)
-    ]
+    # A change's values are JSON already (the dumps diff compared), as its dump would give them:
+    # its dump is its own ``__dict__`` (a field change's three fields, in order, and nothing
+    # else: no extra values, no cached properties), shared like the dumps (not to be changed)
+    # instead of a dict built per change (issue #20; the tests compare records with dumps).
+    found[changes] = list(map(_FIELDS_OF, getattr(version, changes)))
     found[snapshot] = dumped
     return found
+
+
+_FIELDS_OF = attrgetter("__dict__")
 
 
 _RECENT = 16

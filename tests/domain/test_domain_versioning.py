@@ -384,3 +384,29 @@ def test_a_dump_put_together_from_its_template_is_the_models_own_dump(
         own = value.model_dump(mode="json", exclude=exclude or None)
         assert made == own
         assert list(made) == list(own)
+
+
+def test_the_serialisers_to_python_is_model_dump_in_this_pydantic() -> None:
+    # ``versioning.dump`` and ``dumped`` call ``__pydantic_serializer__.to_python`` (what
+    # ``model_dump`` calls with its defaults, pydantic 2.14): the same dicts, key for key.
+    for value in _values():
+        serializer = type(value).__pydantic_serializer__
+        for exclude in (None, {"diff"} & set(type(value).model_fields) or None):
+            own = value.model_dump(mode="json", exclude=exclude)
+            assert orjson.dumps(serializer.to_python(value, mode="json", exclude=exclude)) == (
+                orjson.dumps(own)
+            )
+
+
+def test_a_records_changes_are_each_changes_fields_in_order() -> None:
+    # ``record`` gives each change's own ``__dict__`` as its dump: the three fields in order,
+    # equal to the change's dump, made or validated.
+    for value in _values():
+        if isinstance(value, (EntryVersion, PrescriptionVersion)):
+            snapshot = "entry" if isinstance(value, EntryVersion) else "prescription"
+            versioning.diff(None, getattr(value, snapshot), ())  # its dump recalled
+            got = record(value, "diff", snapshot)["diff"]
+            assert got == [change.model_dump(mode="json") for change in value.diff]
+            assert all(list(item) == ["field", "before", "after"] for item in got)
+    validated = FieldChange.model_validate({"field": "a", "before": None, "after": [1]})
+    assert list(vars(validated)) == ["field", "before", "after"]
