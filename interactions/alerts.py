@@ -293,7 +293,21 @@ class Alert(BaseModel):
     @property
     def key(self) -> str:
         """Stable identity: kind, FEST record or rule, and the entries involved (sorted)."""
-        return f"{self.kind}/{self.detail.record}/{','.join(sorted(self.medications))}"
+        # Kept per alert object (frozen, and so are its detail and medications): an alert's key
+        # is read five times on its way to the response and the stored rows (issue #20). The
+        # alert is kept beside its id, so the id cannot name another object meanwhile.
+        known = _KEYS.get(id(self))
+        if known is not None and known[0] is self:
+            return known[1]
+        found = f"{self.kind}/{self.detail.record}/{','.join(sorted(self.medications))}"
+        if len(_KEYS) >= _KEYS_KEPT:
+            _KEYS.clear()
+        _KEYS[id(self)] = (self, found)
+        return found
+
+
+_KEYS: dict[int, tuple[Alert, str]] = {}
+_KEYS_KEPT = 4_096
 
 
 _KIND_ORDER = {kind: index for index, kind in enumerate(Kind)}

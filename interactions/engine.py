@@ -58,5 +58,8 @@ def check(
         renal_max_age_days=renal_max_age_days or knowledge.dose_rules.renal_max_age_days,
     )
     suppressed = {h.key for h in handled}
-    alerts = [alert for run in _CHECKS for alert in run(context) if alert.key not in suppressed]
+    if suppressed:
+        alerts = [alert for run in _CHECKS for alert in run(context) if alert.key not in suppressed]
+    else:  # nothing handled: no alert's key is needed here
+        alerts = [alert for run in _CHECKS for alert in run(context)]
     return sorted(alerts, key=sort_key)

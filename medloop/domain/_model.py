@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -82,6 +83,56 @@ def constructed(cls: type[Model], /, **values: Any) -> Model:
     fields_set = _ALL_FIELDS_SET.get(cls)
     if fields_set is None:
         fields_set = _ALL_FIELDS_SET[cls] = set(fields)
+    _object_setattr(instance, "__pydantic_fields_set__", fields_set)
+    _object_setattr(instance, "__pydantic_extra__", None)
+    _object_setattr(instance, "__pydantic_private__", None)
+    return instance
+
+
+_TEMPLATES: dict[type[BaseModel], tuple[dict[str, Any], frozenset[str], frozenset[str]]] = {}
+_IMMUTABLE_DEFAULTS = (type(None), bool, int, str, tuple, frozenset, enum.Enum)
+
+
+def _template(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str], frozenset[str]]:
+    """Every field of ``cls`` in declared order with its default (``None`` for a required
+    one), the required fields' names and every field's; kept per class. Only immutable
+    defaults (``None``, a boolean, number, string, enum member, empty tuple), which validation
+    puts in an instance as they are: ``given`` refuses a class with any other."""
+    found = _TEMPLATES.get(cls)
+    if found is None:
+        template: dict[str, Any] = {}
+        required = set()
+        for name, info in cls.model_fields.items():
+            if info.is_required():
+                required.add(name)
+                template[name] = None
+                continue
+            default = info.default
+            if (
+                info.default_factory is not None
+                or not isinstance(default, _IMMUTABLE_DEFAULTS)
+                or (isinstance(default, (tuple, frozenset)) and default)
+            ):
+                raise TypeError(f"{cls.__name__}.{name}'s default is not shareable: {default!r}")
+            template[name] = default
+        found = _TEMPLATES[cls] = (template, frozenset(required), frozenset(template))
+    return found
+
+
+def given(cls: type[Model], fields_set: set[str], /, **values: Any) -> Model:
+    """``cls(**values)`` for values that are already what validating them gives (validated
+    domain values of the fields' own types), the fields not given taking their defaults: the
+    same instance — its fields in declared order, ``fields_set`` (the names given: a set the
+    caller keeps, shares among the instances it makes and never changes) as its fields-set, no
+    extra or private values — without validating the values again and without the model's own
+    validators, which the caller runs itself (issue #20; ``tests/domain/test_domain_model.py``
+    compares the instances with validated ones)."""
+    found = _TEMPLATES.get(cls) or _template(cls)
+    if values.keys() != fields_set or not found[1] <= fields_set <= found[2]:
+        raise TypeError(f"{cls.__name__}: {sorted(values)} are not its required fields and more")
+    instance = _object_new(cls)
+    # The template's order stays: every name given is one of its keys already.
+    _object_setattr(instance, "__dict__", {**found[0], **values})
     _object_setattr(instance, "__pydantic_fields_set__", fields_set)
     _object_setattr(instance, "__pydantic_extra__", None)
     _object_setattr(instance, "__pydantic_private__", None)

@@ -29,7 +29,7 @@ from pydantic import (
 
 from interactions.dosage import Dosage, Use
 from interactions.values import Count, PositiveCount
-from medloop.domain._model import Frozen, constructed, replace
+from medloop.domain._model import Frozen, constructed, given, replace
 from medloop.domain.codes import EntryChangeKind, EntryStatus
 from medloop.domain.drug_reference import DrugReference
 from medloop.domain.entry import (
@@ -473,21 +473,32 @@ class MedicationList(Frozen):
             raise EntryAlreadyExists(
                 f"the list already has entry {command.entry_id}", entry_id=command.entry_id
             )
-        return _build(
-            id=command.entry_id,
-            version=1,
-            drug=command.drug,
-            dosage=command.dosage,
-            use=command.use,
-            indication=command.indication,
-            start=command.start,
-            stop=command.stop,
-            multidose=command.multidose,
-            prescriber=command.prescriber,
-            instituted_by=command.instituted_by,
-            prescription_ids=command.prescription_ids,
-            changed_at=command.at,
-        )
+        fields = {
+            "id": command.entry_id,
+            "version": 1,
+            "drug": command.drug,
+            "dosage": command.dosage,
+            "use": command.use,
+            "indication": command.indication,
+            "start": command.start,
+            "stop": command.stop,
+            "multidose": command.multidose,
+            "prescriber": command.prescriber,
+            "instituted_by": command.instituted_by,
+            "prescription_ids": command.prescription_ids,
+            "changed_at": command.at,
+        }
+        if type(command) is AddEntry:
+            # A validated ``AddEntry``'s values are of the entry's own field types (the same
+            # annotations, the same configuration): the entry is built from them without
+            # validating them again, and only its own check runs (issue #20). When that check
+            # refuses, validation gives the error, as before.
+            entry = given(ListEntry, _ADDED_FIELDS, **fields)
+            try:
+                return entry._is_consistent()
+            except ValueError:
+                pass
+        return _build(**fields)
 
     def _check_prescriptions_back_one_entry(self, entry: ListEntry) -> None:
         if not entry.status.is_live:
@@ -537,6 +548,25 @@ def _next(before: ListEntry, command: _ListCommand, **changes: Any) -> ListEntry
         return replace(before, version=before.version + 1, changed_at=command.at, **changes)
     except ValidationError as error:
         raise InvalidEntry(_summary(error), entry_id=before.id) from error
+
+
+_ADDED_FIELDS = {
+    "id",
+    "version",
+    "drug",
+    "dosage",
+    "use",
+    "indication",
+    "start",
+    "stop",
+    "multidose",
+    "prescriber",
+    "instituted_by",
+    "prescription_ids",
+    "changed_at",
+}
+"""The fields an added entry is given (the rest take their defaults): its fields-set, shared by
+every entry ``_added`` builds without validating (never changed)."""
 
 
 def _build(**fields: Any) -> ListEntry:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Annotated, Any
 
 from pydantic import BaseModel, GetPydanticSchema, JsonValue
@@ -103,7 +104,7 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     cls = type(value)
     shared = _SHARED.get(cls)
     if shared is None:
-        return value.model_dump(mode="json", exclude=exclude or None)
+        return cls.__pydantic_serializer__.to_python(value, mode="json", exclude=exclude or None)
     # The shared fields' dumps, ``dumped``'s memo read here (a call saved per field).
     kept = {}
     for name in shared:
@@ -112,9 +113,27 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
             if found is not None:
                 known = _DUMPED.get(id(found))
                 kept[name] = known[1] if known is not None and known[0] is found else dumped(found)
+    # ``model_dump`` is a Python frame around its serialiser's ``to_python`` passing fifteen
+    # keywords (its own defaults, the serialiser's too): the serialiser is called directly, the
+    # same dump (``tests/domain/test_domain_versioning.py`` compares them; issue #20).
     if not kept:
-        return value.model_dump(mode="json", exclude=exclude or None)
-    partial = value.model_dump(mode="json", exclude=exclude | kept.keys())
+        return cls.__pydantic_serializer__.to_python(value, mode="json", exclude=exclude or None)
+    partial = cls.__pydantic_serializer__.to_python(
+        value, mode="json", exclude=exclude | kept.keys()
+    )
+    # The fields in declared order (a template copied), then the two dumps put in: the keys
+    # are in the template's order, and a key the template has not (a computed field) comes
+    # last, as in a dump; no Python loop over the fields (issue #20). Every field not
+    # excluded is in one of the two dumps, unless the model's dump leaves some out: then the
+    # template would hold a key neither gave, and the dict is put together field by field.
+    order = _ORDERS.get((cls, exclude))
+    if order is None:
+        order = _order(cls, exclude)
+    whole = order.copy()
+    whole.update(partial)
+    whole.update(kept)
+    if len(whole) == len(partial) + len(kept):
+        return whole
     whole = {}
     for name in _FIELD_NAMES.get(cls) or field_names(cls):
         if name in kept:
@@ -126,6 +145,21 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     return whole
 
 
+def _order(cls: type[BaseModel], exclude: frozenset[str]) -> dict[str, None]:
+    """``cls``'s fields but ``exclude`` in declared order, as a dict's keys (kept per class and
+    ``exclude``: ``record`` excludes one set per version class)."""
+    if len(_ORDERS) >= _ORDERS_KEPT:
+        _ORDERS.clear()
+    found = _ORDERS[cls, exclude] = dict.fromkeys(
+        name for name in (_FIELD_NAMES.get(cls) or field_names(cls)) if name not in exclude
+    )
+    return found
+
+
+_ORDERS: dict[tuple[type[BaseModel], frozenset[str]], dict[str, None]] = {}
+_ORDERS_KEPT = 256
+
+
 def dumped(value: BaseModel) -> dict[str, Any]:
     """``value.model_dump(mode="json")`` of a frozen value, made once per object (kept beside
     the object, so its id cannot name another meanwhile; at most ``_DUMPED_KEPT``). Not to be
@@ -133,7 +167,7 @@ def dumped(value: BaseModel) -> dict[str, Any]:
     known = _DUMPED.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
-    found = value.model_dump(mode="json")
+    found = type(value).__pydantic_serializer__.to_python(value, mode="json")
     if len(_DUMPED) >= _DUMPED_KEPT:
         _DUMPED.clear()
         _KEPT_DUMPS.clear()
@@ -231,13 +265,16 @@ def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
     if dumped is None:
         return version.model_dump(mode="json")
     found = dump(version, frozenset((changes, snapshot)))
-    # A change's values are JSON already (the dumps diff compared), as its dump would give them.
-    found[changes] = [
-        {"field": change.field, "before": change.before, "after": change.after}
-        for change in getattr(version, changes)
-    ]
+    # A change's values are JSON already (the dumps diff compared), as its dump would give them:
+    # its dump is its own ``__dict__`` (a field change's three fields, in order, and nothing
+    # else: no extra values, no cached properties), shared like the dumps (not to be changed)
+    # instead of a dict built per change (issue #20; the tests compare records with dumps).
+    found[changes] = list(map(_FIELDS_OF, getattr(version, changes)))
     found[snapshot] = dumped
     return found
+
+
+_FIELDS_OF = attrgetter("__dict__")
 
 
 _RECENT = 16

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import BaseModel, JsonValue, ValidationError
+from pydantic import BaseModel, Field, JsonValue, ValidationError, computed_field
 
 from medloop.domain import versioning
 from medloop.domain._model import Frozen
@@ -329,3 +329,84 @@ def test_a_kept_dump_is_shared_only_while_it_is_kept(monkeypatch: pytest.MonkeyP
     versioning._DUMPED.clear()
     versioning._KEPT_DUMPS.clear()
     assert versioning._change("author", None, kept) is not versioning._change("author", None, kept)
+
+
+class _Part(Frozen):
+    n: int
+
+
+class _LeavesOneOut(Frozen):
+    shared: _Part | None = None
+    hidden: int = Field(default=0, exclude=True)
+    shown: str = "x"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def doubled(self) -> str:
+        return self.shown * 2
+
+
+class _Whole(Frozen):
+    first: int = 1
+    shared: _Part | None = None
+    last: str = "z"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def after(self) -> str:
+        return self.last + "!"
+
+
+versioning.share_dumps(_LeavesOneOut, "shared")
+versioning.share_dumps(_Whole, "shared")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _LeavesOneOut(shared=_Part(n=1), hidden=3),
+        _LeavesOneOut(),
+        _Whole(shared=_Part(n=2)),
+        _Whole(),
+    ],
+)
+@pytest.mark.parametrize(
+    "exclude", [frozenset(), frozenset({"last"}), frozenset({"first", "shown"})]
+)
+def test_a_dump_put_together_from_its_template_is_the_models_own_dump(
+    value: BaseModel, exclude: frozenset[str]
+) -> None:
+    # The template of the fields in order (``versioning._ORDERS``) gives the model's own dump,
+    # key for key, computed fields last; a model whose dump leaves a field out (``hidden``)
+    # is put together field by field.
+    for _ in range(2):  # the template made, then the template kept
+        made = versioning.dump(value, exclude)
+        own = value.model_dump(mode="json", exclude=exclude or None)
+        assert made == own
+        assert list(made) == list(own)
+
+
+def test_the_serialisers_to_python_is_model_dump_in_this_pydantic() -> None:
+    # ``versioning.dump`` and ``dumped`` call ``__pydantic_serializer__.to_python`` (what
+    # ``model_dump`` calls with its defaults, pydantic 2.14): the same dicts, key for key.
+    for value in _values():
+        serializer = type(value).__pydantic_serializer__
+        for exclude in (None, {"diff"} & set(type(value).model_fields) or None):
+            own = value.model_dump(mode="json", exclude=exclude)
+            assert orjson.dumps(serializer.to_python(value, mode="json", exclude=exclude)) == (
+                orjson.dumps(own)
+            )
+
+
+def test_a_records_changes_are_each_changes_fields_in_order() -> None:
+    # ``record`` gives each change's own ``__dict__`` as its dump: the three fields in order,
+    # equal to the change's dump, made or validated.
+    for value in _values():
+        if isinstance(value, (EntryVersion, PrescriptionVersion)):
+            snapshot = "entry" if isinstance(value, EntryVersion) else "prescription"
+            versioning.diff(None, getattr(value, snapshot), ())  # its dump recalled
+            got = record(value, "diff", snapshot)["diff"]
+            assert got == [change.model_dump(mode="json") for change in value.diff]
+            assert all(list(item) == ["field", "before", "after"] for item in got)
+    validated = FieldChange.model_validate({"field": "a", "before": None, "after": [1]})
+    assert list(vars(validated)) == ["field", "before", "after"]

@@ -125,3 +125,31 @@ def test_duplicate_entry_ids_and_unknown_proposed_ids_are_refused() -> None:
 def test_empty_list_gives_no_alerts() -> None:
     medications: list[Medication] = []
     assert check(knowledge(), medications) == []
+
+
+def test_an_alerts_kept_key_is_the_one_its_parts_give() -> None:
+    # ``Alert.key`` is kept per alert object (``interactions.alerts._KEYS``): read again it is
+    # the same text, an equal alert made anew gets its own, and a copy with other entries
+    # gets the key of its own entries.
+    from interactions import alerts as alerts_module
+
+    for alert in everything():
+        expected = f"{alert.kind}/{alert.detail.record}/{','.join(sorted(alert.medications))}"
+        assert alert.key == expected
+        assert alert.key is alert.key
+        assert alerts_module._KEYS[id(alert)] == (alert, expected)
+        again = Alert.model_validate(alert.model_dump(mode="json"))
+        assert again.key == expected
+        other = alert.model_copy(update={"medications": ("zz",)})
+        assert other.key == f"{alert.kind}/{alert.detail.record}/zz"
+        assert alert.key == expected
+
+
+def test_kept_alert_keys_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from interactions import alerts as alerts_module
+
+    monkeypatch.setattr(alerts_module, "_KEYS_KEPT", 2)
+    monkeypatch.setattr(alerts_module, "_KEYS", {})
+    keys = [alert.key for alert in everything()]
+    assert len(alerts_module._KEYS) <= 2
+    assert keys == [alert.key for alert in everything()]
