@@ -46,12 +46,18 @@ to (:func:`_observed`: they are dispatched as before).
 
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import Any
 
 from psycopg import pq
 from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool.base import _ConnectionFairy, _finalize_fairy, reset_commit
+from sqlalchemy.util import safe_reraise
 
+from medloop.store.db import _probe_idle_connection
 from medloop.store.transaction import _MEMO, transaction_memo
 
 
@@ -97,7 +103,7 @@ class Light:
         self.engine = engine
         self.dialect = dialect = engine.dialect
         try:
-            self._fairy = engine.raw_connection()
+            self._fairy = checkout(engine)
         except dialect.loaded_dbapi.Error as error:
             Connection._handle_dbapi_exception_noconnection(error, dialect, engine)
             raise
@@ -198,7 +204,7 @@ class Light:
                 # Back to the pool as ``Connection.close`` returns one whose transaction it
                 # ended itself: the pool's reset (its event included) knows there is nothing
                 # to roll back, and does not ask psycopg again.
-                fairy._close_special(transaction_reset=True)
+                checkin(fairy)
             else:
                 fairy.close()  # the pool's reset rolls back
 
@@ -235,3 +241,149 @@ class Light:
                         self.engine.pool._invalidate(fairy, error)
                     if fairy.dbapi_connection is not None:
                         fairy.invalidate(error)
+
+
+# -- the pool's checkout and return, lean ---------------------------------------------------------
+#
+# ``engine.raw_connection()`` and ``fairy._close_special(transaction_reset=True)`` cost an empty
+# transaction ~74 000 instructions (bench/RESULTS.md, #20, sessions 12 and 13): the queue's get
+# and put through its ``Condition`` methods, ``_ConnectionRecord.checkout``, the fairy's
+# ``weakref.finalize`` (made and detached), the checkout event's dispatch, ``_finalize_fairy``
+# and ``_reset``. For a ``QueuePool`` with a connection waiting in it, nobody listening to its
+# checkout (but ``db._probe_idle_connection``), reset or checkin events, no pre-ping and no debug
+# logging, :func:`checkout` and :func:`checkin` do the same steps on the pool's own objects
+# directly; anything else (an empty queue: overflow, waiting, the timeout; a probe that refuses
+# the connection; a transaction to roll back; a listener) goes through SQLAlchemy's own code,
+# which the fairy made here is a full member of (tests/store/test_light_pool.py).
+
+_DEBUG = logging.DEBUG
+
+
+class _NoFinalizer:
+    """The fairy's ``_finalizer`` when :func:`checkout` made it: the garbage collector's net is
+    the record's weak reference to the fairy instead (:func:`_lost`), so there is nothing to
+    detach."""
+
+    __slots__ = ()
+
+    def detach(self) -> None:
+        return None
+
+
+_NO_FINALIZER = _NoFinalizer()
+_LOST = "_medloop_lost"
+
+
+def _lean_pool(pool: Any) -> bool:
+    """May :func:`checkout` and :func:`checkin` do the pool's work themselves?"""
+    if type(pool) is not QueuePool or pool._pre_ping or pool._dialect.is_async:
+        return False
+    dispatch = pool.dispatch
+    checkout = dispatch.checkout
+    listeners = checkout.listeners
+    return (
+        not checkout.parent_listeners
+        and (not listeners or (len(listeners) == 1 and listeners[0] is _probe_idle_connection))
+        and not pool.logger.isEnabledFor(_DEBUG)
+    )
+
+
+def checkout(engine: Engine) -> Any:
+    """``engine.raw_connection()``: a pooled connection (a ``_ConnectionFairy``), taken from
+    the pool's queue here when :func:`_lean_pool` allows and one is waiting in it."""
+    pool = engine.pool
+    if not _lean_pool(pool):
+        return pool.connect()
+    queue = pool._pool
+    with queue.mutex:
+        waiting = queue.queue
+        if not waiting:
+            record = None
+        else:
+            record = waiting.pop() if queue.use_lifo else waiting.popleft()
+            if queue.not_full._waiters:
+                queue.not_full.notify()
+    if record is None:  # none waiting: the pool's overflow, wait and timeout
+        return pool.connect()
+    # ``_ConnectionRecord.checkout``: connected afresh when invalidated or to be recycled.
+    try:
+        dbapi_connection = record.get_connection()
+    except BaseException as error:
+        with safe_reraise():
+            record._checkin_failed(error, _fairy_was_created=False)
+        raise
+    fairy = _ConnectionFairy.__new__(_ConnectionFairy)
+    fairy._pool = pool
+    fairy._counter = 1
+    fairy.dbapi_connection = dbapi_connection
+    fairy._connection_record = record
+    fairy._echo = False
+    fairy._finalizer = _NO_FINALIZER
+    lost = record.__dict__.get(_LOST)
+    if lost is None:
+        lost = record.__dict__[_LOST] = _lost(record, pool)
+    record.fairy_ref = weakref.ref(fairy, lost)
+    record.fresh = False
+    if pool.dispatch.checkout.listeners:
+        try:
+            _probe_idle_connection(dbapi_connection, record, fairy)
+        except BaseException:
+            # Refused (or failed): the pool's own checkout runs the probe again and handles
+            # it as ever (a dead connection invalidated and replaced, or the record returned
+            # and the error raised).
+            fairy._counter = 0
+            return _ConnectionFairy._checkout(pool, fairy=fairy)
+    return fairy
+
+
+def _lost(record: Any, pool: Any) -> Any:
+    """The callback of a record's weak reference to a fairy :func:`checkout` made: when that
+    fairy is collected while still checked out, the pool's garbage-collection cleanup (what the
+    fairy's ``weakref.finalize`` does for one the pool made: reset, then return the record)."""
+
+    def lost(reference: Any) -> None:
+        if record.fairy_ref is reference:
+            _finalize_fairy(None, record, pool, False, is_gc_cleanup=True)
+
+    return lost
+
+
+def checkin(fairy: Any) -> None:
+    """``fairy._close_special(transaction_reset=True)``: back to its pool, whose reset knows
+    there is nothing to roll back; put back into the pool's queue here when nobody listens to
+    the pool's reset or checkin and the pool would do nothing else."""
+    pool = fairy._pool
+    record = fairy._connection_record
+    dispatch = pool.dispatch
+    reset, returned = dispatch.reset, dispatch.checkin
+    if (
+        fairy._counter != 1
+        or record is None
+        or record.fairy_ref is None
+        or record.finalize_callback
+        or fairy._echo
+        or type(pool) is not QueuePool
+        or pool._reset_on_return is reset_commit
+        or reset.listeners
+        or reset.parent_listeners
+        or returned.listeners
+        or returned.parent_listeners
+    ):
+        fairy._close_special(transaction_reset=True)
+        return
+    # ``_finalize_fairy`` with the transaction reset and no reset listener: the record's
+    # ``checkin``, then the fairy let go of.
+    fairy._counter = 0
+    fairy.dbapi_connection = None
+    fairy._connection_record = None
+    record.fairy_ref = None
+    queue = pool._pool
+    with queue.mutex:
+        waiting = queue.queue
+        full = 0 < queue.maxsize <= len(waiting)
+        if not full:
+            waiting.append(record)
+            if queue.not_empty._waiters:
+                queue.not_empty.notify()
+    if full:  # an overflow connection: closed
+        pool._do_return_conn(record)
