@@ -65,7 +65,9 @@ def begin(engine: Engine) -> Any:
     """A context manager giving a connection in a new transaction on ``engine`` (committed when
     the block ends normally, rolled back when it raises), as ``engine.begin()`` does: a
     :class:`Light` one on PostgreSQL, ``engine.begin()``'s own otherwise."""
-    if engine.dialect.name != "postgresql" or engine._should_log_info() or _observed(engine):
+    if engine.dialect.name != "postgresql" or engine._should_log_info():
+        return engine.begin()
+    if (engine._has_events or Connection._has_events) and _observed(engine):
         return engine.begin()
     return Light(engine)
 
@@ -74,7 +76,8 @@ def _observed(engine: Engine) -> bool:
     """Does anyone listen to the events a ``Connection`` dispatches around a transaction
     (its connect, begin, commit, rollback)? Then the transaction takes ``engine.begin()``, so
     that they are dispatched as ever. medloop's engines have no such listeners
-    (``store.batch`` hooks the dialect, ``db`` the pool); tests and tools may add some."""
+    (``store.batch`` hooks the dialect, ``db`` the pool); tests and tools may add some.
+    (:func:`begin` asks only when the first test here is true.)"""
     if not (engine._has_events or Connection._has_events):
         return False
     dispatch = engine.dispatch
@@ -243,7 +246,7 @@ class Light:
                         fairy.invalidate(error)
 
 
-# -- the pool's checkout and return, lean ---------------------------------------------------------
+# -- the pool's checkout and return, lean --------------------------------------------------------
 #
 # ``engine.raw_connection()`` and ``fairy._close_special(transaction_reset=True)`` cost an empty
 # transaction ~74 000 instructions (bench/RESULTS.md, #20, sessions 12 and 13): the queue's get
@@ -274,25 +277,21 @@ _NO_FINALIZER = _NoFinalizer()
 _LOST = "_medloop_lost"
 
 
-def _lean_pool(pool: Any) -> bool:
-    """May :func:`checkout` and :func:`checkin` do the pool's work themselves?"""
-    if type(pool) is not QueuePool or pool._pre_ping or pool._dialect.is_async:
-        return False
-    dispatch = pool.dispatch
-    checkout = dispatch.checkout
-    listeners = checkout.listeners
-    return (
-        not checkout.parent_listeners
-        and (not listeners or (len(listeners) == 1 and listeners[0] is _probe_idle_connection))
-        and not pool.logger.isEnabledFor(_DEBUG)
-    )
-
-
 def checkout(engine: Engine) -> Any:
     """``engine.raw_connection()``: a pooled connection (a ``_ConnectionFairy``), taken from
-    the pool's queue here when :func:`_lean_pool` allows and one is waiting in it."""
+    the pool's queue here when the pool allows (below) and one is waiting in it."""
     pool = engine.pool
-    if not _lean_pool(pool):
+    # The preconditions: SQLAlchemy's own pool, no pre-ping, no listener to its checkout but
+    # the probe, no debug logging (``pool._should_log_debug()``).
+    if type(pool) is not QueuePool or pool._pre_ping or pool._dialect.is_async:
+        return pool.connect()
+    checkout = pool.dispatch.checkout
+    listeners = checkout.listeners
+    if (
+        checkout.parent_listeners
+        or (listeners and (len(listeners) != 1 or listeners[0] is not _probe_idle_connection))
+        or pool.logger.isEnabledFor(_DEBUG)
+    ):
         return pool.connect()
     queue = pool._pool
     with queue.mutex:
@@ -324,7 +323,7 @@ def checkout(engine: Engine) -> Any:
         lost = record.__dict__[_LOST] = _lost(record, pool)
     record.fairy_ref = weakref.ref(fairy, lost)
     record.fresh = False
-    if pool.dispatch.checkout.listeners:
+    if listeners:
         try:
             _probe_idle_connection(dbapi_connection, record, fairy)
         except BaseException:

@@ -22,7 +22,7 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.pool import base as pool_base
 from sqlalchemy.util import queue as sqla_queue
 
-from medloop.store import batch, light, postgres
+from medloop.store import batch, db, light, postgres
 from medloop.store.db import _probe_idle_connection, writer
 from tests.store.helpers import scratch_engine
 
@@ -311,3 +311,19 @@ def test_debug_logging_of_the_pool_takes_the_pools_own_path(pg, caplog):
         with light.begin(writer(pg)) as conn:
             assert not lean(conn._fairy)
     assert any("checked out from pool" in r.getMessage() for r in caplog.records)
+
+
+def test_the_probe_keeps_one_poll_object_per_connection_and_makes_a_new_one_for_a_new(pg):
+    with light.begin(writer(pg)) as conn:
+        record = conn._fairy._connection_record
+        driver = conn.connection.dbapi_connection
+        kept = record.info[db._POLLER]
+        assert kept[0] is driver
+    with pytest.raises(sa_exc.PendingRollbackError):  # as ``Connection`` ends one
+        with light.begin(writer(pg)) as conn:
+            assert conn._fairy._connection_record is record
+            assert record.info[db._POLLER] is kept  # the same poll object, not made again
+            conn.invalidate()  # the record connects afresh at its next checkout, info cleared
+    with light.begin(writer(pg)) as conn:
+        assert conn._fairy._connection_record is record
+        assert record.info[db._POLLER][0] is conn.connection.dbapi_connection is not driver
