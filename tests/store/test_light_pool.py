@@ -327,3 +327,18 @@ def test_the_probe_keeps_one_poll_object_per_connection_and_makes_a_new_one_for_
     with light.begin(writer(pg)) as conn:
         assert conn._fairy._connection_record is record
         assert record.info[db._POLLER][0] is conn.connection.dbapi_connection is not driver
+
+
+def test_a_connection_the_pool_made_is_returned_lean_with_its_finalizer_detached(postgres_url):
+    engine = small_engine(postgres_url, pool_size=2, max_overflow=0)
+    try:
+        with light.begin(engine) as conn:  # the queue is empty: the pool's own checkout
+            fairy = conn._fairy
+            assert not lean(fairy) and fairy._finalizer.alive
+        assert not fairy._finalizer.alive and fairy.dbapi_connection is None
+        assert state(engine.pool) == (1, 0, -1)
+        with light.begin(engine) as conn:
+            assert lean(conn._fairy)
+        assert state(engine.pool) == (1, 0, -1)
+    finally:
+        engine.dispose()
