@@ -73,6 +73,9 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+_POLLER = "medloop_idle_poller"
+
+
 def _probe_idle_connection(dbapi_connection, _record, _proxy) -> None:
     """Refuse a pooled PostgreSQL connection that is already dead, without a round trip.
 
@@ -86,16 +89,23 @@ def _probe_idle_connection(dbapi_connection, _record, _proxy) -> None:
     A backend that dies after this check fails the request's first statement instead:
     ``is_disconnect`` errors then answer 503 (``medloop.api.problems``) and safe reads are
     retried once (``retry_read``).
+
+    The ``poll`` object is made once per connection (kept in the pool record's info, which the
+    pool clears when it connects afresh; made again for another connection).
     """
     if dbapi_connection.closed or getattr(dbapi_connection, "broken", False):
         raise exc.DisconnectionError("the pooled connection is closed")
-    try:
-        fd = dbapi_connection.fileno()
-    except Exception as error:  # psycopg: the connection has no socket any more
-        raise exc.DisconnectionError(f"the pooled connection has no socket: {error}") from error
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLPRI)
-    if poller.poll(0):
+    info = _record.info
+    found = info.get(_POLLER)
+    if found is None or found[0] is not dbapi_connection:
+        try:
+            fd = dbapi_connection.fileno()
+        except Exception as error:  # psycopg: the connection has no socket any more
+            raise exc.DisconnectionError(f"the pooled connection has no socket: {error}") from error
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        found = info[_POLLER] = (dbapi_connection, poller)
+    if found[1].poll(0):
         # Readable while idle: the server closed it (or sent something nobody asked for,
         # a notice or a parameter change; a fresh connection costs less than finding out).
         raise exc.DisconnectionError("the server closed the pooled connection")
