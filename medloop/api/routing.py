@@ -268,7 +268,10 @@ def dispatching(route: Callable[..., Any]) -> Callable[..., Any]:
 
     async def endpoint(**values: Any) -> Any:
         request: Request = values[own] if own else values.pop(_REQUEST)
-        threads = request.app.state.route_limiter
+        try:
+            threads = request.app.state["route_limiter"]  # State's item access (api.hot)
+        except KeyError:
+            threads = request.app.state.route_limiter  # the same AttributeError as ever
         work = functools.partial(route, **values)
         if request.method in _SAFE_METHODS:
             # A read whose database connection died under it runs once more on a fresh one.

@@ -49,12 +49,26 @@ logger = logging.getLogger("uvicorn.error")
 
 
 class CoalescingTransport:
-    """A transport whose ``write``s of one event-loop turn become one write of the real one."""
+    """A transport whose ``write``s of one event-loop turn become one write of the real one.
+
+    Every other method of an asyncio transport (``_DELEGATED``: all of ``asyncio.Transport``'s
+    public ones, which are all of uvloop's transports' public attributes) is the real
+    transport's own bound method, kept on this object when it is made. Until session 13 a
+    ``__getattr__`` handed them on: a class with ``__getattr__`` has every attribute look-up
+    on its objects go through the slow, unspecialised path (``slot_tp_getattr_hook``), and
+    uvicorn, FlowControl and ``write`` itself look up ~16 a request (~20 k instructions of the
+    event loop's ~490 k a prescribe, issue #20). What the real transport lacks is missing here
+    too (``AttributeError`` as before); its private attributes are not reached through this
+    (uvicorn reads none)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        for name in _DELEGATED:
+            found = getattr(transport, name, _MISSING)
+            if found is not _MISSING:
+                setattr(self, name, found)
 
     def write(self, data: bytes) -> None:
         if not self._pending:
@@ -72,8 +86,25 @@ class CoalescingTransport:
         self._flush()
         self._transport.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+
+_DELEGATED = (
+    "abort",
+    "can_write_eof",
+    "get_extra_info",
+    "get_protocol",
+    "get_write_buffer_limits",
+    "get_write_buffer_size",
+    "is_closing",
+    "is_reading",
+    "pause_reading",
+    "resume_reading",
+    "set_protocol",
+    "set_write_buffer_limits",
+    "write_eof",
+    "writelines",
+)
+"""``asyncio.Transport``'s public methods but ``write`` and ``close``: the real transport's."""
+_MISSING = object()
 
 
 class HttpProtocol(HttpToolsProtocol):

@@ -324,3 +324,69 @@ def test_one_request_at_a_time_keeps_one_route_thread():
 
     asyncio.run(scenario())
     assert len(seen) == 1
+
+
+def test_the_app_state_read_by_item_is_the_attribute_and_a_missing_one_raises_as_before():
+    """``deps.api_state``, ``BearerCaller``'s request id and the dispatching endpoint read
+    Starlette's ``State`` by item (``State.__getitem__``: its own dict) instead of through its
+    ``__getattr__``: the same values, and when one is missing the same ``AttributeError`` as
+    the attribute's."""
+    from starlette.datastructures import State
+
+    from medloop.api import deps
+
+    state = State({"api": "the api", "route_limiter": None})
+    assert state["api"] == state.api == "the api"
+    assert state["route_limiter"] is state.route_limiter is None
+
+    class App:
+        def __init__(self, values: dict) -> None:
+            self.state = State(values)
+
+    def request_of(values: dict, scope_state: dict | None) -> Request:
+        scope = {"type": "http", "method": "GET", "headers": [], "app": App(values)}
+        if scope_state is not None:
+            scope["state"] = scope_state
+        return Request(scope)
+
+    assert deps.api_state(request_of({"api": "the api"}, {})) == "the api"
+    with pytest.raises(AttributeError) as missing:
+        deps.api_state(request_of({}, {}))
+    with pytest.raises(AttributeError) as as_ever:
+        _ = State({}).api
+    assert str(missing.value) == str(as_ever.value)
+
+    class Api:
+        def clock(self) -> str:
+            return "now"
+
+    from medloop.api.limits import PRINCIPAL
+
+    api = Api()
+    known = {PRINCIPAL: "someone", "request_id": "r-1"}
+    caller = asyncio.run(deps.caller(request_of({"api": api}, known)))
+    assert (caller.state, caller.principal, caller.request_id, caller.at) == (
+        api,
+        "someone",
+        "r-1",
+        "now",
+    )
+    with pytest.raises(AttributeError) as missing:
+        asyncio.run(deps.caller(request_of({"api": api}, {PRINCIPAL: "someone"})))
+    with pytest.raises(AttributeError) as as_ever:
+        _ = State({}).request_id
+    assert str(missing.value) == str(as_ever.value)
+
+    from medloop.api import routing
+
+    def route() -> str:
+        return "ran"
+
+    endpoint = dispatching(route)
+    limiter = {"route_limiter": None}
+    assert asyncio.run(endpoint(**{routing._REQUEST: request_of(limiter, {})})) == "ran"
+    with pytest.raises(AttributeError) as missing:
+        asyncio.run(endpoint(**{routing._REQUEST: request_of({}, {})}))
+    with pytest.raises(AttributeError) as as_ever:
+        _ = State({}).route_limiter
+    assert str(missing.value) == str(as_ever.value)

@@ -458,3 +458,45 @@ def test_without_a_census_answer_the_heap_is_thawed_as_before(monkeypatch):
     finally:
         gc.unfreeze()
         gc.collect()
+
+
+def test_the_coalescing_transport_hands_on_every_public_method_of_the_real_one():
+    """Every public attribute of an asyncio transport and of uvloop's TCP and Unix transports
+    is reachable through ``CoalescingTransport``: ``write`` and ``close`` its own, the rest
+    the real transport's own bound methods; and its class has no ``__getattr__`` (which would
+    send every attribute look-up on it down the slow path)."""
+    import asyncio
+    import socket
+
+    import uvloop
+
+    from medloop.api import server
+
+    def public(kind: type) -> set[str]:
+        return {name for name in dir(kind) if not name.startswith("_")}
+
+    wanted = public(asyncio.Transport)
+    wanted |= public(uvloop.loop.TCPTransport) | public(uvloop.loop.UnixTransport)
+    assert wanted == set(server._DELEGATED) | {"write", "close"}
+    assert not hasattr(server.CoalescingTransport, "__getattr__")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        real, _ = await loop.create_connection(asyncio.Protocol, sock=ours)
+        try:
+            transport = server.CoalescingTransport(real, loop)  # type: ignore[arg-type]
+            for name in server._DELEGATED:
+                assert getattr(transport, name) == getattr(real, name), name
+            assert transport.is_closing() is False
+            assert transport.get_extra_info("socket") is not None
+            transport.write(b"a")
+            transport.write(b"b")
+            await asyncio.sleep(0)
+            assert theirs.recv(10) == b"ab"
+            transport.close()
+            assert real.is_closing()
+        finally:
+            theirs.close()
+
+    uvloop.run(scenario())

@@ -375,3 +375,30 @@ def test_the_timestamp_is_datetime_s_iso_text_of_the_clock_floored_to_microsecon
         epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
         expected = (epoch + datetime.timedelta(microseconds=ns // 1000)).isoformat()
         assert logs._timestamp() == expected.replace("+00:00", "Z"), ns
+
+
+def test_a_text_is_searched_for_eleven_digits_only_when_it_may_hold_them():
+    """``_str_text`` asks ``_ELEVEN_DIGITS`` only when an ASCII text has eleven ASCII digits in a
+    row, or is not ASCII: its answer is the redaction's for every text (runs of 10, 11 and 12
+    digits, at either end, between letters and hyphens, Unicode digits, request ids)."""
+    import random
+
+    rng = random.Random(20)
+    pieces = ["0", "7", "9", "a", "F", "-", " ", "\u0663", "\u00e6", "\u00b2", '"', "\\"]
+    texts = ["", "12345678901", "123456789012", "1234567890", "a12345678901", "12345678901b"]
+    texts += ["7eb3ff93-62d8-4cc9-8237-88f8a04420e6", "12345678-1234-4234-8234-a12345678901"]
+    texts += ["\u0661" * 11, "1" * 5 + "\u0662" * 6, "x" + "9" * 11 + "\u00e6"]
+    for _ in range(4000):
+        run = "".join(rng.choice("0123456789") for _ in range(rng.choice((9, 10, 11, 12, 13))))
+        parts = [rng.choice(pieces) for _ in range(rng.randrange(8))]
+        parts.insert(rng.randrange(len(parts) + 1), run)
+        texts.append("".join(parts))
+    texts += [str(uuid) for uuid in (__import__("uuid").uuid4() for _ in range(2000))]
+    redacted = 0
+    for text_ in texts:
+        expected = text_
+        if logs._ELEVEN_DIGITS.search(text_) is not None:
+            expected = logs._ELEVEN_DIGITS.sub(logs.REDACTED, text_)
+            redacted += 1
+        assert logs._str_text(text_) == json.dumps(expected), text_
+    assert redacted > 500  # the runs of exactly eleven digits were found
