@@ -10,9 +10,11 @@ from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
 from interactions.values import Day, SmallCount
-from medloop.domain._model import Frozen, id_text
+from medloop.domain._model import Frozen, constructed, id_text
+from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
+from medloop.domain.personnel import Actor
 from medloop.domain.prescribing import renew as renew_prescription
 from medloop.domain.prescription import PrescribedQuantity, PrescriptionRequest, issue
 from medloop.loop.catalogue import DrugOrder
@@ -66,7 +68,9 @@ def prescribe(
         call,
         prescribe_decision(order, call),
         based_on=based_on,
-        request=order.model_dump(mode="json"),
+        # ``model_dump(mode="json")``: its serialiser's ``to_python`` with the same defaults,
+        # without ``model_dump``'s Python frame (issue #20; ``tests/loop/test_prescribe_built.py``).
+        request=order.__pydantic_serializer__.to_python(order, mode="json"),
     )
 
 
@@ -77,9 +81,21 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
     def decide(ctx: Context) -> Effect:
         drug = ctx.catalogue.resolve(order.drug)
         terms = order.terms
-        new_list, change = ctx.state.medication_list.apply(
-            AddEntry(
-                author=call.actor,
+        actor = call.actor
+        fast = (
+            type(order) is PrescribeOrder
+            and type(terms) is PrescriptionTerms
+            and type(call) is Call
+            and type(actor) is Actor
+            and type(drug) is CatalogueDrug
+        )
+        if fast:
+            # Every part is a validated value of the command's own field type (a validated
+            # order's and call's, the catalogue's resolved drug): the list command is built
+            # without validating them again (issue #20; ``tests/loop/test_prescribe_built.py``).
+            add = constructed(
+                AddEntry,
+                author=actor,
                 at=call.at,
                 reason=call.reason,
                 entry_id=order.entry_id,
@@ -90,22 +106,47 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
                 start=order.start,
                 stop=order.stop,
                 multidose=order.multidose,
-                prescriber=call.actor,
-                instituted_by=call.actor,
+                prescriber=actor,
+                instituted_by=actor,
                 prescription_ids=(terms.prescription_id,),
             )
-        )
-        # ``_request(…)`` written out (a Python call saved a prescribe).
-        request = PrescriptionRequest(
-            id=terms.prescription_id,
-            issued=call.at.date(),
-            quantity=terms.quantity,
-            repeats=terms.repeats,
-            reserved_against_substitution=terms.reserved_against_substitution,
-            reimbursed=terms.reimbursed,
-            expires=terms.expires,
-            product_validity=ctx.catalogue.validity_of(drug),
-        )
+        else:
+            add = AddEntry(
+                author=actor,
+                at=call.at,
+                reason=call.reason,
+                entry_id=order.entry_id,
+                drug=drug,
+                dosage=order.dosage,
+                use=order.use,
+                indication=order.indication,
+                start=order.start,
+                stop=order.stop,
+                multidose=order.multidose,
+                prescriber=actor,
+                instituted_by=actor,
+                prescription_ids=(terms.prescription_id,),
+            )
+        new_list, change = ctx.state.medication_list.apply(add)
+        validity = ctx.catalogue.validity_of(drug)
+        if fast and validity in _VALIDITIES_CHECKED:
+            # The terms are a validated order's; the product validities, which come from the
+            # catalogue unvalidated, are a tuple validation accepted before: the request is
+            # built without validating them again (issue #20).
+            request = constructed(
+                PrescriptionRequest,
+                id=terms.prescription_id,
+                issued=call.at.date(),
+                quantity=terms.quantity,
+                repeats=terms.repeats,
+                reserved_against_substitution=terms.reserved_against_substitution,
+                reimbursed=terms.reimbursed,
+                expires=terms.expires,
+                product_validity=validity,
+            )
+        else:
+            request = _request(terms, call.at.date(), validity)
+            _checked(validity)
         prescription, version = issue(
             new_list.entry(order.entry_id), new_list.patient_id, request, at=call.at, by=call.actor
         )
@@ -144,7 +185,9 @@ def renew(
         call,
         renew_decision(patient_id, order, call),
         based_on=based_on,
-        request=order.model_dump(mode="json"),
+        # ``model_dump(mode="json")``: its serialiser's ``to_python`` with the same defaults,
+        # without ``model_dump``'s Python frame (issue #20; ``tests/loop/test_prescribe_built.py``).
+        request=order.__pydantic_serializer__.to_python(order, mode="json"),
     )
 
 
@@ -202,3 +245,18 @@ def _request(
         expires=terms.expires,
         product_validity=product_validity,
     )
+
+
+_VALIDITIES_CHECKED: set[tuple[str, ...]] = set()
+"""Product validities a ``PrescriptionRequest`` has validated (at most ``_VALIDITIES_KEPT``):
+a request with one of them is built without validating it again."""
+_VALIDITIES_KEPT = 1_024
+
+
+def _checked(validity: tuple[str, ...]) -> None:
+    """Remember ``validity``, which a ``PrescriptionRequest`` has just accepted, when it is a
+    tuple of plain strings (what validating it gives, equal item for item)."""
+    if type(validity) is tuple and all(type(item) is str for item in validity):
+        if len(_VALIDITIES_CHECKED) >= _VALIDITIES_KEPT:
+            _VALIDITIES_CHECKED.clear()
+        _VALIDITIES_CHECKED.add(validity)

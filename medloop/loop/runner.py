@@ -382,8 +382,10 @@ def _decide_and_store(
     if alerts:
         _refuse_without_override(alerts, call.overrides)
     version = current if effect.list_change is None else effect.list_change.list_version
-    # Each alert dumped once, for the response and for its stored row (the same JSON).
-    dumped = [a.model_dump(mode="json") for a in alerts] if alerts else []
+    # Each alert dumped once, for the response and for its stored row (the same JSON): its
+    # serialiser's ``to_python``, what ``model_dump(mode="json")`` calls with the same defaults,
+    # without that Python frame (issue #20; ``tests/loop/test_prescribe_built.py``).
+    dumped = [a.__pydantic_serializer__.to_python(a, mode="json") for a in alerts] if alerts else []
     handled, stored_alerts = _store(
         conn, action, patient_id, call, effect, alerts, dumped, version, state
     )
