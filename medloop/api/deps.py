@@ -182,7 +182,7 @@ class BearerCaller(HTTPBearer):
         # A request with a body was authenticated before it was read (medloop.api.limits).
         principal = request.scope.get("state", {}).get(PRINCIPAL)
         if principal is None:
-            scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+            scheme, _, token = (_authorization(request) or "").partition(" ")
             token = token.strip()
             if scheme.lower() != "bearer" or not token:
                 raise Unauthenticated("a bearer token is required")
@@ -193,6 +193,21 @@ class BearerCaller(HTTPBearer):
         except KeyError:
             request_id = request.state.request_id  # the same AttributeError as ever
         return Caller(state, principal, request_id, state.clock())
+
+
+def _authorization(request: Request) -> str | None:
+    """``request.headers.get("authorization")``: Starlette's ``Headers`` over the scope's list
+    answers the first pair named ``b"authorization"`` (the server gives names in lower case),
+    its value decoded as latin-1. Read from that list directly when it is one: no ``Headers``
+    (nor its copy of the list, nor ``Mapping.get``'s frames) made once a list read (issue
+    #20); anything else goes through ``request.headers`` as before."""
+    headers = request.scope.get("headers")
+    if type(headers) is not list:
+        return request.headers.get("authorization")
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 caller = BearerCaller(auto_error=False, description="A JWT from the configured issuer")

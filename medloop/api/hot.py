@@ -156,7 +156,9 @@ class HotRoutes:
         except Exception:  # noqa: BLE001 - anything out of the ordinary: the generic path
             await self.app(scope, receive, send)
             return
-        request = _selected(scope, receive, send, self.router, plan.route, segment)
+        # The scope as the router leaves it, under the request the caller was made from (a
+        # Request is its scope, receive and send: the same three ``_selected`` would wrap).
+        _select(scope, self.router, plan.route, segment)
         names = plan.names
         arguments = {
             names["caller"]: caller,
@@ -226,11 +228,16 @@ def _selected(
 ) -> Request:
     """The scope as the generic router leaves it for ``route`` (its endpoint, path parameters
     and the route, which the access log, the metrics and the problem handlers read)."""
+    _select(scope, router, route, segment)
+    return Request(scope, receive, send)
+
+
+def _select(scope: dict, router: Any, route: APIRoute, segment: str) -> None:
+    """What the generic router writes into the scope when it picks ``route``."""
     scope.setdefault("router", router)
     scope["endpoint"] = route.endpoint
     scope["path_params"] = {"patient_id": segment}
     scope["route"] = route
-    return Request(scope, receive, send)
 
 
 class _Plan:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,48 @@ POOL_SIZE = Gauge(
 
 
 def request_finished(route: str, method: str, status: int, seconds: float) -> None:
-    # Once a request (issue #20): the child found in our own dict (``_child``). Its label
-    # values are few: route templates, the HTTP methods the parser knows, statuses.
-    _child(REQUESTS, route, method, str(status)).observe(seconds)
+    # Once a request (issue #20): the child's values found in our own dict (``_observer``).
+    # Its label values are few: route templates, the HTTP methods the parser knows, statuses.
+    key = (route, method, status)
+    found = _OBSERVERS.get(key)
+    if found is None:
+        found = _OBSERVERS[key] = _observer(_child(REQUESTS, route, method, str(status)))
+    total, buckets, bounds = found
+    if bounds is None:  # not the client's Histogram as pinned: its own observe
+        total(seconds)
+        return
+    # What Histogram.observe does without an exemplar: the sum, then the first bucket whose
+    # upper bound is >= seconds (the last is +Inf; NaN is in none), each by its value's inc.
+    total.inc(seconds)
+    at = bisect_left(bounds, seconds)
+    if seconds <= bounds[at]:
+        buckets[at].inc(1)
+
+
+def _observer(child: Any) -> tuple[Any, Any, Any]:
+    """A histogram child's sum value, bucket values and upper bounds (prometheus-client
+    0.26's ``Histogram._sum``, ``._buckets``, ``._upper_bounds``), so that an observation
+    is the two ``inc`` calls ``Histogram.observe`` makes, without its frame, its check that
+    the child is observable (a child always is) and its linear scan of the bounds (issue
+    #20). ``(child.observe, None, None)`` when the child is not of that shape."""
+    total = getattr(child, "_sum", None)
+    buckets = getattr(child, "_buckets", None)
+    bounds = getattr(child, "_upper_bounds", None)
+    if (
+        type(child) is not Histogram
+        or total is None
+        or not isinstance(buckets, list)
+        or not isinstance(bounds, list)
+        or len(buckets) != len(bounds)
+        or not bounds
+        or bounds[-1] != float("inf")
+        or bounds != sorted(bounds)
+    ):
+        return child.observe, None, None
+    return total, buckets, bounds
+
+
+_OBSERVERS: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
 
 def _child(metric: Any, *labels: str) -> Any:

@@ -496,3 +496,30 @@ def test_fhir_requests_answer_as_the_generic_path_does(world):
             statuses.add(ours.status_code)
     assert reached.calls == len(requests)
     assert {200, 404, 405} <= statuses
+
+
+def test_the_list_reads_endpoint_gets_the_callers_request_over_the_selected_scope(world):
+    """The hot list read makes one ``Request`` (for the caller) and hands that one to the
+    endpoint once the scope holds what the router would write (route, endpoint, path
+    parameters, router): the endpoint sees the same scope, receive and send."""
+    assert world.get(f"/patients/{world.patient_id}/list").status_code == 200  # built
+    _, layer = _hot_layer(world.client.app)
+    plan = layer.read_list
+    seen: list = []
+    endpoint = plan.endpoint
+
+    async def spying(**arguments):
+        seen.append(arguments[plan.request_name])
+        return await endpoint(**arguments)
+
+    plan.endpoint = spying
+    try:
+        assert world.get(f"/patients/{world.patient_id}/list").status_code == 200
+    finally:
+        plan.endpoint = endpoint
+    (request,) = seen
+    assert request.scope["route"] is plan.route
+    assert request.scope["endpoint"] is plan.route.endpoint
+    assert request.scope["path_params"] == {"patient_id": str(world.patient_id)}
+    assert request.scope["router"] is layer.router
+    assert request.receive is not None and request._send is not None

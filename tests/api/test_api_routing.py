@@ -390,3 +390,28 @@ def test_the_app_state_read_by_item_is_the_attribute_and_a_missing_one_raises_as
     with pytest.raises(AttributeError) as as_ever:
         _ = State({}).route_limiter
     assert str(missing.value) == str(as_ever.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"host", b"x")],
+        [(b"authorization", b"Bearer abc")],
+        [(b"host", b"x"), (b"authorization", b"bearer  abc "), (b"authorization", b"Bearer z")],
+        [(b"Authorization", b"Bearer upper-case-name"), (b"authorization", b"Bearer \xe6\xf8")],
+        [(b"authorization", b"")],
+        ((b"authorization", b"Bearer from-a-tuple"),),
+    ],
+)
+def test_the_authorization_header_is_read_as_request_headers_get_reads_it(headers):
+    """``deps._authorization`` scans the scope's header list itself (no ``Headers``): the same
+    first value, decoded the same, as Starlette's ``request.headers.get`` for each list; a
+    scope whose headers are not a list goes through ``request.headers``."""
+    from medloop.api import deps
+
+    ours = deps._authorization(Request({"type": "http", "headers": headers}))
+    theirs = Request({"type": "http", "headers": headers}).headers.get("authorization")
+    assert ours == theirs
+    with pytest.raises(KeyError):
+        deps._authorization(Request({"type": "http"}))

@@ -320,3 +320,63 @@ def test_the_pool_gauges_are_written_when_their_value_changes_and_hold_the_last(
     assert writes == [(checked, 3), (pooled, 20), (checked, 4), (checked, 0), (pooled, 21)]
     assert metrics.POOL_CHECKED_OUT._value.get() == 0
     assert metrics.POOL_SIZE._value.get() == 21
+
+
+def _histogram_state(histogram) -> list[tuple[str, dict, float]]:
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in histogram.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]
+
+
+def test_a_request_is_observed_as_the_clients_histogram_observe_would():
+    """``request_finished`` does ``Histogram.observe``'s two ``inc`` calls on the child's own
+    values (prometheus-client 0.26's ``_sum``, ``_buckets``, ``_upper_bounds``): every bucket,
+    count and sum ends as a histogram fed by ``observe`` itself, bounds, NaN and -0.0 too."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from medloop.ops import metrics
+
+    child = metrics.REQUESTS.labels("/equivalence-test", "POST", "201")
+    assert type(child._sum).inc and len(child._buckets) == len(child._upper_bounds)
+    assert child._upper_bounds == [*metrics._LATENCY_BUCKETS, float("inf")]
+    reference = Histogram(
+        "medloop_http_request_duration_seconds",
+        "reference",
+        ["route", "method", "status"],
+        buckets=metrics._LATENCY_BUCKETS,
+        registry=CollectorRegistry(),
+    )
+    amounts = [b + d for b in metrics._LATENCY_BUCKETS for d in (-1e-9, 0.0, 1e-9)]
+    amounts += [0.0, -0.0, -1.0, 1e-7, 0.0012, 99.0, float("inf"), float("nan")]
+    before = _histogram_state(metrics.REQUESTS)
+    for amount in amounts:
+        metrics.request_finished("/equivalence-test", "POST", 201, amount)
+        reference.labels("/equivalence-test", "POST", "201").observe(amount)
+    ours = [
+        s for s in _histogram_state(metrics.REQUESTS) if s[1].get("route") == "/equivalence-test"
+    ]
+    theirs = _histogram_state(reference)
+    assert all(v == 0 for _, lab, v in before if lab.get("route") == "/equivalence-test")
+    assert [(n, lab) for n, lab, _ in ours] == [(n, lab) for n, lab, _ in theirs]
+    for (_, _, got), (_, _, want) in zip(ours, theirs, strict=True):
+        assert got == want or (got != got and want != want)
+
+
+def test_a_request_falls_back_to_observe_when_the_child_is_not_the_clients_histogram():
+    from medloop.ops import metrics
+
+    seen: list[float] = []
+
+    class Other:
+        def observe(self, amount: float) -> None:
+            seen.append(amount)
+
+    total, buckets, bounds = metrics._observer(Other())
+    assert buckets is None and bounds is None
+    total(0.5)
+    assert seen == [0.5]
+    histogram = metrics.REQUESTS.labels("/fallback-test", "GET", "200")
+    assert metrics._observer(histogram)[2] is histogram._upper_bounds
