@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from interactions import Alert, HandledAlert
-from medloop.domain._model import _ID_TEXTS, id_text
+from medloop.domain._model import id_text
 from medloop.domain.personnel import Actor
 from medloop.domain.state import StoredAlert
 from medloop.store import attestation, batch
@@ -161,9 +161,7 @@ def append_alerts(
     """Store the alerts one command raised; returns them as the patient's state keeps them."""
     if not raised:
         return ()
-    # ``id_text``'s kept text read inline (called only when not kept; test_id_texts.py).
-    known = _ID_TEXTS.get(id(patient_id))
-    pid = known[1] if known is not None and known[0] is patient_id else id_text(patient_id)
+    pid = id_text(patient_id)
     # (Loops, not a comprehension and a generator: Python calls and steps of their own.)
     rows = []
     stored = []

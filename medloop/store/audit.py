@@ -676,14 +676,13 @@ def note_patient(conn: Connection, national_id: str, patient_id: Any) -> None:
 
 
 def note_locked_patient(
-    memo: dict, national_id: str, patient_id_text: str, *, chain_locked: bool
+    memo: dict, national_id: str, patient_id: Any, *, chain_locked: bool
 ) -> None:
     """``note_patient`` and, when ``chain_locked``, ``note_chain_locked`` in one call, on the
-    transaction's ``memo`` (``transaction_memo(conn)``) the caller has at hand, with the
-    patient's id as the text the caller has already written (``id_text``)."""
+    transaction's ``memo`` (``transaction_memo(conn)``) the caller has at hand."""
     if chain_locked:
         memo.setdefault(_LOCKED, set()).add(national_id)
-    memo.setdefault(_PATIENT_IDS, {})[str(national_id)] = patient_id_text
+    memo.setdefault(_PATIENT_IDS, {})[str(national_id)] = id_text(patient_id)
 
 
 def _patient_id(conn: Connection, national_id: str | None) -> str | None:

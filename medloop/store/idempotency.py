@@ -52,7 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from fest.schema import metadata
 from interactions.values import StrEnum
-from medloop.domain._model import _ID_TEXTS, id_text
+from medloop.domain._model import id_text
 from medloop.store import batch, canonical_json
 from medloop.store.columns import UUID_LENGTH
 from medloop.store.db import require_write_transaction
@@ -156,12 +156,7 @@ def run_once(
     ):
         _check(scope, key, fingerprint)
     require_write_transaction(conn, "using an idempotency key")
-    if patient_id is None:
-        pid = None
-    else:
-        # ``id_text``'s kept text read inline (called only when not kept; test_id_texts.py).
-        known = _ID_TEXTS.get(id(patient_id))
-        pid = known[1] if known is not None and known[0] is patient_id else id_text(patient_id)
+    pid = None if patient_id is None else id_text(patient_id)
     # (No ``nullcontext()`` without a savepoint: its three Python calls a command.)
     if savepoint:
         with conn.begin_nested():

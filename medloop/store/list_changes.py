@@ -31,7 +31,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain import versioning
-from medloop.domain._model import _ID_TEXTS, id_text
+from medloop.domain._model import id_text
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion, ListChange
 from medloop.domain.personnel import Actor
@@ -148,10 +148,7 @@ def list_changes(conn: Connection, patient_id: UUID) -> tuple[ListChange, ...]:
 def append_list_change(conn: Connection, change: ListChange) -> None:
     """One row for the change and one per entry version; a second writer with the same list
     version fails on the primary key."""
-    # ``id_text``'s kept text read inline (called only when not kept; test_id_texts.py).
-    patient_id = change.patient_id
-    known = _ID_TEXTS.get(id(patient_id))
-    pid = known[1] if known is not None and known[0] is patient_id else id_text(patient_id)
+    pid = id_text(change.patient_id)
     batch.insert(
         conn,
         list_change,
@@ -168,13 +165,9 @@ def append_list_change(conn: Connection, change: ListChange) -> None:
     # (A loop, not a comprehension: a comprehension is a Python call of its own.)
     rows = []
     for v in change.entry_versions:
-        entry_id = v.entry_id
-        known = _ID_TEXTS.get(id(entry_id))
         rows.append(
             {
-                "entry_id": known[1]
-                if known is not None and known[0] is entry_id
-                else id_text(entry_id),
+                "entry_id": id_text(v.entry_id),
                 "version": v.version,
                 "patient_id": pid,
                 "list_version": v.list_version,

@@ -123,14 +123,13 @@ def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     the current patient."""
     postgres = conn.dialect.name == "postgresql"
     bump = _BUMP_REVISION_LOCKING_CHAIN if postgres else _BUMP_REVISION
-    pid = id_text(patient_id)
-    found = batch.first_row(conn, bump, {"patient_id": pid})
+    found = batch.first_row(conn, bump, {"patient_id": id_text(patient_id)})
     if found is None:
         return None
     # The transaction's memo taken once for the three notes (``audit.note_chain_locked`` and
     # ``note_patient`` each took it again: Python calls a command).
     memo = transaction_memo(conn)
-    audit.note_locked_patient(memo, found.national_id, pid, chain_locked=postgres)
+    audit.note_locked_patient(memo, found.national_id, patient_id, chain_locked=postgres)
     catalogue = None if found.catalogue_id is None else (found.catalogue_id, found.sha256)
     memo[_CATALOGUE_IN_FORCE] = catalogue
     return Locked(

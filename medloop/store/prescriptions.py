@@ -30,7 +30,7 @@ from sqlalchemy import (
 
 from fest.schema import metadata
 from medloop.domain import versioning
-from medloop.domain._model import _ID_TEXTS, id_text
+from medloop.domain._model import id_text
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.reconciliation import Reconciliation
@@ -162,24 +162,18 @@ def append_prescription_versions(
 ) -> None:
     """The new prescriptions (each one's first version) in one insert, then every version in
     another (one statement per table, not per row: an M25.1 issues twenty at once)."""
-    # ``id_text``'s kept text read inline (called only when not kept; test_id_texts.py).
-    known = _ID_TEXTS.get(id(patient_id))
-    pid = known[1] if known is not None and known[0] is patient_id else id_text(patient_id)
+    pid = id_text(patient_id)
     # (Loops, not comprehensions: a comprehension is a Python call of its own; each version's
     # id written once for both rows.)
     new, rows = [], []
     for version in versions:
-        uid = version.prescription_id
-        known = _ID_TEXTS.get(id(uid))
-        prescription_id = known[1] if known is not None and known[0] is uid else id_text(uid)
+        prescription_id = id_text(version.prescription_id)
         if version.version == 1:
-            uid = version.prescription.entry_id
-            known = _ID_TEXTS.get(id(uid))
             new.append(
                 {
                     "id": prescription_id,
                     "patient_id": pid,
-                    "entry_id": known[1] if known is not None and known[0] is uid else id_text(uid),
+                    "entry_id": id_text(version.prescription.entry_id),
                     "issued_at": version.at,
                 }
             )
