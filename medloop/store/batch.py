@@ -37,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, NoResultFound
 from medloop.store import attestation, postgres
 from medloop.store.transaction import (
     _MEMO,
+    PlainPostgresTransaction,
     WriteOnReadConnection,
     transaction_memo,
 )
@@ -168,12 +169,21 @@ def first_row(
     The row has the same values as SQLAlchemy's (tests/store/test_batch.py); the statement's columns
     are plain, JSON or integer types. ``json_params`` names the parameters bound to JSON
     columns, ``texts`` the encoded values at hand (:func:`execute`)."""
-    if conn.dialect.name != "postgresql":
+    if isinstance(conn, PlainPostgresTransaction):
+        # ``light.Light``: ``connection`` and ``in_transaction()`` read without the calls.
+        pooled = conn._fairy
+        driver = pooled.dbapi_connection
+        if driver is None:
+            pooled = conn.connection  # raises as ``Connection`` would on a lost one
+        in_transaction = conn._transaction is not None
+    elif conn.dialect.name != "postgresql":
         return conn.execute(statement, dict(params)).first()
-    # psycopg's (sync) connection is the DBAPI connection itself: ``dbapi_connection`` is
-    # ``driver_connection`` without its two property hops and the dialect's call.
-    driver = conn.connection.dbapi_connection
-    in_transaction = conn.in_transaction()
+    else:
+        # psycopg's (sync) connection is the DBAPI connection itself: ``dbapi_connection`` is
+        # ``driver_connection`` without its two property hops and the dialect's call.
+        pooled = conn.connection
+        driver = pooled.dbapi_connection
+        in_transaction = conn.in_transaction()
     autocommit = driver.autocommit
     if not (in_transaction or autocommit):
         # SQLAlchemy has to know of the transaction psycopg would begin.
@@ -190,7 +200,7 @@ def first_row(
         memo = held[1]
         commit = memo.pop(_COMMIT_WITH_ROW, False)
         pending = memo.get(_PENDING)
-    return _send(conn, pending, (sql, bound[0]), commit=commit)
+    return _send(conn, pending, (sql, bound[0]), commit=commit, pooled=pooled)
 
 
 def commit_with_next_row(conn: Connection) -> None:
@@ -200,7 +210,10 @@ def commit_with_next_row(conn: Connection) -> None:
     finds the transaction over and sends nothing; when no such row follows, the transaction
     ends as usual. Only for a transaction whose last statement that row is: anything the
     caller does after it on the connection runs outside the transaction."""
-    if conn.dialect.name == "postgresql" and conn.in_transaction():
+    if isinstance(conn, PlainPostgresTransaction):  # ``light.Light``: no method call
+        if conn._transaction is not None:
+            transaction_memo(conn)[_COMMIT_WITH_ROW] = True
+    elif conn.dialect.name == "postgresql" and conn.in_transaction():
         transaction_memo(conn)[_COMMIT_WITH_ROW] = True
 
 
@@ -236,11 +249,18 @@ def _before_execute_no_params(cursor, statement, context) -> bool:
 
 
 def _pending(conn: Connection) -> _Pending | None:
-    if conn.dialect.name != "postgresql" or not conn.in_transaction():
+    if isinstance(conn, PlainPostgresTransaction):
+        # ``light.Light``: ``in_transaction()`` read without the call (6.5 a prescribe).
+        transaction = conn._transaction
+        if transaction is None:
+            return None
+    elif conn.dialect.name != "postgresql" or not conn.in_transaction():
         return None
+    else:
+        transaction = conn._transaction
     # ``existing_transaction_memo`` inline (a call saved; 6.5 a prescribe).
     held = conn.__dict__.get(_MEMO)
-    if held is None or held[0] is not conn._transaction:
+    if held is None or held[0] is not transaction:
         return None
     return held[1].get(_PENDING)
 
@@ -251,11 +271,14 @@ def _send(
     last: tuple[str, dict[str, Any]] | None,
     *,
     commit: bool = False,
+    pooled: Any = None,
 ) -> Any:
+    # ``pooled``: ``conn.connection`` when the caller (``first_row``) has just read it.
     statements: list[tuple[str, list[dict[str, Any]]]] = []
     if pending is not None:
         statements, pending.statements = pending.statements, []
-    pooled = conn.connection
+    if pooled is None:
+        pooled = conn.connection
     driver = pooled.dbapi_connection  # psycopg's connection (``first_row``)
     sql = ""
     try:

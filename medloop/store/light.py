@@ -62,7 +62,7 @@ from sqlalchemy.pool.base import _ConnectionFairy, _finalize_fairy, reset_commit
 from sqlalchemy.util import safe_reraise
 
 from medloop.store.db import _probe_idle_connection
-from medloop.store.transaction import _MEMO, transaction_memo
+from medloop.store.transaction import _MEMO, PlainPostgresTransaction, transaction_memo
 
 
 def begin(engine: Engine) -> Any:
@@ -103,7 +103,7 @@ class _Open:
     __slots__ = ()
 
 
-class Light:
+class Light(PlainPostgresTransaction):
     """One transaction on a pooled PostgreSQL connection (see the module docstring)."""
 
     def __init__(self, engine: Engine) -> None:
@@ -191,7 +191,11 @@ class Light:
             if type_ is None:
                 # (``connection``: PendingRollbackError for one lost and invalidated under a
                 # block that went on, as ``Connection``'s commit raises.)
-                if self.connection.dbapi_connection.pgconn.transaction_status != _IDLE:
+                # (``self.connection``'s check read inline: it raises only for a lost one.)
+                driver = fairy.dbapi_connection
+                if driver is None:
+                    driver = self.connection.dbapi_connection
+                if driver.pgconn.transaction_status != _IDLE:
                     # (IDLE: the COMMIT went with the audit record; psycopg's ``commit``
                     # would find nothing to do, as it finds here.)
                     try:

@@ -41,5 +41,16 @@ def existing_transaction_memo(conn: Connection) -> dict | None:
 _MEMO = "_medloop_transaction_memo"
 
 
+class PlainPostgresTransaction:
+    """Marks a connection (``light.Light``) on PostgreSQL whose ``in_transaction()`` is
+    ``_transaction is not None`` and whose ``connection`` is ``_fairy`` while
+    ``_fairy.dbapi_connection`` is set (else the property raises): ``batch`` reads those
+    attributes instead of calling the method and the property, some 17 calls a prescribe
+    (tests/store/test_light_plain.py). Here so that ``batch`` needs no import of ``light``
+    (which imports ``db``, which imports ``batch``)."""
+
+    __slots__ = ()
+
+
 class WriteOnReadConnection(RuntimeError):
     """A statement that writes was sent on a connection made for reads (``db.reader``)."""
