@@ -286,7 +286,7 @@ ALLOWED: tuple[Allowed, ...] = (
         r"patient_id IS NULL",
     ),
     Allowed(
-        r"^medloop/store/(batch\.py:execute < medloop/store/)?idempotency\.py:run_once",
+        r"^medloop/store/(batch\.py:execute < medloop/store/)?idempotency\.py:(run_once|_claimed)",
         "an idempotency claim of no patient (ward work, a CDS client token's jti), or a key "
         "claimed before migration 0020 whose response named no patient",
         r"idempotency_key\.patient_id IS NULL",

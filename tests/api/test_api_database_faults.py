@@ -88,10 +88,10 @@ def killed_once(engine, admin, target, when: str):
     send = batch._send
     if when == "commit":
 
-        def sending(conn, pending, last, *, commit=False):
+        def sending(conn, pending, last, *, commit=False, **rest):
             if commit:
                 kill(conn.connection.driver_connection.info.backend_pid)
-            return send(conn, pending, last, commit=commit)
+            return send(conn, pending, last, commit=commit, **rest)
 
         batch._send = sending
     try:
