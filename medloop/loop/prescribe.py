@@ -89,44 +89,26 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
             and type(actor) is Actor
             and type(drug) is CatalogueDrug
         )
-        if fast:
-            # Every part is a validated value of the command's own field type (a validated
-            # order's and call's, the catalogue's resolved drug): the list command is built
-            # without validating them again (issue #20; ``tests/loop/test_prescribe_built.py``).
-            add = constructed(
-                AddEntry,
-                author=actor,
-                at=call.at,
-                reason=call.reason,
-                entry_id=order.entry_id,
-                drug=drug,
-                dosage=order.dosage,
-                use=order.use,
-                indication=order.indication,
-                start=order.start,
-                stop=order.stop,
-                multidose=order.multidose,
-                prescriber=actor,
-                instituted_by=actor,
-                prescription_ids=(terms.prescription_id,),
-            )
-        else:
-            add = AddEntry(
-                author=actor,
-                at=call.at,
-                reason=call.reason,
-                entry_id=order.entry_id,
-                drug=drug,
-                dosage=order.dosage,
-                use=order.use,
-                indication=order.indication,
-                start=order.start,
-                stop=order.stop,
-                multidose=order.multidose,
-                prescriber=actor,
-                instituted_by=actor,
-                prescription_ids=(terms.prescription_id,),
-            )
+        fields = {
+            "author": actor,
+            "at": call.at,
+            "reason": call.reason,
+            "entry_id": order.entry_id,
+            "drug": drug,
+            "dosage": order.dosage,
+            "use": order.use,
+            "indication": order.indication,
+            "start": order.start,
+            "stop": order.stop,
+            "multidose": order.multidose,
+            "prescriber": actor,
+            "instituted_by": actor,
+            "prescription_ids": (terms.prescription_id,),
+        }
+        # When every part is a validated value of the command's own field type (a validated
+        # order's and call's, the catalogue's resolved drug), the list command is built without
+        # validating them again (issue #20; ``tests/loop/test_prescribe_built.py``).
+        add = constructed(AddEntry, **fields) if fast else AddEntry(**fields)
         new_list, change = ctx.state.medication_list.apply(add)
         validity = ctx.catalogue.validity_of(drug)
         if fast and validity in _VALIDITIES_CHECKED:
