@@ -54,7 +54,7 @@ from medloop.domain.state import PatientState, StoredAlert
 from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
 from medloop.ops import metrics
-from medloop.settings import renal_max_age_days
+from medloop.settings import current as current_settings
 from medloop.store import access, audit, batch, idempotency, light, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
@@ -727,7 +727,8 @@ def _screen(
         handled=state.handled,
         proposed=screening.proposed,
         today=today,
-        renal_max_age_days=renal_max_age_days(),
+        # ``settings.renal_max_age_days()`` is this (its frame saved a command).
+        renal_max_age_days=current_settings().renal_max_age_days,
     )
 
 
