@@ -133,17 +133,30 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
             new_list.entry(order.entry_id), new_list.patient_id, request, at=call.at, by=call.actor
         )
         entry_id = id_text(order.entry_id)
-        return Effect(
+        # ``Effect(…)`` and ``Screening(…)`` without their frozen dataclasses' ``__init__`` (a
+        # Python frame and an ``object.__setattr__`` a field): every field in the class's order,
+        # the defaults as the constructor gives them (issue #20; tests/loop/test_runner_made.py).
+        screening = _new(Screening)
+        screening.__dict__.update(medications=tuple(medications_of(new_list)), proposed=(entry_id,))
+        effect = _new(Effect)
+        effect.__dict__.update(
             list_change=change,
             prescription_versions=(version,),
-            screening=Screening(tuple(medications_of(new_list)), (entry_id,)),
+            dispenses=(),
+            annulments=(),
+            handled={},
+            reconciliation=None,
+            screening=screening,
             response={
                 "entry_id": entry_id,
                 "prescription_id": id_text(prescription.id),
                 "expires": prescription.expires.isoformat(),
                 "drug": drug.name,
             },
+            writes=(),
+            patient=None,
         )
+        return effect
 
     return decide
 
@@ -228,6 +241,8 @@ def _request(
         product_validity=product_validity,
     )
 
+
+_new = object.__new__  # as ``runner._new``
 
 _VALIDITIES_CHECKED: set[tuple[str, ...]] = set()
 """Product validities a ``PrescriptionRequest`` has validated (at most ``_VALIDITIES_KEPT``):

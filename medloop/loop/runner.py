@@ -54,7 +54,7 @@ from medloop.domain.state import PatientState, StoredAlert
 from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
 from medloop.ops import metrics
-from medloop.settings import renal_max_age_days
+from medloop.settings import current as current_settings
 from medloop.store import access, audit, batch, idempotency, light, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
 from medloop.store.db import reader, writer
@@ -170,6 +170,13 @@ class CommandResult:
 
 Decide = Callable[[Context], Effect]
 
+_new = object.__new__
+"""Makes a frozen dataclass's instance whose ``__dict__`` the hot path then fills with every
+field in the class's order: what its generated ``__init__`` stores, without the Python frame
+and the ``object.__setattr__`` call per field (issue #20). Only for classes without
+``__post_init__`` (tests/loop/test_runner_made.py compares each such value with the
+constructor's)."""
+
 
 def run_command(
     engine: Engine,
@@ -272,7 +279,8 @@ def _run(
                 "based_on": based_on,
                 "overrides": call.overrides,
                 **({"override_every": call.override_every} if call.override_every else {}),
-                "request": dict(request),
+                # (A dict the caller made is not copied: nothing here changes it.)
+                "request": request if type(request) is dict else dict(request),
             },
         )
         national_id = (
@@ -284,7 +292,10 @@ def _run(
         # trip (PostgreSQL), and ``run_command``'s commit finds the transaction over.
         batch.commit_with_next_row(conn)
         _audit(conn, action, national_id, call, response, replayed)
-    return CommandResult(
+    # ``CommandResult(…)`` without the frozen dataclass's ``__init__`` (a ``object.__setattr__``
+    # a field): the same fields in the same order (issue #20; tests/loop/test_runner_made.py).
+    result = _new(CommandResult)
+    result.__dict__.update(
         patient_id=patient_id,
         list_version=response["list_version"],
         # This run's alerts as decision support made them (validated ``Alert`` values, whose
@@ -297,6 +308,7 @@ def _run(
         response=response,
         replayed=replayed,
     )
+    return result
 
 
 def _once(
@@ -317,7 +329,7 @@ def _once(
         conn,
         scope,
         call.idempotency_key,
-        request_fingerprint(dict(fingerprinted)),
+        request_fingerprint(fingerprinted),  # (both callers' own new dict: not copied)
         compute,
         savepoint=False,
         patient_id=patient_id,
@@ -373,7 +385,9 @@ def _decide_and_store(
     if based_on is not None and based_on != current:
         raise _stale(conn, patient_id, based_on, current)
     catalogue = catalogue_of(conn, locked.catalogue)
-    effect = decide(Context(conn, state, catalogue, call))
+    context = _new(Context)  # ``Context(conn, state, catalogue, call)``, as ``CommandResult``
+    context.__dict__.update(conn=conn, state=state, catalogue=catalogue, call=call)
+    effect = decide(context)
     alerts = _screen(catalogue, state, effect.screening, call.at.date())
     # (Each step below that has nothing to do without alerts, a blanket reason or handled
     # alerts is skipped then, as most commands raise none: a comprehension is a Python call.)
@@ -713,7 +727,8 @@ def _screen(
         handled=state.handled,
         proposed=screening.proposed,
         today=today,
-        renal_max_age_days=renal_max_age_days(),
+        # ``settings.renal_max_age_days()`` is this (its frame saved a command).
+        renal_max_age_days=current_settings().renal_max_age_days,
     )
 
 
@@ -836,23 +851,29 @@ def _audit(
     alerts = detail.pop("alerts")
     detail["alerts"] = [a["key"] for a in alerts] if alerts else []
     detail["replayed"] = replayed
-    # ``_event(…)`` written out (a Python call saved a command; ``detail`` is this call's own).
-    audit.append(
-        conn,
-        audit.AuditEvent(
-            actor=call.actor.personnel.hpr_number,
-            actor_role=call.actor.personnel.role.value,
-            organisation=call.actor.organisation.id,
-            patient=national_id,
-            action=_ON_LIST + action,
-            outcome=audit.Outcome.OK,
-            request_id=call.request_id,
-            reason=call.reason,
-            detail=detail,
-            occurred_at=None,
-        ),
+    # ``_event(…)`` written out (a Python call saved a command; ``detail`` is this call's own),
+    # and the ``AuditEvent`` made without its frozen dataclass's ``__init__``: every field, in
+    # the class's order (tests/loop/test_runner_made.py compares it with the constructor's).
+    event = _new(_AuditEvent)
+    personnel = call.actor.personnel
+    event.__dict__.update(
+        actor=personnel.hpr_number,
+        actor_role=personnel.role.value,
+        action=_ON_LIST + action,
+        outcome=_OK,
+        organisation=call.actor.organisation.id,
+        patient=national_id,
+        request_id=call.request_id,
+        reason=call.reason,
+        detail=detail,
+        occurred_at=None,
+        patient_id=None,
     )
+    audit.append(conn, event)
 
+
+_AuditEvent = audit.AuditEvent
+_OK = audit.Outcome.OK
 
 _CONFLICTS = frozenset({StaleListVersion.code, IdAlreadyUsed.code, "idempotency-key"})
 
