@@ -380,3 +380,60 @@ def test_a_request_falls_back_to_observe_when_the_child_is_not_the_clients_histo
     assert seen == [0.5]
     histogram = metrics.REQUESTS.labels("/fallback-test", "GET", "200")
     assert metrics._observer(histogram)[2] is histogram._upper_bounds
+
+
+def test_a_counted_increment_is_the_clients_counter_inc():
+    """``_counting`` increments a Counter child through its own value (prometheus-client
+    0.26's ``Counter._value``): the commands', alerts', overrides' and state cache's counters
+    end as the client's ``inc`` leaves them, in the registry's own samples."""
+    from prometheus_client import Counter
+
+    from medloop.ops import metrics
+
+    child = metrics.COMMANDS.labels("counting-test", "ok")
+    assert type(child) is Counter and callable(child._value.inc)
+    assert metrics._counting(metrics.COMMANDS, "counting-test", "ok") == child._value.inc
+    before = child._value.get()
+    for _ in range(3):
+        metrics.command_finished("counting-test", "ok")
+    child.inc()
+    assert child._value.get() == before + 4
+
+    alert = type("Alert", (), {"kind": "counting-kind", "severity": "high", "key": "k"})
+    ours = metrics.ALERTS.labels("counting-kind", "high")
+    overridden = metrics.OVERRIDES.labels("counting-kind")
+    base = (ours._value.get(), overridden._value.get())
+    metrics.alerts_raised([alert, alert], {"k": "why"})
+    metrics.alerts_raised([alert], {})
+    assert (ours._value.get(), overridden._value.get()) == (base[0] + 3, base[1] + 2)
+
+    hit, miss = metrics.STATE_CACHE.labels("hit"), metrics.STATE_CACHE.labels("miss")
+    counts = (hit._value.get(), miss._value.get())
+    for found in (True, True, False):
+        metrics.state_cache_lookup(found)
+    assert (hit._value.get(), miss._value.get()) == (counts[0] + 2, counts[1] + 1)
+
+
+def test_a_counted_increment_falls_back_to_inc_when_the_child_is_not_the_clients_counter(
+    monkeypatch,
+):
+    from medloop.ops import metrics
+
+    seen: list[float] = []
+
+    class Other:
+        _value = None
+
+        def inc(self, amount: float = 1) -> None:
+            seen.append(amount)
+
+    class Metric:
+        def labels(self, *labels: str) -> Other:
+            return Other()
+
+    monkeypatch.setattr(metrics, "_INCS", {})
+    monkeypatch.setattr(metrics, "_CHILDREN", {})
+    metric = Metric()
+    metrics._counting(metric, "x")(1)
+    metrics._counting(metric, "x")(1)
+    assert seen == [1, 1]
