@@ -19,13 +19,16 @@ from uuid import UUID
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPBearer
+from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy import Connection, Engine
 
+from interactions.values import MAX_TEXT as _MAX_TEXT
 from medloop.api.auth import Principal, TokenVerifier, Unauthenticated
 from medloop.api.limits import PRINCIPAL
 from medloop.api.policy import Action, accessor, authorize, own_record
 from medloop.api.problems import BadPrecondition, Forbidden, PreconditionRequired
 from medloop.api.responses import JSONResponse
+from medloop.domain._model import constructed
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.loop.runner import Call, CommandResult
@@ -96,14 +99,41 @@ class Caller:
         idempotency_key: str | None = None,
         override_every: str | None = None,
     ) -> Call:
+        actor = actor_of(self.principal)
+        at = self.at
+        request_id = self.request_id
+        if (
+            _CALL_BUILT
+            and type(actor) is Actor
+            and type(at) is datetime
+            and at.tzinfo is UTC
+            and (overrides is None or (type(overrides) is dict and not overrides))
+            and _kept(reason)
+            and _kept(override_every)
+            and _kept(idempotency_key)
+            and _kept(request_id)
+            and _in_range(at)
+        ):
+            # Every part is what validating it gives (``_call_built``): the same Call, without
+            # BaseModel.__init__ validating each again (issue #20).
+            return constructed(
+                Call,
+                actor=actor,
+                at=at,
+                reason=reason,
+                overrides={},
+                override_every=override_every,
+                idempotency_key=idempotency_key,
+                request_id=request_id,
+            )
         return Call(
-            actor=actor_of(self.principal),
-            at=self.at,
+            actor=actor,
+            at=at,
             reason=reason,
             overrides=overrides or {},
             override_every=override_every,
             idempotency_key=idempotency_key,
-            request_id=self.request_id,
+            request_id=request_id,
         )
 
     def read(
@@ -161,6 +191,81 @@ def actor_of(principal: Principal) -> Actor:
 
 _ACTORS: dict[int, tuple[Principal, Actor]] = {}
 _ACTORS_KEPT = 4_096
+
+
+def _moment_check(cls: type[Any]) -> Callable[[datetime], datetime] | None:
+    """The one function ``cls.at``'s type runs after its aware-datetime check (``Moment``'s
+    year range), or ``None`` when the field is not of that shape."""
+    field = cls.model_fields.get("at")
+    if field is None or field.annotation is not AwareDatetime:
+        return None
+    checks = [m for m in field.metadata if not isinstance(m, AfterValidator)]
+    after = [m.func for m in field.metadata if isinstance(m, AfterValidator)]
+    return after[0] if not checks and len(after) == 1 else None
+
+
+def _call_built(cls: type[Any]) -> bool:
+    """Whether ``Caller.call`` may build ``cls`` (``Call``) from parts it has checked: a frozen
+    model of exactly these fields — an ``Actor`` (an instance is kept as given: instances are
+    not revalidated), a ``Moment``, an overrides dict of strings and four optional plain
+    strings — with no validators or private attributes of its own, so that validating those
+    parts gives them back as they are (``tests/api/test_api_command_call.py`` compares the
+    built calls with validated ones)."""
+    fields = cls.model_fields
+    config = cls.model_config
+    decorators = cls.__pydantic_decorators__
+    optional_text = str | None
+    return (
+        tuple(fields)
+        == (
+            "actor",
+            "at",
+            "reason",
+            "overrides",
+            "override_every",
+            "idempotency_key",
+            "request_id",
+        )
+        and fields["actor"].annotation is Actor
+        and _moment_check(cls) is not None
+        and fields["overrides"].annotation == dict[str, str]
+        and all(
+            fields[name].annotation == optional_text and not fields[name].metadata
+            for name in ("reason", "override_every", "idempotency_key", "request_id")
+        )
+        and not fields["overrides"].metadata
+        and config.get("revalidate_instances", "never") == "never"
+        and config.get("str_max_length") == _MAX_TEXT
+        and not config.get("str_strip_whitespace")
+        and not config.get("str_to_lower")
+        and not config.get("str_to_upper")
+        and not config.get("str_min_length")
+        and not cls.__private_attributes__
+        and not (
+            decorators.validators
+            or decorators.field_validators
+            or decorators.root_validators
+            or decorators.model_validators
+        )
+    )
+
+
+def _kept(text: str | None) -> bool:
+    """Whether validating ``text`` as a plain string of ``Call`` gives it back as it is: ``None``,
+    or an ASCII ``str`` (no lone surrogate) within the model's string bound."""
+    return text is None or (type(text) is str and text.isascii() and len(text) <= _MAX_TEXT)
+
+
+def _in_range(at: datetime) -> bool:
+    """Whether ``Call.at``'s own check (``Moment``'s year range) gives ``at`` back as it is."""
+    try:
+        return _MOMENT(at) is at
+    except ValueError:
+        return False
+
+
+_CALL_BUILT = _call_built(Call)
+_MOMENT: Callable[[datetime], Any] = _moment_check(Call) or (lambda at: None)
 
 
 def api_state(request: Request) -> ApiState:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from interactions import Alert
 from interactions.dosage import Dosage, Period, Quantity
 from interactions.values import MAX_REASON, MODEL_CONFIG, Day, Moment, text
+from medloop.domain._model import constructed, field_names
 from medloop.domain.administration import Administration, AdministrationCorrection, DoseStatus
 from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.entry import EntryEdit, ListEntry
@@ -51,12 +52,60 @@ class Intent(BaseModel):
 
 
 def order_of(body: BaseModel, order: type[Order]) -> Order:
-    """The command's order inside a request body (the body minus ``reason``/``overrides``)."""
-    return order.model_validate({name: getattr(body, name) for name in order.model_fields})
+    """The command's order inside a request body (the body minus ``reason``/``overrides``).
+
+    A body of a class ``_BUILT`` names for ``order`` (the order's own fields, inherited as they
+    are, validated a moment before by the same definitions) gives the order built from its
+    values: the instance validating them again gives (``constructed``; the fields' validation
+    gives a validated value back as it is), without that validation (issue #20;
+    ``tests/api/test_api_order_of.py`` compares the two)."""
+    names = field_names(order)
+    values = {name: getattr(body, name) for name in names}
+    if type(body) in _BUILT.get(order, ()):
+        return constructed(order, **values)
+    return order.model_validate(values)
 
 
 class PrescribeRequest(PrescribeOrder, Intent):
     pass
+
+
+def built_from(body: type[BaseModel], order: type[BaseModel]) -> bool:
+    """Whether ``order_of`` may build ``order`` from a validated ``body``'s values: ``body`` is a
+    subclass of ``order`` that keeps every field of it as ``order`` defines it (redefined by no
+    class in between), with the same configuration, and ``order`` has no validators, private
+    attributes or configuration that would validate an instance's value into another."""
+    if not issubclass(body, order) or body is order:
+        return False
+    names = set(order.model_fields)
+    between = body.__mro__[: body.__mro__.index(order)]
+    if any(names & set(vars(cls).get("__annotations__", {})) for cls in between):
+        return False
+    decorators = order.__pydantic_decorators__
+    config = order.model_config
+    return (
+        body.model_config == config
+        and config.get("revalidate_instances", "never") == "never"
+        and not order.__private_attributes__
+        and not (
+            decorators.validators
+            or decorators.field_validators
+            or decorators.root_validators
+            or decorators.model_validators
+        )
+        and all(repr(body.model_fields[name]) == repr(order.model_fields[name]) for name in names)
+    )
+
+
+_BUILT: dict[type[BaseModel], frozenset[type[BaseModel]]] = {
+    PrescribeOrder: frozenset(
+        body for body in (PrescribeRequest,) if built_from(body, PrescribeOrder)
+    ),
+}
+"""The bodies ``order_of`` builds an order from (the prescribe's: issue #20), when
+``built_from`` holds. Only an order whose fields' validation gives its own validated values
+back as they are (ids, days, bounded strings, an enum, a flag, instances of models) belongs
+here; ``tests/api/test_api_order_of.py`` checks that for each."""
 
 
 class RenewRequest(Intent):

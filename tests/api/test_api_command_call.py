@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError, model_validator
 
+from interactions.values import MAX_TEXT
 from medloop.api import deps
 from medloop.api.auth import Principal, Role
+from medloop.loop.runner import Call
+
+
+class _Moment(datetime):
+    """A datetime subclass: validated, never built."""
 
 
 def _principal(subject: str = "431002737") -> Principal:
@@ -61,3 +70,122 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for principal in kept:
         assert _call(principal).actor.personnel.hpr_number == principal.subject
         assert len(deps._ACTORS) <= 3
+
+
+# -- the Call built from checked parts (issue #20) ----------------------------------------------
+
+_TEXTS = st.one_of(
+    st.none(),
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(codec="ascii"), max_size=40),
+    st.sampled_from(["", "\x00", "\ud800", "é", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1)]),
+)
+_MOMENTS = st.one_of(
+    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)), None])),
+    st.sampled_from(
+        [
+            datetime(2026, 12, 6, 9, 0, tzinfo=UTC),
+            datetime(1, 1, 1, tzinfo=UTC),
+            datetime(9999, 12, 31, 23, 59, tzinfo=UTC),
+            datetime(2026, 12, 6, 9, 0),
+            datetime(2026, 12, 6, 9, 0, tzinfo=UTC),
+            _Moment(2026, 12, 6, 9, 0, tzinfo=UTC),
+        ]
+    ),
+)
+
+
+def _same(built: Any, validated: Any) -> None:
+    assert type(built) is type(validated)
+    assert built == validated
+    assert list(vars(built)) == list(vars(validated))
+    assert built.model_fields_set == validated.model_fields_set
+    assert built.__pydantic_extra__ == validated.__pydantic_extra__
+    assert built.__pydantic_private__ == validated.__pydantic_private__
+    assert built.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert built.model_dump_json() == validated.model_dump_json()
+    assert built.at.utcoffset() == validated.at.utcoffset()
+
+
+def _outcome(make: Any) -> Any:
+    try:
+        return make()
+    except ValidationError as error:
+        return ("refused", error.errors(include_url=False, include_context=False), str(error))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    at=_MOMENTS,
+    request_id=_TEXTS,
+    reason=_TEXTS,
+    overrides=st.one_of(
+        st.none(),
+        st.just({}),
+        st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+    ),
+    override_every=_TEXTS,
+    key=_TEXTS,
+)
+def test_a_call_is_the_call_validating_its_parts_gives(
+    at: datetime,
+    request_id: str | None,
+    reason: str | None,
+    overrides: dict[str, str] | None,
+    override_every: str | None,
+    key: str | None,
+) -> None:
+    principal = _principal()
+    caller = deps.Caller(None, principal, request_id, at)  # type: ignore[arg-type]
+    made = _outcome(
+        lambda: caller.call(
+            reason=reason, overrides=overrides, idempotency_key=key, override_every=override_every
+        )
+    )
+    validated = _outcome(
+        lambda: Call(
+            actor=principal.actor,
+            at=at,
+            reason=reason,
+            overrides=overrides or {},
+            override_every=override_every,
+            idempotency_key=key,
+            request_id=request_id,
+        )
+    )
+    if isinstance(validated, tuple):
+        assert made == validated
+    else:
+        _same(made, validated)
+
+
+def test_an_ordinary_call_is_built_not_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert deps._CALL_BUILT
+    built: list[Any] = []
+    real = deps.constructed
+    monkeypatch.setattr(deps, "constructed", lambda cls, **v: built.append(cls) or real(cls, **v))
+    call = _call(_principal())  # overrides given: validated
+    assert built == []
+    caller = deps.Caller(None, _principal(), "request-1", datetime(2026, 12, 6, 9, tzinfo=UTC))  # type: ignore[arg-type]
+    call = caller.command_call(SimpleNamespace(reason="why", overrides={}), "k1")
+    assert built == [Call]
+    assert call.overrides == {} and call.idempotency_key == "k1" and call.reason == "why"
+
+
+def test_a_call_of_another_shape_is_never_built() -> None:
+    class Wider(Call):
+        note: str | None = None
+
+    class Checked(Call):
+        @model_validator(mode="after")
+        def _check(self) -> Any:
+            return self
+
+    class Stripped(Call):
+        model_config = {**Call.model_config, "str_strip_whitespace": True}
+
+    assert deps._call_built(Call)
+    assert not deps._call_built(Wider)
+    assert not deps._call_built(Checked)
+    assert not deps._call_built(Stripped)

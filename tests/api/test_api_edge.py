@@ -13,6 +13,7 @@ from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.testclient import TestClient
 from opentelemetry._logs import _internal as otel_logs
 from opentelemetry.metrics import _internal as otel_metrics
+from pydantic import ValidationError
 
 from medloop.api import hot
 from medloop.api.app import _telemetry_unset, create_app
@@ -217,14 +218,34 @@ def test_the_hot_routes_validate_with_each_field_s_own_validator_as_fastapi_does
     ]
     outcomes = set()
     for plan, field, values in cases:
+        # and each field's one callable the routes call (``_Plan.validating``)
+        validating = plan.validating(field)
+        assert validating.__name__ == "validated"  # the field's own validator, directly
         for value in values:
             found, errors = field.validate(value, {}, loc=("hot",))
             if errors:
                 with pytest.raises(hot._Fallback):
                     plan.valid(field, value)
+                with pytest.raises((ValidationError, hot._Fallback)):
+                    validating(value)
             else:
                 assert plan.valid(field, value) == found
+                assert validating(value) == found
+                assert type(validating(value)) is type(found)
             outcomes.add(bool(errors))
+    named = [
+        (prescribe.patient_id_of, prescribe.patient_id),
+        (prescribe.if_match_of, prescribe.if_match),
+        (prescribe.key_of, prescribe.key),
+        (prescribe.body_of, prescribe.body),
+        (read_list.patient_id_of, read_list.patient_id),
+        (read_list.seen_of, read_list.seen),
+    ]
+    for validating, field in named:
+        assert validating.__name__ == "validated"
+        assert validating.__closure__[0].cell_contents == (
+            field._type_adapter.validator.validate_python
+        )
     assert outcomes == {True, False}
 
 
@@ -351,3 +372,24 @@ def test_the_one_frame_edge_is_left_out_when_the_layers_are_not_the_four_it_does
     other.app = _NotHere()
     assert _edge(other) is None
     assert _edge(None) is None
+
+
+def test_a_field_without_its_own_validator_is_validated_by_fastapi_s_call(app):
+    """``_Plan.validating`` for a field ``check_directly`` found no validator for: ``valid``,
+    FastAPI's ``ModelField.validate``, with ``_Fallback`` for a value it refuses."""
+
+    class Field:
+        def validate(self, value, values, loc):
+            return (value * 2, []) if value != "bad" else (None, ["refused"])
+
+    with TestClient(app) as client:
+        client.get("/docs")
+    layer = app.middleware_stack
+    while not isinstance(layer, hot.HotRoutes):
+        layer = layer.app
+    field = Field()
+    layer.prescribe.check_directly(field)
+    validating = layer.prescribe.validating(field)
+    assert validating("ab") == "abab"
+    with pytest.raises(hot._Fallback):
+        validating("bad")
