@@ -314,7 +314,25 @@ class KeptCursor(Cursor):
             if kept is not None:
                 pgq = kept[0]
                 if pgq._tx is tx and kept[1] is not self._results:
-                    pgq.dump(params)
+                    # ``_KeptQuery.dump``'s work inline for a query of two placeholders or
+                    # more (a call saved a statement); ``dump`` for anything else, and for a
+                    # missing parameter (psycopg's error).
+                    values = pgq._values
+                    try:
+                        found = values(params) if values is not None else None
+                    except KeyError:
+                        found = None
+                    if found is None:
+                        pgq.dump(params)
+                    else:
+                        pgq.params = tx.dump_sequence(found, pgq._want_formats)
+                        types = tx.types or ()
+                        # The types the last time kept when they are the same: the prepared-
+                        # statement cache's key, (query, types), then finds its entry's types
+                        # by identity, not by comparing each oid (three look-ups a statement).
+                        if types != pgq.types:
+                            pgq.types = types
+                        pgq.formats = tx.formats
                     kept[1] = self._results
                     return pgq
             pgq = _KeptQuery(tx)
@@ -363,9 +381,7 @@ class _KeptQuery(PostgresQuery):
         if order and type(vars) is dict:
             values = self._values
             try:
-                params = (
-                    values(vars) if values is not None else list(map(vars.__getitem__, order))
-                )
+                params = values(vars) if values is not None else list(map(vars.__getitem__, order))
             except KeyError:
                 return PostgresQuery.dump(self, vars)
             tx = self._tx
