@@ -36,6 +36,7 @@ version.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -313,7 +314,25 @@ class KeptCursor(Cursor):
             if kept is not None:
                 pgq = kept[0]
                 if pgq._tx is tx and kept[1] is not self._results:
-                    pgq.dump(params)
+                    # ``_KeptQuery.dump``'s work inline for a query of two placeholders or
+                    # more (a call saved a statement); ``dump`` for anything else, and for a
+                    # missing parameter (psycopg's error).
+                    values = pgq._values
+                    try:
+                        found = values(params) if values is not None else None
+                    except KeyError:
+                        found = None
+                    if found is None:
+                        pgq.dump(params)
+                    else:
+                        pgq.params = tx.dump_sequence(found, pgq._want_formats)
+                        types = tx.types or ()
+                        # The types the last time kept when they are the same: the prepared-
+                        # statement cache's key, (query, types), then finds its entry's types
+                        # by identity, not by comparing each oid (three look-ups a statement).
+                        if types != pgq.types:
+                            pgq.types = types
+                        pgq.formats = tx.formats
                     kept[1] = self._results
                     return pgq
             pgq = _KeptQuery(tx)
@@ -342,15 +361,27 @@ class _KeptQuery(PostgresQuery):
     """``PostgresQuery`` whose ``dump`` of a ``dict`` for named placeholders takes the values
     in the placeholders' order without ``validate_and_reorder_params``' checks of the kinds
     of placeholders and parameters (named ones and a mapping: they hold); anything else, and
-    a missing parameter (psycopg's ``ProgrammingError``), goes psycopg's way."""
+    a missing parameter (psycopg's ``ProgrammingError``), goes psycopg's way. The values of
+    two placeholders or more are taken by an ``operator.itemgetter`` of their names made at
+    conversion (one C call, where a ``list`` of a ``map`` of the dict's ``__getitem__`` calls
+    it once a name); ``Transformer.dump_sequence`` reads the tuple it gives as it reads a
+    list."""
 
-    __slots__ = ()
+    __slots__ = ("_values",)
+
+    def convert(self, query, vars):
+        self._values = None  # the first dump (in ``convert``) takes the values by ``map``
+        PostgresQuery.convert(self, query, vars)
+        order = self._order
+        if order and len(order) > 1:
+            self._values = itemgetter(*order)
 
     def dump(self, vars):
         order = self._order
         if order and type(vars) is dict:
+            values = self._values
             try:
-                params = list(map(vars.__getitem__, order))
+                params = values(vars) if values is not None else list(map(vars.__getitem__, order))
             except KeyError:
                 return PostgresQuery.dump(self, vars)
             tx = self._tx

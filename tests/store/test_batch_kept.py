@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg._queries import PostgresQuery
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Json, Jsonb
@@ -278,3 +280,68 @@ def test_a_timestamptz_reads_the_same_in_another_session_timezone(pg_engine):
         for at in moments:
             cursor.execute("SELECT %(at)s::timestamptz", {"at": at}, prepare=True)
             assert cursor.fetchone()[0] == at
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=8),
+    st.binary(max_size=4),
+    st.booleans(),
+    st.uuids(),
+    st.datetimes(timezones=st.just(UTC)),
+    st.builds(Json, st.lists(st.integers(), max_size=3)),
+    st.builds(Jsonb, st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)),
+)
+_TEXTS = (
+    "SELECT %(a)s",  # one placeholder: the values taken by ``map``
+    "SELECT %(a)s, %(b)s, %(c)s",  # an itemgetter of the names
+    "SELECT %(b)s, %(a)s, %(b)s",  # a name twice, out of order
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(st.fixed_dictionaries(dict.fromkeys("abc", _VALUES)), min_size=1, max_size=8))
+def test_a_kept_query_dumps_what_psycopgs_conversion_dumps_for_any_values(pg_engine, rows):
+    """The kept path (values by an itemgetter or by ``map``, the types tuple kept while the
+    same) sends each row's parameters, types and formats as a fresh conversion does, the
+    values' types changing from one execution to the next; a missing name raises psycopg's
+    error and the next row goes on."""
+    with pg_engine.connect() as conn:
+        cursor = postgres.KeptCursor(_driver(conn))
+        cursor._tx = psycopg.adapt.Transformer(cursor)
+        for query in _TEXTS:
+            for row in rows:
+                cursor._reset()
+                kept = cursor._convert_query(query, row)
+                plain = PostgresQuery(cursor._tx)
+                plain.convert(query, row)
+                assert _sent(kept) == _sent(plain)
+                assert kept.types == plain.types and type(kept.types) is type(plain.types)
+            cursor._reset()
+            with pytest.raises(psycopg.ProgrammingError) as raised:
+                cursor._convert_query(query, {"c": 1})
+            with pytest.raises(psycopg.ProgrammingError) as expected:
+                PostgresQuery(cursor._tx).convert(query, {"c": 1})
+            assert str(raised.value) == str(expected.value)
+            assert cursor._kept_queries[query][0] is kept
+
+
+def test_a_kept_query_keeps_its_types_tuple_while_the_types_are_the_same(pg_engine):
+    """The types tuple (half of the prepared-statement cache's key) is the same object while
+    the dumped types are the same, and follows them when they change."""
+    with pg_engine.connect() as conn:
+        cursor = postgres.KeptCursor(_driver(conn))
+        cursor._tx = psycopg.adapt.Transformer(cursor)
+        row = {"a": 1, "b": "x", "c": Json([1])}
+        cursor._reset()
+        kept = cursor._convert_query(_TEXTS[1], row)
+        first = kept.types
+        cursor._reset()
+        assert cursor._convert_query(_TEXTS[1], dict(row, b="y")).types is first
+        cursor._reset()
+        changed = cursor._convert_query(_TEXTS[1], dict(row, a=2**40)).types
+        assert changed != first and changed == cursor._tx.types
+        assert kept._values is not None and cursor._kept_queries[_TEXTS[1]][0] is kept
