@@ -84,13 +84,13 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
         conn.execute(table.insert(), attestation.stamp(conn, table, rows))
         return
     # Queued: each JSON value is encoded once, for the digest and for the insert.
-    # (``_json_columns``' and ``_insert_sql``'s memos read inline when they have the key.)
+    # What depends only on the table and the rows' columns is kept per both (``_plan``): the
+    # JSON columns, the statement, and the attested columns' encoding.
     columns = tuple(rows[0])
-    json_columns = _JSON_COLUMNS.get((table.name, columns))
-    if json_columns is None:
-        json_columns = _json_columns(table, columns)
-    # ``_encoded`` and ``_as_sent`` written out as loops: the same dicts without a Python
-    # call (and a comprehension's) per row.
+    plan = _PLANS.get((table.name, columns))
+    if plan is None:
+        plan = _plan(table, columns)
+    json_columns, sql, fields = plan
     encoded: list[dict[str, bytes] | None] = []
     for row in rows:
         texts: dict[str, bytes] | None = {}
@@ -100,6 +100,20 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
         except TypeError:
             texts = None
         encoded.append(texts)
+    if fields is not None and None not in encoded and _same_keys(rows):
+        # An attested table's rows, every JSON value orjson's: stamped without copies of the
+        # rows (``attestation.stamp_queued``), each row copied once, with its command's id
+        # and the JSON texts as sent, into the row that is sent (the dict ``stamp`` and the
+        # copy below made: same keys, same order).
+        command = attestation.stamp_queued(conn, table.name, fields, rows, encoded)
+        sent_rows = []
+        for row, texts in zip(rows, encoded, strict=True):
+            sent = {**row, attestation.COMMAND_COLUMN: command}
+            for c, text in texts.items():
+                sent[c] = Json(text, dumps=_as_is)
+            sent_rows.append(sent)
+        pending.statements.append((sql, sent_rows))
+        return
     stamped = attestation.stamp(conn, table, rows, encoded)
     key = (table.name, tuple(stamped[0]))
     found = _SQL.get(key)
@@ -114,6 +128,38 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
                 sent[c] = Json(text, dumps=_as_is)
             sent_rows.append(sent)
     pending.statements.append((sql, sent_rows))
+
+
+def _same_keys(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every row has the first row's keys (a queued insert's rows do: its statement
+    names the first row's)."""
+    if len(rows) == 1:
+        return True
+    keys = rows[0].keys()
+    return all(row.keys() == keys for row in rows)
+
+
+def _plan(
+    table: Table, columns: tuple[str, ...]
+) -> tuple[frozenset[str], str, tuple[tuple[str, Any], ...] | None]:
+    """For queued rows of ``table`` with keys ``columns``: the JSON columns, the statement (of
+    the columns with ``command_id`` after them when the table is attested, as ``stamp`` adds
+    it: the keys of the rows sent) and ``attestation.queued_fields`` (``None``: not attested)."""
+    key = (table.name, columns)
+    found = _PLANS.get(key)
+    if found is None:
+        fields = attestation.queued_fields(table.name, columns)
+        sent = columns
+        if fields is not None and attestation.COMMAND_COLUMN not in columns:
+            sent = (*columns, attestation.COMMAND_COLUMN)
+        found = (_json_columns(table, columns), _insert_sql(table, sent)[0], fields)
+        _PLANS[key] = found
+    return found
+
+
+_PLANS: dict[
+    tuple[str, tuple[str, ...]], tuple[frozenset[str], str, tuple[tuple[str, Any], ...] | None]
+] = {}
 
 
 def execute(
