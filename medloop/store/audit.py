@@ -1142,13 +1142,24 @@ def _validated_written(event: AuditEvent) -> tuple[Outcome, bytes | None, dict[s
     try:
         # Store exactly what is hashed: the JSON round trip turns tuples into lists and
         # non-string keys into strings, as reading the row back would.
-        encoded, detail, written = canonical_json.round_trip_written(dict(event.detail))
+        # (``canonical_json.round_trip_written`` written out: orjson's text, when it is the
+        # canonical one, is UTF-8 already (orjson refuses a lone surrogate), taken as it is
+        # instead of decoded here to be encoded again below.)
+        value = dict(event.detail)
+        found = canonical_json.written_and_loaded(value)
+        if found is not None:
+            written, detail = found
+            encoded = None
+        else:
+            encoded = canonical_json.dumps(value)
+            detail, written = json.loads(encoded), None
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
     try:
         # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
         # (``encoded`` is the detail's canonical JSON: the text the hash encodes.)
-        encoded.encode()
+        if encoded is not None:
+            encoded.encode()
         # (The fields read in a loop: the dict of them is made only for the refusal.)
         for name in _TEXT_FIELDS:
             value = getattr(event, name)
