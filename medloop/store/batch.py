@@ -77,7 +77,13 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
     :func:`batched` on PostgreSQL, executed at once otherwise."""
     if not rows:
         return
-    pending = _pending(conn)
+    if isinstance(conn, PlainPostgresTransaction):
+        # ``_pending(conn)`` for a ``light.Light`` written out (4.5 inserts a prescribe).
+        transaction = conn._transaction
+        held = None if transaction is None else conn.__dict__.get(_MEMO)
+        pending = held[1].get(_PENDING) if held is not None and held[0] is transaction else None
+    else:
+        pending = _pending(conn)
     if pending is None:
         # Every row of patient data carries its command's id and goes into its audit
         # record's digest (computed here from the values, no round trip).
@@ -100,7 +106,7 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
         except TypeError:
             texts = None
         encoded.append(texts)
-    if fields is not None and None not in encoded and _same_keys(rows):
+    if fields is not None and None not in encoded and (len(rows) == 1 or _same_keys(rows)):
         # An attested table's rows, every JSON value orjson's: stamped without copies of the
         # rows (``attestation.stamp_queued``), each row copied once, with its command's id
         # and the JSON texts as sent, into the row that is sent (the dict ``stamp`` and the
@@ -465,10 +471,23 @@ def _bound(
     """``statement``'s SQL and ``params`` adapted for psycopg, with the values of the
     parameters the statement carries itself (a literal ``+ 1``, a ``LIMIT``); the JSON
     parameters in ``texts`` sent as the text given there (what :func:`_dumps` writes)."""
-    sql, own = _compiled(statement)
+    # (``_compiled``'s memo read inline, and ``{**own, **_adapted(params, json_params -
+    # texts.keys()), **_as_sent(texts)}`` made without their Python calls: the same keys in
+    # the same order, a text's value replacing its parameter's in place; 4 a prescribe.)
+    found = _COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        sql, own = _compiled(statement)
+    else:
+        sql, own = found[1], found[2]
     if texts:
-        return sql, [{**own, **_adapted(params, json_params - texts.keys()), **_as_sent(texts)}]
-    return sql, [{**own, **_adapted(params, json_params)}]
+        left = json_params - texts.keys()
+        bound = {**own, **_adapted(params, left)} if left else {**own, **params}
+        for c, text in texts.items():
+            bound[c] = Json(text, dumps=_as_is)
+        return sql, [bound]
+    if json_params:
+        return sql, [{**own, **_adapted(params, json_params)}]
+    return sql, [{**own, **params}]
 
 
 def _compiled(statement: ClauseElement) -> tuple[str, dict[str, Any]]:

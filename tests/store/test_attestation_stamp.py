@@ -153,3 +153,41 @@ def test_queued_rows_with_other_keys_than_the_first_take_stamps_way():
     encoder = attestation._encoders("postgresql")["list_change"]
     assert command.digests == [attestation._row_digest(encoder, row) for row in rows]
     assert not batch._same_keys(rows) and batch._same_keys([first, dict(first)])
+
+
+def _bound_as_it_was(statement, params, json_params, texts):
+    sql, own = batch._compiled(statement)
+    if texts:
+        adapted = batch._adapted(params, json_params - texts.keys())
+        return sql, [{**own, **adapted, **batch._as_sent(texts)}]
+    return sql, [{**own, **batch._adapted(params, json_params)}]
+
+
+def _plain(bound):
+    sql, (params,) = bound
+    return sql, [
+        (k, ("json", v.obj, v.dumps) if isinstance(v, Json) else v) for k, v in params.items()
+    ]
+
+
+@settings(max_examples=300)
+@given(
+    values=st.dictionaries(st.sampled_from(["a", "b", "response", "status"]), json_values),
+    json_params=st.frozensets(st.sampled_from(["a", "response", "x"])),
+    sent=st.frozensets(st.sampled_from(["a", "response", "y"])),
+)
+def test_bound_gives_the_keys_values_and_order_it_gave(values, json_params, sent):
+    """``batch._bound`` without ``_adapted`` / ``_as_sent`` (session 14): the same SQL and
+    parameters, in the same order, with the statement's own values, for statements with and
+    without them (a ``LIMIT``), with texts for some, all or none of the JSON parameters."""
+    from sqlalchemy import bindparam, select
+
+    from medloop.store import idempotency
+
+    texts = dict.fromkeys(sent, b'"t"') or None
+    table = attestation.metadata.tables["list_change"]
+    own = select(table.c.reason).where(table.c.reason == bindparam("a")).limit(3)
+    for statement in (idempotency._COMPLETE, own):
+        params = {"b_scope": "s", "b_key": "k", "b_patient_id": None, **values}
+        got = batch._bound(statement, params, json_params, texts)
+        assert _plain(got) == _plain(_bound_as_it_was(statement, params, json_params, texts))
