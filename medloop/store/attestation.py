@@ -224,6 +224,69 @@ def stamp(
     return stamped
 
 
+def queued_fields(table_name: str, columns: tuple[str, ...]) -> tuple[tuple[str, Any], ...] | None:
+    """For :func:`stamp_queued`: the PostgreSQL encoding's columns of ``table_name`` that are
+    among ``columns`` (the keys of the rows to stamp), in the encoding's order, each with how
+    its value is written (``None``: a JSON column); ``None`` when the table is not attested.
+    A column the rows do not have is one ``stamp`` finds no value of and leaves out."""
+    encoder = _encoders("postgresql").get(table_name)
+    if encoder is None:
+        return None
+    return tuple(
+        (name, write) for name, write, _read, _as_text in encoder.columns if name in columns
+    )
+
+
+def stamp_queued(
+    conn: Connection,
+    table_name: str,
+    fields: tuple[tuple[str, Any], ...],
+    rows: Sequence[Mapping[str, Any]],
+    encoded: Sequence[Mapping[str, bytes]],
+) -> str:
+    """``stamp(conn, table, rows, encoded)`` on PostgreSQL for rows whose keys are exactly the
+    columns ``fields`` was made for (:func:`queued_fields`), each with every JSON value in
+    its ``encoded`` texts (``store.batch``'s queued insert): the same digests added to the
+    command, and the command's id returned instead of copies of the rows with it, which the
+    caller writes into the rows it sends (tests/store/test_attestation_stamp.py). Each value
+    is read by its key (the rows have them all) and a JSON column is known by its ``None``
+    writer, not looked for in the texts."""
+    held = conn.__dict__.get(_MEMO)
+    if held is not None and held[0] is conn._transaction:
+        memo = held[1]
+    else:
+        memo = transaction_memo(conn)
+    command = memo.get(_OPEN)
+    if command is None:
+        command = memo[_OPEN] = _Open(uuid.uuid4().hex)
+    digests = command.digests
+    for row, texts in zip(rows, encoded, strict=True):
+        values = {}
+        for name, write in fields:
+            value = row[name]
+            if value is not None:
+                if write is None:  # a JSON column: its text as sent
+                    values[name] = orjson.Fragment(texts[name])
+                    continue
+                if write is _text:
+                    if value.__class__ is not str:
+                        value = str(value)
+                elif write is _datetime_utc:
+                    last = _LAST_DATETIME
+                    value = last[1] if last[0] is value else _datetime_utc(value)
+                elif not (write is _integer and value.__class__ is int):
+                    value = write(value)
+                if value is not None:  # JSON null is left out as SQL NULL is
+                    values[name] = value
+        try:
+            written = orjson.dumps([table_name, values], option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # another column's value is not orjson's: the ordinary way
+            digests.append(_row_digest(_ENCODERS["postgresql"][table_name], row))
+        else:
+            digests.append(hashlib.sha256(written).hexdigest())
+    return command.command
+
+
 def claim_record(conn: Connection, patient_id: str, record: Mapping[str, Any]) -> None:
     """This transaction's open command wrote ``record`` as the patient's record: its audit
     record claims the record's digest (``records`` in the claim)."""

@@ -91,7 +91,7 @@ from medloop.store.db import (  # noqa: F401  (WriteTransactionRequired: raised 
     WriteTransactionRequired,
     require_write_transaction,
 )
-from medloop.store.transaction import transaction_memo
+from medloop.store.transaction import _MEMO, transaction_memo
 
 #: ``prev_hash`` of the first record.
 GENESIS_HASH = "0" * 64
@@ -339,24 +339,41 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
     record's hash and inserts it; the hash is recomputed here from what the statement used, so
     a difference between the two serialisations cannot go unnoticed.  On SQLite the write
     transaction already holds the lock: the tail is read and the row inserted."""
-    require_write_transaction(conn, "appending to the audit log")
+    postgres = conn.dialect.name == "postgresql"
+    if not postgres:  # (it asks only SQLite's connections: a Python call saved on PostgreSQL)
+        require_write_transaction(conn, "appending to the audit log")
     outcome, written, detail = _validated_written(event)
     alike = written is not None
     # The transaction's memo taken once (for the claim, the chain's lock and the patient's
-    # id: four Python calls an append took it by).
-    memo = transaction_memo(conn)
+    # id: four Python calls an append took it by), read inline when the connection has it.
+    held = conn.__dict__.get(_MEMO)
+    memo = held[1] if held is not None and held[0] is conn._transaction else transaction_memo(conn)
     claim = attestation.close_in(memo)
     if claim is not None:
         # The rows this transaction appended since the last audit record: the chain commits
         # to them (medloop.store.attestation).
         detail[attestation.DETAIL_KEY] = claim
     chain = event.patient or NO_PATIENT
-    postgres = conn.dialect.name == "postgresql"
     if postgres and chain not in memo.get(_LOCKED, ()):
         conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
         note_chain_locked(conn, chain)
     # Taken under the lock, so that time order follows chain order on one clock.
-    values = _unchained_values(event, outcome, detail, datetime.now(UTC))
+    # (``_unchained_values(event, outcome, detail, datetime.now(UTC))`` written out: the
+    # same dict, keys in its order, without a Python call.)
+    occurred_at = event.occurred_at
+    values = {
+        "chain": chain,
+        "occurred_at": _utc(occurred_at) if occurred_at else datetime.now(UTC),
+        "actor": event.actor,
+        "actor_role": event.actor_role,
+        "organisation": event.organisation,
+        "patient": event.patient,
+        "action": event.action,
+        "outcome": outcome.value,
+        "request_id": event.request_id,
+        "reason": event.reason,
+        "detail": detail,
+    }
     head, middle = _canonical_parts(values, alike)
     patient_id = event.patient_id
     if not patient_id:
@@ -1120,9 +1137,13 @@ def _validated(event: AuditEvent) -> tuple[Outcome, dict[str, Any], bool]:
 def _validated_written(event: AuditEvent) -> tuple[Outcome, bytes | None, dict[str, Any]]:
     """``_validated`` with, in place of ``alike``, orjson's canonical JSON of the detail
     (UTF-8) when orjson wrote it (``canonical_json.round_trip_written``), else ``None``."""
-    for name in ("actor", "actor_role", "action"):
-        if not getattr(event, name):
-            raise InvalidAuditEvent(f"an audit event needs {name}")
+    # (The three read as attributes, not by ``getattr`` in a loop: the same checks in order.)
+    if not event.actor:
+        raise InvalidAuditEvent("an audit event needs actor")
+    if not event.actor_role:
+        raise InvalidAuditEvent("an audit event needs actor_role")
+    if not event.action:
+        raise InvalidAuditEvent("an audit event needs action")
     given = event.outcome
     # A member or its text found by a dict look-up (``Outcome(...)`` is two Python calls);
     # anything else, and a refusal, the enum's own way.
@@ -1142,16 +1163,35 @@ def _validated_written(event: AuditEvent) -> tuple[Outcome, bytes | None, dict[s
     try:
         # Store exactly what is hashed: the JSON round trip turns tuples into lists and
         # non-string keys into strings, as reading the row back would.
-        encoded, detail, written = canonical_json.round_trip_written(dict(event.detail))
+        # (``canonical_json.round_trip_written`` written out: orjson's text, when it is the
+        # canonical one, is UTF-8 already (orjson refuses a lone surrogate), taken as it is
+        # instead of decoded here to be encoded again below.)
+        value = dict(event.detail)
+        found = canonical_json.written_and_loaded(value)
+        if found is not None:
+            written, detail = found
+            encoded = None
+        else:
+            encoded = canonical_json.dumps(value)
+            detail, written = json.loads(encoded), None
     except (TypeError, ValueError) as exc:
         raise InvalidAuditEvent(f"detail is not JSON: {exc}") from None
     try:
         # Hashing encodes to UTF-8: a lone surrogate would fail there, after the change.
         # (``encoded`` is the detail's canonical JSON: the text the hash encodes.)
-        encoded.encode()
-        # (The fields read in a loop: the dict of them is made only for the refusal.)
-        for name in _TEXT_FIELDS:
-            value = getattr(event, name)
+        if encoded is not None:
+            encoded.encode()
+        # (The fields of ``_TEXT_FIELDS`` read as attributes: the dict of them is made only for
+        # the refusal.)
+        for value in (
+            event.actor,
+            event.actor_role,
+            event.organisation,
+            event.patient,
+            event.action,
+            event.request_id,
+            event.reason,
+        ):
             if isinstance(value, str):
                 value.encode()
     except UnicodeEncodeError:

@@ -21,8 +21,7 @@ On SQLite (in-process, no round trips) every call executes at once.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,24 +51,43 @@ class _Pending:
     statements: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
-@contextmanager
-def batched(conn: Connection) -> Iterator[None]:
+class batched:  # noqa: N801  (used as the function it was: ``with batched(conn):``)
     """Queue this transaction's appends (PostgreSQL) until the block ends or a statement
-    needs the queued rows."""
-    if conn.dialect.name != "postgresql":
-        yield
-        return
-    memo = transaction_memo(conn)
-    outer = memo.get(_PENDING)
-    if outer is not None:  # already batching: the outer block sends
-        yield
-        return
-    memo[_PENDING] = _Pending()
-    try:
-        yield
-        flush(conn)
-    finally:
-        memo.pop(_PENDING, None)
+    needs the queued rows.
+
+    A class, not a ``contextlib.contextmanager`` generator: ``__enter__`` and ``__exit__``
+    are its only Python calls (the generator's wrapper took some five, a prescribe's command
+    one block). Leaving the block normally sends what is queued; leaving it with an exception
+    drops it, and the exception goes on; inside a block already batching, the outer block
+    sends."""
+
+    __slots__ = ("_conn", "_memo")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._memo: dict | None = None
+
+    def __enter__(self) -> None:
+        conn = self._conn
+        if conn.dialect.name != "postgresql":
+            return
+        memo = transaction_memo(conn)
+        if memo.get(_PENDING) is not None:  # already batching: the outer block sends
+            return
+        memo[_PENDING] = _Pending()
+        self._memo = memo
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> bool:
+        memo = self._memo
+        if memo is None:
+            return False
+        self._memo = None
+        try:
+            if exc_type is None:
+                flush(self._conn)
+        finally:
+            memo.pop(_PENDING, None)
+        return False
 
 
 def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -77,20 +95,26 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
     :func:`batched` on PostgreSQL, executed at once otherwise."""
     if not rows:
         return
-    pending = _pending(conn)
+    if isinstance(conn, PlainPostgresTransaction):
+        # ``_pending(conn)`` for a ``light.Light`` written out (4.5 inserts a prescribe).
+        transaction = conn._transaction
+        held = None if transaction is None else conn.__dict__.get(_MEMO)
+        pending = held[1].get(_PENDING) if held is not None and held[0] is transaction else None
+    else:
+        pending = _pending(conn)
     if pending is None:
         # Every row of patient data carries its command's id and goes into its audit
         # record's digest (computed here from the values, no round trip).
         conn.execute(table.insert(), attestation.stamp(conn, table, rows))
         return
     # Queued: each JSON value is encoded once, for the digest and for the insert.
-    # (``_json_columns``' and ``_insert_sql``'s memos read inline when they have the key.)
+    # What depends only on the table and the rows' columns is kept per both (``_plan``): the
+    # JSON columns, the statement, and the attested columns' encoding.
     columns = tuple(rows[0])
-    json_columns = _JSON_COLUMNS.get((table.name, columns))
-    if json_columns is None:
-        json_columns = _json_columns(table, columns)
-    # ``_encoded`` and ``_as_sent`` written out as loops: the same dicts without a Python
-    # call (and a comprehension's) per row.
+    plan = _PLANS.get((table.name, columns))
+    if plan is None:
+        plan = _plan(table, columns)
+    json_columns, sql, fields = plan
     encoded: list[dict[str, bytes] | None] = []
     for row in rows:
         texts: dict[str, bytes] | None = {}
@@ -100,6 +124,20 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
         except TypeError:
             texts = None
         encoded.append(texts)
+    if fields is not None and None not in encoded and (len(rows) == 1 or _same_keys(rows)):
+        # An attested table's rows, every JSON value orjson's: stamped without copies of the
+        # rows (``attestation.stamp_queued``), each row copied once, with its command's id
+        # and the JSON texts as sent, into the row that is sent (the dict ``stamp`` and the
+        # copy below made: same keys, same order).
+        command = attestation.stamp_queued(conn, table.name, fields, rows, encoded)
+        sent_rows = []
+        for row, texts in zip(rows, encoded, strict=True):
+            sent = {**row, attestation.COMMAND_COLUMN: command}
+            for c, text in texts.items():
+                sent[c] = Json(text, dumps=_as_is)
+            sent_rows.append(sent)
+        pending.statements.append((sql, sent_rows))
+        return
     stamped = attestation.stamp(conn, table, rows, encoded)
     key = (table.name, tuple(stamped[0]))
     found = _SQL.get(key)
@@ -114,6 +152,38 @@ def insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) ->
                 sent[c] = Json(text, dumps=_as_is)
             sent_rows.append(sent)
     pending.statements.append((sql, sent_rows))
+
+
+def _same_keys(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every row has the first row's keys (a queued insert's rows do: its statement
+    names the first row's)."""
+    if len(rows) == 1:
+        return True
+    keys = rows[0].keys()
+    return all(row.keys() == keys for row in rows)
+
+
+def _plan(
+    table: Table, columns: tuple[str, ...]
+) -> tuple[frozenset[str], str, tuple[tuple[str, Any], ...] | None]:
+    """For queued rows of ``table`` with keys ``columns``: the JSON columns, the statement (of
+    the columns with ``command_id`` after them when the table is attested, as ``stamp`` adds
+    it: the keys of the rows sent) and ``attestation.queued_fields`` (``None``: not attested)."""
+    key = (table.name, columns)
+    found = _PLANS.get(key)
+    if found is None:
+        fields = attestation.queued_fields(table.name, columns)
+        sent = columns
+        if fields is not None and attestation.COMMAND_COLUMN not in columns:
+            sent = (*columns, attestation.COMMAND_COLUMN)
+        found = (_json_columns(table, columns), _insert_sql(table, sent)[0], fields)
+        _PLANS[key] = found
+    return found
+
+
+_PLANS: dict[
+    tuple[str, tuple[str, ...]], tuple[frozenset[str], str, tuple[tuple[str, Any], ...] | None]
+] = {}
 
 
 def execute(
@@ -419,10 +489,23 @@ def _bound(
     """``statement``'s SQL and ``params`` adapted for psycopg, with the values of the
     parameters the statement carries itself (a literal ``+ 1``, a ``LIMIT``); the JSON
     parameters in ``texts`` sent as the text given there (what :func:`_dumps` writes)."""
-    sql, own = _compiled(statement)
+    # (``_compiled``'s memo read inline, and ``{**own, **_adapted(params, json_params -
+    # texts.keys()), **_as_sent(texts)}`` made without their Python calls: the same keys in
+    # the same order, a text's value replacing its parameter's in place; 4 a prescribe.)
+    found = _COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        sql, own = _compiled(statement)
+    else:
+        sql, own = found[1], found[2]
     if texts:
-        return sql, [{**own, **_adapted(params, json_params - texts.keys()), **_as_sent(texts)}]
-    return sql, [{**own, **_adapted(params, json_params)}]
+        left = json_params - texts.keys()
+        bound = {**own, **_adapted(params, left)} if left else {**own, **params}
+        for c, text in texts.items():
+            bound[c] = Json(text, dumps=_as_is)
+        return sql, [bound]
+    if json_params:
+        return sql, [{**own, **_adapted(params, json_params)}]
+    return sql, [{**own, **params}]
 
 
 def _compiled(statement: ClauseElement) -> tuple[str, dict[str, Any]]:

@@ -29,6 +29,7 @@ own key (:class:`IdempotentRequestInProgress`).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -255,7 +256,13 @@ def _as_stored(scope: str, response: Mapping[str, Any]) -> tuple[dict[str, Any],
     and, when orjson wrote the round trip's text, that text: what ``store.batch`` writes of the
     value read back (``canonical_json.round_trip_written``), else ``None``."""
     try:
-        _text, stored, written = canonical_json.round_trip_written(dict(response))
+        # (``round_trip_written`` written out: its text as ``str`` is not needed here.)
+        value = dict(response)
+        found = canonical_json.written_and_loaded(value)
+        if found is not None:
+            written, stored = found
+        else:
+            stored, written = json.loads(canonical_json.dumps(value)), None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the response computed in {scope!r} is not JSON: {exc}") from None
     return stored, written

@@ -4,6 +4,7 @@ back and errors: the audit chain's hashes and the idempotency fingerprints are o
 from __future__ import annotations
 
 import json
+import marshal
 import random
 import struct
 import uuid
@@ -296,3 +297,74 @@ def test_the_audit_detail_sent_with_its_claim_is_what_batch_writes_of_it(detail,
             orjson.dumps(claim)
         return
     assert sent["detail"] == batch._dumps(stored)
+
+
+# -- the small-float check written out, and the round trip without the text as ``str`` (#20) ----
+
+
+@settings(max_examples=1500)
+@given(st.one_of(JSONISH, ANY))
+def test_the_written_out_small_float_check_refuses_what_small_float_in_does(value):
+    """``_written`` looks through the text for a small float itself: it takes orjson's text
+    exactly when ``marshal`` and orjson take the value, ``_small_float_in`` finds none and
+    the value reads back equal."""
+    try:
+        marshal.dumps(value)
+        text = orjson.dumps(value, option=canonical_json._OPTIONS)
+    except (TypeError, ValueError):
+        assert canonical_json._written(value) is None
+        return
+    expected = None
+    if not canonical_json._small_float_in(text) and orjson.loads(text) == value:
+        expected = (text, orjson.loads(text))
+    assert canonical_json._written(value) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[1e-5]",
+        b'{"a":-2.5e-7}',
+        b'["3e-4a","x"]',
+        b'{"id":"1234567e-89"}',
+        b"[1,2e-9]",
+        b"[0.00001]",
+    ],
+)
+def test_small_float_in_on_texts_with_and_without_a_small_float(text):
+    found = canonical_json._small_float_in(text)
+    assert found == (text not in (b'["3e-4a","x"]', b'{"id":"1234567e-89"}'))
+
+
+@settings(max_examples=1500)
+@given(detail=st.dictionaries(TEXT, st.one_of(JSONISH, ANY), max_size=6))
+def test_the_audit_detail_and_the_stored_response_are_the_round_trips(detail):
+    """``audit._validated_written`` and ``idempotency._as_stored`` take orjson's text and the
+    value read back without ``round_trip_written``: the same value, text and refusal."""
+    from medloop.store import idempotency  # noqa: PLC0415
+
+    try:
+        text, loaded, written = canonical_json.round_trip_written(dict(detail))
+    except (TypeError, ValueError):
+        refused = True
+    else:
+        refused = False
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            refused = True
+    event = audit.AuditEvent(actor="1", actor_role="doctor", action="a", detail=detail)
+    try:
+        _outcome, sent, stored = audit._validated_written(event)
+    except audit.InvalidAuditEvent:
+        assert refused
+    else:
+        assert not refused
+        assert (repr(stored), sent) == (repr(loaded), written)
+    try:
+        stored, sent = idempotency._as_stored("scope", detail)
+    except TypeError:
+        with pytest.raises((TypeError, ValueError)):
+            canonical_json.round_trip_written(dict(detail))
+    else:
+        assert (repr(stored), sent) == (repr(loaded), written)
