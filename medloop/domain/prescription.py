@@ -28,7 +28,7 @@ from pydantic import (
 
 from interactions.dosage import Quantity
 from interactions.values import Count, Packages, PositiveCount
-from medloop.domain._model import Frozen, constructed, given, replace
+from medloop.domain._model import Frozen, built, given, replace
 from medloop.domain.codes import (
     GROUPS_WITHOUT_REPEATS,
     OrganisationKind,
@@ -506,5 +506,5 @@ def _version(
         "prescription": after,
     }
     if validated:
-        return constructed(PrescriptionVersion, **values)
+        return built(PrescriptionVersion, values)
     return PrescriptionVersion(**values)
