@@ -52,16 +52,20 @@ def diff(
     changes = []
     if old is None:
         # ``_change(name, None, now)`` written out for a value new in this version: most of a
-        # command's changes (a new entry's, a new prescription's); the same key and instance.
+        # command's changes (a new entry's, a new prescription's). Keyed by one flat tuple of
+        # the name, the value (or a kept dump's id) and its type, not ``_change``'s nested
+        # tokens (two tuples fewer to make and hash per field; issue #20): a key of its own
+        # shape in the same memo (a token is a tuple, a value here never is), so the change
+        # is made once and shared like ``_change``'s.
         for name in fields:
             now = new[name]
             if now is None:
                 continue
             kind = type(now)
             if kind is str or kind is int or kind is bool:
-                key = (name, _NONE_TOKEN, (now, kind))
+                key = (name, now, kind)
             elif kind is dict and _KEPT_DUMPS.get(id(now)) is now:
-                key = (name, _NONE_TOKEN, (id(now), kind))
+                key = (name, id(now), kind)
             else:
                 changes.append(_made(name, None, now))
                 continue
@@ -234,8 +238,9 @@ def _change(name: str, before: Any, after: Any) -> FieldChange:
 _NONE_TOKEN = (None, type(None))
 
 
-_CHANGES: dict[tuple[str, tuple[Any, type], tuple[Any, type]], FieldChange] = {}
-"""The changes ``_change`` shares, by field name and the two values' tokens. Not in
+_CHANGES: dict[tuple[Any, ...], FieldChange] = {}
+"""The changes ``_change`` shares, by field name and the two values' tokens, and those ``diff``
+shares for a value new in its version, by field name, value (or kept dump's id) and type. Not in
 ``_SHARED`` (the models whose fields ``dump`` shares): clearing this forgets none of those."""
 _CHANGES_KEPT = 4_096
 
@@ -264,7 +269,12 @@ def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
     dumped = _recalled(value)
     if dumped is None:
         return version.model_dump(mode="json")
-    found = dump(version, frozenset((changes, snapshot)))
+    # The two names as one frozenset kept per pair (its hash kept with it), not a new one per
+    # record to build and hash again (issue #20).
+    exclude = _EXCLUDES.get((changes, snapshot))
+    if exclude is None:
+        exclude = _EXCLUDES[changes, snapshot] = frozenset((changes, snapshot))
+    found = dump(version, exclude)
     # A change's values are JSON already (the dumps diff compared), as its dump would give them:
     # its dump is its own ``__dict__`` (a field change's three fields, in order, and nothing
     # else: no extra values, no cached properties), shared like the dumps (not to be changed)
@@ -275,6 +285,8 @@ def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
 
 
 _FIELDS_OF = attrgetter("__dict__")
+_EXCLUDES: dict[tuple[str, str], frozenset[str]] = {}
+"""``record``'s excluded fields by their names (a few pairs: one per version class)."""
 
 
 _RECENT = 16
