@@ -29,7 +29,7 @@ from pydantic import (
 
 from interactions.dosage import Dosage, Use
 from interactions.values import Count, PositiveCount
-from medloop.domain._model import Frozen, built, given, replace
+from medloop.domain._model import Frozen, built, given_values, replace
 from medloop.domain.codes import EntryChangeKind, EntryStatus
 from medloop.domain.drug_reference import DrugReference
 from medloop.domain.entry import (
@@ -506,7 +506,7 @@ class MedicationList(Frozen):
             # annotations, the same configuration): the entry is built from them without
             # validating them again, and only its own check runs (issue #20). When that check
             # refuses, validation gives the error, as before.
-            entry = given(ListEntry, _ADDED_FIELDS, **fields)
+            entry = given_values(ListEntry, _ADDED_FIELDS, fields)
             try:
                 return entry._is_consistent()
             except ValueError:

@@ -6,6 +6,7 @@ validating the same values gives (issue #20)."""
 from __future__ import annotations
 
 from datetime import datetime
+from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from medloop.domain import _model
 from medloop.domain._model import built, constructed
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import EditEntry, EntryVersion, ListChange, MedicationList
@@ -144,4 +146,43 @@ def test_an_applied_list_is_model_constructs_instance() -> None:
     )
     for made in (edited, medication_list.model_copy().followed_by(change)):
         _same_instance(made, MedicationList.model_construct(**_fields_of(made)))
+        _same_instance(made, _validated(made))
+
+
+def test_the_slot_setters_are_pydantics_own_descriptors_in_this_pydantic() -> None:
+    """``_model``'s setters are ``BaseModel``'s own ``__dict__`` and ``__pydantic_*__`` slot
+    descriptors in the pinned pydantic (2.14): if pydantic lays its instances out otherwise,
+    this fails, and the setters fall back to ``object.__setattr__`` (the next test)."""
+    from pydantic import BaseModel as Base
+
+    assert _model.set_dict == Base.__dict__["__dict__"].__set__
+    assert isinstance(Base.__dict__["__dict__"], GetSetDescriptorType)
+    for name, setter in (
+        ("__pydantic_fields_set__", _model.set_fields_set),
+        ("__pydantic_extra__", _model.set_extra),
+        ("__pydantic_private__", _model.set_private),
+    ):
+        descriptor = Base.__dict__[name]
+        assert isinstance(descriptor, MemberDescriptorType), name
+        assert setter == descriptor.__set__, name
+
+
+def test_the_slot_setters_set_what_object_setattr_sets_and_fall_back_to_it() -> None:
+    _, change, _ = add(empty_list())
+    fields = _fields_of(change)
+    names = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+    fallbacks = [_model._slot_setter(name, type(None)) for name in names]  # never that kind
+    for setters in (
+        (_model.set_dict, _model.set_fields_set, _model.set_extra, _model.set_private),
+        fallbacks,
+    ):
+        assert all(not isinstance(s, type(_model.set_dict)) for s in fallbacks)
+        made = object.__new__(ListChange)
+        values = dict(fields)
+        fields_set = set(fields)
+        for setter, value in zip(setters, (values, fields_set, None, None), strict=True):
+            setter(made, value)
+        assert made.__dict__ is values
+        assert made.model_fields_set is fields_set
+        _same_instance(made, change)
         _same_instance(made, _validated(made))
