@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -65,6 +67,31 @@ _object_setattr = object.__setattr__
 _ALL_FIELDS_SET: dict[type[BaseModel], set[str]] = {}
 
 
+def _slot_setter(name: str, kind: type) -> Callable[[Any, Any], None]:
+    """The setter of a pydantic instance's ``name`` (``__dict__`` or one of the three
+    ``__pydantic_*__`` slots): the ``__set__`` of ``BaseModel``'s own descriptor for it, when it
+    is one of ``kind`` as in pydantic 2.14, which sets it as ``object.__setattr__`` does
+    without that call's look-up of the name in the class and its check of the class's
+    setattr (half the cost: every value built without validation sets all four; issue #20;
+    ``tests/domain/test_domain_model.py`` pins the descriptors); else ``object.__setattr__``
+    itself. Used on instances of ``BaseModel`` subclasses only."""
+    found = BaseModel.__dict__.get(name)
+    if type(found) is kind and getattr(found, "__objclass__", None) is BaseModel:
+        setter: Callable[[Any, Any], None] = found.__set__
+        return setter
+
+    def fallback(instance: Any, value: Any) -> None:
+        _object_setattr(instance, name, value)
+
+    return fallback
+
+
+set_dict = _slot_setter("__dict__", GetSetDescriptorType)
+set_fields_set = _slot_setter("__pydantic_fields_set__", MemberDescriptorType)
+set_extra = _slot_setter("__pydantic_extra__", MemberDescriptorType)
+set_private = _slot_setter("__pydantic_private__", MemberDescriptorType)
+
+
 def constructed(cls: type[Model], /, **values: Any) -> Model:
     """``cls(**values)`` for values that are already what validating them gives (validated
     domain values of the fields' own types, every field given): the same instance — its
@@ -79,13 +106,35 @@ def constructed(cls: type[Model], /, **values: Any) -> Model:
         extra = sorted(set(values) - set(fields))
         raise TypeError(f"{cls.__name__} needs every field given: {missing=} {extra=}")
     instance = _object_new(cls)
-    _object_setattr(instance, "__dict__", {name: values[name] for name in fields})
+    set_dict(instance, {name: values[name] for name in fields})
     fields_set = _ALL_FIELDS_SET.get(cls)
     if fields_set is None:
         fields_set = _ALL_FIELDS_SET[cls] = set(fields)
-    _object_setattr(instance, "__pydantic_fields_set__", fields_set)
-    _object_setattr(instance, "__pydantic_extra__", None)
-    _object_setattr(instance, "__pydantic_private__", None)
+    set_fields_set(instance, fields_set)
+    set_extra(instance, None)
+    set_private(instance, None)
+    return instance
+
+
+def built(cls: type[Model], values: dict[str, Any], /) -> Model:
+    """``constructed(cls, **values)`` for a dict the caller built for it and gives up: when its
+    keys are ``cls``'s fields in declared order (as the domain's own callers write them), the
+    dict itself becomes the instance's ``__dict__``, without unpacking it into keywords and
+    copying it field by field a second time (issue #20); any other dict goes through
+    ``constructed`` (which orders it, or refuses it). The same instance either way
+    (``tests/domain/test_domain_model.py``)."""
+    fields = _FIELD_NAMES.get(cls) or field_names(cls)
+    if tuple(values) != fields:
+        return constructed(cls, **values)
+    # The body of ``constructed``, written out (a call saved), the dict taken as it is.
+    instance = _object_new(cls)
+    set_dict(instance, values)
+    fields_set = _ALL_FIELDS_SET.get(cls)
+    if fields_set is None:
+        fields_set = _ALL_FIELDS_SET[cls] = set(fields)
+    set_fields_set(instance, fields_set)
+    set_extra(instance, None)
+    set_private(instance, None)
     return instance
 
 
@@ -127,13 +176,21 @@ def given(cls: type[Model], fields_set: set[str], /, **values: Any) -> Model:
     extra or private values — without validating the values again and without the model's own
     validators, which the caller runs itself (issue #20; ``tests/domain/test_domain_model.py``
     compares the instances with validated ones)."""
+    return given_values(cls, fields_set, values)
+
+
+def given_values(cls: type[Model], fields_set: set[str], values: dict[str, Any], /) -> Model:
+    """``given(cls, fields_set, **values)`` for a dict of the values the caller has built
+    anyway: the same instance, without unpacking the dict into keywords and packing them into
+    a new one (a call with eleven keywords cost more than the rest of ``given``; issue #20).
+    The dict is only read."""
     found = _TEMPLATES.get(cls) or _template(cls)
     if values.keys() != fields_set or not found[1] <= fields_set <= found[2]:
         raise TypeError(f"{cls.__name__}: {sorted(values)} are not its required fields and more")
     instance = _object_new(cls)
     # The template's order stays: every name given is one of its keys already.
-    _object_setattr(instance, "__dict__", {**found[0], **values})
-    _object_setattr(instance, "__pydantic_fields_set__", fields_set)
-    _object_setattr(instance, "__pydantic_extra__", None)
-    _object_setattr(instance, "__pydantic_private__", None)
+    set_dict(instance, {**found[0], **values})
+    set_fields_set(instance, fields_set)
+    set_extra(instance, None)
+    set_private(instance, None)
     return instance

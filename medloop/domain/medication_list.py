@@ -29,7 +29,7 @@ from pydantic import (
 
 from interactions.dosage import Dosage, Use
 from interactions.values import Count, PositiveCount
-from medloop.domain._model import Frozen, constructed, given, replace
+from medloop.domain._model import Frozen, built, given_values, replace
 from medloop.domain.codes import EntryChangeKind, EntryStatus
 from medloop.domain.drug_reference import DrugReference
 from medloop.domain.entry import (
@@ -319,32 +319,40 @@ class MedicationList(Frozen):
         reason = command.reason
         # Every value below is validated already (the command, the entry ``_decide`` built and
         # validated, the diff of it): the records are built without validating them again.
-        version = constructed(
+        # The dicts are written in the records' declared field order (``built`` takes them as
+        # they are; issue #20).
+        version = built(
             EntryVersion,
-            entry_id=after.id,
-            version=after.version,
-            list_version=list_version,
-            kind=kind,
-            at=command.at,
-            author=command.author,
-            reason=reason,
-            diff=changes,
-            entry=after,
+            {
+                "entry_id": after.id,
+                "version": after.version,
+                "list_version": list_version,
+                "kind": kind,
+                "at": command.at,
+                "author": command.author,
+                "reason": reason,
+                "diff": changes,
+                "entry": after,
+            },
         )
-        change = constructed(
+        change = built(
             ListChange,
-            patient_id=self.patient_id,
-            list_version=list_version,
-            at=command.at,
-            author=command.author,
-            reason=reason,
-            entry_versions=(version,),
+            {
+                "patient_id": self.patient_id,
+                "list_version": list_version,
+                "at": command.at,
+                "author": command.author,
+                "reason": reason,
+                "entry_versions": (version,),
+            },
         )
         # The checks above are the list's invariants for this one change (an added id is new;
         # the changed entry's prescriptions back no other live entry), so the other entries
-        # need not be validated again.
-        new_list = MedicationList.model_construct(
-            patient_id=self.patient_id, version=list_version, entries=entries
+        # need not be validated again: ``model_construct``'s instance, without its walk over
+        # the fields (every one is given).
+        new_list = built(
+            MedicationList,
+            {"patient_id": self.patient_id, "version": list_version, "entries": entries},
         )
         if len(_APPLIED) >= _APPLIED_KEPT:
             _APPLIED.clear()
@@ -373,8 +381,13 @@ class MedicationList(Frozen):
         entries = {entry.id: entry for entry in self.entries}
         for version in change.entry_versions:
             entries[version.entry_id] = version.entry
-        return MedicationList.model_construct(
-            patient_id=self.patient_id, version=change.list_version, entries=tuple(entries.values())
+        return built(
+            MedicationList,
+            {
+                "patient_id": self.patient_id,
+                "version": change.list_version,
+                "entries": tuple(entries.values()),
+            },
         )
 
     @classmethod
@@ -493,7 +506,7 @@ class MedicationList(Frozen):
             # annotations, the same configuration): the entry is built from them without
             # validating them again, and only its own check runs (issue #20). When that check
             # refuses, validation gives the error, as before.
-            entry = given(ListEntry, _ADDED_FIELDS, **fields)
+            entry = given_values(ListEntry, _ADDED_FIELDS, fields)
             try:
                 return entry._is_consistent()
             except ValueError:

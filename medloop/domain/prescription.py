@@ -28,7 +28,7 @@ from pydantic import (
 
 from interactions.dosage import Quantity
 from interactions.values import Count, Packages, PositiveCount
-from medloop.domain._model import Frozen, constructed, given, replace
+from medloop.domain._model import Frozen, built, given_values, replace
 from medloop.domain.codes import (
     GROUPS_WITHOUT_REPEATS,
     OrganisationKind,
@@ -350,7 +350,7 @@ def issue(
         # request's, a validated entry's, an id, an actor, a day): the prescription is built
         # without validating them again, and only its own check runs (issue #20). When that
         # check refuses, validation gives the error, as before.
-        prescription = given(Prescription, _ISSUED_FIELDS, **fields)
+        prescription = given_values(Prescription, _ISSUED_FIELDS, fields)
         try:
             prescription._is_consistent()
         except ValueError:
@@ -506,5 +506,5 @@ def _version(
         "prescription": after,
     }
     if validated:
-        return constructed(PrescriptionVersion, **values)
+        return built(PrescriptionVersion, values)
     return PrescriptionVersion(**values)

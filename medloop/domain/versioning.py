@@ -14,7 +14,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, GetPydanticSchema, JsonValue
 
-from medloop.domain._model import _FIELD_NAMES, Frozen, field_names
+from medloop.domain._model import (
+    _FIELD_NAMES,
+    Frozen,
+    field_names,
+    set_dict,
+    set_extra,
+    set_fields_set,
+    set_private,
+)
 
 
 def _serialised_as_is(source: Any, handler: Any) -> Any:
@@ -52,16 +60,20 @@ def diff(
     changes = []
     if old is None:
         # ``_change(name, None, now)`` written out for a value new in this version: most of a
-        # command's changes (a new entry's, a new prescription's); the same key and instance.
+        # command's changes (a new entry's, a new prescription's). Keyed by one flat tuple of
+        # the name, the value (or a kept dump's id) and its type, not ``_change``'s nested
+        # tokens (two tuples fewer to make and hash per field; issue #20): a key of its own
+        # shape in the same memo (a token is a tuple, a value here never is), so the change
+        # is made once and shared like ``_change``'s.
         for name in fields:
             now = new[name]
             if now is None:
                 continue
             kind = type(now)
             if kind is str or kind is int or kind is bool:
-                key = (name, _NONE_TOKEN, (now, kind))
+                key = (name, now, kind)
             elif kind is dict and _KEPT_DUMPS.get(id(now)) is now:
-                key = (name, _NONE_TOKEN, (id(now), kind))
+                key = (name, id(now), kind)
             else:
                 changes.append(_made(name, None, now))
                 continue
@@ -91,6 +103,7 @@ def share_dumps(model: type[BaseModel], *fields: str) -> None:
     if unknown:
         raise ValueError(f"{model.__name__} has no fields {sorted(unknown)}")
     _SHARED[model] = fields
+    _PLANS.clear()
 
 
 _SHARED: dict[type[BaseModel], tuple[str, ...]] = {}
@@ -102,33 +115,37 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     those values with other dumps: it is not to be changed (no caller changes a dump; they are
     written as they are)."""
     cls = type(value)
-    shared = _SHARED.get(cls)
-    if shared is None:
+    plan = _PLANS.get((cls, exclude))
+    if plan is None:
+        plan = _plan(cls, exclude)
+    shared, every, order = plan
+    if not shared:
         return cls.__pydantic_serializer__.to_python(value, mode="json", exclude=exclude or None)
-    # The shared fields' dumps, ``dumped``'s memo read here (a call saved per field).
+    # The shared fields' dumps, ``dumped``'s memo read here (a call saved per field), the
+    # values read from the instance's ``__dict__`` (one attribute look-up, not one per field
+    # through pydantic's ``__getattr__`` hook).
+    fields = value.__dict__
     kept = {}
     for name in shared:
-        if name not in exclude:
-            found = getattr(value, name)
-            if found is not None:
-                known = _DUMPED.get(id(found))
-                kept[name] = known[1] if known is not None and known[0] is found else dumped(found)
+        found = fields[name]
+        if found is not None:
+            known = _DUMPED.get(id(found))
+            kept[name] = known[1] if known is not None and known[0] is found else dumped(found)
     # ``model_dump`` is a Python frame around its serialiser's ``to_python`` passing fifteen
     # keywords (its own defaults, the serialiser's too): the serialiser is called directly, the
     # same dump (``tests/domain/test_domain_versioning.py`` compares them; issue #20).
     if not kept:
         return cls.__pydantic_serializer__.to_python(value, mode="json", exclude=exclude or None)
+    # The names left to the serialiser: kept per class and ``exclude`` when every shared field
+    # has its dump (the usual case), else made here.
     partial = cls.__pydantic_serializer__.to_python(
-        value, mode="json", exclude=exclude | kept.keys()
+        value, mode="json", exclude=every if len(kept) == len(shared) else exclude | kept.keys()
     )
     # The fields in declared order (a template copied), then the two dumps put in: the keys
     # are in the template's order, and a key the template has not (a computed field) comes
     # last, as in a dump; no Python loop over the fields (issue #20). Every field not
     # excluded is in one of the two dumps, unless the model's dump leaves some out: then the
     # template would hold a key neither gave, and the dict is put together field by field.
-    order = _ORDERS.get((cls, exclude))
-    if order is None:
-        order = _order(cls, exclude)
     whole = order.copy()
     whole.update(partial)
     whole.update(kept)
@@ -143,6 +160,32 @@ def dump(value: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str, A
     if len(whole) != len(partial) + len(kept):  # computed fields come last, as in a dump
         whole.update((k, v) for k, v in partial.items() if k not in whole)
     return whole
+
+
+def _plan(
+    cls: type[BaseModel], exclude: frozenset[str]
+) -> tuple[tuple[str, ...], set[str], dict[str, None]]:
+    """What ``dump`` needs of ``cls`` for ``exclude``, kept per class and ``exclude``: the
+    shared fields not excluded (``share_dumps``; none for a model without), ``exclude`` with
+    those as a ``set`` (never changed; the serialiser reads a ``set`` faster than a
+    ``frozenset``), and the fields but ``exclude`` in declared order as a dict's keys. A model's
+    shared fields are named once, when its module is imported, before any of its values is
+    dumped; the plans are dropped whenever ``share_dumps`` names more."""
+    shared = tuple(name for name in _SHARED.get(cls, ()) if name not in exclude)
+    if len(_PLANS) >= _ORDERS_KEPT:
+        _PLANS.clear()
+    found = _PLANS[cls, exclude] = (
+        shared,
+        set(exclude) | set(shared),
+        _ORDERS.get((cls, exclude)) or _order(cls, exclude),
+    )
+    return found
+
+
+_PLANS: dict[
+    tuple[type[BaseModel], frozenset[str]],
+    tuple[tuple[str, ...], set[str], dict[str, None]],
+] = {}
 
 
 def _order(cls: type[BaseModel], exclude: frozenset[str]) -> dict[str, None]:
@@ -183,7 +226,6 @@ _KEPT_DUMPS: dict[int, dict[str, Any]] = {}
 
 
 _object_new = object.__new__
-_object_setattr = object.__setattr__
 _FIELDS_SET = set(FieldChange.model_fields)
 """Every field change's ``__pydantic_fields_set__`` (all of its fields are always set): one set
 shared by the changes ``_change`` makes, never changed (the values are frozen, and a copy of
@@ -234,8 +276,9 @@ def _change(name: str, before: Any, after: Any) -> FieldChange:
 _NONE_TOKEN = (None, type(None))
 
 
-_CHANGES: dict[tuple[str, tuple[Any, type], tuple[Any, type]], FieldChange] = {}
-"""The changes ``_change`` shares, by field name and the two values' tokens. Not in
+_CHANGES: dict[tuple[Any, ...], FieldChange] = {}
+"""The changes ``_change`` shares, by field name and the two values' tokens, and those ``diff``
+shares for a value new in its version, by field name, value (or kept dump's id) and type. Not in
 ``_SHARED`` (the models whose fields ``dump`` shares): clearing this forgets none of those."""
 _CHANGES_KEPT = 4_096
 
@@ -247,10 +290,10 @@ def _made(name: str, before: Any, after: Any) -> FieldChange:
     times the instance itself (a prescription diffs 12 fields, an entry about 10; issue #20;
     ``tests/domain/test_domain_versioning.py`` compares the two)."""
     change = _object_new(FieldChange)
-    _object_setattr(change, "__dict__", {"field": name, "before": before, "after": after})
-    _object_setattr(change, "__pydantic_fields_set__", _FIELDS_SET)
-    _object_setattr(change, "__pydantic_extra__", None)
-    _object_setattr(change, "__pydantic_private__", None)
+    set_dict(change, {"field": name, "before": before, "after": after})
+    set_fields_set(change, _FIELDS_SET)
+    set_extra(change, None)
+    set_private(change, None)
     return change
 
 
@@ -264,7 +307,12 @@ def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
     dumped = _recalled(value)
     if dumped is None:
         return version.model_dump(mode="json")
-    found = dump(version, frozenset((changes, snapshot)))
+    # The two names as one frozenset kept per pair (its hash kept with it), not a new one per
+    # record to build and hash again (issue #20).
+    exclude = _EXCLUDES.get((changes, snapshot))
+    if exclude is None:
+        exclude = _EXCLUDES[changes, snapshot] = frozenset((changes, snapshot))
+    found = dump(version, exclude)
     # A change's values are JSON already (the dumps diff compared), as its dump would give them:
     # its dump is its own ``__dict__`` (a field change's three fields, in order, and nothing
     # else: no extra values, no cached properties), shared like the dumps (not to be changed)
@@ -275,6 +323,8 @@ def record(version: BaseModel, changes: str, snapshot: str) -> dict[str, Any]:
 
 
 _FIELDS_OF = attrgetter("__dict__")
+_EXCLUDES: dict[tuple[str, str], frozenset[str]] = {}
+"""``record``'s excluded fields by their names (a few pairs: one per version class)."""
 
 
 _RECENT = 16

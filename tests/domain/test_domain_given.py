@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from interactions.dosage import Use
 from medloop.domain import medication_list as medication_list_module
-from medloop.domain._model import Frozen, given
+from medloop.domain._model import Frozen, given, given_values
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import AddEntry, InvalidEntry, _build
 from medloop.domain.prescription import (
@@ -251,3 +251,30 @@ def test_an_entry_and_a_prescription_have_only_shareable_defaults() -> None:
             )
         ),
     )
+
+
+@given_examples(
+    names=st.sets(st.sampled_from(["a", "b", "c", "d"])),
+    a=st.integers(-3, 3),
+    b=st.text(max_size=3),
+    c=st.lists(st.integers(0, 2), max_size=2).map(tuple),
+)
+@settings(max_examples=80, deadline=None)
+def test_given_values_is_given_for_the_same_values(
+    names: set[str], a: int, b: str, c: tuple[int, ...]
+) -> None:
+    """``given_values`` (a dict, as ``issue`` and ``MedicationList.apply`` pass it) makes the
+    instance ``given`` makes from the same values as keywords, and refuses what it refuses."""
+    pool: dict[str, Any] = {"a": a, "b": b, "c": c, "d": 0}
+    values = {name: pool[name] for name in sorted(names)}
+    fields_set = set(names)
+    try:
+        expected = given(_Sample, fields_set, **values)
+    except TypeError:
+        with pytest.raises(TypeError):
+            given_values(_Sample, fields_set, values)
+        return
+    made = given_values(_Sample, fields_set, dict(values))
+    _same_instance(made, expected)
+    _same_instance(made, _Sample(**values))
+    assert made.model_fields_set is fields_set

@@ -10,6 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given as given_examples
+from hypothesis import settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field, JsonValue, ValidationError, computed_field
 
 from medloop.domain import versioning
@@ -410,3 +413,71 @@ def test_a_records_changes_are_each_changes_fields_in_order() -> None:
             assert all(list(item) == ["field", "before", "after"] for item in got)
     validated = FieldChange.model_validate({"field": "a", "before": None, "after": [1]})
     assert list(vars(validated)) == ["field", "before", "after"]
+
+
+class _Mixed(Frozen):
+    """Fields of every kind a diff meets: recurring scalars, floats, a nested value."""
+
+    text: str | None = None
+    number: int | None = None
+    flag: bool | None = None
+    ratio: float | None = None
+    part: _Part | None = None
+    items: tuple[int, ...] = ()
+
+
+_MIXED_FIELDS = tuple(_Mixed.model_fields)
+_SCALARS = st.none() | st.text(max_size=4) | st.integers(-3, 3) | st.booleans()
+
+
+@given_examples(
+    text=st.none() | st.sampled_from(["1", "", "a"]),
+    number=st.none() | st.integers(-2, 2),
+    flag=st.none() | st.booleans(),
+    ratio=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    items=st.lists(st.integers(0, 3), max_size=2).map(tuple),
+    part=st.none() | st.integers(0, 2).map(lambda n: _Part(n=n)),
+    other=_SCALARS,
+)
+@settings(max_examples=150, deadline=None)
+def test_a_new_values_diff_is_each_fields_change_from_nothing(
+    text: str | None,
+    number: int | None,
+    flag: bool | None,
+    ratio: float | None,
+    items: tuple[int, ...],
+    part: _Part | None,
+    other: Any,
+) -> None:
+    """``diff(None, value)`` (its own memo key for a value new in its version) gives, field by
+    field, the change ``_change(name, None, now)`` and ``model_construct`` give: the same
+    values of the same types, shared when the value recurs, never one of another type (``1``,
+    ``True`` and ``"1"`` each their own)."""
+    value = _Mixed(text=text, number=number, flag=flag, ratio=ratio, part=part, items=items)
+    dumped = value.model_dump(mode="json")
+    changes = diff(None, value, _MIXED_FIELDS)
+    expected = [
+        FieldChange.model_construct(field=name, before=None, after=dumped[name])
+        for name in _MIXED_FIELDS
+        if dumped[name] is not None
+    ]
+    assert list(changes) == expected
+    for change, made in zip(changes, expected, strict=True):
+        assert type(change.after) is type(made.after)
+        assert change.__dict__ == made.__dict__
+        assert list(change.__dict__) == ["field", "before", "after"]
+        general = versioning._change(change.field, None, change.after)
+        assert general == change and type(general.after) is type(change.after)
+    again = diff(
+        None,
+        _Mixed(text=text, number=number, flag=flag, ratio=ratio, part=part, items=items),
+        _MIXED_FIELDS,
+    )
+    for first, second in zip(changes, again, strict=True):
+        assert first == second
+        if type(first.after) in (str, int, bool):
+            assert first is second
+    # A recurring scalar of another type is never taken for this one.
+    if other is not None:
+        mixed = diff(None, _Mixed(text=str(other)), ("text",))
+        assert type(mixed[0].after) is str and mixed[0].after == str(other)
