@@ -1,22 +1,67 @@
 """The checks' fast paths (issue #20) give what the general paths give, for every input."""
 
 from dataclasses import FrozenInstanceError, fields
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interactions import Medication, Patient
+from interactions import Allergy, Medication, Patient
 from interactions.checks import context as context_module
 from interactions.checks.context import CheckContext, Entry
 from interactions.checks.dose import _components, _dose_alerts, dose_alerts
 from interactions.checks.duplicate import _any_in_focus, duplicate_alerts
 from interactions.checks.interaction import _interaction_alerts, interaction_alerts
-from tests.interactions.helpers import knowledge, med
-from tests.interactions.test_ix_properties import PATIENT, entries
+from tests.interactions.helpers import as_needed, fixed, knowledge, med
 
-PATIENTS = (Patient(), PATIENT, Patient(age=80, weight_kg=40))
+DRUGS = (
+    "PK_MAREVAN",
+    "PK_IBUX",
+    "PK_VOLTAREN",
+    "PK_PARACET",
+    "PK_PARALGIN_FORTE",
+    "PK_ZOCOR",
+    "PK_SIMVASTATIN_KRKA",
+    "GG_SIMVASTATIN_20",
+    "PK_KLACID",
+    "P_PERIKUM",
+    "P_GINKGO",
+    "P_ARNICA",
+    "PK_ZYRTEC",
+    "PK_NORVASC",
+    "PK_IMOVANE",
+    "PK_ZYPREXA",
+    "P_SEROQUEL",
+    "PK_METHOTREXATE",
+    "PK_INHIXA",
+    "P_DIVISUN",
+    "P_BETANEKOL",
+    "P_GALAFOLD",
+    "ID_CODEINE",
+    "DU_PARACET",
+)
+DOSAGES = (None, fixed(1), fixed(2), fixed(8), as_needed(2, max_per_24h=8), fixed(1, "ml"))
+PATIENTS = (
+    Patient(),
+    Patient(allergies=(Allergy(atc="N02B"),), weight_kg=70),
+    Patient(age=80, weight_kg=40),
+)
+days = st.one_of(st.none(), st.integers(0, 60).map(lambda n: date(2026, 1, 1) + timedelta(n)))
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> list[Medication]:
+    """Lists drawn from the fixture catalogue, as ``test_ix_properties`` draws them."""
+    drugs = draw(st.lists(st.sampled_from(DRUGS), unique=True, max_size=8))
+    medications = []
+    for drug in drugs:
+        start = draw(days)
+        stop = draw(days)
+        if start and stop and stop < start:
+            start, stop = stop, start
+        medications.append(med(drug, dosage=draw(st.sampled_from(DOSAGES)), start=start, stop=stop))
+    return medications
 
 
 def contexts(
