@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from operator import attrgetter
 
@@ -30,6 +30,7 @@ class Entry:
 
 
 _by_id = attrgetter("id")
+
 
 _ENTRIES: dict[int, tuple[Medication, Knowledge, Entry, Entry]] = {}
 """Each medication's two entries (in focus, out of it), by the medication object and the
@@ -89,15 +90,25 @@ class CheckContext:
                 known = _ENTRIES[id(medication)] = (
                     medication,
                     knowledge,
-                    Entry(medication, profile, True),
-                    Entry(medication, profile, False),
+                    _entry(medication, profile, True),
+                    _entry(medication, profile, False),
                 )
             if medication.id in focus:
                 entries.append(known[2])
                 focused.append(known[2])
             else:
                 entries.append(known[3])
-        return cls(
+        if cls is not CheckContext:
+            return cls(
+                knowledge,
+                tuple(entries),
+                patient,
+                include_all,
+                today,
+                renal_max_age_days,
+                tuple(focused),
+            )
+        return _context(
             knowledge,
             tuple(entries),
             patient,
@@ -116,3 +127,56 @@ class CheckContext:
 
     def source(self, *, fest_id: str | None = None, rule_id: str | None = None) -> Source:
         return self.knowledge.source(fest_id=fest_id, rule_id=rule_id)
+
+
+# A frozen slotted dataclass made without its generated ``__init__``: ``object.__new__`` and
+# each slot set by its own member descriptor, the values ``__init__`` would set through
+# ``object.__setattr__`` (these classes have no ``__post_init__`` and convert nothing). An
+# entry pair is made per new medication and a context per check, and the generated
+# ``__init__`` cost ~2 k instructions more an instance (issue #20).
+# ``tests/interactions/test_ix_engine.py`` compares both ways field for field.
+_new = object.__new__
+_SET_MEDICATION, _SET_PROFILE, _SET_IN_FOCUS = (
+    Entry.__dict__[f.name].__set__ for f in fields(Entry)
+)
+
+
+def _entry(medication: Medication, profile: DrugProfile, in_focus: bool) -> Entry:
+    """``Entry(medication, profile, in_focus)``."""
+    made = _new(Entry)
+    _SET_MEDICATION(made, medication)
+    _SET_PROFILE(made, profile)
+    _SET_IN_FOCUS(made, in_focus)
+    return made
+
+
+(
+    _SET_KNOWLEDGE,
+    _SET_ENTRIES,
+    _SET_PATIENT,
+    _SET_INCLUDE_ALL,
+    _SET_TODAY,
+    _SET_RENAL_MAX_AGE_DAYS,
+    _SET_FOCUSED,
+) = (CheckContext.__dict__[f.name].__set__ for f in fields(CheckContext))
+
+
+def _context(
+    knowledge: Knowledge,
+    entries: tuple[Entry, ...],
+    patient: Patient,
+    include_all: bool,
+    today: date | None,
+    renal_max_age_days: int | None,
+    focused: tuple[Entry, ...],
+) -> CheckContext:
+    """``CheckContext(...)`` with every field given (see ``_entry``)."""
+    made = _new(CheckContext)
+    _SET_KNOWLEDGE(made, knowledge)
+    _SET_ENTRIES(made, entries)
+    _SET_PATIENT(made, patient)
+    _SET_INCLUDE_ALL(made, include_all)
+    _SET_TODAY(made, today)
+    _SET_RENAL_MAX_AGE_DAYS(made, renal_max_age_days)
+    _SET_FOCUSED(made, focused)
+    return made

@@ -192,8 +192,26 @@ class _NotChecked:
 
 
 def dose_alerts(context: CheckContext) -> Iterator[Alert]:
+    ruled = _ruled(context)
+    if not ruled:  # no focus substance has a rule: nothing to find (issue #20)
+        return iter(())
+    return _dose_alerts(context, ruled)
+
+
+def _ruled(context: CheckContext) -> set[str]:
+    """The substances of the focus entries that dose rules cover: only these are judged."""
+    rules_for = context.knowledge.dose_rules_for
+    return {
+        c.atc
+        for entry in context.focus
+        for c in _components(entry.medication.drug)
+        if rules_for(c.atc)
+    }
+
+
+def _dose_alerts(context: CheckContext, ruled: set[str]) -> Iterator[Alert]:
     not_checked = _NotChecked()
-    dosed = _dosed_by_substance(context, not_checked)
+    dosed = _dosed_by_substance(context, not_checked, ruled)
     for code, items in sorted(dosed.items()):
         for exceeded in _findings(context, code, items, not_checked):
             yield _dose_alert(context, code, exceeded)
@@ -615,9 +633,13 @@ def _dose_alert(context: CheckContext, code: str, exceeded: _Exceeded) -> Alert:
     )
 
 
-def _dosed_by_substance(context: CheckContext, not_checked: _NotChecked) -> dict[str, list[_Dosed]]:
-    """What every entry gives of each substance a focus entry contains and rules cover."""
-    wanted = {c.atc for entry in context.focus for c in _components(entry.medication.drug)}
+def _dosed_by_substance(
+    context: CheckContext, not_checked: _NotChecked, wanted: set[str] | None = None
+) -> dict[str, list[_Dosed]]:
+    """What every entry gives of each substance a focus entry contains and rules cover
+    (``wanted``: those substances, ``_ruled``'s, when the caller has them)."""
+    if wanted is None:
+        wanted = _ruled(context)
     dosed: defaultdict[str, list[_Dosed]] = defaultdict(list)
     for entry in context.entries:
         drug, dosage = entry.medication.drug, entry.medication.dosage

@@ -19,6 +19,31 @@ from interactions.knowledge import DuplicateKey
 
 def duplicate_alerts(context: CheckContext) -> Iterator[Alert]:
     entries = context.entries
+    focus = context.focus
+    if len(focus) == 1:  # a prescribe's check: one proposed entry against the list
+        return _one_in_focus(context, entries, focus[0])
+    return _any_in_focus(context, entries)
+
+
+def _one_in_focus(context: CheckContext, entries: tuple[Entry, ...], one: Entry) -> list[Alert]:
+    """``_any_in_focus`` when exactly ``one`` entry is in focus: every pair it makes with an
+    entry that shares one of its keys, by position, as ``_any_in_focus`` finds and orders them
+    (a pair of two other entries is never reported, and a key two entries share is one of the
+    focus entry's only when it is one of its own). No key set is built per entry (issue #20)."""
+    keys = one.profile.duplicate_keys
+    found = []
+    before = True
+    for entry in entries:
+        if entry is one:
+            before = False
+        elif not keys.isdisjoint(entry.profile.duplicate_keys) and one.medication.overlaps(
+            entry.medication
+        ):
+            found.append(_alert(context, entry, one) if before else _alert(context, one, entry))
+    return found
+
+
+def _any_in_focus(context: CheckContext, entries: tuple[Entry, ...]) -> Iterator[Alert]:
     focus_keys = frozenset().union(*(entry.profile.duplicate_keys for entry in context.focus))
     holders: defaultdict[DuplicateKey, list[int]] = defaultdict(list)
     for position, entry in enumerate(entries):

@@ -46,9 +46,18 @@ def severity_of(relevance: int) -> Severity:
 
 
 def interaction_alerts(context: CheckContext) -> Iterator[Alert]:
+    knowledge = context.knowledge
+    hidden: frozenset[Side] = frozenset() if context.include_all else knowledge.no_action_sides
+    for entry in context.focus:
+        if not entry.profile.sides <= hidden:
+            return _interaction_alerts(context, hidden)
+    # No focus entry is on a side shown: no pair to find (issue #20).
+    return iter(())
+
+
+def _interaction_alerts(context: CheckContext, hidden: frozenset[Side]) -> Iterator[Alert]:
     entries, knowledge = context.entries, context.knowledge
     partner_sides = knowledge.partner_sides
-    hidden: frozenset[Side] = frozenset() if context.include_all else knowledge.no_action_sides
     focus_sides = {
         position: entry.profile.sides - hidden
         for position, entry in enumerate(entries)
