@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from interactions.dosage import Dosage, Use
 from interactions.values import Day, SmallCount
-from medloop.domain._model import Frozen, constructed, id_text
+from medloop.domain._model import Frozen, built, id_text
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
@@ -107,24 +107,28 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
         }
         # When every part is a validated value of the command's own field type (a validated
         # order's and call's, the catalogue's resolved drug), the list command is built without
-        # validating them again (issue #20; ``tests/loop/test_prescribe_built.py``).
-        add = constructed(AddEntry, **fields) if fast else AddEntry(**fields)
+        # validating them again (issue #20; ``tests/loop/test_prescribe_built.py``): ``built``
+        # takes ``fields``, written in ``AddEntry``'s field order, as its ``__dict__``.
+        add = built(AddEntry, fields) if fast else AddEntry(**fields)
         new_list, change = ctx.state.medication_list.apply(add)
         validity = ctx.catalogue.validity_of(drug)
         if fast and validity in _VALIDITIES_CHECKED:
             # The terms are a validated order's; the product validities, which come from the
             # catalogue unvalidated, are a tuple validation accepted before: the request is
             # built without validating them again (issue #20).
-            request = constructed(
+            # (In ``PrescriptionRequest``'s field order: ``built`` takes the dict as it is.)
+            request = built(
                 PrescriptionRequest,
-                id=terms.prescription_id,
-                issued=call.at.date(),
-                quantity=terms.quantity,
-                repeats=terms.repeats,
-                reserved_against_substitution=terms.reserved_against_substitution,
-                reimbursed=terms.reimbursed,
-                expires=terms.expires,
-                product_validity=validity,
+                {
+                    "id": terms.prescription_id,
+                    "issued": call.at.date(),
+                    "quantity": terms.quantity,
+                    "repeats": terms.repeats,
+                    "reserved_against_substitution": terms.reserved_against_substitution,
+                    "reimbursed": terms.reimbursed,
+                    "expires": terms.expires,
+                    "product_validity": validity,
+                },
             )
         else:
             request = _request(terms, call.at.date(), validity)

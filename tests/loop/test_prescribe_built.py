@@ -147,19 +147,42 @@ def test_the_built_ones_are_what_they_were_before(monkeypatch) -> None:
     call = Call(actor=GP, at=NOW, reason="r")
     monkeypatch.setattr(prescribe_module, "_VALIDITIES_CHECKED", set())
     built: list[type] = []
-    construct = prescribe_module.constructed
+    build = prescribe_module.built
 
-    def counted(cls: type, /, **values: Any) -> Any:
+    def counted(cls: type, values: dict[str, Any], /) -> Any:
         built.append(cls)
-        return construct(cls, **values)
+        return build(cls, values)
 
-    monkeypatch.setattr(prescribe_module, "constructed", counted)
+    monkeypatch.setattr(prescribe_module, "built", counted)
     first = _built(order, call, ZOCOR_PACKAGE, ("P1Y",), monkeypatch)
     assert built == [AddEntry]  # the request validated: its validities were new
     second = _built(order, call, ZOCOR_PACKAGE, ("P1Y",), monkeypatch)
     assert built == [AddEntry, AddEntry, PrescriptionRequest]
     for made, validated in zip(second, first, strict=True):
         _same(made, validated)
+
+
+def test_the_built_ones_are_given_in_their_field_order(monkeypatch) -> None:
+    # ``built`` takes a dict in the model's field order as the instance's ``__dict__`` as it
+    # is; any other order it sends through ``constructed`` (the same instance, at a cost).
+    # ``prescribe_decision`` writes both dicts in that order: a field added to or moved in
+    # ``AddEntry`` or ``PrescriptionRequest`` and not here fails.
+    monkeypatch.setattr(prescribe_module, "_VALIDITIES_CHECKED", {("P1Y",)})
+    given: list[tuple[type, tuple[str, ...]]] = []
+    build = prescribe_module.built
+
+    def recorded(cls: type, values: dict[str, Any], /) -> Any:
+        given.append((cls, tuple(values)))
+        made = build(cls, values)
+        assert vars(made) is values  # taken as it is, not reordered by ``constructed``
+        return made
+
+    monkeypatch.setattr(prescribe_module, "built", recorded)
+    _built(_orders()[3], Call(actor=GP, at=NOW), ZOCOR_PACKAGE, ("P1Y",), monkeypatch)
+    assert given == [
+        (AddEntry, tuple(AddEntry.model_fields)),
+        (PrescriptionRequest, tuple(PrescriptionRequest.model_fields)),
+    ]
 
 
 def test_unvalidated_product_validities_get_the_same_error_and_are_not_kept(
@@ -186,7 +209,7 @@ def test_parts_not_of_their_exact_types_are_validated(monkeypatch) -> None:
 
     order = _orders()[2]
     monkeypatch.setattr(prescribe_module, "_VALIDITIES_CHECKED", {("P1Y",)})
-    monkeypatch.setattr(prescribe_module, "constructed", refused)
+    monkeypatch.setattr(prescribe_module, "built", refused)
     call = OtherCall(actor=GP, at=NOW)
     add, request = _built(order, call, ZOCOR_PACKAGE, ("P1Y",), monkeypatch)
     want_add, want_request = _validated(order, call, ZOCOR_PACKAGE, ("P1Y",))
