@@ -9,8 +9,10 @@ An alert maps 1:1 onto an HL7 CDS Hooks card: ``summary`` → ``summary``, ``sev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Literal
+from types import GetSetDescriptorType, MemberDescriptorType
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -322,3 +324,111 @@ def shorten(text: str, limit: int = SUMMARY_LENGTH) -> str:
     """``text`` on one line, cut with an ellipsis to at most ``limit`` characters."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+# Alerts made from parts already what validating them gives (issue #20): the instance pydantic
+# would make — its fields in declared order, the fields given as its ``__pydantic_fields_set__``,
+# no extra or private values — made by ``object.__new__`` and ``BaseModel``'s own slot setters
+# (``object.__setattr__`` where those are not the descriptors pydantic 2 has), without the
+# validator's walk over the values. Only for parts of exactly the checked types; anything else
+# is validated as before (``tests/interactions/test_ix_fast_paths.py`` compares both ways).
+_object_new = object.__new__
+_object_setattr = object.__setattr__
+
+
+def _slot_setter(name: str) -> Callable[[Any, Any], None]:
+    found = BaseModel.__dict__.get(name)
+    if type(found) in (GetSetDescriptorType, MemberDescriptorType) and (
+        getattr(found, "__objclass__", None) is BaseModel
+    ):
+        setter: Callable[[Any, Any], None] = found.__set__
+        return setter
+
+    def fallback(instance: Any, value: Any) -> None:
+        _object_setattr(instance, name, value)
+
+    return fallback
+
+
+_set_dict = _slot_setter("__dict__")
+_set_fields_set = _slot_setter("__pydantic_fields_set__")
+_set_extra = _slot_setter("__pydantic_extra__")
+_set_private = _slot_setter("__pydantic_private__")
+
+_NOT_CHECKED_SET = frozenset({"substance", "atc", "reason_code", "reason", "rule_id"})
+_ALERT_SET = frozenset({"severity", "medications", "summary", "detail", "source"})
+_NOT_CHECKED_KIND: str = DoseNotCheckedDetail.model_fields["kind"].default
+
+
+def _constructed(cls: type[BaseModel], values: dict[str, Any], fields_set: frozenset[str]) -> Any:
+    instance = _object_new(cls)
+    _set_dict(instance, values)
+    _set_fields_set(instance, set(fields_set))
+    _set_extra(instance, None)
+    _set_private(instance, None)
+    return instance
+
+
+def dose_not_checked_alert(
+    medication: str,
+    substance: str,
+    atc: str,
+    reason_code: str,
+    reason: str,
+    rule_id: str,
+    summary: str,
+    source: Source,
+) -> Alert:
+    """``Alert(severity=INFO, medications=(medication,), summary=summary,
+    detail=DoseNotCheckedDetail(substance=…, atc=…, reason_code=…, reason=…, rule_id=…),
+    source=source)``: the same alert, made without validating it when every part is exactly
+    of its checked type (``str``, a ``Source``) and the summary within its length; otherwise
+    validated."""
+    if (
+        type(medication) is str
+        and type(substance) is str
+        and type(atc) is str
+        and type(reason_code) is str
+        and type(reason) is str
+        and type(rule_id) is str
+        and type(summary) is str
+        and len(summary) <= SUMMARY_LENGTH
+        and type(source) is Source
+    ):
+        detail = _constructed(
+            DoseNotCheckedDetail,
+            {
+                "kind": _NOT_CHECKED_KIND,
+                "substance": substance,
+                "atc": atc,
+                "reason_code": reason_code,
+                "reason": reason,
+                "rule_id": rule_id,
+            },
+            _NOT_CHECKED_SET,
+        )
+        made: Alert = _constructed(
+            Alert,
+            {
+                "severity": Severity.INFO,
+                "medications": (medication,),
+                "summary": summary,
+                "detail": detail,
+                "source": source,
+            },
+            _ALERT_SET,
+        )
+        return made
+    return Alert(
+        severity=Severity.INFO,
+        medications=(medication,),
+        summary=summary,
+        detail=DoseNotCheckedDetail(
+            substance=substance,
+            atc=atc,
+            reason_code=reason_code,
+            reason=reason,
+            rule_id=rule_id,
+        ),
+        source=source,
+    )

@@ -36,8 +36,8 @@ from interactions.alerts import (
     Contribution,
     DoseDetail,
     DoseMeasure,
-    DoseNotCheckedDetail,
     Severity,
+    dose_not_checked_alert,
     shorten,
 )
 from interactions.checks.context import CheckContext, Entry
@@ -175,19 +175,15 @@ class _NotChecked:
     def alerts(self, context: CheckContext) -> Iterator[Alert]:
         for key in sorted(self.found):
             entry, rule, atc_code, code, reason = self.found[key]
-            detail = DoseNotCheckedDetail(
-                substance=rule.substance,
-                atc=atc_code,
-                reason_code=code,
-                reason=reason,
-                rule_id=rule.id,
-            )
-            yield Alert(
-                severity=Severity.INFO,
-                medications=(entry.id,),
-                summary=shorten(f"Dose of {rule.substance} not checked ({entry.name}): {reason}"),
-                detail=detail,
-                source=context.source(rule_id=rule.id),
+            yield dose_not_checked_alert(
+                entry.id,
+                rule.substance,
+                atc_code,
+                code,
+                reason,
+                rule.id,
+                shorten(f"Dose of {rule.substance} not checked ({entry.name}): {reason}"),
+                context.source(rule_id=rule.id),
             )
 
 
