@@ -169,8 +169,7 @@ def stamp(
     insert sends them, ``orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)`` (what
     ``store.batch`` writes), so that the digest embeds that text instead of encoding the
     value a second time: the canonical encoding of a row is the same bytes either way."""
-    # (``_encoders`` and ``transaction_memo`` read inline when they have it: a Python call
-    # each saved, 4.5 stamps a prescribe.)
+    # (``_encoders`` read inline when it has it: a Python call saved, 4.5 stamps a prescribe.)
     dialect = conn.dialect.name
     encoders = _ENCODERS.get(dialect)
     if encoders is None:
@@ -178,14 +177,7 @@ def stamp(
     encoder = encoders.get(table.name)
     if encoder is None:
         return [dict(row) for row in rows]
-    held = conn.__dict__.get(_MEMO)
-    if held is not None and held[0] is conn._transaction:
-        memo = held[1]
-    else:
-        memo = transaction_memo(conn)
-    command = memo.get(_OPEN)
-    if command is None:
-        command = memo[_OPEN] = _Open(uuid.uuid4().hex)
+    command = _open_command(conn)
     stamped = []
     digests = command.digests
     columns = encoder.columns
@@ -224,6 +216,21 @@ def stamp(
     return stamped
 
 
+def _open_command(conn: Connection) -> _Open:
+    """The command ``conn``'s transaction has open, opened here (a new random id) when it has
+    none. The transaction's memo is read from the connection when the memo is this
+    transaction's (``transaction_memo``'s own check, inline: one call a stamp instead of two)."""
+    held = conn.__dict__.get(_MEMO)
+    if held is not None and held[0] is conn._transaction:
+        memo = held[1]
+    else:
+        memo = transaction_memo(conn)
+    command = memo.get(_OPEN)
+    if command is None:
+        command = memo[_OPEN] = _Open(uuid.uuid4().hex)
+    return command
+
+
 def queued_fields(table_name: str, columns: tuple[str, ...]) -> tuple[tuple[str, Any], ...] | None:
     """For :func:`stamp_queued`: the PostgreSQL encoding's columns of ``table_name`` that are
     among ``columns`` (the keys of the rows to stamp), in the encoding's order, each with how
@@ -251,14 +258,7 @@ def stamp_queued(
     caller writes into the rows it sends (tests/store/test_attestation_stamp.py). Each value
     is read by its key (the rows have them all) and a JSON column is known by its ``None``
     writer, not looked for in the texts."""
-    held = conn.__dict__.get(_MEMO)
-    if held is not None and held[0] is conn._transaction:
-        memo = held[1]
-    else:
-        memo = transaction_memo(conn)
-    command = memo.get(_OPEN)
-    if command is None:
-        command = memo[_OPEN] = _Open(uuid.uuid4().hex)
+    command = _open_command(conn)
     digests = command.digests
     for row, texts in zip(rows, encoded, strict=True):
         values = {}
