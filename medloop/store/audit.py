@@ -358,22 +358,7 @@ def append(conn: Connection, event: AuditEvent) -> AuditRecord:
         conn.execute(_LOCK_CHAIN, {"key": chain_lock_key(chain)})
         note_chain_locked(conn, chain)
     # Taken under the lock, so that time order follows chain order on one clock.
-    # (``_unchained_values(event, outcome, detail, datetime.now(UTC))`` written out: the
-    # same dict, keys in its order, without a Python call.)
-    occurred_at = event.occurred_at
-    values = {
-        "chain": chain,
-        "occurred_at": _utc(occurred_at) if occurred_at else datetime.now(UTC),
-        "actor": event.actor,
-        "actor_role": event.actor_role,
-        "organisation": event.organisation,
-        "patient": event.patient,
-        "action": event.action,
-        "outcome": outcome.value,
-        "request_id": event.request_id,
-        "reason": event.reason,
-        "detail": detail,
-    }
+    values = _unchained_values(event, outcome, detail, None)
     head, middle = _canonical_parts(values, alike)
     patient_id = event.patient_id
     if not patient_id:
@@ -465,13 +450,16 @@ _CLAIM_KEY = orjson.dumps(attestation.DETAIL_KEY) + b":"
 
 
 def _unchained_values(
-    event: AuditEvent, outcome: Outcome, detail: dict[str, Any], now: datetime
+    event: AuditEvent, outcome: Outcome, detail: dict[str, Any], now: datetime | None
 ) -> dict[str, Any]:
     """A record's column values but those its chain's tail decides (``seq``, ``prev_hash``,
-    ``hash``); ``now`` when the event names no time."""
+    ``hash``); ``now`` when the event names no time (``None``: the clock's time, read here)."""
+    occurred_at = event.occurred_at
     return {
         "chain": event.patient or NO_PATIENT,
-        "occurred_at": _utc(event.occurred_at) if event.occurred_at else now,
+        "occurred_at": (
+            _utc(occurred_at) if occurred_at else now if now is not None else datetime.now(UTC)
+        ),
         "actor": event.actor,
         "actor_role": event.actor_role,
         "organisation": event.organisation,
