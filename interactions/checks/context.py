@@ -98,17 +98,8 @@ class CheckContext:
                 focused.append(known[2])
             else:
                 entries.append(known[3])
-        if cls is not CheckContext:
-            return cls(
-                knowledge,
-                tuple(entries),
-                patient,
-                include_all,
-                today,
-                renal_max_age_days,
-                tuple(focused),
-            )
-        return _context(
+        make = _context if cls is CheckContext else cls
+        return make(
             knowledge,
             tuple(entries),
             patient,
