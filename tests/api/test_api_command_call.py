@@ -16,6 +16,7 @@ from interactions.values import MAX_TEXT
 from medloop.api import deps
 from medloop.api.auth import Principal, Role
 from medloop.loop.runner import Call
+from tests.built_models import assert_same_model
 
 
 class _Moment(datetime):
@@ -97,14 +98,7 @@ _MOMENTS = st.one_of(
 
 
 def _same(built: Any, validated: Any) -> None:
-    assert type(built) is type(validated)
-    assert built == validated
-    assert list(vars(built)) == list(vars(validated))
-    assert built.model_fields_set == validated.model_fields_set
-    assert built.__pydantic_extra__ == validated.__pydantic_extra__
-    assert built.__pydantic_private__ == validated.__pydantic_private__
-    assert built.model_dump(mode="json") == validated.model_dump(mode="json")
-    assert built.model_dump_json() == validated.model_dump_json()
+    assert_same_model(built, validated)
     assert built.at.utcoffset() == validated.at.utcoffset()
 
 

@@ -18,6 +18,7 @@ from medloop.api import schemas
 from medloop.api.schemas import Intent, PrescribeRequest, order_of
 from medloop.loop.change import EntryOrder
 from medloop.loop.prescribe import PrescribeOrder
+from tests.built_models import assert_same_model
 
 _DOSAGES = [
     None,
@@ -86,14 +87,7 @@ def _bodies(draw: Any) -> dict[str, Any]:
 
 
 def _same(built: BaseModel, validated: BaseModel) -> None:
-    assert type(built) is type(validated)
-    assert built == validated
-    assert list(vars(built)) == list(vars(validated))
-    assert built.model_fields_set == validated.model_fields_set
-    assert built.__pydantic_extra__ == validated.__pydantic_extra__
-    assert built.__pydantic_private__ == validated.__pydantic_private__
-    assert built.model_dump(mode="json") == validated.model_dump(mode="json")
-    assert built.model_dump_json() == validated.model_dump_json()
+    assert_same_model(built, validated)
     for name in type(built).model_fields:
         assert type(getattr(built, name)) is type(getattr(validated, name))
 

@@ -26,6 +26,7 @@ from medloop.domain.prescription import (
     Prescription,
     issue,
 )
+from tests.built_models import assert_same_model
 from tests.domain.helpers import (
     D0,
     DOCTOR,
@@ -44,15 +45,9 @@ from tests.domain.helpers import (
 
 
 def _same_instance(made: BaseModel, validated: BaseModel) -> None:
-    assert type(made) is type(validated)
-    assert made == validated
-    assert list(made.__dict__) == list(validated.__dict__)
+    assert_same_model(made, validated)
     assert made.__dict__ == validated.__dict__
-    assert made.model_fields_set == validated.model_fields_set
-    assert made.__pydantic_extra__ is None and validated.__pydantic_extra__ is None
-    assert made.__pydantic_private__ == validated.__pydantic_private__
-    assert made.model_dump_json() == validated.model_dump_json()
-    assert made.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert made.__pydantic_extra__ is None
 
 
 def _entry_fields(command: AddEntry) -> dict[str, Any]:

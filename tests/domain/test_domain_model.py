@@ -9,7 +9,6 @@ from datetime import datetime
 from types import GetSetDescriptorType, MemberDescriptorType
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given as given_examples
 from hypothesis import settings
@@ -21,6 +20,7 @@ from medloop.domain._model import built, constructed
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import EditEntry, EntryVersion, ListChange, MedicationList
 from medloop.domain.prescription import PrescriptionVersion, issue
+from tests.built_models import assert_same_model
 from tests.domain.helpers import DOCTOR, PATIENT_ID, T0, add, empty_list, request
 
 
@@ -31,15 +31,8 @@ def _validated(value: BaseModel) -> BaseModel:
 
 
 def _same_instance(made: BaseModel, validated: BaseModel) -> None:
-    assert made == validated
-    assert list(made.__dict__) == list(validated.__dict__)
-    assert made.model_fields_set == validated.model_fields_set
-    assert made.__pydantic_extra__ is None and validated.__pydantic_extra__ is None
-    assert made.__pydantic_private__ == validated.__pydantic_private__
-    assert made.model_dump_json() == validated.model_dump_json()
-    assert orjson.dumps(made.model_dump(mode="json")) == orjson.dumps(
-        validated.model_dump(mode="json")
-    )
+    assert_same_model(made, validated)
+    assert made.__pydantic_extra__ is None
 
 
 def test_an_added_entrys_change_and_version_are_the_validated_instances() -> None:

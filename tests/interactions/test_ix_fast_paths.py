@@ -1,7 +1,7 @@
 """The checks' fast paths (issue #20) give what the general paths give, for every input."""
 
 from dataclasses import FrozenInstanceError, fields
-from datetime import date, timedelta
+from datetime import date
 from types import GetSetDescriptorType, MemberDescriptorType
 
 import pytest
@@ -23,55 +23,23 @@ from interactions.checks.context import CheckContext, Entry
 from interactions.checks.dose import _components, _dose_alerts, dose_alerts
 from interactions.checks.duplicate import _any_in_focus, duplicate_alerts
 from interactions.checks.interaction import _interaction_alerts, interaction_alerts
-from tests.interactions.helpers import as_needed, fixed, knowledge, med
+from tests.built_models import assert_same_model
+from tests.interactions.drawn import DOSAGES as DRAWN_DOSAGES
+from tests.interactions.drawn import entries as drawn_entries
+from tests.interactions.helpers import fixed, knowledge, med
 
-DRUGS = (
-    "PK_MAREVAN",
-    "PK_IBUX",
-    "PK_VOLTAREN",
-    "PK_PARACET",
-    "PK_PARALGIN_FORTE",
-    "PK_ZOCOR",
-    "PK_SIMVASTATIN_KRKA",
-    "GG_SIMVASTATIN_20",
-    "PK_KLACID",
-    "P_PERIKUM",
-    "P_GINKGO",
-    "P_ARNICA",
-    "PK_ZYRTEC",
-    "PK_NORVASC",
-    "PK_IMOVANE",
-    "PK_ZYPREXA",
-    "P_SEROQUEL",
-    "PK_METHOTREXATE",
-    "PK_INHIXA",
-    "P_DIVISUN",
-    "P_BETANEKOL",
-    "P_GALAFOLD",
-    "ID_CODEINE",
-    "DU_PARACET",
-)
-DOSAGES = (None, fixed(1), fixed(2), fixed(8), as_needed(2, max_per_24h=8), fixed(1, "ml"))
+DOSAGES = (*DRAWN_DOSAGES, fixed(8))
 PATIENTS = (
     Patient(),
     Patient(allergies=(Allergy(atc="N02B"),), weight_kg=70),
     Patient(age=80, weight_kg=40),
 )
-days = st.one_of(st.none(), st.integers(0, 60).map(lambda n: date(2026, 1, 1) + timedelta(n)))
 
 
-@st.composite
-def entries(draw: st.DrawFn) -> list[Medication]:
-    """Lists drawn from the fixture catalogue, as ``test_ix_properties`` draws them."""
-    drugs = draw(st.lists(st.sampled_from(DRUGS), unique=True, max_size=8))
-    medications = []
-    for drug in drugs:
-        start = draw(days)
-        stop = draw(days)
-        if start and stop and stop < start:
-            start, stop = stop, start
-        medications.append(med(drug, dosage=draw(st.sampled_from(DOSAGES)), start=start, stop=stop))
-    return medications
+def entries() -> st.SearchStrategy[list[Medication]]:
+    """Lists drawn from the fixture catalogue, as ``test_ix_properties`` draws them, with one
+    dosage more (eight tablets, over some substances' dose limits)."""
+    return drawn_entries(dosages=DOSAGES)
 
 
 def contexts(
@@ -181,15 +149,9 @@ def _validated_not_checked(*parts: object) -> Alert:
 
 def _same_instance(made: Alert, validated: Alert) -> None:
     """Equal, and equal in every part pydantic keeps: values in order, fields set, no extras."""
-    assert made == validated
-    assert type(made) is type(validated)
-    for one, other in ((made, validated), (made.detail, validated.detail)):
-        assert list(one.__dict__.items()) == list(other.__dict__.items())
-        assert one.model_fields_set == other.model_fields_set
-        assert one.__pydantic_extra__ == other.__pydantic_extra__
-        assert one.__pydantic_private__ == other.__pydantic_private__
+    assert_same_model(made, validated)
+    assert_same_model(made.detail, validated.detail)
     assert made.model_dump() == validated.model_dump()
-    assert made.model_dump_json() == validated.model_dump_json()
     assert made.model_dump(exclude_unset=True) == validated.model_dump(exclude_unset=True)
     assert (made.key, made.kind, made.requires_override) == (
         validated.key,

@@ -1,59 +1,17 @@
 """Properties of ``check`` over arbitrary lists drawn from the fixture catalogue."""
 
-from datetime import date, timedelta
 from random import Random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interactions import Alert, Allergy, Kind, Medication, Patient, check
-from tests.interactions.helpers import as_needed, fixed, knowledge, med
+from tests.interactions.drawn import DRUGS, entries
+from tests.interactions.helpers import knowledge, med
 
-DRUGS = (
-    "PK_MAREVAN",
-    "PK_IBUX",
-    "PK_VOLTAREN",
-    "PK_PARACET",
-    "PK_PARALGIN_FORTE",
-    "PK_ZOCOR",
-    "PK_SIMVASTATIN_KRKA",
-    "GG_SIMVASTATIN_20",
-    "PK_KLACID",
-    "P_PERIKUM",
-    "P_GINKGO",
-    "P_ARNICA",
-    "PK_ZYRTEC",
-    "PK_NORVASC",
-    "PK_IMOVANE",
-    "PK_ZYPREXA",
-    "P_SEROQUEL",
-    "PK_METHOTREXATE",
-    "PK_INHIXA",
-    "P_DIVISUN",
-    "P_BETANEKOL",
-    "P_GALAFOLD",
-    "ID_CODEINE",
-    "DU_PARACET",
-)
 UNRELATED = ("P_ARNICA", "P_BETANEKOL", "P_GALAFOLD")
 PAIRWISE = (Kind.INTERACTION, Kind.DUPLICATE)
-DOSAGES = (None, fixed(1), fixed(2), as_needed(2, max_per_24h=8), fixed(1, "ml"))
 PATIENT = Patient(allergies=(Allergy(atc="N02B"),), weight_kg=70)
-
-days = st.one_of(st.none(), st.integers(0, 60).map(lambda n: date(2026, 1, 1) + timedelta(n)))
-
-
-@st.composite
-def entries(draw: st.DrawFn, names: tuple[str, ...] = DRUGS) -> list[Medication]:
-    drugs = draw(st.lists(st.sampled_from(names), unique=True, max_size=8))
-    medications = []
-    for drug in drugs:
-        start = draw(days)
-        stop = draw(days)
-        if start and stop and stop < start:
-            start, stop = stop, start
-        medications.append(med(drug, dosage=draw(st.sampled_from(DOSAGES)), start=start, stop=stop))
-    return medications
 
 
 def run(medications: list[Medication], proposed: list[str] | None = None) -> list[Alert]:

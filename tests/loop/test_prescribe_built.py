@@ -22,6 +22,7 @@ from medloop.loop import prescribe as prescribe_module
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.prescribe import PrescribeOrder, PrescriptionTerms, prescribe_decision
 from medloop.loop.runner import Call
+from tests.built_models import assert_same_model
 from tests.domain.helpers import SERTRALIN_PACKAGE, ZOCOR_PACKAGE
 from tests.interactions.helpers import fixed, knowledge, med
 from tests.loop.helpers import GP, NOW, PHARMACIST
@@ -55,16 +56,7 @@ def _built(
     return got["add"], got["request"]
 
 
-def _same(made: BaseModel, validated: BaseModel) -> None:
-    assert type(made) is type(validated)
-    assert made == validated
-    assert list(vars(made)) == list(vars(validated))
-    assert made.__pydantic_fields_set__ == validated.__pydantic_fields_set__
-    assert made.__pydantic_extra__ == validated.__pydantic_extra__
-    assert made.__pydantic_private__ == validated.__pydantic_private__
-    assert orjson.dumps(made.model_dump(mode="json")) == orjson.dumps(
-        validated.model_dump(mode="json")
-    )
+_same = assert_same_model
 
 
 def _orders() -> list[PrescribeOrder]:
