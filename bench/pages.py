@@ -107,7 +107,7 @@ def _prn_lines_before(conn, patient_ids, now):
         is_as_needed,
         prn_status,
     )
-    from medloop.domain.ward import local_date
+    from medloop.domain.oslo import local_date
     from medloop.loop.administration.queries import PrnLine
     from medloop.store import administration as store
 
@@ -196,7 +196,7 @@ def compare_reads(engine, ward_id, patient, iterations: int, at=ROUND_AT) -> dic
     before (the baseline: validated chart lines, the PRN limits from a state read per resident,
     a name query and an open-alerts state per resident), interleaved in one process."""
     from medloop import queries
-    from medloop.domain.ward import local_date
+    from medloop.domain.oslo import local_date
     from medloop.loop.administration import queries as chart_queries
     from medloop.store.db import reader
     from medloop.store.patients import read_patient

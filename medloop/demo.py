@@ -24,7 +24,7 @@ from fest.loader import import_catalogue
 from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay, Use
 from medloop.api.auth import issue_token
 from medloop.domain.codes import OrganisationKind, PersonnelRole
-from medloop.domain.multidose.periods import OSLO
+from medloop.domain.oslo import local_date
 from medloop.domain.patient import (
     NationalId,
     Patient,
@@ -427,7 +427,7 @@ def _multidose(engine: Engine, patient_id: UUID, at: datetime) -> None:
     # The next Monday after today in Oslo, where a dosing day begins (``PackingPeriod.starts_at``):
     # counted from the UTC date, a Sunday evening after Oslo's midnight made it today, and the
     # period's deadline (now) fell after its start.
-    today = at.astimezone(OSLO).date()
+    today = local_date(at)
     monday = today + timedelta(days=7 - today.weekday())
     deadline = datetime.combine(monday - timedelta(days=5), time(12, 0), tzinfo=UTC)
     multidose.open_packing_period(

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from medloop.domain.administration import Administration, Outcome
 from medloop.domain.codes import EntryChangeKind
+from medloop.domain.oslo import OSLO, local_date
 from medloop.domain.state import PatientState
-
-OSLO = ZoneInfo("Europe/Oslo")
 
 
 class EventKind(StrEnum):
@@ -205,7 +203,7 @@ def timeline_of(state: PatientState, chartings: Iterable[Administration]) -> Tim
 def _dispensed_at(day: date, recorded: datetime | None) -> datetime:
     """A dispense is dated by day: placed when it was recorded if that was on the same day in
     Oslo, else at noon of its day."""
-    if recorded is not None and recorded.astimezone(OSLO).date() == day:
+    if recorded is not None and local_date(recorded) == day:
         return _utc(recorded)
     return datetime.combine(day, time(12), OSLO).astimezone(UTC)
 

@@ -22,7 +22,8 @@ import altair as alt
 import vl_convert
 
 from medloop.domain.administration import Outcome
-from medloop.timeline import OSLO, Event, EventKind, SpanState, Timeline
+from medloop.domain.oslo import OSLO
+from medloop.timeline import Event, EventKind, SpanState, Timeline
 
 # Shapes carry the meaning; the colours (Okabe–Ito, safe for colour-blind readers) repeat it.
 SHAPES: Mapping[EventKind, str] = {

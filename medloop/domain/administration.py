@@ -36,14 +36,9 @@ from medloop.domain.drug_reference import CatalogueDrug, DrugReference
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.medication_list import MedicationList
+from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor
-from medloop.domain.ward import (
-    Admission,
-    PatientNotAdmitted,
-    WardConfig,
-    WardNotFound,
-    local_date,
-)
+from medloop.domain.ward import Admission, PatientNotAdmitted, WardConfig, WardNotFound
 
 CLOCK_SKEW = timedelta(minutes=2)
 """How far in the future a ``given`` time may lie (clocks of hand-held devices drift)."""

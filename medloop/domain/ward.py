@@ -1,8 +1,8 @@
 """Wards, admissions and the planned-dose schedule (``legemiddelkurve``): pure values and the
 pure function that turns an entry's structured dosage into planned intakes for a window.
 
-Clock policy (Europe/Oslo, ``PLANNING_ZONE``): a dose is planned at a local wall-clock time and
-stored as that intended local time plus its UTC instant.
+Clock policy (Europe/Oslo, ``medloop.domain.oslo``): a dose is planned at a local wall-clock
+time and stored as that intended local time plus its UTC instant.
 
 - Spring forward (last Sunday of March, 02:00 → 03:00): a wall time inside the gap does not
   exist; the dose moves forward by the length of the gap (02:30 is given at 03:30 summer time)
@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
@@ -35,8 +34,8 @@ from medloop.domain._model import Frozen
 from medloop.domain.codes import EntryStatus
 from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError, InvalidValue
+from medloop.domain.oslo import OSLO, local_date
 
-PLANNING_ZONE = ZoneInfo("Europe/Oslo")
 _DAY = timedelta(days=1)
 
 DEFAULT_SLOT_TIMES: dict[TimeOfDay, time] = {
@@ -279,20 +278,9 @@ def local_instant(local: datetime) -> tuple[datetime, bool]:
     docstring, and whether the time fell in the spring-forward gap (and so was shifted)."""
     # fold=0 is the earlier offset: the first occurrence of a repeated hour, and for a time in
     # the gap the winter offset, which lands exactly "gap length later" on the summer clock.
-    instant = local.replace(tzinfo=PLANNING_ZONE, fold=0).astimezone(UTC)
-    back = instant.astimezone(PLANNING_ZONE).replace(tzinfo=None)
+    instant = local.replace(tzinfo=OSLO, fold=0).astimezone(UTC)
+    back = instant.astimezone(OSLO).replace(tzinfo=None)
     return instant, back != local
-
-
-def local_day_bounds(day: date) -> tuple[datetime, datetime]:
-    """The UTC instants where the Oslo calendar day ``day`` begins and ends."""
-    start = datetime.combine(day, time(0), tzinfo=PLANNING_ZONE).astimezone(UTC)
-    end = datetime.combine(day + _DAY, time(0), tzinfo=PLANNING_ZONE).astimezone(UTC)
-    return start, end
-
-
-def local_date(at: datetime) -> date:
-    return at.astimezone(PLANNING_ZONE).date()
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -429,7 +417,7 @@ def _elapsed_times(
     k = max(0, int((lower - origin) / step))
     found = []
     while origin + step * k < upper:
-        moment = (origin + step * k).astimezone(PLANNING_ZONE)
+        moment = (origin + step * k).astimezone(OSLO)
         if moment.date() >= first and _is_dosing_day(dose, moment.date(), entry_start, 1):
             found.append(moment.replace(tzinfo=None))
         k += 1

@@ -13,9 +13,9 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, func, select
 
 from medloop.domain.codes import OrganisationKind, PersonnelRole, PrescriptionStatus
+from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import expire
-from medloop.domain.ward import local_date
 from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
 from medloop.store import prescriptions
 

@@ -19,7 +19,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date as _format_date
@@ -29,10 +28,11 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal as _format_decimal
 
+from medloop.domain.oslo import OSLO
+
 LANGUAGES = ("nb", "en")
 DEFAULT_LANGUAGE = "nb"
 LOCALES = {"nb": "nb_NO", "en": "en_GB"}
-OSLO = ZoneInfo("Europe/Oslo")
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 
 

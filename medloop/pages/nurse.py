@@ -54,7 +54,7 @@ from medloop.domain.administration import (
     check_wristband,
 )
 from medloop.domain.errors import DomainError
-from medloop.domain.ward import local_date
+from medloop.domain.oslo import local_date
 from medloop.loop import administration
 from medloop.loop.scanning import check_pack, read_wristband
 from medloop.pages import signin

@@ -20,8 +20,8 @@ from uuid import UUID
 
 from medloop.charts.timeline import WIDTH, TimelineChart, TimelineText, render_timeline
 from medloop.domain.administration import Outcome
+from medloop.domain.oslo import OSLO, local_date
 from medloop.lru import Lru
-from medloop.pages.i18n import OSLO
 from medloop.pages.web import Page
 from medloop.timeline import EventKind, SpanState, Timeline
 
@@ -73,7 +73,7 @@ DRAWN: Lru[Hashable, TimelineChart] = Lru(DRAWN_CACHED)
 def window(now: datetime, days: int) -> tuple[datetime, datetime, datetime]:
     """The last ``days`` days up to the end of today in Oslo, and ``now`` rounded down to one
     pixel's span of that window (at least a minute) for the spans still open."""
-    today = now.astimezone(OSLO).date()
+    today = local_date(now)
     end = datetime.combine(today + timedelta(days=1), time(0), OSLO)
     start = end - timedelta(days=days)
     step = max(timedelta(minutes=1), (end - start) / WIDTH)

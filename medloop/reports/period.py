@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from medloop.domain.errors import InvalidValue
-from medloop.domain.ward import local_date, local_day_bounds
+from medloop.domain.oslo import local_day_bounds
 
 MAX_DAYS = 400
 """The longest period one report covers (a year and a bit: a quarter-on-quarter comparison)."""
@@ -78,7 +78,3 @@ def month_of(day: date) -> str:
 def week_of(day: date) -> date:
     """The Monday of ``day``'s ISO week."""
     return day - timedelta(days=day.weekday())
-
-
-def oslo_day(at: datetime) -> date:
-    return local_date(at)

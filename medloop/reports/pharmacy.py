@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, select
 
 from medloop.domain.multidose.rules import LineClass
-from medloop.reports.period import ReportPeriod, month_of, oslo_day
+from medloop.domain.oslo import local_date
+from medloop.reports.period import ReportPeriod, month_of
 from medloop.store import multidose
 from medloop.store.columns import aware
 
@@ -124,19 +125,19 @@ def pharmacy_report(facts: PharmacyFacts) -> PharmacyReport:
     recs: dict[str, Counter[str]] = {m: Counter() for m in months}
     rec_n: Counter[str] = Counter()
     for at, counts in facts.reconciliations:
-        m = month_of(oslo_day(at))
+        m = month_of(local_date(at))
         rec_n[m] += 1
         recs[m].update({k: int(v) for k, v in counts.items()})
     flags: Counter[str] = Counter()
     flagged_entries: Counter[str] = Counter()
     for at, entries in facts.flags:
-        m = month_of(oslo_day(at))
+        m = month_of(local_date(at))
         flags[m] += 1
         flagged_entries[m] += entries
     urgent: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for at, reason in facts.urgent:
-        urgent[month_of(oslo_day(at))] += 1
+        urgent[month_of(local_date(at))] += 1
         reasons[reason.strip() or "(no reason given)"] += 1
     total: Counter[str] = Counter()
     for c in recs.values():

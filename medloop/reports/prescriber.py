@@ -39,8 +39,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, and_, select
 
+from medloop.domain.oslo import local_date
 from medloop.reports.classes import classes
-from medloop.reports.period import ReportPeriod, month_of, oslo_day
+from medloop.reports.period import ReportPeriod, month_of
 from medloop.store import audit, multidose
 from medloop.store.alerts import alert
 from medloop.store.audit import audit_event
@@ -363,7 +364,7 @@ def _antibiotics(facts: PrescriberFacts, list_size: int | None) -> Antibiotics:
     )
     months: dict[str, Counter[str]] = {m: Counter() for m in facts.period.months()}
     for c in facts.courses:
-        counter = months[month_of(oslo_day(c.issued))]
+        counter = months[month_of(local_date(c.issued))]
         narrow = known.is_narrow_spectrum(c.atc)
         respiratory = known.is_respiratory(c.indication)
         counter["courses"] += 1
@@ -434,7 +435,7 @@ def _proposals(facts: PrescriberFacts) -> ProposalAnswers:
     hours = _hours(list(facts.answers))
     by_month: dict[str, list[Answer]] = defaultdict(list)
     for a in facts.answers:
-        by_month[month_of(oslo_day(a.decided_at))].append(a)
+        by_month[month_of(local_date(a.decided_at))].append(a)
     p90 = None
     if hours:
         # nearest rank: the smallest value with at least 90 % of the answers at or below it

@@ -27,9 +27,10 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, case, exists, func, or_, select
 
 from medloop.domain.administration import Outcome
+from medloop.domain.oslo import local_date
 from medloop.domain.ward import Admission, WardConfig, WardNotFound
 from medloop.reports.classes import classes
-from medloop.reports.period import ReportPeriod, oslo_day, week_of
+from medloop.reports.period import ReportPeriod, week_of
 from medloop.store import administration as store
 from medloop.store.columns import aware
 from medloop.store.list_changes import entry_version
@@ -437,7 +438,7 @@ def _residents(conn: Connection, current: list[Admission], as_of: datetime) -> t
         if known is None or r.version > known[0]:
             latest[r.entry_id] = (r.version, r.patient_id, r.record)
     drugs: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
-    day = oslo_day(as_of)
+    day = local_date(as_of)
     for _, pid, record in latest.values():
         entry = record["entry"]
         if entry.get("status") != "active":
@@ -558,7 +559,7 @@ def _prn(given: list[ChartingRow], facts: WardFacts) -> PrnUse:
     other = 0
     for c in given:
         if c.patient_id in named:
-            per[c.patient_id][week_of(oslo_day(c.at))] += 1
+            per[c.patient_id][week_of(local_date(c.at))] += 1
         else:
             other += 1
     return PrnUse(
@@ -632,18 +633,18 @@ def _anniversary(day: date, years: int) -> date:
 
 def _since(review: datetime | None, admitted_at: datetime) -> datetime | None:
     """A review counts for the stay when signed on or after the admission day."""
-    if review is None or oslo_day(review) < oslo_day(admitted_at):
+    if review is None or local_date(review) < local_date(admitted_at):
         return None
     return review
 
 
 def _reviews(residents: tuple[Resident, ...], as_of: datetime, window_days: int) -> ReviewsDue:
-    today = oslo_day(as_of)
+    today = local_date(as_of)
     window = timedelta(days=window_days)
     rows = []
     for r in residents:
-        admitted = oslo_day(r.admitted_at)
-        last = None if r.last_review is None else oslo_day(r.last_review)
+        admitted = local_date(r.admitted_at)
+        last = None if r.last_review is None else local_date(r.last_review)
         next_due = admitted if last is None else _anniversary(last, 1)
         if next_due <= today:
             status = "due-now" if today - next_due < window else "overdue"

@@ -21,8 +21,8 @@ from medloop.domain.administration import (
     dose_status,
     effective_charting,
 )
+from medloop.domain.oslo import local_date, local_day_bounds
 from medloop.domain.patient import Patient
-from medloop.domain.ward import local_date, local_day_bounds
 from medloop.loop import administration
 from medloop.loop.change import mark_entered_in_error
 from medloop.loop.patients import register_patient

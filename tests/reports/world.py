@@ -31,9 +31,10 @@ from medloop.domain.codes import EntryChangeKind, OrganisationKind, PersonnelRol
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion, ListChange
+from medloop.domain.oslo import OSLO, local_date
 from medloop.domain.patient import Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
-from medloop.domain.ward import PLANNING_ZONE, Admission, Ward, WardConfig
+from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import administration as wards
 from medloop.store import alerts, list_changes, multidose, patients
 from medloop.store.administration import ScheduleRow
@@ -80,7 +81,7 @@ def national_id(n: int) -> str:
 
 def oslo(day: date, hhmm: str) -> datetime:
     hours, minutes = map(int, hhmm.split(":"))
-    return datetime.combine(day, time(hours, minutes), tzinfo=PLANNING_ZONE).astimezone(UTC)
+    return datetime.combine(day, time(hours, minutes), tzinfo=OSLO).astimezone(UTC)
 
 
 def drug(name: str, atc: str | None) -> CatalogueDrug:
@@ -129,7 +130,7 @@ def _entries(
             drug=drug(name, atc),
             use=use,
             indication=indication,
-            start=at.astimezone(PLANNING_ZONE).date(),
+            start=local_date(at),
             changed_at=at,
             prescriber=author,
         )
@@ -491,7 +492,7 @@ def write_prescribing(
                 [(c.name, c.atc, Use.COURSE, c.indication)],
                 list_version=versions[pid],
             )
-            issued = c.at.astimezone(PLANNING_ZONE).date()
+            issued = local_date(c.at)
             prescription = Prescription(
                 id=uuid.uuid4(),
                 patient_id=pid,

@@ -41,8 +41,8 @@ def test_a_lone_surrogate_in_each_text_field_is_refused_by_name(name):
 
 @pytest.mark.parametrize("at", [None, datetime(2026, 12, 6, 13, 0, tzinfo=UTC)])
 def test_append_records_the_values_unchained_values_gives(engine, at):
-    """``append`` writes ``_unchained_values`` out: the record has its values (the moment
-    its own when the event names none), on both databases."""
+    """``append`` records the values ``_unchained_values`` gives (the moment its own when the
+    event names none), on both databases."""
     event = _event(patient=None, occurred_at=at)
     outcome, _written, detail = audit._validated_written(event)
     before = datetime.now(UTC)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, Field
 
@@ -20,10 +19,8 @@ from medloop.domain.multidose.errors import (
 )
 from medloop.domain.multidose.responsibility import Responsibility, require_pharmacist_of
 from medloop.domain.multidose.rules import PackingRules
+from medloop.domain.oslo import OSLO  # packing days, deadlines and a period's end
 from medloop.domain.personnel import Actor, Organisation
-
-OSLO = ZoneInfo("Europe/Oslo")
-"""Packing days, deadlines and the end of a period are Oslo time."""
 
 
 class PackingPeriod(Frozen):

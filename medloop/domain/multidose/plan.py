@@ -20,8 +20,9 @@ from medloop.domain.codes import EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion, ListChange
-from medloop.domain.multidose.periods import OSLO, PackingPeriod, UrgentPack, cutoff, list_at
+from medloop.domain.multidose.periods import PackingPeriod, UrgentPack, cutoff, list_at
 from medloop.domain.multidose.rules import PackingRules
+from medloop.domain.oslo import local_date
 
 
 class OutsideReason(StrEnum):
@@ -117,7 +118,7 @@ def taken_on(entry: ListEntry, day: date) -> bool:
     """Whether the entry is meant to be taken on ``day``; a discontinued entry counts up to
     the day before its discontinuation (Oslo time), so bags already given stay right."""
     if entry.status is EntryStatus.DISCONTINUED and entry.discontinuation is not None:
-        ended = entry.discontinuation.at.astimezone(OSLO).date()
+        ended = local_date(entry.discontinuation.at)
         return entry.start <= day < ended and (entry.stop is None or day <= entry.stop)
     return entry.in_use(day)
 

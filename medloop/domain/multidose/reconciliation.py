@@ -31,7 +31,7 @@ from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import ListChange, MedicationList
 from medloop.domain.multidose.errors import InvalidPackReport
-from medloop.domain.multidose.periods import OSLO, PackingPeriod, UrgentPack, cutoff, list_at
+from medloop.domain.multidose.periods import PackingPeriod, UrgentPack, cutoff, list_at
 from medloop.domain.multidose.plan import (
     OutsideReason,
     Slot,
@@ -43,6 +43,7 @@ from medloop.domain.multidose.plan import (
     varenr_of,
 )
 from medloop.domain.multidose.rules import LineClass, PackingRules
+from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import Prescription
 
@@ -468,5 +469,5 @@ def _prescription_valid(prescription: Prescription, day: date) -> bool:
     if not prescription.valid_on(day):
         return False
     if prescription.status is PrescriptionStatus.RECALLED and prescription.recall is not None:
-        return day < prescription.recall.at.astimezone(OSLO).date()
+        return day < local_date(prescription.recall.at)
     return True

@@ -27,14 +27,9 @@ from medloop.domain.administration import (
     prn_status,
 )
 from medloop.domain.codes import EntryStatus
+from medloop.domain.oslo import local_date, local_day_bounds
 from medloop.domain.patient import PatientNotFound
-from medloop.domain.ward import (
-    Admission,
-    AdmissionNotFound,
-    WardNotFound,
-    local_date,
-    local_day_bounds,
-)
+from medloop.domain.ward import Admission, AdmissionNotFound, WardNotFound
 from medloop.store import administration as store
 from medloop.store import state_cache
 from medloop.store.list_changes import current_entries_for_use

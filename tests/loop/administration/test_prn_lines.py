@@ -25,8 +25,8 @@ from medloop.domain.administration import (
 )
 from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.entry import Discontinuation
+from medloop.domain.oslo import local_date
 from medloop.domain.patient import Patient
-from medloop.domain.ward import local_date
 from medloop.loop import administration
 from medloop.loop.administration.queries import PrnLine, _prn_lines
 from medloop.loop.change import change_dosage, discontinue, hold

@@ -19,8 +19,8 @@ from sqlalchemy import event
 from interactions.dosage import TimeOfDay
 from medloop import demo
 from medloop.domain.administration import DoseStatus
+from medloop.domain.oslo import local_day_bounds
 from medloop.domain.patient import NationalId, Patient
-from medloop.domain.ward import local_day_bounds
 from medloop.loop import administration as nursing
 from medloop.loop.patients import register_patient
 from medloop.store import state_cache
