@@ -421,7 +421,7 @@ def _multidose(engine: Engine, patient_id: UUID, at: datetime) -> None:
     multidose.set_responsibility(
         engine,
         patient_id,
-        multidose.ResponsibilityOrder(doctor=GP, pharmacy=PHARMACY, valid_from=at.date()),
+        multidose.ResponsibilityOrder(doctor=GP, pharmacy=PHARMACY, valid_from=local_date(at)),
         call,
     )
     # The next Monday after today in Oslo, where a dosing day begins (``PackingPeriod.starts_at``):
@@ -462,7 +462,7 @@ def _register(engine: Engine, resident: Resident, nid: str, at: datetime) -> UUI
     register_patient(engine, patient, Call(actor=GP, at=at, reason="demo"))
     version = 0
     for order in resident.orders:
-        start = (at - timedelta(days=order.started_days_ago)).date()
+        start = local_date(at - timedelta(days=order.started_days_ago))
         result = _prescribe_overriding(
             engine,
             patient.id,

@@ -24,7 +24,7 @@ exit code 2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -33,6 +33,7 @@ from interactions import Knowledge
 from interactions.catalogue import CatalogueInfo
 from interactions.review import ReviewResult, review
 from medloop.check import CheckRequest, load_knowledge, parse_request, resolve_medications
+from medloop.domain.oslo import local_date
 from medloop.settings import renal_max_age_days
 
 
@@ -60,13 +61,13 @@ class ReviewOutcome:
 def run_review(
     knowledge: Knowledge, request: CheckRequest, today: date | None = None
 ) -> ReviewOutcome:
-    """Resolve and review ``request`` on ``today`` (default: the system date); raises
+    """Resolve and review ``request`` on ``today`` (default: today in Oslo); raises
     ``UnresolvedMedications`` naming every entry the catalogue does not know."""
     medications = resolve_medications(knowledge, request)
     result = review(
         medications,
         request.patient,
-        today=today or date.today(),
+        today=today or local_date(datetime.now(UTC)),
         renal_max_age_days=renal_max_age_days(),
         dose_rules=knowledge.dose_rules,
     )

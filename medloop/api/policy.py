@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine
 
 from medloop.api.auth import Principal, Role
 from medloop.api.problems import Forbidden
+from medloop.domain.oslo import local_date
 from medloop.store.access import Accessor, audit_refused
 from medloop.store.db import reader
 from medloop.store.patients import national_id_of
@@ -351,7 +352,7 @@ def _is_multidose_pharmacy(
     return (
         found is not None
         and found.pharmacy.id == principal.organisation
-        and found.in_force(at.date())
+        and found.in_force(local_date(at))
     )
 
 

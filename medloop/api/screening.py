@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from interactions import Alert, Medication, ResolvedDrug, UnknownReference, check
 from interactions.dosage import Dosage
 from medloop import queries
+from medloop.domain.oslo import local_date
 from medloop.loop.catalogue import Catalogue, DrugOrder, catalogue_in_force
 from medloop.loop.errors import UnknownDrug
 from medloop.loop.runner import medications_of
@@ -63,7 +64,7 @@ def screen(
     skip_unknown: bool = False,
 ) -> Screened:
     """The alerts the proposals would raise on the patient's current list, with the patient's
-    recorded facts as on ``today`` (the API's clock; default: the system date).
+    recorded facts as on ``today`` (the API's clock; default: today in Oslo).
 
     A proposal whose drug the catalogue does not know raises ``UnknownDrug``; with
     ``skip_unknown`` it is left out and named in ``Screened.unknown`` instead."""
@@ -93,7 +94,7 @@ def screen(
                 stop=proposal.stop,
             )
         )
-    today = today or datetime.now(UTC).date()
+    today = today or local_date(datetime.now(UTC))
     alerts = (
         ()
         if not checked

@@ -8,7 +8,7 @@ value stays ``None`` and checks report "not checked".
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -27,6 +27,7 @@ from interactions.medication import RenalFunction as CheckedRenal
 from interactions.values import LabValue, Moment, WeightKg
 from medloop.domain._model import Frozen
 from medloop.domain.errors import DomainError, InvalidValue
+from medloop.domain.oslo import local_date
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -276,10 +277,10 @@ class Patient(Frozen):
         return day.year - self.birth_date.year - (0 if birthday_passed else 1)
 
     def for_checks(self, on: date | None = None) -> CheckedPatient:
-        """The patient as decision support sees it on ``on`` (default: today): age from the
+        """The patient as decision support sees it on ``on`` (default: today in Oslo): age from the
         birth date, the recorded weight, renal function with the day it was measured (its age
         is judged by the check) and hepatic risk factors; nothing is defaulted."""
-        day = on or date.today()
+        day = on or local_date(datetime.now(UTC))
         renal = self.renal_function
         return CheckedPatient(
             allergies=self.allergies,
@@ -290,7 +291,7 @@ class Patient(Frozen):
             else CheckedRenal.model_validate(
                 {
                     "egfr" if renal.kind is RenalFunctionKind.EGFR else "crcl": renal.value,
-                    "measured": renal.measured_at.date(),
+                    "measured": local_date(renal.measured_at),
                 }
             ),
             hepatic_risk=self.hepatic_risk,

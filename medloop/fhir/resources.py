@@ -40,6 +40,7 @@ from medloop.domain.dispense import NOT_CARRIED_BY_M10, Dispense
 from medloop.domain.drug_reference import CatalogueDrug, DrugReference, NonCatalogueItem
 from medloop.domain.entry import ListEntry
 from medloop.domain.medication_list import EntryVersion
+from medloop.domain.oslo import local_date
 from medloop.domain.patient import NationalIdKind, Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import Prescription, PrescriptionVersion
@@ -466,7 +467,7 @@ def _effective(entry: ListEntry) -> dict[str, str]:
     period = {"start": entry.start.isoformat()}
     stop = entry.stop
     if entry.discontinuation is not None:
-        ended = entry.discontinuation.at.date()
+        ended = local_date(entry.discontinuation.at)
         stop = ended if stop is None or ended < stop else stop
     if stop is not None and stop >= entry.start:
         period["end"] = stop.isoformat()

@@ -71,6 +71,7 @@ from medloop.domain.multidose.responsibility import (
 )
 from medloop.domain.multidose.rules import PackingRules
 from medloop.domain.multidose.tasks import MultidoseTask, resolve_task, tasks_for
+from medloop.domain.oslo import local_date
 from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor, Organisation
 from medloop.domain.prescription import PrescriptionNotFound
@@ -518,7 +519,9 @@ def propose_change(
                 "; ".join(e["msg"] for e in error.errors()), proposal_id=order.proposal_id
             ) from error
         propose(
-            _responsible(ctx.conn, patient_id, call.at.date()), record, ctx.state.medication_list
+            _responsible(ctx.conn, patient_id, local_date(call.at)),
+            record,
+            ctx.state.medication_list,
         )
         if order.renewal is not None and order.renewal.prescription_id not in (
             ctx.state.prescriptions
@@ -890,7 +893,7 @@ def pharmacy_worklist(
     already passed whose period has not begun (the most urgent). Those changed since their plan
     first, then by deadline. A read of several patients: audit each (``Caller.read_many``)."""
     found = []
-    today = now.date()
+    today = local_date(now)
     for period in store.periods_with_deadline_between(conn, now - WORKLIST_LOOKBACK, until):
         if period.pharmacy.id != pharmacy_id:
             continue

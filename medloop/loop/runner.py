@@ -46,6 +46,7 @@ from medloop.domain.medication_list import (
     MedicationList,
     StaleListVersion,
 )
+from medloop.domain.oslo import local_date
 from medloop.domain.patient import Patient, PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound, PrescriptionVersion
@@ -388,7 +389,7 @@ def _decide_and_store(
     context = _new(Context)  # ``Context(conn, state, catalogue, call)``, as ``CommandResult``
     context.__dict__.update(conn=conn, state=state, catalogue=catalogue, call=call)
     effect = decide(context)
-    alerts = _screen(catalogue, state, effect.screening, call.at.date())
+    alerts = _screen(catalogue, state, effect.screening, local_date(call.at))
     # (Each step below that has nothing to do without alerts, a blanket reason or handled
     # alerts is skipped then, as most commands raise none: a comprehension is a Python call.)
     if (call.override_every or "").strip():  # ``answering`` returns the call itself else
@@ -796,7 +797,7 @@ def _medication(entry: ListEntry, drug: DrugReference) -> Medication | None:
         return None
     stop = entry.stop
     if entry.discontinuation is not None:
-        ended = entry.discontinuation.at.date()
+        ended = local_date(entry.discontinuation.at)
         stop = ended if stop is None else min(stop, ended)
         if stop < entry.start:
             return None

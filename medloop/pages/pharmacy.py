@@ -38,6 +38,7 @@ from medloop.domain.entry import ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.multidose.proposals import ProposalKind
 from medloop.domain.multidose.rules import LineClass
+from medloop.domain.oslo import local_date
 from medloop.domain.patient import Patient
 from medloop.loop import dispense, multidose
 from medloop.loop.catalogue import catalogue_in_force
@@ -240,7 +241,7 @@ def _dispensable(
             if p.substitution_group_id in group and p not in prescribed
         ]
         choices[prescription.id] = [*prescribed, *sorted(members, key=lambda p: p.varenr)]
-    since = at.date() - timedelta(days=ANNUL_DAYS)
+    since = local_date(at) - timedelta(days=ANNUL_DAYS)
     dispensed = sorted(
         (
             d
@@ -288,7 +289,7 @@ def _dispensing_page(
         alerts=alerts or [],
         annul_failed=annul_failed,
         annul_days=ANNUL_DAYS,
-        today=page.caller.at.date().isoformat(),
+        today=local_date(page.caller.at).isoformat(),
         **_common(page),
     )
 
@@ -304,7 +305,7 @@ def dispense_post(page: PageDep, patient_id: UUID, form: FormDep) -> Response:
             dispense_id=_uuid(form.get("dispense_id")) or uuid.uuid4(),
             prescription_id=prescription_id or uuid.uuid4(),
             varenr=str(form.get("varenr") or ""),
-            dispensed_on=page.caller.at.date(),
+            dispensed_on=local_date(page.caller.at),
             quantity=DispenseQuantity(packages=packages),
             batch=str(form.get("batch") or "").strip(),
             expiry=date.fromisoformat(str(form.get("expiry") or "")),

@@ -27,6 +27,7 @@ from medloop.domain.multidose.responsibility import (
     require_pharmacist_of,
     require_prescriber,
 )
+from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor
 
 
@@ -123,7 +124,7 @@ def propose(
 ) -> Proposal:
     """A proposal may come only from a pharmacist of the multidose pharmacy and must name an
     entry of the list when it is about one."""
-    require_pharmacist_of(responsibility, proposal.proposed_by, proposal.proposed_at.date())
+    require_pharmacist_of(responsibility, proposal.proposed_by, local_date(proposal.proposed_at))
     if proposal.entry_id is not None and entries.find(proposal.entry_id) is None:
         raise InvalidProposal(
             f"the list has no entry {proposal.entry_id}", entry_id=proposal.entry_id
