@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -48,6 +48,7 @@ from interactions.catalogue import CatalogueInfo
 from interactions.values import MAX_ITEMS, MODEL_CONFIG, Day, Reason
 from medloop import json_input
 from medloop.catalogue import NoCatalogue, load_snapshot
+from medloop.domain.oslo import local_date
 from medloop.settings import renal_max_age_days
 from medloop.store.db import reader
 
@@ -225,8 +226,8 @@ def resolve_medications(knowledge: Knowledge, request: CheckRequest) -> tuple[Me
 def run_check(
     knowledge: Knowledge, request: CheckRequest, include_all: bool, today: date | None = None
 ) -> CheckOutcome:
-    """Resolve and check ``request`` against ``knowledge`` on ``today`` (default: the system
-    date, against which the age of a renal function value is judged); no database is touched."""
+    """Resolve and check ``request`` against ``knowledge`` on ``today`` (default: today in Oslo,
+    against which the age of a renal function value is judged); no database is touched."""
     alerts = check(
         knowledge,
         resolve_medications(knowledge, request),
@@ -234,7 +235,7 @@ def run_check(
         handled=request.handled,
         include_all=include_all,
         proposed=request.proposed,
-        today=today,
+        today=today or local_date(datetime.now(UTC)),
         renal_max_age_days=renal_max_age_days(),
     )
     return CheckOutcome(knowledge.info, tuple(alerts))
