@@ -123,7 +123,7 @@ def _expected(value):
         return type(error)
 
 
-@settings(max_examples=1500)
+@settings(max_examples=750)
 @given(st.one_of(JSONISH, ANY))
 def test_round_trip_is_the_standard_librarys(value):
     expected = _expected(value)
@@ -139,7 +139,7 @@ def test_round_trip_is_the_standard_librarys(value):
         assert orjson.dumps(loaded, option=orjson.OPT_SORT_KEYS).decode() == expected
 
 
-@settings(max_examples=1500)
+@settings(max_examples=750)
 @given(st.one_of(JSONISH, ANY))
 def test_fast_dumps_is_the_standard_librarys_text_encoded(value):
     expected = _expected(value)
@@ -181,7 +181,7 @@ CLAIM = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=3000)
+@settings(max_examples=1500)
 @given(
     detail=st.dictionaries(TEXT, st.one_of(JSONISH, ANY), max_size=6),
     claim=st.one_of(st.none(), CLAIM),
@@ -252,7 +252,7 @@ def test_what_orjson_would_write_otherwise_takes_the_slow_way(value):
 # -- the texts at hand handed to store.batch instead of encoding the values again (issue #20) ---
 
 
-@settings(max_examples=1500)
+@settings(max_examples=750)
 @given(st.one_of(JSONISH, ANY))
 def test_the_written_text_of_a_round_trip_is_what_batch_writes_of_the_value_read_back(value):
     """``round_trip_written``'s text (when orjson wrote it) is the stored response's and the
@@ -272,7 +272,7 @@ def test_the_written_text_of_a_round_trip_is_what_batch_writes_of_the_value_read
         assert sent == written
 
 
-@settings(max_examples=1500)
+@settings(max_examples=750)
 @given(
     detail=st.dictionaries(TEXT, st.one_of(JSONISH, ANY), max_size=6),
     claim=st.one_of(st.none(), CLAIM),
@@ -302,7 +302,7 @@ def test_the_audit_detail_sent_with_its_claim_is_what_batch_writes_of_it(detail,
 # -- the small-float check written out, and the round trip without the text as ``str`` (#20) ----
 
 
-@settings(max_examples=1500)
+@settings(max_examples=750)
 @given(st.one_of(JSONISH, ANY))
 def test_the_written_out_small_float_check_refuses_what_small_float_in_does(value):
     """``_written`` looks through the text for a small float itself: it takes orjson's text
@@ -336,7 +336,7 @@ def test_small_float_in_on_texts_with_and_without_a_small_float(text):
     assert found == (text not in (b'["3e-4a","x"]', b'{"id":"1234567e-89"}'))
 
 
-@settings(max_examples=1500)
+@settings(max_examples=750)
 @given(detail=st.dictionaries(TEXT, st.one_of(JSONISH, ANY), max_size=6))
 def test_the_audit_detail_and_the_stored_response_are_the_round_trips(detail):
     """``audit._validated_written`` and ``idempotency._as_stored`` take orjson's text and the
