@@ -461,7 +461,8 @@ Decided = tuple[Effect, str, list[str], ListProposal | None]
 
 def _list(ctx: Context, message: Message, call: Call) -> Decided:
     lib = message.lists[0]
-    incoming = [incoming_entry(e, ctx.catalogue, local_date(call.at)) for e in lib.entries]
+    today = local_date(call.at)
+    incoming = [incoming_entry(e, ctx.catalogue, today) for e in lib.entries]
     reasons = [n for e in incoming for n in e.notices]
     responsible = next(
         (
@@ -618,8 +619,9 @@ def _prescription(ctx: Context, message: Message, call: Call) -> Decided:
     fs = resept.document.forskrivning if resept.document else None
     drug = _drug(fs.drug if fs else None, ctx.catalogue)
     resolved = isinstance(drug, CatalogueDrug)
-    use, dosage, start, stop, check, notices = map_dosage(fs, local_date(call.at))
-    issued = _date(resept.issued) or local_date(call.at)
+    today = local_date(call.at)
+    use, dosage, start, stop, check, notices = map_dosage(fs, today)
+    issued = _date(resept.issued) or today
     entry_id = _entry_id(None, message.msg_id, 0)
     new_list, change = ctx.state.medication_list.apply(
         AddEntry(
@@ -707,10 +709,11 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
     a discontinuation, or a new entry; entries as they are on our list propose nothing."""
     lib = message.lists[0]
     current = ctx.state.medication_list
-    incoming = [incoming_entry(e, ctx.catalogue, local_date(call.at)) for e in lib.entries]
+    today = local_date(call.at)
+    incoming = [incoming_entry(e, ctx.catalogue, today) for e in lib.entries]
     compared = propose(current, incoming).entries
     responsible = responsibility_on(
-        multidose_store.responsibility_history(ctx.conn, patient_id), local_date(call.at)
+        multidose_store.responsibility_history(ctx.conn, patient_id), today
     )
     records: list[Proposal] = []
     reasons: list[str] = []
