@@ -143,6 +143,8 @@ def sign_in(page: Any, base_url: str, role: str, name: str | None = None) -> Non
     page.goto(base_url + "/")
     pattern = re.escape(role) if name is None else f"{re.escape(name)}.*{re.escape(role)}"
     page.get_by_role("button", name=re.compile(pattern)).first.click()
+    # the click returns before the landing page has replaced the sign-in page
+    page.wait_for_url(lambda address: "/app/sign-in" not in address)
     page.wait_for_load_state()
 
 

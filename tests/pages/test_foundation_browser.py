@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
+
 from tests.pages.helpers import assert_no_axe_violations, screenshots, sign_in
 
 
 def test_a_signed_out_browser_opening_the_root_reaches_the_demo_sign_in(page, live_world):
     page.goto(live_world.base_url + "/")
     assert page.url.endswith("/app/sign-in")
-    assert page.get_by_role("heading", level=1).inner_text() == "Logg inn i medloop"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Logg inn i medloop")
     for role in ("Lege", "Sykepleier", "Farmasøyt", "Pasient"):
         assert page.get_by_role("button", name=re.compile(role)).count() >= 1, role
     assert page.get_by_text("DEMO").first.is_visible()
@@ -45,13 +47,13 @@ def test_the_skip_link_is_the_first_stop_and_moves_focus_to_main(page, live_worl
 def test_the_language_switch_turns_the_page_english_and_back(page, live_world):
     page.goto(live_world.base_url + "/app/sign-in")
     page.get_by_role("button", name="English").click()
-    assert page.get_by_role("heading", level=1).inner_text() == "Sign in to medloop"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to medloop")
     assert page.locator("html").get_attribute("lang") == "en"
     # The Norwegian role stays in the demo buttons' names, whatever the language.
     assert page.get_by_role("button", name=re.compile("Sykepleier")).count() >= 1
     assert_no_axe_violations(page)
     page.get_by_role("button", name="Norsk (bokmål)").click()
-    assert page.get_by_role("heading", level=1).inner_text() == "Logg inn i medloop"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Logg inn i medloop")
 
 
 def test_the_home_and_error_pages_pass_axe(page, live_world):
@@ -65,5 +67,5 @@ def test_the_home_and_error_pages_pass_axe(page, live_world):
     assert_no_axe_violations(page)
     screenshots(page, "error-forbidden")
     page.goto(live_world.base_url + "/app/no-such-page")
-    assert page.get_by_role("heading", level=1).inner_text() == "Ikke funnet"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ikke funnet")
     assert_no_axe_violations(page)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 from tests.pages.gp_helpers import plan_csv, resident
 from tests.pages.helpers import assert_no_axe_violations, screenshots
@@ -92,7 +93,7 @@ def test_a_gp_prescribes_with_an_override_by_keyboard_alone(page, live_world):
     _tab_to(page, "e.textContent.trim() === 'Lagre resepten'")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"\?saved=prescribed"))
-    assert page.get_by_role("status").inner_text().strip() == "Lagret."
+    expect(page.get_by_role("status")).to_have_text("Lagret.")
     assert "Kort kur; simvastatin holdes i en uke" in page.content()
     _checked(page, "gp-list-keyboard-saved")
 
@@ -130,7 +131,7 @@ def test_a_pharmacist_dispenses_and_uploads_a_packing_report_by_keyboard_alone(p
     _tab_to(page, "e.tagName === 'BUTTON' && e.textContent.includes('Simva')")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"\?saved=dispensed"))
-    assert page.get_by_role("status").inner_text().strip() == "Utlevert."
+    expect(page.get_by_role("status")).to_have_text("Utlevert.")
     _checked(page, "pharmacy-dispensing-keyboard-dispensed")
 
     _tab_to(page, "e.tagName === 'A' && e.textContent.trim() === 'Multidose'")
@@ -143,7 +144,7 @@ def test_a_pharmacist_dispenses_and_uploads_a_packing_report_by_keyboard_alone(p
     _tab_to(page, "e.tagName === 'BUTTON' && e.textContent.trim() === 'Last opp og avstem'")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile("/reconciliations/|/packing-reports/"))
-    assert page.get_by_role("heading", level=1).inner_text() == "Avstemming av pakkerapporten"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Avstemming av pakkerapporten")
     table = page.locator("#reconciliation").inner_text()
     assert table.count("Riktig") == len(lines)
     _checked(page, "pharmacy-reconciliation-keyboard")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from playwright.sync_api import expect
+
 from tests.pages.gp_helpers import resident
 from tests.pages.helpers import BUILT, assert_no_axe_violations, screenshots, sign_in
 
@@ -30,7 +32,7 @@ def test_the_gps_entry_page_refusal_by_its_field_and_entered_in_error(page, live
     _checked(page, "gp-entry-entered-in-error-refused")
     field.fill("Registrert på feil pasient")
     page.get_by_role("button", name="Marker som feilregistrert").click()
-    assert page.get_by_role("status").inner_text().strip() == "Lagret."
+    expect(page.get_by_role("status")).to_have_text("Lagret.")
 
 
 def test_the_pharmacists_urgent_pack_and_annulment(page, live_world):
@@ -45,7 +47,7 @@ def test_the_pharmacists_urgent_pack_and_annulment(page, live_world):
     live_world.clock.at = BUILT + timedelta(hours=1)
     page.get_by_label("Hvorfor den trengs (påkrevd)").fill("Ny medisin fra legevakt")
     page.get_by_role("button", name="Bestill hastepakken").click()
-    assert "Hastepakk bestilt" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("Hastepakk bestilt")
     _checked(page, "pharmacy-urgent-pack-ordered")
 
     page.goto(live_world.base_url + f"/app/pharmacy/patients/{patient_id}")
@@ -58,7 +60,7 @@ def test_the_pharmacists_urgent_pack_and_annulment(page, live_world):
     _checked(page, "pharmacy-annul-refused")
     page.get_by_label("Hvorfor den annulleres (påkrevd)").fill("Feil pakning registrert")
     page.get_by_role("button", name=re.compile("^Annuller")).click()
-    assert "Utleveringen er annullert" in page.get_by_role("status").inner_text()
+    expect(page.get_by_role("status")).to_contain_text("Utleveringen er annullert")
     _checked(page, "pharmacy-dispense-annulled")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from medloop.store.administration import administration as administration_table
@@ -138,7 +139,7 @@ def test_the_resident_chart_for_a_day_and_a_week(page, live_world):
     world = live_world
     sign_in(page, world.base_url, "Sykepleier", "Nina Nilsen")
     page.get_by_role("link", name="Ingrid Berg", exact=True).click()
-    assert page.get_by_role("heading", level=1).inner_text() == "Ingrid Berg – Legemiddelkurve"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ingrid Berg – Legemiddelkurve")
     day = page.locator("table.mar-day").inner_text()
     assert "Levotyroksin" in day and "08:00" in day
     entries = page.locator("table.entries").inner_text()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
+
 from tests.pages.gp_helpers import resident
 from tests.pages.helpers import assert_no_axe_violations, screenshots, sign_in
 
@@ -18,7 +20,7 @@ def test_a_gp_holds_the_review_meeting_and_signs_it(page, live_world):
     page.get_by_label("Fødselsnummer (11 sifre)").fill(national_id)
     page.get_by_role("button", name="Åpne listen").click()
     page.get_by_role("link", name="Legemiddelgjennomgang").click()
-    assert page.get_by_role("heading", level=1).inner_text() == "Legemiddelgjennomgang"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Legemiddelgjennomgang")
     assert_no_axe_violations(page)
     screenshots(page, "gp-review")
 
@@ -39,7 +41,7 @@ def test_a_gp_holds_the_review_meeting_and_signs_it(page, live_world):
     page.get_by_label("Farmasøyt", exact=True).fill("Per Apoteker")
     page.get_by_role("button", name="Signer gjennomgangen").click()
 
-    assert page.get_by_role("status").inner_text().strip() == "Legemiddelgjennomgangen er signert."
+    expect(page.get_by_role("status")).to_have_text("Legemiddelgjennomgangen er signert.")
     assert page.get_by_role("link", name=re.compile("^PDF")).count() == 1
     assert "Siden forrige gjennomgang" in page.content()
     assert_no_axe_violations(page)
