@@ -54,7 +54,6 @@ from medloop.api.problems import NotFound, responses
 from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal, Screened, screen
 from medloop.domain.errors import DomainError
-from medloop.domain.oslo import local_date
 from medloop.domain.patient import PatientNotFound
 from medloop.loop.runner import Once, run_audited
 from medloop.store import access
@@ -331,7 +330,7 @@ def call_service(
         raise _unusable("hook", f"service {service_id} answers hook {service['hook']}")
     caller = caller.for_user(body.context.userId, required=True)
     caller.authorize(Action.CHECK)
-    today = local_date(caller.at)
+    today = caller.day
     try:
         read = read_drafts(body.context.draftOrders, today)
     except UnusableDraftOrders as error:

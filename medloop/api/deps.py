@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -29,6 +29,7 @@ from medloop.api.policy import Action, accessor, authorize, own_record
 from medloop.api.problems import BadPrecondition, Forbidden, PreconditionRequired
 from medloop.api.responses import JSONResponse
 from medloop.domain._model import constructed
+from medloop.domain.oslo import local_date
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor
 from medloop.loop.runner import Call, CommandResult
@@ -72,6 +73,11 @@ class Caller:
     principal: Principal
     request_id: str
     at: datetime
+
+    @property
+    def day(self) -> date:
+        """The request's "today": the Oslo calendar day of ``at``."""
+        return local_date(self.at)
 
     @property
     def engine(self) -> Engine:

@@ -13,7 +13,6 @@ from medloop import queries
 from medloop.api.deps import Caller
 from medloop.api.policy import Action, authorize_ward
 from medloop.api.problems import Forbidden
-from medloop.domain.oslo import local_date
 from medloop.reports.period import ReportPeriod
 from medloop.reports.pharmacy import PharmacyReport, pharmacy_report, read_pharmacy_facts
 from medloop.reports.prescriber import (
@@ -28,7 +27,7 @@ DEFAULT_DAYS = 90
 
 def period_for(caller: Caller, first: date | None, last: date | None) -> ReportPeriod:
     """``first`` … ``last`` (Oslo days); by default the ``DEFAULT_DAYS`` to today."""
-    end = last or local_date(caller.at)
+    end = last or caller.day
     return ReportPeriod.of(first or end - timedelta(days=DEFAULT_DAYS - 1), end)
 
 

@@ -39,7 +39,6 @@ from medloop.api.deps import Caller, CallerDep, IdempotencyKey, IfMatch
 from medloop.api.fhir_dosage import NO_DOSAGE, MappedDosage, NotMapped, dosage_of
 from medloop.api.policy import Action, audit_refusal, authorize_witness
 from medloop.domain.administration import ChartRequest, Outcome, ScanSkipReason
-from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.fhir import resources as fhir
@@ -458,7 +457,7 @@ def create_medication_request(
             if key is None
             else f"{caller.principal.organisation}/{caller.principal.subject}/{key}"
         )
-        order = _order(posted, instructions, local_date(caller.at), seed)
+        order = _order(posted, instructions, caller.day, seed)
         keyed, blanket = _overrides(posted)
 
     def run(call: Any) -> CommandResult:

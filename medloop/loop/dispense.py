@@ -39,7 +39,6 @@ from medloop.domain.dispense import (
 from medloop.domain.dispense import dispense as record_dispense
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import ListEntry
-from medloop.domain.oslo import local_date
 from medloop.domain.prescription import Prescription, lock, unlock
 from medloop.loop.catalogue import DrugOrder
 from medloop.loop.runner import (
@@ -199,7 +198,7 @@ def lock_for_dispensing(
     def decide(ctx: Context) -> Effect:
         prescription = _prescription(ctx, patient_id, prescription_id)
         locked, version = lock(
-            prescription, call.actor.organisation, on=local_date(call.at), at=call.at, by=call.actor
+            prescription, call.actor.organisation, on=call.day, at=call.at, by=call.actor
         )
         return Effect(
             prescription_versions=(version,),

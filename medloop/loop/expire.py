@@ -13,7 +13,6 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, func, select
 
 from medloop.domain.codes import OrganisationKind, PersonnelRole, PrescriptionStatus
-from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import expire
 from medloop.loop.runner import Call, CommandResult, Context, Effect, run_command
@@ -32,7 +31,7 @@ def expire_prescriptions(engine: Engine, patient_id: UUID, call: Call) -> Comman
     run expires nothing."""
 
     def decide(ctx: Context) -> Effect:
-        today = local_date(call.at)
+        today = call.day
         versions = []
         for prescription in ctx.state.prescriptions.values():
             dispensable = prescription.status is PrescriptionStatus.DISPENSABLE
@@ -51,13 +50,13 @@ def expire_prescriptions(engine: Engine, patient_id: UUID, call: Call) -> Comman
         call,
         decide,
         based_on=None,
-        request={"on": local_date(call.at).isoformat()},
+        request={"on": call.day.isoformat()},
     )
 
 
 def patients_with_expired_prescriptions(conn: Connection, call: Call) -> list[UUID]:
     """Patients with a dispensable prescription past its last valid day at ``call.at``."""
-    today = local_date(call.at).isoformat()
+    today = call.day.isoformat()
     version = prescriptions.prescription_version
     latest = (
         select(version.c.prescription_id, func.max(version.c.version).label("version"))

@@ -107,7 +107,6 @@ from medloop.domain.multidose.proposals import (
 from medloop.domain.multidose.proposals import propose as multidose_propose
 from medloop.domain.multidose.reconciliation import PackedBag, PackedLine, PackReport
 from medloop.domain.multidose.responsibility import assign_responsibility, responsibility_on
-from medloop.domain.oslo import local_date
 from medloop.domain.patient import PatientNotFound
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescribing import discontinuation_recalls
@@ -461,7 +460,7 @@ Decided = tuple[Effect, str, list[str], ListProposal | None]
 
 def _list(ctx: Context, message: Message, call: Call) -> Decided:
     lib = message.lists[0]
-    today = local_date(call.at)
+    today = call.day
     incoming = [incoming_entry(e, ctx.catalogue, today) for e in lib.entries]
     reasons = [n for e in incoming for n in e.notices]
     responsible = next(
@@ -619,7 +618,7 @@ def _prescription(ctx: Context, message: Message, call: Call) -> Decided:
     fs = resept.document.forskrivning if resept.document else None
     drug = _drug(fs.drug if fs else None, ctx.catalogue)
     resolved = isinstance(drug, CatalogueDrug)
-    today = local_date(call.at)
+    today = call.day
     use, dosage, start, stop, check, notices = map_dosage(fs, today)
     issued = _date(resept.issued) or today
     entry_id = _entry_id(None, message.msg_id, 0)
@@ -709,7 +708,7 @@ def _pharmacy_proposals(ctx: Context, message: Message, call: Call, patient_id: 
     a discontinuation, or a new entry; entries as they are on our list propose nothing."""
     lib = message.lists[0]
     current = ctx.state.medication_list
-    today = local_date(call.at)
+    today = call.day
     incoming = [incoming_entry(e, ctx.catalogue, today) for e in lib.entries]
     compared = propose(current, incoming).entries
     responsible = responsibility_on(
@@ -881,7 +880,7 @@ def _packing_report(ctx: Context, message: Message, call: Call, patient_id: UUID
             (source.prescription_id or "").strip()
         )
         fs = source.prescription.forskrivning if source.prescription else None
-        use, dosage, _, _, check, _ = map_dosage(fs, local_date(call.at))
+        use, dosage, _, _, check, _ = map_dosage(fs, call.day)
         for packed in source.packed:
             why = packed.repacking_reason
             if why is not None:
@@ -1137,7 +1136,7 @@ def _multidose_doctor(ctx: Context, message: Message, call: Call, patient_id: UU
             f"only a registration (Status R) of the multidose doctor is imported, not {status!r}",
             status=status,
         )
-    valid_from = _date(_first_text(message, "GjelderFra")) or local_date(call.at)
+    valid_from = _date(_first_text(message, "GjelderFra")) or call.day
     record = assign_responsibility(
         multidose_store.current_responsibility(ctx.conn, patient_id),
         patient_id,

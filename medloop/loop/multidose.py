@@ -519,7 +519,7 @@ def propose_change(
                 "; ".join(e["msg"] for e in error.errors()), proposal_id=order.proposal_id
             ) from error
         propose(
-            _responsible(ctx.conn, patient_id, local_date(call.at)),
+            _responsible(ctx.conn, patient_id, call.day),
             record,
             ctx.state.medication_list,
         )

@@ -14,7 +14,6 @@ from medloop.domain._model import Frozen, built, id_text
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import EntryEdit
 from medloop.domain.medication_list import AddEntry
-from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor
 from medloop.domain.prescribing import renew as renew_prescription
 from medloop.domain.prescription import PrescribedQuantity, PrescriptionRequest, issue
@@ -122,7 +121,7 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
                 PrescriptionRequest,
                 {
                     "id": terms.prescription_id,
-                    "issued": local_date(call.at),
+                    "issued": call.day,
                     "quantity": terms.quantity,
                     "repeats": terms.repeats,
                     "reserved_against_substitution": terms.reserved_against_substitution,
@@ -132,7 +131,7 @@ def prescribe_decision(order: PrescribeOrder, call: Call) -> Decide:
                 },
             )
         else:
-            request = _request(terms, local_date(call.at), validity)
+            request = _request(terms, call.day, validity)
             _checked(validity)
         prescription, version = issue(
             new_list.entry(order.entry_id), new_list.patient_id, request, at=call.at, by=call.actor
@@ -206,7 +205,7 @@ def renew_decision(patient_id: UUID, order: RenewOrder, call: Call) -> Decide:
         renewed = renew_prescription(
             ctx.state.medication_list,
             old,
-            _request(order.terms, local_date(call.at), validity),
+            _request(order.terms, call.day, validity),
             change=order.change,
             at=call.at,
             by=call.actor,

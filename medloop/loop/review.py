@@ -22,7 +22,6 @@ from medloop.domain.codes import EntryStatus
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.entry import Discontinuation, EntryEdit
 from medloop.domain.medication_list import EditEntry, ListChange, MedicationList, as_one_change
-from medloop.domain.oslo import local_date
 from medloop.domain.prescribing import discontinue
 from medloop.domain.prescription import PrescriptionVersion
 from medloop.domain.review import (
@@ -216,7 +215,7 @@ def sign_review(
     dosage changes applied as one change of the list, the review stored."""
 
     def decide(ctx: Context) -> Effect:
-        today = local_date(call.at)
+        today = call.day
         assessment = assess(ctx.catalogue, ctx.state, today)
         participants = signed_participants(submission.participants, call.actor)
         check_decisions(assessment, submission.decisions, participants)

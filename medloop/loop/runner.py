@@ -110,6 +110,12 @@ class Call(Frozen):
     idempotency_key: str | None = None
     request_id: str | None = None
 
+    @property
+    def day(self) -> date:
+        """The command's "today": the Oslo calendar day of ``at`` (not its UTC date, which is
+        yesterday in Norway for the hour or two after Oslo's midnight)."""
+        return local_date(self.at)
+
     def answering(self, alerts: Iterable[Alert]) -> Call:
         """This call with ``override_every`` given to each of ``alerts`` that needs one."""
         if not (self.override_every or "").strip():
@@ -389,7 +395,7 @@ def _decide_and_store(
     context = _new(Context)  # ``Context(conn, state, catalogue, call)``, as ``CommandResult``
     context.__dict__.update(conn=conn, state=state, catalogue=catalogue, call=call)
     effect = decide(context)
-    alerts = _screen(catalogue, state, effect.screening, local_date(call.at))
+    alerts = _screen(catalogue, state, effect.screening, call.day)
     # (Each step below that has nothing to do without alerts, a blanket reason or handled
     # alerts is skipped then, as most commands raise none: a comprehension is a Python call.)
     if (call.override_every or "").strip():  # ``answering`` returns the call itself else

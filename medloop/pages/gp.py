@@ -40,7 +40,6 @@ from medloop.domain.codes import DiscontinuationReason, EntryStatus
 from medloop.domain.entry import Discontinuation, ListEntry
 from medloop.domain.errors import DomainError
 from medloop.domain.multidose.proposals import Proposal
-from medloop.domain.oslo import local_date
 from medloop.domain.patient import Patient
 from medloop.domain.prescription import PrescribedQuantity
 from medloop.loop import change, multidose, prescribe
@@ -336,7 +335,7 @@ def prescribe_form(
 ) -> Response:
     page.caller.authorize(Action.LIST_WRITE, patient_id)
     listed = _read_list(page, patient_id)
-    form = PrescribeForm.fresh(listed.list_version, local_date(page.caller.at))
+    form = PrescribeForm.fresh(listed.list_version, page.caller.day)
     form.q = q.strip()
     return _prescribe_page(page, patient_id, listed, form)
 
@@ -375,7 +374,7 @@ def prescribe_post(page: PageDep, patient_id: UUID, form: FormDep) -> Response:
                 conn,
                 patient_id,
                 [Screening(str(order.entry_id), order.drug, order.dosage, order.start, order.stop)],
-                local_date(page.caller.at),
+                page.caller.day,
             ),
         )
         listed = _read_list(page, patient_id)

@@ -282,7 +282,7 @@ def resident(
     view: Annotated[str, Query(pattern="^(day|week)$")] = "day",
 ) -> Response:
     _nurse_only(page)
-    today = local_date(page.caller.at)
+    today = page.caller.day
     shown = day or today
     first = shown - timedelta(days=shown.weekday()) if view == "week" else shown
     days = 7 if view == "week" else 1
@@ -338,7 +338,7 @@ def _bedside(
     status: int = 200,
     alerts: list[Any] | None = None,
 ) -> HTMLResponse:
-    today = local_date(page.caller.at)
+    today = page.caller.day
     found = _resident(page, patient_id, today, 1)
     return page.render(
         "nurse/bedside.html",
@@ -411,7 +411,7 @@ def confirm_resident(page: PageDep, form: FormDep, patient_id: UUID) -> Response
 def _chart_context(
     page: Page, patient_id: UUID, entry_id: UUID, dose_id: UUID | None
 ) -> dict[str, Any]:
-    today = local_date(page.caller.at)
+    today = page.caller.day
     found = _resident(page, patient_id, today - timedelta(days=1), 2, prn=True)
     entry = found["drugs"].get(entry_id)
     if entry is None:

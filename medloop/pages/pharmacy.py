@@ -289,7 +289,7 @@ def _dispensing_page(
         alerts=alerts or [],
         annul_failed=annul_failed,
         annul_days=ANNUL_DAYS,
-        today=local_date(page.caller.at).isoformat(),
+        today=page.caller.day.isoformat(),
         **_common(page),
     )
 
@@ -305,7 +305,7 @@ def dispense_post(page: PageDep, patient_id: UUID, form: FormDep) -> Response:
             dispense_id=_uuid(form.get("dispense_id")) or uuid.uuid4(),
             prescription_id=prescription_id or uuid.uuid4(),
             varenr=str(form.get("varenr") or ""),
-            dispensed_on=local_date(page.caller.at),
+            dispensed_on=page.caller.day,
             quantity=DispenseQuantity(packages=packages),
             batch=str(form.get("batch") or "").strip(),
             expiry=date.fromisoformat(str(form.get("expiry") or "")),

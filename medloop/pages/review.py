@@ -36,7 +36,6 @@ from medloop.api.review_pdf import review_pdf
 from medloop.api.routing import BlockingRoute
 from medloop.domain.codes import DiscontinuationReason
 from medloop.domain.errors import DomainError
-from medloop.domain.oslo import local_date
 from medloop.domain.patient import Patient
 from medloop.domain.review import Assessment, Decision, MedicationReview, Participant, SinceLast
 from medloop.loop import review
@@ -82,7 +81,7 @@ class ReviewView:
 
 def _read(page: Page, patient_id: UUID) -> ReviewView:
     page.caller.authorize(Action.LIST_READ, patient_id)
-    today = local_date(page.caller.at)
+    today = page.caller.day
 
     def read(conn: Connection) -> ReviewView:
         assessment, since = queries.review_assessment(conn, patient_id, today)

@@ -183,3 +183,18 @@ def test_a_call_of_another_shape_is_never_built() -> None:
     assert not deps._call_built(Wider)
     assert not deps._call_built(Checked)
     assert not deps._call_built(Stripped)
+
+
+@pytest.mark.parametrize(
+    ("at", "day"),
+    [
+        # winter (UTC+1): 23:30 UTC on Sunday 6 December is 00:30 on Monday in Oslo
+        (datetime(2026, 12, 6, 23, 30, tzinfo=UTC), "2026-12-07"),
+        (datetime(2026, 12, 6, 22, 30, tzinfo=UTC), "2026-12-06"),
+    ],
+)
+def test_a_requests_day_is_the_oslo_day_of_its_moment(at, day):
+    caller = deps.Caller(None, _principal(), "request-1", at)  # type: ignore[arg-type]
+    assert caller.day.isoformat() == day
+    body = SimpleNamespace(reason=None, overrides={})
+    assert caller.command_call(body, None).day == caller.day

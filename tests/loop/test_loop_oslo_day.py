@@ -62,3 +62,17 @@ def test_a_prescription_expired_on_the_oslo_day_before_is_not_taken_after_oslos_
         engine, patient_id, prescription_id, call(PHARMACIST, at=BEFORE_OSLO_MIDNIGHT)
     )
     assert not locked.replayed
+
+
+@pytest.mark.parametrize(
+    ("at", "day"),
+    [
+        (AFTER_OSLO_MIDNIGHT, date(2026, 12, 7)),
+        (BEFORE_OSLO_MIDNIGHT, date(2026, 12, 6)),
+        # summer time (UTC+2): 22:30 UTC on 30 June is already 1 July in Oslo
+        (datetime(2026, 6, 30, 22, 30, tzinfo=UTC), date(2026, 7, 1)),
+        (datetime(2026, 6, 30, 21, 30, tzinfo=UTC), date(2026, 6, 30)),
+    ],
+)
+def test_a_calls_day_is_the_oslo_day_of_its_moment(at, day):
+    assert call(at=at).day == day

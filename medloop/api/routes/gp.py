@@ -55,7 +55,6 @@ from medloop.api.schemas import (
 from medloop.api.screening import Proposal, screen
 from medloop.domain._model import id_text
 from medloop.domain.entry import Discontinuation, ListEntry
-from medloop.domain.oslo import local_date
 from medloop.loop import acknowledge, change, prescribe, reconcile
 from medloop.loop.change import EntryOrder
 from medloop.loop.prescribe import PrescribeOrder, RenewOrder
@@ -215,7 +214,7 @@ def reconciliation(caller: CallerDep, patient_id: UUID, reconciliation_id: UUID)
 )
 def check_proposed(caller: CallerDep, patient_id: UUID, body: CheckRequest) -> JSONResponse:
     caller.authorize(Action.CHECK, patient_id)
-    today = local_date(caller.at)
+    today = caller.day
     proposals = [Proposal(p.id, p.drug, p.dosage, p.start or today, p.stop) for p in body.proposed]
     screened = caller.read(
         patient_id, "check", lambda conn: screen(conn, patient_id, proposals, today)

@@ -56,7 +56,6 @@ from medloop.api.schemas import (
     order_of,
 )
 from medloop.domain.administration import ChartRequest
-from medloop.domain.oslo import local_date
 from medloop.domain.personnel import Actor
 from medloop.domain.ward import WardConfig
 from medloop.loop import administration
@@ -191,7 +190,7 @@ def ward_chart(
         _ward_organisation(caller, ward_id),
         request_id=caller.request_id,
     )
-    wanted = day or local_date(caller.at)
+    wanted = day or caller.day
 
     def read(conn: Any) -> tuple[dict[str, Any], list[UUID]]:
         chart = administration.ward_chart(conn, ward_id, wanted, caller.at)

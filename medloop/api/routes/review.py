@@ -29,7 +29,6 @@ from medloop.api.responses import JSONResponse
 from medloop.api.review_pdf import review_pdf
 from medloop.api.routing import BlockingRoute
 from medloop.api.schemas import CommandResponse, Intent, dump, order_of
-from medloop.domain.oslo import local_date
 from medloop.domain.review import Assessment, MedicationReview, SinceLast
 from medloop.loop import review
 from medloop.loop.review import ReviewSubmission
@@ -71,7 +70,7 @@ def start_review(caller: CallerDep, patient_id: UUID, seen: IfNoneMatch) -> Resp
     assessment, since = caller.read(
         patient_id,
         "review",
-        lambda conn: queries.review_assessment(conn, patient_id, local_date(caller.at)),
+        lambda conn: queries.review_assessment(conn, patient_id, caller.day),
     )
     body: dict[str, Any] = {
         "patient_id": str(patient_id),
