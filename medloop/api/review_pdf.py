@@ -7,6 +7,7 @@ from html import escape
 
 from interactions.review_rules import shipped_review_criteria
 from medloop.domain.errors import DomainError
+from medloop.domain.oslo import OSLO, local_date
 from medloop.domain.review import MedicationReview
 
 # The PDF's own words, in bokmål (the default, for the resident's record) and English; the
@@ -175,7 +176,7 @@ def review_html(review: MedicationReview, patient_name: str, lang: str = "nb") -
             return _e(", ".join(items) or t["none"])
 
         since = (
-            f"<h2>{t['since']} ({_e(s.previous_signed_at.date().isoformat())})</h2><ul>"
+            f"<h2>{t['since']} ({_e(local_date(s.previous_signed_at).isoformat())})</h2><ul>"
             f"<li>{t['added']}: {listed(s.entries_added)}</li>"
             f"<li>{t['removed']}: {listed(s.entries_removed)}</li>"
             f"<li>{t['changed']}: {listed(s.entries_changed)}</li>"
@@ -184,13 +185,14 @@ def review_html(review: MedicationReview, patient_name: str, lang: str = "nb") -
             f"<li>{t['acb_before']}: {s.acb_before}, {t['now']}: {assessment.acb.score}</li></ul>"
         )
     signer = review.signed_by.personnel
+    signed_at = review.signed_at.astimezone(OSLO).strftime("%Y-%m-%d %H:%M")  # Oslo time
     html_lang = "nb" if t is TEXTS["nb"] else "en"
     return (
         f"<!DOCTYPE html><html lang='{html_lang}'><head><meta charset='utf-8'>"
         f"<title>{t['title']} {_e(patient_name)}</title><style>{_CSS}</style></head>"
         "<body>"
         f"<h1>{t['title']}</h1><p>{_e(patient_name)} · {t['list_version']} "
-        f"{assessment.list_version} · {t['signed']} {_e(review.signed_at.isoformat())} "
+        f"{assessment.list_version} · {t['signed']} {_e(signed_at)} "
         f"{t['by']} {_e(signer.name)} (HPR {_e(signer.hpr_number)})</p>"
         f"<p>{t['renal']}: {_e(assessment.renal or t['not_recorded'])} · "
         f"{t['acb']}: {assessment.acb.score} · {t['psychotropics']}: "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pypdf
@@ -110,6 +111,27 @@ def test_review_end_to_end_with_pdf_and_since_last_time(world) -> None:
     assert since["previous_review_id"] == review_id
     assert len(since["entries_removed"]) == 1 and "buprofen" in since["entries_removed"][0].lower()
     assert any(label.startswith("NORGEP-NH:12 ") for label in since["findings_resolved"])
+
+
+def test_the_pdf_dates_a_review_signed_after_oslos_midnight_by_the_oslo_day(world) -> None:
+    """23:30 UTC on 20 November is 00:30 on the 21st in Oslo: the PDF says when it was signed,
+    and when the review before was, in Oslo's time, not UTC's date."""
+    ids = resident(world)
+    world.clock.at = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    current, etag = started(world)
+    first, _ = sign(world, current, etag, decisions(current, ids))
+    assert first.status_code == 201, first.text
+    again, etag = started(world)
+    assert again["since_last"]["previous_signed_at"].startswith("2026-11-20T23:30")
+    second, review_id = sign(world, again, etag, decisions(again, ids))
+    assert second.status_code == 201, second.text
+
+    pdf = world.get(f"/patients/{world.patient_id}/reviews/{review_id}/pdf")
+    assert pdf.status_code == 200
+    text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
+    text = " ".join(text.split())
+    assert "signert 2026-11-21 00:30" in text
+    assert "(2026-11-21)" in text and "(2026-11-20)" not in text
 
 
 def test_a_review_missing_a_decision_is_refused_with_a_problem_and_changes_nothing(world) -> None:
