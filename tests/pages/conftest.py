@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
@@ -81,6 +82,8 @@ def page(browser: Any, live_world: PagesWorld) -> Iterator[Any]:
         viewport={"width": 1280, "height": 900}, locale="nb-NO", timezone_id="Europe/Oslo"
     )
     context.set_default_timeout(15_000)
+    # expect(...)'s retrying assertions wait as long as the actions (Playwright's default is 5 s)
+    expect.set_options(timeout=15_000)
     opened = context.new_page()
     try:
         yield opened
