@@ -1115,6 +1115,22 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+HOST_LOOP_ADDITIONS = 2_000_000
+
+
+def host_loop_s(additions: int = HOST_LOOP_ADDITIONS) -> float:
+    """The host's speed now: the seconds a fixed pure-Python loop of ``additions`` additions
+    takes in this process, before and after each run (0.056-0.072 s for two million on this
+    machine at its normal speed, session 17). The floor ratios move with the host's speed
+    (RESULTS, #20, sessions 16 and 17): a run whose loop took twice as long was measured on a
+    slowed host. It does not see what the host does during a phase."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(additions):
+        total += i
+    return round(time.perf_counter() - started, 3)
+
+
 @dataclass
 class FloorWorld:
     """What a comparison with the floor measures on (``floor_world``): a fresh PostgreSQL
@@ -1149,13 +1165,19 @@ class FloorWorld:
         """One run: each server's prescribe and list read phases (``_floor_phase``) in ``order``,
         on ``per_phase`` new patients each, with the load average before (and ``stamp``) and
         after."""
-        measured: dict = {"order": list(order), "load_before": _loadavg(), **stamp}
+        measured: dict = {
+            "order": list(order),
+            "load_before": _loadavg(),
+            "host_loop_s_before": host_loop_s(),
+            **stamp,
+        }
         for which in order:
             server, port, floor = self.servers[which]
             share = [self.patients.pop() for _ in range(per_phase)]
             probe = self.probes[floor]
             measured[which] = _floor_phase(port, server.pid, share, self.tokens, args, probe)
         measured["load_after"] = _loadavg()
+        measured["host_loop_s_after"] = host_loop_s()
         return measured
 
     def stop(self) -> None:
@@ -1239,9 +1261,16 @@ def floor_comparison(base_url: str, args: argparse.Namespace) -> dict:
             else None
             for figure in FLOOR_FIGURES
         }
+    loops = sorted(r[key] for r in runs for key in ("host_loop_s_before", "host_loop_s_after"))
     return {
         "clients": args.clients,
         "workers": args.workers,
+        "host_loop_s": {
+            "additions": HOST_LOOP_ADDITIONS,
+            "min": loops[0],
+            "median": round(statistics.median(loops), 3),
+            "max": loops[-1],
+        },
         "runs": runs,
         "median": median,
         "ratios_medloop_to_floor": ratios,
