@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -48,7 +48,7 @@ from interactions.catalogue import CatalogueInfo
 from interactions.values import MAX_ITEMS, MODEL_CONFIG, Day, Reason
 from medloop import json_input
 from medloop.catalogue import NoCatalogue, load_snapshot
-from medloop.domain.oslo import local_date
+from medloop.domain.oslo import today as oslo_today
 from medloop.settings import renal_max_age_days
 from medloop.store.db import reader
 
@@ -235,7 +235,7 @@ def run_check(
         handled=request.handled,
         include_all=include_all,
         proposed=request.proposed,
-        today=today or local_date(datetime.now(UTC)),
+        today=today or oslo_today(),
         renal_max_age_days=renal_max_age_days(),
     )
     return CheckOutcome(knowledge.info, tuple(alerts))

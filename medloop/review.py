@@ -24,7 +24,7 @@ exit code 2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Engine
@@ -33,7 +33,7 @@ from interactions import Knowledge
 from interactions.catalogue import CatalogueInfo
 from interactions.review import ReviewResult, review
 from medloop.check import CheckRequest, load_knowledge, parse_request, resolve_medications
-from medloop.domain.oslo import local_date
+from medloop.domain.oslo import today as oslo_today
 from medloop.settings import renal_max_age_days
 
 
@@ -67,7 +67,7 @@ def run_review(
     result = review(
         medications,
         request.patient,
-        today=today or local_date(datetime.now(UTC)),
+        today=today or oslo_today(),
         renal_max_age_days=renal_max_age_days(),
         dose_rules=knowledge.dose_rules,
     )

@@ -10,7 +10,7 @@ audits the read.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date
 from uuid import UUID
 
 from sqlalchemy import Connection
@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from interactions import Alert, Medication, ResolvedDrug, UnknownReference, check
 from interactions.dosage import Dosage
 from medloop import queries
-from medloop.domain.oslo import local_date
+from medloop.domain.oslo import today as oslo_today
 from medloop.loop.catalogue import Catalogue, DrugOrder, catalogue_in_force
 from medloop.loop.errors import UnknownDrug
 from medloop.loop.runner import medications_of
@@ -94,7 +94,7 @@ def screen(
                 stop=proposal.stop,
             )
         )
-    today = today or local_date(datetime.now(UTC))
+    today = today or oslo_today()
     alerts = (
         ()
         if not checked

@@ -21,6 +21,11 @@ def local_date(at: datetime) -> date:
     return at.astimezone(OSLO).date()
 
 
+def today() -> date:
+    """The Oslo calendar day now (the default "today" of what runs outside a command)."""
+    return local_date(datetime.now(UTC))
+
+
 def local_day_bounds(day: date) -> tuple[datetime, datetime]:
     """The UTC instants where the Oslo calendar day ``day`` begins and ends."""
     start = datetime.combine(day, time(0), tzinfo=OSLO).astimezone(UTC)

@@ -8,7 +8,7 @@ value stays ``None`` and checks report "not checked".
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -28,6 +28,7 @@ from interactions.values import LabValue, Moment, WeightKg
 from medloop.domain._model import Frozen
 from medloop.domain.errors import DomainError, InvalidValue
 from medloop.domain.oslo import local_date
+from medloop.domain.oslo import today as oslo_today
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -280,7 +281,7 @@ class Patient(Frozen):
         """The patient as decision support sees it on ``on`` (default: today in Oslo): age from the
         birth date, the recorded weight, renal function with the day it was measured (its age
         is judged by the check) and hepatic risk factors; nothing is defaulted."""
-        day = on or local_date(datetime.now(UTC))
+        day = on or oslo_today()
         renal = self.renal_function
         return CheckedPatient(
             allergies=self.allergies,

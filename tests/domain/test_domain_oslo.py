@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from medloop.domain.oslo import OSLO, local_date, local_day_bounds
+from medloop.domain.oslo import OSLO, local_date, local_day_bounds, today
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,15 @@ def test_local_day_bounds_span_the_oslo_day_in_utc(day: date, hours: int) -> Non
     assert local_date(start) == day
     assert local_date(end - timedelta(microseconds=1)) == day
     assert local_date(end) == day + timedelta(days=1)
+
+
+def test_today_is_the_oslo_day_of_now_not_the_utc_date(monkeypatch):
+    from medloop.domain import oslo
+
+    class AfterOsloMidnight(datetime):
+        @classmethod
+        def now(cls, tz=None):  # 00:30 on Monday 7 December in Oslo
+            return datetime(2026, 12, 6, 23, 30, tzinfo=UTC).astimezone(tz)
+
+    monkeypatch.setattr(oslo, "datetime", AfterOsloMidnight)
+    assert today() == date(2026, 12, 7)
