@@ -41,20 +41,39 @@ REDACTED = "[redacted-11-digits]"
 
 
 def _redact(value: Any) -> Any:
+    """``value`` with every run of exactly eleven digits its written form would hold replaced.
+
+    Strings, integers, floats, mappings (keys too) and lists or tuples are redacted as what
+    the renderer writes of them. Any other value (a set, bytes, a UUID, an exception …) is
+    written by both renderers as its ``repr``: where that text holds such a run, the value
+    becomes its ``repr`` with the run replaced; otherwise it is left as it is."""
     if isinstance(value, str):
         return _ELEVEN_DIGITS.sub(REDACTED, value)
-    if isinstance(value, int) and not isinstance(value, bool) and 10**10 <= abs(value) < 10**11:
-        return REDACTED
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return REDACTED if 10**10 <= abs(value) < 10**11 else value
+    if isinstance(value, float):
+        return REDACTED if _search(repr(value)) is not None else value
     if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items()}
+        return {_redact_key(k): _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
+    written = repr(value)
+    if _search(written) is not None:
+        return _ELEVEN_DIGITS.sub(REDACTED, written)
     return value
 
 
+def _redact_key(key: Any) -> Any:
+    """A mapping's key as ``_redact`` redacts a value, for the keys JSON writes as text."""
+    return _redact(key) if isinstance(key, str | int | float) else key
+
+
 def redact_national_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """A structlog processor: no eleven-digit number leaves the process in a log line."""
-    return {key: _redact(value) for key, value in event_dict.items()}
+    """A structlog processor: no eleven-digit number leaves the process in a log line, in a
+    field's name or in its value, whatever the value's type."""
+    return {_redact_key(key): _redact(value) for key, value in event_dict.items()}
 
 
 _SHARED = [
@@ -249,6 +268,10 @@ def access(route: str, method: str, status: int, ms: float) -> None:
     if len(bound) != 1 or type(request_id) is not str or not _plain(logger, handler):
         info(_ACCESS, "request", route=route, method=method, status=status, ms=ms)
         return
+    ms_text = _float_text(ms)
+    if len(ms_text) > 10 and _search(ms_text) is not None:  # never a request's duration
+        info(_ACCESS, "request", route=route, method=method, status=status, ms=ms)
+        return
     key = (route, method, status)
     head = _ACCESS_HEADS.get(key)
     if head is None:
@@ -259,7 +282,7 @@ def access(route: str, method: str, status: int, ms: float) -> None:
         if len(_ACCESS_HEADS) < 1024:  # route templates, methods, statuses: few; and a bound
             _ACCESS_HEADS[key] = head
     line = (
-        f'{head}{_float_text(ms)}, "event": "request", "request_id": {_str_text(request_id)}, '
+        f'{head}{ms_text}, "event": "request", "request_id": {_str_text(request_id)}, '
         f'"level": "info", "logger": "medloop.access", "timestamp": "{_timestamp()}"}}'
     )
     _write(handler, logger, _ACCESS, line)
@@ -329,7 +352,8 @@ def _json_line(event_dict: dict[str, Any]) -> str | None:
     an ``int``, a finite ``float`` or ``None`` (the types exactly, no subclass), written out
     here with the encoder's own pieces: its C quoting of a string and ``int``'s and
     ``float``'s ``repr``; the redaction is ``_redact``'s for these types. ``None`` for
-    anything else: the caller renders that dict the general way. The access line's fields are
+    anything else, and for a key that holds an eleven-digit run (redacted, two keys could
+    become one): the caller renders that dict the general way. The access line's fields are
     always of these types: 12 us -> 4 us a line (issue #20).
     ``tests/ops/test_logs.py`` compares both over many dicts."""
     parts = []
@@ -347,12 +371,16 @@ def _json_line(event_dict: dict[str, Any]) -> str | None:
             if value != value or value in _INFINITIES:
                 return None
             text = _float_text(value)
+            if len(text) > 10 and _search(text) is not None:
+                text = _quoted(REDACTED)
         elif value is None:
             text = "null"
         else:
             return None
         prefix = _KEY_PREFIXES.get(key)
         if prefix is None:
+            if _search(key) is not None:
+                return None  # a name to redact (two may become one): the general way
             prefix = _quoted(key) + ": "
             if len(_KEY_PREFIXES) < 1024:  # the access line's few keys, and a bound
                 _KEY_PREFIXES[key] = prefix
