@@ -6,7 +6,9 @@ time and stored as that intended local time plus its UTC instant.
 
 - Spring forward (last Sunday of March, 02:00 → 03:00): a wall time inside the gap does not
   exist; the dose moves forward by the length of the gap (02:30 is given at 03:30 summer time)
-  and is flagged ``shifted``.
+  and is flagged ``shifted``, unless the same dose is planned at that instant already (an
+  hourly dose's 02:00 would be given with its 03:00): then it is planned once, at 03:00, so
+  no dose is doubled.
 - Autumn back (last Sunday of October, 03:00 → 02:00): a wall time in the repeated hour is
   planned once, at its first occurrence (summer time); the hour is never planned twice.
 
@@ -350,9 +352,17 @@ def plan_intakes(
         last = min(last, entry.stop)
     found: list[PlannedIntake] = []
     for index, dose in enumerate(entry.dosage.fixed):
+        planned: list[tuple[datetime, datetime, bool]] = []
         for local in _wall_times(dose, config, entry.start, first, last):
             due, shifted = local_instant(local)
             if start <= due < end:
+                planned.append((local, due, shifted))
+        # A dose repeating more often than the spring-forward gap is long (hourly, every
+        # half hour) has a time in the gap whose shifted instant is also its own next
+        # time's: planned once, at the time that exists, as the repeated autumn hour is.
+        kept = {due for _, due, shifted in planned if not shifted}
+        for local, due, shifted in planned:
+            if not (shifted and due in kept):
                 found.append(
                     PlannedIntake(
                         local_time=local,

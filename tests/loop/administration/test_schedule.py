@@ -68,6 +68,60 @@ def test_autumn_repeated_hour_is_planned_once_at_its_first_occurrence():
     assert planned[2].due_at == utc(2026, 10, 26, 1, 30)
 
 
+def _every(hours: float) -> Dosage:
+    return Dosage(
+        use=Use.REGULAR,
+        fixed=(
+            FixedDose(
+                amount=Quantity(value=1, unit="tablett"),
+                clock_time=time(0, 0),
+                interval=Period(value=hours, unit="hour"),
+            ),
+        ),
+    )
+
+
+def test_a_dose_repeating_within_the_spring_gap_is_not_doubled_at_its_shifted_instant():
+    """Hourly: 02:00 does not exist on 29 March, and moved forward it would fall on the
+    dose's own 03:00, two tablets at once; it is planned once, at 03:00. Half-hourly: 02:00 and
+    02:30 likewise. The Oslo day of 23 hours has 23 hourly intakes, each at its own instant;
+    the autumn day of 25 hours has 24 (the repeated hour once)."""
+    night = (utc(2026, 3, 28, 23), utc(2026, 3, 29, 22))  # the Oslo day of 29 March
+    hourly = plan_intakes(entry(_every(1)), CONFIG, *night)
+    assert len(hourly) == 23
+    assert len({p.due_at for p in hourly}) == 23
+    assert "03-29 02:00" not in local_times(hourly)
+    assert not any(p.shifted for p in hourly)
+    at_three = [p for p in hourly if p.due_at == utc(2026, 3, 29, 1)]
+    assert [p.local_time for p in at_three] == [datetime(2026, 3, 29, 3, 0)]
+    half_hourly = plan_intakes(entry(_every(0.5)), CONFIG, *night)
+    assert len(half_hourly) == 46 and len({p.due_at for p in half_hourly}) == 46
+    assert not {"03-29 02:00", "03-29 02:30"} & set(local_times(half_hourly))
+    autumn_day = (utc(2026, 10, 24, 22), utc(2026, 10, 25, 23))  # the Oslo day of 25 October
+    autumn = plan_intakes(entry(_every(1)), CONFIG, *autumn_day)
+    assert len(autumn) == 24 and len({p.due_at for p in autumn}) == 24
+
+
+def test_a_three_hourly_dose_in_the_gap_is_still_moved_forward_and_flagged():
+    """Every 3 hours from 02:00: the 02:00 of 29 March is no other time of the dose, so it is
+    moved forward (03:00 summer time) and flagged, as a once-daily 02:30 is."""
+    from_two = Dosage(
+        use=Use.REGULAR,
+        fixed=(
+            FixedDose(
+                amount=Quantity(value=1, unit="tablett"),
+                clock_time=time(2, 0),
+                interval=Period(value=3, unit="hour"),
+            ),
+        ),
+    )
+    moved = plan_intakes(entry(from_two), CONFIG, utc(2026, 3, 28, 23), utc(2026, 3, 29, 4))
+    assert [(p.local_time.strftime("%H:%M"), p.due_at, p.shifted) for p in moved] == [
+        ("02:00", utc(2026, 3, 29, 1), True),
+        ("05:00", utc(2026, 3, 29, 3), False),
+    ]
+
+
 def test_local_instant_policy_directly():
     assert local_instant(datetime(2026, 3, 29, 2, 0)) == (utc(2026, 3, 29, 1, 0), True)
     assert local_instant(datetime(2026, 3, 29, 3, 0)) == (utc(2026, 3, 29, 1, 0), False)
