@@ -57,7 +57,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import attestation, batch
 from medloop.store.alerts import alert
-from medloop.store.columns import UUID_LENGTH, aware, shard_key, utc
+from medloop.store.columns import UUID_LENGTH, aware, names_unreadable, shard_key, utc
 
 ward = Table(
     "ward",
@@ -251,6 +251,7 @@ def add_ward_config(
     )
 
 
+@names_unreadable(ward, ward_config)
 def read_ward(conn: Connection, ward_id: UUID) -> WardState | None:
     row = conn.execute(select(ward.c.record).where(ward.c.id == str(ward_id))).first()
     if row is None:
@@ -266,12 +267,14 @@ def read_ward(conn: Connection, ward_id: UUID) -> WardState | None:
     )
 
 
+@names_unreadable(ward)
 def wards_of_organisation(conn: Connection, organisation_id: str) -> list[Ward]:
     """The wards of an organisation, by name (no patient data)."""
     rows = conn.execute(select(ward.c.record).where(ward.c.organisation_id == organisation_id))
     return sorted((Ward.model_validate(r.record) for r in rows), key=lambda w: (w.name, w.id))
 
 
+@names_unreadable(ward, ward_config)
 def ward_configs(conn: Connection, ward_ids: Iterable[UUID]) -> dict[UUID, WardState]:
     """The current state of each of ``ward_ids`` in two queries."""
     ids = [str(w) for w in ward_ids]
@@ -356,6 +359,7 @@ def gsrn_admission(conn: Connection, gsrn: str) -> UUID | None:
     return None if found is None else UUID(found)
 
 
+@names_unreadable(admission)
 def _admissions(conn: Connection, where: Any) -> list[Admission]:
     rows = conn.execute(
         select(admission.c.record, discharge.c.at.label("discharged_at"), discharge.c.author)
@@ -485,6 +489,7 @@ def add_planned_doses(conn: Connection, doses: Sequence[PlannedDose]) -> None:
     )
 
 
+@names_unreadable(planned_dose)
 def planned_doses(
     conn: Connection,
     *,
@@ -815,6 +820,7 @@ class Charted:
         return self.correction is None
 
 
+@names_unreadable(administration, administration_error)
 def _chartings(conn: Connection, *where: Any) -> list[Charted]:
     rows = conn.execute(
         select(administration.c.record, administration_error.c.record.label("correction"))
@@ -960,6 +966,7 @@ _STAY_TO_PLAN = (
 )
 
 
+@names_unreadable(admission)
 def stay_to_plan(
     conn: Connection, patient_id: UUID, at: datetime, until: datetime
 ) -> tuple[Admission, int | None] | None:
@@ -977,6 +984,7 @@ def stay_to_plan(
     return record, row.config_version
 
 
+@names_unreadable(admission)
 def admissions_with_config(conn: Connection, patient_id: UUID) -> list[tuple[Admission, int]]:
     """The patient's admissions, oldest first, with their discharges, each with the version of
     its ward's configuration in force (read in the same statement)."""
@@ -1002,6 +1010,7 @@ _ward_versions: weakref.WeakKeyDictionary[object, dict[tuple[str, int], WardStat
 _ward_versions_lock = threading.Lock()
 
 
+@names_unreadable(ward, ward_config)
 def ward_at_version(conn: Connection, ward_id: UUID, version: int) -> WardState | None:
     """The ward with its configuration ``version``. Both are append-only, so a (ward, version)
     never changes in a database: it is parsed once per database (connection pool) in this
@@ -1054,6 +1063,7 @@ _PLANNED_DOSE_BY_ID = select(planned_dose.c.record).where(
 )
 
 
+@names_unreadable(planned_dose)
 def planned_dose_by_id(conn: Connection, patient_id: UUID, dose_id: UUID) -> PlannedDose | None:
     """The patient's planned dose (``None``: the patient has none with that id)."""
     record = conn.execute(
@@ -1146,6 +1156,7 @@ _CHARTINGS_OF_DOSE_AND_PATIENT = (
 )
 
 
+@names_unreadable(administration, administration_error)
 def chartings_for_charting(
     conn: Connection, patient_id: UUID, dose_id: UUID | None, since: datetime | None
 ) -> tuple[list[Charted], list[RecentCharting]]:

@@ -3,12 +3,15 @@
 A UUID is stored as its 36-character text form (``UUID_LENGTH``); every instant is stored in UTC
 and read back aware. SQLite keeps only the wall-clock time, so what it hands back is naive UTC.
 A domain record stored as JSON is read back with ``parsed``, which names the row of a record
-that no longer loads (``StoredRecordUnreadable``; ``medloop.store.records`` finds them all).
+that no longer loads (``StoredRecordUnreadable``; ``medloop.store.records`` finds them all), or
+by a read decorated with ``names_unreadable``, which names it once a load has failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -76,6 +79,41 @@ def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any])
         return model.model_validate(value)
     except UNREADABLE as error:
         raise StoredRecordUnreadable(table.name, key, why(error)) from None
+
+
+Read = TypeVar("Read", bound=Callable[..., Any])
+
+
+def names_unreadable(*tables: Table) -> Callable[[Read], Read]:
+    """Decorate a store read that validates records of ``tables`` itself (``model_validate``
+    over the rows it selected): a record that does not load raises ``StoredRecordUnreadable``
+    naming the first such row of those tables (the read's patient's, when the read takes a
+    ``patient_id``), as ``parsed`` names it. The row is found by ``medloop.store.records.check``
+    only once a load has failed; a read whose failure no stored record explains raises its
+    own error unchanged."""
+    names = frozenset(table.name for table in tables)
+
+    def decorate(read: Read) -> Read:
+        signature = inspect.signature(read)
+
+        @functools.wraps(read)
+        def named(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return read(*args, **kwargs)
+            except ValidationError:
+                from medloop.store import records  # imports every table module
+
+                bound = signature.bind(*args, **kwargs).arguments
+                found = next(
+                    records.check(bound["conn"], bound.get("patient_id"), tables=names), None
+                )
+                if found is None:
+                    raise
+                raise StoredRecordUnreadable(found.table, found.key, found.reason) from None
+
+        return named  # type: ignore[return-value]
+
+    return decorate
 
 
 def why(error: Exception) -> str:

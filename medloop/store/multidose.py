@@ -39,7 +39,7 @@ from medloop.domain.multidose.reconciliation import PackReconciliation
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask, TaskResolution
 from medloop.store import attestation
-from medloop.store.columns import UUID_LENGTH, shard_key, utc
+from medloop.store.columns import UUID_LENGTH, names_unreadable, shard_key, utc
 from medloop.store.list_changes import entry_version
 
 APPEND_ONLY = (
@@ -192,6 +192,7 @@ def _json(record: Any) -> Any:
 # -- responsibility ----------------------------------------------------------------------------
 
 
+@names_unreadable(responsibility)
 def current_responsibility(conn: Connection, patient_id: UUID) -> Responsibility | None:
     found = conn.execute(
         select(responsibility.c.record)
@@ -202,6 +203,7 @@ def current_responsibility(conn: Connection, patient_id: UUID) -> Responsibility
     return None if found is None else Responsibility.model_validate(found)
 
 
+@names_unreadable(responsibility)
 def responsibility_history(conn: Connection, patient_id: UUID) -> list[Responsibility]:
     return [
         Responsibility.model_validate(r)
@@ -229,6 +231,7 @@ def append_responsibility(conn: Connection, record: Responsibility) -> None:
 # -- periods, urgent packs, plans taken, flags -------------------------------------------------
 
 
+@names_unreadable(period)
 def periods_of(conn: Connection, patient_id: UUID) -> list[PackingPeriod]:
     return [
         PackingPeriod.model_validate(r)
@@ -240,6 +243,7 @@ def periods_of(conn: Connection, patient_id: UUID) -> list[PackingPeriod]:
     ]
 
 
+@names_unreadable(period)
 def find_period(conn: Connection, patient_id: UUID, period_id: UUID) -> PackingPeriod | None:
     """The patient's packing period (``None``: the patient has none with that id)."""
     found = conn.execute(
@@ -263,6 +267,7 @@ def append_period(conn: Connection, record: PackingPeriod) -> None:
     )
 
 
+@names_unreadable(urgent_pack)
 def urgent_packs_of(
     conn: Connection, patient_id: UUID, period_ids: Iterable[UUID]
 ) -> list[UrgentPack]:
@@ -315,6 +320,7 @@ def append_plan_taken(
     )
 
 
+@names_unreadable(period)
 def periods_with_deadline_between(
     conn: Connection, start: datetime, end: datetime
 ) -> list[PackingPeriod]:
@@ -329,6 +335,7 @@ def periods_with_deadline_between(
     ]
 
 
+@names_unreadable(entry_version)
 def entry_versions_after(
     conn: Connection, patient_id: UUID, list_version: int
 ) -> list[EntryVersion]:
@@ -408,6 +415,7 @@ def append_reconciliation(
     )
 
 
+@names_unreadable(reconciliation)
 def reconciliations_of(
     conn: Connection, patient_id: UUID, period_id: UUID | None = None
 ) -> list[PackReconciliation]:
@@ -420,6 +428,7 @@ def reconciliations_of(
     ]
 
 
+@names_unreadable(reconciliation)
 def reconciliation_of(
     conn: Connection, patient_id: UUID, reconciliation_id: UUID
 ) -> PackReconciliation | None:
@@ -450,6 +459,7 @@ def append_tasks(conn: Connection, tasks: Iterable[MultidoseTask]) -> None:
         conn.execute(task.insert(), attestation.stamp(conn, task, rows))
 
 
+@names_unreadable(task)
 def find_task(
     conn: Connection, patient_id: UUID, task_id: UUID
 ) -> tuple[MultidoseTask, bool] | None:
@@ -464,6 +474,7 @@ def find_task(
     return MultidoseTask.model_validate(row.record), row.resolved is not None
 
 
+@names_unreadable(task)
 def open_tasks(
     conn: Connection, *, patient_id: UUID | None = None, assigned_to: str | None = None
 ) -> list[MultidoseTask]:
@@ -520,6 +531,7 @@ _DECISION_OF_PROPOSAL = (proposal_decision.c.proposal_id == proposal.c.id) & (
 )
 
 
+@names_unreadable(proposal, proposal_decision)
 def find_proposal(
     conn: Connection, patient_id: UUID, proposal_id: UUID
 ) -> tuple[Proposal, ProposalDecision | None] | None:
@@ -534,6 +546,7 @@ def find_proposal(
     return Proposal.model_validate(row.record), decision
 
 
+@names_unreadable(proposal, proposal_decision)
 def proposals_of(
     conn: Connection, patient_id: UUID, *, pending_only: bool
 ) -> list[tuple[Proposal, ProposalDecision | None]]:

@@ -11,7 +11,7 @@ operator's command, ``check``) lists every unreadable record of every table belo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -121,16 +121,23 @@ def stored_records() -> list[Stored]:
     return found
 
 
-def check(conn: Connection, patient_id: UUID | None = None) -> Iterator[Unreadable]:
-    """Every stored record (of one patient, if given) that does not load as its model."""
+def check(
+    conn: Connection, patient_id: UUID | None = None, *, tables: Collection[str] | None = None
+) -> Iterator[Unreadable]:
+    """Every stored record (of one patient, if given) that does not load as its model; with
+    ``tables``, of the tables so named only, and the whole of those not kept per patient
+    (``columns.names_unreadable``: a ward's records, read by ward)."""
     for stored in stored_records():
         table = stored.table
+        if tables is not None and table.name not in tables:
+            continue
         key_columns = list(table.primary_key.columns)
         query = select(*key_columns, table.c[stored.column])
         if patient_id is not None:
-            if stored.patient is None:
+            if stored.patient is not None:
+                query = query.where(stored.patient(patient_id))
+            elif tables is None:
                 continue
-            query = query.where(stored.patient(patient_id))
         for row in conn.execute(query):
             value = row[-1]
             if value is None:

@@ -4,7 +4,20 @@ scratch table for the batching tests."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Connection, Engine, Integer, MetaData, String, Table
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+)
 
 from medloop.store.audit import AuditEvent, AuditRecord, append
 from medloop.store.db import make_engine
@@ -70,3 +83,23 @@ def tamper(engine: Engine, *statements: str) -> None:
         bypass_append_only(conn)
         for statement in statements:
             conn.exec_driver_sql(statement)
+
+
+@contextmanager
+def intruder(engine: Engine, table: str) -> Iterator[Connection]:
+    """What an intruder with the database's superuser does: a connection with no append-only
+    triggers on ``table`` and no foreign-key checks."""
+    if engine.dialect.name == "sqlite":
+        # A plain connection: foreign keys are off unless switched on, as make_engine does.
+        plain = create_engine(engine.url)
+        try:
+            with plain.begin() as conn:
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_refuse_update")
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_refuse_delete")
+                yield conn
+        finally:
+            plain.dispose()
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")  # no triggers
+            yield conn

@@ -6,12 +6,10 @@ and reports a row changed, deleted or added by someone who got past the append-o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, Engine, UniqueConstraint, create_engine, select, update
+from sqlalchemy import Engine, UniqueConstraint, select, update
 from typer.testing import CliRunner
 
 from fest.schema import metadata
@@ -20,6 +18,7 @@ from medloop.demo import build
 from medloop.store import attestation
 from medloop.store.audit import audit_event, verify
 from tests.reference import DEMO
+from tests.store.helpers import intruder
 
 BUILT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -33,26 +32,6 @@ def world(engine: Engine) -> Engine:
 def verified(engine: Engine, **options):
     with engine.connect() as conn, conn.begin():
         return verify(conn, **options)
-
-
-@contextmanager
-def intruder(engine: Engine, table: str) -> Iterator[Connection]:
-    """What an intruder with the database's superuser does: a connection with no append-only
-    triggers on ``table`` and no foreign-key checks."""
-    if engine.dialect.name == "sqlite":
-        # A plain connection: foreign keys are off unless switched on, as make_engine does.
-        plain = create_engine(engine.url)
-        try:
-            with plain.begin() as conn:
-                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_refuse_update")
-                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_refuse_delete")
-                yield conn
-        finally:
-            plain.dispose()
-    else:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")  # no triggers
-            yield conn
 
 
 def first_row(engine: Engine, table: str) -> dict:

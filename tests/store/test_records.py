@@ -7,17 +7,32 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from medloop.cli import app as cli
+from medloop.domain.multidose.periods import PackingPeriod
+from medloop.store import administration, multidose
+from medloop.store.columns import StoredRecordUnreadable, names_unreadable
 from medloop.store.list_changes import entry_version, list_change
 from medloop.store.patients import patient
 from medloop.store.records import check
-from tests.api.helpers import PATIENT_TOKEN, auth, make_world, prescribe_body
+from tests.api.helpers import (
+    NEXT_MORNING,
+    PATIENT_TOKEN,
+    admitted,
+    auth,
+    make_world,
+    multidose_patient,
+    prescribe_body,
+)
 from tests.loop.helpers import SIMVASTATIN_28
+from tests.store.helpers import intruder
 
 MORNING_DOSE = {
     "use": "regular",
@@ -120,3 +135,68 @@ def test_records_check_passes_on_readable_records_and_checks_its_patient_option(
     assert "every stored record loads" in result.stdout
     bad = CliRunner().invoke(cli, ["records", "check", "--db", url, "--patient", "x"])
     assert bad.exit_code == 1
+
+
+def _corrupt(engine, table, row_id: str, field: str, value) -> None:
+    """Set ``field`` of the stored record of ``table``'s row ``row_id`` to ``value``, past every
+    validator and the append-only triggers, as an older version or a hand edit could have left
+    it."""
+    with engine.connect() as conn:
+        stored = conn.execute(select(table.c.record).where(table.c.id == row_id)).scalar_one()
+    record = copy.deepcopy(stored)
+    record[field] = value
+    with intruder(engine, table.name) as conn:
+        conn.execute(update(table).where(table.c.id == row_id).values(record=record))
+
+
+def test_a_multidose_read_with_an_unreadable_period_names_the_record(engine):
+    """The multidose overview reads the packing periods: one whose record no longer loads is
+    named (table, key, what is wrong), as the list read names an entry version."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    period_id = multidose_patient(world)
+    assert world.get(f"/multidose/patients/{world.patient_id}").status_code == 200
+    _corrupt(engine, multidose.period, period_id, "first_day", "not a day")
+    response = world.get(f"/multidose/patients/{world.patient_id}")
+    assert response.status_code == 500
+    problem = response.json()
+    assert problem["type"] == "https://medloop.dev/problems/stored-record-unreadable"
+    assert problem["table"] == "multidose_period"
+    assert problem["key"] == {"id": period_id}
+    assert "first_day" in problem["detail"] and "not a day" not in problem["detail"]
+
+
+def test_a_ward_read_with_an_unreadable_planned_dose_names_the_record(engine):
+    """A resident's planned doses, read by the store for charting and planning: one whose
+    record no longer loads raises ``StoredRecordUnreadable`` naming its row; a read that
+    fails for no stored record's sake keeps its own error."""
+    world = make_world(engine)
+    admitted(world)
+    patient_id = world.patient_id
+    with engine.connect() as conn:
+        doses = administration.planned_doses(
+            conn,
+            patient_ids=[patient_id],
+            start=NEXT_MORNING - timedelta(days=1),
+            end=NEXT_MORNING + timedelta(days=2),
+        )
+    assert doses
+    dose_id = str(doses[0].id)
+    _corrupt(engine, administration.planned_dose, dose_id, "amount", {"value": "many"})
+    with engine.connect() as conn, pytest.raises(StoredRecordUnreadable) as raised:
+        administration.planned_dose_by_id(conn, patient_id, doses[0].id)
+    assert (raised.value.table, raised.value.key) == ("planned_dose", {"id": dose_id})
+    assert raised.value.reason.startswith("amount")
+
+
+def test_a_decorated_read_whose_failure_no_stored_record_explains_raises_it_unchanged(engine):
+    """``names_unreadable`` looks for an unreadable row only once a load failed, and finding
+    none re-raises the read's own error."""
+
+    @names_unreadable(multidose.period)
+    def failing(conn, patient_id):
+        return PackingPeriod.model_validate({"id": "not even a uuid"})
+
+    world = make_world(engine)
+    with engine.connect() as conn, pytest.raises(ValidationError):
+        failing(conn, world.patient_id)
