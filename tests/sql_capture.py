@@ -46,15 +46,21 @@ def shape(statement: str) -> str:
     return _ROWS.sub("(…)", _RUN.sub("(…)", _SPACE.sub(" ", statement).strip()))
 
 
+#: Wrappers that send no statement of their own: left out of an origin, so that a decorated
+#: read has the same origin as before it was decorated.
+_TRANSPARENT = frozenset({"medloop/store/columns.py:named"})
+
+
 def origin() -> str:
-    """medloop's innermost frames on the stack (up to three), or "" when none is."""
+    """medloop's innermost frames on the stack (up to three, a decorator's wrapper skipped), or
+    "" when none is."""
     frames: list[str] = []
     frame = sys._getframe(2)
     while frame is not None and len(frames) < 3:
         path = frame.f_code.co_filename
         if path.startswith(_CODE):
             where = f"{path[len(REPO) :]}:{frame.f_code.co_name}"
-            if not frames or frames[-1] != where:
+            if where not in _TRANSPARENT and (not frames or frames[-1] != where):
                 frames.append(where)
         elif frames and path.startswith(REPO + "tests"):
             break

@@ -171,3 +171,24 @@ def test_under_xdist_the_controller_judges_every_workers_statements_together(tmp
     sql_capture.report(tmp_path, "gw1")
     problem = citus_routing.verdict(tmp_path)
     assert problem.startswith("1 of 2 statements do not route") and "dispense WHERE id" in problem
+
+
+def test_a_decorated_store_read_has_the_origin_of_the_read_itself(engine):
+    """``columns.names_unreadable`` wraps a store read without sending a statement of its own:
+    the statement's origin names the read and its callers, not the wrapper, so the allowed
+    fan-outs (matched by origin) keep matching."""
+    from medloop.store import administration
+
+    with engine.connect() as conn:
+        assert administration.wards_of_organisation(conn, "no-such-organisation") == []
+    origins = {
+        origin
+        for seen in sql_capture.STATEMENTS.values()
+        if "FROM ward" in seen.statement and "organisation_id" in seen.statement
+        for origin in seen.origins
+    }
+    assert origins, "the read's statement was captured"
+    assert all(
+        o.startswith("medloop/store/administration.py:wards_of_organisation") for o in origins
+    )
+    assert not any("columns.py" in o for o in origins)
