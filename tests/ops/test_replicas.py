@@ -75,7 +75,8 @@ def _caught_up(engine, replica_url: str) -> None:
     """Wait until the replica has replayed everything the primary has written so far: a
     router's check that follows its first within milliseconds needs the replica there already
     (a table of the upgrade replayed is not the whole upgrade replayed), and at least where
-    that first check found the primary, which other tests' writes on the pair move on."""
+    that first check found the primary: the primary's position moves on by itself too
+    (background WAL records such as the periodic standby snapshot)."""
     with engine.connect() as conn:
         primary_at = conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one()
     _wait_for(replica_url, f"SELECT pg_last_wal_replay_lsn() >= '{primary_at}'::pg_lsn")
@@ -123,7 +124,7 @@ def test_reads_go_to_the_replica_once_it_is_caught_up_and_to_the_primary_while_i
     router = _router(primary_url, replica_url, clock)
     # The first check only learns where the primary is: the primary serves meanwhile.
     assert router.read(_in_recovery) is False
-    _caught_up(engine, replica_url)  # past what that check learned (the primary may move on)
+    _caught_up(engine, replica_url)  # past what that check learned (the primary moves on)
     clock.now += 1.5
     assert router.read(_in_recovery) is True and router.last_route.to == "replica"
 
@@ -161,7 +162,7 @@ def test_a_replica_that_fails_during_the_read_is_replaced_by_the_primary(pair):
     clock = Clock()
     router = _router(primary_url, replica_url, clock)
     router.read(_in_recovery)
-    _caught_up(engine, replica_url)  # past what that check learned (the primary may move on)
+    _caught_up(engine, replica_url)  # past what that check learned (the primary moves on)
     clock.now += 1.5
 
     def dies_on_the_replica(conn) -> bool:
