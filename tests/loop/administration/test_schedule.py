@@ -68,13 +68,14 @@ def test_autumn_repeated_hour_is_planned_once_at_its_first_occurrence():
     assert planned[2].due_at == utc(2026, 10, 26, 1, 30)
 
 
-def _every(hours: float) -> Dosage:
+def _every(hours: float, start: time = time(0, 0)) -> Dosage:
+    """One tablet every ``hours`` from the clock time ``start``."""
     return Dosage(
         use=Use.REGULAR,
         fixed=(
             FixedDose(
                 amount=Quantity(value=1, unit="tablett"),
-                clock_time=time(0, 0),
+                clock_time=start,
                 interval=Period(value=hours, unit="hour"),
             ),
         ),
@@ -105,17 +106,9 @@ def test_a_dose_repeating_within_the_spring_gap_is_not_doubled_at_its_shifted_in
 def test_a_three_hourly_dose_in_the_gap_is_still_moved_forward_and_flagged():
     """Every 3 hours from 02:00: the 02:00 of 29 March is no other time of the dose, so it is
     moved forward (03:00 summer time) and flagged, as a once-daily 02:30 is."""
-    from_two = Dosage(
-        use=Use.REGULAR,
-        fixed=(
-            FixedDose(
-                amount=Quantity(value=1, unit="tablett"),
-                clock_time=time(2, 0),
-                interval=Period(value=3, unit="hour"),
-            ),
-        ),
+    moved = plan_intakes(
+        entry(_every(3, time(2, 0))), CONFIG, utc(2026, 3, 28, 23), utc(2026, 3, 29, 4)
     )
-    moved = plan_intakes(entry(from_two), CONFIG, utc(2026, 3, 28, 23), utc(2026, 3, 29, 4))
     assert [(p.local_time.strftime("%H:%M"), p.due_at, p.shifted) for p in moved] == [
         ("02:00", utc(2026, 3, 29, 1), True),
         ("05:00", utc(2026, 3, 29, 3), False),
@@ -130,16 +123,7 @@ def test_local_instant_policy_directly():
 
 
 def test_an_eight_hourly_dose_keeps_its_wall_clock_times_across_both_dst_nights():
-    every_8h = Dosage(
-        use=Use.REGULAR,
-        fixed=(
-            FixedDose(
-                amount=Quantity(value=1, unit="tablett"),
-                clock_time=time(8, 0),
-                interval=Period(value=8, unit="hour"),
-            ),
-        ),
-    )
+    every_8h = _every(8, time(8, 0))
     for night in (date(2026, 3, 29), date(2026, 10, 25)):
         start = datetime.combine(night, time(0), tzinfo=UTC) - timedelta(hours=3)
         planned = plan_intakes(entry(every_8h), CONFIG, start, start + timedelta(hours=24))
