@@ -285,7 +285,8 @@ def test_a_timestamptz_reads_the_same_in_another_session_timezone(pg_engine):
 _VALUES = st.one_of(
     st.none(),
     st.integers(min_value=-(2**70), max_value=2**70),
-    st.text(max_size=8),
+    # Text as PostgreSQL holds it: no NUL and no lone surrogate, which psycopg refuses to send.
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=8),
     st.binary(max_size=4),
     st.booleans(),
     st.uuids(),
