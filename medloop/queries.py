@@ -44,6 +44,7 @@ from medloop.store import (
     patients,
     state_cache,
 )
+from medloop.store.columns import names_unreadable
 from medloop.store.patient_state import load_patient_state, patient_state_at
 from medloop.store.patients import accessed_in_transaction, read_patient_revision
 from medloop.store.prescriptions import reconciliation_of, reconciliations_of
@@ -196,6 +197,7 @@ def dispense(conn: Connection, patient_id: UUID, dispense_id: UUID) -> Dispense:
     raise DispenseNotFound(f"the patient has no dispense {dispense_id}", dispense_id=dispense_id)
 
 
+@names_unreadable(alerts.alert)
 def open_alerts(conn: Connection, patient_id: UUID) -> list[Alert]:
     """Alerts raised for the patient that nobody has handled or overridden, newest raising of
     each key."""
@@ -208,6 +210,7 @@ def open_alerts(conn: Connection, patient_id: UUID) -> list[Alert]:
     return list(latest.values())
 
 
+@names_unreadable(alerts.alert)
 def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
     """Every override on record for the patient, oldest first (shown to pharmacist and
     nurse)."""

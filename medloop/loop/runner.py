@@ -366,9 +366,9 @@ def _locked(
     if bump:
         metrics.state_cache_lookup(state is not None)
     if state is None:
-        state = patient_state_at(conn, Patient.model_validate(locked.record), before)
+        state = patient_state_at(conn, locked.patient(patient_id), before)
     elif state_cache.VERIFY:
-        fresh = load_patient_state(conn, Patient.model_validate(locked.record))
+        fresh = load_patient_state(conn, locked.patient(patient_id))
         state_cache.verified(state, fresh)
     return locked, state
 

@@ -57,7 +57,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.ward import Admission, Ward, WardConfig
 from medloop.store import attestation, batch
 from medloop.store.alerts import alert
-from medloop.store.columns import UUID_LENGTH, aware, names_unreadable, shard_key, utc
+from medloop.store.columns import UUID_LENGTH, aware, names_unreadable, parsed, shard_key, utc
 
 ward = Table(
     "ward",
@@ -197,6 +197,10 @@ _DISCHARGE_OF_ADMISSION = (discharge.c.admission_id == admission.c.id) & (
 _ERROR_OF_CHARTING = (administration_error.c.administration_id == administration.c.id) & (
     administration_error.c.patient_id == administration.c.patient_id
 )
+_ADMINISTRATION = administration
+"""The table, by a name a reader of ``StandingCharting.administration`` (the method) cannot
+take for the method."""
+
 _CHARTING_OF_DOSE = (administration.c.patient_id == planned_dose.c.patient_id) & (
     administration.c.planned_dose_id == planned_dose.c.id
 )
@@ -527,8 +531,10 @@ class StandingCharting:
     validated)."""
 
     def administration(self) -> Administration:
+        """The stored record as the ``Administration`` it holds; ``StoredRecordUnreadable``
+        naming the row when it no longer loads."""
         record = json.loads(self.record) if isinstance(self.record, str) else self.record
-        return Administration.model_validate(record)
+        return parsed(Administration, record, _ADMINISTRATION, {"id": self.id})
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,6 +603,7 @@ _DOSES_OF_PATIENTS = _DOSES_ON_CHART.where(
 )
 
 
+@names_unreadable(planned_dose)
 def doses_on_chart(
     conn: Connection,
     *,
@@ -704,6 +711,7 @@ class PlannedOnWard:
         return len(self.doses), sum(len(s) for s in self.schedules.values())
 
 
+@names_unreadable(planned_dose)
 def planned_on_ward(
     conn: Connection, ward_id: UUID, patient_ids: Sequence[UUID], start: datetime, end: datetime
 ) -> dict[UUID, PlannedOnWard]:

@@ -84,13 +84,19 @@ def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any])
 Read = TypeVar("Read", bound=Callable[..., Any])
 
 
+LOAD_FAILURES = (ValueError, TypeError, KeyError, AttributeError)
+"""How loading a record that no longer fits its model fails: a ``ValidationError`` (a
+``ValueError``) from ``model_validate``, or a missing or mistyped field met by a loader that
+builds the value without validating it (``administration._stored_dose``)."""
+
+
 def names_unreadable(*tables: Table) -> Callable[[Read], Read]:
-    """Decorate a store read that validates records of ``tables`` itself (``model_validate``
-    over the rows it selected): a record that does not load raises ``StoredRecordUnreadable``
-    naming the first such row of those tables (the read's patient's, when the read takes a
-    ``patient_id``), as ``parsed`` names it. The row is found by ``medloop.store.records.check``
-    only once a load has failed; a read whose failure no stored record explains raises its
-    own error unchanged."""
+    """Decorate a read that loads records of ``tables`` itself (``model_validate`` over the
+    rows it selected, or a loader that trusts what the engine stored): a record that does not
+    load raises ``StoredRecordUnreadable`` naming the first such row of those tables (the
+    read's patient's, when the read takes a ``patient_id``), as ``parsed`` names it. The row is
+    found by ``medloop.store.records.check`` only once a load has failed (``LOAD_FAILURES``); a
+    read whose failure no stored record explains raises its own error unchanged."""
     names = frozenset(table.name for table in tables)
 
     def decorate(read: Read) -> Read:
@@ -100,7 +106,7 @@ def names_unreadable(*tables: Table) -> Callable[[Read], Read]:
         def named(*args: Any, **kwargs: Any) -> Any:
             try:
                 return read(*args, **kwargs)
-            except ValidationError:
+            except LOAD_FAILURES:
                 from medloop.store import records  # imports every table module
 
                 bound = signature.bind(*args, **kwargs).arguments

@@ -111,6 +111,11 @@ class Locked:
         driver's JSON loader would have read it)."""
         return _decoded(self.stored_record) if self.record_is_text else self.stored_record
 
+    def patient(self, patient_id: UUID) -> Patient:
+        """The stored record as the ``Patient`` it holds; ``StoredRecordUnreadable`` naming the
+        row when it no longer loads."""
+        return _patient_of(self.record, patient_id)
+
 
 def lock_for_command(conn: Connection, patient_id: UUID) -> Locked | None:
     """The patient as ``Locked`` (one round trip for what every command needs first): bumps

@@ -19,6 +19,7 @@ from uuid import UUID
 from pydantic import BaseModel
 from sqlalchemy import Connection, Table, select
 
+from interactions import Alert
 from medloop.domain.administration import Administration, AdministrationCorrection, PlannedDose
 from medloop.domain.dispense import Annulment, Dispense
 from medloop.domain.medication_list import EntryVersion
@@ -89,6 +90,8 @@ def stored_records() -> list[Stored]:
         (prescriptions.dispense, "record", Dispense),
         (prescriptions.dispense_annulment, "record", Annulment),
         (prescriptions.reconciliation, "record", Reconciliation),
+        (alerts.alert, "record", Alert),
+        (alerts.alert, "override_by", Actor),
         (alerts.handled_alert, "handled_by", Actor),
         (administration.ward, "record", Ward),
         (administration.ward_config, "record", WardConfig),

@@ -185,10 +185,12 @@ def _samples(engine) -> dict[str, list[tuple[type, Any]]]:
     found: dict[str, list[tuple[type, Any]]] = {}
     with engine.connect() as conn:
         for stored in stored_records():
-            rows = conn.execute(select(stored.table.c[stored.column]).limit(3)).scalars().all()
-            if rows:
-                found[stored.table.name] = [(stored.model, row) for row in rows]
-    return found
+            rows = conn.execute(select(stored.table.c[stored.column])).scalars()
+            # A table may keep more than one record (an alert and the override's author), and
+            # a column may be empty (``None``: an alert nobody overrode).
+            taken = [row for row in rows if row is not None][:3]
+            found.setdefault(stored.table.name, []).extend((stored.model, row) for row in taken)
+    return {table: rows for table, rows in found.items() if rows}
 
 
 def _more_records(world) -> None:

@@ -7,23 +7,25 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from typer.testing import CliRunner
 
 from medloop.cli import app as cli
 from medloop.domain.multidose.periods import PackingPeriod
-from medloop.store import administration, multidose
+from medloop.store import administration, alerts, multidose
 from medloop.store.columns import StoredRecordUnreadable, names_unreadable
 from medloop.store.list_changes import entry_version, list_change
 from medloop.store.patients import patient
 from medloop.store.records import check
 from tests.api.helpers import (
     NEXT_MORNING,
+    NURSE_TOKEN,
     PATIENT_TOKEN,
     admitted,
     auth,
@@ -200,3 +202,132 @@ def test_a_decorated_read_whose_failure_no_stored_record_explains_raises_it_unch
     world = make_world(engine)
     with engine.connect() as conn, pytest.raises(ValidationError):
         failing(conn, world.patient_id)
+
+
+def _intrude(engine, table, where, **values) -> None:
+    """Set ``values`` on ``table``'s rows ``where``, past every validator and the append-only
+    triggers, and bump the patients' revisions so that no process answers from a state it
+    cached before."""
+    with intruder(engine, table.name) as conn:
+        conn.execute(update(table).where(where).values(**values))
+        conn.execute(update(patient).values(revision=patient.c.revision + 1))
+
+
+def _unreadable(response, table: str, key: dict, *, named: str) -> None:
+    assert response.status_code == 500, response.text
+    problem = response.json()
+    assert problem["type"] == "https://medloop.dev/problems/stored-record-unreadable"
+    assert (problem["table"], problem["key"]) == (table, key)
+    assert named in problem["detail"]
+
+
+def test_a_list_read_with_an_unreadable_alert_names_the_alert(engine):
+    """The list shows the open alerts and the overrides on record: an alert, or an override's
+    author, that no longer loads is named like an entry version, and ``records check`` lists
+    both."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    body = prescribe_body(SIMVASTATIN_28)  # no dosage: a dose-not-checked alert
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    with engine.connect() as conn:
+        raised = conn.execute(select(alerts.alert)).one()
+    record = {**raised.record, "severity": "apocalyptic"}
+    _intrude(engine, alerts.alert, alerts.alert.c.id == raised.id, record=record)
+    listed = world.get(f"/patients/{world.patient_id}/list")
+    _unreadable(listed, "alert", {"id": str(raised.id)}, named="severity")
+    assert "apocalyptic" not in listed.json()["detail"]
+
+    _intrude(
+        engine,
+        alerts.alert,
+        alerts.alert.c.id == raised.id,
+        record=raised.record,
+        override_reason="known combination",
+        override_by={"personnel": "nobody"},
+    )
+    listed = world.get(f"/patients/{world.patient_id}/list")
+    _unreadable(listed, "alert", {"id": str(raised.id)}, named="personnel")
+    with engine.connect() as conn:
+        (found,) = check(conn, world.patient_id)
+    assert (found.table, found.column) == ("alert", "override_by")
+
+
+def test_a_ward_chart_with_an_unreadable_planned_dose_or_charting_names_the_record(engine):
+    """The ward chart builds the day's planned doses without validating them again and
+    validates a charting only when it shows it: a record that no longer loads is named, not
+    an anonymous 500."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    ward_id, simvastatin, _ = admitted(world)
+    world.clock.at = NEXT_MORNING
+    chart_path = f"/nursing/wards/{ward_id}/chart?day=2026-11-21"
+    chart = world.get(chart_path, token=NURSE_TOKEN)
+    assert chart.status_code == 200, chart.text
+    (dose,) = [d for d in chart.json()["patients"][0]["doses"] if d["entry_id"] == simvastatin]
+    dose_id = dose["planned_dose_id"]
+    given = world.post(
+        f"/nursing/patients/{world.patient_id}/administrations",
+        {
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": simvastatin,
+            "planned_dose_id": dose_id,
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "tablett"},
+            "scan_skipped": "scanner-unavailable",
+        },
+        token=NURSE_TOKEN,
+    )
+    assert given.status_code == 201, given.text
+    charting_id = given.json()["administration_id"]
+
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(administration.administration.c.record).where(
+                administration.administration.c.id == charting_id
+            )
+        ).scalar_one()
+    table = administration.administration
+    broken = {**stored, "outcome": "vanished"}
+    _intrude(engine, table, table.c.id == charting_id, record=broken)
+    shown = world.get(chart_path, token=NURSE_TOKEN)
+    _unreadable(shown, "administration", {"id": charting_id}, named="outcome")
+
+    _intrude(engine, table, table.c.id == charting_id, record=stored)
+    assert world.get(chart_path, token=NURSE_TOKEN).status_code == 200
+    with engine.connect() as conn:
+        planned = conn.execute(
+            select(administration.planned_dose.c.record).where(
+                administration.planned_dose.c.id == dose_id
+            )
+        ).scalar_one()
+    table = administration.planned_dose
+    without_amount = {k: v for k, v in planned.items() if k != "amount"}
+    _intrude(engine, table, table.c.id == dose_id, record=without_amount)
+    shown = world.get(chart_path, token=NURSE_TOKEN)
+    _unreadable(shown, "planned_dose", {"id": dose_id}, named="amount")
+
+
+def test_a_command_on_a_patient_whose_record_no_longer_loads_names_the_record(engine):
+    """A command reads the patient's record (once its cached state is stale): a record that
+    no longer loads is named, the command refused and nothing stored."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    version = world.version()  # the list read names the record too (above)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(patient.c.record).where(patient.c.id == str(world.patient_id))
+        ).scalar_one()
+    broken = {**stored, "birth_date": "not a day"}
+    _intrude(engine, patient, patient.c.id == str(world.patient_id), record=broken)
+    with engine.connect() as conn:
+        versions = conn.execute(select(func.count()).select_from(entry_version)).scalar_one()
+    body = prescribe_body(SIMVASTATIN_28, dosage=MORNING_DOSE)
+    path = f"/patients/{world.patient_id}/prescriptions"
+    refused = world.post(path, body, **{"If-Match": f'"{version}"'})
+    _unreadable(refused, "patient", {"id": str(world.patient_id)}, named="birth_date")
+    assert "not a day" not in refused.json()["detail"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(entry_version)).scalar_one() == (
+            versions
+        )
