@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from medloop.domain.oslo import OSLO
 from medloop.loop import administration
 from medloop.loop.expire import SCHEDULER, expire_prescriptions, patients_with_expired_prescriptions
 from medloop.loop.runner import Call
@@ -170,7 +171,7 @@ JOBS: dict[str, Job] = {
             "expire-prescriptions",
             "expire prescriptions past their validity",
             _expire_prescriptions,
-            {"trigger": "cron", "hour": "*", "minute": 7, "timezone": "Europe/Oslo"},
+            {"trigger": "cron", "hour": "*", "minute": 7, "timezone": OSLO},
         ),
         Job(
             "refresh-catalogue",
