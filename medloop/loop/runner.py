@@ -58,6 +58,7 @@ from medloop.ops import metrics
 from medloop.settings import current as current_settings
 from medloop.store import access, audit, batch, idempotency, light, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
+from medloop.store.columns import LOAD_FAILURES, unreadable_behind
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
 from medloop.store.list_changes import append_list_change, changes_since, list_version
@@ -394,7 +395,10 @@ def _decide_and_store(
     catalogue = catalogue_of(conn, locked.catalogue)
     context = _new(Context)  # ``Context(conn, state, catalogue, call)``, as ``CommandResult``
     context.__dict__.update(conn=conn, state=state, catalogue=catalogue, call=call)
-    effect = decide(context)
+    try:
+        effect = decide(context)
+    except LOAD_FAILURES as error:
+        raise _unreadable_or(error, conn, patient_id) from None
     alerts = _screen(catalogue, state, effect.screening, call.day)
     # (Each step below that has nothing to do without alerts, a blanket reason or handled
     # alerts is skipped then, as most commands raise none: a comprehension is a Python call.)
@@ -625,6 +629,8 @@ def _work(
         audit.note_patient(conn, str(state.patient.national_id), patient_id)
     national_id = None if state is None else str(state.patient.national_id)
     ctx = WorkContext(conn, call, state)
+    if patient_id is not None:  # a stored record the work loads itself is named
+        work = partial(_named_failures, work, conn, patient_id)
     if call is None:
         done = work(ctx)
         for note in done.notes:
@@ -712,6 +718,23 @@ def claim_once(engine: Engine, once: Once, *, forget_before: datetime | None = N
 
 
 # -- decision support --------------------------------------------------------------------------
+
+
+def _unreadable_or(error: Exception, conn: Connection, patient_id: UUID) -> Exception:
+    """For a load that failed in a command's or work's own code (a stored record read as it
+    was stored, ``ctx.state.alerts``): the error naming the first of the patient's stored
+    records that does not load, or ``error`` itself when a refusal (``DomainError``) or when
+    every record loads. Looked for only once something has failed."""
+    if isinstance(error, DomainError):
+        return error
+    return unreadable_behind(conn, patient_id) or error
+
+
+def _named_failures(work: Work, conn: Connection, patient_id: UUID, ctx: WorkContext) -> Done:
+    try:
+        return work(ctx)
+    except LOAD_FAILURES as error:
+        raise _unreadable_or(error, conn, patient_id) from None
 
 
 def _screen(

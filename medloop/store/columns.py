@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -107,19 +107,27 @@ def names_unreadable(*tables: Table) -> Callable[[Read], Read]:
             try:
                 return read(*args, **kwargs)
             except LOAD_FAILURES:
-                from medloop.store import records  # imports every table module
-
                 bound = signature.bind(*args, **kwargs).arguments
-                found = next(
-                    records.check(bound["conn"], bound.get("patient_id"), tables=names), None
-                )
+                found = unreadable_behind(bound["conn"], bound.get("patient_id"), names)
                 if found is None:
                     raise
-                raise StoredRecordUnreadable(found.table, found.key, found.reason) from None
+                raise found from None
 
         return named  # type: ignore[return-value]
 
     return decorate
+
+
+def unreadable_behind(
+    conn: Any, patient_id: Any | None, tables: Collection[str] | None = None
+) -> StoredRecordUnreadable | None:
+    """Once loading has failed: the first stored record that does not load, as the error that
+    names it, or ``None`` when every record loads. Of the patient's records (with ``tables``,
+    of those tables; the whole of a table not kept per patient), or of every table's."""
+    from medloop.store import records  # imports every table module
+
+    found = next(records.check(conn, patient_id, tables=tables), None)
+    return None if found is None else StoredRecordUnreadable(found.table, found.key, found.reason)
 
 
 def why(error: Exception) -> str:

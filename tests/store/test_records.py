@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from medloop.cli import app as cli
 from medloop.domain.multidose.periods import PackingPeriod
-from medloop.store import administration, alerts, multidose
+from medloop.loop.runner import Done, run_work
+from medloop.store import administration, alerts, multidose, prescriptions
 from medloop.store.columns import StoredRecordUnreadable, names_unreadable
 from medloop.store.list_changes import entry_version, list_change
 from medloop.store.patients import patient
@@ -27,10 +28,13 @@ from tests.api.helpers import (
     NEXT_MORNING,
     NURSE_TOKEN,
     PATIENT_TOKEN,
+    PHARMACIST_TOKEN,
     admitted,
     auth,
+    dispense_body,
     make_world,
     multidose_patient,
+    pharmacy_version,
     prescribe_body,
 )
 from tests.loop.helpers import SIMVASTATIN_28
@@ -331,3 +335,59 @@ def test_a_command_on_a_patient_whose_record_no_longer_loads_names_the_record(en
         assert conn.execute(select(func.count()).select_from(entry_version)).scalar_one() == (
             versions
         )
+
+
+def test_a_dispense_that_shows_an_unreadable_override_names_the_alert(engine):
+    """A dispense shows the pharmacist the overrides on record for the entry, read from the
+    patient's state as stored: an override whose author no longer loads is named, and the
+    dispense is refused with nothing stored."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    body = prescribe_body(SIMVASTATIN_28)  # no dosage: a dose-not-checked alert on the entry
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+    version = pharmacy_version(world)
+    with engine.connect() as conn:
+        raised = conn.execute(select(alerts.alert)).one()
+    assert body["entry_id"] in raised.record["medications"]
+    _intrude(
+        engine,
+        alerts.alert,
+        alerts.alert.c.id == raised.id,
+        override_reason="known combination",
+        override_by={"personnel": "nobody"},
+    )
+    dispensed = world.post(
+        f"/pharmacy/patients/{world.patient_id}/dispenses",
+        dispense_body(body["terms"]["prescription_id"], SIMVASTATIN_28),
+        token=PHARMACIST_TOKEN,
+        **{"If-Match": version},
+    )
+    _unreadable(dispensed, "alert", {"id": str(raised.id)}, named="personnel")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(prescriptions.dispense)).scalar() == 0
+
+
+def test_work_on_a_patient_that_fails_on_an_unreadable_record_names_it(engine):
+    """Work on one patient (``run_work``) that reads a stored record as it was stored gets the
+    error naming the record; work failing while every record loads keeps its own error."""
+    world = make_world(engine)
+    body = prescribe_body(SIMVASTATIN_28)
+    assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
+
+    def authors(ctx) -> Done:
+        return Done({"by": [a.override_by["personnel"]["name"] for a in ctx.state.alerts]})
+
+    with pytest.raises(TypeError):  # no override on record: this work's own fault
+        run_work(engine, "test.authors", authors, patient_id=world.patient_id)
+    with engine.connect() as conn:
+        raised = conn.execute(select(alerts.alert)).one()
+    _intrude(
+        engine,
+        alerts.alert,
+        alerts.alert.c.id == raised.id,
+        override_reason="known combination",
+        override_by={"personnel": "nobody"},
+    )
+    with pytest.raises(StoredRecordUnreadable) as named:
+        run_work(engine, "test.authors", authors, patient_id=world.patient_id)
+    assert (named.value.table, named.value.key) == ("alert", {"id": str(raised.id)})
