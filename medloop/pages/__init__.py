@@ -107,6 +107,7 @@ def _install_error_pages(app: FastAPI) -> None:
     from medloop.api.auth import Unauthenticated
     from medloop.api.problems import Forbidden
     from medloop.domain.errors import DomainError
+    from medloop.store.columns import StoredRecordUnreadable
 
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
@@ -116,6 +117,7 @@ def _install_error_pages(app: FastAPI) -> None:
         DomainError,
         Forbidden,
         Unauthenticated,
+        StoredRecordUnreadable,
         Exception,
         *[c for c in handlers if isinstance(c, type) and c.__name__ == "RequestValidationError"],
     ):
@@ -176,6 +178,7 @@ def _error_page(request: Request, error: Exception) -> Response:
     from medloop.domain.errors import DomainError
     from medloop.pages.messages import explain
     from medloop.pages.web import language
+    from medloop.store.columns import StoredRecordUnreadable
 
     if isinstance(error, Unauthenticated):
         return _sign_in_required(request, error)
@@ -214,6 +217,22 @@ def _error_page(request: Request, error: Exception) -> Response:
             ),
         )
     request_id = getattr(request.state, "request_id", "")
+    if isinstance(error, StoredRecordUnreadable):
+        # The row, as the API's problem names it (never the stored value): what support needs
+        # to find it (``medloop records check`` lists it too).
+        keys = ", ".join(f"{name}={value}" for name, value in error.key.items())
+        return render(
+            request,
+            "error.html",
+            status=500,
+            title_key=N_("A stored record cannot be read"),
+            message_key=N_(
+                "A stored record this page needs no longer loads, so the page cannot be shown. "
+                "Nothing was changed. Quote the record and this request id to support:"
+            ),
+            record=f"{error.table} ({keys})",
+            request_id=request_id,
+        )
     return render(
         request,
         "error.html",
