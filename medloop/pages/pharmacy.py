@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from interactions.catalogue import Package
 from medloop import queries
 from medloop.api.auth import Role
-from medloop.api.policy import Action
+from medloop.api.policy import Action, permits
 from medloop.api.problems import Forbidden
 from medloop.api.routing import BlockingRoute
 from medloop.api.views import DISPENSABLE
@@ -290,6 +290,15 @@ def _dispensing_page(
         annul_failed=annul_failed,
         annul_days=ANNUL_DAYS,
         today=page.caller.day.isoformat(),
+        # The multidose page only for a patient whose multidose pharmacy this is: a link to it
+        # for anyone else would lead to a refusal (and its audit record).
+        multidose_link=permits(
+            page.caller.engine,
+            page.principal,
+            Action.MULTIDOSE_READ,
+            patient_id,
+            at=page.caller.at,
+        ),
         **_common(page),
     )
 

@@ -196,3 +196,19 @@ def test_a_patient_reads_their_own_list_and_who_read_it(client, pages_world):
 def test_staff_cannot_open_the_patients_own_pages(client):
     as_person(client, "gp")
     assert client.get("/app/me").status_code == 403
+
+
+def test_the_dispensing_page_links_the_multidose_page_only_where_this_pharmacy_packs(
+    client, pages_world
+):
+    """Per Hansen's multidose pharmacy is the demo pharmacy: his dispensing page links his
+    multidose page. Ingrid Berg has none: a link would lead to a refusal (and its audit)."""
+    as_person(client, "pharmacist")
+    for index, linked in ((1, True), (2, False)):
+        _, patient_id = resident(pages_world.world, index)
+        page = client.get(f"/app/pharmacy/patients/{patient_id}")
+        assert page.status_code == 200
+        href = f'href="/app/pharmacy/patients/{patient_id}/multidose"'
+        assert (href in page.text) is linked
+        answer = client.get(f"/app/pharmacy/patients/{patient_id}/multidose")
+        assert answer.status_code == (200 if linked else 403)

@@ -1,0 +1,63 @@
+"""Every link a person's pages show leads somewhere that person may go: followed from where
+each role starts (the home page; for a GP the patient pages a search finds, for a pharmacist
+the dispensing pages), no linked page answers a refusal, and no page answers a server error."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import deque
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.pages.helpers import client_signed_in
+
+_LINK = re.compile(r'href="(/app[^"#]*)"')
+_DEPTH = 4
+"""Links followed from a start page: the home page reaches every page of a role within four."""
+
+
+def _starts(pages_world, person: str) -> list[str]:
+    patients = [str(p) for p in pages_world.world.patients.values()]
+    if person == "gp":  # a GP opens a patient found by national id (a form, not a link)
+        return ["/app/", *(f"/app/gp/patients/{p}" for p in patients)]
+    if person == "pharmacist":  # as from the worklist's search
+        return ["/app/", *(f"/app/pharmacy/patients/{p}" for p in patients)]
+    return ["/app/"]
+
+
+def _crawled(pages_world, person: str) -> tuple[set[str], list[tuple[str, int, str | None]]]:
+    """The pages reached (GET only) and those that answered a refusal reached by a link, or
+    an error: (path, status, the page that linked it)."""
+    client = TestClient(pages_world.app, follow_redirects=False, raise_server_exceptions=False)
+    client_signed_in(client, person)
+    queue = deque((start, None, 0) for start in _starts(pages_world, person))
+    seen: set[str] = set()
+    bad: list[tuple[str, int, str | None]] = []
+    while queue:
+        path, linked_from, depth = queue.popleft()
+        if path in seen:
+            continue
+        seen.add(path)
+        answer = client.get(path)
+        if answer.is_redirect:
+            target = answer.headers["location"]
+            if target.startswith("/app"):
+                queue.append((target, linked_from, depth))
+            continue
+        if answer.status_code >= 500 or (answer.status_code >= 400 and linked_from is not None):
+            bad.append((path, answer.status_code, linked_from))
+            continue
+        assert answer.status_code == 200, (path, answer.status_code)
+        if depth < _DEPTH and answer.headers["content-type"].startswith("text/html"):
+            for link in _LINK.findall(answer.text):
+                queue.append((html.unescape(link), path, depth + 1))
+    return seen, bad
+
+
+@pytest.mark.parametrize("person", ["nurse", "ward-admin", "gp", "pharmacist", "patient"])
+def test_every_link_on_a_persons_pages_leads_where_that_person_may_go(pages_world, person):
+    seen, bad = _crawled(pages_world, person)
+    assert len(seen) > 3  # more than the start pages: the links were followed
+    assert bad == []
