@@ -4,21 +4,12 @@ request id, not the API's problem JSON in the browser."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from medloop.store.administration import planned_dose
 from medloop.store.alerts import alert
-from medloop.store.patients import patient
 from tests.pages.gp_helpers import as_person, resident
-from tests.store.helpers import intruder
-
-
-def _intrude(engine, table, where, **values) -> None:
-    """``values`` set on ``table``'s rows ``where`` past every validator and the append-only
-    triggers, and every patient's revision bumped (no cached state answers)."""
-    with intruder(engine, table.name) as conn:
-        conn.execute(update(table).where(where).values(**values))
-        conn.execute(update(patient).values(revision=patient.c.revision + 1))
+from tests.store.helpers import intruded
 
 
 def _error_page(answer, record: str) -> None:
@@ -37,7 +28,7 @@ def test_the_gp_page_of_a_patient_with_an_unreadable_alert_names_it(client, page
         raised = conn.execute(select(alert).where(alert.c.patient_id == patient_id)).first()
     assert raised is not None  # the demo's resident has alerts on record
     assert client.get(f"/app/gp/patients/{patient_id}").status_code == 200
-    _intrude(engine, alert, alert.c.id == raised.id, record={**raised.record, "severity": "x"})
+    intruded(engine, alert, alert.c.id == raised.id, record={**raised.record, "severity": "x"})
     _error_page(client.get(f"/app/gp/patients/{patient_id}"), f"alert (id={raised.id})")
 
 
@@ -46,7 +37,7 @@ def test_the_ward_page_with_an_unreadable_planned_dose_names_it(client, pages_wo
     ward = f"/app/nurse/wards/{pages_world.world.ward_id}"
     assert client.get(ward).status_code == 200
     engine = pages_world.engine
-    _intrude(
+    intruded(
         engine,
         planned_dose,
         planned_dose.c.ward_id == str(pages_world.world.ward_id),

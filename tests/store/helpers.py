@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -17,11 +18,13 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    update,
 )
 
 from medloop.store.audit import AuditEvent, AuditRecord, append
 from medloop.store.db import make_engine
 from medloop.store.migrate import upgrade
+from medloop.store.patients import patient
 
 SCRATCH = MetaData()
 scratch_rows = Table(
@@ -103,3 +106,13 @@ def intruder(engine: Engine, table: str) -> Iterator[Connection]:
         with engine.begin() as conn:
             conn.exec_driver_sql("SET LOCAL session_replication_role = replica")  # no triggers
             yield conn
+
+
+def intruded(engine: Engine, table: Table, where: Any, **values: Any) -> None:
+    """``values`` set on ``table``'s rows ``where`` by an ``intruder`` (past every validator and
+    the append-only triggers), and every patient's revision bumped, so that no process answers
+    from a state it cached before: a stored record as an older version or a hand edit could
+    have left it."""
+    with intruder(engine, table.name) as conn:
+        conn.execute(update(table).where(where).values(**values))
+        conn.execute(update(patient).values(revision=patient.c.revision + 1))

@@ -38,7 +38,7 @@ from tests.api.helpers import (
     prescribe_body,
 )
 from tests.loop.helpers import SIMVASTATIN_28
-from tests.store.helpers import intruder
+from tests.store.helpers import intruded, intruder
 
 MORNING_DOSE = {
     "use": "regular",
@@ -208,15 +208,6 @@ def test_a_decorated_read_whose_failure_no_stored_record_explains_raises_it_unch
         failing(conn, world.patient_id)
 
 
-def _intrude(engine, table, where, **values) -> None:
-    """Set ``values`` on ``table``'s rows ``where``, past every validator and the append-only
-    triggers, and bump the patients' revisions so that no process answers from a state it
-    cached before."""
-    with intruder(engine, table.name) as conn:
-        conn.execute(update(table).where(where).values(**values))
-        conn.execute(update(patient).values(revision=patient.c.revision + 1))
-
-
 def _unreadable(response, table: str, key: dict, *, named: str) -> None:
     assert response.status_code == 500, response.text
     problem = response.json()
@@ -236,12 +227,12 @@ def test_a_list_read_with_an_unreadable_alert_names_the_alert(engine):
     with engine.connect() as conn:
         raised = conn.execute(select(alerts.alert)).one()
     record = {**raised.record, "severity": "apocalyptic"}
-    _intrude(engine, alerts.alert, alerts.alert.c.id == raised.id, record=record)
+    intruded(engine, alerts.alert, alerts.alert.c.id == raised.id, record=record)
     listed = world.get(f"/patients/{world.patient_id}/list")
     _unreadable(listed, "alert", {"id": str(raised.id)}, named="severity")
     assert "apocalyptic" not in listed.json()["detail"]
 
-    _intrude(
+    intruded(
         engine,
         alerts.alert,
         alerts.alert.c.id == raised.id,
@@ -293,11 +284,11 @@ def test_a_ward_chart_with_an_unreadable_planned_dose_or_charting_names_the_reco
         ).scalar_one()
     table = administration.administration
     broken = {**stored, "outcome": "vanished"}
-    _intrude(engine, table, table.c.id == charting_id, record=broken)
+    intruded(engine, table, table.c.id == charting_id, record=broken)
     shown = world.get(chart_path, token=NURSE_TOKEN)
     _unreadable(shown, "administration", {"id": charting_id}, named="outcome")
 
-    _intrude(engine, table, table.c.id == charting_id, record=stored)
+    intruded(engine, table, table.c.id == charting_id, record=stored)
     assert world.get(chart_path, token=NURSE_TOKEN).status_code == 200
     with engine.connect() as conn:
         planned = conn.execute(
@@ -307,7 +298,7 @@ def test_a_ward_chart_with_an_unreadable_planned_dose_or_charting_names_the_reco
         ).scalar_one()
     table = administration.planned_dose
     without_amount = {k: v for k, v in planned.items() if k != "amount"}
-    _intrude(engine, table, table.c.id == dose_id, record=without_amount)
+    intruded(engine, table, table.c.id == dose_id, record=without_amount)
     shown = world.get(chart_path, token=NURSE_TOKEN)
     _unreadable(shown, "planned_dose", {"id": dose_id}, named="amount")
 
@@ -323,7 +314,7 @@ def test_a_command_on_a_patient_whose_record_no_longer_loads_names_the_record(en
             select(patient.c.record).where(patient.c.id == str(world.patient_id))
         ).scalar_one()
     broken = {**stored, "birth_date": "not a day"}
-    _intrude(engine, patient, patient.c.id == str(world.patient_id), record=broken)
+    intruded(engine, patient, patient.c.id == str(world.patient_id), record=broken)
     with engine.connect() as conn:
         versions = conn.execute(select(func.count()).select_from(entry_version)).scalar_one()
     body = prescribe_body(SIMVASTATIN_28, dosage=MORNING_DOSE)
@@ -349,7 +340,7 @@ def test_a_dispense_that_shows_an_unreadable_override_names_the_alert(engine):
     with engine.connect() as conn:
         raised = conn.execute(select(alerts.alert)).one()
     assert body["entry_id"] in raised.record["medications"]
-    _intrude(
+    intruded(
         engine,
         alerts.alert,
         alerts.alert.c.id == raised.id,
@@ -381,7 +372,7 @@ def test_work_on_a_patient_that_fails_on_an_unreadable_record_names_it(engine):
         run_work(engine, "test.authors", authors, patient_id=world.patient_id)
     with engine.connect() as conn:
         raised = conn.execute(select(alerts.alert)).one()
-    _intrude(
+    intruded(
         engine,
         alerts.alert,
         alerts.alert.c.id == raised.id,
