@@ -32,7 +32,7 @@ from interactions import Alert
 from interactions.catalogue import Package
 from medloop import queries
 from medloop.api.auth import Role
-from medloop.api.policy import Action
+from medloop.api.policy import Action, permits
 from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal as Screening
 from medloop.api.screening import screen
@@ -211,7 +211,20 @@ def patient_list(
 ) -> Response:
     listed = _read_list(page, patient_id)
     return page.render(
-        "gp/list.html", listed=listed, patient_id=patient_id, saved=saved, **_common(page)
+        "gp/list.html",
+        listed=listed,
+        patient_id=patient_id,
+        saved=saved,
+        may_write=_may_write(page, patient_id),
+        **_common(page),
+    )
+
+
+def _may_write(page: Page, patient_id: UUID) -> bool:
+    """Whether the page shows the prescriber's actions (prescribe, change, review, find another
+    patient): a nurse may read the list here, and those links would refuse her."""
+    return permits(
+        page.caller.engine, page.principal, Action.LIST_WRITE, patient_id, at=page.caller.at
     )
 
 
@@ -633,6 +646,7 @@ def decide_proposal(
             saved=None,
             refusal=refusal,
             failed_proposal=proposal_id,
+            may_write=_may_write(page, patient_id),
             **_common(page),
         )
     return page.redirect(url(f"gp/patients/{patient_id}?saved=proposal-{decision}"))

@@ -456,6 +456,8 @@ def _multidose_page(
         report_id=str(uuid.uuid4()),
         urgent_refusal=urgent_refusal,
         now=page.caller.at,
+        # The worklist and dispensing are a pharmacist's; a GP or a nurse may read this page.
+        pharmacy_links=page.principal.role is Role.PHARMACIST,
         **_common(page),
     )
 

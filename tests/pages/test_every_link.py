@@ -1,6 +1,6 @@
-"""Every link a person's pages show leads somewhere that person may go: followed from where
-each role starts (the home page; for a GP the patient pages a search finds, for a pharmacist
-the dispensing pages), no linked page answers a refusal, and no page answers a server error."""
+"""Every link a person's pages show leads somewhere that person may go: followed from every
+page the person may open (the home page, and each kind of patient page for each patient), no
+linked page answers a refusal, and no page answers a server error."""
 
 from __future__ import annotations
 
@@ -18,13 +18,22 @@ _DEPTH = 4
 """Links followed from a start page: the home page reaches every page of a role within four."""
 
 
-def _starts(pages_world, person: str) -> list[str]:
+def _starts(pages_world) -> list[str]:
+    """Every kind of page, for each of the demo's patients: whichever of them a person may
+    open (a form finds a patient, and an address can be typed) are where the links start.
+    Those the person may not open answer a refusal, which is no link's fault."""
     patients = [str(p) for p in pages_world.world.patients.values()]
-    if person == "gp":  # a GP opens a patient found by national id (a form, not a link)
-        return ["/app/", *(f"/app/gp/patients/{p}" for p in patients)]
-    if person == "pharmacist":  # as from the worklist's search
-        return ["/app/", *(f"/app/pharmacy/patients/{p}" for p in patients)]
-    return ["/app/"]
+    starts = ["/app/", "/app/reports", f"/app/reports/wards/{pages_world.world.ward_id}"]
+    for p in patients:
+        starts += [
+            f"/app/gp/patients/{p}",
+            f"/app/gp/patients/{p}/timeline",
+            f"/app/pharmacy/patients/{p}",
+            f"/app/pharmacy/patients/{p}/multidose",
+            f"/app/nurse/residents/{p}",
+            f"/app/nurse/residents/{p}/wristband",
+        ]
+    return starts
 
 
 def _crawled(pages_world, person: str) -> tuple[set[str], list[tuple[str, int, str | None]]]:
@@ -32,7 +41,7 @@ def _crawled(pages_world, person: str) -> tuple[set[str], list[tuple[str, int, s
     an error: (path, status, the page that linked it)."""
     client = TestClient(pages_world.app, follow_redirects=False, raise_server_exceptions=False)
     client_signed_in(client, person)
-    queue = deque((start, None, 0) for start in _starts(pages_world, person))
+    queue = deque((start, None, 0) for start in _starts(pages_world))
     seen: set[str] = set()
     bad: list[tuple[str, int, str | None]] = []
     while queue:
@@ -48,6 +57,8 @@ def _crawled(pages_world, person: str) -> tuple[set[str], list[tuple[str, int, s
             continue
         if answer.status_code >= 500 or (answer.status_code >= 400 and linked_from is not None):
             bad.append((path, answer.status_code, linked_from))
+            continue
+        if answer.status_code >= 400:  # a start page this person may not open
             continue
         assert answer.status_code == 200, (path, answer.status_code)
         if depth < _DEPTH and answer.headers["content-type"].startswith("text/html"):
