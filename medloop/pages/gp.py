@@ -215,17 +215,20 @@ def patient_list(
         listed=listed,
         patient_id=patient_id,
         saved=saved,
-        may_write=_may_write(page, patient_id),
+        **_permitted(page, patient_id),
         **_common(page),
     )
 
 
-def _may_write(page: Page, patient_id: UUID) -> bool:
-    """Whether the page shows the prescriber's actions (prescribe, change, review, find another
-    patient): a nurse may read the list here, and those links would refuse her."""
-    return permits(
-        page.caller.engine, page.principal, Action.LIST_WRITE, patient_id, at=page.caller.at
-    )
+def _permitted(page: Page, patient_id: UUID) -> dict[str, bool]:
+    """What of the prescriber's the list page shows: ``may_write`` its actions (prescribe,
+    change, review, find another patient), ``may_decide`` the multidose proposals' forms. A
+    nurse may read the list here, and those links and forms would refuse her."""
+
+    def may(action: Action) -> bool:
+        return permits(page.caller.engine, page.principal, action, patient_id, at=page.caller.at)
+
+    return {"may_write": may(Action.LIST_WRITE), "may_decide": may(Action.PROPOSAL_DECIDE)}
 
 
 # -- prescribe ----------------------------------------------------------------------------------
@@ -646,7 +649,7 @@ def decide_proposal(
             saved=None,
             refusal=refusal,
             failed_proposal=proposal_id,
-            may_write=_may_write(page, patient_id),
+            **_permitted(page, patient_id),
             **_common(page),
         )
     return page.redirect(url(f"gp/patients/{patient_id}?saved=proposal-{decision}"))

@@ -458,6 +458,7 @@ def _multidose_page(
         now=page.caller.at,
         # The worklist and dispensing are a pharmacist's; a GP or a nurse may read this page.
         pharmacy_links=page.principal.role is Role.PHARMACIST,
+        may_write=_may_write_multidose(page, patient_id),
         **_common(page),
     )
 
@@ -477,7 +478,20 @@ def plan_page(page: PageDep, patient_id: UUID, period_id: UUID) -> Response:
         ),
     )
     return page.render(
-        "pharmacy/plan.html", plan=plan, view=view, patient_id=patient_id, **_common(page)
+        "pharmacy/plan.html",
+        plan=plan,
+        view=view,
+        patient_id=patient_id,
+        may_write=_may_write_multidose(page, patient_id),
+        **_common(page),
+    )
+
+
+def _may_write_multidose(page: Page, patient_id: UUID) -> bool:
+    """Whether the multidose pages show their forms (urgent pack, packing report, proposal,
+    taking a plan): a GP or a nurse may read them, and the forms would refuse them."""
+    return permits(
+        page.caller.engine, page.principal, Action.MULTIDOSE_WRITE, patient_id, at=page.caller.at
     )
 
 

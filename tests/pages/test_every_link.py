@@ -1,6 +1,7 @@
-"""Every link a person's pages show leads somewhere that person may go: followed from every
-page the person may open (the home page, and each kind of patient page for each patient), no
-linked page answers a refusal, and no page answers a server error."""
+"""Every link and form a person's pages show lead somewhere that person may go: followed from
+every page the person may open (the home page, and each kind of patient page for each
+patient), no linked page answers a refusal, no page answers a server error, and no form
+shown, submitted as shown, is refused."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections import deque
 
 import pytest
 from fastapi.testclient import TestClient
+from lxml import html as lxml_html
 
 from tests.pages.helpers import client_signed_in
 
@@ -36,13 +38,14 @@ def _starts(pages_world) -> list[str]:
     return starts
 
 
-def _crawled(pages_world, person: str) -> tuple[set[str], list[tuple[str, int, str | None]]]:
-    """The pages reached (GET only) and those that answered a refusal reached by a link, or
-    an error: (path, status, the page that linked it)."""
-    client = TestClient(pages_world.app, follow_redirects=False, raise_server_exceptions=False)
-    client_signed_in(client, person)
+def _crawled(
+    client: TestClient, pages_world
+) -> tuple[dict[str, str], list[tuple[str, int, str | None]]]:
+    """The pages reached (GET only) with their HTML, and those that answered a refusal reached
+    by a link, or an error: (path, status, the page that linked it)."""
     queue = deque((start, None, 0) for start in _starts(pages_world))
     seen: set[str] = set()
+    pages: dict[str, str] = {}
     bad: list[tuple[str, int, str | None]] = []
     while queue:
         path, linked_from, depth = queue.popleft()
@@ -61,14 +64,51 @@ def _crawled(pages_world, person: str) -> tuple[set[str], list[tuple[str, int, s
         if answer.status_code >= 400:  # a start page this person may not open
             continue
         assert answer.status_code == 200, (path, answer.status_code)
+        if answer.headers["content-type"].startswith("text/html"):
+            pages[path] = answer.text
         if depth < _DEPTH and answer.headers["content-type"].startswith("text/html"):
             for link in _LINK.findall(answer.text):
                 queue.append((html.unescape(link), path, depth + 1))
-    return seen, bad
+    return pages, bad
 
 
-@pytest.mark.parametrize("person", ["nurse", "ward-admin", "gp", "pharmacist", "patient"])
+def _signed_in(pages_world, person: str) -> TestClient:
+    client = TestClient(pages_world.app, follow_redirects=False, raise_server_exceptions=False)
+    return client_signed_in(client, person)
+
+
+PEOPLE = ["nurse", "ward-admin", "gp", "pharmacist", "patient"]
+
+_EVERYONES = ("/app/sign-out", "/app/language", "/app/sign-in")
+"""Forms every page has (or the signed-out one): not about what the reader may do."""
+
+
+@pytest.mark.parametrize("person", PEOPLE)
 def test_every_link_on_a_persons_pages_leads_where_that_person_may_go(pages_world, person):
-    seen, bad = _crawled(pages_world, person)
-    assert len(seen) > 3  # more than the start pages: the links were followed
+    pages, bad = _crawled(_signed_in(pages_world, person), pages_world)
+    assert len(pages) > 1  # more than the page a person lands on: the links were followed
     assert bad == []
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_every_form_on_a_persons_pages_is_one_that_person_may_submit(pages_world, person):
+    """Each form submitted as the page shows it (its own values, the session's CSRF token):
+    it may be refused for its content (422, 409, 412) or saved, never refused for who sent
+    it (403). Writes the reader may do are made; the answers are what is checked."""
+    client = _signed_in(pages_world, person)
+    pages, _ = _crawled(client, pages_world)
+    refused = []
+    submitted = 0
+    for path, text in pages.items():
+        for form in lxml_html.fromstring(text).forms:
+            action = form.action or path
+            if (form.method or "GET").upper() != "POST" or action.startswith(_EVERYONES):
+                continue
+            submitted += 1
+            answer = client.post(action, data=dict(form.form_values()))
+            assert answer.status_code < 500, (action, answer.status_code, path)
+            if answer.status_code == 403:
+                refused.append((action, path))
+    assert refused == []
+    if person != "patient":  # a patient's own pages only read
+        assert submitted > 0
