@@ -69,7 +69,14 @@ class StoredRecordUnreadable(Exception):
         super().__init__(f"the stored {table} record ({names}) cannot be read: {reason}")
 
 
-UNREADABLE = (ValidationError, ValueError, TypeError, KeyError, AttributeError, DomainError)
+LOAD_FAILURES = (ValueError, TypeError, KeyError, AttributeError)
+"""How loading a record that no longer fits its model fails: a ``ValidationError`` (a
+``ValueError``) from ``model_validate``, or a missing or mistyped field met by a loader that
+builds the value without validating it (``administration._stored_dose``)."""
+
+
+UNREADABLE = (*LOAD_FAILURES, DomainError)
+"""What a record's own validation may raise: a load failure, or a domain value refusing it."""
 
 
 def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any]) -> Model:
@@ -82,12 +89,6 @@ def parsed(model: type[Model], value: Any, table: Table, key: Mapping[str, Any])
 
 
 Read = TypeVar("Read", bound=Callable[..., Any])
-
-
-LOAD_FAILURES = (ValueError, TypeError, KeyError, AttributeError)
-"""How loading a record that no longer fits its model fails: a ``ValidationError`` (a
-``ValueError``) from ``model_validate``, or a missing or mistyped field met by a loader that
-builds the value without validating it (``administration._stored_dose``)."""
 
 
 def names_unreadable(*tables: Table) -> Callable[[Read], Read]:
