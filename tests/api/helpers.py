@@ -199,6 +199,32 @@ def admitted(world) -> tuple[str, str, str]:
     return ward_id, simvastatin["entry_id"], oksykodon["entry_id"]
 
 
+def given_next_morning(world, ward_id: str, entry_id: str) -> tuple[str, str]:
+    """The clock at ``NEXT_MORNING`` and the entry's dose of that morning on the ward's chart
+    charted as given by the nurse (the scan skipped); returns (planned dose id,
+    administration id)."""
+    world.clock.at = NEXT_MORNING
+    chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
+    assert chart.status_code == 200, chart.text
+    (patient,) = chart.json()["patients"]
+    (dose,) = [d for d in patient["doses"] if d["entry_id"] == entry_id]
+    given = world.post(
+        f"/nursing/patients/{world.patient_id}/administrations",
+        {
+            "administration_id": str(uuid.uuid4()),
+            "entry_id": entry_id,
+            "planned_dose_id": dose["planned_dose_id"],
+            "outcome": "given",
+            "given_at": NEXT_MORNING.isoformat(),
+            "dose": {"value": 1, "unit": "tablett"},
+            "scan_skipped": "scanner-unavailable",
+        },
+        token=NURSE_TOKEN,
+    )
+    assert given.status_code == 201, given.text
+    return dose["planned_dose_id"], given.json()["administration_id"]
+
+
 def multidose_patient(world) -> str:
     """Simvastatin in multidose, the GP's practice and the demo pharmacy responsible; returns
     the open period's id."""

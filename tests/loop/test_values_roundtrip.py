@@ -268,30 +268,12 @@ def _more_records(world) -> None:
 def _charted(world, ward_id: str, entry_id: str) -> None:
     """The next morning's dose given, then marked entered-in-error (administration and its
     correction), through the API."""
-    from tests.api.helpers import NEXT_MORNING, NURSE_TOKEN
+    from tests.api.helpers import NURSE_TOKEN, given_next_morning
 
-    world.clock.at = NEXT_MORNING
-    chart = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
-    assert chart.status_code == 200, chart.text
-    (patient,) = chart.json()["patients"]
-    (dose,) = [d for d in patient["doses"] if d["entry_id"] == entry_id]
+    _, administration_id = given_next_morning(world, ward_id, entry_id)
     path = f"/nursing/patients/{world.patient_id}/administrations"
-    given = world.post(
-        path,
-        {
-            "administration_id": str(uuid.uuid4()),
-            "entry_id": entry_id,
-            "planned_dose_id": dose["planned_dose_id"],
-            "outcome": "given",
-            "given_at": NEXT_MORNING.isoformat(),
-            "dose": {"value": 1, "unit": "tablett"},
-            "scan_skipped": "scanner-unavailable",
-        },
-        token=NURSE_TOKEN,
-    )
-    assert given.status_code == 201, given.text
     corrected = world.post(
-        f"{path}/{given.json()['administration_id']}/entered-in-error",
+        f"{path}/{administration_id}/entered-in-error",
         {"reason": "charted on the wrong patient"},
         token=NURSE_TOKEN,
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -32,6 +31,7 @@ from tests.api.helpers import (
     admitted,
     auth,
     dispense_body,
+    given_next_morning,
     make_world,
     multidose_patient,
     pharmacy_version,
@@ -143,13 +143,17 @@ def test_records_check_passes_on_readable_records_and_checks_its_patient_option(
     assert bad.exit_code == 1
 
 
+def _record_of(engine, table, row_id: str):
+    """The stored record of ``table``'s row ``row_id``, as the driver reads it."""
+    with engine.connect() as conn:
+        return conn.execute(select(table.c.record).where(table.c.id == row_id)).scalar_one()
+
+
 def _corrupt(engine, table, row_id: str, field: str, value) -> None:
     """Set ``field`` of the stored record of ``table``'s row ``row_id`` to ``value``, past every
     validator and the append-only triggers, as an older version or a hand edit could have left
     it."""
-    with engine.connect() as conn:
-        stored = conn.execute(select(table.c.record).where(table.c.id == row_id)).scalar_one()
-    record = copy.deepcopy(stored)
+    record = copy.deepcopy(_record_of(engine, table, row_id))
     record[field] = value
     with intruder(engine, table.name) as conn:
         conn.execute(update(table).where(table.c.id == row_id).values(record=record))
@@ -216,6 +220,20 @@ def _unreadable(response, table: str, key: dict, *, named: str) -> None:
     assert named in problem["detail"]
 
 
+def _overridden_by_nobody(engine, alert_id: int, **values) -> None:
+    """The stored alert ``alert_id`` made an override whose author does not load (a string
+    where the ``Actor`` is), with ``values`` set too."""
+    table = alerts.alert
+    intruded(
+        engine,
+        table,
+        table.c.id == alert_id,
+        override_reason="known combination",
+        override_by={"personnel": "nobody"},
+        **values,
+    )
+
+
 def test_a_list_read_with_an_unreadable_alert_names_the_alert(engine):
     """The list shows the open alerts and the overrides on record: an alert, or an override's
     author, that no longer loads is named like an entry version, and ``records check`` lists
@@ -232,14 +250,7 @@ def test_a_list_read_with_an_unreadable_alert_names_the_alert(engine):
     _unreadable(listed, "alert", {"id": str(raised.id)}, named="severity")
     assert "apocalyptic" not in listed.json()["detail"]
 
-    intruded(
-        engine,
-        alerts.alert,
-        alerts.alert.c.id == raised.id,
-        record=raised.record,
-        override_reason="known combination",
-        override_by={"personnel": "nobody"},
-    )
+    _overridden_by_nobody(engine, raised.id, record=raised.record)
     listed = world.get(f"/patients/{world.patient_id}/list")
     _unreadable(listed, "alert", {"id": str(raised.id)}, named="personnel")
     with engine.connect() as conn:
@@ -254,34 +265,9 @@ def test_a_ward_chart_with_an_unreadable_planned_dose_or_charting_names_the_reco
     world = make_world(engine)
     world.client = TestClient(world.client.app, raise_server_exceptions=False)
     ward_id, simvastatin, _ = admitted(world)
-    world.clock.at = NEXT_MORNING
+    dose_id, charting_id = given_next_morning(world, ward_id, simvastatin)
     chart_path = f"/nursing/wards/{ward_id}/chart?day=2026-11-21"
-    chart = world.get(chart_path, token=NURSE_TOKEN)
-    assert chart.status_code == 200, chart.text
-    (dose,) = [d for d in chart.json()["patients"][0]["doses"] if d["entry_id"] == simvastatin]
-    dose_id = dose["planned_dose_id"]
-    given = world.post(
-        f"/nursing/patients/{world.patient_id}/administrations",
-        {
-            "administration_id": str(uuid.uuid4()),
-            "entry_id": simvastatin,
-            "planned_dose_id": dose_id,
-            "outcome": "given",
-            "given_at": NEXT_MORNING.isoformat(),
-            "dose": {"value": 1, "unit": "tablett"},
-            "scan_skipped": "scanner-unavailable",
-        },
-        token=NURSE_TOKEN,
-    )
-    assert given.status_code == 201, given.text
-    charting_id = given.json()["administration_id"]
-
-    with engine.connect() as conn:
-        stored = conn.execute(
-            select(administration.administration.c.record).where(
-                administration.administration.c.id == charting_id
-            )
-        ).scalar_one()
+    stored = _record_of(engine, administration.administration, charting_id)
     table = administration.administration
     broken = {**stored, "outcome": "vanished"}
     intruded(engine, table, table.c.id == charting_id, record=broken)
@@ -290,12 +276,7 @@ def test_a_ward_chart_with_an_unreadable_planned_dose_or_charting_names_the_reco
 
     intruded(engine, table, table.c.id == charting_id, record=stored)
     assert world.get(chart_path, token=NURSE_TOKEN).status_code == 200
-    with engine.connect() as conn:
-        planned = conn.execute(
-            select(administration.planned_dose.c.record).where(
-                administration.planned_dose.c.id == dose_id
-            )
-        ).scalar_one()
+    planned = _record_of(engine, administration.planned_dose, dose_id)
     table = administration.planned_dose
     without_amount = {k: v for k, v in planned.items() if k != "amount"}
     intruded(engine, table, table.c.id == dose_id, record=without_amount)
@@ -309,10 +290,7 @@ def test_a_command_on_a_patient_whose_record_no_longer_loads_names_the_record(en
     world = make_world(engine)
     world.client = TestClient(world.client.app, raise_server_exceptions=False)
     version = world.version()  # the list read names the record too (above)
-    with engine.connect() as conn:
-        stored = conn.execute(
-            select(patient.c.record).where(patient.c.id == str(world.patient_id))
-        ).scalar_one()
+    stored = _record_of(engine, patient, str(world.patient_id))
     broken = {**stored, "birth_date": "not a day"}
     intruded(engine, patient, patient.c.id == str(world.patient_id), record=broken)
     with engine.connect() as conn:
@@ -340,13 +318,7 @@ def test_a_dispense_that_shows_an_unreadable_override_names_the_alert(engine):
     with engine.connect() as conn:
         raised = conn.execute(select(alerts.alert)).one()
     assert body["entry_id"] in raised.record["medications"]
-    intruded(
-        engine,
-        alerts.alert,
-        alerts.alert.c.id == raised.id,
-        override_reason="known combination",
-        override_by={"personnel": "nobody"},
-    )
+    _overridden_by_nobody(engine, raised.id)
     dispensed = world.post(
         f"/pharmacy/patients/{world.patient_id}/dispenses",
         dispense_body(body["terms"]["prescription_id"], SIMVASTATIN_28),
@@ -372,13 +344,7 @@ def test_work_on_a_patient_that_fails_on_an_unreadable_record_names_it(engine):
         run_work(engine, "test.authors", authors, patient_id=world.patient_id)
     with engine.connect() as conn:
         raised = conn.execute(select(alerts.alert)).one()
-    intruded(
-        engine,
-        alerts.alert,
-        alerts.alert.c.id == raised.id,
-        override_reason="known combination",
-        override_by={"personnel": "nobody"},
-    )
+    _overridden_by_nobody(engine, raised.id)
     with pytest.raises(StoredRecordUnreadable) as named:
         run_work(engine, "test.authors", authors, patient_id=world.patient_id)
     assert (named.value.table, named.value.key) == ("alert", {"id": str(raised.id)})
