@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -58,7 +59,7 @@ from medloop.ops import metrics
 from medloop.settings import current as current_settings
 from medloop.store import access, audit, batch, idempotency, light, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
-from medloop.store.columns import LOAD_FAILURES, unreadable_behind
+from medloop.store.columns import LOAD_FAILURES, StoredRecordUnreadable, unreadable_behind, why
 from medloop.store.db import reader, writer
 from medloop.store.idempotency import IdempotencyError, request_fingerprint, run_once
 from medloop.store.list_changes import append_list_change, changes_since, list_version
@@ -303,20 +304,47 @@ def _run(
     # ``CommandResult(…)`` without the frozen dataclass's ``__init__`` (a ``object.__setattr__``
     # a field): the same fields in the same order (issue #20; tests/loop/test_runner_made.py).
     result = _new(CommandResult)
+    # This run's alerts as decision support made them (validated ``Alert`` values, whose dumps
+    # are ``response["alerts"]``); a replay's are read back from the stored response.
+    if computed and not replayed:
+        list_version, alerts = response["list_version"], computed[-1]
+    else:
+        list_version, alerts = _replayed(response, call, action)
     result.__dict__.update(
         patient_id=patient_id,
-        list_version=response["list_version"],
-        # This run's alerts as decision support made them (validated ``Alert`` values, whose
-        # dumps are ``response["alerts"]``); a replay's are read back from the stored response.
-        alerts=(
-            computed[-1]
-            if computed and not replayed
-            else tuple(Alert.model_validate(a) for a in response["alerts"])
-        ),
+        list_version=list_version,
+        alerts=alerts,
         response=response,
         replayed=replayed,
     )
     return result
+
+
+class _Replayed(BaseModel):
+    """What the runner reads of a command's response stored with its idempotency key."""
+
+    list_version: int = Field(strict=True, ge=0)
+    alerts: tuple[Alert, ...]
+
+
+def _replayed(
+    response: Mapping[str, Any], call: Call, action: str
+) -> tuple[int, tuple[Alert, ...]]:
+    """The list version and the alerts of a response stored with an idempotency key, loaded
+    again: a stored response that no longer loads is named by its key's row (never its value),
+    not an anonymous failure."""
+    try:
+        loaded = _Replayed.model_validate(response)
+    except LOAD_FAILURES as error:
+        key = {"scope": _scope(call, action), "key": call.idempotency_key}
+        raise StoredRecordUnreadable(idempotency.idempotency_key.name, key, why(error)) from None
+    return loaded.list_version, loaded.alerts
+
+
+def _scope(call: Call, action: str) -> str:
+    """The idempotency scope of ``call``'s keys for ``action``: its organisation, its author
+    and the action."""
+    return f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
 
 
 def _once(
@@ -332,10 +360,9 @@ def _once(
     savepoint: a refusal rolls the whole transaction back."""
     if call.idempotency_key is None:
         return compute(), False
-    scope = f"{call.actor.organisation.id}/{call.actor.personnel.hpr_number}/{action}"
     result = run_once(
         conn,
-        scope,
+        _scope(call, action),
         call.idempotency_key,
         request_fingerprint(fingerprinted),  # (both callers' own new dict: not copied)
         compute,

@@ -20,6 +20,7 @@ from medloop.domain.multidose.periods import PackingPeriod
 from medloop.loop.runner import Done, run_work
 from medloop.store import administration, alerts, multidose, prescriptions
 from medloop.store.columns import StoredRecordUnreadable, names_unreadable
+from medloop.store.idempotency import idempotency_key
 from medloop.store.list_changes import entry_version, list_change
 from medloop.store.patients import patient
 from medloop.store.records import check
@@ -348,3 +349,38 @@ def test_work_on_a_patient_that_fails_on_an_unreadable_record_names_it(engine):
     with pytest.raises(StoredRecordUnreadable) as named:
         run_work(engine, "test.authors", authors, patient_id=world.patient_id)
     assert (named.value.table, named.value.key) == ("alert", {"id": str(raised.id)})
+
+
+def test_a_replay_whose_stored_response_no_longer_loads_names_the_key(engine):
+    """A retried command is answered from the response stored with its idempotency key, its
+    alerts validated again: a stored response that no longer loads is named like any other
+    record (table, key, never the value), and the retry stores nothing."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    body = prescribe_body(SIMVASTATIN_28)  # no dosage: a dose-not-checked alert in the response
+    path = f"/patients/{world.patient_id}/prescriptions"
+    version = world.version()
+    first = world.post(path, body, **{"If-Match": f'"{version}"', "Idempotency-Key": "rx-1"})
+    assert first.status_code == 201, first.text
+    with engine.connect() as conn:
+        claimed = conn.execute(select(idempotency_key)).one()
+    assert claimed.response["alerts"]
+    broken = copy.deepcopy(claimed.response)
+    broken["alerts"][0]["severity"] = "apocalyptic"
+    where = (idempotency_key.c.scope == claimed.scope) & (idempotency_key.c.key == "rx-1")
+    intruded(engine, idempotency_key, where, response=broken)
+    with engine.connect() as conn:
+        versions = conn.execute(select(func.count()).select_from(entry_version)).scalar_one()
+    retried = world.post(path, body, **{"If-Match": f'"{version}"', "Idempotency-Key": "rx-1"})
+    key = {"scope": claimed.scope, "key": "rx-1"}
+    _unreadable(retried, "idempotency_key", key, named="severity")
+    assert "apocalyptic" not in retried.json()["detail"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(entry_version)).scalar_one() == (
+            versions
+        )
+
+    without_version = {k: v for k, v in claimed.response.items() if k != "list_version"}
+    intruded(engine, idempotency_key, where, response=without_version)
+    retried = world.post(path, body, **{"If-Match": f'"{version}"', "Idempotency-Key": "rx-1"})
+    _unreadable(retried, "idempotency_key", key, named="list_version")
