@@ -31,7 +31,7 @@ from medloop.domain.personnel import Actor
 from medloop.domain.prescription import PrescriptionNotFound
 from medloop.domain.reconciliation import Reconciliation, ReconciliationNotFound
 from medloop.domain.review import Assessment, MedicationReview, ReviewNotFound, SinceLast
-from medloop.domain.state import PatientState
+from medloop.domain.state import PatientState, StoredAlert
 from medloop.domain.ward import Ward
 from medloop.loop.catalogue import catalogue_in_force
 from medloop.loop.review import current_review
@@ -227,6 +227,31 @@ def overrides(conn: Connection, patient_id: UUID) -> list[OverrideOnRecord]:
         )
         for row in state.alerts
         if row.override_reason is not None
+    ]
+
+
+@dataclass(frozen=True)
+class AlertOnRecord:
+    """An alert stored for the patient as raised (``stored``), loaded as its model, and the
+    author of the override that let its command through, if any."""
+
+    stored: StoredAlert
+    alert: Alert
+    override_by: Actor | None
+
+
+@names_unreadable(alerts.alert)
+def alerts_on_record(conn: Connection, patient_id: UUID) -> list[AlertOnRecord]:
+    """Every alert stored for the patient, in the order raised, each loaded as its model (the
+    FHIR DetectedIssues): one that no longer loads is named, never shown with a guessed
+    severity."""
+    return [
+        AlertOnRecord(
+            row,
+            Alert.model_validate(row.record),
+            None if row.override_by is None else Actor.model_validate(row.override_by),
+        )
+        for row in _state(conn, patient_id).alerts
     ]
 
 

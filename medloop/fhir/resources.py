@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from interactions.alerts import Severity
 from interactions.dosage import AsNeededDose, Dosage, FixedDose, Period, Quantity, TimeOfDay
 from interactions.drugs import ReferenceKind
 from medloop.api.fhir_drafts import (
@@ -44,7 +45,9 @@ from medloop.domain.oslo import local_date
 from medloop.domain.patient import NationalIdKind, Patient
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.prescription import Prescription, PrescriptionVersion
-from medloop.domain.state import StoredAlert
+
+if TYPE_CHECKING:
+    from medloop.queries import AlertOnRecord
 
 FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"
@@ -604,12 +607,17 @@ def allergy_intolerance(found: Patient, index: int, allergy: Any) -> dict[str, A
     }
 
 
-_SEVERITY = {"avoid": "high", "precautions": "moderate", "info": "low", "no-action": "low"}
+_SEVERITY = {
+    Severity.AVOID: "high",
+    Severity.PRECAUTIONS: "moderate",
+    Severity.INFO: "low",
+    Severity.NO_ACTION: "low",
+}
 
 
-def detected_issue(patient_id: UUID, index: int, stored: StoredAlert) -> dict[str, Any]:
+def detected_issue(patient_id: UUID, index: int, on_record: AlertOnRecord) -> dict[str, Any]:
     """A stored alert: severity, the entries it implicates, the override as mitigation."""
-    record = stored.record
+    stored, alert = on_record.stored, on_record.alert
     body: dict[str, Any] = {
         "resourceType": "DetectedIssue",
         "id": f"{patient_id}-{index}",
@@ -619,34 +627,34 @@ def detected_issue(patient_id: UUID, index: int, stored: StoredAlert) -> dict[st
             "coding": [
                 {
                     "system": "https://medloop.dev/fhir/CodeSystem/alert-kind",
-                    "code": str(record.get("kind") or stored.key.split("/")[0]),
+                    "code": str(alert.kind),
                 }
             ]
         },
-        "severity": _SEVERITY.get(str(record.get("severity")), "low"),
+        "severity": _SEVERITY[alert.severity],
         "patient": {"reference": f"Patient/{patient_id}"},
         "identifiedDateTime": instant(stored.raised_at),
-        "detail": str(record.get("summary") or stored.key),
+        "detail": alert.summary or stored.key,
         "implicated": [
             {"reference": f"MedicationStatement/{entry}"}
-            for entry in record.get("medications", ())
+            for entry in alert.medications
             if _is_uuid(entry)
         ],
     }
     if not body["implicated"]:
         del body["implicated"]
     if stored.override_reason is not None:
-        author = (stored.override_by or {}).get("personnel") or {}
         mitigation: dict[str, Any] = {
             # The prescriber's own words; no code of v3 ActDetectedIssueManagementCode says
             # "overridden with this reason" better than the reason itself.
             "action": {"text": stored.override_reason},
             "date": instant(stored.raised_at),
         }
-        if author.get("hpr_number"):
+        author = on_record.override_by
+        if author is not None:
             mitigation["author"] = {
-                "reference": f"Practitioner/{author['hpr_number']}",
-                "display": author.get("name"),
+                "reference": f"Practitioner/{author.personnel.hpr_number}",
+                "display": author.personnel.name,
             }
         body["mitigation"] = [mitigation]
     return body

@@ -1588,10 +1588,10 @@ def search_issues(caller: CallerDep, request: Request) -> FhirResponse:
     search = parse(request, "DetectedIssue")
     _validate_dates(search, ("identified",))
     patient_id = search_patient(caller, search)
-    state = read_patient(
-        caller, patient_id, "DetectedIssue", lambda conn: queries.patient_state(conn, patient_id)
+    on_record = read_patient(
+        caller, patient_id, "DetectedIssue", lambda conn: queries.alerts_on_record(conn, patient_id)
     )
-    found = [fhir.detected_issue(patient_id, i, a) for i, a in enumerate(state.alerts, start=1)]
+    found = [fhir.detected_issue(patient_id, i, a) for i, a in enumerate(on_record, start=1)]
     matches = filtered(
         found,
         search,
@@ -1603,12 +1603,12 @@ def search_issues(caller: CallerDep, request: Request) -> FhirResponse:
 @router.get("/DetectedIssue/{issue_id}", summary="One stored alert")
 def read_issue(caller: CallerDep, issue_id: str) -> FhirResponse:
     patient_id, index = _split_local(issue_id, "DetectedIssue")
-    state = read_patient(
-        caller, patient_id, "DetectedIssue", lambda conn: queries.patient_state(conn, patient_id)
+    on_record = read_patient(
+        caller, patient_id, "DetectedIssue", lambda conn: queries.alerts_on_record(conn, patient_id)
     )
-    if not 1 <= index <= len(state.alerts):
+    if not 1 <= index <= len(on_record):
         raise _gone("DetectedIssue", issue_id)
-    return fhir_json(fhir.detected_issue(patient_id, index, state.alerts[index - 1]))
+    return fhir_json(fhir.detected_issue(patient_id, index, on_record[index - 1]))
 
 
 @router.get("/AuditEvent", summary="The access log of the patient's own record (patients only)")

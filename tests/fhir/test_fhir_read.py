@@ -5,8 +5,10 @@ validated. Each test runs on SQLite and PostgreSQL (the ``world`` fixture)."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from medloop.fhir import resources as fhir
-from medloop.store import audit
+from medloop.store import alerts, audit
 from tests.api.helpers import NATIONAL_ID
 from tests.fhir.helpers import (
     FHIR_JSON,
@@ -26,6 +28,7 @@ from tests.loop.helpers import (
     SIMVASTATIN_28,
     SIMVASTATIN_NORDKYST,
 )
+from tests.store.helpers import intruded
 
 
 def _statements(world, query: str = "", **headers):
@@ -276,6 +279,40 @@ def test_an_override_is_a_detected_issue_with_its_mitigation(world):
     assert len(issue["implicated"]) == 2
     again = fhir_get(world, f"/fhir/DetectedIssue/{issue['id']}")
     assert validated(again.json()) == issue
+
+
+def test_a_detected_issue_whose_stored_alert_no_longer_loads_is_named_not_guessed(world):
+    """A stored alert that no longer loads (here an unknown severity) is answered with an
+    OperationOutcome naming the alert's row, never shown as an issue of a guessed severity;
+    so is an override whose author no longer loads."""
+    prescribed(world)  # no dosage: a dose-not-checked alert
+    with world.engine.connect() as conn:
+        raised = conn.execute(select(alerts.alert)).one()
+    table = alerts.alert
+    intruded(
+        world.engine, table, table.c.id == raised.id, record={**raised.record, "severity": "x"}
+    )
+    search = f"/fhir/DetectedIssue?patient={world.patient_id}"
+    for path in (search, f"/fhir/DetectedIssue/{world.patient_id}-1"):
+        outcome = outcome_of(fhir_get(world, path), 500)
+        diagnostics = outcome["issue"][0]["diagnostics"]
+        assert f"stored alert record (id={raised.id})" in diagnostics
+        assert "severity" in diagnostics
+
+    intruded(
+        world.engine,
+        table,
+        table.c.id == raised.id,
+        record=raised.record,
+        override_reason="known combination",
+        override_by={"personnel": "nobody"},
+    )
+    outcome = outcome_of(fhir_get(world, search), 500)
+    assert "personnel" in outcome["issue"][0]["diagnostics"]
+    intruded(world.engine, table, table.c.id == raised.id, override_by=None)
+    (issue,) = resources_of(validated(fhir_get(world, search).json()))
+    assert (raised.record["severity"], issue["severity"]) == ("info", "low")
+    assert "author" not in issue["mitigation"][0]
 
 
 def test_a_patient_reads_their_own_statements_and_access_log_but_no_one_elses(world):
