@@ -56,6 +56,28 @@ from medloop.store.replicas import ReadRouter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
+PAGE_PREFIX = "/app/"
+PAGE_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    # Only this origin's scripts, styles, pictures and fetches (the pages have no inline
+    # script or style, and their drawn SVG none either); no plug-ins, no <base>; no page of
+    # another origin may frame them (a framed page could be clicked through unseen: its forms
+    # carry their CSRF token). ``form-action`` is not set: the OpenID Connect sign-in and
+    # sign-out are forms redirected to the issuer, whose origin is the operator's.
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers without CSP level 2
+    (b"x-content-type-options", b"nosniff"),
+    # An address of a page holds a patient's id, and a search's query a national id: sent
+    # to this origin's own pages only.
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+"""What every response under ``/app/`` (the web pages, their static files, their redirects and
+error pages) carries besides its own headers (``RequestId``)."""
+
 DESCRIPTION = """\
 Closed-loop medication management on the FEST catalogue: one shared medication list per
 patient, written by GPs, pharmacies and nursing homes through commands with decision support.
@@ -259,7 +281,8 @@ class MedloopApp(FastAPI):
 class RequestId:
     """Gives every request an id (the client's ``X-Request-ID`` when it is a sane token, else a
     new random UUID), kept in ``request.state.request_id`` for the audit log, bound to the log
-    context and echoed in the response; and observes the request when it is done: its latency
+    context and echoed in the response (with ``PAGE_SECURITY_HEADERS`` under ``/app/``); and
+    observes the request when it is done: its latency
     in the route-template histogram (``/metrics``) and one access-log line (route template,
     method, status, milliseconds, request id: never the path itself, which can hold a query
     with a national id). Plain ASGI: no extra task per request.
@@ -282,6 +305,7 @@ class RequestId:
         scope.setdefault("state", {})["request_id"] = request_id
         logs.bind_request(request_id)
         status = 500
+        page_headers = PAGE_SECURITY_HEADERS if scope["path"].startswith(PAGE_PREFIX) else ()
 
         async def send_with_id(message: dict) -> None:
             nonlocal status
@@ -290,6 +314,7 @@ class RequestId:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
+                    *page_headers,
                 ]
             await send(message)
 
@@ -347,18 +372,18 @@ class _Edge:
     """The lean stack's four outer layers for one request in one frame: Starlette's
     ``ServerErrorMiddleware``, ``RequestId``, ``BodyGuard`` and Starlette's
     ``ExceptionMiddleware``, each of which otherwise awaits the next, and three of which wrap
-    ``send`` for both of a response's messages (and ``ExceptionMiddleware`` makes a
-    ``Request`` and a wrapper coroutine per request). Here one wrapper does what the three
-    did to a message (the response counted as started, its status kept, the request id's
-    header added), and each layer's work is done in its order by that layer's own code:
-    ``request_id_of`` and ``RequestId._observe``; ``BodyGuard.admit``, ``.limited`` and
-    ``limits.refuse``; ``ExceptionMiddleware``'s own handler tables (looked up on an
-    exception as it does, its ``Request`` made then); ``ServerErrorMiddleware``'s own 500
-    handler, answering with the unwrapped ``send`` only when no response started, and the
-    exception raised on to the server. What the four wrap (``ExceptionMiddleware.app``,
-    ``HotRoutes``) is read at each request. ``MedloopApp.__call__`` sends a request here
-    only through the lean stack (``_without_idle_layers``) and only when that stack is
-    exactly these four around what they wrap (no ``CdsCors``, not in debug). Issue #20."""
+    ``send`` for both of a response's messages (and ``ExceptionMiddleware`` makes a ``Request``
+    and a wrapper coroutine per request). Here one wrapper does what the three did to a message
+    (the response counted as started, its status kept, the request id's header and a page's
+    security headers added), and each layer's work is done in its order by that layer's own
+    code: ``request_id_of`` and ``RequestId._observe``; ``BodyGuard.admit``, ``.limited`` and
+    ``limits.refuse``; ``ExceptionMiddleware``'s own handler tables (looked up on an exception
+    as it does, its ``Request`` made then); ``ServerErrorMiddleware``'s own 500 handler,
+    answering with the unwrapped ``send`` only when no response started, and the exception
+    raised on to the server. What the four wrap (``ExceptionMiddleware.app``, ``HotRoutes``) is
+    read at each request. ``MedloopApp.__call__`` sends a request here only through the lean
+    stack (``_without_idle_layers``) and only when that stack is exactly these four around what
+    they wrap (no ``CdsCors``, not in debug). Issue #20."""
 
     def __init__(
         self,
@@ -381,13 +406,15 @@ class _Edge:
         status = 500
         started = False
         header = (b"x-request-id", request_id.encode())
+        # (``RequestId``'s page headers, by the same test.)
+        page_headers = PAGE_SECURITY_HEADERS if scope["path"].startswith(PAGE_PREFIX) else ()
 
         async def sender(message: dict) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), header, *page_headers]
             await send(message)
 
         try:

@@ -85,7 +85,21 @@ def page(browser: Any, live_world: PagesWorld) -> Iterator[Any]:
     # expect(...)'s retrying assertions wait as long as the actions (Playwright's default is 5 s)
     expect.set_options(timeout=15_000)
     opened = context.new_page()
+    # Every browser test also guards the pages' Content-Security-Policy: a script, style,
+    # picture or fetch the policy refuses is reported by Chromium on the console, and fails
+    # the test that met it, unless it sets ``page.csp_refusals_expected`` and reads
+    # ``page.csp_refusals`` itself (``test_security_headers_browser.py``).
+    refused: list[str] = []
+    opened.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    opened.csp_refusals = refused
     try:
         yield opened
     finally:
         context.close()
+    if not getattr(opened, "csp_refusals_expected", False):
+        assert not refused, f"the pages' Content-Security-Policy refused: {refused}"

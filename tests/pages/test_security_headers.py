@@ -1,0 +1,70 @@
+"""Every response under ``/app/`` carries the pages' security headers (a Content-Security-
+Policy allowing only the pages' own files, no framing, no MIME sniffing, the referrer kept to
+the pages' own origin): pages, their static files, redirects, refusals and error pages,
+signed in or out. The JSON API and FHIR answer as before, without them."""
+
+from __future__ import annotations
+
+from medloop.api.app import PAGE_SECURITY_HEADERS
+from tests.api.helpers import GP_TOKEN, auth
+from tests.pages.helpers import client_signed_in, csrf_of
+
+EXPECTED = {name.decode(): value.decode() for name, value in PAGE_SECURITY_HEADERS}
+
+
+def _protected(answer) -> None:
+    found = {name: answer.headers.get(name) for name in EXPECTED}
+    assert found == EXPECTED, (answer.request.url, answer.status_code, found)
+
+
+def test_the_policy_allows_the_pages_own_files_only_and_no_framing():
+    """What the headers say (the browser test shows Chromium enforcing it)."""
+    policy = dict(
+        part.strip().split(" ", 1) for part in EXPECTED["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == policy["script-src"] == policy["style-src"] == "'self'"
+    assert policy["object-src"] == policy["base-uri"] == policy["frame-ancestors"] == "'none'"
+    assert "unsafe-inline" not in EXPECTED["content-security-policy"]
+    assert EXPECTED["x-frame-options"] == "DENY"
+    assert EXPECTED["x-content-type-options"] == "nosniff"
+
+
+def test_every_kind_of_page_response_carries_the_security_headers(client, pages_world):
+    _, patient_id = pages_world.patient(0)
+    signed_out = [
+        client.get("/app/sign-in"),
+        client.get("/app/home"),  # a redirect to the sign-in
+        client.get("/app/static/medloop.css"),
+        client.get("/app/static/gp.js"),
+        client.get("/app/no-such-page"),
+        client.post("/app/sign-in/demo", data={"person": "gp"}),  # no CSRF token: refused
+    ]
+    assert [a.status_code for a in signed_out] == [200, 303, 200, 200, 404, 403]
+    client_signed_in(client, "gp")
+    home = client.get("/app/home")
+    signed_in = [
+        home,
+        client.get(f"/app/gp/patients/{patient_id}"),
+        client.get(f"/app/gp/patients/{patient_id}/timeline"),
+        client.get(f"/app/pharmacy/patients/{patient_id}"),  # a pharmacist's page: refused
+        client.get("/app/gp/patients/not-a-patient"),
+        client.post("/app/sign-out", data={"csrf_token": csrf_of(home.text)}),
+    ]
+    assert [a.status_code for a in signed_in] == [200, 200, 200, 403, 422, 303]
+    for answer in (*signed_out, *signed_in):
+        _protected(answer)
+
+
+def test_the_api_and_fhir_answer_without_the_pages_headers(client, pages_world):
+    """The pages' headers are for browsers reading HTML: the JSON API's and FHIR's answers,
+    the hot routes' included, are unchanged."""
+    _, patient_id = pages_world.patient(0)
+    answers = [
+        client.get("/health/live"),
+        client.get(f"/patients/{patient_id}/list", headers=auth(GP_TOKEN)),
+        client.get("/fhir/metadata"),
+        client.get("/"),  # the root's redirect to the pages is not a page
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 303]
+    for answer in answers:
+        assert not {name for name in EXPECTED if name in answer.headers}, answer.request.url
