@@ -28,7 +28,6 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -320,13 +319,6 @@ def _run(
     return result
 
 
-class _Replayed(BaseModel):
-    """What the runner reads of a command's response stored with its idempotency key."""
-
-    list_version: int = Field(strict=True, ge=0)
-    alerts: tuple[Alert, ...]
-
-
 def _replayed(
     response: Mapping[str, Any], call: Call, action: str
 ) -> tuple[int, tuple[Alert, ...]]:
@@ -334,11 +326,13 @@ def _replayed(
     again: a stored response that no longer loads is named by its key's row (never its value),
     not an anonymous failure."""
     try:
-        loaded = _Replayed.model_validate(response)
+        list_version = response["list_version"]
+        if type(list_version) is not int or list_version < 0:
+            raise ValueError("list_version: not a list version")
+        return list_version, tuple(Alert.model_validate(a) for a in response["alerts"])
     except LOAD_FAILURES as error:
         key = {"scope": _scope(call, action), "key": call.idempotency_key}
         raise StoredRecordUnreadable(idempotency.idempotency_key.name, key, why(error)) from None
-    return loaded.list_version, loaded.alerts
 
 
 def _scope(call: Call, action: str) -> str:
