@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,9 +66,28 @@ def _engine(db: str | None):
     from medloop.store.db import make_engine
     from medloop.store.migrate import upgrade
 
-    engine = make_engine(_settings(db).database_url)
-    upgrade(engine)
+    url = _settings(db).database_url
+    with _database_opened(url):
+        engine = make_engine(url)
+        upgrade(engine)
     return engine
+
+
+@contextmanager
+def _database_opened(url: str) -> Iterator[None]:
+    """The database at ``url`` opened (connected, its schema migrated) in the block, or exit 2
+    saying which database (never its password) and why it could not be opened: a file that
+    cannot be made, a server that does not answer or refuses the user, not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        shown = make_url(url).render_as_string(hide_password=True)
+        _stderr(f"error: cannot open the database {shown}: {reason[0] if reason else exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 @db_app.command("upgrade")
@@ -398,8 +419,9 @@ def _run_server(settings, host: str, port: int, workers: int) -> None:
     from medloop.api.server import HttpProtocol, SettingsConfig, settle_heap
     from medloop.ops.logs import lean_records
 
+    with _database_opened(settings.database_url):
+        app_ = create_app(settings)  # migrates the schema, once, before any worker starts
     typer.echo(f"Serving on http://{host}:{port} (docs: /docs, schema: /openapi.json)")
-    app_ = create_app(settings)  # migrates the schema, once, before any worker starts
     # The scheduled jobs run in this process only (uvicorn's workers are its children); on
     # PostgreSQL each run also takes an advisory lock, so other servers' schedulers skip it.
     scheduler = _start_scheduler(settings.database_url)

@@ -218,7 +218,7 @@ class Settings:
         jwks = env.get("MEDLOOP_JWT_JWKS_FILE")
         dev = not key and not jwks
         xsd = env.get("MEDLOOP_FEST_XSD_DIR")
-        url = database_url or env.get("MEDLOOP_DATABASE_URL") or DEFAULT_DATABASE_URL
+        url = _database_url(database_url or env.get("MEDLOOP_DATABASE_URL") or DEFAULT_DATABASE_URL)
         return cls(
             database_url=url,
             public_key_file=Path(key) if key else None,
@@ -401,6 +401,32 @@ def _shared_xsd_dir() -> Path | None:
     """The official schemas in the team's shared reference folder, when it is beside us."""
     candidate = REPO_ROOT.parent / "shared" / "reference" / "xsd" / "eresept"
     return candidate if candidate.is_dir() else None
+
+
+_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg")
+"""The database URLs medloop runs on: SQLite, and PostgreSQL through psycopg 3."""
+
+
+def _database_url(url: str) -> str:
+    """``url`` when medloop can run on it; ``InvalidSetting`` (naming the database, never its
+    password) when it is no URL, or one of another database or driver."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidSetting(
+            "MEDLOOP_DATABASE_URL (or --db) must be a database URL such as "
+            "sqlite:///medloop.db or postgresql://user@host/medloop"
+        ) from None
+    if parsed.drivername not in _DRIVERS:
+        raise InvalidSetting(
+            "MEDLOOP_DATABASE_URL (or --db) must name SQLite (sqlite:///…) or PostgreSQL "
+            f"(postgresql:// or postgresql+psycopg://…), not "
+            f"{parsed.render_as_string(hide_password=True)!r}"
+        )
+    return url
 
 
 def _route_threads(value: str | None, database_url: str) -> int:

@@ -8,6 +8,7 @@ import ast
 import multiprocessing
 import os
 import pickle
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -311,3 +312,58 @@ def test_serve_hands_its_settings_to_the_workers_without_writing_the_environment
     assert url == postgres_url
     assert Path(engine_url).name == Path(postgres_url).name  # the worker's database
     assert variable is None
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://medloop:hunter2@db/medloop", "not 'mysql://medloop:***@db/medloop'"),
+        ("postgresql+psycopg2://db/medloop", "must name SQLite"),
+        ("not a url", "must be a database URL"),
+    ],
+)
+def test_a_database_url_medloop_cannot_run_on_is_refused_without_its_password(url, message):
+    """SQLite and PostgreSQL through psycopg 3 only: another database, driver or no URL at all
+    is refused when the settings are read (it used to end a command in an import traceback),
+    and the message never shows the password."""
+    with pytest.raises(InvalidSetting, match=re.escape(message)) as refused:
+        Settings.from_env(url, environ={})
+    assert "hunter2" not in str(refused.value)
+    with pytest.raises(InvalidSetting, match="MEDLOOP_DATABASE_URL"):
+        Settings.from_env(environ={"MEDLOOP_DATABASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///x.db", "postgresql://u@h/d", "postgresql+psycopg://u@h/d"]
+)
+def test_the_database_urls_medloop_runs_on_are_taken_as_given(url):
+    assert Settings.from_env(url, environ={}).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["db", "upgrade"], "unable to open database file"),
+        (["records", "check"], "unable to open database file"),
+    ],
+)
+def test_a_database_that_cannot_be_opened_stops_a_command_with_exit_2_and_why(
+    args, reason, tmp_path
+):
+    """A database file in a folder that does not exist (or a server that does not answer,
+    below) is named with the reason, exit 2, not a traceback."""
+    url = f"sqlite:///{tmp_path}/no/such/folder/medloop.db"
+    result = CliRunner().invoke(app, [*args, "--db", url])
+    assert result.exit_code == 2, result.output
+    assert f"error: cannot open the database {url}: {reason}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_server_that_does_not_answer_is_named_without_the_password():
+    url = "postgresql+psycopg://medloop:hunter2@127.0.0.1:1/medloop"
+    result = CliRunner().invoke(app, ["audit", "verify", "--db", url])
+    assert result.exit_code == 2, result.output
+    assert "error: cannot open the database postgresql+psycopg://medloop:***@127.0.0.1:1" in (
+        result.output
+    )
+    assert "hunter2" not in result.output and "Traceback" not in result.output
