@@ -635,7 +635,8 @@ def check_medications(
     """
     from medloop.check import CHECK_ERRORS, check_request, describe, describe_problem, problem_for
 
-    request = typer.get_text_stream("stdin").read()
+    # Bytes: the parser names text that is not UTF-8 (a text stream raised on it).
+    request = typer.get_binary_stream("stdin").read()
     try:
         outcome = check_request(_engine(db), request, include_all)
     except CHECK_ERRORS as error:
@@ -666,7 +667,8 @@ def review_medications(
     from medloop.check import CHECK_ERRORS, describe_problem, problem_for
     from medloop.review import describe_review, review_request
 
-    request = typer.get_text_stream("stdin").read()
+    # Bytes: the parser names text that is not UTF-8 (a text stream raised on it).
+    request = typer.get_binary_stream("stdin").read()
     try:
         outcome = review_request(_engine(db), request)
     except CHECK_ERRORS as error:

@@ -282,6 +282,30 @@ def test_malformed_json_exits_2_with_an_invalid_request_problem(demo: Demo, text
     assert problem["errors"]
 
 
+@pytest.mark.parametrize("command", ["check", "review"])
+def test_input_that_is_not_utf_8_exits_2_with_an_invalid_request_problem(
+    demo: Demo, command: str
+) -> None:
+    """stdin is read as bytes: text that is not UTF-8 is named by the parser (it used to end
+    in a UnicodeDecodeError traceback), and UTF-8 with Norwegian letters still reads."""
+    result = runner.invoke(app, [command, "--db", demo.url, "--json"], input=b"\xff\xfe{}")
+    assert result.exit_code == 2, result.output
+    problem = json.loads(result.stdout)
+    assert problem["type"] == PROBLEMS + "invalid-request"
+    assert "UTF-8" in problem["errors"][0]["msg"]
+    norwegian = {
+        "medications": [
+            {"id": "m1", "varenr": WARFARIN, "indication": "hjerteflimmer (blodfortynnende, æøå)"}
+        ]
+    }
+    read = runner.invoke(
+        app,
+        [command, "--db", demo.url, "--json"],
+        input=json.dumps(norwegian, ensure_ascii=False).encode(),
+    )
+    assert read.exit_code == 0, read.output
+
+
 def test_a_request_of_the_wrong_shape_exits_2_listing_every_validation_error(
     demo: Demo,
 ) -> None:
