@@ -123,14 +123,24 @@ def _install_error_pages(app: FastAPI) -> None:
     ):
         original = handlers.get(cls)
         if original is not None:
-            app.add_exception_handler(cls, _page_or(original))
+            app.add_exception_handler(cls, _page_or(original, unexpected=cls is Exception))
 
 
-def _page_or(original: Any) -> Any:
+def _page_or(original: Any, *, unexpected: bool = False) -> Any:
+    """``original`` outside the pages; under ``/app`` the error page. ``unexpected``: the
+    handler of any other exception, which Starlette's server-error layer calls outside
+    ``RequestId``, so the page carries the pages' security headers itself."""
+
     async def handler(request: Request, error: Exception) -> Response:
         if not is_page(request):
             return await original(request, error)
-        return _error_page(request, error)
+        response = _error_page(request, error)
+        if unexpected:
+            from medloop.api.app import PAGE_SECURITY_HEADERS
+
+            for name, value in PAGE_SECURITY_HEADERS:
+                response.headers[name.decode()] = value.decode()
+        return response
 
     return handler
 

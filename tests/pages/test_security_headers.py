@@ -5,6 +5,8 @@ signed in or out. The JSON API and FHIR answer as before, without them."""
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
+
 from medloop.api.app import PAGE_SECURITY_HEADERS
 from tests.api.helpers import GP_TOKEN, auth
 from tests.pages.helpers import client_signed_in, csrf_of
@@ -68,3 +70,19 @@ def test_the_api_and_fhir_answer_without_the_pages_headers(client, pages_world):
     assert [a.status_code for a in answers] == [200, 200, 200, 303]
     for answer in answers:
         assert not {name for name in EXPECTED if name in answer.headers}, answer.request.url
+
+
+def test_the_error_page_of_an_unexpected_failure_carries_them_too(pages_world):
+    """An unexpected failure is answered by Starlette's server-error layer, outside the layer
+    that adds the headers: its error page adds them itself, once."""
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    pages_world.app.add_api_route("/app/broken", broken)
+    client = TestClient(pages_world.app, raise_server_exceptions=False)
+    answer = client.get("/app/broken")
+    assert answer.status_code == 500
+    assert "text/html" in answer.headers["content-type"]
+    _protected(answer)
+    assert answer.headers.get_list("x-frame-options") == ["DENY"]
