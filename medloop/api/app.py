@@ -57,6 +57,10 @@ from medloop.store.replicas import ReadRouter
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 PAGE_PREFIX = "/app/"
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+# An address of a page holds a patient's id, and a search's query a national id: sent to this
+# origin's own pages only.
+_REFERRER = (b"referrer-policy", b"same-origin")
 PAGE_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     # Only this origin's scripts, styles, pictures and fetches (the pages have no inline
     # script or style, and their drawn SVG none either); no plug-ins, no <base>; no page of
@@ -69,14 +73,25 @@ PAGE_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
         b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
     ),
     (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers without CSP level 2
-    (b"x-content-type-options", b"nosniff"),
-    # An address of a page holds a patient's id, and a search's query a national id: sent
-    # to this origin's own pages only.
-    (b"referrer-policy", b"same-origin"),
+    _NOSNIFF,
+    _REFERRER,
     (b"cross-origin-opener-policy", b"same-origin"),
 )
-"""What every response under ``/app/`` (the web pages, their static files, their redirects and
-error pages) carries besides its own headers (``RequestId``)."""
+"""What every HTML response under ``/app/`` (a page, a redirect, a refusal or error page)
+carries besides its own headers (``RequestId``)."""
+PAGE_FILE_HEADERS: tuple[tuple[bytes, bytes], ...] = (_NOSNIFF, _REFERRER)
+"""What any other response under ``/app/`` carries (a script, a style sheet, a review's PDF
+shown by the browser's own viewer, a report's CSV): no page policy for what is no page."""
+
+
+def page_security_headers(headers: Any) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers to add to a response under ``/app/`` with ``headers`` (ASGI's pairs): the
+    page's for HTML or a response without a body type, the file's for any other type."""
+    for name, value in headers:
+        if name == b"content-type":
+            return PAGE_SECURITY_HEADERS if value.startswith(b"text/html") else PAGE_FILE_HEADERS
+    return PAGE_SECURITY_HEADERS
+
 
 DESCRIPTION = """\
 Closed-loop medication management on the FEST catalogue: one shared medication list per
@@ -281,7 +296,7 @@ class MedloopApp(FastAPI):
 class RequestId:
     """Gives every request an id (the client's ``X-Request-ID`` when it is a sane token, else a
     new random UUID), kept in ``request.state.request_id`` for the audit log, bound to the log
-    context and echoed in the response (with ``PAGE_SECURITY_HEADERS`` under ``/app/``); and
+    context and echoed in the response (with ``page_security_headers`` under ``/app/``); and
     observes the request when it is done: its latency
     in the route-template histogram (``/metrics``) and one access-log line (route template,
     method, status, milliseconds, request id: never the path itself, which can hold a query
@@ -305,16 +320,17 @@ class RequestId:
         scope.setdefault("state", {})["request_id"] = request_id
         logs.bind_request(request_id)
         status = 500
-        page_headers = PAGE_SECURITY_HEADERS if scope["path"].startswith(PAGE_PREFIX) else ()
+        page = scope["path"].startswith(PAGE_PREFIX)
 
         async def send_with_id(message: dict) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = message.get("headers", [])
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *headers,
                     (b"x-request-id", request_id.encode()),
-                    *page_headers,
+                    *(page_security_headers(headers) if page else ()),
                 ]
             await send(message)
 
@@ -406,15 +422,19 @@ class _Edge:
         status = 500
         started = False
         header = (b"x-request-id", request_id.encode())
-        # (``RequestId``'s page headers, by the same test.)
-        page_headers = PAGE_SECURITY_HEADERS if scope["path"].startswith(PAGE_PREFIX) else ()
+        page = scope["path"].startswith(PAGE_PREFIX)  # (``RequestId``'s page headers)
 
         async def sender(message: dict) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), header, *page_headers]
+                headers = message.get("headers", [])
+                message["headers"] = [
+                    *headers,
+                    header,
+                    *(page_security_headers(headers) if page else ()),
+                ]
             await send(message)
 
         try:

@@ -357,9 +357,11 @@ def test_the_outer_layers_in_one_frame_answer_as_the_layers_one_by_one(engine, m
         if answer[0] != 500
     )
     assert "x-request-id" not in dict(answers["edge"][8][1])
-    pages = [dict(answer[1]) for answer in answers["edge"][9:]]
-    assert all(page["x-frame-options"] == "DENY" for page in pages)
-    assert not any("x-frame-options" in dict(answer[1]) for answer in answers["edge"][:9])
+    files, page = [dict(a[1]) for a in answers["edge"][9:11]], dict(answers["edge"][11][1])
+    assert all(f["x-content-type-options"] == "nosniff" for f in (*files, page))
+    assert page["x-frame-options"] == "DENY" and "content-security-policy" in page
+    assert not any("content-security-policy" in f for f in files)
+    assert not any("x-content-type-options" in dict(a[1]) for a in answers["edge"][:9])
 
 
 def test_the_one_frame_edge_is_left_out_when_the_layers_are_not_the_four_it_does(app):

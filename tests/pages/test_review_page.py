@@ -140,6 +140,9 @@ def test_signing_stops_a_drug_through_the_loop_and_the_review_is_listed_with_its
     pdf_link = re.search(r'href="(/app/gp/patients/[^"]+/pdf)"', after)[1]
     pdf = client.get(pdf_link)
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    # shown by the browser's own viewer: no page policy that could stop it, no sniffing
+    assert "content-security-policy" not in pdf.headers
+    assert pdf.headers["x-content-type-options"] == "nosniff"
     text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
     for expected in (
         "Per Hansen",

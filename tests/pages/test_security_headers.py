@@ -1,22 +1,25 @@
-"""Every response under ``/app/`` carries the pages' security headers (a Content-Security-
+"""Every HTML response under ``/app/`` carries the pages' security headers (a Content-Security-
 Policy allowing only the pages' own files, no framing, no MIME sniffing, the referrer kept to
-the pages' own origin): pages, their static files, redirects, refusals and error pages,
-signed in or out. The JSON API and FHIR answer as before, without them."""
+the pages' own origin): pages, redirects, refusals and error pages, signed in or out. Their
+other files (scripts, style sheets) get no sniffing and the referrer policy only. The JSON API
+and FHIR answer as before, without them."""
 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from medloop.api.app import PAGE_SECURITY_HEADERS
+from medloop.api.app import PAGE_FILE_HEADERS, PAGE_SECURITY_HEADERS
 from tests.api.helpers import GP_TOKEN, auth
 from tests.pages.helpers import client_signed_in, csrf_of
 
 EXPECTED = {name.decode(): value.decode() for name, value in PAGE_SECURITY_HEADERS}
+FILE = {name.decode(): value.decode() for name, value in PAGE_FILE_HEADERS}
 
 
-def _protected(answer) -> None:
+def _protected(answer, expected: dict[str, str] = EXPECTED) -> None:
     found = {name: answer.headers.get(name) for name in EXPECTED}
-    assert found == EXPECTED, (answer.request.url, answer.status_code, found)
+    wanted = {name: expected.get(name) for name in EXPECTED}
+    assert found == wanted, (answer.request.url, answer.status_code, found)
 
 
 def test_the_policy_allows_the_pages_own_files_only_and_no_framing():
@@ -36,12 +39,14 @@ def test_every_kind_of_page_response_carries_the_security_headers(client, pages_
     signed_out = [
         client.get("/app/sign-in"),
         client.get("/app/home"),  # a redirect to the sign-in
-        client.get("/app/static/medloop.css"),
-        client.get("/app/static/gp.js"),
         client.get("/app/no-such-page"),
         client.post("/app/sign-in/demo", data={"person": "gp"}),  # no CSRF token: refused
     ]
-    assert [a.status_code for a in signed_out] == [200, 303, 200, 200, 404, 403]
+    assert [a.status_code for a in signed_out] == [200, 303, 404, 403]
+    files = [client.get("/app/static/medloop.css"), client.get("/app/static/gp.js")]
+    assert [a.status_code for a in files] == [200, 200]
+    for answer in files:  # no page: no page policy
+        _protected(answer, FILE)
     client_signed_in(client, "gp")
     home = client.get("/app/home")
     signed_in = [
