@@ -326,12 +326,12 @@ class RequestId:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message.get("headers", [])
-                message["headers"] = [
-                    *headers,
+                headers = message["headers"] = [
+                    *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
-                    *(page_security_headers(headers) if page else ()),
                 ]
+                if page:
+                    headers += page_security_headers(headers)
             await send(message)
 
         try:
@@ -429,12 +429,9 @@ class _Edge:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = message.get("headers", [])
-                message["headers"] = [
-                    *headers,
-                    header,
-                    *(page_security_headers(headers) if page else ()),
-                ]
+                headers = message["headers"] = [*message.get("headers", []), header]
+                if page:
+                    headers += page_security_headers(headers)
             await send(message)
 
         try:
