@@ -38,7 +38,7 @@ from sqlalchemy import Engine, text
 from medloop.domain.oslo import OSLO
 from medloop.loop import administration
 from medloop.loop.expire import SCHEDULER, expire_prescriptions, patients_with_expired_prescriptions
-from medloop.loop.runner import Call
+from medloop.loop.runner import Call, skipping_unreadable, with_skipped
 from medloop.ops import health, logs, metrics
 from medloop.settings import current
 from medloop.store.db import reader
@@ -88,7 +88,8 @@ def _flag_multidose_deadlines(
 ) -> dict[str, Any]:
     from medloop.loop.multidose import flag_deadlines
 
-    return {"flagged": flag_deadlines(engine, now)}
+    skipped: list[str] = []
+    return with_skipped({"flagged": flag_deadlines(engine, now, skipped=skipped)}, skipped)
 
 
 def _expire_prescriptions(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
@@ -96,10 +97,17 @@ def _expire_prescriptions(engine: Engine, now: datetime, settings: JobSettings) 
     with reader(engine).connect() as conn:
         patients = patients_with_expired_prescriptions(conn, call)
     expired = 0
+    skipped: list[str] = []
     for patient_id in patients:
-        result = expire_prescriptions(engine, patient_id, call)
-        expired += len(result.response["expired"])
-    return {"patients": len(patients), "expired": expired}
+        result = skipping_unreadable(
+            "expire-prescriptions",
+            patient_id,
+            lambda patient_id=patient_id: expire_prescriptions(engine, patient_id, call),
+            skipped,
+        )
+        if result is not None:
+            expired += len(result.response["expired"])
+    return with_skipped({"patients": len(patients), "expired": expired}, skipped)
 
 
 def _refresh_catalogue(engine: Engine, now: datetime, settings: JobSettings) -> dict[str, Any]:
@@ -218,7 +226,9 @@ def run_job(
         except Exception:
             metrics.job_finished(name, "failed", time.perf_counter() - started)
             raise
-    metrics.job_finished(name, "ok", time.perf_counter() - started)
+    # "partial": the job went on past patients whose stored records cannot be read.
+    outcome = "partial" if result.get("skipped_unreadable") else "ok"
+    metrics.job_finished(name, outcome, time.perf_counter() - started)
     return {"job": name, "at": moment.isoformat(), **result}
 
 

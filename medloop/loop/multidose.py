@@ -94,6 +94,7 @@ from medloop.loop.runner import (
     WorkContext,
     run_command,
     run_work,
+    skipping_unreadable,
 )
 from medloop.store import multidose as store
 from medloop.store import outbox
@@ -694,20 +695,33 @@ def _proposal(
 # -- the scheduler's job -----------------------------------------------------------------------
 
 
-def flag_deadlines(engine: Engine, now: datetime, rules: PackingRules | None = None) -> int:
+def flag_deadlines(
+    engine: Engine,
+    now: datetime,
+    rules: PackingRules | None = None,
+    skipped: list[str] | None = None,
+) -> int:
     """Flag the periods whose order deadline falls within the rules' horizon from ``now`` and
     whose list has multidose changes newer than the plan the pharmacy took (all of them when it
     took none). A flag is keyed by period and list version, so a second run without new
-    changes flags nothing. Returns how many periods were flagged now."""
+    changes flags nothing. Returns how many periods were flagged now; a patient whose stored
+    record cannot be read is left out and added to ``skipped`` (``skipping_unreadable``)."""
     horizon = _rules(rules).deadline_horizon
     with reader(engine).connect() as conn:
         due = store.periods_with_deadline_between(conn, now, now + horizon)
     flagged = 0
+    left_out: list[str] = [] if skipped is None else skipped
     for period in due:
         try:
-            flagged += _flag(engine, period, now)
+            found = skipping_unreadable(
+                "multidose.deadline-flag",
+                period.patient_id,
+                lambda period=period: _flag(engine, period, now),
+                left_out,
+            )
         except IntegrityError:
             continue  # another runner flagged the same period and version first
+        flagged += found or 0
     return flagged
 
 

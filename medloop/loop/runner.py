@@ -54,7 +54,7 @@ from medloop.domain.reconciliation import Reconciliation
 from medloop.domain.state import PatientState, StoredAlert
 from medloop.loop.catalogue import Catalogue, catalogue_of
 from medloop.loop.errors import IdAlreadyUsed, OverrideRequired
-from medloop.ops import metrics
+from medloop.ops import logs, metrics
 from medloop.settings import current as current_settings
 from medloop.store import access, audit, batch, idempotency, light, state_cache
 from medloop.store.alerts import RaisedAlert, add_handled_alerts, append_alerts
@@ -91,6 +91,8 @@ __all__ = [
     "medications_of",
     "run_command",
 ]
+
+_log = logs.get_logger(__name__)
 
 # -- what a call carries and what a command decides --------------------------------------------
 
@@ -577,6 +579,35 @@ class WorkContext:
 
 
 Work = Callable[[WorkContext], Done]
+
+
+def skipping_unreadable(
+    job: str, patient_id: UUID, run: Callable[[], Any], skipped: list[str]
+) -> Any:
+    """``run()``, one patient's part of a job over many patients; ``None`` when a stored record
+    of the patient does not load (``StoredRecordUnreadable``, which rolled the patient's work
+    back): the patient's id is added to ``skipped`` and a warning names the record (table and
+    key, never the value), so one patient's unreadable record holds up no other patient's
+    work. The job's next run tries the patient again."""
+    try:
+        return run()
+    except StoredRecordUnreadable as unreadable:
+        skipped.append(str(patient_id))
+        _log.warning(
+            "job skipped a patient: a stored record cannot be read",
+            job=job,
+            patient_id=str(patient_id),
+            table=unreadable.table,
+            key=unreadable.key,
+            reason=unreadable.reason,
+        )
+        return None
+
+
+def with_skipped(result: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
+    """A job's ``result``, with the patients it skipped for an unreadable record when there
+    were any (``skipped_unreadable``: their ids, sorted)."""
+    return {**result, "skipped_unreadable": sorted(skipped)} if skipped else result
 
 
 def run_work(

@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import shutil
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -18,19 +19,28 @@ from interactions.dosage import TimeOfDay
 from medloop import jobs
 from medloop.cli import app
 from medloop.domain.codes import PrescriptionStatus
+from medloop.domain.patient import NationalId, Patient
+from medloop.loop import administration as wards
+from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
+from medloop.ops import metrics
 from medloop.queries import prescriptions
 from medloop.store import administration
+from medloop.store import prescriptions as prescriptions_store
 from medloop.store.audit import audit_event
+from medloop.store.patients import patient
 from tests.loop.administration.helpers import (
     ADMITTED,
+    NURSE,
     SIMVASTATIN,
+    admission_order,
     daily,
     nursing_home,
     prescribe_with,
 )
 from tests.loop.helpers import call, prescription_order
 from tests.reference import DEMO, REPO
+from tests.store.helpers import intruded
 
 NOW = ADMITTED + timedelta(hours=1)
 
@@ -104,6 +114,55 @@ def test_expiry_waits_until_the_last_valid_day_has_passed_in_oslo(engine):
         ]
         == 1
     )
+
+
+def _second_resident(engine, ward_id):
+    """Another patient (Ola) admitted to the same ward; returns the patient id."""
+    patient = Patient(
+        id=uuid.uuid4(),
+        national_id=NationalId("15035010030"),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1950, 3, 15),
+    )
+    register_patient(engine, patient, call())
+    wards.admit(engine, patient.id, admission_order(ward_id), call(NURSE, at=ADMITTED))
+    return patient.id
+
+
+def test_a_resident_whose_record_cannot_be_read_holds_up_no_other_residents_jobs(engine):
+    """Roll-forward, mark-missed and expiry go through the residents one by one: one whose
+    stored record no longer loads is skipped (named in the job's result by id, and in a
+    warning naming the record), and every other resident's doses are still planned and
+    charted missed and prescriptions expired. The next run tries the skipped one again."""
+    kari, ward_id = nursing_home(engine)
+    ola = _second_resident(engine, ward_id)
+    for patient_id in (kari, ola):  # a morning dose on a prescription valid to 25 Nov
+        order = prescription_order(SIMVASTATIN, expires=date(2026, 11, 25))
+        dosage = daily(TimeOfDay.MORNING)
+        order = order.model_copy(update={"dosage": dosage, "use": dosage.use})
+        prescribe(engine, patient_id, order, call(at=ADMITTED), based_on=0)
+    with engine.connect() as conn:
+        stored = conn.execute(select(patient.c.record).where(patient.c.id == str(kari))).scalar()
+    intruded(engine, patient, patient.c.id == str(kari), record={**stored, "birth_date": "?"})
+
+    later = NOW + timedelta(days=1)
+    partial = metrics.JOB_RUNS.labels("roll-forward", "partial")
+    runs = partial._value.get()
+    planned = jobs.run_job(engine, "roll-forward", later)
+    assert partial._value.get() == runs + 1  # an operator's alert can see it
+    assert planned["skipped_unreadable"] == [str(kari)]
+    assert planned["patients"] == 1 and planned["planned"] >= 1  # Ola's doses
+    missed = jobs.run_job(engine, "mark-missed", later)
+    assert missed["skipped_unreadable"] == [str(kari)] and missed["missed"] >= 1
+    expired = jobs.run_job(engine, "expire-prescriptions", datetime(2026, 11, 26, 1, tzinfo=UTC))
+    assert expired["skipped_unreadable"] == [str(kari)] and expired["expired"] == 1
+    with engine.connect() as conn:
+        assert [p.status for p in prescriptions(conn, ola)].count(PrescriptionStatus.EXPIRED) == 1
+
+    intruded(engine, patient, patient.c.id == str(kari), record=stored)  # mended
+    again = jobs.run_job(engine, "expire-prescriptions", datetime(2026, 11, 26, 1, tzinfo=UTC))
+    assert "skipped_unreadable" not in again and again["expired"] == 1  # Kari's, now
 
 
 def test_flag_multidose_deadlines_runs_once(engine):
@@ -184,3 +243,22 @@ def test_the_jobs_examples_in_the_readme_run(sqlite_url):
             args += ["--db", sqlite_url]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, (example, result.output)
+
+
+def test_an_unreadable_prescription_version_stops_no_other_patients_expiry(engine):
+    """The expiry job lists the patients with a prescription past its last valid day from the
+    stored versions: a version that no longer loads lists its patient (whose command then
+    names it, and is skipped) instead of failing the listing for everyone."""
+    kari, ward_id = nursing_home(engine)
+    ola = _second_resident(engine, ward_id)
+    for patient_id in (kari, ola):
+        order = prescription_order(SIMVASTATIN, expires=date(2026, 11, 25))
+        prescribe(engine, patient_id, order, call(at=ADMITTED), based_on=0)
+    version = prescriptions_store.prescription_version
+    rx = prescriptions_store.prescription
+    with engine.connect() as conn:
+        (kari_rx,) = conn.execute(select(rx.c.id).where(rx.c.patient_id == str(kari))).scalars()
+    intruded(engine, version, version.c.prescription_id == kari_rx, record={"prescription": 7})
+    expired = jobs.run_job(engine, "expire-prescriptions", datetime(2026, 11, 26, 1, tzinfo=UTC))
+    assert expired["skipped_unreadable"] == [str(kari)] and expired["expired"] == 1
+    assert expired["patients"] == 2

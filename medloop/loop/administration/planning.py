@@ -24,7 +24,15 @@ from medloop.domain.patient import PatientNotFound
 from medloop.domain.state import PatientState
 from medloop.domain.ward import Admission, WardConfig, plan_intakes, schedule_fingerprint
 from medloop.loop.administration.queries import chart_lines
-from medloop.loop.runner import Context, Done, Note, WorkContext, run_work
+from medloop.loop.runner import (
+    Context,
+    Done,
+    Note,
+    WorkContext,
+    run_work,
+    skipping_unreadable,
+    with_skipped,
+)
 from medloop.store import administration as store
 from medloop.store.db import reader
 
@@ -157,13 +165,14 @@ def _entry_version_times(state: PatientState) -> dict[UUID, list[tuple[int, date
     return found
 
 
-def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) -> dict[str, int]:
+def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) -> dict[str, Any]:
     """Keep every admitted patient's doses planned ``horizon`` ahead; a second run at the same
     moment plans nothing."""
     with reader(engine).connect() as conn:
         admissions = store.current_admissions(conn, now)
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     schedules = doses = patients = 0
+    skipped: list[str] = []
     for admission in admissions:
         ward = wards[admission.ward_id]
 
@@ -180,21 +189,22 @@ def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) ->
                 notes=(_plan_note(ctx.state, plan, until=now + horizon),),
             )
 
-        done = _system_work(engine, "administration.plan", admission.patient_id, work)
+        done = _system_work(engine, "administration.plan", admission.patient_id, work, skipped)
         if done:
             patients += 1
             schedules += done["schedules"]
             doses += done["planned"]
-    return {"patients": patients, "schedules": schedules, "planned": doses}
+    return with_skipped({"patients": patients, "schedules": schedules, "planned": doses}, skipped)
 
 
-def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
+def mark_missed(engine: Engine, now: datetime) -> dict[str, Any]:
     """Chart as missed every planned dose in force whose ward window has passed without a
     charting; a second run marks nothing."""
     with reader(engine).connect() as conn:
         admissions = store.current_admissions(conn, now)
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     missed = 0
+    skipped: list[str] = []
     for admission in admissions:
         ward = wards[admission.ward_id]
 
@@ -223,9 +233,11 @@ def mark_missed(engine: Engine, now: datetime) -> dict[str, int]:
                 )
             return Done(response={"missed": len(records)}, notes=tuple(notes))
 
-        done = _system_work(engine, "administration.mark-missed", admission.patient_id, work)
+        done = _system_work(
+            engine, "administration.mark-missed", admission.patient_id, work, skipped
+        )
         missed += done.get("missed", 0)
-    return {"missed": missed}
+    return with_skipped({"missed": missed}, skipped)
 
 
 def _missed(
@@ -254,13 +266,24 @@ def _missed(
 
 
 def _system_work(
-    engine: Engine, action: str, patient_id: UUID, work: Callable[[WorkContext], Done]
+    engine: Engine,
+    action: str,
+    patient_id: UUID,
+    work: Callable[[WorkContext], Done],
+    skipped: list[str],
 ) -> Mapping[str, Any]:
-    """The system's work on one patient through the runner (nothing for a patient not found)."""
+    """The system's work on one patient through the runner (nothing for a patient not found,
+    nor for one whose stored record cannot be read: ``skipping_unreadable``)."""
     try:
-        return run_work(engine, action, work, patient_id=patient_id)
+        done = skipping_unreadable(
+            action,
+            patient_id,
+            lambda: run_work(engine, action, work, patient_id=patient_id),
+            skipped,
+        )
     except PatientNotFound:
         return {}
+    return {} if done is None else done
 
 
 def _plan_note(state: PatientState, plan: Plan, *, until: datetime | None = None) -> Note:
