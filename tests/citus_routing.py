@@ -299,8 +299,9 @@ ALLOWED: tuple[Allowed, ...] = (
     # is then a command of its own, routed
     Allowed(
         r"^medloop/store/administration\.py:\w+ < medloop/store/administration\.py:"
-        r"current_admissions < medloop/loop/administration/planning\.py:(roll_forward|mark_missed)",
-        "jobs roll-forward and missed doses: the residents admitted now",
+        r"current_admissions < medloop/loop/administration/planning\.py:_admitted",
+        "jobs roll-forward and missed doses (their one caller, ``_admitted``): the residents "
+        "admitted now",
     ),
     Allowed(
         r"^medloop/store/multidose\.py:periods_with_deadline_between < medloop/loop/multidose\.py:"

@@ -592,16 +592,24 @@ def skipping_unreadable(
     try:
         return run()
     except StoredRecordUnreadable as unreadable:
-        skipped.append(str(patient_id))
-        _log.warning(
-            "job skipped a patient: a stored record cannot be read",
-            job=job,
-            patient_id=str(patient_id),
-            table=unreadable.table,
-            key=unreadable.key,
-            reason=unreadable.reason,
-        )
+        skip_patient(job, patient_id, unreadable, skipped)
         return None
+
+
+def skip_patient(
+    job: str, patient_id: UUID | str, unreadable: StoredRecordUnreadable, skipped: list[str]
+) -> None:
+    """Leave the patient out of ``job``'s run: its id added to ``skipped``, and a warning
+    naming the record that does not load (table and key, never the value)."""
+    skipped.append(str(patient_id))
+    _log.warning(
+        "job skipped a patient: a stored record cannot be read",
+        job=job,
+        patient_id=str(patient_id),
+        table=unreadable.table,
+        key=unreadable.key,
+        reason=unreadable.reason,
+    )
 
 
 def with_skipped(result: dict[str, Any], skipped: list[str]) -> dict[str, Any]:

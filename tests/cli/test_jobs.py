@@ -262,3 +262,20 @@ def test_an_unreadable_prescription_version_stops_no_other_patients_expiry(engin
     expired = jobs.run_job(engine, "expire-prescriptions", datetime(2026, 11, 26, 1, tzinfo=UTC))
     assert expired["skipped_unreadable"] == [str(kari)] and expired["expired"] == 1
     assert expired["patients"] == 2
+
+
+def test_a_resident_whose_admission_cannot_be_read_holds_up_no_other_residents_plan(engine):
+    """Roll-forward and mark-missed list the residents from their admissions: an admission
+    that no longer loads leaves its resident out (skipped, named in the result), not the
+    whole nursing home."""
+    kari, ward_id = nursing_home(engine)
+    ola = _second_resident(engine, ward_id)
+    for patient_id in (kari, ola):
+        prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
+    stay = administration.admission
+    intruded(engine, stay, stay.c.patient_id == str(kari), record={"ward_id": "nowhere"})
+    later = NOW + timedelta(days=1)
+    planned = jobs.run_job(engine, "roll-forward", later)
+    assert planned["skipped_unreadable"] == [str(kari)] and planned["patients"] == 1
+    missed = jobs.run_job(engine, "mark-missed", later)
+    assert missed["skipped_unreadable"] == [str(kari)] and missed["missed"] >= 1

@@ -30,10 +30,12 @@ from medloop.loop.runner import (
     Note,
     WorkContext,
     run_work,
+    skip_patient,
     skipping_unreadable,
     with_skipped,
 )
 from medloop.store import administration as store
+from medloop.store.columns import StoredRecordUnreadable
 from medloop.store.db import reader
 
 HORIZON = timedelta(hours=48)
@@ -168,11 +170,11 @@ def _entry_version_times(state: PatientState) -> dict[UUID, list[tuple[int, date
 def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) -> dict[str, Any]:
     """Keep every admitted patient's doses planned ``horizon`` ahead; a second run at the same
     moment plans nothing."""
+    skipped: list[str] = []
     with reader(engine).connect() as conn:
-        admissions = store.current_admissions(conn, now)
+        admissions = _admitted(conn, now, "administration.plan", skipped)
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     schedules = doses = patients = 0
-    skipped: list[str] = []
     for admission in admissions:
         ward = wards[admission.ward_id]
 
@@ -200,11 +202,11 @@ def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) ->
 def mark_missed(engine: Engine, now: datetime) -> dict[str, Any]:
     """Chart as missed every planned dose in force whose ward window has passed without a
     charting; a second run marks nothing."""
+    skipped: list[str] = []
     with reader(engine).connect() as conn:
-        admissions = store.current_admissions(conn, now)
+        admissions = _admitted(conn, now, "administration.mark-missed", skipped)
         wards = store.ward_configs(conn, {a.ward_id for a in admissions})
     missed = 0
-    skipped: list[str] = []
     for admission in admissions:
         ward = wards[admission.ward_id]
 
@@ -263,6 +265,17 @@ def _missed(
         and admission.covers(line.dose.due_at)
         and is_missed(line.dose.due_at, config, now)
     ]
+
+
+def _admitted(conn: Connection, now: datetime, job: str, skipped: list[str]) -> list[Admission]:
+    """The admissions covering ``now`` for a job over every resident: one whose stored record
+    does not load is left out, its patient skipped (``skip_patient``)."""
+    unreadable: list[store.UnreadableAdmission] = []
+    admissions = store.current_admissions(conn, now, unreadable=unreadable)
+    for found in unreadable:
+        named = StoredRecordUnreadable("admission", {"id": found.admission_id}, found.reason)
+        skip_patient(job, found.patient_id, named, skipped)
+    return admissions
 
 
 def _system_work(
