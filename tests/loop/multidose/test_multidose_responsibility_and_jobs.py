@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from interactions.dosage import TimeOfDay
 from medloop.domain.codes import OrganisationKind, PersonnelRole
@@ -24,6 +25,7 @@ from medloop.domain.personnel import Organisation
 from medloop.loop import multidose
 from medloop.loop.change import change_dosage
 from medloop.store import audit
+from medloop.store.patients import patient
 from tests.loop.helpers import GP, NOW, PHARMACIST, actor, call, demo_world
 from tests.loop.multidose.helpers import (
     AFTER_DEADLINE,
@@ -40,6 +42,7 @@ from tests.loop.multidose.helpers import (
     report_from,
     with_responsibility,
 )
+from tests.store.helpers import intruded
 
 OTHER_GP = actor(
     "565505933",
@@ -163,6 +166,27 @@ def _flags(engine, patient_id):
         return [
             f["list_version"] for v in multidose.periods(conn, patient_id) for f in v.deadline_flags
         ]
+
+
+def test_flag_deadlines_skips_a_patient_whose_record_cannot_be_read(engine):
+    """The deadline flags go patient by patient: a patient whose stored record no longer loads
+    is left out and named in ``skipped`` (the job's ``skipped_unreadable``), not raised out of
+    the run for every other patient; mended, the patient is flagged on the next run."""
+    patient_id = demo_world(engine)
+    with_responsibility(engine, patient_id)
+    prescribe_all(engine, patient_id, [multidose_order(SIMVASTATIN, dosage(TimeOfDay.EVENING))])
+    open_period(engine, patient_id)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(patient.c.record).where(patient.c.id == str(patient_id))
+        ).scalar()
+    intruded(engine, patient, patient.c.id == str(patient_id), record={**stored, "sex": 3})
+    soon = DEADLINE - timedelta(hours=24)
+    skipped: list[str] = []
+    assert multidose.flag_deadlines(engine, soon, skipped=skipped) == 0
+    assert skipped == [str(patient_id)]
+    intruded(engine, patient, patient.c.id == str(patient_id), record=stored)
+    assert multidose.flag_deadlines(engine, soon, skipped=(again := [])) == 1 and again == []
 
 
 def test_flag_deadlines_flags_unplanned_changes_once_per_list_version(engine):
