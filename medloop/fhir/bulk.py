@@ -168,8 +168,17 @@ def export_status(caller: CallerDep, export_id: str, request: Request) -> Respon
                 "count": item["count"],
             }
             for item in found.output or []
+            if not item.get("error")
         ],
-        "error": [],
+        # OperationOutcomes, one per patient left out (a stored record that cannot be read).
+        "error": [
+            {
+                "type": item["type"],
+                "url": f"{_base(request)}/$export-file/{found.id}/{item['file']}",
+            }
+            for item in found.output or []
+            if item.get("error")
+        ],
     }
     return FhirResponse(manifest, media_type="application/json")
 

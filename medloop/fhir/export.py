@@ -1,7 +1,9 @@
 """The work of a FHIR bulk export (``$export``): each patient the export covers is read on its
 own (its state and its chartings: memory bounded by one patient, never by the export) and
 written as NDJSON, one file per resource type, then the patients read are audited and the
-export's manifest recorded. Run by the ``fhir-export`` job (``medloop.jobs``)."""
+export's manifest recorded. A patient whose stored record cannot be read is left out with an
+OperationOutcome naming the record in the export's error file (the manifest's ``error``), and
+the export goes on. Run by the ``fhir-export`` job (``medloop.jobs``)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from sqlalchemy import Engine
 from medloop import queries
 from medloop.fhir import resources as fhir
 from medloop.loop import administration, exports
+from medloop.loop.runner import skipping_unreadable
 
 TYPES = (
     "Patient",
@@ -50,10 +53,22 @@ def run(engine: Engine, export: exports.Export, now: datetime, base: Path) -> in
     directory.mkdir(parents=True, exist_ok=True)
     files: dict[str, IO[bytes]] = {}
     counts: dict[str, int] = dict.fromkeys(export.types, 0)
+    errors = {ERRORS: 0}
     read: list[UUID] = []
     try:
         for patient_id in exports.patient_ids(engine, export.group_id):
-            written = _patient(engine, patient_id, export, directory, files, counts)
+            left_out: list[Any] = []
+            written = skipping_unreadable(
+                "fhir.export",
+                patient_id,
+                lambda patient_id=patient_id: _patient(
+                    engine, patient_id, export, directory, files, counts
+                ),
+                [],
+                on_skip=left_out.append,
+            )
+            for unreadable in left_out:
+                _write(ERRORS, _unreadable(patient_id, unreadable), directory, files, errors)
             if written:
                 read.append(patient_id)
     finally:
@@ -65,9 +80,35 @@ def run(engine: Engine, export: exports.Export, now: datetime, base: Path) -> in
         for kind in export.types
         if counts[kind]
     ]
+    if errors[ERRORS]:
+        output.append(
+            {"type": ERRORS, "file": f"{ERRORS}.ndjson", "count": errors[ERRORS], "error": True}
+        )
     if not exports.finish(engine, export.id, exports.COMPLETED, now, output=output):
         shutil.rmtree(directory, ignore_errors=True)  # cancelled while it ran
     return sum(counts.values())
+
+
+ERRORS = "OperationOutcome"
+"""The type of the export's error file: one OperationOutcome per patient left out."""
+
+
+def _unreadable(patient_id: UUID, unreadable: Any) -> dict[str, Any]:
+    """Why the patient's resources are not in the export: the stored record that does not
+    load (table and key, never its value)."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "exception",
+                "diagnostics": (
+                    f"Patient/{patient_id} is not in this export: {unreadable} "
+                    f"(table {unreadable.table}); `medloop records check` lists it"
+                ),
+            }
+        ],
+    }
 
 
 def _write(

@@ -582,17 +582,23 @@ Work = Callable[[WorkContext], Done]
 
 
 def skipping_unreadable(
-    job: str, patient_id: UUID, run: Callable[[], Any], skipped: list[str]
+    job: str,
+    patient_id: UUID,
+    run: Callable[[], Any],
+    skipped: list[str],
+    on_skip: Callable[[StoredRecordUnreadable], Any] | None = None,
 ) -> Any:
     """``run()``, one patient's part of a job over many patients; ``None`` when a stored record
     of the patient does not load (``StoredRecordUnreadable``, which rolled the patient's work
-    back): the patient's id is added to ``skipped`` and a warning names the record (table and
-    key, never the value), so one patient's unreadable record holds up no other patient's
-    work. The job's next run tries the patient again."""
+    back): the patient's id is added to ``skipped``, a warning names the record (table and
+    key, never the value) and ``on_skip`` gets the error, so one patient's unreadable record
+    holds up no other patient's work. The job's next run tries the patient again."""
     try:
         return run()
     except StoredRecordUnreadable as unreadable:
         skip_patient(job, patient_id, unreadable, skipped)
+        if on_skip is not None:
+            on_skip(unreadable)
         return None
 
 

@@ -7,24 +7,32 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from medloop.api.app import create_app
 from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
+from medloop.domain.patient import NationalId, Patient
 from medloop.jobs import run_job
+from medloop.loop.patients import register_patient
 from medloop.store import audit
+from medloop.store.patients import patient
 from tests.api.helpers import (
     NATIONAL_ID,
     NEXT_MORNING,
     NURSE_TOKEN,
     NURSING_HOME,
+    OTHER_NATIONAL_ID,
     SIMVASTATIN_GENERIC_EAN,
     admitted,
 )
 from tests.fhir.helpers import gp_token, outcome_of, validated
+from tests.loop.helpers import call
+from tests.store.helpers import intruded
 
 EXPORTER = issue_token("exporter", "registry-client", NURSING_HOME, scope="system/*.r")
 OTHER_EXPORTER = issue_token("exporter", "other-client", "8012399", scope="system/*.r")
@@ -140,3 +148,44 @@ def test_export_is_for_the_exporter_role_with_system_scopes_and_its_own_wards(wo
     # Another client cannot poll, read or delete it.
     outcome_of(_get(client, status, OTHER_EXPORTER), 404)
     assert run_job(world.engine, "fhir-export")["exports"] == 1
+
+
+def test_a_patient_whose_record_cannot_be_read_is_an_error_of_the_export_not_its_end(
+    world, exporting
+):
+    """A system export goes on past a patient whose stored record no longer loads: the other
+    patients' resources are exported, and the manifest's ``error`` lists an OperationOutcome
+    file naming the record (never its value); the patient left out is not audited as
+    exported."""
+    client, _ = exporting
+    other = Patient(
+        id=uuid.uuid4(),
+        national_id=NationalId(OTHER_NATIONAL_ID),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1950, 3, 15),
+    )
+    register_patient(world.engine, other, call())
+    with world.engine.connect() as conn:
+        stored = conn.execute(select(patient.c.record).where(patient.c.id == str(other.id)))
+        record = stored.scalar_one()
+    broken = {**record, "birth_date": "not a day"}
+    intruded(world.engine, patient, patient.c.id == str(other.id), record=broken)
+    status = _kick_off(client, "/fhir/$export?_type=Patient,MedicationAdministration")
+    result = run_job(world.engine, "fhir-export")
+    assert result["exports"] == 1 and result["failed"] == 0
+    manifest = _get(client, status).json()
+    assert {item["type"]: item["count"] for item in manifest["output"]} == {
+        "Patient": 1,
+        "MedicationAdministration": 1,
+    }
+    (error,) = manifest["error"]
+    assert error["type"] == "OperationOutcome"
+    lines = _get(client, error["url"].replace("http://testserver", "")).text.splitlines()
+    (outcome,) = [validated(json.loads(line)) for line in lines]
+    diagnostics = outcome["issue"][0]["diagnostics"]
+    assert f"Patient/{other.id} is not in this export" in diagnostics
+    assert "birth_date" in diagnostics and "not a day" not in diagnostics
+    with world.engine.connect() as conn:
+        events = audit.events_for_patient(conn, OTHER_NATIONAL_ID).events
+    assert not [e for e in events if e.action == "fhir.export"]
