@@ -279,3 +279,23 @@ def test_a_resident_whose_admission_cannot_be_read_holds_up_no_other_residents_p
     assert planned["skipped_unreadable"] == [str(kari)] and planned["patients"] == 1
     missed = jobs.run_job(engine, "mark-missed", later)
     assert missed["skipped_unreadable"] == [str(kari)] and missed["missed"] >= 1
+
+
+def test_a_ward_whose_configuration_cannot_be_read_holds_up_no_other_wards_plan(engine):
+    """A ward whose stored configuration no longer loads leaves out its own residents only:
+    the residents of the other wards are still planned."""
+    kari, ward_id = nursing_home(engine)
+    other_ward = uuid.uuid4()
+    wards.create_ward(
+        engine, wards.WardOrder(ward_id=other_ward, name="Avdeling 3"), call(NURSE, at=ADMITTED)
+    )
+    ola = _second_resident(engine, other_ward)
+    for patient_id in (kari, ola):
+        prescribe_with(engine, patient_id, SIMVASTATIN, daily(TimeOfDay.MORNING))
+    config = administration.ward_config
+    intruded(engine, config, config.c.ward_id == str(ward_id), record={"missed_after": "soon"})
+    planned = jobs.run_job(engine, "roll-forward", NOW + timedelta(days=1))
+    assert planned["skipped_unreadable"] == [str(kari)]
+    assert planned["patients"] == 1 and planned["planned"] >= 1  # Ola's, on the other ward
+    missed = jobs.run_job(engine, "mark-missed", NOW + timedelta(days=1))
+    assert missed["skipped_unreadable"] == [str(kari)] and missed["missed"] >= 1

@@ -172,8 +172,7 @@ def roll_forward(engine: Engine, now: datetime, horizon: timedelta = HORIZON) ->
     moment plans nothing."""
     skipped: list[str] = []
     with reader(engine).connect() as conn:
-        admissions = _admitted(conn, now, "administration.plan", skipped)
-        wards = store.ward_configs(conn, {a.ward_id for a in admissions})
+        admissions, wards = _admitted(conn, now, "administration.plan", skipped)
     schedules = doses = patients = 0
     for admission in admissions:
         ward = wards[admission.ward_id]
@@ -204,8 +203,7 @@ def mark_missed(engine: Engine, now: datetime) -> dict[str, Any]:
     charting; a second run marks nothing."""
     skipped: list[str] = []
     with reader(engine).connect() as conn:
-        admissions = _admitted(conn, now, "administration.mark-missed", skipped)
-        wards = store.ward_configs(conn, {a.ward_id for a in admissions})
+        admissions, wards = _admitted(conn, now, "administration.mark-missed", skipped)
     missed = 0
     for admission in admissions:
         ward = wards[admission.ward_id]
@@ -267,15 +265,32 @@ def _missed(
     ]
 
 
-def _admitted(conn: Connection, now: datetime, job: str, skipped: list[str]) -> list[Admission]:
-    """The admissions covering ``now`` for a job over every resident: one whose stored record
-    does not load is left out, its patient skipped (``skip_patient``)."""
+def _admitted(
+    conn: Connection, now: datetime, job: str, skipped: list[str]
+) -> tuple[list[Admission], dict[UUID, store.WardState]]:
+    """The admissions covering ``now`` for a job over every resident, and their wards: an
+    admission whose stored record does not load is left out, and so are the residents of a
+    ward whose record or configuration does not load, each patient skipped
+    (``skip_patient``)."""
     unreadable: list[store.UnreadableAdmission] = []
     admissions = store.current_admissions(conn, now, unreadable=unreadable)
     for found in unreadable:
         named = StoredRecordUnreadable("admission", {"id": found.admission_id}, found.reason)
         skip_patient(job, found.patient_id, named, skipped)
-    return admissions
+    ward_ids = {a.ward_id for a in admissions}
+    try:
+        return admissions, store.ward_configs(conn, ward_ids)
+    except StoredRecordUnreadable:
+        pass  # one ward at a time, to leave out only the wards that do not load
+    wards: dict[UUID, store.WardState] = {}
+    for ward_id in sorted(ward_ids, key=str):
+        try:
+            wards.update(store.ward_configs(conn, [ward_id]))
+        except StoredRecordUnreadable as named:
+            for admission in admissions:
+                if admission.ward_id == ward_id:
+                    skip_patient(job, admission.patient_id, named, skipped)
+    return [a for a in admissions if a.ward_id in wards], wards
 
 
 def _system_work(
