@@ -817,7 +817,11 @@ def jobs_run(
         raise typer.Exit(EXIT_BAD_INPUT)
     moment = None
     if now is not None:
-        moment = datetime.fromisoformat(now)
+        try:
+            moment = datetime.fromisoformat(now)
+        except ValueError as error:
+            _stderr(f"--now must be an ISO 8601 moment, e.g. 2026-11-20T08:00:00+01:00: {error}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
         if moment.tzinfo is None:
             _stderr("--now needs a UTC offset, e.g. 2026-11-20T08:00:00+01:00")
             raise typer.Exit(EXIT_BAD_INPUT)

@@ -231,6 +231,16 @@ def test_jobs_run_from_the_command_line(sqlite_url):
     }
     unknown = runner.invoke(app, ["jobs", "run", "tidy-up", "--db", sqlite_url])
     assert unknown.exit_code == 1
+    for moment, said in (
+        ("notatime", "--now must be an ISO 8601 moment"),  # was a ValueError traceback
+        ("2026-13-01T00:00+01:00", "month must be in 1..12"),
+        ("2026-11-20T08:00:00", "--now needs a UTC offset"),
+    ):
+        bad = runner.invoke(
+            app, ["jobs", "run", "mark-missed", "--db", sqlite_url, "--now", moment]
+        )
+        assert bad.exit_code == 1 and said in bad.output, bad.output
+        assert "Traceback" not in bad.output
 
 
 def test_the_jobs_examples_in_the_readme_run(sqlite_url):
