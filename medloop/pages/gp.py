@@ -32,7 +32,7 @@ from interactions import Alert
 from interactions.catalogue import Package
 from medloop import queries
 from medloop.api.auth import Role
-from medloop.api.policy import Action, permits
+from medloop.api.policy import Action
 from medloop.api.routing import BlockingRoute
 from medloop.api.screening import Proposal as Screening
 from medloop.api.screening import screen
@@ -225,10 +225,10 @@ def _permitted(page: Page, patient_id: UUID) -> dict[str, bool]:
     change, review, find another patient), ``may_decide`` the multidose proposals' forms. A
     nurse may read the list here, and those links and forms would refuse her."""
 
-    def may(action: Action) -> bool:
-        return permits(page.caller.engine, page.principal, action, patient_id, at=page.caller.at)
-
-    return {"may_write": may(Action.LIST_WRITE), "may_decide": may(Action.PROPOSAL_DECIDE)}
+    return {
+        "may_write": page.permits(Action.LIST_WRITE, patient_id),
+        "may_decide": page.permits(Action.PROPOSAL_DECIDE, patient_id),
+    }
 
 
 # -- prescribe ----------------------------------------------------------------------------------

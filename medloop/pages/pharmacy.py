@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from interactions.catalogue import Package
 from medloop import queries
 from medloop.api.auth import Role
-from medloop.api.policy import Action, permits
+from medloop.api.policy import Action
 from medloop.api.problems import Forbidden
 from medloop.api.routing import BlockingRoute
 from medloop.api.views import DISPENSABLE
@@ -292,13 +292,7 @@ def _dispensing_page(
         today=page.caller.day.isoformat(),
         # The multidose page only for a patient whose multidose pharmacy this is: a link to it
         # for anyone else would lead to a refusal (and its audit record).
-        multidose_link=permits(
-            page.caller.engine,
-            page.principal,
-            Action.MULTIDOSE_READ,
-            patient_id,
-            at=page.caller.at,
-        ),
+        multidose_link=page.permits(Action.MULTIDOSE_READ, patient_id),
         **_common(page),
     )
 
@@ -490,9 +484,7 @@ def plan_page(page: PageDep, patient_id: UUID, period_id: UUID) -> Response:
 def _may_write_multidose(page: Page, patient_id: UUID) -> bool:
     """Whether the multidose pages show their forms (urgent pack, packing report, proposal,
     taking a plan): a GP or a nurse may read them, and the forms would refuse them."""
-    return permits(
-        page.caller.engine, page.principal, Action.MULTIDOSE_WRITE, patient_id, at=page.caller.at
-    )
+    return page.permits(Action.MULTIDOSE_WRITE, patient_id)
 
 
 @router.post(

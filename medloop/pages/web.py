@@ -30,14 +30,17 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 
+from medloop.api import policy
 from medloop.api.auth import Principal, Role, Unauthenticated, principal_from_claims
 from medloop.api.deps import ApiState, Caller, api_state
+from medloop.api.policy import Action
 from medloop.pages import i18n
 from medloop.store import sessions
 
@@ -264,6 +267,12 @@ class Page:
     def redirect(self, path: str) -> RedirectResponse:
         """303 See Other to ``path`` (after a POST: the browser GETs the result)."""
         return RedirectResponse(path, status_code=303)
+
+    def permits(self, action: Action, patient_id: UUID) -> bool:
+        """Whether the policy lets this person do ``action`` on the patient now (nothing
+        refused, nothing audited): what decides whether a page shows a link or a form."""
+        caller = self.caller
+        return policy.permits(caller.engine, self.principal, action, patient_id, at=caller.at)
 
 
 def render(
