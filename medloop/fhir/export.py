@@ -57,7 +57,6 @@ def run(engine: Engine, export: exports.Export, now: datetime, base: Path) -> in
     read: list[UUID] = []
     try:
         for patient_id in exports.patient_ids(engine, export.group_id):
-            left_out: list[Any] = []
             written = skipping_unreadable(
                 "fhir.export",
                 patient_id,
@@ -65,10 +64,10 @@ def run(engine: Engine, export: exports.Export, now: datetime, base: Path) -> in
                     engine, patient_id, export, directory, files, counts
                 ),
                 [],
-                on_skip=left_out.append,
+                on_skip=lambda unreadable, patient_id=patient_id: _write(
+                    ERRORS, _unreadable(patient_id, unreadable), directory, files, errors
+                ),
             )
-            for unreadable in left_out:
-                _write(ERRORS, _unreadable(patient_id, unreadable), directory, files, errors)
             if written:
                 read.append(patient_id)
     finally:

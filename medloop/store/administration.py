@@ -60,6 +60,7 @@ from medloop.store.alerts import alert
 from medloop.store.columns import (
     UNREADABLE,
     UUID_LENGTH,
+    StoredRecordUnreadable,
     aware,
     names_unreadable,
     parsed,
@@ -372,19 +373,11 @@ def gsrn_admission(conn: Connection, gsrn: str) -> UUID | None:
     return None if found is None else UUID(found)
 
 
-@dataclass(frozen=True)
-class UnreadableAdmission:
-    """An admission left out of a job's listing: its patient, its row and why it does not
-    load (never the value)."""
-
-    patient_id: str
-    admission_id: str
-    reason: str
-
-
 @names_unreadable(admission)
 def _admissions(
-    conn: Connection, where: Any, unreadable: list[UnreadableAdmission] | None = None
+    conn: Connection,
+    where: Any,
+    unreadable: list[tuple[str, StoredRecordUnreadable]] | None = None,
 ) -> list[Admission]:
     rows = conn.execute(
         select(
@@ -406,7 +399,8 @@ def _admissions(
             try:
                 record = Admission.model_validate(row.record)
             except UNREADABLE as error:
-                unreadable.append(UnreadableAdmission(row.patient_id, row.id, why(error)))
+                named = StoredRecordUnreadable(admission.name, {"id": row.id}, why(error))
+                unreadable.append((row.patient_id, named))
                 continue
         if row.discharged_at is not None:
             record = record.model_copy(update={"discharged_at": aware(row.discharged_at)})
@@ -436,12 +430,15 @@ def admissions_to(conn: Connection, ward_id: UUID) -> list[Admission]:
 
 
 def current_admissions(
-    conn: Connection, at: datetime, *, unreadable: list[UnreadableAdmission] | None = None
+    conn: Connection,
+    at: datetime,
+    *,
+    unreadable: list[tuple[str, StoredRecordUnreadable]] | None = None,
 ) -> list[Admission]:
     """Every admission that covers ``at``. With ``unreadable`` (a job going through every
-    resident): an admission whose stored record does not load is left out and added there, so
-    one resident's record holds up no other's; without, it is named
-    (``StoredRecordUnreadable``)."""
+    resident): an admission whose stored record does not load is left out and added there
+    (its patient's id and the error naming it), so one resident's record holds up no other's;
+    without, it is raised (``StoredRecordUnreadable``)."""
     found = _admissions(conn, admission.c.admitted_at <= utc(at), unreadable)
     return [a for a in found if a.covers(at)]
 

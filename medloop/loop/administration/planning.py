@@ -272,11 +272,10 @@ def _admitted(
     admission whose stored record does not load is left out, and so are the residents of a
     ward whose record or configuration does not load, each patient skipped
     (``skip_patient``)."""
-    unreadable: list[store.UnreadableAdmission] = []
+    unreadable: list[tuple[str, StoredRecordUnreadable]] = []
     admissions = store.current_admissions(conn, now, unreadable=unreadable)
-    for found in unreadable:
-        named = StoredRecordUnreadable("admission", {"id": found.admission_id}, found.reason)
-        skip_patient(job, found.patient_id, named, skipped)
+    for patient_id, named in unreadable:
+        skip_patient(job, patient_id, named, skipped)
     ward_ids = {a.ward_id for a in admissions}
     try:
         return admissions, store.ward_configs(conn, ward_ids)
