@@ -16,10 +16,16 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from medloop.api.app import create_app
 from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
-from tests.loop.helpers import GP, NOW, PHARMACIST, TODAY, demo_world
+from tests.loop.helpers import (
+    GP,
+    NOW,
+    OTHER_NATIONAL_ID,
+    PHARMACIST,
+    TODAY,
+    demo_world,
+)
 
 NATIONAL_ID = "21014605158"
-OTHER_NATIONAL_ID = "15035010030"
 
 
 class Token:

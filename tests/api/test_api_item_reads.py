@@ -6,16 +6,13 @@ audited like every read of patient data; the Location of the 201 is that GET."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
-from medloop.domain.patient import NationalId, Patient
-from medloop.loop.patients import register_patient
 from tests.api.helpers import (
     GP_TOKEN,
     NEXT_MORNING,
     NURSE_TOKEN,
     OTHER_HOME_NURSE_TOKEN,
-    OTHER_NATIONAL_ID,
     OTHER_PHARMACY_TOKEN,
     PATIENT_TOKEN,
     PHARMACIST_TOKEN,
@@ -28,7 +25,7 @@ from tests.api.helpers import (
     pharmacy_version,
     prescribe_body,
 )
-from tests.loop.helpers import call
+from tests.loop.helpers import another_patient
 
 
 def read_actions(world) -> list[tuple[str, str]]:
@@ -226,15 +223,8 @@ def test_a_reconciliation_of_another_patient_is_not_found(world):
     world.write(f"/patients/{world.patient_id}/prescriptions", prescribe_body("090436"))
     body, reconciled = _reconcile(world)
     assert reconciled.status_code == 201, reconciled.text
-    other = Patient(
-        id=uuid.uuid4(),
-        national_id=NationalId(OTHER_NATIONAL_ID),
-        given_name="Ola",
-        family_name="Nordmann",
-        birth_date=date(1950, 3, 15),
-    )
-    register_patient(world.engine, other, call())
-    elsewhere = f"/patients/{other.id}/list/reconciliations/{body['reconciliation_id']}"
+    other_id = another_patient(world.engine)
+    elsewhere = f"/patients/{other_id}/list/reconciliations/{body['reconciliation_id']}"
     answer = world.get(elsewhere)
     assert answer.status_code == 404 and answer.json()["code"] == "reconciliation-not-found"
     mine = f"/patients/{world.patient_id}/list/reconciliations/{body['reconciliation_id']}"
@@ -385,13 +375,6 @@ def test_an_entry_of_another_patient_is_not_found(world):
     mine = world.get(f"/patients/{world.patient_id}/list/entries/{body['entry_id']}")
     assert mine.status_code == 200 and mine.json()["id"] == body["entry_id"]
     assert ("doctor", "medication-list.read.entry") in read_actions(world)
-    other = Patient(
-        id=uuid.uuid4(),
-        national_id=NationalId(OTHER_NATIONAL_ID),
-        given_name="Ola",
-        family_name="Nordmann",
-        birth_date=date(1950, 3, 15),
-    )
-    register_patient(world.engine, other, call())
-    answer = world.get(f"/patients/{other.id}/list/entries/{body['entry_id']}")
+    other_id = another_patient(world.engine)
+    answer = world.get(f"/patients/{other_id}/list/entries/{body['entry_id']}")
     assert answer.status_code == 404 and answer.json()["code"] == "entry-not-found"

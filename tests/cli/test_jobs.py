@@ -19,9 +19,7 @@ from interactions.dosage import TimeOfDay
 from medloop import jobs
 from medloop.cli import app
 from medloop.domain.codes import PrescriptionStatus
-from medloop.domain.patient import NationalId, Patient
 from medloop.loop import administration as wards
-from medloop.loop.patients import register_patient
 from medloop.loop.prescribe import prescribe
 from medloop.ops import metrics
 from medloop.queries import prescriptions
@@ -38,7 +36,7 @@ from tests.loop.administration.helpers import (
     nursing_home,
     prescribe_with,
 )
-from tests.loop.helpers import call, prescription_order
+from tests.loop.helpers import another_patient, call, prescription_order
 from tests.reference import DEMO, REPO
 from tests.store.helpers import intruded
 
@@ -118,16 +116,9 @@ def test_expiry_waits_until_the_last_valid_day_has_passed_in_oslo(engine):
 
 def _second_resident(engine, ward_id):
     """Another patient (Ola) admitted to the same ward; returns the patient id."""
-    patient = Patient(
-        id=uuid.uuid4(),
-        national_id=NationalId("15035010030"),
-        given_name="Ola",
-        family_name="Nordmann",
-        birth_date=date(1950, 3, 15),
-    )
-    register_patient(engine, patient, call())
-    wards.admit(engine, patient.id, admission_order(ward_id), call(NURSE, at=ADMITTED))
-    return patient.id
+    patient_id = another_patient(engine)
+    wards.admit(engine, patient_id, admission_order(ward_id), call(NURSE, at=ADMITTED))
+    return patient_id
 
 
 def test_a_resident_whose_record_cannot_be_read_holds_up_no_other_residents_jobs(engine):

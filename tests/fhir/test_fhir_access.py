@@ -6,15 +6,12 @@ prescription (MedicationRequest create); refusals audited, nothing stored."""
 from __future__ import annotations
 
 import json
-from datetime import date
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 from sqlalchemy import func, select
 
 from medloop.api.auth import issue_token
-from medloop.domain.patient import NationalId, Patient
-from medloop.loop.patients import register_patient
 from medloop.store import audit
 from medloop.store.db import make_engine
 from medloop.store.list_changes import list_version
@@ -28,7 +25,7 @@ from tests.api.helpers import (
     make_world,
 )
 from tests.fhir.helpers import FHIR_JSON, medication_request
-from tests.loop.helpers import GP, PHARMACIST, call
+from tests.loop.helpers import GP, PHARMACIST, another_patient
 
 OTHER_HOME = "8012399"
 
@@ -146,15 +143,7 @@ def test_prescribing_needs_a_create_scope_and_the_prescriber_role(world, scope_n
 
 
 def _second_patient(world) -> UUID:
-    other = Patient(
-        id=uuid4(),
-        national_id=NationalId(OTHER_NATIONAL_ID),
-        given_name="Ola",
-        family_name="Nordmann",
-        birth_date=date(1950, 3, 15),
-    )
-    register_patient(world.engine, other, call())
-    return other.id
+    return another_patient(world.engine)
 
 
 def _stored(world, patient_id: UUID) -> tuple[int, int]:

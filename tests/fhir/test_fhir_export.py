@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,9 +15,7 @@ from sqlalchemy import select
 from medloop.api.app import create_app
 from medloop.api.auth import issue_token
 from medloop.api.config import ApiSettings
-from medloop.domain.patient import NationalId, Patient
 from medloop.jobs import run_job
-from medloop.loop.patients import register_patient
 from medloop.store import audit
 from medloop.store.patients import patient
 from tests.api.helpers import (
@@ -31,7 +28,7 @@ from tests.api.helpers import (
     admitted,
 )
 from tests.fhir.helpers import gp_token, outcome_of, validated
-from tests.loop.helpers import call
+from tests.loop.helpers import another_patient
 from tests.store.helpers import intruded
 
 EXPORTER = issue_token("exporter", "registry-client", NURSING_HOME, scope="system/*.r")
@@ -158,19 +155,12 @@ def test_a_patient_whose_record_cannot_be_read_is_an_error_of_the_export_not_its
     file naming the record (never its value); the patient left out is not audited as
     exported."""
     client, _ = exporting
-    other = Patient(
-        id=uuid.uuid4(),
-        national_id=NationalId(OTHER_NATIONAL_ID),
-        given_name="Ola",
-        family_name="Nordmann",
-        birth_date=date(1950, 3, 15),
-    )
-    register_patient(world.engine, other, call())
+    other_id = another_patient(world.engine)
     with world.engine.connect() as conn:
-        stored = conn.execute(select(patient.c.record).where(patient.c.id == str(other.id)))
+        stored = conn.execute(select(patient.c.record).where(patient.c.id == str(other_id)))
         record = stored.scalar_one()
     broken = {**record, "birth_date": "not a day"}
-    intruded(world.engine, patient, patient.c.id == str(other.id), record=broken)
+    intruded(world.engine, patient, patient.c.id == str(other_id), record=broken)
     status = _kick_off(client, "/fhir/$export?_type=Patient,MedicationAdministration")
     result = run_job(world.engine, "fhir-export")
     assert result["exports"] == 1 and result["failed"] == 0
@@ -184,7 +174,7 @@ def test_a_patient_whose_record_cannot_be_read_is_an_error_of_the_export_not_its
     lines = _get(client, error["url"].replace("http://testserver", "")).text.splitlines()
     (outcome,) = [validated(json.loads(line)) for line in lines]
     diagnostics = outcome["issue"][0]["diagnostics"]
-    assert f"Patient/{other.id} is not in this export" in diagnostics
+    assert f"Patient/{other_id} is not in this export" in diagnostics
     assert "birth_date" in diagnostics and "not a day" not in diagnostics
     with world.engine.connect() as conn:
         events = audit.events_for_patient(conn, OTHER_NATIONAL_ID).events

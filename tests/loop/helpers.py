@@ -71,6 +71,23 @@ def demo_world(engine) -> UUID:
     return patient.id
 
 
+OTHER_NATIONAL_ID = "15035010030"
+"""Ola Nordmann's: the patient registered beside ``demo_world``'s (``another_patient``)."""
+
+
+def another_patient(engine) -> UUID:
+    """A second patient registered (Ola Nordmann, born 15 March 1950); returns the id."""
+    other = Patient(
+        id=uuid.uuid4(),
+        national_id=NationalId(OTHER_NATIONAL_ID),
+        given_name="Ola",
+        family_name="Nordmann",
+        birth_date=date(1950, 3, 15),
+    )
+    register_patient(engine, other, call())
+    return other.id
+
+
 def prescription_order(
     varenr: str, *, packages: float = 1, repeats: int = 0, expires: date | None = None
 ) -> PrescribeOrder:
