@@ -600,8 +600,20 @@ async def _database_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    """A bug: a problem document with the request id to quote, never the exception's text."""
-    return problem(500, "internal-error", "an unexpected error; quote the request id", request)
+    """A bug: a problem document with the request id to quote, never the exception's text.
+    Starlette's server-error layer answers it outside ``RequestId``, so the response carries
+    the request's ``X-Request-ID`` itself, as every other response does."""
+    response = problem(500, "internal-error", "an unexpected error; quote the request id", request)
+    with_request_id(response, request)
+    return response
+
+
+def with_request_id(response: Any, request: Request) -> None:
+    """``response`` with the request's ``X-Request-ID`` header (when ``RequestId`` gave it one:
+    for a response sent past that layer)."""
+    request_id = getattr(request.state, "request_id", None)
+    if request_id is not None:
+        response.headers["X-Request-ID"] = request_id
 
 
 def install(app: Any) -> None:

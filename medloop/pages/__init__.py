@@ -129,7 +129,8 @@ def _install_error_pages(app: FastAPI) -> None:
 def _page_or(original: Any, *, unexpected: bool = False) -> Any:
     """``original`` outside the pages; under ``/app`` the error page. ``unexpected``: the
     handler of any other exception, which Starlette's server-error layer calls outside
-    ``RequestId``, so the page carries the pages' security headers itself."""
+    ``RequestId``, so the page carries the pages' security headers and the request id's header
+    itself."""
 
     async def handler(request: Request, error: Exception) -> Response:
         if not is_page(request):
@@ -137,9 +138,11 @@ def _page_or(original: Any, *, unexpected: bool = False) -> Any:
         response = _error_page(request, error)
         if unexpected:
             from medloop.api.app import PAGE_SECURITY_HEADERS
+            from medloop.api.problems import with_request_id
 
             for name, value in PAGE_SECURITY_HEADERS:
                 response.headers[name.decode()] = value.decode()
+            with_request_id(response, request)
         return response
 
     return handler
@@ -230,7 +233,6 @@ def _error_page(request: Request, error: Exception) -> Response:
     if isinstance(error, StoredRecordUnreadable):
         # The row, as the API's problem names it (never the stored value): what support needs
         # to find it (``medloop records check`` lists it too).
-        keys = ", ".join(f"{name}={value}" for name, value in error.key.items())
         return render(
             request,
             "error.html",
@@ -240,7 +242,7 @@ def _error_page(request: Request, error: Exception) -> Response:
                 "A stored record this page needs no longer loads, so the page cannot be shown. "
                 "Nothing was changed. Quote the record and this request id to support:"
             ),
-            record=f"{error.table} ({keys})",
+            record=error.record,
             request_id=request_id,
         )
     return render(

@@ -65,8 +65,15 @@ class StoredRecordUnreadable(Exception):
         self.table = table
         self.key = {name: str(value) for name, value in key.items()}
         self.reason = reason
-        names = ", ".join(f"{name}={value}" for name, value in self.key.items())
-        super().__init__(f"the stored {table} record ({names}) cannot be read: {reason}")
+        super().__init__(f"the stored {table} record ({self._names()}) cannot be read: {reason}")
+
+    def _names(self) -> str:
+        return ", ".join(f"{name}={value}" for name, value in self.key.items())
+
+    @property
+    def record(self) -> str:
+        """The record as support looks it up: ``table (key=value, ...)`` (never its value)."""
+        return f"{self.table} ({self._names()})"
 
 
 LOAD_FAILURES = (ValueError, TypeError, KeyError, AttributeError)

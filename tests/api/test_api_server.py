@@ -157,6 +157,7 @@ def test_an_unexpected_error_is_a_500_problem_without_the_exception_text(engine)
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["request_id"] == "req-1" and "secret" not in response.text
+    assert response.headers.get_list("x-request-id") == ["req-1"]  # as on every other answer
 
 
 def _serve_until_up(tmp_path, extra_env: dict) -> str:

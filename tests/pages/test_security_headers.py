@@ -91,3 +91,5 @@ def test_the_error_page_of_an_unexpected_failure_carries_them_too(pages_world):
     assert "text/html" in answer.headers["content-type"]
     _protected(answer)
     assert answer.headers.get_list("x-frame-options") == ["DENY"]
+    request_id = answer.headers.get_list("x-request-id")
+    assert len(request_id) == 1 and f"<code>{request_id[0]}</code>" in answer.text
