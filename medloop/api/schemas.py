@@ -298,6 +298,15 @@ class PrnLine(BaseModel):
     )
 
 
+class UnreadableRecord(BaseModel):
+    """A stored record that no longer loads, named as the `stored-record-unreadable` problem
+    names it (never its stored value); `medloop records check` lists it."""
+
+    table: str
+    key: dict[str, str]
+    detail: str
+
+
 class PatientChart(BaseModel):
     """One admitted patient's doses of the day, the PRN doses given that day, and every PRN
     entry in use with its limits and what remains (``prn``: empty for a patient no longer on
@@ -308,6 +317,12 @@ class PatientChart(BaseModel):
     doses: list[ChartLine]
     as_needed: list[Administration]
     prn: list[PrnLine]
+    unreadable: UnreadableRecord | None = Field(
+        default=None,
+        description="A stored record of this resident's day that no longer loads: `doses`, "
+        "`as_needed` and `prn` are then empty, not a partial day. Such residents come first; "
+        "every other resident's chart is as ever",
+    )
 
 
 class WardChart(BaseModel):

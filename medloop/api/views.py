@@ -18,6 +18,7 @@ from medloop.api.schemas import dump
 from medloop.domain.codes import PrescriptionStatus
 from medloop.domain.medication_list import EntryVersion
 from medloop.loop import administration, multidose
+from medloop.store.columns import StoredRecordUnreadable
 
 DISPENSABLE = frozenset({PrescriptionStatus.DISPENSABLE, PrescriptionStatus.BEING_DISPENSED})
 """The statuses a pharmacy can dispense against (E: dispensable, U: being dispensed)."""
@@ -95,10 +96,19 @@ def ward_chart_view(chart: administration.WardChart) -> dict[str, Any]:
                 ],
                 "as_needed": dump(list(p.as_needed)),
                 "prn": [_prn_line(line) for line in p.prn],
+                "unreadable": unreadable_view(p.unreadable),
             }
             for p in chart.patients
         ],
     }
+
+
+def unreadable_view(error: StoredRecordUnreadable | None) -> dict[str, Any] | None:
+    """``schemas.UnreadableRecord``: the record as the ``stored-record-unreadable`` problem
+    names it."""
+    if error is None:
+        return None
+    return {"table": error.table, "key": error.key, "detail": str(error)}
 
 
 def _prn_line(line: administration.PrnLine) -> dict[str, Any]:

@@ -98,6 +98,7 @@ from medloop.loop.runner import (
 )
 from medloop.store import multidose as store
 from medloop.store import outbox
+from medloop.store.columns import StoredRecordUnreadable
 from medloop.store.db import reader
 from medloop.store.patients import national_id_of, read_patient
 
@@ -899,36 +900,105 @@ class WorklistItem:
         return bool(self.changed_entries)
 
 
+@dataclass(frozen=True)
+class UnreadableOnWorklist:
+    """A patient of the pharmacy's worklist a stored record of whose (a packing period, the
+    responsibility, the list, the patient) no longer loads: who (``patient``, when the
+    patient's own record loads) and the error naming the record. Their order deadline cannot be
+    shown, so they are listed apart, never left out silently."""
+
+    patient_id: UUID
+    patient: Patient | None
+    error: StoredRecordUnreadable
+
+
 def pharmacy_worklist(
-    conn: Connection, pharmacy_id: str, now: datetime, until: datetime
+    conn: Connection,
+    pharmacy_id: str,
+    now: datetime,
+    until: datetime,
+    unreadable: list[UnreadableOnWorklist] | None = None,
 ) -> list[WorklistItem]:
     """The periods of the patients whose multidose pharmacy ``pharmacy_id`` is today (the
     policy's own test) with an order deadline up to ``until``: those still ahead, and those
     already passed whose period has not begun (the most urgent). Those changed since their plan
-    first, then by deadline. A read of several patients: audit each (``Caller.read_many``)."""
+    first, then by deadline. A read of several patients: audit each (``Caller.read_many``).
+
+    Without ``unreadable`` a stored record that does not load fails the whole list (named).
+    With it, such a patient is added there instead, when the pharmacy is theirs by a record
+    that does load (the period's, or else their responsibility's); every other patient is
+    listed as ever."""
     found = []
     today = local_date(now)
-    for period in store.periods_with_deadline_between(conn, now - WORKLIST_LOOKBACK, until):
+    periods_unread: list[tuple[str, StoredRecordUnreadable]] | None = (
+        None if unreadable is None else []
+    )
+    named: dict[tuple[UUID, str, str], UnreadableOnWorklist] = {}
+
+    def cannot_read(patient_id: UUID, error: StoredRecordUnreadable) -> None:
+        key = (patient_id, error.table, str(sorted(error.key.items())))
+        if key not in named:
+            named[key] = UnreadableOnWorklist(
+                patient_id, _patient_if_readable(conn, patient_id), error
+            )
+
+    lookback = now - WORKLIST_LOOKBACK
+    for period in store.periods_with_deadline_between(
+        conn, lookback, until, unreadable=periods_unread
+    ):
         if period.pharmacy.id != pharmacy_id:
             continue
         if period.order_deadline < now and period.first_day <= today:
             continue
-        current = store.current_responsibility(conn, period.patient_id)
-        if current is None or current.pharmacy.id != pharmacy_id or not current.in_force(today):
+        try:
+            item = _worklist_item(conn, period, pharmacy_id, today)
+        except StoredRecordUnreadable as error:
+            if unreadable is None:
+                raise
+            cannot_read(period.patient_id, error)
             continue
-        patient = read_patient(conn, period.patient_id)
-        if patient is None:
-            continue
-        planned = store.plan_taken_version(conn, period.patient_id, period.id)
-        changed = {
-            v.entry_id
-            for v in store.entry_versions_after(conn, period.patient_id, planned or 0)
-            if touches_multidose(v)
-        }
-        found.append(WorklistItem(period, patient, planned, tuple(sorted(changed, key=str))))
+        if item is not None:
+            found.append(item)
+    for patient_id, error in periods_unread or ():
+        # The pharmacy is in the period's record: theirs when the responsibility says so.
+        try:
+            current = store.current_responsibility(conn, UUID(patient_id))
+        except StoredRecordUnreadable:
+            continue  # whose patient cannot be told; ``medloop records check`` lists both
+        if current is not None and current.pharmacy.id == pharmacy_id and current.in_force(today):
+            cannot_read(UUID(patient_id), error)
+    if unreadable is not None:
+        unreadable.extend(named.values())
     return sorted(
         found, key=lambda i: (not i.changed_since_plan, i.period.order_deadline, str(i.period.id))
     )
+
+
+def _worklist_item(
+    conn: Connection, period: PackingPeriod, pharmacy_id: str, today: date
+) -> WorklistItem | None:
+    """The worklist's line of ``period`` (of ``pharmacy_id``), or ``None`` when the patient's
+    multidose pharmacy today is another (or none), or there is no such patient."""
+    current = store.current_responsibility(conn, period.patient_id)
+    if current is None or current.pharmacy.id != pharmacy_id or not current.in_force(today):
+        return None
+    patient = read_patient(conn, period.patient_id)
+    if patient is None:
+        return None
+    planned = store.plan_taken_version(conn, period.patient_id, period.id)
+    changed = {
+        v.entry_id
+        for v in store.entry_versions_after(conn, period.patient_id, planned or 0)
+        if touches_multidose(v)
+    }
+    return WorklistItem(period, patient, planned, tuple(sorted(changed, key=str)))
+
+
+def _patient_if_readable(conn: Connection, patient_id: UUID) -> Patient | None:
+    try:
+        return read_patient(conn, patient_id)
+    except StoredRecordUnreadable:
+        return None
 
 
 WORKLIST_LOOKBACK = timedelta(days=31)

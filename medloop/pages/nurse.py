@@ -31,6 +31,7 @@ Everything goes through the same policy (``medloop.api.policy``), commands
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -62,6 +63,7 @@ from medloop.pages.i18n import N_
 from medloop.pages.messages import Refusal, explain
 from medloop.pages.web import FormDep, Page, PageDep, url
 from medloop.store import sessions
+from medloop.store.columns import StoredRecordUnreadable
 
 router = APIRouter(route_class=BlockingRoute, include_in_schema=False)
 signin.LANDINGS[Role.NURSE] = url("nurse")
@@ -157,37 +159,83 @@ def _overview(page: Page, ward_id: UUID) -> dict[str, Any]:
         # The overview shows no PRN limits: the residents' lists are not read for them.
         chart = administration.ward_chart(conn, ward_id, today, at, prn_limits=False)
         ids = [p.patient_id for p in chart.patients]
-        names = queries.residents(conn, ids)
-        open_alerts = queries.open_alert_counts(conn, ids)
-        prn = administration.as_needed_given(
-            conn,
-            ids,
-            at - timedelta(hours=24),
-            _through(at),
-            organisation_id=page.principal.organisation,
-        )
-        # The PRN doses' medicines (name; entry since entered in error?), in one query.
-        drugs = administration.prn_medicines(conn, prn)
-        ward = queries.ward_of(conn, ward_id)
-        slot_of = _SlotLabels()
-        residents = [
-            _resident_row(
-                p,
-                names.get(p.patient_id),
-                [(g, drugs.get(g.entry_id)) for g in prn.get(p.patient_id, [])],
-                open_alerts[p.patient_id],
-                slot_of,
-            )
-            for p in chart.patients
-        ]
+        try:
+            residents = _resident_rows(conn, page, chart.patients)
+        except StoredRecordUnreadable:
+            # One resident's record among them does not load: each resident alone, so that
+            # the others' rows are shown and that one names the record.
+            residents = []
+            for p in chart.patients:
+                try:
+                    residents += _resident_rows(conn, page, [p])
+                except StoredRecordUnreadable as error:
+                    residents.append(_unreadable_row(conn, p.patient_id, error))
+        residents.sort(key=lambda r: r["unreadable"] is None)  # those not shown first
         return {
-            "ward": ward,
+            "ward": queries.ward_of(conn, ward_id),
             "day": today,
             "slots": sorted({slot for r in residents for slot in r["by_slot"]}),
             "residents": residents,
         }, ids
 
     return page.caller.read_many("administration.read.ward-chart", read)
+
+
+def _resident_rows(conn: Any, page: Page, charts: Sequence[Any]) -> list[dict[str, Any]]:
+    """The overview's rows of the residents of ``charts`` (``_resident_row``), their names,
+    open alerts and PRN doses of the last 24 h read in one query each for all of them."""
+    at = page.caller.at
+    readable = [p for p in charts if p.unreadable is None]
+    ids = [p.patient_id for p in charts]
+    names = queries.residents(conn, ids)
+    open_alerts = queries.open_alert_counts(conn, [p.patient_id for p in readable])
+    prn = administration.as_needed_given(
+        conn,
+        [p.patient_id for p in readable],
+        at - timedelta(hours=24),
+        _through(at),
+        organisation_id=page.principal.organisation,
+    )
+    # The PRN doses' medicines (name; entry since entered in error?), in one query.
+    drugs = administration.prn_medicines(conn, prn)
+    slot_of = _SlotLabels()
+    return [
+        _unreadable_row(conn, p.patient_id, p.unreadable, names.get(p.patient_id))
+        if p.unreadable is not None
+        else _resident_row(
+            p,
+            names.get(p.patient_id),
+            [(g, drugs.get(g.entry_id)) for g in prn.get(p.patient_id, [])],
+            open_alerts[p.patient_id],
+            slot_of,
+        )
+        for p in charts
+    ]
+
+
+def _unreadable_row(
+    conn: Any, patient_id: UUID, error: StoredRecordUnreadable, patient: Any = None
+) -> dict[str, Any]:
+    """The overview's row of a resident a stored record of whose does not load: who (when the
+    patient's own record loads) and the record that does not, nothing of their day."""
+    if patient is None and error.table != "patient":
+        try:
+            patient = queries.residents(conn, [patient_id]).get(patient_id)
+        except StoredRecordUnreadable:
+            patient = None
+    return {
+        "patient_id": patient_id,
+        "name": _name(patient),
+        "by_slot": {},
+        "counts": dict.fromkeys(SUMMARY_STATES, 0),
+        "prn": [],
+        "open_alerts": 0,
+        "unreadable": error.record,
+    }
+
+
+def _name(patient: Any) -> str:
+    return "" if patient is None else f"{patient.given_name} {patient.family_name}"
 
 
 class _SlotLabels(dict[datetime, str]):
@@ -214,11 +262,12 @@ def _resident_row(
             total[state] += 1
     return {
         "patient_id": chart.patient_id,
-        "name": "" if patient is None else f"{patient.given_name} {patient.family_name}",
+        "name": _name(patient),
         "by_slot": by_slot,
         "counts": total,
         "prn": prn,
         "open_alerts": open_alerts,
+        "unreadable": None,
     }
 
 

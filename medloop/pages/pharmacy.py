@@ -155,14 +155,19 @@ def worklist(
     start = page.caller.at
     horizon = load_packing_rules().deadline_horizon if days is None else timedelta(days=days)
 
-    def read(conn: Connection) -> tuple[list[multidose.WorklistItem], list[UUID]]:
-        items = multidose.pharmacy_worklist(conn, pharmacy, start, start + horizon)
-        return items, sorted({i.patient.id for i in items}, key=str)
+    def read(conn: Connection) -> tuple[Any, list[UUID]]:
+        # A patient a record of whose does not load is listed apart, naming the record: the
+        # rest of the worklist is shown as ever.
+        unreadable: list[multidose.UnreadableOnWorklist] = []
+        items = multidose.pharmacy_worklist(conn, pharmacy, start, start + horizon, unreadable)
+        ids = {i.patient.id for i in items} | {u.patient_id for u in unreadable}
+        return (items, unreadable), sorted(ids, key=str)
 
-    items = page.caller.read_many("multidose.read.worklist", read)
+    items, unreadable = page.caller.read_many("multidose.read.worklist", read)
     return page.render(
         "pharmacy/worklist.html",
         items=items,
+        unreadable=unreadable,
         days=days,
         horizon_hours=int(horizon.total_seconds() // 3600),
         now=start,

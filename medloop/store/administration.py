@@ -425,8 +425,15 @@ def admissions_of_patients(
     return found
 
 
-def admissions_to(conn: Connection, ward_id: UUID) -> list[Admission]:
-    return _admissions(conn, admission.c.ward_id == str(ward_id))
+def admissions_to(
+    conn: Connection,
+    ward_id: UUID,
+    *,
+    unreadable: list[tuple[str, StoredRecordUnreadable]] | None = None,
+) -> list[Admission]:
+    """Every admission to the ward, oldest first. With ``unreadable``: one whose stored record
+    does not load is left out and added there (as ``current_admissions`` does)."""
+    return _admissions(conn, admission.c.ward_id == str(ward_id), unreadable)
 
 
 def current_admissions(

@@ -39,7 +39,14 @@ from medloop.domain.multidose.reconciliation import PackReconciliation
 from medloop.domain.multidose.responsibility import Responsibility
 from medloop.domain.multidose.tasks import MultidoseTask, TaskResolution
 from medloop.store import attestation
-from medloop.store.columns import UUID_LENGTH, names_unreadable, shard_key, utc
+from medloop.store.columns import (
+    UUID_LENGTH,
+    StoredRecordUnreadable,
+    names_unreadable,
+    parsed,
+    shard_key,
+    utc,
+)
 from medloop.store.list_changes import entry_version
 
 APPEND_ONLY = (
@@ -322,17 +329,30 @@ def append_plan_taken(
 
 @names_unreadable(period)
 def periods_with_deadline_between(
-    conn: Connection, start: datetime, end: datetime
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    unreadable: list[tuple[str, StoredRecordUnreadable]] | None = None,
 ) -> list[PackingPeriod]:
-    return [
-        PackingPeriod.model_validate(r)
-        for r in conn.execute(
-            select(period.c.record)
-            .where(period.c.order_deadline >= utc(start))
-            .where(period.c.order_deadline <= utc(end))
-            .order_by(period.c.order_deadline, period.c.id)
-        ).scalars()
-    ]
+    """The packing periods whose order deadline falls in ``[start, end]``, by deadline. With
+    ``unreadable``: a period whose stored record does not load is left out and added there
+    (its patient's id and the error naming it); without, it is raised."""
+    rows = conn.execute(
+        select(period.c.id, period.c.patient_id, period.c.record)
+        .where(period.c.order_deadline >= utc(start))
+        .where(period.c.order_deadline <= utc(end))
+        .order_by(period.c.order_deadline, period.c.id)
+    ).all()
+    if unreadable is None:
+        return [PackingPeriod.model_validate(r.record) for r in rows]
+    found = []
+    for r in rows:
+        try:
+            found.append(parsed(PackingPeriod, r.record, period, {"id": r.id}))
+        except StoredRecordUnreadable as error:
+            unreadable.append((r.patient_id, error))
+    return found
 
 
 @names_unreadable(entry_version)

@@ -6,6 +6,7 @@ validator, as an older version or a hand edit could have left it."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -29,6 +30,8 @@ from tests.api.helpers import (
     NURSE_TOKEN,
     PATIENT_TOKEN,
     PHARMACIST_TOKEN,
+    WARD_ADMIN_TOKEN,
+    admission_body,
     admitted,
     auth,
     dispense_body,
@@ -38,7 +41,7 @@ from tests.api.helpers import (
     pharmacy_version,
     prescribe_body,
 )
-from tests.loop.helpers import SIMVASTATIN_28
+from tests.loop.helpers import NOW, SIMVASTATIN_28, another_patient
 from tests.store.helpers import intruded, intruder
 
 MORNING_DOSE = {
@@ -259,30 +262,93 @@ def test_a_list_read_with_an_unreadable_alert_names_the_alert(engine):
     assert (found.table, found.column) == ("alert", "override_by")
 
 
-def test_a_ward_chart_with_an_unreadable_planned_dose_or_charting_names_the_record(engine):
+def _second_resident(world, ward_id: str) -> str:
+    """Ola Nordmann, simvastatin every morning, admitted to the ward too; returns his id."""
+    other = another_patient(world.engine)
+    his = dataclasses.replace(world, patient_id=other)
+    at, world.clock.at = world.clock.at, NOW  # admitted with the first, his doses planned
+    body = prescribe_body(SIMVASTATIN_28, dosage=MORNING_DOSE)
+    assert his.write(f"/patients/{other}/prescriptions", body).status_code == 201
+    admission = his.post(
+        f"/nursing/patients/{other}/admissions",
+        admission_body(ward_id, "2026-11-20T09:00:00Z"),
+        token=WARD_ADMIN_TOKEN,
+    )
+    assert admission.status_code == 201, admission.text
+    world.clock.at = at
+    return str(other)
+
+
+def _chart_of(shown, patient_id: str) -> list[dict]:
+    assert shown.status_code == 200, shown.text
+    return [p for p in shown.json()["patients"] if p["patient_id"] == patient_id]
+
+
+def test_a_ward_chart_names_a_residents_unreadable_record_and_shows_every_other(engine):
     """The ward chart builds the day's planned doses without validating them again and
-    validates a charting only when it shows it: a record that no longer loads is named, not
-    an anonymous 500."""
+    validates a charting only when it shows it. A record of one resident's that no longer
+    loads (a charting, a planned dose, the admission) is named on that resident's chart, which
+    then shows nothing of the day, first on the ward; every other resident's chart is as
+    ever: one corrupt record does not take the whole ward's round away."""
     world = make_world(engine)
     world.client = TestClient(world.client.app, raise_server_exceptions=False)
     ward_id, simvastatin, _ = admitted(world)
     dose_id, charting_id = given_next_morning(world, ward_id, simvastatin)
+    other = _second_resident(world, ward_id)
     chart_path = f"/nursing/wards/{ward_id}/chart?day=2026-11-21"
+    mine = str(world.patient_id)
+    whole = world.get(chart_path, token=NURSE_TOKEN)
+    (his,) = _chart_of(whole, other)
+    assert his["doses"] and his["unreadable"] is None
+    assert [p["unreadable"] for p in whole.json()["patients"]] == [None, None]
+
+    def shown_without(table, row_id: str, named: str) -> None:
+        shown = world.get(chart_path, token=NURSE_TOKEN)
+        first = shown.json()["patients"][0]
+        assert first["patient_id"] == mine, "the unreadable resident comes first"
+        assert (first["doses"], first["as_needed"], first["prn"]) == ([], [], [])
+        assert first["unreadable"]["table"] == table.name
+        assert first["unreadable"]["key"] == {"id": row_id}
+        assert named in first["unreadable"]["detail"]
+        assert _chart_of(shown, other) == [his]
+
     stored = _record_of(engine, administration.administration, charting_id)
     table = administration.administration
-    broken = {**stored, "outcome": "vanished"}
-    intruded(engine, table, table.c.id == charting_id, record=broken)
-    shown = world.get(chart_path, token=NURSE_TOKEN)
-    _unreadable(shown, "administration", {"id": charting_id}, named="outcome")
+    intruded(engine, table, table.c.id == charting_id, record={**stored, "outcome": "vanished"})
+    shown_without(table, charting_id, named="outcome")
+    assert "vanished" not in world.get(chart_path, token=NURSE_TOKEN).text
 
     intruded(engine, table, table.c.id == charting_id, record=stored)
-    assert world.get(chart_path, token=NURSE_TOKEN).status_code == 200
+    assert world.get(chart_path, token=NURSE_TOKEN).json() == whole.json()
     planned = _record_of(engine, administration.planned_dose, dose_id)
     table = administration.planned_dose
     without_amount = {k: v for k, v in planned.items() if k != "amount"}
     intruded(engine, table, table.c.id == dose_id, record=without_amount)
-    shown = world.get(chart_path, token=NURSE_TOKEN)
-    _unreadable(shown, "planned_dose", {"id": dose_id}, named="amount")
+    shown_without(table, dose_id, named="amount")
+
+    intruded(engine, table, table.c.id == dose_id, record=planned)
+    table = administration.admission
+    (stay,) = _rows_of(engine, table, table.c.patient_id == mine)
+    intruded(engine, table, table.c.id == stay.id, record={**stay.record, "ward_id": "nowhere"})
+    shown_without(table, stay.id, named="ward_id")
+
+
+def _rows_of(engine, table, where) -> list:
+    with engine.connect() as conn:
+        return conn.execute(select(table).where(where)).all()
+
+
+def test_a_ward_chart_whose_ward_does_not_load_names_the_ward(engine):
+    """Without the ward's configuration no dose has a status: a ward record that no longer
+    loads still fails the whole chart, named."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    ward_id, _, _ = admitted(world)
+    table = administration.ward
+    (ward,) = _rows_of(engine, table, table.c.id == ward_id)
+    intruded(engine, table, table.c.id == ward_id, record={**ward.record, "name": None})
+    shown = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-21", token=NURSE_TOKEN)
+    _unreadable(shown, "ward", {"id": ward_id}, named="name")
 
 
 def test_a_command_on_a_patient_whose_record_no_longer_loads_names_the_record(engine):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from medloop.domain.patient import PatientNotFound
 from medloop.domain.ward import Admission, AdmissionNotFound, WardNotFound
 from medloop.store import administration as store
 from medloop.store import state_cache
+from medloop.store.columns import StoredRecordUnreadable
 from medloop.store.list_changes import current_entries_for_use
 from medloop.store.patients import national_id_of
 from medloop.store.plan_cache import plan_cache_for
@@ -130,15 +131,22 @@ def _kept_plan(found: store.PlannedOnWard) -> _KeptPlan:
 
 
 def ward_lines(
-    conn: Connection, ward_id: UUID, start: datetime, end: datetime
+    conn: Connection,
+    ward_id: UUID,
+    start: datetime,
+    end: datetime,
+    only: Collection[UUID] | None = None,
 ) -> dict[UUID, Sequence[_Line]]:
     """Per patient: the planned doses on the ward due in ``[start, end)``, in due order, each with
     whether it is in force and the charting that stands for it (``chart_lines`` of the ward, by
     patient). What the doses and schedules are is kept between reads per ward-day
     (``store.plan_cache``) and read again only for the patients whose plan mark moved; the
     chartings are read every time. Two queries when no mark moved, four when one did. Call it
-    only in a transaction that has written no planned dose or schedule (a read)."""
+    only in a transaction that has written no planned dose or schedule (a read). ``only``: those
+    patients' lines alone (``ward_chart`` one resident at a time), what is kept left as it is."""
     marks = store.ward_plan_marks(conn, ward_id, start, end)
+    if only is not None:
+        marks = {p: mark for p, mark in marks.items() if p in only}
     cache = plan_cache_for(conn.engine)
     key = (ward_id, start, end)
     kept: Mapping[UUID, _KeptPlan] = cache.get(key) or {}
@@ -157,7 +165,7 @@ def ward_lines(
                     f"the kept plan of patient {p} on ward {ward_id} differs from the stored one"
                 )
         plans.update((p, fresh[p]) for p in stale if p in fresh)
-        if stale:
+        if stale and only is None:
             cache.put(key, plans)
     chartings = store.chartings_on_ward(conn, ward_id, start, end)
     if not chartings:
@@ -221,6 +229,11 @@ class PatientChart:
     doses: tuple[ChartLine, ...]
     as_needed: tuple[Administration, ...]
     prn: tuple[PrnLine, ...] = ()
+    unreadable: StoredRecordUnreadable | None = None
+    """A stored record of this resident's day that no longer loads (the admission, a planned
+    dose, a charting, an as-needed entry): the error naming it, and nothing of the day shown
+    (``doses``, ``as_needed`` and ``prn`` empty), so that no one takes a part for the whole.
+    The other residents' charts are read as ever."""
 
     def count(self, status: DoseStatus) -> int:
         return sum(1 for line in self.doses if line.status is status)
@@ -247,50 +260,108 @@ def ward_chart(
     (planned, due, overdue, missed, given, not given, refused, held), the PRN doses given that
     day, and every as-needed entry in use now with its limits and what remains at ``now``
     (``prn``; ``prn_limits=False`` leaves ``prn`` empty and reads no list entries, for a view
-    that does not show them)."""
+    that does not show them).
+
+    The ward is read in a few queries for all its residents. When a stored record among them
+    no longer loads (``StoredRecordUnreadable``), the residents are read again one at a time:
+    a resident whose own records do not load is charted with ``unreadable`` naming the record
+    and nothing else, every other resident as ever. One resident's corrupt record never takes
+    the whole ward's round away (the ward's own record or configuration still does: without
+    them no dose has a status)."""
     found = store.read_ward(conn, ward_id)
     if found is None:
         raise WardNotFound(f"there is no ward {ward_id}", ward_id=ward_id)
     start, end = local_day_bounds(day)
+    unreadable: list[tuple[str, StoredRecordUnreadable]] = []
     admissions = [
         a
-        for a in store.admissions_to(conn, ward_id)
+        for a in store.admissions_to(conn, ward_id, unreadable=unreadable)
         if a.admitted_at < end and (a.discharged_at is None or a.discharged_at > start)
     ]
-    stays = {a.patient_id: a for a in admissions}
-    by_patient: dict[UUID, list[ChartLine]] = defaultdict(list)
-    for patient_id, lines in ward_lines(conn, ward_id, start, end).items():
-        stay = stays.get(patient_id)
-        if stay is None:
-            continue
-        for line in lines:
-            if not line.in_force or not stay.covers(line.dose.due_at):
+    day_of = _WardDay(ward_id, found.config, start, end, now, prn_limits)
+    # An admission whose record does not load is charted as unreadable: when it began and
+    # ended is in that record, so whether the resident is on the ward today cannot be told.
+    unread = [
+        PatientChart(UUID(patient_id), UUID(error.key["id"]), (), (), unreadable=error)
+        for patient_id, error in unreadable
+    ]
+    try:
+        read = day_of.charts(conn, admissions)
+    except StoredRecordUnreadable:
+        read = _one_at_a_time(conn, day_of, admissions, unread)
+    # Those that cannot be read first, where the nurse sees them before anything else.
+    return WardChart(ward_id, day, (*unread, *read))
+
+
+def _one_at_a_time(
+    conn: Connection, day_of: _WardDay, admissions: Sequence[Admission], unread: list[PatientChart]
+) -> list[PatientChart]:
+    """``day_of.charts`` of each resident alone, in the admissions' order; a resident whose
+    records do not load is added to ``unread`` instead."""
+    by_resident: dict[UUID, list[Admission]] = defaultdict(list)
+    for a in admissions:
+        by_resident[a.patient_id].append(a)
+    charted: dict[UUID, PatientChart] = {}
+    for patient_id, stays in by_resident.items():
+        try:
+            charted.update((c.admission_id, c) for c in day_of.charts(conn, stays, {patient_id}))
+        except StoredRecordUnreadable as error:
+            unread.extend(PatientChart(patient_id, a.id, (), (), unreadable=error) for a in stays)
+    return [charted[a.id] for a in admissions if a.id in charted]
+
+
+@dataclass(frozen=True)
+class _WardDay:
+    """What ``ward_chart`` reads its residents' charts with (a ward, its configuration, the
+    day's bounds, now)."""
+
+    ward_id: UUID
+    config: Any
+    start: datetime
+    end: datetime
+    now: datetime
+    prn_limits: bool
+
+    def charts(
+        self,
+        conn: Connection,
+        admissions: Sequence[Admission],
+        only: Collection[UUID] | None = None,
+    ) -> list[PatientChart]:
+        """A ``PatientChart`` per admission, in their order; ``only``: the admissions' patients,
+        when they are not the whole ward's (read for them alone)."""
+        start, end, now = self.start, self.end, self.now
+        stays = {a.patient_id: a for a in admissions}
+        by_patient: dict[UUID, list[ChartLine]] = defaultdict(list)
+        for patient_id, lines in ward_lines(conn, self.ward_id, start, end, only).items():
+            stay = stays.get(patient_id)
+            if stay is None:
                 continue
-            status = dose_status(line.dose.due_at, line.charting, found.config, now)
-            shown = None if line.shown is None else line.shown.get(status)
-            if shown is None:
-                shown = line.chart_line(status)
-                if line.shown is not None:
-                    line.shown[status] = shown
-            by_patient[patient_id].append(shown)
-    prn: dict[UUID, list[Administration]] = defaultdict(list)
-    patients = [a.patient_id for a in admissions]
-    for charted in store.chartings_of_patients(conn, patients, start, end, as_needed_only=True):
-        given = charted.administration
-        # Only what was given during a stay on this ward: a PRN dose charted earlier that
-        # day by another ward (of another organisation, maybe) is not this ward's to see.
-        if (
-            charted.stands
-            and given.planned_dose_id is None
-            and any(a.patient_id == given.patient_id and a.covers(given.at) for a in admissions)
-        ):
-            prn[given.patient_id].append(given)
-    current = [a for a in admissions if a.covers(now)]
-    limits = _prn_lines(conn, [a.patient_id for a in current], now) if prn_limits else {}
-    return WardChart(
-        ward_id=ward_id,
-        day=day,
-        patients=tuple(
+            for line in lines:
+                if not line.in_force or not stay.covers(line.dose.due_at):
+                    continue
+                status = dose_status(line.dose.due_at, line.charting, self.config, now)
+                shown = None if line.shown is None else line.shown.get(status)
+                if shown is None:
+                    shown = line.chart_line(status)
+                    if line.shown is not None:
+                        line.shown[status] = shown
+                by_patient[patient_id].append(shown)
+        prn: dict[UUID, list[Administration]] = defaultdict(list)
+        patients = [a.patient_id for a in admissions]
+        for charted in store.chartings_of_patients(conn, patients, start, end, as_needed_only=True):
+            given = charted.administration
+            # Only what was given during a stay on this ward: a PRN dose charted earlier that
+            # day by another ward (of another organisation, maybe) is not this ward's to see.
+            if (
+                charted.stands
+                and given.planned_dose_id is None
+                and any(a.patient_id == given.patient_id and a.covers(given.at) for a in admissions)
+            ):
+                prn[given.patient_id].append(given)
+        current = [a for a in admissions if a.covers(now)]
+        limits = _prn_lines(conn, [a.patient_id for a in current], now) if self.prn_limits else {}
+        return [
             PatientChart(
                 a.patient_id,
                 a.id,
@@ -299,8 +370,7 @@ def ward_chart(
                 tuple(limits.get(a.patient_id, ())),
             )
             for a in admissions
-        ),
-    )
+        ]
 
 
 def prn_lines(conn: Connection, patient_id: UUID, now: datetime) -> list[PrnLine]:

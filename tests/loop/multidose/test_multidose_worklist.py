@@ -4,11 +4,18 @@ those whose list changed since the plan was taken first (SQLite and PostgreSQL).
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from uuid import UUID
+
+import pytest
+from sqlalchemy import select
 
 from interactions.dosage import TimeOfDay
 from medloop.loop import multidose
 from medloop.loop.change import change_dosage
-from tests.loop.helpers import PHARMACIST, call, demo_world
+from medloop.store import multidose as store
+from medloop.store.columns import StoredRecordUnreadable
+from medloop.store.list_changes import entry_version
+from tests.loop.helpers import PHARMACIST, another_patient, call, demo_world
 from tests.loop.multidose.helpers import (
     DEADLINE,
     FIRST_DAY,
@@ -20,6 +27,7 @@ from tests.loop.multidose.helpers import (
     prescribe_all,
     with_responsibility,
 )
+from tests.store.helpers import intruded
 
 SOON = DEADLINE - timedelta(hours=24)
 
@@ -73,3 +81,70 @@ def test_a_passed_deadline_stays_on_the_list_until_the_period_begins(engine):
     ]
     begun = datetime.combine(FIRST_DAY, time(9), UTC)
     assert worklist(engine, PHARMACIST.organisation.id, at=begun) == []
+
+
+def _two_patients_due(engine) -> tuple[UUID, UUID, UUID]:
+    """Kari and Ola, both the demo pharmacy's multidose patients with a period due soon;
+    returns (Kari's id, her period's id, Ola's id)."""
+    kari = demo_world(engine)
+    ola = another_patient(engine)
+    periods = []
+    for patient_id in (kari, ola):
+        with_responsibility(engine, patient_id)
+        order = multidose_order(SIMVASTATIN, dosage(TimeOfDay.EVENING))
+        prescribe_all(engine, patient_id, [order])
+        periods.append(open_period(engine, patient_id))
+    return kari, periods[0], ola
+
+
+def _spoiled(engine, table, row_id: str, **changes) -> None:
+    with engine.connect() as conn:
+        record = conn.execute(select(table.c.record).where(table.c.id == row_id)).scalar_one()
+    intruded(engine, table, table.c.id == row_id, record={**record, **changes})
+
+
+def test_a_patient_whose_period_does_not_load_is_listed_apart_naming_it(engine):
+    """One patient's packing period no longer loads: the worklist asked for what cannot be read
+    lists that patient apart, naming the record (the pharmacy is theirs by their
+    responsibility); every other patient is listed as ever. Asked without, it fails named."""
+    kari, period_id, ola = _two_patients_due(engine)
+    _spoiled(engine, store.period, str(period_id), first_day="not a day")
+    with pytest.raises(StoredRecordUnreadable):
+        worklist(engine, PHARMACIST.organisation.id)
+    unreadable: list[multidose.UnreadableOnWorklist] = []
+    with engine.connect() as conn:
+        items = multidose.pharmacy_worklist(
+            conn, PHARMACIST.organisation.id, SOON, SOON + timedelta(hours=48), unreadable
+        )
+    assert [i.patient.id for i in items] == [ola]
+    (apart,) = unreadable
+    assert (apart.patient_id, apart.patient.given_name) == (kari, "Kari")
+    assert (apart.error.table, apart.error.key) == ("multidose_period", {"id": str(period_id)})
+    assert "first_day" in str(apart.error) and "not a day" not in str(apart.error)
+
+    other: list[multidose.UnreadableOnWorklist] = []
+    with engine.connect() as conn:
+        multidose.pharmacy_worklist(
+            conn, OTHER_PHARMACIST.organisation.id, SOON, SOON + timedelta(hours=48), other
+        )
+    assert other == [], "another pharmacy's patient is not named to it"
+
+
+def test_a_patient_whose_list_does_not_load_is_listed_apart_naming_it(engine):
+    """The period loads but the patient's list changes since the plan do not: listed apart by
+    the period's pharmacy, the record named; the others as ever."""
+    kari, _, ola = _two_patients_due(engine)
+    with engine.connect() as conn:
+        (version_row,) = conn.execute(
+            select(entry_version).where(entry_version.c.patient_id == str(kari))
+        ).all()
+    table = entry_version
+    where = (table.c.entry_id == version_row.entry_id) & (table.c.version == version_row.version)
+    intruded(engine, table, where, record={**version_row.record, "entry": None})
+    unreadable: list[multidose.UnreadableOnWorklist] = []
+    with engine.connect() as conn:
+        items = multidose.pharmacy_worklist(
+            conn, PHARMACIST.organisation.id, SOON, SOON + timedelta(hours=48), unreadable
+        )
+    assert [i.patient.id for i in items] == [ola]
+    assert [(u.patient_id, u.error.table) for u in unreadable] == [(kari, "entry_version")]
