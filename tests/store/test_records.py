@@ -333,6 +333,35 @@ def test_a_ward_chart_names_a_residents_unreadable_record_and_shows_every_other(
     shown_without(table, stay.id, named="ward_id")
 
 
+def test_a_resident_with_an_unreadable_stay_shows_none_of_the_day(engine):
+    """Discharged and admitted again the same day: when one of the two stays' records no longer
+    loads, neither stay's doses are charted (no part of the day taken for the whole), both
+    name the record, first on the ward."""
+    world = make_world(engine)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    ward_id, _, _ = admitted(world)
+    mine = str(world.patient_id)
+    table = administration.admission
+    (first,) = _rows_of(engine, table, table.c.patient_id == mine)
+    world.clock.at = NEXT_MORNING - timedelta(hours=1)
+    discharge = f"/nursing/patients/{mine}/admissions/{first.id}/discharge"
+    assert world.post(discharge, {}, token=WARD_ADMIN_TOKEN).status_code == 200
+    again = world.post(
+        f"/nursing/patients/{mine}/admissions",
+        admission_body(ward_id, world.clock.at.isoformat()),
+        token=WARD_ADMIN_TOKEN,
+    )
+    assert again.status_code == 201, again.text
+    chart_path = f"/nursing/wards/{ward_id}/chart?day=2026-11-21"
+    stays = world.get(chart_path, token=NURSE_TOKEN).json()["patients"]
+    assert len(stays) == 2 and any(p["doses"] for p in stays)
+    intruded(engine, table, table.c.id == first.id, record={**first.record, "ward_id": "x"})
+    shown = world.get(chart_path, token=NURSE_TOKEN).json()["patients"]
+    assert [(p["patient_id"], p["doses"]) for p in shown] == [(mine, []), (mine, [])]
+    assert {p["admission_id"] for p in shown} == {first.id, again.json()["admission_id"]}
+    assert [p["unreadable"]["key"] for p in shown] == [{"id": first.id}] * 2
+
+
 def _rows_of(engine, table, where) -> list:
     with engine.connect() as conn:
         return conn.execute(select(table).where(where)).all()

@@ -281,10 +281,19 @@ def ward_chart(
     day_of = _WardDay(ward_id, found.config, start, end, now, prn_limits)
     # An admission whose record does not load is charted as unreadable: when it began and
     # ended is in that record, so whether the resident is on the ward today cannot be told.
+    # Their other stays on the ward are not charted either: no part of their day is shown.
     unread = [
         PatientChart(UUID(patient_id), UUID(error.key["id"]), (), (), unreadable=error)
         for patient_id, error in unreadable
     ]
+    if unread:
+        errors = {c.patient_id: c.unreadable for c in unread}
+        unread += [
+            PatientChart(a.patient_id, a.id, (), (), unreadable=errors[a.patient_id])
+            for a in admissions
+            if a.patient_id in errors
+        ]
+        admissions = [a for a in admissions if a.patient_id not in errors]
     try:
         read = day_of.charts(conn, admissions)
     except StoredRecordUnreadable:
