@@ -311,7 +311,7 @@ ALLOWED: tuple[Allowed, ...] = (
     # -- ward and worklist views: reads across a ward's residents (or a doctor's patients), a
     # fan-out read on a replica
     Allowed(
-        r"medloop/loop/administration/queries\.py:(ward_chart|chart_lines)",
+        r"medloop/loop/administration/queries\.py:(ward_chart|chart_lines|charts)",
         "ward view: the ward's residents, their planned doses and chartings",
     ),
     Allowed(

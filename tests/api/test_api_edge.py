@@ -351,12 +351,12 @@ def test_the_outer_layers_in_one_frame_answer_as_the_layers_one_by_one(engine, m
     statuses = [answer[0] for answer in answers["edge"]]
     assert statuses == [200, 200, 401, 401, 413, 413, 422, 404, 500, 200, 200, 404]
     assert all(len(answer[3]) == 1 for answer in answers["edge"])
+    # Every answer carries its request id, the unexpected failure's 500 too (its handler adds
+    # the header itself: Starlette's server-error layer answers outside RequestId).
     assert all(
-        ("x-request-id", f"edge-{n}") in answer[1]
+        answer[1].count(("x-request-id", f"edge-{n}")) == 1
         for n, answer in enumerate(answers["edge"])
-        if answer[0] != 500
     )
-    assert "x-request-id" not in dict(answers["edge"][8][1])
     files, page = [dict(a[1]) for a in answers["edge"][9:11]], dict(answers["edge"][11][1])
     assert all(f["x-content-type-options"] == "nosniff" for f in (*files, page))
     assert page["x-frame-options"] == "DENY" and "content-security-policy" in page
