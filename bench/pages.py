@@ -143,17 +143,18 @@ def _prn_lines_before(conn, patient_ids, now):
     return lines
 
 
-def _ward_lines_before(conn, ward_id, start, end):
+def _ward_lines_before(conn, ward_id, start, end, only=None):
     """The ward chart's lines before the kept ward-day plans (the baseline): every planned dose
     of the ward's day built from its stored record and the schedules read, at every read (the
-    one-query ``chart_lines`` of the ward), by patient."""
+    one-query ``chart_lines`` of the ward), by patient (``only``: those patients')."""
     from collections import defaultdict
 
     from medloop.loop.administration.queries import chart_lines
 
     found = defaultdict(list)
     for line in chart_lines(conn, [], start, end, ward_id=ward_id):
-        found[line.dose.patient_id].append(line)
+        if only is None or line.dose.patient_id in only:
+            found[line.dose.patient_id].append(line)
     return found
 
 
