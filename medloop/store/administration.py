@@ -378,11 +378,13 @@ def _admissions(
     conn: Connection,
     where: Any,
     unreadable: list[tuple[str, StoredRecordUnreadable]] | None = None,
+    within: tuple[datetime, datetime] | None = None,
 ) -> list[Admission]:
     rows = conn.execute(
         select(
             admission.c.id,
             admission.c.patient_id,
+            admission.c.admitted_at,
             admission.c.record,
             discharge.c.at.label("discharged_at"),
             discharge.c.author,
@@ -399,13 +401,22 @@ def _admissions(
             try:
                 record = Admission.model_validate(row.record)
             except UNREADABLE as error:
-                named = StoredRecordUnreadable(admission.name, {"id": row.id}, why(error))
-                unreadable.append((row.patient_id, named))
+                if within is None or _stay_overlaps(row, *within):
+                    named = StoredRecordUnreadable(admission.name, {"id": row.id}, why(error))
+                    unreadable.append((row.patient_id, named))
                 continue
         if row.discharged_at is not None:
             record = record.model_copy(update={"discharged_at": aware(row.discharged_at)})
         found.append(record)
     return found
+
+
+def _stay_overlaps(row: Any, start: datetime, end: datetime) -> bool:
+    """Whether the admission row's stay (by its columns, which are the record's times) overlaps
+    ``[start, end)``."""
+    return aware(row.admitted_at) < end and (
+        row.discharged_at is None or aware(row.discharged_at) > start
+    )
 
 
 def admissions_of(conn: Connection, patient_id: UUID) -> list[Admission]:
@@ -430,10 +441,12 @@ def admissions_to(
     ward_id: UUID,
     *,
     unreadable: list[tuple[str, StoredRecordUnreadable]] | None = None,
+    within: tuple[datetime, datetime] | None = None,
 ) -> list[Admission]:
     """Every admission to the ward, oldest first. With ``unreadable``: one whose stored record
-    does not load is left out and added there (as ``current_admissions`` does)."""
-    return _admissions(conn, admission.c.ward_id == str(ward_id), unreadable)
+    does not load is left out and added there (as ``current_admissions`` does), only when its
+    stay overlaps ``within`` (by the row's admission and discharge times) if that is given."""
+    return _admissions(conn, admission.c.ward_id == str(ward_id), unreadable, within)
 
 
 def current_admissions(

@@ -335,8 +335,9 @@ def test_a_ward_chart_names_a_residents_unreadable_record_and_shows_every_other(
 
 def test_a_resident_with_an_unreadable_stay_shows_none_of_the_day(engine):
     """Discharged and admitted again the same day: when one of the two stays' records no longer
-    loads, neither stay's doses are charted (no part of the day taken for the whole), both
-    name the record, first on the ward."""
+    loads, neither stay's doses are charted that day (no part of the day taken for the whole),
+    both name the record, first on the ward; a day the unreadable stay did not cover charts the
+    other as ever."""
     world = make_world(engine)
     world.client = TestClient(world.client.app, raise_server_exceptions=False)
     ward_id, _, _ = admitted(world)
@@ -360,6 +361,12 @@ def test_a_resident_with_an_unreadable_stay_shows_none_of_the_day(engine):
     assert [(p["patient_id"], p["doses"]) for p in shown] == [(mine, []), (mine, [])]
     assert {p["admission_id"] for p in shown} == {first.id, again.json()["admission_id"]}
     assert [p["unreadable"]["key"] for p in shown] == [{"id": first.id}] * 2
+    # The next day the unreadable stay had ended (by the row's times): the stay that loads is
+    # charted as ever, and the old stay's record is not brought up again day after day.
+    next_day = world.get(f"/nursing/wards/{ward_id}/chart?day=2026-11-22", token=NURSE_TOKEN)
+    (only,) = next_day.json()["patients"]
+    assert only["admission_id"] == again.json()["admission_id"]
+    assert only["unreadable"] is None and only["doses"]
 
 
 def _rows_of(engine, table, where) -> list:

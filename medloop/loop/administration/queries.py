@@ -275,13 +275,13 @@ def ward_chart(
     unreadable: list[tuple[str, StoredRecordUnreadable]] = []
     admissions = [
         a
-        for a in store.admissions_to(conn, ward_id, unreadable=unreadable)
+        for a in store.admissions_to(conn, ward_id, unreadable=unreadable, within=(start, end))
         if a.admitted_at < end and (a.discharged_at is None or a.discharged_at > start)
     ]
     day_of = _WardDay(ward_id, found.config, start, end, now, prn_limits)
-    # An admission whose record does not load is charted as unreadable: when it began and
-    # ended is in that record, so whether the resident is on the ward today cannot be told.
-    # Their other stays on the ward are not charted either: no part of their day is shown.
+    # An admission whose record does not load, of a stay on the ward that day (by the row's
+    # admission and discharge times), is charted as unreadable. The resident's other stays on
+    # the ward are not charted either: no part of their day is shown.
     unread = [
         PatientChart(UUID(patient_id), UUID(error.key["id"]), (), (), unreadable=error)
         for patient_id, error in unreadable
