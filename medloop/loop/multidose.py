@@ -933,10 +933,10 @@ def pharmacy_worklist(
     periods_unread: list[tuple[str, StoredRecordUnreadable]] | None = (
         None if unreadable is None else []
     )
-    named: dict[tuple[UUID, str, str], UnreadableOnWorklist] = {}
+    named: dict[tuple[UUID, str], UnreadableOnWorklist] = {}
 
     def cannot_read(patient_id: UUID, error: StoredRecordUnreadable) -> None:
-        key = (patient_id, error.table, str(sorted(error.key.items())))
+        key = (patient_id, error.record)
         if key not in named:
             named[key] = UnreadableOnWorklist(
                 patient_id, _patient_if_readable(conn, patient_id), error
