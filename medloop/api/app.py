@@ -84,6 +84,27 @@ PAGE_FILE_HEADERS: tuple[tuple[bytes, bytes], ...] = (_NOSNIFF, _REFERRER)
 shown by the browser's own viewer, a report's CSV): no page policy for what is no page."""
 
 
+NO_STORE = (b"cache-control", b"no-store")
+"""What every response outside ``/app/`` carries unless it sets its own ``Cache-Control``: a
+list, a chart, a FHIR resource or a problem names a patient, and no cache may keep it (a
+browser's disk cache on a ward's shared computer included). A client's own conditional read
+(``If-None-Match`` with the ``ETag`` it kept) still answers 304: that is the client's copy, not
+an HTTP cache's. The pages set ``no-store`` themselves and leave their static files cacheable."""
+
+
+def add_edge_headers(headers: list, page: bool) -> None:
+    """Adds to ``headers`` (a response's ASGI pairs, a list of the edge's own) what the edge
+    adds besides the request id: under ``/app/`` (``page``) ``page_security_headers``,
+    elsewhere ``NO_STORE`` when the response has no ``Cache-Control`` of its own."""
+    if page:
+        headers += page_security_headers(headers)
+        return
+    for name, _ in headers:
+        if name == b"cache-control":
+            return
+    headers.append(NO_STORE)
+
+
 def page_security_headers(headers: Any) -> tuple[tuple[bytes, bytes], ...]:
     """The headers to add to a response under ``/app/`` with ``headers`` (ASGI's pairs): the
     page's for HTML or a response without a body type, the file's for any other type."""
@@ -330,8 +351,7 @@ class RequestId:
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
-                if page:
-                    headers += page_security_headers(headers)
+                add_edge_headers(headers, page)
             await send(message)
 
         try:
@@ -430,8 +450,7 @@ class _Edge:
                 started = True
                 status = message["status"]
                 headers = message["headers"] = [*message.get("headers", []), header]
-                if page:
-                    headers += page_security_headers(headers)
+                add_edge_headers(headers, page)
             await send(message)
 
         try:

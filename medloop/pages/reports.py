@@ -142,7 +142,10 @@ def _csv(tables: list[charts.Table], table_id: str, name: str) -> Response:
     return Response(
         charts.to_csv(found),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"',
+            "Cache-Control": "no-store",  # a ward's report names its residents
+        },
     )
 
 

@@ -265,7 +265,10 @@ def review_pdf_page(page: PageDep, patient_id: UUID, review_id: UUID) -> Respons
     return Response(
         review_pdf(found, name, lang=page.lang),
         media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="review-{review_id}.pdf"'},
+        headers={
+            "Content-Disposition": f'inline; filename="review-{review_id}.pdf"',
+            "Cache-Control": "no-store",  # the patient's review: no cache keeps it
+        },
     )
 
 

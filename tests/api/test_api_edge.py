@@ -357,7 +357,13 @@ def test_the_outer_layers_in_one_frame_answer_as_the_layers_one_by_one(engine, m
         answer[1].count(("x-request-id", f"edge-{n}")) == 1
         for n, answer in enumerate(answers["edge"])
     )
+    # No cache may keep an answer outside the pages (it can name a patient), the unexpected
+    # failure's included; the pages' static files stay cacheable.
+    assert all(
+        answer[1].count(("cache-control", "no-store")) == 1 for answer in answers["edge"][:9]
+    )
     files, page = [dict(a[1]) for a in answers["edge"][9:11]], dict(answers["edge"][11][1])
+    assert not any("cache-control" in f for f in files)
     assert all(f["x-content-type-options"] == "nosniff" for f in (*files, page))
     assert page["x-frame-options"] == "DENY" and "content-security-policy" in page
     assert not any("content-security-policy" in f for f in files)

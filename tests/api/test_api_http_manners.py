@@ -30,6 +30,7 @@ from tests.api.helpers import (
     pharmacy_version,
     prescribe_body,
 )
+from tests.fhir.helpers import fhir_get
 from tests.loop.helpers import ATORVASTATIN, GP, PHARMACIST, SIMVASTATIN_NORDKYST
 
 
@@ -261,6 +262,24 @@ def test_if_none_match_with_the_current_version_is_304_without_a_body(world):
         **{"If-None-Match": '"0"'},
     )
     assert dispensable.status_code == 200 and dispensable.headers["ETag"] == '"1"'
+
+
+def test_no_cache_may_keep_an_answer_that_can_name_a_patient(world):
+    """Every answer outside the pages says ``Cache-Control: no-store`` (a list, a 304, a
+    201, a problem, a FHIR resource): a browser on a ward's shared computer keeps no copy on
+    disk. A route's own ``Cache-Control`` is not doubled."""
+    path = f"/patients/{world.patient_id}/list"
+    answers = [world.get(path), world.get("/patients/not-a-uuid/list")]
+    answers.append(world.get(path, **{"If-None-Match": answers[0].headers["ETag"]}))
+    body = prescribe_body(SIMVASTATIN_NORDKYST)
+    answers.append(world.write(f"/patients/{world.patient_id}/prescriptions", body))
+    answers.append(fhir_get(world, f"/fhir/Patient/{world.patient_id}"))
+    answers.append(world.get(f"/fhir/Patient/{world.patient_id}"))  # not a FHIR token
+    answers.append(world.get(path, "not-a-token"))
+    assert [a.status_code for a in answers] == [200, 422, 304, 201, 200, 403, 401]
+    for answer in answers:
+        assert answer.headers.get_list("cache-control") == ["no-store"], answer.request.url
+    assert world.client.get("/health/live").headers.get_list("cache-control") == ["no-store"]
 
 
 def _pages(world, path: str) -> list[list]:

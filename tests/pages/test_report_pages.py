@@ -39,6 +39,7 @@ def test_a_nurse_reads_her_wards_report_with_charts_tables_and_csv(client, pages
     assert csv_link in html
     table = client.get(csv_link)
     assert table.status_code == 200 and table.headers["content-type"].startswith("text/csv")
+    assert table.headers["cache-control"] == "no-store"  # names residents: no cache keeps it
     header = next(csv.reader(io.StringIO(table.text)))
     assert header == ["resident", "admitted_on", "last_review", "next_due", "status"]
 

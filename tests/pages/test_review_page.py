@@ -143,6 +143,7 @@ def test_signing_stops_a_drug_through_the_loop_and_the_review_is_listed_with_its
     # shown by the browser's own viewer: no page policy that could stop it, no sniffing
     assert "content-security-policy" not in pdf.headers
     assert pdf.headers["x-content-type-options"] == "nosniff"
+    assert pdf.headers["cache-control"] == "no-store"  # names the patient: no cache keeps it
     text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.content)).pages)
     for expected in (
         "Per Hansen",
