@@ -408,6 +408,7 @@ def call_service(
         action,
         issue,
         once=_once(caller, action, key, body),
+        replayed_as=CdsCardsResponse,
     )
     return JSONResponse(dict(answer))
 

@@ -43,10 +43,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from lxml import etree
+from pydantic import AwareDatetime
 from sqlalchemy import Engine
 
 from interactions.dosage import (
@@ -61,6 +62,7 @@ from interactions.dosage import (
     Use,
 )
 from interactions.values import MAX_PACKAGES
+from medloop.domain._model import Frozen
 from medloop.domain.codes import (
     DiscontinuationReason,
     OrganisationKind,
@@ -1594,6 +1596,14 @@ def accept_list_proposal(
 # -- the outbox: an integrator marks an answer sent ------------------------------------------------
 
 
+class OutboxSentResponse(Frozen):
+    """What marking an outbox message sent answers (and a retry reads back)."""
+
+    msg_id: str
+    state: Literal["sent"]
+    sent_at: AwareDatetime
+
+
 def mark_outbox_sent(
     engine: Engine, patient_id: UUID, msg_id: str, call: Call
 ) -> Mapping[str, Any]:
@@ -1615,4 +1625,5 @@ def mark_outbox_sent(
         call=call,
         patient_id=patient_id,
         request={"msg_id": msg_id},
+        replayed_as=OutboxSentResponse,
     )

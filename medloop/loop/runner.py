@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -333,8 +334,24 @@ def _replayed(
             raise ValueError("list_version: not a list version")
         return list_version, tuple(Alert.model_validate(a) for a in response["alerts"])
     except LOAD_FAILURES as error:
-        key = {"scope": _scope(call, action), "key": call.idempotency_key}
-        raise StoredRecordUnreadable(idempotency.idempotency_key.name, key, why(error)) from None
+        raise _unreadable_replay(_scope(call, action), call.idempotency_key, error) from None
+
+
+def _loads_again(model: type[BaseModel], response: Any, scope: str, key: Any) -> None:
+    """``response``, read back from the idempotency key ``(scope, key)``, loads as ``model``
+    (what the work answers); else the key's row is named. The answer stays as stored: a
+    retry gets the first response back."""
+    try:
+        model.model_validate(response)
+    except LOAD_FAILURES as error:
+        raise _unreadable_replay(scope, key, error) from None
+
+
+def _unreadable_replay(scope: str, key: Any, error: Exception) -> StoredRecordUnreadable:
+    """The idempotency key ``(scope, key)`` named as a stored record that no longer loads (its
+    row's key, what is wrong; never the stored value)."""
+    named = {"scope": scope, "key": key}
+    return StoredRecordUnreadable(idempotency.idempotency_key.name, named, why(error))
 
 
 def _scope(call: Call, action: str) -> str:
@@ -365,6 +382,9 @@ def _once(
         savepoint=False,
         patient_id=patient_id,
     )
+    if result.replayed and type(result.response) is not dict:
+        not_object = TypeError("the response: not a JSON object")
+        raise _unreadable_replay(_scope(call, action), call.idempotency_key, not_object)
     return dict(result.response), result.replayed
 
 
@@ -632,6 +652,7 @@ def run_work(
     call: Call | None = None,
     patient_id: UUID | None = None,
     request: Mapping[str, Any] | None = None,
+    replayed_as: type[BaseModel] | None = None,
 ) -> Mapping[str, Any]:
     """The one variant of ``run_command``, for writes that are not a command on a patient's list:
     a ward's set-up, registering a patient, and the scheduled jobs' work on one patient
@@ -645,13 +666,16 @@ def run_work(
     - ``call`` (a person's work, audited as ``action`` with the response as detail): the
       idempotency key, the command metrics, and a refusal audited in a transaction of its own
       (detail: the code and ``request``). ``call=None`` is the system: the work's own
-      ``Done.notes`` are audited (actor ``system``); jobs count their runs themselves."""
+      ``Done.notes`` are audited (actor ``system``); jobs count their runs themselves.
+    - ``replayed_as``: the model of the work's response; a retry's response, read back from
+      its idempotency key, must load as it, and one that no longer loads is named by the key's
+      row (``StoredRecordUnreadable``, never the value) rather than handed to the caller."""
     cache = cache_for(engine)
     committed: list[tuple[int, PatientState]] = []
     try:
         with writer(engine).begin() as conn:
             response, replayed = _work(
-                conn, action, work, call, patient_id, request, cache, committed
+                conn, action, work, call, patient_id, request, cache, committed, replayed_as
             )
         for revision, state in committed:
             cache.put(patient_id, revision, state)  # type: ignore[arg-type]
@@ -685,6 +709,7 @@ def _work(
     request: Mapping[str, Any] | None,
     cache: StateCache,
     committed: list[tuple[int, PatientState]],
+    replayed_as: type[BaseModel] | None,
 ) -> tuple[dict[str, Any], bool]:
     state = None
     if patient_id is not None:
@@ -716,6 +741,8 @@ def _work(
     response, replayed = _once(
         conn, call, action, patient_id, compute, {"action": action, "request": dict(request or {})}
     )
+    if replayed and replayed_as is not None:
+        _loads_again(replayed_as, response, _scope(call, action), call.idempotency_key)
     if seen and seen[-1].patient is not None:
         national_id = seen[-1].patient
     audit.append(
@@ -746,20 +773,25 @@ def run_audited(
     work: Callable[[Connection], Mapping[str, Any]],
     *,
     once: Once | None = None,
+    replayed_as: type[BaseModel] | None = None,
 ) -> Mapping[str, Any]:
     """The variant for decision support shown to a user about a patient (CDS Hooks cards and
     the feedback on them): an audited access to the patient (``store.access.audited``: the
     transaction begins with the patient's access row and ends with the audit record of
     ``action``), in which ``work`` appends what it issued; with ``once`` the first answer for
     the key is returned and nothing is appended again (in a savepoint: a failing ``work``
-    frees the key). Not a command: the patient's list and revision are left alone."""
+    frees the key), once it loads as ``replayed_as`` (else the key's row is named, as
+    ``run_work`` names it). Not a command: the patient's list and revision are left alone."""
 
     def body(conn: Connection) -> Mapping[str, Any]:
         if once is None:
             return work(conn)
-        return run_once(
+        result = run_once(
             conn, once.scope, once.key, once.fingerprint, lambda: work(conn), patient_id=patient_id
-        ).response
+        )
+        if result.replayed and replayed_as is not None:
+            _loads_again(replayed_as, result.response, once.scope, once.key)
+        return result.response
 
     return access.audited(engine, who, patient_id, action, body)
 

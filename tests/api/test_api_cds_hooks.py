@@ -3,14 +3,17 @@ coded by FEST varenr, FEST id or ATC, cards built from the same alerts, and feed
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from medloop.api.cds import ATC, FEST_VARENR
 from medloop.api.fhir_dosage import UCUM
 from medloop.store.access import cds_card, cds_feedback
+from medloop.store.idempotency import idempotency_key
 from tests.api.helpers import (
     NATIONAL_ID,
     PHARMACIST_TOKEN,
@@ -19,6 +22,7 @@ from tests.api.helpers import (
     prescribe_body,
 )
 from tests.loop.helpers import KLARITROMYCIN, SIMVASTATIN_28
+from tests.store.helpers import intruded
 
 
 def _on_simvastatin(world) -> None:
@@ -157,6 +161,35 @@ def test_a_retried_hook_call_with_the_same_idempotency_key_returns_the_same_card
     assert first.status_code == 200 and first.content == second.content
     with world.engine.connect() as conn:
         assert len(conn.execute(select(cds_card.c.id)).all()) == len(first.json()["cards"])
+
+
+def test_a_retried_hook_call_whose_stored_cards_no_longer_load_is_named_not_shown(world):
+    """A retry is answered with the cards stored with its idempotency key only when they still
+    load as cards: a card altered past the API (an indicator no CDS client knows) is not shown
+    to a prescriber; the answer names the key's row, never the stored value."""
+    _on_simvastatin(world)
+    request = hook(
+        "order-sign",
+        str(world.patient_id),
+        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
+    )
+    first = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
+    assert first.status_code == 200 and first.json()["cards"]
+    with world.engine.connect() as conn:
+        claimed = conn.execute(select(idempotency_key)).one()
+    broken = copy.deepcopy(claimed.response)
+    broken["cards"][0]["indicator"] = "harmless"
+    intruded(world.engine, idempotency_key, idempotency_key.c.key == "h1", response=broken)
+    world.client = TestClient(world.client.app, raise_server_exceptions=False)
+    retried = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
+    assert retried.status_code == 500, retried.text
+    problem = retried.json()
+    assert problem["type"] == "https://medloop.dev/problems/stored-record-unreadable"
+    assert (problem["table"], problem["key"]) == (
+        "idempotency_key",
+        {"scope": claimed.scope, "key": "h1"},
+    )
+    assert "indicator" in problem["detail"] and "harmless" not in retried.text
 
 
 PARACETAMOL_500 = "090028"

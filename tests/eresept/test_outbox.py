@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 
 import pytest
 from lxml import etree
@@ -20,6 +21,8 @@ from medloop.eresept import read_message
 from medloop.loop import multidose
 from medloop.loop.messages import import_message, mark_outbox_sent
 from medloop.store import outbox as stored
+from medloop.store.columns import StoredRecordUnreadable
+from medloop.store.idempotency import idempotency_key
 from tests.eresept.importing import (
     M25_2_CONVERSATION,
     M25_2_MSG_ID,
@@ -31,6 +34,7 @@ from tests.eresept.importing import (
 )
 from tests.eresept.messages import needs_shared
 from tests.loop.helpers import GP, PHARMACIST, call
+from tests.store.helpers import intruded
 
 pytestmark = needs_shared
 
@@ -183,6 +187,34 @@ def test_only_the_deciding_doctors_organisation_reads_and_marks_the_answer_once(
     # stored once: marking it sent leaves its bytes as they were written
     assert _bytes(engine, patient_id, answer.msg_id) == written
     assert hashlib.sha256(written).hexdigest() == marked.sha256
+
+
+def test_a_retried_mark_sent_whose_stored_answer_no_longer_loads_names_the_key(engine):
+    """Marking the answer sent, retried with its idempotency key, answers what the first call
+    answered, loaded again as that answer: a stored one that no longer loads is named by the
+    key's row (never its value), and the retry changes nothing."""
+    patient_id, pending = _world(engine, m25_2_from_pharmacy())
+    multidose.reject_proposal(
+        engine, patient_id, pending[ProposalKind.QUESTION].id, call(GP, reason="nei")
+    )
+    (answer,) = _outbox(engine, patient_id)
+    first = mark_outbox_sent(engine, patient_id, answer.msg_id, call(GP, idempotency_key="s-1"))
+    again = mark_outbox_sent(engine, patient_id, answer.msg_id, call(GP, idempotency_key="s-1"))
+    assert again == {**first, "sent_at": again["sent_at"]} and again["state"] == "sent"
+    assert datetime.fromisoformat(again["sent_at"]) == datetime.fromisoformat(first["sent_at"])
+    with engine.connect() as conn:
+        claimed = conn.execute(select(idempotency_key).where(idempotency_key.c.key == "s-1")).one()
+    where = idempotency_key.c.key == "s-1"
+    intruded(engine, idempotency_key, where, response={**first, "state": "ready"})
+    with pytest.raises(StoredRecordUnreadable) as error:
+        mark_outbox_sent(engine, patient_id, answer.msg_id, call(GP, idempotency_key="s-1"))
+    assert (error.value.table, error.value.key) == (
+        "idempotency_key",
+        {"scope": claimed.scope, "key": "s-1"},
+    )
+    assert "state" in error.value.reason and "ready" not in error.value.reason
+    (marked,) = _outbox(engine, patient_id)
+    assert marked.state == "sent"
 
 
 def test_the_stored_answer_cannot_be_changed(engine):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 from sqlalchemy import Connection, Engine
 
 from medloop.domain._model import Frozen
@@ -32,6 +32,22 @@ class WardOrder(Frozen):
     config: WardConfig = WardConfig()
 
 
+class WardCreatedResponse(Frozen):
+    """What creating a ward answers (and a retry with its idempotency key reads back)."""
+
+    ward_id: UUID
+    organisation_id: str
+    name: str = Field(min_length=1)
+    config_version: StrictInt = Field(ge=1)
+
+
+class WardConfiguredResponse(Frozen):
+    """What configuring a ward answers (and a retry reads back)."""
+
+    ward_id: UUID
+    config_version: StrictInt = Field(ge=1)
+
+
 def create_ward(engine: Engine, order: WardOrder, call: Call) -> dict[str, Any]:
     """Create a ward of ``call.actor``'s organisation with its first configuration."""
 
@@ -47,7 +63,9 @@ def create_ward(engine: Engine, order: WardOrder, call: Call) -> dict[str, Any]:
             "config_version": 1,
         }
 
-    return _ward_command(engine, "create", call, order.model_dump(mode="json"), compute)
+    return _ward_command(
+        engine, "create", call, order.model_dump(mode="json"), compute, WardCreatedResponse
+    )
 
 
 def configure_ward(engine: Engine, ward_id: UUID, config: WardConfig, call: Call) -> dict[str, Any]:
@@ -61,7 +79,7 @@ def configure_ward(engine: Engine, ward_id: UUID, config: WardConfig, call: Call
         return {"ward_id": str(ward_id), "config_version": version}
 
     request = {"ward_id": str(ward_id), "config": config.model_dump(mode="json")}
-    return _ward_command(engine, "configure", call, request, compute)
+    return _ward_command(engine, "configure", call, request, compute, WardConfiguredResponse)
 
 
 def own_ward(conn: Connection, ward_id: UUID, actor: Actor) -> store.WardState:
@@ -83,9 +101,10 @@ def _ward_command(
     call: Call,
     request: Mapping[str, Any],
     compute: Callable[[Connection], dict[str, Any]],
+    response: type[Frozen],
 ) -> dict[str, Any]:
     """A ward command through the runner's variant for work beside a list (audited as
-    ``ward.<action>``)."""
+    ``ward.<action>``); a retry's stored answer loads as ``response``."""
     return dict(
         run_work(
             engine,
@@ -93,5 +112,6 @@ def _ward_command(
             lambda ctx: Done(response=compute(ctx.conn)),
             call=call,
             request=request,
+            replayed_as=response,
         )
     )

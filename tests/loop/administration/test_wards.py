@@ -21,6 +21,8 @@ from medloop.domain.ward import (
 from medloop.loop import administration as nursing
 from medloop.store import administration
 from medloop.store.audit import audit_event
+from medloop.store.columns import StoredRecordUnreadable
+from medloop.store.idempotency import idempotency_key
 from tests.loop.administration.helpers import (
     ADMITTED,
     NURSE,
@@ -32,6 +34,7 @@ from tests.loop.administration.helpers import (
     prescribe_with,
 )
 from tests.loop.helpers import call
+from tests.store.helpers import intruded
 
 
 def test_a_ward_is_created_once_and_audited_and_a_retry_replays(engine):
@@ -56,6 +59,50 @@ def test_a_ward_is_created_once_and_audited_and_a_retry_replays(engine):
             for r in conn.execute(select(audit_event).where(audit_event.c.action == "ward.create"))
         ]
     assert outcomes == ["ok", "ok", "refused"]
+
+
+def test_a_retry_whose_stored_answer_no_longer_loads_names_the_key(engine):
+    """A ward command's retry is answered from the response stored with its idempotency key,
+    loaded again as the command's answer: one that no longer loads (a mistyped field, a field
+    too many, not an object at all) is named by the key's row, never handed on as stored."""
+    order = nursing.WardOrder(ward_id=uuid.uuid4(), name="Avdeling 1")
+    first = nursing.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
+    with engine.connect() as conn:
+        claimed = conn.execute(select(idempotency_key)).one()
+    where = idempotency_key.c.key == "ward-1"
+    for broken, named in [
+        ({**first, "config_version": "1"}, "config_version"),
+        ({**first, "note": "kept by hand"}, "note"),
+        ([first], "not a JSON object"),
+    ]:
+        intruded(engine, idempotency_key, where, response=broken)
+        with pytest.raises(StoredRecordUnreadable) as error:
+            nursing.create_ward(engine, order, call(NURSE, idempotency_key="ward-1"))
+        assert error.value.table == "idempotency_key"
+        assert error.value.key == {"scope": claimed.scope, "key": "ward-1"}
+        assert named in error.value.reason and "kept by hand" not in error.value.reason
+    intruded(engine, idempotency_key, where, response=first)
+    assert nursing.create_ward(engine, order, call(NURSE, idempotency_key="ward-1")) == first
+    configured = nursing.configure_ward(
+        engine, order.ward_id, WardConfig(), call(NURSE, idempotency_key="config-1")
+    )
+    intruded(
+        engine,
+        idempotency_key,
+        idempotency_key.c.key == "config-1",
+        response={**configured, "ward_id": "ward one"},
+    )
+    with pytest.raises(StoredRecordUnreadable, match="ward_id"):
+        nursing.configure_ward(
+            engine, order.ward_id, WardConfig(), call(NURSE, idempotency_key="config-1")
+        )
+    with engine.connect() as conn:  # a retry that failed was not audited: it rolled back
+        audited = conn.execute(
+            select(audit_event.c.action)
+            .where(audit_event.c.action.like("ward.%"))
+            .order_by(audit_event.c.seq)
+        ).all()
+    assert [a.action for a in audited] == ["ward.create", "ward.create", "ward.configure"]
 
 
 def test_only_the_wards_own_organisation_configures_it(engine):
