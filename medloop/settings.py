@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fest.errors import FestConfigurationError
 from fest.parser import Limits
@@ -179,6 +180,9 @@ class Settings:
     tokens itself)."""
     smart_token_url: str | None = None
     """``MEDLOOP_SMART_TOKEN_URL``: the authorisation server's token endpoint."""
+    fhir_cors_origins: tuple[str, ...] = ()
+    """``MEDLOOP_FHIR_CORS_ORIGINS``: the origins of SMART on FHIR browser apps that may call
+    ``/fhir`` (``api.cors.FhirCors``); none by default."""
     fhir_export_dir: Path | None = None
     """``MEDLOOP_FHIR_EXPORT_DIR``: where FHIR bulk exports write their NDJSON files (default:
     ``medloop-fhir-export`` in the system's temporary directory)."""
@@ -237,6 +241,9 @@ class Settings:
             ),
             smart_authorize_url=env.get("MEDLOOP_SMART_AUTHORIZE_URL") or None,
             smart_token_url=env.get("MEDLOOP_SMART_TOKEN_URL") or None,
+            fhir_cors_origins=_origins(
+                env.get("MEDLOOP_FHIR_CORS_ORIGINS"), "MEDLOOP_FHIR_CORS_ORIGINS"
+            ),
             fhir_export_dir=Path(env["MEDLOOP_FHIR_EXPORT_DIR"])
             if env.get("MEDLOOP_FHIR_EXPORT_DIR")
             else None,
@@ -364,17 +371,43 @@ def _seconds(name: str, value: str | None) -> float:
 
 def _cds(env: Mapping[str, str]) -> CdsSettingsSection:
     file = env.get("MEDLOOP_CDS_CLIENTS_FILE")
-    origins = tuple(
-        o.strip().rstrip("/")
-        for o in (env.get("MEDLOOP_CDS_CORS_ORIGINS") or "").split(",")
-        if o.strip()
-    )
-    if "*" in origins:
-        raise InvalidSetting("MEDLOOP_CDS_CORS_ORIGINS names origins, not '*'")
     return CdsSettingsSection(
         clients_file=Path(file) if file else None,
         base_url=(env.get("MEDLOOP_CDS_BASE_URL") or "").strip().rstrip("/") or None,
-        cors_origins=origins,
+        cors_origins=_origins(env.get("MEDLOOP_CDS_CORS_ORIGINS"), "MEDLOOP_CDS_CORS_ORIGINS"),
+    )
+
+
+def _origins(value: str | None, name: str) -> tuple[str, ...]:
+    """The comma-separated origins in ``value``, the variable ``name``'s (a trailing ``/``
+    dropped): each ``http(s)://host[:port]`` as a browser sends it in ``Origin``, never ``*``
+    (any page of any site) and never an address with a path, query or user (no browser sends
+    one: a setting that could match nothing)."""
+    origins = tuple(o.strip().rstrip("/") for o in (value or "").split(",") if o.strip())
+    for origin in origins:
+        if origin == "*":
+            raise InvalidSetting(f"{name} names origins, not '*'")
+        if not _is_origin(origin):
+            raise InvalidSetting(
+                f"{name}: {origin!r} is not an origin (scheme://host[:port], lower case)"
+            )
+    return origins
+
+
+def _is_origin(text: str) -> bool:
+    """Whether ``text`` is a serialised web origin: ``http`` or ``https``, a host, at most a
+    port, nothing else, in lower case (as a browser's ``Origin`` header has it)."""
+    try:
+        parts = urlsplit(text)
+        if parts.port is not None and not 0 < parts.port:
+            return False
+    except ValueError:  # a port that is no number, or out of range
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.path or parts.query or parts.fragment or "@" in parts.netloc)
+        and text == text.lower()
     )
 
 

@@ -32,6 +32,7 @@ from medloop import settings as settings_module
 from medloop.api import cds, cds_auth, problems
 from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
+from medloop.api.cors import FhirCors
 from medloop.api.deps import ApiState
 from medloop.api.docs import DOCS_HTML
 from medloop.api.hot import HotRoutes
@@ -177,6 +178,8 @@ def create_app(
     app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
     if cds_settings.origins:
         app.add_middleware(cds_auth.CdsCors, origins=cds_settings.origins)
+    if settings.fhir_cors_origins:
+        app.add_middleware(FhirCors, origins=settings.fhir_cors_origins)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
@@ -419,7 +422,7 @@ class _Edge:
     raised on to the server. What the four wrap (``ExceptionMiddleware.app``, ``HotRoutes``) is
     read at each request. ``MedloopApp.__call__`` sends a request here only through the lean
     stack (``_without_idle_layers``) and only when that stack is exactly these four around what
-    they wrap (no ``CdsCors``, not in debug). Issue #20."""
+    they wrap (no ``CdsCors`` or ``FhirCors``, not in debug). Issue #20."""
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ from fastapi.security import HTTPBearer
 
 from medloop.api.auth import Principal, Role, Unauthenticated, algorithms_for
 from medloop.api.config import InvalidSetting
+from medloop.api.cors import PathCors
 from medloop.api.deps import Caller, api_state
 from medloop.api.deps import caller as end_user_caller
 
@@ -337,26 +338,10 @@ cds_caller = _CdsBearer(
 CdsCallerDep = Annotated[CdsCaller, Depends(cds_caller)]
 
 
-class CdsCors:
+class CdsCors(PathCors):
     """CORS for the configured EHR origins (``MEDLOOP_CDS_CORS_ORIGINS``) on the CDS routes
-    only, preflight included (Starlette's ``CORSMiddleware``); other routes get no CORS."""
+    only, preflight included (``api.cors.PathCors``); other routes get no CORS."""
 
-    def __init__(self, app: Any, origins: tuple[str, ...]) -> None:
-        from starlette.middleware.cors import CORSMiddleware
-
-        self.app = app
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=list(origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Idempotent-Replayed"],
-            max_age=600,
-        )
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == PREFIX or path.startswith(f"{PREFIX}/"):
-            await self.cors(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+    prefixes = (PREFIX,)
+    allow_headers = ("Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID")
+    expose_headers = ("X-Request-ID", "Idempotent-Replayed")

@@ -77,7 +77,9 @@ def expected_routes() -> set[tuple[str, str]]:
     return found | OPERATION_ROUTES
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+def capability_statement(base: str, *, cors: bool = False) -> dict[str, Any]:
+    """The CapabilityStatement of the server at ``base``; ``cors``: whether browser apps of
+    configured origins may call it (``MEDLOOP_FHIR_CORS_ORIGINS``)."""
     resources = []
     for resource, interactions in INTERACTIONS.items():
         entry: dict[str, Any] = {
@@ -96,7 +98,7 @@ def capability_statement(base: str) -> dict[str, Any]:
     rest: dict[str, Any] = {
         "mode": "server",
         "security": {
-            "cors": False,
+            "cors": cors,
             "service": [
                 {
                     "coding": [

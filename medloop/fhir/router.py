@@ -649,7 +649,8 @@ def patient_of(caller: Caller, kind: str, resource_id: UUID, resource: str) -> U
 
 @router.get("/metadata", summary="The CapabilityStatement: what this server supports")
 def metadata(request: Request) -> FhirResponse:
-    return fhir_json(capability_statement(str(request.base_url).rstrip("/") + "/fhir"))
+    cors = bool(request.app.state.settings.fhir_cors_origins)
+    return fhir_json(capability_statement(str(request.base_url).rstrip("/") + "/fhir", cors=cors))
 
 
 # -- Patient --------------------------------------------------------------------------------------

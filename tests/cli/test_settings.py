@@ -63,6 +63,7 @@ SETTINGS_VARIABLES = {
     "MEDLOOP_CDS_CLIENTS_FILE",
     "MEDLOOP_CDS_BASE_URL",
     "MEDLOOP_CDS_CORS_ORIGINS",
+    "MEDLOOP_FHIR_CORS_ORIGINS",
     "MEDLOOP_AUDIT_CHECKPOINT_DIR",
     "MEDLOOP_AUDIT_SIGNING_KEY_FILE",
     "MEDLOOP_RENAL_MAX_AGE_DAYS",
@@ -101,6 +102,7 @@ def test_every_setting_comes_from_the_environment_given(tmp_path):
             "MEDLOOP_CDS_CLIENTS_FILE": str(tmp_path / "clients.json"),
             "MEDLOOP_CDS_BASE_URL": "https://medloop.example/",
             "MEDLOOP_CDS_CORS_ORIGINS": "https://ehr.example/, https://other.example",
+            "MEDLOOP_FHIR_CORS_ORIGINS": "https://app.example:8443, http://localhost:3000/",
             "MEDLOOP_AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
             "MEDLOOP_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "key.pem"),
             "MEDLOOP_FEST_MAX_XML_BYTES": "123",
@@ -119,6 +121,7 @@ def test_every_setting_comes_from_the_environment_given(tmp_path):
         allow_dev_keys=True,
         fest_xsd_dir=tmp_path,
         demo_catalogue=tmp_path / "demo.xml",
+        fhir_cors_origins=("https://app.example:8443", "http://localhost:3000"),
         jobs=JobsSettings(scheduler=False, catalogue_dir=tmp_path / "incoming"),
         ops=OpsSettings(
             run_dir=tmp_path / "run",
@@ -161,6 +164,12 @@ def test_every_setting_comes_from_the_environment_given(tmp_path):
         ("MEDLOOP_FEST_MAX_XML_BYTES", "lots", "MEDLOOP_FEST_MAX_XML_BYTES must be a positive"),
         ("MEDLOOP_RENAL_MAX_AGE_DAYS", "-3", "MEDLOOP_RENAL_MAX_AGE_DAYS must be a positive"),
         ("MEDLOOP_CDS_CORS_ORIGINS", "*", "MEDLOOP_CDS_CORS_ORIGINS names origins, not '*'"),
+        ("MEDLOOP_FHIR_CORS_ORIGINS", "https://a.example, *", "MEDLOOP_FHIR_CORS_ORIGINS names"),
+        # what no browser sends as its Origin would match nothing: refused, named
+        ("MEDLOOP_FHIR_CORS_ORIGINS", "https://app.example/launch", "'https://app.example/l"),
+        ("MEDLOOP_FHIR_CORS_ORIGINS", "app.example", "'app.example' is not an origin"),
+        ("MEDLOOP_FHIR_CORS_ORIGINS", "https://App.example", "is not an origin"),
+        ("MEDLOOP_CDS_CORS_ORIGINS", "https://ehr.example:port", "is not an origin"),
         ("MEDLOOP_REPLICA_CHECK_SECONDS", "soon", "MEDLOOP_REPLICA_CHECK_SECONDS must be"),
     ],
 )
