@@ -407,14 +407,16 @@ def json_with_etag(body: Any, version: int, if_none_match: str | None = None) ->
     ``If-None-Match`` names that version (or is ``*``). ``body`` as bytes is JSON rendered
     already (``views.list_view``)."""
     tag = etag(version)
-    if if_none_match is not None and _matches(if_none_match, version):
+    if if_none_match is not None and etag_matches(if_none_match, version):
         return Response(status_code=304, headers={"ETag": tag})
     if isinstance(body, bytes):
         return Response(body, media_type=JSONResponse.media_type, headers={"ETag": tag})
     return JSONResponse(body, headers={"ETag": tag})
 
 
-def _matches(if_none_match: str, version: int) -> bool:
+def etag_matches(if_none_match: str, version: int) -> bool:
+    """Whether ``If-None-Match`` names ``version`` (weakly: ``"7"`` and ``W/"7"`` alike) or is
+    ``*``."""
     if if_none_match.strip() == "*":
         return True
     for candidate in if_none_match.split(","):

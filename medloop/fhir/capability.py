@@ -87,6 +87,8 @@ def capability_statement(base: str, *, cors: bool = False) -> dict[str, Any]:
             "interaction": [{"code": i} for i in (*interactions, *WRITES.get(resource, ()))],
             "versioning": "versioned" if "vread" in interactions else "no-version",
             "readHistory": "vread" in interactions,
+            # a versioned read or vread with If-None-Match naming its version: 304
+            "conditionalRead": "not-match" if "vread" in interactions else "not-supported",
             "searchParam": [
                 {"name": name, "type": kind}
                 for name, kind in {**PARAMETERS[resource], **_RESULT}.items()

@@ -475,7 +475,27 @@ def fhir_json(body: dict[str, Any], status: int = 200, **headers: str) -> FhirRe
     return FhirResponse(body, status_code=status, headers=headers or None)
 
 
-def versioned(body: dict[str, Any]) -> FhirResponse:
+MAX_IF_NONE_MATCH = 1000
+"""The longest ``If-None-Match`` a conditional read takes (the JSON API's bound)."""
+
+
+def _if_none_match(request: Request) -> str | None:
+    """The request's ``If-None-Match`` (its lines joined, as one list), read here rather than
+    by a FastAPI dependency so that the read keeps ``_LeanRead``; longer than
+    ``MAX_IF_NONE_MATCH``: 400."""
+    given = request.headers.getlist("if-none-match")
+    if not given:
+        return None
+    joined = ", ".join(given)
+    if len(joined) > MAX_IF_NONE_MATCH:
+        raise FhirError(400, "invalid", f"If-None-Match: at most {MAX_IF_NONE_MATCH} characters")
+    return joined
+
+
+def versioned(body: dict[str, Any], if_none_match: str | None = None) -> Response:
+    """A versioned resource with its ``ETag`` (``W/"<versionId>"``) and ``Last-Modified``; a
+    conditional read (``If-None-Match`` naming that version) is 304 with those headers and no
+    body: the client's copy is current."""
     version = (body.get("meta") or {}).get("versionId")
     headers = {}
     if version is not None:
@@ -484,6 +504,12 @@ def versioned(body: dict[str, Any]) -> FhirResponse:
     if updated is not None:
         moment = datetime.fromisoformat(updated.replace("Z", "+00:00"))
         headers["Last-Modified"] = moment.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    if (
+        if_none_match is not None
+        and version is not None
+        and deps.etag_matches(if_none_match, int(version))
+    ):
+        return Response(status_code=304, headers=headers)
     return fhir_json(body, **headers)
 
 
@@ -1062,13 +1088,15 @@ class Versioned:
         )
         return patient_id, versions
 
-    def read(self, caller: Caller, resource_id: str) -> FhirResponse:
+    def read(self, caller: Caller, resource_id: str, if_none_match: str | None = None) -> Response:
         patient_id, versions = self.load(caller, resource_id)
         if not versions:
             raise _gone(self.resource, resource_id)
-        return versioned(self.render(versions[-1], patient_id))
+        return versioned(self.render(versions[-1], patient_id), if_none_match)
 
-    def vread(self, caller: Caller, resource_id: str, version_id: str) -> FhirResponse:
+    def vread(
+        self, caller: Caller, resource_id: str, version_id: str, if_none_match: str | None = None
+    ) -> Response:
         _uuid(resource_id, self.resource)
         wanted = _version(version_id)
         patient_id, versions = self.load(caller, resource_id)
@@ -1077,7 +1105,7 @@ class Versioned:
             raise FhirError(
                 404, "not-found", f"{self.resource}/{resource_id} has no version {wanted}"
             )
-        return versioned(self.render(match[-1], patient_id))
+        return versioned(self.render(match[-1], patient_id), if_none_match)
 
     def history(self, caller: Caller, resource_id: str, request: Request) -> FhirResponse:
         patient_id, versions = self.load(caller, resource_id)
@@ -1111,16 +1139,18 @@ REQUESTS = Versioned(
 
 
 @router.get("/MedicationStatement/{entry_id}", summary="The current version of a list entry")
-def read_statement(caller: CallerDep, entry_id: str) -> FhirResponse:
-    return STATEMENTS.read(caller, entry_id)
+def read_statement(caller: CallerDep, entry_id: str, request: Request) -> Response:
+    return STATEMENTS.read(caller, entry_id, _if_none_match(request))
 
 
 @router.get(
     "/MedicationStatement/{entry_id}/_history/{version_id}",
     summary="One version of a list entry (vread)",
 )
-def vread_statement(caller: CallerDep, entry_id: str, version_id: str) -> FhirResponse:
-    return STATEMENTS.vread(caller, entry_id, version_id)
+def vread_statement(
+    caller: CallerDep, entry_id: str, version_id: str, request: Request
+) -> Response:
+    return STATEMENTS.vread(caller, entry_id, version_id, _if_none_match(request))
 
 
 @router.get(
@@ -1357,16 +1387,18 @@ def _asked(request: Request, search: Search) -> tuple[Any, ...]:
 
 
 @router.get("/MedicationRequest/{prescription_id}", summary="The current version of a prescription")
-def read_request(caller: CallerDep, prescription_id: str) -> FhirResponse:
-    return REQUESTS.read(caller, prescription_id)
+def read_request(caller: CallerDep, prescription_id: str, request: Request) -> Response:
+    return REQUESTS.read(caller, prescription_id, _if_none_match(request))
 
 
 @router.get(
     "/MedicationRequest/{prescription_id}/_history/{version_id}",
     summary="One version of a prescription (vread)",
 )
-def vread_request(caller: CallerDep, prescription_id: str, version_id: str) -> FhirResponse:
-    return REQUESTS.vread(caller, prescription_id, version_id)
+def vread_request(
+    caller: CallerDep, prescription_id: str, version_id: str, request: Request
+) -> Response:
+    return REQUESTS.vread(caller, prescription_id, version_id, _if_none_match(request))
 
 
 @router.get(

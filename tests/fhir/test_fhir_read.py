@@ -130,6 +130,44 @@ def test_statement_versions_read_vread_and_history(world):
     outcome_of(fhir_get(world, f"/fhir/MedicationStatement/{entry}/_history/3"), 404)
 
 
+def test_a_conditional_read_of_a_current_version_is_304_and_still_audited(world):
+    """``If-None-Match`` naming the version the client holds (``W/"n"``, as the ETag said, or
+    ``*``): 304 with the ETag and Last-Modified and no body while it is current; the resource
+    once it changed; a vread of that version stays 304. The read is audited either way: the
+    client was shown that the record is as it holds it."""
+    body = prescribed(world)
+    entry, rx = body["entry_id"], body["terms"]["prescription_id"]
+    path = f"/fhir/MedicationStatement/{entry}"
+    first = fhir_get(world, path)
+    assert first.status_code == 200 and first.headers["ETag"] == 'W/"1"'
+    same = fhir_get(world, path, **{"If-None-Match": 'W/"1"'})
+    assert same.status_code == 304 and same.content == b""
+    assert same.headers["ETag"] == 'W/"1"'
+    assert same.headers["Last-Modified"] == first.headers["Last-Modified"]
+    anything = fhir_get(world, path, **{"If-None-Match": "*"})
+    assert anything.status_code == 304
+    with world.engine.connect() as conn:
+        newest = audit.events_for_patient(conn, NATIONAL_ID).events[:2]
+    assert [(e.action, e.request_id) for e in newest] == [
+        ("medication-list.read.fhir-MedicationStatement", anything.headers["X-Request-ID"]),
+        ("medication-list.read.fhir-MedicationStatement", same.headers["X-Request-ID"]),
+    ]
+    held = world.write(
+        f"/patients/{world.patient_id}/list/entries/{entry}/hold", {"reason": "pause"}
+    )
+    assert held.status_code == 200, held.text
+    changed = fhir_get(world, path, **{"If-None-Match": 'W/"1"'})
+    assert changed.status_code == 200 and changed.headers["ETag"] == 'W/"2"'
+    assert validated(changed.json())["status"] == "on-hold"
+    old = fhir_get(world, f"{path}/_history/1", **{"If-None-Match": 'W/"1", W/"2"'})
+    assert old.status_code == 304 and old.headers["ETag"] == 'W/"1"'
+    request = f"/fhir/MedicationRequest/{rx}"
+    assert fhir_get(world, request, **{"If-None-Match": 'W/"1"'}).status_code == 304
+    outcome = outcome_of(fhir_get(world, request, **{"If-None-Match": "x" * 1001}), 400)
+    assert "If-None-Match" in outcome["issue"][0]["diagnostics"]
+    assert fhir_get(world, request, **{"If-None-Match": 'W/"7"'}).status_code == 200
+
+
 def test_statement_search_by_status_code_and_effective_date(world):
     simva = prescribed(world)
     atorva = prescribed(world, ATORVASTATIN)
