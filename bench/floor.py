@@ -626,7 +626,15 @@ def _step(method, path, trips, response, given: dict[str, str], known: set[str])
     headers = [
         (k, v)
         for k, v in response.headers.items()
-        if k.lower() in ("etag", "location", "content-type", "x-request-id", "cache-control")
+        if k.lower()
+        in (
+            "etag",
+            "location",
+            "content-type",
+            "x-request-id",
+            "cache-control",
+            "x-content-type-options",
+        )
     ]
     step = Step(method, path, trips, response.status_code, headers, response.text)
     step.fresh[request_id] = "request_id"

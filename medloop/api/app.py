@@ -96,10 +96,12 @@ an HTTP cache's. The pages set ``no-store`` themselves and leave their static fi
 def add_edge_headers(headers: list, page: bool) -> None:
     """Adds to ``headers`` (a response's ASGI pairs, a list of the edge's own) what the edge
     adds besides the request id: under ``/app/`` (``page``) ``page_security_headers``,
-    elsewhere ``NO_STORE`` when the response has no ``Cache-Control`` of its own."""
+    elsewhere ``nosniff`` (no browser takes a JSON answer for a script or a page) and
+    ``NO_STORE`` when the response has no ``Cache-Control`` of its own."""
     if page:
         headers += page_security_headers(headers)
         return
+    headers.append(_NOSNIFF)
     for name, _ in headers:
         if name == b"cache-control":
             return

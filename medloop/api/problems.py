@@ -605,7 +605,9 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     the request's ``X-Request-ID`` itself, as every other response does."""
     response = problem(500, "internal-error", "an unexpected error; quote the request id", request)
     with_request_id(response, request)
-    response.headers["Cache-Control"] = "no-store"  # (``app.NO_STORE``: sent past the edge)
+    # (``app.add_edge_headers``'s: this answer is sent past the edge)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

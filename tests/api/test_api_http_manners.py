@@ -267,7 +267,8 @@ def test_if_none_match_with_the_current_version_is_304_without_a_body(world):
 def test_no_cache_may_keep_an_answer_that_can_name_a_patient(world):
     """Every answer outside the pages says ``Cache-Control: no-store`` (a list, a 304, a
     201, a problem, a FHIR resource): a browser on a ward's shared computer keeps no copy on
-    disk. A route's own ``Cache-Control`` is not doubled."""
+    disk; and ``X-Content-Type-Options: nosniff``. A route's own ``Cache-Control`` is not
+    doubled."""
     path = f"/patients/{world.patient_id}/list"
     answers = [world.get(path), world.get("/patients/not-a-uuid/list")]
     answers.append(world.get(path, **{"If-None-Match": answers[0].headers["ETag"]}))
@@ -279,6 +280,8 @@ def test_no_cache_may_keep_an_answer_that_can_name_a_patient(world):
     assert [a.status_code for a in answers] == [200, 422, 304, 201, 200, 403, 401]
     for answer in answers:
         assert answer.headers.get_list("cache-control") == ["no-store"], answer.request.url
+        # and no browser takes a JSON answer for a script or page it could run
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"]
     assert world.client.get("/health/live").headers.get_list("cache-control") == ["no-store"]
 
 

@@ -90,7 +90,7 @@ def _scenario(patient_id: str) -> list[tuple[str, str, dict | None, dict[str, st
     return steps
 
 
-def _send(client: TestClient, step) -> tuple[int, bytes, str | None, str | None, str | None]:
+def _send(client: TestClient, step) -> tuple:
     method, path, body, headers = step
     sent = {"Authorization": f"Bearer {GP_TOKEN}", **headers}
     response = client.request(method, path, json=body, headers=sent)
@@ -100,6 +100,7 @@ def _send(client: TestClient, step) -> tuple[int, bytes, str | None, str | None,
         response.headers.get("etag"),
         response.headers.get("location"),
         response.headers.get("cache-control"),
+        response.headers.get("x-content-type-options"),
     )
 
 
