@@ -13,7 +13,11 @@ creates: p99 18-22 ms with the checkpoints in the requests, 6-9 ms without).
 ``every_commits`` commits of the engine (and after ``idle_seconds`` when fewer came), so the log
 stays short and a writer restarts it from the beginning whenever a checkpoint has caught up.
 A passive checkpoint blocks neither readers nor writers, and Python's sqlite3 releases the GIL
-while SQLite works, so the event loop goes on serving meanwhile. The engine's own connections
+while SQLite works, so the event loop goes on serving meanwhile. When commits come faster than a
+checkpoint catches up (a loaded machine), no commit finds the log copied and none restarts it;
+once it holds ``restart_pages`` (1 000) or more, the checkpointer follows the passive checkpoint
+with a ``RESTART`` one, which waits at most ``RESTART_WAIT_MS`` for the writer of the moment
+and makes the next writer start the log again. The engine's own connections
 keep ``FALLBACK_PAGES`` as their threshold: should the thread fall behind (a long read holding
 an old snapshot), a commit still checkpoints, as without it, only much later.
 
@@ -39,6 +43,13 @@ SQLite's default: about 250 MB of log with 16 KiB pages)."""
 DEFAULT_PAGES = 1_000
 """SQLite's default ``wal_autocheckpoint``, which connections keep without a checkpointer."""
 
+RESTART_WAIT_MS = 50
+"""How long a ``RESTART`` checkpoint waits for readers and the writer of the moment (new
+writers wait as long, once per ``restart_pages`` of log at most)."""
+
+BUSY_TIMEOUT_MS = 5_000
+"""The checkpointer's own connection's busy timeout otherwise (``sqlite3.connect``'s 5 s)."""
+
 
 def autocheckpoint_pages(engine: Engine) -> int:
     """The ``wal_autocheckpoint`` that ``engine``'s new connections set (``store.db`` asks)."""
@@ -53,6 +64,8 @@ class Checkpoints:
     pages_copied: int = 0
     busy: int = 0
     """Checkpoints that could not run (another connection's checkpoint in progress)."""
+    restarts: int = 0
+    """``RESTART`` checkpoints that reset a log grown past ``restart_pages``."""
     failed: int = 0
     last_error: str | None = None
     longest_ms: float = 0.0
@@ -63,19 +76,27 @@ class WalCheckpointer:
     started; see the module docstring."""
 
     def __init__(
-        self, engine: Engine, *, every_commits: int = 32, idle_seconds: float = 1.0
+        self,
+        engine: Engine,
+        *,
+        every_commits: int = 32,
+        idle_seconds: float = 1.0,
+        restart_pages: int = DEFAULT_PAGES,
     ) -> None:
         if engine.dialect.name != "sqlite":
             raise ValueError("only an SQLite database has a write-ahead log to checkpoint")
         path = engine.url.database
         if not path or path == ":memory:" or path.startswith("file::memory:"):
             raise ValueError("an in-memory SQLite database has no write-ahead log to checkpoint")
-        if every_commits < 1 or idle_seconds <= 0:
-            raise ValueError("every_commits must be at least 1 and idle_seconds positive")
+        if every_commits < 1 or idle_seconds <= 0 or restart_pages < 1:
+            raise ValueError(
+                "every_commits and restart_pages must be at least 1 and idle_seconds positive"
+            )
         self.engine = engine
         self.path = path
         self.every_commits = every_commits
         self.idle_seconds = idle_seconds
+        self.restart_pages = restart_pages
         self.done = Checkpoints()
         self._commits = 0
         self._wake = threading.Event()
@@ -130,7 +151,7 @@ class WalCheckpointer:
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             while True:
                 self._wake.wait(self.idle_seconds)
@@ -149,7 +170,9 @@ class WalCheckpointer:
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         started = time.perf_counter()
         try:
-            busy, _log_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            busy, log_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if log_pages >= self.restart_pages:
+                self._restart(conn)
         except sqlite3.Error as error:
             # The next round tries again; a commit past FALLBACK_PAGES checkpoints meanwhile.
             self.done.failed += 1
@@ -160,3 +183,20 @@ class WalCheckpointer:
         self.done.busy += 1 if busy else 0
         self.done.pages_copied += max(copied, 0)
         self.done.longest_ms = max(self.done.longest_ms, elapsed)
+
+    def _restart(self, conn: sqlite3.Connection) -> None:
+        """The log grew past ``restart_pages`` although passive checkpoints run: commits came
+        faster than a checkpoint catches up, so no writer ever found the log copied and
+        restarted it, and it would grow without bound. A ``RESTART`` checkpoint waits for
+        the writer of the moment, copies the few frames the passive one left, and makes the
+        next writer start the log from the beginning; new writers wait meanwhile, at most
+        ``RESTART_WAIT_MS`` (then it gives up, busy, and the next round tries again)."""
+        conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if busy:
+            self.done.busy += 1
+        else:
+            self.done.restarts += 1

@@ -74,17 +74,51 @@ def test_the_log_stays_short_and_the_last_checkpoint_copies_everything(sqlite_ur
     engine = make_engine(sqlite_url)
     _table(engine)
     path = engine.url.database
-    with WalCheckpointer(engine, every_commits=4):
+    with WalCheckpointer(engine, every_commits=4, restart_pages=64):
         _write(engine, ROWS, pause=0.002)
         pages_while_running, _ = _log_state(path)
     # Without a checkpoint about 650 pages (the next test). With the checkpointer a commit
-    # restarts the log whenever the last checkpoint has caught up with it (13 pages here).
+    # restarts the log whenever the last checkpoint has caught up with it (13 pages here on an
+    # idle machine); on a busy one, where a checkpoint takes longer than commits come apart,
+    # the checkpointer restarts it once it passes ``restart_pages`` (below).
     assert pages_while_running < ROWS
     pages, copied = _log_state(path)
     assert copied == pages  # stop() ran a last checkpoint
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == ROWS
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_a_log_past_the_bound_is_restarted_and_the_next_commit_starts_it_again(sqlite_url):
+    """When commits come faster than a checkpoint catches up with them, no commit finds the log
+    copied, so none restarts it: it reached ~650 pages on a loaded machine here, and would grow
+    without bound. A log at ``restart_pages`` or more gets a ``RESTART`` checkpoint after the
+    passive one (waiting for the writer of the moment), and the next commit starts the log from
+    the beginning; every row is kept. Below the bound, a passive checkpoint only."""
+    import sqlite3
+
+    engine = make_engine(sqlite_url)
+    _table(engine)
+    _write(engine, 40)  # about 130 pages, no checkpoint yet
+    grown, _ = _log_state(engine.url.database)
+    assert grown >= 100
+    checkpointer = WalCheckpointer(engine, restart_pages=64)  # its round, run here by hand
+    conn = sqlite3.connect(engine.url.database, isolation_level=None)
+    try:
+        checkpointer._checkpoint(conn)
+        assert (checkpointer.done.runs, checkpointer.done.restarts) == (1, 1)
+        with writer(engine).begin() as write:
+            write.execute(text("INSERT INTO t VALUES (40, :p)"), {"p": bytes(20_000)})
+        restarted, _ = _log_state(engine.url.database)
+        assert 0 < restarted < 10  # the one commit's pages, from the log's beginning
+        checkpointer._checkpoint(conn)  # below the bound: passive only
+        assert (checkpointer.done.runs, checkpointer.done.restarts) == (2, 1)
+    finally:
+        conn.close()
+    assert checkpointer.done.failed == 0
+    with engine.connect() as read:
+        assert read.execute(text("SELECT count(*) FROM t")).scalar() == 41
+        assert read.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
 
 def test_without_a_checkpointer_the_log_grows_until_a_commit_checkpoints(sqlite_url):
@@ -104,6 +138,8 @@ def test_only_a_database_file_has_a_log_to_checkpoint(tmp_path):
         WalCheckpointer(make_engine("postgresql://postgres@127.0.0.1:5432/nothing"))
     with pytest.raises(ValueError, match="every_commits"):
         WalCheckpointer(make_engine(f"sqlite:///{tmp_path / 'x.db'}"), every_commits=0)
+    with pytest.raises(ValueError, match="restart_pages"):
+        WalCheckpointer(make_engine(f"sqlite:///{tmp_path / 'x.db'}"), restart_pages=0)
     # `medloop serve` starts one only where it can run
     assert _start_wal_checkpointer(make_engine("sqlite://")) is None
     assert _start_wal_checkpointer(make_engine("postgresql://postgres@127.0.0.1/x")) is None
