@@ -13,6 +13,8 @@ from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
 
+from medloop.fhir import outcome as fhir_outcome
+
 
 class PathCors:
     """CORS for ``origins`` on the paths ``prefixes`` name (the prefix itself or below it);
@@ -52,7 +54,7 @@ class FhirCors(PathCors):
     version, where a new resource or an export's status is, the list version for the next
     ``If-Match``, an export's progress)."""
 
-    prefixes = ("/fhir", "/.well-known/smart-configuration")
+    prefixes = fhir_outcome.PREFIXES  # the paths FHIR answers (with OperationOutcomes)
     allow_headers = (
         "Authorization",
         "Content-Type",

@@ -30,6 +30,13 @@ def _on_simvastatin(world) -> None:
     assert world.write(f"/patients/{world.patient_id}/prescriptions", body).status_code == 201
 
 
+def _signing_klaritromycin(world) -> dict[str, Any]:
+    """An order-sign call for clarithromycin on a list with simvastatin (a critical card)."""
+    _on_simvastatin(world)
+    patient = str(world.patient_id)
+    return hook("order-sign", patient, draft("rx1", FEST_VARENR, KLARITROMYCIN, patient))
+
+
 def test_discovery_lists_order_select_and_order_sign(world):
     services = world.client.get("/cds-services").json()["services"]
     assert {(s["id"], s["hook"]) for s in services} == {
@@ -41,12 +48,7 @@ def test_discovery_lists_order_select_and_order_sign(world):
 def test_order_sign_returns_a_critical_card_with_override_reasons_and_the_catalogue_version(
     world,
 ):
-    _on_simvastatin(world)
-    request = hook(
-        "order-sign",
-        str(world.patient_id),
-        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
-    )
+    request = _signing_klaritromycin(world)
     response = world.post("/cds-services/medloop-order-sign", request)
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]
@@ -109,12 +111,7 @@ def test_only_prescribers_may_call_the_services(world):
 
 
 def test_feedback_is_stored_for_issued_cards_and_refused_for_unknown_ones(world):
-    _on_simvastatin(world)
-    request = hook(
-        "order-sign",
-        str(world.patient_id),
-        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
-    )
+    request = _signing_klaritromycin(world)
     card = world.post("/cds-services/medloop-order-sign", request).json()["cards"][0]
     feedback = {
         "feedback": [
@@ -150,12 +147,7 @@ def test_feedback_is_stored_for_issued_cards_and_refused_for_unknown_ones(world)
 
 
 def test_a_retried_hook_call_with_the_same_idempotency_key_returns_the_same_cards(world):
-    _on_simvastatin(world)
-    request = hook(
-        "order-sign",
-        str(world.patient_id),
-        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
-    )
+    request = _signing_klaritromycin(world)
     first = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
     second = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
     assert first.status_code == 200 and first.content == second.content
@@ -167,12 +159,7 @@ def test_a_retried_hook_call_whose_stored_cards_no_longer_load_is_named_not_show
     """A retry is answered with the cards stored with its idempotency key only when they still
     load as cards: a card altered past the API (an indicator no CDS client knows) is not shown
     to a prescriber; the answer names the key's row, never the stored value."""
-    _on_simvastatin(world)
-    request = hook(
-        "order-sign",
-        str(world.patient_id),
-        draft("rx1", FEST_VARENR, KLARITROMYCIN, str(world.patient_id)),
-    )
+    request = _signing_klaritromycin(world)
     first = world.post("/cds-services/medloop-order-sign", request, **{"Idempotency-Key": "h1"})
     assert first.status_code == 200 and first.json()["cards"]
     with world.engine.connect() as conn:
