@@ -177,11 +177,13 @@ def create_app(
         # The pages authenticate with their session cookie (checked before the form is read).
         page_prefix="/app/",
     )
-    app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
+    # CORS inside RequestId: a preflight (answered by the CORS layer itself) is logged, counted
+    # and answered with its request id and the edge's headers like any other request.
     if cds_settings.origins:
         app.add_middleware(cds_auth.CdsCors, origins=cds_settings.origins)
     if settings.fhir_cors_origins:
         app.add_middleware(FhirCors, origins=settings.fhir_cors_origins)
+    app.add_middleware(RequestId, engine=engine, access_log=settings_access_log())
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

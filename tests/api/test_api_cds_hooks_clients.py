@@ -839,6 +839,7 @@ def test_cors_preflight_answers_the_configured_ehr_origin_on_the_cds_routes_only
     allowed = ehr.options(SIGN, headers=preflight)
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == EHR_ORIGIN
+    assert allowed.headers["cache-control"] == "no-store" and allowed.headers["x-request-id"]
     other = ehr.options(SIGN, headers={**preflight, "Origin": "https://other.example"})
     assert "access-control-allow-origin" not in other.headers
     elsewhere = ehr.get("/catalogue", headers={"Origin": EHR_ORIGIN})

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 from fastapi.testclient import TestClient
 
 from medloop.api.app import create_app
 from medloop.api.config import ApiSettings
+from tests.api.helpers import AccessLines
 from tests.fhir.helpers import FHIR_JSON, gp_token, medication_request, validated
 
 APP = "https://smart-app.example.org"
@@ -83,6 +85,40 @@ def test_a_read_answers_the_apps_origin_only_and_says_it_varies_by_origin(world)
     unauthorised = client.get(path, headers={"Origin": APP})
     assert unauthorised.status_code == 401
     assert unauthorised.headers["access-control-allow-origin"] == APP
+
+
+def test_a_preflight_is_logged_and_answered_with_its_request_id_and_no_store(world):
+    """A preflight is answered by the CORS layer itself, never by a route: it still carries the
+    caller's request id (to find it in the access log), may not be kept by a cache and may not
+    be sniffed, like every answer outside the pages; a refused one too."""
+    client = _served(world, APP)
+    lines = AccessLines()
+    access = logging.getLogger("medloop.access")
+    access.addHandler(lines)
+    try:
+        answers = {
+            origin: client.options(
+                "/fhir/MedicationRequest",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "X-Request-ID": f"preflight-{n}",
+                },
+            )
+            for n, origin in enumerate((APP, OTHER))
+        }
+    finally:
+        access.removeHandler(lines)
+    assert answers[APP].status_code == 200 and answers[OTHER].status_code == 400
+    for n, origin in enumerate((APP, OTHER)):
+        headers = answers[origin].headers
+        assert headers["x-request-id"] == f"preflight-{n}", origin
+        assert headers["cache-control"] == "no-store", origin
+        assert headers["x-content-type-options"] == "nosniff", origin
+    assert [(line["method"], line["status"], line["request_id"]) for line in lines.lines] == [
+        ("OPTIONS", 200, "preflight-0"),
+        ("OPTIONS", 400, "preflight-1"),
+    ]
 
 
 def test_the_smart_configuration_is_readable_and_no_other_route_is(world):
