@@ -14,12 +14,15 @@ creates: p99 18-22 ms with the checkpoints in the requests, 6-9 ms without).
 stays short and a writer restarts it from the beginning whenever a checkpoint has caught up.
 A passive checkpoint blocks neither readers nor writers, and Python's sqlite3 releases the GIL
 while SQLite works, so the event loop goes on serving meanwhile. When commits come faster than a
-checkpoint catches up (a loaded machine), no commit finds the log copied and none restarts it;
-once it holds ``restart_pages`` (1 000) or more, the checkpointer follows the passive checkpoint
-with a ``RESTART`` one, which waits at most ``RESTART_WAIT_MS`` for the writer of the moment
-and makes the next writer start the log again. The engine's own connections
-keep ``FALLBACK_PAGES`` as their threshold: should the thread fall behind (a long read holding
-an old snapshot), a commit still checkpoints, as without it, only much later.
+checkpoint catches up (a loaded machine), no commit finds the log copied and none restarts it
+(it then grows to ``FALLBACK_PAGES``, where a request's commit checkpoints it). Once it holds
+``restart_pages`` (``RESTART_PAGES``, 4 000) or more, the checkpointer follows the passive
+checkpoint with a ``RESTART`` one, which waits at most ``RESTART_WAIT_MS`` for the writer of the
+moment and makes the next writer start the log again. A ``RESTART`` holds the writer's lock
+while it runs, and on the SQLite server every request waits for a blocked writer (they share
+the event loop): so it runs seldom (every 64 MB of log) and waits briefly. The engine's own
+connections keep ``FALLBACK_PAGES`` as their threshold: should the thread fall behind (a long
+read holding an old snapshot), a commit still checkpoints, as without it, only much later.
 
 Only the serving process uses it (``medloop serve`` on SQLite); everything else keeps SQLite's
 default behaviour.
@@ -34,7 +37,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, event
 
-__all__ = ["FALLBACK_PAGES", "Checkpoints", "WalCheckpointer", "autocheckpoint_pages"]
+__all__ = [
+    "FALLBACK_PAGES",
+    "RESTART_PAGES",
+    "Checkpoints",
+    "WalCheckpointer",
+    "autocheckpoint_pages",
+]
 
 FALLBACK_PAGES = 16_000
 """The engine's connections' own ``wal_autocheckpoint`` while a checkpointer runs (16 times
@@ -43,9 +52,17 @@ SQLite's default: about 250 MB of log with 16 KiB pages)."""
 DEFAULT_PAGES = 1_000
 """SQLite's default ``wal_autocheckpoint``, which connections keep without a checkpointer."""
 
-RESTART_WAIT_MS = 50
+RESTART_PAGES = 4_000
+"""A log this long (64 MB with 16 KiB pages) or longer is restarted by the checkpointer. At
+1 000 pages, ``bench/fhir.py``'s create phases on SQLite (30 s, up to 16 clients) made it
+restart 74-112 times, stalling the writers 0.75-1.79 s in all, up to 67 ms at a time; at 4 000
+pages, with ``RESTART_WAIT_MS`` 10 instead of 50, 28-42 times and 0.28-0.36 s, at most 21 ms,
+the log at most 95 MB (``bench/RESULTS.md``: "SQLite's log under creates")."""
+
+RESTART_WAIT_MS = 10
 """How long a ``RESTART`` checkpoint waits for readers and the writer of the moment (new
-writers wait as long, once per ``restart_pages`` of log at most)."""
+writers wait as long, once per ``restart_pages`` of log at most); busy then, it is tried again
+at the next round."""
 
 BUSY_TIMEOUT_MS = 5_000
 """The checkpointer's own connection's busy timeout otherwise (``sqlite3.connect``'s 5 s)."""
@@ -81,7 +98,7 @@ class WalCheckpointer:
         *,
         every_commits: int = 32,
         idle_seconds: float = 1.0,
-        restart_pages: int = DEFAULT_PAGES,
+        restart_pages: int = RESTART_PAGES,
     ) -> None:
         if engine.dialect.name != "sqlite":
             raise ValueError("only an SQLite database has a write-ahead log to checkpoint")

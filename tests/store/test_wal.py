@@ -92,9 +92,10 @@ def test_the_log_stays_short_and_the_last_checkpoint_copies_everything(sqlite_ur
 def test_a_log_past_the_bound_is_restarted_and_the_next_commit_starts_it_again(sqlite_url):
     """When commits come faster than a checkpoint catches up with them, no commit finds the log
     copied, so none restarts it: it reached ~650 pages on a loaded machine here, and would grow
-    without bound. A log at ``restart_pages`` or more gets a ``RESTART`` checkpoint after the
-    passive one (waiting for the writer of the moment), and the next commit starts the log from
-    the beginning; every row is kept. Below the bound, a passive checkpoint only."""
+    until a request's commit checkpoints it at ``FALLBACK_PAGES``. A log at ``restart_pages`` or
+    more gets a ``RESTART`` checkpoint after the passive one (waiting for the writer of the
+    moment), and the next commit starts the log from the beginning; every row is kept. Below the
+    bound, a passive checkpoint only."""
     import sqlite3
 
     engine = make_engine(sqlite_url)
@@ -119,6 +120,43 @@ def test_a_log_past_the_bound_is_restarted_and_the_next_commit_starts_it_again(s
     with engine.connect() as read:
         assert read.execute(text("SELECT count(*) FROM t")).scalar() == 41
         assert read.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_a_restart_a_reader_holds_up_gives_up_at_once_and_the_next_round_restarts(sqlite_url):
+    """A ``RESTART`` holds the writer's lock while it waits for readers still on the log, and on
+    the SQLite server every request waits behind a blocked writer: so it gives up after
+    ``RESTART_WAIT_MS`` (busy, nothing restarted, not the connection's 5 s), every row kept;
+    the next round, the reader gone, restarts the log."""
+    import sqlite3
+
+    engine = make_engine(sqlite_url)
+    _table(engine)
+    _write(engine, 40)
+    checkpointer = WalCheckpointer(engine, restart_pages=64)
+    conn = sqlite3.connect(engine.url.database, isolation_level=None)
+    try:
+        with engine.connect() as read:
+            read.execute(text("SELECT count(*) FROM t")).scalar()  # a snapshot on the log
+            started = time.perf_counter()
+            checkpointer._checkpoint(conn)
+            waited = time.perf_counter() - started
+            assert (checkpointer.done.restarts, checkpointer.done.busy) == (0, 1)
+            assert waited < wal.BUSY_TIMEOUT_MS / 1000 / 5
+            assert read.execute(text("SELECT count(*) FROM t")).scalar() == 40
+        checkpointer._checkpoint(conn)
+        assert (checkpointer.done.restarts, checkpointer.done.busy) == (1, 1)
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == wal.BUSY_TIMEOUT_MS
+    finally:
+        conn.close()
+    assert checkpointer.done.failed == 0
+
+
+def test_the_restart_bound_lies_between_sqlites_threshold_and_the_fallback(sqlite_url):
+    """A checkpointer restarts the log at ``RESTART_PAGES`` unless told otherwise: above
+    SQLite's own threshold (a restart stalls the writers, so it runs seldom) and below the
+    engine's fallback, where a request's commit would copy the log back itself."""
+    assert wal.DEFAULT_PAGES < wal.RESTART_PAGES < wal.FALLBACK_PAGES
+    assert WalCheckpointer(make_engine(sqlite_url)).restart_pages == wal.RESTART_PAGES
 
 
 def test_without_a_checkpointer_the_log_grows_until_a_commit_checkpoints(sqlite_url):
