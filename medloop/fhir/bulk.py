@@ -18,8 +18,8 @@ from fastapi.responses import FileResponse, Response
 from medloop import queries
 from medloop.api.deps import Caller, CallerDep
 from medloop.api.policy import Action
+from medloop.fhir import negotiation, scopes
 from medloop.fhir import resources as fhir
-from medloop.fhir import scopes
 from medloop.fhir.export import TYPES, export_directory
 from medloop.fhir.outcome import FhirError
 from medloop.fhir.router import FhirResponse, FhirRoute
@@ -194,6 +194,7 @@ def delete_export(caller: CallerDep, export_id: str, request: Request) -> Respon
 
 
 @router.get("/$export-file/{export_id}/{file_name}", summary="One NDJSON file of an export")
+@negotiation.produces(negotiation.NDJSON)
 def export_file(caller: CallerDep, export_id: str, file_name: str, request: Request) -> Response:
     found = _own_export(caller, export_id)
     listed = {item["file"] for item in found.output or []}

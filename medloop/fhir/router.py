@@ -38,8 +38,8 @@ from medloop.api.routing import StrictJsonRequest, dispatching
 from medloop.domain.drug_reference import CatalogueDrug
 from medloop.domain.personnel import Actor, HealthPersonnel, Organisation
 from medloop.domain.state import PatientState
+from medloop.fhir import negotiation, scopes
 from medloop.fhir import resources as fhir
-from medloop.fhir import scopes
 from medloop.fhir.capability import capability_statement
 from medloop.fhir.outcome import FhirError
 from medloop.fhir.search import (
@@ -64,8 +64,10 @@ class FhirRoute(APIRoute):
     (strict or lenient, ``medloop.fhir.search``)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        self.answers = negotiation.produced_by(endpoint)
         if not inspect.iscoroutinefunction(endpoint):
-            endpoint = dispatching(endpoint)
+            # (marked again: the dispatch router's copy of this route is made from this one)
+            endpoint = negotiation.produces(self.answers)(dispatching(endpoint))
         kwargs.setdefault("response_class", FhirResponse)
         super().__init__(path, endpoint, **kwargs)
 
@@ -73,8 +75,11 @@ class FhirRoute(APIRoute):
         handler = super().get_route_handler()
         lean = _LeanRead.of(self)
         create = _LeanCreate.of(self)
+        answers = self.answers
 
         async def strict_json(request: Request) -> Any:
+            # Only what the client can read is answered (an Accept or _format for XML: 406).
+            negotiation.refuse_unacceptable(request.scope, answers)
             # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
             request = StrictJsonRequest(request.scope, request.receive)
             if lean is not None and lean.applies():

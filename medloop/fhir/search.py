@@ -179,9 +179,6 @@ def _parse(request: Request, resource: str) -> Search:
             expression=problems[0].get("expression", ()),
             issues=problems[1:],
         )
-    fmt = (params.get("_format") or [None])[-1]
-    if fmt is not None and fmt not in ("json", "application/json", "application/fhir+json"):
-        raise FhirError(406, "not-supported", f"_format={fmt}: only JSON is served")
     count = _integer(params, "_count", DEFAULT_COUNT)
     offset = _integer(params, "_offset", 0)
     summary = (params.get("_summary") or [None])[-1]

@@ -34,7 +34,7 @@ from tests.store.helpers import intruded
 EXPORTER = issue_token("exporter", "registry-client", NURSING_HOME, scope="system/*.r")
 OTHER_EXPORTER = issue_token("exporter", "other-client", "8012399", scope="system/*.r")
 UNSCOPED_EXPORTER = issue_token("exporter", "registry-client", NURSING_HOME, scope="user/*.rs")
-ASYNC = {"Prefer": "respond-async"}
+ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}  # as the spec asks
 
 
 @pytest.fixture
@@ -89,9 +89,13 @@ def test_a_wards_administrations_are_exported_as_ndjson_and_each_patient_audited
     assert manifest["requiresAccessToken"] is True
     files = {item["type"]: item["url"] for item in manifest["output"]}
     assert set(files) == {"MedicationAdministration", "Patient"}
-    lines = _get(client, files["MedicationAdministration"].replace("http://testserver", ""))
+    file = files["MedicationAdministration"].replace("http://testserver", "")
+    lines = _get(client, file, Accept="application/fhir+ndjson")
     assert lines.status_code == 200
     assert lines.headers["content-type"].startswith("application/fhir+ndjson")
+    assert _get(client, file).text == lines.text  # no Accept: NDJSON too
+    json_only = _get(client, file, Accept="application/fhir+json")  # a file is NDJSON only
+    assert "application/fhir+ndjson" in outcome_of(json_only, 406)["issue"][0]["diagnostics"]
     (administration,) = [validated(json.loads(line)) for line in lines.text.splitlines()]
     assert administration["status"] == "completed"
     assert administration["subject"]["reference"] == f"Patient/{world.patient_id}"

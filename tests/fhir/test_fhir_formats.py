@@ -1,0 +1,87 @@
+"""What a FHIR client may ask for: JSON (R4) by ``Accept`` or ``_format``, on every route under
+``/fhir``. A request for another representation (XML, Turtle, HTML) or another FHIR version is
+a 406 with an OperationOutcome naming what was asked, never JSON the client did not ask for;
+whatever admits FHIR JSON is answered as before. Each test runs on SQLite and PostgreSQL (the
+``world`` fixture). The bulk export's files, NDJSON only: ``test_fhir_export.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from medloop.fhir.negotiation import JSON, NDJSON, _admits
+from tests.fhir.helpers import FHIR_JSON, fhir_get, outcome_of, prescribed, validated
+
+ADMITTING = [
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+    "*/*",
+    "application/*",
+    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",  # a browser's
+    "application/fhir+xml;q=0.9, application/fhir+json;q=0.5",
+    "application/fhir+json; fhirVersion=4.0",
+    'application/fhir+json;fhirVersion="4.0", application/fhir+json;fhirVersion=5.0',
+    "",
+]
+REFUSED = [
+    ("application/fhir+xml", "FHIR JSON"),
+    ("application/xml, text/turtle", "FHIR JSON"),
+    ("text/html", "FHIR JSON"),
+    ("application/fhir+json;q=0", "FHIR JSON"),  # "anything but JSON"
+    ("application/fhir+json;q=lots", "FHIR JSON"),
+    ("application/fhir+json; fhirVersion=5.0", "fhirVersion=5.0"),
+    ("application/fhir+json; fhirVersion=3.0", "fhirVersion=3.0"),
+]
+
+
+def _paths(world) -> list[str]:
+    """A read, a vread, a history, a search and the CapabilityStatement."""
+    entry_id = prescribed(world)["entry_id"]
+    return [
+        f"/fhir/Patient/{world.patient_id}",
+        f"/fhir/MedicationStatement/{entry_id}/_history/1",
+        f"/fhir/MedicationStatement/{entry_id}/_history",
+        f"/fhir/MedicationStatement?patient=Patient/{world.patient_id}",
+        "/fhir/metadata",
+    ]
+
+
+def test_an_accept_that_admits_fhir_json_is_answered_in_it(world):
+    paths = _paths(world)
+    for accept in ADMITTING:
+        for path in paths:
+            answer = fhir_get(world, path, Accept=accept)
+            assert answer.status_code == 200, (accept, path, answer.text)
+            assert answer.headers["content-type"].startswith(FHIR_JSON)
+    validated(answer.json())
+
+
+def test_an_accept_that_admits_no_fhir_json_is_a_406_naming_it(world):
+    paths = _paths(world)
+    for accept, named in REFUSED:
+        for path in paths:
+            outcome = outcome_of(fhir_get(world, path, Accept=accept), 406)
+            (issue,) = outcome["issue"]
+            assert issue["code"] == "not-supported"
+            assert accept in issue["diagnostics"] and named in issue["diagnostics"], issue
+
+
+def test_format_asks_for_json_or_is_a_406(world):
+    for path in _paths(world):
+        joined = "&" if "?" in path else "?"
+        for fmt in ("json", "application/fhir%2Bjson", "application/fhir+json", "application/json"):
+            answer = fhir_get(world, f"{path}{joined}_format={fmt}")
+            assert answer.status_code == 200, (path, fmt, answer.text)
+        for fmt in ("xml", "application/fhir+xml", "ttl", "html"):
+            outcome = outcome_of(fhir_get(world, f"{path}{joined}_format={fmt}"), 406)
+            assert outcome["issue"][0]["expression"] == ["_format"]
+            assert f"_format={fmt}" in outcome["issue"][0]["diagnostics"]
+        # a _format for XML is refused whatever the Accept admits
+        outcome_of(fhir_get(world, f"{path}{joined}_format=xml", Accept="*/*"), 406)
+
+
+@pytest.mark.parametrize("accept", ["application/fhir+ndjson", "application/*", "*/*", ""])
+def test_an_export_file_is_ndjson_and_admits_what_admits_ndjson(accept):
+    assert _admits(accept, NDJSON) == ""
+    assert "NDJSON" in _admits("application/fhir+json", NDJSON)
+    assert "FHIR JSON" in _admits("application/fhir+ndjson", JSON)
