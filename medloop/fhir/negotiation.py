@@ -25,6 +25,8 @@ JSON = frozenset(
 name it had before R4 (DSTU2's)."""
 JSON_FORMATS = frozenset({"json", *JSON})
 """``_format`` values that ask for JSON."""
+BODIES = frozenset({"application/fhir+json", "application/json"})
+"""The media types a posted resource is read in (what FastAPI parses as JSON of these)."""
 NDJSON = frozenset({"application/fhir+ndjson", "application/ndjson", "application/x-ndjson"})
 """The media types of the bulk export's files."""
 VERSIONS = ("4.0",)
@@ -70,6 +72,39 @@ def refuse_unacceptable(scope: dict[str, Any], answers: frozenset[str]) -> None:
             why = _admits(accept, answers)
             if why:
                 raise FhirError(406, "not-supported", f"Accept: {accept[:200]}: {why}")
+
+
+def refuse_unreadable_body(scope: dict[str, Any]) -> None:
+    """``FhirError`` 415 when a posted resource is not said to be FHIR JSON (R4): no
+    ``Content-Type``, another media type (``application/fhir+xml``), or another
+    ``fhirVersion``. Only JSON is read, so anything else would be refused as a body that is
+    not a resource, naming the body rather than its type."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            kind = value.decode("latin-1")
+            why = _readable(kind)
+            if why:
+                raise FhirError(415, "not-supported", f"Content-Type: {kind[:200]}: {why}")
+            return
+    raise FhirError(
+        415,
+        "not-supported",
+        "the request has no Content-Type: send the resource as application/fhir+json",
+    )
+
+
+@lru_cache(maxsize=64)
+def _readable(kind: str) -> str:
+    """Why a ``Content-Type`` is not one this server reads a resource in ("" when it is)."""
+    media, _, parameters = kind.partition(";")
+    if media.strip().lower() not in BODIES:
+        return "this server reads resources in FHIR JSON only (application/fhir+json)"
+    for parameter in parameters.split(";"):
+        key, _, value = parameter.partition("=")
+        version = value.strip().strip('"')
+        if key.strip().lower() == "fhirversion" and version not in VERSIONS:
+            return f"fhirVersion={version}: this server speaks FHIR {', '.join(VERSIONS)} only"
+    return ""
 
 
 @lru_cache(maxsize=256)

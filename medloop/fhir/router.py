@@ -80,6 +80,8 @@ class FhirRoute(APIRoute):
         async def strict_json(request: Request) -> Any:
             # Only what the client can read is answered (an Accept or _format for XML: 406).
             negotiation.refuse_unacceptable(request.scope, answers)
+            if request.scope["method"] == "POST":  # a resource posted: FHIR JSON only
+                negotiation.refuse_unreadable_body(request.scope)
             # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
             request = StrictJsonRequest(request.scope, request.receive)
             if lean is not None and lean.applies():

@@ -1,15 +1,27 @@
-"""What a FHIR client may ask for: JSON (R4) by ``Accept`` or ``_format``, on every route under
-``/fhir``. A request for another representation (XML, Turtle, HTML) or another FHIR version is
-a 406 with an OperationOutcome naming what was asked, never JSON the client did not ask for;
-whatever admits FHIR JSON is answered as before. Each test runs on SQLite and PostgreSQL (the
-``world`` fixture). The bulk export's files, NDJSON only: ``test_fhir_export.py``."""
+"""What a FHIR client may ask for and send: JSON (R4) by ``Accept`` or ``_format``, on every
+route under ``/fhir``. A request for another representation (XML, Turtle, HTML) or another FHIR
+version is a 406 with an OperationOutcome naming what was asked, never JSON the client did not
+ask for; whatever admits FHIR JSON is answered as before. A resource posted in anything but
+FHIR JSON (R4) is a 415 naming its Content-Type, nothing stored. Each test runs on SQLite and
+PostgreSQL (the ``world`` fixture). The bulk export's files, NDJSON only:
+``test_fhir_export.py``."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from medloop.fhir.negotiation import JSON, NDJSON, _admits
-from tests.fhir.helpers import FHIR_JSON, fhir_get, outcome_of, prescribed, validated
+from tests.fhir.helpers import (
+    FHIR_JSON,
+    fhir_get,
+    gp_token,
+    medication_request,
+    outcome_of,
+    prescribed,
+    validated,
+)
 
 ADMITTING = [
     "application/fhir+json",
@@ -85,3 +97,44 @@ def test_an_export_file_is_ndjson_and_admits_what_admits_ndjson(accept):
     assert _admits(accept, NDJSON) == ""
     assert "NDJSON" in _admits("application/fhir+json", NDJSON)
     assert "FHIR JSON" in _admits("application/fhir+ndjson", JSON)
+
+
+@pytest.mark.parametrize(
+    "content_type, named",
+    [
+        ("application/fhir+xml", "application/fhir+xml"),
+        ("text/plain", "text/plain"),
+        ("application/x-www-form-urlencoded", "application/x-www-form-urlencoded"),
+        ("application/fhir+json; fhirVersion=5.0", "fhirVersion=5.0"),
+        (None, "no Content-Type"),
+    ],
+)
+def test_a_resource_not_sent_as_fhir_json_is_a_415_naming_its_type(world, content_type, named):
+    before = world.version()
+    headers = {"Authorization": f"Bearer {gp_token()}", "If-Match": f'"{before}"'}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    body = json.dumps(medication_request(world))  # a good resource, said to be something else
+    answer = world.client.post("/fhir/MedicationRequest", content=body, headers=headers)
+    (issue,) = outcome_of(answer, 415)["issue"]
+    assert issue["code"] == "not-supported" and named in issue["diagnostics"], issue
+    assert world.version() == before  # nothing stored
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/fhir+json; charset=utf-8; fhirVersion=4.0", "application/json"],
+)
+def test_a_resource_sent_as_fhir_json_r4_is_created(world, content_type):
+    before = world.version()
+    answer = world.client.post(
+        "/fhir/MedicationRequest",
+        content=json.dumps(medication_request(world)),
+        headers={
+            "Authorization": f"Bearer {gp_token()}",
+            "If-Match": f'"{before}"',
+            "Content-Type": content_type,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    assert world.version() == before + 1
