@@ -397,10 +397,26 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     detail = (
         "the body is not valid JSON: " + faults[0]["msg"]
         if malformed
-        else f"{len(error.errors())} invalid field(s)"
+        else _unread_body(request, faults) or f"{len(error.errors())} invalid field(s)"
     )
     _audit_refused_write(request, code, detail, faults)
     return problem(422, code, detail, request, errors=faults)
+
+
+def _unread_body(request: Request, faults: list[dict[str, Any]]) -> str | None:
+    """Why the whole body was refused when it was not read as JSON at all, its
+    ``Content-Type`` not saying JSON (FastAPI then hands the route the raw bytes, which
+    ``invalid field(s)`` would not explain); ``None`` otherwise."""
+    if not any(fault["loc"] == ["body"] for fault in faults):
+        return None
+    kind = request.headers.get("content-type")
+    media = (kind or "").partition(";")[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return None
+    sent = f"as {_printable(kind[:200])}" if kind else "without a Content-Type"
+    return f"the body was sent {sent}, so it was not read: send it as application/json"
 
 
 def _audit_refused_write(

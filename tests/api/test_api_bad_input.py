@@ -382,3 +382,35 @@ def test_a_read_refused_for_its_parameters_is_not_a_write_to_audit(world):
         == 422
     )
     assert refusals(world) == []
+
+
+@pytest.mark.parametrize(
+    "content_type, named",
+    [
+        ("text/plain", "sent as text/plain"),
+        ("application/xml", "sent as application/xml"),
+        ("application/x-www-form-urlencoded", "sent as application/x-www-form-urlencoded"),
+        (None, "sent without a Content-Type"),
+    ],
+)
+def test_a_json_body_not_said_to_be_json_is_refused_naming_its_content_type(
+    world, content_type, named
+):
+    """FastAPI reads a body as JSON only when its Content-Type says so; otherwise the route is
+    given the raw bytes, and "1 invalid field(s)" at ``body`` would leave the client to guess
+    why a good prescription was refused."""
+    before = current(world)
+    headers = auth(GP_TOKEN, **{"If-Match": f'"{world.version()}"'})
+    if content_type is not None:
+        headers["content-type"] = content_type
+    response = world.client.post(
+        f"/patients/{world.patient_id}/prescriptions",
+        content=json.dumps(prescribe_body(SIMVASTATIN_28)),
+        headers=headers,
+    )
+    problem = assert_problem(response, 422, "invalid-request")
+    assert named in problem["detail"] and "application/json" in problem["detail"], problem
+    unchanged(world, before)
+    # a body that is JSON but not an object is still an invalid field, said as such
+    response = raw_write(world, f"/patients/{world.patient_id}/prescriptions", "[1, 2]")
+    assert assert_problem(response, 422, "invalid-request")["detail"] == "1 invalid field(s)"
