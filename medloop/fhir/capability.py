@@ -130,4 +130,6 @@ def capability_statement(base: str, *, cors: bool = False) -> dict[str, Any]:
     }
 
 
-_RESULT = {name: kind for name, kind in COMMON.items() if name in ("_count", "_summary")}
+_RESULT = {
+    name: kind for name, kind in COMMON.items() if name in ("_count", "_summary", "_elements")
+}

@@ -88,6 +88,47 @@ def test_statements_search_includes_the_medication_as_resolved_with_its_codings(
     assert len(groups) == 1
 
 
+def test_elements_cuts_the_matches_to_what_is_asked_and_what_fhir_requires(world):
+    """``_elements`` (a client that needs only the dosages, say): each matched resource keeps
+    the elements named, its id and meta, and the elements FHIR requires of its type (so it
+    is still valid), and is tagged SUBSETTED so no client writes it back as the whole; an
+    included Medication stays whole; the same search without it is unchanged."""
+    prescribed(world)
+    whole = _statements(world, "&_include=MedicationStatement:medication").json()
+    response = _statements(world, "&_include=MedicationStatement:medication&_elements=basedOn")
+    assert response.status_code == 200, response.text
+    bundle = validated(response.json())
+    (statement,) = resources_of(bundle, "match")
+    (full,) = resources_of(whole, "match")
+    assert set(statement) == {
+        "resourceType",
+        "id",
+        "meta",
+        "status",
+        "medicationReference",
+        "subject",
+        "basedOn",
+    }
+    assert {k: statement[k] for k in statement if k != "meta"} == {
+        k: full[k] for k in statement if k != "meta"
+    }
+    assert statement["meta"]["versionId"] == full["meta"]["versionId"]
+    assert statement["meta"]["tag"] == [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+    ]
+    assert "tag" not in full["meta"] and len(full) > len(statement)  # the whole one, as before
+    assert resources_of(bundle, "include") == resources_of(whole, "include")
+    several = _statements(world, "&_elements=dosage,note&_elements=basedOn").json()
+    (statement,) = resources_of(several, "match")
+    assert "basedOn" in statement and set(statement) <= set(full) | {"meta"}
+
+
+def test_elements_that_name_no_element_are_refused(world):
+    outcome = outcome_of(_statements(world, "&_elements=dosage,no.such"), 400)
+    assert outcome["issue"][0]["expression"] == ["_elements"]
+    assert "no.such" in outcome["issue"][0]["diagnostics"]
+
+
 def test_the_included_medication_reads_again_by_its_id(world):
     prescribed(world)
     bundle = _statements(world, "&_include=MedicationStatement:medication").json()
