@@ -268,6 +268,9 @@ class MedloopApp(FastAPI):
         when they are the ones ``_Edge`` does: ``_edge``)."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD" and "$" not in scope["path"]:
+            await _head(self, scope, receive, send)
+            return
         unset = self._telemetry_unset
         if (
             unset is not None
@@ -370,12 +373,33 @@ class RequestId:
     def _observe(self, scope: dict, status: int, seconds: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
-        metrics.request_finished(template, scope["method"], status, seconds)
+        method = "HEAD" if HEAD in scope else scope["method"]
+        metrics.request_finished(template, method, status, seconds)
         pool = self._pool
         if pool is not None and hasattr(pool, "checkedout"):
             metrics.pool_in_use(pool.checkedout(), pool.size())
         if self._access_log:
-            logs.access(template, scope["method"], status, round(seconds * 1000, 2))
+            logs.access(template, method, status, round(seconds * 1000, 2))
+
+
+HEAD = "medloop.head"
+"""In a request's scope: it came as ``HEAD`` and is served as ``GET`` (``_head``)."""
+
+
+async def _head(app: Any, scope: dict, receive: Any, send: Any) -> None:
+    """A ``HEAD`` request, answered as its ``GET`` would be without the content (RFC 9110
+    9.3.2: every general-purpose server supports GET and HEAD): the same status and headers,
+    ``Content-Length`` included, and the same audit of a read, since the headers (an
+    ``ETag``, say) tell of what was read. An operation that a ``GET`` starts (a FHIR
+    ``$export``: a path with ``$``) is not started by a ``HEAD``, which its route then
+    refuses (405)."""
+
+    async def without_content(message: dict) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    await app({**scope, "method": "GET", HEAD: True}, receive, without_content)
 
 
 def request_id_of(scope: dict) -> str:

@@ -528,6 +528,8 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     if error.status_code == 405:
         given = (error.headers or {}).get("Allow", "")
         found = {m.strip() for m in given.split(",") if m.strip()} | set(_allowed_methods(request))
+        if "GET" in found and "$" not in request.url.path:
+            found.add("HEAD")  # answered as the GET without its content (app._head)
         response.headers["Allow"] = ", ".join(sorted(found))
     return response
 

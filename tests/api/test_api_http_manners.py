@@ -239,8 +239,50 @@ def test_a_method_the_path_does_not_take_is_405_with_every_method_it_does(world)
         f"/patients/{world.patient_id}/prescriptions", headers=auth(GP_TOKEN)
     )
     assert answer.status_code == 405
-    assert answer.headers["Allow"] == "GET, POST"
+    assert answer.headers["Allow"] == "GET, HEAD, POST"
     assert answer.json()["title"] == "Method not allowed here"
+
+
+def test_head_is_the_get_without_its_content_and_audited_as_the_read_it_tells_of(world):
+    """RFC 9110: every general-purpose server answers HEAD (a load balancer's or uptime
+    check's probe, a client asking a list's ETag): the GET's status and headers, its
+    Content-Length included, no content; a HEAD of a patient's list tells its version, so it
+    is audited as the read it is and logged as a HEAD. An operation a GET starts (a FHIR
+    ``$export``) is not started by a HEAD."""
+    import logging
+
+    from sqlalchemy import select
+
+    from medloop.store import audit
+    from medloop.store.exports import fhir_export
+    from tests.api.helpers import NATIONAL_ID, AccessLines
+
+    path = f"/patients/{world.patient_id}/list"
+    got = world.get(path)
+    lines = AccessLines()
+    access = logging.getLogger("medloop.access")
+    access.addHandler(lines)
+    try:
+        head = world.client.head(path, headers={**auth(GP_TOKEN), "X-Request-ID": "head-1"})
+    finally:
+        access.removeHandler(lines)
+    assert head.status_code == 200 and head.content == b""
+    for name in ("etag", "content-length", "content-type", "cache-control", "x-list-version"):
+        assert head.headers.get(name) == got.headers.get(name), name
+    assert [(line["method"], line["status"]) for line in lines.lines] == [("HEAD", 200)]
+    with world.engine.connect() as conn:
+        events = audit.events_for_patient(conn, NATIONAL_ID).events
+    assert [e.action for e in events if e.request_id == "head-1"] == ["medication-list.read.list"]
+    modified = world.client.head(path, headers={**auth(GP_TOKEN), "If-None-Match": '"0"'})
+    assert modified.status_code == 304 and modified.content == b""
+    assert world.client.head("/health/live").status_code == 200
+    assert world.client.head(path, headers=auth("not-a-token")).status_code == 401
+    export = world.client.head(
+        "/fhir/$export", headers={**auth(GP_TOKEN), "Prefer": "respond-async"}
+    )
+    assert export.status_code == 405
+    with world.engine.connect() as conn:
+        assert conn.execute(select(fhir_export)).first() is None
 
 
 def test_if_none_match_with_the_current_version_is_304_without_a_body(world):
