@@ -268,7 +268,11 @@ class MedloopApp(FastAPI):
         when they are the ones ``_Edge`` does: ``_edge``)."""
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "HEAD" and "$" not in scope["path"]:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "HEAD"
+            and problems.head_served(scope["path"])
+        ):
             await _head(self, scope, receive, send)
             return
         unset = self._telemetry_unset
@@ -391,8 +395,8 @@ async def _head(app: Any, scope: dict, receive: Any, send: Any) -> None:
     9.3.2: every general-purpose server supports GET and HEAD): the same status and headers,
     ``Content-Length`` included, and the same audit of a read, since the headers (an
     ``ETag``, say) tell of what was read. An operation that a ``GET`` starts (a FHIR
-    ``$export``: a path with ``$``) is not started by a ``HEAD``, which its route then
-    refuses (405)."""
+    ``$export``) is not started by a ``HEAD``, which its route then refuses (405:
+    ``problems.head_served``)."""
 
     async def without_content(message: dict) -> None:
         if message["type"] == "http.response.body" and message.get("body"):

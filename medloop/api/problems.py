@@ -528,10 +528,16 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     if error.status_code == 405:
         given = (error.headers or {}).get("Allow", "")
         found = {m.strip() for m in given.split(",") if m.strip()} | set(_allowed_methods(request))
-        if "GET" in found and "$" not in request.url.path:
+        if "GET" in found and head_served(request.url.path):
             found.add("HEAD")  # answered as the GET without its content (app._head)
         response.headers["Allow"] = ", ".join(sorted(found))
     return response
+
+
+def head_served(path: str) -> bool:
+    """Whether a ``HEAD`` of ``path`` is served as its ``GET`` (``app._head``): everywhere but
+    on a path with ``$``, a FHIR operation that a ``GET`` starts (``$export``)."""
+    return "$" not in path
 
 
 def _allowed_methods(request: Request) -> list[str]:

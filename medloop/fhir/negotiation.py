@@ -93,53 +93,57 @@ def refuse_unreadable_body(scope: dict[str, Any]) -> None:
     )
 
 
+def _media_type(text: str) -> tuple[str, dict[str, str]]:
+    """A media type (``application/fhir+json; fhirVersion=4.0; q=0.5``): the type in lower
+    case, and its parameters by their names in lower case."""
+    media, _, parameters = text.partition(";")
+    found: dict[str, str] = {}
+    for parameter in parameters.split(";"):
+        key, _, value = parameter.partition("=")
+        found[key.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), found
+
+
+def _unspoken(version: str | None) -> str:
+    """Why a ``fhirVersion`` is not this server's ("" when it is, or none is named)."""
+    if version is None or version in VERSIONS:
+        return ""
+    return f"fhirVersion={version}: this server speaks FHIR {', '.join(VERSIONS)} only"
+
+
 @lru_cache(maxsize=64)
 def _readable(kind: str) -> str:
     """Why a ``Content-Type`` is not one this server reads a resource in ("" when it is)."""
-    media, _, parameters = kind.partition(";")
-    if media.strip().lower() not in BODIES:
+    media, parameters = _media_type(kind)
+    if media not in BODIES:
         return "this server reads resources in FHIR JSON only (application/fhir+json)"
-    for parameter in parameters.split(";"):
-        key, _, value = parameter.partition("=")
-        version = value.strip().strip('"')
-        if key.strip().lower() == "fhirversion" and version not in VERSIONS:
-            return f"fhirVersion={version}: this server speaks FHIR {', '.join(VERSIONS)} only"
-    return ""
+    return _unspoken(parameters.get("fhirversion"))
 
 
 @lru_cache(maxsize=256)
 def _admits(accept: str, answers: frozenset[str]) -> str:
     """Why an ``Accept`` header admits nothing of ``answers`` ("" when it admits some)."""
     listed = False
-    versions: list[str] = []
+    unspoken: list[str] = []
     for item in accept.split(","):
-        media, _, parameters = item.partition(";")
-        media = media.strip().lower()
+        media, parameters = _media_type(item)
         if not media:
             continue
         listed = True
-        quality, version = 1.0, None
-        for parameter in parameters.split(";"):
-            key, _, value = parameter.partition("=")
-            key, value = key.strip().lower(), value.strip().strip('"')
-            if key == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0  # an unreadable weight admits nothing
-            elif key == "fhirversion":
-                version = value
-        if quality <= 0:  # "not this one"
+        try:
+            quality = float(parameters.get("q", "1"))
+        except ValueError:
+            quality = 0.0  # an unreadable weight admits nothing
+        if quality <= 0 or not _matches(media, answers):  # q=0: "not this one"
             continue
-        if not _matches(media, answers):
-            continue
-        if version is None or version in VERSIONS:
+        why = _unspoken(parameters.get("fhirversion"))
+        if not why:
             return ""
-        versions.append(version)
+        unspoken.append(why)
     if not listed:  # an empty header asks for nothing in particular
         return ""
-    if versions:
-        return f"fhirVersion={versions[0]}: this server speaks FHIR {', '.join(VERSIONS)} only"
+    if unspoken:
+        return unspoken[0]
     return f"this route answers in {_NAMES.get(answers, ', '.join(sorted(answers)))} only"
 
 

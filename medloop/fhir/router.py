@@ -270,7 +270,7 @@ class _LeanCreate:
                     return None
                 found[name] = value.decode("latin-1")
         kind = found[b"content-type"]
-        if kind is None or kind.partition(";")[0].strip().lower() not in _JSON_TYPES:
+        if kind is None or kind.partition(";")[0].strip().lower() not in negotiation.BODIES:
             return None
         # Read first, as FastAPI's handler does: a body over the limit is refused alike
         # (``limits.BodyGuard``'s 413); any other failure to read it is FastAPI's to word.
@@ -308,9 +308,6 @@ class _LeanCreate:
         if not isinstance(response, Response):
             raise TypeError(f"{self.call.__qualname__} answered {type(response)!r}")
         return response
-
-
-_JSON_TYPES = frozenset({"application/json", fhir.FHIR_JSON})
 
 
 class _Refused(Exception):

@@ -204,7 +204,8 @@ class WalCheckpointer:
     def _restart(self, conn: sqlite3.Connection) -> None:
         """The log grew past ``restart_pages`` although passive checkpoints run: commits came
         faster than a checkpoint catches up, so no writer ever found the log copied and
-        restarted it, and it would grow without bound. A ``RESTART`` checkpoint waits for
+        restarted it, and it would grow until a request's commit checkpoints it at
+        ``FALLBACK_PAGES``. A ``RESTART`` checkpoint waits for
         the writer of the moment, copies the few frames the passive one left, and makes the
         next writer start the log from the beginning; new writers wait meanwhile, at most
         ``RESTART_WAIT_MS`` (then it gives up, busy, and the next round tries again)."""
