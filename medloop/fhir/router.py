@@ -10,6 +10,7 @@ with ``medloop.fhir.resources``; nothing here decides.
 from __future__ import annotations
 
 import inspect
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from medloop.fhir.search import (
     reference_id,
     token,
 )
+from medloop.fhir.subset import WHOLE, Subset, cut_body, subset_of
 from medloop.loop import administration
 from medloop.loop.catalogue import Catalogue, catalogue_at, catalogue_in_force
 
@@ -69,6 +71,8 @@ class FhirRoute(APIRoute):
             # (marked again: the dispatch router's copy of this route is made from this one)
             endpoint = negotiation.produces(self.answers)(dispatching(endpoint))
         kwargs.setdefault("response_class", FhirResponse)
+        methods = {m.upper() for m in kwargs.get("methods") or ()}
+        self.subsets = methods == {"GET"} and _READ_PATH.fullmatch(path) is not None
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Any]:
@@ -76,6 +80,7 @@ class FhirRoute(APIRoute):
         lean = _LeanRead.of(self)
         create = _LeanCreate.of(self)
         answers = self.answers
+        subsets = self.subsets
 
         async def strict_json(request: Request) -> Any:
             # Only what the client can read is answered (an Accept or _format for XML: 406).
@@ -84,15 +89,51 @@ class FhirRoute(APIRoute):
                 negotiation.refuse_unreadable_body(request.scope)
             # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
             request = StrictJsonRequest(request.scope, request.receive)
+            # A read's _summary or _elements: checked before the read, applied to its answer.
+            parts = _read_subset(request) if subsets else WHOLE
             if lean is not None and lean.applies():
-                return await lean(request)
-            if create is not None and create.applies():
-                values = await create.values(request)
-                if values is not None:
-                    return await create(values)
-            return await handler(request)
+                response = await lean(request)
+            elif (
+                create is not None
+                and create.applies()
+                and (values := await create.values(request)) is not None
+            ):
+                response = await create(values)
+            else:
+                response = await handler(request)
+            return _cut_answer(response, parts) if parts else response
 
         return strict_json
+
+
+_READ_PATH = re.compile(r"/fhir/[A-Z][A-Za-z]+/\{\w+\}(?:/_history(?:/\{\w+\})?)?")
+"""The paths of a read, a vread and an instance's history: what ``_summary`` and ``_elements``
+cut after the endpoint has answered (a search cuts its own matches, ``medloop.fhir.search``)."""
+
+_SUBSET_NAMES = (b"_summary", b"_elements")
+
+
+def _read_subset(request: Request) -> Subset:
+    """The ``_summary`` or ``_elements`` a read asks for (``WHOLE``: none); a value this
+    server cannot answer is a 400 before anything is read."""
+    query = request.scope.get("query_string", b"")
+    if not any(name in query for name in _SUBSET_NAMES):
+        return WHOLE
+    given: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        if name in ("_summary", "_elements"):
+            given.setdefault(name, []).append(value)
+    return subset_of(given)[0]
+
+
+def _cut_answer(response: Response, parts: Subset) -> Response:
+    """A read's answer with only the parts asked for (a 304, an error: as it stands)."""
+    if response.status_code != 200 or not response.body:
+        return response
+    body = encode(cut_body(orjson.loads(response.body), parts))
+    response.body = body
+    response.headers["content-length"] = str(len(body))
+    return response
 
 
 class _LeanRead:

@@ -16,6 +16,7 @@ from fastapi import Request
 
 from medloop.fhir.memo import Memo
 from medloop.fhir.outcome import FhirError, issue
+from medloop.fhir.subset import WHOLE, Subset, cut, subset_of
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
@@ -98,8 +99,8 @@ class Search:
     offset: int
     summary_count: bool
     ignored: tuple[str, ...]
-    elements: frozenset[str] = frozenset()
-    """``_elements``: the top-level elements a matched resource is cut to (empty: whole)."""
+    subset: Subset = WHOLE
+    """``_summary`` or ``_elements``: what a matched resource is cut to (``WHOLE``: all)."""
 
     def one(self, name: str) -> str | None:
         values = self.params.get(name)
@@ -183,83 +184,17 @@ def _parse(request: Request, resource: str) -> Search:
         )
     count = _integer(params, "_count", DEFAULT_COUNT)
     offset = _integer(params, "_offset", 0)
-    summary = (params.get("_summary") or [None])[-1]
-    if summary not in (None, "count", "false"):
-        raise FhirError(400, "not-supported", f"_summary={summary}: only count and false")
-    elements = _elements(params.get("_elements", []))
+    parts, summary_count = subset_of(params, search=True)
     return Search(
         resource=resource,
         params=params,
         include_medication=include,
         count=min(count, MAX_COUNT),
         offset=offset,
-        summary_count=summary == "count",
+        summary_count=summary_count,
         ignored=tuple(ignored),
-        elements=elements,
+        subset=parts,
     )
-
-
-_ELEMENT = re.compile(r"[a-z][A-Za-z0-9]{0,63}")
-"""An element's name as FHIR spells one (``dosage``, ``medicationCodeableConcept``)."""
-
-
-def _elements(values: list[str]) -> frozenset[str]:
-    """The element names of every ``_elements`` given (comma-separated); a name that is no
-    element name is 400."""
-    names = {name.strip() for value in values for name in value.split(",") if name.strip()}
-    for name in sorted(names):
-        if not _ELEMENT.fullmatch(name):
-            raise FhirError(
-                400,
-                "invalid",
-                f"_elements: {name[:100]!r} is not the name of an element",
-                expression=["_elements"],
-            )
-    return frozenset(names)
-
-
-MANDATORY: dict[str, tuple[str, ...]] = {
-    "MedicationStatement": ("status", "medication[x]", "subject"),
-    "MedicationRequest": ("status", "intent", "medication[x]", "subject"),
-    "MedicationDispense": ("status", "medication[x]"),
-    "MedicationAdministration": ("status", "medication[x]", "subject", "effective[x]"),
-    "AllergyIntolerance": ("patient",),
-    "DetectedIssue": ("status",),
-    "AuditEvent": ("type", "recorded", "agent", "source"),
-}
-"""The elements FHIR R4 requires (min 1) of each type served (a choice as ``name[x]``): kept
-whatever ``_elements`` names, so a cut resource stays valid."""
-
-
-def _required(resource: dict[str, Any], name: str) -> bool:
-    for kept in MANDATORY.get(resource["resourceType"], ()):
-        if not kept.endswith("[x]"):
-            if name == kept:
-                return True
-        elif name.startswith(kept[:-3]) and name[len(kept) - 3 : len(kept) - 2].isupper():
-            return True  # medicationReference for medication[x]
-    return False
-
-
-SUBSETTED = {
-    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-    "code": "SUBSETTED",
-}
-"""The tag of a resource cut by ``_elements`` (FHIR R4 search, "_elements"): not to be used
-to overwrite the whole one."""
-
-
-def cut(resource: dict[str, Any], elements: frozenset[str]) -> dict[str, Any]:
-    """``resource`` with only ``elements``, its id, ``meta`` and what its type requires,
-    tagged ``SUBSETTED``."""
-    found: dict[str, Any] = {}
-    for name, value in resource.items():
-        if name in ("resourceType", "id") or name in elements or _required(resource, name):
-            found[name] = value
-    meta = dict(resource.get("meta") or {})
-    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
-    found["meta"] = meta
-    return found
 
 
 _MODIFIERS = {"token": ("not", "below"), "string": ("exact",), "date": ()}
@@ -445,8 +380,8 @@ def bundle(
         )
     body["link"] = links
     encoded = fragments or {}
-    if search.elements:  # the matches cut (their kept JSON is of the whole ones)
-        page = [cut(r, search.elements) for r in page]
+    if search.subset:  # the matches cut (their kept JSON is of the whole ones)
+        page = [cut(r, search.subset) for r in page]
     entries = [_entry(base, r, "match", encoded) for r in page]
     if include is not None and search.include_medication:
         entries += [_entry(base, r, "include", encoded) for r in include(page)]
