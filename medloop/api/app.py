@@ -29,7 +29,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 
 from medloop import settings as settings_module
-from medloop.api import cds, cds_auth, problems
+from medloop.api import cds, cds_auth, problems, route_index
 from medloop.api.auth import TokenVerifier
 from medloop.api.config import ApiSettings
 from medloop.api.cors import FhirCors
@@ -309,6 +309,9 @@ class MedloopApp(FastAPI):
         layer, which wraps what it hands on (the router, the FHIR routes): a hot route's
         request has no use for the exit stack and does not make one (issue #20)."""
         stack = super().build_middleware_stack()
+        # Each included router says "no match" at once for a path none of its routes begins
+        # like (api.route_index): the same route answers, without trying every pattern.
+        route_index.index_routers(self.router)
         if not getattr(self.state, "hot_routes", True):
             return stack
         parent, layer = None, stack
