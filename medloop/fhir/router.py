@@ -51,6 +51,7 @@ from medloop.fhir.search import (
     date_param,
     day_range,
     filtered,
+    lenient,
     parse,
     reference_id,
     token,
@@ -72,7 +73,10 @@ class FhirRoute(APIRoute):
             endpoint = negotiation.produces(self.answers)(dispatching(endpoint))
         kwargs.setdefault("response_class", FhirResponse)
         methods = {m.upper() for m in kwargs.get("methods") or ()}
-        self.subsets = methods == {"GET"} and _READ_PATH.fullmatch(path) is not None
+        read = _READ_PATH.fullmatch(path) if methods == {"GET"} else None
+        self.subsets = None if read is None else read["type"]
+        """The resource type a read, vread or history of this route answers with (``None``:
+        not one)."""
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Any]:
@@ -90,7 +94,7 @@ class FhirRoute(APIRoute):
             # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
             request = StrictJsonRequest(request.scope, request.receive)
             # A read's _summary or _elements: checked before the read, applied to its answer.
-            parts = _read_subset(request) if subsets else WHOLE
+            parts = WHOLE if subsets is None else _read_subset(request, subsets)
             if lean is not None and lean.applies():
                 response = await lean(request)
             elif (
@@ -106,16 +110,17 @@ class FhirRoute(APIRoute):
         return strict_json
 
 
-_READ_PATH = re.compile(r"/fhir/[A-Z][A-Za-z]+/\{\w+\}(?:/_history(?:/\{\w+\})?)?")
+_READ_PATH = re.compile(r"/fhir/(?P<type>[A-Z][A-Za-z]+)/\{\w+\}(?:/_history(?:/\{\w+\})?)?")
 """The paths of a read, a vread and an instance's history: what ``_summary`` and ``_elements``
 cut after the endpoint has answered (a search cuts its own matches, ``medloop.fhir.search``)."""
 
 _SUBSET_NAMES = (b"_summary", b"_elements")
 
 
-def _read_subset(request: Request) -> Subset:
-    """The ``_summary`` or ``_elements`` a read asks for (``WHOLE``: none); a value this
-    server cannot answer is a 400 before anything is read."""
+def _read_subset(request: Request, resource_type: str) -> Subset:
+    """The ``_summary`` or ``_elements`` a read of ``resource_type`` asks for (``WHOLE``: none);
+    a value this server cannot answer is a 400 before anything is read (an element the type
+    does not have is ignored under ``Prefer: handling=lenient``, as a search ignores it)."""
     query = request.scope.get("query_string", b"")
     if not any(name in query for name in _SUBSET_NAMES):
         return WHOLE
@@ -123,7 +128,7 @@ def _read_subset(request: Request) -> Subset:
     for name, value in request.query_params.multi_items():
         if name in ("_summary", "_elements"):
             given.setdefault(name, []).append(value)
-    return subset_of(given)[0]
+    return subset_of(given, resource_type, strict=not lenient(request))[0]
 
 
 def _cut_answer(response: Response, parts: Subset) -> Response:

@@ -184,7 +184,8 @@ def _parse(request: Request, resource: str) -> Search:
         )
     count = _integer(params, "_count", DEFAULT_COUNT)
     offset = _integer(params, "_offset", 0)
-    parts, summary_count = subset_of(params, search=True)
+    parts, summary_count, unknown = subset_of(params, resource, search=True, strict=strict)
+    ignored += [f"_elements={name}" for name in unknown]
     return Search(
         resource=resource,
         params=params,

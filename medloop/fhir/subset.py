@@ -38,11 +38,18 @@ class Subset:
 WHOLE = Subset()
 
 
-def subset_of(params: Mapping[str, Sequence[str]], search: bool = False) -> tuple[Subset, bool]:
-    """The ``Subset`` the parameters ask for, and whether only a search's count is asked for
-    (``_summary=count``). A ``_summary`` this server does not know, ``count`` outside a search,
-    an ``_elements`` name that is no element name, or both parameters at once (which would
-    contradict each other) is a 400 naming it."""
+def subset_of(
+    params: Mapping[str, Sequence[str]],
+    resource_type: str,
+    search: bool = False,
+    strict: bool = True,
+) -> tuple[Subset, bool, tuple[str, ...]]:
+    """The ``Subset`` the parameters ask for of ``resource_type``, whether only a search's
+    count is asked for (``_summary=count``), and the ``_elements`` names ignored. A
+    ``_summary`` this server does not know, ``count`` outside a search, both parameters at once
+    (which would contradict each other), and an ``_elements`` name that is not spelled as one
+    is a 400 naming it; so is a name that is no element of the type, unless handling is
+    lenient (``strict`` false: it is then ignored, and returned)."""
     given = params.get("_summary") or []
     summary = given[-1] if given else None
     allowed = (*SUMMARIES, "count") if search else SUMMARIES
@@ -53,17 +60,48 @@ def subset_of(params: Mapping[str, Sequence[str]], search: bool = False) -> tupl
             f"_summary={summary[:100]}: one of {', '.join(allowed)}",
             expression=["_summary"],
         )
-    elements = _elements(params.get("_elements") or [])
-    if elements and summary not in (None, "false", "count"):
+    names = _elements(params.get("_elements") or [])
+    if names and summary not in (None, "false", "count"):
         raise FhirError(
             400,
             "invalid",
             f"_summary={summary} and _elements cannot be combined: ask for one of them",
             expression=["_summary", "_elements"],
         )
+    known = element_names(resource_type)
+    unknown = tuple(sorted(name for name in names if name not in known))
+    if unknown and strict:
+        raise FhirError(
+            400,
+            "invalid",
+            f"_elements: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} no element "
+            f"of {resource_type}",
+            expression=["_elements"],
+        )
+    elements = frozenset(typed for name in names if name in known for typed in known[name])
     if summary == "count":
-        return WHOLE, True
-    return Subset(None if summary == "false" else summary, elements), False
+        return WHOLE, True, unknown
+    return Subset(None if summary == "false" else summary, elements), False, unknown
+
+
+@cache
+def element_names(resource_type: str) -> dict[str, frozenset[str]]:
+    """The top-level element names of ``resource_type`` a client may give ``_elements``, each
+    with the JSON names it keeps: its own, or a choice's (``medication``) every typed name
+    (``medicationReference``, ``medicationCodeableConcept``)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    found: dict[str, set[str]] = {}
+    for field in get_fhir_model_class(resource_type).model_fields.values():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if not extra.get("element_property"):
+            continue
+        name = str(field.alias)
+        found.setdefault(name, set()).add(name)
+        choice = extra.get("one_of_many")
+        if isinstance(choice, str):
+            found.setdefault(choice, set()).add(name)
+    return {name: frozenset(typed) for name, typed in found.items()}
 
 
 _ELEMENT = re.compile(r"[a-z][A-Za-z0-9]{0,63}")
@@ -71,8 +109,8 @@ _ELEMENT = re.compile(r"[a-z][A-Za-z0-9]{0,63}")
 
 
 def _elements(values: Sequence[str]) -> frozenset[str]:
-    """The element names of every ``_elements`` given (comma-separated); a name that is no
-    element name is 400."""
+    """The element names of every ``_elements`` given (comma-separated); a name that is not
+    spelled as an element name is 400."""
     names = {name.strip() for value in values for name in value.split(",") if name.strip()}
     for name in sorted(names):
         if not _ELEMENT.fullmatch(name):

@@ -246,3 +246,36 @@ def test_a_search_refuses_summary_and_elements_together_and_unknown_modes(world)
     outcome_of(fhir_get(world, f"{path}&_summary=everything"), 400)
     counted = fhir_get(world, f"{path}&_summary=count&_elements=dosage")
     assert counted.status_code == 200 and "entry" not in counted.json()
+
+
+def test_a_choice_is_asked_for_by_its_name_and_keeps_its_typed_element(world):
+    """``_elements=effective`` keeps ``effectivePeriod`` (FHIR's ``effective[x]``), as a client
+    names the element whatever type it has."""
+    entry, _ = _statement(world)
+    statement = validated(
+        fhir_get(world, f"/fhir/MedicationStatement/{entry}?_elements=effective").json()
+    )
+    assert set(statement) == KEPT | {"status", "medicationReference", "subject", "effectivePeriod"}
+
+
+def test_an_element_the_type_does_not_have_is_refused_unless_handling_is_lenient(world):
+    """A misspelt element (``dosge``) would silently give an almost empty resource: it is a 400
+    naming it and the type; ``Prefer: handling=lenient`` ignores it (a search says so in its
+    Bundle, as for any parameter it ignores)."""
+    entry, _ = _statement(world)
+    read = f"/fhir/MedicationStatement/{entry}?_elements=dosge,basedOn"
+    outcome = outcome_of(fhir_get(world, read), 400)
+    assert (
+        outcome["issue"][0]["diagnostics"]
+        == "_elements: dosge is no element of MedicationStatement"
+    )
+    lenient = {"Prefer": "handling=lenient"}
+    kept = validated(fhir_get(world, read, **lenient).json())
+    assert set(kept) == KEPT | {"status", "medicationReference", "subject", "basedOn"}
+    search = f"/fhir/MedicationStatement?patient=Patient/{world.patient_id}&_elements=dosge"
+    outcome_of(fhir_get(world, search), 400)
+    bundle = validated(fhir_get(world, search, **lenient).json())
+    (warning,) = resources_of(bundle, "outcome")
+    assert "_elements=dosge" in warning["issue"][0]["diagnostics"]
+    (statement,) = resources_of(bundle, "match")  # the parameter ignored: the whole
+    assert "tag" not in statement["meta"] and "basedOn" in statement
