@@ -93,8 +93,10 @@ class FhirRoute(APIRoute):
                 negotiation.refuse_unreadable_body(request.scope)
             # Bodies are read by medloop.json_input (no NaN, NUL, lone surrogates, deep nesting).
             request = StrictJsonRequest(request.scope, request.receive)
-            # A read's _summary or _elements: checked before the read, applied to its answer.
+            # A read's _summary or _elements, and _pretty: checked before the endpoint runs,
+            # applied to its answer.
             parts = WHOLE if subsets is None else _read_subset(request, subsets)
+            pretty = _pretty(request)
             if lean is not None and lean.applies():
                 response = await lean(request)
             elif (
@@ -105,7 +107,9 @@ class FhirRoute(APIRoute):
                 response = await create(values)
             else:
                 response = await handler(request)
-            return _cut_answer(response, parts) if parts else response
+            if parts:
+                response = _cut_answer(response, parts)
+            return _indented(response) if pretty else response
 
         return strict_json
 
@@ -129,6 +133,36 @@ def _read_subset(request: Request, resource_type: str) -> Subset:
         if name in ("_summary", "_elements"):
             given.setdefault(name, []).append(value)
     return subset_of(given, resource_type, strict=not lenient(request))[0]
+
+
+def _pretty(request: Request) -> bool:
+    """Whether the request asks for indented JSON (``_pretty=true``, a FHIR parameter of every
+    interaction); a value other than ``true`` or ``false`` is a 400."""
+    if b"_pretty" not in request.scope.get("query_string", b""):
+        return False
+    given = request.query_params.getlist("_pretty")
+    if not given:
+        return False
+    if given[-1] not in ("true", "false"):
+        raise FhirError(
+            400, "invalid", f"_pretty={given[-1][:100]}: true or false", expression=["_pretty"]
+        )
+    return given[-1] == "true"
+
+
+def _indented(response: Response) -> Response:
+    """A JSON answer indented by two spaces (any other answer as it stands)."""
+    kind = response.headers.get("content-type", "")
+    if not getattr(response, "body", None) or not kind.startswith(
+        (fhir.FHIR_JSON, "application/json")
+    ):
+        return response
+    body = orjson.dumps(
+        orjson.loads(response.body), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    )
+    response.body = body
+    response.headers["content-length"] = str(len(body))
+    return response
 
 
 def _cut_answer(response: Response, parts: Subset) -> Response:

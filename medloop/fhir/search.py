@@ -27,6 +27,7 @@ COMMON = {
     "_summary": "token",
     "_format": "token",
     "_elements": "string",
+    "_pretty": "token",
 }
 """Result parameters every search takes (``_offset`` is what our ``next`` links carry)."""
 

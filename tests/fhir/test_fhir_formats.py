@@ -138,3 +138,36 @@ def test_a_resource_sent_as_fhir_json_r4_is_created(world, content_type):
     )
     assert answer.status_code == 201, answer.text
     assert world.version() == before + 1
+
+
+def test_pretty_indents_the_json_of_reads_searches_and_creates_alike(world):
+    """``_pretty=true`` (FHIR's parameter of every interaction): the same resource, indented,
+    with the length it has; ``false`` answers compactly; a search takes it as it takes
+    ``_format``; anything but ``true`` or ``false`` is a 400 naming it."""
+    body = prescribed(world)
+    path = f"/fhir/MedicationStatement/{body['entry_id']}"
+    compact = fhir_get(world, path)
+    pretty = fhir_get(world, f"{path}?_pretty=true")
+    assert pretty.status_code == 200 and pretty.json() == compact.json()
+    assert pretty.text.startswith('{\n  "resourceType"') and "\n" not in compact.text
+    assert int(pretty.headers["Content-Length"]) == len(pretty.content)
+    assert pretty.headers["ETag"] == compact.headers["ETag"]
+    assert fhir_get(world, f"{path}?_pretty=false").content == compact.content
+    search = f"/fhir/MedicationStatement?patient=Patient/{world.patient_id}"
+    bundle = fhir_get(world, f"{search}&_pretty=true")
+    assert bundle.status_code == 200, bundle.text
+    assert bundle.text.startswith("{\n") and validated(bundle.json())["total"] == 1
+    assert bundle.json()["entry"] == fhir_get(world, search).json()["entry"]
+    created = world.client.post(
+        "/fhir/MedicationRequest?_pretty=true",
+        json=medication_request(world),
+        headers={
+            "Authorization": f"Bearer {gp_token()}",
+            "Content-Type": FHIR_JSON,
+            "If-Match": f'"{world.version()}"',
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.text.startswith("{\n") and validated(created.json())["status"] == "active"
+    outcome = outcome_of(fhir_get(world, f"{path}?_pretty=yes"), 400)
+    assert outcome["issue"][0]["expression"] == ["_pretty"]
