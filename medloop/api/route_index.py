@@ -83,3 +83,27 @@ def index_routers(router: Any) -> int:
         )
         indexed += 1
     return indexed
+
+
+def chosen(router: Any, method: str, path: str) -> tuple[Any, Match]:
+    """The route ``router`` hands an HTTP ``method path`` to, as ``APIRouter.app`` chooses it
+    (the first full match, else the first partial), down to an included router's own route;
+    ``(None, Match.NONE)`` when none matches. What ``tests/api/test_api_route_index.py`` and
+    ``bench/route_match.py`` compare with the index and without."""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": "",
+        "headers": [],
+        "query_string": b"",
+    }
+    partial: tuple[Any, Match] | None = None
+    for route in router.routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL or (match is Match.PARTIAL and partial is None):
+            inner = route._match(scope)[2] if hasattr(route, "_match") else route
+            if match is Match.FULL:
+                return inner, match
+            partial = (inner, match)
+    return partial or (None, Match.NONE)

@@ -107,9 +107,7 @@ class FhirRoute(APIRoute):
                 response = await create(values)
             else:
                 response = await handler(request)
-            if parts:
-                response = _cut_answer(response, parts)
-            return _indented(response) if pretty else response
+            return _rewritten(response, parts, pretty) if parts or pretty else response
 
         return strict_json
 
@@ -150,26 +148,19 @@ def _pretty(request: Request) -> bool:
     return given[-1] == "true"
 
 
-def _indented(response: Response) -> Response:
-    """A JSON answer indented by two spaces (any other answer as it stands)."""
+def _rewritten(response: Response, parts: Subset, pretty: bool) -> Response:
+    """The endpoint's JSON answer with only the parts asked for (a 200's: a 304 or an error
+    stands) and indented by two spaces when ``pretty``, decoded and encoded once; any other
+    answer as it stands."""
+    body = getattr(response, "body", None)
     kind = response.headers.get("content-type", "")
-    if not getattr(response, "body", None) or not kind.startswith(
-        (fhir.FHIR_JSON, "application/json")
-    ):
+    if not body or not kind.startswith((fhir.FHIR_JSON, "application/json")):
         return response
-    body = orjson.dumps(
-        orjson.loads(response.body), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-    )
-    response.body = body
-    response.headers["content-length"] = str(len(body))
-    return response
-
-
-def _cut_answer(response: Response, parts: Subset) -> Response:
-    """A read's answer with only the parts asked for (a 304, an error: as it stands)."""
-    if response.status_code != 200 or not response.body:
-        return response
-    body = encode(cut_body(orjson.loads(response.body), parts))
+    found = orjson.loads(body)
+    if parts and response.status_code == 200:
+        found = cut_body(found, parts)
+    indent = orjson.OPT_INDENT_2 if pretty else 0
+    body = orjson.dumps(found, option=orjson.OPT_NON_STR_KEYS | indent)
     response.body = body
     response.headers["content-length"] = str(len(body))
     return response

@@ -89,14 +89,8 @@ def element_names(resource_type: str) -> dict[str, frozenset[str]]:
     """The top-level element names of ``resource_type`` a client may give ``_elements``, each
     with the JSON names it keeps: its own, or a choice's (``medication``) every typed name
     (``medicationReference``, ``medicationCodeableConcept``)."""
-    from fhir.resources.R4B import get_fhir_model_class
-
     found: dict[str, set[str]] = {}
-    for field in get_fhir_model_class(resource_type).model_fields.values():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if not extra.get("element_property"):
-            continue
-        name = str(field.alias)
+    for name, extra in _elements_of(resource_type):
         found.setdefault(name, set()).add(name)
         choice = extra.get("one_of_many")
         if isinstance(choice, str):
@@ -148,18 +142,25 @@ def _required(resource_type: str, name: str) -> bool:
     return False
 
 
+def _elements_of(resource_type: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each top-level element of ``resource_type`` (its JSON name) with what
+    ``fhir.resources``' model says of it (``summary_element_property``, ``one_of_many``)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    found = []
+    for field in get_fhir_model_class(resource_type).model_fields.values():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("element_property"):
+            found.append((str(field.alias), extra))
+    return found
+
+
 @cache
 def summary_elements(resource_type: str) -> frozenset[str]:
     """The top-level elements of ``resource_type`` that FHIR marks as summary elements (each
     choice by its typed names: ``medicationReference``, ``medicationCodeableConcept``)."""
-    from fhir.resources.R4B import get_fhir_model_class
-
-    model = get_fhir_model_class(resource_type)
     return frozenset(
-        str(field.alias)
-        for field in model.model_fields.values()
-        if isinstance(field.json_schema_extra, dict)
-        and field.json_schema_extra.get("summary_element_property")
+        name for name, extra in _elements_of(resource_type) if extra.get("summary_element_property")
     )
 
 

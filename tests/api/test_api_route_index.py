@@ -50,25 +50,8 @@ def _described(route: Any) -> tuple[Any, ...] | None:
 
 
 def _selected(app: FastAPI, method: str, path: str) -> tuple[Any, Match]:
-    """The route the app's router hands ``method path`` to, as ``APIRouter.app`` chooses (the
-    first full match, else the first partial), down to the included router's own route."""
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "root_path": "",
-        "headers": [],
-        "query_string": b"",
-    }
-    partial = None
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL or (match is Match.PARTIAL and partial is None):
-            inner = _described(route._match(scope)[2] if hasattr(route, "_match") else route)
-            if match is Match.FULL:
-                return inner, match
-            partial = (inner, match)
-    return partial or (None, Match.NONE)
+    route, match = route_index.chosen(app.router, method, path)
+    return _described(route), match
 
 
 def _every_route(app: FastAPI) -> list[tuple[str, str]]:
