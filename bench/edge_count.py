@@ -1,4 +1,6 @@
-"""Benchmark: the event loop's side of the two hot routes by instruction count (issue #20).
+"""Benchmark: the event loop's side of a route by instruction count (issue #20): the two hot
+routes, and the routes of ``bench/api.py``'s mix that FastAPI's handler (or its lean twin,
+``medloop.api.lean``) serves.
 
 One serving process's stack as ``bench/edge.py`` builds it (``medloop.api.app.from_env``, uvicorn's
 configuration, medloop's ``HttpProtocol`` on uvloop, the Prometheus multiprocess mode, the access
@@ -11,10 +13,12 @@ wrapper, the response's send, the access line, the metrics), without the hand-of
 and without the database.
 
 ``-n`` requests of ``--kind`` (a prescribe, each with its own body, entry id and idempotency
-key; or a list read) are made before the measurement; with ``--callgrind``, run under
-``valgrind --tool=callgrind --instr-atstart=no``, the instrumentation is switched on only around
-them: valgrind's "Collected" divided by ``-n`` is the event loop's instructions per request.
-Without it, the loop thread's CPU per request is printed (noisy; the count is the figure).
+key; a list read; the dry-run check, the pharmacy's read, the catalogue search or the patient's
+own list, as ``bench/api.py`` sends them) are made before the measurement; with
+``--callgrind``, run under ``valgrind --tool=callgrind --instr-atstart=no``, the
+instrumentation is switched on only around them: valgrind's "Collected" divided by ``-n`` is
+the event loop's instructions per request. Without it, the loop thread's CPU per request is
+printed (noisy; the count is the figure).
 
     cd /tmp && PYTHONPATH=TREE valgrind --tool=callgrind --instr-atstart=no \\
         --callgrind-out-file=/dev/null /work/wt/edge/.venv/bin/python \\
@@ -38,6 +42,11 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
 
 
+OTHER = ("check", "pharmacy", "catalogue", "own-list")
+"""The mix's routes past the hot path (``bench/api.py``'s ``Client._scenario``): requests the
+hot routes do not take, so FastAPI's route matching and handler serve them."""
+
+
 def _instrument(on: bool, switch: str) -> None:
     if on:
         subprocess.run(
@@ -47,7 +56,7 @@ def _instrument(on: bool, switch: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kind", choices=("prescribe", "read"), default="prescribe")
+    parser.add_argument("--kind", choices=("prescribe", "read", *OTHER), default="prescribe")
     parser.add_argument("-n", type=int, default=400)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--profile", help="a file: cProfile the measured requests")
@@ -82,16 +91,20 @@ def main() -> None:
     from medloop.api.app import from_env
     from medloop.api.auth import issue_token
     from medloop.api.server import HttpProtocol
-    from medloop.demo import GP
+    from medloop.demo import GP, PHARMACIST
     from medloop.store.db import make_engine
     from medloop.store.migrate import upgrade
 
     engine = make_engine(url)
     upgrade(engine)
     import_catalogue(engine, api.DEMO, allow_shrink=True, allow_older=True)
-    patients = [p.id for p in api._patients(engine, 3)]
+    registered = api._patients(engine, 3)
+    patients = [p.id for p in registered]
     engine.dispose()
     token = issue_token("gp", GP.personnel.hpr_number, GP.organisation.id)
+    pharmacist = issue_token(
+        "pharmacist", PHARMACIST.personnel.hpr_number, PHARMACIST.organisation.id
+    )
 
     app = from_env()
     config = uvicorn.Config(
@@ -157,6 +170,28 @@ def main() -> None:
             f"Accept-Encoding: identity\r\nAuthorization: Bearer {token}\r\n\r\n"
         ).encode()
 
+    def get(path: str, bearer: str) -> bytes:
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n"
+            f"Accept-Encoding: identity\r\nAuthorization: Bearer {bearer}\r\n\r\n"
+        ).encode()
+
+    def check(patient) -> bytes:
+        body = json.dumps({"proposed": [{"drug": {"varenr": api.ROTATION[2]}}]}).encode()
+        return (
+            f"POST /patients/{patient}/list/check HTTP/1.1\r\n"
+            "Host: 127.0.0.1:9000\r\nAccept-Encoding: identity\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\n\r\n"
+        ).encode() + body
+
+    other = {
+        "check": lambda: check(patients[1]),
+        "pharmacy": lambda: get(f"/pharmacy/patients/{patients[1]}/prescriptions", pharmacist),
+        "catalogue": lambda: get("/catalogue/packages?name=tab&limit=10", token),
+        "own-list": lambda: get("/me/list", registered[1].token),
+    }
+
     client = Client()
     # Real routes first (threads, database): the catalogue knowledge, the caches, the answers.
     tag = '"0"'
@@ -183,14 +218,19 @@ def main() -> None:
     assert status == 201, status
     kind = "GET"
     assert client.run([read(patients[1])])[0][0] == 200
+    for kind, made in other.items():
+        assert client.run([made()])[0][0] == 200, kind
     app.state.route_limiter = threads if args.real else Replay()
-    kind = "POST" if args.kind == "prescribe" else "GET"
-    warm = [prescribe(patients[1], tag, api.ROTATION[1]) if kind == "POST" else read(patients[1])]
-    assert {s for s, _ in client.run(warm * 20)} == {201 if kind == "POST" else 200}
+    kind = {"prescribe": "POST", "read": "GET"}.get(args.kind, args.kind)
     if kind == "POST":
-        requests = [prescribe(patients[1], tag, api.ROTATION[1]) for _ in range(args.n)]
+        made = lambda: prescribe(patients[1], tag, api.ROTATION[1])  # noqa: E731
+    elif kind == "GET":
+        made = lambda: read(patients[1])  # noqa: E731
     else:
-        requests = [read(patients[1]) for _ in range(args.n)]
+        made = other[kind]
+    warm = [made()]
+    assert {s for s, _ in client.run(warm * 20)} == {201 if kind == "POST" else 200}
+    requests = [made() for _ in range(args.n)]
     profile = None
     if args.profile:
         import cProfile

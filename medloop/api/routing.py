@@ -46,6 +46,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from medloop import json_input
+from medloop.api.lean import LeanRoute
 from medloop.store.db import retry_read
 
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -205,7 +206,8 @@ class BlockingRoute(APIRoute):
     """An ``APIRoute`` whose plain-function endpoint runs where the app's settings say, whose
     JSON body is read by ``medloop.json_input.loads`` (no NaN, infinities, NUL, lone
     surrogates or deep nesting get past it), and which refuses query parameters it does not
-    declare (422 ``invalid-request``)."""
+    declare (422 ``invalid-request``). A request of the ordinary shape is answered past
+    FastAPI's dependency machinery (``api.lean.LeanRoute``), alike."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if not inspect.iscoroutinefunction(endpoint):
@@ -215,8 +217,10 @@ class BlockingRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
         known = query_parameters(self.dependant)
+        lean = LeanRoute.of(self)
 
         async def strict_json(request: Request) -> Any:
+            request = StrictJsonRequest(request.scope, request.receive)
             unknown = [name for name in request.query_params if name not in known]
             if unknown:
                 # A query parameter the route does not know is refused, not ignored (a client
@@ -232,7 +236,11 @@ class BlockingRoute(APIRoute):
                         for name in dict.fromkeys(unknown)
                     ]
                 )
-            return await handler(StrictJsonRequest(request.scope, request.receive))
+            if lean is not None and lean.applies():
+                solved = await lean.values(request)
+                if solved is not None:
+                    return await lean.answer(solved)
+            return await handler(request)
 
         return strict_json
 

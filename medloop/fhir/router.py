@@ -22,7 +22,6 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi import params as fastapi_params
-from fastapi import routing as fastapi_routing
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection
 from starlette.exceptions import HTTPException
@@ -33,6 +32,7 @@ from medloop import queries
 from medloop.api import deps
 from medloop.api.auth import Role
 from medloop.api.deps import Caller, CallerDep
+from medloop.api.lean import answers_with_response, handler_route
 from medloop.api.policy import MATRIX, Action, permits, read_window
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import StrictJsonRequest, dispatching
@@ -186,7 +186,7 @@ class _LeanRead:
 
     @classmethod
     def of(cls, route: APIRoute) -> _LeanRead | None:
-        found = _handler_route(route)
+        found = handler_route(route)
         dependant = found.dependant
         dependencies = dependant.dependencies
         paths = dependant.path_params
@@ -204,7 +204,7 @@ class _LeanRead:
             or dependant.security_scopes_param_name
             or dependant.websocket_param_name
             or any(p.field_info.annotation is not str or p.field_info.metadata for p in paths)
-            or not _answers_with_response(route.endpoint)
+            or not answers_with_response(route.endpoint)
         ):
             return None
         lean = cls(
@@ -278,7 +278,7 @@ class _LeanCreate:
 
     @classmethod
     def of(cls, route: APIRoute) -> _LeanCreate | None:
-        found = _handler_route(route)
+        found = handler_route(route)
         dependant = found.dependant
         if (
             route.methods != {"POST"}
@@ -296,7 +296,7 @@ class _LeanCreate:
             or dependant.security_scopes_param_name
             or dependant.websocket_param_name
             or not all(_plain_header(p) for p in dependant.header_params)
-            or not _answers_with_response(route.endpoint)
+            or not answers_with_response(route.endpoint)
         ):
             return None
         caller = None
@@ -419,22 +419,6 @@ def _more_than_headers(dependant: Any) -> bool:
         or dependant.security_scopes_param_name
         or dependant.websocket_param_name
     )
-
-
-def _answers_with_response(endpoint: Callable[..., Any]) -> bool:
-    answer = inspect.signature(endpoint, eval_str=True).return_annotation
-    return inspect.isclass(answer) and issubclass(answer, Response)
-
-
-_effective_route_context = getattr(fastapi_routing, "_effective_route_context_var", None)
-
-
-def _handler_route(route: APIRoute) -> Any:
-    """What FastAPI's own handler for ``route`` is built from (its dependant, body field and
-    overrides provider): an included route's context, which may add the including router's
-    dependencies, else the route (fastapi.routing.APIRoute.get_route_handler)."""
-    context = _effective_route_context.get() if _effective_route_context else None
-    return context if context is not None and context.original_route is route else route
 
 
 def dispatch_router(app: Any, routers: Sequence[APIRouter]) -> APIRouter:
