@@ -32,19 +32,8 @@ from tests.loop.helpers import (
     SIMVASTATIN_28,
     demo_world,
 )
+from tests.twins import Ticking, table_rows, twin_database
 from tests.twins import masked as _masked
-from tests.twins import table_rows, twin_database
-
-
-class Ticking:
-    """A clock one second further at each call: both apps see the same moments."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        return NOW + timedelta(seconds=self.calls)
 
 
 def _hot_layer(app) -> tuple[object, hot.HotRoutes]:
@@ -370,7 +359,9 @@ def test_the_hot_routes_answer_every_request_as_the_generic_path_does(db_url):
         engines = {"hot": make_engine(db_url), "generic": make_engine(twin_url)}
         try:
             apps = {
-                which: create_app(ApiSettings.from_env("sqlite://"), engine=found, clock=Ticking())
+                which: create_app(
+                    ApiSettings.from_env("sqlite://"), engine=found, clock=Ticking(NOW)
+                )
                 for which, found in engines.items()
             }
             apps["generic"].state.hot_routes = False

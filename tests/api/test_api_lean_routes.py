@@ -13,7 +13,7 @@ import email.message
 import json
 import re
 import uuid
-from datetime import timedelta
+from functools import partial
 from typing import Annotated, Any
 
 import opentelemetry.trace as otel_trace
@@ -22,9 +22,7 @@ from fastapi import APIRouter, Cookie, Depends, FastAPI, Form, Header, Query, Re
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from medloop.api.app import create_app
 from medloop.api.cds import FEST_VARENR
-from medloop.api.config import ApiSettings
 from medloop.api.lean import LeanRoute, is_json
 from medloop.api.responses import JSONResponse
 from medloop.api.routing import BlockingRoute
@@ -44,25 +42,14 @@ from tests.api.helpers import (
     prescribe_body,
 )
 from tests.loop.helpers import KLARITROMYCIN
+from tests.twins import lean_and_fastapi
 from tests.twins import masked as _masked
-from tests.twins import table_rows, twin_database
 
 VOLATILE = frozenset({"command_id", "occurred_at", "created_at", "prev_hash", "hash"})
 """Columns two runs of the same requests differ in: commands' random ids, wall-clock moments
 and the audit chain's hashes over them."""
 
 SIMVASTATIN = "090436"
-
-
-class _Ticking:
-    """A clock one second further at each call: both apps see the same moments."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        return NOW + timedelta(seconds=self.calls)
 
 
 Case = tuple[str, str, str, list[tuple[str, str]], bytes | None, bool]
@@ -319,7 +306,21 @@ def _cases(world: Any, prescription_id: str, ward_id: str) -> list[Case]:
     ]
 
 
-def _answer(client: TestClient, case: Case, n: int) -> tuple:
+@pytest.fixture
+def lean_served(monkeypatch) -> list[str]:
+    """The endpoints the lean path answered, in order (``LeanRoute.answer`` counted)."""
+    served: list[str] = []
+    answer = LeanRoute.answer
+
+    async def counted(self, solved):
+        served.append(self.endpoint.__qualname__)
+        return await answer(self, solved)
+
+    monkeypatch.setattr(LeanRoute, "answer", counted)
+    return served
+
+
+def _answer(client: TestClient, n: int, *, case: Case) -> tuple:
     name, method, path, headers, body, _ = case
     sent = [*headers, ("X-Request-ID", f"lean-{n}")]
     response = client.request(method, path, content=body, headers=sent, follow_redirects=False)
@@ -331,7 +332,7 @@ _CARD_ID = re.compile(rb'"uuid":"[0-9a-f-]{36}"')
 """A CDS card's id, new at every answer (a card is recorded under it)."""
 
 
-def test_a_lean_route_answers_and_stores_exactly_what_fastapis_handler_does(db_url, monkeypatch):
+def test_a_lean_route_answers_and_stores_exactly_what_fastapis_handler_does(db_url, lean_served):
     engine = make_engine(db_url)
     upgrade(engine)
     world = make_world(engine)
@@ -343,38 +344,16 @@ def test_a_lean_route_answers_and_stores_exactly_what_fastapis_handler_does(db_u
     cases = _cases(world, prescription_id, ward_id)
     world.client.close()
     engine.dispose()
-    served: list[str] = []
-    answer = LeanRoute.answer
-
-    async def counted(self, solved):
-        served.append(self.endpoint.__qualname__)
-        return await answer(self, solved)
-
-    monkeypatch.setattr(LeanRoute, "answer", counted)
-    with twin_database(db_url, "lean_route_twin") as twin_url:
-        engines = {"lean": make_engine(db_url), "fastapi": make_engine(twin_url)}
-        try:
-            apps = {
-                which: create_app(ApiSettings.from_env("sqlite://"), engine=found, clock=_Ticking())
-                for which, found in engines.items()
-            }
-            # Any override at all sends every route through FastAPI's handler.
-            apps["fastapi"].dependency_overrides[_unused] = _unused
-            answers: dict[str, list] = {"lean": [], "fastapi": []}
-            took: dict[str, list[bool]] = {"lean": [], "fastapi": []}
-            with TestClient(apps["lean"]) as lean, TestClient(apps["fastapi"]) as plain:
-                for n, case in enumerate(cases):
-                    for which, client in (("fastapi", plain), ("lean", lean)):
-                        before = len(served)
-                        answers[which].append(_answer(client, case, n))
-                        took[which].append(len(served) == before + 1)
-            rows = {
-                which: table_rows(found, VOLATILE, _card_mask(found))
-                for which, found in engines.items()
-            }
-        finally:
-            for found in engines.values():
-                found.dispose()
+    seen = lean_and_fastapi(
+        db_url,
+        "lean_route_twin",
+        NOW,
+        [partial(_answer, case=case) for case in cases],
+        lean_served,
+        VOLATILE,
+        _card_mask,
+    )
+    answers, took, rows = seen.answers, seen.took, seen.rows
     for ours, theirs in zip(answers["lean"], answers["fastapi"], strict=True):
         assert ours == theirs
     for found in rows.values():
@@ -555,21 +534,13 @@ def test_dependencies_are_called_in_fastapis_order_once_each(path, headers, body
         assert logs["lean"][0] == "guard"
 
 
-def test_the_small_app_takes_the_lean_path(monkeypatch):
+def test_the_small_app_takes_the_lean_path(lean_served):
     """The test above compares two paths, not one path with itself."""
-    taken = []
-    answer = LeanRoute.answer
-
-    async def counted(self, solved):
-        taken.append(1)
-        return await answer(self, solved)
-
-    monkeypatch.setattr(LeanRoute, "answer", counted)
     with TestClient(_recording_app()) as client:
         ok = client.post(f"/things/{uuid.UUID(int=1)}?n=2", json={"x": 1})
         refused = client.post("/things/abc", json={"x": 1})
     assert ok.status_code == 200 and refused.status_code == 422
-    assert taken == [1]
+    assert len(lean_served) == 1
 
 
 @pytest.mark.parametrize(
@@ -676,23 +647,17 @@ class _Provider(otel_trace.TracerProvider):
         return otel_trace.NoOpTracer()
 
 
-def test_a_request_fastapis_telemetry_serves_takes_fastapis_handler(world, monkeypatch):
+def test_a_request_fastapis_telemetry_serves_takes_fastapis_handler(
+    world, monkeypatch, lean_served
+):
     """With an OpenTelemetry provider configured FastAPI's handler records the request's
     values and its spans: the lean path stands aside, and takes over again once none is."""
-    taken = []
-    answer = LeanRoute.answer
-
-    async def counted(self, solved):
-        taken.append(1)
-        return await answer(self, solved)
-
-    monkeypatch.setattr(LeanRoute, "answer", counted)
     path = "/catalogue/packages?name=tab&limit=2"
     assert world.get(path).status_code == 200
-    assert taken == [1]
+    assert len(lean_served) == 1
     monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", _Provider())
     assert world.get(path).status_code == 200
-    assert taken == [1]
+    assert len(lean_served) == 1
     monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", None)
     assert world.get(path).status_code == 200
-    assert taken == [1, 1]
+    assert len(lean_served) == 2

@@ -10,13 +10,11 @@ FastAPI's handler). Each test runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from medloop.api.app import create_app
-from medloop.api.config import ApiSettings
 from medloop.fhir import resources as fhir
 from medloop.fhir import router as fhir_router
 from medloop.fhir.writes import PLANNED_DOSE, PRESCRIPTION_ID
@@ -33,24 +31,12 @@ from tests.fhir.helpers import (
     pharmacist_token,
 )
 from tests.loop.helpers import ATORVASTATIN, KLARITROMYCIN
+from tests.twins import lean_and_fastapi
 from tests.twins import masked as _masked
-from tests.twins import table_rows, twin_database
 
 VOLATILE = frozenset({"command_id", "occurred_at", "created_at", "prev_hash", "hash"})
 """Columns two runs of the same requests differ in: commands' random ids, wall-clock moments
 and the audit chain's hashes over them."""
-
-
-class _Ticking:
-    """A clock one second further at each call, from the morning the planned dose is due:
-    both apps see the same moments."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        return NEXT_MORNING + timedelta(seconds=self.calls)
 
 
 OVERRIDE = {
@@ -255,7 +241,7 @@ def _cases(world: Any, version: int, simvastatin: str, planned_dose: str) -> lis
     ]
 
 
-def _answer(client: TestClient, case: Case, n: int) -> tuple:
+def _answer(client: TestClient, n: int, *, case: Case) -> tuple:
     name, path, headers, body, _ = case
     items = list(headers.items()) if isinstance(headers, dict) else list(headers)
     items.append(("X-Request-ID", f"lean-{n}"))
@@ -284,27 +270,16 @@ def test_a_lean_create_answers_and_stores_exactly_what_fastapis_handler_does(db_
 
     monkeypatch.setattr(fhir_router._LeanCreate, "__call__", counted)
     cases = _cases(world, version, simvastatin, planned["planned_dose_id"])
-    with twin_database(db_url, "lean_create_twin") as twin_url:
-        engines = {"lean": make_engine(db_url), "fastapi": make_engine(twin_url)}
-        try:
-            apps = {
-                which: create_app(ApiSettings.from_env("sqlite://"), engine=found, clock=_Ticking())
-                for which, found in engines.items()
-            }
-            # Any override at all sends every FHIR create through FastAPI's handler.
-            apps["fastapi"].dependency_overrides[_unused] = _unused
-            answers: dict[str, list] = {"lean": [], "fastapi": []}
-            took: dict[str, list[bool]] = {"lean": [], "fastapi": []}
-            with TestClient(apps["lean"]) as lean, TestClient(apps["fastapi"]) as plain:
-                for n, case in enumerate(cases):
-                    for which, client in (("fastapi", plain), ("lean", lean)):
-                        before = len(served)
-                        answers[which].append(_answer(client, case, n))
-                        took[which].append(len(served) == before + 1)
-            rows = {which: table_rows(found, VOLATILE, _masked) for which, found in engines.items()}
-        finally:
-            for found in engines.values():
-                found.dispose()
+    seen = lean_and_fastapi(
+        db_url,
+        "lean_create_twin",
+        NEXT_MORNING,
+        [partial(_answer, case=case) for case in cases],
+        served,
+        VOLATILE,
+        lambda engine: _masked,
+    )
+    answers, took, rows = seen.answers, seen.took, seen.rows
     for ours, theirs in zip(answers["lean"], answers["fastapi"], strict=True):
         assert ours == theirs
     assert rows["lean"] == rows["fastapi"]
@@ -315,10 +290,6 @@ def test_a_lean_create_answers_and_stores_exactly_what_fastapis_handler_does(db_
     created = [a for a in answers["lean"] if a[1] == 201]
     assert len(created) >= 5  # prescriptions, the replay and the charted dose
     assert rows["lean"]["audit_event"]
-
-
-def _unused() -> None:
-    """A dependency no route has: overriding it changes nothing but the handler taken."""
 
 
 def test_a_lean_create_is_built_for_both_create_routes_and_no_read(world):

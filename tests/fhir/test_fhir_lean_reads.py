@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import partial
 
 from fastapi.testclient import TestClient
 
 from medloop.api import deps
-from medloop.api.app import create_app
 from medloop.api.auth import Unauthenticated
-from medloop.api.config import ApiSettings
 from medloop.fhir import resources as fhir
 from medloop.fhir import router as fhir_router
 from medloop.store.db import make_engine
@@ -30,22 +29,11 @@ from tests.fhir.helpers import (
     prescribed,
 )
 from tests.loop.helpers import ATORVASTATIN, NOW
-from tests.twins import table_rows, twin_database
+from tests.twins import lean_and_fastapi
 
 VOLATILE = frozenset({"occurred_at", "prev_hash", "hash", "command_id", "created_at"})
 """Columns two runs of the same requests differ in: wall-clock moments, the audit chain's
 hashes over them and commands' random ids (the setup's, the same in both copies anyway)."""
-
-
-class _Ticking:
-    """A clock one second further at each call: both apps see the same moments."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self):
-        self.calls += 1
-        return NOW + timedelta(days=1, seconds=self.calls)
 
 
 def _cases(patient: str, entry: str, prescription: str) -> list[tuple[str, dict[str, str]]]:
@@ -98,7 +86,7 @@ def _cases(patient: str, entry: str, prescription: str) -> list[tuple[str, dict[
     ]
 
 
-def _answer(client: TestClient, path: str, headers: dict[str, str], n: int) -> tuple:
+def _answer(client: TestClient, n: int, *, path: str, headers: dict[str, str]) -> tuple:
     response = client.get(path, headers={**headers, "X-Request-ID": f"lean-{n}"})
     kept = sorted((k, v) for k, v in response.headers.items() if k.lower() != "date")
     length = [v for k, v in kept if k.lower() == "content-length"]
@@ -129,28 +117,17 @@ def test_a_lean_read_answers_and_stores_exactly_what_fastapis_handler_does(db_ur
         return await lean_call(self, request)
 
     monkeypatch.setattr(fhir_router._LeanRead, "__call__", counted)
-    with twin_database(db_url, "lean_twin") as twin_url:
-        engines = {"lean": make_engine(db_url), "fastapi": make_engine(twin_url)}
-        try:
-            apps = {
-                which: create_app(ApiSettings.from_env("sqlite://"), engine=found, clock=_Ticking())
-                for which, found in engines.items()
-            }
-            # Any override at all sends every FHIR read through FastAPI's handler.
-            apps["fastapi"].dependency_overrides[_unused] = _unused
-            answers: dict[str, list] = {"lean": [], "fastapi": []}
-            took: dict[str, list[bool]] = {"lean": [], "fastapi": []}
-            cases = _cases(patient, entry, prescription)
-            with TestClient(apps["lean"]) as lean, TestClient(apps["fastapi"]) as plain:
-                for n, (path, headers) in enumerate(cases):
-                    for which, client in (("fastapi", plain), ("lean", lean)):
-                        before = len(served)
-                        answers[which].append(_answer(client, path, headers, n))
-                        took[which].append(len(served) == before + 1)
-            rows = {which: table_rows(found, VOLATILE) for which, found in engines.items()}
-        finally:
-            for found in engines.values():
-                found.dispose()
+    cases = _cases(patient, entry, prescription)
+    seen = lean_and_fastapi(
+        db_url,
+        "lean_twin",
+        NOW + timedelta(days=1),
+        [partial(_answer, path=path, headers=headers) for path, headers in cases],
+        served,
+        VOLATILE,
+        lambda engine: lambda value: value,
+    )
+    answers, took, rows = seen.answers, seen.took, seen.rows
     for ours, theirs in zip(answers["lean"], answers["fastapi"], strict=True):
         assert ours == theirs
     assert rows["lean"] == rows["fastapi"]
@@ -161,10 +138,6 @@ def test_a_lean_read_answers_and_stores_exactly_what_fastapis_handler_does(db_ur
     assert {200, 304, 400, 401, 403, 404} <= statuses
     reads = [r for r in rows["lean"]["audit_event"] if "fhir-MedicationStatement" in repr(r)]
     assert reads  # the searches were audited (and alike, above)
-
-
-def _unused() -> None:
-    """A dependency no route has: overriding it changes nothing but the handler taken."""
 
 
 def test_a_dependency_override_of_the_caller_is_honoured_on_fhir_reads(world):
